@@ -1,0 +1,33 @@
+// Included first by every binding file so that all translation units see the
+// same pybind11 configuration (iminuit's ODR lesson).
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace bayesgrad {
+namespace py = pybind11;
+
+// Input arrays: C-contiguous, converted to T by pybind11 if needed.
+template <typename T>
+using in_array = py::array_t<T, py::array::c_style | py::array::forcecast>;
+// Output arrays: written in place, so they must already be C-contiguous T
+// (bind with .noconvert() so that a mismatch is an error, not a silent copy).
+template <typename T>
+using out_array = py::array_t<T, py::array::c_style>;
+
+inline void require_writeable(const py::array& a, const char* name) {
+  if (!a.writeable()) throw std::invalid_argument(std::string(name) + " must be writeable");
+}
+
+inline int64_t size_of(const py::array& a) { return static_cast<int64_t>(a.size()); }
+
+// Registration functions, one per concept (module.cpp calls them in order).
+void register_runtime(py::module_& m);
+void register_random(py::module_& m);
+
+}  // namespace bayesgrad

@@ -1,0 +1,119 @@
+"""Argument checks shared by every public function.
+
+Each raises ``TypeError`` (wrong kind of object or dtype) or ``ValueError``
+(wrong value or shape) naming the argument, before any work starts.
+"""
+from __future__ import annotations
+
+import numbers
+import operator
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def float_dtype(dtype, name="dtype"):
+    """Normalise ``dtype`` to float32 or float64."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype!r}") from exc
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {dt}")
+    return dt
+
+
+def result_dtype(*arrays):
+    """float32 when every floating input is float32, else float64."""
+    dts = [np.asarray(a).dtype for a in arrays if a is not None]
+    if dts and all(d == np.float32 for d in dts):
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def as_array(x, name, dtype=None, *, finite=True, ndim=None, min_ndim=None, allow_empty=False):
+    """Return ``x`` as a C-contiguous float array (float32/float64)."""
+    if x is None:
+        raise TypeError(f"{name} must be an array, got None")
+    if hasattr(x, "__cuda_array_interface__") and not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} is a GPU array; the active backend takes NumPy arrays")
+    try:
+        a = np.asarray(x)
+    except Exception as exc:  # noqa: BLE001 - any conversion failure is the user's input
+        raise TypeError(f"{name} must be array-like, got {type(x).__name__}") from exc
+    if a.dtype == object or a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
+    if dtype is None:
+        dtype = np.float32 if a.dtype == np.float32 else np.float64
+    a = np.ascontiguousarray(a, dtype=dtype)
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {a.shape}")
+    if min_ndim is not None and a.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape {a.shape}")
+    if not allow_empty and a.size == 0 and a.ndim > 0:
+        raise ValueError(f"{name} must not be empty, got shape {a.shape}")
+    if finite and not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    return a
+
+
+def positive(a, name):
+    if np.any(a <= 0):
+        raise ValueError(f"{name} must be positive")
+    return a
+
+
+def non_negative(a, name):
+    if np.any(a < 0):
+        raise ValueError(f"{name} must be non-negative")
+    return a
+
+
+def probability(a, name):
+    if np.any((a < 0) | (a > 1)):
+        raise ValueError(f"{name} must be a probability in [0, 1]")
+    return a
+
+
+def integer(n, name, minimum=None):
+    """An exact integer (bool rejected), optionally >= minimum."""
+    if isinstance(n, bool) or not isinstance(n, (numbers.Integral, np.integer)):
+        try:
+            n = operator.index(n)
+        except TypeError as exc:
+            raise TypeError(f"{name} must be an integer, got {type(n).__name__}") from exc
+    n = int(n)
+    if minimum is not None and n < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {n}")
+    return n
+
+
+def option(value, name, choices, aliases=None):
+    """A string option from ``choices`` (aliases mapped to their canonical name)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, one of {sorted(choices)}; got {type(value).__name__}")
+    v = (aliases or {}).get(value, value)
+    if v not in choices:
+        allowed = sorted(set(choices) | set(aliases or {}))
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    return v
+
+
+def shape_tuple(shape, name="shape"):
+    if isinstance(shape, (numbers.Integral, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    try:
+        dims = tuple(integer(s, name, 0) for s in shape)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be an int or a tuple of ints, got {shape!r}") from exc
+    return dims
+
+
+def broadcast_shapes(named):
+    """Common batch shape of several named arrays, with a clear error."""
+    try:
+        return np.broadcast_shapes(*(np.shape(a) for a in named.values()))
+    except ValueError as exc:
+        desc = ", ".join(f"{k} {np.shape(v)}" for k, v in named.items())
+        raise ValueError(f"parameter shapes do not broadcast: {desc}") from exc

@@ -1,0 +1,19 @@
+"""The pure-NumPy twin of every compiled kernel: same names, same signatures.
+
+Used when the native core is unavailable or ``BAYESGRAD_BACKEND=numpy``, and
+as the reference the native kernels are tested against.
+"""
+from .random import fill_normal, fill_uniform, fold_in, philox4x32, random_force_scalar  # noqa: F401
+
+
+def get_num_threads():
+    return 1
+
+
+def set_num_threads(n):
+    if n < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n}")
+
+
+def build_info():
+    return {"compiler": "none", "openmp": False, "blas": "numpy", "cuda": "n/a", "simd": "numpy"}
