@@ -29,5 +29,12 @@ inline int64_t size_of(const py::array& a) { return static_cast<int64_t>(a.size(
 // Registration functions, one per concept (module.cpp calls them in order).
 void register_runtime(py::module_& m);
 void register_random(py::module_& m);
+void register_distributions(py::module_& m);
+void register_estimators(py::module_& m);
+void register_mlp(py::module_& m);
+void register_optim(py::module_& m);
+void register_curvature(py::module_& m);
+void register_metrics(py::module_& m);
+void register_latent(py::module_& m);
 
 }  // namespace bayesgrad

@@ -1,0 +1,3 @@
+"""NumPy twin of the estimators kernels (cpp/src/estimators.cpp)."""
+
+__all__ = []

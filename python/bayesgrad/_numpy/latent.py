@@ -1,0 +1,3 @@
+"""NumPy twin of the latent kernels (cpp/src/latent.cpp)."""
+
+__all__ = []
