@@ -117,3 +117,14 @@ def broadcast_shapes(named):
     except ValueError as exc:
         desc = ", ".join(f"{k} {np.shape(v)}" for k, v in named.items())
         raise ValueError(f"parameter shapes do not broadcast: {desc}") from exc
+
+
+def scalar(x, name):
+    """A finite real number (Python float); arrays of size 1 are not accepted."""
+    if isinstance(x, bool) or not isinstance(x, (numbers.Real, np.floating, np.integer)):
+        if not (isinstance(x, np.ndarray) and x.ndim == 0 and x.dtype.kind in "iuf"):
+            raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+    v = float(x)
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    return v

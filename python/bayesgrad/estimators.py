@@ -517,7 +517,9 @@ def gumbel_softmax(f, dist, n_samples, seed=0, stream=0, *, temperature=1.0, gra
     """
     n, seed, stream = _setup(f, dist, n_samples, seed, stream)
     fam = _family(dist, ("bernoulli", "categorical"))
-    tau = float(C.positive(C.as_array(temperature, "temperature"), "temperature"))
+    tau = C.scalar(temperature, "temperature")
+    if tau <= 0:
+        raise ValueError(f"temperature must be positive, got {tau}")
     if grad_f is None or not callable(grad_f):
         raise TypeError("gumbel_softmax needs grad_f, the gradient of f on the relaxed space")
     dt = dist.dtype
