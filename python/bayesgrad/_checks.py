@@ -46,7 +46,7 @@ def as_array(x, name, dtype=None, *, finite=True, ndim=None, min_ndim=None, allo
         raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
     if dtype is None:
         dtype = np.float32 if a.dtype == np.float32 else np.float64
-    a = np.ascontiguousarray(a, dtype=dtype)
+    a = np.asarray(a, dtype=dtype, order="C")  # (ascontiguousarray would make 0-d inputs 1-d)
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimension(s), got shape {a.shape}")
     if min_ndim is not None and a.ndim < min_ndim:
