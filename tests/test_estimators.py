@@ -15,7 +15,7 @@ from scipy import special
 
 import bayesgrad as bg
 from bayesgrad import _backend
-from bayesgrad.distributions import Distribution, Normal
+from bayesgrad.distributions import Bernoulli, Beta, Categorical, Dirichlet, Gamma, Normal
 
 E = bg.estimators
 Z = 4.5  # two-sided false alarm 6.8e-6 per check
@@ -34,53 +34,6 @@ def precise(truth, se, what=""):
 
 def normal1(mu, sigma, dtype=np.float64):
     return Normal(np.array([mu], dtype=dtype), np.array([sigma], dtype=dtype))
-
-
-# ----------------------------------------------------------------- test-local discrete families
-# Minimal Bernoulli / Categorical with the distributions API (sample, log_prob,
-# score, logits), so the discrete estimators are tested on exactly enumerable
-# problems independent of the distributions module's own implementation.
-class Bernoulli(Distribution):
-    params = ("logits",)
-
-    def __init__(self, logits):
-        super().__init__(logits=logits)
-
-    def sample(self, n, seed=0, stream=0):
-        u = self._uniforms(n, seed, stream)
-        return (u < special.expit(self.logits)).astype(self.dtype)
-
-    def log_prob(self, x):
-        return x * self.logits - np.logaddexp(0.0, self.logits)
-
-    def score(self, x):
-        n = x.ndim - len(self.shape)
-        return {"logits": self._reduce("logits", x - special.expit(self.logits), n)}
-
-
-class Categorical(Distribution):
-    params = ("logits",)
-
-    def __init__(self, logits):
-        super().__init__(logits=logits)
-        self.batch_shape = self.logits.shape[:-1]
-        self.event_shape = ()
-
-    def _logp(self):
-        return self.logits - special.logsumexp(self.logits, axis=-1, keepdims=True)
-
-    def sample(self, n, seed=0, stream=0):
-        u = bg.random.uniform((n,) + tuple(self.batch_shape), seed=seed, stream=stream)
-        cdf = np.cumsum(np.exp(self._logp()), axis=-1)
-        return (u[..., None] > cdf).sum(axis=-1).clip(0, self.logits.shape[-1] - 1)
-
-    def log_prob(self, x):
-        lp = np.broadcast_to(self._logp(), x.shape + self.logits.shape[-1:])
-        return np.take_along_axis(lp, x[..., None], -1)[..., 0]
-
-    def score(self, x):
-        oh = (x[..., None] == np.arange(self.logits.shape[-1])).astype(np.float64)
-        return {"logits": oh - np.exp(self._logp())}
 
 
 # ----------------------------------------------------------------- kernels
@@ -474,6 +427,38 @@ def test_gumbel_softmax_bias_shrinks_with_temperature(straight_through):
 
 
 # ----------------------------------------------------------------- implicit reparameterisation
+@pytest.mark.parametrize("alpha", [0.5, 2.0])
+def test_implicit_gamma_digamma(alpha):
+    """x ~ Gamma(alpha, 1): d/dalpha E[log x] = d/dalpha digamma(alpha) = trigamma(alpha)."""
+    d = Gamma(np.array([alpha]), 1.0)
+    est = E.pathwise(lambda x: np.log(x[:, 0]), d, 40_000, seed=1, grad_f=lambda x: 1.0 / x)
+    truth = special.polygamma(1, alpha)
+    precise(truth, est.stderr["concentration"])
+    close(est.grad["concentration"], [truth], est.stderr["concentration"])
+    close(est.grad["rate"], -1.0, est.stderr["rate"])  # log x = log g - log rate
+    assert est.info["reparam"] == "implicit"
+
+
+def test_implicit_beta_and_dirichlet_means():
+    """Beta(1, 2): E[x] = a / (a + b): d/da = 2/9, d/db = -1/9; Dirichlet likewise."""
+    d = Beta(np.array([1.0]), np.array([2.0]))
+    est = E.pathwise(lambda x: x[:, 0], d, 40_000, seed=2, grad_f=np.ones_like)
+    for p, truth in (("concentration1", 2 / 9), ("concentration0", -1 / 9)):
+        precise(truth, est.stderr[p], p)
+        close(est.grad[p], [truth], est.stderr[p], p)
+    # the score function agrees (a different estimator of the same gradient)
+    sf = E.score_function(lambda x: x[:, 0], d, 100_000, seed=3, baseline="loo")
+    close(sf.grad["concentration1"], [2 / 9], sf.stderr["concentration1"])
+    alpha = np.array([1.0, 2.0, 3.0])
+    dd = Dirichlet(alpha)
+    w = np.array([1.0, 0.0, -1.0])
+    est = E.pathwise(lambda x: x @ w, dd, 40_000, seed=4, grad_f=lambda x: np.broadcast_to(w, x.shape))
+    a0 = alpha.sum()
+    truth = (w * a0 - w @ alpha) / a0 ** 2  # d/dalpha_j sum_k w_k alpha_k / a0
+    precise(truth, est.stderr["concentration"])
+    close(est.grad["concentration"], truth, est.stderr["concentration"])
+
+
 class _ShiftedNormal(Normal):
     """A Normal whose gradients go through the generic rsample_vjp path (not the fused kernel)."""
 
@@ -537,6 +522,8 @@ def test_bad_input():
         E.measure_valued(f, b, 10)
     with pytest.raises(TypeError, match="Bernoulli"):
         E.arm(f, d, 10)
+    with pytest.raises(TypeError, match="logits"):
+        E.disarm(f, Bernoulli(probs=np.array([0.3])), 10)
     with pytest.raises(ValueError, match="baseline"):
         E.score_function(f, d, 10, baseline="median")
     with pytest.raises(ValueError, match="n_samples >= 2"):

@@ -439,9 +439,11 @@ def measure_valued(f, dist, n_samples, seed=0, stream=0, *, coupling=True, per_s
 def _family(dist, allowed):
     name = type(dist).__name__
     fam = "bernoulli" if name == "Bernoulli" else "categorical" if name == "Categorical" else None
-    if fam is None or fam not in allowed or not hasattr(dist, "logits"):
+    if fam is None or fam not in allowed:
         raise TypeError(f"this estimator needs a {' or '.join(a.capitalize() for a in allowed)} "
-                        f"distribution with logits, got {name}")
+                        f"distribution, got {name}")
+    if "logits" not in dist.params:
+        raise TypeError(f"the {name} must be parameterised by logits (construct it with logits=...)")
     return fam
 
 
