@@ -39,7 +39,10 @@ def median_time(fn, repeats):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=None, help="native threads (default: as configured)")
     args = ap.parse_args()
+    if args.threads:
+        bg.set_num_threads(args.threads)
     E = bg.estimators
     d = bg.distributions.Normal(np.linspace(-1, 1, D), np.linspace(0.5, 2, D))
     f = lambda x: (x * x).sum(-1)  # noqa: E731
@@ -51,7 +54,8 @@ def main():
         "score_function": lambda: E.score_function(f, d, N, seed=1),
     }
     res = {"D": D, "n_samples": N, "repeats": args.repeats, "info": bg.backend_info(), "end_to_end": {},
-           "accumulation": {}}
+           "accumulation": {}, "threads": bg.get_num_threads(),
+           "load_average_at_start": list(os.getloadavg())}
     res["info"] = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
                    for k, v in res["info"].items()}
     for name, fn in end_to_end.items():
@@ -91,7 +95,8 @@ def main():
             row["speedup_native_vs_plain_numpy"] = row["plain_numpy"] / row["native"]
         res["accumulation"][name] = row
 
-    print(f"D = {D}, n_samples = {N}, threads = {bg.get_num_threads()}, median of {args.repeats}")
+    print(f"D = {D}, n_samples = {N}, threads = {bg.get_num_threads()}, median of {args.repeats}, "
+          f"load average at start {res['load_average_at_start'][0]:.1f}")
     print("end to end (estimates per second):")
     for name, row in res["end_to_end"].items():
         cells = "  ".join(f"{b} {1.0 / row[b]:8.1f}/s ({row[b] * 1e3:6.2f} ms)" for b in backends)
