@@ -75,13 +75,14 @@ void guard(Dual<N>& a) {
   if (std::fabs(a.v) < kTiny) a.v = kTiny;
 }
 
-// Stirling series of log Gamma(z) for z >= 8 (error < 1e-16).
-double lgamma_stirling(double z) {
+// Correction term of Stirling's series: log Gamma(z) - ((z-1/2) ln z - z + ln(2 pi)/2), z >= 8.
+double stirling_corr(double z) {
   const double r = 1.0 / z, r2 = r * r;
-  const double s = r * (1.0 / 12 + r2 * (-1.0 / 360 + r2 * (1.0 / 1260 + r2 * (-1.0 / 1680 + r2 * (
+  return r * (1.0 / 12 + r2 * (-1.0 / 360 + r2 * (1.0 / 1260 + r2 * (-1.0 / 1680 + r2 * (
       1.0 / 1188 + r2 * (-691.0 / 360360 + r2 * (1.0 / 156)))))));
-  return (z - 0.5) * std::log(z) - z + kHalfLog2Pi + s;
 }
+// Stirling series of log Gamma(z) for z >= 8 (error < 1e-16).
+double lgamma_stirling(double z) { return (z - 0.5) * std::log(z) - z + kHalfLog2Pi + stirling_corr(z); }
 
 // Series part of P(a, x): S = sum_n x^n / ((a+1)...(a+n)) as a dual in a.
 Dual<1> gamma_series(double a, double x) {
@@ -159,7 +160,22 @@ Dual<2> beta_cf(double a, double b, double x) {
   return h;
 }
 
-double lbeta(double a, double b) { return lgamma(a) + lgamma(b) - lgamma(a + b); }
+// log B(a, b) without the cancellation of large log-gammas: the Stirling
+// main terms are combined analytically when an argument is >= 8.
+double lbeta(double a, double b) {
+  const double s = a < b ? a : b, l = a < b ? b : a;
+  if (s >= 8.0) {
+    // (s-1/2) ln s + (l-1/2) ln l - (s+l-1/2) ln(s+l)
+    //   = -s ln(1 + l/s) - l ln(1 + s/l) + (ln(1 + l/s) - ln l) / 2
+    const double q = std::log1p(l / s);
+    return kHalfLog2Pi - s * q - l * std::log1p(s / l) + 0.5 * (q - std::log(l)) + stirling_corr(s) +
+           stirling_corr(l) - stirling_corr(s + l);
+  }
+  if (l >= 8.0)
+    return lgamma(s) - (l - 0.5) * std::log1p(s / l) - s * std::log(s + l) + s + stirling_corr(l) -
+           stirling_corr(s + l);
+  return lgamma(a) + lgamma(b) - lgamma(a + b);
+}
 
 // I_x(a, b) and R = (dI/da, dI/db) / p(x) without the swap (x below the CF's switch point).
 double beta_direct(double a, double b, double x, double* ra, double* rb) {

@@ -737,7 +737,8 @@ class _Logits(Distribution):
             p = C.as_array(probs, "probs", min_ndim=event_axis)
             C.probability(p, "probs")
             if event_axis:
-                tol = 1e-5 if p.dtype == np.float32 else 1e-10
+                # a dtype-aware tolerance; log_probs renormalise what is left
+                tol = 1e-4 if p.dtype == np.float32 else 1e-6
                 s = p.sum(-1)
                 if np.any(np.abs(s - 1.0) > tol * p.shape[-1]):
                     raise ValueError("probs must sum to one along the last axis")
@@ -764,17 +765,15 @@ class Bernoulli(_Logits):
 
     def __init__(self, logits=None, probs=None):
         self._init_logits(logits, probs, 0)
-
-    @property
-    def probs_(self):
-        return self.probs if self.prob_param == "probs" else _sigmoid(self.logits).astype(self.dtype)
+        if self.prob_param == "logits":
+            self.probs = _sigmoid(self.logits).astype(self.dtype)
 
     def sample(self, n, seed=0, stream=0, out=None):
         out = self._out(n, out)
         seed, stream = self._seed_stream(seed, stream)
         if out.size:
             u = _random.uniform(out.shape, seed=seed, stream=stream, dtype=self.dtype)
-            np.less(u, self.probs_, out=u)
+            np.less(u, self.probs, out=u)
             out[...] = u
         return out
 
@@ -805,11 +804,11 @@ class Bernoulli(_Logits):
 
     @property
     def mean(self):
-        return self._batch(self.probs_)
+        return self._batch(self.probs)
 
     @property
     def variance(self):
-        p = self.probs_
+        p = self.probs
         return self._batch(p * (1 - p))
 
     def entropy(self):
@@ -826,7 +825,8 @@ class Categorical(_Logits):
     Samples are int64 class indices ``(n, *batch_shape)``, drawn by inverse CDF
     from the uniform of element i of the stream. ``score``: w.r.t. the
     parameter given (logits: onehot(x) - softmax(logits); probs:
-    onehot(x) / p_x - 1, the gradient of log(p_x / sum p)), ``(*sample, *batch, K)``.
+    onehot(x) / p_x - 1 / sum(p), the gradient of log(p_x / sum p), since
+    log_prob renormalises), ``(*sample, *batch, K)``.
     """
 
     reparam = None
@@ -837,14 +837,13 @@ class Categorical(_Logits):
         self.n_classes = full[-1]
         self.batch_shape = full[:-1]
         self.event_shape = ()
+        if self.prob_param == "logits":
+            self.probs = np.exp(self.log_probs)
 
     @property
     def log_probs(self):
+        """Normalised log-probabilities ``(*batch_shape, K)``."""
         return _log_softmax(self.logits.astype(np.float64)).astype(self.dtype)
-
-    @property
-    def probs_(self):
-        return np.exp(self.log_probs)
 
     def sample(self, n, seed=0, stream=0, out=None):
         n = self._n(n)
@@ -856,7 +855,7 @@ class Categorical(_Logits):
         seed, stream = self._seed_stream(seed, stream)
         if out.size:
             u = _random.uniform(shape, seed=seed, stream=stream, dtype=self.dtype)
-            cdf = np.cumsum(self.probs_, axis=-1)[..., :-1]
+            cdf = np.cumsum(np.exp(self.log_probs), axis=-1)[..., :-1]
             out[...] = np.sum(cdf < u[..., None], axis=-1)
         return out
 
@@ -888,9 +887,9 @@ class Categorical(_Logits):
         n = self._lead(x)
         onehot = (x[..., None] == np.arange(self.n_classes)).astype(self.dtype)
         if self.prob_param == "logits":
-            return {"logits": self._reduce("logits", onehot - self.probs_, n)}
+            return {"logits": self._reduce("logits", onehot - self.probs, n)}
         with np.errstate(divide="ignore", invalid="ignore"):
-            d = onehot / self.probs - 1.0
+            d = onehot / self.probs - 1.0 / np.sum(self.probs, -1, keepdims=True)
         return {"probs": self._reduce("probs", d, n)}
 
     def entropy(self):
