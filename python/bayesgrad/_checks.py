@@ -78,7 +78,9 @@ def probability(a, name):
 
 def integer(n, name, minimum=None):
     """An exact integer (bool rejected), optionally >= minimum."""
-    if isinstance(n, bool) or not isinstance(n, (numbers.Integral, np.integer)):
+    if isinstance(n, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got bool")
+    if not isinstance(n, (numbers.Integral, np.integer)):
         try:
             n = operator.index(n)
         except TypeError as exc:

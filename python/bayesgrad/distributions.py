@@ -23,6 +23,8 @@ else float64.
 """
 from __future__ import annotations
 
+import abc
+
 import math
 
 import numpy as np
@@ -93,7 +95,7 @@ def _sum_to(a, n_lead, shape):
     return a.reshape(lead + tuple(shape))
 
 
-class Distribution:
+class Distribution(abc.ABC):
     """Base class: batched parameters, sample axis first (see module docstring)."""
 
     #: names of the differentiable parameters, in order
@@ -186,17 +188,22 @@ class Distribution:
         return outs
 
     # -- interface -----------------------------------------------------------
+    @abc.abstractmethod
     def sample(self, n, seed=0, stream=0, out=None):
-        raise NotImplementedError  # every concrete family overrides it
+        """(n, *batch_shape, *event_shape) draws."""
 
+    @abc.abstractmethod
     def log_prob(self, x):
-        raise NotImplementedError
+        """(*sample_shape, *batch_shape) log densities (nats)."""
 
+    @abc.abstractmethod
     def score(self, x):
-        raise NotImplementedError
+        """{param: (*sample_shape, *param.shape)} gradients of log p."""
 
     def entropy(self):
-        raise NotImplementedError(f"{type(self).__name__} has no closed-form entropy")
+        raise TypeError(
+            f"{type(self).__name__} has no closed-form entropy; estimate it by Monte Carlo, e.g. "
+            "bg.estimators.expectation(lambda x: -d.log_prob(x), d, n_samples)")
 
     def rsample_vjp(self, x, g):
         raise TypeError(f"{type(self).__name__} has no reparameterisation gradient")
