@@ -75,7 +75,9 @@ def act_deriv(code, z, a):
     return np.ones_like(z)
 
 
-def _check_inputs(L, params, X):
+def _check_inputs(L, params, X, activation=0):
+    if not 0 <= int(activation) <= 4:
+        raise ValueError("activation code out of range")
     if params.ndim != 2 or params.shape[1] != L.n_params:
         raise ValueError(f"params must have shape (S, {L.n_params})")
     S = params.shape[0]
@@ -207,7 +209,7 @@ def _check_shape(a, shape, name):
 def mlp_forward(params, X, sizes, activation, out, masks=None):
     """Network outputs (S, N, K) for S parameter vectors (S, P) on X (N, D) or (S, N, D)."""
     L = Layout(sizes)
-    S, N = _check_inputs(L, params, X)
+    S, N = _check_inputs(L, params, X, activation)
     _check_shape(out, (S, N, L.sizes[-1]), "out")
     zs, _, _ = forward_trace(L, activation, params, X, masks)
     out[...] = zs[-1]
@@ -216,7 +218,7 @@ def mlp_forward(params, X, sizes, activation, out, masks=None):
 def mlp_backward(params, X, sizes, activation, g_out, grad, grad_x=None, masks=None):
     """Vector-Jacobian product: g_out (S, N, K) -> grad (S, P) and optionally grad_x (S, N, D)."""
     L = Layout(sizes)
-    S, N = _check_inputs(L, params, X)
+    S, N = _check_inputs(L, params, X, activation)
     _check_shape(g_out, (S, N, L.sizes[-1]), "g_out")
     _check_shape(grad, (S, L.n_params), "grad")
     if grad_x is not None:
@@ -232,7 +234,7 @@ def mlp_nll_grad(params, X, y, sizes, activation, likelihood, log_noise, nll, gr
                  masks=None):
     """Summed NLL (S,) of targets y and its gradients (S, P) and (S, Dy) w.r.t. params and log_noise."""
     L = Layout(sizes)
-    S, N = _check_inputs(L, params, X)
+    S, N = _check_inputs(L, params, X, activation)
     D = _target_dim(likelihood, L.sizes[-1])
     _check_shape(y, (N, D), "y")
     _check_shape(log_noise, (D,), "log_noise")
