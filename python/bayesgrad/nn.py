@@ -23,10 +23,11 @@ from scipy.special import logsumexp
 
 from . import _backend
 from . import _checks as C
+from . import _training as _tr
 from . import random as _random
 
 __all__ = [
-    "MLP", "Predictive", "ACTIVATIONS", "LIKELIHOODS", "likelihood_name",
+    "MLP", "Predictive", "train_map", "ACTIVATIONS", "LIKELIHOODS", "likelihood_name",
 ]
 
 ACTIVATIONS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3, "gelu": 4}
@@ -389,3 +390,123 @@ class Predictive:
     def __repr__(self):
         kind = "classification" if self.is_classification else "regression"
         return f"Predictive({self.likelihood!r}, {kind}, n_samples={self.n_samples})"
+
+
+# ---------------------------------------------------------------- MAP training
+
+def _dtype_for(X, theta0, dtype):
+    if dtype is not None:
+        return C.float_dtype(dtype)
+    if theta0 is not None:
+        return C.float_dtype(np.asarray(theta0).dtype) if np.asarray(theta0).dtype.kind == "f" else np.dtype(np.float64)
+    return np.dtype(np.float32) if np.asarray(X).dtype == np.float32 else np.dtype(np.float64)
+
+
+def _training_data(mlp, X, y, lik, dt):
+    Xa = mlp._inputs(X, dt)
+    ya = prepare_targets(y, lik, mlp.sizes[-1], Xa.shape[0], dt)
+    return Xa, ya
+
+
+def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noise, epochs, batch_size, lr,
+              validation, patience, seed, stream, verbose, desc, dtype=None):
+    """The MAP / MC-dropout loop (native epochs). Returns a dict with theta,
+    log_noise, history, interrupted, seed."""
+    dt = _dtype_for(X, theta0, dtype)
+    Xa, ya = _training_data(mlp, X, y, lik, dt)
+    seed = _random.resolve_seed(seed)
+    stream = _random._stream(stream)
+    batch_size = C.integer(batch_size, "batch_size", 1)
+    adam = _tr.adam_vector(lr)
+    if theta0 is None:
+        theta = mlp.init(seed=seed, stream=stream, dtype=dt)
+    else:
+        theta = mlp._theta(theta0).astype(dt)
+        if theta.ndim != 1:
+            raise ValueError(f"theta0 must have shape ({mlp.n_params},)")
+    ln = log_noise_vector(noise, lik, mlp.sizes[-1], dt)
+    state = np.ascontiguousarray(np.concatenate([theta, ln]), dtype=dt)
+    m, v = np.zeros_like(state), np.zeros_like(state)
+    pp = np.ascontiguousarray(np.broadcast_to(np.asarray(prior_prec, dtype=dt), (mlp.n_params,)))
+    tr_idx, val_idx = _tr.split_validation(Xa.shape[0], validation, seed, stream)
+    Xt, yt = (Xa, ya) if val_idx is None else (Xa[tr_idx], ya[tr_idx])
+    N = Xt.shape[0]
+    sizes = _tr.batch_sizes(N, batch_size)
+    drop_stream = _random.fold_in(stream, "dropout")
+    k = _backend.kernels()
+    P = mlp.n_params
+    counter = {"step": 0}
+
+    def one_epoch(e):
+        perm = _tr.permutation(N, seed, stream, e)
+        stats = np.empty((sizes.size, 2), dtype=dt)
+        counter["step"] = int(k.map_epoch(state, m, v, counter["step"], Xt, yt, perm, batch_size, pp,
+                                          mlp._sizes_arr, mlp._act, LIKELIHOODS[lik], bool(learn_noise),
+                                          float(dropout_p), seed, drop_stream, adam, stats))
+        nll_sum = float(stats[:, 0].sum(dtype=np.float64))
+        return {"loss": float(stats[:, 1].mean(dtype=np.float64)), "nll": nll_sum}
+
+    validate = snapshot = restore = None
+    if val_idx is not None:
+        Xv, yv = Xa[val_idx], ya[val_idx]
+
+        def validate():
+            out = np.empty(1, dtype=dt)
+            k.mlp_nll_grad(state[None, :P], Xv, yv, mlp._sizes_arr, mlp._act, LIKELIHOODS[lik], state[P:], out)
+            return float(out[0])
+
+        def snapshot():
+            return state.copy()
+
+        def restore(s):
+            state[...] = s
+
+    history, interrupted = _tr.run_epochs(epochs, one_epoch, verbose=verbose, desc=desc, validate=validate,
+                                          patience=patience, snapshot=snapshot, restore=restore)
+    return {"theta": state[:P].copy(), "log_noise": state[P:].copy(), "history": history,
+            "interrupted": interrupted, "seed": seed, "n_steps": counter["step"]}
+
+
+def train_map(mlp, X, y, likelihood="gaussian", *, theta0=None, epochs=100, batch_size=32, lr=1e-3,
+              weight_decay=0.0, noise=1.0, learn_noise=False, validation=0.0, patience=10, seed=0, stream=0,
+              dtype=None, verbose=0, return_info=False):
+    """MAP training with Adam (fused native update), Philox-shuffled minibatches.
+
+    Minimises the whole-data-set negative log joint in nats,
+    ``sum_n nll_n + 0.5 * weight_decay * |theta|^2`` (weight_decay is the
+    precision of a Gaussian prior), each minibatch term rescaled by N/B.
+
+    Parameters
+    ----------
+    mlp : MLP
+    X : (N, d_in) array; y : targets (N,) or (N, Dy) (integer labels for categorical)
+    likelihood : str
+    theta0 : (P,) initial parameters (default ``mlp.init(seed)``)
+    epochs, batch_size, lr : training schedule (one native call per epoch)
+    weight_decay : float >= 0 or (P,) array of prior precisions
+    noise : gaussian noise sigma (scalar or per output); learned when ``learn_noise``
+    validation : fraction of rows held out (Philox split); the parameters with
+        the lowest validation NLL are returned and training stops after
+        ``patience`` epochs without improvement
+    seed, stream : RNG (seed=None draws OS entropy, reported in the info)
+    verbose : 0 silent, 1 a tqdm progress bar when tqdm is installed
+    return_info : also return a dict with history (per epoch: loss, nll,
+        val_loss), noise, seed, interrupted
+
+    Returns
+    -------
+    theta : (P,) array, or (theta, info)
+    """
+    lik = likelihood_name(likelihood)
+    wd = C.as_array(weight_decay, "weight_decay")
+    C.non_negative(wd, "weight_decay")
+    if np.ndim(weight_decay) > 1 or (np.ndim(weight_decay) == 1 and wd.shape[0] != mlp.n_params):
+        raise ValueError(f"weight_decay must be a scalar or have shape ({mlp.n_params},)")
+    res = fit_point(mlp, X, y, lik, theta0=theta0, prior_prec=wd, dropout_p=0.0, noise=noise,
+                    learn_noise=learn_noise, epochs=epochs, batch_size=batch_size, lr=lr, validation=validation,
+                    patience=patience, seed=seed, stream=stream, verbose=verbose, desc="MAP", dtype=dtype)
+    if not return_info:
+        return res["theta"]
+    info = {k: res[k] for k in ("history", "interrupted", "seed", "n_steps")}
+    info["noise"] = np.exp(res["log_noise"]) if lik == "gaussian" else None
+    return res["theta"], info
