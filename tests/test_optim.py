@@ -117,3 +117,27 @@ def test_train_map_bad_input(rng):
         bg.nn.train_map(m, X, np.zeros(10), weight_decay=-1.0)
     with pytest.raises(ValueError, match="epochs"):
         bg.nn.train_map(m, X, np.zeros(10), epochs=0)
+
+
+def test_ctrl_c_keeps_what_was_trained():
+    from bayesgrad import _training
+
+    def one_epoch(e):
+        if e == 2:
+            raise KeyboardInterrupt
+        return {"loss": float(e)}
+
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        hist, interrupted = _training.run_epochs(10, one_epoch, verbose=0)
+    assert interrupted and [h["loss"] for h in hist] == [0.0, 1.0]
+    # with validation the best snapshot is restored
+    state = {"x": 0}
+
+    def ep(e):
+        state["x"] = e
+        return {}
+
+    vals = iter([3.0, 1.0, 2.0, 5.0, 6.0])
+    hist, _ = _training.run_epochs(5, ep, verbose=0, validate=lambda: next(vals), patience=2,
+                                   snapshot=lambda: state["x"], restore=lambda s: state.update(x=s))
+    assert len(hist) == 4 and state["x"] == 1
