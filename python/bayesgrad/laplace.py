@@ -801,10 +801,14 @@ class Laplace:
             probs = _probs(self.likelihood, kappa * fmu)
         else:
             Co = fmu.shape[1]
-            ef = np.exp(fmu - fmu.max(axis=1, keepdims=True))
-            # Laplace bridge (Hobbhahn et al. 2022): Dirichlet α from the Gaussian's mean and diagonal
-            s = np.sum(1.0 / ef, axis=1, keepdims=True)
-            alpha = (1 - 2.0 / Co + ef * s / Co ** 2) / vd
+            # Laplace bridge (Hobbhahn et al. 2022), after projecting the Gaussian onto the
+            # sum-zero subspace (softmax is shift invariant), as laplace-torch does
+            rs = fvar.sum(axis=2)
+            tot = rs.sum(axis=1, keepdims=True)
+            mu = fmu - rs * fmu.sum(axis=1, keepdims=True) / tot
+            vd = vd - rs * rs / tot
+            s = np.sum(np.exp(-mu), axis=1, keepdims=True)
+            alpha = (1 - 2.0 / Co + np.exp(mu) * s / Co ** 2) / vd
             probs = alpha / alpha.sum(axis=1, keepdims=True)
         out = {"probs": probs}
         if Fs is not None:
