@@ -36,7 +36,9 @@ import scipy.optimize as sopt
 
 from . import _backend
 from . import _checks as C
+from . import nn as _nn
 from . import random as _random
+from ._numpy.mlp import Layout as _Layout, act_deriv as _act_deriv, forward_trace as _forward_trace
 
 __all__ = ["LinearHead", "Curvature", "Laplace", "STRUCTURES", "HESSIANS", "LINKS"]
 
@@ -109,8 +111,85 @@ class LinearHead:
         return theta[: Fo * Ci].reshape(Ci, Fo), theta[Fo * Ci:]
 
 
-def _as_model(model, theta):
-    if isinstance(model, LinearHead):
+class _MLPNet:
+    """bg.nn.MLP seen by the curvature code: every linear layer, with the square-root
+    factors back-propagated through the activations (NumPy GEMMs on the MLP's own
+    forward trace)."""
+
+    def __init__(self, mlp, dtype):
+        self.mlp, self.dtype = mlp, dtype
+        self.L = _Layout(mlp.sizes)
+        self.code = _nn.ACTIVATIONS[mlp.activation]
+        self.layer_shapes = list(zip(mlp.sizes[:-1], mlp.sizes[1:]))
+        self.n_params, self.n_outputs = mlp.n_params, mlp.sizes[-1]
+
+    def n_inputs(self):
+        return self.mlp.sizes[0]
+
+    def forward_layers(self, theta, X):
+        zs, acts, _ = _forward_trace(self.L, self.code, theta[None], X)
+        return zs[-1][0], (X, [z[0] for z in zs], [a[0] for a in acts])
+
+    def backward_sqrt(self, theta, cache, S):
+        X, zs, acts = cache
+        out, G = [], S
+        for l in range(self.L.n_layers - 1, -1, -1):
+            out.append((X if l == 0 else acts[l - 1], G))
+            if l == 0:
+                break
+            W = self.L.unpack(theta[None], l)[0][0]
+            G = np.matmul(G, W) * _act_deriv(self.code, zs[l - 1], acts[l - 1])[:, None, :]
+        return out[::-1]
+
+    def forward(self, theta, X):
+        return self.mlp.forward(theta, X)
+
+    def forward_many(self, thetas, X):
+        return self.mlp.forward(thetas, X)
+
+
+class _LastLayerNet(LinearHead):
+    """The last layer of an MLP on the features of the (fixed) layers below it."""
+
+    def __init__(self, mlp, theta):
+        w0, b0 = mlp.offsets[-1]
+        I, O = mlp.sizes[-2], mlp.sizes[-1]
+        super().__init__(theta[w0:b0].reshape(O, I), theta[b0:b0 + O])
+        self.mlp, self.theta_full = mlp, theta
+        self.L = _Layout(mlp.sizes)
+        self.code = _nn.ACTIVATIONS[mlp.activation]
+
+    def n_inputs(self):
+        return self.mlp.sizes[0]
+
+    def features(self, X):
+        if self.L.n_layers == 1:
+            return X
+        _, acts, _ = _forward_trace(self.L, self.code, self.theta_full[None], X)
+        return np.ascontiguousarray(acts[-1][0])
+
+    def forward_layers(self, theta, X):
+        return super().forward_layers(theta, self.features(X))
+
+    def forward(self, theta, X):
+        return super().forward(theta, self.features(X))
+
+    def forward_many(self, thetas, X):
+        return super().forward_many(thetas, self.features(X))
+
+
+def _as_model(model, theta, subset="all"):
+    if isinstance(model, _nn.MLP):
+        if theta is None:
+            raise TypeError("theta (the MAP parameters, shape (n_params,)) is required for a bg.nn.MLP")
+        th = C.as_array(theta, "theta", ndim=1)
+        if th.shape != (model.n_params,):
+            raise ValueError(f"theta must have shape ({model.n_params},), got {th.shape}")
+        if subset == "last_layer":
+            m = _LastLayerNet(model, th)
+            return m, m.parameters()
+        return _MLPNet(model, th.dtype), th
+    if isinstance(model, (LinearHead, _MLPNet)):
         th = model.parameters() if theta is None else C.as_array(theta, "theta", model.dtype, ndim=1)
         if th.shape != (model.n_params,):
             raise ValueError(f"theta must have shape ({model.n_params},), got {th.shape}")
@@ -495,10 +574,9 @@ class Laplace:
         return cls(LinearHead(weight, bias), None, likelihood, **kwargs)
 
     def _subset_model(self, model, theta):
-        if self.subset == "last_layer" and not isinstance(model, LinearHead):
-            raise TypeError("subset='last_layer' needs a bg.nn.MLP (not available in this build) "
-                            "or use Laplace.from_features with the penultimate features")
-        return model, theta
+        if self.subset == "last_layer" and isinstance(model, LinearHead):
+            return model, theta   # a linear head is its own last layer
+        return _as_model(model, theta, self.subset)
 
     # ---- hyper-parameters
     def _check_prior_mean(self, pm):
@@ -725,11 +803,7 @@ class Laplace:
         return self
 
     def _nll(self, pred, y):
-        if self.likelihood == "gaussian":
-            v = pred["var"]
-            return float(np.sum(0.5 * np.log(2 * np.pi * v) + 0.5 * (y - pred["mean"]) ** 2 / v))
-        probs = pred["probs"]   # (N, C); (N, 2) = (1 − p, p) for bernoulli
-        return float(-np.sum(np.log(probs[np.arange(len(y)), y.astype(np.int64)] + 1e-300)))
+        return float(-np.sum(pred.log_likelihood(y)))
 
     # ---- sampling and prediction
     def sample(self, n_samples=100, seed=0, stream=0):
@@ -761,7 +835,7 @@ class Laplace:
         sampled means for gaussian) are returned too. pred_type="nn": θ sampled from the
         posterior, the network run per sample (n_samples, default 100).
 
-        Returns a dict (mirrors bg.nn.Predictive): classification ``probs`` (N, C),
+        Returns a ``bg.nn.Predictive``: classification ``probs`` (N, C),
         ``log_probs`` (S, N, C) when sampled; gaussian ``mean``, ``var`` = ``aleatoric_var``
         (σ²) + ``epistemic_var`` (N, C), ``samples_mean`` (S, N, C) when sampled.
         """
@@ -775,9 +849,12 @@ class Laplace:
             raise ValueError("link='bridge' (Laplace bridge to a Dirichlet) is for the categorical likelihood")
         X, _ = self.curv.check_data(X)
         stream = _random.fold_in(C.integer(stream, "stream", 0), _TAG_PRED)
+        return _nn.Predictive(self.likelihood, **self._predict(X, link, pred_type, n_samples, seed, stream))
+
+    def _predict(self, X, link, pred_type, n_samples, seed, stream):
         if pred_type == "nn":
             thetas = self.sample(n_samples, seed, stream)
-            F = np.stack([self.model.forward(t, X) for t in thetas]).astype(np.float64)
+            F = np.asarray(self.model.forward_many(thetas, X), dtype=np.float64)
             return self._from_samples(F)
         fmu, fvar = self.functional_variance(X)
         Fs = None
@@ -789,7 +866,6 @@ class Laplace:
         if self.likelihood == "gaussian":
             ev = np.diagonal(fvar, axis1=1, axis2=2).copy()
             out = {"mean": fmu, "epistemic_var": ev, "aleatoric_var": np.full_like(ev, self._sigma_noise ** 2)}
-            out["var"] = out["epistemic_var"] + out["aleatoric_var"]
             if Fs is not None:
                 out["samples_mean"] = Fs
             return out
@@ -819,7 +895,7 @@ class Laplace:
         if self.likelihood == "gaussian":
             ev = F.var(axis=0)
             return {"mean": F.mean(axis=0), "epistemic_var": ev, "aleatoric_var": np.full_like(ev, self._sigma_noise ** 2),
-                    "var": ev + self._sigma_noise ** 2, "samples_mean": F}
+                    "samples_mean": F}
         lp = _log_probs(self.likelihood, F)
         m = lp.max(axis=0)
         probs = np.exp(m + np.log(np.mean(np.exp(lp - m), axis=0)))
