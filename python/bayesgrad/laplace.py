@@ -365,8 +365,11 @@ class Curvature:
         """Yield (f (n, C), J (n, C, P)) per chunk: the output Jacobians (GLM predictive)."""
         X, _ = self.check_data(X)
         Co = self.model.n_outputs
-        eye = np.ascontiguousarray(np.broadcast_to(np.eye(Co, dtype=self.dtype), (min(self.chunk_size, X.shape[0]), Co, Co)))
-        for s, e in self._chunks(X.shape[0]):
+        # the Jacobian chunk is (rows, C, P): cap it at 2**25 elements whatever chunk_size says
+        rows = max(1, min(self.chunk_size, X.shape[0], (1 << 25) // (Co * self.model.n_params)))
+        eye = np.ascontiguousarray(np.broadcast_to(np.eye(Co, dtype=self.dtype), (rows, Co, Co)))
+        for s in range(0, X.shape[0], rows):
+            e = min(X.shape[0], s + rows)
             f, cache = self.model.forward_layers(self.theta, X[s:e])
             layers = self.model.backward_sqrt(self.theta, cache, eye[: e - s])
             yield np.asarray(f), self._jac_rows(layers)
