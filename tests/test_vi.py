@@ -1,0 +1,228 @@
+"""Bayes by Backprop: ELBO gradients against finite differences for every
+estimator, prior, likelihood and activation; native/NumPy parity; the ELBO
+decomposition and KL weighting identities; the linear-Gaussian optimum."""
+import math
+
+import numpy as np
+import pytest
+
+import bayesgrad as bg
+from bayesgrad import _backend, _training
+from bayesgrad.nn import LIKELIHOODS, MLP
+from bayesgrad.vi import ESTIMATORS, MFVI, PRIORS
+
+PP = np.array([0.8, 0.4, 1.0, 0.05])  # prior sigma; mixture pi, s1, s2
+
+
+def _data(lik, N, K, rng):
+    X = rng.normal(size=(N, 2))
+    if lik == "categorical":
+        y = rng.integers(0, K, N)[:, None].astype(float)
+    elif lik == "bernoulli":
+        y = rng.integers(0, 2, (N, K)).astype(float)
+    else:
+        y = rng.normal(size=(N, K // 2 if lik == "heteroscedastic_gaussian" else K))
+    return X, y
+
+
+def _objective_and_grad(m, state, X, y, lik, est, prior, S=2, step=3, klw=0.7):
+    k = _backend.kernels()
+    g = np.empty_like(state)
+    st = np.empty(3)
+    k.vi_grad(state, X, y, m._sizes_arr, m._act, LIKELIHOODS[lik], True, ESTIMATORS[est], PRIORS[prior], PP, S,
+              11, 5, step, klw, g, st)
+    return st, g
+
+
+CASES = [(e, lik, "tanh", "gaussian") for e in ESTIMATORS for lik in LIKELIHOODS] + \
+    [(e, "gaussian", "tanh", "scale_mixture") for e in ESTIMATORS] + \
+    [("flipout", "categorical", a, "gaussian") for a in ("relu", "gelu", "sigmoid")] + \
+    [("local_reparam", "gaussian", a, "gaussian") for a in ("relu", "gelu", "sigmoid")] + \
+    [("weight_space", "bernoulli", a, "gaussian") for a in ("relu", "gelu", "sigmoid")]
+
+
+@pytest.mark.parametrize("est,lik,act,prior", CASES)
+def test_elbo_gradient_finite_differences(est, lik, act, prior, rng):
+    K = 4 if lik == "heteroscedastic_gaussian" else (3 if lik == "categorical" else 2)
+    m = MLP([2, 3, K], act)
+    X, y = _data(lik, 5, K, rng)
+    P = m.n_params
+    Dy = y.shape[1]
+    state = np.concatenate([0.5 * rng.normal(size=P), rng.uniform(-2, 0, P), 0.2 * rng.normal(size=Dy)])
+    st, g = _objective_and_grad(m, state, X, y, lik, est, prior)
+    np.testing.assert_allclose(st[2], st[0] + 0.7 * st[1], rtol=1e-12)  # N/B = 1 here
+    eps = 1e-6
+    fd = np.empty_like(state)
+    for i in range(state.size):
+        e = np.zeros_like(state)
+        e[i] = eps
+        fd[i] = (_objective_and_grad(m, state + e, X, y, lik, est, prior)[0][2]
+                 - _objective_and_grad(m, state - e, X, y, lik, est, prior)[0][2]) / (2 * eps)
+    if lik != "gaussian":
+        fd[2 * P:] = 0.0  # log_noise only enters the homoscedastic gaussian
+    np.testing.assert_allclose(g, fd, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.single_backend
+@pytest.mark.skipif(not _backend.native_available(), reason="needs the native core")
+@pytest.mark.parametrize("est", list(ESTIMATORS))
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-9), (np.float32, 2e-3)])
+def test_native_matches_numpy_epochs(est, dtype, tol, rng):
+    m = MLP([3, 6, 2], "gelu")
+    X = rng.normal(size=(23, 3)).astype(dtype)
+    y = rng.integers(0, 2, 23)
+    res = {}
+    for b in ("cpu", "numpy"):
+        with bg.use_backend(b):
+            q = MFVI(m, "categorical", estimator=est, n_samples=3, prior="scale_mixture", lr=1e-2, batch_size=8)
+            q.fit(X, y, epochs=2, seed=3, verbose=0)
+            res[b] = (q.state_.copy(), [h["elbo"] for h in q.history_])
+    assert res["cpu"][0].dtype == dtype
+    np.testing.assert_allclose(res["cpu"][0], res["numpy"][0], rtol=tol, atol=tol)
+    np.testing.assert_allclose(res["cpu"][1], res["numpy"][1], rtol=tol)
+
+
+def test_kl_weightings_sum_to_full_kl():
+    N = 100
+    sizes = _training.batch_sizes(N, 32)
+    np.testing.assert_array_equal(sizes, [32, 32, 32, 4])  # ragged last batch
+    w = _training.kl_weights("proportional", sizes, N, 0, 1)
+    np.testing.assert_allclose(w, sizes / N)
+    assert math.isclose(w.sum(), 1.0, rel_tol=1e-15)
+    wb = _training.kl_weights("blundell", sizes, N, 0, 1)
+    np.testing.assert_allclose(wb, [8 / 15, 4 / 15, 2 / 15, 1 / 15], rtol=1e-15)
+    assert math.isclose(wb.sum(), 1.0, rel_tol=1e-15)
+    assert math.isclose(_training.kl_weights("blundell", np.ones(2000), 2000, 0, 1).sum(), 1.0, rel_tol=1e-12)
+    wa = [_training.kl_weights("annealed", sizes, N, e, 4).sum() for e in range(6)]
+    np.testing.assert_allclose(wa, [0.25, 0.5, 0.75, 1, 1, 1])
+
+
+@pytest.mark.parametrize("scheme", ["proportional", "blundell"])
+def test_epoch_objectives_add_up_to_the_negative_elbo(scheme, rng):
+    # sum_i (B_i/N) objective_i = sum_i nll_i + sum_i w_i KL_i; with lr ~ 0 the
+    # KL is the same at every step, so the epoch adds up to -ELBO.
+    m = MLP([2, 4, 1], "tanh")
+    X = rng.normal(size=(50, 2))
+    y = rng.normal(size=50)
+    q = MFVI(m, kl_weighting=scheme, batch_size=16, lr=1e-12).fit(X, y, epochs=1, verbose=0)
+    k = _backend.kernels()
+    sizes = _training.batch_sizes(50, 16)
+    w = _training.kl_weights(scheme, sizes, 50, 0, 1)
+    state = q.state_.copy()
+    h = q.history_[0]
+    stats = np.empty((4, 3))
+    st2 = state.copy()
+    k.vi_epoch(st2, np.zeros_like(st2), np.zeros_like(st2), 0, X, y[:, None], _training.permutation(50, 0, 0, 0),
+               16, w, *q._codes(), 0, bg.random.fold_in(0, "weights"), _training.adam_vector(1e-12), stats)
+    total = float(np.sum(sizes / 50 * stats[:, 2]))
+    np.testing.assert_allclose(total, stats[:, 0].sum() + stats[0, 1], rtol=1e-9)
+    np.testing.assert_allclose(h["elbo"], h["expected_loglik"] - h["kl"], rtol=1e-12)
+
+
+def test_elbo_decomposition_and_closed_form_kl(rng):
+    m = MLP([2, 5, 1], "tanh")
+    X = rng.normal(size=(30, 2))
+    y = np.sin(X[:, 0])
+    q = MFVI(m, prior_sigma=0.7, noise=0.5, lr=1e-2).fit(X, y, epochs=3, verbose=0)
+    e = q.elbo(X, y, n_samples=200, seed=1)
+    mu, sg = q.mu_, q.sigma_
+    kl = np.sum(np.log(0.7 / sg) + (sg ** 2 + mu ** 2) / (2 * 0.49) - 0.5)
+    np.testing.assert_allclose(e["kl"], kl, rtol=1e-10)
+    np.testing.assert_allclose(e["elbo"], e["expected_loglik"] - e["kl"], rtol=1e-12)
+    # the expected log-likelihood is the mean over weight samples of log p(y | w)
+    th = q.sample_params(4000, seed=2)
+    ell = -np.mean(m.nll(th, X, y, noise=0.5))
+    sd = np.std(m.nll(th, X, y, noise=0.5)) / math.sqrt(200)
+    assert abs(e["expected_loglik"] - ell) < 5 * sd + 1e-9  # 5 sigma: false alarm < 1e-6
+
+
+def test_scale_mixture_kl_is_an_unbiased_estimate(rng):
+    # MC KL (scale mixture) vs a quadrature of the same KL for each weight
+    m = MLP([1, 1], "identity")
+    q = MFVI(m, prior="scale_mixture", mixture=(0.3, 1.0, 0.1))
+    q.state_ = np.array([0.4, -0.2, -1.0, -2.0, 0.0])
+    mu, sg = q.mu_, q.sigma_
+    w = np.linspace(-8, 8, 20001)
+    kl = 0.0
+    for j in range(2):
+        qd = np.exp(-0.5 * ((w - mu[j]) / sg[j]) ** 2) / (sg[j] * math.sqrt(2 * math.pi))
+        pd = (0.3 * np.exp(-0.5 * w ** 2) + 0.7 * np.exp(-0.5 * (w / 0.1) ** 2) / 0.1) / math.sqrt(2 * math.pi)
+        kl += np.trapezoid(qd * (np.log(qd + 1e-300) - np.log(pd)), w)
+    e = q.elbo(np.zeros((1, 1)), [0.0], n_samples=20000, seed=3)
+    assert abs(e["kl"] - kl) < 0.03  # MC sd ~ 0.006 at 20000 samples
+
+
+@pytest.mark.parametrize("est", ["local_reparam", "weight_space"])
+def test_linear_gaussian_optimum_matches_exact_posterior(est, rng):
+    # For a linear-Gaussian model the mean-field optimum has the exact posterior
+    # mean and variances 1/Lambda_jj (Lambda the posterior precision).
+    N, s_noise, s_prior = 40, 0.5, 1.0
+    X = rng.normal(size=(N, 2))
+    y = X @ np.array([0.8, -0.4]) + 0.3 + s_noise * rng.normal(size=N)
+    A = np.c_[X, np.ones(N)]
+    Lam = A.T @ A / s_noise ** 2 + np.eye(3) / s_prior ** 2
+    mean = np.linalg.solve(Lam, A.T @ y / s_noise ** 2)
+    m = MLP([2, 1], "identity")
+    q = MFVI(m, estimator=est, prior_sigma=s_prior, noise=s_noise, n_samples=8, lr=2e-2, batch_size=N, rho_init=-3.0)
+    q.fit(X, y, epochs=1500, verbose=0, seed=0)
+    post_sd = 1 / np.sqrt(np.diag(Lam))
+    assert np.all(np.abs(q.mu_ - mean) < 0.25 * post_sd)
+    np.testing.assert_allclose(q.sigma_, post_sd, rtol=0.25)
+
+
+def test_predict_save_load(rng, tmp_path):
+    m = MLP([2, 6, 3], "relu")
+    X = rng.normal(size=(40, 2))
+    y = rng.integers(0, 3, 40)
+    q = MFVI(m, "classification", estimator="flipout", n_samples=2).fit(X, y, epochs=2, verbose=0, seed=None)
+    assert isinstance(q.seed_, int)
+    p = q.predict(X[:5], n_samples=7, seed=1)
+    assert p.log_probs.shape == (7, 5, 3) and p.probs.shape == (5, 3)
+    np.testing.assert_allclose(p.probs.sum(1), 1.0)
+    f = tmp_path / "q.npz"
+    q.save(f)
+    q2 = MFVI.load(f)
+    np.testing.assert_array_equal(q2.state_, q.state_)
+    np.testing.assert_allclose(q2.predict(X[:5], n_samples=7, seed=1).probs, p.probs)
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip file")
+    with pytest.raises(ValueError):
+        MFVI.load(bad)
+    np.savez(tmp_path / "foreign.npz", state=np.zeros(3))
+    with pytest.raises(ValueError, match="metadata"):
+        MFVI.load(tmp_path / "foreign.npz")
+    np.savez(tmp_path / "obj.npz", state=np.array([object()], dtype=object))
+    with pytest.raises(ValueError):
+        MFVI.load(tmp_path / "obj.npz")
+
+
+def test_streams_never_overlap():
+    tags = ["weights", "dropout", "shuffle", "predict", "posterior", "init", "split"]
+    ids = {bg.random.fold_in(s, t) for s in range(4) for t in tags}
+    ids |= {bg.random.fold_in(bg.random.fold_in(s, "weights"), step) for s in range(2) for step in range(1, 50)}
+    assert len(ids) == 4 * len(tags) + 2 * 49
+
+
+def test_bad_input(rng):
+    m = MLP([2, 3, 1])
+    X = rng.normal(size=(10, 2))
+    with pytest.raises(ValueError, match="estimator"):
+        MFVI(m, estimator="magic")
+    with pytest.raises(ValueError, match="prior"):
+        MFVI(m, prior="laplace")
+    with pytest.raises(ValueError, match="kl_weighting"):
+        MFVI(m, kl_weighting="none")
+    with pytest.raises(ValueError, match="n_samples"):
+        MFVI(m, n_samples=0)
+    with pytest.raises(ValueError, match="prior_sigma"):
+        MFVI(m, prior_sigma=-1)
+    with pytest.raises(ValueError, match="mixture"):
+        MFVI(m, prior="scale_mixture", mixture=(1.5, 1, 1))
+    with pytest.raises(TypeError):
+        MFVI("mlp")
+    with pytest.raises(ValueError, match="finite"):
+        MFVI(m).fit(X, np.r_[np.nan, np.zeros(9)], epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="labels"):
+        MFVI(MLP([2, 3]), "categorical").fit(X, np.full(10, 3), epochs=1, verbose=0)
+    with pytest.raises(RuntimeError):
+        MFVI(m).predict(X)
