@@ -88,6 +88,8 @@ def likelihood_nll(F: npt.NDArray[np.floating], y: npt.NDArray[np.floating], lik
 #             estimator 0 weight-space, 1 local reparameterisation, 2 flipout; prior 0 gaussian, 1 scale mixture)
 def adam_update(params: npt.NDArray[np.floating], grad: npt.NDArray[np.floating], m: npt.NDArray[np.floating],
                 v: npt.NDArray[np.floating], t: int, adam: npt.NDArray[np.float64]) -> None: ...
+def sgd_update(params: npt.NDArray[np.floating], grad: npt.NDArray[np.floating], t: int,
+               sgd: npt.NDArray[np.float64]) -> None: ...
 def map_epoch(state: npt.NDArray[np.floating], m: npt.NDArray[np.floating], v: npt.NDArray[np.floating], step: int,
               X: npt.NDArray[np.floating], y: npt.NDArray[np.floating], perm: npt.NDArray[np.int64], batch_size: int,
               prior_prec: npt.NDArray[np.floating], sizes: npt.NDArray[np.int64], activation: int, likelihood: int,
