@@ -1,5 +1,6 @@
 #include "pybind11.hpp"
 // (pybind11.hpp first)
+#include <cmath>
 #include <string>
 
 #include "bayesgrad/optim.hpp"
@@ -23,6 +24,18 @@ AdamConfig adam_of(const in_array<double>& a) {
   c.eps = a.data()[3];
   if (!(c.lr >= 0) || !(c.beta1 >= 0 && c.beta1 < 1) || !(c.beta2 >= 0 && c.beta2 < 1) || !(c.eps > 0))
     throw std::invalid_argument("adam = (lr >= 0, 0 <= beta1 < 1, 0 <= beta2 < 1, eps > 0)");
+  return c;
+}
+
+SgdConfig sgd_of(const in_array<double>& a) {
+  need_len(a, 3, "sgd");
+  SgdConfig c;
+  c.a0 = a.data()[0];
+  c.t0 = a.data()[1];
+  c.kappa = a.data()[2];
+  if (!(c.a0 > 0) || !(c.t0 >= 0) || !(c.kappa > 0.5 && c.kappa <= 1) || !std::isfinite(c.a0) ||
+      !std::isfinite(c.t0))
+    throw std::invalid_argument("sgd = (a0 > 0, t0 >= 0, 0.5 < kappa <= 1)");
   return c;
 }
 
@@ -110,6 +123,21 @@ void bind(py::module_& m) {
       py::arg("params").noconvert(), py::arg("grad"), py::arg("m").noconvert(), py::arg("v").noconvert(),
       py::arg("t"), py::arg("adam"),
       "One fused Adam step t (1-based) in place; adam = (lr, beta1, beta2, eps).");
+  m.def(
+      "sgd_update",
+      [](out_array<T> params, in_array<T> grad, int64_t t, in_array<double> sgd) {
+        const int64_t n = size_of(params);
+        need_state<T>(params, n, "params");
+        need_len(grad, n, "grad");
+        const SgdConfig c = sgd_of(sgd);
+        if (t < 1) throw std::invalid_argument("t must be >= 1");
+        T* p = params.mutable_data();
+        const T* g = grad.data();
+        py::gil_scoped_release rel;
+        sgd_step<T>(p, g, n, t, c);
+      },
+      py::arg("params").noconvert(), py::arg("grad"), py::arg("t"), py::arg("sgd"),
+      "One fused SGD step t (1-based) in place with a_t = a0 / (t0 + t)^kappa; sgd = (a0, t0, kappa).");
   m.def(
       "map_epoch",
       [](out_array<T> state, out_array<T> m1, out_array<T> m2, int64_t step, in_array<T> X, in_array<T> y,

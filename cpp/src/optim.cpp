@@ -33,6 +33,15 @@ void adam_step(T* p, const T* g, T* m, T* v, int64_t n, int64_t t, const AdamCon
   }
 }
 
+double SgdConfig::rate(int64_t t) const { return a0 / std::pow(t0 + static_cast<double>(t), kappa); }
+
+template <typename T>
+void sgd_step(T* p, const T* g, int64_t n, int64_t t, const SgdConfig& c) {
+  if (t < 1) throw std::invalid_argument("SGD step count must be >= 1");
+  const T a = static_cast<T>(c.rate(t));
+  for (int64_t i = 0; i < n; ++i) p[i] -= a * g[i];
+}
+
 template <typename T>
 void gather_rows(const T* X, int64_t D, const int64_t* rows, int64_t B, T* xb) {
   for (int64_t i = 0; i < B; ++i) std::copy(X + rows[i] * D, X + rows[i] * D + D, xb + i * D);
@@ -91,6 +100,8 @@ int64_t map_epoch(const MapConfig& cfg, T* state, T* m, T* v, int64_t step, cons
 
 template void adam_step<float>(float*, const float*, float*, float*, int64_t, int64_t, const AdamConfig&);
 template void adam_step<double>(double*, const double*, double*, double*, int64_t, int64_t, const AdamConfig&);
+template void sgd_step<float>(float*, const float*, int64_t, int64_t, const SgdConfig&);
+template void sgd_step<double>(double*, const double*, int64_t, int64_t, const SgdConfig&);
 template void gather_rows<float>(const float*, int64_t, const int64_t*, int64_t, float*);
 template void gather_rows<double>(const double*, int64_t, const int64_t*, int64_t, double*);
 template int64_t map_epoch<float>(const MapConfig&, float*, float*, float*, int64_t, const float*, const float*,

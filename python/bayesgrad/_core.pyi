@@ -68,6 +68,7 @@ def sample_dirichlet(out: npt.NDArray[np.floating], alpha: npt.NDArray[np.floati
 def gamma_log_prob(x: npt.NDArray[np.floating], alpha: npt.NDArray[np.floating], rate: npt.NDArray[np.floating],
                    logp: npt.NDArray[np.floating], d_alpha: npt.NDArray[np.floating],
                    d_rate: npt.NDArray[np.floating]) -> None: ...
+
 # mlp (activation codes: 0 identity, 1 relu, 2 tanh, 3 sigmoid, 4 gelu;
 #      likelihood codes: 0 gaussian, 1 heteroscedastic_gaussian, 2 categorical, 3 bernoulli)
 def mlp_forward(params: npt.NDArray[np.floating], X: npt.NDArray[np.floating], sizes: npt.NDArray[np.int64],
@@ -87,6 +88,8 @@ def likelihood_nll(F: npt.NDArray[np.floating], y: npt.NDArray[np.floating], lik
 #             estimator 0 weight-space, 1 local reparameterisation, 2 flipout; prior 0 gaussian, 1 scale mixture)
 def adam_update(params: npt.NDArray[np.floating], grad: npt.NDArray[np.floating], m: npt.NDArray[np.floating],
                 v: npt.NDArray[np.floating], t: int, adam: npt.NDArray[np.float64]) -> None: ...
+def sgd_update(params: npt.NDArray[np.floating], grad: npt.NDArray[np.floating], t: int,
+               sgd: npt.NDArray[np.float64]) -> None: ...
 def map_epoch(state: npt.NDArray[np.floating], m: npt.NDArray[np.floating], v: npt.NDArray[np.floating], step: int,
               X: npt.NDArray[np.floating], y: npt.NDArray[np.floating], perm: npt.NDArray[np.int64], batch_size: int,
               prior_prec: npt.NDArray[np.floating], sizes: npt.NDArray[np.int64], activation: int, likelihood: int,

@@ -16,6 +16,18 @@ struct AdamConfig {
 template <typename T>
 void adam_step(T* p, const T* g, T* m, T* v, int64_t n, int64_t t, const AdamConfig& c);
 
+// Robbins-Monro step sizes a_t = a0 / (t0 + t)^kappa: with 0.5 < kappa <= 1,
+// sum a_t diverges and sum a_t^2 converges, the conditions under which SGD on
+// unbiased noisy gradients converges (Robbins & Monro 1951).
+struct SgdConfig {
+  double a0 = 1e-2, t0 = 0.0, kappa = 1.0;
+  double rate(int64_t t) const;
+};
+
+// One SGD step t (1-based) on n parameters: p -= a_t g.
+template <typename T>
+void sgd_step(T* p, const T* g, int64_t n, int64_t t, const SgdConfig& c);
+
 // Minibatch schedule of an epoch: rows perm[start_i .. start_i + B_i).
 struct Batches {
   const int64_t* perm;

@@ -12,7 +12,7 @@ import numpy as np
 from . import mlp as _mlp
 from .random import fill_normal, fill_uniform, fold_in
 
-__all__ = ["adam_update", "map_epoch", "vi_epoch", "vi_grad"]
+__all__ = ["adam_update", "sgd_update", "map_epoch", "vi_epoch", "vi_grad"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _FLIPOUT_TAG = 13
@@ -49,6 +49,28 @@ def adam_update(params, grad, m, v, t, adam):
     if t < 1:
         raise ValueError("t must be >= 1")
     _adam(params, grad, m, v, int(t), _adam_cfg(adam))
+
+
+def _sgd_cfg(sgd):
+    a = np.asarray(sgd, dtype=np.float64).reshape(-1)
+    if a.shape != (3,):
+        raise ValueError("sgd must have shape (3,)")
+    a0, t0, kappa = (float(v) for v in a)
+    if not (a0 > 0 and t0 >= 0 and 0.5 < kappa <= 1 and math.isfinite(a0) and math.isfinite(t0)):
+        raise ValueError("sgd = (a0 > 0, t0 >= 0, 0.5 < kappa <= 1)")
+    return a0, t0, kappa
+
+
+def sgd_update(params, grad, t, sgd):
+    """One fused SGD step t (1-based) in place with a_t = a0 / (t0 + t)^kappa; sgd = (a0, t0, kappa)."""
+    n = params.size
+    if grad.shape != (n,):
+        raise ValueError(f"grad must have shape ({n},)")
+    a0, t0, kappa = _sgd_cfg(sgd)
+    if t < 1:
+        raise ValueError("t must be >= 1")
+    # a_t in double, then rounded once to the parameters' dtype, as the native kernel does.
+    params -= params.dtype.type(a0 / (t0 + float(t)) ** kappa) * grad
 
 
 def _epoch_args(sizes, activation, likelihood, X, y, perm, batch_size):
