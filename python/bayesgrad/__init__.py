@@ -5,10 +5,11 @@ See ``bayesgrad.backend_info()`` for what is active and compiled.
 """
 from ._backend import backend_info, get_backend, get_num_threads, set_backend, set_num_threads, use_backend
 from . import random, distributions  # noqa: E402
+from . import uncertainty, acquisition, ddu, latent  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "backend_info", "get_backend", "set_backend", "use_backend", "set_num_threads", "get_num_threads",
-    "random", "distributions", "__version__",
+    "random", "distributions", "uncertainty", "acquisition", "ddu", "latent", "__version__",
 ]

@@ -1,3 +1,58 @@
 """NumPy twin of the latent kernels (cpp/src/latent.cpp)."""
+from __future__ import annotations
 
-__all__ = []
+import math
+
+import numpy as np
+
+__all__ = ["latent_logp"]
+
+
+def _expect(a, name, shape):
+    if np.shape(a) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {np.shape(a)}")
+
+
+def latent_logp(x, y, Wz, bz, log_sz, Wy, by, log_sy, eps, logp, gWz, gbz, glog_sz, gWy, gby, glog_sy, with_grad):
+    """MC log p(y|x) per point (N,) of the hidden-variable model with eps (S, N, K); with_grad fills the
+    gradients of its sum with respect to every parameter."""
+    x, y, eps = np.asarray(x), np.asarray(y), np.asarray(eps)
+    if x.ndim != 2 or y.ndim != 2 or eps.ndim != 3:
+        raise ValueError("x, y must be 2-d and eps 3-d")
+    N, D = x.shape
+    S, _, K = eps.shape
+    P = y.shape[1]
+    if min(N, D, K, P, S) < 1:
+        raise ValueError("latent_logp: empty dimension")
+    for a, n, sh in ((y, "y", (N, P)), (eps, "eps", (S, N, K)), (Wz, "Wz", (K, D)), (bz, "bz", (K,)),
+                     (log_sz, "log_sz", (K,)), (Wy, "Wy", (P, K)), (by, "by", (P,)), (log_sy, "log_sy", (1,)),
+                     (logp, "logp", (N,)), (gWz, "gWz", (K, D)), (gbz, "gbz", (K,)), (glog_sz, "glog_sz", (K,)),
+                     (gWy, "gWy", (P, K)), (gby, "gby", (P,)), (glog_sy, "glog_sy", (1,))):
+        _expect(a, n, sh)
+    f = np.float64
+    x, y, e = x.astype(f), y.astype(f), eps.astype(f)
+    Wz, bz, Wy, by = (np.asarray(a, dtype=f) for a in (Wz, bz, Wy, by))
+    sz = np.exp(np.asarray(log_sz, dtype=f))
+    lsy = float(np.asarray(log_sy, dtype=f)[0])
+    inv_v = math.exp(-2.0 * lsy)
+    mu = x @ Wz.T + bz                      # (N, K)
+    z = mu[None] + sz * e                   # (S, N, K)
+    r = y[None] - z @ Wy.T - by             # (S, N, P)
+    ss = np.einsum("snp,snp->sn", r, r)
+    lp = -P * (lsy + 0.5 * math.log(2 * math.pi)) - 0.5 * ss * inv_v   # (S, N)
+    mx = lp.max(axis=0)
+    ex = np.exp(lp - mx)
+    tot = ex.sum(axis=0)
+    logp[...] = mx + np.log(tot) - math.log(S)
+    if not with_grad:
+        return
+    w = ex / tot                             # (S, N)
+    wr = w[..., None] * r * inv_v            # (S, N, P)
+    gWy[...] = np.einsum("snp,snk->pk", wr, z)
+    gby[...] = wr.sum(axis=(0, 1))
+    glog_sy[...] = (w * (ss * inv_v - P)).sum()
+    gz = wr @ Wy                             # (S, N, K) = sum_s w_s g_s pieces
+    acc = gz.sum(axis=0)                     # (N, K)
+    gbz[...] = acc.sum(axis=0)
+    gWz[...] = acc.T @ x
+    glog_sz[...] = (gz * e).sum(axis=(0, 1)) * sz

@@ -1,0 +1,46 @@
+// Uncertainty metrics and acquisition kernels on sampled class predictions.
+// Layout (DESIGN.md): log_probs (S, N, C) row-major, sample axis first, nats.
+#pragma once
+#include <cstdint>
+
+namespace bayesgrad {
+
+// One pass over log_probs (S, N, C): per point n
+//   total[n]     = H[mean_s p_s]            (predictive entropy)
+//   aleatoric[n] = mean_s H[p_s]            (expected entropy)
+//   epistemic[n] = total - aleatoric        (mutual information, clamped at 0)
+// with 0 log 0 = 0 (log_probs of -inf are exact zeros). Returns the largest
+// |sum_c p - 1| over all (s, n) rows (NaN if any entry is NaN) so that the
+// caller can reject inputs that are not normalised without a second pass.
+template <typename T>
+double decompose(const T* log_probs, int64_t S, int64_t N, int64_t C, T* total, T* aleatoric,
+                 T* epistemic);
+
+// Single-point acquisition scores (higher = more informative), out (N):
+//   kind 0 variation ratios 1 - (mode count)/S (sample argmax, first index on ties)
+//   kind 1 mean over classes of the population std over samples of p
+//   kind 2 margin score 1 - (p1 - p2) of the mean prediction's two largest
+// Returns the normalisation deviation as decompose does.
+enum PointScore : int { kVariationRatios = 0, kMeanStd = 1, kMargin = 2 };
+template <typename T>
+double point_scores(const T* log_probs, int64_t S, int64_t N, int64_t C, int kind, T* out);
+
+// BatchBALD's joint entropy of (y_batch, y_i) for every candidate i:
+//   Q_i[m, c] = (1/S) sum_s P[s, m] probs[s, i, c]
+//   out[i]    = -sum_m w[m] sum_c Q_i[m, c] log Q_i[m, c]
+// probs (S, N, C) probabilities, P (S, M) the batch's configuration
+// likelihoods per sample, w (M) weights (1 for exact enumeration, 1/(M p(m))
+// for configurations drawn from the joint). Calls BLAS outside any parallel
+// region; the reduction is parallel over fixed candidate chunks.
+template <typename T>
+void joint_entropy(const T* probs, int64_t S, int64_t N, int64_t C, const T* P, int64_t M, const T* w,
+                   T* out);
+
+// Sampled configurations of the batch's labels: probs (S, K, C) of the K batch
+// points, u (M, K + 1) uniforms in (0, 1). Configuration m takes sample
+// s_m = floor(u[m, 0] S), then y_j by inverse CDF of probs[s_m, j, :] with
+// u[m, j + 1]. Writes P[s, m] = prod_j probs[s, j, y_j^m] (S, M).
+template <typename T>
+void batch_configs(const T* probs, int64_t S, int64_t K, int64_t C, const T* u, int64_t M, T* P);
+
+}  // namespace bayesgrad

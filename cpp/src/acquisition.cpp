@@ -1,0 +1,108 @@
+// BatchBALD kernels (Kirsch, van Amersfoort & Gal, 2019): the joint entropy of
+// the selected batch's labels and each candidate's label, and the sampled
+// label configurations used once C^k exceeds the configuration budget.
+//
+// The mixture over samples is a matrix product, Q = P^T probs / S, done by
+// BLAS on blocks of candidates (outside any parallel region of ours: the
+// scipy-openblas32 pool may hang inside OpenMP); the entropy reduction of
+// each block then runs over fixed candidate chunks.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+#include "bayesgrad/metrics.hpp"
+#include "bayesgrad/parallel.hpp"
+
+namespace bayesgrad {
+
+namespace {
+
+// Q (M, ncols) = alpha * P^T (M x S) @ B (S x ncols), B with leading dimension ldb.
+void gemm_tn(int64_t M, int64_t ncols, int64_t S, float alpha, const float* P, const float* B, int64_t ldb,
+             float* Q) {
+  scipy_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<blasint>(M), static_cast<blasint>(ncols),
+                    static_cast<blasint>(S), alpha, P, static_cast<blasint>(M), B, static_cast<blasint>(ldb), 0.0f,
+                    Q, static_cast<blasint>(ncols));
+}
+void gemm_tn(int64_t M, int64_t ncols, int64_t S, double alpha, const double* P, const double* B, int64_t ldb,
+             double* Q) {
+  scipy_cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<blasint>(M), static_cast<blasint>(ncols),
+                    static_cast<blasint>(S), alpha, P, static_cast<blasint>(M), B, static_cast<blasint>(ldb), 0.0,
+                    Q, static_cast<blasint>(ncols));
+}
+
+constexpr int64_t kBlockElems = 1 << 20;  // Q block size (elements)
+constexpr int64_t kCandChunk = 16;        // candidates per reduction chunk
+
+}  // namespace
+
+template <typename T>
+void joint_entropy(const T* probs, int64_t S, int64_t N, int64_t C, const T* P, int64_t M, const T* w, T* out) {
+  if (S < 1 || N < 1 || C < 1 || M < 1) throw std::invalid_argument("joint_entropy: S, N, C and M must be >= 1");
+  const int64_t limit = 2147483647;
+  if (M > limit || N * C > limit || S > limit) throw std::invalid_argument("joint_entropy: dimensions exceed BLAS int range");
+  const int64_t nb = std::max<int64_t>(1, std::min<int64_t>(N, kBlockElems / (M * C)));
+  std::vector<T> Q(static_cast<size_t>(nb * M * C));
+  for (int64_t i0 = 0; i0 < N; i0 += nb) {
+    const int64_t cnt = std::min(nb, N - i0), ncols = cnt * C;
+    gemm_tn(M, ncols, S, T(1) / static_cast<T>(S), P, probs + i0 * C, N * C, Q.data());
+    const T* q = Q.data();
+    parallel_chunks((cnt + kCandChunk - 1) / kCandChunk, [&](int64_t ch) {
+      const int64_t a = ch * kCandChunk, b = std::min(cnt, a + kCandChunk);
+      for (int64_t i = a; i < b; ++i) {
+        double h = 0.0;
+        for (int64_t m = 0; m < M; ++m) {
+          const T* row = q + m * ncols + i * C;
+          double hm = 0.0;
+          for (int64_t c = 0; c < C; ++c) {
+            const T v = row[c];
+            if (v > T(0)) hm -= static_cast<double>(v) * std::log(static_cast<double>(v));
+          }
+          h += static_cast<double>(w[m]) * hm;
+        }
+        out[i0 + i] = static_cast<T>(h);
+      }
+    });
+  }
+}
+
+template <typename T>
+void batch_configs(const T* probs, int64_t S, int64_t K, int64_t C, const T* u, int64_t M, T* P) {
+  if (S < 1 || K < 1 || C < 1 || M < 1) throw std::invalid_argument("batch_configs: S, K, C and M must be >= 1");
+  const int64_t chunk = 64;
+  parallel_chunks((M + chunk - 1) / chunk, [&](int64_t ch) {
+    std::vector<int64_t> y(static_cast<size_t>(K));
+    const int64_t a = ch * chunk, b = std::min(M, a + chunk);
+    for (int64_t m = a; m < b; ++m) {
+      const T* um = u + m * (K + 1);
+      const int64_t s = std::min<int64_t>(S - 1, static_cast<int64_t>(static_cast<double>(um[0]) * static_cast<double>(S)));
+      for (int64_t j = 0; j < K; ++j) {
+        const T* p = probs + (s * K + j) * C;
+        // Inverse CDF; the last class takes any rounding remainder.
+        double cdf = 0.0;
+        int64_t c = 0;
+        for (; c < C - 1; ++c) {
+          cdf += static_cast<double>(p[c]);
+          if (static_cast<double>(um[j + 1]) < cdf) break;
+        }
+        y[static_cast<size_t>(j)] = c;
+      }
+      for (int64_t t = 0; t < S; ++t) {
+        double prod = 1.0;
+        for (int64_t j = 0; j < K; ++j) prod *= static_cast<double>(probs[(t * K + j) * C + y[static_cast<size_t>(j)]]);
+        P[t * M + m] = static_cast<T>(prod);
+      }
+    }
+  });
+}
+
+template void joint_entropy<float>(const float*, int64_t, int64_t, int64_t, const float*, int64_t, const float*, float*);
+template void joint_entropy<double>(const double*, int64_t, int64_t, int64_t, const double*, int64_t, const double*,
+                                    double*);
+template void batch_configs<float>(const float*, int64_t, int64_t, int64_t, const float*, int64_t, float*);
+template void batch_configs<double>(const double*, int64_t, int64_t, int64_t, const double*, int64_t, double*);
+
+}  // namespace bayesgrad

@@ -1,0 +1,256 @@
+// Uncertainty decomposition and single-point acquisition scores.
+//
+// The hot loop is exp over S*N*C log-probabilities. libm has no vector entry
+// points without -ffast-math (ruled out by DESIGN.md), so the AVX2 path has its
+// own exp (exact reduction x = k ln2 + r, Taylor polynomial, |rel err| ~ 1 ulp).
+// Results underflowing below exp(-86) (float32) / exp(-700) (float64) are
+// flushed to 0: their contribution p log p is < 1e-35 and < 1e-300.
+// Work is split into fixed row chunks, so results do not depend on the thread
+// count; which elements take the SIMD path depends only on the chunk layout.
+#include "bayesgrad/metrics.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+#include "bayesgrad/parallel.hpp"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define BG_HAVE_X86 1
+#define BG_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define BG_HAVE_X86 0
+#endif
+
+namespace bayesgrad {
+
+namespace {
+
+bool cpu_has_avx2() {
+#if BG_HAVE_X86
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return ok;
+#else
+  return false;
+#endif
+}
+
+template <typename T>
+constexpr T exp_floor() { return sizeof(T) == 4 ? T(-86) : T(-700); }
+
+// Scalar reference: NaN stays NaN, anything below the floor (including -inf) is 0.
+template <typename T>
+inline T exp_scalar(T x) {
+  if (x != x) return x;
+  if (x < exp_floor<T>()) return T(0);
+  return std::exp(std::min(x, T(80)));
+}
+
+#if BG_HAVE_X86
+BG_AVX2 inline __m256 exp8(__m256 x) {
+  const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+  const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(-86.0f), _CMP_GE_OQ);
+  const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-86.0f)), _mm256_set1_ps(80.0f));
+  const __m256 k = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), xc);
+  r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  const __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(k), 23);
+  __m256 y = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e));
+  y = _mm256_and_ps(y, keep);
+  return _mm256_blendv_ps(y, x, nan);
+}
+
+BG_AVX2 inline __m256d exp4(__m256d x) {
+  const __m256d nan = _mm256_cmp_pd(x, x, _CMP_UNORD_Q);
+  const __m256d keep = _mm256_cmp_pd(x, _mm256_set1_pd(-700.0), _CMP_GE_OQ);
+  const __m256d xc = _mm256_min_pd(_mm256_max_pd(x, _mm256_set1_pd(-700.0)), _mm256_set1_pd(80.0));
+  const __m256d k = _mm256_round_pd(_mm256_mul_pd(xc, _mm256_set1_pd(1.4426950408889634074)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  // ln 2 split so that k * ln2_hi is exact for |k| < 2^11.
+  __m256d r = _mm256_fnmadd_pd(k, _mm256_set1_pd(6.93147180369123816490e-01), xc);
+  r = _mm256_fnmadd_pd(k, _mm256_set1_pd(1.90821492927058770002e-10), r);
+  static const double inv_fact[14] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040,
+                                      1.0 / 40320, 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800,
+                                      1.0 / 479001600, 1.0 / 6227020800.0};
+  __m256d p = _mm256_set1_pd(inv_fact[13]);
+  for (int j = 12; j >= 0; --j) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(inv_fact[j]));
+  const __m256i ki = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(k));
+  __m256d y = _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(p), _mm256_slli_epi64(ki, 52)));
+  y = _mm256_and_pd(y, keep);
+  return _mm256_blendv_pd(y, x, nan);
+}
+
+BG_AVX2 void exp_block_f32(const float* x, float* e, int64_t L) {
+  int64_t j = 0;
+  for (; j + 8 <= L; j += 8) _mm256_storeu_ps(e + j, exp8(_mm256_loadu_ps(x + j)));
+  for (; j < L; ++j) e[j] = exp_scalar(x[j]);
+}
+BG_AVX2 void exp_block_f64(const double* x, double* e, int64_t L) {
+  int64_t j = 0;
+  for (; j + 4 <= L; j += 4) _mm256_storeu_pd(e + j, exp4(_mm256_loadu_pd(x + j)));
+  for (; j < L; ++j) e[j] = exp_scalar(x[j]);
+}
+#endif
+
+// e[j] = exp(x[j]) for a contiguous block (SIMD body, scalar tail).
+template <typename T>
+void exp_block(const T* x, T* e, int64_t L) {
+#if BG_HAVE_X86
+  if (cpu_has_avx2()) {
+    if constexpr (sizeof(T) == 4) exp_block_f32(x, e, L);
+    else exp_block_f64(x, e, L);
+    return;
+  }
+#endif
+  for (int64_t j = 0; j < L; ++j) e[j] = exp_scalar(x[j]);
+}
+
+void check_dims(int64_t S, int64_t N, int64_t C) {
+  if (S < 1 || N < 1 || C < 1) throw std::invalid_argument("log_probs must have shape (S, N, C) with S, N, C >= 1");
+}
+
+// Rows per chunk: about 4096 elements, independent of the thread count.
+int64_t rows_per_chunk(int64_t C) { return std::max<int64_t>(1, 4096 / C); }
+
+// Runs body(n0, n1, e_rows) over fixed row chunks; for every sample s the
+// chunk's exp'd rows are handed to visit(s, x, e) (x, e: (n1-n0)*C values).
+// Returns the largest |row sum - 1| (NaN if any row sum is NaN).
+template <typename T, typename Init, typename Visit, typename Finish>
+double for_chunks(const T* lp, int64_t S, int64_t N, int64_t C, Init init, Visit visit, Finish finish) {
+  const int64_t R = rows_per_chunk(C);
+  const int64_t nch = (N + R - 1) / R;
+  std::vector<double> dev(static_cast<size_t>(nch), 0.0);
+  parallel_chunks(nch, [&](int64_t ch) {
+    const int64_t n0 = ch * R, n1 = std::min(N, n0 + R), L = (n1 - n0) * C;
+    std::vector<T> e(static_cast<size_t>(L));
+    auto state = init(L);
+    double worst = 0.0;
+    for (int64_t s = 0; s < S; ++s) {
+      const T* x = lp + (s * N + n0) * C;
+      exp_block(x, e.data(), L);
+      for (int64_t r = 0; r < n1 - n0; ++r) {
+        T sum = 0;
+        for (int64_t c = 0; c < C; ++c) sum += e[r * C + c];
+        const double d = std::abs(static_cast<double>(sum) - 1.0);
+        if (!(d <= worst)) worst = d != d ? std::numeric_limits<double>::quiet_NaN() : std::max(worst, d);
+        if (worst != worst) break;
+      }
+      visit(state, s, x, e.data(), L);
+    }
+    finish(state, n0, n1);
+    dev[static_cast<size_t>(ch)] = worst;
+  });
+  double worst = 0.0;
+  for (double d : dev) {
+    if (d != d) return d;
+    worst = std::max(worst, d);
+  }
+  return worst;
+}
+
+}  // namespace
+
+template <typename T>
+double decompose(const T* lp, int64_t S, int64_t N, int64_t C, T* total, T* aleatoric, T* epistemic) {
+  check_dims(S, N, C);
+  struct State { std::vector<T> psum, ent; };
+  const T invS = T(1) / static_cast<T>(S);
+  return for_chunks<T>(
+      lp, S, N, C,
+      [](int64_t L) { return State{std::vector<T>(static_cast<size_t>(L), T(0)), std::vector<T>(static_cast<size_t>(L), T(0))}; },
+      [](State& st, int64_t, const T* x, const T* e, int64_t L) {
+        T* ps = st.psum.data();
+        T* en = st.ent.data();
+        for (int64_t j = 0; j < L; ++j) {
+          ps[j] += e[j];
+          en[j] += e[j] > T(0) ? e[j] * x[j] : T(0);  // 0 log 0 = 0, also at x = -inf
+        }
+      },
+      [&](State& st, int64_t n0, int64_t n1) {
+        for (int64_t n = n0; n < n1; ++n) {
+          const T* ps = st.psum.data() + (n - n0) * C;
+          const T* en = st.ent.data() + (n - n0) * C;
+          T h = 0, a = 0;
+          for (int64_t c = 0; c < C; ++c) {
+            const T pm = ps[c] * invS;
+            if (pm > T(0)) h -= pm * std::log(pm);
+            a -= en[c];
+          }
+          a *= invS;
+          total[n] = h;
+          aleatoric[n] = a;
+          epistemic[n] = std::max(h - a, T(0));
+        }
+      });
+}
+
+template <typename T>
+double point_scores(const T* lp, int64_t S, int64_t N, int64_t C, int kind, T* out) {
+  check_dims(S, N, C);
+  if (kind < 0 || kind > 2) throw std::invalid_argument("kind must be 0 (variation ratios), 1 (mean std) or 2 (margin)");
+  struct State { std::vector<T> a, b; };
+  const T invS = T(1) / static_cast<T>(S);
+  return for_chunks<T>(
+      lp, S, N, C,
+      [&](int64_t L) { return State{std::vector<T>(static_cast<size_t>(L), T(0)), std::vector<T>(kind == 1 ? static_cast<size_t>(L) : 0, T(0))}; },
+      [&](State& st, int64_t, const T* x, const T* e, int64_t L) {
+        T* a = st.a.data();
+        if (kind == kVariationRatios) {
+          // a counts how often each class is a sample's argmax.
+          for (int64_t r = 0; r < L / C; ++r) {
+            int64_t best = 0;
+            for (int64_t c = 1; c < C; ++c) if (x[r * C + c] > x[r * C + best]) best = c;
+            a[r * C + best] += T(1);
+          }
+        } else {
+          for (int64_t j = 0; j < L; ++j) a[j] += e[j];
+          if (kind == kMeanStd) {
+            T* b = st.b.data();
+            for (int64_t j = 0; j < L; ++j) b[j] += e[j] * e[j];
+          }
+        }
+      },
+      [&](State& st, int64_t n0, int64_t n1) {
+        for (int64_t n = n0; n < n1; ++n) {
+          const T* a = st.a.data() + (n - n0) * C;
+          if (kind == kVariationRatios) {
+            const T mx = *std::max_element(a, a + C);
+            out[n] = T(1) - mx * invS;
+          } else if (kind == kMeanStd) {
+            const T* b = st.b.data() + (n - n0) * C;
+            T acc = 0;
+            for (int64_t c = 0; c < C; ++c) {
+              const T m = a[c] * invS;
+              acc += std::sqrt(std::max(b[c] * invS - m * m, T(0)));
+            }
+            out[n] = acc / static_cast<T>(C);
+          } else {
+            T p1 = -1, p2 = -1;
+            for (int64_t c = 0; c < C; ++c) {
+              const T m = a[c] * invS;
+              if (m > p1) { p2 = p1; p1 = m; } else if (m > p2) { p2 = m; }
+            }
+            out[n] = C == 1 ? T(0) : T(1) - (p1 - p2);
+          }
+        }
+      });
+}
+
+template double decompose<float>(const float*, int64_t, int64_t, int64_t, float*, float*, float*);
+template double decompose<double>(const double*, int64_t, int64_t, int64_t, double*, double*, double*);
+template double point_scores<float>(const float*, int64_t, int64_t, int64_t, int, float*);
+template double point_scores<double>(const double*, int64_t, int64_t, int64_t, int, double*);
+
+}  // namespace bayesgrad

@@ -1,0 +1,387 @@
+"""Active-learning acquisition: pick the pool points whose labels would teach
+the model most.
+
+Call shape shared by every function::
+
+    sel = bg.acquisition.<method>(pool, batch_size=1, ...)
+    sel.indices  # (batch_size,) pool indices, best first
+    sel.scores   # (batch_size,) their scores (higher = more informative)
+
+``pool`` is one of
+
+* an array of log-probabilities ``(S, N, C)`` (sample axis first);
+* an iterable of such chunks ``(S, n_chunk, C)`` (a generator streams: only
+  one chunk is held at a time; indices count points across the chunks);
+* a callable ``pool(start, stop) -> (S, stop - start, C)`` together with
+  ``pool_size=N``; it is called on slices of ``chunk_size`` points.
+
+Single-point scores (BALD, max entropy, variation ratios, mean std, margin)
+stream with a running top-``batch_size`` selection, so memory is one chunk
+plus the selection; ties are broken by the lower pool index.
+
+BatchBALD (Kirsch et al., 2019) needs the candidates' predictions at every
+greedy step, so the candidates are held in memory: all pool points by
+default, or, with ``max_candidates=M``, only the M points of highest BALD
+score, kept while streaming (the usual pre-filter for large pools: BatchBALD's
+score of a point never exceeds its BALD score plus the batch's joint
+information, and in practice its picks lie far inside the BALD top-M for M a
+few hundred times the batch size). Joint label probabilities are products of
+up to ``batch_size`` probabilities, so BatchBALD works in float64 whatever
+the input dtype.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _backend
+from . import _checks as C
+from . import random as _random
+from .uncertainty import _run_checked, check_log_probs
+
+__all__ = ["Selection", "bald", "max_entropy", "variation_ratios", "mean_std", "margin", "random",
+           "batchbald", "joint_entropy", "scores"]
+
+METHODS = ("bald", "max_entropy", "variation_ratios", "mean_std", "margin")
+
+
+@dataclass
+class Selection:
+    """Selected pool points: ``indices`` (k,) best first and their ``scores`` (k,).
+
+    For BatchBALD ``scores[j]`` is the estimated mutual information between
+    the labels of the first j+1 points and the parameters; ``exact[j]`` says
+    whether the joint entropy of step j was enumerated (True) or sampled.
+    """
+
+    indices: np.ndarray
+    scores: np.ndarray
+    method: str
+    info: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- pools
+def _iter_pool(pool, pool_size, chunk_size):
+    """Yield (offset, log_probs chunk (S, n, C)) with consistent S and C."""
+    chunk_size = C.integer(chunk_size, "chunk_size", 1)
+    shape = None
+    offset = 0
+
+    def checked(a):
+        nonlocal shape
+        a = check_log_probs(a, "pool chunk")
+        if shape is None:
+            shape = (a.shape[0], a.shape[2])
+        elif (a.shape[0], a.shape[2]) != shape:
+            raise ValueError(f"pool chunks must share S and C: expected (S={shape[0]}, *, C={shape[1]}), "
+                             f"got {a.shape}")
+        return a
+
+    if isinstance(pool, np.ndarray) or hasattr(pool, "__array__"):
+        if pool_size is not None:
+            raise ValueError("pool_size is only used with a callable pool")
+        a = checked(pool)
+        yield 0, a
+        return
+    if callable(pool):
+        if pool_size is None:
+            raise ValueError("a callable pool needs pool_size (the number of pool points)")
+        n = C.integer(pool_size, "pool_size", 1)
+        for start in range(0, n, chunk_size):
+            stop = min(n, start + chunk_size)
+            a = checked(pool(start, stop))
+            if a.shape[1] != stop - start:
+                raise ValueError(f"pool({start}, {stop}) returned {a.shape[1]} points, expected {stop - start}")
+            yield start, a
+        return
+    if pool_size is not None:
+        raise ValueError("pool_size is only used with a callable pool")
+    try:
+        it = iter(pool)
+    except TypeError:
+        raise TypeError("pool must be an (S, N, C) array, an iterable of chunks or a callable "
+                        f"pool(start, stop); got {type(pool).__name__}") from None
+    any_chunk = False
+    for chunk in it:
+        a = checked(chunk)
+        any_chunk = True
+        yield offset, a
+        offset += a.shape[1]
+    if not any_chunk:
+        raise ValueError("pool is empty")
+
+
+def _chunk_scores(method, a):
+    k = _backend.kernels()
+    N = a.shape[1]
+    if method in ("bald", "max_entropy"):
+        t, al, ep = (np.empty(N, dtype=a.dtype) for _ in range(3))
+        _run_checked(lambda: k.decompose(a, t, al, ep), a, "pool")
+        return ep if method == "bald" else t
+    out = np.empty(N, dtype=a.dtype)
+    kind = {"variation_ratios": 0, "mean_std": 1, "margin": 2}[method]
+    _run_checked(lambda: k.point_scores(a, kind, out), a, "pool")
+    return out
+
+
+def _top_k(scores, idx, k):
+    """Indices of the k best (score descending, pool index ascending on ties)."""
+    order = np.lexsort((idx, -scores.astype(np.float64)))[:k]
+    return scores[order], idx[order]
+
+
+def scores(pool, method="bald", *, pool_size=None, chunk_size=65536):
+    """Score every pool point with a single-point method (``METHODS``); (N,) array."""
+    method = C.option(method, "method", METHODS)
+    return np.concatenate([_chunk_scores(method, a) for _, a in _iter_pool(pool, pool_size, chunk_size)])
+
+
+def _select(method, pool, batch_size, pool_size, chunk_size):
+    method = C.option(method, "method", METHODS)
+    batch_size = C.integer(batch_size, "batch_size", 1)
+    best_s = best_i = None
+    n_seen = 0
+    for off, a in _iter_pool(pool, pool_size, chunk_size):
+        s = _chunk_scores(method, a)
+        i = np.arange(off, off + a.shape[1], dtype=np.int64)
+        n_seen = max(n_seen, off + a.shape[1])
+        if best_s is not None:
+            s, i = np.concatenate([best_s, s]), np.concatenate([best_i, i])
+        best_s, best_i = _top_k(s, i, batch_size)
+    if batch_size > n_seen:
+        raise ValueError(f"batch_size ({batch_size}) exceeds the pool size ({n_seen})")
+    return Selection(best_i, best_s, method)
+
+
+def _single_doc(name, what):
+    return f"""{what}
+
+    Parameters
+    ----------
+    pool : (S, N, C) log-probabilities, an iterable of chunks, or a callable
+        ``pool(start, stop)`` (see the module docstring).
+    batch_size : int
+        Number of points to select (the top scores; ties to the lower index).
+    pool_size : int, optional
+        Number of points of a callable pool.
+    chunk_size : int
+        Points per call of a callable pool.
+
+    Returns
+    -------
+    Selection with ``indices`` and ``scores`` (batch_size,), best first.
+    """
+
+
+def bald(pool, batch_size=1, *, pool_size=None, chunk_size=65536) -> Selection:
+    return _select("bald", pool, batch_size, pool_size, chunk_size)
+
+
+def max_entropy(pool, batch_size=1, *, pool_size=None, chunk_size=65536) -> Selection:
+    return _select("max_entropy", pool, batch_size, pool_size, chunk_size)
+
+
+def variation_ratios(pool, batch_size=1, *, pool_size=None, chunk_size=65536) -> Selection:
+    return _select("variation_ratios", pool, batch_size, pool_size, chunk_size)
+
+
+def mean_std(pool, batch_size=1, *, pool_size=None, chunk_size=65536) -> Selection:
+    return _select("mean_std", pool, batch_size, pool_size, chunk_size)
+
+
+def margin(pool, batch_size=1, *, pool_size=None, chunk_size=65536) -> Selection:
+    return _select("margin", pool, batch_size, pool_size, chunk_size)
+
+
+bald.__doc__ = _single_doc("bald", "BALD: mutual information between label and parameters, "
+                           "H[mean_s p_s] - mean_s H[p_s] (nats) (Houlsby et al., 2011).")
+max_entropy.__doc__ = _single_doc("max_entropy", "Max entropy: predictive entropy H[mean_s p_s] (nats).")
+variation_ratios.__doc__ = _single_doc(
+    "variation_ratios", "Variation ratios 1 - f_mode / S, f_mode the number of samples whose argmax "
+    "is the most frequent class (Freeman, 1965).")
+mean_std.__doc__ = _single_doc(
+    "mean_std", "Mean standard deviation: mean over classes of the population std over samples of "
+    "p_c (Kampffmeyer et al., 2016).")
+margin.__doc__ = _single_doc(
+    "margin", "Margin score 1 - (p_(1) - p_(2)) of the mean prediction's two largest probabilities.")
+
+
+def random(pool=None, batch_size=1, *, pool_size=None, chunk_size=65536, seed=0, stream=0) -> Selection:
+    """Uniformly random points without replacement: the ``batch_size`` points
+    with the largest Philox uniforms (element i of stream
+    ``fold_in(stream, "acquisition")`` belongs to pool point i).
+
+    ``pool`` may be given (its size is used) or left ``None`` with ``pool_size``.
+    """
+    batch_size = C.integer(batch_size, "batch_size", 1)
+    seed = _random.resolve_seed(seed)
+    st = _random.fold_in(stream, "acquisition")
+    if pool is None:
+        if pool_size is None:
+            raise ValueError("random needs a pool or pool_size")
+        n = C.integer(pool_size, "pool_size", 1)
+    elif isinstance(pool, np.ndarray) and pool_size is None:
+        n = check_log_probs(pool, "pool").shape[1]
+    else:
+        n = sum(a.shape[1] for _, a in _iter_pool(pool, pool_size, chunk_size))
+    if batch_size > n:
+        raise ValueError(f"batch_size ({batch_size}) exceeds the pool size ({n})")
+    best_s = best_i = None
+    step = C.integer(chunk_size, "chunk_size", 1)
+    for off in range(0, n, step):
+        m = min(step, n - off)
+        u = _random.uniform(m, seed=seed, stream=st, offset=off)
+        i = np.arange(off, off + m, dtype=np.int64)
+        if best_s is not None:
+            u, i = np.concatenate([best_s, u]), np.concatenate([best_i, i])
+        best_s, best_i = _top_k(u, i, batch_size)
+    return Selection(best_i, best_s, "random", {"seed": seed})
+
+
+# ---------------------------------------------------------------- BatchBALD
+def _configs(probs_sel, n_configs, seed, stream, step):
+    """Sampled configurations of the selected points: P (S, M) and weights 1/(M p(m))."""
+    S = probs_sel.shape[0]
+    K = probs_sel.shape[1]
+    u = _random.uniform((n_configs, K + 1), seed=seed, stream=_random.fold_in(stream, step))
+    P = np.empty((S, n_configs), dtype=np.float64)
+    _backend.kernels().batch_configs(np.ascontiguousarray(probs_sel), u, P)
+    pm = np.maximum(P.mean(axis=0), np.finfo(np.float64).tiny)
+    return P, 1.0 / (n_configs * pm)
+
+
+def _exact_configs(probs_sel):
+    """All C^K configurations of the selected points: P (S, C^K), unit weights."""
+    S = probs_sel.shape[0]
+    P = np.ones((S, 1))
+    for j in range(probs_sel.shape[1]):
+        P = (P[:, :, None] * probs_sel[:, j, None, :]).reshape(S, -1)
+    return P, np.ones(P.shape[1])
+
+
+def _batch_P(probs_sel, n_configs, seed, stream, step):
+    K, Cn = probs_sel.shape[1], probs_sel.shape[2]
+    if K == 0:
+        return np.ones((probs_sel.shape[0], 1)), np.ones(1), True
+    if K * math.log(Cn) <= math.log(n_configs) + 1e-9:
+        return (*_exact_configs(probs_sel), True)
+    return (*_configs(probs_sel, n_configs, seed, stream, step), False)
+
+
+def _joint_with(probs, P, w):
+    out = np.empty(probs.shape[1], dtype=np.float64)
+    _backend.kernels().joint_entropy(probs, P, w, out)
+    return out
+
+
+def batchbald(pool, batch_size=10, n_configs=1000, *, seed=0, stream=0, max_candidates=None, pool_size=None,
+              chunk_size=65536) -> Selection:
+    """BatchBALD (Kirsch, van Amersfoort & Gal, 2019), greedy.
+
+    Step j adds the candidate i maximising
+    ``H(y_1..y_{j-1}, y_i) - sum_{b in batch+i} mean_s H[p_s(y_b)]``,
+    the mutual information between the batch's joint label and the
+    parameters. The joint entropy of the already selected points is
+    enumerated exactly while ``C^(j-1) <= n_configs``; beyond, ``n_configs``
+    label configurations are drawn from the joint predictive (sample s
+    uniformly, then each label from p_s) with Philox uniforms of stream
+    ``fold_in(fold_in(stream, "acquisition"), j)``, and weighted by 1/p(config)
+    (importance weights turning the draws into an estimate of the entropy).
+    The candidate's own label is always summed exactly. With
+    ``batch_size=1`` this is BALD's top point.
+
+    Parameters
+    ----------
+    pool : (S, N, C) log-probabilities, an iterable of chunks or a callable
+    batch_size : int, <= number of candidates
+    n_configs : int
+        Budget of label configurations per step (>= C).
+    seed, stream : the Philox stream of the sampled configurations.
+    max_candidates : int, optional
+        Keep only this many highest-BALD points while streaming (see module
+        docstring); default all points.
+
+    Returns
+    -------
+    Selection: ``indices`` (batch_size,) in the greedy order, ``scores`` the
+    batch's mutual information after each addition (nats, non-decreasing up
+    to sampling error); ``info["exact"]`` per step.
+    """
+    batch_size = C.integer(batch_size, "batch_size", 1)
+    n_configs = C.integer(n_configs, "n_configs", 1)
+    if max_candidates is not None:
+        max_candidates = C.integer(max_candidates, "max_candidates", 1)
+        if max_candidates < batch_size:
+            raise ValueError(f"max_candidates ({max_candidates}) must be >= batch_size ({batch_size})")
+    seed = _random.resolve_seed(seed)
+    st = _random.fold_in(stream, "acquisition")
+
+    # Gather candidates: probabilities (float64), conditional entropies, BALD, pool index.
+    keep_p, keep_h, keep_b, keep_i = [], [], [], []
+    dtype = None
+    for off, a in _iter_pool(pool, pool_size, chunk_size):
+        dtype = a.dtype
+        N = a.shape[1]
+        t, al, ep = (np.empty(N, dtype=a.dtype) for _ in range(3))
+        _run_checked(lambda: _backend.kernels().decompose(a, t, al, ep), a, "pool")
+        keep_p.append(np.exp(a.astype(np.float64)))
+        keep_h.append(al.astype(np.float64))
+        keep_b.append(ep.astype(np.float64))
+        keep_i.append(np.arange(off, off + N, dtype=np.int64))
+        if max_candidates is not None:
+            b = np.concatenate(keep_b)
+            if b.shape[0] > max_candidates:
+                i = np.concatenate(keep_i)
+                _, top = _top_k(b, i, max_candidates)
+                sel = np.searchsorted(i, np.sort(top))  # i is increasing: keep pool order
+                p = np.concatenate(keep_p, axis=1)[:, sel]
+                keep_p, keep_h = [p], [np.concatenate(keep_h)[sel]]
+                keep_b, keep_i = [b[sel]], [i[sel]]
+    probs = np.ascontiguousarray(np.concatenate(keep_p, axis=1))
+    cond = np.concatenate(keep_h)
+    idx = np.concatenate(keep_i)
+    S, Nc, Cn = probs.shape
+    if batch_size > Nc:
+        raise ValueError(f"batch_size ({batch_size}) exceeds the number of candidates ({Nc})")
+    if n_configs < Cn:
+        raise ValueError(f"n_configs ({n_configs}) must be >= the number of classes ({Cn})")
+
+    chosen, vals, exact = [], [], []
+    cond_sum = 0.0
+    for j in range(batch_size):
+        P, w, is_exact = _batch_P(probs[:, chosen, :], n_configs, seed, st, j)
+        je = _joint_with(probs, P, w)
+        score = je - (cond_sum + cond)
+        score[chosen] = -np.inf
+        i = int(np.argmax(score))  # first index on ties: candidates are in pool order
+        chosen.append(i)
+        vals.append(score[i])
+        exact.append(is_exact)
+        cond_sum += cond[i]
+    return Selection(idx[chosen], np.asarray(vals, dtype=dtype), "batchbald",
+                     {"exact": exact, "seed": seed, "n_candidates": Nc})
+
+
+def joint_entropy(log_probs, indices, n_configs=None, *, seed=0, stream=0) -> float:
+    """Entropy (nats) of the joint predictive label distribution of the points
+    ``indices`` of ``log_probs`` (S, N, C): exact enumeration when ``n_configs``
+    is None or C^(K-1) <= n_configs, else the importance-weighted estimate
+    BatchBALD uses (configurations of the first K-1 points sampled, the last
+    point's label summed exactly)."""
+    a = check_log_probs(log_probs)
+    idx = np.asarray(indices)
+    if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu":
+        raise ValueError("indices must be a non-empty 1-d integer array")
+    if idx.min() < 0 or idx.max() >= a.shape[1]:
+        raise ValueError(f"indices must be in [0, {a.shape[1]})")
+    t, al, ep = (np.empty(a.shape[1], dtype=a.dtype) for _ in range(3))
+    _run_checked(lambda: _backend.kernels().decompose(a, t, al, ep), a, "log_probs")
+    probs = np.exp(a[:, idx, :].astype(np.float64))
+    K = idx.size
+    big = n_configs is None
+    n_configs = a.shape[2] ** (K - 1) if big else C.integer(n_configs, "n_configs", 1)
+    seed = _random.resolve_seed(seed)
+    P, w, _ = _batch_P(probs[:, :K - 1, :], n_configs, seed, _random.fold_in(stream, "acquisition"), K - 1)
+    return float(_joint_with(np.ascontiguousarray(probs[:, K - 1:, :]), P, w)[0])
