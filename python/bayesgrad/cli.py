@@ -24,15 +24,16 @@ import time
 import numpy as np
 
 
-def _demo_mc(args):
-    import bayesgrad as bg
+def _demo_estimators(args):
+    """Section (i): the seed example of ``bayesgrad.estimators``."""
+    from . import estimators
 
-    print("1. Monte Carlo integration: E[W + W^2] under W ~ N(0, 1) (exact value 1)")
-    d = bg.distributions.Normal(0.0, 1.0)
-    for n in (1_000, 100_000, 1_000_000):
-        w = d.sample(n, seed=args.seed)
-        f = w + w * w
-        print(f"   n = {n:>9,}: {f.mean():+.5f} +- {f.std(ddof=1) / np.sqrt(n):.5f}")
+    n = 100_000
+    print(f"1. Gradient of L(mu, sigma) = E[W + W^2], W ~ N(mu, sigma^2), at (0, 1); {n:,} samples")
+    print("   differentiating a fixed-sample average gives 0: the sampling distribution depends on (mu, sigma)")
+    print(f"   {'estimator':<31} {'dL/dmu':>16} {'dL/dsigma':>16}")
+    for r in estimators.seed_example(n_samples=n, seed=args.seed):
+        print(f"   {r['method']:<31} {r['d_loc']:>+8.4f} +- {r['se_loc']:<5.3f} {r['d_scale']:>+8.4f} +- {r['se_scale']:<5.3f}")
 
 
 # ---------------------------------------------------------------------------
@@ -163,7 +164,7 @@ def cmd_demo(args):
     else:
         ctx["dir"] = args.out
         note = None
-    _demo_mc(args)
+    _demo_estimators(args)
     _demo_binary(args, ctx)
     _demo_regression(args, ctx)
     _demo_simplex(args, ctx)
