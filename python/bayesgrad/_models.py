@@ -147,8 +147,10 @@ class BayesianMLP:
         X = C.as_array(X, "X", np.float64, ndim=2)
         if X.shape[1] != self.n_features:
             raise ValueError(f"X has {X.shape[1]} features, but the model was trained with {self.n_features}")
-        return self.posterior.predict(self._xs(X), n_samples=self.options["n_samples"], seed=self.seed,
+        pred = self.posterior.predict(self._xs(X), n_samples=self.options["n_samples"], seed=self.seed,
                                       stream=_random.fold_in(0, "predict"))
+        # Laplace may hand back a plain dict with the Predictive's field names.
+        return _Fields(pred) if isinstance(pred, dict) else pred
 
     # -- regression --
     def moments(self, X):
@@ -182,6 +184,16 @@ class BayesianMLP:
         return Uncertainty(*(np.asarray(getattr(u, k), dtype=np.float64) for k in ("total", "aleatoric", "epistemic")))
 
 
+class _Fields:
+    """Attribute access to a dict-shaped predictive."""
+
+    def __init__(self, d):
+        self.__dict__.update(d)
+
+    def __getattr__(self, name):  # a field the predictive did not give
+        return None
+
+
 def _fit_posterior(p, X, y, n_out, likelihood):
     """Train ``p["method"]`` on standardised ``X`` (N, D) and targets ``y``
     ((N, 1) float for "gaussian", (N,) int64 labels for "categorical")."""
@@ -204,5 +216,6 @@ def _fit_posterior(p, X, y, n_out, likelihood):
     theta = nn.train_map(mlp, X, y, likelihood=likelihood, prior_precision=p["prior_precision"], **train)
     la = laplace.Laplace(mlp, theta, likelihood=likelihood, structure=p["structure"],
                          prior_precision=p["prior_precision"]).fit(X, y)
-    la.optimize_prior_precision()
+    # For regression the noise level is fitted on the marginal likelihood with the prior.
+    la.optimize_prior_precision(optimize_sigma=likelihood == "gaussian")
     return la
