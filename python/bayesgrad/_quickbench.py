@@ -43,24 +43,22 @@ def _twin_pair(fn):
 
 # -- cases: each returns (label, baseline name, native fn, baseline fn) --
 
-def case_normal_f32():
+def _case_normal(dtype):
     from . import random
     n = 1_000_000
-    out = np.empty(n, np.float32)
+    out = np.empty(n, dtype)
     rng = np.random.default_rng(0)
-    return ("normal sampling, 10^6 float32", "numpy default_rng",
-            _on("cpu", lambda: random.normal(n, seed=1, dtype=np.float32, out=out)),
-            lambda: rng.standard_normal(out=out, dtype=np.float32))
+    return (f"normal sampling, 10^6 {np.dtype(dtype).name}", "numpy default_rng",
+            _on("cpu", lambda: random.normal(n, seed=1, dtype=dtype, out=out)),
+            lambda: rng.standard_normal(out=out, dtype=dtype))
+
+
+def case_normal_f32():
+    return _case_normal(np.float32)
 
 
 def case_normal_f64():
-    from . import random
-    n = 1_000_000
-    out = np.empty(n, np.float64)
-    rng = np.random.default_rng(0)
-    return ("normal sampling, 10^6 float64", "numpy default_rng",
-            _on("cpu", lambda: random.normal(n, seed=1, dtype=np.float64, out=out)),
-            lambda: rng.standard_normal(out=out, dtype=np.float64))
+    return _case_normal(np.float64)
 
 
 def case_decompose():
