@@ -1,10 +1,200 @@
 #include "pybind11.hpp"
 // (pybind11.hpp first)
+#include <optional>
+
+#include "bayesgrad/mlp.hpp"
 
 namespace bayesgrad {
 
+namespace {
+
+using mlp::Layout;
+
+Layout layout_of(const in_array<int64_t>& sizes) {
+  if (sizes.ndim() != 1) throw std::invalid_argument("sizes must be a 1-D integer array");
+  return Layout(sizes.data(), sizes.shape(0));
+}
+
+void expect_shape(const py::array& a, std::initializer_list<int64_t> shape, const char* name) {
+  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+  int i = 0;
+  for (int64_t d : shape) {
+    if (!ok) break;
+    ok = a.shape(i++) == d;
+  }
+  if (!ok) {
+    std::string want = "(";
+    for (int64_t d : shape) want += std::to_string(d) + ",";
+    throw std::invalid_argument(std::string(name) + " must have shape " + want + ")");
+  }
+}
+
+// Parameters (S, P) and inputs (N, D) shared, or (S, N, D) per sample.
+struct Inputs {
+  int64_t S, N, x_stride;
+};
+
+template <typename T>
+Inputs check_inputs(const Layout& L, const in_array<T>& params, const in_array<T>& X) {
+  if (params.ndim() != 2 || params.shape(1) != L.n_params)
+    throw std::invalid_argument("params must have shape (S, " + std::to_string(L.n_params) + ")");
+  Inputs r{params.shape(0), 0, 0};
+  if (X.ndim() == 2 && X.shape(1) == L.d_input()) {
+    r.N = X.shape(0);
+  } else if (X.ndim() == 3 && X.shape(0) == r.S && X.shape(2) == L.d_input()) {
+    r.N = X.shape(1);
+    r.x_stride = r.N * L.d_input();
+  } else {
+    throw std::invalid_argument("X must have shape (N, " + std::to_string(L.d_input()) + ") or (S, N, " +
+                                std::to_string(L.d_input()) + ")");
+  }
+  return r;
+}
+
+template <typename T>
+std::optional<mlp::Masks<T>> check_masks(const Layout& L, const std::optional<in_array<T>>& masks, int64_t S,
+                                         int64_t N) {
+  if (!masks) return std::nullopt;
+  const auto& m = *masks;
+  if (L.n_hidden_units == 0) throw std::invalid_argument("masks given but the network has no hidden layer");
+  if (m.ndim() != 3 || m.shape(0) != S || (m.shape(1) != 1 && m.shape(1) != N) || m.shape(2) != L.n_hidden_units)
+    throw std::invalid_argument("masks must have shape (S, 1 or N, " + std::to_string(L.n_hidden_units) + ")");
+  mlp::Masks<T> r;
+  r.m = m.data();
+  r.row_stride = m.shape(1) == 1 ? 0 : L.n_hidden_units;
+  r.s_stride = m.shape(1) * L.n_hidden_units;
+  return r;
+}
+
+template <typename T>
+void bind(py::module_& m) {
+  m.def(
+      "mlp_forward",
+      [](in_array<T> params, in_array<T> X, in_array<int64_t> sizes, int activation, out_array<T> out,
+         std::optional<in_array<T>> masks) {
+        const Layout L = layout_of(sizes);
+        const auto f = mlp::activation_from_int(activation);
+        const Inputs in = check_inputs<T>(L, params, X);
+        expect_shape(out, {in.S, in.N, L.d_output()}, "out");
+        require_writeable(out, "out");
+        const auto mk = check_masks<T>(L, masks, in.S, in.N);
+        const T* p = params.data();
+        const T* x = X.data();
+        T* o = out.mutable_data();
+        py::gil_scoped_release rel;
+        mlp::Trace<T> tr;
+        mlp::forward<T>(L, f, p, in.S, L.n_params, x, in.N, in.x_stride, tr, mk ? &*mk : nullptr);
+        std::copy(tr.output(), tr.output() + in.S * in.N * L.d_output(), o);
+      },
+      py::arg("params"), py::arg("X"), py::arg("sizes"), py::arg("activation"), py::arg("out").noconvert(),
+      py::arg("masks") = py::none(),
+      "Network outputs (S, N, K) for S parameter vectors (S, P) on X (N, D) or (S, N, D).");
+  m.def(
+      "mlp_backward",
+      [](in_array<T> params, in_array<T> X, in_array<int64_t> sizes, int activation, in_array<T> g_out,
+         out_array<T> grad, std::optional<out_array<T>> grad_x, std::optional<in_array<T>> masks) {
+        const Layout L = layout_of(sizes);
+        const auto f = mlp::activation_from_int(activation);
+        const Inputs in = check_inputs<T>(L, params, X);
+        expect_shape(g_out, {in.S, in.N, L.d_output()}, "g_out");
+        expect_shape(grad, {in.S, L.n_params}, "grad");
+        require_writeable(grad, "grad");
+        T* gx = nullptr;
+        if (grad_x) {
+          expect_shape(*grad_x, {in.S, in.N, L.d_input()}, "grad_x");
+          require_writeable(*grad_x, "grad_x");
+          gx = grad_x->mutable_data();
+        }
+        const auto mk = check_masks<T>(L, masks, in.S, in.N);
+        const T* p = params.data();
+        const T* x = X.data();
+        const T* go = g_out.data();
+        T* g = grad.mutable_data();
+        py::gil_scoped_release rel;
+        mlp::Trace<T> tr;
+        mlp::forward<T>(L, f, p, in.S, L.n_params, x, in.N, in.x_stride, tr, mk ? &*mk : nullptr);
+        std::vector<T> work(go, go + in.S * in.N * L.d_output());
+        mlp::backward<T>(L, f, p, L.n_params, x, in.x_stride, tr, work.data(), g, L.n_params, gx,
+                         mk ? &*mk : nullptr);
+      },
+      py::arg("params"), py::arg("X"), py::arg("sizes"), py::arg("activation"), py::arg("g_out"),
+      py::arg("grad").noconvert(), py::arg("grad_x").noconvert() = py::none(), py::arg("masks") = py::none(),
+      "Vector-Jacobian product: g_out (S, N, K) -> grad (S, P) and optionally grad_x (S, N, D).");
+  m.def(
+      "mlp_nll_grad",
+      [](in_array<T> params, in_array<T> X, in_array<T> y, in_array<int64_t> sizes, int activation, int likelihood,
+         in_array<T> log_noise, out_array<T> nll, std::optional<out_array<T>> grad,
+         std::optional<out_array<T>> grad_log_noise, std::optional<in_array<T>> masks) {
+        const Layout L = layout_of(sizes);
+        const auto f = mlp::activation_from_int(activation);
+        const auto lik = mlp::likelihood_from_int(likelihood);
+        const Inputs in = check_inputs<T>(L, params, X);
+        const int64_t K = L.d_output();
+        const int64_t Dy = mlp::target_dim(lik, K);
+        expect_shape(y, {in.N, Dy}, "y");
+        expect_shape(log_noise, {Dy}, "log_noise");
+        expect_shape(nll, {in.S}, "nll");
+        require_writeable(nll, "nll");
+        T* g = nullptr;
+        T* gn = nullptr;
+        if (grad) {
+          expect_shape(*grad, {in.S, L.n_params}, "grad");
+          require_writeable(*grad, "grad");
+          g = grad->mutable_data();
+        }
+        if (grad_log_noise) {
+          expect_shape(*grad_log_noise, {in.S, Dy}, "grad_log_noise");
+          require_writeable(*grad_log_noise, "grad_log_noise");
+          gn = grad_log_noise->mutable_data();
+        }
+        const auto mk = check_masks<T>(L, masks, in.S, in.N);
+        const T* p = params.data();
+        const T* x = X.data();
+        const T* yy = y.data();
+        const T* ln = log_noise.data();
+        T* o = nll.mutable_data();
+        py::gil_scoped_release rel;
+        mlp::Trace<T> tr;
+        mlp::forward<T>(L, f, p, in.S, L.n_params, x, in.N, in.x_stride, tr, mk ? &*mk : nullptr);
+        std::vector<T> gF(g ? static_cast<size_t>(in.S * in.N * K) : 0);
+        mlp::nll<T>(lik, tr.output(), yy, in.S, in.N, K, ln, o, g ? gF.data() : nullptr, T(1), gn);
+        if (g) mlp::backward<T>(L, f, p, L.n_params, x, in.x_stride, tr, gF.data(), g, L.n_params, nullptr,
+                                mk ? &*mk : nullptr);
+      },
+      py::arg("params"), py::arg("X"), py::arg("y"), py::arg("sizes"), py::arg("activation"), py::arg("likelihood"),
+      py::arg("log_noise"), py::arg("nll").noconvert(), py::arg("grad").noconvert() = py::none(),
+      py::arg("grad_log_noise").noconvert() = py::none(), py::arg("masks") = py::none(),
+      "Summed NLL (S,) of targets y and its gradients (S, P) and (S, Dy) w.r.t. params and log_noise.");
+  m.def(
+      "likelihood_nll",
+      [](in_array<T> F, in_array<T> y, int likelihood, in_array<T> log_noise, out_array<T> nll) {
+        const auto lik = mlp::likelihood_from_int(likelihood);
+        if (F.ndim() != 3) throw std::invalid_argument("F must have shape (S, N, K)");
+        const int64_t S = F.shape(0), N = F.shape(1), K = F.shape(2);
+        const int64_t Dy = mlp::target_dim(lik, K);
+        expect_shape(y, {N, Dy}, "y");
+        expect_shape(log_noise, {Dy}, "log_noise");
+        expect_shape(nll, {S, N}, "nll");
+        require_writeable(nll, "nll");
+        const T* pf = F.data();
+        const T* py_ = y.data();
+        const T* ln = log_noise.data();
+        T* o = nll.mutable_data();
+        py::gil_scoped_release rel;
+        // per-point NLL: one row at a time through the summing kernel
+        for (int64_t s = 0; s < S; ++s)
+          for (int64_t n = 0; n < N; ++n)
+            mlp::nll<T>(lik, pf + (s * N + n) * K, py_ + n * Dy, 1, 1, K, ln, o + s * N + n, nullptr, T(1), nullptr);
+      },
+      py::arg("F"), py::arg("y"), py::arg("likelihood"), py::arg("log_noise"), py::arg("nll").noconvert(),
+      "Per-point NLL (S, N) of targets y (N, Dy) under network outputs F (S, N, K).");
+}
+
+}  // namespace
+
 void register_mlp(py::module_& m) {
-  (void)m;
+  bind<float>(m);
+  bind<double>(m);
 }
 
 }  // namespace bayesgrad

@@ -42,3 +42,37 @@ def score_accumulate(score: npt.NDArray[np.floating], f: npt.NDArray[np.floating
 def pathwise_accumulate(g: npt.NDArray[np.floating], jac: npt.NDArray[np.floating] | None,
                         mean_out: npt.NDArray[np.floating], var_out: npt.NDArray[np.floating],
                         terms_out: npt.NDArray[np.floating] | None = None) -> None: ...
+
+# mlp (activation codes: 0 identity, 1 relu, 2 tanh, 3 sigmoid, 4 gelu;
+#      likelihood codes: 0 gaussian, 1 heteroscedastic_gaussian, 2 categorical, 3 bernoulli)
+def mlp_forward(params: npt.NDArray[np.floating], X: npt.NDArray[np.floating], sizes: npt.NDArray[np.int64],
+                activation: int, out: npt.NDArray[np.floating], masks: npt.NDArray[np.floating] | None = None) -> None: ...
+def mlp_backward(params: npt.NDArray[np.floating], X: npt.NDArray[np.floating], sizes: npt.NDArray[np.int64],
+                 activation: int, g_out: npt.NDArray[np.floating], grad: npt.NDArray[np.floating],
+                 grad_x: npt.NDArray[np.floating] | None = None, masks: npt.NDArray[np.floating] | None = None) -> None: ...
+def mlp_nll_grad(params: npt.NDArray[np.floating], X: npt.NDArray[np.floating], y: npt.NDArray[np.floating],
+                 sizes: npt.NDArray[np.int64], activation: int, likelihood: int, log_noise: npt.NDArray[np.floating],
+                 nll: npt.NDArray[np.floating], grad: npt.NDArray[np.floating] | None = None,
+                 grad_log_noise: npt.NDArray[np.floating] | None = None,
+                 masks: npt.NDArray[np.floating] | None = None) -> None: ...
+def likelihood_nll(F: npt.NDArray[np.floating], y: npt.NDArray[np.floating], likelihood: int,
+                   log_noise: npt.NDArray[np.floating], nll: npt.NDArray[np.floating]) -> None: ...
+
+# optim / vi (adam = (lr, beta1, beta2, eps); prior_params = (sigma, pi, s1, s2);
+#             estimator 0 weight-space, 1 local reparameterisation, 2 flipout; prior 0 gaussian, 1 scale mixture)
+def adam_update(params: npt.NDArray[np.floating], grad: npt.NDArray[np.floating], m: npt.NDArray[np.floating],
+                v: npt.NDArray[np.floating], t: int, adam: npt.NDArray[np.float64]) -> None: ...
+def map_epoch(state: npt.NDArray[np.floating], m: npt.NDArray[np.floating], v: npt.NDArray[np.floating], step: int,
+              X: npt.NDArray[np.floating], y: npt.NDArray[np.floating], perm: npt.NDArray[np.int64], batch_size: int,
+              prior_prec: npt.NDArray[np.floating], sizes: npt.NDArray[np.int64], activation: int, likelihood: int,
+              learn_noise: bool, dropout_p: float, seed: int, dropout_stream: int, adam: npt.NDArray[np.float64],
+              stats: npt.NDArray[np.floating]) -> int: ...
+def vi_epoch(state: npt.NDArray[np.floating], m: npt.NDArray[np.floating], v: npt.NDArray[np.floating], step: int,
+             X: npt.NDArray[np.floating], y: npt.NDArray[np.floating], perm: npt.NDArray[np.int64], batch_size: int,
+             kl_weights: npt.NDArray[np.floating], sizes: npt.NDArray[np.int64], activation: int, likelihood: int,
+             learn_noise: bool, estimator: int, prior: int, prior_params: npt.NDArray[np.float64], n_samples: int,
+             seed: int, stream: int, adam: npt.NDArray[np.float64], stats: npt.NDArray[np.floating]) -> int: ...
+def vi_grad(state: npt.NDArray[np.floating], X: npt.NDArray[np.floating], y: npt.NDArray[np.floating],
+            sizes: npt.NDArray[np.int64], activation: int, likelihood: int, learn_noise: bool, estimator: int,
+            prior: int, prior_params: npt.NDArray[np.float64], n_samples: int, seed: int, stream: int, step: int,
+            kl_weight: float, grad: npt.NDArray[np.floating], stats: npt.NDArray[np.floating]) -> None: ...

@@ -1,3 +1,260 @@
-"""NumPy twin of the mlp kernels (cpp/src/mlp.cpp)."""
+"""NumPy twin of the mlp kernels (cpp/src/mlp.cpp, cpp/include/bayesgrad/mlp.hpp).
 
-__all__ = []
+Parameter layout per sample: for each layer W (d_out x d_in, row-major) then
+b (d_out), as PyTorch's ``parameters_to_vector`` orders ``nn.Sequential`` of
+``nn.Linear``. Activation codes: 0 identity, 1 relu, 2 tanh, 3 sigmoid, 4 gelu;
+likelihood codes: 0 gaussian, 1 heteroscedastic_gaussian, 2 categorical,
+3 bernoulli.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import erf
+
+__all__ = ["mlp_forward", "mlp_backward", "mlp_nll_grad", "likelihood_nll"]
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class Layout:
+    """Offsets of each layer's W and b in the flat parameter vector."""
+
+    def __init__(self, sizes):
+        sizes = [int(s) for s in np.asarray(sizes).reshape(-1)]
+        if len(sizes) < 2:
+            raise ValueError("sizes must list at least an input and an output width")
+        if min(sizes) < 1:
+            raise ValueError("every layer width must be >= 1")
+        self.sizes = sizes
+        self.w_off, self.b_off = [], []
+        off = 0
+        for din, dout in zip(sizes[:-1], sizes[1:]):
+            self.w_off.append(off)
+            off += din * dout
+            self.b_off.append(off)
+            off += dout
+        self.n_params = off
+        self.n_layers = len(sizes) - 1
+        self.n_hidden_units = sum(sizes[1:-1])
+        self.mask_off = list(np.cumsum([0] + sizes[1:-1])[:-1]) if len(sizes) > 2 else []
+
+    def unpack(self, params, l):
+        """W (S, d_out, d_in) and b (S, d_out) views of layer l."""
+        din, dout = self.sizes[l], self.sizes[l + 1]
+        W = params[:, self.w_off[l]:self.w_off[l] + din * dout].reshape(-1, dout, din)
+        b = params[:, self.b_off[l]:self.b_off[l] + dout]
+        return W, b
+
+
+def act(code, z):
+    if code == 1:
+        return np.maximum(z, 0)
+    if code == 2:
+        return np.tanh(z)
+    if code == 3:
+        return 0.5 * (1.0 + np.tanh(0.5 * z))
+    if code == 4:
+        return (0.5 * z * (1.0 + erf(z * 0.70710678118654752440))).astype(z.dtype, copy=False)
+    if code == 0:
+        return z
+    raise ValueError("activation code out of range")
+
+
+def act_deriv(code, z, a):
+    if code == 1:
+        return (z > 0).astype(z.dtype)
+    if code == 2:
+        return 1 - a * a
+    if code == 3:
+        return a * (1 - a)
+    if code == 4:
+        phi = np.exp(-0.5 * z * z) * 0.39894228040143267794
+        return (0.5 * (1.0 + erf(z * 0.70710678118654752440)) + z * phi).astype(z.dtype, copy=False)
+    return np.ones_like(z)
+
+
+def _check_inputs(L, params, X, activation=0):
+    if not 0 <= int(activation) <= 4:
+        raise ValueError("activation code out of range")
+    if params.ndim != 2 or params.shape[1] != L.n_params:
+        raise ValueError(f"params must have shape (S, {L.n_params})")
+    S = params.shape[0]
+    d0 = L.sizes[0]
+    if X.ndim == 2 and X.shape[1] == d0:
+        return S, X.shape[0]
+    if X.ndim == 3 and X.shape[0] == S and X.shape[2] == d0:
+        return S, X.shape[1]
+    raise ValueError(f"X must have shape (N, {d0}) or (S, N, {d0})")
+
+
+def _mask_views(L, masks, S, N):
+    if masks is None:
+        return None
+    if L.n_hidden_units == 0:
+        raise ValueError("masks given but the network has no hidden layer")
+    if masks.ndim != 3 or masks.shape[0] != S or masks.shape[1] not in (1, N) or masks.shape[2] != L.n_hidden_units:
+        raise ValueError(f"masks must have shape (S, 1 or N, {L.n_hidden_units})")
+    return [masks[:, :, o:o + L.sizes[l + 1]] for l, o in enumerate(L.mask_off)]
+
+
+def forward_trace(L, code, params, X, masks=None):
+    """Pre-activations zs[l] (S, N, d_out) and masked activations as[l]."""
+    S, N = _check_inputs(L, params, X)
+    mv = _mask_views(L, masks, S, N)
+    zs, acts = [], []
+    A = X
+    for l in range(L.n_layers):
+        W, b = L.unpack(params, l)
+        z = np.matmul(A, W.transpose(0, 2, 1)) + b[:, None, :]
+        zs.append(z)
+        if l + 1 == L.n_layers:
+            break
+        a = act(code, z)
+        if mv is not None:
+            a = a * mv[l]
+        acts.append(a)
+        A = a
+    return zs, acts, mv
+
+
+def backward_trace(L, code, params, X, zs, acts, mv, G, want_x=False):
+    """dLoss/dparams (S, P) (and dLoss/dX) from dLoss/d(output) G (S, N, K)."""
+    S = params.shape[0]
+    grad = np.empty((S, L.n_params), dtype=params.dtype)
+    gx = None
+    for l in range(L.n_layers - 1, -1, -1):
+        A = X if l == 0 else acts[l - 1]
+        if A.ndim == 2:
+            A = np.broadcast_to(A, (S,) + A.shape)
+        din, dout = L.sizes[l], L.sizes[l + 1]
+        grad[:, L.w_off[l]:L.w_off[l] + din * dout] = np.matmul(G.transpose(0, 2, 1), A).reshape(S, -1)
+        grad[:, L.b_off[l]:L.b_off[l] + dout] = G.sum(axis=1)
+        if l == 0 and not want_x:
+            break
+        W, _ = L.unpack(params, l)
+        dA = np.matmul(G, W)
+        if l == 0:
+            gx = dA
+            break
+        z = zs[l - 1]
+        a = act(code, z)
+        d = act_deriv(code, z, a)
+        if mv is not None:
+            d = d * mv[l - 1]
+        G = dA * d
+    return grad, gx
+
+
+def _target_dim(lik, K):
+    if lik == 1:
+        if K % 2:
+            raise ValueError("heteroscedastic_gaussian needs an even output width (mean, log-variance)")
+        return K // 2
+    if lik == 2:
+        if K < 2:
+            raise ValueError("categorical needs at least 2 outputs")
+        return 1
+    if lik in (0, 3):
+        return K
+    raise ValueError("likelihood code out of range")
+
+
+def nll_terms(lik, F, y, log_noise, want_grad=True):
+    """Per-point NLL (S, N) and dNLL/dF (S, N, K) and dNLL/dlog_noise (S, N, Dy)."""
+    K = F.shape[-1]
+    D = _target_dim(lik, K)
+    gF = gn = None
+    if lik == 0:
+        inv_var = np.exp(-2.0 * log_noise)
+        r = y - F
+        per = (0.5 * r * r * inv_var + log_noise + _HALF_LOG_2PI).sum(-1)
+        if want_grad:
+            gF = -r * inv_var
+            gn = 1 - r * r * inv_var
+    elif lik == 1:
+        m, v = F[..., :D], F[..., D:]
+        e = np.exp(-v)
+        r = y - m
+        per = (0.5 * (r * r * e + v) + _HALF_LOG_2PI).sum(-1)
+        if want_grad:
+            gF = np.concatenate([-r * e, 0.5 * (1 - r * r * e)], axis=-1)
+    elif lik == 2:
+        lab = y[:, 0]
+        if not np.all((lab >= 0) & (lab < K)):
+            raise ValueError("class label out of range [0, n_classes)")
+        c = lab.astype(np.int64)
+        mx = F.max(-1, keepdims=True)
+        lse = mx + np.log(np.exp(F - mx).sum(-1, keepdims=True))
+        per = lse[..., 0] - np.take_along_axis(F, np.broadcast_to(c[None, :, None], F.shape[:-1] + (1,)), -1)[..., 0]
+        if want_grad:
+            gF = np.exp(F - lse)
+            gF[:, np.arange(F.shape[1]), c] -= 1
+    else:
+        sp = np.logaddexp(0, F)
+        per = (sp - y * F).sum(-1)
+        if want_grad:
+            gF = 0.5 * (1.0 + np.tanh(0.5 * F)) - y
+    dt = F.dtype
+    return per.astype(dt, copy=False), (None if gF is None else gF.astype(dt, copy=False)), \
+        (None if gn is None else gn.astype(dt, copy=False))
+
+
+def _check_shape(a, shape, name):
+    if a.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}")
+
+
+def mlp_forward(params, X, sizes, activation, out, masks=None):
+    """Network outputs (S, N, K) for S parameter vectors (S, P) on X (N, D) or (S, N, D)."""
+    L = Layout(sizes)
+    S, N = _check_inputs(L, params, X, activation)
+    _check_shape(out, (S, N, L.sizes[-1]), "out")
+    zs, _, _ = forward_trace(L, activation, params, X, masks)
+    out[...] = zs[-1]
+
+
+def mlp_backward(params, X, sizes, activation, g_out, grad, grad_x=None, masks=None):
+    """Vector-Jacobian product: g_out (S, N, K) -> grad (S, P) and optionally grad_x (S, N, D)."""
+    L = Layout(sizes)
+    S, N = _check_inputs(L, params, X, activation)
+    _check_shape(g_out, (S, N, L.sizes[-1]), "g_out")
+    _check_shape(grad, (S, L.n_params), "grad")
+    if grad_x is not None:
+        _check_shape(grad_x, (S, N, L.sizes[0]), "grad_x")
+    zs, acts, mv = forward_trace(L, activation, params, X, masks)
+    g, gx = backward_trace(L, activation, params, X, zs, acts, mv, g_out, want_x=grad_x is not None)
+    grad[...] = g
+    if grad_x is not None:
+        grad_x[...] = gx
+
+
+def mlp_nll_grad(params, X, y, sizes, activation, likelihood, log_noise, nll, grad=None, grad_log_noise=None,
+                 masks=None):
+    """Summed NLL (S,) of targets y and its gradients (S, P) and (S, Dy) w.r.t. params and log_noise."""
+    L = Layout(sizes)
+    S, N = _check_inputs(L, params, X, activation)
+    D = _target_dim(likelihood, L.sizes[-1])
+    _check_shape(y, (N, D), "y")
+    _check_shape(log_noise, (D,), "log_noise")
+    _check_shape(nll, (S,), "nll")
+    zs, acts, mv = forward_trace(L, activation, params, X, masks)
+    per, gF, gn = nll_terms(likelihood, zs[-1], y, log_noise, want_grad=grad is not None or grad_log_noise is not None)
+    nll[...] = per.sum(1, dtype=np.float64)
+    if grad is not None:
+        grad[...], _ = backward_trace(L, activation, params, X, zs, acts, mv, gF)
+    if grad_log_noise is not None:
+        grad_log_noise[...] = 0 if gn is None else gn.sum(1)
+
+
+def likelihood_nll(F, y, likelihood, log_noise, nll):
+    """Per-point NLL (S, N) of targets y (N, Dy) under network outputs F (S, N, K)."""
+    if F.ndim != 3:
+        raise ValueError("F must have shape (S, N, K)")
+    S, N, K = F.shape
+    D = _target_dim(likelihood, K)
+    _check_shape(y, (N, D), "y")
+    _check_shape(log_noise, (D,), "log_noise")
+    _check_shape(nll, (S, N), "nll")
+    nll[...] = nll_terms(likelihood, F, y, log_noise, want_grad=False)[0]

@@ -1,0 +1,128 @@
+// The MLP engine: forward and backward of a fully connected network, batched
+// over S parameter samples with strided batched GEMMs (scipy-openblas32).
+//
+// Parameter layout (one flat vector of length P per sample), the order of
+// PyTorch's parameters_to_vector for nn.Sequential of nn.Linear: for each layer
+// l = 0..L-1 with d_in = sizes[l], d_out = sizes[l+1], first W_l (d_out x d_in,
+// row-major), then b_l (d_out). Hidden layers apply the activation (and an
+// optional dropout mask); the last layer is linear (the likelihood applies the
+// link). Reusable from other C++ files (Laplace, curvature): the Trace keeps
+// every pre-activation and activation; backward takes dL/d(output).
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace bayesgrad {
+namespace mlp {
+
+enum Activation : int { kIdentity = 0, kRelu = 1, kTanh = 2, kSigmoid = 3, kGelu = 4 };
+enum Likelihood : int { kGaussian = 0, kHeteroGaussian = 1, kCategorical = 2, kBernoulli = 3 };
+
+// Offsets of every layer's W and b in the flat parameter vector.
+struct Layout {
+  std::vector<int64_t> sizes;  // d_0 .. d_L
+  std::vector<int64_t> w_off, b_off;
+  int64_t n_params = 0;
+  int64_t n_hidden_units = 0;  // sum of d_1 .. d_{L-1}: the width of a dropout mask row
+  int64_t max_width = 0;
+  Layout() = default;
+  // Throws std::invalid_argument unless n_sizes >= 2 and every size >= 1.
+  Layout(const int64_t* sz, int64_t n_sizes);
+  int64_t n_layers() const { return static_cast<int64_t>(sizes.size()) - 1; }
+  int64_t d_in(int64_t l) const { return sizes[l]; }
+  int64_t d_out(int64_t l) const { return sizes[l + 1]; }
+  int64_t d_input() const { return sizes.front(); }
+  int64_t d_output() const { return sizes.back(); }
+  // Offset of hidden layer l's units in a dropout mask row (l < L-1).
+  int64_t mask_off(int64_t l) const;
+};
+
+Activation activation_from_int(int a);     // validates
+Likelihood likelihood_from_int(int k);     // validates
+
+// a = f(z), elementwise.
+template <typename T>
+inline T act(Activation f, T z) {
+  switch (f) {
+    case kRelu: return z > T(0) ? z : T(0);
+    case kTanh: return std::tanh(z);
+    case kSigmoid: return z >= T(0) ? T(1) / (T(1) + std::exp(-z)) : std::exp(z) / (T(1) + std::exp(z));
+    case kGelu: return T(0.5) * z * (T(1) + std::erf(z * T(0.70710678118654752440)));  // z * Phi(z), exact
+    default: return z;
+  }
+}
+
+// f'(z), given z and a = f(z) (tanh and sigmoid reuse a).
+template <typename T>
+inline T act_deriv(Activation f, T z, T a) {
+  switch (f) {
+    case kRelu: return z > T(0) ? T(1) : T(0);
+    case kTanh: return T(1) - a * a;
+    case kSigmoid: return a * (T(1) - a);
+    case kGelu: {
+      const T phi = std::exp(T(-0.5) * z * z) * T(0.39894228040143267794);
+      return T(0.5) * (T(1) + std::erf(z * T(0.70710678118654752440))) + z * phi;
+    }
+    default: return T(1);
+  }
+}
+
+// Dropout masks on hidden units: m[s * s_stride + row * row_stride + mask_off(l) + j]
+// multiplies hidden unit j of layer l (already scaled by 1/(1-p)). row_stride 0
+// gives every input row the same mask (consistent masks); s_stride is normally
+// rows * n_hidden_units.
+template <typename T>
+struct Masks {
+  const T* m = nullptr;
+  int64_t s_stride = 0, row_stride = 0;
+  T at(int64_t s, int64_t row, int64_t off) const { return m[s * s_stride + row * row_stride + off]; }
+};
+
+// What backward needs from forward: for each layer l, z[l] (S, N, d_out(l)) the
+// pre-activations and a[l] the activations after the mask (a[L-1] is unused:
+// the output is z[L-1]).
+template <typename T>
+struct Trace {
+  int64_t S = 0, N = 0;
+  std::vector<std::vector<T>> z, a;
+  const T* output() const { return z.back().data(); }
+};
+
+// Forward for S parameter vectors params + s * p_stride (p_stride 0: shared)
+// on inputs X + s * x_stride, each (N, d_0) row-major (x_stride 0: shared).
+template <typename T>
+void forward(const Layout& L, Activation f, const T* params, int64_t S, int64_t p_stride, const T* X,
+             int64_t N, int64_t x_stride, Trace<T>& tr, const Masks<T>* masks = nullptr);
+
+// Backward through the trace of forward. g_out (S, N, d_L) = dLoss/d(output),
+// destroyed (used as workspace). grad + s * g_stride receives dLoss/dparams of
+// sample s (overwritten); grad_x (S, N, d_0) receives dLoss/dX when non-null.
+template <typename T>
+void backward(const Layout& L, Activation f, const T* params, int64_t p_stride, const T* X, int64_t x_stride,
+              const Trace<T>& tr, T* g_out, T* grad, int64_t g_stride, T* grad_x = nullptr,
+              const Masks<T>* masks = nullptr);
+
+// Negative log-likelihood of targets y under outputs F (S, N, K), summed over
+// the N rows for each sample into nll[s] (nats). y is (N, Dy) with Dy = K
+// (gaussian, bernoulli), K/2 (heteroscedastic: K = 2D, mean then log-variance
+// heads) or 1 (categorical: class index as a float). log_noise (Dy) is log sigma
+// per output of the homoscedastic gaussian (ignored otherwise). When g_F is
+// non-null it receives dnll/dF scaled by `scale`; when g_log_noise is non-null,
+// g_log_noise[s * Dy + d] receives scale * dnll[s]/dlog_noise[d].
+template <typename T>
+void nll(Likelihood lik, const T* F, const T* y, int64_t S, int64_t N, int64_t K, const T* log_noise, T* nll,
+         T* g_F, T scale, T* g_log_noise);
+
+// Number of target columns Dy for output width K (throws if K does not fit).
+int64_t target_dim(Likelihood lik, int64_t K);
+
+// C = op(A_s) op(B_s) (+ beta C) for s < S, through cblas ?gemm_batch_strided
+// (row-major; stride 0 shares a matrix between samples).
+template <typename T>
+void gemm_batch(bool trans_a, bool trans_b, int64_t M, int64_t Nn, int64_t K, const T* A, int64_t lda,
+                int64_t stride_a, const T* B, int64_t ldb, int64_t stride_b, T beta, T* C, int64_t ldc,
+                int64_t stride_c, int64_t S);
+
+}  // namespace mlp
+}  // namespace bayesgrad

@@ -1,0 +1,52 @@
+// Adam as one fused pass over the parameters, and the native MAP / dropout
+// training epoch built on the MLP engine (mlp.hpp).
+#pragma once
+#include <cstdint>
+
+#include "bayesgrad/mlp.hpp"
+
+namespace bayesgrad {
+
+struct AdamConfig {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+};
+
+// One Adam step t (1-based, for the bias corrections) on n parameters:
+// m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr mhat / (sqrt(vhat) + eps).
+template <typename T>
+void adam_step(T* p, const T* g, T* m, T* v, int64_t n, int64_t t, const AdamConfig& c);
+
+// Minibatch schedule of an epoch: rows perm[start_i .. start_i + B_i).
+struct Batches {
+  const int64_t* perm;
+  int64_t n, batch_size;
+  int64_t count() const { return (n + batch_size - 1) / batch_size; }
+  int64_t start(int64_t i) const { return i * batch_size; }
+  int64_t size(int64_t i) const { return (i + 1) * batch_size <= n ? batch_size : n - i * batch_size; }
+};
+
+// Copy rows perm[start .. start+B) of X (N, D) and y (N, Dy) into xb, yb.
+template <typename T>
+void gather_rows(const T* X, int64_t D, const int64_t* rows, int64_t B, T* xb);
+
+struct MapConfig {
+  mlp::Layout layout;
+  mlp::Activation act;
+  mlp::Likelihood lik;
+  bool learn_noise = false;
+  double dropout_p = 0.0;  // on hidden units; masks per row, from stream fold_in(dropout_stream, step)
+  uint64_t seed = 0, dropout_stream = 0;
+  AdamConfig adam;
+};
+
+// One epoch of MAP training: for each minibatch i the objective
+//   (N / B_i) * nll_i + 0.5 * sum_j prior_prec[j] * theta[j]^2
+// (the whole-data-set negative log joint, in nats) and an Adam step. state is
+// [theta (P), log_noise (Dy)]; m, v its Adam moments; step is the global step
+// count before the epoch (returned advanced). stats (M, 2) receives per batch
+// the unscaled nll_i and the objective.
+template <typename T>
+int64_t map_epoch(const MapConfig& cfg, T* state, T* m, T* v, int64_t step, const T* X, const T* y, int64_t N,
+                  const Batches& batches, const T* prior_prec, T* stats);
+
+}  // namespace bayesgrad

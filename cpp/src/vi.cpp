@@ -1,0 +1,371 @@
+// Bayes by Backprop epochs: weight-space reparameterisation (through the MLP
+// engine with S sampled parameter vectors), the local reparameterisation trick
+// (Kingma, Salimans & Welling 2015: sample pre-activations from their exact
+// Gaussian given the layer input) and Flipout (Wen et al. 2018: one weight
+// perturbation per sample, decorrelated across rows by random sign flips).
+// Random words of step t come from stream fold_in(cfg.stream, t):
+//   normals  [0, S*P)            eps, laid out like the parameters (weight
+//                                space, Flipout's perturbations, the MC KL)
+//   normals  [S*P, ...)          local reparameterisation: zeta of layer l
+//                                (S, B, d_out(l)), layers one after another
+//   uniforms of fold_in(stream_t, 13), Flipout's signs: per layer R_in
+//                                (S, B, d_in) then R_out (S, B, d_out)
+#include "bayesgrad/vi.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+#include "bayesgrad/philox.hpp"
+#include "bayesgrad/random.hpp"
+
+namespace bayesgrad {
+
+namespace {
+
+constexpr double kHalfLog2Pi = 0.91893853320467274178;
+constexpr uint64_t kFlipoutTag = 13;  // bayesgrad.random.TAGS["flipout"]
+
+template <typename T>
+inline T softplus(T r) {
+  return r > T(0) ? r + std::log1p(std::exp(-r)) : std::log1p(std::exp(r));
+}
+template <typename T>
+inline T sigmoid(T r) {
+  return r >= T(0) ? T(1) / (T(1) + std::exp(-r)) : std::exp(r) / (T(1) + std::exp(r));
+}
+
+// Buffers of the stochastic-layer passes (local reparameterisation, Flipout).
+template <typename T>
+struct Stoch {
+  std::vector<std::vector<T>> in, z, aux1, aux2;  // per layer: input (S*B, d_in), pre-activation, extras
+};
+
+template <typename T>
+void stoch_forward(const ViConfig& cfg, const T* mu, const T* sigma, const T* eps, const T* xb, int64_t B,
+                   uint64_t stream_t, Stoch<T>& st) {
+  const mlp::Layout& L = cfg.layout;
+  const int64_t S = cfg.n_samples, P = L.n_params, R = S * B;
+  const int64_t nl = L.n_layers();
+  st.in.resize(nl);
+  st.z.resize(nl);
+  st.aux1.resize(nl);
+  st.aux2.resize(nl);
+  std::vector<T> tmp, sq;
+  uint64_t zeta_off = static_cast<uint64_t>(S * P), sign_off = 0;
+  const uint64_t sign_stream = philox::fold_in(stream_t, kFlipoutTag);
+  st.in[0].resize(R * L.d_input());
+  for (int64_t s = 0; s < S; ++s) std::copy(xb, xb + B * L.d_input(), st.in[0].data() + s * B * L.d_input());
+  for (int64_t l = 0; l < nl; ++l) {
+    const int64_t din = L.d_in(l), dout = L.d_out(l);
+    const T* A = st.in[l].data();
+    std::vector<T>& z = st.z[l];
+    z.resize(R * dout);
+    const T* mW = mu + L.w_off[l];
+    const T* mb = mu + L.b_off[l];
+    for (int64_t r = 0; r < R; ++r) std::copy(mb, mb + dout, z.data() + r * dout);
+    mlp::gemm_batch<T>(false, true, R, dout, din, A, din, 0, mW, din, 0, T(1), z.data(), dout, 0, 1);
+    if (cfg.estimator == kLocalReparam) {
+      // V = A^2 (sigma_W^2)^T + sigma_b^2; aux1 = sqrt(V), aux2 = zeta
+      sq.resize(R * din);
+      for (int64_t k = 0; k < R * din; ++k) sq[k] = A[k] * A[k];
+      tmp.resize(dout * din);
+      for (int64_t k = 0; k < dout * din; ++k) tmp[k] = sigma[L.w_off[l] + k] * sigma[L.w_off[l] + k];
+      std::vector<T>& sv = st.aux1[l];
+      sv.resize(R * dout);
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t j = 0; j < dout; ++j) sv[r * dout + j] = sigma[L.b_off[l] + j] * sigma[L.b_off[l] + j];
+      mlp::gemm_batch<T>(false, true, R, dout, din, sq.data(), din, 0, tmp.data(), din, 0, T(1), sv.data(), dout,
+                         0, 1);
+      std::vector<T>& zeta = st.aux2[l];
+      zeta.resize(R * dout);
+      fill_normal<T>(zeta.data(), R * dout, cfg.seed, stream_t, zeta_off);
+      zeta_off += static_cast<uint64_t>(R * dout);
+      for (int64_t k = 0; k < R * dout; ++k) {
+        sv[k] = std::sqrt(sv[k]);
+        z[k] += sv[k] * zeta[k];
+      }
+    } else {  // Flipout: z += ((A o R_in) dW_s^T) o R_out + db_s
+      std::vector<T>& rin = st.aux1[l];
+      std::vector<T>& rout = st.aux2[l];
+      rin.resize(R * din);
+      rout.resize(R * dout);
+      fill_uniform<T>(rin.data(), R * din, cfg.seed, sign_stream, sign_off);
+      sign_off += static_cast<uint64_t>(R * din);
+      fill_uniform<T>(rout.data(), R * dout, cfg.seed, sign_stream, sign_off);
+      sign_off += static_cast<uint64_t>(R * dout);
+      for (T& u : rin) u = u < T(0.5) ? T(-1) : T(1);
+      for (T& u : rout) u = u < T(0.5) ? T(-1) : T(1);
+      // perturbations dW_s = sigma o eps_s (S, dout*din), db_s = sigma_b o eps_b,s
+      tmp.resize(S * dout * din);
+      for (int64_t s = 0; s < S; ++s)
+        for (int64_t k = 0; k < dout * din; ++k)
+          tmp[s * dout * din + k] = sigma[L.w_off[l] + k] * eps[s * P + L.w_off[l] + k];
+      sq.resize(R * din);
+      for (int64_t k = 0; k < R * din; ++k) sq[k] = A[k] * rin[k];
+      std::vector<T> pert(R * dout);
+      mlp::gemm_batch<T>(false, true, B, dout, din, sq.data(), din, B * din, tmp.data(), din, dout * din, T(0),
+                         pert.data(), dout, B * dout, S);
+      for (int64_t s = 0; s < S; ++s)
+        for (int64_t b = 0; b < B; ++b) {
+          const int64_t r = s * B + b;
+          for (int64_t j = 0; j < dout; ++j)
+            z[r * dout + j] += pert[r * dout + j] * rout[r * dout + j] +
+                               sigma[L.b_off[l] + j] * eps[s * P + L.b_off[l] + j];
+        }
+    }
+    if (l + 1 < nl) {
+      st.in[l + 1].resize(R * dout);
+      T* a = st.in[l + 1].data();
+      for (int64_t k = 0; k < R * dout; ++k) a[k] = mlp::act(cfg.act, z[k]);
+    }
+  }
+}
+
+// G (S*B, d_L) = d objective / d output, destroyed. Writes gmu, gsigma (P).
+template <typename T>
+void stoch_backward(const ViConfig& cfg, const T* mu, const T* sigma, const T* eps, int64_t B, Stoch<T>& st, T* G0,
+                    T* gmu, T* gsigma) {
+  const mlp::Layout& L = cfg.layout;
+  const int64_t S = cfg.n_samples, P = L.n_params, R = S * B;
+  std::vector<T> Gbuf, dA, tmp, tmp2, sq;
+  T* G = G0;
+  for (int64_t l = L.n_layers() - 1; l >= 0; --l) {
+    const int64_t din = L.d_in(l), dout = L.d_out(l);
+    const T* A = st.in[l].data();
+    const T* mW = mu + L.w_off[l];
+    // mean path: d mu_W = G^T A over all S*B rows; d mu_b = column sums
+    mlp::gemm_batch<T>(true, false, dout, din, R, G, dout, 0, A, din, 0, T(0), gmu + L.w_off[l], din, 0, 1);
+    T* gb = gmu + L.b_off[l];
+    T* gsb = gsigma + L.b_off[l];
+    std::fill(gb, gb + dout, T(0));
+    std::fill(gsb, gsb + dout, T(0));
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t j = 0; j < dout; ++j) gb[j] += G[r * dout + j];
+    if (l > 0) {
+      dA.assign(R * din, T(0));
+      mlp::gemm_batch<T>(false, false, R, din, dout, G, dout, 0, mW, din, 0, T(0), dA.data(), din, 0, 1);
+    }
+    T* gsW = gsigma + L.w_off[l];
+    if (cfg.estimator == kLocalReparam) {
+      const std::vector<T>& sv = st.aux1[l];
+      const std::vector<T>& zeta = st.aux2[l];
+      std::vector<T> dV(R * dout);
+      for (int64_t k = 0; k < R * dout; ++k) dV[k] = G[k] * zeta[k] / (T(2) * sv[k]);
+      sq.resize(R * din);
+      for (int64_t k = 0; k < R * din; ++k) sq[k] = A[k] * A[k];
+      // d sigma_W^2 = dV^T A^2; d sigma = 2 sigma d sigma^2
+      mlp::gemm_batch<T>(true, false, dout, din, R, dV.data(), dout, 0, sq.data(), din, 0, T(0), gsW, din, 0, 1);
+      for (int64_t k = 0; k < dout * din; ++k) gsW[k] *= T(2) * sigma[L.w_off[l] + k];
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t j = 0; j < dout; ++j) gsb[j] += dV[r * dout + j];
+      for (int64_t j = 0; j < dout; ++j) gsb[j] *= T(2) * sigma[L.b_off[l] + j];
+      if (l > 0) {  // dA += 2 A o (dV sigma_W^2)
+        tmp.resize(dout * din);
+        for (int64_t k = 0; k < dout * din; ++k) tmp[k] = sigma[L.w_off[l] + k] * sigma[L.w_off[l] + k];
+        tmp2.resize(R * din);
+        mlp::gemm_batch<T>(false, false, R, din, dout, dV.data(), dout, 0, tmp.data(), din, 0, T(0), tmp2.data(),
+                           din, 0, 1);
+        for (int64_t k = 0; k < R * din; ++k) dA[k] += T(2) * A[k] * tmp2[k];
+      }
+    } else {  // Flipout
+      const std::vector<T>& rin = st.aux1[l];
+      const std::vector<T>& rout = st.aux2[l];
+      std::vector<T> Gs(R * dout);
+      for (int64_t k = 0; k < R * dout; ++k) Gs[k] = G[k] * rout[k];
+      sq.resize(R * din);
+      for (int64_t k = 0; k < R * din; ++k) sq[k] = A[k] * rin[k];
+      // d dW_s = Gs_s^T (A o R_in)_s, then d sigma_W = sum_s d dW_s o eps_s
+      tmp.resize(S * dout * din);
+      mlp::gemm_batch<T>(true, false, dout, din, B, Gs.data(), dout, B * dout, sq.data(), din, B * din, T(0),
+                         tmp.data(), din, dout * din, S);
+      std::fill(gsW, gsW + dout * din, T(0));
+      for (int64_t s = 0; s < S; ++s) {
+        const T* e = eps + s * P + L.w_off[l];
+        const T* t = tmp.data() + s * dout * din;
+        for (int64_t k = 0; k < dout * din; ++k) gsW[k] += t[k] * e[k];
+        const T* eb = eps + s * P + L.b_off[l];
+        for (int64_t b = 0; b < B; ++b)
+          for (int64_t j = 0; j < dout; ++j) gsb[j] += G[(s * B + b) * dout + j] * eb[j];
+      }
+      if (l > 0) {  // dA += (Gs_s dW_s) o R_in
+        tmp2.resize(S * dout * din);
+        for (int64_t s = 0; s < S; ++s)
+          for (int64_t k = 0; k < dout * din; ++k)
+            tmp2[s * dout * din + k] = sigma[L.w_off[l] + k] * eps[s * P + L.w_off[l] + k];
+        std::vector<T> pa(R * din);
+        mlp::gemm_batch<T>(false, false, B, din, dout, Gs.data(), dout, B * dout, tmp2.data(), din, dout * din, T(0),
+                           pa.data(), din, B * din, S);
+        for (int64_t k = 0; k < R * din; ++k) dA[k] += pa[k] * rin[k];
+      }
+    }
+    if (l == 0) break;
+    const std::vector<T>& zp = st.z[l - 1];
+    const T* ap = st.in[l].data();
+    for (int64_t k = 0; k < R * din; ++k) dA[k] *= mlp::act_deriv(cfg.act, zp[k], ap[k]);
+    Gbuf.swap(dA);
+    G = Gbuf.data();
+  }
+}
+
+}  // namespace
+
+template <typename T>
+double vi_kl(const ViConfig& cfg, const T* mu, const T* sigma, const T* eps, int64_t S, T* gmu, T* gsigma,
+             T scale) {
+  const int64_t P = cfg.layout.n_params;
+  double kl = 0.0;
+  if (cfg.prior == kPriorGaussian) {
+    const double s2 = cfg.prior_sigma * cfg.prior_sigma;
+    const double log_s = std::log(cfg.prior_sigma);
+    for (int64_t j = 0; j < P; ++j) {
+      const double m = mu[j], sg = sigma[j];
+      kl += log_s - std::log(sg) + 0.5 * (sg * sg + m * m) / s2 - 0.5;
+      if (gmu) {
+        gmu[j] += scale * static_cast<T>(m / s2);
+        gsigma[j] += scale * static_cast<T>(sg / s2 - 1.0 / sg);
+      }
+    }
+    return kl;
+  }
+  // Scale mixture: KL_s = sum_j log q(w_j) - log p(w_j) at w = mu + sigma eps_s;
+  // log q(w) = -log sigma - eps^2/2 - log(2 pi)/2 does not depend on mu.
+  const double pi = cfg.mix_pi, s1 = cfg.mix_s1, s2 = cfg.mix_s2;
+  const double la = std::log(pi) - std::log(s1), lb = std::log1p(-pi) - std::log(s2);
+  const T inv_s = scale / static_cast<T>(S);
+  for (int64_t s = 0; s < S; ++s)
+    for (int64_t j = 0; j < P; ++j) {
+      const double e = eps[s * P + j], sg = sigma[j];
+      const double w = mu[j] + sg * e;
+      const double ta = la - 0.5 * (w / s1) * (w / s1), tb = lb - 0.5 * (w / s2) * (w / s2);
+      const double mx = std::max(ta, tb);
+      const double lse = mx + std::log(std::exp(ta - mx) + std::exp(tb - mx));
+      const double ra = std::exp(ta - lse), rb = std::exp(tb - lse);  // responsibilities
+      const double log_p = lse - kHalfLog2Pi;
+      const double log_q = -std::log(sg) - 0.5 * e * e - kHalfLog2Pi;
+      kl += (log_q - log_p) / static_cast<double>(S);
+      if (gmu) {
+        const double dlogp = -w * (ra / (s1 * s1) + rb / (s2 * s2));
+        gmu[j] += inv_s * static_cast<T>(-dlogp);
+        gsigma[j] += inv_s * static_cast<T>(-1.0 / sg - e * dlogp);
+      }
+    }
+  return kl;
+}
+
+// Work buffers reused across the steps of an epoch.
+template <typename T>
+struct ViWork {
+  std::vector<T> sigma, eps, gF, nlls, W, gW, gn;
+  mlp::Trace<T> tr;
+  Stoch<T> st;
+};
+
+// Objective of one minibatch (rows xb, yb) at step `step` and its gradient
+// w.r.t. state = [mu, rho, log_noise] into grad; stats3 = (mean nll, KL, objective).
+template <typename T>
+void vi_batch_grad(const ViConfig& cfg, const T* state, const T* xb, const T* yb, int64_t B, int64_t N,
+                   int64_t step, T kl_weight, T* grad, T* stats3, ViWork<T>& w) {
+  const mlp::Layout& L = cfg.layout;
+  const int64_t P = L.n_params, K = L.d_output(), S = cfg.n_samples;
+  const int64_t Dy = mlp::target_dim(cfg.lik, K);
+  const T* mu = state;
+  const T* rho = state + P;
+  const T* log_noise = state + 2 * P;
+  const bool need_eps = cfg.estimator != kLocalReparam || cfg.prior == kPriorScaleMixture;
+  w.sigma.resize(P);
+  w.eps.resize(need_eps ? S * P : 0);
+  w.nlls.resize(S);
+  const uint64_t stream_t = philox::fold_in(cfg.stream, static_cast<uint64_t>(step));
+  for (int64_t j = 0; j < P; ++j) w.sigma[j] = softplus(rho[j]);
+  if (need_eps) fill_normal<T>(w.eps.data(), S * P, cfg.seed, stream_t, 0);
+  const double scale_d = static_cast<double>(N) / static_cast<double>(B);
+  const T gscale = static_cast<T>(scale_d / static_cast<double>(S));
+  w.gF.resize(S * B * K);
+  w.gn.assign(S * Dy, T(0));
+  T* gmu = grad;
+  T* gsig = grad + P;
+  const T* sigma = w.sigma.data();
+  const T* eps = w.eps.data();
+  if (cfg.estimator == kWeightSpace) {
+    w.W.resize(S * P);
+    for (int64_t s = 0; s < S; ++s)
+      for (int64_t j = 0; j < P; ++j) w.W[s * P + j] = mu[j] + sigma[j] * eps[s * P + j];
+    mlp::forward<T>(L, cfg.act, w.W.data(), S, P, xb, B, 0, w.tr);
+    mlp::nll<T>(cfg.lik, w.tr.output(), yb, S, B, K, log_noise, w.nlls.data(), w.gF.data(), gscale, w.gn.data());
+    w.gW.resize(S * P);
+    mlp::backward<T>(L, cfg.act, w.W.data(), P, xb, 0, w.tr, w.gF.data(), w.gW.data(), P);
+    std::fill(gmu, gmu + 2 * P, T(0));
+    for (int64_t s = 0; s < S; ++s)
+      for (int64_t j = 0; j < P; ++j) {
+        gmu[j] += w.gW[s * P + j];
+        gsig[j] += w.gW[s * P + j] * eps[s * P + j];
+      }
+  } else {
+    stoch_forward<T>(cfg, mu, sigma, eps, xb, B, stream_t, w.st);
+    mlp::nll<T>(cfg.lik, w.st.z.back().data(), yb, S, B, K, log_noise, w.nlls.data(), w.gF.data(), gscale,
+                w.gn.data());
+    stoch_backward<T>(cfg, mu, sigma, eps, B, w.st, w.gF.data(), gmu, gsig);
+  }
+  const T klscale = static_cast<T>(scale_d * static_cast<double>(kl_weight));
+  const double kl = vi_kl<T>(cfg, mu, sigma, eps, S, gmu, gsig, klscale);
+  for (int64_t j = 0; j < P; ++j) gsig[j] *= sigmoid(rho[j]);  // d sigma / d rho
+  for (int64_t d = 0; d < Dy; ++d) {
+    T acc = T(0);
+    if (cfg.learn_noise)
+      for (int64_t s = 0; s < S; ++s) acc += w.gn[s * Dy + d];
+    grad[2 * P + d] = acc;
+  }
+  double nll_mean = 0.0;
+  for (int64_t s = 0; s < S; ++s) nll_mean += double(w.nlls[s]);
+  nll_mean /= static_cast<double>(S);
+  stats3[0] = static_cast<T>(nll_mean);
+  stats3[1] = static_cast<T>(kl);
+  stats3[2] = static_cast<T>(scale_d * (nll_mean + double(kl_weight) * kl));
+}
+
+template <typename T>
+void vi_grad(const ViConfig& cfg, const T* state, const T* X, const T* y, int64_t N, int64_t step, T kl_weight,
+             T* grad, T* stats3) {
+  ViWork<T> w;
+  vi_batch_grad<T>(cfg, state, X, y, N, N, step, kl_weight, grad, stats3, w);
+}
+
+template <typename T>
+int64_t vi_epoch(const ViConfig& cfg, T* state, T* m, T* v, int64_t step, const T* X, const T* y, int64_t N,
+                 const Batches& batches, const T* kl_weight, T* stats) {
+  const mlp::Layout& L = cfg.layout;
+  const int64_t D = L.d_input();
+  const int64_t Dy = mlp::target_dim(cfg.lik, L.d_output());
+  const int64_t n_state = 2 * L.n_params + Dy;
+  std::vector<T> xb, yb, grad(n_state);
+  ViWork<T> w;
+  for (int64_t i = 0; i < batches.count(); ++i) {
+    const int64_t B = batches.size(i);
+    const int64_t* rows = batches.perm + batches.start(i);
+    xb.resize(B * D);
+    yb.resize(B * Dy);
+    gather_rows(X, D, rows, B, xb.data());
+    gather_rows(y, Dy, rows, B, yb.data());
+    ++step;
+    vi_batch_grad<T>(cfg, state, xb.data(), yb.data(), B, N, step, kl_weight[i], grad.data(), stats + 3 * i, w);
+    adam_step<T>(state, grad.data(), m, v, n_state, step, cfg.adam);
+  }
+  return step;
+}
+
+template double vi_kl<float>(const ViConfig&, const float*, const float*, const float*, int64_t, float*, float*,
+                             float);
+template double vi_kl<double>(const ViConfig&, const double*, const double*, const double*, int64_t, double*,
+                              double*, double);
+template void vi_grad<float>(const ViConfig&, const float*, const float*, const float*, int64_t, int64_t, float,
+                             float*, float*);
+template void vi_grad<double>(const ViConfig&, const double*, const double*, const double*, int64_t, int64_t,
+                              double, double*, double*);
+template int64_t vi_epoch<float>(const ViConfig&, float*, float*, float*, int64_t, const float*, const float*,
+                                 int64_t, const Batches&, const float*, float*);
+template int64_t vi_epoch<double>(const ViConfig&, double*, double*, double*, int64_t, const double*,
+                                  const double*, int64_t, const Batches&, const double*, double*);
+
+}  // namespace bayesgrad

@@ -1,0 +1,512 @@
+"""Multilayer perceptrons with a native engine, likelihoods, MAP training and
+the ``Predictive`` type shared by every posterior approximation.
+
+Call shape: a network is described by ``MLP(sizes, activation)``; its weights
+live outside it as one flat vector ``theta`` of length ``mlp.n_params`` (or a
+batch ``(S, n_params)`` of S parameter samples), laid out per layer as W
+(d_out x d_in, row-major) then b (d_out) -- the order of PyTorch's
+``parameters_to_vector`` for ``nn.Sequential`` of ``nn.Linear``. Outputs carry
+the sample axis first: ``(S, N, K)``. Losses are sums over the data in nats.
+
+Likelihoods (DESIGN.md): ``"gaussian"`` (homoscedastic noise sigma per output,
+fixed or learned), ``"heteroscedastic_gaussian"`` (K = 2D outputs: means then
+log-variances), ``"categorical"`` (softmax over K >= 2 logits, integer labels),
+``"bernoulli"`` (one logit per binary target); ``"regression"`` and
+``"classification"`` are aliases of gaussian and categorical.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import logsumexp
+
+from . import _backend
+from . import _checks as C
+from . import _training as _tr
+from . import random as _random
+
+__all__ = [
+    "MLP", "Predictive", "train_map", "ACTIVATIONS", "LIKELIHOODS", "likelihood_name",
+]
+
+ACTIVATIONS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3, "gelu": 4}
+LIKELIHOODS = {"gaussian": 0, "heteroscedastic_gaussian": 1, "categorical": 2, "bernoulli": 3}
+_LIK_ALIASES = {"regression": "gaussian", "classification": "categorical"}
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def likelihood_name(likelihood):
+    """Canonical likelihood name (aliases resolved); ValueError for unknown names."""
+    return C.option(likelihood, "likelihood", LIKELIHOODS, _LIK_ALIASES)
+
+
+class MLP:
+    """A fully connected network: ``sizes = [d_in, h_1, ..., d_out]``.
+
+    Hidden layers apply ``activation`` (relu, tanh, gelu, sigmoid, identity);
+    the last layer is linear (the likelihood applies the link). The object holds
+    only the architecture; parameters are flat vectors (see the module doc).
+
+    Attributes
+    ----------
+    sizes : tuple of int
+    activation : str
+    n_params : int
+    offsets : list of (w_start, b_start) per layer in the flat vector
+    """
+
+    def __init__(self, sizes, activation="relu"):
+        try:
+            sizes = tuple(C.integer(s, "sizes", 1) for s in sizes)
+        except TypeError as exc:
+            raise TypeError(f"sizes must be a sequence of positive ints, got {sizes!r}") from exc
+        if len(sizes) < 2:
+            raise ValueError(f"sizes must list at least an input and an output width, got {sizes}")
+        self.sizes = sizes
+        self.activation = C.option(activation, "activation", ACTIVATIONS)
+        self._act = ACTIVATIONS[self.activation]
+        self._sizes_arr = np.asarray(sizes, dtype=np.int64)
+        self.offsets = []
+        off = 0
+        for din, dout in zip(sizes[:-1], sizes[1:]):
+            self.offsets.append((off, off + din * dout))
+            off += din * dout + dout
+        self.n_params = off
+
+    def __repr__(self):
+        return f"MLP(sizes={list(self.sizes)}, activation={self.activation!r})"
+
+    @property
+    def n_layers(self):
+        return len(self.sizes) - 1
+
+    @property
+    def n_hidden_units(self):
+        """Width of a dropout mask row: the sum of the hidden widths."""
+        return int(sum(self.sizes[1:-1]))
+
+    def to_dict(self):
+        return {"sizes": list(self.sizes), "activation": self.activation}
+
+    # ------------------------------------------------------------ parameters
+    def init(self, seed=0, stream=0, dtype=np.float64, scheme="auto"):
+        """Initial parameters (n_params,): He for relu/gelu, Glorot otherwise; biases 0.
+
+        ``scheme`` is ``"auto"``, ``"he"`` (N(0, 2/fan_in)) or ``"glorot"``
+        (N(0, 2/(fan_in+fan_out))). The normals come from
+        ``fold_in(stream, "init")`` of ``seed``.
+        """
+        scheme = C.option(scheme, "scheme", ("auto", "he", "glorot"))
+        if scheme == "auto":
+            scheme = "he" if self.activation in ("relu", "gelu") else "glorot"
+        dt = C.float_dtype(dtype)
+        z = _random.normal(self.n_params, seed=seed, stream=_random.fold_in(stream, "init"), dtype=dt)
+        theta = np.zeros(self.n_params, dtype=dt)
+        for (w0, b0), din, dout in zip(self.offsets, self.sizes[:-1], self.sizes[1:]):
+            std = math.sqrt(2.0 / din) if scheme == "he" else math.sqrt(2.0 / (din + dout))
+            theta[w0:b0] = z[w0:b0] * dt.type(std)
+        return theta
+
+    def unflatten(self, theta):
+        """[(W (d_out, d_in), b (d_out,)), ...] views of a flat vector (P,) or (S, P) (leading S kept)."""
+        theta = np.asarray(theta)
+        self._check_theta_shape(theta)
+        out = []
+        for (w0, b0), din, dout in zip(self.offsets, self.sizes[:-1], self.sizes[1:]):
+            W = theta[..., w0:b0].reshape(theta.shape[:-1] + (dout, din))
+            out.append((W, theta[..., b0:b0 + dout]))
+        return out
+
+    def flatten(self, layers):
+        """Inverse of ``unflatten``: a list of (W, b) -> flat vector."""
+        if len(layers) != self.n_layers:
+            raise ValueError(f"layers must hold {self.n_layers} (W, b) pairs, got {len(layers)}")
+        parts = []
+        for (W, b), din, dout in zip(layers, self.sizes[:-1], self.sizes[1:]):
+            W, b = np.asarray(W), np.asarray(b)
+            if W.shape[-2:] != (dout, din) or b.shape[-1] != dout:
+                raise ValueError(f"layer shapes must be W ({dout}, {din}) and b ({dout},)")
+            parts += [W.reshape(W.shape[:-2] + (-1,)), b]
+        return np.concatenate(parts, axis=-1)
+
+    def _check_theta_shape(self, theta):
+        if theta.ndim not in (1, 2) or theta.shape[-1] != self.n_params:
+            raise ValueError(f"theta must have shape ({self.n_params},) or (S, {self.n_params}), got {theta.shape}")
+
+    def _theta(self, theta, name="theta"):
+        t = C.as_array(theta, name)
+        self._check_theta_shape(t)
+        return t
+
+    def _inputs(self, X, dtype, name="X"):
+        X = C.as_array(X, name, dtype=dtype)
+        if X.ndim == 1 and self.sizes[0] == 1:
+            X = X[:, None]
+        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
+            raise ValueError(f"{name} must have shape (N, {self.sizes[0]}), got {X.shape}")
+        return X
+
+    def _masks(self, masks, S, N, dtype):
+        if masks is None:
+            return None
+        m = C.as_array(masks, "masks", dtype=dtype)
+        H = self.n_hidden_units
+        if H == 0:
+            raise ValueError("masks given but the network has no hidden layer")
+        if m.ndim == 2:
+            m = m[:, None, :]
+        if m.ndim != 3 or m.shape[0] != S or m.shape[1] not in (1, N) or m.shape[2] != H:
+            raise ValueError(f"masks must have shape ({S}, {H}) or ({S}, 1 or {N}, {H}), got {m.shape}")
+        return m
+
+    # ------------------------------------------------------------ compute
+    def forward(self, theta, X, masks=None):
+        """Outputs (N, K) for theta (P,), or (S, N, K) for theta (S, P).
+
+        ``masks`` (S, H) or (S, 1 or N, H): multipliers of the H hidden units
+        (dropout masks already scaled by 1/(1-p)).
+        """
+        t = self._theta(theta)
+        single = t.ndim == 1
+        t2 = t[None] if single else t
+        X = self._inputs(X, t.dtype)
+        S, N = t2.shape[0], X.shape[0]
+        out = np.empty((S, N, self.sizes[-1]), dtype=t.dtype)
+        _backend.kernels().mlp_forward(t2, X, self._sizes_arr, self._act, out, self._masks(masks, S, N, t.dtype))
+        return out[0] if single else out
+
+    __call__ = forward
+
+    def vjp(self, theta, X, g_out, wrt_input=False, masks=None):
+        """Vector-Jacobian products: ``g_out`` like the outputs -> dL/dtheta (and dL/dX).
+
+        theta (P,) with g_out (N, K), or theta (S, P) with g_out (S, N, K).
+        Returns grad like theta, or (grad, grad_x) when ``wrt_input``.
+        """
+        t = self._theta(theta)
+        single = t.ndim == 1
+        t2 = t[None] if single else t
+        X = self._inputs(X, t.dtype)
+        S, N = t2.shape[0], X.shape[0]
+        g = C.as_array(g_out, "g_out", dtype=t.dtype)
+        g = g[None] if single and g.ndim == 2 else g
+        if g.shape != (S, N, self.sizes[-1]):
+            raise ValueError(f"g_out must have the outputs' shape {(S, N, self.sizes[-1])[1 if single else 0:]}")
+        grad = np.empty((S, self.n_params), dtype=t.dtype)
+        gx = np.empty((S, N, self.sizes[0]), dtype=t.dtype) if wrt_input else None
+        _backend.kernels().mlp_backward(t2, X, self._sizes_arr, self._act, g, grad, gx,
+                                        self._masks(masks, S, N, t.dtype))
+        if single:
+            grad = grad[0]
+            gx = None if gx is None else gx[0]
+        return (grad, gx) if wrt_input else grad
+
+    def nll(self, theta, X, y, likelihood="gaussian", noise=1.0, grad=False, masks=None):
+        """Negative log-likelihood summed over the N rows (nats), and optionally its gradient.
+
+        Returns nll (scalar for theta (P,), (S,) for theta (S, P)); with
+        ``grad=True`` also dnll/dtheta like theta.
+        """
+        lik = likelihood_name(likelihood)
+        t = self._theta(theta)
+        single = t.ndim == 1
+        t2 = t[None] if single else t
+        X = self._inputs(X, t.dtype)
+        yy = prepare_targets(y, lik, self.sizes[-1], X.shape[0], t.dtype)
+        ln = log_noise_vector(noise, lik, self.sizes[-1], t.dtype)
+        S = t2.shape[0]
+        out = np.empty(S, dtype=t.dtype)
+        g = np.empty((S, self.n_params), dtype=t.dtype) if grad else None
+        _backend.kernels().mlp_nll_grad(t2, X, yy, self._sizes_arr, self._act, LIKELIHOODS[lik], ln, out, g, None,
+                                        self._masks(masks, S, X.shape[0], t.dtype))
+        if single:
+            out, g = out[0], (None if g is None else g[0])
+        return (out, g) if grad else out
+
+
+# ---------------------------------------------------------------- targets
+
+def target_dim(lik, K):
+    """Columns of the target array for output width K."""
+    if lik == "heteroscedastic_gaussian":
+        if K % 2:
+            raise ValueError("heteroscedastic_gaussian needs an even output width (means then log-variances)")
+        return K // 2
+    if lik == "categorical":
+        if K < 2:
+            raise ValueError("categorical needs at least 2 outputs")
+        return 1
+    return K
+
+
+def prepare_targets(y, lik, K, N, dtype):
+    """Targets as a C-contiguous (N, Dy) array of ``dtype``, checked for the likelihood."""
+    D = target_dim(lik, K)
+    if lik == "categorical":
+        a = C.as_array(y, "y", dtype=np.float64)
+        if a.ndim == 2 and a.shape[1] == 1:
+            a = a[:, 0]
+        if a.ndim != 1 or a.shape[0] != N:
+            raise ValueError(f"y must hold {N} integer class labels, got shape {np.shape(y)}")
+        if np.any(a != np.round(a)):
+            raise ValueError("y must hold integer class labels")
+        if np.any((a < 0) | (a >= K)):
+            raise ValueError(f"y labels must be in [0, {K}) (the number of classes)")
+        return np.ascontiguousarray(a[:, None], dtype=dtype)
+    a = C.as_array(y, "y", dtype=dtype)
+    if a.ndim == 1 and D == 1:
+        a = a[:, None]
+    if a.shape != (N, D):
+        raise ValueError(f"y must have shape ({N}, {D}), got {np.shape(y)}")
+    if lik == "bernoulli" and np.any((a != 0) & (a != 1)):
+        raise ValueError("y must hold binary targets 0 or 1 for the bernoulli likelihood")
+    return np.ascontiguousarray(a)
+
+
+def log_noise_vector(noise, lik, K, dtype):
+    """log sigma per output (Dy,) of the homoscedastic gaussian (zeros, unused, otherwise)."""
+    D = target_dim(lik, K)
+    if lik != "gaussian":
+        return np.zeros(D, dtype=dtype)
+    s = C.as_array(noise, "noise", dtype=np.float64)
+    C.positive(s, "noise")
+    s = np.broadcast_to(s.reshape(-1) if s.ndim else s, (D,)) if s.size in (1, D) else None
+    if s is None:
+        raise ValueError(f"noise must be a scalar or have {D} entries")
+    return np.ascontiguousarray(np.log(s), dtype=dtype)
+
+
+# ---------------------------------------------------------------- predictive
+
+class Predictive:
+    """The predictive distribution of any method (MFVI, MC dropout, Laplace, MAP).
+
+    Classification (categorical, bernoulli): ``probs`` (N, C) the predictive
+    mean; ``log_probs`` (S, N, C) per sample when sampled (None otherwise).
+    Bernoulli is given as two classes (C = 2: failure, success).
+    Regression (gaussian, heteroscedastic): ``mean`` (N, D); ``var`` (N, D)
+    total = ``aleatoric_var`` + ``epistemic_var``; ``samples_mean`` (S, N, D)
+    per-sample means when sampled.
+
+    Build with ``Predictive.from_outputs(F, likelihood, noise)`` from network
+    outputs (S, N, K), or with the regression/classification constructors for
+    closed-form predictives (Laplace GLM).
+    """
+
+    def __init__(self, likelihood, *, probs=None, log_probs=None, mean=None, aleatoric_var=None,
+                 epistemic_var=None, samples_mean=None, samples_var=None):
+        self.likelihood = likelihood_name(likelihood)
+        self.is_classification = self.likelihood in ("categorical", "bernoulli")
+        self.log_probs = log_probs
+        self.probs = probs
+        self.mean = mean
+        self.aleatoric_var = aleatoric_var
+        self.epistemic_var = epistemic_var
+        self.samples_mean = samples_mean
+        self._samples_var = samples_var  # (S, N, D) aleatoric variance of each sample's Gaussian
+        if self.is_classification:
+            if probs is None and log_probs is None:
+                raise ValueError("a classification Predictive needs probs or log_probs")
+            if probs is None:
+                S = log_probs.shape[0]
+                self.probs = np.exp(logsumexp(log_probs, axis=0) - math.log(S))
+        else:
+            if mean is None:
+                raise ValueError("a regression Predictive needs mean")
+            if aleatoric_var is None or epistemic_var is None:
+                raise ValueError("a regression Predictive needs aleatoric_var and epistemic_var")
+
+    @property
+    def var(self):
+        """Total predictive variance (N, D) = aleatoric + epistemic (regression)."""
+        if self.is_classification:
+            raise AttributeError("var is defined for regression predictives; use probs")
+        return self.aleatoric_var + self.epistemic_var
+
+    @property
+    def std(self):
+        return np.sqrt(self.var)
+
+    @property
+    def n_samples(self):
+        src = self.log_probs if self.is_classification else self.samples_mean
+        return None if src is None else src.shape[0]
+
+    @classmethod
+    def from_outputs(cls, F, likelihood, noise=1.0):
+        """From sampled network outputs F (S, N, K) (sample axis first)."""
+        lik = likelihood_name(likelihood)
+        F = np.asarray(F)
+        if F.ndim != 3:
+            raise ValueError(f"F must have shape (S, N, K), got {F.shape}")
+        S, N, K = F.shape
+        if lik == "categorical":
+            lp = F - logsumexp(F, axis=-1, keepdims=True)
+            return cls(lik, log_probs=lp)
+        if lik == "bernoulli":
+            if K != 1:
+                raise ValueError("the bernoulli Predictive takes one output (a single binary target)")
+            z = F[..., 0]
+            lp = np.stack([-np.logaddexp(0, z), -np.logaddexp(0, -z)], axis=-1)
+            return cls(lik, log_probs=lp)
+        if lik == "gaussian":
+            ln = log_noise_vector(noise, lik, K, F.dtype)
+            mu = F
+            sv = np.broadcast_to(np.exp(2 * ln), F.shape)
+        else:
+            D = K // 2
+            mu = F[..., :D]
+            sv = np.exp(F[..., D:])
+        mean = mu.mean(axis=0)
+        epi = mu.var(axis=0) if S > 1 else np.zeros_like(mean)
+        return cls(lik, mean=mean, aleatoric_var=sv.mean(axis=0), epistemic_var=epi, samples_mean=mu,
+                   samples_var=np.ascontiguousarray(sv))
+
+    def log_likelihood(self, y):
+        """Predictive log-density of targets (N,) in nats: the mixture over samples (logsumexp - log S),
+        or the Gaussian with the total variance when there are no samples."""
+        if self.is_classification:
+            N = self.probs.shape[0]
+            a = np.asarray(y)
+            if self.likelihood == "bernoulli":
+                a = a.reshape(-1)
+            lab = prepare_targets(a, "categorical", self.probs.shape[-1], N, np.float64)[:, 0].astype(np.int64)
+            if self.log_probs is None:
+                return np.log(self.probs[np.arange(N), lab])
+            lp = self.log_probs[:, np.arange(N), lab]
+            return logsumexp(lp, axis=0) - math.log(lp.shape[0])
+        N, D = self.mean.shape
+        yy = C.as_array(y, "y").reshape(N, D) if np.size(y) == N * D else None
+        if yy is None:
+            raise ValueError(f"y must have {N * D} values (shape ({N}, {D}))")
+        if self.samples_mean is None or self._samples_var is None:
+            v = self.var
+            return (-0.5 * ((yy - self.mean) ** 2 / v + np.log(v)) - _HALF_LOG_2PI).sum(-1)
+        v = self._samples_var
+        lp = (-0.5 * ((yy[None] - self.samples_mean) ** 2 / v + np.log(v)) - _HALF_LOG_2PI).sum(-1)
+        return logsumexp(lp, axis=0) - math.log(lp.shape[0])
+
+    def __repr__(self):
+        kind = "classification" if self.is_classification else "regression"
+        return f"Predictive({self.likelihood!r}, {kind}, n_samples={self.n_samples})"
+
+
+# ---------------------------------------------------------------- MAP training
+
+def _dtype_for(X, theta0, dtype):
+    if dtype is not None:
+        return C.float_dtype(dtype)
+    if theta0 is not None:
+        return C.float_dtype(np.asarray(theta0).dtype) if np.asarray(theta0).dtype.kind == "f" else np.dtype(np.float64)
+    return np.dtype(np.float32) if np.asarray(X).dtype == np.float32 else np.dtype(np.float64)
+
+
+def _training_data(mlp, X, y, lik, dt):
+    Xa = mlp._inputs(X, dt)
+    ya = prepare_targets(y, lik, mlp.sizes[-1], Xa.shape[0], dt)
+    return Xa, ya
+
+
+def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noise, epochs, batch_size, lr,
+              validation, patience, seed, stream, verbose, desc, dtype=None):
+    """The MAP / MC-dropout loop (native epochs). Returns a dict with theta,
+    log_noise, history, interrupted, seed."""
+    dt = _dtype_for(X, theta0, dtype)
+    Xa, ya = _training_data(mlp, X, y, lik, dt)
+    seed = _random.resolve_seed(seed)
+    stream = _random._stream(stream)
+    batch_size = C.integer(batch_size, "batch_size", 1)
+    adam = _tr.adam_vector(lr)
+    if theta0 is None:
+        theta = mlp.init(seed=seed, stream=stream, dtype=dt)
+    else:
+        theta = mlp._theta(theta0).astype(dt)
+        if theta.ndim != 1:
+            raise ValueError(f"theta0 must have shape ({mlp.n_params},)")
+    ln = log_noise_vector(noise, lik, mlp.sizes[-1], dt)
+    state = np.ascontiguousarray(np.concatenate([theta, ln]), dtype=dt)
+    m, v = np.zeros_like(state), np.zeros_like(state)
+    pp = np.ascontiguousarray(np.broadcast_to(np.asarray(prior_prec, dtype=dt), (mlp.n_params,)))
+    tr_idx, val_idx = _tr.split_validation(Xa.shape[0], validation, seed, stream)
+    Xt, yt = (Xa, ya) if val_idx is None else (Xa[tr_idx], ya[tr_idx])
+    N = Xt.shape[0]
+    sizes = _tr.batch_sizes(N, batch_size)
+    drop_stream = _random.fold_in(stream, "dropout")
+    k = _backend.kernels()
+    P = mlp.n_params
+    counter = {"step": 0}
+
+    def one_epoch(e):
+        perm = _tr.permutation(N, seed, stream, e)
+        stats = np.empty((sizes.size, 2), dtype=dt)
+        counter["step"] = int(k.map_epoch(state, m, v, counter["step"], Xt, yt, perm, batch_size, pp,
+                                          mlp._sizes_arr, mlp._act, LIKELIHOODS[lik], bool(learn_noise),
+                                          float(dropout_p), seed, drop_stream, adam, stats))
+        nll_sum = float(stats[:, 0].sum(dtype=np.float64))
+        return {"loss": float(stats[:, 1].mean(dtype=np.float64)), "nll": nll_sum}
+
+    validate = snapshot = restore = None
+    if val_idx is not None:
+        Xv, yv = Xa[val_idx], ya[val_idx]
+
+        def validate():
+            out = np.empty(1, dtype=dt)
+            k.mlp_nll_grad(state[None, :P], Xv, yv, mlp._sizes_arr, mlp._act, LIKELIHOODS[lik], state[P:], out)
+            return float(out[0])
+
+        def snapshot():
+            return state.copy()
+
+        def restore(s):
+            state[...] = s
+
+    history, interrupted = _tr.run_epochs(epochs, one_epoch, verbose=verbose, desc=desc, validate=validate,
+                                          patience=patience, snapshot=snapshot, restore=restore)
+    return {"theta": state[:P].copy(), "log_noise": state[P:].copy(), "history": history,
+            "interrupted": interrupted, "seed": seed, "n_steps": counter["step"]}
+
+
+def train_map(mlp, X, y, likelihood="gaussian", *, theta0=None, epochs=100, batch_size=32, lr=1e-3,
+              weight_decay=0.0, noise=1.0, learn_noise=False, validation=0.0, patience=10, seed=0, stream=0,
+              dtype=None, verbose=0, return_info=False):
+    """MAP training with Adam (fused native update), Philox-shuffled minibatches.
+
+    Minimises the whole-data-set negative log joint in nats,
+    ``sum_n nll_n + 0.5 * weight_decay * |theta|^2`` (weight_decay is the
+    precision of a Gaussian prior), each minibatch term rescaled by N/B.
+
+    Parameters
+    ----------
+    mlp : MLP
+    X : (N, d_in) array; y : targets (N,) or (N, Dy) (integer labels for categorical)
+    likelihood : str
+    theta0 : (P,) initial parameters (default ``mlp.init(seed)``)
+    epochs, batch_size, lr : training schedule (one native call per epoch)
+    weight_decay : float >= 0 or (P,) array of prior precisions
+    noise : gaussian noise sigma (scalar or per output); learned when ``learn_noise``
+    validation : fraction of rows held out (Philox split); the parameters with
+        the lowest validation NLL are returned and training stops after
+        ``patience`` epochs without improvement
+    seed, stream : RNG (seed=None draws OS entropy, reported in the info)
+    verbose : 0 silent, 1 a tqdm progress bar when tqdm is installed
+    return_info : also return a dict with history (per epoch: loss, nll,
+        val_loss), noise, seed, interrupted
+
+    Returns
+    -------
+    theta : (P,) array, or (theta, info)
+    """
+    lik = likelihood_name(likelihood)
+    wd = C.as_array(weight_decay, "weight_decay")
+    C.non_negative(wd, "weight_decay")
+    if np.ndim(weight_decay) > 1 or (np.ndim(weight_decay) == 1 and wd.shape[0] != mlp.n_params):
+        raise ValueError(f"weight_decay must be a scalar or have shape ({mlp.n_params},)")
+    res = fit_point(mlp, X, y, lik, theta0=theta0, prior_prec=wd, dropout_p=0.0, noise=noise,
+                    learn_noise=learn_noise, epochs=epochs, batch_size=batch_size, lr=lr, validation=validation,
+                    patience=patience, seed=seed, stream=stream, verbose=verbose, desc="MAP", dtype=dtype)
+    if not return_info:
+        return res["theta"]
+    info = {k: res[k] for k in ("history", "interrupted", "seed", "n_steps")}
+    info["noise"] = np.exp(res["log_noise"]) if lik == "gaussian" else None
+    return res["theta"], info

@@ -1,0 +1,271 @@
+"""The MLP engine: layout, init, forward/backward against finite differences and
+a NumPy float64 reference, likelihoods, native/NumPy parity, Predictive, MAP."""
+import math
+
+import numpy as np
+import pytest
+
+import bayesgrad as bg
+from bayesgrad import _numpy as twin
+from bayesgrad import _backend
+from bayesgrad.nn import MLP, Predictive
+
+ACTS = ["relu", "tanh", "gelu", "sigmoid", "identity"]
+LIKS = ["gaussian", "heteroscedastic_gaussian", "categorical", "bernoulli"]
+
+
+def _ref_forward(mlp, theta, X):
+    """Plain NumPy float64 reference of the documented layout."""
+    f = {"relu": lambda z: np.maximum(z, 0), "tanh": np.tanh, "identity": lambda z: z,
+         "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+         "gelu": lambda z: 0.5 * z * (1 + np.vectorize(math.erf)(z / math.sqrt(2)))}[mlp.activation]
+    A = np.asarray(X, dtype=np.float64)
+    off = 0
+    for l, (din, dout) in enumerate(zip(mlp.sizes[:-1], mlp.sizes[1:])):
+        W = theta[off:off + din * dout].reshape(dout, din)
+        off += din * dout
+        b = theta[off:off + dout]
+        off += dout
+        A = A @ W.T + b
+        if l + 1 < mlp.n_layers:
+            A = f(A)
+    return A
+
+
+def _targets(lik, N, K, rng):
+    if lik == "categorical":
+        return rng.integers(0, K, N)
+    if lik == "bernoulli":
+        return rng.integers(0, 2, (N, K)).astype(float)
+    D = K // 2 if lik == "heteroscedastic_gaussian" else K
+    return rng.normal(size=(N, D))
+
+
+def test_layout_matches_torch_order():
+    m = MLP([3, 4, 2], "tanh")
+    assert m.n_params == 3 * 4 + 4 + 4 * 2 + 2
+    theta = np.arange(m.n_params, dtype=float)
+    (W0, b0), (W1, b1) = m.unflatten(theta)
+    assert W0.shape == (4, 3) and W0[1, 0] == 3.0  # row-major (out, in)
+    np.testing.assert_array_equal(b0, np.arange(12, 16))
+    assert W1[0, 0] == 16.0 and b1[0] == 24.0
+    np.testing.assert_array_equal(m.flatten(m.unflatten(theta)), theta)
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_forward_matches_reference(act, rng):
+    m = MLP([3, 5, 4, 2], act)
+    theta = m.init(seed=1) + 0.1 * rng.normal(size=m.n_params)
+    X = rng.normal(size=(7, 3))
+    np.testing.assert_allclose(m.forward(theta, X), _ref_forward(m, theta, X), rtol=1e-12, atol=1e-12)
+    th32 = theta.astype(np.float32)
+    out32 = m.forward(th32, X.astype(np.float32))
+    assert out32.dtype == np.float32
+    np.testing.assert_allclose(out32, _ref_forward(m, theta, X), rtol=1e-4, atol=1e-5)
+    # S samples at once equals S single calls
+    T = np.stack([theta, 2 * theta, -theta])
+    out = m.forward(T, X)
+    for s in range(3):
+        np.testing.assert_allclose(out[s], _ref_forward(m, T[s], X), rtol=1e-12, atol=1e-12)
+
+
+def test_init_scales_and_stream():
+    m = MLP([400, 300, 10], "relu")
+    th = m.init(seed=3)
+    (W0, b0), (W1, _) = m.unflatten(th)
+    assert np.all(b0 == 0)
+    # He: var 2/fan_in; 120000 draws, relative sd of the sample variance ~ 0.4%
+    assert abs(W0.var() / (2 / 400) - 1) < 0.03
+    g = MLP([400, 300, 10], "tanh").init(seed=3)
+    Wg = MLP([400, 300, 10], "tanh").unflatten(g)[0][0]
+    assert abs(Wg.var() / (2 / 700) - 1) < 0.03
+    np.testing.assert_array_equal(th, m.init(seed=3))
+    assert not np.allclose(th, m.init(seed=3, stream=1))
+
+
+@pytest.mark.parametrize("act", ["tanh", "gelu", "sigmoid", "relu"])
+@pytest.mark.parametrize("lik", LIKS)
+def test_nll_gradient_finite_differences(act, lik, rng):
+    K = 4 if lik == "heteroscedastic_gaussian" else (3 if lik == "categorical" else 2)
+    m = MLP([3, 4, K], act)
+    theta = m.init(seed=2) + 0.3 * rng.normal(size=m.n_params)
+    X = rng.normal(size=(5, 3)) + 0.05  # keep relu pre-activations off 0
+    y = _targets(lik, 5, K, rng)
+    noise = np.array([0.7, 1.3])[:K] if lik == "gaussian" else 1.0
+    val, g = m.nll(theta, X, y, lik, noise=noise, grad=True)
+    eps = 1e-6
+    fd = np.empty_like(theta)
+    for i in range(m.n_params):
+        e = np.zeros_like(theta)
+        e[i] = eps
+        fd[i] = (m.nll(theta + e, X, y, lik, noise) - m.nll(theta - e, X, y, lik, noise)) / (2 * eps)
+    np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-6)
+
+
+def test_nll_values_closed_form(rng):
+    m = MLP([2, 3], "relu")
+    theta = rng.normal(size=m.n_params)
+    X = rng.normal(size=(4, 2))
+    F = _ref_forward(m, theta, X)
+    y = rng.normal(size=(4, 3))
+    sig = np.array([0.5, 1.0, 2.0])
+    want = (0.5 * ((y - F) / sig) ** 2 + np.log(sig) + 0.5 * np.log(2 * np.pi)).sum()
+    np.testing.assert_allclose(m.nll(theta, X, y, "gaussian", noise=sig), want, rtol=1e-12)
+    lab = rng.integers(0, 3, 4)
+    lse = np.log(np.exp(F).sum(1))
+    np.testing.assert_allclose(m.nll(theta, X, lab, "classification"), (lse - F[np.arange(4), lab]).sum(), rtol=1e-12)
+    yb = rng.integers(0, 2, (4, 3)).astype(float)
+    p = 1 / (1 + np.exp(-F))
+    want_b = -(yb * np.log(p) + (1 - yb) * np.log(1 - p)).sum()
+    np.testing.assert_allclose(m.nll(theta, X, yb, "bernoulli"), want_b, rtol=1e-10)
+
+
+@pytest.mark.parametrize("act", ["tanh", "gelu"])
+def test_vjp_and_input_gradient(act, rng):
+    m = MLP([3, 6, 2], act)
+    T = rng.normal(size=(2, m.n_params))
+    X = rng.normal(size=(4, 3))
+    G = rng.normal(size=(2, 4, 2))
+    grad, gx = m.vjp(T, X, G, wrt_input=True)
+    eps = 1e-6
+    for s in range(2):
+        for i in range(0, m.n_params, 3):
+            e = np.zeros(m.n_params)
+            e[i] = eps
+            fd = ((m.forward(T[s] + e, X) - m.forward(T[s] - e, X)) * G[s]).sum() / (2 * eps)
+            assert abs(grad[s, i] - fd) < 1e-6 * (1 + abs(fd))
+        for n, d in [(0, 0), (3, 2), (1, 1)]:
+            e = np.zeros_like(X)
+            e[n, d] = eps
+            fd = ((m.forward(T[s], X + e) - m.forward(T[s], X - e)) * G[s]).sum() / (2 * eps)
+            assert abs(gx[s, n, d] - fd) < 1e-6 * (1 + abs(fd))
+
+
+def test_masks_forward_and_gradient(rng):
+    m = MLP([3, 4, 5, 2], "tanh")
+    T = rng.normal(size=(2, m.n_params))
+    X = rng.normal(size=(6, 3))
+    masks = (rng.random((2, m.n_hidden_units)) > 0.3) / 0.7
+    out = m.forward(T, X, masks=masks)
+    # reference: the mask multiplies each hidden layer's activations
+    for s in range(2):
+        (W0, b0), (W1, b1), (W2, b2) = m.unflatten(T[s])
+        h1 = np.tanh(X @ W0.T + b0) * masks[s, :4]
+        h2 = np.tanh(h1 @ W1.T + b1) * masks[s, 4:]
+        np.testing.assert_allclose(out[s], h2 @ W2.T + b2, rtol=1e-12, atol=1e-12)
+    y = rng.normal(size=(6, 2))
+    _, g = m.nll(T, X, y, "gaussian", grad=True, masks=masks)
+    eps = 1e-6
+    for i in range(0, m.n_params, 5):
+        e = np.zeros(m.n_params)
+        e[i] = eps
+        fd = (m.nll(T + e, X, y, masks=masks) - m.nll(T - e, X, y, masks=masks)) / (2 * eps)
+        np.testing.assert_allclose(g[:, i], fd, rtol=1e-5, atol=1e-6)
+    # per-row masks (S, N, H) are accepted too
+    per_row = np.broadcast_to(masks[:, None, :], (2, 6, m.n_hidden_units))
+    np.testing.assert_allclose(m.forward(T, X, masks=per_row), out, rtol=1e-13)
+
+
+@pytest.mark.single_backend
+@pytest.mark.skipif(not _backend.native_available(), reason="needs the native core to compare")
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-11), (np.float32, 2e-4)])
+@pytest.mark.parametrize("lik", LIKS)
+def test_native_matches_numpy_twin(lik, dtype, tol, rng):
+    K = 4 if lik == "heteroscedastic_gaussian" else 3
+    m = MLP([5, 8, 7, K], "gelu")
+    T = (0.5 * rng.normal(size=(3, m.n_params))).astype(dtype)
+    X = rng.normal(size=(9, 5)).astype(dtype)
+    y = _targets(lik, 9, K, rng)
+    masks = ((rng.random((3, 9, m.n_hidden_units)) > 0.2) / 0.8).astype(dtype)
+    res = {}
+    for b in ("cpu", "numpy"):
+        with bg.use_backend(b):
+            v, g = m.nll(T, X, y, lik, noise=0.8, grad=True, masks=masks)
+            gr, gx = m.vjp(T, X, np.ones((3, 9, K), dtype), wrt_input=True)
+            res[b] = (v, g, gr, gx, m.forward(T, X))
+    for a, b in zip(res["cpu"], res["numpy"]):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="activation"):
+        MLP([2, 3], "swish")
+    with pytest.raises(ValueError, match="sizes"):
+        MLP([2])
+    with pytest.raises(ValueError, match="sizes"):
+        MLP([2, 0, 1])
+    m = MLP([2, 3, 3])
+    th = m.init()
+    with pytest.raises(ValueError, match="theta"):
+        m.forward(th[:-1], np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="X"):
+        m.forward(th, np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="finite"):
+        m.forward(th, np.full((4, 2), np.nan))
+    with pytest.raises(ValueError, match="labels"):
+        m.nll(th, np.zeros((2, 2)), [0, 3], "categorical")
+    with pytest.raises(ValueError, match="finite"):
+        m.nll(th, np.zeros((2, 2)), [[0, np.nan, 1], [1, 1, 1]], "gaussian")
+    with pytest.raises(ValueError, match="likelihood"):
+        m.nll(th, np.zeros((2, 2)), [0, 1], "poisson")
+    with pytest.raises(ValueError, match="binary"):
+        m.nll(th, np.zeros((2, 2)), np.full((2, 3), 0.5), "bernoulli")
+    with pytest.raises(ValueError, match="noise"):
+        m.nll(th, np.zeros((2, 2)), np.zeros((2, 3)), "gaussian", noise=-1.0)
+    with pytest.raises(ValueError, match="masks"):
+        m.forward(th, np.zeros((4, 2)), masks=np.ones((1, 2)))
+    with pytest.raises(ValueError, match="heteroscedastic"):
+        m.nll(th, np.zeros((2, 2)), np.zeros((2, 1)), "heteroscedastic_gaussian")
+
+
+def test_kernel_level_errors():
+    k = _backend.kernels()
+    sizes = np.array([2, 3], dtype=np.int64)
+    k.mlp_forward(np.zeros((1, 9)), np.zeros((4, 2)), sizes, 1, np.zeros((1, 4, 3)))  # P = 9 is right
+    with pytest.raises(ValueError):
+        k.mlp_forward(np.zeros((1, 8)), np.zeros((4, 2)), sizes, 1, np.zeros((1, 4, 3)))
+    with pytest.raises(ValueError):
+        k.mlp_forward(np.zeros((1, 9)), np.zeros((4, 3)), sizes, 1, np.zeros((1, 4, 3)))
+    with pytest.raises(ValueError):
+        k.mlp_forward(np.zeros((1, 9)), np.zeros((4, 2)), sizes, 9, np.zeros((1, 4, 3)))
+    with pytest.raises(ValueError):
+        k.mlp_forward(np.zeros((1, 9)), np.zeros((4, 2)), np.array([2], dtype=np.int64), 1, np.zeros((1, 4, 3)))
+    with pytest.raises(ValueError):  # labels out of range reach the kernel
+        k.mlp_nll_grad(np.zeros((1, 9)), np.zeros((2, 2)), np.array([[0.0], [7.0]]), sizes, 1, 2, np.zeros(1),
+                       np.zeros(1))
+
+
+# ---------------------------------------------------------------- Predictive
+
+def test_predictive_regression_decomposition(rng):
+    F = rng.normal(size=(50, 4, 1))
+    p = Predictive.from_outputs(F, "regression", noise=0.5)
+    np.testing.assert_allclose(p.mean, F.mean(0))
+    np.testing.assert_allclose(p.epistemic_var, F.var(0))
+    np.testing.assert_allclose(p.aleatoric_var, 0.25)
+    np.testing.assert_allclose(p.var, F.var(0) + 0.25)
+    y = rng.normal(size=4)
+    lp = np.stack([-0.5 * ((y - F[s, :, 0]) / 0.5) ** 2 - np.log(0.5) - 0.5 * np.log(2 * np.pi) for s in range(50)])
+    want = np.log(np.exp(lp).mean(0))
+    np.testing.assert_allclose(p.log_likelihood(y), want, rtol=1e-10)
+    H = np.concatenate([F, rng.normal(size=(50, 4, 1))], -1)
+    ph = Predictive.from_outputs(H, "heteroscedastic_gaussian")
+    np.testing.assert_allclose(ph.aleatoric_var, np.exp(H[..., 1:]).mean(0))
+
+
+def test_predictive_classification(rng):
+    F = rng.normal(size=(20, 6, 3))
+    p = Predictive.from_outputs(F, "categorical")
+    assert p.log_probs.shape == (20, 6, 3)
+    np.testing.assert_allclose(p.probs.sum(1), 1.0)
+    sm = np.exp(F) / np.exp(F).sum(-1, keepdims=True)
+    np.testing.assert_allclose(p.probs, sm.mean(0), rtol=1e-12)
+    lab = rng.integers(0, 3, 6)
+    np.testing.assert_allclose(p.log_likelihood(lab), np.log(sm.mean(0)[np.arange(6), lab]), rtol=1e-12)
+    pb = Predictive.from_outputs(F[..., :1], "bernoulli")
+    np.testing.assert_allclose(pb.probs[:, 1], (1 / (1 + np.exp(-F[..., 0]))).mean(0), rtol=1e-12)
+    with pytest.raises(AttributeError):
+        p.var
+    with pytest.raises(ValueError, match="labels"):
+        p.log_likelihood([0, 1, 2, 3, 0, 1])
