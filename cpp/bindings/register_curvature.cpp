@@ -1,10 +1,140 @@
 #include "pybind11.hpp"
 // (pybind11.hpp first)
+#include "bayesgrad/curvature.hpp"
 
 namespace bayesgrad {
 
+namespace {
+
+namespace cv = curvature;
+
+void need(bool ok, const std::string& msg) {
+  if (!ok) throw std::invalid_argument(msg);
+}
+
+template <typename T>
+void check_aS(const in_array<T>& a, const in_array<T>& S) {
+  need(a.ndim() == 2, "a must have shape (n, I)");
+  need(S.ndim() == 3, "S must have shape (n, K, O)");
+  need(S.shape(0) == a.shape(0), "a and S must have the same number of rows");
+}
+
+template <typename T>
+void check_out(const out_array<T>& o, std::initializer_list<int64_t> shape, const char* name) {
+  require_writeable(o, name);
+  need(o.ndim() == static_cast<py::ssize_t>(shape.size()), std::string(name) + " has the wrong number of dimensions");
+  int d = 0;
+  for (int64_t s : shape) need(o.shape(d++) == s, std::string(name) + " has the wrong shape");
+}
+
+template <typename T>
+void bind(py::module_& m) {
+  m.def(
+      "curv_sqrt_loss",
+      [](in_array<T> f, in_array<T> y, in_array<T> draws, const std::string& likelihood, const std::string& kind,
+         out_array<T> out) {
+        const auto lik = cv::parse_likelihood(likelihood);
+        const auto knd = cv::parse_kind(kind);
+        need(f.ndim() == 2, "f must have shape (n, C)");
+        const int64_t n = f.shape(0), C = f.shape(1);
+        need(out.ndim() == 3 && out.shape(0) == n && out.shape(2) == C, "out must have shape (n, K, C)");
+        require_writeable(out, "out");
+        const int64_t K = out.shape(1);
+        need(K >= 1, "out must have K >= 1");
+        if (lik == cv::Likelihood::gaussian) {
+          need(size_of(y) == n * C, "y must have n*C elements for a gaussian likelihood");
+          if (knd == cv::Kind::ggn) need(K == C, "out must have K == C for the gaussian GGN");
+          if (knd == cv::Kind::fisher_mc) need(size_of(draws) == n * K * C, "draws must have shape (n, K, C)");
+        } else {
+          need(size_of(y) == n, "y must have n elements");
+          if (knd == cv::Kind::fisher_mc) need(size_of(draws) == n * K, "draws must have shape (n, K)");
+        }
+        if (lik == cv::Likelihood::bernoulli) need(C == 1, "bernoulli needs C == 1");
+        if (lik == cv::Likelihood::categorical && knd == cv::Kind::ggn) need(K == C, "out must have K == C");
+        if (knd == cv::Kind::ef) need(K == 1, "out must have K == 1 for the empirical Fisher");
+        if (lik == cv::Likelihood::bernoulli && knd == cv::Kind::ggn) need(K == 1, "out must have K == 1");
+        const T *pf = f.data(), *py_ = y.data(), *pd = draws.data();
+        T* po = out.mutable_data();
+        py::gil_scoped_release rel;
+        return cv::sqrt_loss<T>(pf, py_, pd, n, C, K, lik, knd, po);
+      },
+      py::arg("f"), py::arg("y"), py::arg("draws"), py::arg("likelihood"), py::arg("kind"),
+      py::arg("out").noconvert(),
+      "Square-root factors S (n, K, C) of the loss Hessian / Fisher at outputs f (n, C); returns the loss.");
+  m.def(
+      "linear_diag_accum",
+      [](in_array<T> a, in_array<T> S, out_array<T> out_w, out_array<T> out_b) {
+        check_aS(a, S);
+        const int64_t n = a.shape(0), I = a.shape(1), K = S.shape(1), O = S.shape(2);
+        check_out(out_w, {O, I}, "out_w");
+        check_out(out_b, {O}, "out_b");
+        const T *pa = a.data(), *pS = S.data();
+        T *pw = out_w.mutable_data(), *pb = out_b.mutable_data();
+        py::gil_scoped_release rel;
+        cv::linear_diag_accum<T>(pa, pS, n, I, K, O, pw, pb);
+      },
+      py::arg("a"), py::arg("S"), py::arg("out_w").noconvert(), py::arg("out_b").noconvert(),
+      "out_w (O, I) += sum S^2 a^2; out_b (O,) += sum S^2 (diagonal GGN of a linear layer).");
+  m.def(
+      "linear_kron_accum",
+      [](in_array<T> a, in_array<T> S, out_array<T> out_A, out_array<T> out_B) {
+        check_aS(a, S);
+        const int64_t n = a.shape(0), I = a.shape(1), K = S.shape(1), O = S.shape(2);
+        check_out(out_A, {I, I}, "out_A");
+        check_out(out_B, {O, O}, "out_B");
+        const T *pa = a.data(), *pS = S.data();
+        T *pA = out_A.mutable_data(), *pB = out_B.mutable_data();
+        py::gil_scoped_release rel;
+        cv::linear_kron_accum<T>(pa, pS, n, I, K, O, pA, pB);
+      },
+      py::arg("a"), py::arg("S"), py::arg("out_A").noconvert(), py::arg("out_B").noconvert(),
+      "out_A (I, I) += a^T a; out_B (O, O) += sum_k S S^T (Kronecker factors of a linear layer).");
+  m.def(
+      "linear_jacobian",
+      [](in_array<T> a, in_array<T> S, out_array<T> out) {
+        check_aS(a, S);
+        const int64_t n = a.shape(0), I = a.shape(1), K = S.shape(1), O = S.shape(2);
+        check_out(out, {n, K, O * I + O}, "out");
+        const T *pa = a.data(), *pS = S.data();
+        T* po = out.mutable_data();
+        py::gil_scoped_release rel;
+        cv::linear_jacobian<T>(pa, pS, n, I, K, O, po);
+      },
+      py::arg("a"), py::arg("S"), py::arg("out").noconvert(), "Jacobian rows out (n, K, O*I + O) = [S ⊗ a, S].");
+  m.def(
+      "gram_accum",
+      [](in_array<T> J, out_array<T> out) {
+        need(J.ndim() == 2, "J must have shape (m, P)");
+        const int64_t mm = J.shape(0), P = J.shape(1);
+        check_out(out, {P, P}, "out");
+        const T* pj = J.data();
+        T* po = out.mutable_data();
+        py::gil_scoped_release rel;
+        cv::gram_accum<T>(pj, mm, P, po);
+      },
+      py::arg("J"), py::arg("out").noconvert(), "out (P, P) += J^T J.");
+  m.def(
+      "linear_ggn_vp",
+      [](in_array<T> a, in_array<T> S, in_array<T> V, out_array<T> out) {
+        check_aS(a, S);
+        const int64_t n = a.shape(0), I = a.shape(1), K = S.shape(1), O = S.shape(2);
+        need(V.ndim() == 2 && V.shape(1) == O * I + O, "V must have shape (m, O*I + O)");
+        const int64_t mm = V.shape(0);
+        check_out(out, {mm, O * I + O}, "out");
+        const T *pa = a.data(), *pS = S.data(), *pv = V.data();
+        T* po = out.mutable_data();
+        py::gil_scoped_release rel;
+        cv::linear_ggn_vp<T>(pa, pS, n, I, K, O, pv, mm, po);
+      },
+      py::arg("a"), py::arg("S"), py::arg("V"), py::arg("out").noconvert(),
+      "out (m, P) += GGN-vector products of a linear layer (jvp, loss Hessian, vjp).");
+}
+
+}  // namespace
+
 void register_curvature(py::module_& m) {
-  (void)m;
+  bind<float>(m);
+  bind<double>(m);
 }
 
 }  // namespace bayesgrad

@@ -1,0 +1,915 @@
+"""Laplace approximations of network posteriors (diagonal, Kronecker, full,
+low-rank; GGN, empirical Fisher or sampled Fisher), marginal likelihood and
+GLM / MC predictives.
+
+Conventions are laplace-torch's, so that numbers agree with it:
+
+* the curvature ``H`` is summed over the data set; for ``"gaussian"`` the
+  loss Hessian is the identity (unit noise; σ enters separately);
+* posterior precision ``P = H / (σ² T) + P0`` with ``P0`` diagonal (scalar,
+  one value per parameter tensor — each weight and each bias — or one per
+  parameter);
+* Kronecker factors per linear layer: ``B = Σ_{n,k} s sᵀ`` (out × out) and
+  ``A = (1/N) Σ_n a aᵀ`` (in × in), so that ``H_W ≈ B ⊗ A`` in the
+  row-major order of W (out, in); the bias is its own block with ``B`` alone.
+  The prior and ``1/(σ²T)`` are added in the factors' eigenbasis:
+  eigenvalues ``λ_B λ_Aᵀ / (σ²T) + δ``;
+* ``log p(D) ≈ log p(D|θ*) − ½ (θ*−μ0)ᵀ P0 (θ*−μ0) − ½ (log det P − log det P0)``
+  with ``log p(D|θ*) = −L/(σ²T) − N C log(σ √(2π))`` for gaussian
+  (L = ½ Σ ||y − f||²) and ``−L/T`` (L = Σ −log p(y|f)) otherwise.
+
+Shared call shape: build ``Laplace(model, theta, likelihood, ...)``, call
+``fit(X, y)``, then ``log_marginal_likelihood()``,
+``optimize_prior_precision()``, ``sample(n, seed)`` and ``predict(X, ...)``.
+The model is a :class:`LinearHead` (last-layer Laplace on features the user
+supplies, e.g. from a pretrained network in any framework) or, with the MLP
+engine, a ``bg.nn.MLP``. Data are processed in chunks of ``chunk_size`` rows:
+no N×C×P array is ever built.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.optimize as sopt
+
+from . import _backend
+from . import _checks as C
+from . import nn as _nn
+from . import random as _random
+from ._numpy.mlp import Layout as _Layout, act_deriv as _act_deriv, forward_trace as _forward_trace
+
+__all__ = ["LinearHead", "Curvature", "Laplace", "STRUCTURES", "HESSIANS", "LINKS"]
+
+STRUCTURES = ("diag", "kron", "full", "lowrank")
+HESSIANS = ("ggn", "ef", "fisher_mc")
+LINKS = ("probit", "mc", "bridge")
+_LIKELIHOODS = ("gaussian", "categorical", "bernoulli")
+_LIK_ALIASES = {"regression": "gaussian", "classification": "categorical"}
+
+# stream tags (bg.random.fold_in) of the independent random draws made here
+_TAG_FISHER = 0x4C41_0001
+_TAG_SAMPLE = 0x4C41_0002
+_TAG_PRED = 0x4C41_0003
+
+
+# --------------------------------------------------------------------------- models
+class LinearHead:
+    """A linear map ``f = φ Wᵀ + b`` on features φ (N, F): the model of a
+    last-layer Laplace approximation on features from any network.
+
+    Parameters
+    ----------
+    weight : (C, F) float32 or float64
+    bias : (C,) same dtype, optional (zeros if None)
+
+    The flat parameter vector is ``[W.ravel(), b]`` (PyTorch's
+    parameters_to_vector order for ``nn.Linear``).
+    """
+
+    def __init__(self, weight, bias=None):
+        W = C.as_array(weight, "weight", ndim=2)
+        b = np.zeros(W.shape[0], W.dtype) if bias is None else C.as_array(bias, "bias", W.dtype, ndim=1)
+        if b.shape != (W.shape[0],):
+            raise ValueError(f"bias must have shape ({W.shape[0]},), got {b.shape}")
+        self.weight, self.bias = W, b
+        self.dtype = W.dtype
+        self.n_outputs, self.n_features = W.shape
+        self.layer_shapes = [(self.n_features, self.n_outputs)]   # (in, out) of each linear layer
+        self.n_params = W.size + b.size
+
+    def parameters(self):
+        """The flat parameter vector (P,)."""
+        return np.concatenate([self.weight.ravel(), self.bias])
+
+    def n_inputs(self):
+        return self.n_features
+
+    def forward_layers(self, theta, X):
+        """Output (n, C) and each linear layer's input, for the curvature pass."""
+        W, b = self._unflatten(theta)
+        return X @ W.T + b, [X]
+
+    def backward_sqrt(self, theta, cache, S):
+        """Per linear layer (a (n, I), S_l (n, K, O)) from output factors S (n, K, C)."""
+        return [(cache[0], S)]
+
+    def forward(self, theta, X):
+        W, b = self._unflatten(theta)
+        return X @ W.T + b
+
+    def forward_many(self, thetas, X):
+        """Outputs (S, n, C) for parameter samples thetas (S, P)."""
+        Fo, Ci = self.n_features, self.n_outputs
+        Ws = thetas[:, : Fo * Ci].reshape(-1, Ci, Fo)
+        bs = thetas[:, Fo * Ci:]
+        return np.einsum("nf,scf->snc", X, Ws) + bs[:, None, :]
+
+    def _unflatten(self, theta):
+        Fo, Ci = self.n_features, self.n_outputs
+        return theta[: Fo * Ci].reshape(Ci, Fo), theta[Fo * Ci:]
+
+
+class _MLPNet:
+    """bg.nn.MLP seen by the curvature code: every linear layer, with the square-root
+    factors back-propagated through the activations (NumPy GEMMs on the MLP's own
+    forward trace)."""
+
+    def __init__(self, mlp, dtype):
+        self.mlp, self.dtype = mlp, dtype
+        self.L = _Layout(mlp.sizes)
+        self.code = _nn.ACTIVATIONS[mlp.activation]
+        self.layer_shapes = list(zip(mlp.sizes[:-1], mlp.sizes[1:]))
+        self.n_params, self.n_outputs = mlp.n_params, mlp.sizes[-1]
+
+    def n_inputs(self):
+        return self.mlp.sizes[0]
+
+    def forward_layers(self, theta, X):
+        zs, acts, _ = _forward_trace(self.L, self.code, theta[None], X)
+        return zs[-1][0], (X, [z[0] for z in zs], [a[0] for a in acts])
+
+    def backward_sqrt(self, theta, cache, S):
+        X, zs, acts = cache
+        out, G = [], S
+        for l in range(self.L.n_layers - 1, -1, -1):
+            out.append((X if l == 0 else acts[l - 1], G))
+            if l == 0:
+                break
+            W = self.L.unpack(theta[None], l)[0][0]
+            G = np.matmul(G, W) * _act_deriv(self.code, zs[l - 1], acts[l - 1])[:, None, :]
+        return out[::-1]
+
+    def forward(self, theta, X):
+        return self.mlp.forward(theta, X)
+
+    def forward_many(self, thetas, X):
+        return self.mlp.forward(thetas, X)
+
+
+class _LastLayerNet(LinearHead):
+    """The last layer of an MLP on the features of the (fixed) layers below it."""
+
+    def __init__(self, mlp, theta):
+        w0, b0 = mlp.offsets[-1]
+        I, O = mlp.sizes[-2], mlp.sizes[-1]
+        super().__init__(theta[w0:b0].reshape(O, I), theta[b0:b0 + O])
+        self.mlp, self.theta_full = mlp, theta
+        self.L = _Layout(mlp.sizes)
+        self.code = _nn.ACTIVATIONS[mlp.activation]
+
+    def n_inputs(self):
+        return self.mlp.sizes[0]
+
+    def features(self, X):
+        if self.L.n_layers == 1:
+            return X
+        _, acts, _ = _forward_trace(self.L, self.code, self.theta_full[None], X)
+        return np.ascontiguousarray(acts[-1][0])
+
+    def forward_layers(self, theta, X):
+        return super().forward_layers(theta, self.features(X))
+
+    def forward(self, theta, X):
+        return super().forward(theta, self.features(X))
+
+    def forward_many(self, thetas, X):
+        return super().forward_many(thetas, self.features(X))
+
+
+def _as_model(model, theta, subset="all"):
+    if isinstance(model, _nn.MLP):
+        if theta is None:
+            raise TypeError("theta (the MAP parameters, shape (n_params,)) is required for a bg.nn.MLP")
+        th = C.as_array(theta, "theta", ndim=1)
+        if th.shape != (model.n_params,):
+            raise ValueError(f"theta must have shape ({model.n_params},), got {th.shape}")
+        if subset == "last_layer":
+            m = _LastLayerNet(model, th)
+            return m, m.parameters()
+        return _MLPNet(model, th.dtype), th
+    if isinstance(model, (LinearHead, _MLPNet)):
+        th = model.parameters() if theta is None else C.as_array(theta, "theta", model.dtype, ndim=1)
+        if th.shape != (model.n_params,):
+            raise ValueError(f"theta must have shape ({model.n_params},), got {th.shape}")
+        return model, th
+    raise TypeError(f"model must be a bayesgrad.laplace.LinearHead or bayesgrad.nn.MLP, got {type(model).__name__}")
+
+
+def _groups(model):
+    """Sizes of the parameter tensors (W_1, b_1, W_2, b_2, ...)."""
+    out = []
+    for i, o in model.layer_shapes:
+        out += [o * i, o]
+    return out
+
+
+# --------------------------------------------------------------------------- curvature
+class Curvature:
+    """Curvature of a model's loss, accumulated over data chunks.
+
+    Parameters
+    ----------
+    model : LinearHead (or bg.nn.MLP)
+    theta : (P,) parameters (None: the model's own)
+    likelihood : {"gaussian", "categorical", "bernoulli"}
+    hessian : {"ggn", "ef", "fisher_mc"}
+        Exact GGN (square root of the loss Hessian back-propagated, one column
+        per output), empirical Fisher, or Monte Carlo Fisher with
+        ``n_mc_samples`` sampled labels per point (seed, stream).
+    chunk_size : int
+        Rows per chunk; memory is O(chunk_size · K · P) for ``full`` and
+        ``jacobians``, O(chunk_size · K · layer width) otherwise.
+    """
+
+    def __init__(self, model, theta, likelihood, hessian="ggn", n_mc_samples=1, chunk_size=256, seed=0, stream=0):
+        self.model, self.theta = _as_model(model, theta)
+        self.likelihood = C.option(likelihood, "likelihood", _LIKELIHOODS, _LIK_ALIASES)
+        self.hessian = C.option(hessian, "hessian", HESSIANS)
+        self.n_mc_samples = C.integer(n_mc_samples, "n_mc_samples", 1)
+        self.chunk_size = C.integer(chunk_size, "chunk_size", 1)
+        self.seed = _random.resolve_seed(seed)
+        self.stream = C.integer(stream, "stream", 0)
+        self.dtype = self.model.dtype
+        if self.likelihood == "bernoulli" and self.model.n_outputs != 1:
+            raise ValueError(f"likelihood 'bernoulli' needs a model with 1 output, got {self.model.n_outputs}")
+
+    # ---- data
+    def check_data(self, X, y=None):
+        X = C.as_array(X, "X", self.dtype, ndim=2)
+        if X.shape[1] != self.model.n_inputs():
+            raise ValueError(f"X must have {self.model.n_inputs()} columns, got shape {X.shape}")
+        if y is None:
+            return X, None
+        N, Co = X.shape[0], self.model.n_outputs
+        if self.likelihood == "gaussian":
+            y = C.as_array(y, "y", self.dtype)
+            if y.ndim == 1 and Co == 1:
+                y = y[:, None]
+            if y.shape != (N, Co):
+                raise ValueError(f"y must have shape ({N}, {Co}), got {y.shape}")
+            return X, np.ascontiguousarray(y)
+        y = C.as_array(y, "y", self.dtype, ndim=1)
+        if y.shape[0] != N:
+            raise ValueError(f"y must have {N} entries (one per row of X), got {y.shape[0]}")
+        if np.any(y != np.round(y)) or np.any(y < 0):
+            raise ValueError("y must hold non-negative integer class labels")
+        hi = Co if self.likelihood == "categorical" else 2
+        if np.any(y >= hi):
+            raise ValueError(f"y must hold labels in [0, {hi}), got max {int(y.max())}")
+        return X, y
+
+    def _K(self):
+        Co = self.model.n_outputs
+        if self.hessian == "ef":
+            return 1
+        if self.hessian == "fisher_mc":
+            return self.n_mc_samples
+        return 1 if self.likelihood == "bernoulli" else Co
+
+    def _chunks(self, N):
+        for s in range(0, N, self.chunk_size):
+            yield s, min(N, s + self.chunk_size)
+
+    def passes(self, X, y):
+        """Yield (loss, [(a_l, S_l) per layer]) for each data chunk (checked X, y)."""
+        k = _backend.kernels()
+        K, Co = self._K(), self.model.n_outputs
+        stream = _random.fold_in(self.stream, _TAG_FISHER)
+        for s, e in self._chunks(X.shape[0]):
+            f, cache = self.model.forward_layers(self.theta, X[s:e])
+            f = np.ascontiguousarray(f, dtype=self.dtype)
+            n = e - s
+            if self.hessian == "fisher_mc":
+                if self.likelihood == "gaussian":
+                    draws = _random.normal((n, K, Co), self.seed, stream, self.dtype, offset=s * K * Co)
+                else:
+                    draws = _random.uniform((n, K), self.seed, stream, self.dtype, offset=s * K)
+            else:
+                draws = np.zeros((1, 1), self.dtype)
+            S = np.empty((n, K, Co), self.dtype)
+            loss = k.curv_sqrt_loss(f, np.ascontiguousarray(y[s:e]), draws, self.likelihood, self.hessian, S)
+            yield float(loss), self.model.backward_sqrt(self.theta, cache, S)
+
+    # ---- structures
+    def diag(self, X, y):
+        """Diagonal of the curvature (P,) summed over the data; also returns the loss."""
+        X, y = self.check_data(X, y)
+        k = _backend.kernels()
+        parts = [(np.zeros((o, i), self.dtype), np.zeros(o, self.dtype)) for i, o in self.model.layer_shapes]
+        loss = 0.0
+        for lo, layers in self.passes(X, y):
+            loss += lo
+            for (a, S), (w, b) in zip(layers, parts):
+                k.linear_diag_accum(np.ascontiguousarray(a), np.ascontiguousarray(S), w, b)
+        return np.concatenate([np.concatenate([w.ravel(), b]) for w, b in parts]), loss
+
+    def kron(self, X, y):
+        """Kronecker factors [(A_l (I, I), B_l (O, O))] with A = (1/N) Σ a aᵀ, B = Σ s sᵀ; and the loss."""
+        X, y = self.check_data(X, y)
+        k = _backend.kernels()
+        facs = [(np.zeros((i, i), self.dtype), np.zeros((o, o), self.dtype)) for i, o in self.model.layer_shapes]
+        loss = 0.0
+        for lo, layers in self.passes(X, y):
+            loss += lo
+            for (a, S), (A, B) in zip(layers, facs):
+                k.linear_kron_accum(np.ascontiguousarray(a), np.ascontiguousarray(S), A, B)
+        N = X.shape[0]
+        return [(A / N, B) for A, B in facs], loss
+
+    def _jac_rows(self, layers):
+        k = _backend.kernels()
+        blocks = []
+        for a, S in layers:
+            n, K, O = S.shape
+            J = np.empty((n, K, O * a.shape[1] + O), self.dtype)
+            k.linear_jacobian(np.ascontiguousarray(a), np.ascontiguousarray(S), J)
+            blocks.append(J)
+        return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=2)
+
+    def full(self, X, y):
+        """The full curvature matrix (P, P) summed over the data; and the loss."""
+        X, y = self.check_data(X, y)
+        k = _backend.kernels()
+        P = self.model.n_params
+        G = np.zeros((P, P), self.dtype)
+        loss = 0.0
+        for lo, layers in self.passes(X, y):
+            loss += lo
+            J = self._jac_rows(layers)
+            k.gram_accum(J.reshape(-1, P), G)
+        return G, loss
+
+    def gvp(self, X, y, V):
+        """Matrix-free curvature-vector products: V (m, P) or (P,) -> same shape, ``(H Vᵀ)ᵀ``."""
+        X, y = self.check_data(X, y)
+        V = C.as_array(V, "V", self.dtype)
+        one = V.ndim == 1
+        V2 = np.ascontiguousarray(V.reshape(1, -1) if one else V)
+        P = self.model.n_params
+        if V2.ndim != 2 or V2.shape[1] != P:
+            raise ValueError(f"V must have shape (m, {P}) or ({P},), got {V.shape}")
+        k = _backend.kernels()
+        out = np.zeros_like(V2)
+        for _, layers in self.passes(X, y):
+            if len(layers) == 1:
+                a, S = layers[0]
+                k.linear_ggn_vp(np.ascontiguousarray(a), np.ascontiguousarray(S), V2, out)
+            else:  # several layers: through the chunk's Jacobian rows (O(chunk·K·P))
+                J = self._jac_rows(layers).reshape(-1, P)
+                out += (J.T @ (J @ V2.T)).T
+        return out[0] if one else out
+
+    def jacobians(self, X):
+        """Yield (f (n, C), J (n, C, P)) per chunk: the output Jacobians (GLM predictive)."""
+        X, _ = self.check_data(X)
+        Co = self.model.n_outputs
+        eye = np.ascontiguousarray(np.broadcast_to(np.eye(Co, dtype=self.dtype), (min(self.chunk_size, X.shape[0]), Co, Co)))
+        for s, e in self._chunks(X.shape[0]):
+            f, cache = self.model.forward_layers(self.theta, X[s:e])
+            layers = self.model.backward_sqrt(self.theta, cache, eye[: e - s])
+            yield np.asarray(f), self._jac_rows(layers)
+
+
+# --------------------------------------------------------------------------- posteriors
+class _DiagPost:
+    """P = diag(h f + p0)."""
+
+    def __init__(self, h, f, p0):
+        self.d = h * f + p0
+
+    def logdet(self):
+        return float(np.sum(np.log(self.d)))
+
+    def inv_apply(self, V):
+        return V / self.d
+
+    def diag_inv(self):
+        return 1.0 / self.d
+
+    def inv_sqrt_apply(self, Z):
+        return Z / np.sqrt(self.d)
+
+    def matrix(self):
+        return np.diag(self.d)
+
+
+class _FullPost:
+    """P = H f + diag(p0), by Cholesky."""
+
+    def __init__(self, H, f, p0):
+        Pm = H * f
+        Pm[np.diag_indices_from(Pm)] += p0
+        try:
+            self.L = np.linalg.cholesky(Pm.astype(np.float64))
+        except np.linalg.LinAlgError as exc:
+            raise ValueError("posterior precision is not positive definite; increase prior_precision") from exc
+        self.Pm = Pm
+
+    def logdet(self):
+        return float(2 * np.sum(np.log(np.diag(self.L))))
+
+    def inv_apply(self, V):
+        return sla.cho_solve((self.L, True), V.T.astype(np.float64)).T.astype(V.dtype)
+
+    def diag_inv(self):
+        Li = sla.solve_triangular(self.L, np.eye(self.L.shape[0]), lower=True)
+        return np.sum(Li * Li, axis=0)
+
+    def inv_sqrt_apply(self, Z):
+        # x = L^{-T} z has covariance (L L^T)^{-1} = P^{-1}
+        return sla.solve_triangular(self.L, Z.T.astype(np.float64), lower=True, trans="T").T.astype(Z.dtype)
+
+    def matrix(self):
+        return self.Pm
+
+
+class _KronPost:
+    """Block diagonal over parameter tensors; W block (Q_B ⊗ Q_A) diag(λ_B λ_Aᵀ f + δ) (Q_B ⊗ Q_A)ᵀ,
+    bias block Q_B diag(λ_B f + δ) Q_Bᵀ. ``delta`` holds one prior precision per tensor."""
+
+    def __init__(self, eig, f, delta):
+        self.blocks = []   # (offset, kind, data)
+        off = 0
+        for li, ((lA, QA), (lB, QB)) in enumerate(eig):
+            e = np.outer(lB, lA) * f + delta[2 * li]
+            self.blocks.append((off, (QB, QA, e)))
+            off += e.size
+            eb = lB * f + delta[2 * li + 1]
+            self.blocks.append((off, (QB, None, eb)))
+            off += eb.size
+        if any(np.any(b[1][2] <= 0) for b in self.blocks):
+            raise ValueError("posterior precision is not positive definite; increase prior_precision")
+
+    def logdet(self):
+        return float(sum(np.sum(np.log(b[2])) for _, b in self.blocks))
+
+    def _apply(self, V, power):
+        out = np.empty_like(V)
+        m = V.shape[0]
+        for off, (QB, QA, e) in self.blocks:
+            sl = slice(off, off + e.size)
+            ep = e ** power
+            if QA is None:
+                out[:, sl] = ((V[:, sl] @ QB) * ep) @ QB.T
+            else:
+                O, I = e.shape
+                W = V[:, sl].reshape(m, O, I)
+                T = np.einsum("ok,mol,li->mki", QB, W, QA) * ep
+                out[:, sl] = np.einsum("ok,mkl,il->moi", QB, T, QA).reshape(m, -1)
+        return out
+
+    def inv_apply(self, V):
+        return self._apply(V, -1.0)
+
+    def inv_sqrt_apply(self, Z):
+        return self._apply(Z, -0.5)
+
+    def diag_inv(self):
+        out = []
+        for _, (QB, QA, e) in self.blocks:
+            if QA is None:
+                out.append((QB * QB) @ (1.0 / e))
+            else:
+                out.append(((QB * QB) @ (1.0 / e) @ (QA * QA).T).ravel())
+        return np.concatenate(out)
+
+    def matrix(self):
+        mats = []
+        for _, (QB, QA, e) in self.blocks:
+            Q = QB if QA is None else np.kron(QB, QA)
+            mats.append((Q * e.ravel()) @ Q.T)
+        return sla.block_diag(*mats)
+
+
+class _LowRankPost:
+    """P = U diag(l f) Uᵀ + D (D = diag(p0)); Woodbury and the determinant lemma."""
+
+    def __init__(self, U, lam, f, p0):
+        self.D = p0
+        # M = D^{-1/2} U (l f)^{1/2}: P = D^{1/2} (I + M Mᵀ) D^{1/2}
+        M = (U / np.sqrt(p0)[:, None]) * np.sqrt(np.maximum(lam, 0) * f)
+        self.Um, s, _ = np.linalg.svd(M, full_matrices=False)
+        self.s2 = s * s
+
+    def logdet(self):
+        return float(np.sum(np.log(self.D)) + np.sum(np.log1p(self.s2)))
+
+    def inv_apply(self, V):
+        # P⁻¹ = D^{-1/2} (I + Um ((1 + s²)⁻¹ − 1) Umᵀ) D^{-1/2}
+        dm = 1 / np.sqrt(self.D)
+        X = V * dm
+        X = X + ((X @ self.Um) * (1 / (1 + self.s2) - 1)) @ self.Um.T
+        return X * dm
+
+    def inv_sqrt_apply(self, Z):
+        dm = 1 / np.sqrt(self.D)
+        X = Z + ((Z @ self.Um) * ((1 + self.s2) ** -0.5 - 1)) @ self.Um.T
+        return X * dm
+
+    def diag_inv(self):
+        c = (1 + self.s2) ** -1.0 - 1
+        return (1 + np.sum(self.Um * self.Um * c, axis=1)) / self.D
+
+    def matrix(self):
+        Dh = np.sqrt(self.D)
+        A = np.eye(len(self.D)) + (self.Um * self.s2) @ self.Um.T
+        return Dh[:, None] * A * Dh[None, :]
+
+
+# --------------------------------------------------------------------------- Laplace
+class Laplace:
+    """Laplace approximation ``N(θ*, P⁻¹)`` of a model's posterior.
+
+    Parameters
+    ----------
+    model : LinearHead or bg.nn.MLP
+    theta : (P,) float, the MAP parameters (None: the model's own, LinearHead only)
+    likelihood : {"gaussian", "categorical", "bernoulli"} ("regression", "classification" aliases)
+    structure : {"diag", "kron", "full", "lowrank"}
+    subset : {"all", "last_layer"}
+    hessian : {"ggn", "ef", "fisher_mc"}
+    prior_precision : float > 0, or (n_tensors,) one per weight and bias tensor, or (P,) per parameter
+        (per parameter for diag / full / lowrank only).
+    sigma_noise : float > 0 (gaussian only; 1 otherwise)
+    temperature : float > 0
+    prior_mean : float or (P,)
+    n_mc_samples : int, labels sampled per point for ``hessian="fisher_mc"``
+    rank : int, rank of ``lowrank`` (default min(P, 50))
+    chunk_size : int, rows processed at once
+    seed, stream : Philox seed and stream of the sampled Fisher
+    """
+
+    def __init__(self, model, theta=None, likelihood="categorical", structure="diag", subset="all", hessian="ggn",
+                 prior_precision=1.0, sigma_noise=1.0, temperature=1.0, prior_mean=0.0, n_mc_samples=1,
+                 rank=None, chunk_size=256, seed=0, stream=0):
+        self.structure = C.option(structure, "structure", STRUCTURES)
+        self.subset = C.option(subset, "subset", ("all", "last_layer"))
+        model, theta = self._subset_model(model, theta)
+        self.curv = Curvature(model, theta, likelihood, hessian, n_mc_samples, chunk_size, seed, stream)
+        self.model, self.mean = self.curv.model, self.curv.theta
+        self.likelihood, self.hessian, self.dtype = self.curv.likelihood, self.curv.hessian, self.curv.dtype
+        self.n_params = self.model.n_params
+        self.n_outputs = self.model.n_outputs
+        self._group_sizes = _groups(self.model)
+        t = float(temperature)
+        if not (np.isfinite(t) and t > 0):
+            raise ValueError(f"temperature must be positive and finite, got {temperature!r}")
+        self.temperature = t
+        self.prior_mean = self._check_prior_mean(prior_mean)
+        self.prior_precision = prior_precision
+        self.sigma_noise = sigma_noise
+        if rank is None:
+            rank = min(self.n_params, 50)
+        self.rank = C.integer(rank, "rank", 1)
+        if self.rank > self.n_params:
+            raise ValueError(f"rank must be <= the number of parameters {self.n_params}, got {self.rank}")
+        self._fitted = False
+
+    @classmethod
+    def from_features(cls, weight, bias=None, likelihood="categorical", **kwargs):
+        """Last-layer Laplace on user-supplied features: a :class:`LinearHead` (weight (C, F),
+        bias (C,)) at its MAP; ``fit`` and ``predict`` then take features (N, F)."""
+        return cls(LinearHead(weight, bias), None, likelihood, **kwargs)
+
+    def _subset_model(self, model, theta):
+        if self.subset == "last_layer" and isinstance(model, LinearHead):
+            return model, theta   # a linear head is its own last layer
+        return _as_model(model, theta, self.subset)
+
+    # ---- hyper-parameters
+    def _check_prior_mean(self, pm):
+        pm = C.as_array(pm, "prior_mean", self.dtype)
+        if pm.size == 1 and np.ndim(pm) <= 1 and self.n_params != 1:
+            return np.full(self.n_params, float(pm.reshape(-1)[0]), self.dtype)
+        if pm.shape != (self.n_params,):
+            raise ValueError(f"prior_mean must be a scalar or have shape ({self.n_params},), got {pm.shape}")
+        return pm
+
+    @property
+    def prior_precision(self):
+        return self._prior_precision
+
+    @prior_precision.setter
+    def prior_precision(self, value):
+        self._prior_precision = self._check_prior_precision(value)
+
+    def _check_prior_precision(self, value):
+        p = C.as_array(value, "prior_precision", np.float64)
+        if np.ndim(value) == 0:
+            p = p.reshape(1)
+        if p.ndim != 1:
+            raise ValueError(f"prior_precision must be a scalar or 1-D, got shape {p.shape}")
+        C.positive(p, "prior_precision")
+        ng = len(self._group_sizes)
+        if len(p) not in (1, ng, self.n_params):
+            raise ValueError(f"prior_precision must have length 1, {ng} (one per weight and bias tensor) "
+                             f"or {self.n_params} (one per parameter), got {len(p)}")
+        if self.structure == "kron" and len(p) == self.n_params and len(p) not in (1, ng):
+            raise ValueError("a per-parameter prior_precision is not available for structure='kron': the Kronecker "
+                             "eigenbasis cannot represent an arbitrary diagonal; use a scalar or one value per "
+                             "weight/bias tensor")
+        return p
+
+    @property
+    def sigma_noise(self):
+        return self._sigma_noise
+
+    @sigma_noise.setter
+    def sigma_noise(self, value):
+        s = C.as_array(value, "sigma_noise", np.float64)
+        if s.size != 1:
+            raise ValueError(f"sigma_noise must be a scalar, got shape {np.shape(value)}")
+        s = float(s.reshape(()))
+        if s <= 0:
+            raise ValueError(f"sigma_noise must be positive, got {s}")
+        if self.likelihood != "gaussian" and s != 1.0:
+            raise ValueError("sigma_noise can only be set for the gaussian likelihood")
+        self._sigma_noise = s
+
+    def _p0_diag(self, p=None):
+        p = self._prior_precision if p is None else p
+        if len(p) == 1:
+            return np.full(self.n_params, p[0])
+        if len(p) == self.n_params and len(p) != len(self._group_sizes):
+            return p.copy()
+        return np.repeat(p, self._group_sizes)
+
+    def _delta(self, p):
+        """One prior precision per parameter tensor (kron)."""
+        return np.full(len(self._group_sizes), p[0]) if len(p) == 1 else p
+
+    def _hfactor(self, sigma=None):
+        s = self._sigma_noise if sigma is None else sigma
+        return 1.0 / (s * s * self.temperature)
+
+    # ---- fit
+    def fit(self, X, y):
+        """Accumulate the curvature over (X, y) at θ*. X (N, D) inputs (features for a LinearHead);
+        y (N, C) or (N,) targets (gaussian), (N,) integer labels otherwise. Returns self."""
+        X, y = self.curv.check_data(X, y)
+        self.n_data = X.shape[0]
+        if self.structure == "diag":
+            self.H, self.loss = self.curv.diag(X, y)
+        elif self.structure == "kron":
+            facs, self.loss = self.curv.kron(X, y)
+            self.H = facs
+            self._eig = [(np.linalg.eigh(A.astype(np.float64)), np.linalg.eigh(B.astype(np.float64)))
+                         for A, B in facs]
+            # symmetric PSD factors: clip round-off negatives as laplace-torch's symeig does
+            self._eig = [((np.maximum(la, 0), Qa), (np.maximum(lb, 0), Qb)) for (la, Qa), (lb, Qb) in self._eig]
+        else:
+            G, self.loss = self.curv.full(X, y)
+            self.H = G
+            if self.structure == "lowrank":
+                lam, U = np.linalg.eigh(G.astype(np.float64))
+                idx = np.argsort(lam)[::-1][: self.rank]
+                self._U, self._lam = U[:, idx], np.maximum(lam[idx], 0)
+        self._fitted = True
+        return self
+
+    def _check_fitted(self):
+        if not self._fitted:
+            raise RuntimeError("Laplace is not fitted: call fit(X, y) first")
+
+    def _posterior(self, p=None, sigma=None):
+        self._check_fitted()
+        p = self._prior_precision if p is None else p
+        f = self._hfactor(sigma)
+        if self.structure == "diag":
+            return _DiagPost(self.H.astype(np.float64), f, self._p0_diag(p))
+        if self.structure == "full":
+            return _FullPost(self.H.astype(np.float64), f, self._p0_diag(p))
+        if self.structure == "kron":
+            return _KronPost(self._eig, f, self._delta(p))
+        return _LowRankPost(self._U, self._lam, f, self._p0_diag(p))
+
+    @property
+    def posterior_precision(self):
+        """The posterior precision as a dense (P, P) array (for inspection and tests)."""
+        return self._posterior().matrix()
+
+    @property
+    def posterior_covariance(self):
+        """Dense (P, P) posterior covariance."""
+        post = self._posterior()
+        return post.inv_apply(np.eye(self.n_params))
+
+    # ---- marginal likelihood
+    def log_likelihood(self, sigma_noise=None):
+        """log p(D | θ*) (nats) from the training loss, in laplace-torch's convention."""
+        self._check_fitted()
+        f = self._hfactor(sigma_noise)
+        if self.likelihood == "gaussian":
+            s = self._sigma_noise if sigma_noise is None else sigma_noise
+            return -f * self.loss - self.n_data * self.n_outputs * math.log(s * math.sqrt(2 * math.pi))
+        return -self.loss / self.temperature
+
+    def log_marginal_likelihood(self, prior_precision=None, sigma_noise=None):
+        """Laplace evidence log p(D) (nats). Passing values sets them first (as laplace-torch does)."""
+        if prior_precision is not None:
+            self.prior_precision = prior_precision
+        if sigma_noise is not None:
+            self.sigma_noise = sigma_noise
+        return self._lml(self._prior_precision, self._sigma_noise)[0]
+
+    def _lml(self, p, sigma, grad=False):
+        post = self._posterior(p, sigma)
+        p0 = self._p0_diag(p)
+        delta = (self.mean - self.prior_mean).astype(np.float64)
+        scatter = float(np.sum(delta * delta * p0))
+        lml = self.log_likelihood(sigma) - 0.5 * (scatter + post.logdet() - np.sum(np.log(p0)))
+        if not grad:
+            return lml, None, None
+        dinv = post.diag_inv()
+        g_p0 = -0.5 * (delta * delta + dinv - 1.0 / p0)           # d lml / d p0_j
+        if len(p) == 1:
+            gp = np.array([g_p0.sum()])
+        elif len(p) == self.n_params and len(p) != len(self._group_sizes):
+            gp = g_p0
+        else:
+            gp = np.add.reduceat(g_p0, np.cumsum([0] + self._group_sizes[:-1]))
+        gs = 0.0
+        if self.likelihood == "gaussian":
+            f = self._hfactor(sigma)
+            gs = 2 * f * self.loss - self.n_data * self.n_outputs + (self.n_params - np.sum(dinv * p0))
+        return lml, gp, gs
+
+    def optimize_prior_precision(self, method="marglik", prior_structure=None, optimize_sigma=False, val=None,
+                                 grid=None, link="probit", n_samples=100, max_iter=200):
+        """Choose the prior precision (and σ for gaussian if ``optimize_sigma``).
+
+        method="marglik" maximises the Laplace evidence by L-BFGS on log p0 (and log σ) with
+        exact gradients; method="gridsearch" picks the scalar p0 in ``grid`` (default
+        logspace(-4, 4, 21)) minimising the NLL of ``predict(val[0])`` on ``val = (X_val, y_val)``.
+        prior_structure: "scalar", "layerwise" (one per weight/bias tensor) or "diag"
+        (per parameter; not for kron); default keeps the current shape. Returns self.
+        """
+        self._check_fitted()
+        method = C.option(method, "method", ("marglik", "gridsearch"))
+        ng = len(self._group_sizes)
+        n_cur = len(self._prior_precision)
+        if prior_structure is None:
+            n = n_cur
+        else:
+            ps = C.option(prior_structure, "prior_structure", ("scalar", "layerwise", "diag"))
+            n = {"scalar": 1, "layerwise": ng, "diag": self.n_params}[ps]
+            if ps == "diag" and self.structure == "kron":
+                raise ValueError("prior_structure='diag' is not available for structure='kron': the Kronecker "
+                                 "eigenbasis cannot represent a per-parameter prior")
+        if optimize_sigma and self.likelihood != "gaussian":
+            raise ValueError("optimize_sigma is only for the gaussian likelihood")
+        if method == "gridsearch":
+            return self._gridsearch(val, grid, link, n_samples)
+        p_init = np.resize(self._prior_precision, n) if n_cur in (1, n) else np.full(n, self._prior_precision.mean())
+        x0 = np.log(p_init)
+        if optimize_sigma:
+            x0 = np.append(x0, math.log(self._sigma_noise))
+
+        def obj(x):
+            p = np.exp(x[:n])
+            s = math.exp(x[n]) if optimize_sigma else self._sigma_noise
+            try:
+                lml, gp, gs = self._lml(p, s, grad=True)
+            except ValueError:
+                return np.inf, np.zeros_like(x)
+            g = -gp * p
+            if optimize_sigma:
+                g = np.append(g, -gs)
+            return -lml, g
+
+        res = sopt.minimize(obj, x0, jac=True, method="L-BFGS-B", bounds=[(-30, 30)] * len(x0),
+                            options={"maxiter": max_iter})
+        self.prior_precision = np.exp(res.x[:n])
+        if optimize_sigma:
+            self.sigma_noise = math.exp(res.x[n])
+        return self
+
+    def _gridsearch(self, val, grid, link, n_samples):
+        if val is None or len(val) != 2:
+            raise ValueError("method='gridsearch' needs val=(X_val, y_val)")
+        Xv, yv = self.curv.check_data(*val)
+        grid = np.logspace(-4, 4, 21) if grid is None else C.positive(C.as_array(grid, "grid", np.float64, ndim=1),
+                                                                      "grid")
+        best, best_p = np.inf, None
+        for p in grid:
+            self.prior_precision = p
+            pred = self.predict(Xv, link=link, n_samples=n_samples if link == "mc" else None)
+            nll = self._nll(pred, yv)
+            if nll < best:
+                best, best_p = nll, p
+        self.prior_precision = best_p
+        return self
+
+    def _nll(self, pred, y):
+        return float(-np.sum(pred.log_likelihood(y)))
+
+    # ---- sampling and prediction
+    def sample(self, n_samples=100, seed=0, stream=0):
+        """Parameter samples (n_samples, P) from N(θ*, P⁻¹) (Philox normals)."""
+        n = C.integer(n_samples, "n_samples", 1)
+        post = self._posterior()
+        z = _random.normal((n, self.n_params), seed, _random.fold_in(C.integer(stream, "stream", 0), _TAG_SAMPLE),
+                           np.float64)
+        return (self.mean.astype(np.float64) + post.inv_sqrt_apply(z)).astype(self.dtype)
+
+    def functional_variance(self, X):
+        """GLM output mean f (N, C) and covariance f_var (N, C, C) = J P⁻¹ Jᵀ, chunked."""
+        post = self._posterior()
+        fs, vs = [], []
+        for f, J in self.curv.jacobians(X):
+            n, Co, P = J.shape
+            J2 = J.reshape(n * Co, P).astype(np.float64)
+            SJ = post.inv_apply(J2).reshape(n, Co, P)
+            vs.append(np.einsum("ncp,ndp->ncd", J.astype(np.float64), SJ))
+            fs.append(f)
+        return np.concatenate(fs).astype(np.float64), np.concatenate(vs)
+
+    def predict(self, X, link="probit", pred_type="glm", n_samples=None, seed=0, stream=0):
+        """Posterior predictive at inputs X (N, D).
+
+        pred_type="glm": linearised model, f ~ N(f(θ*), J P⁻¹ Jᵀ); classification via the
+        probit approximation, Monte Carlo ("mc", n_samples, default 100) or the Laplace
+        bridge (categorical only). With n_samples, sampled log-probabilities (S, N, C) (or
+        sampled means for gaussian) are returned too. pred_type="nn": θ sampled from the
+        posterior, the network run per sample (n_samples, default 100).
+
+        Returns a ``bg.nn.Predictive``: classification ``probs`` (N, C),
+        ``log_probs`` (S, N, C) when sampled; gaussian ``mean``, ``var`` = ``aleatoric_var``
+        (σ²) + ``epistemic_var`` (N, C), ``samples_mean`` (S, N, C) when sampled.
+        """
+        link = C.option(link, "link", LINKS)
+        pred_type = C.option(pred_type, "pred_type", ("glm", "nn"))
+        if n_samples is not None:
+            n_samples = C.integer(n_samples, "n_samples", 1)
+        elif link == "mc" or pred_type == "nn":
+            n_samples = 100
+        if link == "bridge" and self.likelihood != "categorical":
+            raise ValueError("link='bridge' (Laplace bridge to a Dirichlet) is for the categorical likelihood")
+        X, _ = self.curv.check_data(X)
+        stream = _random.fold_in(C.integer(stream, "stream", 0), _TAG_PRED)
+        return _nn.Predictive(self.likelihood, **self._predict(X, link, pred_type, n_samples, seed, stream))
+
+    def _predict(self, X, link, pred_type, n_samples, seed, stream):
+        if pred_type == "nn":
+            thetas = self.sample(n_samples, seed, stream)
+            F = np.asarray(self.model.forward_many(thetas, X), dtype=np.float64)
+            return self._from_samples(F)
+        fmu, fvar = self.functional_variance(X)
+        Fs = None
+        if n_samples is not None:
+            N, Co = fmu.shape
+            z = _random.normal((n_samples, N, Co), seed, stream, np.float64)
+            L = np.linalg.cholesky(fvar + 1e-10 * np.eye(Co) * (1 + np.abs(fvar).max()))
+            Fs = fmu + np.einsum("ncd,snd->snc", L, z)
+        if self.likelihood == "gaussian":
+            ev = np.diagonal(fvar, axis1=1, axis2=2).copy()
+            out = {"mean": fmu, "epistemic_var": ev, "aleatoric_var": np.full_like(ev, self._sigma_noise ** 2)}
+            if Fs is not None:
+                out["samples_mean"] = Fs
+            return out
+        if link == "mc":
+            return self._from_samples(Fs)
+        vd = np.diagonal(fvar, axis1=1, axis2=2)
+        if link == "probit":
+            kappa = 1.0 / np.sqrt(1.0 + np.pi / 8.0 * vd)
+            probs = _probs(self.likelihood, kappa * fmu)
+        else:
+            Co = fmu.shape[1]
+            # Laplace bridge (Hobbhahn et al. 2022), after projecting the Gaussian onto the
+            # sum-zero subspace (softmax is shift invariant), as laplace-torch does
+            rs = fvar.sum(axis=2)
+            tot = rs.sum(axis=1, keepdims=True)
+            mu = fmu - rs * fmu.sum(axis=1, keepdims=True) / tot
+            vd = vd - rs * rs / tot
+            s = np.sum(np.exp(-mu), axis=1, keepdims=True)
+            alpha = (1 - 2.0 / Co + np.exp(mu) * s / Co ** 2) / vd
+            probs = alpha / alpha.sum(axis=1, keepdims=True)
+        out = {"probs": probs}
+        if Fs is not None:
+            out["log_probs"] = _log_probs(self.likelihood, Fs)
+        return out
+
+    def _from_samples(self, F):
+        if self.likelihood == "gaussian":
+            ev = F.var(axis=0)
+            return {"mean": F.mean(axis=0), "epistemic_var": ev, "aleatoric_var": np.full_like(ev, self._sigma_noise ** 2),
+                    "samples_mean": F}
+        lp = _log_probs(self.likelihood, F)
+        m = lp.max(axis=0)
+        probs = np.exp(m + np.log(np.mean(np.exp(lp - m), axis=0)))
+        return {"probs": probs, "log_probs": lp}
+
+
+def _log_probs(likelihood, F):
+    """Log-probabilities (..., C) of outputs F; bernoulli gives the 2-class (1−p, p) (..., 2)."""
+    if likelihood == "bernoulli":
+        f = F[..., 0]
+        return np.stack([-np.logaddexp(0, f), -np.logaddexp(0, -f)], axis=-1)
+    z = F - F.max(axis=-1, keepdims=True)
+    return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+
+
+def _probs(likelihood, F):
+    return np.exp(_log_probs(likelihood, F))
