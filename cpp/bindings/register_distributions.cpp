@@ -1,10 +1,208 @@
 #include "pybind11.hpp"
 // (pybind11.hpp first)
+#include "bayesgrad/distributions.hpp"
+#include "bayesgrad/special.hpp"
 
 namespace bayesgrad {
 
+namespace {
+
+void same_size(const py::array& a, const py::array& b, const char* na, const char* nb) {
+  if (a.size() != b.size())
+    throw std::invalid_argument(std::string(na) + " and " + nb + " must have the same size, got " +
+                                std::to_string(a.size()) + " and " + std::to_string(b.size()));
+}
+
+void batch_of(const py::array& out, const py::array& p, const char* no, const char* np_) {
+  if (p.size() == 0 || out.size() % p.size() != 0)
+    throw std::invalid_argument(std::string(no) + " size must be a multiple of " + np_ + " size (the batch)");
+}
+
+// out = f(x), elementwise on float64.
+void bind_unary(py::module_& m, const char* name, void (*fn)(const double*, int64_t, double*), const char* doc) {
+  m.def(
+      name,
+      [fn](in_array<double> x, out_array<double> out) {
+        same_size(x, out, "x", "out");
+        require_writeable(out, "out");
+        const double* px = x.data();
+        double* po = out.mutable_data();
+        const int64_t n = size_of(out);
+        py::gil_scoped_release rel;
+        fn(px, n, po);
+      },
+      py::arg("x"), py::arg("out").noconvert(), doc);
+}
+
+void bind_binary(py::module_& m, const char* name, void (*fn)(const double*, const double*, int64_t, double*),
+                 const char* a_name, const char* b_name, const char* doc) {
+  m.def(
+      name,
+      [fn, a_name, b_name](in_array<double> a, in_array<double> b, out_array<double> out) {
+        same_size(a, out, a_name, "out");
+        same_size(b, out, b_name, "out");
+        require_writeable(out, "out");
+        const double *pa = a.data(), *pb = b.data();
+        double* po = out.mutable_data();
+        const int64_t n = size_of(out);
+        py::gil_scoped_release rel;
+        fn(pa, pb, n, po);
+      },
+      py::arg(a_name), py::arg(b_name), py::arg("out").noconvert(), doc);
+}
+
+template <typename T>
+void bind_typed(py::module_& m) {
+  m.def(
+      "sample_locscale",
+      [](out_array<T> out, in_array<T> loc, in_array<T> scale, const std::string& family, uint64_t seed,
+         uint64_t stream) {
+        const LocScale fam = locscale_family(family);
+        same_size(loc, scale, "loc", "scale");
+        batch_of(out, loc, "out", "loc");
+        require_writeable(out, "out");
+        T* po = out.mutable_data();
+        const T *pl = loc.data(), *ps = scale.data();
+        const int64_t n = size_of(out), b = size_of(loc);
+        py::gil_scoped_release rel;
+        sample_locscale<T>(po, n, pl, ps, b, fam, seed, stream);
+      },
+      py::arg("out").noconvert(), py::arg("loc"), py::arg("scale"), py::arg("family"), py::arg("seed"),
+      py::arg("stream"),
+      "Location-scale draws into out (n, B): loc + scale * base(family); loc, scale (B,).");
+  m.def(
+      "locscale_log_prob",
+      [](in_array<T> x, in_array<T> loc, in_array<T> scale, const std::string& family, out_array<T> logp,
+         out_array<T> d_loc, out_array<T> d_scale) {
+        const LocScale fam = locscale_family(family);
+        same_size(loc, scale, "loc", "scale");
+        batch_of(x, loc, "x", "loc");
+        same_size(x, logp, "x", "logp");
+        same_size(x, d_loc, "x", "d_loc");
+        same_size(x, d_scale, "x", "d_scale");
+        require_writeable(logp, "logp");
+        require_writeable(d_loc, "d_loc");
+        require_writeable(d_scale, "d_scale");
+        const T *px = x.data(), *pl = loc.data(), *ps = scale.data();
+        T *o0 = logp.mutable_data(), *o1 = d_loc.mutable_data(), *o2 = d_scale.mutable_data();
+        const int64_t n = size_of(x), b = size_of(loc);
+        py::gil_scoped_release rel;
+        locscale_log_prob<T>(px, n, pl, ps, b, fam, o0, o1, o2);
+      },
+      py::arg("x"), py::arg("loc"), py::arg("scale"), py::arg("family"), py::arg("logp").noconvert(),
+      py::arg("d_loc").noconvert(), py::arg("d_scale").noconvert(),
+      "log p(x) and d/dloc, d/dscale elementwise for x (n, B); loc, scale (B,).");
+  m.def(
+      "sample_gamma",
+      [](out_array<T> out, in_array<T> alpha, in_array<T> rate, uint64_t seed, uint64_t stream) {
+        same_size(alpha, rate, "alpha", "rate");
+        batch_of(out, alpha, "out", "alpha");
+        require_writeable(out, "out");
+        T* po = out.mutable_data();
+        const T *pa = alpha.data(), *pr = rate.data();
+        const int64_t n = size_of(out), b = size_of(alpha);
+        py::gil_scoped_release rel;
+        sample_gamma<T>(po, n, pa, pr, b, seed, stream);
+      },
+      py::arg("out").noconvert(), py::arg("alpha"), py::arg("rate"), py::arg("seed"), py::arg("stream"),
+      "Gamma(alpha, rate) draws into out (n, B) from per-element sub-streams.");
+  m.def(
+      "sample_beta",
+      [](out_array<T> out, in_array<T> a, in_array<T> b, uint64_t seed, uint64_t stream) {
+        same_size(a, b, "a", "b");
+        batch_of(out, a, "out", "a");
+        require_writeable(out, "out");
+        T* po = out.mutable_data();
+        const T *pa = a.data(), *pb = b.data();
+        const int64_t n = size_of(out), nb = size_of(a);
+        py::gil_scoped_release rel;
+        sample_beta<T>(po, n, pa, pb, nb, seed, stream);
+      },
+      py::arg("out").noconvert(), py::arg("a"), py::arg("b"), py::arg("seed"), py::arg("stream"),
+      "Beta(a, b) draws into out (n, B): gamma elements 2i and 2i+1, log space.");
+  m.def(
+      "sample_dirichlet",
+      [](out_array<T> out, in_array<T> alpha, uint64_t seed, uint64_t stream) {
+        if (alpha.ndim() != 2) throw std::invalid_argument("alpha must have shape (B, K)");
+        batch_of(out, alpha, "out", "alpha");
+        require_writeable(out, "out");
+        T* po = out.mutable_data();
+        const T* pa = alpha.data();
+        const int64_t n = size_of(out), b = alpha.shape(0), k = alpha.shape(1);
+        py::gil_scoped_release rel;
+        sample_dirichlet<T>(po, n, pa, b, k, seed, stream);
+      },
+      py::arg("out").noconvert(), py::arg("alpha"), py::arg("seed"), py::arg("stream"),
+      "Dirichlet(alpha) draws into out (n, B, K); alpha (B, K).");
+  m.def(
+      "gamma_log_prob",
+      [](in_array<T> x, in_array<T> alpha, in_array<T> rate, out_array<T> logp, out_array<T> d_alpha,
+         out_array<T> d_rate) {
+        same_size(alpha, rate, "alpha", "rate");
+        batch_of(x, alpha, "x", "alpha");
+        same_size(x, logp, "x", "logp");
+        same_size(x, d_alpha, "x", "d_alpha");
+        same_size(x, d_rate, "x", "d_rate");
+        require_writeable(logp, "logp");
+        require_writeable(d_alpha, "d_alpha");
+        require_writeable(d_rate, "d_rate");
+        const T *px = x.data(), *pa = alpha.data(), *pr = rate.data();
+        T *o0 = logp.mutable_data(), *o1 = d_alpha.mutable_data(), *o2 = d_rate.mutable_data();
+        const int64_t n = size_of(x), b = size_of(alpha);
+        py::gil_scoped_release rel;
+        gamma_log_prob<T>(px, n, pa, pr, b, o0, o1, o2);
+      },
+      py::arg("x"), py::arg("alpha"), py::arg("rate"), py::arg("logp").noconvert(), py::arg("d_alpha").noconvert(),
+      py::arg("d_rate").noconvert(), "Gamma(alpha, rate) log p(x) and d/dalpha, d/drate for x (n, B).");
+}
+
+}  // namespace
+
 void register_distributions(py::module_& m) {
-  (void)m;
+  bind_unary(m, "lgamma", &special::lgamma_v, "log Gamma(x) into out (float64, x > 0).");
+  bind_unary(m, "digamma", &special::digamma_v, "psi(x) into out (float64, x > 0).");
+  bind_unary(m, "trigamma", &special::trigamma_v, "psi'(x) into out (float64, x > 0).");
+  bind_binary(m, "gammainc", &special::gammainc_v, "a", "x", "Regularised lower incomplete gamma P(a, x).");
+  bind_binary(m, "gammaincc", &special::gammaincc_v, "a", "x", "Regularised upper incomplete gamma Q(a, x).");
+  bind_binary(m, "gamma_dx_da", &special::gamma_dx_da_v, "a", "x",
+              "Implicit reparameterisation dX/da = -(dP/da)/p(x) of X ~ Gamma(a, 1).");
+  bind_binary(m, "studentt_dt_ddf", &special::studentt_dt_ddf_v, "df", "t",
+              "Implicit reparameterisation dT/d(df) = -(dF/d df)/p(t) of a standard Student t.");
+  m.def(
+      "betainc",
+      [](in_array<double> a, in_array<double> b, in_array<double> x, out_array<double> out) {
+        same_size(a, out, "a", "out");
+        same_size(b, out, "b", "out");
+        same_size(x, out, "x", "out");
+        require_writeable(out, "out");
+        const double *pa = a.data(), *pb = b.data(), *px = x.data();
+        double* po = out.mutable_data();
+        const int64_t n = size_of(out);
+        py::gil_scoped_release rel;
+        special::betainc_v(pa, pb, px, n, po);
+      },
+      py::arg("a"), py::arg("b"), py::arg("x"), py::arg("out").noconvert(),
+      "Regularised incomplete beta I_x(a, b).");
+  m.def(
+      "beta_dx_dab",
+      [](in_array<double> a, in_array<double> b, in_array<double> x, out_array<double> out_a,
+         out_array<double> out_b) {
+        same_size(a, x, "a", "x");
+        same_size(b, x, "b", "x");
+        same_size(out_a, x, "out_a", "x");
+        same_size(out_b, x, "out_b", "x");
+        require_writeable(out_a, "out_a");
+        require_writeable(out_b, "out_b");
+        const double *pa = a.data(), *pb = b.data(), *px = x.data();
+        double *oa = out_a.mutable_data(), *ob = out_b.mutable_data();
+        const int64_t n = size_of(x);
+        py::gil_scoped_release rel;
+        special::beta_dx_dab_v(pa, pb, px, n, oa, ob);
+      },
+      py::arg("a"), py::arg("b"), py::arg("x"), py::arg("out_a").noconvert(), py::arg("out_b").noconvert(),
+      "Implicit reparameterisation dX/da, dX/db = -(dI_x/da, dI_x/db)/p(x) of X ~ Beta(a, b).");
+  bind_typed<float>(m);
+  bind_typed<double>(m);
 }
 
 }  // namespace bayesgrad

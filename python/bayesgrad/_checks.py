@@ -46,7 +46,7 @@ def as_array(x, name, dtype=None, *, finite=True, ndim=None, min_ndim=None, allo
         raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
     if dtype is None:
         dtype = np.float32 if a.dtype == np.float32 else np.float64
-    a = np.ascontiguousarray(a, dtype=dtype)
+    a = np.asarray(a, dtype=dtype, order="C")  # (ascontiguousarray would make 0-d inputs 1-d)
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimension(s), got shape {a.shape}")
     if min_ndim is not None and a.ndim < min_ndim:
@@ -117,3 +117,14 @@ def broadcast_shapes(named):
     except ValueError as exc:
         desc = ", ".join(f"{k} {np.shape(v)}" for k, v in named.items())
         raise ValueError(f"parameter shapes do not broadcast: {desc}") from exc
+
+
+def scalar(x, name):
+    """A finite real number (Python float); arrays of size 1 are not accepted."""
+    if isinstance(x, bool) or not isinstance(x, (numbers.Real, np.floating, np.integer)):
+        if not (isinstance(x, np.ndarray) and x.ndim == 0 and x.dtype.kind in "iuf"):
+            raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+    v = float(x)
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    return v

@@ -24,16 +24,17 @@ import time
 import numpy as np
 
 
-def _demo_estimators(args):
-    """Section (i): the seed example of ``bayesgrad.estimators``."""
-    from . import estimators
+def _demo_gradients(args):
+    import bayesgrad as bg
 
     n = 100_000
-    print(f"1. Gradient of L(mu, sigma) = E[W + W^2], W ~ N(mu, sigma^2), at (0, 1); {n:,} samples")
-    print("   differentiating a fixed-sample average gives 0: the sampling distribution depends on (mu, sigma)")
-    print(f"   {'estimator':<31} {'dL/dmu':>16} {'dL/dsigma':>16}")
-    for r in estimators.seed_example(n_samples=n, seed=args.seed):
-        print(f"   {r['method']:<31} {r['d_loc']:>+8.4f} +- {r['se_loc']:<5.3f} {r['d_scale']:>+8.4f} +- {r['se_scale']:<5.3f}")
+    print("1. Gradient of an expectation: L(mu, sigma) = E_{W ~ N(mu, sigma^2)}[W + W^2] = mu + mu^2 + sigma^2")
+    print(f"   at (mu, sigma) = (0, 1), n = {n:,} samples, +- one standard error")
+    print(f"   {'method':<32}{'dL/dmu':>20}{'dL/dsigma':>20}")
+    for r in bg.estimators.seed_example(n_samples=n, seed=args.seed):
+        print(f"   {r['method']:<32}{r['d_loc']:>+11.4f} +- {r['se_loc']:<6.4f}{r['d_scale']:>+11.4f} +- {r['se_scale']:<6.4f}")
+    print("   Differentiating the sample average with the samples held fixed gives 0: the samples")
+    print("   themselves depend on (mu, sigma), which the three estimators account for.")
 
 
 # ---------------------------------------------------------------------------
@@ -164,7 +165,7 @@ def cmd_demo(args):
     else:
         ctx["dir"] = args.out
         note = None
-    _demo_estimators(args)
+    _demo_gradients(args)
     _demo_binary(args, ctx)
     _demo_regression(args, ctx)
     _demo_simplex(args, ctx)

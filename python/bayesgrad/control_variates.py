@@ -38,16 +38,16 @@ class MovingAverageBaseline:
     """
 
     def __init__(self, decay=0.9, initial=0.0):
-        d = float(C.as_array(decay, "decay"))
+        d = C.scalar(decay, "decay")
         if not 0.0 <= d < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
         self.decay = d
-        self.value = float(C.as_array(initial, "initial"))
+        self.value = C.scalar(initial, "initial")
         self.n_updates = 0
 
     def update(self, batch_mean):
         """Fold the mean of f over one call's samples into the average."""
-        m = float(C.as_array(batch_mean, "batch_mean"))
+        m = C.scalar(batch_mean, "batch_mean")
         self.value = self.decay * self.value + (1.0 - self.decay) * m
         self.n_updates += 1
         return self.value

@@ -439,9 +439,11 @@ def measure_valued(f, dist, n_samples, seed=0, stream=0, *, coupling=True, per_s
 def _family(dist, allowed):
     name = type(dist).__name__
     fam = "bernoulli" if name == "Bernoulli" else "categorical" if name == "Categorical" else None
-    if fam is None or fam not in allowed or not hasattr(dist, "logits"):
+    if fam is None or fam not in allowed:
         raise TypeError(f"this estimator needs a {' or '.join(a.capitalize() for a in allowed)} "
-                        f"distribution with logits, got {name}")
+                        f"distribution, got {name}")
+    if "logits" not in dist.params:
+        raise TypeError(f"the {name} must be parameterised by logits (construct it with logits=...)")
     return fam
 
 
@@ -517,7 +519,9 @@ def gumbel_softmax(f, dist, n_samples, seed=0, stream=0, *, temperature=1.0, gra
     """
     n, seed, stream = _setup(f, dist, n_samples, seed, stream)
     fam = _family(dist, ("bernoulli", "categorical"))
-    tau = float(C.positive(C.as_array(temperature, "temperature"), "temperature"))
+    tau = C.scalar(temperature, "temperature")
+    if tau <= 0:
+        raise ValueError(f"temperature must be positive, got {tau}")
     if grad_f is None or not callable(grad_f):
         raise TypeError("gumbel_softmax needs grad_f, the gradient of f on the relaxed space")
     dt = dist.dtype

@@ -1,0 +1,300 @@
+// Samplers and log-density kernels (the conventions are in distributions.hpp).
+#include "bayesgrad/distributions.hpp"
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+#include "bayesgrad/parallel.hpp"
+#include "bayesgrad/philox.hpp"
+#include "bayesgrad/random.hpp"
+#include "bayesgrad/special.hpp"
+
+namespace bayesgrad {
+
+namespace {
+
+constexpr double kTwoPi = 6.283185307179586476925286766559;
+constexpr double kHalfLog2Pi = 0.91893853320467274178032973640562;
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+constexpr int64_t kChunk = 4096;           // elements per parallel chunk (fixed)
+constexpr uint32_t kGammaMaxIter = 1u << 15;  // 2 blocks per iteration, 2^16 blocks per element
+
+template <typename F>
+void chunked(int64_t n, int64_t chunk, F f) {
+  parallel_chunks((n + chunk - 1) / chunk, [&](int64_t ch) {
+    const int64_t lo = ch * chunk, hi = lo + chunk < n ? lo + chunk : n;
+    f(lo, hi);
+  });
+}
+
+void check_batch(int64_t n_total, int64_t batch) {
+  if (batch <= 0 || n_total % batch != 0)
+    throw std::invalid_argument("output size must be a multiple of the parameters' batch size");
+}
+
+// One Marsaglia-Tsang draw; returns X (log_out = false) or ln X (log_out = true).
+// The word layout is documented in distributions.hpp and mirrored by the twin.
+double gamma_draw(double alpha, uint64_t seed, uint64_t sub, uint64_t element, bool log_out) {
+  const bool boost = alpha < 1.0;
+  const double d = (boost ? alpha + 1.0 : alpha) - 1.0 / 3.0;
+  const double c = 1.0 / std::sqrt(9.0 * d);
+  const uint64_t base = element * philox::kSubstreamBlocks;
+  uint32_t w[4], q[4];
+  for (uint32_t k = 0; k < kGammaMaxIter; ++k) {
+    philox::stream_block(seed, sub, base + 2 * static_cast<uint64_t>(k), w);
+    const double u1 = philox::u01_f64(w[0], w[1]);
+    const double u2 = philox::u01_f64(w[2], w[3]);
+    const double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(kTwoPi * u2);
+    const double t = 1.0 + c * z;
+    if (t <= 0.0) continue;
+    const double v = t * t * t;
+    philox::stream_block(seed, sub, base + 2 * static_cast<uint64_t>(k) + 1, q);
+    const double ua = philox::u01_f64(q[0], q[1]);
+    const double z2 = z * z;
+    if (!(ua < 1.0 - 0.0331 * (z2 * z2)) && !(std::log(ua) < 0.5 * z2 + d * (1.0 - v + std::log(v))))
+      continue;
+    const double x = d * v;
+    if (!boost) return log_out ? std::log(x) : x;
+    const double lb = std::log(philox::u01_f64(q[2], q[3])) / alpha;
+    return log_out ? std::log(x) + lb : x * std::exp(lb);
+  }
+  return log_out ? std::log(d) : d;
+}
+
+}  // namespace
+
+double log_gamma_draw(double alpha, uint64_t seed, uint64_t stream, uint64_t element) {
+  return gamma_draw(alpha, seed, stream | philox::kSubstreamBit, element, true);
+}
+
+LocScale locscale_family(const std::string& name) {
+  if (name == "normal") return LocScale::kNormal;
+  if (name == "lognormal") return LocScale::kLogNormal;
+  if (name == "uniform") return LocScale::kUniform;
+  if (name == "exponential") return LocScale::kExponential;
+  if (name == "laplace") return LocScale::kLaplace;
+  if (name == "gumbel") return LocScale::kGumbel;
+  if (name == "logistic") return LocScale::kLogistic;
+  throw std::invalid_argument("family must be one of normal, lognormal, uniform, exponential, laplace, gumbel, "
+                              "logistic; got '" + name + "'");
+}
+
+template <typename T>
+void sample_locscale(T* out, int64_t n_total, const T* loc, const T* scale, int64_t batch, LocScale fam,
+                     uint64_t seed, uint64_t stream) {
+  check_batch(n_total, batch);
+  const bool normal = fam == LocScale::kNormal || fam == LocScale::kLogNormal;
+  if (normal)
+    fill_normal<T>(out, n_total, seed, stream, 0);
+  else
+    fill_uniform<T>(out, n_total, seed, stream, 0);
+  chunked(n_total, kChunk, [&](int64_t lo, int64_t hi) {
+    int64_t j = lo % batch;
+    for (int64_t i = lo; i < hi; ++i) {
+      const T m = loc[j], s = scale[j];
+      const T e = out[i];
+      switch (fam) {
+        case LocScale::kNormal: out[i] = m + s * e; break;
+        case LocScale::kLogNormal: out[i] = static_cast<T>(std::exp(static_cast<double>(m + s * e))); break;
+        case LocScale::kUniform: out[i] = m + s * e; break;
+        case LocScale::kExponential: out[i] = m + s * static_cast<T>(-std::log(static_cast<double>(e))); break;
+        case LocScale::kLaplace: {
+          const double h = static_cast<double>(e) - 0.5;
+          const double b = h > 0 ? -std::log1p(-2.0 * h) : std::log1p(2.0 * h);
+          out[i] = m + s * static_cast<T>(b);
+          break;
+        }
+        case LocScale::kGumbel:
+          out[i] = m + s * static_cast<T>(-std::log(-std::log(static_cast<double>(e))));
+          break;
+        case LocScale::kLogistic: {
+          const double u = static_cast<double>(e);
+          out[i] = m + s * static_cast<T>(std::log(u) - std::log1p(-u));
+          break;
+        }
+      }
+      if (++j == batch) j = 0;
+    }
+  });
+}
+
+template <typename T>
+void locscale_log_prob(const T* x, int64_t n_total, const T* loc, const T* scale, int64_t batch, LocScale fam,
+                       T* logp, T* d_loc, T* d_scale) {
+  check_batch(n_total, batch);
+  chunked(n_total, kChunk, [&](int64_t lo, int64_t hi) {
+    int64_t j = lo % batch;
+    for (int64_t i = lo; i < hi; ++i) {
+      const double m = loc[j], s = scale[j], xi = x[i];
+      const double ls = std::log(s);
+      double lp = 0, gl = 0, gs = 0;
+      switch (fam) {
+        case LocScale::kNormal:
+        case LocScale::kLogNormal: {
+          double y = xi;
+          double jac = 0.0;
+          if (fam == LocScale::kLogNormal) {
+            if (!(xi > 0)) { lp = kNegInf; break; }
+            y = std::log(xi);
+            jac = y;
+          }
+          const double z = (y - m) / s;
+          lp = -0.5 * z * z - ls - kHalfLog2Pi - jac;
+          gl = z / s;
+          gs = (z * z - 1.0) / s;
+          break;
+        }
+        case LocScale::kUniform:
+          if (xi < m || xi > m + s) { lp = kNegInf; break; }
+          lp = -ls;
+          gs = -1.0 / s;
+          break;
+        case LocScale::kExponential: {
+          if (xi < m) { lp = kNegInf; break; }
+          const double z = (xi - m) / s;
+          lp = -z - ls;
+          gl = 1.0 / s;
+          gs = (z - 1.0) / s;
+          break;
+        }
+        case LocScale::kLaplace: {
+          const double z = (xi - m) / s, a = std::fabs(z);
+          lp = -a - ls - 0.69314718055994530942;
+          gl = (z > 0 ? 1.0 : (z < 0 ? -1.0 : 0.0)) / s;
+          gs = (a - 1.0) / s;
+          break;
+        }
+        case LocScale::kGumbel: {
+          const double z = (xi - m) / s, e = std::exp(-z);
+          lp = -(z + e) - ls;
+          gl = (1.0 - e) / s;
+          gs = (z - z * e - 1.0) / s;
+          break;
+        }
+        case LocScale::kLogistic: {
+          const double z = (xi - m) / s, a = std::fabs(z);
+          lp = -a - 2.0 * std::log1p(std::exp(-a)) - ls;
+          const double th = std::tanh(0.5 * z);
+          gl = th / s;
+          gs = (z * th - 1.0) / s;
+          break;
+        }
+      }
+      logp[i] = static_cast<T>(lp);
+      if (d_loc) d_loc[i] = static_cast<T>(lp == kNegInf ? 0.0 : gl);
+      if (d_scale) d_scale[i] = static_cast<T>(lp == kNegInf ? 0.0 : gs);
+      if (++j == batch) j = 0;
+    }
+  });
+}
+
+template <typename T>
+void sample_gamma(T* out, int64_t n_total, const T* alpha, const T* rate, int64_t batch, uint64_t seed,
+                  uint64_t stream) {
+  check_batch(n_total, batch);
+  const uint64_t sub = stream | philox::kSubstreamBit;
+  chunked(n_total, kChunk, [&](int64_t lo, int64_t hi) {
+    int64_t j = lo % batch;
+    for (int64_t i = lo; i < hi; ++i) {
+      const double x = gamma_draw(alpha[j], seed, sub, static_cast<uint64_t>(i), false);
+      out[i] = static_cast<T>(x / static_cast<double>(rate[j]));
+      if (++j == batch) j = 0;
+    }
+  });
+}
+
+template <typename T>
+void sample_beta(T* out, int64_t n_total, const T* a, const T* b, int64_t batch, uint64_t seed, uint64_t stream) {
+  check_batch(n_total, batch);
+  const uint64_t sub = stream | philox::kSubstreamBit;
+  chunked(n_total, kChunk, [&](int64_t lo, int64_t hi) {
+    int64_t j = lo % batch;
+    for (int64_t i = lo; i < hi; ++i) {
+      const uint64_t e = 2 * static_cast<uint64_t>(i);
+      const double la = gamma_draw(a[j], seed, sub, e, true);
+      const double lb = gamma_draw(b[j], seed, sub, e + 1, true);
+      double x;
+      if (la >= lb) {
+        x = 1.0 / (1.0 + std::exp(lb - la));
+      } else {
+        const double r = std::exp(la - lb);
+        x = r / (1.0 + r);
+      }
+      out[i] = static_cast<T>(x);
+      if (++j == batch) j = 0;
+    }
+  });
+}
+
+template <typename T>
+void sample_dirichlet(T* out, int64_t n_total, const T* alpha, int64_t batch, int64_t k, uint64_t seed,
+                      uint64_t stream) {
+  if (k <= 0) throw std::invalid_argument("concentration must have a non-empty last axis");
+  check_batch(n_total, batch * k);
+  const uint64_t sub = stream | philox::kSubstreamBit;
+  const int64_t rows = n_total / k;
+  chunked(rows, (kChunk + k - 1) / k, [&](int64_t lo, int64_t hi) {
+    std::vector<double> lg(static_cast<size_t>(k));
+    for (int64_t r = lo; r < hi; ++r) {
+      const T* al = alpha + (r % batch) * k;
+      double mx = kNegInf;
+      for (int64_t c = 0; c < k; ++c) {
+        lg[c] = gamma_draw(al[c], seed, sub, static_cast<uint64_t>(r * k + c), true);
+        if (lg[c] > mx) mx = lg[c];
+      }
+      double s = 0.0;
+      for (int64_t c = 0; c < k; ++c) {
+        lg[c] = std::exp(lg[c] - mx);
+        s += lg[c];
+      }
+      for (int64_t c = 0; c < k; ++c) out[r * k + c] = static_cast<T>(lg[c] / s);
+    }
+  });
+}
+
+template <typename T>
+void gamma_log_prob(const T* x, int64_t n_total, const T* alpha, const T* rate, int64_t batch, T* logp,
+                    T* d_alpha, T* d_rate) {
+  check_batch(n_total, batch);
+  // Per-parameter constants once per batch element (lgamma/digamma are the cost).
+  std::vector<double> lg(static_cast<size_t>(batch)), dg(static_cast<size_t>(batch));
+  for (int64_t j = 0; j < batch; ++j) {
+    lg[j] = special::lgamma(alpha[j]);
+    dg[j] = special::digamma(alpha[j]);
+  }
+  chunked(n_total, kChunk, [&](int64_t lo, int64_t hi) {
+    int64_t j = lo % batch;
+    for (int64_t i = lo; i < hi; ++i) {
+      const double a = alpha[j], r = rate[j], xi = x[i];
+      double lp, ga = 0, gr = 0;
+      if (!(xi > 0)) {
+        lp = (xi == 0 && a == 1.0) ? std::log(r) : (xi == 0 && a < 1.0 ? std::numeric_limits<double>::infinity()
+                                                                          : kNegInf);
+      } else {
+        const double lr = std::log(r), lx = std::log(xi);
+        lp = a * lr + (a - 1.0) * lx - r * xi - lg[j];
+        ga = lr + lx - dg[j];
+        gr = a / r - xi;
+      }
+      logp[i] = static_cast<T>(lp);
+      if (d_alpha) d_alpha[i] = static_cast<T>(ga);
+      if (d_rate) d_rate[i] = static_cast<T>(gr);
+      if (++j == batch) j = 0;
+    }
+  });
+}
+
+#define BG_INSTANTIATE(T)                                                                                     \
+  template void sample_locscale<T>(T*, int64_t, const T*, const T*, int64_t, LocScale, uint64_t, uint64_t);    \
+  template void locscale_log_prob<T>(const T*, int64_t, const T*, const T*, int64_t, LocScale, T*, T*, T*);    \
+  template void sample_gamma<T>(T*, int64_t, const T*, const T*, int64_t, uint64_t, uint64_t);                 \
+  template void sample_beta<T>(T*, int64_t, const T*, const T*, int64_t, uint64_t, uint64_t);                  \
+  template void sample_dirichlet<T>(T*, int64_t, const T*, int64_t, int64_t, uint64_t, uint64_t);              \
+  template void gamma_log_prob<T>(const T*, int64_t, const T*, const T*, int64_t, T*, T*, T*);
+BG_INSTANTIATE(float)
+BG_INSTANTIATE(double)
+#undef BG_INSTANTIATE
+
+}  // namespace bayesgrad
