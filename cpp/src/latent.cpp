@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <stdexcept>
 #include <vector>
 
@@ -35,7 +36,14 @@ void latent_logp(const LatentDims& d, const T* x, const T* y, const T* Wz, const
   std::vector<double> sz(static_cast<size_t>(K));
   for (int64_t k = 0; k < K; ++k) sz[k] = std::exp(static_cast<double>(log_sz[k]));
 
-  parallel_chunks(nch, [&](int64_t ch) {
+  // Small problems (minibatch steps of a fit) run serially: a parallel region
+  // costs more than the work. The chunking, hence the result, is the same.
+  const bool small = N * S * (K * (P + D) + P) < (1 << 16);
+  auto run = [&](const std::function<void(int64_t)>& body) {
+    if (small) for (int64_t c = 0; c < nch; ++c) body(c);
+    else parallel_chunks(nch, body);
+  };
+  run([&](int64_t ch) {
     const int64_t n0 = ch * rows, n1 = std::min(N, n0 + rows);
     std::vector<double> mu(K), z(S * K), r(S * P), lp(S), gz(K), acc_gz(K);
     double* g = grad ? part.data() + ch * nparam : nullptr;

@@ -91,12 +91,15 @@ class DDU:
             cov = d.T @ d / max(len(xc) - 1, 1)
             scale = float(np.mean(np.diag(cov)))
             scale = scale if scale > 0 else 1.0
+            floor = 100 * D * np.finfo(np.float64).eps * float(np.max(np.diag(cov), initial=scale))
             for jit in self.jitters:
                 try:
                     L = np.linalg.cholesky(cov + (jit * scale) * np.eye(D))
                 except np.linalg.LinAlgError:
                     continue
-                if np.all(np.isfinite(L)) and np.all(np.diag(L) > 0):
+                # A numerically singular matrix can pass LAPACK with a pivot at
+                # rounding level; such a factor gives meaningless densities.
+                if np.all(np.isfinite(L)) and np.min(np.diag(L)) ** 2 > floor:
                     break
             else:
                 raise ValueError(f"class {c}: covariance not positive definite for any jitter in {self.jitters}")
