@@ -296,7 +296,7 @@ def test_demo_tables_and_plots(plots, tmp_path, capsys, monkeypatch):
     else:
         monkeypatch.setattr(plotting, "available", lambda: False)
     # The same demo with fewer epochs: this checks its wiring, not its accuracy.
-    monkeypatch.setattr(cli, "_DEMO_OPTIONS", {m: dict(o, epochs=20) for m, o in cli._DEMO_OPTIONS.items()})
+    monkeypatch.setattr(cli, "_DEMO_TRAINING", dict(cli._DEMO_TRAINING, epochs=20, n_samples=20))
     rc, out, err = run_cli(["demo", "--out", tmp_path / "plots"], capsys)
     assert rc == 0, err
     for heading in ("1. Gradient of L", "2. 1-D binary classification", "3. 1-D regression with a gap",

@@ -196,26 +196,36 @@ class _Fields:
 
 def _fit_posterior(p, X, y, n_out, likelihood):
     """Train ``p["method"]`` on standardised ``X`` (N, D) and targets ``y``
-    ((N, 1) float for "gaussian", (N,) int64 labels for "categorical")."""
+    ((N, 1) float for "gaussian", (N,) int64 labels for "categorical").
+
+    The prior is N(0, 1/prior_precision) on every weight for all three methods
+    (MFVI's prior, MC dropout's and MAP's weight decay); the Gaussian noise is
+    learned (a point estimate) and, for Laplace, refitted on the marginal
+    likelihood together with the prior precision."""
     from . import nn
 
     mlp = nn.MLP([X.shape[1], *p["hidden"], n_out], activation=p["activation"])
-    train = dict(epochs=p["epochs"], lr=p["lr"], batch_size=min(p["batch_size"], X.shape[0]),
-                 seed=p["seed"], verbose=p["verbose"])
+    gaussian = likelihood == "gaussian"
+    batch = min(p["batch_size"], X.shape[0])
+    fit = dict(epochs=p["epochs"], seed=p["seed"], verbose=p["verbose"])
     if p["method"] == "mfvi":
         from . import vi
 
-        return vi.MFVI(mlp, likelihood=likelihood, prior_precision=p["prior_precision"]).fit(X, y, **train)
+        q = vi.MFVI(mlp, likelihood=likelihood, prior_sigma=p["prior_precision"] ** -0.5, learn_noise=gaussian,
+                    lr=p["lr"], batch_size=batch)
+        return q.fit(X, y, **fit)
     if p["method"] == "mc_dropout":
         from . import dropout
 
-        return dropout.MCDropout(mlp, p=p["dropout_p"], likelihood=likelihood,
-                                 prior_precision=p["prior_precision"]).fit(X, y, **train)
+        m = dropout.MCDropout(mlp, p=p["dropout_p"], likelihood=likelihood, weight_decay=p["prior_precision"],
+                              lr=p["lr"], batch_size=batch)
+        return m.fit(X, y, **fit)
     from . import laplace
 
-    theta = nn.train_map(mlp, X, y, likelihood=likelihood, prior_precision=p["prior_precision"], **train)
+    theta, info = nn.train_map(mlp, X, y, likelihood=likelihood, weight_decay=p["prior_precision"],
+                               learn_noise=gaussian, lr=p["lr"], batch_size=batch, return_info=True, **fit)
+    sigma = float(np.mean(info["noise"])) if gaussian else 1.0
     la = laplace.Laplace(mlp, theta, likelihood=likelihood, structure=p["structure"],
-                         prior_precision=p["prior_precision"]).fit(X, y)
-    # For regression the noise level is fitted on the marginal likelihood with the prior.
-    la.optimize_prior_precision(optimize_sigma=likelihood == "gaussian")
+                         prior_precision=p["prior_precision"], sigma_noise=sigma).fit(X, y)
+    la.optimize_prior_precision(optimize_sigma=gaussian)
     return la

@@ -7,7 +7,7 @@ targets ``y`` (N,) (int64 class labels or float64 values), named query points
 ``points`` (name -> (D,) array) that show one kind of uncertainty each, and a
 plotting range ``bounds``.
 
-- :func:`binary_1d` -- 1-D binary classification with an unambiguous region,
+- :func:`binary_1d` -- 1-D binary classification with unambiguous regions,
   a region without data and an ambiguous region where the classes overlap.
 - :func:`regression_1d_gap` -- 1-D regression with a gap in the inputs.
 - :func:`three_class_2d` -- a 3-class problem in 2-D: one well separated class,
@@ -64,38 +64,44 @@ def _normals(shape, seed, tag):
 
 
 def binary_1d(n=240, seed=0):
-    """1-D binary classification with three regions.
+    """1-D binary classification with an ambiguous, two unambiguous and an empty region.
 
-    - ``x in [-6, -2]``: clean labels, ``y = 1[x > -4]`` (an unambiguous region
-      with a sharp boundary at -4);
-    - ``x in (-2, 2)``: no data;
-    - ``x in [2, 6]``: ``y ~ Bernoulli(0.5)`` independent of x (the classes
-      overlap completely: irreducible, aleatoric uncertainty).
+    - ``x in [-9, -5]``: ``y ~ Bernoulli(0.5)`` independent of x (the classes
+      overlap completely: irreducible, aleatoric uncertainty);
+    - ``x in [-5, -2]``: clean labels ``y = 0``;
+    - ``x in (-2, 2)``: no data (the class boundary lies somewhere in here:
+      epistemic uncertainty);
+    - ``x in [2, 5]``: clean labels ``y = 1``.
 
-    Points: ``confident`` x = -5.5, ``ambiguous`` x = 4, ``unseen`` x = 0.
+    Points: ``confident`` x = 3.5, ``ambiguous`` x = -7, ``unseen`` x = 0.
 
     Parameters
     ----------
-    n : int >= 4, number of training points (half in each data region)
+    n : int >= 3, number of training points (a third in each data region)
     seed : int, Philox seed
     """
-    n = C.integer(n, "n", 4)
-    n_a = n // 2
+    n = C.integer(n, "n", 3)
+    region = np.arange(n) % 3  # 0: overlapping, 1: clean y=0, 2: clean y=1
     u = _uniforms(n, seed, "dataset/binary_1d/x")
-    x = np.concatenate([-6.0 + 4.0 * u[:n_a], 2.0 + 4.0 * u[n_a:]])
-    coin = _uniforms(n - n_a, seed, "dataset/binary_1d/y") < 0.5
-    y = np.concatenate([(x[:n_a] > -4.0), coin]).astype(np.int64)
+    lo = np.array([-9.0, -5.0, 2.0])[region]
+    width = np.array([4.0, 3.0, 3.0])[region]
+    x = lo + width * u
+    coin = (_uniforms(n, seed, "dataset/binary_1d/y") < 0.5).astype(np.int64)
+    y = np.where(region == 0, coin, region - 1).astype(np.int64)
+    order = np.argsort(x, kind="stable")
     return Dataset(
-        X=x[:, None], y=y,
-        points={"confident": np.array([-5.5]), "ambiguous": np.array([4.0]), "unseen": np.array([0.0])},
-        bounds=((-9.0, 9.0),), task="classification",
-        description="clean labels on [-6,-2], no data on (-2,2), overlapping classes on [2,6]",
+        X=x[order, None], y=y[order],
+        points={"confident": np.array([3.5]), "ambiguous": np.array([-7.0]), "unseen": np.array([0.0])},
+        bounds=((-11.0, 8.0),), task="classification",
+        description="overlapping classes on [-9,-5], class 0 on [-5,-2], no data on (-2,2), class 1 on [2,5]",
     )
 
 
 def regression_1d_gap(n=160, noise=0.1, seed=0):
     """1-D regression with a gap: ``y = sin(x) + 0.1 x + noise``, inputs in
-    ``[-4, -1.5] U [1.5, 4]`` (nothing in between).
+    ``[-5, -1.5]`` (60% of the points) and ``[1.5, 4]`` (40%), nothing in
+    between. (The two sides differ so that the gap's centre is not the mean
+    of the inputs, where a standardised network's weights would not act.)
 
     Points: ``on_data`` x = -3, ``in_gap`` x = 0, ``outside`` x = 6.
 
@@ -110,15 +116,15 @@ def regression_1d_gap(n=160, noise=0.1, seed=0):
     if not np.isfinite(noise) or noise <= 0:
         raise ValueError(f"noise must be a positive finite float, got {noise}")
     u = _uniforms(n, seed, "dataset/regression_1d_gap/x")
-    side = np.where(np.arange(n) % 2 == 0, -1.0, 1.0)
-    x = side * (1.5 + 2.5 * u)
+    left = np.arange(n) % 5 < 3
+    x = np.where(left, -5.0 + 3.5 * u, 1.5 + 2.5 * u)
     y = np.sin(x) + 0.1 * x + noise * _normals(n, seed, "dataset/regression_1d_gap/noise")
     order = np.argsort(x, kind="stable")
     return Dataset(
         X=x[order, None], y=y[order],
         points={"on_data": np.array([-3.0]), "in_gap": np.array([0.0]), "outside": np.array([6.0])},
         bounds=((-7.0, 7.0),), task="regression",
-        description=f"y = sin(x) + 0.1 x + N(0, {noise:g}^2); data on [-4,-1.5] and [1.5,4], a gap between",
+        description=f"y = sin(x) + 0.1 x + N(0, {noise:g}^2); data on [-5,-1.5] and [1.5,4], a gap between",
     )
 
 

@@ -176,7 +176,8 @@ class BayesianMLPClassifier(ClassifierMixin, _BayesianMLPBase):
 
     def predict(self, X):
         """The most probable class of each row (N,)."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # checks that the model is fitted
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def sample_proba(self, X):
         """Class probabilities of each MC sample (S, N, C), S = ``n_samples``."""
