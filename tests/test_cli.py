@@ -29,24 +29,26 @@ def write(path, text):
 # -- data sets ---------------------------------------------------------------
 
 def test_binary_1d_regions():
-    d = datasets.binary_1d(n=2000, seed=3)
+    d = datasets.binary_1d(n=3000, seed=3)
     x, y = d.X[:, 0], d.y
-    assert d.X.shape == (2000, 1) and y.dtype == np.int64
+    assert d.X.shape == (3000, 1) and y.dtype == np.int64
+    assert x.min() >= -9 and x.max() <= 5
     assert not np.any((x > -2) & (x < 2)), "the middle region must be empty"
-    left = x < 0
-    assert np.all(y[left] == (x[left] > -4))  # clean labels, boundary at -4
-    assert x[left].min() >= -6 and x[~left].max() <= 6
-    # The right region is a fair coin: |mean - 1/2| > 4.5 sd has probability < 1e-5.
-    assert abs(y[~left].mean() - 0.5) < 4.5 * np.sqrt(0.25 / (~left).sum())
+    clean0, clean1, overlap = (x > -5) & (x < 0), x > 0, x < -5
+    assert np.all(y[clean0] == 0) and np.all(y[clean1] == 1)
+    # The overlapping region is a fair coin: |mean - 1/2| > 4.5 sd has probability < 1e-5.
+    assert abs(y[overlap].mean() - 0.5) < 4.5 * np.sqrt(0.25 / overlap.sum())
     lo, hi = d.bounds[0]
     for p in d.points.values():
         assert lo < p[0] < hi
+    assert d.points["unseen"][0] == 0.0 and -9 < d.points["ambiguous"][0] < -5 and d.points["confident"][0] > 2
 
 
 def test_regression_1d_gap():
     d = datasets.regression_1d_gap(n=400, noise=0.2, seed=1)
     x = d.X[:, 0]
-    assert np.all(np.diff(x) >= 0) and np.all(np.abs(x) >= 1.5) and np.all(np.abs(x) <= 4)
+    assert np.all(np.diff(x) >= 0) and np.all(np.abs(x) >= 1.5) and x.min() >= -5 and x.max() <= 4
+    assert np.sum(x < 0) == 240  # 60% on the left: the gap's centre is not the mean of x
     resid = d.y - (np.sin(x) + 0.1 * x)
     # sample sd of 400 N(0, 0.2^2) residuals is within 15% of 0.2 with probability > 1 - 1e-4
     assert abs(resid.std() / 0.2 - 1) < 0.15
@@ -297,9 +299,10 @@ def test_demo_tables_and_plots(plots, tmp_path, capsys, monkeypatch):
         monkeypatch.setattr(plotting, "available", lambda: False)
     # The same demo with fewer epochs: this checks its wiring, not its accuracy.
     monkeypatch.setattr(cli, "_DEMO_TRAINING", dict(cli._DEMO_TRAINING, epochs=20, n_samples=20))
+    monkeypatch.setattr(cli, "_DEMO_GRID", 15)
     rc, out, err = run_cli(["demo", "--out", tmp_path / "plots"], capsys)
     assert rc == 0, err
-    for heading in ("1. Gradient of L", "2. 1-D binary classification", "3. 1-D regression with a gap",
+    for heading in ("1. Gradient of an expectation", "2. 1-D binary classification", "3. 1-D regression with a gap",
                     "4. 3-class problem"):
         assert heading in out
     for method in ("MFVI", "MC dropout", "Laplace"):

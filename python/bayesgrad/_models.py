@@ -152,36 +152,46 @@ class BayesianMLP:
         # Laplace may hand back a plain dict with the Predictive's field names.
         return _Fields(pred) if isinstance(pred, dict) else pred
 
-    # -- regression --
-    def moments(self, X):
-        """Regression: predictive mean, noise variance and epistemic variance, each (N,),
-        in the units of y."""
-        pred = self.predictive(X)
-        s2 = self.y_scale ** 2
-        mean = np.asarray(pred.mean, dtype=np.float64).reshape(-1) * self.y_scale + self.y_mean
-        alea = np.asarray(pred.aleatoric_var, dtype=np.float64).reshape(-1) * s2
-        epi = np.asarray(pred.epistemic_var, dtype=np.float64).reshape(-1) * s2
-        return mean, alea, epi
+    def evaluate(self, X):
+        """Everything the front ends show, from one predictive pass over raw ``X`` (N, D).
 
-    # -- classification --
+        Returns a dict: ``uncertainty`` (:class:`Uncertainty`) and, for
+        regression, ``mean``, ``aleatoric_var``, ``epistemic_var`` (N,) in the
+        units of y; for classification ``probs`` (N, C) and ``sample_probs``
+        (S, N, C).
+        """
+        pred = self.predictive(X)
+        if self.task == "regression":
+            s2 = self.y_scale ** 2
+            mean = np.asarray(pred.mean, dtype=np.float64).reshape(-1) * self.y_scale + self.y_mean
+            alea = np.asarray(pred.aleatoric_var, dtype=np.float64).reshape(-1) * s2
+            epi = np.asarray(pred.epistemic_var, dtype=np.float64).reshape(-1) * s2
+            return dict(mean=mean, aleatoric_var=alea, epistemic_var=epi, uncertainty=Uncertainty(alea + epi, alea, epi))
+        from . import uncertainty
+
+        probs = np.asarray(pred.probs, dtype=np.float64)
+        u = uncertainty.decompose(pred.log_probs)
+        return dict(probs=probs / probs.sum(axis=1, keepdims=True),
+                    sample_probs=np.exp(np.asarray(pred.log_probs, dtype=np.float64)),
+                    uncertainty=Uncertainty(*(np.asarray(getattr(u, k), dtype=np.float64)
+                                              for k in ("total", "aleatoric", "epistemic"))))
+
+    def moments(self, X):
+        """Regression: predictive mean, noise variance and epistemic variance, each (N,), in the units of y."""
+        e = self.evaluate(X)
+        return e["mean"], e["aleatoric_var"], e["epistemic_var"]
+
     def probs(self, X):
         """Classification: predictive probabilities (N, C)."""
-        p = np.asarray(self.predictive(X).probs, dtype=np.float64)
-        return p / p.sum(axis=1, keepdims=True)
+        return self.evaluate(X)["probs"]
 
     def sample_probs(self, X):
         """Classification: probabilities of each MC sample (S, N, C)."""
-        return np.exp(np.asarray(self.predictive(X).log_probs, dtype=np.float64))
+        return self.evaluate(X)["sample_probs"]
 
     def uncertainty(self, X):
         """:class:`Uncertainty` of each row of X."""
-        if self.task == "regression":
-            _, alea, epi = self.moments(X)
-            return Uncertainty(alea + epi, alea, epi)
-        from . import uncertainty
-
-        u = uncertainty.decompose(self.predictive(X).log_probs)
-        return Uncertainty(*(np.asarray(getattr(u, k), dtype=np.float64) for k in ("total", "aleatoric", "epistemic")))
+        return self.evaluate(X)["uncertainty"]
 
 
 class _Fields:

@@ -55,6 +55,7 @@ _DEMO_OPTIONS = {
     ("regression", "mc_dropout"): dict(hidden_layer_sizes=(50, 50), activation="relu"),
     ("regression", "laplace"): dict(hidden_layer_sizes=(50, 50), activation="tanh"),
 }
+_DEMO_GRID = 161  # points along x in the 1-D plots
 _DEMO_TRAINING = dict(epochs=300, lr=1e-2, batch_size=32, dropout_p=0.1, laplace_structure="kron", n_samples=200)
 
 
@@ -80,22 +81,23 @@ def _demo_binary(args, ctx):
     print(f"\n2. 1-D binary classification: {data.description}")
     print("   uncertainty in nats, total = aleatoric + epistemic (at most ln 2 = 0.693)")
     print(f"   {'method':<11} {'point':<10} {'x':>5} {'p(y=1)':>7} {'total':>7} {'aleatoric':>9} {'epistemic':>9}")
-    grid = data.grid(241)
+    grid = data.grid(_DEMO_GRID)
     names = list(data.points)
     Xq = np.stack([data.points[k] for k in names])
     curves, probs = {}, {}
     for method in _METHOD_NAMES:
         m = _demo_model("classification", method, args.seed).fit(data.X, data.y, n_classes=2)
-        p = m.probs(Xq)[:, 1]
-        u = m.uncertainty(Xq)
+        e = m.evaluate(Xq)
+        p, u = e["probs"][:, 1], e["uncertainty"]
         for i, name in enumerate(names):
             label = _METHOD_NAMES[method] if i == 0 else ""
             print(f"   {label:<11} {name:<10} {Xq[i, 0]:>5.1f} {p[i]:>7.3f} {u.total[i]:>7.3f} "
                   f"{u.aleatoric[i]:>9.3f} {u.epistemic[i]:>9.3f}")
         if ctx["dir"] is not None:
-            ug = m.uncertainty(grid)
+            eg = m.evaluate(grid)
+            ug = eg["uncertainty"]
             curves[_METHOD_NAMES[method]] = {"total": ug.total, "aleatoric": ug.aleatoric, "epistemic": ug.epistemic}
-            probs[_METHOD_NAMES[method]] = m.probs(grid)[:, 1]
+            probs[_METHOD_NAMES[method]] = eg["probs"][:, 1]
     from . import plotting
 
     _plot(ctx, plotting.uncertainty_curves, "binary_uncertainty.png", grid[:, 0], curves,
@@ -111,7 +113,7 @@ def _demo_regression(args, ctx):
     print("   predictive std split into noise (aleatoric) and model (epistemic) parts; "
           "total^2 = aleatoric^2 + epistemic^2")
     print(f"   {'method':<11} {'point':<8} {'x':>5} {'mean':>7} {'total sd':>9} {'aleat. sd':>9} {'epist. sd':>9}")
-    grid = data.grid(281)
+    grid = data.grid(_DEMO_GRID)
     names = list(data.points)
     Xq = np.stack([data.points[k] for k in names])
     bands = {}
@@ -144,13 +146,12 @@ def _demo_simplex(args, ctx):
     samples = {}
     for method in _METHOD_NAMES:
         m = _demo_model("classification", method, args.seed).fit(data.X, data.y, n_classes=3)
-        p = m.probs(Xq)
-        u = m.uncertainty(Xq)
+        e = m.evaluate(Xq)
+        p, u, sp = e["probs"], e["uncertainty"], e["sample_probs"]
         for i, name in enumerate(names):
             label = _METHOD_NAMES[method] if i == 0 else ""
             print(f"   {label:<11} {name:<10} {p[i, 0]:>5.2f} {p[i, 1]:>5.2f} {p[i, 2]:>5.2f} {u.total[i]:>7.3f} "
                   f"{u.aleatoric[i]:>9.3f} {u.epistemic[i]:>9.3f}")
-        sp = m.sample_probs(Xq)
         samples[_METHOD_NAMES[method]] = {name: sp[:, i, :] for i, name in enumerate(names)}
     from . import plotting
 
@@ -250,13 +251,14 @@ def _fraction_arg(text):
 
 def _prediction_columns(model, task, X, classes):
     """Column names and (N, k) object rows of predictions with uncertainty."""
-    u = model.uncertainty(X)
+    e = model.evaluate(X)
+    u = e["uncertainty"]
     if task == "regression":
-        mean, alea, epi = model.moments(X)
+        mean, alea, epi = e["mean"], e["aleatoric_var"], e["epistemic_var"]
         cols = ["mean", "std", "total_var", "aleatoric_var", "epistemic_var"]
         vals = [mean, np.sqrt(alea + epi), u.total, u.aleatoric, u.epistemic]
         return cols, [list(r) for r in zip(*vals)]
-    probs = model.probs(X)
+    probs = e["probs"]
     cols = ["predicted"] + [f"p_{c}" for c in classes] + ["total_nats", "aleatoric_nats", "epistemic_nats"]
     pred = [classes[k] for k in np.argmax(probs, axis=1)]
     return cols, [[pred[i], *probs[i], u.total[i], u.aleatoric[i], u.epistemic[i]] for i in range(len(pred))]
