@@ -96,8 +96,8 @@ def case_mfvi_epoch():
     y = (X[:, :1] + 0.1 * rng.standard_normal((512, 1)))
 
     def run():
-        vi.MFVI(nn.MLP([13, 50, 1], activation="relu"), likelihood="gaussian").fit(
-            X, y, epochs=1, batch_size=32, seed=0, verbose=0)
+        vi.MFVI(nn.MLP([13, 50, 1], activation="relu"), likelihood="gaussian", batch_size=32).fit(
+            X, y, epochs=1, seed=0, verbose=0)
 
     return ("MFVI epoch, 13-50-1, N=512, batch 32", "numpy twin", *_twin_pair(run))
 
@@ -137,8 +137,12 @@ def run(repeats=5, cases=None, out=print):
         except ImportError as exc:
             out(f"   {case.__name__[5:]:<44} not in this build ({exc})")
             continue
-        t_fast = median_time(fast, repeats)
-        t_slow = median_time(slow, repeats)
+        try:
+            t_fast = median_time(fast, repeats)
+            t_slow = median_time(slow, repeats)
+        except (ValueError, TypeError, RuntimeError) as exc:
+            out(f"   {label:<44} failed: {exc}")
+            continue
         results.append(dict(case=label, baseline=base, native_s=t_fast, baseline_s=t_slow, ratio=t_slow / t_fast))
         out(f"   {label:<44} {base:<18} {t_fast * 1e3:>10.2f} {t_slow * 1e3:>12.2f} {t_slow / t_fast:>8.1f}x")
     return results
