@@ -96,3 +96,21 @@ def test_env_variable_selects_backend():
 def test_cli_info_runs():
     from bayesgrad import cli
     assert cli.main(["info"]) == 0
+
+
+@pytest.mark.single_backend
+def test_every_native_kernel_has_a_twin_and_a_stub():
+    """_core, _numpy and _core.pyi expose the same kernel names (DESIGN.md: every kernel has a twin)."""
+    if not _backend.native_available():
+        pytest.skip("native core not built")
+    import ast
+    import pathlib
+
+    import bayesgrad._numpy as twin
+
+    core = {n for n in dir(_backend._core) if not n.startswith("_")}
+    stub_src = (pathlib.Path(bg.__file__).parent / "_core.pyi").read_text()
+    stubs = {n.name for n in ast.parse(stub_src).body if isinstance(n, ast.FunctionDef)}
+    missing_twin = sorted(n for n in core if not hasattr(twin, n))
+    assert not missing_twin, f"native kernels without a NumPy twin: {missing_twin}"
+    assert core == stubs, f"stub mismatch: only native {sorted(core - stubs)}, only stub {sorted(stubs - core)}"

@@ -31,6 +31,7 @@ def latent_logp(x: npt.NDArray[np.floating], y: npt.NDArray[np.floating], Wz: np
                 logp: npt.NDArray[np.floating], gWz: npt.NDArray[np.floating], gbz: npt.NDArray[np.floating],
                 glog_sz: npt.NDArray[np.floating], gWy: npt.NDArray[np.floating], gby: npt.NDArray[np.floating],
                 glog_sy: npt.NDArray[np.floating], with_grad: bool) -> None: ...
+
 # estimators (the dtype of the arrays, all float32 or all float64, picks the overload)
 def column_mean_var(x: npt.NDArray[np.floating], mean_out: npt.NDArray[np.floating],
                     var_out: npt.NDArray[np.floating]) -> None: ...

@@ -1,7 +1,23 @@
-"""The ``bayesgrad`` command: ``bayesgrad demo``, ``bayesgrad info``."""
+"""The ``bayesgrad`` command.
+
+- ``bayesgrad demo [--out DIR]``: the package in a minute, on built-in data:
+  (i) Monte Carlo gradient estimators on E[W + W^2]; (ii) 1-D classification
+  with MFVI, MC dropout and Laplace -- total / aleatoric / epistemic uncertainty;
+  (iii) 1-D regression with a gap -- predictive bands; (iv) MC predictive
+  samples of a 3-class problem on the probability simplex. Tables go to stdout,
+  PNGs to ``./bayesgrad-demo/`` (matplotlib: ``pip install "bayesgrad[plot]"``).
+- ``bayesgrad fit DATA.csv --target COL [...] [--predict NEW.csv] [--out PREDS.csv]``:
+  a Bayesian MLP with uncertainty columns.
+- ``bayesgrad bench``: quick native-vs-NumPy timings, as ratios.
+- ``bayesgrad info``: the active backend and build.
+
+User errors end with one line on stderr and exit status 1, never a traceback
+(``BAYESGRAD_DEBUG=1`` shows it).
+"""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -21,34 +37,334 @@ def _demo_gradients(args):
     print("   themselves depend on (mu, sigma), which the three estimators account for.")
 
 
-def _median_time(fn, repeats=5):
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
+# ---------------------------------------------------------------------------
+# demo
+# ---------------------------------------------------------------------------
+
+_METHOD_NAMES = {"mfvi": "MFVI", "mc_dropout": "MC dropout", "laplace": "Laplace"}
+
+#: Architecture and training of the demo's models, per (task, method): small
+#: networks, about a second each. They were picked on the demo's data so that
+#: each method shows its uncertainty clearly (MFVI underfits a deeper tanh net
+#: on 160 regression points; MC dropout's epistemic part is small everywhere).
+_DEMO_OPTIONS = {
+    ("classification", "mfvi"): dict(hidden_layer_sizes=(50, 50), activation="relu"),
+    ("classification", "mc_dropout"): dict(hidden_layer_sizes=(50, 50), activation="relu"),
+    ("classification", "laplace"): dict(hidden_layer_sizes=(50, 50), activation="tanh"),
+    ("regression", "mfvi"): dict(hidden_layer_sizes=(50,), activation="tanh"),
+    ("regression", "mc_dropout"): dict(hidden_layer_sizes=(50, 50), activation="relu"),
+    ("regression", "laplace"): dict(hidden_layer_sizes=(50, 50), activation="tanh"),
+}
+_DEMO_GRID = 161  # points along x in the 1-D plots
+_DEMO_TRAINING = dict(epochs=300, lr=1e-2, batch_size=32, dropout_p=0.1, laplace_structure="kron", n_samples=200)
 
 
-def _demo_speed(args):
-    import bayesgrad as bg
+def _demo_model(task, method, seed):
+    from ._models import BayesianMLP, check_options
 
-    n = 10_000_000
-    rng = np.random.default_rng(0)
-    info = bg.backend_info()
-    print(f"\n2. Sampling speed, 10^7 normals (backend {info['name']}, {info['threads']} threads, "
-          f"simd {info.get('simd')}); median of 5")
-    for dt in (np.float32, np.float64):
-        out = np.empty(n, dtype=dt)
-        t_bg = _median_time(lambda: bg.random.normal(n, seed=1, dtype=dt, out=out))
-        t_np = _median_time(lambda: rng.standard_normal(out=out, dtype=dt))
-        print(f"   {np.dtype(dt).name}: bayesgrad {t_bg * 1e3:7.1f} ms   numpy default_rng "
-              f"{t_np * 1e3:7.1f} ms   ratio {t_np / t_bg:5.1f}x")
+    opts = dict(_DEMO_TRAINING, **_DEMO_OPTIONS[task, method])
+    return BayesianMLP(task, check_options(method=method, random_state=seed, **opts))
+
+
+def _plot(ctx, fn, name, *a, **kw):
+    """Call a plotting function when plots are on; remember the file."""
+    if ctx["dir"] is None:
+        return
+    path = fn(*a, os.path.join(ctx["dir"], name), **kw)
+    ctx["written"].append(path)
+
+
+def _demo_binary(args, ctx):
+    from . import datasets
+
+    data = datasets.binary_1d(seed=args.seed)
+    print(f"\n2. 1-D binary classification: {data.description}")
+    print("   uncertainty in nats, total = aleatoric + epistemic (at most ln 2 = 0.693)")
+    print(f"   {'method':<11} {'point':<10} {'x':>5} {'p(y=1)':>7} {'total':>7} {'aleatoric':>9} {'epistemic':>9}")
+    grid = data.grid(_DEMO_GRID)
+    names = list(data.points)
+    Xq = np.stack([data.points[k] for k in names])
+    curves, probs = {}, {}
+    for method in _METHOD_NAMES:
+        m = _demo_model("classification", method, args.seed).fit(data.X, data.y, n_classes=2)
+        e = m.evaluate(Xq)
+        p, u = e["probs"][:, 1], e["uncertainty"]
+        for i, name in enumerate(names):
+            label = _METHOD_NAMES[method] if i == 0 else ""
+            print(f"   {label:<11} {name:<10} {Xq[i, 0]:>5.1f} {p[i]:>7.3f} {u.total[i]:>7.3f} "
+                  f"{u.aleatoric[i]:>9.3f} {u.epistemic[i]:>9.3f}")
+        if ctx["dir"] is not None:
+            eg = m.evaluate(grid)
+            ug = eg["uncertainty"]
+            curves[_METHOD_NAMES[method]] = {"total": ug.total, "aleatoric": ug.aleatoric, "epistemic": ug.epistemic}
+            probs[_METHOD_NAMES[method]] = eg["probs"][:, 1]
+    from . import plotting
+
+    _plot(ctx, plotting.uncertainty_curves, "binary_uncertainty.png", grid[:, 0], curves,
+          data=(data.X[:, 0], data.y), points={k: v[0] for k, v in data.points.items()}, probs=probs,
+          title="1-D binary classification: total / aleatoric / epistemic (nats)")
+
+
+def _demo_regression(args, ctx):
+    from . import datasets
+
+    data = datasets.regression_1d_gap(seed=args.seed)
+    print(f"\n3. 1-D regression with a gap: {data.description}")
+    print("   predictive std split into noise (aleatoric) and model (epistemic) parts; "
+          "total^2 = aleatoric^2 + epistemic^2")
+    print(f"   {'method':<11} {'point':<8} {'x':>5} {'mean':>7} {'total sd':>9} {'aleat. sd':>9} {'epist. sd':>9}")
+    grid = data.grid(_DEMO_GRID)
+    names = list(data.points)
+    Xq = np.stack([data.points[k] for k in names])
+    bands = {}
+    for method in _METHOD_NAMES:
+        m = _demo_model("regression", method, args.seed).fit(data.X, data.y)
+        mean, alea, epi = m.moments(Xq)
+        for i, name in enumerate(names):
+            label = _METHOD_NAMES[method] if i == 0 else ""
+            print(f"   {label:<11} {name:<8} {Xq[i, 0]:>5.1f} {mean[i]:>7.3f} {np.sqrt(alea[i] + epi[i]):>9.3f} "
+                  f"{np.sqrt(alea[i]):>9.3f} {np.sqrt(epi[i]):>9.3f}")
+        if ctx["dir"] is not None:
+            mg, ag, eg = m.moments(grid)
+            bands[_METHOD_NAMES[method]] = {"mean": mg, "std": np.sqrt(ag + eg), "epistemic_std": np.sqrt(eg)}
+    from . import plotting
+
+    x = grid[:, 0]
+    _plot(ctx, plotting.predictive_bands, "regression_bands.png", x, bands, data=(data.X[:, 0], data.y),
+          truth=np.sin(x) + 0.1 * x, title="1-D regression with a gap: predictive bands")
+
+
+def _demo_simplex(args, ctx):
+    from . import datasets
+
+    data = datasets.three_class_2d(seed=args.seed)
+    print(f"\n4. 3-class problem in 2-D: {data.description}")
+    print("   predictive probabilities and uncertainty (nats, at most ln 3 = 1.099) at three points")
+    print(f"   {'method':<11} {'point':<10} {'p0':>5} {'p1':>5} {'p2':>5} {'total':>7} {'aleatoric':>9} {'epistemic':>9}")
+    names = list(data.points)
+    Xq = np.stack([data.points[k] for k in names])
+    samples = {}
+    for method in _METHOD_NAMES:
+        m = _demo_model("classification", method, args.seed).fit(data.X, data.y, n_classes=3)
+        e = m.evaluate(Xq)
+        p, u, sp = e["probs"], e["uncertainty"], e["sample_probs"]
+        for i, name in enumerate(names):
+            label = _METHOD_NAMES[method] if i == 0 else ""
+            print(f"   {label:<11} {name:<10} {p[i, 0]:>5.2f} {p[i, 1]:>5.2f} {p[i, 2]:>5.2f} {u.total[i]:>7.3f} "
+                  f"{u.aleatoric[i]:>9.3f} {u.epistemic[i]:>9.3f}")
+        samples[_METHOD_NAMES[method]] = {name: sp[:, i, :] for i, name in enumerate(names)}
+    from . import plotting
+
+    _plot(ctx, plotting.simplex, "simplex.png", samples,
+          title="MC predictive samples on the probability simplex (x: predictive mean)")
 
 
 def cmd_demo(args):
+    from . import plotting
+
+    t0 = time.perf_counter()
+    ctx = {"dir": None, "written": []}
+    if args.no_plots:
+        note = "plots off (--no-plots)"
+    elif not plotting.available():
+        note = f"no plots: {plotting.PLOT_HINT}"
+    else:
+        ctx["dir"] = args.out
+        note = None
     _demo_gradients(args)
-    _demo_speed(args)
+    _demo_binary(args, ctx)
+    _demo_regression(args, ctx)
+    _demo_simplex(args, ctx)
+    print()
+    if ctx["written"]:
+        print(f"plots written to {os.path.abspath(ctx['dir'])}/:")
+        for p in ctx["written"]:
+            print(f"   {os.path.basename(p)}")
+    else:
+        print(note)
+    print(f"demo finished in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# fit
+# ---------------------------------------------------------------------------
+
+_MAX_AUTO_CLASSES = 20
+
+
+def _infer_task(values):
+    """("classification" | "regression", reason) from the target column's strings."""
+    from ._table import is_number
+
+    if not all(is_number(v) for v in values):
+        return "classification", "the target has non-numeric values"
+    v = np.array([float(s) for s in values])
+    uniq = np.unique(v)
+    if np.all(v == np.round(v)) and uniq.size <= _MAX_AUTO_CLASSES:
+        return "classification", f"the target has {uniq.size} distinct integer values"
+    return "regression", "the target is numeric"
+
+
+def _class_labels(values):
+    """Sorted class labels (numerically when all numeric) and the label index of each row."""
+    from ._table import is_number
+
+    strip = [v.strip() for v in values]
+    uniq = sorted(set(strip))
+    if all(is_number(u) for u in uniq):
+        uniq = sorted(uniq, key=float)
+    index = {u: i for i, u in enumerate(uniq)}
+    return uniq, np.array([index[s] for s in strip], dtype=np.int64)
+
+
+def _split(n, fraction, seed):
+    """Indices of the training and validation parts; a Philox permutation."""
+    from . import random as _random
+
+    n_val = int(round(n * fraction))
+    if fraction == 0 or n_val < 1 or n - n_val < 2:
+        return np.arange(n), np.arange(0)
+    perm = np.argsort(_random.uniform(n, seed=seed, stream=_random.fold_in(0, "split")), kind="stable")
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _hidden_arg(text):
+    try:
+        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--hidden must be comma-separated integers, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"--hidden must be positive integers, got {text!r}")
+    return sizes
+
+
+def _fraction_arg(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return v
+
+
+def _prediction_columns(model, task, X, classes):
+    """Column names and (N, k) object rows of predictions with uncertainty."""
+    e = model.evaluate(X)
+    u = e["uncertainty"]
+    if task == "regression":
+        mean, alea, epi = e["mean"], e["aleatoric_var"], e["epistemic_var"]
+        cols = ["mean", "std", "total_var", "aleatoric_var", "epistemic_var"]
+        vals = [mean, np.sqrt(alea + epi), u.total, u.aleatoric, u.epistemic]
+        return cols, [list(r) for r in zip(*vals)]
+    probs = e["probs"]
+    cols = ["predicted"] + [f"p_{c}" for c in classes] + ["total_nats", "aleatoric_nats", "epistemic_nats"]
+    pred = [classes[k] for k in np.argmax(probs, axis=1)]
+    return cols, [[pred[i], *probs[i], u.total[i], u.aleatoric[i], u.epistemic[i]] for i in range(len(pred))]
+
+
+def _validation_report(model, task, X, y):
+    if task == "regression":
+        mean, alea, epi = model.moments(X)
+        var = alea + epi
+        rmse = float(np.sqrt(np.mean((mean - y) ** 2)))
+        nll = float(np.mean(0.5 * np.log(2 * np.pi * var) + 0.5 * (y - mean) ** 2 / var))
+        cover = float(np.mean(np.abs(y - mean) <= 1.96 * np.sqrt(var)))
+        return f"RMSE {rmse:.4g}, NLL {nll:.4g} nats/point, 95% interval coverage {cover:.0%}"
+    probs = model.probs(X)
+    acc = float(np.mean(np.argmax(probs, axis=1) == y))
+    nll = float(-np.mean(np.log(np.maximum(probs[np.arange(y.size), y], 1e-300))))
+    return f"accuracy {acc:.1%}, NLL {nll:.4g} nats/point"
+
+
+def _write_or_show(path, in_table, extra_cols, extra_rows, limit=10):
+    from ._table import write_csv
+
+    cols = list(in_table.columns)
+    taken = set(cols)
+    out_cols = []
+    for c in extra_cols:  # never shadow an input column
+        name = c
+        while name in taken:
+            name = "pred_" + name
+        taken.add(name)
+        out_cols.append(name)
+    rows = (list(r) + list(e) for r, e in zip(in_table.rows, extra_rows))
+    if path:
+        write_csv(path, cols + out_cols, rows)
+        print(f"wrote {len(extra_rows)} rows with columns {', '.join(out_cols)} to {path}")
+        return
+    print(f"first {min(limit, len(extra_rows))} of {len(extra_rows)} predictions (use --out PREDS.csv to save all):")
+    print("   " + ", ".join(out_cols))
+    for e in extra_rows[:limit]:
+        print("   " + ", ".join(f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v) for v in e))
+
+
+def cmd_fit(args):
+    from ._models import BayesianMLP, check_options
+    from ._table import DataError, read_csv
+
+    table = read_csv(args.data)
+    target = args.target
+    table.index(target)
+    features = ([f.strip() for f in args.features.split(",") if f.strip()] if args.features
+                else [c for c in table.columns if c != target])
+    if not features:
+        raise DataError(f"{args.data}: no feature columns besides the target {target!r}")
+    if target in features:
+        raise DataError(f"--features must not contain the target column {target!r}")
+    X = table.numeric(features)
+    ystr = table.strings(target)
+    if args.task == "auto":
+        task, why = _infer_task(ystr)
+        print(f"task: {task} ({why}; --task overrides)")
+    else:
+        task = args.task
+    classes = None
+    if task == "classification":
+        classes, y = _class_labels(ystr)
+        if len(classes) < 2:
+            raise DataError(f"{args.data}: the target {target!r} has a single class ({classes[0]!r})")
+    else:
+        y = table.numeric([target])[:, 0]
+
+    opts = check_options(method=args.method, hidden_layer_sizes=args.hidden, epochs=args.epochs, lr=args.lr,
+                         batch_size=args.batch_size, n_samples=args.samples, random_state=args.seed,
+                         verbose=0 if args.quiet else 1)
+    train, val = _split(len(table), args.val_fraction, opts["seed"])
+    print(f"data: {len(table)} rows, {len(features)} features; training on {train.size}, "
+          f"validating on {val.size}; method {args.method}, hidden {list(args.hidden)}, {args.epochs} epochs")
+    t0 = time.perf_counter()
+    model = BayesianMLP(task, opts).fit(X[train], y[train], n_classes=None if classes is None else len(classes))
+    print(f"trained in {time.perf_counter() - t0:.1f} s (inputs{' and target' if task == 'regression' else ''} "
+          "standardised on the training part)")
+    if val.size:
+        print(f"validation: {_validation_report(model, task, X[val], y[val])}")
+
+    if args.predict:
+        new = read_csv(args.predict)
+        Xn = new.numeric(features)
+        cols, rows = _prediction_columns(model, task, Xn, classes)
+        _write_or_show(args.out, new, cols, rows)
+    else:
+        cols, rows = _prediction_columns(model, task, X, classes)
+        split = np.full(len(table), "train", dtype=object)
+        split[val] = "validation"
+        for r, s in zip(rows, split):
+            r.insert(0, s)
+        _write_or_show(args.out, table, ["split"] + cols, rows)
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# bench, info
+# ---------------------------------------------------------------------------
+
+def cmd_bench(args):
+    from . import _quickbench
+
+    _quickbench.run(repeats=args.repeats)
     return 0
 
 
@@ -63,9 +379,38 @@ def cmd_info(args):
 def build_parser():
     p = argparse.ArgumentParser(prog="bayesgrad", description="bayesgrad command line")
     sub = p.add_subparsers(dest="command")
-    d = sub.add_parser("demo", help="run the built-in demonstration")
-    d.add_argument("--seed", type=int, default=0)
+
+    d = sub.add_parser("demo", help="run the built-in demonstration (tables; plots with matplotlib)")
+    d.add_argument("--seed", type=int, default=0, help="Philox seed of data and models (default 0)")
+    d.add_argument("--out", default="bayesgrad-demo", metavar="DIR",
+                   help="folder for the PNG plots (default ./bayesgrad-demo)")
+    d.add_argument("--no-plots", action="store_true", help="print the tables only")
     d.set_defaults(func=cmd_demo)
+
+    f = sub.add_parser("fit", help="train a Bayesian MLP on a CSV file and write predictions with uncertainty")
+    f.add_argument("data", metavar="DATA.csv", help="training data with a header row")
+    f.add_argument("--target", required=True, metavar="COL", help="name of the target column")
+    f.add_argument("--features", metavar="A,B,...", help="feature columns (default: all others)")
+    f.add_argument("--task", choices=("auto", "regression", "classification"), default="auto")
+    f.add_argument("--method", choices=("mfvi", "mc_dropout", "laplace"), default="mfvi")
+    f.add_argument("--hidden", type=_hidden_arg, default=(50,), metavar="W1,W2,...",
+                   help="hidden layer widths (default 50)")
+    f.add_argument("--epochs", type=int, default=200)
+    f.add_argument("--lr", type=float, default=1e-2)
+    f.add_argument("--batch-size", type=int, default=32)
+    f.add_argument("--samples", type=int, default=100, help="MC samples per prediction")
+    f.add_argument("--val-fraction", type=_fraction_arg, default=0.2,
+                   help="share of rows held out for validation (default 0.2; 0 for none)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--predict", metavar="NEW.csv", help="score these rows instead of the training data")
+    f.add_argument("--out", metavar="PREDS.csv", help="write predictions here (default: print the first rows)")
+    f.add_argument("--quiet", action="store_true", help="no progress output")
+    f.set_defaults(func=cmd_fit)
+
+    b = sub.add_parser("bench", help="quick timings of the native core against NumPy, as ratios")
+    b.add_argument("--repeats", type=int, default=5, help="timed repeats per case (median reported)")
+    b.set_defaults(func=cmd_bench)
+
     i = sub.add_parser("info", help="show the active backend and build")
     i.set_defaults(func=cmd_info)
     return p
@@ -82,8 +427,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError) as exc:
-        print(f"bayesgrad: error: {exc}", file=sys.stderr)
+    except (ValueError, TypeError, OSError, ImportError) as exc:
+        if os.environ.get("BAYESGRAD_DEBUG"):
+            raise
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"bayesgrad: error: {msg}", file=sys.stderr)
         return 1
 
 

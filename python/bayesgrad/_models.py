@@ -1,0 +1,241 @@
+"""One Bayesian MLP for the high-level front ends (``bayesgrad.sklearn``, the
+``bayesgrad`` command and its demo), without any scikit-learn dependency.
+
+:class:`BayesianMLP` checks its options, standardises inputs (and regression
+targets), trains one of the posteriors -- ``"mfvi"`` (``bayesgrad.vi.MFVI``),
+``"mc_dropout"`` (``bayesgrad.dropout.MCDropout``) or ``"laplace"``
+(``bayesgrad.nn.train_map`` + ``bayesgrad.laplace.Laplace`` with the prior
+precision fitted on the marginal likelihood) -- and turns its ``Predictive``
+into arrays in the user's units. This is the only place that calls the
+posterior modules, so the front ends stay thin.
+"""
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _checks as C
+from . import random as _random
+
+METHODS = ("mfvi", "mc_dropout", "laplace")
+TASKS = ("regression", "classification")
+ACTIVATIONS = ("relu", "tanh", "gelu", "sigmoid", "identity")
+LAPLACE_STRUCTURES = ("diag", "kron", "full")
+
+#: Default options of every front end (the sklearn estimators' __init__ defaults too).
+DEFAULTS = dict(method="mfvi", hidden_layer_sizes=(50,), activation="relu", epochs=200, lr=1e-2,
+                batch_size=32, n_samples=100, dropout_p=0.1, prior_precision=1.0,
+                laplace_structure="kron", random_state=None, verbose=0)
+
+
+@dataclass
+class Uncertainty:
+    """total = aleatoric + epistemic, each (N,): nats for classification
+    (predictive entropy, expected entropy, mutual information), squared target
+    units for regression (predictive variance, noise variance, variance of the
+    sampled means)."""
+
+    total: np.ndarray
+    aleatoric: np.ndarray
+    epistemic: np.ndarray
+
+    def __iter__(self):
+        return iter((self.total, self.aleatoric, self.epistemic))
+
+
+def _real(value, name, low=0.0, high=np.inf, *, open_low=True, open_high=True):
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    v = float(value)
+    ok = np.isfinite(v) and (v > low if open_low else v >= low) and (v < high if open_high else v <= high)
+    if not ok:
+        raise ValueError(f"{name} must be in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+                         f", got {value!r}")
+    return v
+
+
+def _hidden_sizes(h):
+    if isinstance(h, (numbers.Integral, np.integer)) and not isinstance(h, bool):
+        h = (h,)
+    if isinstance(h, str):
+        raise TypeError(f"hidden_layer_sizes must be an int or a sequence of ints, got {h!r}")
+    try:
+        return tuple(C.integer(s, "hidden_layer_sizes", 1) for s in h)
+    except TypeError as exc:
+        raise TypeError(f"hidden_layer_sizes must be an int or a sequence of ints, got {h!r}") from exc
+
+
+def check_options(method="mfvi", hidden_layer_sizes=(50,), activation="relu", epochs=200, lr=1e-2,
+                  batch_size=32, n_samples=100, dropout_p=0.1, prior_precision=1.0,
+                  laplace_structure="kron", random_state=None, verbose=0):
+    """Validated options (ValueError/TypeError naming the bad one); the seed
+    resolved (``None`` -> fresh OS entropy)."""
+    if isinstance(random_state, np.random.RandomState):
+        # scikit-learn utilities may hand over a RandomState: take one seed from it.
+        random_state = int(random_state.randint(0, 2 ** 62))
+    return dict(
+        method=C.option(method, "method", METHODS),
+        hidden=_hidden_sizes(hidden_layer_sizes),
+        activation=C.option(activation, "activation", ACTIVATIONS),
+        epochs=C.integer(epochs, "epochs", 1),
+        lr=_real(lr, "lr"),
+        batch_size=C.integer(batch_size, "batch_size", 1),
+        n_samples=C.integer(n_samples, "n_samples", 2),
+        dropout_p=_real(dropout_p, "dropout_p", 0.0, 1.0),
+        prior_precision=_real(prior_precision, "prior_precision"),
+        structure=C.option(laplace_structure, "laplace_structure", LAPLACE_STRUCTURES),
+        seed=_random.resolve_seed(random_state),
+        verbose=C.integer(verbose, "verbose", 0),
+    )
+
+
+class BayesianMLP:
+    """A Bayesian MLP on standardised data.
+
+    Parameters
+    ----------
+    task : {"regression", "classification"}
+    options : dict from :func:`check_options`
+    """
+
+    def __init__(self, task, options):
+        self.task = C.option(task, "task", TASKS)
+        self.options = options
+
+    @property
+    def seed(self):
+        return self.options["seed"]
+
+    def fit(self, X, y, n_classes=None):
+        """Train on ``X`` (N, D) finite floats and ``y``: (N,) floats (regression)
+        or int labels in ``[0, n_classes)`` (classification). Returns self."""
+        X = C.as_array(X, "X", np.float64, ndim=2)
+        if X.shape[0] < 2:
+            raise ValueError(f"training needs at least 2 samples, got n_samples={X.shape[0]}")
+        mean = X.mean(axis=0)
+        sd = X.std(axis=0)
+        self.x_mean, self.x_scale = mean, np.where(sd > 0, sd, 1.0)
+        Xs = self._xs(X)
+        if self.task == "regression":
+            y = C.as_array(y, "y", np.float64, ndim=1)
+            self.y_mean = float(y.mean())
+            sd = float(y.std())
+            self.y_scale = sd if sd > 0 else 1.0
+            targets, n_out, likelihood = ((y - self.y_mean) / self.y_scale)[:, None], 1, "gaussian"
+        else:
+            y = np.asarray(y)
+            n_out = C.integer(n_classes, "n_classes", 2)
+            if y.ndim != 1 or y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= n_out:
+                raise ValueError(f"y must be (N,) integer labels in [0, {n_out})")
+            targets, likelihood = y.astype(np.int64), "categorical"
+        if targets.shape[0] != X.shape[0]:
+            raise ValueError(f"X and y must have the same number of rows, got {X.shape[0]} and {targets.shape[0]}")
+        self.n_features = X.shape[1]
+        self.n_outputs = n_out
+        self.posterior = _fit_posterior(self.options, Xs, targets, n_out, likelihood)
+        return self
+
+    def _xs(self, X):
+        return (X - self.x_mean) / self.x_scale
+
+    def predictive(self, X):
+        """The posterior's ``Predictive`` for raw ``X`` (N, D), with
+        ``n_samples`` MC draws on the ``"predict"`` stream of the fitted seed,
+        shared by all rows."""
+        X = C.as_array(X, "X", np.float64, ndim=2)
+        if X.shape[1] != self.n_features:
+            raise ValueError(f"X has {X.shape[1]} features, but the model was trained with {self.n_features}")
+        pred = self.posterior.predict(self._xs(X), n_samples=self.options["n_samples"], seed=self.seed,
+                                      stream=_random.fold_in(0, "predict"))
+        # Laplace may hand back a plain dict with the Predictive's field names.
+        return _Fields(pred) if isinstance(pred, dict) else pred
+
+    def evaluate(self, X):
+        """Everything the front ends show, from one predictive pass over raw ``X`` (N, D).
+
+        Returns a dict: ``uncertainty`` (:class:`Uncertainty`) and, for
+        regression, ``mean``, ``aleatoric_var``, ``epistemic_var`` (N,) in the
+        units of y; for classification ``probs`` (N, C) and ``sample_probs``
+        (S, N, C).
+        """
+        pred = self.predictive(X)
+        if self.task == "regression":
+            s2 = self.y_scale ** 2
+            mean = np.asarray(pred.mean, dtype=np.float64).reshape(-1) * self.y_scale + self.y_mean
+            alea = np.asarray(pred.aleatoric_var, dtype=np.float64).reshape(-1) * s2
+            epi = np.asarray(pred.epistemic_var, dtype=np.float64).reshape(-1) * s2
+            return dict(mean=mean, aleatoric_var=alea, epistemic_var=epi, uncertainty=Uncertainty(alea + epi, alea, epi))
+        from . import uncertainty
+
+        probs = np.asarray(pred.probs, dtype=np.float64)
+        u = uncertainty.decompose(pred.log_probs)
+        return dict(probs=probs / probs.sum(axis=1, keepdims=True),
+                    sample_probs=np.exp(np.asarray(pred.log_probs, dtype=np.float64)),
+                    uncertainty=Uncertainty(*(np.asarray(getattr(u, k), dtype=np.float64)
+                                              for k in ("total", "aleatoric", "epistemic"))))
+
+    def moments(self, X):
+        """Regression: predictive mean, noise variance and epistemic variance, each (N,), in the units of y."""
+        e = self.evaluate(X)
+        return e["mean"], e["aleatoric_var"], e["epistemic_var"]
+
+    def probs(self, X):
+        """Classification: predictive probabilities (N, C)."""
+        return self.evaluate(X)["probs"]
+
+    def sample_probs(self, X):
+        """Classification: probabilities of each MC sample (S, N, C)."""
+        return self.evaluate(X)["sample_probs"]
+
+    def uncertainty(self, X):
+        """:class:`Uncertainty` of each row of X."""
+        return self.evaluate(X)["uncertainty"]
+
+
+class _Fields:
+    """Attribute access to a dict-shaped predictive."""
+
+    def __init__(self, d):
+        self.__dict__.update(d)
+
+    def __getattr__(self, name):  # a field the predictive did not give
+        return None
+
+
+def _fit_posterior(p, X, y, n_out, likelihood):
+    """Train ``p["method"]`` on standardised ``X`` (N, D) and targets ``y``
+    ((N, 1) float for "gaussian", (N,) int64 labels for "categorical").
+
+    The prior is N(0, 1/prior_precision) on every weight for all three methods
+    (MFVI's prior, MC dropout's and MAP's weight decay); the Gaussian noise is
+    learned (a point estimate) and, for Laplace, refitted on the marginal
+    likelihood together with the prior precision."""
+    from . import nn
+
+    mlp = nn.MLP([X.shape[1], *p["hidden"], n_out], activation=p["activation"])
+    gaussian = likelihood == "gaussian"
+    batch = min(p["batch_size"], X.shape[0])
+    fit = dict(epochs=p["epochs"], seed=p["seed"], verbose=p["verbose"])
+    if p["method"] == "mfvi":
+        from . import vi
+
+        q = vi.MFVI(mlp, likelihood=likelihood, prior_sigma=p["prior_precision"] ** -0.5, learn_noise=gaussian,
+                    lr=p["lr"], batch_size=batch)
+        return q.fit(X, y, **fit)
+    if p["method"] == "mc_dropout":
+        from . import dropout
+
+        m = dropout.MCDropout(mlp, p=p["dropout_p"], likelihood=likelihood, weight_decay=p["prior_precision"],
+                              lr=p["lr"], batch_size=batch)
+        return m.fit(X, y, **fit)
+    from . import laplace
+
+    theta, info = nn.train_map(mlp, X, y, likelihood=likelihood, weight_decay=p["prior_precision"],
+                               learn_noise=gaussian, lr=p["lr"], batch_size=batch, return_info=True, **fit)
+    sigma = float(np.mean(info["noise"])) if gaussian else 1.0
+    la = laplace.Laplace(mlp, theta, likelihood=likelihood, structure=p["structure"],
+                         prior_precision=p["prior_precision"], sigma_noise=sigma).fit(X, y)
+    la.optimize_prior_precision(optimize_sigma=gaussian)
+    return la

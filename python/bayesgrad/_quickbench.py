@@ -1,0 +1,148 @@
+"""``bayesgrad bench``: a quick version of the bench/ suites, inside the package.
+
+Each case times one operation on the native core and on a NumPy baseline in
+the same run (median of ``repeats``) and reports the ratio. The baseline is
+what a user would otherwise run: NumPy's own generator for sampling, a
+straightforward NumPy formula for the uncertainty decomposition, and the
+package's pure-NumPy twin (the fallback backend) for training, gradient
+estimators and curvature. The full suites, with PyTorch/BackPACK/laplace-torch
+baselines, are the scripts in bench/ of the source tree.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from . import _backend
+
+
+def median_time(fn, repeats=5, warmup=1):
+    """Median wall time of ``fn()`` in seconds over ``repeats`` calls."""
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts))
+
+
+def _on(backend, fn):
+    def run():
+        with _backend.use_backend(backend):
+            return fn()
+    return run
+
+
+def _twin_pair(fn):
+    """(native, numpy twin) versions of ``fn``."""
+    return _on("cpu", fn), _on("numpy", fn)
+
+
+# -- cases: each returns (label, baseline name, native fn, baseline fn) --
+
+def _case_normal(dtype):
+    from . import random
+    n = 1_000_000
+    out = np.empty(n, dtype)
+    rng = np.random.default_rng(0)
+    return (f"normal sampling, 10^6 {np.dtype(dtype).name}", "numpy default_rng",
+            _on("cpu", lambda: random.normal(n, seed=1, dtype=dtype, out=out)),
+            lambda: rng.standard_normal(out=out, dtype=dtype))
+
+
+def case_normal_f32():
+    return _case_normal(np.float32)
+
+
+def case_normal_f64():
+    return _case_normal(np.float64)
+
+
+def case_decompose():
+    from . import uncertainty
+    S, N, C = 100, 5_000, 10
+    z = np.random.default_rng(0).standard_normal((S, N, C)).astype(np.float32)
+    log_probs = z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+    def straightforward():
+        p = np.exp(log_probs)
+        pm = p.mean(0)
+        total = -(pm * np.log(pm)).sum(-1)
+        alea = -(p * log_probs).sum(-1).mean(0)
+        return total, alea, total - alea
+
+    return (f"uncertainty.decompose S={S} N={N} C={C} f32", "numpy formula",
+            _on("cpu", lambda: uncertainty.decompose(log_probs)), straightforward)
+
+
+def case_pathwise():
+    from . import distributions, estimators
+    D, n = 1000, 1000
+    d = distributions.Normal(np.zeros(D), np.ones(D))
+
+    def run():
+        return estimators.pathwise(lambda x: (x * x).sum(-1), d, n_samples=n, seed=0, grad_f=lambda x: 2 * x)
+
+    return (f"pathwise gradient, D={D}, {n} samples", "numpy twin", *_twin_pair(run))
+
+
+def case_mfvi_epoch():
+    from . import nn, vi
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((512, 13))
+    y = (X[:, :1] + 0.1 * rng.standard_normal((512, 1)))
+
+    def run():
+        vi.MFVI(nn.MLP([13, 50, 1], activation="relu"), likelihood="gaussian", batch_size=32).fit(
+            X, y, epochs=1, seed=0, verbose=0)
+
+    return ("MFVI epoch, 13-50-1, N=512, batch 32", "numpy twin", *_twin_pair(run))
+
+
+def case_laplace_diag():
+    from . import laplace, nn
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2000, 20))
+    y = rng.integers(0, 5, 2000)
+    mlp = nn.MLP([20, 100, 5], activation="relu")
+    theta = mlp.init(seed=0)
+
+    def run():
+        laplace.Laplace(mlp, theta, likelihood="categorical", structure="diag").fit(X, y)
+
+    return ("Laplace diag GGN fit, 20-100-5, N=2000", "numpy twin", *_twin_pair(run))
+
+
+CASES = [case_normal_f32, case_normal_f64, case_decompose, case_pathwise, case_mfvi_epoch, case_laplace_diag]
+
+
+def run(repeats=5, cases=None, out=print):
+    """Time every case and print the ratio table; returns a list of result dicts."""
+    from . import backend_info
+
+    info = backend_info()
+    out(f"bayesgrad quick bench: native threads {info.get('threads')}, simd {info.get('simd')}, "
+        f"blas {info.get('blas')}; median of {repeats}")
+    if not _backend.native_available():
+        out("the native core is not available: nothing to compare (see `bayesgrad info`)")
+        return []
+    out(f"   {'case':<44} {'baseline':<18} {'native ms':>10} {'baseline ms':>12} {'speed-up':>9}")
+    results = []
+    for case in cases or CASES:
+        try:
+            label, base, fast, slow = case()
+        except ImportError as exc:
+            out(f"   {case.__name__[5:]:<44} not in this build ({exc})")
+            continue
+        try:
+            t_fast = median_time(fast, repeats)
+            t_slow = median_time(slow, repeats)
+        except (ValueError, TypeError, RuntimeError) as exc:
+            out(f"   {label:<44} failed: {exc}")
+            continue
+        results.append(dict(case=label, baseline=base, native_s=t_fast, baseline_s=t_slow, ratio=t_slow / t_fast))
+        out(f"   {label:<44} {base:<18} {t_fast * 1e3:>10.2f} {t_slow * 1e3:>12.2f} {t_slow / t_fast:>8.1f}x")
+    return results

@@ -1,0 +1,209 @@
+"""Plots of predictive uncertainty (matplotlib optional: ``pip install "bayesgrad[plot]"``).
+
+Every function takes plain NumPy arrays, writes one PNG and returns its path.
+Figures are built with ``matplotlib.figure.Figure`` and the Agg canvas, never
+through pyplot's global state, so they work headless and in threads.
+
+- :func:`uncertainty_curves` -- total / aleatoric / epistemic along a 1-D input,
+  one panel per method.
+- :func:`predictive_bands` -- regression mean with total and epistemic bands,
+  one panel per method.
+- :func:`simplex` -- MC predictive samples of a 3-class problem on the
+  probability simplex, one panel per (method, query point).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+__all__ = ["available", "PLOT_HINT", "uncertainty_curves", "predictive_bands", "simplex"]
+
+PLOT_HINT = 'plots need matplotlib: pip install "bayesgrad[plot]"'
+
+_COLOURS = {"total": "#222222", "aleatoric": "#1f77b4", "epistemic": "#d62728"}
+
+
+def available():
+    """True when matplotlib can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _figure(n_rows, n_cols, width=4.2, height=3.0):
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ImportError(PLOT_HINT) from exc
+    fig = Figure(figsize=(width * n_cols, height * n_rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    return fig, axes
+
+
+def _save(fig, path):
+    path = os.fspath(path)
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _vector(a, name, n=None):
+    a = np.asarray(a, dtype=np.float64).reshape(-1)
+    if n is not None and a.shape[0] != n:
+        raise ValueError(f"{name} must have {n} values (one per grid point), got {a.shape[0]}")
+    return a
+
+
+def _rug(ax, data, y_level):
+    if data is None:
+        return
+    X, y = data
+    X = _vector(X, "data X")
+    ax.plot(X, np.full_like(X, y_level), "|", color="#777777", alpha=0.5, markersize=6)
+
+
+def _mark_points(ax, points):
+    for name, x0 in (points or {}).items():
+        x0 = float(np.asarray(x0).reshape(-1)[0])
+        ax.axvline(x0, color="#999999", lw=0.8, ls=":")
+        ax.annotate(name, (x0, 1.0), xycoords=("data", "axes fraction"), ha="center", va="bottom", fontsize=8)
+
+
+def uncertainty_curves(x, curves, path, *, data=None, points=None, probs=None, title=None):
+    """Total, aleatoric and epistemic uncertainty along a 1-D input.
+
+    Parameters
+    ----------
+    x : (G,) grid of inputs
+    curves : dict method -> dict with ``"total"``, ``"aleatoric"``, ``"epistemic"``,
+        each (G,), in nats
+    path : file name of the PNG
+    data : optional (X (N,), y (N,)) training inputs, drawn as a rug
+    points : optional dict name -> x value, marked with vertical lines
+    probs : optional dict method -> (G,) predictive probability of class 1,
+        drawn on a second axis
+    title : optional figure title
+
+    Returns
+    -------
+    path : str
+    """
+    x = _vector(x, "x")
+    fig, axes = _figure(1, len(curves))
+    for ax, (method, c) in zip(axes[0], curves.items()):
+        for key in ("total", "aleatoric", "epistemic"):
+            ax.plot(x, _vector(c[key], f"curves[{method!r}][{key!r}]", x.size), color=_COLOURS[key],
+                    lw=2.0 if key == "total" else 1.4, ls="-" if key == "total" else "--", label=key)
+        if probs is not None and method in probs:
+            ax2 = ax.twinx()
+            ax2.plot(x, _vector(probs[method], f"probs[{method!r}]", x.size), color="#2ca02c", lw=1, alpha=0.6)
+            ax2.set_ylim(-0.02, 1.02)
+            ax2.set_ylabel("p(y=1 | x)", color="#2ca02c", fontsize=8)
+        _rug(ax, data, -0.03)
+        _mark_points(ax, points)
+        ax.set_title(method, pad=14)
+        ax.set_xlabel("x")
+        ax.set_ylim(-0.06, max(0.75, ax.get_ylim()[1]))
+    axes[0][0].set_ylabel("nats")
+    axes[0][0].legend(loc="upper left", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def predictive_bands(x, bands, path, *, data=None, truth=None, title=None):
+    """Regression predictive bands along a 1-D input.
+
+    Parameters
+    ----------
+    x : (G,) grid of inputs
+    bands : dict method -> dict with ``"mean"``, ``"std"`` (total predictive
+        std) and optionally ``"epistemic_std"``, each (G,)
+    path : file name of the PNG
+    data : optional (X (N,), y (N,)) training data, drawn as points
+    truth : optional (G,) noise-free function on the grid
+    title : optional figure title
+
+    Returns
+    -------
+    path : str
+    """
+    x = _vector(x, "x")
+    fig, axes = _figure(1, len(bands))
+    for ax, (method, b) in zip(axes[0], bands.items()):
+        mean = _vector(b["mean"], f"bands[{method!r}]['mean']", x.size)
+        std = _vector(b["std"], f"bands[{method!r}]['std']", x.size)
+        ax.fill_between(x, mean - 2 * std, mean + 2 * std, color="#1f77b4", alpha=0.18, label="±2 std (total)")
+        if "epistemic_std" in b:
+            es = _vector(b["epistemic_std"], f"bands[{method!r}]['epistemic_std']", x.size)
+            ax.fill_between(x, mean - 2 * es, mean + 2 * es, color="#d62728", alpha=0.25, label="±2 std (epistemic)")
+        ax.plot(x, mean, color="#1f77b4", lw=1.8, label="mean")
+        if truth is not None:
+            ax.plot(x, _vector(truth, "truth", x.size), color="#222222", lw=1, ls=":", label="truth")
+        if data is not None:
+            ax.plot(_vector(data[0], "data X"), _vector(data[1], "data y"), ".", color="#444444", ms=3)
+        ax.set_title(method)
+        ax.set_xlabel("x")
+    axes[0][0].set_ylabel("y")
+    axes[0][0].legend(loc="upper left", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+_CORNERS = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, np.sqrt(3) / 2]])
+
+
+def _to_simplex_xy(p):
+    """Barycentric (S, 3) probabilities -> (S, 2) points in the triangle."""
+    return p @ _CORNERS
+
+
+def simplex(samples, path, *, title=None):
+    """MC predictive samples of a 3-class problem on the probability simplex.
+
+    Parameters
+    ----------
+    samples : dict method -> dict point name -> (S, 3) class probabilities
+        (one row per MC sample; rows sum to one)
+    path : file name of the PNG
+    title : optional figure title
+
+    Returns
+    -------
+    path : str
+    """
+    methods = list(samples)
+    names = list(samples[methods[0]])
+    fig, axes = _figure(len(methods), len(names), width=3.0, height=2.8)
+    for i, method in enumerate(methods):
+        for j, name in enumerate(names):
+            ax = axes[i][j]
+            p = np.asarray(samples[method][name], dtype=np.float64)
+            if p.ndim != 2 or p.shape[1] != 3:
+                raise ValueError(f"samples[{method!r}][{name!r}] must be (S, 3), got {p.shape}")
+            tri = np.vstack([_CORNERS, _CORNERS[:1]])
+            ax.plot(tri[:, 0], tri[:, 1], color="#444444", lw=0.8)
+            xy = _to_simplex_xy(p)
+            ax.scatter(xy[:, 0], xy[:, 1], s=6, alpha=0.35, color="#d62728", linewidths=0)
+            m = _to_simplex_xy(p.mean(axis=0, keepdims=True))
+            ax.scatter(m[:, 0], m[:, 1], s=40, marker="x", color="#222222")
+            for k, (cx, cy) in enumerate(_CORNERS):
+                ax.annotate(f"class {k}", (cx, cy), fontsize=7, ha="center",
+                            va="top" if cy == 0 else "bottom", xytext=(0, -3 if cy == 0 else 3),
+                            textcoords="offset points")
+            ax.set_xlim(-0.08, 1.08)
+            ax.set_ylim(-0.12, 0.98)
+            ax.set_aspect("equal")
+            ax.axis("off")
+            ax.set_title(f"{method}: {name}", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)

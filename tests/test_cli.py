@@ -1,0 +1,332 @@
+"""The ``bayesgrad`` command, the demo data sets, the plots and the quick bench."""
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import bayesgrad as bg
+from bayesgrad import cli, datasets, plotting, _quickbench
+from bayesgrad._table import DataError, read_csv
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_cli(argv, capsys):
+    rc = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+# -- data sets ---------------------------------------------------------------
+
+def test_binary_1d_regions():
+    d = datasets.binary_1d(n=3000, seed=3)
+    x, y = d.X[:, 0], d.y
+    assert d.X.shape == (3000, 1) and y.dtype == np.int64
+    assert x.min() >= -9 and x.max() <= 5
+    assert not np.any((x > -2) & (x < 2)), "the middle region must be empty"
+    clean0, clean1, overlap = (x > -5) & (x < 0), x > 0, x < -5
+    assert np.all(y[clean0] == 0) and np.all(y[clean1] == 1)
+    # The overlapping region is a fair coin: |mean - 1/2| > 4.5 sd has probability < 1e-5.
+    assert abs(y[overlap].mean() - 0.5) < 4.5 * np.sqrt(0.25 / overlap.sum())
+    lo, hi = d.bounds[0]
+    for p in d.points.values():
+        assert lo < p[0] < hi
+    assert d.points["unseen"][0] == 0.0 and -9 < d.points["ambiguous"][0] < -5 and d.points["confident"][0] > 2
+
+
+def test_regression_1d_gap():
+    d = datasets.regression_1d_gap(n=400, noise=0.2, seed=1)
+    x = d.X[:, 0]
+    assert np.all(np.diff(x) >= 0) and np.all(np.abs(x) >= 1.5) and x.min() >= -5 and x.max() <= 4
+    assert np.sum(x < 0) == 240  # 60% on the left: the gap's centre is not the mean of x
+    resid = d.y - (np.sin(x) + 0.1 * x)
+    # sample sd of 400 N(0, 0.2^2) residuals is within 15% of 0.2 with probability > 1 - 1e-4
+    assert abs(resid.std() / 0.2 - 1) < 0.15
+    assert abs(resid.mean()) < 4 * 0.2 / np.sqrt(400)
+    with pytest.raises(ValueError, match="noise"):
+        datasets.regression_1d_gap(noise=-1)
+
+
+def test_three_class_2d():
+    d = datasets.three_class_2d(n=3000, seed=2)
+    assert np.array_equal(np.bincount(d.y), [1000, 1000, 1000])
+    for k, (centre, sd) in enumerate(datasets._THREE_CLASS):
+        Xk = d.X[d.y == k]
+        assert np.all(np.abs(Xk.mean(0) - centre) < 4 * sd / np.sqrt(1000))
+        assert np.all(np.abs(Xk.std(0) / sd - 1) < 0.1)
+
+
+def test_datasets_deterministic_and_bad_input():
+    a, b, c = datasets.binary_1d(seed=5), datasets.binary_1d(seed=5), datasets.binary_1d(seed=6)
+    assert np.array_equal(a.X, b.X) and np.array_equal(a.y, b.y)
+    assert not np.array_equal(a.X, c.X)
+    with pytest.raises(ValueError, match="n"):
+        datasets.three_class_2d(n=2)
+    with pytest.raises(TypeError, match="n"):
+        datasets.binary_1d(n=10.5)
+    with pytest.raises(ValueError, match="1-D"):
+        datasets.three_class_2d().grid()
+
+
+@pytest.mark.single_backend
+def test_datasets_same_on_every_backend():
+    from conftest import BACKENDS
+
+    ref = None
+    for name in BACKENDS:
+        with bg.use_backend(name):
+            d = datasets.regression_1d_gap(seed=4)
+        if ref is None:
+            ref = d
+        else:
+            np.testing.assert_allclose(d.y, ref.y, rtol=0, atol=1e-12)
+            np.testing.assert_array_equal(d.X, ref.X)
+
+
+# -- plots ---------------------------------------------------------------------
+
+def _is_png(path):
+    with open(path, "rb") as fh:
+        return fh.read(8) == PNG_MAGIC
+
+
+@pytest.mark.single_backend
+def test_plots_write_pngs(tmp_path):
+    pytest.importorskip("matplotlib")  # an optional extra; the test extra installs it
+    x = np.linspace(-3, 3, 50)
+    curves = {m: {"total": np.full(50, 0.6), "aleatoric": np.full(50, 0.4), "epistemic": np.full(50, 0.2)}
+              for m in ("A", "B")}
+    p1 = plotting.uncertainty_curves(x, curves, tmp_path / "u.png", data=(x, x > 0), points={"p": 0.0},
+                                     probs={"A": np.full(50, 0.5)}, title="t")
+    bands = {"A": {"mean": np.sin(x), "std": np.full(50, 0.3), "epistemic_std": np.full(50, 0.1)}}
+    p2 = plotting.predictive_bands(x, bands, tmp_path / "sub" / "b.png", data=(x, np.sin(x)), truth=np.sin(x))
+    s = np.random.default_rng(0).dirichlet(np.ones(3), size=(2, 30))
+    p3 = plotting.simplex({"A": {"a": s[0], "b": s[1]}, "B": {"a": s[1], "b": s[0]}}, tmp_path / "s.png")
+    for p in (p1, p2, p3):
+        assert os.path.getsize(p) > 1000 and _is_png(p)
+    with pytest.raises(ValueError, match="50"):
+        plotting.uncertainty_curves(x, {"A": {"total": x[:3], "aleatoric": x, "epistemic": x}}, tmp_path / "x.png")
+    with pytest.raises(ValueError, match=r"\(S, 3\)"):
+        plotting.simplex({"A": {"a": s[0][:, :2]}}, tmp_path / "y.png")
+
+
+@pytest.mark.single_backend
+def test_plots_without_matplotlib(monkeypatch, tmp_path):
+    for mod in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import now fails
+    assert not plotting.available()
+    with pytest.raises(ImportError, match=r'pip install "bayesgrad\[plot\]"'):
+        plotting.simplex({"A": {"a": np.full((2, 3), 1 / 3)}}, tmp_path / "s.png")
+
+
+# -- CSV input -----------------------------------------------------------------
+
+BAD_FILES = {
+    "empty": ("", "is empty"),
+    "blank": ("\n\n  \n", "is empty"),
+    "header_only": ("a,b,y\n", "no data rows"),
+    "non_numeric": ("a,b,y\n1,2,3\n4,abc,5\n", "line 3, column 'b': 'abc' is not a number"),
+    "nan": ("a,b,y\n1,2,3\n4,NaN,5\n", "line 3, column 'b': missing value"),
+    "empty_cell": ("a,b,y\n1,,3\n4,5,5\n", "line 2, column 'b': missing value"),
+    "inf": ("a,b,y\n1,inf,3\n4,5,5\n", "column 'b': 'inf' is not finite"),
+    "ragged": ("a,b,y\n1,2,3\n4,5\n", "line 3: 2 fields, but the header has 3"),
+    "dup_header": ("a,a,y\n1,2,3\n", "duplicate column"),
+    "nan_target": ("a,b,y\n1,2,0.5\n4,5,nan\n", "column 'y': missing value"),
+}
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_fit_bad_file_one_line_error(case, tmp_path, capsys):
+    text, msg = BAD_FILES[case]
+    f = write(tmp_path / "data.csv", text)
+    rc, out, err = run_cli(["fit", f, "--target", "y", "--task", "regression"], capsys)
+    assert rc == 1
+    assert err.count("\n") == 1 and err.startswith("bayesgrad: error: ") and msg in err
+    assert "Traceback" not in err + out
+
+
+@pytest.mark.single_backend
+def test_fit_missing_things(tmp_path, capsys):
+    f = write(tmp_path / "d.csv", "a,b,y\n1,2,3\n4,5,6\n")
+    for argv, msg in [
+        (["fit", tmp_path / "nope.csv", "--target", "y"], "no such file"),
+        (["fit", tmp_path, "--target", "y"], "is a directory"),
+        (["fit", f, "--target", "z"], "no column 'z' (columns: a, b, y)"),
+        (["fit", f, "--target", "y", "--features", "a,q"], "no column 'q'"),
+        (["fit", f, "--target", "y", "--features", "a,y"], "must not contain the target"),
+        (["fit", f, "--target", "y", "--epochs", "0", "--task", "regression"], "epochs must be >= 1"),
+    ]:
+        rc, out, err = run_cli(argv, capsys)
+        assert rc == 1 and msg in err and err.count("\n") == 1, (argv, err)
+    g = write(tmp_path / "one.csv", "a,y\n1,cat\n2,cat\n")
+    rc, _, err = run_cli(["fit", g, "--target", "y"], capsys)
+    assert rc == 1 and "single class ('cat')" in err
+    h = write(tmp_path / "only.csv", "y\n1\n2\n")
+    rc, _, err = run_cli(["fit", h, "--target", "y"], capsys)
+    assert rc == 1 and "no feature columns" in err
+
+
+@pytest.mark.single_backend
+def test_fit_bad_file_no_traceback_subprocess(tmp_path):
+    f = write(tmp_path / "d.csv", "a,y\n1,2\nx,3\n")
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"))
+    r = subprocess.run([sys.executable, "-m", "bayesgrad", "fit", str(f), "--target", "y"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [f"bayesgrad: error: {f} line 3, column 'a': 'x' is not a number"]
+
+
+def test_read_csv_strips_and_keeps_lines(tmp_path):
+    f = write(tmp_path / "d.csv", "\ufeff a , b\n1,2\n\n3,4\n")
+    t = read_csv(f)
+    assert t.columns == ["a", "b"] and t.lines == [2, 4]
+    np.testing.assert_array_equal(t.numeric(["b", "a"]), [[2, 1], [4, 3]])
+    with pytest.raises(DataError, match="no column 'c'"):
+        t.numeric(["c"])
+
+
+def test_task_inference_and_labels():
+    assert cli._infer_task(["a", "b"])[0] == "classification"
+    assert cli._infer_task(["0", "1", "2", "1"])[0] == "classification"
+    assert cli._infer_task(["0.5", "1", "2"])[0] == "regression"
+    assert cli._infer_task([str(i) for i in range(cli._MAX_AUTO_CLASSES + 1)])[0] == "regression"
+    classes, idx = cli._class_labels(["10", "9", " 10", "2"])
+    assert classes == ["2", "9", "10"] and idx.tolist() == [2, 1, 2, 0]
+
+
+def test_split_is_a_seeded_partition():
+    tr, va = cli._split(100, 0.2, seed=7)
+    assert va.size == 20 and np.array_equal(np.sort(np.concatenate([tr, va])), np.arange(100))
+    tr2, va2 = cli._split(100, 0.2, seed=7)
+    assert np.array_equal(va, va2)
+    assert not np.array_equal(va, cli._split(100, 0.2, seed=8)[1])
+    assert cli._split(2, 0.2, seed=0)[1].size == 0  # too few rows to hold any out
+    assert cli._split(50, 0.0, seed=0)[1].size == 0
+
+
+def test_cli_usage_errors(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["fit", "x.csv", "--target", "y", "--hidden", "0"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit):
+        cli.main(["fit", "x.csv", "--target", "y", "--val-fraction", "1.5"])
+    assert cli.main([]) == 2
+    capsys.readouterr()
+
+
+# -- fit, end to end -------------------------------------------------------------
+
+def _regression_csv(path, n=120):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2, 2, (n, 2))
+    y = 3.0 * x[:, 0] - x[:, 1] + 0.1 * rng.standard_normal(n) + 10
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["x1", "x2", "price"])
+        w.writerows(np.column_stack([x, y]).tolist())
+    return path
+
+
+@pytest.mark.parametrize("method", ["mfvi", "mc_dropout", "laplace"])
+def test_fit_regression_writes_predictions(method, tmp_path, capsys):
+    data = _regression_csv(tmp_path / "d.csv")
+    out = tmp_path / "preds.csv"
+    rc, stdout, err = run_cli(["fit", data, "--target", "price", "--method", method, "--epochs", "60",
+                               "--hidden", "16", "--quiet", "--out", out], capsys)
+    assert rc == 0, err
+    assert "task: regression" in stdout and "validation: RMSE" in stdout
+    t = read_csv(out)
+    assert t.columns == ["x1", "x2", "price", "split", "mean", "std", "total_var", "aleatoric_var", "epistemic_var"]
+    assert len(t) == 120 and t.strings("split").count("validation") == 24
+    v = t.numeric(["price", "mean", "std", "total_var", "aleatoric_var", "epistemic_var"])
+    np.testing.assert_allclose(v[:, 3], v[:, 4] + v[:, 5], rtol=1e-5)
+    np.testing.assert_allclose(v[:, 2] ** 2, v[:, 3], rtol=1e-4)
+    assert np.all(v[:, 4:] >= 0)
+    # the mean is in the target's units (not standardised): R^2 well above 0
+    resid = v[:, 0] - v[:, 1]
+    assert 1 - resid.var() / v[:, 0].var() > 0.8
+
+
+def test_fit_classification_predict_new(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((150, 2))
+    lab = np.where(x[:, 0] + x[:, 1] > 0, "yes", "no")
+    with open(tmp_path / "d.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["f1", "f2", "label"])
+        w.writerows([[a, b, c] for (a, b), c in zip(x.tolist(), lab)])
+    write(tmp_path / "new.csv", "id,f2,f1\nr1,3,3\nr2,-3,-3\n")
+    out = tmp_path / "p.csv"
+    rc, stdout, err = run_cli(["fit", tmp_path / "d.csv", "--target", "label", "--features", "f1,f2",
+                               "--epochs", "60", "--quiet", "--predict", tmp_path / "new.csv", "--out", out], capsys)
+    assert rc == 0, err
+    assert "task: classification" in stdout and "validation: accuracy" in stdout
+    t = read_csv(out)
+    assert t.columns == ["id", "f2", "f1", "predicted", "p_no", "p_yes", "total_nats", "aleatoric_nats",
+                         "epistemic_nats"]
+    assert t.strings("predicted") == ["yes", "no"]
+    p = t.numeric(["p_no", "p_yes"])
+    np.testing.assert_allclose(p.sum(1), 1, rtol=1e-5)
+    u = t.numeric(["total_nats", "aleatoric_nats", "epistemic_nats"])
+    np.testing.assert_allclose(u[:, 0], u[:, 1] + u[:, 2], atol=1e-5)
+    # --predict file missing a feature column
+    write(tmp_path / "bad.csv", "f1\n1\n")
+    rc, _, err = run_cli(["fit", tmp_path / "d.csv", "--target", "label", "--epochs", "5", "--quiet",
+                          "--predict", tmp_path / "bad.csv"], capsys)
+    assert rc == 1 and "bad.csv: no column 'f2'" in err
+
+
+# -- demo and bench --------------------------------------------------------------
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("plots", [True, False])
+def test_demo_tables_and_plots(plots, tmp_path, capsys, monkeypatch):
+    if plots:
+        pytest.importorskip("matplotlib")
+    else:
+        monkeypatch.setattr(plotting, "available", lambda: False)
+    # The same demo with fewer epochs: this checks its wiring, not its accuracy.
+    monkeypatch.setattr(cli, "_DEMO_TRAINING", dict(cli._DEMO_TRAINING, epochs=20, n_samples=20))
+    monkeypatch.setattr(cli, "_DEMO_GRID", 15)
+    rc, out, err = run_cli(["demo", "--out", tmp_path / "plots"], capsys)
+    assert rc == 0, err
+    for heading in ("1. Gradient of an expectation", "2. 1-D binary classification", "3. 1-D regression with a gap",
+                    "4. 3-class problem"):
+        assert heading in out
+    for method in ("MFVI", "MC dropout", "Laplace"):
+        assert out.count(method) >= 3
+    names = ["binary_uncertainty.png", "regression_bands.png", "simplex.png"]
+    if plots:
+        assert f"plots written to {tmp_path / 'plots'}" in out
+        for n in names:
+            assert _is_png(tmp_path / "plots" / n)
+    else:
+        assert 'pip install "bayesgrad[plot]"' in out and not (tmp_path / "plots").exists()
+
+
+@pytest.mark.single_backend
+def test_quick_bench_reports_ratios():
+    lines = []
+    res = _quickbench.run(repeats=1, out=lines.append)
+    if not bg._backend.native_available():
+        assert "not available" in lines[-1]
+        return
+    assert not [ln for ln in lines if "failed" in ln or "not in this build" in ln], lines
+    assert len(res) == len(_quickbench.CASES)
+    assert [r["baseline"] for r in res[1:3]] == ["numpy default_rng", "numpy formula"]
+    for r in res:
+        assert r["native_s"] > 0 and r["baseline_s"] > 0
+        assert r["ratio"] == pytest.approx(r["baseline_s"] / r["native_s"])
+    assert any("x" in ln and "normal sampling" in ln for ln in lines)
