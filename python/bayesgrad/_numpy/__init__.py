@@ -22,5 +22,9 @@ def set_num_threads(n):
         raise ValueError(f"n_threads must be >= 1, got {n}")
 
 
+def blas_num_threads():
+    return 1
+
+
 def build_info():
     return {"compiler": "none", "openmp": False, "blas": "numpy", "cuda": "n/a", "simd": "numpy"}
