@@ -3,8 +3,8 @@
 // label configurations used once C^k exceeds the configuration budget.
 //
 // The mixture over samples is a matrix product, Q = P^T probs / S, done by
-// BLAS on blocks of candidates (outside any parallel region of ours: the
-// scipy-openblas32 pool may hang inside OpenMP); the entropy reduction of
+// BLAS on blocks of candidates (outside any parallel region of ours, so that
+// the BLAS threads and ours never compete for the cores); the entropy reduction of
 // each block then runs over fixed candidate chunks.
 #include <cblas.h>
 
