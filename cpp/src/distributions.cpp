@@ -84,16 +84,9 @@ BG_AVX2 int gamma_first8(const double* alpha, uint64_t seed, uint64_t sub, uint6
   constexpr int H = 2;
   __m256i w[H][4];
   for (int h = 0; h < H; ++h) {
-    alignas(32) uint32_t lo[8], hi[8];
-    for (int m = 0; m < 4; ++m) {
-      const uint64_t b = (e0 + static_cast<uint64_t>(4 * h + m)) * philox::kSubstreamBlocks;
-      lo[m] = static_cast<uint32_t>(b);
-      hi[m] = static_cast<uint32_t>(b >> 32);
-      lo[m + 4] = static_cast<uint32_t>(b + 1);
-      hi[m + 4] = static_cast<uint32_t>((b + 1) >> 32);
-    }
-    simd::philox8(seed, sub, _mm256_load_si256(reinterpret_cast<const __m256i*>(lo)),
-                  _mm256_load_si256(reinterpret_cast<const __m256i*>(hi)), w[h]);
+    __m256i lo, hi;
+    simd::substream_counters(e0 + static_cast<uint64_t>(4 * h), 0, lo, hi);
+    simd::philox8(seed, sub, lo, hi, w[h]);
   }
   const __m256d one = _mm256_set1_pd(1.0);
   __m256d a[H], boost[H], d[H], z[H], z2[H], v[H], live[H], ua[H], ok[H];

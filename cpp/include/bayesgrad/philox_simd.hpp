@@ -40,16 +40,32 @@ BG_AVX2 inline void philox8(uint64_t seed, uint64_t stream, __m256i blk_lo, __m2
   c[0] = c0; c[1] = c1; c[2] = c2; c[3] = c3;
 }
 
+// 64-bit block numbers (lanes 0-3 in b03, lanes 4-7 in b47) as philox8's
+// low and high counter words.
+BG_AVX2 inline void split_counters(__m256i b03, __m256i b47, __m256i& blk_lo, __m256i& blk_hi) {
+  // Low dwords to the lower half, high dwords to the upper half, per vector.
+  const __m256i idx = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  const __m256i p0 = _mm256_permutevar8x32_epi32(b03, idx), p1 = _mm256_permutevar8x32_epi32(b47, idx);
+  blk_lo = _mm256_permute2x128_si256(p0, p1, 0x20);
+  blk_hi = _mm256_permute2x128_si256(p0, p1, 0x31);
+}
+
 // The 8 consecutive blocks blk0 .. blk0+7.
 BG_AVX2 inline void philox8(uint64_t seed, uint64_t stream, uint64_t blk0, __m256i c[4]) {
-  alignas(32) uint32_t lo[8], hi[8];
-  for (int l = 0; l < 8; ++l) {
-    const uint64_t b = blk0 + static_cast<uint64_t>(l);
-    lo[l] = static_cast<uint32_t>(b);
-    hi[l] = static_cast<uint32_t>(b >> 32);
-  }
-  philox8(seed, stream, _mm256_load_si256(reinterpret_cast<const __m256i*>(lo)),
-          _mm256_load_si256(reinterpret_cast<const __m256i*>(hi)), c);
+  const __m256i b03 = _mm256_add_epi64(_mm256_set1_epi64x(static_cast<long long>(blk0)), _mm256_set_epi64x(3, 2, 1, 0));
+  __m256i lo, hi;
+  split_counters(b03, _mm256_add_epi64(b03, _mm256_set1_epi64x(4)), lo, hi);
+  philox8(seed, stream, lo, hi, c);
+}
+
+// Block numbers of the per-element sub-streams (philox.hpp: element e, block
+// k at e * kSubstreamBlocks + k) as philox8's counter words: lanes 0-3 are
+// block k of elements e0 .. e0+3, lanes 4-7 block k+1 of the same elements.
+BG_AVX2 inline void substream_counters(uint64_t e0, uint64_t k, __m256i& blk_lo, __m256i& blk_hi) {
+  const long long s = static_cast<long long>(philox::kSubstreamBlocks);
+  const __m256i b = _mm256_add_epi64(_mm256_set1_epi64x(static_cast<long long>(e0 * philox::kSubstreamBlocks + k)),
+                                     _mm256_set_epi64x(3 * s, 2 * s, s, 0));
+  split_counters(b, _mm256_add_epi64(b, _mm256_set1_epi64x(1)), blk_lo, blk_hi);
 }
 
 // u01_f32 of 8 words.
