@@ -111,8 +111,8 @@ BG_AVX2 int gamma_first8(const double* alpha, uint64_t seed, uint64_t sub, uint6
     ok[h] = _mm256_and_pd(live[h], _mm256_cmp_pd(ua[h], squeeze, _CMP_LT_OQ));
     all |= _mm256_movemask_pd(ok[h]) << (4 * h);
   }
-  if (all != 0xFF) {
-    for (int h = 0; h < H; ++h) {
+  for (int h = 0; h < H && all != 0xFF; ++h) {
+    if ((all >> (4 * h) & 0xF) != 0xF) {
       const __m256d rhs = _mm256_add_pd(
           _mm256_mul_pd(_mm256_set1_pd(0.5), z2[h]),
           _mm256_mul_pd(d[h], _mm256_add_pd(_mm256_sub_pd(one, v[h]), simd::logx4(v[h]))));
@@ -310,6 +310,11 @@ void sample_gamma(T* out, int64_t n_total, const T* alpha, const T* rate, int64_
       if (++j == batch) j = 0;
     }
     gamma_run(al.data(), len, seed, sub, static_cast<uint64_t>(lo), false, x.data());
+    if (batch == 1) {  // the common scalar-parameter case, in a loop the compiler vectorises
+      const double r = rate[0];
+      for (int64_t i = 0; i < len; ++i) out[lo + i] = static_cast<T>(x[i] / r);
+      return;
+    }
     for (int64_t i = lo, j = lo % batch; i < hi; ++i) {
       out[i] = static_cast<T>(x[i - lo] / static_cast<double>(rate[j]));
       if (++j == batch) j = 0;
