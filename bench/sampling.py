@@ -2,7 +2,10 @@
 
 10^7 float32 and float64 standard normals, uniforms and Gamma(alpha) draws, each
 side writing into a preallocated ``out=`` array, median of repeats, native at 1
-and 2 threads (the outputs must be identical). The NumPy fallback's Gamma
+and 2 threads (the outputs must be identical). The machine is shared: the load
+average is recorded, and so is the CPU time of the single-threaded calls
+(NumPy and native at 1 thread), which other jobs disturb much less than wall
+time. The NumPy fallback's Gamma
 sampler (a vectorised rejection loop over pending elements) is slow, so it is
 timed on a smaller draw (``--fallback-gamma-n``) and its time per draw is
 scaled to 10^7; the table says so.
@@ -26,13 +29,19 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import bayesgrad as bg  # noqa: E402
 
 
-def median_time(fn, repeats):
+def median_time(fn, repeats, cpu=None):
+    """Median wall time of fn; with a list `cpu`, also appends the median CPU
+    time of the calling thread (meaningful for single-threaded calls: on a
+    machine shared with other jobs it is much steadier than wall time)."""
     fn()  # warm-up (page faults, thread pool start)
-    ts = []
+    ts, cs = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        c0, t0 = time.thread_time(), time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t0)
+        cs.append(time.thread_time() - c0)
+    if cpu is not None:
+        cpu.append(statistics.median(cs))
     return statistics.median(ts)
 
 
@@ -68,20 +77,23 @@ def main(argv=None):
         sys.exit("the native core is not built: nothing to compare")
     n, rows = args.n, []
     threads_before = bg.get_num_threads()
-    print(f"n = {n:.0e}, median of {args.repeats} (fallback: {args.fallback_repeats}), Gamma alpha = {args.alpha}")
+    load_start = os.getloadavg()
+    print(f"n = {n:.0e}, median of {args.repeats} (fallback: {args.fallback_repeats}), Gamma alpha = {args.alpha}, "
+          f"load average {load_start[0]:.2f} on {os.cpu_count()} cores")
     hdr = f"{'draw':<8}{'dtype':<9}{'numpy rng':>11}{'native 1t':>11}{'native 2t':>11}{'fallback':>11}" \
-          f"{'x rng 2t':>10}{'x fallback':>12}  same 1t/2t"
+          f"{'x rng 2t':>10}{'x rng cpu1t':>12}{'x fallback':>12}  same 1t/2t"
     print(hdr)
     print("-" * len(hdr))
     for kind in ("normal", "uniform", "gamma"):
         for dt in (np.float32, np.float64):
             out = np.empty(n, dtype=dt)
-            t_rng = median_time(numpy_rng(kind, out, args.alpha), args.repeats)
+            cpu = []
+            t_rng = median_time(numpy_rng(kind, out, args.alpha), args.repeats, cpu)
             t_nat, res = {}, {}
             with bg.use_backend("cpu"):
                 for th in (1, 2):
                     bg.set_num_threads(th)
-                    t_nat[th] = median_time(ours(kind, out, args.alpha), args.repeats)
+                    t_nat[th] = median_time(ours(kind, out, args.alpha), args.repeats, cpu if th == 1 else None)
                     res[th] = out.copy()
             bg.set_num_threads(threads_before)
             same = bool(np.array_equal(res[1], res[2]))
@@ -94,17 +106,20 @@ def main(argv=None):
             tol = 1e-5 if dt == np.float32 else 1e-12
             agree = bool(np.allclose(fb, res[1][:m], rtol=tol, atol=tol))
             row = dict(draw=kind, dtype=np.dtype(dt).name, n=n, numpy_rng_s=t_rng, native_1t_s=t_nat[1],
-                       native_2t_s=t_nat[2], fallback_s=t_fb, fallback_n=m, fallback_scaled=m < n,
+                       native_2t_s=t_nat[2], numpy_rng_cpu_s=cpu[0], native_1t_cpu_s=cpu[1],
+                       speedup_1t_cpu_vs_numpy_rng=cpu[0] / cpu[1], fallback_s=t_fb, fallback_n=m, fallback_scaled=m < n,
                        speedup_vs_numpy_rng=t_rng / t_nat[2], speedup_vs_fallback=t_fb / t_nat[2],
                        identical_1_2_threads=same, fallback_matches_native=agree)
             rows.append(row)
             note = f" (fallback timed at n={m:.0e}, scaled)" if m < n else ""
             print(f"{kind:<8}{row['dtype']:<9}{t_rng:>10.4f}s{t_nat[1]:>10.4f}s{t_nat[2]:>10.4f}s{t_fb:>10.3f}s"
-                  f"{row['speedup_vs_numpy_rng']:>9.1f}x{row['speedup_vs_fallback']:>11.1f}x  {same}{note}")
+                  f"{row['speedup_vs_numpy_rng']:>9.1f}x{row['speedup_1t_cpu_vs_numpy_rng']:>11.1f}x"
+                  f"{row['speedup_vs_fallback']:>11.1f}x  {same}{note}")
             if not (same and agree):
                 print(f"  WARNING: identical 1t/2t = {same}, fallback matches native = {agree}")
     info = bg.backend_info()
     payload = dict(benchmark="sampling", n=n, repeats=args.repeats, gamma_alpha=args.alpha,
+                   load_average_start=load_start[0], load_average_end=os.getloadavg()[0],
                    machine=dict(platform=platform.platform(), cpu_count=os.cpu_count(), python=sys.version.split()[0],
                                 numpy=np.__version__, simd=info.get("simd"), compiler=info.get("compiler")),
                    results=rows)

@@ -23,9 +23,6 @@ import time
 
 import numpy as np
 
-# OpenMP threads that spin after a parallel region starve the BLAS pool that
-# runs next (BatchBALD alternates the two); passive waiting avoids that.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
 import bayesgrad as bg  # noqa: E402
 

@@ -105,6 +105,39 @@ def test_same_output_for_any_thread_count():
         np.testing.assert_array_equal(u, outs[0][1])
 
 
+@pytest.mark.single_backend
+def test_concurrent_calls_from_python_threads():
+    # The GIL is released in the kernels, so several Python threads can be in
+    # the thread pool's parallel_chunks at once: one gets the pool, the others
+    # run serially on their own thread. Every result must equal the serial one.
+    import threading
+
+    if not _backend.native_available():
+        pytest.skip("native core not built")
+    prev = bg.get_num_threads()
+    jobs = [(seed, n) for seed in range(6) for n in (200_003, 77_777)]
+    try:
+        bg.set_num_threads(1)
+        want = [bg.random.normal(n, seed=s, dtype=np.float32) for s, n in jobs]
+        bg.set_num_threads(2)
+        got = [None] * len(jobs)
+
+        def run(k):
+            s, n = jobs[k]
+            for _ in range(3):
+                got[k] = bg.random.normal(n, seed=s, dtype=np.float32)
+
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(len(jobs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        bg.set_num_threads(prev)
+    for w, g in zip(want, got):
+        np.testing.assert_array_equal(g, w)
+
+
 def test_offsets_compose():
     whole = bg.random.normal(1000, seed=2, stream=1)
     parts = np.concatenate([bg.random.normal(n, seed=2, stream=1, offset=o)

@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 
@@ -25,6 +26,22 @@ inline void require_writeable(const py::array& a, const char* name) {
 }
 
 inline int64_t size_of(const py::array& a) { return static_cast<int64_t>(a.size()); }
+
+// Throws std::invalid_argument ("<name> must have shape (d0,d1,...)") unless a
+// has exactly this shape.
+inline void require_shape(const py::array& a, const char* name, std::initializer_list<int64_t> shape) {
+  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+  int i = 0;
+  for (int64_t d : shape) {
+    if (!ok) break;
+    ok = a.shape(i++) == d;
+  }
+  if (!ok) {
+    std::string s = "(";
+    for (int64_t d : shape) s += std::to_string(d) + ",";
+    throw std::invalid_argument(std::string(name) + " must have shape " + s + ")");
+  }
+}
 
 // Registration functions, one per concept (module.cpp calls them in order).
 void register_runtime(py::module_& m);

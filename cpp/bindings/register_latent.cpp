@@ -8,20 +8,6 @@ namespace bayesgrad {
 
 namespace {
 
-void expect(const py::array& a, const char* name, std::initializer_list<int64_t> shape) {
-  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
-  int i = 0;
-  for (int64_t d : shape) {
-    if (!ok) break;
-    ok = a.shape(i++) == d;
-  }
-  if (!ok) {
-    std::string s = "(";
-    for (int64_t d : shape) s += std::to_string(d) + ",";
-    throw std::invalid_argument(std::string(name) + " must have shape " + s + ")");
-  }
-}
-
 template <typename T>
 void bind(py::module_& m) {
   m.def(
@@ -34,21 +20,21 @@ void bind(py::module_& m) {
         LatentDims d{x.shape(0), x.shape(1), eps.shape(2), y.shape(1), eps.shape(0)};
         if (d.N < 1 || d.D < 1 || d.K < 1 || d.P < 1 || d.S < 1)
           throw std::invalid_argument("latent_logp: empty dimension");
-        expect(y, "y", {d.N, d.P});
-        expect(eps, "eps", {d.S, d.N, d.K});
-        expect(Wz, "Wz", {d.K, d.D});
-        expect(bz, "bz", {d.K});
-        expect(log_sz, "log_sz", {d.K});
-        expect(Wy, "Wy", {d.P, d.K});
-        expect(by, "by", {d.P});
-        expect(log_sy, "log_sy", {1});
-        expect(logp, "logp", {d.N});
-        expect(gWz, "gWz", {d.K, d.D});
-        expect(gbz, "gbz", {d.K});
-        expect(glog_sz, "glog_sz", {d.K});
-        expect(gWy, "gWy", {d.P, d.K});
-        expect(gby, "gby", {d.P});
-        expect(glog_sy, "glog_sy", {1});
+        require_shape(y, "y", {d.N, d.P});
+        require_shape(eps, "eps", {d.S, d.N, d.K});
+        require_shape(Wz, "Wz", {d.K, d.D});
+        require_shape(bz, "bz", {d.K});
+        require_shape(log_sz, "log_sz", {d.K});
+        require_shape(Wy, "Wy", {d.P, d.K});
+        require_shape(by, "by", {d.P});
+        require_shape(log_sy, "log_sy", {1});
+        require_shape(logp, "logp", {d.N});
+        require_shape(gWz, "gWz", {d.K, d.D});
+        require_shape(gbz, "gbz", {d.K});
+        require_shape(glog_sz, "glog_sz", {d.K});
+        require_shape(gWy, "gWy", {d.P, d.K});
+        require_shape(gby, "gby", {d.P});
+        require_shape(glog_sy, "glog_sy", {1});
         for (py::array* o : {static_cast<py::array*>(&logp), static_cast<py::array*>(&gWz), static_cast<py::array*>(&gbz),
                              static_cast<py::array*>(&glog_sz), static_cast<py::array*>(&gWy),
                              static_cast<py::array*>(&gby), static_cast<py::array*>(&glog_sy)})

@@ -8,20 +8,6 @@ namespace bayesgrad {
 
 namespace {
 
-void need_shape(const py::array& a, const char* name, std::initializer_list<int64_t> shape) {
-  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
-  int i = 0;
-  for (int64_t d : shape) {
-    if (!ok) break;
-    ok = a.shape(i++) == d;
-  }
-  if (!ok) {
-    std::string s = "(";
-    for (int64_t d : shape) s += std::to_string(d) + ",";
-    throw std::invalid_argument(std::string(name) + " must have shape " + s + ")");
-  }
-}
-
 void need_3d(const py::array& a, const char* name) {
   if (a.ndim() != 3 || a.shape(0) < 1 || a.shape(1) < 1 || a.shape(2) < 1)
     throw std::invalid_argument(std::string(name) + " must be a non-empty (S, N, C) array");
@@ -35,7 +21,7 @@ void bind(py::module_& m) {
         need_3d(lp, "log_probs");
         const int64_t S = lp.shape(0), N = lp.shape(1), C = lp.shape(2);
         for (auto* o : {&total, &aleatoric, &epistemic}) {
-          need_shape(*o, "out", {N});
+          require_shape(*o, "out", {N});
           require_writeable(*o, "out");
         }
         const T* x = lp.data();
@@ -52,7 +38,7 @@ void bind(py::module_& m) {
       [](in_array<T> lp, int kind, out_array<T> out) {
         need_3d(lp, "log_probs");
         const int64_t S = lp.shape(0), N = lp.shape(1), C = lp.shape(2);
-        need_shape(out, "out", {N});
+        require_shape(out, "out", {N});
         require_writeable(out, "out");
         const T* x = lp.data();
         T* o = out.mutable_data();
@@ -70,8 +56,8 @@ void bind(py::module_& m) {
         if (P.ndim() != 2 || P.shape(0) != S || P.shape(1) < 1)
           throw std::invalid_argument("P must have shape (S, M) with M >= 1");
         const int64_t M = P.shape(1);
-        need_shape(w, "weights", {M});
-        need_shape(out, "out", {N});
+        require_shape(w, "weights", {M});
+        require_shape(out, "out", {N});
         require_writeable(out, "out");
         const T *pp = probs.data(), *pc = P.data(), *pw = w.data();
         T* o = out.mutable_data();
@@ -89,7 +75,7 @@ void bind(py::module_& m) {
         if (u.ndim() != 2 || u.shape(1) != K + 1 || u.shape(0) < 1)
           throw std::invalid_argument("u must have shape (M, K + 1)");
         const int64_t M = u.shape(0);
-        need_shape(P, "P", {S, M});
+        require_shape(P, "P", {S, M});
         require_writeable(P, "P");
         const T *pp = probs.data(), *pu = u.data();
         T* o = P.mutable_data();

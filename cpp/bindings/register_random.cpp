@@ -49,7 +49,8 @@ void register_random(py::module_& m) {
   bind_fill<double>(m, "fill_normal", &fill_normal<double>, "Standard normals into out, element offset+i.");
   m.def("fold_in", &philox::fold_in, py::arg("stream"), py::arg("tag"));
   m.def("random_force_scalar", &random_force_scalar, py::arg("on"),
-        "Testing hook: route bulk sampling through the scalar reference path.");
+        "Testing hook: route every kernel with an AVX2 path (bulk sampling, Gamma/Beta/Dirichlet, "
+        "metrics, acquisition) through its scalar reference path; returns the previous setting.");
 }
 
 }  // namespace bayesgrad

@@ -3,8 +3,8 @@
 // label configurations used once C^k exceeds the configuration budget.
 //
 // The mixture over samples is a matrix product, Q = P^T probs / S, done by
-// BLAS on blocks of candidates (outside any parallel region of ours: the
-// scipy-openblas32 pool may hang inside OpenMP); the entropy reduction of
+// BLAS on blocks of candidates (outside any parallel region of ours, so that
+// the BLAS threads and ours never compete for the cores); the entropy reduction of
 // each block then runs over fixed candidate chunks.
 #include <cblas.h>
 
@@ -16,14 +16,7 @@
 
 #include "bayesgrad/metrics.hpp"
 #include "bayesgrad/parallel.hpp"
-
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#define BG_HAVE_X86 1
-#define BG_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define BG_HAVE_X86 0
-#endif
+#include "bayesgrad/simd_math.hpp"
 
 namespace bayesgrad {
 
@@ -53,34 +46,17 @@ inline T xlogx_scalar(T v) {
 }
 
 #if BG_HAVE_X86
-bool cpu_has_avx2() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
+BG_AVX2 void xlogx_block_f32(float* v, int64_t L) {
+  int64_t j = 0;
+  const __m256 tiny = _mm256_set1_ps(std::numeric_limits<float>::min());
+  for (; j + 8 <= L; j += 8) {
+    const __m256 x = _mm256_loadu_ps(v + j);
+    const __m256 ok = _mm256_cmp_ps(x, tiny, _CMP_GE_OQ);
+    const __m256 safe = _mm256_blendv_ps(_mm256_set1_ps(1.0f), x, ok);
+    _mm256_storeu_ps(v + j, _mm256_and_ps(_mm256_mul_ps(safe, simd::logx8(safe)), ok));
+  }
+  for (; j < L; ++j) v[j] = xlogx_scalar(v[j]);
 }
-
-// log v for normal positive v: v = 2^e m, m in [sqrt(1/2), sqrt(2)),
-// log m = 2 atanh(s), s = (m - 1)/(m + 1), |s| <= 0.1716 (series to s^21).
-BG_AVX2 inline __m256d log4(__m256d u) {
-  const __m256i bits = _mm256_castpd_si256(u);
-  const __m256i big_e = _mm256_or_si256(_mm256_srli_epi64(bits, 52), _mm256_set1_epi64x(0x4330000000000000ll));
-  __m256d e = _mm256_sub_pd(_mm256_castsi256_pd(big_e), _mm256_set1_pd(4503599627370496.0 + 1023.0));
-  __m256d m = _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi64x(0x000FFFFFFFFFFFFFll)),
-                                                  _mm256_set1_epi64x(0x3FF0000000000000ll)));
-  const __m256d big = _mm256_cmp_pd(m, _mm256_set1_pd(1.4142135623730951), _CMP_GT_OQ);
-  m = _mm256_blendv_pd(m, _mm256_mul_pd(m, _mm256_set1_pd(0.5)), big);
-  e = _mm256_add_pd(e, _mm256_and_pd(big, _mm256_set1_pd(1.0)));
-  const __m256d one = _mm256_set1_pd(1.0);
-  const __m256d s = _mm256_div_pd(_mm256_sub_pd(m, one), _mm256_add_pd(m, one));
-  const __m256d z = _mm256_mul_pd(s, s);
-  __m256d p = _mm256_set1_pd(1.0 / 21.0);
-  for (int k = 9; k >= 1; --k) p = _mm256_fmadd_pd(p, z, _mm256_set1_pd(1.0 / (2 * k + 1)));
-  p = _mm256_mul_pd(p, z);
-  const __m256d two_s = _mm256_add_pd(s, s);
-  const __m256d logm = _mm256_fmadd_pd(two_s, p, two_s);
-  const __m256d lo = _mm256_fmadd_pd(e, _mm256_set1_pd(1.90821492927058770002e-10), logm);
-  return _mm256_fmadd_pd(e, _mm256_set1_pd(6.93147180369123816490e-01), lo);
-}
-
 BG_AVX2 void xlogx_block_f64(double* v, int64_t L) {
   int64_t j = 0;
   const __m256d tiny = _mm256_set1_pd(std::numeric_limits<double>::min());
@@ -88,7 +64,7 @@ BG_AVX2 void xlogx_block_f64(double* v, int64_t L) {
     const __m256d x = _mm256_loadu_pd(v + j);
     const __m256d ok = _mm256_cmp_pd(x, tiny, _CMP_GE_OQ);
     const __m256d safe = _mm256_blendv_pd(_mm256_set1_pd(1.0), x, ok);
-    _mm256_storeu_pd(v + j, _mm256_and_pd(_mm256_mul_pd(safe, log4(safe)), ok));
+    _mm256_storeu_pd(v + j, _mm256_and_pd(_mm256_mul_pd(safe, simd::logx4(safe)), ok));
   }
   for (; j < L; ++j) v[j] = xlogx_scalar(v[j]);
 }
@@ -98,11 +74,10 @@ BG_AVX2 void xlogx_block_f64(double* v, int64_t L) {
 template <typename T>
 void xlogx_block(T* v, int64_t L) {
 #if BG_HAVE_X86
-  if constexpr (sizeof(T) == 8) {
-    if (cpu_has_avx2()) {
-      xlogx_block_f64(v, L);
-      return;
-    }
+  if (simd::use_avx2()) {
+    if constexpr (sizeof(T) == 4) xlogx_block_f32(v, L);
+    else xlogx_block_f64(v, L);
+    return;
   }
 #endif
   for (int64_t j = 0; j < L; ++j) v[j] = xlogx_scalar(v[j]);

@@ -1,8 +1,8 @@
 // Uncertainty decomposition and single-point acquisition scores.
 //
 // The hot loop is exp over S*N*C log-probabilities. libm has no vector entry
-// points without -ffast-math (ruled out by DESIGN.md), so the AVX2 path has its
-// own exp (exact reduction x = k ln2 + r, Taylor polynomial, |rel err| ~ 1 ulp).
+// points without -ffast-math (ruled out by DESIGN.md), so the AVX2 path uses
+// the shared vector exp of simd_math.hpp (|rel err| ~ 1 ulp).
 // Results underflowing below exp(-86) (float32) / exp(-700) (float64) are
 // flushed to 0: their contribution p log p is < 1e-35 and < 1e-300.
 // Work is split into fixed row chunks, so results do not depend on the thread
@@ -16,27 +16,11 @@
 #include <vector>
 
 #include "bayesgrad/parallel.hpp"
-
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#define BG_HAVE_X86 1
-#define BG_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define BG_HAVE_X86 0
-#endif
+#include "bayesgrad/simd_math.hpp"
 
 namespace bayesgrad {
 
 namespace {
-
-bool cpu_has_avx2() {
-#if BG_HAVE_X86
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-#else
-  return false;
-#endif
-}
 
 template <typename T>
 constexpr T exp_floor() { return sizeof(T) == 4 ? T(-86) : T(-700); }
@@ -50,56 +34,14 @@ inline T exp_scalar(T x) {
 }
 
 #if BG_HAVE_X86
-BG_AVX2 inline __m256 exp8(__m256 x) {
-  const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
-  const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(-86.0f), _CMP_GE_OQ);
-  const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-86.0f)), _mm256_set1_ps(80.0f));
-  const __m256 k = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), xc);
-  r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  const __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(k), 23);
-  __m256 y = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e));
-  y = _mm256_and_ps(y, keep);
-  return _mm256_blendv_ps(y, x, nan);
-}
-
-BG_AVX2 inline __m256d exp4(__m256d x) {
-  const __m256d nan = _mm256_cmp_pd(x, x, _CMP_UNORD_Q);
-  const __m256d keep = _mm256_cmp_pd(x, _mm256_set1_pd(-700.0), _CMP_GE_OQ);
-  const __m256d xc = _mm256_min_pd(_mm256_max_pd(x, _mm256_set1_pd(-700.0)), _mm256_set1_pd(80.0));
-  const __m256d k = _mm256_round_pd(_mm256_mul_pd(xc, _mm256_set1_pd(1.4426950408889634074)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  // ln 2 split so that k * ln2_hi is exact for |k| < 2^11.
-  __m256d r = _mm256_fnmadd_pd(k, _mm256_set1_pd(6.93147180369123816490e-01), xc);
-  r = _mm256_fnmadd_pd(k, _mm256_set1_pd(1.90821492927058770002e-10), r);
-  static const double inv_fact[14] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040,
-                                      1.0 / 40320, 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800,
-                                      1.0 / 479001600, 1.0 / 6227020800.0};
-  __m256d p = _mm256_set1_pd(inv_fact[13]);
-  for (int j = 12; j >= 0; --j) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(inv_fact[j]));
-  const __m256i ki = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(k));
-  __m256d y = _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(p), _mm256_slli_epi64(ki, 52)));
-  y = _mm256_and_pd(y, keep);
-  return _mm256_blendv_pd(y, x, nan);
-}
-
 BG_AVX2 void exp_block_f32(const float* x, float* e, int64_t L) {
   int64_t j = 0;
-  for (; j + 8 <= L; j += 8) _mm256_storeu_ps(e + j, exp8(_mm256_loadu_ps(x + j)));
+  for (; j + 8 <= L; j += 8) _mm256_storeu_ps(e + j, simd::expx8(_mm256_loadu_ps(x + j)));
   for (; j < L; ++j) e[j] = exp_scalar(x[j]);
 }
 BG_AVX2 void exp_block_f64(const double* x, double* e, int64_t L) {
   int64_t j = 0;
-  for (; j + 4 <= L; j += 4) _mm256_storeu_pd(e + j, exp4(_mm256_loadu_pd(x + j)));
+  for (; j + 4 <= L; j += 4) _mm256_storeu_pd(e + j, simd::expx4(_mm256_loadu_pd(x + j)));
   for (; j < L; ++j) e[j] = exp_scalar(x[j]);
 }
 #endif
@@ -108,7 +50,7 @@ BG_AVX2 void exp_block_f64(const double* x, double* e, int64_t L) {
 template <typename T>
 void exp_block(const T* x, T* e, int64_t L) {
 #if BG_HAVE_X86
-  if (cpu_has_avx2()) {
+  if (simd::use_avx2()) {
     if constexpr (sizeof(T) == 4) exp_block_f32(x, e, L);
     else exp_block_f64(x, e, L);
     return;

@@ -141,7 +141,9 @@ def backend_info() -> dict:
 
     Returns a dict with ``name`` (active backend), ``native`` (the C++ core
     imported), ``cuda_compiled``, ``cuda_devices``, ``cuda_status``,
-    ``threads``, ``blas``, ``simd``, ``openmp`` and ``compiler``.
+    ``threads``, ``blas``, ``simd``, ``openmp`` and ``compiler``. ``openmp`` is
+    False: the core runs its own thread pool, whose idle workers sleep (see
+    cpp/src/parallel.cpp); the key stays for callers that read it.
     """
     info = {
         "name": get_backend(),

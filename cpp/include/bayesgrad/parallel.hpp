@@ -8,11 +8,14 @@ namespace bayesgrad {
 
 int num_threads();
 void set_num_threads(int n);
+// Always false: the core uses its own thread pool (parallel.cpp says why).
 bool have_openmp();
 
-// Runs body(chunk) for chunk in [0, n_chunks) on the worker threads. The
-// caller never holds the GIL here; body must not call BLAS (scipy-openblas32's
-// own pthreads pool may deadlock inside an OpenMP region).
+// Runs body(chunk) for chunk in [0, n_chunks) on the calling thread and up to
+// num_threads() - 1 pool workers, which sleep when idle. The caller never
+// holds the GIL here; body should not call BLAS (its own threads would
+// oversubscribe the cores the pool is using). Exceptions thrown by body are
+// rethrown (the first one) after every chunk has run.
 void parallel_chunks(int64_t n_chunks, const std::function<void(int64_t)>& body);
 
 }  // namespace bayesgrad

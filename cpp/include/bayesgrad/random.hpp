@@ -17,7 +17,8 @@ void fill_normal(T* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t off
 
 // Which instruction set the bulk samplers dispatched to ("avx2+fma" or "scalar").
 const char* random_simd();
-// Force the scalar path (testing the AVX2 path against it); returns previous value.
+// Force the scalar path of every kernel that has an AVX2 one (testing the AVX2
+// paths against it); returns the previous value.
 bool random_force_scalar(bool on);
 
 }  // namespace bayesgrad
