@@ -36,9 +36,10 @@ import scipy.optimize as sopt
 
 from . import _backend
 from . import _checks as C
+from . import _training as _tr
 from . import nn as _nn
 from . import random as _random
-from ._numpy.mlp import Layout as _Layout, act_deriv as _act_deriv, forward_trace as _forward_trace
+from ._numpy.mlp import Layout as _Layout, act as _act, act_deriv as _act_deriv, forward_trace as _forward_trace
 
 __all__ = ["LinearHead", "Curvature", "Laplace", "STRUCTURES", "HESSIANS", "LINKS"]
 
@@ -52,6 +53,7 @@ _LIK_ALIASES = {"regression": "gaussian", "classification": "categorical"}
 _TAG_FISHER = 0x4C41_0001
 _TAG_SAMPLE = 0x4C41_0002
 _TAG_PRED = 0x4C41_0003
+_DENSE_LOWRANK_MAX_P = 2000
 
 
 # --------------------------------------------------------------------------- models
@@ -122,6 +124,7 @@ class _MLPNet:
         self.code = _nn.ACTIVATIONS[mlp.activation]
         self.layer_shapes = list(zip(mlp.sizes[:-1], mlp.sizes[1:]))
         self.n_params, self.n_outputs = mlp.n_params, mlp.sizes[-1]
+        self.sizes = np.asarray(mlp.sizes, dtype=np.int64)
 
     def n_inputs(self):
         return self.mlp.sizes[0]
@@ -165,8 +168,10 @@ class _LastLayerNet(LinearHead):
     def features(self, X):
         if self.L.n_layers == 1:
             return X
-        _, acts, _ = _forward_trace(self.L, self.code, self.theta_full[None], X)
-        return np.ascontiguousarray(acts[-1][0])
+        # the network below the last layer ends in a linear layer: its output, activated
+        below = _nn.MLP(self.mlp.sizes[:-1], self.mlp.activation)
+        z = below.forward(self.theta_full[: self.mlp.offsets[-1][0]], X)
+        return np.ascontiguousarray(_act(self.code, z))
 
     def forward_layers(self, theta, X):
         return super().forward_layers(theta, self.features(X))
@@ -272,30 +277,57 @@ class Curvature:
         for s in range(0, N, self.chunk_size):
             yield s, min(N, s + self.chunk_size)
 
+    def _draws(self, s, n):
+        """The chunk's Monte Carlo draws (rows s..s+n) for fisher_mc, a dummy otherwise."""
+        if self.hessian != "fisher_mc":
+            return np.zeros((1, 1), self.dtype)
+        K, Co = self._K(), self.model.n_outputs
+        stream = _random.fold_in(self.stream, _TAG_FISHER)
+        if self.likelihood == "gaussian":
+            return _random.normal((n, K, Co), self.seed, stream, self.dtype, offset=s * K * Co)
+        return _random.uniform((n, K), self.seed, stream, self.dtype, offset=s * K)
+
     def passes(self, X, y):
         """Yield (loss, [(a_l, S_l) per layer]) for each data chunk (checked X, y)."""
         k = _backend.kernels()
         K, Co = self._K(), self.model.n_outputs
-        stream = _random.fold_in(self.stream, _TAG_FISHER)
         for s, e in self._chunks(X.shape[0]):
             f, cache = self.model.forward_layers(self.theta, X[s:e])
             f = np.ascontiguousarray(f, dtype=self.dtype)
-            n = e - s
-            if self.hessian == "fisher_mc":
-                if self.likelihood == "gaussian":
-                    draws = _random.normal((n, K, Co), self.seed, stream, self.dtype, offset=s * K * Co)
-                else:
-                    draws = _random.uniform((n, K), self.seed, stream, self.dtype, offset=s * K)
-            else:
-                draws = np.zeros((1, 1), self.dtype)
-            S = np.empty((n, K, Co), self.dtype)
-            loss = k.curv_sqrt_loss(f, np.ascontiguousarray(y[s:e]), draws, self.likelihood, self.hessian, S)
+            S = np.empty((e - s, K, Co), self.dtype)
+            loss = k.curv_sqrt_loss(f, np.ascontiguousarray(y[s:e]), self._draws(s, e - s), self.likelihood,
+                                    self.hessian, S)
             yield float(loss), self.model.backward_sqrt(self.theta, cache, S)
+
+    def loss(self, X, y):
+        """The training loss at θ* (nats; ½Σ||y − f||² for gaussian), chunked."""
+        k = _backend.kernels()
+        total = 0.0
+        for s, e in self._chunks(X.shape[0]):
+            f = np.ascontiguousarray(self.model.forward(self.theta, X[s:e]), dtype=self.dtype)
+            S = np.empty((e - s, 1, f.shape[1]), self.dtype)
+            total += float(k.curv_sqrt_loss(f, np.ascontiguousarray(y[s:e]), np.zeros((1, 1), self.dtype),
+                                            self.likelihood, "ef", S))
+        return total
+
+    def _mlp_pass(self, X, y, structure, out):
+        """Whole-MLP chunk pass in one kernel (forward, back-propagated square roots,
+        per-layer accumulation); returns the loss."""
+        k = _backend.kernels()
+        m = self.model
+        loss = 0.0
+        for s, e in self._chunks(X.shape[0]):
+            loss += float(k.mlp_curv_accum(self.theta, X[s:e], np.ascontiguousarray(y[s:e]), self._draws(s, e - s),
+                                           m.sizes, m.code, self.likelihood, self.hessian, self._K(), structure, out))
+        return loss
 
     # ---- structures
     def diag(self, X, y):
         """Diagonal of the curvature (P,) summed over the data; also returns the loss."""
         X, y = self.check_data(X, y)
+        if isinstance(self.model, _MLPNet):
+            out = np.zeros(self.model.n_params, self.dtype)
+            return out, self._mlp_pass(X, y, "diag", out)
         k = _backend.kernels()
         parts = [(np.zeros((o, i), self.dtype), np.zeros(o, self.dtype)) for i, o in self.model.layer_shapes]
         loss = 0.0
@@ -310,11 +342,20 @@ class Curvature:
         X, y = self.check_data(X, y)
         k = _backend.kernels()
         facs = [(np.zeros((i, i), self.dtype), np.zeros((o, o), self.dtype)) for i, o in self.model.layer_shapes]
-        loss = 0.0
-        for lo, layers in self.passes(X, y):
-            loss += lo
-            for (a, S), (A, B) in zip(layers, facs):
-                k.linear_kron_accum(np.ascontiguousarray(a), np.ascontiguousarray(S), A, B)
+        if isinstance(self.model, _MLPNet):
+            packed = np.zeros(sum(i * i + o * o for i, o in self.model.layer_shapes), self.dtype)
+            loss = self._mlp_pass(X, y, "kron", packed)
+            off = 0
+            for (i, o), (A, B) in zip(self.model.layer_shapes, facs):
+                A[...] = packed[off:off + i * i].reshape(i, i)
+                B[...] = packed[off + i * i:off + i * i + o * o].reshape(o, o)
+                off += i * i + o * o
+        else:
+            loss = 0.0
+            for lo, layers in self.passes(X, y):
+                loss += lo
+                for (a, S), (A, B) in zip(layers, facs):
+                    k.linear_kron_accum(np.ascontiguousarray(a), np.ascontiguousarray(S), A, B)
         N = X.shape[0]
         return [(A / N, B) for A, B in facs], loss
 
@@ -337,8 +378,12 @@ class Curvature:
         loss = 0.0
         for lo, layers in self.passes(X, y):
             loss += lo
-            J = self._jac_rows(layers)
-            k.gram_accum(J.reshape(-1, P), G)
+            if len(layers) == 1:   # one linear layer: block by block, C× fewer flops than the Jacobian Gram
+                a, S = layers[0]
+                k.linear_full_accum(np.ascontiguousarray(a), np.ascontiguousarray(S), G)
+            else:
+                J = self._jac_rows(layers)
+                k.gram_accum(J.reshape(-1, P), G)
         return G, loss
 
     def gvp(self, X, y, V):
@@ -352,13 +397,15 @@ class Curvature:
             raise ValueError(f"V must have shape (m, {P}) or ({P},), got {V.shape}")
         k = _backend.kernels()
         out = np.zeros_like(V2)
+        if isinstance(self.model, _MLPNet):   # jvp -> loss Hessian -> vjp, natively per chunk
+            m = self.model
+            for s, e in self._chunks(X.shape[0]):
+                k.mlp_ggn_vp(self.theta, X[s:e], np.ascontiguousarray(y[s:e]), self._draws(s, e - s), m.sizes, m.code,
+                             self.likelihood, self.hessian, self._K(), V2, out)
+            return out[0] if one else out
         for _, layers in self.passes(X, y):
-            if len(layers) == 1:
-                a, S = layers[0]
-                k.linear_ggn_vp(np.ascontiguousarray(a), np.ascontiguousarray(S), V2, out)
-            else:  # several layers: through the chunk's Jacobian rows (O(chunk·K·P))
-                J = self._jac_rows(layers).reshape(-1, P)
-                out += (J.T @ (J @ V2.T)).T
+            a, S = layers[0]
+            k.linear_ggn_vp(np.ascontiguousarray(a), np.ascontiguousarray(S), V2, out)
         return out[0] if one else out
 
     def jacobians(self, X):
@@ -542,12 +589,18 @@ class Laplace:
     rank : int, rank of ``lowrank`` (default min(P, 50))
     chunk_size : int, rows processed at once
     seed, stream : Philox seed and stream of the sampled Fisher
+    lowrank_solver : {"auto", "dense", "eigsh"}
+        How ``lowrank`` finds the top ``rank`` eigenpairs: ``dense`` builds the
+        (P, P) curvature and calls eigh; ``eigsh`` runs ARPACK (scipy.sparse.linalg.eigsh)
+        on matrix-free curvature-vector products (one data pass per product, memory
+        O(P · rank)); ``auto`` picks eigsh when P > 2000 and rank < P.
     """
 
     def __init__(self, model, theta=None, likelihood="categorical", structure="diag", subset="all", hessian="ggn",
                  prior_precision=1.0, sigma_noise=1.0, temperature=1.0, prior_mean=0.0, n_mc_samples=1,
-                 rank=None, chunk_size=256, seed=0, stream=0):
+                 rank=None, chunk_size=256, seed=0, stream=0, lowrank_solver="auto"):
         self.structure = C.option(structure, "structure", STRUCTURES)
+        self.lowrank_solver = C.option(lowrank_solver, "lowrank_solver", ("auto", "dense", "eigsh"))
         self.subset = C.option(subset, "subset", ("all", "last_layer"))
         model, theta = self._subset_model(model, theta)
         self.curv = Curvature(model, theta, likelihood, hessian, n_mc_samples, chunk_size, seed, stream)
@@ -658,10 +711,10 @@ class Laplace:
         elif self.structure == "kron":
             facs, self.loss = self.curv.kron(X, y)
             self.H = facs
-            self._eig = [(np.linalg.eigh(A.astype(np.float64)), np.linalg.eigh(B.astype(np.float64)))
-                         for A, B in facs]
-            # symmetric PSD factors: clip round-off negatives as laplace-torch's symeig does
-            self._eig = [((np.maximum(la, 0), Qa), (np.maximum(lb, 0), Qb)) for (la, Qa), (lb, Qb) in self._eig]
+            self._set_kron_eig(facs)
+        elif self.structure == "lowrank" and self._use_eigsh():
+            self.H = None
+            self._U, self._lam, self.loss = self._lowrank_eigsh(X, y)
         else:
             G, self.loss = self.curv.full(X, y)
             self.H = G
@@ -671,6 +724,32 @@ class Laplace:
                 self._U, self._lam = U[:, idx], np.maximum(lam[idx], 0)
         self._fitted = True
         return self
+
+    def _set_kron_eig(self, facs):
+        eig = [(np.linalg.eigh(A.astype(np.float64)), np.linalg.eigh(B.astype(np.float64))) for A, B in facs]
+        # symmetric PSD factors: clip round-off negatives as laplace-torch's symeig does
+        self._eig = [((np.maximum(la, 0), Qa), (np.maximum(lb, 0), Qb)) for (la, Qa), (lb, Qb) in eig]
+
+    def _use_eigsh(self):
+        if self.lowrank_solver == "auto":
+            return self.n_params > _DENSE_LOWRANK_MAX_P and self.rank < self.n_params
+        if self.lowrank_solver == "eigsh" and self.rank >= self.n_params:
+            raise ValueError(f"lowrank_solver='eigsh' needs rank < the number of parameters {self.n_params}")
+        return self.lowrank_solver == "eigsh"
+
+    def _lowrank_eigsh(self, X, y):
+        """Top-``rank`` eigenpairs of the curvature from matrix-free products (ARPACK)."""
+        from scipy.sparse.linalg import LinearOperator, eigsh
+
+        P = self.n_params
+
+        def mv(v):
+            return self.curv.gvp(X, y, np.asarray(v, self.dtype).reshape(-1)).astype(np.float64)
+
+        op = LinearOperator((P, P), matvec=mv, dtype=np.float64)
+        lam, U = eigsh(op, k=self.rank, which="LA", v0=np.ones(P) / math.sqrt(P), tol=1e-10)
+        idx = np.argsort(lam)[::-1]
+        return U[:, idx], np.maximum(lam[idx], 0), self.curv.loss(X, y)
 
     def _check_fitted(self):
         if not self._fitted:
@@ -893,6 +972,90 @@ class Laplace:
         if Fs is not None:
             out["log_probs"] = _log_probs(self.likelihood, Fs)
         return out
+
+    # ---- persistence
+    def _model_arrays(self):
+        if isinstance(self.model, _LastLayerNet):
+            return "mlp", self.model.mlp, {"theta": self.model.theta_full}
+        if isinstance(self.model, _MLPNet):
+            return "mlp", self.model.mlp, {"theta": self.mean}
+        return "linear_head", None, {"weight": self.model.weight, "bias": self.model.bias}
+
+    def save(self, path):
+        """Write the approximation to ``path`` (.npz with JSON metadata, no pickle): the
+        model and θ*, the settings, the prior, and (when fitted) the curvature."""
+        kind, mlp, arrays = self._model_arrays()
+        meta = {"kind": "Laplace", "model": kind, "mlp": None if mlp is None else mlp.to_dict(),
+                "likelihood": self.likelihood, "structure": self.structure, "subset": self.subset,
+                "hessian": self.hessian, "temperature": self.temperature, "sigma_noise": self._sigma_noise,
+                "n_mc_samples": self.curv.n_mc_samples, "rank": self.rank, "chunk_size": self.curv.chunk_size,
+                "seed": str(self.curv.seed), "stream": self.curv.stream, "lowrank_solver": self.lowrank_solver,
+                "fitted": self._fitted}
+        arrays = dict(arrays, prior_mean=self.prior_mean, prior_precision=self._prior_precision)
+        if self._fitted:
+            meta["n_data"], meta["loss"] = int(self.n_data), float(self.loss)
+            if self.structure == "kron":
+                for i, (A, B) in enumerate(self.H):
+                    arrays[f"A{i}"], arrays[f"B{i}"] = A, B
+            elif self.structure == "lowrank":
+                arrays["U"], arrays["lam"] = self._U, self._lam
+            else:
+                arrays["H"] = self.H
+        _tr.save_npz(path, meta, arrays)
+
+    @classmethod
+    def load(cls, path):
+        """Read an approximation written by ``save``; ValueError for a malformed or foreign file."""
+        meta, arrays = _tr.load_npz(path, "Laplace", ["prior_mean", "prior_precision"])
+        try:
+            kind = meta["model"]
+            if kind == "mlp":
+                model, theta = _nn.MLP(**meta["mlp"]), cls._array(arrays, "theta", path)
+            elif kind == "linear_head":
+                model, theta = LinearHead(cls._array(arrays, "weight", path), cls._array(arrays, "bias", path)), None
+            else:
+                raise ValueError(f"unknown model kind {kind!r}")
+            seed = int(meta["seed"])
+            la = cls(model, theta, meta["likelihood"], structure=meta["structure"], subset=meta["subset"],
+                     hessian=meta["hessian"], prior_precision=arrays["prior_precision"],
+                     sigma_noise=meta["sigma_noise"], temperature=meta["temperature"],
+                     prior_mean=arrays["prior_mean"], n_mc_samples=meta["n_mc_samples"], rank=meta["rank"],
+                     chunk_size=meta["chunk_size"], seed=seed, stream=meta["stream"],
+                     lowrank_solver=meta["lowrank_solver"])
+            if meta["fitted"] is True:
+                la._restore_fit(meta, arrays, path)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{path!r}: malformed Laplace metadata ({type(exc).__name__}: {exc})") from exc
+        return la
+
+    @staticmethod
+    def _array(arrays, name, path, shape=None, dtype=None):
+        a = arrays.get(name)
+        if a is None or a.dtype not in (np.float32, np.float64) or not np.all(np.isfinite(a)):
+            raise ValueError(f"{path!r}: array {name!r} missing or not finite float32/float64")
+        if shape is not None and a.shape != shape:
+            raise ValueError(f"{path!r}: array {name!r} has shape {a.shape}, expected {shape}")
+        return a if dtype is None else a.astype(dtype)
+
+    def _restore_fit(self, meta, arrays, path):
+        n_data, loss = meta["n_data"], meta["loss"]
+        if not (isinstance(n_data, int) and n_data >= 0 and isinstance(loss, (int, float)) and math.isfinite(loss)):
+            raise ValueError(f"{path!r}: malformed n_data / loss")
+        P, dt = self.n_params, self.dtype
+        if self.structure == "kron":
+            facs = [(self._array(arrays, f"A{i}", path, (I, I), dt), self._array(arrays, f"B{i}", path, (O, O), dt))
+                    for i, (I, O) in enumerate(self.model.layer_shapes)]
+            self.H = facs
+            self._set_kron_eig(facs)
+        elif self.structure == "lowrank":
+            self.H = None
+            self._U = self._array(arrays, "U", path, (P, self.rank), np.float64)
+            self._lam = self._array(arrays, "lam", path, (self.rank,), np.float64)
+            if np.any(self._lam < 0):
+                raise ValueError(f"{path!r}: negative low-rank eigenvalues")
+        else:
+            self.H = self._array(arrays, "H", path, (P,) if self.structure == "diag" else (P, P), dt)
+        self.n_data, self.loss, self._fitted = n_data, float(loss), True
 
     def _from_samples(self, F):
         if self.likelihood == "gaussian":
