@@ -5,7 +5,14 @@ GLM / MC predictives.
 Conventions are laplace-torch's, so that numbers agree with it:
 
 * the curvature ``H`` is summed over the data set; for ``"gaussian"`` the
-  loss Hessian is the identity (unit noise; σ enters separately);
+  loss Hessian is the identity (unit noise, Λ = I; σ enters separately);
+* the empirical Fisher is ``Σ_n g_n g_nᵀ`` with ``g_n`` the gradient of the
+  per-point loss of the same unit-noise likelihood, ``½||y − f||²`` for
+  ``"gaussian"``, so that its expectation under the model is the GGN.
+  Deliberate difference: laplace-torch's regression EF is exactly 2× this —
+  it squares the gradient of ``MSELoss(reduction="sum")``, ``2(f − y)``, and
+  applies its factor ½ once, which amounts to Λ = 2I and contradicts the
+  Λ = I of its (and our) GGN. Classification EFs agree with laplace-torch;
 * posterior precision ``P = H / (σ² T) + P0`` with ``P0`` diagonal (scalar,
   one value per parameter tensor — each weight and each bias — or one per
   parameter);
