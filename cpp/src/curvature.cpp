@@ -17,6 +17,25 @@ namespace {
 
 constexpr int64_t kRows = 64;  // fixed row chunk: results do not depend on the thread count
 
+// The whole-network passes alternate GEMMs with short elementwise loops; running
+// those loops on our OpenMP pool right after OpenBLAS's pool (whose threads
+// spin-wait after each call) made a chunk ~5x slower on 2 busy cores, so inside
+// those passes they run serially (same chunking, same results).
+thread_local bool t_serial = false;
+struct SerialScope {
+  bool old;
+  SerialScope() : old(t_serial) { t_serial = true; }
+  ~SerialScope() { t_serial = old; }
+};
+template <class F>
+void for_chunks(int64_t n, F&& body) {
+  if (t_serial) {
+    for (int64_t c = 0; c < n; ++c) body(c);
+  } else {
+    parallel_chunks(n, body);
+  }
+}
+
 int64_t n_chunks(int64_t n) { return (n + kRows - 1) / kRows; }
 
 blasint bi(int64_t v) {
@@ -55,7 +74,7 @@ void gram(const float* X, int64_t m, int64_t p, float* C) {
 template <typename T>
 void colsum_add(const T* X, int64_t n, int64_t p, T* out) {
   const int64_t pc = (p + 255) / 256;
-  parallel_chunks(pc, [&](int64_t c) {
+  for_chunks(pc, [&](int64_t c) {
     const int64_t j0 = c * 256, j1 = std::min(p, j0 + 256);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = j0; j < j1; ++j) out[j] += X[i * p + j];
@@ -159,7 +178,7 @@ double sqrt_loss(const T* f, const T* y, const T* draws, int64_t n, int64_t C, i
   std::vector<double> part(static_cast<size_t>(nc), 0.0);
   const int64_t ystride = lik == Likelihood::gaussian ? C : 1;
   const int64_t dstride = (lik == Likelihood::gaussian) ? K * C : K;
-  parallel_chunks(nc, [&](int64_t c) {
+  for_chunks(nc, [&](int64_t c) {
     std::vector<T> p(static_cast<size_t>(C));
     double acc = 0;
     for (int64_t i = c * kRows; i < std::min(n, (c + 1) * kRows); ++i)
@@ -174,7 +193,7 @@ double sqrt_loss(const T* f, const T* y, const T* draws, int64_t n, int64_t C, i
 template <typename T>
 void linear_diag_accum(const T* a, const T* S, int64_t n, int64_t I, int64_t K, int64_t O, T* out_w, T* out_b) {
   std::vector<T> s2(static_cast<size_t>(n * O)), a2(static_cast<size_t>(n * I));
-  parallel_chunks(n_chunks(n), [&](int64_t c) {
+  for_chunks(n_chunks(n), [&](int64_t c) {
     for (int64_t i = c * kRows; i < std::min(n, (c + 1) * kRows); ++i) {
       T* s = s2.data() + i * O;
       for (int64_t o = 0; o < O; ++o) s[o] = 0;
@@ -198,7 +217,7 @@ void linear_kron_accum(const T* a, const T* S, int64_t n, int64_t I, int64_t K, 
 template <typename T>
 void linear_jacobian(const T* a, const T* S, int64_t n, int64_t I, int64_t K, int64_t O, T* out) {
   const int64_t P = O * I + O;
-  parallel_chunks(n_chunks(n), [&](int64_t c) {
+  for_chunks(n_chunks(n), [&](int64_t c) {
     for (int64_t i = c * kRows; i < std::min(n, (c + 1) * kRows); ++i)
       for (int64_t k = 0; k < K; ++k) {
         const T* s = S + (i * K + k) * O;
@@ -229,7 +248,7 @@ void linear_ggn_vp(const T* a, const T* S, int64_t n, int64_t I, int64_t K, int6
       for (int64_t o = 0; o < O; ++o) u[i * O + o] = vb[o];
     gemm(false, true, n, O, I, a, I, vw, I, u.data(), O);
     // loss Hessian: r = sum_k S_k (S_k . u)
-    parallel_chunks(n_chunks(n), [&](int64_t c) {
+    for_chunks(n_chunks(n), [&](int64_t c) {
       for (int64_t i = c * kRows; i < std::min(n, (c + 1) * kRows); ++i) {
         T* ri = r.data() + i * O;
         const T* ui = u.data() + i * O;
@@ -252,10 +271,11 @@ void linear_ggn_vp(const T* a, const T* S, int64_t n, int64_t I, int64_t K, int6
 template <typename T>
 void linear_full_accum(const T* a, const T* S, int64_t n, int64_t I, int64_t K, int64_t O, T* out) {
   const int64_t P = O * I + O;
+  SerialScope serial;
   // Λ_i = Σ_k S_ik S_ikᵀ (n, O, O): the Gram of the rows [S ⊗ a, S] has blocks
   // (c, d) = Σ_i Λ_i[c, d] a_i a_iᵀ, so only the O(O+1)/2 upper blocks need GEMMs
   std::vector<T> lam(static_cast<size_t>(n * O * O));
-  parallel_chunks(n_chunks(n), [&](int64_t ch) {
+  for_chunks(n_chunks(n), [&](int64_t ch) {
     for (int64_t i = ch * kRows; i < std::min(n, (ch + 1) * kRows); ++i) {
       T* Li = lam.data() + i * O * O;
       std::fill(Li, Li + O * O, T(0));
@@ -271,7 +291,7 @@ void linear_full_accum(const T* a, const T* S, int64_t n, int64_t I, int64_t K, 
   std::vector<T> M(static_cast<size_t>(n * O * I));
   for (int64_t c = 0; c < O; ++c) {
     const int64_t w = (O - c) * I;
-    parallel_chunks(n_chunks(n), [&](int64_t ch) {
+    for_chunks(n_chunks(n), [&](int64_t ch) {
       for (int64_t i = ch * kRows; i < std::min(n, (ch + 1) * kRows); ++i)
         for (int64_t d = c; d < O; ++d) {
           const T l = lam[(i * O + c) * O + d];
@@ -289,7 +309,7 @@ void linear_full_accum(const T* a, const T* S, int64_t n, int64_t I, int64_t K, 
     for (int64_t d = 0; d < O; ++d) out[(O * I + c) * P + O * I + d] += bb[c * O + d];
   // the strict lower triangle is always rewritten from the upper one
   const int64_t pc = (P + 63) / 64;
-  parallel_chunks(pc, [&](int64_t ch) {
+  for_chunks(pc, [&](int64_t ch) {
     for (int64_t i = ch * 64; i < std::min(P, (ch + 1) * 64); ++i)
       for (int64_t j = 0; j < i; ++j) out[i * P + j] = out[j * P + i];
   });
@@ -312,7 +332,7 @@ namespace {
 // G (n*K rows, I) *= f'(z) of the n rows of the layer below, broadcast over k.
 template <typename T>
 void times_act_deriv(mlp::Activation f, const T* z, const T* a, int64_t n, int64_t K, int64_t I, T* G) {
-  parallel_chunks(n_chunks(n), [&](int64_t ch) {
+  for_chunks(n_chunks(n), [&](int64_t ch) {
     std::vector<T> d(static_cast<size_t>(I));
     for (int64_t i = ch * kRows; i < std::min(n, (ch + 1) * kRows); ++i) {
       for (int64_t j = 0; j < I; ++j) d[j] = mlp::act_deriv(f, z[i * I + j], a[i * I + j]);
@@ -341,6 +361,7 @@ double mlp_accum(const mlp::Layout& L, mlp::Activation f, const T* theta, const 
   const int64_t nl = L.n_layers(), C = L.d_output();
   check_sqrt_args<T>(n, C, K, lik, kind);
   if (n == 0) return 0.0;
+  SerialScope serial;
   mlp::Trace<T> tr;
   mlp::forward<T>(L, f, theta, 1, 0, X, n, 0, tr);
   std::vector<T> G(static_cast<size_t>(n * K * C)), Gn;
@@ -371,6 +392,7 @@ void mlp_ggn_vp(const mlp::Layout& L, mlp::Activation f, const T* theta, const T
   const int64_t nl = L.n_layers(), C = L.d_output(), P = L.n_params;
   check_sqrt_args<T>(n, C, K, lik, kind);
   if (n == 0 || m == 0) return;
+  SerialScope serial;
   mlp::Trace<T> tr;
   mlp::forward<T>(L, f, theta, 1, 0, X, n, 0, tr);
   std::vector<T> S(static_cast<size_t>(n * K * C));
@@ -392,7 +414,7 @@ void mlp_ggn_vp(const mlp::Layout& L, mlp::Activation f, const T* theta, const T
       }
     }
     // loss Hessian at the output: r = Σ_k S_k (S_k · u), written over dz
-    parallel_chunks(n_chunks(n), [&](int64_t ch) {
+    for_chunks(n_chunks(n), [&](int64_t ch) {
       std::vector<T> r(static_cast<size_t>(C));
       for (int64_t i = ch * kRows; i < std::min(n, (ch + 1) * kRows); ++i) {
         T* u = dz.data() + i * C;
