@@ -68,6 +68,14 @@ def test_structure_identities_and_glm_variance(structure, lik, rng):
         J[:, c, C * 4 + c] = 1
     np.testing.assert_allclose(fvar, np.einsum("ncp,pq,ndq->ncd", J, Sig, J), rtol=1e-8, atol=1e-12)
     np.testing.assert_allclose(fmu, X[:5] @ W.T + b, rtol=1e-12)
+    # many rows (N C > P): the head's block formula on the dense covariance
+    fmu_all, fvar_all = la.functional_variance(X)
+    Ja = np.zeros((30, C, la.n_params))
+    for c in range(C):
+        Ja[:, c, c * 4:(c + 1) * 4] = X
+        Ja[:, c, C * 4 + c] = 1
+    np.testing.assert_allclose(fvar_all, np.einsum("ncp,pq,ndq->ncd", Ja, Sig, Ja), rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(fmu_all, X @ W.T + b, rtol=1e-12)
     pred = la.predict(X[:5])
     if lik == "gaussian":
         np.testing.assert_allclose(pred.epistemic_var, np.diagonal(fvar, axis1=1, axis2=2), rtol=1e-12)

@@ -448,6 +448,9 @@ class _DiagPost:
     def inv_sqrt_apply(self, Z):
         return Z / np.sqrt(self.d)
 
+    def covariance(self):
+        return np.diag(1.0 / self.d)
+
     def matrix(self):
         return np.diag(self.d)
 
@@ -474,6 +477,13 @@ class _FullPost:
         Li = sla.solve_triangular(self.L, np.eye(self.L.shape[0]), lower=True)
         return np.sum(Li * Li, axis=0)
 
+    def covariance(self):
+        # LAPACK potri on the Cholesky factor: P⁻¹ in (2/3) P³ flops
+        inv, info = sla.lapack.dpotri(self.L, lower=1)
+        if info != 0:
+            raise ValueError("posterior precision is not positive definite; increase prior_precision")
+        return np.tril(inv) + np.tril(inv, -1).T
+
     def inv_sqrt_apply(self, Z):
         # x = L^{-T} z has covariance (L L^T)^{-1} = P^{-1}
         return sla.solve_triangular(self.L, Z.T.astype(np.float64), lower=True, trans="T").T.astype(Z.dtype)
@@ -482,7 +492,12 @@ class _FullPost:
         return self.Pm
 
 
-class _KronPost:
+class _Post:
+    def covariance(self):
+        return self.inv_apply(np.eye(self.n))
+
+
+class _KronPost(_Post):
     """Block diagonal over parameter tensors; W block (Q_B ⊗ Q_A) diag(λ_B λ_Aᵀ f + δ) (Q_B ⊗ Q_A)ᵀ,
     bias block Q_B diag(λ_B f + δ) Q_Bᵀ. ``delta`` holds one prior precision per tensor."""
 
@@ -496,6 +511,7 @@ class _KronPost:
             eb = lB * f + delta[2 * li + 1]
             self.blocks.append((off, (QB, None, eb)))
             off += eb.size
+        self.n = off
         if any(np.any(b[1][2] <= 0) for b in self.blocks):
             raise ValueError("posterior precision is not positive definite; increase prior_precision")
 
@@ -540,11 +556,11 @@ class _KronPost:
         return sla.block_diag(*mats)
 
 
-class _LowRankPost:
+class _LowRankPost(_Post):
     """P = U diag(l f) Uᵀ + D (D = diag(p0)); Woodbury and the determinant lemma."""
 
     def __init__(self, U, lam, f, p0):
-        self.D = p0
+        self.D, self.n = p0, len(p0)
         # M = D^{-1/2} U (l f)^{1/2}: P = D^{1/2} (I + M Mᵀ) D^{1/2}
         M = (U / np.sqrt(p0)[:, None]) * np.sqrt(np.maximum(lam, 0) * f)
         self.Um, s, _ = np.linalg.svd(M, full_matrices=False)
@@ -906,6 +922,8 @@ class Laplace:
     def functional_variance(self, X):
         """GLM output mean f (N, C) and covariance f_var (N, C, C) = J P⁻¹ Jᵀ, chunked."""
         post = self._posterior()
+        if isinstance(self.model, LinearHead) and len(X) * self.n_outputs > self.n_params:
+            return self._head_functional_variance(post, X)
         fs, vs = [], []
         for f, J in self.curv.jacobians(X):
             n, Co, P = J.shape
@@ -913,6 +931,29 @@ class Laplace:
             SJ = post.inv_apply(J2).reshape(n, Co, P)
             vs.append(np.einsum("ncp,ndp->ncd", J.astype(np.float64), SJ))
             fs.append(f)
+        return np.concatenate(fs).astype(np.float64), np.concatenate(vs)
+
+    def _head_functional_variance(self, post, X):
+        """f_var of a linear head from the dense covariance Σ (P, P): J_n = [I_C ⊗ φ_nᵀ, I_C], so
+        f_var[n, c, d] = φᵀ Σ_WcWd φ + φᵀ Σ_Wc,bd + Σ_bc,Wd φ + Σ_bc,bd. One (P, P) inverse plus
+        2 N F P C flops, instead of N C triangular solves of size P (2 N C P² flops)."""
+        Sig = post.covariance()
+        Co, F = self.n_outputs, self.model.n_features
+        OI = Co * F
+        X = C.as_array(X, "X", self.dtype, ndim=2)
+        fs, vs = [], []
+        rows = max(1, min(len(X), (1 << 24) // self.n_params))
+        for s in range(0, len(X), rows):
+            Xc = X[s:s + rows]
+            Phi = (self.model.features(Xc) if isinstance(self.model, _LastLayerNet) else Xc).astype(np.float64)
+            n = Phi.shape[0]
+            v = np.empty((n, Co, Co))
+            for c in range(Co):
+                T = Phi @ Sig[c * F:(c + 1) * F, :]                               # (n, P)
+                v[:, c, :] = (np.einsum("ndi,ni->nd", T[:, :OI].reshape(n, Co, F), Phi) + T[:, OI:]
+                              + Phi @ Sig[OI + c, :OI].reshape(Co, F).T + Sig[OI + c, OI:])
+            vs.append(0.5 * (v + v.transpose(0, 2, 1)))
+            fs.append(self.model.forward(self.mean, Xc))
         return np.concatenate(fs).astype(np.float64), np.concatenate(vs)
 
     def predict(self, X, link="probit", pred_type="glm", n_samples=None, seed=0, stream=0):
