@@ -3,6 +3,7 @@ GLM predictive against explicit J P⁻¹ Jᵀ, marginal-likelihood optimisation,
 MLP curvature against finite-difference Jacobians, laplace-torch agreement
 (when installed) and bad input."""
 import importlib.util
+import json
 import math
 
 import numpy as np
@@ -67,6 +68,14 @@ def test_structure_identities_and_glm_variance(structure, lik, rng):
         J[:, c, C * 4 + c] = 1
     np.testing.assert_allclose(fvar, np.einsum("ncp,pq,ndq->ncd", J, Sig, J), rtol=1e-8, atol=1e-12)
     np.testing.assert_allclose(fmu, X[:5] @ W.T + b, rtol=1e-12)
+    # many rows (N C > P): the head's block formula on the dense covariance
+    fmu_all, fvar_all = la.functional_variance(X)
+    Ja = np.zeros((30, C, la.n_params))
+    for c in range(C):
+        Ja[:, c, c * 4:(c + 1) * 4] = X
+        Ja[:, c, C * 4 + c] = 1
+    np.testing.assert_allclose(fvar_all, np.einsum("ncp,pq,ndq->ncd", Ja, Sig, Ja), rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(fmu_all, X @ W.T + b, rtol=1e-12)
     pred = la.predict(X[:5])
     if lik == "gaussian":
         np.testing.assert_allclose(pred.epistemic_var, np.diagonal(fvar, axis1=1, axis2=2), rtol=1e-12)
@@ -299,7 +308,8 @@ def test_agrees_with_laplace_torch(structure):
     model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3)).double()
     torch.nn.utils.vector_to_parameters(torch.tensor(th), model.parameters())
     ds = torch.utils.data.TensorDataset(torch.tensor(X), torch.tensor(y))
-    lt = LT(model, "classification", subset_of_weights="all", hessian_structure=structure,
+    from laplace.curvature import BackPackGGN   # BackPack: the reference that needs no further extras
+    lt = LT(model, "classification", subset_of_weights="all", hessian_structure=structure, backend=BackPackGGN,
             prior_precision=torch.tensor([0.5, 1.0, 1.5, 2.0], dtype=torch.float64))
     lt.fit(torch.utils.data.DataLoader(ds, batch_size=16))
     ours = Laplace(mlp, th, "categorical", structure=structure, prior_precision=[0.5, 1.0, 1.5, 2.0]).fit(X, y)
@@ -307,3 +317,120 @@ def test_agrees_with_laplace_torch(structure):
     assert ours.log_marginal_likelihood() == pytest.approx(lt.log_marginal_likelihood().item(), rel=1e-8)
     p_lt = lt(torch.tensor(X[:5]), pred_type="glm", link_approx="probit").detach().numpy()
     np.testing.assert_allclose(ours.predict(X[:5]).probs, p_lt, rtol=1e-6)
+
+
+@pytest.mark.parametrize("structure", STRUCTS)
+def test_save_load_roundtrip(structure, rng, tmp_path):
+    mlp = bg.nn.MLP([3, 6, 3], "tanh")
+    th = mlp.init(seed=3)
+    X = rng.normal(size=(25, 3))
+    y = rng.integers(0, 3, 25).astype(float)
+    prior = [0.5, 1.0, 1.5, 2.0]
+    la = Laplace(mlp, th, "categorical", structure=structure, prior_precision=prior, rank=5, temperature=0.9)
+    f0 = tmp_path / "unfitted.npz"
+    la.save(f0)
+    assert not Laplace.load(f0)._fitted
+    la.fit(X, y)
+    f = tmp_path / "la.npz"
+    la.save(f)
+    lb = Laplace.load(f)
+    assert lb.structure == structure and lb.temperature == 0.9
+    np.testing.assert_array_equal(lb.mean, la.mean)
+    np.testing.assert_array_equal(lb.prior_precision, la.prior_precision)
+    assert lb.log_marginal_likelihood() == pytest.approx(la.log_marginal_likelihood(), rel=1e-14)
+    np.testing.assert_allclose(lb.predict(X[:4]).probs, la.predict(X[:4]).probs, rtol=1e-13)
+    np.testing.assert_array_equal(lb.sample(3, seed=1), la.sample(3, seed=1))
+    # last-layer on an MLP and a feature head round-trip too
+    for lx in (Laplace(mlp, th, "categorical", subset="last_layer", structure="full").fit(X, y),
+               Laplace.from_features(rng.normal(size=(1, 3)), None, "gaussian", sigma_noise=0.3).fit(X, X[:, 0])):
+        lx.save(f)
+        ly = Laplace.load(f)
+        assert ly.log_marginal_likelihood() == pytest.approx(lx.log_marginal_likelihood(), rel=1e-14)
+
+
+def test_load_rejects_malformed_and_hostile_files(rng, tmp_path):
+    mlp = bg.nn.MLP([2, 3, 2], "tanh")
+    th = mlp.init(seed=1)
+    la = Laplace(mlp, th, "categorical", structure="diag").fit(rng.normal(size=(5, 2)), np.array([0., 1, 0, 1, 1]))
+    good = tmp_path / "good.npz"
+    la.save(good)
+    with np.load(good) as z:
+        files = {k: z[k] for k in z.files}
+    meta = json.loads(files["__meta__"].tobytes())
+
+    def write(name, meta_=meta, **over):
+        arr = dict(files, **over)
+        arr["__meta__"] = np.frombuffer(json.dumps(meta_).encode(), np.uint8)
+        arr = {k: v for k, v in arr.items() if v is not None}
+        np.savez(tmp_path / name, **arr)
+        return tmp_path / name
+
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file at all")
+    bad = [tmp_path / "junk.npz",
+           write("obj.npz", H=np.array([object()], dtype=object)),           # pickled object array
+           write("nan.npz", H=np.full_like(files["H"], np.nan)),
+           write("shape.npz", H=files["H"][:-1]),
+           write("missing.npz", H=None),
+           write("theta.npz", theta=files["theta"][:-1]),
+           write("kind.npz", dict(meta, kind="MFVI")),
+           write("struct.npz", dict(meta, structure="blocks")),
+           write("meta.npz", dict(meta, fitted=True, n_data="many")),
+           write("nometa.npz", {k: v for k, v in meta.items() if k != "likelihood"}),
+           write("prior.npz", prior_precision=-files["prior_precision"])]
+    for path in bad:
+        with pytest.raises(ValueError):
+            Laplace.load(path)
+
+
+def test_lowrank_eigsh_matches_dense(rng):
+    """Matrix-free ARPACK on GGN-vector products gives the dense eigh's top eigenpairs."""
+    mlp = bg.nn.MLP([3, 6, 3], "tanh")
+    th = mlp.init(seed=3)
+    X = rng.normal(size=(30, 3))
+    y = rng.integers(0, 3, 30).astype(float)
+    kw = dict(structure="lowrank", rank=6, prior_precision=0.5)
+    dense = Laplace(mlp, th, "categorical", lowrank_solver="dense", **kw).fit(X, y)
+    arp = Laplace(mlp, th, "categorical", lowrank_solver="eigsh", **kw).fit(X, y)
+    assert arp.H is None                      # no (P, P) matrix was built
+    np.testing.assert_allclose(arp._lam, dense._lam, rtol=1e-8)
+    np.testing.assert_allclose(arp.posterior_precision, dense.posterior_precision, rtol=1e-7, atol=1e-9)
+    assert arp.log_marginal_likelihood() == pytest.approx(dense.log_marginal_likelihood(), rel=1e-10)
+    with pytest.raises(ValueError, match="lowrank_solver"):
+        Laplace(mlp, th, "categorical", lowrank_solver="lanczos")
+
+
+def test_empirical_fisher_regression_convention(rng):
+    """EF for the gaussian likelihood is Σ g gᵀ with g = ∇θ ½||y − f||² (unit noise,
+    Λ = I): with residuals of exactly ±1 per point (one output) it equals the GGN.
+    laplace-torch's EF is 2× this (it squares the gradient of MSELoss(sum) = 2(f − y)
+    and then applies the factor ½ once): we keep Λ = I, as the issue states."""
+    mlp = bg.nn.MLP([2, 4, 1], "tanh")
+    th = mlp.init(seed=0)
+    X = rng.normal(size=(12, 2))
+    y = mlp.forward(th, X)[:, 0] + rng.choice([-1.0, 1.0], 12)
+    for s in ("diag", "full"):
+        ef = Laplace(mlp, th, "gaussian", structure=s, hessian="ef").fit(X, y)
+        ggn = Laplace(mlp, th, "gaussian", structure=s, hessian="ggn").fit(X, y)
+        np.testing.assert_allclose(ef.H, ggn.H, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.single_backend
+@pytest.mark.skipif(importlib.util.find_spec("laplace") is None or importlib.util.find_spec("torch") is None,
+                    reason="laplace-torch is an optional reference (bench extra), not installed")
+def test_empirical_fisher_regression_is_half_of_laplace_torch():
+    import torch
+    from laplace import Laplace as LT
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 3))
+    y = rng.normal(size=(20, 1))
+    mlp = bg.nn.MLP([3, 5, 1], "tanh")
+    th = mlp.init(seed=2)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 1)).double()
+    torch.nn.utils.vector_to_parameters(torch.tensor(th), model.parameters())
+    ds = torch.utils.data.TensorDataset(torch.tensor(X), torch.tensor(y))
+    from laplace.curvature import BackPackEF
+    lt = LT(model, "regression", subset_of_weights="all", hessian_structure="diag", backend=BackPackEF)
+    lt.fit(torch.utils.data.DataLoader(ds, batch_size=8))
+    ours = Laplace(mlp, th, "gaussian", structure="diag", hessian="ef").fit(X, y)
+    np.testing.assert_allclose(lt.H.detach().numpy(), 2 * ours.H, rtol=1e-10)

@@ -27,6 +27,31 @@ void check_out(const out_array<T>& o, std::initializer_list<int64_t> shape, cons
   for (int64_t s : shape) need(o.shape(d++) == s, std::string(name) + " has the wrong shape");
 }
 
+mlp::Layout layout_of(const in_array<int64_t>& sizes) {
+  need(sizes.ndim() == 1, "sizes must be a 1-D integer array");
+  return mlp::Layout(sizes.data(), sizes.shape(0));
+}
+
+// Shared checks of the whole-MLP kernels: params (P,), X (n, d_0), y and draws
+// sized for the likelihood and kind. Returns n.
+template <typename T>
+int64_t check_mlp_chunk(const mlp::Layout& L, const in_array<T>& params, const in_array<T>& X, const in_array<T>& y,
+                        const in_array<T>& draws, cv::Likelihood lik, cv::Kind kind, int64_t K) {
+  need(params.ndim() == 1 && params.shape(0) == L.n_params,
+       "params must have shape (" + std::to_string(L.n_params) + ",)");
+  need(X.ndim() == 2 && X.shape(1) == L.d_input(), "X must have shape (n, " + std::to_string(L.d_input()) + ")");
+  const int64_t n = X.shape(0), C = L.d_output();
+  need(K >= 1, "n_cols must be >= 1");
+  if (lik == cv::Likelihood::gaussian) {
+    need(size_of(y) == n * C, "y must have n*C elements for a gaussian likelihood");
+    if (kind == cv::Kind::fisher_mc) need(size_of(draws) == n * K * C, "draws must have shape (n, n_cols, C)");
+  } else {
+    need(size_of(y) == n, "y must have n elements");
+    if (kind == cv::Kind::fisher_mc) need(size_of(draws) == n * K, "draws must have shape (n, n_cols)");
+  }
+  return n;
+}
+
 template <typename T>
 void bind(py::module_& m) {
   m.def(
@@ -128,6 +153,59 @@ void bind(py::module_& m) {
       },
       py::arg("a"), py::arg("S"), py::arg("V"), py::arg("out").noconvert(),
       "out (m, P) += GGN-vector products of a linear layer (jvp, loss Hessian, vjp).");
+  m.def(
+      "linear_full_accum",
+      [](in_array<T> a, in_array<T> S, out_array<T> out) {
+        check_aS(a, S);
+        const int64_t n = a.shape(0), I = a.shape(1), K = S.shape(1), O = S.shape(2);
+        check_out(out, {O * I + O, O * I + O}, "out");
+        const T *pa = a.data(), *pS = S.data();
+        T* po = out.mutable_data();
+        py::gil_scoped_release rel;
+        cv::linear_full_accum<T>(pa, pS, n, I, K, O, po);
+      },
+      py::arg("a"), py::arg("S"), py::arg("out").noconvert(),
+      "out (P, P) += the full GGN of a linear layer (P = O*I + O), block by block.");
+  m.def(
+      "mlp_curv_accum",
+      [](in_array<T> params, in_array<T> X, in_array<T> y, in_array<T> draws, in_array<int64_t> sizes, int activation,
+         const std::string& likelihood, const std::string& kind, int64_t n_cols, const std::string& structure,
+         out_array<T> out) {
+        const mlp::Layout L = layout_of(sizes);
+        const auto act = mlp::activation_from_int(activation);
+        const auto lik = cv::parse_likelihood(likelihood);
+        const auto knd = cv::parse_kind(kind);
+        const auto st = cv::parse_structure(structure);
+        const int64_t n = check_mlp_chunk(L, params, X, y, draws, lik, knd, n_cols);
+        check_out(out, {st == cv::Structure::diag ? L.n_params : cv::kron_packed_size(L)}, "out");
+        const T *pp = params.data(), *px = X.data(), *py_ = y.data(), *pd = draws.data();
+        T* po = out.mutable_data();
+        py::gil_scoped_release rel;
+        return cv::mlp_accum<T>(L, act, pp, px, py_, pd, n, lik, knd, n_cols, st, po);
+      },
+      py::arg("params"), py::arg("X"), py::arg("y"), py::arg("draws"), py::arg("sizes"), py::arg("activation"),
+      py::arg("likelihood"), py::arg("kind"), py::arg("n_cols"), py::arg("structure"), py::arg("out").noconvert(),
+      "Add one data chunk's diagonal (out (P,)) or packed Kronecker factors of a whole MLP; returns the loss.");
+  m.def(
+      "mlp_ggn_vp",
+      [](in_array<T> params, in_array<T> X, in_array<T> y, in_array<T> draws, in_array<int64_t> sizes, int activation,
+         const std::string& likelihood, const std::string& kind, int64_t n_cols, in_array<T> V, out_array<T> out) {
+        const mlp::Layout L = layout_of(sizes);
+        const auto act = mlp::activation_from_int(activation);
+        const auto lik = cv::parse_likelihood(likelihood);
+        const auto knd = cv::parse_kind(kind);
+        const int64_t n = check_mlp_chunk(L, params, X, y, draws, lik, knd, n_cols);
+        need(V.ndim() == 2 && V.shape(1) == L.n_params, "V must have shape (m, P)");
+        const int64_t mm = V.shape(0);
+        check_out(out, {mm, L.n_params}, "out");
+        const T *pp = params.data(), *px = X.data(), *py_ = y.data(), *pd = draws.data(), *pv = V.data();
+        T* po = out.mutable_data();
+        py::gil_scoped_release rel;
+        cv::mlp_ggn_vp<T>(L, act, pp, px, py_, pd, n, lik, knd, n_cols, pv, mm, po);
+      },
+      py::arg("params"), py::arg("X"), py::arg("y"), py::arg("draws"), py::arg("sizes"), py::arg("activation"),
+      py::arg("likelihood"), py::arg("kind"), py::arg("n_cols"), py::arg("V"), py::arg("out").noconvert(),
+      "out (m, P) += one chunk's curvature-vector products of a whole MLP (jvp, loss Hessian, vjp).");
 }
 
 }  // namespace

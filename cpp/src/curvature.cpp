@@ -17,6 +17,25 @@ namespace {
 
 constexpr int64_t kRows = 64;  // fixed row chunk: results do not depend on the thread count
 
+// The whole-network passes alternate GEMMs with short elementwise loops; running
+// those loops on our OpenMP pool right after OpenBLAS's pool (whose threads
+// spin-wait after each call) made a chunk ~5x slower on 2 busy cores, so inside
+// those passes they run serially (same chunking, same results).
+thread_local bool t_serial = false;
+struct SerialScope {
+  bool old;
+  SerialScope() : old(t_serial) { t_serial = true; }
+  ~SerialScope() { t_serial = old; }
+};
+template <class F>
+void for_chunks(int64_t n, F&& body) {
+  if (t_serial) {
+    for (int64_t c = 0; c < n; ++c) body(c);
+  } else {
+    parallel_chunks(n, body);
+  }
+}
+
 int64_t n_chunks(int64_t n) { return (n + kRows - 1) / kRows; }
 
 blasint bi(int64_t v) {
@@ -55,7 +74,7 @@ void gram(const float* X, int64_t m, int64_t p, float* C) {
 template <typename T>
 void colsum_add(const T* X, int64_t n, int64_t p, T* out) {
   const int64_t pc = (p + 255) / 256;
-  parallel_chunks(pc, [&](int64_t c) {
+  for_chunks(pc, [&](int64_t c) {
     const int64_t j0 = c * 256, j1 = std::min(p, j0 + 256);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = j0; j < j1; ++j) out[j] += X[i * p + j];
@@ -159,7 +178,7 @@ double sqrt_loss(const T* f, const T* y, const T* draws, int64_t n, int64_t C, i
   std::vector<double> part(static_cast<size_t>(nc), 0.0);
   const int64_t ystride = lik == Likelihood::gaussian ? C : 1;
   const int64_t dstride = (lik == Likelihood::gaussian) ? K * C : K;
-  parallel_chunks(nc, [&](int64_t c) {
+  for_chunks(nc, [&](int64_t c) {
     std::vector<T> p(static_cast<size_t>(C));
     double acc = 0;
     for (int64_t i = c * kRows; i < std::min(n, (c + 1) * kRows); ++i)
@@ -174,7 +193,7 @@ double sqrt_loss(const T* f, const T* y, const T* draws, int64_t n, int64_t C, i
 template <typename T>
 void linear_diag_accum(const T* a, const T* S, int64_t n, int64_t I, int64_t K, int64_t O, T* out_w, T* out_b) {
   std::vector<T> s2(static_cast<size_t>(n * O)), a2(static_cast<size_t>(n * I));
-  parallel_chunks(n_chunks(n), [&](int64_t c) {
+  for_chunks(n_chunks(n), [&](int64_t c) {
     for (int64_t i = c * kRows; i < std::min(n, (c + 1) * kRows); ++i) {
       T* s = s2.data() + i * O;
       for (int64_t o = 0; o < O; ++o) s[o] = 0;
@@ -198,7 +217,7 @@ void linear_kron_accum(const T* a, const T* S, int64_t n, int64_t I, int64_t K, 
 template <typename T>
 void linear_jacobian(const T* a, const T* S, int64_t n, int64_t I, int64_t K, int64_t O, T* out) {
   const int64_t P = O * I + O;
-  parallel_chunks(n_chunks(n), [&](int64_t c) {
+  for_chunks(n_chunks(n), [&](int64_t c) {
     for (int64_t i = c * kRows; i < std::min(n, (c + 1) * kRows); ++i)
       for (int64_t k = 0; k < K; ++k) {
         const T* s = S + (i * K + k) * O;
@@ -229,7 +248,7 @@ void linear_ggn_vp(const T* a, const T* S, int64_t n, int64_t I, int64_t K, int6
       for (int64_t o = 0; o < O; ++o) u[i * O + o] = vb[o];
     gemm(false, true, n, O, I, a, I, vw, I, u.data(), O);
     // loss Hessian: r = sum_k S_k (S_k . u)
-    parallel_chunks(n_chunks(n), [&](int64_t c) {
+    for_chunks(n_chunks(n), [&](int64_t c) {
       for (int64_t i = c * kRows; i < std::min(n, (c + 1) * kRows); ++i) {
         T* ri = r.data() + i * O;
         const T* ui = u.data() + i * O;
@@ -248,13 +267,185 @@ void linear_ggn_vp(const T* a, const T* S, int64_t n, int64_t I, int64_t K, int6
   }
 }
 
+
+template <typename T>
+void linear_full_accum(const T* a, const T* S, int64_t n, int64_t I, int64_t K, int64_t O, T* out) {
+  const int64_t P = O * I + O;
+  SerialScope serial;
+  // Λ_i = Σ_k S_ik S_ikᵀ (n, O, O): the Gram of the rows [S ⊗ a, S] has blocks
+  // (c, d) = Σ_i Λ_i[c, d] a_i a_iᵀ, so only the O(O+1)/2 upper blocks need GEMMs
+  std::vector<T> lam(static_cast<size_t>(n * O * O));
+  for_chunks(n_chunks(n), [&](int64_t ch) {
+    for (int64_t i = ch * kRows; i < std::min(n, (ch + 1) * kRows); ++i) {
+      T* Li = lam.data() + i * O * O;
+      std::fill(Li, Li + O * O, T(0));
+      for (int64_t k = 0; k < K; ++k) {
+        const T* s = S + (i * K + k) * O;
+        for (int64_t c = 0; c < O; ++c)
+          for (int64_t d = 0; d < O; ++d) Li[c * O + d] += s[c] * s[d];
+      }
+    }
+  });
+  // W-W blocks (c, d >= c) in one GEMM per c: aᵀ [a λ_cc | a λ_c,c+1 | ...] lands on
+  // the contiguous row band c*I.. of out at columns c*I..O*I
+  std::vector<T> M(static_cast<size_t>(n * O * I));
+  for (int64_t c = 0; c < O; ++c) {
+    const int64_t w = (O - c) * I;
+    for_chunks(n_chunks(n), [&](int64_t ch) {
+      for (int64_t i = ch * kRows; i < std::min(n, (ch + 1) * kRows); ++i)
+        for (int64_t d = c; d < O; ++d) {
+          const T l = lam[(i * O + c) * O + d];
+          T* dst = M.data() + i * w + (d - c) * I;
+          for (int64_t j = 0; j < I; ++j) dst[j] = a[i * I + j] * l;
+        }
+    });
+    gemm(true, false, I, w, n, a, I, M.data(), w, out + (c * I) * P + c * I, P);
+    // W-b cross block: out[c*I + i, O*I + d] += Σ_n a_ni Λ_n[c, d]
+    gemm(true, false, I, O, n, a, I, lam.data() + c * O, O * O, out + (c * I) * P + O * I, P);
+  }
+  std::vector<T> bb(static_cast<size_t>(O * O), T(0));
+  colsum_add(lam.data(), n, O * O, bb.data());
+  for (int64_t c = 0; c < O; ++c)
+    for (int64_t d = 0; d < O; ++d) out[(O * I + c) * P + O * I + d] += bb[c * O + d];
+  // the strict lower triangle is always rewritten from the upper one
+  const int64_t pc = (P + 63) / 64;
+  for_chunks(pc, [&](int64_t ch) {
+    for (int64_t i = ch * 64; i < std::min(P, (ch + 1) * 64); ++i)
+      for (int64_t j = 0; j < i; ++j) out[i * P + j] = out[j * P + i];
+  });
+}
+
+Structure parse_structure(const std::string& s) {
+  if (s == "diag") return Structure::diag;
+  if (s == "kron") return Structure::kron;
+  throw std::invalid_argument("structure must be 'diag' or 'kron', got '" + s + "'");
+}
+
+int64_t kron_packed_size(const mlp::Layout& L) {
+  int64_t t = 0;
+  for (int64_t l = 0; l < L.n_layers(); ++l) t += L.d_in(l) * L.d_in(l) + L.d_out(l) * L.d_out(l);
+  return t;
+}
+
+namespace {
+
+// G (n*K rows, I) *= f'(z) of the n rows of the layer below, broadcast over k.
+template <typename T>
+void times_act_deriv(mlp::Activation f, const T* z, const T* a, int64_t n, int64_t K, int64_t I, T* G) {
+  for_chunks(n_chunks(n), [&](int64_t ch) {
+    std::vector<T> d(static_cast<size_t>(I));
+    for (int64_t i = ch * kRows; i < std::min(n, (ch + 1) * kRows); ++i) {
+      for (int64_t j = 0; j < I; ++j) d[j] = mlp::act_deriv(f, z[i * I + j], a[i * I + j]);
+      for (int64_t k = 0; k < K; ++k) {
+        T* g = G + (i * K + k) * I;
+        for (int64_t j = 0; j < I; ++j) g[j] *= d[j];
+      }
+    }
+  });
+}
+
+template <typename T>
+void check_sqrt_args(int64_t n, int64_t C, int64_t K, Likelihood lik, Kind kind) {
+  if (n < 0 || K < 1) throw std::invalid_argument("n_cols must be >= 1");
+  if (lik == Likelihood::bernoulli && C != 1) throw std::invalid_argument("bernoulli needs 1 output");
+  if (kind == Kind::ef && K != 1) throw std::invalid_argument("n_cols must be 1 for the empirical Fisher");
+  if (kind == Kind::ggn && K != (lik == Likelihood::bernoulli ? 1 : C))
+    throw std::invalid_argument("n_cols must be the number of outputs for the GGN (1 for bernoulli)");
+}
+
+}  // namespace
+
+template <typename T>
+double mlp_accum(const mlp::Layout& L, mlp::Activation f, const T* theta, const T* X, const T* y, const T* draws,
+                 int64_t n, Likelihood lik, Kind kind, int64_t K, Structure st, T* out) {
+  const int64_t nl = L.n_layers(), C = L.d_output();
+  check_sqrt_args<T>(n, C, K, lik, kind);
+  if (n == 0) return 0.0;
+  SerialScope serial;
+  mlp::Trace<T> tr;
+  mlp::forward<T>(L, f, theta, 1, 0, X, n, 0, tr);
+  std::vector<T> G(static_cast<size_t>(n * K * C)), Gn;
+  const double loss = sqrt_loss<T>(tr.output(), y, draws, n, C, K, lik, kind, G.data());
+  // packed Kronecker offsets
+  std::vector<int64_t> koff(static_cast<size_t>(nl) + 1, 0);
+  for (int64_t l = 0; l < nl; ++l) koff[l + 1] = koff[l] + L.d_in(l) * L.d_in(l) + L.d_out(l) * L.d_out(l);
+  for (int64_t l = nl - 1; l >= 0; --l) {
+    const int64_t I = L.d_in(l), O = L.d_out(l);
+    const T* a = l == 0 ? X : tr.a[l - 1].data();
+    if (st == Structure::diag)
+      linear_diag_accum<T>(a, G.data(), n, I, K, O, out + L.w_off[l], out + L.b_off[l]);
+    else
+      linear_kron_accum<T>(a, G.data(), n, I, K, O, out + koff[l], out + koff[l] + I * I);
+    if (l == 0) break;
+    // square-root factors at the layer below: (G W) ⊙ f'(z)
+    Gn.assign(static_cast<size_t>(n * K * I), T(0));
+    gemm(false, false, n * K, I, O, G.data(), O, theta + L.w_off[l], I, Gn.data(), I);
+    times_act_deriv<T>(f, tr.z[l - 1].data(), tr.a[l - 1].data(), n, K, I, Gn.data());
+    G.swap(Gn);
+  }
+  return loss;
+}
+
+template <typename T>
+void mlp_ggn_vp(const mlp::Layout& L, mlp::Activation f, const T* theta, const T* X, const T* y, const T* draws,
+                int64_t n, Likelihood lik, Kind kind, int64_t K, const T* V, int64_t m, T* out) {
+  const int64_t nl = L.n_layers(), C = L.d_output(), P = L.n_params;
+  check_sqrt_args<T>(n, C, K, lik, kind);
+  if (n == 0 || m == 0) return;
+  SerialScope serial;
+  mlp::Trace<T> tr;
+  mlp::forward<T>(L, f, theta, 1, 0, X, n, 0, tr);
+  std::vector<T> S(static_cast<size_t>(n * K * C));
+  sqrt_loss<T>(tr.output(), y, draws, n, C, K, lik, kind, S.data());
+  std::vector<T> dz, dprev, g(static_cast<size_t>(P));
+  for (int64_t j = 0; j < m; ++j) {
+    const T* v = V + j * P;
+    // jvp: dz_l = a_{l-1} dW_lᵀ + db_l + (da_{l-1}) W_lᵀ, da_l = f'(z_l) dz_l
+    for (int64_t l = 0; l < nl; ++l) {
+      const int64_t I = L.d_in(l), O = L.d_out(l);
+      const T* a = l == 0 ? X : tr.a[l - 1].data();
+      dz.resize(static_cast<size_t>(n * O));
+      for (int64_t i = 0; i < n; ++i) std::copy(v + L.b_off[l], v + L.b_off[l] + O, dz.data() + i * O);
+      gemm(false, true, n, O, I, a, I, v + L.w_off[l], I, dz.data(), O);
+      if (l > 0) gemm(false, true, n, O, I, dprev.data(), I, theta + L.w_off[l], I, dz.data(), O);
+      if (l + 1 < nl) {
+        times_act_deriv<T>(f, tr.z[l].data(), tr.a[l].data(), n, 1, O, dz.data());
+        dprev.swap(dz);
+      }
+    }
+    // loss Hessian at the output: r = Σ_k S_k (S_k · u), written over dz
+    for_chunks(n_chunks(n), [&](int64_t ch) {
+      std::vector<T> r(static_cast<size_t>(C));
+      for (int64_t i = ch * kRows; i < std::min(n, (ch + 1) * kRows); ++i) {
+        T* u = dz.data() + i * C;
+        std::fill(r.begin(), r.end(), T(0));
+        for (int64_t k = 0; k < K; ++k) {
+          const T* s = S.data() + (i * K + k) * C;
+          T t = 0;
+          for (int64_t c = 0; c < C; ++c) t += s[c] * u[c];
+          for (int64_t c = 0; c < C; ++c) r[c] += t * s[c];
+        }
+        std::copy(r.begin(), r.end(), u);
+      }
+    });
+    mlp::backward<T>(L, f, theta, 0, X, 0, tr, dz.data(), g.data(), P);
+    T* o = out + j * P;
+    for (int64_t p = 0; p < P; ++p) o[p] += g[p];
+  }
+}
+
 #define BAYESGRAD_CURV_INST(T)                                                                                   \
   template double sqrt_loss<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, Likelihood, Kind, T*);   \
   template void linear_diag_accum<T>(const T*, const T*, int64_t, int64_t, int64_t, int64_t, T*, T*);            \
   template void linear_kron_accum<T>(const T*, const T*, int64_t, int64_t, int64_t, int64_t, T*, T*);            \
   template void linear_jacobian<T>(const T*, const T*, int64_t, int64_t, int64_t, int64_t, T*);                  \
   template void gram_accum<T>(const T*, int64_t, int64_t, T*);                                                   \
-  template void linear_ggn_vp<T>(const T*, const T*, int64_t, int64_t, int64_t, int64_t, const T*, int64_t, T*);
+  template void linear_ggn_vp<T>(const T*, const T*, int64_t, int64_t, int64_t, int64_t, const T*, int64_t, T*);   \
+  template void linear_full_accum<T>(const T*, const T*, int64_t, int64_t, int64_t, int64_t, T*);                \
+  template double mlp_accum<T>(const mlp::Layout&, mlp::Activation, const T*, const T*, const T*, const T*,      \
+                               int64_t, Likelihood, Kind, int64_t, Structure, T*);                               \
+  template void mlp_ggn_vp<T>(const mlp::Layout&, mlp::Activation, const T*, const T*, const T*, const T*,       \
+                              int64_t, Likelihood, Kind, int64_t, const T*, int64_t, T*);
 BAYESGRAD_CURV_INST(float)
 BAYESGRAD_CURV_INST(double)
 #undef BAYESGRAD_CURV_INST

@@ -5,7 +5,14 @@ GLM / MC predictives.
 Conventions are laplace-torch's, so that numbers agree with it:
 
 * the curvature ``H`` is summed over the data set; for ``"gaussian"`` the
-  loss Hessian is the identity (unit noise; σ enters separately);
+  loss Hessian is the identity (unit noise, Λ = I; σ enters separately);
+* the empirical Fisher is ``Σ_n g_n g_nᵀ`` with ``g_n`` the gradient of the
+  per-point loss of the same unit-noise likelihood, ``½||y − f||²`` for
+  ``"gaussian"``, so that its expectation under the model is the GGN.
+  Deliberate difference: laplace-torch's regression EF is exactly 2× this —
+  it squares the gradient of ``MSELoss(reduction="sum")``, ``2(f − y)``, and
+  applies its factor ½ once, which amounts to Λ = 2I and contradicts the
+  Λ = I of its (and our) GGN. Classification EFs agree with laplace-torch;
 * posterior precision ``P = H / (σ² T) + P0`` with ``P0`` diagonal (scalar,
   one value per parameter tensor — each weight and each bias — or one per
   parameter);
@@ -36,9 +43,10 @@ import scipy.optimize as sopt
 
 from . import _backend
 from . import _checks as C
+from . import _training as _tr
 from . import nn as _nn
 from . import random as _random
-from ._numpy.mlp import Layout as _Layout, act_deriv as _act_deriv, forward_trace as _forward_trace
+from ._numpy.mlp import Layout as _Layout, act as _act, act_deriv as _act_deriv, forward_trace as _forward_trace
 
 __all__ = ["LinearHead", "Curvature", "Laplace", "STRUCTURES", "HESSIANS", "LINKS"]
 
@@ -52,6 +60,7 @@ _LIK_ALIASES = {"regression": "gaussian", "classification": "categorical"}
 _TAG_FISHER = 0x4C41_0001
 _TAG_SAMPLE = 0x4C41_0002
 _TAG_PRED = 0x4C41_0003
+_DENSE_LOWRANK_MAX_P = 2000
 
 
 # --------------------------------------------------------------------------- models
@@ -122,6 +131,7 @@ class _MLPNet:
         self.code = _nn.ACTIVATIONS[mlp.activation]
         self.layer_shapes = list(zip(mlp.sizes[:-1], mlp.sizes[1:]))
         self.n_params, self.n_outputs = mlp.n_params, mlp.sizes[-1]
+        self.sizes = np.asarray(mlp.sizes, dtype=np.int64)
 
     def n_inputs(self):
         return self.mlp.sizes[0]
@@ -165,8 +175,10 @@ class _LastLayerNet(LinearHead):
     def features(self, X):
         if self.L.n_layers == 1:
             return X
-        _, acts, _ = _forward_trace(self.L, self.code, self.theta_full[None], X)
-        return np.ascontiguousarray(acts[-1][0])
+        # the network below the last layer ends in a linear layer: its output, activated
+        below = _nn.MLP(self.mlp.sizes[:-1], self.mlp.activation)
+        z = below.forward(self.theta_full[: self.mlp.offsets[-1][0]], X)
+        return np.ascontiguousarray(_act(self.code, z))
 
     def forward_layers(self, theta, X):
         return super().forward_layers(theta, self.features(X))
@@ -272,30 +284,57 @@ class Curvature:
         for s in range(0, N, self.chunk_size):
             yield s, min(N, s + self.chunk_size)
 
+    def _draws(self, s, n):
+        """The chunk's Monte Carlo draws (rows s..s+n) for fisher_mc, a dummy otherwise."""
+        if self.hessian != "fisher_mc":
+            return np.zeros((1, 1), self.dtype)
+        K, Co = self._K(), self.model.n_outputs
+        stream = _random.fold_in(self.stream, _TAG_FISHER)
+        if self.likelihood == "gaussian":
+            return _random.normal((n, K, Co), self.seed, stream, self.dtype, offset=s * K * Co)
+        return _random.uniform((n, K), self.seed, stream, self.dtype, offset=s * K)
+
     def passes(self, X, y):
         """Yield (loss, [(a_l, S_l) per layer]) for each data chunk (checked X, y)."""
         k = _backend.kernels()
         K, Co = self._K(), self.model.n_outputs
-        stream = _random.fold_in(self.stream, _TAG_FISHER)
         for s, e in self._chunks(X.shape[0]):
             f, cache = self.model.forward_layers(self.theta, X[s:e])
             f = np.ascontiguousarray(f, dtype=self.dtype)
-            n = e - s
-            if self.hessian == "fisher_mc":
-                if self.likelihood == "gaussian":
-                    draws = _random.normal((n, K, Co), self.seed, stream, self.dtype, offset=s * K * Co)
-                else:
-                    draws = _random.uniform((n, K), self.seed, stream, self.dtype, offset=s * K)
-            else:
-                draws = np.zeros((1, 1), self.dtype)
-            S = np.empty((n, K, Co), self.dtype)
-            loss = k.curv_sqrt_loss(f, np.ascontiguousarray(y[s:e]), draws, self.likelihood, self.hessian, S)
+            S = np.empty((e - s, K, Co), self.dtype)
+            loss = k.curv_sqrt_loss(f, np.ascontiguousarray(y[s:e]), self._draws(s, e - s), self.likelihood,
+                                    self.hessian, S)
             yield float(loss), self.model.backward_sqrt(self.theta, cache, S)
+
+    def loss(self, X, y):
+        """The training loss at θ* (nats; ½Σ||y − f||² for gaussian), chunked."""
+        k = _backend.kernels()
+        total = 0.0
+        for s, e in self._chunks(X.shape[0]):
+            f = np.ascontiguousarray(self.model.forward(self.theta, X[s:e]), dtype=self.dtype)
+            S = np.empty((e - s, 1, f.shape[1]), self.dtype)
+            total += float(k.curv_sqrt_loss(f, np.ascontiguousarray(y[s:e]), np.zeros((1, 1), self.dtype),
+                                            self.likelihood, "ef", S))
+        return total
+
+    def _mlp_pass(self, X, y, structure, out):
+        """Whole-MLP chunk pass in one kernel (forward, back-propagated square roots,
+        per-layer accumulation); returns the loss."""
+        k = _backend.kernels()
+        m = self.model
+        loss = 0.0
+        for s, e in self._chunks(X.shape[0]):
+            loss += float(k.mlp_curv_accum(self.theta, X[s:e], np.ascontiguousarray(y[s:e]), self._draws(s, e - s),
+                                           m.sizes, m.code, self.likelihood, self.hessian, self._K(), structure, out))
+        return loss
 
     # ---- structures
     def diag(self, X, y):
         """Diagonal of the curvature (P,) summed over the data; also returns the loss."""
         X, y = self.check_data(X, y)
+        if isinstance(self.model, _MLPNet):
+            out = np.zeros(self.model.n_params, self.dtype)
+            return out, self._mlp_pass(X, y, "diag", out)
         k = _backend.kernels()
         parts = [(np.zeros((o, i), self.dtype), np.zeros(o, self.dtype)) for i, o in self.model.layer_shapes]
         loss = 0.0
@@ -310,11 +349,20 @@ class Curvature:
         X, y = self.check_data(X, y)
         k = _backend.kernels()
         facs = [(np.zeros((i, i), self.dtype), np.zeros((o, o), self.dtype)) for i, o in self.model.layer_shapes]
-        loss = 0.0
-        for lo, layers in self.passes(X, y):
-            loss += lo
-            for (a, S), (A, B) in zip(layers, facs):
-                k.linear_kron_accum(np.ascontiguousarray(a), np.ascontiguousarray(S), A, B)
+        if isinstance(self.model, _MLPNet):
+            packed = np.zeros(sum(i * i + o * o for i, o in self.model.layer_shapes), self.dtype)
+            loss = self._mlp_pass(X, y, "kron", packed)
+            off = 0
+            for (i, o), (A, B) in zip(self.model.layer_shapes, facs):
+                A[...] = packed[off:off + i * i].reshape(i, i)
+                B[...] = packed[off + i * i:off + i * i + o * o].reshape(o, o)
+                off += i * i + o * o
+        else:
+            loss = 0.0
+            for lo, layers in self.passes(X, y):
+                loss += lo
+                for (a, S), (A, B) in zip(layers, facs):
+                    k.linear_kron_accum(np.ascontiguousarray(a), np.ascontiguousarray(S), A, B)
         N = X.shape[0]
         return [(A / N, B) for A, B in facs], loss
 
@@ -337,8 +385,12 @@ class Curvature:
         loss = 0.0
         for lo, layers in self.passes(X, y):
             loss += lo
-            J = self._jac_rows(layers)
-            k.gram_accum(J.reshape(-1, P), G)
+            if len(layers) == 1:   # one linear layer: block by block, C× fewer flops than the Jacobian Gram
+                a, S = layers[0]
+                k.linear_full_accum(np.ascontiguousarray(a), np.ascontiguousarray(S), G)
+            else:
+                J = self._jac_rows(layers)
+                k.gram_accum(J.reshape(-1, P), G)
         return G, loss
 
     def gvp(self, X, y, V):
@@ -352,13 +404,15 @@ class Curvature:
             raise ValueError(f"V must have shape (m, {P}) or ({P},), got {V.shape}")
         k = _backend.kernels()
         out = np.zeros_like(V2)
+        if isinstance(self.model, _MLPNet):   # jvp -> loss Hessian -> vjp, natively per chunk
+            m = self.model
+            for s, e in self._chunks(X.shape[0]):
+                k.mlp_ggn_vp(self.theta, X[s:e], np.ascontiguousarray(y[s:e]), self._draws(s, e - s), m.sizes, m.code,
+                             self.likelihood, self.hessian, self._K(), V2, out)
+            return out[0] if one else out
         for _, layers in self.passes(X, y):
-            if len(layers) == 1:
-                a, S = layers[0]
-                k.linear_ggn_vp(np.ascontiguousarray(a), np.ascontiguousarray(S), V2, out)
-            else:  # several layers: through the chunk's Jacobian rows (O(chunk·K·P))
-                J = self._jac_rows(layers).reshape(-1, P)
-                out += (J.T @ (J @ V2.T)).T
+            a, S = layers[0]
+            k.linear_ggn_vp(np.ascontiguousarray(a), np.ascontiguousarray(S), V2, out)
         return out[0] if one else out
 
     def jacobians(self, X):
@@ -394,6 +448,9 @@ class _DiagPost:
     def inv_sqrt_apply(self, Z):
         return Z / np.sqrt(self.d)
 
+    def covariance(self):
+        return np.diag(1.0 / self.d)
+
     def matrix(self):
         return np.diag(self.d)
 
@@ -420,6 +477,13 @@ class _FullPost:
         Li = sla.solve_triangular(self.L, np.eye(self.L.shape[0]), lower=True)
         return np.sum(Li * Li, axis=0)
 
+    def covariance(self):
+        # LAPACK potri on the Cholesky factor: P⁻¹ in (2/3) P³ flops
+        inv, info = sla.lapack.dpotri(self.L, lower=1)
+        if info != 0:
+            raise ValueError("posterior precision is not positive definite; increase prior_precision")
+        return np.tril(inv) + np.tril(inv, -1).T
+
     def inv_sqrt_apply(self, Z):
         # x = L^{-T} z has covariance (L L^T)^{-1} = P^{-1}
         return sla.solve_triangular(self.L, Z.T.astype(np.float64), lower=True, trans="T").T.astype(Z.dtype)
@@ -428,7 +492,12 @@ class _FullPost:
         return self.Pm
 
 
-class _KronPost:
+class _Post:
+    def covariance(self):
+        return self.inv_apply(np.eye(self.n))
+
+
+class _KronPost(_Post):
     """Block diagonal over parameter tensors; W block (Q_B ⊗ Q_A) diag(λ_B λ_Aᵀ f + δ) (Q_B ⊗ Q_A)ᵀ,
     bias block Q_B diag(λ_B f + δ) Q_Bᵀ. ``delta`` holds one prior precision per tensor."""
 
@@ -442,6 +511,7 @@ class _KronPost:
             eb = lB * f + delta[2 * li + 1]
             self.blocks.append((off, (QB, None, eb)))
             off += eb.size
+        self.n = off
         if any(np.any(b[1][2] <= 0) for b in self.blocks):
             raise ValueError("posterior precision is not positive definite; increase prior_precision")
 
@@ -486,11 +556,11 @@ class _KronPost:
         return sla.block_diag(*mats)
 
 
-class _LowRankPost:
+class _LowRankPost(_Post):
     """P = U diag(l f) Uᵀ + D (D = diag(p0)); Woodbury and the determinant lemma."""
 
     def __init__(self, U, lam, f, p0):
-        self.D = p0
+        self.D, self.n = p0, len(p0)
         # M = D^{-1/2} U (l f)^{1/2}: P = D^{1/2} (I + M Mᵀ) D^{1/2}
         M = (U / np.sqrt(p0)[:, None]) * np.sqrt(np.maximum(lam, 0) * f)
         self.Um, s, _ = np.linalg.svd(M, full_matrices=False)
@@ -542,12 +612,18 @@ class Laplace:
     rank : int, rank of ``lowrank`` (default min(P, 50))
     chunk_size : int, rows processed at once
     seed, stream : Philox seed and stream of the sampled Fisher
+    lowrank_solver : {"auto", "dense", "eigsh"}
+        How ``lowrank`` finds the top ``rank`` eigenpairs: ``dense`` builds the
+        (P, P) curvature and calls eigh; ``eigsh`` runs ARPACK (scipy.sparse.linalg.eigsh)
+        on matrix-free curvature-vector products (one data pass per product, memory
+        O(P · rank)); ``auto`` picks eigsh when P > 2000 and rank < P.
     """
 
     def __init__(self, model, theta=None, likelihood="categorical", structure="diag", subset="all", hessian="ggn",
                  prior_precision=1.0, sigma_noise=1.0, temperature=1.0, prior_mean=0.0, n_mc_samples=1,
-                 rank=None, chunk_size=256, seed=0, stream=0):
+                 rank=None, chunk_size=256, seed=0, stream=0, lowrank_solver="auto"):
         self.structure = C.option(structure, "structure", STRUCTURES)
+        self.lowrank_solver = C.option(lowrank_solver, "lowrank_solver", ("auto", "dense", "eigsh"))
         self.subset = C.option(subset, "subset", ("all", "last_layer"))
         model, theta = self._subset_model(model, theta)
         self.curv = Curvature(model, theta, likelihood, hessian, n_mc_samples, chunk_size, seed, stream)
@@ -658,10 +734,10 @@ class Laplace:
         elif self.structure == "kron":
             facs, self.loss = self.curv.kron(X, y)
             self.H = facs
-            self._eig = [(np.linalg.eigh(A.astype(np.float64)), np.linalg.eigh(B.astype(np.float64)))
-                         for A, B in facs]
-            # symmetric PSD factors: clip round-off negatives as laplace-torch's symeig does
-            self._eig = [((np.maximum(la, 0), Qa), (np.maximum(lb, 0), Qb)) for (la, Qa), (lb, Qb) in self._eig]
+            self._set_kron_eig(facs)
+        elif self.structure == "lowrank" and self._use_eigsh():
+            self.H = None
+            self._U, self._lam, self.loss = self._lowrank_eigsh(X, y)
         else:
             G, self.loss = self.curv.full(X, y)
             self.H = G
@@ -671,6 +747,32 @@ class Laplace:
                 self._U, self._lam = U[:, idx], np.maximum(lam[idx], 0)
         self._fitted = True
         return self
+
+    def _set_kron_eig(self, facs):
+        eig = [(np.linalg.eigh(A.astype(np.float64)), np.linalg.eigh(B.astype(np.float64))) for A, B in facs]
+        # symmetric PSD factors: clip round-off negatives as laplace-torch's symeig does
+        self._eig = [((np.maximum(la, 0), Qa), (np.maximum(lb, 0), Qb)) for (la, Qa), (lb, Qb) in eig]
+
+    def _use_eigsh(self):
+        if self.lowrank_solver == "auto":
+            return self.n_params > _DENSE_LOWRANK_MAX_P and self.rank < self.n_params
+        if self.lowrank_solver == "eigsh" and self.rank >= self.n_params:
+            raise ValueError(f"lowrank_solver='eigsh' needs rank < the number of parameters {self.n_params}")
+        return self.lowrank_solver == "eigsh"
+
+    def _lowrank_eigsh(self, X, y):
+        """Top-``rank`` eigenpairs of the curvature from matrix-free products (ARPACK)."""
+        from scipy.sparse.linalg import LinearOperator, eigsh
+
+        P = self.n_params
+
+        def mv(v):
+            return self.curv.gvp(X, y, np.asarray(v, self.dtype).reshape(-1)).astype(np.float64)
+
+        op = LinearOperator((P, P), matvec=mv, dtype=np.float64)
+        lam, U = eigsh(op, k=self.rank, which="LA", v0=np.ones(P) / math.sqrt(P), tol=1e-10)
+        idx = np.argsort(lam)[::-1]
+        return U[:, idx], np.maximum(lam[idx], 0), self.curv.loss(X, y)
 
     def _check_fitted(self):
         if not self._fitted:
@@ -820,6 +922,8 @@ class Laplace:
     def functional_variance(self, X):
         """GLM output mean f (N, C) and covariance f_var (N, C, C) = J P⁻¹ Jᵀ, chunked."""
         post = self._posterior()
+        if isinstance(self.model, LinearHead) and len(X) * self.n_outputs > self.n_params:
+            return self._head_functional_variance(post, X)
         fs, vs = [], []
         for f, J in self.curv.jacobians(X):
             n, Co, P = J.shape
@@ -827,6 +931,29 @@ class Laplace:
             SJ = post.inv_apply(J2).reshape(n, Co, P)
             vs.append(np.einsum("ncp,ndp->ncd", J.astype(np.float64), SJ))
             fs.append(f)
+        return np.concatenate(fs).astype(np.float64), np.concatenate(vs)
+
+    def _head_functional_variance(self, post, X):
+        """f_var of a linear head from the dense covariance Σ (P, P): J_n = [I_C ⊗ φ_nᵀ, I_C], so
+        f_var[n, c, d] = φᵀ Σ_WcWd φ + φᵀ Σ_Wc,bd + Σ_bc,Wd φ + Σ_bc,bd. One (P, P) inverse plus
+        2 N F P C flops, instead of N C triangular solves of size P (2 N C P² flops)."""
+        Sig = post.covariance()
+        Co, F = self.n_outputs, self.model.n_features
+        OI = Co * F
+        X = C.as_array(X, "X", self.dtype, ndim=2)
+        fs, vs = [], []
+        rows = max(1, min(len(X), (1 << 24) // self.n_params))
+        for s in range(0, len(X), rows):
+            Xc = X[s:s + rows]
+            Phi = (self.model.features(Xc) if isinstance(self.model, _LastLayerNet) else Xc).astype(np.float64)
+            n = Phi.shape[0]
+            v = np.empty((n, Co, Co))
+            for c in range(Co):
+                T = Phi @ Sig[c * F:(c + 1) * F, :]                               # (n, P)
+                v[:, c, :] = (np.einsum("ndi,ni->nd", T[:, :OI].reshape(n, Co, F), Phi) + T[:, OI:]
+                              + Phi @ Sig[OI + c, :OI].reshape(Co, F).T + Sig[OI + c, OI:])
+            vs.append(0.5 * (v + v.transpose(0, 2, 1)))
+            fs.append(self.model.forward(self.mean, Xc))
         return np.concatenate(fs).astype(np.float64), np.concatenate(vs)
 
     def predict(self, X, link="probit", pred_type="glm", n_samples=None, seed=0, stream=0):
@@ -893,6 +1020,90 @@ class Laplace:
         if Fs is not None:
             out["log_probs"] = _log_probs(self.likelihood, Fs)
         return out
+
+    # ---- persistence
+    def _model_arrays(self):
+        if isinstance(self.model, _LastLayerNet):
+            return "mlp", self.model.mlp, {"theta": self.model.theta_full}
+        if isinstance(self.model, _MLPNet):
+            return "mlp", self.model.mlp, {"theta": self.mean}
+        return "linear_head", None, {"weight": self.model.weight, "bias": self.model.bias}
+
+    def save(self, path):
+        """Write the approximation to ``path`` (.npz with JSON metadata, no pickle): the
+        model and θ*, the settings, the prior, and (when fitted) the curvature."""
+        kind, mlp, arrays = self._model_arrays()
+        meta = {"kind": "Laplace", "model": kind, "mlp": None if mlp is None else mlp.to_dict(),
+                "likelihood": self.likelihood, "structure": self.structure, "subset": self.subset,
+                "hessian": self.hessian, "temperature": self.temperature, "sigma_noise": self._sigma_noise,
+                "n_mc_samples": self.curv.n_mc_samples, "rank": self.rank, "chunk_size": self.curv.chunk_size,
+                "seed": str(self.curv.seed), "stream": self.curv.stream, "lowrank_solver": self.lowrank_solver,
+                "fitted": self._fitted}
+        arrays = dict(arrays, prior_mean=self.prior_mean, prior_precision=self._prior_precision)
+        if self._fitted:
+            meta["n_data"], meta["loss"] = int(self.n_data), float(self.loss)
+            if self.structure == "kron":
+                for i, (A, B) in enumerate(self.H):
+                    arrays[f"A{i}"], arrays[f"B{i}"] = A, B
+            elif self.structure == "lowrank":
+                arrays["U"], arrays["lam"] = self._U, self._lam
+            else:
+                arrays["H"] = self.H
+        _tr.save_npz(path, meta, arrays)
+
+    @classmethod
+    def load(cls, path):
+        """Read an approximation written by ``save``; ValueError for a malformed or foreign file."""
+        meta, arrays = _tr.load_npz(path, "Laplace", ["prior_mean", "prior_precision"])
+        try:
+            kind = meta["model"]
+            if kind == "mlp":
+                model, theta = _nn.MLP(**meta["mlp"]), cls._array(arrays, "theta", path)
+            elif kind == "linear_head":
+                model, theta = LinearHead(cls._array(arrays, "weight", path), cls._array(arrays, "bias", path)), None
+            else:
+                raise ValueError(f"unknown model kind {kind!r}")
+            seed = int(meta["seed"])
+            la = cls(model, theta, meta["likelihood"], structure=meta["structure"], subset=meta["subset"],
+                     hessian=meta["hessian"], prior_precision=arrays["prior_precision"],
+                     sigma_noise=meta["sigma_noise"], temperature=meta["temperature"],
+                     prior_mean=arrays["prior_mean"], n_mc_samples=meta["n_mc_samples"], rank=meta["rank"],
+                     chunk_size=meta["chunk_size"], seed=seed, stream=meta["stream"],
+                     lowrank_solver=meta["lowrank_solver"])
+            if meta["fitted"] is True:
+                la._restore_fit(meta, arrays, path)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{path!r}: malformed Laplace metadata ({type(exc).__name__}: {exc})") from exc
+        return la
+
+    @staticmethod
+    def _array(arrays, name, path, shape=None, dtype=None):
+        a = arrays.get(name)
+        if a is None or a.dtype not in (np.float32, np.float64) or not np.all(np.isfinite(a)):
+            raise ValueError(f"{path!r}: array {name!r} missing or not finite float32/float64")
+        if shape is not None and a.shape != shape:
+            raise ValueError(f"{path!r}: array {name!r} has shape {a.shape}, expected {shape}")
+        return a if dtype is None else a.astype(dtype)
+
+    def _restore_fit(self, meta, arrays, path):
+        n_data, loss = meta["n_data"], meta["loss"]
+        if not (isinstance(n_data, int) and n_data >= 0 and isinstance(loss, (int, float)) and math.isfinite(loss)):
+            raise ValueError(f"{path!r}: malformed n_data / loss")
+        P, dt = self.n_params, self.dtype
+        if self.structure == "kron":
+            facs = [(self._array(arrays, f"A{i}", path, (I, I), dt), self._array(arrays, f"B{i}", path, (O, O), dt))
+                    for i, (I, O) in enumerate(self.model.layer_shapes)]
+            self.H = facs
+            self._set_kron_eig(facs)
+        elif self.structure == "lowrank":
+            self.H = None
+            self._U = self._array(arrays, "U", path, (P, self.rank), np.float64)
+            self._lam = self._array(arrays, "lam", path, (self.rank,), np.float64)
+            if np.any(self._lam < 0):
+                raise ValueError(f"{path!r}: negative low-rank eigenvalues")
+        else:
+            self.H = self._array(arrays, "H", path, (P,) if self.structure == "diag" else (P, P), dt)
+        self.n_data, self.loss, self._fitted = n_data, float(loss), True
 
     def _from_samples(self, F):
         if self.likelihood == "gaussian":

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <string>
 
+#include "bayesgrad/mlp.hpp"
+
 namespace bayesgrad {
 namespace curvature {
 
@@ -46,6 +48,34 @@ void gram_accum(const T* J, int64_t m, int64_t P, T* out);
 template <typename T>
 void linear_ggn_vp(const T* a, const T* S, int64_t n, int64_t I, int64_t K, int64_t O, const T* V, int64_t m,
                    T* out);
+
+// out (P, P) += Σ_{n,k} [S ⊗ a, S][S ⊗ a, S]^T for one linear layer (P = O*I + O),
+// built block by block from Λ_n = Σ_k S S^T: (O(O+1)/2) I² n multiply-adds
+// instead of the (K O²) I² n of a Jacobian Gram. Full symmetric result.
+template <typename T>
+void linear_full_accum(const T* a, const T* S, int64_t n, int64_t I, int64_t K, int64_t O, T* out);
+
+enum class Structure { diag, kron };
+Structure parse_structure(const std::string& s);
+
+// One data chunk of a whole MLP (mlp.hpp layout and activations): forward with
+// the MLP engine, square-root factors S (n, K, C) at the output, back-propagated
+// through every layer (GEMMs with the weights, times f'(z)), and each layer's
+// diagonal (out (P,) += diag) or Kronecker factors (out += [A_0 (I0,I0), B_0
+// (O0,O0), A_1, B_1, ...] with A = Σ a aᵀ unnormalised, B = Σ s sᵀ) accumulated.
+// Memory O(n K max_width + n Σ widths). Returns the chunk's loss (nats).
+template <typename T>
+double mlp_accum(const mlp::Layout& L, mlp::Activation f, const T* theta, const T* X, const T* y, const T* draws,
+                 int64_t n, Likelihood lik, Kind kind, int64_t K, Structure st, T* out);
+
+// Length of the packed Kronecker output of mlp_accum: Σ_l I_l² + O_l².
+int64_t kron_packed_size(const mlp::Layout& L);
+
+// out (m, P) += (G_chunk V^T)^T for the whole MLP: jvp through the network,
+// loss Hessian (or Fisher) Σ_k S S^T at the output, vjp by mlp::backward.
+template <typename T>
+void mlp_ggn_vp(const mlp::Layout& L, mlp::Activation f, const T* theta, const T* X, const T* y, const T* draws,
+                int64_t n, Likelihood lik, Kind kind, int64_t K, const T* V, int64_t m, T* out);
 
 }  // namespace curvature
 }  // namespace bayesgrad

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .mlp import Layout as _Layout, act_deriv as _act_deriv, forward_trace as _forward_trace
+
 __all__ = [
     "curv_sqrt_loss", "linear_diag_accum", "linear_kron_accum", "linear_jacobian",
-    "gram_accum", "linear_ggn_vp",
+    "gram_accum", "linear_ggn_vp", "linear_full_accum", "mlp_curv_accum", "mlp_ggn_vp",
 ]
 
 _LIKELIHOODS = ("gaussian", "categorical", "bernoulli")
@@ -165,3 +167,134 @@ def linear_ggn_vp(a, S, V, out):
         r = np.einsum("nk,nko->no", t, S)
         out[j, : O * I] += (r.T @ a).reshape(-1)
         out[j, O * I:] += r.sum(axis=0)
+
+
+def linear_full_accum(a, S, out):
+    """out (P, P) += Σ_{n,k} [S ⊗ a, S][S ⊗ a, S]ᵀ for one linear layer, P = O*I + O.
+
+    Built block by block from Λ_n = Σ_k S Sᵀ (n, O, O): block (c, d) of the
+    weights is Σ_n Λ_n[c, d] a_n a_nᵀ, (O(O+1)/2) I² n multiply-adds instead of
+    the K O² I² n of a Jacobian Gram. a : (n, I); S : (n, K, O).
+    """
+    n, K, O = S.shape
+    I = a.shape[1]
+    lam = np.einsum("nkc,nkd->ncd", S, S)
+    for c in range(O):
+        out[c * I:(c + 1) * I, c * I:O * I] += a.T @ (a[:, None, :] * lam[:, c, c:, None]).reshape(n, -1)
+        out[c * I:(c + 1) * I, O * I:] += a.T @ lam[:, c, :]
+    out[O * I:, O * I:] += lam.sum(axis=0)
+    iu = np.triu_indices(O * I + O, 1)
+    out[iu[1], iu[0]] = out[iu]
+
+
+def _check_sqrt_args(C, K, likelihood, kind):
+    if K < 1:
+        raise ValueError("n_cols must be >= 1")
+    if likelihood == "bernoulli" and C != 1:
+        raise ValueError("bernoulli needs 1 output")
+    if kind == "ef" and K != 1:
+        raise ValueError("n_cols must be 1 for the empirical Fisher")
+    if kind == "ggn" and K != (1 if likelihood == "bernoulli" else C):
+        raise ValueError("n_cols must be the number of outputs for the GGN (1 for bernoulli)")
+
+
+def _mlp_chunk(params, X, y, draws, sizes, activation, likelihood, kind, n_cols):
+    """Checked forward trace and output square-root factors of one chunk."""
+    L = _Layout(sizes)
+    if likelihood not in _LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {_LIKELIHOODS}, got {likelihood!r}")
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+    if not 0 <= int(activation) <= 4:
+        raise ValueError("activation code out of range")
+    if params.ndim != 1 or params.shape[0] != L.n_params:
+        raise ValueError(f"params must have shape ({L.n_params},)")
+    if X.ndim != 2 or X.shape[1] != L.sizes[0]:
+        raise ValueError(f"X must have shape (n, {L.sizes[0]})")
+    C, K, n = L.sizes[-1], int(n_cols), X.shape[0]
+    _check_sqrt_args(C, K, likelihood, kind)
+    if np.size(y) != (n * C if likelihood == "gaussian" else n):
+        raise ValueError("y must have n*C elements for a gaussian likelihood, n otherwise")
+    if kind == "fisher_mc" and np.size(draws) != (n * K * C if likelihood == "gaussian" else n * K):
+        raise ValueError("draws must have shape (n, n_cols, C) (gaussian) or (n, n_cols)")
+    zs, acts, _ = _forward_trace(L, int(activation), params[None], X)
+    zs, acts = [z[0] for z in zs], [a[0] for a in acts]
+    S = np.empty((n, K, C), params.dtype)
+    loss = curv_sqrt_loss(zs[-1], y, draws, likelihood, kind, S) if n else 0.0
+    return L, zs, acts, S, loss
+
+
+def mlp_curv_accum(params, X, y, draws, sizes, activation, likelihood, kind, n_cols, structure, out):
+    """Add one data chunk's curvature of a whole MLP (mlp.hpp layout) to ``out``.
+
+    Forward with the MLP engine, square-root factors S (n, n_cols, C) of the
+    loss Hessian at the output (``curv_sqrt_loss``), back-propagated through
+    every layer as (S W) ⊙ f'(z), and per layer ``linear_diag_accum`` or
+    ``linear_kron_accum``. Memory O(n · n_cols · max width).
+
+    params : (P,); X : (n, d_0); y, draws, likelihood, kind : as ``curv_sqrt_loss``;
+    sizes : (L+1,) int64 widths; activation : int code (0 identity, 1 relu, 2 tanh,
+    3 sigmoid, 4 gelu); n_cols : K; structure : "diag" (out (P,) += the diagonal) or
+    "kron" (out += packed [A_0 (I0, I0), B_0 (O0, O0), A_1, B_1, ...] with
+    A = Σ a aᵀ unnormalised and B = Σ s sᵀ). Returns the chunk's loss (nats).
+    """
+    if structure not in ("diag", "kron"):
+        raise ValueError(f"structure must be 'diag' or 'kron', got {structure!r}")
+    L, zs, acts, G, loss = _mlp_chunk(params, X, y, draws, sizes, activation, likelihood, kind, n_cols)
+    shapes = list(zip(L.sizes[:-1], L.sizes[1:]))
+    want = L.n_params if structure == "diag" else sum(i * i + o * o for i, o in shapes)
+    if out.shape != (want,):
+        raise ValueError(f"out must have shape ({want},)")
+    if X.shape[0] == 0:
+        return 0.0
+    koff = np.cumsum([0] + [i * i + o * o for i, o in shapes])
+    for l in range(L.n_layers - 1, -1, -1):
+        I, O = shapes[l]
+        a = X if l == 0 else acts[l - 1]
+        if structure == "diag":
+            w = out[L.w_off[l]:L.b_off[l]].reshape(O, I)
+            linear_diag_accum(a, G, w, out[L.b_off[l]:L.b_off[l] + O])
+        else:
+            A = out[koff[l]:koff[l] + I * I].reshape(I, I)
+            B = out[koff[l] + I * I:koff[l + 1]].reshape(O, O)
+            linear_kron_accum(a, G, A, B)
+        if l == 0:
+            break
+        W = params[L.w_off[l]:L.b_off[l]].reshape(O, I)
+        G = np.matmul(G, W) * _act_deriv(int(activation), zs[l - 1], acts[l - 1])[:, None, :]
+    return loss
+
+
+def mlp_ggn_vp(params, X, y, draws, sizes, activation, likelihood, kind, n_cols, V, out):
+    """out (m, P) += one chunk's curvature-vector products ``(G V^T)^T`` of a whole MLP.
+
+    jvp through the network (forward-mode tangents), the loss Hessian (or
+    Fisher) Σ_k S Sᵀ at the output, vjp back to the parameters. Arguments as
+    ``mlp_curv_accum``; V : (m, P) vectors in parameter order.
+    """
+    L, zs, acts, S, _ = _mlp_chunk(params, X, y, draws, sizes, activation, likelihood, kind, n_cols)
+    if V.ndim != 2 or V.shape[1] != L.n_params:
+        raise ValueError(f"V must have shape (m, {L.n_params})")
+    if out.shape != V.shape:
+        raise ValueError(f"out must have shape {V.shape}")
+    code = int(activation)
+    for j in range(V.shape[0]):
+        dprev = None
+        for l in range(L.n_layers):
+            I, O = L.sizes[l], L.sizes[l + 1]
+            a = X if l == 0 else acts[l - 1]
+            dz = a @ V[j, L.w_off[l]:L.b_off[l]].reshape(O, I).T + V[j, L.b_off[l]:L.b_off[l] + O]
+            if l > 0:
+                dz = dz + dprev @ params[L.w_off[l]:L.b_off[l]].reshape(O, I).T
+            if l + 1 < L.n_layers:
+                dprev = dz * _act_deriv(code, zs[l], acts[l])
+        r = np.einsum("nk,nkc->nc", np.einsum("nkc,nc->nk", S, dz), S)
+        G = r
+        for l in range(L.n_layers - 1, -1, -1):
+            I, O = L.sizes[l], L.sizes[l + 1]
+            a = X if l == 0 else acts[l - 1]
+            out[j, L.w_off[l]:L.b_off[l]] += (G.T @ a).ravel()
+            out[j, L.b_off[l]:L.b_off[l] + O] += G.sum(axis=0)
+            if l == 0:
+                break
+            G = (G @ params[L.w_off[l]:L.b_off[l]].reshape(O, I)) * _act_deriv(code, zs[l - 1], acts[l - 1])
