@@ -13,7 +13,7 @@ shapes with the identity activation), measured in the same run;
 
 The machine is shared: the load average before and after is recorded, and
 numbers taken under load are noisy (2-thread BLAS and OpenMP suffer most).
-Writes bench/results/training.json.
+Writes bench/results/training.json (training_threads<N>.json for --threads N != 2).
 
     PYTHONPATH=python python bench/training.py [--quick] [--no-compile] [--threads N]
 """
@@ -224,7 +224,8 @@ def main():
     out = {"machine": platform.platform(), "cpu_threads": os.cpu_count(), "threads": args.threads,
            "load_average_before": load_before, "load_average_after": os.getloadavg(), "backend": bg.backend_info(),
            "torch": None if torch is None else torch.__version__, "dtype": "float32", "results": results}
-    path = os.path.join(os.path.dirname(__file__), "results", "training.json")
+    name = "training.json" if args.threads == 2 else f"training_threads{args.threads}.json"
+    path = os.path.join(os.path.dirname(__file__), "results", name)
     with open(path, "w") as f:
         json.dump(out, f, indent=1, default=str)
     print("wrote", path)
