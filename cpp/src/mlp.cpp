@@ -156,7 +156,7 @@ void backward(const Layout& L, Activation f, const T* params, int64_t p_stride, 
               const Trace<T>& tr, T* g_out, T* grad, int64_t g_stride, T* grad_x, const Masks<T>* masks) {
   const int64_t nl = L.n_layers();
   const int64_t S = tr.S, N = tr.N;
-  std::vector<T> buf;  // dLoss/dz of the layer below
+  std::vector<T>& buf = tr.g_cur;  // dLoss/dz of the layer below
   T* G = g_out;
   for (int64_t l = nl - 1; l >= 0; --l) {
     const int64_t din = L.d_in(l), dout = L.d_out(l);
@@ -174,7 +174,8 @@ void backward(const Layout& L, Activation f, const T* params, int64_t p_stride, 
     }
     if (l == 0 && grad_x == nullptr) break;
     // dA_s = G_s W_s  (N x din)
-    std::vector<T> dA(static_cast<size_t>(S * N * din));
+    std::vector<T>& dA = tr.g_next;
+    dA.resize(static_cast<size_t>(S * N * din));
     T* dst = l == 0 ? grad_x : dA.data();
     gemm_batch<T>(false, false, N, din, dout, G, dout, N * dout, params + L.w_off[l], din, p_stride, T(0), dst, din,
                   N * din, S);

@@ -8,29 +8,32 @@
 #include <stdexcept>
 #include <vector>
 
+#include "bayesgrad/parallel.hpp"
 #include "bayesgrad/philox.hpp"
 #include "bayesgrad/random.hpp"
 
 namespace bayesgrad {
 
 template <typename T>
-void adam_step(T* p, const T* g, T* m, T* v, int64_t n, int64_t t, const AdamConfig& c) {
+AdamCoeffs<T>::AdamCoeffs(const AdamConfig& c, int64_t t) {
   if (t < 1) throw std::invalid_argument("Adam step count must be >= 1");
-  const T b1 = static_cast<T>(c.beta1), b2 = static_cast<T>(c.beta2);
-  // Bias corrections folded into the step size (Kingma & Ba, sec. 2).
   const double bc1 = 1.0 - std::pow(c.beta1, static_cast<double>(t));
   const double bc2 = 1.0 - std::pow(c.beta2, static_cast<double>(t));
-  const T lr_t = static_cast<T>(c.lr / bc1);
-  const T inv_sqrt_bc2 = static_cast<T>(1.0 / std::sqrt(bc2));
-  const T eps = static_cast<T>(c.eps);
-  for (int64_t i = 0; i < n; ++i) {
-    const T gi = g[i];
-    const T mi = b1 * m[i] + (T(1) - b1) * gi;
-    const T vi = b2 * v[i] + (T(1) - b2) * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    p[i] -= lr_t * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
-  }
+  b1 = static_cast<T>(c.beta1);
+  b2 = static_cast<T>(c.beta2);
+  lr_t = static_cast<T>(c.lr / bc1);
+  inv_sqrt_bc2 = static_cast<T>(1.0 / std::sqrt(bc2));
+  eps = static_cast<T>(c.eps);
+}
+
+template <typename T>
+void adam_step(T* p, const T* g, T* m, T* v, int64_t n, int64_t t, const AdamConfig& c) {
+  const AdamCoeffs<T> k(c, t);
+  const int64_t n_chunks = (n + kElementChunk - 1) / kElementChunk;
+  parallel_chunks(n_chunks, [&](int64_t ci) {
+    const int64_t end = std::min(n, (ci + 1) * kElementChunk);
+    for (int64_t i = ci * kElementChunk; i < end; ++i) k.update(p[i], g[i], m[i], v[i]);
+  });
 }
 
 double SgdConfig::rate(int64_t t) const { return a0 / std::pow(t0 + static_cast<double>(t), kappa); }
@@ -58,7 +61,9 @@ int64_t map_epoch(const MapConfig& cfg, T* state, T* m, T* v, int64_t step, cons
   const bool dropout = cfg.dropout_p > 0.0 && H > 0;
   const T keep_scale = dropout ? static_cast<T>(1.0 / (1.0 - cfg.dropout_p)) : T(1);
   std::vector<T> xb, yb, grad(n_state), gF, mask;
+  std::vector<double> prior_part;
   mlp::Trace<T> tr;
+  mlp::Masks<T> mk;
   for (int64_t i = 0; i < batches.count(); ++i) {
     const int64_t B = batches.size(i);
     const int64_t* rows = batches.perm + batches.start(i);
@@ -68,7 +73,6 @@ int64_t map_epoch(const MapConfig& cfg, T* state, T* m, T* v, int64_t step, cons
     gather_rows(X, D, rows, B, xb.data());
     gather_rows(y, Dy, rows, B, yb.data());
     ++step;
-    mlp::Masks<T> mk;
     if (dropout) {
       mask.resize(B * H);
       fill_uniform<T>(mask.data(), B * H, cfg.seed, philox::fold_in(cfg.dropout_stream, step), 0);
@@ -86,18 +90,30 @@ int64_t map_epoch(const MapConfig& cfg, T* state, T* m, T* v, int64_t step, cons
     mlp::nll<T>(cfg.lik, tr.output(), yb.data(), 1, B, K, state + P, &nll_i, gF.data(), scale, gnoise);
     if (!cfg.learn_noise) std::fill(grad.begin() + P, grad.end(), T(0));
     mlp::backward<T>(L, cfg.act, state, 0, xb.data(), 0, tr, gF.data(), grad.data(), 0, nullptr, mp);
+    // Weight decay, its energy and the Adam update in one parallel pass.
+    const AdamCoeffs<T> k(cfg.adam, step);
+    const int64_t n_chunks = (P + kElementChunk - 1) / kElementChunk;
+    prior_part.assign(n_chunks, 0.0);
+    parallel_chunks(n_chunks, [&](int64_t ci) {
+      const int64_t end = std::min(P, (ci + 1) * kElementChunk);
+      double acc = 0.0;
+      for (int64_t j = ci * kElementChunk; j < end; ++j) {
+        acc += 0.5 * double(prior_prec[j]) * double(state[j]) * double(state[j]);
+        k.update(state[j], grad[j] + prior_prec[j] * state[j], m[j], v[j]);
+      }
+      prior_part[ci] = acc;
+    });
+    for (int64_t j = P; j < n_state; ++j) k.update(state[j], grad[j], m[j], v[j]);
     double prior = 0.0;
-    for (int64_t j = 0; j < P; ++j) {
-      prior += 0.5 * double(prior_prec[j]) * double(state[j]) * double(state[j]);
-      grad[j] += prior_prec[j] * state[j];
-    }
+    for (double a : prior_part) prior += a;
     stats[2 * i] = nll_i;
     stats[2 * i + 1] = static_cast<T>(double(scale) * double(nll_i) + prior);
-    adam_step<T>(state, grad.data(), m, v, n_state, step, cfg.adam);
   }
   return step;
 }
 
+template struct AdamCoeffs<float>;
+template struct AdamCoeffs<double>;
 template void adam_step<float>(float*, const float*, float*, float*, int64_t, int64_t, const AdamConfig&);
 template void adam_step<double>(double*, const double*, double*, double*, int64_t, int64_t, const AdamConfig&);
 template void sgd_step<float>(float*, const float*, int64_t, int64_t, const SgdConfig&);

@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "bayesgrad/parallel.hpp"
 #include "bayesgrad/philox.hpp"
 #include "bayesgrad/random.hpp"
 
@@ -27,14 +28,6 @@ namespace {
 constexpr double kHalfLog2Pi = 0.91893853320467274178;
 constexpr uint64_t kFlipoutTag = 13;  // bayesgrad.random.TAGS["flipout"]
 
-template <typename T>
-inline T softplus(T r) {
-  return r > T(0) ? r + std::log1p(std::exp(-r)) : std::log1p(std::exp(r));
-}
-template <typename T>
-inline T sigmoid(T r) {
-  return r >= T(0) ? T(1) / (T(1) + std::exp(-r)) : std::exp(r) / (T(1) + std::exp(r));
-}
 
 // Buffers of the stochastic-layer passes (local reparameterisation, Flipout).
 template <typename T>
@@ -254,68 +247,199 @@ double vi_kl(const ViConfig& cfg, const T* mu, const T* sigma, const T* eps, int
   return kl;
 }
 
-// Work buffers reused across the steps of an epoch.
+// The pass after the backward pass over parameters [j0, j1), in blocks small
+// enough for stack buffers, written as simple loops the compiler vectorises
+// (the only calls left are the logs of the KL): gradients w.r.t. mu and
+// sigma (sums over the S samples, or the stochastic-layer gradients g2), the
+// KL (Gaussian prior closed form, or the precomputed Monte Carlo gradient kg),
+// the chain rule through softplus, then either the gradient into grad or the
+// Adam update of mu and rho. Returns the KL of the block (Gaussian prior).
+constexpr int64_t kPostBlock = 256;
+
+template <typename T>
+struct PostPass {
+  int64_t P, S;  // S = 0: gradients come from g2 (stochastic layers)
+  const T *gW, *eps, *g2, *kg, *sigma, *dsig;
+  T *mu, *rho, *grad, *m, *v;
+  T klscale;
+  double inv_ps2, log_ps;
+  const AdamCoeffs<T>* adam;
+
+  double block(int64_t j0, int64_t j1) const {
+    const int64_t n = j1 - j0;
+    T gm[kPostBlock], gs[kPostBlock];
+    const T* __restrict sg = sigma + j0;
+    const T* __restrict mj = mu + j0;
+    if (S > 0) {
+      for (int64_t k = 0; k < n; ++k) gm[k] = gs[k] = T(0);
+      for (int64_t s = 0; s < S; ++s) {
+        const T* __restrict g = gW + s * P + j0;
+        const T* __restrict e = eps + s * P + j0;
+        for (int64_t k = 0; k < n; ++k) {
+          gm[k] += g[k];
+          gs[k] += g[k] * e[k];
+        }
+      }
+    } else {
+      std::copy(g2 + j0, g2 + j1, gm);
+      std::copy(g2 + P + j0, g2 + P + j1, gs);
+    }
+    double kl = 0.0;
+    if (kg == nullptr) {
+      // KL(N(mu, sigma^2) || N(0, prior_sigma^2)) summed; its gradient in double as the float64 reference does.
+      double quad = 0.0, logs = 0.0;
+      for (int64_t k = 0; k < n; ++k) {
+        const double md = mj[k], sd = sg[k];
+        quad += (sd * sd + md * md);
+        logs += static_cast<double>(std::log(sg[k]));
+      }
+      kl = static_cast<double>(n) * (log_ps - 0.5) - logs + 0.5 * quad * inv_ps2;
+      for (int64_t k = 0; k < n; ++k) {
+        const double md = mj[k], sd = sg[k];
+        gm[k] += klscale * static_cast<T>(md * inv_ps2);
+        gs[k] += klscale * static_cast<T>(sd * inv_ps2 - 1.0 / sd);
+      }
+    } else {
+      for (int64_t k = 0; k < n; ++k) {
+        gm[k] += kg[j0 + k];
+        gs[k] += kg[P + j0 + k];
+      }
+    }
+    const T* __restrict ds = dsig + j0;
+    for (int64_t k = 0; k < n; ++k) gs[k] *= ds[k];
+    if (grad) {
+      std::copy(gm, gm + n, grad + j0);
+      std::copy(gs, gs + n, grad + P + j0);
+      return kl;
+    }
+    const AdamCoeffs<T> a = *adam;
+    T* __restrict pm = mu + j0;
+    T* __restrict mm = m + j0;
+    T* __restrict vm = v + j0;
+    for (int64_t k = 0; k < n; ++k) a.update(pm[k], gm[k], mm[k], vm[k]);
+    T* __restrict pr = rho + j0;
+    T* __restrict mr = m + P + j0;
+    T* __restrict vr = v + P + j0;
+    for (int64_t k = 0; k < n; ++k) a.update(pr[k], gs[k], mr[k], vr[k]);
+    return kl;
+  }
+};
+
+// Work buffers reused across the steps of an epoch (no allocation after the first step).
 template <typename T>
 struct ViWork {
-  std::vector<T> sigma, eps, gF, nlls, W, gW, gn;
+  std::vector<T> sigma, dsig, eps, gF, nlls, W, gW, gn, g2, kg;
+  std::vector<double> kl_part;
   mlp::Trace<T> tr;
   Stoch<T> st;
 };
 
-// Objective of one minibatch (rows xb, yb) at step `step` and its gradient
-// w.r.t. state = [mu, rho, log_noise] into grad; stats3 = (mean nll, KL, objective).
+// One minibatch (rows xb, yb) at step `step`: the objective
+// (N / B) (mean_s nll_s + kl_weight KL) and its gradient w.r.t. state =
+// [mu, rho, log_noise]. With grad non-null the gradient is written there;
+// otherwise Adam step `step` (moments m, v) is applied to state in place.
+// stats3 = (mean nll, KL, objective).
+//
+// The element-wise work over the P parameters is two parallel passes, each
+// outside any BLAS call: before the forward pass sigma = softplus(rho),
+// d sigma / d rho and the sampled weights; after the backward pass the sums
+// over samples, the KL and its gradient, the chain rule through softplus and
+// the Adam update.
 template <typename T>
-void vi_batch_grad(const ViConfig& cfg, const T* state, const T* xb, const T* yb, int64_t B, int64_t N,
-                   int64_t step, T kl_weight, T* grad, T* stats3, ViWork<T>& w) {
+void vi_batch(const ViConfig& cfg, T* state, const T* xb, const T* yb, int64_t B, int64_t N, int64_t step,
+              T kl_weight, T* grad, T* m, T* v, T* stats3, ViWork<T>& w) {
   const mlp::Layout& L = cfg.layout;
   const int64_t P = L.n_params, K = L.d_output(), S = cfg.n_samples;
   const int64_t Dy = mlp::target_dim(cfg.lik, K);
-  const T* mu = state;
-  const T* rho = state + P;
+  T* mu = state;
+  T* rho = state + P;
   const T* log_noise = state + 2 * P;
-  const bool need_eps = cfg.estimator != kLocalReparam || cfg.prior == kPriorScaleMixture;
+  const bool weight_space = cfg.estimator == kWeightSpace;
+  const bool gauss_prior = cfg.prior == kPriorGaussian;
+  const bool need_eps = cfg.estimator != kLocalReparam || !gauss_prior;
+  const int64_t n_chunks = (P + kElementChunk - 1) / kElementChunk;
   w.sigma.resize(P);
+  w.dsig.resize(P);
   w.eps.resize(need_eps ? S * P : 0);
   w.nlls.resize(S);
+  if (weight_space) w.W.resize(S * P);
   const uint64_t stream_t = philox::fold_in(cfg.stream, static_cast<uint64_t>(step));
-  for (int64_t j = 0; j < P; ++j) w.sigma[j] = softplus(rho[j]);
   if (need_eps) fill_normal<T>(w.eps.data(), S * P, cfg.seed, stream_t, 0);
+  T* sigma = w.sigma.data();
+  T* dsig = w.dsig.data();
+  const T* eps = w.eps.data();
+  T* W = w.W.data();
+  parallel_chunks(n_chunks, [&](int64_t ci) {
+    const int64_t end = std::min(P, (ci + 1) * kElementChunk);
+    for (int64_t j = ci * kElementChunk; j < end; ++j) {
+      // softplus and its derivative (the logistic) share one exp
+      const T r = rho[j];
+      const T e = std::exp(-std::abs(r));
+      sigma[j] = (r > T(0) ? r : T(0)) + std::log1p(e);
+      dsig[j] = r >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
+    }
+    if (weight_space)
+      for (int64_t s = 0; s < S; ++s)
+        for (int64_t j = ci * kElementChunk; j < end; ++j) W[s * P + j] = mu[j] + sigma[j] * eps[s * P + j];
+  });
   const double scale_d = static_cast<double>(N) / static_cast<double>(B);
   const T gscale = static_cast<T>(scale_d / static_cast<double>(S));
   w.gF.resize(S * B * K);
   w.gn.assign(S * Dy, T(0));
-  T* gmu = grad;
-  T* gsig = grad + P;
-  const T* sigma = w.sigma.data();
-  const T* eps = w.eps.data();
-  if (cfg.estimator == kWeightSpace) {
-    w.W.resize(S * P);
-    for (int64_t s = 0; s < S; ++s)
-      for (int64_t j = 0; j < P; ++j) w.W[s * P + j] = mu[j] + sigma[j] * eps[s * P + j];
-    mlp::forward<T>(L, cfg.act, w.W.data(), S, P, xb, B, 0, w.tr);
-    mlp::nll<T>(cfg.lik, w.tr.output(), yb, S, B, K, log_noise, w.nlls.data(), w.gF.data(), gscale, w.gn.data());
+  if (weight_space) {
     w.gW.resize(S * P);
-    mlp::backward<T>(L, cfg.act, w.W.data(), P, xb, 0, w.tr, w.gF.data(), w.gW.data(), P);
-    std::fill(gmu, gmu + 2 * P, T(0));
-    for (int64_t s = 0; s < S; ++s)
-      for (int64_t j = 0; j < P; ++j) {
-        gmu[j] += w.gW[s * P + j];
-        gsig[j] += w.gW[s * P + j] * eps[s * P + j];
-      }
+    mlp::forward<T>(L, cfg.act, W, S, P, xb, B, 0, w.tr);
+    mlp::nll<T>(cfg.lik, w.tr.output(), yb, S, B, K, log_noise, w.nlls.data(), w.gF.data(), gscale, w.gn.data());
+    mlp::backward<T>(L, cfg.act, W, P, xb, 0, w.tr, w.gF.data(), w.gW.data(), P);
   } else {
+    w.g2.resize(2 * P);
     stoch_forward<T>(cfg, mu, sigma, eps, xb, B, stream_t, w.st);
     mlp::nll<T>(cfg.lik, w.st.z.back().data(), yb, S, B, K, log_noise, w.nlls.data(), w.gF.data(), gscale,
                 w.gn.data());
-    stoch_backward<T>(cfg, mu, sigma, eps, B, w.st, w.gF.data(), gmu, gsig);
+    stoch_backward<T>(cfg, mu, sigma, eps, B, w.st, w.gF.data(), w.g2.data(), w.g2.data() + P);
   }
   const T klscale = static_cast<T>(scale_d * static_cast<double>(kl_weight));
-  const double kl = vi_kl<T>(cfg, mu, sigma, eps, S, gmu, gsig, klscale);
-  for (int64_t j = 0; j < P; ++j) gsig[j] *= sigmoid(rho[j]);  // d sigma / d rho
+  double kl = 0.0;
+  if (!gauss_prior) {  // Monte Carlo KL of the scale mixture (its gradient into kg)
+    w.kg.assign(2 * P, T(0));
+    kl = vi_kl<T>(cfg, mu, sigma, eps, S, w.kg.data(), w.kg.data() + P, klscale);
+  }
+  PostPass<T> pp;
+  pp.P = P;
+  pp.S = weight_space ? S : 0;
+  pp.gW = w.gW.data();
+  pp.eps = eps;
+  pp.g2 = w.g2.data();
+  pp.kg = gauss_prior ? nullptr : w.kg.data();
+  pp.mu = mu;
+  pp.rho = rho;
+  pp.sigma = sigma;
+  pp.dsig = dsig;
+  pp.grad = grad;
+  pp.m = m;
+  pp.v = v;
+  pp.klscale = klscale;
+  pp.inv_ps2 = 1.0 / (cfg.prior_sigma * cfg.prior_sigma);
+  pp.log_ps = std::log(cfg.prior_sigma);
+  const AdamCoeffs<T> adam(cfg.adam, step < 1 ? 1 : step);
+  pp.adam = &adam;
+  w.kl_part.assign(n_chunks, 0.0);
+  parallel_chunks(n_chunks, [&](int64_t ci) {
+    const int64_t j0 = ci * kElementChunk, j1 = std::min(P, j0 + kElementChunk);
+    double acc = 0.0;
+    for (int64_t j = j0; j < j1; j += kPostBlock) acc += pp.block(j, std::min(j1, j + kPostBlock));
+    w.kl_part[ci] = acc;
+  });
+  if (gauss_prior)
+    for (double a : w.kl_part) kl += a;
   for (int64_t d = 0; d < Dy; ++d) {
     T acc = T(0);
     if (cfg.learn_noise)
       for (int64_t s = 0; s < S; ++s) acc += w.gn[s * Dy + d];
-    grad[2 * P + d] = acc;
+    if (grad)
+      grad[2 * P + d] = acc;
+    else
+      adam.update(state[2 * P + d], acc, m[2 * P + d], v[2 * P + d]);
   }
   double nll_mean = 0.0;
   for (int64_t s = 0; s < S; ++s) nll_mean += double(w.nlls[s]);
@@ -329,7 +453,8 @@ template <typename T>
 void vi_grad(const ViConfig& cfg, const T* state, const T* X, const T* y, int64_t N, int64_t step, T kl_weight,
              T* grad, T* stats3) {
   ViWork<T> w;
-  vi_batch_grad<T>(cfg, state, X, y, N, N, step, kl_weight, grad, stats3, w);
+  // With grad given, vi_batch leaves state untouched.
+  vi_batch<T>(cfg, const_cast<T*>(state), X, y, N, N, step, kl_weight, grad, nullptr, nullptr, stats3, w);
 }
 
 template <typename T>
@@ -338,8 +463,7 @@ int64_t vi_epoch(const ViConfig& cfg, T* state, T* m, T* v, int64_t step, const 
   const mlp::Layout& L = cfg.layout;
   const int64_t D = L.d_input();
   const int64_t Dy = mlp::target_dim(cfg.lik, L.d_output());
-  const int64_t n_state = 2 * L.n_params + Dy;
-  std::vector<T> xb, yb, grad(n_state);
+  std::vector<T> xb, yb;
   ViWork<T> w;
   for (int64_t i = 0; i < batches.count(); ++i) {
     const int64_t B = batches.size(i);
@@ -349,8 +473,7 @@ int64_t vi_epoch(const ViConfig& cfg, T* state, T* m, T* v, int64_t step, const 
     gather_rows(X, D, rows, B, xb.data());
     gather_rows(y, Dy, rows, B, yb.data());
     ++step;
-    vi_batch_grad<T>(cfg, state, xb.data(), yb.data(), B, N, step, kl_weight[i], grad.data(), stats + 3 * i, w);
-    adam_step<T>(state, grad.data(), m, v, n_state, step, cfg.adam);
+    vi_batch<T>(cfg, state, xb.data(), yb.data(), B, N, step, kl_weight[i], nullptr, m, v, stats + 3 * i, w);
   }
   return step;
 }

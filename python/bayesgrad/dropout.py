@@ -131,7 +131,13 @@ class MCDropout:
         return Predictive.from_outputs(F, self.likelihood, noise)
 
     def save(self, path):
-        """Write parameters and settings to ``path`` (.npz + JSON, no pickle)."""
+        """Write parameters and settings to ``path`` (.npz + JSON, no pickle).
+
+        The Adam moments and step count are not saved: a loaded model predicts
+        exactly as the saved one, but ``fit(theta0=model.theta_)`` on it restarts
+        Adam from zero moments, so its first steps differ from an
+        uninterrupted run.
+        """
         if self.theta_ is None:
             raise RuntimeError("call fit() first")
         meta = {"kind": "MCDropout", "mlp": self.mlp.to_dict(), "p": self.p, "likelihood": self.likelihood,
@@ -141,7 +147,11 @@ class MCDropout:
 
     @classmethod
     def load(cls, path):
-        """Read a model written by ``save``; ValueError for a malformed or foreign file."""
+        """Read a model written by ``save``; ValueError for a malformed or foreign file.
+
+        The optimiser state is not restored (see ``save``): further training
+        starts Adam afresh.
+        """
         meta, arrays = _tr.load_npz(path, "MCDropout", ["theta", "log_noise"])
         try:
             mlp = MLP(**meta["mlp"])

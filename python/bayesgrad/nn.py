@@ -284,7 +284,10 @@ class Predictive:
 
     Classification (categorical, bernoulli): ``probs`` (N, C) the predictive
     mean; ``log_probs`` (S, N, C) per sample when sampled (None otherwise).
-    Bernoulli is given as two classes (C = 2: failure, success).
+    Bernoulli is given as two classes (C = 2: failure, success) and supports
+    a single binary target only (network output width K = 1); an MLP with
+    several independent bernoulli outputs trains fine, but its predictive must
+    be built per output (``from_outputs(F[..., k:k+1], "bernoulli")``).
     Regression (gaussian, heteroscedastic): ``mean`` (N, D); ``var`` (N, D)
     total = ``aleatoric_var`` + ``epistemic_var``; ``samples_mean`` (S, N, D)
     per-sample means when sampled.

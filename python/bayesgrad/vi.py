@@ -213,13 +213,23 @@ class MFVI:
                 "batch_size": self.batch_size, "seed": str(getattr(self, "seed_", "")), "history": self.history_}
 
     def save(self, path):
-        """Write the variational parameters and settings to ``path`` (.npz + JSON, no pickle)."""
+        """Write the variational parameters and settings to ``path`` (.npz + JSON, no pickle).
+
+        The Adam moments and step count are not saved: a loaded model predicts
+        exactly as the saved one, but ``fit`` on it (``warm_start``) restarts
+        Adam from zero moments, so its first steps differ from an
+        uninterrupted run.
+        """
         self._require_fit()
         _tr.save_npz(path, self._meta(), {"state": self.state_})
 
     @classmethod
     def load(cls, path):
-        """Read a model written by ``save``; ValueError for a malformed or foreign file."""
+        """Read a model written by ``save``; ValueError for a malformed or foreign file.
+
+        The optimiser state is not restored (see ``save``): further training
+        starts Adam afresh.
+        """
         meta, arrays = _tr.load_npz(path, "MFVI", ["state"])
         try:
             mlp = MLP(**meta["mlp"])

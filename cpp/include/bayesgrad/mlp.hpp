@@ -86,6 +86,9 @@ template <typename T>
 struct Trace {
   int64_t S = 0, N = 0;
   std::vector<std::vector<T>> z, a;
+  // Scratch of backward (dLoss/dA per layer), kept here so that repeated
+  // steps reuse the memory; not part of the trace's value.
+  mutable std::vector<T> g_cur, g_next;
   const T* output() const { return z.back().data(); }
 };
 

@@ -1,6 +1,7 @@
 // Adam as one fused pass over the parameters, and the native MAP / dropout
 // training epoch built on the MLP engine (mlp.hpp).
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 #include "bayesgrad/mlp.hpp"
@@ -27,6 +28,26 @@ struct SgdConfig {
 // One SGD step t (1-based) on n parameters: p -= a_t g.
 template <typename T>
 void sgd_step(T* p, const T* g, int64_t n, int64_t t, const SgdConfig& c);
+// The per-step constants of Adam step t, with the bias corrections folded into
+// the step size (Kingma & Ba, sec. 2), so that fused passes elsewhere (MFVI)
+// update element by element exactly as adam_step does.
+template <typename T>
+struct AdamCoeffs {
+  T b1, b2, lr_t, inv_sqrt_bc2, eps;
+  AdamCoeffs(const AdamConfig& c, int64_t t);
+  void update(T& p, T g, T& m, T& v) const {
+    const T mi = b1 * m + (T(1) - b1) * g;
+    const T vi = b2 * v + (T(1) - b2) * g * g;
+    m = mi;
+    v = vi;
+    p -= lr_t * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
+  }
+};
+
+// Element-wise passes over the parameters run in chunks of this many elements
+// on the worker threads (fixed, so sums over chunks do not depend on the
+// thread count); fewer than one chunk stays on the calling thread.
+constexpr int64_t kElementChunk = int64_t(1) << 14;
 
 // Minibatch schedule of an epoch: rows perm[start_i .. start_i + B_i).
 struct Batches {

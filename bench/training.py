@@ -1,11 +1,21 @@
 """Time per training step: the weight-space MFVI step (sample, forward,
 backward, KL, Adam) and the MAP step (forward, backward, weight decay, Adam),
 float32, native core vs the NumPy twin vs PyTorch CPU (eager and, unless
---no-compile, torch.compile). PyTorch is optional: without it its columns are
-skipped. Medians of repeats; ratios are against the native step measured in
-the same run. Writes bench/results/mlp.json.
+--no-compile, torch.compile). PyTorch is optional (``torch==2.13.0`` CPU,
+never a dependency): without it its columns are skipped. Medians of repeats;
+ratios are against the native step measured in the same run.
 
-    PYTHONPATH=python python bench/mlp.py [--quick] [--no-compile]
+The GEMM limit of a step is its GEMM FLOPs (forward + two backward products
+per layer and sample: 6 B S sum(d_in d_out)) over the sgemm rate of the same
+BLAS (scipy-openblas32, through the native forward pass of the same layer
+shapes with the identity activation), measured in the same run;
+``gemm_limit_fraction`` = that time / the native step time.
+
+The machine is shared: the load average before and after is recorded, and
+numbers taken under load are noisy (2-thread BLAS and OpenMP suffer most).
+Writes bench/results/training.json (training_threads<N>.json for --threads N != 2).
+
+    PYTHONPATH=python python bench/training.py [--quick] [--no-compile] [--threads N]
 """
 from __future__ import annotations
 
@@ -148,30 +158,35 @@ def torch_steps(cfg, X, y, kind, compiled):
     return run
 
 
-def sgemm_rate(cfg):
-    """float32 GEMM FLOP/s at this network's largest layer and batch (NumPy's BLAS)."""
-    B = cfg["batch"]
-    a = np.random.default_rng(0).normal(size=(B, max(cfg["sizes"]))).astype(np.float32)
-    w = np.random.default_rng(1).normal(size=(max(cfg["sizes"]), sorted(cfg["sizes"])[-2])).astype(np.float32)
-    reps = 200
-    a @ w
-    ts = []
-    for _ in range(5):
-        t0 = time.perf_counter()
+def sgemm_rate(cfg, repeats):
+    """float32 GEMM FLOP/s of scipy-openblas32 at this network's layer shapes
+    and batch: the native forward pass with the identity activation is one
+    sgemm per layer (plus a bias copy, which only lowers the rate)."""
+    kern = bg._backend._core
+    sizes, B = cfg["sizes"], cfg["batch"]
+    m = MLP(sizes, "identity")
+    theta = m.init(dtype=np.float32)[None]
+    X = np.random.default_rng(0).normal(size=(B, sizes[0])).astype(np.float32)
+    out = np.empty((1, B, sizes[-1]), np.float32)
+    reps = max(1, int(2e8 // (2 * B * sum(a * b for a, b in zip(sizes[:-1], sizes[1:])))))
+
+    def run():
         for _ in range(reps):
-            a @ w
-        ts.append((time.perf_counter() - t0) / reps)
-    return 2 * a.shape[0] * a.shape[1] * w.shape[1] / statistics.median(ts)
+            kern.mlp_forward(theta, X, m._sizes_arr, m._act, out, None)
+    t = time_epochs(run, reps, max(5, repeats))
+    return 2 * B * sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) / t
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    bg.set_num_threads(2)
+    load_before = os.getloadavg()
+    bg.set_num_threads(args.threads)
     if torch is not None:
-        torch.set_num_threads(2)
+        torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     repeats = 3 if args.quick else 7
     results = []
@@ -180,7 +195,7 @@ def main():
         X, y = data(cfg, 20 if big else 200, rng)
         Xs, ys = X[:cfg["batch"] * (4 if big else 20)], y[:cfg["batch"] * (4 if big else 20)]
         flops = 6 * cfg["batch"] * cfg["S"] * sum(a * b for a, b in zip(cfg["sizes"][:-1], cfg["sizes"][1:]))
-        rate = sgemm_rate(cfg)
+        rate = sgemm_rate(cfg, repeats)
         for kind in ("mfvi", "map"):
             if kind == "map" and cfg["S"] > 1:
                 continue
@@ -200,12 +215,17 @@ def main():
             for k in ("numpy_s", "torch_s", "torch_compile_s"):
                 if k in row:
                     row[k.replace("_s", "_over_native")] = row[k] / row["native_s"]
+            best = [row[k] for k in ("torch_s", "torch_compile_s") if k in row]
+            if best:
+                row["best_torch_over_native"] = min(best) / row["native_s"]
             results.append(row)
             cols = "  ".join(f"{k}={v:.3g}" for k, v in row.items() if isinstance(v, float))
             print(f"{cfg['name']:48s} {kind:5s} {cols}", flush=True)
-    out = {"machine": platform.platform(), "cpu_threads": os.cpu_count(), "backend": bg.backend_info(),
+    out = {"machine": platform.platform(), "cpu_threads": os.cpu_count(), "threads": args.threads,
+           "load_average_before": load_before, "load_average_after": os.getloadavg(), "backend": bg.backend_info(),
            "torch": None if torch is None else torch.__version__, "dtype": "float32", "results": results}
-    path = os.path.join(os.path.dirname(__file__), "results", "mlp.json")
+    name = "training.json" if args.threads == 2 else f"training_threads{args.threads}.json"
+    path = os.path.join(os.path.dirname(__file__), "results", name)
     with open(path, "w") as f:
         json.dump(out, f, indent=1, default=str)
     print("wrote", path)
