@@ -12,7 +12,6 @@ from bayesgrad import cli, datasets, plotting, _quickbench
 from bayesgrad._table import DataError, read_csv
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_cli(argv, capsys):
@@ -181,7 +180,8 @@ def test_fit_missing_things(tmp_path, capsys):
 @pytest.mark.single_backend
 def test_fit_bad_file_no_traceback_subprocess(tmp_path):
     f = write(tmp_path / "d.csv", "a,y\n1,2\nx,3\n")
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"))
+    # the bayesgrad this test imported (installed, or the source tree with an in-place build)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(bg.__file__)))
     r = subprocess.run([sys.executable, "-m", "bayesgrad", "fit", str(f), "--target", "y"],
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 1
