@@ -15,20 +15,6 @@ Layout layout_of(const in_array<int64_t>& sizes) {
   return Layout(sizes.data(), sizes.shape(0));
 }
 
-void expect_shape(const py::array& a, std::initializer_list<int64_t> shape, const char* name) {
-  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
-  int i = 0;
-  for (int64_t d : shape) {
-    if (!ok) break;
-    ok = a.shape(i++) == d;
-  }
-  if (!ok) {
-    std::string want = "(";
-    for (int64_t d : shape) want += std::to_string(d) + ",";
-    throw std::invalid_argument(std::string(name) + " must have shape " + want + ")");
-  }
-}
-
 // Parameters (S, P) and inputs (N, D) shared, or (S, N, D) per sample.
 struct Inputs {
   int64_t S, N, x_stride;
@@ -75,7 +61,7 @@ void bind(py::module_& m) {
         const Layout L = layout_of(sizes);
         const auto f = mlp::activation_from_int(activation);
         const Inputs in = check_inputs<T>(L, params, X);
-        expect_shape(out, {in.S, in.N, L.d_output()}, "out");
+        require_shape(out, "out", {in.S, in.N, L.d_output()});
         require_writeable(out, "out");
         const auto mk = check_masks<T>(L, masks, in.S, in.N);
         const T* p = params.data();
@@ -96,12 +82,12 @@ void bind(py::module_& m) {
         const Layout L = layout_of(sizes);
         const auto f = mlp::activation_from_int(activation);
         const Inputs in = check_inputs<T>(L, params, X);
-        expect_shape(g_out, {in.S, in.N, L.d_output()}, "g_out");
-        expect_shape(grad, {in.S, L.n_params}, "grad");
+        require_shape(g_out, "g_out", {in.S, in.N, L.d_output()});
+        require_shape(grad, "grad", {in.S, L.n_params});
         require_writeable(grad, "grad");
         T* gx = nullptr;
         if (grad_x) {
-          expect_shape(*grad_x, {in.S, in.N, L.d_input()}, "grad_x");
+          require_shape(*grad_x, "grad_x", {in.S, in.N, L.d_input()});
           require_writeable(*grad_x, "grad_x");
           gx = grad_x->mutable_data();
         }
@@ -131,19 +117,19 @@ void bind(py::module_& m) {
         const Inputs in = check_inputs<T>(L, params, X);
         const int64_t K = L.d_output();
         const int64_t Dy = mlp::target_dim(lik, K);
-        expect_shape(y, {in.N, Dy}, "y");
-        expect_shape(log_noise, {Dy}, "log_noise");
-        expect_shape(nll, {in.S}, "nll");
+        require_shape(y, "y", {in.N, Dy});
+        require_shape(log_noise, "log_noise", {Dy});
+        require_shape(nll, "nll", {in.S});
         require_writeable(nll, "nll");
         T* g = nullptr;
         T* gn = nullptr;
         if (grad) {
-          expect_shape(*grad, {in.S, L.n_params}, "grad");
+          require_shape(*grad, "grad", {in.S, L.n_params});
           require_writeable(*grad, "grad");
           g = grad->mutable_data();
         }
         if (grad_log_noise) {
-          expect_shape(*grad_log_noise, {in.S, Dy}, "grad_log_noise");
+          require_shape(*grad_log_noise, "grad_log_noise", {in.S, Dy});
           require_writeable(*grad_log_noise, "grad_log_noise");
           gn = grad_log_noise->mutable_data();
         }
@@ -172,9 +158,9 @@ void bind(py::module_& m) {
         if (F.ndim() != 3) throw std::invalid_argument("F must have shape (S, N, K)");
         const int64_t S = F.shape(0), N = F.shape(1), K = F.shape(2);
         const int64_t Dy = mlp::target_dim(lik, K);
-        expect_shape(y, {N, Dy}, "y");
-        expect_shape(log_noise, {Dy}, "log_noise");
-        expect_shape(nll, {S, N}, "nll");
+        require_shape(y, "y", {N, Dy});
+        require_shape(log_noise, "log_noise", {Dy});
+        require_shape(nll, "nll", {S, N});
         require_writeable(nll, "nll");
         const T* pf = F.data();
         const T* py_ = y.data();
