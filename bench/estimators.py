@@ -16,24 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 
 import numpy as np
 
 import bayesgrad as bg
 from bayesgrad import _backend
+from bayesgrad._quickbench import median_time
 
 D, N = 1000, 1000
-
-
-def median_time(fn, repeats):
-    fn()  # warm-up
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
 
 
 def main():

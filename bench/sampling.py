@@ -19,30 +19,13 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import bayesgrad as bg  # noqa: E402
-
-
-def median_time(fn, repeats, cpu=None):
-    """Median wall time of fn; with a list `cpu`, also appends the median CPU
-    time of the calling thread (meaningful for single-threaded calls: on a
-    machine shared with other jobs it is much steadier than wall time)."""
-    fn()  # warm-up (page faults, thread pool start)
-    ts, cs = [], []
-    for _ in range(repeats):
-        c0, t0 = time.thread_time(), time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-        cs.append(time.thread_time() - c0)
-    if cpu is not None:
-        cpu.append(statistics.median(cs))
-    return statistics.median(ts)
+from bayesgrad._quickbench import median_time  # noqa: E402
 
 
 def ours(kind, out, alpha):

@@ -14,26 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
-import statistics
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
 import bayesgrad as bg  # noqa: E402
-
-
-def median_time(fn, repeats):
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+from bayesgrad._quickbench import median_time  # noqa: E402
 
 
 # ---------------------------------------------------------------- references
@@ -110,12 +99,12 @@ def main():
 
     # decompose
     ref = reference_decompose(lp)
-    times = {"reference": median_time(lambda: reference_decompose(lp), reps)}
+    times = {"reference": median_time(lambda: reference_decompose(lp), reps, warmup=0)}
     outs = {}
     for be, key in (("cpu", "native"), ("numpy", "twin")):
         with bg.use_backend(be):
             outs[key] = bg.uncertainty.decompose(lp)
-            times[key] = median_time(lambda: bg.uncertainty.decompose(lp), reps)
+            times[key] = median_time(lambda: bg.uncertainty.decompose(lp), reps, warmup=0)
     err = float(max(np.max(np.abs(outs[k].epistemic - ref[2])) for k in outs))
     add("decompose float32", (S, N, C), times, {"max_abs_diff_epistemic_vs_reference": err})
 
@@ -124,13 +113,13 @@ def main():
     Sb = 20 if args.quick else 100
     lpb = lp[:Sb, :Nb]
     bs, nc = 10, 1000
-    times = {"reference": median_time(lambda: reference_batchbald(lpb, bs, nc), 1 if not args.quick else 2)}
+    times = {"reference": median_time(lambda: reference_batchbald(lpb, bs, nc), 1 if not args.quick else 2, warmup=0)}
     sel = {}
     for be, key in (("cpu", "native"), ("numpy", "twin")):
         with bg.use_backend(be):
             sel[key] = bg.acquisition.batchbald(lpb, batch_size=bs, n_configs=nc, seed=0)
             times[key] = median_time(lambda: bg.acquisition.batchbald(lpb, batch_size=bs, n_configs=nc, seed=0),
-                                     1 if not args.quick else 2)
+                                     1 if not args.quick else 2, warmup=0)
     ridx, _ = reference_batchbald(lpb, bs, nc)
     add(f"batchbald b={bs} configs={nc}", (Sb, Nb, C), times,
         {"native_equals_twin": bool(np.array_equal(sel["native"].indices, sel["twin"].indices)),

@@ -17,15 +17,23 @@ import numpy as np
 from . import _backend
 
 
-def median_time(fn, repeats=5, warmup=1):
-    """Median wall time of ``fn()`` in seconds over ``repeats`` calls."""
+def median_time(fn, repeats=5, warmup=1, cpu=None):
+    """Median wall time of ``fn()`` in seconds over ``repeats`` calls.
+
+    With a list ``cpu``, also appends the median CPU time of the calling thread
+    (meaningful for single-threaded calls: on a machine shared with other jobs
+    it is much steadier than wall time). The bench/ scripts use this too.
+    """
     for _ in range(warmup):
         fn()
-    ts = []
+    ts, cs = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
+        c0, t0 = time.thread_time(), time.perf_counter()
         fn()
-        ts.append(time.perf_counter() - t)
+        ts.append(time.perf_counter() - t0)
+        cs.append(time.thread_time() - c0)
+    if cpu is not None:
+        cpu.append(float(np.median(cs)))
     return float(np.median(ts))
 
 

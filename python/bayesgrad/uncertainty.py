@@ -275,7 +275,6 @@ def classwise_ece(probs, y, n_bins=15) -> float:
         pc = p[:, c].astype(np.float64)
         hit = (y == c).astype(np.float64)
         b = _bin_index(pc, n_bins)
-        cnt = np.bincount(b, minlength=n_bins)
         sp = np.bincount(b, weights=pc, minlength=n_bins)
         sh = np.bincount(b, weights=hit, minlength=n_bins)
         total += np.sum(np.abs(sh - sp)) / N
