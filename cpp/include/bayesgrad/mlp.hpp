@@ -90,8 +90,16 @@ inline void mul_act_deriv_array(Activation f, const T* __restrict z, const T* __
                                 int64_t n) {
   switch (f) {
     case kRelu:
-      // the 0/1 factor as a value, not a branch, so that the loop vectorises
-      for (int64_t k = 0; k < n; ++k) g[k] *= static_cast<T>(z[k] > T(0));
+      // g * 0 (not 0: NaN and inf stay NaN, as in the twin). Written as one
+      // loop, GCC turns the multiplication into a branch it may not
+      // if-convert (FP traps); the 0/1 factors in a block buffer first keep
+      // both loops branch-free and vectorised.
+      for (int64_t k0 = 0; k0 < n; k0 += 256) {
+        const int64_t m = n - k0 < 256 ? n - k0 : 256;
+        T one[256];
+        for (int64_t k = 0; k < m; ++k) one[k] = z[k0 + k] > T(0) ? T(1) : T(0);
+        for (int64_t k = 0; k < m; ++k) g[k0 + k] *= one[k];
+      }
       break;
     case kIdentity:
       break;
