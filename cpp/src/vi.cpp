@@ -266,12 +266,15 @@ struct ScalarOps {
       dsig[j] = (r >= T(0) ? T(1) : e) / (T(1) + e);
     }
   }
-  // sum_j ln x_j in double
+  // The sums of the Gaussian KL in double: quad += sum_j sigma_j^2 + mu_j^2,
+  // logs += sum_j ln sigma_j.
   template <typename T>
-  static double sum_log(const T* x, int64_t n) {
-    double acc = 0.0;
-    for (int64_t k = 0; k < n; ++k) acc += static_cast<double>(std::log(x[k]));
-    return acc;
+  static void kl_sums(const T* mu, const T* sigma, int64_t n, double& quad, double& logs) {
+    for (int64_t k = 0; k < n; ++k) {
+      const double md = mu[k], sd = sigma[k];
+      quad += sd * sd + md * md;
+      logs += static_cast<double>(std::log(sigma[k]));
+    }
   }
 };
 
@@ -302,41 +305,52 @@ struct Avx2Ops {
     ScalarOps::softplus(rho + j, sigma + j, dsig + j, n - j);
   }
   // Lane sums in double, then the lanes: the order differs from the scalar
-  // loop only by double rounding.
-  BG_AVX2 static double sum_log(const float* x, int64_t n) {
-    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
-    int64_t k = 0;
+  // loop only by double rounding. logx8 needs normal positive finite
+  // sigma: a group of lanes with any other (0, subnormal, inf, NaN) takes
+  // the scalar path, so that log 0 = -inf and NaN come out as with libm.
+  BG_AVX2 static void kl_sums(const float* mu, const float* sigma, int64_t n, double& quad, double& logs) {
+    __m256d q = _mm256_setzero_pd(), lg = _mm256_setzero_pd();
     const __m256 lo = _mm256_set1_ps(1.17549435e-38f), hi = _mm256_set1_ps(3.40282347e+38f);
-    for (; k + 8 <= n; k += 8) {
-      const __m256 v = _mm256_loadu_ps(x + k);
-      // logx8 needs normal positive finite inputs: others (0, subnormal,
-      // inf, NaN, negative) take libm's answer
-      const __m256 bad = _mm256_or_ps(_mm256_cmp_ps(v, lo, _CMP_NGE_UQ), _mm256_cmp_ps(v, hi, _CMP_GT_OQ));
-      if (_mm256_movemask_ps(bad)) {
-        const double r = ScalarOps::sum_log(x + k, 8);
-        a0 = _mm256_add_pd(a0, _mm256_set_pd(0.0, 0.0, 0.0, r));
-        continue;
-      }
-      const __m256 l = simd::logx8(v);
-      a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(l)));
-      a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(l, 1)));
-    }
-    return hsum(_mm256_add_pd(a0, a1)) + ScalarOps::sum_log(x + k, n - k);
-  }
-  BG_AVX2 static double sum_log(const double* x, int64_t n) {
-    __m256d a = _mm256_setzero_pd();
     int64_t k = 0;
-    const __m256d lo = _mm256_set1_pd(2.2250738585072014e-308), hi = _mm256_set1_pd(1.7976931348623157e308);
-    for (; k + 4 <= n; k += 4) {
-      const __m256d v = _mm256_loadu_pd(x + k);
-      const __m256d bad = _mm256_or_pd(_mm256_cmp_pd(v, lo, _CMP_NGE_UQ), _mm256_cmp_pd(v, hi, _CMP_GT_OQ));
-      if (_mm256_movemask_pd(bad)) {
-        a = _mm256_add_pd(a, _mm256_set_pd(0.0, 0.0, 0.0, ScalarOps::sum_log(x + k, 4)));
+    for (; k + 8 <= n; k += 8) {
+      const __m256 s = _mm256_loadu_ps(sigma + k);
+      const __m256 bad = _mm256_or_ps(_mm256_cmp_ps(s, lo, _CMP_NGE_UQ), _mm256_cmp_ps(s, hi, _CMP_GT_OQ));
+      if (_mm256_movemask_ps(bad)) {
+        ScalarOps::kl_sums(mu + k, sigma + k, 8, quad, logs);
         continue;
       }
-      a = _mm256_add_pd(a, simd::logx4(v));
+      const __m256 l = simd::logx8(s);
+      const __m256 m = _mm256_loadu_ps(mu + k);
+      for (int h = 0; h < 2; ++h) {
+        const __m256d sd = _mm256_cvtps_pd(h ? _mm256_extractf128_ps(s, 1) : _mm256_castps256_ps128(s));
+        const __m256d md = _mm256_cvtps_pd(h ? _mm256_extractf128_ps(m, 1) : _mm256_castps256_ps128(m));
+        const __m256d ld = _mm256_cvtps_pd(h ? _mm256_extractf128_ps(l, 1) : _mm256_castps256_ps128(l));
+        q = _mm256_add_pd(q, _mm256_add_pd(_mm256_mul_pd(sd, sd), _mm256_mul_pd(md, md)));
+        lg = _mm256_add_pd(lg, ld);
+      }
     }
-    return hsum(a) + ScalarOps::sum_log(x + k, n - k);
+    quad += hsum(q);
+    logs += hsum(lg);
+    ScalarOps::kl_sums(mu + k, sigma + k, n - k, quad, logs);
+  }
+  BG_AVX2 static void kl_sums(const double* mu, const double* sigma, int64_t n, double& quad, double& logs) {
+    __m256d q = _mm256_setzero_pd(), lg = _mm256_setzero_pd();
+    const __m256d lo = _mm256_set1_pd(2.2250738585072014e-308), hi = _mm256_set1_pd(1.7976931348623157e308);
+    int64_t k = 0;
+    for (; k + 4 <= n; k += 4) {
+      const __m256d s = _mm256_loadu_pd(sigma + k);
+      const __m256d bad = _mm256_or_pd(_mm256_cmp_pd(s, lo, _CMP_NGE_UQ), _mm256_cmp_pd(s, hi, _CMP_GT_OQ));
+      if (_mm256_movemask_pd(bad)) {
+        ScalarOps::kl_sums(mu + k, sigma + k, 4, quad, logs);
+        continue;
+      }
+      const __m256d m = _mm256_loadu_pd(mu + k);
+      q = _mm256_add_pd(q, _mm256_add_pd(_mm256_mul_pd(s, s), _mm256_mul_pd(m, m)));
+      lg = _mm256_add_pd(lg, simd::logx4(s));
+    }
+    quad += hsum(q);
+    logs += hsum(lg);
+    ScalarOps::kl_sums(mu + k, sigma + k, n - k, quad, logs);
   }
   BG_AVX2 static double hsum(__m256d a) {
     alignas(32) double t[4];
@@ -431,12 +445,8 @@ struct PostPass {
     double kl = 0.0;
     if (kg == nullptr) {
       // KL(N(mu, sigma^2) || N(0, prior_sigma^2)) summed; its gradient in double as the float64 reference does.
-      double quad = 0.0;
-      for (int64_t k = 0; k < n; ++k) {
-        const double md = mj[k], sd = sg[k];
-        quad += (sd * sd + md * md);
-      }
-      const double logs = Ops::sum_log(sg, n);
+      double quad = 0.0, logs = 0.0;
+      Ops::kl_sums(mj, sg, n, quad, logs);
       kl = static_cast<double>(n) * (log_ps - 0.5) - logs + 0.5 * quad * inv_ps2;
       for (int64_t k = 0; k < n; ++k) {
         const double md = mj[k], sd = sg[k];
