@@ -248,7 +248,6 @@ double vi_kl(const ViConfig& cfg, const T* mu, const T* sigma, const T* eps, int
   return kl;
 }
 
-
 // The transcendental parts of the element-wise passes, as a policy: Scalar
 // (libm, the reference path) and Avx2 (simd_math.hpp). The passes themselves
 // are written once (PrePass, PostPass::block_impl) and compiled twice: as is,
