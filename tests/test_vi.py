@@ -269,3 +269,73 @@ def test_predictive_std_grows_in_the_gap(method):
         q.fit(X, y, epochs=400, seed=seed, verbose=0)
     sd = np.sqrt(q.predict(Xq, 200, seed=99).var[:, 0])
     assert sd[-1] >= 2 * sd[:-1].mean(), (sd[-1], sd[:-1].mean())
+
+
+def _wide_state(m, Dy, rng, dtype):
+    """mu and rho over the ranges the element-wise passes must handle: rho
+    from -30 (sigma ~ 1e-13, exp underflow side of softplus) to +30 (sigma ~
+    rho), P not a multiple of the 8 AVX2 lanes, so the scalar tails run too."""
+    P = m.n_params
+    rho = rng.uniform(-30, 30, P)
+    rho[: P // 2] = rng.uniform(-6, 2, P // 2)  # the usual range, densely
+    return np.concatenate([0.5 * rng.normal(size=P), rho, 0.2 * rng.normal(size=Dy)]).astype(dtype)
+
+
+@pytest.mark.single_backend
+@pytest.mark.skipif(not _backend.native_available(), reason="needs the native core")
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-5)])
+def test_avx2_paths_agree_with_scalar_reference(dtype, tol, rng):
+    """The AVX2 element-wise passes (softplus, KL logs, sums, Adam) against
+    the libm scalar path of the same core (random_force_scalar), for the
+    gradient and for a few Adam steps: same results up to float rounding."""
+    core = _backend._core
+    m = MLP([7, 37, 3], "relu")  # P = 412: one full 256 block and a tail, 412 % 8 = 4
+    X = rng.normal(size=(9, 7)).astype(dtype)
+    y = rng.normal(size=(9, 3)).astype(dtype)
+    state = _wide_state(m, 3, rng, dtype)
+
+    def run():
+        g, st = np.empty_like(state), np.empty(3, dtype)
+        core.vi_grad(state, X, y, m._sizes_arr, m._act, LIKELIHOODS["gaussian"], True, ESTIMATORS["weight_space"],
+                     PRIORS["gaussian"], PP, 3, 11, 5, 3, 0.7, g, st)
+        s2 = state.copy()
+        mv = [np.zeros_like(s2), np.zeros_like(s2)]
+        stats = np.empty((3, 3), dtype)
+        core.vi_epoch(s2, mv[0], mv[1], 0, X, y, _training.permutation(9, 0, 0, 0), 3,
+                      np.full(3, 1 / 3, dtype), m._sizes_arr, m._act, LIKELIHOODS["gaussian"], True, 0,
+                      PRIORS["gaussian"], PP, 3, 11, 5, _training.adam_vector(1e-2), stats)
+        return g, st, s2, mv[1], stats
+
+    fast = run()
+    prev = core.random_force_scalar(True)
+    try:
+        ref = run()
+    finally:
+        core.random_force_scalar(prev)
+    for a, b in zip(fast, ref):
+        assert np.all(np.isfinite(b))
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.max(np.abs(b)))
+
+
+@pytest.mark.single_backend
+@pytest.mark.skipif(not _backend.native_available(), reason="needs the native core")
+@pytest.mark.parametrize("est", list(ESTIMATORS))
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-4)])
+def test_native_gradient_matches_numpy_gaussian_prior(est, dtype, tol, rng):
+    """The closed-form (Gaussian prior) KL path of the fused post-pass, over
+    a wide rho range, against the NumPy twin."""
+    m = MLP([5, 21, 2], "relu")
+    X = rng.normal(size=(6, 5)).astype(dtype)
+    y = rng.normal(size=(6, 2)).astype(dtype)
+    state = _wide_state(m, 2, rng, dtype)
+    out = {}
+    for b in ("cpu", "numpy"):
+        with bg.use_backend(b):
+            k = _backend.kernels()
+            g, st = np.empty_like(state), np.empty(3, dtype)
+            k.vi_grad(state, X, y, m._sizes_arr, m._act, LIKELIHOODS["gaussian"], True, ESTIMATORS[est],
+                      PRIORS["gaussian"], PP, 2, 11, 5, 3, 0.7, g, st)
+            out[b] = (g, st)
+    np.testing.assert_allclose(out["cpu"][1], out["numpy"][1], rtol=tol)
+    g0, g1 = out["cpu"][0], out["numpy"][0]
+    np.testing.assert_allclose(g0, g1, rtol=tol, atol=tol * np.max(np.abs(g1)))

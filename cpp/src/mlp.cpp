@@ -138,16 +138,14 @@ void forward(const Layout& L, Activation f, const T* params, int64_t S, int64_t 
     if (l + 1 == nl) break;
     std::vector<T>& a = tr.a[l];
     a.resize(z.size());
+    act_array(f, z.data(), a.data(), S * N * dout);
     const int64_t moff = masks ? L.mask_off(l) : 0;
-    for (int64_t s = 0; s < S; ++s)
-      for (int64_t n = 0; n < N; ++n) {
-        const int64_t r = (s * N + n) * dout;
-        for (int64_t j = 0; j < dout; ++j) {
-          T v = act(f, z[r + j]);
-          if (masks) v *= masks->at(s, n, moff + j);
-          a[r + j] = v;
+    if (masks)
+      for (int64_t s = 0; s < S; ++s)
+        for (int64_t n = 0; n < N; ++n) {
+          const int64_t r = (s * N + n) * dout;
+          for (int64_t j = 0; j < dout; ++j) a[r + j] *= masks->at(s, n, moff + j);
         }
-      }
   }
 }
 
@@ -182,7 +180,13 @@ void backward(const Layout& L, Activation f, const T* params, int64_t p_stride, 
     if (l == 0) break;
     const std::vector<T>& z = tr.z[l - 1];
     const std::vector<T>& a = tr.a[l - 1];
-    const int64_t moff = masks ? L.mask_off(l - 1) : 0;
+    if (!masks) {
+      mul_act_deriv_array(f, z.data(), a.data(), dA.data(), S * N * din);
+      buf.swap(dA);
+      G = buf.data();
+      continue;
+    }
+    const int64_t moff = L.mask_off(l - 1);
     for (int64_t s = 0; s < S; ++s)
       for (int64_t n = 0; n < N; ++n) {
         const int64_t r = (s * N + n) * din;

@@ -20,6 +20,7 @@
 #include "bayesgrad/parallel.hpp"
 #include "bayesgrad/philox.hpp"
 #include "bayesgrad/random.hpp"
+#include "bayesgrad/simd_math.hpp"
 
 namespace bayesgrad {
 
@@ -111,7 +112,7 @@ void stoch_forward(const ViConfig& cfg, const T* mu, const T* sigma, const T* ep
     if (l + 1 < nl) {
       st.in[l + 1].resize(R * dout);
       T* a = st.in[l + 1].data();
-      for (int64_t k = 0; k < R * dout; ++k) a[k] = mlp::act(cfg.act, z[k]);
+      mlp::act_array(cfg.act, z.data(), a, R * dout);
     }
   }
 }
@@ -196,7 +197,7 @@ void stoch_backward(const ViConfig& cfg, const T* mu, const T* sigma, const T* e
     if (l == 0) break;
     const std::vector<T>& zp = st.z[l - 1];
     const T* ap = st.in[l].data();
-    for (int64_t k = 0; k < R * din; ++k) dA[k] *= mlp::act_deriv(cfg.act, zp[k], ap[k]);
+    mlp::mul_act_deriv_array(cfg.act, zp.data(), ap, dA.data(), R * din);
     Gbuf.swap(dA);
     G = Gbuf.data();
   }
@@ -247,6 +248,149 @@ double vi_kl(const ViConfig& cfg, const T* mu, const T* sigma, const T* eps, int
   return kl;
 }
 
+// The transcendental parts of the element-wise passes, as a policy: Scalar
+// (libm, the reference path) and Avx2 (simd_math.hpp). The passes themselves
+// are written once (PrePass, PostPass::block_impl) and compiled twice: as is,
+// and inlined (flatten) into a BG_AVX2 wrapper, where the plain loops
+// vectorise 8 (float) / 4 (double) lanes wide and the Avx2 ops are inlined.
+struct ScalarOps {
+  // sigma = softplus(rho) = log1p(exp(rho)) and its derivative, the logistic,
+  // sharing one exp: both from e = exp(-|rho|), stable for either sign.
+  template <typename T>
+  static void softplus(const T* rho, T* sigma, T* dsig, int64_t n) {
+    for (int64_t j = 0; j < n; ++j) {
+      const T r = rho[j];
+      const T e = std::exp(-std::abs(r));
+      sigma[j] = (r > T(0) ? r : T(0)) + std::log1p(e);
+      dsig[j] = (r >= T(0) ? T(1) : e) / (T(1) + e);
+    }
+  }
+  // The sums of the Gaussian KL in double: quad += sum_j sigma_j^2 + mu_j^2,
+  // logs += sum_j ln sigma_j.
+  template <typename T>
+  static void kl_sums(const T* mu, const T* sigma, int64_t n, double& quad, double& logs) {
+    for (int64_t k = 0; k < n; ++k) {
+      const double md = mu[k], sd = sigma[k];
+      quad += sd * sd + md * md;
+      logs += static_cast<double>(std::log(sigma[k]));
+    }
+  }
+};
+
+#if BG_HAVE_X86
+struct Avx2Ops {
+  BG_AVX2 static void softplus(const float* rho, float* sigma, float* dsig, int64_t n) {
+    const __m256 neg = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+      const __m256 r = _mm256_loadu_ps(rho + j);
+      const __m256 e = simd::expx8(_mm256_or_ps(r, neg));  // exp(-|r|)
+      _mm256_storeu_ps(sigma + j, _mm256_add_ps(_mm256_max_ps(r, zero), simd::log1px8(e)));
+      const __m256 num = _mm256_blendv_ps(e, one, _mm256_cmp_ps(r, zero, _CMP_GE_OQ));
+      _mm256_storeu_ps(dsig + j, _mm256_div_ps(num, _mm256_add_ps(one, e)));
+    }
+    ScalarOps::softplus(rho + j, sigma + j, dsig + j, n - j);
+  }
+  BG_AVX2 static void softplus(const double* rho, double* sigma, double* dsig, int64_t n) {
+    const __m256d neg = _mm256_set1_pd(-0.0), zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0);
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+      const __m256d r = _mm256_loadu_pd(rho + j);
+      const __m256d e = simd::expx4(_mm256_or_pd(r, neg));
+      _mm256_storeu_pd(sigma + j, _mm256_add_pd(_mm256_max_pd(r, zero), simd::log1px4(e)));
+      const __m256d num = _mm256_blendv_pd(e, one, _mm256_cmp_pd(r, zero, _CMP_GE_OQ));
+      _mm256_storeu_pd(dsig + j, _mm256_div_pd(num, _mm256_add_pd(one, e)));
+    }
+    ScalarOps::softplus(rho + j, sigma + j, dsig + j, n - j);
+  }
+  // Lane sums in double, then the lanes: the order differs from the scalar
+  // loop only by double rounding. logx8 needs normal positive finite
+  // sigma: a group of lanes with any other (0, subnormal, inf, NaN) takes
+  // the scalar path, so that log 0 = -inf and NaN come out as with libm.
+  BG_AVX2 static void kl_sums(const float* mu, const float* sigma, int64_t n, double& quad, double& logs) {
+    __m256d q = _mm256_setzero_pd(), lg = _mm256_setzero_pd();
+    const __m256 lo = _mm256_set1_ps(1.17549435e-38f), hi = _mm256_set1_ps(3.40282347e+38f);
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+      const __m256 s = _mm256_loadu_ps(sigma + k);
+      const __m256 bad = _mm256_or_ps(_mm256_cmp_ps(s, lo, _CMP_NGE_UQ), _mm256_cmp_ps(s, hi, _CMP_GT_OQ));
+      if (_mm256_movemask_ps(bad)) {
+        ScalarOps::kl_sums(mu + k, sigma + k, 8, quad, logs);
+        continue;
+      }
+      const __m256 l = simd::logx8(s);
+      const __m256 m = _mm256_loadu_ps(mu + k);
+      for (int h = 0; h < 2; ++h) {
+        const __m256d sd = _mm256_cvtps_pd(h ? _mm256_extractf128_ps(s, 1) : _mm256_castps256_ps128(s));
+        const __m256d md = _mm256_cvtps_pd(h ? _mm256_extractf128_ps(m, 1) : _mm256_castps256_ps128(m));
+        const __m256d ld = _mm256_cvtps_pd(h ? _mm256_extractf128_ps(l, 1) : _mm256_castps256_ps128(l));
+        q = _mm256_add_pd(q, _mm256_add_pd(_mm256_mul_pd(sd, sd), _mm256_mul_pd(md, md)));
+        lg = _mm256_add_pd(lg, ld);
+      }
+    }
+    quad += hsum(q);
+    logs += hsum(lg);
+    ScalarOps::kl_sums(mu + k, sigma + k, n - k, quad, logs);
+  }
+  BG_AVX2 static void kl_sums(const double* mu, const double* sigma, int64_t n, double& quad, double& logs) {
+    __m256d q = _mm256_setzero_pd(), lg = _mm256_setzero_pd();
+    const __m256d lo = _mm256_set1_pd(2.2250738585072014e-308), hi = _mm256_set1_pd(1.7976931348623157e308);
+    int64_t k = 0;
+    for (; k + 4 <= n; k += 4) {
+      const __m256d s = _mm256_loadu_pd(sigma + k);
+      const __m256d bad = _mm256_or_pd(_mm256_cmp_pd(s, lo, _CMP_NGE_UQ), _mm256_cmp_pd(s, hi, _CMP_GT_OQ));
+      if (_mm256_movemask_pd(bad)) {
+        ScalarOps::kl_sums(mu + k, sigma + k, 4, quad, logs);
+        continue;
+      }
+      const __m256d m = _mm256_loadu_pd(mu + k);
+      q = _mm256_add_pd(q, _mm256_add_pd(_mm256_mul_pd(s, s), _mm256_mul_pd(m, m)));
+      lg = _mm256_add_pd(lg, simd::logx4(s));
+    }
+    quad += hsum(q);
+    logs += hsum(lg);
+    ScalarOps::kl_sums(mu + k, sigma + k, n - k, quad, logs);
+  }
+  BG_AVX2 static double hsum(__m256d a) {
+    alignas(32) double t[4];
+    _mm256_store_pd(t, a);
+    return (t[0] + t[1]) + (t[2] + t[3]);
+  }
+};
+#endif
+
+// The pass before the forward pass over parameters [j0, j1): sigma =
+// softplus(rho), d sigma / d rho, and (S > 0, weight space) the sampled
+// weights W_s = mu + sigma eps_s.
+template <typename T>
+struct PrePass {
+  int64_t P, S;
+  const T *mu, *rho, *eps;
+  T *sigma, *dsig, *W;
+
+  void run(int64_t j0, int64_t j1) const {
+#if BG_HAVE_X86
+    if (simd::use_avx2()) return run_avx2(j0, j1);
+#endif
+    run_impl<ScalarOps>(j0, j1);
+  }
+#if BG_HAVE_X86
+  BG_AVX2 __attribute__((flatten)) void run_avx2(int64_t j0, int64_t j1) const { run_impl<Avx2Ops>(j0, j1); }
+#endif
+
+  template <class Ops>
+  void run_impl(int64_t j0, int64_t j1) const {
+    Ops::softplus(rho + j0, sigma + j0, dsig + j0, j1 - j0);
+    const T* __restrict m = mu + j0;
+    const T* __restrict sg = sigma + j0;
+    for (int64_t s = 0; s < S; ++s) {
+      const T* __restrict e = eps + s * P + j0;
+      T* __restrict w = W + s * P + j0;
+      for (int64_t j = 0; j < j1 - j0; ++j) w[j] = m[j] + sg[j] * e[j];
+    }
+  }
+};
+
 // The pass after the backward pass over parameters [j0, j1), in blocks small
 // enough for stack buffers, written as simple loops the compiler vectorises
 // (the only calls left are the logs of the KL): gradients w.r.t. mu and
@@ -266,6 +410,19 @@ struct PostPass {
   const AdamCoeffs<T>* adam;
 
   double block(int64_t j0, int64_t j1) const {
+#if BG_HAVE_X86
+    if (simd::use_avx2()) return block_avx2(j0, j1);
+#endif
+    return block_impl<ScalarOps>(j0, j1);
+  }
+#if BG_HAVE_X86
+  BG_AVX2 __attribute__((flatten)) double block_avx2(int64_t j0, int64_t j1) const {
+    return block_impl<Avx2Ops>(j0, j1);
+  }
+#endif
+
+  template <class Ops>
+  double block_impl(int64_t j0, int64_t j1) const {
     const int64_t n = j1 - j0;
     T gm[kPostBlock], gs[kPostBlock];
     const T* __restrict sg = sigma + j0;
@@ -288,11 +445,7 @@ struct PostPass {
     if (kg == nullptr) {
       // KL(N(mu, sigma^2) || N(0, prior_sigma^2)) summed; its gradient in double as the float64 reference does.
       double quad = 0.0, logs = 0.0;
-      for (int64_t k = 0; k < n; ++k) {
-        const double md = mj[k], sd = sg[k];
-        quad += (sd * sd + md * md);
-        logs += static_cast<double>(std::log(sg[k]));
-      }
+      Ops::kl_sums(mj, sg, n, quad, logs);
       kl = static_cast<double>(n) * (log_ps - 0.5) - logs + 0.5 * quad * inv_ps2;
       for (int64_t k = 0; k < n; ++k) {
         const double md = mj[k], sd = sg[k];
@@ -369,19 +522,8 @@ void vi_batch(const ViConfig& cfg, T* state, const T* xb, const T* yb, int64_t B
   T* dsig = w.dsig.data();
   const T* eps = w.eps.data();
   T* W = w.W.data();
-  parallel_chunks(n_chunks, [&](int64_t ci) {
-    const int64_t end = std::min(P, (ci + 1) * kElementChunk);
-    for (int64_t j = ci * kElementChunk; j < end; ++j) {
-      // softplus and its derivative (the logistic) share one exp
-      const T r = rho[j];
-      const T e = std::exp(-std::abs(r));
-      sigma[j] = (r > T(0) ? r : T(0)) + std::log1p(e);
-      dsig[j] = r >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
-    }
-    if (weight_space)
-      for (int64_t s = 0; s < S; ++s)
-        for (int64_t j = ci * kElementChunk; j < end; ++j) W[s * P + j] = mu[j] + sigma[j] * eps[s * P + j];
-  });
+  const PrePass<T> pre{P, weight_space ? S : 0, mu, rho, eps, sigma, dsig, W};
+  parallel_chunks(n_chunks, [&](int64_t ci) { pre.run(ci * kElementChunk, std::min(P, (ci + 1) * kElementChunk)); });
   const double scale_d = static_cast<double>(N) / static_cast<double>(B);
   const T gscale = static_cast<T>(scale_d / static_cast<double>(S));
   w.gF.resize(S * B * K);

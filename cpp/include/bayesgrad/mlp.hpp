@@ -68,6 +68,46 @@ inline T act_deriv(Activation f, T z, T a) {
   }
 }
 
+// a[k] = f(z[k]) and g[k] *= f'(z[k]) over n elements, with the switch on f
+// outside the loop: the ReLU and identity loops then vectorise (a per-element
+// switch kept them scalar and branchy, which dominated small networks).
+template <typename T>
+inline void act_array(Activation f, const T* __restrict z, T* __restrict a, int64_t n) {
+  switch (f) {
+    case kRelu:
+      for (int64_t k = 0; k < n; ++k) a[k] = z[k] > T(0) ? z[k] : T(0);
+      break;
+    case kIdentity:
+      for (int64_t k = 0; k < n; ++k) a[k] = z[k];
+      break;
+    default:
+      for (int64_t k = 0; k < n; ++k) a[k] = act(f, z[k]);
+  }
+}
+
+template <typename T>
+inline void mul_act_deriv_array(Activation f, const T* __restrict z, const T* __restrict a, T* __restrict g,
+                                int64_t n) {
+  switch (f) {
+    case kRelu:
+      // g * 0 (not 0: NaN and inf stay NaN, as in the twin). Written as one
+      // loop, GCC turns the multiplication into a branch it may not
+      // if-convert (FP traps); the 0/1 factors in a block buffer first keep
+      // both loops branch-free and vectorised.
+      for (int64_t k0 = 0; k0 < n; k0 += 256) {
+        const int64_t m = n - k0 < 256 ? n - k0 : 256;
+        T one[256];
+        for (int64_t k = 0; k < m; ++k) one[k] = z[k0 + k] > T(0) ? T(1) : T(0);
+        for (int64_t k = 0; k < m; ++k) g[k0 + k] *= one[k];
+      }
+      break;
+    case kIdentity:
+      break;
+    default:
+      for (int64_t k = 0; k < n; ++k) g[k] *= act_deriv(f, z[k], a[k]);
+  }
+}
+
 // Dropout masks on hidden units: m[s * s_stride + row * row_stride + mask_off(l) + j]
 // multiplies hidden unit j of layer l (already scaled by 1/(1-p)). row_stride 0
 // gives every input row the same mask (consistent masks); s_stride is normally

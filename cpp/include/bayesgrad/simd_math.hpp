@@ -1,4 +1,4 @@
-// Vector math for the AVX2 paths of the core: log, sin/cos of 2*pi*u and exp
+// Vector math for the AVX2 paths of the core: log, log1p, sin/cos of 2*pi*u and exp
 // in float32 (8 lanes) and float64 (4 lanes), plus the runtime CPU check.
 //
 // libm has no vector entry points without -ffast-math, which DESIGN.md rules
@@ -191,6 +191,26 @@ BG_AVX2 inline __m256d expx4(__m256d x) {
   __m256d y = _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(p), _mm256_slli_epi64(ki, 52)));
   y = _mm256_and_pd(y, keep);
   return _mm256_blendv_pd(y, x, nan);
+}
+// ln(1 + x) for -1 < x < inf in float32 (NaN stays NaN): u = 1 + x rounded,
+// then ln u corrected by (x - (u - 1)) / u, the part of x lost in rounding
+// 1 + x (Goldberg 1991), so tiny x give x itself; about 2 ulp. Softplus
+// log1p(exp(-|r|)) uses it with x in [0, 1].
+BG_AVX2 inline __m256 log1px8(__m256 x) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 u = _mm256_add_ps(one, x);
+  const __m256 corr = _mm256_div_ps(_mm256_sub_ps(x, _mm256_sub_ps(u, one)), u);
+  const __m256 y = _mm256_add_ps(logx8(u), corr);
+  return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+// float64 version of log1px8.
+BG_AVX2 inline __m256d log1px4(__m256d x) {
+  const __m256d one = _mm256_set1_pd(1.0);
+  const __m256d u = _mm256_add_pd(one, x);
+  const __m256d corr = _mm256_div_pd(_mm256_sub_pd(x, _mm256_sub_pd(u, one)), u);
+  const __m256d y = _mm256_add_pd(logx4(u), corr);
+  return _mm256_blendv_pd(y, x, _mm256_cmp_pd(x, x, _CMP_UNORD_Q));
 }
 #endif  // BG_HAVE_X86
 
