@@ -5,11 +5,12 @@ float32, native core vs the NumPy twin vs PyTorch CPU (eager and, unless
 never a dependency): without it its columns are skipped. Medians of repeats;
 ratios are against the native step measured in the same run.
 
-The GEMM limit of a step is its GEMM FLOPs (forward + two backward products
-per layer and sample: 6 B S sum(d_in d_out)) over the sgemm rate of the same
-BLAS (scipy-openblas32, through the native forward pass of the same layer
-shapes with the identity activation), measured in the same run;
-``gemm_limit_fraction`` = that time / the native step time.
+The GEMM limit of a step is the time its GEMMs alone take: every product the
+step computes (per layer and sample the forward X W^T, the weight gradient
+G^T X and, except for the first layer, the input gradient G W) timed one by
+one with the same BLAS (scipy-openblas32's cblas_sgemm, through ctypes) at its
+own shape in the same run; ``gemm_limit_fraction`` = that time / the native
+step time (1 would mean everything but the GEMMs is free).
 
 The machine is shared: the load average before and after is recorded, and
 numbers taken under load are noisy (2-thread BLAS and OpenMP suffer most).
@@ -158,23 +159,55 @@ def torch_steps(cfg, X, y, kind, compiled):
     return run
 
 
-def sgemm_rate(cfg, repeats):
-    """float32 GEMM FLOP/s of scipy-openblas32 at this network's layer shapes
-    and batch: the native forward pass with the identity activation is one
-    sgemm per layer (plus a bias copy, which only lowers the rate)."""
-    kern = bg._backend._core
-    sizes, B = cfg["sizes"], cfg["batch"]
-    m = MLP(sizes, "identity")
-    theta = m.init(dtype=np.float32)[None]
-    X = np.random.default_rng(0).normal(size=(B, sizes[0])).astype(np.float32)
-    out = np.empty((1, B, sizes[-1]), np.float32)
-    reps = max(1, int(2e8 // (2 * B * sum(a * b for a, b in zip(sizes[:-1], sizes[1:])))))
+def _sgemm():
+    """scipy-openblas32's cblas_sgemm through ctypes: the BLAS the core links."""
+    import ctypes
 
-    def run():
-        for _ in range(reps):
-            kern.mlp_forward(theta, X, m._sizes_arr, m._act, out, None)
-    t = time_epochs(run, reps, max(5, repeats))
-    return 2 * B * sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) / t
+    import scipy_openblas32 as sob
+
+    lib = ctypes.CDLL(os.path.join(sob.get_lib_dir(), sob.get_library(True)))
+    f = lib.scipy_cblas_sgemm
+    i32, fl, vp = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
+    f.argtypes = [i32, i32, i32, i32, i32, i32, fl, vp, i32, vp, i32, fl, vp, i32]
+    f.restype = None
+    return f
+
+
+def gemm_products(cfg):
+    """(M, N, K, transA, transB) of every GEMM one training step computes, per sample:
+    forward X W^T, weight gradient G^T X, and input gradient G W for all but the first layer."""
+    B, sizes = cfg["batch"], cfg["sizes"]
+    prods = []
+    for li, (din, dout) in enumerate(zip(sizes[:-1], sizes[1:])):
+        prods.append((B, dout, din, False, True))
+        prods.append((dout, din, B, True, False))
+        if li > 0:
+            prods.append((B, din, dout, False, False))
+    return prods
+
+
+def gemm_limit(cfg, repeats):
+    """(FLOPs, seconds) of the step's GEMMs alone, each timed with the same BLAS at its own
+    shape in this run (median of repeats), times S samples: the time a step would take if
+    everything but the GEMMs were free."""
+    sgemm = _sgemm()
+    rng = np.random.default_rng(0)
+    flops = t_total = 0.0
+    for M, N, K, ta, tb in gemm_products(cfg):
+        A = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
+        Bm = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
+        Cm = np.empty((M, N), np.float32)
+        lda, ldb = A.shape[1], Bm.shape[1]
+        reps = max(1, int(5e7 // (2 * M * N * K)))
+
+        def run():
+            for _ in range(reps):
+                sgemm(101, 112 if ta else 111, 112 if tb else 111, M, N, K, 1.0, A.ctypes.data, lda,
+                      Bm.ctypes.data, ldb, 0.0, Cm.ctypes.data, N)
+        t = time_epochs(run, reps, max(5, repeats))
+        flops += 2.0 * M * N * K * cfg["S"]
+        t_total += t * cfg["S"]
+    return flops, t_total
 
 
 def main():
@@ -194,8 +227,8 @@ def main():
         big = cfg["sizes"][0] > 100
         X, y = data(cfg, 20 if big else 200, rng)
         Xs, ys = X[:cfg["batch"] * (4 if big else 20)], y[:cfg["batch"] * (4 if big else 20)]
-        flops = 6 * cfg["batch"] * cfg["S"] * sum(a * b for a, b in zip(cfg["sizes"][:-1], cfg["sizes"][1:]))
-        rate = sgemm_rate(cfg, repeats)
+        flops, t_gemm = gemm_limit(cfg, repeats)
+        rate = flops / t_gemm
         for kind in ("mfvi", "map"):
             if kind == "map" and cfg["S"] > 1:
                 continue
@@ -211,7 +244,8 @@ def main():
                         row["torch_compile_s"] = time_epochs(run, X.shape[0] // cfg["batch"], repeats)
                     except Exception as exc:  # noqa: BLE001 - report, don't die
                         row["torch_compile_error"] = f"{type(exc).__name__}: {exc}"[:200]
-            row["gemm_limit_fraction"] = (flops / rate) / row["native_s"]
+            row["gemm_limit_s"] = t_gemm
+            row["gemm_limit_fraction"] = t_gemm / row["native_s"]
             for k in ("numpy_s", "torch_s", "torch_compile_s"):
                 if k in row:
                     row[k.replace("_s", "_over_native")] = row[k] / row["native_s"]
