@@ -49,7 +49,7 @@ def numpy_rng(kind, out, alpha):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000_000)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--fallback-repeats", type=int, default=3)
     ap.add_argument("--fallback-gamma-n", type=int, default=1_000_000)
     ap.add_argument("--alpha", type=float, default=2.5)
@@ -71,12 +71,12 @@ def main(argv=None):
         for dt in (np.float32, np.float64):
             out = np.empty(n, dtype=dt)
             cpu = []
-            t_rng = median_time(numpy_rng(kind, out, args.alpha), args.repeats, cpu)
+            t_rng = median_time(numpy_rng(kind, out, args.alpha), args.repeats, cpu=cpu)
             t_nat, res = {}, {}
             with bg.use_backend("cpu"):
                 for th in (1, 2):
                     bg.set_num_threads(th)
-                    t_nat[th] = median_time(ours(kind, out, args.alpha), args.repeats, cpu if th == 1 else None)
+                    t_nat[th] = median_time(ours(kind, out, args.alpha), args.repeats, cpu=cpu if th == 1 else None)
                     res[th] = out.copy()
             bg.set_num_threads(threads_before)
             same = bool(np.array_equal(res[1], res[2]))
