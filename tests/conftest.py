@@ -56,3 +56,16 @@ def pytest_report_header(config):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+def simd_and_scalar(run):
+    """``run()`` on the dispatched (AVX2 where available) path and on the forced scalar
+    reference path of the native core: returns (fast, reference)."""
+    core = _backend._core
+    fast = run()
+    prev = core.random_force_scalar(True)
+    try:
+        ref = run()
+    finally:
+        core.random_force_scalar(prev)
+    return fast, ref

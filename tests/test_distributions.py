@@ -18,7 +18,7 @@ from bayesgrad import _backend
 from bayesgrad import _numpy as twin
 from bayesgrad._numpy import random as twin_random
 
-from conftest import BACKENDS
+from conftest import BACKENDS, simd_and_scalar
 
 D = bg.distributions
 P_REJECT = 1e-4  # KS / chi-square threshold
@@ -509,7 +509,6 @@ def test_gamma_family_simd_path_matches_scalar_reference(dtype):
     # not multiples of 8, so the scalar tail is exercised as well.
     if not _backend.native_available():
         pytest.skip("native core not built")
-    core = _backend._core
     conc = np.array([0.03, 0.4, 0.999, 1.0, 1.7, 2.5, 9.0, 250.0], dtype)
 
     def draws():
@@ -518,12 +517,7 @@ def test_gamma_family_simd_path_matches_scalar_reference(dtype):
                     D.Beta(conc, conc[::-1].copy()).sample(1001, seed=12),
                     D.Dirichlet(conc[None, :5].copy()).sample(999, seed=13)]
 
-    fast = draws()
-    prev = core.random_force_scalar(True)
-    try:
-        slow = draws()
-    finally:
-        core.random_force_scalar(prev)
+    fast, slow = simd_and_scalar(draws)
     rtol = 2e-6 if dtype == np.float32 else 1e-13
     for f, s in zip(fast, slow):
         assert f.dtype == s.dtype == dtype

@@ -5,6 +5,7 @@ import pytest
 
 import bayesgrad as bg
 from bayesgrad.optim import Adam
+from conftest import simd_and_scalar
 
 
 def _ref_adam(p, grads, lr, b1, b2, eps):
@@ -170,12 +171,7 @@ def test_map_epoch_avx2_agrees_with_scalar_reference(dtype, tol):
                        LIKELIHOODS["categorical"], False, 0.0, 0, 1, _training.adam_vector(1e-2), stats)
         return st, mv[0], mv[1], stats
 
-    fast = run()
-    prev = core.random_force_scalar(True)
-    try:
-        ref = run()
-    finally:
-        core.random_force_scalar(prev)
+    fast, ref = simd_and_scalar(run)
     for a, b in zip(fast, ref):
         assert np.all(np.isfinite(b))
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.max(np.abs(b)))

@@ -10,6 +10,7 @@ import bayesgrad as bg
 from bayesgrad import _backend, _training
 from bayesgrad.nn import LIKELIHOODS, MLP
 from bayesgrad.vi import ESTIMATORS, MFVI, PRIORS
+from conftest import simd_and_scalar
 
 PP = np.array([0.8, 0.4, 1.0, 0.05])  # prior sigma; mixture pi, s1, s2
 
@@ -306,12 +307,7 @@ def test_avx2_paths_agree_with_scalar_reference(dtype, tol, rng):
                       PRIORS["gaussian"], PP, 3, 11, 5, _training.adam_vector(1e-2), stats)
         return g, st, s2, mv[1], stats
 
-    fast = run()
-    prev = core.random_force_scalar(True)
-    try:
-        ref = run()
-    finally:
-        core.random_force_scalar(prev)
+    fast, ref = simd_and_scalar(run)
     for a, b in zip(fast, ref):
         assert np.all(np.isfinite(b))
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.max(np.abs(b)))
