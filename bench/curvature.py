@@ -139,7 +139,7 @@ def _stub(name):
     def getattr_(attr):
         if attr.startswith("__"):
             raise AttributeError(attr)
-        return type(attr, (), {})   # a placeholder class, never used
+        return type(attr, (), {})   # a stand-in class so the import succeeds; never instantiated
 
     mod = types.ModuleType(name)
     mod.__getattr__ = getattr_
