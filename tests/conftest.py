@@ -63,9 +63,9 @@ def simd_and_scalar(run):
     reference path of the native core: returns (fast, reference)."""
     core = _backend._core
     fast = run()
-    prev = core.random_force_scalar(True)
+    prev = core.random.random_force_scalar(True)
     try:
         ref = run()
     finally:
-        core.random_force_scalar(prev)
+        core.random.random_force_scalar(prev)
     return fast, ref

@@ -225,21 +225,21 @@ def test_kernel_parity(rng):
         outs = []
         for k in (_core, _numpy):
             o = np.empty(333, dtype=dt)
-            k.joint_entropy(p, P, w, o)
+            k.acquisition.joint_entropy(p, P, w, o)
             outs.append(o)
         np.testing.assert_allclose(outs[0], outs[1], rtol=tol)
         u = bg.random.uniform((40, 4), seed=1, dtype=dt)
         outs = []
         for k in (_core, _numpy):
             o = np.empty((9, 40), dtype=dt)
-            k.batch_configs(np.ascontiguousarray(p[:, :3]), u, o)
+            k.acquisition.batch_configs(np.ascontiguousarray(p[:, :3]), u, o)
             outs.append(o)
         np.testing.assert_allclose(outs[0], outs[1], rtol=tol)
         for kind in (0, 1, 2):
             outs = []
             for k in (_core, _numpy):
                 o = np.empty(333, dtype=dt)
-                k.point_scores(lp, kind, o)
+                k.acquisition.point_scores(lp, kind, o)
                 outs.append(o)
             np.testing.assert_allclose(outs[0], outs[1], atol=tol)
     sels = []

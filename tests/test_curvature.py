@@ -6,6 +6,7 @@ import pytest
 
 import bayesgrad as bg
 from bayesgrad import _backend, _numpy
+from bayesgrad._codes import CurvatureKind, Likelihood
 from bayesgrad.laplace import Curvature, LinearHead
 
 LIKS = ["gaussian", "categorical", "bernoulli"]
@@ -174,18 +175,18 @@ def test_native_numpy_parity(lik, kind, dtype, rng):
     res = []
     for mod in (_core, _numpy):
         S = np.empty((40, K, Co), dtype)
-        loss = mod.curv_sqrt_loss(f, y, draws, lik, kind, S)
+        loss = mod.curvature.curv_sqrt_loss(f, y, draws, Likelihood[lik], CurvatureKind[kind], S)
         w, bb = np.zeros((Co, 5), dtype), np.zeros(Co, dtype)
-        mod.linear_diag_accum(X, S, w, bb)
+        mod.curvature.linear_diag_accum(X, S, w, bb)
         A, B = np.zeros((5, 5), dtype), np.zeros((Co, Co), dtype)
-        mod.linear_kron_accum(X, S, A, B)
+        mod.curvature.linear_kron_accum(X, S, A, B)
         J = np.empty((40, K, Co * 6), dtype)
-        mod.linear_jacobian(X, S, J)
+        mod.curvature.linear_jacobian(X, S, J)
         G = np.zeros((Co * 6, Co * 6), dtype)
-        mod.gram_accum(J.reshape(-1, Co * 6), G)
+        mod.curvature.gram_accum(J.reshape(-1, Co * 6), G)
         V = np.ascontiguousarray(rng.normal(size=(2, Co * 6)).astype(dtype)) if mod is _core else V
         gv = np.zeros((2, Co * 6), dtype)
-        mod.linear_ggn_vp(X, S, V, gv)
+        mod.curvature.linear_ggn_vp(X, S, V, gv)
         res.append((S, np.array(loss), w, bb, A, B, J, G, gv))
     for u, v in zip(*res):
         np.testing.assert_allclose(u, v, **tol)
@@ -199,20 +200,23 @@ def test_native_kernels_reject_bad_shapes():
     a = np.zeros((4, 3))
     S = np.zeros((4, 2, 2))
     with pytest.raises(ValueError, match="out_w"):
-        _core.linear_diag_accum(a, S, np.zeros((3, 2)), np.zeros(2))
+        _core.curvature.linear_diag_accum(a, S, np.zeros((3, 2)), np.zeros(2))
     with pytest.raises(ValueError, match="rows"):
-        _core.linear_kron_accum(a[:3], S, np.zeros((3, 3)), np.zeros((2, 2)))
+        _core.curvature.linear_kron_accum(a[:3], S, np.zeros((3, 3)), np.zeros((2, 2)))
     with pytest.raises(ValueError, match="out"):
-        _core.linear_jacobian(a, S, np.zeros((4, 2, 7)))
+        _core.curvature.linear_jacobian(a, S, np.zeros((4, 2, 7)))
     with pytest.raises(ValueError, match="V"):
-        _core.linear_ggn_vp(a, S, np.zeros((1, 7)), np.zeros((1, 8)))
+        _core.curvature.linear_ggn_vp(a, S, np.zeros((1, 7)), np.zeros((1, 8)))
     with pytest.raises(ValueError, match="likelihood"):
-        _core.curv_sqrt_loss(np.zeros((4, 2)), np.zeros(4), np.zeros((4, 2)), "poisson", "ggn", np.zeros((4, 2, 2)))
+        _core.curvature.curv_sqrt_loss(np.zeros((4, 2)), np.zeros(4), np.zeros((4, 2)), 9, 0, np.zeros((4, 2, 2)))
+    with pytest.raises(ValueError, match="heteroscedastic"):
+        _core.curvature.curv_sqrt_loss(np.zeros((4, 2)), np.zeros(4), np.zeros((4, 2)),
+                                       Likelihood.heteroscedastic_gaussian, 0, np.zeros((4, 2, 2)))
     with pytest.raises(ValueError, match="label"):
-        _core.curv_sqrt_loss(np.zeros((4, 2)), np.full(4, 5.0), np.zeros((4, 2)), "categorical", "ggn",
-                             np.zeros((4, 2, 2)))
+        _core.curvature.curv_sqrt_loss(np.zeros((4, 2)), np.full(4, 5.0), np.zeros((4, 2)), Likelihood.categorical,
+                                       CurvatureKind.ggn, np.zeros((4, 2, 2)))
     with pytest.raises(TypeError):  # out must already be float64 (noconvert)
-        _core.gram_accum(np.zeros((3, 2)), np.zeros((2, 2), np.int64))
+        _core.curvature.gram_accum(np.zeros((3, 2)), np.zeros((2, 2), np.int64))
 
 
 def test_curvature_bad_input(rng):
@@ -360,12 +364,14 @@ def test_mlp_kernels_native_numpy_parity(lik, kind, dtype, rng):
     res = []
     for mod in (_core, _numpy):
         d, kr, gv = np.zeros(mlp.n_params, dtype), np.zeros(nk, dtype), np.zeros((2, mlp.n_params), dtype)
-        l1 = mod.mlp_curv_accum(th, X, y, draws, sizes, 4, lik, kind, K, "diag", d)
-        l2 = mod.mlp_curv_accum(th, X, y, draws, sizes, 4, lik, kind, K, "kron", kr)
-        mod.mlp_ggn_vp(th, X, y, draws, sizes, 4, lik, kind, K, V, gv)
+        net = mod.mlp.NetConfig(mlp.sizes, 4)
+        cfg = {st: mod.curvature.CurvatureConfig(net, Likelihood[lik], CurvatureKind[kind], K, st) for st in (0, 1)}
+        l1 = mod.curvature.mlp_curv_accum(cfg[0], th, X, y, draws, d)
+        l2 = mod.curvature.mlp_curv_accum(cfg[1], th, X, y, draws, kr)
+        mod.curvature.mlp_ggn_vp(cfg[0], th, X, y, draws, V, gv)
         S = rng.normal(size=(70, 3, 5)).astype(dtype) if mod is _core else S
         full = np.zeros((5 * 4 + 5, 5 * 4 + 5), dtype)
-        mod.linear_full_accum(X, S, full)
+        mod.curvature.linear_full_accum(X, S, full)
         res.append((d, kr, gv, np.array([l1, l2]), full))
     for u, v in zip(*res):
         np.testing.assert_allclose(u, v, **tol)
@@ -378,37 +384,41 @@ def test_linear_full_accum_equals_jacobian_gram(lik, rng):
     a = rng.normal(size=(13, 4))
     S = rng.normal(size=(13, 3, 5))
     J = np.empty((13, 3, 25))
-    k.linear_jacobian(a, S, J)
+    k.curvature.linear_jacobian(a, S, J)
     ref = np.full((25, 25), 0.5)
-    k.gram_accum(J.reshape(-1, 25), ref)
+    k.curvature.gram_accum(J.reshape(-1, 25), ref)
     out = np.full((25, 25), 0.5)
-    k.linear_full_accum(a, S, out)
+    k.curvature.linear_full_accum(a, S, out)
     np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
 
 
 def test_mlp_kernels_reject_bad_input(rng):
     k = _backend.kernels()
     mlp, th, X, y = mlp_problem("categorical", "tanh", rng)
-    sz = np.asarray(mlp.sizes, np.int64)
+    net = mlp.net_config(k)
+    cat, ggn = Likelihood.categorical, CurvatureKind.ggn
+    cfg = k.curvature.CurvatureConfig(net, cat, ggn, 3)
     d = np.zeros(mlp.n_params)
     dr = np.zeros((1, 1))
     with pytest.raises(ValueError, match="structure"):
-        k.mlp_curv_accum(th, X, y, dr, sz, 2, "categorical", "ggn", 3, "full", d)
+        k.curvature.CurvatureConfig(net, cat, ggn, 3, 2)
     with pytest.raises(ValueError, match="out"):
-        k.mlp_curv_accum(th, X, y, dr, sz, 2, "categorical", "ggn", 3, "diag", d[:-1])
+        k.curvature.mlp_curv_accum(cfg, th, X, y, dr, d[:-1])
     with pytest.raises(ValueError, match="n_cols"):
-        k.mlp_curv_accum(th, X, y, dr, sz, 2, "categorical", "ggn", 2, "diag", d)
+        k.curvature.mlp_curv_accum(k.curvature.CurvatureConfig(net, cat, ggn, 2), th, X, y, dr, d)
+    with pytest.raises(ValueError, match="n_cols"):
+        k.curvature.CurvatureConfig(net, cat, ggn, 0)
     with pytest.raises(ValueError, match="params"):
-        k.mlp_curv_accum(th[:-1], X, y, dr, sz, 2, "categorical", "ggn", 3, "diag", d)
+        k.curvature.mlp_curv_accum(cfg, th[:-1], X, y, dr, d)
     with pytest.raises(ValueError, match="X"):
-        k.mlp_curv_accum(th, X[:, :2], y, dr, sz, 2, "categorical", "ggn", 3, "diag", d)
+        k.curvature.mlp_curv_accum(cfg, th, X[:, :2], y, dr, d)
     with pytest.raises(ValueError, match="y"):
-        k.mlp_curv_accum(th, X, y[:-1], dr, sz, 2, "categorical", "ggn", 3, "diag", d)
+        k.curvature.mlp_curv_accum(cfg, th, X, y[:-1], dr, d)
     with pytest.raises(ValueError, match="draws"):
-        k.mlp_curv_accum(th, X, y, dr, sz, 2, "categorical", "fisher_mc", 3, "diag", d)
-    with pytest.raises(ValueError, match="activation"):
-        k.mlp_curv_accum(th, X, y, dr, sz, 9, "categorical", "ggn", 3, "diag", d)
+        k.curvature.mlp_curv_accum(k.curvature.CurvatureConfig(net, cat, CurvatureKind.fisher_mc, 3), th, X, y, dr, d)
+    with pytest.raises(ValueError, match="kind"):
+        k.curvature.CurvatureConfig(net, cat, 7, 3)
     with pytest.raises(ValueError, match="V"):
-        k.mlp_ggn_vp(th, X, y, dr, sz, 2, "categorical", "ggn", 3, np.zeros((1, 5)), np.zeros((1, 5)))
+        k.curvature.mlp_ggn_vp(cfg, th, X, y, dr, np.zeros((1, 5)), np.zeros((1, 5)))
     with pytest.raises(ValueError, match="out"):
-        k.linear_full_accum(X, np.zeros((X.shape[0], 2, 2)), np.zeros((7, 7)))
+        k.curvature.linear_full_accum(X, np.zeros((X.shape[0], 2, 2)), np.zeros((7, 7)))

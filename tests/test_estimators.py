@@ -50,13 +50,13 @@ def _run_kernels(mod, dtype):
     out = []
     for args in ((None, False), (b, False), (None, True)):
         m, v, t = np.empty(s.shape[1], dtype), np.empty(s.shape[1], dtype), np.empty_like(s)
-        mod.score_accumulate(s, f, args[0], args[1], m, v, t)
+        mod.estimators.score_accumulate(s, f, args[0], args[1], m, v, t)
         out += [m, v, t]
     m, v, t = np.empty(s.shape[1], dtype), np.empty(s.shape[1], dtype), np.empty_like(s)
-    mod.pathwise_accumulate(s, s[::-1].copy(), m, v, t)
+    mod.estimators.pathwise_accumulate(s, s[::-1].copy(), m, v, t)
     out += [m, v, t]
     m, v = np.empty(s.shape[1], dtype), np.empty(s.shape[1], dtype)
-    mod.column_mean_var(s, m, v)
+    mod.estimators.column_mean_var(s, m, v)
     return out + [m, v]
 
 
@@ -115,19 +115,19 @@ def test_kernel_bad_shapes():
     s = np.zeros((5, 3))
     m, v = np.empty(3), np.empty(3)
     with pytest.raises(ValueError, match="f"):
-        k.score_accumulate(s, np.zeros(4), None, False, m, v)
+        k.estimators.score_accumulate(s, np.zeros(4), None, False, m, v)
     with pytest.raises(ValueError, match="baseline"):
-        k.score_accumulate(s, np.zeros(5), np.zeros(2), False, m, v)
+        k.estimators.score_accumulate(s, np.zeros(5), np.zeros(2), False, m, v)
     with pytest.raises(ValueError, match="leave-one-out"):
-        k.score_accumulate(s[:1], np.zeros(1), None, True, m, v)
+        k.estimators.score_accumulate(s[:1], np.zeros(1), None, True, m, v)
     with pytest.raises(ValueError, match="mean_out"):
-        k.column_mean_var(s, np.empty(2), v)
+        k.estimators.column_mean_var(s, np.empty(2), v)
     with pytest.raises(ValueError, match="jac"):
-        k.pathwise_accumulate(s, np.zeros((5, 2)), m, v)
+        k.estimators.pathwise_accumulate(s, np.zeros((5, 2)), m, v)
     with pytest.raises(ValueError, match="terms_out"):
-        k.pathwise_accumulate(s, None, m, v, np.empty((4, 3)))
+        k.estimators.pathwise_accumulate(s, None, m, v, np.empty((4, 3)))
     with pytest.raises((ValueError, TypeError)):
-        k.column_mean_var(np.zeros(5), m, v)
+        k.estimators.column_mean_var(np.zeros(5), m, v)
 
 
 # ----------------------------------------------------------------- closed forms under a Normal

@@ -221,19 +221,21 @@ def test_bad_inputs():
 
 def test_kernel_level_errors():
     k = _backend.kernels()
-    sizes = np.array([2, 3], dtype=np.int64)
-    k.mlp_forward(np.zeros((1, 9)), np.zeros((4, 2)), sizes, 1, np.zeros((1, 4, 3)))  # P = 9 is right
+    net = k.mlp.NetConfig((2, 3), 1)
+    k.mlp.mlp_forward(net, np.zeros((1, 9)), np.zeros((4, 2)), np.zeros((1, 4, 3)))  # P = 9 is right
     with pytest.raises(ValueError):
-        k.mlp_forward(np.zeros((1, 8)), np.zeros((4, 2)), sizes, 1, np.zeros((1, 4, 3)))
+        k.mlp.mlp_forward(net, np.zeros((1, 8)), np.zeros((4, 2)), np.zeros((1, 4, 3)))
     with pytest.raises(ValueError):
-        k.mlp_forward(np.zeros((1, 9)), np.zeros((4, 3)), sizes, 1, np.zeros((1, 4, 3)))
+        k.mlp.mlp_forward(net, np.zeros((1, 9)), np.zeros((4, 3)), np.zeros((1, 4, 3)))
+    with pytest.raises(ValueError, match="activation: activation code 9"):
+        k.mlp.NetConfig((2, 3), 9)
     with pytest.raises(ValueError):
-        k.mlp_forward(np.zeros((1, 9)), np.zeros((4, 2)), sizes, 9, np.zeros((1, 4, 3)))
-    with pytest.raises(ValueError):
-        k.mlp_forward(np.zeros((1, 9)), np.zeros((4, 2)), np.array([2], dtype=np.int64), 1, np.zeros((1, 4, 3)))
+        k.mlp.NetConfig((2,), 1)
+    with pytest.raises(ValueError, match="likelihood: likelihood code 7"):
+        k.mlp.mlp_nll_grad(net, 7, np.zeros((1, 9)), np.zeros((2, 2)), np.zeros((2, 3)), np.zeros(3), np.zeros(1))
     with pytest.raises(ValueError):  # labels out of range reach the kernel
-        k.mlp_nll_grad(np.zeros((1, 9)), np.zeros((2, 2)), np.array([[0.0], [7.0]]), sizes, 1, 2, np.zeros(1),
-                       np.zeros(1))
+        k.mlp.mlp_nll_grad(net, 2, np.zeros((1, 9)), np.zeros((2, 2)), np.array([[0.0], [7.0]]), np.zeros(1),
+                           np.zeros(1))
 
 
 # ---------------------------------------------------------------- Predictive

@@ -166,9 +166,9 @@ def test_map_epoch_avx2_agrees_with_scalar_reference(dtype, tol):
     def run():
         st = state0.copy()
         mv = [np.zeros_like(st), np.zeros_like(st)]
-        stats = np.empty((5, 2), dtype)
-        core.map_epoch(st, mv[0], mv[1], 0, X, y, _training.permutation(40, 0, 0, 0), 8, prec, m._sizes_arr, m._act,
-                       LIKELIHOODS["categorical"], False, 0.0, 0, 1, _training.adam_vector(1e-2), stats)
+        cfg = core.optim.MapConfig(m.net_config(core), LIKELIHOODS["categorical"], dropout_stream=1, batch_size=8,
+                                   adam=core.optim.AdamConfig(lr=1e-2))
+        _, stats = core.optim.map_epoch(cfg, st, mv[0], mv[1], 0, X, y, _training.permutation(40, 0, 0, 0), prec)
         return st, mv[0], mv[1], stats
 
     fast, ref = simd_and_scalar(run)

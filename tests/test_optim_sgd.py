@@ -115,9 +115,10 @@ def test_sgd_bad_input():
         SGD(np.zeros(2)).step(np.zeros(3))
     with pytest.raises(ValueError, match="finite"):
         SGD(np.zeros(2)).step([np.nan, 0.0])
-    with pytest.raises(ValueError, match="sgd"):
-        bg._backend.kernels().sgd_update(np.zeros(2), np.zeros(2), 1, np.array([1.0, 0.0, 0.3]))
+    k = bg._backend.kernels()
+    with pytest.raises(ValueError, match="SgdConfig: kappa"):
+        k.optim.SgdConfig(1.0, 0.0, 0.3)
     with pytest.raises(ValueError, match="t must"):
-        bg._backend.kernels().sgd_update(np.zeros(2), np.zeros(2), 0, np.array([1.0, 0.0, 0.7]))
+        k.optim.sgd_update(np.zeros(2), np.zeros(2), 0, k.optim.SgdConfig(1.0, 0.0, 0.7))
     with pytest.raises(ValueError, match="x must"):
         PolyakAverage(2).update(np.zeros(3))

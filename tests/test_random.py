@@ -78,7 +78,7 @@ def test_simd_path_matches_scalar_reference(dtype):
     buf = np.empty(50_000, dtype)
 
     def draw():
-        core.fill_normal(buf, 5, 9, 0)
+        core.random.fill_normal(buf, 5, 9, 0)
         return buf.copy()
 
     a, b = simd_and_scalar(draw)
@@ -177,7 +177,7 @@ def test_fold_in_parity():
     if not _backend.native_available():
         pytest.skip("native core not built")
     for stream, tag in [(0, 0), (5, 123), (2 ** 63 - 1, 2 ** 64 - 1)]:
-        assert _backend._core.fold_in(stream, tag) == _numpy.fold_in(stream, tag)
+        assert _backend._core.random.fold_in(stream, tag) == _numpy.random.fold_in(stream, tag)
 
 
 def test_seed_none_records_entropy():

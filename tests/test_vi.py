@@ -12,7 +12,14 @@ from bayesgrad.nn import LIKELIHOODS, MLP
 from bayesgrad.vi import ESTIMATORS, MFVI, PRIORS
 from conftest import simd_and_scalar
 
-PP = np.array([0.8, 0.4, 1.0, 0.05])  # prior sigma; mixture pi, s1, s2
+PP = dict(prior_sigma=0.8, mix_pi=0.4, mix_s1=1.0, mix_s2=0.05)
+
+
+def vi_config(k, m, lik, est, prior, S, seed=11, stream=5, batch_size=32, lr=1e-3):
+    """A kernel ViConfig of backend module k for these tests' models."""
+    return k.vi.ViConfig(m.net_config(k), LIKELIHOODS[lik], learn_noise=True, estimator=ESTIMATORS[est],
+                         prior=PRIORS[prior], n_samples=S, seed=seed, stream=stream, batch_size=batch_size,
+                         adam=k.optim.AdamConfig(lr=lr), **PP)
 
 
 def _data(lik, N, K, rng):
@@ -29,9 +36,7 @@ def _data(lik, N, K, rng):
 def _objective_and_grad(m, state, X, y, lik, est, prior, S=2, step=3, klw=0.7):
     k = _backend.kernels()
     g = np.empty_like(state)
-    st = np.empty(3)
-    k.vi_grad(state, X, y, m._sizes_arr, m._act, LIKELIHOODS[lik], True, ESTIMATORS[est], PRIORS[prior], PP, S,
-              11, 5, step, klw, g, st)
+    st = k.vi.vi_grad(vi_config(k, m, lik, est, prior, S), state, X, y, step, klw, g)
     return st, g
 
 
@@ -111,10 +116,10 @@ def test_epoch_objectives_add_up_to_the_negative_elbo(scheme, rng):
     w = _training.kl_weights(scheme, sizes, 50, 0, 1)
     state = q.state_.copy()
     h = q.history_[0]
-    stats = np.empty((4, 3))
     st2 = state.copy()
-    k.vi_epoch(st2, np.zeros_like(st2), np.zeros_like(st2), 0, X, y[:, None], _training.permutation(50, 0, 0, 0),
-               16, w, *q._codes(), 0, bg.random.fold_in(0, "weights"), _training.adam_vector(1e-12), stats)
+    cfg = q.kernel_config(k, seed=0, stream=bg.random.fold_in(0, "weights"))
+    _, stats = k.vi.vi_epoch(cfg, st2, np.zeros_like(st2), np.zeros_like(st2), 0, X, y[:, None],
+                             _training.permutation(50, 0, 0, 0), w)
     total = float(np.sum(sizes / 50 * stats[:, 2]))
     np.testing.assert_allclose(total, stats[:, 0].sum() + stats[0, 1], rtol=1e-9)
     np.testing.assert_allclose(h["elbo"], h["expected_loglik"] - h["kl"], rtol=1e-12)
@@ -296,15 +301,13 @@ def test_avx2_paths_agree_with_scalar_reference(dtype, tol, rng):
     state = _wide_state(m, 3, rng, dtype)
 
     def run():
-        g, st = np.empty_like(state), np.empty(3, dtype)
-        core.vi_grad(state, X, y, m._sizes_arr, m._act, LIKELIHOODS["gaussian"], True, ESTIMATORS["weight_space"],
-                     PRIORS["gaussian"], PP, 3, 11, 5, 3, 0.7, g, st)
+        g = np.empty_like(state)
+        st = core.vi.vi_grad(vi_config(core, m, "gaussian", "weight_space", "gaussian", 3), state, X, y, 3, 0.7, g)
         s2 = state.copy()
         mv = [np.zeros_like(s2), np.zeros_like(s2)]
-        stats = np.empty((3, 3), dtype)
-        core.vi_epoch(s2, mv[0], mv[1], 0, X, y, _training.permutation(9, 0, 0, 0), 3,
-                      np.full(3, 1 / 3, dtype), m._sizes_arr, m._act, LIKELIHOODS["gaussian"], True, 0,
-                      PRIORS["gaussian"], PP, 3, 11, 5, _training.adam_vector(1e-2), stats)
+        cfg = vi_config(core, m, "gaussian", "weight_space", "gaussian", 3, batch_size=3, lr=1e-2)
+        _, stats = core.vi.vi_epoch(cfg, s2, mv[0], mv[1], 0, X, y, _training.permutation(9, 0, 0, 0),
+                                    np.full(3, 1 / 3, dtype))
         return g, st, s2, mv[1], stats
 
     fast, ref = simd_and_scalar(run)
@@ -328,9 +331,8 @@ def test_native_gradient_matches_numpy_gaussian_prior(est, dtype, tol, rng):
     for b in ("cpu", "numpy"):
         with bg.use_backend(b):
             k = _backend.kernels()
-            g, st = np.empty_like(state), np.empty(3, dtype)
-            k.vi_grad(state, X, y, m._sizes_arr, m._act, LIKELIHOODS["gaussian"], True, ESTIMATORS[est],
-                      PRIORS["gaussian"], PP, 2, 11, 5, 3, 0.7, g, st)
+            g = np.empty_like(state)
+            st = k.vi.vi_grad(vi_config(k, m, "gaussian", est, "gaussian", 2), state, X, y, 3, 0.7, g)
             out[b] = (g, st)
     np.testing.assert_allclose(out["cpu"][1], out["numpy"][1], rtol=tol)
     g0, g1 = out["cpu"][0], out["numpy"][0]

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <initializer_list>
+
+#include "bayesgrad/codes.hpp"
 #include <stdexcept>
 #include <string>
 
@@ -43,15 +45,20 @@ inline void require_shape(const py::array& a, const char* name, std::initializer
   }
 }
 
-// Registration functions, one per concept (module.cpp calls them in order).
-void register_runtime(py::module_& m);
-void register_random(py::module_& m);
-void register_distributions(py::module_& m);
-void register_estimators(py::module_& m);
-void register_mlp(py::module_& m);
-void register_optim(py::module_& m);
-void register_curvature(py::module_& m);
-void register_metrics(py::module_& m);
-void register_latent(py::module_& m);
+// log_probs-like inputs of the metric and acquisition kernels.
+inline void need_3d(const py::array& a, const char* name) {
+  if (a.ndim() != 3 || a.shape(0) < 1 || a.shape(1) < 1 || a.shape(2) < 1)
+    throw std::invalid_argument(std::string(name) + " must be a non-empty (S, N, C) array");
+}
+
+// Registration functions, one per concept: register_<concept> fills the
+// submodule _core.<concept> (module.cpp creates them, in dependency order: the
+// config types of mlp and optim are used by vi and curvature).
+#define BAYESGRAD_CONCEPTS(X) \
+  X(runtime) X(random) X(distributions) X(estimators) X(mlp) X(optim) X(vi) X(curvature) X(metrics) \
+  X(acquisition) X(latent)
+#define BAYESGRAD_DECLARE_REGISTER(name) void register_##name(py::module_& m);
+BAYESGRAD_CONCEPTS(BAYESGRAD_DECLARE_REGISTER)
+#undef BAYESGRAD_DECLARE_REGISTER
 
 }  // namespace bayesgrad

@@ -27,11 +27,6 @@ void check_out(const out_array<T>& o, std::initializer_list<int64_t> shape, cons
   for (int64_t s : shape) need(o.shape(d++) == s, std::string(name) + " has the wrong shape");
 }
 
-mlp::Layout layout_of(const in_array<int64_t>& sizes) {
-  need(sizes.ndim() == 1, "sizes must be a 1-D integer array");
-  return mlp::Layout(sizes.data(), sizes.shape(0));
-}
-
 // Shared checks of the whole-MLP kernels: params (P,), X (n, d_0), y and draws
 // sized for the likelihood and kind. Returns n.
 template <typename T>
@@ -42,12 +37,12 @@ int64_t check_mlp_chunk(const mlp::Layout& L, const in_array<T>& params, const i
   need(X.ndim() == 2 && X.shape(1) == L.d_input(), "X must have shape (n, " + std::to_string(L.d_input()) + ")");
   const int64_t n = X.shape(0), C = L.d_output();
   need(K >= 1, "n_cols must be >= 1");
-  if (lik == cv::Likelihood::gaussian) {
+  if (lik == cv::Likelihood::kGaussian) {
     need(size_of(y) == n * C, "y must have n*C elements for a gaussian likelihood");
-    if (kind == cv::Kind::fisher_mc) need(size_of(draws) == n * K * C, "draws must have shape (n, n_cols, C)");
+    if (kind == cv::Kind::kFisherMc) need(size_of(draws) == n * K * C, "draws must have shape (n, n_cols, C)");
   } else {
     need(size_of(y) == n, "y must have n elements");
-    if (kind == cv::Kind::fisher_mc) need(size_of(draws) == n * K, "draws must have shape (n, n_cols)");
+    if (kind == cv::Kind::kFisherMc) need(size_of(draws) == n * K, "draws must have shape (n, n_cols)");
   }
   return n;
 }
@@ -56,28 +51,28 @@ template <typename T>
 void bind(py::module_& m) {
   m.def(
       "curv_sqrt_loss",
-      [](in_array<T> f, in_array<T> y, in_array<T> draws, const std::string& likelihood, const std::string& kind,
-         out_array<T> out) {
-        const auto lik = cv::parse_likelihood(likelihood);
-        const auto knd = cv::parse_kind(kind);
+      [](in_array<T> f, in_array<T> y, in_array<T> draws, int64_t likelihood, int64_t kind, out_array<T> out) {
+        const auto lik = codes::from_int<cv::Likelihood>(likelihood, "likelihood");
+        const auto knd = codes::from_int<cv::Kind>(kind, "kind");
+        cv::require_supported(lik);
         need(f.ndim() == 2, "f must have shape (n, C)");
         const int64_t n = f.shape(0), C = f.shape(1);
         need(out.ndim() == 3 && out.shape(0) == n && out.shape(2) == C, "out must have shape (n, K, C)");
         require_writeable(out, "out");
         const int64_t K = out.shape(1);
         need(K >= 1, "out must have K >= 1");
-        if (lik == cv::Likelihood::gaussian) {
+        if (lik == cv::Likelihood::kGaussian) {
           need(size_of(y) == n * C, "y must have n*C elements for a gaussian likelihood");
-          if (knd == cv::Kind::ggn) need(K == C, "out must have K == C for the gaussian GGN");
-          if (knd == cv::Kind::fisher_mc) need(size_of(draws) == n * K * C, "draws must have shape (n, K, C)");
+          if (knd == cv::Kind::kGgn) need(K == C, "out must have K == C for the gaussian GGN");
+          if (knd == cv::Kind::kFisherMc) need(size_of(draws) == n * K * C, "draws must have shape (n, K, C)");
         } else {
           need(size_of(y) == n, "y must have n elements");
-          if (knd == cv::Kind::fisher_mc) need(size_of(draws) == n * K, "draws must have shape (n, K)");
+          if (knd == cv::Kind::kFisherMc) need(size_of(draws) == n * K, "draws must have shape (n, K)");
         }
-        if (lik == cv::Likelihood::bernoulli) need(C == 1, "bernoulli needs C == 1");
-        if (lik == cv::Likelihood::categorical && knd == cv::Kind::ggn) need(K == C, "out must have K == C");
-        if (knd == cv::Kind::ef) need(K == 1, "out must have K == 1 for the empirical Fisher");
-        if (lik == cv::Likelihood::bernoulli && knd == cv::Kind::ggn) need(K == 1, "out must have K == 1");
+        if (lik == cv::Likelihood::kBernoulli) need(C == 1, "bernoulli needs C == 1");
+        if (lik == cv::Likelihood::kCategorical && knd == cv::Kind::kGgn) need(K == C, "out must have K == C");
+        if (knd == cv::Kind::kEf) need(K == 1, "out must have K == 1 for the empirical Fisher");
+        if (lik == cv::Likelihood::kBernoulli && knd == cv::Kind::kGgn) need(K == 1, "out must have K == 1");
         const T *pf = f.data(), *py_ = y.data(), *pd = draws.data();
         T* po = out.mutable_data();
         py::gil_scoped_release rel;
@@ -168,49 +163,62 @@ void bind(py::module_& m) {
       "out (P, P) += the full GGN of a linear layer (P = O*I + O), block by block.");
   m.def(
       "mlp_curv_accum",
-      [](in_array<T> params, in_array<T> X, in_array<T> y, in_array<T> draws, in_array<int64_t> sizes, int activation,
-         const std::string& likelihood, const std::string& kind, int64_t n_cols, const std::string& structure,
+      [](const cv::CurvatureConfig& c, in_array<T> params, in_array<T> X, in_array<T> y, in_array<T> draws,
          out_array<T> out) {
-        const mlp::Layout L = layout_of(sizes);
-        const auto act = mlp::activation_from_int(activation);
-        const auto lik = cv::parse_likelihood(likelihood);
-        const auto knd = cv::parse_kind(kind);
-        const auto st = cv::parse_structure(structure);
-        const int64_t n = check_mlp_chunk(L, params, X, y, draws, lik, knd, n_cols);
-        check_out(out, {st == cv::Structure::diag ? L.n_params : cv::kron_packed_size(L)}, "out");
+        const mlp::Layout& L = c.net.layout;
+        const int64_t n = check_mlp_chunk(L, params, X, y, draws, c.lik, c.kind, c.n_cols);
+        check_out(out, {c.structure == cv::Structure::kDiag ? L.n_params : cv::kron_packed_size(L)}, "out");
         const T *pp = params.data(), *px = X.data(), *py_ = y.data(), *pd = draws.data();
         T* po = out.mutable_data();
         py::gil_scoped_release rel;
-        return cv::mlp_accum<T>(L, act, pp, px, py_, pd, n, lik, knd, n_cols, st, po);
+        return cv::mlp_accum<T>(c, pp, px, py_, pd, n, po);
       },
-      py::arg("params"), py::arg("X"), py::arg("y"), py::arg("draws"), py::arg("sizes"), py::arg("activation"),
-      py::arg("likelihood"), py::arg("kind"), py::arg("n_cols"), py::arg("structure"), py::arg("out").noconvert(),
+      py::arg("config"), py::arg("params"), py::arg("X"), py::arg("y"), py::arg("draws"), py::arg("out").noconvert(),
       "Add one data chunk's diagonal (out (P,)) or packed Kronecker factors of a whole MLP; returns the loss.");
   m.def(
       "mlp_ggn_vp",
-      [](in_array<T> params, in_array<T> X, in_array<T> y, in_array<T> draws, in_array<int64_t> sizes, int activation,
-         const std::string& likelihood, const std::string& kind, int64_t n_cols, in_array<T> V, out_array<T> out) {
-        const mlp::Layout L = layout_of(sizes);
-        const auto act = mlp::activation_from_int(activation);
-        const auto lik = cv::parse_likelihood(likelihood);
-        const auto knd = cv::parse_kind(kind);
-        const int64_t n = check_mlp_chunk(L, params, X, y, draws, lik, knd, n_cols);
+      [](const cv::CurvatureConfig& c, in_array<T> params, in_array<T> X, in_array<T> y, in_array<T> draws,
+         in_array<T> V, out_array<T> out) {
+        const mlp::Layout& L = c.net.layout;
+        const int64_t n = check_mlp_chunk(L, params, X, y, draws, c.lik, c.kind, c.n_cols);
         need(V.ndim() == 2 && V.shape(1) == L.n_params, "V must have shape (m, P)");
         const int64_t mm = V.shape(0);
         check_out(out, {mm, L.n_params}, "out");
         const T *pp = params.data(), *px = X.data(), *py_ = y.data(), *pd = draws.data(), *pv = V.data();
         T* po = out.mutable_data();
         py::gil_scoped_release rel;
-        cv::mlp_ggn_vp<T>(L, act, pp, px, py_, pd, n, lik, knd, n_cols, pv, mm, po);
+        cv::mlp_ggn_vp<T>(c, pp, px, py_, pd, n, pv, mm, po);
       },
-      py::arg("params"), py::arg("X"), py::arg("y"), py::arg("draws"), py::arg("sizes"), py::arg("activation"),
-      py::arg("likelihood"), py::arg("kind"), py::arg("n_cols"), py::arg("V"), py::arg("out").noconvert(),
+      py::arg("config"), py::arg("params"), py::arg("X"), py::arg("y"), py::arg("draws"), py::arg("V"),
+      py::arg("out").noconvert(),
       "out (m, P) += one chunk's curvature-vector products of a whole MLP (jvp, loss Hessian, vjp).");
 }
 
 }  // namespace
 
 void register_curvature(py::module_& m) {
+  py::class_<cv::CurvatureConfig>(m, "CurvatureConfig",
+                                  "What the whole-network curvature kernels need besides the arrays: the network, "
+                                  "the likelihood code, the curvature kind, its K square-root columns per point "
+                                  "(n_cols) and the structure accumulated by mlp_curv_accum. Immutable; twin: "
+                                  "bayesgrad._numpy.curvature.CurvatureConfig.")
+      .def(py::init([](const mlp::NetConfig& net, int64_t likelihood, int64_t kind, int64_t n_cols, int64_t structure) {
+             cv::CurvatureConfig c;
+             c.net = net;
+             c.lik = codes::from_int<cv::Likelihood>(likelihood, "likelihood");
+             cv::require_supported(c.lik);
+             c.kind = codes::from_int<cv::Kind>(kind, "kind");
+             if (n_cols < 1) throw std::invalid_argument("CurvatureConfig: n_cols must be >= 1");
+             c.n_cols = n_cols;
+             c.structure = codes::from_int<cv::Structure>(structure, "structure");
+             return c;
+           }),
+           py::arg("net"), py::arg("likelihood"), py::arg("kind"), py::arg("n_cols"), py::arg("structure") = 0)
+      .def_readonly("net", &cv::CurvatureConfig::net)
+      .def_property_readonly("likelihood", [](const cv::CurvatureConfig& c) { return static_cast<int>(c.lik); })
+      .def_property_readonly("kind", [](const cv::CurvatureConfig& c) { return static_cast<int>(c.kind); })
+      .def_readonly("n_cols", &cv::CurvatureConfig::n_cols)
+      .def_property_readonly("structure", [](const cv::CurvatureConfig& c) { return static_cast<int>(c.structure); });
   bind<float>(m);
   bind<double>(m);
 }

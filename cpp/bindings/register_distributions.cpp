@@ -55,9 +55,9 @@ template <typename T>
 void bind_typed(py::module_& m) {
   m.def(
       "sample_locscale",
-      [](out_array<T> out, in_array<T> loc, in_array<T> scale, const std::string& family, uint64_t seed,
+      [](out_array<T> out, in_array<T> loc, in_array<T> scale, int64_t family, uint64_t seed,
          uint64_t stream) {
-        const LocScale fam = locscale_family(family);
+        const LocScale fam = codes::from_int<LocScale>(family, "family");
         same_size(loc, scale, "loc", "scale");
         batch_of(out, loc, "out", "loc");
         require_writeable(out, "out");
@@ -72,9 +72,9 @@ void bind_typed(py::module_& m) {
       "Location-scale draws into out (n, B): loc + scale * base(family); loc, scale (B,).");
   m.def(
       "locscale_log_prob",
-      [](in_array<T> x, in_array<T> loc, in_array<T> scale, const std::string& family, out_array<T> logp,
+      [](in_array<T> x, in_array<T> loc, in_array<T> scale, int64_t family, out_array<T> logp,
          out_array<T> d_loc, out_array<T> d_scale) {
-        const LocScale fam = locscale_family(family);
+        const LocScale fam = codes::from_int<LocScale>(family, "family");
         same_size(loc, scale, "loc", "scale");
         batch_of(x, loc, "x", "loc");
         same_size(x, logp, "x", "logp");

@@ -9,11 +9,7 @@ namespace bayesgrad {
 namespace {
 
 using mlp::Layout;
-
-Layout layout_of(const in_array<int64_t>& sizes) {
-  if (sizes.ndim() != 1) throw std::invalid_argument("sizes must be a 1-D integer array");
-  return Layout(sizes.data(), sizes.shape(0));
-}
+using mlp::NetConfig;
 
 // Parameters (S, P) and inputs (N, D) shared, or (S, N, D) per sample.
 struct Inputs {
@@ -56,10 +52,10 @@ template <typename T>
 void bind(py::module_& m) {
   m.def(
       "mlp_forward",
-      [](in_array<T> params, in_array<T> X, in_array<int64_t> sizes, int activation, out_array<T> out,
+      [](const NetConfig& net, in_array<T> params, in_array<T> X, out_array<T> out,
          std::optional<in_array<T>> masks) {
-        const Layout L = layout_of(sizes);
-        const auto f = mlp::activation_from_int(activation);
+        const Layout& L = net.layout;
+        const auto f = net.act;
         const Inputs in = check_inputs<T>(L, params, X);
         require_shape(out, "out", {in.S, in.N, L.d_output()});
         require_writeable(out, "out");
@@ -72,15 +68,14 @@ void bind(py::module_& m) {
         mlp::forward<T>(L, f, p, in.S, L.n_params, x, in.N, in.x_stride, tr, mk ? &*mk : nullptr);
         std::copy(tr.output(), tr.output() + in.S * in.N * L.d_output(), o);
       },
-      py::arg("params"), py::arg("X"), py::arg("sizes"), py::arg("activation"), py::arg("out").noconvert(),
-      py::arg("masks") = py::none(),
+      py::arg("net"), py::arg("params"), py::arg("X"), py::arg("out").noconvert(), py::arg("masks") = py::none(),
       "Network outputs (S, N, K) for S parameter vectors (S, P) on X (N, D) or (S, N, D).");
   m.def(
       "mlp_backward",
-      [](in_array<T> params, in_array<T> X, in_array<int64_t> sizes, int activation, in_array<T> g_out,
-         out_array<T> grad, std::optional<out_array<T>> grad_x, std::optional<in_array<T>> masks) {
-        const Layout L = layout_of(sizes);
-        const auto f = mlp::activation_from_int(activation);
+      [](const NetConfig& net, in_array<T> params, in_array<T> X, in_array<T> g_out, out_array<T> grad,
+         std::optional<out_array<T>> grad_x, std::optional<in_array<T>> masks) {
+        const Layout& L = net.layout;
+        const auto f = net.act;
         const Inputs in = check_inputs<T>(L, params, X);
         require_shape(g_out, "g_out", {in.S, in.N, L.d_output()});
         require_shape(grad, "grad", {in.S, L.n_params});
@@ -103,17 +98,16 @@ void bind(py::module_& m) {
         mlp::backward<T>(L, f, p, L.n_params, x, in.x_stride, tr, work.data(), g, L.n_params, gx,
                          mk ? &*mk : nullptr);
       },
-      py::arg("params"), py::arg("X"), py::arg("sizes"), py::arg("activation"), py::arg("g_out"),
-      py::arg("grad").noconvert(), py::arg("grad_x").noconvert() = py::none(), py::arg("masks") = py::none(),
+      py::arg("net"), py::arg("params"), py::arg("X"), py::arg("g_out"), py::arg("grad").noconvert(), py::arg("grad_x").noconvert() = py::none(), py::arg("masks") = py::none(),
       "Vector-Jacobian product: g_out (S, N, K) -> grad (S, P) and optionally grad_x (S, N, D).");
   m.def(
       "mlp_nll_grad",
-      [](in_array<T> params, in_array<T> X, in_array<T> y, in_array<int64_t> sizes, int activation, int likelihood,
+      [](const NetConfig& net, int64_t likelihood, in_array<T> params, in_array<T> X, in_array<T> y,
          in_array<T> log_noise, out_array<T> nll, std::optional<out_array<T>> grad,
-         std::optional<out_array<T>> grad_log_noise, std::optional<in_array<T>> masks) {
-        const Layout L = layout_of(sizes);
-        const auto f = mlp::activation_from_int(activation);
-        const auto lik = mlp::likelihood_from_int(likelihood);
+         std::optional<in_array<T>> masks) {
+        const Layout& L = net.layout;
+        const auto f = net.act;
+        const auto lik = codes::from_int<mlp::Likelihood>(likelihood, "likelihood");
         const Inputs in = check_inputs<T>(L, params, X);
         const int64_t K = L.d_output();
         const int64_t Dy = mlp::target_dim(lik, K);
@@ -122,16 +116,10 @@ void bind(py::module_& m) {
         require_shape(nll, "nll", {in.S});
         require_writeable(nll, "nll");
         T* g = nullptr;
-        T* gn = nullptr;
         if (grad) {
           require_shape(*grad, "grad", {in.S, L.n_params});
           require_writeable(*grad, "grad");
           g = grad->mutable_data();
-        }
-        if (grad_log_noise) {
-          require_shape(*grad_log_noise, "grad_log_noise", {in.S, Dy});
-          require_writeable(*grad_log_noise, "grad_log_noise");
-          gn = grad_log_noise->mutable_data();
         }
         const auto mk = check_masks<T>(L, masks, in.S, in.N);
         const T* p = params.data();
@@ -143,18 +131,17 @@ void bind(py::module_& m) {
         mlp::Trace<T> tr;
         mlp::forward<T>(L, f, p, in.S, L.n_params, x, in.N, in.x_stride, tr, mk ? &*mk : nullptr);
         std::vector<T> gF(g ? static_cast<size_t>(in.S * in.N * K) : 0);
-        mlp::nll<T>(lik, tr.output(), yy, in.S, in.N, K, ln, o, g ? gF.data() : nullptr, T(1), gn);
+        mlp::nll<T>(lik, tr.output(), yy, in.S, in.N, K, ln, o, g ? gF.data() : nullptr, T(1), nullptr);
         if (g) mlp::backward<T>(L, f, p, L.n_params, x, in.x_stride, tr, gF.data(), g, L.n_params, nullptr,
                                 mk ? &*mk : nullptr);
       },
-      py::arg("params"), py::arg("X"), py::arg("y"), py::arg("sizes"), py::arg("activation"), py::arg("likelihood"),
-      py::arg("log_noise"), py::arg("nll").noconvert(), py::arg("grad").noconvert() = py::none(),
-      py::arg("grad_log_noise").noconvert() = py::none(), py::arg("masks") = py::none(),
-      "Summed NLL (S,) of targets y and its gradients (S, P) and (S, Dy) w.r.t. params and log_noise.");
+      py::arg("net"), py::arg("likelihood"), py::arg("params"), py::arg("X"), py::arg("y"), py::arg("log_noise"),
+      py::arg("nll").noconvert(), py::arg("grad").noconvert() = py::none(), py::arg("masks") = py::none(),
+      "Summed NLL (S,) of targets y and its gradient (S, P) w.r.t. params.");
   m.def(
       "likelihood_nll",
-      [](in_array<T> F, in_array<T> y, int likelihood, in_array<T> log_noise, out_array<T> nll) {
-        const auto lik = mlp::likelihood_from_int(likelihood);
+      [](in_array<T> F, in_array<T> y, int64_t likelihood, in_array<T> log_noise, out_array<T> nll) {
+        const auto lik = codes::from_int<mlp::Likelihood>(likelihood, "likelihood");
         if (F.ndim() != 3) throw std::invalid_argument("F must have shape (S, N, K)");
         const int64_t S = F.shape(0), N = F.shape(1), K = F.shape(2);
         const int64_t Dy = mlp::target_dim(lik, K);
@@ -179,6 +166,21 @@ void bind(py::module_& m) {
 }  // namespace
 
 void register_mlp(py::module_& m) {
+  py::class_<NetConfig>(m, "NetConfig",
+                        "A network as the kernels see it: layer widths (d_0, ..., d_L) and the hidden activation "
+                        "code (bayesgrad._codes.Activation). Immutable; twin: bayesgrad._numpy.mlp.NetConfig.")
+      .def(py::init([](const std::vector<int64_t>& sizes, int64_t activation) {
+             return NetConfig{Layout(sizes.data(), static_cast<int64_t>(sizes.size())),
+                              codes::from_int<mlp::Activation>(activation, "activation")};
+           }),
+           py::arg("sizes"), py::arg("activation"))
+      .def_property_readonly("sizes", [](const NetConfig& c) { return py::tuple(py::cast(c.layout.sizes)); })
+      .def_property_readonly("activation", [](const NetConfig& c) { return static_cast<int>(c.act); })
+      .def_property_readonly("n_params", [](const NetConfig& c) { return c.layout.n_params; })
+      .def("__repr__", [](const NetConfig& c) {
+        return "NetConfig(sizes=" + py::repr(py::tuple(py::cast(c.layout.sizes))).cast<std::string>() +
+               ", activation=" + std::to_string(static_cast<int>(c.act)) + ")";
+      });
   bind<float>(m);
   bind<double>(m);
 }

@@ -38,13 +38,31 @@ void register_runtime(py::module_& m) {
         "gcc "
 #endif
         __VERSION__);
-    d["openmp"] = have_openmp();
     d["blas"] = std::string(BAYESGRAD_BLAS_INFO);
     d["blas_config"] = std::string(scipy_openblas_get_config());
     d["cuda"] = std::string(BAYESGRAD_CUDA_STATUS);
     d["simd"] = std::string(random_simd());
     return d;
   });
+  m.def(
+      "codes",
+      []() {
+        py::dict d;
+#define BAYESGRAD_EXPORT_ENUM(E)                                                  \
+  {                                                                               \
+    py::dict members;                                                             \
+    using Tr = codes::traits<codes::E>;                                           \
+    for (int v = Tr::lo; v <= Tr::hi; ++v)                                        \
+      members[codes::name_of(codes::from_int<codes::E>(v, #E))] = v;              \
+    d[Tr::name] = members;                                                        \
+  }
+        BAYESGRAD_FOR_EACH_CODE_ENUM(BAYESGRAD_EXPORT_ENUM)
+#undef BAYESGRAD_EXPORT_ENUM
+        d["flipout_tag"] = codes::kTagFlipout;
+        return d;
+      },
+      "The enum codes (name -> {member: value}) and the stream tag the core was compiled with, for the test that "
+      "checks them against bayesgrad._codes.");
 }
 
 }  // namespace bayesgrad

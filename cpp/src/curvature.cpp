@@ -85,23 +85,23 @@ template <typename T>
 double sqrt_loss_row(const T* f, const T* y, const T* draws, int64_t C, int64_t K, Likelihood lik, Kind kind, T* S,
                      std::vector<T>& p) {
   const T rk = T(1) / std::sqrt(static_cast<T>(K));
-  if (lik == Likelihood::gaussian) {
+  if (lik == Likelihood::kGaussian) {
     double loss = 0;
     for (int64_t c = 0; c < C; ++c) {
       const double r = static_cast<double>(f[c]) - static_cast<double>(y[c]);
       loss += 0.5 * r * r;
     }
-    if (kind == Kind::ggn) {
+    if (kind == Kind::kGgn) {
       for (int64_t k = 0; k < K; ++k)
         for (int64_t c = 0; c < C; ++c) S[k * C + c] = (k == c) ? T(1) : T(0);
-    } else if (kind == Kind::ef) {
+    } else if (kind == Kind::kEf) {
       for (int64_t c = 0; c < C; ++c) S[c] = f[c] - y[c];
     } else {
       for (int64_t i = 0; i < K * C; ++i) S[i] = draws[i] * rk;
     }
     return loss;
   }
-  if (lik == Likelihood::categorical) {
+  if (lik == Likelihood::kCategorical) {
     const double yv = static_cast<double>(y[0]);
     if (!(yv >= 0 && yv < static_cast<double>(C))) throw std::invalid_argument("y: class label out of range");
     const int64_t yi = static_cast<int64_t>(yv);
@@ -114,13 +114,13 @@ double sqrt_loss_row(const T* f, const T* y, const T* draws, int64_t C, int64_t 
     }
     for (int64_t c = 0; c < C; ++c) p[c] /= se;
     const double loss = static_cast<double>(std::log(se)) - static_cast<double>(f[yi] - mx);
-    if (kind == Kind::ggn) {
+    if (kind == Kind::kGgn) {
       for (int64_t k = 0; k < K; ++k) {
         const T sk = std::sqrt(p[k]);
         for (int64_t c = 0; c < C; ++c) S[k * C + c] = -sk * p[c];
         S[k * C + k] += sk;
       }
-    } else if (kind == Kind::ef) {
+    } else if (kind == Kind::kEf) {
       for (int64_t c = 0; c < C; ++c) S[c] = p[c];
       S[yi] -= T(1);
     } else {
@@ -145,9 +145,9 @@ double sqrt_loss_row(const T* f, const T* y, const T* draws, int64_t C, int64_t 
   const T pr = T(0.5) * (T(1) + std::tanh(T(0.5) * fl));
   const double fd = static_cast<double>(fl);
   const double loss = std::max(fd, 0.0) + std::log1p(std::exp(-std::abs(fd))) - static_cast<double>(yb) * fd;
-  if (kind == Kind::ggn) {
+  if (kind == Kind::kGgn) {
     S[0] = std::sqrt(pr * (T(1) - pr));
-  } else if (kind == Kind::ef) {
+  } else if (kind == Kind::kEf) {
     S[0] = pr - yb;
   } else {
     for (int64_t k = 0; k < K; ++k) S[k] = (pr - (draws[k] < pr ? T(1) : T(0))) * rk;
@@ -157,27 +157,20 @@ double sqrt_loss_row(const T* f, const T* y, const T* draws, int64_t C, int64_t 
 
 }  // namespace
 
-Likelihood parse_likelihood(const std::string& s) {
-  if (s == "gaussian") return Likelihood::gaussian;
-  if (s == "categorical") return Likelihood::categorical;
-  if (s == "bernoulli") return Likelihood::bernoulli;
-  throw std::invalid_argument("likelihood must be 'gaussian', 'categorical' or 'bernoulli', got '" + s + "'");
-}
-
-Kind parse_kind(const std::string& s) {
-  if (s == "ggn") return Kind::ggn;
-  if (s == "ef") return Kind::ef;
-  if (s == "fisher_mc") return Kind::fisher_mc;
-  throw std::invalid_argument("kind must be 'ggn', 'ef' or 'fisher_mc', got '" + s + "'");
+void require_supported(Likelihood lik) {
+  if (lik == Likelihood::kHeteroscedasticGaussian)
+    throw std::invalid_argument("likelihood: curvature supports gaussian, categorical and bernoulli, not "
+                                "heteroscedastic_gaussian");
 }
 
 template <typename T>
 double sqrt_loss(const T* f, const T* y, const T* draws, int64_t n, int64_t C, int64_t K, Likelihood lik, Kind kind,
                  T* S) {
+  require_supported(lik);
   const int64_t nc = n_chunks(n);
   std::vector<double> part(static_cast<size_t>(nc), 0.0);
-  const int64_t ystride = lik == Likelihood::gaussian ? C : 1;
-  const int64_t dstride = (lik == Likelihood::gaussian) ? K * C : K;
+  const int64_t ystride = lik == Likelihood::kGaussian ? C : 1;
+  const int64_t dstride = (lik == Likelihood::kGaussian) ? K * C : K;
   for_chunks(nc, [&](int64_t c) {
     std::vector<T> p(static_cast<size_t>(C));
     double acc = 0;
@@ -315,12 +308,6 @@ void linear_full_accum(const T* a, const T* S, int64_t n, int64_t I, int64_t K, 
   });
 }
 
-Structure parse_structure(const std::string& s) {
-  if (s == "diag") return Structure::diag;
-  if (s == "kron") return Structure::kron;
-  throw std::invalid_argument("structure must be 'diag' or 'kron', got '" + s + "'");
-}
-
 int64_t kron_packed_size(const mlp::Layout& L) {
   int64_t t = 0;
   for (int64_t l = 0; l < L.n_layers(); ++l) t += L.d_in(l) * L.d_in(l) + L.d_out(l) * L.d_out(l);
@@ -347,17 +334,23 @@ void times_act_deriv(mlp::Activation f, const T* z, const T* a, int64_t n, int64
 template <typename T>
 void check_sqrt_args(int64_t n, int64_t C, int64_t K, Likelihood lik, Kind kind) {
   if (n < 0 || K < 1) throw std::invalid_argument("n_cols must be >= 1");
-  if (lik == Likelihood::bernoulli && C != 1) throw std::invalid_argument("bernoulli needs 1 output");
-  if (kind == Kind::ef && K != 1) throw std::invalid_argument("n_cols must be 1 for the empirical Fisher");
-  if (kind == Kind::ggn && K != (lik == Likelihood::bernoulli ? 1 : C))
+  if (lik == Likelihood::kBernoulli && C != 1) throw std::invalid_argument("bernoulli needs 1 output");
+  if (kind == Kind::kEf && K != 1) throw std::invalid_argument("n_cols must be 1 for the empirical Fisher");
+  if (kind == Kind::kGgn && K != (lik == Likelihood::kBernoulli ? 1 : C))
     throw std::invalid_argument("n_cols must be the number of outputs for the GGN (1 for bernoulli)");
 }
 
 }  // namespace
 
 template <typename T>
-double mlp_accum(const mlp::Layout& L, mlp::Activation f, const T* theta, const T* X, const T* y, const T* draws,
-                 int64_t n, Likelihood lik, Kind kind, int64_t K, Structure st, T* out) {
+double mlp_accum(const CurvatureConfig& c, const T* theta, const T* X, const T* y, const T* draws, int64_t n,
+                 T* out) {
+  const mlp::Layout& L = c.net.layout;
+  const mlp::Activation f = c.net.act;
+  const Likelihood lik = c.lik;
+  const Kind kind = c.kind;
+  const int64_t K = c.n_cols;
+  const Structure st = c.structure;
   const int64_t nl = L.n_layers(), C = L.d_output();
   check_sqrt_args<T>(n, C, K, lik, kind);
   if (n == 0) return 0.0;
@@ -372,7 +365,7 @@ double mlp_accum(const mlp::Layout& L, mlp::Activation f, const T* theta, const 
   for (int64_t l = nl - 1; l >= 0; --l) {
     const int64_t I = L.d_in(l), O = L.d_out(l);
     const T* a = l == 0 ? X : tr.a[l - 1].data();
-    if (st == Structure::diag)
+    if (st == Structure::kDiag)
       linear_diag_accum<T>(a, G.data(), n, I, K, O, out + L.w_off[l], out + L.b_off[l]);
     else
       linear_kron_accum<T>(a, G.data(), n, I, K, O, out + koff[l], out + koff[l] + I * I);
@@ -387,8 +380,13 @@ double mlp_accum(const mlp::Layout& L, mlp::Activation f, const T* theta, const 
 }
 
 template <typename T>
-void mlp_ggn_vp(const mlp::Layout& L, mlp::Activation f, const T* theta, const T* X, const T* y, const T* draws,
-                int64_t n, Likelihood lik, Kind kind, int64_t K, const T* V, int64_t m, T* out) {
+void mlp_ggn_vp(const CurvatureConfig& c, const T* theta, const T* X, const T* y, const T* draws, int64_t n,
+                const T* V, int64_t m, T* out) {
+  const mlp::Layout& L = c.net.layout;
+  const mlp::Activation f = c.net.act;
+  const Likelihood lik = c.lik;
+  const Kind kind = c.kind;
+  const int64_t K = c.n_cols;
   const int64_t nl = L.n_layers(), C = L.d_output(), P = L.n_params;
   check_sqrt_args<T>(n, C, K, lik, kind);
   if (n == 0 || m == 0) return;
@@ -442,10 +440,9 @@ void mlp_ggn_vp(const mlp::Layout& L, mlp::Activation f, const T* theta, const T
   template void gram_accum<T>(const T*, int64_t, int64_t, T*);                                                   \
   template void linear_ggn_vp<T>(const T*, const T*, int64_t, int64_t, int64_t, int64_t, const T*, int64_t, T*);   \
   template void linear_full_accum<T>(const T*, const T*, int64_t, int64_t, int64_t, int64_t, T*);                \
-  template double mlp_accum<T>(const mlp::Layout&, mlp::Activation, const T*, const T*, const T*, const T*,      \
-                               int64_t, Likelihood, Kind, int64_t, Structure, T*);                               \
-  template void mlp_ggn_vp<T>(const mlp::Layout&, mlp::Activation, const T*, const T*, const T*, const T*,       \
-                              int64_t, Likelihood, Kind, int64_t, const T*, int64_t, T*);
+  template double mlp_accum<T>(const CurvatureConfig&, const T*, const T*, const T*, const T*, int64_t, T*);      \
+  template void mlp_ggn_vp<T>(const CurvatureConfig&, const T*, const T*, const T*, const T*, int64_t, const T*,  \
+                              int64_t, T*);
 BAYESGRAD_CURV_INST(float)
 BAYESGRAD_CURV_INST(double)
 #undef BAYESGRAD_CURV_INST

@@ -176,23 +176,11 @@ double log_gamma_draw(double alpha, uint64_t seed, uint64_t stream, uint64_t ele
   return gamma_draw(alpha, seed, stream | philox::kSubstreamBit, element, true);
 }
 
-LocScale locscale_family(const std::string& name) {
-  if (name == "normal") return LocScale::kNormal;
-  if (name == "lognormal") return LocScale::kLogNormal;
-  if (name == "uniform") return LocScale::kUniform;
-  if (name == "exponential") return LocScale::kExponential;
-  if (name == "laplace") return LocScale::kLaplace;
-  if (name == "gumbel") return LocScale::kGumbel;
-  if (name == "logistic") return LocScale::kLogistic;
-  throw std::invalid_argument("family must be one of normal, lognormal, uniform, exponential, laplace, gumbel, "
-                              "logistic; got '" + name + "'");
-}
-
 template <typename T>
 void sample_locscale(T* out, int64_t n_total, const T* loc, const T* scale, int64_t batch, LocScale fam,
                      uint64_t seed, uint64_t stream) {
   check_batch(n_total, batch);
-  const bool normal = fam == LocScale::kNormal || fam == LocScale::kLogNormal;
+  const bool normal = fam == LocScale::kNormal || fam == LocScale::kLognormal;
   if (normal)
     fill_normal<T>(out, n_total, seed, stream, 0);
   else
@@ -204,7 +192,7 @@ void sample_locscale(T* out, int64_t n_total, const T* loc, const T* scale, int6
       const T e = out[i];
       switch (fam) {
         case LocScale::kNormal: out[i] = m + s * e; break;
-        case LocScale::kLogNormal: out[i] = static_cast<T>(std::exp(static_cast<double>(m + s * e))); break;
+        case LocScale::kLognormal: out[i] = static_cast<T>(std::exp(static_cast<double>(m + s * e))); break;
         case LocScale::kUniform: out[i] = m + s * e; break;
         case LocScale::kExponential: out[i] = m + s * static_cast<T>(-std::log(static_cast<double>(e))); break;
         case LocScale::kLaplace: {
@@ -239,10 +227,10 @@ void locscale_log_prob(const T* x, int64_t n_total, const T* loc, const T* scale
       double lp = 0, gl = 0, gs = 0;
       switch (fam) {
         case LocScale::kNormal:
-        case LocScale::kLogNormal: {
+        case LocScale::kLognormal: {
           double y = xi;
           double jac = 0.0;
-          if (fam == LocScale::kLogNormal) {
+          if (fam == LocScale::kLognormal) {
             if (!(xi > 0)) { lp = kNegInf; break; }
             y = std::log(xi);
             jac = y;

@@ -19,10 +19,12 @@
 
 namespace bayesgrad {
 
+namespace {
+
 template <typename T>
-void latent_logp(const LatentDims& d, const T* x, const T* y, const T* Wz, const T* bz, const T* log_sz, const T* Wy,
-                 const T* by, const T* log_sy, const T* eps, T* logp, T* gWz, T* gbz, T* glog_sz, T* gWy, T* gby,
-                 T* glog_sy) {
+void logp_impl(const LatentDims& d, const T* x, const T* y, const T* Wz, const T* bz, const T* log_sz, const T* Wy,
+               const T* by, const T* log_sy, const T* eps, T* logp, T* gWz, T* gbz, T* glog_sz, T* gWy, T* gby,
+               T* glog_sy) {
   const int64_t N = d.N, D = d.D, K = d.K, P = d.P, S = d.S;
   if (N < 1 || D < 1 || K < 1 || P < 1 || S < 1) throw std::invalid_argument("latent_logp: all dimensions must be >= 1");
   const bool grad = gWz != nullptr;
@@ -125,11 +127,24 @@ void latent_logp(const LatentDims& d, const T* x, const T* y, const T* Wz, const
   glog_sy[0] = static_cast<T>(s[0]);
 }
 
-template void latent_logp<float>(const LatentDims&, const float*, const float*, const float*, const float*,
-                                 const float*, const float*, const float*, const float*, const float*, float*, float*,
-                                 float*, float*, float*, float*, float*);
+}  // namespace
+
+int64_t latent_n_params(const LatentDims& d) { return d.K * d.D + 2 * d.K + d.P * d.K + d.P + 1; }
+
+template <typename T>
+void latent_logp(const LatentDims& d, const T* x, const T* y, const T* theta, const T* eps, T* logp, T* grad) {
+  // offsets of the packed layout (latent.hpp)
+  const int64_t o_bz = d.K * d.D, o_lsz = o_bz + d.K, o_Wy = o_lsz + d.K, o_by = o_Wy + d.P * d.K,
+                o_lsy = o_by + d.P;
+  T* g = grad;
+  logp_impl<T>(d, x, y, theta, theta + o_bz, theta + o_lsz, theta + o_Wy, theta + o_by, theta + o_lsy, eps, logp,
+               g, g ? g + o_bz : nullptr, g ? g + o_lsz : nullptr, g ? g + o_Wy : nullptr, g ? g + o_by : nullptr,
+               g ? g + o_lsy : nullptr);
+}
+
+template void latent_logp<float>(const LatentDims&, const float*, const float*, const float*, const float*, float*,
+                                 float*);
 template void latent_logp<double>(const LatentDims&, const double*, const double*, const double*, const double*,
-                                  const double*, const double*, const double*, const double*, const double*, double*,
-                                  double*, double*, double*, double*, double*, double*);
+                                  double*, double*);
 
 }  // namespace bayesgrad

@@ -139,17 +139,16 @@ double decompose(const T* lp, int64_t S, int64_t N, int64_t C, T* total, T* alea
 }
 
 template <typename T>
-double point_scores(const T* lp, int64_t S, int64_t N, int64_t C, int kind, T* out) {
+double point_scores(const T* lp, int64_t S, int64_t N, int64_t C, PointScore kind, T* out) {
   check_dims(S, N, C);
-  if (kind < 0 || kind > 2) throw std::invalid_argument("kind must be 0 (variation ratios), 1 (mean std) or 2 (margin)");
   struct State { std::vector<T> a, b; };
   const T invS = T(1) / static_cast<T>(S);
   return for_chunks<T>(
       lp, S, N, C,
-      [&](int64_t L) { return State{std::vector<T>(static_cast<size_t>(L), T(0)), std::vector<T>(kind == 1 ? static_cast<size_t>(L) : 0, T(0))}; },
+      [&](int64_t L) { return State{std::vector<T>(static_cast<size_t>(L), T(0)), std::vector<T>(kind == PointScore::kMeanStd ? static_cast<size_t>(L) : 0, T(0))}; },
       [&](State& st, int64_t, const T* x, const T* e, int64_t L) {
         T* a = st.a.data();
-        if (kind == kVariationRatios) {
+        if (kind == PointScore::kVariationRatios) {
           // a counts how often each class is a sample's argmax.
           for (int64_t r = 0; r < L / C; ++r) {
             int64_t best = 0;
@@ -158,7 +157,7 @@ double point_scores(const T* lp, int64_t S, int64_t N, int64_t C, int kind, T* o
           }
         } else {
           for (int64_t j = 0; j < L; ++j) a[j] += e[j];
-          if (kind == kMeanStd) {
+          if (kind == PointScore::kMeanStd) {
             T* b = st.b.data();
             for (int64_t j = 0; j < L; ++j) b[j] += e[j] * e[j];
           }
@@ -167,10 +166,10 @@ double point_scores(const T* lp, int64_t S, int64_t N, int64_t C, int kind, T* o
       [&](State& st, int64_t n0, int64_t n1) {
         for (int64_t n = n0; n < n1; ++n) {
           const T* a = st.a.data() + (n - n0) * C;
-          if (kind == kVariationRatios) {
+          if (kind == PointScore::kVariationRatios) {
             const T mx = *std::max_element(a, a + C);
             out[n] = T(1) - mx * invS;
-          } else if (kind == kMeanStd) {
+          } else if (kind == PointScore::kMeanStd) {
             const T* b = st.b.data() + (n - n0) * C;
             T acc = 0;
             for (int64_t c = 0; c < C; ++c) {
@@ -192,7 +191,7 @@ double point_scores(const T* lp, int64_t S, int64_t N, int64_t C, int kind, T* o
 
 template double decompose<float>(const float*, int64_t, int64_t, int64_t, float*, float*, float*);
 template double decompose<double>(const double*, int64_t, int64_t, int64_t, double*, double*, double*);
-template double point_scores<float>(const float*, int64_t, int64_t, int64_t, int, float*);
-template double point_scores<double>(const double*, int64_t, int64_t, int64_t, int, double*);
+template double point_scores<float>(const float*, int64_t, int64_t, int64_t, PointScore, float*);
+template double point_scores<double>(const double*, int64_t, int64_t, int64_t, PointScore, double*);
 
 }  // namespace bayesgrad

@@ -68,22 +68,12 @@ int64_t Layout::mask_off(int64_t l) const {
   return off;
 }
 
-Activation activation_from_int(int a) {
-  if (a < 0 || a > kGelu) throw std::invalid_argument("activation code out of range");
-  return static_cast<Activation>(a);
-}
-
-Likelihood likelihood_from_int(int k) {
-  if (k < 0 || k > kBernoulli) throw std::invalid_argument("likelihood code out of range");
-  return static_cast<Likelihood>(k);
-}
-
 int64_t target_dim(Likelihood lik, int64_t K) {
   switch (lik) {
-    case kHeteroGaussian:
+    case Likelihood::kHeteroscedasticGaussian:
       if (K % 2 != 0) throw std::invalid_argument("heteroscedastic_gaussian needs an even output width (mean, log-variance)");
       return K / 2;
-    case kCategorical:
+    case Likelihood::kCategorical:
       if (K < 2) throw std::invalid_argument("categorical needs at least 2 outputs");
       return 1;
     default: return K;
@@ -221,7 +211,7 @@ void nll(Likelihood lik, const T* F, const T* y, int64_t S, int64_t N, int64_t K
       const T* yn = y + n * D;
       T* g = gs ? gs + n * K : nullptr;
       switch (lik) {
-        case kGaussian:
+        case Likelihood::kGaussian:
           for (int64_t d = 0; d < D; ++d) {
             const T inv_var = std::exp(T(-2) * log_noise[d]);
             const T r = yn[d] - f[d];
@@ -230,7 +220,7 @@ void nll(Likelihood lik, const T* F, const T* y, int64_t S, int64_t N, int64_t K
             if (gn) gn[d] += scale * (T(1) - r * r * inv_var);
           }
           break;
-        case kHeteroGaussian:
+        case Likelihood::kHeteroscedasticGaussian:
           for (int64_t d = 0; d < D; ++d) {
             const T v = f[D + d];
             const T e = std::exp(-v);
@@ -242,7 +232,7 @@ void nll(Likelihood lik, const T* F, const T* y, int64_t S, int64_t N, int64_t K
             }
           }
           break;
-        case kCategorical: {
+        case Likelihood::kCategorical: {
           if (!(yn[0] >= T(0) && yn[0] < T(K))) throw std::invalid_argument("class label out of range [0, n_classes)");
           const int64_t c = static_cast<int64_t>(yn[0]);
           T mx = f[0];
@@ -257,7 +247,7 @@ void nll(Likelihood lik, const T* F, const T* y, int64_t S, int64_t N, int64_t K
           }
           break;
         }
-        case kBernoulli:
+        case Likelihood::kBernoulli:
           for (int64_t d = 0; d < D; ++d) {
             const T x = f[d];
             // softplus(x) - y x, stable for both signs

@@ -97,7 +97,7 @@ struct MapUpdate {
 template <typename T>
 int64_t map_epoch(const MapConfig& cfg, T* state, T* m, T* v, int64_t step, const T* X, const T* y, int64_t N,
                   const Batches& batches, const T* prior_prec, T* stats) {
-  const mlp::Layout& L = cfg.layout;
+  const mlp::Layout& L = cfg.net.layout;
   const int64_t P = L.n_params, D = L.d_input(), K = L.d_output();
   const int64_t Dy = mlp::target_dim(cfg.lik, K);
   const int64_t n_state = P + Dy;
@@ -127,13 +127,13 @@ int64_t map_epoch(const MapConfig& cfg, T* state, T* m, T* v, int64_t step, cons
       mk.s_stride = B * H;
     }
     const mlp::Masks<T>* mp = dropout ? &mk : nullptr;
-    mlp::forward<T>(L, cfg.act, state, 1, 0, xb.data(), B, 0, tr, mp);
+    mlp::forward<T>(L, cfg.net.act, state, 1, 0, xb.data(), B, 0, tr, mp);
     const T scale = static_cast<T>(static_cast<double>(N) / static_cast<double>(B));
     T nll_i;
     T* gnoise = cfg.learn_noise ? grad.data() + P : nullptr;
     mlp::nll<T>(cfg.lik, tr.output(), yb.data(), 1, B, K, state + P, &nll_i, gF.data(), scale, gnoise);
     if (!cfg.learn_noise) std::fill(grad.begin() + P, grad.end(), T(0));
-    mlp::backward<T>(L, cfg.act, state, 0, xb.data(), 0, tr, gF.data(), grad.data(), 0, nullptr, mp);
+    mlp::backward<T>(L, cfg.net.act, state, 0, xb.data(), 0, tr, gF.data(), grad.data(), 0, nullptr, mp);
     // Weight decay, its energy and the Adam update in one parallel pass.
     const AdamCoeffs<T> k(cfg.adam, step);
     const int64_t n_chunks = (P + kElementChunk - 1) / kElementChunk;

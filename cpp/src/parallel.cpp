@@ -144,8 +144,6 @@ void set_num_threads(int n) {
   g_threads = n;
 }
 
-bool have_openmp() { return false; }
-
 void parallel_chunks(int64_t n_chunks, const std::function<void(int64_t)>& body) {
   if (n_chunks <= 0) return;
   const int nt = num_threads();

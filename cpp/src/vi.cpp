@@ -8,7 +8,7 @@
 //                                space, Flipout's perturbations, the MC KL)
 //   normals  [S*P, ...)          local reparameterisation: zeta of layer l
 //                                (S, B, d_out(l)), layers one after another
-//   uniforms of fold_in(stream_t, 13), Flipout's signs: per layer R_in
+//   uniforms of fold_in(stream_t, codes::kTagFlipout), Flipout's signs: per layer R_in
 //                                (S, B, d_in) then R_out (S, B, d_out)
 #include "bayesgrad/vi.hpp"
 
@@ -27,28 +27,30 @@ namespace bayesgrad {
 namespace {
 
 constexpr double kHalfLog2Pi = 0.91893853320467274178;
-constexpr uint64_t kFlipoutTag = 13;  // bayesgrad.random.TAGS["flipout"]
 
 
-// Buffers of the stochastic-layer passes (local reparameterisation, Flipout).
+// Buffers of the stochastic-layer passes (local reparameterisation, Flipout),
+// kept across the steps of an epoch so that only the first step allocates.
 template <typename T>
 struct Stoch {
   std::vector<std::vector<T>> in, z, aux1, aux2;  // per layer: input (S*B, d_in), pre-activation, extras
+  std::vector<T> tmp, tmp2, sq, pert, dA, Gbuf, dV, Gs, pa;  // scratch of one layer
 };
 
 template <typename T>
 void stoch_forward(const ViConfig& cfg, const T* mu, const T* sigma, const T* eps, const T* xb, int64_t B,
                    uint64_t stream_t, Stoch<T>& st) {
-  const mlp::Layout& L = cfg.layout;
+  const mlp::Layout& L = cfg.net.layout;
   const int64_t S = cfg.n_samples, P = L.n_params, R = S * B;
   const int64_t nl = L.n_layers();
   st.in.resize(nl);
   st.z.resize(nl);
   st.aux1.resize(nl);
   st.aux2.resize(nl);
-  std::vector<T> tmp, sq;
+  std::vector<T>& tmp = st.tmp;
+  std::vector<T>& sq = st.sq;
   uint64_t zeta_off = static_cast<uint64_t>(S * P), sign_off = 0;
-  const uint64_t sign_stream = philox::fold_in(stream_t, kFlipoutTag);
+  const uint64_t sign_stream = philox::fold_in(stream_t, codes::kTagFlipout);
   st.in[0].resize(R * L.d_input());
   for (int64_t s = 0; s < S; ++s) std::copy(xb, xb + B * L.d_input(), st.in[0].data() + s * B * L.d_input());
   for (int64_t l = 0; l < nl; ++l) {
@@ -60,7 +62,7 @@ void stoch_forward(const ViConfig& cfg, const T* mu, const T* sigma, const T* ep
     const T* mb = mu + L.b_off[l];
     for (int64_t r = 0; r < R; ++r) std::copy(mb, mb + dout, z.data() + r * dout);
     mlp::gemm_batch<T>(false, true, R, dout, din, A, din, 0, mW, din, 0, T(1), z.data(), dout, 0, 1);
-    if (cfg.estimator == kLocalReparam) {
+    if (cfg.estimator == ViEstimator::kLocalReparam) {
       // V = A^2 (sigma_W^2)^T + sigma_b^2; aux1 = sqrt(V), aux2 = zeta
       sq.resize(R * din);
       for (int64_t k = 0; k < R * din; ++k) sq[k] = A[k] * A[k];
@@ -98,7 +100,8 @@ void stoch_forward(const ViConfig& cfg, const T* mu, const T* sigma, const T* ep
           tmp[s * dout * din + k] = sigma[L.w_off[l] + k] * eps[s * P + L.w_off[l] + k];
       sq.resize(R * din);
       for (int64_t k = 0; k < R * din; ++k) sq[k] = A[k] * rin[k];
-      std::vector<T> pert(R * dout);
+      std::vector<T>& pert = st.pert;
+      pert.resize(R * dout);
       mlp::gemm_batch<T>(false, true, B, dout, din, sq.data(), din, B * din, tmp.data(), din, dout * din, T(0),
                          pert.data(), dout, B * dout, S);
       for (int64_t s = 0; s < S; ++s)
@@ -112,7 +115,7 @@ void stoch_forward(const ViConfig& cfg, const T* mu, const T* sigma, const T* ep
     if (l + 1 < nl) {
       st.in[l + 1].resize(R * dout);
       T* a = st.in[l + 1].data();
-      mlp::act_array(cfg.act, z.data(), a, R * dout);
+      mlp::act_array(cfg.net.act, z.data(), a, R * dout);
     }
   }
 }
@@ -121,9 +124,13 @@ void stoch_forward(const ViConfig& cfg, const T* mu, const T* sigma, const T* ep
 template <typename T>
 void stoch_backward(const ViConfig& cfg, const T* mu, const T* sigma, const T* eps, int64_t B, Stoch<T>& st, T* G0,
                     T* gmu, T* gsigma) {
-  const mlp::Layout& L = cfg.layout;
+  const mlp::Layout& L = cfg.net.layout;
   const int64_t S = cfg.n_samples, P = L.n_params, R = S * B;
-  std::vector<T> Gbuf, dA, tmp, tmp2, sq;
+  std::vector<T>& Gbuf = st.Gbuf;
+  std::vector<T>& dA = st.dA;
+  std::vector<T>& tmp = st.tmp;
+  std::vector<T>& tmp2 = st.tmp2;
+  std::vector<T>& sq = st.sq;
   T* G = G0;
   for (int64_t l = L.n_layers() - 1; l >= 0; --l) {
     const int64_t din = L.d_in(l), dout = L.d_out(l);
@@ -142,10 +149,11 @@ void stoch_backward(const ViConfig& cfg, const T* mu, const T* sigma, const T* e
       mlp::gemm_batch<T>(false, false, R, din, dout, G, dout, 0, mW, din, 0, T(0), dA.data(), din, 0, 1);
     }
     T* gsW = gsigma + L.w_off[l];
-    if (cfg.estimator == kLocalReparam) {
+    if (cfg.estimator == ViEstimator::kLocalReparam) {
       const std::vector<T>& sv = st.aux1[l];
       const std::vector<T>& zeta = st.aux2[l];
-      std::vector<T> dV(R * dout);
+      std::vector<T>& dV = st.dV;
+      dV.resize(R * dout);
       for (int64_t k = 0; k < R * dout; ++k) dV[k] = G[k] * zeta[k] / (T(2) * sv[k]);
       sq.resize(R * din);
       for (int64_t k = 0; k < R * din; ++k) sq[k] = A[k] * A[k];
@@ -166,7 +174,8 @@ void stoch_backward(const ViConfig& cfg, const T* mu, const T* sigma, const T* e
     } else {  // Flipout
       const std::vector<T>& rin = st.aux1[l];
       const std::vector<T>& rout = st.aux2[l];
-      std::vector<T> Gs(R * dout);
+      std::vector<T>& Gs = st.Gs;
+      Gs.resize(R * dout);
       for (int64_t k = 0; k < R * dout; ++k) Gs[k] = G[k] * rout[k];
       sq.resize(R * din);
       for (int64_t k = 0; k < R * din; ++k) sq[k] = A[k] * rin[k];
@@ -188,7 +197,8 @@ void stoch_backward(const ViConfig& cfg, const T* mu, const T* sigma, const T* e
         for (int64_t s = 0; s < S; ++s)
           for (int64_t k = 0; k < dout * din; ++k)
             tmp2[s * dout * din + k] = sigma[L.w_off[l] + k] * eps[s * P + L.w_off[l] + k];
-        std::vector<T> pa(R * din);
+        std::vector<T>& pa = st.pa;
+        pa.resize(R * din);
         mlp::gemm_batch<T>(false, false, B, din, dout, Gs.data(), dout, B * dout, tmp2.data(), din, dout * din, T(0),
                            pa.data(), din, B * din, S);
         for (int64_t k = 0; k < R * din; ++k) dA[k] += pa[k] * rin[k];
@@ -197,7 +207,7 @@ void stoch_backward(const ViConfig& cfg, const T* mu, const T* sigma, const T* e
     if (l == 0) break;
     const std::vector<T>& zp = st.z[l - 1];
     const T* ap = st.in[l].data();
-    mlp::mul_act_deriv_array(cfg.act, zp.data(), ap, dA.data(), R * din);
+    mlp::mul_act_deriv_array(cfg.net.act, zp.data(), ap, dA.data(), R * din);
     Gbuf.swap(dA);
     G = Gbuf.data();
   }
@@ -208,9 +218,9 @@ void stoch_backward(const ViConfig& cfg, const T* mu, const T* sigma, const T* e
 template <typename T>
 double vi_kl(const ViConfig& cfg, const T* mu, const T* sigma, const T* eps, int64_t S, T* gmu, T* gsigma,
              T scale) {
-  const int64_t P = cfg.layout.n_params;
+  const int64_t P = cfg.net.layout.n_params;
   double kl = 0.0;
-  if (cfg.prior == kPriorGaussian) {
+  if (cfg.prior == ViPrior::kGaussian) {
     const double s2 = cfg.prior_sigma * cfg.prior_sigma;
     const double log_s = std::log(cfg.prior_sigma);
     for (int64_t j = 0; j < P; ++j) {
@@ -501,15 +511,15 @@ struct ViWork {
 template <typename T>
 void vi_batch(const ViConfig& cfg, T* state, const T* xb, const T* yb, int64_t B, int64_t N, int64_t step,
               T kl_weight, T* grad, T* m, T* v, T* stats3, ViWork<T>& w) {
-  const mlp::Layout& L = cfg.layout;
+  const mlp::Layout& L = cfg.net.layout;
   const int64_t P = L.n_params, K = L.d_output(), S = cfg.n_samples;
   const int64_t Dy = mlp::target_dim(cfg.lik, K);
   T* mu = state;
   T* rho = state + P;
   const T* log_noise = state + 2 * P;
-  const bool weight_space = cfg.estimator == kWeightSpace;
-  const bool gauss_prior = cfg.prior == kPriorGaussian;
-  const bool need_eps = cfg.estimator != kLocalReparam || !gauss_prior;
+  const bool weight_space = cfg.estimator == ViEstimator::kWeightSpace;
+  const bool gauss_prior = cfg.prior == ViPrior::kGaussian;
+  const bool need_eps = cfg.estimator != ViEstimator::kLocalReparam || !gauss_prior;
   const int64_t n_chunks = (P + kElementChunk - 1) / kElementChunk;
   w.sigma.resize(P);
   w.dsig.resize(P);
@@ -530,9 +540,9 @@ void vi_batch(const ViConfig& cfg, T* state, const T* xb, const T* yb, int64_t B
   w.gn.assign(S * Dy, T(0));
   if (weight_space) {
     w.gW.resize(S * P);
-    mlp::forward<T>(L, cfg.act, W, S, P, xb, B, 0, w.tr);
+    mlp::forward<T>(L, cfg.net.act, W, S, P, xb, B, 0, w.tr);
     mlp::nll<T>(cfg.lik, w.tr.output(), yb, S, B, K, log_noise, w.nlls.data(), w.gF.data(), gscale, w.gn.data());
-    mlp::backward<T>(L, cfg.act, W, P, xb, 0, w.tr, w.gF.data(), w.gW.data(), P);
+    mlp::backward<T>(L, cfg.net.act, W, P, xb, 0, w.tr, w.gF.data(), w.gW.data(), P);
   } else {
     w.g2.resize(2 * P);
     stoch_forward<T>(cfg, mu, sigma, eps, xb, B, stream_t, w.st);
@@ -602,7 +612,7 @@ void vi_grad(const ViConfig& cfg, const T* state, const T* X, const T* y, int64_
 template <typename T>
 int64_t vi_epoch(const ViConfig& cfg, T* state, T* m, T* v, int64_t step, const T* X, const T* y, int64_t N,
                  const Batches& batches, const T* kl_weight, T* stats) {
-  const mlp::Layout& L = cfg.layout;
+  const mlp::Layout& L = cfg.net.layout;
   const int64_t D = L.d_input();
   const int64_t Dy = mlp::target_dim(cfg.lik, L.d_output());
   std::vector<T> xb, yb;

@@ -1,8 +1,10 @@
 """Backend selection: the compiled core (``"cpu"``), the CUDA module
 (``"cuda"``) or the pure-NumPy twin (``"numpy"``).
 
-High-level modules call ``kernels()`` and use the functions of the returned
-module; ``_core`` and ``_numpy`` expose the same names and signatures.
+High-level modules call ``kernels()`` and use the concept submodules of the
+returned module (``kernels().mlp.mlp_forward``): ``_core.<concept>`` and
+``_numpy.<concept>`` expose the same names and signatures (docs/design.md,
+"Backends" and "Kernel namespaces").
 ``BAYESGRAD_BACKEND=numpy|cpu|cuda`` or ``set_backend`` chooses; without
 either, the native core is used when it imports, else NumPy (with one warning).
 """
@@ -58,6 +60,12 @@ def _cuda_devices():
         return 0
 
 
+def _cuda_has_kernels():
+    """True once the CUDA module ships the concept submodules; today it answers
+    device queries only (the CUDA backend issue), so "cuda" is refused."""
+    return _cuda is not None and all(hasattr(_cuda, c) for c in _numpy.CONCEPTS)
+
+
 def _check_name(name):
     if not isinstance(name, str):
         raise TypeError(f"backend must be a string, one of {BACKENDS}; got {type(name).__name__}")
@@ -66,9 +74,7 @@ def _check_name(name):
         raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
     if name == "cpu" and _core is None:
         raise ValueError(f"backend 'cpu' needs the native core, which failed to import ({_core_error})")
-    if name == "cuda":
-        # The CUDA kernels are not part of this release (see the CUDA backend
-        # issue); _cuda only answers device queries so far.
+    if name == "cuda" and not (_cuda_has_kernels() and _cuda_devices() > 0):
         raise ValueError(
             "backend 'cuda' is not available in this build: the CUDA kernels have not shipped yet "
             f"(CUDA module: {'built' if _cuda is not None else _cuda_error}; devices: {_cuda_devices()})"
@@ -115,8 +121,15 @@ def use_backend(name: str):
 
 
 def kernels():
-    """The kernel module of the active backend."""
-    return _core if get_backend() == "cpu" else _numpy
+    """The kernel module of the active backend (its concept submodules hold the kernels)."""
+    name = get_backend()
+    if name == "cpu":
+        return _core
+    if name == "numpy":
+        return _numpy
+    if name == "cuda":
+        return _cuda
+    raise RuntimeError(f"backend {name!r} has no kernel module")  # unreachable: _check_name guards names
 
 
 def native_available() -> bool:
@@ -129,11 +142,11 @@ def set_num_threads(n: int) -> None:
 
     n = integer(n, "n", 1)
     if _core is not None:
-        _core.set_num_threads(n)
+        _core.runtime.set_num_threads(n)
 
 
 def get_num_threads() -> int:
-    return int(_core.get_num_threads()) if _core is not None else 1
+    return int(_core.runtime.get_num_threads()) if _core is not None else 1
 
 
 def backend_info() -> dict:
@@ -142,8 +155,8 @@ def backend_info() -> dict:
     Returns a dict with ``name`` (active backend), ``native`` (the C++ core
     imported), ``cuda_compiled``, ``cuda_devices``, ``cuda_status``,
     ``threads``, ``blas``, ``simd``, ``openmp`` and ``compiler``. ``openmp`` is
-    False: the core runs its own thread pool, whose idle workers sleep (see
-    cpp/src/parallel.cpp); the key stays for callers that read it.
+    always False: the core runs its own thread pool, whose idle workers sleep
+    (see cpp/src/parallel.cpp); the key stays for callers that read it.
     """
     info = {
         "name": get_backend(),
@@ -154,10 +167,10 @@ def backend_info() -> dict:
         "threads": get_num_threads(),
     }
     if _core is not None:
-        b = dict(_core.build_info())
+        b = dict(_core.runtime.build_info())
         info.update(
-            blas=b["blas"], blas_threads=int(_core.blas_num_threads()), simd=b["simd"],
-            openmp=bool(b["openmp"]), compiler=b["compiler"], cuda_status=b["cuda"],
+            blas=b["blas"], blas_threads=int(_core.runtime.blas_num_threads()), simd=b["simd"],
+            openmp=False, compiler=b["compiler"], cuda_status=b["cuda"],
         )
     else:
         info.update(blas="numpy", blas_threads=None, simd="numpy", openmp=False, compiler=None,

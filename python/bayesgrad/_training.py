@@ -16,7 +16,9 @@ from . import random as _random
 ADAM_DEFAULTS = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
 
 
-def adam_vector(lr, betas=(0.9, 0.999), eps=1e-8):
+def adam_options(lr, betas=(0.9, 0.999), eps=1e-8):
+    """Checked Adam hyper-parameters as the keyword arguments of the kernels'
+    ``optim.AdamConfig`` (errors name the user's arguments: lr, betas, eps)."""
     lr = float(lr)
     b1, b2 = (float(b) for b in betas)
     if not (np.isfinite(lr) and lr > 0):
@@ -25,7 +27,7 @@ def adam_vector(lr, betas=(0.9, 0.999), eps=1e-8):
         raise ValueError(f"betas must be in [0, 1), got {betas}")
     if not eps > 0:
         raise ValueError(f"eps must be positive, got {eps}")
-    return np.array([lr, b1, b2, eps], dtype=np.float64)
+    return {"lr": lr, "beta1": b1, "beta2": b2, "eps": float(eps)}
 
 
 def permutation(N, seed, stream, epoch):

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _backend
+from ._codes import PointScore
 from . import _checks as C
 from . import random as _random
 from .uncertainty import _run_checked, check_log_probs
@@ -118,11 +119,11 @@ def _chunk_scores(method, a):
     N = a.shape[1]
     if method in ("bald", "max_entropy"):
         t, al, ep = (np.empty(N, dtype=a.dtype) for _ in range(3))
-        _run_checked(lambda: k.decompose(a, t, al, ep), a, "pool")
+        _run_checked(lambda: k.metrics.decompose(a, t, al, ep), a, "pool")
         return ep if method == "bald" else t
     out = np.empty(N, dtype=a.dtype)
-    kind = {"variation_ratios": 0, "mean_std": 1, "margin": 2}[method]
-    _run_checked(lambda: k.point_scores(a, kind, out), a, "pool")
+    kind = PointScore[method]
+    _run_checked(lambda: k.acquisition.point_scores(a, kind, out), a, "pool")
     return out
 
 
@@ -247,7 +248,7 @@ def _configs(probs_sel, n_configs, seed, stream, step):
     K = probs_sel.shape[1]
     u = _random.uniform((n_configs, K + 1), seed=seed, stream=_random.fold_in(stream, step))
     P = np.empty((S, n_configs), dtype=np.float64)
-    _backend.kernels().batch_configs(np.ascontiguousarray(probs_sel), u, P)
+    _backend.kernels().acquisition.batch_configs(np.ascontiguousarray(probs_sel), u, P)
     pm = np.maximum(P.mean(axis=0), np.finfo(np.float64).tiny)
     return P, 1.0 / (n_configs * pm)
 
@@ -272,7 +273,7 @@ def _batch_P(probs_sel, n_configs, seed, stream, step):
 
 def _joint_with(probs, P, w):
     out = np.empty(probs.shape[1], dtype=np.float64)
-    _backend.kernels().joint_entropy(probs, P, w, out)
+    _backend.kernels().acquisition.joint_entropy(probs, P, w, out)
     return out
 
 
@@ -325,7 +326,7 @@ def batchbald(pool, batch_size=10, n_configs=1000, *, seed=0, stream=0, max_cand
         dtype = a.dtype
         N = a.shape[1]
         t, al, ep = (np.empty(N, dtype=a.dtype) for _ in range(3))
-        _run_checked(lambda: _backend.kernels().decompose(a, t, al, ep), a, "pool")
+        _run_checked(lambda: _backend.kernels().metrics.decompose(a, t, al, ep), a, "pool")
         keep_p.append(np.exp(a.astype(np.float64)))
         keep_h.append(al.astype(np.float64))
         keep_b.append(ep.astype(np.float64))
@@ -377,7 +378,7 @@ def joint_entropy(log_probs, indices, n_configs=None, *, seed=0, stream=0) -> fl
     if idx.min() < 0 or idx.max() >= a.shape[1]:
         raise ValueError(f"indices must be in [0, {a.shape[1]})")
     t, al, ep = (np.empty(a.shape[1], dtype=a.dtype) for _ in range(3))
-    _run_checked(lambda: _backend.kernels().decompose(a, t, al, ep), a, "log_probs")
+    _run_checked(lambda: _backend.kernels().metrics.decompose(a, t, al, ep), a, "log_probs")
     probs = np.exp(a[:, idx, :].astype(np.float64))
     K = idx.size
     big = n_configs is None

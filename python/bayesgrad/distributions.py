@@ -30,6 +30,7 @@ import math
 import numpy as np
 
 from . import _backend
+from ._codes import LocScaleFamily
 from . import _checks as C
 from . import random as _random
 
@@ -47,7 +48,7 @@ def _special(name, *args):
     """A special-function kernel of the active backend on broadcast float64 arrays."""
     arrs = [np.ascontiguousarray(a) for a in np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in args))]
     out = np.empty(arrs[0].shape, dtype=np.float64)
-    getattr(_backend.kernels(), name)(*arrs, out)
+    getattr(_backend.kernels().distributions, name)(*arrs, out)
     return out
 
 
@@ -177,14 +178,16 @@ class Distribution(abc.ABC):
         out = self._out(n, out)
         seed, stream = self._seed_stream(seed, stream)
         if out.size:
-            _backend.kernels().sample_locscale(out, self._flat(loc), self._flat(scale), family, seed, stream)
+            _backend.kernels().distributions.sample_locscale(out, self._flat(loc), self._flat(scale), LocScaleFamily[family],
+                                                             seed, stream)
         return out
 
     def _locscale_log_prob(self, family, x, loc, scale):
         """log p, d/dloc, d/dscale at x (same shape as x), from the native/twin kernel."""
         outs = [np.empty(x.shape, dtype=self.dtype) for _ in range(3)]
         if x.size:
-            _backend.kernels().locscale_log_prob(x, self._flat(loc), self._flat(scale), family, *outs)
+            _backend.kernels().distributions.locscale_log_prob(x, self._flat(loc), self._flat(scale),
+                                                               LocScaleFamily[family], *outs)
         return outs
 
     # -- interface -----------------------------------------------------------
@@ -457,9 +460,9 @@ class StudentT(Distribution):
             return out
         k = _backend.kernels()
         g = np.empty(out.shape, dtype=np.float64)
-        k.sample_gamma(g, self._flat(0.5 * self.df).astype(np.float64), np.ones(g[0].size), seed, stream)
+        k.distributions.sample_gamma(g, self._flat(0.5 * self.df).astype(np.float64), np.ones(g[0].size), seed, stream)
         z = np.empty(out.shape, dtype=np.float64)
-        k.fill_normal(z, seed, stream, 0)
+        k.random.fill_normal(z, seed, stream, 0)
         t = z * np.sqrt(0.5 * self.df.astype(np.float64) / g)
         out[...] = self.loc + self.scale * t
         return out
@@ -540,13 +543,13 @@ class Gamma(Distribution):
         out = self._out(n, out)
         seed, stream = self._seed_stream(seed, stream)
         if out.size:
-            _backend.kernels().sample_gamma(out, self._flat(self.concentration), self._flat(self.rate), seed, stream)
+            _backend.kernels().distributions.sample_gamma(out, self._flat(self.concentration), self._flat(self.rate), seed, stream)
         return out
 
     def _log_prob_all(self, x):
         outs = [np.empty(x.shape, dtype=self.dtype) for _ in range(3)]
         if x.size:
-            _backend.kernels().gamma_log_prob(x, self._flat(self.concentration), self._flat(self.rate), *outs)
+            _backend.kernels().distributions.gamma_log_prob(x, self._flat(self.concentration), self._flat(self.rate), *outs)
         return outs
 
     def log_prob(self, x):
@@ -599,7 +602,7 @@ class Beta(Distribution):
         out = self._out(n, out)
         seed, stream = self._seed_stream(seed, stream)
         if out.size:
-            _backend.kernels().sample_beta(out, self._flat(self.concentration1), self._flat(self.concentration0),
+            _backend.kernels().distributions.sample_beta(out, self._flat(self.concentration1), self._flat(self.concentration0),
                                            seed, stream)
         return out
 
@@ -649,7 +652,7 @@ class Beta(Distribution):
         arrs = [np.ascontiguousarray(v) for v in np.broadcast_arrays(
             *(np.asarray(v, np.float64) for v in (self.concentration1, self.concentration0, x)))]
         da, db = np.empty(x.shape), np.empty(x.shape)
-        _backend.kernels().beta_dx_dab(*arrs, da, db)
+        _backend.kernels().distributions.beta_dx_dab(*arrs, da, db)
         return {"concentration1": self._reduce("concentration1", g * da, n),
                 "concentration0": self._reduce("concentration0", g * db, n)}
 
@@ -681,7 +684,7 @@ class Dirichlet(Distribution):
         if out.size:
             k = self.event_shape[0]
             alpha = np.ascontiguousarray(np.broadcast_to(self.concentration, self.shape)).reshape(-1, k)
-            _backend.kernels().sample_dirichlet(out, alpha, seed, stream)
+            _backend.kernels().distributions.sample_dirichlet(out, alpha, seed, stream)
         return out
 
     def log_prob(self, x):
@@ -726,7 +729,7 @@ class Dirichlet(Distribution):
         rest = a.sum(-1, keepdims=True) - a
         arrs = [np.ascontiguousarray(v) for v in np.broadcast_arrays(a, rest, x.astype(np.float64))]
         da, db = np.empty(x.shape), np.empty(x.shape)
-        _backend.kernels().beta_dx_dab(*arrs, da, db)
+        _backend.kernels().distributions.beta_dx_dab(*arrs, da, db)
         proj = g - np.sum(g * x, axis=-1, keepdims=True)
         with np.errstate(divide="ignore", invalid="ignore"):
             v = np.where(x < 1, da * proj / (1.0 - x), 0.0)
@@ -1017,8 +1020,8 @@ class RelaxedCategorical(Distribution):
         out = self._out(n, out)
         seed, stream = self._seed_stream(seed, stream)
         if out.size:
-            _backend.kernels().sample_locscale(out, self._flat(loc, self.shape), self._flat(scale, self.shape),
-                                               family, seed, stream)
+            _backend.kernels().distributions.sample_locscale(out, self._flat(loc, self.shape), self._flat(scale, self.shape),
+                                                             LocScaleFamily[family], seed, stream)
         return out
 
     def _parts(self, x):
@@ -1124,7 +1127,7 @@ class MultivariateNormal(Distribution):
         seed, stream = self._seed_stream(seed, stream)
         if out.size:
             z = np.empty(out.shape, dtype=self.dtype)
-            _backend.kernels().fill_normal(z, seed, stream, 0)
+            _backend.kernels().random.fill_normal(z, seed, stream, 0)
             np.add(self.loc, np.einsum("...ij,...j->...i", self.scale_tril, z), out=out)
         return out
 

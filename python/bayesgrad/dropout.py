@@ -67,7 +67,7 @@ class MCDropout:
                 raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         self.weight_decay = weight_decay
         self.lr = float(lr)
-        _tr.adam_vector(self.lr)
+        _tr.adam_options(self.lr)  # validates
         self.batch_size = C.integer(batch_size, "batch_size", 1)
         self.dtype = None if dtype is None else C.float_dtype(dtype)
         self.theta_ = None

@@ -145,7 +145,7 @@ def _mean_var(terms):
     """Column mean and ddof=1 variance of terms (n, p) through the active kernels."""
     t = np.ascontiguousarray(terms)
     mean, var = _outputs(t.shape[1], t.dtype)
-    _backend.kernels().column_mean_var(t, mean, var)
+    _backend.kernels().estimators.column_mean_var(t, mean, var)
     return mean, var
 
 
@@ -262,7 +262,7 @@ def pathwise(f, dist, n_samples, seed=0, stream=0, *, grad_f=None, per_sample=Fa
         for name, jac in (("loc", None), ("scale", eps)):
             mean, var = _outputs(g2.shape[1], dist.dtype)
             terms = np.empty_like(g2) if per_sample else None
-            _backend.kernels().pathwise_accumulate(g2, jac, mean, var, terms)
+            _backend.kernels().estimators.pathwise_accumulate(g2, jac, mean, var, terms)
             _collect(dist, name, mean, var, n, terms, grad, stderr, per)
     else:
         grad, stderr, per = _grads_from_terms(dist, dist.rsample_vjp(x, g), n, per_sample)
@@ -338,7 +338,7 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
             s2 = _flat(np.asarray(scores[name], dtype=dist.dtype), n)
             mean, var = _outputs(s2.shape[1], dist.dtype)
             terms = np.empty_like(s2) if per_sample else None
-            k.score_accumulate(s2, fx, b, mode == "loo", mean, var, terms)
+            k.estimators.score_accumulate(s2, fx, b, mode == "loo", mean, var, terms)
             _collect(dist, name, mean, var, n, terms, grad, stderr, per)
     else:
         # beta from independent samples, so that it does not correlate with x.

@@ -42,6 +42,7 @@ import scipy.linalg as sla
 import scipy.optimize as sopt
 
 from . import _backend
+from ._codes import CurvatureKind, CurvatureStructure, Likelihood
 from . import _checks as C
 from . import _training as _tr
 from . import nn as _nn
@@ -302,8 +303,8 @@ class Curvature:
             f, cache = self.model.forward_layers(self.theta, X[s:e])
             f = np.ascontiguousarray(f, dtype=self.dtype)
             S = np.empty((e - s, K, Co), self.dtype)
-            loss = k.curv_sqrt_loss(f, np.ascontiguousarray(y[s:e]), self._draws(s, e - s), self.likelihood,
-                                    self.hessian, S)
+            loss = k.curvature.curv_sqrt_loss(f, np.ascontiguousarray(y[s:e]), self._draws(s, e - s), Likelihood[self.likelihood],
+                                    CurvatureKind[self.hessian], S)
             yield float(loss), self.model.backward_sqrt(self.theta, cache, S)
 
     def loss(self, X, y):
@@ -313,8 +314,8 @@ class Curvature:
         for s, e in self._chunks(X.shape[0]):
             f = np.ascontiguousarray(self.model.forward(self.theta, X[s:e]), dtype=self.dtype)
             S = np.empty((e - s, 1, f.shape[1]), self.dtype)
-            total += float(k.curv_sqrt_loss(f, np.ascontiguousarray(y[s:e]), np.zeros((1, 1), self.dtype),
-                                            self.likelihood, "ef", S))
+            total += float(k.curvature.curv_sqrt_loss(f, np.ascontiguousarray(y[s:e]), np.zeros((1, 1), self.dtype),
+                                            Likelihood[self.likelihood], CurvatureKind.ef, S))
         return total
 
     def _mlp_pass(self, X, y, structure, out):
@@ -322,10 +323,11 @@ class Curvature:
         per-layer accumulation); returns the loss."""
         k = _backend.kernels()
         m = self.model
+        cfg = k.curvature.CurvatureConfig(m.mlp.net_config(k), Likelihood[self.likelihood], CurvatureKind[self.hessian],
+                                          self._K(), CurvatureStructure[structure])
         loss = 0.0
         for s, e in self._chunks(X.shape[0]):
-            loss += float(k.mlp_curv_accum(self.theta, X[s:e], np.ascontiguousarray(y[s:e]), self._draws(s, e - s),
-                                           m.sizes, m.code, self.likelihood, self.hessian, self._K(), structure, out))
+            loss += float(k.curvature.mlp_curv_accum(cfg, self.theta, X[s:e], np.ascontiguousarray(y[s:e]), self._draws(s, e - s), out))
         return loss
 
     # ---- structures
@@ -341,7 +343,7 @@ class Curvature:
         for lo, layers in self.passes(X, y):
             loss += lo
             for (a, S), (w, b) in zip(layers, parts):
-                k.linear_diag_accum(np.ascontiguousarray(a), np.ascontiguousarray(S), w, b)
+                k.curvature.linear_diag_accum(np.ascontiguousarray(a), np.ascontiguousarray(S), w, b)
         return np.concatenate([np.concatenate([w.ravel(), b]) for w, b in parts]), loss
 
     def kron(self, X, y):
@@ -362,7 +364,7 @@ class Curvature:
             for lo, layers in self.passes(X, y):
                 loss += lo
                 for (a, S), (A, B) in zip(layers, facs):
-                    k.linear_kron_accum(np.ascontiguousarray(a), np.ascontiguousarray(S), A, B)
+                    k.curvature.linear_kron_accum(np.ascontiguousarray(a), np.ascontiguousarray(S), A, B)
         N = X.shape[0]
         return [(A / N, B) for A, B in facs], loss
 
@@ -372,7 +374,7 @@ class Curvature:
         for a, S in layers:
             n, K, O = S.shape
             J = np.empty((n, K, O * a.shape[1] + O), self.dtype)
-            k.linear_jacobian(np.ascontiguousarray(a), np.ascontiguousarray(S), J)
+            k.curvature.linear_jacobian(np.ascontiguousarray(a), np.ascontiguousarray(S), J)
             blocks.append(J)
         return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=2)
 
@@ -387,10 +389,10 @@ class Curvature:
             loss += lo
             if len(layers) == 1:   # one linear layer: block by block, C× fewer flops than the Jacobian Gram
                 a, S = layers[0]
-                k.linear_full_accum(np.ascontiguousarray(a), np.ascontiguousarray(S), G)
+                k.curvature.linear_full_accum(np.ascontiguousarray(a), np.ascontiguousarray(S), G)
             else:
                 J = self._jac_rows(layers)
-                k.gram_accum(J.reshape(-1, P), G)
+                k.curvature.gram_accum(J.reshape(-1, P), G)
         return G, loss
 
     def gvp(self, X, y, V):
@@ -406,13 +408,14 @@ class Curvature:
         out = np.zeros_like(V2)
         if isinstance(self.model, _MLPNet):   # jvp -> loss Hessian -> vjp, natively per chunk
             m = self.model
+            cfg = k.curvature.CurvatureConfig(m.mlp.net_config(k), Likelihood[self.likelihood],
+                                              CurvatureKind[self.hessian], self._K())
             for s, e in self._chunks(X.shape[0]):
-                k.mlp_ggn_vp(self.theta, X[s:e], np.ascontiguousarray(y[s:e]), self._draws(s, e - s), m.sizes, m.code,
-                             self.likelihood, self.hessian, self._K(), V2, out)
+                k.curvature.mlp_ggn_vp(cfg, self.theta, X[s:e], np.ascontiguousarray(y[s:e]), self._draws(s, e - s), V2, out)
             return out[0] if one else out
         for _, layers in self.passes(X, y):
             a, S = layers[0]
-            k.linear_ggn_vp(np.ascontiguousarray(a), np.ascontiguousarray(S), V2, out)
+            k.curvature.linear_ggn_vp(np.ascontiguousarray(a), np.ascontiguousarray(S), V2, out)
         return out[0] if one else out
 
     def jacobians(self, X):

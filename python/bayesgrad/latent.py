@@ -122,10 +122,15 @@ def mc_log_likelihood(params, x, y, n_samples=64, seed=0, stream=0, grad=True, e
         if eps.shape[1:] != (N, K):
             raise ValueError(f"eps must have shape (S, {N}, {K}), got {eps.shape}")
     logp = np.empty(N, dtype=dt)
-    g = {k: np.zeros_like(p[k]) for k in PARAM_NAMES}
-    _backend.kernels().latent_logp(x, y, *(p[k] for k in PARAM_NAMES), eps, logp,
-                                   *(g[k] for k in PARAM_NAMES), bool(grad))
-    return LatentEstimate(float(logp.sum(dtype=np.float64)), logp, g if grad else None)
+    # the kernel takes the parameters packed in PARAM_NAMES order (cpp/include/bayesgrad/latent.hpp)
+    theta = np.concatenate([p[k].reshape(-1) for k in PARAM_NAMES])
+    flat = np.empty_like(theta) if grad else None
+    _backend.kernels().latent.latent_logp(theta, x, y, eps, logp, flat)
+    g = None
+    if grad:
+        ends = np.cumsum([p[k].size for k in PARAM_NAMES])
+        g = {k: flat[e - p[k].size:e].reshape(p[k].shape) for k, e in zip(PARAM_NAMES, ends)}
+    return LatentEstimate(float(logp.sum(dtype=np.float64)), logp, g)
 
 
 def exact_log_likelihood(params, x, y):

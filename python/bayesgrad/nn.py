@@ -16,6 +16,7 @@ log-variances), ``"categorical"`` (softmax over K >= 2 logits, integer labels),
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -23,6 +24,7 @@ from scipy.special import logsumexp
 
 from . import _backend
 from . import _checks as C
+from ._codes import Activation, Likelihood
 from . import _training as _tr
 from . import random as _random
 
@@ -30,8 +32,9 @@ __all__ = [
     "MLP", "Predictive", "train_map", "ACTIVATIONS", "LIKELIHOODS", "likelihood_name",
 ]
 
-ACTIVATIONS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3, "gelu": 4}
-LIKELIHOODS = {"gaussian": 0, "heteroscedastic_gaussian": 1, "categorical": 2, "bernoulli": 3}
+#: Option name -> kernel code (defined once in bayesgrad._codes).
+ACTIVATIONS = {m.name: int(m) for m in Activation}
+LIKELIHOODS = {m.name: int(m) for m in Likelihood}
 _LIK_ALIASES = {"regression": "gaussian", "classification": "categorical"}
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -66,7 +69,6 @@ class MLP:
         self.sizes = sizes
         self.activation = C.option(activation, "activation", ACTIVATIONS)
         self._act = ACTIVATIONS[self.activation]
-        self._sizes_arr = np.asarray(sizes, dtype=np.int64)
         self.offsets = []
         off = 0
         for din, dout in zip(sizes[:-1], sizes[1:]):
@@ -76,6 +78,10 @@ class MLP:
 
     def __repr__(self):
         return f"MLP(sizes={list(self.sizes)}, activation={self.activation!r})"
+
+    def net_config(self, k):
+        """This network as the kernels of backend module ``k`` take it (``k.mlp.NetConfig``)."""
+        return _net_config(k, self.sizes, self._act)
 
     @property
     def n_layers(self):
@@ -173,7 +179,8 @@ class MLP:
         X = self._inputs(X, t.dtype)
         S, N = t2.shape[0], X.shape[0]
         out = np.empty((S, N, self.sizes[-1]), dtype=t.dtype)
-        _backend.kernels().mlp_forward(t2, X, self._sizes_arr, self._act, out, self._masks(masks, S, N, t.dtype))
+        k = _backend.kernels()
+        k.mlp.mlp_forward(self.net_config(k), t2, X, out, self._masks(masks, S, N, t.dtype))
         return out[0] if single else out
 
     __call__ = forward
@@ -195,8 +202,8 @@ class MLP:
             raise ValueError(f"g_out must have the outputs' shape {(S, N, self.sizes[-1])[1 if single else 0:]}")
         grad = np.empty((S, self.n_params), dtype=t.dtype)
         gx = np.empty((S, N, self.sizes[0]), dtype=t.dtype) if wrt_input else None
-        _backend.kernels().mlp_backward(t2, X, self._sizes_arr, self._act, g, grad, gx,
-                                        self._masks(masks, S, N, t.dtype))
+        k = _backend.kernels()
+        k.mlp.mlp_backward(self.net_config(k), t2, X, g, grad, gx, self._masks(masks, S, N, t.dtype))
         if single:
             grad = grad[0]
             gx = None if gx is None else gx[0]
@@ -218,8 +225,9 @@ class MLP:
         S = t2.shape[0]
         out = np.empty(S, dtype=t.dtype)
         g = np.empty((S, self.n_params), dtype=t.dtype) if grad else None
-        _backend.kernels().mlp_nll_grad(t2, X, yy, self._sizes_arr, self._act, LIKELIHOODS[lik], ln, out, g, None,
-                                        self._masks(masks, S, X.shape[0], t.dtype))
+        k = _backend.kernels()
+        k.mlp.mlp_nll_grad(self.net_config(k), LIKELIHOODS[lik], t2, X, yy, ln, out, g,
+                           self._masks(masks, S, X.shape[0], t.dtype))
         if single:
             out, g = out[0], (None if g is None else g[0])
         return (out, g) if grad else out
@@ -420,7 +428,7 @@ def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noi
     seed = _random.resolve_seed(seed)
     stream = _random._stream(stream)
     batch_size = C.integer(batch_size, "batch_size", 1)
-    adam = _tr.adam_vector(lr)
+    adam = _tr.adam_options(lr)
     if theta0 is None:
         theta = mlp.init(seed=seed, stream=stream, dtype=dt)
     else:
@@ -434,18 +442,19 @@ def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noi
     tr_idx, val_idx = _tr.split_validation(Xa.shape[0], validation, seed, stream)
     Xt, yt = (Xa, ya) if val_idx is None else (Xa[tr_idx], ya[tr_idx])
     N = Xt.shape[0]
-    sizes = _tr.batch_sizes(N, batch_size)
     drop_stream = _random.fold_in(stream, "dropout")
     k = _backend.kernels()
+    net = mlp.net_config(k)
+    cfg = k.optim.MapConfig(net, LIKELIHOODS[lik], learn_noise=bool(learn_noise), dropout_p=float(dropout_p),
+                            seed=seed, dropout_stream=drop_stream, batch_size=batch_size,
+                            adam=k.optim.AdamConfig(**adam))
     P = mlp.n_params
     counter = {"step": 0}
 
     def one_epoch(e):
         perm = _tr.permutation(N, seed, stream, e)
-        stats = np.empty((sizes.size, 2), dtype=dt)
-        counter["step"] = int(k.map_epoch(state, m, v, counter["step"], Xt, yt, perm, batch_size, pp,
-                                          mlp._sizes_arr, mlp._act, LIKELIHOODS[lik], bool(learn_noise),
-                                          float(dropout_p), seed, drop_stream, adam, stats))
+        step, stats = k.optim.map_epoch(cfg, state, m, v, counter["step"], Xt, yt, perm, pp)
+        counter["step"] = int(step)
         nll_sum = float(stats[:, 0].sum(dtype=np.float64))
         return {"loss": float(stats[:, 1].mean(dtype=np.float64)), "nll": nll_sum}
 
@@ -455,7 +464,7 @@ def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noi
 
         def validate():
             out = np.empty(1, dtype=dt)
-            k.mlp_nll_grad(state[None, :P], Xv, yv, mlp._sizes_arr, mlp._act, LIKELIHOODS[lik], state[P:], out)
+            k.mlp.mlp_nll_grad(net, LIKELIHOODS[lik], state[None, :P], Xv, yv, state[P:], out)
             return float(out[0])
 
         def snapshot():
@@ -513,3 +522,10 @@ def train_map(mlp, X, y, likelihood="gaussian", *, theta0=None, epochs=100, batc
     info = {k: res[k] for k in ("history", "interrupted", "seed", "n_steps")}
     info["noise"] = np.exp(res["log_noise"]) if lik == "gaussian" else None
     return res["theta"], info
+
+
+@functools.lru_cache(maxsize=256)
+def _net_config(k, sizes, activation):
+    # Cached so that repeated kernel calls do not rebuild the layout; keyed by
+    # the backend module because each backend has its own config type.
+    return k.mlp.NetConfig(sizes, activation)

@@ -46,7 +46,7 @@ class Adam:
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
         self.params = _flat_params(params)
-        self.hyper = _tr.adam_vector(lr, betas, eps)
+        self.options = _tr.adam_options(lr, betas, eps)
         self.m = np.zeros_like(params)
         self.v = np.zeros_like(params)
         self.t = 0
@@ -55,7 +55,8 @@ class Adam:
         """One update with gradient ``grad`` (P,); returns the parameters."""
         g = _grad_like(grad, self.params)
         self.t += 1
-        _backend.kernels().adam_update(self.params, g, self.m, self.v, self.t, self.hyper)
+        k = _backend.kernels()
+        k.optim.adam_update(self.params, g, self.m, self.v, self.t, k.optim.AdamConfig(**self.options))
         return self.params
 
 
@@ -93,20 +94,21 @@ class SGD:
             raise ValueError(f"t0 must be >= 0, got {t0}")
         if not 0.5 < kappa <= 1:
             raise ValueError(f"kappa must be in (0.5, 1] (Robbins-Monro conditions), got {kappa}")
-        self.hyper = np.array([a0, t0, kappa], dtype=np.float64)
+        self.options = {"a0": a0, "t0": t0, "kappa": kappa}
         self.t = 0
 
     def rate(self, t=None):
         """The step size a_t of step ``t`` (default: the next one)."""
         t = self.t + 1 if t is None else C.integer(t, "t", 1)
-        a0, t0, kappa = self.hyper
+        a0, t0, kappa = self.options["a0"], self.options["t0"], self.options["kappa"]
         return float(a0 / (t0 + t) ** kappa)
 
     def step(self, grad):
         """One update with gradient ``grad`` (P,); returns the parameters."""
         g = _grad_like(grad, self.params)
         self.t += 1
-        _backend.kernels().sgd_update(self.params, g, self.t, self.hyper)
+        k = _backend.kernels()
+        k.optim.sgd_update(self.params, g, self.t, k.optim.SgdConfig(**self.options))
         return self.params
 
 

@@ -1,7 +1,7 @@
 """Counter-based random numbers: Philox4x32-10, the same stream on every backend.
 
-A stream of 32-bit words is addressed by ``(seed, stream, word)`` (DESIGN.md
-"RNG"). Element ``i`` of a draw always maps to the same words, so results do
+A stream of 32-bit words is addressed by ``(seed, stream, word)``
+(docs/design.md, "RNG"). Element ``i`` of a draw always maps to the same words, so results do
 not depend on the backend or the thread count; uniforms are bit-identical
 everywhere, normals agree within 2e-6(1+|z|) (float32) and 1e-13(1+|z|)
 (float64).
@@ -19,16 +19,13 @@ import numpy as np
 
 from . import _backend
 from . import _checks as C
-from ._numpy import random as _np_random
+from ._codes import STREAM_TAGS, fnv1a64
 
 __all__ = ["philox4x32", "uniform", "normal", "fold_in", "resolve_seed", "TAGS", "last_seed"]
 
-#: Documented tags for ``fold_in``: the independent uses inside one computation.
-TAGS = {
-    "weights": 1, "dropout": 2, "shuffle": 3, "step": 4, "predict": 5, "init": 6,
-    "split": 7, "acquisition": 8, "antithetic": 9, "control_variate": 10, "latent": 11,
-    "local_reparam": 12, "flipout": 13, "mc_fisher": 14, "posterior": 15, "coupling": 16,
-}
+#: The registered tags for ``fold_in``: the independent uses of random words
+#: inside the package (defined once in bayesgrad._codes.STREAM_TAGS).
+TAGS = dict(STREAM_TAGS)
 
 last_seed = None  # the seed drawn for the most recent seed=None call
 
@@ -55,12 +52,7 @@ def _stream(stream):
 
 def _tag_int(tag):
     if isinstance(tag, str):
-        if tag in TAGS:
-            return TAGS[tag]
-        h = 0xCBF29CE484222325  # FNV-1a 64 of the UTF-8 bytes, for user tags
-        for byte in tag.encode("utf-8"):
-            h = ((h ^ byte) * 0x100000001B3) & ((1 << 64) - 1)
-        return h
+        return STREAM_TAGS[tag] if tag in STREAM_TAGS else fnv1a64(tag)
     tag = C.integer(tag, "tag")
     if not 0 <= tag < 2 ** 64:
         raise ValueError(f"tag must be in [0, 2**64), got {tag}")
@@ -73,7 +65,7 @@ def fold_in(stream, tag) -> int:
     ``mix64(stream ^ mix64(tag)) mod 2**63`` with SplitMix64's finaliser; string
     tags from ``TAGS`` map to their integer, other strings through FNV-1a 64.
     """
-    return int(_backend.kernels().fold_in(_stream(stream), _tag_int(tag)))
+    return int(_backend.kernels().random.fold_in(_stream(stream), _tag_int(tag)))
 
 
 def philox4x32(counter, key):
@@ -93,7 +85,7 @@ def philox4x32(counter, key):
         raise ValueError(f"key must have shape (2,), got {k.shape}")
     c = np.ascontiguousarray(c, dtype=np.uint32)
     k = np.ascontiguousarray(k, dtype=np.uint32)
-    return _backend.kernels().philox4x32(c, k)
+    return _backend.kernels().random.philox4x32(c, k)
 
 
 def _draw(kind, shape, seed, stream, dtype, offset, out):
@@ -113,7 +105,7 @@ def _draw(kind, shape, seed, stream, dtype, offset, out):
     stream = _stream(stream)
     offset = C.integer(offset, "offset", 0)
     k = _backend.kernels()
-    getattr(k, "fill_" + kind)(out, seed, stream, offset)
+    getattr(k.random, "fill_" + kind)(out, seed, stream, offset)
     return out
 
 
@@ -139,6 +131,3 @@ def normal(shape, seed=0, stream=0, dtype=np.float64, offset=0, out=None):
     """Standard normals by Box-Muller from uniform pairs (same arguments as ``uniform``)."""
     return _draw("normal", shape, seed, stream, dtype, offset, out)
 
-
-# Re-exported for samplers written in Python on top of the NumPy twin.
-substream_blocks = _np_random.substream_blocks

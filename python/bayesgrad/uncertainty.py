@@ -138,7 +138,7 @@ def decompose(log_probs) -> Decomposition:
     a = check_log_probs(log_probs)
     N = a.shape[1]
     t, al, ep = (np.empty(N, dtype=a.dtype) for _ in range(3))
-    _run_checked(lambda: _backend.kernels().decompose(a, t, al, ep), a, "log_probs")
+    _run_checked(lambda: _backend.kernels().metrics.decompose(a, t, al, ep), a, "log_probs")
     return Decomposition(t, al, ep)
 
 

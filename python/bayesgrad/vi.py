@@ -21,13 +21,15 @@ from . import _backend
 from . import _checks as C
 from . import _training as _tr
 from . import random as _random
+from ._codes import ViEstimator, ViPrior
 from .nn import LIKELIHOODS, MLP, Predictive, likelihood_name, log_noise_vector, prepare_targets, _dtype_for
 
 __all__ = ["MFVI", "ESTIMATORS", "PRIORS"]
 
-ESTIMATORS = {"weight_space": 0, "local_reparam": 1, "flipout": 2}
+#: Option name -> kernel code (defined once in bayesgrad._codes).
+ESTIMATORS = {m.name: int(m) for m in ViEstimator}
 _EST_ALIASES = {"reparam": "weight_space", "local": "local_reparam", "lrt": "local_reparam"}
-PRIORS = {"gaussian": 0, "scale_mixture": 1}
+PRIORS = {m.name: int(m) for m in ViPrior}
 
 
 class MFVI:
@@ -75,7 +77,7 @@ class MFVI:
         self.noise = noise
         self.learn_noise = bool(learn_noise)
         self.lr = float(lr)
-        _tr.adam_vector(self.lr)
+        _tr.adam_options(self.lr)  # validates
         self.batch_size = C.integer(batch_size, "batch_size", 1)
         self.dtype = None if dtype is None else C.float_dtype(dtype)
         self.history_ = []
@@ -107,12 +109,17 @@ class MFVI:
         self._require_fit()
         return np.exp(self.state_[2 * self.mlp.n_params:]) if self.likelihood == "gaussian" else None
 
-    def _prior_params(self):
-        return np.array([self.prior_sigma, *self.mixture], dtype=np.float64)
-
-    def _codes(self):
-        return (self.mlp._sizes_arr, self.mlp._act, LIKELIHOODS[self.likelihood], self.learn_noise,
-                ESTIMATORS[self.estimator], PRIORS[self.prior], self._prior_params(), self.n_samples)
+    def kernel_config(self, k, *, seed, stream, estimator=None, n_samples=None, batch_size=None):
+        """The ``k.vi.ViConfig`` of this model for backend module ``k``; ``estimator``,
+        ``n_samples`` and ``batch_size`` override the model's own."""
+        pi, s1, s2 = self.mixture
+        return k.vi.ViConfig(
+            self.mlp.net_config(k), LIKELIHOODS[self.likelihood], learn_noise=self.learn_noise,
+            estimator=ESTIMATORS[estimator or self.estimator], prior=PRIORS[self.prior],
+            prior_sigma=self.prior_sigma, mix_pi=pi, mix_s1=s1, mix_s2=s2,
+            n_samples=self.n_samples if n_samples is None else n_samples, seed=seed, stream=stream,
+            batch_size=self.batch_size if batch_size is None else batch_size,
+            adam=k.optim.AdamConfig(**_tr.adam_options(self.lr)))
 
     # ------------------------------------------------------------ training
     def fit(self, X, y, epochs=100, *, seed=0, stream=0, mu0=None, verbose=1, warm_start=False):
@@ -143,19 +150,17 @@ class MFVI:
         state, m, v = self.state_, self._m, self._v
         N = Xa.shape[0]
         sizes = _tr.batch_sizes(N, self.batch_size)
-        adam = _tr.adam_vector(self.lr)
         wstream = _random.fold_in(stream, "weights")
         k = _backend.kernels()
-        codes = self._codes()
+        cfg = self.kernel_config(k, seed=self.seed_, stream=wstream)
         e0 = len(self.history_)
 
         def one_epoch(e):
             perm = _tr.permutation(N, self.seed_, stream, e0 + e)
             w = np.ascontiguousarray(_tr.kl_weights(self.kl_weighting, sizes, N, e0 + e, self.anneal_epochs),
                                      dtype=dt)
-            stats = np.empty((sizes.size, 3), dtype=dt)
-            self._step = int(k.vi_epoch(state, m, v, self._step, Xa, ya, perm, self.batch_size, w, *codes[:-1],
-                                        codes[-1], self.seed_, wstream, adam, stats))
+            step, stats = k.vi.vi_epoch(cfg, state, m, v, self._step, Xa, ya, perm, w)
+            self._step = int(step)
             ell = -float(stats[:, 0].sum(dtype=np.float64))
             kl = float(stats[:, 1].mean(dtype=np.float64))
             return {"elbo": ell - kl, "expected_loglik": ell, "kl": kl,
@@ -181,11 +186,10 @@ class MFVI:
         n_samples = C.integer(n_samples, "n_samples", 1)
         seed = _random.resolve_seed(seed)
         s = _random.fold_in(_random._stream(stream), "predict")
-        codes = list(self._codes())
-        codes[4] = ESTIMATORS["weight_space"]
+        k = _backend.kernels()
+        cfg = self.kernel_config(k, seed=seed, stream=s, estimator="weight_space", n_samples=n_samples)
         grad = np.empty_like(self.state_)
-        stats = np.empty(3, dtype=dt)
-        _backend.kernels().vi_grad(self.state_, Xa, ya, *codes[:-1], n_samples, seed, s, 1, 1.0, grad, stats)
+        stats = k.vi.vi_grad(cfg, self.state_, Xa, ya, 1, 1.0, grad)
         ell, kl = -float(stats[0]), float(stats[1])
         return {"elbo": ell - kl, "expected_loglik": ell, "kl": kl}
 

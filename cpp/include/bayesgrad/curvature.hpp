@@ -14,11 +14,14 @@
 namespace bayesgrad {
 namespace curvature {
 
-enum class Likelihood { gaussian, categorical, bernoulli };
-enum class Kind { ggn, ef, fisher_mc };
+// Curvature takes the MLP engine's likelihood codes (heteroscedastic_gaussian
+// is refused) and its own kind and structure codes, all from codes.hpp.
+using codes::Likelihood;
+using Kind = codes::CurvatureKind;
+using Structure = codes::CurvatureStructure;
 
-Likelihood parse_likelihood(const std::string& s);
-Kind parse_kind(const std::string& s);
+// Throws unless lik is gaussian, categorical or bernoulli.
+void require_supported(Likelihood lik);
 
 // S (n, K, C) with sum_k S S^T = loss Hessian (ggn), gradient outer product
 // (ef, K = 1) or the K-sample Monte Carlo Fisher (fisher_mc). y: (n, C) targets
@@ -55,8 +58,17 @@ void linear_ggn_vp(const T* a, const T* S, int64_t n, int64_t I, int64_t K, int6
 template <typename T>
 void linear_full_accum(const T* a, const T* S, int64_t n, int64_t I, int64_t K, int64_t O, T* out);
 
-enum class Structure { diag, kron };
-Structure parse_structure(const std::string& s);
+// What the whole-network kernels need besides the arrays: the network, the
+// likelihood, which curvature, its number K of square-root columns per point
+// and (mlp_accum) the structure accumulated. Bound to Python as
+// curvature.CurvatureConfig, twinned by a dataclass in bayesgrad._numpy.curvature.
+struct CurvatureConfig {
+  mlp::NetConfig net;
+  Likelihood lik = Likelihood::kCategorical;
+  Kind kind = Kind::kGgn;
+  int64_t n_cols = 1;
+  Structure structure = Structure::kDiag;
+};
 
 // One data chunk of a whole MLP (mlp.hpp layout and activations): forward with
 // the MLP engine, square-root factors S (n, K, C) at the output, back-propagated
@@ -65,8 +77,8 @@ Structure parse_structure(const std::string& s);
 // (O0,O0), A_1, B_1, ...] with A = Σ a aᵀ unnormalised, B = Σ s sᵀ) accumulated.
 // Memory O(n K max_width + n Σ widths). Returns the chunk's loss (nats).
 template <typename T>
-double mlp_accum(const mlp::Layout& L, mlp::Activation f, const T* theta, const T* X, const T* y, const T* draws,
-                 int64_t n, Likelihood lik, Kind kind, int64_t K, Structure st, T* out);
+double mlp_accum(const CurvatureConfig& c, const T* theta, const T* X, const T* y, const T* draws, int64_t n,
+                 T* out);
 
 // Length of the packed Kronecker output of mlp_accum: Σ_l I_l² + O_l².
 int64_t kron_packed_size(const mlp::Layout& L);
@@ -74,8 +86,8 @@ int64_t kron_packed_size(const mlp::Layout& L);
 // out (m, P) += (G_chunk V^T)^T for the whole MLP: jvp through the network,
 // loss Hessian (or Fisher) Σ_k S S^T at the output, vjp by mlp::backward.
 template <typename T>
-void mlp_ggn_vp(const mlp::Layout& L, mlp::Activation f, const T* theta, const T* X, const T* y, const T* draws,
-                int64_t n, Likelihood lik, Kind kind, int64_t K, const T* V, int64_t m, T* out);
+void mlp_ggn_vp(const CurvatureConfig& c, const T* theta, const T* X, const T* y, const T* draws, int64_t n,
+                const T* V, int64_t m, T* out);
 
 }  // namespace curvature
 }  // namespace bayesgrad

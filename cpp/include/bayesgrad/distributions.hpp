@@ -27,13 +27,12 @@
 #include <cstdint>
 #include <string>
 
+#include "bayesgrad/codes.hpp"
+
 namespace bayesgrad {
 
 // Location-scale families sampled from one normal or uniform per element.
-enum class LocScale { kNormal, kLogNormal, kUniform, kExponential, kLaplace, kGumbel, kLogistic };
-// Parses "normal", "lognormal", "uniform", "exponential", "laplace", "gumbel",
-// "logistic"; throws std::invalid_argument otherwise.
-LocScale locscale_family(const std::string& name);
+using LocScale = codes::LocScaleFamily;
 
 // out (n, B) = loc + scale * base, with base from the family's standard form:
 // normal z, lognormal exp(loc + scale z), uniform u, exponential -ln u,

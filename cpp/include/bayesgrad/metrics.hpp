@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 
+#include "bayesgrad/codes.hpp"
+
 namespace bayesgrad {
 
 // One pass over log_probs (S, N, C): per point n
@@ -21,9 +23,9 @@ double decompose(const T* log_probs, int64_t S, int64_t N, int64_t C, T* total, 
 //   kind 1 mean over classes of the population std over samples of p
 //   kind 2 margin score 1 - (p1 - p2) of the mean prediction's two largest
 // Returns the normalisation deviation as decompose does.
-enum PointScore : int { kVariationRatios = 0, kMeanStd = 1, kMargin = 2 };
+using codes::PointScore;
 template <typename T>
-double point_scores(const T* log_probs, int64_t S, int64_t N, int64_t C, int kind, T* out);
+double point_scores(const T* log_probs, int64_t S, int64_t N, int64_t C, PointScore kind, T* out);
 
 // BatchBALD's joint entropy of (y_batch, y_i) for every candidate i:
 //   Q_i[m, c] = (1/S) sum_s P[s, m] probs[s, i, c]

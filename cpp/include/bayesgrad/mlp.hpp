@@ -13,11 +13,14 @@
 #include <cstdint>
 #include <vector>
 
+#include "bayesgrad/codes.hpp"
+
 namespace bayesgrad {
 namespace mlp {
 
-enum Activation : int { kIdentity = 0, kRelu = 1, kTanh = 2, kSigmoid = 3, kGelu = 4 };
-enum Likelihood : int { kGaussian = 0, kHeteroGaussian = 1, kCategorical = 2, kBernoulli = 3 };
+// The codes are defined once in python/bayesgrad/_codes.py (codes.hpp is generated).
+using codes::Activation;
+using codes::Likelihood;
 
 // Offsets of every layer's W and b in the flat parameter vector.
 struct Layout {
@@ -38,17 +41,22 @@ struct Layout {
   int64_t mask_off(int64_t l) const;
 };
 
-Activation activation_from_int(int a);     // validates
-Likelihood likelihood_from_int(int k);     // validates
+// A network as the kernels see it: its layout and hidden activation. Bound to
+// Python as mlp.NetConfig(sizes, activation), twinned by a dataclass in
+// bayesgrad._numpy.mlp.
+struct NetConfig {
+  Layout layout;
+  Activation act = Activation::kRelu;
+};
 
 // a = f(z), elementwise.
 template <typename T>
 inline T act(Activation f, T z) {
   switch (f) {
-    case kRelu: return z > T(0) ? z : T(0);
-    case kTanh: return std::tanh(z);
-    case kSigmoid: return z >= T(0) ? T(1) / (T(1) + std::exp(-z)) : std::exp(z) / (T(1) + std::exp(z));
-    case kGelu: return T(0.5) * z * (T(1) + std::erf(z * T(0.70710678118654752440)));  // z * Phi(z), exact
+    case Activation::kRelu: return z > T(0) ? z : T(0);
+    case Activation::kTanh: return std::tanh(z);
+    case Activation::kSigmoid: return z >= T(0) ? T(1) / (T(1) + std::exp(-z)) : std::exp(z) / (T(1) + std::exp(z));
+    case Activation::kGelu: return T(0.5) * z * (T(1) + std::erf(z * T(0.70710678118654752440)));  // z * Phi(z), exact
     default: return z;
   }
 }
@@ -57,10 +65,10 @@ inline T act(Activation f, T z) {
 template <typename T>
 inline T act_deriv(Activation f, T z, T a) {
   switch (f) {
-    case kRelu: return z > T(0) ? T(1) : T(0);
-    case kTanh: return T(1) - a * a;
-    case kSigmoid: return a * (T(1) - a);
-    case kGelu: {
+    case Activation::kRelu: return z > T(0) ? T(1) : T(0);
+    case Activation::kTanh: return T(1) - a * a;
+    case Activation::kSigmoid: return a * (T(1) - a);
+    case Activation::kGelu: {
       const T phi = std::exp(T(-0.5) * z * z) * T(0.39894228040143267794);
       return T(0.5) * (T(1) + std::erf(z * T(0.70710678118654752440))) + z * phi;
     }
@@ -74,10 +82,10 @@ inline T act_deriv(Activation f, T z, T a) {
 template <typename T>
 inline void act_array(Activation f, const T* __restrict z, T* __restrict a, int64_t n) {
   switch (f) {
-    case kRelu:
+    case Activation::kRelu:
       for (int64_t k = 0; k < n; ++k) a[k] = z[k] > T(0) ? z[k] : T(0);
       break;
-    case kIdentity:
+    case Activation::kIdentity:
       for (int64_t k = 0; k < n; ++k) a[k] = z[k];
       break;
     default:
@@ -89,7 +97,7 @@ template <typename T>
 inline void mul_act_deriv_array(Activation f, const T* __restrict z, const T* __restrict a, T* __restrict g,
                                 int64_t n) {
   switch (f) {
-    case kRelu:
+    case Activation::kRelu:
       // g * 0 (not 0: NaN and inf stay NaN, as in the twin). Written as one
       // loop, GCC turns the multiplication into a branch it may not
       // if-convert (FP traps); the 0/1 factors in a block buffer first keep
@@ -101,7 +109,7 @@ inline void mul_act_deriv_array(Activation f, const T* __restrict z, const T* __
         for (int64_t k = 0; k < m; ++k) g[k0 + k] *= one[k];
       }
       break;
-    case kIdentity:
+    case Activation::kIdentity:
       break;
     default:
       for (int64_t k = 0; k < n; ++k) g[k] *= act_deriv(f, z[k], a[k]);

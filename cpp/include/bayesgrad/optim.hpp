@@ -8,6 +8,8 @@
 
 namespace bayesgrad {
 
+// Bound to Python as optim.AdamConfig / optim.SgdConfig, twinned by dataclasses
+// in bayesgrad._numpy.optim.
 struct AdamConfig {
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
 };
@@ -62,13 +64,14 @@ struct Batches {
 template <typename T>
 void gather_rows(const T* X, int64_t D, const int64_t* rows, int64_t B, T* xb);
 
+// Bound to Python as optim.MapConfig, twinned by a dataclass in bayesgrad._numpy.optim.
 struct MapConfig {
-  mlp::Layout layout;
-  mlp::Activation act;
-  mlp::Likelihood lik;
+  mlp::NetConfig net;
+  mlp::Likelihood lik = mlp::Likelihood::kGaussian;
   bool learn_noise = false;
   double dropout_p = 0.0;  // on hidden units; masks per row, from stream fold_in(dropout_stream, step)
   uint64_t seed = 0, dropout_stream = 0;
+  int64_t batch_size = 32;
   AdamConfig adam;
 };
 

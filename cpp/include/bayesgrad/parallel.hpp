@@ -8,8 +8,6 @@ namespace bayesgrad {
 
 int num_threads();
 void set_num_threads(int n);
-// Always false: the core uses its own thread pool (parallel.cpp says why).
-bool have_openmp();
 
 // Runs body(chunk) for chunk in [0, n_chunks) on the calling thread and up to
 // num_threads() - 1 pool workers, which sleep when idle. The caller never

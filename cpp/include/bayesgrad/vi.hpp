@@ -10,20 +10,21 @@
 
 namespace bayesgrad {
 
-enum ViEstimator : int { kWeightSpace = 0, kLocalReparam = 1, kFlipout = 2 };
-enum ViPrior : int { kPriorGaussian = 0, kPriorScaleMixture = 1 };
+using codes::ViEstimator;
+using codes::ViPrior;
 
+// Bound to Python as vi.ViConfig, twinned by a dataclass in bayesgrad._numpy.vi.
 struct ViConfig {
-  mlp::Layout layout;
-  mlp::Activation act;
-  mlp::Likelihood lik;
+  mlp::NetConfig net;
+  mlp::Likelihood lik = mlp::Likelihood::kGaussian;
   bool learn_noise = false;
-  ViEstimator estimator = kWeightSpace;
-  ViPrior prior = kPriorGaussian;
+  ViEstimator estimator = ViEstimator::kWeightSpace;
+  ViPrior prior = ViPrior::kGaussian;
   double prior_sigma = 1.0;                        // N(0, prior_sigma^2)
   double mix_pi = 0.5, mix_s1 = 1.0, mix_s2 = 1e-3;  // pi N(0, s1^2) + (1 - pi) N(0, s2^2)
   int64_t n_samples = 1;
   uint64_t seed = 0, stream = 0;  // step t draws from fold_in(stream, t)
+  int64_t batch_size = 32;        // rows per minibatch of vi_epoch (the last may be smaller)
   AdamConfig adam;
 };
 

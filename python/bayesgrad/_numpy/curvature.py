@@ -15,17 +15,48 @@ Parameter order in a layer: W row-major (o * I + i), then b.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from .mlp import Layout as _Layout, act_deriv as _act_deriv, forward_trace as _forward_trace
+from .._codes import CurvatureKind, CurvatureStructure, Likelihood, from_int
+from .mlp import NetConfig, act_deriv as _act_deriv, forward_trace as _forward_trace
 
 __all__ = [
-    "curv_sqrt_loss", "linear_diag_accum", "linear_kron_accum", "linear_jacobian",
+    "CurvatureConfig", "curv_sqrt_loss", "linear_diag_accum", "linear_kron_accum", "linear_jacobian",
     "gram_accum", "linear_ggn_vp", "linear_full_accum", "mlp_curv_accum", "mlp_ggn_vp",
 ]
 
-_LIKELIHOODS = ("gaussian", "categorical", "bernoulli")
-_KINDS = ("ggn", "ef", "fisher_mc")
+
+def _likelihood_name(code):
+    """The name of a likelihood code curvature supports (the kernels branch on names)."""
+    lik = from_int(Likelihood, code, "likelihood")
+    if lik == Likelihood.heteroscedastic_gaussian:
+        raise ValueError("likelihood: curvature supports gaussian, categorical and bernoulli, not "
+                         "heteroscedastic_gaussian")
+    return lik.name
+
+
+@dataclass(frozen=True)
+class CurvatureConfig:
+    """What the whole-network curvature kernels need besides the arrays: the
+    network, the likelihood code, the curvature kind, its K square-root columns
+    per point (n_cols) and the structure accumulated by ``mlp_curv_accum``.
+    Twin of ``_core.curvature.CurvatureConfig``."""
+
+    net: NetConfig
+    likelihood: int
+    kind: int
+    n_cols: int
+    structure: int = 0
+
+    def __post_init__(self):
+        _likelihood_name(self.likelihood)
+        object.__setattr__(self, "likelihood", int(self.likelihood))
+        object.__setattr__(self, "kind", int(from_int(CurvatureKind, self.kind, "kind")))
+        if self.n_cols < 1:
+            raise ValueError("CurvatureConfig: n_cols must be >= 1")
+        object.__setattr__(self, "structure", int(from_int(CurvatureStructure, self.structure, "structure")))
 
 
 def _softmax(f):
@@ -48,8 +79,8 @@ def curv_sqrt_loss(f, y, draws, likelihood, kind, out):
     y : (n, C) float for gaussian, (n,) float class index (categorical) or 0/1 (bernoulli, C=1).
     draws : (n, K, C) standard normals (gaussian) or (n, K) uniforms in (0, 1)
         Used by ``kind="fisher_mc"`` only (pass any (n, K) array otherwise).
-    likelihood : {"gaussian", "categorical", "bernoulli"}
-    kind : {"ggn", "ef", "fisher_mc"}
+    likelihood : Likelihood code (gaussian, categorical or bernoulli)
+    kind : CurvatureKind code (ggn, ef or fisher_mc)
     out : (n, K, C) float, written
         ``S`` with ``Σ_k S[n,k] S[n,k]^T`` = the loss Hessian (``ggn``, K=C;
         K=1 for bernoulli), the outer product of the loss gradient (``ef``,
@@ -61,10 +92,8 @@ def curv_sqrt_loss(f, y, draws, likelihood, kind, out):
     float
         The chunk's loss in nats: ½Σ(y−f)² (gaussian), Σ −log p(y|f) otherwise.
     """
-    if likelihood not in _LIKELIHOODS:
-        raise ValueError(f"likelihood must be one of {_LIKELIHOODS}, got {likelihood!r}")
-    if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+    likelihood = _likelihood_name(likelihood)
+    kind = from_int(CurvatureKind, kind, "kind").name
     f = np.asarray(f)
     n, C = f.shape
     K = out.shape[1]
@@ -198,15 +227,10 @@ def _check_sqrt_args(C, K, likelihood, kind):
         raise ValueError("n_cols must be the number of outputs for the GGN (1 for bernoulli)")
 
 
-def _mlp_chunk(params, X, y, draws, sizes, activation, likelihood, kind, n_cols):
+def _mlp_chunk(c, params, X, y, draws):
     """Checked forward trace and output square-root factors of one chunk."""
-    L = _Layout(sizes)
-    if likelihood not in _LIKELIHOODS:
-        raise ValueError(f"likelihood must be one of {_LIKELIHOODS}, got {likelihood!r}")
-    if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
-    if not 0 <= int(activation) <= 4:
-        raise ValueError("activation code out of range")
+    L, activation, n_cols = c.net.layout, c.net.activation, c.n_cols
+    likelihood, kind = _likelihood_name(c.likelihood), CurvatureKind(c.kind).name
     if params.ndim != 1 or params.shape[0] != L.n_params:
         raise ValueError(f"params must have shape ({L.n_params},)")
     if X.ndim != 2 or X.shape[1] != L.sizes[0]:
@@ -217,14 +241,14 @@ def _mlp_chunk(params, X, y, draws, sizes, activation, likelihood, kind, n_cols)
         raise ValueError("y must have n*C elements for a gaussian likelihood, n otherwise")
     if kind == "fisher_mc" and np.size(draws) != (n * K * C if likelihood == "gaussian" else n * K):
         raise ValueError("draws must have shape (n, n_cols, C) (gaussian) or (n, n_cols)")
-    zs, acts, _ = _forward_trace(L, int(activation), params[None], X)
+    zs, acts, _ = _forward_trace(L, activation, params[None], X)
     zs, acts = [z[0] for z in zs], [a[0] for a in acts]
     S = np.empty((n, K, C), params.dtype)
-    loss = curv_sqrt_loss(zs[-1], y, draws, likelihood, kind, S) if n else 0.0
+    loss = curv_sqrt_loss(zs[-1], y, draws, c.likelihood, c.kind, S) if n else 0.0
     return L, zs, acts, S, loss
 
 
-def mlp_curv_accum(params, X, y, draws, sizes, activation, likelihood, kind, n_cols, structure, out):
+def mlp_curv_accum(config, params, X, y, draws, out):
     """Add one data chunk's curvature of a whole MLP (mlp.hpp layout) to ``out``.
 
     Forward with the MLP engine, square-root factors S (n, n_cols, C) of the
@@ -232,15 +256,15 @@ def mlp_curv_accum(params, X, y, draws, sizes, activation, likelihood, kind, n_c
     every layer as (S W) ⊙ f'(z), and per layer ``linear_diag_accum`` or
     ``linear_kron_accum``. Memory O(n · n_cols · max width).
 
-    params : (P,); X : (n, d_0); y, draws, likelihood, kind : as ``curv_sqrt_loss``;
-    sizes : (L+1,) int64 widths; activation : int code (0 identity, 1 relu, 2 tanh,
-    3 sigmoid, 4 gelu); n_cols : K; structure : "diag" (out (P,) += the diagonal) or
-    "kron" (out += packed [A_0 (I0, I0), B_0 (O0, O0), A_1, B_1, ...] with
-    A = Σ a aᵀ unnormalised and B = Σ s sᵀ). Returns the chunk's loss (nats).
+    config : CurvatureConfig (the network, likelihood, kind, n_cols = K and the
+    structure: diag, out (P,) += the diagonal, or kron, out += packed
+    [A_0 (I0, I0), B_0 (O0, O0), A_1, B_1, ...] with A = Σ a aᵀ unnormalised
+    and B = Σ s sᵀ); params : (P,); X : (n, d_0); y, draws : as
+    ``curv_sqrt_loss``. Returns the chunk's loss (nats).
     """
-    if structure not in ("diag", "kron"):
-        raise ValueError(f"structure must be 'diag' or 'kron', got {structure!r}")
-    L, zs, acts, G, loss = _mlp_chunk(params, X, y, draws, sizes, activation, likelihood, kind, n_cols)
+    structure = CurvatureStructure(config.structure).name
+    activation = config.net.activation
+    L, zs, acts, G, loss = _mlp_chunk(config, params, X, y, draws)
     shapes = list(zip(L.sizes[:-1], L.sizes[1:]))
     want = L.n_params if structure == "diag" else sum(i * i + o * o for i, o in shapes)
     if out.shape != (want,):
@@ -261,23 +285,23 @@ def mlp_curv_accum(params, X, y, draws, sizes, activation, likelihood, kind, n_c
         if l == 0:
             break
         W = params[L.w_off[l]:L.b_off[l]].reshape(O, I)
-        G = np.matmul(G, W) * _act_deriv(int(activation), zs[l - 1], acts[l - 1])[:, None, :]
+        G = np.matmul(G, W) * _act_deriv(activation, zs[l - 1], acts[l - 1])[:, None, :]
     return loss
 
 
-def mlp_ggn_vp(params, X, y, draws, sizes, activation, likelihood, kind, n_cols, V, out):
+def mlp_ggn_vp(config, params, X, y, draws, V, out):
     """out (m, P) += one chunk's curvature-vector products ``(G V^T)^T`` of a whole MLP.
 
     jvp through the network (forward-mode tangents), the loss Hessian (or
     Fisher) Σ_k S Sᵀ at the output, vjp back to the parameters. Arguments as
     ``mlp_curv_accum``; V : (m, P) vectors in parameter order.
     """
-    L, zs, acts, S, _ = _mlp_chunk(params, X, y, draws, sizes, activation, likelihood, kind, n_cols)
+    L, zs, acts, S, _ = _mlp_chunk(config, params, X, y, draws)
     if V.ndim != 2 or V.shape[1] != L.n_params:
         raise ValueError(f"V must have shape (m, {L.n_params})")
     if out.shape != V.shape:
         raise ValueError(f"out must have shape {V.shape}")
-    code = int(activation)
+    code = config.net.activation
     for j in range(V.shape[0]):
         dprev = None
         for l in range(L.n_layers):

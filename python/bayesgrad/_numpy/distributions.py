@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special as sp
 
+from .._codes import LocScaleFamily, from_int
 from .random import SUBSTREAM_BLOCKS, fill_normal, fill_uniform, substream_blocks, u01_f64
 
 __all__ = [
@@ -22,7 +23,6 @@ __all__ = [
     "gamma_log_prob",
 ]
 
-LOCSCALE_FAMILIES = ("normal", "lognormal", "uniform", "exponential", "laplace", "gumbel", "logistic")
 _TWO_PI = 2.0 * np.pi
 _HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
 _GAMMA_MAX_ITER = SUBSTREAM_BLOCKS // 2
@@ -158,8 +158,7 @@ def studentt_dt_ddf(df, t, out):
 def sample_locscale(out, loc, scale, family, seed, stream):
     """Location-scale draws into out (n, B): loc + scale * base(family); loc, scale (B,)."""
     _check_out(out)
-    if family not in LOCSCALE_FAMILIES:
-        raise ValueError(f"family must be one of {', '.join(LOCSCALE_FAMILIES)}; got '{family}'")
+    family = from_int(LocScaleFamily, family, "family").name
     if np.size(loc) != np.size(scale):
         raise ValueError("loc and scale must have the same size")
     b = _batch(out.size, loc, "loc")
@@ -197,8 +196,7 @@ def locscale_log_prob(x, loc, scale, family, logp, d_loc, d_scale):
     for name, o in (("logp", logp), ("d_loc", d_loc), ("d_scale", d_scale)):
         _check_out(o, name)
         _check_same(o, ("x", x))
-    if family not in LOCSCALE_FAMILIES:
-        raise ValueError(f"family must be one of {', '.join(LOCSCALE_FAMILIES)}; got '{family}'")
+    family = from_int(LocScaleFamily, family, "family").name
     if np.size(loc) != np.size(scale):
         raise ValueError("loc and scale must have the same size")
     b = _batch(np.size(x), loc, "loc")

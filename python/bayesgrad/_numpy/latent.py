@@ -13,9 +13,10 @@ def _expect(a, name, shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {np.shape(a)}")
 
 
-def latent_logp(x, y, Wz, bz, log_sz, Wy, by, log_sy, eps, logp, gWz, gbz, glog_sz, gWy, gby, glog_sy, with_grad):
-    """MC log p(y|x) per point (N,) of the hidden-variable model with eps (S, N, K); with_grad fills the
-    gradients of its sum with respect to every parameter."""
+def latent_logp(theta, x, y, eps, logp, grad=None):
+    """MC log p(y|x) per point (N,) of the hidden-variable model with eps (S, N, K); theta packs
+    [Wz (K, D), bz (K), log_sz (K), Wy (P, K), by (P), log_sy (1)]; grad, when given, receives the gradient
+    of the sum of logp with respect to theta."""
     x, y, eps = np.asarray(x), np.asarray(y), np.asarray(eps)
     if x.ndim != 2 or y.ndim != 2 or eps.ndim != 3:
         raise ValueError("x, y must be 2-d and eps 3-d")
@@ -24,11 +25,20 @@ def latent_logp(x, y, Wz, bz, log_sz, Wy, by, log_sy, eps, logp, gWz, gbz, glog_
     P = y.shape[1]
     if min(N, D, K, P, S) < 1:
         raise ValueError("latent_logp: empty dimension")
-    for a, n, sh in ((y, "y", (N, P)), (eps, "eps", (S, N, K)), (Wz, "Wz", (K, D)), (bz, "bz", (K,)),
-                     (log_sz, "log_sz", (K,)), (Wy, "Wy", (P, K)), (by, "by", (P,)), (log_sy, "log_sy", (1,)),
-                     (logp, "logp", (N,)), (gWz, "gWz", (K, D)), (gbz, "gbz", (K,)), (glog_sz, "glog_sz", (K,)),
-                     (gWy, "gWy", (P, K)), (gby, "gby", (P,)), (glog_sy, "glog_sy", (1,))):
+    n_params = K * D + 2 * K + P * K + P + 1
+    for a, n, sh in ((theta, "theta", (n_params,)), (y, "y", (N, P)), (eps, "eps", (S, N, K)),
+                     (logp, "logp", (N,))):
         _expect(a, n, sh)
+    if grad is not None:
+        _expect(grad, "grad", (n_params,))
+    # views of the packed layout (cpp/include/bayesgrad/latent.hpp)
+    offs = np.cumsum([0, K * D, K, K, P * K, P, 1])
+    shapes = ((K, D), (K,), (K,), (P, K), (P,), (1,))
+    Wz, bz, log_sz, Wy, by, log_sy = (np.asarray(theta)[offs[i]:offs[i + 1]].reshape(sh)
+                                      for i, sh in enumerate(shapes))
+    with_grad = grad is not None
+    if with_grad:
+        gWz, gbz, glog_sz, gWy, gby, glog_sy = (grad[offs[i]:offs[i + 1]].reshape(sh) for i, sh in enumerate(shapes))
     f = np.float64
     x, y, e = x.astype(f), y.astype(f), eps.astype(f)
     Wz, bz, Wy, by = (np.asarray(a, dtype=f) for a in (Wz, bz, Wy, by))

@@ -2,18 +2,19 @@
 
 Parameter layout per sample: for each layer W (d_out x d_in, row-major) then
 b (d_out), as PyTorch's ``parameters_to_vector`` orders ``nn.Sequential`` of
-``nn.Linear``. Activation codes: 0 identity, 1 relu, 2 tanh, 3 sigmoid, 4 gelu;
-likelihood codes: 0 gaussian, 1 heteroscedastic_gaussian, 2 categorical,
-3 bernoulli.
+``nn.Linear``. Activation and likelihood codes: bayesgrad._codes.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import erf
 
-__all__ = ["mlp_forward", "mlp_backward", "mlp_nll_grad", "likelihood_nll"]
+from .._codes import Activation, Likelihood, from_int
+
+__all__ = ["NetConfig", "mlp_forward", "mlp_backward", "mlp_nll_grad", "likelihood_nll"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -48,36 +49,53 @@ class Layout:
         return W, b
 
 
+@dataclass(frozen=True)
+class NetConfig:
+    """A network as the kernels see it: layer widths (d_0, ..., d_L) and the
+    hidden activation code. Twin of the bound ``_core.mlp.NetConfig``."""
+
+    sizes: tuple
+    activation: int
+    layout: Layout = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "layout", Layout(self.sizes))
+        object.__setattr__(self, "sizes", tuple(self.layout.sizes))
+        object.__setattr__(self, "activation", int(from_int(Activation, self.activation, "activation")))
+
+    @property
+    def n_params(self):
+        return self.layout.n_params
+
+
 def act(code, z):
-    if code == 1:
+    if code == Activation.relu:
         return np.maximum(z, 0)
-    if code == 2:
+    if code == Activation.tanh:
         return np.tanh(z)
-    if code == 3:
+    if code == Activation.sigmoid:
         return 0.5 * (1.0 + np.tanh(0.5 * z))
-    if code == 4:
+    if code == Activation.gelu:
         return (0.5 * z * (1.0 + erf(z * 0.70710678118654752440))).astype(z.dtype, copy=False)
-    if code == 0:
+    if code == Activation.identity:
         return z
     raise ValueError("activation code out of range")
 
 
 def act_deriv(code, z, a):
-    if code == 1:
+    if code == Activation.relu:
         return (z > 0).astype(z.dtype)
-    if code == 2:
+    if code == Activation.tanh:
         return 1 - a * a
-    if code == 3:
+    if code == Activation.sigmoid:
         return a * (1 - a)
-    if code == 4:
+    if code == Activation.gelu:
         phi = np.exp(-0.5 * z * z) * 0.39894228040143267794
         return (0.5 * (1.0 + erf(z * 0.70710678118654752440)) + z * phi).astype(z.dtype, copy=False)
     return np.ones_like(z)
 
 
-def _check_inputs(L, params, X, activation=0):
-    if not 0 <= int(activation) <= 4:
-        raise ValueError("activation code out of range")
+def _check_inputs(L, params, X):
     if params.ndim != 2 or params.shape[1] != L.n_params:
         raise ValueError(f"params must have shape (S, {L.n_params})")
     S = params.shape[0]
@@ -147,40 +165,40 @@ def backward_trace(L, code, params, X, zs, acts, mv, G, want_x=False):
     return grad, gx
 
 
-def _target_dim(lik, K):
-    if lik == 1:
+def target_dim(lik, K):
+    """Target columns Dy for output width K (mlp::target_dim)."""
+    lik = from_int(Likelihood, lik, "likelihood")
+    if lik == Likelihood.heteroscedastic_gaussian:
         if K % 2:
             raise ValueError("heteroscedastic_gaussian needs an even output width (mean, log-variance)")
         return K // 2
-    if lik == 2:
+    if lik == Likelihood.categorical:
         if K < 2:
             raise ValueError("categorical needs at least 2 outputs")
         return 1
-    if lik in (0, 3):
-        return K
-    raise ValueError("likelihood code out of range")
+    return K
 
 
 def nll_terms(lik, F, y, log_noise, want_grad=True):
     """Per-point NLL (S, N) and dNLL/dF (S, N, K) and dNLL/dlog_noise (S, N, Dy)."""
     K = F.shape[-1]
-    D = _target_dim(lik, K)
+    D = target_dim(lik, K)
     gF = gn = None
-    if lik == 0:
+    if lik == Likelihood.gaussian:
         inv_var = np.exp(-2.0 * log_noise)
         r = y - F
         per = (0.5 * r * r * inv_var + log_noise + _HALF_LOG_2PI).sum(-1)
         if want_grad:
             gF = -r * inv_var
             gn = 1 - r * r * inv_var
-    elif lik == 1:
+    elif lik == Likelihood.heteroscedastic_gaussian:
         m, v = F[..., :D], F[..., D:]
         e = np.exp(-v)
         r = y - m
         per = (0.5 * (r * r * e + v) + _HALF_LOG_2PI).sum(-1)
         if want_grad:
             gF = np.concatenate([-r * e, 0.5 * (1 - r * r * e)], axis=-1)
-    elif lik == 2:
+    elif lik == Likelihood.categorical:
         lab = y[:, 0]
         if not np.all((lab >= 0) & (lab < K)):
             raise ValueError("class label out of range [0, n_classes)")
@@ -206,54 +224,53 @@ def _check_shape(a, shape, name):
         raise ValueError(f"{name} must have shape {tuple(shape)}")
 
 
-def mlp_forward(params, X, sizes, activation, out, masks=None):
+def mlp_forward(net, params, X, out, masks=None):
     """Network outputs (S, N, K) for S parameter vectors (S, P) on X (N, D) or (S, N, D)."""
-    L = Layout(sizes)
-    S, N = _check_inputs(L, params, X, activation)
+    L = net.layout
+    S, N = _check_inputs(L, params, X)
     _check_shape(out, (S, N, L.sizes[-1]), "out")
-    zs, _, _ = forward_trace(L, activation, params, X, masks)
+    zs, _, _ = forward_trace(L, net.activation, params, X, masks)
     out[...] = zs[-1]
 
 
-def mlp_backward(params, X, sizes, activation, g_out, grad, grad_x=None, masks=None):
+def mlp_backward(net, params, X, g_out, grad, grad_x=None, masks=None):
     """Vector-Jacobian product: g_out (S, N, K) -> grad (S, P) and optionally grad_x (S, N, D)."""
-    L = Layout(sizes)
-    S, N = _check_inputs(L, params, X, activation)
+    L = net.layout
+    S, N = _check_inputs(L, params, X)
     _check_shape(g_out, (S, N, L.sizes[-1]), "g_out")
     _check_shape(grad, (S, L.n_params), "grad")
     if grad_x is not None:
         _check_shape(grad_x, (S, N, L.sizes[0]), "grad_x")
-    zs, acts, mv = forward_trace(L, activation, params, X, masks)
-    g, gx = backward_trace(L, activation, params, X, zs, acts, mv, g_out, want_x=grad_x is not None)
+    zs, acts, mv = forward_trace(L, net.activation, params, X, masks)
+    g, gx = backward_trace(L, net.activation, params, X, zs, acts, mv, g_out, want_x=grad_x is not None)
     grad[...] = g
     if grad_x is not None:
         grad_x[...] = gx
 
 
-def mlp_nll_grad(params, X, y, sizes, activation, likelihood, log_noise, nll, grad=None, grad_log_noise=None,
-                 masks=None):
-    """Summed NLL (S,) of targets y and its gradients (S, P) and (S, Dy) w.r.t. params and log_noise."""
-    L = Layout(sizes)
-    S, N = _check_inputs(L, params, X, activation)
-    D = _target_dim(likelihood, L.sizes[-1])
+def mlp_nll_grad(net, likelihood, params, X, y, log_noise, nll, grad=None, masks=None):
+    """Summed NLL (S,) of targets y and its gradient (S, P) w.r.t. params."""
+    L = net.layout
+    likelihood = from_int(Likelihood, likelihood, "likelihood")
+    S, N = _check_inputs(L, params, X)
+    D = target_dim(likelihood, L.sizes[-1])
     _check_shape(y, (N, D), "y")
     _check_shape(log_noise, (D,), "log_noise")
     _check_shape(nll, (S,), "nll")
-    zs, acts, mv = forward_trace(L, activation, params, X, masks)
-    per, gF, gn = nll_terms(likelihood, zs[-1], y, log_noise, want_grad=grad is not None or grad_log_noise is not None)
+    zs, acts, mv = forward_trace(L, net.activation, params, X, masks)
+    per, gF, _ = nll_terms(likelihood, zs[-1], y, log_noise, want_grad=grad is not None)
     nll[...] = per.sum(1, dtype=np.float64)
     if grad is not None:
-        grad[...], _ = backward_trace(L, activation, params, X, zs, acts, mv, gF)
-    if grad_log_noise is not None:
-        grad_log_noise[...] = 0 if gn is None else gn.sum(1)
+        grad[...], _ = backward_trace(L, net.activation, params, X, zs, acts, mv, gF)
 
 
 def likelihood_nll(F, y, likelihood, log_noise, nll):
     """Per-point NLL (S, N) of targets y (N, Dy) under network outputs F (S, N, K)."""
+    likelihood = from_int(Likelihood, likelihood, "likelihood")
     if F.ndim != 3:
         raise ValueError("F must have shape (S, N, K)")
     S, N, K = F.shape
-    D = _target_dim(likelihood, K)
+    D = target_dim(likelihood, K)
     _check_shape(y, (N, D), "y")
     _check_shape(log_noise, (D,), "log_noise")
     _check_shape(nll, (S, N), "nll")

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# The kernels; the helpers below them (blocks_at, substream_blocks, u01_*) are
+# shared with the other twins.
+__all__ = ["philox4x32", "fill_uniform", "fill_normal", "fold_in", "random_force_scalar"]
+
 M0, M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
 W0, W1 = 0x9E3779B9, 0xBB67AE85
 MASK32 = np.uint64(0xFFFFFFFF)

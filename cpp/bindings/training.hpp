@@ -1,0 +1,49 @@
+// Argument checks shared by the training-epoch bindings (optim.map_epoch,
+// vi.vi_epoch, vi.vi_grad): data, permutation and minibatch schedule.
+#pragma once
+#include "pybind11.hpp"
+// (pybind11.hpp first)
+#include <algorithm>
+#include <string>
+
+#include "bayesgrad/mlp.hpp"
+#include "bayesgrad/optim.hpp"
+
+namespace bayesgrad {
+
+inline void need_len(const py::array& a, int64_t n, const char* name) {
+  if (a.ndim() != 1 || a.shape(0) != n)
+    throw std::invalid_argument(std::string(name) + " must have shape (" + std::to_string(n) + ",)");
+}
+
+// A state vector the kernel updates in place.
+inline void need_state(const py::array& a, int64_t n, const char* name) {
+  need_len(a, n, name);
+  require_writeable(a, name);
+}
+
+struct EpochData {
+  int64_t N, Dy;
+  Batches batches;
+};
+
+// X (N, d_0), y (N, Dy), perm (N,) row indices in [0, N). perm is borrowed.
+template <typename T>
+EpochData epoch_data(const mlp::Layout& L, mlp::Likelihood lik, const in_array<T>& X, const in_array<T>& y,
+                     const in_array<int64_t>& perm, int64_t batch_size) {
+  EpochData e{0, mlp::target_dim(lik, L.d_output()), Batches{nullptr, 0, 1}};
+  if (X.ndim() != 2 || X.shape(1) != L.d_input() || X.shape(0) < 1)
+    throw std::invalid_argument("X must have shape (N, " + std::to_string(L.d_input()) + ") with N >= 1");
+  e.N = X.shape(0);
+  if (y.ndim() != 2 || y.shape(0) != e.N || y.shape(1) != e.Dy)
+    throw std::invalid_argument("y must have shape (N, " + std::to_string(e.Dy) + ")");
+  need_len(perm, e.N, "perm");
+  const int64_t* p = perm.data();
+  for (int64_t i = 0; i < e.N; ++i)
+    if (p[i] < 0 || p[i] >= e.N) throw std::invalid_argument("perm entries must be row indices in [0, N)");
+  if (batch_size < 1) throw std::invalid_argument("batch_size must be >= 1");
+  e.batches = Batches{p, e.N, std::min(batch_size, e.N)};
+  return e;
+}
+
+}  // namespace bayesgrad
