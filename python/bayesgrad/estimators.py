@@ -39,7 +39,8 @@ from . import _training as _tr
 from . import optim as _optim
 from . import random as _random
 from .control_variates import DeltaControlVariate, MovingAverageBaseline, optimal_coefficient
-from .distributions import Distribution, Normal, _sum_to
+from .distributions import Distribution, Normal
+from .distributions._base import sum_to_shape as _sum_to
 
 __all__ = [
     "Estimate", "expectation", "pathwise", "score_function", "measure_valued", "reinforce_loo", "arm",
