@@ -32,17 +32,20 @@ Layout: ``generic`` (expectation, pathwise, score_function, measure_valued),
 ``diagnostics`` (naive_gradient, variance_curve, seed_example), ``_base``
 (``Estimate`` and shared helpers) and ``_registry`` (the estimators by name).
 ``minimize`` and ``MinimizeResult`` live in ``bayesgrad.stochastic_opt`` and
-are re-exported here, imported on first use.
+are re-exported here, imported on first use; ``plot_variance`` lives in
+``bayesgrad.plotting``.
 """
 from __future__ import annotations
 
 import importlib as _importlib
 
-# Names the single-module version exposed through its own imports; kept importable.
+# DeltaControlVariate ... Normal: the single-module version exposed them through its own
+# imports, so they stay importable from here.
 from ..control_variates import DeltaControlVariate, MovingAverageBaseline, optimal_coefficient  # noqa: F401
 from ..distributions import Distribution, Normal  # noqa: F401
+from ..plotting import plot_variance
 from ._base import Estimate
-from .diagnostics import naive_gradient, plot_variance, seed_example, variance_curve
+from .diagnostics import naive_gradient, seed_example, variance_curve
 from .discrete import arm, disarm, exact_gradient, gumbel_softmax, reinforce_loo
 from .generic import expectation, measure_valued, pathwise, score_function
 

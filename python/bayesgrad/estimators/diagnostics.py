@@ -76,29 +76,6 @@ def variance_curve(make_f, ks, dist, estimators=_CURVE_ESTIMATORS,
     return out
 
 
-def plot_variance(curve, param="loc", index=(), ax=None):
-    """Plot ``variance_curve`` output (log scale), one line per estimator; needs matplotlib.
-
-    Returns the matplotlib Axes.
-    """
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # optional dependency
-        raise ImportError("plot_variance needs matplotlib (pip install bayesgrad[plot])") from exc
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 3.5))
-    for name, per in curve.items():
-        if name == "k":
-            continue
-        if param not in per:
-            raise ValueError(f"param must be one of {sorted(per)}, got {param!r}")
-        ax.semilogy(curve["k"], per[param][(slice(None),) + tuple(index)], label=name)
-    ax.set_xlabel("k")
-    ax.set_ylabel(f"single-sample variance of d/d{param}")
-    ax.legend()
-    return ax
-
-
 def seed_example(n_samples=100_000, seed=0, loc=0.0, scale=1.0):
     """The motivating example: L(mu, sigma) = E_{N(mu, sigma^2)}[W + W^2] = mu + mu^2 + sigma^2.
 
