@@ -14,8 +14,8 @@ from . import random  # noqa: E402
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "distributions", "control_variates", "estimators", "optim", "nn", "vi", "dropout", "laplace", "bbvi",
-    "uncertainty", "acquisition", "ddu", "latent", "sklearn", "plotting", "datasets", "cli",
+    "distributions", "control_variates", "estimators", "stochastic_opt", "optim", "nn", "vi", "dropout", "laplace",
+    "bbvi", "uncertainty", "acquisition", "ddu", "latent", "sklearn", "plotting", "datasets", "cli",
 )
 
 __all__ = [

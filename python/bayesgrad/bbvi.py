@@ -21,7 +21,7 @@ entropy term and its gradient in closed form. Call shape::
 estimator. Families: ``"meanfield"`` q = N(mu, diag(sigma^2)) with
 sigma = softplus(rho) (or exp(rho)); ``"fullrank"`` q = N(mu, L L^T) with L lower
 triangular, its diagonal through the same positive transform. The optimisation
-runs through ``bg.estimators.minimize`` (Adam or Robbins-Monro SGD from
+runs through ``bg.stochastic_opt.minimize`` (Adam or Robbins-Monro SGD from
 ``bg.optim``, optional Polyak averaging, tqdm progress, Ctrl-C keeps the
 parameters reached).
 """
@@ -34,6 +34,7 @@ import numpy as np
 from . import _checks as C
 from . import estimators as _est
 from . import random as _random
+from . import stochastic_opt as _sopt
 from .distributions import MultivariateNormal, Normal
 
 __all__ = ["BBVI", "BBVIResult", "FAMILIES", "ESTIMATORS"]
@@ -178,18 +179,18 @@ class BBVI:
         n_samples : int >= 1, draws of q per step (the measure-valued estimator
             evaluates the density 4 D + 1 times per draw)
         seed, stream : step t draws from stream ``fold_in(stream, t)``
-        optimizer, lr, optimizer_options, average : see ``bg.estimators.minimize``
+        optimizer, lr, optimizer_options, average : see ``bg.stochastic_opt.minimize``
             (e.g. ``optimizer="sgd", lr=a0, optimizer_options={"t0": 100, "kappa": 0.7}, average=0.5``)
         q0 : a Normal / MultivariateNormal to start from (default ``initial_q()``)
         verbose : 0 silent, 1 tqdm progress bar
         callback : ``(t, q, estimate) -> bool``; True stops the fit
         """
         q = self.initial_q() if q0 is None else self._check_q(q0)
-        res = _est.minimize(self._f, q, self.estimator, steps, n_samples, seed, stream,
-                            grad_f=self._grad_f if self.grad_log_density is not None else None,
-                            optimizer=optimizer, lr=lr, optimizer_options=optimizer_options, average=average,
-                            positive=self.scale_transform, penalty=_neg_entropy,
-                            estimator_options=self.estimator_options, verbose=verbose, callback=callback)
+        res = _sopt.minimize(self._f, q, self.estimator, steps, n_samples, seed, stream,
+                             grad_f=self._grad_f if self.grad_log_density is not None else None,
+                             optimizer=optimizer, lr=lr, optimizer_options=optimizer_options, average=average,
+                             positive=self.scale_transform, penalty=_neg_entropy,
+                             estimator_options=self.estimator_options, verbose=verbose, callback=callback)
         return BBVIResult(res.dist, res, self.family)
 
     def _check_q(self, q):

@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _checks as C
-from .distributions import Normal, _sum_to
+from .distributions import Normal
+from .distributions._base import sum_to_shape
 
 __all__ = ["MovingAverageBaseline", "DeltaControlVariate", "optimal_coefficient"]
 
@@ -140,5 +141,5 @@ class DeltaControlVariate:
         """{param: d E_q[h] / d param}, each of the parameter's shape (float64)."""
         shape = tuple(self.dist.batch_shape)
         per = {"loc": self.g0.reshape(shape), "scale": (self.h0 * self.sigma).reshape(shape)}
-        return {k: _sum_to(v[None], 1, self.dist._param_shapes[k])[0] for k, v in per.items()}
+        return {k: sum_to_shape(v[None], 1, self.dist._param_shapes[k])[0] for k, v in per.items()}
 

@@ -10,6 +10,10 @@ through pyplot's global state, so they work headless and in threads.
   one panel per method.
 - :func:`simplex` -- MC predictive samples of a 3-class problem on the
   probability simplex, one panel per (method, query point).
+
+One exception: :func:`plot_variance` (also ``bg.estimators.plot_variance``)
+draws the single-sample variance curves of ``bg.estimators.variance_curve``
+into a given or new pyplot Axes and returns it, for interactive use.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import os
 
 import numpy as np
 
-__all__ = ["available", "PLOT_HINT", "uncertainty_curves", "predictive_bands", "simplex"]
+__all__ = ["available", "PLOT_HINT", "uncertainty_curves", "predictive_bands", "simplex", "plot_variance"]
 
 PLOT_HINT = 'plots need matplotlib: pip install "bayesgrad[plot]"'
 
@@ -207,3 +211,29 @@ def simplex(samples, path, *, title=None):
     if title:
         fig.suptitle(title)
     return _save(fig, path)
+
+
+def plot_variance(curve, param="loc", index=(), ax=None):
+    """Plot ``bg.estimators.variance_curve`` output (log scale), one line per estimator.
+
+    Unlike the PNG writers above, this draws into ``ax`` (default: a new
+    pyplot figure) so that it composes with a notebook's own figures.
+
+    Returns the matplotlib Axes.
+    """
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # optional dependency
+        raise ImportError("plot_variance needs matplotlib (pip install bayesgrad[plot])") from exc
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.5))
+    for name, per in curve.items():
+        if name == "k":
+            continue
+        if param not in per:
+            raise ValueError(f"param must be one of {sorted(per)}, got {param!r}")
+        ax.semilogy(curve["k"], per[param][(slice(None),) + tuple(index)], label=name)
+    ax.set_xlabel("k")
+    ax.set_ylabel(f"single-sample variance of d/d{param}")
+    ax.legend()
+    return ax

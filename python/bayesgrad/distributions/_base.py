@@ -1,0 +1,200 @@
+"""The ``Distribution`` base class and the helpers every family module shares.
+
+Internal to ``bayesgrad.distributions``: the public names are re-exported by
+the package. Helpers other modules need (``sum_to_shape``, used by the
+estimators and control variates too; the special-function wrappers; the
+numerically safe ``sigmoid``/``softplus``/``log_softmax``) carry
+non-underscore names here because they cross module boundaries.
+"""
+from __future__ import annotations
+
+import abc
+import math
+
+import numpy as np
+
+from .. import _backend
+from .._codes import LocScaleFamily
+from .. import _checks as C
+from .. import random as _random
+
+LOG_2PI = math.log(2.0 * math.pi)
+EULER = 0.57721566490153286061
+
+
+def special_kernel(name, *args):
+    """A special-function kernel of the active backend on broadcast float64 arrays."""
+    arrs = [np.ascontiguousarray(a) for a in np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in args))]
+    out = np.empty(arrs[0].shape, dtype=np.float64)
+    getattr(_backend.kernels().distributions, name)(*arrs, out)
+    return out
+
+
+def lgamma(x):
+    """log Gamma(x) (x > 0), float64, on the active backend."""
+    return special_kernel("lgamma", x)
+
+
+def digamma(x):
+    """Digamma psi(x) (x > 0), float64, on the active backend."""
+    return special_kernel("digamma", x)
+
+
+def lbeta(a, b):
+    return lgamma(a) + lgamma(b) - lgamma(np.asarray(a, np.float64) + b)
+
+
+def softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+def sigmoid(x):
+    with np.errstate(over="ignore"):
+        e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def log_softmax(x, axis=-1):
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    return x - m - np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+
+
+def sum_to_shape(a, n_lead, shape):
+    """Sum ``a`` of shape (*lead, *b) down to (*lead, *shape), b broadcast from shape."""
+    lead = a.shape[:n_lead]
+    rest = a.shape[n_lead:]
+    extra = len(rest) - len(shape)
+    if extra > 0:
+        a = a.sum(axis=tuple(range(n_lead, n_lead + extra)))
+        rest = rest[extra:]
+    axes = tuple(n_lead + i for i, (r, s) in enumerate(zip(rest, shape)) if s == 1 and r != 1)
+    if axes:
+        a = a.sum(axis=axes, keepdims=True)
+    return a.reshape(lead + tuple(shape))
+
+
+class Distribution(abc.ABC):
+    """Base class: batched parameters, sample axis first (see module docstring)."""
+
+    #: names of the differentiable parameters, in order
+    params: tuple = ()
+    #: "pathwise", "implicit" or None (no reparameterisation)
+    reparam = None
+    event_ndim = 0
+
+    def __init__(self, **params):
+        named = {}
+        for name, value in params.items():
+            named[name] = C.as_array(value, name, allow_empty=False)
+        self.dtype = C.result_dtype(*named.values())
+        for name, a in named.items():
+            setattr(self, name, np.asarray(a, dtype=self.dtype, order="C"))
+        self._param_shapes = {k: np.shape(getattr(self, k)) for k in named}
+        full = C.broadcast_shapes({k: getattr(self, k) for k in named})
+        self.event_shape = full[len(full) - self.event_ndim:] if self.event_ndim else ()
+        self.batch_shape = full[: len(full) - self.event_ndim]
+
+    # -- helpers -------------------------------------------------------------
+    @property
+    def shape(self):
+        return tuple(self.batch_shape) + tuple(self.event_shape)
+
+    def _n(self, n):
+        return C.integer(n, "n", 0)
+
+    def _x(self, x, name="x"):
+        a = C.as_array(x, name, dtype=self.dtype, allow_empty=True, finite=False)
+        if np.isnan(a).any():
+            raise ValueError(f"{name} must not contain NaN")
+        nd = len(self.shape)
+        if a.ndim < nd or tuple(a.shape[a.ndim - nd:]) != self.shape:
+            raise ValueError(f"{name} must have shape (..., {', '.join(map(str, self.shape))}), got {a.shape}")
+        return a
+
+    def _lead(self, x):
+        return x.ndim - len(self.shape)
+
+    def _reduce(self, name, a, n_lead):
+        return sum_to_shape(np.asarray(a, dtype=self.dtype), n_lead, self._param_shapes[name])
+
+    def _normals(self, n, seed, stream):
+        return _random.normal((self._n(n),) + self.shape, seed=seed, stream=stream, dtype=self.dtype)
+
+    def _uniforms(self, n, seed, stream):
+        return _random.uniform((self._n(n),) + self.shape, seed=seed, stream=stream, dtype=self.dtype)
+
+    def _out(self, n, out):
+        """The (n, *shape) output array: ``out`` checked, or a new one."""
+        shape = (self._n(n),) + self.shape
+        if out is None:
+            return np.empty(shape, dtype=self.dtype)
+        if not isinstance(out, np.ndarray):
+            raise TypeError("out must be a NumPy array")
+        if out.dtype != self.dtype:
+            raise TypeError(f"out must have dtype {self.dtype}, got {out.dtype}")
+        if tuple(out.shape) != shape:
+            raise ValueError(f"out must have shape {shape}, got {out.shape}")
+        if not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError("out must be C-contiguous and writeable")
+        return out
+
+    @staticmethod
+    def _seed_stream(seed, stream):
+        return _random.resolve_seed(seed), _random._stream(stream)
+
+    def _flat(self, a, shape=None):
+        """A parameter (or expression) broadcast to the batch shape, flat and contiguous."""
+        shape = self.batch_shape if shape is None else shape
+        return np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=self.dtype), shape)).reshape(-1)
+
+    def _batch(self, a):
+        """A parameter expression broadcast to the batch shape (a new array)."""
+        return np.broadcast_to(np.asarray(a, dtype=self.dtype), self.batch_shape).copy()
+
+    def _sample_locscale(self, family, n, seed, stream, out, loc, scale):
+        out = self._out(n, out)
+        seed, stream = self._seed_stream(seed, stream)
+        if out.size:
+            _backend.kernels().distributions.sample_locscale(out, self._flat(loc), self._flat(scale),
+                                                             LocScaleFamily[family], seed, stream)
+        return out
+
+    def _locscale_log_prob(self, family, x, loc, scale):
+        """log p, d/dloc, d/dscale at x (same shape as x), from the native/twin kernel."""
+        outs = [np.empty(x.shape, dtype=self.dtype) for _ in range(3)]
+        if x.size:
+            _backend.kernels().distributions.locscale_log_prob(x, self._flat(loc), self._flat(scale),
+                                                               LocScaleFamily[family], *outs)
+        return outs
+
+    # -- interface -----------------------------------------------------------
+    @abc.abstractmethod
+    def sample(self, n, seed=0, stream=0, out=None):
+        """(n, *batch_shape, *event_shape) draws."""
+
+    @abc.abstractmethod
+    def log_prob(self, x):
+        """(*sample_shape, *batch_shape) log densities (nats)."""
+
+    @abc.abstractmethod
+    def score(self, x):
+        """{param: (*sample_shape, *param.shape)} gradients of log p."""
+
+    def entropy(self):
+        raise TypeError(
+            f"{type(self).__name__} has no closed-form entropy; estimate it by Monte Carlo, e.g. "
+            "bg.estimators.expectation(lambda x: -d.log_prob(x), d, n_samples)")
+
+    def rsample_vjp(self, x, g):
+        raise TypeError(f"{type(self).__name__} has no reparameterisation gradient")
+
+    def _check_g(self, x, g):
+        ga = C.as_array(g, "g", dtype=self.dtype, allow_empty=True)
+        if ga.shape != x.shape:
+            raise ValueError(f"g must have the shape of x {x.shape}, got {ga.shape}")
+        return ga
+
+    def __repr__(self):
+        ps = ", ".join(f"{k}={np.array2string(np.asarray(getattr(self, k)), threshold=6)}" for k in self.params)
+        return f"{type(self).__name__}({ps})"

@@ -1,0 +1,348 @@
+"""Discrete families and their relaxations: Bernoulli, Categorical (score
+only), RelaxedBernoulli and RelaxedCategorical (the Concrete / Gumbel-softmax,
+pathwise). All take exactly one of ``logits`` and ``probs``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _backend
+from .._codes import LocScaleFamily
+from .. import _checks as C
+from .. import random as _random
+from ._base import Distribution, log_softmax, sigmoid, softplus
+
+
+class _Logits(Distribution):
+    """Families parameterised by ``logits`` or ``probs`` (exactly one)."""
+
+    def _init_logits(self, logits, probs, event_axis, **extra):
+        if (logits is None) == (probs is None):
+            raise ValueError("give exactly one of logits and probs")
+        if probs is not None:
+            p = C.as_array(probs, "probs", min_ndim=event_axis)
+            C.probability(p, "probs")
+            if event_axis:
+                # a dtype-aware tolerance; log_probs renormalise what is left
+                tol = 1e-4 if p.dtype == np.float32 else 1e-6
+                s = p.sum(-1)
+                if np.any(np.abs(s - 1.0) > tol * p.shape[-1]):
+                    raise ValueError("probs must sum to one along the last axis")
+            self.prob_param = "probs"
+            super().__init__(probs=p, **extra)
+            with np.errstate(divide="ignore"):
+                lg = np.log(self.probs) if event_axis else np.log(self.probs) - np.log1p(-self.probs)
+            self.logits = lg.astype(self.dtype)
+        else:
+            lg = C.as_array(logits, "logits", min_ndim=event_axis)
+            self.prob_param = "logits"
+            super().__init__(logits=lg, **extra)
+        self.params = tuple(extra) + (self.prob_param,)
+
+
+class Bernoulli(_Logits):
+    """Bernoulli(logits=None, probs=None): x in {0, 1} (as the parameters' float dtype).
+
+    ``sample``: x = 1[u < p] with u the uniform of element i of the stream.
+    ``score``: w.r.t. the parameter given (logits: x - sigmoid(logits)).
+    """
+
+    reparam = None
+
+    def __init__(self, logits=None, probs=None):
+        self._init_logits(logits, probs, 0)
+        if self.prob_param == "logits":
+            self.probs = sigmoid(self.logits).astype(self.dtype)
+
+    def sample(self, n, seed=0, stream=0, out=None):
+        out = self._out(n, out)
+        seed, stream = self._seed_stream(seed, stream)
+        if out.size:
+            u = _random.uniform(out.shape, seed=seed, stream=stream, dtype=self.dtype)
+            np.less(u, self.probs, out=u)
+            out[...] = u
+        return out
+
+    def _xb(self, x):
+        x = self._x(x)
+        if np.any((x < 0) | (x > 1)):
+            raise ValueError("x must be in [0, 1]")
+        return x
+
+    def log_prob(self, x):
+        x = self._xb(x)
+        lg = self.logits
+        with np.errstate(invalid="ignore"):
+            # x log p + (1 - x) log(1 - p) with log p = -softplus(-l)
+            lp = -x * softplus(-lg) - (1 - x) * softplus(lg)
+            lp = np.where(x == 1, -softplus(-lg), np.where(x == 0, -softplus(lg), lp))
+        return lp.astype(self.dtype)
+
+    def score(self, x):
+        x = self._xb(x)
+        n = self._lead(x)
+        if self.prob_param == "logits":
+            return {"logits": self._reduce("logits", x - sigmoid(self.logits), n)}
+        p = self.probs
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = x / p - (1 - x) / (1 - p)
+        return {"probs": self._reduce("probs", d, n)}
+
+    @property
+    def mean(self):
+        return self._batch(self.probs)
+
+    @property
+    def variance(self):
+        p = self.probs
+        return self._batch(p * (1 - p))
+
+    def entropy(self):
+        lg = self.logits
+        p = sigmoid(lg)
+        with np.errstate(invalid="ignore"):
+            h = p * softplus(-lg) + (1 - p) * softplus(lg)
+        return self._batch(np.nan_to_num(h, nan=0.0))
+
+
+class Categorical(_Logits):
+    """Categorical(logits=None, probs=None) over the last axis (K classes).
+
+    Samples are int64 class indices ``(n, *batch_shape)``, drawn by inverse CDF
+    from the uniform of element i of the stream. ``score``: w.r.t. the
+    parameter given (logits: onehot(x) - softmax(logits); probs:
+    onehot(x) / p_x - 1 / sum(p), the gradient of log(p_x / sum p), since
+    log_prob renormalises), ``(*sample, *batch, K)``.
+    """
+
+    reparam = None
+
+    def __init__(self, logits=None, probs=None):
+        self._init_logits(logits, probs, 1)
+        full = np.shape(getattr(self, self.prob_param))
+        self.n_classes = full[-1]
+        self.batch_shape = full[:-1]
+        self.event_shape = ()
+        if self.prob_param == "logits":
+            self.probs = np.exp(self.log_probs)
+
+    @property
+    def log_probs(self):
+        """Normalised log-probabilities ``(*batch_shape, K)``."""
+        return log_softmax(self.logits.astype(np.float64)).astype(self.dtype)
+
+    def sample(self, n, seed=0, stream=0, out=None):
+        n = self._n(n)
+        shape = (n,) + self.batch_shape
+        if out is None:
+            out = np.empty(shape, dtype=np.int64)
+        elif not isinstance(out, np.ndarray) or out.dtype != np.int64 or out.shape != shape:
+            raise TypeError(f"out must be an int64 array of shape {shape}")
+        seed, stream = self._seed_stream(seed, stream)
+        if out.size:
+            u = _random.uniform(shape, seed=seed, stream=stream, dtype=self.dtype)
+            cdf = np.cumsum(np.exp(self.log_probs), axis=-1)[..., :-1]
+            out[...] = np.sum(cdf < u[..., None], axis=-1)
+        return out
+
+    def _xc(self, x):
+        if x is None:
+            raise TypeError("x must be an array of class indices, got None")
+        a = np.asarray(x)
+        if a.dtype.kind not in "biuf":
+            raise TypeError(f"x must be an array of class indices, got dtype {a.dtype}")
+        if a.dtype.kind == "f" and np.any(a != np.round(a)):
+            raise ValueError("x must hold integer class indices")
+        nd = len(self.batch_shape)
+        if a.ndim < nd or tuple(a.shape[a.ndim - nd:]) != tuple(self.batch_shape):
+            raise ValueError(f"x must have shape (..., {', '.join(map(str, self.batch_shape))}), got {a.shape}")
+        if a.size and (a.min() < 0 or a.max() >= self.n_classes):
+            raise ValueError(f"x must hold class indices in [0, {self.n_classes})")
+        return a.astype(np.int64)
+
+    def _lead(self, x):
+        return x.ndim - len(self.batch_shape)
+
+    def log_prob(self, x):
+        x = self._xc(x)
+        lp = np.broadcast_to(self.log_probs, x.shape + (self.n_classes,))
+        return np.take_along_axis(lp, x[..., None], axis=-1)[..., 0]
+
+    def score(self, x):
+        x = self._xc(x)
+        n = self._lead(x)
+        onehot = (x[..., None] == np.arange(self.n_classes)).astype(self.dtype)
+        if self.prob_param == "logits":
+            return {"logits": self._reduce("logits", onehot - self.probs, n)}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = onehot / self.probs - 1.0 / np.sum(self.probs, -1, keepdims=True)
+        return {"probs": self._reduce("probs", d, n)}
+
+    def entropy(self):
+        lp = np.broadcast_to(self.log_probs, self.batch_shape + (self.n_classes,))
+        p = np.exp(lp)
+        return -np.sum(np.where(p > 0, p * lp, 0.0), axis=-1).astype(self.dtype)
+
+
+class RelaxedBernoulli(_Logits):
+    """RelaxedBernoulli(temperature, logits=None, probs=None): the binary Concrete.
+
+    x = sigmoid((logits + L) / temperature), L standard logistic (element i of
+    the stream), in (0, 1). Pathwise ``rsample_vjp`` in logits (or probs) and
+    temperature, from x alone. No closed-form entropy, mean or variance.
+    """
+
+    reparam = "pathwise"
+
+    def __init__(self, temperature, logits=None, probs=None):
+        t = C.as_array(temperature, "temperature")
+        C.positive(t, "temperature")
+        self._init_logits(logits, probs, 0, temperature=t)
+        self.params = ("temperature", self.prob_param)
+
+    def _dlogits(self, d):
+        """Map a gradient w.r.t. logits to the parameter given (probs: dl/dp = 1/(p(1-p)))."""
+        if self.prob_param == "logits":
+            return d
+        p = self.probs
+        with np.errstate(divide="ignore"):
+            return d / (p * (1 - p))
+
+    def sample(self, n, seed=0, stream=0, out=None):
+        t = self.temperature
+        out = self._sample_locscale("logistic", n, seed, stream, out, self.logits / t, 1.0 / t)
+        out[...] = sigmoid(out)
+        return out
+
+    def _parts(self, x):
+        x = self._x(x)
+        with np.errstate(divide="ignore"):
+            return x, np.log(x), np.log1p(-x)
+
+    def log_prob(self, x):
+        x, lx, l1x = self._parts(x)
+        t, lg = self.temperature, self.logits
+        lp = np.log(t) + lg - (t + 1) * (lx + l1x) - 2 * np.logaddexp(lg - t * lx, -t * l1x)
+        return lp.astype(self.dtype)
+
+    def score(self, x):
+        x, lx, l1x = self._parts(x)
+        n = self._lead(x)
+        t, lg = self.temperature, self.logits
+        w = sigmoid(lg - t * lx + t * l1x)
+        d_t = 1.0 / t - (lx + l1x) + 2 * (w * lx + (1 - w) * l1x)
+        return {"temperature": self._reduce("temperature", d_t, n),
+                self.prob_param: self._reduce(self.prob_param, self._dlogits(1.0 - 2.0 * w), n)}
+
+    def rsample_vjp(self, x, g):
+        x, lx, l1x = self._parts(x)
+        g = self._check_g(x, g)
+        n = self._lead(x)
+        t = self.temperature
+        gx = g * x * (1 - x) / t
+        return {"temperature": self._reduce("temperature", -gx * (lx - l1x), n),
+                self.prob_param: self._reduce(self.prob_param, self._dlogits(gx), n)}
+
+
+class RelaxedCategorical(Distribution):
+    """RelaxedCategorical(temperature, logits=None, probs=None): the Concrete / Gumbel-softmax.
+
+    x = softmax((logits + G) / temperature) over the last axis (K), G standard
+    Gumbel (elements of the stream); samples ``(n, *batch_shape, K)`` on the
+    simplex. Pathwise ``rsample_vjp`` in logits (or probs, through
+    logits = log probs) and temperature, from x alone. ``temperature`` has the
+    batch shape (or broadcasts to it).
+    """
+
+    reparam = "pathwise"
+    event_ndim = 1
+
+    def __init__(self, temperature, logits=None, probs=None):
+        if (logits is None) == (probs is None):
+            raise ValueError("give exactly one of logits and probs")
+        t = C.as_array(temperature, "temperature")
+        C.positive(t, "temperature")
+        name = "logits" if probs is None else "probs"
+        lg = C.as_array(logits if probs is None else probs, name, min_ndim=1)
+        if lg.shape[-1] < 2:
+            raise ValueError(f"{name} must have at least 2 classes on its last axis, got shape {lg.shape}")
+        if probs is not None:
+            C.probability(lg, "probs")
+        self.dtype = C.result_dtype(t, lg)
+        self.temperature = np.asarray(t, dtype=self.dtype, order="C")
+        setattr(self, name, np.asarray(lg, dtype=self.dtype, order="C"))
+        self.prob_param = name
+        self.params = ("temperature", name)
+        self._param_shapes = {"temperature": t.shape, name: lg.shape}
+        try:
+            self.batch_shape = np.broadcast_shapes(t.shape, lg.shape[:-1])
+        except ValueError as exc:
+            raise ValueError(f"parameter shapes do not broadcast: temperature {t.shape}, {name} {lg.shape}") from exc
+        self.event_shape = (lg.shape[-1],)
+        with np.errstate(divide="ignore"):
+            self.logits = (np.log(self.probs) if name == "probs" else self.logits).astype(self.dtype)
+
+    def _t(self):
+        return self.temperature[..., None]
+
+    def sample(self, n, seed=0, stream=0, out=None):
+        t = self._t()
+        out = self._sample_locscale("gumbel", n, seed, stream, out, self.logits / t,
+                                    np.broadcast_to(1.0 / t, self.shape))
+        out[...] = np.exp(log_softmax(out.astype(np.float64)))
+        return out
+
+    def _sample_locscale(self, family, n, seed, stream, out, loc, scale):
+        out = self._out(n, out)
+        seed, stream = self._seed_stream(seed, stream)
+        if out.size:
+            _backend.kernels().distributions.sample_locscale(out, self._flat(loc, self.shape), self._flat(scale, self.shape),
+                                               LocScaleFamily[family], seed, stream)
+        return out
+
+    def _parts(self, x):
+        x = self._x(x)
+        with np.errstate(divide="ignore"):
+            return x, np.log(x)
+
+    def _dlogits(self, d):
+        if self.prob_param == "logits":
+            return d
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return d / self.probs
+
+    def log_prob(self, x):
+        x, lx = self._parts(x)
+        t = self._t()
+        k = self.event_shape[0]
+        y = self.logits - t * lx
+        m = np.max(y, axis=-1, keepdims=True)
+        lse = (m + np.log(np.sum(np.exp(y - m), axis=-1, keepdims=True)))[..., 0]
+        lp = (math.lgamma(k) + (k - 1) * np.log(self.temperature)
+              + np.sum(self.logits - (t + 1) * lx, axis=-1) - k * lse)
+        return lp.astype(self.dtype)
+
+    def score(self, x):
+        x, lx = self._parts(x)
+        n = self._lead(x)
+        t = self._t()
+        k = self.event_shape[0]
+        s = np.exp(log_softmax(self.logits - t * lx))
+        d_t = (k - 1) / self.temperature - np.sum(lx, -1) + k * np.sum(s * lx, -1)
+        return {"temperature": self._reduce("temperature", d_t, n),
+                self.prob_param: self._reduce(self.prob_param, self._dlogits(1.0 - k * s), n)}
+
+    def rsample_vjp(self, x, g):
+        x, lx = self._parts(x)
+        g = self._check_g(x, g)
+        n = self._lead(x)
+        t = self._t()
+        gx = g * x
+        d_l = (gx - x * np.sum(gx, -1, keepdims=True)) / t
+        with np.errstate(invalid="ignore"):
+            xl = np.where(x > 0, x * lx, 0.0)
+            d_t = -np.sum(gx * (lx - np.sum(xl, -1, keepdims=True)), -1) / self.temperature
+        return {"temperature": self._reduce("temperature", d_t, n),
+                self.prob_param: self._reduce(self.prob_param, self._dlogits(d_l), n)}

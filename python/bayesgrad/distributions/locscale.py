@@ -1,0 +1,308 @@
+"""Location-scale families: Normal, LogNormal, Exponential, Uniform, Laplace,
+Gumbel (sampled and scored by the shared ``sample_locscale`` /
+``locscale_log_prob`` kernels, pathwise x = loc + scale * e), and StudentT
+(pathwise in loc and scale, implicit in df).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _backend
+from .. import _checks as C
+from ._base import EULER, LOG_2PI, Distribution, digamma, lbeta, lgamma, special_kernel
+
+
+class _LocScale(Distribution):
+    """Shared code of the families sampled and scored by the loc-scale kernels.
+
+    Subclasses name their ``family`` and map their parameters to the kernel's
+    (loc, scale) in ``_kernel_params``; ``_kernel_grads`` maps the kernel's
+    d/dloc, d/dscale back to their own parameters.
+    """
+
+    family = ""
+    reparam = "pathwise"
+
+    def _kernel_params(self):
+        return self.loc, self.scale
+
+    def _kernel_grads(self, x, d_loc, d_scale):
+        return {"loc": d_loc, "scale": d_scale}
+
+    def sample(self, n, seed=0, stream=0, out=None):
+        """``(n, *batch_shape)`` draws; ``out`` (optional) is filled in place."""
+        return self._sample_locscale(self.family, n, seed, stream, out, *self._kernel_params())
+
+    def log_prob(self, x):
+        x = self._x(x)
+        return self._locscale_log_prob(self.family, x, *self._kernel_params())[0]
+
+    def score(self, x):
+        x = self._x(x)
+        n = self._lead(x)
+        _, dl, ds = self._locscale_log_prob(self.family, x, *self._kernel_params())
+        return {k: self._reduce(k, v, n) for k, v in self._kernel_grads(x, dl, ds).items()}
+
+    def rsample_vjp(self, x, g):
+        # x = loc + scale * e: dx/dloc = 1, dx/dscale = e = (x - loc) / scale.
+        x = self._x(x)
+        g = self._check_g(x, g)
+        n = self._lead(x)
+        return {"loc": self._reduce("loc", g, n),
+                "scale": self._reduce("scale", g * (x - self.loc) / self.scale, n)}
+
+
+class Normal(_LocScale):
+    """Normal(loc, scale), scale > 0. Pathwise: x = loc + scale * z."""
+
+    params = ("loc", "scale")
+    family = "normal"
+
+    def __init__(self, loc, scale):
+        super().__init__(loc=loc, scale=scale)
+        C.positive(self.scale, "scale")
+
+    @property
+    def mean(self):
+        return self._batch(self.loc)
+
+    @property
+    def variance(self):
+        return self._batch(self.scale ** 2)
+
+    def entropy(self):
+        return self._batch(0.5 * (LOG_2PI + 1.0) + np.log(self.scale))
+
+
+class LogNormal(_LocScale):
+    """LogNormal(loc, scale): log x ~ Normal(loc, scale). Pathwise: x = exp(loc + scale z)."""
+
+    params = ("loc", "scale")
+    family = "lognormal"
+
+    def __init__(self, loc, scale):
+        super().__init__(loc=loc, scale=scale)
+        C.positive(self.scale, "scale")
+
+    @property
+    def mean(self):
+        return self._batch(np.exp(self.loc + 0.5 * self.scale ** 2))
+
+    @property
+    def variance(self):
+        s2 = self.scale ** 2
+        return self._batch(np.expm1(s2) * np.exp(2 * self.loc + s2))
+
+    def entropy(self):
+        return self._batch(self.loc + 0.5 + np.log(self.scale) + 0.5 * LOG_2PI)
+
+    def rsample_vjp(self, x, g):
+        x = self._x(x)
+        g = self._check_g(x, g)
+        n = self._lead(x)
+        gx = g * x
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = (np.log(x) - self.loc) / self.scale
+        return {"loc": self._reduce("loc", gx, n), "scale": self._reduce("scale", gx * z, n)}
+
+
+class Exponential(_LocScale):
+    """Exponential(rate), rate > 0. Pathwise: x = -log(u) / rate."""
+
+    params = ("rate",)
+    family = "exponential"
+
+    def __init__(self, rate):
+        super().__init__(rate=rate)
+        C.positive(self.rate, "rate")
+
+    def _kernel_params(self):
+        return np.zeros((), self.dtype), 1.0 / self.rate
+
+    def _kernel_grads(self, x, d_loc, d_scale):
+        # scale = 1 / rate: d/drate = d/dscale * (-1 / rate^2)
+        return {"rate": d_scale * (-1.0 / self.rate ** 2)}
+
+    @property
+    def mean(self):
+        return self._batch(1.0 / self.rate)
+
+    @property
+    def variance(self):
+        return self._batch(1.0 / self.rate ** 2)
+
+    def entropy(self):
+        return self._batch(1.0 - np.log(self.rate))
+
+    def rsample_vjp(self, x, g):
+        x = self._x(x)
+        g = self._check_g(x, g)
+        return {"rate": self._reduce("rate", -g * x / self.rate, self._lead(x))}
+
+
+class Uniform(_LocScale):
+    """Uniform(low, high), low < high. Pathwise: x = low + (high - low) u."""
+
+    params = ("low", "high")
+    family = "uniform"
+
+    def __init__(self, low, high):
+        super().__init__(low=low, high=high)
+        if np.any(self.high <= self.low):
+            raise ValueError("high must be greater than low")
+
+    def _kernel_params(self):
+        return self.low, self.high - self.low
+
+    def _kernel_grads(self, x, d_loc, d_scale):
+        # loc = low, scale = high - low
+        return {"low": d_loc - d_scale, "high": d_scale}
+
+    @property
+    def mean(self):
+        return self._batch(0.5 * (self.low + self.high))
+
+    @property
+    def variance(self):
+        return self._batch((self.high - self.low) ** 2 / 12.0)
+
+    def entropy(self):
+        return self._batch(np.log(self.high - self.low))
+
+    def rsample_vjp(self, x, g):
+        x = self._x(x)
+        g = self._check_g(x, g)
+        n = self._lead(x)
+        w = self.high - self.low
+        return {"low": self._reduce("low", g * (self.high - x) / w, n),
+                "high": self._reduce("high", g * (x - self.low) / w, n)}
+
+
+class Laplace(_LocScale):
+    """Laplace(loc, scale). Pathwise: x = loc + scale * e, e standard Laplace."""
+
+    params = ("loc", "scale")
+    family = "laplace"
+
+    def __init__(self, loc, scale):
+        super().__init__(loc=loc, scale=scale)
+        C.positive(self.scale, "scale")
+
+    @property
+    def mean(self):
+        return self._batch(self.loc)
+
+    @property
+    def variance(self):
+        return self._batch(2.0 * self.scale ** 2)
+
+    def entropy(self):
+        return self._batch(1.0 + np.log(2.0 * self.scale))
+
+
+class Gumbel(_LocScale):
+    """Gumbel(loc, scale) (maxima). Pathwise: x = loc - scale * log(-log u)."""
+
+    params = ("loc", "scale")
+    family = "gumbel"
+
+    def __init__(self, loc, scale):
+        super().__init__(loc=loc, scale=scale)
+        C.positive(self.scale, "scale")
+
+    @property
+    def mean(self):
+        return self._batch(self.loc + EULER * self.scale)
+
+    @property
+    def variance(self):
+        return self._batch(math.pi ** 2 / 6.0 * self.scale ** 2)
+
+    def entropy(self):
+        return self._batch(np.log(self.scale) + EULER + 1.0)
+
+
+class StudentT(Distribution):
+    """StudentT(df, loc=0, scale=1).
+
+    Sampled as loc + scale * z * sqrt(df / (2 G)) with z the normal of element
+    i of ``stream`` and G ~ Gamma(df / 2) from element i's sub-stream.
+    ``rsample_vjp``: pathwise in loc and scale, implicit in df
+    (``-(dF/d df) / p``, native incomplete-beta derivatives).
+    """
+
+    params = ("df", "loc", "scale")
+    reparam = "pathwise"
+
+    def __init__(self, df, loc=0.0, scale=1.0):
+        loc = np.asarray(loc, dtype=np.asarray(df).dtype) if np.isscalar(loc) else loc
+        scale = np.asarray(scale, dtype=np.asarray(df).dtype) if np.isscalar(scale) else scale
+        super().__init__(df=df, loc=loc, scale=scale)
+        C.positive(self.df, "df")
+        C.positive(self.scale, "scale")
+
+    def sample(self, n, seed=0, stream=0, out=None):
+        out = self._out(n, out)
+        seed, stream = self._seed_stream(seed, stream)
+        if out.size == 0:
+            return out
+        k = _backend.kernels()
+        g = np.empty(out.shape, dtype=np.float64)
+        k.distributions.sample_gamma(g, self._flat(0.5 * self.df).astype(np.float64), np.ones(g[0].size), seed, stream)
+        z = np.empty(out.shape, dtype=np.float64)
+        k.random.fill_normal(z, seed, stream, 0)
+        t = z * np.sqrt(0.5 * self.df.astype(np.float64) / g)
+        out[...] = self.loc + self.scale * t
+        return out
+
+    def _z(self, x):
+        return (x - self.loc) / self.scale
+
+    def log_prob(self, x):
+        x = self._x(x)
+        df = self.df.astype(np.float64)
+        z = self._z(x)
+        c = lgamma(0.5 * (df + 1)) - lgamma(0.5 * df) - 0.5 * np.log(df * math.pi) - np.log(self.scale)
+        return (c - 0.5 * (df + 1) * np.log1p(z * z / df)).astype(self.dtype)
+
+    def score(self, x):
+        x = self._x(x)
+        n = self._lead(x)
+        df = self.df
+        z = self._z(x)
+        z2 = z * z
+        q = df + z2
+        d_df = 0.5 * (digamma(0.5 * (df + 1)) - digamma(0.5 * df) - 1.0 / df - np.log1p(z2 / df)
+                      + (df + 1) * z2 / (df * q))
+        return {"df": self._reduce("df", d_df, n),
+                "loc": self._reduce("loc", (df + 1) * z / (self.scale * q), n),
+                "scale": self._reduce("scale", ((df + 1) * z2 / q - 1.0) / self.scale, n)}
+
+    @property
+    def mean(self):
+        return self._batch(np.where(self.df > 1, self.loc, np.nan))
+
+    @property
+    def variance(self):
+        df = self.df
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = np.where(df > 2, self.scale ** 2 * df / (df - 2), np.where(df > 1, np.inf, np.nan))
+        return self._batch(v)
+
+    def entropy(self):
+        df = self.df.astype(np.float64)
+        h = (0.5 * (df + 1) * (digamma(0.5 * (df + 1)) - digamma(0.5 * df)) + 0.5 * np.log(df)
+             + lbeta(0.5 * df, 0.5) + np.log(self.scale))
+        return self._batch(h)
+
+    def rsample_vjp(self, x, g):
+        x = self._x(x)
+        g = self._check_g(x, g)
+        n = self._lead(x)
+        t = self._z(x)
+        dt = special_kernel("studentt_dt_ddf", self.df, t)
+        return {"df": self._reduce("df", g * self.scale * dt, n),
+                "loc": self._reduce("loc", g, n),
+                "scale": self._reduce("scale", g * t, n)}

@@ -1,0 +1,141 @@
+"""The ``Estimate`` result and the checks and accumulation helpers every
+estimator module shares.
+
+Internal to ``bayesgrad.estimators`` (``Estimate`` is re-exported by the
+package). The helpers carry non-underscore names because the estimator
+modules, the diagnostics and ``bayesgrad.stochastic_opt`` all import them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _backend
+from .. import _checks as C
+from .. import random as _random
+from ..distributions import Distribution
+
+
+class Estimate:
+    """A Monte Carlo gradient estimate.
+
+    Attributes
+    ----------
+    estimator : str
+    value : float
+        Mean of f over the samples (``nan`` where the estimator does not evaluate f at q's samples).
+    value_stderr : float
+    grad : dict {param: ndarray of the parameter's shape}
+    stderr : dict {param: ndarray}
+        Standard error of ``grad`` (so ``stderr**2 * n_samples`` is the single-sample variance).
+    n_samples : int
+    n_evaluations : int
+        Points at which f was evaluated (including independent baseline/coefficient samples).
+    per_sample : dict {param: (n_samples, *param.shape)} or None
+    seed : int
+    info : dict
+        Estimator-specific extras (control-variate coefficient, temperature, ...).
+    """
+
+    def __init__(self, estimator, value, value_stderr, grad, stderr, n_samples, n_evaluations, seed,
+                 per_sample=None, info=None):
+        self.estimator = estimator
+        self.value = float(value)
+        self.value_stderr = float(value_stderr)
+        self.grad = grad
+        self.stderr = stderr
+        self.n_samples = int(n_samples)
+        self.n_evaluations = int(n_evaluations)
+        self.seed = seed
+        self.per_sample = per_sample
+        self.info = info or {}
+
+    @property
+    def variance(self):
+        """Single-sample variance of each gradient coordinate: ``stderr**2 * n_samples``."""
+        return {k: np.asarray(s, dtype=np.float64) ** 2 * self.n_samples for k, s in self.stderr.items()}
+
+    def __repr__(self):
+        parts = ", ".join(f"{k}={np.array2string(np.asarray(v), precision=4, threshold=6)}"
+                          f"±{np.array2string(np.asarray(self.stderr[k]), precision=2, threshold=6)}"
+                          for k, v in self.grad.items())
+        return f"Estimate({self.estimator}, n={self.n_samples}, value={self.value:.6g}, grad: {parts})"
+
+
+def setup(f, dist, n_samples, seed, stream, minimum=1):
+    if not callable(f):
+        raise TypeError(f"f must be callable, got {type(f).__name__}")
+    if not isinstance(dist, Distribution):
+        raise TypeError(f"dist must be a bayesgrad distribution, got {type(dist).__name__}")
+    n = C.integer(n_samples, "n_samples", minimum)
+    return n, _random.resolve_seed(seed), _random._stream(stream)
+
+
+def eval_f(f, x, dtype, name="f"):
+    """f(x) checked to be a finite (m,) array."""
+    m = x.shape[0]
+    y = f(x)
+    try:
+        y = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must return a real array") from exc
+    if y.shape != (m,):
+        raise ValueError(f"{name} must map (m, ...) inputs to shape (m,) (m = {m}), got shape {y.shape}")
+    if not np.isfinite(y).all():
+        raise ValueError(f"{name} returned NaN or inf")
+    return np.ascontiguousarray(y, dtype=dtype)
+
+
+def eval_like(fn, x, dtype, name):
+    """fn(x) checked to be a finite array shaped like x."""
+    y = fn(x)
+    try:
+        y = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must return a real array") from exc
+    if y.shape != x.shape:
+        raise ValueError(f"{name} must return the shape of its input {x.shape}, got {y.shape}")
+    if not np.isfinite(y).all():
+        raise ValueError(f"{name} returned NaN or inf")
+    return np.ascontiguousarray(y, dtype=dtype)
+
+
+def outputs(p, dtype):
+    return np.empty(p, dtype=dtype), np.empty(p, dtype=dtype)
+
+
+def mean_var(terms):
+    """Column mean and ddof=1 variance of terms (n, p) through the active kernels."""
+    t = np.ascontiguousarray(terms)
+    mean, var = outputs(t.shape[1], t.dtype)
+    _backend.kernels().estimators.column_mean_var(t, mean, var)
+    return mean, var
+
+
+def mean_stderr(fx):
+    mean, var = mean_var(fx.reshape(-1, 1))
+    n = fx.shape[0]
+    return float(mean[0]), float(np.sqrt(var[0] / n)) if n > 1 else float("nan")
+
+
+def collect(dist, name, mean, var, n, terms, grad, stderr, per):
+    shape = dist._param_shapes[name]
+    grad[name] = mean.reshape(shape)
+    stderr[name] = np.sqrt(np.maximum(var, 0) / n).astype(mean.dtype).reshape(shape)
+    if per is not None:
+        per[name] = terms.reshape((n,) + tuple(shape))
+
+
+def grads_from_terms(dist, terms, n, per_sample):
+    """Estimate dict from per-sample terms {param: (n, *param.shape)}."""
+    grad, stderr = {}, {}
+    per = {} if per_sample else None
+    for name, t in terms.items():
+        t2 = np.ascontiguousarray(t, dtype=dist.dtype).reshape(n, -1)
+        mean, var = mean_var(t2)
+        collect(dist, name, mean, var, n, t2, grad, stderr, per)
+    return grad, stderr, per
+
+
+def sigmoid(a):
+    """The logistic function in its tanh form, finite for any a (the discrete estimators and minimize's softplus)."""
+    return 0.5 * (1.0 + np.tanh(0.5 * a))

@@ -1,0 +1,273 @@
+"""The estimators for any distribution with samples and a score or a
+reparameterisation: ``expectation``, ``pathwise``, ``score_function`` (with
+baselines and the delta control variate) and ``measure_valued`` (Normal).
+Call shape: see ``bayesgrad.estimators``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _backend
+from .. import _checks as C
+from .. import random as _random
+from ..control_variates import DeltaControlVariate, MovingAverageBaseline, optimal_coefficient
+from ..distributions import Distribution, Normal
+from ..distributions._base import sum_to_shape
+from ._base import Estimate, collect, eval_f, eval_like, grads_from_terms, mean_stderr, outputs, setup
+
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_MV_CHUNK = 1 << 22  # elements per batch of measure-valued evaluation points
+
+
+def _elementwise(dist):
+    """Parameters not broadcast: each has the full batch shape (fused kernels apply)."""
+    return all(tuple(s) == tuple(dist.batch_shape) for s in dist._param_shapes.values())
+
+
+def _flat(a, n):
+    return np.ascontiguousarray(a).reshape(n, -1)
+
+
+def _reflect(dist, x):
+    """The antithetic partner of x for symmetric families, else None."""
+    name = type(dist).__name__
+    if name in ("Normal", "Laplace", "StudentT", "Cauchy", "Logistic", "MultivariateNormal") and hasattr(dist, "loc"):
+        loc = dist.loc if name != "MultivariateNormal" else dist.loc
+        return (2.0 * loc - x).astype(dist.dtype)
+    if name == "Uniform" and hasattr(dist, "low") and hasattr(dist, "high"):
+        return (dist.low + dist.high - x).astype(dist.dtype)
+    return None
+
+
+def expectation(f, dist, n_samples, seed=0, stream=0, antithetic=None):
+    """Monte Carlo estimate of E_q[f(x)] with its standard error.
+
+    Parameters
+    ----------
+    f : callable ``(m, *batch, *event) -> (m,)``
+    dist : Distribution
+    n_samples : int >= 1
+        Evaluations of f. With antithetic sampling, ``ceil(n/2)`` draws x and
+        their reflections through the centre of q are averaged in pairs.
+    seed, stream : the Philox stream (the same seed gives common random numbers).
+    antithetic : bool or None
+        None: on for symmetric families (Normal, Laplace, StudentT, Uniform, ...).
+
+    Returns
+    -------
+    (mean, stderr) : floats
+    """
+    n, seed, stream = setup(f, dist, n_samples, seed, stream)
+    symmetric = _reflect(dist, dist.sample(0, seed=seed, stream=stream)) is not None
+    if antithetic is None:
+        antithetic = symmetric
+    elif antithetic and not symmetric:
+        raise ValueError(f"antithetic=True needs a symmetric family, got {type(dist).__name__}")
+    if not antithetic:
+        return mean_stderr(eval_f(f, dist.sample(n, seed=seed, stream=stream), dist.dtype))
+    m = (n + 1) // 2
+    x = dist.sample(m, seed=seed, stream=stream)
+    pair = 0.5 * (eval_f(f, x, np.float64) + eval_f(f, _reflect(dist, x), np.float64))
+    return mean_stderr(pair)
+
+
+def pathwise(f, dist, n_samples, seed=0, stream=0, *, grad_f=None, per_sample=False):
+    """Pathwise (reparameterisation) gradient: E[grad_f(x) . dx/dtheta].
+
+    Works for every distribution with ``rsample_vjp`` (location-scale families
+    explicitly; Gamma, Beta, Dirichlet by implicit reparameterisation). For an
+    unbroadcast Normal the chain rule is fused into one native accumulation.
+
+    Parameters
+    ----------
+    f : callable ``(m, *batch) -> (m,)``; only used for ``value``.
+    dist : Distribution with ``reparam`` not None
+    n_samples : int >= 1
+    grad_f : callable ``(m, *batch) -> (m, *batch)`` (required)
+    per_sample : bool
+        Keep the per-sample gradients in ``est.per_sample``.
+    """
+    n, seed, stream = setup(f, dist, n_samples, seed, stream)
+    if getattr(dist, "reparam", None) is None:
+        raise TypeError(f"{type(dist).__name__} has no reparameterisation gradient; "
+                        "use score_function (or a discrete estimator)")
+    if grad_f is None or not callable(grad_f):
+        raise TypeError("pathwise needs grad_f, the gradient of f: (m, *batch) -> (m, *batch)")
+    x = dist.sample(n, seed=seed, stream=stream)
+    fx = eval_f(f, x, dist.dtype)
+    g = eval_like(grad_f, x, dist.dtype, "grad_f")
+    if isinstance(dist, Normal) and _elementwise(dist):
+        # x = loc + scale * eps: dx/dloc = 1, dx/dscale = eps.
+        eps = _flat((x - dist.loc) / dist.scale, n)
+        g2 = _flat(g, n)
+        grad, stderr = {}, {}
+        per = {} if per_sample else None
+        for name, jac in (("loc", None), ("scale", eps)):
+            mean, var = outputs(g2.shape[1], dist.dtype)
+            terms = np.empty_like(g2) if per_sample else None
+            _backend.kernels().estimators.pathwise_accumulate(g2, jac, mean, var, terms)
+            collect(dist, name, mean, var, n, terms, grad, stderr, per)
+    else:
+        grad, stderr, per = grads_from_terms(dist, dist.rsample_vjp(x, g), n, per_sample)
+    value, value_se = mean_stderr(fx)
+    return Estimate("pathwise", value, value_se, grad, stderr, n, n, seed, per,
+                    {"reparam": dist.reparam})
+
+
+_BASELINES = ("none", "mean", "loo")
+
+
+def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, control_variate=None,
+                   grad_f=None, hess_f=None, n_control=None, per_sample=False):
+    """Score-function (REINFORCE) gradient: E[(f(x) - b) d log q(x) / dtheta].
+
+    Parameters
+    ----------
+    f : callable ``(m, *batch) -> (m,)``
+    dist : Distribution with ``score``
+    n_samples : int >= 1 (>= 2 for ``baseline="loo"``)
+    baseline : None | "mean" | "loo" | MovingAverageBaseline
+        "mean": mean of f on ``n_control`` independent samples (stream
+        ``fold_in(stream, "baseline")``); "loo": for sample i the mean of the
+        other n - 1 (unbiased; the standard error treats the terms as
+        independent, which they are to O(1/n)); a MovingAverageBaseline uses
+        its value from before this call and is then updated.
+    control_variate : None | "delta"
+        Second-order Taylor expansion of f at the mean (Normal only; needs
+        ``grad_f`` and ``hess_f``), coefficient per coordinate estimated on
+        ``n_control`` independent samples (stream ``fold_in(stream, "control_variate")``).
+    n_control : int, default n_samples
+    per_sample : bool
+    """
+    n, seed, stream = setup(f, dist, n_samples, seed, stream)
+    if isinstance(baseline, MovingAverageBaseline):
+        mode = "moving"
+    elif baseline is None:
+        mode = "none"
+    else:
+        mode = C.option(baseline, "baseline", _BASELINES)
+    if control_variate is not None:
+        C.option(control_variate, "control_variate", ("delta",))
+        if mode != "none":
+            raise ValueError("use either a baseline or control_variate='delta', not both")
+    if mode == "loo" and n < 2:
+        raise ValueError("baseline='loo' needs n_samples >= 2")
+    n_ctl = n if n_control is None else C.integer(n_control, "n_control", 2)
+    cv = DeltaControlVariate(f, grad_f, hess_f, dist) if control_variate else None
+    if type(dist).score is Distribution.score:
+        raise TypeError(f"{type(dist).__name__} has no score function")
+
+    x = dist.sample(n, seed=seed, stream=stream)
+    fx = eval_f(f, x, dist.dtype)
+    scores = dist.score(x)
+    n_eval = n
+    b = None
+    info = {"baseline": mode if mode != "moving" else repr(baseline)}
+    if mode == "mean":
+        xb = dist.sample(n_ctl, seed=seed, stream=_random.fold_in(stream, "baseline"))
+        b = np.full(n, eval_f(f, xb, np.float64).mean(), dtype=dist.dtype)
+        n_eval += n_ctl
+        info["baseline_value"] = float(b[0])
+    elif mode == "moving":
+        b = np.full(n, baseline.value, dtype=dist.dtype)
+        info["baseline_value"] = baseline.value
+
+    if cv is None:
+        grad, stderr = {}, {}
+        per = {} if per_sample else None
+        k = _backend.kernels()
+        for name in dist.params:
+            s2 = _flat(np.asarray(scores[name], dtype=dist.dtype), n)
+            mean, var = outputs(s2.shape[1], dist.dtype)
+            terms = np.empty_like(s2) if per_sample else None
+            k.estimators.score_accumulate(s2, fx, b, mode == "loo", mean, var, terms)
+            collect(dist, name, mean, var, n, terms, grad, stderr, per)
+    else:
+        # beta from independent samples, so that it does not correlate with x.
+        xc = dist.sample(n_ctl, seed=seed, stream=_random.fold_in(stream, "control_variate"))
+        fc = eval_f(f, xc, np.float64)
+        sc = dist.score(xc)
+        hc = cv.values(xc)
+        h = cv.values(x)
+        eg = cv.expectation_grad()
+        terms = {}
+        beta = {}
+        for name in dist.params:
+            s_c = np.asarray(sc[name], dtype=np.float64).reshape(n_ctl, -1)
+            bt = optimal_coefficient(s_c * fc[:, None], s_c * hc[:, None])
+            s = np.asarray(scores[name], dtype=np.float64).reshape(n, -1)
+            terms[name] = s * fx[:, None].astype(np.float64) - bt * (s * h[:, None]) + bt * eg[name].reshape(-1)
+            beta[name] = bt.reshape(dist._param_shapes[name])
+        grad, stderr, per = grads_from_terms(dist, terms, n, per_sample)
+        n_eval += n_ctl
+        info.update(control_variate="delta", beta=beta)
+    if mode == "moving":
+        baseline.update(float(fx.mean()))
+    value, value_se = mean_stderr(fx)
+    return Estimate("score_function", value, value_se, grad, stderr, n, n_eval, seed, per, info)
+
+
+# ---------------------------------------------------------------- measure-valued
+def measure_valued(f, dist, n_samples, seed=0, stream=0, *, coupling=True, per_sample=False):
+    """Measure-valued gradient for a (mean-field) Normal.
+
+    For coordinate d, with the other coordinates at the sample x:
+
+    * loc: ``(f(x with x_d = mu + sigma W) - f(x with x_d = mu - sigma W')) / (sigma sqrt(2 pi))``,
+      W, W' ~ Rayleigh(1); coupled: W' = W.
+    * scale: ``(f(x with x_d = mu + sigma M) - f(x with x_d = mu + sigma Z)) / sigma``,
+      M ~ double-sided Maxwell, Z ~ N(0, 1); coupled: Z = M U with U ~ Uniform(0, 1).
+
+    That is 2 D evaluations of f per sample for each parameter group (4 D in
+    all, plus n for ``value``). Draws use streams ``fold_in(stream, tag)``.
+    """
+    n, seed, stream = setup(f, dist, n_samples, seed, stream)
+    if not isinstance(dist, Normal):
+        raise TypeError(f"measure_valued is implemented for Normal, got {type(dist).__name__}")
+    if not isinstance(coupling, (bool, np.bool_)):
+        raise TypeError("coupling must be True or False")
+    dt = dist.dtype
+    shape = tuple(dist.batch_shape)
+    D = int(np.prod(shape, dtype=np.int64))
+    x = dist.sample(n, seed=seed, stream=stream)
+    fx = eval_f(f, x, dt)
+    mu = np.broadcast_to(dist.loc, shape).reshape(-1).astype(np.float64)
+    sig = np.broadcast_to(dist.scale, shape).reshape(-1).astype(np.float64)
+
+    def unif(tag, extra=()):
+        return _random.uniform(extra + (n, D), seed=seed, stream=_random.fold_in(stream, tag))
+
+    w = np.sqrt(-2.0 * np.log(unif("mvd_rayleigh")))
+    w2 = w if coupling else np.sqrt(-2.0 * np.log(unif("mvd_rayleigh_2")))
+    z3 = _random.normal((3, n, D), seed=seed, stream=_random.fold_in(stream, "mvd_maxwell"))
+    # |(z1, z2, z3)| ~ Maxwell; the sign of z1 is independent of the radius.
+    mx = np.copysign(np.sqrt((z3 * z3).sum(axis=0)), z3[0])
+    if coupling:
+        zn = mx * unif("coupling")
+    else:
+        zn = _random.normal((n, D), seed=seed, stream=_random.fold_in(stream, "mvd_normal"))
+    pts = {"loc": (mu + sig * w, mu - sig * w2), "scale": (mu + sig * mx, mu + sig * zn)}
+    weight = {"loc": _INV_SQRT_2PI / sig, "scale": 1.0 / sig}
+    xf = x.reshape(n, D)
+    rows = max(1, _MV_CHUNK // max(1, 2 * D * D))
+    terms = {}
+    for name in ("loc", "scale"):
+        plus, minus = pts[name]
+        diff = np.empty((n, D))
+        for i0 in range(0, n, rows):
+            i1 = min(n, i0 + rows)
+            m = i1 - i0
+            X = np.repeat(xf[i0:i1, None, :], 2 * D, axis=1)  # (m, 2D, D)
+            idx = np.arange(D)
+            X[:, idx, idx] = plus[i0:i1]
+            X[:, D + idx, idx] = minus[i0:i1]
+            fv = eval_f(f, X.reshape((m * 2 * D,) + shape).astype(dt), np.float64).reshape(m, 2 * D)
+            diff[i0:i1] = fv[:, :D] - fv[:, D:]
+        per_coord = (diff * weight[name]).reshape((n,) + shape)
+        terms[name] = sum_to_shape(per_coord, 1, dist._param_shapes[name])
+    grad, stderr, per = grads_from_terms(dist, terms, n, per_sample)
+    value, value_se = mean_stderr(fx)
+    return Estimate("measure_valued", value, value_se, grad, stderr, n, n * (1 + 4 * D), seed, per,
+                    {"coupling": bool(coupling)})
