@@ -79,7 +79,7 @@ def test_datasets_deterministic_and_bad_input():
 
 @pytest.mark.single_backend
 def test_datasets_same_on_every_backend():
-    from conftest import BACKENDS
+    from helpers import BACKENDS
 
     ref = None
     for name in BACKENDS:

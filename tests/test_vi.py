@@ -10,7 +10,7 @@ import bayesgrad as bg
 from bayesgrad import _backend, _training
 from bayesgrad.nn import LIKELIHOODS, MLP
 from bayesgrad.vi import ESTIMATORS, MFVI, PRIORS
-from conftest import simd_and_scalar
+from helpers import simd_and_scalar
 
 PP = np.array([0.8, 0.4, 1.0, 0.05])  # prior sigma; mixture pi, s1, s2
 
