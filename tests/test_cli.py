@@ -9,6 +9,7 @@ import pytest
 
 import bayesgrad as bg
 from bayesgrad import cli, datasets, plotting, _quickbench
+from bayesgrad._models import DEFAULTS
 from bayesgrad._table import DataError, read_csv
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -224,6 +225,14 @@ def test_cli_usage_errors(capsys):
         cli.main(["fit", "x.csv", "--target", "y", "--val-fraction", "1.5"])
     assert cli.main([]) == 2
     capsys.readouterr()
+
+
+def test_fit_defaults_are_the_front_ends_defaults():
+    args = cli.build_parser().parse_args(["fit", "x.csv", "--target", "y"])
+    given = dict(method=args.method, hidden_layer_sizes=args.hidden, epochs=args.epochs, lr=args.lr,
+                 batch_size=args.batch_size, n_samples=args.samples)
+    assert given == {k: DEFAULTS[k] for k in given}
+    assert cli.build_parser().parse_args(["bench"]).repeats == _quickbench.REPEATS
 
 
 # -- fit, end to end -------------------------------------------------------------

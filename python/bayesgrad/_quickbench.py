@@ -140,7 +140,11 @@ def case_laplace_diag():
 CASES = [case_normal_f32, case_normal_f64, case_decompose, case_pathwise, case_mfvi_epoch, case_laplace_diag]
 
 
-def run(repeats=5, cases=None, out=print):
+#: Timed repeats per case of ``bayesgrad bench`` (and of :func:`run`).
+REPEATS = 5
+
+
+def run(repeats=REPEATS, cases=None, out=print):
     """Time every case and print the ratio table; returns a list of result dicts."""
     from . import backend_info
 

@@ -23,6 +23,9 @@ import time
 
 import numpy as np
 
+from . import _quickbench
+from ._models import DEFAULTS, METHODS, TASKS
+
 
 def _demo_gradients(args):
     import bayesgrad as bg
@@ -362,8 +365,6 @@ def cmd_fit(args):
 # ---------------------------------------------------------------------------
 
 def cmd_bench(args):
-    from . import _quickbench
-
     _quickbench.run(repeats=args.repeats)
     return 0
 
@@ -391,14 +392,14 @@ def build_parser():
     f.add_argument("data", metavar="DATA.csv", help="training data with a header row")
     f.add_argument("--target", required=True, metavar="COL", help="name of the target column")
     f.add_argument("--features", metavar="A,B,...", help="feature columns (default: all others)")
-    f.add_argument("--task", choices=("auto", "regression", "classification"), default="auto")
-    f.add_argument("--method", choices=("mfvi", "mc_dropout", "laplace"), default="mfvi")
-    f.add_argument("--hidden", type=_hidden_arg, default=(50,), metavar="W1,W2,...",
-                   help="hidden layer widths (default 50)")
-    f.add_argument("--epochs", type=int, default=200)
-    f.add_argument("--lr", type=float, default=1e-2)
-    f.add_argument("--batch-size", type=int, default=32)
-    f.add_argument("--samples", type=int, default=100, help="MC samples per prediction")
+    f.add_argument("--task", choices=("auto", *TASKS), default="auto")
+    f.add_argument("--method", choices=METHODS, default=DEFAULTS["method"])
+    f.add_argument("--hidden", type=_hidden_arg, default=DEFAULTS["hidden_layer_sizes"], metavar="W1,W2,...",
+                   help=f"hidden layer widths (default {','.join(map(str, DEFAULTS['hidden_layer_sizes']))})")
+    f.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
+    f.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    f.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    f.add_argument("--samples", type=int, default=DEFAULTS["n_samples"], help="MC samples per prediction")
     f.add_argument("--val-fraction", type=_fraction_arg, default=0.2,
                    help="share of rows held out for validation (default 0.2; 0 for none)")
     f.add_argument("--seed", type=int, default=0)
@@ -408,7 +409,8 @@ def build_parser():
     f.set_defaults(func=cmd_fit)
 
     b = sub.add_parser("bench", help="quick timings of the native core against NumPy, as ratios")
-    b.add_argument("--repeats", type=int, default=5, help="timed repeats per case (median reported)")
+    b.add_argument("--repeats", type=int, default=_quickbench.REPEATS,
+                   help=f"timed repeats per case, median reported (default {_quickbench.REPEATS})")
     b.set_defaults(func=cmd_bench)
 
     i = sub.add_parser("info", help="show the active backend and build")
