@@ -22,7 +22,7 @@ Times are medians over repeats; the sgemm rate is measured in the same run
 (NumPy's OpenBLAS: a square 2048³ product and the net's dominant shape), FLOPs
 are counted by hand (see ``flops``) and the efficiency is FLOPs / time / rate.
 Agreement: max |a − b| / max |b| of the curvature against the native result.
-The machine is shared: ``uptime`` load averages are recorded before and after.
+The machine is shared: the load averages are recorded before and after.
 
 BackPACK and laplace-torch are benchmark references only, never dependencies:
     pip install torch==2.13.0
@@ -42,7 +42,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import types
 
 import numpy as np
@@ -97,13 +96,20 @@ def data(N, Nt):
     return mlp, theta, X, y, Xt
 
 
-def timed(fn, reps):
-    ts, out = [], None
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        out = fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts)), [float(t) for t in ts], out
+def timed(fn, reps, warmup=0):
+    """(median seconds, every repeat's seconds, the last result) of ``fn()``.
+
+    No warm-up by default: the fits are the expensive calls being measured, and
+    running one only to discard it would double the run."""
+    from bayesgrad._quickbench import median_time
+
+    ts, out = [], [None]
+
+    def call():
+        out[0] = fn()
+
+    t = median_time(call, reps, warmup=warmup, times=ts)
+    return t, ts, out[0]
 
 
 def worker_bayesgrad(job):
@@ -259,8 +265,7 @@ def worker_sgemm(job):
     for name, (m, k, n) in {"square_2048": (2048, 2048, 2048), "net_5120x400x400": (5120, 400, 400)}.items():
         A = rng.normal(size=(m, k)).astype(np.float32)
         B = rng.normal(size=(k, n)).astype(np.float32)
-        A @ B
-        t, _, _ = timed(lambda: A @ B, 7)
+        t, _, _ = timed(lambda: A @ B, 7, warmup=1)
         out[name] = 2.0 * m * k * n / t
     return out
 
@@ -305,13 +310,6 @@ def rel_diff(a, b):
     return worst
 
 
-def uptime():
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return ""
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="N = 2000, 2 repeats")
@@ -330,12 +328,13 @@ def main():
     N, Nt, reps = (2000, 500, 2) if args.quick else (10000, 2000, 3)
     sys.path.insert(0, os.path.join(HERE, "..", "python"))
     import bayesgrad as bg
+    from bayesgrad._quickbench import load_average
 
     have_torch = importlib.util.find_spec("torch") is not None
     torch_ok = have_torch and all(os.path.isdir(os.path.join(args.torch_path, m)) or importlib.util.find_spec(m)
                                   for m in ("backpack", "laplace"))
     results = {"N": N, "N_test": Nt, "sizes": SIZES, "dtype": "float32", "repeats": reps, "quick": args.quick,
-               "threads": args.threads, "cpu_count": os.cpu_count(), "uptime_before": uptime(),
+               "threads": args.threads, "cpu_count": os.cpu_count(), "load_average_before": load_average(),
                "flops_per_point": {c: flops(c) for c in ("diag", "kron", "full_last_layer")}, "cases": []}
     with tempfile.TemporaryDirectory() as tmp:
         sg, _ = run_worker({"tool": "sgemm", "case": "rate", "N": N, "N_test": Nt, "reps": reps,
@@ -390,12 +389,12 @@ def main():
                     row["native_gflops"] = achieved / 1e9
                     row["fraction_of_sgemm_rate"] = achieved / rate
             results["cases"].append(row)
-    results["uptime_after"] = uptime()
+    results["load_average_after"] = load_average()
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     name = "curvature.json" if not args.quick else "curvature_quick.json"
     with open(os.path.join(HERE, "results", name), "w") as fh:
         json.dump(results, fh, indent=1)
-    print(json.dumps({k: results[k] for k in ("uptime_before", "uptime_after")}))
+    print(json.dumps({k: results[k] for k in ("load_average_before", "load_average_after")}))
 
 
 if __name__ == "__main__":

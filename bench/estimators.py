@@ -21,7 +21,7 @@ import numpy as np
 
 import bayesgrad as bg
 from bayesgrad import _backend
-from bayesgrad._quickbench import median_time
+from bayesgrad._quickbench import load_average, median_time
 
 D, N = 1000, 1000
 
@@ -45,7 +45,7 @@ def main():
     }
     res = {"D": D, "n_samples": N, "repeats": args.repeats, "info": bg.backend_info(), "end_to_end": {},
            "accumulation": {}, "threads": bg.get_num_threads(),
-           "load_average_at_start": list(os.getloadavg())}
+           "load_average_at_start": load_average()}
     res["info"] = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
                    for k, v in res["info"].items()}
     for name, fn in end_to_end.items():
@@ -72,8 +72,10 @@ def main():
         t = eps * (fx - b)[:, None]
         return t.mean(0), t.var(0, ddof=1)
 
-    kernels = {"pathwise_accumulate": (lambda k: k.pathwise_accumulate(g, eps, mean, var, None), plain_pathwise),
-               "score_accumulate_loo": (lambda k: k.score_accumulate(eps, fx, None, True, mean, var, None), plain_loo)}
+    kernels = {"pathwise_accumulate": (lambda k: k.estimators.pathwise_accumulate(g, eps, mean, var, None),
+                                       plain_pathwise),
+               "score_accumulate_loo": (lambda k: k.estimators.score_accumulate(eps, fx, None, True, mean, var, None),
+                                        plain_loo)}
     for name, (kern, plain) in kernels.items():
         row = {"plain_numpy": median_time(plain, args.repeats)}
         if _backend.native_available():

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import bayesgrad as bg  # noqa: E402
-from bayesgrad._quickbench import median_time  # noqa: E402
+from bayesgrad._quickbench import load_average, median_time  # noqa: E402
 
 
 def ours(kind, out, alpha):
@@ -60,7 +60,7 @@ def main(argv=None):
         sys.exit("the native core is not built: nothing to compare")
     n, rows = args.n, []
     threads_before = bg.get_num_threads()
-    load_start = os.getloadavg()
+    load_start = load_average()
     print(f"n = {n:.0e}, median of {args.repeats} (fallback: {args.fallback_repeats}), Gamma alpha = {args.alpha}, "
           f"load average {load_start[0]:.2f} on {os.cpu_count()} cores")
     hdr = f"{'draw':<8}{'dtype':<9}{'numpy rng':>11}{'native 1t':>11}{'native 2t':>11}{'fallback':>11}" \
@@ -102,7 +102,7 @@ def main(argv=None):
                 print(f"  WARNING: identical 1t/2t = {same}, fallback matches native = {agree}")
     info = bg.backend_info()
     payload = dict(benchmark="sampling", n=n, repeats=args.repeats, gamma_alpha=args.alpha,
-                   load_average_start=load_start[0], load_average_end=os.getloadavg()[0],
+                   load_average_start=load_start[0], load_average_end=load_average()[0],
                    machine=dict(platform=platform.platform(), cpu_count=os.cpu_count(), python=sys.version.split()[0],
                                 numpy=np.__version__, simd=info.get("simd"), compiler=info.get("compiler")),
                    results=rows)

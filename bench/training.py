@@ -24,9 +24,7 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -34,6 +32,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
 import bayesgrad as bg  # noqa: E402
 from bayesgrad import _numpy as twin  # noqa: E402
 from bayesgrad import _training as tr  # noqa: E402
+from bayesgrad._quickbench import load_average, median_time  # noqa: E402
 from bayesgrad.nn import LIKELIHOODS, MLP  # noqa: E402
 
 try:
@@ -60,13 +59,8 @@ def data(cfg, n_batches, rng):
 
 
 def time_epochs(fn, n_steps, repeats):
-    fn()  # warm-up
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - t0) / n_steps)
-    return statistics.median(ts)
+    """Median seconds per step of ``fn()``, which runs ``n_steps`` steps (one warm-up call first)."""
+    return median_time(fn, repeats) / n_steps
 
 
 def ours(kern, cfg, X, y, kind, repeats):
@@ -75,7 +69,8 @@ def ours(kern, cfg, X, y, kind, repeats):
     N = X.shape[0]
     B = cfg["batch"]
     perm = np.arange(N, dtype=np.int64)
-    adam = tr.adam_vector(1e-3)
+    adam = kern.optim.AdamConfig(**tr.adam_options(1e-3))
+    net = m.net_config(kern)
     n_b = N // B
     lik = LIKELIHOODS[cfg["lik"]]
     if kind == "mfvi":
@@ -83,21 +78,18 @@ def ours(kern, cfg, X, y, kind, repeats):
                                 if cfg["lik"] == "gaussian" else np.zeros(1, np.float32)])
         mv = [np.zeros_like(state), np.zeros_like(state)]
         w = np.full(n_b, B / N, dtype=np.float32)
-        stats = np.empty((n_b, 3), np.float32)
-        prior = np.array([1.0, 0.5, 1.0, 1e-3])
+        vcfg = kern.vi.ViConfig(net, lik, n_samples=cfg["S"], seed=0, stream=1, batch_size=B, adam=adam)
 
         def run():
-            kern.vi_epoch(state, mv[0], mv[1], 0, X, y, perm, B, w, m._sizes_arr, m._act, lik, False, 0, 0, prior,
-                          cfg["S"], 0, 1, adam, stats)
+            kern.vi.vi_epoch(vcfg, state, mv[0], mv[1], 0, X, y, perm, w)
     else:
         state = np.concatenate([m.init(dtype=np.float32), np.zeros(1, np.float32)])
         mv = [np.zeros_like(state), np.zeros_like(state)]
         pp = np.full(P, 1e-4, np.float32)
-        stats = np.empty((n_b, 2), np.float32)
+        mcfg = kern.optim.MapConfig(net, lik, dropout_stream=1, batch_size=B, adam=adam)
 
         def run():
-            kern.map_epoch(state, mv[0], mv[1], 0, X, y, perm, B, pp, m._sizes_arr, m._act, lik, False, 0.0, 0, 1,
-                           adam, stats)
+            kern.optim.map_epoch(mcfg, state, mv[0], mv[1], 0, X, y, perm, pp)
     return time_epochs(run, n_b, repeats)
 
 
@@ -216,7 +208,7 @@ def main():
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    load_before = os.getloadavg()
+    load_before = load_average()
     bg.set_num_threads(args.threads)
     if torch is not None:
         torch.set_num_threads(args.threads)
@@ -256,7 +248,7 @@ def main():
             cols = "  ".join(f"{k}={v:.3g}" for k, v in row.items() if isinstance(v, float))
             print(f"{cfg['name']:48s} {kind:5s} {cols}", flush=True)
     out = {"machine": platform.platform(), "cpu_threads": os.cpu_count(), "threads": args.threads,
-           "load_average_before": load_before, "load_average_after": os.getloadavg(), "backend": bg.backend_info(),
+           "load_average_before": load_before, "load_average_after": load_average(), "backend": bg.backend_info(),
            "torch": None if torch is None else torch.__version__, "dtype": "float32", "results": results}
     name = "training.json" if args.threads == 2 else f"training_threads{args.threads}.json"
     path = os.path.join(os.path.dirname(__file__), "results", name)

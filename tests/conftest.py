@@ -3,24 +3,11 @@
 ``BAYESGRAD_BACKEND=numpy`` (or cpu) restricts the run to that backend. Tests
 marked ``single_backend`` compare backends themselves and run once.
 """
-import os
-
 import numpy as np
 import pytest
 
 import bayesgrad as bg
-from bayesgrad import _backend
-
-
-def available_backends():
-    names = ["cpu", "numpy"] if _backend.native_available() else ["numpy"]
-    env = os.environ.get("BAYESGRAD_BACKEND")
-    if env:
-        names = [env.strip().lower()]
-    return names
-
-
-BACKENDS = available_backends()
+from helpers import BACKENDS
 
 
 def pytest_generate_tests(metafunc):
@@ -57,15 +44,3 @@ def pytest_report_header(config):
 def rng():
     return np.random.default_rng(12345)
 
-
-def simd_and_scalar(run):
-    """``run()`` on the dispatched (AVX2 where available) path and on the forced scalar
-    reference path of the native core: returns (fast, reference)."""
-    core = _backend._core
-    fast = run()
-    prev = core.random.random_force_scalar(True)
-    try:
-        ref = run()
-    finally:
-        core.random.random_force_scalar(prev)
-    return fast, ref

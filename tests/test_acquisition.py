@@ -7,7 +7,7 @@ from scipy import special
 
 import bayesgrad as bg
 
-from conftest import BACKENDS
+from helpers import BACKENDS
 
 A = bg.acquisition
 

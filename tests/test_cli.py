@@ -9,6 +9,7 @@ import pytest
 
 import bayesgrad as bg
 from bayesgrad import cli, datasets, plotting, _quickbench
+from bayesgrad._models import DEFAULTS
 from bayesgrad._table import DataError, read_csv
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -79,7 +80,7 @@ def test_datasets_deterministic_and_bad_input():
 
 @pytest.mark.single_backend
 def test_datasets_same_on_every_backend():
-    from conftest import BACKENDS
+    from helpers import BACKENDS
 
     ref = None
     for name in BACKENDS:
@@ -220,10 +221,92 @@ def test_cli_usage_errors(capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["fit", "x.csv", "--target", "y", "--hidden", "0"])
     assert e.value.code == 2
-    with pytest.raises(SystemExit):
-        cli.main(["fit", "x.csv", "--target", "y", "--val-fraction", "1.5"])
+    for argv in (["fit", "x.csv", "--target", "y", "--val-fraction", "1.5"],
+                 ["fit", "x.csv", "--target", "y", "--seed", "-1"],
+                 ["demo", "--seed", "x"],
+                 ["bench", "--repeats", "0"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        assert e.value.code == 2, argv
     assert cli.main([]) == 2
     capsys.readouterr()
+
+
+def test_fit_defaults_are_the_front_ends_defaults():
+    args = cli.build_parser().parse_args(["fit", "x.csv", "--target", "y"])
+    given = dict(method=args.method, hidden_layer_sizes=args.hidden, epochs=args.epochs, lr=args.lr,
+                 batch_size=args.batch_size, n_samples=args.samples)
+    assert given == {k: DEFAULTS[k] for k in given}
+    assert cli.build_parser().parse_args(["bench"]).repeats == _quickbench.REPEATS
+
+
+@pytest.mark.single_backend
+def test_fit_bad_option_values_one_line(tmp_path, capsys):
+    f = write(tmp_path / "d.csv", "a,y\n1,2\n3,4\n5,6\n")
+    for opt, msg in [(["--lr", "0"], "lr must be in (0"), (["--samples", "1"], "n_samples must be >= 2"),
+                     (["--batch-size", "0"], "batch_size must be >= 1")]:
+        rc, out, err = run_cli(["fit", f, "--target", "y", *opt], capsys)
+        assert rc == 1 and err.count("\n") == 1 and msg in err, (opt, err)
+        assert "Traceback" not in err and "trained in" not in out
+    rc, out, err = run_cli(["fit", write(tmp_path / "one.csv", "a,y\n1,2\n"), "--target", "y"], capsys)
+    assert rc == 1 and "training needs at least 2 data rows, got 1" in err and err.count("\n") == 1
+
+
+@pytest.mark.single_backend
+def test_fit_checks_the_predict_file_before_training(tmp_path, capsys):
+    f = write(tmp_path / "d.csv", "a,b,y\n1,2,3\n4,5,6\n7,8,9\n")
+    bad = write(tmp_path / "new.csv", "a\n1\n")
+    rc, out, err = run_cli(["fit", f, "--target", "y", "--predict", bad], capsys)
+    assert rc == 1 and "new.csv: no column 'b'" in err and err.count("\n") == 1
+    assert "trained in" not in out
+
+
+@pytest.mark.single_backend
+def test_fit_unwritable_out_one_line(tmp_path, capsys):
+    f = write(tmp_path / "d.csv", "a,y\n1,2\n3,4\n5,6\n")
+    rc, out, err = run_cli(["fit", f, "--target", "y", "--epochs", "1", "--quiet", "--out", tmp_path], capsys)
+    assert rc == 1 and err == f"bayesgrad: error: {tmp_path}: Is a directory\n"
+
+
+@pytest.mark.single_backend
+def test_user_error_traceback_with_debug(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("BAYESGRAD_DEBUG", "1")
+    with pytest.raises(cli.UsageError, match="no such file"):
+        cli.main(["fit", str(tmp_path / "nope.csv"), "--target", "y"])
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("target, exc", [("_infer_task", TypeError), ("_split", ValueError),
+                                         ("_validation_report", OSError), ("_class_labels", ImportError)])
+def test_programming_errors_are_not_swallowed(target, exc, tmp_path, capsys, monkeypatch):
+    """Only mistakes in the user's input become one-line errors: an exception from
+    the package itself (a stand-in for a bug, also inside the input-reading code)
+    propagates with its traceback, whatever its type."""
+    def broken(*args, **kwargs):
+        raise exc("a bug inside bayesgrad")
+
+    monkeypatch.setattr(cli, target, broken)
+    f = write(tmp_path / "d.csv", "a,y\n1,0\n2,1\n3,0\n4,1\n5,0\n")
+    with pytest.raises(exc, match="a bug inside bayesgrad"):
+        cli.main(["fit", str(f), "--target", "y", "--epochs", "1", "--quiet"])
+
+
+@pytest.mark.single_backend
+def test_plot_errors(tmp_path):
+    ctx = {"dir": str(tmp_path), "written": []}
+
+    def raising(exc):
+        def fn(*args, **kwargs):
+            raise exc
+        return fn
+
+    denied = PermissionError(13, "Permission denied", str(tmp_path / "p.png"))
+    with pytest.raises(cli.UsageError, match=r"p\.png: Permission denied"):
+        cli._plot(ctx, raising(denied), "p.png")
+    with pytest.raises(cli.UsageError, match=r'pip install "bayesgrad\[plot\]"'):
+        cli._plot(ctx, raising(ImportError(plotting.PLOT_HINT)), "p.png")
+    with pytest.raises(ImportError, match="no module named 'nope'"):  # not the install hint: a bug
+        cli._plot(ctx, raising(ImportError("no module named 'nope'")), "p.png")
 
 
 # -- fit, end to end -------------------------------------------------------------

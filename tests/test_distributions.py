@@ -20,7 +20,7 @@ from bayesgrad import _backend
 from bayesgrad import _numpy as twin
 from bayesgrad._numpy import random as twin_random
 
-from conftest import BACKENDS, simd_and_scalar
+from helpers import BACKENDS, simd_and_scalar
 
 D = bg.distributions
 P_REJECT = 1e-4  # KS / chi-square threshold

@@ -6,7 +6,7 @@ import pytest
 
 import bayesgrad as bg
 
-from conftest import BACKENDS
+from helpers import BACKENDS
 
 L = bg.latent
 

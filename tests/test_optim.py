@@ -5,7 +5,7 @@ import pytest
 
 import bayesgrad as bg
 from bayesgrad.optim import Adam
-from conftest import simd_and_scalar
+from helpers import simd_and_scalar
 
 
 def _ref_adam(p, grads, lr, b1, b2, eps):

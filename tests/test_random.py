@@ -5,7 +5,7 @@ from scipy import stats
 import bayesgrad as bg
 from bayesgrad import _backend, _numpy
 
-from conftest import BACKENDS, simd_and_scalar
+from helpers import BACKENDS, simd_and_scalar
 
 # Random123 kat_vectors, philox4x32 10: counter, key -> output
 KAT = [

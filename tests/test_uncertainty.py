@@ -7,7 +7,7 @@ from scipy import integrate, special, stats
 import bayesgrad as bg
 from bayesgrad import _backend, _numpy
 
-from conftest import BACKENDS
+from helpers import BACKENDS
 
 U = bg.uncertainty
 

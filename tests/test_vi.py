@@ -10,7 +10,7 @@ import bayesgrad as bg
 from bayesgrad import _backend, _training
 from bayesgrad.nn import LIKELIHOODS, MLP
 from bayesgrad.vi import ESTIMATORS, MFVI, PRIORS
-from conftest import simd_and_scalar
+from helpers import simd_and_scalar
 
 PP = dict(prior_sigma=0.8, mix_pi=0.4, mix_s1=1.0, mix_s2=0.05)
 

@@ -11,8 +11,8 @@ posterior modules, so the front ends stay thin.
 """
 from __future__ import annotations
 
+import inspect
 import numbers
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,27 +23,6 @@ METHODS = ("mfvi", "mc_dropout", "laplace")
 TASKS = ("regression", "classification")
 ACTIVATIONS = ("relu", "tanh", "gelu", "sigmoid", "identity")
 LAPLACE_STRUCTURES = ("diag", "kron", "full")
-
-#: Default options of every front end (the sklearn estimators' __init__ defaults too).
-DEFAULTS = dict(method="mfvi", hidden_layer_sizes=(50,), activation="relu", epochs=200, lr=1e-2,
-                batch_size=32, n_samples=100, dropout_p=0.1, prior_precision=1.0,
-                laplace_structure="kron", random_state=None, verbose=0)
-
-
-@dataclass
-class Uncertainty:
-    """total = aleatoric + epistemic, each (N,): nats for classification
-    (predictive entropy, expected entropy, mutual information), squared target
-    units for regression (predictive variance, noise variance, variance of the
-    sampled means)."""
-
-    total: np.ndarray
-    aleatoric: np.ndarray
-    epistemic: np.ndarray
-
-    def __iter__(self):
-        return iter((self.total, self.aleatoric, self.epistemic))
-
 
 def _real(value, name, low=0.0, high=np.inf, *, open_low=True, open_high=True):
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
@@ -71,7 +50,8 @@ def check_options(method="mfvi", hidden_layer_sizes=(50,), activation="relu", ep
                   batch_size=32, n_samples=100, dropout_p=0.1, prior_precision=1.0,
                   laplace_structure="kron", random_state=None, verbose=0):
     """Validated options (ValueError/TypeError naming the bad one); the seed
-    resolved (``None`` -> fresh OS entropy)."""
+    resolved (``None`` -> fresh OS entropy). The defaults here are those of
+    every front end (see :data:`DEFAULTS`)."""
     if isinstance(random_state, np.random.RandomState):
         # scikit-learn utilities may hand over a RandomState: take one seed from it.
         random_state = int(random_state.randint(0, 2 ** 62))
@@ -89,6 +69,12 @@ def check_options(method="mfvi", hidden_layer_sizes=(50,), activation="relu", ep
         seed=_random.resolve_seed(random_state),
         verbose=C.integer(verbose, "verbose", 0),
     )
+
+
+#: Default options of every front end: the sklearn estimators' ``__init__``
+#: and the ``bayesgrad fit`` options read them from here, so that the
+#: signature of :func:`check_options` is their only definition.
+DEFAULTS = {name: p.default for name, p in inspect.signature(check_options).parameters.items()}
 
 
 class BayesianMLP:
@@ -155,26 +141,27 @@ class BayesianMLP:
     def evaluate(self, X):
         """Everything the front ends show, from one predictive pass over raw ``X`` (N, D).
 
-        Returns a dict: ``uncertainty`` (:class:`Uncertainty`) and, for
-        regression, ``mean``, ``aleatoric_var``, ``epistemic_var`` (N,) in the
-        units of y; for classification ``probs`` (N, C) and ``sample_probs``
-        (S, N, C).
+        Returns a dict: ``uncertainty`` (a ``bayesgrad.uncertainty.Decomposition``
+        of float64 arrays: nats for classification, squared units of y for
+        regression) and, for regression, ``mean``, ``aleatoric_var``,
+        ``epistemic_var`` (N,) in the units of y; for classification ``probs``
+        (N, C) and ``sample_probs`` (S, N, C).
         """
+        from .uncertainty import Decomposition, decompose
+
         pred = self.predictive(X)
         if self.task == "regression":
             s2 = self.y_scale ** 2
             mean = np.asarray(pred.mean, dtype=np.float64).reshape(-1) * self.y_scale + self.y_mean
             alea = np.asarray(pred.aleatoric_var, dtype=np.float64).reshape(-1) * s2
             epi = np.asarray(pred.epistemic_var, dtype=np.float64).reshape(-1) * s2
-            return dict(mean=mean, aleatoric_var=alea, epistemic_var=epi, uncertainty=Uncertainty(alea + epi, alea, epi))
-        from . import uncertainty
-
+            return dict(mean=mean, aleatoric_var=alea, epistemic_var=epi,
+                        uncertainty=Decomposition(alea + epi, alea, epi))
         probs = np.asarray(pred.probs, dtype=np.float64)
-        u = uncertainty.decompose(pred.log_probs)
+        u = decompose(pred.log_probs)
         return dict(probs=probs / probs.sum(axis=1, keepdims=True),
                     sample_probs=np.exp(np.asarray(pred.log_probs, dtype=np.float64)),
-                    uncertainty=Uncertainty(*(np.asarray(getattr(u, k), dtype=np.float64)
-                                              for k in ("total", "aleatoric", "epistemic"))))
+                    uncertainty=Decomposition(*(np.asarray(a, dtype=np.float64) for a in u)))
 
     def moments(self, X):
         """Regression: predictive mean, noise variance and epistemic variance, each (N,), in the units of y."""
@@ -190,7 +177,8 @@ class BayesianMLP:
         return self.evaluate(X)["sample_probs"]
 
     def uncertainty(self, X):
-        """:class:`Uncertainty` of each row of X."""
+        """Total, aleatoric and epistemic uncertainty of each row of X
+        (``bayesgrad.uncertainty.Decomposition``; see :meth:`evaluate`)."""
         return self.evaluate(X)["uncertainty"]
 
 

@@ -10,6 +10,7 @@ baselines, are the scripts in bench/ of the source tree.
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -17,12 +18,13 @@ import numpy as np
 from . import _backend
 
 
-def median_time(fn, repeats=5, warmup=1, cpu=None):
+def median_time(fn, repeats=5, warmup=1, cpu=None, times=None):
     """Median wall time of ``fn()`` in seconds over ``repeats`` calls.
 
     With a list ``cpu``, also appends the median CPU time of the calling thread
     (meaningful for single-threaded calls: on a machine shared with other jobs
-    it is much steadier than wall time). The bench/ scripts use this too.
+    it is much steadier than wall time); with a list ``times``, extends it by
+    every call's wall time. The bench/ scripts use this too.
     """
     for _ in range(warmup):
         fn()
@@ -34,7 +36,18 @@ def median_time(fn, repeats=5, warmup=1, cpu=None):
         cs.append(time.thread_time() - c0)
     if cpu is not None:
         cpu.append(float(np.median(cs)))
+    if times is not None:
+        times.extend(ts)
     return float(np.median(ts))
+
+
+def load_average():
+    """The 1, 5 and 15-minute load averages, as a list (JSON-ready).
+
+    The bench/ scripts record it next to their timings: on a shared machine it
+    tells a clean run from one taken under other jobs' load.
+    """
+    return list(os.getloadavg())
 
 
 def _on(backend, fn):
@@ -127,7 +140,11 @@ def case_laplace_diag():
 CASES = [case_normal_f32, case_normal_f64, case_decompose, case_pathwise, case_mfvi_epoch, case_laplace_diag]
 
 
-def run(repeats=5, cases=None, out=print):
+#: Timed repeats per case of ``bayesgrad bench`` (and of :func:`run`).
+REPEATS = 5
+
+
+def run(repeats=REPEATS, cases=None, out=print):
     """Time every case and print the ratio table; returns a list of result dicts."""
     from . import backend_info
 

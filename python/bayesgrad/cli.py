@@ -11,17 +11,49 @@
 - ``bayesgrad bench``: quick native-vs-NumPy timings, as ratios.
 - ``bayesgrad info``: the active backend and build.
 
-User errors end with one line on stderr and exit status 1, never a traceback
-(``BAYESGRAD_DEBUG=1`` shows it).
+Mistakes in the user's input -- a bad or unreadable file, a missing column,
+non-numeric data, an option value out of range, a missing optional dependency
+-- each raise a :class:`UsageError`, reported as one line on stderr with exit
+status 1 (``BAYESGRAD_DEBUG=1`` shows the traceback); options argparse checks
+itself (--hidden, --seed, --val-fraction, --repeats) fail with its usage
+message and status 2. Any other exception is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
+import types
 
 import numpy as np
+
+from . import _quickbench
+from ._models import DEFAULTS, METHODS, TASKS
+
+
+class UsageError(Exception):
+    """The user's input cannot be used; the message says why, on one line.
+
+    Raised only by the code that reads and checks that input (and by
+    :func:`_user_files` for the files it names), so that :func:`main` can
+    report it without a traceback and still let every other error through.
+    """
+
+
+@contextlib.contextmanager
+def _user_files():
+    """Problems with the files the user named -- the CSV reader's DataError,
+    an OSError opening, reading or writing one of them -- as UsageError."""
+    from ._table import DataError
+
+    try:
+        yield
+    except DataError as exc:
+        raise UsageError(str(exc)) from exc
+    except OSError as exc:
+        raise UsageError(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)) from exc
 
 
 def _demo_gradients(args):
@@ -68,9 +100,18 @@ def _demo_model(task, method, seed):
 
 def _plot(ctx, fn, name, *a, **kw):
     """Call a plotting function when plots are on; remember the file."""
+    from . import plotting
+
     if ctx["dir"] is None:
         return
-    path = fn(*a, os.path.join(ctx["dir"], name), **kw)
+    try:
+        with _user_files():
+            path = fn(*a, os.path.join(ctx["dir"], name), **kw)
+    except ImportError as exc:
+        # matplotlib imports but a part the plots need does not: the install hint, not a bug
+        if str(exc) != plotting.PLOT_HINT:
+            raise
+        raise UsageError(str(exc)) from exc
     ctx["written"].append(path)
 
 
@@ -239,6 +280,29 @@ def _hidden_arg(text):
     return sizes
 
 
+def _seed_arg(text):
+    from . import random as _random
+
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    try:
+        return _random.resolve_seed(seed)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
 def _fraction_arg(text):
     try:
         v = float(text)
@@ -292,7 +356,8 @@ def _write_or_show(path, in_table, extra_cols, extra_rows, limit=10):
         out_cols.append(name)
     rows = (list(r) + list(e) for r, e in zip(in_table.rows, extra_rows))
     if path:
-        write_csv(path, cols + out_cols, rows)
+        with _user_files():
+            write_csv(path, cols + out_cols, rows)
         print(f"wrote {len(extra_rows)} rows with columns {', '.join(out_cols)} to {path}")
         return
     print(f"first {min(limit, len(extra_rows))} of {len(extra_rows)} predictions (use --out PREDS.csv to save all):")
@@ -301,39 +366,56 @@ def _write_or_show(path, in_table, extra_cols, extra_rows, limit=10):
         print("   " + ", ".join(f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v) for v in e))
 
 
-def cmd_fit(args):
-    from ._models import BayesianMLP, check_options
-    from ._table import DataError, read_csv
+def _fit_inputs(args):
+    """Everything ``fit`` takes from the user -- the data, the --predict rows, the
+    options -- read and checked before any training, so that a mistake in any of
+    them is reported in seconds; as UsageError."""
+    from ._models import check_options
+    from ._table import read_csv
 
-    table = read_csv(args.data)
-    target = args.target
-    table.index(target)
-    features = ([f.strip() for f in args.features.split(",") if f.strip()] if args.features
-                else [c for c in table.columns if c != target])
-    if not features:
-        raise DataError(f"{args.data}: no feature columns besides the target {target!r}")
-    if target in features:
-        raise DataError(f"--features must not contain the target column {target!r}")
-    X = table.numeric(features)
-    ystr = table.strings(target)
-    if args.task == "auto":
-        task, why = _infer_task(ystr)
+    with _user_files():
+        table = read_csv(args.data)
+        target = args.target
+        table.index(target)
+        features = ([f.strip() for f in args.features.split(",") if f.strip()] if args.features
+                    else [c for c in table.columns if c != target])
+        if not features:
+            raise UsageError(f"{args.data}: no feature columns besides the target {target!r}")
+        if target in features:
+            raise UsageError(f"--features must not contain the target column {target!r}")
+        if len(table) < 2:
+            raise UsageError(f"{args.data}: training needs at least 2 data rows, got {len(table)}")
+        X = table.numeric(features)
+        ystr = table.strings(target)
+        task, why = _infer_task(ystr) if args.task == "auto" else (args.task, None)
+        classes = None
+        if task == "classification":
+            classes, y = _class_labels(ystr)
+            if len(classes) < 2:
+                raise UsageError(f"{args.data}: the target {target!r} has a single class ({classes[0]!r})")
+        else:
+            y = table.numeric([target])[:, 0]
+        new = read_csv(args.predict) if args.predict else None
+        X_new = None if new is None else new.numeric(features)
+    if why:
         print(f"task: {task} ({why}; --task overrides)")
-    else:
-        task = args.task
-    classes = None
-    if task == "classification":
-        classes, y = _class_labels(ystr)
-        if len(classes) < 2:
-            raise DataError(f"{args.data}: the target {target!r} has a single class ({classes[0]!r})")
-    else:
-        y = table.numeric([target])[:, 0]
+    try:
+        opts = check_options(method=args.method, hidden_layer_sizes=args.hidden, epochs=args.epochs, lr=args.lr,
+                             batch_size=args.batch_size, n_samples=args.samples, random_state=args.seed,
+                             verbose=0 if args.quiet else 1)
+    except ValueError as exc:  # a value out of range (argparse has checked the types)
+        raise UsageError(str(exc)) from exc
+    return types.SimpleNamespace(table=table, features=features, X=X, y=y, task=task, classes=classes,
+                                 new=new, X_new=X_new, opts=opts)
 
-    opts = check_options(method=args.method, hidden_layer_sizes=args.hidden, epochs=args.epochs, lr=args.lr,
-                         batch_size=args.batch_size, n_samples=args.samples, random_state=args.seed,
-                         verbose=0 if args.quiet else 1)
+
+def cmd_fit(args):
+    from ._models import BayesianMLP
+
+    inp = _fit_inputs(args)
+    table, task, classes, X, y, opts = inp.table, inp.task, inp.classes, inp.X, inp.y, inp.opts
     train, val = _split(len(table), args.val_fraction, opts["seed"])
-    print(f"data: {len(table)} rows, {len(features)} features; training on {train.size}, "
+    print(f"data: {len(table)} rows, {len(inp.features)} features; training on {train.size}, "
           f"validating on {val.size}; method {args.method}, hidden {list(args.hidden)}, {args.epochs} epochs")
     t0 = time.perf_counter()
     model = BayesianMLP(task, opts).fit(X[train], y[train], n_classes=None if classes is None else len(classes))
@@ -342,11 +424,9 @@ def cmd_fit(args):
     if val.size:
         print(f"validation: {_validation_report(model, task, X[val], y[val])}")
 
-    if args.predict:
-        new = read_csv(args.predict)
-        Xn = new.numeric(features)
-        cols, rows = _prediction_columns(model, task, Xn, classes)
-        _write_or_show(args.out, new, cols, rows)
+    if inp.new is not None:
+        cols, rows = _prediction_columns(model, task, inp.X_new, classes)
+        _write_or_show(args.out, inp.new, cols, rows)
     else:
         cols, rows = _prediction_columns(model, task, X, classes)
         split = np.full(len(table), "train", dtype=object)
@@ -362,8 +442,6 @@ def cmd_fit(args):
 # ---------------------------------------------------------------------------
 
 def cmd_bench(args):
-    from . import _quickbench
-
     _quickbench.run(repeats=args.repeats)
     return 0
 
@@ -381,7 +459,7 @@ def build_parser():
     sub = p.add_subparsers(dest="command")
 
     d = sub.add_parser("demo", help="run the built-in demonstration (tables; plots with matplotlib)")
-    d.add_argument("--seed", type=int, default=0, help="Philox seed of data and models (default 0)")
+    d.add_argument("--seed", type=_seed_arg, default=0, help="Philox seed of data and models (default 0)")
     d.add_argument("--out", default="bayesgrad-demo", metavar="DIR",
                    help="folder for the PNG plots (default ./bayesgrad-demo)")
     d.add_argument("--no-plots", action="store_true", help="print the tables only")
@@ -391,24 +469,27 @@ def build_parser():
     f.add_argument("data", metavar="DATA.csv", help="training data with a header row")
     f.add_argument("--target", required=True, metavar="COL", help="name of the target column")
     f.add_argument("--features", metavar="A,B,...", help="feature columns (default: all others)")
-    f.add_argument("--task", choices=("auto", "regression", "classification"), default="auto")
-    f.add_argument("--method", choices=("mfvi", "mc_dropout", "laplace"), default="mfvi")
-    f.add_argument("--hidden", type=_hidden_arg, default=(50,), metavar="W1,W2,...",
-                   help="hidden layer widths (default 50)")
-    f.add_argument("--epochs", type=int, default=200)
-    f.add_argument("--lr", type=float, default=1e-2)
-    f.add_argument("--batch-size", type=int, default=32)
-    f.add_argument("--samples", type=int, default=100, help="MC samples per prediction")
+    f.add_argument("--task", choices=("auto", *TASKS), default="auto")
+    f.add_argument("--method", choices=METHODS, default=DEFAULTS["method"])
+    f.add_argument("--hidden", type=_hidden_arg, default=DEFAULTS["hidden_layer_sizes"], metavar="W1,W2,...",
+                   help=f"hidden layer widths (default {','.join(map(str, DEFAULTS['hidden_layer_sizes']))})")
+    f.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
+    f.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    f.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    f.add_argument("--samples", type=int, default=DEFAULTS["n_samples"], help="MC samples per prediction")
     f.add_argument("--val-fraction", type=_fraction_arg, default=0.2,
                    help="share of rows held out for validation (default 0.2; 0 for none)")
-    f.add_argument("--seed", type=int, default=0)
+    # unlike the Python API's fresh entropy, a fixed seed: the same command gives the same output
+    f.add_argument("--seed", type=_seed_arg, default=0, help="Philox seed of the split, training and "
+                   "predictions (default 0)")
     f.add_argument("--predict", metavar="NEW.csv", help="score these rows instead of the training data")
     f.add_argument("--out", metavar="PREDS.csv", help="write predictions here (default: print the first rows)")
     f.add_argument("--quiet", action="store_true", help="no progress output")
     f.set_defaults(func=cmd_fit)
 
     b = sub.add_parser("bench", help="quick timings of the native core against NumPy, as ratios")
-    b.add_argument("--repeats", type=int, default=5, help="timed repeats per case (median reported)")
+    b.add_argument("--repeats", type=_positive_int, default=_quickbench.REPEATS,
+                   help=f"timed repeats per case, median reported (default {_quickbench.REPEATS})")
     b.set_defaults(func=cmd_bench)
 
     i = sub.add_parser("info", help="show the active backend and build")
@@ -427,10 +508,10 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError, ImportError) as exc:
+    except UsageError as exc:
         if os.environ.get("BAYESGRAD_DEBUG"):
             raise
-        msg = " ".join(str(exc).split()) or type(exc).__name__
+        msg = " ".join(str(exc).split())
         print(f"bayesgrad: error: {msg}", file=sys.stderr)
         return 1
 

@@ -43,7 +43,9 @@ try:  # scikit-learn >= 1.6
 except ImportError:  # pragma: no cover - older scikit-learn
     _sk_validate_data = None
 
-from ._models import DEFAULTS, METHODS, BayesianMLP, Uncertainty, check_options
+from ._models import DEFAULTS, METHODS, BayesianMLP, check_options
+# predict_uncertainty's result type under the name this module has exported
+from .uncertainty import Decomposition as Uncertainty
 
 __all__ = ["BayesianMLPRegressor", "BayesianMLPClassifier", "Uncertainty", "METHODS"]
 
@@ -95,8 +97,9 @@ class _BayesianMLPBase(BaseEstimator):
         return _validate(self, X, reset=False)
 
     def predict_uncertainty(self, X):
-        """Total, aleatoric and epistemic uncertainty of each row: an
-        :class:`Uncertainty` of three (N,) arrays (classification: nats;
+        """Total, aleatoric and epistemic uncertainty of each row: a
+        ``bayesgrad.uncertainty.Decomposition`` (here also ``Uncertainty``) of
+        three (N,) arrays, total = aleatoric + epistemic (classification: nats;
         regression: variances in squared target units)."""
         X = self._x(X)
         return self.model_.uncertainty(X)

@@ -117,6 +117,9 @@ class Decomposition:
     aleatoric: np.ndarray
     epistemic: np.ndarray
 
+    def __iter__(self):  # so that ``total, aleatoric, epistemic = ...`` unpacks
+        return iter((self.total, self.aleatoric, self.epistemic))
+
 
 def decompose(log_probs) -> Decomposition:
     """Predictive entropy = expected entropy + mutual information, per point.
