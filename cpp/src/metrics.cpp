@@ -1,7 +1,7 @@
 // Uncertainty decomposition and single-point acquisition scores.
 //
 // The hot loop is exp over S*N*C log-probabilities. libm has no vector entry
-// points without -ffast-math (ruled out by DESIGN.md), so the AVX2 path uses
+// points without -ffast-math (ruled out by docs/design.md), so the AVX2 path uses
 // the shared vector exp of simd_math.hpp (|rel err| ~ 1 ulp).
 // Results underflowing below exp(-86) (float32) / exp(-700) (float64) are
 // flushed to 0: their contribution p log p is < 1e-35 and < 1e-300.

@@ -1,7 +1,7 @@
 // Bulk Philox uniforms and Box-Muller normals. The AVX2 path evaluates 8 Philox
 // blocks per step (philox_simd.hpp) and the shared vector log/sin/cos
 // (simd_math.hpp), because libm has no vector entry points without
-// -ffast-math, which DESIGN.md rules out. The scalar path is the
+// -ffast-math, which docs/design.md rules out. The scalar path is the
 // reference (libm in double precision) and serves CPUs without AVX2 and the
 // unaligned head and tail of a range; which elements take which path depends
 // only on the global element index, never on the thread count.

@@ -130,3 +130,28 @@ def scalar(x, name):
     if not np.isfinite(v):
         raise ValueError(f"{name} must be finite, got {v}")
     return v
+
+
+class LabelError(TypeError, ValueError):
+    """Labels that are not integers: a wrong kind of value, so callers that
+    catch either TypeError (metrics) or ValueError (model fits) see it."""
+
+
+def class_labels(y, n, n_classes, name="y"):
+    """Integer class labels (n,) int64 in [0, n_classes). Integer-valued floats
+    (labels read from a CSV or stored as float targets) are accepted; other
+    values are a LabelError, wrong shapes and out-of-range labels a ValueError."""
+    a = np.asarray(y)
+    if a.ndim == 2 and a.shape[1] == 1 and n != 1:
+        a = a[:, 0]
+    if a.dtype.kind == "b" or a.dtype.kind not in "iuf":
+        raise LabelError(f"{name} must be integer class labels, got dtype {a.dtype}")
+    if a.dtype.kind == "f":
+        if a.size and not (np.all(np.isfinite(a)) and np.all(a == np.round(a))):
+            raise LabelError(f"{name} must hold integer class labels, got non-integer values")
+    if a.shape != (n,):
+        raise ValueError(f"{name} must hold {n} class labels (shape ({n},)), got shape {a.shape}")
+    if a.size and (a.min() < 0 or a.max() >= n_classes):
+        raise ValueError(f"{name} must be class labels in [0, {n_classes}) (the number of classes)")
+    return a.astype(np.int64)
+

@@ -8,7 +8,7 @@ batch ``(S, n_params)`` of S parameter samples), laid out per layer as W
 ``parameters_to_vector`` for ``nn.Sequential`` of ``nn.Linear``. Outputs carry
 the sample axis first: ``(S, N, K)``. Losses are sums over the data in nats.
 
-Likelihoods (DESIGN.md): ``"gaussian"`` (homoscedastic noise sigma per output,
+Likelihoods (docs/design.md): ``"gaussian"`` (homoscedastic noise sigma per output,
 fixed or learned), ``"heteroscedastic_gaussian"`` (K = 2D outputs: means then
 log-variances), ``"categorical"`` (softmax over K >= 2 logits, integer labels),
 ``"bernoulli"`` (one logit per binary target); ``"regression"`` and
@@ -25,6 +25,8 @@ from scipy.special import logsumexp
 from . import _backend
 from . import _checks as C
 from ._codes import Activation, Likelihood
+from ._numerics import likelihood_log_probs
+from ._numpy.mlp import Layout as _Layout
 from . import _training as _tr
 from . import random as _random
 
@@ -69,12 +71,10 @@ class MLP:
         self.sizes = sizes
         self.activation = C.option(activation, "activation", ACTIVATIONS)
         self._act = ACTIVATIONS[self.activation]
-        self.offsets = []
-        off = 0
-        for din, dout in zip(sizes[:-1], sizes[1:]):
-            self.offsets.append((off, off + din * dout))
-            off += din * dout + dout
-        self.n_params = off
+        # the flat layout is defined once for Python (the twin's Layout; mlp.hpp is its C++ twin)
+        layout = _Layout(sizes)
+        self.offsets = list(zip(layout.w_off, layout.b_off))
+        self.n_params = layout.n_params
 
     def __repr__(self):
         return f"MLP(sizes={list(self.sizes)}, activation={self.activation!r})"
@@ -252,15 +252,7 @@ def prepare_targets(y, lik, K, N, dtype):
     """Targets as a C-contiguous (N, Dy) array of ``dtype``, checked for the likelihood."""
     D = target_dim(lik, K)
     if lik == "categorical":
-        a = C.as_array(y, "y", dtype=np.float64)
-        if a.ndim == 2 and a.shape[1] == 1:
-            a = a[:, 0]
-        if a.ndim != 1 or a.shape[0] != N:
-            raise ValueError(f"y must hold {N} integer class labels, got shape {np.shape(y)}")
-        if np.any(a != np.round(a)):
-            raise ValueError("y must hold integer class labels")
-        if np.any((a < 0) | (a >= K)):
-            raise ValueError(f"y labels must be in [0, {K}) (the number of classes)")
+        a = C.class_labels(C.as_array(y, "y", dtype=np.float64), N, K)
         return np.ascontiguousarray(a[:, None], dtype=dtype)
     a = C.as_array(y, "y", dtype=dtype)
     if a.ndim == 1 and D == 1:
@@ -353,14 +345,11 @@ class Predictive:
             raise ValueError(f"F must have shape (S, N, K), got {F.shape}")
         S, N, K = F.shape
         if lik == "categorical":
-            lp = F - logsumexp(F, axis=-1, keepdims=True)
-            return cls(lik, log_probs=lp)
+            return cls(lik, log_probs=likelihood_log_probs(lik, F))
         if lik == "bernoulli":
             if K != 1:
                 raise ValueError("the bernoulli Predictive takes one output (a single binary target)")
-            z = F[..., 0]
-            lp = np.stack([-np.logaddexp(0, z), -np.logaddexp(0, -z)], axis=-1)
-            return cls(lik, log_probs=lp)
+            return cls(lik, log_probs=likelihood_log_probs(lik, F))
         if lik == "gaussian":
             ln = log_noise_vector(noise, lik, K, F.dtype)
             mu = F

@@ -19,7 +19,7 @@ from . import optim as _optim
 from . import random as _random
 from .distributions import Distribution
 from .distributions._base import sum_to_shape
-from .estimators._base import sigmoid
+from ._numerics import sigmoid
 from .estimators._registry import ESTIMATORS
 
 __all__ = ["minimize", "MinimizeResult"]

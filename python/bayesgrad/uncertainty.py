@@ -75,21 +75,7 @@ def check_probs(probs, name="probs", labels=None, labels_name="y"):
         raise ValueError(f"{name} rows must sum to one within {tol:.2g}; found a deviation of {dev:.3g}")
     if labels is None:
         return p
-    return p, _labels(labels, p.shape[0], p.shape[1], labels_name)
-
-
-def _labels(y, n, n_classes, name="y"):
-    a = np.asarray(y)
-    if a.dtype.kind == "b" or a.dtype.kind not in "iu":
-        if a.dtype.kind == "f" and a.size and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
-            a = a.astype(np.int64)
-        else:
-            raise TypeError(f"{name} must be integer class labels, got dtype {a.dtype}")
-    if a.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},), got {a.shape}")
-    if a.size and (a.min() < 0 or a.max() >= n_classes):
-        raise ValueError(f"{name} must be class labels in [0, {n_classes})")
-    return a.astype(np.int64)
+    return p, C.class_labels(labels, p.shape[0], p.shape[1], labels_name)
 
 
 def _binary(is_ood, n, name="is_ood"):
@@ -334,7 +320,7 @@ def fit_temperature(logits, y, bounds=(1e-2, 1e2)) -> TemperatureScaling:
         scalar search (the NLL is smooth and unimodal in log T in practice).
     """
     z = C.as_array(logits, "logits", ndim=2).astype(np.float64)
-    y = _labels(y, z.shape[0], z.shape[1])
+    y = C.class_labels(y, z.shape[0], z.shape[1])
     lo, hi = (float(b) for b in bounds)
     if not 0 < lo < hi:
         raise ValueError(f"bounds must satisfy 0 < low < high, got {bounds}")

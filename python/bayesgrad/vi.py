@@ -38,7 +38,7 @@ class MFVI:
     Parameters
     ----------
     mlp : bg.nn.MLP
-    likelihood : str (DESIGN.md names)
+    likelihood : str (docs/design.md names)
     prior : "gaussian" (N(0, prior_sigma^2), closed-form KL) or "scale_mixture"
         (pi N(0, s1^2) + (1 - pi) N(0, s2^2), MC KL; ``mixture = (pi, s1, s2)``)
     estimator : "weight_space", "local_reparam" (Kingma et al. 2015) or "flipout"

@@ -5,7 +5,7 @@
 //
 // Gamma draws (Marsaglia & Tsang 2000; on AVX2 CPUs the first iteration runs
 // 8 elements at once, same words and tests) use the per-element sub-streams of
-// DESIGN.md: gamma element e reads blocks 2k and 2k+1 of its sub-stream
+// docs/design.md: gamma element e reads blocks 2k and 2k+1 of its sub-stream
 // (stream | 2^63, block e * 2^16 + j) in iteration k = 0, 1, ...:
 //   block 2k   : u1 = u01_f64(w0, w1), u2 = u01_f64(w2, w3),
 //                z = sqrt(-2 ln u1) cos(2 pi u2)

@@ -1,5 +1,5 @@
 // Uncertainty metrics and acquisition kernels on sampled class predictions.
-// Layout (DESIGN.md): log_probs (S, N, C) row-major, sample axis first, nats.
+// Layout (docs/design.md): log_probs (S, N, C) row-major, sample axis first, nats.
 #pragma once
 #include <cstdint>
 

@@ -1,4 +1,4 @@
-// Philox4x32-10 (Salmon et al., SC'11) and the word addressing of DESIGN.md.
+// Philox4x32-10 (Salmon et al., SC'11) and the word addressing of docs/design.md.
 // Plain C++17 usable from CUDA: every function is BG_HD and header-only.
 #pragma once
 #include <cstdint>
@@ -44,7 +44,7 @@ BG_HD void block(const uint32_t ctr_in[4], const uint32_t key_in[2], uint32_t ou
   out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
 }
 
-// Block `blk` of stream `stream` under `seed` (DESIGN.md "RNG").
+// Block `blk` of stream `stream` under `seed` (docs/design.md "RNG").
 BG_HD void stream_block(uint64_t seed, uint64_t stream, uint64_t blk, uint32_t out[4]) {
   const uint32_t key[2] = {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)};
   const uint32_t ctr[4] = {static_cast<uint32_t>(blk), static_cast<uint32_t>(blk >> 32),

@@ -1,4 +1,4 @@
-// Philox4x32-10 on 8 blocks at once (AVX2) and the uniforms of DESIGN.md "RNG"
+// Philox4x32-10 on 8 blocks at once (AVX2) and the uniforms of docs/design.md "RNG"
 // on vectors of words. Bit-identical to philox::stream_block / u01_f32 /
 // u01_f64 (integer arithmetic, exact conversions); see simd_math.hpp for the
 // BG_AVX2 / use_avx2() conventions.

@@ -1,4 +1,4 @@
-// Philox streams as arrays: raw blocks, uniforms and normals (DESIGN.md "RNG").
+// Philox streams as arrays: raw blocks, uniforms and normals (docs/design.md "RNG").
 // Element i of an output with element offset `offset` is element offset+i of the
 // stream, whatever the thread count or instruction set.
 #pragma once

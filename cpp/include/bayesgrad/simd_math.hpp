@@ -1,7 +1,7 @@
 // Vector math for the AVX2 paths of the core: log, log1p, sin/cos of 2*pi*u and exp
 // in float32 (8 lanes) and float64 (4 lanes), plus the runtime CPU check.
 //
-// libm has no vector entry points without -ffast-math, which DESIGN.md rules
+// libm has no vector entry points without -ffast-math, which docs/design.md rules
 // out, so these are written here once and shared by every kernel (random,
 // distributions, metrics, acquisition). Each is accurate to about 1 ulp over
 // the domain its callers use (stated per function); every caller keeps a

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._numerics import sigmoid
 from .._codes import CurvatureKind, CurvatureStructure, Likelihood, from_int
 from .mlp import NetConfig, act_deriv as _act_deriv, forward_trace as _forward_trace
 
@@ -63,10 +64,6 @@ def _softmax(f):
     z = f - f.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
-
-
-def _sigmoid(f):
-    return 0.5 * (1.0 + np.tanh(0.5 * f))
 
 
 def curv_sqrt_loss(f, y, draws, likelihood, kind, out):
@@ -136,7 +133,7 @@ def curv_sqrt_loss(f, y, draws, likelihood, kind, out):
     # bernoulli, C == 1
     yb = np.asarray(y).reshape(n)
     fl = f[:, 0]
-    p = _sigmoid(fl)
+    p = sigmoid(fl)
     loss = float(np.sum((np.logaddexp(0.0, fl) - yb * fl).astype(np.float64)))
     if kind == "ggn":
         out[:, 0, 0] = np.sqrt(p * (1 - p))

@@ -13,6 +13,7 @@ import numpy as np
 from scipy.special import erf
 
 from .._codes import Activation, Likelihood, from_int
+from .._numerics import sigmoid
 
 __all__ = ["NetConfig", "mlp_forward", "mlp_backward", "mlp_nll_grad", "likelihood_nll"]
 
@@ -74,7 +75,7 @@ def act(code, z):
     if code == Activation.tanh:
         return np.tanh(z)
     if code == Activation.sigmoid:
-        return 0.5 * (1.0 + np.tanh(0.5 * z))
+        return sigmoid(z)
     if code == Activation.gelu:
         return (0.5 * z * (1.0 + erf(z * 0.70710678118654752440))).astype(z.dtype, copy=False)
     if code == Activation.identity:
@@ -213,7 +214,7 @@ def nll_terms(lik, F, y, log_noise, want_grad=True):
         sp = np.logaddexp(0, F)
         per = (sp - y * F).sum(-1)
         if want_grad:
-            gF = 0.5 * (1.0 + np.tanh(0.5 * F)) - y
+            gF = sigmoid(F) - y
     dt = F.dtype
     return per.astype(dt, copy=False), (None if gF is None else gF.astype(dt, copy=False)), \
         (None if gn is None else gn.astype(dt, copy=False))

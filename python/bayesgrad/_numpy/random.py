@@ -63,7 +63,7 @@ def stream_blocks(seed, stream, first_block, n_blocks):
 
 
 def substream_blocks(seed, stream, elements, k):
-    """Block k of each element's sub-stream (DESIGN.md): (len(elements), 4) uint32.
+    """Block k of each element's sub-stream (docs/design.md): (len(elements), 4) uint32.
 
     Vectorised form of philox.hpp's SubStream: a rejection sampler in NumPy runs
     its k-th round for all still-pending elements at once.

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._numerics import sigmoid, softplus
 from .._codes import STREAM_TAGS, Likelihood, ViEstimator, ViPrior, from_int
 from . import mlp as _mlp
 from .optim import AdamConfig, adam_step, epoch_data, need
@@ -54,14 +55,6 @@ class ViConfig:
             raise ValueError("ViConfig: n_samples must be >= 1")
         if self.batch_size < 1:
             raise ValueError("ViConfig: batch_size must be >= 1")
-
-
-def _softplus(r):
-    return np.logaddexp(0, r).astype(r.dtype, copy=False)
-
-
-def _sigmoid(r):
-    return (0.5 * (1 + np.tanh(0.5 * r))).astype(r.dtype, copy=False)
 
 
 def _kl(c, mu, sigma, eps, S):
@@ -173,7 +166,7 @@ def _vi_batch(c, Dy, state, xb, yb, N, step, kl_weight):
     mu, rho, log_noise = state[:P], state[P:2 * P], state[2 * P:]
     B = xb.shape[0]
     stream_t = fold_in(c.stream, step)
-    sigma = _softplus(rho)
+    sigma = softplus(rho)
     need_eps = estimator != ViEstimator.local_reparam or c.prior == ViPrior.scale_mixture
     eps = np.empty((S, P), dtype=dt)
     if need_eps:
@@ -194,7 +187,7 @@ def _vi_batch(c, Dy, state, xb, yb, N, step, kl_weight):
     klscale = scale * float(kl_weight)
     grad = np.zeros(2 * P + Dy, dtype=dt)
     grad[:P] = gmu + (klscale * gkm).astype(dt)
-    grad[P:2 * P] = (gsig + (klscale * gks).astype(dt)) * _sigmoid(rho)
+    grad[P:2 * P] = (gsig + (klscale * gks).astype(dt)) * sigmoid(rho)
     if c.learn_noise and gn is not None:
         grad[2 * P:] = gscale * gn.sum((0, 1))
     nll_mean = per.sum(1, dtype=np.float64).mean()

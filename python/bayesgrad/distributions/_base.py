@@ -44,22 +44,6 @@ def lbeta(a, b):
     return lgamma(a) + lgamma(b) - lgamma(np.asarray(a, np.float64) + b)
 
 
-def softplus(x):
-    return np.logaddexp(0.0, x)
-
-
-def sigmoid(x):
-    with np.errstate(over="ignore"):
-        e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
-def log_softmax(x, axis=-1):
-    m = np.max(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    return x - m - np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
-
-
 def sum_to_shape(a, n_lead, shape):
     """Sum ``a`` of shape (*lead, *b) down to (*lead, *shape), b broadcast from shape."""
     lead = a.shape[:n_lead]

@@ -12,7 +12,8 @@ from .. import _backend
 from .._codes import LocScaleFamily
 from .. import _checks as C
 from .. import random as _random
-from ._base import Distribution, log_softmax, sigmoid, softplus
+from .._numerics import log_softmax, sigmoid, softplus
+from ._base import Distribution
 
 
 class _Logits(Distribution):

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import EULER, digamma, lbeta, lgamma, sigmoid, softplus
+from .._numerics import sigmoid, softplus
+from ._base import EULER, digamma, lbeta, lgamma
 from .discrete import Bernoulli, Categorical
 from .gamma import Beta, Dirichlet, Gamma
 from .locscale import Exponential, Gumbel, Laplace, LogNormal, Normal, Uniform

@@ -134,8 +134,3 @@ def grads_from_terms(dist, terms, n, per_sample):
         mean, var = mean_var(t2)
         collect(dist, name, mean, var, n, t2, grad, stderr, per)
     return grad, stderr, per
-
-
-def sigmoid(a):
-    """The logistic function in its tanh form, finite for any a (the discrete estimators and minimize's softplus)."""
-    return 0.5 * (1.0 + np.tanh(0.5 * a))

@@ -10,7 +10,8 @@ import numpy as np
 from .. import _checks as C
 from .. import random as _random
 from ..distributions._base import sum_to_shape
-from ._base import Estimate, eval_f, eval_like, grads_from_terms, mean_stderr, setup, sigmoid
+from .._numerics import sigmoid
+from ._base import Estimate, eval_f, eval_like, grads_from_terms, mean_stderr, setup
 from .generic import score_function
 
 

@@ -1,0 +1,46 @@
+"""Elementwise numerics shared by the Python layer and the NumPy twin: one
+definition of each link function (docs/design.md, "Shared numerics").
+
+Every function keeps the floating dtype of its input and is finite for any
+finite input. The sigmoid is the two-branch form the C++ core uses
+(mlp::act): exact in both tails, where 0.5 (1 + tanh(x / 2)) rounds to 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["sigmoid", "softplus", "log_softmax", "likelihood_log_probs"]
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)), as exp(-|x|) / (1 + exp(-|x|)) for x < 0 so that nothing overflows."""
+    x = np.asarray(x)
+    with np.errstate(over="ignore"):
+        e = np.exp(-np.abs(x))
+    one = e.dtype.type(1) if e.dtype.kind == "f" else 1.0
+    return np.where(x >= 0, one / (one + e), e / (one + e))
+
+
+def softplus(x):
+    """log(1 + exp(x)) without overflow."""
+    x = np.asarray(x)
+    return np.logaddexp(x.dtype.type(0) if x.dtype.kind == "f" else 0.0, x)
+
+
+def log_softmax(x, axis=-1):
+    """x - logsumexp(x) along ``axis``; rows of -inf stay -inf, not NaN."""
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    return x - m - np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+
+
+def likelihood_log_probs(likelihood, F):
+    """Log-probabilities (..., C) of network outputs F (..., K): softmax for
+    ``"categorical"``; for ``"bernoulli"`` (K = 1) the two classes (1 - p, p)
+    as (-softplus(f), -softplus(-f)), stable at p near 0 and 1."""
+    if likelihood == "bernoulli":
+        f = F[..., 0]
+        return np.stack([-softplus(f), -softplus(-f)], axis=-1)
+    if likelihood == "categorical":
+        return log_softmax(F, axis=-1)
+    raise ValueError(f"likelihood must be 'categorical' or 'bernoulli' for class probabilities, got {likelihood!r}")
