@@ -392,7 +392,7 @@ def test_lowrank_eigsh_matches_dense(rng):
     dense = Laplace(mlp, th, "categorical", lowrank_solver="dense", **kw).fit(X, y)
     arp = Laplace(mlp, th, "categorical", lowrank_solver="eigsh", **kw).fit(X, y)
     assert arp.H is None                      # no (P, P) matrix was built
-    np.testing.assert_allclose(arp._lam, dense._lam, rtol=1e-8)
+    np.testing.assert_allclose(arp._post.lam, dense._post.lam, rtol=1e-8)
     np.testing.assert_allclose(arp.posterior_precision, dense.posterior_precision, rtol=1e-7, atol=1e-9)
     assert arp.log_marginal_likelihood() == pytest.approx(dense.log_marginal_likelihood(), rel=1e-10)
     with pytest.raises(ValueError, match="lowrank_solver"):

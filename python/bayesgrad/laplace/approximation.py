@@ -7,184 +7,27 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.linalg as sla
 import scipy.optimize as sopt
 
 from .. import _checks as C
 from .. import _training as _tr
 from .. import nn as _nn
 from .. import random as _random
+from ._posterior import ParamLayout, StateReader
 from ._tags import TAG_PRED, TAG_SAMPLE
-from .curvature import Curvature, LinearHead, _as_model, _groups, _LastLayerNet, _MLPNet
+from .curvature import Curvature, LinearHead, _as_model, _LastLayerNet, _MLPNet
+from .diag import DiagPosterior
+from .full import FullPosterior
+from .kron import KronPosterior
+from .lowrank import LowRankPosterior
 
-__all__ = ["Laplace", "STRUCTURES", "LINKS"]
+__all__ = ["Laplace", "STRUCTURES", "LINKS", "POSTERIORS"]
 
-STRUCTURES = ("diag", "kron", "full", "lowrank")
+#: The registry of posterior structures, the one place that lists them:
+#: ``Laplace(structure=key)`` fits and factorises a ``POSTERIORS[key]``.
+POSTERIORS = {cls.key: cls for cls in (DiagPosterior, KronPosterior, FullPosterior, LowRankPosterior)}
+STRUCTURES = tuple(POSTERIORS)
 LINKS = ("probit", "mc", "bridge")
-_DENSE_LOWRANK_MAX_P = 2000
-
-
-# --------------------------------------------------------------------------- posteriors
-class _DiagPost:
-    """P = diag(h f + p0)."""
-
-    def __init__(self, h, f, p0):
-        self.d = h * f + p0
-
-    def logdet(self):
-        return float(np.sum(np.log(self.d)))
-
-    def inv_apply(self, V):
-        return V / self.d
-
-    def diag_inv(self):
-        return 1.0 / self.d
-
-    def inv_sqrt_apply(self, Z):
-        return Z / np.sqrt(self.d)
-
-    def covariance(self):
-        return np.diag(1.0 / self.d)
-
-    def matrix(self):
-        return np.diag(self.d)
-
-
-class _FullPost:
-    """P = H f + diag(p0), by Cholesky."""
-
-    def __init__(self, H, f, p0):
-        Pm = H * f
-        Pm[np.diag_indices_from(Pm)] += p0
-        try:
-            self.L = np.linalg.cholesky(Pm.astype(np.float64))
-        except np.linalg.LinAlgError as exc:
-            raise ValueError("posterior precision is not positive definite; increase prior_precision") from exc
-        self.Pm = Pm
-
-    def logdet(self):
-        return float(2 * np.sum(np.log(np.diag(self.L))))
-
-    def inv_apply(self, V):
-        return sla.cho_solve((self.L, True), V.T.astype(np.float64)).T.astype(V.dtype)
-
-    def diag_inv(self):
-        Li = sla.solve_triangular(self.L, np.eye(self.L.shape[0]), lower=True)
-        return np.sum(Li * Li, axis=0)
-
-    def covariance(self):
-        # LAPACK potri on the Cholesky factor: P⁻¹ in (2/3) P³ flops
-        inv, info = sla.lapack.dpotri(self.L, lower=1)
-        if info != 0:
-            raise ValueError("posterior precision is not positive definite; increase prior_precision")
-        return np.tril(inv) + np.tril(inv, -1).T
-
-    def inv_sqrt_apply(self, Z):
-        # x = L^{-T} z has covariance (L L^T)^{-1} = P^{-1}
-        return sla.solve_triangular(self.L, Z.T.astype(np.float64), lower=True, trans="T").T.astype(Z.dtype)
-
-    def matrix(self):
-        return self.Pm
-
-
-class _Post:
-    def covariance(self):
-        return self.inv_apply(np.eye(self.n))
-
-
-class _KronPost(_Post):
-    """Block diagonal over parameter tensors; W block (Q_B ⊗ Q_A) diag(λ_B λ_Aᵀ f + δ) (Q_B ⊗ Q_A)ᵀ,
-    bias block Q_B diag(λ_B f + δ) Q_Bᵀ. ``delta`` holds one prior precision per tensor."""
-
-    def __init__(self, eig, f, delta):
-        self.blocks = []   # (offset, kind, data)
-        off = 0
-        for li, ((lA, QA), (lB, QB)) in enumerate(eig):
-            e = np.outer(lB, lA) * f + delta[2 * li]
-            self.blocks.append((off, (QB, QA, e)))
-            off += e.size
-            eb = lB * f + delta[2 * li + 1]
-            self.blocks.append((off, (QB, None, eb)))
-            off += eb.size
-        self.n = off
-        if any(np.any(b[1][2] <= 0) for b in self.blocks):
-            raise ValueError("posterior precision is not positive definite; increase prior_precision")
-
-    def logdet(self):
-        return float(sum(np.sum(np.log(b[2])) for _, b in self.blocks))
-
-    def _apply(self, V, power):
-        out = np.empty_like(V)
-        m = V.shape[0]
-        for off, (QB, QA, e) in self.blocks:
-            sl = slice(off, off + e.size)
-            ep = e ** power
-            if QA is None:
-                out[:, sl] = ((V[:, sl] @ QB) * ep) @ QB.T
-            else:
-                O, I = e.shape
-                W = V[:, sl].reshape(m, O, I)
-                # Two batched GEMMs per side (BLAS) instead of an unoptimised three-operand einsum.
-                T = (QB.T @ W @ QA) * ep
-                out[:, sl] = (QB @ T @ QA.T).reshape(m, -1)
-        return out
-
-    def inv_apply(self, V):
-        return self._apply(V, -1.0)
-
-    def inv_sqrt_apply(self, Z):
-        return self._apply(Z, -0.5)
-
-    def diag_inv(self):
-        out = []
-        for _, (QB, QA, e) in self.blocks:
-            if QA is None:
-                out.append((QB * QB) @ (1.0 / e))
-            else:
-                out.append(((QB * QB) @ (1.0 / e) @ (QA * QA).T).ravel())
-        return np.concatenate(out)
-
-    def matrix(self):
-        mats = []
-        for _, (QB, QA, e) in self.blocks:
-            Q = QB if QA is None else np.kron(QB, QA)
-            mats.append((Q * e.ravel()) @ Q.T)
-        return sla.block_diag(*mats)
-
-
-class _LowRankPost(_Post):
-    """P = U diag(l f) Uᵀ + D (D = diag(p0)); Woodbury and the determinant lemma."""
-
-    def __init__(self, U, lam, f, p0):
-        self.D, self.n = p0, len(p0)
-        # M = D^{-1/2} U (l f)^{1/2}: P = D^{1/2} (I + M Mᵀ) D^{1/2}
-        M = (U / np.sqrt(p0)[:, None]) * np.sqrt(np.maximum(lam, 0) * f)
-        self.Um, s, _ = np.linalg.svd(M, full_matrices=False)
-        self.s2 = s * s
-
-    def logdet(self):
-        return float(np.sum(np.log(self.D)) + np.sum(np.log1p(self.s2)))
-
-    def inv_apply(self, V):
-        # P⁻¹ = D^{-1/2} (I + Um ((1 + s²)⁻¹ − 1) Umᵀ) D^{-1/2}
-        dm = 1 / np.sqrt(self.D)
-        X = V * dm
-        X = X + ((X @ self.Um) * (1 / (1 + self.s2) - 1)) @ self.Um.T
-        return X * dm
-
-    def inv_sqrt_apply(self, Z):
-        dm = 1 / np.sqrt(self.D)
-        X = Z + ((Z @ self.Um) * ((1 + self.s2) ** -0.5 - 1)) @ self.Um.T
-        return X * dm
-
-    def diag_inv(self):
-        c = (1 + self.s2) ** -1.0 - 1
-        return (1 + np.sum(self.Um * self.Um * c, axis=1)) / self.D
-
-    def matrix(self):
-        Dh = np.sqrt(self.D)
-        A = np.eye(len(self.D)) + (self.Um * self.s2) @ self.Um.T
-        return Dh[:, None] * A * Dh[None, :]
 
 
 # --------------------------------------------------------------------------- Laplace
@@ -219,6 +62,7 @@ class Laplace:
                  prior_precision=1.0, sigma_noise=1.0, temperature=1.0, prior_mean=0.0, n_mc_samples=1,
                  rank=None, chunk_size=256, seed=0, stream=0, lowrank_solver="auto"):
         self.structure = C.option(structure, "structure", STRUCTURES)
+        self._posterior_cls = POSTERIORS[self.structure]
         self.lowrank_solver = C.option(lowrank_solver, "lowrank_solver", ("auto", "dense", "eigsh"))
         self.subset = C.option(subset, "subset", ("all", "last_layer"))
         model, theta = self._subset_model(model, theta)
@@ -227,7 +71,7 @@ class Laplace:
         self.likelihood, self.hessian, self.dtype = self.curv.likelihood, self.curv.hessian, self.curv.dtype
         self.n_params = self.model.n_params
         self.n_outputs = self.model.n_outputs
-        self._group_sizes = _groups(self.model)
+        self._layout = ParamLayout(self.model.layer_shapes, self.dtype)
         t = float(temperature)
         if not (np.isfinite(t) and t > 0):
             raise ValueError(f"temperature must be positive and finite, got {temperature!r}")
@@ -240,6 +84,8 @@ class Laplace:
         self.rank = C.integer(rank, "rank", 1)
         if self.rank > self.n_params:
             raise ValueError(f"rank must be <= the number of parameters {self.n_params}, got {self.rank}")
+        # the fitted curvature in the chosen structure; _posterior() factorises it at a prior
+        self._post = self._posterior_cls(self._layout, self.rank, self.lowrank_solver)
         self._fitted = False
 
     @classmethod
@@ -277,14 +123,14 @@ class Laplace:
         if p.ndim != 1:
             raise ValueError(f"prior_precision must be a scalar or 1-D, got shape {p.shape}")
         C.positive(p, "prior_precision")
-        ng = len(self._group_sizes)
+        ng = self._layout.n_tensors
         if len(p) not in (1, ng, self.n_params):
             raise ValueError(f"prior_precision must have length 1, {ng} (one per weight and bias tensor) "
                              f"or {self.n_params} (one per parameter), got {len(p)}")
-        if self.structure == "kron" and len(p) == self.n_params and len(p) not in (1, ng):
-            raise ValueError("a per-parameter prior_precision is not available for structure='kron': the Kronecker "
-                             "eigenbasis cannot represent an arbitrary diagonal; use a scalar or one value per "
-                             "weight/bias tensor")
+        why = self._posterior_cls.per_parameter_prior_error
+        if why and len(p) == self.n_params and len(p) not in (1, ng):
+            raise ValueError(f"a per-parameter prior_precision is not available for structure={self.structure!r}: "
+                             f"{why}; use a scalar or one value per weight/bias tensor")
         return p
 
     @property
@@ -303,18 +149,6 @@ class Laplace:
             raise ValueError("sigma_noise can only be set for the gaussian likelihood")
         self._sigma_noise = s
 
-    def _p0_diag(self, p=None):
-        p = self._prior_precision if p is None else p
-        if len(p) == 1:
-            return np.full(self.n_params, p[0])
-        if len(p) == self.n_params and len(p) != len(self._group_sizes):
-            return p.copy()
-        return np.repeat(p, self._group_sizes)
-
-    def _delta(self, p):
-        """One prior precision per parameter tensor (kron)."""
-        return np.full(len(self._group_sizes), p[0]) if len(p) == 1 else p
-
     def _hfactor(self, sigma=None):
         s = self._sigma_noise if sigma is None else sigma
         return 1.0 / (s * s * self.temperature)
@@ -325,50 +159,15 @@ class Laplace:
         y (N, C) or (N,) targets (gaussian), (N,) integer labels otherwise. Returns self."""
         X, y = self.curv.check_data(X, y)
         self.n_data = X.shape[0]
-        if self.structure == "diag":
-            self.H, self.loss = self.curv.diag(X, y)
-        elif self.structure == "kron":
-            facs, self.loss = self.curv.kron(X, y)
-            self.H = facs
-            self._set_kron_eig(facs)
-        elif self.structure == "lowrank" and self._use_eigsh():
-            self.H = None
-            self._U, self._lam, self.loss = self._lowrank_eigsh(X, y)
-        else:
-            G, self.loss = self.curv.full(X, y)
-            self.H = G
-            if self.structure == "lowrank":
-                lam, U = np.linalg.eigh(G.astype(np.float64))
-                idx = np.argsort(lam)[::-1][: self.rank]
-                self._U, self._lam = U[:, idx], np.maximum(lam[idx], 0)
+        self.loss = self._post.fit(self.curv, X, y)
         self._fitted = True
         return self
 
-    def _set_kron_eig(self, facs):
-        eig = [(np.linalg.eigh(A.astype(np.float64)), np.linalg.eigh(B.astype(np.float64))) for A, B in facs]
-        # symmetric PSD factors: clip round-off negatives as laplace-torch's symeig does
-        self._eig = [((np.maximum(la, 0), Qa), (np.maximum(lb, 0), Qb)) for (la, Qa), (lb, Qb) in eig]
-
-    def _use_eigsh(self):
-        if self.lowrank_solver == "auto":
-            return self.n_params > _DENSE_LOWRANK_MAX_P and self.rank < self.n_params
-        if self.lowrank_solver == "eigsh" and self.rank >= self.n_params:
-            raise ValueError(f"lowrank_solver='eigsh' needs rank < the number of parameters {self.n_params}")
-        return self.lowrank_solver == "eigsh"
-
-    def _lowrank_eigsh(self, X, y):
-        """Top-``rank`` eigenpairs of the curvature from matrix-free products (ARPACK)."""
-        from scipy.sparse.linalg import LinearOperator, eigsh
-
-        P = self.n_params
-
-        def mv(v):
-            return self.curv.gvp(X, y, np.asarray(v, self.dtype).reshape(-1)).astype(np.float64)
-
-        op = LinearOperator((P, P), matvec=mv, dtype=np.float64)
-        lam, U = eigsh(op, k=self.rank, which="LA", v0=np.ones(P) / math.sqrt(P), tol=1e-10)
-        idx = np.argsort(lam)[::-1]
-        return U[:, idx], np.maximum(lam[idx], 0), self.curv.loss(X, y)
+    @property
+    def H(self):
+        """The fitted curvature in the structure's own form: diag (P,), kron [(A (I, I), B (O, O))]
+        per linear layer, full (P, P), lowrank the dense (P, P) it was taken from (None with eigsh)."""
+        return self._post.H
 
     def _check_fitted(self):
         if not self._fitted:
@@ -377,14 +176,7 @@ class Laplace:
     def _posterior(self, p=None, sigma=None):
         self._check_fitted()
         p = self._prior_precision if p is None else p
-        f = self._hfactor(sigma)
-        if self.structure == "diag":
-            return _DiagPost(self.H.astype(np.float64), f, self._p0_diag(p))
-        if self.structure == "full":
-            return _FullPost(self.H.astype(np.float64), f, self._p0_diag(p))
-        if self.structure == "kron":
-            return _KronPost(self._eig, f, self._delta(p))
-        return _LowRankPost(self._U, self._lam, f, self._p0_diag(p))
+        return self._post.with_prior(p, self._hfactor(sigma))
 
     @property
     def posterior_precision(self):
@@ -417,24 +209,16 @@ class Laplace:
 
     def _lml(self, p, sigma, grad=False):
         post = self._posterior(p, sigma)
-        p0 = self._p0_diag(p)
         delta = (self.mean - self.prior_mean).astype(np.float64)
-        scatter = float(np.sum(delta * delta * p0))
-        lml = self.log_likelihood(sigma) - 0.5 * (scatter + post.logdet() - np.sum(np.log(p0)))
+        prior_part, g_p0, g_logsigma = post.evidence_terms(delta, grad)
+        lml = self.log_likelihood(sigma) + prior_part
         if not grad:
             return lml, None, None
-        dinv = post.diag_inv()
-        g_p0 = -0.5 * (delta * delta + dinv - 1.0 / p0)           # d lml / d p0_j
-        if len(p) == 1:
-            gp = np.array([g_p0.sum()])
-        elif len(p) == self.n_params and len(p) != len(self._group_sizes):
-            gp = g_p0
-        else:
-            gp = np.add.reduceat(g_p0, np.cumsum([0] + self._group_sizes[:-1]))
+        gp = self._layout.reduce(g_p0, len(p))
         gs = 0.0
         if self.likelihood == "gaussian":
             f = self._hfactor(sigma)
-            gs = 2 * f * self.loss - self.n_data * self.n_outputs + (self.n_params - np.sum(dinv * p0))
+            gs = 2 * f * self.loss - self.n_data * self.n_outputs + g_logsigma
         return lml, gp, gs
 
     def optimize_prior_precision(self, method="marglik", prior_structure=None, optimize_sigma=False, val=None,
@@ -449,16 +233,16 @@ class Laplace:
         """
         self._check_fitted()
         method = C.option(method, "method", ("marglik", "gridsearch"))
-        ng = len(self._group_sizes)
+        ng = self._layout.n_tensors
         n_cur = len(self._prior_precision)
         if prior_structure is None:
             n = n_cur
         else:
             ps = C.option(prior_structure, "prior_structure", ("scalar", "layerwise", "diag"))
             n = {"scalar": 1, "layerwise": ng, "diag": self.n_params}[ps]
-            if ps == "diag" and self.structure == "kron":
-                raise ValueError("prior_structure='diag' is not available for structure='kron': the Kronecker "
-                                 "eigenbasis cannot represent a per-parameter prior")
+            why = self._posterior_cls.per_parameter_prior_error
+            if ps == "diag" and why:
+                raise ValueError(f"prior_structure='diag' is not available for structure={self.structure!r}: {why}")
         if optimize_sigma and self.likelihood != "gaussian":
             raise ValueError("optimize_sigma is only for the gaussian likelihood")
         if method == "gridsearch":
@@ -647,25 +431,20 @@ class Laplace:
         arrays = dict(arrays, prior_mean=self.prior_mean, prior_precision=self._prior_precision)
         if self._fitted:
             meta["n_data"], meta["loss"] = int(self.n_data), float(self.loss)
-            if self.structure == "kron":
-                for i, (A, B) in enumerate(self.H):
-                    arrays[f"A{i}"], arrays[f"B{i}"] = A, B
-            elif self.structure == "lowrank":
-                arrays["U"], arrays["lam"] = self._U, self._lam
-            else:
-                arrays["H"] = self.H
+            arrays.update(self._post.state())
         _tr.save_npz(path, meta, arrays)
 
     @classmethod
     def load(cls, path):
         """Read an approximation written by ``save``; ValueError for a malformed or foreign file."""
         meta, arrays = _tr.load_npz(path, "Laplace", ["prior_mean", "prior_precision"])
+        read = StateReader(arrays, path)
         try:
             kind = meta["model"]
             if kind == "mlp":
-                model, theta = _nn.MLP(**meta["mlp"]), cls._array(arrays, "theta", path)
+                model, theta = _nn.MLP(**meta["mlp"]), read("theta")
             elif kind == "linear_head":
-                model, theta = LinearHead(cls._array(arrays, "weight", path), cls._array(arrays, "bias", path)), None
+                model, theta = LinearHead(read("weight"), read("bias")), None
             else:
                 raise ValueError(f"unknown model kind {kind!r}")
             seed = int(meta["seed"])
@@ -676,38 +455,16 @@ class Laplace:
                      chunk_size=meta["chunk_size"], seed=seed, stream=meta["stream"],
                      lowrank_solver=meta["lowrank_solver"])
             if meta["fitted"] is True:
-                la._restore_fit(meta, arrays, path)
+                la._restore_fit(meta, read)
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"{path!r}: malformed Laplace metadata ({type(exc).__name__}: {exc})") from exc
         return la
 
-    @staticmethod
-    def _array(arrays, name, path, shape=None, dtype=None):
-        a = arrays.get(name)
-        if a is None or a.dtype not in (np.float32, np.float64) or not np.all(np.isfinite(a)):
-            raise ValueError(f"{path!r}: array {name!r} missing or not finite float32/float64")
-        if shape is not None and a.shape != shape:
-            raise ValueError(f"{path!r}: array {name!r} has shape {a.shape}, expected {shape}")
-        return a if dtype is None else a.astype(dtype)
-
-    def _restore_fit(self, meta, arrays, path):
+    def _restore_fit(self, meta, read):
         n_data, loss = meta["n_data"], meta["loss"]
         if not (isinstance(n_data, int) and n_data >= 0 and isinstance(loss, (int, float)) and math.isfinite(loss)):
-            raise ValueError(f"{path!r}: malformed n_data / loss")
-        P, dt = self.n_params, self.dtype
-        if self.structure == "kron":
-            facs = [(self._array(arrays, f"A{i}", path, (I, I), dt), self._array(arrays, f"B{i}", path, (O, O), dt))
-                    for i, (I, O) in enumerate(self.model.layer_shapes)]
-            self.H = facs
-            self._set_kron_eig(facs)
-        elif self.structure == "lowrank":
-            self.H = None
-            self._U = self._array(arrays, "U", path, (P, self.rank), np.float64)
-            self._lam = self._array(arrays, "lam", path, (self.rank,), np.float64)
-            if np.any(self._lam < 0):
-                raise ValueError(f"{path!r}: negative low-rank eigenvalues")
-        else:
-            self.H = self._array(arrays, "H", path, (P,) if self.structure == "diag" else (P, P), dt)
+            raise read.error("malformed n_data / loss")
+        self._post.load_state(read)
         self.n_data, self.loss, self._fitted = n_data, float(loss), True
 
     def _from_samples(self, F):

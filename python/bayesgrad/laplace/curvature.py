@@ -177,14 +177,6 @@ def _as_model(model, theta, subset="all"):
     raise TypeError(f"model must be a bayesgrad.laplace.LinearHead or bayesgrad.nn.MLP, got {type(model).__name__}")
 
 
-def _groups(model):
-    """Sizes of the parameter tensors (W_1, b_1, W_2, b_2, ...)."""
-    out = []
-    for i, o in model.layer_shapes:
-        out += [o * i, o]
-    return out
-
-
 # --------------------------------------------------------------------------- curvature
 class Curvature:
     """Curvature of a model's loss, accumulated over data chunks.
