@@ -33,11 +33,21 @@ supplies, e.g. from a pretrained network in any framework) or, with the MLP
 engine, a ``bg.nn.MLP``. Data are processed in chunks of ``chunk_size`` rows:
 no N×C×P array is ever built.
 
-Layout of the package: ``curvature`` (the models and the curvature passes),
-``approximation`` (the :class:`Laplace` object), ``_tags`` (random-stream
-tags).
+Layout of the package:
+
+* ``approximation`` — the :class:`Laplace` object (settings, fit, marginal
+  likelihood and prior optimisation, sampling, predict, save/load) and the
+  registry ``POSTERIORS`` of structures;
+* ``_posterior`` — the protocol every structure implements (``Posterior``)
+  and the prior-precision layout; ``diag``, ``kron``, ``full``, ``lowrank``
+  — one posterior class each;
+* ``curvature`` — the models (:class:`LinearHead`, MLP whole or last layer)
+  and :class:`Curvature` (GGN / Fisher passes over data chunks);
+* ``predictive`` — functional variance, GLM links, NN sampling;
+* ``_tags`` — the random-stream tags of the draws made here.
 """
-from .approximation import LINKS, STRUCTURES, Laplace
+from .approximation import STRUCTURES, Laplace
 from .curvature import HESSIANS, Curvature, LinearHead
+from .predictive import LINKS
 
 __all__ = ["LinearHead", "Curvature", "Laplace", "STRUCTURES", "HESSIANS", "LINKS"]

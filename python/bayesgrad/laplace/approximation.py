@@ -13,6 +13,7 @@ from .. import _checks as C
 from .. import _training as _tr
 from .. import nn as _nn
 from .. import random as _random
+from . import predictive as _pred
 from ._posterior import ParamLayout, StateReader
 from ._tags import TAG_PRED, TAG_SAMPLE
 from .curvature import Curvature, LinearHead, _as_model, _LastLayerNet, _MLPNet
@@ -20,14 +21,14 @@ from .diag import DiagPosterior
 from .full import FullPosterior
 from .kron import KronPosterior
 from .lowrank import LowRankPosterior
+from .predictive import LINKS
 
-__all__ = ["Laplace", "STRUCTURES", "LINKS", "POSTERIORS"]
+__all__ = ["Laplace", "STRUCTURES", "POSTERIORS"]
 
 #: The registry of posterior structures, the one place that lists them:
 #: ``Laplace(structure=key)`` fits and factorises a ``POSTERIORS[key]``.
 POSTERIORS = {cls.key: cls for cls in (DiagPosterior, KronPosterior, FullPosterior, LowRankPosterior)}
 STRUCTURES = tuple(POSTERIORS)
-LINKS = ("probit", "mc", "bridge")
 
 
 # --------------------------------------------------------------------------- Laplace
@@ -309,41 +310,8 @@ class Laplace:
         return (self.mean.astype(np.float64) + post.inv_sqrt_apply(z)).astype(self.dtype)
 
     def functional_variance(self, X):
-        """GLM output mean f (N, C) and covariance f_var (N, C, C) = J P⁻¹ Jᵀ, chunked."""
-        post = self._posterior()
-        if isinstance(self.model, LinearHead) and len(X) * self.n_outputs > self.n_params:
-            return self._head_functional_variance(post, X)
-        fs, vs = [], []
-        for f, J in self.curv.jacobians(X):
-            n, Co, P = J.shape
-            J2 = J.reshape(n * Co, P).astype(np.float64)
-            SJ = post.inv_apply(J2).reshape(n, Co, P)
-            vs.append(np.einsum("ncp,ndp->ncd", J.astype(np.float64), SJ))
-            fs.append(f)
-        return np.concatenate(fs).astype(np.float64), np.concatenate(vs)
-
-    def _head_functional_variance(self, post, X):
-        """f_var of a linear head from the dense covariance Σ (P, P): J_n = [I_C ⊗ φ_nᵀ, I_C], so
-        f_var[n, c, d] = φᵀ Σ_WcWd φ + φᵀ Σ_Wc,bd + Σ_bc,Wd φ + Σ_bc,bd. One (P, P) inverse plus
-        2 N F P C flops, instead of N C triangular solves of size P (2 N C P² flops)."""
-        Sig = post.covariance()
-        Co, F = self.n_outputs, self.model.n_features
-        OI = Co * F
-        X = C.as_array(X, "X", self.dtype, ndim=2)
-        fs, vs = [], []
-        rows = max(1, min(len(X), (1 << 24) // self.n_params))
-        for s in range(0, len(X), rows):
-            Xc = X[s:s + rows]
-            Phi = (self.model.features(Xc) if isinstance(self.model, _LastLayerNet) else Xc).astype(np.float64)
-            n = Phi.shape[0]
-            v = np.empty((n, Co, Co))
-            for c in range(Co):
-                T = Phi @ Sig[c * F:(c + 1) * F, :]                               # (n, P)
-                v[:, c, :] = (np.einsum("ndi,ni->nd", T[:, :OI].reshape(n, Co, F), Phi) + T[:, OI:]
-                              + Phi @ Sig[OI + c, :OI].reshape(Co, F).T + Sig[OI + c, OI:])
-            vs.append(0.5 * (v + v.transpose(0, 2, 1)))
-            fs.append(self.model.forward(self.mean, Xc))
-        return np.concatenate(fs).astype(np.float64), np.concatenate(vs)
+        """GLM output mean f (N, C) and covariance f_var (N, C, C) = J P⁻¹ Jᵀ at inputs X (N, D), chunked."""
+        return _pred.functional_variance(self.curv, self._posterior(), X)
 
     def predict(self, X, link="probit", pred_type="glm", n_samples=None, seed=0, stream=0):
         """Posterior predictive at inputs X (N, D).
@@ -373,42 +341,9 @@ class Laplace:
     def _predict(self, X, link, pred_type, n_samples, seed, stream):
         if pred_type == "nn":
             thetas = self.sample(n_samples, seed, stream)
-            F = np.asarray(self.model.forward_many(thetas, X), dtype=np.float64)
-            return self._from_samples(F)
+            return _pred.nn_sampling(self.likelihood, self.model, thetas, X, self._sigma_noise)
         fmu, fvar = self.functional_variance(X)
-        Fs = None
-        if n_samples is not None:
-            N, Co = fmu.shape
-            z = _random.normal((n_samples, N, Co), seed, stream, np.float64)
-            L = np.linalg.cholesky(fvar + 1e-10 * np.eye(Co) * (1 + np.abs(fvar).max()))
-            Fs = fmu + np.einsum("ncd,snd->snc", L, z)
-        if self.likelihood == "gaussian":
-            ev = np.diagonal(fvar, axis1=1, axis2=2).copy()
-            out = {"mean": fmu, "epistemic_var": ev, "aleatoric_var": np.full_like(ev, self._sigma_noise ** 2)}
-            if Fs is not None:
-                out["samples_mean"] = Fs
-            return out
-        if link == "mc":
-            return self._from_samples(Fs)
-        vd = np.diagonal(fvar, axis1=1, axis2=2)
-        if link == "probit":
-            kappa = 1.0 / np.sqrt(1.0 + np.pi / 8.0 * vd)
-            probs = _probs(self.likelihood, kappa * fmu)
-        else:
-            Co = fmu.shape[1]
-            # Laplace bridge (Hobbhahn et al. 2022), after projecting the Gaussian onto the
-            # sum-zero subspace (softmax is shift invariant), as laplace-torch does
-            rs = fvar.sum(axis=2)
-            tot = rs.sum(axis=1, keepdims=True)
-            mu = fmu - rs * fmu.sum(axis=1, keepdims=True) / tot
-            vd = vd - rs * rs / tot
-            s = np.sum(np.exp(-mu), axis=1, keepdims=True)
-            alpha = (1 - 2.0 / Co + np.exp(mu) * s / Co ** 2) / vd
-            probs = alpha / alpha.sum(axis=1, keepdims=True)
-        out = {"probs": probs}
-        if Fs is not None:
-            out["log_probs"] = _log_probs(self.likelihood, Fs)
-        return out
+        return _pred.glm(self.likelihood, fmu, fvar, link, n_samples, seed, stream, self._sigma_noise)
 
     # ---- persistence
     def _model_arrays(self):
@@ -466,26 +401,3 @@ class Laplace:
             raise read.error("malformed n_data / loss")
         self._post.load_state(read)
         self.n_data, self.loss, self._fitted = n_data, float(loss), True
-
-    def _from_samples(self, F):
-        if self.likelihood == "gaussian":
-            ev = F.var(axis=0)
-            return {"mean": F.mean(axis=0), "epistemic_var": ev, "aleatoric_var": np.full_like(ev, self._sigma_noise ** 2),
-                    "samples_mean": F}
-        lp = _log_probs(self.likelihood, F)
-        m = lp.max(axis=0)
-        probs = np.exp(m + np.log(np.mean(np.exp(lp - m), axis=0)))
-        return {"probs": probs, "log_probs": lp}
-
-
-def _log_probs(likelihood, F):
-    """Log-probabilities (..., C) of outputs F; bernoulli gives the 2-class (1−p, p) (..., 2)."""
-    if likelihood == "bernoulli":
-        f = F[..., 0]
-        return np.stack([-np.logaddexp(0, f), -np.logaddexp(0, -f)], axis=-1)
-    z = F - F.max(axis=-1, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
-
-
-def _probs(likelihood, F):
-    return np.exp(_log_probs(likelihood, F))
