@@ -287,11 +287,11 @@ class Laplace:
         Xv, yv = self.curv.check_data(*val)
         grid = np.logspace(-4, 4, 21) if grid is None else C.positive(C.as_array(grid, "grid", np.float64, ndim=1),
                                                                       "grid")
+        link, _, n_samples = self._predict_options(link, "glm", n_samples if link == "mc" else None)
         best, best_p = np.inf, None
         for p in grid:
             self.prior_precision = p
-            pred = self.predict(Xv, link=link, n_samples=n_samples if link == "mc" else None)
-            nll = self._nll(pred, yv)
+            nll = self._nll(self._predict(Xv, link, "glm", n_samples, 0, 0), yv)
             if nll < best:
                 best, best_p = nll, p
         self.prior_precision = best_p
@@ -311,7 +311,9 @@ class Laplace:
 
     def functional_variance(self, X):
         """GLM output mean f (N, C) and covariance f_var (N, C, C) = J P⁻¹ Jᵀ at inputs X (N, D), chunked."""
-        return _pred.functional_variance(self.curv, self._posterior(), X)
+        post = self._posterior()
+        X, _ = self.curv.check_data(X)
+        return _pred.functional_variance(self.curv, post, X)
 
     def predict(self, X, link="probit", pred_type="glm", n_samples=None, seed=0, stream=0):
         """Posterior predictive at inputs X (N, D).
@@ -326,6 +328,12 @@ class Laplace:
         ``log_probs`` (S, N, C) when sampled; gaussian ``mean``, ``var`` = ``aleatoric_var``
         (σ²) + ``epistemic_var`` (N, C), ``samples_mean`` (S, N, C) when sampled.
         """
+        link, pred_type, n_samples = self._predict_options(link, pred_type, n_samples)
+        # the one check of X on its way down: everything below takes it as checked
+        X, _ = self.curv.check_data(X)
+        return self._predict(X, link, pred_type, n_samples, seed, C.integer(stream, "stream", 0))
+
+    def _predict_options(self, link, pred_type, n_samples):
         link = C.option(link, "link", LINKS)
         pred_type = C.option(pred_type, "pred_type", ("glm", "nn"))
         if n_samples is not None:
@@ -334,16 +342,18 @@ class Laplace:
             n_samples = 100
         if link == "bridge" and self.likelihood != "categorical":
             raise ValueError("link='bridge' (Laplace bridge to a Dirichlet) is for the categorical likelihood")
-        X, _ = self.curv.check_data(X)
-        stream = _random.fold_in(C.integer(stream, "stream", 0), TAG_PRED)
-        return _nn.Predictive(self.likelihood, **self._predict(X, link, pred_type, n_samples, seed, stream))
+        return link, pred_type, n_samples
 
     def _predict(self, X, link, pred_type, n_samples, seed, stream):
+        """``predict`` at checked X (N, D) with checked options."""
+        stream = _random.fold_in(stream, TAG_PRED)
         if pred_type == "nn":
             thetas = self.sample(n_samples, seed, stream)
-            return _pred.nn_sampling(self.likelihood, self.model, thetas, X, self._sigma_noise)
-        fmu, fvar = self.functional_variance(X)
-        return _pred.glm(self.likelihood, fmu, fvar, link, n_samples, seed, stream, self._sigma_noise)
+            out = _pred.nn_sampling(self.likelihood, self.model, thetas, X, self._sigma_noise)
+        else:
+            fmu, fvar = _pred.functional_variance(self.curv, self._posterior(), X)
+            out = _pred.glm(self.likelihood, fmu, fvar, link, n_samples, seed, stream, self._sigma_noise)
+        return _nn.Predictive(self.likelihood, **out)
 
     # ---- persistence
     def _model_arrays(self):

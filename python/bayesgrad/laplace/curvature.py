@@ -32,6 +32,18 @@ _LIK_ALIASES = {"regression": "gaussian", "classification": "categorical"}
 
 
 # --------------------------------------------------------------------------- models
+# The models as the curvature and predictive code sees them: their methods take inputs X
+# (n, D) that the caller has checked once (Curvature.check_data) and do not check them again.
+
+def _mlp_forward(thetas, X, sizes, code):
+    """Outputs (S, n, K) of an MLP (sizes (L+1,) int64, activation code) for thetas (S, P) at
+    checked X (n, D): the kernel behind bg.nn.MLP.forward, without that method's input checks."""
+    k = _backend.kernels()
+    out = np.empty((thetas.shape[0], X.shape[0], int(sizes[-1])), dtype=thetas.dtype)
+    k.mlp_forward(thetas, X, sizes, code, out, None)
+    return out
+
+
 class LinearHead:
     """A linear map ``f = φ Wᵀ + b`` on features φ (N, F): the model of a
     last-layer Laplace approximation on features from any network.
@@ -120,10 +132,10 @@ class _MLPNet:
         return out[::-1]
 
     def forward(self, theta, X):
-        return self.mlp.forward(theta, X)
+        return _mlp_forward(theta[None], X, self.sizes, self.code)[0]
 
     def forward_many(self, thetas, X):
-        return self.mlp.forward(thetas, X)
+        return _mlp_forward(thetas, X, self.sizes, self.code)
 
 
 class _LastLayerNet(LinearHead):
@@ -136,16 +148,18 @@ class _LastLayerNet(LinearHead):
         self.mlp, self.theta_full = mlp, theta
         self.L = _Layout(mlp.sizes)
         self.code = _nn.ACTIVATIONS[mlp.activation]
+        self._below = (theta[None, :w0], np.asarray(mlp.sizes[:-1], dtype=np.int64))   # the layers under it
 
     def n_inputs(self):
         return self.mlp.sizes[0]
 
     def features(self, X):
+        """The last layer's inputs (n, I) at checked X (n, D)."""
         if self.L.n_layers == 1:
             return X
         # the network below the last layer ends in a linear layer: its output, activated
-        below = _nn.MLP(self.mlp.sizes[:-1], self.mlp.activation)
-        z = below.forward(self.theta_full[: self.mlp.offsets[-1][0]], X)
+        theta, sizes = self._below
+        z = _mlp_forward(theta, X, sizes, self.code)[0]
         return np.ascontiguousarray(_act(self.code, z))
 
     def forward_layers(self, theta, X):
@@ -288,10 +302,12 @@ class Curvature:
                                            m.sizes, m.code, self.likelihood, self.hessian, self._K(), structure, out))
         return loss
 
-    # ---- structures
+    # ---- structures: each public method checks its data once, its _twin takes checked arrays
     def diag(self, X, y):
         """Diagonal of the curvature (P,) summed over the data; also returns the loss."""
-        X, y = self.check_data(X, y)
+        return self._diag(*self.check_data(X, y))
+
+    def _diag(self, X, y):
         if isinstance(self.model, _MLPNet):
             out = np.zeros(self.model.n_params, self.dtype)
             return out, self._mlp_pass(X, y, "diag", out)
@@ -306,7 +322,9 @@ class Curvature:
 
     def kron(self, X, y):
         """Kronecker factors [(A_l (I, I), B_l (O, O))] with A = (1/N) Σ a aᵀ, B = Σ s sᵀ; and the loss."""
-        X, y = self.check_data(X, y)
+        return self._kron(*self.check_data(X, y))
+
+    def _kron(self, X, y):
         k = _backend.kernels()
         facs = [(np.zeros((i, i), self.dtype), np.zeros((o, o), self.dtype)) for i, o in self.model.layer_shapes]
         if isinstance(self.model, _MLPNet):
@@ -338,7 +356,9 @@ class Curvature:
 
     def full(self, X, y):
         """The full curvature matrix (P, P) summed over the data; and the loss."""
-        X, y = self.check_data(X, y)
+        return self._full(*self.check_data(X, y))
+
+    def _full(self, X, y):
         k = _backend.kernels()
         P = self.model.n_params
         G = np.zeros((P, P), self.dtype)
@@ -362,6 +382,11 @@ class Curvature:
         P = self.model.n_params
         if V2.ndim != 2 or V2.shape[1] != P:
             raise ValueError(f"V must have shape (m, {P}) or ({P},), got {V.shape}")
+        out = self._gvp(X, y, V2)
+        return out[0] if one else out
+
+    def _gvp(self, X, y, V2):
+        """gvp on checked data and a C-contiguous V2 (m, P) of the curvature's dtype."""
         k = _backend.kernels()
         out = np.zeros_like(V2)
         if isinstance(self.model, _MLPNet):   # jvp -> loss Hessian -> vjp, natively per chunk
@@ -369,15 +394,18 @@ class Curvature:
             for s, e in self._chunks(X.shape[0]):
                 k.mlp_ggn_vp(self.theta, X[s:e], np.ascontiguousarray(y[s:e]), self._draws(s, e - s), m.sizes, m.code,
                              self.likelihood, self.hessian, self._K(), V2, out)
-            return out[0] if one else out
+            return out
         for _, layers in self.passes(X, y):
             a, S = layers[0]
             k.linear_ggn_vp(np.ascontiguousarray(a), np.ascontiguousarray(S), V2, out)
-        return out[0] if one else out
+        return out
 
     def jacobians(self, X):
         """Yield (f (n, C), J (n, C, P)) per chunk: the output Jacobians (GLM predictive)."""
         X, _ = self.check_data(X)
+        yield from self._jacobians(X)
+
+    def _jacobians(self, X):
         Co = self.model.n_outputs
         # the Jacobian chunk is (rows, C, P): cap it at 2**25 elements whatever chunk_size says
         rows = max(1, min(self.chunk_size, X.shape[0], (1 << 25) // (Co * self.model.n_params)))

@@ -14,7 +14,7 @@ class DiagPosterior(Posterior):
     key = "diag"
 
     def fit(self, curv, X, y):
-        self.H, loss = curv.diag(X, y)
+        self.H, loss = curv._diag(X, y)
         return loss
 
     def state(self):

@@ -15,7 +15,7 @@ class FullPosterior(Posterior):
     key = "full"
 
     def fit(self, curv, X, y):
-        self.H, loss = curv.full(X, y)
+        self.H, loss = curv._full(X, y)
         return loss
 
     def state(self):

@@ -20,7 +20,7 @@ class KronPosterior(Posterior):
     per_parameter_prior_error = "the Kronecker eigenbasis cannot represent an arbitrary diagonal"
 
     def fit(self, curv, X, y):
-        facs, loss = curv.kron(X, y)
+        facs, loss = curv._kron(X, y)
         self._set_factors(facs)
         return loss
 

@@ -38,7 +38,7 @@ class LowRankPosterior(Posterior):
             self.H = None
             self.U, self.lam, loss = self._eigsh(curv, X, y)
             return loss
-        G, loss = curv.full(X, y)
+        G, loss = curv._full(X, y)
         self.H = G
         lam, U = np.linalg.eigh(G.astype(np.float64))
         idx = np.argsort(lam)[::-1][: self.rank]
@@ -52,7 +52,7 @@ class LowRankPosterior(Posterior):
         P, dt = self.n, self.layout.dtype
 
         def mv(v):
-            return curv.gvp(X, y, np.asarray(v, dt).reshape(-1)).astype(np.float64)
+            return curv._gvp(X, y, np.ascontiguousarray(v, dtype=dt).reshape(1, -1))[0].astype(np.float64)
 
         op = LinearOperator((P, P), matvec=mv, dtype=np.float64)
         lam, U = eigsh(op, k=self.rank, which="LA", v0=np.ones(P) / math.sqrt(P), tol=1e-10)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _checks as C
 from .. import random as _random
 from .curvature import LinearHead, _LastLayerNet
 
@@ -24,7 +23,7 @@ def functional_variance(curv, post, X):
     if isinstance(model, LinearHead) and len(X) * model.n_outputs > model.n_params:
         return _head_functional_variance(model, curv.theta, post.covariance(), X)
     fs, vs = [], []
-    for f, J in curv.jacobians(X):
+    for f, J in curv._jacobians(X):
         vs.append(post.functional_variance(J))
         fs.append(f)
     return np.concatenate(fs).astype(np.float64), np.concatenate(vs)
@@ -36,7 +35,6 @@ def _head_functional_variance(model, theta, Sig, X):
     2 N F P C flops, instead of N C triangular solves of size P (2 N C P² flops)."""
     Co, F, P = model.n_outputs, model.n_features, model.n_params
     OI = Co * F
-    X = C.as_array(X, "X", model.dtype, ndim=2)
     fs, vs = [], []
     rows = max(1, min(len(X), (1 << 24) // P))
     for s in range(0, len(X), rows):
