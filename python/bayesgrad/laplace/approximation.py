@@ -187,8 +187,7 @@ class Laplace:
     @property
     def posterior_covariance(self):
         """Dense (P, P) posterior covariance."""
-        post = self._posterior()
-        return post.inv_apply(np.eye(self.n_params))
+        return self._posterior().covariance()
 
     # ---- marginal likelihood
     def log_likelihood(self, sigma_noise=None):
