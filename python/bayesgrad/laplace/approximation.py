@@ -175,6 +175,7 @@ class Laplace:
             raise RuntimeError("Laplace is not fitted: call fit(X, y) first")
 
     def _posterior(self, p=None, sigma=None):
+        """The posterior factorised at prior precision p and noise σ (default: the current ones)."""
         self._check_fitted()
         p = self._prior_precision if p is None else p
         return self._post.with_prior(p, self._hfactor(sigma))
@@ -208,6 +209,8 @@ class Laplace:
         return self._lml(self._prior_precision, self._sigma_noise)[0]
 
     def _lml(self, p, sigma, grad=False):
+        """log p(D) at prior precision p (1 | n_tensors | P,) and σ; with ``grad`` also its
+        gradient w.r.t. p (same shape) and w.r.t. log σ (0 unless gaussian), else None, None."""
         post = self._posterior(p, sigma)
         delta = (self.mean - self.prior_mean).astype(np.float64)
         prior_part, g_p0, g_logsigma = post.evidence_terms(delta, grad)

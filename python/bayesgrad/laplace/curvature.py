@@ -207,6 +207,10 @@ class Curvature:
     chunk_size : int
         Rows per chunk; memory is O(chunk_size · K · P) for ``full`` and
         ``jacobians``, O(chunk_size · K · layer width) otherwise.
+
+    The public structure methods (``diag``, ``kron``, ``full``, ``gvp``,
+    ``jacobians``) check their data; ``passes``, ``loss`` and the underscored
+    twins take data that ``check_data`` has already returned.
     """
 
     def __init__(self, model, theta, likelihood, hessian="ggn", n_mc_samples=1, chunk_size=256, seed=0, stream=0):
@@ -223,6 +227,8 @@ class Curvature:
 
     # ---- data
     def check_data(self, X, y=None):
+        """X (N, D) and y ((N, C) targets for gaussian, (N,) labels otherwise, or None) as the
+        passes take them: C-contiguous, of the curvature's dtype; TypeError / ValueError if not."""
         X = C.as_array(X, "X", self.dtype, ndim=2)
         if X.shape[1] != self.model.n_inputs():
             raise ValueError(f"X must have {self.model.n_inputs()} columns, got shape {X.shape}")
