@@ -354,7 +354,6 @@ def test_mlp_kernels_native_numpy_parity(lik, kind, dtype, rng):
 
     mlp, th, X, y = mlp_problem(lik, "gelu", rng, N=70, sizes=(4, 7, 6, 3))
     th, X, y = th.astype(dtype), X.astype(dtype), y.astype(dtype)
-    sizes = np.asarray(mlp.sizes, np.int64)
     Co = mlp.sizes[-1]
     K = {"ggn": 1 if lik == "bernoulli" else Co, "ef": 1, "fisher_mc": 3}[kind]
     draws = (rng.normal(size=(70, K, Co)) if lik == "gaussian" else rng.uniform(size=(70, K))).astype(dtype)

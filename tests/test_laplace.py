@@ -392,7 +392,7 @@ def test_lowrank_eigsh_matches_dense(rng):
     dense = Laplace(mlp, th, "categorical", lowrank_solver="dense", **kw).fit(X, y)
     arp = Laplace(mlp, th, "categorical", lowrank_solver="eigsh", **kw).fit(X, y)
     assert arp.H is None                      # no (P, P) matrix was built
-    np.testing.assert_allclose(arp._lam, dense._lam, rtol=1e-8)
+    np.testing.assert_allclose(arp._post.lam, dense._post.lam, rtol=1e-8)
     np.testing.assert_allclose(arp.posterior_precision, dense.posterior_precision, rtol=1e-7, atol=1e-9)
     assert arp.log_marginal_likelihood() == pytest.approx(dense.log_marginal_likelihood(), rel=1e-10)
     with pytest.raises(ValueError, match="lowrank_solver"):
@@ -460,3 +460,44 @@ def test_marglik_optimisation_survives_singular_trial_steps(monkeypatch):
     la.prior_precision = 50.0  # far above: the first trial step overshoots below 0.2
     la.optimize_prior_precision()
     assert abs(float(la.prior_precision[0]) - p_opt) < 1e-3 * p_opt
+
+
+def test_structure_registry():
+    """Every structure is one registered class behind the posterior protocol."""
+    from bayesgrad.laplace._posterior import Posterior
+    from bayesgrad.laplace.approximation import POSTERIORS
+    assert bg.laplace.STRUCTURES == tuple(STRUCTS) == tuple(POSTERIORS)
+    for key, cls in POSTERIORS.items():
+        assert issubclass(cls, Posterior) and cls.key == key
+
+
+@pytest.mark.parametrize("structure", STRUCTS)
+def test_posterior_covariance_is_the_posteriors(structure, rng):
+    X = rng.normal(size=(30, 3))
+    y = rng.integers(0, 2, 30).astype(float)
+    la = Laplace.from_features(rng.normal(size=(2, 3)), None, "categorical", structure=structure, rank=5).fit(X, y)
+    Sig = la.posterior_covariance
+    np.testing.assert_array_equal(Sig, la._posterior().covariance())
+    np.testing.assert_allclose(Sig, np.linalg.inv(la.posterior_precision), rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("subset", ["all", "last_layer"])
+def test_predict_checks_inputs_once(subset, monkeypatch, rng):
+    """X is converted and checked once, where predict receives it, on every path below
+    (Jacobians, the linear head's block formula, features, network samples)."""
+    from bayesgrad import _checks
+    mlp = bg.nn.MLP([3, 4, 2], "tanh")
+    X = rng.normal(size=(40, 3))
+    la = Laplace(mlp, mlp.init(seed=0), "categorical", structure="full", subset=subset).fit(X, X[:, 0] > 0)
+    names, real = [], _checks.as_array
+
+    def counting(x, name, *args, **kwargs):
+        names.append(name)
+        return real(x, name, *args, **kwargs)
+
+    monkeypatch.setattr(_checks, "as_array", counting)
+    for Xq in (X[:2], X):
+        for kw in (dict(), dict(link="mc", n_samples=3), dict(pred_type="nn", n_samples=3)):
+            names.clear()
+            la.predict(Xq, **kw)
+            assert names.count("X") == 1, (len(Xq), kw, names)

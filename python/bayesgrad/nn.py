@@ -81,7 +81,7 @@ class MLP:
 
     def net_config(self, k):
         """This network as the kernels of backend module ``k`` take it (``k.mlp.NetConfig``)."""
-        return _net_config(k, self.sizes, self._act)
+        return kernel_net_config(k, self.sizes, self._act)
 
     @property
     def n_layers(self):
@@ -514,7 +514,8 @@ def train_map(mlp, X, y, likelihood="gaussian", *, theta0=None, epochs=100, batc
 
 
 @functools.lru_cache(maxsize=256)
-def _net_config(k, sizes, activation):
-    # Cached so that repeated kernel calls do not rebuild the layout; keyed by
-    # the backend module because each backend has its own config type.
+def kernel_net_config(k, sizes, activation):
+    """``k.mlp.NetConfig(sizes, activation)`` for backend module ``k`` (sizes a tuple
+    of ints, activation a code), cached: repeated kernel calls do not rebuild the
+    layout. Keyed by the backend module, since each backend has its own type."""
     return k.mlp.NetConfig(sizes, activation)

@@ -1,0 +1,124 @@
+"""Predictives of a Laplace approximation at inputs X (N, D) that the caller has
+checked: the GLM (linearised) output distribution ``f ~ N(f(θ*), J P⁻¹ Jᵀ)`` with
+its link approximations (probit, Monte Carlo, Laplace bridge), and the NN-sampling
+predictive (the network run per posterior sample). ``glm``, ``nn_sampling`` and
+``from_samples`` return the keyword arguments of a ``bg.nn.Predictive``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import random as _random
+from .curvature import LinearHead, _LastLayerNet
+
+__all__ = ["LINKS", "functional_variance", "glm", "nn_sampling", "from_samples"]
+
+LINKS = ("probit", "mc", "bridge")
+
+
+def functional_variance(curv, post, X):
+    """GLM output mean f (N, C) and covariance f_var (N, C, C) = J P⁻¹ Jᵀ, chunked, for the
+    model and θ* of ``curv`` (a ``Curvature``) and a factorised posterior ``post``."""
+    model = curv.model
+    if isinstance(model, LinearHead) and len(X) * model.n_outputs > model.n_params:
+        return _head_functional_variance(model, curv.theta, post.covariance(), X)
+    fs, vs = [], []
+    for f, J in curv._jacobians(X):
+        vs.append(post.functional_variance(J))
+        fs.append(f)
+    return np.concatenate(fs).astype(np.float64), np.concatenate(vs)
+
+
+def _head_functional_variance(model, theta, Sig, X):
+    """f_var of a linear head from the dense covariance Σ (P, P): J_n = [I_C ⊗ φ_nᵀ, I_C], so
+    f_var[n, c, d] = φᵀ Σ_WcWd φ + φᵀ Σ_Wc,bd + Σ_bc,Wd φ + Σ_bc,bd. One (P, P) inverse plus
+    2 N F P C flops, instead of N C triangular solves of size P (2 N C P² flops)."""
+    Co, F, P = model.n_outputs, model.n_features, model.n_params
+    OI = Co * F
+    fs, vs = [], []
+    rows = max(1, min(len(X), (1 << 24) // P))
+    for s in range(0, len(X), rows):
+        Xc = X[s:s + rows]
+        Phi = (model.features(Xc) if isinstance(model, _LastLayerNet) else Xc).astype(np.float64)
+        n = Phi.shape[0]
+        v = np.empty((n, Co, Co))
+        for c in range(Co):
+            T = Phi @ Sig[c * F:(c + 1) * F, :]                               # (n, P)
+            v[:, c, :] = (np.einsum("ndi,ni->nd", T[:, :OI].reshape(n, Co, F), Phi) + T[:, OI:]
+                          + Phi @ Sig[OI + c, :OI].reshape(Co, F).T + Sig[OI + c, OI:])
+        vs.append(0.5 * (v + v.transpose(0, 2, 1)))
+        fs.append(model.forward(theta, Xc))
+    return np.concatenate(fs).astype(np.float64), np.concatenate(vs)
+
+
+def glm(likelihood, fmu, fvar, link, n_samples, seed, stream, sigma_noise):
+    """The GLM predictive from the output mean fmu (N, C) and covariance fvar (N, C, C).
+
+    With ``n_samples`` (S) outputs are also drawn from N(fmu, fvar) (Philox, seed, stream):
+    sampled log-probabilities (S, N, C), or sampled means for gaussian; ``link="mc"``
+    averages them into ``probs``."""
+    Fs = None
+    if n_samples is not None:
+        N, Co = fmu.shape
+        z = _random.normal((n_samples, N, Co), seed, stream, np.float64)
+        L = np.linalg.cholesky(fvar + 1e-10 * np.eye(Co) * (1 + np.abs(fvar).max()))
+        Fs = fmu + np.einsum("ncd,snd->snc", L, z)
+    if likelihood == "gaussian":
+        ev = np.diagonal(fvar, axis1=1, axis2=2).copy()
+        out = {"mean": fmu, "epistemic_var": ev, "aleatoric_var": np.full_like(ev, sigma_noise ** 2)}
+        if Fs is not None:
+            out["samples_mean"] = Fs
+        return out
+    if link == "mc":
+        return from_samples(likelihood, Fs, sigma_noise)
+    vd = np.diagonal(fvar, axis1=1, axis2=2)
+    if link == "probit":
+        kappa = 1.0 / np.sqrt(1.0 + np.pi / 8.0 * vd)
+        probs = _probs(likelihood, kappa * fmu)
+    else:
+        Co = fmu.shape[1]
+        # Laplace bridge (Hobbhahn et al. 2022), after projecting the Gaussian onto the
+        # sum-zero subspace (softmax is shift invariant), as laplace-torch does
+        rs = fvar.sum(axis=2)
+        tot = rs.sum(axis=1, keepdims=True)
+        mu = fmu - rs * fmu.sum(axis=1, keepdims=True) / tot
+        vd = vd - rs * rs / tot
+        s = np.sum(np.exp(-mu), axis=1, keepdims=True)
+        alpha = (1 - 2.0 / Co + np.exp(mu) * s / Co ** 2) / vd
+        probs = alpha / alpha.sum(axis=1, keepdims=True)
+    out = {"probs": probs}
+    if Fs is not None:
+        out["log_probs"] = _log_probs(likelihood, Fs)
+    return out
+
+
+def nn_sampling(likelihood, model, thetas, X, sigma_noise):
+    """The network run per posterior sample thetas (S, P) at X (N, D)."""
+    F = np.asarray(model.forward_many(thetas, X), dtype=np.float64)
+    return from_samples(likelihood, F, sigma_noise)
+
+
+def from_samples(likelihood, F, sigma_noise):
+    """Predictive from sampled outputs F (S, N, C): the mixture's probabilities, or the
+    sampled means' mean and variance (gaussian)."""
+    if likelihood == "gaussian":
+        ev = F.var(axis=0)
+        return {"mean": F.mean(axis=0), "epistemic_var": ev, "aleatoric_var": np.full_like(ev, sigma_noise ** 2),
+                "samples_mean": F}
+    lp = _log_probs(likelihood, F)
+    m = lp.max(axis=0)
+    probs = np.exp(m + np.log(np.mean(np.exp(lp - m), axis=0)))
+    return {"probs": probs, "log_probs": lp}
+
+
+def _log_probs(likelihood, F):
+    """Log-probabilities (..., C) of outputs F; bernoulli gives the 2-class (1−p, p) (..., 2)."""
+    if likelihood == "bernoulli":
+        f = F[..., 0]
+        return np.stack([-np.logaddexp(0, f), -np.logaddexp(0, -f)], axis=-1)
+    z = F - F.max(axis=-1, keepdims=True)
+    return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+
+
+def _probs(likelihood, F):
+    return np.exp(_log_probs(likelihood, F))
