@@ -243,14 +243,8 @@ class Curvature:
                 raise ValueError(f"y must have shape ({N}, {Co}), got {y.shape}")
             return X, np.ascontiguousarray(y)
         y = C.as_array(y, "y", self.dtype, ndim=1)
-        if y.shape[0] != N:
-            raise ValueError(f"y must have {N} entries (one per row of X), got {y.shape[0]}")
-        if np.any(y != np.round(y)) or np.any(y < 0):
-            raise ValueError("y must hold non-negative integer class labels")
-        hi = Co if self.likelihood == "categorical" else 2
-        if np.any(y >= hi):
-            raise ValueError(f"y must hold labels in [0, {hi}), got max {int(y.max())}")
-        return X, y
+        labels = C.class_labels(y, N, Co if self.likelihood == "categorical" else 2)
+        return X, np.ascontiguousarray(labels, dtype=self.dtype)
 
     def _K(self):
         Co = self.model.n_outputs

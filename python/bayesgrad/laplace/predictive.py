@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import random as _random
+from .._numerics import likelihood_log_probs as _log_probs
 from .curvature import LinearHead, _LastLayerNet
 
 __all__ = ["LINKS", "functional_variance", "glm", "nn_sampling", "from_samples"]
@@ -109,15 +110,6 @@ def from_samples(likelihood, F, sigma_noise):
     m = lp.max(axis=0)
     probs = np.exp(m + np.log(np.mean(np.exp(lp - m), axis=0)))
     return {"probs": probs, "log_probs": lp}
-
-
-def _log_probs(likelihood, F):
-    """Log-probabilities (..., C) of outputs F; bernoulli gives the 2-class (1−p, p) (..., 2)."""
-    if likelihood == "bernoulli":
-        f = F[..., 0]
-        return np.stack([-np.logaddexp(0, f), -np.logaddexp(0, -f)], axis=-1)
-    z = F - F.max(axis=-1, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
 
 
 def _probs(likelihood, F):
