@@ -69,9 +69,7 @@ void bind(py::module_& m) {
          in_array<T> y, in_array<int64_t> perm, in_array<T> prior_prec) {
         const EpochData e = epoch_data<T>(c.net.layout, c.lik, X, y, perm, c.batch_size);
         const int64_t n = c.net.layout.n_params + e.Dy;
-        need_state(state, n, "state");
-        need_state(m1, n, "m");
-        need_state(m2, n, "v");
+        need_train_state(state, m1, m2, n);
         need_len(prior_prec, c.net.layout.n_params, "prior_prec");
         out_array<T> stats(std::vector<py::ssize_t>{e.batches.count(), 2});
         T* s = state.mutable_data();

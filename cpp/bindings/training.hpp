@@ -22,6 +22,13 @@ inline void need_state(const py::array& a, int64_t n, const char* name) {
   require_writeable(a, name);
 }
 
+// The parameters an epoch updates in place and their two Adam moments, each (n,).
+inline void need_train_state(const py::array& state, const py::array& m, const py::array& v, int64_t n) {
+  need_state(state, n, "state");
+  need_state(m, n, "m");
+  need_state(v, n, "v");
+}
+
 struct EpochData {
   int64_t N, Dy;
   Batches batches;

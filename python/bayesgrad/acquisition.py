@@ -40,7 +40,7 @@ from . import _backend
 from ._codes import PointScore
 from . import _checks as C
 from . import random as _random
-from .uncertainty import _run_checked, check_log_probs
+from .uncertainty import check_normalised, check_log_probs
 
 __all__ = ["Selection", "bald", "max_entropy", "variation_ratios", "mean_std", "margin", "random",
            "batchbald", "joint_entropy", "scores"]
@@ -119,11 +119,11 @@ def _chunk_scores(method, a):
     N = a.shape[1]
     if method in ("bald", "max_entropy"):
         t, al, ep = (np.empty(N, dtype=a.dtype) for _ in range(3))
-        _run_checked(lambda: k.metrics.decompose(a, t, al, ep), a, "pool")
+        check_normalised(lambda: k.metrics.decompose(a, t, al, ep), a, "pool")
         return ep if method == "bald" else t
     out = np.empty(N, dtype=a.dtype)
     kind = PointScore[method]
-    _run_checked(lambda: k.acquisition.point_scores(a, kind, out), a, "pool")
+    check_normalised(lambda: k.acquisition.point_scores(a, kind, out), a, "pool")
     return out
 
 
@@ -326,7 +326,7 @@ def batchbald(pool, batch_size=10, n_configs=1000, *, seed=0, stream=0, max_cand
         dtype = a.dtype
         N = a.shape[1]
         t, al, ep = (np.empty(N, dtype=a.dtype) for _ in range(3))
-        _run_checked(lambda: _backend.kernels().metrics.decompose(a, t, al, ep), a, "pool")
+        check_normalised(lambda: _backend.kernels().metrics.decompose(a, t, al, ep), a, "pool")
         keep_p.append(np.exp(a.astype(np.float64)))
         keep_h.append(al.astype(np.float64))
         keep_b.append(ep.astype(np.float64))
@@ -378,7 +378,7 @@ def joint_entropy(log_probs, indices, n_configs=None, *, seed=0, stream=0) -> fl
     if idx.min() < 0 or idx.max() >= a.shape[1]:
         raise ValueError(f"indices must be in [0, {a.shape[1]})")
     t, al, ep = (np.empty(a.shape[1], dtype=a.dtype) for _ in range(3))
-    _run_checked(lambda: _backend.kernels().metrics.decompose(a, t, al, ep), a, "log_probs")
+    check_normalised(lambda: _backend.kernels().metrics.decompose(a, t, al, ep), a, "log_probs")
     probs = np.exp(a[:, idx, :].astype(np.float64))
     K = idx.size
     big = n_configs is None

@@ -112,7 +112,7 @@ class MCDropout:
         n_samples = C.integer(n_samples, "n_samples", 1)
         dt = C.float_dtype(dtype or (self.theta_.dtype if self.theta_ is not None else np.float64))
         u = _random.uniform((n_samples, self.mlp.n_hidden_units), seed=seed,
-                            stream=_random.fold_in(_random._stream(stream), "dropout"), dtype=dt)
+                            stream=_random.fold_in(_random.check_stream(stream), "dropout"), dtype=dt)
         return np.where(u > self.p, dt.type(1.0 / (1.0 - self.p)), dt.type(0))
 
     def predict(self, X, n_samples=100, seed=0, stream=0, masks=None):

@@ -140,12 +140,14 @@ class MLP:
         if theta.ndim not in (1, 2) or theta.shape[-1] != self.n_params:
             raise ValueError(f"theta must have shape ({self.n_params},) or (S, {self.n_params}), got {theta.shape}")
 
-    def _theta(self, theta, name="theta"):
+    def check_params(self, theta, name="theta"):
+        """``theta`` checked as parameters (P,) or (S, P) of this network."""
         t = C.as_array(theta, name)
         self._check_theta_shape(t)
         return t
 
-    def _inputs(self, X, dtype, name="X"):
+    def check_inputs(self, X, dtype, name="X"):
+        """``X`` checked as inputs (N, d_in) of this network, converted to ``dtype``."""
         X = C.as_array(X, name, dtype=dtype)
         if X.ndim == 1 and self.sizes[0] == 1:
             X = X[:, None]
@@ -173,10 +175,10 @@ class MLP:
         ``masks`` (S, H) or (S, 1 or N, H): multipliers of the H hidden units
         (dropout masks already scaled by 1/(1-p)).
         """
-        t = self._theta(theta)
+        t = self.check_params(theta)
         single = t.ndim == 1
         t2 = t[None] if single else t
-        X = self._inputs(X, t.dtype)
+        X = self.check_inputs(X, t.dtype)
         S, N = t2.shape[0], X.shape[0]
         out = np.empty((S, N, self.sizes[-1]), dtype=t.dtype)
         k = _backend.kernels()
@@ -191,10 +193,10 @@ class MLP:
         theta (P,) with g_out (N, K), or theta (S, P) with g_out (S, N, K).
         Returns grad like theta, or (grad, grad_x) when ``wrt_input``.
         """
-        t = self._theta(theta)
+        t = self.check_params(theta)
         single = t.ndim == 1
         t2 = t[None] if single else t
-        X = self._inputs(X, t.dtype)
+        X = self.check_inputs(X, t.dtype)
         S, N = t2.shape[0], X.shape[0]
         g = C.as_array(g_out, "g_out", dtype=t.dtype)
         g = g[None] if single and g.ndim == 2 else g
@@ -216,10 +218,10 @@ class MLP:
         ``grad=True`` also dnll/dtheta like theta.
         """
         lik = likelihood_name(likelihood)
-        t = self._theta(theta)
+        t = self.check_params(theta)
         single = t.ndim == 1
         t2 = t[None] if single else t
-        X = self._inputs(X, t.dtype)
+        X = self.check_inputs(X, t.dtype)
         yy = prepare_targets(y, lik, self.sizes[-1], X.shape[0], t.dtype)
         ln = log_noise_vector(noise, lik, self.sizes[-1], t.dtype)
         S = t2.shape[0]
@@ -394,7 +396,10 @@ class Predictive:
 
 # ---------------------------------------------------------------- MAP training
 
-def _dtype_for(X, theta0, dtype):
+def training_dtype(X, theta0, dtype):
+    """The dtype a fit trains in: ``dtype`` if given, else that of the initial
+    parameters, else float32 for float32 inputs and float64 otherwise
+    (shared by the MAP, MC-dropout and MFVI fits)."""
     if dtype is not None:
         return C.float_dtype(dtype)
     if theta0 is not None:
@@ -403,7 +408,7 @@ def _dtype_for(X, theta0, dtype):
 
 
 def _training_data(mlp, X, y, lik, dt):
-    Xa = mlp._inputs(X, dt)
+    Xa = mlp.check_inputs(X, dt)
     ya = prepare_targets(y, lik, mlp.sizes[-1], Xa.shape[0], dt)
     return Xa, ya
 
@@ -412,16 +417,16 @@ def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noi
               validation, patience, seed, stream, verbose, desc, dtype=None):
     """The MAP / MC-dropout loop (native epochs). Returns a dict with theta,
     log_noise, history, interrupted, seed."""
-    dt = _dtype_for(X, theta0, dtype)
+    dt = training_dtype(X, theta0, dtype)
     Xa, ya = _training_data(mlp, X, y, lik, dt)
     seed = _random.resolve_seed(seed)
-    stream = _random._stream(stream)
+    stream = _random.check_stream(stream)
     batch_size = C.integer(batch_size, "batch_size", 1)
     adam = _tr.adam_options(lr)
     if theta0 is None:
         theta = mlp.init(seed=seed, stream=stream, dtype=dt)
     else:
-        theta = mlp._theta(theta0).astype(dt)
+        theta = mlp.check_params(theta0).astype(dt)
         if theta.ndim != 1:
             raise ValueError(f"theta0 must have shape ({mlp.n_params},)")
     ln = log_noise_vector(noise, lik, mlp.sizes[-1], dt)

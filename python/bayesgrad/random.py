@@ -43,7 +43,8 @@ def resolve_seed(seed):
     return seed
 
 
-def _stream(stream):
+def check_stream(stream):
+    """A user stream id as an int in [0, 2**63) (shared by every function that draws)."""
     stream = C.integer(stream, "stream")
     if not 0 <= stream < 2 ** 63:
         raise ValueError(f"stream must be in [0, 2**63) (ids >= 2**63 are per-element sub-streams), got {stream}")
@@ -65,7 +66,7 @@ def fold_in(stream, tag) -> int:
     ``mix64(stream ^ mix64(tag)) mod 2**63`` with SplitMix64's finaliser; string
     tags from ``TAGS`` map to their integer, other strings through FNV-1a 64.
     """
-    return int(_backend.kernels().random.fold_in(_stream(stream), _tag_int(tag)))
+    return int(_backend.kernels().random.fold_in(check_stream(stream), _tag_int(tag)))
 
 
 def philox4x32(counter, key):
@@ -102,7 +103,7 @@ def _draw(kind, shape, seed, stream, dtype, offset, out):
         if shape is not None and tuple(out.shape) != C.shape_tuple(shape):
             raise ValueError(f"out has shape {out.shape}, expected {C.shape_tuple(shape)}")
     seed = resolve_seed(seed)
-    stream = _stream(stream)
+    stream = check_stream(stream)
     offset = C.integer(offset, "offset", 0)
     k = _backend.kernels()
     getattr(k.random, "fill_" + kind)(out, seed, stream, offset)

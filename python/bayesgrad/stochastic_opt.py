@@ -224,7 +224,7 @@ def minimize(f, dist, estimator="pathwise", steps=1000, n_samples=16, seed=0, st
         raise TypeError(f"dist must be a bayesgrad distribution, got {type(dist).__name__}")
     steps = C.integer(steps, "steps", 1)
     n = C.integer(n_samples, "n_samples", 1)
-    seed, stream = _random.resolve_seed(seed), _random._stream(stream)
+    seed, stream = _random.resolve_seed(seed), _random.check_stream(stream)
     if isinstance(estimator, str):
         est_name = C.option(estimator, "estimator", tuple(ESTIMATORS))
         est_fn = ESTIMATORS[est_name]

@@ -57,8 +57,10 @@ def _raise_bad_log_probs(a, dev, name):
         f"found a deviation of {dev:.3g} (are these logits? apply log_softmax first)")
 
 
-def _run_checked(kernel_call, a, name):
-    """Run a kernel that returns the largest normalisation deviation; raise if it is too large."""
+def check_normalised(kernel_call, a, name):
+    """Run a kernel on log-probabilities ``a`` that returns their largest
+    normalisation deviation (it checks in the same pass); raise a ValueError
+    naming ``name`` if it is too large. Shared with bayesgrad.acquisition."""
     dev = kernel_call()
     if not dev <= _prob_tol(a.dtype, a.shape[-1]):
         _raise_bad_log_probs(a, dev, name)
@@ -127,7 +129,7 @@ def decompose(log_probs) -> Decomposition:
     a = check_log_probs(log_probs)
     N = a.shape[1]
     t, al, ep = (np.empty(N, dtype=a.dtype) for _ in range(3))
-    _run_checked(lambda: _backend.kernels().metrics.decompose(a, t, al, ep), a, "log_probs")
+    check_normalised(lambda: _backend.kernels().metrics.decompose(a, t, al, ep), a, "log_probs")
     return Decomposition(t, al, ep)
 
 

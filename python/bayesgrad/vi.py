@@ -22,7 +22,8 @@ from . import _checks as C
 from . import _training as _tr
 from . import random as _random
 from ._codes import ViEstimator, ViPrior
-from .nn import LIKELIHOODS, MLP, Predictive, likelihood_name, log_noise_vector, prepare_targets, _dtype_for
+from .nn import (LIKELIHOODS, MLP, Predictive, likelihood_name, log_noise_vector, prepare_targets, target_dim,
+                 training_dtype)
 
 __all__ = ["MFVI", "ESTIMATORS", "PRIORS"]
 
@@ -130,15 +131,15 @@ class MFVI:
         elbo, expected_loglik, kl (nats, whole data set) and objective.
         """
         dt = self.dtype or (self.state_.dtype if warm_start and self.state_ is not None else
-                            _dtype_for(X, mu0, None))
+                            training_dtype(X, mu0, None))
         mlp = self.mlp
-        Xa = mlp._inputs(X, dt)
+        Xa = mlp.check_inputs(X, dt)
         ya = prepare_targets(y, self.likelihood, mlp.sizes[-1], Xa.shape[0], dt)
         self.seed_ = _random.resolve_seed(seed)
-        stream = _random._stream(stream)
+        stream = _random.check_stream(stream)
         P = mlp.n_params
         if not (warm_start and self.state_ is not None):
-            mu = mlp.init(seed=self.seed_, stream=stream, dtype=dt) if mu0 is None else mlp._theta(mu0).astype(dt)
+            mu = mlp.init(seed=self.seed_, stream=stream, dtype=dt) if mu0 is None else mlp.check_params(mu0).astype(dt)
             if mu.shape != (P,):
                 raise ValueError(f"mu0 must have shape ({P},)")
             ln = log_noise_vector(self.noise, self.likelihood, mlp.sizes[-1], dt)
@@ -181,11 +182,11 @@ class MFVI:
         """
         self._require_fit()
         dt = self.state_.dtype
-        Xa = self.mlp._inputs(X, dt)
+        Xa = self.mlp.check_inputs(X, dt)
         ya = prepare_targets(y, self.likelihood, self.mlp.sizes[-1], Xa.shape[0], dt)
         n_samples = C.integer(n_samples, "n_samples", 1)
         seed = _random.resolve_seed(seed)
-        s = _random.fold_in(_random._stream(stream), "predict")
+        s = _random.fold_in(_random.check_stream(stream), "predict")
         k = _backend.kernels()
         cfg = self.kernel_config(k, seed=seed, stream=s, estimator="weight_space", n_samples=n_samples)
         grad = np.empty_like(self.state_)
@@ -198,7 +199,7 @@ class MFVI:
         self._require_fit()
         n_samples = C.integer(n_samples, "n_samples", 1)
         eps = _random.normal((n_samples, self.mlp.n_params), seed=seed,
-                             stream=_random.fold_in(_random._stream(stream), "posterior"), dtype=self.state_.dtype)
+                             stream=_random.fold_in(_random.check_stream(stream), "posterior"), dtype=self.state_.dtype)
         return self.mu_ + self.sigma_ * eps
 
     def predict(self, X, n_samples=100, seed=0, stream=0):
@@ -245,7 +246,6 @@ class MFVI:
         except (KeyError, TypeError) as exc:
             raise ValueError(f"{path!r}: malformed MFVI metadata ({exc})") from exc
         state = arrays["state"]
-        from .nn import target_dim
         n = 2 * mlp.n_params + target_dim(obj.likelihood, mlp.sizes[-1])
         if state.shape != (n,):
             raise ValueError(f"{path!r}: state has shape {state.shape}, expected ({n},)")

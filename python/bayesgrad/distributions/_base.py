@@ -125,7 +125,7 @@ class Distribution(abc.ABC):
 
     @staticmethod
     def _seed_stream(seed, stream):
-        return _random.resolve_seed(seed), _random._stream(stream)
+        return _random.resolve_seed(seed), _random.check_stream(stream)
 
     def _flat(self, a, shape=None):
         """A parameter (or expression) broadcast to the batch shape, flat and contiguous."""

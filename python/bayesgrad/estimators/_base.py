@@ -67,7 +67,7 @@ def setup(f, dist, n_samples, seed, stream, minimum=1):
     if not isinstance(dist, Distribution):
         raise TypeError(f"dist must be a bayesgrad distribution, got {type(dist).__name__}")
     n = C.integer(n_samples, "n_samples", minimum)
-    return n, _random.resolve_seed(seed), _random._stream(stream)
+    return n, _random.resolve_seed(seed), _random.check_stream(stream)
 
 
 def eval_f(f, x, dtype, name="f"):
