@@ -190,6 +190,8 @@ def cpp_header() -> str:
     for enum in ENUMS:
         cname = enum.__name__
         members = list(enum)
+        # from_int checks a range, so the codes must be contiguous
+        assert sorted(int(m) for m in members) == list(range(min(members), max(members) + 1)), cname
         lines.append(f"enum class {cname} : int {{")
         for m in members:
             lines.append(f"  k{_camel(m.name)} = {int(m)},")
