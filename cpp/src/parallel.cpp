@@ -15,6 +15,7 @@
 #include "bayesgrad/parallel.hpp"
 
 #include <pthread.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
@@ -31,7 +32,15 @@ namespace bayesgrad {
 
 namespace {
 int g_threads = 0;  // 0: not yet chosen
+// The CPUs this process may run on (its affinity mask), not the machine's
+// core count. Python replaces this at import with the full budget rule
+// (environment, worker processes, cgroup quota: bayesgrad/_threads.py).
 int default_threads() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
   const unsigned hw = std::thread::hardware_concurrency();
   return hw == 0 ? 1 : static_cast<int>(hw);
 }

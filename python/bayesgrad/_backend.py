@@ -22,7 +22,7 @@ try:
 except ImportError:  # pragma: no cover - a runtime dependency; the core then fails to import
     scipy_openblas32 = None
 
-from . import _numpy
+from . import _numpy, _threads
 
 BACKENDS = ("cpu", "cuda", "numpy")
 
@@ -122,6 +122,8 @@ def use_backend(name: str):
 
 def kernels():
     """The kernel module of the active backend (its concept submodules hold the kernels)."""
+    if _threads_state["source"] is None:
+        _init_threads()
     name = get_backend()
     if name == "cpu":
         return _core
@@ -136,17 +138,57 @@ def native_available() -> bool:
     return _core is not None
 
 
+# "source" is None until the default budget is chosen: lazily, at the first
+# kernel call, because a spawned worker process imports bayesgrad (unpickling
+# its target) before multiprocessing says it is a worker.
+_threads_state = {"n": 1, "numpy_blas_limited": False, "source": None}
+
+
+def _apply_threads(n, limit_numpy):
+    if _core is not None:
+        _core.runtime.set_num_threads(n)
+    if limit_numpy:
+        _threads_state["numpy_blas_limited"] = _threads.limit_numpy_blas(n)
+    _threads_state["n"] = n
+
+
 def set_num_threads(n: int) -> None:
-    """Threads used by native kernels and by scipy-openblas32 (n >= 1)."""
+    """The thread budget (n >= 1) of the native kernels' pool, scipy-openblas32
+    and, when threadpoolctl is installed, NumPy's BLAS (docs/design.md, "Threads")."""
     from ._checks import integer
 
     n = integer(n, "n", 1)
-    if _core is not None:
-        _core.runtime.set_num_threads(n)
+    _apply_threads(n, limit_numpy=True)
+    _threads_state["source"] = "set_num_threads"
+
+
+def _init_threads():
+    # NumPy's BLAS already honours OMP_NUM_THREADS and sees the affinity; only a
+    # smaller budget than that (a cgroup quota, a worker, BAYESGRAD_NUM_THREADS)
+    # needs threadpoolctl, whose import is kept off the common path.
+    n = _threads.default_threads()
+    _apply_threads(n, limit_numpy=n < _threads._affinity_cpus())
+    _threads_state["source"] = "default"
 
 
 def get_num_threads() -> int:
-    return int(_core.runtime.get_num_threads()) if _core is not None else 1
+    """The current thread budget (1 on the NumPy backend without the core)."""
+    if _threads_state["source"] is None:
+        _init_threads()
+    return int(_core.runtime.get_num_threads()) if _core is not None else _threads_state["n"]
+
+
+def _after_fork_in_child():
+    # A forked child (multiprocessing's default on Linux) inherits the parent's
+    # budget; as a worker it defaults to one thread unless the budget came from
+    # the user (set_num_threads, or BAYESGRAD_NUM_THREADS / OMP_NUM_THREADS).
+    if _threads_state["source"] in (None, "default"):
+        _threads_state["source"] = "worker process"
+        _apply_threads(_threads.default_threads() if _threads.env_budget() else 1, limit_numpy=False)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def backend_info() -> dict:
@@ -154,7 +196,9 @@ def backend_info() -> dict:
 
     Returns a dict with ``name`` (active backend), ``native`` (the C++ core
     imported), ``cuda_compiled``, ``cuda_devices``, ``cuda_status``,
-    ``threads``, ``blas``, ``simd``, ``openmp`` and ``compiler``. ``openmp`` is
+    ``threads`` (the thread budget; ``threads_source`` says whether it is the
+    default or set, ``numpy_blas_limited`` whether NumPy's BLAS follows it),
+    ``blas``, ``simd``, ``openmp`` and ``compiler``. ``openmp`` is
     always False: the core runs its own thread pool, whose idle workers sleep
     (see cpp/src/parallel.cpp); the key stays for callers that read it.
     """
@@ -164,7 +208,9 @@ def backend_info() -> dict:
         "native_error": _core_error,
         "cuda_compiled": _cuda is not None,
         "cuda_devices": _cuda_devices(),
-        "threads": get_num_threads(),
+        "threads": get_num_threads(),  # chooses the default budget if not yet done
+        "threads_source": _threads_state["source"],
+        "numpy_blas_limited": _threads_state["numpy_blas_limited"],
     }
     if _core is not None:
         b = dict(_core.runtime.build_info())

@@ -1,0 +1,111 @@
+"""The thread budget (bayesgrad/_threads.py): defaults from the environment,
+worker processes, CPU affinity and the cgroup quota; one budget for the core,
+scipy-openblas32 and NumPy's BLAS."""
+import multiprocessing
+import os
+
+import pytest
+
+import bayesgrad as bg
+from bayesgrad import _backend, _threads
+
+pytestmark = pytest.mark.single_backend
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in ("BAYESGRAD_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(_threads, "_in_worker_process", lambda: False)
+    monkeypatch.setattr(_threads, "_affinity_cpus", lambda: 8)
+    return monkeypatch
+
+
+def _cgroup(tmp_path, v2=None, v1=None):
+    if v2 is not None:
+        (tmp_path / "cpu.max").write_text(v2)
+    if v1 is not None:
+        (tmp_path / "cpu").mkdir()
+        (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text(str(v1[0]))
+        (tmp_path / "cpu" / "cpu.cfs_period_us").write_text(str(v1[1]))
+    return str(tmp_path)
+
+
+def test_default_is_the_affinity_capped_by_the_cgroup_quota(clean_env, tmp_path):
+    assert _threads.default_threads(_cgroup(tmp_path / "none")) == 8  # no cgroup files: the affinity
+    (tmp_path / "a").mkdir()
+    assert _threads.default_threads(_cgroup(tmp_path / "a", v2="150000 100000\n")) == 2  # 1.5 CPUs -> 2
+    (tmp_path / "b").mkdir()
+    assert _threads.default_threads(_cgroup(tmp_path / "b", v2="max 100000\n")) == 8
+    (tmp_path / "c").mkdir()
+    assert _threads.default_threads(_cgroup(tmp_path / "c", v1=(300000, 100000))) == 3
+    (tmp_path / "d").mkdir()
+    assert _threads.default_threads(_cgroup(tmp_path / "d", v1=(-1, 100000))) == 8
+    (tmp_path / "e").mkdir()
+    assert _threads.default_threads(_cgroup(tmp_path / "e", v2="50000 100000")) == 1  # half a CPU -> 1
+
+
+def test_environment_and_worker_processes(clean_env, tmp_path):
+    root = str(tmp_path)
+    clean_env.setenv("OMP_NUM_THREADS", "3,1")
+    assert _threads.default_threads(root) == 3
+    clean_env.setenv("BAYESGRAD_NUM_THREADS", "5")  # ours wins
+    assert _threads.default_threads(root) == 5
+    clean_env.setenv("BAYESGRAD_NUM_THREADS", "zero")
+    with pytest.raises(ValueError, match="BAYESGRAD_NUM_THREADS"):
+        _threads.default_threads(root)
+    clean_env.delenv("BAYESGRAD_NUM_THREADS")
+    clean_env.setenv("OMP_NUM_THREADS", "garbage")  # another library's variable: ignored
+    assert _threads.default_threads(root) == 8
+    clean_env.delenv("OMP_NUM_THREADS")
+    clean_env.setattr(_threads, "_in_worker_process", lambda: True)
+    assert _threads.default_threads(root) == 1
+
+
+def _child_threads(q):
+    import bayesgrad
+
+    q.put(bayesgrad.get_num_threads())
+
+
+@pytest.mark.skipif(not _backend.native_available(), reason="needs the native core")
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_a_multiprocessing_worker_defaults_to_one_thread(method):
+    env = {k: os.environ.pop(k) for k in ("BAYESGRAD_NUM_THREADS", "OMP_NUM_THREADS") if k in os.environ}
+    state = dict(_backend._threads_state)
+    _backend._init_threads()  # the parent on its default budget, as a user's would be
+    if bg.get_num_threads() == 1:
+        os.environ.update(env)
+        _backend._apply_threads(state["n"], limit_numpy=False)
+        pytest.skip("this process may use one CPU only: a worker's 1 would prove nothing")
+    ctx = multiprocessing.get_context(method)
+    q = ctx.Queue()
+    try:
+        p = ctx.Process(target=_child_threads, args=(q,))
+        p.start()
+        got = q.get(timeout=120)
+        p.join(60)
+    finally:
+        os.environ.update(env)
+        _backend._apply_threads(state["n"], limit_numpy=False)
+        _backend._threads_state.update(state)
+    assert got == 1
+
+
+@pytest.mark.skipif(not _backend.native_available(), reason="needs the native core")
+def test_set_num_threads_is_one_budget_for_the_core_and_every_blas():
+    before = bg.get_num_threads()
+    try:
+        bg.set_num_threads(1)
+        info = bg.backend_info()
+        assert info["threads"] == 1 and info["blas_threads"] == 1
+        try:
+            import threadpoolctl
+        except ImportError:
+            assert info["numpy_blas_limited"] is False
+        else:
+            assert info["numpy_blas_limited"] is True
+            blas = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+            assert blas and all(p["num_threads"] == 1 for p in blas)
+    finally:
+        bg.set_num_threads(before)
