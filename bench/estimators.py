@@ -21,7 +21,7 @@ import numpy as np
 
 import bayesgrad as bg
 from bayesgrad import _backend
-from bayesgrad._quickbench import load_average, median_time
+from bayesgrad._quickbench import load_average, machine_info, median_time
 
 D, N = 1000, 1000
 
@@ -45,7 +45,7 @@ def main():
     }
     res = {"D": D, "n_samples": N, "repeats": args.repeats, "info": bg.backend_info(), "end_to_end": {},
            "accumulation": {}, "threads": bg.get_num_threads(),
-           "load_average_at_start": load_average()}
+           "load_average_at_start": load_average(), "machine": machine_info()}
     res["info"] = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
                    for k, v in res["info"].items()}
     for name, fn in end_to_end.items():

@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import bayesgrad as bg  # noqa: E402
-from bayesgrad._quickbench import load_average, median_time  # noqa: E402
+from bayesgrad._quickbench import load_average, machine_info, median_time  # noqa: E402
 
 
 def ours(kind, out, alpha):
@@ -100,11 +99,9 @@ def main(argv=None):
                   f"{row['speedup_vs_fallback']:>11.1f}x  {same}{note}")
             if not (same and agree):
                 print(f"  WARNING: identical 1t/2t = {same}, fallback matches native = {agree}")
-    info = bg.backend_info()
     payload = dict(benchmark="sampling", n=n, repeats=args.repeats, gamma_alpha=args.alpha,
                    load_average_start=load_start[0], load_average_end=load_average()[0],
-                   machine=dict(platform=platform.platform(), cpu_count=os.cpu_count(), python=sys.version.split()[0],
-                                numpy=np.__version__, simd=info.get("simd"), compiler=info.get("compiler")),
+                   machine=machine_info(),
                    results=rows)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 
 import numpy as np
@@ -32,7 +31,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
 import bayesgrad as bg  # noqa: E402
 from bayesgrad import _numpy as twin  # noqa: E402
 from bayesgrad import _training as tr  # noqa: E402
-from bayesgrad._quickbench import load_average, median_time  # noqa: E402
+from bayesgrad._quickbench import load_average, machine_info, median_time  # noqa: E402
 from bayesgrad.nn import LIKELIHOODS, MLP  # noqa: E402
 
 try:
@@ -247,7 +246,7 @@ def main():
             results.append(row)
             cols = "  ".join(f"{k}={v:.3g}" for k, v in row.items() if isinstance(v, float))
             print(f"{cfg['name']:48s} {kind:5s} {cols}", flush=True)
-    out = {"machine": platform.platform(), "cpu_threads": os.cpu_count(), "threads": args.threads,
+    out = {"machine": machine_info(), "threads": args.threads,
            "load_average_before": load_before, "load_average_after": load_average(), "backend": bg.backend_info(),
            "torch": None if torch is None else torch.__version__, "dtype": "float32", "results": results}
     name = "training.json" if args.threads == 2 else f"training_threads{args.threads}.json"

@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
 import bayesgrad as bg  # noqa: E402
-from bayesgrad._quickbench import median_time  # noqa: E402
+from bayesgrad._quickbench import machine_info, median_time  # noqa: E402
 
 
 # ---------------------------------------------------------------- references
@@ -86,7 +85,7 @@ def main():
     logits = rng.normal(size=(S, N, C)).astype(np.float32) * 3
     lp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     lp = lp.astype(np.float32)
-    results = {"machine": platform.processor() or platform.machine(), "threads": bg.get_num_threads(),
+    results = {"machine": machine_info(), "threads": bg.get_num_threads(),
                "backend_info": {k: str(v) for k, v in bg.backend_info().items()}, "cases": []}
 
     def add(name, shape, times, check):

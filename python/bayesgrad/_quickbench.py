@@ -50,6 +50,52 @@ def load_average():
     return list(os.getloadavg())
 
 
+_SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni",
+               "avx512_bf16", "avx512ifma", "avx512_vbmi2")
+
+
+def machine_info():
+    """What a benchmark figure depends on, JSON-ready: the CPU model and its
+    SIMD flags, the CPUs this process may use, NumPy's version and the SIMD
+    extensions it found, Python, bayesgrad's SIMD path (the path its kernels
+    took: ``simd`` of backend_info), BLAS, thread budget and the load average.
+    Every bench/ script stores it in its results file."""
+    import platform
+    import sys
+
+    from . import _backend
+
+    cpu, flags = platform.processor() or platform.machine(), []
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and cpu in ("", platform.machine(), platform.processor()):
+                    cpu = value.strip()
+                elif key.strip() == "flags":
+                    have = set(value.split())
+                    flags = [f for f in _SIMD_FLAGS if f in have]
+                    break
+    except OSError:
+        pass
+    try:
+        numpy_simd = np.__config__.CONFIG.get("SIMD Extensions")
+    except AttributeError:  # NumPy < 1.25
+        numpy_simd = None
+    info = _backend.backend_info()
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = os.cpu_count()
+    return {
+        "cpu": cpu, "cpu_simd_flags": flags, "cpus_usable": affinity, "platform": platform.platform(),
+        "python": sys.version.split()[0], "numpy": np.__version__, "numpy_simd": numpy_simd,
+        "bayesgrad_simd_path": info.get("simd"), "blas": info.get("blas"), "compiler": info.get("compiler"),
+        "threads": info.get("threads"), "threads_source": info.get("threads_source"),
+        "blas_threads": info.get("blas_threads"), "load_average": load_average(),
+    }
+
+
 def _on(backend, fn):
     def run():
         with _backend.use_backend(backend):
