@@ -15,12 +15,27 @@ import os
 import threading
 import warnings
 
-# Preload libscipy_openblas.so (RTLD_GLOBAL) before the core, which links it
-# through an rpath relative to site-packages; this also serves in-tree builds.
-try:
-    import scipy_openblas32  # noqa: F401
-except ImportError:  # pragma: no cover - a runtime dependency; the core then fails to import
-    scipy_openblas32 = None
+
+def _preload_openblas():
+    """Load libscipy_openblas.so (RTLD_GLOBAL) before the core, which links it
+    through an rpath relative to site-packages; this also serves in-tree and
+    editable builds. Done here rather than by ``import scipy_openblas32``, whose
+    version lookup (importlib.metadata) costs ~20 ms of every import."""
+    import ctypes
+    import importlib.util
+
+    spec = importlib.util.find_spec("scipy_openblas32")
+    if spec is None or not spec.submodule_search_locations:
+        return None  # a runtime dependency: without it the core fails to import and says so
+    lib_dir = os.path.join(list(spec.submodule_search_locations)[0], "lib")
+    try:
+        names = sorted(n for n in os.listdir(lib_dir) if n.startswith("libscipy_openblas") and ".so" in n)
+    except OSError:
+        return None
+    return ctypes.CDLL(os.path.join(lib_dir, names[0]), mode=ctypes.RTLD_GLOBAL) if names else None
+
+
+_openblas = _preload_openblas()
 
 from . import _numpy, _threads
 

@@ -20,7 +20,6 @@ The default is chosen once, at import, in this order:
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import sys
 
@@ -80,7 +79,10 @@ def _in_worker_process():
     # forkserver child imports bayesgrad earlier, while unpickling the target,
     # and is recognised by its command line. Forked children are handled by
     # the at-fork hook in _backend (they inherit the parent's import).
-    return multiprocessing.parent_process() is not None or "--multiprocessing-fork" in sys.argv
+    # A process that never imported multiprocessing is not one of its workers,
+    # and not importing it here keeps it off every other program's import time.
+    mp = sys.modules.get("multiprocessing")
+    return (mp is not None and mp.parent_process() is not None) or "--multiprocessing-fork" in sys.argv
 
 
 def env_budget():

@@ -13,8 +13,6 @@ be repeated.
 """
 from __future__ import annotations
 
-import secrets
-
 import numpy as np
 
 from . import _backend
@@ -34,6 +32,8 @@ def resolve_seed(seed):
     """A seed as a 64-bit int; ``None`` gives fresh OS entropy (recorded in ``last_seed``)."""
     global last_seed
     if seed is None:
+        import secrets  # here, not at import: it pulls in hashlib and hmac (~10 ms)
+
         seed = secrets.randbits(64)
         last_seed = seed
         return seed
