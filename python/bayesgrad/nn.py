@@ -95,6 +95,104 @@ class MLP:
     def to_dict(self):
         return {"sizes": list(self.sizes), "activation": self.activation}
 
+    # ------------------------------------------------------------ PyTorch interop
+    @classmethod
+    def from_torch(cls, module):
+        """The MLP and parameter vector (P,) of a PyTorch ``nn.Sequential`` of
+        ``nn.Linear`` layers with one activation between them.
+
+        Accepted: Linear, ReLU, Tanh, Sigmoid, GELU (exact, ``approximate="none"``),
+        and Identity / Dropout / Flatten, which carry no parameters and are the
+        identity at prediction (MC dropout is ``bg.dropout``'s job). The layers
+        must alternate Linear, activation, Linear, ..., end with a Linear (the
+        likelihood applies the link: drop a final Softmax) and use one activation
+        throughout. A Linear without bias gets a zero bias. The parameters keep
+        the module's dtype (float32 or float64) and are copied; the layout is
+        PyTorch's own ``parameters_to_vector`` order, so a gradient or a
+        posterior over them maps back index by index.
+
+        Returns
+        -------
+        (MLP, theta) : theta (P,) NumPy array
+        """
+        try:
+            import torch
+        except ImportError as exc:
+            raise ImportError("MLP.from_torch needs PyTorch (pip install torch)") from exc
+        acts = {torch.nn.ReLU: "relu", torch.nn.Tanh: "tanh", torch.nn.Sigmoid: "sigmoid", torch.nn.GELU: "gelu"}
+        skip = (torch.nn.Identity, torch.nn.Dropout, torch.nn.Flatten)
+        if isinstance(module, torch.nn.Linear):
+            module = torch.nn.Sequential(module)
+        if not isinstance(module, torch.nn.Sequential):
+            raise TypeError(f"module must be a torch.nn.Sequential (or Linear), got {type(module).__name__}")
+        linears, activation, expect_linear = [], None, True
+        for i, layer in enumerate(module):
+            where = f"layer {i} ({type(layer).__name__})"
+            if isinstance(layer, skip):
+                continue
+            if isinstance(layer, torch.nn.Linear):
+                if not expect_linear:
+                    raise ValueError(f"module: {where} follows a Linear without an activation between them")
+                linears.append(layer)
+                expect_linear = False
+                continue
+            name = acts.get(type(layer))
+            if name is None:
+                raise ValueError(f"module: {where} is not supported; supported layers: Linear, ReLU, Tanh, Sigmoid, "
+                                 "GELU (exact), Identity, Dropout, Flatten")
+            if name == "gelu" and getattr(layer, "approximate", "none") != "none":
+                raise ValueError(f"module: {where} uses the tanh approximation; bayesgrad's GELU is the exact one")
+            if expect_linear:
+                raise ValueError(f"module: {where} is not preceded by a Linear")
+            if activation is not None and name != activation:
+                raise ValueError(f"module: {where} is {name} but earlier layers use {activation}; "
+                                 "one activation throughout")
+            activation, expect_linear = name, True
+        if not linears:
+            raise ValueError("module holds no Linear layer")
+        if expect_linear:
+            raise ValueError("module ends with an activation: the last layer must be Linear (the likelihood "
+                             "applies the link)")
+        sizes = [linears[0].in_features] + [lin.out_features for lin in linears]
+        for a, b in zip(linears[:-1], linears[1:]):
+            if a.out_features != b.in_features:
+                raise ValueError(f"module: a Linear with {a.out_features} outputs feeds one with {b.in_features} inputs")
+        dtypes = {lin.weight.dtype for lin in linears}
+        if dtypes - {torch.float32, torch.float64} or len(dtypes) > 1:
+            raise TypeError(f"module parameters must all be float32 or all float64, got {sorted(map(str, dtypes))}")
+        parts = []
+        for lin in linears:
+            w = lin.weight.detach().cpu().numpy()
+            b = lin.bias.detach().cpu().numpy() if lin.bias is not None else np.zeros(lin.out_features, w.dtype)
+            parts += [w.reshape(-1), b]
+        mlp = cls(sizes, activation or "relu")
+        return mlp, np.ascontiguousarray(np.concatenate(parts))
+
+    def to_torch(self, theta):
+        """A PyTorch ``nn.Sequential`` (Linear, activation, ..., Linear) holding ``theta`` (P,)
+        (copied, in theta's dtype): the inverse of ``from_torch``."""
+        try:
+            import torch
+        except ImportError as exc:
+            raise ImportError("MLP.to_torch needs PyTorch (pip install torch)") from exc
+        t = self.check_params(theta)
+        if t.ndim != 1:
+            raise ValueError(f"theta must have shape ({self.n_params},), got {t.shape}")
+        act = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid, "gelu": torch.nn.GELU,
+               "identity": torch.nn.Identity}[self.activation]
+        dtype = torch.float64 if t.dtype == np.float64 else torch.float32
+        layers = []
+        for l, (w0, b0) in enumerate(self.offsets):
+            din, dout = self.sizes[l], self.sizes[l + 1]
+            lin = torch.nn.Linear(din, dout, dtype=dtype)
+            with torch.no_grad():
+                lin.weight.copy_(torch.from_numpy(t[w0:b0].reshape(dout, din).copy()))
+                lin.bias.copy_(torch.from_numpy(t[b0:b0 + dout].copy()))
+            layers.append(lin)
+            if l + 1 < len(self.offsets):
+                layers.append(act())
+        return torch.nn.Sequential(*layers)
+
     # ------------------------------------------------------------ parameters
     def init(self, seed=0, stream=0, dtype=np.float64, scheme="auto"):
         """Initial parameters (n_params,): He for relu/gelu, Glorot otherwise; biases 0.
