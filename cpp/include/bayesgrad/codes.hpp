@@ -254,6 +254,7 @@ constexpr uint64_t kTagControlVariate = 0xaull;
 constexpr uint64_t kTagLatent = 0xbull;
 constexpr uint64_t kTagFlipout = 0xdull;
 constexpr uint64_t kTagPosterior = 0xfull;
+constexpr uint64_t kTagConformal = 0x11ull;
 constexpr uint64_t kTagLaplaceFisherMc = 0x4c410001ull;
 constexpr uint64_t kTagLaplaceSample = 0x4c410002ull;
 constexpr uint64_t kTagLaplacePredict = 0x4c410003ull;
