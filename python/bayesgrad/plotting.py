@@ -10,6 +10,10 @@ through pyplot's global state, so they work headless and in threads.
   one panel per method.
 - :func:`simplex` -- MC predictive samples of a 3-class problem on the
   probability simplex, one panel per (method, query point).
+- :func:`plot_reliability` -- reliability diagrams (accuracy against
+  confidence per bin, with the ECE), one panel per method.
+- :func:`plot_calibration_curve` -- observed against expected coverage of
+  Gaussian predictive intervals, one curve per method.
 
 One exception: :func:`plot_variance` (also ``bg.estimators.plot_variance``)
 draws the single-sample variance curves of ``bg.estimators.variance_curve``
@@ -21,7 +25,8 @@ import os
 
 import numpy as np
 
-__all__ = ["available", "PLOT_HINT", "uncertainty_curves", "predictive_bands", "simplex", "plot_variance"]
+__all__ = ["available", "PLOT_HINT", "uncertainty_curves", "predictive_bands", "simplex", "plot_reliability",
+           "plot_calibration_curve", "plot_variance"]
 
 PLOT_HINT = 'plots need matplotlib: pip install "bayesgrad[plot]"'
 
@@ -210,6 +215,58 @@ def simplex(samples, path, *, title=None):
             ax.set_title(f"{method}: {name}", fontsize=9)
     if title:
         fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_reliability(predictions, path, *, n_bins=15, title=None):
+    """Reliability diagrams: ``predictions`` maps a method name to ``(probs
+    (N, C), y (N,))``; one panel each with accuracy per confidence bin, the
+    diagonal and the ECE in the title. Returns the path written."""
+    from . import uncertainty as U
+
+    if not predictions:
+        raise ValueError("predictions must name at least one method")
+    fig, axes = _figure(1, len(predictions), width=3.6, height=3.4)
+    for ax, (name, (probs, y)) in zip(axes[0], predictions.items()):
+        rd = U.reliability_diagram(probs, y, n_bins=n_bins)
+        centres = 0.5 * (rd["edges"][:-1] + rd["edges"][1:])
+        width = rd["edges"][1] - rd["edges"][0]
+        ok = rd["count"] > 0
+        ax.bar(centres[ok], rd["accuracy"][ok], width=width * 0.95, color="#1f77b4", alpha=0.8, label="accuracy")
+        ax.plot([0, 1], [0, 1], color="#222222", lw=1, ls="--", label="calibrated")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{name}: ECE {U.ece(probs, y, n_bins=n_bins):.3f}")
+    axes[0][0].legend(loc="upper left", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_calibration_curve(predictions, y, path, *, n_levels=99, title=None):
+    """Calibration curves of Gaussian predictive intervals: ``predictions``
+    maps a method name to ``(mean, std)`` for targets ``y``; observed against
+    expected coverage with the miscalibration area in the legend. Returns the path."""
+    from . import uncertainty as U
+
+    if not predictions:
+        raise ValueError("predictions must name at least one method")
+    fig, axes = _figure(1, 1, width=4.0, height=3.6)
+    ax = axes[0][0]
+    ax.plot([0, 1], [0, 1], color="#222222", lw=1, ls="--", label="calibrated")
+    for name, (mean, std) in predictions.items():
+        expected, observed = U.calibration_curve(y, mean, std, n_levels=n_levels)
+        area = U.miscalibration_area(y, mean, std, n_levels=n_levels)
+        ax.plot(expected, observed, lw=1.8, label=f"{name} (area {area:.3f})")
+    ax.set_xlabel("expected coverage")
+    ax.set_ylabel("observed coverage")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left", fontsize=8)
+    if title:
+        ax.set_title(title)
     return _save(fig, path)
 
 
