@@ -130,6 +130,8 @@ STREAM_TAGS = {
     "flipout": 13,  # Flipout's random signs, from the words of stream fold_in(stream_t, 13)
     "posterior": 15,  # draws from a variational posterior
     "conformal": 17,  # the uniforms of randomized conformal classification scores
+    "sgmcmc": 18,  # the injected noise of SG-MCMC (per step: fold_in(fold_in(s, "sgmcmc"), t))
+    "swag": 19,  # SWAG's SGD minibatch orders and its posterior draws
     # Laplace's draws (values from before the registry, kept so results do not change)
     "laplace/fisher_mc": 0x4C41_0001,  # sampled targets of the MC Fisher
     "laplace/sample": 0x4C41_0002,  # posterior weight samples

@@ -1,0 +1,204 @@
+"""Stochastic-gradient MCMC over MLP weights: SGLD, SGHMC and their cyclical
+versions, with burn-in, thinning and a posterior temperature.
+
+The target is the posterior ``p(theta | D) ∝ exp(-U(theta) / T)`` with the
+whole-data-set potential (nats)
+
+    U(theta) = sum_n nll(y_n | x_n, theta) + 0.5 * prior_precision * |theta|^2,
+
+estimated on a minibatch of B rows as ``(N / B) sum_batch nll + prior`` (the
+network's gradient comes from one native forward/backward call per step).
+``temperature`` T = 1 is the Bayesian posterior; T < 1 the "cold" posteriors
+of Wenzel et al. (2020).
+
+* ``"sgld"`` (Welling & Teh 2011): ``theta -= lr grad U + sqrt(2 lr T) xi``.
+* ``"sghmc"`` (Chen et al. 2014, with the momentum parameterisation of their
+  eq. 15): ``v = (1 - friction) v - lr grad U + sqrt(2 friction lr T) xi``,
+  ``theta += v``.
+* ``cycles > 1`` (Zhang et al. 2020): the step size follows a cosine from
+  ``lr`` to 0 within each of ``cycles`` cycles; samples are kept only in the
+  last ``1 - explore`` fraction of each cycle (the sampling stage).
+
+Random words: the noise of step t from stream
+``fold_in(fold_in(stream, "sgmcmc"), t)``, minibatch orders as every fit here.
+Samples are kept as (S, P) and served through ``bg.nn.Predictive``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _checks as C
+from . import _training as _tr
+from . import random as _random
+from .nn import MLP, Predictive, likelihood_name, log_noise_vector, prepare_targets, training_dtype
+
+__all__ = ["SGMCMC", "METHODS", "SamplePosterior"]
+
+METHODS = ("sgld", "sghmc")
+
+
+class SamplePosterior:
+    """What every posterior represented by weight samples (S, P) shares:
+    ``predict``, ``sample_params``, and the fields save/load write. Subclasses
+    set ``self.mlp``, ``self.likelihood``, ``self.noise`` and ``self.samples_``."""
+
+    samples_ = None
+
+    def _require_fit(self):
+        if self.samples_ is None:
+            raise RuntimeError("call fit() (or load()) first")
+
+    def sample_params(self, n_samples, seed=0, stream=0):
+        """``n_samples`` weight vectors (n, P): the kept samples, cycled in order when more are asked for."""
+        self._require_fit()
+        n = C.integer(n_samples, "n_samples", 1)
+        idx = np.arange(n) % self.samples_.shape[0]
+        return self.samples_[idx]
+
+    def predict(self, X, n_samples=None, seed=0, stream=0):
+        """The predictive over the kept samples (all of them, or the first ``n_samples``)."""
+        self._require_fit()
+        S = self.samples_.shape[0] if n_samples is None else min(C.integer(n_samples, "n_samples", 1),
+                                                                   self.samples_.shape[0])
+        F = self.mlp.forward(np.ascontiguousarray(self.samples_[:S]), X)
+        return Predictive.from_outputs(F, self.likelihood, self.noise if self.likelihood == "gaussian" else 1.0)
+
+
+class SGMCMC(SamplePosterior):
+    """SG-MCMC for ``mlp``.
+
+    Parameters
+    ----------
+    mlp : bg.nn.MLP
+    likelihood : str (gaussian noise fixed at ``noise``)
+    method : "sghmc" (default) or "sgld"
+    lr : step size (SGLD) or the squared step eta of SGHMC, in units of the
+        whole-data-set potential U (so it shrinks like 1/N for larger data)
+    friction : SGHMC's momentum decay per step, in (0, 1]
+    prior_precision : of the zero-mean Gaussian prior on every weight
+    temperature : T > 0
+    batch_size : minibatch rows
+    cycles : cyclical step-size cycles (1 = constant step size)
+    explore : fraction of each cycle before samples are kept (cycles > 1)
+    """
+
+    def __init__(self, mlp, likelihood="gaussian", *, method="sghmc", lr=1e-4, friction=0.1, prior_precision=1.0,
+                 temperature=1.0, noise=1.0, batch_size=32, cycles=1, explore=0.5, dtype=None):
+        if not isinstance(mlp, MLP):
+            raise TypeError(f"mlp must be a bayesgrad.nn.MLP, got {type(mlp).__name__}")
+        self.mlp = mlp
+        self.likelihood = likelihood_name(likelihood)
+        self.method = C.option(method, "method", METHODS)
+        self.lr = self._positive(lr, "lr")
+        self.friction = float(C.scalar(friction, "friction"))
+        if not 0 < self.friction <= 1:
+            raise ValueError(f"friction must be in (0, 1], got {friction}")
+        self.prior_precision = float(C.scalar(prior_precision, "prior_precision"))
+        if not self.prior_precision >= 0:
+            raise ValueError(f"prior_precision must be >= 0, got {prior_precision}")
+        self.temperature = self._positive(temperature, "temperature")
+        log_noise_vector(noise, self.likelihood, mlp.sizes[-1], np.float64)  # validates
+        self.noise = noise
+        self.batch_size = C.integer(batch_size, "batch_size", 1)
+        self.cycles = C.integer(cycles, "cycles", 1)
+        self.explore = float(C.scalar(explore, "explore"))
+        if not 0 <= self.explore < 1:
+            raise ValueError(f"explore must be in [0, 1), got {explore}")
+        self.dtype = None if dtype is None else C.float_dtype(dtype)
+
+    @staticmethod
+    def _positive(v, name):
+        v = float(C.scalar(v, name))
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be positive, got {v}")
+        return v
+
+    def _step_size(self, t, n_steps):
+        if self.cycles == 1:
+            return self.lr, True
+        per = math.ceil(n_steps / self.cycles)
+        r = (t % per) / per
+        return 0.5 * self.lr * (math.cos(math.pi * r) + 1.0), r >= self.explore
+
+    def fit(self, X, y, n_steps=10000, *, burn_in=None, thin=10, theta0=None, seed=0, stream=0, verbose=1):
+        """Run ``n_steps`` steps from ``theta0`` (default ``mlp.init``); keep every
+        ``thin``-th state after ``burn_in`` steps (default n_steps // 2; with
+        cycles, the sampling stages instead). Returns self; ``samples_`` (S, P)."""
+        n_steps = C.integer(n_steps, "n_steps", 1)
+        burn_in = n_steps // 2 if burn_in is None else C.integer(burn_in, "burn_in", 0)
+        thin = C.integer(thin, "thin", 1)
+        if self.cycles == 1 and burn_in >= n_steps:
+            raise ValueError(f"burn_in ({burn_in}) must be smaller than n_steps ({n_steps})")
+        dt = self.dtype or training_dtype(X, theta0, None)
+        mlp = self.mlp
+        Xa = mlp.check_inputs(X, dt)
+        ya = prepare_targets(y, self.likelihood, mlp.sizes[-1], Xa.shape[0], dt)
+        N = Xa.shape[0]
+        B = min(self.batch_size, N)
+        seed = _random.resolve_seed(seed)
+        stream = _random.check_stream(stream)
+        theta = (mlp.init(seed=seed, stream=stream, dtype=dt) if theta0 is None
+                 else mlp.check_params(theta0).astype(dt).copy())
+        if theta.shape != (mlp.n_params,):
+            raise ValueError(f"theta0 must have shape ({mlp.n_params},)")
+        noise_stream = _random.fold_in(stream, "sgmcmc")
+        v = np.zeros_like(theta)
+        kept, perm, pos, epoch = [], None, N, 0
+        T, lam = self.temperature, self.prior_precision
+        steps, _ = _tr.progress(range(n_steps), verbose and n_steps >= 100, self.method.upper())
+        for t in steps:
+            if pos + B > N:  # a new epoch: a fresh Philox order (a short tail batch is dropped)
+                perm, pos, epoch = _tr.permutation(N, seed, stream, epoch), 0, epoch + 1
+            rows = perm[pos:pos + B]
+            pos += B
+            with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported just below
+                _, g = mlp.nll(theta, Xa[rows], ya[rows], self.likelihood, self.noise, grad=True)
+                grad = (N / B) * g + lam * theta
+            if not np.all(np.isfinite(grad)):
+                raise FloatingPointError(f"SG-MCMC diverged at step {t} (non-finite gradient): lower lr "
+                                         f"(now {self.lr:g})")
+            eps, keep = self._step_size(t, n_steps)
+            xi = _random.normal(theta.shape, seed=seed, stream=_random.fold_in(noise_stream, t), dtype=dt)
+            if self.method == "sgld":
+                theta -= dt.type(eps) * grad - dt.type(math.sqrt(2 * eps * T)) * xi
+            else:
+                a = self.friction
+                v *= dt.type(1 - a)
+                v -= dt.type(eps) * grad - dt.type(math.sqrt(2 * a * eps * T)) * xi
+                theta += v
+            after_burn_in = t >= burn_in if self.cycles == 1 else keep
+            if after_burn_in and (t + 1) % thin == 0:
+                kept.append(theta.copy())
+        if not kept:
+            raise ValueError("no sample was kept: lower burn_in or thin, or raise n_steps")
+        self.samples_ = np.ascontiguousarray(np.stack(kept))
+        self.seed_ = seed
+        return self
+
+    def save(self, path):
+        """Write the samples and settings (.npz + JSON, no pickle)."""
+        self._require_fit()
+        meta = {"kind": "SGMCMC", "mlp": self.mlp.to_dict(), "likelihood": self.likelihood, "method": self.method,
+                "lr": self.lr, "friction": self.friction, "prior_precision": self.prior_precision,
+                "temperature": self.temperature, "noise": np.asarray(self.noise, dtype=np.float64).tolist(),
+                "batch_size": self.batch_size, "cycles": self.cycles, "explore": self.explore}
+        _tr.save_npz(path, meta, {"samples": self.samples_})
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by ``save``; ValueError for a malformed or foreign file."""
+        meta, arrays = _tr.load_npz(path, "SGMCMC", ["samples"])
+        try:
+            mlp = MLP(**meta["mlp"])
+            obj = cls(mlp, meta["likelihood"], method=meta["method"], lr=meta["lr"], friction=meta["friction"],
+                      prior_precision=meta["prior_precision"], temperature=meta["temperature"], noise=meta["noise"],
+                      batch_size=meta["batch_size"], cycles=meta["cycles"], explore=meta["explore"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{path!r}: malformed SGMCMC metadata ({exc})") from exc
+        s = arrays["samples"]
+        if s.ndim != 2 or s.shape[1] != mlp.n_params or s.shape[0] < 1 or s.dtype.kind != "f":
+            raise ValueError(f"{path!r}: samples must have shape (S, {mlp.n_params}), got {s.shape}")
+        obj.samples_ = np.ascontiguousarray(s)
+        return obj
