@@ -91,3 +91,20 @@ def test_multiswag_mixes_members_and_round_trips(tmp_path):
     np.testing.assert_array_equal(r.predict(X[:4], n_samples=9).mean, pred.mean)
     with pytest.raises(ValueError, match="does not hold a SWAG model"):
         bg.swag.SWAG.load(tmp_path / "ms.npz")
+
+
+def test_deep_ensemble_grows_epistemic_uncertainty_in_the_gap(tmp_path):
+    """On the 1-D gap problem the members agree on the data and disagree in the gap."""
+    data = bg.datasets.regression_1d_gap(seed=0)
+    X, y = data.X, data.y
+    ens = bg.ensemble.DeepEnsemble(MLP([1, 50, 50, 2], "relu"), "heteroscedastic_gaussian", n_models=5, lr=3e-3,
+                                   batch_size=32).fit(X, y, epochs=300, seed=0)  # ratio 36 (seed 0), 6 (seed 1)
+    xs = np.array([[0.0]])  # the middle of the gap [-1.5, 1.5]
+    on_data = X
+    gap = ens.predict(xs)
+    data_pred = ens.predict(on_data)
+    assert gap.epistemic_var.mean() > 3 * data_pred.epistemic_var.mean()
+    ens.save(tmp_path / "e.npz")
+    r = bg.ensemble.DeepEnsemble.load(tmp_path / "e.npz")
+    np.testing.assert_array_equal(r.predict(xs).mean, gap.mean)
+    assert ens.sample_params(7).shape == (7, ens.mlp.n_params)

@@ -14,7 +14,7 @@ from . import random  # noqa: E402
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "distributions", "control_variates", "estimators", "stochastic_opt", "optim", "nn", "vi", "dropout", "laplace", "sgmcmc", "swag",
+    "distributions", "control_variates", "estimators", "stochastic_opt", "optim", "nn", "vi", "dropout", "laplace", "ensemble", "sgmcmc", "swag",
     "bbvi", "uncertainty", "calibration", "conformal", "acquisition", "ddu", "latent", "sklearn", "plotting", "datasets", "cli",
 )
 
