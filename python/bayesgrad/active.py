@@ -1,0 +1,226 @@
+"""Pool-based active learning: the loop around a posterior and an acquisition.
+
+Call shape::
+
+    def fit(X, y, previous):            # any posterior of this package
+        q = previous or bg.vi.MFVI(bg.nn.MLP([64, 100, 10]), "categorical")
+        return q.fit(X, y, epochs=50, warm_start=previous is not None, verbose=0)
+
+    al = bg.active.ActiveLearner(fit, X_pool, oracle=y_pool, n_classes=10, initial=init_idx,
+                                 acquisition="batchbald", batch_size=10)
+    al.run(rounds=8, test=(X_test, y_test))
+    al.history        # per round: n_labelled, accuracy / nll / ece on the test set, times
+    al.labelled, al.unlabelled, al.y_labelled
+
+``fit(X_labelled, y_labelled, previous)`` returns a fitted posterior whose
+``predict(X, n_samples=..., seed=..., stream=...)`` gives a classification
+``bg.nn.Predictive`` (MFVI, MCDropout, Laplace, DeepEnsemble, SWAG, SGMCMC);
+``previous`` is the last round's posterior (None in round 0), for warm starts.
+The classes are fixed up front (``n_classes``), so a labelled set that lacks a
+class still yields every probability column. ``oracle`` is the pool's label
+array or a callable ``indices -> labels`` (a human in the loop, a simulator).
+
+Acquisitions by name: "bald", "max_entropy", "variation_ratios", "margin",
+"mean_std" (single-point top-k), "batchbald", "random", and the stochastic
+batch acquisitions "power", "softmax", "softrank" (Kirsch et al. 2023; BALD
+scores, temperature ``beta``). Round r draws its predictive samples and
+acquisition randomness from ``fold_in(stream, r)``, so a run is reproducible
+and a resumed run continues exactly.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from . import _checks as C
+from . import _training as _tr
+from . import acquisition as A
+from . import random as _random
+
+__all__ = ["ActiveLearner", "ACQUISITIONS"]
+
+ACQUISITIONS = ("bald", "max_entropy", "variation_ratios", "margin", "mean_std", "batchbald", "random", "power",
+                "softmax", "softrank")
+
+
+class ActiveLearner:
+    """The loop state and its history (see the module docstring).
+
+    Parameters
+    ----------
+    fit : callable (X, y, previous) -> fitted posterior
+    X_pool : (N, D) inputs of the whole pool (labelled and not)
+    oracle : (N,) labels of the pool, or callable (indices (k,)) -> labels (k,)
+    n_classes : C, the classes of the problem
+    initial : indices of the points labelled before round 0
+    acquisition : a name in ``ACQUISITIONS``
+    batch_size : points acquired per round
+    n_samples : predictive samples per pool point
+    n_configs : BatchBALD's sampled label configurations
+    beta : temperature of the stochastic acquisitions
+    budget : stop when this many points are labelled (None: the pool size)
+    """
+
+    def __init__(self, fit, X_pool, oracle, *, n_classes, initial, acquisition="batchbald", batch_size=10,
+                 n_samples=100, n_configs=1000, beta=1.0, budget=None, seed=0, stream=0):
+        if not callable(fit):
+            raise TypeError("fit must be a callable (X, y, previous) -> fitted posterior")
+        self.fit = fit
+        self.X_pool = C.as_array(X_pool, "X_pool", min_ndim=2)
+        N = self.X_pool.shape[0]
+        self.n_classes = C.integer(n_classes, "n_classes", 2)
+        if callable(oracle):
+            self.oracle, self._y_pool = oracle, None
+        else:
+            self._y_pool = C.class_labels(oracle, N, self.n_classes, "oracle")
+            self.oracle = lambda idx: self._y_pool[idx]
+        self.acquisition = C.option(acquisition, "acquisition", ACQUISITIONS)
+        self.batch_size = C.integer(batch_size, "batch_size", 1)
+        self.n_samples = C.integer(n_samples, "n_samples", 1)
+        self.n_configs = C.integer(n_configs, "n_configs", 1)
+        self.beta = float(C.scalar(beta, "beta"))
+        self.budget = N if budget is None else C.integer(budget, "budget", 1)
+        self.seed = _random.resolve_seed(seed)
+        self.stream = _random.check_stream(stream)
+        init = np.asarray(initial)
+        if init.ndim != 1 or init.size == 0 or init.dtype.kind not in "iu":
+            raise ValueError("initial must be a non-empty 1-D array of pool indices")
+        if init.min() < 0 or init.max() >= N or np.unique(init).size != init.size:
+            raise ValueError(f"initial must hold distinct pool indices in [0, {N})")
+        self.labelled = init.astype(np.int64)
+        self.y_labelled = self._ask(self.labelled)
+        self.history = []
+        self.posterior = None
+
+    # ------------------------------------------------------------ state
+    @property
+    def unlabelled(self):
+        """Pool indices (ascending) not yet labelled."""
+        mask = np.ones(self.X_pool.shape[0], dtype=bool)
+        mask[self.labelled] = False
+        return np.flatnonzero(mask)
+
+    @property
+    def done(self):
+        return self.labelled.size >= min(self.budget, self.X_pool.shape[0])
+
+    def _ask(self, idx):
+        y = self.oracle(np.asarray(idx, dtype=np.int64))
+        return C.class_labels(y, len(idx), self.n_classes, "oracle labels")
+
+    def _predictive(self, X, stream):
+        pred = self.posterior.predict(X, n_samples=self.n_samples, seed=self.seed, stream=stream)
+        lp = getattr(pred, "log_probs", None)
+        if lp is None or lp.ndim != 3 or lp.shape[2] != self.n_classes:
+            raise ValueError(f"the posterior's predictive must have sampled log_probs (S, N, {self.n_classes}); "
+                             f"got {None if lp is None else lp.shape}")
+        return pred
+
+    # ------------------------------------------------------------ one round
+    def _select(self, pool_lp, k, stream):
+        a = self.acquisition
+        if a == "random":
+            return A.random(pool_lp, k, seed=self.seed, stream=stream).indices
+        if a == "batchbald":
+            return A.batchbald(pool_lp, k, self.n_configs, seed=self.seed, stream=stream).indices
+        if a in A.STOCHASTIC_MODES:
+            return A.stochastic_batch(pool_lp, k, "bald", a, self.beta, seed=self.seed, stream=stream).indices
+        return getattr(A, a)(pool_lp, k).indices  # the single-point top-k acquisitions
+
+    def step(self, test=None):
+        """Fit on the labelled set, acquire ``batch_size`` points (fewer at the
+        budget), label them; returns the acquired pool indices. ``test`` = (X, y)
+        records accuracy, NLL and ECE of this round's posterior."""
+        from . import uncertainty as U
+
+        if self.done:
+            raise RuntimeError(f"the budget ({self.budget}) is reached")
+        r = len(self.history)
+        st = _random.fold_in(self.stream, r)
+        t0 = time.perf_counter()
+        self.posterior = self.fit(self.X_pool[self.labelled], self.y_labelled, self.posterior)
+        t1 = time.perf_counter()
+        rec = {"round": r, "n_labelled": int(self.labelled.size), "fit_s": t1 - t0}
+        if test is not None:
+            Xt, yt = test
+            p = self._predictive(Xt, _random.fold_in(st, 1)).probs
+            yt = C.class_labels(yt, p.shape[0], self.n_classes, "test labels")
+            rec.update(accuracy=U.accuracy(p, yt), nll=U.nll(p, yt), ece=U.ece(p, yt))
+        un = self.unlabelled
+        k = min(self.batch_size, un.size, self.budget - self.labelled.size)
+        t2 = time.perf_counter()
+        lp = self._predictive(self.X_pool[un], _random.fold_in(st, 2)).log_probs
+        picked = un[self._select(np.ascontiguousarray(lp), k, _random.fold_in(st, 3))]
+        rec["acquisition_s"] = time.perf_counter() - t2
+        rec["picked"] = picked.tolist()
+        self.y_labelled = np.concatenate([self.y_labelled, self._ask(picked)])
+        self.labelled = np.concatenate([self.labelled, picked])
+        self.history.append(rec)
+        return picked
+
+    def run(self, rounds, test=None, verbose=0):
+        """Up to ``rounds`` rounds (fewer when the budget is reached); returns the history."""
+        rounds = C.integer(rounds, "rounds", 1)
+        it, _ = _tr.progress(range(rounds), verbose, "active learning")
+        for _ in it:
+            if self.done:
+                break
+            self.step(test)
+        return self.history
+
+    # ------------------------------------------------------------ persistence
+    def save(self, path):
+        """The loop's state (labelled indices and labels, history, settings) as .npz + JSON;
+        the posterior is not saved (save it with its own ``save``)."""
+        meta = {"kind": "ActiveLearner", "n_classes": self.n_classes, "acquisition": self.acquisition,
+                "batch_size": self.batch_size, "n_samples": self.n_samples, "n_configs": self.n_configs,
+                "beta": self.beta, "budget": self.budget, "seed": self.seed, "stream": self.stream,
+                "history": self.history, "pool_size": int(self.X_pool.shape[0])}
+        _tr.save_npz(path, meta, {"labelled": self.labelled.astype(np.float64),
+                                  "y_labelled": self.y_labelled.astype(np.float64)})
+
+    @classmethod
+    def load(cls, path, fit, X_pool, oracle):
+        """Resume a saved loop with the same pool and oracle; the next ``step`` refits from scratch
+        (``previous`` is None) and continues the saved rounds' random streams."""
+        meta, arrays = _tr.load_npz(path, "ActiveLearner", ["labelled", "y_labelled"])
+        try:
+            lab = arrays["labelled"].astype(np.int64)
+            obj = cls(fit, X_pool, oracle, n_classes=meta["n_classes"], initial=lab,
+                      acquisition=meta["acquisition"], batch_size=meta["batch_size"], n_samples=meta["n_samples"],
+                      n_configs=meta["n_configs"], beta=meta["beta"], budget=meta["budget"], seed=meta["seed"],
+                      stream=meta["stream"])
+            history = meta["history"]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{path!r}: malformed ActiveLearner metadata ({exc})") from exc
+        if meta.get("pool_size") != obj.X_pool.shape[0] or not isinstance(history, list):
+            raise ValueError(f"{path!r}: saved for a pool of {meta.get('pool_size')} points, "
+                             f"given {obj.X_pool.shape[0]}")
+        if not np.array_equal(obj.y_labelled, arrays["y_labelled"].astype(np.int64)):
+            raise ValueError(f"{path!r}: the oracle's labels differ from the saved ones")
+        obj.history = history
+        return obj
+
+    def plot(self, path, metric="accuracy"):
+        """The learning curve (``metric`` against labelled points) as a PNG; returns the path."""
+        from .plotting import _figure, _save
+
+        rows = [h for h in self.history if metric in h]
+        if not rows:
+            raise ValueError(f"no round recorded {metric!r}: pass test=(X, y) to step/run")
+        fig, axes = _figure(1, 1, width=4.2, height=3.2)
+        ax = axes[0][0]
+        ax.plot([h["n_labelled"] for h in rows], [h[metric] for h in rows], marker="o")
+        ax.set_xlabel("labelled points")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{self.acquisition}: {metric}")
+        if not all(math.isfinite(h[metric]) for h in rows):
+            ax.set_yscale("symlog")
+        return _save(fig, path)
+
+    def __repr__(self):
+        return (f"ActiveLearner({self.acquisition}, labelled={self.labelled.size}, "
+                f"unlabelled={self.unlabelled.size}, rounds={len(self.history)})")
+

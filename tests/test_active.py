@@ -1,0 +1,106 @@
+"""The active-learning loop (bg.active) and the stochastic batch acquisitions."""
+import numpy as np
+import pytest
+from scipy import stats
+
+import bayesgrad as bg
+from bayesgrad.nn import MLP
+
+
+def _problem(n=240, seed=0):
+    d = bg.datasets.three_class_2d(n=n, seed=seed)
+    return d.X, d.y
+
+
+def _fit(X, y, previous):
+    q = previous or bg.dropout.MCDropout(MLP([2, 32, 3], "relu"), p=0.2, likelihood="categorical", lr=1e-2)
+    return q.fit(X, y, epochs=30, verbose=0, theta0=None if previous is None else previous.theta_)
+
+
+def test_loop_bookkeeping_history_and_determinism(tmp_path):
+    X, y = _problem()
+    test = (X[:60], y[:60])
+    runs = []
+    for _ in range(2):
+        al = bg.active.ActiveLearner(_fit, X, y, n_classes=3, initial=np.arange(60, 66), acquisition="batchbald",
+                                     batch_size=4, n_samples=20, n_configs=100, seed=5)
+        al.run(3, test=test)
+        runs.append(al)
+    al = runs[0]
+    assert al.labelled.size == 6 + 3 * 4 and np.unique(al.labelled).size == al.labelled.size
+    assert np.intersect1d(al.labelled, al.unlabelled).size == 0 and al.labelled.size + al.unlabelled.size == 240
+    np.testing.assert_array_equal(al.y_labelled, y[al.labelled])
+    assert [h["n_labelled"] for h in al.history] == [6, 10, 14]
+    assert all(0 <= h["accuracy"] <= 1 and h["nll"] > 0 for h in al.history)
+    np.testing.assert_array_equal(runs[0].labelled, runs[1].labelled)  # same seed, same picks
+    # save and resume: the resumed loop continues exactly as the original does
+    al.save(tmp_path / "al.npz")
+    resumed = bg.active.ActiveLearner.load(tmp_path / "al.npz", _fit, X, y)
+    np.testing.assert_array_equal(resumed.labelled, al.labelled)
+    assert resumed.history == al.history
+    with pytest.raises(ValueError, match="pool"):
+        bg.active.ActiveLearner.load(tmp_path / "al.npz", _fit, X[:100], y[:100])
+    if bg.plotting.available():
+        assert (tmp_path / "lc.png").exists() is False
+        al.plot(tmp_path / "lc.png")
+        assert (tmp_path / "lc.png").stat().st_size > 1000
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("acq", bg.active.ACQUISITIONS)
+def test_every_acquisition_runs_and_respects_the_budget(acq):
+    X, y = _problem(n=90)
+    oracle_calls = []
+
+    def oracle(idx):
+        oracle_calls.append(len(idx))
+        return y[idx]
+
+    al = bg.active.ActiveLearner(_fit, X, oracle, n_classes=3, initial=np.arange(6), acquisition=acq, batch_size=5,
+                                 n_samples=8, n_configs=50, budget=14, seed=1)
+    al.run(5)
+    assert al.labelled.size == 14 and al.done and len(al.history) == 2  # 6 -> 11 -> 14 (the budget)
+    assert oracle_calls == [6, 5, 3]
+    with pytest.raises(RuntimeError, match="budget"):
+        al.step()
+
+
+@pytest.mark.single_backend
+def test_bad_input_names_the_argument():
+    X, y = _problem(n=30)
+    with pytest.raises(ValueError, match="acquisition"):
+        bg.active.ActiveLearner(_fit, X, y, n_classes=3, initial=[0, 1], acquisition="coreset")
+    with pytest.raises(ValueError, match="initial"):
+        bg.active.ActiveLearner(_fit, X, y, n_classes=3, initial=[0, 0])
+    with pytest.raises(ValueError, match="oracle"):
+        bg.active.ActiveLearner(_fit, X, y + 5, n_classes=3, initial=[0, 1])
+    with pytest.raises(TypeError, match="fit"):
+        bg.active.ActiveLearner(None, X, y, n_classes=3, initial=[0, 1])
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("mode", ["power", "softmax", "softrank"])
+def test_stochastic_batch_draws_with_the_stated_probabilities(mode):
+    """With batch_size 1, point i is drawn with probability ∝ s_i^beta, exp(beta s_i)
+    or rank_i^-beta: a chi-square test over 2000 seeds (false-alarm probability 1e-4)."""
+    rng = np.random.default_rng(0)
+    lp = np.log(rng.dirichlet(np.ones(3) * 0.7, size=(30, 6)))
+    s = bg.acquisition.scores(lp, "bald").astype(np.float64)
+    beta = 2.0
+    if mode == "power":
+        w = s ** beta
+    elif mode == "softmax":
+        w = np.exp(beta * (s - s.max()))
+    else:
+        rank = np.empty(6)
+        rank[np.argsort(-s, kind="stable")] = np.arange(1, 7)
+        w = rank ** -beta
+    p = w / w.sum()
+    picks = [bg.acquisition.stochastic_batch(lp, 1, "bald", mode, beta, seed=k).indices[0] for k in range(2000)]
+    counts = np.bincount(picks, minlength=6)
+    chi2 = ((counts - 2000 * p) ** 2 / (2000 * p)).sum()
+    assert chi2 < stats.chi2.ppf(1 - 1e-4, df=5), (counts, 2000 * p)
+    sel = bg.acquisition.stochastic_batch(lp, 4, "bald", mode, beta, seed=3)
+    assert np.unique(sel.indices).size == 4
+    with pytest.raises(ValueError, match="beta"):
+        bg.acquisition.stochastic_batch(lp, 1, mode=mode, beta=-1)
