@@ -57,3 +57,84 @@ def test_rng_kernels_refuse_overflow_directly():
             with pytest.raises(ValueError, match="offset"):
                 fn(o, 3, 0, 2 ** 64 - 2)
             np.testing.assert_array_equal(o, 7.0)
+
+
+# ---------------------------------------------------------------- 2, 5. persistence
+
+def _fitted_models(rng):
+    """One small fitted model of each kind that saves."""
+    X = rng.normal(size=(20, 2))
+    y = X[:, :1] - X[:, 1:]
+    q = bg.vi.MFVI(bg.nn.MLP([2, 4, 1], "tanh"), noise=0.5, batch_size=10).fit(X, y, 2, verbose=0)
+    d = bg.dropout.MCDropout(bg.nn.MLP([2, 4, 1], "tanh"), 0.1).fit(X, y, 2, verbose=0)
+    mlp = bg.nn.MLP([2, 3, 1], "tanh")
+    la = bg.laplace.Laplace(mlp, mlp.init(seed=1), "gaussian", structure="diag").fit(X, y[:, 0])
+    return {"MFVI": q, "MCDropout": d, "Laplace": la}
+
+
+def _loader(kind):
+    return {"MFVI": bg.vi.MFVI, "MCDropout": bg.dropout.MCDropout, "Laplace": bg.laplace.Laplace}[kind]
+
+
+@pytest.mark.parametrize("kind", ["MFVI", "MCDropout", "Laplace"])
+def test_failed_save_keeps_the_old_file(kind, rng, tmp_path, monkeypatch):
+    model = _fitted_models(rng)[kind]
+    path = tmp_path / "model.npz"
+    model.save(path)
+    good = path.read_bytes()
+
+    def enospc(file, *args, **kwargs):  # a disk that fills up half-way through the write
+        file.write(b"PK\x03\x04 partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", enospc)
+    with pytest.raises(OSError, match="No space"):
+        model.save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]  # no temporary file left
+    _loader(kind).load(path)
+
+
+@pytest.mark.parametrize("kind", ["MFVI", "MCDropout", "Laplace"])
+def test_save_and_load_the_same_path_round_trip(kind, rng, tmp_path):
+    model = _fitted_models(rng)[kind]
+    model.save(str(tmp_path / "p"))  # np.savez would have written p.npz
+    assert (tmp_path / "p.npz").exists()
+    back = _loader(kind).load(str(tmp_path / "p"))
+    assert type(back) is type(model)
+    back = _loader(kind).load(tmp_path / "p")
+    assert type(back) is type(model)
+
+
+def _rewrite(src, dst, meta_over=None, **arrays_over):
+    import json
+    with np.load(src) as z:
+        files = {k: z[k] for k in z.files}
+    meta = json.loads(files.pop("__meta__").tobytes())
+    meta.update(meta_over or {})
+    files.update(arrays_over)
+    files = {k: v for k, v in files.items() if v is not None}
+    np.savez(dst, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **files)
+    return dst
+
+
+@pytest.mark.parametrize("kind", ["MFVI", "MCDropout"])
+def test_malformed_files_are_value_errors_at_load(kind, rng, tmp_path):
+    model = _fitted_models(rng)[kind]
+    good = tmp_path / "good.npz"
+    model.save(good)
+    bad = [
+        _rewrite(good, tmp_path / "h1.npz", {"history": 5}),
+        _rewrite(good, tmp_path / "h2.npz", {"history": [1, 2]}),
+        _rewrite(good, tmp_path / "h3.npz", {"history": [{"elbo": "x"}]}),
+        _rewrite(good, tmp_path / "mlp.npz", {"mlp": 3}),
+        _rewrite(good, tmp_path / "mlp2.npz", {"mlp": {"sizes": "abc"}}),
+        _rewrite(good, tmp_path / "lr.npz", {"lr": None}),
+    ]
+    if kind == "MCDropout":
+        bad.append(_rewrite(good, tmp_path / "noise.npz", log_noise=np.zeros(3)))
+        bad.append(_rewrite(good, tmp_path / "noise2.npz", log_noise=np.zeros((1, 1))))
+    for path in bad:
+        with pytest.raises(ValueError):
+            _loader(kind).load(path)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
 import warnings
 
 import numpy as np
@@ -140,14 +142,92 @@ def run_epochs(epochs, one_epoch, *, verbose=1, desc="training", validate=None, 
 
 # ---------------------------------------------------------------- persistence
 
+def npz_path(path):
+    """The file ``save_npz`` writes for ``path`` and ``load_npz`` reads: a str or
+    os.PathLike with ``.npz`` appended when it lacks it (NumPy's own rule for
+    ``np.savez``), so ``save("p")`` and ``load("p")`` name the same file p.npz;
+    file objects pass through."""
+    if isinstance(path, (str, os.PathLike)):
+        p = os.fspath(path)
+        if isinstance(p, bytes):
+            p = os.fsdecode(p)
+        return p if p.endswith(".npz") else p + ".npz"
+    return path
+
+
 def save_npz(path, meta, arrays):
-    """Arrays plus JSON metadata in one .npz (no pickle anywhere)."""
+    """Arrays plus JSON metadata in one .npz (no pickle anywhere), written atomically.
+
+    The file is written to a temporary file in the destination's directory,
+    flushed and fsync'ed, then renamed over ``path`` (``os.replace``, atomic on
+    POSIX and Windows): a failure at any point (a full disk, Ctrl-C) leaves the
+    previous file intact and removes the temporary one. A file object is
+    written to directly. Returns the path written (``npz_path(path)``).
+    """
     blob = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    np.savez(path, __meta__=blob, **arrays)
+    target = npz_path(path)
+    if not isinstance(target, str):
+        np.savez(target, __meta__=blob, **arrays)
+        return target
+    folder = os.path.dirname(os.path.abspath(target))
+    if os.path.isdir(target):
+        raise ValueError(f"path {target!r} is a directory")
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, __meta__=blob, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates the file 0600; give it the mode a plain open() would have
+        os.chmod(tmp, _new_file_mode(target))
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(folder)  # the rename itself survives a crash once the directory is synced
+    return target
+
+
+def _new_file_mode(target):
+    try:
+        return os.stat(target).st_mode & 0o777  # overwriting keeps the old file's permissions
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _fsync_dir(folder):
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not possible everywhere (Windows); the data itself is already synced
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def check_history(meta, path):
+    """``meta["history"]`` as a list of dicts of numbers (ValueError otherwise)."""
+    h = meta.get("history", [])
+    ok = isinstance(h, list) and all(
+        isinstance(r, dict) and all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+                                    for k, v in r.items())
+        for r in h)
+    if not ok:
+        raise ValueError(f"{path!r}: malformed history (a list of per-epoch dicts of numbers)")
+    return [dict(r) for r in h]
 
 
 def load_npz(path, kind, required):
     """(meta, arrays) of a file written by ``save_npz``; ValueError for anything malformed."""
+    path = npz_path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             files = {k: np.array(z[k]) for k in z.files}

@@ -22,7 +22,7 @@ import numpy as np
 from . import _checks as C
 from . import _training as _tr
 from . import random as _random
-from .nn import MLP, Predictive, fit_point, likelihood_name
+from .nn import MLP, Predictive, fit_point, likelihood_name, target_dim
 
 __all__ = ["MCDropout"]
 
@@ -131,7 +131,8 @@ class MCDropout:
         return Predictive.from_outputs(F, self.likelihood, noise)
 
     def save(self, path):
-        """Write parameters and settings to ``path`` (.npz + JSON, no pickle).
+        """Write parameters and settings to ``path`` (.npz + JSON, no pickle; atomic, and
+        ``.npz`` is appended when missing, as ``load`` does).
 
         The Adam moments and step count are not saved: a loaded model predicts
         exactly as the saved one, but ``fit(theta0=model.theta_)`` on it restarts
@@ -157,11 +158,14 @@ class MCDropout:
             mlp = MLP(**meta["mlp"])
             obj = cls(mlp, meta["p"], meta["likelihood"], length_scale=meta["length_scale"], tau=meta["tau"],
                       weight_decay=meta["weight_decay"], lr=meta["lr"], batch_size=meta["batch_size"])
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"{path!r}: malformed MCDropout metadata ({exc})") from exc
+        except (KeyError, TypeError, AttributeError, OverflowError) as exc:
+            raise ValueError(f"{path!r}: malformed MCDropout metadata ({type(exc).__name__}: {exc})") from exc
         if arrays["theta"].shape != (mlp.n_params,):
             raise ValueError(f"{path!r}: theta has shape {arrays['theta'].shape}, expected ({mlp.n_params},)")
+        D = target_dim(obj.likelihood, mlp.sizes[-1])
+        if arrays["log_noise"].shape != (D,):
+            raise ValueError(f"{path!r}: log_noise has shape {arrays['log_noise'].shape}, expected ({D},)")
         obj.theta_ = np.ascontiguousarray(arrays["theta"])
         obj.log_noise_ = np.ascontiguousarray(arrays["log_noise"], dtype=obj.theta_.dtype)
-        obj.history_ = list(meta.get("history", []))
+        obj.history_ = _tr.check_history(meta, path)
         return obj

@@ -218,7 +218,8 @@ class MFVI:
                 "batch_size": self.batch_size, "seed": str(getattr(self, "seed_", "")), "history": self.history_}
 
     def save(self, path):
-        """Write the variational parameters and settings to ``path`` (.npz + JSON, no pickle).
+        """Write the variational parameters and settings to ``path`` (.npz + JSON, no pickle; atomic, and
+        ``.npz`` is appended when missing, as ``load`` does).
 
         The Adam moments and step count are not saved: a loaded model predicts
         exactly as the saved one, but ``fit`` on it (``warm_start``) restarts
@@ -243,13 +244,13 @@ class MFVI:
                       rho_init=meta["rho_init"], kl_weighting=meta["kl_weighting"],
                       anneal_epochs=meta["anneal_epochs"], learn_noise=meta["learn_noise"], lr=meta["lr"],
                       batch_size=meta["batch_size"])
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"{path!r}: malformed MFVI metadata ({exc})") from exc
+        except (KeyError, TypeError, AttributeError, OverflowError) as exc:
+            raise ValueError(f"{path!r}: malformed MFVI metadata ({type(exc).__name__}: {exc})") from exc
         state = arrays["state"]
         n = 2 * mlp.n_params + target_dim(obj.likelihood, mlp.sizes[-1])
         if state.shape != (n,):
             raise ValueError(f"{path!r}: state has shape {state.shape}, expected ({n},)")
         obj.state_ = np.ascontiguousarray(state)
         obj._m, obj._v, obj._step = np.zeros_like(state), np.zeros_like(state), 0
-        obj.history_ = list(meta.get("history", []))
+        obj.history_ = _tr.check_history(meta, path)
         return obj
