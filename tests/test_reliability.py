@@ -138,3 +138,54 @@ def test_malformed_files_are_value_errors_at_load(kind, rng, tmp_path):
     for path in bad:
         with pytest.raises(ValueError):
             _loader(kind).load(path)
+
+
+# ---------------------------------------------------------------- 3. scalar parameters
+
+SCALAR_FAMILIES = {
+    "Normal": (0.5, 1.5), "LogNormal": (0.1, 0.7), "Exponential": (2.0,), "Uniform": (-1.0, 2.0),
+    "Laplace": (0.3, 1.2), "Gumbel": (0.0, 2.0), "StudentT": (3.0,), "Gamma": (2.0, 1.0), "Beta": (2.0, 3.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCALAR_FAMILIES))
+def test_scalar_parameters_give_scalar_answers(name):
+    D = bg.distributions
+    d = getattr(D, name)(*SCALAR_FAMILIES[name])
+    for attr in ("entropy", "mean", "variance"):
+        r = getattr(d, attr)
+        r = r() if callable(r) else r
+        assert np.shape(r) == (), (attr, np.shape(r))
+        arr = getattr(D, name)(*(np.array([v]) for v in SCALAR_FAMILIES[name]))
+        ra = getattr(arr, attr)
+        ra = ra() if callable(ra) else ra
+        np.testing.assert_allclose(r, np.asarray(ra)[0], rtol=1e-12)
+    if name != "StudentT":
+        assert np.shape(D.kl_divergence(d, d)) == ()
+        assert abs(float(D.kl_divergence(d, d))) < 1e-12
+    assert np.shape(d.log_prob(d.sample(1, seed=1)[0])) == ()
+
+
+def test_scalar_gamma_kl_shape():
+    D = bg.distributions
+    kl = D.kl_divergence(D.Gamma(2.0, 1.0), D.Gamma(1.0, 1.0))
+    assert np.shape(kl) == ()
+    assert float(kl) == pytest.approx(0.42278433509846713, rel=1e-12)  # 1 - (digamma(2) - 1)... closed form
+    assert np.shape(D.kl_divergence(D.Beta(2.0, 3.0), D.Beta(1.0, 1.0))) == ()
+
+
+# ---------------------------------------------------------------- 6. BatchBALD ties
+
+@pytest.mark.single_backend
+def test_batchbald_ties_go_to_the_lower_index_on_every_backend():
+    lp = np.array([-1.172, -0.371, -0.693, -0.693, -0.693, -0.693, -3.895, -0.021]).reshape(1, 4, 2)
+    lp = lp - np.logaddexp.reduce(lp, axis=-1, keepdims=True)
+    picks = {}
+    for name in BACKENDS:
+        with bg.use_backend(name):
+            picks[name] = (bg.acquisition.batchbald(lp, 1).indices.tolist(),
+                           bg.acquisition.batchbald(lp, 3).indices.tolist(),
+                           bg.acquisition.bald(lp, 1).indices.tolist())
+    for name, (one, three, bald) in picks.items():
+        assert one == [0] and bald == [0], (name, one, bald)
+        assert three == [0, 1, 2], (name, three)  # every mutual information is 0: pool order

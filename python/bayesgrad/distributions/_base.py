@@ -24,10 +24,14 @@ EULER = 0.57721566490153286061
 
 def special_kernel(name, *args):
     """A special-function kernel of the active backend on broadcast float64 arrays."""
-    arrs = [np.ascontiguousarray(a) for a in np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in args))]
-    out = np.empty(arrs[0].shape, dtype=np.float64)
-    getattr(_backend.kernels().distributions, name)(*arrs, out)
-    return out
+    arrs = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in args))
+    shape = arrs[0].shape
+    # the kernels are elementwise on flat arrays; flattening keeps 0-d (scalar) parameters
+    # 0-d (np.ascontiguousarray would turn them into shape (1,))
+    flat = [np.ascontiguousarray(a).reshape(-1) for a in arrs]
+    out = np.empty(flat[0].shape, dtype=np.float64)
+    getattr(_backend.kernels().distributions, name)(*flat, out)
+    return out.reshape(shape)
 
 
 def lgamma(x):
