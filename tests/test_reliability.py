@@ -189,3 +189,135 @@ def test_batchbald_ties_go_to_the_lower_index_on_every_backend():
     for name, (one, three, bald) in picks.items():
         assert one == [0] and bald == [0], (name, one, bald)
         assert three == [0, 1, 2], (name, three)  # every mutual information is 0: pool order
+
+
+# ---------------------------------------------------------------- 7. Ctrl-C during a fit
+
+def _interrupt_after(seconds):
+    import _thread
+    import threading
+    t = threading.Timer(seconds, _thread.interrupt_main)  # SIGINT as the main thread sees it
+    t.start()
+    return t
+
+
+def test_interrupt_stops_a_long_epoch_promptly(rng):
+    """One epoch here takes far longer than 2 s on any backend (8k minibatches of a 70k-parameter
+    net); the interrupt must land within a couple of native slices (~0.1 s each)."""
+    import time
+    X = rng.normal(size=(256_000, 8))
+    y = X[:, :1] ** 2
+    q = bg.vi.MFVI(bg.nn.MLP([8, 256, 256, 1], "relu"), batch_size=32)
+    delay = 0.5
+    t0 = time.perf_counter()
+    timer = _interrupt_after(delay)
+    try:
+        with pytest.warns(RuntimeWarning, match="interrupted"):
+            q.fit(X, y, epochs=2, verbose=0)
+    finally:
+        timer.cancel()
+    latency = time.perf_counter() - t0 - delay
+    assert q.interrupted_
+    assert latency < 2.0, latency  # measured ~0.1 s (the bound is generous for loaded machines)
+    # the unfinished first epoch was undone: the initial state, no Adam step, no history
+    fresh = bg.vi.MFVI(bg.nn.MLP([8, 256, 256, 1], "relu"), batch_size=32)
+    P = fresh.mlp.n_params
+    np.testing.assert_array_equal(q.mu_, fresh.mlp.init(seed=0, stream=0))
+    assert q.history_ == [] and q._step == 0 and not q._m.any() and not q._v.any()
+    assert P == q.mu_.size
+
+
+@pytest.mark.parametrize("kind", ["MFVI", "MAP"])
+def test_interrupted_fit_state_is_that_of_its_completed_epochs(kind, rng):
+    """After Ctrl-C the parameters, Adam moments, step count and history equal those of an
+    uninterrupted fit of as many epochs as the history records."""
+    X = rng.normal(size=(300, 3))
+    y = X[:, :1] - X[:, 1:2]
+    mlp = bg.nn.MLP([3, 16, 1], "tanh")
+    timer = _interrupt_after(0.4)
+    try:
+        with pytest.warns(RuntimeWarning, match="interrupted"):
+            if kind == "MFVI":
+                q = bg.vi.MFVI(mlp, batch_size=16).fit(X, y, epochs=10 ** 6, verbose=0)
+                done, state, step, hist = len(q.history_), q.state_, q._step, q.history_
+                moments = (q._m, q._v)
+            else:
+                theta, info = bg.nn.train_map(mlp, X, y, epochs=10 ** 6, batch_size=16, return_info=True)
+                done, state, step, hist = len(info["history"]), theta, info["n_steps"], info["history"]
+    finally:
+        timer.cancel()
+    assert done >= 1
+    assert step == done * 19  # ceil(300 / 16) minibatches per completed epoch
+    assert [h["epoch"] for h in hist] == list(range(done))
+    if kind == "MFVI":
+        ref = bg.vi.MFVI(mlp, batch_size=16).fit(X, y, epochs=done, verbose=0)
+        np.testing.assert_array_equal(state, ref.state_)
+        np.testing.assert_array_equal(moments[0], ref._m)
+        np.testing.assert_array_equal(moments[1], ref._v)
+        assert ref.history_ == hist
+    else:
+        ref, rinfo = bg.nn.train_map(mlp, X, y, epochs=done, batch_size=16, return_info=True)
+        np.testing.assert_array_equal(state, ref)
+        assert rinfo["history"] == hist
+
+
+@pytest.mark.single_backend
+def test_epoch_slices_match_one_call():
+    """An epoch run in slices of minibatches gives exactly the one-call result (both backends)."""
+    from bayesgrad import _numpy, _training
+    mods = [_numpy] + ([bg._backend._core] if _backend.native_available() else [])
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    y = X[:, :1].copy()
+    mlp = bg.nn.MLP([2, 5, 1], "tanh")
+    for k in mods:
+        q = bg.vi.MFVI(mlp, batch_size=8)
+        cfg = q.kernel_config(k, seed=1, stream=2)
+        perm = _training.permutation(50, 1, 2, 0)
+        w = np.full(7, 1 / 7)
+        init = np.concatenate([mlp.init(seed=1), np.full(mlp.n_params, -3.0), [0.0]])
+        a = [init.copy(), np.zeros_like(init), np.zeros_like(init)]
+        b = [init.copy(), np.zeros_like(init), np.zeros_like(init)]
+        s1, st1 = k.vi.vi_epoch(cfg, *a, 0, X, y, perm, w)
+        s2, st2a = k.vi.vi_epoch(cfg, *b, 0, X, y, perm[:16], w[:2])
+        s2, st2b = k.vi.vi_epoch(cfg, *b, s2, X, y, perm[16:], w[2:])
+        assert s1 == s2 == 7
+        np.testing.assert_array_equal(np.concatenate([st2a, st2b]), st1)
+        for u, v in zip(a, b):
+            np.testing.assert_array_equal(u, v)
+        pp = np.zeros(mlp.n_params)
+        mc = k.optim.MapConfig(mlp.net_config(k), 0, batch_size=8)
+        a = [init[:mlp.n_params + 1].copy(), np.zeros(mlp.n_params + 1), np.zeros(mlp.n_params + 1)]
+        b = [x.copy() for x in a]
+        k.optim.map_epoch(mc, *a, 0, X, y, perm, pp)
+        s, _ = k.optim.map_epoch(mc, *b, 0, X, y, perm[:24], pp)
+        k.optim.map_epoch(mc, *b, s, X, y, perm[24:], pp)
+        for u, v in zip(a, b):
+            np.testing.assert_array_equal(u, v)
+
+
+# ---------------------------------------------------------------- 9. messages
+
+def test_diverging_fit_says_so(rng):
+    X = rng.normal(size=(100, 3))
+    y = 100 * X[:, :1]
+    q = bg.vi.MFVI(bg.nn.MLP([3, 16, 1], "relu"), lr=1e3)
+    with pytest.raises(FloatingPointError, match=r"diverged in epoch \d+.*smaller lr"):
+        q.fit(X, y, 50, verbose=0)
+    # the state is the last finite epoch's, consistent with the history
+    assert np.all(np.isfinite(q.state_)) and q._step == len(q.history_) * 4
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda: bg.vi.MFVI(bg.nn.MLP([2, 1]), prior_sigma="big"), "prior_sigma"),
+    (lambda: bg.vi.MFVI(bg.nn.MLP([2, 1]), lr=[1e-3, 1e-2]), "lr"),
+    (lambda: bg.vi.MFVI(bg.nn.MLP([2, 1]), rho_init=None), "rho_init"),
+    (lambda: bg.vi.MFVI(bg.nn.MLP([2, 1]), mixture=(0.5, "x", 1.0)), "mixture"),
+    (lambda: bg.dropout.MCDropout(bg.nn.MLP([2, 3, 1]), p="0.1"), "p"),
+    (lambda: bg.dropout.MCDropout(bg.nn.MLP([2, 3, 1]), tau=1j), "tau"),
+    (lambda: bg.dropout.MCDropout(bg.nn.MLP([2, 3, 1]), length_scale=object()), "length_scale"),
+    (lambda: bg.nn.train_map(bg.nn.MLP([2, 1]), np.ones((3, 2)), np.ones(3), lr="fast"), "lr"),
+    (lambda: bg.nn.train_map(bg.nn.MLP([2, 1]), np.ones((3, 2)), np.ones(3), validation="some"), "validation"),
+])
+def test_conversions_name_the_argument(make, name):
+    with pytest.raises(TypeError, match=name):
+        make()

@@ -121,6 +121,24 @@ def broadcast_shapes(named):
         raise ValueError(f"parameter shapes do not broadcast: {desc}") from exc
 
 
+def real(x, name):
+    """``float(x)`` for a real number (or a 0-d / size-1 real array), with errors that
+    name the argument: TypeError for strings, None, complex, bools and larger arrays.
+    NaN and inf pass (the caller's range check names them)."""
+    if isinstance(x, (bool, np.bool_, str, bytes)) or x is None:
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+    if isinstance(x, (numbers.Real, np.floating, np.integer)):
+        return float(x)
+    try:
+        a = np.asarray(x)
+    except Exception as exc:  # noqa: BLE001 - any conversion failure is the user's input
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}") from exc
+    if a.size != 1 or a.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}"
+                        + (f" of shape {a.shape}" if a.size != 1 else f" of dtype {a.dtype}"))
+    return float(a.reshape(()))
+
+
 def scalar(x, name):
     """A finite real number (Python float); arrays of size 1 are not accepted."""
     if isinstance(x, bool) or not isinstance(x, (numbers.Real, np.floating, np.integer)):

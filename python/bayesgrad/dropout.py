@@ -48,25 +48,25 @@ class MCDropout:
         if mlp.n_hidden_units == 0:
             raise ValueError("MC dropout needs an MLP with at least one hidden layer")
         self.mlp = mlp
-        p = float(p)
+        p = C.real(p, "p")
         if not (0 <= p < 1):
             raise ValueError(f"p must be a dropout probability in [0, 1), got {p}")
         self.p = p
         self.likelihood = likelihood_name(likelihood)
-        self.length_scale = float(length_scale)
+        self.length_scale = C.real(length_scale, "length_scale")
         if not (np.isfinite(self.length_scale) and self.length_scale > 0):
             raise ValueError(f"length_scale must be positive, got {length_scale}")
         if tau is not None:
-            tau = float(tau)
+            tau = C.real(tau, "tau")
             if not (np.isfinite(tau) and tau > 0):
                 raise ValueError(f"tau must be positive, got {tau}")
         self.tau = tau
         if weight_decay is not None:
-            weight_decay = float(weight_decay)
+            weight_decay = C.real(weight_decay, "weight_decay")
             if not weight_decay >= 0:
                 raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         self.weight_decay = weight_decay
-        self.lr = float(lr)
+        self.lr = C.real(lr, "lr")
         _tr.adam_options(self.lr)  # validates
         self.batch_size = C.integer(batch_size, "batch_size", 1)
         self.dtype = None if dtype is None else C.float_dtype(dtype)

@@ -60,16 +60,18 @@ class MFVI:
         self.mlp = mlp
         self.likelihood = likelihood_name(likelihood)
         self.prior = C.option(prior, "prior", PRIORS)
-        self.prior_sigma = float(prior_sigma)
+        self.prior_sigma = C.real(prior_sigma, "prior_sigma")
         if not (np.isfinite(self.prior_sigma) and self.prior_sigma > 0):
             raise ValueError(f"prior_sigma must be positive, got {prior_sigma}")
-        pi, s1, s2 = (float(v) for v in mixture)
+        if not isinstance(mixture, (tuple, list)) or len(mixture) != 3:
+            raise TypeError(f"mixture must be a triple (pi, s1, s2), got {mixture!r}")
+        pi, s1, s2 = (C.real(v, "mixture") for v in mixture)
         if not (0 < pi < 1 and s1 > 0 and s2 > 0):
             raise ValueError(f"mixture must be (pi in (0, 1), s1 > 0, s2 > 0), got {mixture}")
         self.mixture = (pi, s1, s2)
         self.estimator = C.option(estimator, "estimator", ESTIMATORS, _EST_ALIASES)
         self.n_samples = C.integer(n_samples, "n_samples", 1)
-        self.rho_init = float(rho_init)
+        self.rho_init = C.real(rho_init, "rho_init")
         if not np.isfinite(self.rho_init):
             raise ValueError("rho_init must be finite")
         self.kl_weighting = C.option(kl_weighting, "kl_weighting", _tr.KL_WEIGHTINGS)
@@ -77,7 +79,7 @@ class MFVI:
         log_noise_vector(noise, self.likelihood, mlp.sizes[-1], np.float64)  # validates
         self.noise = noise
         self.learn_noise = bool(learn_noise)
-        self.lr = float(lr)
+        self.lr = C.real(lr, "lr")
         _tr.adam_options(self.lr)  # validates
         self.batch_size = C.integer(batch_size, "batch_size", 1)
         self.dtype = None if dtype is None else C.float_dtype(dtype)
@@ -124,11 +126,19 @@ class MFVI:
 
     # ------------------------------------------------------------ training
     def fit(self, X, y, epochs=100, *, seed=0, stream=0, mu0=None, verbose=1, warm_start=False):
-        """Train for ``epochs`` epochs (one native call each); returns self.
+        """Train for ``epochs`` epochs; returns self.
 
         ``mu0`` initialises the means (default ``mlp.init``); ``warm_start``
         continues from the current state. ``history_`` gets one dict per epoch:
         elbo, expected_loglik, kl (nats, whole data set) and objective.
+
+        Each epoch runs in native calls of about 0.1 s (slices of its
+        minibatches). Ctrl-C stops at the next slice boundary and undoes the
+        unfinished epoch (``interrupted_`` is set): the variational parameters,
+        Adam moments, step count and ``history_`` all describe the end of the
+        last completed epoch. A diverging fit (NaN or inf) raises
+        FloatingPointError naming the epoch, with the state of the last finite
+        epoch kept.
         """
         dt = self.dtype or (self.state_.dtype if warm_start and self.state_ is not None else
                             training_dtype(X, mu0, None))
@@ -156,21 +166,39 @@ class MFVI:
         cfg = self.kernel_config(k, seed=self.seed_, stream=wstream)
         e0 = len(self.history_)
 
-        def one_epoch(e):
+        B = int(min(self.batch_size, N))
+
+        def one_epoch(e, ctl):
             perm = _tr.permutation(N, self.seed_, stream, e0 + e)
             w = np.ascontiguousarray(_tr.kl_weights(self.kl_weighting, sizes, N, e0 + e, self.anneal_epochs),
                                      dtype=dt)
-            step, stats = k.vi.vi_epoch(cfg, state, m, v, self._step, Xa, ya, perm, w)
-            self._step = int(step)
+            parts = []
+            for i0, i1 in ctl.slices(sizes.size):  # ~0.1 s per native call: Ctrl-C stops promptly
+                step, stats = k.vi.vi_epoch(cfg, state, m, v, self._step, Xa, ya, perm[i0 * B:i1 * B], w[i0:i1])
+                self._step = int(step)
+                parts.append(stats)
+            stats = np.concatenate(parts)
+            _tr.check_finite_epoch(e0 + e, self.lr, stats, state)
             ell = -float(stats[:, 0].sum(dtype=np.float64))
             kl = float(stats[:, 1].mean(dtype=np.float64))
             return {"elbo": ell - kl, "expected_loglik": ell, "kl": kl,
                     "objective": float(stats[:, 2].mean(dtype=np.float64))}
 
-        hist, self.interrupted_ = _tr.run_epochs(epochs, one_epoch, verbose=verbose, desc="MFVI")
-        for h in hist:
-            h["epoch"] += e0
-        self.history_ += hist
+        def checkpoint():
+            return state.copy(), m.copy(), v.copy(), self._step
+
+        def rollback(token):
+            state[...], m[...], v[...] = token[:3]
+            self._step = token[3]
+
+        hist, self.interrupted_ = [], False
+        try:
+            _, self.interrupted_ = _tr.run_epochs(epochs, one_epoch, verbose=verbose, desc="MFVI", sliced=True,
+                                                  checkpoint=checkpoint, rollback=rollback, history=hist)
+        finally:  # also when training diverged: the completed epochs stay recorded
+            for h in hist:
+                h["epoch"] += e0
+            self.history_ += hist
         return self
 
     # ------------------------------------------------------------ evaluation
