@@ -321,3 +321,55 @@ def test_diverging_fit_says_so(rng):
 def test_conversions_name_the_argument(make, name):
     with pytest.raises(TypeError, match=name):
         make()
+
+
+# ---------------------------------------------------------------- 4. sizes checked before allocation
+
+def test_sizes_are_checked_before_allocation(rng, monkeypatch):
+    from bayesgrad import _checks
+    import tracemalloc
+    F = rng.normal(size=(30, 3))
+    y = rng.integers(0, 3, 30)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="n_classes"):
+            bg.ddu.DDU().fit(F, y, n_classes=10 ** 9)
+        with pytest.raises(ValueError, match="n_classes"):
+            bg.ddu.DDU().fit(F, np.r_[y[:-1], 10 ** 9])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 ** 28  # the 7.5 GiB bincount is never attempted (imports may count here)
+
+    X = rng.normal(size=(40, 2))
+    yr = X[:, :1]
+    q = bg.vi.MFVI(bg.nn.MLP([2, 4, 1], "tanh")).fit(X, yr, 1, verbose=0)
+    d = bg.dropout.MCDropout(bg.nn.MLP([2, 4, 1], "tanh")).fit(X, yr, 1, verbose=0)
+    mlp = bg.nn.MLP([2, 3, 2], "tanh")
+    la = bg.laplace.Laplace(mlp, mlp.init(seed=1), "categorical", structure="diag").fit(X, (X[:, 0] > 0) * 1.0)
+    for call in (lambda: q.predict(X, n_samples=10 ** 12), lambda: d.predict(X, n_samples=10 ** 12),
+                 lambda: q.sample_params(10 ** 13), lambda: la.predict(X, link="mc", n_samples=10 ** 12),
+                 lambda: la.predict(X, pred_type="nn", n_samples=10 ** 12),
+                 lambda: bg.distributions.Normal(np.zeros(10), 1.0).sample(10 ** 13),
+                 lambda: bg.random.normal((10 ** 7, 10 ** 7))):
+        with pytest.raises(ValueError, match=r"(n_samples|n|shape)=\S+.* would need [\d.,]+ [KMGT]iB"):
+            call()
+    # a moderate request with a small limit: refused with the same message, nothing allocated
+    monkeypatch.setattr(_checks, "MAX_ALLOCATION_BYTES", 10 ** 6)
+    with pytest.raises(ValueError, match="n_samples=10000000"):
+        q.predict(X, n_samples=10 ** 7)
+
+
+def test_chunked_predictions_equal_one_chunk(rng, monkeypatch):
+    """Predictions made in parameter chunks equal those made at once."""
+    from bayesgrad import nn
+    X = rng.normal(size=(7, 2))
+    yr = X[:, :1]
+    q = bg.vi.MFVI(bg.nn.MLP([2, 5, 1], "tanh")).fit(X, yr, 1, verbose=0)
+    d = bg.dropout.MCDropout(bg.nn.MLP([2, 5, 1], "tanh")).fit(X, yr, 1, verbose=0)
+    whole = (q.predict(X, 100, seed=4).samples_mean, d.predict(X, 100, seed=4).samples_mean)
+    np.testing.assert_array_equal(q.predict(X, 100, seed=4).samples_mean[:, :, 0].T.shape, (7, 100))
+    monkeypatch.setattr(nn, "PARAM_CHUNK_BYTES", 1)  # 32 samples per chunk
+    np.testing.assert_array_equal(q.predict(X, 100, seed=4).samples_mean, whole[0])
+    np.testing.assert_array_equal(d.predict(X, 100, seed=4).samples_mean, whole[1])
+    np.testing.assert_array_equal(q.sample_params(100, seed=4), q.sample_params(100, seed=4))

@@ -73,13 +73,21 @@ class DDU:
         if y.min() < 0:
             raise ValueError("y must be non-negative class labels")
         K = int(y.max()) + 1 if n_classes is None else C.integer(n_classes, "n_classes", 1)
+        # checked before np.bincount allocates max(K, largest label + 1) counts
+        if y.max() >= K:
+            raise ValueError(f"y has labels >= n_classes ({K})")
+        if K > f.shape[0]:  # every class needs a point
+            raise ValueError(f"n_classes ({K}{'' if n_classes is not None else ', the largest label + 1'}) exceeds "
+                             f"the number of training points ({f.shape[0]}); every class needs at least one")
+        D = f.shape[1]
+        C.check_allocation(C.n_bytes((K, D, D)), f"n_classes={K} with D={D} features: the (K, D, D) covariance "
+                           "factors")
         counts = np.bincount(y, minlength=K)
         if counts.shape[0] > K:
             raise ValueError(f"y has labels >= n_classes ({K})")
         if np.any(counts == 0):
             raise ValueError(f"every class needs at least one training point; empty: {np.flatnonzero(counts == 0)}")
         x = f.astype(np.float64)
-        D = x.shape[1]
         self.dtype_ = f.dtype
         self.means_ = np.empty((K, D))
         self.chol_ = np.empty((K, D, D))

@@ -22,7 +22,7 @@ import numpy as np
 from . import _checks as C
 from . import _training as _tr
 from . import random as _random
-from .nn import MLP, Predictive, fit_point, likelihood_name, target_dim
+from .nn import MLP, Predictive, fit_point, likelihood_name, sampled_outputs, target_dim
 
 __all__ = ["MCDropout"]
 
@@ -111,22 +111,45 @@ class MCDropout:
         ``fold_in(stream, "dropout")``: mask t is the same for every input."""
         n_samples = C.integer(n_samples, "n_samples", 1)
         dt = C.float_dtype(dtype or (self.theta_.dtype if self.theta_ is not None else np.float64))
-        u = _random.uniform((n_samples, self.mlp.n_hidden_units), seed=seed,
-                            stream=_random.fold_in(_random.check_stream(stream), "dropout"), dtype=dt)
+        C.check_allocation(C.n_bytes((n_samples, self.mlp.n_hidden_units), dt, copies=2),
+                           f"n_samples={n_samples}: the (T, H) dropout masks")
+        return self._mask_block(0, n_samples, seed, _random.fold_in(_random.check_stream(stream), "dropout"), dt)
+
+    def _mask_block(self, s0, s1, seed, stream, dt):
+        """Masks s0..s1-1 of ``sample_masks`` (rows s0..s1-1 of one draw)."""
+        H = self.mlp.n_hidden_units
+        u = _random.uniform((s1 - s0, H), seed=seed, stream=stream, dtype=dt, offset=s0 * H)
         return np.where(u > self.p, dt.type(1.0 / (1.0 - self.p)), dt.type(0))
 
     def predict(self, X, n_samples=100, seed=0, stream=0, masks=None):
-        """MC prediction with T = n_samples passes (``Predictive``); ``masks`` (T, H) overrides the draw."""
+        """MC prediction with T = n_samples passes (``Predictive``); ``masks`` (T, H) overrides the draw.
+
+        Passes run in chunks (``nn.sampled_outputs``); sizes are checked before
+        anything is allocated."""
         if self.theta_ is None:
             raise RuntimeError("call fit() first")
+        dt = self.theta_.dtype
+        H, P = self.mlp.n_hidden_units, self.mlp.n_params
         if masks is None:
-            masks = self.sample_masks(n_samples, seed, stream)
-        masks = C.as_array(masks, "masks", dtype=self.theta_.dtype)
-        if masks.ndim != 2 or masks.shape[1] != self.mlp.n_hidden_units:
-            raise ValueError(f"masks must have shape (T, {self.mlp.n_hidden_units}), got {masks.shape}")
-        T = masks.shape[0]
-        theta = np.ascontiguousarray(np.broadcast_to(self.theta_, (T, self.mlp.n_params)))
-        F = self.mlp.forward(theta, X, masks=masks)
+            T = C.integer(n_samples, "n_samples", 1)
+            seed = _random.resolve_seed(seed)
+            st = _random.fold_in(_random.check_stream(stream), "dropout")
+
+            def block_masks(s0, s1):
+                return self._mask_block(s0, s1, seed, st, dt)
+        else:
+            masks = C.as_array(masks, "masks", dtype=dt)
+            if masks.ndim != 2 or masks.shape[1] != H:
+                raise ValueError(f"masks must have shape (T, {H}), got {masks.shape}")
+            T = masks.shape[0]
+
+            def block_masks(s0, s1):
+                return masks[s0:s1]
+
+        def params(s0, s1):
+            return np.ascontiguousarray(np.broadcast_to(self.theta_, (s1 - s0, P))), block_masks(s0, s1)
+
+        F = sampled_outputs(self.mlp, X, T, dt, params)
         noise = self.noise_ if self.likelihood == "gaussian" else 1.0
         return Predictive.from_outputs(F, self.likelihood, noise)
 

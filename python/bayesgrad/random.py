@@ -103,7 +103,9 @@ def philox4x32(counter, key):
 def _draw(kind, shape, seed, stream, dtype, offset, out):
     dt = C.float_dtype(dtype)
     if out is None:
-        out = np.empty(C.shape_tuple(shape), dtype=dt)
+        shape = C.shape_tuple(shape)
+        C.check_allocation(C.n_bytes(shape, dt), f"shape={shape}")
+        out = np.empty(shape, dtype=dt)
     else:
         if not isinstance(out, np.ndarray):
             raise TypeError("out must be a NumPy array")

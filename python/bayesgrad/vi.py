@@ -22,8 +22,8 @@ from . import _checks as C
 from . import _training as _tr
 from . import random as _random
 from ._codes import ViEstimator, ViPrior
-from .nn import (LIKELIHOODS, MLP, Predictive, likelihood_name, log_noise_vector, prepare_targets, target_dim,
-                 training_dtype)
+from .nn import (LIKELIHOODS, MLP, Predictive, likelihood_name, log_noise_vector, prepare_targets, sampled_outputs,
+                 target_dim, training_dtype)
 
 __all__ = ["MFVI", "ESTIMATORS", "PRIORS"]
 
@@ -226,14 +226,27 @@ class MFVI:
         """Weight samples (n_samples, P) from q (stream ``fold_in(stream, "posterior")``)."""
         self._require_fit()
         n_samples = C.integer(n_samples, "n_samples", 1)
-        eps = _random.normal((n_samples, self.mlp.n_params), seed=seed,
-                             stream=_random.fold_in(_random.check_stream(stream), "posterior"), dtype=self.state_.dtype)
+        C.check_allocation(C.n_bytes((n_samples, self.mlp.n_params), self.state_.dtype, copies=2),
+                           f"n_samples={n_samples}: the (S, P) weight samples")
+        return self._sample_block(0, n_samples, seed, _random.fold_in(_random.check_stream(stream), "posterior"))
+
+    def _sample_block(self, s0, s1, seed, stream):
+        """Samples s0..s1-1 of ``sample_params`` (the same values as rows s0..s1-1 of one draw)."""
+        P = self.mlp.n_params
+        eps = _random.normal((s1 - s0, P), seed=seed, stream=stream, dtype=self.state_.dtype, offset=s0 * P)
         return self.mu_ + self.sigma_ * eps
 
     def predict(self, X, n_samples=100, seed=0, stream=0):
-        """The predictive distribution (``bg.nn.Predictive``) from ``n_samples`` weight samples."""
-        theta = self.sample_params(n_samples, seed, stream)
-        F = self.mlp.forward(theta, X)
+        """The predictive distribution (``bg.nn.Predictive``) from ``n_samples`` weight samples.
+
+        The weight samples are drawn in chunks (``nn.sampled_outputs``); sizes are
+        checked before anything is allocated."""
+        self._require_fit()
+        n_samples = C.integer(n_samples, "n_samples", 1)
+        seed = _random.resolve_seed(seed)
+        st = _random.fold_in(_random.check_stream(stream), "posterior")
+        F = sampled_outputs(self.mlp, X, n_samples, self.state_.dtype,
+                            lambda s0, s1: (self._sample_block(s0, s1, seed, st), None))
         noise = self.noise_ if self.likelihood == "gaussian" else 1.0
         return Predictive.from_outputs(F, self.likelihood, noise)
 

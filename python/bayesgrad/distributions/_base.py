@@ -89,7 +89,10 @@ class Distribution(abc.ABC):
         return tuple(self.batch_shape) + tuple(self.event_shape)
 
     def _n(self, n):
-        return C.integer(n, "n", 0)
+        n = C.integer(n, "n", 0)
+        # a sampler holds its output and about two temporaries of the same size
+        C.check_allocation(C.n_bytes((n,) + self.shape, np.float64, copies=3), f"n={n}: the samples")
+        return n
 
     def _x(self, x, name="x"):
         a = C.as_array(x, name, dtype=self.dtype, allow_empty=True, finite=False)

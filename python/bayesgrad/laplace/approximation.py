@@ -332,6 +332,7 @@ class Laplace:
         link, pred_type, n_samples = self._predict_options(link, pred_type, n_samples)
         # the one check of X on its way down: everything below takes it as checked
         X, _ = self.curv.check_data(X)
+        C.check_allocation(24 * (n_samples or 0) * (X.shape[0] * self.n_outputs + (pred_type == "nn") * self.n_params), f"n_samples={n_samples}")  # noqa: E501 (~3 float64 (S, N, C) / (S, P) arrays)
         return self._predict(X, link, pred_type, n_samples, seed, C.integer(stream, "stream", 0))
 
     def _predict_options(self, link, pred_type, n_samples):
