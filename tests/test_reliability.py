@@ -373,3 +373,38 @@ def test_chunked_predictions_equal_one_chunk(rng, monkeypatch):
     np.testing.assert_array_equal(q.predict(X, 100, seed=4).samples_mean, whole[0])
     np.testing.assert_array_equal(d.predict(X, 100, seed=4).samples_mean, whole[1])
     np.testing.assert_array_equal(q.sample_params(100, seed=4), q.sample_params(100, seed=4))
+
+
+# ---------------------------------------------------------------- 8. extremes
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_low_temperature_relaxed_draws_stay_in_the_support(dtype):
+    D = bg.distributions
+    lg = np.array([0.3, -1.0, 2.0], dtype=dtype)
+    for d in (D.RelaxedCategorical(dtype(1e-8), lg), D.RelaxedBernoulli(dtype(1e-8), logits=lg)):
+        x = d.sample(20, seed=1)
+        assert x.dtype == dtype and np.all(x > 0) and np.all(x <= 1)
+        assert np.all(np.isfinite(d.log_prob(x)))
+        for v in list(d.rsample_vjp(x, np.ones_like(x)).values()) + list(d.score(x).values()):
+            assert np.all(np.isfinite(v))
+
+
+@pytest.mark.parametrize("make", [lambda D: D.Gamma(1e-8), lambda D: D.Beta(1e-8, 2.0),
+                                  lambda D: D.Gamma(np.float32(1e-8)), lambda D: D.Dirichlet([1e-8, 1.0])])
+def test_tiny_concentration_draws_are_positive(make):
+    d = make(bg.distributions)
+    x = d.sample(200, seed=1)
+    assert np.all(x > 0) and np.all(x == np.maximum(x, np.finfo(x.dtype).tiny))
+    assert np.all(np.isfinite(d.log_prob(x)))
+    if not isinstance(d, bg.distributions.Dirichlet):
+        for v in d.rsample_vjp(x, np.ones_like(x)).values():
+            assert np.all(np.isfinite(v))
+
+
+def test_one_sample_standard_error_is_inf_not_nan():
+    D = bg.distributions
+    d = D.Normal(np.zeros(2), 1.0)
+    assert bg.estimators.expectation(lambda x: x.sum(-1), d, 1)[1] == np.inf
+    e = bg.estimators.score_function(lambda x: (x ** 2).sum(-1), d, 1)
+    assert e.value_stderr == np.inf and all(np.all(s == np.inf) for s in e.stderr.values())
+    assert np.isfinite(bg.estimators.expectation(lambda x: x.sum(-1), d, 4)[1])

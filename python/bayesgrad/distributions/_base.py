@@ -48,6 +48,18 @@ def lbeta(a, b):
     return lgamma(a) + lgamma(b) - lgamma(np.asarray(a, np.float64) + b)
 
 
+def clamp_into_support(x, upper=None):
+    """Clamp draws in place into the open support (0, upper): below the smallest
+    positive normal number of the dtype a draw would round to 0 (Gamma(1e-8),
+    Beta(1e-8, b), a relaxed sample at temperature 1e-8), where the log-density is
+    infinite or NaN. ``upper=1`` also keeps draws below 1 (the largest float < 1)."""
+    fi = np.finfo(x.dtype)
+    np.maximum(x, fi.tiny, out=x)
+    if upper is not None:
+        np.minimum(x, np.nextafter(x.dtype.type(upper), x.dtype.type(0)), out=x)
+    return x
+
+
 def sum_to_shape(a, n_lead, shape):
     """Sum ``a`` of shape (*lead, *b) down to (*lead, *shape), b broadcast from shape."""
     lead = a.shape[:n_lead]

@@ -13,7 +13,7 @@ from .._codes import LocScaleFamily
 from .. import _checks as C
 from .. import random as _random
 from .._numerics import log_softmax, sigmoid, softplus
-from ._base import Distribution
+from ._base import Distribution, clamp_into_support
 
 
 class _Logits(Distribution):
@@ -193,6 +193,9 @@ class RelaxedBernoulli(_Logits):
     x = sigmoid((logits + L) / temperature), L standard logistic (element i of
     the stream), in (0, 1). Pathwise ``rsample_vjp`` in logits (or probs) and
     temperature, from x alone. No closed-form entropy, mean or variance.
+    Draws are clamped into the open interval (the smallest positive normal
+    number, the largest float below 1): at low temperatures they would round to
+    exact 0 or 1, where the log-density and its gradients are NaN.
     """
 
     reparam = "pathwise"
@@ -215,7 +218,7 @@ class RelaxedBernoulli(_Logits):
         t = self.temperature
         out = self._sample_locscale("logistic", n, seed, stream, out, self.logits / t, 1.0 / t)
         out[...] = sigmoid(out)
-        return out
+        return clamp_into_support(out, 1)  # a low temperature rounds to exact 0 / 1
 
     def _parts(self, x):
         x = self._x(x)
@@ -254,7 +257,10 @@ class RelaxedCategorical(Distribution):
     Gumbel (elements of the stream); samples ``(n, *batch_shape, K)`` on the
     simplex. Pathwise ``rsample_vjp`` in logits (or probs, through
     logits = log probs) and temperature, from x alone. ``temperature`` has the
-    batch shape (or broadcasts to it).
+    batch shape (or broadcasts to it). Coordinates of a draw are at least the
+    smallest positive normal number of the dtype: at low temperatures (1e-8) they
+    would round to an exact one-hot vector, where the log-density and its
+    temperature gradient are NaN; clamped, they are finite.
     """
 
     reparam = "pathwise"
@@ -293,7 +299,7 @@ class RelaxedCategorical(Distribution):
         out = self._sample_locscale("gumbel", n, seed, stream, out, self.logits / t,
                                     np.broadcast_to(1.0 / t, self.shape))
         out[...] = np.exp(log_softmax(out.astype(np.float64)))
-        return out
+        return clamp_into_support(out)  # a low temperature rounds to an exact one-hot vector
 
     def _sample_locscale(self, family, n, seed, stream, out, loc, scale):
         out = self._out(n, out)

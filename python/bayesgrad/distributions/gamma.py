@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import _backend
 from .. import _checks as C
-from ._base import Distribution, digamma, lbeta, lgamma, special_kernel
+from ._base import Distribution, clamp_into_support, digamma, lbeta, lgamma, special_kernel
 
 
 class Gamma(Distribution):
@@ -18,6 +18,11 @@ class Gamma(Distribution):
     cpp/include/bayesgrad/distributions.hpp), native and NumPy draws equal up
     to rounding. ``rsample_vjp``: implicit in the concentration
     (``-(dP/da)/p``), pathwise in the rate (x = X / rate).
+
+    Draws are clamped into (0, inf): a draw below the smallest positive normal
+    number of the dtype (likely for concentrations below about 1e-2) is returned
+    as that number, not 0, so its log-density is finite; its pathwise gradient
+    is that of the clamped value.
     """
 
     params = ("concentration", "rate")
@@ -36,6 +41,7 @@ class Gamma(Distribution):
         seed, stream = self._seed_stream(seed, stream)
         if out.size:
             _backend.kernels().distributions.sample_gamma(out, self._flat(self.concentration), self._flat(self.rate), seed, stream)
+            clamp_into_support(out)
         return out
 
     def _log_prob_all(self, x):
@@ -96,6 +102,7 @@ class Beta(Distribution):
         if out.size:
             _backend.kernels().distributions.sample_beta(out, self._flat(self.concentration1), self._flat(self.concentration0),
                                            seed, stream)
+            clamp_into_support(out, 1)
         return out
 
     def _logs(self, x):
@@ -177,6 +184,7 @@ class Dirichlet(Distribution):
             k = self.event_shape[0]
             alpha = np.ascontiguousarray(np.broadcast_to(self.concentration, self.shape)).reshape(-1, k)
             _backend.kernels().distributions.sample_dirichlet(out, alpha, seed, stream)
+            clamp_into_support(out, 1)
         return out
 
     def log_prob(self, x):
