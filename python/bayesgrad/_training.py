@@ -321,6 +321,16 @@ def _fsync_dir(folder):
         os.close(dfd)
 
 
+def check_log_noise(log_noise, path):
+    """Stored log noise sigmas whose exp is a positive finite sigma (ValueError otherwise:
+    a finite log sigma of -1e308 loads but makes every prediction fail)."""
+    with np.errstate(over="ignore", under="ignore"):
+        s = np.exp(np.asarray(log_noise, dtype=np.float64))
+    if not np.all(np.isfinite(s) & (s > 0)):
+        raise ValueError(f"{path!r}: log_noise must give positive finite noise sigmas (|log sigma| < ~700)")
+    return log_noise
+
+
 def check_history(meta, path):
     """``meta["history"]`` as a list of dicts of numbers (ValueError otherwise)."""
     h = meta.get("history", [])

@@ -188,6 +188,8 @@ class MCDropout:
         D = target_dim(obj.likelihood, mlp.sizes[-1])
         if arrays["log_noise"].shape != (D,):
             raise ValueError(f"{path!r}: log_noise has shape {arrays['log_noise'].shape}, expected ({D},)")
+        if obj.likelihood == "gaussian":
+            _tr.check_log_noise(arrays["log_noise"], path)
         obj.theta_ = np.ascontiguousarray(arrays["theta"])
         obj.log_noise_ = np.ascontiguousarray(arrays["log_noise"], dtype=obj.theta_.dtype)
         obj.history_ = _tr.check_history(meta, path)

@@ -474,8 +474,9 @@ def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noi
     drop_stream = _random.fold_in(stream, "dropout")
     k = _backend.kernels()
     net = mlp.net_config(k)
+    # the kernel uses min(batch_size, N) anyway; clamped here it also fits its int64
     cfg = k.optim.MapConfig(net, LIKELIHOODS[lik], learn_noise=bool(learn_noise), dropout_p=float(dropout_p),
-                            seed=seed, dropout_stream=drop_stream, batch_size=batch_size,
+                            seed=seed, dropout_stream=drop_stream, batch_size=min(batch_size, N),
                             adam=k.optim.AdamConfig(**adam))
     P = mlp.n_params
     counter = {"step": 0}

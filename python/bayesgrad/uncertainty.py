@@ -93,7 +93,10 @@ def _binary(is_ood, n, name="is_ood"):
 
 
 def _n_bins(n_bins):
-    return C.integer(n_bins, "n_bins", 1)
+    n_bins = C.integer(n_bins, "n_bins", 1)
+    # a few arrays of n_bins + 1 floats (edges, counts, sums): checked before np.linspace allocates them
+    C.check_allocation(C.n_bytes((n_bins + 1,), copies=4), f"n_bins={n_bins}: the bins")
+    return n_bins
 
 
 # ---------------------------------------------------------------- decomposition

@@ -71,6 +71,8 @@ class MFVI:
         self.mixture = (pi, s1, s2)
         self.estimator = C.option(estimator, "estimator", ESTIMATORS, _EST_ALIASES)
         self.n_samples = C.integer(n_samples, "n_samples", 1)
+        C.check_allocation(C.n_bytes((self.n_samples, mlp.n_params), copies=2),
+                           f"n_samples={self.n_samples}: the weight samples of a training step")
         self.rho_init = C.real(rho_init, "rho_init")
         if not np.isfinite(self.rho_init):
             raise ValueError("rho_init must be finite")
@@ -163,7 +165,8 @@ class MFVI:
         sizes = _tr.batch_sizes(N, self.batch_size)
         wstream = _random.fold_in(stream, "weights")
         k = _backend.kernels()
-        cfg = self.kernel_config(k, seed=self.seed_, stream=wstream)
+        # the kernels use min(batch_size, N) anyway; clamped here it also fits their int64
+        cfg = self.kernel_config(k, seed=self.seed_, stream=wstream, batch_size=min(self.batch_size, N))
         e0 = len(self.history_)
 
         B = int(min(self.batch_size, N))
@@ -291,6 +294,8 @@ class MFVI:
         n = 2 * mlp.n_params + target_dim(obj.likelihood, mlp.sizes[-1])
         if state.shape != (n,):
             raise ValueError(f"{path!r}: state has shape {state.shape}, expected ({n},)")
+        if obj.likelihood == "gaussian":
+            _tr.check_log_noise(state[2 * mlp.n_params:], path)
         obj.state_ = np.ascontiguousarray(state)
         obj._m, obj._v, obj._step = np.zeros_like(state), np.zeros_like(state), 0
         obj.history_ = _tr.check_history(meta, path)

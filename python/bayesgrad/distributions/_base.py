@@ -169,6 +169,11 @@ class Distribution(abc.ABC):
         if x.size:
             _backend.kernels().distributions.locscale_log_prob(x, self._flat(loc), self._flat(scale),
                                                                LocScaleFamily[family], *outs)
+            # every family's density vanishes at +-inf; the formulas give inf - inf there (Gumbel)
+            at_inf = np.isinf(x)
+            if at_inf.any():
+                outs[0][at_inf] = -np.inf
+                outs[1][at_inf] = outs[2][at_inf] = 0
         return outs
 
     # -- interface -----------------------------------------------------------

@@ -222,14 +222,17 @@ class RelaxedBernoulli(_Logits):
 
     def _parts(self, x):
         x = self._x(x)
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):  # outside (0, 1): masked by log_prob
             return x, np.log(x), np.log1p(-x)
 
     def log_prob(self, x):
+        """log density (nats); -inf outside the open interval (0, 1)."""
         x, lx, l1x = self._parts(x)
         t, lg = self.temperature, self.logits
+        inside = (x > 0) & (x < 1)
+        lx, l1x = np.where(inside, lx, -1.0), np.where(inside, l1x, -1.0)
         lp = np.log(t) + lg - (t + 1) * (lx + l1x) - 2 * np.logaddexp(lg - t * lx, -t * l1x)
-        return lp.astype(self.dtype)
+        return np.where(inside, lp, -np.inf).astype(self.dtype)
 
     def score(self, x):
         x, lx, l1x = self._parts(x)
@@ -311,7 +314,7 @@ class RelaxedCategorical(Distribution):
 
     def _parts(self, x):
         x = self._x(x)
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):  # outside the support: masked by log_prob
             return x, np.log(x)
 
     def _dlogits(self, d):
@@ -321,7 +324,10 @@ class RelaxedCategorical(Distribution):
             return d / self.probs
 
     def log_prob(self, x):
+        """log density (nats); -inf where a coordinate of x is not positive and finite."""
         x, lx = self._parts(x)
+        inside = np.all((x > 0) & np.isfinite(x), axis=-1)
+        lx = np.where(inside[..., None], lx, -1.0)  # any finite stand-in: masked below
         t = self._t()
         k = self.event_shape[0]
         y = self.logits - t * lx
@@ -329,7 +335,7 @@ class RelaxedCategorical(Distribution):
         lse = (m + np.log(np.sum(np.exp(y - m), axis=-1, keepdims=True)))[..., 0]
         lp = (math.lgamma(k) + (k - 1) * np.log(self.temperature)
               + np.sum(self.logits - (t + 1) * lx, axis=-1) - k * lse)
-        return lp.astype(self.dtype)
+        return np.where(inside, lp, -np.inf).astype(self.dtype)
 
     def score(self, x):
         x, lx = self._parts(x)

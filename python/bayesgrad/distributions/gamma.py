@@ -106,7 +106,7 @@ class Beta(Distribution):
         return out
 
     def _logs(self, x):
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):  # x outside [0, 1]: masked by the callers
             return np.log(x), np.log1p(-x)
 
     def log_prob(self, x):

@@ -70,6 +70,9 @@ def setup(f, dist, n_samples, seed, stream, minimum=1):
     if not isinstance(dist, Distribution):
         raise TypeError(f"dist must be a bayesgrad distribution, got {type(dist).__name__}")
     n = C.integer(n_samples, "n_samples", minimum)
+    # the draws, f's values and a few per-sample terms of the distribution's size
+    C.check_allocation(C.n_bytes((n,) + tuple(dist.shape), np.float64, copies=4),
+                       f"n_samples={n}: the samples and per-sample terms")
     return n, _random.resolve_seed(seed), _random.check_stream(stream)
 
 
