@@ -3,7 +3,7 @@ variational inference, and Monte Carlo prediction with T stochastic passes.
 
 Dropout acts on the hidden units (probability ``p``; kept units are scaled by
 1/(1-p)). Training minimises the whole-data-set objective in nats
-``sum_n nll_n + sum_j 0.5 * prec_j theta_j^2`` natively (one call per epoch),
+``sum_n nll_n + sum_j 0.5 * prec_j theta_j^2`` natively (native calls of ~0.1 s),
 with Gal's weight decay: W of layer l gets precision ``l^2 (1 - p_in)``
 (p_in = 0 for the first layer, whose inputs are not dropped), biases ``l^2``,
 where ``l`` is the prior length-scale. The Gaussian noise is fixed to

@@ -2,7 +2,7 @@
 
 q(theta) = N(mu, diag(sigma^2)) with sigma = softplus(rho). Every training
 step -- sampling, forward, backward, KL and the Adam update -- runs natively;
-one native call is one epoch, so progress bars and Ctrl-C work.
+an epoch runs in native calls of ~0.1 s, so progress bars and Ctrl-C work.
 
 The objective of minibatch i (B_i of N rows) is
 ``(N / B_i) * (mean_s nll_{i,s} + w_i * KL)`` where the KL weights w_i are

@@ -48,6 +48,10 @@ class Gamma(Distribution):
         outs = [np.empty(x.shape, dtype=self.dtype) for _ in range(3)]
         if x.size:
             _backend.kernels().distributions.gamma_log_prob(x, self._flat(self.concentration), self._flat(self.rate), *outs)
+            at_inf = np.isinf(x)  # the density vanishes there; the formula gives inf - inf
+            if at_inf.any():
+                outs[0][at_inf] = -np.inf
+                outs[1][at_inf] = outs[2][at_inf] = 0
         return outs
 
     def log_prob(self, x):
@@ -188,12 +192,14 @@ class Dirichlet(Distribution):
         return out
 
     def log_prob(self, x):
+        """log density (nats); -inf where a coordinate of x is negative or infinite."""
         x = self._x(x)
         a = self.concentration
+        outside = np.any((x < 0) | np.isinf(x), axis=-1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.sum((a - 1) * np.log(x), axis=-1)
+            t = np.sum((a - 1) * np.log(np.where((x < 0) | np.isinf(x), 1, x)), axis=-1)
         lb = np.sum(lgamma(a), axis=-1) - lgamma(np.sum(a, axis=-1, dtype=np.float64))
-        return (t - lb).astype(self.dtype)
+        return np.where(outside, -np.inf, t - lb).astype(self.dtype)
 
     def score(self, x):
         x = self._x(x)

@@ -401,7 +401,9 @@ class Laplace:
                      prior_mean=arrays["prior_mean"], n_mc_samples=meta["n_mc_samples"], rank=meta["rank"],
                      chunk_size=meta["chunk_size"], seed=seed, stream=meta["stream"],
                      lowrank_solver=meta["lowrank_solver"])
-            if meta["fitted"] is True:
+            if not isinstance(meta["fitted"], bool):  # malformed metadata is a ValueError (issue 13 item 5)
+                raise ValueError(f"{path!r}: fitted must be true or false, got {meta['fitted']!r}")
+            if meta["fitted"]:
                 la._restore_fit(meta, read)
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"{path!r}: malformed Laplace metadata ({type(exc).__name__}: {exc})") from exc
