@@ -33,11 +33,14 @@ cp "$BUILD_DIR"/_core*.so "$PKG/bayesgrad/"
 
 LOGS="$ROOT/$BUILD_DIR/logs"
 rm -rf "$LOGS" && mkdir -p "$LOGS"
-# The interpreter is not instrumented: libasan must be loaded first. Leak checking is
+# The interpreter is not instrumented: libasan must be loaded first, and libstdc++ with
+# it (else ASan's __cxa_throw interceptor finds no real __cxa_throw and aborts at the
+# first C++ exception, e.g. a kernel's std::invalid_argument). Leak checking is
 # off (CPython keeps its allocations to exit); allocator_may_return_null makes a huge
 # request a MemoryError as without ASan; reports go to one file per process.
 LIBASAN=$(g++ -print-file-name=libasan.so)
-export LD_PRELOAD="$LIBASAN"
+LIBSTDCXX=$(g++ -print-file-name=libstdc++.so.6)
+export LD_PRELOAD="$LIBASAN $LIBSTDCXX"
 export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:log_path=$LOGS/asan:handle_segv=1"
 export UBSAN_OPTIONS="print_stacktrace=1:log_path=$LOGS/ubsan"
 export BAYESGRAD_BACKEND=cpu

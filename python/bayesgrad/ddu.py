@@ -57,7 +57,10 @@ class DDU:
 
     def __init__(self, priors="empirical", jitters=JITTERS):
         self.priors = C.option(priors, "priors", ("empirical", "uniform"))
-        j = np.asarray(jitters, dtype=np.float64)
+        try:
+            j = np.asarray(jitters, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"jitters must be a sequence of floats, got {jitters!r}") from exc
         if j.ndim != 1 or j.size == 0 or np.any(j < 0) or not np.all(np.isfinite(j)):
             raise ValueError("jitters must be a non-empty sequence of finite non-negative floats")
         self.jitters = tuple(float(v) for v in j)
