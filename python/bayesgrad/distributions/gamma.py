@@ -192,12 +192,19 @@ class Dirichlet(Distribution):
         return out
 
     def log_prob(self, x):
-        """log density (nats); -inf where a coordinate of x is negative or infinite."""
+        """log density (nats); -inf where a coordinate of x is negative or infinite.
+
+        On the boundary (a coordinate 0) the term (a_k - 1) log x_k is 0 for a_k = 1,
+        -inf for a_k > 1 and +inf for a_k < 1; when both infinities meet, the
+        vanishing factor wins (-inf)."""
         x = self._x(x)
         a = self.concentration
         outside = np.any((x < 0) | np.isinf(x), axis=-1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.sum((a - 1) * np.log(np.where((x < 0) | np.isinf(x), 1, x)), axis=-1)
+            terms = np.where(a == 1, 0.0, (a - 1) * np.log(np.where((x < 0) | np.isinf(x), 1, x)))
+        outside |= np.any(terms == -np.inf, axis=-1)
+        with np.errstate(invalid="ignore"):
+            t = np.sum(np.where(terms == -np.inf, 0.0, terms), axis=-1)
         lb = np.sum(lgamma(a), axis=-1) - lgamma(np.sum(a, axis=-1, dtype=np.float64))
         return np.where(outside, -np.inf, t - lb).astype(self.dtype)
 
