@@ -9,6 +9,22 @@ import pytest
 import bayesgrad as bg
 from helpers import BACKENDS
 
+try:  # hypothesis profiles of tests/test_fuzz.py (the module skips without hypothesis)
+    import os
+
+    from hypothesis import HealthCheck, settings
+
+    # "ci" (default): derandomized and short, the fuzz module in well under a minute on 2 cores;
+    # "long" (HYPOTHESIS_PROFILE=long): randomized, 40x the examples, for local runs.
+    _SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
+    settings.register_profile("ci", max_examples=60, derandomize=True, deadline=None, print_blob=True,
+                              suppress_health_check=_SUPPRESS)
+    settings.register_profile("long", max_examples=500, deadline=None, print_blob=True,
+                              suppress_health_check=_SUPPRESS)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+except ImportError:
+    pass
+
 
 def pytest_generate_tests(metafunc):
     if "bg_backend" in metafunc.fixturenames:

@@ -88,7 +88,7 @@ void bind(py::module_& m) {
       },
       py::arg("config"), py::arg("state").noconvert(), py::arg("m").noconvert(), py::arg("v").noconvert(),
       py::arg("step"), py::arg("X"), py::arg("y"), py::arg("perm"), py::arg("prior_prec"),
-      "One MAP / MC-dropout epoch with Adam on state = [theta (P), log_noise (Dy)] in place; returns (the new "
+      "One MAP / MC-dropout epoch (or the slice of it that perm holds) with Adam on state = [theta (P), log_noise (Dy)] in place; returns (the new "
       "step count, stats (n_batches, 2): each batch's summed nll and its objective).");
 }
 

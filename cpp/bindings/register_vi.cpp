@@ -64,7 +64,7 @@ void bind(py::module_& m) {
       },
       py::arg("config"), py::arg("state").noconvert(), py::arg("m").noconvert(), py::arg("v").noconvert(),
       py::arg("step"), py::arg("X"), py::arg("y"), py::arg("perm"), py::arg("kl_weights"),
-      "One Bayes-by-Backprop epoch on state = [mu (P), rho (P), log_noise (Dy)] in place; returns (the new step "
+      "One Bayes-by-Backprop epoch (or the slice of it that perm holds; kl_weights: its batches') on state = [mu (P), rho (P), log_noise (Dy)] in place; returns (the new step "
       "count, stats (n_batches, 3): each batch's mean-over-samples nll, KL and objective).");
   m.def(
       "vi_grad",

@@ -34,7 +34,10 @@ struct EpochData {
   Batches batches;
 };
 
-// X (N, d_0), y (N, Dy), perm (N,) row indices in [0, N). perm is borrowed.
+// X (N, d_0), y (N, Dy), perm (L,) row indices in [0, N), L >= 1: the epoch's row
+// order or a slice of it that starts at a minibatch boundary (Python runs an epoch
+// in slices of ~0.1 s so Ctrl-C is prompt; minibatches are perm[i B, (i+1) B),
+// B = min(batch_size, N), the last one ragged). perm is borrowed.
 template <typename T>
 EpochData epoch_data(const mlp::Layout& L, mlp::Likelihood lik, const in_array<T>& X, const in_array<T>& y,
                      const in_array<int64_t>& perm, int64_t batch_size) {
@@ -44,12 +47,13 @@ EpochData epoch_data(const mlp::Layout& L, mlp::Likelihood lik, const in_array<T
   e.N = X.shape(0);
   if (y.ndim() != 2 || y.shape(0) != e.N || y.shape(1) != e.Dy)
     throw std::invalid_argument("y must have shape (N, " + std::to_string(e.Dy) + ")");
-  need_len(perm, e.N, "perm");
+  if (perm.ndim() != 1 || perm.shape(0) < 1) throw std::invalid_argument("perm must have shape (L,) with L >= 1");
+  const int64_t n_perm = perm.shape(0);
   const int64_t* p = perm.data();
-  for (int64_t i = 0; i < e.N; ++i)
+  for (int64_t i = 0; i < n_perm; ++i)
     if (p[i] < 0 || p[i] >= e.N) throw std::invalid_argument("perm entries must be row indices in [0, N)");
   if (batch_size < 1) throw std::invalid_argument("batch_size must be >= 1");
-  e.batches = Batches{p, e.N, std::min(batch_size, e.N)};
+  e.batches = Batches{p, n_perm, std::min(batch_size, e.N)};
   return e;
 }
 

@@ -8,6 +8,7 @@
 #include "bayesgrad/random.hpp"
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 
@@ -157,10 +158,22 @@ template <typename T, int K>
 void fill(T* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t offset) {
   if (n < 0) throw std::invalid_argument("n must be >= 0");
   if (n == 0) return;
+  // Contract (every backend): element indices are 64-bit, so a draw whose last
+  // element offset + n - 1 passes 2^64 - 1 is refused rather than wrapped.
+  if (offset > UINT64_MAX - static_cast<uint64_t>(n - 1))
+    throw std::invalid_argument("offset: the draw's last element offset + n - 1 exceeds 2^64 - 1");
   constexpr uint64_t E = per_block<T>();
   constexpr uint64_t G = 8 * E;  // elements per 8-block group
-  const uint64_t g0 = offset, g1 = offset + static_cast<uint64_t>(n);
-  uint64_t a = (g0 + G - 1) / G * G, b = g1 / G * G;
+  if (offset + static_cast<uint64_t>(n - 1) == UINT64_MAX) {
+    // Element 2^64 - 1 has no representable exclusive end: draw it alone.
+    uint32_t w[4];
+    philox::stream_block(seed, stream, UINT64_MAX / E, w);
+    out[n - 1] = scalar_element<T, K>(w, static_cast<int64_t>(UINT64_MAX % E));
+    if (--n == 0) return;
+  }
+  const uint64_t g0 = offset, g1 = offset + static_cast<uint64_t>(n);  // g1 <= 2^64 - 1 now
+  // (rounding g0 up to a group would wrap in the last group: scalar there)
+  uint64_t a = g0 > UINT64_MAX - G ? g1 : (g0 + G - 1) / G * G, b = g1 / G * G;
 #if BG_HAVE_X86
   const bool vec = use_avx2();
 #else
@@ -174,7 +187,7 @@ void fill(T* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t offset) {
     const int64_t nch = (len + kScalarChunk - 1) / kScalarChunk;
     parallel_chunks(nch, [&](int64_t ch) {
       const uint64_t s = lo + static_cast<uint64_t>(ch * kScalarChunk);
-      const uint64_t e = std::min<uint64_t>(hi, s + kScalarChunk);
+      const uint64_t e = hi - s > static_cast<uint64_t>(kScalarChunk) ? s + kScalarChunk : hi;  // no wrap near 2^64
       scalar_range<T, K>(out + (s - g0), s, e, seed, stream);
     });
   };

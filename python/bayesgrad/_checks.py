@@ -5,12 +5,57 @@ Each raises ``TypeError`` (wrong kind of object or dtype) or ``ValueError``
 """
 from __future__ import annotations
 
+import math
 import numbers
 import operator
+import os
 
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _default_allocation_limit():
+    env = os.environ.get("BAYESGRAD_MAX_ALLOCATION_BYTES")
+    if env:
+        return int(env)
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
+        return 64 * 2 ** 30
+
+
+#: The largest allocation (bytes) a public function starts: the machine's physical
+#: memory (``BAYESGRAD_MAX_ALLOCATION_BYTES`` overrides it at import; tests may set
+#: this attribute). A request beyond it is a ValueError naming the argument that
+#: sized it, raised before any work, instead of a MemoryError (or the OOM killer)
+#: after the work that preceded it.
+MAX_ALLOCATION_BYTES = _default_allocation_limit()
+
+
+def _fmt_bytes(n):
+    for unit, scale in (("TiB", 2 ** 40), ("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+        if n >= scale:
+            v = n / scale
+            return f"{v:.3g} {unit}" if v < 1000 else f"{v:,.0f} {unit}"
+    return f"{n} bytes"
+
+
+def check_allocation(n_bytes, what):
+    """ValueError when ``n_bytes`` (what an allocation sized by the user's argument would
+    take) exceeds ``MAX_ALLOCATION_BYTES``. ``what`` names the argument and the array,
+    e.g. ``"n_samples=10**12: the (S, N, C) samples"``."""
+    n_bytes = int(n_bytes)
+    if n_bytes > MAX_ALLOCATION_BYTES:
+        raise ValueError(f"{what} would need {_fmt_bytes(n_bytes)} of memory, more than the "
+                         f"{_fmt_bytes(MAX_ALLOCATION_BYTES)} limit (bayesgrad._checks.MAX_ALLOCATION_BYTES, "
+                         f"the physical memory); ask for less or split the work")
+    return n_bytes
+
+
+def n_bytes(shape, dtype=np.float64, copies=1):
+    """Bytes of ``copies`` arrays of ``shape`` and ``dtype`` (Python ints: no overflow)."""
+    return copies * math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize
 
 
 def float_dtype(dtype, name="dtype"):
@@ -119,6 +164,24 @@ def broadcast_shapes(named):
     except ValueError as exc:
         desc = ", ".join(f"{k} {np.shape(v)}" for k, v in named.items())
         raise ValueError(f"parameter shapes do not broadcast: {desc}") from exc
+
+
+def real(x, name):
+    """``float(x)`` for a real number (or a 0-d / size-1 real array), with errors that
+    name the argument: TypeError for strings, None, complex, bools and larger arrays.
+    NaN and inf pass (the caller's range check names them)."""
+    if isinstance(x, (bool, np.bool_, str, bytes)) or x is None:
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+    if isinstance(x, (numbers.Real, np.floating, np.integer)):
+        return float(x)
+    try:
+        a = np.asarray(x)
+    except Exception as exc:  # noqa: BLE001 - any conversion failure is the user's input
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}") from exc
+    if a.size != 1 or a.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}"
+                        + (f" of shape {a.shape}" if a.size != 1 else f" of dtype {a.dtype}"))
+    return float(a.reshape(()))
 
 
 def scalar(x, name):

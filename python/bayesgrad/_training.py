@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import tempfile
+import threading
+import time
 import warnings
 
 import numpy as np
@@ -19,15 +24,18 @@ ADAM_DEFAULTS = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
 def adam_options(lr, betas=(0.9, 0.999), eps=1e-8):
     """Checked Adam hyper-parameters as the keyword arguments of the kernels'
     ``optim.AdamConfig`` (errors name the user's arguments: lr, betas, eps)."""
-    lr = float(lr)
-    b1, b2 = (float(b) for b in betas)
+    lr = C.real(lr, "lr")
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+    b1, b2 = (C.real(b, "betas") for b in betas)
     if not (np.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive number, got {lr}")
     if not (0 <= b1 < 1 and 0 <= b2 < 1):
         raise ValueError(f"betas must be in [0, 1), got {betas}")
-    if not eps > 0:
+    eps = C.real(eps, "eps")
+    if not (np.isfinite(eps) and eps > 0):
         raise ValueError(f"eps must be positive, got {eps}")
-    return {"lr": lr, "beta1": b1, "beta2": b2, "eps": float(eps)}
+    return {"lr": lr, "beta1": b1, "beta2": b2, "eps": eps}
 
 
 def permutation(N, seed, stream, epoch):
@@ -72,7 +80,7 @@ def kl_weights(scheme, sizes, N, epoch, anneal_epochs):
 
 def split_validation(N, validation, seed, stream):
     """Indices (train, val) of a Philox-shuffled split; validation is a fraction in [0, 1)."""
-    frac = float(validation)
+    frac = C.real(validation, "validation")
     if not 0 <= frac < 1:
         raise ValueError(f"validation must be a fraction in [0, 1), got {validation}")
     n_val = int(round(frac * N))
@@ -85,54 +93,156 @@ def split_validation(N, validation, seed, stream):
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def progress(iterable, verbose, desc):
+def progress(total, verbose, desc):
+    """A tqdm bar over ``total`` epochs (advanced by fractions of an epoch), or None."""
     if verbose:
         try:
             from tqdm.auto import tqdm
         except ImportError:  # tqdm is optional
-            return iterable, None
-        bar = tqdm(iterable, desc=desc, leave=verbose > 1)
-        return bar, bar
-    return iterable, None
+            return None
+        return tqdm(total=total, desc=desc, leave=verbose > 1, unit="epoch")
+    return None
+
+
+#: Target wall time of one native call in a sliced epoch (seconds): the latency of Ctrl-C.
+SLICE_SECONDS = 0.1
+
+
+class _DeferredInterrupt:
+    """SIGINT recorded instead of raised while a fit runs, so that KeyboardInterrupt
+    is raised only at a slice boundary, where the parameters, Adam moments, step
+    count and history describe the same point (a KeyboardInterrupt landing between a
+    kernel's return and the bookkeeping after it would split them). Installed only
+    in the main thread and only over Python's default handler; elsewhere an
+    interrupt is raised where it lands and the epoch is rolled back instead."""
+
+    def __init__(self):
+        self.requested = False
+        self._prev = None
+
+    def __enter__(self):
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._prev = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._prev is not None:
+            signal.signal(signal.SIGINT, self._prev)
+        return False
+
+    def check(self):
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+class EpochSlices:
+    """Splits an epoch's minibatches into slices of about ``SLICE_SECONDS`` each.
+
+    ``for i0, i1 in ctl.slices(M): kernel(batches i0..i1-1)``: the first slice
+    of a fit is one minibatch; its wall time sets the next slice's length
+    (grown at most 4x per slice, so one slow batch after a fast one cannot
+    make a long call). Before each slice a pending Ctrl-C raises
+    KeyboardInterrupt; after it the progress bar advances by its share of the
+    epoch. The results do not depend on the slicing: the kernels continue the
+    same step count and minibatch order.
+    """
+
+    def __init__(self, interrupt, bar, target=SLICE_SECONDS):
+        self.interrupt, self.bar, self.target = interrupt, bar, target
+        self.seconds_per_batch = None
+        self.n_calls = 0
+
+    def slices(self, n_batches):
+        i0, n = 0, 1
+        while i0 < n_batches:
+            self.interrupt.check()
+            if self.seconds_per_batch is not None:
+                n = int(min(4 * n, max(1.0, self.target / max(self.seconds_per_batch, 1e-9))))
+            i1 = min(n_batches, i0 + max(1, n))
+            t0 = time.perf_counter()
+            yield i0, i1
+            self.seconds_per_batch = (time.perf_counter() - t0) / (i1 - i0)
+            self.n_calls += 1
+            if self.bar is not None:
+                self.bar.update((i1 - i0) / n_batches)
+            n, i0 = i1 - i0, i1
+
+
+def check_finite_epoch(e, lr, *arrays):
+    """FloatingPointError saying that training diverged in epoch ``e`` when any of
+    ``arrays`` (the epoch's statistics, the parameters) is not finite; ``run_epochs``
+    then rolls the epoch back."""
+    if not all(np.all(np.isfinite(a)) for a in arrays):
+        raise FloatingPointError(
+            f"training diverged in epoch {e} (the loss or the parameters became NaN or inf); the parameters are "
+            f"kept from the end of the last finite epoch; try a smaller lr than {lr:g}")
 
 
 def run_epochs(epochs, one_epoch, *, verbose=1, desc="training", validate=None, patience=None,
-               snapshot=None, restore=None):
+               snapshot=None, restore=None, checkpoint=None, rollback=None, sliced=False, history=None):
     """Call ``one_epoch(e) -> dict`` for e < epochs; returns (history, interrupted).
 
-    With ``validate() -> float`` (lower is better) the best state (``snapshot()``)
-    is kept and restored at the end (``restore(s)``); training stops after
-    ``patience`` epochs without improvement. Ctrl-C stops after the running
-    native call and keeps what was trained (the best state when validating).
+    With ``sliced``, ``one_epoch(e, ctl)`` runs its minibatches in the slices of
+    ``ctl.slices(n_batches)`` (an ``EpochSlices``), about 0.1 s each, so Ctrl-C
+    stops within about that time at any data size. With ``validate() -> float``
+    (lower is better) the best state (``snapshot()``) is kept and restored at
+    the end (``restore(s)``); training stops after ``patience`` epochs without
+    improvement.
+
+    Ctrl-C keeps what was trained in whole epochs: ``checkpoint()`` is taken
+    before each epoch and an interrupted epoch is undone with
+    ``rollback(token)``, so the parameters, optimiser moments, step count and
+    history describe the end of the last completed epoch (the best one when
+    validating). The work of the interrupted epoch is discarded, at most one
+    epoch; the alternative, a partial epoch in the history, would leave a
+    warm-started fit with no way to finish that epoch's minibatch order. Any
+    other exception in an epoch (``check_finite_epoch``'s FloatingPointError
+    when training diverges) rolls it back too and propagates; ``history``, a
+    list given by the caller, then holds the completed epochs.
     """
     epochs = C.integer(epochs, "epochs", 1)
-    history = []
+    history = [] if history is None else history
     best, best_state, since = math.inf, None, 0
     interrupted = False
-    it, bar = progress(range(epochs), verbose, desc)
-    try:
-        for e in it:
-            rec = dict(one_epoch(e))
-            rec["epoch"] = e
-            if validate is not None:
-                val = float(validate())
-                rec["val_loss"] = val
-                if val < best:
-                    best, best_state, since = val, snapshot(), 0
-                else:
-                    since += 1
-            history.append(rec)
+    bar = progress(epochs, verbose, desc)
+    with _DeferredInterrupt() as intr:
+        ctl = EpochSlices(intr, bar)
+        try:
+            for e in range(epochs):
+                token = checkpoint() if checkpoint is not None else None
+                try:
+                    rec = dict(one_epoch(e, ctl) if sliced else one_epoch(e))
+                except BaseException:
+                    if token is not None:
+                        rollback(token)
+                    raise
+                rec["epoch"] = e
+                if validate is not None:
+                    val = float(validate())
+                    rec["val_loss"] = val
+                    if val < best:
+                        best, best_state, since = val, snapshot(), 0
+                    else:
+                        since += 1
+                history.append(rec)
+                if bar is not None:
+                    if not sliced:
+                        bar.update(1)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items() if k != "epoch"}, refresh=False)
+                if patience is not None and validate is not None and since >= patience:
+                    break
+                intr.check()
+        except KeyboardInterrupt:
+            interrupted = True
+            warnings.warn(f"training interrupted (Ctrl-C); keeping the {len(history)} completed epoch(s)",
+                          RuntimeWarning, stacklevel=3)
+        finally:
             if bar is not None:
-                bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items() if k != "epoch"}, refresh=False)
-            if patience is not None and validate is not None and since >= patience:
-                break
-    except KeyboardInterrupt:
-        interrupted = True
-        warnings.warn("training interrupted (Ctrl-C); keeping the parameters trained so far", RuntimeWarning,
-                      stacklevel=3)
-    finally:
-        if bar is not None:
-            bar.close()
+                bar.close()
     if best_state is not None:
         restore(best_state)
     return history, interrupted
@@ -140,14 +250,102 @@ def run_epochs(epochs, one_epoch, *, verbose=1, desc="training", validate=None, 
 
 # ---------------------------------------------------------------- persistence
 
+def npz_path(path):
+    """The file ``save_npz`` writes for ``path`` and ``load_npz`` reads: a str or
+    os.PathLike with ``.npz`` appended when it lacks it (NumPy's own rule for
+    ``np.savez``), so ``save("p")`` and ``load("p")`` name the same file p.npz;
+    file objects pass through."""
+    if isinstance(path, (str, os.PathLike)):
+        p = os.fspath(path)
+        if isinstance(p, bytes):
+            p = os.fsdecode(p)
+        return p if p.endswith(".npz") else p + ".npz"
+    return path
+
+
 def save_npz(path, meta, arrays):
-    """Arrays plus JSON metadata in one .npz (no pickle anywhere)."""
+    """Arrays plus JSON metadata in one .npz (no pickle anywhere), written atomically.
+
+    The file is written to a temporary file in the destination's directory,
+    flushed and fsync'ed, then renamed over ``path`` (``os.replace``, atomic on
+    POSIX and Windows): a failure at any point (a full disk, Ctrl-C) leaves the
+    previous file intact and removes the temporary one. A file object is
+    written to directly. Returns the path written (``npz_path(path)``).
+    """
     blob = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    np.savez(path, __meta__=blob, **arrays)
+    target = npz_path(path)
+    if not isinstance(target, str):
+        np.savez(target, __meta__=blob, **arrays)
+        return target
+    folder = os.path.dirname(os.path.abspath(target))
+    if os.path.isdir(target):
+        raise ValueError(f"path {target!r} is a directory")
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, __meta__=blob, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates the file 0600; give it the mode a plain open() would have
+        os.chmod(tmp, _new_file_mode(target))
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(folder)  # the rename itself survives a crash once the directory is synced
+    return target
+
+
+def _new_file_mode(target):
+    try:
+        return os.stat(target).st_mode & 0o777  # overwriting keeps the old file's permissions
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _fsync_dir(folder):
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not possible everywhere (Windows); the data itself is already synced
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def check_log_noise(log_noise, path):
+    """Stored log noise sigmas whose exp is a positive finite sigma (ValueError otherwise:
+    a finite log sigma of -1e308 loads but makes every prediction fail)."""
+    with np.errstate(over="ignore", under="ignore"):
+        s = np.exp(np.asarray(log_noise, dtype=np.float64))
+    if not np.all(np.isfinite(s) & (s > 0)):
+        raise ValueError(f"{path!r}: log_noise must give positive finite noise sigmas (|log sigma| < ~700)")
+    return log_noise
+
+
+def check_history(meta, path):
+    """``meta["history"]`` as a list of dicts of numbers (ValueError otherwise)."""
+    h = meta.get("history", [])
+    ok = isinstance(h, list) and all(
+        isinstance(r, dict) and all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+                                    for k, v in r.items())
+        for r in h)
+    if not ok:
+        raise ValueError(f"{path!r}: malformed history (a list of per-epoch dicts of numbers)")
+    return [dict(r) for r in h]
 
 
 def load_npz(path, kind, required):
     """(meta, arrays) of a file written by ``save_npz``; ValueError for anything malformed."""
+    path = npz_path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             files = {k: np.array(z[k]) for k in z.files}

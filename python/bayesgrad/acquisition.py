@@ -277,6 +277,20 @@ def _joint_with(probs, P, w):
     return out
 
 
+#: Scores within this many units of rounding (relative to the terms they are differences
+#: of) count as ties. A mutual information is a difference of entropies, so candidates
+#: with equal true scores differ by rounding, and differently on each backend.
+_TIE_RTOL = 64 * np.finfo(np.float64).eps
+
+
+def _first_best(score, magnitude):
+    """Position of the best score, the first (lowest pool index: candidates are in pool
+    order) among those within rounding of it, so every backend breaks ties alike."""
+    best = np.max(score)
+    tol = _TIE_RTOL * np.max(np.where(np.isfinite(score), magnitude, 0.0))
+    return int(np.flatnonzero(score >= best - tol)[0])
+
+
 def batchbald(pool, batch_size=10, n_configs=1000, *, seed=0, stream=0, max_candidates=None, pool_size=None,
               chunk_size=65536) -> Selection:
     """BatchBALD (Kirsch, van Amersfoort & Gal, 2019), greedy.
@@ -356,7 +370,7 @@ def batchbald(pool, batch_size=10, n_configs=1000, *, seed=0, stream=0, max_cand
         je = _joint_with(probs, P, w)
         score = je - (cond_sum + cond)
         score[chosen] = -np.inf
-        i = int(np.argmax(score))  # first index on ties: candidates are in pool order
+        i = _first_best(score, np.abs(je) + cond_sum + np.abs(cond))
         chosen.append(i)
         vals.append(score[i])
         exact.append(is_exact)

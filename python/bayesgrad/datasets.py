@@ -112,7 +112,7 @@ def regression_1d_gap(n=160, noise=0.1, seed=0):
     seed : int, Philox seed
     """
     n = C.integer(n, "n", 2)
-    noise = float(noise)
+    noise = C.real(noise, "noise")
     if not np.isfinite(noise) or noise <= 0:
         raise ValueError(f"noise must be a positive finite float, got {noise}")
     u = _uniforms(n, seed, "dataset/regression_1d_gap/x")

@@ -57,7 +57,10 @@ class DDU:
 
     def __init__(self, priors="empirical", jitters=JITTERS):
         self.priors = C.option(priors, "priors", ("empirical", "uniform"))
-        j = np.asarray(jitters, dtype=np.float64)
+        try:
+            j = np.asarray(jitters, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"jitters must be a sequence of floats, got {jitters!r}") from exc
         if j.ndim != 1 or j.size == 0 or np.any(j < 0) or not np.all(np.isfinite(j)):
             raise ValueError("jitters must be a non-empty sequence of finite non-negative floats")
         self.jitters = tuple(float(v) for v in j)
@@ -73,13 +76,21 @@ class DDU:
         if y.min() < 0:
             raise ValueError("y must be non-negative class labels")
         K = int(y.max()) + 1 if n_classes is None else C.integer(n_classes, "n_classes", 1)
+        # checked before np.bincount allocates max(K, largest label + 1) counts
+        if y.max() >= K:
+            raise ValueError(f"y has labels >= n_classes ({K})")
+        if K > f.shape[0]:  # every class needs a point
+            raise ValueError(f"n_classes ({K}{'' if n_classes is not None else ', the largest label + 1'}) exceeds "
+                             f"the number of training points ({f.shape[0]}); every class needs at least one")
+        D = f.shape[1]
+        C.check_allocation(C.n_bytes((K, D, D)), f"n_classes={K} with D={D} features: the (K, D, D) covariance "
+                           "factors")
         counts = np.bincount(y, minlength=K)
         if counts.shape[0] > K:
             raise ValueError(f"y has labels >= n_classes ({K})")
         if np.any(counts == 0):
             raise ValueError(f"every class needs at least one training point; empty: {np.flatnonzero(counts == 0)}")
         x = f.astype(np.float64)
-        D = x.shape[1]
         self.dtype_ = f.dtype
         self.means_ = np.empty((K, D))
         self.chol_ = np.empty((K, D, D))

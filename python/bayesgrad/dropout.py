@@ -3,7 +3,7 @@ variational inference, and Monte Carlo prediction with T stochastic passes.
 
 Dropout acts on the hidden units (probability ``p``; kept units are scaled by
 1/(1-p)). Training minimises the whole-data-set objective in nats
-``sum_n nll_n + sum_j 0.5 * prec_j theta_j^2`` natively (one call per epoch),
+``sum_n nll_n + sum_j 0.5 * prec_j theta_j^2`` natively (native calls of ~0.1 s),
 with Gal's weight decay: W of layer l gets precision ``l^2 (1 - p_in)``
 (p_in = 0 for the first layer, whose inputs are not dropped), biases ``l^2``,
 where ``l`` is the prior length-scale. The Gaussian noise is fixed to
@@ -22,7 +22,7 @@ import numpy as np
 from . import _checks as C
 from . import _training as _tr
 from . import random as _random
-from .nn import MLP, Predictive, fit_point, likelihood_name
+from .nn import MLP, Predictive, fit_point, likelihood_name, sampled_outputs, target_dim
 
 __all__ = ["MCDropout"]
 
@@ -48,25 +48,25 @@ class MCDropout:
         if mlp.n_hidden_units == 0:
             raise ValueError("MC dropout needs an MLP with at least one hidden layer")
         self.mlp = mlp
-        p = float(p)
+        p = C.real(p, "p")
         if not (0 <= p < 1):
             raise ValueError(f"p must be a dropout probability in [0, 1), got {p}")
         self.p = p
         self.likelihood = likelihood_name(likelihood)
-        self.length_scale = float(length_scale)
+        self.length_scale = C.real(length_scale, "length_scale")
         if not (np.isfinite(self.length_scale) and self.length_scale > 0):
             raise ValueError(f"length_scale must be positive, got {length_scale}")
         if tau is not None:
-            tau = float(tau)
+            tau = C.real(tau, "tau")
             if not (np.isfinite(tau) and tau > 0):
                 raise ValueError(f"tau must be positive, got {tau}")
         self.tau = tau
         if weight_decay is not None:
-            weight_decay = float(weight_decay)
+            weight_decay = C.real(weight_decay, "weight_decay")
             if not weight_decay >= 0:
                 raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         self.weight_decay = weight_decay
-        self.lr = float(lr)
+        self.lr = C.real(lr, "lr")
         _tr.adam_options(self.lr)  # validates
         self.batch_size = C.integer(batch_size, "batch_size", 1)
         self.dtype = None if dtype is None else C.float_dtype(dtype)
@@ -111,27 +111,51 @@ class MCDropout:
         ``fold_in(stream, "dropout")``: mask t is the same for every input."""
         n_samples = C.integer(n_samples, "n_samples", 1)
         dt = C.float_dtype(dtype or (self.theta_.dtype if self.theta_ is not None else np.float64))
-        u = _random.uniform((n_samples, self.mlp.n_hidden_units), seed=seed,
-                            stream=_random.fold_in(_random.check_stream(stream), "dropout"), dtype=dt)
+        C.check_allocation(C.n_bytes((n_samples, self.mlp.n_hidden_units), dt, copies=2),
+                           f"n_samples={n_samples}: the (T, H) dropout masks")
+        return self._mask_block(0, n_samples, seed, _random.fold_in(_random.check_stream(stream), "dropout"), dt)
+
+    def _mask_block(self, s0, s1, seed, stream, dt):
+        """Masks s0..s1-1 of ``sample_masks`` (rows s0..s1-1 of one draw)."""
+        H = self.mlp.n_hidden_units
+        u = _random.uniform((s1 - s0, H), seed=seed, stream=stream, dtype=dt, offset=s0 * H)
         return np.where(u > self.p, dt.type(1.0 / (1.0 - self.p)), dt.type(0))
 
     def predict(self, X, n_samples=100, seed=0, stream=0, masks=None):
-        """MC prediction with T = n_samples passes (``Predictive``); ``masks`` (T, H) overrides the draw."""
+        """MC prediction with T = n_samples passes (``Predictive``); ``masks`` (T, H) overrides the draw.
+
+        Passes run in chunks (``nn.sampled_outputs``); sizes are checked before
+        anything is allocated."""
         if self.theta_ is None:
             raise RuntimeError("call fit() first")
+        dt = self.theta_.dtype
+        H, P = self.mlp.n_hidden_units, self.mlp.n_params
         if masks is None:
-            masks = self.sample_masks(n_samples, seed, stream)
-        masks = C.as_array(masks, "masks", dtype=self.theta_.dtype)
-        if masks.ndim != 2 or masks.shape[1] != self.mlp.n_hidden_units:
-            raise ValueError(f"masks must have shape (T, {self.mlp.n_hidden_units}), got {masks.shape}")
-        T = masks.shape[0]
-        theta = np.ascontiguousarray(np.broadcast_to(self.theta_, (T, self.mlp.n_params)))
-        F = self.mlp.forward(theta, X, masks=masks)
+            T = C.integer(n_samples, "n_samples", 1)
+            seed = _random.resolve_seed(seed)
+            st = _random.fold_in(_random.check_stream(stream), "dropout")
+
+            def block_masks(s0, s1):
+                return self._mask_block(s0, s1, seed, st, dt)
+        else:
+            masks = C.as_array(masks, "masks", dtype=dt)
+            if masks.ndim != 2 or masks.shape[1] != H:
+                raise ValueError(f"masks must have shape (T, {H}), got {masks.shape}")
+            T = masks.shape[0]
+
+            def block_masks(s0, s1):
+                return masks[s0:s1]
+
+        def params(s0, s1):
+            return np.ascontiguousarray(np.broadcast_to(self.theta_, (s1 - s0, P))), block_masks(s0, s1)
+
+        F = sampled_outputs(self.mlp, X, T, dt, params)
         noise = self.noise_ if self.likelihood == "gaussian" else 1.0
         return Predictive.from_outputs(F, self.likelihood, noise)
 
     def save(self, path):
-        """Write parameters and settings to ``path`` (.npz + JSON, no pickle).
+        """Write parameters and settings to ``path`` (.npz + JSON, no pickle; atomic, and
+        ``.npz`` is appended when missing, as ``load`` does).
 
         The Adam moments and step count are not saved: a loaded model predicts
         exactly as the saved one, but ``fit(theta0=model.theta_)`` on it restarts
@@ -157,11 +181,16 @@ class MCDropout:
             mlp = MLP(**meta["mlp"])
             obj = cls(mlp, meta["p"], meta["likelihood"], length_scale=meta["length_scale"], tau=meta["tau"],
                       weight_decay=meta["weight_decay"], lr=meta["lr"], batch_size=meta["batch_size"])
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"{path!r}: malformed MCDropout metadata ({exc})") from exc
+        except (KeyError, TypeError, AttributeError, OverflowError) as exc:
+            raise ValueError(f"{path!r}: malformed MCDropout metadata ({type(exc).__name__}: {exc})") from exc
         if arrays["theta"].shape != (mlp.n_params,):
             raise ValueError(f"{path!r}: theta has shape {arrays['theta'].shape}, expected ({mlp.n_params},)")
+        D = target_dim(obj.likelihood, mlp.sizes[-1])
+        if arrays["log_noise"].shape != (D,):
+            raise ValueError(f"{path!r}: log_noise has shape {arrays['log_noise'].shape}, expected ({D},)")
+        if obj.likelihood == "gaussian":
+            _tr.check_log_noise(arrays["log_noise"], path)
         obj.theta_ = np.ascontiguousarray(arrays["theta"])
         obj.log_noise_ = np.ascontiguousarray(arrays["log_noise"], dtype=obj.theta_.dtype)
-        obj.history_ = list(meta.get("history", []))
+        obj.history_ = _tr.check_history(meta, path)
         return obj

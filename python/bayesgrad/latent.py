@@ -182,7 +182,7 @@ class LatentGaussianModel:
         """
         steps = C.integer(steps, "steps", 1)
         S = C.integer(n_samples, "n_samples", 1)
-        lr = float(lr)
+        lr = C.real(lr, "lr")
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}")
         p, dt, (D, K, P) = _params(self.params)

@@ -492,6 +492,41 @@ class Predictive:
         return f"Predictive({self.likelihood!r}, {kind}, n_samples={self.n_samples})"
 
 
+# ---------------------------------------------------------------- sampled predictions
+
+#: Parameter samples held at once by ``sampled_outputs`` (bytes; a multiple of 32
+#: samples is always allowed).
+PARAM_CHUNK_BYTES = 64 * 2 ** 20
+
+
+def sampled_outputs(mlp, X, n_samples, dtype, params):
+    """Network outputs F (S, N, K) of S = ``n_samples`` parameter samples, the
+    samples made and used in chunks so that at most about ``PARAM_CHUNK_BYTES``
+    of them exist at once (for P >> N K the (S, P) samples would dwarf F).
+    ``params(s0, s1) -> (theta (s1 - s0, P), masks (s1 - s0, H) or None)`` makes
+    samples s0..s1-1. Chunks start at multiples of 32 samples, so element-addressed
+    draws (``offset = s0 * P``) fall on the same SIMD groups as one whole draw and the
+    result does not depend on the chunking. The size of F and of the predictive
+    built from it (about 3 arrays of F's shape) is checked first: a ValueError naming
+    ``n_samples`` instead of a MemoryError."""
+    dt = C.float_dtype(dtype)
+    Xa = mlp.check_inputs(X, dt)
+    S, N, K = n_samples, Xa.shape[0], mlp.sizes[-1]
+    C.check_allocation(C.n_bytes((S, N, K), dt, copies=3),
+                       f"n_samples={S}: the sampled outputs and predictive (S, N, K) = ({S}, {N}, {K})")
+    per = max(1, mlp.n_params) * dt.itemsize
+    chunk = max(32, PARAM_CHUNK_BYTES // per // 32 * 32)
+    if chunk >= S:
+        theta, masks = params(0, S)
+        return mlp.forward(theta, Xa, masks=masks)
+    F = np.empty((S, N, K), dtype=dt)
+    for s0 in range(0, S, chunk):
+        s1 = min(S, s0 + chunk)
+        theta, masks = params(s0, s1)
+        F[s0:s1] = mlp.forward(theta, Xa, masks=masks)
+    return F
+
+
 # ---------------------------------------------------------------- MAP training
 
 def training_dtype(X, theta0, dtype):
@@ -537,18 +572,34 @@ def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noi
     drop_stream = _random.fold_in(stream, "dropout")
     k = _backend.kernels()
     net = mlp.net_config(k)
+    # the kernel uses min(batch_size, N) anyway; clamped here it also fits its int64
     cfg = k.optim.MapConfig(net, LIKELIHOODS[lik], learn_noise=bool(learn_noise), dropout_p=float(dropout_p),
-                            seed=seed, dropout_stream=drop_stream, batch_size=batch_size,
+                            seed=seed, dropout_stream=drop_stream, batch_size=min(batch_size, N),
                             adam=k.optim.AdamConfig(**adam))
     P = mlp.n_params
     counter = {"step": 0}
 
-    def one_epoch(e):
+    B = int(min(batch_size, N))
+    n_batches = -(-N // B)
+
+    def one_epoch(e, ctl):
         perm = _tr.permutation(N, seed, stream, e)
-        step, stats = k.optim.map_epoch(cfg, state, m, v, counter["step"], Xt, yt, perm, pp)
-        counter["step"] = int(step)
+        parts = []
+        for i0, i1 in ctl.slices(n_batches):  # ~0.1 s per native call: Ctrl-C stops promptly
+            step, stats = k.optim.map_epoch(cfg, state, m, v, counter["step"], Xt, yt, perm[i0 * B:i1 * B], pp)
+            counter["step"] = int(step)
+            parts.append(stats)
+        stats = np.concatenate(parts)
+        _tr.check_finite_epoch(e, adam["lr"], stats, state)
         nll_sum = float(stats[:, 0].sum(dtype=np.float64))
         return {"loss": float(stats[:, 1].mean(dtype=np.float64)), "nll": nll_sum}
+
+    def checkpoint():
+        return state.copy(), m.copy(), v.copy(), counter["step"]
+
+    def rollback(token):
+        state[...], m[...], v[...] = token[:3]
+        counter["step"] = token[3]
 
     validate = snapshot = restore = None
     if val_idx is not None:
@@ -566,7 +617,8 @@ def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noi
             state[...] = s
 
     history, interrupted = _tr.run_epochs(epochs, one_epoch, verbose=verbose, desc=desc, validate=validate,
-                                          patience=patience, snapshot=snapshot, restore=restore)
+                                          patience=patience, snapshot=snapshot, restore=restore, sliced=True,
+                                          checkpoint=checkpoint, rollback=rollback)
     return {"theta": state[:P].copy(), "log_noise": state[P:].copy(), "history": history,
             "interrupted": interrupted, "seed": seed, "n_steps": counter["step"]}
 
@@ -586,7 +638,10 @@ def train_map(mlp, X, y, likelihood="gaussian", *, theta0=None, epochs=100, batc
     X : (N, d_in) array; y : targets (N,) or (N, Dy) (integer labels for categorical)
     likelihood : str
     theta0 : (P,) initial parameters (default ``mlp.init(seed)``)
-    epochs, batch_size, lr : training schedule (one native call per epoch)
+    epochs, batch_size, lr : training schedule (native calls of about 0.1 s, slices of an
+        epoch's minibatches; Ctrl-C stops at the next slice and undoes the unfinished epoch,
+        so theta, the Adam state and the history describe the last completed epoch; a
+        diverging fit raises FloatingPointError naming the epoch)
     weight_decay : float >= 0 or (P,) array of prior precisions
     noise : gaussian noise sigma (scalar or per output); learned when ``learn_noise``
     validation : fraction of rows held out (Philox split); the parameters with

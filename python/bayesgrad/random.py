@@ -51,6 +51,17 @@ def check_stream(stream):
     return stream
 
 
+def check_offset(offset, n):
+    """``offset`` of a draw of ``n`` elements: an int >= 0 whose last element
+    ``offset + n - 1`` is at most 2**64 - 1 (element indices are 64-bit; a draw
+    past the end is refused on every backend, never wrapped)."""
+    offset = C.integer(offset, "offset", 0)
+    if offset + max(int(n), 1) - 1 > 2 ** 64 - 1:
+        raise ValueError(f"offset + n - 1 must be <= 2**64 - 1 (64-bit element indices), got offset={offset} "
+                         f"with n={n}")
+    return offset
+
+
 def _tag_int(tag):
     if isinstance(tag, str):
         return STREAM_TAGS[tag] if tag in STREAM_TAGS else fnv1a64(tag)
@@ -92,7 +103,9 @@ def philox4x32(counter, key):
 def _draw(kind, shape, seed, stream, dtype, offset, out):
     dt = C.float_dtype(dtype)
     if out is None:
-        out = np.empty(C.shape_tuple(shape), dtype=dt)
+        shape = C.shape_tuple(shape)
+        C.check_allocation(C.n_bytes(shape, dt), f"shape={shape}")
+        out = np.empty(shape, dtype=dt)
     else:
         if not isinstance(out, np.ndarray):
             raise TypeError("out must be a NumPy array")
@@ -104,7 +117,7 @@ def _draw(kind, shape, seed, stream, dtype, offset, out):
             raise ValueError(f"out has shape {out.shape}, expected {C.shape_tuple(shape)}")
     seed = resolve_seed(seed)
     stream = check_stream(stream)
-    offset = C.integer(offset, "offset", 0)
+    offset = check_offset(offset, out.size)
     k = _backend.kernels()
     getattr(k.random, "fill_" + kind)(out, seed, stream, offset)
     return out
@@ -121,7 +134,8 @@ def uniform(shape, seed=0, stream=0, dtype=np.float64, offset=0, out=None):
     dtype : float32 or float64
     offset : int
         Index of the first element in the stream (element ``offset + i`` of the
-        flattened output), so a long draw can be produced in pieces.
+        flattened output), so a long draw can be produced in pieces. The last
+        element ``offset + n - 1`` must be at most 2**64 - 1 (ValueError otherwise).
     out : ndarray, optional
         C-contiguous array of ``dtype`` to fill (``shape`` may then be None).
     """

@@ -93,7 +93,10 @@ def _binary(is_ood, n, name="is_ood"):
 
 
 def _n_bins(n_bins):
-    return C.integer(n_bins, "n_bins", 1)
+    n_bins = C.integer(n_bins, "n_bins", 1)
+    # a few arrays of n_bins + 1 floats (edges, counts, sums): checked before np.linspace allocates them
+    C.check_allocation(C.n_bytes((n_bins + 1,), copies=4), f"n_bins={n_bins}: the bins")
+    return n_bins
 
 
 # ---------------------------------------------------------------- decomposition
@@ -323,7 +326,7 @@ def fit_temperature(logits, y, bounds=(1e-2, 1e2)) -> TemperatureScaling:
     """
     z = C.as_array(logits, "logits", ndim=2).astype(np.float64)
     y = C.class_labels(y, z.shape[0], z.shape[1])
-    lo, hi = (float(b) for b in bounds)
+    lo, hi = (C.real(b, "bounds") for b in bounds)
     if not 0 < lo < hi:
         raise ValueError(f"bounds must satisfy 0 < low < high, got {bounds}")
     rows = np.arange(z.shape[0])
@@ -456,7 +459,7 @@ def fpr_at_tpr(scores, is_ood, tpr=0.95) -> float:
     """False-positive rate (in-distribution points flagged as OOD) at the first
     threshold (from the top) where the true-positive rate reaches ``tpr`` (0.95:
     the usual "FPR at 95% TPR"), OOD as the positive class."""
-    target = float(tpr)
+    target = C.real(tpr, "tpr")
     if not 0 < target <= 1:
         raise ValueError(f"tpr must be in (0, 1], got {tpr}")
     s, pos = _ood_args(scores, is_ood)

@@ -2,7 +2,7 @@
 
 q(theta) = N(mu, diag(sigma^2)) with sigma = softplus(rho). Every training
 step -- sampling, forward, backward, KL and the Adam update -- runs natively;
-one native call is one epoch, so progress bars and Ctrl-C work.
+an epoch runs in native calls of ~0.1 s, so progress bars and Ctrl-C work.
 
 The objective of minibatch i (B_i of N rows) is
 ``(N / B_i) * (mean_s nll_{i,s} + w_i * KL)`` where the KL weights w_i are
@@ -22,8 +22,8 @@ from . import _checks as C
 from . import _training as _tr
 from . import random as _random
 from ._codes import ViEstimator, ViPrior
-from .nn import (LIKELIHOODS, MLP, Predictive, likelihood_name, log_noise_vector, prepare_targets, target_dim,
-                 training_dtype)
+from .nn import (LIKELIHOODS, MLP, Predictive, likelihood_name, log_noise_vector, prepare_targets, sampled_outputs,
+                 target_dim, training_dtype)
 
 __all__ = ["MFVI", "ESTIMATORS", "PRIORS"]
 
@@ -60,16 +60,20 @@ class MFVI:
         self.mlp = mlp
         self.likelihood = likelihood_name(likelihood)
         self.prior = C.option(prior, "prior", PRIORS)
-        self.prior_sigma = float(prior_sigma)
+        self.prior_sigma = C.real(prior_sigma, "prior_sigma")
         if not (np.isfinite(self.prior_sigma) and self.prior_sigma > 0):
             raise ValueError(f"prior_sigma must be positive, got {prior_sigma}")
-        pi, s1, s2 = (float(v) for v in mixture)
+        if not isinstance(mixture, (tuple, list)) or len(mixture) != 3:
+            raise TypeError(f"mixture must be a triple (pi, s1, s2), got {mixture!r}")
+        pi, s1, s2 = (C.real(v, "mixture") for v in mixture)
         if not (0 < pi < 1 and s1 > 0 and s2 > 0):
             raise ValueError(f"mixture must be (pi in (0, 1), s1 > 0, s2 > 0), got {mixture}")
         self.mixture = (pi, s1, s2)
         self.estimator = C.option(estimator, "estimator", ESTIMATORS, _EST_ALIASES)
         self.n_samples = C.integer(n_samples, "n_samples", 1)
-        self.rho_init = float(rho_init)
+        C.check_allocation(C.n_bytes((self.n_samples, mlp.n_params), copies=2),
+                           f"n_samples={self.n_samples}: the weight samples of a training step")
+        self.rho_init = C.real(rho_init, "rho_init")
         if not np.isfinite(self.rho_init):
             raise ValueError("rho_init must be finite")
         self.kl_weighting = C.option(kl_weighting, "kl_weighting", _tr.KL_WEIGHTINGS)
@@ -77,7 +81,7 @@ class MFVI:
         log_noise_vector(noise, self.likelihood, mlp.sizes[-1], np.float64)  # validates
         self.noise = noise
         self.learn_noise = bool(learn_noise)
-        self.lr = float(lr)
+        self.lr = C.real(lr, "lr")
         _tr.adam_options(self.lr)  # validates
         self.batch_size = C.integer(batch_size, "batch_size", 1)
         self.dtype = None if dtype is None else C.float_dtype(dtype)
@@ -124,11 +128,19 @@ class MFVI:
 
     # ------------------------------------------------------------ training
     def fit(self, X, y, epochs=100, *, seed=0, stream=0, mu0=None, verbose=1, warm_start=False):
-        """Train for ``epochs`` epochs (one native call each); returns self.
+        """Train for ``epochs`` epochs; returns self.
 
         ``mu0`` initialises the means (default ``mlp.init``); ``warm_start``
         continues from the current state. ``history_`` gets one dict per epoch:
         elbo, expected_loglik, kl (nats, whole data set) and objective.
+
+        Each epoch runs in native calls of about 0.1 s (slices of its
+        minibatches). Ctrl-C stops at the next slice boundary and undoes the
+        unfinished epoch (``interrupted_`` is set): the variational parameters,
+        Adam moments, step count and ``history_`` all describe the end of the
+        last completed epoch. A diverging fit (NaN or inf) raises
+        FloatingPointError naming the epoch, with the state of the last finite
+        epoch kept.
         """
         dt = self.dtype or (self.state_.dtype if warm_start and self.state_ is not None else
                             training_dtype(X, mu0, None))
@@ -153,24 +165,43 @@ class MFVI:
         sizes = _tr.batch_sizes(N, self.batch_size)
         wstream = _random.fold_in(stream, "weights")
         k = _backend.kernels()
-        cfg = self.kernel_config(k, seed=self.seed_, stream=wstream)
+        # the kernels use min(batch_size, N) anyway; clamped here it also fits their int64
+        cfg = self.kernel_config(k, seed=self.seed_, stream=wstream, batch_size=min(self.batch_size, N))
         e0 = len(self.history_)
 
-        def one_epoch(e):
+        B = int(min(self.batch_size, N))
+
+        def one_epoch(e, ctl):
             perm = _tr.permutation(N, self.seed_, stream, e0 + e)
             w = np.ascontiguousarray(_tr.kl_weights(self.kl_weighting, sizes, N, e0 + e, self.anneal_epochs),
                                      dtype=dt)
-            step, stats = k.vi.vi_epoch(cfg, state, m, v, self._step, Xa, ya, perm, w)
-            self._step = int(step)
+            parts = []
+            for i0, i1 in ctl.slices(sizes.size):  # ~0.1 s per native call: Ctrl-C stops promptly
+                step, stats = k.vi.vi_epoch(cfg, state, m, v, self._step, Xa, ya, perm[i0 * B:i1 * B], w[i0:i1])
+                self._step = int(step)
+                parts.append(stats)
+            stats = np.concatenate(parts)
+            _tr.check_finite_epoch(e0 + e, self.lr, stats, state)
             ell = -float(stats[:, 0].sum(dtype=np.float64))
             kl = float(stats[:, 1].mean(dtype=np.float64))
             return {"elbo": ell - kl, "expected_loglik": ell, "kl": kl,
                     "objective": float(stats[:, 2].mean(dtype=np.float64))}
 
-        hist, self.interrupted_ = _tr.run_epochs(epochs, one_epoch, verbose=verbose, desc="MFVI")
-        for h in hist:
-            h["epoch"] += e0
-        self.history_ += hist
+        def checkpoint():
+            return state.copy(), m.copy(), v.copy(), self._step
+
+        def rollback(token):
+            state[...], m[...], v[...] = token[:3]
+            self._step = token[3]
+
+        hist, self.interrupted_ = [], False
+        try:
+            _, self.interrupted_ = _tr.run_epochs(epochs, one_epoch, verbose=verbose, desc="MFVI", sliced=True,
+                                                  checkpoint=checkpoint, rollback=rollback, history=hist)
+        finally:  # also when training diverged: the completed epochs stay recorded
+            for h in hist:
+                h["epoch"] += e0
+            self.history_ += hist
         return self
 
     # ------------------------------------------------------------ evaluation
@@ -198,14 +229,27 @@ class MFVI:
         """Weight samples (n_samples, P) from q (stream ``fold_in(stream, "posterior")``)."""
         self._require_fit()
         n_samples = C.integer(n_samples, "n_samples", 1)
-        eps = _random.normal((n_samples, self.mlp.n_params), seed=seed,
-                             stream=_random.fold_in(_random.check_stream(stream), "posterior"), dtype=self.state_.dtype)
+        C.check_allocation(C.n_bytes((n_samples, self.mlp.n_params), self.state_.dtype, copies=2),
+                           f"n_samples={n_samples}: the (S, P) weight samples")
+        return self._sample_block(0, n_samples, seed, _random.fold_in(_random.check_stream(stream), "posterior"))
+
+    def _sample_block(self, s0, s1, seed, stream):
+        """Samples s0..s1-1 of ``sample_params`` (the same values as rows s0..s1-1 of one draw)."""
+        P = self.mlp.n_params
+        eps = _random.normal((s1 - s0, P), seed=seed, stream=stream, dtype=self.state_.dtype, offset=s0 * P)
         return self.mu_ + self.sigma_ * eps
 
     def predict(self, X, n_samples=100, seed=0, stream=0):
-        """The predictive distribution (``bg.nn.Predictive``) from ``n_samples`` weight samples."""
-        theta = self.sample_params(n_samples, seed, stream)
-        F = self.mlp.forward(theta, X)
+        """The predictive distribution (``bg.nn.Predictive``) from ``n_samples`` weight samples.
+
+        The weight samples are drawn in chunks (``nn.sampled_outputs``); sizes are
+        checked before anything is allocated."""
+        self._require_fit()
+        n_samples = C.integer(n_samples, "n_samples", 1)
+        seed = _random.resolve_seed(seed)
+        st = _random.fold_in(_random.check_stream(stream), "posterior")
+        F = sampled_outputs(self.mlp, X, n_samples, self.state_.dtype,
+                            lambda s0, s1: (self._sample_block(s0, s1, seed, st), None))
         noise = self.noise_ if self.likelihood == "gaussian" else 1.0
         return Predictive.from_outputs(F, self.likelihood, noise)
 
@@ -218,7 +262,8 @@ class MFVI:
                 "batch_size": self.batch_size, "seed": str(getattr(self, "seed_", "")), "history": self.history_}
 
     def save(self, path):
-        """Write the variational parameters and settings to ``path`` (.npz + JSON, no pickle).
+        """Write the variational parameters and settings to ``path`` (.npz + JSON, no pickle; atomic, and
+        ``.npz`` is appended when missing, as ``load`` does).
 
         The Adam moments and step count are not saved: a loaded model predicts
         exactly as the saved one, but ``fit`` on it (``warm_start``) restarts
@@ -243,13 +288,15 @@ class MFVI:
                       rho_init=meta["rho_init"], kl_weighting=meta["kl_weighting"],
                       anneal_epochs=meta["anneal_epochs"], learn_noise=meta["learn_noise"], lr=meta["lr"],
                       batch_size=meta["batch_size"])
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"{path!r}: malformed MFVI metadata ({exc})") from exc
+        except (KeyError, TypeError, AttributeError, OverflowError) as exc:
+            raise ValueError(f"{path!r}: malformed MFVI metadata ({type(exc).__name__}: {exc})") from exc
         state = arrays["state"]
         n = 2 * mlp.n_params + target_dim(obj.likelihood, mlp.sizes[-1])
         if state.shape != (n,):
             raise ValueError(f"{path!r}: state has shape {state.shape}, expected ({n},)")
+        if obj.likelihood == "gaussian":
+            _tr.check_log_noise(state[2 * mlp.n_params:], path)
         obj.state_ = np.ascontiguousarray(state)
         obj._m, obj._v, obj._step = np.zeros_like(state), np.zeros_like(state), 0
-        obj.history_ = list(meta.get("history", []))
+        obj.history_ = _tr.check_history(meta, path)
         return obj

@@ -51,7 +51,8 @@ struct AdamCoeffs {
 // thread count); fewer than one chunk stays on the calling thread.
 constexpr int64_t kElementChunk = int64_t(1) << 14;
 
-// Minibatch schedule of an epoch: rows perm[start_i .. start_i + B_i).
+// Minibatch schedule of an epoch, or of a slice of it (n = the slice's rows): rows
+// perm[start_i .. start_i + B_i).
 struct Batches {
   const int64_t* perm;
   int64_t n, batch_size;

@@ -118,7 +118,10 @@ def sgd_update(params, grad, t, config):
 
 
 def epoch_data(L, likelihood, X, y, perm, batch_size):
-    """Checks of an epoch call (cpp/bindings/training.hpp): Dy, N and the row indices of each minibatch."""
+    """Checks of an epoch call (cpp/bindings/training.hpp): Dy, N and the row indices of each minibatch.
+
+    ``perm`` (L,) is the epoch's row order or a slice of it starting at a minibatch
+    boundary (an epoch runs in slices of ~0.1 s); minibatch i is perm[i B:(i+1) B]."""
     Dy = _mlp.target_dim(likelihood, L.sizes[-1])
     if X.ndim != 2 or X.shape[1] != L.sizes[0] or X.shape[0] < 1:
         raise ValueError(f"X must have shape (N, {L.sizes[0]}) with N >= 1")
@@ -126,12 +129,14 @@ def epoch_data(L, likelihood, X, y, perm, batch_size):
     if y.shape != (N, Dy):
         raise ValueError(f"y must have shape (N, {Dy})")
     perm = np.asarray(perm)
-    if perm.shape != (N,) or np.any((perm < 0) | (perm >= N)):
+    if perm.ndim != 1 or perm.shape[0] < 1:
+        raise ValueError("perm must have shape (L,) with L >= 1")
+    if np.any((perm < 0) | (perm >= N)):
         raise ValueError("perm entries must be row indices in [0, N)")
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     B = min(int(batch_size), N)
-    starts = list(range(0, N, B))
+    starts = list(range(0, perm.shape[0], B))
     return Dy, N, [perm[s:s + B] for s in starts]
 
 
@@ -141,7 +146,7 @@ def need(a, n, name):
 
 
 def map_epoch(config, state, m, v, step, X, y, perm, prior_prec):
-    """One MAP / MC-dropout epoch with Adam on state = [theta (P), log_noise (Dy)] in place; returns (the new
+    """One MAP / MC-dropout epoch (or the slice of it that perm holds) with Adam on state = [theta (P), log_noise (Dy)] in place; returns (the new
     step count, stats (n_batches, 2): each batch's summed nll and its objective)."""
     c = config
     L = c.net.layout
@@ -154,28 +159,30 @@ def map_epoch(config, state, m, v, step, X, y, perm, prior_prec):
     stats = np.empty((len(batches), 2), dtype=state.dtype)
     H = L.n_hidden_units
     dt = state.dtype
-    for i, rows in enumerate(batches):
-        B = rows.size
-        xb, yb = X[rows], y[rows]
-        step += 1
-        masks = None
-        if dropout_p > 0 and H > 0:
-            u = np.empty((1, B, H), dtype=dt)
-            fill_uniform(u, c.seed, fold_in(c.dropout_stream, step), 0)
-            masks = np.where(u > dt.type(dropout_p), dt.type(1.0 / (1.0 - dropout_p)), dt.type(0))
-        theta = state[None, :P]
-        zs, acts, mv = _mlp.forward_trace(L, activation, theta, xb, masks)
-        per, gF, gn = _mlp.nll_terms(likelihood, zs[-1], yb, state[P:])
-        scale = N / B
-        grad = np.zeros(P + Dy, dtype=dt)
-        grad[:P] = _mlp.backward_trace(L, activation, theta, xb, zs, acts, mv, gF * dt.type(scale))[0][0]
-        if c.learn_noise and gn is not None:
-            grad[P:] = dt.type(scale) * gn[0].sum(0)
-        nll_i = per.sum(dtype=np.float64)
-        prior = 0.5 * np.sum(prior_prec.astype(np.float64) * state[:P].astype(np.float64) ** 2)
-        grad[:P] += prior_prec * state[:P]
-        stats[i] = (nll_i, scale * nll_i + prior)
-        adam_step(state, grad, m, v, step, c.adam)
+    # like the core, a diverging run computes on quietly (NaN/inf); the caller checks the result
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        for i, rows in enumerate(batches):
+            B = rows.size
+            xb, yb = X[rows], y[rows]
+            step += 1
+            masks = None
+            if dropout_p > 0 and H > 0:
+                u = np.empty((1, B, H), dtype=dt)
+                fill_uniform(u, c.seed, fold_in(c.dropout_stream, step), 0)
+                masks = np.where(u > dt.type(dropout_p), dt.type(1.0 / (1.0 - dropout_p)), dt.type(0))
+            theta = state[None, :P]
+            zs, acts, mv = _mlp.forward_trace(L, activation, theta, xb, masks)
+            per, gF, gn = _mlp.nll_terms(likelihood, zs[-1], yb, state[P:])
+            scale = N / B
+            grad = np.zeros(P + Dy, dtype=dt)
+            grad[:P] = _mlp.backward_trace(L, activation, theta, xb, zs, acts, mv, gF * dt.type(scale))[0][0]
+            if c.learn_noise and gn is not None:
+                grad[P:] = dt.type(scale) * gn[0].sum(0)
+            nll_i = per.sum(dtype=np.float64)
+            prior = 0.5 * np.sum(prior_prec.astype(np.float64) * state[:P].astype(np.float64) ** 2)
+            grad[:P] += prior_prec * state[:P]
+            stats[i] = (nll_i, scale * nll_i + prior)
+            adam_step(state, grad, m, v, step, c.adam)
     return step, stats
 
 

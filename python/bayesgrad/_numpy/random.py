@@ -114,6 +114,8 @@ def _fill(out, seed, stream, offset, normal):
         return
     per = 4 if out.dtype == np.float32 else 2
     g0 = int(offset)
+    if g0 < 0 or g0 + n - 1 > 2 ** 64 - 1:  # the core's contract: refuse, never wrap
+        raise ValueError("offset: the draw's last element offset + n - 1 exceeds 2^64 - 1")
     b_first = g0 // per
     b_last = (g0 + n - 1) // per
     pos = 0

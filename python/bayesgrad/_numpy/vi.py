@@ -195,7 +195,7 @@ def _vi_batch(c, Dy, state, xb, yb, N, step, kl_weight):
 
 
 def vi_epoch(config, state, m, v, step, X, y, perm, kl_weights):
-    """One Bayes-by-Backprop epoch on state = [mu (P), rho (P), log_noise (Dy)] in place; returns (the new step
+    """One Bayes-by-Backprop epoch (or the slice of it that perm holds; kl_weights: its batches') on state = [mu (P), rho (P), log_noise (Dy)] in place; returns (the new step
     count, stats (n_batches, 3): each batch's mean-over-samples nll, KL and objective)."""
     c = config
     Dy, N, batches = epoch_data(c.net.layout, c.likelihood, X, y, perm, c.batch_size)
@@ -204,11 +204,13 @@ def vi_epoch(config, state, m, v, step, X, y, perm, kl_weights):
         need(a, n, name)
     need(kl_weights, len(batches), "kl_weights")
     stats = np.empty((len(batches), 3), dtype=state.dtype)
-    for i, rows in enumerate(batches):
-        step += 1
-        g, st = _vi_batch(c, Dy, state, X[rows], y[rows], N, step, kl_weights[i])
-        stats[i] = st
-        adam_step(state, g, m, v, step, c.adam)
+    # like the core, a diverging run computes on quietly (NaN/inf); the caller checks the result
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        for i, rows in enumerate(batches):
+            step += 1
+            g, st = _vi_batch(c, Dy, state, X[rows], y[rows], N, step, kl_weights[i])
+            stats[i] = st
+            adam_step(state, g, m, v, step, c.adam)
     return step, stats
 
 

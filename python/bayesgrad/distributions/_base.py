@@ -24,10 +24,14 @@ EULER = 0.57721566490153286061
 
 def special_kernel(name, *args):
     """A special-function kernel of the active backend on broadcast float64 arrays."""
-    arrs = [np.ascontiguousarray(a) for a in np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in args))]
-    out = np.empty(arrs[0].shape, dtype=np.float64)
-    getattr(_backend.kernels().distributions, name)(*arrs, out)
-    return out
+    arrs = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in args))
+    shape = arrs[0].shape
+    # the kernels are elementwise on flat arrays; flattening keeps 0-d (scalar) parameters
+    # 0-d (np.ascontiguousarray would turn them into shape (1,))
+    flat = [np.ascontiguousarray(a).reshape(-1) for a in arrs]
+    out = np.empty(flat[0].shape, dtype=np.float64)
+    getattr(_backend.kernels().distributions, name)(*flat, out)
+    return out.reshape(shape)
 
 
 def lgamma(x):
@@ -42,6 +46,18 @@ def digamma(x):
 
 def lbeta(a, b):
     return lgamma(a) + lgamma(b) - lgamma(np.asarray(a, np.float64) + b)
+
+
+def clamp_into_support(x, upper=None):
+    """Clamp draws in place into the open support (0, upper): below the smallest
+    positive normal number of the dtype a draw would round to 0 (Gamma(1e-8),
+    Beta(1e-8, b), a relaxed sample at temperature 1e-8), where the log-density is
+    infinite or NaN. ``upper=1`` also keeps draws below 1 (the largest float < 1)."""
+    fi = np.finfo(x.dtype)
+    np.maximum(x, fi.tiny, out=x)
+    if upper is not None:
+        np.minimum(x, np.nextafter(x.dtype.type(upper), x.dtype.type(0)), out=x)
+    return x
 
 
 def sum_to_shape(a, n_lead, shape):
@@ -85,7 +101,10 @@ class Distribution(abc.ABC):
         return tuple(self.batch_shape) + tuple(self.event_shape)
 
     def _n(self, n):
-        return C.integer(n, "n", 0)
+        n = C.integer(n, "n", 0)
+        # a sampler holds its output and about two temporaries of the same size
+        C.check_allocation(C.n_bytes((n,) + self.shape, np.float64, copies=3), f"n={n}: the samples")
+        return n
 
     def _x(self, x, name="x"):
         a = C.as_array(x, name, dtype=self.dtype, allow_empty=True, finite=False)
@@ -150,6 +169,11 @@ class Distribution(abc.ABC):
         if x.size:
             _backend.kernels().distributions.locscale_log_prob(x, self._flat(loc), self._flat(scale),
                                                                LocScaleFamily[family], *outs)
+            # every family's density vanishes at +-inf; the formulas give inf - inf there (Gumbel)
+            at_inf = np.isinf(x)
+            if at_inf.any():
+                outs[0][at_inf] = -np.inf
+                outs[1][at_inf] = outs[2][at_inf] = 0
         return outs
 
     # -- interface -----------------------------------------------------------

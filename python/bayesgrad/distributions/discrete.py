@@ -13,7 +13,7 @@ from .._codes import LocScaleFamily
 from .. import _checks as C
 from .. import random as _random
 from .._numerics import log_softmax, sigmoid, softplus
-from ._base import Distribution
+from ._base import Distribution, clamp_into_support
 
 
 class _Logits(Distribution):
@@ -193,6 +193,9 @@ class RelaxedBernoulli(_Logits):
     x = sigmoid((logits + L) / temperature), L standard logistic (element i of
     the stream), in (0, 1). Pathwise ``rsample_vjp`` in logits (or probs) and
     temperature, from x alone. No closed-form entropy, mean or variance.
+    Draws are clamped into the open interval (the smallest positive normal
+    number, the largest float below 1): at low temperatures they would round to
+    exact 0 or 1, where the log-density and its gradients are NaN.
     """
 
     reparam = "pathwise"
@@ -215,18 +218,21 @@ class RelaxedBernoulli(_Logits):
         t = self.temperature
         out = self._sample_locscale("logistic", n, seed, stream, out, self.logits / t, 1.0 / t)
         out[...] = sigmoid(out)
-        return out
+        return clamp_into_support(out, 1)  # a low temperature rounds to exact 0 / 1
 
     def _parts(self, x):
         x = self._x(x)
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):  # outside (0, 1): masked by log_prob
             return x, np.log(x), np.log1p(-x)
 
     def log_prob(self, x):
+        """log density (nats); -inf outside the open interval (0, 1)."""
         x, lx, l1x = self._parts(x)
         t, lg = self.temperature, self.logits
+        inside = (x > 0) & (x < 1)
+        lx, l1x = np.where(inside, lx, -1.0), np.where(inside, l1x, -1.0)
         lp = np.log(t) + lg - (t + 1) * (lx + l1x) - 2 * np.logaddexp(lg - t * lx, -t * l1x)
-        return lp.astype(self.dtype)
+        return np.where(inside, lp, -np.inf).astype(self.dtype)
 
     def score(self, x):
         x, lx, l1x = self._parts(x)
@@ -254,7 +260,10 @@ class RelaxedCategorical(Distribution):
     Gumbel (elements of the stream); samples ``(n, *batch_shape, K)`` on the
     simplex. Pathwise ``rsample_vjp`` in logits (or probs, through
     logits = log probs) and temperature, from x alone. ``temperature`` has the
-    batch shape (or broadcasts to it).
+    batch shape (or broadcasts to it). Coordinates of a draw are at least the
+    smallest positive normal number of the dtype: at low temperatures (1e-8) they
+    would round to an exact one-hot vector, where the log-density and its
+    temperature gradient are NaN; clamped, they are finite.
     """
 
     reparam = "pathwise"
@@ -293,7 +302,7 @@ class RelaxedCategorical(Distribution):
         out = self._sample_locscale("gumbel", n, seed, stream, out, self.logits / t,
                                     np.broadcast_to(1.0 / t, self.shape))
         out[...] = np.exp(log_softmax(out.astype(np.float64)))
-        return out
+        return clamp_into_support(out)  # a low temperature rounds to an exact one-hot vector
 
     def _sample_locscale(self, family, n, seed, stream, out, loc, scale):
         out = self._out(n, out)
@@ -305,7 +314,7 @@ class RelaxedCategorical(Distribution):
 
     def _parts(self, x):
         x = self._x(x)
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):  # outside the support: masked by log_prob
             return x, np.log(x)
 
     def _dlogits(self, d):
@@ -315,7 +324,10 @@ class RelaxedCategorical(Distribution):
             return d / self.probs
 
     def log_prob(self, x):
+        """log density (nats); -inf where a coordinate of x is not positive and finite."""
         x, lx = self._parts(x)
+        inside = np.all((x > 0) & np.isfinite(x), axis=-1)
+        lx = np.where(inside[..., None], lx, -1.0)  # any finite stand-in: masked below
         t = self._t()
         k = self.event_shape[0]
         y = self.logits - t * lx
@@ -323,7 +335,7 @@ class RelaxedCategorical(Distribution):
         lse = (m + np.log(np.sum(np.exp(y - m), axis=-1, keepdims=True)))[..., 0]
         lp = (math.lgamma(k) + (k - 1) * np.log(self.temperature)
               + np.sum(self.logits - (t + 1) * lx, axis=-1) - k * lse)
-        return lp.astype(self.dtype)
+        return np.where(inside, lp, -np.inf).astype(self.dtype)
 
     def score(self, x):
         x, lx = self._parts(x)

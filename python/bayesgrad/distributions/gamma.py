@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import _backend
 from .. import _checks as C
-from ._base import Distribution, digamma, lbeta, lgamma, special_kernel
+from ._base import Distribution, clamp_into_support, digamma, lbeta, lgamma, special_kernel
 
 
 class Gamma(Distribution):
@@ -18,6 +18,11 @@ class Gamma(Distribution):
     cpp/include/bayesgrad/distributions.hpp), native and NumPy draws equal up
     to rounding. ``rsample_vjp``: implicit in the concentration
     (``-(dP/da)/p``), pathwise in the rate (x = X / rate).
+
+    Draws are clamped into (0, inf): a draw below the smallest positive normal
+    number of the dtype (likely for concentrations below about 1e-2) is returned
+    as that number, not 0, so its log-density is finite; its pathwise gradient
+    is that of the clamped value.
     """
 
     params = ("concentration", "rate")
@@ -36,12 +41,17 @@ class Gamma(Distribution):
         seed, stream = self._seed_stream(seed, stream)
         if out.size:
             _backend.kernels().distributions.sample_gamma(out, self._flat(self.concentration), self._flat(self.rate), seed, stream)
+            clamp_into_support(out)
         return out
 
     def _log_prob_all(self, x):
         outs = [np.empty(x.shape, dtype=self.dtype) for _ in range(3)]
         if x.size:
             _backend.kernels().distributions.gamma_log_prob(x, self._flat(self.concentration), self._flat(self.rate), *outs)
+            at_inf = np.isinf(x)  # the density vanishes there; the formula gives inf - inf
+            if at_inf.any():
+                outs[0][at_inf] = -np.inf
+                outs[1][at_inf] = outs[2][at_inf] = 0
         return outs
 
     def log_prob(self, x):
@@ -96,10 +106,11 @@ class Beta(Distribution):
         if out.size:
             _backend.kernels().distributions.sample_beta(out, self._flat(self.concentration1), self._flat(self.concentration0),
                                            seed, stream)
+            clamp_into_support(out, 1)
         return out
 
     def _logs(self, x):
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):  # x outside [0, 1]: masked by the callers
             return np.log(x), np.log1p(-x)
 
     def log_prob(self, x):
@@ -177,15 +188,25 @@ class Dirichlet(Distribution):
             k = self.event_shape[0]
             alpha = np.ascontiguousarray(np.broadcast_to(self.concentration, self.shape)).reshape(-1, k)
             _backend.kernels().distributions.sample_dirichlet(out, alpha, seed, stream)
+            clamp_into_support(out, 1)
         return out
 
     def log_prob(self, x):
+        """log density (nats); -inf where a coordinate of x is negative or infinite.
+
+        On the boundary (a coordinate 0) the term (a_k - 1) log x_k is 0 for a_k = 1,
+        -inf for a_k > 1 and +inf for a_k < 1; when both infinities meet, the
+        vanishing factor wins (-inf)."""
         x = self._x(x)
         a = self.concentration
+        outside = np.any((x < 0) | np.isinf(x), axis=-1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.sum((a - 1) * np.log(x), axis=-1)
+            terms = np.where(a == 1, 0.0, (a - 1) * np.log(np.where((x < 0) | np.isinf(x), 1, x)))
+        outside |= np.any(terms == -np.inf, axis=-1)
+        with np.errstate(invalid="ignore"):
+            t = np.sum(np.where(terms == -np.inf, 0.0, terms), axis=-1)
         lb = np.sum(lgamma(a), axis=-1) - lgamma(np.sum(a, axis=-1, dtype=np.float64))
-        return (t - lb).astype(self.dtype)
+        return np.where(outside, -np.inf, t - lb).astype(self.dtype)
 
     def score(self, x):
         x = self._x(x)

@@ -77,10 +77,15 @@ class MultivariateNormal(Distribution):
         return np.log(np.diagonal(self.scale_tril, axis1=-2, axis2=-1))
 
     def log_prob(self, x):
+        """log density (nats); -inf where a coordinate of x is infinite."""
         x = self._x(x)
+        at_inf = np.any(np.isinf(x), axis=-1)
+        if at_inf.any():  # the triangular solve would give inf - inf there
+            x = np.where(at_inf[..., None], 0, x).astype(x.dtype)
         w = self._w(x)
         k = self.event_shape[0]
-        return (-0.5 * np.sum(w * w, -1) - np.sum(self._logdiag(), -1) - 0.5 * k * LOG_2PI).astype(self.dtype)
+        lp = -0.5 * np.sum(w * w, -1) - np.sum(self._logdiag(), -1) - 0.5 * k * LOG_2PI
+        return np.where(at_inf, -np.inf, lp).astype(self.dtype)
 
     def score(self, x):
         x = self._x(x)

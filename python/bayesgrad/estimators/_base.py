@@ -7,6 +7,8 @@ modules, the diagnostics and ``bayesgrad.stochastic_opt`` all import them.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import _backend
@@ -26,7 +28,8 @@ class Estimate:
     value_stderr : float
     grad : dict {param: ndarray of the parameter's shape}
     stderr : dict {param: ndarray}
-        Standard error of ``grad`` (so ``stderr**2 * n_samples`` is the single-sample variance).
+        Standard error of ``grad`` (so ``stderr**2 * n_samples`` is the single-sample variance);
+        inf when n_samples is 1 (one sample says nothing about the spread).
     n_samples : int
     n_evaluations : int
         Points at which f was evaluated (including independent baseline/coefficient samples).
@@ -67,6 +70,9 @@ def setup(f, dist, n_samples, seed, stream, minimum=1):
     if not isinstance(dist, Distribution):
         raise TypeError(f"dist must be a bayesgrad distribution, got {type(dist).__name__}")
     n = C.integer(n_samples, "n_samples", minimum)
+    # the draws, f's values and a few per-sample terms of the distribution's size
+    C.check_allocation(C.n_bytes((n,) + tuple(dist.shape), np.float64, copies=4),
+                       f"n_samples={n}: the samples and per-sample terms")
     return n, _random.resolve_seed(seed), _random.check_stream(stream)
 
 
@@ -112,15 +118,18 @@ def mean_var(terms):
 
 
 def mean_stderr(fx):
+    """(mean, standard error) of f-values (n,). One sample carries no information on
+    its spread: its standard error is inf (not NaN, which no comparison handles)."""
     mean, var = mean_var(fx.reshape(-1, 1))
     n = fx.shape[0]
-    return float(mean[0]), float(np.sqrt(var[0] / n)) if n > 1 else float("nan")
+    return float(mean[0]), float(np.sqrt(var[0] / n)) if n > 1 else math.inf
 
 
 def collect(dist, name, mean, var, n, terms, grad, stderr, per):
     shape = dist._param_shapes[name]
     grad[name] = mean.reshape(shape)
-    stderr[name] = np.sqrt(np.maximum(var, 0) / n).astype(mean.dtype).reshape(shape)
+    se = np.sqrt(np.maximum(var, 0) / n) if n > 1 else np.full(var.shape, np.inf)  # see mean_stderr
+    stderr[name] = se.astype(mean.dtype).reshape(shape)
     if per is not None:
         per[name] = terms.reshape((n,) + tuple(shape))
 

@@ -84,7 +84,8 @@ def seed_example(n_samples=100_000, seed=0, loc=0.0, scale=1.0):
     score-function (leave-one-out baseline) and coupled measure-valued
     estimates with their standard errors, and the closed form (1 + 2 mu, 2 sigma).
     """
-    d = Normal(np.array([float(loc)]), np.array([float(scale)]))  # batch (1,)
+    loc, scale = C.real(loc, "loc"), C.real(scale, "scale")
+    d = Normal(np.array([loc]), np.array([scale]))  # batch (1,)
 
     def f(x):
         return (x + x * x)[:, 0]

@@ -57,7 +57,7 @@ def expectation(f, dist, n_samples, seed=0, stream=0, antithetic=None):
 
     Returns
     -------
-    (mean, stderr) : floats
+    (mean, stderr) : floats; stderr is inf for a single evaluation (undefined spread)
     """
     n, seed, stream = setup(f, dist, n_samples, seed, stream)
     symmetric = _reflect(dist, dist.sample(0, seed=seed, stream=stream)) is not None

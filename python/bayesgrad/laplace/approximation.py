@@ -332,6 +332,7 @@ class Laplace:
         link, pred_type, n_samples = self._predict_options(link, pred_type, n_samples)
         # the one check of X on its way down: everything below takes it as checked
         X, _ = self.curv.check_data(X)
+        C.check_allocation(24 * (n_samples or 0) * (X.shape[0] * self.n_outputs + (pred_type == "nn") * self.n_params), f"n_samples={n_samples}")  # noqa: E501 (~3 float64 (S, N, C) / (S, P) arrays)
         return self._predict(X, link, pred_type, n_samples, seed, C.integer(stream, "stream", 0))
 
     def _predict_options(self, link, pred_type, n_samples):
@@ -400,7 +401,9 @@ class Laplace:
                      prior_mean=arrays["prior_mean"], n_mc_samples=meta["n_mc_samples"], rank=meta["rank"],
                      chunk_size=meta["chunk_size"], seed=seed, stream=meta["stream"],
                      lowrank_solver=meta["lowrank_solver"])
-            if meta["fitted"] is True:
+            if not isinstance(meta["fitted"], bool):  # malformed metadata is a ValueError (issue 13 item 5)
+                raise ValueError(f"{path!r}: fitted must be true or false, got {meta['fitted']!r}")
+            if meta["fitted"]:
                 la._restore_fit(meta, read)
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"{path!r}: malformed Laplace metadata ({type(exc).__name__}: {exc})") from exc
