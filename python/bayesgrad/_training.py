@@ -93,14 +93,15 @@ def split_validation(N, validation, seed, stream):
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def progress(total, verbose, desc):
-    """A tqdm bar over ``total`` epochs (advanced by fractions of an epoch), or None."""
+def progress(total, verbose, desc, unit="epoch"):
+    """A tqdm bar over ``total`` epochs (advanced by fractions of an epoch; or
+    other ``unit``s), or None when not verbose or tqdm is not installed."""
     if verbose:
         try:
             from tqdm.auto import tqdm
         except ImportError:  # tqdm is optional
             return None
-        return tqdm(total=total, desc=desc, leave=verbose > 1, unit="epoch")
+        return tqdm(total=total, desc=desc, leave=verbose > 1, unit=unit)
     return None
 
 

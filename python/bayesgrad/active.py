@@ -163,11 +163,15 @@ class ActiveLearner:
     def run(self, rounds, test=None, verbose=0):
         """Up to ``rounds`` rounds (fewer when the budget is reached); returns the history."""
         rounds = C.integer(rounds, "rounds", 1)
-        it, _ = _tr.progress(range(rounds), verbose, "active learning")
-        for _ in it:
+        bar = _tr.progress(rounds, verbose, "active learning", unit="round")
+        for _ in range(rounds):
             if self.done:
                 break
             self.step(test)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
         return self.history
 
     # ------------------------------------------------------------ persistence

@@ -147,8 +147,10 @@ class SGMCMC(SamplePosterior):
         v = np.zeros_like(theta)
         kept, perm, pos, epoch = [], None, N, 0
         T, lam = self.temperature, self.prior_precision
-        steps, _ = _tr.progress(range(n_steps), verbose and n_steps >= 100, self.method.upper())
-        for t in steps:
+        bar = _tr.progress(n_steps, verbose and n_steps >= 100, self.method.upper(), unit="step")
+        for t in range(n_steps):
+            if bar is not None:
+                bar.update(1)
             if pos + B > N:  # a new epoch: a fresh Philox order (a short tail batch is dropped)
                 perm, pos, epoch = _tr.permutation(N, seed, stream, epoch), 0, epoch + 1
             rows = perm[pos:pos + B]
@@ -171,6 +173,8 @@ class SGMCMC(SamplePosterior):
             after_burn_in = t >= burn_in if self.cycles == 1 else keep
             if after_burn_in and (t + 1) % thin == 0:
                 kept.append(theta.copy())
+        if bar is not None:
+            bar.close()
         if not kept:
             raise ValueError("no sample was kept: lower burn_in or thin, or raise n_steps")
         self.samples_ = np.ascontiguousarray(np.stack(kept))

@@ -98,8 +98,10 @@ class SWAG(SamplePosterior):
         sq = np.zeros(mlp.n_params)
         devs, iterates = [], []
         n_batches = max(1, N // B)  # a short tail batch is dropped: every step sees B rows
-        epochs_seen, _ = _tr.progress(range(burn_in_epochs + epochs), verbose and epochs >= 10, "SWAG")
-        for e in epochs_seen:
+        bar = _tr.progress(burn_in_epochs + epochs, verbose and epochs >= 10, "SWAG")
+        for e in range(burn_in_epochs + epochs):
+            if bar is not None:
+                bar.update(1)
             perm = _tr.permutation(N, seed, sgd_stream, e)
             for i in range(n_batches):
                 rows = perm[i * B:(i + 1) * B]
@@ -124,6 +126,8 @@ class SWAG(SamplePosterior):
             devs = devs[-self.rank:]
             if keep_iterates:
                 iterates.append(th.copy())
+        if bar is not None:
+            bar.close()
         self.mean_, self.sq_mean_ = mean, sq
         self.deviations_ = np.stack(devs, axis=1)  # (P, K)
         self.iterates_ = np.stack(iterates) if keep_iterates else None
