@@ -167,6 +167,13 @@ class Posterior(abc.ABC):
         SJ = self.inv_apply(J.reshape(n * Co, P).astype(np.float64)).reshape(n, Co, P)
         return np.einsum("ncp,ndp->ncd", J.astype(np.float64), SJ)
 
+    def glm_factors(self):
+        """P⁻¹ in the layer-by-layer form the native GLM predictive takes (``curvature.mlp_glm_fvar``):
+        ``(structure, rot, var)`` with a ``CurvatureStructure`` code, the packed eigenvectors
+        ``rot`` (empty for diag) and the variances ``var`` (P,), float64; or None when P⁻¹ is
+        not block diagonal per layer in that form (full, lowrank: Jacobian products instead)."""
+        return None
+
     def evidence_terms(self, delta, grad=False):
         """The prior's part of the Laplace evidence, ``−½ (δᵀ P0 δ + log det P − log det P0)`` with
         δ = θ* − μ0 (P,); with ``grad`` also its gradient w.r.t. each p0_j (P,) and w.r.t. log σ

@@ -412,6 +412,16 @@ class Curvature:
         # the Jacobian chunk is (rows, C, P): cap it at 2**25 elements whatever chunk_size says
         rows = max(1, min(self.chunk_size, X.shape[0], (1 << 25) // (Co * self.model.n_params)))
         eye = np.ascontiguousarray(np.broadcast_to(np.eye(Co, dtype=self.dtype), (rows, Co, Co)))
+        if isinstance(self.model, _MLPNet):   # forward and back-propagated directions in one kernel
+            k = _backend.kernels()
+            net = _nn.kernel_net_config(k, tuple(int(v) for v in self.model.mlp.sizes), self.model.code)
+            for s in range(0, X.shape[0], rows):
+                e = min(X.shape[0], s + rows)
+                f = np.empty((e - s, Co), self.dtype)
+                J = np.empty((e - s, Co, self.model.n_params), self.dtype)
+                k.curvature.mlp_jacobian(net, self.theta, X[s:e], f, J)
+                yield f, J
+            return
         for s in range(0, X.shape[0], rows):
             e = min(X.shape[0], s + rows)
             f, cache = self.model.forward_layers(self.theta, X[s:e])

@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _backend
+from .. import nn as _nn
 from .. import random as _random
+from .._codes import Activation
 from .._numerics import likelihood_log_probs as _log_probs
-from .curvature import LinearHead, _LastLayerNet
+from .curvature import LinearHead, _LastLayerNet, _MLPNet
+
+_IDENTITY = int(Activation.identity)
+# activations of the sampling predictive's S-sample forward per row chunk (elements)
+_NN_CHUNK_ELEMS = 1 << 24
 
 __all__ = ["LINKS", "functional_variance", "glm", "nn_sampling", "from_samples"]
 
@@ -18,9 +25,18 @@ LINKS = ("probit", "mc", "bridge")
 
 
 def functional_variance(curv, post, X):
-    """GLM output mean f (N, C) and covariance f_var (N, C, C) = J P⁻¹ Jᵀ, chunked, for the
-    model and θ* of ``curv`` (a ``Curvature``) and a factorised posterior ``post``."""
+    """GLM output mean f (N, C) and covariance f_var (N, C, C) = J P⁻¹ Jᵀ, float64, for the
+    model and θ* of ``curv`` (a ``Curvature``) and a factorised posterior ``post``.
+
+    Diagonal and Kronecker posteriors go through the native layer-by-layer kernel
+    (``curvature.mlp_glm_fvar``: the C output directions back-propagated, no Jacobians);
+    a last layer's features are computed once per chunk. Full and low-rank posteriors
+    multiply Jacobian chunks (native for a whole MLP) of at most 2**25 elements, or for
+    a linear head use the dense covariance once. Memory is bounded at any N."""
     model = curv.model
+    factors = post.glm_factors()
+    if factors is not None:
+        return _factored_functional_variance(model, curv.theta, factors, X)
     if isinstance(model, LinearHead) and len(X) * model.n_outputs > model.n_params:
         return _head_functional_variance(model, curv.theta, post.covariance(), X)
     fs, vs = [], []
@@ -28,6 +44,29 @@ def functional_variance(curv, post, X):
         vs.append(post.functional_variance(J))
         fs.append(f)
     return np.concatenate(fs).astype(np.float64), np.concatenate(vs)
+
+
+def _factored_functional_variance(model, theta, factors, X):
+    """f, f_var through ``curvature.mlp_glm_fvar`` for P⁻¹ given by ``Posterior.glm_factors``:
+    a whole MLP on X, a linear head (one linear layer) on its features."""
+    k = _backend.kernels()
+    structure, rot, var = factors
+    dt = model.dtype
+    rot, var = np.ascontiguousarray(rot, dt), np.ascontiguousarray(var, dt)
+    N, Co = X.shape[0], model.n_outputs
+    f, fvar = np.empty((N, Co), dt), np.empty((N, Co, Co), dt)
+    if isinstance(model, _MLPNet):
+        cfg = k.curvature.GlmConfig(_nn.kernel_net_config(k, tuple(int(v) for v in model.mlp.sizes), model.code), int(structure))
+        k.curvature.mlp_glm_fvar(cfg, theta, X, rot, var, f, fvar)   # chunks rows inside
+    else:
+        # a linear head is a one-layer network on its features (no activation applies)
+        cfg = k.curvature.GlmConfig(_nn.kernel_net_config(k, (model.n_features, Co), _IDENTITY), int(structure))
+        feats = model.features if isinstance(model, _LastLayerNet) else None
+        rows = max(1, min(N, (1 << 22) // max(model.n_features, 1)))
+        for s in range(0, N, rows):
+            Phi = np.ascontiguousarray(X[s:s + rows] if feats is None else feats(X[s:s + rows]), dt)
+            k.curvature.mlp_glm_fvar(cfg, theta, Phi, rot, var, f[s:s + rows], fvar[s:s + rows])
+    return f.astype(np.float64), fvar.astype(np.float64)
 
 
 def _head_functional_variance(model, theta, Sig, X):
@@ -94,8 +133,14 @@ def glm(likelihood, fmu, fvar, link, n_samples, seed, stream, sigma_noise):
 
 
 def nn_sampling(likelihood, model, thetas, X, sigma_noise):
-    """The network run per posterior sample thetas (S, P) at X (N, D)."""
-    F = np.asarray(model.forward_many(thetas, X), dtype=np.float64)
+    """The network run per posterior sample thetas (S, P) at X (N, D) (the MLP engine's
+    S-sample forward), in row chunks so that its activations stay under ~2**24 elements."""
+    S, N = thetas.shape[0], X.shape[0]
+    width = max(getattr(getattr(model, "mlp", None), "sizes", [model.n_inputs(), model.n_outputs]))
+    rows = max(1, min(N, _NN_CHUNK_ELEMS // (S * width)))
+    F = np.empty((S, N, model.n_outputs))
+    for s in range(0, N, rows):
+        F[:, s:s + rows] = model.forward_many(thetas, X[s:s + rows])
     return from_samples(likelihood, F, sigma_noise)
 
 
