@@ -160,6 +160,7 @@ class Laplace:
         X, y = self.curv.check_data(X, y)
         self.n_data = X.shape[0]
         self.loss = self._post.fit(self.curv, X, y)
+        self._post_cache = None
         self._fitted = True
         return self
 
@@ -174,10 +175,19 @@ class Laplace:
             raise RuntimeError("Laplace is not fitted: call fit(X, y) first")
 
     def _posterior(self, p=None, sigma=None):
-        """The posterior factorised at prior precision p and noise σ (default: the current ones)."""
+        """The posterior factorised at prior precision p and noise σ (default: the current ones).
+        The last factorisation is kept: repeated predictions at the same prior (the common
+        case) do not refactorise a (P, P) precision each time."""
         self._check_fitted()
         p = self._prior_precision if p is None else p
-        return self._post.with_prior(p, self._hfactor(sigma))
+        f = self._hfactor(sigma)
+        key = (np.asarray(p, np.float64).tobytes(), f)
+        cached = self.__dict__.get("_post_cache")
+        if cached is not None and cached[0] == key and cached[1] is self._post:
+            return cached[2]
+        post = self._post.with_prior(p, f)
+        self._post_cache = (key, self._post, post)
+        return post
 
     @property
     def posterior_precision(self):
@@ -186,8 +196,8 @@ class Laplace:
 
     @property
     def posterior_covariance(self):
-        """Dense (P, P) posterior covariance."""
-        return self._posterior().covariance()
+        """Dense (P, P) posterior covariance (a copy)."""
+        return np.array(self._posterior().covariance())
 
     # ---- marginal likelihood
     def log_likelihood(self, sigma_noise=None):
@@ -411,4 +421,5 @@ class Laplace:
         if not (isinstance(n_data, int) and n_data >= 0 and isinstance(loss, (int, float)) and math.isfinite(loss)):
             raise read.error("malformed n_data / loss")
         self._post.load_state(read)
+        self._post_cache = None
         self.n_data, self.loss, self._fitted = n_data, float(loss), True

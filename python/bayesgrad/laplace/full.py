@@ -32,6 +32,7 @@ class FullPosterior(Posterior):
         except np.linalg.LinAlgError as exc:
             raise not_positive_definite() from exc
         self.Pm = Pm
+        self._cov = None   # P⁻¹, computed on first use (predictive) and kept
 
     def logdet(self):
         return float(2 * np.sum(np.log(np.diag(self.L))))
@@ -55,11 +56,15 @@ class FullPosterior(Posterior):
         return np.sum(Li * Li, axis=0)
 
     def covariance(self):
-        # LAPACK potri on the Cholesky factor: P⁻¹ in (2/3) P³ flops
-        inv, info = sla.lapack.dpotri(self.L, lower=1)
-        if info != 0:
-            raise not_positive_definite()
-        return np.tril(inv) + np.tril(inv, -1).T
+        # LAPACK potri on the Cholesky factor: P⁻¹ in (2/3) P³ flops, once per factorisation
+        if self._cov is None:
+            inv, info = sla.lapack.dpotri(self.L, lower=1)
+            if info != 0:
+                raise not_positive_definite()
+            iu = np.triu_indices_from(inv, 1)
+            inv[iu] = inv.T[iu]
+            self._cov = inv
+        return self._cov
 
     def matrix(self):
         return self.Pm
