@@ -549,3 +549,28 @@ def test_nn_sampling_is_chunk_independent(rng, monkeypatch):
     monkeypatch.setattr(P, "_NN_CHUNK_ELEMS", 1)
     rows = la.predict(X, pred_type="nn", n_samples=20, seed=3)
     np.testing.assert_allclose(rows.log_probs, whole.log_probs, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("link", ["probit", "bridge", "mc"])
+def test_glm_predictive_is_one_distribution(link, rng):
+    """With samples, probs is the mean of the sampled GLM probabilities (so the entropy of
+    probs is the decomposition's total), samples are log-probabilities of f ~ N(f*, J Σ Jᵀ),
+    and the closed-form link's answer is link_probs, equal to the sample-free probs."""
+    from scipy.special import logsumexp
+    mlp = bg.nn.MLP([3, 6, 3], "tanh")
+    X = rng.normal(size=(40, 3))
+    la = Laplace(mlp, mlp.init(seed=4), "categorical", structure="kron").fit(X, rng.integers(0, 3, 40))
+    pred = la.predict(X[:8], link=link, n_samples=64, seed=5)
+    assert np.all(np.isfinite(pred.log_probs)) and pred.log_probs.shape == (64, 8, 3)
+    mean = np.exp(logsumexp(pred.log_probs, axis=0) - math.log(64))
+    np.testing.assert_allclose(pred.probs, mean, rtol=1e-12)
+    u = bg.uncertainty.decompose(pred.log_probs)
+    np.testing.assert_allclose(u.total, -np.sum(pred.probs * np.log(pred.probs), axis=1), rtol=1e-10)
+    if link != "mc":
+        np.testing.assert_allclose(pred.link_probs, la.predict(X[:8], link=link).probs, rtol=1e-12)
+    # the samples are those of N(f*, J Σ Jᵀ): their logits' sample mean is within 5 standard errors
+    f, V = la.functional_variance(X[:8])
+    logits = pred.log_probs - pred.log_probs.mean(axis=2, keepdims=True)
+    sd = np.sqrt(np.einsum("ncc->nc", V) + 1e-12)
+    fc = f - f.mean(axis=1, keepdims=True)
+    assert np.all(np.abs(logits.mean(0) - fc) < 5 * 2 * sd.max(axis=1, keepdims=True) / 8 + 1e-9)

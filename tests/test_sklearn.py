@@ -110,3 +110,17 @@ def test_seed_recorded_when_none():
     assert isinstance(r.seed_, int)
     again = BayesianMLPRegressor(hidden_layer_sizes=(8,), epochs=5, n_samples=5, random_state=r.seed_).fit(d.X, d.y)
     np.testing.assert_array_equal(again.predict(d.X), r.predict(d.X))
+
+
+def test_laplace_classifier_is_one_distribution():
+    """predict_proba is the mean of sample_proba, and the decomposition's total is the entropy
+    of predict_proba (issue 12: they used to come from two different approximations)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 4))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1)
+    clf = BayesianMLPClassifier(method="laplace", hidden_layer_sizes=(8,), epochs=20, n_samples=30,
+                                random_state=0).fit(X, y)
+    p = clf.predict_proba(X[:25])
+    np.testing.assert_allclose(clf.sample_proba(X[:25]).mean(axis=0), p, rtol=1e-10)
+    u = clf.predict_uncertainty(X[:25])
+    np.testing.assert_allclose(u.total, -np.sum(p * np.log(p), axis=1), rtol=1e-8, atol=1e-12)

@@ -338,6 +338,12 @@ class Laplace:
         Returns a ``bg.nn.Predictive``: classification ``probs`` (N, C),
         ``log_probs`` (S, N, C) when sampled; gaussian ``mean``, ``var`` = ``aleatoric_var``
         (σ²) + ``epistemic_var`` (N, C), ``samples_mean`` (S, N, C) when sampled.
+
+        One distribution: the GLM samples are draws of f ~ N(f(θ*), J P⁻¹ Jᵀ) through the
+        link, and when they are drawn ``probs`` is their mean (so ``probs``, ``log_probs``
+        and their uncertainty decomposition describe the same predictive); the closed-form
+        link's probabilities (probit / bridge) are then ``link_probs`` (N, C). Without
+        samples ``probs`` is the link's.
         """
         link, pred_type, n_samples = self._predict_options(link, pred_type, n_samples)
         # the one check of X on its way down: everything below takes it as checked
@@ -364,7 +370,11 @@ class Laplace:
         else:
             fmu, fvar = _pred.functional_variance(self.curv, self._posterior(), X)
             out = _pred.glm(self.likelihood, fmu, fvar, link, n_samples, seed, stream, self._sigma_noise)
-        return _nn.Predictive(self.likelihood, **out)
+        link_probs = out.pop("link_probs", None)
+        pred = _nn.Predictive(self.likelihood, **out)
+        if link_probs is not None:
+            pred.link_probs = link_probs
+        return pred
 
     # ---- persistence
     def _model_arrays(self):

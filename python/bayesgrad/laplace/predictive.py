@@ -114,14 +114,19 @@ def glm(likelihood, fmu, fvar, link, n_samples, seed, stream, sigma_noise):
     """The GLM predictive from the output mean fmu (N, C) and covariance fvar (N, C, C).
 
     With ``n_samples`` (S) outputs are also drawn from N(fmu, fvar) (Philox, seed, stream):
-    sampled log-probabilities (S, N, C), or sampled means for gaussian; ``link="mc"``
-    averages them into ``probs``."""
+    sampled log-probabilities (S, N, C), or sampled means for gaussian. Classification
+    ``probs`` is then the mean of the sampled probabilities whatever the link (one
+    distribution), and the link's closed-form probabilities (probit, bridge) are
+    ``link_probs``; without samples ``probs`` is the link's."""
     Fs = None
     if n_samples is not None:
         N, Co = fmu.shape
-        z = _random.normal((n_samples, N, Co), seed, stream, np.float64)
+        # The same standard normals z (S, C) for every row: each row's samples are exact draws
+        # of its N(fmu_n, fvar_n), and they depend on that row alone (not on the other rows or
+        # their order), as the NN-sampling predictive's shared weight draws do.
+        z = _random.normal((n_samples, Co), seed, stream, np.float64)
         L = np.linalg.cholesky(fvar + 1e-10 * np.eye(Co) * (1 + np.abs(fvar).max()))
-        Fs = fmu + np.einsum("ncd,snd->snc", L, z)
+        Fs = fmu + np.einsum("ncd,sd->snc", L, z)
     if likelihood == "gaussian":
         ev = np.diagonal(fvar, axis1=1, axis2=2).copy()
         out = {"mean": fmu, "epistemic_var": ev, "aleatoric_var": np.full_like(ev, sigma_noise ** 2)}
@@ -145,9 +150,13 @@ def glm(likelihood, fmu, fvar, link, n_samples, seed, stream, sigma_noise):
         s = np.sum(np.exp(-mu), axis=1, keepdims=True)
         alpha = (1 - 2.0 / Co + np.exp(mu) * s / Co ** 2) / vd
         probs = alpha / alpha.sum(axis=1, keepdims=True)
-    out = {"probs": probs}
-    if Fs is not None:
-        out["log_probs"] = _log_probs(likelihood, Fs)
+    if Fs is None:
+        return {"probs": probs}
+    # One distribution: with samples, probs is their mean, so that probs, the samples and
+    # the uncertainty decomposition of the samples agree; the link's closed-form
+    # approximation of the same mean is kept under its own name.
+    out = from_samples(likelihood, Fs, sigma_noise)
+    out["link_probs"] = probs
     return out
 
 
