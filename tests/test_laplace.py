@@ -574,3 +574,23 @@ def test_glm_predictive_is_one_distribution(link, rng):
     sd = np.sqrt(np.einsum("ncc->nc", V) + 1e-12)
     fc = f - f.mean(axis=1, keepdims=True)
     assert np.all(np.abs(logits.mean(0) - fc) < 5 * 2 * sd.max(axis=1, keepdims=True) / 8 + 1e-9)
+
+
+def test_subset_of_another_laplaces_model_is_honoured(rng):
+    """Laplace(full.model, full.mean, subset="last_layer") fits the last layer only (it used to
+    fit the whole network silently), and equals the last-layer Laplace of the MLP itself."""
+    mlp = bg.nn.MLP([3, 10, 3], "tanh")
+    theta = mlp.init(seed=6)
+    X = rng.normal(size=(50, 3))
+    y = rng.integers(0, 3, 50)
+    full = Laplace(mlp, theta, "categorical", structure="kron").fit(X, y)
+    assert full.n_params == mlp.n_params == 73
+    ll = Laplace(full.model, full.mean, likelihood="categorical", subset="last_layer").fit(X, y)
+    ref = Laplace(mlp, theta, "categorical", subset="last_layer").fit(X, y)
+    assert ll.n_params == ref.n_params == 33
+    np.testing.assert_array_equal(ll.H, ref.H)
+    np.testing.assert_allclose(ll.predict(X[:5]).probs, ref.predict(X[:5]).probs, rtol=1e-12)
+    again = Laplace(full.model, full.mean, likelihood="categorical", structure="kron").fit(X, y)
+    assert again.n_params == 73
+    with pytest.raises(ValueError, match="theta must have shape"):
+        Laplace(full.model, full.mean[:-1], likelihood="categorical", subset="last_layer")

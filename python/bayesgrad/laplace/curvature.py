@@ -173,6 +173,10 @@ class _LastLayerNet(LinearHead):
 
 
 def _as_model(model, theta, subset="all"):
+    if isinstance(model, _MLPNet):
+        # another approximation's whole network (``Laplace(...).model``): the MLP it wraps, so
+        # that a subset asked for here is honoured (issue 12: it used to fit the whole network)
+        model = model.mlp
     if isinstance(model, _nn.MLP):
         if theta is None:
             raise TypeError("theta (the MAP parameters, shape (n_params,)) is required for a bg.nn.MLP")
