@@ -445,6 +445,21 @@ void eye_dirs(int64_t n, int64_t C, std::vector<T>& G) {
     for (int64_t c = 0; c < C; ++c) G[static_cast<size_t>((i * C + c) * C + c)] = T(1);
 }
 
+// Σ x_o y_o with kLanes independent partial sums, so that the compiler vectorises the
+// loop without fast-math (a single running sum is a serial dependency chain).
+template <typename T>
+T dot(const T* x, const T* y, int64_t n) {
+  constexpr int64_t kLanes = 16;
+  T acc[kLanes] = {};
+  int64_t o = 0;
+  for (; o + kLanes <= n; o += kLanes)
+    for (int64_t k = 0; k < kLanes; ++k) acc[k] += x[o + k] * y[o + k];
+  T t = 0;
+  for (; o < n; ++o) t += x[o] * y[o];
+  for (int64_t k = 0; k < kLanes; ++k) t += acc[k];
+  return t;
+}
+
 int64_t max_width(const mlp::Layout& L) {
   int64_t w = 1;
   for (int64_t l = 0; l < L.n_layers(); ++l) w = std::max({w, L.d_in(l), L.d_out(l)});
@@ -503,12 +518,7 @@ void mlp_glm_fvar(const GlmConfig& c, const T* theta, const T* X, int64_t n, con
         for (int64_t cc = 0; cc < C; ++cc) {
           const T* gc = Gl + (i * C + cc) * O;
           for (int64_t o = 0; o < O; ++o) gw[o] = gc[o] * wi[o];
-          for (int64_t dd = cc; dd < C; ++dd) {
-            const T* gd = Gl + (i * C + dd) * O;
-            T t = 0;
-            for (int64_t o = 0; o < O; ++o) t += gw[o] * gd[o];
-            Vi[cc * C + dd] += t;
-          }
+          for (int64_t dd = cc; dd < C; ++dd) Vi[cc * C + dd] += dot(gw.data(), Gl + (i * C + dd) * O, O);
         }
       }
       if (l == 0) break;
