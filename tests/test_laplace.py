@@ -594,3 +594,85 @@ def test_subset_of_another_laplaces_model_is_honoured(rng):
     assert again.n_params == 73
     with pytest.raises(ValueError, match="theta must have shape"):
         Laplace(full.model, full.mean[:-1], likelihood="categorical", subset="last_layer")
+
+
+@pytest.mark.parametrize("link", ["bridge", "bridge_norm"])
+def test_bridge_links_against_laplace_torch_formula(link, rng):
+    """The Laplace bridge and its normalised variant equal a direct transcription of
+    laplace-torch 0.3's formula (BaseLaplace._glm_predictive, float64) on our f, f_var."""
+    X = rng.normal(size=(30, 3))
+    la = Laplace.from_features(rng.normal(size=(4, 3)), None, "categorical", structure="full").fit(
+        X, rng.integers(0, 4, 30))
+    f, V = la.functional_variance(X[:6])
+    f, V = f.copy(), V.copy()
+    f -= V.sum(-1) * f.sum(-1).reshape(-1, 1) / V.sum(axis=(1, 2)).reshape(-1, 1)
+    V -= np.einsum("bi,bj->bij", V.sum(-1), V.sum(-2)) / V.sum(axis=(1, 2)).reshape(-1, 1, 1)
+    K = f.shape[-1]
+    vd = np.diagonal(V, axis1=1, axis2=2).copy()
+    if link == "bridge_norm":
+        m = vd.mean(axis=1) / np.sqrt(K / 2)
+        f /= np.sqrt(m)[:, None]
+        vd /= m[:, None]
+    alpha = (1 - 2 / K + np.exp(f) / K ** 2 * np.exp(-f).sum(1, keepdims=True)) / vd
+    np.testing.assert_allclose(la.predict(X[:6], link=link).probs, alpha / alpha.sum(1, keepdims=True), rtol=1e-10)
+
+
+@pytest.mark.parametrize("structure", ["full", "diag"])
+def test_subnetwork_laplace(structure, rng, tmp_path):
+    """A subnetwork (mask or indices) is the whole-network GGN restricted to its rows and columns
+    (float64, to rounding), its GLM predictive is J_sub Σ_sub J_subᵀ with finite-difference
+    Jacobians, largest_variance_subnetwork picks the largest diagonal marginal variances, and
+    it saves and loads."""
+    mlp = bg.nn.MLP([3, 5, 3], "tanh")
+    theta = mlp.init(seed=8)
+    X = rng.normal(size=(40, 3))
+    y = rng.integers(0, 3, 40)
+    whole = Laplace(mlp, theta, "categorical", structure="full").fit(X, y)
+    diag = Laplace(mlp, theta, "categorical", structure="diag").fit(X, y)
+    idx = bg.laplace.largest_variance_subnetwork(diag, 12)
+    v = diag._posterior().diag_inv()
+    assert len(idx) == 12 and np.all(np.diff(idx) > 0) and v[idx].min() >= np.delete(v, idx).max()
+    mask = np.zeros(mlp.n_params, bool)
+    mask[idx] = True
+    sub = Laplace(mlp, theta, "categorical", structure=structure, subset=mask, prior_precision=0.5).fit(X, y)
+    assert sub.subset == "subnetwork" and sub.n_params == 12
+    H = whole.H[np.ix_(idx, idx)]
+    np.testing.assert_allclose(sub.H, H if structure == "full" else np.diag(H), rtol=1e-10, atol=1e-12)
+    same = Laplace(whole.model, theta, "categorical", structure=structure, subset=idx, prior_precision=0.5).fit(X, y)
+    np.testing.assert_array_equal(same.H, sub.H)
+    f, V = sub.functional_variance(X[:5])
+    fr, Vr = _reference_fvar(sub, X[:5])
+    np.testing.assert_allclose(V, Vr, rtol=1e-7, atol=1e-10)
+    sub.save(tmp_path / "s.npz")
+    back = Laplace.load(tmp_path / "s.npz")
+    np.testing.assert_array_equal(back.subnet_indices, idx)
+    np.testing.assert_allclose(back.predict(X[:5]).probs, sub.predict(X[:5]).probs, rtol=1e-12)
+    assert sub.predict(X[:5], pred_type="nn", n_samples=4).log_probs.shape == (4, 5, 3)
+    with pytest.raises(ValueError, match="subnetwork"):
+        Laplace(mlp, theta, "categorical", structure="kron", subset=idx)
+    with pytest.raises(ValueError, match="indices must be in"):
+        Laplace(mlp, theta, "categorical", structure="full", subset=[0, mlp.n_params])
+
+
+def test_cross_validated_prior(rng):
+    """method="cv" picks the grid value with the smallest summed held-out NLL, each fold's
+    curvature refitted without it (checked against fold-by-fold Laplaces built by hand)."""
+    X = rng.normal(size=(60, 3))
+    y = rng.integers(0, 3, 60)
+    W, b = rng.normal(size=(3, 3)), rng.normal(size=3)
+    grid = [0.01, 1.0, 100.0]
+    la = Laplace.from_features(W, b, "categorical", structure="kron").fit(X, y)
+    la.optimize_prior_precision(method="cv", val=(X, y), grid=grid, n_folds=3)
+    fold = np.arange(60) % 3
+    ref = np.zeros(3)
+    for j in range(3):
+        lj = Laplace.from_features(W, b, "categorical", structure="kron").fit(X[fold != j], y[fold != j])
+        for i, p in enumerate(grid):
+            lj.prior_precision = p
+            pr = lj.predict(X[fold == j]).probs
+            ref[i] -= np.sum(np.log(pr[np.arange(pr.shape[0]), y[fold == j]]))
+    np.testing.assert_allclose(la.cv_nll_, ref, rtol=1e-10)
+    assert la.prior_precision[0] == grid[int(np.argmin(ref))]
+    assert la.n_data == 60      # the approximation itself keeps its full-data curvature
+    with pytest.raises(ValueError, match="val"):
+        la.optimize_prior_precision(method="cv")

@@ -130,7 +130,7 @@ _PARAMS_DOC = """
     laplace_structure : {"auto", "diag", "kron", "full"}, Hessian structure ("laplace" only;
         "auto": full for a head of at most 2000 parameters, else Kronecker)
     laplace_subset : {"last_layer", "all"}, the weights the Laplace approximation covers
-    laplace_link : {"probit", "mc", "bridge"}, the GLM predictive's link (classification);
+    laplace_link : {"probit", "mc", "bridge", "bridge_norm"}, the GLM predictive's link (classification);
         predict_proba is the mean of the n_samples GLM samples, whose closed-form
         approximation the link gives
     laplace_prior : {"marglik", "gridsearch", "fixed"}, prior precision (and noise σ for

@@ -45,8 +45,8 @@ Layout of the package:
   and :class:`Curvature` (GGN / Fisher passes over data chunks);
 * ``predictive`` — functional variance, GLM links, NN sampling;
 """
-from .approximation import STRUCTURES, Laplace
+from .approximation import STRUCTURES, Laplace, largest_variance_subnetwork
 from .curvature import HESSIANS, Curvature, LinearHead
 from .predictive import LINKS
 
-__all__ = ["LinearHead", "Curvature", "Laplace", "STRUCTURES", "HESSIANS", "LINKS"]
+__all__ = ["LinearHead", "Curvature", "Laplace", "STRUCTURES", "HESSIANS", "LINKS", "largest_variance_subnetwork"]

@@ -32,10 +32,12 @@ class ParamLayout:
     ``n_tensors``, ``n_params``, ``dtype`` (of the curvature arrays).
     """
 
-    def __init__(self, layer_shapes, dtype):
+    def __init__(self, layer_shapes, dtype, tensor_sizes=None):
         self.layer_shapes = list(layer_shapes)
         self.dtype = dtype
-        self.tensor_sizes = [n for i, o in self.layer_shapes for n in (o * i, o)]
+        # a subnetwork has no layers of its own: its parameters are one "tensor"
+        self.tensor_sizes = (list(tensor_sizes) if tensor_sizes is not None
+                             else [n for i, o in self.layer_shapes for n in (o * i, o)])
         self.n_tensors = len(self.tensor_sizes)
         self.n_params = sum(self.tensor_sizes)
 

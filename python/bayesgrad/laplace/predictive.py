@@ -13,7 +13,7 @@ from .. import nn as _nn
 from .. import random as _random
 from .._codes import Activation
 from .._numerics import likelihood_log_probs as _log_probs
-from .curvature import LinearHead, _LastLayerNet, _MLPNet
+from .curvature import LinearHead, _LastLayerNet, _MLPNet, _SubnetNet
 
 _IDENTITY = int(Activation.identity)
 # activations of the sampling predictive's S-sample forward per row chunk (elements)
@@ -21,7 +21,7 @@ _NN_CHUNK_ELEMS = 1 << 24
 
 __all__ = ["LINKS", "functional_variance", "glm", "nn_sampling", "from_samples"]
 
-LINKS = ("probit", "mc", "bridge")
+LINKS = ("probit", "mc", "bridge", "bridge_norm")
 
 
 def functional_variance(curv, post, X):
@@ -34,7 +34,8 @@ def functional_variance(curv, post, X):
     multiply Jacobian chunks (native for a whole MLP) of at most 2**25 elements, or for
     a linear head use the dense covariance once. Memory is bounded at any N."""
     model = curv.model
-    factors = post.glm_factors()
+    # a subnetwork has no layers of its own: Jacobian chunks whatever the structure
+    factors = None if isinstance(model, _SubnetNet) else post.glm_factors()
     if factors is not None:
         return _factored_functional_variance(model, curv.theta, factors, X)
     if isinstance(model, LinearHead) and len(X) * model.n_outputs > model.n_params:
@@ -147,9 +148,13 @@ def glm(likelihood, fmu, fvar, link, n_samples, seed, stream, sigma_noise):
         tot = rs.sum(axis=1, keepdims=True)
         mu = fmu - rs * fmu.sum(axis=1, keepdims=True) / tot
         vd = vd - rs * rs / tot
+        if link == "bridge_norm":
+            # laplace-torch's variance correction: the mean output variance scaled to 2/C
+            m = vd.mean(axis=1, keepdims=True) / np.sqrt(Co / 2.0)
+            mu, vd = mu / np.sqrt(m), vd / m
         s = np.sum(np.exp(-mu), axis=1, keepdims=True)
         alpha = (1 - 2.0 / Co + np.exp(mu) * s / Co ** 2) / vd
-        probs = alpha / alpha.sum(axis=1, keepdims=True)
+        probs = np.nan_to_num(alpha / alpha.sum(axis=1, keepdims=True), nan=1.0)
     if Fs is None:
         return {"probs": probs}
     # One distribution: with samples, probs is their mean, so that probs, the samples and
