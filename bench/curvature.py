@@ -16,7 +16,13 @@ Cases (float32, categorical likelihood, the same weights and data everywhere):
   laplace-torch predicting in batches of 25 (its Jacobians are N x C x P: at
   500 points at once it needs more than 24 GB), after one warm-up batch.
   Probabilities are compared as max |p_a - p_b|; ``fraction_of_sgemm_rate``
-  uses the hand-counted FLOPs of ``flops``.
+  uses the hand-counted FLOPs of ``flops``. Recorded (Dec 2026, load 3-5 on the
+  2 shared cores): results/curvature_predictive.json (2 threads, the issue's
+  setting), curvature_predictive_1thread.json (both tools on 1 thread), and
+  curvature_predictive_native*.json (bayesgrad alone). With 2 threads the same
+  diag call ran 0.035 s in some processes and 0.16-0.46 s in others under that
+  load; 1 thread was stable (0.052-0.056 s). bench/predictive_memory.py checks
+  the peak memory at 10^5 test points.
 
 Every measurement runs in its own subprocess (``--worker``), so its peak RSS
 (VmHWM, read right after the fits and before the marginal likelihood) is the
