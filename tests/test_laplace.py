@@ -315,8 +315,16 @@ def test_agrees_with_laplace_torch(structure):
     ours = Laplace(mlp, th, "categorical", structure=structure, prior_precision=[0.5, 1.0, 1.5, 2.0]).fit(X, y)
     # laplace-torch's full GGN goes through a different numerical path: agreement to ~1e-9
     assert ours.log_marginal_likelihood() == pytest.approx(lt.log_marginal_likelihood().item(), rel=1e-8)
-    p_lt = lt(torch.tensor(X[:5]), pred_type="glm", link_approx="probit").detach().numpy()
-    np.testing.assert_allclose(ours.predict(X[:5]).probs, p_lt, rtol=1e-6)
+    for link in ("probit", "bridge", "bridge_norm"):   # the native GLM predictive, every closed-form link
+        p_lt = lt(torch.tensor(X[:5]), pred_type="glm", link_approx=link).detach().numpy()
+        np.testing.assert_allclose(ours.predict(X[:5], link=link).probs, p_lt, rtol=1e-6)
+    # last layer, full (the structure the estimators pick for small heads)
+    ll = LT(model, "classification", subset_of_weights="last_layer", hessian_structure=structure,
+            backend=BackPackGGN, prior_precision=0.7)
+    ll.fit(torch.utils.data.DataLoader(ds, batch_size=16))
+    ours_ll = Laplace(mlp, th, "categorical", structure=structure, subset="last_layer", prior_precision=0.7).fit(X, y)
+    p_lt = ll(torch.tensor(X[:5]), pred_type="glm", link_approx="probit").detach().numpy()
+    np.testing.assert_allclose(ours_ll.predict(X[:5]).probs, p_lt, rtol=1e-6)
 
 
 @pytest.mark.parametrize("structure", STRUCTS)
