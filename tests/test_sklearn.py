@@ -142,6 +142,7 @@ def test_laplace_defaults_follow_laplace_redux():
     la = reg.posterior_
     assert (la.subset, la.structure, la.n_params) == ("last_layer", "full", 51)
     assert la.prior_precision[0] != 1.0 and la.sigma_noise != 1.0   # both fitted
+    assert 1 <= reg.n_iter_ < 200                                      # stopped early
     m, s = reg.predict(X[te], return_std=True)
     br = BayesianRidge().fit(X[tr], y[tr])
     mb, sb = br.predict(X[te], return_std=True)

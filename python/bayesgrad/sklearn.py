@@ -97,7 +97,8 @@ class _BayesianMLPBase(BaseEstimator):
         self.model_ = BayesianMLP(self._task, opts).fit(X, y, n_classes=n_classes)
         self.posterior_ = self.model_.posterior
         self.seed_ = opts["seed"]
-        self.n_iter_ = opts["epochs"]
+        # MAP training for "laplace" stops early on its validation rows
+        self.n_iter_ = getattr(self.model_, "epochs_run", opts["epochs"])
         return self
 
     def _x(self, X):
@@ -148,7 +149,7 @@ _PARAMS_DOC = """
         or ``bayesgrad.laplace.Laplace``), on standardised inputs
     seed_ : int, the seed used
     n_features_in_ : int
-    n_iter_ : int, epochs run
+    n_iter_ : int, epochs run (fewer than ``epochs`` when "laplace" stopped early)
 """
 
 
