@@ -9,6 +9,20 @@ Cases (float32, categorical likelihood, the same weights and data everywhere):
   bayesgrad native and NumPy, laplace-torch;
 * ``glm_last_layer`` — the last-layer GLM probit predictive on N_test inputs
   after the full last-layer fit: bayesgrad native, laplace-torch.
+* ``pred_diag``, ``pred_kron``, ``pred_full_last_layer`` — the GLM probit
+  predictive (issue 12) on N_pred = 1000 test points after a fit on N_fit =
+  2000 points: whole-network diagonal and Kronecker, full last layer.
+  bayesgrad native (warm: the factorisation kept from a first call) against
+  laplace-torch predicting in batches of 25 (its Jacobians are N x C x P: at
+  500 points at once it needs more than 24 GB), after one warm-up batch.
+  Probabilities are compared as max |p_a - p_b|; ``fraction_of_sgemm_rate``
+  uses the hand-counted FLOPs of ``flops``. Recorded (Dec 2026, load 3-5 on the
+  2 shared cores): results/curvature_predictive.json (2 threads, the issue's
+  setting), curvature_predictive_1thread.json (both tools on 1 thread), and
+  curvature_predictive_native*.json (bayesgrad alone). With 2 threads the same
+  diag call ran 0.035 s in some processes and 0.16-0.46 s in others under that
+  load; 1 thread was stable (0.052-0.056 s). bench/predictive_memory.py checks
+  the peak memory at 10^5 test points.
 
 Every measurement runs in its own subprocess (``--worker``), so its peak RSS
 (VmHWM, read right after the fits and before the marginal likelihood) is the
@@ -47,6 +61,7 @@ import types
 import numpy as np
 
 SIZES = [784, 400, 400, 10]
+N_FIT, N_PRED = 2000, 1000   # the predictive cases: fit points, test points
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -63,6 +78,16 @@ def flops(case, sizes=SIZES):
     if case == "full_last_layer":
         I, O = shapes[-1]
         return sum(2 * i * o for i, o in shapes[:-1]) + I * I * O * (O + 1)   # features + blockwise Gram
+    # GLM predictive per test point: forward, the C output directions back-propagated, per layer
+    # the variance weights (a² var_Wᵀ, a GEMM) and G diag(w) Gᵀ (C² O); kron adds the rotations
+    # a Q_A and G Q_B; the full last layer is φ̃ᵀ Σ_cd φ̃ for the C(C+1)/2 blocks d >= c
+    if case == "pred_diag":
+        return fwd + backprop + sum(2 * i * o + C * C * o for i, o in shapes)
+    if case == "pred_kron":
+        return fwd + backprop + sum(2 * i * o + C * C * o + 2 * i * i + 2 * C * o * o for i, o in shapes)
+    if case == "pred_full_last_layer":
+        I, O = shapes[-1]
+        return fwd + (I + 1) ** 2 * O * (O + 1)
     raise ValueError(case)
 
 
@@ -119,11 +144,17 @@ def worker_bayesgrad(job):
     mlp, theta, X, y, Xt = data(job["N"], job["N_test"])
     base = rss_now()
     case, reps = job["case"], job["reps"]
-    structure, subset = {"diag": ("diag", "all"), "kron": ("kron", "all"), "full_last_layer": ("full", "last_layer"),
-                         "glm_last_layer": ("full", "last_layer")}[case]
+    structure, subset = STRUCTURE_SUBSET[case]
     with bg.use_backend(job["backend"]):
         la = bg.laplace.Laplace(mlp, theta, "categorical", structure=structure, subset=subset, chunk_size=512)
-        if case == "glm_last_layer":
+        if case.startswith("pred_"):
+            la.fit(X, y)
+            Xp = Xt[:job["N_pred"]]
+            base = rss_now()
+            # warm: the first call factorises the posterior (and the full one its covariance)
+            t, ts, pred = timed(lambda: la.predict(Xp, link="probit"), reps, warmup=1)
+            res = {"probs": pred.probs}
+        elif case == "glm_last_layer":
             la.fit(X, y)
             t, ts, pred = timed(lambda: la.predict(Xt, link="probit"), reps)
             res = {"probs": pred.probs}
@@ -133,6 +164,11 @@ def worker_bayesgrad(job):
         res["peak"] = np.array(rss_peak())          # before the marginal likelihood (a dense P x P solve)
         res["lml"] = np.array(la.log_marginal_likelihood())
     return t, ts, base, res
+
+
+STRUCTURE_SUBSET = {"diag": ("diag", "all"), "kron": ("kron", "all"), "full_last_layer": ("full", "last_layer"),
+                    "glm_last_layer": ("full", "last_layer"), "pred_diag": ("diag", "all"),
+                    "pred_kron": ("kron", "all"), "pred_full_last_layer": ("full", "last_layer")}
 
 
 def curvature_arrays(la):
@@ -237,10 +273,22 @@ def worker_laplace_torch(job):
     dl = torch.utils.data.DataLoader(ds, batch_size=512)
     base = rss_now()
     case = job["case"]
-    structure, subset = {"diag": ("diag", "all"), "kron": ("kron", "all"), "full_last_layer": ("full", "last_layer"),
-                         "glm_last_layer": ("full", "last_layer")}[case]
+    structure, subset = STRUCTURE_SUBSET[case]
     lt = LT(model, "classification", subset_of_weights=subset, hessian_structure=structure, backend=BackPackGGN)
-    if case == "glm_last_layer":
+    if case.startswith("pred_"):
+        lt.fit(dl)
+        xt = torch.tensor(Xtest[:job["N_pred"]])
+        B = 25
+
+        def predict():
+            return np.concatenate([lt(xt[s:s + B], pred_type="glm", link_approx="probit").detach().numpy()
+                                   for s in range(0, xt.shape[0], B)])
+
+        lt(xt[:B], pred_type="glm", link_approx="probit")    # warm-up batch: its posterior factors
+        base = rss_now()
+        t, ts, p = timed(predict, job["reps"])
+        res = {"probs": p}
+    elif case == "glm_last_layer":
         lt.fit(dl)
         xt = torch.tensor(Xtest)
         t, ts, p = timed(lambda: lt(xt, pred_type="glm", link_approx="probit").detach().numpy(), job["reps"])
@@ -319,23 +367,31 @@ def main():
     ap.add_argument("--no-numpy", action="store_true", help="skip the NumPy-twin column")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                     help="threads of every tool (bayesgrad, both OpenBLAS builds, torch)")
-    ap.add_argument("--cases", default="diag,kron,full_last_layer,glm_last_layer")
+    ap.add_argument("--cases", default="diag,kron,full_last_layer,glm_last_layer,pred_diag,pred_kron,"
+                                       "pred_full_last_layer")
+    ap.add_argument("--out", help="results file (default bench/results/curvature.json)")
+    ap.add_argument("--n-pred", type=int, default=1000, help="test points of the pred_* cases (default 1000)")
     ap.add_argument("--tools", default="native,numpy,backpack,laplace_torch")
     args = ap.parse_args()
     if args.worker:
         worker_main(args.worker)
         return
     N, Nt, reps = (2000, 500, 2) if args.quick else (10000, 2000, 3)
+    global N_PRED
+    N_PRED = args.n_pred
     sys.path.insert(0, os.path.join(HERE, "..", "python"))
     import bayesgrad as bg
     from bayesgrad._quickbench import load_average
 
     have_torch = importlib.util.find_spec("torch") is not None
+    have_torch = have_torch or os.path.isdir(os.path.join(args.torch_path, "torch"))
     torch_ok = have_torch and all(os.path.isdir(os.path.join(args.torch_path, m)) or importlib.util.find_spec(m)
                                   for m in ("backpack", "laplace"))
     results = {"N": N, "N_test": Nt, "sizes": SIZES, "dtype": "float32", "repeats": reps, "quick": args.quick,
                "threads": args.threads, "cpu_count": os.cpu_count(), "load_average_before": load_average(),
-               "flops_per_point": {c: flops(c) for c in ("diag", "kron", "full_last_layer")}, "cases": []}
+               "N_fit_pred": N_FIT, "N_pred": N_PRED,
+               "flops_per_point": {c: flops(c) for c in ("diag", "kron", "full_last_layer", "pred_diag", "pred_kron",
+                                                         "pred_full_last_layer")}, "cases": []}
     with tempfile.TemporaryDirectory() as tmp:
         sg, _ = run_worker({"tool": "sgemm", "case": "rate", "N": N, "N_test": Nt, "reps": reps,
                             "threads": args.threads}, tmp)
@@ -345,7 +401,9 @@ def main():
         tools = {"diag": ["native", "numpy", "backpack", "laplace_torch"],
                  "kron": ["native", "numpy", "backpack", "laplace_torch"],
                  "full_last_layer": ["native", "numpy", "laplace_torch"],
-                 "glm_last_layer": ["native", "laplace_torch"]}
+                 "glm_last_layer": ["native", "laplace_torch"],
+                 "pred_diag": ["native", "laplace_torch"], "pred_kron": ["native", "laplace_torch"],
+                 "pred_full_last_layer": ["native", "laplace_torch"]}
         for case, names in tools.items():
             if case not in args.cases.split(","):
                 continue
@@ -359,7 +417,12 @@ def main():
                     continue
                 # laplace-torch's full last-layer fit takes ~1.5 min at N = 10 000: one repeat there
                 r = 1 if (name == "laplace_torch" and case != "diag" and case != "kron" and not args.quick) else reps
-                job = {"case": case, "N": N, "N_test": Nt, "reps": r, "torch_path": args.torch_path,
+                if case.startswith("pred_"):
+                    # the issue's setting: fit on 2000 points, predict 1000; laplace-torch's
+                    # whole-network predictive takes minutes: one repeat
+                    r = 1 if name == "laplace_torch" else reps
+                job = {"case": case, "N": N_FIT if case.startswith("pred_") else N,
+                       "N_test": max(Nt, N_PRED), "N_pred": N_PRED, "reps": r, "torch_path": args.torch_path,
                        "threads": args.threads}
                 if name in ("native", "numpy"):
                     job.update(tool="bayesgrad", backend="cpu" if name == "native" else "numpy")
@@ -371,6 +434,10 @@ def main():
                     arrays[name] = arr
                 print(case, name, json.dumps(rec), flush=True)
             ref = arrays.get("native")
+            if ref is not None and "probs" in ref:
+                for name, arr in arrays.items():
+                    if name != "native" and "probs" in arr:
+                        row[name]["probs_max_abs_diff_vs_native"] = float(np.max(np.abs(arr["probs"] - ref["probs"])))
             if ref is not None:
                 for name, arr in arrays.items():
                     if name != "native":
@@ -385,14 +452,15 @@ def main():
                     if name != "native" and "time_s" in row.get(name, {}):
                         row[f"speedup_vs_{name}"] = row[name]["time_s"] / nat["time_s"]
                 if case in results["flops_per_point"] and rate:
-                    achieved = results["flops_per_point"][case] * N / nat["time_s"]
+                    achieved = results["flops_per_point"][case] * (N_PRED if case.startswith("pred_") else N) \
+                        / nat["time_s"]
                     row["native_gflops"] = achieved / 1e9
                     row["fraction_of_sgemm_rate"] = achieved / rate
             results["cases"].append(row)
     results["load_average_after"] = load_average()
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     name = "curvature.json" if not args.quick else "curvature_quick.json"
-    with open(os.path.join(HERE, "results", name), "w") as fh:
+    with open(args.out or os.path.join(HERE, "results", name), "w") as fh:
         json.dump(results, fh, indent=1)
     print(json.dumps({k: results[k] for k in ("load_average_before", "load_average_after")}))
 

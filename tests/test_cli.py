@@ -413,3 +413,27 @@ def test_quick_bench_reports_ratios():
         assert r["native_s"] > 0 and r["baseline_s"] > 0
         assert r["ratio"] == pytest.approx(r["baseline_s"] / r["native_s"])
     assert any("x" in ln and "normal sampling" in ln for ln in lines)
+
+
+def test_fit_laplace_options(tmp_path, capsys, monkeypatch):
+    """--laplace-structure / --laplace-subset / --laplace-link / --laplace-prior reach the Laplace
+    fit; a bad choice is argparse's usage error."""
+    from bayesgrad import _models
+
+    seen = {}
+    real = _models._fit_posterior
+
+    def spy(p, *a, **k):
+        post = real(p, *a, **k)
+        seen.update(structure=post.structure, subset=post.subset, prior=p["prior"], link=p["link"])
+        return post
+
+    monkeypatch.setattr(_models, "_fit_posterior", spy)
+    data = _regression_csv(tmp_path / "d.csv")
+    rc, _, err = run_cli(["fit", data, "--target", "price", "--method", "laplace", "--epochs", "10", "--hidden", "8",
+                          "--quiet", "--laplace-structure", "diag", "--laplace-subset", "all",
+                          "--laplace-prior", "fixed", "--laplace-link", "mc"], capsys)
+    assert rc == 0, err
+    assert seen == dict(structure="diag", subset="all", prior="fixed", link="mc")
+    with pytest.raises(SystemExit):
+        run_cli(["fit", data, "--target", "price", "--laplace-structure", "tree"], capsys)

@@ -421,3 +421,100 @@ def test_mlp_kernels_reject_bad_input(rng):
         k.curvature.mlp_ggn_vp(cfg, th, X, y, dr, np.zeros((1, 5)), np.zeros((1, 5)))
     with pytest.raises(ValueError, match="out"):
         k.curvature.linear_full_accum(X, np.zeros((X.shape[0], 2, 2)), np.zeros((7, 7)))
+
+
+# --------------------------------------------------------------------------- GLM predictive kernels
+def _glm_problem(rng, dtype, sizes=(3, 5, 4, 3), act="tanh"):
+    net = bg.nn.MLP(list(sizes), activation=act)
+    theta = (0.7 * rng.normal(size=net.n_params)).astype(dtype)
+    X = rng.normal(size=(7, sizes[0])).astype(dtype)
+    return net, theta, X
+
+
+def _fd_jacobian(net, theta, X, h=1e-6):
+    """Central finite differences in float64: (n, C, P)."""
+    th = theta.astype(np.float64)
+    X = X.astype(np.float64)
+    cols = []
+    for p in range(th.size):
+        e = np.zeros_like(th)
+        e[p] = h
+        cols.append((net.forward(th + e, X) - net.forward(th - e, X)) / (2 * h))
+    return np.stack(cols, axis=2)
+
+
+def _random_glm_factors(net, rng, structure):
+    """(rot, var, dense Σ) for a random diagonal or Kronecker-factored covariance."""
+    shapes = list(zip(net.sizes[:-1], net.sizes[1:]))
+    var = rng.uniform(0.1, 2.0, size=net.n_params)
+    if structure == "diag":
+        return np.empty(0), var, np.diag(var)
+    import scipy.linalg as sla
+
+    rot, blocks, off = [], [], 0
+    for I, O in shapes:
+        QA = np.linalg.qr(rng.normal(size=(I, I)))[0]
+        QB = np.linalg.qr(rng.normal(size=(O, O)))[0]
+        rot += [QA.ravel(), QB.ravel()]
+        vW, vb = var[off:off + O * I], var[off + O * I:off + O * I + O]
+        Q = np.kron(QB, QA)
+        blocks += [(Q * vW) @ Q.T, (QB * vb) @ QB.T]
+        off += O * I + O
+    return np.concatenate(rot), var, sla.block_diag(*blocks)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("structure", ["diag", "kron"])
+def test_glm_fvar_kernel_against_dense_reference(structure, dtype, rng):
+    """mlp_glm_fvar (no Jacobians) equals J Σ Jᵀ with J from float64 central differences
+    (error ~1e-9) and Σ dense; float64 to 1e-7, float32 to 2e-4 relative."""
+    from bayesgrad._codes import CurvatureStructure
+
+    k = _backend.kernels()
+    net, theta, X = _glm_problem(rng, dtype)
+    rot, var, Sig = _random_glm_factors(net, rng, structure)
+    cfg = k.curvature.GlmConfig(net.net_config(k), int(CurvatureStructure[structure]))
+    f = np.empty((7, 3), dtype)
+    V = np.empty((7, 3, 3), dtype)
+    k.curvature.mlp_glm_fvar(cfg, theta, X, rot.astype(dtype), var.astype(dtype), f, V)
+    J = _fd_jacobian(net, theta, X)
+    ref = np.einsum("ncp,pq,ndq->ncd", J, Sig, J)
+    tol = dict(rtol=1e-7, atol=1e-8) if dtype == np.float64 else dict(rtol=2e-4, atol=2e-4 * np.abs(ref).max())
+    np.testing.assert_allclose(V, ref, **tol)
+    np.testing.assert_allclose(f, net.forward(theta.astype(np.float64), X.astype(np.float64)),
+                               **(dict(rtol=1e-12) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-5)))
+    # the Jacobian kernel of the full / low-rank route
+    Jk = np.empty((7, 3, net.n_params), dtype)
+    k.curvature.mlp_jacobian(net.net_config(k), theta, X, f, Jk)
+    np.testing.assert_allclose(Jk, J, **(dict(rtol=1e-7, atol=1e-8) if dtype == np.float64
+                                          else dict(rtol=1e-4, atol=1e-4)))
+
+
+@pytest.mark.single_backend
+@pytest.mark.skipif(not _backend.native_available(), reason="native core not built")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_glm_kernels_native_numpy_parity(dtype, rng):
+    """Native and NumPy GLM kernels agree within rounding, across the native kernel's internal
+    row chunks (n = 600 > 256 rows per chunk), and reject bad shapes alike."""
+    from bayesgrad import _core
+    from bayesgrad._codes import CurvatureStructure
+
+    net, theta, _ = _glm_problem(rng, dtype, sizes=(4, 6, 2), act="relu")
+    X = rng.normal(size=(600, 4)).astype(dtype)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-12)
+    for structure in ("diag", "kron"):
+        rot, var, _ = _random_glm_factors(net, rng, structure)
+        res = []
+        for mod in (_core, _numpy):
+            cfg = mod.curvature.GlmConfig(net.net_config(mod), int(CurvatureStructure[structure]))
+            f, V = np.empty((600, 2), dtype), np.empty((600, 2, 2), dtype)
+            mod.curvature.mlp_glm_fvar(cfg, theta, X, rot.astype(dtype), var.astype(dtype), f, V)
+            J = np.empty((50, 2, net.n_params), dtype)
+            mod.curvature.mlp_jacobian(net.net_config(mod), theta, X[:50], f[:50].copy(), J)
+            res.append((f, V, J))
+            with pytest.raises(ValueError, match="var"):
+                mod.curvature.mlp_glm_fvar(cfg, theta, X, rot.astype(dtype), var[:-1].astype(dtype), f, V)
+            with pytest.raises(ValueError, match="rot"):
+                mod.curvature.mlp_glm_fvar(cfg, theta, X, np.zeros(3, dtype), var.astype(dtype), f, V)
+        for u, v in zip(*res):
+            np.testing.assert_allclose(u, v, **tol)

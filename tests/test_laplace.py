@@ -315,8 +315,16 @@ def test_agrees_with_laplace_torch(structure):
     ours = Laplace(mlp, th, "categorical", structure=structure, prior_precision=[0.5, 1.0, 1.5, 2.0]).fit(X, y)
     # laplace-torch's full GGN goes through a different numerical path: agreement to ~1e-9
     assert ours.log_marginal_likelihood() == pytest.approx(lt.log_marginal_likelihood().item(), rel=1e-8)
-    p_lt = lt(torch.tensor(X[:5]), pred_type="glm", link_approx="probit").detach().numpy()
-    np.testing.assert_allclose(ours.predict(X[:5]).probs, p_lt, rtol=1e-6)
+    for link in ("probit", "bridge", "bridge_norm"):   # the native GLM predictive, every closed-form link
+        p_lt = lt(torch.tensor(X[:5]), pred_type="glm", link_approx=link).detach().numpy()
+        np.testing.assert_allclose(ours.predict(X[:5], link=link).probs, p_lt, rtol=1e-6)
+    # last layer, full (the structure the estimators pick for small heads)
+    ll = LT(model, "classification", subset_of_weights="last_layer", hessian_structure=structure,
+            backend=BackPackGGN, prior_precision=0.7)
+    ll.fit(torch.utils.data.DataLoader(ds, batch_size=16))
+    ours_ll = Laplace(mlp, th, "categorical", structure=structure, subset="last_layer", prior_precision=0.7).fit(X, y)
+    p_lt = ll(torch.tensor(X[:5]), pred_type="glm", link_approx="probit").detach().numpy()
+    np.testing.assert_allclose(ours_ll.predict(X[:5]).probs, p_lt, rtol=1e-6)
 
 
 @pytest.mark.parametrize("structure", STRUCTS)
@@ -501,3 +509,178 @@ def test_predict_checks_inputs_once(subset, monkeypatch, rng):
             names.clear()
             la.predict(Xq, **kw)
             assert names.count("X") == 1, (len(Xq), kw, names)
+
+
+def _reference_fvar(la, X):
+    """float64 reference J Σ Jᵀ: Jacobians from float64 central differences of the model
+    the approximation sees (whole MLP or last layer), Σ the dense posterior covariance."""
+    m, th = la.model, la.mean.astype(np.float64)
+    cols = []
+    for p in range(th.size):
+        e = np.zeros_like(th)
+        e[p] = 1e-6
+        cols.append((m.forward(th + e, X) - m.forward(th - e, X)) / 2e-6)
+    J = np.stack(cols, axis=2)
+    return m.forward(th, X), np.einsum("ncp,pq,ndq->ncd", J, la.posterior_covariance, J)
+
+
+@pytest.mark.parametrize("subset", ["all", "last_layer"])
+@pytest.mark.parametrize("structure", STRUCTS)
+def test_native_glm_predictive_matches_dense_reference(structure, subset, rng):
+    """The native GLM predictive (layer-by-layer for diag / kron, Jacobian chunks for full /
+    lowrank, features once for the last layer) equals J Σ Jᵀ with float64 finite-difference
+    Jacobians (error ~1e-9) and the dense covariance, on both backends, to 1e-7."""
+    mlp = bg.nn.MLP([3, 5, 4, 3], "tanh")
+    X = rng.normal(size=(60, 3))
+    y = rng.integers(0, 3, 60).astype(float)
+    la = Laplace(mlp, mlp.init(seed=1), "categorical", structure=structure, subset=subset, rank=7,
+                 prior_precision=0.5).fit(X, y)
+    Xq = rng.normal(size=(9, 3))
+    f, V = la.functional_variance(Xq)
+    fr, Vr = _reference_fvar(la, Xq)
+    np.testing.assert_allclose(f, fr, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(V, Vr, rtol=1e-7, atol=1e-9)
+    kappa = 1 / np.sqrt(1 + np.pi / 8 * np.diagonal(Vr, axis1=1, axis2=2))
+    z = kappa * fr
+    ref = np.exp(z - z.max(1, keepdims=True))
+    np.testing.assert_allclose(la.predict(Xq).probs, ref / ref.sum(1, keepdims=True), rtol=1e-7)
+
+
+def test_nn_sampling_is_chunk_independent(rng, monkeypatch):
+    """The sampling predictive runs the S-sample forward in row chunks; the result does not
+    depend on the chunking (here 1 row at a time vs all at once)."""
+    from bayesgrad.laplace import predictive as P
+    mlp = bg.nn.MLP([3, 8, 3], "relu")
+    X = rng.normal(size=(50, 3))
+    la = Laplace(mlp, mlp.init(seed=2), "categorical", structure="kron").fit(X, X[:, 0] > 0)
+    whole = la.predict(X, pred_type="nn", n_samples=20, seed=3)
+    monkeypatch.setattr(P, "_NN_CHUNK_ELEMS", 1)
+    rows = la.predict(X, pred_type="nn", n_samples=20, seed=3)
+    np.testing.assert_allclose(rows.log_probs, whole.log_probs, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("link", ["probit", "bridge", "mc"])
+def test_glm_predictive_is_one_distribution(link, rng):
+    """With samples, probs is the mean of the sampled GLM probabilities (so the entropy of
+    probs is the decomposition's total), samples are log-probabilities of f ~ N(f*, J Σ Jᵀ),
+    and the closed-form link's answer is link_probs, equal to the sample-free probs."""
+    from scipy.special import logsumexp
+    mlp = bg.nn.MLP([3, 6, 3], "tanh")
+    X = rng.normal(size=(40, 3))
+    la = Laplace(mlp, mlp.init(seed=4), "categorical", structure="kron").fit(X, rng.integers(0, 3, 40))
+    pred = la.predict(X[:8], link=link, n_samples=64, seed=5)
+    assert np.all(np.isfinite(pred.log_probs)) and pred.log_probs.shape == (64, 8, 3)
+    mean = np.exp(logsumexp(pred.log_probs, axis=0) - math.log(64))
+    np.testing.assert_allclose(pred.probs, mean, rtol=1e-12)
+    u = bg.uncertainty.decompose(pred.log_probs)
+    np.testing.assert_allclose(u.total, -np.sum(pred.probs * np.log(pred.probs), axis=1), rtol=1e-10)
+    if link != "mc":
+        np.testing.assert_allclose(pred.link_probs, la.predict(X[:8], link=link).probs, rtol=1e-12)
+    # the samples are those of N(f*, J Σ Jᵀ): their logits' sample mean is within 5 standard errors
+    f, V = la.functional_variance(X[:8])
+    logits = pred.log_probs - pred.log_probs.mean(axis=2, keepdims=True)
+    sd = np.sqrt(np.einsum("ncc->nc", V) + 1e-12)
+    fc = f - f.mean(axis=1, keepdims=True)
+    assert np.all(np.abs(logits.mean(0) - fc) < 5 * 2 * sd.max(axis=1, keepdims=True) / 8 + 1e-9)
+
+
+def test_subset_of_another_laplaces_model_is_honoured(rng):
+    """Laplace(full.model, full.mean, subset="last_layer") fits the last layer only (it used to
+    fit the whole network silently), and equals the last-layer Laplace of the MLP itself."""
+    mlp = bg.nn.MLP([3, 10, 3], "tanh")
+    theta = mlp.init(seed=6)
+    X = rng.normal(size=(50, 3))
+    y = rng.integers(0, 3, 50)
+    full = Laplace(mlp, theta, "categorical", structure="kron").fit(X, y)
+    assert full.n_params == mlp.n_params == 73
+    ll = Laplace(full.model, full.mean, likelihood="categorical", subset="last_layer").fit(X, y)
+    ref = Laplace(mlp, theta, "categorical", subset="last_layer").fit(X, y)
+    assert ll.n_params == ref.n_params == 33
+    np.testing.assert_array_equal(ll.H, ref.H)
+    np.testing.assert_allclose(ll.predict(X[:5]).probs, ref.predict(X[:5]).probs, rtol=1e-12)
+    again = Laplace(full.model, full.mean, likelihood="categorical", structure="kron").fit(X, y)
+    assert again.n_params == 73
+    with pytest.raises(ValueError, match="theta must have shape"):
+        Laplace(full.model, full.mean[:-1], likelihood="categorical", subset="last_layer")
+
+
+@pytest.mark.parametrize("link", ["bridge", "bridge_norm"])
+def test_bridge_links_against_laplace_torch_formula(link, rng):
+    """The Laplace bridge and its normalised variant equal a direct transcription of
+    laplace-torch 0.3's formula (BaseLaplace._glm_predictive, float64) on our f, f_var."""
+    X = rng.normal(size=(30, 3))
+    la = Laplace.from_features(rng.normal(size=(4, 3)), None, "categorical", structure="full").fit(
+        X, rng.integers(0, 4, 30))
+    f, V = la.functional_variance(X[:6])
+    f, V = f.copy(), V.copy()
+    f -= V.sum(-1) * f.sum(-1).reshape(-1, 1) / V.sum(axis=(1, 2)).reshape(-1, 1)
+    V -= np.einsum("bi,bj->bij", V.sum(-1), V.sum(-2)) / V.sum(axis=(1, 2)).reshape(-1, 1, 1)
+    K = f.shape[-1]
+    vd = np.diagonal(V, axis1=1, axis2=2).copy()
+    if link == "bridge_norm":
+        m = vd.mean(axis=1) / np.sqrt(K / 2)
+        f /= np.sqrt(m)[:, None]
+        vd /= m[:, None]
+    alpha = (1 - 2 / K + np.exp(f) / K ** 2 * np.exp(-f).sum(1, keepdims=True)) / vd
+    np.testing.assert_allclose(la.predict(X[:6], link=link).probs, alpha / alpha.sum(1, keepdims=True), rtol=1e-10)
+
+
+@pytest.mark.parametrize("structure", ["full", "diag"])
+def test_subnetwork_laplace(structure, rng, tmp_path):
+    """A subnetwork (mask or indices) is the whole-network GGN restricted to its rows and columns
+    (float64, to rounding), its GLM predictive is J_sub Σ_sub J_subᵀ with finite-difference
+    Jacobians, largest_variance_subnetwork picks the largest diagonal marginal variances, and
+    it saves and loads."""
+    mlp = bg.nn.MLP([3, 5, 3], "tanh")
+    theta = mlp.init(seed=8)
+    X = rng.normal(size=(40, 3))
+    y = rng.integers(0, 3, 40)
+    whole = Laplace(mlp, theta, "categorical", structure="full").fit(X, y)
+    diag = Laplace(mlp, theta, "categorical", structure="diag").fit(X, y)
+    idx = bg.laplace.largest_variance_subnetwork(diag, 12)
+    v = diag._posterior().diag_inv()
+    assert len(idx) == 12 and np.all(np.diff(idx) > 0) and v[idx].min() >= np.delete(v, idx).max()
+    mask = np.zeros(mlp.n_params, bool)
+    mask[idx] = True
+    sub = Laplace(mlp, theta, "categorical", structure=structure, subset=mask, prior_precision=0.5).fit(X, y)
+    assert sub.subset == "subnetwork" and sub.n_params == 12
+    H = whole.H[np.ix_(idx, idx)]
+    np.testing.assert_allclose(sub.H, H if structure == "full" else np.diag(H), rtol=1e-10, atol=1e-12)
+    same = Laplace(whole.model, theta, "categorical", structure=structure, subset=idx, prior_precision=0.5).fit(X, y)
+    np.testing.assert_array_equal(same.H, sub.H)
+    f, V = sub.functional_variance(X[:5])
+    fr, Vr = _reference_fvar(sub, X[:5])
+    np.testing.assert_allclose(V, Vr, rtol=1e-7, atol=1e-10)
+    sub.save(tmp_path / "s.npz")
+    back = Laplace.load(tmp_path / "s.npz")
+    np.testing.assert_array_equal(back.subnet_indices, idx)
+    np.testing.assert_allclose(back.predict(X[:5]).probs, sub.predict(X[:5]).probs, rtol=1e-12)
+    assert sub.predict(X[:5], pred_type="nn", n_samples=4).log_probs.shape == (4, 5, 3)
+    with pytest.raises(ValueError, match="subnetwork"):
+        Laplace(mlp, theta, "categorical", structure="kron", subset=idx)
+    with pytest.raises(ValueError, match="indices must be in"):
+        Laplace(mlp, theta, "categorical", structure="full", subset=[0, mlp.n_params])
+
+
+def test_cross_validated_prior(rng):
+    """method="cv" picks the grid value with the smallest summed held-out NLL, each fold's
+    curvature refitted without it (checked against fold-by-fold Laplaces built by hand)."""
+    X = rng.normal(size=(60, 3))
+    y = rng.integers(0, 3, 60)
+    W, b = rng.normal(size=(3, 3)), rng.normal(size=3)
+    grid = [0.01, 1.0, 100.0]
+    la = Laplace.from_features(W, b, "categorical", structure="kron").fit(X, y)
+    la.optimize_prior_precision(method="cv", val=(X, y), grid=grid, n_folds=3)
+    fold = np.arange(60) % 3
+    ref = np.zeros(3)
+    for j in range(3):
+        lj = Laplace.from_features(W, b, "categorical", structure="kron").fit(X[fold != j], y[fold != j])
+        for i, p in enumerate(grid):
+            lj.prior_precision = p
+            pr = lj.predict(X[fold == j]).probs
+            ref[i] -= np.sum(np.log(pr[np.arange(pr.shape[0]), y[fold == j]]))
+    np.testing.assert_allclose(la.cv_nll_, ref, rtol=1e-10)
+    assert la.prior_precision[0] == grid[int(np.argmin(ref))]
+    assert la.n_data == 60      # the approximation itself keeps its full-data curvature
+    with pytest.raises(ValueError, match="val"):
+        la.optimize_prior_precision(method="cv")

@@ -192,6 +192,46 @@ void bind(py::module_& m) {
       py::arg("config"), py::arg("params"), py::arg("X"), py::arg("y"), py::arg("draws"), py::arg("V"),
       py::arg("out").noconvert(),
       "out (m, P) += one chunk's curvature-vector products of a whole MLP (jvp, loss Hessian, vjp).");
+  m.def(
+      "mlp_glm_fvar",
+      [](const cv::GlmConfig& c, in_array<T> params, in_array<T> X, in_array<T> rot, in_array<T> var,
+         out_array<T> f_out, out_array<T> fvar_out) {
+        const mlp::Layout& L = c.net.layout;
+        need(params.ndim() == 1 && params.shape(0) == L.n_params,
+             "params must have shape (" + std::to_string(L.n_params) + ",)");
+        need(X.ndim() == 2 && X.shape(1) == L.d_input(), "X must have shape (n, " + std::to_string(L.d_input()) + ")");
+        const int64_t n = X.shape(0), C = L.d_output();
+        need(size_of(rot) == cv::glm_rot_size(L, c.structure),
+             "rot must have " + std::to_string(cv::glm_rot_size(L, c.structure)) + " elements for this structure");
+        need(var.ndim() == 1 && var.shape(0) == L.n_params, "var must have shape (P,)");
+        check_out(f_out, {n, C}, "f_out");
+        check_out(fvar_out, {n, C, C}, "fvar_out");
+        const T *pp = params.data(), *px = X.data(), *pr = rot.data(), *pv = var.data();
+        T *pf = f_out.mutable_data(), *pfv = fvar_out.mutable_data();
+        py::gil_scoped_release rel;
+        cv::mlp_glm_fvar<T>(c, pp, px, n, pr, pv, pf, pfv);
+      },
+      py::arg("config"), py::arg("params"), py::arg("X"), py::arg("rot"), py::arg("var"), py::arg("f_out").noconvert(),
+      py::arg("fvar_out").noconvert(),
+      "GLM outputs f_out (n, C) and covariances fvar_out (n, C, C) = J Σ Jᵀ for a diagonal or Kronecker Σ, "
+      "layer by layer without Jacobians.");
+  m.def(
+      "mlp_jacobian",
+      [](const mlp::NetConfig& net, in_array<T> params, in_array<T> X, out_array<T> f_out, out_array<T> J_out) {
+        const mlp::Layout& L = net.layout;
+        need(params.ndim() == 1 && params.shape(0) == L.n_params,
+             "params must have shape (" + std::to_string(L.n_params) + ",)");
+        need(X.ndim() == 2 && X.shape(1) == L.d_input(), "X must have shape (n, " + std::to_string(L.d_input()) + ")");
+        const int64_t n = X.shape(0), C = L.d_output();
+        check_out(f_out, {n, C}, "f_out");
+        check_out(J_out, {n, C, L.n_params}, "J_out");
+        const T *pp = params.data(), *px = X.data();
+        T *pf = f_out.mutable_data(), *pj = J_out.mutable_data();
+        py::gil_scoped_release rel;
+        cv::mlp_jacobian<T>(net, pp, px, n, pf, pj);
+      },
+      py::arg("net"), py::arg("params"), py::arg("X"), py::arg("f_out").noconvert(), py::arg("J_out").noconvert(),
+      "Outputs f_out (n, C) and output Jacobians J_out (n, C, P) of a whole MLP.");
 }
 
 }  // namespace
@@ -219,6 +259,19 @@ void register_curvature(py::module_& m) {
       .def_property_readonly("kind", [](const cv::CurvatureConfig& c) { return static_cast<int>(c.kind); })
       .def_readonly("n_cols", &cv::CurvatureConfig::n_cols)
       .def_property_readonly("structure", [](const cv::CurvatureConfig& c) { return static_cast<int>(c.structure); });
+  py::class_<cv::GlmConfig>(m, "GlmConfig",
+                            "What mlp_glm_fvar needs besides the arrays: the network and the structure of the "
+                            "posterior covariance (diag or kron). Immutable; twin: "
+                            "bayesgrad._numpy.curvature.GlmConfig.")
+      .def(py::init([](const mlp::NetConfig& net, int64_t structure) {
+             cv::GlmConfig c;
+             c.net = net;
+             c.structure = codes::from_int<cv::Structure>(structure, "structure");
+             return c;
+           }),
+           py::arg("net"), py::arg("structure") = 0)
+      .def_readonly("net", &cv::GlmConfig::net)
+      .def_property_readonly("structure", [](const cv::GlmConfig& c) { return static_cast<int>(c.structure); });
   bind<float>(m);
   bind<double>(m);
 }

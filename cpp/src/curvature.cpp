@@ -432,6 +432,139 @@ void mlp_ggn_vp(const CurvatureConfig& c, const T* theta, const T* X, const T* y
   }
 }
 
+
+int64_t glm_rot_size(const mlp::Layout& L, Structure s) { return s == Structure::kKron ? kron_packed_size(L) : 0; }
+
+namespace {
+
+// Identity output directions G (n, C, C).
+template <typename T>
+void eye_dirs(int64_t n, int64_t C, std::vector<T>& G) {
+  G.assign(static_cast<size_t>(n * C * C), T(0));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = 0; c < C; ++c) G[static_cast<size_t>((i * C + c) * C + c)] = T(1);
+}
+
+// Σ x_o y_o with kLanes independent partial sums, so that the compiler vectorises the
+// loop without fast-math (a single running sum is a serial dependency chain).
+template <typename T>
+T dot(const T* x, const T* y, int64_t n) {
+  constexpr int64_t kLanes = 16;
+  T acc[kLanes] = {};
+  int64_t o = 0;
+  for (; o + kLanes <= n; o += kLanes)
+    for (int64_t k = 0; k < kLanes; ++k) acc[k] += x[o + k] * y[o + k];
+  T t = 0;
+  for (; o < n; ++o) t += x[o] * y[o];
+  for (int64_t k = 0; k < kLanes; ++k) t += acc[k];
+  return t;
+}
+
+int64_t max_width(const mlp::Layout& L) {
+  int64_t w = 1;
+  for (int64_t l = 0; l < L.n_layers(); ++l) w = std::max({w, L.d_in(l), L.d_out(l)});
+  return w;
+}
+
+}  // namespace
+
+template <typename T>
+void mlp_glm_fvar(const GlmConfig& c, const T* theta, const T* X, int64_t n, const T* rot, const T* var, T* fout,
+                  T* fvar) {
+  const mlp::Layout& L = c.net.layout;
+  const mlp::Activation act = c.net.act;
+  const int64_t nl = L.n_layers(), C = L.d_output(), D = L.d_input();
+  const bool kron = c.structure == Structure::kKron;
+  if (n <= 0) return;
+  // rows per internal chunk: G is (rows, C, width), a few of them alive at once
+  const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(256, (int64_t(1) << 21) / (C * max_width(L))));
+  SerialScope serial;
+  std::vector<int64_t> roff(static_cast<size_t>(nl) + 1, 0);
+  for (int64_t l = 0; l < nl; ++l) roff[l + 1] = roff[l] + L.d_in(l) * L.d_in(l) + L.d_out(l) * L.d_out(l);
+  mlp::Trace<T> tr;
+  std::vector<T> G, Gn, Gt, at, sq, w, gw(static_cast<size_t>(max_width(L)));
+  for (int64_t s = 0; s < n; s += rows) {
+    const int64_t m = std::min(rows, n - s);
+    const T* Xs = X + s * D;
+    mlp::forward<T>(L, act, theta, 1, 0, Xs, m, 0, tr);
+    std::copy(tr.output(), tr.output() + m * C, fout + s * C);
+    T* V = fvar + s * C * C;
+    std::fill(V, V + m * C * C, T(0));
+    eye_dirs<T>(m, C, G);
+    for (int64_t l = nl - 1; l >= 0; --l) {
+      const int64_t I = L.d_in(l), O = L.d_out(l);
+      const T* a = l == 0 ? Xs : tr.a[l - 1].data();
+      const T* Gl = G.data();
+      if (kron) {  // into the eigenbasis: ã = a Q_A, G̃ = G Q_B
+        const T* QA = rot + roff[l];
+        const T* QB = QA + I * I;
+        at.assign(static_cast<size_t>(m * I), T(0));
+        gemm(false, false, m, I, I, a, I, QA, I, at.data(), I);
+        a = at.data();
+        Gt.assign(static_cast<size_t>(m * C * O), T(0));
+        gemm(false, false, m * C, O, O, G.data(), O, QB, O, Gt.data(), O);
+        Gl = Gt.data();
+      }
+      // w (m, O) = ã² var_Wᵀ + var_b: the variance each output unit's direction carries
+      sq.resize(static_cast<size_t>(m * I));
+      for (int64_t i = 0; i < m * I; ++i) sq[i] = a[i] * a[i];
+      w.resize(static_cast<size_t>(m * O));
+      for (int64_t i = 0; i < m; ++i) std::copy(var + L.b_off[l], var + L.b_off[l] + O, w.data() + i * O);
+      gemm(false, true, m, O, I, sq.data(), I, var + L.w_off[l], I, w.data(), O);
+      // V_i += G̃_i diag(w_i) G̃_iᵀ, upper triangle (mirrored below)
+      for (int64_t i = 0; i < m; ++i) {
+        const T* wi = w.data() + i * O;
+        T* Vi = V + i * C * C;
+        for (int64_t cc = 0; cc < C; ++cc) {
+          const T* gc = Gl + (i * C + cc) * O;
+          for (int64_t o = 0; o < O; ++o) gw[o] = gc[o] * wi[o];
+          for (int64_t dd = cc; dd < C; ++dd) Vi[cc * C + dd] += dot(gw.data(), Gl + (i * C + dd) * O, O);
+        }
+      }
+      if (l == 0) break;
+      Gn.assign(static_cast<size_t>(m * C * I), T(0));
+      gemm(false, false, m * C, I, O, G.data(), O, theta + L.w_off[l], I, Gn.data(), I);
+      times_act_deriv<T>(act, tr.z[l - 1].data(), tr.a[l - 1].data(), m, C, I, Gn.data());
+      G.swap(Gn);
+    }
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t cc = 0; cc < C; ++cc)
+        for (int64_t dd = 0; dd < cc; ++dd) V[(i * C + cc) * C + dd] = V[(i * C + dd) * C + cc];
+  }
+}
+
+template <typename T>
+void mlp_jacobian(const mlp::NetConfig& net, const T* theta, const T* X, int64_t n, T* fout, T* J) {
+  const mlp::Layout& L = net.layout;
+  const int64_t nl = L.n_layers(), C = L.d_output(), P = L.n_params;
+  if (n <= 0) return;
+  SerialScope serial;
+  mlp::Trace<T> tr;
+  mlp::forward<T>(L, net.act, theta, 1, 0, X, n, 0, tr);
+  std::copy(tr.output(), tr.output() + n * C, fout);
+  std::vector<T> G, Gn;
+  eye_dirs<T>(n, C, G);
+  for (int64_t l = nl - 1; l >= 0; --l) {
+    const int64_t I = L.d_in(l), O = L.d_out(l);
+    const T* a = l == 0 ? X : tr.a[l - 1].data();
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t k = 0; k < C; ++k) {
+        const T* g = G.data() + (i * C + k) * O;
+        T* row = J + (i * C + k) * P;
+        for (int64_t o = 0; o < O; ++o) {
+          T* rw = row + L.w_off[l] + o * I;
+          for (int64_t j = 0; j < I; ++j) rw[j] = g[o] * a[i * I + j];
+          row[L.b_off[l] + o] = g[o];
+        }
+      }
+    if (l == 0) break;
+    Gn.assign(static_cast<size_t>(n * C * I), T(0));
+    gemm(false, false, n * C, I, O, G.data(), O, theta + L.w_off[l], I, Gn.data(), I);
+    times_act_deriv<T>(net.act, tr.z[l - 1].data(), tr.a[l - 1].data(), n, C, I, Gn.data());
+    G.swap(Gn);
+  }
+}
+
 #define BAYESGRAD_CURV_INST(T)                                                                                   \
   template double sqrt_loss<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, Likelihood, Kind, T*);   \
   template void linear_diag_accum<T>(const T*, const T*, int64_t, int64_t, int64_t, int64_t, T*, T*);            \
@@ -442,7 +575,9 @@ void mlp_ggn_vp(const CurvatureConfig& c, const T* theta, const T* X, const T* y
   template void linear_full_accum<T>(const T*, const T*, int64_t, int64_t, int64_t, int64_t, T*);                \
   template double mlp_accum<T>(const CurvatureConfig&, const T*, const T*, const T*, const T*, int64_t, T*);      \
   template void mlp_ggn_vp<T>(const CurvatureConfig&, const T*, const T*, const T*, const T*, int64_t, const T*,  \
-                              int64_t, T*);
+                              int64_t, T*);                                                          \
+  template void mlp_glm_fvar<T>(const GlmConfig&, const T*, const T*, int64_t, const T*, const T*, T*, T*);       \
+  template void mlp_jacobian<T>(const mlp::NetConfig&, const T*, const T*, int64_t, T*, T*);
 BAYESGRAD_CURV_INST(float)
 BAYESGRAD_CURV_INST(double)
 #undef BAYESGRAD_CURV_INST

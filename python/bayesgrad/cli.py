@@ -30,7 +30,7 @@ import types
 import numpy as np
 
 from . import _quickbench
-from ._models import DEFAULTS, METHODS, TASKS
+from ._models import DEFAULTS, LAPLACE_LINKS, LAPLACE_PRIORS, LAPLACE_STRUCTURES, LAPLACE_SUBSETS, METHODS, TASKS
 
 
 class UsageError(Exception):
@@ -402,6 +402,8 @@ def _fit_inputs(args):
     try:
         opts = check_options(method=args.method, hidden_layer_sizes=args.hidden, epochs=args.epochs, lr=args.lr,
                              batch_size=args.batch_size, n_samples=args.samples, random_state=args.seed,
+                             laplace_structure=args.laplace_structure, laplace_subset=args.laplace_subset,
+                             laplace_link=args.laplace_link, laplace_prior=args.laplace_prior,
                              verbose=0 if args.quiet else 1)
     except ValueError as exc:  # a value out of range (argparse has checked the types)
         raise UsageError(str(exc)) from exc
@@ -477,6 +479,15 @@ def build_parser():
     f.add_argument("--lr", type=float, default=DEFAULTS["lr"])
     f.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
     f.add_argument("--samples", type=int, default=DEFAULTS["n_samples"], help="MC samples per prediction")
+    f.add_argument("--laplace-structure", choices=LAPLACE_STRUCTURES, default=DEFAULTS["laplace_structure"],
+                   help="Laplace: Hessian structure (default auto: full for a small last layer, else kron)")
+    f.add_argument("--laplace-subset", choices=LAPLACE_SUBSETS, default=DEFAULTS["laplace_subset"],
+                   help="Laplace: the weights covered (default last_layer)")
+    f.add_argument("--laplace-link", choices=LAPLACE_LINKS, default=DEFAULTS["laplace_link"],
+                   help="Laplace: GLM link of the predictive (default probit)")
+    f.add_argument("--laplace-prior", choices=LAPLACE_PRIORS, default=DEFAULTS["laplace_prior"],
+                   help="Laplace: prior precision (and noise) by marginal likelihood, by a grid search on the "
+                   "early-stopping rows, or fixed (default marglik)")
     f.add_argument("--val-fraction", type=_fraction_arg, default=0.2,
                    help="share of rows held out for validation (default 0.2; 0 for none)")
     # unlike the Python API's fresh entropy, a fixed seed: the same command gives the same output

@@ -8,9 +8,11 @@ pipelines, ``clone``, grid search):
 - ``method="mfvi"``: mean-field variational inference (Bayes by Backprop,
   ``bayesgrad.vi.MFVI``);
 - ``method="mc_dropout"``: MC dropout (``bayesgrad.dropout.MCDropout``);
-- ``method="laplace"``: MAP training (``bayesgrad.nn.train_map``) followed by a
-  Laplace approximation with its prior precision fitted on the marginal
-  likelihood (``bayesgrad.laplace.Laplace``); GLM predictive.
+- ``method="laplace"``: MAP training with early stopping on a validation split
+  (``bayesgrad.nn.train_map``) followed by a last-layer Laplace approximation
+  (Kronecker, full for small heads) with its prior precision and noise fitted on
+  the marginal likelihood (``bayesgrad.laplace.Laplace``), as Laplace Redux
+  recommends; GLM predictive.
 
 Inputs are standardised inside ``fit`` (and regression targets too; predictions
 come back in the original units). ``predict_uncertainty(X)`` gives the split of
@@ -68,7 +70,9 @@ class _BayesianMLPBase(BaseEstimator):
     def __init__(self, method=_D["method"], hidden_layer_sizes=_D["hidden_layer_sizes"],
                  activation=_D["activation"], epochs=_D["epochs"], lr=_D["lr"], batch_size=_D["batch_size"],
                  n_samples=_D["n_samples"], dropout_p=_D["dropout_p"], prior_precision=_D["prior_precision"],
-                 laplace_structure=_D["laplace_structure"], random_state=_D["random_state"],
+                 laplace_structure=_D["laplace_structure"], laplace_subset=_D["laplace_subset"],
+                 laplace_link=_D["laplace_link"], laplace_prior=_D["laplace_prior"],
+                 validation_fraction=_D["validation_fraction"], random_state=_D["random_state"],
                  verbose=_D["verbose"]):
         self.method = method
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -80,6 +84,10 @@ class _BayesianMLPBase(BaseEstimator):
         self.dropout_p = dropout_p
         self.prior_precision = prior_precision
         self.laplace_structure = laplace_structure
+        self.laplace_subset = laplace_subset
+        self.laplace_link = laplace_link
+        self.laplace_prior = laplace_prior
+        self.validation_fraction = validation_fraction
         self.random_state = random_state
         self.verbose = verbose
 
@@ -89,7 +97,8 @@ class _BayesianMLPBase(BaseEstimator):
         self.model_ = BayesianMLP(self._task, opts).fit(X, y, n_classes=n_classes)
         self.posterior_ = self.model_.posterior
         self.seed_ = opts["seed"]
-        self.n_iter_ = opts["epochs"]
+        # MAP training for "laplace" stops early on its validation rows
+        self.n_iter_ = getattr(self.model_, "epochs_run", opts["epochs"])
         return self
 
     def _x(self, X):
@@ -119,7 +128,17 @@ _PARAMS_DOC = """
     prior_precision : float > 0, precision of the Gaussian prior on the weights
         (MFVI prior N(0, 1/prior_precision); MC dropout and MAP weight decay;
         Laplace's starting value for the marginal-likelihood fit)
-    laplace_structure : {"diag", "kron", "full"}, Hessian structure ("laplace" only)
+    laplace_structure : {"auto", "diag", "kron", "full"}, Hessian structure ("laplace" only;
+        "auto": full for a head of at most 2000 parameters, else Kronecker)
+    laplace_subset : {"last_layer", "all"}, the weights the Laplace approximation covers
+    laplace_link : {"probit", "mc", "bridge", "bridge_norm"}, the GLM predictive's link (classification);
+        predict_proba is the mean of the n_samples GLM samples, whose closed-form
+        approximation the link gives
+    laplace_prior : {"marglik", "gridsearch", "fixed"}, prior precision (and noise σ for
+        regression) fitted on the Laplace marginal likelihood, chosen on a grid by the NLL of
+        the early-stopping validation rows, or kept at prior_precision
+    validation_fraction : float in [0, 1), rows held out for early stopping of the MAP
+        training ("laplace" only; 0 trains for all epochs on every row)
     random_state : int or None, Philox seed of training and prediction (None:
         fresh entropy, kept in ``seed_``)
     verbose : int, 0 silences progress output
@@ -130,7 +149,7 @@ _PARAMS_DOC = """
         or ``bayesgrad.laplace.Laplace``), on standardised inputs
     seed_ : int, the seed used
     n_features_in_ : int
-    n_iter_ : int, epochs run
+    n_iter_ : int, epochs run (fewer than ``epochs`` when "laplace" stopped early)
 """
 
 

@@ -89,5 +89,33 @@ template <typename T>
 void mlp_ggn_vp(const CurvatureConfig& c, const T* theta, const T* X, const T* y, const T* draws, int64_t n,
                 const T* V, int64_t m, T* out);
 
+// The GLM predictive's output covariance without Jacobians. Bound as
+// curvature.GlmConfig, twinned by a dataclass in bayesgrad._numpy.curvature.
+// structure kDiag: P⁻¹ = diag(var); kKron: per layer l the W block of P⁻¹ is
+// (Q_B ⊗ Q_A) diag(var_W) (Q_B ⊗ Q_A)ᵀ and the bias block Q_B diag(var_b) Q_Bᵀ.
+struct GlmConfig {
+  mlp::NetConfig net;
+  Structure structure = Structure::kDiag;
+};
+
+// Length of glm_fvar's rot for a structure: 0 (diag) or kron_packed_size (kron).
+int64_t glm_rot_size(const mlp::Layout& L, Structure s);
+
+// f (n, C) = outputs at θ; fvar (n, C, C) = J Σ Jᵀ (overwritten) with Σ given
+// layer by layer: var (P,) in parameter order (diag: the marginal variances;
+// kron: 1/eigenvalues of each block, W (O, I) then b (O)); rot (kron) packed
+// per layer [Q_A (I, I), Q_B (O, O)] row-major, eigenvectors in columns.
+// The C output directions are back-propagated as in mlp_accum (G_l (n, C, O)),
+// the Jacobian of output c w.r.t. W_l being G_l[c] ⊗ a_{l-1}, so per layer
+// fvar += G̃ diag(ã² var_Wᵀ + var_b) G̃ᵀ with G̃ = G Q_B, ã = a Q_A: GEMMs only.
+// Rows are processed in internal chunks: memory O(rows · C · max width).
+template <typename T>
+void mlp_glm_fvar(const GlmConfig& c, const T* theta, const T* X, int64_t n, const T* rot, const T* var, T* f,
+                  T* fvar);
+
+// f (n, C) and the output Jacobian J (n, C, P) of a whole MLP (parameter order).
+template <typename T>
+void mlp_jacobian(const mlp::NetConfig& net, const T* theta, const T* X, int64_t n, T* f, T* J);
+
 }  // namespace curvature
 }  // namespace bayesgrad

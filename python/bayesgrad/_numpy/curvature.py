@@ -26,6 +26,7 @@ from .mlp import NetConfig, act_deriv as _act_deriv, forward_trace as _forward_t
 __all__ = [
     "CurvatureConfig", "curv_sqrt_loss", "linear_diag_accum", "linear_kron_accum", "linear_jacobian",
     "gram_accum", "linear_ggn_vp", "linear_full_accum", "mlp_curv_accum", "mlp_ggn_vp",
+    "GlmConfig", "mlp_glm_fvar", "mlp_jacobian",
 ]
 
 
@@ -319,3 +320,110 @@ def mlp_ggn_vp(config, params, X, y, draws, V, out):
             if l == 0:
                 break
             G = (G @ params[L.w_off[l]:L.b_off[l]].reshape(O, I)) * _act_deriv(code, zs[l - 1], acts[l - 1])
+
+
+# --------------------------------------------------------------------------- GLM predictive
+@dataclass(frozen=True)
+class GlmConfig:
+    """What ``mlp_glm_fvar`` needs besides the arrays: the network and the
+    structure (CurvatureStructure code: diag or kron) of the posterior
+    covariance. Twin of ``_core.curvature.GlmConfig``."""
+
+    net: NetConfig
+    structure: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "structure", int(from_int(CurvatureStructure, self.structure, "structure")))
+
+
+def _glm_rot_size(L, structure):
+    if CurvatureStructure(structure) == CurvatureStructure.kron:
+        return sum(i * i + o * o for i, o in zip(L.sizes[:-1], L.sizes[1:]))
+    return 0
+
+
+def _check_net_inputs(L, params, X):
+    if params.ndim != 1 or params.shape[0] != L.n_params:
+        raise ValueError(f"params must have shape ({L.n_params},)")
+    if X.ndim != 2 or X.shape[1] != L.sizes[0]:
+        raise ValueError(f"X must have shape (n, {L.sizes[0]})")
+
+
+def _check_out(o, shape, name):
+    if o.shape != shape:
+        raise ValueError(f"{name} has the wrong shape")
+
+
+def _output_dirs(L, code, params, X):
+    """Forward trace, then per layer (from the last) its input a_{l-1} (n, I) and the
+    back-propagated output directions G_l (n, C, O): ∂f_c/∂W_l = G_l[:, c] ⊗ a_{l-1}."""
+    zs, acts, _ = _forward_trace(L, code, params[None], X)
+    zs, acts = [z[0] for z in zs], [a[0] for a in acts]
+    n, C = X.shape[0], L.sizes[-1]
+    G = np.broadcast_to(np.eye(C, dtype=params.dtype), (n, C, C))
+    layers = []
+    for l in range(L.n_layers - 1, -1, -1):
+        I, O = L.sizes[l], L.sizes[l + 1]
+        layers.append((l, X if l == 0 else acts[l - 1], G))
+        if l == 0:
+            break
+        W = params[L.w_off[l]:L.b_off[l]].reshape(O, I)
+        G = np.matmul(G, W) * _act_deriv(code, zs[l - 1], acts[l - 1])[:, None, :]
+    return zs[-1], layers
+
+
+def mlp_glm_fvar(config, params, X, rot, var, f_out, fvar_out):
+    """GLM outputs f_out (n, C) and covariances fvar_out (n, C, C) = J Σ Jᵀ (overwritten),
+    Σ diagonal or Kronecker-factored per layer, without forming Jacobians.
+
+    config : GlmConfig; params (P,); X (n, d_0); var (P,) in parameter order: the
+    marginal variances (diag) or, per layer, the inverse eigenvalues of the W block
+    (O, I) and of the bias block (O,) (kron); rot (kron only, else empty): per layer
+    [Q_A (I, I), Q_B (O, O)] packed, eigenvectors in columns, the W block of Σ being
+    (Q_B ⊗ Q_A) diag(var_W) (Q_B ⊗ Q_A)ᵀ. Per layer, with G̃ = G Q_B and ã = a Q_A,
+    fvar += G̃ diag(ã² var_Wᵀ + var_b) G̃ᵀ.
+    """
+    L = config.net.layout
+    _check_net_inputs(L, params, X)
+    kron = CurvatureStructure(config.structure) == CurvatureStructure.kron
+    want = _glm_rot_size(L, config.structure)
+    if np.size(rot) != want:
+        raise ValueError(f"rot must have {want} elements for this structure")
+    if var.shape != (L.n_params,):
+        raise ValueError("var must have shape (P,)")
+    n, C = X.shape[0], L.sizes[-1]
+    _check_out(f_out, (n, C), "f_out")
+    _check_out(fvar_out, (n, C, C), "fvar_out")
+    if n == 0:
+        return
+    roff = np.cumsum([0] + [i * i + o * o for i, o in zip(L.sizes[:-1], L.sizes[1:])])
+    rot = np.asarray(rot).reshape(-1)
+    f, layers = _output_dirs(L, config.net.activation, params, X)
+    V = np.zeros((n, C, C), params.dtype)
+    for l, a, G in layers:
+        I, O = L.sizes[l], L.sizes[l + 1]
+        if kron:
+            QA = rot[roff[l]:roff[l] + I * I].reshape(I, I)
+            QB = rot[roff[l] + I * I:roff[l + 1]].reshape(O, O)
+            a, G = a @ QA, G @ QB
+        w = (a * a) @ var[L.w_off[l]:L.b_off[l]].reshape(O, I).T + var[L.b_off[l]:L.b_off[l] + O]
+        V += np.einsum("nco,ndo->ncd", G * w[:, None, :], G)
+    f_out[...] = f
+    fvar_out[...] = 0.5 * (V + V.transpose(0, 2, 1))
+
+
+def mlp_jacobian(net, params, X, f_out, J_out):
+    """Outputs f_out (n, C) and output Jacobians J_out (n, C, P) of a whole MLP at params (P,)."""
+    L = net.layout
+    _check_net_inputs(L, params, X)
+    n, C = X.shape[0], L.sizes[-1]
+    _check_out(f_out, (n, C), "f_out")
+    _check_out(J_out, (n, C, L.n_params), "J_out")
+    if n == 0:
+        return
+    f, layers = _output_dirs(L, net.activation, params, X)
+    for l, a, G in layers:
+        I, O = L.sizes[l], L.sizes[l + 1]
+        J_out[:, :, L.w_off[l]:L.b_off[l]] = (G[:, :, :, None] * a[:, None, None, :]).reshape(n, C, O * I)
+        J_out[:, :, L.b_off[l]:L.b_off[l] + O] = G
+    f_out[...] = f

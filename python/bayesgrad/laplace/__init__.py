@@ -30,8 +30,12 @@ Shared call shape: build ``Laplace(model, theta, likelihood, ...)``, call
 ``optimize_prior_precision()``, ``sample(n, seed)`` and ``predict(X, ...)``.
 The model is a :class:`LinearHead` (last-layer Laplace on features the user
 supplies, e.g. from a pretrained network in any framework) or, with the MLP
-engine, a ``bg.nn.MLP``. Data are processed in chunks of ``chunk_size`` rows:
-no N×C×P array is ever built.
+engine, a ``bg.nn.MLP`` (whole, its last layer, or a subnetwork given as a mask
+or indices, e.g. from :func:`largest_variance_subnetwork`). Data are processed in
+chunks: no N×C×P array is ever built. The GLM predictive of the diagonal and
+Kronecker structures builds no Jacobians at all (the output directions are
+back-propagated layer by layer, ``curvature.mlp_glm_fvar``); full, low-rank and
+subnetwork predictives multiply Jacobian chunks of at most 2**25 elements.
 
 Layout of the package:
 
@@ -41,12 +45,12 @@ Layout of the package:
 * ``_posterior`` — the protocol every structure implements (``Posterior``)
   and the prior-precision layout; ``diag``, ``kron``, ``full``, ``lowrank``
   — one posterior class each;
-* ``curvature`` — the models (:class:`LinearHead`, MLP whole or last layer)
+* ``curvature`` — the models (:class:`LinearHead`, MLP whole, last layer or subnetwork)
   and :class:`Curvature` (GGN / Fisher passes over data chunks);
 * ``predictive`` — functional variance, GLM links, NN sampling;
 """
-from .approximation import STRUCTURES, Laplace
+from .approximation import STRUCTURES, Laplace, largest_variance_subnetwork
 from .curvature import HESSIANS, Curvature, LinearHead
 from .predictive import LINKS
 
-__all__ = ["LinearHead", "Curvature", "Laplace", "STRUCTURES", "HESSIANS", "LINKS"]
+__all__ = ["LinearHead", "Curvature", "Laplace", "STRUCTURES", "HESSIANS", "LINKS", "largest_variance_subnetwork"]

@@ -32,10 +32,12 @@ class ParamLayout:
     ``n_tensors``, ``n_params``, ``dtype`` (of the curvature arrays).
     """
 
-    def __init__(self, layer_shapes, dtype):
+    def __init__(self, layer_shapes, dtype, tensor_sizes=None):
         self.layer_shapes = list(layer_shapes)
         self.dtype = dtype
-        self.tensor_sizes = [n for i, o in self.layer_shapes for n in (o * i, o)]
+        # a subnetwork has no layers of its own: its parameters are one "tensor"
+        self.tensor_sizes = (list(tensor_sizes) if tensor_sizes is not None
+                             else [n for i, o in self.layer_shapes for n in (o * i, o)])
         self.n_tensors = len(self.tensor_sizes)
         self.n_params = sum(self.tensor_sizes)
 
@@ -166,6 +168,13 @@ class Posterior(abc.ABC):
         n, Co, P = J.shape
         SJ = self.inv_apply(J.reshape(n * Co, P).astype(np.float64)).reshape(n, Co, P)
         return np.einsum("ncp,ndp->ncd", J.astype(np.float64), SJ)
+
+    def glm_factors(self):
+        """P⁻¹ in the layer-by-layer form the native GLM predictive takes (``curvature.mlp_glm_fvar``):
+        ``(structure, rot, var)`` with a ``CurvatureStructure`` code, the packed eigenvectors
+        ``rot`` (empty for diag) and the variances ``var`` (P,), float64; or None when P⁻¹ is
+        not block diagonal per layer in that form (full, lowrank: Jacobian products instead)."""
+        return None
 
     def evidence_terms(self, delta, grad=False):
         """The prior's part of the Laplace evidence, ``−½ (δᵀ P0 δ + log det P − log det P0)`` with

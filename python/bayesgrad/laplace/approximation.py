@@ -4,6 +4,7 @@ optimisation, sampling, the GLM / MC predictives and save/load.
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -15,19 +16,31 @@ from .. import nn as _nn
 from .. import random as _random
 from . import predictive as _pred
 from ._posterior import ParamLayout, StateReader
-from .curvature import Curvature, LinearHead, _as_model, _LastLayerNet, _MLPNet
+from .curvature import Curvature, LinearHead, _as_model, _LastLayerNet, _MLPNet, _SubnetNet
 from .diag import DiagPosterior
 from .full import FullPosterior
 from .kron import KronPosterior
 from .lowrank import LowRankPosterior
 from .predictive import LINKS
 
-__all__ = ["Laplace", "STRUCTURES", "POSTERIORS"]
+__all__ = ["Laplace", "STRUCTURES", "POSTERIORS", "largest_variance_subnetwork"]
 
 #: The registry of posterior structures, the one place that lists them:
 #: ``Laplace(structure=key)`` fits and factorises a ``POSTERIORS[key]``.
 POSTERIORS = {cls.key: cls for cls in (DiagPosterior, KronPosterior, FullPosterior, LowRankPosterior)}
 STRUCTURES = tuple(POSTERIORS)
+
+
+def largest_variance_subnetwork(la, n_params):
+    """Indices (n_params,) of the parameters with the largest marginal posterior variances of
+    a fitted Laplace ``la`` (normally diagonal, over the whole network), sorted: the
+    subnetwork laplace-torch's LargestVarianceDiagLaplaceSubnetMask picks. Pass them as
+    ``Laplace(mlp, theta, subset=indices, structure="full")``."""
+    n = C.integer(n_params, "n_params", 1)
+    if n > la.n_params:
+        raise ValueError(f"n_params must be <= {la.n_params}, got {n}")
+    v = la._posterior().diag_inv()
+    return np.sort(np.argsort(-v, kind="stable")[:n])
 
 
 # --------------------------------------------------------------------------- Laplace
@@ -40,7 +53,9 @@ class Laplace:
     theta : (P,) float, the MAP parameters (None: the model's own, LinearHead only)
     likelihood : {"gaussian", "categorical", "bernoulli"} ("regression", "classification" aliases)
     structure : {"diag", "kron", "full", "lowrank"}
-    subset : {"all", "last_layer"}
+    subset : {"all", "last_layer"}, or a subnetwork of a bg.nn.MLP: a boolean mask (P,) or
+        integer indices (k,) of the flat parameters (structure "diag" or "full"; the other
+        weights stay at theta); see :func:`largest_variance_subnetwork`
     hessian : {"ggn", "ef", "fisher_mc"}
     prior_precision : float > 0, or (n_tensors,) one per weight and bias tensor, or (P,) per parameter
         (per parameter for diag / full / lowrank only).
@@ -64,14 +79,23 @@ class Laplace:
         self.structure = C.option(structure, "structure", STRUCTURES)
         self._posterior_cls = POSTERIORS[self.structure]
         self.lowrank_solver = C.option(lowrank_solver, "lowrank_solver", ("auto", "dense", "eigsh"))
-        self.subset = C.option(subset, "subset", ("all", "last_layer"))
-        model, theta = self._subset_model(model, theta)
+        if isinstance(subset, str):
+            self.subset = C.option(subset, "subset", ("all", "last_layer"))
+        else:
+            # a subnetwork (mask or indices): no layers of its own, so diag or full only
+            self.subset = "subnetwork"
+            if self.structure not in ("diag", "full"):
+                raise ValueError(f"a subnetwork subset takes structure 'diag' or 'full', got {self.structure!r}")
+            if not isinstance(model, (_nn.MLP, _MLPNet)):
+                raise TypeError("a subnetwork subset needs a bayesgrad.nn.MLP (or a Laplace's .model)")
+        model, theta = self._subset_model(model, theta) if isinstance(subset, str) else _as_model(model, theta, subset)
+        self.subnet_indices = getattr(model, "indices", None)
         self.curv = Curvature(model, theta, likelihood, hessian, n_mc_samples, chunk_size, seed, stream)
         self.model, self.mean = self.curv.model, self.curv.theta
         self.likelihood, self.hessian, self.dtype = self.curv.likelihood, self.curv.hessian, self.curv.dtype
         self.n_params = self.model.n_params
         self.n_outputs = self.model.n_outputs
-        self._layout = ParamLayout(self.model.layer_shapes, self.dtype)
+        self._layout = ParamLayout(self.model.layer_shapes, self.dtype, getattr(self.model, "tensor_sizes", None))
         t = float(temperature)
         if not (np.isfinite(t) and t > 0):
             raise ValueError(f"temperature must be positive and finite, got {temperature!r}")
@@ -160,6 +184,7 @@ class Laplace:
         X, y = self.curv.check_data(X, y)
         self.n_data = X.shape[0]
         self.loss = self._post.fit(self.curv, X, y)
+        self._post_cache = None
         self._fitted = True
         return self
 
@@ -174,10 +199,19 @@ class Laplace:
             raise RuntimeError("Laplace is not fitted: call fit(X, y) first")
 
     def _posterior(self, p=None, sigma=None):
-        """The posterior factorised at prior precision p and noise σ (default: the current ones)."""
+        """The posterior factorised at prior precision p and noise σ (default: the current ones).
+        The last factorisation is kept: repeated predictions at the same prior (the common
+        case) do not refactorise a (P, P) precision each time."""
         self._check_fitted()
         p = self._prior_precision if p is None else p
-        return self._post.with_prior(p, self._hfactor(sigma))
+        f = self._hfactor(sigma)
+        key = (np.asarray(p, np.float64).tobytes(), f)
+        cached = self.__dict__.get("_post_cache")
+        if cached is not None and cached[0] == key and cached[1] is self._post:
+            return cached[2]
+        post = self._post.with_prior(p, f)
+        self._post_cache = (key, self._post, post)
+        return post
 
     @property
     def posterior_precision(self):
@@ -186,8 +220,8 @@ class Laplace:
 
     @property
     def posterior_covariance(self):
-        """Dense (P, P) posterior covariance."""
-        return self._posterior().covariance()
+        """Dense (P, P) posterior covariance (a copy)."""
+        return np.array(self._posterior().covariance())
 
     # ---- marginal likelihood
     def log_likelihood(self, sigma_noise=None):
@@ -224,17 +258,20 @@ class Laplace:
         return lml, gp, gs
 
     def optimize_prior_precision(self, method="marglik", prior_structure=None, optimize_sigma=False, val=None,
-                                 grid=None, link="probit", n_samples=100, max_iter=200):
+                                 grid=None, link="probit", n_samples=100, max_iter=200, n_folds=5):
         """Choose the prior precision (and σ for gaussian if ``optimize_sigma``).
 
         method="marglik" maximises the Laplace evidence by L-BFGS on log p0 (and log σ) with
         exact gradients; method="gridsearch" picks the scalar p0 in ``grid`` (default
-        logspace(-4, 4, 21)) minimising the NLL of ``predict(val[0])`` on ``val = (X_val, y_val)``.
+        logspace(-4, 4, 21)) minimising the NLL of ``predict(val[0])`` on ``val = (X_val, y_val)``;
+        method="cv" picks it by ``n_folds``-fold cross-validation on ``val = (X, y)`` (normally
+        the training data): per fold the curvature is refitted on the other folds at the same
+        θ* and the held-out NLLs are summed (folds: row i in fold i mod n_folds).
         prior_structure: "scalar", "layerwise" (one per weight/bias tensor) or "diag"
         (per parameter; not for kron); default keeps the current shape. Returns self.
         """
         self._check_fitted()
-        method = C.option(method, "method", ("marglik", "gridsearch"))
+        method = C.option(method, "method", ("marglik", "gridsearch", "cv"))
         ng = self._layout.n_tensors
         n_cur = len(self._prior_precision)
         if prior_structure is None:
@@ -249,6 +286,8 @@ class Laplace:
             raise ValueError("optimize_sigma is only for the gaussian likelihood")
         if method == "gridsearch":
             return self._gridsearch(val, grid, link, n_samples)
+        if method == "cv":
+            return self._cv(val, grid, link, n_samples, n_folds)
         p_init = np.resize(self._prior_precision, n) if n_cur in (1, n) else np.full(n, self._prior_precision.mean())
         x0 = np.log(p_init)
         if optimize_sigma:
@@ -286,8 +325,7 @@ class Laplace:
         if val is None or len(val) != 2:
             raise ValueError("method='gridsearch' needs val=(X_val, y_val)")
         Xv, yv = self.curv.check_data(*val)
-        grid = np.logspace(-4, 4, 21) if grid is None else C.positive(C.as_array(grid, "grid", np.float64, ndim=1),
-                                                                      "grid")
+        grid = self._grid(grid)
         link, _, n_samples = self._predict_options(link, "glm", n_samples if link == "mc" else None)
         best, best_p = np.inf, None
         for p in grid:
@@ -296,6 +334,34 @@ class Laplace:
             if nll < best:
                 best, best_p = nll, p
         self.prior_precision = best_p
+        return self
+
+    def _grid(self, grid):
+        if grid is None:
+            return np.logspace(-4, 4, 21)
+        return C.positive(C.as_array(grid, "grid", np.float64, ndim=1), "grid")
+
+    def _cv(self, data, grid, link, n_samples, n_folds):
+        if data is None or len(data) != 2:
+            raise ValueError("method='cv' needs val=(X, y), the rows to cross-validate on")
+        X, y = self.curv.check_data(*data)
+        K = C.integer(n_folds, "n_folds", 2)
+        if K > X.shape[0]:
+            raise ValueError(f"n_folds must be <= the number of rows {X.shape[0]}, got {K}")
+        grid = self._grid(grid)
+        link, _, n_samples = self._predict_options(link, "glm", n_samples if link == "mc" else None)
+        fold = np.arange(X.shape[0]) % K
+        nll = np.zeros(len(grid))
+        for j in range(K):
+            # the same approximation (θ*, settings) with its curvature refitted without fold j
+            la = copy.copy(self)
+            la._post = self._posterior_cls(self._layout, self.rank, self.lowrank_solver)
+            la.fit(X[fold != j], y[fold != j])
+            for i, p in enumerate(grid):
+                la.prior_precision = p
+                nll[i] += la._nll(la._predict(X[fold == j], link, "glm", n_samples, 0, 0), y[fold == j])
+        self.prior_precision = grid[int(np.argmin(nll))]
+        self.cv_nll_ = nll
         return self
 
     def _nll(self, pred, y):
@@ -321,13 +387,20 @@ class Laplace:
 
         pred_type="glm": linearised model, f ~ N(f(θ*), J P⁻¹ Jᵀ); classification via the
         probit approximation, Monte Carlo ("mc", n_samples, default 100) or the Laplace
-        bridge (categorical only). With n_samples, sampled log-probabilities (S, N, C) (or
+        bridge ("bridge", "bridge_norm" with laplace-torch's variance normalisation;
+        categorical only). With n_samples, sampled log-probabilities (S, N, C) (or
         sampled means for gaussian) are returned too. pred_type="nn": θ sampled from the
         posterior, the network run per sample (n_samples, default 100).
 
         Returns a ``bg.nn.Predictive``: classification ``probs`` (N, C),
         ``log_probs`` (S, N, C) when sampled; gaussian ``mean``, ``var`` = ``aleatoric_var``
         (σ²) + ``epistemic_var`` (N, C), ``samples_mean`` (S, N, C) when sampled.
+
+        One distribution: the GLM samples are draws of f ~ N(f(θ*), J P⁻¹ Jᵀ) through the
+        link, and when they are drawn ``probs`` is their mean (so ``probs``, ``log_probs``
+        and their uncertainty decomposition describe the same predictive); the closed-form
+        link's probabilities (probit / bridge) are then ``link_probs`` (N, C). Without
+        samples ``probs`` is the link's.
         """
         link, pred_type, n_samples = self._predict_options(link, pred_type, n_samples)
         # the one check of X on its way down: everything below takes it as checked
@@ -342,8 +415,8 @@ class Laplace:
             n_samples = C.integer(n_samples, "n_samples", 1)
         elif link == "mc" or pred_type == "nn":
             n_samples = 100
-        if link == "bridge" and self.likelihood != "categorical":
-            raise ValueError("link='bridge' (Laplace bridge to a Dirichlet) is for the categorical likelihood")
+        if link in ("bridge", "bridge_norm") and self.likelihood != "categorical":
+            raise ValueError(f"link={link!r} (Laplace bridge to a Dirichlet) is for the categorical likelihood")
         return link, pred_type, n_samples
 
     def _predict(self, X, link, pred_type, n_samples, seed, stream):
@@ -355,10 +428,16 @@ class Laplace:
         else:
             fmu, fvar = _pred.functional_variance(self.curv, self._posterior(), X)
             out = _pred.glm(self.likelihood, fmu, fvar, link, n_samples, seed, stream, self._sigma_noise)
-        return _nn.Predictive(self.likelihood, **out)
+        link_probs = out.pop("link_probs", None)
+        pred = _nn.Predictive(self.likelihood, **out)
+        if link_probs is not None:
+            pred.link_probs = link_probs
+        return pred
 
     # ---- persistence
     def _model_arrays(self):
+        if isinstance(self.model, _SubnetNet):
+            return "mlp", self.model.mlp, {"theta": self.model.theta_full, "subnet_indices": self.model.indices}
         if isinstance(self.model, _LastLayerNet):
             return "mlp", self.model.mlp, {"theta": self.model.theta_full}
         if isinstance(self.model, _MLPNet):
@@ -395,7 +474,12 @@ class Laplace:
             else:
                 raise ValueError(f"unknown model kind {kind!r}")
             seed = int(meta["seed"])
-            la = cls(model, theta, meta["likelihood"], structure=meta["structure"], subset=meta["subset"],
+            subset = meta["subset"]
+            if subset == "subnetwork":
+                subset = arrays.get("subnet_indices")
+                if subset is None or subset.ndim != 1 or subset.dtype.kind not in "iu":
+                    raise read.error("array 'subnet_indices' missing or not 1-D integers")
+            la = cls(model, theta, meta["likelihood"], structure=meta["structure"], subset=subset,
                      hessian=meta["hessian"], prior_precision=arrays["prior_precision"],
                      sigma_noise=meta["sigma_noise"], temperature=meta["temperature"],
                      prior_mean=arrays["prior_mean"], n_mc_samples=meta["n_mc_samples"], rank=meta["rank"],
@@ -414,4 +498,5 @@ class Laplace:
         if not (isinstance(n_data, int) and n_data >= 0 and isinstance(loss, (int, float)) and math.isfinite(loss)):
             raise read.error("malformed n_data / loss")
         self._post.load_state(read)
+        self._post_cache = None
         self.n_data, self.loss, self._fitted = n_data, float(loss), True

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._codes import CurvatureStructure
+
 from ._posterior import Posterior
 
 __all__ = ["DiagPosterior"]
@@ -37,6 +39,9 @@ class DiagPosterior(Posterior):
 
     def diag_inv(self):
         return 1.0 / self.d
+
+    def glm_factors(self):
+        return CurvatureStructure.diag, np.empty(0), 1.0 / self.d
 
     def covariance(self):
         return np.diag(1.0 / self.d)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 
+from .._codes import CurvatureStructure
+
 from ._posterior import Posterior, not_positive_definite
 
 __all__ = ["KronPosterior"]
@@ -89,6 +91,12 @@ class KronPosterior(Posterior):
             else:
                 out.append(((QB * QB) @ (1.0 / e) @ (QA * QA).T).ravel())
         return np.concatenate(out)
+
+    def glm_factors(self):
+        # per layer [Q_A, Q_B] and [1/e_W (O, I), 1/e_b (O,)]: the blocks in parameter order
+        rot = np.concatenate([q.ravel() for (_, Qa), (_, Qb) in self._eig for q in (Qa, Qb)])
+        var = np.concatenate([(1.0 / b[2]).ravel() for _, b in self.blocks])
+        return CurvatureStructure.kron, rot, var
 
     def matrix(self):
         mats = []
