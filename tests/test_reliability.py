@@ -408,3 +408,18 @@ def test_one_sample_standard_error_is_inf_not_nan():
     e = bg.estimators.score_function(lambda x: (x ** 2).sum(-1), d, 1)
     assert e.value_stderr == np.inf and all(np.all(s == np.inf) for s in e.stderr.values())
     assert np.isfinite(bg.estimators.expectation(lambda x: x.sum(-1), d, 4)[1])
+
+
+def test_laplace_sample_and_temperature_checks_name_their_argument():
+    import bayesgrad as bg
+
+    rng = np.random.default_rng(0)
+    mlp = bg.nn.MLP([2, 3, 2], "tanh")
+    X = rng.normal(size=(20, 2))
+    y = rng.integers(0, 2, 20)
+    theta = mlp.init(seed=0)
+    la = bg.laplace.Laplace(mlp, theta, "categorical", structure="diag").fit(X, y)
+    with pytest.raises(ValueError, match="n_samples=10000000000000"):
+        la.sample(10 ** 13)
+    with pytest.raises(TypeError, match="temperature"):
+        bg.laplace.Laplace(mlp, theta, "categorical", temperature="warm")

@@ -96,7 +96,7 @@ class Laplace:
         self.n_params = self.model.n_params
         self.n_outputs = self.model.n_outputs
         self._layout = ParamLayout(self.model.layer_shapes, self.dtype, getattr(self.model, "tensor_sizes", None))
-        t = float(temperature)
+        t = C.real(temperature, "temperature")
         if not (np.isfinite(t) and t > 0):
             raise ValueError(f"temperature must be positive and finite, got {temperature!r}")
         self.temperature = t
@@ -371,6 +371,8 @@ class Laplace:
     def sample(self, n_samples=100, seed=0, stream=0):
         """Parameter samples (n_samples, P) from N(θ*, P⁻¹) (Philox normals)."""
         n = C.integer(n_samples, "n_samples", 1)
+        # the (S, P) float64 normals and the result: checked before anything is drawn
+        C.check_allocation(2 * 8 * n * self.n_params, f"n_samples={n}: the ({n}, {self.n_params}) parameter samples")
         post = self._posterior()
         z = _random.normal((n, self.n_params), seed, _random.fold_in(C.integer(stream, "stream", 0), "laplace/sample"),
                            np.float64)
