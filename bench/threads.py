@@ -1,0 +1,76 @@
+"""Benchmark: does the default thread budget ever hurt? Each `bayesgrad bench`
+case (the native function) at the default thread count and at 1 thread,
+interleaved over repeats (medians), idle and with one busy background process
+(a Python busy loop) competing for the cores. Issue 14's target: with the
+busy process, every case at the default count within 10% of its 1-thread time
+or faster.
+
+    PYTHONPATH=python python bench/threads.py [--repeats 7]
+
+Writes bench/results/threads.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
+import bayesgrad as bg  # noqa: E402
+from bayesgrad import _quickbench as Q  # noqa: E402
+
+
+def measure(fns, default, repeats):
+    out = {}
+    for label, fn in fns.items():
+        t = {default: [], 1: []}
+        for _ in range(repeats):
+            for n in (default, 1):
+                bg.set_num_threads(n)
+                t[n].append(Q.median_time(fn, 3))
+        td, t1 = float(np.median(t[default])), float(np.median(t[1]))
+        out[label] = {"t_default_s": td, "t_1_thread_s": t1, "ratio": td / t1}
+    bg.set_num_threads(default)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=7)
+    args = ap.parse_args()
+    default = bg.get_num_threads()
+    fns = {}
+    for name in sorted(n for n in dir(Q) if n.startswith("case_")):
+        label, _, native, _ = getattr(Q, name)()
+        fns[label] = native
+    res = {"default_threads": default, "machine": Q.machine_info()}
+    for mode in ("idle", "one_busy_process"):
+        busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if mode != "idle" else None
+        try:
+            time.sleep(1.0)
+            res[mode] = measure(fns, default, args.repeats)
+            res[mode + "_load_average"] = Q.load_average()
+        finally:
+            if busy is not None:
+                busy.kill()
+                busy.wait()
+        print(f"-- {mode} (default = {default} threads)")
+        for label, r in res[mode].items():
+            print(f"  {label:50s} default {r['t_default_s'] * 1e3:8.2f} ms  1 thread {r['t_1_thread_s'] * 1e3:8.2f} ms"
+                  f"  ratio {r['ratio']:.2f}")
+    worst = max(r["ratio"] for r in res["one_busy_process"].values())
+    res["target_met"] = bool(worst <= 1.10)
+    print(f"worst ratio with a busy process: {worst:.2f} (target <= 1.10: {'met' if res['target_met'] else 'MISSED'})")
+    path = os.path.join(os.path.dirname(__file__), "results", "threads.json")
+    with open(path, "w") as fh:
+        json.dump(res, fh, indent=1)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
