@@ -19,8 +19,9 @@ from bayesgrad.sklearn import BayesianMLPClassifier, BayesianMLPRegressor  # noq
 # check_classifiers_train still needs > 83% accuracy and check_regressors_train R^2 > 0.5.
 FAST = dict(hidden_layer_sizes=(16,), epochs=30, n_samples=20, random_state=0)
 
-CHECKED = [cls(method=m, **FAST) for cls in (BayesianMLPRegressor, BayesianMLPClassifier)
-           for m in ("mfvi", "mc_dropout", "laplace")]
+CHECKED = [cls(method=m, **FAST, **({"n_models": 2} if m in ("ensemble", "multiswag") else {}))
+           for cls in (BayesianMLPRegressor, BayesianMLPClassifier)
+           for m in ("mfvi", "mc_dropout", "laplace", "ensemble", "swag", "multiswag", "sghmc")]
 
 
 @parametrize_with_checks(CHECKED)

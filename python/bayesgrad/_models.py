@@ -3,9 +3,13 @@
 
 :class:`BayesianMLP` checks its options, standardises inputs (and regression
 targets), trains one of the posteriors -- ``"mfvi"`` (``bayesgrad.vi.MFVI``),
-``"mc_dropout"`` (``bayesgrad.dropout.MCDropout``) or ``"laplace"``
+``"mc_dropout"`` (``bayesgrad.dropout.MCDropout``), ``"laplace"``
 (``bayesgrad.nn.train_map`` + ``bayesgrad.laplace.Laplace`` with the prior
-precision fitted on the marginal likelihood) -- and turns its ``Predictive``
+precision fitted on the marginal likelihood), ``"ensemble"``
+(``bayesgrad.ensemble.DeepEnsemble``, heteroscedastic for regression),
+``"swag"`` / ``"multiswag"`` (``bayesgrad.swag``) or ``"sghmc"``
+(``bayesgrad.sgmcmc.SGMCMC``), the last three from a MAP solution trained with
+early stopping -- and turns its ``Predictive``
 into arrays in the user's units. This is the only place that calls the
 posterior modules, so the front ends stay thin.
 """
@@ -19,7 +23,7 @@ import numpy as np
 from . import _checks as C
 from . import random as _random
 
-METHODS = ("mfvi", "mc_dropout", "laplace")
+METHODS = ("mfvi", "mc_dropout", "laplace", "ensemble", "swag", "multiswag", "sghmc")
 TASKS = ("regression", "classification")
 ACTIVATIONS = ("relu", "tanh", "gelu", "sigmoid", "identity")
 LAPLACE_STRUCTURES = ("auto", "diag", "kron", "full")
@@ -54,7 +58,7 @@ def _hidden_sizes(h):
 def check_options(method="mfvi", hidden_layer_sizes=(50,), activation="relu", epochs=200, lr=1e-2,
                   batch_size=32, n_samples=100, dropout_p=0.1, prior_precision=1.0,
                   laplace_structure="auto", laplace_subset="last_layer", laplace_link="probit",
-                  laplace_prior="marglik", validation_fraction=0.1, random_state=None, verbose=0):
+                  laplace_prior="marglik", validation_fraction=0.1, n_models=5, random_state=None, verbose=0):
     """Validated options (ValueError/TypeError naming the bad one); the seed
     resolved (``None`` -> fresh OS entropy). The defaults here are those of
     every front end (see :data:`DEFAULTS`)."""
@@ -76,6 +80,7 @@ def check_options(method="mfvi", hidden_layer_sizes=(50,), activation="relu", ep
         link=C.option(laplace_link, "laplace_link", LAPLACE_LINKS),
         prior=C.option(laplace_prior, "laplace_prior", LAPLACE_PRIORS),
         validation=_real(validation_fraction, "validation_fraction", 0.0, 1.0, open_low=False),
+        n_models=C.integer(n_models, "n_models", 1),
         seed=_random.resolve_seed(random_state),
         verbose=C.integer(verbose, "verbose", 0),
     )
@@ -131,7 +136,7 @@ class BayesianMLP:
         self.n_features = X.shape[1]
         self.n_outputs = n_out
         self.posterior = _fit_posterior(self.options, Xs, targets, n_out, likelihood)
-        if self.options["method"] == "laplace":
+        if hasattr(self.posterior, "map_epochs_"):
             self.epochs_run = self.posterior.map_epochs_
         return self
 
@@ -231,6 +236,8 @@ def _fit_posterior(p, X, y, n_out, likelihood):
         m = dropout.MCDropout(mlp, p=p["dropout_p"], likelihood=likelihood, weight_decay=p["prior_precision"],
                               lr=p["lr"], batch_size=batch)
         return m.fit(X, y, **fit)
+    if p["method"] in ("ensemble", "swag", "multiswag", "sghmc"):
+        return _fit_sample_posterior(p, mlp, X, y, likelihood, batch, fit)
     from . import laplace
 
     # Laplace Redux's recipe (Daxberger et al. 2021): MAP with early stopping on a validation
@@ -270,3 +277,53 @@ def _fit_posterior(p, X, y, n_out, likelihood):
 
 # epochs without a better validation loss before MAP training stops
 _PATIENCE = 20
+# SWAG: collected epochs and the rank of its deviation matrix; SGHMC: steps after the MAP
+# solution, of which the first quarter is burn-in, and every 10th state kept
+_SWAG_EPOCHS, _SWAG_RANK, _SGHMC_STEPS = 30, 20, 4000
+
+
+def _fit_sample_posterior(p, mlp, X, y, likelihood, batch, fit):
+    """Deep ensembles, SWAG, MultiSWAG and SGHMC with the front ends' options: the
+    prior precision on every weight, MAP training (Adam, early stopping on the
+    validation split, learned noise for regression) where a method starts from one."""
+    from . import ensemble, nn, sgmcmc, swag
+
+    gaussian = likelihood == "gaussian"
+    if p["method"] == "ensemble":
+        lik = "heteroscedastic_gaussian" if gaussian else likelihood  # the paper's choice for regression
+        net = nn.MLP(list(mlp.sizes[:-1]) + [2 if gaussian else mlp.sizes[-1]], activation=mlp.activation)
+        ens = ensemble.DeepEnsemble(net, lik, n_models=p["n_models"], weight_decay=p["prior_precision"], lr=p["lr"],
+                                    batch_size=batch, validation=p["validation"], patience=_PATIENCE)
+        ens.fit(X, y, p["epochs"], seed=p["seed"], verbose=p["verbose"])
+        ens.map_epochs_ = max(len(h) for h in ens.history_)
+        return ens
+
+    def map_solution(stream):
+        theta, info = nn.train_map(mlp, X, y, likelihood=likelihood, weight_decay=p["prior_precision"],
+                                   learn_noise=gaussian, lr=p["lr"], batch_size=batch, return_info=True,
+                                   validation=p["validation"], patience=_PATIENCE, stream=stream, **fit)
+        return theta, (float(np.mean(info["noise"])) if gaussian else 1.0), len(info["history"])
+
+    if p["method"] == "sghmc":
+        theta, noise, epochs = map_solution(0)
+        # step eta in units of the whole-data-set potential: small against its curvature (~N)
+        q = sgmcmc.SGMCMC(mlp, likelihood, method="sghmc", lr=0.01 / X.shape[0], friction=0.1,
+                          prior_precision=p["prior_precision"], noise=noise, batch_size=batch)
+        q.fit(X, y, _SGHMC_STEPS, burn_in=_SGHMC_STEPS // 4, thin=10, theta0=theta, seed=p["seed"],
+              verbose=p["verbose"])
+        q.map_epochs_ = epochs
+        return q
+    members = []
+    for m in range(p["n_models"] if p["method"] == "multiswag" else 1):
+        theta, noise, epochs = map_solution(m)
+        s = swag.SWAG(mlp, likelihood, rank=min(_SWAG_RANK, _SWAG_EPOCHS), lr=p["lr"],
+                      prior_precision=p["prior_precision"], noise=noise, batch_size=batch)
+        s.fit(X, y, _SWAG_EPOCHS, theta0=theta, seed=p["seed"], stream=m, verbose=p["verbose"])
+        members.append(s)
+    if p["method"] == "swag":
+        members[0].map_epochs_ = epochs
+        return members[0]
+    multi = swag.MultiSWAG.__new__(swag.MultiSWAG)  # the members are fitted above, from their own MAPs
+    multi.n_models, multi.members, multi.mlp, multi.likelihood = len(members), members, mlp, likelihood
+    multi.map_epochs_ = epochs
+    return multi

@@ -404,7 +404,7 @@ def _fit_inputs(args):
                              batch_size=args.batch_size, n_samples=args.samples, random_state=args.seed,
                              laplace_structure=args.laplace_structure, laplace_subset=args.laplace_subset,
                              laplace_link=args.laplace_link, laplace_prior=args.laplace_prior,
-                             verbose=0 if args.quiet else 1)
+                             n_models=args.models, verbose=0 if args.quiet else 1)
     except ValueError as exc:  # a value out of range (argparse has checked the types)
         raise UsageError(str(exc)) from exc
     return types.SimpleNamespace(table=table, features=features, X=X, y=y, task=task, classes=classes,
@@ -488,6 +488,8 @@ def build_parser():
     f.add_argument("--laplace-prior", choices=LAPLACE_PRIORS, default=DEFAULTS["laplace_prior"],
                    help="Laplace: prior precision (and noise) by marginal likelihood, by a grid search on the "
                    "early-stopping rows, or fixed (default marglik)")
+    f.add_argument("--models", type=int, default=DEFAULTS["n_models"],
+                   help=f"members of --method ensemble / multiswag (default {DEFAULTS['n_models']})")
     f.add_argument("--val-fraction", type=_fraction_arg, default=0.2,
                    help="share of rows held out for validation (default 0.2; 0 for none)")
     # unlike the Python API's fresh entropy, a fixed seed: the same command gives the same output

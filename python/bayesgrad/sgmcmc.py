@@ -58,11 +58,13 @@ class SamplePosterior:
         return self.samples_[idx]
 
     def predict(self, X, n_samples=None, seed=0, stream=0):
-        """The predictive over the kept samples (all of them, or the first ``n_samples``)."""
+        """The predictive over the kept samples: all of them, or ``n_samples`` spread
+        evenly over the run (consecutive samples of a chain are correlated)."""
         self._require_fit()
-        S = self.samples_.shape[0] if n_samples is None else min(C.integer(n_samples, "n_samples", 1),
-                                                                   self.samples_.shape[0])
-        F = self.mlp.forward(np.ascontiguousarray(self.samples_[:S]), X)
+        total = self.samples_.shape[0]
+        S = total if n_samples is None else min(C.integer(n_samples, "n_samples", 1), total)
+        idx = np.unique(np.round(np.linspace(0, total - 1, S)).astype(np.int64))
+        F = self.mlp.forward(np.ascontiguousarray(self.samples_[idx]), X)
         return Predictive.from_outputs(F, self.likelihood, self.noise if self.likelihood == "gaussian" else 1.0)
 
 

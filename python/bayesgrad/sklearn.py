@@ -72,8 +72,8 @@ class _BayesianMLPBase(BaseEstimator):
                  n_samples=_D["n_samples"], dropout_p=_D["dropout_p"], prior_precision=_D["prior_precision"],
                  laplace_structure=_D["laplace_structure"], laplace_subset=_D["laplace_subset"],
                  laplace_link=_D["laplace_link"], laplace_prior=_D["laplace_prior"],
-                 validation_fraction=_D["validation_fraction"], random_state=_D["random_state"],
-                 verbose=_D["verbose"]):
+                 validation_fraction=_D["validation_fraction"], n_models=_D["n_models"],
+                 random_state=_D["random_state"], verbose=_D["verbose"]):
         self.method = method
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -88,6 +88,7 @@ class _BayesianMLPBase(BaseEstimator):
         self.laplace_link = laplace_link
         self.laplace_prior = laplace_prior
         self.validation_fraction = validation_fraction
+        self.n_models = n_models
         self.random_state = random_state
         self.verbose = verbose
 
@@ -138,15 +139,18 @@ _PARAMS_DOC = """
         regression) fitted on the Laplace marginal likelihood, chosen on a grid by the NLL of
         the early-stopping validation rows, or kept at prior_precision
     validation_fraction : float in [0, 1), rows held out for early stopping of the MAP
-        training ("laplace" only; 0 trains for all epochs on every row)
+        training ("laplace", "ensemble", "swag", "multiswag", "sghmc"; 0 trains for all
+        epochs on every row)
+    n_models : int >= 1, members of "ensemble" and "multiswag"
     random_state : int or None, Philox seed of training and prediction (None:
         fresh entropy, kept in ``seed_``)
     verbose : int, 0 silences progress output
 
     Attributes
     ----------
-    posterior_ : the fitted posterior (``bayesgrad.vi.MFVI``, ``bayesgrad.dropout.MCDropout``
-        or ``bayesgrad.laplace.Laplace``), on standardised inputs
+    posterior_ : the fitted posterior (``bayesgrad.vi.MFVI``, ``bayesgrad.dropout.MCDropout``,
+        ``bayesgrad.laplace.Laplace``, ``bayesgrad.ensemble.DeepEnsemble``, ``bayesgrad.swag.SWAG``
+        / ``MultiSWAG`` or ``bayesgrad.sgmcmc.SGMCMC``), on standardised inputs
     seed_ : int, the seed used
     n_features_in_ : int
     n_iter_ : int, epochs run (fewer than ``epochs`` when "laplace" stopped early)
