@@ -91,6 +91,8 @@ def test_multiswag_mixes_members_and_round_trips(tmp_path):
     np.testing.assert_array_equal(r.predict(X[:4], n_samples=9).mean, pred.mean)
     with pytest.raises(ValueError, match="does not hold a SWAG model"):
         bg.swag.SWAG.load(tmp_path / "ms.npz")
+    with pytest.raises(TypeError, match="members"):
+        bg.swag.MultiSWAG.from_members([])
 
 
 def test_deep_ensemble_grows_epistemic_uncertainty_in_the_gap(tmp_path):

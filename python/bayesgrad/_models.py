@@ -323,7 +323,6 @@ def _fit_sample_posterior(p, mlp, X, y, likelihood, batch, fit):
     if p["method"] == "swag":
         members[0].map_epochs_ = epochs
         return members[0]
-    multi = swag.MultiSWAG.__new__(swag.MultiSWAG)  # the members are fitted above, from their own MAPs
-    multi.n_models, multi.members, multi.mlp, multi.likelihood = len(members), members, mlp, likelihood
+    multi = swag.MultiSWAG.from_members(members)  # each from its own MAP solution
     multi.map_epochs_ = epochs
     return multi

@@ -34,15 +34,28 @@ from . import _training as _tr
 from . import random as _random
 from .nn import MLP, Predictive, likelihood_name, log_noise_vector, prepare_targets, training_dtype
 
-__all__ = ["SGMCMC", "METHODS", "SamplePosterior"]
+__all__ = ["SGMCMC", "METHODS"]
 
 METHODS = ("sgld", "sghmc")
 
 
-class SamplePosterior:
-    """What every posterior represented by weight samples (S, P) shares:
-    ``predict``, ``sample_params``, and the fields save/load write. Subclasses
-    set ``self.mlp``, ``self.likelihood``, ``self.noise`` and ``self.samples_``."""
+class SGMCMC:
+    """SG-MCMC for ``mlp``.
+
+    Parameters
+    ----------
+    mlp : bg.nn.MLP
+    likelihood : str (gaussian noise fixed at ``noise``)
+    method : "sghmc" (default) or "sgld"
+    lr : step size (SGLD) or the squared step eta of SGHMC, in units of the
+        whole-data-set potential U (so it shrinks like 1/N for larger data)
+    friction : SGHMC's momentum decay per step, in (0, 1]
+    prior_precision : of the zero-mean Gaussian prior on every weight
+    temperature : T > 0
+    batch_size : minibatch rows
+    cycles : cyclical step-size cycles (1 = constant step size)
+    explore : fraction of each cycle before samples are kept (cycles > 1)
+    """
 
     samples_ = None
 
@@ -67,24 +80,6 @@ class SamplePosterior:
         F = self.mlp.forward(np.ascontiguousarray(self.samples_[idx]), X)
         return Predictive.from_outputs(F, self.likelihood, self.noise if self.likelihood == "gaussian" else 1.0)
 
-
-class SGMCMC(SamplePosterior):
-    """SG-MCMC for ``mlp``.
-
-    Parameters
-    ----------
-    mlp : bg.nn.MLP
-    likelihood : str (gaussian noise fixed at ``noise``)
-    method : "sghmc" (default) or "sgld"
-    lr : step size (SGLD) or the squared step eta of SGHMC, in units of the
-        whole-data-set potential U (so it shrinks like 1/N for larger data)
-    friction : SGHMC's momentum decay per step, in (0, 1]
-    prior_precision : of the zero-mean Gaussian prior on every weight
-    temperature : T > 0
-    batch_size : minibatch rows
-    cycles : cyclical step-size cycles (1 = constant step size)
-    explore : fraction of each cycle before samples are kept (cycles > 1)
-    """
 
     def __init__(self, mlp, likelihood="gaussian", *, method="sghmc", lr=1e-4, friction=0.1, prior_precision=1.0,
                  temperature=1.0, noise=1.0, batch_size=32, cycles=1, explore=0.5, dtype=None):

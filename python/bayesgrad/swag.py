@@ -27,12 +27,11 @@ from . import _checks as C
 from . import _training as _tr
 from . import random as _random
 from .nn import MLP, likelihood_name, log_noise_vector, prepare_targets, train_map, training_dtype
-from .sgmcmc import SamplePosterior
 
 __all__ = ["SWAG", "MultiSWAG"]
 
 
-class SWAG(SamplePosterior):
+class SWAG:
     """SWAG for ``mlp``.
 
     Parameters
@@ -132,7 +131,6 @@ class SWAG(SamplePosterior):
         self.deviations_ = np.stack(devs, axis=1)  # (P, K)
         self.iterates_ = np.stack(iterates) if keep_iterates else None
         self.seed_ = seed
-        self.samples_ = None
         self._dtype = dt
         return self
 
@@ -145,9 +143,6 @@ class SWAG(SamplePosterior):
     def _require_moments(self):
         if self.mean_ is None:
             raise RuntimeError("call fit() (or load()) first")
-
-    def _require_fit(self):
-        self._require_moments()
 
     def sample_params(self, n_samples, seed=0, stream=0):
         """Weight samples (n_samples, P) from the SWAG Gaussian."""
@@ -216,6 +211,16 @@ class MultiSWAG:
         self.members = [SWAG(mlp, likelihood, **swag_options) for _ in range(self.n_models)]
         self.mlp, self.likelihood = mlp, self.members[0].likelihood
 
+    @classmethod
+    def from_members(cls, members):
+        """A MultiSWAG of already fitted ``SWAG`` members (e.g. each from its own MAP solution)."""
+        if not members or not all(isinstance(m, SWAG) for m in members):
+            raise TypeError("members must be a non-empty list of SWAG models")
+        obj = cls.__new__(cls)
+        obj.n_models, obj.members = len(members), list(members)
+        obj.mlp, obj.likelihood = members[0].mlp, members[0].likelihood
+        return obj
+
     def fit(self, X, y, epochs=30, *, seed=0, stream=0, verbose=1, **fit_options):
         stream = _random.check_stream(stream)
         for m, member in enumerate(self.members):
@@ -256,15 +261,12 @@ class MultiSWAG:
             n = C.integer(meta["n_models"], "n_models", 1)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path!r}: malformed MultiSWAG metadata ({exc})") from exc
-        obj = cls.__new__(cls)
-        obj.n_models = n
-        obj.members = []
+        members = []
         for i in range(n):
             member = SWAG._from_meta(meta, path)
             try:
                 member._set_state(arrays, path, prefix=f"m{i}_")
             except KeyError as exc:
                 raise ValueError(f"{path!r}: missing array {exc}") from exc
-            obj.members.append(member)
-        obj.mlp, obj.likelihood = obj.members[0].mlp, obj.members[0].likelihood
-        return obj
+            members.append(member)
+        return cls.from_members(members)
