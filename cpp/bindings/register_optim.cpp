@@ -94,6 +94,8 @@ void bind(py::module_& m) {
 
 }  // namespace
 
+void register_ensemble_epoch(py::module_& m);  // register_ensemble.cpp
+
 void register_optim(py::module_& m) {
   py::class_<AdamConfig>(m, "AdamConfig",
                          "Adam's hyper-parameters (Kingma & Ba 2015). Immutable; twin: "
@@ -134,6 +136,7 @@ void register_optim(py::module_& m) {
       .def_readonly("adam", &MapConfig::adam);
   bind<float>(m);
   bind<double>(m);
+  register_ensemble_epoch(m);
 }
 
 }  // namespace bayesgrad

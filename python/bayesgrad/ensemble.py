@@ -9,17 +9,24 @@ D log-variances); the mixture's variance then splits into the members' mean
 noise variance (aleatoric) and the spread of their means (epistemic), which
 ``bg.nn.Predictive`` reports.
 
-Each member trains natively (one call per epoch, ``bg.nn.train_map``); the
-members run one after another.
+All members train in one native call per slice of an epoch
+(``_core.optim.ensemble_epoch``): the MLP engine's S axis carries the M
+parameter vectors, each on its own minibatch rows, with its own Adam moments;
+members never interact, so member m's result equals training it alone. The
+paper's optional adversarial training (fast gradient sign, ``adversarial`` = the
+step as a fraction of each input's range; the paper uses 0.01) adds the loss at
+``x + eps sign(d nll / d x)``, the input gradient coming from the engine's
+backward pass.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from . import _backend
 from . import _checks as C
 from . import _training as _tr
 from . import random as _random
-from .nn import MLP, Predictive, likelihood_name, log_noise_vector, train_map
+from .nn import LIKELIHOODS, MLP, Predictive, likelihood_name, log_noise_vector, prepare_targets, training_dtype
 
 __all__ = ["DeepEnsemble"]
 
@@ -32,12 +39,19 @@ class DeepEnsemble:
     mlp : bg.nn.MLP
     likelihood : str ("heteroscedastic_gaussian" for the paper's regression)
     n_models : M >= 1
-    weight_decay, noise, learn_noise, lr, batch_size, validation, patience :
+    weight_decay, noise, learn_noise, lr, batch_size, patience :
         as ``bg.nn.train_map``, for every member
+    validation : fraction of rows held out (one split shared by the members); each
+        member keeps its parameters of lowest validation NLL and stops improving
+        after ``patience`` epochs without one
+    adversarial : fast-gradient-sign step as a fraction of each input's range on the
+        training rows (0 = off; 0.01 in Lakshminarayanan et al. 2017)
+    dtype : training dtype (default: float32 for float32 inputs, else float64)
     """
 
     def __init__(self, mlp, likelihood="heteroscedastic_gaussian", *, n_models=5, weight_decay=1e-4, noise=1.0,
-                 learn_noise=False, lr=1e-3, batch_size=32, validation=0.0, patience=10, dtype=None):
+                 learn_noise=False, lr=1e-3, batch_size=32, validation=0.0, patience=10, adversarial=0.0,
+                 dtype=None):
         if not isinstance(mlp, MLP):
             raise TypeError(f"mlp must be a bayesgrad.nn.MLP, got {type(mlp).__name__}")
         self.mlp = mlp
@@ -53,28 +67,151 @@ class DeepEnsemble:
         self.batch_size = C.integer(batch_size, "batch_size", 1)
         self.validation = float(C.scalar(validation, "validation"))
         self.patience = C.integer(patience, "patience", 1)
+        self.adversarial = float(C.real(adversarial, "adversarial"))
+        if not (np.isfinite(self.adversarial) and self.adversarial >= 0):
+            raise ValueError(f"adversarial must be a finite fraction >= 0, got {adversarial}")
         self.dtype = None if dtype is None else C.float_dtype(dtype)
         self.thetas_ = None
         self.log_noise_ = None
 
-    def fit(self, X, y, epochs=100, *, seed=0, stream=0, verbose=0):
-        """Train every member for ``epochs`` epochs; returns self with ``thetas_`` (M, P)."""
+    def fit(self, X, y, epochs=100, *, sample_weight=None, seed=0, stream=0, verbose=0):
+        """Train every member for ``epochs`` epochs, all M in one native call per slice.
+
+        Parameters
+        ----------
+        X : (N, d_in) array; y : targets (N,) or (N, Dy) (integer labels for categorical)
+        epochs : int >= 1 (with ``validation``, early stopping per member)
+        sample_weight : (N,) non-negative weights w_n, or None (all 1): each member
+            minimises the exact weighted negative log joint ``sum_n w_n nll_n + prior``
+        seed, stream : RNG; member m uses stream ``fold_in(stream, m)`` for its
+            initialisation and minibatch orders
+        verbose : 0 silent, 1 a tqdm progress bar when tqdm is installed
+
+        Returns
+        -------
+        self, with ``thetas_`` (M, P), ``history_`` (per member, per epoch: loss,
+        nll, val_loss) and ``best_epochs_`` (M,) when validating.
+        """
         stream = _random.check_stream(stream)
         seed = _random.resolve_seed(seed)
-        thetas, noises, histories = [], [], []
-        for m in range(self.n_models):
-            theta, info = train_map(self.mlp, X, y, self.likelihood, epochs=epochs, batch_size=self.batch_size,
-                                    lr=self.lr, weight_decay=self.weight_decay, noise=self.noise,
-                                    learn_noise=self.learn_noise, validation=self.validation,
-                                    patience=self.patience, seed=seed, stream=_random.fold_in(stream, m),
-                                    dtype=self.dtype, verbose=verbose, return_info=True)
-            thetas.append(theta)
-            noises.append(info["noise"])
-            histories.append(info.get("history"))
-        self.thetas_ = np.ascontiguousarray(np.stack(thetas))
-        if self.likelihood == "gaussian":
-            self.log_noise_ = np.log(np.stack([np.asarray(s, dtype=np.float64) for s in noises]))
-        self.history_ = histories
+        mlp, lik, M = self.mlp, self.likelihood, self.n_models
+        dt = training_dtype(X, None, self.dtype)
+        Xa = mlp.check_inputs(X, dt)
+        ya = prepare_targets(y, lik, mlp.sizes[-1], Xa.shape[0], dt)
+        w = None
+        if sample_weight is not None:
+            w = C.as_array(sample_weight, "sample_weight", dtype=dt)
+            if w.shape != (Xa.shape[0],):
+                raise ValueError(f"sample_weight must have shape ({Xa.shape[0]},), got {w.shape}")
+            C.non_negative(w, "sample_weight")
+        adam = _tr.adam_options(self.lr)
+        streams = [_random.fold_in(stream, m) for m in range(M)]
+        P = mlp.n_params
+        ln = log_noise_vector(self.noise, lik, mlp.sizes[-1], dt)
+        state = np.empty((M, P + ln.size), dtype=dt)
+        for m, s in enumerate(streams):
+            state[m, :P] = mlp.init(seed=seed, stream=s, dtype=dt)
+            state[m, P:] = ln
+        mom1, mom2 = np.zeros_like(state), np.zeros_like(state)
+        # One validation split for all members (the members' own streams would give each
+        # its own training rows, and the kernel shares X): rows chosen from ``stream``.
+        tr_idx, val_idx = _tr.split_validation(Xa.shape[0], self.validation, seed, stream)
+        Xt, yt = (Xa, ya) if val_idx is None else (Xa[tr_idx], ya[tr_idx])
+        wt = None if w is None else np.ascontiguousarray(w if val_idx is None else w[tr_idx])
+        N = Xt.shape[0]
+        B = min(self.batch_size, N)
+        n_batches = -(-N // B)
+        k = _backend.kernels()
+        adv = ()
+        if self.adversarial > 0:
+            # the paper's epsilon: a fraction of each input's range on the training rows
+            adv = tuple(float(self.adversarial) * (Xt.max(0).astype(np.float64) - Xt.min(0)))
+        cfg = k.optim.EnsembleConfig(mlp.net_config(k), LIKELIHOODS[lik], learn_noise=self.learn_noise,
+                                     weight_decay=self.weight_decay, batch_size=B,
+                                     adam=k.optim.AdamConfig(**adam), adv_eps=adv)
+        counter = {"step": 0}
+        per_member = [[] for _ in range(M)]
+
+        def one_epoch(e, ctl):
+            perms = np.stack([_tr.permutation(N, seed, s, e) for s in streams])
+            parts = []
+            for i0, i1 in ctl.slices(n_batches):  # ~0.1 s per native call: Ctrl-C stops promptly
+                step, stats = k.optim.ensemble_epoch(cfg, state, mom1, mom2, counter["step"], Xt, yt,
+                                                     np.ascontiguousarray(perms[:, i0 * B:i1 * B]), wt)
+                counter["step"] = int(step)
+                parts.append(stats)
+            stats = np.concatenate(parts)  # (n_batches, M, 2)
+            _tr.check_finite_epoch(e, adam["lr"], stats, state)
+            loss = stats[:, :, 1].mean(0, dtype=np.float64)
+            nll = stats[:, :, 0].sum(0, dtype=np.float64)
+            self._epoch_records = [{"loss": float(loss[m]), "nll": float(nll[m])} for m in range(M)]
+            return {"loss": float(loss.mean()), "nll": float(nll.mean())}
+
+        def checkpoint():
+            return state.copy(), mom1.copy(), mom2.copy(), counter["step"]
+
+        def rollback(token):
+            state[...], mom1[...], mom2[...] = token[:3]
+            counter["step"] = token[3]
+
+        validate = snapshot = restore = None
+        best_epochs = None
+        if val_idx is not None:
+            Xv, yv = Xa[val_idx], ya[val_idx]
+            wv = None if w is None else w[val_idx].astype(np.float64)
+            best_val = np.full(M, np.inf)
+            best_state = state.copy()
+            since = np.zeros(M, dtype=np.int64)
+            best_epochs = np.zeros(M, dtype=np.int64)
+            epoch = {"e": 0}
+
+            def member_val():
+                F = mlp.forward(state[:, :P], Xv)
+                lnv = state[:, P:]
+                out = np.empty(M)
+                for m in range(M):
+                    per = _log_lik_rows(F[m], yv, lik, lnv[m])
+                    out[m] = -(per @ wv if wv is not None else per.sum())
+                return out
+
+            def validate():
+                # Early stopping member by member: a member whose patience ran out keeps
+                # its best state (later improvements are ignored, as if it had stopped);
+                # the returned sum of accepted bests stops the loop once no member improves.
+                val = member_val()
+                live = since < self.patience
+                better = live & (val < best_val)
+                best_val[better] = val[better]
+                best_state[better] = state[better]
+                best_epochs[better] = epoch["e"]
+                since[live & ~better] += 1
+                since[better] = 0
+                for m in range(M):
+                    per_member[m].append(dict(self._epoch_records[m], epoch=epoch["e"], val_loss=float(val[m])))
+                epoch["e"] += 1
+                return float(best_val.sum())
+
+            def snapshot():
+                return best_state.copy()
+
+            def restore(s):
+                state[...] = s
+
+        def one_epoch_recorded(e, ctl):
+            rec = one_epoch(e, ctl)
+            if val_idx is None:
+                for m in range(M):
+                    per_member[m].append(dict(self._epoch_records[m], epoch=e))
+            return rec
+
+        _, interrupted = _tr.run_epochs(epochs, one_epoch_recorded, verbose=verbose, desc="ensemble",
+                                        validate=validate, patience=self.patience, snapshot=snapshot,
+                                        restore=restore, sliced=True, checkpoint=checkpoint, rollback=rollback)
+        self.thetas_ = np.ascontiguousarray(state[:, :P])
+        self.log_noise_ = state[:, P:].astype(np.float64) if lik == "gaussian" else None
+        self.history_ = per_member
+        self.best_epochs_ = best_epochs
+        self.interrupted_ = interrupted
         self.seed_ = seed
         return self
 
@@ -106,7 +243,7 @@ class DeepEnsemble:
                 "n_models": self.n_models, "weight_decay": self.weight_decay,
                 "noise": np.asarray(self.noise, dtype=np.float64).tolist(), "learn_noise": self.learn_noise,
                 "lr": self.lr, "batch_size": self.batch_size, "validation": self.validation,
-                "patience": self.patience}
+                "patience": self.patience, "adversarial": self.adversarial}
         arrays = {"thetas": self.thetas_}
         if self.log_noise_ is not None:
             arrays["log_noise"] = self.log_noise_
@@ -120,7 +257,8 @@ class DeepEnsemble:
             mlp = MLP(**meta["mlp"])
             obj = cls(mlp, meta["likelihood"], n_models=meta["n_models"], weight_decay=meta["weight_decay"],
                       noise=meta["noise"], learn_noise=meta["learn_noise"], lr=meta["lr"],
-                      batch_size=meta["batch_size"], validation=meta["validation"], patience=meta["patience"])
+                      batch_size=meta["batch_size"], validation=meta["validation"], patience=meta["patience"],
+                      adversarial=meta.get("adversarial", 0.0))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"{path!r}: malformed DeepEnsemble metadata ({exc})") from exc
         t = arrays["thetas"]
@@ -133,3 +271,11 @@ class DeepEnsemble:
                 raise ValueError(f"{path!r}: log_noise missing or of the wrong shape")
             obj.log_noise_ = ln
         return obj
+
+
+def _log_lik_rows(F, y, lik, log_noise):
+    """Per-row log-likelihood (N,) float64 of targets y (N, Dy) under one member's outputs F (N, K)."""
+    k = _backend.kernels()
+    out = np.empty((1, F.shape[0]), dtype=F.dtype)
+    k.mlp.likelihood_nll(np.ascontiguousarray(F[None]), y, LIKELIHOODS[lik], np.ascontiguousarray(log_noise), out)
+    return -out[0].astype(np.float64)

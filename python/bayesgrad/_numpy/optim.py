@@ -186,3 +186,7 @@ def map_epoch(config, state, m, v, step, X, y, perm, prior_prec):
     return step, stats
 
 
+# The deep-ensemble epoch lives in its own module (cpp/src/ensemble.cpp's twin).
+from ._ensemble import EnsembleConfig, ensemble_epoch  # noqa: E402
+
+__all__ += ["EnsembleConfig", "ensemble_epoch"]

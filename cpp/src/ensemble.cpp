@@ -1,0 +1,158 @@
+// The deep-ensemble epoch: M independent MAP trainings in lockstep through the
+// S axis of the MLP engine (mlp.hpp), with per-member minibatches, Adam moments
+// and priors, optional row weights and fast-gradient-sign adversarial training.
+// Members never interact: member s's trajectory equals a one-member run on its
+// own rows (tested against the NumPy twin, which loops over members).
+#include "bayesgrad/ensemble.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <vector>
+
+#include "bayesgrad/parallel.hpp"
+
+namespace bayesgrad {
+
+namespace {
+
+// Summed (weighted) nll of each member on its own minibatch rows, dnll/dF
+// scaled by `scale` (times the row weight) into gF, and, when gn is non-null,
+// scale * dnll/dlog_noise added into gn + s * gn_stride.
+template <typename T>
+void member_nll(const EnsembleConfig& cfg, int64_t M, int64_t B, const T* F, const T* yb, const T* wb,
+                const T* state, int64_t n_state, T* gF, T scale, T* gn, int64_t gn_stride, double* out) {
+  const mlp::Layout& L = cfg.net.layout;
+  const int64_t P = L.n_params, K = L.d_output();
+  const int64_t Dy = mlp::target_dim(cfg.lik, K);
+  std::vector<T> gtmp(Dy);
+  for (int64_t s = 0; s < M; ++s) {
+    const T* ln = state + s * n_state + P;
+    const T* Fs = F + s * B * K;
+    const T* ys = yb + s * B * Dy;
+    T* gs = gF + s * B * K;
+    T* gns = gn ? gn + s * gn_stride : nullptr;
+    if (wb == nullptr) {
+      T o;
+      mlp::nll<T>(cfg.lik, Fs, ys, 1, B, K, ln, &o, gs, scale, gns ? gtmp.data() : nullptr);
+      out[s] = double(o);
+      if (gns)
+        for (int64_t d = 0; d < Dy; ++d) gns[d] += gtmp[d];
+      continue;
+    }
+    // Row by row, so each row's gradient carries its own weight and the sum is
+    // the exact weighted likelihood (not an average of unweighted batches).
+    const T* ws = wb + s * B;
+    double acc = 0.0;
+    for (int64_t r = 0; r < B; ++r) {
+      T o;
+      mlp::nll<T>(cfg.lik, Fs + r * K, ys + r * Dy, 1, 1, K, ln, &o, gs + r * K, scale * ws[r],
+                  gns ? gtmp.data() : nullptr);
+      acc += double(ws[r]) * double(o);
+      if (gns)
+        for (int64_t d = 0; d < Dy; ++d) gns[d] += gtmp[d];
+    }
+    out[s] = acc;
+  }
+}
+
+// Weight decay, its energy and the Adam update of member s's parameters
+// [j0, j1); the energy is summed in its own loop (see MapUpdate in optim.cpp).
+template <typename T>
+double decay_and_adam(T* p, T* mm, T* vv, const T* g, int64_t n, T wd, const AdamCoeffs<T>& a) {
+  double acc[4] = {0.0, 0.0, 0.0, 0.0};
+  int64_t k = 0;
+  for (; k + 4 <= n; k += 4)
+    for (int u = 0; u < 4; ++u) acc[u] += double(p[k + u]) * double(p[k + u]);
+  for (; k < n; ++k) acc[0] += double(p[k]) * double(p[k]);
+  for (k = 0; k < n; ++k) a.update(p[k], g[k] + wd * p[k], mm[k], vv[k]);
+  return 0.5 * double(wd) * ((acc[0] + acc[1]) + (acc[2] + acc[3]));
+}
+
+}  // namespace
+
+template <typename T>
+int64_t ensemble_epoch(const EnsembleConfig& cfg, int64_t M, T* state, T* m, T* v, int64_t step, const T* X,
+                       const T* y, int64_t N, const int64_t* perms, int64_t n_perm, const T* weights, T* stats) {
+  const mlp::Layout& L = cfg.net.layout;
+  const int64_t P = L.n_params, D = L.d_input(), K = L.d_output();
+  const int64_t Dy = mlp::target_dim(cfg.lik, K);
+  const int64_t n_state = P + Dy;
+  const int64_t Bmax = std::min(cfg.batch_size, N);
+  const int64_t n_batches = (n_perm + Bmax - 1) / Bmax;
+  const bool adv = !cfg.adv_eps.empty();
+  const T wd = static_cast<T>(cfg.weight_decay);
+  std::vector<T> xb, xa, yb, wb, gF, gx, grad(M * n_state), grad_adv;
+  std::vector<double> nll_c(M), nll_a(M), prior_part;
+  if (adv) grad_adv.resize(M * n_state);
+  mlp::Trace<T> tr;
+  const int64_t n_chunks = (P + kElementChunk - 1) / kElementChunk;
+  for (int64_t i = 0; i < n_batches; ++i) {
+    const int64_t start = i * Bmax;
+    const int64_t B = std::min(Bmax, n_perm - start);
+    xb.resize(M * B * D);
+    yb.resize(M * B * Dy);
+    gF.resize(M * B * K);
+    if (weights) wb.resize(M * B);
+    for (int64_t s = 0; s < M; ++s) {
+      const int64_t* rows = perms + s * n_perm + start;
+      gather_rows(X, D, rows, B, xb.data() + s * B * D);
+      gather_rows(y, Dy, rows, B, yb.data() + s * B * Dy);
+      if (weights)
+        for (int64_t r = 0; r < B; ++r) wb[s * B + r] = weights[rows[r]];
+    }
+    const T* wp = weights ? wb.data() : nullptr;
+    ++step;
+    const T scale = static_cast<T>(static_cast<double>(N) / static_cast<double>(B));
+    // Member s's parameters are state + s * n_state, its inputs xb + s * B * D.
+    mlp::forward<T>(L, cfg.net.act, state, M, n_state, xb.data(), B, B * D, tr);
+    for (int64_t s = 0; s < M; ++s) std::fill(grad.begin() + s * n_state + P, grad.begin() + (s + 1) * n_state, T(0));
+    T* gn = cfg.learn_noise ? grad.data() + P : nullptr;
+    member_nll<T>(cfg, M, B, tr.output(), yb.data(), wp, state, n_state, gF.data(), scale, gn, n_state, nll_c.data());
+    if (adv) gx.resize(M * B * D);
+    mlp::backward<T>(L, cfg.net.act, state, n_state, xb.data(), B * D, tr, gF.data(), grad.data(), n_state,
+                     adv ? gx.data() : nullptr);
+    if (adv) {
+      // x + eps sign(d loss / d x): the weights and N/B are positive, so the
+      // sign is that of the row's own nll gradient (0 where it vanishes).
+      xa.resize(M * B * D);
+      for (int64_t r = 0; r < M * B; ++r)
+        for (int64_t d = 0; d < D; ++d) {
+          const T g = gx[r * D + d];
+          const T sg = static_cast<T>((g > T(0)) - (g < T(0)));
+          xa[r * D + d] = xb[r * D + d] + static_cast<T>(cfg.adv_eps[d]) * sg;
+        }
+      mlp::forward<T>(L, cfg.net.act, state, M, n_state, xa.data(), B, B * D, tr);
+      member_nll<T>(cfg, M, B, tr.output(), yb.data(), wp, state, n_state, gF.data(), scale, gn, n_state,
+                    nll_a.data());
+      mlp::backward<T>(L, cfg.net.act, state, n_state, xa.data(), B * D, tr, gF.data(), grad_adv.data(), n_state);
+      for (int64_t s = 0; s < M; ++s)
+        for (int64_t j = 0; j < P; ++j) grad[s * n_state + j] += grad_adv[s * n_state + j];
+    }
+    // Weight decay, its energy and Adam, member by member in fixed chunks.
+    const AdamCoeffs<T> k(cfg.adam, step);
+    prior_part.assign(M * n_chunks, 0.0);
+    parallel_chunks(M * n_chunks, [&](int64_t c) {
+      const int64_t s = c / n_chunks, ci = c % n_chunks;
+      const int64_t j0 = ci * kElementChunk, j1 = std::min(P, j0 + kElementChunk);
+      const int64_t o = s * n_state + j0;
+      prior_part[c] = decay_and_adam<T>(state + o, m + o, v + o, grad.data() + o, j1 - j0, wd, k);
+    });
+    for (int64_t s = 0; s < M; ++s) {
+      for (int64_t j = s * n_state + P; j < (s + 1) * n_state; ++j) k.update(state[j], grad[j], m[j], v[j]);
+      double prior = 0.0;
+      for (int64_t ci = 0; ci < n_chunks; ++ci) prior += prior_part[s * n_chunks + ci];
+      const double data = nll_c[s] + (adv ? nll_a[s] : 0.0);
+      stats[(i * M + s) * 2] = static_cast<T>(nll_c[s]);
+      stats[(i * M + s) * 2 + 1] = static_cast<T>(double(scale) * data + prior);
+    }
+  }
+  return step;
+}
+
+template int64_t ensemble_epoch<float>(const EnsembleConfig&, int64_t, float*, float*, float*, int64_t, const float*,
+                                       const float*, int64_t, const int64_t*, int64_t, const float*, float*);
+template int64_t ensemble_epoch<double>(const EnsembleConfig&, int64_t, double*, double*, double*, int64_t,
+                                        const double*, const double*, int64_t, const int64_t*, int64_t,
+                                        const double*, double*);
+
+}  // namespace bayesgrad

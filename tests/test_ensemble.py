@@ -1,0 +1,216 @@
+"""The deep-ensemble epoch (``optim.ensemble_epoch``: M MAP trainings in one native
+call) and ``DeepEnsemble.fit`` on it: backend parity, members equal to lone MAP
+trainings, exact row weights, the fast-gradient-sign point, and adversarial training."""
+import numpy as np
+import pytest
+
+import bayesgrad as bg
+from bayesgrad import _backend
+from bayesgrad.nn import LIKELIHOODS, MLP
+from helpers import BACKENDS
+
+# (likelihood, output width K, target width Dy)
+CASES = [("heteroscedastic_gaussian", 4, 2), ("gaussian", 2, 2), ("categorical", 3, 1), ("bernoulli", 2, 2)]
+
+
+def _data(lik, K, Dy, N, rng, dtype=np.float64):
+    X = rng.normal(size=(N, 3))
+    if lik == "categorical":
+        y = rng.integers(0, K, size=(N, 1))
+    elif lik == "bernoulli":
+        y = rng.integers(0, 2, size=(N, Dy))
+    else:
+        y = rng.normal(size=(N, Dy))
+    return X.astype(dtype), y.astype(dtype)
+
+
+def _run(k, lik, K, Dy, X, y, perms, weights, adv, state0, *, lr=0.01, eps=1e-8, wd=0.3, batch_size=5, slices=(15,)):
+    net = k.mlp.NetConfig((3, 7, 5, K), 2)
+    cfg = k.optim.EnsembleConfig(net, LIKELIHOODS[lik], learn_noise=lik == "gaussian", weight_decay=wd,
+                                 batch_size=batch_size, adam=k.optim.AdamConfig(lr=lr, eps=eps),
+                                 adv_eps=[0.1, 0.2, 0.05] if adv else [])
+    st = state0.copy()
+    m, v = np.zeros_like(st), np.zeros_like(st)
+    step, parts, i0 = 0, [], 0
+    for i1 in list(slices) + [perms.shape[1]]:  # slices at minibatch boundaries continue the epoch
+        step, stats = k.optim.ensemble_epoch(cfg, st, m, v, step, X, y, np.ascontiguousarray(perms[:, i0:i1]),
+                                             weights)
+        parts.append(stats)
+        i0 = i1
+    return step, np.concatenate(parts), st
+
+
+@pytest.mark.single_backend
+@pytest.mark.skipif(len(BACKENDS) < 2, reason="needs the native core")
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-11), (np.float32, 2e-4)])
+@pytest.mark.parametrize("lik,K,Dy", CASES)
+@pytest.mark.parametrize("adv", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_ensemble_epoch_native_equals_numpy(lik, K, Dy, adv, weighted, dtype, tol):
+    rng = np.random.default_rng(0)
+    N, M = 23, 3
+    X, y = _data(lik, K, Dy, N, rng, dtype)
+    P = bg.nn.MLP([3, 7, 5, K], "tanh").n_params
+    state0 = (0.5 * rng.normal(size=(M, P + Dy))).astype(dtype)
+    perms = np.stack([rng.permutation(N) for _ in range(M)]).astype(np.int64)
+    w = rng.uniform(0, 2, N).astype(dtype) if weighted else None
+    out = []
+    for name in BACKENDS:
+        with _backend.use_backend(name):
+            out.append(_run(_backend.kernels(), lik, K, Dy, X, y, perms, w, adv, state0))
+    (s0, st0, th0), (s1, st1, th1) = out
+    assert s0 == s1 == 5
+    assert st0.shape == (5, M, 2)
+    np.testing.assert_allclose(st0, st1, rtol=tol, atol=tol)
+    np.testing.assert_allclose(th0, th1, rtol=tol, atol=tol)
+
+
+def test_members_equal_lone_map_epochs():
+    """Member s of one call follows exactly the trajectory of map_epoch on its own rows."""
+    k = _backend.kernels()
+    rng = np.random.default_rng(1)
+    N, M, K = 30, 4, 2
+    X, y = _data("gaussian", K, K, N, rng)
+    net = k.mlp.NetConfig((3, 7, 5, K), 2)
+    P = net.n_params
+    state0 = 0.5 * rng.normal(size=(M, P + K))
+    perms = np.stack([rng.permutation(N) for _ in range(M)]).astype(np.int64)
+    _, stats, joint = _run(k, "gaussian", K, K, X, y, perms, None, False, state0, slices=())
+    adam = k.optim.AdamConfig(lr=0.01)
+    cfg = k.optim.MapConfig(net, LIKELIHOODS["gaussian"], learn_noise=True, batch_size=5, adam=adam)
+    for s in range(M):
+        st = state0[s].copy()
+        m, v = np.zeros_like(st), np.zeros_like(st)
+        _, lone = k.optim.map_epoch(cfg, st, m, v, 0, X, y, perms[s], np.full(P, 0.3))
+        np.testing.assert_allclose(joint[s], st, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(stats[:, s], lone, rtol=1e-12)
+
+
+def test_weight_two_equals_a_duplicated_row():
+    """Full-batch training: weight 2 on a row is that row twice (the exact weighted likelihood)."""
+    k = _backend.kernels()
+    rng = np.random.default_rng(2)
+    N, K = 12, 4
+    X, y = _data("heteroscedastic_gaussian", K, 2, N, rng)
+    w = np.ones(N)
+    w[[3, 7]] = 2.0
+    X2, y2 = np.concatenate([X, X[[3, 7]]]), np.concatenate([y, y[[3, 7]]])
+    P = bg.nn.MLP([3, 7, 5, K]).n_params
+    state0 = 0.5 * rng.normal(size=(1, P + 2))
+    results = []
+    for Xa, ya, wa in ((X, y, w), (X2, y2, None)):
+        n = Xa.shape[0]
+        perms = np.tile(np.arange(n), 6)[None].astype(np.int64)  # six full-batch steps
+        results.append(_run(k, "heteroscedastic_gaussian", K, 2, Xa, ya, perms, wa, False, state0,
+                            batch_size=n, slices=()))
+    np.testing.assert_allclose(results[0][2], results[1][2], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-10)
+
+
+def test_weighted_gradient_and_adversarial_point_match_finite_differences():
+    """With Adam's eps huge the first step is -lr/eps * gradient: the kernel's gradient of
+    sum_n w_n (nll(x_n) + nll(x_n + eps sign(d nll / d x_n))) + prior, the adversarial
+    points held fixed (fast gradient sign), against central differences."""
+    k = _backend.kernels()
+    rng = np.random.default_rng(3)
+    N, K = 9, 2
+    lik = "heteroscedastic_gaussian"
+    X, y = _data(lik, K, 1, N, rng)
+    mlp = MLP([3, 7, 5, K], "tanh")
+    P = mlp.n_params
+    w = rng.uniform(0, 2, N)
+    eps_x = np.array([0.1, 0.2, 0.05])
+    state0 = 0.5 * rng.normal(size=(1, P + 1))
+    theta = state0[0, :P]
+    # the FGSM points from the engine's input gradient, computed here through vjp
+    F = mlp.forward(theta, X)
+    r = y[:, 0] - F[:, 0]
+    e = np.exp(-F[:, 1])
+    g_out = np.stack([-r * e, 0.5 * (1 - r * r * e)], axis=1)
+    _, gx = mlp.vjp(theta, X, g_out, wrt_input=True)
+    Xa = X + eps_x * np.sign(gx)
+
+    def objective(t):
+        return float(w @ (-_rows(mlp, t, X, y) - _rows(mlp, t, Xa, y)) + 0.5 * 0.3 * t @ t)
+
+    fd = np.array([(objective(theta + h) - objective(theta - h)) / 2e-6 for h in 1e-6 * np.eye(P)])
+    big = 1e9
+    _, stats, st = _run(k, lik, K, 1, X, y, np.arange(N)[None].astype(np.int64), w, True, state0, lr=big,
+                        eps=big, batch_size=N, slices=())
+    grad = -(st[0, :P] - theta) * (1 + np.abs(fd) / big)
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(stats[0, 0, 1], objective(theta), rtol=1e-12)
+    np.testing.assert_allclose(stats[0, 0, 0], float(-w @ _rows(mlp, theta, X, y)), rtol=1e-12)
+
+
+def _rows(mlp, theta, X, y):
+    """Per-row heteroscedastic Gaussian log-likelihood (N,)."""
+    F = mlp.forward(theta, X)
+    return -0.5 * ((y[:, 0] - F[:, 0]) ** 2 * np.exp(-F[:, 1]) + F[:, 1] + np.log(2 * np.pi))
+
+
+def test_ensemble_epoch_bad_input():
+    k = _backend.kernels()
+    net = k.mlp.NetConfig((3, 4, 2), 1)
+    with pytest.raises(ValueError, match="adv_eps"):
+        k.optim.EnsembleConfig(net, 0, adv_eps=[0.1])
+    with pytest.raises(ValueError, match="weight_decay"):
+        k.optim.EnsembleConfig(net, 0, weight_decay=-1.0)
+    cfg = k.optim.EnsembleConfig(net, 0)
+    P = net.n_params
+    st = np.zeros((2, P + 2))
+    X, y = np.zeros((5, 3)), np.zeros((5, 2))
+    perms = np.zeros((2, 5), dtype=np.int64)
+    with pytest.raises(ValueError, match="state"):
+        k.optim.ensemble_epoch(cfg, np.zeros((3, P + 2)), st.copy(), st.copy(), 0, X, y, perms)
+    with pytest.raises(ValueError, match="perm"):
+        k.optim.ensemble_epoch(cfg, st, st.copy(), st.copy(), 0, X, y, perms + 5)
+    with pytest.raises(ValueError, match="sample_weight"):
+        k.optim.ensemble_epoch(cfg, st, st.copy(), st.copy(), 0, X, y, perms, np.full(5, -1.0))
+    with pytest.raises(ValueError, match="sample_weight"):
+        k.optim.ensemble_epoch(cfg, st, st.copy(), st.copy(), 0, X, y, perms, np.ones(4))
+
+
+def test_deep_ensemble_fit_equals_members_trained_alone():
+    """One call for all members gives each member what ``train_map`` on its own stream gives."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(60, 2))
+    y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=60)
+    mlp = MLP([2, 16, 2], "relu")
+    ens = bg.ensemble.DeepEnsemble(mlp, n_models=3, lr=5e-3, batch_size=16, weight_decay=1e-2).fit(X, y, 7, seed=3)
+    for m in range(3):
+        alone = bg.nn.train_map(mlp, X, y, "heteroscedastic_gaussian", epochs=7, batch_size=16, lr=5e-3,
+                                weight_decay=1e-2, seed=3, stream=bg.random.fold_in(0, m))
+        np.testing.assert_allclose(ens.thetas_[m], alone, rtol=1e-10, atol=1e-12)
+    assert len(ens.history_) == 3 and len(ens.history_[0]) == 7
+
+
+def test_deep_ensemble_validation_and_sample_weight(tmp_path):
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(80, 2))
+    y = (X[:, 0] > 0).astype(int)
+    mlp = MLP([2, 8, 2], "relu")
+    ens = bg.ensemble.DeepEnsemble(mlp, "categorical", n_models=2, lr=1e-2, validation=0.25, patience=3)
+    ens.fit(X, y, 40, sample_weight=np.where(y == 1, 2.0, 1.0), seed=0)
+    assert ens.best_epochs_.shape == (2,)
+    for m in range(2):  # each member keeps its epoch of lowest validation loss
+        vals = [h["val_loss"] for h in ens.history_[m]]
+        assert ens.best_epochs_[m] == int(np.argmin(vals[:ens.best_epochs_[m] + 4]))
+    assert (ens.predict(X).probs.argmax(1) == y).mean() > 0.9
+    with pytest.raises(ValueError, match="sample_weight"):
+        ens.fit(X, y, 2, sample_weight=-np.ones(80))
+    with pytest.raises(ValueError, match="sample_weight"):
+        ens.fit(X, y, 2, sample_weight=np.ones(3))
+
+
+def test_adversarial_training_runs_and_round_trips(tmp_path):
+    data = bg.datasets.regression_1d_gap(seed=0)
+    ens = bg.ensemble.DeepEnsemble(MLP([1, 20, 2], "relu"), n_models=2, lr=1e-2, adversarial=0.01)
+    ens.fit(data.X, data.y, 20, seed=0)
+    plain = bg.ensemble.DeepEnsemble(MLP([1, 20, 2], "relu"), n_models=2, lr=1e-2).fit(data.X, data.y, 20, seed=0)
+    assert not np.allclose(ens.thetas_, plain.thetas_)  # the adversarial term changes the trajectory
+    assert np.all(np.isfinite(ens.predict(data.X).mean))
+    ens.save(tmp_path / "a.npz")
+    assert bg.ensemble.DeepEnsemble.load(tmp_path / "a.npz").adversarial == 0.01
+    with pytest.raises(ValueError, match="adversarial"):
+        bg.ensemble.DeepEnsemble(MLP([1, 4, 2]), adversarial=-0.1)
