@@ -214,3 +214,47 @@ def test_adversarial_training_runs_and_round_trips(tmp_path):
     assert bg.ensemble.DeepEnsemble.load(tmp_path / "a.npz").adversarial == 0.01
     with pytest.raises(ValueError, match="adversarial"):
         bg.ensemble.DeepEnsemble(MLP([1, 4, 2]), adversarial=-0.1)
+
+
+@pytest.mark.parametrize("lik,K", [("gaussian", 2), ("heteroscedastic_gaussian", 2), ("categorical", 3),
+                                   ("bernoulli", 2)])
+def test_weighted_nll_grad_equals_duplicated_rows(lik, K):
+    rng = np.random.default_rng(6)
+    Dy = bg.nn.target_dim(lik, K)
+    X, y = _data(lik, K, Dy, 10, rng)
+    mlp = MLP([3, 6, K], "tanh")
+    theta = mlp.init(seed=1)
+    w = np.ones(10)
+    w[[2, 5]] = [2.0, 3.0]
+    rows = np.concatenate([np.arange(10), [2, 5, 5]])
+    val, g = bg.sgmcmc.weighted_nll_grad(mlp, theta, X, y, lik, 0.7, w)
+    ref, gref = mlp.nll(theta, X[rows], y[rows], lik, 0.7, grad=True)
+    np.testing.assert_allclose(val, ref, rtol=1e-12)
+    np.testing.assert_allclose(g, gref, rtol=1e-10, atol=1e-12)
+
+
+def test_swag_and_sgmcmc_sample_weight():
+    """Unit weights change nothing; zero weights remove rows; bad weights are refused."""
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(40, 2))
+    y = X[:, 0] + 0.1 * rng.normal(size=40)
+    mlp = MLP([2, 8, 1], "tanh")
+    theta0 = mlp.init(seed=0)
+    opts = dict(theta0=theta0, seed=0, verbose=0)
+    a = bg.swag.SWAG(mlp, rank=3, lr=1e-2).fit(X, y, 4, **opts)
+    b = bg.swag.SWAG(mlp, rank=3, lr=1e-2).fit(X, y, 4, sample_weight=np.ones(40), **opts)
+    np.testing.assert_allclose(a.mean_, b.mean_, rtol=1e-9, atol=1e-12)
+    s1 = bg.sgmcmc.SGMCMC(mlp, lr=1e-4, batch_size=40).fit(X, y, 30, **opts)
+    w = np.r_[np.ones(30), np.zeros(10)]
+    s2 = bg.sgmcmc.SGMCMC(mlp, lr=1e-4, batch_size=40).fit(X, y, 30, sample_weight=w, **opts)
+    # full batches: zero-weight rows drop out of U, whose minibatch estimate is N/B * sum = sum
+    s3 = bg.sgmcmc.SGMCMC(mlp, lr=1e-4, batch_size=30).fit(X[:30], y[:30], 30, **opts)
+    np.testing.assert_allclose(s2.samples_, s3.samples_, rtol=1e-9, atol=1e-12)
+    assert not np.allclose(s1.samples_, s2.samples_)
+    ms = bg.swag.MultiSWAG(mlp, n_models=2, rank=3, lr=1e-2).fit(X, y, 3, sample_weight=2 * np.ones(40), seed=0,
+                                                                   verbose=0, map_epochs=5)
+    assert np.all(np.isfinite(ms.predict(X[:3]).mean))
+    with pytest.raises(ValueError, match="sample_weight"):
+        bg.sgmcmc.SGMCMC(mlp).fit(X, y, 10, sample_weight=np.ones(3))
+    with pytest.raises(ValueError, match="sample_weight"):
+        bg.swag.SWAG(mlp, rank=3).fit(X, y, 4, sample_weight=-np.ones(40), theta0=theta0)

@@ -31,10 +31,11 @@ import numpy as np
 
 from . import _checks as C
 from . import _training as _tr
+from ._numerics import log_softmax, sigmoid, softplus
 from . import random as _random
 from .nn import MLP, Predictive, likelihood_name, log_noise_vector, prepare_targets, training_dtype
 
-__all__ = ["SGMCMC", "METHODS"]
+__all__ = ["SGMCMC", "METHODS", "check_sample_weight", "weighted_nll_grad"]
 
 METHODS = ("sgld", "sghmc")
 
@@ -119,10 +120,13 @@ class SGMCMC:
         r = (t % per) / per
         return 0.5 * self.lr * (math.cos(math.pi * r) + 1.0), r >= self.explore
 
-    def fit(self, X, y, n_steps=10000, *, burn_in=None, thin=10, theta0=None, seed=0, stream=0, verbose=1):
+    def fit(self, X, y, n_steps=10000, *, burn_in=None, thin=10, theta0=None, sample_weight=None, seed=0, stream=0,
+            verbose=1):
         """Run ``n_steps`` steps from ``theta0`` (default ``mlp.init``); keep every
         ``thin``-th state after ``burn_in`` steps (default n_steps // 2; with
-        cycles, the sampling stages instead). Returns self; ``samples_`` (S, P)."""
+        cycles, the sampling stages instead). ``sample_weight`` (N,) non-negative
+        row weights w_n make the potential ``sum_n w_n nll_n + prior`` (None: all 1).
+        Returns self; ``samples_`` (S, P)."""
         n_steps = C.integer(n_steps, "n_steps", 1)
         burn_in = n_steps // 2 if burn_in is None else C.integer(burn_in, "burn_in", 0)
         thin = C.integer(thin, "thin", 1)
@@ -133,6 +137,7 @@ class SGMCMC:
         Xa = mlp.check_inputs(X, dt)
         ya = prepare_targets(y, self.likelihood, mlp.sizes[-1], Xa.shape[0], dt)
         N = Xa.shape[0]
+        w = check_sample_weight(sample_weight, N, dt)
         B = min(self.batch_size, N)
         seed = _random.resolve_seed(seed)
         stream = _random.check_stream(stream)
@@ -153,7 +158,8 @@ class SGMCMC:
             rows = perm[pos:pos + B]
             pos += B
             with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported just below
-                _, g = mlp.nll(theta, Xa[rows], ya[rows], self.likelihood, self.noise, grad=True)
+                _, g = weighted_nll_grad(mlp, theta, Xa[rows], ya[rows], self.likelihood, self.noise,
+                                         None if w is None else w[rows])
                 grad = (N / B) * g + lam * theta
             if not np.all(np.isfinite(grad)):
                 raise FloatingPointError(f"SG-MCMC diverged at step {t} (non-finite gradient): lower lr "
@@ -203,3 +209,51 @@ class SGMCMC:
             raise ValueError(f"{path!r}: samples must have shape (S, {mlp.n_params}), got {s.shape}")
         obj.samples_ = np.ascontiguousarray(s)
         return obj
+
+
+def check_sample_weight(sample_weight, N, dtype):
+    """``sample_weight`` as a checked (N,) array of ``dtype`` (finite, >= 0), or None."""
+    if sample_weight is None:
+        return None
+    w = C.as_array(sample_weight, "sample_weight", dtype=dtype)
+    if w.shape != (N,):
+        raise ValueError(f"sample_weight must have shape ({N},), got {w.shape}")
+    C.non_negative(w, "sample_weight")
+    return w
+
+
+def weighted_nll_grad(mlp, theta, X, y, likelihood, noise, weights):
+    """``sum_n w_n nll_n`` (nats) and its gradient (P,) at ``theta`` (P,).
+
+    X (N, d_in), y (N, Dy) prepared targets, weights (N,) or None (then the
+    native ``mlp.nll``). With weights, dnll_n/dF_n in closed form, scaled by
+    w_n, goes through one native backward pass (``mlp.vjp``).
+    """
+    if weights is None:
+        return mlp.nll(theta, X, y, likelihood, noise, grad=True)
+    F = mlp.forward(theta, X).astype(np.float64)
+    yy = np.asarray(y, dtype=np.float64)
+    if likelihood == "gaussian":
+        ln = log_noise_vector(noise, likelihood, mlp.sizes[-1], np.float64)
+        inv = np.exp(-2 * ln)
+        r = yy - F
+        per = (0.5 * r * r * inv + ln + 0.5 * math.log(2 * math.pi)).sum(1)
+        gF = -r * inv
+    elif likelihood == "heteroscedastic_gaussian":
+        D = F.shape[1] // 2
+        r, v = yy - F[:, :D], F[:, D:]
+        e = np.exp(-v)
+        per = (0.5 * (r * r * e + v) + 0.5 * math.log(2 * math.pi)).sum(1)
+        gF = np.concatenate([-r * e, 0.5 * (1 - r * r * e)], axis=1)
+    elif likelihood == "categorical":
+        c = yy[:, 0].astype(np.int64)
+        lp = log_softmax(F, axis=1)
+        per = -lp[np.arange(F.shape[0]), c]
+        gF = np.exp(lp)
+        gF[np.arange(F.shape[0]), c] -= 1
+    else:
+        per = (softplus(F) - yy * F).sum(1)
+        gF = sigmoid(F) - yy
+    w = np.asarray(weights, dtype=np.float64)
+    grad = mlp.vjp(theta, X, (w[:, None] * gF).astype(theta.dtype))
+    return float(w @ per), grad

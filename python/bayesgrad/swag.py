@@ -27,6 +27,7 @@ from . import _checks as C
 from . import _training as _tr
 from . import random as _random
 from .nn import MLP, likelihood_name, log_noise_vector, prepare_targets, train_map, training_dtype
+from .sgmcmc import check_sample_weight, weighted_nll_grad
 
 __all__ = ["SWAG", "MultiSWAG"]
 
@@ -65,14 +66,17 @@ class SWAG:
         self.dtype = None if dtype is None else C.float_dtype(dtype)
         self.mean_ = self.sq_mean_ = self.deviations_ = None
 
-    def fit(self, X, y, epochs=30, *, theta0=None, burn_in_epochs=0, map_epochs=200, seed=0, stream=0, verbose=1,
-            keep_iterates=False):
+    def fit(self, X, y, epochs=30, *, theta0=None, burn_in_epochs=0, map_epochs=200, sample_weight=None, seed=0,
+            stream=0, verbose=1, keep_iterates=False):
         """Collect one iterate per epoch for ``epochs`` epochs after ``burn_in_epochs``.
 
         ``theta0`` is the MAP solution to start from; without it one is
         trained by ``bg.nn.train_map`` (``map_epochs`` epochs with early
-        stopping on a validation split). ``keep_iterates`` keeps the collected
-        iterates as ``iterates_`` (T, P) for diagnostics. Returns self.
+        stopping on a validation split; with ``sample_weight``, by the native
+        ensemble epoch with one member). ``sample_weight`` (N,) non-negative
+        row weights w_n make the objective ``sum_n w_n nll_n + prior`` for the
+        MAP start and the SGD iterates (None: all 1). ``keep_iterates`` keeps
+        the collected iterates as ``iterates_`` (T, P) for diagnostics. Returns self.
         """
         epochs = C.integer(epochs, "epochs", self.rank)
         burn_in_epochs = C.integer(burn_in_epochs, "burn_in_epochs", 0)
@@ -82,6 +86,15 @@ class SWAG:
         ya = prepare_targets(y, self.likelihood, mlp.sizes[-1], Xa.shape[0], dt)
         seed = _random.resolve_seed(seed)
         stream = _random.check_stream(stream)
+        w = check_sample_weight(sample_weight, Xa.shape[0], dt)
+        if theta0 is None and w is not None:
+            from .ensemble import DeepEnsemble
+
+            one = DeepEnsemble(mlp, self.likelihood, n_models=1, weight_decay=self.prior_precision, noise=self.noise,
+                               batch_size=self.batch_size, validation=0.1 if Xa.shape[0] >= 50 else 0.0, dtype=dt)
+            theta0 = one.fit(Xa, ya if self.likelihood != "categorical" else ya[:, 0],
+                             C.integer(map_epochs, "map_epochs", 1), sample_weight=w, seed=seed,
+                             stream=stream).thetas_[0]
         if theta0 is None:
             theta0 = train_map(mlp, Xa, ya if self.likelihood != "categorical" else ya[:, 0], self.likelihood,
                                epochs=C.integer(map_epochs, "map_epochs", 1), batch_size=self.batch_size,
@@ -105,7 +118,8 @@ class SWAG:
             for i in range(n_batches):
                 rows = perm[i * B:(i + 1) * B]
                 with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported just below
-                    _, g = mlp.nll(theta, Xa[rows], ya[rows], self.likelihood, self.noise, grad=True)
+                    _, g = weighted_nll_grad(mlp, theta, Xa[rows], ya[rows], self.likelihood, self.noise,
+                                             None if w is None else w[rows])
                     grad = g / B + (self.prior_precision / N) * theta
                 if not np.all(np.isfinite(grad)):
                     raise FloatingPointError(f"SWAG's SGD diverged in epoch {e} (non-finite gradient): lower lr "
@@ -221,8 +235,11 @@ class MultiSWAG:
         obj.mlp, obj.likelihood = members[0].mlp, members[0].likelihood
         return obj
 
-    def fit(self, X, y, epochs=30, *, seed=0, stream=0, verbose=1, **fit_options):
+    def fit(self, X, y, epochs=30, *, sample_weight=None, seed=0, stream=0, verbose=1, **fit_options):
+        """Fit every member (``SWAG.fit``'s options; member m on stream ``fold_in(stream, m)``,
+        each with the same ``sample_weight``). Returns self."""
         stream = _random.check_stream(stream)
+        fit_options["sample_weight"] = sample_weight
         for m, member in enumerate(self.members):
             member.fit(X, y, epochs, seed=seed, stream=_random.fold_in(stream, m), verbose=verbose, **fit_options)
         return self
