@@ -258,3 +258,25 @@ def test_swag_and_sgmcmc_sample_weight():
         bg.sgmcmc.SGMCMC(mlp).fit(X, y, 10, sample_weight=np.ones(3))
     with pytest.raises(ValueError, match="sample_weight"):
         bg.swag.SWAG(mlp, rank=3).fit(X, y, 4, sample_weight=-np.ones(40), theta0=theta0)
+
+
+def test_ensemble_epoch_same_for_any_thread_count():
+    """Small members run one per worker thread, large ones through one S = M pass: same numbers."""
+    k = _backend.kernels()
+    rng = np.random.default_rng(8)
+    N, M = 40, 4
+    X, y = _data("categorical", 3, 1, N, rng)
+    P = MLP([3, 7, 5, 3]).n_params
+    state0 = 0.5 * rng.normal(size=(M, P + 1))
+    perms = np.stack([rng.permutation(N) for _ in range(M)]).astype(np.int64)
+    prev = bg.get_num_threads()
+    out = []
+    try:
+        for n in (1, 2, 3):
+            bg.set_num_threads(n)
+            out.append(_run(k, "categorical", 3, 1, X, y, perms, None, True, state0))
+    finally:
+        bg.set_num_threads(prev)
+    for o in out[1:]:
+        np.testing.assert_array_equal(o[1], out[0][1])
+        np.testing.assert_array_equal(o[2], out[0][2])

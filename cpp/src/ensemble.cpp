@@ -70,6 +70,13 @@ double decay_and_adam(T* p, T* mm, T* vv, const T* g, int64_t n, T wd, const Ada
 
 }  // namespace
 
+// Scratch of one group of members (all of them, or one per worker thread).
+template <typename T>
+struct GroupWork {
+  std::vector<T> gF, gx, xa;
+  mlp::Trace<T> tr;
+};
+
 template <typename T>
 int64_t ensemble_epoch(const EnsembleConfig& cfg, int64_t M, T* state, T* m, T* v, int64_t step, const T* X,
                        const T* y, int64_t N, const int64_t* perms, int64_t n_perm, const T* weights, T* stats) {
@@ -81,17 +88,25 @@ int64_t ensemble_epoch(const EnsembleConfig& cfg, int64_t M, T* state, T* m, T* 
   const int64_t n_batches = (n_perm + Bmax - 1) / Bmax;
   const bool adv = !cfg.adv_eps.empty();
   const T wd = static_cast<T>(cfg.weight_decay);
-  std::vector<T> xb, xa, yb, wb, gF, gx, grad(M * n_state), grad_adv;
+  // Small networks run one member per worker thread: every product is then below
+  // OpenBLAS's own threading threshold (and gemm_batch's batched-call threshold,
+  // 2^18 multiply-adds), so each member's GEMMs run single-threaded in the worker
+  // that owns it and no BLAS pool is woken inside our parallel region. The
+  // members' arithmetic is the same as in one S = M pass (gemm_batch loops over
+  // samples below that threshold), so results do not depend on the path.
+  int64_t biggest = 0;
+  for (int64_t l = 0; l < L.n_layers(); ++l) biggest = std::max(biggest, Bmax * L.d_in(l) * L.d_out(l));
+  const bool per_member = M > 1 && num_threads() > 1 && biggest < (int64_t(1) << 18);
+  std::vector<T> xb, yb, wb, grad(M * n_state), grad_adv;
   std::vector<double> nll_c(M), nll_a(M), prior_part;
   if (adv) grad_adv.resize(M * n_state);
-  mlp::Trace<T> tr;
+  std::vector<GroupWork<T>> work(per_member ? M : 1);
   const int64_t n_chunks = (P + kElementChunk - 1) / kElementChunk;
   for (int64_t i = 0; i < n_batches; ++i) {
     const int64_t start = i * Bmax;
     const int64_t B = std::min(Bmax, n_perm - start);
     xb.resize(M * B * D);
     yb.resize(M * B * Dy);
-    gF.resize(M * B * K);
     if (weights) wb.resize(M * B);
     for (int64_t s = 0; s < M; ++s) {
       const int64_t* rows = perms + s * n_perm + start;
@@ -100,43 +115,65 @@ int64_t ensemble_epoch(const EnsembleConfig& cfg, int64_t M, T* state, T* m, T* 
       if (weights)
         for (int64_t r = 0; r < B; ++r) wb[s * B + r] = weights[rows[r]];
     }
-    const T* wp = weights ? wb.data() : nullptr;
     ++step;
     const T scale = static_cast<T>(static_cast<double>(N) / static_cast<double>(B));
-    // Member s's parameters are state + s * n_state, its inputs xb + s * B * D.
-    mlp::forward<T>(L, cfg.net.act, state, M, n_state, xb.data(), B, B * D, tr);
-    for (int64_t s = 0; s < M; ++s) std::fill(grad.begin() + s * n_state + P, grad.begin() + (s + 1) * n_state, T(0));
-    T* gn = cfg.learn_noise ? grad.data() + P : nullptr;
-    member_nll<T>(cfg, M, B, tr.output(), yb.data(), wp, state, n_state, gF.data(), scale, gn, n_state, nll_c.data());
-    if (adv) gx.resize(M * B * D);
-    mlp::backward<T>(L, cfg.net.act, state, n_state, xb.data(), B * D, tr, gF.data(), grad.data(), n_state,
-                     adv ? gx.data() : nullptr);
-    if (adv) {
-      // x + eps sign(d loss / d x): the weights and N/B are positive, so the
-      // sign is that of the row's own nll gradient (0 where it vanishes).
-      xa.resize(M * B * D);
-      for (int64_t r = 0; r < M * B; ++r)
-        for (int64_t d = 0; d < D; ++d) {
-          const T g = gx[r * D + d];
-          const T sg = static_cast<T>((g > T(0)) - (g < T(0)));
-          xa[r * D + d] = xb[r * D + d] + static_cast<T>(cfg.adv_eps[d]) * sg;
-        }
-      mlp::forward<T>(L, cfg.net.act, state, M, n_state, xa.data(), B, B * D, tr);
-      member_nll<T>(cfg, M, B, tr.output(), yb.data(), wp, state, n_state, gF.data(), scale, gn, n_state,
-                    nll_a.data());
-      mlp::backward<T>(L, cfg.net.act, state, n_state, xa.data(), B * D, tr, gF.data(), grad_adv.data(), n_state);
-      for (int64_t s = 0; s < M; ++s)
-        for (int64_t j = 0; j < P; ++j) grad[s * n_state + j] += grad_adv[s * n_state + j];
-    }
-    // Weight decay, its energy and Adam, member by member in fixed chunks.
     const AdamCoeffs<T> k(cfg.adam, step);
     prior_part.assign(M * n_chunks, 0.0);
-    parallel_chunks(M * n_chunks, [&](int64_t c) {
+    const auto update = [&](int64_t c) {
       const int64_t s = c / n_chunks, ci = c % n_chunks;
       const int64_t j0 = ci * kElementChunk, j1 = std::min(P, j0 + kElementChunk);
       const int64_t o = s * n_state + j0;
       prior_part[c] = decay_and_adam<T>(state + o, m + o, v + o, grad.data() + o, j1 - j0, wd, k);
-    });
+    };
+    // Members [s0, s0 + S): forward, nll, backward (twice with adversarial
+    // training), weight decay and Adam. Member s's parameters are
+    // state + s * n_state, its inputs xb + s * B * D.
+    const auto run_group = [&](int64_t s0, int64_t S, GroupWork<T>& w, bool parallel_update) {
+      T* st = state + s0 * n_state;
+      T* g = grad.data() + s0 * n_state;
+      const T* xs = xb.data() + s0 * B * D;
+      const T* ys = yb.data() + s0 * B * Dy;
+      const T* ws = weights ? wb.data() + s0 * B : nullptr;
+      w.gF.resize(S * B * K);
+      for (int64_t s = 0; s < S; ++s) std::fill(g + s * n_state + P, g + (s + 1) * n_state, T(0));
+      T* gn = cfg.learn_noise ? g + P : nullptr;
+      mlp::forward<T>(L, cfg.net.act, st, S, n_state, xs, B, B * D, w.tr);
+      member_nll<T>(cfg, S, B, w.tr.output(), ys, ws, st, n_state, w.gF.data(), scale, gn, n_state, nll_c.data() + s0);
+      if (adv) w.gx.resize(S * B * D);
+      mlp::backward<T>(L, cfg.net.act, st, n_state, xs, B * D, w.tr, w.gF.data(), g, n_state,
+                       adv ? w.gx.data() : nullptr);
+      if (adv) {
+        // x + eps sign(d loss / d x): the weights and N/B are positive, so the
+        // sign is that of the row's own nll gradient (0 where it vanishes).
+        w.xa.resize(S * B * D);
+        for (int64_t r = 0; r < S * B; ++r)
+          for (int64_t d = 0; d < D; ++d) {
+            const T gv = w.gx[r * D + d];
+            const T sg = static_cast<T>((gv > T(0)) - (gv < T(0)));
+            w.xa[r * D + d] = xs[r * D + d] + static_cast<T>(cfg.adv_eps[d]) * sg;
+          }
+        T* ga = grad_adv.data() + s0 * n_state;
+        mlp::forward<T>(L, cfg.net.act, st, S, n_state, w.xa.data(), B, B * D, w.tr);
+        member_nll<T>(cfg, S, B, w.tr.output(), ys, ws, st, n_state, w.gF.data(), scale, gn, n_state,
+                      nll_a.data() + s0);
+        mlp::backward<T>(L, cfg.net.act, st, n_state, w.xa.data(), B * D, w.tr, w.gF.data(), ga, n_state);
+        for (int64_t s = 0; s < S; ++s)
+          for (int64_t j = 0; j < P; ++j) g[s * n_state + j] += ga[s * n_state + j];
+      }
+      // Weight decay, its energy and Adam in fixed chunks. Small members (one
+      // partial chunk each) stay on this thread: waking the pool every step
+      // cost more than the update itself (3x per epoch on 13-50-2).
+      if (parallel_update && S * P > kElementChunk) {
+        parallel_chunks(S * n_chunks, [&](int64_t c) { update(s0 * n_chunks + c); });
+      } else {
+        for (int64_t c = s0 * n_chunks; c < (s0 + S) * n_chunks; ++c) update(c);
+      }
+    };
+    if (per_member) {
+      parallel_chunks(M, [&](int64_t s) { run_group(s, 1, work[s], false); });
+    } else {
+      run_group(0, M, work[0], true);
+    }
     for (int64_t s = 0; s < M; ++s) {
       for (int64_t j = s * n_state + P; j < (s + 1) * n_state; ++j) k.update(state[j], grad[j], m[j], v[j]);
       double prior = 0.0;
