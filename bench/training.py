@@ -16,7 +16,20 @@ The machine is shared: the load average before and after is recorded, and
 numbers taken under load are noisy (2-thread BLAS and OpenMP suffer most).
 Writes bench/results/training.json (training_threads<N>.json for --threads N != 2).
 
-    PYTHONPATH=python python bench/training.py [--quick] [--no-compile] [--threads N]
+``--ensemble``: deep ensembles instead (issue 15). M = 5 members trained to the
+end, float32: ``DeepEnsemble.fit`` (all members in one native call per slice of
+an epoch, ``optim.ensemble_epoch``) against five sequential ``train_map`` fits
+(what ``DeepEnsemble.fit`` did before: one member after another, the same
+minibatches, initialisations and results) and PyTorch with the five models
+stacked (``torch.func.stack_module_state``), ``torch.func.vmap`` of
+``functional_call`` over them (each model its own minibatch order), foreach
+Adam, eager and torch.compile'd (compilation excluded: one warm-up fit). The
+kernel-only columns time one epoch of ``ensemble_epoch`` against M
+``map_epoch`` calls on the same rows. Fits are timed alternately, medians of
+repeats. Writes bench/results/training_ensemble.json
+(training_ensemble_threads<N>.json for --threads N != 2).
+
+    PYTHONPATH=python python bench/training.py [--quick] [--no-compile] [--threads N] [--ensemble]
 """
 from __future__ import annotations
 
@@ -201,12 +214,155 @@ def gemm_limit(cfg, repeats):
     return flops, t_total
 
 
+ENSEMBLE_CONFIGS = [
+    # the UCI regression network (heteroscedastic: mean and log-variance heads), Boston's 455 training rows
+    {"name": "13-50-1 regression (13-50-2 heteroscedastic), batch 32, N 455, 40 epochs", "sizes": [13, 50, 2],
+     "batch": 32, "N": 455, "epochs": 40, "lik": "heteroscedastic_gaussian"},
+    {"name": "784-400-400-10 classification, batch 128, N 1280, 3 epochs", "sizes": [784, 400, 400, 10],
+     "batch": 128, "N": 1280, "epochs": 3, "lik": "categorical"},
+]
+
+
+def torch_ensemble_fit(cfg, X, y, M, compiled):
+    """A function that trains M stacked PyTorch models for cfg["epochs"] epochs (vmap over
+    functional_call, each model its own minibatch order, foreach Adam on the stacked leaves)."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    sizes, B, N = cfg["sizes"], cfg["batch"], cfg["N"]
+    scale = float(N) / B  # every minibatch is full (a constant for the compiler)
+    Xt = torch.from_numpy(X)
+    yt = torch.from_numpy(y[:, 0]).long() if cfg["lik"] == "categorical" else torch.from_numpy(y[:, 0])
+
+    def make():
+        return torch.nn.Sequential(*sum([[torch.nn.Linear(a, b), torch.nn.ReLU()]
+                                         for a, b in zip(sizes[:-1], sizes[1:])], [])[:-1])
+
+    torch.manual_seed(0)
+    models = [make() for _ in range(M)]
+    base = make().to("meta")
+    params, buffers = stack_module_state(models)
+    leaves = list(params.values())
+
+    def member_loss(p, b, xb, yb):
+        out = functional_call(base, (p, b), (xb,))
+        if cfg["lik"] == "categorical":
+            nll = torch.nn.functional.cross_entropy(out, yb, reduction="sum")
+        else:  # heteroscedastic Gaussian, up to a constant
+            mu, lv = out[:, 0], out[:, 1]
+            nll = 0.5 * ((yb - mu) ** 2 * torch.exp(-lv) + lv).sum()
+        return scale * nll + 0.5e-4 * sum((q ** 2).sum() for q in p.values())
+
+    def loss(p, b, xb, yb):
+        return vmap(member_loss)(p, b, xb, yb).sum()
+
+    step_loss = torch.compile(loss) if compiled else loss
+    opt = torch.optim.Adam(leaves, lr=1e-3, foreach=True)
+    g = torch.Generator().manual_seed(0)
+
+    def fit():
+        for _ in range(cfg["epochs"]):
+            perms = torch.stack([torch.randperm(N, generator=g) for _ in range(M)])
+            for i in range(0, N - B + 1, B):  # full minibatches: one shape, one compilation
+                rows = perms[:, i:i + B]
+                opt.zero_grad(set_to_none=True)
+                step_loss(params, buffers, Xt[rows], yt[rows]).backward()
+                opt.step()
+    return fit
+
+
+def ensemble_rows(args, repeats):
+    from bayesgrad.ensemble import DeepEnsemble
+
+    M = 5
+    rows = []
+    for cfg in ENSEMBLE_CONFIGS:
+        rng = np.random.default_rng(0)
+        N = cfg["N"]
+        X = rng.normal(size=(N, cfg["sizes"][0])).astype(np.float32)
+        if cfg["lik"] == "categorical":
+            y = rng.integers(0, cfg["sizes"][-1], N)
+            y2 = y[:, None].astype(np.float32)
+        else:
+            y = rng.normal(size=N).astype(np.float32)
+            y2 = y[:, None]
+        mlp = MLP(cfg["sizes"], "relu")
+        kw = dict(batch_size=cfg["batch"], lr=1e-3, weight_decay=1e-4)
+
+        def joint():
+            DeepEnsemble(mlp, cfg["lik"], n_models=M, **kw).fit(X, y, cfg["epochs"], seed=0)
+
+        def sequential():
+            for m in range(M):
+                bg.nn.train_map(mlp, X, y, cfg["lik"], epochs=cfg["epochs"], seed=0, stream=bg.random.fold_in(0, m),
+                                **kw)
+
+        fns = {"ours_joint_s": joint, "ours_sequential_s": sequential}
+        if torch is not None:
+            fns["torch_vmap_s"] = torch_ensemble_fit(cfg, X, y2, M, False)
+            if not args.no_compile:
+                try:
+                    fns["torch_vmap_compile_s"] = torch_ensemble_fit(cfg, X, y2, M, True)
+                except Exception as exc:  # noqa: BLE001 - report, don't die
+                    print("torch.compile failed:", exc)
+        times = {k: [] for k in fns}
+        for f in fns.values():  # warm-up (and compilation)
+            f()
+        for _ in range(repeats):  # alternate, so that a burst of load hits every column alike
+            for name, f in fns.items():
+                median_time(f, 1, warmup=0, times=times[name])
+        row = {"config": cfg["name"], "M": M, **{k: float(np.median(v)) for k, v in times.items()}}
+        # the kernels alone: one epoch of ensemble_epoch vs M map_epoch calls on the same rows
+        k = bg._backend._core
+        net = mlp.net_config(k)
+        lik = LIKELIHOODS[cfg["lik"]]
+        adam = k.optim.AdamConfig()
+        Dy = 1
+        st = np.concatenate([np.stack([mlp.init(seed=0, stream=s, dtype=np.float32) for s in range(M)]),
+                             np.zeros((M, Dy), np.float32)], axis=1)
+        mo, vo = np.zeros_like(st), np.zeros_like(st)
+        perms = np.stack([rng.permutation(N) for _ in range(M)]).astype(np.int64)
+        ecfg = k.optim.EnsembleConfig(net, lik, weight_decay=1e-4, batch_size=cfg["batch"], adam=adam)
+        mcfg = k.optim.MapConfig(net, lik, batch_size=cfg["batch"], adam=adam)
+        pp = np.full(mlp.n_params, 1e-4, np.float32)
+        kt = {"kernel_joint_epoch_s": [], "kernel_sequential_epoch_s": []}
+        for _ in range(repeats):
+            median_time(lambda: k.optim.ensemble_epoch(ecfg, st, mo, vo, 0, X, y2, perms), 1, warmup=0,
+                        times=kt["kernel_joint_epoch_s"])
+            median_time(lambda: [k.optim.map_epoch(mcfg, st[s], mo[s], vo[s], 0, X, y2, perms[s], pp)
+                                 for s in range(M)], 1, warmup=0, times=kt["kernel_sequential_epoch_s"])
+        row.update({key: float(np.median(v)) for key, v in kt.items()})
+        row["sequential_over_joint"] = row["ours_sequential_s"] / row["ours_joint_s"]
+        row["kernel_sequential_over_joint"] = row["kernel_sequential_epoch_s"] / row["kernel_joint_epoch_s"]
+        for key in ("torch_vmap_s", "torch_vmap_compile_s"):
+            if key in row:
+                row[key.replace("_s", "_over_joint")] = row[key] / row["ours_joint_s"]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ensemble", action="store_true")
     args = ap.parse_args()
+    if args.ensemble:
+        load_before = load_average()
+        bg.set_num_threads(args.threads)
+        if torch is not None:
+            torch.set_num_threads(args.threads)
+        rows = ensemble_rows(args, 3 if args.quick else 7)
+        out = {"machine": machine_info(), "threads": args.threads, "load_average_before": load_before,
+               "load_average_after": load_average(), "backend": bg.backend_info(),
+               "torch": None if torch is None else torch.__version__, "dtype": "float32", "results": rows}
+        name = "training_ensemble.json" if args.threads == 2 else f"training_ensemble_threads{args.threads}.json"
+        path = os.path.join(os.path.dirname(__file__), "results", name)
+        with open(path, "w") as f:
+            json.dump(out, f, indent=1, default=str)
+        print("wrote", path)
+        return
     load_before = load_average()
     bg.set_num_threads(args.threads)
     if torch is not None:

@@ -132,3 +132,62 @@ def test_bad_input_names_the_argument():
         C.calibrate_classification(np.full((2, 2), 0.5), [0, 1], method="raps", lam=-1)
     with pytest.raises(TypeError, match="boolean"):
         C.set_size(np.zeros((2, 2)))
+
+
+def _pool_coverage(predict, y_pool, calibrate, n_cal, R, seed):
+    """Coverage of ``predict`` on the test part of R random calibration/test splits of a
+    fixed pool; given the pool, a uniformly random split makes calibration and test rows
+    exchangeable, so the guarantee holds on average over the splits."""
+    rng = np.random.default_rng(seed)
+    covs = []
+    for _ in range(R):
+        idx = rng.permutation(y_pool.shape[0])
+        cal, test = idx[:n_cal], idx[n_cal:]
+        covs.append(calibrate(cal, test))
+    return covs
+
+
+def test_estimators_conformal_coverage_over_random_splits():
+    """conformalize / predict_interval / predict_set on fitted scikit-learn estimators:
+    mean coverage over 150 random splits of held-out rows >= 1 - alpha (3 standard errors)."""
+    pytest.importorskip("sklearn")
+    from bayesgrad.sklearn import BayesianMLPClassifier, BayesianMLPRegressor
+
+    rng = np.random.default_rng(2)
+    X = rng.uniform(-2, 2, size=(500, 2))
+    y = np.sin(2 * X[:, 0]) + 0.3 * (1 + np.abs(X[:, 1])) * rng.normal(size=500)
+    reg = BayesianMLPRegressor(method="ensemble", hidden_layer_sizes=(16,), epochs=30, n_models=2,
+                               validation_fraction=0.0, random_state=0).fit(X[:200], y[:200])
+    Xp, yp = X[200:], y[200:]
+    alpha, n_cal = 0.1, 100
+    with pytest.raises(RuntimeError, match="conformalize"):
+        reg.predict_interval(Xp)
+
+    def cover(cal, test):
+        reg.conformalize(Xp[cal], yp[cal], alpha)
+        lo, hi = reg.predict_interval(Xp[test])
+        assert np.all(lo < hi)
+        return C.coverage((lo, hi), yp[test])
+
+    mean, lo, hi = _coverage_bounds(_pool_coverage(None, yp, cover, n_cal, 150, 0), n_cal, alpha)
+    assert lo <= mean <= hi
+    assert isinstance(reg.conformal_, C.RegressionConformal) and reg.conformal_.score == "normalized"
+
+    labels = np.array(["a", "b", "c"])[(X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5).astype(int)]
+    clf = BayesianMLPClassifier(method="ensemble", hidden_layer_sizes=(16,), epochs=20, n_models=2,
+                                validation_fraction=0.0, random_state=0).fit(X[:200], labels[:200])
+    lp = labels[200:]
+
+    def cover_sets(cal, test):
+        clf.conformalize(Xp[cal], lp[cal], alpha, method="aps")
+        sets = clf.predict_set(Xp[test])
+        assert sets.shape == (test.size, 3)
+        return C.coverage(sets, np.searchsorted(clf.classes_, lp[test]))
+
+    mean, lo, _ = _coverage_bounds(_pool_coverage(None, lp, cover_sets, n_cal, 150, 1), n_cal, alpha)
+    assert lo <= mean  # the guarantee (the upper bound needs tie-free scores; these probabilities saturate)
+    with pytest.raises(ValueError, match="classes_"):
+        clf.conformalize(Xp[:50], np.full(50, "z"), alpha)
+    clf.fit(X[:100], labels[:100])
+    with pytest.raises(RuntimeError, match="refitted"):
+        clf.predict_set(Xp)

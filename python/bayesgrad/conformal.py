@@ -29,6 +29,14 @@ Scores:
 
 Randomized APS/RAPS draw their uniforms from Philox stream
 ``fold_in(stream, "conformal")`` per point, so sets are reproducible.
+
+On the scikit-learn estimators (``bayesgrad.sklearn``):
+``est.conformalize(X_cal, y_cal, alpha)`` calibrates a fitted estimator on
+held-out rows, then ``BayesianMLPRegressor.predict_interval(X)`` gives
+``(lo, hi)`` and ``BayesianMLPClassifier.predict_set(X)`` a boolean (N, C)
+set matrix in the order of ``classes_`` (``conformalize_estimator``,
+``estimator_interval``, ``estimator_sets`` here do the work). Refitting the
+estimator discards the calibration.
 """
 from __future__ import annotations
 
@@ -41,7 +49,8 @@ from . import _checks as C
 from . import random as _random
 
 __all__ = ["calibrate_regression", "calibrate_classification", "RegressionConformal", "ClassificationConformal",
-           "conformal_quantile", "coverage", "set_size", "REGRESSION_SCORES", "CLASSIFICATION_METHODS"]
+           "conformal_quantile", "coverage", "set_size", "REGRESSION_SCORES", "CLASSIFICATION_METHODS",
+           "conformalize_estimator", "estimator_interval", "estimator_sets"]
 
 REGRESSION_SCORES = ("absolute", "normalized")
 CLASSIFICATION_METHODS = ("lac", "aps", "raps")
@@ -232,3 +241,84 @@ def set_size(sets):
     if s.dtype != bool or s.ndim != 2:
         raise TypeError("sets must be a boolean (N, C) array")
     return s.sum(axis=1)
+
+
+# --------------------------------------------------------------------------- scikit-learn estimators
+def conformalize_estimator(est, X_cal, y_cal, alpha=0.1, **options):
+    """Calibrate a fitted ``bayesgrad.sklearn`` estimator on held-out rows; returns ``est``.
+
+    Parameters
+    ----------
+    est : fitted ``BayesianMLPRegressor`` or ``BayesianMLPClassifier`` (not
+        trained on these rows: the guarantee needs them exchangeable with the test rows)
+    X_cal : (n, D) array; y_cal : (n,) targets or class labels (labels from ``classes_``)
+    alpha : miscoverage in (0, 1)
+    options : regressor: ``score`` ("normalized" by the predictive std, the
+        default, or "absolute"); classifier: ``method`` ("aps" default, "lac",
+        "raps"), ``randomized``, ``k_reg``, ``lam`` as ``calibrate_classification``;
+        its uniforms come from the estimator's seed on stream 0
+
+    Sets ``est.conformal_`` (a ``RegressionConformal`` / ``ClassificationConformal``).
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(est, "model_")
+    if est._task == "regression":
+        bad = set(options) - {"score"}
+        if bad:
+            raise TypeError(f"unexpected option(s) for a regressor: {sorted(bad)}")
+        score = C.option(options.get("score", "normalized"), "score", REGRESSION_SCORES)
+        mean, std = est.predict(X_cal, return_std=True)
+        y = C.as_array(y_cal, "y_cal", dtype=np.float64)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.shape != mean.shape:
+            raise ValueError(f"y_cal must have shape {mean.shape}, got {y.shape}")
+        cal = calibrate_regression(y, mean, std if score == "normalized" else None, alpha, score)
+    else:
+        bad = set(options) - {"method", "randomized", "k_reg", "lam"}
+        if bad:
+            raise TypeError(f"unexpected option(s) for a classifier: {sorted(bad)}")
+        probs = est.predict_proba(X_cal)
+        labels = _label_indices(est.classes_, y_cal, probs.shape[0])
+        cal = calibrate_classification(probs, labels, alpha, seed=est.seed_, stream=0, **options)
+    est.conformal_ = cal
+    est._conformal_model = est.model_
+    return est
+
+
+def _calibration(est):
+    cal = getattr(est, "conformal_", None)
+    if cal is None:
+        raise RuntimeError("call conformalize(X_cal, y_cal, alpha) first")
+    if getattr(est, "_conformal_model", None) is not getattr(est, "model_", None):
+        raise RuntimeError("the estimator was refitted after conformalize(); call conformalize() again")
+    return cal
+
+
+def _label_indices(classes, y, n):
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.shape != (n,):
+        raise ValueError(f"y_cal must have shape ({n},), got {y.shape}")
+    idx = np.searchsorted(classes, y)
+    idx = np.clip(idx, 0, classes.size - 1)
+    if not np.all(classes[idx] == y):
+        raise ValueError("y_cal holds labels that are not among the estimator's classes_")
+    return idx
+
+
+def estimator_interval(est, X):
+    """Conformal interval ``(lo, hi)``, each (N,), of a conformalized regressor at ``X``."""
+    cal = _calibration(est)
+    mean, std = est.predict(X, return_std=True)
+    return cal.interval(mean, std if cal.score == "normalized" else None)
+
+
+def estimator_sets(est, X, seed=None, stream=1):
+    """Conformal prediction sets (N, C) bool, columns in ``classes_`` order, of a
+    conformalized classifier at ``X``; randomized APS/RAPS uniforms from ``seed``
+    (default the estimator's seed) on ``stream`` (default 1: not the calibration's)."""
+    cal = _calibration(est)
+    return cal.predict_sets(est.predict_proba(X), seed=est.seed_ if seed is None else seed, stream=stream)

@@ -176,6 +176,17 @@ class BayesianMLPRegressor(RegressorMixin, _BayesianMLPBase):
         mean, alea, epi = self.model_.moments(X)
         return (mean, np.sqrt(alea + epi)) if return_std else mean
 
+    def conformalize(self, X_cal, y_cal, alpha=0.1, score="normalized"):
+        """Split-conformal calibration on held-out rows (``bayesgrad.conformal``): score
+        "normalized" (|y - mean| / std) or "absolute"; sets ``conformal_``. Returns self."""
+        from .conformal import conformalize_estimator
+        return conformalize_estimator(self, X_cal, y_cal, alpha, score=score)
+
+    def predict_interval(self, X):
+        """Conformal interval ``(lo, hi)``, each (N,), covering y with probability >= 1 - alpha."""
+        from .conformal import estimator_interval
+        return estimator_interval(self, X)
+
 
 class BayesianMLPClassifier(ClassifierMixin, _BayesianMLPBase):
     __doc__ = ("A Bayesian MLP classifier: softmax (categorical) likelihood.\n" + _PARAMS_DOC
@@ -209,3 +220,16 @@ class BayesianMLPClassifier(ClassifierMixin, _BayesianMLPBase):
         """Class probabilities of each MC sample (S, N, C), S = ``n_samples``."""
         X = self._x(X)
         return self.model_.sample_probs(X)
+
+    def conformalize(self, X_cal, y_cal, alpha=0.1, method="aps", randomized=True, k_reg=1, lam=0.01):
+        """Split-conformal calibration on held-out rows (``bayesgrad.conformal``; method
+        "aps", "lac" or "raps"); sets ``conformal_``. Returns self."""
+        from .conformal import conformalize_estimator
+        return conformalize_estimator(self, X_cal, y_cal, alpha, method=method, randomized=randomized,
+                                      k_reg=k_reg, lam=lam)
+
+    def predict_set(self, X, seed=None):
+        """Conformal prediction sets (N, C) bool, columns in ``classes_`` order, holding the
+        label with probability >= 1 - alpha (randomized scores: ``seed``, default ``seed_``)."""
+        from .conformal import estimator_sets
+        return estimator_sets(self, X, seed)
