@@ -229,7 +229,9 @@ def torch_ensemble_fit(cfg, X, y, M, compiled):
     from torch.func import functional_call, stack_module_state, vmap
 
     sizes, B, N = cfg["sizes"], cfg["batch"], cfg["N"]
-    scale = float(N) / B  # every minibatch is full (a constant for the compiler)
+    # every minibatch is full; a tensor, since the compiler turns a Python float that changes
+    # between configurations into a symbolic one that inductor then rejects
+    scale = torch.tensor(float(N) / B)
     Xt = torch.from_numpy(X)
     yt = torch.from_numpy(y[:, 0]).long() if cfg["lik"] == "categorical" else torch.from_numpy(y[:, 0])
 
