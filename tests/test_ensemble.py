@@ -261,20 +261,27 @@ def test_swag_and_sgmcmc_sample_weight():
 
 
 def test_ensemble_epoch_same_for_any_thread_count():
-    """Small members run one per worker thread, large ones through one S = M pass: same numbers."""
+    """Members with small products run one per worker thread (20-64-64-3 at batch 32: every
+    product < 2^18, B P >= 2^17), else through one S = M pass: the same numbers."""
     k = _backend.kernels()
     rng = np.random.default_rng(8)
-    N, M = 40, 4
-    X, y = _data("categorical", 3, 1, N, rng)
-    P = MLP([3, 7, 5, 3]).n_params
-    state0 = 0.5 * rng.normal(size=(M, P + 1))
+    N, M, sizes = 80, 3, (20, 64, 64, 3)
+    X = rng.normal(size=(N, 20))
+    y = rng.integers(0, 3, size=(N, 1)).astype(np.float64)
+    net = k.mlp.NetConfig(sizes, 1)
+    P = net.n_params
+    cfg = k.optim.EnsembleConfig(net, LIKELIHOODS["categorical"], batch_size=32, adv_eps=[0.05] * 20)
+    state0 = 0.1 * rng.normal(size=(M, P + 1))
     perms = np.stack([rng.permutation(N) for _ in range(M)]).astype(np.int64)
     prev = bg.get_num_threads()
     out = []
     try:
         for n in (1, 2, 3):
             bg.set_num_threads(n)
-            out.append(_run(k, "categorical", 3, 1, X, y, perms, None, True, state0))
+            st = state0.copy()
+            m, v = np.zeros_like(st), np.zeros_like(st)
+            _, stats = k.optim.ensemble_epoch(cfg, st, m, v, 0, X, y, perms)
+            out.append((None, stats, st))
     finally:
         bg.set_num_threads(prev)
     for o in out[1:]:

@@ -88,15 +88,21 @@ int64_t ensemble_epoch(const EnsembleConfig& cfg, int64_t M, T* state, T* m, T* 
   const int64_t n_batches = (n_perm + Bmax - 1) / Bmax;
   const bool adv = !cfg.adv_eps.empty();
   const T wd = static_cast<T>(cfg.weight_decay);
-  // Small networks run one member per worker thread: every product is then below
-  // OpenBLAS's own threading threshold (and gemm_batch's batched-call threshold,
-  // 2^18 multiply-adds), so each member's GEMMs run single-threaded in the worker
-  // that owns it and no BLAS pool is woken inside our parallel region. The
-  // members' arithmetic is the same as in one S = M pass (gemm_batch loops over
-  // samples below that threshold), so results do not depend on the path.
+  // Networks whose products are all small run one member per worker thread:
+  // every product is then below OpenBLAS's own threading threshold (and
+  // gemm_batch's batched-call threshold, 2^18 multiply-adds), so each member's
+  // GEMMs run single-threaded in the worker that owns it and no BLAS pool is
+  // woken inside our parallel region. Only when a member's step is worth a
+  // thread hand-off (B P >= 2^17 multiply-adds forward): for 13-50-2 at batch 32
+  // (B P = 24k) waking a worker every step cost more than it saved (kernel 0.29
+  // ms per epoch on one thread, 0.35-1.1 ms on two on the shared 2-core
+  // machine). The members' arithmetic is the same as in one S = M pass
+  // (gemm_batch loops over samples below that threshold), so results do not
+  // depend on the path.
   int64_t biggest = 0;
   for (int64_t l = 0; l < L.n_layers(); ++l) biggest = std::max(biggest, Bmax * L.d_in(l) * L.d_out(l));
-  const bool per_member = M > 1 && num_threads() > 1 && biggest < (int64_t(1) << 18);
+  const bool per_member = M > 1 && num_threads() > 1 && biggest < (int64_t(1) << 18) &&
+                          Bmax * P >= (int64_t(1) << 17);
   std::vector<T> xb, yb, wb, grad(M * n_state), grad_adv;
   std::vector<double> nll_c(M), nll_a(M), prior_part;
   if (adv) grad_adv.resize(M * n_state);
