@@ -131,6 +131,7 @@ class DeepEnsemble:
                                      adam=k.optim.AdamConfig(**adam), adv_eps=adv)
         counter = {"step": 0}
         per_member = [[] for _ in range(M)]
+        last = {}  # the members' records of the epoch just run
 
         tag = _random.TAGS["shuffle"]
         shuffle_streams = [k.random.fold_in(s, tag) for s in streams]
@@ -151,7 +152,7 @@ class DeepEnsemble:
             _tr.check_finite_epoch(e, adam["lr"], stats, state)
             loss = stats[:, :, 1].mean(0, dtype=np.float64)
             nll = stats[:, :, 0].sum(0, dtype=np.float64)
-            self._epoch_records = [{"loss": float(loss[m]), "nll": float(nll[m])} for m in range(M)]
+            last["records"] = [{"loss": float(loss[m]), "nll": float(nll[m])} for m in range(M)]
             return {"loss": float(loss.mean()), "nll": float(nll.mean())}
 
         def checkpoint():
@@ -194,7 +195,7 @@ class DeepEnsemble:
                 since[live & ~better] += 1
                 since[better] = 0
                 for m in range(M):
-                    per_member[m].append(dict(self._epoch_records[m], epoch=epoch["e"], val_loss=float(val[m])))
+                    per_member[m].append(dict(last["records"][m], epoch=epoch["e"], val_loss=float(val[m])))
                 epoch["e"] += 1
                 return float(best_val.sum())
 
@@ -208,7 +209,7 @@ class DeepEnsemble:
             rec = one_epoch(e, ctl)
             if val_idx is None:
                 for m in range(M):
-                    per_member[m].append(dict(self._epoch_records[m], epoch=e))
+                    per_member[m].append(dict(last["records"][m], epoch=e))
             return rec
 
         _, interrupted = _tr.run_epochs(epochs, one_epoch_recorded, verbose=verbose, desc="ensemble",
