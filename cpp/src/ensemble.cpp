@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bayesgrad/parallel.hpp"
+#include "bayesgrad/simd_math.hpp"
 
 namespace bayesgrad {
 
@@ -58,7 +59,8 @@ void member_nll(const EnsembleConfig& cfg, int64_t M, int64_t B, const T* F, con
 // Weight decay, its energy and the Adam update of member s's parameters
 // [j0, j1); the energy is summed in its own loop (see MapUpdate in optim.cpp).
 template <typename T>
-double decay_and_adam(T* p, T* mm, T* vv, const T* g, int64_t n, T wd, const AdamCoeffs<T>& a) {
+double decay_and_adam_impl(T* __restrict p, T* __restrict mm, T* __restrict vv, const T* __restrict g, int64_t n,
+                           T wd, const AdamCoeffs<T>& a) {
   double acc[4] = {0.0, 0.0, 0.0, 0.0};
   int64_t k = 0;
   for (; k + 4 <= n; k += 4)
@@ -66,6 +68,24 @@ double decay_and_adam(T* p, T* mm, T* vv, const T* g, int64_t n, T wd, const Ada
   for (; k < n; ++k) acc[0] += double(p[k]) * double(p[k]);
   for (k = 0; k < n; ++k) a.update(p[k], g[k] + wd * p[k], mm[k], vv[k]);
   return 0.5 * double(wd) * ((acc[0] + acc[1]) + (acc[2] + acc[3]));
+}
+
+#if BG_HAVE_X86
+// The same loops compiled for AVX2 (as MapUpdate in optim.cpp): on 784-400-400-10
+// the update of 5 x 478k parameters per step is a tenth of the step.
+template <typename T>
+BG_AVX2 __attribute__((flatten)) double decay_and_adam_avx2(T* p, T* mm, T* vv, const T* g, int64_t n, T wd,
+                                                            const AdamCoeffs<T>& a) {
+  return decay_and_adam_impl<T>(p, mm, vv, g, n, wd, a);
+}
+#endif
+
+template <typename T>
+double decay_and_adam(T* p, T* mm, T* vv, const T* g, int64_t n, T wd, const AdamCoeffs<T>& a) {
+#if BG_HAVE_X86
+  if (simd::use_avx2()) return decay_and_adam_avx2<T>(p, mm, vv, g, n, wd, a);
+#endif
+  return decay_and_adam_impl<T>(p, mm, vv, g, n, wd, a);
 }
 
 }  // namespace
