@@ -23,13 +23,17 @@ BACKENDS = available_backends()
 
 
 def simd_and_scalar(run):
-    """``run()`` on the dispatched (AVX2 where available) path and on the forced scalar
-    reference path of the native core: returns (fast, reference)."""
+    """``run()`` on the dispatched (AVX-512 or AVX2 where available) path and on the
+    forced scalar reference path of the native core: returns (fast, reference)."""
+    return run(), on_simd_path("scalar", run)
+
+
+def on_simd_path(path, run):
+    """``run()`` with the native core's SIMD paths capped at ``path`` ('avx512',
+    'avx2' or 'scalar')."""
     core = _backend._core
-    fast = run()
-    prev = core.random.random_force_scalar(True)
+    prev = core.random.simd_limit(path)
     try:
-        ref = run()
+        return run()
     finally:
-        core.random.random_force_scalar(prev)
-    return fast, ref
+        core.random.simd_limit(prev)

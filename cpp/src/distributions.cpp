@@ -148,14 +148,96 @@ BG_AVX2 int gamma_first8(const double* alpha, uint64_t seed, uint64_t sub, uint6
   }
   return mask;
 }
+// gamma_first8 on 16 elements with 512-bit vectors: per 8 elements one
+// 16-block Philox call gives blocks 0 (lanes 0-7) and 1 (lanes 8-15) of their
+// sub-streams; the arithmetic is gamma_first8's operation for operation, so
+// both SIMD paths accept the same lanes with the same values.
+BG_AVX512 int gamma_first16(const double* alpha, uint64_t seed, uint64_t sub, uint64_t e0, bool log_out,
+                            double* out) {
+  constexpr int H = 2;
+  __m512i w[H][4];
+  for (int h = 0; h < H; ++h) {
+    __m512i lo, hi;
+    simd::substream_counters16(e0 + static_cast<uint64_t>(8 * h), 0, lo, hi);
+    simd::philox16(seed, sub, lo, hi, w[h]);
+  }
+  const __m512d one = _mm512_set1_pd(1.0);
+  __m512d a[H], d[H], z[H], z2[H], v[H], ua[H];
+  __mmask8 boost[H], live[H], ok[H];
+  int all = 0;
+  for (int h = 0; h < H; ++h) {
+    const __m512d u1 = simd::u01x8d(_mm512_castsi512_si256(w[h][0]), _mm512_castsi512_si256(w[h][1]));
+    const __m512d u2 = simd::u01x8d(_mm512_castsi512_si256(w[h][2]), _mm512_castsi512_si256(w[h][3]));
+    ua[h] = simd::u01x8d(_mm512_extracti64x4_epi64(w[h][0], 1), _mm512_extracti64x4_epi64(w[h][1], 1));
+    a[h] = _mm512_loadu_pd(alpha + 8 * h);
+    boost[h] = _mm512_cmp_pd_mask(a[h], one, _CMP_LT_OQ);
+    d[h] = _mm512_sub_pd(_mm512_mask_add_pd(a[h], boost[h], a[h], one), _mm512_set1_pd(1.0 / 3.0));
+    const __m512d c = _mm512_div_pd(one, _mm512_sqrt_pd(_mm512_mul_pd(_mm512_set1_pd(9.0), d[h])));
+    __m512d cs, sn;
+    simd::sincos2pix8d(u2, cs, sn);
+    z[h] = _mm512_mul_pd(_mm512_sqrt_pd(_mm512_mul_pd(_mm512_set1_pd(-2.0), simd::logx8d(u1))), cs);
+    const __m512d t = _mm512_add_pd(one, _mm512_mul_pd(c, z[h]));
+    live[h] = _mm512_cmp_pd_mask(t, _mm512_setzero_pd(), _CMP_GT_OQ);
+    v[h] = _mm512_mask_mul_pd(one, live[h], _mm512_mul_pd(t, t), t);
+    z2[h] = _mm512_mul_pd(z[h], z[h]);
+    const __m512d squeeze = _mm512_sub_pd(one, _mm512_mul_pd(_mm512_set1_pd(0.0331), _mm512_mul_pd(z2[h], z2[h])));
+    ok[h] = live[h] & _mm512_cmp_pd_mask(ua[h], squeeze, _CMP_LT_OQ);
+    all |= static_cast<int>(ok[h]) << (8 * h);
+  }
+  for (int h = 0; h < H && all != 0xFFFF; ++h) {
+    if (ok[h] != 0xFF) {
+      const __m512d rhs = _mm512_add_pd(
+          _mm512_mul_pd(_mm512_set1_pd(0.5), z2[h]),
+          _mm512_mul_pd(d[h], _mm512_add_pd(_mm512_sub_pd(one, v[h]), simd::logx8d(v[h]))));
+      ok[h] |= live[h] & _mm512_cmp_pd_mask(simd::logx8d(ua[h]), rhs, _CMP_LT_OQ);
+    }
+  }
+  int mask = 0;
+  for (int h = 0; h < H; ++h) {
+    mask |= static_cast<int>(ok[h]) << (8 * h);
+    const __m512d x = _mm512_mul_pd(d[h], v[h]);
+    const __mmask8 boosted = boost[h] & ok[h];
+    double* o = out + 8 * h;
+    if (log_out) {
+      __m512d r = simd::logx8d(x);
+      if (boosted) {
+        const __m512d ub = simd::u01x8d(_mm512_extracti64x4_epi64(w[h][2], 1), _mm512_extracti64x4_epi64(w[h][3], 1));
+        r = _mm512_add_pd(r, _mm512_maskz_mov_pd(boost[h], _mm512_div_pd(simd::logx8d(ub), a[h])));
+      }
+      _mm512_storeu_pd(o, r);
+    } else {
+      _mm512_storeu_pd(o, x);
+      if (boosted) {
+        alignas(64) uint32_t q2[16], q3[16];
+        _mm512_store_si512(q2, w[h][2]);
+        _mm512_store_si512(q3, w[h][3]);
+        for (int m = 0; m < 8; ++m)
+          if (boosted >> m & 1)
+            o[m] *= std::exp(std::log(philox::u01_f64(q2[m + 8], q3[m + 8])) / alpha[8 * h + m]);
+      }
+    }
+  }
+  return mask;
+}
 #endif
 
 // out[m] = gamma_draw(alpha[m], .., element e0 + m, log_out) for m < n: the
-// AVX2 first iteration where the CPU has it, the scalar loop for the rest.
+// first iteration on the widest SIMD path the CPU has, the scalar loop for
+// the rest.
 void gamma_run(const double* alpha, int64_t n, uint64_t seed, uint64_t sub, uint64_t e0, bool log_out,
                double* out) {
   int64_t m = 0;
 #if BG_HAVE_X86
+  if (simd::use_avx512()) {
+    for (; m + 16 <= n; m += 16) {
+      const uint64_t e = e0 + static_cast<uint64_t>(m);
+      const int ok = gamma_first16(alpha + m, seed, sub, e, log_out, out + m);
+      if (ok == 0xFFFF) continue;
+      for (int l = 0; l < 16; ++l)
+        if (!(ok >> l & 1))
+          out[m + l] = gamma_draw(alpha[m + l], seed, sub, e + static_cast<uint64_t>(l), log_out, 1);
+    }
+  }
   if (simd::use_avx2()) {
     for (; m + 8 <= n; m += 8) {
       const uint64_t e = e0 + static_cast<uint64_t>(m);

@@ -1,8 +1,9 @@
 // Uncertainty decomposition and single-point acquisition scores.
 //
 // The hot loop is exp over S*N*C log-probabilities. libm has no vector entry
-// points without -ffast-math (ruled out by docs/design.md), so the AVX2 path uses
-// the shared vector exp of simd_math.hpp (|rel err| ~ 1 ulp).
+// points without -ffast-math (ruled out by docs/design.md), so the AVX2 and
+// AVX-512 paths use the shared vector exp of simd_math.hpp (|rel err| ~ 1 ulp;
+// both paths give identical values).
 // Results underflowing below exp(-86) (float32) / exp(-700) (float64) are
 // flushed to 0: their contribution p log p is < 1e-35 and < 1e-300.
 // Work is split into fixed row chunks, so results do not depend on the thread
@@ -44,12 +45,74 @@ BG_AVX2 void exp_block_f64(const double* x, double* e, int64_t L) {
   for (; j + 4 <= L; j += 4) _mm256_storeu_pd(e + j, simd::expx4(_mm256_loadu_pd(x + j)));
   for (; j < L; ++j) e[j] = exp_scalar(x[j]);
 }
+BG_AVX512 void exp_block16_f32(const float* x, float* e, int64_t L) {
+  int64_t j = 0;
+  for (; j + 16 <= L; j += 16) _mm512_storeu_ps(e + j, simd::expx16(_mm512_loadu_ps(x + j)));
+  exp_block_f32(x + j, e + j, L - j);  // the tail as the AVX2 path takes it
+}
+BG_AVX512 void exp_block16_f64(const double* x, double* e, int64_t L) {
+  int64_t j = 0;
+  for (; j + 8 <= L; j += 8) _mm512_storeu_pd(e + j, simd::expx8d(_mm512_loadu_pd(x + j)));
+  exp_block_f64(x + j, e + j, L - j);
+}
+
+// decompose's per-sample accumulation ps += e, en += e x (0 where e = 0), in
+// the order of the baseline loop (a product then a sum, no FMA), so every
+// path accumulates the same values.
+BG_AVX512 void entropy_acc16_f32(const float* x, const float* e, float* ps, float* en, int64_t L) {
+  int64_t j = 0;
+  for (; j + 16 <= L; j += 16) {
+    const __m512 ev = _mm512_loadu_ps(e + j);
+    const __mmask16 pos = _mm512_cmp_ps_mask(ev, _mm512_setzero_ps(), _CMP_GT_OQ);
+    _mm512_storeu_ps(ps + j, _mm512_add_ps(_mm512_loadu_ps(ps + j), ev));
+    _mm512_storeu_ps(en + j, _mm512_add_ps(_mm512_loadu_ps(en + j),
+                                           _mm512_maskz_mul_ps(pos, ev, _mm512_loadu_ps(x + j))));
+  }
+  for (; j < L; ++j) {
+    ps[j] += e[j];
+    en[j] += e[j] > 0.0f ? e[j] * x[j] : 0.0f;
+  }
+}
+BG_AVX512 void entropy_acc16_f64(const double* x, const double* e, double* ps, double* en, int64_t L) {
+  int64_t j = 0;
+  for (; j + 8 <= L; j += 8) {
+    const __m512d ev = _mm512_loadu_pd(e + j);
+    const __mmask8 pos = _mm512_cmp_pd_mask(ev, _mm512_setzero_pd(), _CMP_GT_OQ);
+    _mm512_storeu_pd(ps + j, _mm512_add_pd(_mm512_loadu_pd(ps + j), ev));
+    _mm512_storeu_pd(en + j, _mm512_add_pd(_mm512_loadu_pd(en + j),
+                                           _mm512_maskz_mul_pd(pos, ev, _mm512_loadu_pd(x + j))));
+  }
+  for (; j < L; ++j) {
+    ps[j] += e[j];
+    en[j] += e[j] > 0.0 ? e[j] * x[j] : 0.0;
+  }
+}
 #endif
+
+template <typename T>
+void entropy_acc(const T* x, const T* e, T* ps, T* en, int64_t L) {
+#if BG_HAVE_X86
+  if (simd::use_avx512()) {
+    if constexpr (sizeof(T) == 4) entropy_acc16_f32(x, e, ps, en, L);
+    else entropy_acc16_f64(x, e, ps, en, L);
+    return;
+  }
+#endif
+  for (int64_t j = 0; j < L; ++j) {
+    ps[j] += e[j];
+    en[j] += e[j] > T(0) ? e[j] * x[j] : T(0);  // 0 log 0 = 0, also at x = -inf
+  }
+}
 
 // e[j] = exp(x[j]) for a contiguous block (SIMD body, scalar tail).
 template <typename T>
 void exp_block(const T* x, T* e, int64_t L) {
 #if BG_HAVE_X86
+  if (simd::use_avx512()) {
+    if constexpr (sizeof(T) == 4) exp_block16_f32(x, e, L);
+    else exp_block16_f64(x, e, L);
+    return;
+  }
   if (simd::use_avx2()) {
     if constexpr (sizeof(T) == 4) exp_block_f32(x, e, L);
     else exp_block_f64(x, e, L);
@@ -57,6 +120,18 @@ void exp_block(const T* x, T* e, int64_t L) {
   }
 #endif
   for (int64_t j = 0; j < L; ++j) e[j] = exp_scalar(x[j]);
+}
+
+// max(worst, max_r |sum_c e[r C + c] - 1|), NaN once any row sum is NaN.
+template <typename T>
+double row_sum_deviation(const T* e, int64_t rows, int64_t C, double worst) {
+  for (int64_t r = 0; r < rows && worst == worst; ++r) {
+    T sum = 0;
+    for (int64_t c = 0; c < C; ++c) sum += e[r * C + c];
+    const double d = std::abs(static_cast<double>(sum) - 1.0);
+    if (!(d <= worst)) worst = d != d ? std::numeric_limits<double>::quiet_NaN() : std::max(worst, d);
+  }
+  return worst;
 }
 
 void check_dims(int64_t S, int64_t N, int64_t C) {
@@ -82,13 +157,7 @@ double for_chunks(const T* lp, int64_t S, int64_t N, int64_t C, Init init, Visit
     for (int64_t s = 0; s < S; ++s) {
       const T* x = lp + (s * N + n0) * C;
       exp_block(x, e.data(), L);
-      for (int64_t r = 0; r < n1 - n0; ++r) {
-        T sum = 0;
-        for (int64_t c = 0; c < C; ++c) sum += e[r * C + c];
-        const double d = std::abs(static_cast<double>(sum) - 1.0);
-        if (!(d <= worst)) worst = d != d ? std::numeric_limits<double>::quiet_NaN() : std::max(worst, d);
-        if (worst != worst) break;
-      }
+      worst = row_sum_deviation(e.data(), n1 - n0, C, worst);
       visit(state, s, x, e.data(), L);
     }
     finish(state, n0, n1);
@@ -112,14 +181,7 @@ double decompose(const T* lp, int64_t S, int64_t N, int64_t C, T* total, T* alea
   return for_chunks<T>(
       lp, S, N, C,
       [](int64_t L) { return State{std::vector<T>(static_cast<size_t>(L), T(0)), std::vector<T>(static_cast<size_t>(L), T(0))}; },
-      [](State& st, int64_t, const T* x, const T* e, int64_t L) {
-        T* ps = st.psum.data();
-        T* en = st.ent.data();
-        for (int64_t j = 0; j < L; ++j) {
-          ps[j] += e[j];
-          en[j] += e[j] > T(0) ? e[j] * x[j] : T(0);  // 0 log 0 = 0, also at x = -inf
-        }
-      },
+      [](State& st, int64_t, const T* x, const T* e, int64_t L) { entropy_acc(x, e, st.psum.data(), st.ent.data(), L); },
       [&](State& st, int64_t n0, int64_t n1) {
         for (int64_t n = n0; n < n1; ++n) {
           const T* ps = st.psum.data() + (n - n0) * C;
