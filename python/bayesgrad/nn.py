@@ -547,9 +547,14 @@ def _training_data(mlp, X, y, lik, dt):
 
 
 def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noise, epochs, batch_size, lr,
-              validation, patience, seed, stream, verbose, desc, dtype=None):
+              validation, patience, seed, stream, verbose, desc, dtype=None, epoch_hook=None):
     """The MAP / MC-dropout loop (native epochs). Returns a dict with theta,
-    log_noise, history, interrupted, seed."""
+    log_noise, history, interrupted, seed.
+
+    ``epoch_hook(e, state, prior_prec) -> dict`` runs after each epoch's minibatches
+    with the live arrays (``state`` = θ (P,) then log σ, ``prior_prec`` (P,)), which it
+    may change in place (online marginal-likelihood training tunes the prior and σ
+    there); what it returns joins the epoch's history record."""
     dt = training_dtype(X, theta0, dtype)
     Xa, ya = _training_data(mlp, X, y, lik, dt)
     seed = _random.resolve_seed(seed)
@@ -565,7 +570,7 @@ def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noi
     ln = log_noise_vector(noise, lik, mlp.sizes[-1], dt)
     state = np.ascontiguousarray(np.concatenate([theta, ln]), dtype=dt)
     m, v = np.zeros_like(state), np.zeros_like(state)
-    pp = np.ascontiguousarray(np.broadcast_to(np.asarray(prior_prec, dtype=dt), (mlp.n_params,)))
+    pp = np.array(np.broadcast_to(np.asarray(prior_prec, dtype=dt), (mlp.n_params,)))  # writable: epoch_hook
     tr_idx, val_idx = _tr.split_validation(Xa.shape[0], validation, seed, stream)
     Xt, yt = (Xa, ya) if val_idx is None else (Xa[tr_idx], ya[tr_idx])
     N = Xt.shape[0]
@@ -592,7 +597,10 @@ def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noi
         stats = np.concatenate(parts)
         _tr.check_finite_epoch(e, adam["lr"], stats, state)
         nll_sum = float(stats[:, 0].sum(dtype=np.float64))
-        return {"loss": float(stats[:, 1].mean(dtype=np.float64)), "nll": nll_sum}
+        rec = {"loss": float(stats[:, 1].mean(dtype=np.float64)), "nll": nll_sum}
+        if epoch_hook is not None:
+            rec.update(epoch_hook(e, state, pp) or {})
+        return rec
 
     def checkpoint():
         return state.copy(), m.copy(), v.copy(), counter["step"]
