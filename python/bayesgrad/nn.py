@@ -494,7 +494,7 @@ class Predictive:
 
 # ---------------------------------------------------------------- sampled predictions
 
-#: Parameter samples held at once by ``sampled_outputs`` (bytes; a multiple of 32
+#: Parameter samples held at once by ``sampled_outputs`` (bytes; a multiple of 64
 #: samples is always allowed).
 PARAM_CHUNK_BYTES = 64 * 2 ** 20
 
@@ -504,9 +504,9 @@ def sampled_outputs(mlp, X, n_samples, dtype, params):
     samples made and used in chunks so that at most about ``PARAM_CHUNK_BYTES``
     of them exist at once (for P >> N K the (S, P) samples would dwarf F).
     ``params(s0, s1) -> (theta (s1 - s0, P), masks (s1 - s0, H) or None)`` makes
-    samples s0..s1-1. Chunks start at multiples of 32 samples, so element-addressed
-    draws (``offset = s0 * P``) fall on the same SIMD groups as one whole draw and the
-    result does not depend on the chunking. The size of F and of the predictive
+    samples s0..s1-1. Chunks start at multiples of 64 samples, so element-addressed
+    draws (``offset = s0 * P``) fall on the same SIMD groups (16 Philox blocks, at most
+    64 elements) as one whole draw and the result does not depend on the chunking. The size of F and of the predictive
     built from it (about 3 arrays of F's shape) is checked first: a ValueError naming
     ``n_samples`` instead of a MemoryError."""
     dt = C.float_dtype(dtype)
@@ -515,7 +515,7 @@ def sampled_outputs(mlp, X, n_samples, dtype, params):
     C.check_allocation(C.n_bytes((S, N, K), dt, copies=3),
                        f"n_samples={S}: the sampled outputs and predictive (S, N, K) = ({S}, {N}, {K})")
     per = max(1, mlp.n_params) * dt.itemsize
-    chunk = max(32, PARAM_CHUNK_BYTES // per // 32 * 32)
+    chunk = max(64, PARAM_CHUNK_BYTES // per // 64 * 64)
     if chunk >= S:
         theta, masks = params(0, S)
         return mlp.forward(theta, Xa, masks=masks)
