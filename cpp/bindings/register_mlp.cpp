@@ -64,9 +64,7 @@ void bind(py::module_& m) {
         const T* x = X.data();
         T* o = out.mutable_data();
         py::gil_scoped_release rel;
-        mlp::Trace<T> tr;
-        mlp::forward<T>(L, f, p, in.S, L.n_params, x, in.N, in.x_stride, tr, mk ? &*mk : nullptr);
-        std::copy(tr.output(), tr.output() + in.S * in.N * L.d_output(), o);
+        mlp::forward_outputs<T>(L, f, p, in.S, L.n_params, x, in.N, in.x_stride, o, mk ? &*mk : nullptr);
       },
       py::arg("net"), py::arg("params"), py::arg("X"), py::arg("out").noconvert(), py::arg("masks") = py::none(),
       "Network outputs (S, N, K) for S parameter vectors (S, P) on X (N, D) or (S, N, D).");

@@ -1,10 +1,13 @@
 // MLP forward/backward over S parameter samples and the likelihoods' NLL and
 // gradients. GEMMs go to scipy-openblas32 (its own thread pool); the
-// elementwise passes are cheap and stay serial so no BLAS call ever runs inside
-// a parallel region of ours.
+// elementwise passes are cheap and stay serial, so no BLAS call runs inside a
+// parallel region of ours, except in forward_outputs, whose row tiles run on
+// the pool with BLAS set to one thread for the duration.
 #include "bayesgrad/mlp.hpp"
 
 #include <cblas.h>
+
+#include "bayesgrad/parallel.hpp"
 
 #include <algorithm>
 #include <limits>
@@ -265,11 +268,80 @@ void nll(Likelihood lik, const T* F, const T* y, int64_t S, int64_t N, int64_t K
   }
 }
 
+// ---------------------------------------------------------------- outputs only
+namespace {
+extern "C" int scipy_openblas_get_num_threads(void);
+extern "C" void scipy_openblas_set_num_threads(int);
+
+// While tiles run on the pool's threads, each tile's GEMMs run on its own
+// thread: BLAS set to one thread for the region (its own pool would otherwise
+// compete with ours for the same cores), restored afterwards.
+struct SerialBlas {
+  int prev;
+  SerialBlas() : prev(scipy_openblas_get_num_threads()) {
+    if (prev != 1) scipy_openblas_set_num_threads(1);
+  }
+  ~SerialBlas() {
+    if (prev != 1) scipy_openblas_set_num_threads(prev);
+  }
+  SerialBlas(const SerialBlas&) = delete;
+  SerialBlas& operator=(const SerialBlas&) = delete;
+};
+}  // namespace
+
+template <typename T>
+void forward_outputs(const Layout& L, Activation f, const T* params, int64_t S, int64_t p_stride, const T* X,
+                     int64_t N, int64_t x_stride, T* out, const Masks<T>* masks) {
+  const int64_t nl = L.n_layers(), K = L.d_output();
+  if (S <= 0 || N <= 0) return;
+  // Rows per tile: the tile's two activation buffers (rows x widest layer) in
+  // about 256 KiB, so that a tile's layers run out of L2; at least 32 rows so
+  // the GEMMs stay efficient, at most all rows.
+  const int64_t rows = std::min<int64_t>(N, std::max<int64_t>(32, (int64_t{32} << 10) / (L.max_width * 2)));
+  const int64_t row_tiles = (N + rows - 1) / rows;
+  for (int64_t l = 0; l < nl; ++l)
+    for (int64_t v : {rows, L.d_in(l), L.d_out(l)}) check_blas_int(v, "GEMM dimension");
+  SerialBlas serial;
+  parallel_chunks(S * row_tiles, [&](int64_t t) {
+    const int64_t s = t / row_tiles, n0 = (t % row_tiles) * rows, R = std::min(rows, N - n0);
+    thread_local std::vector<T> buf_a, buf_b;
+    const size_t need = static_cast<size_t>(rows * L.max_width);
+    if (buf_a.size() < need) buf_a.resize(need);
+    if (buf_b.size() < need) buf_b.resize(need);
+    const T* p = params + s * p_stride;
+    const T* in = X + s * x_stride + n0 * L.d_in(0);
+    // z: this layer's pre-activations; a: its activations, which overwrite the
+    // layer's input once the GEMM has read it.
+    T* const zb = buf_b.data();
+    T* const ab = buf_a.data();
+    for (int64_t l = 0; l < nl; ++l) {
+      const int64_t din = L.d_in(l), dout = L.d_out(l);
+      const bool last = l + 1 == nl;
+      T* z = last ? out + (s * N + n0) * K : zb;
+      const T* b = p + L.b_off[l];
+      for (int64_t r = 0; r < R; ++r) std::copy(b, b + dout, z + r * dout);
+      call_gemm(CblasNoTrans, CblasTrans, static_cast<blasint>(R), static_cast<blasint>(dout),
+                static_cast<blasint>(din), T(1), in, static_cast<blasint>(din), p + L.w_off[l],
+                static_cast<blasint>(din), T(1), z, static_cast<blasint>(dout));
+      if (last) break;
+      act_array(f, z, ab, R * dout);
+      if (masks) {
+        const int64_t moff = L.mask_off(l);
+        for (int64_t r = 0; r < R; ++r)
+          for (int64_t j = 0; j < dout; ++j) ab[r * dout + j] *= masks->at(s, n0 + r, moff + j);
+      }
+      in = ab;
+    }
+  });
+}
+
 #define BG_MLP_INSTANTIATE(T)                                                                                        \
   template void gemm_batch<T>(bool, bool, int64_t, int64_t, int64_t, const T*, int64_t, int64_t, const T*, int64_t, \
                               int64_t, T, T*, int64_t, int64_t, int64_t);                                           \
   template void forward<T>(const Layout&, Activation, const T*, int64_t, int64_t, const T*, int64_t, int64_t,       \
                            Trace<T>&, const Masks<T>*);                                                             \
+  template void forward_outputs<T>(const Layout&, Activation, const T*, int64_t, int64_t, const T*, int64_t,       \
+                                   int64_t, T*, const Masks<T>*);                                                   \
   template void backward<T>(const Layout&, Activation, const T*, int64_t, const T*, int64_t, const Trace<T>&, T*,   \
                             T*, int64_t, T*, const Masks<T>*);                                                      \
   template void nll<T>(Likelihood, const T*, const T*, int64_t, int64_t, int64_t, const T*, T*, T*, T, T*);

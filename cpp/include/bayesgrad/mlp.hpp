@@ -146,6 +146,14 @@ template <typename T>
 void forward(const Layout& L, Activation f, const T* params, int64_t S, int64_t p_stride, const T* X,
              int64_t N, int64_t x_stride, Trace<T>& tr, const Masks<T>* masks = nullptr);
 
+// Outputs only (S, N, d_L) into out, the same network and arguments as forward
+// without keeping a trace: row tiles of each sample run through every layer
+// while in cache, tiles in parallel on the pool (prediction: S samples of N
+// points; no S x N x width intermediates).
+template <typename T>
+void forward_outputs(const Layout& L, Activation f, const T* params, int64_t S, int64_t p_stride, const T* X,
+                     int64_t N, int64_t x_stride, T* out, const Masks<T>* masks = nullptr);
+
 // Backward through the trace of forward. g_out (S, N, d_L) = dLoss/d(output),
 // destroyed (used as workspace). grad + s * g_stride receives dLoss/dparams of
 // sample s (overwritten); grad_x (S, N, d_0) receives dLoss/dX when non-null.
