@@ -68,7 +68,7 @@ class DDU:
     def fit(self, features, y, n_classes=None):
         """Fit per-class means and covariances; features (N, D), y (N,) int labels."""
         f = C.as_array(features, "features", ndim=2)
-        y = np.asarray(y)
+        y = C.to_numpy(y, "y")
         if y.dtype.kind not in "iu":
             raise TypeError(f"y must be integer class labels, got dtype {y.dtype}")
         if y.shape != (f.shape[0],):

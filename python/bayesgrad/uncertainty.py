@@ -81,7 +81,7 @@ def check_probs(probs, name="probs", labels=None, labels_name="y"):
 
 
 def _binary(is_ood, n, name="is_ood"):
-    a = np.asarray(is_ood)
+    a = C.to_numpy(is_ood, name)
     if a.shape != (n,):
         raise ValueError(f"{name} must have shape ({n},), got {a.shape}")
     if a.dtype.kind not in "biuf" or not np.all(np.isin(a, (0, 1))):

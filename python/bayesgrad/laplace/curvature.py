@@ -220,7 +220,7 @@ class _SubnetNet:
 
 def subnet_indices(subset, n_params):
     """A subnetwork given as a boolean mask (P,) or integer indices -> sorted unique indices (k,)."""
-    a = np.asarray(subset)
+    a = C.to_numpy(subset, "subset")
     if a.dtype == bool:
         if a.shape != (n_params,):
             raise ValueError(f"a subnetwork mask must have shape ({n_params},), got {a.shape}")
