@@ -214,7 +214,7 @@ def compare(X, y, *, task="auto", methods=METHODS, n_folds=5, seed=0, verbose=0,
     task : {"auto", "regression", "classification"}
         ``"auto"``: classification for integer-valued ``y`` with at most 20
         distinct values, else regression
-    methods : sequence of str, default every method (:data:`METHODS`)
+    methods : sequence of str, default every method (``METHODS``)
     n_folds : int >= 2, the K of K-fold cross-validation
     seed : int, Philox seed of the folds and of every model (``None``: fresh entropy)
     verbose : int, 0 is silent; 1 prints one line per (method, fold)

@@ -235,7 +235,7 @@ def reliability_diagram(probs, y, n_bins=15) -> dict:
 def ece(probs, y, n_bins=15) -> float:
     """Expected calibration error of the top label (Guo et al., 2017).
 
-    sum_b (n_b / N) |acc_b - conf_b| over equal-width right-closed bins
+    ``sum_b (n_b / N) |acc_b - conf_b|`` over equal-width right-closed bins
     (b/B, (b+1)/B] of the top-label probability; in [0, 1].
     """
     d = reliability_diagram(probs, y, n_bins)
@@ -365,7 +365,8 @@ def gaussian_nll(y, mean, var, reduction="mean") -> float:
 
 def mixture_nll(y, means, variances, reduction="mean") -> float:
     """NLL of the equal-weight Gaussian mixture of S sampled predictions:
-    -log (1/S) sum_s N(y; means[s], variances[s]); means/variances (S, *y.shape)."""
+    ``-log (1/S) sum_s N(y; means[s], variances[s])``; means and variances
+    have shape ``(S, *y.shape)``, y ``(N,)`` or any shape."""
     reduction = C.option(reduction, "reduction", ("mean", "sum"))
     yy = C.as_array(y, "y", min_ndim=1).astype(np.float64)
     m = C.as_array(means, "means", dtype=np.float64, min_ndim=2)
