@@ -93,6 +93,8 @@ class MLP:
         return int(sum(self.sizes[1:-1]))
 
     def to_dict(self):
+        """The architecture as JSON-ready metadata: ``{"sizes": [...], "activation": str}`` (what
+        ``save`` files record)."""
         return {"sizes": list(self.sizes), "activation": self.activation}
 
     # ------------------------------------------------------------ PyTorch interop
