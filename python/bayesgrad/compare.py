@@ -209,8 +209,8 @@ def compare(X, y, *, task="auto", methods=METHODS, n_folds=5, seed=0, verbose=0,
     ----------
     X : (N, D) array_like of finite floats (NumPy, or any object with DLPack or
         the NumPy array interface: a pandas DataFrame, a PyTorch CPU tensor)
-    y : (N,) array_like, regression targets or integer class labels
-        (``0 .. C-1`` or any integers: they are mapped to ``0 .. C-1`` in sorted order)
+    y : (N,) array_like, regression targets or class labels (any integers, or
+        strings: mapped to ``0 .. C-1`` in sorted order)
     task : {"auto", "regression", "classification"}
         ``"auto"``: classification for integer-valued ``y`` with at most 20
         distinct values, else regression
