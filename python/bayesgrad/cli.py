@@ -8,6 +8,8 @@
   PNGs to ``./bayesgrad-demo/`` (matplotlib: ``pip install "bayesgrad[plot]"``).
 - ``bayesgrad fit DATA.csv --target COL [...] [--predict NEW.csv] [--out PREDS.csv]``:
   a Bayesian MLP with uncertainty columns.
+- ``bayesgrad compare DATA.csv --target COL [...]``: every posterior, K-fold
+  cross-validated, as a metric table, CSV and plot (``bayesgrad._cli_compare``).
 - ``bayesgrad bench``: quick native-vs-NumPy timings, as ratios.
 - ``bayesgrad info``: the active backend and build.
 
@@ -507,6 +509,10 @@ def build_parser():
 
     i = sub.add_parser("info", help="show the active backend and build")
     i.set_defaults(func=cmd_info)
+
+    from ._cli_compare import add_parser as add_compare_parser  # bayesgrad compare lives in its own module
+
+    add_compare_parser(sub)
     return p
 
 

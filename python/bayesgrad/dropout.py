@@ -86,7 +86,11 @@ class MCDropout:
         return prec
 
     def fit(self, X, y, epochs=100, *, seed=0, stream=0, theta0=None, validation=0.0, patience=10, verbose=1):
-        """Dropout training (native epochs); returns self. ``history_`` has loss and nll per epoch."""
+        """Dropout training (native epochs); returns self. ``history_`` has loss and nll per epoch.
+
+        Shapes: ``X`` (N, d_in); ``y`` (N, d_out) or (N,) targets (integer labels (N,) for
+        "categorical"); ``theta0`` (P,) initial parameters, optional.
+        """
         learn = self.likelihood == "gaussian" and self.tau is None
         noise = 1.0 / math.sqrt(self.tau) if self.tau is not None else 1.0
         res = fit_point(self.mlp, X, y, self.likelihood, theta0=theta0, prior_prec=self.prior_precision(),

@@ -93,6 +93,8 @@ class MLP:
         return int(sum(self.sizes[1:-1]))
 
     def to_dict(self):
+        """The architecture as JSON-ready metadata: ``{"sizes": [...], "activation": str}`` (what
+        ``save`` files record)."""
         return {"sizes": list(self.sizes), "activation": self.activation}
 
     # ------------------------------------------------------------ PyTorch interop
@@ -214,7 +216,7 @@ class MLP:
 
     def unflatten(self, theta):
         """[(W (d_out, d_in), b (d_out,)), ...] views of a flat vector (P,) or (S, P) (leading S kept)."""
-        theta = np.asarray(theta)
+        theta = C.to_numpy(theta, "theta")
         self._check_theta_shape(theta)
         out = []
         for (w0, b0), din, dout in zip(self.offsets, self.sizes[:-1], self.sizes[1:]):
@@ -228,7 +230,7 @@ class MLP:
             raise ValueError(f"layers must hold {self.n_layers} (W, b) pairs, got {len(layers)}")
         parts = []
         for (W, b), din, dout in zip(layers, self.sizes[:-1], self.sizes[1:]):
-            W, b = np.asarray(W), np.asarray(b)
+            W, b = C.to_numpy(W, "W"), C.to_numpy(b, "b")
             if W.shape[-2:] != (dout, din) or b.shape[-1] != dout:
                 raise ValueError(f"layer shapes must be W ({dout}, {din}) and b ({dout},)")
             parts += [W.reshape(W.shape[:-2] + (-1,)), b]
@@ -358,7 +360,7 @@ def prepare_targets(y, lik, K, N, dtype):
     if a.ndim == 1 and D == 1:
         a = a[:, None]
     if a.shape != (N, D):
-        raise ValueError(f"y must have shape ({N}, {D}), got {np.shape(y)}")
+        raise ValueError(f"y must have shape ({N}, {D}), got {a.shape}")
     if lik == "bernoulli" and np.any((a != 0) & (a != 1)):
         raise ValueError("y must hold binary targets 0 or 1 for the bernoulli likelihood")
     return np.ascontiguousarray(a)
@@ -440,7 +442,7 @@ class Predictive:
     def from_outputs(cls, F, likelihood, noise=1.0):
         """From sampled network outputs F (S, N, K) (sample axis first)."""
         lik = likelihood_name(likelihood)
-        F = np.asarray(F)
+        F = C.to_numpy(F, "F")
         if F.ndim != 3:
             raise ValueError(f"F must have shape (S, N, K), got {F.shape}")
         S, N, K = F.shape
@@ -468,7 +470,7 @@ class Predictive:
         or the Gaussian with the total variance when there are no samples."""
         if self.is_classification:
             N = self.probs.shape[0]
-            a = np.asarray(y)
+            a = C.to_numpy(y, "y")
             if self.likelihood == "bernoulli":
                 a = a.reshape(-1)
             lab = prepare_targets(a, "categorical", self.probs.shape[-1], N, np.float64)[:, 0].astype(np.int64)
@@ -477,7 +479,8 @@ class Predictive:
             lp = self.log_probs[:, np.arange(N), lab]
             return logsumexp(lp, axis=0) - math.log(lp.shape[0])
         N, D = self.mean.shape
-        yy = C.as_array(y, "y").reshape(N, D) if np.size(y) == N * D else None
+        y = C.to_numpy(y, "y")
+        yy = C.as_array(y, "y").reshape(N, D) if y.size == N * D else None
         if yy is None:
             raise ValueError(f"y must have {N * D} values (shape ({N}, {D}))")
         if self.samples_mean is None or self._samples_var is None:
@@ -536,8 +539,9 @@ def training_dtype(X, theta0, dtype):
     if dtype is not None:
         return C.float_dtype(dtype)
     if theta0 is not None:
-        return C.float_dtype(np.asarray(theta0).dtype) if np.asarray(theta0).dtype.kind == "f" else np.dtype(np.float64)
-    return np.dtype(np.float32) if np.asarray(X).dtype == np.float32 else np.dtype(np.float64)
+        t = C.to_numpy(theta0, "theta0")
+        return C.float_dtype(t.dtype) if t.dtype.kind == "f" else np.dtype(np.float64)
+    return np.dtype(np.float32) if C.to_numpy(X, "X").dtype == np.float32 else np.dtype(np.float64)
 
 
 def _training_data(mlp, X, y, lik, dt):
@@ -667,7 +671,7 @@ def train_map(mlp, X, y, likelihood="gaussian", *, theta0=None, epochs=100, batc
     lik = likelihood_name(likelihood)
     wd = C.as_array(weight_decay, "weight_decay")
     C.non_negative(wd, "weight_decay")
-    if np.ndim(weight_decay) > 1 or (np.ndim(weight_decay) == 1 and wd.shape[0] != mlp.n_params):
+    if wd.ndim > 1 or (wd.ndim == 1 and wd.shape[0] != mlp.n_params):
         raise ValueError(f"weight_decay must be a scalar or have shape ({mlp.n_params},)")
     res = fit_point(mlp, X, y, lik, theta0=theta0, prior_prec=wd, dropout_p=0.0, noise=noise,
                     learn_noise=learn_noise, epochs=epochs, batch_size=batch_size, lr=lr, validation=validation,

@@ -243,7 +243,11 @@ class MFVI:
         """The predictive distribution (``bg.nn.Predictive``) from ``n_samples`` weight samples.
 
         The weight samples are drawn in chunks (``nn.sampled_outputs``); sizes are
-        checked before anything is allocated."""
+        checked before anything is allocated.
+
+        Shapes: ``X`` (N, d_in); the predictive's arrays are (N, K), with (S, N, K) per-sample
+        fields, S = ``n_samples``.
+        """
         self._require_fit()
         n_samples = C.integer(n_samples, "n_samples", 1)
         seed = _random.resolve_seed(seed)

@@ -142,7 +142,7 @@ class Laplace:
 
     def _check_prior_precision(self, value):
         p = C.as_array(value, "prior_precision", np.float64)
-        if np.ndim(value) == 0:
+        if p.ndim == 0:
             p = p.reshape(1)
         if p.ndim != 1:
             raise ValueError(f"prior_precision must be a scalar or 1-D, got shape {p.shape}")
@@ -165,7 +165,7 @@ class Laplace:
     def sigma_noise(self, value):
         s = C.as_array(value, "sigma_noise", np.float64)
         if s.size != 1:
-            raise ValueError(f"sigma_noise must be a scalar, got shape {np.shape(value)}")
+            raise ValueError(f"sigma_noise must be a scalar, got shape {s.shape}")
         s = float(s.reshape(()))
         if s <= 0:
             raise ValueError(f"sigma_noise must be positive, got {s}")

@@ -73,6 +73,7 @@ class LinearHead:
         return np.concatenate([self.weight.ravel(), self.bias])
 
     def n_inputs(self):
+        """The number of input features the head takes (its weight matrix's columns)."""
         return self.n_features
 
     def forward_layers(self, theta, X):
@@ -85,6 +86,7 @@ class LinearHead:
         return [(cache[0], S)]
 
     def forward(self, theta, X):
+        """Outputs (N, C) of the head with parameters ``theta`` (P,) on features ``X`` (N, F)."""
         W, b = self._unflatten(theta)
         return X @ W.T + b
 
@@ -220,7 +222,7 @@ class _SubnetNet:
 
 def subnet_indices(subset, n_params):
     """A subnetwork given as a boolean mask (P,) or integer indices -> sorted unique indices (k,)."""
-    a = np.asarray(subset)
+    a = C.to_numpy(subset, "subset")
     if a.dtype == bool:
         if a.shape != (n_params,):
             raise ValueError(f"a subnetwork mask must have shape ({n_params},), got {a.shape}")
@@ -379,7 +381,11 @@ class Curvature:
             yield float(loss), np.matmul(S, J).reshape(n * K, -1)
 
     def loss(self, X, y):
-        """The training loss at θ* (nats; ½Σ||y − f||² for gaussian), chunked."""
+        """The training loss at θ* (nats; ½Σ||y − f||² for gaussian), chunked.
+
+        Shapes: ``X`` (N, d_in) checked inputs, ``y`` (N, K) targets (labels (N, 1) for
+        classification).
+        """
         k = _backend.kernels()
         total = 0.0
         for s, e in self._chunks(X.shape[0]):
