@@ -546,12 +546,34 @@ def _training_data(mlp, X, y, lik, dt):
     return Xa, ya
 
 
+def _targets_for(y, lik):
+    """Kernel targets (N, Dy) as ``Predictive.log_likelihood`` takes them."""
+    return y.reshape(-1) if lik in ("categorical", "bernoulli") else y
+
+
+def sample_weights(sample_weight, N, dtype):
+    """Per-row likelihood weights: None, or (N,) finite non-negative floats of ``dtype``
+    with a positive sum (ValueError/TypeError naming ``sample_weight`` otherwise)."""
+    if sample_weight is None:
+        return None
+    w = C.as_array(sample_weight, "sample_weight", dtype, ndim=1)
+    if w.shape != (N,):
+        raise ValueError(f"sample_weight must have shape ({N},), got {w.shape}")
+    if not np.all(np.isfinite(w) & (w >= 0)):
+        raise ValueError("sample_weight must be finite and >= 0")
+    if not w.sum() > 0:
+        raise ValueError("sample_weight must have a positive sum")
+    return np.ascontiguousarray(w)
+
+
 def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noise, epochs, batch_size, lr,
-              validation, patience, seed, stream, verbose, desc, dtype=None):
+              validation, patience, seed, stream, verbose, desc, dtype=None, sample_weight=None):
     """The MAP / MC-dropout loop (native epochs). Returns a dict with theta,
-    log_noise, history, interrupted, seed."""
+    log_noise, history, interrupted, seed. ``sample_weight`` (N,) weights each
+    row's likelihood term (None: unweighted)."""
     dt = training_dtype(X, theta0, dtype)
     Xa, ya = _training_data(mlp, X, y, lik, dt)
+    wa = sample_weights(sample_weight, Xa.shape[0], dt)
     seed = _random.resolve_seed(seed)
     stream = _random.check_stream(stream)
     batch_size = C.integer(batch_size, "batch_size", 1)
@@ -568,6 +590,7 @@ def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noi
     pp = np.ascontiguousarray(np.broadcast_to(np.asarray(prior_prec, dtype=dt), (mlp.n_params,)))
     tr_idx, val_idx = _tr.split_validation(Xa.shape[0], validation, seed, stream)
     Xt, yt = (Xa, ya) if val_idx is None else (Xa[tr_idx], ya[tr_idx])
+    wt = wa if wa is None or val_idx is None else np.ascontiguousarray(wa[tr_idx])
     N = Xt.shape[0]
     drop_stream = _random.fold_in(stream, "dropout")
     k = _backend.kernels()
@@ -586,7 +609,10 @@ def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noi
         perm = _tr.permutation(N, seed, stream, e)
         parts = []
         for i0, i1 in ctl.slices(n_batches):  # ~0.1 s per native call: Ctrl-C stops promptly
-            step, stats = k.optim.map_epoch(cfg, state, m, v, counter["step"], Xt, yt, perm[i0 * B:i1 * B], pp)
+            step, stats = (k.optim.map_epoch(cfg, state, m, v, counter["step"], Xt, yt, perm[i0 * B:i1 * B], pp)
+                           if wt is None else
+                           k.optim.map_epoch(cfg, state, m, v, counter["step"], Xt, yt, perm[i0 * B:i1 * B], pp,
+                                             wt))
             counter["step"] = int(step)
             parts.append(stats)
         stats = np.concatenate(parts)
@@ -604,11 +630,17 @@ def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noi
     validate = snapshot = restore = None
     if val_idx is not None:
         Xv, yv = Xa[val_idx], ya[val_idx]
+        wv = None if wa is None else wa[val_idx]
 
         def validate():
-            out = np.empty(1, dtype=dt)
-            k.mlp.mlp_nll_grad(net, LIKELIHOODS[lik], state[None, :P], Xv, yv, state[P:], out)
-            return float(out[0])
+            if wv is None:
+                out = np.empty(1, dtype=dt)
+                k.mlp.mlp_nll_grad(net, LIKELIHOODS[lik], state[None, :P], Xv, yv, state[P:], out)
+                return float(out[0])
+            # the weighted validation NLL, row by row (rows of weight 0 do not count)
+            F = mlp.forward(state[:P], Xv)
+            per = Predictive.from_outputs(F[None], lik, np.exp(state[P:])).log_likelihood(_targets_for(yv, lik))
+            return float(-np.dot(wv.astype(np.float64), np.asarray(per, np.float64).reshape(-1)))
 
         def snapshot():
             return state.copy()
@@ -625,7 +657,7 @@ def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noi
 
 def train_map(mlp, X, y, likelihood="gaussian", *, theta0=None, epochs=100, batch_size=32, lr=1e-3,
               weight_decay=0.0, noise=1.0, learn_noise=False, validation=0.0, patience=10, seed=0, stream=0,
-              dtype=None, verbose=0, return_info=False):
+              dtype=None, verbose=0, return_info=False, sample_weight=None):
     """MAP training with Adam (fused native update), Philox-shuffled minibatches.
 
     Minimises the whole-data-set negative log joint in nats,
@@ -651,6 +683,9 @@ def train_map(mlp, X, y, likelihood="gaussian", *, theta0=None, epochs=100, batc
     verbose : 0 silent, 1 a tqdm progress bar when tqdm is installed
     return_info : also return a dict with history (per epoch: loss, nll,
         val_loss), noise, seed, interrupted
+    sample_weight : None or (N,) finite non-negative weights of the rows' likelihood
+        terms, ``sum_n w_n nll_n`` (integer weights: the fit on rows repeated that many
+        times); default None, unweighted. The validation loss is weighted the same way.
 
     Returns
     -------
@@ -663,7 +698,8 @@ def train_map(mlp, X, y, likelihood="gaussian", *, theta0=None, epochs=100, batc
         raise ValueError(f"weight_decay must be a scalar or have shape ({mlp.n_params},)")
     res = fit_point(mlp, X, y, lik, theta0=theta0, prior_prec=wd, dropout_p=0.0, noise=noise,
                     learn_noise=learn_noise, epochs=epochs, batch_size=batch_size, lr=lr, validation=validation,
-                    patience=patience, seed=seed, stream=stream, verbose=verbose, desc="MAP", dtype=dtype)
+                    patience=patience, seed=seed, stream=stream, verbose=verbose, desc="MAP", dtype=dtype,
+                    sample_weight=sample_weight)
     if not return_info:
         return res["theta"]
     info = {k: res[k] for k in ("history", "interrupted", "seed", "n_steps")}
