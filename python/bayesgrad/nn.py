@@ -567,10 +567,12 @@ def sample_weights(sample_weight, N, dtype):
 
 
 def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noise, epochs, batch_size, lr,
-              validation, patience, seed, stream, verbose, desc, dtype=None, sample_weight=None):
+              validation, patience, seed, stream, verbose, desc, dtype=None, sample_weight=None, tol=0.0):
     """The MAP / MC-dropout loop (native epochs). Returns a dict with theta,
     log_noise, history, interrupted, seed. ``sample_weight`` (N,) weights each
-    row's likelihood term (None: unweighted)."""
+    row's likelihood term (None: unweighted). Early stopping counts an epoch as an
+    improvement when the validation NLL falls by more than ``tol`` nats per
+    validation row (per unit of validation weight)."""
     dt = training_dtype(X, theta0, dtype)
     Xa, ya = _training_data(mlp, X, y, lik, dt)
     wa = sample_weights(sample_weight, Xa.shape[0], dt)
@@ -628,7 +630,12 @@ def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noi
         counter["step"] = token[3]
 
     validate = snapshot = restore = None
+    tol = C.real(tol, "tol")
+    if not (np.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be a finite number >= 0, got {tol}")
+    min_delta = 0.0
     if val_idx is not None:
+        min_delta = tol * (val_idx.size if wa is None else float(wa[val_idx].sum()))
         Xv, yv = Xa[val_idx], ya[val_idx]
         wv = None if wa is None else wa[val_idx]
 
@@ -650,14 +657,14 @@ def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noi
 
     history, interrupted = _tr.run_epochs(epochs, one_epoch, verbose=verbose, desc=desc, validate=validate,
                                           patience=patience, snapshot=snapshot, restore=restore, sliced=True,
-                                          checkpoint=checkpoint, rollback=rollback)
+                                          checkpoint=checkpoint, rollback=rollback, min_delta=min_delta)
     return {"theta": state[:P].copy(), "log_noise": state[P:].copy(), "history": history,
             "interrupted": interrupted, "seed": seed, "n_steps": counter["step"]}
 
 
 def train_map(mlp, X, y, likelihood="gaussian", *, theta0=None, epochs=100, batch_size=32, lr=1e-3,
               weight_decay=0.0, noise=1.0, learn_noise=False, validation=0.0, patience=10, seed=0, stream=0,
-              dtype=None, verbose=0, return_info=False, sample_weight=None):
+              dtype=None, verbose=0, return_info=False, sample_weight=None, tol=0.0):
     """MAP training with Adam (fused native update), Philox-shuffled minibatches.
 
     Minimises the whole-data-set negative log joint in nats,
@@ -686,6 +693,8 @@ def train_map(mlp, X, y, likelihood="gaussian", *, theta0=None, epochs=100, batc
     sample_weight : None or (N,) finite non-negative weights of the rows' likelihood
         terms, ``sum_n w_n nll_n`` (integer weights: the fit on rows repeated that many
         times); default None, unweighted. The validation loss is weighted the same way.
+    tol : float >= 0, default 0: an epoch improves on the best validation NLL when it
+        lowers it by more than ``tol`` nats per validation row
 
     Returns
     -------
@@ -699,7 +708,7 @@ def train_map(mlp, X, y, likelihood="gaussian", *, theta0=None, epochs=100, batc
     res = fit_point(mlp, X, y, lik, theta0=theta0, prior_prec=wd, dropout_p=0.0, noise=noise,
                     learn_noise=learn_noise, epochs=epochs, batch_size=batch_size, lr=lr, validation=validation,
                     patience=patience, seed=seed, stream=stream, verbose=verbose, desc="MAP", dtype=dtype,
-                    sample_weight=sample_weight)
+                    sample_weight=sample_weight, tol=tol)
     if not return_info:
         return res["theta"]
     info = {k: res[k] for k in ("history", "interrupted", "seed", "n_steps")}
