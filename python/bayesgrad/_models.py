@@ -80,7 +80,8 @@ def check_options(method="mfvi", hidden_layer_sizes=(50,), activation="relu", ep
     method = C.option(method, "method", METHODS)
     validation = _real(validation_fraction, "validation_fraction", 0.0, 1.0, open_low=False)
     if isinstance(early_stopping, str):
-        C.option(early_stopping, "early_stopping", ("auto",))
+        if early_stopping != "auto":
+            raise ValueError(f"early_stopping must be True, False or 'auto', got {early_stopping!r}")
         early = AUTO_EARLY_STOPPING[method] and validation > 0
     elif isinstance(early_stopping, (bool, np.bool_)):
         early = bool(early_stopping)
@@ -311,6 +312,7 @@ def _fit_posterior(p, X, y, n_out, likelihood, w=None, prev=None):
         m = prev[0] if prev is not None else dropout.MCDropout(
             mlp, p=p["dropout_p"], likelihood=likelihood, weight_decay=p["prior_precision"], lr=p["lr"],
             batch_size=batch)
+        m.lr = p["lr"]  # a warm start takes the schedule as set now
         m.fit(X, y, theta0=None if prev is None else m.theta_, sample_weight=w, **stop, **fit)
         return m, None, len(m.history_)
     if p["method"] in ("ensemble", "swag", "multiswag", "sghmc"):
@@ -365,6 +367,7 @@ def _fit_mfvi(p, mlp, X, y, likelihood, batch, w, prev):
         mlp, likelihood=likelihood, prior=p["mfvi_prior"], prior_sigma=p["prior_precision"] ** -0.5,
         estimator=p["mfvi_estimator"], learn_noise=gaussian, lr=p["lr"], batch_size=batch)
     warm = prev is not None
+    q.lr = p["lr"]  # a warm start takes the schedule as set now
     e0 = len(q.history_) if warm else 0
     if not p["early_stopping"]:
         q.fit(X, y, p["epochs"], seed=p["seed"], verbose=p["verbose"], warm_start=warm, sample_weight=w)
@@ -375,6 +378,10 @@ def _fit_mfvi(p, mlp, X, y, likelihood, batch, w, prev):
     Xt, yt, Xv, yv = X[tr], y[tr], X[val], y[val]
     wt = None if w is None else w[tr]
     wv = np.ones(val.size) if w is None else w[val]
+    if w is not None:
+        from .nn import _check_split_weights
+
+        _check_split_weights(wt, wv)
     min_delta = p["tol"] * float(wv.sum())
     val_stream = _random.fold_in(0, "split")
 

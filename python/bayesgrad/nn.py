@@ -546,6 +546,15 @@ def _training_data(mlp, X, y, lik, dt):
     return Xa, ya
 
 
+def _check_split_weights(w_train, w_val):
+    """ValueError when either part of a validation split has only zero weights (nothing to fit,
+    or a validation loss that never changes)."""
+    for w, part in ((w_train, "training"), (w_val, "validation")):
+        if not np.any(w > 0):
+            raise ValueError(f"the sample weights of the {part} rows are all zero; use another seed, a "
+                             "different validation fraction or no validation split")
+
+
 def _targets_for(y, lik):
     """Kernel targets (N, Dy) as ``Predictive.log_likelihood`` takes them."""
     return y.reshape(-1) if lik in ("categorical", "bernoulli") else y
@@ -562,7 +571,7 @@ def sample_weights(sample_weight, N, dtype):
     if not np.all(np.isfinite(w) & (w >= 0)):
         raise ValueError("sample_weight must be finite and >= 0")
     if not w.sum() > 0:
-        raise ValueError("sample_weight must have a positive sum")
+        raise ValueError("sample_weight must contain at least one non-zero weight (all are zero)")
     return np.ascontiguousarray(w)
 
 
@@ -593,6 +602,8 @@ def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noi
     tr_idx, val_idx = _tr.split_validation(Xa.shape[0], validation, seed, stream)
     Xt, yt = (Xa, ya) if val_idx is None else (Xa[tr_idx], ya[tr_idx])
     wt = wa if wa is None or val_idx is None else np.ascontiguousarray(wa[tr_idx])
+    if wa is not None and val_idx is not None:
+        _check_split_weights(wt, wa[val_idx])
     N = Xt.shape[0]
     drop_stream = _random.fold_in(stream, "dropout")
     k = _backend.kernels()

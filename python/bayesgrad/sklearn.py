@@ -137,6 +137,14 @@ class _BayesianMLPBase(BaseEstimator):
     def _fit_model(self, X, y, n_classes=None, sample_weight=None, warm=False, epochs=None):
         if warm:
             model = self.model_
+            opts = self._options()
+            for k in ("method", "hidden", "activation"):
+                if opts[k] != model.options[k]:
+                    raise ValueError(f"warm_start / partial_fit: {k} changed since the fit it continues "
+                                     f"({model.options[k]!r} -> {opts[k]!r})")
+            if self.random_state is None:
+                opts["seed"] = model.seed  # the continued run keeps its seed
+            model.options = opts  # the schedule (epochs, lr, early stopping, ...) as set now
         else:
             opts = self._options()
             model = BayesianMLP(self._task, opts)
