@@ -338,9 +338,12 @@ def test_partial_fit_starts_from_the_fitted_weights(method):
     np.testing.assert_array_equal(reg.model_.x_scale, scale)
     with pytest.raises(ValueError, match="features"):
         reg.partial_fit(np.ones((5, 2)), np.ones(5))
-    with pytest.raises(ValueError, match="partial_fit continues methods"):
-        BayesianMLPRegressor(method="ensemble", n_models=2, **dict(FAST, epochs=2)).partial_fit(
-            d.X, d.y).partial_fit(d.X, d.y)
+    ens = BayesianMLPRegressor(method="ensemble", n_models=2, warm_start=True, **dict(FAST, epochs=2))
+    assert not hasattr(ens, "partial_fit")  # only where a fit can be continued
+    with pytest.raises(ValueError, match="warm_start continues methods"):
+        ens.fit(d.X, d.y).fit(d.X, d.y)
+    with pytest.raises(ValueError, match="hidden changed"):
+        reg.set_params(hidden_layer_sizes=(4,)).partial_fit(d.X, d.y)
 
 
 def test_early_stopping():

@@ -138,10 +138,12 @@ class BayesianMLP:
 
     @property
     def seed(self):
+        """int: the Philox seed of training and prediction (resolved by :func:`check_options`)."""
         return self.options["seed"]
 
     @property
     def fitted(self):
+        """bool: whether :meth:`fit` has trained a posterior."""
         return getattr(self, "posterior", None) is not None
 
     def fit(self, X, y, n_classes=None, sample_weight=None, warm_start=False, epochs=None):
@@ -369,12 +371,11 @@ def _fit_mfvi(p, mlp, X, y, likelihood, batch, w, prev):
     warm = prev is not None
     q.lr = p["lr"]  # a warm start takes the schedule as set now
     e0 = len(q.history_) if warm else 0
-    if not p["early_stopping"]:
+    # too few rows to hold one out: all epochs on every row (as train_map does)
+    tr, val = _training.split_validation(X.shape[0], p["validation"], p["seed"], 0)
+    if not p["early_stopping"] or val is None:
         q.fit(X, y, p["epochs"], seed=p["seed"], verbose=p["verbose"], warm_start=warm, sample_weight=w)
         return q, None, len(q.history_) - e0
-    tr, val = _training.split_validation(X.shape[0], p["validation"], p["seed"], 0)
-    if val is None:
-        raise ValueError("early stopping needs validation_fraction large enough to hold out a row")
     Xt, yt, Xv, yv = X[tr], y[tr], X[val], y[val]
     wt = None if w is None else w[tr]
     wv = np.ones(val.size) if w is None else w[val]

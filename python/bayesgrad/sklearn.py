@@ -49,6 +49,7 @@ try:
     import sklearn
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.preprocessing import LabelEncoder
+    from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted, column_or_1d
 except ImportError as exc:  # pragma: no cover - the module is only importable with sklearn
@@ -75,6 +76,11 @@ def _validate(est, X, y="no_validation", reset=True, **kw):
 
 _D = DEFAULTS
 _OUTPUTS = ("default", "pandas")
+
+
+def _warm_startable(est):
+    """partial_fit exists for the methods that continue a fit (scikit-learn's available_if)."""
+    return est.method in WARM_START_METHODS
 
 
 class _BayesianMLPBase(BaseEstimator):
@@ -336,10 +342,11 @@ class BayesianMLPRegressor(RegressorMixin, _BayesianMLPBase):
         X, y = self._data(X, y, reset=not warm)
         return self._fit_model(X, y, sample_weight=sample_weight, warm=warm)
 
+    @available_if(_warm_startable)
     def partial_fit(self, X, y, sample_weight=None):
         """Train on (X (N, D), y (N,)) for ``epochs`` more epochs (early stopping
-        as configured), continuing the fitted model ("mfvi", "mc_dropout",
-        "laplace"); the first call fits anew. ``sample_weight`` as in ``fit``.
+        as configured), continuing the fitted model; the first call fits anew.
+        Only for the methods that continue a fit ("mfvi", "mc_dropout", "laplace"). ``sample_weight`` as in ``fit``.
         Returns self."""
         warm = hasattr(self, "model_")
         if warm:
@@ -427,10 +434,11 @@ class BayesianMLPClassifier(ClassifierMixin, _BayesianMLPBase):
             self.classes_ = cl
         return self._fit_model(X, codes, n_classes=cl.size, sample_weight=sample_weight, warm=warm)
 
+    @available_if(_warm_startable)
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train on (X (N, D), y (N,)) for ``epochs`` more epochs (early stopping
-        as configured), continuing the fitted model ("mfvi", "mc_dropout",
-        "laplace"); for rounds of new labels.
+        as configured), continuing the fitted model; for rounds of new labels.
+        Only for the methods that continue a fit ("mfvi", "mc_dropout", "laplace").
 
         Parameters
         ----------
