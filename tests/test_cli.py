@@ -557,3 +557,28 @@ def test_fit_warns_about_too_few_rows(tmp_path, capsys):
     assert rc == 0 and "6 training rows for 2 feature(s): fewer than 5 per feature" in err
     rc, out, err = run_cli(["fit", f, "--target", "target", *FAST_FIT], capsys)
     assert rc == 0 and "warning" not in err
+
+
+@pytest.mark.single_backend
+def test_fit_posterior_options_reach_the_model(tmp_path, capsys, monkeypatch):
+    from bayesgrad import _models
+
+    seen = {}
+    real = _models._fit_posterior
+
+    def spy(p, *a, **k):
+        seen.update(p)
+        return real(p, *a, **k)
+
+    monkeypatch.setattr(_models, "_fit_posterior", spy)
+    f = _numeric_csv(tmp_path / "d.csv")
+    rc, _, err = run_cli(["fit", f, "--target", "target", *FAST_FIT, "--mfvi-estimator", "flipout", "--mfvi-prior",
+                          "scale_mixture", "--prior-precision", "4", "--early-stopping", "off"], capsys)
+    assert rc == 0, err
+    assert (seen["mfvi_estimator"], seen["mfvi_prior"], seen["prior_precision"], seen["early_stopping"]) == \
+        ("flipout", "scale_mixture", 4.0, False)
+    rc, _, err = run_cli(["fit", f, "--target", "target", *FAST_FIT, "--method", "mc_dropout", "--dropout-p", "0.3",
+                          "--early-stopping", "on"], capsys)
+    assert rc == 0 and seen["dropout_p"] == 0.3 and seen["early_stopping"] is True
+    rc, _, err = run_cli(["fit", f, "--target", "target", "--dropout-p", "1.5"], capsys)
+    assert rc == 1 and "dropout_p must be in (0, 1)" in err

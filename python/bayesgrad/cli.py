@@ -30,7 +30,8 @@ import types
 import numpy as np
 
 from . import _quickbench
-from ._models import DEFAULTS, LAPLACE_LINKS, LAPLACE_PRIORS, LAPLACE_STRUCTURES, LAPLACE_SUBSETS, METHODS, TASKS
+from ._models import (DEFAULTS, LAPLACE_LINKS, LAPLACE_PRIORS, LAPLACE_STRUCTURES, LAPLACE_SUBSETS, METHODS,
+                      MFVI_ESTIMATORS, MFVI_PRIORS, TASKS)
 
 
 class UsageError(Exception):
@@ -457,7 +458,9 @@ def _fit_inputs(args):
                              batch_size=args.batch_size, n_samples=args.samples, random_state=args.seed,
                              laplace_structure=args.laplace_structure, laplace_subset=args.laplace_subset,
                              laplace_link=args.laplace_link, laplace_prior=args.laplace_prior,
-                             n_models=args.models, verbose=_verbosity(args))
+                             n_models=args.models, dropout_p=args.dropout_p, prior_precision=args.prior_precision,
+                             mfvi_estimator=args.mfvi_estimator, mfvi_prior=args.mfvi_prior,
+                             early_stopping={"on": True, "off": False}.get(args.early_stopping, "auto"), verbose=_verbosity(args))
     except ValueError as exc:  # a value out of range (argparse has checked the types)
         raise UsageError(str(exc)) from exc
     return types.SimpleNamespace(table=table, features=features, X=X, y=y, task=task, classes=classes,
@@ -582,6 +585,17 @@ def build_parser():
     f.add_argument("--laplace-prior", choices=LAPLACE_PRIORS, default=DEFAULTS["laplace_prior"],
                    help="Laplace: prior precision (and noise) by marginal likelihood, by a grid search on the "
                    "early-stopping rows, or fixed (default marglik)")
+    f.add_argument("--prior-precision", type=float, default=DEFAULTS["prior_precision"],
+                   help=f"precision of the Gaussian prior on the weights (default {DEFAULTS['prior_precision']:g})")
+    f.add_argument("--dropout-p", type=float, default=DEFAULTS["dropout_p"],
+                   help=f"MC dropout: dropout probability (default {DEFAULTS['dropout_p']:g})")
+    f.add_argument("--mfvi-estimator", choices=MFVI_ESTIMATORS, default=DEFAULTS["mfvi_estimator"],
+                   help=f"MFVI: gradient estimator (default {DEFAULTS['mfvi_estimator']})")
+    f.add_argument("--mfvi-prior", choices=MFVI_PRIORS, default=DEFAULTS["mfvi_prior"],
+                   help=f"MFVI: prior (default {DEFAULTS['mfvi_prior']})")
+    f.add_argument("--early-stopping", choices=("auto", "on", "off"), default="auto",
+                   help="stop training when 10%% of the training rows held out stop improving (default auto: as "
+                   "the estimators' early_stopping)")
     f.add_argument("--models", type=int, default=DEFAULTS["n_models"],
                    help=f"members of --method ensemble / multiswag (default {DEFAULTS['n_models']})")
     f.add_argument("--val-fraction", type=_fraction_arg, default=0.2,
