@@ -296,7 +296,7 @@ def test_sample_weight_checks():
     z = np.ones(30)
     z[val] = 0.0
     with pytest.raises(ValueError, match="validation rows are all zero"):
-        BayesianMLPRegressor(**dict(FAST, random_state=0)).fit(X, y, sample_weight=z)
+        BayesianMLPRegressor(early_stopping=True, **dict(FAST, random_state=0)).fit(X, y, sample_weight=z)
     with pytest.raises(ValueError, match="validation rows are all zero"):
         BayesianMLPRegressor(method="laplace", **dict(FAST, random_state=0)).fit(X, y, sample_weight=z)
 
@@ -373,16 +373,19 @@ def test_early_stopping():
     y = rng.normal(size=120)  # pure noise: the validation NLL stops improving early
     for method in ("mfvi", "mc_dropout", "laplace"):
         kw = dict(method=method, hidden_layer_sizes=(32,), epochs=150, n_samples=5, random_state=0)
-        es = BayesianMLPRegressor(n_iter_no_change=5, **kw).fit(X, y)
+        es = BayesianMLPRegressor(n_iter_no_change=5, early_stopping=True, **kw).fit(X, y)
+        auto = BayesianMLPRegressor(n_iter_no_change=5, **kw).fit(X, y)
+        assert (auto.n_iter_ == 150) == (method == "mfvi"), method  # "auto": on but for MFVI
         assert es.n_iter_ < 150, method
         full = BayesianMLPRegressor(early_stopping=False, **kw).fit(X, y)
         assert full.n_iter_ == 150, method
-    hist = es.posterior_  # laplace: the MAP history is not kept, the MFVI one is
-    mf = BayesianMLPRegressor(method="mfvi", n_iter_no_change=5, hidden_layer_sizes=(32,), epochs=150,
-                              n_samples=5, random_state=0).fit(X, y)
+        # tol: with 10 nats per row no epoch after the first counts as an improvement
+        big = BayesianMLPRegressor(n_iter_no_change=4, early_stopping=True, tol=10.0, **kw).fit(X, y)
+        assert big.n_iter_ == 5, method
+    mf = BayesianMLPRegressor(method="mfvi", n_iter_no_change=5, early_stopping=True, hidden_layer_sizes=(32,),
+                              epochs=150, n_samples=5, random_state=0).fit(X, y)
     vals = [h["val_loss"] for h in mf.posterior_.history_]
     assert len(vals) == mf.n_iter_ and np.argmin(vals) == len(vals) - 1 - 5  # stopped 5 epochs after the best
-    assert hist is not None
     with pytest.raises(ValueError, match="validation_fraction"):
         BayesianMLPRegressor(early_stopping=True, validation_fraction=0.0).fit(X, y)
     with pytest.raises(ValueError, match="early_stopping"):

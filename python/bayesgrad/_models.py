@@ -37,9 +37,12 @@ MFVI_PRIORS = ("gaussian", "scale_mixture")
 # epochs without a better validation loss before training stops (n_iter_no_change's default)
 _PATIENCE = 20
 #: early_stopping="auto": whether each method stops early on validation_fraction of the rows.
-#: The MAP-based methods always have (a fixed epoch count overfits small data sets);
-#: for MFVI and MC dropout see bench/sklearn_defaults.py (bench/results/sklearn_defaults.json).
-AUTO_EARLY_STOPPING = {"mfvi": True, "mc_dropout": True, "laplace": True, "ensemble": True, "swag": True,
+#: The MAP-based methods always have (a fixed epoch count overfits small data sets). Measured
+#: (bench/sklearn_defaults.py, bench/results/sklearn_defaults.json; digits, breast_cancer, wine,
+#: diabetes, 3 splits): MC dropout's test NLL improves with it on all four; MFVI's improves on
+#: breast_cancer and diabetes but worsens on digits and wine (its KL term already regularises,
+#: and the held-out rows are missed), so MFVI trains all epochs on every row unless asked.
+AUTO_EARLY_STOPPING = {"mfvi": False, "mc_dropout": True, "laplace": True, "ensemble": True, "swag": True,
                        "multiswag": True, "sghmc": True}
 
 def _real(value, name, low=0.0, high=np.inf, *, open_low=True, open_high=True):

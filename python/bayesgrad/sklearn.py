@@ -16,7 +16,8 @@ pipelines, ``clone``, grid search):
 - ``"ensemble"``, ``"swag"``, ``"multiswag"``, ``"sghmc"``: deep ensembles,
   SWAG / MultiSWAG and SG-HMC, the last three from an early-stopped MAP solution.
 
-As in ``MLPClassifier``: ``early_stopping`` (on by default, ``"auto"``) holds out
+As in ``MLPClassifier``: ``early_stopping`` (``"auto"``: on for every method but
+MFVI) holds out
 ``validation_fraction`` of the rows and stops after ``n_iter_no_change`` epochs
 without a fall of the validation NLL by more than ``tol`` nats per row, keeping
 the best epoch; ``fit(X, y, sample_weight=...)`` weights each row's likelihood
@@ -282,8 +283,9 @@ _PARAMS_DOC = """
     early_stopping : bool or "auto", default "auto"
         Hold out ``validation_fraction`` of the rows and stop when their NLL has not
         fallen by more than ``tol`` nats per row for ``n_iter_no_change`` epochs; the
-        best epoch's parameters are kept. "auto": on for every method (measured,
-        bench/sklearn_defaults.py) whenever validation_fraction > 0.
+        best epoch's parameters are kept. "auto": on (when validation_fraction > 0) for every
+        method but "mfvi", whose KL term already regularises (measured:
+        bench/sklearn_defaults.py).
     validation_fraction : float in [0, 1), default 0.1
         Share of the rows held out for early stopping (a Philox split of the seed).
     n_iter_no_change : int >= 1, default 20
