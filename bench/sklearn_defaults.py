@@ -14,7 +14,8 @@ the training residuals' variance (a homoscedastic plug-in).
 ``early_stopping=False`` is what mfvi and mc_dropout did before issue 18 (all ``epochs`` on
 every row); ``early_stopping=True`` holds out validation_fraction=0.1 and stops after
 n_iter_no_change epochs without improvement; ``_models.AUTO_EARLY_STOPPING`` holds which one
-``"auto"`` (the default) picks for each method, chosen from these figures. Medians over the splits, per-split values kept in the JSON.
+``"auto"`` (the default) picks for each method, chosen from these figures. Medians over the
+splits, per-split values kept in the JSON.
 
     PYTHONPATH=python python bench/sklearn_defaults.py [--splits 3] [--out bench/results/sklearn_defaults.json]
 """

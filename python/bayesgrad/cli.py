@@ -460,7 +460,8 @@ def _fit_inputs(args):
                              laplace_link=args.laplace_link, laplace_prior=args.laplace_prior,
                              n_models=args.models, dropout_p=args.dropout_p, prior_precision=args.prior_precision,
                              mfvi_estimator=args.mfvi_estimator, mfvi_prior=args.mfvi_prior,
-                             early_stopping={"on": True, "off": False}.get(args.early_stopping, "auto"), verbose=_verbosity(args))
+                             early_stopping={"on": True, "off": False}.get(args.early_stopping, "auto"),
+                             verbose=_verbosity(args))
     except ValueError as exc:  # a value out of range (argparse has checked the types)
         raise UsageError(str(exc)) from exc
     return types.SimpleNamespace(table=table, features=features, X=X, y=y, task=task, classes=classes,

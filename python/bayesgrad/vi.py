@@ -22,8 +22,8 @@ from . import _checks as C
 from . import _training as _tr
 from . import random as _random
 from ._codes import ViEstimator, ViPrior
-from .nn import (LIKELIHOODS, MLP, Predictive, likelihood_name, log_noise_vector, prepare_targets, sample_weights, sampled_outputs,
-                 target_dim, training_dtype)
+from .nn import (LIKELIHOODS, MLP, Predictive, likelihood_name, log_noise_vector, prepare_targets, sample_weights,
+                 sampled_outputs, target_dim, training_dtype)
 
 __all__ = ["MFVI", "ESTIMATORS", "PRIORS"]
 

@@ -507,7 +507,8 @@ class Laplace:
 
     def _restore_fit(self, meta, read):
         n_data, loss = meta["n_data"], meta["loss"]
-        if not (isinstance(n_data, (int, float)) and not isinstance(n_data, bool) and n_data >= 0 and isinstance(loss, (int, float)) and math.isfinite(loss)):
+        if not (isinstance(n_data, (int, float)) and not isinstance(n_data, bool) and math.isfinite(n_data)
+                and n_data >= 0 and isinstance(loss, (int, float)) and math.isfinite(loss)):
             raise read.error("malformed n_data / loss")
         self._post.load_state(read)
         self._post_cache = None
