@@ -30,6 +30,7 @@ class Table:
         return len(self.rows)
 
     def index(self, column):
+        """The position of ``column`` in the header; DataError naming the columns if absent."""
         try:
             return self.columns.index(column)
         except ValueError:
@@ -37,6 +38,7 @@ class Table:
             raise DataError(f"{self.path}: no column {column!r} (columns: {shown})") from None
 
     def strings(self, column):
+        """The cells of ``column`` as a list of N strings (as read, unstripped)."""
         j = self.index(column)
         return [r[j] for r in self.rows]
 
@@ -66,6 +68,7 @@ def parse_number(text, path, line, column):
 
 
 def is_number(text):
+    """Whether a cell holds a finite number (surrounding spaces allowed)."""
     try:
         return math.isfinite(float(text.strip()))
     except ValueError:
