@@ -412,6 +412,8 @@ def test_set_output_pandas():
     assert list(u.columns) == ["total", "aleatoric", "epistemic"] and u.index.equals(Xf.index)
     np.testing.assert_allclose(u["total"], u["aleatoric"] + u["epistemic"], rtol=1e-12)
     assert not isinstance(clf.predict_uncertainty(Xf, as_frame=False), pd.DataFrame)
+    # clone keeps it (scikit-learn's _sklearn_output_config), so model selection does too
+    assert isinstance(clone(clf).fit(Xf, labels).predict_proba(Xf), pd.DataFrame)
     clf.set_output(transform="default")
     assert isinstance(clf.predict_proba(Xf), np.ndarray)
     with sklearn.config_context(transform_output="pandas"):

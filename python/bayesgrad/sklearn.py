@@ -189,13 +189,15 @@ class _BayesianMLPBase(BaseEstimator):
             return self
         if transform not in _OUTPUTS:
             raise ValueError(f"transform must be one of {', '.join(map(repr, _OUTPUTS))} or None, got {transform!r}")
-        self._output = transform
+        # scikit-learn's attribute for it: clone (so GridSearchCV, cross_val_score) keeps it
+        self._sklearn_output_config = dict(getattr(self, "_sklearn_output_config", {}), transform=transform)
         return self
 
     def _pandas_out(self, as_frame=None):
         if as_frame is not None:
             return bool(as_frame)
-        out = getattr(self, "_output", None) or sklearn.get_config().get("transform_output", "default")
+        out = (getattr(self, "_sklearn_output_config", {}).get("transform")
+               or sklearn.get_config().get("transform_output", "default"))
         return out == "pandas"
 
     @staticmethod
