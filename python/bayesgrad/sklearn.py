@@ -348,10 +348,21 @@ class BayesianMLPRegressor(RegressorMixin, _BayesianMLPBase):
 
     @available_if(_warm_startable)
     def partial_fit(self, X, y, sample_weight=None):
-        """Train on (X (N, D), y (N,)) for ``epochs`` more epochs (early stopping
-        as configured), continuing the fitted model; the first call fits anew.
-        Only for the methods that continue a fit ("mfvi", "mc_dropout", "laplace"). ``sample_weight`` as in ``fit``.
-        Returns self."""
+        """Train for ``epochs`` more epochs (early stopping as configured),
+        continuing the fitted model with its input and target standardisation;
+        the first call fits anew. Only for the methods that continue a fit
+        ("mfvi", "mc_dropout", "laplace").
+
+        Parameters
+        ----------
+        X : array-like (N, D)
+        y : array-like (N,), real targets
+        sample_weight : array-like (N,) or None, default None, as in ``fit``
+
+        Returns
+        -------
+        self
+        """
         warm = hasattr(self, "model_")
         if warm:
             self._continues_partial()
@@ -359,8 +370,19 @@ class BayesianMLPRegressor(RegressorMixin, _BayesianMLPBase):
         return self._fit_model(X, y, sample_weight=sample_weight, warm=warm)
 
     def predict(self, X, return_std=False):
-        """Predictive mean (N,) in the units of y; with ``return_std=True`` also
-        the total predictive standard deviation (N,)."""
+        """Predictive mean and, optionally, standard deviation.
+
+        Parameters
+        ----------
+        X : array-like (N, D)
+        return_std : bool, default False
+            Also return the total predictive standard deviation.
+
+        Returns
+        -------
+        mean : ndarray (N,), in the units of y
+        std : ndarray (N,), sqrt(aleatoric + epistemic variance), only with ``return_std``
+        """
         X = self._x(X)
         mean, alea, epi = self.model_.moments(X)
         return (mean, np.sqrt(alea + epi)) if return_std else mean
@@ -473,8 +495,18 @@ class BayesianMLPClassifier(ClassifierMixin, _BayesianMLPBase):
         return self._fit_model(X, codes, n_classes=cl.size, sample_weight=sample_weight, warm=warm)
 
     def predict_proba(self, X):
-        """Predictive class probabilities (N, C), columns in the order of ``classes_``
-        (a DataFrame with the class labels as columns under pandas output)."""
+        """Predictive class probabilities.
+
+        Parameters
+        ----------
+        X : array-like (N, D)
+
+        Returns
+        -------
+        ndarray (N, C), columns in the order of ``classes_``, rows summing to 1;
+        under pandas output (``set_output``) a DataFrame with the class labels as
+        columns (and the index of a DataFrame ``X``).
+        """
         Xv = self._x(X)
         p = self.model_.probs(Xv)
         if self._pandas_out():
@@ -482,12 +514,30 @@ class BayesianMLPClassifier(ClassifierMixin, _BayesianMLPBase):
         return p
 
     def predict(self, X):
-        """The most probable class of each row (N,)."""
+        """The most probable class of each row.
+
+        Parameters
+        ----------
+        X : array-like (N, D)
+
+        Returns
+        -------
+        ndarray (N,) of labels from ``classes_``
+        """
         Xv = self._x(X)
         return self.classes_[np.argmax(self.model_.probs(Xv), axis=1)]
 
     def sample_proba(self, X):
-        """Class probabilities of each MC sample (S, N, C), S = ``n_samples``."""
+        """Class probabilities of each Monte Carlo sample of the posterior.
+
+        Parameters
+        ----------
+        X : array-like (N, D)
+
+        Returns
+        -------
+        ndarray (S, N, C), S = ``n_samples``; their mean over S is ``predict_proba``
+        """
         X = self._x(X)
         return self.model_.sample_probs(X)
 
