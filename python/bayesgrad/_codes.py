@@ -147,6 +147,7 @@ STREAM_TAGS = {
     "dataset/regression_1d_gap/x": fnv1a64("dataset/regression_1d_gap/x"),
     "dataset/regression_1d_gap/noise": fnv1a64("dataset/regression_1d_gap/noise"),
     "dataset/three_class_2d/x": fnv1a64("dataset/three_class_2d/x"),
+    "relax/conditional": fnv1a64("relax/conditional"),  # REBAR/RELAX: the draws of z~ given b
 }
 
 

@@ -11,17 +11,24 @@ with the coefficient beta estimated on independent samples so that it does
 not correlate with the samples it is applied to (DeltaControlVariate).
 
 Both are used through ``bg.estimators.score_function(..., baseline=...,
-control_variate=...)``.
+control_variate=...)``; a baseline and a control variate may be combined
+(the baseline is subtracted from what the control variate leaves).
+
+``RelaxSurrogate`` is the learned control variate c_phi(z) of REBAR and RELAX
+(``bg.estimators.rebar`` / ``relax``) on the continuous relaxation z of a
+discrete sample: its parameters phi are kept across calls and moved by Adam
+down the gradient of the estimator's variance.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from . import _checks as C
+from . import optim as _optim
 from .distributions import Normal
 from .distributions._base import sum_to_shape
 
-__all__ = ["MovingAverageBaseline", "DeltaControlVariate", "optimal_coefficient"]
+__all__ = ["MovingAverageBaseline", "DeltaControlVariate", "optimal_coefficient", "RelaxSurrogate"]
 
 
 class MovingAverageBaseline:
@@ -143,3 +150,146 @@ class DeltaControlVariate:
         per = {"loc": self.g0.reshape(shape), "scale": (self.h0 * self.sigma).reshape(shape)}
         return {k: sum_to_shape(v[None], 1, self.dist._param_shapes[k])[0] for k, v in per.items()}
 
+
+
+class RelaxSurrogate:
+    """The learned control variate c_phi(z) of REBAR and RELAX, kept across calls.
+
+    ``c_phi(z) = scale * f(relax_lambda(z)) + r_rho(z)``, where ``relax_lambda``
+    is the Concrete relaxation at temperature lambda (sigmoid(z / lambda) for a
+    Bernoulli, softmax(z / lambda) over the classes for a Categorical), f is the
+    user's objective, and ``r_rho`` a small ``bg.nn.MLP`` (``hidden`` widths, one
+    linear output) on the flattened z. REBAR is ``hidden=None`` (the relaxed-f
+    term alone); RELAX uses both terms (``relaxed_f=True``) or the network alone.
+
+    phi = (scale, log lambda, rho) is one float64 vector ``params`` updated by
+    ``bg.optim.Adam`` with the gradient of the estimator's single-sample second
+    moment sum_p E[g_p^2] (its variance plus a term that does not depend on phi),
+    computed by the estimator from the same draws as the estimate. The estimate
+    of a call uses phi from before that call's update, so it stays unbiased.
+
+    Parameters
+    ----------
+    hidden : tuple of int or None
+        Widths of the network's hidden layers; None for no network (REBAR).
+    activation : str, the network's hidden activation (see ``bg.nn.MLP``)
+    relaxed_f : bool
+        Include the ``scale * f(relax_lambda(z))`` term (needs ``grad_f``).
+    temperature : float > 0, the starting lambda
+    scale : float, the starting multiplier of the relaxed f (REBAR's eta)
+    lr : float > 0, Adam's step size for phi
+    tune_temperature, tune_scale : bool, whether those two are trained
+    seed : int, the network's initialisation (``bg.nn.MLP.init``); its last
+        layer starts at zero so that an untrained network adds nothing
+    fd_step : float > 0
+        Step h of the central difference that gives the mixed derivative
+        d/d rho of the network's input gradient (the native engine supplies
+        d r / d rho by vector-Jacobian products; its error is O(h^2)).
+
+    Attributes
+    ----------
+    params : (2 + P,) float64, phi = (scale, log lambda, rho)
+    mlp : bg.nn.MLP or None, built on first use once the input width is known
+    n_updates : int
+    objective : list of float, the second moment before each update
+    """
+
+    def __init__(self, hidden=(10,), activation="tanh", relaxed_f=True, temperature=0.5, scale=1.0, lr=0.01,
+                 tune_temperature=True, tune_scale=True, seed=0, fd_step=1e-4):
+        if hidden is not None:
+            hidden = tuple(C.integer(h, "hidden", 1) for h in hidden)
+        if hidden is None and not relaxed_f:
+            raise ValueError("a surrogate needs a network (hidden) or relaxed_f=True")
+        self.hidden = hidden
+        self.activation = activation
+        self.relaxed_f = bool(relaxed_f)
+        t = C.scalar(temperature, "temperature")
+        if t <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.lr = C.scalar(lr, "lr")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        self.fd_step = C.scalar(fd_step, "fd_step")
+        if self.fd_step <= 0:
+            raise ValueError(f"fd_step must be positive, got {fd_step}")
+        self.tune_temperature = bool(tune_temperature)
+        self.tune_scale = bool(tune_scale)
+        self.seed = seed
+        self.params = np.array([C.scalar(scale, "scale"), np.log(t)])
+        self.mlp = None
+        self.dim = None
+        self._opt = None
+        self.n_updates = 0
+        self.objective = []
+
+    @property
+    def temperature(self):
+        """lambda, the relaxation's temperature (float)."""
+        return float(np.exp(self.params[1]))
+
+    @property
+    def scale(self):
+        """The multiplier of the relaxed f (float)."""
+        return float(self.params[0])
+
+    @property
+    def rho(self):
+        """The network's flat parameters (P,) (a view of ``params``; empty without a network)."""
+        return self.params[2:]
+
+    def bind(self, dim):
+        """Fix the input width (the number of relaxed coordinates) on first use.
+
+        Parameters
+        ----------
+        dim : int, the flattened size of one relaxed sample z
+        """
+        dim = C.integer(dim, "dim", 1)
+        if self.dim is None:
+            self.dim = dim
+            if self.hidden is not None:
+                from .nn import MLP  # the engine of the surrogate network; imported on first use
+
+                self.mlp = MLP((dim,) + self.hidden + (1,), activation=self.activation)
+                rho = self.mlp.init(seed=self.seed, dtype=np.float64)
+                w_last = self.mlp.offsets[-1][0]
+                rho[w_last:] = 0.0
+                self.params = np.concatenate([self.params, rho])
+            self._opt = _optim.Adam(self.params, lr=self.lr)
+        elif dim != self.dim:
+            raise ValueError(f"this surrogate was built for {self.dim} relaxed coordinates, got {dim}")
+        return self
+
+    def network(self, z):
+        """r_rho(z) (m,) and its input gradient (m, dim) for z (m, dim) float64 (zeros without a network)."""
+        m = z.shape[0]
+        if self.mlp is None:
+            return np.zeros(m), np.zeros_like(z)
+        out = self.mlp.forward(self.rho, z)[:, 0]
+        _, gx = self.mlp.vjp(self.rho, z, np.ones((m, 1)), wrt_input=True)
+        return out, gx
+
+    def network_vjp(self, z, w):
+        """sum_i w_i d r_rho(z_i) / d rho (P,) for z (m, dim), w (m,) (zeros without a network)."""
+        if self.mlp is None:
+            return np.zeros(0)
+        return self.mlp.vjp(self.rho, z, np.ascontiguousarray(w, dtype=np.float64)[:, None])
+
+    def update(self, grad, objective):
+        """One Adam step on phi with ``grad`` (like ``params``); records ``objective``."""
+        g = np.array(grad, dtype=np.float64)
+        if not self.tune_scale:
+            g[0] = 0.0
+        if not self.tune_temperature:
+            g[1] = 0.0
+        if not np.isfinite(g).all():
+            raise FloatingPointError("non-finite surrogate gradient; lower the surrogate's lr")
+        self._opt.step(g)
+        self.n_updates += 1
+        self.objective.append(float(objective))
+        return self.params
+
+    def __repr__(self):
+        net = "none" if self.hidden is None else f"MLP{list(self.hidden)}"
+        return (f"RelaxSurrogate(scale={self.scale:.4g}, temperature={self.temperature:.4g}, network={net}, "
+                f"updates={self.n_updates})")

@@ -269,6 +269,7 @@ constexpr uint64_t kTagDatasetBinary1dY = 0xcc7dceec91ec448bull;
 constexpr uint64_t kTagDatasetRegression1dGapX = 0xcbc25ad5b478849bull;
 constexpr uint64_t kTagDatasetRegression1dGapNoise = 0x1f61a307c2bc792dull;
 constexpr uint64_t kTagDatasetThreeClass2dX = 0xcc105aac868a289dull;
+constexpr uint64_t kTagRelaxConditional = 0xb82fd5b5d677fde6ull;
 
 }  // namespace codes
 }  // namespace bayesgrad

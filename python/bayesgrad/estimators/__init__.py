@@ -41,17 +41,19 @@ import importlib as _importlib
 
 # DeltaControlVariate ... Normal: the single-module version exposed them through its own
 # imports, so they stay importable from here.
-from ..control_variates import DeltaControlVariate, MovingAverageBaseline, optimal_coefficient  # noqa: F401
+from ..control_variates import (DeltaControlVariate, MovingAverageBaseline, RelaxSurrogate,  # noqa: F401
+                                optimal_coefficient)
 from ..distributions import Distribution, Normal  # noqa: F401
 from ..plotting import plot_variance
 from ._base import Estimate
 from .diagnostics import naive_gradient, seed_example, variance_curve
 from .discrete import arm, disarm, exact_gradient, gumbel_softmax, reinforce_loo
 from .generic import expectation, measure_valued, pathwise, score_function
+from .relax import rebar, relax
 
 __all__ = [
-    "Estimate", "expectation", "pathwise", "score_function", "measure_valued", "reinforce_loo", "arm",
-    "disarm", "gumbel_softmax", "exact_gradient", "naive_gradient", "variance_curve", "plot_variance",
+    "Estimate", "RelaxSurrogate", "expectation", "pathwise", "score_function", "measure_valued", "reinforce_loo", "arm",
+    "disarm", "gumbel_softmax", "rebar", "relax", "exact_gradient", "naive_gradient", "variance_curve", "plot_variance",
     "seed_example", "minimize", "MinimizeResult",
 ]
 

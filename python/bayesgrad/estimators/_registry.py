@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from .discrete import arm, disarm, gumbel_softmax, reinforce_loo
 from .generic import measure_valued, pathwise, score_function
+from .relax import rebar, relax
 
 ESTIMATORS = {
     "pathwise": pathwise,
@@ -15,4 +16,6 @@ ESTIMATORS = {
     "arm": arm,
     "disarm": disarm,
     "gumbel_softmax": gumbel_softmax,
+    "rebar": rebar,
+    "relax": relax,
 }
