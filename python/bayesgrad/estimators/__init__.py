@@ -49,11 +49,12 @@ from ._base import Estimate
 from .diagnostics import naive_gradient, seed_example, variance_curve
 from .discrete import arm, disarm, exact_gradient, gumbel_softmax, reinforce_loo
 from .generic import expectation, measure_valued, pathwise, score_function
+from .multisample import dreg, iwae, vimco
 from .relax import rebar, relax
 
 __all__ = [
     "Estimate", "RelaxSurrogate", "expectation", "pathwise", "score_function", "measure_valued", "reinforce_loo", "arm",
-    "disarm", "gumbel_softmax", "rebar", "relax", "exact_gradient", "naive_gradient", "variance_curve", "plot_variance",
+    "disarm", "gumbel_softmax", "rebar", "relax", "iwae", "dreg", "vimco", "exact_gradient", "naive_gradient", "variance_curve", "plot_variance",
     "seed_example", "minimize", "MinimizeResult",
 ]
 
