@@ -23,7 +23,8 @@ estimator (and by ``iwae`` and ``dreg``). The multi-sample estimators
 importance-weighted bound L_K = E[log (1/K) sum_k p(x_k)/q(x_k)] instead
 (``estimator_options={"k": K}``, default 8; ``n_samples`` then counts groups
 of K draws); ``res.elbo`` then holds L_K. Errors raised while evaluating the
-user's functions name them as passed (``log_density``, ``grad_log_density``). Families: ``"meanfield"`` q = N(mu, diag(sigma^2)) with
+user's functions name them as passed (``log_density``, ``grad_log_density``).
+Families: ``"meanfield"`` q = N(mu, diag(sigma^2)) with
 sigma = softplus(rho) (or exp(rho)); ``"fullrank"`` q = N(mu, L L^T) with L lower
 triangular, its diagonal through the same positive transform. The optimisation
 runs through ``bg.stochastic_opt.minimize`` (Adam or Robbins-Monro SGD from

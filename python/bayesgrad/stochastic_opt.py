@@ -106,6 +106,7 @@ class Unconstrained:
         return vals, jac
 
     def dist(self, raw):
+        """The distribution (of the original type, fixed parameters kept) at the unconstrained vector ``raw`` (P,)."""
         vals, _ = self.params(raw)
         kw = {k: vals.get(k, self.fixed[k]) for k in self.fixed}
         return self.type(**{k: np.asarray(v, dtype=self.dtype) for k, v in kw.items()})

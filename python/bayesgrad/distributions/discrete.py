@@ -58,6 +58,19 @@ class Bernoulli(_Logits):
             self.probs = sigmoid(self.logits).astype(self.dtype)
 
     def sample(self, n, seed=0, stream=0, out=None):
+        """Draw ``n`` samples from the Philox stream ``(seed, stream)``.
+
+        Parameters
+        ----------
+        n : int >= 0
+        seed : int in [0, 2**64) or None
+        stream : int in [0, 2**63)
+        out : optional array of the returned shape and dtype, written in place
+
+        Returns
+        -------
+        (n, *batch_shape) array of the parameters' dtype
+        """
         out = self._out(n, out)
         seed, stream = self._seed_stream(seed, stream)
         if out.size:
@@ -73,6 +86,16 @@ class Bernoulli(_Logits):
         return x
 
     def log_prob(self, x):
+        """Log probability (nats) at ``x``.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) array
+
+        Returns
+        -------
+        (*sample_shape, *batch_shape) array
+        """
         x = self._xb(x)
         lg = self.logits
         with np.errstate(invalid="ignore"):
@@ -82,6 +105,16 @@ class Bernoulli(_Logits):
         return lp.astype(self.dtype)
 
     def score(self, x):
+        """Gradients of ``log_prob(x)`` with respect to each parameter.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) array
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}, summed over the dimensions a parameter was broadcast along
+        """
         x = self._xb(x)
         n = self._lead(x)
         if self.prob_param == "logits":
@@ -93,14 +126,17 @@ class Bernoulli(_Logits):
 
     @property
     def mean(self):
+        """The mean, ``(*batch_shape)`` array."""
         return self._batch(self.probs)
 
     @property
     def variance(self):
+        """The variance, ``(*batch_shape)`` array."""
         p = self.probs
         return self._batch(p * (1 - p))
 
     def entropy(self):
+        """The entropy (nats), ``(*batch_shape)`` array."""
         lg = self.logits
         p = sigmoid(lg)
         with np.errstate(invalid="ignore"):
@@ -135,6 +171,19 @@ class Categorical(_Logits):
         return log_softmax(self.logits.astype(np.float64)).astype(self.dtype)
 
     def sample(self, n, seed=0, stream=0, out=None):
+        """Draw ``n`` samples from the Philox stream ``(seed, stream)``.
+
+        Parameters
+        ----------
+        n : int >= 0
+        seed : int in [0, 2**64) or None
+        stream : int in [0, 2**63)
+        out : optional array of the returned shape and dtype, written in place
+
+        Returns
+        -------
+        (n, *batch_shape) int64 class indices
+        """
         n = self._n(n)
         shape = (n,) + self.batch_shape
         if out is None:
@@ -167,11 +216,31 @@ class Categorical(_Logits):
         return x.ndim - len(self.batch_shape)
 
     def log_prob(self, x):
+        """Log probability (nats) at ``x``.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) array of class indices
+
+        Returns
+        -------
+        (*sample_shape, *batch_shape) array
+        """
         x = self._xc(x)
         lp = np.broadcast_to(self.log_probs, x.shape + (self.n_classes,))
         return np.take_along_axis(lp, x[..., None], axis=-1)[..., 0]
 
     def score(self, x):
+        """Gradients of ``log_prob(x)`` with respect to each parameter.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) array of class indices
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}, summed over the dimensions a parameter was broadcast along
+        """
         x = self._xc(x)
         n = self._lead(x)
         onehot = (x[..., None] == np.arange(self.n_classes)).astype(self.dtype)
@@ -182,6 +251,7 @@ class Categorical(_Logits):
         return {"probs": self._reduce("probs", d, n)}
 
     def entropy(self):
+        """The entropy (nats), ``(*batch_shape)`` array."""
         lp = np.broadcast_to(self.log_probs, self.batch_shape + (self.n_classes,))
         p = np.exp(lp)
         return -np.sum(np.where(p > 0, p * lp, 0.0), axis=-1).astype(self.dtype)
@@ -215,6 +285,19 @@ class RelaxedBernoulli(_Logits):
             return d / (p * (1 - p))
 
     def sample(self, n, seed=0, stream=0, out=None):
+        """Draw ``n`` samples from the Philox stream ``(seed, stream)``.
+
+        Parameters
+        ----------
+        n : int >= 0
+        seed : int in [0, 2**64) or None
+        stream : int in [0, 2**63)
+        out : optional array of the returned shape and dtype, written in place
+
+        Returns
+        -------
+        (n, *batch_shape) array of the parameters' dtype
+        """
         t = self.temperature
         out = self._sample_locscale("logistic", n, seed, stream, out, self.logits / t, 1.0 / t)
         out[...] = sigmoid(out)
@@ -235,6 +318,16 @@ class RelaxedBernoulli(_Logits):
         return np.where(inside, lp, -np.inf).astype(self.dtype)
 
     def score(self, x):
+        """Gradients of ``log_prob(x)`` with respect to each parameter.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) array
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}, summed over the dimensions a parameter was broadcast along
+        """
         x, lx, l1x = self._parts(x)
         n = self._lead(x)
         t, lg = self.temperature, self.logits
@@ -244,6 +337,20 @@ class RelaxedBernoulli(_Logits):
                 self.prob_param: self._reduce(self.prob_param, self._dlogits(1.0 - 2.0 * w), n)}
 
     def rsample_vjp(self, x, g):
+        """Per-sample vector-Jacobian products ``g . dx/dparam`` at samples ``x``.
+
+        The reparameterisation gradient used by ``bg.estimators.pathwise``;
+        pathwise: x = sigmoid((logits + L) / temperature), from x alone.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) samples of this distribution
+        g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}
+        """
         x, lx, l1x = self._parts(x)
         g = self._check_g(x, g)
         n = self._lead(x)
@@ -298,6 +405,19 @@ class RelaxedCategorical(Distribution):
         return self.temperature[..., None]
 
     def sample(self, n, seed=0, stream=0, out=None):
+        """Draw ``n`` samples from the Philox stream ``(seed, stream)``.
+
+        Parameters
+        ----------
+        n : int >= 0
+        seed : int in [0, 2**64) or None
+        stream : int in [0, 2**63)
+        out : optional array of the returned shape and dtype, written in place
+
+        Returns
+        -------
+        (n, *batch_shape, K) array of the parameters' dtype
+        """
         t = self._t()
         out = self._sample_locscale("gumbel", n, seed, stream, out, self.logits / t,
                                     np.broadcast_to(1.0 / t, self.shape))
@@ -338,6 +458,16 @@ class RelaxedCategorical(Distribution):
         return np.where(inside, lp, -np.inf).astype(self.dtype)
 
     def score(self, x):
+        """Gradients of ``log_prob(x)`` with respect to each parameter.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape, K) array
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}, summed over the dimensions a parameter was broadcast along
+        """
         x, lx = self._parts(x)
         n = self._lead(x)
         t = self._t()
@@ -348,6 +478,20 @@ class RelaxedCategorical(Distribution):
                 self.prob_param: self._reduce(self.prob_param, self._dlogits(1.0 - k * s), n)}
 
     def rsample_vjp(self, x, g):
+        """Per-sample vector-Jacobian products ``g . dx/dparam`` at samples ``x``.
+
+        The reparameterisation gradient used by ``bg.estimators.pathwise``;
+        pathwise: x = softmax((logits + G) / temperature), from x alone.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape, K) samples of this distribution
+        g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}
+        """
         x, lx = self._parts(x)
         g = self._check_g(x, g)
         n = self._lead(x)

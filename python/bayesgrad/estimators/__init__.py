@@ -19,8 +19,12 @@ with D coordinates is a D-dimensional mean-field distribution.
 Estimators: ``pathwise`` (reparameterisation, implicit for Gamma/Beta/Dirichlet
 through ``rsample_vjp``), ``score_function`` (REINFORCE, with baselines and the
 delta control variate), ``measure_valued`` (Normal), and for discrete
-variables ``reinforce_loo``, ``arm``, ``disarm`` (Bernoulli) and
-``gumbel_softmax`` (biased; its bias is measured by ``exact_gradient``).
+variables ``reinforce_loo``, ``arm``, ``disarm`` (Bernoulli),
+``gumbel_softmax`` (biased; its bias is measured by ``exact_gradient``) and
+``rebar`` / ``relax`` (Bernoulli, Categorical; unbiased, with a learned
+``RelaxSurrogate`` control variate on the Concrete relaxation). Multi-sample
+objectives (``f`` is then the log joint density and ``n_samples`` counts groups
+of ``k`` draws): ``iwae``, ``dreg`` (IWAE and RWS) and ``vimco``.
 Independent random uses inside one estimator (baseline samples, coefficient
 samples, the measure-valued draws) get their own streams from
 ``bg.random.fold_in(stream, tag)``; the same ``seed`` gives common random numbers.
@@ -29,6 +33,7 @@ The accumulation over samples runs in the native kernels (``score_accumulate``,
 
 Layout: ``generic`` (expectation, pathwise, score_function, measure_valued),
 ``discrete`` (reinforce_loo, arm, disarm, gumbel_softmax, exact_gradient),
+``relax`` (rebar, relax), ``multisample`` (iwae, dreg, vimco),
 ``diagnostics`` (naive_gradient, variance_curve, seed_example), ``_base``
 (``Estimate`` and shared helpers) and ``_registry`` (the estimators by name).
 ``minimize`` and ``MinimizeResult`` live in ``bayesgrad.stochastic_opt`` and
@@ -54,7 +59,8 @@ from .relax import rebar, relax
 
 __all__ = [
     "Estimate", "RelaxSurrogate", "expectation", "pathwise", "score_function", "measure_valued", "reinforce_loo", "arm",
-    "disarm", "gumbel_softmax", "rebar", "relax", "iwae", "dreg", "vimco", "exact_gradient", "naive_gradient", "variance_curve", "plot_variance",
+    "disarm", "gumbel_softmax", "rebar", "relax", "iwae", "dreg", "vimco", "exact_gradient", "naive_gradient",
+    "variance_curve", "plot_variance",
     "seed_example", "minimize", "MinimizeResult",
 ]
 
