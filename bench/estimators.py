@@ -8,6 +8,13 @@ Times (median of repeats, same run):
 * the accumulation step alone: the native kernel, its NumPy twin, and the plain
   NumPy expression a user would write (terms, then mean and var(ddof=1)).
 
+Issue 16 rows: rebar / relax (Bernoulli, D = 100, surrogate kept across
+repeats), iwae / dreg / vimco (Normal D = 100, k = 8, n_samples / 8 groups) and
+the score function with LOO baseline plus the delta control variate.
+``--toy`` instead measures the single-sample variance table of the REBAR/RELAX
+toy problem (Bernoulli, f(b) = (b - t)^2, t = 0.45 and 0.499) and writes
+bench/results/estimators_toy.json.
+
 Writes bench/results/estimators.json and prints a table.
 Run: PYTHONPATH=python python bench/estimators.py [--repeats 15]
 """
@@ -30,7 +37,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--threads", type=int, default=None, help="native threads (default: as configured)")
+    ap.add_argument("--toy", action="store_true", help="the REBAR/RELAX toy variance table instead")
     args = ap.parse_args()
+    if args.toy:
+        return toy()
     if args.threads:
         bg.set_num_threads(args.threads)
     E = bg.estimators
@@ -48,6 +58,39 @@ def main():
            "load_average_at_start": load_average(), "machine": machine_info()}
     res["info"] = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
                    for k, v in res["info"].items()}
+    # issue 16: the new estimators, same f; D = 100 Bernoulli / Normal coordinates where the
+    # surrogate network or the k-sample groups make D = 1000 slow in the twin
+    db = bg.distributions.Bernoulli(logits=np.linspace(-1, 1, 100))
+    dn = bg.distributions.Normal(np.linspace(-1, 1, 100), np.linspace(0.5, 2, 100))
+    ft = lambda b: ((b - 0.45) ** 2).sum(-1)  # noqa: E731
+    dft = lambda b: 2.0 * (b - 0.45)  # noqa: E731
+    lj = lambda z: -0.5 * (z * z).sum(-1)  # noqa: E731
+    dlj = lambda z: -z  # noqa: E731
+    sur = {}
+
+    def surrogate(b, kind):
+        if (b, kind) not in sur:
+            sur[(b, kind)] = E.RelaxSurrogate(hidden=None if kind == "rebar" else (10,))
+        return sur[(b, kind)]
+
+    new_rows = {
+        "rebar_bernoulli_D100": lambda b: E.rebar(ft, db, N, seed=1, grad_f=dft, surrogate=surrogate(b, "rebar")),
+        "relax_bernoulli_D100": lambda b: E.relax(ft, db, N, seed=1, grad_f=dft, surrogate=surrogate(b, "relax")),
+        "iwae_k8_D100": lambda b: E.iwae(lj, dn, N // 8, seed=1, k=8, grad_f=dlj),
+        "dreg_k8_D100": lambda b: E.dreg(lj, dn, N // 8, seed=1, k=8, grad_f=dlj),
+        "vimco_k8_D100": lambda b: E.vimco(lj, dn, N // 8, seed=1, k=8),
+        "score_function_loo_delta": lambda b: E.score_function(f, d, N, seed=1, baseline="loo",
+                                                               control_variate="delta", grad_f=df,
+                                                               hess_f=lambda x: np.full_like(x, 2.0)),
+    }
+    for name, fn in new_rows.items():
+        row = {}
+        for b in backends:
+            with bg.use_backend(b):
+                row[b] = median_time(lambda: fn(b), args.repeats)
+        if "cpu" in row:
+            row["speedup_cpu_vs_numpy"] = row["numpy"] / row["cpu"]
+        res["end_to_end"][name] = row
     for name, fn in end_to_end.items():
         row = {}
         for b in backends:
@@ -103,6 +146,49 @@ def main():
     with open(out, "w") as fh:
         json.dump(res, fh, indent=2)
     print(f"wrote {out}")
+
+
+def toy(train_steps=1000, n_eval=200_000):
+    """Single-sample variances of d E[(b - t)^2] / d logit at theta = 1/2 (logit 0), after
+    ``train_steps`` surrogate updates (16 draws each) at that theta; exact RLOO-pair variance."""
+    E = bg.estimators
+    d = bg.distributions.Bernoulli(logits=np.array([0.0]))
+    out = {"theta": 0.5, "train_steps": train_steps, "n_eval": n_eval, "machine": machine_info(), "rows": {}}
+    for t in (0.45, 0.499):
+        f = lambda b, t=t: ((b - t) ** 2).sum(-1)  # noqa: E731
+        df = lambda b, t=t: 2.0 * (b - t)  # noqa: E731
+        sr, sx, sn = E.RelaxSurrogate(hidden=None), E.RelaxSurrogate(hidden=(10,)), E.RelaxSurrogate(
+            hidden=(10,), relaxed_f=False)
+        for i in range(train_steps):
+            E.rebar(f, d, 16, seed=0, stream=i + 1, grad_f=df, surrogate=sr)
+            E.relax(f, d, 16, seed=0, stream=i + 1, grad_f=df, surrogate=sx)
+            E.relax(f, d, 16, seed=0, stream=i + 1, surrogate=sn)
+        vals = []
+        for b1 in (0.0, 1.0):  # RLOO over pairs, by enumeration of the four outcomes
+            for b2 in (0.0, 1.0):
+                f1, f2 = float(f(np.array([[b1]]))[0]), float(f(np.array([[b2]]))[0])
+                vals.append(0.5 * ((f1 - f2) * (b1 - 0.5) + (f2 - f1) * (b2 - 0.5)))
+        row = {
+            "exact_gradient": float(E.exact_gradient(f, d).grad["logits"][0]),
+            "reinforce_no_baseline": float(E.score_function(f, d, n_eval, seed=5).variance["logits"][0]),
+            "reinforce_loo_pairs": float(2.0 * np.var(vals)),
+            "rebar": float(E.rebar(f, d, n_eval, seed=5, grad_f=df, surrogate=sr, train=False).variance["logits"][0]),
+            "rebar_loo_all_others": float(E.rebar(f, d, n_eval, seed=5, grad_f=df, surrogate=sr, train=False,
+                                             baseline="loo").variance["logits"][0]),
+            "relax_relaxed_f_plus_mlp": float(E.relax(f, d, n_eval, seed=5, grad_f=df, surrogate=sx,
+                                                      train=False).variance["logits"][0]),
+            "relax_mlp_only": float(E.relax(f, d, n_eval, seed=5, surrogate=sn, train=False).variance["logits"][0]),
+            "disarm": float(E.disarm(f, d, n_eval, seed=5).variance["logits"][0]),
+            "rebar_surrogate": repr(sr), "relax_surrogate": repr(sx),
+        }
+        out["rows"][str(t)] = row
+        print(f"t = {t}:")
+        for k, v in row.items():
+            print(f"  {k:<28} {v:.4g}" if isinstance(v, float) else f"  {k:<28} {v}")
+    path = os.path.join(os.path.dirname(__file__), "results", "estimators_toy.json")
+    with open(path, "w") as fh:
+        json.dump(out, fh, indent=2)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -228,3 +228,23 @@ def test_float32_distribution():
     d = Bernoulli(logits=np.array([0.2, -0.3], dtype=np.float32))
     est = E.relax(f, d, 1000, seed=0, grad_f=df)
     assert est.grad["logits"].dtype == np.float32
+
+
+def test_variance_curve_and_plot_with_discrete_estimators(tmp_path):
+    """variance_curve over t for the toy problem: the single-sample variances of the listed
+    estimators, each equal to the estimator's own variance at that t (same seed)."""
+    ks = np.array([0.3, 0.45])
+    d = Bernoulli(logits=np.array([0.0]))
+    s = RelaxSurrogate(hidden=(4,))
+    curve = E.variance_curve(_toy, ks, d, estimators=("reinforce_loo", "disarm", "rebar", "relax"), n_samples=500,
+                             seed=3, options={"relax": {"surrogate": s}})
+    assert set(curve) == {"k", "reinforce_loo", "disarm", "rebar", "relax"}
+    f, df = _toy(0.45)
+    assert curve["relax"]["logits"][1, 0] == pytest.approx(
+        E.relax(f, d, 500, seed=3, grad_f=df, surrogate=s, train=False).variance["logits"][0])
+    assert s.n_updates == 0  # held fixed
+    pytest.importorskip("matplotlib")
+    import matplotlib
+    matplotlib.use("Agg")
+    ax = bg.estimators.plot_variance(curve, param="logits", index=(0,))
+    assert len(ax.get_lines()) == 4

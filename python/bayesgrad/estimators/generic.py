@@ -116,7 +116,7 @@ def pathwise(f, dist, n_samples, seed=0, stream=0, *, grad_f=None, per_sample=Fa
                     {"reparam": dist.reparam})
 
 
-_BASELINES = ("none", "mean", "loo")
+_BASELINES = ("none", "mean", "loo", "batch")
 
 
 def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, control_variate=None,
@@ -132,8 +132,12 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
         "mean": mean of f on ``n_control`` independent samples (stream
         ``fold_in(stream, "baseline")``); "loo": for sample i the mean of the
         other n - 1 (unbiased; the standard error treats the terms as
-        independent, which they are to O(1/n)); a MovingAverageBaseline uses
-        its value from before this call and is then updated.
+        independent, which they are to O(1/n)); "batch": the mean of f over the
+        same n samples, sample i included (BIASED: its expectation is exactly
+        (1 - 1/n) times the gradient; ``info["biased"]`` says so; rescaled by
+        n / (n - 1) it would be "loo"); a MovingAverageBaseline uses its value
+        from before this call and is then updated. Any baseline combines with
+        ``control_variate``: it is then a baseline of f - beta h.
     control_variate : None | "delta"
         Second-order Taylor expansion of f at the mean (Normal only; needs
         ``grad_f`` and ``hess_f``), coefficient per coordinate estimated on
@@ -150,10 +154,8 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
         mode = C.option(baseline, "baseline", _BASELINES)
     if control_variate is not None:
         C.option(control_variate, "control_variate", ("delta",))
-        if mode != "none":
-            raise ValueError("use either a baseline or control_variate='delta', not both")
-    if mode == "loo" and n < 2:
-        raise ValueError("baseline='loo' needs n_samples >= 2")
+    if mode in ("loo", "batch") and n < 2:
+        raise ValueError(f"baseline={mode!r} needs n_samples >= 2")
     n_ctl = n if n_control is None else C.integer(n_control, "n_control", 2)
     cv = DeltaControlVariate(f, grad_f, hess_f, dist) if control_variate else None
     if type(dist).score is Distribution.score:
@@ -167,12 +169,16 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
     info = {"baseline": mode if mode != "moving" else repr(baseline)}
     if mode == "mean":
         xb = dist.sample(n_ctl, seed=seed, stream=_random.fold_in(stream, "baseline"))
-        b = np.full(n, eval_f(f, xb, np.float64).mean(), dtype=dist.dtype)
+        fb_vals = eval_f(f, xb, np.float64)
+        b = np.full(n, fb_vals.mean(), dtype=dist.dtype)
         n_eval += n_ctl
         info["baseline_value"] = float(b[0])
     elif mode == "moving":
         b = np.full(n, baseline.value, dtype=dist.dtype)
         info["baseline_value"] = baseline.value
+    elif mode == "batch":
+        b = np.full(n, float(fx.astype(np.float64).mean()), dtype=dist.dtype)
+        info.update(baseline_value=float(b[0]), biased=True)
 
     if cv is None:
         grad, stderr = {}, {}
@@ -194,11 +200,20 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
         eg = cv.expectation_grad()
         terms = {}
         beta = {}
+        f64 = fx.astype(np.float64)
+        hb = cv.values(xb) if mode == "mean" else None
         for name in dist.params:
             s_c = np.asarray(sc[name], dtype=np.float64).reshape(n_ctl, -1)
             bt = optimal_coefficient(s_c * fc[:, None], s_c * hc[:, None])
             s = np.asarray(scores[name], dtype=np.float64).reshape(n, -1)
-            terms[name] = s * fx[:, None].astype(np.float64) - bt * (s * h[:, None]) + bt * eg[name].reshape(-1)
+            y = f64[:, None] - bt * h[:, None]  # (n, p): what the control variate leaves
+            if mode == "loo":
+                y = y - (y.sum(0) - y) / (n - 1)
+            elif mode == "mean":  # the mean of f - beta h on the independent baseline samples
+                y = y - (fb_vals.mean() - bt * hb.mean())
+            elif mode in ("moving", "batch"):
+                y = y - (float(b[0]) if mode == "moving" else y.mean(0))
+            terms[name] = s * y + bt * eg[name].reshape(-1)
             beta[name] = bt.reshape(dist._param_shapes[name])
         grad, stderr, per = grads_from_terms(dist, terms, n, per_sample)
         n_eval += n_ctl
