@@ -148,6 +148,25 @@ def main():
     print(f"wrote {out}")
 
 
+def rebar_profile(f, df, d, n_eval, temperatures=(0.5, 1.0, 10.0, 100.0, 1000.0, 1e4)):
+    """REBAR's single-sample variance at the variance-minimising scale eta*(lambda), per
+    temperature lambda. g(eta) = A + eta C is affine in eta on common draws, so A (scale 0)
+    and C (scale 1 minus scale 0) give eta* = -cov(A, C) / var(C) exactly; the variance at
+    eta* is then measured by a third call at that scale."""
+    E = bg.estimators
+    rows = {}
+    for lam in temperatures:
+        kw = dict(seed=7, grad_f=df, temperature=lam, train=False, per_sample=True)
+        a = E.rebar(f, d, n_eval, scale=0.0, **kw).per_sample["logits"][:, 0]
+        c = E.rebar(f, d, n_eval, scale=1.0, **kw).per_sample["logits"][:, 0] - a
+        cov = np.cov(a, c)
+        eta = float(-cov[0, 1] / cov[1, 1])
+        var = float(E.rebar(f, d, n_eval, scale=eta, **kw).variance["logits"][0])
+        rows[repr(lam)] = {"scale": eta, "variance": var,
+                           "implied_baseline": eta * float(f(np.array([[0.5]]))[0])}
+    return rows
+
+
 def toy(train_steps=1000, n_eval=200_000):
     """Single-sample variances of d E[(b - t)^2] / d logit at theta = 1/2 (logit 0), after
     ``train_steps`` surrogate updates (16 draws each) at that theta; exact RLOO-pair variance."""
@@ -180,10 +199,16 @@ def toy(train_steps=1000, n_eval=200_000):
             "relax_mlp_only": float(E.relax(f, d, n_eval, seed=5, surrogate=sn, train=False).variance["logits"][0]),
             "disarm": float(E.disarm(f, d, n_eval, seed=5).variance["logits"][0]),
             "rebar_surrogate": repr(sr), "relax_surrogate": repr(sx),
+            "rebar_optimal_scale_by_temperature": rebar_profile(f, df, d, n_eval),
         }
         out["rows"][str(t)] = row
         print(f"t = {t}:")
         for k, v in row.items():
+            if isinstance(v, dict):
+                for lam, r in v.items():
+                    print(f"  rebar at lambda={lam:<8} eta*={r['scale']:.4g}  variance {r['variance']:.4g}  "
+                          f"eta* f(1/2) = {r['implied_baseline']:.4g}")
+                continue
             print(f"  {k:<28} {v:.4g}" if isinstance(v, float) else f"  {k:<28} {v}")
     path = os.path.join(os.path.dirname(__file__), "results", "estimators_toy.json")
     with open(path, "w") as fh:

@@ -180,6 +180,35 @@ def test_toy_problem_variance_order(t):
     assert sx.objective[-1] < sx.objective[0]
 
 
+@pytest.mark.parametrize("scale,temperature", [(0.8, 0.5), (3.0, 2.0)])
+def test_rebar_on_one_bernoulli_is_reinforce_with_the_relaxed_midpoint_baseline(scale, temperature):
+    """For one Bernoulli, E[g_rebar | b] = (f(b) - eta f(sigma(0))) (b - p): REBAR's control
+    variate acts on the REINFORCE term only through the constant baseline eta f(1/2) (the
+    relaxed f at the decision boundary z = 0); the rest of it is zero-mean noise given b.
+    (Leibniz on E[f(sigma(z / lambda)) 1[z > 0]]: the boundary term is f(1/2) times the
+    logistic density at 0, p (1 - p).) This is why REBAR cannot beat a tuned baseline on the
+    toy problem, where f(1/2) = (1/2 - t)^2 is nearly 0. z-test per value of b."""
+    logit, t = 0.7, 0.3
+    f = lambda b: ((b - t) ** 2).sum(-1) + 0.4 * b.sum(-1) ** 3  # noqa: E731
+    df = lambda b: 2.0 * (b - t) + 1.2 * b.sum(-1, keepdims=True) ** 2  # noqa: E731
+    d = Bernoulli(logits=np.array([logit]))
+    seen = []
+    est = E.rebar(lambda b: (seen.append(b.copy()) if not seen else None) or f(b), d, 200_000, seed=4,
+                  grad_f=df, scale=scale, temperature=temperature, train=False, per_sample=True)
+    b = seen[0][:, 0]  # the first evaluation of f is at the discrete draws
+    g = est.per_sample["logits"][:, 0]
+    p = 1.0 / (1.0 + np.exp(-logit))
+    mid = float(f(np.array([[0.5]]))[0])
+    for val in (0.0, 1.0):
+        gv = g[b == val]
+        expect = (float(f(np.array([[val]]))[0]) - scale * mid) * (val - p)
+        se = gv.std(ddof=1) / np.sqrt(gv.size)
+        assert abs(gv.mean() - expect) < Z * se, (val, gv.mean(), expect, se)
+        assert se < 0.01
+    # and the midpoint baseline is what separates it from REINFORCE: its size exceeds the error bars
+    assert abs(scale * mid * p * (1 - p)) > 10 * se
+
+
 @pytest.mark.parametrize("est", ["relax", "rebar"])
 def test_toy_problem_optimisation_reaches_the_right_end(est):
     """E[(b - t)^2] = theta (1 - 2t) + t^2 is minimised at theta = 0 for t < 1/2."""

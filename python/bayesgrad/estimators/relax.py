@@ -21,6 +21,12 @@ given b, with E = -log v: z~_b = -log E_b and z~_i = -log(E_i / p_i + E_b)
 (Gumbel truncated below z~_b), the Gumbel-max construction of the RELAX paper's
 appendix.
 
+For a single Bernoulli coordinate the REINFORCE term depends on b alone and
+E[g | b] = (f(b) - scale * f(relax_lambda(0))) d log q(b)/d eta: the relaxed-f
+control variate then acts only as the constant baseline scale * f(1/2) and adds
+zero-mean noise besides (README, toy-problem table). Its gains come from f's
+dependence on the other coordinates and from a network term (RELAX).
+
 f sees ``(m, *batch)`` floats in {0, 1} / (0, 1) for a Bernoulli and one-hot /
 simplex points ``(m, *batch, K)`` for a Categorical, so that one f serves
 both the discrete sample and its relaxation; ``grad_f`` is shaped like its input.
