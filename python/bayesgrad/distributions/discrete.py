@@ -197,6 +197,23 @@ class Categorical(_Logits):
             out[...] = np.sum(cdf < u[..., None], axis=-1)
         return out
 
+    def sample_without_replacement(self, n, k, seed=0, stream=0):
+        """n samples of k distinct joint configurations (Gumbel-top-k; see ``gumbel_top_k``).
+
+        Parameters
+        ----------
+        n : int >= 1
+        k : int, at most the K^D configurations of the joint support
+        seed : int or None
+        stream : int
+
+        Returns
+        -------
+        TopK: samples (n, k, *batch_shape) int64 in the order drawn, their joint log_prob
+        (n, k), perturbed log-probabilities (n, k) and the threshold (n,)
+        """
+        return gumbel_top_k(self, k, n, seed, stream)
+
     def _xc(self, x):
         if x is None:
             raise TypeError("x must be an array of class indices, got None")
@@ -255,6 +272,102 @@ class Categorical(_Logits):
         lp = np.broadcast_to(self.log_probs, self.batch_shape + (self.n_classes,))
         p = np.exp(lp)
         return -np.sum(np.where(p > 0, p * lp, 0.0), axis=-1).astype(self.dtype)
+
+
+class TopK:
+    """The result of ``gumbel_top_k``: a sample without replacement from a Categorical's joint support.
+
+    Attributes
+    ----------
+    samples : (n, k, *batch_shape) int64, each row's k distinct configurations in the order
+        drawn (decreasing perturbed log-probability: the order of sequential sampling
+        without replacement)
+    log_prob : (n, k) float64, the joint log-probability (nats) of each configuration
+    perturbed : (n, k) float64, its Gumbel-perturbed log-probability, decreasing along axis 1
+    threshold : (n,) float64, the (k+1)-th largest perturbed log-probability (kappa of
+        priority sampling); -inf when the support has exactly k configurations
+    """
+
+    def __init__(self, samples, log_prob, perturbed, threshold):
+        self.samples = samples
+        self.log_prob = log_prob
+        self.perturbed = perturbed
+        self.threshold = threshold
+
+    def __repr__(self):
+        n, k = self.log_prob.shape
+        return f"TopK(n={n}, k={k}, batch_shape={self.samples.shape[2:]})"
+
+
+def _log1mexp(x):
+    """log(1 - exp(x)) for x <= 0, accurate at both ends (-inf at x = 0)."""
+    with np.errstate(divide="ignore"):
+        return np.where(x > -0.6931471805599453, np.log(-np.expm1(np.minimum(x, 0.0))), np.log1p(-np.exp(x)))
+
+
+def gumbel_top_k(dist, k, n, seed=0, stream=0):
+    """k configurations without replacement from a Categorical's joint support, n times.
+
+    The Gumbel-top-k trick (Kool, van Hoof & Welling 2019): perturb every joint
+    log-probability with an independent standard Gumbel and keep the k largest;
+    they are a sample without replacement, in the order of sequential sampling.
+    The joint support of a Categorical with ``batch_shape`` (D coordinates, K
+    classes) has K^D configurations, so they are not enumerated: stochastic beam
+    search builds the perturbed values coordinate by coordinate, each child's
+    Gumbel conditioned on its parent's maximum (the top-down construction),
+    keeping the k + 1 largest partial configurations; the (k+1)-th gives the
+    threshold of priority sampling. With ``batch_shape == ()`` it is the
+    plain Gumbel-top-k over the K classes.
+
+    Parameters
+    ----------
+    dist : Categorical
+    k : int, 1 <= k <= the number of joint configurations K^D
+    n : int >= 1, independent samples of k
+    seed : int or None
+    stream : int; the Gumbels of all n rows come from one draw of this stream
+
+    Returns
+    -------
+    TopK (samples (n, k, *batch_shape), log_prob (n, k), perturbed (n, k), threshold (n,))
+    """
+    if not isinstance(dist, Categorical):
+        raise TypeError(f"dist must be a Categorical, got {type(dist).__name__}")
+    k = C.integer(k, "k", 1)
+    n = C.integer(n, "n", 1)
+    batch = tuple(dist.batch_shape)
+    K = int(dist.n_classes)
+    D = int(np.prod(batch, dtype=np.int64))
+    if D * math.log(K) < math.log(k) - 1e-9:
+        raise ValueError(f"k={k} exceeds the {K ** D} configurations of the support")
+    m = k + 1 if D * math.log(K) > math.log(k + 1) - 1e-9 else k  # beams: k draws and the threshold
+    C.check_allocation(C.n_bytes((n, D * m * K + 1), np.float64, copies=3),
+                       f"n={n}, k={k}: the Gumbel draws of the beam search")
+    seed, stream = _random.resolve_seed(seed), _random.check_stream(stream)
+    lp = np.broadcast_to(log_softmax(np.asarray(dist.logits, dtype=np.float64)), batch + (K,)).reshape(D, K)
+    u = _random.uniform((n, 1 + D * m * K), seed=seed, stream=stream)
+    gum = -np.log(-np.log(u))
+    # the root: the maximum perturbed log-probability of the whole support, Gumbel(log 1)
+    G = gum[:, :1]
+    phi = np.zeros((n, 1))
+    conf = np.zeros((n, 1, 0), dtype=np.int64)
+    rows = np.arange(n)[:, None]
+    for t in range(D):
+        B = G.shape[1]
+        phic = phi[:, :, None] + lp[t]
+        g = phic + gum[:, 1 + t * m * K: 1 + t * m * K + B * K].reshape(n, B, K)
+        Z = g.max(-1, keepdims=True)
+        # each child's Gumbel truncated at its parent's value T: -log(e^-T - e^-Z + e^-g)
+        v = G[:, :, None] - g + _log1mexp(g - Z)
+        Gt = (G[:, :, None] - softplus(v)).reshape(n, B * K)
+        keep = min(m, B * K)
+        idx = np.argsort(-Gt, axis=1, kind="stable")[:, :keep]
+        parent, cls = idx // K, idx % K
+        conf = np.concatenate([conf[rows, parent], cls[:, :, None]], axis=2)
+        phi = phic.reshape(n, B * K)[rows, idx]
+        G = Gt[rows, idx]
+    thr = G[:, k] if G.shape[1] > k else np.full(n, -np.inf)
+    return TopK(conf[:, :k].reshape((n, k) + batch), phi[:, :k], G[:, :k], thr)
 
 
 class RelaxedBernoulli(_Logits):

@@ -22,7 +22,10 @@ delta control variate), ``measure_valued`` (Normal), and for discrete
 variables ``reinforce_loo``, ``arm``, ``disarm`` (Bernoulli),
 ``gumbel_softmax`` (biased; its bias is measured by ``exact_gradient``) and
 ``rebar`` / ``relax`` (Bernoulli, Categorical; unbiased, with a learned
-``RelaxSurrogate`` control variate on the Concrete relaxation). Multi-sample
+``RelaxSurrogate`` control variate on the Concrete relaxation); from sets of
+``k`` distinct configurations drawn without replacement (Categorical,
+``bg.distributions.gumbel_top_k``): ``unordered_set`` and ``reinforce_wor``
+(``n_samples`` then counts sets). Multi-sample
 objectives (``f`` is then the log joint density and ``n_samples`` counts groups
 of ``k`` draws): ``iwae``, ``dreg`` (IWAE and RWS) and ``vimco``.
 Independent random uses inside one estimator (baseline samples, coefficient
@@ -33,7 +36,8 @@ The accumulation over samples runs in the native kernels (``score_accumulate``,
 
 Layout: ``generic`` (expectation, pathwise, score_function, measure_valued),
 ``discrete`` (reinforce_loo, arm, disarm, gumbel_softmax, exact_gradient),
-``relax`` (rebar, relax), ``multisample`` (iwae, dreg, vimco),
+``relax`` (rebar, relax), ``without_replacement`` (unordered_set,
+reinforce_wor), ``multisample`` (iwae, dreg, vimco),
 ``diagnostics`` (naive_gradient, variance_curve, seed_example), ``_base``
 (``Estimate`` and shared helpers) and ``_registry`` (the estimators by name).
 ``minimize`` and ``MinimizeResult`` live in ``bayesgrad.stochastic_opt`` and
@@ -56,10 +60,11 @@ from .discrete import arm, disarm, exact_gradient, gumbel_softmax, reinforce_loo
 from .generic import expectation, measure_valued, pathwise, score_function
 from .multisample import dreg, iwae, vimco
 from .relax import rebar, relax
+from .without_replacement import reinforce_wor, unordered_set
 
 __all__ = [
     "Estimate", "RelaxSurrogate", "expectation", "pathwise", "score_function", "measure_valued", "reinforce_loo", "arm",
-    "disarm", "gumbel_softmax", "rebar", "relax", "iwae", "dreg", "vimco", "exact_gradient", "naive_gradient",
+    "disarm", "gumbel_softmax", "rebar", "relax", "unordered_set", "reinforce_wor", "iwae", "dreg", "vimco", "exact_gradient", "naive_gradient",
     "variance_curve", "plot_variance",
     "seed_example", "minimize", "MinimizeResult",
 ]

@@ -56,8 +56,8 @@ def variance_curve(make_f, ks, dist, estimators=_CURVE_ESTIMATORS,
     ks : 1-D array of k values
     dist : Distribution
     estimators : names of estimators with the shared call shape: "pathwise", "score_function",
-        "measure_valued", "reinforce_loo", "arm", "disarm", "gumbel_softmax", "rebar", "relax"
-        (those that apply to ``dist``); grad_f is passed to pathwise, gumbel_softmax, rebar and relax
+        "measure_valued", "reinforce_loo", "arm", "disarm", "gumbel_softmax", "rebar", "relax",
+        "unordered_set", "reinforce_wor" (those that apply to ``dist``); grad_f is passed to pathwise, gumbel_softmax, rebar and relax
     n_samples : int, draws per estimate
     seed : int, the same for every k and estimator (common random numbers)
     options : {name: dict of keyword options} (e.g. {"score_function": {"baseline": "loo"}};
