@@ -25,7 +25,6 @@ import numpy as np
 
 from . import _checks as C
 from . import optim as _optim
-from .distributions import Normal
 from .distributions._base import sum_to_shape
 
 __all__ = ["MovingAverageBaseline", "DeltaControlVariate", "optimal_coefficient", "RelaxSurrogate"]
@@ -87,35 +86,111 @@ def optimal_coefficient(a, b):
     return np.divide(cov, vb, out=np.zeros_like(cov), where=vb > 0)
 
 
-class DeltaControlVariate:
-    """Second-order Taylor expansion of f at the mean of a (mean-field) Normal.
+_EULER_GAMMA = 0.5772156649015329
+_MOMENT_FAMILIES = ("Normal", "LogNormal", "Exponential", "Uniform", "Laplace", "Gumbel", "StudentT", "Gamma", "Beta",
+                    "Poisson", "Bernoulli")
 
-    h(x) = f(mu) + grad_f(mu) . (x - mu) + 1/2 sum_d H_dd (x_d - mu_d)^2, whose
-    expectation under N(mu, diag sigma^2) is f(mu) + 1/2 sum_d H_dd sigma_d^2 and
-    whose gradient, at the expansion point mu, is d/dmu = grad_f(mu),
-    d/dsigma_d = H_dd sigma_d. Off-diagonal Hessian entries do not change
+
+def _flat(dist, name):
+    return np.broadcast_to(np.asarray(getattr(dist, name), dtype=np.float64), tuple(dist.batch_shape)).reshape(-1)
+
+
+def moment_derivatives(dist):
+    """Closed-form derivatives of each coordinate's mean and variance by each parameter.
+
+    Parameters
+    ----------
+    dist : a mean-field family with closed-form mean and variance: Normal, LogNormal,
+        Exponential, Uniform, Laplace, Gumbel, StudentT (df > 2), Gamma, Beta, Poisson,
+        Bernoulli (logits or probs)
+
+    Returns
+    -------
+    dict {param: (dmean (D,), dvar (D,))}, flat over the batch (before any reduction to a
+    broadcast parameter's shape)
+    """
+    name = type(dist).__name__
+    if name not in _MOMENT_FAMILIES:
+        raise TypeError("control_variate='delta' needs a mean-field family with closed-form mean and variance "
+                        f"({', '.join(_MOMENT_FAMILIES)}), got {name}")
+    P = {k: _flat(dist, k) for k in dist.params}
+    one = np.ones(int(np.prod(tuple(dist.batch_shape), dtype=np.int64)))
+    zero = 0.0 * one
+    if name in ("Normal", "Laplace"):
+        c = 2.0 if name == "Normal" else 4.0  # variance sigma^2 / 2 b^2
+        return {"loc": (one, zero), "scale": (zero, c * P["scale"])}
+    if name == "Gumbel":
+        b = P["scale"]
+        return {"loc": (one, zero), "scale": (_EULER_GAMMA * one, np.pi ** 2 * b / 3.0)}
+    if name == "LogNormal":
+        mu, sg = P["loc"], P["scale"]
+        m = np.exp(mu + sg ** 2 / 2)
+        e = np.exp(2 * mu + sg ** 2)
+        v = np.expm1(sg ** 2) * e
+        return {"loc": (m, 2 * v), "scale": (sg * m, 2 * sg * e * (2 * np.exp(sg ** 2) - 1))}
+    if name == "Exponential":
+        lam = P["rate"]
+        return {"rate": (-1 / lam ** 2, -2 / lam ** 3)}
+    if name == "Uniform":
+        w = P["high"] - P["low"]
+        return {"low": (0.5 * one, -w / 6), "high": (0.5 * one, w / 6)}
+    if name == "StudentT":
+        nu, s = P["df"], P["scale"]
+        if np.any(nu <= 2):
+            raise ValueError("control_variate='delta' needs a StudentT with df > 2 (finite variance)")
+        return {"df": (zero, -2 * s ** 2 / (nu - 2) ** 2), "loc": (one, zero), "scale": (zero, 2 * s * nu / (nu - 2))}
+    if name == "Gamma":
+        a, b = P["concentration"], P["rate"]
+        return {"concentration": (1 / b, 1 / b ** 2), "rate": (-a / b ** 2, -2 * a / b ** 3)}
+    if name == "Beta":
+        a, b = P["concentration1"], P["concentration0"]
+        s = a + b
+        den = s ** 3 * (s + 1) ** 2
+        return {"concentration1": (b / s ** 2, b * (s * s + s - 3 * a * s - 2 * a) / den),
+                "concentration0": (-a / s ** 2, a * (s * s + s - 3 * b * s - 2 * b) / den)}
+    if name == "Poisson":
+        return {"rate": (one, one)}
+    if name == "Bernoulli":
+        if dist.prob_param == "logits":
+            p = 1 / (1 + np.exp(-P["logits"]))
+            q = p * (1 - p)
+            return {"logits": (q, q * (1 - 2 * p))}
+        return {"probs": (one, 1 - 2 * P["probs"])}
+    raise AssertionError(name)  # _MOMENT_FAMILIES lists exactly the branches above
+
+
+class DeltaControlVariate:
+    """Second-order Taylor expansion of f at the mean of a mean-field distribution.
+
+    h(x) = f(mu) + grad_f(mu) . (x - mu) + 1/2 sum_d H_dd (x_d - mu_d)^2 with mu
+    the distribution's mean, whose expectation is f(mu) + 1/2 sum_d H_dd v_d
+    (v the variances) and whose gradient in a parameter theta, with the
+    expansion point held fixed, is grad_f(mu) . dmu/dtheta + 1/2 sum_d H_dd
+    dv_d/dtheta (``moment_derivatives``: closed forms for every family with a
+    closed-form mean and variance). Off-diagonal Hessian entries do not change
     E_q[h] for a mean-field q, so a full Hessian (n, *batch, *batch) is reduced
-    to its diagonal.
+    to its diagonal. f, grad_f and hess_f are evaluated at the mean, which for
+    a discrete family (Bernoulli, Poisson) is not a point of the support: they
+    must accept real inputs there.
 
     Parameters
     ----------
     f, grad_f, hess_f : callables, vectorised over axis 0
         ``f: (m, *batch) -> (m,)``, ``grad_f: (m, *batch) -> (m, *batch)``,
         ``hess_f: (m, *batch) -> (m, *batch)`` (diagonal) or ``(m, *batch, *batch)``.
-    dist : Normal
+    dist : a family that ``moment_derivatives`` accepts
     """
 
     def __init__(self, f, grad_f, hess_f, dist):
-        if not isinstance(dist, Normal):
-            raise TypeError(f"control_variate='delta' needs a Normal distribution, got {type(dist).__name__}")
         if not callable(grad_f) or not callable(hess_f):
             raise TypeError("control_variate='delta' needs callables grad_f and hess_f")
         self.dist = dist
+        self._dmoments = moment_derivatives(dist)
         shape = tuple(dist.batch_shape)
         D = int(np.prod(shape, dtype=np.int64))
-        mu = np.broadcast_to(dist.loc, shape).astype(np.float64)
+        mu = np.broadcast_to(np.asarray(dist.mean, dtype=np.float64), shape)
         self.mu = mu.reshape(-1)
-        self.sigma = np.broadcast_to(dist.scale, shape).astype(np.float64).reshape(-1)
+        self.var = np.broadcast_to(np.asarray(dist.variance, dtype=np.float64), shape).reshape(-1)
         x0 = mu[None].astype(dist.dtype)
         f0 = np.asarray(f(x0), dtype=np.float64)
         if f0.shape != (1,) or not np.isfinite(f0).all():
@@ -142,14 +217,13 @@ class DeltaControlVariate:
 
     def expectation(self):
         """E_q[h] (float)."""
-        return self.f0 + 0.5 * float(self.h0 @ (self.sigma ** 2))
+        return self.f0 + 0.5 * float(self.h0 @ self.var)
 
     def expectation_grad(self):
         """{param: d E_q[h] / d param}, each of the parameter's shape (float64)."""
         shape = tuple(self.dist.batch_shape)
-        per = {"loc": self.g0.reshape(shape), "scale": (self.h0 * self.sigma).reshape(shape)}
+        per = {k: (self.g0 * dm + 0.5 * self.h0 * dv).reshape(shape) for k, (dm, dv) in self._dmoments.items()}
         return {k: sum_to_shape(v[None], 1, self.dist._param_shapes[k])[0] for k, v in per.items()}
-
 
 
 class RelaxSurrogate:

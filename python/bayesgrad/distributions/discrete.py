@@ -1,5 +1,5 @@
 """Discrete families and their relaxations: Bernoulli, Categorical (score
-only), RelaxedBernoulli and RelaxedCategorical (the Concrete / Gumbel-softmax,
+only), Poisson, RelaxedBernoulli and RelaxedCategorical (the Concrete / Gumbel-softmax,
 pathwise). All take exactly one of ``logits`` and ``probs``.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from .._codes import LocScaleFamily
 from .. import _checks as C
 from .. import random as _random
 from .._numerics import log_softmax, sigmoid, softplus
-from ._base import Distribution, clamp_into_support
+from ._base import Distribution, clamp_into_support, lgamma
 
 
 class _Logits(Distribution):
@@ -272,6 +272,91 @@ class Categorical(_Logits):
         lp = np.broadcast_to(self.log_probs, self.batch_shape + (self.n_classes,))
         p = np.exp(lp)
         return -np.sum(np.where(p > 0, p * lp, 0.0), axis=-1).astype(self.dtype)
+
+
+class Poisson(Distribution):
+    """Poisson(rate), rate > 0: counts x in {0, 1, 2, ...} (as the rate's float dtype).
+
+    ``sample``: the inverse CDF at the uniform of element i of the stream
+    (``scipy.stats.poisson.ppf``; there is no native kernel). ``score``:
+    d log p / d rate = x / rate - 1. No reparameterisation; ``measure_valued``
+    uses its weak derivative (p(x - 1) - p(x): the sample shifted by one).
+    """
+
+    params = ("rate",)
+    reparam = None
+
+    def __init__(self, rate):
+        super().__init__(rate=rate)
+        C.positive(self.rate, "rate")
+
+    def sample(self, n, seed=0, stream=0, out=None):
+        """Draw ``n`` samples from the Philox stream ``(seed, stream)``.
+
+        Parameters
+        ----------
+        n : int >= 0
+        seed : int in [0, 2**64) or None
+        stream : int in [0, 2**63)
+        out : optional array of the returned shape and dtype, written in place
+
+        Returns
+        -------
+        (n, *batch_shape) array of counts, the rate's dtype
+        """
+        from scipy import stats  # imported on first use: scipy.stats is slow to import
+
+        out = self._out(n, out)
+        seed, stream = self._seed_stream(seed, stream)
+        if out.size:
+            u = _random.uniform(out.shape, seed=seed, stream=stream, dtype=np.float64)
+            out[...] = stats.poisson.ppf(u, np.broadcast_to(self.rate, self.batch_shape).astype(np.float64))
+        return out
+
+    def _xp(self, x):
+        x = self._x(x)
+        if np.any((x < 0) | (x != np.round(x))):
+            raise ValueError("x must hold non-negative integer counts")
+        return x
+
+    def log_prob(self, x):
+        """Log probability (nats) at ``x``.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) array of counts
+
+        Returns
+        -------
+        (*sample_shape, *batch_shape) array
+        """
+        x = self._xp(x).astype(np.float64)
+        lam = self.rate.astype(np.float64)
+        return (x * np.log(lam) - lam - lgamma(x + 1.0)).astype(self.dtype)
+
+    def score(self, x):
+        """Gradients of ``log_prob(x)`` with respect to the rate.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) array of counts
+
+        Returns
+        -------
+        dict {"rate": (*sample_shape, *rate.shape)}, summed over the dimensions it was broadcast along
+        """
+        x = self._xp(x)
+        return {"rate": self._reduce("rate", x / self.rate - 1.0, self._lead(x))}
+
+    @property
+    def mean(self):
+        """The mean, ``(*batch_shape)`` array."""
+        return self._batch(self.rate)
+
+    @property
+    def variance(self):
+        """The variance, ``(*batch_shape)`` array."""
+        return self._batch(self.rate)
 
 
 class TopK:

@@ -1,6 +1,7 @@
 """The estimators for any distribution with samples and a score or a
 reparameterisation: ``expectation``, ``pathwise``, ``score_function`` (with
-baselines and the delta control variate) and ``measure_valued`` (Normal).
+baselines and the delta control variate) and ``measure_valued`` (Normal here;
+Bernoulli, Poisson, Exponential and Gamma through ``mvd``).
 Call shape: see ``bayesgrad.estimators``.
 """
 from __future__ import annotations
@@ -139,8 +140,9 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
         from before this call and is then updated. Any baseline combines with
         ``control_variate``: it is then a baseline of f - beta h.
     control_variate : None | "delta"
-        Second-order Taylor expansion of f at the mean (Normal only; needs
-        ``grad_f`` and ``hess_f``), coefficient per coordinate estimated on
+        Second-order Taylor expansion of f at the mean (any mean-field family
+        with closed-form mean and variance, ``control_variates.moment_derivatives``;
+        needs ``grad_f`` and ``hess_f``, evaluated at the mean), coefficient per coordinate estimated on
         ``n_control`` independent samples (stream ``fold_in(stream, "control_variate")``).
     n_control : int, default n_samples
     per_sample : bool
@@ -225,10 +227,54 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
 
 
 # ---------------------------------------------------------------- measure-valued
-def measure_valued(f, dist, n_samples, seed=0, stream=0, *, coupling=True, per_sample=False):
-    """Measure-valued gradient for a (mean-field) Normal.
+def _coordinate_differences(f, xf, fx, shape, dt, plus, minus):
+    """(n, D) f(x with x_d = plus_d) - f(x with x_d = minus_d) for every coordinate d,
+    evaluated in chunks; ``None`` for plus or minus stands for x itself (f(x) = fx reused)."""
+    n, D = xf.shape
+    parts = [p for p in (plus, minus) if p is not None]
+    rows = max(1, _MV_CHUNK // max(1, len(parts) * D * D))
+    diff = np.empty((n, D))
+    idx = np.arange(D)
+    for i0 in range(0, n, rows):
+        i1 = min(n, i0 + rows)
+        m = i1 - i0
+        X = np.repeat(xf[i0:i1, None, :], len(parts) * D, axis=1)  # (m, parts * D, D)
+        for j, p in enumerate(parts):
+            X[:, j * D + idx, idx] = p[i0:i1]
+        fv = eval_f(f, X.reshape((m * len(parts) * D,) + shape).astype(dt), np.float64).reshape(m, -1)
+        hi = fv[:, :D] if plus is not None else np.repeat(fx[i0:i1, None], D, axis=1)
+        lo = fv[:, -D:] if minus is not None else np.repeat(fx[i0:i1, None], D, axis=1)
+        diff[i0:i1] = hi - lo
+    return diff
 
-    For coordinate d, with the other coordinates at the sample x:
+
+def _measure_valued_weak(f, dist, n, seed, stream, coupling, per_sample):
+    """measure_valued for the families of ``mvd`` (Bernoulli, Poisson, Exponential, Gamma)."""
+    from . import mvd
+
+    dt = dist.dtype
+    shape = tuple(dist.batch_shape)
+    x = dist.sample(n, seed=seed, stream=stream)
+    fx = eval_f(f, x, np.float64)
+    xf = np.asarray(x, dtype=np.float64).reshape(n, -1)
+    terms = {}
+    n_eval = n
+    for name, c, plus, minus in mvd.triples(dist, x, n, seed, stream, coupling):
+        diff = _coordinate_differences(f, xf, fx, shape, dt, plus, minus)
+        n_eval += n * xf.shape[1] * ((plus is not None) + (minus is not None))
+        terms[name] = sum_to_shape((diff * c).reshape((n,) + shape), 1, dist._param_shapes[name])
+    grad, stderr, per = grads_from_terms(dist, terms, n, per_sample)
+    value, value_se = mean_stderr(fx)
+    return Estimate("measure_valued", value, value_se, grad, stderr, n, n_eval, seed, per,
+                    {"coupling": bool(coupling)})
+
+
+def measure_valued(f, dist, n_samples, seed=0, stream=0, *, coupling=True, per_sample=False):
+    """Measure-valued gradient for a mean-field Normal, Bernoulli, Poisson, Exponential or Gamma.
+
+    d/dtheta E[f] = c (E_{p+}[f] - E_{p-}[f]) for a weak derivative (c, p+, p-) of
+    each parameter, one coordinate d at a time with the other coordinates at the
+    sample x (Mohamed et al. 2020, JMLR, section 6). Normal:
 
     * loc: ``(f(x with x_d = mu + sigma W) - f(x with x_d = mu - sigma W')) / (sigma sqrt(2 pi))``,
       W, W' ~ Rayleigh(1); coupled: W' = W.
@@ -237,12 +283,34 @@ def measure_valued(f, dist, n_samples, seed=0, stream=0, *, coupling=True, per_s
 
     That is 2 D evaluations of f per sample for each parameter group (4 D in
     all, plus n for ``value``). Draws use streams ``fold_in(stream, tag)``.
+    The other families (module ``mvd`` lists the triples): Bernoulli (delta_1
+    vs delta_0), Poisson (x + 1 vs x), Exponential and the Gamma rate (x vs
+    x + y, y ~ Exp(rate): Erlang / Gamma(a + 1)), the Gamma concentration
+    (Hahn-Jordan parts, drawn by rejection); where a part is the sample x
+    itself, f(x) is reused, so those cost D evaluations per sample.
+
+    Parameters
+    ----------
+    f : callable ``(m, *batch) -> (m,)``
+    dist : Normal, Bernoulli, Poisson, Exponential or Gamma (mean-field: batch coordinates)
+    n_samples : int >= 1
+    coupling : bool, share randomness between p+ and p- (lower variance; see above)
+    per_sample : bool
+
+    Returns
+    -------
+    Estimate; ``n_evaluations`` counts every point f saw; ``info``: coupling.
     """
     n, seed, stream = setup(f, dist, n_samples, seed, stream)
-    if not isinstance(dist, Normal):
-        raise TypeError(f"measure_valued is implemented for Normal, got {type(dist).__name__}")
     if not isinstance(coupling, (bool, np.bool_)):
         raise TypeError("coupling must be True or False")
+    if not isinstance(dist, Normal):
+        from . import mvd
+
+        if not isinstance(dist, mvd.families()):
+            raise TypeError("measure_valued is implemented for Normal, Bernoulli, Poisson, Exponential and "
+                            f"Gamma, got {type(dist).__name__}")
+        return _measure_valued_weak(f, dist, n, seed, stream, coupling, per_sample)
     dt = dist.dtype
     shape = tuple(dist.batch_shape)
     D = int(np.prod(shape, dtype=np.int64))
