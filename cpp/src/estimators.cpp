@@ -1,5 +1,6 @@
 #include "bayesgrad/estimators.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -115,5 +116,146 @@ template void score_accumulate<double>(const double*, const double*, const doubl
 template void pathwise_accumulate<float>(const float*, const float*, int64_t, int64_t, float*, float*, float*);
 template void pathwise_accumulate<double>(const double*, const double*, int64_t, int64_t, double*, double*,
                                           double*);
+
+void control_variate_accumulate(const double* score, const double* f, const double* h, const double* beta,
+                                const double* eg, double scale, double f_shift, double h_shift, int64_t n,
+                                int64_t p, double* mean, double* var, double* terms_out) {
+  auto term = [=](int64_t i, int64_t j) {
+    const int64_t k = i * p + j;
+    const double t = scale * score[k] * ((f[i] - f_shift) - beta[j] * (h[i] - h_shift)) + beta[j] * eg[j];
+    if (terms_out) terms_out[k] = t;
+    return t;
+  };
+  blocked_mean_var(n, p, mean, var, term);
+}
+
+void control_coefficient(const double* score, const double* f, const double* h, int64_t n, int64_t p,
+                         double* beta) {
+  if (n < 2) throw std::invalid_argument("control_coefficient needs n >= 2 samples");
+  const int64_t n_cb = (p + kEstColBlock - 1) / kEstColBlock;
+  parallel_chunks(n_cb, [&](int64_t cb) {
+    const int64_t j0 = cb * kEstColBlock, j1 = std::min(p, j0 + kEstColBlock);
+    const int64_t w = j1 - j0;
+    std::vector<double> ma(static_cast<size_t>(w), 0.0), mc(static_cast<size_t>(w), 0.0);
+    std::vector<double> cov(static_cast<size_t>(w), 0.0), vc(static_cast<size_t>(w), 0.0);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = j0; j < j1; ++j) {
+        const double s = score[i * p + j];
+        ma[j - j0] += s * f[i];
+        mc[j - j0] += s * h[i];
+      }
+    const double inv_n = 1.0 / static_cast<double>(n);
+    for (int64_t j = 0; j < w; ++j) {
+      ma[j] *= inv_n;
+      mc[j] *= inv_n;
+    }
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = j0; j < j1; ++j) {
+        const double s = score[i * p + j];
+        const double da = s * f[i] - ma[j - j0], dc = s * h[i] - mc[j - j0];
+        cov[j - j0] += da * dc;
+        vc[j - j0] += dc * dc;
+      }
+    for (int64_t j = j0; j < j1; ++j) beta[j] = vc[j - j0] > 0.0 ? cov[j - j0] / vc[j - j0] : 0.0;
+  });
+}
+
+void quadratic_values(const double* x, const double* mu, const double* g, const double* h, double f0, int64_t n,
+                      int64_t p, double* out) {
+  const int64_t rows = std::max<int64_t>(1, kEstSampleChunk * kEstColBlock / std::max<int64_t>(1, p));
+  parallel_chunks((n + rows - 1) / rows, [&](int64_t c) {
+    const int64_t i0 = c * rows, i1 = std::min(n, i0 + rows);
+    for (int64_t i = i0; i < i1; ++i) {
+      const double* xi = x + i * p;
+      double acc = 0.0;
+      for (int64_t j = 0; j < p; ++j) {
+        const double d = xi[j] - mu[j];
+        acc += d * (g[j] + 0.5 * h[j] * d);
+      }
+      out[i] = f0 + acc;
+    }
+  });
+}
+
+void vimco_signal(const double* logw, int64_t n, int64_t k, double* out) {
+  if (k < 2) throw std::invalid_argument("vimco_signal needs k >= 2 draws per row");
+  const double log_k = std::log(static_cast<double>(k));
+  const double tiny = std::numeric_limits<double>::min();
+  parallel_chunks((n + kEstSampleChunk - 1) / kEstSampleChunk, [&](int64_t c) {
+    const int64_t i0 = c * kEstSampleChunk, i1 = std::min(n, i0 + kEstSampleChunk);
+    for (int64_t i = i0; i < i1; ++i) {
+      const double* lw = logw + i * k;
+      double* o = out + i * k;
+      double mx = lw[0], sum_lw = 0.0;
+      for (int64_t j = 0; j < k; ++j) {
+        mx = std::max(mx, lw[j]);
+        sum_lw += lw[j];
+      }
+      double tot = 0.0;
+      for (int64_t j = 0; j < k; ++j) tot += std::exp(lw[j] - mx);
+      const double bound = std::log(tot) + mx - log_k;
+      for (int64_t j = 0; j < k; ++j) {
+        const double others = (sum_lw - lw[j]) / static_cast<double>(k - 1);
+        const double m = std::max(mx, others);
+        // the sum with w_j replaced by the geometric mean of the others, relative to e^m
+        const double t = tot * std::exp(mx - m) - std::exp(lw[j] - m) + std::exp(others - m);
+        const double loo = std::log(std::max(t, tiny)) + m - log_k;
+        o[j] = bound - loo - std::exp(lw[j] - mx) / tot;
+      }
+    }
+  });
+}
+
+namespace {
+inline double sigmoid(double x) {
+  if (x >= 0) return 1.0 / (1.0 + std::exp(-x));
+  const double e = std::exp(x);
+  return e / (1.0 + e);
+}
+inline double softplus(double x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); }
+
+template <typename Body>
+void elementwise(int64_t count, const Body& body) {
+  const int64_t chunk = kEstSampleChunk * kEstColBlock;
+  parallel_chunks((count + chunk - 1) / chunk, [&](int64_t c) {
+    const int64_t e0 = c * chunk, e1 = std::min(count, e0 + chunk);
+    for (int64_t e = e0; e < e1; ++e) body(e);
+  });
+}
+}  // namespace
+
+void relax_bernoulli_draws(const double* eta, const double* u, const double* v, int64_t n, int64_t p, double* z,
+                           double* zt, double* dzt, double* b) {
+  elementwise(n * p, [=](int64_t e) {
+    const double et = eta[e % p];
+    const double pr = sigmoid(et), q = 1.0 - pr;
+    const double ue = u[e], ve = v[e];
+    const bool one = ue < pr;
+    b[e] = one ? 1.0 : 0.0;
+    z[e] = et + std::log1p(-ue) - std::log(ue);
+    const double log_p = -softplus(-et), log_q = -softplus(et);
+    // w~ = 1 - p + p v (b = 1) or (1 - p) v (b = 0), with its log and log(1 - w~) in stable forms
+    const double lw = one ? std::log1p(-pr * (1.0 - ve)) : log_q + std::log(ve);
+    const double l1w = one ? log_p + std::log1p(-ve) : std::log1p(-q * ve);
+    zt[e] = et + lw - l1w;
+    const double pq = pr * q;
+    dzt[e] = one ? pr - pq * (1.0 - ve) / std::exp(lw) : q - pq * ve / std::exp(l1w);
+  });
+}
+
+void relax_bernoulli_part(const double* fzt, const double* gz, const double* gzt, const double* z,
+                          const double* zt, const double* dzt, const double* score, double lam, int64_t n,
+                          int64_t p, double* out) {
+  const double inv = 1.0 / lam;
+  elementwise(n * p, [=](int64_t e) {
+    const double y = sigmoid(z[e] * inv), yt = sigmoid(zt[e] * inv);
+    out[e] = -fzt[e / p] * score[e] + gz[e] * y * (1.0 - y) * inv - gzt[e] * yt * (1.0 - yt) * inv * dzt[e];
+  });
+}
+
+void concrete_bernoulli(const double* z, double lam, int64_t count, double* y) {
+  const double inv = 1.0 / lam;
+  elementwise(count, [=](int64_t e) { y[e] = sigmoid(z[e] * inv); });
+}
 
 }  // namespace bayesgrad

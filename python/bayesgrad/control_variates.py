@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _backend
 from . import _checks as C
 from . import optim as _optim
 from .distributions._base import sum_to_shape
@@ -189,7 +190,7 @@ class DeltaControlVariate:
         shape = tuple(dist.batch_shape)
         D = int(np.prod(shape, dtype=np.int64))
         mu = np.broadcast_to(np.asarray(dist.mean, dtype=np.float64), shape)
-        self.mu = mu.reshape(-1)
+        self.mu = np.ascontiguousarray(mu.reshape(-1))
         self.var = np.broadcast_to(np.asarray(dist.variance, dtype=np.float64), shape).reshape(-1)
         x0 = mu[None].astype(dist.dtype)
         f0 = np.asarray(f(x0), dtype=np.float64)
@@ -207,13 +208,15 @@ class DeltaControlVariate:
         if not np.isfinite(h0).all():
             raise ValueError("hess_f must return finite values")
         self.f0 = float(f0[0])
-        self.g0 = g0.reshape(-1)
-        self.h0 = h0.reshape(-1)
+        self.g0 = np.ascontiguousarray(g0.reshape(-1))
+        self.h0 = np.ascontiguousarray(h0.reshape(-1))
 
     def values(self, x):
         """h(x) for samples x (n, *batch) -> (n,) float64."""
-        d = np.asarray(x, dtype=np.float64).reshape(x.shape[0], -1) - self.mu
-        return self.f0 + d @ self.g0 + 0.5 * (d * d) @ self.h0
+        xf = np.ascontiguousarray(np.asarray(x, dtype=np.float64).reshape(x.shape[0], -1))
+        out = np.empty(xf.shape[0])
+        _backend.kernels().estimators.quadratic_values(xf, self.mu, self.g0, self.h0, self.f0, out)
+        return out
 
     def expectation(self):
         """E_q[h] (float)."""

@@ -13,7 +13,7 @@ import numpy as np
 from .. import _backend
 from .. import _checks as C
 from .. import random as _random
-from ..control_variates import DeltaControlVariate, MovingAverageBaseline, optimal_coefficient
+from ..control_variates import DeltaControlVariate, MovingAverageBaseline
 from ..distributions import Distribution, Normal
 from ..distributions._base import sum_to_shape
 from ._base import Estimate, collect, eval_f, eval_like, grads_from_terms, mean_stderr, outputs, setup
@@ -200,24 +200,35 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
         hc = cv.values(xc)
         h = cv.values(x)
         eg = cv.expectation_grad()
-        terms = {}
         beta = {}
-        f64 = fx.astype(np.float64)
-        hb = cv.values(xb) if mode == "mean" else None
+        f64 = np.ascontiguousarray(fx, dtype=np.float64)
+        # What the control variate leaves, minus the baseline, is scale ((f - f_shift) - beta (h - h_shift))
+        # for every baseline: leave-one-out is n / (n - 1) times the deviation from the means.
+        if mode == "loo":
+            shift = (n / (n - 1), float(f64.mean()), float(h.mean()))
+        elif mode == "batch":
+            shift = (1.0, float(f64.mean()), float(h.mean()))
+        elif mode == "mean":  # the means of f and h on the independent baseline samples
+            shift = (1.0, float(fb_vals.mean()), float(cv.values(xb).mean()))
+        elif mode == "moving":
+            shift = (1.0, float(b[0]), 0.0)
+        else:
+            shift = (1.0, 0.0, 0.0)
+        ke = _backend.kernels().estimators
+        grad, stderr = {}, {}
+        per = {} if per_sample else None
         for name in dist.params:
-            s_c = np.asarray(sc[name], dtype=np.float64).reshape(n_ctl, -1)
-            bt = optimal_coefficient(s_c * fc[:, None], s_c * hc[:, None])
-            s = np.asarray(scores[name], dtype=np.float64).reshape(n, -1)
-            y = f64[:, None] - bt * h[:, None]  # (n, p): what the control variate leaves
-            if mode == "loo":
-                y = y - (y.sum(0) - y) / (n - 1)
-            elif mode == "mean":  # the mean of f - beta h on the independent baseline samples
-                y = y - (fb_vals.mean() - bt * hb.mean())
-            elif mode in ("moving", "batch"):
-                y = y - (float(b[0]) if mode == "moving" else y.mean(0))
-            terms[name] = s * y + bt * eg[name].reshape(-1)
+            s_c = np.ascontiguousarray(np.asarray(sc[name], dtype=np.float64).reshape(n_ctl, -1))
+            bt = np.empty(s_c.shape[1])
+            ke.control_coefficient(s_c, fc, hc, bt)
+            s = np.ascontiguousarray(np.asarray(scores[name], dtype=np.float64).reshape(n, -1))
+            mean, var = outputs(s.shape[1], np.float64)
+            terms = np.empty_like(s) if per_sample else None
+            ke.control_variate_accumulate(s, f64, h, bt, np.ascontiguousarray(eg[name], dtype=np.float64).reshape(-1),
+                                          np.array(shift, dtype=np.float64), mean, var, terms)
+            collect(dist, name, mean.astype(dist.dtype), var.astype(dist.dtype), n,
+                    None if terms is None else terms.astype(dist.dtype), grad, stderr, per)
             beta[name] = bt.reshape(dist._param_shapes[name])
-        grad, stderr, per = grads_from_terms(dist, terms, n, per_sample)
         n_eval += n_ctl
         info.update(control_variate="delta", beta=beta)
     if mode == "moving":

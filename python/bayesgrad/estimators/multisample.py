@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
+from .. import _backend
 from .. import _checks as C
 from ..distributions import Distribution, Normal
 from ..distributions._base import sum_to_shape
@@ -152,12 +153,9 @@ def vimco(f, dist, n_samples, seed=0, stream=0, *, k=8, per_sample=False):
     if isinstance(dist, Distribution) and type(dist).score is Distribution.score:
         raise TypeError(f"{type(dist).__name__} has no score function")
     n, k, seed, z, logw, bound, wt = _groups(f, dist, n_samples, k, seed, stream, minimum_k=2)
-    # log of the sum with w_j replaced by the geometric mean of the others, stably
-    s_others = (logw.sum(1, keepdims=True) - logw) / (k - 1)
-    m = np.maximum(logw.max(1, keepdims=True), s_others)
-    tot = np.exp(logw - m).sum(1, keepdims=True)
-    loo = np.log(np.maximum(tot - np.exp(logw - m) + np.exp(s_others - m), np.finfo(float).tiny)) + m - np.log(k)
-    signal = bound[:, None] - loo - wt  # (n, k)
+    # L - L_{-j} - w~_j, L_{-j} with w_j replaced by the geometric mean of the others (native kernel)
+    signal = np.empty((n, k))
+    _backend.kernels().estimators.vimco_signal(np.ascontiguousarray(logw, dtype=np.float64), signal)
     terms = {}
     for name, sc in dist.score(z).items():
         s = np.asarray(sc, dtype=np.float64)

@@ -35,10 +35,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _backend
 from .. import _checks as C
 from .. import random as _random
 from ..control_variates import RelaxSurrogate
-from .._numerics import log_softmax, sigmoid, softplus
+from .._numerics import log_softmax, sigmoid
 from ._base import eval_f, eval_like, mean_stderr, setup
 from .discrete import _discrete_estimate, _family
 
@@ -54,22 +55,16 @@ class _Draws:
         if fam == "bernoulli":
             self.shape = tuple(dist.batch_shape)
             eta = np.broadcast_to(eta, self.shape).reshape(-1)
+            eta = np.ascontiguousarray(eta, dtype=np.float64)
             p = sigmoid(eta)
             u = _random.uniform((n,) + self.shape, seed=seed, stream=stream).reshape(n, -1)
             v = _random.uniform((n,) + self.shape, seed=seed,
                                 stream=_random.fold_in(stream, "relax/conditional")).reshape(n, -1)
-            w = 1.0 - u
-            b = (u < p).astype(np.float64)  # = 1[z > 0] = 1[w > 1 - p]
-            self.z = eta + np.log(w) - np.log(u)
-            log_p, log_1mp = -softplus(-eta), -softplus(eta)
-            # w~ = 1 - p + p v (b = 1) or (1 - p) v (b = 0), its logs in a stable form
-            lw = np.where(b > 0, np.log1p(-p * (1.0 - v)), log_1mp + np.log(v))
-            l1w = np.where(b > 0, log_p + np.log1p(-v), np.log1p(-(1.0 - p) * v))
-            self.zt = eta + lw - l1w
-            wt, w1t = np.exp(lw), np.exp(l1w)
-            pq = p * (1.0 - p)
-            # d z~ / d eta with b and v fixed (differentiating the two forms above)
-            self.dzt = np.where(b > 0, p - pq * (1.0 - v) / wt, 1.0 - p - pq * v / w1t)
+            # z = eta + logit(1 - u), b = 1[u < p] = 1[z > 0]; given b, w~ = 1 - p + p v (b = 1) or
+            # (1 - p) v (b = 0), z~ = eta + logit(w~), and d z~ / d eta with b and v fixed: one
+            # native pass (estimators.relax_bernoulli_draws; stable log forms there)
+            self.z, self.zt, self.dzt, b = (np.empty_like(u) for _ in range(4))
+            _backend.kernels().estimators.relax_bernoulli_draws(eta, u, v, self.z, self.zt, self.dzt, b)
             self.score = b - p
             self.points = b.reshape((n,) + self.shape)
             self.p = p
@@ -159,6 +154,18 @@ def _relaxed_part(f, grad_f, dr, lam, dtype):
     """A_f = -f(y~) score + jz(d f(y)/dz) - jt(d f(y~)/dz~), the relaxed-f term per unit scale, and f(y~)."""
     n = dr.z.shape[0]
     both = np.concatenate([dr.z, dr.zt])
+    if dr.fam == "bernoulli":
+        # the relaxation and the combination in native passes; f and grad_f in between
+        ke = _backend.kernels().estimators
+        y = np.empty_like(both)
+        ke.concrete_bernoulli(both, float(lam), y)
+        yd = y.reshape((2 * n,) + dr.shape).astype(dtype)
+        fv = eval_f(f, yd, np.float64)
+        gv = eval_like(grad_f, yd, np.float64, "grad_f").reshape(2 * n, -1)
+        out = np.empty_like(dr.z)
+        ke.relax_bernoulli_part(np.ascontiguousarray(fv[n:]), gv[:n], gv[n:], dr.z, dr.zt, dr.dzt, dr.score,
+                                float(lam), out)
+        return out, fv[n:]
     fv, gv = _relaxed_f(f, grad_f, dr.fam, dr.shape, both, lam, dtype)
     return -fv[n:, None] * dr.score + dr.jz(gv[:n]) - dr.jt(gv[n:]), fv[n:]
 
