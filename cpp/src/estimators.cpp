@@ -226,20 +226,38 @@ void elementwise(int64_t count, const Body& body) {
 
 void relax_bernoulli_draws(const double* eta, const double* u, const double* v, int64_t n, int64_t p, double* z,
                            double* zt, double* dzt, double* b) {
+  // per-coordinate constants once: p, 1 - p, log p, log(1 - p)
+  std::vector<double> pr(static_cast<size_t>(p)), lp(static_cast<size_t>(p)), lq(static_cast<size_t>(p));
+  for (int64_t j = 0; j < p; ++j) {
+    pr[j] = sigmoid(eta[j]);
+    lp[j] = -softplus(-eta[j]);
+    lq[j] = -softplus(eta[j]);
+  }
+  const double* P = pr.data();
+  const double* LP = lp.data();
+  const double* LQ = lq.data();
   elementwise(n * p, [=](int64_t e) {
-    const double et = eta[e % p];
-    const double pr = sigmoid(et), q = 1.0 - pr;
+    const int64_t j = e % p;
+    const double et = eta[j], pj = P[j], qj = 1.0 - pj;
     const double ue = u[e], ve = v[e];
-    const bool one = ue < pr;
+    const bool one = ue < pj;
     b[e] = one ? 1.0 : 0.0;
     z[e] = et + std::log1p(-ue) - std::log(ue);
-    const double log_p = -softplus(-et), log_q = -softplus(et);
-    // w~ = 1 - p + p v (b = 1) or (1 - p) v (b = 0), with its log and log(1 - w~) in stable forms
-    const double lw = one ? std::log1p(-pr * (1.0 - ve)) : log_q + std::log(ve);
-    const double l1w = one ? log_p + std::log1p(-ve) : std::log1p(-q * ve);
+    // w~ = 1 - p + p v (b = 1) or (1 - p) v (b = 0); 1 - w~ = p (1 - v) or 1 - (1 - p) v
+    double lw, l1w, g;
+    if (one) {
+      const double m = pj * (1.0 - ve);  // 1 - w~
+      lw = std::log1p(-m);
+      l1w = LP[j] + std::log1p(-ve);
+      g = pj - pj * qj * (1.0 - ve) / (1.0 - m);
+    } else {
+      const double w = qj * ve;
+      lw = LQ[j] + std::log(ve);
+      l1w = std::log1p(-w);
+      g = qj - pj * qj * ve / (1.0 - w);
+    }
     zt[e] = et + lw - l1w;
-    const double pq = pr * q;
-    dzt[e] = one ? pr - pq * (1.0 - ve) / std::exp(lw) : q - pq * ve / std::exp(l1w);
+    dzt[e] = g;
   });
 }
 

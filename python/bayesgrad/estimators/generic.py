@@ -142,7 +142,9 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
     control_variate : None | "delta"
         Second-order Taylor expansion of f at the mean (any mean-field family
         with closed-form mean and variance, ``control_variates.moment_derivatives``;
-        needs ``grad_f`` and ``hess_f``, evaluated at the mean), coefficient per coordinate estimated on
+        needs ``grad_f`` and ``hess_f``, evaluated at the mean); with a baseline
+        the coefficient is fitted to f and h less their means (what the baseline
+        leaves), coefficient per coordinate estimated on
         ``n_control`` independent samples (stream ``fold_in(stream, "control_variate")``).
     n_control : int, default n_samples
     per_sample : bool
@@ -214,13 +216,20 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
             shift = (1.0, float(b[0]), 0.0)
         else:
             shift = (1.0, 0.0, 0.0)
+        # beta is fitted to what the baseline leaves, (f - c_f) - beta (h - c_h), on the independent
+        # control samples (their own means stand in for the leave-one-out / batch means, so that
+        # beta stays independent of x)
+        if mode in ("loo", "batch"):
+            centre = (float(fc.mean()), float(hc.mean()))
+        else:
+            centre = shift[1:]
         ke = _backend.kernels().estimators
         grad, stderr = {}, {}
         per = {} if per_sample else None
         for name in dist.params:
             s_c = np.ascontiguousarray(np.asarray(sc[name], dtype=np.float64).reshape(n_ctl, -1))
             bt = np.empty(s_c.shape[1])
-            ke.control_coefficient(s_c, fc, hc, bt)
+            ke.control_coefficient(s_c, fc - centre[0], hc - centre[1], bt)
             s = np.ascontiguousarray(np.asarray(scores[name], dtype=np.float64).reshape(n, -1))
             mean, var = outputs(s.shape[1], np.float64)
             terms = np.empty_like(s) if per_sample else None

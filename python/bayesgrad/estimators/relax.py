@@ -159,7 +159,7 @@ def _relaxed_part(f, grad_f, dr, lam, dtype):
         ke = _backend.kernels().estimators
         y = np.empty_like(both)
         ke.concrete_bernoulli(both, float(lam), y)
-        yd = y.reshape((2 * n,) + dr.shape).astype(dtype)
+        yd = y.reshape((2 * n,) + dr.shape).astype(dtype, copy=False)
         fv = eval_f(f, yd, np.float64)
         gv = eval_like(grad_f, yd, np.float64, "grad_f").reshape(2 * n, -1)
         out = np.empty_like(dr.z)
