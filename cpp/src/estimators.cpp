@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "bayesgrad/parallel.hpp"
+#include "bayesgrad/simd_math.hpp"
 
 namespace bayesgrad {
 
@@ -214,6 +215,35 @@ inline double sigmoid(double x) {
 }
 inline double softplus(double x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); }
 
+// y = sigmoid(z * inv) for count values, in the two-branch form exp(-|x|) / (1 + exp(-|x|)) (x < 0)
+// and 1 / (1 + exp(-|x|)) (x >= 0), so that exp never overflows; AVX2 path with the shared vector exp.
+void sigmoid_scalar(const double* z, double inv, int64_t count, double* y) {
+  for (int64_t e = 0; e < count; ++e) y[e] = sigmoid(z[e] * inv);
+}
+
+#if BG_HAVE_X86
+BG_AVX2 void sigmoid_avx2(const double* z, double inv, int64_t count, double* y) {
+  const __m256d vinv = _mm256_set1_pd(inv), one = _mm256_set1_pd(1.0), zero = _mm256_setzero_pd();
+  const __m256d sign = _mm256_set1_pd(-0.0);
+  int64_t e = 0;
+  for (; e + 4 <= count; e += 4) {
+    const __m256d x = _mm256_mul_pd(_mm256_loadu_pd(z + e), vinv);
+    const __m256d ex = simd::expx4(_mm256_or_pd(x, sign));  // exp(-|x|)
+    const __m256d den = _mm256_add_pd(one, ex);
+    const __m256d ge = _mm256_cmp_pd(x, zero, _CMP_GE_OQ);
+    _mm256_storeu_pd(y + e, _mm256_blendv_pd(_mm256_div_pd(ex, den), _mm256_div_pd(one, den), ge));
+  }
+  sigmoid_scalar(z + e, inv, count - e, y + e);
+}
+#endif
+
+void sigmoid_block(const double* z, double inv, int64_t count, double* y) {
+#if BG_HAVE_X86
+  if (simd::use_avx2()) return sigmoid_avx2(z, inv, count, y);
+#endif
+  sigmoid_scalar(z, inv, count, y);
+}
+
 template <typename Body>
 void elementwise(int64_t count, const Body& body) {
   const int64_t chunk = kEstSampleChunk * kEstColBlock;
@@ -265,15 +295,29 @@ void relax_bernoulli_part(const double* fzt, const double* gz, const double* gzt
                           const double* zt, const double* dzt, const double* score, double lam, int64_t n,
                           int64_t p, double* out) {
   const double inv = 1.0 / lam;
-  elementwise(n * p, [=](int64_t e) {
-    const double y = sigmoid(z[e] * inv), yt = sigmoid(zt[e] * inv);
-    out[e] = -fzt[e / p] * score[e] + gz[e] * y * (1.0 - y) * inv - gzt[e] * yt * (1.0 - yt) * inv * dzt[e];
+  const int64_t rows = std::max<int64_t>(1, kEstSampleChunk * kEstColBlock / std::max<int64_t>(1, p));
+  parallel_chunks((n + rows - 1) / rows, [&](int64_t c) {
+    const int64_t i0 = c * rows, i1 = std::min(n, i0 + rows);
+    std::vector<double> y(static_cast<size_t>(p)), yt(static_cast<size_t>(p));
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t o = i * p;
+      sigmoid_block(z + o, inv, p, y.data());
+      sigmoid_block(zt + o, inv, p, yt.data());
+      const double fi = fzt[i];
+      for (int64_t j = 0; j < p; ++j)
+        out[o + j] = -fi * score[o + j] + gz[o + j] * y[j] * (1.0 - y[j]) * inv -
+                     gzt[o + j] * yt[j] * (1.0 - yt[j]) * inv * dzt[o + j];
+    }
   });
 }
 
 void concrete_bernoulli(const double* z, double lam, int64_t count, double* y) {
   const double inv = 1.0 / lam;
-  elementwise(count, [=](int64_t e) { y[e] = sigmoid(z[e] * inv); });
+  const int64_t chunk = kEstSampleChunk * kEstColBlock;
+  parallel_chunks((count + chunk - 1) / chunk, [&](int64_t c) {
+    const int64_t e0 = c * chunk, e1 = std::min(count, e0 + chunk);
+    sigmoid_block(z + e0, inv, e1 - e0, y + e0);
+  });
 }
 
 }  // namespace bayesgrad
