@@ -136,3 +136,27 @@ def test_float64_only_and_shapes_checked():
             mod.control_variate_accumulate(s, f, h, beta, eg, np.ones(2), np.empty(3), np.empty(3))
         with pytest.raises((TypeError, ValueError)):
             mod.quadratic_values(s, beta, eg, beta, 0.0, np.empty(9))
+
+
+def test_gumbel_beam_search_parity():
+    """The beam search agrees between the kernels (same configurations, values to rounding); its law is
+    tested through bg.distributions.gumbel_top_k in test_estimators_wor.py."""
+    r = np.random.default_rng(5)
+    lp = np.log(r.dirichlet(np.ones(4), size=6))  # D = 6 coordinates, K = 4 classes
+    n, m = 300, 5
+    u = r.uniform(size=(n, 1 + 6 * m * 4))
+    res = []
+    for mod in _modules():
+        conf, phi, G = np.empty((n, m, 6), dtype=np.int64), np.empty((n, m)), np.empty((n, m))
+        mod.gumbel_beam_search(lp, u, conf, phi, G)
+        np.testing.assert_allclose(phi, lp[np.arange(6), conf].sum(-1), rtol=1e-12)
+        assert np.all(np.diff(G, axis=1) <= 0)
+        assert all(len({tuple(c) for c in row}) == m for row in conf)  # distinct configurations
+        res.append((conf, phi, G))
+        with pytest.raises(ValueError, match="configurations"):
+            mod.gumbel_beam_search(lp[:1, :2].copy(), np.full((1, 1 + 3 * 2), 0.5),
+                                   np.empty((1, 3, 1), dtype=np.int64), np.empty((1, 3)), np.empty((1, 3)))
+    if len(res) == 2:
+        np.testing.assert_array_equal(res[0][0], res[1][0])
+        np.testing.assert_allclose(res[0][1], res[1][1], rtol=1e-13)
+        np.testing.assert_allclose(res[0][2], res[1][2], rtol=1e-12, atol=1e-12)

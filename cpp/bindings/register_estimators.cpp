@@ -243,6 +243,33 @@ void bind_f64(py::module_& m) {
       },
       py::arg("z").noconvert(), py::arg("lam"), py::arg("y").noconvert(),
       "sigmoid(z / lam) elementwise into y (the Bernoulli Concrete relaxation; float64).");
+  m.def(
+      "gumbel_beam_search",
+      [](in_array<D> log_probs, in_array<D> u, py::array_t<int64_t, py::array::c_style> conf, out_array<D> log_prob,
+         out_array<D> perturbed) {
+        int64_t d, k;
+        matrix_shape(log_probs, "log_probs", d, k);
+        if (conf.ndim() != 3) throw std::invalid_argument("conf must have shape (n, m, D)");
+        const int64_t n = conf.shape(0), mb = conf.shape(1);
+        if (conf.shape(2) != d) throw std::invalid_argument("conf must have shape (n, m, D)");
+        require_writeable(conf, "conf");
+        check_mat(u, n, 1 + d * mb * k, "u");
+        check_out_mat(log_prob, n, mb, "log_prob");
+        check_out_mat(perturbed, n, mb, "perturbed");
+        if (k < 1 || mb < 1) throw std::invalid_argument("need K >= 1 classes and m >= 1 beams");
+        double configs = 1.0;
+        for (int64_t t = 0; t < d && configs < static_cast<double>(mb); ++t) configs *= static_cast<double>(k);
+        if (configs < static_cast<double>(mb)) throw std::invalid_argument("m exceeds the K^D configurations");
+        const D *pl = log_probs.data(), *pu = u.data();
+        int64_t* pc = conf.mutable_data();
+        D *pp = log_prob.mutable_data(), *pg = perturbed.mutable_data();
+        py::gil_scoped_release rel;
+        gumbel_beam_search(pl, d, k, pu, n, mb, pc, pp, pg);
+      },
+      py::arg("log_probs").noconvert(), py::arg("u").noconvert(), py::arg("conf").noconvert(),
+      py::arg("log_prob").noconvert(), py::arg("perturbed").noconvert(),
+      "Stochastic beam search (Gumbel-top-m over the joint configurations of log_probs (D, K)) from uniforms "
+      "u (n, 1 + D m K) into conf (n, m, D) int64, log_prob and perturbed (n, m) (float64).");
 }
 
 }  // namespace

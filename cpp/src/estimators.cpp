@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <stdexcept>
 #include <vector>
 
@@ -317,6 +318,65 @@ void concrete_bernoulli(const double* z, double lam, int64_t count, double* y) {
   parallel_chunks((count + chunk - 1) / chunk, [&](int64_t c) {
     const int64_t e0 = c * chunk, e1 = std::min(count, e0 + chunk);
     sigmoid_block(z + e0, inv, e1 - e0, y + e0);
+  });
+}
+
+namespace {
+// log(1 - exp(x)) for x <= 0 (-inf at 0)
+inline double log1mexp(double x) { return x > -0.6931471805599453 ? std::log(-std::expm1(x)) : std::log1p(-std::exp(x)); }
+inline double gumbel(double u) { return -std::log(-std::log(u)); }
+}  // namespace
+
+void gumbel_beam_search(const double* log_probs, int64_t d, int64_t k, const double* u, int64_t n, int64_t m,
+                        int64_t* conf, double* log_prob, double* perturbed) {
+  const int64_t width = 1 + d * m * k;
+  parallel_chunks((n + 63) / 64, [&](int64_t c) {
+    const int64_t r0 = c * 64, r1 = std::min(n, r0 + 64);
+    std::vector<double> G(static_cast<size_t>(m)), phi(static_cast<size_t>(m));
+    std::vector<double> cG(static_cast<size_t>(m * k)), cphi(static_cast<size_t>(m * k)), gv(static_cast<size_t>(k));
+    std::vector<int64_t> cur(static_cast<size_t>(m * d)), nxt(static_cast<size_t>(m * d)), idx(static_cast<size_t>(m * k));
+    for (int64_t r = r0; r < r1; ++r) {
+      const double* ur = u + r * width;
+      int64_t B = 1;
+      G[0] = gumbel(ur[0]);
+      phi[0] = 0.0;
+      for (int64_t t = 0; t < d; ++t) {
+        const double* ut = ur + 1 + t * m * k;
+        const double* lp = log_probs + t * k;
+        for (int64_t b = 0; b < B; ++b) {
+          double Z = -std::numeric_limits<double>::infinity();
+          for (int64_t j = 0; j < k; ++j) {
+            gv[j] = phi[b] + lp[j] + gumbel(ut[b * k + j]);
+            Z = std::max(Z, gv[j]);
+          }
+          for (int64_t j = 0; j < k; ++j) {
+            // the child's Gumbel truncated at the parent's value T: -log(e^-T - e^-Z + e^-g)
+            const double v = G[b] - gv[j] + log1mexp(gv[j] - Z);
+            cG[b * k + j] = G[b] - softplus(v);
+            cphi[b * k + j] = phi[b] + lp[j];
+          }
+        }
+        const int64_t total = B * k, keep = std::min(m, total);
+        std::iota(idx.begin(), idx.begin() + total, int64_t{0});
+        std::stable_sort(idx.begin(), idx.begin() + total, [&](int64_t a, int64_t b2) { return cG[a] > cG[b2]; });
+        for (int64_t q = 0; q < keep; ++q) {
+          const int64_t parent = idx[q] / k, cls = idx[q] % k;
+          for (int64_t s = 0; s < t; ++s) nxt[q * d + s] = cur[parent * d + s];
+          nxt[q * d + t] = cls;
+        }
+        for (int64_t q = 0; q < keep; ++q) {
+          G[q] = cG[idx[q]];
+          phi[q] = cphi[idx[q]];
+        }
+        std::swap(cur, nxt);
+        B = keep;
+      }
+      for (int64_t q = 0; q < m; ++q) {
+        for (int64_t s = 0; s < d; ++s) conf[(r * m + q) * d + s] = cur[q * d + s];
+        log_prob[r * m + q] = phi[q];
+        perturbed[r * m + q] = G[q];
+      }
+    }
   });
 }
 

@@ -75,4 +75,14 @@ void relax_bernoulli_part(const double* fzt, const double* gz, const double* gzt
 // sigmoid(z / lam) for z (m, p) into y (the Bernoulli Concrete relaxation).
 void concrete_bernoulli(const double* z, double lam, int64_t count, double* y);
 
+// Stochastic beam search (Gumbel-top-k over the K^D joint configurations of D
+// independent categoricals, log_probs (D, K) normalised per row): for each of n
+// rows, from uniforms u (n, 1 + D m K) (u[0] the root's Gumbel, then m K per
+// coordinate), keep the m largest perturbed partial configurations, each child's
+// Gumbel truncated at its parent's value. Outputs, in decreasing perturbed
+// value: conf (n, m, D) class indices, their joint log-probabilities (n, m) and
+// perturbed values (n, m). Needs K^D >= m.
+void gumbel_beam_search(const double* log_probs, int64_t d, int64_t k, const double* u, int64_t n, int64_t m,
+                        int64_t* conf, double* log_prob, double* perturbed);
+
 }  // namespace bayesgrad

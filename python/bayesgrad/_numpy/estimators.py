@@ -11,7 +11,7 @@ import numpy as np
 
 __all__ = ["column_mean_var", "score_accumulate", "pathwise_accumulate", "control_variate_accumulate",
            "control_coefficient", "quadratic_values", "vimco_signal", "relax_bernoulli_draws",
-           "relax_bernoulli_part", "concrete_bernoulli"]
+           "relax_bernoulli_part", "concrete_bernoulli", "gumbel_beam_search"]
 
 
 def _matrix(a, name):
@@ -216,3 +216,47 @@ def concrete_bernoulli(z, lam, y):
     if not lam > 0:
         raise ValueError("lam must be positive")
     y[...] = _sigmoid(z / lam)
+
+
+def _log1mexp(x):
+    with np.errstate(divide="ignore"):
+        return np.where(x > -0.6931471805599453, np.log(-np.expm1(np.minimum(x, 0.0))), np.log1p(-np.exp(x)))
+
+
+def gumbel_beam_search(log_probs, u, conf, log_prob, perturbed):
+    """Stochastic beam search (Gumbel-top-m over the joint configurations of log_probs (D, K)) from uniforms
+    u (n, 1 + D m K) into conf (n, m, D) int64, log_prob and perturbed (n, m) (float64)."""
+    log_probs = _matrix(_f64(log_probs, "log_probs"), "log_probs")
+    D, K = log_probs.shape
+    if not isinstance(conf, np.ndarray) or conf.dtype != np.int64 or conf.ndim != 3 or conf.shape[2] != D:
+        raise ValueError("conf must be an int64 array of shape (n, m, D)")
+    if not conf.flags.c_contiguous or not conf.flags.writeable:
+        raise ValueError("conf must be C-contiguous and writeable")
+    n, m = conf.shape[:2]
+    _f64(u, "u", (n, 1 + D * m * K))
+    _out64(log_prob, "log_prob", (n, m))
+    _out64(perturbed, "perturbed", (n, m))
+    if D * np.log(K) < np.log(m) - 1e-9:
+        raise ValueError("m exceeds the K^D configurations")
+    gum = -np.log(-np.log(u))
+    G = gum[:, :1]
+    phi = np.zeros((n, 1))
+    cur = np.zeros((n, 1, 0), dtype=np.int64)
+    rows = np.arange(n)[:, None]
+    for t in range(D):
+        B = G.shape[1]
+        phic = phi[:, :, None] + log_probs[t]
+        g = phic + gum[:, 1 + t * m * K: 1 + t * m * K + B * K].reshape(n, B, K)
+        Z = g.max(-1, keepdims=True)
+        # each child's Gumbel truncated at its parent's value T: -log(e^-T - e^-Z + e^-g)
+        v = G[:, :, None] - g + _log1mexp(g - Z)
+        Gt = (G[:, :, None] - _softplus(v)).reshape(n, B * K)
+        keep = min(m, B * K)
+        idx = np.argsort(-Gt, axis=1, kind="stable")[:, :keep]
+        parent, cls = idx // K, idx % K
+        cur = np.concatenate([cur[rows, parent], cls[:, :, None]], axis=2)
+        phi = phic.reshape(n, B * K)[rows, idx]
+        G = Gt[rows, idx]
+    conf[...] = cur
+    log_prob[...] = phi
+    perturbed[...] = G

@@ -384,12 +384,6 @@ class TopK:
         return f"TopK(n={n}, k={k}, batch_shape={self.samples.shape[2:]})"
 
 
-def _log1mexp(x):
-    """log(1 - exp(x)) for x <= 0, accurate at both ends (-inf at x = 0)."""
-    with np.errstate(divide="ignore"):
-        return np.where(x > -0.6931471805599453, np.log(-np.expm1(np.minimum(x, 0.0))), np.log1p(-np.exp(x)))
-
-
 def gumbel_top_k(dist, k, n, seed=0, stream=0):
     """k configurations without replacement from a Categorical's joint support, n times.
 
@@ -429,29 +423,14 @@ def gumbel_top_k(dist, k, n, seed=0, stream=0):
     C.check_allocation(C.n_bytes((n, D * m * K + 1), np.float64, copies=3),
                        f"n={n}, k={k}: the Gumbel draws of the beam search")
     seed, stream = _random.resolve_seed(seed), _random.check_stream(stream)
-    lp = np.broadcast_to(log_softmax(np.asarray(dist.logits, dtype=np.float64)), batch + (K,)).reshape(D, K)
+    lp = np.ascontiguousarray(np.broadcast_to(log_softmax(np.asarray(dist.logits, dtype=np.float64)),
+                                              batch + (K,)).reshape(D, K))
     u = _random.uniform((n, 1 + D * m * K), seed=seed, stream=stream)
-    gum = -np.log(-np.log(u))
-    # the root: the maximum perturbed log-probability of the whole support, Gumbel(log 1)
-    G = gum[:, :1]
-    phi = np.zeros((n, 1))
-    conf = np.zeros((n, 1, 0), dtype=np.int64)
-    rows = np.arange(n)[:, None]
-    for t in range(D):
-        B = G.shape[1]
-        phic = phi[:, :, None] + lp[t]
-        g = phic + gum[:, 1 + t * m * K: 1 + t * m * K + B * K].reshape(n, B, K)
-        Z = g.max(-1, keepdims=True)
-        # each child's Gumbel truncated at its parent's value T: -log(e^-T - e^-Z + e^-g)
-        v = G[:, :, None] - g + _log1mexp(g - Z)
-        Gt = (G[:, :, None] - softplus(v)).reshape(n, B * K)
-        keep = min(m, B * K)
-        idx = np.argsort(-Gt, axis=1, kind="stable")[:, :keep]
-        parent, cls = idx // K, idx % K
-        conf = np.concatenate([conf[rows, parent], cls[:, :, None]], axis=2)
-        phi = phic.reshape(n, B * K)[rows, idx]
-        G = Gt[rows, idx]
-    thr = G[:, k] if G.shape[1] > k else np.full(n, -np.inf)
+    conf = np.empty((n, m, D), dtype=np.int64)
+    phi, G = np.empty((n, m)), np.empty((n, m))
+    # the beam search, row by row (estimators.gumbel_beam_search: native kernel or NumPy twin)
+    _backend.kernels().estimators.gumbel_beam_search(lp, u, conf, phi, G)
+    thr = G[:, k] if m > k else np.full(n, -np.inf)
     return TopK(conf[:, :k].reshape((n, k) + batch), phi[:, :k], G[:, :k], thr)
 
 
