@@ -8,6 +8,8 @@
   PNGs to ``./bayesgrad-demo/`` (matplotlib: ``pip install "bayesgrad[plot]"``).
 - ``bayesgrad fit DATA.csv --target COL [...] [--predict NEW.csv] [--out PREDS.csv]``:
   a Bayesian MLP with uncertainty columns.
+- ``bayesgrad score POOL --model MODEL.npz [--acquisition A] [--batch-size K] [--scheduler ADDRESS]``:
+  acquisition picks and per-point uncertainty of a CSV / Parquet / Zarr pool (``_cli_score``).
 - ``bayesgrad bench``: quick native-vs-NumPy timings, as ratios.
 - ``bayesgrad info``: the active backend and build.
 
@@ -507,6 +509,10 @@ def build_parser():
 
     i = sub.add_parser("info", help="show the active backend and build")
     i.set_defaults(func=cmd_info)
+
+    from ._cli_score import add_score_parser  # bayesgrad score POOL --model MODEL.npz (issue 17)
+
+    add_score_parser(sub)
     return p
 
 
