@@ -265,9 +265,17 @@ class _Spec:
     beta: float
     seed: int
     stream: int
+    backend: str  # the client's kernel backend, used on the workers too
 
 
 def _block(data, net, spec, span, exclude):
+    from . import _backend
+
+    with _backend.use_backend(spec.backend):
+        return _block_scores(data, net, spec, span, exclude)
+
+
+def _block_scores(data, net, spec, span, exclude):
     """Scores and local top-k of one block: ``data`` (n, D) inputs (with ``net``) or (S, n, C)
     log-probabilities of the points span = (start, stop) (global indices); ``exclude`` sorted
     indices never picked. Returns dict: cols (name -> (n,)), keys (m,), idx (m,) and, for
@@ -429,7 +437,9 @@ def score_pool(pool, acquisition="bald", batch_size=1, *, model=None, n_samples=
             k = C.integer(max_candidates, "max_candidates", 1)
             if k < batch_size:
                 raise ValueError(f"max_candidates ({k}) must be >= batch_size ({batch_size})")
-    spec = _Spec(acquisition, k, columns, beta, seed, stream)
+    from . import _backend
+
+    spec = _Spec(acquisition, k, columns, beta, seed, stream, _backend.get_backend())
     if exclude is not None:
         exclude = np.unique(np.asarray(exclude, dtype=np.int64))
     if lazy:
@@ -461,22 +471,21 @@ def _score_numpy(pool, net, spec, exclude, N, chunk_size):
     return top, {c: np.concatenate(v) for c, v in cols.items()}, -(-N // chunk_size)
 
 
-def _score_dask(pool, net, spec, exclude, split_every, scheduler):
-    dask, da = require_dask("a Dask pool")
+def _graph(pool, net, spec, exclude, split_every):
+    """The delayed top-k tree and per-block columns of a Dask pool: (top, {name: [parts]}, n_blocks)."""
+    dask, _ = require_dask("a Dask pool")
     if net is None:
         pool = pool.rechunk({0: -1, 2: -1})
         starts = np.concatenate([[0], np.cumsum(pool.chunks[1])])
-        blocks = pool.to_delayed().reshape(-1)
     else:
         pool = pool.rechunk({1: -1})
         starts = np.concatenate([[0], np.cumsum(pool.chunks[0])])
-        blocks = pool.to_delayed().reshape(-1)
+    blocks = pool.to_delayed().reshape(-1)
     # One graph node each: a worker fetches the networks (and the excluded set) once, not per block.
     net_d = dask.delayed(net, pure=True, traverse=False) if net is not None else None
     excl_d = dask.delayed(exclude, pure=True, traverse=False) if exclude is not None else None
     block = dask.delayed(_block, pure=True)
-    parts = [block(b, net_d, spec, (int(starts[i]), int(starts[i + 1])), excl_d)
-             for i, b in enumerate(blocks)]
+    parts = [block(b, net_d, spec, (int(starts[i]), int(starts[i + 1])), excl_d) for i, b in enumerate(blocks)]
     strip = dask.delayed(_strip, pure=True)
     merge = dask.delayed(_merge, pure=True)
     level = [strip(p) for p in parts]
@@ -484,9 +493,16 @@ def _score_dask(pool, net, spec, exclude, split_every, scheduler):
         level = [merge(level[i:i + split_every], spec) for i in range(0, len(level), split_every)]
     getcol = dask.delayed(operator.getitem, pure=True)
     col_parts = {c: [getcol(getcol(p, "cols"), c) for p in parts] for c in spec.columns}
+    return level[0], col_parts, len(parts)
+
+
+def _score_dask(pool, net, spec, exclude, split_every, scheduler):
+    import dask
+
+    top, col_parts, n_blocks = _graph(pool, net, spec, exclude, split_every)
     kw = {} if scheduler is None else {"scheduler": scheduler}
-    top, cols = dask.compute(level[0], col_parts, **kw)
-    return top, {c: np.concatenate(v) for c, v in cols.items()}, len(parts)
+    top, cols = dask.compute(top, col_parts, **kw)
+    return top, {c: np.concatenate(v) for c, v in cols.items()}, n_blocks
 
 
 # ---------------------------------------------------------------- exact sums
