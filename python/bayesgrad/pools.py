@@ -295,7 +295,7 @@ def _block_scores(data, net, spec, span, exclude):
     elif a in A.METHODS:
         need.add(a)
     cols = A.score_columns(lp, [m for m in A.METHODS if m in need], offset=start)
-    keep = np.ones(index.shape[0], dtype=bool)
+    keep = slice(None)  # every point: no copies of the block's arrays
     if exclude is not None and exclude.size:
         keep = ~np.isin(index, exclude)
     idx = index[keep]
@@ -313,8 +313,9 @@ def _block_scores(data, net, spec, span, exclude):
     order = np.lexsort((idx, -key.astype(np.float64)))[:spec.k]
     out["keys"], out["idx"] = key[order], idx[order]
     if a == "batchbald":
-        out["lp"] = np.ascontiguousarray(lp[:, keep][:, order])
-        out["cond"] = cols["aleatoric"][keep][order]
+        pos = order if isinstance(keep, slice) else np.flatnonzero(keep)[order]
+        out["lp"] = np.ascontiguousarray(lp[:, pos])
+        out["cond"] = cols["aleatoric"][pos]
     return out
 
 
