@@ -53,3 +53,27 @@ def test_clear_error_without_dask(no_dask, tmp_path, capsys):
     rc = cli.main(["score", str(tmp_path / "pool.zarr"), "--model", str(tmp_path / "m.npz")])
     err = capsys.readouterr().err
     assert rc == 1 and "bayesgrad[dask]" in err and "Traceback" not in err
+
+
+def _posteriors(X, y):
+    mlp = bg.nn.MLP([2, 8, 3])
+    q = bg.dropout.MCDropout(mlp, p=0.2, likelihood="categorical").fit(X, y, epochs=2, verbose=0)
+    yield q, {}
+    yield bg.vi.MFVI(mlp, "categorical").fit(X, y, epochs=2, verbose=0), {}
+    yield bg.ensemble.DeepEnsemble(mlp, "categorical", n_models=3).fit(X, y, epochs=2), {}
+    yield bg.swag.SWAG(mlp, "categorical", rank=3).fit(X, y, epochs=3, map_epochs=2, verbose=0), {}
+    yield bg.swag.MultiSWAG(mlp, "categorical", n_models=2, rank=3).fit(X, y, epochs=3, map_epochs=2, verbose=0), {}
+    yield bg.sgmcmc.SGMCMC(mlp, "categorical", lr=1e-3).fit(X, y, n_steps=200, thin=10, verbose=0), {}
+    yield bg.laplace.Laplace(mlp, q.theta_, "categorical", structure="diag").fit(X, y), {"pred_type": "nn"}
+
+
+def test_networks_reproduce_each_posteriors_predictive():
+    """The sampled networks a pool is scored with are those of the posterior's own
+    predict (Laplace: its sampled-weights predictive)."""
+    d = bg.datasets.three_class_2d(n=80, seed=1)
+    for post, extra in _posteriors(d.X, d.y):
+        net = P.networks(post, 6, seed=3, stream=5)
+        ref = post.predict(d.X, n_samples=6, seed=3, stream=5, **extra).log_probs
+        np.testing.assert_array_equal(net.log_probs(d.X), ref, err_msg=type(post).__name__)
+    with pytest.raises(TypeError, match="posterior of this package"):
+        P.networks(object(), 4)
