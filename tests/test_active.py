@@ -33,11 +33,14 @@ def test_loop_bookkeeping_history_and_determinism(tmp_path):
     assert [h["n_labelled"] for h in al.history] == [6, 10, 14]
     assert all(0 <= h["accuracy"] <= 1 and h["nll"] > 0 for h in al.history)
     np.testing.assert_array_equal(runs[0].labelled, runs[1].labelled)  # same seed, same picks
+    assert all(h["n_candidates"] == 240 - h["n_labelled"] for h in al.history)  # every unlabelled point
     # save and resume: the resumed loop continues exactly as the original does
     al.save(tmp_path / "al.npz")
     resumed = bg.active.ActiveLearner.load(tmp_path / "al.npz", _fit, X, y)
     np.testing.assert_array_equal(resumed.labelled, al.labelled)
     assert resumed.history == al.history
+    np.testing.assert_array_equal(resumed.posterior.theta_, al.posterior.theta_)  # the warm start is saved too
+    np.testing.assert_array_equal(resumed.step(), al.step())
     with pytest.raises(ValueError, match="pool"):
         bg.active.ActiveLearner.load(tmp_path / "al.npz", _fit, X[:100], y[:100])
     if bg.plotting.available():

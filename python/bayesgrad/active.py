@@ -41,6 +41,7 @@ and a resumed run continues exactly.
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import numpy as np
@@ -219,20 +220,32 @@ class ActiveLearner:
 
     # ------------------------------------------------------------ persistence
     def save(self, path):
-        """The loop's state (labelled indices and labels, history, settings) as .npz + JSON;
-        the posterior is not saved (save it with its own ``save``)."""
+        """The loop's state (labelled indices and labels, history, settings) as .npz + JSON
+        (atomic; ``.npz`` appended when missing). The current posterior, when it has its own
+        ``save``, goes next to it as ``<path>.posterior.npz``, so that ``load`` resumes with the
+        warm start the next round would have had. Returns the path written."""
+        path = _tr.npz_path(path)
+        post_file = None
+        model = self.posterior
+        if type(model).__name__ in ("MCDropout", "MFVI", "DeepEnsemble", "SWAG", "MultiSWAG", "SGMCMC", "Laplace"):
+            post_file = path[:-4] + ".posterior.npz"
+            model.save(post_file)
         meta = {"kind": "ActiveLearner", "n_classes": self.n_classes, "acquisition": self.acquisition,
                 "batch_size": self.batch_size, "n_samples": self.n_samples, "n_configs": self.n_configs,
                 "beta": self.beta, "budget": self.budget, "max_candidates": self.max_candidates, "seed": self.seed,
-                "stream": self.stream,
-                "history": self.history, "pool_size": int(self.X_pool.shape[0])}
-        _tr.save_npz(path, meta, {"labelled": self.labelled.astype(np.float64),
-                                  "y_labelled": self.y_labelled.astype(np.float64)})
+                "stream": self.stream, "history": self.history, "pool_size": int(self.X_pool.shape[0]),
+                "posterior_file": None if post_file is None else os.path.basename(post_file)}
+        return _tr.save_npz(path, meta, {"labelled": self.labelled.astype(np.float64),
+                                         "y_labelled": self.y_labelled.astype(np.float64)})
 
     @classmethod
     def load(cls, path, fit, X_pool, oracle, scheduler=None):
-        """Resume a saved loop with the same pool and oracle; the next ``step`` refits from scratch
-        (``previous`` is None) and continues the saved rounds' random streams."""
+        """Resume a saved loop with the same pool and oracle. The saved posterior (if any) is
+        loaded as ``posterior``, the ``previous`` of the next ``fit``; the next ``step``
+        continues the saved rounds' random streams, so the resumed loop picks what the
+        uninterrupted one would have (for fits whose result depends only on the data and
+        ``previous``'s parameters: optimiser moments are not saved)."""
+        path = _tr.npz_path(path)
         meta, arrays = _tr.load_npz(path, "ActiveLearner", ["labelled", "y_labelled"])
         try:
             lab = arrays["labelled"].astype(np.int64)
@@ -242,6 +255,7 @@ class ActiveLearner:
                       max_candidates=meta.get("max_candidates"), scheduler=scheduler, seed=meta["seed"],
                       stream=meta["stream"])
             history = meta["history"]
+            post_file = meta.get("posterior_file")
         except (KeyError, TypeError) as exc:
             raise ValueError(f"{path!r}: malformed ActiveLearner metadata ({exc})") from exc
         if meta.get("pool_size") != obj.X_pool.shape[0] or not isinstance(history, list):
@@ -249,6 +263,12 @@ class ActiveLearner:
                              f"given {obj.X_pool.shape[0]}")
         if not np.array_equal(obj.y_labelled, arrays["y_labelled"].astype(np.int64)):
             raise ValueError(f"{path!r}: the oracle's labels differ from the saved ones")
+        if post_file is not None:
+            from .pools import load_posterior
+
+            if not isinstance(post_file, str) or os.path.basename(post_file) != post_file:
+                raise ValueError(f"{path!r}: malformed posterior_file {post_file!r}")
+            obj.posterior = load_posterior(os.path.join(os.path.dirname(path), post_file))
         obj.history = history
         return obj
 
