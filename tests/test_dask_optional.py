@@ -77,3 +77,16 @@ def test_networks_reproduce_each_posteriors_predictive():
         np.testing.assert_array_equal(net.log_probs(d.X), ref, err_msg=type(post).__name__)
     with pytest.raises(TypeError, match="posterior of this package"):
         P.networks(object(), 4)
+
+
+def test_log_likelihood_sums_gaussian_and_heteroscedastic():
+    """Exact per-sample sums of the point log-likelihoods equal the engine's own nll sums."""
+    d = bg.datasets.regression_1d_gap(n=90, seed=2)
+    for lik, out in (("gaussian", 1), ("heteroscedastic_gaussian", 2)):
+        mlp = bg.nn.MLP([1, 12, out])
+        q = bg.vi.MFVI(mlp, lik, learn_noise=lik == "gaussian").fit(d.X, d.y, epochs=3, verbose=0)
+        net = P.networks(q, 5, seed=1)
+        ll = P.log_likelihood(q, d.X, d.y, n_samples=5, seed=1)
+        noise = q.noise_ if lik == "gaussian" else 1.0
+        ref = -mlp.nll(net.theta, d.X, d.y, lik, noise=noise)
+        np.testing.assert_allclose(ll, ref, rtol=1e-10 if ll.dtype == np.float64 else 1e-4)
