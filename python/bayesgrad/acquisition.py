@@ -17,7 +17,12 @@ Call shape shared by every function::
 
 Single-point scores (BALD, max entropy, variation ratios, mean std, margin)
 stream with a running top-``batch_size`` selection, so memory is one chunk
-plus the selection; ties are broken by the lower pool index.
+plus the selection; ties are broken by the lower pool index. A point's scores
+are bit-identical however the pool is chunked (the kernels run on aligned
+groups of ``_GROUP`` pool indices), and the random keys of ``random`` and
+``stochastic_batch`` belong to pool indices (``point_uniforms``), so the
+picks do not depend on the chunking either; ``bg.pools`` scores Dask pools
+with the same functions.
 
 BatchBALD (Kirsch et al., 2019) needs the candidates' predictions at every
 greedy step, so the candidates are held in memory: all pool points by
