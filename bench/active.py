@@ -10,8 +10,9 @@ dask.distributed LocalCluster, the loop's overhead per round, and digits learnin
    normals), so no 256 MB transfer is timed, and the picks of every configuration are
    compared with the in-process ones. Reported: points per second, the 2-worker /
    1-worker speedup, the per-core ratio against in process, the overhead of the 1-worker
-   cluster against in process on 1 thread, and each worker's peak RSS growth over its
-   idle RSS against the bytes of one block's log-probabilities (S n C 4).
+   cluster against in process on 1 thread, and each worker's peak RSS during the run
+   (VmHWM reset before it) less its idle RSS, against the bytes of one block's
+   log-probabilities (S n C 4).
 2. Loop overhead: ActiveLearner on digits (MC dropout), per round: the step's wall time
    minus the fit callable's time minus the posterior's own predict on the pool.
 3. Learning curves on sklearn's digits: 20 random initial labels, 10 acquired per
@@ -30,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 
@@ -72,8 +72,23 @@ def model():
     return q.fit(X, y, epochs=3, verbose=0)
 
 
-def _rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def _status_mb(field):
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def _reset_peak():
+    """Reset this process's peak RSS (VmHWM) to its current RSS (Linux: clear_refs 5)."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    return _status_mb("VmHWM")
+
+
+def _peak_mb():
+    return _status_mb("VmHWM")
 
 
 def _current_rss_mb():
@@ -116,19 +131,25 @@ def throughput(N, repeats, quick):
         try:
             small = _dask_pool(CHUNK * workers, CHUNK)
             bg.pools.score_pool(small, "batchbald", 10, scheduler=client, **kw)  # warm-up: imports, kernels
-            idle = client.run(_current_rss_mb)
-            peak0 = client.run(_rss_mb)
             pool = _dask_pool(N, CHUNK)
             la = load_average()
-            t, ts, res = timed(lambda: bg.pools.score_pool(pool, "batchbald", 10, scheduler=client, **kw))
-            peak = client.run(_rss_mb)
+            ts, res = [], None
+            peaks = []
+            for _ in range(repeats):
+                idle = client.run(_current_rss_mb)
+                client.run(_reset_peak)  # the peak of this run only, not of start-up or warm-up
+                t0 = time.perf_counter()
+                res = bg.pools.score_pool(pool, "batchbald", 10, scheduler=client, **kw)
+                ts.append(time.perf_counter() - t0)
+                peaks.append(client.run(_peak_mb))
+            t = float(np.median(ts))
+            peak = {w: max(p[w] for p in peaks) for w in peaks[0]}
             picks[f"cluster_{workers}w"] = res.indices.tolist()
             growth = {w: peak[w] - idle[w] for w in peak}
             rows.append({"config": f"LocalCluster, {workers} worker(s) x 1 thread", "workers": workers, "threads": 1,
                          "seconds": t, "all_seconds": ts, "points_per_s": N / t, "load_before": la,
                          "n_candidates": res.info["n_candidates"], "n_blocks": res.info["n_blocks"],
                          "worker_idle_rss_mb": list(idle.values()), "worker_peak_rss_mb": list(peak.values()),
-                         "worker_peak_before_run_mb": list(peak0.values()),
                          "worker_peak_growth_mb": list(growth.values()),
                          "picks_equal_in_process": res.indices.tolist() == ref})
         finally:
