@@ -91,6 +91,10 @@ def _peak_mb():
     return _status_mb("VmHWM")
 
 
+def _cpu_s():
+    return time.process_time()
+
+
 def _current_rss_mb():
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
@@ -105,22 +109,24 @@ def throughput(N, repeats, quick):
     X = np.concatenate([pool_block(s, min(N, s + CHUNK)) for s in range(0, N, CHUNK)])
 
     def timed(fn):
-        ts, res = [], None
+        ts, cs, res = [], [], None
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             res = fn()
             ts.append(time.perf_counter() - t0)
-        return float(np.median(ts)), ts, res
+            cs.append(time.process_time() - c0)
+        return float(np.median(ts)), ts, res, float(np.median(cs))
 
     threads0 = bg.get_num_threads()
     for threads in sorted({threads0, 1}, reverse=True):
         bg.set_num_threads(threads)
         bg.pools.score_pool(X[:CHUNK], "batchbald", 10, chunk_size=CHUNK, **kw)  # warm-up
         la = load_average()
-        t, ts, res = timed(lambda: bg.pools.score_pool(X, "batchbald", 10, chunk_size=CHUNK, **kw))
+        t, ts, res, cpu = timed(lambda: bg.pools.score_pool(X, "batchbald", 10, chunk_size=CHUNK, **kw))
         picks[f"in_process_{threads}t"] = res.indices.tolist()
         rows.append({"config": f"in process, {threads} thread(s)", "workers": 0, "threads": threads, "seconds": t,
-                     "all_seconds": ts, "points_per_s": N / t, "load_before": la, "n_candidates": res.info["n_candidates"]})
+                     "all_seconds": ts, "points_per_s": N / t, "cpu_s": cpu, "points_per_cpu_s": N / cpu,
+                     "load_before": la, "n_candidates": res.info["n_candidates"]})
     bg.set_num_threads(threads0)
     del X
     ref = picks[f"in_process_{threads0}t"]
@@ -133,21 +139,27 @@ def throughput(N, repeats, quick):
             bg.pools.score_pool(small, "batchbald", 10, scheduler=client, **kw)  # warm-up: imports, kernels
             pool = _dask_pool(N, CHUNK)
             la = load_average()
-            ts, res = [], None
+            ts, cs, res = [], [], None
             peaks = []
             for _ in range(repeats):
                 idle = client.run(_current_rss_mb)
                 client.run(_reset_peak)  # the peak of this run only, not of start-up or warm-up
-                t0 = time.perf_counter()
+                w0 = client.run(_cpu_s)
+                c0, t0 = time.process_time(), time.perf_counter()
                 res = bg.pools.score_pool(pool, "batchbald", 10, scheduler=client, **kw)
                 ts.append(time.perf_counter() - t0)
+                client_cpu = time.process_time() - c0  # the client and the scheduler (same process)
+                w1 = client.run(_cpu_s)
+                cs.append(client_cpu + sum(w1[w] - w0[w] for w in w1))
                 peaks.append(client.run(_peak_mb))
             t = float(np.median(ts))
+            cpu = float(np.median(cs))
             peak = {w: max(p[w] for p in peaks) for w in peaks[0]}
             picks[f"cluster_{workers}w"] = res.indices.tolist()
             growth = {w: peak[w] - idle[w] for w in peak}
             rows.append({"config": f"LocalCluster, {workers} worker(s) x 1 thread", "workers": workers, "threads": 1,
-                         "seconds": t, "all_seconds": ts, "points_per_s": N / t, "load_before": la,
+                         "seconds": t, "all_seconds": ts, "points_per_s": N / t, "cpu_s": cpu,
+                         "points_per_cpu_s": N / cpu, "load_before": la,
                          "n_candidates": res.info["n_candidates"], "n_blocks": res.info["n_blocks"],
                          "worker_idle_rss_mb": list(idle.values()), "worker_peak_rss_mb": list(peak.values()),
                          "worker_peak_growth_mb": list(growth.values()),
@@ -172,6 +184,14 @@ def throughput(N, repeats, quick):
         "worker_peak_growth_over_block": max(max(w1["worker_peak_growth_mb"]), max(w2["worker_peak_growth_mb"]))
         / block_mb,
         "picks_identical": len({json.dumps(p) for p in picks.values()}) == 1,
+        # CPU seconds (all processes of the run: client, scheduler, workers) are far less
+        # sensitive to other jobs than wall time: points per CPU second of the 2-worker
+        # cluster against 1 worker and against in process (1 thread) say how much work the
+        # split adds; with two idle cores the speedup would be about 2 x the first ratio
+        # (an estimate, not a measurement), less the client's serial greedy stage.
+        "cpu_efficiency_2w_vs_1w": w2["points_per_cpu_s"] / w1["points_per_cpu_s"],
+        "cpu_efficiency_1w_vs_in_process_1thread": w1["points_per_cpu_s"] / inp1["points_per_cpu_s"],
+        "cpu_efficiency_2w_vs_in_process_1thread": w2["points_per_cpu_s"] / inp1["points_per_cpu_s"],
     }
     return {"N": N, "D": D, "mlp": [D, H, C], "S": S, "chunk": CHUNK, "acquisition": "batchbald, batch 10, M 1000",
             "dtype": "float32", "rows": rows, "summary": summary, "picks": picks}
