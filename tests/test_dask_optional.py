@@ -90,3 +90,10 @@ def test_log_likelihood_sums_gaussian_and_heteroscedastic():
         noise = q.noise_ if lik == "gaussian" else 1.0
         ref = -mlp.nll(net.theta, d.X, d.y, lik, noise=noise)
         np.testing.assert_allclose(ll, ref, rtol=1e-10 if ll.dtype == np.float64 else 1e-4)
+
+
+@pytest.mark.single_backend
+def test_score_command_lists_every_acquisition():
+    from bayesgrad import _cli_score
+
+    assert _cli_score.ACQUISITIONS == P.ACQUISITIONS

@@ -23,6 +23,10 @@ import sys
 import numpy as np
 
 FORMATS = ("csv", "parquet", "zarr")
+#: ``bg.pools.ACQUISITIONS``, spelled out so that building the parser imports neither pools nor
+#: SciPy (``bayesgrad info`` stays quick); a test checks that the two agree.
+ACQUISITIONS = ("bald", "max_entropy", "variation_ratios", "mean_std", "margin", "batchbald", "random", "power",
+                "softmax", "softrank")
 
 
 def _format(path):
@@ -38,8 +42,6 @@ def _format(path):
 
 def add_score_parser(sub):
     """Register ``score`` on the subparsers ``sub`` of the ``bayesgrad`` parser."""
-    from .pools import ACQUISITIONS
-
     s = sub.add_parser("score", help="acquisition scores and picks for an unlabelled pool (CSV, Parquet, Zarr)")
     s.add_argument("pool", metavar="POOL", help="pool file: .csv, .parquet (file or folder) or .zarr")
     s.add_argument("--model", required=True, metavar="MODEL.npz", help="a posterior saved by bayesgrad")
