@@ -10,6 +10,8 @@
   a Bayesian MLP with uncertainty columns.
 - ``bayesgrad compare DATA.csv --target COL [...]``: every posterior, K-fold
   cross-validated, as a metric table, CSV and plot (``bayesgrad._cli_compare``).
+- ``bayesgrad score POOL --model MODEL.npz [--acquisition A] [--batch-size K] [--scheduler ADDRESS]``:
+  acquisition picks and per-point uncertainty of a CSV / Parquet / Zarr pool (``_cli_score``).
 - ``bayesgrad bench``: quick native-vs-NumPy timings, as ratios.
 - ``bayesgrad info``: the active backend and build.
 
@@ -624,6 +626,9 @@ def build_parser():
     from ._cli_compare import add_parser as add_compare_parser  # bayesgrad compare lives in its own module
 
     add_compare_parser(sub)
+    from ._cli_score import add_score_parser  # bayesgrad score POOL --model MODEL.npz (issue 17)
+
+    add_score_parser(sub)
     return p
 
 
