@@ -23,16 +23,9 @@ namespace bayesgrad {
 
 namespace {
 
+// Scalar reference: exp_floored (metrics.hpp, shared with the CUDA kernel).
 template <typename T>
-constexpr T exp_floor() { return sizeof(T) == 4 ? T(-86) : T(-700); }
-
-// Scalar reference: NaN stays NaN, anything below the floor (including -inf) is 0.
-template <typename T>
-inline T exp_scalar(T x) {
-  if (x != x) return x;
-  if (x < exp_floor<T>()) return T(0);
-  return std::exp(std::min(x, T(80)));
-}
+inline T exp_scalar(T x) { return exp_floored(x); }
 
 #if BG_HAVE_X86
 BG_AVX2 void exp_block_f32(const float* x, float* e, int64_t L) {
@@ -98,10 +91,7 @@ void entropy_acc(const T* x, const T* e, T* ps, T* en, int64_t L) {
     return;
   }
 #endif
-  for (int64_t j = 0; j < L; ++j) {
-    ps[j] += e[j];
-    en[j] += e[j] > T(0) ? e[j] * x[j] : T(0);  // 0 log 0 = 0, also at x = -inf
-  }
+  for (int64_t j = 0; j < L; ++j) entropy_accumulate(x[j], e[j], ps[j], en[j]);
 }
 
 // e[j] = exp(x[j]) for a contiguous block (SIMD body, scalar tail).
@@ -183,20 +173,9 @@ double decompose(const T* lp, int64_t S, int64_t N, int64_t C, T* total, T* alea
       [](int64_t L) { return State{std::vector<T>(static_cast<size_t>(L), T(0)), std::vector<T>(static_cast<size_t>(L), T(0))}; },
       [](State& st, int64_t, const T* x, const T* e, int64_t L) { entropy_acc(x, e, st.psum.data(), st.ent.data(), L); },
       [&](State& st, int64_t n0, int64_t n1) {
-        for (int64_t n = n0; n < n1; ++n) {
-          const T* ps = st.psum.data() + (n - n0) * C;
-          const T* en = st.ent.data() + (n - n0) * C;
-          T h = 0, a = 0;
-          for (int64_t c = 0; c < C; ++c) {
-            const T pm = ps[c] * invS;
-            if (pm > T(0)) h -= pm * std::log(pm);
-            a -= en[c];
-          }
-          a *= invS;
-          total[n] = h;
-          aleatoric[n] = a;
-          epistemic[n] = std::max(h - a, T(0));
-        }
+        for (int64_t n = n0; n < n1; ++n)
+          decompose_point(st.psum.data() + (n - n0) * C, st.ent.data() + (n - n0) * C, C, invS, total[n],
+                          aleatoric[n], epistemic[n]);
       });
 }
 
