@@ -50,6 +50,15 @@ DTYPES = (np.float32, np.float64)
 
 
 # ------------------------------------------------------------------ everywhere
+def test_gpu_present_when_required():
+    """tools/verify_cuda.sh sets BAYESGRAD_REQUIRE_GPU=1: there a skip would hide a broken setup."""
+    import os
+
+    if os.environ.get("BAYESGRAD_REQUIRE_GPU") != "1":
+        pytest.skip("BAYESGRAD_REQUIRE_GPU is not set")
+    assert _REASON is None, _REASON
+
+
 def test_cuda_backend_refused_with_a_reason():
     with pytest.raises(ValueError, match="backend 'cuda' is not available: ") as info:
         bg.set_backend("cuda")
@@ -63,7 +72,7 @@ def test_backend_info_reports_the_cuda_state():
     assert set(info["cuda_kernels"]) <= set(twin.CONCEPTS)
     if _backend._cuda is None:
         assert info["cuda_kernels"] == []
-    elif info["cuda_verified"] is None:
+    elif info["cuda_verified"] is None or info["cuda_verified"].get("scope") != "full":
         assert info["cuda_status"].startswith("compiled, not verified on a GPU")
     else:
         assert info["cuda_status"].startswith(f"verified on {info['cuda_verified']['device']}")
@@ -79,16 +88,23 @@ def test_verification_record_is_read_strictly(tmp_path, monkeypatch):
     assert _backend.cuda_verified() is None
     path.write_text(json.dumps({"date": "2026-12-02", "passed": True}))
     assert _backend.cuda_verified() is None  # no device
-    rec = {"date": "2026-12-02T09:00:00Z", "device": "NVIDIA H200", "passed": True}
+    rec = {"date": "2026-12-02T09:00:00Z", "device": "NVIDIA H200", "passed": True, "scope": "kernels",
+           "concepts": ["random"]}
     path.write_text(json.dumps(rec))
     assert _backend.cuda_verified() == rec
-    if _backend._cuda is not None and _backend._cuda_has_kernels():
-        if _backend._cuda_devices() > 0:
-            with bg.use_backend("cuda"):
-                assert bg.get_backend() == "cuda"
-    else:  # a record alone never makes a partial module selectable
-        with pytest.raises(ValueError, match="cuda"):
+    if _backend._cuda is not None:
+        # a kernels-only record: the backend is still "not verified"
+        assert bg.backend_info()["cuda_status"].startswith("compiled, not verified on a GPU as a backend")
+    with pytest.raises(ValueError, match="cuda"):  # never selectable from a kernels-only record
+        bg.set_backend("cuda")
+    rec["scope"] = "full"
+    path.write_text(json.dumps(rec))
+    if _backend._cuda is None or not _backend._cuda_has_kernels() or _backend._cuda_devices() == 0:
+        with pytest.raises(ValueError, match="cuda"):  # nor a partial module or a machine without a GPU
             bg.set_backend("cuda")
+    else:
+        with bg.use_backend("cuda"):
+            assert bg.get_backend() == "cuda"
 
 
 def test_committed_record_is_well_formed():
