@@ -21,10 +21,25 @@
 # timeout. Exit status: 0 verified, 1 a step failed, 2 the machine cannot run
 # the verification (no GPU, no nvcc, a missing module): nothing is written in
 # the repository then.
-# Usage: tools/verify_cuda.sh [--preflight]   (--preflight: step 1 only)
+# The GPU machine has no network: Python modules it lacks (SciPy,
+# scipy-openblas32 and pytest are not part of a CUDA + PyTorch image) are
+# installed from a wheelhouse, $WHEELHOUSE (default build/wheelhouse), which
+# `tools/verify_cuda.sh --fetch-wheels` fills on a machine with network
+# (Python 3.12, x86-64 Linux wheels, about 45 MB; pass it to the device run
+# as a carried path).
+# Usage: tools/verify_cuda.sh [--preflight | --fetch-wheels]
+#   --preflight: step 1 only; --fetch-wheels: fill the wheelhouse, nothing else.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+WHEELHOUSE=${WHEELHOUSE:-$ROOT/build/wheelhouse}
+if [ "${1:-}" = "--fetch-wheels" ]; then
+  mkdir -p "$WHEELHOUSE"
+  SCIPY=$(${PYTHON:-python3} -c "import scipy; print(scipy.__version__)" 2>/dev/null || echo 1.17.1)
+  exec ${PYTHON:-python3} -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
+    -d "$WHEELHOUSE" "scipy==$SCIPY" scipy-openblas32==0.3.34.481.3 pytest pluggy iniconfig packaging pygments
+fi
 OUT=${OUT:-$ROOT/verify_cuda_out}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/verify.log") 2>&1
@@ -73,13 +88,42 @@ if ! command -v nvcc >/dev/null; then
 fi
 command -v nvcc >/dev/null || stop 2 "nvcc not found (PATH, /usr/local/cuda/bin): cannot build the CUDA module"
 say "nvcc: $(nvcc --version | tail -1)"
-MISSING=$("$PY" - <<'EOF'
+missing_modules() {
+  "$PY" - <<'EOF'
 import importlib
 need = ["numpy", "scipy", "scipy_openblas32", "pybind11", "scikit_build_core", "pytest", "cupy"]
-print(" ".join(m for m in need if importlib.util.find_spec(m) is None))
+missing = []
+for m in need:
+    try:
+        importlib.import_module(m)
+    except Exception:  # absent, or present but broken (an incompatible NumPy, say)
+        missing.append(m)
+print(" ".join(missing))
 EOF
-)
-[ -n "$MISSING" ] && stop 2 "missing Python modules (no network here to install them): $MISSING"
+}
+pip_install() {  # PEP 668 images refuse plain installs; this machine is ours for the run
+  "$PY" -m pip install "$@" || "$PY" -m pip install "$@" --break-system-packages
+}
+MISSING=$(missing_modules)
+if [ -n "$MISSING" ] && [ -d "$WHEELHOUSE" ]; then
+  WHEELS=()
+  for m in $MISSING; do
+    case $m in
+      scipy) WHEELS+=(scipy) ;;
+      scipy_openblas32) WHEELS+=(scipy-openblas32) ;;
+      pytest) WHEELS+=(pytest pluggy iniconfig packaging pygments) ;;
+    esac
+  done
+  if [ ${#WHEELS[@]} -gt 0 ]; then
+    say "installing from the wheelhouse $WHEELHOUSE (no network): ${WHEELS[*]}"
+    for w in "${WHEELS[@]}"; do  # one at a time: a wheel that does not fit must not block the others
+      pip_install --no-index --no-deps --find-links "$WHEELHOUSE" "$w" >>"$OUT/wheelhouse.log" 2>&1 \
+        || say "wheelhouse: $w did not install (wheelhouse.log)"
+    done
+    MISSING=$(missing_modules)
+  fi
+fi
+[ -n "$MISSING" ] && stop 2 "missing Python modules (no network here; wheelhouse: $WHEELHOUSE): $MISSING"
 DEVICE=$("$PY" -c "import cupy; p = cupy.cuda.runtime.getDeviceProperties(0); n = p['name']; print(n.decode() if isinstance(n, bytes) else n)" 2>&1) \
   || stop 2 "CuPy cannot use the GPU: $DEVICE"
 say "device 0 (CuPy): $DEVICE; Python $("$PY" -c 'import sys; print(sys.version.split()[0])')"
