@@ -231,6 +231,23 @@ def test_sample_locscale_matches_twin(cp, dtype, fam):
 
 @gpu
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fam", list(LocScaleFamily))
+def test_locscale_log_prob_matches_twin(cp, dtype, fam):
+    rng = np.random.default_rng(int(fam))
+    loc, scale = np.array([0.5, -1.0, 2.0], dtype), np.array([1.0, 0.3, 2.5], dtype)
+    x = (rng.normal(size=(400, 3)) * 3).astype(dtype)
+    x[0, 0] = 0.0  # on the boundary of the lognormal / exponential supports
+    outs = [np.empty_like(x) for _ in range(3)]
+    twin.distributions.locscale_log_prob(x, loc, scale, int(fam), *outs)
+    g = [cp.empty(x.shape, dtype) for _ in range(3)]
+    _k().distributions.locscale_log_prob(cp.asarray(x), cp.asarray(loc), cp.asarray(scale), int(fam), *g)
+    tol = dict(rtol=2e-6, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for a, b in zip(g, outs):
+        np.testing.assert_allclose(cp.asnumpy(a), b, **tol)  # -inf outside the support on both
+
+
+@gpu
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_gamma_beta_dirichlet_match_twin(cp, dtype):
     # The same words give the same accept/reject decisions; a decision within
     # an ulp of its boundary could differ, which for these 3 x 2000 fixed draws
@@ -317,6 +334,28 @@ def test_decompose_matches_twin(cp, dtype):
     assert abs(dev - dev_ref) <= (1e-5 if dtype == np.float32 else 1e-13)
     lp[3, 5, 2] = np.nan
     assert np.isnan(_k().metrics.decompose(cp.asarray(lp), *g))
+
+
+@gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_classes", [1, 2, 7])
+def test_point_scores_match_twin(cp, dtype, n_classes):
+    from bayesgrad._codes import PointScore
+
+    rng = np.random.default_rng(n_classes)
+    lp = rng.normal(size=(11, 200, n_classes)) * 2
+    lp -= np.log(np.exp(lp).sum(-1, keepdims=True))
+    lp[:, 3, :] = lp[0, 3, :]  # every sample predicts alike: ties in the counts
+    lp = lp.astype(dtype)
+    tol = dict(rtol=2e-5, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    for kind in PointScore:
+        ref = np.empty(200, dtype)
+        dev_ref = twin.acquisition.point_scores(lp, int(kind), ref)
+        out = cp.empty(200, dtype)
+        dev = _k().acquisition.point_scores(cp.asarray(lp), int(kind), out)
+        # variation ratios count argmaxes of the same inputs: exact; the others go through exp
+        np.testing.assert_allclose(cp.asnumpy(out), ref, **(dict(rtol=0, atol=0) if kind == 0 else tol))
+        assert abs(dev - dev_ref) <= (1e-5 if dtype == np.float32 else 1e-13)
 
 
 @gpu

@@ -18,7 +18,6 @@ namespace bayesgrad {
 
 namespace {
 
-constexpr double kHalfLog2Pi = 0.91893853320467274178032973640562;
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 constexpr int64_t kChunk = 4096;           // elements per parallel chunk (fixed)
 
@@ -253,64 +252,11 @@ void locscale_log_prob(const T* x, int64_t n_total, const T* loc, const T* scale
   chunked(n_total, kChunk, [&](int64_t lo, int64_t hi) {
     int64_t j = lo % batch;
     for (int64_t i = lo; i < hi; ++i) {
-      const double m = loc[j], s = scale[j], xi = x[i];
-      const double ls = std::log(s);
-      double lp = 0, gl = 0, gs = 0;
-      switch (fam) {
-        case LocScale::kNormal:
-        case LocScale::kLognormal: {
-          double y = xi;
-          double jac = 0.0;
-          if (fam == LocScale::kLognormal) {
-            if (!(xi > 0)) { lp = kNegInf; break; }
-            y = std::log(xi);
-            jac = y;
-          }
-          const double z = (y - m) / s;
-          lp = -0.5 * z * z - ls - kHalfLog2Pi - jac;
-          gl = z / s;
-          gs = (z * z - 1.0) / s;
-          break;
-        }
-        case LocScale::kUniform:
-          if (xi < m || xi > m + s) { lp = kNegInf; break; }
-          lp = -ls;
-          gs = -1.0 / s;
-          break;
-        case LocScale::kExponential: {
-          if (xi < m) { lp = kNegInf; break; }
-          const double z = (xi - m) / s;
-          lp = -z - ls;
-          gl = 1.0 / s;
-          gs = (z - 1.0) / s;
-          break;
-        }
-        case LocScale::kLaplace: {
-          const double z = (xi - m) / s, a = std::fabs(z);
-          lp = -a - ls - 0.69314718055994530942;
-          gl = (z > 0 ? 1.0 : (z < 0 ? -1.0 : 0.0)) / s;
-          gs = (a - 1.0) / s;
-          break;
-        }
-        case LocScale::kGumbel: {
-          const double z = (xi - m) / s, e = std::exp(-z);
-          lp = -(z + e) - ls;
-          gl = (1.0 - e) / s;
-          gs = (z - z * e - 1.0) / s;
-          break;
-        }
-        case LocScale::kLogistic: {
-          const double z = (xi - m) / s, a = std::fabs(z);
-          lp = -a - 2.0 * std::log1p(std::exp(-a)) - ls;
-          const double th = std::tanh(0.5 * z);
-          gl = th / s;
-          gs = (z * th - 1.0) / s;
-          break;
-        }
-      }
+      double gl, gs;
+      const double lp = samplers::locscale_log_prob(fam, x[i], loc[j], scale[j], gl, gs);
       logp[i] = static_cast<T>(lp);
-      if (d_loc) d_loc[i] = static_cast<T>(lp == kNegInf ? 0.0 : gl);
-      if (d_scale) d_scale[i] = static_cast<T>(lp == kNegInf ? 0.0 : gs);
+      if (d_loc) d_loc[i] = static_cast<T>(gl);
+      if (d_scale) d_scale[i] = static_cast<T>(gs);
       if (++j == batch) j = 0;
     }
   });

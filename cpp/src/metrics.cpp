@@ -191,11 +191,7 @@ double point_scores(const T* lp, int64_t S, int64_t N, int64_t C, PointScore kin
         T* a = st.a.data();
         if (kind == PointScore::kVariationRatios) {
           // a counts how often each class is a sample's argmax.
-          for (int64_t r = 0; r < L / C; ++r) {
-            int64_t best = 0;
-            for (int64_t c = 1; c < C; ++c) if (x[r * C + c] > x[r * C + best]) best = c;
-            a[r * C + best] += T(1);
-          }
+          for (int64_t r = 0; r < L / C; ++r) a[r * C + row_argmax(x + r * C, C)] += T(1);
         } else {
           for (int64_t j = 0; j < L; ++j) a[j] += e[j];
           if (kind == PointScore::kMeanStd) {
@@ -205,28 +201,9 @@ double point_scores(const T* lp, int64_t S, int64_t N, int64_t C, PointScore kin
         }
       },
       [&](State& st, int64_t n0, int64_t n1) {
-        for (int64_t n = n0; n < n1; ++n) {
-          const T* a = st.a.data() + (n - n0) * C;
-          if (kind == PointScore::kVariationRatios) {
-            const T mx = *std::max_element(a, a + C);
-            out[n] = T(1) - mx * invS;
-          } else if (kind == PointScore::kMeanStd) {
-            const T* b = st.b.data() + (n - n0) * C;
-            T acc = 0;
-            for (int64_t c = 0; c < C; ++c) {
-              const T m = a[c] * invS;
-              acc += std::sqrt(std::max(b[c] * invS - m * m, T(0)));
-            }
-            out[n] = acc / static_cast<T>(C);
-          } else {
-            T p1 = -1, p2 = -1;
-            for (int64_t c = 0; c < C; ++c) {
-              const T m = a[c] * invS;
-              if (m > p1) { p2 = p1; p1 = m; } else if (m > p2) { p2 = m; }
-            }
-            out[n] = C == 1 ? T(0) : T(1) - (p1 - p2);
-          }
-        }
+        for (int64_t n = n0; n < n1; ++n)
+          out[n] = point_score_finish(kind, st.a.data() + (n - n0) * C,
+                                      kind == PointScore::kMeanStd ? st.b.data() + (n - n0) * C : nullptr, C, invS);
       });
 }
 

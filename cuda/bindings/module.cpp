@@ -154,6 +154,26 @@ void register_distributions(py::module_ m) {
       py::arg("out"), py::arg("loc"), py::arg("scale"), py::arg("family"), py::arg("seed"), py::arg("stream"),
       "Location-scale draws into out (n, B): loc + scale * base(family); loc, scale (B,).");
   m.def(
+      "locscale_log_prob",
+      [](py::object x, py::object loc, py::object scale, int64_t family, py::object logp, py::object d_loc,
+         py::object d_scale) {
+        const Dev lp = out_dev(logp, "logp"), dl = out_dev(d_loc, "d_loc"), ds = out_dev(d_scale, "d_scale");
+        const Dev dx = in_dev(x, "x", lp, "logp"), l = in_dev(loc, "loc", lp, "logp"), s = in_dev(scale, "scale", lp, "logp");
+        in_dev(d_loc, "d_loc", lp, "logp");
+        in_dev(d_scale, "d_scale", lp, "logp");
+        codes::from_int<codes::LocScaleFamily>(family, "family");
+        same_size(l, s, "loc", "scale");
+        batch_of(dx, l, "x", "loc");
+        same_size(dx, lp, "x", "logp");
+        same_size(dx, dl, "x", "d_loc");
+        same_size(dx, ds, "x", "d_scale");
+        py::gil_scoped_release rel;
+        BG_DISPATCH(lp, locscale_log_prob<T>(ptr<T>(dx), dx.size, ptr<T>(l), ptr<T>(s), l.size, static_cast<int>(family),
+                                             ptr<T>(lp), ptr<T>(dl), ptr<T>(ds), lp.stream));
+      },
+      py::arg("x"), py::arg("loc"), py::arg("scale"), py::arg("family"), py::arg("logp"), py::arg("d_loc"),
+      py::arg("d_scale"), "log p(x) and d/dloc, d/dscale elementwise for x (n, B); loc, scale (B,).");
+  m.def(
       "sample_gamma",
       [](py::object out, py::object alpha, py::object rate, uint64_t seed, uint64_t stream) {
         const Dev o = out_dev(out, "out"), a = in_dev(alpha, "alpha", o, "out"), r = in_dev(rate, "rate", o, "out");
@@ -295,6 +315,26 @@ void register_metrics(py::module_ m) {
       "largest |sum_c p - 1| (NaN if any input is NaN); waits for the stream to return it.");
 }
 
+void register_acquisition(py::module_ m) {
+  m.def(
+      "point_scores",
+      [](py::object log_probs, int64_t kind, py::object out) {
+        const Dev o = out_dev(out, "out"), lp = in_dev(log_probs, "log_probs", o, "out");
+        codes::from_int<codes::PointScore>(kind, "kind");
+        if (lp.ndim() != 3 || lp.shape[0] < 1 || lp.shape[1] < 1 || lp.shape[2] < 1)
+          throw std::invalid_argument("log_probs must be a non-empty (S, N, C) array");
+        check_vec(o, lp.shape[1], "out");
+        py::gil_scoped_release rel;
+        double dev_ = 0;
+        BG_DISPATCH(o, dev_ = point_scores<T>(ptr<T>(lp), lp.shape[0], lp.shape[1], lp.shape[2], static_cast<int>(kind),
+                                              ptr<T>(o), o.stream));
+        return dev_;
+      },
+      py::arg("log_probs"), py::arg("kind"), py::arg("out"),
+      "Acquisition scores of log_probs (S, N, C) into out (N,), kind a PointScore code; returns the largest "
+      "|sum_c p - 1| (waits for the stream to return it).");
+}
+
 #undef BG_DISPATCH
 
 }  // namespace
@@ -314,4 +354,5 @@ PYBIND11_MODULE(_cuda, m) {
   bc::register_distributions(m.def_submodule("distributions", "bayesgrad CUDA kernels: distributions"));
   bc::register_estimators(m.def_submodule("estimators", "bayesgrad CUDA kernels: estimators"));
   bc::register_metrics(m.def_submodule("metrics", "bayesgrad CUDA kernels: metrics"));
+  bc::register_acquisition(m.def_submodule("acquisition", "bayesgrad CUDA kernels: acquisition"));
 }

@@ -1,4 +1,4 @@
-// Samplers of the continuous families (cpp/include/bayesgrad/distributions.hpp
+// Samplers of the continuous families and the location-scale log densities (cpp/include/bayesgrad/distributions.hpp
 // has the layouts and word addressing): location-scale families from the
 // normal / uniform element of the same index, Gamma / Beta / Dirichlet from
 // per-element sub-streams with samplers::gamma_draw, the CPU core's scalar
@@ -65,6 +65,19 @@ __global__ void dirichlet_kernel(T* __restrict__ out, int64_t rows, const T* __r
   }
 }
 
+template <typename T>
+__global__ void locscale_log_prob_kernel(const T* __restrict__ x, int64_t n, const T* __restrict__ loc,
+                                         const T* __restrict__ scale, int64_t batch, LocScaleFamily fam,
+                                         T* __restrict__ logp, T* __restrict__ d_loc, T* __restrict__ d_scale) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t j = i % batch;
+    double gl, gs;
+    logp[i] = static_cast<T>(samplers::locscale_log_prob(fam, x[i], loc[j], scale[j], gl, gs));
+    if (d_loc) d_loc[i] = static_cast<T>(gl);
+    if (d_scale) d_scale[i] = static_cast<T>(gs);
+  }
+}
+
 void check_batch(int64_t n_total, int64_t batch) {
   if (batch <= 0 || n_total % batch != 0)
     throw std::invalid_argument("output size must be a multiple of the parameters' batch size");
@@ -81,6 +94,17 @@ void sample_locscale(T* out, int64_t n_total, const T* loc, const T* scale, int6
   locscale_kernel<T><<<grid_for(n_total), kThreads, 0, as_stream(s)>>>(out, n_total, loc, scale, batch, fam, seed,
                                                                          stream);
   check_launch("sample_locscale", as_stream(s));
+}
+
+template <typename T>
+void locscale_log_prob(const T* x, int64_t n_total, const T* loc, const T* scale, int64_t batch, int family, T* logp,
+                       T* d_loc, T* d_scale, Stream s) {
+  const LocScaleFamily fam = codes::from_int<LocScaleFamily>(family, "family");
+  check_batch(n_total, batch);
+  if (n_total == 0) return;
+  locscale_log_prob_kernel<T><<<grid_for(n_total), kThreads, 0, as_stream(s)>>>(x, n_total, loc, scale, batch, fam,
+                                                                                   logp, d_loc, d_scale);
+  check_launch("locscale_log_prob", as_stream(s));
 }
 
 template <typename T>
@@ -118,6 +142,7 @@ void sample_dirichlet(T* out, int64_t n_total, const T* alpha, int64_t batch, in
 
 #define BG_INSTANTIATE(T)                                                                                      \
   template void sample_locscale<T>(T*, int64_t, const T*, const T*, int64_t, int, uint64_t, uint64_t, Stream); \
+  template void locscale_log_prob<T>(const T*, int64_t, const T*, const T*, int64_t, int, T*, T*, T*, Stream);   \
   template void sample_gamma<T>(T*, int64_t, const T*, const T*, int64_t, uint64_t, uint64_t, Stream);         \
   template void sample_beta<T>(T*, int64_t, const T*, const T*, int64_t, uint64_t, uint64_t, Stream);          \
   template void sample_dirichlet<T>(T*, int64_t, const T*, int64_t, int64_t, uint64_t, uint64_t, Stream);

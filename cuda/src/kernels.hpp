@@ -25,6 +25,10 @@ void fill_normal(T* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t off
 template <typename T>
 void sample_locscale(T* out, int64_t n_total, const T* loc, const T* scale, int64_t batch, int family,
                      uint64_t seed, uint64_t stream, Stream s);
+// log p(x) and d/dloc, d/dscale (nullable) for x (n, B); samplers::locscale_log_prob per element.
+template <typename T>
+void locscale_log_prob(const T* x, int64_t n_total, const T* loc, const T* scale, int64_t batch, int family, T* logp,
+                       T* d_loc, T* d_scale, Stream s);
 template <typename T>
 void sample_gamma(T* out, int64_t n_total, const T* alpha, const T* rate, int64_t batch, uint64_t seed,
                   uint64_t stream, Stream s);
@@ -49,6 +53,11 @@ void pathwise_accumulate(const T* g, const T* jac, int64_t n, int64_t p, T* mean
 template <typename T>
 double decompose(const T* log_probs, int64_t S, int64_t N, int64_t C, T* total, T* aleatoric, T* epistemic,
                  Stream s);
+
+// metrics.cu: metrics.hpp's point_scores (bound as acquisition.point_scores, as
+// in _core); returns the deviation as decompose does.
+template <typename T>
+double point_scores(const T* log_probs, int64_t S, int64_t N, int64_t C, int kind, T* out, Stream s);
 
 // device.cu
 int device_count();

@@ -43,6 +43,44 @@ BG_HD void decompose_point(const T* ps, const T* en, int64_t C, T invS, T& total
   epistemic = h - a < T(0) ? T(0) : h - a;  // std::max's rule
 }
 
+// Per-element work of point_scores, shared with the CUDA kernel.
+// The first index of the largest of x[0 .. C) (a sample's predicted class).
+template <typename T>
+BG_HD int64_t row_argmax(const T* x, int64_t C) {
+  int64_t best = 0;
+  for (int64_t c = 1; c < C; ++c)
+    if (x[c] > x[best]) best = c;
+  return best;
+}
+
+// A point's score from its C per-class sums over the S samples: a holds the
+// argmax counts (variation ratios) or the sums of p (mean std, margin), b the
+// sums of p^2 (mean std only).
+template <typename T>
+BG_HD T point_score_finish(codes::PointScore kind, const T* a, const T* b, int64_t C, T invS) {
+  if (kind == codes::PointScore::kVariationRatios) {
+    T mx = a[0];
+    for (int64_t c = 1; c < C; ++c)
+      if (mx < a[c]) mx = a[c];  // std::max_element's rule
+    return T(1) - mx * invS;
+  }
+  if (kind == codes::PointScore::kMeanStd) {
+    T acc = 0;
+    for (int64_t c = 0; c < C; ++c) {
+      const T m = a[c] * invS;
+      const T v = b[c] * invS - m * m;
+      acc += std::sqrt(v < T(0) ? T(0) : v);
+    }
+    return acc / static_cast<T>(C);
+  }
+  T p1 = -1, p2 = -1;
+  for (int64_t c = 0; c < C; ++c) {
+    const T m = a[c] * invS;
+    if (m > p1) { p2 = p1; p1 = m; } else if (m > p2) { p2 = m; }
+  }
+  return C == 1 ? T(0) : T(1) - (p1 - p2);
+}
+
 // One pass over log_probs (S, N, C): per point n
 //   total[n]     = H[mean_s p_s]            (predictive entropy)
 //   aleatoric[n] = mean_s H[p_s]            (expected entropy)

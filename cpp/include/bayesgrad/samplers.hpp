@@ -1,4 +1,4 @@
-// Per-element work of the samplers, shared by the C++ core (random.cpp,
+// Per-element work of the samplers (and the location-scale log densities), shared by the C++ core (random.cpp,
 // distributions.cpp: the scalar reference path) and the CUDA kernels
 // (cuda/src/*.cu). The word layouts are those of docs/design.md "RNG" and
 // distributions.hpp; the AVX paths (philox_simd.hpp, simd_math.hpp) compute
@@ -140,6 +140,73 @@ BG_HD void dirichlet_from_log_gammas(double* lg, int64_t k, T* out) {
     s += lg[c];
   }
   for (int64_t c = 0; c < k; ++c) out[c] = static_cast<T>(lg[c] / s);
+}
+
+// log p(x) of a location-scale family at x with location m and scale s, in
+// double; gl, gs receive d/dm and d/ds (0 where the density is 0, outside
+// the support). The families are those of locscale_transform.
+BG_HD double locscale_log_prob(codes::LocScaleFamily fam, double xi, double m, double s, double& gl, double& gs) {
+  using F = codes::LocScaleFamily;
+  constexpr double kHalfLog2Pi = 0.91893853320467274178032973640562;
+  const double neg_inf = -HUGE_VAL;
+  const double ls = std::log(s);
+  double lp = 0;
+  gl = 0;
+  gs = 0;
+  switch (fam) {
+    case F::kNormal:
+    case F::kLognormal: {
+      double y = xi;
+      double jac = 0.0;
+      if (fam == F::kLognormal) {
+        if (!(xi > 0)) { lp = neg_inf; break; }
+        y = std::log(xi);
+        jac = y;
+      }
+      const double z = (y - m) / s;
+      lp = -0.5 * z * z - ls - kHalfLog2Pi - jac;
+      gl = z / s;
+      gs = (z * z - 1.0) / s;
+      break;
+    }
+    case F::kUniform:
+      if (xi < m || xi > m + s) { lp = neg_inf; break; }
+      lp = -ls;
+      gs = -1.0 / s;
+      break;
+    case F::kExponential: {
+      if (xi < m) { lp = neg_inf; break; }
+      const double z = (xi - m) / s;
+      lp = -z - ls;
+      gl = 1.0 / s;
+      gs = (z - 1.0) / s;
+      break;
+    }
+    case F::kLaplace: {
+      const double z = (xi - m) / s, a = std::fabs(z);
+      lp = -a - ls - 0.69314718055994530942;
+      gl = (z > 0 ? 1.0 : (z < 0 ? -1.0 : 0.0)) / s;
+      gs = (a - 1.0) / s;
+      break;
+    }
+    case F::kGumbel: {
+      const double z = (xi - m) / s, e = std::exp(-z);
+      lp = -(z + e) - ls;
+      gl = (1.0 - e) / s;
+      gs = (z - z * e - 1.0) / s;
+      break;
+    }
+    case F::kLogistic: {
+      const double z = (xi - m) / s, a = std::fabs(z);
+      lp = -a - 2.0 * std::log1p(std::exp(-a)) - ls;
+      const double th = std::tanh(0.5 * z);
+      gl = th / s;
+      gs = (z * th - 1.0) / s;
+      break;
+    }
+  }
+  if (lp == neg_inf) gl = gs = 0.0;
+  return lp;
 }
 
 }  // namespace samplers
