@@ -353,8 +353,15 @@ def test_point_scores_match_twin(cp, dtype, n_classes):
         dev_ref = twin.acquisition.point_scores(lp, int(kind), ref)
         out = cp.empty(200, dtype)
         dev = _k().acquisition.point_scores(cp.asarray(lp), int(kind), out)
-        # variation ratios count argmaxes of the same inputs: exact; the others go through exp
-        np.testing.assert_allclose(cp.asnumpy(out), ref, **(dict(rtol=0, atol=0) if kind == 0 else tol))
+        # variation ratios: the same argmax counts, 1 - count / S rounded as the core does (within an ulp of
+        # the twin's); the others go through exp
+        got = cp.asnumpy(out)
+        if kind == PointScore.mean_std:
+            # point 3 has zero variance: sqrt(E[p^2] - E[p]^2) of a cancellation is only good to
+            # about sqrt(eps) in absolute terms on any backend
+            np.testing.assert_allclose(got[3], ref[3], rtol=0, atol=4 * np.sqrt(np.finfo(dtype).eps))
+            got, ref = np.delete(got, 3), np.delete(ref, 3)
+        np.testing.assert_allclose(got, ref, **tol)
         assert abs(dev - dev_ref) <= (1e-5 if dtype == np.float32 else 1e-13)
 
 

@@ -159,13 +159,13 @@ XDIST=()
 PYTEST=("$PY" -m pytest -q -rs -p no:cacheprovider)
 BAYESGRAD_REQUIRE_GPU=1 BAYESGRAD_CUDA_SYNC=1 step test_cuda 180 "${PYTEST[@]}" tests/test_cuda.py \
   --junitxml="$OUT/test_cuda.xml" || stop 1 "tests/test_cuda.py failed"
-step test_shared_cpu 240 "${PYTEST[@]}" "${XDIST[@]}" tests/test_random.py tests/test_distributions.py \
+step test_shared_cpu 240 "${PYTEST[@]}" ${XDIST[@]+"${XDIST[@]}"} tests/test_random.py tests/test_distributions.py \
   tests/test_estimators.py tests/test_uncertainty.py tests/test_nn.py tests/test_backend.py tests/test_simd.py \
   --junitxml="$OUT/test_shared_cpu.xml" || stop 1 "the CPU tests of the shared per-element code failed"
 FULL=$(cd / && "$PY" -c "from bayesgrad import _backend as b; print(int(b._cuda_has_kernels()), ','.join(b._cuda_concepts()))")
 CONCEPTS=${FULL#* }
 if [ "${FULL%% *}" = 1 ]; then
-  BAYESGRAD_BACKEND=cuda BAYESGRAD_CUDA_VERIFYING=1 step suite_on_cuda 420 "${PYTEST[@]}" "${XDIST[@]}" tests \
+  BAYESGRAD_BACKEND=cuda BAYESGRAD_CUDA_VERIFYING=1 step suite_on_cuda 420 "${PYTEST[@]}" ${XDIST[@]+"${XDIST[@]}"} tests \
     --junitxml="$OUT/suite_on_cuda.xml" || stop 1 "the suite failed on BAYESGRAD_BACKEND=cuda"
   SCOPE=full
 else
@@ -183,7 +183,7 @@ else
 fi
 
 # ---------------------------------------------------------------- 5. record
-"$PY" - "$ROOT" "$OUT" "$PKG" "$DEVICE" "$SCOPE" "$CONCEPTS" "$BENCH" "$STATUS" "${STEPS[@]}" <<'EOF'
+"$PY" - "$ROOT" "$OUT" "$PKG" "$DEVICE" "$SCOPE" "$CONCEPTS" "$BENCH" "$STATUS" ${STEPS[@]+"${STEPS[@]}"} <<'EOF'
 import datetime, hashlib, json, os, pathlib, subprocess, sys
 root, out, pkg, device, scope, concepts, bench, status, *steps = sys.argv[1:]
 h = hashlib.sha256()
