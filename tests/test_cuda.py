@@ -5,11 +5,15 @@ Two groups:
 * everywhere: the backend stays unselectable and says why, backend_info's
   CUDA state, the verification record, and that every CUDA kernel has the
   name and argument order of its core kernel and NumPy twin;
-* on a GPU (skipped with the reason otherwise: module not built, CuPy
-  missing, no device): every CUDA kernel against the NumPy twin on CuPy
-  arrays. Uniforms must be bit-identical for the same (seed, stream, index);
-  everything else agrees within the tolerances stated per test, which allow
-  for the device libm (log, sin, cos, exp within a few ulps of glibc's).
+* the kernel comparisons, parametrised by ``impl``: on a GPU every CUDA
+  kernel against the NumPy twin on CuPy arrays (skipped with the reason
+  otherwise: module not built, CuPy missing, no device), and everywhere the
+  C++ core's kernel of the same name on NumPy arrays, so that the comparisons
+  and their tolerances are exercised without a GPU. Uniforms must be
+  bit-identical for the same (seed, stream, index); everything else agrees
+  within the tolerances stated per test, which allow for the device libm
+  (log, sin, cos, exp within a few ulps of glibc's);
+* on a GPU only: CuPy's current stream, and argument errors on device arrays.
 
 The per-element code these kernels run is shared with the C++ core
 (cpp/include/bayesgrad/hd.hpp), so the CPU tests of random, distributions,
@@ -152,6 +156,33 @@ def test_host_arguments_are_checked_before_any_device_work():
 
 
 # ------------------------------------------------------------------ on a GPU
+class _HostArrays:
+    """NumPy standing in for CuPy, so that the same comparisons run on the core."""
+
+    float32, float64, int32 = np.float32, np.float64, np.int32
+    empty = staticmethod(np.empty)
+    zeros = staticmethod(np.zeros)
+    ones = staticmethod(np.ones)
+    asarray = staticmethod(np.asarray)
+    asnumpy = staticmethod(np.asarray)
+
+
+@pytest.fixture(params=["core", "cuda"])
+def impl(request):
+    """(kernel module, array module): the CUDA module with CuPy on a GPU, and
+    everywhere the C++ core with NumPy, which checks these tests' logic and
+    tolerances on machines without a GPU (the core's own tests are elsewhere)."""
+    if request.param == "core":
+        if _backend._core is None:
+            pytest.skip("the native core is not built")
+        return _backend._core, _HostArrays()
+    if _REASON is not None:
+        pytest.skip(f"needs a GPU: {_REASON}")
+    import cupy
+
+    return _backend._cuda, cupy
+
+
 @pytest.fixture
 def cp():
     import cupy
@@ -159,26 +190,22 @@ def cp():
     return cupy
 
 
-def _k():
-    return _backend._cuda
-
-
-@gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n, offset", [(1, 0), (7, 0), (1025, 3), (4099, 1), (64, 2**40 + 1), (5, 2**64 - 5)])
-def test_fill_uniform_bit_identical(cp, dtype, n, offset):
+def test_fill_uniform_bit_identical(impl, dtype, n, offset):
+    k, cp = impl
     ref = np.empty(n, dtype)
     twin.random.fill_uniform(ref, 12345, 678, offset)
     out = cp.empty(n, dtype)
-    _k().random.fill_uniform(out, 12345, 678, offset)
+    k.random.fill_uniform(out, 12345, 678, offset)
     np.testing.assert_array_equal(cp.asnumpy(out).view(np.uint8), ref.view(np.uint8))
 
 
-@gpu
-def test_fill_uniform_unaligned_output(cp):
+def test_fill_uniform_unaligned_output(impl):
     """A view starting one element in takes the scalar-store path of the kernel."""
+    k, cp = impl
     base = cp.zeros(1001, np.float32)
-    _k().random.fill_uniform(base[1:], 9, 3, 0)
+    k.random.fill_uniform(base[1:], 9, 3, 0)
     ref = np.empty(1000, np.float32)
     twin.random.fill_uniform(ref, 9, 3, 0)
     got = cp.asnumpy(base)
@@ -186,17 +213,17 @@ def test_fill_uniform_unaligned_output(cp):
     np.testing.assert_array_equal(got[1:], ref)
 
 
-@gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("offset", [0, 1, 3])
-def test_fill_normal_matches_twin(cp, dtype, offset):
+def test_fill_normal_matches_twin(impl, dtype, offset):
+    k, cp = impl
     # float64: Box-Muller in double, device log/sin/cos within a few ulps;
     # float32: the same double values rounded once, so at most 1 ulp apart.
     n = 3001
     ref = np.empty(n, dtype)
     twin.random.fill_normal(ref, 77, 5, offset)
     out = cp.empty(n, dtype)
-    _k().random.fill_normal(out, 77, 5, offset)
+    k.random.fill_normal(out, 77, 5, offset)
     tol = dict(rtol=3e-7, atol=3e-7) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-14)
     np.testing.assert_allclose(cp.asnumpy(out), ref, **tol)
 
@@ -209,30 +236,30 @@ def test_work_runs_on_cupys_current_stream(cp):
     s = cp.cuda.Stream(non_blocking=True)
     with s:
         out = cp.empty(1 << 16, np.float32)
-        _k().random.fill_uniform(out, 1, 2, 0)
+        _backend._cuda.random.fill_uniform(out, 1, 2, 0)
         doubled = out * 2  # CuPy work after ours on the same stream
     s.synchronize()
     np.testing.assert_array_equal(cp.asnumpy(doubled), ref * 2)
 
 
-@gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("fam", list(LocScaleFamily))
-def test_sample_locscale_matches_twin(cp, dtype, fam):
+def test_sample_locscale_matches_twin(impl, dtype, fam):
+    k, cp = impl
     loc, scale = np.array([0.5, -1.0, 2.0], dtype), np.array([1.0, 0.3, 2.5], dtype)
     ref = np.empty((1001, 3), dtype)
     twin.distributions.sample_locscale(ref, loc, scale, int(fam), 31, 4)
     out = cp.empty((1001, 3), dtype)
-    _k().distributions.sample_locscale(out, cp.asarray(loc), cp.asarray(scale), int(fam), 31, 4)
+    k.distributions.sample_locscale(out, cp.asarray(loc), cp.asarray(scale), int(fam), 31, 4)
     # base draws as in the fill tests; the transforms add a few ulps (log, log1p, exp)
     tol = dict(rtol=2e-6, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(cp.asnumpy(out), ref, **tol)
 
 
-@gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("fam", list(LocScaleFamily))
-def test_locscale_log_prob_matches_twin(cp, dtype, fam):
+def test_locscale_log_prob_matches_twin(impl, dtype, fam):
+    k, cp = impl
     rng = np.random.default_rng(int(fam))
     loc, scale = np.array([0.5, -1.0, 2.0], dtype), np.array([1.0, 0.3, 2.5], dtype)
     x = (rng.normal(size=(400, 3)) * 3).astype(dtype)
@@ -240,15 +267,15 @@ def test_locscale_log_prob_matches_twin(cp, dtype, fam):
     outs = [np.empty_like(x) for _ in range(3)]
     twin.distributions.locscale_log_prob(x, loc, scale, int(fam), *outs)
     g = [cp.empty(x.shape, dtype) for _ in range(3)]
-    _k().distributions.locscale_log_prob(cp.asarray(x), cp.asarray(loc), cp.asarray(scale), int(fam), *g)
+    k.distributions.locscale_log_prob(cp.asarray(x), cp.asarray(loc), cp.asarray(scale), int(fam), *g)
     tol = dict(rtol=2e-6, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     for a, b in zip(g, outs):
         np.testing.assert_allclose(cp.asnumpy(a), b, **tol)  # -inf outside the support on both
 
 
-@gpu
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_gamma_beta_dirichlet_match_twin(cp, dtype):
+def test_gamma_beta_dirichlet_match_twin(impl, dtype):
+    k, cp = impl
     # The same words give the same accept/reject decisions; a decision within
     # an ulp of its boundary could differ, which for these 3 x 2000 fixed draws
     # has probability below 1e-9. Accepted values agree within the device libm.
@@ -258,24 +285,24 @@ def test_gamma_beta_dirichlet_match_twin(cp, dtype):
     ref = np.empty((500, 4), dtype)
     twin.distributions.sample_gamma(ref, alpha, rate, 8, 2)
     out = cp.empty((500, 4), dtype)
-    _k().distributions.sample_gamma(out, cp.asarray(alpha), cp.asarray(rate), 8, 2)
+    k.distributions.sample_gamma(out, cp.asarray(alpha), cp.asarray(rate), 8, 2)
     np.testing.assert_allclose(cp.asnumpy(out), ref, **tol)
 
     twin.distributions.sample_beta(ref, alpha, rate, 8, 3)
-    _k().distributions.sample_beta(out, cp.asarray(alpha), cp.asarray(rate), 8, 3)
+    k.distributions.sample_beta(out, cp.asarray(alpha), cp.asarray(rate), 8, 3)
     np.testing.assert_allclose(cp.asnumpy(out), ref, **tol)
 
     conc = np.stack([alpha, rate[::-1].copy()])
     refd = np.empty((250, 2, 4), dtype)
     twin.distributions.sample_dirichlet(refd, conc, 8, 4)
     outd = cp.empty((250, 2, 4), dtype)
-    _k().distributions.sample_dirichlet(outd, cp.asarray(conc), 8, 4)
+    k.distributions.sample_dirichlet(outd, cp.asarray(conc), 8, 4)
     np.testing.assert_allclose(cp.asnumpy(outd), refd, **tol)
 
 
-@gpu
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_estimator_accumulations_match_twin(cp, dtype):
+def test_estimator_accumulations_match_twin(impl, dtype):
+    k, cp = impl
     # Welford per 1024-row chunk and Chan's merge, in double, as the core does;
     # the twin sums differently, so the comparison is within double rounding
     # (float64) or the final cast (float32).
@@ -300,25 +327,25 @@ def test_estimator_accumulations_match_twin(cp, dtype):
             np.testing.assert_allclose(cp.asnumpy(gt), t, **tol)
 
     both(lambda m, v, t: twin.estimators.column_mean_var(x, m, v),
-         lambda m, v, t: _k().estimators.column_mean_var(dx, m, v), False)
+         lambda m, v, t: k.estimators.column_mean_var(dx, m, v), False)
     for base, loo in ((None, False), (b, False), (None, True)):
         dbase = None if base is None else db
         both(lambda m, v, t: twin.estimators.score_accumulate(x, f, base, loo, m, v, t),
-             lambda m, v, t: _k().estimators.score_accumulate(dx, df, dbase, loo, m, v, t), True)
+             lambda m, v, t: k.estimators.score_accumulate(dx, df, dbase, loo, m, v, t), True)
     both(lambda m, v, t: twin.estimators.pathwise_accumulate(x, jac, m, v, t),
-         lambda m, v, t: _k().estimators.pathwise_accumulate(dx, dj, m, v, t), True)
+         lambda m, v, t: k.estimators.pathwise_accumulate(dx, dj, m, v, t), True)
     both(lambda m, v, t: twin.estimators.pathwise_accumulate(x, None, m, v),
-         lambda m, v, t: _k().estimators.pathwise_accumulate(dx, None, m, v), False)
+         lambda m, v, t: k.estimators.pathwise_accumulate(dx, None, m, v), False)
     # one sample: mean, NaN variance, as on every backend
     m1, v1 = cp.empty(p, dtype), cp.empty(p, dtype)
-    _k().estimators.column_mean_var(dx[:1], m1, v1)
+    k.estimators.column_mean_var(dx[:1], m1, v1)
     np.testing.assert_array_equal(cp.asnumpy(m1), x[0])
     assert np.isnan(cp.asnumpy(v1)).all()
 
 
-@gpu
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_decompose_matches_twin(cp, dtype):
+def test_decompose_matches_twin(impl, dtype):
+    k, cp = impl
     rng = np.random.default_rng(5)
     lp = rng.normal(size=(12, 300, 7)) * 3
     lp -= np.log(np.exp(lp).sum(-1, keepdims=True))
@@ -327,19 +354,19 @@ def test_decompose_matches_twin(cp, dtype):
     outs = [np.empty(300, dtype) for _ in range(3)]
     dev_ref = twin.metrics.decompose(lp, *outs)
     g = [cp.empty(300, dtype) for _ in range(3)]
-    dev = _k().metrics.decompose(cp.asarray(lp), *g)
+    dev = k.metrics.decompose(cp.asarray(lp), *g)
     tol = dict(rtol=2e-5, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
     for a, b in zip(g, outs):
         np.testing.assert_allclose(cp.asnumpy(a), b, **tol)
     assert abs(dev - dev_ref) <= (1e-5 if dtype == np.float32 else 1e-13)
     lp[3, 5, 2] = np.nan
-    assert np.isnan(_k().metrics.decompose(cp.asarray(lp), *g))
+    assert np.isnan(k.metrics.decompose(cp.asarray(lp), *g))
 
 
-@gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n_classes", [1, 2, 7])
-def test_point_scores_match_twin(cp, dtype, n_classes):
+def test_point_scores_match_twin(impl, dtype, n_classes):
+    k, cp = impl
     from bayesgrad._codes import PointScore
 
     rng = np.random.default_rng(n_classes)
@@ -352,7 +379,7 @@ def test_point_scores_match_twin(cp, dtype, n_classes):
         ref = np.empty(200, dtype)
         dev_ref = twin.acquisition.point_scores(lp, int(kind), ref)
         out = cp.empty(200, dtype)
-        dev = _k().acquisition.point_scores(cp.asarray(lp), int(kind), out)
+        dev = k.acquisition.point_scores(cp.asarray(lp), int(kind), out)
         # variation ratios: the same argmax counts, 1 - count / S rounded as the core does (within an ulp of
         # the twin's); the others go through exp
         got = cp.asnumpy(out)
@@ -367,7 +394,7 @@ def test_point_scores_match_twin(cp, dtype, n_classes):
 
 @gpu
 def test_device_arguments_are_checked(cp):
-    k = _k()
+    k = _backend._cuda
     out = cp.empty((10, 3), np.float64)
     with pytest.raises(TypeError, match="loc must have the dtype of out"):
         k.distributions.sample_locscale(out, cp.zeros(3, np.float32), cp.ones(3), 0, 1, 2)
