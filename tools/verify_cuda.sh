@@ -160,7 +160,8 @@ PYTEST=("$PY" -m pytest -q -rs -p no:cacheprovider)
 BAYESGRAD_REQUIRE_GPU=1 BAYESGRAD_CUDA_SYNC=1 step test_cuda 180 "${PYTEST[@]}" tests/test_cuda.py \
   --junitxml="$OUT/test_cuda.xml" || stop 1 "tests/test_cuda.py failed"
 step test_shared_cpu 240 "${PYTEST[@]}" ${XDIST[@]+"${XDIST[@]}"} tests/test_random.py tests/test_distributions.py \
-  tests/test_estimators.py tests/test_uncertainty.py tests/test_nn.py tests/test_backend.py tests/test_simd.py \
+  tests/test_estimators.py tests/test_uncertainty.py tests/test_acquisition.py tests/test_nn.py tests/test_backend.py \
+  tests/test_simd.py \
   --junitxml="$OUT/test_shared_cpu.xml" || stop 1 "the CPU tests of the shared per-element code failed"
 FULL=$(cd / && "$PY" -c "from bayesgrad import _backend as b; print(int(b._cuda_has_kernels()), ','.join(b._cuda_concepts()))")
 CONCEPTS=${FULL#* }
