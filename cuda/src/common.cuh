@@ -28,20 +28,35 @@ inline unsigned grid_for(int64_t n) {
 void check_launch(const char* kernel, cudaStream_t s);
 
 // A stream-ordered device buffer of n elements of T, freed on the same stream.
+// Devices without memory pools (cudaMallocAsync not supported) get a plain
+// cudaMalloc, freed after the stream has finished with it.
 template <typename T>
 struct Scratch {
   T* p = nullptr;
   cudaStream_t s;
+  bool pooled = true;
   Scratch(size_t n, cudaStream_t stream, const char* what) : s(stream) {
     if (n == 0) return;
-    const cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&p), n * sizeof(T), s);
+    cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&p), n * sizeof(T), s);
+    if (e == cudaErrorNotSupported) {
+      cudaGetLastError();
+      pooled = false;
+      e = cudaMalloc(reinterpret_cast<void**>(&p), n * sizeof(T));
+    }
     if (e != cudaSuccess) {
       cudaGetLastError();
+      p = nullptr;
       throw std::runtime_error(std::string("bayesgrad._cuda: scratch for ") + what + ": " + cudaGetErrorString(e));
     }
   }
   ~Scratch() {
-    if (p) cudaFreeAsync(p, s);
+    if (!p) return;
+    if (pooled) {
+      cudaFreeAsync(p, s);
+    } else {
+      cudaStreamSynchronize(s);
+      cudaFree(p);
+    }
   }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
