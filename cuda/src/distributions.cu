@@ -1,8 +1,9 @@
 // Samplers of the continuous families and the location-scale log densities (cpp/include/bayesgrad/distributions.hpp
 // has the layouts and word addressing): location-scale families from the
-// normal / uniform element of the same index, Gamma / Beta / Dirichlet from
-// per-element sub-streams with samplers::gamma_draw, the CPU core's scalar
-// loop. One thread per element (per row for Dirichlet); the draws agree with
+// normal / uniform element of the same index (one thread per Philox block),
+// Gamma / Beta / Dirichlet from per-element sub-streams with
+// samplers::gamma_draw, the CPU core's scalar loop (one thread per element,
+// per row for Dirichlet); the draws agree with
 // the CPU and the NumPy twin within the device libm's ulps.
 #include "bayesgrad/samplers.hpp"
 #include "common.cuh"
@@ -14,19 +15,26 @@ namespace {
 
 using codes::LocScaleFamily;
 
+// One thread per Philox block: its E elements (element i uses element i of
+// the normal / uniform stream, as sample_locscale on the CPU).
 template <typename T>
 __global__ void locscale_kernel(T* __restrict__ out, int64_t n, const T* __restrict__ loc,
                                 const T* __restrict__ scale, int64_t batch, LocScaleFamily fam, uint64_t seed,
                                 uint64_t stream) {
   constexpr int64_t E = samplers::per_block<T>();
   const bool normal = samplers::locscale_uses_normal(fam);
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+  const int64_t nb = (n + E - 1) / E;
+  for (int64_t b = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; b < nb; b += int64_t(gridDim.x) * blockDim.x) {
     uint32_t w[4];
-    philox::stream_block(seed, stream, static_cast<uint64_t>(i / E), w);
-    const int64_t q = i % E;
-    const T e = normal ? samplers::normal_element<T>(w, q) : samplers::uniform_element<T>(w, q);
-    const int64_t j = i % batch;
-    out[i] = samplers::locscale_transform<T>(fam, loc[j], scale[j], e);
+    philox::stream_block(seed, stream, static_cast<uint64_t>(b), w);
+#pragma unroll
+    for (int64_t q = 0; q < E; ++q) {
+      const int64_t i = b * E + q;
+      if (i >= n) break;
+      const T e = normal ? samplers::normal_element<T>(w, q) : samplers::uniform_element<T>(w, q);
+      const int64_t j = i % batch;
+      out[i] = samplers::locscale_transform<T>(fam, loc[j], scale[j], e);
+    }
   }
 }
 
@@ -91,8 +99,9 @@ void sample_locscale(T* out, int64_t n_total, const T* loc, const T* scale, int6
   const LocScaleFamily fam = codes::from_int<LocScaleFamily>(family, "family");
   check_batch(n_total, batch);
   if (n_total == 0) return;
-  locscale_kernel<T><<<grid_for(n_total), kThreads, 0, as_stream(s)>>>(out, n_total, loc, scale, batch, fam, seed,
-                                                                         stream);
+  const int64_t blocks = (n_total + samplers::per_block<T>() - 1) / samplers::per_block<T>();
+  locscale_kernel<T><<<grid_for(blocks), kThreads, 0, as_stream(s)>>>(out, n_total, loc, scale, batch, fam, seed,
+                                                                        stream);
   check_launch("sample_locscale", as_stream(s));
 }
 
