@@ -149,7 +149,7 @@ PKG=$(cd / && "$PY" -c "import bayesgrad, os; print(os.path.dirname(bayesgrad.__
 STATUS=$(cd / && "$PY" -c "
 import bayesgrad._cuda as c
 assert c.device_count() > 0, 'the CUDA module sees no device'
-print(c.build_status)") || stop 1 "bayesgrad._cuda does not import or sees no device: $STATUS"
+print(c.build_status)" 2>&1) || stop 1 "bayesgrad._cuda does not import or sees no device: $(echo "$STATUS" | tail -1)"
 say "installed $PKG; _cuda: $STATUS"
 case "$STATUS" in built*"sm 80,90"*) ;; *) stop 1 "the CUDA module was not built for sm 80 and 90: $STATUS" ;; esac
 
