@@ -251,10 +251,11 @@ def backend_info() -> dict:
     """What is active and what was compiled.
 
     Returns a dict with ``name`` (active backend), ``native`` (the C++ core
-    imported), ``cuda_compiled``, ``cuda_devices``, ``cuda_status``,
-    ``cuda_kernels`` (the concepts the CUDA module implements), ``cuda_verified``
-    (the GPU verification record or None), ``threads`` (the thread budget; ``threads_source`` says whether it is the
-    default or set, ``numpy_blas_limited`` whether NumPy's BLAS follows it),
+    imported), ``cuda_compiled``, ``cuda_devices``, ``cuda_status`` ("compiled,
+    not verified on a GPU" until tools/verify_cuda.sh has passed),
+    ``cuda_kernels`` (the concepts the CUDA module implements),
+    ``cuda_verified`` (the GPU verification record or None), ``threads`` (the
+    thread budget; ``threads_source`` says whether it is the default or set, ``numpy_blas_limited`` whether NumPy's BLAS follows it),
     ``blas``, ``simd``, ``openmp`` and ``compiler``. ``openmp`` is
     always False: the core runs its own thread pool, whose idle workers sleep
     (see cpp/src/parallel.cpp); the key stays for callers that read it.
