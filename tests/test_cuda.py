@@ -392,6 +392,29 @@ def test_point_scores_match_twin(impl, dtype, n_classes):
         assert abs(dev - dev_ref) <= (1e-5 if dtype == np.float32 else 1e-13)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("lik", [0, 1, 2, 3])
+def test_likelihood_nll_matches_twin(impl, dtype, lik):
+    k, cp = impl
+    rng = np.random.default_rng(lik)
+    S, N, K = 3, 50, 4
+    F = (rng.normal(size=(S, N, K)) * 3).astype(dtype)
+    D = {0: K, 1: K // 2, 2: 1, 3: K}[lik]
+    y = {0: rng.normal(size=(N, D)), 1: rng.normal(size=(N, D)), 2: rng.integers(0, K, size=(N, 1)),
+         3: rng.integers(0, 2, size=(N, D))}[lik].astype(dtype)
+    log_noise = rng.normal(size=D).astype(dtype) * 0.3
+    ref = np.empty((S, N), dtype)
+    twin.mlp.likelihood_nll(F, y, lik, log_noise, ref)
+    out = cp.empty((S, N), dtype)
+    k.mlp.likelihood_nll(cp.asarray(F), cp.asarray(y), lik, cp.asarray(log_noise), out)
+    tol = dict(rtol=2e-6, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(cp.asnumpy(out), ref, **tol)
+    if lik == 2:  # a label outside [0, K) is a ValueError, as on every backend
+        y[7, 0] = K
+        with pytest.raises(ValueError, match="class label"):
+            k.mlp.likelihood_nll(cp.asarray(F), cp.asarray(y), lik, cp.asarray(log_noise), out)
+
+
 @gpu
 def test_device_arguments_are_checked(cp):
     k = _backend._cuda

@@ -335,6 +335,42 @@ void register_acquisition(py::module_ m) {
       "|sum_c p - 1| (waits for the stream to return it).");
 }
 
+void register_mlp(py::module_ m) {
+  m.def(
+      "likelihood_nll",
+      [](py::object F, py::object y, int64_t likelihood, py::object log_noise, py::object nll) {
+        const auto lik = codes::from_int<codes::Likelihood>(likelihood, "likelihood");
+        const Dev o = out_dev(nll, "nll"), f = in_dev(F, "F", o, "nll"), dy = in_dev(y, "y", o, "nll");
+        const Dev ln = in_dev(log_noise, "log_noise", o, "nll");
+        if (f.ndim() != 3) throw std::invalid_argument("F must have shape (S, N, K)");
+        const int64_t S = f.shape[0], N = f.shape[1], K = f.shape[2];
+        int64_t D = K;  // the core's mlp::target_dim, with its messages
+        if (lik == codes::Likelihood::kHeteroscedasticGaussian) {
+          if (K % 2 != 0)
+            throw std::invalid_argument("heteroscedastic_gaussian needs an even output width (mean, log-variance)");
+          D = K / 2;
+        } else if (lik == codes::Likelihood::kCategorical) {
+          if (K < 2) throw std::invalid_argument("categorical needs at least 2 outputs");
+          D = 1;
+        }
+        auto shape = [](const Dev& a, const char* name, std::initializer_list<int64_t> want) {
+          if (a.shape != std::vector<int64_t>(want)) {
+            std::string t = "(";
+            for (int64_t v : want) t += std::to_string(v) + ",";
+            throw std::invalid_argument(std::string(name) + " must have shape " + t + ")");
+          }
+        };
+        shape(dy, "y", {N, D});
+        shape(ln, "log_noise", {D});
+        shape(o, "nll", {S, N});
+        py::gil_scoped_release rel;
+        BG_DISPATCH(o, likelihood_nll<T>(ptr<T>(f), ptr<T>(dy), S, N, K, D, static_cast<int>(likelihood),
+                                         ptr<T>(ln), ptr<T>(o), o.stream));
+      },
+      py::arg("F"), py::arg("y"), py::arg("likelihood"), py::arg("log_noise"), py::arg("nll"),
+      "Per-point NLL (S, N) of targets y (N, Dy) under network outputs F (S, N, K).");
+}
+
 #undef BG_DISPATCH
 
 }  // namespace
@@ -353,6 +389,7 @@ PYBIND11_MODULE(_cuda, m) {
   bc::register_random(m.def_submodule("random", "bayesgrad CUDA kernels: random"));
   bc::register_distributions(m.def_submodule("distributions", "bayesgrad CUDA kernels: distributions"));
   bc::register_estimators(m.def_submodule("estimators", "bayesgrad CUDA kernels: estimators"));
+  bc::register_mlp(m.def_submodule("mlp", "bayesgrad CUDA kernels: mlp"));
   bc::register_metrics(m.def_submodule("metrics", "bayesgrad CUDA kernels: metrics"));
   bc::register_acquisition(m.def_submodule("acquisition", "bayesgrad CUDA kernels: acquisition"));
 }

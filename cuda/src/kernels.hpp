@@ -59,6 +59,14 @@ double decompose(const T* log_probs, int64_t S, int64_t N, int64_t C, T* total, 
 template <typename T>
 double point_scores(const T* log_probs, int64_t S, int64_t N, int64_t C, int kind, T* out, Stream s);
 
+// mlp.cu: per-point NLL (S, N) of outputs F (S, N, K) for targets y (N, D), D
+// checked by the caller (the core's mlp::target_dim); the likelihood terms of
+// elementwise.hpp. A categorical label out of range is a std::invalid_argument
+// raised after the kernel (the stream is synchronised for categorical only).
+template <typename T>
+void likelihood_nll(const T* F, const T* y, int64_t S, int64_t N, int64_t K, int64_t D, int likelihood,
+                    const T* log_noise, T* nll, Stream s);
+
 // device.cu
 int device_count();
 int runtime_version();
