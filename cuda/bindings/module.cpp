@@ -6,7 +6,8 @@
 // silent conversion, which would be a hidden copy). Work is enqueued on the
 // stream the output's interface names (CuPy's current stream), so results are
 // ordered with the caller's CuPy work and nothing waits for the device except
-// decompose, which returns a number.
+// decompose and point_scores, which return a number, and categorical
+// likelihood_nll, which reports bad class labels.
 #include "../../cpp/bindings/pybind11.hpp"
 // (pybind11.hpp first)
 #include <optional>

@@ -2,7 +2,8 @@
 // bindings (cuda/bindings/module.cpp). Pointers are device pointers; `stream`
 // is a cudaStream_t passed as a void* so that this header needs no CUDA
 // headers. Every function only enqueues work on `stream` (no host round-trip),
-// except decompose, which returns a value (see metrics.cu). Launch failures
+// except decompose and point_scores, which return a value (metrics.cu), and
+// categorical likelihood_nll, which checks the labels (mlp.cu). Launch failures
 // throw std::runtime_error naming the kernel (RuntimeError in Python).
 // The conventions (layouts, word addressing, chunking) are those of the C++
 // core's headers in cpp/include/bayesgrad/, whose per-element functions these
