@@ -37,3 +37,26 @@ def on_simd_path(path, run):
         return run()
     finally:
         core.random.simd_limit(prev)
+
+
+def native_arg_names(fn):
+    """Argument names of a pybind11 function, read from its signature line (every
+    overload of one name has the same names)."""
+    lines = fn.__doc__.lstrip().splitlines()
+    if "Overloaded function." in fn.__doc__:  # the first overload's line: "1. name(...)"
+        lines = [ln[3:] for ln in lines if ln.startswith("1. ")]
+    line = lines[0]
+    args, depth, start = [], 0, line.index("(") + 1
+    for i in range(start, len(line)):  # split at top-level commas (types contain brackets)
+        ch = line[i]
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            if depth == 0:
+                args.append(line[start:i])
+                break
+            depth -= 1
+        elif ch == "," and depth == 0:
+            args.append(line[start:i])
+            start = i + 1
+    return [a.split(":")[0].strip() for a in args if a.strip()]

@@ -10,6 +10,7 @@
 #include "bayesgrad/philox.hpp"
 #include "bayesgrad/philox_simd.hpp"
 #include "bayesgrad/random.hpp"
+#include "bayesgrad/samplers.hpp"
 #include "bayesgrad/simd_math.hpp"
 #include "bayesgrad/special.hpp"
 
@@ -17,11 +18,8 @@ namespace bayesgrad {
 
 namespace {
 
-constexpr double kTwoPi = 6.283185307179586476925286766559;
-constexpr double kHalfLog2Pi = 0.91893853320467274178032973640562;
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 constexpr int64_t kChunk = 4096;           // elements per parallel chunk (fixed)
-constexpr uint32_t kGammaMaxIter = 1u << 15;  // 2 blocks per iteration, 2^16 blocks per element
 
 template <typename F>
 void chunked(int64_t n, int64_t chunk, F f) {
@@ -36,36 +34,7 @@ void check_batch(int64_t n_total, int64_t batch) {
     throw std::invalid_argument("output size must be a multiple of the parameters' batch size");
 }
 
-// One Marsaglia-Tsang draw; returns X (log_out = false) or ln X (log_out = true).
-// The word layout is documented in distributions.hpp and mirrored by the twin.
-// Iterations before k_first are skipped (the AVX2 path has rejected them).
-double gamma_draw(double alpha, uint64_t seed, uint64_t sub, uint64_t element, bool log_out,
-                  uint32_t k_first = 0) {
-  const bool boost = alpha < 1.0;
-  const double d = (boost ? alpha + 1.0 : alpha) - 1.0 / 3.0;
-  const double c = 1.0 / std::sqrt(9.0 * d);
-  const uint64_t base = element * philox::kSubstreamBlocks;
-  uint32_t w[4], q[4];
-  for (uint32_t k = k_first; k < kGammaMaxIter; ++k) {
-    philox::stream_block(seed, sub, base + 2 * static_cast<uint64_t>(k), w);
-    const double u1 = philox::u01_f64(w[0], w[1]);
-    const double u2 = philox::u01_f64(w[2], w[3]);
-    const double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(kTwoPi * u2);
-    const double t = 1.0 + c * z;
-    if (t <= 0.0) continue;
-    const double v = t * t * t;
-    philox::stream_block(seed, sub, base + 2 * static_cast<uint64_t>(k) + 1, q);
-    const double ua = philox::u01_f64(q[0], q[1]);
-    const double z2 = z * z;
-    if (!(ua < 1.0 - 0.0331 * (z2 * z2)) && !(std::log(ua) < 0.5 * z2 + d * (1.0 - v + std::log(v))))
-      continue;
-    const double x = d * v;
-    if (!boost) return log_out ? std::log(x) : x;
-    const double lb = std::log(philox::u01_f64(q[2], q[3])) / alpha;
-    return log_out ? std::log(x) + lb : x * std::exp(lb);
-  }
-  return log_out ? std::log(d) : d;
-}
+using samplers::gamma_draw;  // the scalar loop, shared with the CUDA kernels
 
 #if BG_HAVE_X86
 // Iteration 0 of gamma_draw for the 8 consecutive elements e0 .. e0+7 (shapes
@@ -262,8 +231,7 @@ template <typename T>
 void sample_locscale(T* out, int64_t n_total, const T* loc, const T* scale, int64_t batch, LocScale fam,
                      uint64_t seed, uint64_t stream) {
   check_batch(n_total, batch);
-  const bool normal = fam == LocScale::kNormal || fam == LocScale::kLognormal;
-  if (normal)
+  if (samplers::locscale_uses_normal(fam))
     fill_normal<T>(out, n_total, seed, stream, 0);
   else
     fill_uniform<T>(out, n_total, seed, stream, 0);
@@ -271,27 +239,7 @@ void sample_locscale(T* out, int64_t n_total, const T* loc, const T* scale, int6
     int64_t j = lo % batch;
     for (int64_t i = lo; i < hi; ++i) {
       const T m = loc[j], s = scale[j];
-      const T e = out[i];
-      switch (fam) {
-        case LocScale::kNormal: out[i] = m + s * e; break;
-        case LocScale::kLognormal: out[i] = static_cast<T>(std::exp(static_cast<double>(m + s * e))); break;
-        case LocScale::kUniform: out[i] = m + s * e; break;
-        case LocScale::kExponential: out[i] = m + s * static_cast<T>(-std::log(static_cast<double>(e))); break;
-        case LocScale::kLaplace: {
-          const double h = static_cast<double>(e) - 0.5;
-          const double b = h > 0 ? -std::log1p(-2.0 * h) : std::log1p(2.0 * h);
-          out[i] = m + s * static_cast<T>(b);
-          break;
-        }
-        case LocScale::kGumbel:
-          out[i] = m + s * static_cast<T>(-std::log(-std::log(static_cast<double>(e))));
-          break;
-        case LocScale::kLogistic: {
-          const double u = static_cast<double>(e);
-          out[i] = m + s * static_cast<T>(std::log(u) - std::log1p(-u));
-          break;
-        }
-      }
+      out[i] = samplers::locscale_transform<T>(fam, m, s, out[i]);
       if (++j == batch) j = 0;
     }
   });
@@ -304,64 +252,11 @@ void locscale_log_prob(const T* x, int64_t n_total, const T* loc, const T* scale
   chunked(n_total, kChunk, [&](int64_t lo, int64_t hi) {
     int64_t j = lo % batch;
     for (int64_t i = lo; i < hi; ++i) {
-      const double m = loc[j], s = scale[j], xi = x[i];
-      const double ls = std::log(s);
-      double lp = 0, gl = 0, gs = 0;
-      switch (fam) {
-        case LocScale::kNormal:
-        case LocScale::kLognormal: {
-          double y = xi;
-          double jac = 0.0;
-          if (fam == LocScale::kLognormal) {
-            if (!(xi > 0)) { lp = kNegInf; break; }
-            y = std::log(xi);
-            jac = y;
-          }
-          const double z = (y - m) / s;
-          lp = -0.5 * z * z - ls - kHalfLog2Pi - jac;
-          gl = z / s;
-          gs = (z * z - 1.0) / s;
-          break;
-        }
-        case LocScale::kUniform:
-          if (xi < m || xi > m + s) { lp = kNegInf; break; }
-          lp = -ls;
-          gs = -1.0 / s;
-          break;
-        case LocScale::kExponential: {
-          if (xi < m) { lp = kNegInf; break; }
-          const double z = (xi - m) / s;
-          lp = -z - ls;
-          gl = 1.0 / s;
-          gs = (z - 1.0) / s;
-          break;
-        }
-        case LocScale::kLaplace: {
-          const double z = (xi - m) / s, a = std::fabs(z);
-          lp = -a - ls - 0.69314718055994530942;
-          gl = (z > 0 ? 1.0 : (z < 0 ? -1.0 : 0.0)) / s;
-          gs = (a - 1.0) / s;
-          break;
-        }
-        case LocScale::kGumbel: {
-          const double z = (xi - m) / s, e = std::exp(-z);
-          lp = -(z + e) - ls;
-          gl = (1.0 - e) / s;
-          gs = (z - z * e - 1.0) / s;
-          break;
-        }
-        case LocScale::kLogistic: {
-          const double z = (xi - m) / s, a = std::fabs(z);
-          lp = -a - 2.0 * std::log1p(std::exp(-a)) - ls;
-          const double th = std::tanh(0.5 * z);
-          gl = th / s;
-          gs = (z * th - 1.0) / s;
-          break;
-        }
-      }
+      double gl, gs;
+      const double lp = samplers::locscale_log_prob(fam, x[i], loc[j], scale[j], gl, gs);
       logp[i] = static_cast<T>(lp);
-      if (d_loc) d_loc[i] = static_cast<T>(lp == kNegInf ? 0.0 : gl);
-      if (d_scale) d_scale[i] = static_cast<T>(lp == kNegInf ? 0.0 : gs);
+      if (d_loc) d_loc[i] = static_cast<T>(gl);
+      if (d_scale) d_scale[i] = static_cast<T>(gs);
       if (++j == batch) j = 0;
     }
   });
@@ -407,15 +302,7 @@ void sample_beta(T* out, int64_t n_total, const T* a, const T* b, int64_t batch,
     }
     gamma_run(al.data(), len, seed, sub, 2 * static_cast<uint64_t>(lo), true, lg.data());
     for (int64_t i = lo; i < hi; ++i) {
-      const double la = lg[2 * (i - lo)], lb = lg[2 * (i - lo) + 1];
-      double x;
-      if (la >= lb) {
-        x = 1.0 / (1.0 + std::exp(lb - la));
-      } else {
-        const double r = std::exp(la - lb);
-        x = r / (1.0 + r);
-      }
-      out[i] = static_cast<T>(x);
+      out[i] = static_cast<T>(samplers::beta_from_log_gammas(lg[2 * (i - lo)], lg[2 * (i - lo) + 1]));
     }
   });
 }
@@ -435,18 +322,8 @@ void sample_dirichlet(T* out, int64_t n_total, const T* alpha, int64_t batch, in
       for (int64_t c = 0; c < k; ++c) al[(r - lo) * k + c] = ar[c];
     }
     gamma_run(al.data(), len, seed, sub, static_cast<uint64_t>(lo * k), true, lgall.data());
-    for (int64_t r = lo; r < hi; ++r) {
-      double* lg = lgall.data() + (r - lo) * k;
-      double mx = kNegInf;
-      for (int64_t c = 0; c < k; ++c)
-        if (lg[c] > mx) mx = lg[c];
-      double s = 0.0;
-      for (int64_t c = 0; c < k; ++c) {
-        lg[c] = std::exp(lg[c] - mx);
-        s += lg[c];
-      }
-      for (int64_t c = 0; c < k; ++c) out[r * k + c] = static_cast<T>(lg[c] / s);
-    }
+    for (int64_t r = lo; r < hi; ++r)
+      samplers::dirichlet_from_log_gammas<T>(lgall.data() + (r - lo) * k, k, out + r * k);
   });
 }
 

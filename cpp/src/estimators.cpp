@@ -34,10 +34,7 @@ void blocked_mean_var(int64_t n, int64_t p, T* mean, T* var, const Term& term) {
     for (int64_t i = i0; i < i1; ++i) {
       const double inv_k = 1.0 / static_cast<double>(i - i0 + 1);
       for (int64_t j = j0; j < j1; ++j) {
-        const double t = term(i, j);
-        const double d = t - m[j];
-        m[j] += d * inv_k;
-        m2[j] += d * (t - m[j]);
+        welford_update(term(i, j), inv_k, m[j], m2[j]);
       }
     }
   });
@@ -48,11 +45,7 @@ void blocked_mean_var(int64_t n, int64_t p, T* mean, T* var, const Term& term) {
       double cnt = 0.0, mu = 0.0, s2 = 0.0;
       for (int64_t sc = 0; sc < n_sc; ++sc) {  // Chan et al.: merge in sample order
         const double nb = static_cast<double>(std::min(n, (sc + 1) * kEstSampleChunk) - sc * kEstSampleChunk);
-        const double mb = pm[sc * p + j], s2b = pm2[sc * p + j];
-        const double tot = cnt + nb, d = mb - mu;
-        mu += d * (nb / tot);
-        s2 += s2b + d * d * (cnt * nb / tot);
-        cnt = tot;
+        chan_merge(nb, pm[sc * p + j], pm2[sc * p + j], cnt, mu, s2);
       }
       mean[j] = static_cast<T>(n > 0 ? mu : nan);
       var[j] = static_cast<T>(n > 1 ? s2 / (cnt - 1.0) : nan);

@@ -23,16 +23,9 @@ namespace bayesgrad {
 
 namespace {
 
+// Scalar reference: exp_floored (metrics.hpp, shared with the CUDA kernel).
 template <typename T>
-constexpr T exp_floor() { return sizeof(T) == 4 ? T(-86) : T(-700); }
-
-// Scalar reference: NaN stays NaN, anything below the floor (including -inf) is 0.
-template <typename T>
-inline T exp_scalar(T x) {
-  if (x != x) return x;
-  if (x < exp_floor<T>()) return T(0);
-  return std::exp(std::min(x, T(80)));
-}
+inline T exp_scalar(T x) { return exp_floored(x); }
 
 #if BG_HAVE_X86
 BG_AVX2 void exp_block_f32(const float* x, float* e, int64_t L) {
@@ -98,10 +91,7 @@ void entropy_acc(const T* x, const T* e, T* ps, T* en, int64_t L) {
     return;
   }
 #endif
-  for (int64_t j = 0; j < L; ++j) {
-    ps[j] += e[j];
-    en[j] += e[j] > T(0) ? e[j] * x[j] : T(0);  // 0 log 0 = 0, also at x = -inf
-  }
+  for (int64_t j = 0; j < L; ++j) entropy_accumulate(x[j], e[j], ps[j], en[j]);
 }
 
 // e[j] = exp(x[j]) for a contiguous block (SIMD body, scalar tail).
@@ -183,20 +173,9 @@ double decompose(const T* lp, int64_t S, int64_t N, int64_t C, T* total, T* alea
       [](int64_t L) { return State{std::vector<T>(static_cast<size_t>(L), T(0)), std::vector<T>(static_cast<size_t>(L), T(0))}; },
       [](State& st, int64_t, const T* x, const T* e, int64_t L) { entropy_acc(x, e, st.psum.data(), st.ent.data(), L); },
       [&](State& st, int64_t n0, int64_t n1) {
-        for (int64_t n = n0; n < n1; ++n) {
-          const T* ps = st.psum.data() + (n - n0) * C;
-          const T* en = st.ent.data() + (n - n0) * C;
-          T h = 0, a = 0;
-          for (int64_t c = 0; c < C; ++c) {
-            const T pm = ps[c] * invS;
-            if (pm > T(0)) h -= pm * std::log(pm);
-            a -= en[c];
-          }
-          a *= invS;
-          total[n] = h;
-          aleatoric[n] = a;
-          epistemic[n] = std::max(h - a, T(0));
-        }
+        for (int64_t n = n0; n < n1; ++n)
+          decompose_point(st.psum.data() + (n - n0) * C, st.ent.data() + (n - n0) * C, C, invS, total[n],
+                          aleatoric[n], epistemic[n]);
       });
 }
 
@@ -212,11 +191,7 @@ double point_scores(const T* lp, int64_t S, int64_t N, int64_t C, PointScore kin
         T* a = st.a.data();
         if (kind == PointScore::kVariationRatios) {
           // a counts how often each class is a sample's argmax.
-          for (int64_t r = 0; r < L / C; ++r) {
-            int64_t best = 0;
-            for (int64_t c = 1; c < C; ++c) if (x[r * C + c] > x[r * C + best]) best = c;
-            a[r * C + best] += T(1);
-          }
+          for (int64_t r = 0; r < L / C; ++r) a[r * C + row_argmax(x + r * C, C)] += T(1);
         } else {
           for (int64_t j = 0; j < L; ++j) a[j] += e[j];
           if (kind == PointScore::kMeanStd) {
@@ -226,28 +201,9 @@ double point_scores(const T* lp, int64_t S, int64_t N, int64_t C, PointScore kin
         }
       },
       [&](State& st, int64_t n0, int64_t n1) {
-        for (int64_t n = n0; n < n1; ++n) {
-          const T* a = st.a.data() + (n - n0) * C;
-          if (kind == PointScore::kVariationRatios) {
-            const T mx = *std::max_element(a, a + C);
-            out[n] = T(1) - mx * invS;
-          } else if (kind == PointScore::kMeanStd) {
-            const T* b = st.b.data() + (n - n0) * C;
-            T acc = 0;
-            for (int64_t c = 0; c < C; ++c) {
-              const T m = a[c] * invS;
-              acc += std::sqrt(std::max(b[c] * invS - m * m, T(0)));
-            }
-            out[n] = acc / static_cast<T>(C);
-          } else {
-            T p1 = -1, p2 = -1;
-            for (int64_t c = 0; c < C; ++c) {
-              const T m = a[c] * invS;
-              if (m > p1) { p2 = p1; p1 = m; } else if (m > p2) { p2 = m; }
-            }
-            out[n] = C == 1 ? T(0) : T(1) - (p1 - p2);
-          }
-        }
+        for (int64_t n = n0; n < n1; ++n)
+          out[n] = point_score_finish(kind, st.a.data() + (n - n0) * C,
+                                      kind == PointScore::kMeanStd ? st.b.data() + (n - n0) * C : nullptr, C, invS);
       });
 }
 

@@ -18,7 +18,6 @@ namespace bayesgrad {
 namespace mlp {
 
 namespace {
-constexpr double kHalfLog2Pi = 0.91893853320467274178;
 
 void check_blas_int(int64_t v, const char* what) {
   if (v < 0 || v > std::numeric_limits<int32_t>::max())
@@ -215,52 +214,20 @@ void nll(Likelihood lik, const T* F, const T* y, int64_t S, int64_t N, int64_t K
       T* g = gs ? gs + n * K : nullptr;
       switch (lik) {
         case Likelihood::kGaussian:
-          for (int64_t d = 0; d < D; ++d) {
-            const T inv_var = std::exp(T(-2) * log_noise[d]);
-            const T r = yn[d] - f[d];
-            acc += 0.5 * double(r) * double(r) * double(inv_var) + double(log_noise[d]) + kHalfLog2Pi;
-            if (g) g[d] = -scale * r * inv_var;
-            if (gn) gn[d] += scale * (T(1) - r * r * inv_var);
-          }
+          for (int64_t d = 0; d < D; ++d)
+            acc += gaussian_term<T>(f[d], yn[d], log_noise[d], scale, g ? g + d : nullptr, gn ? gn + d : nullptr);
           break;
         case Likelihood::kHeteroscedasticGaussian:
-          for (int64_t d = 0; d < D; ++d) {
-            const T v = f[D + d];
-            const T e = std::exp(-v);
-            const T r = yn[d] - f[d];
-            acc += 0.5 * (double(r) * double(r) * double(e) + double(v)) + kHalfLog2Pi;
-            if (g) {
-              g[d] = -scale * r * e;
-              g[D + d] = scale * T(0.5) * (T(1) - r * r * e);
-            }
-          }
+          for (int64_t d = 0; d < D; ++d)
+            acc += heteroscedastic_term<T>(f[d], f[D + d], yn[d], scale, g ? g + d : nullptr, g ? g + D + d : nullptr);
           break;
         case Likelihood::kCategorical: {
           if (!(yn[0] >= T(0) && yn[0] < T(K))) throw std::invalid_argument("class label out of range [0, n_classes)");
-          const int64_t c = static_cast<int64_t>(yn[0]);
-          T mx = f[0];
-          for (int64_t k = 1; k < K; ++k) mx = std::max(mx, f[k]);
-          T se = T(0);
-          for (int64_t k = 0; k < K; ++k) se += std::exp(f[k] - mx);
-          const T lse = mx + std::log(se);
-          acc += double(lse) - double(f[c]);
-          if (g) {
-            for (int64_t k = 0; k < K; ++k) g[k] = scale * std::exp(f[k] - lse);
-            g[c] -= scale;
-          }
+          acc += categorical_term<T>(f, K, static_cast<int64_t>(yn[0]), scale, g);
           break;
         }
         case Likelihood::kBernoulli:
-          for (int64_t d = 0; d < D; ++d) {
-            const T x = f[d];
-            // softplus(x) - y x, stable for both signs
-            const T sp = x > T(0) ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
-            acc += double(sp) - double(yn[d]) * double(x);
-            if (g) {
-              const T p = x >= T(0) ? T(1) / (T(1) + std::exp(-x)) : std::exp(x) / (T(1) + std::exp(x));
-              g[d] = scale * (p - yn[d]);
-            }
-          }
+          for (int64_t d = 0; d < D; ++d) acc += bernoulli_term<T>(f[d], yn[d], scale, g ? g + d : nullptr);
           break;
       }
     }

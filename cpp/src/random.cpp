@@ -16,46 +16,37 @@
 #include "bayesgrad/parallel.hpp"
 #include "bayesgrad/philox.hpp"
 #include "bayesgrad/philox_simd.hpp"
+#include "bayesgrad/samplers.hpp"
 #include "bayesgrad/simd_math.hpp"
 
 namespace bayesgrad {
 
 namespace {
 
-constexpr double kTwoPi = 6.283185307179586476925286766559;
-
 enum Kind { kUniform = 0, kNormal = 1 };
 
-// Elements produced by one Philox block.
-template <typename T>
-constexpr int64_t per_block() { return sizeof(T) == 4 ? 4 : 2; }
+using samplers::per_block;  // elements produced by one Philox block
 
 // ---------------------------------------------------------------- scalar path
+// The per-element transforms are samplers.hpp's, shared with the CUDA kernels.
 template <typename T, int K>
 T scalar_element(const uint32_t w[4], int64_t q);
 
 template <>
 float scalar_element<float, kUniform>(const uint32_t w[4], int64_t q) {
-  return philox::u01_f32(w[q]);
+  return samplers::uniform_element<float>(w, q);
 }
 template <>
 double scalar_element<double, kUniform>(const uint32_t w[4], int64_t q) {
-  return philox::u01_f64(w[2 * q], w[2 * q + 1]);
+  return samplers::uniform_element<double>(w, q);
 }
 template <>
 float scalar_element<float, kNormal>(const uint32_t w[4], int64_t q) {
-  const int64_t p = q >> 1;  // pair within the block
-  const double u1 = philox::u01_f32(w[2 * p]);
-  const double u2 = philox::u01_f32(w[2 * p + 1]);
-  const double r = std::sqrt(-2.0 * std::log(u1));
-  return static_cast<float>((q & 1) ? r * std::sin(kTwoPi * u2) : r * std::cos(kTwoPi * u2));
+  return samplers::normal_element<float>(w, q);
 }
 template <>
 double scalar_element<double, kNormal>(const uint32_t w[4], int64_t q) {
-  const double u1 = philox::u01_f64(w[0], w[1]);
-  const double u2 = philox::u01_f64(w[2], w[3]);
-  const double r = std::sqrt(-2.0 * std::log(u1));
-  return (q & 1) ? r * std::sin(kTwoPi * u2) : r * std::cos(kTwoPi * u2);
+  return samplers::normal_element<double>(w, q);
 }
 
 // Global elements [g_begin, g_end) into out[0 .. g_end-g_begin).

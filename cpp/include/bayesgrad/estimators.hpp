@@ -10,10 +10,30 @@
 #pragma once
 #include <cstdint>
 
+#include "bayesgrad/hd.hpp"
+
 namespace bayesgrad {
 
 constexpr int64_t kEstSampleChunk = 1024;
 constexpr int64_t kEstColBlock = 256;
+
+// The accumulation updates, shared with the CUDA kernels (cuda/src/estimators.cu).
+// Welford: term t is the k-th of its chunk (inv_k = 1 / k); m is the running
+// mean, m2 the running sum of squared deviations.
+BG_HD void welford_update(double t, double inv_k, double& m, double& m2) {
+  const double d = t - m;
+  m += d * inv_k;
+  m2 += d * (t - m);
+}
+
+// Chan et al.'s pairwise merge of a chunk (nb terms, mean mb, M2 s2b) into the
+// running (cnt, mu, s2); chunks are merged in sample order.
+BG_HD void chan_merge(double nb, double mb, double s2b, double& cnt, double& mu, double& s2) {
+  const double tot = cnt + nb, d = mb - mu;
+  mu += d * (nb / tot);
+  s2 += s2b + d * d * (cnt * nb / tot);
+  cnt = tot;
+}
 
 // x (n, p) row-major -> mean (p,), var (p,) (ddof = 1; NaN when n < 2).
 template <typename T>

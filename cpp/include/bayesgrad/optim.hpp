@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "bayesgrad/hd.hpp"
 #include "bayesgrad/mlp.hpp"
 
 namespace bayesgrad {
@@ -37,7 +38,8 @@ template <typename T>
 struct AdamCoeffs {
   T b1, b2, lr_t, inv_sqrt_bc2, eps;
   AdamCoeffs(const AdamConfig& c, int64_t t);
-  void update(T& p, T g, T& m, T& v) const {
+  // Shared with the CUDA kernels (BG_HD, hd.hpp).
+  BG_HD void update(T& p, T g, T& m, T& v) const {
     const T mi = b1 * m + (T(1) - b1) * g;
     const T vi = b2 * v + (T(1) - b2) * g * g;
     m = mi;
