@@ -105,6 +105,22 @@ def test_forward_in_row_tiles_with_masks_and_per_sample_inputs(rng):
             bg.set_num_threads(prev)
 
 
+def test_one_network_under_many_masks(rng):
+    """theta (1, P) with S masks is MC dropout's forward: the same outputs as S copies
+    of theta (the first layer's product, shared by the masks, is formed once)."""
+    m = MLP([5, 30, 20, 2], "relu")
+    theta = m.init(seed=3)
+    X = rng.normal(size=(700, 5))
+    for masks in ((rng.random((9, m.n_hidden_units)) > 0.3) / 0.7,
+                  (rng.random((9, 700, m.n_hidden_units)) > 0.3) / 0.7):
+        shared = m.forward(theta[None], X, masks=masks)
+        copies = m.forward(np.repeat(theta[None], 9, axis=0), X, masks=masks)
+        assert shared.shape == (9, 700, 2)
+        np.testing.assert_array_equal(shared, copies)
+    with pytest.raises(ValueError, match="masks"):
+        m.forward(np.repeat(theta[None], 2, axis=0), X, masks=masks)  # 2 networks, 9 masks
+
+
 def test_init_scales_and_stream():
     m = MLP([400, 300, 10], "relu")
     th = m.init(seed=3)

@@ -264,41 +264,63 @@ void forward_outputs(const Layout& L, Activation f, const T* params, int64_t S, 
   // Rows per tile: the tile's two activation buffers (rows x widest layer) in
   // about 256 KiB, so that a tile's layers run out of L2; at least 32 rows so
   // the GEMMs stay efficient, at most all rows.
-  const int64_t rows = std::min<int64_t>(N, std::max<int64_t>(32, (int64_t{32} << 10) / (L.max_width * 2)));
+  // Rows per tile: the activation buffers (rows x widest layer) of about 1 MiB
+  // of values, so a tile's layers run from cache, within [128, 1024] rows so
+  // that each GEMM amortises the packing of its weight matrix.
+  const int64_t rows = std::min<int64_t>(N, std::clamp<int64_t>((int64_t{1} << 18) / L.max_width, 128, 1024));
   const int64_t row_tiles = (N + rows - 1) / rows;
   for (int64_t l = 0; l < nl; ++l)
     for (int64_t v : {rows, L.d_in(l), L.d_out(l)}) check_blas_int(v, "GEMM dimension");
+  // One network and one input for every sample (MC dropout's masks): the first
+  // layer's pre-activations are the same for all samples, formed once per tile.
+  const bool shared = p_stride == 0 && x_stride == 0 && S > 1 && nl > 1;
+  // z = bias + in W_l^T for R rows
+  const auto layer = [&](const T* p, int64_t l, const T* in, int64_t R, T* z) {
+    const int64_t din = L.d_in(l), dout = L.d_out(l);
+    const T* b = p + L.b_off[l];
+    for (int64_t r = 0; r < R; ++r) std::copy(b, b + dout, z + r * dout);
+    call_gemm(CblasNoTrans, CblasTrans, static_cast<blasint>(R), static_cast<blasint>(dout),
+              static_cast<blasint>(din), T(1), in, static_cast<blasint>(din), p + L.w_off[l],
+              static_cast<blasint>(din), T(1), z, static_cast<blasint>(dout));
+  };
+  // Layers from l0 on for sample s, rows n0..n0+R-1, from pre-activations z0 of layer l0 - 1.
+  const auto rest = [&](int64_t s, int64_t n0, int64_t R, int64_t l0, const T* z0, T* zb, T* ab) {
+    const T* p = params + s * p_stride;
+    const T* z = z0;
+    for (int64_t l = l0;; ++l) {
+      const int64_t dprev = L.d_out(l - 1);
+      act_array(f, z, ab, R * dprev);  // activations overwrite the layer's input once it is read
+      if (masks) {
+        const int64_t moff = L.mask_off(l - 1);
+        for (int64_t r = 0; r < R; ++r)
+          for (int64_t j = 0; j < dprev; ++j) ab[r * dprev + j] *= masks->at(s, n0 + r, moff + j);
+      }
+      T* zn = l + 1 == nl ? out + (s * N + n0) * K : zb;
+      layer(p, l, ab, R, zn);
+      if (l + 1 == nl) return;
+      z = zn;
+    }
+  };
   SerialBlas serial;
-  parallel_chunks(S * row_tiles, [&](int64_t t) {
-    const int64_t s = t / row_tiles, n0 = (t % row_tiles) * rows, R = std::min(rows, N - n0);
-    thread_local std::vector<T> buf_a, buf_b;
+  parallel_chunks(shared ? row_tiles : S * row_tiles, [&](int64_t t) {
+    const int64_t s0 = shared ? 0 : t / row_tiles, n0 = (t % row_tiles) * rows, R = std::min(rows, N - n0);
+    thread_local std::vector<T> buf_a, buf_b, buf_z0;
     const size_t need = static_cast<size_t>(rows * L.max_width);
     if (buf_a.size() < need) buf_a.resize(need);
     if (buf_b.size() < need) buf_b.resize(need);
-    const T* p = params + s * p_stride;
-    const T* in = X + s * x_stride + n0 * L.d_in(0);
-    // z: this layer's pre-activations; a: its activations, which overwrite the
-    // layer's input once the GEMM has read it.
-    T* const zb = buf_b.data();
-    T* const ab = buf_a.data();
-    for (int64_t l = 0; l < nl; ++l) {
-      const int64_t din = L.d_in(l), dout = L.d_out(l);
-      const bool last = l + 1 == nl;
-      T* z = last ? out + (s * N + n0) * K : zb;
-      const T* b = p + L.b_off[l];
-      for (int64_t r = 0; r < R; ++r) std::copy(b, b + dout, z + r * dout);
-      call_gemm(CblasNoTrans, CblasTrans, static_cast<blasint>(R), static_cast<blasint>(dout),
-                static_cast<blasint>(din), T(1), in, static_cast<blasint>(din), p + L.w_off[l],
-                static_cast<blasint>(din), T(1), z, static_cast<blasint>(dout));
-      if (last) break;
-      act_array(f, z, ab, R * dout);
-      if (masks) {
-        const int64_t moff = L.mask_off(l);
-        for (int64_t r = 0; r < R; ++r)
-          for (int64_t j = 0; j < dout; ++j) ab[r * dout + j] *= masks->at(s, n0 + r, moff + j);
-      }
-      in = ab;
+    const T* in = X + s0 * x_stride + n0 * L.d_in(0);
+    if (nl == 1) {
+      layer(params + s0 * p_stride, 0, in, R, out + (s0 * N + n0) * K);
+      return;
     }
+    if (!shared) {
+      layer(params + s0 * p_stride, 0, in, R, buf_b.data());
+      rest(s0, n0, R, 1, buf_b.data(), buf_b.data(), buf_a.data());
+      return;
+    }
+    if (buf_z0.size() < need) buf_z0.resize(need);
+    layer(params, 0, in, R, buf_z0.data());
+    for (int64_t s = 0; s < S; ++s) rest(s, n0, R, 1, buf_z0.data(), buf_b.data(), buf_a.data());
   });
 }
 

@@ -156,7 +156,8 @@ class MCDropout:
                 return masks[s0:s1]
 
         def params(s0, s1):
-            return np.ascontiguousarray(np.broadcast_to(self.theta_, (s1 - s0, P))), block_masks(s0, s1)
+            # one network under the masks of samples s0..s1-1 (the kernel forms the first layer once)
+            return self.theta_[None], block_masks(s0, s1)
 
         F = sampled_outputs(self.mlp, X, T, dt, params)
         noise = self.noise_ if self.likelihood == "gaussian" else 1.0

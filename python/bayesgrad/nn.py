@@ -273,13 +273,17 @@ class MLP:
         """Outputs (N, K) for theta (P,), or (S, N, K) for theta (S, P).
 
         ``masks`` (S, H) or (S, 1 or N, H): multipliers of the H hidden units
-        (dropout masks already scaled by 1/(1-p)).
+        (dropout masks already scaled by 1/(1-p)). theta (1, P) with S > 1 masks is
+        one network under S masks (MC dropout): outputs (S, N, K), the first
+        layer's product formed once.
         """
         t = self.check_params(theta)
         single = t.ndim == 1
         t2 = t[None] if single else t
         X = self.check_inputs(X, t.dtype)
         S, N = t2.shape[0], X.shape[0]
+        if masks is not None and not single and S == 1 and np.ndim(masks) in (2, 3) and np.shape(masks)[0] > 1:
+            S = np.shape(masks)[0]
         out = np.empty((S, N, self.sizes[-1]), dtype=t.dtype)
         k = _backend.kernels()
         k.mlp.mlp_forward(self.net_config(k), t2, X, out, self._masks(masks, S, N, t.dtype))
