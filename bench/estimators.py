@@ -8,6 +8,17 @@ Times (median of repeats, same run):
 * the accumulation step alone: the native kernel, its NumPy twin, and the plain
   NumPy expression a user would write (terms, then mean and var(ddof=1)).
 
+Issue 16 rows: rebar / relax (Bernoulli, D = 100, surrogate kept across
+repeats), iwae / dreg / vimco (Normal D = 100, k = 8, n_samples / 8 groups),
+the score function with LOO baseline plus the delta control variate (Normal and
+Gamma, D = 1000), unordered_set / reinforce_wor (a Categorical of 10 coordinates
+with 5 classes, n_samples / 4 sets of k = 4) and measure_valued for Gamma and
+Poisson (D = 100, n_samples / 10 draws: 2 to 4 D evaluations each); accumulation
+rows for the control-variate and VIMCO kernels.
+``--toy`` instead measures the single-sample variance table of the REBAR/RELAX
+toy problem (Bernoulli, f(b) = (b - t)^2, t = 0.45 and 0.499) and writes
+bench/results/estimators_toy.json.
+
 Writes bench/results/estimators.json and prints a table.
 Run: PYTHONPATH=python python bench/estimators.py [--repeats 15]
 """
@@ -30,7 +41,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--threads", type=int, default=None, help="native threads (default: as configured)")
+    ap.add_argument("--toy", action="store_true", help="the REBAR/RELAX toy variance table instead")
     args = ap.parse_args()
+    if args.toy:
+        return toy()
     if args.threads:
         bg.set_num_threads(args.threads)
     E = bg.estimators
@@ -48,6 +62,52 @@ def main():
            "load_average_at_start": load_average(), "machine": machine_info()}
     res["info"] = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
                    for k, v in res["info"].items()}
+    # issue 16: the new estimators, same f; D = 100 Bernoulli / Normal coordinates where the
+    # surrogate network or the k-sample groups make D = 1000 slow in the twin
+    db = bg.distributions.Bernoulli(logits=np.linspace(-1, 1, 100))
+    dn = bg.distributions.Normal(np.linspace(-1, 1, 100), np.linspace(0.5, 2, 100))
+    ft = lambda b: ((b - 0.45) ** 2).sum(-1)  # noqa: E731
+    dft = lambda b: 2.0 * (b - 0.45)  # noqa: E731
+    lj = lambda z: -0.5 * (z * z).sum(-1)  # noqa: E731
+    dlj = lambda z: -z  # noqa: E731
+    sur = {}
+    dg = bg.distributions.Gamma(np.linspace(0.5, 3, D), np.linspace(1, 2, D))
+    dg100 = bg.distributions.Gamma(np.linspace(0.5, 3, 100), np.linspace(1, 2, 100))
+    dp100 = bg.distributions.Poisson(np.linspace(0.5, 3, 100))
+    dc = bg.distributions.Categorical(logits=np.linspace(-1, 1, 50).reshape(10, 5))
+    wc = np.linspace(-1, 1, 50).reshape(10, 5)
+    fc = lambda X: wc[np.arange(10), X].sum(-1) ** 2  # noqa: E731
+
+    def surrogate(b, kind):
+        if (b, kind) not in sur:
+            sur[(b, kind)] = E.RelaxSurrogate(hidden=None if kind == "rebar" else (10,))
+        return sur[(b, kind)]
+
+    new_rows = {
+        "rebar_bernoulli_D100": lambda b: E.rebar(ft, db, N, seed=1, grad_f=dft, surrogate=surrogate(b, "rebar")),
+        "relax_bernoulli_D100": lambda b: E.relax(ft, db, N, seed=1, grad_f=dft, surrogate=surrogate(b, "relax")),
+        "iwae_k8_D100": lambda b: E.iwae(lj, dn, N // 8, seed=1, k=8, grad_f=dlj),
+        "dreg_k8_D100": lambda b: E.dreg(lj, dn, N // 8, seed=1, k=8, grad_f=dlj),
+        "vimco_k8_D100": lambda b: E.vimco(lj, dn, N // 8, seed=1, k=8),
+        "score_function_loo_delta": lambda b: E.score_function(f, d, N, seed=1, baseline="loo",
+                                                               control_variate="delta", grad_f=df,
+                                                               hess_f=lambda x: np.full_like(x, 2.0)),
+        "score_function_loo_delta_gamma": lambda b: E.score_function(f, dg, N, seed=1, baseline="loo",
+                                                                     control_variate="delta", grad_f=df,
+                                                                     hess_f=lambda x: np.full_like(x, 2.0)),
+        "unordered_set_k4_D10": lambda b: E.unordered_set(fc, dc, N // 4, seed=1, k=4),
+        "reinforce_wor_k4_D10": lambda b: E.reinforce_wor(fc, dc, N // 4, seed=1, k=4),
+        "measure_valued_gamma_D100": lambda b: E.measure_valued(f, dg100, N // 10, seed=1),
+        "measure_valued_poisson_D100": lambda b: E.measure_valued(f, dp100, N // 10, seed=1),
+    }
+    for name, fn in new_rows.items():
+        row = {}
+        for b in backends:
+            with bg.use_backend(b):
+                row[b] = median_time(lambda: fn(b), args.repeats)
+        if "cpu" in row:
+            row["speedup_cpu_vs_numpy"] = row["numpy"] / row["cpu"]
+        res["end_to_end"][name] = row
     for name, fn in end_to_end.items():
         row = {}
         for b in backends:
@@ -76,6 +136,28 @@ def main():
                                        plain_pathwise),
                "score_accumulate_loo": (lambda k: k.estimators.score_accumulate(eps, fx, None, True, mean, var, None),
                                         plain_loo)}
+    beta, egv = r.standard_normal(D), r.standard_normal(D)
+    hx = r.standard_normal(N)
+    shift = np.array([N / (N - 1), fx.mean(), hx.mean()])
+    logw = r.standard_normal((N, 8))
+    sig_out = np.empty((N, 8))
+
+    def plain_cv():
+        t = N / (N - 1) * eps * ((fx - shift[1])[:, None] - beta * (hx - shift[2])[:, None]) + beta * egv
+        return t.mean(0), t.var(0, ddof=1)
+
+    def plain_vimco():
+        mx = logw.max(1, keepdims=True)
+        e = np.exp(logw - mx)
+        tot = e.sum(1, keepdims=True)
+        others = (logw.sum(1, keepdims=True) - logw) / 7
+        m = np.maximum(mx, others)
+        loo = np.log(tot * np.exp(mx - m) - np.exp(logw - m) + np.exp(others - m)) + m
+        return np.log(tot) + mx - loo - e / tot
+
+    kernels["control_variate_accumulate"] = (
+        lambda k: k.estimators.control_variate_accumulate(eps, fx, hx, beta, egv, shift, mean, var, None), plain_cv)
+    kernels["vimco_signal_k8"] = (lambda k: k.estimators.vimco_signal(logw, sig_out), plain_vimco)
     for name, (kern, plain) in kernels.items():
         row = {"plain_numpy": median_time(plain, args.repeats)}
         if _backend.native_available():
@@ -103,6 +185,127 @@ def main():
     with open(out, "w") as fh:
         json.dump(res, fh, indent=2)
     print(f"wrote {out}")
+
+
+def rebar_profile(f, df, d, n_eval, temperatures=(0.5, 1.0, 10.0, 100.0, 1000.0, 1e4)):
+    """REBAR's single-sample variance at the variance-minimising scale eta*(lambda), per
+    temperature lambda. g(eta) = A + eta C is affine in eta on common draws, so A (scale 0)
+    and C (scale 1 minus scale 0) give eta* = -cov(A, C) / var(C) exactly; the variance at
+    eta* is then measured by a third call at that scale."""
+    E = bg.estimators
+    rows = {}
+    for lam in temperatures:
+        kw = dict(seed=7, grad_f=df, temperature=lam, train=False, per_sample=True)
+        a = E.rebar(f, d, n_eval, scale=0.0, **kw).per_sample["logits"][:, 0]
+        c = E.rebar(f, d, n_eval, scale=1.0, **kw).per_sample["logits"][:, 0] - a
+        cov = np.cov(a, c)
+        eta = float(-cov[0, 1] / cov[1, 1])
+        var = float(E.rebar(f, d, n_eval, scale=eta, **kw).variance["logits"][0])
+        rows[repr(lam)] = {"scale": eta, "variance": var,
+                           "implied_baseline": eta * float(f(np.array([[0.5]]))[0])}
+    return rows
+
+
+def _row(est):
+    v = float(sum(np.sum(a) for a in est.variance.values()))
+    return {"variance": v, "evaluations_per_term": est.n_evaluations / est.n_samples,
+            "variance_per_evaluation": v * est.n_evaluations / est.n_samples}
+
+
+def categorical_table(n):
+    """Without-replacement estimators on a Categorical of 2 coordinates x 3 classes (9 configurations),
+    f = (w_0[x_0] + w_1[x_1])^2: variance of one term and variance times evaluations per term."""
+    E = bg.estimators
+    W = np.array([[1.0, -2.0, 0.5], [0.3, 0.2, -1.0]])
+    f = lambda X: (W[0][X[:, 0]] + W[1][X[:, 1]]) ** 2  # noqa: E731
+    d = bg.distributions.Categorical(logits=np.array([[0.2, -0.4, 0.1], [1.0, 0.0, -1.0]]))
+    rows = {"reinforce_loo (4 draws per term)": None}
+    loo = E.reinforce_loo(f, d, 4 * n, seed=5)
+    v = float(np.sum(loo.variance["logits"])) / 4  # the mean of 4 LOO terms
+    rows["reinforce_loo (4 draws per term)"] = {"variance": v, "evaluations_per_term": 4.0,
+                                                "variance_per_evaluation": 4 * v}
+    rows["unordered_set k=4, built-in baseline"] = _row(E.unordered_set(f, d, n, seed=5, k=4))
+    rows["unordered_set k=4, no baseline"] = _row(E.unordered_set(f, d, n, seed=5, k=4, baseline=False))
+    rows["reinforce_wor k=4"] = _row(E.reinforce_wor(f, d, n, seed=5, k=4))
+    rows["reinforce_wor k=4, normalized (biased)"] = _row(E.reinforce_wor(f, d, n, seed=5, k=4,
+                                                                          baseline="normalized"))
+    return rows
+
+
+def family_table(n):
+    """f = sum cos(x) + x^2 / 10 over 10 coordinates of Gamma, Exponential and Poisson: score function
+    (LOO), score function + delta control variate (LOO), measure-valued (coupled), pathwise where it exists."""
+    E = bg.estimators
+    f = lambda x: (np.cos(x) + 0.1 * x * x).sum(-1)  # noqa: E731
+    df = lambda x: -np.sin(x) + 0.2 * x  # noqa: E731
+    hf = lambda x: -np.cos(x) + 0.2  # noqa: E731
+    dists = {"Gamma(0.5..3, 1..2)": bg.distributions.Gamma(np.linspace(0.5, 3, 10), np.linspace(1, 2, 10)),
+             "Exponential(0.5..3)": bg.distributions.Exponential(np.linspace(0.5, 3, 10)),
+             "Poisson(0.5..3)": bg.distributions.Poisson(np.linspace(0.5, 3, 10))}
+    rows = {}
+    for name, d in dists.items():
+        rows[f"{name} score_function loo"] = _row(E.score_function(f, d, n, seed=5, baseline="loo"))
+        rows[f"{name} score_function loo+delta"] = _row(E.score_function(
+            f, d, n, seed=5, baseline="loo", control_variate="delta", grad_f=df, hess_f=hf))
+        rows[f"{name} measure_valued"] = _row(E.measure_valued(f, d, n // 10, seed=5))
+        if d.reparam is not None:
+            rows[f"{name} pathwise"] = _row(E.pathwise(f, d, n, seed=5, grad_f=df))
+    return rows
+
+
+def toy(train_steps=1000, n_eval=200_000):
+    """Single-sample variances of d E[(b - t)^2] / d logit at theta = 1/2 (logit 0), after
+    ``train_steps`` surrogate updates (16 draws each) at that theta; exact RLOO-pair variance."""
+    E = bg.estimators
+    d = bg.distributions.Bernoulli(logits=np.array([0.0]))
+    out = {"theta": 0.5, "train_steps": train_steps, "n_eval": n_eval, "machine": machine_info(), "rows": {}}
+    for t in (0.45, 0.499):
+        f = lambda b, t=t: ((b - t) ** 2).sum(-1)  # noqa: E731
+        df = lambda b, t=t: 2.0 * (b - t)  # noqa: E731
+        sr, sx, sn = E.RelaxSurrogate(hidden=None), E.RelaxSurrogate(hidden=(10,)), E.RelaxSurrogate(
+            hidden=(10,), relaxed_f=False)
+        for i in range(train_steps):
+            E.rebar(f, d, 16, seed=0, stream=i + 1, grad_f=df, surrogate=sr)
+            E.relax(f, d, 16, seed=0, stream=i + 1, grad_f=df, surrogate=sx)
+            E.relax(f, d, 16, seed=0, stream=i + 1, surrogate=sn)
+        vals = []
+        for b1 in (0.0, 1.0):  # RLOO over pairs, by enumeration of the four outcomes
+            for b2 in (0.0, 1.0):
+                f1, f2 = float(f(np.array([[b1]]))[0]), float(f(np.array([[b2]]))[0])
+                vals.append(0.5 * ((f1 - f2) * (b1 - 0.5) + (f2 - f1) * (b2 - 0.5)))
+        row = {
+            "exact_gradient": float(E.exact_gradient(f, d).grad["logits"][0]),
+            "reinforce_no_baseline": float(E.score_function(f, d, n_eval, seed=5).variance["logits"][0]),
+            "reinforce_loo_pairs": float(2.0 * np.var(vals)),
+            "rebar": float(E.rebar(f, d, n_eval, seed=5, grad_f=df, surrogate=sr, train=False).variance["logits"][0]),
+            "rebar_loo_all_others": float(E.rebar(f, d, n_eval, seed=5, grad_f=df, surrogate=sr, train=False,
+                                             baseline="loo").variance["logits"][0]),
+            "relax_relaxed_f_plus_mlp": float(E.relax(f, d, n_eval, seed=5, grad_f=df, surrogate=sx,
+                                                      train=False).variance["logits"][0]),
+            "relax_mlp_only": float(E.relax(f, d, n_eval, seed=5, surrogate=sn, train=False).variance["logits"][0]),
+            "disarm": float(E.disarm(f, d, n_eval, seed=5).variance["logits"][0]),
+            "rebar_surrogate": repr(sr), "relax_surrogate": repr(sx),
+            "rebar_optimal_scale_by_temperature": rebar_profile(f, df, d, n_eval),
+        }
+        out["rows"][str(t)] = row
+        print(f"t = {t}:")
+        for k, v in row.items():
+            if isinstance(v, dict):
+                for lam, r in v.items():
+                    print(f"  rebar at lambda={lam:<8} eta*={r['scale']:.4g}  variance {r['variance']:.4g}  "
+                          f"eta* f(1/2) = {r['implied_baseline']:.4g}")
+                continue
+            print(f"  {k:<28} {v:.4g}" if isinstance(v, float) else f"  {k:<28} {v}")
+    out["categorical"] = categorical_table(n_eval // 10)
+    out["families"] = family_table(n_eval // 10)
+    for title in ("categorical", "families"):
+        print(f"{title} (single-sample variance, summed over coordinates; per evaluation of f):")
+        for k, v in out[title].items():
+            print(f"  {k:<34} {v['variance']:.4g}   per evaluation {v['variance_per_evaluation']:.4g}")
+    path = os.path.join(os.path.dirname(__file__), "results", "estimators_toy.json")
+    with open(path, "w") as fh:
+        json.dump(out, fh, indent=2)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

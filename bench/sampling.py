@@ -2,7 +2,9 @@
 
 10^7 float32 and float64 standard normals, uniforms and Gamma(alpha) draws, each
 side writing into a preallocated ``out=`` array, median of repeats, native at 1
-and 2 threads (the outputs must be identical). The machine is shared: the load
+and 2 threads (the outputs must be identical); then each side allocating its
+output (fresh pages faulted in included), and the native draw capped at the AVX2
+path (on AVX-512 CPUs: what the wider path gains). The machine is shared: the load
 average is recorded, and so is the CPU time of the single-threaded calls
 (NumPy and native at 1 thread), which other jobs disturb much less than wall
 time. The NumPy fallback's Gamma
@@ -45,6 +47,24 @@ def numpy_rng(kind, out, alpha):
     return lambda: rng.standard_gamma(alpha, out=out, dtype=out.dtype)
 
 
+def ours_alloc(kind, n, dt, alpha):
+    if kind == "normal":
+        return lambda: bg.random.normal(n, seed=1, dtype=dt)
+    if kind == "uniform":
+        return lambda: bg.random.uniform(n, seed=1, dtype=dt)
+    d = bg.distributions.Gamma(np.asarray(alpha, dtype=dt))
+    return lambda: d.sample(n, seed=1)
+
+
+def numpy_alloc(kind, n, dt, alpha):
+    rng = np.random.default_rng(1)
+    if kind == "normal":
+        return lambda: rng.standard_normal(n, dtype=dt)
+    if kind == "uniform":
+        return lambda: rng.random(n, dtype=dt)
+    return lambda: rng.standard_gamma(alpha, size=n, dtype=dt)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000_000)
@@ -77,7 +97,17 @@ def main(argv=None):
                     bg.set_num_threads(th)
                     t_nat[th] = median_time(ours(kind, out, args.alpha), args.repeats, cpu=cpu if th == 1 else None)
                     res[th] = out.copy()
+                # the same draws on the AVX2 path (AVX-512 CPUs: what the wider path gains)
+                prev = bg._backend._core.random.simd_limit("avx2")
+                try:
+                    t_avx2 = median_time(ours(kind, out, args.alpha), args.repeats)
+                finally:
+                    bg._backend._core.random.simd_limit(prev)
             bg.set_num_threads(threads_before)
+            # each side allocating its output (a fresh buffer's page faults included)
+            t_rng_alloc = median_time(numpy_alloc(kind, n, dt, args.alpha), args.repeats)
+            with bg.use_backend("cpu"):
+                t_nat_alloc = median_time(ours_alloc(kind, n, dt, args.alpha), args.repeats)
             same = bool(np.array_equal(res[1], res[2]))
             m = min(n, args.fallback_gamma_n) if kind == "gamma" else n
             small = np.empty(m, dtype=dt)
@@ -91,12 +121,16 @@ def main(argv=None):
                        native_2t_s=t_nat[2], numpy_rng_cpu_s=cpu[0], native_1t_cpu_s=cpu[1],
                        speedup_1t_cpu_vs_numpy_rng=cpu[0] / cpu[1], fallback_s=t_fb, fallback_n=m, fallback_scaled=m < n,
                        speedup_vs_numpy_rng=t_rng / t_nat[2], speedup_vs_fallback=t_fb / t_nat[2],
-                       identical_1_2_threads=same, fallback_matches_native=agree)
+                       identical_1_2_threads=same, fallback_matches_native=agree, native_avx2_path_s=t_avx2,
+                       numpy_rng_alloc_s=t_rng_alloc, native_alloc_s=t_nat_alloc,
+                       speedup_alloc_vs_numpy_rng=t_rng_alloc / t_nat_alloc)
             rows.append(row)
             note = f" (fallback timed at n={m:.0e}, scaled)" if m < n else ""
             print(f"{kind:<8}{row['dtype']:<9}{t_rng:>10.4f}s{t_nat[1]:>10.4f}s{t_nat[2]:>10.4f}s{t_fb:>10.3f}s"
                   f"{row['speedup_vs_numpy_rng']:>9.1f}x{row['speedup_1t_cpu_vs_numpy_rng']:>11.1f}x"
                   f"{row['speedup_vs_fallback']:>11.1f}x  {same}{note}")
+            print(f"{'':<17}allocating: numpy {t_rng_alloc:.4f}s, native {t_nat_alloc:.4f}s "
+                  f"({row['speedup_alloc_vs_numpy_rng']:.1f}x); native on the AVX2 path {t_avx2:.4f}s")
             if not (same and agree):
                 print(f"  WARNING: identical 1t/2t = {same}, fallback matches native = {agree}")
     payload = dict(benchmark="sampling", n=n, repeats=args.repeats, gamma_alpha=args.alpha,

@@ -23,13 +23,40 @@ BACKENDS = available_backends()
 
 
 def simd_and_scalar(run):
-    """``run()`` on the dispatched (AVX2 where available) path and on the forced scalar
-    reference path of the native core: returns (fast, reference)."""
+    """``run()`` on the dispatched (AVX-512 or AVX2 where available) path and on the
+    forced scalar reference path of the native core: returns (fast, reference)."""
+    return run(), on_simd_path("scalar", run)
+
+
+def on_simd_path(path, run):
+    """``run()`` with the native core's SIMD paths capped at ``path`` ('avx512',
+    'avx2' or 'scalar')."""
     core = _backend._core
-    fast = run()
-    prev = core.random.random_force_scalar(True)
+    prev = core.random.simd_limit(path)
     try:
-        ref = run()
+        return run()
     finally:
-        core.random.random_force_scalar(prev)
-    return fast, ref
+        core.random.simd_limit(prev)
+
+
+def native_arg_names(fn):
+    """Argument names of a pybind11 function, read from its signature line (every
+    overload of one name has the same names)."""
+    lines = fn.__doc__.lstrip().splitlines()
+    if "Overloaded function." in fn.__doc__:  # the first overload's line: "1. name(...)"
+        lines = [ln[3:] for ln in lines if ln.startswith("1. ")]
+    line = lines[0]
+    args, depth, start = [], 0, line.index("(") + 1
+    for i in range(start, len(line)):  # split at top-level commas (types contain brackets)
+        ch = line[i]
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            if depth == 0:
+                args.append(line[start:i])
+                break
+            depth -= 1
+        elif ch == "," and depth == 0:
+            args.append(line[start:i])
+            start = i + 1
+    return [a.split(":")[0].strip() for a in args if a.strip()]

@@ -249,3 +249,42 @@ def test_kernel_parity(rng):
             sels.append(A.batchbald(lp, batch_size=6, n_configs=20, seed=9))
     np.testing.assert_array_equal(sels[0].indices, sels[1].indices)
     np.testing.assert_allclose(sels[0].scores, sels[1].scores, rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_scores_do_not_depend_on_chunking(rng, dtype):
+    """Every point's scores, and so the picks, are bit-identical whether the pool is one
+    array, streamed in chunks of any size, or scored in blocks by bg.pools."""
+    lp = pool_lp(rng, S=9, N=700, C=5, dtype=dtype)
+    for method in A.METHODS:
+        whole = A.scores(lp, method)
+        for size in (1, 37, 128, 300):
+            chunks = (lp[:, i:i + size] for i in range(0, 700, size))
+            np.testing.assert_array_equal(A.scores(chunks, method), whole)
+        np.testing.assert_array_equal(bg.pools.score_pool(lp, method, 5, columns=(method,), chunk_size=61)
+                                      .columns[method], whole)
+    ref = A.batchbald(lp, 4, 200, seed=1, max_candidates=90)
+    for size in (50, 129):
+        sel = A.batchbald((lp[:, i:i + size] for i in range(0, 700, size)), 4, 200, seed=1, max_candidates=90)
+        np.testing.assert_array_equal(sel.indices, ref.indices)
+        np.testing.assert_array_equal(sel.scores, ref.scores)
+
+
+def test_greedy_stage_is_batchbald_on_the_candidates(rng):
+    lp = pool_lp(rng, S=10, N=60, C=3)
+    ref = A.batchbald(lp, 5, 100, seed=4)
+    cond = A.score_columns(lp, ["bald"])["aleatoric"]
+    sel = A.greedy_batchbald(np.exp(lp), cond, 5, 100, seed=4)
+    np.testing.assert_array_equal(sel.indices, ref.indices)
+    np.testing.assert_array_equal(sel.scores, ref.scores)
+    with pytest.raises(ValueError, match="cond"):
+        A.greedy_batchbald(np.exp(lp), cond[:5], 5, 100)
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("acq", ["bald", "random", "softmax"])
+def test_pool_exclusion_picks_the_best_of_the_rest(rng, acq):
+    lp = pool_lp(rng, S=6, N=300, C=3)
+    first = bg.pools.score_pool(lp, acq, 10, seed=2)
+    rest = bg.pools.score_pool(lp, acq, 5, seed=2, exclude=first.indices[:5], chunk_size=70)
+    np.testing.assert_array_equal(rest.indices, first.indices[5:])  # per-point keys: the order is kept

@@ -33,11 +33,14 @@ def test_loop_bookkeeping_history_and_determinism(tmp_path):
     assert [h["n_labelled"] for h in al.history] == [6, 10, 14]
     assert all(0 <= h["accuracy"] <= 1 and h["nll"] > 0 for h in al.history)
     np.testing.assert_array_equal(runs[0].labelled, runs[1].labelled)  # same seed, same picks
+    assert all(h["n_candidates"] == 240 - h["n_labelled"] for h in al.history)  # every unlabelled point
     # save and resume: the resumed loop continues exactly as the original does
     al.save(tmp_path / "al.npz")
     resumed = bg.active.ActiveLearner.load(tmp_path / "al.npz", _fit, X, y)
     np.testing.assert_array_equal(resumed.labelled, al.labelled)
     assert resumed.history == al.history
+    np.testing.assert_array_equal(resumed.posterior.theta_, al.posterior.theta_)  # the warm start is saved too
+    np.testing.assert_array_equal(resumed.step(), al.step())
     with pytest.raises(ValueError, match="pool"):
         bg.active.ActiveLearner.load(tmp_path / "al.npz", _fit, X[:100], y[:100])
     if bg.plotting.available():
@@ -104,3 +107,25 @@ def test_stochastic_batch_draws_with_the_stated_probabilities(mode):
     assert np.unique(sel.indices).size == 4
     with pytest.raises(ValueError, match="beta"):
         bg.acquisition.stochastic_batch(lp, 1, mode=mode, beta=-1)
+
+
+@pytest.mark.single_backend
+def test_fit_may_return_a_scikit_learn_estimator():
+    pytest.importorskip("sklearn")
+    X, y = _problem(n=120)
+
+    def fit(Xl, yl, previous):
+        return bg.sklearn.BayesianMLPClassifier(method="mc_dropout", hidden_layer_sizes=(16,), epochs=20,
+                                                random_state=0, verbose=0).fit(Xl, yl)
+
+    init = np.concatenate([np.flatnonzero(y == c)[:2] for c in range(3)])
+    al = bg.active.ActiveLearner(fit, X, y, n_classes=3, initial=init, acquisition="bald", batch_size=3,
+                                 n_samples=8, seed=0)
+    al.run(2, test=(X, y))
+    assert al.labelled.size == 12 and all(0 <= h["accuracy"] <= 1 for h in al.history)
+    # the picks are the BALD top-3 of the unlabelled points under the estimator's posterior
+    st = bg.random.fold_in(bg.random.fold_in(0, 1), 2)
+    lp = al.posterior.posterior_.predict(X, 8, seed=0, stream=st).log_probs
+    s = bg.acquisition.scores(lp, "bald")
+    s[al.labelled[:9]] = -np.inf
+    assert set(al.labelled[9:].tolist()) == set(np.argsort(-s)[:3].tolist())

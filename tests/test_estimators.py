@@ -518,8 +518,8 @@ def test_bad_input():
     b = Bernoulli(np.array([0.0]))
     with pytest.raises(TypeError, match="reparameterisation"):
         E.pathwise(f, b, 10, grad_f=df)
-    with pytest.raises(TypeError, match="Normal"):
-        E.measure_valued(f, b, 10)
+    with pytest.raises(TypeError, match="Normal"):  # Bernoulli has one now; Beta has none
+        E.measure_valued(f, bg.distributions.Beta(np.array([1.0]), np.array([2.0])), 10)
     with pytest.raises(TypeError, match="Bernoulli"):
         E.arm(f, d, 10)
     with pytest.raises(TypeError, match="logits"):
@@ -528,8 +528,8 @@ def test_bad_input():
         E.score_function(f, d, 10, baseline="median")
     with pytest.raises(ValueError, match="n_samples >= 2"):
         E.score_function(f, d, 1, baseline="loo")
-    with pytest.raises(ValueError, match="not both"):
-        E.score_function(f, d, 10, baseline="loo", control_variate="delta", grad_f=df, hess_f=df)
+    with pytest.raises(ValueError, match="n_samples >= 2"):
+        E.score_function(f, d, 1, baseline="batch")
     with pytest.raises(ValueError, match="control_variate"):
         E.score_function(f, d, 10, control_variate="linear")
     with pytest.raises(TypeError, match="hess_f"):
@@ -542,3 +542,32 @@ def test_bad_input():
         bg.control_variates.MovingAverageBaseline(decay=1.0)
     with pytest.raises(ValueError, match="max_configurations"):
         E.exact_gradient(lambda x: x.sum(-1), Bernoulli(np.zeros(20)))
+
+
+@pytest.mark.parametrize("baseline", ["loo", "mean", "moving"])
+def test_baseline_together_with_delta_control_variate(baseline):
+    """A baseline of f - beta h on top of the delta control variate stays unbiased
+    (closed form of the cos(kx) case), with a standard error small enough to mean it."""
+    name, f, df, _, g_mu, g_sig = _cases()[2]
+    d = normal1(MU, SIG)
+    hess = lambda x: -K * K * np.cos(K * x)  # noqa: E731
+    b = bg.control_variates.MovingAverageBaseline(initial=0.5) if baseline == "moving" else baseline
+    est = E.score_function(lambda x: f(x)[:, 0], d, 20_000, seed=4, baseline=b, control_variate="delta",
+                           grad_f=df, hess_f=hess)
+    close(est.grad["loc"], g_mu, est.stderr["loc"], "loc")
+    close(est.grad["scale"], g_sig, est.stderr["scale"], "scale")
+    precise([g_mu, g_sig], [est.stderr["loc"], est.stderr["scale"]])
+    assert est.info["control_variate"] == "delta"
+
+
+def test_batch_average_baseline_has_the_stated_bias():
+    """baseline='batch' (the batch mean, sample i included) has expectation (1 - 1/n) x
+    the gradient, exactly: checked with n = 4 over 4000 independent calls (z-test)."""
+    d = normal1(MU, SIG)
+    f = lambda x: (x * x)[:, 0]  # noqa: E731  dE/dmu = 2 mu
+    g = np.array([E.score_function(f, d, 4, seed=9, stream=s, baseline="batch").grad["loc"][0]
+                  for s in range(4000)])
+    se = g.std(ddof=1) / math.sqrt(g.size)
+    assert abs(g.mean() - 0.75 * 2 * MU) < Z * se
+    assert abs(g.mean() - 2 * MU) > Z * se  # the bias is resolved: the check can fail
+    assert E.score_function(f, d, 4, seed=9, baseline="batch").info["biased"] is True

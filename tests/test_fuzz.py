@@ -314,6 +314,8 @@ CASES = {
     "Dirichlet": _dist_case(D.Dirichlet, {"concentration": POS}, lambda rng: rng.dirichlet(np.ones(3))),
     "Bernoulli": _dist_case(lambda logits: D.Bernoulli(logits=logits), {"logits": REAL},
                             lambda rng: rng.integers(0, 2, 3).astype(float)),
+    "Poisson": _dist_case(D.Poisson, {"rate": POS}, lambda rng: rng.integers(0, 5, 3).astype(float),
+                          has_entropy=False, has_kl=False),
     "Categorical": _dist_case(lambda logits: D.Categorical(logits=logits), {"logits": REAL},
                               lambda rng: np.array(rng.integers(0, 3)), has_entropy=False),
     "RelaxedCategorical": _dist_case(lambda temperature, logits: D.RelaxedCategorical(temperature, logits),
@@ -336,6 +338,14 @@ CASES = {
         lambda loc, n_samples, seed: bg.estimators.score_function(lambda x: (x ** 2).sum(-1), D.Normal(loc, 1.0),
                                                                   n_samples, seed=seed),
         {"loc": REAL, "n_samples": Int(8), "seed": Seed(2)}, rtol=1e-9, allow_inf=True),
+    "estimators.unordered_set": Case(
+        lambda logits, n_samples: bg.estimators.unordered_set(lambda x: x * 1.0, D.Categorical(logits=logits),
+                                                              n_samples, k=2).grad["logits"],
+        {"logits": REAL, "n_samples": Int(8)}, rtol=1e-9),
+    "estimators.measure_valued_gamma": Case(
+        lambda rate, n_samples: bg.estimators.measure_valued(lambda x: (x ** 2).sum(-1), D.Gamma(2.0, rate),
+                                                             n_samples).grad["rate"],
+        {"rate": POS, "n_samples": Int(8)}, rtol=1e-9),
     "estimators.reinforce_loo": Case(
         lambda logits, n_samples: bg.estimators.reinforce_loo(lambda x: x.sum(-1) * 1.0,
                                                               D.Bernoulli(logits=logits), n_samples),

@@ -69,6 +69,58 @@ def test_forward_matches_reference(act, rng):
         np.testing.assert_allclose(out[s], _ref_forward(m, T[s], X), rtol=1e-12, atol=1e-12)
 
 
+def test_forward_in_row_tiles_with_masks_and_per_sample_inputs(rng):
+    """Prediction runs S samples of N rows in row tiles (a few hundred rows each,
+    in parallel): many tiles, per-row masks (S, N, H) and per-sample inputs
+    (S, N, D) must give the float64 reference exactly up to rounding, and the
+    same for any thread count."""
+    m = MLP([6, 40, 30, 3], "tanh")
+    S, N = 3, 1500
+    T = m.init(seed=2)[None] * (1 + 0.1 * rng.normal(size=(S, m.n_params)))
+    X = rng.normal(size=(S, N, 6))
+    masks = (rng.random((S, N, m.n_hidden_units)) > 0.2) / 0.8
+    k = _backend.kernels()
+    out = np.empty((S, N, 3))
+    k.mlp.mlp_forward(m.net_config(k), T, X, out, masks)
+    for s in range(S):
+        A = X[s]
+        off, h = 0, 0
+        for l, (din, dout) in enumerate(zip(m.sizes[:-1], m.sizes[1:])):
+            W = T[s, off:off + din * dout].reshape(dout, din)
+            off += din * dout
+            A = A @ W.T + T[s, off:off + dout]
+            off += dout
+            if l + 1 < m.n_layers:
+                A = np.tanh(A) * masks[s, :, h:h + dout]
+                h += dout
+        np.testing.assert_allclose(out[s], A, rtol=1e-11, atol=1e-12)
+    if bg.get_backend() == "cpu":
+        prev = bg.get_num_threads()
+        try:
+            bg.set_num_threads(1)
+            out1 = np.empty_like(out)
+            k.mlp.mlp_forward(m.net_config(k), T, X, out1, masks)
+            np.testing.assert_array_equal(out1, out)
+        finally:
+            bg.set_num_threads(prev)
+
+
+def test_one_network_under_many_masks(rng):
+    """theta (1, P) with S masks is MC dropout's forward: the same outputs as S copies
+    of theta (the first layer's product, shared by the masks, is formed once)."""
+    m = MLP([5, 30, 20, 2], "relu")
+    theta = m.init(seed=3)
+    X = rng.normal(size=(700, 5))
+    for masks in ((rng.random((9, m.n_hidden_units)) > 0.3) / 0.7,
+                  (rng.random((9, 700, m.n_hidden_units)) > 0.3) / 0.7):
+        shared = m.forward(theta[None], X, masks=masks)
+        copies = m.forward(np.repeat(theta[None], 9, axis=0), X, masks=masks)
+        assert shared.shape == (9, 700, 2)
+        np.testing.assert_array_equal(shared, copies)
+    with pytest.raises(ValueError, match="masks"):
+        m.forward(np.repeat(theta[None], 2, axis=0), X, masks=masks)  # 2 networks, 9 masks
+
+
 def test_init_scales_and_stream():
     m = MLP([400, 300, 10], "relu")
     th = m.init(seed=3)

@@ -148,7 +148,7 @@ def test_ctrl_c_keeps_what_was_trained():
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-5)])
 def test_map_epoch_avx2_agrees_with_scalar_reference(dtype, tol):
     """The AVX2 build of the MAP weight-decay + Adam pass against the
-    baseline-compiled scalar path of the same core (random_force_scalar):
+    baseline-compiled scalar path of the same core (simd_limit("scalar")):
     parameters, moments and objectives agree up to float rounding. P = 1043
     is not a multiple of the lanes, so the tails run too."""
     from bayesgrad import _backend, _training

@@ -5,7 +5,7 @@ from scipy import stats
 import bayesgrad as bg
 from bayesgrad import _backend, _numpy
 
-from helpers import BACKENDS, simd_and_scalar
+from helpers import BACKENDS, on_simd_path, simd_and_scalar
 
 # Random123 kat_vectors, philox4x32 10: counter, key -> output
 KAT = [
@@ -84,6 +84,46 @@ def test_simd_path_matches_scalar_reference(dtype):
     a, b = simd_and_scalar(draw)
     tol = 2e-6 if dtype == np.float32 else 1e-13
     assert np.max(np.abs(a.astype(np.float64) - b) / (1 + np.abs(b.astype(np.float64)))) < tol
+
+
+def _cpu_has_avx512():
+    return _backend.native_available() and on_simd_path("avx512", lambda: bg.backend_info()["simd"]) == "avx512"
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_avx512_path_is_bit_identical_to_avx2(dtype):
+    """The AVX-512 kernels repeat the AVX2 arithmetic operation for operation on
+    wider vectors: uniforms, normals and the Gamma family must agree bit for bit,
+    on ranges with scalar heads and tails (offset 7) and on an output above the
+    8 MiB size where the bulk samplers switch to 2 MiB chunks."""
+    if not _cpu_has_avx512():
+        pytest.skip("CPU without AVX-512F/DQ/BW/VL")
+    core = _backend._core
+    gamma = bg.distributions.Gamma(np.array([0.4, 1.0, 2.5, 7.0], dtype=dtype))
+    beta = bg.distributions.Beta(np.array([0.5, 3.0], dtype=dtype), np.array([2.0, 0.7], dtype=dtype))
+
+    def draws():
+        big = np.empty((9 << 20) // np.dtype(dtype).itemsize + 5, dtype)
+        core.random.fill_normal(big, 3, 1, 0)
+        u = bg.random.uniform(100_003, seed=4, stream=2, dtype=dtype, offset=7)
+        z = bg.random.normal(100_003, seed=4, stream=2, dtype=dtype, offset=7)
+        return big, u, z, gamma.sample(20_001, seed=5), beta.sample(10_001, seed=6)
+
+    wide, narrow = on_simd_path("avx512", draws), on_simd_path("avx2", draws)
+    for a, b in zip(wide, narrow):
+        np.testing.assert_array_equal(a, b)
+    # uniforms are exact on every path (the RNG contract)
+    np.testing.assert_array_equal(wide[1], on_simd_path("scalar", lambda: bg.random.uniform(
+        100_003, seed=4, stream=2, dtype=dtype, offset=7)))
+
+
+@pytest.mark.single_backend
+def test_simd_limit_rejects_unknown_paths():
+    if not _backend.native_available():
+        pytest.skip("native core not built")
+    with pytest.raises(ValueError, match="path"):
+        _backend._core.random.simd_limit("sse9")
 
 
 @pytest.mark.single_backend

@@ -360,16 +360,19 @@ def test_sizes_are_checked_before_allocation(rng, monkeypatch):
         q.predict(X, n_samples=10 ** 7)
 
 
-def test_chunked_predictions_equal_one_chunk(rng, monkeypatch):
-    """Predictions made in parameter chunks equal those made at once."""
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_chunked_predictions_equal_one_chunk(rng, monkeypatch, dtype):
+    """Predictions made in parameter chunks equal those made at once (P = 21 is odd, so
+    a chunk boundary s0 * P is on a SIMD group boundary only because s0 is a multiple
+    of the group size in elements)."""
     from bayesgrad import nn
-    X = rng.normal(size=(7, 2))
+    X = rng.normal(size=(7, 2)).astype(dtype)
     yr = X[:, :1]
     q = bg.vi.MFVI(bg.nn.MLP([2, 5, 1], "tanh")).fit(X, yr, 1, verbose=0)
     d = bg.dropout.MCDropout(bg.nn.MLP([2, 5, 1], "tanh")).fit(X, yr, 1, verbose=0)
     whole = (q.predict(X, 100, seed=4).samples_mean, d.predict(X, 100, seed=4).samples_mean)
     np.testing.assert_array_equal(q.predict(X, 100, seed=4).samples_mean[:, :, 0].T.shape, (7, 100))
-    monkeypatch.setattr(nn, "PARAM_CHUNK_BYTES", 1)  # 32 samples per chunk
+    monkeypatch.setattr(nn, "PARAM_CHUNK_BYTES", 1)  # 64 samples per chunk
     np.testing.assert_array_equal(q.predict(X, 100, seed=4).samples_mean, whole[0])
     np.testing.assert_array_equal(d.predict(X, 100, seed=4).samples_mean, whole[1])
     np.testing.assert_array_equal(q.sample_params(100, seed=4), q.sample_params(100, seed=4))

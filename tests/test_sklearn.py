@@ -1,4 +1,6 @@
-"""scikit-learn estimators: check_estimator and the uncertainty API."""
+"""scikit-learn estimators: check_estimator, the uncertainty API, sample_weight,
+classes=, warm_start / partial_fit, early stopping and pandas output (issue 18)."""
+import inspect
 import pickle
 
 import numpy as np
@@ -24,7 +26,36 @@ CHECKED = [cls(method=m, **FAST, **({"n_models": 2} if m in ("ensemble", "multis
            for m in ("mfvi", "mc_dropout", "laplace", "ensemble", "swag", "multiswag", "sghmc")]
 
 
-@parametrize_with_checks(CHECKED)
+_SAMPLE_WEIGHT_CHECKS = ("check_sample_weights_pandas_series", "check_sample_weights_not_an_array",
+                         "check_sample_weights_list", "check_sample_weights_shape",
+                         "check_sample_weights_not_overwritten", "check_sample_weights_invariance",
+                         "check_all_zero_sample_weights_error", "check_classifiers_one_label_sample_weights")
+
+
+def _posterior_takes_sample_weight(method):
+    """Whether the posterior class of a sample-based method takes fit(..., sample_weight=);
+    the front end refuses sample_weight for it otherwise (test_sample_weight_of_the_sample_methods)."""
+    from bayesgrad import ensemble, sgmcmc, swag
+
+    cls = {"ensemble": ensemble.DeepEnsemble, "swag": swag.SWAG, "multiswag": swag.SWAG,
+           "sghmc": sgmcmc.SGMCMC}.get(method)
+    return cls is None or "sample_weight" in inspect.signature(cls.fit).parameters
+
+
+def _expected_failures(estimator):
+    # scikit-learn marks the same check for its own MLPClassifier/MLPRegressor: with shuffled
+    # minibatches and an early-stopping split, weights are the repeated rows only in expectation.
+    # Full-batch training without a split is exact: test_sample_weight_equals_repeated_rows.
+    out = {"check_sample_weight_equivalence_on_dense_data":
+           "minibatch SGD: sample_weight equals repeated rows in expectation, exactly for full batches"}
+    if not _posterior_takes_sample_weight(estimator.method):
+        # until its posterior's fit takes sample_weight, the method refuses it with a clear error
+        out.update({name: f"method={estimator.method!r}: its posterior's fit takes no sample_weight yet"
+                    for name in _SAMPLE_WEIGHT_CHECKS})
+    return out
+
+
+@parametrize_with_checks(CHECKED, expected_failed_checks=_expected_failures)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
@@ -173,3 +204,234 @@ def test_laplace_options_reach_the_posterior(opts):
     np.testing.assert_allclose(p.sum(1), 1, rtol=1e-12)
     with pytest.raises(ValueError, match="laplace_prior"):
         BayesianMLPClassifier(method="laplace", laplace_prior="cv").fit(X, y)
+
+
+# ---------------------------------------------------------------- issue 18
+
+# full batches, no early-stopping split: the only randomness left is the per-step draws, which
+# do not depend on the rows (MFVI: weight_space draws one weight sample per step), so integer
+# weights must give the fit on repeated rows up to round-off
+EXACT = dict(hidden_layer_sizes=(8,), epochs=25, batch_size=10_000, n_samples=10, early_stopping=False,
+             random_state=3)
+
+
+def _weighted_data(classification):
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(30, 3))
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int) + (X[:, 2] > 0.8) if classification else X @ [1.0, -2.0, 0.5]
+    w = rng.integers(0, 4, size=30)
+    w[:2] = (0, 3)  # a dropped row and a tripled one whatever the draw
+    return X, y, w
+
+
+@pytest.mark.parametrize("method", ["mfvi", "laplace"])
+@pytest.mark.parametrize("cls", [BayesianMLPRegressor, BayesianMLPClassifier])
+def test_sample_weight_equals_repeated_rows(cls, method):
+    X, y, w = _weighted_data(cls is BayesianMLPClassifier)
+    a = cls(method=method, **EXACT).fit(X, y, sample_weight=w)
+    rep = np.repeat(np.arange(len(y)), w)
+    b = cls(method=method, **EXACT).fit(X[rep], y[rep])
+    Xq = np.random.default_rng(8).normal(size=(12, 3))
+    if cls is BayesianMLPClassifier:
+        np.testing.assert_allclose(a.predict_proba(Xq), b.predict_proba(Xq), rtol=1e-9, atol=1e-12)
+    else:
+        ma, sa = a.predict(Xq, return_std=True)
+        mb, sb = b.predict(Xq, return_std=True)
+        np.testing.assert_allclose(ma, mb, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(sa, sb, rtol=1e-9)
+    # weight 0 is dropping the row
+    keep = w > 0
+    c = cls(method=method, **EXACT).fit(X[keep], y[keep], sample_weight=w[keep])
+    np.testing.assert_allclose(a.predict_uncertainty(Xq).total, c.predict_uncertainty(Xq).total, rtol=1e-9,
+                               atol=1e-12)
+
+
+def test_mc_dropout_zero_weight_rows_do_not_count():
+    """MC dropout's masks are drawn per row position, so rows repeated are not the same draws;
+    what is exact is that a row of weight 0 contributes nothing: changing its inputs and
+    target leaves the fit unchanged (bit for bit up to round-off), with or without weights."""
+    X, y, w = _weighted_data(False)
+    kw = dict(method="mc_dropout", hidden_layer_sizes=(8,), epochs=15, batch_size=8, n_samples=10, random_state=1,
+              early_stopping=False)
+    a = BayesianMLPRegressor(**kw).fit(X, y, sample_weight=w)
+    X2, y2 = X.copy(), y.copy()
+    X2[w == 0] += 5.0
+    y2[w == 0] = -100.0
+    b = BayesianMLPRegressor(**kw).fit(X2, y2, sample_weight=w)
+    np.testing.assert_allclose(a.posterior_.theta_, b.posterior_.theta_, rtol=1e-10, atol=1e-12)
+    ones = BayesianMLPRegressor(**kw).fit(X, y, sample_weight=np.ones(len(y)))
+    none = BayesianMLPRegressor(**kw).fit(X, y)
+    np.testing.assert_allclose(ones.posterior_.theta_, none.posterior_.theta_, rtol=1e-10, atol=1e-12)
+    assert not np.allclose(a.posterior_.theta_, none.posterior_.theta_)  # the weights did act
+
+
+@pytest.mark.parametrize("method", ["ensemble", "swag", "multiswag", "sghmc"])
+def test_sample_weight_of_the_sample_methods(method):
+    """These call their posterior's fit(..., sample_weight=...) when it takes one, and otherwise
+    refuse sample_weight with a clear error before training."""
+    from bayesgrad import ensemble, sgmcmc, swag
+
+    cls = {"ensemble": ensemble.DeepEnsemble, "swag": swag.SWAG, "multiswag": swag.SWAG,
+           "sghmc": sgmcmc.SGMCMC}[method]
+    X, y, w = _weighted_data(True)
+    est = BayesianMLPClassifier(method=method, n_models=2, **dict(FAST, epochs=3))
+    if "sample_weight" in inspect.signature(cls.fit).parameters:
+        assert est.fit(X, y, sample_weight=w).predict_proba(X).shape == (30, 3)
+    else:
+        with pytest.raises(ValueError, match=f"sample_weight is not supported by method='{method}'"):
+            est.fit(X, y, sample_weight=w)
+
+
+def test_sample_weight_checks():
+    X, y, w = _weighted_data(False)
+    reg = BayesianMLPRegressor(**FAST)
+    with pytest.raises(ValueError, match="sample_weight"):
+        reg.fit(X, y, sample_weight=-w)
+    with pytest.raises(ValueError, match="weight.*zero"):
+        reg.fit(X, y, sample_weight=np.zeros(len(y)))
+    # weights that are zero on exactly the rows the early-stopping split holds out
+    from bayesgrad import _training
+
+    _, val = _training.split_validation(30, 0.1, 0, 0)
+    z = np.ones(30)
+    z[val] = 0.0
+    with pytest.raises(ValueError, match="validation rows are all zero"):
+        BayesianMLPRegressor(early_stopping=True, **dict(FAST, random_state=0)).fit(X, y, sample_weight=z)
+    with pytest.raises(ValueError, match="validation rows are all zero"):
+        BayesianMLPRegressor(method="laplace", **dict(FAST, random_state=0)).fit(X, y, sample_weight=z)
+
+
+def test_classes_give_every_probability_column():
+    """A labelled set without class 9 (an early active-learning round): with classes= the
+    probabilities still have a column for it, small but positive, and sum to 1."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    lab = y != 9
+    clf = BayesianMLPClassifier(classes=np.arange(10), **FAST).fit(X[lab][:400], y[lab][:400])
+    assert list(clf.classes_) == list(range(10))
+    p = clf.predict_proba(X[:50])
+    assert p.shape == (50, 10)
+    np.testing.assert_allclose(p.sum(1), 1, rtol=1e-12)
+    assert np.all(p[:, 9] > 0) and np.all(p[:, 9] < 0.2)
+    assert set(clf.predict(X[:50])) <= set(range(9))
+    without = BayesianMLPClassifier(**FAST).fit(X[lab][:400], y[lab][:400])
+    assert without.predict_proba(X[:5]).shape == (5, 9)
+    with pytest.raises(ValueError, match="not in classes"):
+        BayesianMLPClassifier(classes=[0, 1], **FAST).fit(X[:40], y[:40])
+    # partial_fit takes classes on its first call (scikit-learn's convention)
+    pf = BayesianMLPClassifier(**FAST).partial_fit(X[lab][:200], y[lab][:200], classes=np.arange(10))
+    assert pf.predict_proba(X[:3]).shape == (3, 10)
+
+
+def test_warm_start_continues_mfvi_exactly():
+    """MFVI continues its variational state, Adam moments and step count: 2 x 6 epochs
+    warm-started is the same run as 12 epochs."""
+    d = datasets.three_class_2d(n=90, seed=0)
+    kw = dict(FAST, early_stopping=False)
+    once = BayesianMLPClassifier(**dict(kw, epochs=12)).fit(d.X, d.y)
+    warm = BayesianMLPClassifier(warm_start=True, **dict(kw, epochs=6)).fit(d.X, d.y)
+    assert warm.n_iter_ == 6 and len(warm.posterior_.history_) == 6
+    warm.fit(d.X, d.y)
+    assert len(warm.posterior_.history_) == 12
+    np.testing.assert_allclose(warm.posterior_.state_, once.posterior_.state_, rtol=1e-12, atol=1e-12)
+    part = BayesianMLPClassifier(**dict(kw, epochs=6))
+    part.partial_fit(d.X, d.y).partial_fit(d.X, d.y)
+    np.testing.assert_allclose(part.posterior_.state_, once.posterior_.state_, rtol=1e-12, atol=1e-12)
+    # without warm_start a second fit starts over
+    cold = BayesianMLPClassifier(**dict(kw, epochs=6)).fit(d.X, d.y)
+    np.testing.assert_array_equal(cold.fit(d.X, d.y).posterior_.state_,
+                                  BayesianMLPClassifier(**dict(kw, epochs=6)).fit(d.X, d.y).posterior_.state_)
+
+
+@pytest.mark.parametrize("method", ["mc_dropout", "laplace"])
+def test_partial_fit_starts_from_the_fitted_weights(method):
+    """MAP-based rounds of new labels start from the previous weights (and keep the first
+    round's standardisation): with a vanishing learning rate the second round changes nothing."""
+    d = datasets.regression_1d_gap(n=60, seed=0)
+    reg = BayesianMLPRegressor(method=method, hidden_layer_sizes=(8,), epochs=20, random_state=0)
+    reg.partial_fit(d.X[:30], d.y[:30])
+    theta = (reg.posterior_.theta_ if method == "mc_dropout" else reg.model_.map_theta).copy()
+    scale = reg.model_.x_scale.copy()
+    reg.set_params(lr=1e-12).partial_fit(d.X[30:], d.y[30:])
+    after = reg.posterior_.theta_ if method == "mc_dropout" else reg.model_.map_theta
+    np.testing.assert_allclose(after, theta, atol=1e-8)
+    np.testing.assert_array_equal(reg.model_.x_scale, scale)
+    with pytest.raises(ValueError, match="features"):
+        reg.partial_fit(np.ones((5, 2)), np.ones(5))
+    ens = BayesianMLPRegressor(method="ensemble", n_models=2, warm_start=True, **dict(FAST, epochs=2))
+    assert not hasattr(ens, "partial_fit")  # only where a fit can be continued
+    with pytest.raises(ValueError, match="warm_start continues methods"):
+        ens.fit(d.X, d.y).fit(d.X, d.y)
+    with pytest.raises(ValueError, match="hidden changed"):
+        reg.set_params(hidden_layer_sizes=(4,)).partial_fit(d.X, d.y)
+
+
+def test_early_stopping():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 5))
+    y = rng.normal(size=120)  # pure noise: the validation NLL stops improving early
+    for method in ("mfvi", "mc_dropout", "laplace"):
+        kw = dict(method=method, hidden_layer_sizes=(32,), epochs=150, n_samples=5, random_state=0)
+        es = BayesianMLPRegressor(n_iter_no_change=5, early_stopping=True, **kw).fit(X, y)
+        auto = BayesianMLPRegressor(n_iter_no_change=5, **kw).fit(X, y)
+        assert (auto.n_iter_ == 150) == (method == "mfvi"), method  # "auto": on but for MFVI
+        assert es.n_iter_ < 150, method
+        full = BayesianMLPRegressor(early_stopping=False, **kw).fit(X, y)
+        assert full.n_iter_ == 150, method
+        # tol: with 10 nats per row no epoch after the first counts as an improvement
+        big = BayesianMLPRegressor(n_iter_no_change=4, early_stopping=True, tol=10.0, **kw).fit(X, y)
+        assert big.n_iter_ == 5, method
+    mf = BayesianMLPRegressor(method="mfvi", n_iter_no_change=5, early_stopping=True, hidden_layer_sizes=(32,),
+                              epochs=150, n_samples=5, random_state=0).fit(X, y)
+    vals = [h["val_loss"] for h in mf.posterior_.history_]
+    assert len(vals) == mf.n_iter_ and np.argmin(vals) == len(vals) - 1 - 5  # stopped 5 epochs after the best
+    with pytest.raises(ValueError, match="validation_fraction"):
+        BayesianMLPRegressor(early_stopping=True, validation_fraction=0.0).fit(X, y)
+    with pytest.raises(ValueError, match="early_stopping"):
+        BayesianMLPRegressor(early_stopping="yes").fit(X, y)
+    with pytest.raises(TypeError, match="early_stopping"):
+        BayesianMLPRegressor(early_stopping=0.5).fit(X, y)
+    with pytest.raises(ValueError, match="n_iter_no_change"):
+        BayesianMLPRegressor(n_iter_no_change=0).fit(X, y)
+
+
+def test_set_output_pandas():
+    pd = pytest.importorskip("pandas")
+    d = datasets.three_class_2d(n=90, seed=0)
+    labels = np.array(["a", "b", "c"])[d.y]
+    Xf = pd.DataFrame(d.X, columns=["x0", "x1"], index=[f"r{i}" for i in range(90)])
+    clf = BayesianMLPClassifier(**FAST).fit(Xf, labels)
+    plain = clf.predict_proba(Xf)
+    assert isinstance(plain, np.ndarray)
+    assert clf.set_output(transform="pandas") is clf
+    p = clf.predict_proba(Xf)
+    assert isinstance(p, pd.DataFrame) and list(p.columns) == ["a", "b", "c"] and list(p.index) == list(Xf.index)
+    np.testing.assert_array_equal(p.to_numpy(), plain)
+    u = clf.predict_uncertainty(Xf)
+    assert list(u.columns) == ["total", "aleatoric", "epistemic"] and u.index.equals(Xf.index)
+    np.testing.assert_allclose(u["total"], u["aleatoric"] + u["epistemic"], rtol=1e-12)
+    assert not isinstance(clf.predict_uncertainty(Xf, as_frame=False), pd.DataFrame)
+    # clone keeps it (scikit-learn's _sklearn_output_config), so model selection does too
+    assert isinstance(clone(clf).fit(Xf, labels).predict_proba(Xf), pd.DataFrame)
+    clf.set_output(transform="default")
+    assert isinstance(clf.predict_proba(Xf), np.ndarray)
+    with sklearn.config_context(transform_output="pandas"):
+        reg = BayesianMLPRegressor(**FAST).fit(d.X, d.X[:, 0])
+        assert isinstance(reg.predict_uncertainty(d.X), pd.DataFrame)
+    assert BayesianMLPRegressor(**FAST).fit(d.X, d.X[:, 0]).predict_uncertainty(d.X, as_frame=True).shape == (90, 3)
+    with pytest.raises(ValueError, match="transform"):
+        clf.set_output(transform="polars-ish")
+
+
+def test_mfvi_and_dropout_options_reach_the_posterior():
+    d = datasets.three_class_2d(n=60, seed=0)
+    clf = BayesianMLPClassifier(mfvi_estimator="local_reparam", mfvi_prior="scale_mixture", prior_precision=4.0,
+                                **FAST).fit(d.X, d.y)
+    q = clf.posterior_
+    assert (q.estimator, q.prior, q.prior_sigma) == ("local_reparam", "scale_mixture", 0.5)
+    drop = BayesianMLPClassifier(method="mc_dropout", dropout_p=0.3, **FAST).fit(d.X, d.y)
+    assert drop.posterior_.p == 0.3
+    for bad in (dict(mfvi_estimator="reinforce"), dict(mfvi_prior="horseshoe")):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            BayesianMLPClassifier(**bad).fit(d.X, d.y)

@@ -292,7 +292,7 @@ def _wide_state(m, Dy, rng, dtype):
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-5)])
 def test_avx2_paths_agree_with_scalar_reference(dtype, tol, rng):
     """The AVX2 element-wise passes (softplus, KL logs, sums, Adam) against
-    the libm scalar path of the same core (random_force_scalar), for the
+    the libm scalar path of the same core (simd_limit("scalar")), for the
     gradient and for a few Adam steps: same results up to float rounding."""
     core = _backend._core
     m = MLP([7, 37, 3], "relu")  # P = 412: one full 256 block and a tail, 412 % 8 = 4

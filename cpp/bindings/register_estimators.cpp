@@ -92,12 +92,193 @@ void bind(py::module_& m) {
       "Mean/var over samples of g (n, p) * jac (n, p) (jac None: ones), the pathwise chain rule.");
 }
 
+using D = double;
+
+void check_mat(const in_array<D>& a, int64_t n, int64_t p, const char* name) {
+  if (a.ndim() != 2 || a.shape(0) != n || a.shape(1) != p)
+    throw std::invalid_argument(std::string(name) + " must have shape (" + std::to_string(n) + ", " +
+                                std::to_string(p) + ")");
+}
+
+void check_out_mat(out_array<D>& a, int64_t n, int64_t p, const char* name) {
+  require_writeable(a, name);
+  if (a.ndim() != 2 || a.shape(0) != n || a.shape(1) != p)
+    throw std::invalid_argument(std::string(name) + " must have shape (" + std::to_string(n) + ", " +
+                                std::to_string(p) + ")");
+}
+
+// The float64-only kernels of the issue-16 estimators (their callers work in float64).
+void bind_f64(py::module_& m) {
+  m.def(
+      "control_variate_accumulate",
+      [](in_array<D> score, in_array<D> f, in_array<D> h, in_array<D> beta, in_array<D> eg, in_array<D> shift,
+         out_array<D> mean_out, out_array<D> var_out, std::optional<out_array<D>> terms_out) {
+        int64_t n, p;
+        matrix_shape(score, "score", n, p);
+        check_vec<D>(f, n, "f");
+        check_vec<D>(h, n, "h");
+        check_vec<D>(beta, p, "beta");
+        check_vec<D>(eg, p, "eg");
+        check_vec<D>(shift, 3, "shift");
+        check_outputs(mean_out, var_out, terms_out, n, p);
+        const double scale = shift.data()[0], f_shift = shift.data()[1], h_shift = shift.data()[2];
+        const D *ps = score.data(), *pf = f.data(), *ph = h.data(), *pb = beta.data(), *pe = eg.data();
+        D *pm = mean_out.mutable_data(), *pv = var_out.mutable_data();
+        D* pt = terms_out ? terms_out->mutable_data() : nullptr;
+        py::gil_scoped_release rel;
+        control_variate_accumulate(ps, pf, ph, pb, pe, scale, f_shift, h_shift, n, p, pm, pv, pt);
+      },
+      py::arg("score").noconvert(), py::arg("f").noconvert(), py::arg("h").noconvert(), py::arg("beta").noconvert(),
+      py::arg("eg").noconvert(), py::arg("shift").noconvert(), py::arg("mean_out").noconvert(),
+      py::arg("var_out").noconvert(), py::arg("terms_out").noconvert() = py::none(),
+      "Mean/var over samples of scale * score * ((f - f_shift) - beta (h - h_shift)) + beta eg, with shift = "
+      "(scale, f_shift, h_shift) (float64).");
+  m.def(
+      "control_coefficient",
+      [](in_array<D> score, in_array<D> f, in_array<D> h, out_array<D> beta_out) {
+        int64_t n, p;
+        matrix_shape(score, "score", n, p);
+        check_vec<D>(f, n, "f");
+        check_vec<D>(h, n, "h");
+        require_writeable(beta_out, "beta_out");
+        check_vec<D>(beta_out, p, "beta_out");
+        if (n < 2) throw std::invalid_argument("control_coefficient needs n >= 2 samples");
+        const D *ps = score.data(), *pf = f.data(), *ph = h.data();
+        D* pb = beta_out.mutable_data();
+        py::gil_scoped_release rel;
+        control_coefficient(ps, pf, ph, n, p, pb);
+      },
+      py::arg("score").noconvert(), py::arg("f").noconvert(), py::arg("h").noconvert(),
+      py::arg("beta_out").noconvert(),
+      "Per-column Cov(score f, score h) / Var(score h) into beta_out (p,) (0 where the variance is 0; float64).");
+  m.def(
+      "quadratic_values",
+      [](in_array<D> x, in_array<D> mu, in_array<D> g, in_array<D> h, double f0, out_array<D> out) {
+        int64_t n, p;
+        matrix_shape(x, "x", n, p);
+        check_vec<D>(mu, p, "mu");
+        check_vec<D>(g, p, "g");
+        check_vec<D>(h, p, "h");
+        require_writeable(out, "out");
+        check_vec<D>(out, n, "out");
+        const D *px = x.data(), *pm = mu.data(), *pg = g.data(), *ph = h.data();
+        D* po = out.mutable_data();
+        py::gil_scoped_release rel;
+        quadratic_values(px, pm, pg, ph, f0, n, p, po);
+      },
+      py::arg("x").noconvert(), py::arg("mu").noconvert(), py::arg("g").noconvert(), py::arg("h").noconvert(),
+      py::arg("f0"), py::arg("out").noconvert(),
+      "f0 + sum_j g_j d_ij + h_j d_ij^2 / 2 with d = x - mu, per row of x (n, p) into out (n,) (float64).");
+  m.def(
+      "vimco_signal",
+      [](in_array<D> logw, out_array<D> out) {
+        int64_t n, k;
+        matrix_shape(logw, "logw", n, k);
+        if (k < 2) throw std::invalid_argument("vimco_signal needs k >= 2 draws per row");
+        check_out_mat(out, n, k, "out");
+        const D* pl = logw.data();
+        D* po = out.mutable_data();
+        py::gil_scoped_release rel;
+        vimco_signal(pl, n, k, po);
+      },
+      py::arg("logw").noconvert(), py::arg("out").noconvert(),
+      "VIMCO's per-draw learning signal L - L_{-j} - w~_j for log-weights (n, k) into out (n, k) (float64).");
+  m.def(
+      "relax_bernoulli_draws",
+      [](in_array<D> eta, in_array<D> u, in_array<D> v, out_array<D> z, out_array<D> zt, out_array<D> dzt,
+         out_array<D> b) {
+        int64_t n, p;
+        matrix_shape(u, "u", n, p);
+        check_vec<D>(eta, p, "eta");
+        check_mat(v, n, p, "v");
+        check_out_mat(z, n, p, "z");
+        check_out_mat(zt, n, p, "zt");
+        check_out_mat(dzt, n, p, "dzt");
+        check_out_mat(b, n, p, "b");
+        const D *pe = eta.data(), *pu = u.data(), *pv = v.data();
+        D *pz = z.mutable_data(), *pzt = zt.mutable_data(), *pd = dzt.mutable_data(), *pb = b.mutable_data();
+        py::gil_scoped_release rel;
+        relax_bernoulli_draws(pe, pu, pv, n, p, pz, pzt, pd, pb);
+      },
+      py::arg("eta").noconvert(), py::arg("u").noconvert(), py::arg("v").noconvert(), py::arg("z").noconvert(),
+      py::arg("zt").noconvert(), py::arg("dzt").noconvert(), py::arg("b").noconvert(),
+      "REBAR/RELAX Bernoulli draws: z, the conditional z~, dz~/deta and b from eta (p,) and uniforms u, v (n, p).");
+  m.def(
+      "relax_bernoulli_part",
+      [](in_array<D> fzt, in_array<D> gz, in_array<D> gzt, in_array<D> z, in_array<D> zt, in_array<D> dzt,
+         in_array<D> score, double lam, out_array<D> out) {
+        int64_t n, p;
+        matrix_shape(z, "z", n, p);
+        check_vec<D>(fzt, n, "fzt");
+        check_mat(gz, n, p, "gz");
+        check_mat(gzt, n, p, "gzt");
+        check_mat(zt, n, p, "zt");
+        check_mat(dzt, n, p, "dzt");
+        check_mat(score, n, p, "score");
+        check_out_mat(out, n, p, "out");
+        if (!(lam > 0)) throw std::invalid_argument("lam must be positive");
+        const D *a = fzt.data(), *b = gz.data(), *c = gzt.data(), *d = z.data(), *e = zt.data(), *g = dzt.data(),
+                *s = score.data();
+        D* po = out.mutable_data();
+        py::gil_scoped_release rel;
+        relax_bernoulli_part(a, b, c, d, e, g, s, lam, n, p, po);
+      },
+      py::arg("fzt").noconvert(), py::arg("gz").noconvert(), py::arg("gzt").noconvert(), py::arg("z").noconvert(),
+      py::arg("zt").noconvert(), py::arg("dzt").noconvert(), py::arg("score").noconvert(), py::arg("lam"),
+      py::arg("out").noconvert(),
+      "REBAR's relaxed-f part per unit scale for Bernoulli coordinates (n, p) into out (float64).");
+  m.def(
+      "concrete_bernoulli",
+      [](in_array<D> z, double lam, out_array<D> y) {
+        require_writeable(y, "y");
+        if (y.size() != z.size() || y.ndim() != z.ndim()) throw std::invalid_argument("y must have the shape of z");
+        for (py::ssize_t a = 0; a < z.ndim(); ++a)
+          if (y.shape(a) != z.shape(a)) throw std::invalid_argument("y must have the shape of z");
+        if (!(lam > 0)) throw std::invalid_argument("lam must be positive");
+        const D* pz = z.data();
+        D* py_ = y.mutable_data();
+        const int64_t count = z.size();
+        py::gil_scoped_release rel;
+        concrete_bernoulli(pz, lam, count, py_);
+      },
+      py::arg("z").noconvert(), py::arg("lam"), py::arg("y").noconvert(),
+      "sigmoid(z / lam) elementwise into y (the Bernoulli Concrete relaxation; float64).");
+  m.def(
+      "gumbel_beam_search",
+      [](in_array<D> log_probs, in_array<D> u, py::array_t<int64_t, py::array::c_style> conf, out_array<D> log_prob,
+         out_array<D> perturbed) {
+        int64_t d, k;
+        matrix_shape(log_probs, "log_probs", d, k);
+        if (conf.ndim() != 3) throw std::invalid_argument("conf must have shape (n, m, D)");
+        const int64_t n = conf.shape(0), mb = conf.shape(1);
+        if (conf.shape(2) != d) throw std::invalid_argument("conf must have shape (n, m, D)");
+        require_writeable(conf, "conf");
+        check_mat(u, n, 1 + d * mb * k, "u");
+        check_out_mat(log_prob, n, mb, "log_prob");
+        check_out_mat(perturbed, n, mb, "perturbed");
+        if (k < 1 || mb < 1) throw std::invalid_argument("need K >= 1 classes and m >= 1 beams");
+        double configs = 1.0;
+        for (int64_t t = 0; t < d && configs < static_cast<double>(mb); ++t) configs *= static_cast<double>(k);
+        if (configs < static_cast<double>(mb)) throw std::invalid_argument("m exceeds the K^D configurations");
+        const D *pl = log_probs.data(), *pu = u.data();
+        int64_t* pc = conf.mutable_data();
+        D *pp = log_prob.mutable_data(), *pg = perturbed.mutable_data();
+        py::gil_scoped_release rel;
+        gumbel_beam_search(pl, d, k, pu, n, mb, pc, pp, pg);
+      },
+      py::arg("log_probs").noconvert(), py::arg("u").noconvert(), py::arg("conf").noconvert(),
+      py::arg("log_prob").noconvert(), py::arg("perturbed").noconvert(),
+      "Stochastic beam search (Gumbel-top-m over the joint configurations of log_probs (D, K)) from uniforms "
+      "u (n, 1 + D m K) into conf (n, m, D) int64, log_prob and perturbed (n, m) (float64).");
+}
+
 }  // namespace
 
 void register_estimators(py::module_& m) {
   // One name per kernel; the dtype of the arrays (all float32 or all float64) picks the overload.
   bind<float>(m);
   bind<double>(m);
+  bind_f64(m);
 }
 
 }  // namespace bayesgrad

@@ -56,7 +56,14 @@ void bind(py::module_& m) {
          std::optional<in_array<T>> masks) {
         const Layout& L = net.layout;
         const auto f = net.act;
-        const Inputs in = check_inputs<T>(L, params, X);
+        Inputs in = check_inputs<T>(L, params, X);
+        // One network under S dropout masks: params (1, P), S from the masks, so the
+        // first layer's product, the same for every mask, is formed once per row tile.
+        int64_t p_stride = L.n_params;
+        if (masks && in.S == 1 && in.x_stride == 0 && masks->ndim() == 3 && masks->shape(0) > 1) {
+          in.S = masks->shape(0);
+          p_stride = 0;
+        }
         require_shape(out, "out", {in.S, in.N, L.d_output()});
         require_writeable(out, "out");
         const auto mk = check_masks<T>(L, masks, in.S, in.N);
@@ -64,12 +71,11 @@ void bind(py::module_& m) {
         const T* x = X.data();
         T* o = out.mutable_data();
         py::gil_scoped_release rel;
-        mlp::Trace<T> tr;
-        mlp::forward<T>(L, f, p, in.S, L.n_params, x, in.N, in.x_stride, tr, mk ? &*mk : nullptr);
-        std::copy(tr.output(), tr.output() + in.S * in.N * L.d_output(), o);
+        mlp::forward_outputs<T>(L, f, p, in.S, p_stride, x, in.N, in.x_stride, o, mk ? &*mk : nullptr);
       },
       py::arg("net"), py::arg("params"), py::arg("X"), py::arg("out").noconvert(), py::arg("masks") = py::none(),
-      "Network outputs (S, N, K) for S parameter vectors (S, P) on X (N, D) or (S, N, D).");
+      "Network outputs (S, N, K) for S parameter vectors (S, P) on X (N, D) or (S, N, D); params (1, P) "
+      "with masks (S, 1 or N, H) and X (N, D): one network under S masks (MC dropout).");
   m.def(
       "mlp_backward",
       [](const NetConfig& net, in_array<T> params, in_array<T> X, in_array<T> g_out, out_array<T> grad,

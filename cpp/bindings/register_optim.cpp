@@ -66,11 +66,13 @@ void bind(py::module_& m) {
   m.def(
       "map_epoch",
       [](const MapConfig& c, out_array<T> state, out_array<T> m1, out_array<T> m2, int64_t step, in_array<T> X,
-         in_array<T> y, in_array<int64_t> perm, in_array<T> prior_prec) {
+         in_array<T> y, in_array<int64_t> perm, in_array<T> prior_prec, const py::object& weights) {
         const EpochData e = epoch_data<T>(c.net.layout, c.lik, X, y, perm, c.batch_size);
         const int64_t n = c.net.layout.n_params + e.Dy;
         need_train_state(state, m1, m2, n);
         need_len(prior_prec, c.net.layout.n_params, "prior_prec");
+        const in_array<T> w = row_weights<T>(weights, e.N);
+        const T* wp = weights.is_none() ? nullptr : w.data();
         out_array<T> stats(std::vector<py::ssize_t>{e.batches.count(), 2});
         T* s = state.mutable_data();
         T* a = m1.mutable_data();
@@ -82,14 +84,16 @@ void bind(py::module_& m) {
         int64_t new_step;
         {
           py::gil_scoped_release rel;
-          new_step = map_epoch<T>(c, s, a, b, step, x, yy, e.N, e.batches, pp, st);
+          new_step = map_epoch<T>(c, s, a, b, step, x, yy, e.N, e.batches, pp, st, wp);
         }
         return py::make_tuple(new_step, stats);
       },
       py::arg("config"), py::arg("state").noconvert(), py::arg("m").noconvert(), py::arg("v").noconvert(),
       py::arg("step"), py::arg("X"), py::arg("y"), py::arg("perm"), py::arg("prior_prec"),
+      py::arg("weights") = py::none(),
       "One MAP / MC-dropout epoch (or the slice of it that perm holds) with Adam on state = [theta (P), log_noise (Dy)] in place; returns (the new "
-      "step count, stats (n_batches, 2): each batch's summed nll and its objective).");
+      "step count, stats (n_batches, 2): each batch's summed nll and its objective). weights: None or (N,) finite "
+      "non-negative row weights of the likelihood (row n counts weights[n] times).");
 }
 
 }  // namespace

@@ -48,9 +48,9 @@ void register_random(py::module_& m) {
   bind_fill<float>(m, "fill_normal", &fill_normal<float>, "Standard normals into out, element offset+i.");
   bind_fill<double>(m, "fill_normal", &fill_normal<double>, "Standard normals into out, element offset+i.");
   m.def("fold_in", &philox::fold_in, py::arg("stream"), py::arg("tag"));
-  m.def("random_force_scalar", &random_force_scalar, py::arg("on"),
-        "Testing hook: route every kernel with an AVX2 path (bulk sampling, Gamma/Beta/Dirichlet, "
-        "metrics, acquisition) through its scalar reference path; returns the previous setting.");
+  m.def("simd_limit", &simd_limit, py::arg("path"),
+        "Cap the SIMD path of every kernel that has one ('avx512', 'avx2' or 'scalar', the libm "
+        "reference); returns the previous cap. Testing and benchmark hook; BAYESGRAD_SIMD sets it at load.");
 }
 
 }  // namespace bayesgrad

@@ -42,11 +42,13 @@ void bind(py::module_& m) {
   m.def(
       "vi_epoch",
       [](const ViConfig& c, out_array<T> state, out_array<T> m1, out_array<T> m2, int64_t step, in_array<T> X,
-         in_array<T> y, in_array<int64_t> perm, in_array<T> kl_weights) {
+         in_array<T> y, in_array<int64_t> perm, in_array<T> kl_weights, const py::object& weights) {
         const EpochData e = epoch_data<T>(c.net.layout, c.lik, X, y, perm, c.batch_size);
         const int64_t n = 2 * c.net.layout.n_params + e.Dy;
         need_train_state(state, m1, m2, n);
         need_len(kl_weights, e.batches.count(), "kl_weights");
+        const in_array<T> w = row_weights<T>(weights, e.N);
+        const T* wp = weights.is_none() ? nullptr : w.data();
         out_array<T> stats(std::vector<py::ssize_t>{e.batches.count(), 3});
         T* s = state.mutable_data();
         T* a = m1.mutable_data();
@@ -58,14 +60,16 @@ void bind(py::module_& m) {
         int64_t new_step;
         {
           py::gil_scoped_release rel;
-          new_step = vi_epoch<T>(c, s, a, b, step, x, yy, e.N, e.batches, kw, st);
+          new_step = vi_epoch<T>(c, s, a, b, step, x, yy, e.N, e.batches, kw, st, wp);
         }
         return py::make_tuple(new_step, stats);
       },
       py::arg("config"), py::arg("state").noconvert(), py::arg("m").noconvert(), py::arg("v").noconvert(),
       py::arg("step"), py::arg("X"), py::arg("y"), py::arg("perm"), py::arg("kl_weights"),
+      py::arg("weights") = py::none(),
       "One Bayes-by-Backprop epoch (or the slice of it that perm holds; kl_weights: its batches') on state = [mu (P), rho (P), log_noise (Dy)] in place; returns (the new step "
-      "count, stats (n_batches, 3): each batch's mean-over-samples nll, KL and objective).");
+      "count, stats (n_batches, 3): each batch's mean-over-samples nll, KL and objective). weights: None or (N,) "
+      "finite non-negative row weights of the likelihood (row n counts weights[n] times).");
   m.def(
       "vi_grad",
       [](const ViConfig& c, in_array<T> state, in_array<T> X, in_array<T> y, int64_t step, double kl_weight,

@@ -4,6 +4,7 @@
 #include "pybind11.hpp"
 // (pybind11.hpp first)
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "bayesgrad/mlp.hpp"
@@ -55,6 +56,20 @@ EpochData epoch_data(const mlp::Layout& L, mlp::Likelihood lik, const in_array<T
   if (batch_size < 1) throw std::invalid_argument("batch_size must be >= 1");
   e.batches = Batches{p, n_perm, std::min(batch_size, e.N)};
   return e;
+}
+
+// Optional per-row likelihood weights of an epoch: None (an empty array) or (N,)
+// finite and >= 0.
+template <typename T>
+in_array<T> row_weights(const py::object& weights, int64_t N) {
+  if (weights.is_none()) return in_array<T>(std::vector<py::ssize_t>{0});
+  in_array<T> w = weights.cast<in_array<T>>();
+  need_len(w, N, "weights");
+  const T* p = w.data();
+  for (int64_t i = 0; i < N; ++i)
+    if (!(p[i] >= T(0) && std::isfinite(static_cast<double>(p[i]))))
+      throw std::invalid_argument("weights must be finite and >= 0");
+  return w;
 }
 
 }  // namespace bayesgrad

@@ -10,6 +10,7 @@
 #include "bayesgrad/philox.hpp"
 #include "bayesgrad/philox_simd.hpp"
 #include "bayesgrad/random.hpp"
+#include "bayesgrad/samplers.hpp"
 #include "bayesgrad/simd_math.hpp"
 #include "bayesgrad/special.hpp"
 
@@ -17,11 +18,8 @@ namespace bayesgrad {
 
 namespace {
 
-constexpr double kTwoPi = 6.283185307179586476925286766559;
-constexpr double kHalfLog2Pi = 0.91893853320467274178032973640562;
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 constexpr int64_t kChunk = 4096;           // elements per parallel chunk (fixed)
-constexpr uint32_t kGammaMaxIter = 1u << 15;  // 2 blocks per iteration, 2^16 blocks per element
 
 template <typename F>
 void chunked(int64_t n, int64_t chunk, F f) {
@@ -36,36 +34,7 @@ void check_batch(int64_t n_total, int64_t batch) {
     throw std::invalid_argument("output size must be a multiple of the parameters' batch size");
 }
 
-// One Marsaglia-Tsang draw; returns X (log_out = false) or ln X (log_out = true).
-// The word layout is documented in distributions.hpp and mirrored by the twin.
-// Iterations before k_first are skipped (the AVX2 path has rejected them).
-double gamma_draw(double alpha, uint64_t seed, uint64_t sub, uint64_t element, bool log_out,
-                  uint32_t k_first = 0) {
-  const bool boost = alpha < 1.0;
-  const double d = (boost ? alpha + 1.0 : alpha) - 1.0 / 3.0;
-  const double c = 1.0 / std::sqrt(9.0 * d);
-  const uint64_t base = element * philox::kSubstreamBlocks;
-  uint32_t w[4], q[4];
-  for (uint32_t k = k_first; k < kGammaMaxIter; ++k) {
-    philox::stream_block(seed, sub, base + 2 * static_cast<uint64_t>(k), w);
-    const double u1 = philox::u01_f64(w[0], w[1]);
-    const double u2 = philox::u01_f64(w[2], w[3]);
-    const double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(kTwoPi * u2);
-    const double t = 1.0 + c * z;
-    if (t <= 0.0) continue;
-    const double v = t * t * t;
-    philox::stream_block(seed, sub, base + 2 * static_cast<uint64_t>(k) + 1, q);
-    const double ua = philox::u01_f64(q[0], q[1]);
-    const double z2 = z * z;
-    if (!(ua < 1.0 - 0.0331 * (z2 * z2)) && !(std::log(ua) < 0.5 * z2 + d * (1.0 - v + std::log(v))))
-      continue;
-    const double x = d * v;
-    if (!boost) return log_out ? std::log(x) : x;
-    const double lb = std::log(philox::u01_f64(q[2], q[3])) / alpha;
-    return log_out ? std::log(x) + lb : x * std::exp(lb);
-  }
-  return log_out ? std::log(d) : d;
-}
+using samplers::gamma_draw;  // the scalar loop, shared with the CUDA kernels
 
 #if BG_HAVE_X86
 // Iteration 0 of gamma_draw for the 8 consecutive elements e0 .. e0+7 (shapes
@@ -148,14 +117,96 @@ BG_AVX2 int gamma_first8(const double* alpha, uint64_t seed, uint64_t sub, uint6
   }
   return mask;
 }
+// gamma_first8 on 16 elements with 512-bit vectors: per 8 elements one
+// 16-block Philox call gives blocks 0 (lanes 0-7) and 1 (lanes 8-15) of their
+// sub-streams; the arithmetic is gamma_first8's operation for operation, so
+// both SIMD paths accept the same lanes with the same values.
+BG_AVX512 int gamma_first16(const double* alpha, uint64_t seed, uint64_t sub, uint64_t e0, bool log_out,
+                            double* out) {
+  constexpr int H = 2;
+  __m512i w[H][4];
+  for (int h = 0; h < H; ++h) {
+    __m512i lo, hi;
+    simd::substream_counters16(e0 + static_cast<uint64_t>(8 * h), 0, lo, hi);
+    simd::philox16(seed, sub, lo, hi, w[h]);
+  }
+  const __m512d one = _mm512_set1_pd(1.0);
+  __m512d a[H], d[H], z[H], z2[H], v[H], ua[H];
+  __mmask8 boost[H], live[H], ok[H];
+  int all = 0;
+  for (int h = 0; h < H; ++h) {
+    const __m512d u1 = simd::u01x8d(_mm512_castsi512_si256(w[h][0]), _mm512_castsi512_si256(w[h][1]));
+    const __m512d u2 = simd::u01x8d(_mm512_castsi512_si256(w[h][2]), _mm512_castsi512_si256(w[h][3]));
+    ua[h] = simd::u01x8d(_mm512_extracti64x4_epi64(w[h][0], 1), _mm512_extracti64x4_epi64(w[h][1], 1));
+    a[h] = _mm512_loadu_pd(alpha + 8 * h);
+    boost[h] = _mm512_cmp_pd_mask(a[h], one, _CMP_LT_OQ);
+    d[h] = _mm512_sub_pd(_mm512_mask_add_pd(a[h], boost[h], a[h], one), _mm512_set1_pd(1.0 / 3.0));
+    const __m512d c = _mm512_div_pd(one, _mm512_sqrt_pd(_mm512_mul_pd(_mm512_set1_pd(9.0), d[h])));
+    __m512d cs, sn;
+    simd::sincos2pix8d(u2, cs, sn);
+    z[h] = _mm512_mul_pd(_mm512_sqrt_pd(_mm512_mul_pd(_mm512_set1_pd(-2.0), simd::logx8d(u1))), cs);
+    const __m512d t = _mm512_add_pd(one, _mm512_mul_pd(c, z[h]));
+    live[h] = _mm512_cmp_pd_mask(t, _mm512_setzero_pd(), _CMP_GT_OQ);
+    v[h] = _mm512_mask_mul_pd(one, live[h], _mm512_mul_pd(t, t), t);
+    z2[h] = _mm512_mul_pd(z[h], z[h]);
+    const __m512d squeeze = _mm512_sub_pd(one, _mm512_mul_pd(_mm512_set1_pd(0.0331), _mm512_mul_pd(z2[h], z2[h])));
+    ok[h] = live[h] & _mm512_cmp_pd_mask(ua[h], squeeze, _CMP_LT_OQ);
+    all |= static_cast<int>(ok[h]) << (8 * h);
+  }
+  for (int h = 0; h < H && all != 0xFFFF; ++h) {
+    if (ok[h] != 0xFF) {
+      const __m512d rhs = _mm512_add_pd(
+          _mm512_mul_pd(_mm512_set1_pd(0.5), z2[h]),
+          _mm512_mul_pd(d[h], _mm512_add_pd(_mm512_sub_pd(one, v[h]), simd::logx8d(v[h]))));
+      ok[h] |= live[h] & _mm512_cmp_pd_mask(simd::logx8d(ua[h]), rhs, _CMP_LT_OQ);
+    }
+  }
+  int mask = 0;
+  for (int h = 0; h < H; ++h) {
+    mask |= static_cast<int>(ok[h]) << (8 * h);
+    const __m512d x = _mm512_mul_pd(d[h], v[h]);
+    const __mmask8 boosted = boost[h] & ok[h];
+    double* o = out + 8 * h;
+    if (log_out) {
+      __m512d r = simd::logx8d(x);
+      if (boosted) {
+        const __m512d ub = simd::u01x8d(_mm512_extracti64x4_epi64(w[h][2], 1), _mm512_extracti64x4_epi64(w[h][3], 1));
+        r = _mm512_add_pd(r, _mm512_maskz_mov_pd(boost[h], _mm512_div_pd(simd::logx8d(ub), a[h])));
+      }
+      _mm512_storeu_pd(o, r);
+    } else {
+      _mm512_storeu_pd(o, x);
+      if (boosted) {
+        alignas(64) uint32_t q2[16], q3[16];
+        _mm512_store_si512(q2, w[h][2]);
+        _mm512_store_si512(q3, w[h][3]);
+        for (int m = 0; m < 8; ++m)
+          if (boosted >> m & 1)
+            o[m] *= std::exp(std::log(philox::u01_f64(q2[m + 8], q3[m + 8])) / alpha[8 * h + m]);
+      }
+    }
+  }
+  return mask;
+}
 #endif
 
 // out[m] = gamma_draw(alpha[m], .., element e0 + m, log_out) for m < n: the
-// AVX2 first iteration where the CPU has it, the scalar loop for the rest.
+// first iteration on the widest SIMD path the CPU has, the scalar loop for
+// the rest.
 void gamma_run(const double* alpha, int64_t n, uint64_t seed, uint64_t sub, uint64_t e0, bool log_out,
                double* out) {
   int64_t m = 0;
 #if BG_HAVE_X86
+  if (simd::use_avx512()) {
+    for (; m + 16 <= n; m += 16) {
+      const uint64_t e = e0 + static_cast<uint64_t>(m);
+      const int ok = gamma_first16(alpha + m, seed, sub, e, log_out, out + m);
+      if (ok == 0xFFFF) continue;
+      for (int l = 0; l < 16; ++l)
+        if (!(ok >> l & 1))
+          out[m + l] = gamma_draw(alpha[m + l], seed, sub, e + static_cast<uint64_t>(l), log_out, 1);
+    }
+  }
   if (simd::use_avx2()) {
     for (; m + 8 <= n; m += 8) {
       const uint64_t e = e0 + static_cast<uint64_t>(m);
@@ -180,8 +231,7 @@ template <typename T>
 void sample_locscale(T* out, int64_t n_total, const T* loc, const T* scale, int64_t batch, LocScale fam,
                      uint64_t seed, uint64_t stream) {
   check_batch(n_total, batch);
-  const bool normal = fam == LocScale::kNormal || fam == LocScale::kLognormal;
-  if (normal)
+  if (samplers::locscale_uses_normal(fam))
     fill_normal<T>(out, n_total, seed, stream, 0);
   else
     fill_uniform<T>(out, n_total, seed, stream, 0);
@@ -189,27 +239,7 @@ void sample_locscale(T* out, int64_t n_total, const T* loc, const T* scale, int6
     int64_t j = lo % batch;
     for (int64_t i = lo; i < hi; ++i) {
       const T m = loc[j], s = scale[j];
-      const T e = out[i];
-      switch (fam) {
-        case LocScale::kNormal: out[i] = m + s * e; break;
-        case LocScale::kLognormal: out[i] = static_cast<T>(std::exp(static_cast<double>(m + s * e))); break;
-        case LocScale::kUniform: out[i] = m + s * e; break;
-        case LocScale::kExponential: out[i] = m + s * static_cast<T>(-std::log(static_cast<double>(e))); break;
-        case LocScale::kLaplace: {
-          const double h = static_cast<double>(e) - 0.5;
-          const double b = h > 0 ? -std::log1p(-2.0 * h) : std::log1p(2.0 * h);
-          out[i] = m + s * static_cast<T>(b);
-          break;
-        }
-        case LocScale::kGumbel:
-          out[i] = m + s * static_cast<T>(-std::log(-std::log(static_cast<double>(e))));
-          break;
-        case LocScale::kLogistic: {
-          const double u = static_cast<double>(e);
-          out[i] = m + s * static_cast<T>(std::log(u) - std::log1p(-u));
-          break;
-        }
-      }
+      out[i] = samplers::locscale_transform<T>(fam, m, s, out[i]);
       if (++j == batch) j = 0;
     }
   });
@@ -222,64 +252,11 @@ void locscale_log_prob(const T* x, int64_t n_total, const T* loc, const T* scale
   chunked(n_total, kChunk, [&](int64_t lo, int64_t hi) {
     int64_t j = lo % batch;
     for (int64_t i = lo; i < hi; ++i) {
-      const double m = loc[j], s = scale[j], xi = x[i];
-      const double ls = std::log(s);
-      double lp = 0, gl = 0, gs = 0;
-      switch (fam) {
-        case LocScale::kNormal:
-        case LocScale::kLognormal: {
-          double y = xi;
-          double jac = 0.0;
-          if (fam == LocScale::kLognormal) {
-            if (!(xi > 0)) { lp = kNegInf; break; }
-            y = std::log(xi);
-            jac = y;
-          }
-          const double z = (y - m) / s;
-          lp = -0.5 * z * z - ls - kHalfLog2Pi - jac;
-          gl = z / s;
-          gs = (z * z - 1.0) / s;
-          break;
-        }
-        case LocScale::kUniform:
-          if (xi < m || xi > m + s) { lp = kNegInf; break; }
-          lp = -ls;
-          gs = -1.0 / s;
-          break;
-        case LocScale::kExponential: {
-          if (xi < m) { lp = kNegInf; break; }
-          const double z = (xi - m) / s;
-          lp = -z - ls;
-          gl = 1.0 / s;
-          gs = (z - 1.0) / s;
-          break;
-        }
-        case LocScale::kLaplace: {
-          const double z = (xi - m) / s, a = std::fabs(z);
-          lp = -a - ls - 0.69314718055994530942;
-          gl = (z > 0 ? 1.0 : (z < 0 ? -1.0 : 0.0)) / s;
-          gs = (a - 1.0) / s;
-          break;
-        }
-        case LocScale::kGumbel: {
-          const double z = (xi - m) / s, e = std::exp(-z);
-          lp = -(z + e) - ls;
-          gl = (1.0 - e) / s;
-          gs = (z - z * e - 1.0) / s;
-          break;
-        }
-        case LocScale::kLogistic: {
-          const double z = (xi - m) / s, a = std::fabs(z);
-          lp = -a - 2.0 * std::log1p(std::exp(-a)) - ls;
-          const double th = std::tanh(0.5 * z);
-          gl = th / s;
-          gs = (z * th - 1.0) / s;
-          break;
-        }
-      }
+      double gl, gs;
+      const double lp = samplers::locscale_log_prob(fam, x[i], loc[j], scale[j], gl, gs);
       logp[i] = static_cast<T>(lp);
-      if (d_loc) d_loc[i] = static_cast<T>(lp == kNegInf ? 0.0 : gl);
-      if (d_scale) d_scale[i] = static_cast<T>(lp == kNegInf ? 0.0 : gs);
+      if (d_loc) d_loc[i] = static_cast<T>(gl);
+      if (d_scale) d_scale[i] = static_cast<T>(gs);
       if (++j == batch) j = 0;
     }
   });
@@ -325,15 +302,7 @@ void sample_beta(T* out, int64_t n_total, const T* a, const T* b, int64_t batch,
     }
     gamma_run(al.data(), len, seed, sub, 2 * static_cast<uint64_t>(lo), true, lg.data());
     for (int64_t i = lo; i < hi; ++i) {
-      const double la = lg[2 * (i - lo)], lb = lg[2 * (i - lo) + 1];
-      double x;
-      if (la >= lb) {
-        x = 1.0 / (1.0 + std::exp(lb - la));
-      } else {
-        const double r = std::exp(la - lb);
-        x = r / (1.0 + r);
-      }
-      out[i] = static_cast<T>(x);
+      out[i] = static_cast<T>(samplers::beta_from_log_gammas(lg[2 * (i - lo)], lg[2 * (i - lo) + 1]));
     }
   });
 }
@@ -353,18 +322,8 @@ void sample_dirichlet(T* out, int64_t n_total, const T* alpha, int64_t batch, in
       for (int64_t c = 0; c < k; ++c) al[(r - lo) * k + c] = ar[c];
     }
     gamma_run(al.data(), len, seed, sub, static_cast<uint64_t>(lo * k), true, lgall.data());
-    for (int64_t r = lo; r < hi; ++r) {
-      double* lg = lgall.data() + (r - lo) * k;
-      double mx = kNegInf;
-      for (int64_t c = 0; c < k; ++c)
-        if (lg[c] > mx) mx = lg[c];
-      double s = 0.0;
-      for (int64_t c = 0; c < k; ++c) {
-        lg[c] = std::exp(lg[c] - mx);
-        s += lg[c];
-      }
-      for (int64_t c = 0; c < k; ++c) out[r * k + c] = static_cast<T>(lg[c] / s);
-    }
+    for (int64_t r = lo; r < hi; ++r)
+      samplers::dirichlet_from_log_gammas<T>(lgall.data() + (r - lo) * k, k, out + r * k);
   });
 }
 

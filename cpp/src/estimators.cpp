@@ -1,11 +1,14 @@
 #include "bayesgrad/estimators.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <stdexcept>
 #include <vector>
 
 #include "bayesgrad/parallel.hpp"
+#include "bayesgrad/simd_math.hpp"
 
 namespace bayesgrad {
 
@@ -31,10 +34,7 @@ void blocked_mean_var(int64_t n, int64_t p, T* mean, T* var, const Term& term) {
     for (int64_t i = i0; i < i1; ++i) {
       const double inv_k = 1.0 / static_cast<double>(i - i0 + 1);
       for (int64_t j = j0; j < j1; ++j) {
-        const double t = term(i, j);
-        const double d = t - m[j];
-        m[j] += d * inv_k;
-        m2[j] += d * (t - m[j]);
+        welford_update(term(i, j), inv_k, m[j], m2[j]);
       }
     }
   });
@@ -45,11 +45,7 @@ void blocked_mean_var(int64_t n, int64_t p, T* mean, T* var, const Term& term) {
       double cnt = 0.0, mu = 0.0, s2 = 0.0;
       for (int64_t sc = 0; sc < n_sc; ++sc) {  // Chan et al.: merge in sample order
         const double nb = static_cast<double>(std::min(n, (sc + 1) * kEstSampleChunk) - sc * kEstSampleChunk);
-        const double mb = pm[sc * p + j], s2b = pm2[sc * p + j];
-        const double tot = cnt + nb, d = mb - mu;
-        mu += d * (nb / tot);
-        s2 += s2b + d * d * (cnt * nb / tot);
-        cnt = tot;
+        chan_merge(nb, pm[sc * p + j], pm2[sc * p + j], cnt, mu, s2);
       }
       mean[j] = static_cast<T>(n > 0 ? mu : nan);
       var[j] = static_cast<T>(n > 1 ? s2 / (cnt - 1.0) : nan);
@@ -115,5 +111,266 @@ template void score_accumulate<double>(const double*, const double*, const doubl
 template void pathwise_accumulate<float>(const float*, const float*, int64_t, int64_t, float*, float*, float*);
 template void pathwise_accumulate<double>(const double*, const double*, int64_t, int64_t, double*, double*,
                                           double*);
+
+void control_variate_accumulate(const double* score, const double* f, const double* h, const double* beta,
+                                const double* eg, double scale, double f_shift, double h_shift, int64_t n,
+                                int64_t p, double* mean, double* var, double* terms_out) {
+  auto term = [=](int64_t i, int64_t j) {
+    const int64_t k = i * p + j;
+    const double t = scale * score[k] * ((f[i] - f_shift) - beta[j] * (h[i] - h_shift)) + beta[j] * eg[j];
+    if (terms_out) terms_out[k] = t;
+    return t;
+  };
+  blocked_mean_var(n, p, mean, var, term);
+}
+
+void control_coefficient(const double* score, const double* f, const double* h, int64_t n, int64_t p,
+                         double* beta) {
+  if (n < 2) throw std::invalid_argument("control_coefficient needs n >= 2 samples");
+  const int64_t n_cb = (p + kEstColBlock - 1) / kEstColBlock;
+  parallel_chunks(n_cb, [&](int64_t cb) {
+    const int64_t j0 = cb * kEstColBlock, j1 = std::min(p, j0 + kEstColBlock);
+    const int64_t w = j1 - j0;
+    std::vector<double> ma(static_cast<size_t>(w), 0.0), mc(static_cast<size_t>(w), 0.0);
+    std::vector<double> cov(static_cast<size_t>(w), 0.0), vc(static_cast<size_t>(w), 0.0);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = j0; j < j1; ++j) {
+        const double s = score[i * p + j];
+        ma[j - j0] += s * f[i];
+        mc[j - j0] += s * h[i];
+      }
+    const double inv_n = 1.0 / static_cast<double>(n);
+    for (int64_t j = 0; j < w; ++j) {
+      ma[j] *= inv_n;
+      mc[j] *= inv_n;
+    }
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = j0; j < j1; ++j) {
+        const double s = score[i * p + j];
+        const double da = s * f[i] - ma[j - j0], dc = s * h[i] - mc[j - j0];
+        cov[j - j0] += da * dc;
+        vc[j - j0] += dc * dc;
+      }
+    for (int64_t j = j0; j < j1; ++j) beta[j] = vc[j - j0] > 0.0 ? cov[j - j0] / vc[j - j0] : 0.0;
+  });
+}
+
+void quadratic_values(const double* x, const double* mu, const double* g, const double* h, double f0, int64_t n,
+                      int64_t p, double* out) {
+  const int64_t rows = std::max<int64_t>(1, kEstSampleChunk * kEstColBlock / std::max<int64_t>(1, p));
+  parallel_chunks((n + rows - 1) / rows, [&](int64_t c) {
+    const int64_t i0 = c * rows, i1 = std::min(n, i0 + rows);
+    for (int64_t i = i0; i < i1; ++i) {
+      const double* xi = x + i * p;
+      double acc = 0.0;
+      for (int64_t j = 0; j < p; ++j) {
+        const double d = xi[j] - mu[j];
+        acc += d * (g[j] + 0.5 * h[j] * d);
+      }
+      out[i] = f0 + acc;
+    }
+  });
+}
+
+void vimco_signal(const double* logw, int64_t n, int64_t k, double* out) {
+  if (k < 2) throw std::invalid_argument("vimco_signal needs k >= 2 draws per row");
+  const double log_k = std::log(static_cast<double>(k));
+  const double tiny = std::numeric_limits<double>::min();
+  parallel_chunks((n + kEstSampleChunk - 1) / kEstSampleChunk, [&](int64_t c) {
+    const int64_t i0 = c * kEstSampleChunk, i1 = std::min(n, i0 + kEstSampleChunk);
+    for (int64_t i = i0; i < i1; ++i) {
+      const double* lw = logw + i * k;
+      double* o = out + i * k;
+      double mx = lw[0], sum_lw = 0.0;
+      for (int64_t j = 0; j < k; ++j) {
+        mx = std::max(mx, lw[j]);
+        sum_lw += lw[j];
+      }
+      double tot = 0.0;
+      for (int64_t j = 0; j < k; ++j) tot += std::exp(lw[j] - mx);
+      const double bound = std::log(tot) + mx - log_k;
+      for (int64_t j = 0; j < k; ++j) {
+        const double others = (sum_lw - lw[j]) / static_cast<double>(k - 1);
+        const double m = std::max(mx, others);
+        // the sum with w_j replaced by the geometric mean of the others, relative to e^m
+        const double t = tot * std::exp(mx - m) - std::exp(lw[j] - m) + std::exp(others - m);
+        const double loo = std::log(std::max(t, tiny)) + m - log_k;
+        o[j] = bound - loo - std::exp(lw[j] - mx) / tot;
+      }
+    }
+  });
+}
+
+namespace {
+inline double sigmoid(double x) {
+  if (x >= 0) return 1.0 / (1.0 + std::exp(-x));
+  const double e = std::exp(x);
+  return e / (1.0 + e);
+}
+inline double softplus(double x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); }
+
+// y = sigmoid(z * inv) for count values, in the two-branch form exp(-|x|) / (1 + exp(-|x|)) (x < 0)
+// and 1 / (1 + exp(-|x|)) (x >= 0), so that exp never overflows; AVX2 path with the shared vector exp.
+void sigmoid_scalar(const double* z, double inv, int64_t count, double* y) {
+  for (int64_t e = 0; e < count; ++e) y[e] = sigmoid(z[e] * inv);
+}
+
+#if BG_HAVE_X86
+BG_AVX2 void sigmoid_avx2(const double* z, double inv, int64_t count, double* y) {
+  const __m256d vinv = _mm256_set1_pd(inv), one = _mm256_set1_pd(1.0), zero = _mm256_setzero_pd();
+  const __m256d sign = _mm256_set1_pd(-0.0);
+  int64_t e = 0;
+  for (; e + 4 <= count; e += 4) {
+    const __m256d x = _mm256_mul_pd(_mm256_loadu_pd(z + e), vinv);
+    const __m256d ex = simd::expx4(_mm256_or_pd(x, sign));  // exp(-|x|)
+    const __m256d den = _mm256_add_pd(one, ex);
+    const __m256d ge = _mm256_cmp_pd(x, zero, _CMP_GE_OQ);
+    _mm256_storeu_pd(y + e, _mm256_blendv_pd(_mm256_div_pd(ex, den), _mm256_div_pd(one, den), ge));
+  }
+  sigmoid_scalar(z + e, inv, count - e, y + e);
+}
+#endif
+
+void sigmoid_block(const double* z, double inv, int64_t count, double* y) {
+#if BG_HAVE_X86
+  if (simd::use_avx2()) return sigmoid_avx2(z, inv, count, y);
+#endif
+  sigmoid_scalar(z, inv, count, y);
+}
+
+template <typename Body>
+void elementwise(int64_t count, const Body& body) {
+  const int64_t chunk = kEstSampleChunk * kEstColBlock;
+  parallel_chunks((count + chunk - 1) / chunk, [&](int64_t c) {
+    const int64_t e0 = c * chunk, e1 = std::min(count, e0 + chunk);
+    for (int64_t e = e0; e < e1; ++e) body(e);
+  });
+}
+}  // namespace
+
+void relax_bernoulli_draws(const double* eta, const double* u, const double* v, int64_t n, int64_t p, double* z,
+                           double* zt, double* dzt, double* b) {
+  // per-coordinate constants once: p, 1 - p, log p, log(1 - p)
+  std::vector<double> pr(static_cast<size_t>(p)), lp(static_cast<size_t>(p)), lq(static_cast<size_t>(p));
+  for (int64_t j = 0; j < p; ++j) {
+    pr[j] = sigmoid(eta[j]);
+    lp[j] = -softplus(-eta[j]);
+    lq[j] = -softplus(eta[j]);
+  }
+  const double* P = pr.data();
+  const double* LP = lp.data();
+  const double* LQ = lq.data();
+  elementwise(n * p, [=](int64_t e) {
+    const int64_t j = e % p;
+    const double et = eta[j], pj = P[j], qj = 1.0 - pj;
+    const double ue = u[e], ve = v[e];
+    const bool one = ue < pj;
+    b[e] = one ? 1.0 : 0.0;
+    z[e] = et + std::log1p(-ue) - std::log(ue);
+    // w~ = 1 - p + p v (b = 1) or (1 - p) v (b = 0); 1 - w~ = p (1 - v) or 1 - (1 - p) v
+    double lw, l1w, g;
+    if (one) {
+      const double m = pj * (1.0 - ve);  // 1 - w~
+      lw = std::log1p(-m);
+      l1w = LP[j] + std::log1p(-ve);
+      g = pj - pj * qj * (1.0 - ve) / (1.0 - m);
+    } else {
+      const double w = qj * ve;
+      lw = LQ[j] + std::log(ve);
+      l1w = std::log1p(-w);
+      g = qj - pj * qj * ve / (1.0 - w);
+    }
+    zt[e] = et + lw - l1w;
+    dzt[e] = g;
+  });
+}
+
+void relax_bernoulli_part(const double* fzt, const double* gz, const double* gzt, const double* z,
+                          const double* zt, const double* dzt, const double* score, double lam, int64_t n,
+                          int64_t p, double* out) {
+  const double inv = 1.0 / lam;
+  const int64_t rows = std::max<int64_t>(1, kEstSampleChunk * kEstColBlock / std::max<int64_t>(1, p));
+  parallel_chunks((n + rows - 1) / rows, [&](int64_t c) {
+    const int64_t i0 = c * rows, i1 = std::min(n, i0 + rows);
+    std::vector<double> y(static_cast<size_t>(p)), yt(static_cast<size_t>(p));
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t o = i * p;
+      sigmoid_block(z + o, inv, p, y.data());
+      sigmoid_block(zt + o, inv, p, yt.data());
+      const double fi = fzt[i];
+      for (int64_t j = 0; j < p; ++j)
+        out[o + j] = -fi * score[o + j] + gz[o + j] * y[j] * (1.0 - y[j]) * inv -
+                     gzt[o + j] * yt[j] * (1.0 - yt[j]) * inv * dzt[o + j];
+    }
+  });
+}
+
+void concrete_bernoulli(const double* z, double lam, int64_t count, double* y) {
+  const double inv = 1.0 / lam;
+  const int64_t chunk = kEstSampleChunk * kEstColBlock;
+  parallel_chunks((count + chunk - 1) / chunk, [&](int64_t c) {
+    const int64_t e0 = c * chunk, e1 = std::min(count, e0 + chunk);
+    sigmoid_block(z + e0, inv, e1 - e0, y + e0);
+  });
+}
+
+namespace {
+// log(1 - exp(x)) for x <= 0 (-inf at 0)
+inline double log1mexp(double x) { return x > -0.6931471805599453 ? std::log(-std::expm1(x)) : std::log1p(-std::exp(x)); }
+inline double gumbel(double u) { return -std::log(-std::log(u)); }
+}  // namespace
+
+void gumbel_beam_search(const double* log_probs, int64_t d, int64_t k, const double* u, int64_t n, int64_t m,
+                        int64_t* conf, double* log_prob, double* perturbed) {
+  const int64_t width = 1 + d * m * k;
+  parallel_chunks((n + 63) / 64, [&](int64_t c) {
+    const int64_t r0 = c * 64, r1 = std::min(n, r0 + 64);
+    std::vector<double> G(static_cast<size_t>(m)), phi(static_cast<size_t>(m));
+    std::vector<double> cG(static_cast<size_t>(m * k)), cphi(static_cast<size_t>(m * k)), gv(static_cast<size_t>(k));
+    std::vector<int64_t> cur(static_cast<size_t>(m * d)), nxt(static_cast<size_t>(m * d)), idx(static_cast<size_t>(m * k));
+    for (int64_t r = r0; r < r1; ++r) {
+      const double* ur = u + r * width;
+      int64_t B = 1;
+      G[0] = gumbel(ur[0]);
+      phi[0] = 0.0;
+      for (int64_t t = 0; t < d; ++t) {
+        const double* ut = ur + 1 + t * m * k;
+        const double* lp = log_probs + t * k;
+        for (int64_t b = 0; b < B; ++b) {
+          double Z = -std::numeric_limits<double>::infinity();
+          for (int64_t j = 0; j < k; ++j) {
+            gv[j] = phi[b] + lp[j] + gumbel(ut[b * k + j]);
+            Z = std::max(Z, gv[j]);
+          }
+          for (int64_t j = 0; j < k; ++j) {
+            // the child's Gumbel truncated at the parent's value T: -log(e^-T - e^-Z + e^-g)
+            const double v = G[b] - gv[j] + log1mexp(gv[j] - Z);
+            cG[b * k + j] = G[b] - softplus(v);
+            cphi[b * k + j] = phi[b] + lp[j];
+          }
+        }
+        const int64_t total = B * k, keep = std::min(m, total);
+        std::iota(idx.begin(), idx.begin() + total, int64_t{0});
+        std::stable_sort(idx.begin(), idx.begin() + total, [&](int64_t a, int64_t b2) { return cG[a] > cG[b2]; });
+        for (int64_t q = 0; q < keep; ++q) {
+          const int64_t parent = idx[q] / k, cls = idx[q] % k;
+          for (int64_t s = 0; s < t; ++s) nxt[q * d + s] = cur[parent * d + s];
+          nxt[q * d + t] = cls;
+        }
+        for (int64_t q = 0; q < keep; ++q) {
+          G[q] = cG[idx[q]];
+          phi[q] = cphi[idx[q]];
+        }
+        std::swap(cur, nxt);
+        B = keep;
+      }
+      for (int64_t q = 0; q < m; ++q) {
+        for (int64_t s = 0; s < d; ++s) conf[(r * m + q) * d + s] = cur[q * d + s];
+        log_prob[r * m + q] = phi[q];
+        perturbed[r * m + q] = G[q];
+      }
+    }
+  });
+}
 
 }  // namespace bayesgrad

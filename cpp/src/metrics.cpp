@@ -1,8 +1,9 @@
 // Uncertainty decomposition and single-point acquisition scores.
 //
 // The hot loop is exp over S*N*C log-probabilities. libm has no vector entry
-// points without -ffast-math (ruled out by docs/design.md), so the AVX2 path uses
-// the shared vector exp of simd_math.hpp (|rel err| ~ 1 ulp).
+// points without -ffast-math (ruled out by docs/design.md), so the AVX2 and
+// AVX-512 paths use the shared vector exp of simd_math.hpp (|rel err| ~ 1 ulp;
+// both paths give identical values).
 // Results underflowing below exp(-86) (float32) / exp(-700) (float64) are
 // flushed to 0: their contribution p log p is < 1e-35 and < 1e-300.
 // Work is split into fixed row chunks, so results do not depend on the thread
@@ -22,16 +23,9 @@ namespace bayesgrad {
 
 namespace {
 
+// Scalar reference: exp_floored (metrics.hpp, shared with the CUDA kernel).
 template <typename T>
-constexpr T exp_floor() { return sizeof(T) == 4 ? T(-86) : T(-700); }
-
-// Scalar reference: NaN stays NaN, anything below the floor (including -inf) is 0.
-template <typename T>
-inline T exp_scalar(T x) {
-  if (x != x) return x;
-  if (x < exp_floor<T>()) return T(0);
-  return std::exp(std::min(x, T(80)));
-}
+inline T exp_scalar(T x) { return exp_floored(x); }
 
 #if BG_HAVE_X86
 BG_AVX2 void exp_block_f32(const float* x, float* e, int64_t L) {
@@ -44,12 +38,71 @@ BG_AVX2 void exp_block_f64(const double* x, double* e, int64_t L) {
   for (; j + 4 <= L; j += 4) _mm256_storeu_pd(e + j, simd::expx4(_mm256_loadu_pd(x + j)));
   for (; j < L; ++j) e[j] = exp_scalar(x[j]);
 }
+BG_AVX512 void exp_block16_f32(const float* x, float* e, int64_t L) {
+  int64_t j = 0;
+  for (; j + 16 <= L; j += 16) _mm512_storeu_ps(e + j, simd::expx16(_mm512_loadu_ps(x + j)));
+  exp_block_f32(x + j, e + j, L - j);  // the tail as the AVX2 path takes it
+}
+BG_AVX512 void exp_block16_f64(const double* x, double* e, int64_t L) {
+  int64_t j = 0;
+  for (; j + 8 <= L; j += 8) _mm512_storeu_pd(e + j, simd::expx8d(_mm512_loadu_pd(x + j)));
+  exp_block_f64(x + j, e + j, L - j);
+}
+
+// decompose's per-sample accumulation ps += e, en += e x (0 where e = 0), in
+// the order of the baseline loop (a product then a sum, no FMA), so every
+// path accumulates the same values.
+BG_AVX512 void entropy_acc16_f32(const float* x, const float* e, float* ps, float* en, int64_t L) {
+  int64_t j = 0;
+  for (; j + 16 <= L; j += 16) {
+    const __m512 ev = _mm512_loadu_ps(e + j);
+    const __mmask16 pos = _mm512_cmp_ps_mask(ev, _mm512_setzero_ps(), _CMP_GT_OQ);
+    _mm512_storeu_ps(ps + j, _mm512_add_ps(_mm512_loadu_ps(ps + j), ev));
+    _mm512_storeu_ps(en + j, _mm512_add_ps(_mm512_loadu_ps(en + j),
+                                           _mm512_maskz_mul_ps(pos, ev, _mm512_loadu_ps(x + j))));
+  }
+  for (; j < L; ++j) {
+    ps[j] += e[j];
+    en[j] += e[j] > 0.0f ? e[j] * x[j] : 0.0f;
+  }
+}
+BG_AVX512 void entropy_acc16_f64(const double* x, const double* e, double* ps, double* en, int64_t L) {
+  int64_t j = 0;
+  for (; j + 8 <= L; j += 8) {
+    const __m512d ev = _mm512_loadu_pd(e + j);
+    const __mmask8 pos = _mm512_cmp_pd_mask(ev, _mm512_setzero_pd(), _CMP_GT_OQ);
+    _mm512_storeu_pd(ps + j, _mm512_add_pd(_mm512_loadu_pd(ps + j), ev));
+    _mm512_storeu_pd(en + j, _mm512_add_pd(_mm512_loadu_pd(en + j),
+                                           _mm512_maskz_mul_pd(pos, ev, _mm512_loadu_pd(x + j))));
+  }
+  for (; j < L; ++j) {
+    ps[j] += e[j];
+    en[j] += e[j] > 0.0 ? e[j] * x[j] : 0.0;
+  }
+}
 #endif
+
+template <typename T>
+void entropy_acc(const T* x, const T* e, T* ps, T* en, int64_t L) {
+#if BG_HAVE_X86
+  if (simd::use_avx512()) {
+    if constexpr (sizeof(T) == 4) entropy_acc16_f32(x, e, ps, en, L);
+    else entropy_acc16_f64(x, e, ps, en, L);
+    return;
+  }
+#endif
+  for (int64_t j = 0; j < L; ++j) entropy_accumulate(x[j], e[j], ps[j], en[j]);
+}
 
 // e[j] = exp(x[j]) for a contiguous block (SIMD body, scalar tail).
 template <typename T>
 void exp_block(const T* x, T* e, int64_t L) {
 #if BG_HAVE_X86
+  if (simd::use_avx512()) {
+    if constexpr (sizeof(T) == 4) exp_block16_f32(x, e, L);
+    else exp_block16_f64(x, e, L);
+    return;
+  }
   if (simd::use_avx2()) {
     if constexpr (sizeof(T) == 4) exp_block_f32(x, e, L);
     else exp_block_f64(x, e, L);
@@ -57,6 +110,18 @@ void exp_block(const T* x, T* e, int64_t L) {
   }
 #endif
   for (int64_t j = 0; j < L; ++j) e[j] = exp_scalar(x[j]);
+}
+
+// max(worst, max_r |sum_c e[r C + c] - 1|), NaN once any row sum is NaN.
+template <typename T>
+double row_sum_deviation(const T* e, int64_t rows, int64_t C, double worst) {
+  for (int64_t r = 0; r < rows && worst == worst; ++r) {
+    T sum = 0;
+    for (int64_t c = 0; c < C; ++c) sum += e[r * C + c];
+    const double d = std::abs(static_cast<double>(sum) - 1.0);
+    if (!(d <= worst)) worst = d != d ? std::numeric_limits<double>::quiet_NaN() : std::max(worst, d);
+  }
+  return worst;
 }
 
 void check_dims(int64_t S, int64_t N, int64_t C) {
@@ -82,13 +147,7 @@ double for_chunks(const T* lp, int64_t S, int64_t N, int64_t C, Init init, Visit
     for (int64_t s = 0; s < S; ++s) {
       const T* x = lp + (s * N + n0) * C;
       exp_block(x, e.data(), L);
-      for (int64_t r = 0; r < n1 - n0; ++r) {
-        T sum = 0;
-        for (int64_t c = 0; c < C; ++c) sum += e[r * C + c];
-        const double d = std::abs(static_cast<double>(sum) - 1.0);
-        if (!(d <= worst)) worst = d != d ? std::numeric_limits<double>::quiet_NaN() : std::max(worst, d);
-        if (worst != worst) break;
-      }
+      worst = row_sum_deviation(e.data(), n1 - n0, C, worst);
       visit(state, s, x, e.data(), L);
     }
     finish(state, n0, n1);
@@ -112,29 +171,11 @@ double decompose(const T* lp, int64_t S, int64_t N, int64_t C, T* total, T* alea
   return for_chunks<T>(
       lp, S, N, C,
       [](int64_t L) { return State{std::vector<T>(static_cast<size_t>(L), T(0)), std::vector<T>(static_cast<size_t>(L), T(0))}; },
-      [](State& st, int64_t, const T* x, const T* e, int64_t L) {
-        T* ps = st.psum.data();
-        T* en = st.ent.data();
-        for (int64_t j = 0; j < L; ++j) {
-          ps[j] += e[j];
-          en[j] += e[j] > T(0) ? e[j] * x[j] : T(0);  // 0 log 0 = 0, also at x = -inf
-        }
-      },
+      [](State& st, int64_t, const T* x, const T* e, int64_t L) { entropy_acc(x, e, st.psum.data(), st.ent.data(), L); },
       [&](State& st, int64_t n0, int64_t n1) {
-        for (int64_t n = n0; n < n1; ++n) {
-          const T* ps = st.psum.data() + (n - n0) * C;
-          const T* en = st.ent.data() + (n - n0) * C;
-          T h = 0, a = 0;
-          for (int64_t c = 0; c < C; ++c) {
-            const T pm = ps[c] * invS;
-            if (pm > T(0)) h -= pm * std::log(pm);
-            a -= en[c];
-          }
-          a *= invS;
-          total[n] = h;
-          aleatoric[n] = a;
-          epistemic[n] = std::max(h - a, T(0));
-        }
+        for (int64_t n = n0; n < n1; ++n)
+          decompose_point(st.psum.data() + (n - n0) * C, st.ent.data() + (n - n0) * C, C, invS, total[n],
+                          aleatoric[n], epistemic[n]);
       });
 }
 
@@ -150,11 +191,7 @@ double point_scores(const T* lp, int64_t S, int64_t N, int64_t C, PointScore kin
         T* a = st.a.data();
         if (kind == PointScore::kVariationRatios) {
           // a counts how often each class is a sample's argmax.
-          for (int64_t r = 0; r < L / C; ++r) {
-            int64_t best = 0;
-            for (int64_t c = 1; c < C; ++c) if (x[r * C + c] > x[r * C + best]) best = c;
-            a[r * C + best] += T(1);
-          }
+          for (int64_t r = 0; r < L / C; ++r) a[r * C + row_argmax(x + r * C, C)] += T(1);
         } else {
           for (int64_t j = 0; j < L; ++j) a[j] += e[j];
           if (kind == PointScore::kMeanStd) {
@@ -164,28 +201,9 @@ double point_scores(const T* lp, int64_t S, int64_t N, int64_t C, PointScore kin
         }
       },
       [&](State& st, int64_t n0, int64_t n1) {
-        for (int64_t n = n0; n < n1; ++n) {
-          const T* a = st.a.data() + (n - n0) * C;
-          if (kind == PointScore::kVariationRatios) {
-            const T mx = *std::max_element(a, a + C);
-            out[n] = T(1) - mx * invS;
-          } else if (kind == PointScore::kMeanStd) {
-            const T* b = st.b.data() + (n - n0) * C;
-            T acc = 0;
-            for (int64_t c = 0; c < C; ++c) {
-              const T m = a[c] * invS;
-              acc += std::sqrt(std::max(b[c] * invS - m * m, T(0)));
-            }
-            out[n] = acc / static_cast<T>(C);
-          } else {
-            T p1 = -1, p2 = -1;
-            for (int64_t c = 0; c < C; ++c) {
-              const T m = a[c] * invS;
-              if (m > p1) { p2 = p1; p1 = m; } else if (m > p2) { p2 = m; }
-            }
-            out[n] = C == 1 ? T(0) : T(1) - (p1 - p2);
-          }
-        }
+        for (int64_t n = n0; n < n1; ++n)
+          out[n] = point_score_finish(kind, st.a.data() + (n - n0) * C,
+                                      kind == PointScore::kMeanStd ? st.b.data() + (n - n0) * C : nullptr, C, invS);
       });
 }
 

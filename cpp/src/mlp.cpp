@@ -1,10 +1,13 @@
 // MLP forward/backward over S parameter samples and the likelihoods' NLL and
 // gradients. GEMMs go to scipy-openblas32 (its own thread pool); the
-// elementwise passes are cheap and stay serial so no BLAS call ever runs inside
-// a parallel region of ours.
+// elementwise passes are cheap and stay serial, so no BLAS call runs inside a
+// parallel region of ours, except in forward_outputs, whose row tiles run on
+// the pool with BLAS set to one thread for the duration.
 #include "bayesgrad/mlp.hpp"
 
 #include <cblas.h>
+
+#include "bayesgrad/parallel.hpp"
 
 #include <algorithm>
 #include <limits>
@@ -15,7 +18,6 @@ namespace bayesgrad {
 namespace mlp {
 
 namespace {
-constexpr double kHalfLog2Pi = 0.91893853320467274178;
 
 void check_blas_int(int64_t v, const char* what) {
   if (v < 0 || v > std::numeric_limits<int32_t>::max())
@@ -212,52 +214,20 @@ void nll(Likelihood lik, const T* F, const T* y, int64_t S, int64_t N, int64_t K
       T* g = gs ? gs + n * K : nullptr;
       switch (lik) {
         case Likelihood::kGaussian:
-          for (int64_t d = 0; d < D; ++d) {
-            const T inv_var = std::exp(T(-2) * log_noise[d]);
-            const T r = yn[d] - f[d];
-            acc += 0.5 * double(r) * double(r) * double(inv_var) + double(log_noise[d]) + kHalfLog2Pi;
-            if (g) g[d] = -scale * r * inv_var;
-            if (gn) gn[d] += scale * (T(1) - r * r * inv_var);
-          }
+          for (int64_t d = 0; d < D; ++d)
+            acc += gaussian_term<T>(f[d], yn[d], log_noise[d], scale, g ? g + d : nullptr, gn ? gn + d : nullptr);
           break;
         case Likelihood::kHeteroscedasticGaussian:
-          for (int64_t d = 0; d < D; ++d) {
-            const T v = f[D + d];
-            const T e = std::exp(-v);
-            const T r = yn[d] - f[d];
-            acc += 0.5 * (double(r) * double(r) * double(e) + double(v)) + kHalfLog2Pi;
-            if (g) {
-              g[d] = -scale * r * e;
-              g[D + d] = scale * T(0.5) * (T(1) - r * r * e);
-            }
-          }
+          for (int64_t d = 0; d < D; ++d)
+            acc += heteroscedastic_term<T>(f[d], f[D + d], yn[d], scale, g ? g + d : nullptr, g ? g + D + d : nullptr);
           break;
         case Likelihood::kCategorical: {
           if (!(yn[0] >= T(0) && yn[0] < T(K))) throw std::invalid_argument("class label out of range [0, n_classes)");
-          const int64_t c = static_cast<int64_t>(yn[0]);
-          T mx = f[0];
-          for (int64_t k = 1; k < K; ++k) mx = std::max(mx, f[k]);
-          T se = T(0);
-          for (int64_t k = 0; k < K; ++k) se += std::exp(f[k] - mx);
-          const T lse = mx + std::log(se);
-          acc += double(lse) - double(f[c]);
-          if (g) {
-            for (int64_t k = 0; k < K; ++k) g[k] = scale * std::exp(f[k] - lse);
-            g[c] -= scale;
-          }
+          acc += categorical_term<T>(f, K, static_cast<int64_t>(yn[0]), scale, g);
           break;
         }
         case Likelihood::kBernoulli:
-          for (int64_t d = 0; d < D; ++d) {
-            const T x = f[d];
-            // softplus(x) - y x, stable for both signs
-            const T sp = x > T(0) ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
-            acc += double(sp) - double(yn[d]) * double(x);
-            if (g) {
-              const T p = x >= T(0) ? T(1) / (T(1) + std::exp(-x)) : std::exp(x) / (T(1) + std::exp(x));
-              g[d] = scale * (p - yn[d]);
-            }
-          }
+          for (int64_t d = 0; d < D; ++d) acc += bernoulli_term<T>(f[d], yn[d], scale, g ? g + d : nullptr);
           break;
       }
     }
@@ -265,11 +235,102 @@ void nll(Likelihood lik, const T* F, const T* y, int64_t S, int64_t N, int64_t K
   }
 }
 
+// ---------------------------------------------------------------- outputs only
+namespace {
+extern "C" int scipy_openblas_get_num_threads(void);
+extern "C" void scipy_openblas_set_num_threads(int);
+
+// While tiles run on the pool's threads, each tile's GEMMs run on its own
+// thread: BLAS set to one thread for the region (its own pool would otherwise
+// compete with ours for the same cores), restored afterwards.
+struct SerialBlas {
+  int prev;
+  SerialBlas() : prev(scipy_openblas_get_num_threads()) {
+    if (prev != 1) scipy_openblas_set_num_threads(1);
+  }
+  ~SerialBlas() {
+    if (prev != 1) scipy_openblas_set_num_threads(prev);
+  }
+  SerialBlas(const SerialBlas&) = delete;
+  SerialBlas& operator=(const SerialBlas&) = delete;
+};
+}  // namespace
+
+template <typename T>
+void forward_outputs(const Layout& L, Activation f, const T* params, int64_t S, int64_t p_stride, const T* X,
+                     int64_t N, int64_t x_stride, T* out, const Masks<T>* masks) {
+  const int64_t nl = L.n_layers(), K = L.d_output();
+  if (S <= 0 || N <= 0) return;
+  // Rows per tile: the tile's two activation buffers (rows x widest layer) in
+  // about 256 KiB, so that a tile's layers run out of L2; at least 32 rows so
+  // the GEMMs stay efficient, at most all rows.
+  // Rows per tile: the activation buffers (rows x widest layer) of about 1 MiB
+  // of values, so a tile's layers run from cache, within [128, 1024] rows so
+  // that each GEMM amortises the packing of its weight matrix.
+  const int64_t rows = std::min<int64_t>(N, std::clamp<int64_t>((int64_t{1} << 18) / L.max_width, 128, 1024));
+  const int64_t row_tiles = (N + rows - 1) / rows;
+  for (int64_t l = 0; l < nl; ++l)
+    for (int64_t v : {rows, L.d_in(l), L.d_out(l)}) check_blas_int(v, "GEMM dimension");
+  // One network and one input for every sample (MC dropout's masks): the first
+  // layer's pre-activations are the same for all samples, formed once per tile.
+  const bool shared = p_stride == 0 && x_stride == 0 && S > 1 && nl > 1;
+  // z = bias + in W_l^T for R rows
+  const auto layer = [&](const T* p, int64_t l, const T* in, int64_t R, T* z) {
+    const int64_t din = L.d_in(l), dout = L.d_out(l);
+    const T* b = p + L.b_off[l];
+    for (int64_t r = 0; r < R; ++r) std::copy(b, b + dout, z + r * dout);
+    call_gemm(CblasNoTrans, CblasTrans, static_cast<blasint>(R), static_cast<blasint>(dout),
+              static_cast<blasint>(din), T(1), in, static_cast<blasint>(din), p + L.w_off[l],
+              static_cast<blasint>(din), T(1), z, static_cast<blasint>(dout));
+  };
+  // Layers from l0 on for sample s, rows n0..n0+R-1, from pre-activations z0 of layer l0 - 1.
+  const auto rest = [&](int64_t s, int64_t n0, int64_t R, int64_t l0, const T* z0, T* zb, T* ab) {
+    const T* p = params + s * p_stride;
+    const T* z = z0;
+    for (int64_t l = l0;; ++l) {
+      const int64_t dprev = L.d_out(l - 1);
+      act_array(f, z, ab, R * dprev);  // activations overwrite the layer's input once it is read
+      if (masks) {
+        const int64_t moff = L.mask_off(l - 1);
+        for (int64_t r = 0; r < R; ++r)
+          for (int64_t j = 0; j < dprev; ++j) ab[r * dprev + j] *= masks->at(s, n0 + r, moff + j);
+      }
+      T* zn = l + 1 == nl ? out + (s * N + n0) * K : zb;
+      layer(p, l, ab, R, zn);
+      if (l + 1 == nl) return;
+      z = zn;
+    }
+  };
+  SerialBlas serial;
+  parallel_chunks(shared ? row_tiles : S * row_tiles, [&](int64_t t) {
+    const int64_t s0 = shared ? 0 : t / row_tiles, n0 = (t % row_tiles) * rows, R = std::min(rows, N - n0);
+    thread_local std::vector<T> buf_a, buf_b, buf_z0;
+    const size_t need = static_cast<size_t>(rows * L.max_width);
+    if (buf_a.size() < need) buf_a.resize(need);
+    if (buf_b.size() < need) buf_b.resize(need);
+    const T* in = X + s0 * x_stride + n0 * L.d_in(0);
+    if (nl == 1) {
+      layer(params + s0 * p_stride, 0, in, R, out + (s0 * N + n0) * K);
+      return;
+    }
+    if (!shared) {
+      layer(params + s0 * p_stride, 0, in, R, buf_b.data());
+      rest(s0, n0, R, 1, buf_b.data(), buf_b.data(), buf_a.data());
+      return;
+    }
+    if (buf_z0.size() < need) buf_z0.resize(need);
+    layer(params, 0, in, R, buf_z0.data());
+    for (int64_t s = 0; s < S; ++s) rest(s, n0, R, 1, buf_z0.data(), buf_b.data(), buf_a.data());
+  });
+}
+
 #define BG_MLP_INSTANTIATE(T)                                                                                        \
   template void gemm_batch<T>(bool, bool, int64_t, int64_t, int64_t, const T*, int64_t, int64_t, const T*, int64_t, \
                               int64_t, T, T*, int64_t, int64_t, int64_t);                                           \
   template void forward<T>(const Layout&, Activation, const T*, int64_t, int64_t, const T*, int64_t, int64_t,       \
                            Trace<T>&, const Masks<T>*);                                                             \
+  template void forward_outputs<T>(const Layout&, Activation, const T*, int64_t, int64_t, const T*, int64_t,       \
+                                   int64_t, T*, const Masks<T>*);                                                   \
   template void backward<T>(const Layout&, Activation, const T*, int64_t, const T*, int64_t, const Trace<T>&, T*,   \
                             T*, int64_t, T*, const Masks<T>*);                                                      \
   template void nll<T>(Likelihood, const T*, const T*, int64_t, int64_t, int64_t, const T*, T*, T*, T, T*);

@@ -95,8 +95,32 @@ struct MapUpdate {
 }  // namespace
 
 template <typename T>
+void weighted_nll(mlp::Likelihood lik, const T* F, const T* y, int64_t S, int64_t N, int64_t K, const T* log_noise,
+                  const T* w, T* out, T* g_F, T scale, T* g_log_noise) {
+  // Row by row through mlp::nll (one definition of each likelihood): the weight
+  // enters the gradient through the scale and the value through the sum.
+  const int64_t Dy = mlp::target_dim(lik, K);
+  std::vector<T> gn(Dy);
+  for (int64_t s = 0; s < S; ++s) {
+    double acc = 0.0;
+    T* gns = g_log_noise ? g_log_noise + s * Dy : nullptr;
+    if (gns) std::fill(gns, gns + Dy, T(0));
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t off = (s * N + n) * K;
+      T r;
+      mlp::nll<T>(lik, F + off, y + n * Dy, 1, 1, K, log_noise, &r, g_F ? g_F + off : nullptr, scale * w[n],
+                  gns ? gn.data() : nullptr);
+      acc += double(w[n]) * double(r);
+      if (gns)
+        for (int64_t d = 0; d < Dy; ++d) gns[d] += gn[d];
+    }
+    out[s] = static_cast<T>(acc);
+  }
+}
+
+template <typename T>
 int64_t map_epoch(const MapConfig& cfg, T* state, T* m, T* v, int64_t step, const T* X, const T* y, int64_t N,
-                  const Batches& batches, const T* prior_prec, T* stats) {
+                  const Batches& batches, const T* prior_prec, T* stats, const T* weights) {
   const mlp::Layout& L = cfg.net.layout;
   const int64_t P = L.n_params, D = L.d_input(), K = L.d_output();
   const int64_t Dy = mlp::target_dim(cfg.lik, K);
@@ -104,7 +128,7 @@ int64_t map_epoch(const MapConfig& cfg, T* state, T* m, T* v, int64_t step, cons
   const int64_t H = L.n_hidden_units;
   const bool dropout = cfg.dropout_p > 0.0 && H > 0;
   const T keep_scale = dropout ? static_cast<T>(1.0 / (1.0 - cfg.dropout_p)) : T(1);
-  std::vector<T> xb, yb, grad(n_state), gF, mask;
+  std::vector<T> xb, yb, grad(n_state), gF, mask, wb;
   std::vector<double> prior_part;
   mlp::Trace<T> tr;
   mlp::Masks<T> mk;
@@ -116,6 +140,10 @@ int64_t map_epoch(const MapConfig& cfg, T* state, T* m, T* v, int64_t step, cons
     gF.resize(B * K);
     gather_rows(X, D, rows, B, xb.data());
     gather_rows(y, Dy, rows, B, yb.data());
+    if (weights) {
+      wb.resize(B);
+      gather_rows(weights, 1, rows, B, wb.data());
+    }
     ++step;
     if (dropout) {
       mask.resize(B * H);
@@ -131,7 +159,11 @@ int64_t map_epoch(const MapConfig& cfg, T* state, T* m, T* v, int64_t step, cons
     const T scale = static_cast<T>(static_cast<double>(N) / static_cast<double>(B));
     T nll_i;
     T* gnoise = cfg.learn_noise ? grad.data() + P : nullptr;
-    mlp::nll<T>(cfg.lik, tr.output(), yb.data(), 1, B, K, state + P, &nll_i, gF.data(), scale, gnoise);
+    if (weights)
+      weighted_nll<T>(cfg.lik, tr.output(), yb.data(), 1, B, K, state + P, wb.data(), &nll_i, gF.data(), scale,
+                      gnoise);
+    else
+      mlp::nll<T>(cfg.lik, tr.output(), yb.data(), 1, B, K, state + P, &nll_i, gF.data(), scale, gnoise);
     if (!cfg.learn_noise) std::fill(grad.begin() + P, grad.end(), T(0));
     mlp::backward<T>(L, cfg.net.act, state, 0, xb.data(), 0, tr, gF.data(), grad.data(), 0, nullptr, mp);
     // Weight decay, its energy and the Adam update in one parallel pass.
@@ -160,8 +192,12 @@ template void sgd_step<double>(double*, const double*, int64_t, int64_t, const S
 template void gather_rows<float>(const float*, int64_t, const int64_t*, int64_t, float*);
 template void gather_rows<double>(const double*, int64_t, const int64_t*, int64_t, double*);
 template int64_t map_epoch<float>(const MapConfig&, float*, float*, float*, int64_t, const float*, const float*,
-                                  int64_t, const Batches&, const float*, float*);
+                                  int64_t, const Batches&, const float*, float*, const float*);
 template int64_t map_epoch<double>(const MapConfig&, double*, double*, double*, int64_t, const double*,
-                                   const double*, int64_t, const Batches&, const double*, double*);
+                                   const double*, int64_t, const Batches&, const double*, double*, const double*);
+template void weighted_nll<float>(mlp::Likelihood, const float*, const float*, int64_t, int64_t, int64_t,
+                                  const float*, const float*, float*, float*, float, float*);
+template void weighted_nll<double>(mlp::Likelihood, const double*, const double*, int64_t, int64_t, int64_t,
+                                   const double*, const double*, double*, double*, double, double*);
 
 }  // namespace bayesgrad

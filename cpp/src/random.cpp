@@ -1,5 +1,5 @@
 // Bulk Philox uniforms and Box-Muller normals. The AVX2 path evaluates 8 Philox
-// blocks per step (philox_simd.hpp) and the shared vector log/sin/cos
+// blocks per step, the AVX-512 path 16 (philox_simd.hpp) and the shared vector log/sin/cos
 // (simd_math.hpp), because libm has no vector entry points without
 // -ffast-math, which docs/design.md rules out. The scalar path is the
 // reference (libm in double precision) and serves CPUs without AVX2 and the
@@ -11,50 +11,42 @@
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 
 #include "bayesgrad/parallel.hpp"
 #include "bayesgrad/philox.hpp"
 #include "bayesgrad/philox_simd.hpp"
+#include "bayesgrad/samplers.hpp"
 #include "bayesgrad/simd_math.hpp"
 
 namespace bayesgrad {
 
 namespace {
 
-constexpr double kTwoPi = 6.283185307179586476925286766559;
-
 enum Kind { kUniform = 0, kNormal = 1 };
 
-// Elements produced by one Philox block.
-template <typename T>
-constexpr int64_t per_block() { return sizeof(T) == 4 ? 4 : 2; }
+using samplers::per_block;  // elements produced by one Philox block
 
 // ---------------------------------------------------------------- scalar path
+// The per-element transforms are samplers.hpp's, shared with the CUDA kernels.
 template <typename T, int K>
 T scalar_element(const uint32_t w[4], int64_t q);
 
 template <>
 float scalar_element<float, kUniform>(const uint32_t w[4], int64_t q) {
-  return philox::u01_f32(w[q]);
+  return samplers::uniform_element<float>(w, q);
 }
 template <>
 double scalar_element<double, kUniform>(const uint32_t w[4], int64_t q) {
-  return philox::u01_f64(w[2 * q], w[2 * q + 1]);
+  return samplers::uniform_element<double>(w, q);
 }
 template <>
 float scalar_element<float, kNormal>(const uint32_t w[4], int64_t q) {
-  const int64_t p = q >> 1;  // pair within the block
-  const double u1 = philox::u01_f32(w[2 * p]);
-  const double u2 = philox::u01_f32(w[2 * p + 1]);
-  const double r = std::sqrt(-2.0 * std::log(u1));
-  return static_cast<float>((q & 1) ? r * std::sin(kTwoPi * u2) : r * std::cos(kTwoPi * u2));
+  return samplers::normal_element<float>(w, q);
 }
 template <>
 double scalar_element<double, kNormal>(const uint32_t w[4], int64_t q) {
-  const double u1 = philox::u01_f64(w[0], w[1]);
-  const double u2 = philox::u01_f64(w[2], w[3]);
-  const double r = std::sqrt(-2.0 * std::log(u1));
-  return (q & 1) ? r * std::sin(kTwoPi * u2) : r * std::cos(kTwoPi * u2);
+  return samplers::normal_element<double>(w, q);
 }
 
 // Global elements [g_begin, g_end) into out[0 .. g_end-g_begin).
@@ -149,10 +141,76 @@ void simd_group(T* out, uint64_t seed, uint64_t stream, uint64_t blk0, int K) {
   if constexpr (sizeof(T) == 4) group_f32(out, seed, stream, blk0, K);
   else group_f64(out, seed, stream, blk0, K);
 }
+
+// ---------------------------------------------------------------- AVX-512 path
+// 16 blocks per step; the same operations as group_f32 / group_f64 lane for
+// lane, so both SIMD paths write identical values.
+BG_AVX512 void group16_f32(float* out, uint64_t seed, uint64_t stream, uint64_t blk0, int K) {
+  __m512i c[4];
+  philox16(seed, stream, blk0, c);
+  __m512i v[4];
+  if (K == kUniform) {
+    for (int l = 0; l < 4; ++l) v[l] = _mm512_castps_si512(u01x16(c[l]));
+  } else {
+    for (int p = 0; p < 2; ++p) {
+      const __m512 r = _mm512_sqrt_ps(_mm512_mul_ps(_mm512_set1_ps(-2.0f), logx16(u01x16(c[2 * p]))));
+      __m512 cs, sn;
+      sincos2pix16(u01x16(c[2 * p + 1]), cs, sn);
+      v[2 * p] = _mm512_castps_si512(_mm512_mul_ps(r, cs));
+      v[2 * p + 1] = _mm512_castps_si512(_mm512_mul_ps(r, sn));
+    }
+  }
+  // Blocks 0-7 then 8-15, each as the AVX2 path stores 8 blocks.
+  store_transposed(_mm512_castsi512_si256(v[0]), _mm512_castsi512_si256(v[1]), _mm512_castsi512_si256(v[2]),
+                   _mm512_castsi512_si256(v[3]), out);
+  store_transposed(_mm512_extracti64x4_epi64(v[0], 1), _mm512_extracti64x4_epi64(v[1], 1),
+                   _mm512_extracti64x4_epi64(v[2], 1), _mm512_extracti64x4_epi64(v[3], 1), out + 32);
+}
+
+BG_AVX512 void group16_f64(double* out, uint64_t seed, uint64_t stream, uint64_t blk0, int K) {
+  __m512i c[4];
+  philox16(seed, stream, blk0, c);
+  for (int half = 0; half < 2; ++half) {
+    const __m256i w0 = half ? _mm512_extracti64x4_epi64(c[0], 1) : _mm512_castsi512_si256(c[0]);
+    const __m256i w1 = half ? _mm512_extracti64x4_epi64(c[1], 1) : _mm512_castsi512_si256(c[1]);
+    const __m256i w2 = half ? _mm512_extracti64x4_epi64(c[2], 1) : _mm512_castsi512_si256(c[2]);
+    const __m256i w3 = half ? _mm512_extracti64x4_epi64(c[3], 1) : _mm512_castsi512_si256(c[3]);
+    __m512d a = u01x8d(w0, w1), b = u01x8d(w2, w3);
+    if (K == kNormal) {
+      const __m512d r = _mm512_sqrt_pd(_mm512_mul_pd(_mm512_set1_pd(-2.0), logx8d(a)));
+      __m512d cs, sn;
+      sincos2pix8d(b, cs, sn);
+      a = _mm512_mul_pd(r, cs);
+      b = _mm512_mul_pd(r, sn);
+    }
+    // out[2j] = a[j], out[2j+1] = b[j] for the 8 blocks of this half.
+    const __m512i lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), hi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+    _mm512_storeu_pd(out + 16 * half, _mm512_permutex2var_pd(a, lo, b));
+    _mm512_storeu_pd(out + 16 * half + 8, _mm512_permutex2var_pd(a, hi, b));
+  }
+}
+
+// 16 blocks from blk0 by the best path (two 8-block AVX2 steps below AVX-512).
+template <typename T>
+void simd_group16(T* out, uint64_t seed, uint64_t stream, uint64_t blk0, int K, bool avx512) {
+  if (avx512) {
+    if constexpr (sizeof(T) == 4) group16_f32(out, seed, stream, blk0, K);
+    else group16_f64(out, seed, stream, blk0, K);
+    return;
+  }
+  constexpr int64_t half = 8 * per_block<T>();
+  simd_group<T>(out, seed, stream, blk0, K);
+  simd_group<T>(out + half, seed, stream, blk0 + 8, K);
+}
 #endif  // BG_HAVE_X86
 
 constexpr int64_t kScalarChunk = 1 << 14;  // elements
-constexpr int64_t kGroupsPerChunk = 512;    // 8-block groups
+constexpr int64_t kGroupsPerChunk = 256;    // 16-block groups (64 or 128 KiB of output)
+// Outputs of at least 8 MiB are split into 2 MiB chunks instead: a fresh
+// buffer's pages fault in (and are zeroed by the kernel) on first write, and
+// with transparent huge pages a page is 2 MiB, so 64 KiB chunks taken by
+// alternate threads would make both threads wait on every page.
+constexpr int64_t kBigOutputBytes = int64_t{8} << 20, kBigChunkBytes = int64_t{2} << 20;
 
 template <typename T, int K>
 void fill(T* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t offset) {
@@ -163,7 +221,7 @@ void fill(T* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t offset) {
   if (offset > UINT64_MAX - static_cast<uint64_t>(n - 1))
     throw std::invalid_argument("offset: the draw's last element offset + n - 1 exceeds 2^64 - 1");
   constexpr uint64_t E = per_block<T>();
-  constexpr uint64_t G = 8 * E;  // elements per 8-block group
+  constexpr uint64_t G = 16 * E;  // elements per 16-block group
   if (offset + static_cast<uint64_t>(n - 1) == UINT64_MAX) {
     // Element 2^64 - 1 has no representable exclusive end: draw it alone.
     uint32_t w[4];
@@ -175,7 +233,7 @@ void fill(T* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t offset) {
   // (rounding g0 up to a group would wrap in the last group: scalar there)
   uint64_t a = g0 > UINT64_MAX - G ? g1 : (g0 + G - 1) / G * G, b = g1 / G * G;
 #if BG_HAVE_X86
-  const bool vec = use_avx2();
+  const bool vec = use_avx2(), wide = use_avx512();
 #else
   const bool vec = false;
 #endif
@@ -195,12 +253,14 @@ void fill(T* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t offset) {
 #if BG_HAVE_X86
   if (b > a) {
     const int64_t groups = static_cast<int64_t>((b - a) / G);
-    const int64_t nch = (groups + kGroupsPerChunk - 1) / kGroupsPerChunk;
+    const int64_t group_bytes = static_cast<int64_t>(G * sizeof(T));
+    const int64_t per = (groups * group_bytes >= kBigOutputBytes) ? kBigChunkBytes / group_bytes : kGroupsPerChunk;
+    const int64_t nch = (groups + per - 1) / per;
     parallel_chunks(nch, [&](int64_t ch) {
-      const int64_t gs = ch * kGroupsPerChunk, ge = std::min(groups, gs + kGroupsPerChunk);
+      const int64_t gs = ch * per, ge = std::min(groups, gs + per);
       for (int64_t gi = gs; gi < ge; ++gi) {
         const uint64_t first = a + static_cast<uint64_t>(gi) * G;
-        simd_group<T>(out + (first - g0), seed, stream, first / E, K);
+        simd_group16<T>(out + (first - g0), seed, stream, first / E, K, wide);
       }
     });
   }
@@ -232,13 +292,18 @@ template void fill_uniform<double>(double*, int64_t, uint64_t, uint64_t, uint64_
 template void fill_normal<float>(float*, int64_t, uint64_t, uint64_t, uint64_t);
 template void fill_normal<double>(double*, int64_t, uint64_t, uint64_t, uint64_t);
 
-const char* random_simd() {
-  return simd::use_avx2() ? "avx2+fma" : "scalar";
-}
+namespace {
+const char* path_name(int p) { return p == simd::kAvx512 ? "avx512" : p == simd::kAvx2 ? "avx2+fma" : "scalar"; }
+}  // namespace
 
-bool random_force_scalar(bool on) {
-  const bool prev = simd::force_scalar_flag();
-  simd::force_scalar_flag() = on;
+const char* random_simd() { return path_name(simd::active_path()); }
+
+std::string simd_limit(const std::string& path) {
+  const std::string prev = path_name(simd::path_limit());
+  if (path == "scalar") simd::path_limit() = simd::kScalar;
+  else if (path == "avx2" || path == "avx2+fma") simd::path_limit() = simd::kAvx2;
+  else if (path == "avx512") simd::path_limit() = simd::kAvx512;
+  else throw std::invalid_argument("path must be 'scalar', 'avx2' or 'avx512', got '" + path + "'");
   return prev;
 }
 

@@ -330,7 +330,7 @@ struct ViWork {
 // the Adam update.
 template <typename T>
 void vi_batch(const ViConfig& cfg, T* state, const T* xb, const T* yb, int64_t B, int64_t N, int64_t step,
-              T kl_weight, T* grad, T* m, T* v, T* stats3, ViWork<T>& w) {
+              T kl_weight, T* grad, T* m, T* v, T* stats3, ViWork<T>& w, const T* wb = nullptr) {
   const mlp::Layout& L = cfg.net.layout;
   const int64_t P = L.n_params, K = L.d_output(), S = cfg.n_samples;
   const int64_t Dy = mlp::target_dim(cfg.lik, K);
@@ -361,13 +361,21 @@ void vi_batch(const ViConfig& cfg, T* state, const T* xb, const T* yb, int64_t B
   if (weight_space) {
     w.gW.resize(S * P);
     mlp::forward<T>(L, cfg.net.act, W, S, P, xb, B, 0, w.tr);
-    mlp::nll<T>(cfg.lik, w.tr.output(), yb, S, B, K, log_noise, w.nlls.data(), w.gF.data(), gscale, w.gn.data());
+    if (wb)
+      weighted_nll<T>(cfg.lik, w.tr.output(), yb, S, B, K, log_noise, wb, w.nlls.data(), w.gF.data(), gscale,
+                      w.gn.data());
+    else
+      mlp::nll<T>(cfg.lik, w.tr.output(), yb, S, B, K, log_noise, w.nlls.data(), w.gF.data(), gscale, w.gn.data());
     mlp::backward<T>(L, cfg.net.act, W, P, xb, 0, w.tr, w.gF.data(), w.gW.data(), P);
   } else {
     w.g2.resize(2 * P);
     stoch_forward<T>(cfg, mu, sigma, eps, xb, B, stream_t, w.st);
-    mlp::nll<T>(cfg.lik, w.st.z.back().data(), yb, S, B, K, log_noise, w.nlls.data(), w.gF.data(), gscale,
-                w.gn.data());
+    if (wb)
+      weighted_nll<T>(cfg.lik, w.st.z.back().data(), yb, S, B, K, log_noise, wb, w.nlls.data(), w.gF.data(),
+                      gscale, w.gn.data());
+    else
+      mlp::nll<T>(cfg.lik, w.st.z.back().data(), yb, S, B, K, log_noise, w.nlls.data(), w.gF.data(), gscale,
+                  w.gn.data());
     stoch_backward<T>(cfg, mu, sigma, eps, B, w.st, w.gF.data(), w.g2.data(), w.g2.data() + P);
   }
   const T klscale = static_cast<T>(scale_d * static_cast<double>(kl_weight));
@@ -431,11 +439,11 @@ void vi_grad(const ViConfig& cfg, const T* state, const T* X, const T* y, int64_
 
 template <typename T>
 int64_t vi_epoch(const ViConfig& cfg, T* state, T* m, T* v, int64_t step, const T* X, const T* y, int64_t N,
-                 const Batches& batches, const T* kl_weight, T* stats) {
+                 const Batches& batches, const T* kl_weight, T* stats, const T* weights) {
   const mlp::Layout& L = cfg.net.layout;
   const int64_t D = L.d_input();
   const int64_t Dy = mlp::target_dim(cfg.lik, L.d_output());
-  std::vector<T> xb, yb;
+  std::vector<T> xb, yb, wb;
   ViWork<T> w;
   for (int64_t i = 0; i < batches.count(); ++i) {
     const int64_t B = batches.size(i);
@@ -444,8 +452,13 @@ int64_t vi_epoch(const ViConfig& cfg, T* state, T* m, T* v, int64_t step, const 
     yb.resize(B * Dy);
     gather_rows(X, D, rows, B, xb.data());
     gather_rows(y, Dy, rows, B, yb.data());
+    if (weights) {
+      wb.resize(B);
+      gather_rows(weights, 1, rows, B, wb.data());
+    }
     ++step;
-    vi_batch<T>(cfg, state, xb.data(), yb.data(), B, N, step, kl_weight[i], nullptr, m, v, stats + 3 * i, w);
+    vi_batch<T>(cfg, state, xb.data(), yb.data(), B, N, step, kl_weight[i], nullptr, m, v, stats + 3 * i, w,
+                weights ? wb.data() : nullptr);
   }
   return step;
 }
@@ -459,8 +472,8 @@ template void vi_grad<float>(const ViConfig&, const float*, const float*, const 
 template void vi_grad<double>(const ViConfig&, const double*, const double*, const double*, int64_t, int64_t,
                               double, double*, double*);
 template int64_t vi_epoch<float>(const ViConfig&, float*, float*, float*, int64_t, const float*, const float*,
-                                 int64_t, const Batches&, const float*, float*);
+                                 int64_t, const Batches&, const float*, float*, const float*);
 template int64_t vi_epoch<double>(const ViConfig&, double*, double*, double*, int64_t, const double*,
-                                  const double*, int64_t, const Batches&, const double*, double*);
+                                  const double*, int64_t, const Batches&, const double*, double*, const double*);
 
 }  // namespace bayesgrad

@@ -15,7 +15,8 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "distributions", "control_variates", "estimators", "stochastic_opt", "optim", "nn", "vi", "dropout", "laplace", "ensemble", "sgmcmc", "swag",
-    "bbvi", "uncertainty", "calibration", "conformal", "acquisition", "active", "ddu", "latent", "sklearn", "plotting", "datasets", "cli",
+    "bbvi", "uncertainty", "calibration", "conformal", "acquisition", "active", "pools", "ddu", "latent", "sklearn", "plotting", "datasets", "cli",
+    "compare",
 )
 
 __all__ = [

@@ -75,10 +75,52 @@ def _cuda_devices():
         return 0
 
 
+def _cuda_concepts():
+    """The concept submodules the compiled CUDA module implements (docs/design.md, "CUDA backend")."""
+    return [c for c in _numpy.CONCEPTS if _cuda is not None and hasattr(_cuda, c)]
+
+
 def _cuda_has_kernels():
-    """True once the CUDA module ships the concept submodules; today it answers
-    device queries only (the CUDA backend issue), so "cuda" is refused."""
-    return _cuda is not None and all(hasattr(_cuda, c) for c in _numpy.CONCEPTS)
+    """True once the CUDA module ships every concept submodule of the core."""
+    return _cuda is not None and len(_cuda_concepts()) == len(_numpy.CONCEPTS)
+
+
+# The record of the last passing GPU verification (tools/verify_cuda.sh writes
+# it on the GPU machine; it is committed with the code it verified). Without
+# it the backend is "compiled, not verified on a GPU" and cannot be selected.
+CUDA_VERIFIED_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_cuda_verified.json")
+
+
+def cuda_verified():
+    """The verification record (dict with at least ``date`` and ``device``), or None."""
+    import json
+
+    try:
+        with open(CUDA_VERIFIED_FILE, encoding="utf-8") as fh:
+            rec = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or not rec.get("date") or not rec.get("device") or rec.get("passed") is not True:
+        return None
+    return rec
+
+
+def _cuda_unavailable_reason():
+    """Why backend "cuda" cannot be selected, or None when it can."""
+    if _cuda is None:
+        return f"the CUDA module is not built or failed to import ({_cuda_error})"
+    missing = [c for c in _numpy.CONCEPTS if c not in _cuda_concepts()]
+    if missing:
+        return (f"the CUDA module has kernels for {', '.join(_cuda_concepts()) or 'no concept'} only, "
+                f"not yet for {', '.join(missing)}")
+    # tools/verify_cuda.sh sets BAYESGRAD_CUDA_VERIFYING=1 to run the suite on
+    # the backend it is verifying; nothing else should.
+    rec = cuda_verified()
+    if (rec is None or rec.get("scope") != "full") and os.environ.get("BAYESGRAD_CUDA_VERIFYING") != "1":
+        return "the CUDA module is compiled, not verified on a GPU (tools/verify_cuda.sh)"
+    if _cuda_devices() == 0:
+        return "no CUDA device is visible"
+    return None
 
 
 def _check_name(name):
@@ -89,11 +131,10 @@ def _check_name(name):
         raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
     if name == "cpu" and _core is None:
         raise ValueError(f"backend 'cpu' needs the native core, which failed to import ({_core_error})")
-    if name == "cuda" and not (_cuda_has_kernels() and _cuda_devices() > 0):
-        raise ValueError(
-            "backend 'cuda' is not available in this build: the CUDA kernels have not shipped yet "
-            f"(CUDA module: {'built' if _cuda is not None else _cuda_error}; devices: {_cuda_devices()})"
-        )
+    if name == "cuda":
+        reason = _cuda_unavailable_reason()
+        if reason is not None:
+            raise ValueError(f"backend 'cuda' is not available: {reason} (devices: {_cuda_devices()})")
     return name
 
 
@@ -210,9 +251,11 @@ def backend_info() -> dict:
     """What is active and what was compiled.
 
     Returns a dict with ``name`` (active backend), ``native`` (the C++ core
-    imported), ``cuda_compiled``, ``cuda_devices``, ``cuda_status``,
-    ``threads`` (the thread budget; ``threads_source`` says whether it is the
-    default or set, ``numpy_blas_limited`` whether NumPy's BLAS follows it),
+    imported), ``cuda_compiled``, ``cuda_devices``, ``cuda_status`` ("compiled,
+    not verified on a GPU" until tools/verify_cuda.sh has passed),
+    ``cuda_kernels`` (the concepts the CUDA module implements),
+    ``cuda_verified`` (the GPU verification record or None), ``threads`` (the
+    thread budget; ``threads_source`` says whether it is the default or set, ``numpy_blas_limited`` whether NumPy's BLAS follows it),
     ``blas``, ``simd``, ``openmp`` and ``compiler``. ``openmp`` is
     always False: the core runs its own thread pool, whose idle workers sleep
     (see cpp/src/parallel.cpp); the key stays for callers that read it.
@@ -237,5 +280,15 @@ def backend_info() -> dict:
         info.update(blas="numpy", blas_threads=None, simd="numpy", openmp=False, compiler=None,
                     cuda_status=_cuda_error or "unknown")
     if _cuda is not None:
-        info["cuda_status"] = str(_cuda.build_status)
+        rec = cuda_verified()
+        if rec is None:
+            state = "compiled, not verified on a GPU"
+        elif rec.get("scope") == "full":
+            state = f"verified on {rec['device']} ({rec['date']})"
+        else:  # tools/verify_cuda.sh tested the kernels of a partial module, not the backend
+            state = (f"compiled, not verified on a GPU as a backend (kernels of "
+                     f"{', '.join(rec.get('concepts') or [])} verified on {rec['device']}, {rec['date']})")
+        info["cuda_status"] = f"{state}; {_cuda.build_status}"
+    info["cuda_kernels"] = _cuda_concepts()
+    info["cuda_verified"] = cuda_verified()
     return info

@@ -69,9 +69,65 @@ def float_dtype(dtype, name="dtype"):
     return dt
 
 
+# DLPack device types (dlpack.h, DLDeviceType) named in messages about arrays not in host memory
+_DLPACK_DEVICES = {1: "cpu", 2: "cuda", 3: "cuda_host", 4: "opencl", 7: "vulkan", 8: "metal", 9: "vpi",
+                   10: "rocm", 11: "rocm_host", 13: "cuda_managed", 14: "oneapi"}
+
+
+def _kind(x):
+    """``module.Type`` of ``x`` for messages (``torch.Tensor``, ``jaxlib...ArrayImpl``)."""
+    t = type(x)
+    mod = t.__module__ or ""
+    return t.__name__ if mod in ("builtins", "") else f"{mod.split('.')[0]}.{t.__name__}"
+
+
+def to_numpy(x, name):
+    """``x`` as a NumPy array, without a copy where its memory allows.
+
+    The one conversion of user arrays: NumPy arrays pass through; objects that
+    export DLPack (``__dlpack__``: PyTorch CPU tensors, JAX and CuPy arrays, NumPy
+    >= 1.22) are viewed with ``np.from_dlpack``; anything else goes through
+    ``np.asarray`` (the NumPy array interface, ``__array__``: pandas Series and
+    DataFrames, lists, scalars). Arrays in device memory (DLPack device other than
+    the CPU, ``__cuda_array_interface__``) and objects that neither protocol
+    converts are a TypeError naming ``name`` and what it got; no dtype or layout
+    is imposed here (``as_array`` does that).
+    """
+    if isinstance(x, np.ndarray):
+        return x
+    if x is None:
+        raise TypeError(f"{name} must be an array, got None")
+    if hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__"):
+        try:
+            dev = int(x.__dlpack_device__()[0])
+        except Exception:  # noqa: BLE001 - a broken exporter: let the array interface try
+            dev = None
+        if dev is not None and dev != 1:
+            where = _DLPACK_DEVICES.get(dev, f"DLPack device type {dev}")
+            raise TypeError(f"{name} is a {_kind(x)} in {where} memory; the active backend takes host "
+                            "(CPU) arrays: copy it to the host first (e.g. .cpu() in PyTorch, "
+                            "jax.device_get, cupy.asnumpy)")
+        try:
+            return np.from_dlpack(x)
+        except Exception as exc:  # noqa: BLE001 - e.g. a tensor that requires grad, an unsupported dtype
+            if not (hasattr(x, "__array__") or hasattr(x, "__array_interface__")):
+                raise TypeError(f"{name}: NumPy cannot import this {_kind(x)} through DLPack ({exc})") from exc
+            dlpack_error = exc
+    else:
+        dlpack_error = None
+    if hasattr(x, "__cuda_array_interface__"):
+        raise TypeError(f"{name} is a GPU array ({_kind(x)}); the active backend takes host (CPU) arrays")
+    try:
+        return np.asarray(x)
+    except Exception as exc:  # noqa: BLE001 - any conversion failure is the user's input
+        why = exc if dlpack_error is None else f"{dlpack_error}; {exc}"
+        raise TypeError(f"{name} must be array-like (a NumPy array, or an object with the DLPack or NumPy "
+                        f"array interface), got {_kind(x)} ({why})") from exc
+
+
 def result_dtype(*arrays):
     """float32 when every floating input is float32, else float64."""
-    dts = [np.asarray(a).dtype for a in arrays if a is not None]
+    dts = [to_numpy(a, "array").dtype for a in arrays if a is not None]
     if dts and all(d == np.float32 for d in dts):
         return np.dtype(np.float32)
     return np.dtype(np.float64)
@@ -79,16 +135,10 @@ def result_dtype(*arrays):
 
 def as_array(x, name, dtype=None, *, finite=True, ndim=None, min_ndim=None, allow_empty=False):
     """Return ``x`` as a C-contiguous float array (float32/float64)."""
-    if x is None:
-        raise TypeError(f"{name} must be an array, got None")
-    if hasattr(x, "__cuda_array_interface__") and not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} is a GPU array; the active backend takes NumPy arrays")
-    try:
-        a = np.asarray(x)
-    except Exception as exc:  # noqa: BLE001 - any conversion failure is the user's input
-        raise TypeError(f"{name} must be array-like, got {type(x).__name__}") from exc
+    a = to_numpy(x, name)
     if a.dtype == object or a.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
+        came = "" if isinstance(x, np.ndarray) else f" (converted from {_kind(x)})"
+        raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}{came}")
     if dtype is None:
         dtype = np.float32 if a.dtype == np.float32 else np.float64
     a = np.asarray(a, dtype=dtype, order="C")  # (ascontiguousarray would make 0-d inputs 1-d)
@@ -175,9 +225,9 @@ def real(x, name):
     if isinstance(x, (numbers.Real, np.floating, np.integer)):
         return float(x)
     try:
-        a = np.asarray(x)
-    except Exception as exc:  # noqa: BLE001 - any conversion failure is the user's input
-        raise TypeError(f"{name} must be a real number, got {type(x).__name__}") from exc
+        a = to_numpy(x, name)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be a real number, got {_kind(x)}") from exc
     if a.size != 1 or a.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be a real number, got {type(x).__name__}"
                         + (f" of shape {a.shape}" if a.size != 1 else f" of dtype {a.dtype}"))
@@ -204,7 +254,7 @@ def class_labels(y, n, n_classes, name="y"):
     """Integer class labels (n,) int64 in [0, n_classes). Integer-valued floats
     (labels read from a CSV or stored as float targets) are accepted; other
     values are a LabelError, wrong shapes and out-of-range labels a ValueError."""
-    a = np.asarray(y)
+    a = to_numpy(y, name)
     if a.ndim == 2 and a.shape[1] == 1 and n != 1:
         a = a[:, 0]
     if a.dtype.kind == "b" or a.dtype.kind not in "iuf":

@@ -147,6 +147,15 @@ STREAM_TAGS = {
     "dataset/regression_1d_gap/x": fnv1a64("dataset/regression_1d_gap/x"),
     "dataset/regression_1d_gap/noise": fnv1a64("dataset/regression_1d_gap/noise"),
     "dataset/three_class_2d/x": fnv1a64("dataset/three_class_2d/x"),
+    "relax/conditional": fnv1a64("relax/conditional"),  # REBAR/RELAX: the draws of z~ given b
+    # measure-valued gradients beyond the Normal (estimators/mvd.py)
+    "mvd_erlang": fnv1a64("mvd_erlang"),  # the extra Exp(rate) of Erlang(2) / Gamma(a + 1) parts
+    "mvd_erlang_2": fnv1a64("mvd_erlang_2"),  # uncoupled: an independent Exp(rate) draw
+    "mvd_poisson": fnv1a64("mvd_poisson"),  # uncoupled: an independent Poisson draw
+    "mvd_gamma": fnv1a64("mvd_gamma"),  # uncoupled: an independent Gamma draw
+    "mvd_gamma_shape_plus": fnv1a64("mvd_gamma_shape_plus"),  # rejection rounds of the shape's p+
+    "mvd_gamma_shape_minus": fnv1a64("mvd_gamma_shape_minus"),  # rejection rounds of the shape's p-
+    "mvd_accept": fnv1a64("mvd_accept"),  # the acceptance uniforms of a rejection round
 }
 
 

@@ -30,6 +30,7 @@ class Table:
         return len(self.rows)
 
     def index(self, column):
+        """The position of ``column`` in the header; DataError naming the columns if absent."""
         try:
             return self.columns.index(column)
         except ValueError:
@@ -37,6 +38,7 @@ class Table:
             raise DataError(f"{self.path}: no column {column!r} (columns: {shown})") from None
 
     def strings(self, column):
+        """The cells of ``column`` as a list of N strings (as read, unstripped)."""
         j = self.index(column)
         return [r[j] for r in self.rows]
 
@@ -66,22 +68,59 @@ def parse_number(text, path, line, column):
 
 
 def is_number(text):
+    """Whether a cell holds a finite number (surrounding spaces allowed)."""
     try:
         return math.isfinite(float(text.strip()))
     except ValueError:
         return False
 
 
-def read_csv(path):
-    """Read a CSV file with a header row into a :class:`Table`."""
+#: the separators ``read_csv`` tries when none is given, in order of preference
+SEPARATORS = (",", ";", "\t", "|")
+_SNIFF_LINES = 50
+
+
+def is_missing(text):
+    """Whether a cell is empty or a missing-value marker (NA, NaN, null, ...)."""
+    return text.strip().lower() in _MISSING
+
+
+def sniff_separator(lines):
+    """The separator of a CSV from its first lines (list of str): the first of
+    :data:`SEPARATORS` that splits the header into more than one column and
+    gives every non-blank line the header's number of fields; "," when none does."""
+    lines = [ln for ln in lines if ln.strip()]
+    for sep in SEPARATORS:
+        try:
+            rows = list(csv.reader(lines, delimiter=sep))
+        except csv.Error:
+            continue
+        if rows and len(rows[0]) > 1 and all(len(r) == len(rows[0]) for r in rows):
+            return sep
+    return ","
+
+
+def read_csv(path, sep=None):
+    """Read a CSV file with a header row into a :class:`Table`.
+
+    ``sep``: the field separator (one character); None (default) sniffs it
+    from the first lines among :data:`SEPARATORS`."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
     if os.path.isdir(path):
         raise DataError(f"{path}: is a directory, not a CSV file")
+    if sep is not None and (not isinstance(sep, str) or len(sep) != 1 or sep in "\r\n\"'"):
+        raise DataError(f"the separator must be one character (not a quote or newline), got {sep!r}")
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
+            if sep is None:
+                head = [fh.readline() for _ in range(_SNIFF_LINES)]
+                sep = sniff_separator(head)
+                fh.seek(0)
+                if fh.read(1) != "\ufeff":  # utf-8-sig removes a BOM only at the very start
+                    fh.seek(0)
+            reader = csv.reader(fh, delimiter=sep)
             records = [(reader.line_num, row) for row in reader]
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a UTF-8 text file") from None
@@ -92,6 +131,11 @@ def read_csv(path):
         raise DataError(f"{path}: the file is empty")
     _, header = records[0]
     columns = [c.strip() for c in header]
+    if len(columns) == 1:
+        other = [c for c in SEPARATORS if c != sep and c in columns[0]]
+        if other:
+            raise DataError(f"{path}: the header has one column ({columns[0][:60]!r}): is the separator "
+                            f"{other[0]!r}? (--sep {other[0]!r})")
     if any(not c for c in columns):
         raise DataError(f"{path}: the header has an empty column name")
     dup = sorted({c for c in columns if columns.count(c) > 1})

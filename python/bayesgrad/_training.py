@@ -184,7 +184,8 @@ def check_finite_epoch(e, lr, *arrays):
 
 
 def run_epochs(epochs, one_epoch, *, verbose=1, desc="training", validate=None, patience=None,
-               snapshot=None, restore=None, checkpoint=None, rollback=None, sliced=False, history=None):
+               snapshot=None, restore=None, checkpoint=None, rollback=None, sliced=False, history=None,
+               min_delta=0.0):
     """Call ``one_epoch(e) -> dict`` for e < epochs; returns (history, interrupted).
 
     With ``sliced``, ``one_epoch(e, ctl)`` runs its minibatches in the slices of
@@ -192,7 +193,8 @@ def run_epochs(epochs, one_epoch, *, verbose=1, desc="training", validate=None, 
     stops within about that time at any data size. With ``validate() -> float``
     (lower is better) the best state (``snapshot()``) is kept and restored at
     the end (``restore(s)``); training stops after ``patience`` epochs without
-    improvement.
+    improvement, an improvement being a validation loss below the best by more
+    than ``min_delta`` (default 0, in the units of ``validate``).
 
     Ctrl-C keeps what was trained in whole epochs: ``checkpoint()`` is taken
     before each epoch and an interrupted epoch is undone with
@@ -225,7 +227,7 @@ def run_epochs(epochs, one_epoch, *, verbose=1, desc="training", validate=None, 
                 if validate is not None:
                     val = float(validate())
                     rec["val_loss"] = val
-                    if val < best:
+                    if val < best - min_delta:
                         best, best_state, since = val, snapshot(), 0
                     else:
                         since += 1

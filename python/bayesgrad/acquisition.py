@@ -17,7 +17,12 @@ Call shape shared by every function::
 
 Single-point scores (BALD, max entropy, variation ratios, mean std, margin)
 stream with a running top-``batch_size`` selection, so memory is one chunk
-plus the selection; ties are broken by the lower pool index.
+plus the selection; ties are broken by the lower pool index. A point's scores
+are bit-identical however the pool is chunked (the kernels run on aligned
+groups of ``_GROUP`` pool indices), and the random keys of ``random`` and
+``stochastic_batch`` belong to pool indices (``point_uniforms``), so the
+picks do not depend on the chunking either; ``bg.pools`` scores Dask pools
+with the same functions.
 
 BatchBALD (Kirsch et al., 2019) needs the candidates' predictions at every
 greedy step, so the candidates are held in memory: all pool points by
@@ -43,7 +48,8 @@ from . import random as _random
 from .uncertainty import check_normalised, check_log_probs
 
 __all__ = ["Selection", "bald", "max_entropy", "variation_ratios", "mean_std", "margin", "random",
-           "batchbald", "joint_entropy", "scores", "stochastic_batch", "STOCHASTIC_MODES"]
+           "batchbald", "joint_entropy", "scores", "score_columns", "top_k", "point_uniforms", "stochastic_keys",
+           "stochastic_select", "stochastic_batch", "greedy_batchbald", "STOCHASTIC_MODES", "METHODS"]
 
 METHODS = ("bald", "max_entropy", "variation_ratios", "mean_std", "margin")
 
@@ -114,29 +120,142 @@ def _iter_pool(pool, pool_size, chunk_size):
         raise ValueError("pool is empty")
 
 
-def _chunk_scores(method, a):
+#: Points per kernel call of the single-point scores. The kernels' rounding depends on a
+#: point's position in the call and on the call's size (SIMD lanes and tails, reduction
+#: order), so every call covers one aligned range [g G, (g + 1) G) of global pool indices,
+#: padded with uniform points where the pool or its block ends: each point is then always
+#: computed in the same position of a call of the same size, and its scores are
+#: bit-identical however the pool is chunked, streamed or split across workers.
+_GROUP = 128
+
+
+def _aligned(a, offset, fn):
+    """Apply ``fn(group (S, G, C)) -> tuple of (G,) arrays`` to the aligned groups of the
+    points offset..offset+n-1 of ``a`` (S, n, C); returns the tuple of (n,) arrays."""
+    S, n, Cn = a.shape
+    lead = offset % _GROUP
+    outs = None
+    pos = 0  # next point of a to cover
+    while pos < n:
+        g0 = pos - lead if pos == 0 else pos  # the group's first point, relative to a (may be < 0)
+        g1 = g0 + _GROUP
+        lo, hi = max(g0, 0), min(g1, n)
+        if lo == g0 and hi == g1:
+            grp = a[:, lo:hi]
+        else:
+            grp = np.full((S, _GROUP, Cn), -math.log(Cn), dtype=a.dtype)
+            grp[:, lo - g0:hi - g0] = a[:, lo:hi]
+        res = fn(np.ascontiguousarray(grp))
+        if outs is None:
+            outs = tuple(np.empty(n, dtype=r.dtype) for r in res)
+        for o, r in zip(outs, res):
+            o[lo:hi] = r[lo - g0:hi - g0]
+        pos = hi
+    return outs
+
+
+def _decompose(a, offset):
+    """(total, aleatoric, epistemic) entropies (n,) of checked log-probabilities a (S, n, C)
+    whose first point has global index ``offset`` (computed in aligned groups)."""
     k = _backend.kernels()
-    N = a.shape[1]
-    if method in ("bald", "max_entropy"):
-        t, al, ep = (np.empty(N, dtype=a.dtype) for _ in range(3))
-        check_normalised(lambda: k.metrics.decompose(a, t, al, ep), a, "pool")
-        return ep if method == "bald" else t
-    out = np.empty(N, dtype=a.dtype)
+
+    def one(g):
+        t, al, ep = (np.empty(g.shape[1], dtype=g.dtype) for _ in range(3))
+        check_normalised(lambda: k.metrics.decompose(g, t, al, ep), g, "pool")
+        return t, al, ep
+
+    return _aligned(a, offset, one)
+
+
+def _point_score(method, a, offset):
+    k = _backend.kernels()
     kind = PointScore[method]
-    check_normalised(lambda: k.acquisition.point_scores(a, kind, out), a, "pool")
+
+    def one(g):
+        out = np.empty(g.shape[1], dtype=g.dtype)
+        check_normalised(lambda: k.acquisition.point_scores(g, kind, out), g, "pool")
+        return (out,)
+
+    return _aligned(a, offset, one)[0]
+
+
+def _chunk_scores(method, a, offset=0):
+    if method in ("bald", "max_entropy"):
+        t, _, ep = _decompose(a, offset)
+        return ep if method == "bald" else t
+    return _point_score(method, a, offset)
+
+
+def score_columns(log_probs, methods, offset=0):
+    """Single-point scores of checked log-probabilities (S, n, C) whose first point has
+    global pool index ``offset``, for each name in ``methods`` (of ``METHODS``): dict
+    name -> (n,) array of the pool's dtype, plus ``"aleatoric"`` (the mean entropy,
+    BatchBALD's conditional term) whenever BALD or max entropy is asked for (one pass of
+    the entropy decomposition gives all three). A point's scores are bit-identical
+    whichever block holds it (see ``_GROUP``)."""
+    methods = [C.option(m, "methods", METHODS) for m in methods]
+    out = {}
+    if "bald" in methods or "max_entropy" in methods:
+        out["max_entropy"], out["aleatoric"], out["bald"] = _decompose(log_probs, offset)
+    for m in methods:
+        if m not in out:
+            out[m] = _point_score(m, log_probs, offset)
     return out
 
 
-def _top_k(scores, idx, k):
-    """Indices of the k best (score descending, pool index ascending on ties)."""
+def top_k(scores, idx, k):
+    """The k best of ``scores`` (n,) with pool indices ``idx`` (n,): (scores (k,), idx (k,)),
+    score descending, lower pool index first on ties -- an order that does not depend on how
+    the pool was split, so top-k of blocks' top-k is the top-k of the pool."""
     order = np.lexsort((idx, -scores.astype(np.float64)))[:k]
     return scores[order], idx[order]
+
+
+def point_uniforms(index, seed, stream):
+    """One float64 uniform per pool point: element ``index[i]`` of the Philox stream
+    ``fold_in(stream, "acquisition")`` (``index`` (n,) int64 global pool indices), so a
+    point's random key is the same whichever block or subset it is drawn in."""
+    st = _random.fold_in(stream, "acquisition")
+    index = np.asarray(index, dtype=np.int64)
+    if index.size == 0:
+        return np.empty(0)
+    lo, hi = int(index.min()), int(index.max()) + 1
+    if hi - lo == index.size and np.all(np.diff(index) == 1):
+        return _random.uniform(index.size, seed=seed, stream=st, offset=lo)
+    return _random.uniform(hi - lo, seed=seed, stream=st, offset=lo)[index - lo]
+
+
+def stochastic_keys(s, mode, beta, u):
+    """Gumbel-perturbed log-weights of the stochastic batch acquisitions: points with the
+    largest keys are a draw without replacement with probabilities proportional to the
+    weights. ``s`` (n,) float64 scores ("power", "softmax") or ranks, 1 = best
+    ("softrank"); ``u`` (n,) the points' uniforms (``point_uniforms``)."""
+    gumbel = -np.log(-np.log(u))
+    if mode == "power":
+        return beta * np.log(np.maximum(s, 1e-30)) + gumbel
+    if mode == "softmax":
+        return beta * s + gumbel
+    return -beta * np.log(s) + gumbel
+
+
+def stochastic_select(s, batch_size, mode, beta, *, seed, stream, index=None):
+    """Stochastic batch selection from scores ``s`` (n,) of the points ``index`` (n,)
+    (default 0..n-1): (keys (k,), index (k,)), best first. Soft-rank ranks the points
+    among those given."""
+    s = np.asarray(s, dtype=np.float64)
+    n = s.shape[0]
+    index = np.arange(n, dtype=np.int64) if index is None else np.asarray(index, dtype=np.int64)
+    if mode == "softrank":
+        rank = np.empty(n)
+        rank[np.lexsort((index, -s))] = np.arange(1, n + 1)
+        s = rank
+    return top_k(stochastic_keys(s, mode, beta, point_uniforms(index, seed, stream)), index, batch_size)
 
 
 def scores(pool, method="bald", *, pool_size=None, chunk_size=65536):
     """Score every pool point with a single-point method (``METHODS``); (N,) array."""
     method = C.option(method, "method", METHODS)
-    return np.concatenate([_chunk_scores(method, a) for _, a in _iter_pool(pool, pool_size, chunk_size)])
+    return np.concatenate([_chunk_scores(method, a, off) for off, a in _iter_pool(pool, pool_size, chunk_size)])
 
 
 def _select(method, pool, batch_size, pool_size, chunk_size):
@@ -145,12 +264,12 @@ def _select(method, pool, batch_size, pool_size, chunk_size):
     best_s = best_i = None
     n_seen = 0
     for off, a in _iter_pool(pool, pool_size, chunk_size):
-        s = _chunk_scores(method, a)
+        s = _chunk_scores(method, a, off)
         i = np.arange(off, off + a.shape[1], dtype=np.int64)
         n_seen = max(n_seen, off + a.shape[1])
         if best_s is not None:
             s, i = np.concatenate([best_s, s]), np.concatenate([best_i, i])
-        best_s, best_i = _top_k(s, i, batch_size)
+        best_s, best_i = top_k(s, i, batch_size)
     if batch_size > n_seen:
         raise ValueError(f"batch_size ({batch_size}) exceeds the pool size ({n_seen})")
     return Selection(best_i, best_s, method)
@@ -237,7 +356,7 @@ def random(pool=None, batch_size=1, *, pool_size=None, chunk_size=65536, seed=0,
         i = np.arange(off, off + m, dtype=np.int64)
         if best_s is not None:
             u, i = np.concatenate([best_s, u]), np.concatenate([best_i, i])
-        best_s, best_i = _top_k(u, i, batch_size)
+        best_s, best_i = top_k(u, i, batch_size)
     return Selection(best_i, best_s, "random", {"seed": seed})
 
 
@@ -331,7 +450,6 @@ def batchbald(pool, batch_size=10, n_configs=1000, *, seed=0, stream=0, max_cand
         if max_candidates < batch_size:
             raise ValueError(f"max_candidates ({max_candidates}) must be >= batch_size ({batch_size})")
     seed = _random.resolve_seed(seed)
-    st = _random.fold_in(stream, "acquisition")
 
     # Gather candidates: probabilities (float64), conditional entropies, BALD, pool index.
     keep_p, keep_h, keep_b, keep_i = [], [], [], []
@@ -339,8 +457,7 @@ def batchbald(pool, batch_size=10, n_configs=1000, *, seed=0, stream=0, max_cand
     for off, a in _iter_pool(pool, pool_size, chunk_size):
         dtype = a.dtype
         N = a.shape[1]
-        t, al, ep = (np.empty(N, dtype=a.dtype) for _ in range(3))
-        check_normalised(lambda: _backend.kernels().metrics.decompose(a, t, al, ep), a, "pool")
+        _, al, ep = _decompose(a, off)
         keep_p.append(np.exp(a.astype(np.float64)))
         keep_h.append(al.astype(np.float64))
         keep_b.append(ep.astype(np.float64))
@@ -349,7 +466,7 @@ def batchbald(pool, batch_size=10, n_configs=1000, *, seed=0, stream=0, max_cand
             b = np.concatenate(keep_b)
             if b.shape[0] > max_candidates:
                 i = np.concatenate(keep_i)
-                _, top = _top_k(b, i, max_candidates)
+                _, top = top_k(b, i, max_candidates)
                 sel = np.searchsorted(i, np.sort(top))  # i is increasing: keep pool order
                 p = np.concatenate(keep_p, axis=1)[:, sel]
                 keep_p, keep_h = [p], [np.concatenate(keep_h)[sel]]
@@ -357,12 +474,36 @@ def batchbald(pool, batch_size=10, n_configs=1000, *, seed=0, stream=0, max_cand
     probs = np.ascontiguousarray(np.concatenate(keep_p, axis=1))
     cond = np.concatenate(keep_h)
     idx = np.concatenate(keep_i)
+    sel = greedy_batchbald(probs, cond, batch_size, n_configs, seed=seed, stream=stream)
+    return Selection(idx[sel.indices], sel.scores.astype(dtype), "batchbald", {**sel.info, "n_candidates": idx.size})
+
+
+def greedy_batchbald(probs, cond, batch_size, n_configs=1000, *, seed=0, stream=0) -> Selection:
+    """BatchBALD's greedy stage on gathered candidates (the loop of ``batchbald``).
+
+    Parameters
+    ----------
+    probs : (S, M, C) float64 probabilities of the M candidates, in pool order
+        (ties go to the earlier candidate)
+    cond : (M,) float64 mean entropies mean_s H[p_s(y_m)] of the candidates
+        (``score_columns(...)["aleatoric"]``)
+    batch_size, n_configs, seed, stream : as ``batchbald``
+
+    Returns
+    -------
+    Selection with ``indices`` into the M candidates.
+    """
+    probs = np.ascontiguousarray(probs, dtype=np.float64)
+    cond = np.asarray(cond, dtype=np.float64)
     S, Nc, Cn = probs.shape
+    if cond.shape != (Nc,):
+        raise ValueError(f"cond must have shape ({Nc},), got {cond.shape}")
     if batch_size > Nc:
         raise ValueError(f"batch_size ({batch_size}) exceeds the number of candidates ({Nc})")
     if n_configs < Cn:
         raise ValueError(f"n_configs ({n_configs}) must be >= the number of classes ({Cn})")
-
+    seed = _random.resolve_seed(seed)
+    st = _random.fold_in(stream, "acquisition")
     chosen, vals, exact = [], [], []
     cond_sum = 0.0
     for j in range(batch_size):
@@ -375,7 +516,7 @@ def batchbald(pool, batch_size=10, n_configs=1000, *, seed=0, stream=0, max_cand
         vals.append(score[i])
         exact.append(is_exact)
         cond_sum += cond[i]
-    return Selection(idx[chosen], np.asarray(vals, dtype=dtype), "batchbald",
+    return Selection(np.asarray(chosen, dtype=np.int64), np.asarray(vals), "batchbald",
                      {"exact": exact, "seed": seed, "n_candidates": Nc})
 
 
@@ -430,16 +571,6 @@ def stochastic_batch(pool, batch_size=10, method="bald", mode="power", beta=1.0,
     if batch_size > n:
         raise ValueError(f"batch_size ({batch_size}) exceeds the pool size ({n})")
     seed = _random.resolve_seed(seed)
-    u = _random.uniform(n, seed=seed, stream=_random.fold_in(stream, "acquisition"))
-    gumbel = -np.log(-np.log(u))
-    if mode == "power":
-        key = beta * np.log(np.maximum(s, 1e-30))
-    elif mode == "softmax":
-        key = beta * s
-    else:
-        rank = np.empty(n)
-        rank[np.lexsort((np.arange(n), -s))] = np.arange(1, n + 1)
-        key = -beta * np.log(rank)
-    best_s, best_i = _top_k(key + gumbel, np.arange(n, dtype=np.int64), batch_size)
+    best_s, best_i = stochastic_select(s, batch_size, mode, beta, seed=seed, stream=stream)
     return Selection(best_i, best_s, f"stochastic_{mode}", {"seed": seed, "method": method, "beta": beta})
 

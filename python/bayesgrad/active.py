@@ -15,10 +15,21 @@ Call shape::
 ``fit(X_labelled, y_labelled, previous)`` returns a fitted posterior whose
 ``predict(X, n_samples=..., seed=..., stream=...)`` gives a classification
 ``bg.nn.Predictive`` (MFVI, MCDropout, Laplace, DeepEnsemble, SWAG, SGMCMC);
-``previous`` is the last round's posterior (None in round 0), for warm starts.
+``previous`` is the last round's posterior (None in round 0), for warm starts;
+``fit`` may also return a scikit-learn estimator of this package (its
+``posterior_`` predicts).
 The classes are fixed up front (``n_classes``), so a labelled set that lacks a
 class still yields every probability column. ``oracle`` is the pool's label
 array or a callable ``indices -> labels`` (a human in the loop, a simulator).
+
+The pool may be a ``dask.array`` (N, D) chunked along N (``bg.pools``): each
+round scores it block by block on the workers (the sampled networks sent
+once, the labelled points excluded, BatchBALD in two stages over the BALD
+top ``max_candidates``), and only the labelled rows are gathered for ``fit``.
+In memory the predictive of the whole pool is scored the same way
+(``bg.pools.score_pool``), so for the posteriors whose predictive is a set of
+sampled networks (MC dropout, MFVI, ensembles, SWAG, SG-MCMC) both give the
+same picks.
 
 Acquisitions by name: "bald", "max_entropy", "variation_ratios", "margin",
 "mean_std" (single-point top-k), "batchbald", "random", and the stochastic
@@ -30,13 +41,13 @@ and a resumed run continues exactly.
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import numpy as np
 
 from . import _checks as C
 from . import _training as _tr
-from . import acquisition as A
 from . import random as _random
 
 __all__ = ["ActiveLearner", "ACQUISITIONS"]
@@ -61,14 +72,25 @@ class ActiveLearner:
     n_configs : BatchBALD's sampled label configurations
     beta : temperature of the stochastic acquisitions
     budget : stop when this many points are labelled (None: the pool size)
+    max_candidates : BatchBALD's M (the BALD top M it chooses among); None: every
+        unlabelled point in memory, ``max(1000, 20 * batch_size)`` on Dask
+    scheduler : ``dask.compute``'s scheduler for a Dask pool (None: dask's default,
+        the active ``distributed.Client`` if any)
+    seed, stream : Philox seed and stream of the predictive samples and acquisitions
     """
 
     def __init__(self, fit, X_pool, oracle, *, n_classes, initial, acquisition="batchbald", batch_size=10,
-                 n_samples=100, n_configs=1000, beta=1.0, budget=None, seed=0, stream=0):
+                 n_samples=100, n_configs=1000, beta=1.0, budget=None, max_candidates=None, scheduler=None, seed=0,
+                 stream=0):
+        from .pools import is_dask_array
+
         if not callable(fit):
             raise TypeError("fit must be a callable (X, y, previous) -> fitted posterior")
         self.fit = fit
-        self.X_pool = C.as_array(X_pool, "X_pool", min_ndim=2)
+        self.lazy = is_dask_array(X_pool)
+        self.X_pool = X_pool if self.lazy else C.as_array(X_pool, "X_pool", min_ndim=2)
+        if self.lazy and X_pool.ndim != 2:
+            raise ValueError(f"a Dask X_pool must be (N, D), got shape {X_pool.shape}")
         N = self.X_pool.shape[0]
         self.n_classes = C.integer(n_classes, "n_classes", 2)
         if callable(oracle):
@@ -82,6 +104,8 @@ class ActiveLearner:
         self.n_configs = C.integer(n_configs, "n_configs", 1)
         self.beta = float(C.scalar(beta, "beta"))
         self.budget = N if budget is None else C.integer(budget, "budget", 1)
+        self.max_candidates = None if max_candidates is None else C.integer(max_candidates, "max_candidates", 1)
+        self.scheduler = scheduler
         self.seed = _random.resolve_seed(seed)
         self.stream = _random.check_stream(stream)
         init = np.asarray(initial)
@@ -110,29 +134,47 @@ class ActiveLearner:
         y = self.oracle(np.asarray(idx, dtype=np.int64))
         return C.class_labels(y, len(idx), self.n_classes, "oracle labels")
 
+    def _model(self):
+        """The posterior that predicts (a scikit-learn estimator's ``posterior_``)."""
+        p = self.posterior
+        return p.posterior_ if hasattr(p, "posterior_") and not hasattr(p, "sample_params") else p
+
     def _predictive(self, X, stream):
-        pred = self.posterior.predict(X, n_samples=self.n_samples, seed=self.seed, stream=stream)
+        pred = self._model().predict(X, n_samples=self.n_samples, seed=self.seed, stream=stream)
         lp = getattr(pred, "log_probs", None)
         if lp is None or lp.ndim != 3 or lp.shape[2] != self.n_classes:
             raise ValueError(f"the posterior's predictive must have sampled log_probs (S, N, {self.n_classes}); "
                              f"got {None if lp is None else lp.shape}")
         return pred
 
+    def _labelled_inputs(self):
+        X = self.X_pool[self.labelled]
+        return np.asarray(X.compute(scheduler=self.scheduler) if self.lazy else X)
+
     # ------------------------------------------------------------ one round
-    def _select(self, pool_lp, k, stream):
-        a = self.acquisition
-        if a == "random":
-            return A.random(pool_lp, k, seed=self.seed, stream=stream).indices
-        if a == "batchbald":
-            return A.batchbald(pool_lp, k, self.n_configs, seed=self.seed, stream=stream).indices
-        if a in A.STOCHASTIC_MODES:
-            return A.stochastic_batch(pool_lp, k, "bald", a, self.beta, seed=self.seed, stream=stream).indices
-        return getattr(A, a)(pool_lp, k).indices  # the single-point top-k acquisitions
+    def _acquire(self, k, stream):
+        """Score the pool (labelled points excluded) and pick k; returns the PoolScores."""
+        from . import pools
+
+        common = dict(n_configs=self.n_configs, max_candidates=self.max_candidates, beta=self.beta, seed=self.seed,
+                      stream=stream, exclude=self.labelled)
+        if self.lazy:
+            return pools.score_pool(self.X_pool, self.acquisition, k, model=self._model(), n_samples=self.n_samples,
+                                    scheduler=self.scheduler, **common)
+        if self.acquisition == "random":  # random picks need no predictive: a uniform stand-in
+            N = self.X_pool.shape[0]
+            lp = np.full((1, N, self.n_classes), -math.log(self.n_classes))
+        else:
+            lp = self._predictive(self.X_pool, stream).log_probs
+        return pools.score_pool(np.ascontiguousarray(lp), self.acquisition, k, **common)
 
     def step(self, test=None):
         """Fit on the labelled set, acquire ``batch_size`` points (fewer at the
         budget), label them; returns the acquired pool indices. ``test`` = (X, y)
-        records accuracy, NLL and ECE of this round's posterior."""
+        records accuracy, NLL and ECE of this round's posterior. The history
+        record has ``round``, ``n_labelled``, ``fit_s`` (the fit callable's
+        time), ``acquisition_s`` (predictive, scores and selection), ``picked``
+        and, with ``test``, ``accuracy``, ``nll`` (nats per point), ``ece``."""
         from . import uncertainty as U
 
         if self.done:
@@ -140,7 +182,7 @@ class ActiveLearner:
         r = len(self.history)
         st = _random.fold_in(self.stream, r)
         t0 = time.perf_counter()
-        self.posterior = self.fit(self.X_pool[self.labelled], self.y_labelled, self.posterior)
+        self.posterior = self.fit(self._labelled_inputs(), self.y_labelled, self.posterior)
         t1 = time.perf_counter()
         rec = {"round": r, "n_labelled": int(self.labelled.size), "fit_s": t1 - t0}
         if test is not None:
@@ -148,12 +190,14 @@ class ActiveLearner:
             p = self._predictive(Xt, _random.fold_in(st, 1)).probs
             yt = C.class_labels(yt, p.shape[0], self.n_classes, "test labels")
             rec.update(accuracy=U.accuracy(p, yt), nll=U.nll(p, yt), ece=U.ece(p, yt))
-        un = self.unlabelled
-        k = min(self.batch_size, un.size, self.budget - self.labelled.size)
+        N = self.X_pool.shape[0]
+        k = min(self.batch_size, N - self.labelled.size, self.budget - self.labelled.size)
         t2 = time.perf_counter()
-        lp = self._predictive(self.X_pool[un], _random.fold_in(st, 2)).log_probs
-        picked = un[self._select(np.ascontiguousarray(lp), k, _random.fold_in(st, 3))]
+        sel = self._acquire(k, _random.fold_in(st, 2))
+        picked = sel.indices
         rec["acquisition_s"] = time.perf_counter() - t2
+        if "n_candidates" in sel.info:
+            rec["n_candidates"] = sel.info["n_candidates"]
         rec["picked"] = picked.tolist()
         self.y_labelled = np.concatenate([self.y_labelled, self._ask(picked)])
         self.labelled = np.concatenate([self.labelled, picked])
@@ -176,27 +220,42 @@ class ActiveLearner:
 
     # ------------------------------------------------------------ persistence
     def save(self, path):
-        """The loop's state (labelled indices and labels, history, settings) as .npz + JSON;
-        the posterior is not saved (save it with its own ``save``)."""
+        """The loop's state (labelled indices and labels, history, settings) as .npz + JSON
+        (atomic; ``.npz`` appended when missing). The current posterior, when it has its own
+        ``save``, goes next to it as ``<path>.posterior.npz``, so that ``load`` resumes with the
+        warm start the next round would have had. Returns the path written."""
+        path = _tr.npz_path(path)
+        post_file = None
+        model = self.posterior
+        if type(model).__name__ in ("MCDropout", "MFVI", "DeepEnsemble", "SWAG", "MultiSWAG", "SGMCMC", "Laplace"):
+            post_file = path[:-4] + ".posterior.npz"
+            model.save(post_file)
         meta = {"kind": "ActiveLearner", "n_classes": self.n_classes, "acquisition": self.acquisition,
                 "batch_size": self.batch_size, "n_samples": self.n_samples, "n_configs": self.n_configs,
-                "beta": self.beta, "budget": self.budget, "seed": self.seed, "stream": self.stream,
-                "history": self.history, "pool_size": int(self.X_pool.shape[0])}
-        _tr.save_npz(path, meta, {"labelled": self.labelled.astype(np.float64),
-                                  "y_labelled": self.y_labelled.astype(np.float64)})
+                "beta": self.beta, "budget": self.budget, "max_candidates": self.max_candidates, "seed": self.seed,
+                "stream": self.stream, "history": self.history, "pool_size": int(self.X_pool.shape[0]),
+                "posterior_file": None if post_file is None else os.path.basename(post_file)}
+        return _tr.save_npz(path, meta, {"labelled": self.labelled.astype(np.float64),
+                                         "y_labelled": self.y_labelled.astype(np.float64)})
 
     @classmethod
-    def load(cls, path, fit, X_pool, oracle):
-        """Resume a saved loop with the same pool and oracle; the next ``step`` refits from scratch
-        (``previous`` is None) and continues the saved rounds' random streams."""
+    def load(cls, path, fit, X_pool, oracle, scheduler=None):
+        """Resume a saved loop with the same pool and oracle. The saved posterior (if any) is
+        loaded as ``posterior``, the ``previous`` of the next ``fit``; the next ``step``
+        continues the saved rounds' random streams, so the resumed loop picks what the
+        uninterrupted one would have (for fits whose result depends only on the data and
+        ``previous``'s parameters: optimiser moments are not saved)."""
+        path = _tr.npz_path(path)
         meta, arrays = _tr.load_npz(path, "ActiveLearner", ["labelled", "y_labelled"])
         try:
             lab = arrays["labelled"].astype(np.int64)
             obj = cls(fit, X_pool, oracle, n_classes=meta["n_classes"], initial=lab,
                       acquisition=meta["acquisition"], batch_size=meta["batch_size"], n_samples=meta["n_samples"],
-                      n_configs=meta["n_configs"], beta=meta["beta"], budget=meta["budget"], seed=meta["seed"],
+                      n_configs=meta["n_configs"], beta=meta["beta"], budget=meta["budget"],
+                      max_candidates=meta.get("max_candidates"), scheduler=scheduler, seed=meta["seed"],
                       stream=meta["stream"])
             history = meta["history"]
+            post_file = meta.get("posterior_file")
         except (KeyError, TypeError) as exc:
             raise ValueError(f"{path!r}: malformed ActiveLearner metadata ({exc})") from exc
         if meta.get("pool_size") != obj.X_pool.shape[0] or not isinstance(history, list):
@@ -204,6 +263,12 @@ class ActiveLearner:
                              f"given {obj.X_pool.shape[0]}")
         if not np.array_equal(obj.y_labelled, arrays["y_labelled"].astype(np.int64)):
             raise ValueError(f"{path!r}: the oracle's labels differ from the saved ones")
+        if post_file is not None:
+            from .pools import load_posterior
+
+            if not isinstance(post_file, str) or os.path.basename(post_file) != post_file:
+                raise ValueError(f"{path!r}: malformed posterior_file {post_file!r}")
+            obj.posterior = load_posterior(os.path.join(os.path.dirname(path), post_file))
         obj.history = history
         return obj
 

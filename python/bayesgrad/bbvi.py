@@ -18,7 +18,13 @@ entropy term and its gradient in closed form. Call shape::
 
 ``log_density`` maps ``(m, D) -> (m,)`` (vectorised over the sample axis);
 ``grad_log_density`` maps ``(m, D) -> (m, D)`` and is needed by the pathwise
-estimator. Families: ``"meanfield"`` q = N(mu, diag(sigma^2)) with
+estimator (and by ``iwae`` and ``dreg``). The multi-sample estimators
+``"iwae"``, ``"dreg"`` (mean-field only) and ``"vimco"`` maximise the
+importance-weighted bound L_K = E[log (1/K) sum_k p(x_k)/q(x_k)] instead
+(``estimator_options={"k": K}``, default 8; ``n_samples`` then counts groups
+of K draws); ``res.elbo`` then holds L_K. Errors raised while evaluating the
+user's functions name them as passed (``log_density``, ``grad_log_density``).
+Families: ``"meanfield"`` q = N(mu, diag(sigma^2)) with
 sigma = softplus(rho) (or exp(rho)); ``"fullrank"`` q = N(mu, L L^T) with L lower
 triangular, its diagonal through the same positive transform. The optimisation
 runs through ``bg.stochastic_opt.minimize`` (Adam or Robbins-Monro SGD from
@@ -40,7 +46,8 @@ from .distributions import MultivariateNormal, Normal
 __all__ = ["BBVI", "BBVIResult", "FAMILIES", "ESTIMATORS"]
 
 FAMILIES = ("meanfield", "fullrank")
-ESTIMATORS = ("pathwise", "score_function", "measure_valued")
+ESTIMATORS = ("pathwise", "score_function", "measure_valued", "iwae", "dreg", "vimco")
+_BOUND_ESTIMATORS = ("iwae", "dreg", "vimco")  # maximise the IWAE bound L_K instead of the ELBO
 _ALIASES = {"mean_field": "meanfield", "full_rank": "fullrank", "full": "fullrank", "diagonal": "meanfield"}
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -65,7 +72,8 @@ class BBVIResult:
     ----------
     q : Normal (mean-field, batch (D,)) or MultivariateNormal (full rank, event (D,))
     elbo, elbo_stderr : (steps,) float64
-        ELBO estimate (nats) at each step, before its update, and its standard error.
+        ELBO estimate (nats) at each step, before its update, and its standard error
+        (the IWAE bound L_K for the multi-sample estimators).
     n_samples : int, draws from q over the fit
     n_evaluations : int, evaluations of the log density over the fit
     steps : int, steps done
@@ -111,8 +119,9 @@ class BBVI:
     log_density : callable ``(m, D) -> (m,)``, log p(x) up to a constant (nats)
     dim : int >= 1, D
     family : "meanfield" | "fullrank"
-    estimator : "pathwise" | "score_function" | "measure_valued" (mean-field only)
-    grad_log_density : callable ``(m, D) -> (m, D)``; required for "pathwise"
+    estimator : "pathwise" | "score_function" | "measure_valued" (mean-field only) | "iwae" | "dreg"
+        (mean-field only; the IWAE bound) | "vimco" (the IWAE bound, any family)
+    grad_log_density : callable ``(m, D) -> (m, D)``; required for "pathwise", "iwae" and "dreg"
     estimator_options : dict for the estimator; the score function defaults to
         ``{"baseline": "loo"}`` (without a baseline its variance grows with |log p|)
     scale_transform : "softplus" | "exp", how the scales are kept positive
@@ -131,15 +140,17 @@ class BBVI:
         self.estimator = C.option(estimator, "estimator", ESTIMATORS)
         if grad_log_density is not None and not callable(grad_log_density):
             raise TypeError("grad_log_density must be callable")
-        if self.estimator == "pathwise" and grad_log_density is None:
-            raise TypeError("estimator='pathwise' needs grad_log_density, the gradient of log_density")
-        if self.estimator == "measure_valued" and self.family != "meanfield":
-            raise ValueError("estimator='measure_valued' is implemented for family='meanfield' only")
+        if self.estimator in ("pathwise", "iwae", "dreg") and grad_log_density is None:
+            raise TypeError(f"estimator={self.estimator!r} needs grad_log_density, the gradient of log_density")
+        if self.estimator in ("measure_valued", "iwae", "dreg") and self.family != "meanfield":
+            raise ValueError(f"estimator={self.estimator!r} is implemented for family='meanfield' only")
         self.log_density = log_density
         self.grad_log_density = grad_log_density
         opts = dict(estimator_options or {})
         if self.estimator == "score_function" and "baseline" not in opts and "control_variate" not in opts:
             opts["baseline"] = "loo"
+        if self.estimator in _BOUND_ESTIMATORS:
+            opts.setdefault("k", 8)
         self.estimator_options = opts
         self.scale_transform = C.option(scale_transform, "scale_transform", ("softplus", "exp"))
         if init_loc is None:
@@ -156,12 +167,48 @@ class BBVI:
             raise ValueError(f"init_scale must be positive, got {s0}")
         self.init_scale = s0
 
-    # the objective is minimised: f = -log p, penalty = -H(q)
+    @staticmethod
+    def _checked(fn, x, name, shape):
+        """fn(x) as a finite float64 array of ``shape``; errors name the user's argument."""
+        try:
+            y = np.asarray(fn(x), dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must return a real array") from exc
+        if y.shape != shape:
+            raise ValueError(f"{name} must map (m, {x.shape[-1]}) inputs to shape {shape} (m = {x.shape[0]}), "
+                             f"got shape {y.shape}")
+        if not np.isfinite(y).all():
+            raise ValueError(f"{name} returned NaN or inf")
+        return y
+
+    def _logp(self, x):
+        return self._checked(self.log_density, x, "log_density", (x.shape[0],))
+
+    def _grad_logp(self, x):
+        return self._checked(self.grad_log_density, x, "grad_log_density", tuple(x.shape))
+
+    # the ELBO is maximised as a minimisation: f = -log p, penalty = -H(q)
     def _f(self, x):
-        return -np.asarray(self.log_density(x), dtype=np.float64)
+        return -self._logp(x)
 
     def _grad_f(self, x):
-        return -np.asarray(self.grad_log_density(x), dtype=np.float64)
+        return -self._grad_logp(x)
+
+    def _bound_estimator(self):
+        """The IWAE-bound estimator as a minimisation estimator: value and gradients of -L_K."""
+        fn = getattr(_est, self.estimator)
+        takes_grad = self.estimator != "vimco"
+
+        def estimate(f, q, n_samples, seed=0, stream=0, **options):
+            if takes_grad:
+                options["grad_f"] = self._grad_logp
+            e = fn(self._logp, q, n_samples, seed=seed, stream=stream, **options)
+            e.value = -e.value
+            e.grad = {k: -v for k, v in e.grad.items()}
+            return e
+
+        estimate.__name__ = self.estimator
+        return estimate
 
     def initial_q(self):
         """The starting q: mean ``init_loc``, covariance ``init_scale**2 I``."""
@@ -171,7 +218,7 @@ class BBVI:
 
     def fit(self, steps=2000, n_samples=16, seed=0, stream=0, *, optimizer="adam", lr=0.05,
             optimizer_options=None, average=0.0, q0=None, verbose=0, callback=None):
-        """Maximise the ELBO; returns a ``BBVIResult``.
+        """Maximise the ELBO (the IWAE bound for "iwae", "dreg", "vimco"); returns a ``BBVIResult``.
 
         Parameters
         ----------
@@ -186,10 +233,12 @@ class BBVI:
         callback : ``(t, q, estimate) -> bool``; True stops the fit
         """
         q = self.initial_q() if q0 is None else self._check_q(q0)
-        res = _sopt.minimize(self._f, q, self.estimator, steps, n_samples, seed, stream,
-                             grad_f=self._grad_f if self.grad_log_density is not None else None,
+        bound = self.estimator in _BOUND_ESTIMATORS
+        res = _sopt.minimize(self._f, q, self._bound_estimator() if bound else self.estimator, steps, n_samples,
+                             seed, stream,
+                             grad_f=self._grad_f if self.grad_log_density is not None and not bound else None,
                              optimizer=optimizer, lr=lr, optimizer_options=optimizer_options, average=average,
-                             positive=self.scale_transform, penalty=_neg_entropy,
+                             positive=self.scale_transform, penalty=None if bound else _neg_entropy,
                              estimator_options=self.estimator_options, verbose=verbose, callback=callback)
         return BBVIResult(res.dist, res, self.family)
 
@@ -208,6 +257,6 @@ class BBVI:
         of two fits can be compared more precisely than their standard errors suggest.
         """
         q = self._check_q(q)
-        m, se = _est.expectation(lambda x: np.asarray(self.log_density(x), dtype=np.float64), q, n_samples,
+        m, se = _est.expectation(self._logp, q, n_samples,
                                  seed=seed, stream=_random.fold_in(stream, "elbo"))
         return m + float(np.sum(q.entropy())), se

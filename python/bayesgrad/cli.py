@@ -8,6 +8,10 @@
   PNGs to ``./bayesgrad-demo/`` (matplotlib: ``pip install "bayesgrad[plot]"``).
 - ``bayesgrad fit DATA.csv --target COL [...] [--predict NEW.csv] [--out PREDS.csv]``:
   a Bayesian MLP with uncertainty columns.
+- ``bayesgrad compare DATA.csv --target COL [...]``: every posterior, K-fold
+  cross-validated, as a metric table, CSV and plot (``bayesgrad._cli_compare``).
+- ``bayesgrad score POOL --model MODEL.npz [--acquisition A] [--batch-size K] [--scheduler ADDRESS]``:
+  acquisition picks and per-point uncertainty of a CSV / Parquet / Zarr pool (``_cli_score``).
 - ``bayesgrad bench``: quick native-vs-NumPy timings, as ratios.
 - ``bayesgrad info``: the active backend and build.
 
@@ -30,7 +34,8 @@ import types
 import numpy as np
 
 from . import _quickbench
-from ._models import DEFAULTS, LAPLACE_LINKS, LAPLACE_PRIORS, LAPLACE_STRUCTURES, LAPLACE_SUBSETS, METHODS, TASKS
+from ._models import (DEFAULTS, LAPLACE_LINKS, LAPLACE_PRIORS, LAPLACE_STRUCTURES, LAPLACE_SUBSETS, METHODS,
+                      MFVI_ESTIMATORS, MFVI_PRIORS, TASKS)
 
 
 class UsageError(Exception):
@@ -201,6 +206,8 @@ def _demo_simplex(args, ctx):
 
 
 def cmd_demo(args):
+    """``bayesgrad demo``: the four parts of the demonstration (tables on stdout, PNGs
+    under ``args.out`` unless ``--no-plots``). Returns the exit status 0."""
     from . import plotting
 
     t0 = time.perf_counter()
@@ -293,6 +300,13 @@ def _seed_arg(text):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _sep_arg(text):
+    sep = {"\\t": "\t", "tab": "\t"}.get(text, text)
+    if len(sep) != 1 or sep in "\r\n\"'":
+        raise argparse.ArgumentTypeError(f"--sep must be one character (or 'tab'), got {text!r}")
+    return sep
+
+
 def _positive_int(text):
     try:
         v = int(text)
@@ -328,7 +342,10 @@ def _prediction_columns(model, task, X, classes):
     return cols, [[pred[i], *probs[i], u.total[i], u.aleatoric[i], u.epistemic[i]] for i in range(len(pred))]
 
 
-def _validation_report(model, task, X, y):
+def _metrics_report(model, task, X, y):
+    """One line of held-out metrics of rows X (N, D) with targets y: RMSE, NLL
+    (nats/point) and 95% interval coverage (regression); accuracy, NLL and ECE
+    (15 equal-width bins of the top-label probability; classification)."""
     if task == "regression":
         mean, alea, epi = model.moments(X)
         var = alea + epi
@@ -336,10 +353,12 @@ def _validation_report(model, task, X, y):
         nll = float(np.mean(0.5 * np.log(2 * np.pi * var) + 0.5 * (y - mean) ** 2 / var))
         cover = float(np.mean(np.abs(y - mean) <= 1.96 * np.sqrt(var)))
         return f"RMSE {rmse:.4g}, NLL {nll:.4g} nats/point, 95% interval coverage {cover:.0%}"
+    from .uncertainty import ece
+
     probs = model.probs(X)
     acc = float(np.mean(np.argmax(probs, axis=1) == y))
     nll = float(-np.mean(np.log(np.maximum(probs[np.arange(y.size), y], 1e-300))))
-    return f"accuracy {acc:.1%}, NLL {nll:.4g} nats/point"
+    return f"accuracy {acc:.1%}, NLL {nll:.4g} nats/point, ECE {ece(probs, y):.3f}"
 
 
 def _write_or_show(path, in_table, extra_cols, extra_rows, limit=10):
@@ -366,15 +385,40 @@ def _write_or_show(path, in_table, extra_cols, extra_rows, limit=10):
         print("   " + ", ".join(f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v) for v in e))
 
 
+#: below these many training rows per class (classification) or per feature, ``fit`` warns
+_MIN_ROWS_PER_CLASS = 5
+_MIN_ROWS_PER_FEATURE = 5
+
+
+def _target_cells(table, target, path):
+    """The target column's strings, with any empty (missing) cell reported as a UsageError
+    that names its lines and says what the other values are."""
+    from ._table import is_missing
+
+    values = table.strings(target)
+    empty = [line for v, line in zip(values, table.lines) if is_missing(v)]
+    if empty:
+        rest = [v for v in values if not is_missing(v)]
+        shown = ", ".join(map(str, empty[:5])) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        what = ""
+        if rest:
+            task, why = _infer_task(rest)
+            what = f"; the other {len(rest)} values make it a {task} target"
+        raise UsageError(f"{path} line {empty[0]}, column {target!r}: missing value ({len(empty)} empty target "
+                         f"cell(s), line(s) {shown}{what}); remove or fill those rows")
+    return values
+
+
 def _fit_inputs(args):
-    """Everything ``fit`` takes from the user -- the data, the --predict rows, the
-    options -- read and checked before any training, so that a mistake in any of
-    them is reported in seconds; as UsageError."""
+    """Everything ``fit`` takes from the user -- the data, the --predict rows (and
+    their targets when the file has the target column), the options -- read and
+    checked before any training, so that a mistake in any of them is reported in
+    seconds; as UsageError."""
     from ._models import check_options
-    from ._table import read_csv
+    from ._table import is_missing, read_csv
 
     with _user_files():
-        table = read_csv(args.data)
+        table = read_csv(args.data, sep=args.sep)
         target = args.target
         table.index(target)
         features = ([f.strip() for f in args.features.split(",") if f.strip()] if args.features
@@ -386,7 +430,7 @@ def _fit_inputs(args):
         if len(table) < 2:
             raise UsageError(f"{args.data}: training needs at least 2 data rows, got {len(table)}")
         X = table.numeric(features)
-        ystr = table.strings(target)
+        ystr = _target_cells(table, target, args.data)
         task, why = _infer_task(ystr) if args.task == "auto" else (args.task, None)
         classes = None
         if task == "classification":
@@ -395,8 +439,22 @@ def _fit_inputs(args):
                 raise UsageError(f"{args.data}: the target {target!r} has a single class ({classes[0]!r})")
         else:
             y = table.numeric([target])[:, 0]
-        new = read_csv(args.predict) if args.predict else None
+        new = read_csv(args.predict, sep=args.sep) if args.predict else None
         X_new = None if new is None else new.numeric(features)
+        # the --predict file's own targets, when it has the column: test metrics after training
+        y_new = None
+        if new is not None and target in new.columns:
+            cells = new.strings(target)
+            if not any(is_missing(v) for v in cells):
+                if task == "regression":
+                    y_new = new.numeric([target])[:, 0]
+                else:
+                    index = {c: i for i, c in enumerate(classes)}
+                    unseen = sorted({v.strip() for v in cells} - set(index))
+                    if unseen:
+                        raise UsageError(f"{args.predict}: the target {target!r} has label(s) the training data "
+                                         f"lacks: {', '.join(map(repr, unseen[:5]))}")
+                    y_new = np.array([index[v.strip()] for v in cells], dtype=np.int64)
     if why:
         print(f"task: {task} ({why}; --task overrides)")
     try:
@@ -404,14 +462,49 @@ def _fit_inputs(args):
                              batch_size=args.batch_size, n_samples=args.samples, random_state=args.seed,
                              laplace_structure=args.laplace_structure, laplace_subset=args.laplace_subset,
                              laplace_link=args.laplace_link, laplace_prior=args.laplace_prior,
-                             n_models=args.models, verbose=0 if args.quiet else 1)
+                             n_models=args.models, dropout_p=args.dropout_p, prior_precision=args.prior_precision,
+                             mfvi_estimator=args.mfvi_estimator, mfvi_prior=args.mfvi_prior,
+                             early_stopping={"on": True, "off": False}.get(args.early_stopping, "auto"),
+                             verbose=_verbosity(args))
     except ValueError as exc:  # a value out of range (argparse has checked the types)
         raise UsageError(str(exc)) from exc
     return types.SimpleNamespace(table=table, features=features, X=X, y=y, task=task, classes=classes,
-                                 new=new, X_new=X_new, opts=opts)
+                                 new=new, X_new=X_new, y_new=y_new, opts=opts)
+
+
+def _verbosity(args, stream=None):
+    """1 (progress bars) only when not --quiet and stderr is a terminal: a log file
+    or a pipe would collect the bars' partial lines ("MFVI:   0%|")."""
+    stream = sys.stderr if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    return 0 if args.quiet or not (isatty and isatty()) else 1
+
+
+def _warn(msg):
+    print(f"bayesgrad: warning: {msg}", file=sys.stderr)
+
+
+def _size_warnings(task, n_train, n_features, y_train, classes):
+    """Warnings for a training part too small to learn from: fewer than
+    _MIN_ROWS_PER_CLASS rows of some class, or fewer than _MIN_ROWS_PER_FEATURE
+    rows per feature."""
+    if task == "classification":
+        counts = np.bincount(y_train, minlength=len(classes))
+        small = [f"{classes[k]!r} ({counts[k]})" for k in np.flatnonzero(counts < _MIN_ROWS_PER_CLASS)]
+        if small:
+            _warn(f"few training rows for class(es) {', '.join(small[:6])}{', ...' if len(small) > 6 else ''}: "
+                  f"fewer than {_MIN_ROWS_PER_CLASS} per class; the classifier has little to learn from "
+                  "(more data, a smaller --val-fraction, or --task regression for a numeric target)")
+    if n_train < _MIN_ROWS_PER_FEATURE * n_features:
+        _warn(f"{n_train} training rows for {n_features} feature(s): fewer than {_MIN_ROWS_PER_FEATURE} per feature; "
+              "expect a poor fit (more data, fewer --features, or a smaller --val-fraction)")
 
 
 def cmd_fit(args):
+    """``bayesgrad fit``: read and check every input (the data, the ``--predict`` file and
+    its targets, the options), warn about too few rows, train on the training part,
+    report validation (and test) metrics and write or show the predictions. Returns
+    the exit status 0; a mistake in the input raises :class:`UsageError`."""
     from ._models import BayesianMLP
 
     inp = _fit_inputs(args)
@@ -419,14 +512,17 @@ def cmd_fit(args):
     train, val = _split(len(table), args.val_fraction, opts["seed"])
     print(f"data: {len(table)} rows, {len(inp.features)} features; training on {train.size}, "
           f"validating on {val.size}; method {args.method}, hidden {list(args.hidden)}, {args.epochs} epochs")
+    _size_warnings(task, train.size, len(inp.features), y[train], classes)
     t0 = time.perf_counter()
     model = BayesianMLP(task, opts).fit(X[train], y[train], n_classes=None if classes is None else len(classes))
     print(f"trained in {time.perf_counter() - t0:.1f} s (inputs{' and target' if task == 'regression' else ''} "
           "standardised on the training part)")
     if val.size:
-        print(f"validation: {_validation_report(model, task, X[val], y[val])}")
+        print(f"validation: {_metrics_report(model, task, X[val], y[val])}")
 
     if inp.new is not None:
+        if inp.y_new is not None:
+            print(f"test ({args.predict}, {len(inp.new)} rows): {_metrics_report(model, task, inp.X_new, inp.y_new)}")
         cols, rows = _prediction_columns(model, task, inp.X_new, classes)
         _write_or_show(args.out, inp.new, cols, rows)
     else:
@@ -444,11 +540,13 @@ def cmd_fit(args):
 # ---------------------------------------------------------------------------
 
 def cmd_bench(args):
+    """``bayesgrad bench``: the quick native-vs-NumPy timings, ``args.repeats`` repeats each. Returns 0."""
     _quickbench.run(repeats=args.repeats)
     return 0
 
 
 def cmd_info(args):
+    """``bayesgrad info``: the active backend and build, one ``key: value`` per line. Returns 0."""
     import bayesgrad as bg
 
     for k, v in bg.backend_info().items():
@@ -457,6 +555,8 @@ def cmd_info(args):
 
 
 def build_parser():
+    """The ``argparse`` parser of the ``bayesgrad`` command and its subcommands (each
+    subparser sets ``func``, the function :func:`main` calls with the parsed arguments)."""
     p = argparse.ArgumentParser(prog="bayesgrad", description="bayesgrad command line")
     sub = p.add_subparsers(dest="command")
 
@@ -470,6 +570,8 @@ def build_parser():
     f = sub.add_parser("fit", help="train a Bayesian MLP on a CSV file and write predictions with uncertainty")
     f.add_argument("data", metavar="DATA.csv", help="training data with a header row")
     f.add_argument("--target", required=True, metavar="COL", help="name of the target column")
+    f.add_argument("--sep", type=_sep_arg, metavar="CHAR",
+                   help="field separator of DATA.csv and NEW.csv (default: sniffed among , ; tab |)")
     f.add_argument("--features", metavar="A,B,...", help="feature columns (default: all others)")
     f.add_argument("--task", choices=("auto", *TASKS), default="auto")
     f.add_argument("--method", choices=METHODS, default=DEFAULTS["method"])
@@ -488,6 +590,17 @@ def build_parser():
     f.add_argument("--laplace-prior", choices=LAPLACE_PRIORS, default=DEFAULTS["laplace_prior"],
                    help="Laplace: prior precision (and noise) by marginal likelihood, by a grid search on the "
                    "early-stopping rows, or fixed (default marglik)")
+    f.add_argument("--prior-precision", type=float, default=DEFAULTS["prior_precision"],
+                   help=f"precision of the Gaussian prior on the weights (default {DEFAULTS['prior_precision']:g})")
+    f.add_argument("--dropout-p", type=float, default=DEFAULTS["dropout_p"],
+                   help=f"MC dropout: dropout probability (default {DEFAULTS['dropout_p']:g})")
+    f.add_argument("--mfvi-estimator", choices=MFVI_ESTIMATORS, default=DEFAULTS["mfvi_estimator"],
+                   help=f"MFVI: gradient estimator (default {DEFAULTS['mfvi_estimator']})")
+    f.add_argument("--mfvi-prior", choices=MFVI_PRIORS, default=DEFAULTS["mfvi_prior"],
+                   help=f"MFVI: prior (default {DEFAULTS['mfvi_prior']})")
+    f.add_argument("--early-stopping", choices=("auto", "on", "off"), default="auto",
+                   help="stop training when 10%% of the training rows held out stop improving (default auto: as "
+                   "the estimators' early_stopping)")
     f.add_argument("--models", type=int, default=DEFAULTS["n_models"],
                    help=f"members of --method ensemble / multiswag (default {DEFAULTS['n_models']})")
     f.add_argument("--val-fraction", type=_fraction_arg, default=0.2,
@@ -495,9 +608,11 @@ def build_parser():
     # unlike the Python API's fresh entropy, a fixed seed: the same command gives the same output
     f.add_argument("--seed", type=_seed_arg, default=0, help="Philox seed of the split, training and "
                    "predictions (default 0)")
-    f.add_argument("--predict", metavar="NEW.csv", help="score these rows instead of the training data")
+    f.add_argument("--predict", metavar="NEW.csv", help="score these rows instead of the training data "
+                   "(checked before training; test metrics too when it has the target column)")
     f.add_argument("--out", metavar="PREDS.csv", help="write predictions here (default: print the first rows)")
-    f.add_argument("--quiet", action="store_true", help="no progress output")
+    f.add_argument("--quiet", action="store_true", help="no progress bars (there are none when stderr is not a "
+                   "terminal)")
     f.set_defaults(func=cmd_fit)
 
     b = sub.add_parser("bench", help="quick timings of the native core against NumPy, as ratios")
@@ -507,10 +622,20 @@ def build_parser():
 
     i = sub.add_parser("info", help="show the active backend and build")
     i.set_defaults(func=cmd_info)
+
+    from ._cli_compare import add_parser as add_compare_parser  # bayesgrad compare lives in its own module
+
+    add_compare_parser(sub)
+    from ._cli_score import add_score_parser  # bayesgrad score POOL --model MODEL.npz (issue 17)
+
+    add_score_parser(sub)
     return p
 
 
 def main(argv=None):
+    """Run the ``bayesgrad`` command with ``argv`` (default ``sys.argv[1:]``); returns the
+    exit status: 0 done, 1 a :class:`UsageError` (one line on stderr), 2 a usage
+    mistake or no subcommand, 130 Ctrl-C, 141 stdout closed early."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -521,6 +646,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # stdout closed early (``bayesgrad fit ... | head``): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except UsageError as exc:
         if os.environ.get("BAYESGRAD_DEBUG"):
             raise

@@ -11,17 +11,24 @@ with the coefficient beta estimated on independent samples so that it does
 not correlate with the samples it is applied to (DeltaControlVariate).
 
 Both are used through ``bg.estimators.score_function(..., baseline=...,
-control_variate=...)``.
+control_variate=...)``; a baseline and a control variate may be combined
+(the baseline is subtracted from what the control variate leaves).
+
+``RelaxSurrogate`` is the learned control variate c_phi(z) of REBAR and RELAX
+(``bg.estimators.rebar`` / ``relax``) on the continuous relaxation z of a
+discrete sample: its parameters phi are kept across calls and moved by Adam
+down the gradient of the estimator's variance.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from . import _backend
 from . import _checks as C
-from .distributions import Normal
+from . import optim as _optim
 from .distributions._base import sum_to_shape
 
-__all__ = ["MovingAverageBaseline", "DeltaControlVariate", "optimal_coefficient"]
+__all__ = ["MovingAverageBaseline", "DeltaControlVariate", "optimal_coefficient", "RelaxSurrogate"]
 
 
 class MovingAverageBaseline:
@@ -80,35 +87,111 @@ def optimal_coefficient(a, b):
     return np.divide(cov, vb, out=np.zeros_like(cov), where=vb > 0)
 
 
-class DeltaControlVariate:
-    """Second-order Taylor expansion of f at the mean of a (mean-field) Normal.
+_EULER_GAMMA = 0.5772156649015329
+_MOMENT_FAMILIES = ("Normal", "LogNormal", "Exponential", "Uniform", "Laplace", "Gumbel", "StudentT", "Gamma", "Beta",
+                    "Poisson", "Bernoulli")
 
-    h(x) = f(mu) + grad_f(mu) . (x - mu) + 1/2 sum_d H_dd (x_d - mu_d)^2, whose
-    expectation under N(mu, diag sigma^2) is f(mu) + 1/2 sum_d H_dd sigma_d^2 and
-    whose gradient, at the expansion point mu, is d/dmu = grad_f(mu),
-    d/dsigma_d = H_dd sigma_d. Off-diagonal Hessian entries do not change
+
+def _flat(dist, name):
+    return np.broadcast_to(np.asarray(getattr(dist, name), dtype=np.float64), tuple(dist.batch_shape)).reshape(-1)
+
+
+def moment_derivatives(dist):
+    """Closed-form derivatives of each coordinate's mean and variance by each parameter.
+
+    Parameters
+    ----------
+    dist : a mean-field family with closed-form mean and variance: Normal, LogNormal,
+        Exponential, Uniform, Laplace, Gumbel, StudentT (df > 2), Gamma, Beta, Poisson,
+        Bernoulli (logits or probs)
+
+    Returns
+    -------
+    dict {param: (dmean (D,), dvar (D,))}, flat over the batch (before any reduction to a
+    broadcast parameter's shape)
+    """
+    name = type(dist).__name__
+    if name not in _MOMENT_FAMILIES:
+        raise TypeError("control_variate='delta' needs a mean-field family with closed-form mean and variance "
+                        f"({', '.join(_MOMENT_FAMILIES)}), got {name}")
+    P = {k: _flat(dist, k) for k in dist.params}
+    one = np.ones(int(np.prod(tuple(dist.batch_shape), dtype=np.int64)))
+    zero = 0.0 * one
+    if name in ("Normal", "Laplace"):
+        c = 2.0 if name == "Normal" else 4.0  # variance sigma^2 / 2 b^2
+        return {"loc": (one, zero), "scale": (zero, c * P["scale"])}
+    if name == "Gumbel":
+        b = P["scale"]
+        return {"loc": (one, zero), "scale": (_EULER_GAMMA * one, np.pi ** 2 * b / 3.0)}
+    if name == "LogNormal":
+        mu, sg = P["loc"], P["scale"]
+        m = np.exp(mu + sg ** 2 / 2)
+        e = np.exp(2 * mu + sg ** 2)
+        v = np.expm1(sg ** 2) * e
+        return {"loc": (m, 2 * v), "scale": (sg * m, 2 * sg * e * (2 * np.exp(sg ** 2) - 1))}
+    if name == "Exponential":
+        lam = P["rate"]
+        return {"rate": (-1 / lam ** 2, -2 / lam ** 3)}
+    if name == "Uniform":
+        w = P["high"] - P["low"]
+        return {"low": (0.5 * one, -w / 6), "high": (0.5 * one, w / 6)}
+    if name == "StudentT":
+        nu, s = P["df"], P["scale"]
+        if np.any(nu <= 2):
+            raise ValueError("control_variate='delta' needs a StudentT with df > 2 (finite variance)")
+        return {"df": (zero, -2 * s ** 2 / (nu - 2) ** 2), "loc": (one, zero), "scale": (zero, 2 * s * nu / (nu - 2))}
+    if name == "Gamma":
+        a, b = P["concentration"], P["rate"]
+        return {"concentration": (1 / b, 1 / b ** 2), "rate": (-a / b ** 2, -2 * a / b ** 3)}
+    if name == "Beta":
+        a, b = P["concentration1"], P["concentration0"]
+        s = a + b
+        den = s ** 3 * (s + 1) ** 2
+        return {"concentration1": (b / s ** 2, b * (s * s + s - 3 * a * s - 2 * a) / den),
+                "concentration0": (-a / s ** 2, a * (s * s + s - 3 * b * s - 2 * b) / den)}
+    if name == "Poisson":
+        return {"rate": (one, one)}
+    if name == "Bernoulli":
+        if dist.prob_param == "logits":
+            p = 1 / (1 + np.exp(-P["logits"]))
+            q = p * (1 - p)
+            return {"logits": (q, q * (1 - 2 * p))}
+        return {"probs": (one, 1 - 2 * P["probs"])}
+    raise AssertionError(name)  # _MOMENT_FAMILIES lists exactly the branches above
+
+
+class DeltaControlVariate:
+    """Second-order Taylor expansion of f at the mean of a mean-field distribution.
+
+    h(x) = f(mu) + grad_f(mu) . (x - mu) + 1/2 sum_d H_dd (x_d - mu_d)^2 with mu
+    the distribution's mean, whose expectation is f(mu) + 1/2 sum_d H_dd v_d
+    (v the variances) and whose gradient in a parameter theta, with the
+    expansion point held fixed, is grad_f(mu) . dmu/dtheta + 1/2 sum_d H_dd
+    dv_d/dtheta (``moment_derivatives``: closed forms for every family with a
+    closed-form mean and variance). Off-diagonal Hessian entries do not change
     E_q[h] for a mean-field q, so a full Hessian (n, *batch, *batch) is reduced
-    to its diagonal.
+    to its diagonal. f, grad_f and hess_f are evaluated at the mean, which for
+    a discrete family (Bernoulli, Poisson) is not a point of the support: they
+    must accept real inputs there.
 
     Parameters
     ----------
     f, grad_f, hess_f : callables, vectorised over axis 0
         ``f: (m, *batch) -> (m,)``, ``grad_f: (m, *batch) -> (m, *batch)``,
         ``hess_f: (m, *batch) -> (m, *batch)`` (diagonal) or ``(m, *batch, *batch)``.
-    dist : Normal
+    dist : a family that ``moment_derivatives`` accepts
     """
 
     def __init__(self, f, grad_f, hess_f, dist):
-        if not isinstance(dist, Normal):
-            raise TypeError(f"control_variate='delta' needs a Normal distribution, got {type(dist).__name__}")
         if not callable(grad_f) or not callable(hess_f):
             raise TypeError("control_variate='delta' needs callables grad_f and hess_f")
         self.dist = dist
+        self._dmoments = moment_derivatives(dist)
         shape = tuple(dist.batch_shape)
         D = int(np.prod(shape, dtype=np.int64))
-        mu = np.broadcast_to(dist.loc, shape).astype(np.float64)
-        self.mu = mu.reshape(-1)
-        self.sigma = np.broadcast_to(dist.scale, shape).astype(np.float64).reshape(-1)
+        mu = np.broadcast_to(np.asarray(dist.mean, dtype=np.float64), shape)
+        self.mu = np.ascontiguousarray(mu.reshape(-1))
+        self.var = np.broadcast_to(np.asarray(dist.variance, dtype=np.float64), shape).reshape(-1)
         x0 = mu[None].astype(dist.dtype)
         f0 = np.asarray(f(x0), dtype=np.float64)
         if f0.shape != (1,) or not np.isfinite(f0).all():
@@ -125,21 +208,165 @@ class DeltaControlVariate:
         if not np.isfinite(h0).all():
             raise ValueError("hess_f must return finite values")
         self.f0 = float(f0[0])
-        self.g0 = g0.reshape(-1)
-        self.h0 = h0.reshape(-1)
+        self.g0 = np.ascontiguousarray(g0.reshape(-1))
+        self.h0 = np.ascontiguousarray(h0.reshape(-1))
 
     def values(self, x):
         """h(x) for samples x (n, *batch) -> (n,) float64."""
-        d = np.asarray(x, dtype=np.float64).reshape(x.shape[0], -1) - self.mu
-        return self.f0 + d @ self.g0 + 0.5 * (d * d) @ self.h0
+        xf = np.ascontiguousarray(np.asarray(x, dtype=np.float64).reshape(x.shape[0], -1))
+        out = np.empty(xf.shape[0])
+        _backend.kernels().estimators.quadratic_values(xf, self.mu, self.g0, self.h0, self.f0, out)
+        return out
 
     def expectation(self):
         """E_q[h] (float)."""
-        return self.f0 + 0.5 * float(self.h0 @ (self.sigma ** 2))
+        return self.f0 + 0.5 * float(self.h0 @ self.var)
 
     def expectation_grad(self):
         """{param: d E_q[h] / d param}, each of the parameter's shape (float64)."""
         shape = tuple(self.dist.batch_shape)
-        per = {"loc": self.g0.reshape(shape), "scale": (self.h0 * self.sigma).reshape(shape)}
+        per = {k: (self.g0 * dm + 0.5 * self.h0 * dv).reshape(shape) for k, (dm, dv) in self._dmoments.items()}
         return {k: sum_to_shape(v[None], 1, self.dist._param_shapes[k])[0] for k, v in per.items()}
 
+
+class RelaxSurrogate:
+    """The learned control variate c_phi(z) of REBAR and RELAX, kept across calls.
+
+    ``c_phi(z) = scale * f(relax_lambda(z)) + r_rho(z)``, where ``relax_lambda``
+    is the Concrete relaxation at temperature lambda (sigmoid(z / lambda) for a
+    Bernoulli, softmax(z / lambda) over the classes for a Categorical), f is the
+    user's objective, and ``r_rho`` a small ``bg.nn.MLP`` (``hidden`` widths, one
+    linear output) on the flattened z. REBAR is ``hidden=None`` (the relaxed-f
+    term alone); RELAX uses both terms (``relaxed_f=True``) or the network alone.
+
+    phi = (scale, log lambda, rho) is one float64 vector ``params`` updated by
+    ``bg.optim.Adam`` with the gradient of the estimator's single-sample second
+    moment sum_p E[g_p^2] (its variance plus a term that does not depend on phi),
+    computed by the estimator from the same draws as the estimate. The estimate
+    of a call uses phi from before that call's update, so it stays unbiased.
+
+    Parameters
+    ----------
+    hidden : tuple of int or None
+        Widths of the network's hidden layers; None for no network (REBAR).
+    activation : str, the network's hidden activation (see ``bg.nn.MLP``)
+    relaxed_f : bool
+        Include the ``scale * f(relax_lambda(z))`` term (needs ``grad_f``).
+    temperature : float > 0, the starting lambda
+    scale : float, the starting multiplier of the relaxed f (REBAR's eta)
+    lr : float > 0, Adam's step size for phi
+    tune_temperature, tune_scale : bool, whether those two are trained
+    seed : int, the network's initialisation (``bg.nn.MLP.init``); its last
+        layer starts at zero so that an untrained network adds nothing
+    fd_step : float > 0
+        Step h of the central difference that gives the mixed derivative
+        d/d rho of the network's input gradient (the native engine supplies
+        d r / d rho by vector-Jacobian products; its error is O(h^2)).
+
+    Attributes
+    ----------
+    params : (2 + P,) float64, phi = (scale, log lambda, rho)
+    mlp : bg.nn.MLP or None, built on first use once the input width is known
+    n_updates : int
+    objective : list of float, the second moment before each update
+    """
+
+    def __init__(self, hidden=(10,), activation="tanh", relaxed_f=True, temperature=0.5, scale=1.0, lr=0.01,
+                 tune_temperature=True, tune_scale=True, seed=0, fd_step=1e-4):
+        if hidden is not None:
+            hidden = tuple(C.integer(h, "hidden", 1) for h in hidden)
+        if hidden is None and not relaxed_f:
+            raise ValueError("a surrogate needs a network (hidden) or relaxed_f=True")
+        self.hidden = hidden
+        self.activation = activation
+        self.relaxed_f = bool(relaxed_f)
+        t = C.scalar(temperature, "temperature")
+        if t <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.lr = C.scalar(lr, "lr")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        self.fd_step = C.scalar(fd_step, "fd_step")
+        if self.fd_step <= 0:
+            raise ValueError(f"fd_step must be positive, got {fd_step}")
+        self.tune_temperature = bool(tune_temperature)
+        self.tune_scale = bool(tune_scale)
+        self.seed = seed
+        self.params = np.array([C.scalar(scale, "scale"), np.log(t)])
+        self.mlp = None
+        self.dim = None
+        self._opt = None
+        self.n_updates = 0
+        self.objective = []
+
+    @property
+    def temperature(self):
+        """lambda, the relaxation's temperature (float)."""
+        return float(np.exp(self.params[1]))
+
+    @property
+    def scale(self):
+        """The multiplier of the relaxed f (float)."""
+        return float(self.params[0])
+
+    @property
+    def rho(self):
+        """The network's flat parameters (P,) (a view of ``params``; empty without a network)."""
+        return self.params[2:]
+
+    def bind(self, dim):
+        """Fix the input width (the number of relaxed coordinates) on first use.
+
+        Parameters
+        ----------
+        dim : int, the flattened size of one relaxed sample z
+        """
+        dim = C.integer(dim, "dim", 1)
+        if self.dim is None:
+            self.dim = dim
+            if self.hidden is not None:
+                from .nn import MLP  # the engine of the surrogate network; imported on first use
+
+                self.mlp = MLP((dim,) + self.hidden + (1,), activation=self.activation)
+                rho = self.mlp.init(seed=self.seed, dtype=np.float64)
+                w_last = self.mlp.offsets[-1][0]
+                rho[w_last:] = 0.0
+                self.params = np.concatenate([self.params, rho])
+            self._opt = _optim.Adam(self.params, lr=self.lr)
+        elif dim != self.dim:
+            raise ValueError(f"this surrogate was built for {self.dim} relaxed coordinates, got {dim}")
+        return self
+
+    def network(self, z):
+        """r_rho(z) (m,) and its input gradient (m, dim) for z (m, dim) float64 (zeros without a network)."""
+        m = z.shape[0]
+        if self.mlp is None:
+            return np.zeros(m), np.zeros_like(z)
+        out = self.mlp.forward(self.rho, z)[:, 0]
+        _, gx = self.mlp.vjp(self.rho, z, np.ones((m, 1)), wrt_input=True)
+        return out, gx
+
+    def network_vjp(self, z, w):
+        """sum_i w_i d r_rho(z_i) / d rho (P,) for z (m, dim), w (m,) (zeros without a network)."""
+        if self.mlp is None:
+            return np.zeros(0)
+        return self.mlp.vjp(self.rho, z, np.ascontiguousarray(w, dtype=np.float64)[:, None])
+
+    def update(self, grad, objective):
+        """One Adam step on phi with ``grad`` (like ``params``); records ``objective``."""
+        g = np.array(grad, dtype=np.float64)
+        if not self.tune_scale:
+            g[0] = 0.0
+        if not self.tune_temperature:
+            g[1] = 0.0
+        if not np.isfinite(g).all():
+            raise FloatingPointError("non-finite surrogate gradient; lower the surrogate's lr")
+        self._opt.step(g)
+        self.n_updates += 1
+        self.objective.append(float(objective))
+        return self.params
+
+    def __repr__(self):
+        net = "none" if self.hidden is None else f"MLP{list(self.hidden)}"
+        return (f"RelaxSurrogate(scale={self.scale:.4g}, temperature={self.temperature:.4g}, network={net}, "
+                f"updates={self.n_updates})")

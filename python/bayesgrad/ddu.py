@@ -68,7 +68,7 @@ class DDU:
     def fit(self, features, y, n_classes=None):
         """Fit per-class means and covariances; features (N, D), y (N,) int labels."""
         f = C.as_array(features, "features", ndim=2)
-        y = np.asarray(y)
+        y = C.to_numpy(y, "y")
         if y.dtype.kind not in "iu":
             raise TypeError(f"y must be integer class labels, got dtype {y.dtype}")
         if y.shape != (f.shape[0],):
@@ -144,11 +144,14 @@ class DDU:
         return special.logsumexp(self.class_log_density(features) + self.log_priors_, axis=1)
 
     def quantile(self, features=None, log_density=None):
-        """ECDF of the training log-densities at each point's log-density, in [0, 1]."""
+        """ECDF of the training log-densities at each point's log-density, in [0, 1].
+
+        Shapes: ``features`` (N, D) or ``log_density`` (N,) (one of them); returns (N,).
+        """
         self._check_fitted()
         if log_density is None:
             log_density = self.log_density(features)
-        ld = np.asarray(log_density, dtype=np.float64)
+        ld = C.as_array(log_density, "log_density", np.float64)
         return np.searchsorted(self.train_log_density_, ld, side="right") / self.train_log_density_.size
 
     def predict(self, features, probs):

@@ -85,14 +85,23 @@ class MCDropout:
             prec[b0:b0 + self.mlp.sizes[i + 1]] = l2
         return prec
 
-    def fit(self, X, y, epochs=100, *, seed=0, stream=0, theta0=None, validation=0.0, patience=10, verbose=1):
-        """Dropout training (native epochs); returns self. ``history_`` has loss and nll per epoch."""
+    def fit(self, X, y, epochs=100, *, seed=0, stream=0, theta0=None, validation=0.0, patience=10, verbose=1,
+            sample_weight=None, tol=0.0):
+        """Dropout training (native epochs); returns self. ``history_`` has loss and nll per epoch.
+
+        Shapes: ``X`` (N, d_in); ``y`` (N, d_out) or (N,) targets (integer labels (N,) for
+        "categorical"); ``theta0`` (P,) starts from given weights (a warm start);
+        ``sample_weight`` (N,), default None, weights each row's likelihood term (finite,
+        >= 0). With ``validation`` > 0 the rows held out stop training after ``patience``
+        epochs without a fall of the validation NLL by more than ``tol`` (default 0) nats
+        per row, and the best epoch's weights are kept."""
         learn = self.likelihood == "gaussian" and self.tau is None
         noise = 1.0 / math.sqrt(self.tau) if self.tau is not None else 1.0
         res = fit_point(self.mlp, X, y, self.likelihood, theta0=theta0, prior_prec=self.prior_precision(),
                         dropout_p=self.p, noise=noise, learn_noise=learn, epochs=epochs,
                         batch_size=self.batch_size, lr=self.lr, validation=validation, patience=patience,
-                        seed=seed, stream=stream, verbose=verbose, desc="MC dropout", dtype=self.dtype)
+                        seed=seed, stream=stream, verbose=verbose, desc="MC dropout", dtype=self.dtype,
+                        sample_weight=sample_weight, tol=tol)
         self.theta_ = res["theta"]
         self.log_noise_ = res["log_noise"]
         self.history_ = res["history"]
@@ -147,7 +156,8 @@ class MCDropout:
                 return masks[s0:s1]
 
         def params(s0, s1):
-            return np.ascontiguousarray(np.broadcast_to(self.theta_, (s1 - s0, P))), block_masks(s0, s1)
+            # one network under the masks of samples s0..s1-1 (the kernel forms the first layer once)
+            return self.theta_[None], block_masks(s0, s1)
 
         F = sampled_outputs(self.mlp, X, T, dt, params)
         noise = self.noise_ if self.likelihood == "gaussian" else 1.0

@@ -165,9 +165,13 @@ class LatentGaussianModel:
         self.interrupted_ = False
 
     def log_likelihood(self, x, y, n_samples=64, seed=0, stream=0, grad=False) -> LatentEstimate:
+        """Monte Carlo estimate of sum_n log p(y_n | x_n) at the model's parameters
+        (``mc_log_likelihood``): ``x`` (N, D), ``y`` (N, P) (or (N,) when P = 1)."""
         return mc_log_likelihood(self.params, x, y, n_samples, seed=seed, stream=stream, grad=grad)
 
     def exact_log_likelihood(self, x, y):
+        """Exact log p(y_n | x_n) per point (N,) at the model's parameters (the module's
+        ``exact_log_likelihood``): ``x`` (N, D), ``y`` (N, P) (or (N,) when P = 1)."""
         return exact_log_likelihood(self.params, x, y)
 
     def fit(self, x, y, steps=500, n_samples=16, batch_size=128, lr=0.02, progress=None, callback=None):
@@ -179,6 +183,8 @@ class LatentGaussianModel:
         installed and stderr is a terminal) shows a tqdm bar; ``callback(step,
         estimate)`` is called after every step. ``history_`` records the
         per-point minibatch objective.
+
+        Shapes: ``x`` (N, D) inputs, ``y`` (N, P) targets (or (N,) when P = 1).
         """
         steps = C.integer(steps, "steps", 1)
         S = C.integer(n_samples, "n_samples", 1)

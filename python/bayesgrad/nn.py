@@ -93,6 +93,8 @@ class MLP:
         return int(sum(self.sizes[1:-1]))
 
     def to_dict(self):
+        """The architecture as JSON-ready metadata: ``{"sizes": [...], "activation": str}`` (what
+        ``save`` files record)."""
         return {"sizes": list(self.sizes), "activation": self.activation}
 
     # ------------------------------------------------------------ PyTorch interop
@@ -214,7 +216,7 @@ class MLP:
 
     def unflatten(self, theta):
         """[(W (d_out, d_in), b (d_out,)), ...] views of a flat vector (P,) or (S, P) (leading S kept)."""
-        theta = np.asarray(theta)
+        theta = C.to_numpy(theta, "theta")
         self._check_theta_shape(theta)
         out = []
         for (w0, b0), din, dout in zip(self.offsets, self.sizes[:-1], self.sizes[1:]):
@@ -228,7 +230,7 @@ class MLP:
             raise ValueError(f"layers must hold {self.n_layers} (W, b) pairs, got {len(layers)}")
         parts = []
         for (W, b), din, dout in zip(layers, self.sizes[:-1], self.sizes[1:]):
-            W, b = np.asarray(W), np.asarray(b)
+            W, b = C.to_numpy(W, "W"), C.to_numpy(b, "b")
             if W.shape[-2:] != (dout, din) or b.shape[-1] != dout:
                 raise ValueError(f"layer shapes must be W ({dout}, {din}) and b ({dout},)")
             parts += [W.reshape(W.shape[:-2] + (-1,)), b]
@@ -271,13 +273,17 @@ class MLP:
         """Outputs (N, K) for theta (P,), or (S, N, K) for theta (S, P).
 
         ``masks`` (S, H) or (S, 1 or N, H): multipliers of the H hidden units
-        (dropout masks already scaled by 1/(1-p)).
+        (dropout masks already scaled by 1/(1-p)). theta (1, P) with S > 1 masks is
+        one network under S masks (MC dropout): outputs (S, N, K), the first
+        layer's product formed once.
         """
         t = self.check_params(theta)
         single = t.ndim == 1
         t2 = t[None] if single else t
         X = self.check_inputs(X, t.dtype)
         S, N = t2.shape[0], X.shape[0]
+        if masks is not None and not single and S == 1 and np.ndim(masks) in (2, 3) and np.shape(masks)[0] > 1:
+            S = np.shape(masks)[0]
         out = np.empty((S, N, self.sizes[-1]), dtype=t.dtype)
         k = _backend.kernels()
         k.mlp.mlp_forward(self.net_config(k), t2, X, out, self._masks(masks, S, N, t.dtype))
@@ -358,7 +364,7 @@ def prepare_targets(y, lik, K, N, dtype):
     if a.ndim == 1 and D == 1:
         a = a[:, None]
     if a.shape != (N, D):
-        raise ValueError(f"y must have shape ({N}, {D}), got {np.shape(y)}")
+        raise ValueError(f"y must have shape ({N}, {D}), got {a.shape}")
     if lik == "bernoulli" and np.any((a != 0) & (a != 1)):
         raise ValueError("y must hold binary targets 0 or 1 for the bernoulli likelihood")
     return np.ascontiguousarray(a)
@@ -440,7 +446,7 @@ class Predictive:
     def from_outputs(cls, F, likelihood, noise=1.0):
         """From sampled network outputs F (S, N, K) (sample axis first)."""
         lik = likelihood_name(likelihood)
-        F = np.asarray(F)
+        F = C.to_numpy(F, "F")
         if F.ndim != 3:
             raise ValueError(f"F must have shape (S, N, K), got {F.shape}")
         S, N, K = F.shape
@@ -468,7 +474,7 @@ class Predictive:
         or the Gaussian with the total variance when there are no samples."""
         if self.is_classification:
             N = self.probs.shape[0]
-            a = np.asarray(y)
+            a = C.to_numpy(y, "y")
             if self.likelihood == "bernoulli":
                 a = a.reshape(-1)
             lab = prepare_targets(a, "categorical", self.probs.shape[-1], N, np.float64)[:, 0].astype(np.int64)
@@ -477,7 +483,8 @@ class Predictive:
             lp = self.log_probs[:, np.arange(N), lab]
             return logsumexp(lp, axis=0) - math.log(lp.shape[0])
         N, D = self.mean.shape
-        yy = C.as_array(y, "y").reshape(N, D) if np.size(y) == N * D else None
+        y = C.to_numpy(y, "y")
+        yy = C.as_array(y, "y").reshape(N, D) if y.size == N * D else None
         if yy is None:
             raise ValueError(f"y must have {N * D} values (shape ({N}, {D}))")
         if self.samples_mean is None or self._samples_var is None:
@@ -494,7 +501,7 @@ class Predictive:
 
 # ---------------------------------------------------------------- sampled predictions
 
-#: Parameter samples held at once by ``sampled_outputs`` (bytes; a multiple of 32
+#: Parameter samples held at once by ``sampled_outputs`` (bytes; a multiple of 64
 #: samples is always allowed).
 PARAM_CHUNK_BYTES = 64 * 2 ** 20
 
@@ -504,9 +511,9 @@ def sampled_outputs(mlp, X, n_samples, dtype, params):
     samples made and used in chunks so that at most about ``PARAM_CHUNK_BYTES``
     of them exist at once (for P >> N K the (S, P) samples would dwarf F).
     ``params(s0, s1) -> (theta (s1 - s0, P), masks (s1 - s0, H) or None)`` makes
-    samples s0..s1-1. Chunks start at multiples of 32 samples, so element-addressed
-    draws (``offset = s0 * P``) fall on the same SIMD groups as one whole draw and the
-    result does not depend on the chunking. The size of F and of the predictive
+    samples s0..s1-1. Chunks start at multiples of 64 samples, so element-addressed
+    draws (``offset = s0 * P``) fall on the same SIMD groups (16 Philox blocks, at most
+    64 elements) as one whole draw and the result does not depend on the chunking. The size of F and of the predictive
     built from it (about 3 arrays of F's shape) is checked first: a ValueError naming
     ``n_samples`` instead of a MemoryError."""
     dt = C.float_dtype(dtype)
@@ -515,7 +522,7 @@ def sampled_outputs(mlp, X, n_samples, dtype, params):
     C.check_allocation(C.n_bytes((S, N, K), dt, copies=3),
                        f"n_samples={S}: the sampled outputs and predictive (S, N, K) = ({S}, {N}, {K})")
     per = max(1, mlp.n_params) * dt.itemsize
-    chunk = max(32, PARAM_CHUNK_BYTES // per // 32 * 32)
+    chunk = max(64, PARAM_CHUNK_BYTES // per // 64 * 64)
     if chunk >= S:
         theta, masks = params(0, S)
         return mlp.forward(theta, Xa, masks=masks)
@@ -536,8 +543,9 @@ def training_dtype(X, theta0, dtype):
     if dtype is not None:
         return C.float_dtype(dtype)
     if theta0 is not None:
-        return C.float_dtype(np.asarray(theta0).dtype) if np.asarray(theta0).dtype.kind == "f" else np.dtype(np.float64)
-    return np.dtype(np.float32) if np.asarray(X).dtype == np.float32 else np.dtype(np.float64)
+        t = C.to_numpy(theta0, "theta0")
+        return C.float_dtype(t.dtype) if t.dtype.kind == "f" else np.dtype(np.float64)
+    return np.dtype(np.float32) if C.to_numpy(X, "X").dtype == np.float32 else np.dtype(np.float64)
 
 
 def _training_data(mlp, X, y, lik, dt):
@@ -546,12 +554,51 @@ def _training_data(mlp, X, y, lik, dt):
     return Xa, ya
 
 
+def _check_split_weights(w_train, w_val):
+    """ValueError when either part of a validation split has only zero weights (nothing to fit,
+    or a validation loss that never changes)."""
+    for w, part in ((w_train, "training"), (w_val, "validation")):
+        if not np.any(w > 0):
+            raise ValueError(f"the sample weights of the {part} rows are all zero; use another seed, a "
+                             "different validation fraction or no validation split")
+
+
+def _targets_for(y, lik):
+    """Kernel targets (N, Dy) as ``Predictive.log_likelihood`` takes them."""
+    return y.reshape(-1) if lik in ("categorical", "bernoulli") else y
+
+
+def sample_weights(sample_weight, N, dtype):
+    """Per-row likelihood weights: None, or (N,) finite non-negative floats of ``dtype``
+    with a positive sum (ValueError/TypeError naming ``sample_weight`` otherwise)."""
+    if sample_weight is None:
+        return None
+    w = C.as_array(sample_weight, "sample_weight", dtype, ndim=1)
+    if w.shape != (N,):
+        raise ValueError(f"sample_weight must have shape ({N},), got {w.shape}")
+    if not np.all(np.isfinite(w) & (w >= 0)):
+        raise ValueError("sample_weight must be finite and >= 0")
+    if not w.sum() > 0:
+        raise ValueError("sample_weight must contain at least one non-zero weight (all are zero)")
+    return np.ascontiguousarray(w)
+
+
 def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noise, epochs, batch_size, lr,
-              validation, patience, seed, stream, verbose, desc, dtype=None):
+              validation, patience, seed, stream, verbose, desc, dtype=None, sample_weight=None, tol=0.0,
+              epoch_hook=None):
     """The MAP / MC-dropout loop (native epochs). Returns a dict with theta,
-    log_noise, history, interrupted, seed."""
+    log_noise, history, interrupted, seed. ``sample_weight`` (N,) weights each
+    row's likelihood term (None: unweighted). Early stopping counts an epoch as an
+    improvement when the validation NLL falls by more than ``tol`` nats per
+    validation row (per unit of validation weight).
+
+    ``epoch_hook(e, state, prior_prec) -> dict`` runs after each epoch's minibatches
+    with the live arrays (``state`` = θ (P,) then log σ, ``prior_prec`` (P,)), which it
+    may change in place (online marginal-likelihood training tunes the prior and σ
+    there); what it returns joins the epoch's history record."""
     dt = training_dtype(X, theta0, dtype)
     Xa, ya = _training_data(mlp, X, y, lik, dt)
+    wa = sample_weights(sample_weight, Xa.shape[0], dt)
     seed = _random.resolve_seed(seed)
     stream = _random.check_stream(stream)
     batch_size = C.integer(batch_size, "batch_size", 1)
@@ -565,9 +612,12 @@ def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noi
     ln = log_noise_vector(noise, lik, mlp.sizes[-1], dt)
     state = np.ascontiguousarray(np.concatenate([theta, ln]), dtype=dt)
     m, v = np.zeros_like(state), np.zeros_like(state)
-    pp = np.ascontiguousarray(np.broadcast_to(np.asarray(prior_prec, dtype=dt), (mlp.n_params,)))
+    pp = np.array(np.broadcast_to(np.asarray(prior_prec, dtype=dt), (mlp.n_params,)))  # writable: epoch_hook
     tr_idx, val_idx = _tr.split_validation(Xa.shape[0], validation, seed, stream)
     Xt, yt = (Xa, ya) if val_idx is None else (Xa[tr_idx], ya[tr_idx])
+    wt = wa if wa is None or val_idx is None else np.ascontiguousarray(wa[tr_idx])
+    if wa is not None and val_idx is not None:
+        _check_split_weights(wt, wa[val_idx])
     N = Xt.shape[0]
     drop_stream = _random.fold_in(stream, "dropout")
     k = _backend.kernels()
@@ -586,13 +636,19 @@ def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noi
         perm = _tr.permutation(N, seed, stream, e)
         parts = []
         for i0, i1 in ctl.slices(n_batches):  # ~0.1 s per native call: Ctrl-C stops promptly
-            step, stats = k.optim.map_epoch(cfg, state, m, v, counter["step"], Xt, yt, perm[i0 * B:i1 * B], pp)
+            step, stats = (k.optim.map_epoch(cfg, state, m, v, counter["step"], Xt, yt, perm[i0 * B:i1 * B], pp)
+                           if wt is None else
+                           k.optim.map_epoch(cfg, state, m, v, counter["step"], Xt, yt, perm[i0 * B:i1 * B], pp,
+                                             wt))
             counter["step"] = int(step)
             parts.append(stats)
         stats = np.concatenate(parts)
         _tr.check_finite_epoch(e, adam["lr"], stats, state)
         nll_sum = float(stats[:, 0].sum(dtype=np.float64))
-        return {"loss": float(stats[:, 1].mean(dtype=np.float64)), "nll": nll_sum}
+        rec = {"loss": float(stats[:, 1].mean(dtype=np.float64)), "nll": nll_sum}
+        if epoch_hook is not None:
+            rec.update(epoch_hook(e, state, pp) or {})
+        return rec
 
     def checkpoint():
         return state.copy(), m.copy(), v.copy(), counter["step"]
@@ -602,13 +658,24 @@ def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noi
         counter["step"] = token[3]
 
     validate = snapshot = restore = None
+    tol = C.real(tol, "tol")
+    if not (np.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be a finite number >= 0, got {tol}")
+    min_delta = 0.0
     if val_idx is not None:
+        min_delta = tol * (val_idx.size if wa is None else float(wa[val_idx].sum()))
         Xv, yv = Xa[val_idx], ya[val_idx]
+        wv = None if wa is None else wa[val_idx]
 
         def validate():
-            out = np.empty(1, dtype=dt)
-            k.mlp.mlp_nll_grad(net, LIKELIHOODS[lik], state[None, :P], Xv, yv, state[P:], out)
-            return float(out[0])
+            if wv is None:
+                out = np.empty(1, dtype=dt)
+                k.mlp.mlp_nll_grad(net, LIKELIHOODS[lik], state[None, :P], Xv, yv, state[P:], out)
+                return float(out[0])
+            # the weighted validation NLL, row by row (rows of weight 0 do not count)
+            F = mlp.forward(state[:P], Xv)
+            per = Predictive.from_outputs(F[None], lik, np.exp(state[P:])).log_likelihood(_targets_for(yv, lik))
+            return float(-np.dot(wv.astype(np.float64), np.asarray(per, np.float64).reshape(-1)))
 
         def snapshot():
             return state.copy()
@@ -618,14 +685,14 @@ def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noi
 
     history, interrupted = _tr.run_epochs(epochs, one_epoch, verbose=verbose, desc=desc, validate=validate,
                                           patience=patience, snapshot=snapshot, restore=restore, sliced=True,
-                                          checkpoint=checkpoint, rollback=rollback)
+                                          checkpoint=checkpoint, rollback=rollback, min_delta=min_delta)
     return {"theta": state[:P].copy(), "log_noise": state[P:].copy(), "history": history,
             "interrupted": interrupted, "seed": seed, "n_steps": counter["step"]}
 
 
 def train_map(mlp, X, y, likelihood="gaussian", *, theta0=None, epochs=100, batch_size=32, lr=1e-3,
               weight_decay=0.0, noise=1.0, learn_noise=False, validation=0.0, patience=10, seed=0, stream=0,
-              dtype=None, verbose=0, return_info=False):
+              dtype=None, verbose=0, return_info=False, sample_weight=None, tol=0.0):
     """MAP training with Adam (fused native update), Philox-shuffled minibatches.
 
     Minimises the whole-data-set negative log joint in nats,
@@ -651,6 +718,11 @@ def train_map(mlp, X, y, likelihood="gaussian", *, theta0=None, epochs=100, batc
     verbose : 0 silent, 1 a tqdm progress bar when tqdm is installed
     return_info : also return a dict with history (per epoch: loss, nll,
         val_loss), noise, seed, interrupted
+    sample_weight : None or (N,) finite non-negative weights of the rows' likelihood
+        terms, ``sum_n w_n nll_n`` (integer weights: the fit on rows repeated that many
+        times); default None, unweighted. The validation loss is weighted the same way.
+    tol : float >= 0, default 0: an epoch improves on the best validation NLL when it
+        lowers it by more than ``tol`` nats per validation row
 
     Returns
     -------
@@ -659,11 +731,12 @@ def train_map(mlp, X, y, likelihood="gaussian", *, theta0=None, epochs=100, batc
     lik = likelihood_name(likelihood)
     wd = C.as_array(weight_decay, "weight_decay")
     C.non_negative(wd, "weight_decay")
-    if np.ndim(weight_decay) > 1 or (np.ndim(weight_decay) == 1 and wd.shape[0] != mlp.n_params):
+    if wd.ndim > 1 or (wd.ndim == 1 and wd.shape[0] != mlp.n_params):
         raise ValueError(f"weight_decay must be a scalar or have shape ({mlp.n_params},)")
     res = fit_point(mlp, X, y, lik, theta0=theta0, prior_prec=wd, dropout_p=0.0, noise=noise,
                     learn_noise=learn_noise, epochs=epochs, batch_size=batch_size, lr=lr, validation=validation,
-                    patience=patience, seed=seed, stream=stream, verbose=verbose, desc="MAP", dtype=dtype)
+                    patience=patience, seed=seed, stream=stream, verbose=verbose, desc="MAP", dtype=dtype,
+                    sample_weight=sample_weight, tol=tol)
     if not return_info:
         return res["theta"]
     info = {k: res[k] for k in ("history", "interrupted", "seed", "n_steps")}

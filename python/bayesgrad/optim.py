@@ -126,7 +126,8 @@ class PolyakAverage:
         self.mean = np.zeros(C.integer(size, "size", 1), dtype=np.float64)
 
     def update(self, x):
-        x = np.asarray(x, dtype=np.float64)
+        """Add the iterate ``x`` (of the averaged shape, ``size``) and return the running mean (float64)."""
+        x = np.asarray(C.to_numpy(x, "x"), dtype=np.float64)
         if x.shape != self.mean.shape:
             raise ValueError(f"x must have shape {self.mean.shape}, got {x.shape}")
         self.count += 1

@@ -14,6 +14,8 @@ through pyplot's global state, so they work headless and in threads.
   confidence per bin, with the ECE), one panel per method.
 - :func:`plot_calibration_curve` -- observed against expected coverage of
   Gaussian predictive intervals, one curve per method.
+- :func:`plot_comparison` -- the metrics of ``bayesgrad.compare``, one panel
+  per metric, one bar per method, the best marked.
 
 One exception: :func:`plot_variance` (also ``bg.estimators.plot_variance``)
 draws the single-sample variance curves of ``bg.estimators.variance_curve``
@@ -26,7 +28,7 @@ import os
 import numpy as np
 
 __all__ = ["available", "PLOT_HINT", "uncertainty_curves", "predictive_bands", "simplex", "plot_reliability",
-           "plot_calibration_curve", "plot_variance"]
+           "plot_calibration_curve", "plot_comparison", "plot_variance"]
 
 PLOT_HINT = 'plots need matplotlib: pip install "bayesgrad[plot]"'
 
@@ -267,6 +269,50 @@ def plot_calibration_curve(predictions, y, path, *, n_levels=99, title=None):
     ax.legend(loc="upper left", fontsize=8)
     if title:
         ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_comparison(methods, metrics, mean, stderr, best, path, *, title=None):
+    """Bar charts of a cross-validated comparison (``bayesgrad.compare``).
+
+    Parameters
+    ----------
+    methods : sequence of str, M method names
+    metrics : sequence of str, F metric names
+    mean, stderr : (M, F) arrays, each metric's mean and standard error over folds
+    best : dict {metric: method}, drawn in colour (the others grey)
+    path : str, the PNG to write
+    title : str, optional
+
+    Returns
+    -------
+    str, the path written
+    """
+    mean = np.asarray(mean, dtype=np.float64)
+    stderr = np.asarray(stderr, dtype=np.float64)
+    M, F = len(methods), len(metrics)
+    if mean.shape != (M, F) or stderr.shape != (M, F):
+        raise ValueError(f"mean and stderr must have shape ({M}, {F}) (methods, metrics), "
+                         f"got {mean.shape} and {stderr.shape}")
+    cols = min(F, 3)
+    rows = -(-F // cols)
+    fig, axes = _figure(rows, cols, width=max(3.6, 0.55 * M + 1.2), height=3.2)
+    pos = np.arange(M)
+    for j, name in enumerate(metrics):
+        ax = axes[j // cols][j % cols]
+        colours = ["#d62728" if best.get(name) == m else "#9a9a9a" for m in methods]
+        ax.bar(pos, mean[:, j], yerr=stderr[:, j], color=colours, capsize=3)
+        if name == "coverage90":
+            ax.axhline(0.9, color="#222222", lw=1, ls="--")
+        if name.endswith("_time") and np.all(mean[:, j] > 0):
+            ax.set_yscale("log")  # times of the methods differ by orders of magnitude
+        ax.set_xticks(pos)
+        ax.set_xticklabels(methods, rotation=45, ha="right", fontsize=8)
+        ax.set_title(name + ("  (best in red)" if j == 0 else ""), fontsize=9)
+    for j in range(F, rows * cols):
+        axes[j // cols][j % cols].set_visible(False)
+    if title:
+        fig.suptitle(title)
     return _save(fig, path)
 
 

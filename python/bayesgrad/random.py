@@ -82,8 +82,8 @@ def fold_in(stream, tag) -> int:
 
 def philox4x32(counter, key):
     """Raw Philox4x32-10: ``counter`` (n, 4) uint32, ``key`` (2,) uint32 -> (n, 4) uint32."""
-    c = np.asarray(counter)
-    k = np.asarray(key)
+    c = C.to_numpy(counter, "counter")
+    k = C.to_numpy(key, "key")
     for name, a in (("counter", c), ("key", k)):
         if a.dtype.kind not in "ui":
             raise TypeError(f"{name} must be an unsigned integer array, got dtype {a.dtype}")
@@ -92,7 +92,7 @@ def philox4x32(counter, key):
     if c.ndim == 1:
         c = c.reshape(1, -1)
     if c.ndim != 2 or c.shape[1] != 4:
-        raise ValueError(f"counter must have shape (n, 4), got {np.shape(counter)}")
+        raise ValueError(f"counter must have shape (n, 4), got {C.to_numpy(counter, 'counter').shape}")
     if k.shape != (2,):
         raise ValueError(f"key must have shape (2,), got {k.shape}")
     c = np.ascontiguousarray(c, dtype=np.uint32)

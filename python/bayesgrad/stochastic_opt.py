@@ -26,7 +26,7 @@ __all__ = ["minimize", "MinimizeResult"]
 
 _POSITIVE_PARAMS = ("scale", "rate", "concentration", "concentration1", "concentration0", "df", "temperature")
 _TRANSFORMS = ("softplus", "exp")
-_TAKES_GRAD_F = ("pathwise", "score_function", "gumbel_softmax")
+_TAKES_GRAD_F = ("pathwise", "score_function", "gumbel_softmax", "rebar", "relax")
 
 
 def _positive_fwd(r, how):
@@ -106,6 +106,7 @@ class Unconstrained:
         return vals, jac
 
     def dist(self, raw):
+        """The distribution (of the original type, fixed parameters kept) at the unconstrained vector ``raw`` (P,)."""
         vals, _ = self.params(raw)
         kw = {k: vals.get(k, self.fixed[k]) for k in self.fixed}
         return self.type(**{k: np.asarray(v, dtype=self.dtype) for k, v in kw.items()})
@@ -193,11 +194,13 @@ def minimize(f, dist, estimator="pathwise", steps=1000, n_samples=16, seed=0, st
     dist : Distribution, the starting point (its type and its fixed parameters are kept)
     estimator : str or callable
         "pathwise", "score_function", "measure_valued", "reinforce_loo", "arm",
-        "disarm", "gumbel_softmax", or a function with the estimators' call shape
+        "disarm", "gumbel_softmax", "rebar", "relax" (pass a ``RelaxSurrogate`` in
+        ``estimator_options={"surrogate": s}`` so that it learns across steps), or a
+        function with the estimators' call shape
         ``(f, dist, n_samples, seed=, stream=, **options) -> Estimate``.
     steps : int >= 1
     n_samples : int >= 1, draws per step
-    grad_f : callable ``(m, ...) -> (m, ...)``; needed by "pathwise" and "gumbel_softmax"
+    grad_f : callable ``(m, ...) -> (m, ...)``; needed by "pathwise", "gumbel_softmax" and "rebar"
     params : names of the parameters to optimise (default: all of ``dist.params``)
     optimizer : "adam" | "sgd" | callable ``(x) -> object with step(grad)``
         ``x`` is the float vector of unconstrained parameters, updated in place.
@@ -238,7 +241,7 @@ def minimize(f, dist, estimator="pathwise", steps=1000, n_samples=16, seed=0, st
             raise TypeError("grad_f must be callable")
         if not isinstance(estimator, str) or est_name in _TAKES_GRAD_F:
             opts["grad_f"] = grad_f
-    if est_name in ("pathwise", "gumbel_softmax") and grad_f is None:
+    if est_name in ("pathwise", "gumbel_softmax", "rebar") and grad_f is None:
         raise TypeError(f"estimator={est_name!r} needs grad_f")
     names = tuple(dist.params) if params is None else tuple(params)
     if not names:

@@ -81,7 +81,7 @@ def check_probs(probs, name="probs", labels=None, labels_name="y"):
 
 
 def _binary(is_ood, n, name="is_ood"):
-    a = np.asarray(is_ood)
+    a = C.to_numpy(is_ood, name)
     if a.shape != (n,):
         raise ValueError(f"{name} must have shape ({n},), got {a.shape}")
     if a.dtype.kind not in "biuf" or not np.all(np.isin(a, (0, 1))):
@@ -176,7 +176,11 @@ def decompose_regression(means, variances, kind="variance") -> Decomposition:
 
 # ---------------------------------------------------------------- classification metrics
 def accuracy(probs, y) -> float:
-    """Fraction of points whose top class (first on ties) is the label."""
+    """Fraction of points whose top class (first on ties) is the label.
+
+    Shapes: ``probs`` (N, C): probabilities, rows summing to one; ``y`` (N,): integer labels in
+    [0, C).
+    """
     p, y = check_probs(probs, labels=y)
     return float(np.mean(np.argmax(p, axis=1) == y))
 
@@ -185,6 +189,9 @@ def nll(probs, y, reduction="mean") -> float:
     """Negative log-likelihood -log p[y] in nats: mean (default) or sum over points.
 
     A probability of exactly 0 on the label gives ``inf`` (not clipped).
+
+    Shapes: ``probs`` (N, C): probabilities, rows summing to one; ``y`` (N,): integer labels in
+    [0, C).
     """
     reduction = C.option(reduction, "reduction", ("mean", "sum"))
     p, y = check_probs(probs, labels=y)
@@ -194,7 +201,11 @@ def nll(probs, y, reduction="mean") -> float:
 
 
 def brier(probs, y) -> float:
-    """Multi-class Brier score: mean over points of sum_c (p_c - 1[y = c])^2, in [0, 2]."""
+    """Multi-class Brier score: mean over points of sum_c (p_c - 1[y = c])^2, in [0, 2].
+
+    Shapes: ``probs`` (N, C): probabilities, rows summing to one; ``y`` (N,): integer labels in
+    [0, C).
+    """
     p, y = check_probs(probs, labels=y)
     d = p.astype(np.float64)
     d[np.arange(p.shape[0]), y] -= 1.0
@@ -235,8 +246,11 @@ def reliability_diagram(probs, y, n_bins=15) -> dict:
 def ece(probs, y, n_bins=15) -> float:
     """Expected calibration error of the top label (Guo et al., 2017).
 
-    sum_b (n_b / N) |acc_b - conf_b| over equal-width right-closed bins
+    ``sum_b (n_b / N) |acc_b - conf_b|`` over equal-width right-closed bins
     (b/B, (b+1)/B] of the top-label probability; in [0, 1].
+
+    Shapes: ``probs`` (N, C): probabilities, rows summing to one; ``y`` (N,): integer labels in
+    [0, C).
     """
     d = reliability_diagram(probs, y, n_bins)
     m = d["count"] > 0
@@ -246,7 +260,11 @@ def ece(probs, y, n_bins=15) -> float:
 
 def adaptive_ece(probs, y, n_bins=15) -> float:
     """ECE with equal-mass bins: the points sorted by top-label probability
-    (stable sort) are split into ``n_bins`` groups of sizes differing by at most one."""
+    (stable sort) are split into ``n_bins`` groups of sizes differing by at most one.
+
+    Shapes: ``probs`` (N, C): probabilities, rows summing to one; ``y`` (N,): integer labels in
+    [0, C).
+    """
     n_bins = _n_bins(n_bins)
     p, y = check_probs(probs, labels=y)
     conf = p.max(axis=1).astype(np.float64)
@@ -260,7 +278,11 @@ def adaptive_ece(probs, y, n_bins=15) -> float:
 
 def classwise_ece(probs, y, n_bins=15) -> float:
     """Class-wise ECE (Kull et al., 2019): the mean over classes of the ECE of
-    p_c against 1[y = c], equal-width right-closed bins over all points."""
+    p_c against 1[y = c], equal-width right-closed bins over all points.
+
+    Shapes: ``probs`` (N, C): probabilities, rows summing to one; ``y`` (N,): integer labels in
+    [0, C).
+    """
     n_bins = _n_bins(n_bins)
     p, y = check_probs(probs, labels=y)
     N, K = p.shape
@@ -282,6 +304,9 @@ def aurc(probs, y, confidence=None) -> float:
     top-label probability; stable order on ties); the risk at coverage k/N is
     the error rate of the k most confident points; AURC is its mean over
     k = 1..N. Lower is better.
+
+    Shapes: ``probs`` (N, C): probabilities, rows summing to one; ``y`` (N,): integer labels in
+    [0, C). ``confidence`` (N,) if given.
     """
     p, y = check_probs(probs, labels=y)
     err = (np.argmax(p, axis=1) != y).astype(np.float64)
@@ -303,10 +328,12 @@ class TemperatureScaling:
     temperature: float
 
     def transform(self, logits):
+        """Calibrated class probabilities (N, C) of ``logits`` (N, C)."""
         z = C.as_array(logits, "logits", ndim=2)
         return special.softmax(z / self.temperature, axis=1)
 
     def log_probs(self, logits):
+        """Calibrated log-probabilities (N, C) of ``logits`` (N, C), in nats."""
         z = C.as_array(logits, "logits", ndim=2)
         return special.log_softmax(z / self.temperature, axis=1)
 
@@ -355,7 +382,10 @@ def _reg_args(y, mean, scale, scale_name):
 
 
 def gaussian_nll(y, mean, var, reduction="mean") -> float:
-    """Gaussian NLL 0.5 log(2 pi var) + (y - mean)^2 / (2 var) in nats, mean (default) or sum."""
+    """Gaussian NLL 0.5 log(2 pi var) + (y - mean)^2 / (2 var) in nats, mean (default) or sum.
+
+    Shapes: ``y``, ``mean`` and ``var`` broadcast together, typically all (N,).
+    """
     reduction = C.option(reduction, "reduction", ("mean", "sum"))
     y, m, v = _reg_args(y, mean, var, "var")
     val = 0.5 * (np.log(2 * math.pi * v) + (y - m) ** 2 / v)
@@ -365,7 +395,8 @@ def gaussian_nll(y, mean, var, reduction="mean") -> float:
 
 def mixture_nll(y, means, variances, reduction="mean") -> float:
     """NLL of the equal-weight Gaussian mixture of S sampled predictions:
-    -log (1/S) sum_s N(y; means[s], variances[s]); means/variances (S, *y.shape)."""
+    ``-log (1/S) sum_s N(y; means[s], variances[s])``; means and variances
+    have shape ``(S, *y.shape)``, y ``(N,)`` or any shape."""
     reduction = C.option(reduction, "reduction", ("mean", "sum"))
     yy = C.as_array(y, "y", min_ndim=1).astype(np.float64)
     m = C.as_array(means, "means", dtype=np.float64, min_ndim=2)
@@ -400,7 +431,10 @@ def calibration_curve(y, mean, std, n_levels=99):
 
 def miscalibration_area(y, mean, std, n_levels=99) -> float:
     """Area between the calibration curve and the diagonal, by the trapezoid
-    rule over ``n_levels`` coverage levels (0 = perfectly calibrated, <= 0.5)."""
+    rule over ``n_levels`` coverage levels (0 = perfectly calibrated, <= 0.5).
+
+    Shapes: ``y``, ``mean`` and ``std`` broadcast together, typically all (N,).
+    """
     e, o = calibration_curve(y, mean, std, n_levels)
     return float(np.trapezoid(np.abs(o - e), e) if hasattr(np, "trapezoid") else np.trapz(np.abs(o - e), e))
 
@@ -408,7 +442,10 @@ def miscalibration_area(y, mean, std, n_levels=99) -> float:
 def crps_gaussian(y, mean, std, reduction="mean") -> float:
     """Continuous ranked probability score of N(mean, std^2) at y (Gneiting &
     Raftery, 2007): std [z (2 Phi(z) - 1) + 2 phi(z) - 1/sqrt(pi)], z = (y - mean)/std.
-    Units of y; lower is better."""
+    Units of y; lower is better.
+
+    Shapes: ``y``, ``mean`` and ``std`` broadcast together, typically all (N,).
+    """
     reduction = C.option(reduction, "reduction", ("mean", "sum"))
     y, m, s = _reg_args(y, mean, std, "std")
     z = (y - m) / s
@@ -448,7 +485,11 @@ def auroc(scores, is_ood) -> float:
 def aupr(scores, is_ood) -> float:
     """Area under the precision-recall curve of detecting OOD (positive class)
     as average precision: sum_k (R_k - R_{k-1}) P_k over distinct thresholds
-    (scikit-learn's ``average_precision_score``)."""
+    (scikit-learn's ``average_precision_score``).
+
+    Shapes: ``scores`` (N,), higher = more out-of-distribution; ``is_ood`` (N,) booleans (or
+    0/1).
+    """
     s, pos = _ood_args(scores, is_ood)
     tpr, _, tp, fp = _roc(s, pos)
     prec = tp / (tp + fp)
@@ -458,7 +499,11 @@ def aupr(scores, is_ood) -> float:
 def fpr_at_tpr(scores, is_ood, tpr=0.95) -> float:
     """False-positive rate (in-distribution points flagged as OOD) at the first
     threshold (from the top) where the true-positive rate reaches ``tpr`` (0.95:
-    the usual "FPR at 95% TPR"), OOD as the positive class."""
+    the usual "FPR at 95% TPR"), OOD as the positive class.
+
+    Shapes: ``scores`` (N,), higher = more out-of-distribution; ``is_ood`` (N,) booleans (or
+    0/1).
+    """
     target = C.real(tpr, "tpr")
     if not 0 < target <= 1:
         raise ValueError(f"tpr must be in (0, 1], got {tpr}")

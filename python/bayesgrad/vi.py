@@ -22,8 +22,8 @@ from . import _checks as C
 from . import _training as _tr
 from . import random as _random
 from ._codes import ViEstimator, ViPrior
-from .nn import (LIKELIHOODS, MLP, Predictive, likelihood_name, log_noise_vector, prepare_targets, sampled_outputs,
-                 target_dim, training_dtype)
+from .nn import (LIKELIHOODS, MLP, Predictive, likelihood_name, log_noise_vector, prepare_targets, sample_weights,
+                 sampled_outputs, target_dim, training_dtype)
 
 __all__ = ["MFVI", "ESTIMATORS", "PRIORS"]
 
@@ -127,8 +127,13 @@ class MFVI:
             adam=k.optim.AdamConfig(**_tr.adam_options(self.lr)))
 
     # ------------------------------------------------------------ training
-    def fit(self, X, y, epochs=100, *, seed=0, stream=0, mu0=None, verbose=1, warm_start=False):
+    def fit(self, X, y, epochs=100, *, seed=0, stream=0, mu0=None, verbose=1, warm_start=False,
+            sample_weight=None):
         """Train for ``epochs`` epochs; returns self.
+
+        ``sample_weight`` (N,), default None: finite non-negative weights of the
+        rows' expected log-likelihood terms (integer weights give the ELBO of the
+        data set with rows repeated that many times; 0 drops a row).
 
         ``mu0`` initialises the means (default ``mlp.init``); ``warm_start``
         continues from the current state. ``history_`` gets one dict per epoch:
@@ -147,6 +152,7 @@ class MFVI:
         mlp = self.mlp
         Xa = mlp.check_inputs(X, dt)
         ya = prepare_targets(y, self.likelihood, mlp.sizes[-1], Xa.shape[0], dt)
+        wa = sample_weights(sample_weight, Xa.shape[0], dt)
         self.seed_ = _random.resolve_seed(seed)
         stream = _random.check_stream(stream)
         P = mlp.n_params
@@ -177,7 +183,10 @@ class MFVI:
                                      dtype=dt)
             parts = []
             for i0, i1 in ctl.slices(sizes.size):  # ~0.1 s per native call: Ctrl-C stops promptly
-                step, stats = k.vi.vi_epoch(cfg, state, m, v, self._step, Xa, ya, perm[i0 * B:i1 * B], w[i0:i1])
+                step, stats = (k.vi.vi_epoch(cfg, state, m, v, self._step, Xa, ya, perm[i0 * B:i1 * B], w[i0:i1])
+                               if wa is None else
+                               k.vi.vi_epoch(cfg, state, m, v, self._step, Xa, ya, perm[i0 * B:i1 * B], w[i0:i1],
+                                             wa))
                 self._step = int(step)
                 parts.append(stats)
             stats = np.concatenate(parts)
@@ -243,7 +252,11 @@ class MFVI:
         """The predictive distribution (``bg.nn.Predictive``) from ``n_samples`` weight samples.
 
         The weight samples are drawn in chunks (``nn.sampled_outputs``); sizes are
-        checked before anything is allocated."""
+        checked before anything is allocated.
+
+        Shapes: ``X`` (N, d_in); the predictive's arrays are (N, K), with (S, N, K) per-sample
+        fields, S = ``n_samples``.
+        """
         self._require_fit()
         n_samples = C.integer(n_samples, "n_samples", 1)
         seed = _random.resolve_seed(seed)

@@ -269,6 +269,14 @@ constexpr uint64_t kTagDatasetBinary1dY = 0xcc7dceec91ec448bull;
 constexpr uint64_t kTagDatasetRegression1dGapX = 0xcbc25ad5b478849bull;
 constexpr uint64_t kTagDatasetRegression1dGapNoise = 0x1f61a307c2bc792dull;
 constexpr uint64_t kTagDatasetThreeClass2dX = 0xcc105aac868a289dull;
+constexpr uint64_t kTagRelaxConditional = 0xb82fd5b5d677fde6ull;
+constexpr uint64_t kTagMvdErlang = 0xe17f84b76a0f3378ull;
+constexpr uint64_t kTagMvdErlang2 = 0xe1607489dd191b35ull;
+constexpr uint64_t kTagMvdPoisson = 0xe15a455faa5abb6ull;
+constexpr uint64_t kTagMvdGamma = 0xf1618ffae137e434ull;
+constexpr uint64_t kTagMvdGammaShapePlus = 0x5b2ce0d0fad3ecfbull;
+constexpr uint64_t kTagMvdGammaShapeMinus = 0xe7b59655dbe51f9dull;
+constexpr uint64_t kTagMvdAccept = 0xc203e8e326846093ull;
 
 }  // namespace codes
 }  // namespace bayesgrad

@@ -10,10 +10,30 @@
 #pragma once
 #include <cstdint>
 
+#include "bayesgrad/hd.hpp"
+
 namespace bayesgrad {
 
 constexpr int64_t kEstSampleChunk = 1024;
 constexpr int64_t kEstColBlock = 256;
+
+// The accumulation updates, shared with the CUDA kernels (cuda/src/estimators.cu).
+// Welford: term t is the k-th of its chunk (inv_k = 1 / k); m is the running
+// mean, m2 the running sum of squared deviations.
+BG_HD void welford_update(double t, double inv_k, double& m, double& m2) {
+  const double d = t - m;
+  m += d * inv_k;
+  m2 += d * (t - m);
+}
+
+// Chan et al.'s pairwise merge of a chunk (nb terms, mean mb, M2 s2b) into the
+// running (cnt, mu, s2); chunks are merged in sample order.
+BG_HD void chan_merge(double nb, double mb, double s2b, double& cnt, double& mu, double& s2) {
+  const double tot = cnt + nb, d = mb - mu;
+  mu += d * (nb / tot);
+  s2 += s2b + d * d * (cnt * nb / tot);
+  cnt = tot;
+}
 
 // x (n, p) row-major -> mean (p,), var (p,) (ddof = 1; NaN when n < 2).
 template <typename T>
@@ -31,5 +51,58 @@ void score_accumulate(const T* score, const T* f, const T* baseline, bool loo, i
 // an elementwise reparameterisation x = x(theta, eps); same outputs.
 template <typename T>
 void pathwise_accumulate(const T* g, const T* jac, int64_t n, int64_t p, T* mean, T* var, T* terms_out);
+
+// The score-function terms with a control variate h of known expectation
+// gradient eg: t_ij = scale * score_ij * ((f_i - f_shift) - beta_j (h_i - h_shift))
+// + beta_j eg_j. Every baseline reduces to (scale, f_shift, h_shift): none
+// (1, 0, 0), leave-one-out (n / (n - 1), mean f, mean h), a constant b (1, b, 0).
+// Same outputs as score_accumulate. float64 only.
+void control_variate_accumulate(const double* score, const double* f, const double* h, const double* beta,
+                                const double* eg, double scale, double f_shift, double h_shift, int64_t n,
+                                int64_t p, double* mean, double* var, double* terms_out);
+
+// beta_j = Cov_i(a_ij, c_ij) / Var_i(c_ij) with a_ij = score_ij f_i and
+// c_ij = score_ij h_i (0 where Var(c) = 0): the variance-minimising coefficient
+// of a control variate, column by column (two passes, fixed order). n >= 2.
+void control_coefficient(const double* score, const double* f, const double* h, int64_t n, int64_t p,
+                         double* beta);
+
+// out_i = f0 + sum_j (g_j d_ij + h_j d_ij^2 / 2), d_ij = x_ij - mu_j: the
+// second-order expansion of the delta control variate at n points.
+void quadratic_values(const double* x, const double* mu, const double* g, const double* h, double f0, int64_t n,
+                      int64_t p, double* out);
+
+// VIMCO's learning signal per draw of each row of k log-weights (k >= 2):
+// L - L_{-j} - w~_j, L = log mean_l exp(logw_l), L_{-j} the same with logw_j
+// replaced by the mean of the other k - 1 log-weights, w~ the normalised weights.
+void vimco_signal(const double* logw, int64_t n, int64_t k, double* out);
+
+// REBAR / RELAX draws for Bernoulli(sigmoid(eta)) coordinates from uniforms u, v
+// (n, p): z = eta + log(1 - u) - log u, b = 1[u < p], the conditional
+// z~ = eta + log w~ - log(1 - w~) with w~ uniform on the side of b, and
+// d z~ / d eta with v held fixed.
+void relax_bernoulli_draws(const double* eta, const double* u, const double* v, int64_t n, int64_t p, double* z,
+                           double* zt, double* dzt, double* b);
+
+// The relaxed-f part of REBAR per unit scale for Bernoulli coordinates, given
+// f and its gradient at the relaxations y = sigmoid(z / lam), y~ = sigmoid(z~ / lam):
+// a_ij = -f(y~)_i score_ij + gz_ij dy_ij/dz_ij - gt_ij dy~_ij/dz~_ij dzt_ij,
+// score = b - sigmoid(eta).
+void relax_bernoulli_part(const double* fzt, const double* gz, const double* gzt, const double* z,
+                          const double* zt, const double* dzt, const double* score, double lam, int64_t n,
+                          int64_t p, double* out);
+
+// sigmoid(z / lam) for z (m, p) into y (the Bernoulli Concrete relaxation).
+void concrete_bernoulli(const double* z, double lam, int64_t count, double* y);
+
+// Stochastic beam search (Gumbel-top-k over the K^D joint configurations of D
+// independent categoricals, log_probs (D, K) normalised per row): for each of n
+// rows, from uniforms u (n, 1 + D m K) (u[0] the root's Gumbel, then m K per
+// coordinate), keep the m largest perturbed partial configurations, each child's
+// Gumbel truncated at its parent's value. Outputs, in decreasing perturbed
+// value: conf (n, m, D) class indices, their joint log-probabilities (n, m) and
+// perturbed values (n, m). Needs K^D >= m.
+void gumbel_beam_search(const double* log_probs, int64_t d, int64_t k, const double* u, int64_t n, int64_t m,
+                        int64_t* conf, double* log_prob, double* perturbed);
 
 }  // namespace bayesgrad

@@ -1,11 +1,85 @@
 // Uncertainty metrics and acquisition kernels on sampled class predictions.
 // Layout (docs/design.md): log_probs (S, N, C) row-major, sample axis first, nats.
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 #include "bayesgrad/codes.hpp"
+#include "bayesgrad/hd.hpp"
 
 namespace bayesgrad {
+
+// Per-element work of decompose, shared with the CUDA kernel (cuda/src/metrics.cu).
+// exp of a log-probability: NaN stays NaN, below the floor (including -inf)
+// is 0 (float32: exp(-86), float64: exp(-700); p log p is then < 1e-35, 1e-300).
+template <typename T>
+BG_HD T exp_floored(T x) {
+  if (x != x) return x;
+  if (x < (sizeof(T) == 4 ? T(-86) : T(-700))) return T(0);
+  return std::exp(T(80) < x ? T(80) : x);  // std::min's rule
+}
+
+// One sample's contribution to a (point, class) entry: the probability sum ps
+// and the sum en of p log p, with 0 log 0 = 0 (also at x = -inf).
+template <typename T>
+BG_HD void entropy_accumulate(T x, T e, T& ps, T& en) {
+  ps += e;
+  en += e > T(0) ? e * x : T(0);
+}
+
+// A point's decomposition from its C sums: total = H[mean p], aleatoric =
+// mean H[p], epistemic = their difference clamped at 0.
+template <typename T>
+BG_HD void decompose_point(const T* ps, const T* en, int64_t C, T invS, T& total, T& aleatoric, T& epistemic) {
+  T h = 0, a = 0;
+  for (int64_t c = 0; c < C; ++c) {
+    const T pm = ps[c] * invS;
+    if (pm > T(0)) h -= pm * std::log(pm);
+    a -= en[c];
+  }
+  a *= invS;
+  total = h;
+  aleatoric = a;
+  epistemic = h - a < T(0) ? T(0) : h - a;  // std::max's rule
+}
+
+// Per-element work of point_scores, shared with the CUDA kernel.
+// The first index of the largest of x[0 .. C) (a sample's predicted class).
+template <typename T>
+BG_HD int64_t row_argmax(const T* x, int64_t C) {
+  int64_t best = 0;
+  for (int64_t c = 1; c < C; ++c)
+    if (x[c] > x[best]) best = c;
+  return best;
+}
+
+// A point's score from its C per-class sums over the S samples: a holds the
+// argmax counts (variation ratios) or the sums of p (mean std, margin), b the
+// sums of p^2 (mean std only).
+template <typename T>
+BG_HD T point_score_finish(codes::PointScore kind, const T* a, const T* b, int64_t C, T invS) {
+  if (kind == codes::PointScore::kVariationRatios) {
+    T mx = a[0];
+    for (int64_t c = 1; c < C; ++c)
+      if (mx < a[c]) mx = a[c];  // std::max_element's rule
+    return T(1) - mx * invS;
+  }
+  if (kind == codes::PointScore::kMeanStd) {
+    T acc = 0;
+    for (int64_t c = 0; c < C; ++c) {
+      const T m = a[c] * invS;
+      const T v = b[c] * invS - m * m;
+      acc += std::sqrt(v < T(0) ? T(0) : v);
+    }
+    return acc / static_cast<T>(C);
+  }
+  T p1 = -1, p2 = -1;
+  for (int64_t c = 0; c < C; ++c) {
+    const T m = a[c] * invS;
+    if (m > p1) { p2 = p1; p1 = m; } else if (m > p2) { p2 = m; }
+  }
+  return C == 1 ? T(0) : T(1) - (p1 - p2);
+}
 
 // One pass over log_probs (S, N, C): per point n
 //   total[n]     = H[mean_s p_s]            (predictive entropy)

@@ -14,13 +14,13 @@
 #include <vector>
 
 #include "bayesgrad/codes.hpp"
+#include "bayesgrad/elementwise.hpp"
 
 namespace bayesgrad {
 namespace mlp {
 
-// The codes are defined once in python/bayesgrad/_codes.py (codes.hpp is generated).
-using codes::Activation;
-using codes::Likelihood;
+// The codes are defined once in python/bayesgrad/_codes.py (codes.hpp is
+// generated); elementwise.hpp brings codes::Activation and codes::Likelihood in.
 
 // Offsets of every layer's W and b in the flat parameter vector.
 struct Layout {
@@ -49,32 +49,7 @@ struct NetConfig {
   Activation act = Activation::kRelu;
 };
 
-// a = f(z), elementwise.
-template <typename T>
-inline T act(Activation f, T z) {
-  switch (f) {
-    case Activation::kRelu: return z > T(0) ? z : T(0);
-    case Activation::kTanh: return std::tanh(z);
-    case Activation::kSigmoid: return z >= T(0) ? T(1) / (T(1) + std::exp(-z)) : std::exp(z) / (T(1) + std::exp(z));
-    case Activation::kGelu: return T(0.5) * z * (T(1) + std::erf(z * T(0.70710678118654752440)));  // z * Phi(z), exact
-    default: return z;
-  }
-}
-
-// f'(z), given z and a = f(z) (tanh and sigmoid reuse a).
-template <typename T>
-inline T act_deriv(Activation f, T z, T a) {
-  switch (f) {
-    case Activation::kRelu: return z > T(0) ? T(1) : T(0);
-    case Activation::kTanh: return T(1) - a * a;
-    case Activation::kSigmoid: return a * (T(1) - a);
-    case Activation::kGelu: {
-      const T phi = std::exp(T(-0.5) * z * z) * T(0.39894228040143267794);
-      return T(0.5) * (T(1) + std::erf(z * T(0.70710678118654752440))) + z * phi;
-    }
-    default: return T(1);
-  }
-}
+// act, act_deriv and the likelihood terms: elementwise.hpp (shared with CUDA).
 
 // a[k] = f(z[k]) and g[k] *= f'(z[k]) over n elements, with the switch on f
 // outside the loop: the ReLU and identity loops then vectorise (a per-element
@@ -145,6 +120,14 @@ struct Trace {
 template <typename T>
 void forward(const Layout& L, Activation f, const T* params, int64_t S, int64_t p_stride, const T* X,
              int64_t N, int64_t x_stride, Trace<T>& tr, const Masks<T>* masks = nullptr);
+
+// Outputs only (S, N, d_L) into out, the same network and arguments as forward
+// without keeping a trace: row tiles of each sample run through every layer
+// while in cache, tiles in parallel on the pool (prediction: S samples of N
+// points; no S x N x width intermediates).
+template <typename T>
+void forward_outputs(const Layout& L, Activation f, const T* params, int64_t S, int64_t p_stride, const T* X,
+                     int64_t N, int64_t x_stride, T* out, const Masks<T>* masks = nullptr);
 
 // Backward through the trace of forward. g_out (S, N, d_L) = dLoss/d(output),
 // destroyed (used as workspace). grad + s * g_stride receives dLoss/dparams of

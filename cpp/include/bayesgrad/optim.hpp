@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "bayesgrad/hd.hpp"
 #include "bayesgrad/mlp.hpp"
 
 namespace bayesgrad {
@@ -37,7 +38,8 @@ template <typename T>
 struct AdamCoeffs {
   T b1, b2, lr_t, inv_sqrt_bc2, eps;
   AdamCoeffs(const AdamConfig& c, int64_t t);
-  void update(T& p, T g, T& m, T& v) const {
+  // Shared with the CUDA kernels (BG_HD, hd.hpp).
+  BG_HD void update(T& p, T g, T& m, T& v) const {
     const T mi = b1 * m + (T(1) - b1) * g;
     const T vi = b2 * v + (T(1) - b2) * g * g;
     m = mi;
@@ -81,9 +83,20 @@ struct MapConfig {
 // (the whole-data-set negative log joint, in nats) and an Adam step. state is
 // [theta (P), log_noise (Dy)]; m, v its Adam moments; step is the global step
 // count before the epoch (returned advanced). stats (M, 2) receives per batch
-// the unscaled nll_i and the objective.
+// the unscaled nll_i and the objective. With `weights` (N,) non-null the
+// likelihood is weighted: nll_i = sum_{n in batch} weights[n] nll_n, the exact
+// negative log likelihood of the data set with row n repeated weights[n] times
+// (an unbiased minibatch estimate with the same N / B_i factor); nullptr is the
+// unweighted epoch, computed exactly as before.
 template <typename T>
 int64_t map_epoch(const MapConfig& cfg, T* state, T* m, T* v, int64_t step, const T* X, const T* y, int64_t N,
-                  const Batches& batches, const T* prior_prec, T* stats);
+                  const Batches& batches, const T* prior_prec, T* stats, const T* weights = nullptr);
+
+// mlp::nll with a weight per row: out[s] = sum_n w[n] nll_{s,n}; g_F row n scaled
+// by scale * w[n]; g_log_noise[s] = scale * sum_n w[n] dnll_{s,n}/dlog_noise.
+// F (S, N, K), y (N, Dy), w (N,).
+template <typename T>
+void weighted_nll(mlp::Likelihood lik, const T* F, const T* y, int64_t S, int64_t N, int64_t K, const T* log_noise,
+                  const T* w, T* out, T* g_F, T scale, T* g_log_noise);
 
 }  // namespace bayesgrad

@@ -1,13 +1,9 @@
 // Philox4x32-10 (Salmon et al., SC'11) and the word addressing of docs/design.md.
-// Plain C++17 usable from CUDA: every function is BG_HD and header-only.
+// Plain C++17 usable from CUDA: every function is BG_HD (hd.hpp) and header-only.
 #pragma once
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define BG_HD __host__ __device__ __forceinline__
-#else
-#define BG_HD inline
-#endif
+#include "bayesgrad/hd.hpp"
 
 namespace bayesgrad {
 namespace philox {

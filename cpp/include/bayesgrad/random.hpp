@@ -3,6 +3,7 @@
 // stream, whatever the thread count or instruction set.
 #pragma once
 #include <cstdint>
+#include <string>
 
 namespace bayesgrad {
 
@@ -15,10 +16,12 @@ void fill_uniform(T* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t of
 template <typename T>
 void fill_normal(T* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t offset);
 
-// Which instruction set the bulk samplers dispatched to ("avx2+fma" or "scalar").
+// Which instruction set the kernels dispatch to now ("avx512", "avx2+fma" or
+// "scalar"; kernels without an AVX-512 version take AVX2 under "avx512").
 const char* random_simd();
-// Force the scalar path of every kernel that has an AVX2 one (testing the AVX2
-// paths against it); returns the previous value.
-bool random_force_scalar(bool on);
+// Cap the path of every kernel with SIMD versions ("avx512", "avx2", "scalar":
+// the libm reference), for testing the paths against each other; returns the
+// previous cap.
+std::string simd_limit(const std::string& path);
 
 }  // namespace bayesgrad

@@ -1,5 +1,6 @@
-// Vector math for the AVX2 paths of the core: log, log1p, sin/cos of 2*pi*u and exp
-// in float32 (8 lanes) and float64 (4 lanes), plus the runtime CPU check.
+// Vector math for the SIMD paths of the core: log, log1p, sin/cos of 2*pi*u and exp
+// in float32 (8 lanes) and float64 (4 lanes) for AVX2, log and sin/cos on
+// 512-bit vectors for AVX-512, plus the runtime CPU checks and path choice.
 //
 // libm has no vector entry points without -ffast-math, which docs/design.md rules
 // out, so these are written here once and shared by every kernel (random,
@@ -12,18 +13,39 @@
 // only from BG_AVX2 functions and only when use_avx2() is true.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #if defined(__x86_64__) || defined(_M_X64)
+// GCC 12's AVX-512 intrinsics pass an undefined vector as the merge source of
+// unmasked operations, which -Wuninitialized reports at every use (GCC bug
+// 105593, fixed in 13); the diagnostic is silenced for the header's own lines.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
 #define BG_HAVE_X86 1
 #define BG_AVX2 __attribute__((target("avx2,fma")))
+// AVX-512 paths need F (512-bit float/int), DQ (64-bit int <-> double, float
+// logic), BW and VL (the 256-bit helpers they share with the AVX2 path).
+#define BG_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
 #else
 #define BG_HAVE_X86 0
 #define BG_AVX2
+#define BG_AVX512
 #endif
 
 namespace bayesgrad {
 namespace simd {
+
+// SIMD paths, from the reference up; a kernel takes the best one the CPU has,
+// capped by path_limit().
+enum Path : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
 
 // True when the CPU has AVX2 and FMA (checked once).
 inline bool cpu_has_avx2() {
@@ -35,15 +57,38 @@ inline bool cpu_has_avx2() {
 #endif
 }
 
-// Testing hook (random_force_scalar): route every kernel through its scalar
-// reference path. Set from Python under the GIL between kernel calls.
-inline bool& force_scalar_flag() {
-  static bool on = false;
-  return on;
+// True when the CPU has AVX-512 F/DQ/BW/VL (checked once).
+inline bool cpu_has_avx512() {
+#if BG_HAVE_X86
+  static const bool ok = cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
+                         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512vl");
+  return ok;
+#else
+  return false;
+#endif
 }
 
-// Whether kernels should take their AVX2 path now.
-inline bool use_avx2() { return cpu_has_avx2() && !force_scalar_flag(); }
+// The highest path kernels may take: BAYESGRAD_SIMD=scalar|avx2|avx512 at
+// load (so the whole suite can run on each path), changed from Python under
+// the GIL between kernel calls (random.simd_limit, the test harness).
+inline int& path_limit() {
+  static int lim = [] {
+    const char* e = std::getenv("BAYESGRAD_SIMD");
+    if (e == nullptr || *e == '\0') return static_cast<int>(kAvx512);
+    if (std::strcmp(e, "scalar") == 0) return static_cast<int>(kScalar);
+    if (std::strcmp(e, "avx2") == 0) return static_cast<int>(kAvx2);
+    return static_cast<int>(kAvx512);
+  }();
+  return lim;
+}
+
+// Whether kernels should take their AVX2 (AVX-512) path now.
+inline bool use_avx2() { return cpu_has_avx2() && path_limit() >= kAvx2; }
+inline bool use_avx512() { return cpu_has_avx512() && path_limit() >= kAvx512; }
+
+// The path kernels with an AVX-512 version take now.
+inline int active_path() { return use_avx512() ? kAvx512 : use_avx2() ? kAvx2 : kScalar; }
 
 #if BG_HAVE_X86
 // ln u for normal positive u (not 0, inf, NaN or subnormal): u = 2^e m with
@@ -211,6 +256,143 @@ BG_AVX2 inline __m256d log1px4(__m256d x) {
   const __m256d corr = _mm256_div_pd(_mm256_sub_pd(x, _mm256_sub_pd(u, one)), u);
   const __m256d y = _mm256_add_pd(logx4(u), corr);
   return _mm256_blendv_pd(y, x, _mm256_cmp_pd(x, x, _CMP_UNORD_Q));
+}
+// ---------------------------------------------------------------- AVX-512
+// The functions above on 512-bit vectors, operation for operation (the same
+// FMAs in the same order, masks for blends), so that the AVX-512 and AVX2
+// paths give bit-identical results and the AVX2 accuracy notes hold here.
+
+BG_AVX512 inline __m512 logx16(__m512 u) {
+  const __m512i bits = _mm512_castps_si512(u);
+  __m512 e = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(bits, 23), _mm512_set1_epi32(127)));
+  __m512 m = _mm512_castsi512_ps(
+      _mm512_or_si512(_mm512_and_si512(bits, _mm512_set1_epi32(0x007fffff)), _mm512_set1_epi32(0x3f800000)));
+  const __mmask16 big = _mm512_cmp_ps_mask(m, _mm512_set1_ps(1.41421356f), _CMP_GT_OQ);
+  m = _mm512_mask_mul_ps(m, big, m, _mm512_set1_ps(0.5f));
+  const __m512 one = _mm512_set1_ps(1.0f);
+  e = _mm512_add_ps(e, _mm512_maskz_mov_ps(big, one));
+  const __m512 s = _mm512_div_ps(_mm512_sub_ps(m, one), _mm512_add_ps(m, one));
+  const __m512 z = _mm512_mul_ps(s, s);
+  __m512 p = _mm512_set1_ps(1.0f / 9.0f);
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.0f / 7.0f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.0f / 5.0f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.0f / 3.0f));
+  p = _mm512_mul_ps(p, z);
+  const __m512 two_s = _mm512_add_ps(s, s);
+  const __m512 logm = _mm512_fmadd_ps(two_s, p, two_s);
+  const __m512 lo = _mm512_fmadd_ps(e, _mm512_set1_ps(-2.12194440e-4f), logm);
+  return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693359375f), lo);
+}
+
+BG_AVX512 inline __m512d logx8d(__m512d u) {
+  const __m512i bits = _mm512_castpd_si512(u);
+  const __m512i big_e = _mm512_or_si512(_mm512_srli_epi64(bits, 52), _mm512_set1_epi64(0x4330000000000000ll));
+  __m512d e = _mm512_sub_pd(_mm512_castsi512_pd(big_e), _mm512_set1_pd(4503599627370496.0 + 1023.0));
+  __m512d m = _mm512_castsi512_pd(_mm512_or_si512(_mm512_and_si512(bits, _mm512_set1_epi64(0x000FFFFFFFFFFFFFll)),
+                                                  _mm512_set1_epi64(0x3FF0000000000000ll)));
+  const __mmask8 big = _mm512_cmp_pd_mask(m, _mm512_set1_pd(1.4142135623730951), _CMP_GT_OQ);
+  m = _mm512_mask_mul_pd(m, big, m, _mm512_set1_pd(0.5));
+  const __m512d one = _mm512_set1_pd(1.0);
+  e = _mm512_add_pd(e, _mm512_maskz_mov_pd(big, one));
+  const __m512d s = _mm512_div_pd(_mm512_sub_pd(m, one), _mm512_add_pd(m, one));
+  const __m512d z = _mm512_mul_pd(s, s);
+  __m512d p = _mm512_set1_pd(1.0 / 21.0);
+  for (int k = 9; k >= 1; --k) p = _mm512_fmadd_pd(p, z, _mm512_set1_pd(1.0 / (2 * k + 1)));
+  p = _mm512_mul_pd(p, z);
+  const __m512d two_s = _mm512_add_pd(s, s);
+  const __m512d logm = _mm512_fmadd_pd(two_s, p, two_s);
+  const __m512d lo = _mm512_fmadd_pd(e, _mm512_set1_pd(1.90821492927058770002e-10), logm);
+  return _mm512_fmadd_pd(e, _mm512_set1_pd(6.93147180369123816490e-01), lo);
+}
+
+BG_AVX512 inline void sincos2pix16(__m512 u, __m512& c, __m512& s) {
+  const __m512 t = _mm512_mul_ps(u, _mm512_set1_ps(4.0f));
+  const __m512 k = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 a = _mm512_mul_ps(_mm512_sub_ps(t, k), _mm512_set1_ps(1.57079632679489662f));
+  const __m512 z = _mm512_mul_ps(a, a);
+  __m512 ps = _mm512_set1_ps(1.0f / 362880.0f);
+  ps = _mm512_fmadd_ps(ps, z, _mm512_set1_ps(-1.0f / 5040.0f));
+  ps = _mm512_fmadd_ps(ps, z, _mm512_set1_ps(1.0f / 120.0f));
+  ps = _mm512_fmadd_ps(ps, z, _mm512_set1_ps(-1.0f / 6.0f));
+  const __m512 sa = _mm512_fmadd_ps(_mm512_mul_ps(ps, z), a, a);
+  __m512 pc = _mm512_set1_ps(-1.0f / 3628800.0f);
+  pc = _mm512_fmadd_ps(pc, z, _mm512_set1_ps(1.0f / 40320.0f));
+  pc = _mm512_fmadd_ps(pc, z, _mm512_set1_ps(-1.0f / 720.0f));
+  pc = _mm512_fmadd_ps(pc, z, _mm512_set1_ps(1.0f / 24.0f));
+  pc = _mm512_fmadd_ps(pc, z, _mm512_set1_ps(-0.5f));
+  const __m512 ca = _mm512_fmadd_ps(pc, z, _mm512_set1_ps(1.0f));
+  const __m512i ki = _mm512_cvtps_epi32(k);
+  const __m512i one = _mm512_set1_epi32(1), two = _mm512_set1_epi32(2);
+  const __mmask16 swap = _mm512_test_epi32_mask(ki, one);
+  const __m512 negc = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_and_si512(_mm512_add_epi32(ki, one), two), 30));
+  const __m512 negs = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_and_si512(ki, two), 30));
+  c = _mm512_xor_ps(_mm512_mask_blend_ps(swap, ca, sa), negc);
+  s = _mm512_xor_ps(_mm512_mask_blend_ps(swap, sa, ca), negs);
+}
+
+BG_AVX512 inline void sincos2pix8d(__m512d u, __m512d& c, __m512d& s) {
+  const __m512d t = _mm512_mul_pd(u, _mm512_set1_pd(4.0));
+  const __m512d k = _mm512_roundscale_pd(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512d a = _mm512_mul_pd(_mm512_sub_pd(t, k), _mm512_set1_pd(1.57079632679489661923));
+  const __m512d z = _mm512_mul_pd(a, a);
+  static const double sc[9] = {1.0, -1.0 / 6, 1.0 / 120, -1.0 / 5040, 1.0 / 362880, -1.0 / 39916800,
+                               1.0 / 6227020800.0, -1.0 / 1307674368000.0, 1.0 / 355687428096000.0};
+  static const double cc[10] = {1.0, -0.5, 1.0 / 24, -1.0 / 720, 1.0 / 40320, -1.0 / 3628800,
+                                1.0 / 479001600.0, -1.0 / 87178291200.0, 1.0 / 20922789888000.0,
+                                -1.0 / 6402373705728000.0};
+  __m512d ps = _mm512_set1_pd(sc[8]);
+  for (int j = 7; j >= 1; --j) ps = _mm512_fmadd_pd(ps, z, _mm512_set1_pd(sc[j]));
+  const __m512d sa = _mm512_fmadd_pd(_mm512_mul_pd(ps, z), a, a);
+  __m512d pc = _mm512_set1_pd(cc[9]);
+  for (int j = 8; j >= 0; --j) pc = _mm512_fmadd_pd(pc, z, _mm512_set1_pd(cc[j]));
+  const __m512d ca = pc;
+  const __m512i ki = _mm512_castpd_si512(_mm512_add_pd(k, _mm512_set1_pd(4503599627370496.0)));
+  const __m512i one = _mm512_set1_epi64(1), two = _mm512_set1_epi64(2);
+  const __mmask8 swap = _mm512_test_epi64_mask(ki, one);
+  const __m512d negc = _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_and_si512(_mm512_add_epi64(ki, one), two), 62));
+  const __m512d negs = _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_and_si512(ki, two), 62));
+  c = _mm512_xor_pd(_mm512_mask_blend_pd(swap, ca, sa), negc);
+  s = _mm512_xor_pd(_mm512_mask_blend_pd(swap, sa, ca), negs);
+}
+// expx8 / expx4 on 512-bit vectors (same steps; masks for the blends).
+BG_AVX512 inline __m512 expx16(__m512 x) {
+  const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+  const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-86.0f), _CMP_GE_OQ);
+  const __m512 xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-86.0f)), _mm512_set1_ps(80.0f));
+  const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), xc);
+  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  const __m512i e = _mm512_slli_epi32(_mm512_cvtps_epi32(k), 23);
+  const __m512 y = _mm512_maskz_mov_ps(keep, _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(p), e)));
+  return _mm512_mask_blend_ps(nan, y, x);
+}
+
+BG_AVX512 inline __m512d expx8d(__m512d x) {
+  const __mmask8 nan = _mm512_cmp_pd_mask(x, x, _CMP_UNORD_Q);
+  const __mmask8 keep = _mm512_cmp_pd_mask(x, _mm512_set1_pd(-700.0), _CMP_GE_OQ);
+  const __m512d xc = _mm512_min_pd(_mm512_max_pd(x, _mm512_set1_pd(-700.0)), _mm512_set1_pd(80.0));
+  const __m512d k = _mm512_roundscale_pd(_mm512_mul_pd(xc, _mm512_set1_pd(1.4426950408889634074)),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512d r = _mm512_fnmadd_pd(k, _mm512_set1_pd(6.93147180369123816490e-01), xc);
+  r = _mm512_fnmadd_pd(k, _mm512_set1_pd(1.90821492927058770002e-10), r);
+  static const double inv_fact[14] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040,
+                                      1.0 / 40320, 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800,
+                                      1.0 / 479001600, 1.0 / 6227020800.0};
+  __m512d p = _mm512_set1_pd(inv_fact[13]);
+  for (int j = 12; j >= 0; --j) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(inv_fact[j]));
+  const __m512i ki = _mm512_cvtepi32_epi64(_mm512_cvtpd_epi32(k));
+  const __m512d y =
+      _mm512_maskz_mov_pd(keep, _mm512_castsi512_pd(_mm512_add_epi64(_mm512_castpd_si512(p), _mm512_slli_epi64(ki, 52))));
+  return _mm512_mask_blend_pd(nan, y, x);
 }
 #endif  // BG_HAVE_X86
 

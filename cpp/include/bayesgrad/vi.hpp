@@ -46,9 +46,11 @@ void vi_grad(const ViConfig& cfg, const T* state, const T* X, const T* y, int64_
 // step the global step count before the epoch (returned advanced). For
 // minibatch i (B_i rows) the objective is
 //   (N / B_i) * ( mean_s nll_{i,s} + kl_weight[i] * KL )
-// and stats (M, 3) receives mean_s nll_{i,s}, KL, and that objective.
+// and stats (M, 3) receives mean_s nll_{i,s}, KL, and that objective. With
+// `weights` (N,) non-null, nll_{i,s} = sum_{n in batch} weights[n] nll_{n,s}
+// (row n counts weights[n] times); nullptr: unweighted, as before.
 template <typename T>
 int64_t vi_epoch(const ViConfig& cfg, T* state, T* m, T* v, int64_t step, const T* X, const T* y, int64_t N,
-                 const Batches& batches, const T* kl_weight, T* stats);
+                 const Batches& batches, const T* kl_weight, T* stats, const T* weights = nullptr);
 
 }  // namespace bayesgrad

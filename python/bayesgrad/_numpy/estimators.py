@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["column_mean_var", "score_accumulate", "pathwise_accumulate"]
+__all__ = ["column_mean_var", "score_accumulate", "pathwise_accumulate", "control_variate_accumulate",
+           "control_coefficient", "quadratic_values", "vimco_signal", "relax_bernoulli_draws",
+           "relax_bernoulli_part", "concrete_bernoulli", "gumbel_beam_search"]
 
 
 def _matrix(a, name):
@@ -82,3 +84,179 @@ def pathwise_accumulate(g, jac, mean_out, var_out, terms_out=None):
     if jac is not None:
         t = t * jac
     _finish(t, mean_out, var_out, terms_out)
+
+
+# ---------------------------------------------------------------- float64-only kernels (issue 16)
+def _f64(a, name, shape=None):
+    if not isinstance(a, np.ndarray) or a.dtype != np.float64:
+        raise TypeError(f"{name} must be a float64 array")
+    if shape is not None and a.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}")
+    return a
+
+
+def _out64(a, name, shape):
+    _f64(a, name, shape)
+    if not a.flags.c_contiguous or not a.flags.writeable:
+        raise ValueError(f"{name} must be C-contiguous and writeable")
+    return a
+
+
+def control_variate_accumulate(score, f, h, beta, eg, shift, mean_out, var_out, terms_out=None):
+    """Mean/var over samples of scale * score * ((f - f_shift) - beta (h - h_shift)) + beta eg, with shift =
+    (scale, f_shift, h_shift) (float64)."""
+    score = _matrix(_f64(score, "score"), "score")
+    n, p = score.shape
+    _f64(f, "f", (n,))
+    _f64(h, "h", (n,))
+    _f64(beta, "beta", (p,))
+    _f64(eg, "eg", (p,))
+    _f64(shift, "shift", (3,))
+    scale, f_shift, h_shift = (float(a) for a in shift)
+    _check_out(mean_out, var_out, terms_out, n, p, np.float64)
+    t = scale * score * ((f - f_shift)[:, None] - beta * (h - h_shift)[:, None]) + beta * eg
+    _finish(t, mean_out, var_out, terms_out)
+
+
+def control_coefficient(score, f, h, beta_out):
+    """Per-column Cov(score f, score h) / Var(score h) into beta_out (p,) (0 where the variance is 0; float64)."""
+    score = _matrix(_f64(score, "score"), "score")
+    n, p = score.shape
+    _f64(f, "f", (n,))
+    _f64(h, "h", (n,))
+    _out64(beta_out, "beta_out", (p,))
+    if n < 2:
+        raise ValueError("control_coefficient needs n >= 2 samples")
+    a = score * f[:, None]
+    c = score * h[:, None]
+    ac = a - a.mean(0)
+    cc = c - c.mean(0)
+    vc = (cc * cc).sum(0)
+    cov = (ac * cc).sum(0)
+    beta_out[...] = np.divide(cov, vc, out=np.zeros(p), where=vc > 0)
+
+
+def quadratic_values(x, mu, g, h, f0, out):
+    """f0 + sum_j g_j d_ij + h_j d_ij^2 / 2 with d = x - mu, per row of x (n, p) into out (n,) (float64)."""
+    x = _matrix(_f64(x, "x"), "x")
+    n, p = x.shape
+    for name, a in (("mu", mu), ("g", g), ("h", h)):
+        _f64(a, name, (p,))
+    _out64(out, "out", (n,))
+    d = x - mu
+    out[...] = f0 + (d * (g + 0.5 * h * d)).sum(1)
+
+
+def vimco_signal(logw, out):
+    """VIMCO's per-draw learning signal L - L_{-j} - w~_j for log-weights (n, k) into out (n, k) (float64)."""
+    logw = _matrix(_f64(logw, "logw"), "logw")
+    n, k = logw.shape
+    if k < 2:
+        raise ValueError("vimco_signal needs k >= 2 draws per row")
+    _out64(out, "out", (n, k))
+    mx = logw.max(1, keepdims=True)
+    e = np.exp(logw - mx)
+    tot = e.sum(1, keepdims=True)
+    bound = np.log(tot) + mx - np.log(k)
+    others = (logw.sum(1, keepdims=True) - logw) / (k - 1)
+    m = np.maximum(mx, others)
+    t = tot * np.exp(mx - m) - np.exp(logw - m) + np.exp(others - m)
+    loo = np.log(np.maximum(t, np.finfo(float).tiny)) + m - np.log(k)
+    out[...] = bound - loo - e / tot
+
+
+def _sigmoid(x):
+    e = np.exp(-np.abs(x))  # the native kernel's two branches, without overflow
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _softplus(x):
+    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def relax_bernoulli_draws(eta, u, v, z, zt, dzt, b):
+    """REBAR/RELAX Bernoulli draws: z, the conditional z~, dz~/deta and b from eta (p,) and uniforms u, v (n, p)."""
+    u = _matrix(_f64(u, "u"), "u")
+    n, p = u.shape
+    _f64(eta, "eta", (p,))
+    _f64(v, "v", (n, p))
+    for name, a in (("z", z), ("zt", zt), ("dzt", dzt), ("b", b)):
+        _out64(a, name, (n, p))
+    pr = _sigmoid(eta)
+    q = 1.0 - pr
+    one = u < pr
+    b[...] = one
+    z[...] = eta + np.log1p(-u) - np.log(u)
+    log_p, log_q = -_softplus(-eta), -_softplus(eta)
+    lw = np.where(one, np.log1p(-pr * (1.0 - v)), log_q + np.log(v))
+    l1w = np.where(one, log_p + np.log1p(-v), np.log1p(-q * v))
+    zt[...] = eta + lw - l1w
+    pq = pr * q
+    dzt[...] = np.where(one, pr - pq * (1.0 - v) / np.exp(lw), q - pq * v / np.exp(l1w))
+
+
+def relax_bernoulli_part(fzt, gz, gzt, z, zt, dzt, score, lam, out):
+    """REBAR's relaxed-f part per unit scale for Bernoulli coordinates (n, p) into out (float64)."""
+    z = _matrix(_f64(z, "z"), "z")
+    n, p = z.shape
+    _f64(fzt, "fzt", (n,))
+    for name, a in (("gz", gz), ("gzt", gzt), ("zt", zt), ("dzt", dzt), ("score", score)):
+        _f64(a, name, (n, p))
+    _out64(out, "out", (n, p))
+    if not lam > 0:
+        raise ValueError("lam must be positive")
+    y, yt = _sigmoid(z / lam), _sigmoid(zt / lam)
+    out[...] = -fzt[:, None] * score + gz * y * (1.0 - y) / lam - gzt * yt * (1.0 - yt) / lam * dzt
+
+
+def concrete_bernoulli(z, lam, y):
+    """sigmoid(z / lam) elementwise into y (the Bernoulli Concrete relaxation; float64)."""
+    _f64(z, "z")
+    _out64(y, "y", z.shape)
+    if not lam > 0:
+        raise ValueError("lam must be positive")
+    y[...] = _sigmoid(z / lam)
+
+
+def _log1mexp(x):
+    with np.errstate(divide="ignore"):
+        return np.where(x > -0.6931471805599453, np.log(-np.expm1(np.minimum(x, 0.0))), np.log1p(-np.exp(x)))
+
+
+def gumbel_beam_search(log_probs, u, conf, log_prob, perturbed):
+    """Stochastic beam search (Gumbel-top-m over the joint configurations of log_probs (D, K)) from uniforms
+    u (n, 1 + D m K) into conf (n, m, D) int64, log_prob and perturbed (n, m) (float64)."""
+    log_probs = _matrix(_f64(log_probs, "log_probs"), "log_probs")
+    D, K = log_probs.shape
+    if not isinstance(conf, np.ndarray) or conf.dtype != np.int64 or conf.ndim != 3 or conf.shape[2] != D:
+        raise ValueError("conf must be an int64 array of shape (n, m, D)")
+    if not conf.flags.c_contiguous or not conf.flags.writeable:
+        raise ValueError("conf must be C-contiguous and writeable")
+    n, m = conf.shape[:2]
+    _f64(u, "u", (n, 1 + D * m * K))
+    _out64(log_prob, "log_prob", (n, m))
+    _out64(perturbed, "perturbed", (n, m))
+    if D * np.log(K) < np.log(m) - 1e-9:
+        raise ValueError("m exceeds the K^D configurations")
+    gum = -np.log(-np.log(u))
+    G = gum[:, :1]
+    phi = np.zeros((n, 1))
+    cur = np.zeros((n, 1, 0), dtype=np.int64)
+    rows = np.arange(n)[:, None]
+    for t in range(D):
+        B = G.shape[1]
+        phic = phi[:, :, None] + log_probs[t]
+        g = phic + gum[:, 1 + t * m * K: 1 + t * m * K + B * K].reshape(n, B, K)
+        Z = g.max(-1, keepdims=True)
+        # each child's Gumbel truncated at its parent's value T: -log(e^-T - e^-Z + e^-g)
+        v = G[:, :, None] - g + _log1mexp(g - Z)
+        Gt = (G[:, :, None] - _softplus(v)).reshape(n, B * K)
+        keep = min(m, B * K)
+        idx = np.argsort(-Gt, axis=1, kind="stable")[:, :keep]
+        parent, cls = idx // K, idx % K
+        cur = np.concatenate([cur[rows, parent], cls[:, :, None]], axis=2)
+        phi = phic.reshape(n, B * K)[rows, idx]
+        G = Gt[rows, idx]
+    conf[...] = cur
+    log_prob[...] = phi
+    perturbed[...] = G

@@ -226,8 +226,14 @@ def _check_shape(a, shape, name):
 
 
 def mlp_forward(net, params, X, out, masks=None):
-    """Network outputs (S, N, K) for S parameter vectors (S, P) on X (N, D) or (S, N, D)."""
+    """Network outputs (S, N, K) for S parameter vectors (S, P) on X (N, D) or (S, N, D).
+
+    params (1, P) with masks (S, 1 or N, H) and X (N, D): one network under S masks
+    (MC dropout), S taken from the masks."""
     L = net.layout
+    if (masks is not None and params.ndim == 2 and params.shape[0] == 1 and masks.ndim == 3
+            and masks.shape[0] > 1 and X.ndim == 2):
+        params = np.broadcast_to(params, (masks.shape[0], params.shape[1]))
     S, N = _check_inputs(L, params, X)
     _check_shape(out, (S, N, L.sizes[-1]), "out")
     zs, _, _ = forward_trace(L, net.activation, params, X, masks)

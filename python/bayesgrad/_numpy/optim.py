@@ -140,18 +140,32 @@ def epoch_data(L, likelihood, X, y, perm, batch_size):
     return Dy, N, [perm[s:s + B] for s in starts]
 
 
+def row_weights(weights, N, dtype):
+    """Optional per-row likelihood weights of an epoch: None, or (N,) finite and >= 0 in ``dtype``."""
+    if weights is None:
+        return None
+    w = np.ascontiguousarray(weights, dtype=dtype)
+    if w.shape != (N,):
+        raise ValueError(f"weights must have shape ({N},)")
+    if not np.all(np.isfinite(w) & (w >= 0)):
+        raise ValueError("weights must be finite and >= 0")
+    return w
+
+
 def need(a, n, name):
     if a.shape != (n,):
         raise ValueError(f"{name} must have shape ({n},)")
 
 
-def map_epoch(config, state, m, v, step, X, y, perm, prior_prec):
+def map_epoch(config, state, m, v, step, X, y, perm, prior_prec, weights=None):
     """One MAP / MC-dropout epoch (or the slice of it that perm holds) with Adam on state = [theta (P), log_noise (Dy)] in place; returns (the new
-    step count, stats (n_batches, 2): each batch's summed nll and its objective)."""
+    step count, stats (n_batches, 2): each batch's summed nll and its objective). weights: None or (N,) finite
+    non-negative row weights of the likelihood (row n counts weights[n] times)."""
     c = config
     L = c.net.layout
     activation, likelihood, dropout_p = c.net.activation, c.likelihood, c.dropout_p
     Dy, N, batches = epoch_data(L, likelihood, X, y, perm, c.batch_size)
+    weights = row_weights(weights, N, state.dtype)
     P = L.n_params
     for a, name in ((state, "state"), (m, "m"), (v, "v")):
         need(a, P + Dy, name)
@@ -173,6 +187,10 @@ def map_epoch(config, state, m, v, step, X, y, perm, prior_prec):
             theta = state[None, :P]
             zs, acts, mv = _mlp.forward_trace(L, activation, theta, xb, masks)
             per, gF, gn = _mlp.nll_terms(likelihood, zs[-1], yb, state[P:])
+            if weights is not None:  # row n's terms weighted (the exact nll of rows repeated w times)
+                wb = weights[rows]
+                per, gF = per * wb, gF * wb[:, None]
+                gn = None if gn is None else gn * wb[:, None]
             scale = N / B
             grad = np.zeros(P + Dy, dtype=dt)
             grad[:P] = _mlp.backward_trace(L, activation, theta, xb, zs, acts, mv, gF * dt.type(scale))[0][0]

@@ -9,7 +9,7 @@ import numpy as np
 
 # The kernels; the helpers below them (blocks_at, substream_blocks, u01_*) are
 # shared with the other twins.
-__all__ = ["philox4x32", "fill_uniform", "fill_normal", "fold_in", "random_force_scalar"]
+__all__ = ["philox4x32", "fill_uniform", "fill_normal", "fold_in", "simd_limit"]
 
 M0, M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
 W0, W1 = 0x9E3779B9, 0xBB67AE85
@@ -155,6 +155,10 @@ def fold_in(stream, tag):
     return _mix64((int(stream) ^ _mix64(int(tag))) & _M64) & (SUBSTREAM_BIT - 1)
 
 
-def random_force_scalar(on):
-    """No SIMD path in NumPy; kept for signature parity with the native core."""
-    return False
+def simd_limit(path):
+    """No SIMD paths of its own in NumPy; kept for signature parity with the native core.
+
+    Returns ``"scalar"``; ``path`` is checked as the native core checks it."""
+    if path not in ("scalar", "avx2", "avx2+fma", "avx512"):
+        raise ValueError(f"path must be 'scalar', 'avx2' or 'avx512', got {path!r}")
+    return "scalar"

@@ -14,7 +14,7 @@ import numpy as np
 from .._numerics import sigmoid, softplus
 from .._codes import STREAM_TAGS, Likelihood, ViEstimator, ViPrior, from_int
 from . import mlp as _mlp
-from .optim import AdamConfig, adam_step, epoch_data, need
+from .optim import AdamConfig, adam_step, epoch_data, need, row_weights
 from .random import fill_normal, fill_uniform, fold_in
 
 __all__ = ["ViConfig", "vi_epoch", "vi_grad"]
@@ -159,7 +159,7 @@ def _stoch_backward(L, code, estimator, mu, sigma, eps, cache, G):
     return gmu, gsig
 
 
-def _vi_batch(c, Dy, state, xb, yb, N, step, kl_weight):
+def _vi_batch(c, Dy, state, xb, yb, N, step, kl_weight, wb=None):
     L, code, lik, estimator, S = c.net.layout, c.net.activation, c.likelihood, c.estimator, c.n_samples
     dt = state.dtype
     P = L.n_params
@@ -176,12 +176,12 @@ def _vi_batch(c, Dy, state, xb, yb, N, step, kl_weight):
     if estimator == ViEstimator.weight_space:
         W = mu + sigma * eps
         zs, acts, mv = _mlp.forward_trace(L, code, W, xb)
-        per, gF, gn = _mlp.nll_terms(lik, zs[-1], yb, log_noise)
+        per, gF, gn = _weighted(_mlp.nll_terms(lik, zs[-1], yb, log_noise), wb)
         gW, _ = _mlp.backward_trace(L, code, W, xb, zs, acts, mv, gF * gscale)
         gmu, gsig = gW.sum(0), (gW * eps).sum(0)
     else:
         cache = _stoch_forward(L, code, estimator, mu, sigma, eps, xb, S, c.seed, stream_t)
-        per, gF, gn = _mlp.nll_terms(lik, cache[-1][1], yb, log_noise)
+        per, gF, gn = _weighted(_mlp.nll_terms(lik, cache[-1][1], yb, log_noise), wb)
         gmu, gsig = _stoch_backward(L, code, estimator, mu, sigma, eps, cache, gF * gscale)
     kl, gkm, gks = _kl(c, mu, sigma, eps, S)
     klscale = scale * float(kl_weight)
@@ -194,11 +194,22 @@ def _vi_batch(c, Dy, state, xb, yb, N, step, kl_weight):
     return grad, (nll_mean, kl, scale * (nll_mean + float(kl_weight) * kl))
 
 
-def vi_epoch(config, state, m, v, step, X, y, perm, kl_weights):
+def _weighted(terms, wb):
+    """nll_terms' (per (S, B), gF (S, B, K), gn (S, B, Dy)) with row n weighted by wb[n] (None: as they are)."""
+    if wb is None:
+        return terms
+    per, gF, gn = terms
+    w = wb.astype(per.dtype, copy=False)
+    return per * w, gF * w[:, None], (None if gn is None else gn * w[:, None])
+
+
+def vi_epoch(config, state, m, v, step, X, y, perm, kl_weights, weights=None):
     """One Bayes-by-Backprop epoch (or the slice of it that perm holds; kl_weights: its batches') on state = [mu (P), rho (P), log_noise (Dy)] in place; returns (the new step
-    count, stats (n_batches, 3): each batch's mean-over-samples nll, KL and objective)."""
+    count, stats (n_batches, 3): each batch's mean-over-samples nll, KL and objective). weights: None or (N,)
+    finite non-negative row weights of the likelihood (row n counts weights[n] times)."""
     c = config
     Dy, N, batches = epoch_data(c.net.layout, c.likelihood, X, y, perm, c.batch_size)
+    weights = row_weights(weights, N, state.dtype)
     n = 2 * c.net.layout.n_params + Dy
     for a, name in ((state, "state"), (m, "m"), (v, "v")):
         need(a, n, name)
@@ -208,7 +219,8 @@ def vi_epoch(config, state, m, v, step, X, y, perm, kl_weights):
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         for i, rows in enumerate(batches):
             step += 1
-            g, st = _vi_batch(c, Dy, state, X[rows], y[rows], N, step, kl_weights[i])
+            g, st = _vi_batch(c, Dy, state, X[rows], y[rows], N, step, kl_weights[i],
+                              None if weights is None else weights[rows])
             stats[i] = st
             adam_step(state, g, m, v, step, c.adam)
     return step, stats

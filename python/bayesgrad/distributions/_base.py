@@ -45,6 +45,7 @@ def digamma(x):
 
 
 def lbeta(a, b):
+    """log B(a, b) = lgamma(a) + lgamma(b) - lgamma(a + b) (a, b > 0), float64, broadcast, on the active backend."""
     return lgamma(a) + lgamma(b) - lgamma(np.asarray(a, np.float64) + b)
 
 
@@ -98,6 +99,7 @@ class Distribution(abc.ABC):
     # -- helpers -------------------------------------------------------------
     @property
     def shape(self):
+        """``(*batch_shape, *event_shape)``: the shape of one draw (tuple)."""
         return tuple(self.batch_shape) + tuple(self.event_shape)
 
     def _n(self, n):
@@ -190,11 +192,26 @@ class Distribution(abc.ABC):
         """{param: (*sample_shape, *param.shape)} gradients of log p."""
 
     def entropy(self):
+        """The entropy (nats), ``batch_shape``; the base class raises ``TypeError`` (no closed form)."""
         raise TypeError(
             f"{type(self).__name__} has no closed-form entropy; estimate it by Monte Carlo, e.g. "
             "bg.estimators.expectation(lambda x: -d.log_prob(x), d, n_samples)")
 
     def rsample_vjp(self, x, g):
+        """Per-sample vector-Jacobian products ``g . dx/dparam`` at samples ``x``.
+
+        The reparameterisation gradient used by ``bg.estimators.pathwise``;
+        the base class raises ``TypeError`` (no reparameterisation).
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) samples of this distribution
+        g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}
+        """
         raise TypeError(f"{type(self).__name__} has no reparameterisation gradient")
 
     def _check_g(self, x, g):

@@ -1,5 +1,5 @@
 """Discrete families and their relaxations: Bernoulli, Categorical (score
-only), RelaxedBernoulli and RelaxedCategorical (the Concrete / Gumbel-softmax,
+only), Poisson, RelaxedBernoulli and RelaxedCategorical (the Concrete / Gumbel-softmax,
 pathwise). All take exactly one of ``logits`` and ``probs``.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from .._codes import LocScaleFamily
 from .. import _checks as C
 from .. import random as _random
 from .._numerics import log_softmax, sigmoid, softplus
-from ._base import Distribution, clamp_into_support
+from ._base import Distribution, clamp_into_support, lgamma
 
 
 class _Logits(Distribution):
@@ -58,6 +58,19 @@ class Bernoulli(_Logits):
             self.probs = sigmoid(self.logits).astype(self.dtype)
 
     def sample(self, n, seed=0, stream=0, out=None):
+        """Draw ``n`` samples from the Philox stream ``(seed, stream)``.
+
+        Parameters
+        ----------
+        n : int >= 0
+        seed : int in [0, 2**64) or None
+        stream : int in [0, 2**63)
+        out : optional array of the returned shape and dtype, written in place
+
+        Returns
+        -------
+        (n, *batch_shape) array of the parameters' dtype
+        """
         out = self._out(n, out)
         seed, stream = self._seed_stream(seed, stream)
         if out.size:
@@ -73,6 +86,16 @@ class Bernoulli(_Logits):
         return x
 
     def log_prob(self, x):
+        """Log probability (nats) at ``x``.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) array
+
+        Returns
+        -------
+        (*sample_shape, *batch_shape) array
+        """
         x = self._xb(x)
         lg = self.logits
         with np.errstate(invalid="ignore"):
@@ -82,6 +105,16 @@ class Bernoulli(_Logits):
         return lp.astype(self.dtype)
 
     def score(self, x):
+        """Gradients of ``log_prob(x)`` with respect to each parameter.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) array
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}, summed over the dimensions a parameter was broadcast along
+        """
         x = self._xb(x)
         n = self._lead(x)
         if self.prob_param == "logits":
@@ -93,14 +126,17 @@ class Bernoulli(_Logits):
 
     @property
     def mean(self):
+        """The mean, ``(*batch_shape)`` array."""
         return self._batch(self.probs)
 
     @property
     def variance(self):
+        """The variance, ``(*batch_shape)`` array."""
         p = self.probs
         return self._batch(p * (1 - p))
 
     def entropy(self):
+        """The entropy (nats), ``(*batch_shape)`` array."""
         lg = self.logits
         p = sigmoid(lg)
         with np.errstate(invalid="ignore"):
@@ -135,6 +171,19 @@ class Categorical(_Logits):
         return log_softmax(self.logits.astype(np.float64)).astype(self.dtype)
 
     def sample(self, n, seed=0, stream=0, out=None):
+        """Draw ``n`` samples from the Philox stream ``(seed, stream)``.
+
+        Parameters
+        ----------
+        n : int >= 0
+        seed : int in [0, 2**64) or None
+        stream : int in [0, 2**63)
+        out : optional array of the returned shape and dtype, written in place
+
+        Returns
+        -------
+        (n, *batch_shape) int64 class indices
+        """
         n = self._n(n)
         shape = (n,) + self.batch_shape
         if out is None:
@@ -147,6 +196,23 @@ class Categorical(_Logits):
             cdf = np.cumsum(np.exp(self.log_probs), axis=-1)[..., :-1]
             out[...] = np.sum(cdf < u[..., None], axis=-1)
         return out
+
+    def sample_without_replacement(self, n, k, seed=0, stream=0):
+        """n samples of k distinct joint configurations (Gumbel-top-k; see ``gumbel_top_k``).
+
+        Parameters
+        ----------
+        n : int >= 1
+        k : int, at most the K^D configurations of the joint support
+        seed : int or None
+        stream : int
+
+        Returns
+        -------
+        TopK: samples (n, k, *batch_shape) int64 in the order drawn, their joint log_prob
+        (n, k), perturbed log-probabilities (n, k) and the threshold (n,)
+        """
+        return gumbel_top_k(self, k, n, seed, stream)
 
     def _xc(self, x):
         if x is None:
@@ -167,11 +233,31 @@ class Categorical(_Logits):
         return x.ndim - len(self.batch_shape)
 
     def log_prob(self, x):
+        """Log probability (nats) at ``x``.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) array of class indices
+
+        Returns
+        -------
+        (*sample_shape, *batch_shape) array
+        """
         x = self._xc(x)
         lp = np.broadcast_to(self.log_probs, x.shape + (self.n_classes,))
         return np.take_along_axis(lp, x[..., None], axis=-1)[..., 0]
 
     def score(self, x):
+        """Gradients of ``log_prob(x)`` with respect to each parameter.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) array of class indices
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}, summed over the dimensions a parameter was broadcast along
+        """
         x = self._xc(x)
         n = self._lead(x)
         onehot = (x[..., None] == np.arange(self.n_classes)).astype(self.dtype)
@@ -182,9 +268,170 @@ class Categorical(_Logits):
         return {"probs": self._reduce("probs", d, n)}
 
     def entropy(self):
+        """The entropy (nats), ``(*batch_shape)`` array."""
         lp = np.broadcast_to(self.log_probs, self.batch_shape + (self.n_classes,))
         p = np.exp(lp)
         return -np.sum(np.where(p > 0, p * lp, 0.0), axis=-1).astype(self.dtype)
+
+
+class Poisson(Distribution):
+    """Poisson(rate), rate > 0: counts x in {0, 1, 2, ...} (as the rate's float dtype).
+
+    ``sample``: the inverse CDF at the uniform of element i of the stream
+    (``scipy.stats.poisson.ppf``; there is no native kernel). ``score``:
+    d log p / d rate = x / rate - 1. No reparameterisation; ``measure_valued``
+    uses its weak derivative (p(x - 1) - p(x): the sample shifted by one).
+    """
+
+    params = ("rate",)
+    reparam = None
+
+    def __init__(self, rate):
+        super().__init__(rate=rate)
+        C.positive(self.rate, "rate")
+
+    def sample(self, n, seed=0, stream=0, out=None):
+        """Draw ``n`` samples from the Philox stream ``(seed, stream)``.
+
+        Parameters
+        ----------
+        n : int >= 0
+        seed : int in [0, 2**64) or None
+        stream : int in [0, 2**63)
+        out : optional array of the returned shape and dtype, written in place
+
+        Returns
+        -------
+        (n, *batch_shape) array of counts, the rate's dtype
+        """
+        from scipy import stats  # imported on first use: scipy.stats is slow to import
+
+        out = self._out(n, out)
+        seed, stream = self._seed_stream(seed, stream)
+        if out.size:
+            u = _random.uniform(out.shape, seed=seed, stream=stream, dtype=np.float64)
+            out[...] = stats.poisson.ppf(u, np.broadcast_to(self.rate, self.batch_shape).astype(np.float64))
+        return out
+
+    def _xp(self, x):
+        x = self._x(x)
+        if np.any((x < 0) | (x != np.round(x))):
+            raise ValueError("x must hold non-negative integer counts")
+        return x
+
+    def log_prob(self, x):
+        """Log probability (nats) at ``x``.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) array of counts
+
+        Returns
+        -------
+        (*sample_shape, *batch_shape) array
+        """
+        x = self._xp(x).astype(np.float64)
+        lam = self.rate.astype(np.float64)
+        return (x * np.log(lam) - lam - lgamma(x + 1.0)).astype(self.dtype)
+
+    def score(self, x):
+        """Gradients of ``log_prob(x)`` with respect to the rate.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) array of counts
+
+        Returns
+        -------
+        dict {"rate": (*sample_shape, *rate.shape)}, summed over the dimensions it was broadcast along
+        """
+        x = self._xp(x)
+        return {"rate": self._reduce("rate", x / self.rate - 1.0, self._lead(x))}
+
+    @property
+    def mean(self):
+        """The mean, ``(*batch_shape)`` array."""
+        return self._batch(self.rate)
+
+    @property
+    def variance(self):
+        """The variance, ``(*batch_shape)`` array."""
+        return self._batch(self.rate)
+
+
+class TopK:
+    """The result of ``gumbel_top_k``: a sample without replacement from a Categorical's joint support.
+
+    Attributes
+    ----------
+    samples : (n, k, *batch_shape) int64, each row's k distinct configurations in the order
+        drawn (decreasing perturbed log-probability: the order of sequential sampling
+        without replacement)
+    log_prob : (n, k) float64, the joint log-probability (nats) of each configuration
+    perturbed : (n, k) float64, its Gumbel-perturbed log-probability, decreasing along axis 1
+    threshold : (n,) float64, the (k+1)-th largest perturbed log-probability (kappa of
+        priority sampling); -inf when the support has exactly k configurations
+    """
+
+    def __init__(self, samples, log_prob, perturbed, threshold):
+        self.samples = samples
+        self.log_prob = log_prob
+        self.perturbed = perturbed
+        self.threshold = threshold
+
+    def __repr__(self):
+        n, k = self.log_prob.shape
+        return f"TopK(n={n}, k={k}, batch_shape={self.samples.shape[2:]})"
+
+
+def gumbel_top_k(dist, k, n, seed=0, stream=0):
+    """k configurations without replacement from a Categorical's joint support, n times.
+
+    The Gumbel-top-k trick (Kool, van Hoof & Welling 2019): perturb every joint
+    log-probability with an independent standard Gumbel and keep the k largest;
+    they are a sample without replacement, in the order of sequential sampling.
+    The joint support of a Categorical with ``batch_shape`` (D coordinates, K
+    classes) has K^D configurations, so they are not enumerated: stochastic beam
+    search builds the perturbed values coordinate by coordinate, each child's
+    Gumbel conditioned on its parent's maximum (the top-down construction),
+    keeping the k + 1 largest partial configurations; the (k+1)-th gives the
+    threshold of priority sampling. With ``batch_shape == ()`` it is the
+    plain Gumbel-top-k over the K classes.
+
+    Parameters
+    ----------
+    dist : Categorical
+    k : int, 1 <= k <= the number of joint configurations K^D
+    n : int >= 1, independent samples of k
+    seed : int or None
+    stream : int; the Gumbels of all n rows come from one draw of this stream
+
+    Returns
+    -------
+    TopK (samples (n, k, *batch_shape), log_prob (n, k), perturbed (n, k), threshold (n,))
+    """
+    if not isinstance(dist, Categorical):
+        raise TypeError(f"dist must be a Categorical, got {type(dist).__name__}")
+    k = C.integer(k, "k", 1)
+    n = C.integer(n, "n", 1)
+    batch = tuple(dist.batch_shape)
+    K = int(dist.n_classes)
+    D = int(np.prod(batch, dtype=np.int64))
+    if D * math.log(K) < math.log(k) - 1e-9:
+        raise ValueError(f"k={k} exceeds the {K ** D} configurations of the support")
+    m = k + 1 if D * math.log(K) > math.log(k + 1) - 1e-9 else k  # beams: k draws and the threshold
+    C.check_allocation(C.n_bytes((n, D * m * K + 1), np.float64, copies=3),
+                       f"n={n}, k={k}: the Gumbel draws of the beam search")
+    seed, stream = _random.resolve_seed(seed), _random.check_stream(stream)
+    lp = np.ascontiguousarray(np.broadcast_to(log_softmax(np.asarray(dist.logits, dtype=np.float64)),
+                                              batch + (K,)).reshape(D, K))
+    u = _random.uniform((n, 1 + D * m * K), seed=seed, stream=stream)
+    conf = np.empty((n, m, D), dtype=np.int64)
+    phi, G = np.empty((n, m)), np.empty((n, m))
+    # the beam search, row by row (estimators.gumbel_beam_search: native kernel or NumPy twin)
+    _backend.kernels().estimators.gumbel_beam_search(lp, u, conf, phi, G)
+    thr = G[:, k] if m > k else np.full(n, -np.inf)
+    return TopK(conf[:, :k].reshape((n, k) + batch), phi[:, :k], G[:, :k], thr)
 
 
 class RelaxedBernoulli(_Logits):
@@ -215,6 +462,19 @@ class RelaxedBernoulli(_Logits):
             return d / (p * (1 - p))
 
     def sample(self, n, seed=0, stream=0, out=None):
+        """Draw ``n`` samples from the Philox stream ``(seed, stream)``.
+
+        Parameters
+        ----------
+        n : int >= 0
+        seed : int in [0, 2**64) or None
+        stream : int in [0, 2**63)
+        out : optional array of the returned shape and dtype, written in place
+
+        Returns
+        -------
+        (n, *batch_shape) array of the parameters' dtype
+        """
         t = self.temperature
         out = self._sample_locscale("logistic", n, seed, stream, out, self.logits / t, 1.0 / t)
         out[...] = sigmoid(out)
@@ -235,6 +495,16 @@ class RelaxedBernoulli(_Logits):
         return np.where(inside, lp, -np.inf).astype(self.dtype)
 
     def score(self, x):
+        """Gradients of ``log_prob(x)`` with respect to each parameter.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) array
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}, summed over the dimensions a parameter was broadcast along
+        """
         x, lx, l1x = self._parts(x)
         n = self._lead(x)
         t, lg = self.temperature, self.logits
@@ -244,6 +514,20 @@ class RelaxedBernoulli(_Logits):
                 self.prob_param: self._reduce(self.prob_param, self._dlogits(1.0 - 2.0 * w), n)}
 
     def rsample_vjp(self, x, g):
+        """Per-sample vector-Jacobian products ``g . dx/dparam`` at samples ``x``.
+
+        The reparameterisation gradient used by ``bg.estimators.pathwise``;
+        pathwise: x = sigmoid((logits + L) / temperature), from x alone.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) samples of this distribution
+        g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}
+        """
         x, lx, l1x = self._parts(x)
         g = self._check_g(x, g)
         n = self._lead(x)
@@ -298,6 +582,19 @@ class RelaxedCategorical(Distribution):
         return self.temperature[..., None]
 
     def sample(self, n, seed=0, stream=0, out=None):
+        """Draw ``n`` samples from the Philox stream ``(seed, stream)``.
+
+        Parameters
+        ----------
+        n : int >= 0
+        seed : int in [0, 2**64) or None
+        stream : int in [0, 2**63)
+        out : optional array of the returned shape and dtype, written in place
+
+        Returns
+        -------
+        (n, *batch_shape, K) array of the parameters' dtype
+        """
         t = self._t()
         out = self._sample_locscale("gumbel", n, seed, stream, out, self.logits / t,
                                     np.broadcast_to(1.0 / t, self.shape))
@@ -338,6 +635,16 @@ class RelaxedCategorical(Distribution):
         return np.where(inside, lp, -np.inf).astype(self.dtype)
 
     def score(self, x):
+        """Gradients of ``log_prob(x)`` with respect to each parameter.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape, K) array
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}, summed over the dimensions a parameter was broadcast along
+        """
         x, lx = self._parts(x)
         n = self._lead(x)
         t = self._t()
@@ -348,6 +655,20 @@ class RelaxedCategorical(Distribution):
                 self.prob_param: self._reduce(self.prob_param, self._dlogits(1.0 - k * s), n)}
 
     def rsample_vjp(self, x, g):
+        """Per-sample vector-Jacobian products ``g . dx/dparam`` at samples ``x``.
+
+        The reparameterisation gradient used by ``bg.estimators.pathwise``;
+        pathwise: x = softmax((logits + G) / temperature), from x alone.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape, K) samples of this distribution
+        g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}
+        """
         x, lx = self._parts(x)
         g = self._check_g(x, g)
         n = self._lead(x)

@@ -37,6 +37,19 @@ class Gamma(Distribution):
         C.positive(self.rate, "rate")
 
     def sample(self, n, seed=0, stream=0, out=None):
+        """Draw ``n`` samples from the Philox stream ``(seed, stream)``.
+
+        Parameters
+        ----------
+        n : int >= 0
+        seed : int in [0, 2**64) or None
+        stream : int in [0, 2**63)
+        out : optional array of the returned shape and dtype, written in place
+
+        Returns
+        -------
+        (n, *batch_shape) array of the parameters' dtype
+        """
         out = self._out(n, out)
         seed, stream = self._seed_stream(seed, stream)
         if out.size:
@@ -55,9 +68,29 @@ class Gamma(Distribution):
         return outs
 
     def log_prob(self, x):
+        """Log density (nats) at ``x``.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) array
+
+        Returns
+        -------
+        (*sample_shape, *batch_shape) array
+        """
         return self._log_prob_all(self._x(x))[0]
 
     def score(self, x):
+        """Gradients of ``log_prob(x)`` with respect to each parameter.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) array
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}, summed over the dimensions a parameter was broadcast along
+        """
         x = self._x(x)
         n = self._lead(x)
         _, da, dr = self._log_prob_all(x)
@@ -65,17 +98,34 @@ class Gamma(Distribution):
 
     @property
     def mean(self):
+        """The mean, ``(*batch_shape)`` array."""
         return self._batch(self.concentration / self.rate)
 
     @property
     def variance(self):
+        """The variance, ``(*batch_shape)`` array."""
         return self._batch(self.concentration / self.rate ** 2)
 
     def entropy(self):
+        """The differential entropy (nats), ``(*batch_shape)`` array."""
         a = self.concentration.astype(np.float64)
         return self._batch(a - np.log(self.rate) + lgamma(a) + (1.0 - a) * digamma(a))
 
     def rsample_vjp(self, x, g):
+        """Per-sample vector-Jacobian products ``g . dx/dparam`` at samples ``x``.
+
+        The reparameterisation gradient used by ``bg.estimators.pathwise``; implicit
+        reparameterisation: dx/dparam = -(dF(x)/dparam) / p(x), F the Gamma CDF (pathwise in rate).
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) samples of this distribution
+        g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}
+        """
         x = self._x(x)
         g = self._check_g(x, g)
         n = self._lead(x)
@@ -101,6 +151,19 @@ class Beta(Distribution):
         C.positive(self.concentration0, "concentration0")
 
     def sample(self, n, seed=0, stream=0, out=None):
+        """Draw ``n`` samples from the Philox stream ``(seed, stream)``.
+
+        Parameters
+        ----------
+        n : int >= 0
+        seed : int in [0, 2**64) or None
+        stream : int in [0, 2**63)
+        out : optional array of the returned shape and dtype, written in place
+
+        Returns
+        -------
+        (n, *batch_shape) array of the parameters' dtype
+        """
         out = self._out(n, out)
         seed, stream = self._seed_stream(seed, stream)
         if out.size:
@@ -114,6 +177,16 @@ class Beta(Distribution):
             return np.log(x), np.log1p(-x)
 
     def log_prob(self, x):
+        """Log density (nats) at ``x``.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) array
+
+        Returns
+        -------
+        (*sample_shape, *batch_shape) array
+        """
         x = self._x(x)
         a, b = self.concentration1, self.concentration0
         lx, l1x = self._logs(x)
@@ -123,6 +196,16 @@ class Beta(Distribution):
         return np.where(inside, lp, -np.inf).astype(self.dtype)
 
     def score(self, x):
+        """Gradients of ``log_prob(x)`` with respect to each parameter.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) array
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}, summed over the dimensions a parameter was broadcast along
+        """
         x = self._x(x)
         n = self._lead(x)
         a, b = self.concentration1, self.concentration0
@@ -133,22 +216,39 @@ class Beta(Distribution):
 
     @property
     def mean(self):
+        """The mean, ``(*batch_shape)`` array."""
         a, b = self.concentration1, self.concentration0
         return self._batch(a / (a + b))
 
     @property
     def variance(self):
+        """The variance, ``(*batch_shape)`` array."""
         a, b = self.concentration1, self.concentration0
         s = a + b
         return self._batch(a * b / (s * s * (s + 1)))
 
     def entropy(self):
+        """The differential entropy (nats), ``(*batch_shape)`` array."""
         a = self.concentration1.astype(np.float64)
         b = self.concentration0.astype(np.float64)
         return self._batch(lbeta(a, b) - (a - 1) * digamma(a) - (b - 1) * digamma(b)
                            + (a + b - 2) * digamma(a + b))
 
     def rsample_vjp(self, x, g):
+        """Per-sample vector-Jacobian products ``g . dx/dparam`` at samples ``x``.
+
+        The reparameterisation gradient used by ``bg.estimators.pathwise``; implicit reparameterisation:
+        dx/d(a, b) = -(dF(x)/d(a, b)) / p(x), F the Beta CDF (native incomplete-beta derivatives).
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) samples of this distribution
+        g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}
+        """
         x = self._x(x)
         g = self._check_g(x, g)
         n = self._lead(x)
@@ -182,6 +282,19 @@ class Dirichlet(Distribution):
         C.positive(self.concentration, "concentration")
 
     def sample(self, n, seed=0, stream=0, out=None):
+        """Draw ``n`` samples from the Philox stream ``(seed, stream)``.
+
+        Parameters
+        ----------
+        n : int >= 0
+        seed : int in [0, 2**64) or None
+        stream : int in [0, 2**63)
+        out : optional array of the returned shape and dtype, written in place
+
+        Returns
+        -------
+        (n, *batch_shape, K) array of the parameters' dtype
+        """
         out = self._out(n, out)
         seed, stream = self._seed_stream(seed, stream)
         if out.size:
@@ -209,6 +322,16 @@ class Dirichlet(Distribution):
         return np.where(outside, -np.inf, t - lb).astype(self.dtype)
 
     def score(self, x):
+        """Gradients of ``log_prob(x)`` with respect to each parameter.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape, K) array
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}, summed over the dimensions a parameter was broadcast along
+        """
         x = self._x(x)
         n = self._lead(x)
         a = self.concentration
@@ -218,16 +341,19 @@ class Dirichlet(Distribution):
 
     @property
     def mean(self):
+        """The mean, ``(*batch_shape, K)`` array."""
         a = np.broadcast_to(self.concentration, self.shape)
         return (a / a.sum(-1, keepdims=True)).astype(self.dtype)
 
     @property
     def variance(self):
+        """The marginal variance, ``(*batch_shape, K)`` array."""
         a = np.broadcast_to(self.concentration, self.shape)
         a0 = a.sum(-1, keepdims=True)
         return (a * (a0 - a) / (a0 * a0 * (a0 + 1))).astype(self.dtype)
 
     def entropy(self):
+        """The differential entropy (nats), ``(*batch_shape)`` array."""
         a = np.broadcast_to(self.concentration, self.shape).astype(np.float64)
         k = a.shape[-1]
         a0 = a.sum(-1)
@@ -235,6 +361,20 @@ class Dirichlet(Distribution):
         return h.astype(self.dtype)
 
     def rsample_vjp(self, x, g):
+        """Per-sample vector-Jacobian products ``g . dx/dparam`` at samples ``x``.
+
+        The reparameterisation gradient used by ``bg.estimators.pathwise``; implicit reparameterisation
+        through each coordinate's Beta(a_j, sum(a) - a_j) marginal CDF (Figurnov et al. 2018).
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape, K) samples of this distribution
+        g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}
+        """
         x = self._x(x)
         g = self._check_g(x, g)
         n = self._lead(x)

@@ -66,13 +66,16 @@ class Normal(_LocScale):
 
     @property
     def mean(self):
+        """The mean, ``(*batch_shape)`` array."""
         return self._batch(self.loc)
 
     @property
     def variance(self):
+        """The variance, ``(*batch_shape)`` array."""
         return self._batch(self.scale ** 2)
 
     def entropy(self):
+        """The differential entropy (nats), ``(*batch_shape)`` array."""
         return self._batch(0.5 * (LOG_2PI + 1.0) + np.log(self.scale))
 
 
@@ -88,17 +91,34 @@ class LogNormal(_LocScale):
 
     @property
     def mean(self):
+        """The mean, ``(*batch_shape)`` array."""
         return self._batch(np.exp(self.loc + 0.5 * self.scale ** 2))
 
     @property
     def variance(self):
+        """The variance, ``(*batch_shape)`` array."""
         s2 = self.scale ** 2
         return self._batch(np.expm1(s2) * np.exp(2 * self.loc + s2))
 
     def entropy(self):
+        """The differential entropy (nats), ``(*batch_shape)`` array."""
         return self._batch(self.loc + 0.5 + np.log(self.scale) + 0.5 * LOG_2PI)
 
     def rsample_vjp(self, x, g):
+        """Per-sample vector-Jacobian products ``g . dx/dparam`` at samples ``x``.
+
+        The reparameterisation gradient used by ``bg.estimators.pathwise``;
+        pathwise: x = exp(loc + scale eps).
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) samples of this distribution
+        g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}
+        """
         x = self._x(x)
         g = self._check_g(x, g)
         n = self._lead(x)
@@ -127,16 +147,33 @@ class Exponential(_LocScale):
 
     @property
     def mean(self):
+        """The mean, ``(*batch_shape)`` array."""
         return self._batch(1.0 / self.rate)
 
     @property
     def variance(self):
+        """The variance, ``(*batch_shape)`` array."""
         return self._batch(1.0 / self.rate ** 2)
 
     def entropy(self):
+        """The differential entropy (nats), ``(*batch_shape)`` array."""
         return self._batch(1.0 - np.log(self.rate))
 
     def rsample_vjp(self, x, g):
+        """Per-sample vector-Jacobian products ``g . dx/dparam`` at samples ``x``.
+
+        The reparameterisation gradient used by ``bg.estimators.pathwise``; pathwise:
+        x = -log(u) / rate.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) samples of this distribution
+        g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}
+        """
         x = self._x(x)
         g = self._check_g(x, g)
         return {"rate": self._reduce("rate", -g * x / self.rate, self._lead(x))}
@@ -162,16 +199,33 @@ class Uniform(_LocScale):
 
     @property
     def mean(self):
+        """The mean, ``(*batch_shape)`` array."""
         return self._batch(0.5 * (self.low + self.high))
 
     @property
     def variance(self):
+        """The variance, ``(*batch_shape)`` array."""
         return self._batch((self.high - self.low) ** 2 / 12.0)
 
     def entropy(self):
+        """The differential entropy (nats), ``(*batch_shape)`` array."""
         return self._batch(np.log(self.high - self.low))
 
     def rsample_vjp(self, x, g):
+        """Per-sample vector-Jacobian products ``g . dx/dparam`` at samples ``x``.
+
+        The reparameterisation gradient used by ``bg.estimators.pathwise``;
+        pathwise: x = low + (high - low) u.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) samples of this distribution
+        g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}
+        """
         x = self._x(x)
         g = self._check_g(x, g)
         n = self._lead(x)
@@ -192,13 +246,16 @@ class Laplace(_LocScale):
 
     @property
     def mean(self):
+        """The mean, ``(*batch_shape)`` array."""
         return self._batch(self.loc)
 
     @property
     def variance(self):
+        """The variance, ``(*batch_shape)`` array."""
         return self._batch(2.0 * self.scale ** 2)
 
     def entropy(self):
+        """The differential entropy (nats), ``(*batch_shape)`` array."""
         return self._batch(1.0 + np.log(2.0 * self.scale))
 
 
@@ -214,13 +271,16 @@ class Gumbel(_LocScale):
 
     @property
     def mean(self):
+        """The mean, ``(*batch_shape)`` array."""
         return self._batch(self.loc + EULER * self.scale)
 
     @property
     def variance(self):
+        """The variance, ``(*batch_shape)`` array."""
         return self._batch(math.pi ** 2 / 6.0 * self.scale ** 2)
 
     def entropy(self):
+        """The differential entropy (nats), ``(*batch_shape)`` array."""
         return self._batch(np.log(self.scale) + EULER + 1.0)
 
 
@@ -244,6 +304,19 @@ class StudentT(Distribution):
         C.positive(self.scale, "scale")
 
     def sample(self, n, seed=0, stream=0, out=None):
+        """Draw ``n`` samples from the Philox stream ``(seed, stream)``.
+
+        Parameters
+        ----------
+        n : int >= 0
+        seed : int in [0, 2**64) or None
+        stream : int in [0, 2**63)
+        out : optional array of the returned shape and dtype, written in place
+
+        Returns
+        -------
+        (n, *batch_shape) array of the parameters' dtype
+        """
         out = self._out(n, out)
         seed, stream = self._seed_stream(seed, stream)
         if out.size == 0:
@@ -261,6 +334,16 @@ class StudentT(Distribution):
         return (x - self.loc) / self.scale
 
     def log_prob(self, x):
+        """Log density (nats) at ``x``.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) array
+
+        Returns
+        -------
+        (*sample_shape, *batch_shape) array
+        """
         x = self._x(x)
         df = self.df.astype(np.float64)
         z = self._z(x)
@@ -268,6 +351,16 @@ class StudentT(Distribution):
         return (c - 0.5 * (df + 1) * np.log1p(z * z / df)).astype(self.dtype)
 
     def score(self, x):
+        """Gradients of ``log_prob(x)`` with respect to each parameter.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) array
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}, summed over the dimensions a parameter was broadcast along
+        """
         x = self._x(x)
         n = self._lead(x)
         df = self.df
@@ -282,22 +375,39 @@ class StudentT(Distribution):
 
     @property
     def mean(self):
+        """The mean, ``(*batch_shape)`` array."""
         return self._batch(np.where(self.df > 1, self.loc, np.nan))
 
     @property
     def variance(self):
+        """The variance, ``(*batch_shape)`` array."""
         df = self.df
         with np.errstate(divide="ignore", invalid="ignore"):
             v = np.where(df > 2, self.scale ** 2 * df / (df - 2), np.where(df > 1, np.inf, np.nan))
         return self._batch(v)
 
     def entropy(self):
+        """The differential entropy (nats), ``(*batch_shape)`` array."""
         df = self.df.astype(np.float64)
         h = (0.5 * (df + 1) * (digamma(0.5 * (df + 1)) - digamma(0.5 * df)) + 0.5 * np.log(df)
              + lbeta(0.5 * df, 0.5) + np.log(self.scale))
         return self._batch(h)
 
     def rsample_vjp(self, x, g):
+        """Per-sample vector-Jacobian products ``g . dx/dparam`` at samples ``x``.
+
+        The reparameterisation gradient used by ``bg.estimators.pathwise``; loc and scale
+        pathwise; df implicit, -(dF/d df) / p of the standard t.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape) samples of this distribution
+        g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}
+        """
         x = self._x(x)
         g = self._check_g(x, g)
         n = self._lead(x)

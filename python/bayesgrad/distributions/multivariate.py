@@ -62,6 +62,19 @@ class MultivariateNormal(Distribution):
         self.event_shape = (k,)
 
     def sample(self, n, seed=0, stream=0, out=None):
+        """Draw ``n`` samples from the Philox stream ``(seed, stream)``.
+
+        Parameters
+        ----------
+        n : int >= 0
+        seed : int in [0, 2**64) or None
+        stream : int in [0, 2**63)
+        out : optional array of the returned shape and dtype, written in place
+
+        Returns
+        -------
+        (n, *batch_shape, k) array of the parameters' dtype
+        """
         out = self._out(n, out)
         seed, stream = self._seed_stream(seed, stream)
         if out.size:
@@ -88,6 +101,16 @@ class MultivariateNormal(Distribution):
         return np.where(at_inf, -np.inf, lp).astype(self.dtype)
 
     def score(self, x):
+        """Gradients of ``log_prob(x)`` with respect to each parameter.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape, k) array
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}, summed over the dimensions a parameter was broadcast along
+        """
         x = self._x(x)
         n = self._lead(x)
         w = self._w(x)
@@ -99,23 +122,41 @@ class MultivariateNormal(Distribution):
 
     @property
     def mean(self):
+        """The mean, ``(*batch_shape, k)`` array."""
         return np.broadcast_to(self.loc, self.shape).copy()
 
     @property
     def covariance_matrix(self):
+        """The covariance ``scale_tril @ scale_tril.T``, ``(*batch_shape, k, k)`` array."""
         L = self.scale_tril
         return np.broadcast_to(L @ np.swapaxes(L, -1, -2), self.batch_shape + self.event_shape * 2).copy()
 
     @property
     def variance(self):
+        """The marginal variance, ``(*batch_shape, k)`` array."""
         return np.broadcast_to(np.sum(self.scale_tril ** 2, -1), self.shape).copy()
 
     def entropy(self):
+        """The differential entropy (nats), ``(*batch_shape)`` array."""
         k = self.event_shape[0]
         h = 0.5 * k * (1.0 + LOG_2PI) + np.sum(self._logdiag(), -1)
         return np.broadcast_to(h, self.batch_shape).astype(self.dtype)
 
     def rsample_vjp(self, x, g):
+        """Per-sample vector-Jacobian products ``g . dx/dparam`` at samples ``x``.
+
+        The reparameterisation gradient used by ``bg.estimators.pathwise``;
+        pathwise: x = loc + scale_tril eps.
+
+        Parameters
+        ----------
+        x : (*sample_shape, *batch_shape, k) samples of this distribution
+        g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
+
+        Returns
+        -------
+        dict {param: (*sample_shape, *param.shape)}
+        """
         x = self._x(x)
         g = self._check_g(x, g)
         n = self._lead(x)

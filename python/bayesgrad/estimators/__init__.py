@@ -19,8 +19,15 @@ with D coordinates is a D-dimensional mean-field distribution.
 Estimators: ``pathwise`` (reparameterisation, implicit for Gamma/Beta/Dirichlet
 through ``rsample_vjp``), ``score_function`` (REINFORCE, with baselines and the
 delta control variate), ``measure_valued`` (Normal), and for discrete
-variables ``reinforce_loo``, ``arm``, ``disarm`` (Bernoulli) and
-``gumbel_softmax`` (biased; its bias is measured by ``exact_gradient``).
+variables ``reinforce_loo``, ``arm``, ``disarm`` (Bernoulli),
+``gumbel_softmax`` (biased; its bias is measured by ``exact_gradient``) and
+``rebar`` / ``relax`` (Bernoulli, Categorical; unbiased, with a learned
+``RelaxSurrogate`` control variate on the Concrete relaxation); from sets of
+``k`` distinct configurations drawn without replacement (Categorical,
+``bg.distributions.gumbel_top_k``): ``unordered_set`` and ``reinforce_wor``
+(``n_samples`` then counts sets). Multi-sample
+objectives (``f`` is then the log joint density and ``n_samples`` counts groups
+of ``k`` draws): ``iwae``, ``dreg`` (IWAE and RWS) and ``vimco``.
 Independent random uses inside one estimator (baseline samples, coefficient
 samples, the measure-valued draws) get their own streams from
 ``bg.random.fold_in(stream, tag)``; the same ``seed`` gives common random numbers.
@@ -29,6 +36,8 @@ The accumulation over samples runs in the native kernels (``score_accumulate``,
 
 Layout: ``generic`` (expectation, pathwise, score_function, measure_valued),
 ``discrete`` (reinforce_loo, arm, disarm, gumbel_softmax, exact_gradient),
+``relax`` (rebar, relax), ``without_replacement`` (unordered_set,
+reinforce_wor), ``multisample`` (iwae, dreg, vimco),
 ``diagnostics`` (naive_gradient, variance_curve, seed_example), ``_base``
 (``Estimate`` and shared helpers) and ``_registry`` (the estimators by name).
 ``minimize`` and ``MinimizeResult`` live in ``bayesgrad.stochastic_opt`` and
@@ -41,17 +50,22 @@ import importlib as _importlib
 
 # DeltaControlVariate ... Normal: the single-module version exposed them through its own
 # imports, so they stay importable from here.
-from ..control_variates import DeltaControlVariate, MovingAverageBaseline, optimal_coefficient  # noqa: F401
+from ..control_variates import (DeltaControlVariate, MovingAverageBaseline, RelaxSurrogate,  # noqa: F401
+                                optimal_coefficient)
 from ..distributions import Distribution, Normal  # noqa: F401
 from ..plotting import plot_variance
 from ._base import Estimate
 from .diagnostics import naive_gradient, seed_example, variance_curve
 from .discrete import arm, disarm, exact_gradient, gumbel_softmax, reinforce_loo
 from .generic import expectation, measure_valued, pathwise, score_function
+from .multisample import dreg, iwae, vimco
+from .relax import rebar, relax
+from .without_replacement import reinforce_wor, unordered_set
 
 __all__ = [
-    "Estimate", "expectation", "pathwise", "score_function", "measure_valued", "reinforce_loo", "arm",
-    "disarm", "gumbel_softmax", "exact_gradient", "naive_gradient", "variance_curve", "plot_variance",
+    "Estimate", "RelaxSurrogate", "expectation", "pathwise", "score_function", "measure_valued", "reinforce_loo", "arm",
+    "disarm", "gumbel_softmax", "rebar", "relax", "unordered_set", "reinforce_wor", "iwae", "dreg", "vimco", "exact_gradient", "naive_gradient",
+    "variance_curve", "plot_variance",
     "seed_example", "minimize", "MinimizeResult",
 ]
 

@@ -65,6 +65,11 @@ class Estimate:
 
 
 def setup(f, dist, n_samples, seed, stream, minimum=1):
+    """Checked ``(n_samples, seed, stream)`` of an estimator call; raises before any draw.
+
+    Checks ``f`` callable, ``dist`` a bayesgrad distribution, ``n_samples >= minimum`` and that
+    the (n, *dist.shape) draws and per-sample terms fit in memory.
+    """
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}")
     if not isinstance(dist, Distribution):
@@ -106,6 +111,7 @@ def eval_like(fn, x, dtype, name):
 
 
 def outputs(p, dtype):
+    """Two empty ``(p,)`` arrays of ``dtype``: the mean and variance outputs of a kernel."""
     return np.empty(p, dtype=dtype), np.empty(p, dtype=dtype)
 
 
@@ -126,6 +132,10 @@ def mean_stderr(fx):
 
 
 def collect(dist, name, mean, var, n, terms, grad, stderr, per):
+    """Store one parameter's column mean (p,) and variance (p,) over n per-sample terms (n, p)
+    into ``grad`` / ``stderr`` (reshaped to the parameter's shape) and, when ``per`` is a dict,
+    the terms as ``(n, *param.shape)``.
+    """
     shape = dist._param_shapes[name]
     grad[name] = mean.reshape(shape)
     se = np.sqrt(np.maximum(var, 0) / n) if n > 1 else np.full(var.shape, np.inf)  # see mean_stderr

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from .discrete import arm, disarm, gumbel_softmax, reinforce_loo
 from .generic import measure_valued, pathwise, score_function
+from .relax import rebar, relax
+from .without_replacement import reinforce_wor, unordered_set
 
 ESTIMATORS = {
     "pathwise": pathwise,
@@ -15,4 +17,8 @@ ESTIMATORS = {
     "arm": arm,
     "disarm": disarm,
     "gumbel_softmax": gumbel_softmax,
+    "rebar": rebar,
+    "relax": relax,
+    "unordered_set": unordered_set,
+    "reinforce_wor": reinforce_wor,
 }

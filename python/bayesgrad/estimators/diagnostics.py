@@ -40,6 +40,7 @@ def naive_gradient(f, dist, n_samples, seed=0, stream=0, *, h=1e-4):
 
 
 _CURVE_ESTIMATORS = ("pathwise", "score_function", "measure_valued")
+_TAKES_GRAD_F = ("pathwise", "gumbel_softmax", "rebar", "relax")
 
 
 def variance_curve(make_f, ks, dist, estimators=_CURVE_ESTIMATORS,
@@ -51,26 +52,36 @@ def variance_curve(make_f, ks, dist, estimators=_CURVE_ESTIMATORS,
 
     Parameters
     ----------
-    make_f : callable k -> (f, grad_f)
+    make_f : callable k -> (f, grad_f) (grad_f may be None for estimators that do not use it)
     ks : 1-D array of k values
-    estimators : names among "pathwise", "score_function", "measure_valued"
-    options : {name: dict of keyword options} (e.g. {"score_function": {"baseline": "loo"}})
+    dist : Distribution
+    estimators : names of estimators with the shared call shape: "pathwise", "score_function",
+        "measure_valued", "reinforce_loo", "arm", "disarm", "gumbel_softmax", "rebar", "relax",
+        "unordered_set", "reinforce_wor" (those that apply to ``dist``); grad_f is passed to pathwise, gumbel_softmax, rebar and relax
+    n_samples : int, draws per estimate
+    seed : int, the same for every k and estimator (common random numbers)
+    options : {name: dict of keyword options} (e.g. {"score_function": {"baseline": "loo"}};
+        {"relax": {"surrogate": s}} with a trained ``RelaxSurrogate`` (held fixed: ``train=False``
+        is implied unless given))
 
     Returns
     -------
-    dict: ``"k"`` -> ks; for each estimator name ``{param: (len(ks), *param.shape)}``.
+    dict: ``"k"`` -> ks; for each estimator name ``{param: (len(ks), *param.shape)}``
+    (plotted by ``plot_variance``).
     """
     ks = C.as_array(ks, "ks", dtype=np.float64, ndim=1)
     options = options or {}
     out = {"k": ks}
     for name in estimators:
-        C.option(name, "estimators", _CURVE_ESTIMATORS)
+        C.option(name, "estimators", tuple(ESTIMATORS))
         rows = []
         for k in ks:
             f, df = make_f(float(k))
             kw = dict(options.get(name, {}))
-            if name == "pathwise":
+            if name in _TAKES_GRAD_F and df is not None:
                 kw["grad_f"] = df
+            if name in ("rebar", "relax"):
+                kw.setdefault("train", False)
             rows.append(ESTIMATORS[name](f, dist, n_samples, seed=seed, **kw).variance)
         out[name] = {p: np.stack([r[p] for r in rows]) for p in dist.params}
     return out

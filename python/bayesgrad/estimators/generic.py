@@ -1,6 +1,7 @@
 """The estimators for any distribution with samples and a score or a
 reparameterisation: ``expectation``, ``pathwise``, ``score_function`` (with
-baselines and the delta control variate) and ``measure_valued`` (Normal).
+baselines and the delta control variate) and ``measure_valued`` (Normal here;
+Bernoulli, Poisson, Exponential and Gamma through ``mvd``).
 Call shape: see ``bayesgrad.estimators``.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 from .. import _backend
 from .. import _checks as C
 from .. import random as _random
-from ..control_variates import DeltaControlVariate, MovingAverageBaseline, optimal_coefficient
+from ..control_variates import DeltaControlVariate, MovingAverageBaseline
 from ..distributions import Distribution, Normal
 from ..distributions._base import sum_to_shape
 from ._base import Estimate, collect, eval_f, eval_like, grads_from_terms, mean_stderr, outputs, setup
@@ -116,7 +117,7 @@ def pathwise(f, dist, n_samples, seed=0, stream=0, *, grad_f=None, per_sample=Fa
                     {"reparam": dist.reparam})
 
 
-_BASELINES = ("none", "mean", "loo")
+_BASELINES = ("none", "mean", "loo", "batch")
 
 
 def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, control_variate=None,
@@ -132,11 +133,18 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
         "mean": mean of f on ``n_control`` independent samples (stream
         ``fold_in(stream, "baseline")``); "loo": for sample i the mean of the
         other n - 1 (unbiased; the standard error treats the terms as
-        independent, which they are to O(1/n)); a MovingAverageBaseline uses
-        its value from before this call and is then updated.
+        independent, which they are to O(1/n)); "batch": the mean of f over the
+        same n samples, sample i included (BIASED: its expectation is exactly
+        (1 - 1/n) times the gradient; ``info["biased"]`` says so; rescaled by
+        n / (n - 1) it would be "loo"); a MovingAverageBaseline uses its value
+        from before this call and is then updated. Any baseline combines with
+        ``control_variate``: it is then a baseline of f - beta h.
     control_variate : None | "delta"
-        Second-order Taylor expansion of f at the mean (Normal only; needs
-        ``grad_f`` and ``hess_f``), coefficient per coordinate estimated on
+        Second-order Taylor expansion of f at the mean (any mean-field family
+        with closed-form mean and variance, ``control_variates.moment_derivatives``;
+        needs ``grad_f`` and ``hess_f``, evaluated at the mean); with a baseline
+        the coefficient is fitted to f and h less their means (what the baseline
+        leaves), coefficient per coordinate estimated on
         ``n_control`` independent samples (stream ``fold_in(stream, "control_variate")``).
     n_control : int, default n_samples
     per_sample : bool
@@ -150,10 +158,8 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
         mode = C.option(baseline, "baseline", _BASELINES)
     if control_variate is not None:
         C.option(control_variate, "control_variate", ("delta",))
-        if mode != "none":
-            raise ValueError("use either a baseline or control_variate='delta', not both")
-    if mode == "loo" and n < 2:
-        raise ValueError("baseline='loo' needs n_samples >= 2")
+    if mode in ("loo", "batch") and n < 2:
+        raise ValueError(f"baseline={mode!r} needs n_samples >= 2")
     n_ctl = n if n_control is None else C.integer(n_control, "n_control", 2)
     cv = DeltaControlVariate(f, grad_f, hess_f, dist) if control_variate else None
     if type(dist).score is Distribution.score:
@@ -167,12 +173,16 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
     info = {"baseline": mode if mode != "moving" else repr(baseline)}
     if mode == "mean":
         xb = dist.sample(n_ctl, seed=seed, stream=_random.fold_in(stream, "baseline"))
-        b = np.full(n, eval_f(f, xb, np.float64).mean(), dtype=dist.dtype)
+        fb_vals = eval_f(f, xb, np.float64)
+        b = np.full(n, fb_vals.mean(), dtype=dist.dtype)
         n_eval += n_ctl
         info["baseline_value"] = float(b[0])
     elif mode == "moving":
         b = np.full(n, baseline.value, dtype=dist.dtype)
         info["baseline_value"] = baseline.value
+    elif mode == "batch":
+        b = np.full(n, float(fx.astype(np.float64).mean()), dtype=dist.dtype)
+        info.update(baseline_value=float(b[0]), biased=True)
 
     if cv is None:
         grad, stderr = {}, {}
@@ -192,15 +202,42 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
         hc = cv.values(xc)
         h = cv.values(x)
         eg = cv.expectation_grad()
-        terms = {}
         beta = {}
+        f64 = np.ascontiguousarray(fx, dtype=np.float64)
+        # What the control variate leaves, minus the baseline, is scale ((f - f_shift) - beta (h - h_shift))
+        # for every baseline: leave-one-out is n / (n - 1) times the deviation from the means.
+        if mode == "loo":
+            shift = (n / (n - 1), float(f64.mean()), float(h.mean()))
+        elif mode == "batch":
+            shift = (1.0, float(f64.mean()), float(h.mean()))
+        elif mode == "mean":  # the means of f and h on the independent baseline samples
+            shift = (1.0, float(fb_vals.mean()), float(cv.values(xb).mean()))
+        elif mode == "moving":
+            shift = (1.0, float(b[0]), 0.0)
+        else:
+            shift = (1.0, 0.0, 0.0)
+        # beta is fitted to what the baseline leaves, (f - c_f) - beta (h - c_h), on the independent
+        # control samples (their own means stand in for the leave-one-out / batch means, so that
+        # beta stays independent of x)
+        if mode in ("loo", "batch"):
+            centre = (float(fc.mean()), float(hc.mean()))
+        else:
+            centre = shift[1:]
+        ke = _backend.kernels().estimators
+        grad, stderr = {}, {}
+        per = {} if per_sample else None
         for name in dist.params:
-            s_c = np.asarray(sc[name], dtype=np.float64).reshape(n_ctl, -1)
-            bt = optimal_coefficient(s_c * fc[:, None], s_c * hc[:, None])
-            s = np.asarray(scores[name], dtype=np.float64).reshape(n, -1)
-            terms[name] = s * fx[:, None].astype(np.float64) - bt * (s * h[:, None]) + bt * eg[name].reshape(-1)
+            s_c = np.ascontiguousarray(np.asarray(sc[name], dtype=np.float64).reshape(n_ctl, -1))
+            bt = np.empty(s_c.shape[1])
+            ke.control_coefficient(s_c, fc - centre[0], hc - centre[1], bt)
+            s = np.ascontiguousarray(np.asarray(scores[name], dtype=np.float64).reshape(n, -1))
+            mean, var = outputs(s.shape[1], np.float64)
+            terms = np.empty_like(s) if per_sample else None
+            ke.control_variate_accumulate(s, f64, h, bt, np.ascontiguousarray(eg[name], dtype=np.float64).reshape(-1),
+                                          np.array(shift, dtype=np.float64), mean, var, terms)
+            collect(dist, name, mean.astype(dist.dtype), var.astype(dist.dtype), n,
+                    None if terms is None else terms.astype(dist.dtype), grad, stderr, per)
             beta[name] = bt.reshape(dist._param_shapes[name])
-        grad, stderr, per = grads_from_terms(dist, terms, n, per_sample)
         n_eval += n_ctl
         info.update(control_variate="delta", beta=beta)
     if mode == "moving":
@@ -210,10 +247,54 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
 
 
 # ---------------------------------------------------------------- measure-valued
-def measure_valued(f, dist, n_samples, seed=0, stream=0, *, coupling=True, per_sample=False):
-    """Measure-valued gradient for a (mean-field) Normal.
+def _coordinate_differences(f, xf, fx, shape, dt, plus, minus):
+    """(n, D) f(x with x_d = plus_d) - f(x with x_d = minus_d) for every coordinate d,
+    evaluated in chunks; ``None`` for plus or minus stands for x itself (f(x) = fx reused)."""
+    n, D = xf.shape
+    parts = [p for p in (plus, minus) if p is not None]
+    rows = max(1, _MV_CHUNK // max(1, len(parts) * D * D))
+    diff = np.empty((n, D))
+    idx = np.arange(D)
+    for i0 in range(0, n, rows):
+        i1 = min(n, i0 + rows)
+        m = i1 - i0
+        X = np.repeat(xf[i0:i1, None, :], len(parts) * D, axis=1)  # (m, parts * D, D)
+        for j, p in enumerate(parts):
+            X[:, j * D + idx, idx] = p[i0:i1]
+        fv = eval_f(f, X.reshape((m * len(parts) * D,) + shape).astype(dt), np.float64).reshape(m, -1)
+        hi = fv[:, :D] if plus is not None else np.repeat(fx[i0:i1, None], D, axis=1)
+        lo = fv[:, -D:] if minus is not None else np.repeat(fx[i0:i1, None], D, axis=1)
+        diff[i0:i1] = hi - lo
+    return diff
 
-    For coordinate d, with the other coordinates at the sample x:
+
+def _measure_valued_weak(f, dist, n, seed, stream, coupling, per_sample):
+    """measure_valued for the families of ``mvd`` (Bernoulli, Poisson, Exponential, Gamma)."""
+    from . import mvd
+
+    dt = dist.dtype
+    shape = tuple(dist.batch_shape)
+    x = dist.sample(n, seed=seed, stream=stream)
+    fx = eval_f(f, x, np.float64)
+    xf = np.asarray(x, dtype=np.float64).reshape(n, -1)
+    terms = {}
+    n_eval = n
+    for name, c, plus, minus in mvd.triples(dist, x, n, seed, stream, coupling):
+        diff = _coordinate_differences(f, xf, fx, shape, dt, plus, minus)
+        n_eval += n * xf.shape[1] * ((plus is not None) + (minus is not None))
+        terms[name] = sum_to_shape((diff * c).reshape((n,) + shape), 1, dist._param_shapes[name])
+    grad, stderr, per = grads_from_terms(dist, terms, n, per_sample)
+    value, value_se = mean_stderr(fx)
+    return Estimate("measure_valued", value, value_se, grad, stderr, n, n_eval, seed, per,
+                    {"coupling": bool(coupling)})
+
+
+def measure_valued(f, dist, n_samples, seed=0, stream=0, *, coupling=True, per_sample=False):
+    """Measure-valued gradient for a mean-field Normal, Bernoulli, Poisson, Exponential or Gamma.
+
+    d/dtheta E[f] = c (E_{p+}[f] - E_{p-}[f]) for a weak derivative (c, p+, p-) of
+    each parameter, one coordinate d at a time with the other coordinates at the
+    sample x (Mohamed et al. 2020, JMLR, section 6). Normal:
 
     * loc: ``(f(x with x_d = mu + sigma W) - f(x with x_d = mu - sigma W')) / (sigma sqrt(2 pi))``,
       W, W' ~ Rayleigh(1); coupled: W' = W.
@@ -222,12 +303,34 @@ def measure_valued(f, dist, n_samples, seed=0, stream=0, *, coupling=True, per_s
 
     That is 2 D evaluations of f per sample for each parameter group (4 D in
     all, plus n for ``value``). Draws use streams ``fold_in(stream, tag)``.
+    The other families (module ``mvd`` lists the triples): Bernoulli (delta_1
+    vs delta_0), Poisson (x + 1 vs x), Exponential and the Gamma rate (x vs
+    x + y, y ~ Exp(rate): Erlang / Gamma(a + 1)), the Gamma concentration
+    (Hahn-Jordan parts, drawn by rejection); where a part is the sample x
+    itself, f(x) is reused, so those cost D evaluations per sample.
+
+    Parameters
+    ----------
+    f : callable ``(m, *batch) -> (m,)``
+    dist : Normal, Bernoulli, Poisson, Exponential or Gamma (mean-field: batch coordinates)
+    n_samples : int >= 1
+    coupling : bool, share randomness between p+ and p- (lower variance; see above)
+    per_sample : bool
+
+    Returns
+    -------
+    Estimate; ``n_evaluations`` counts every point f saw; ``info``: coupling.
     """
     n, seed, stream = setup(f, dist, n_samples, seed, stream)
-    if not isinstance(dist, Normal):
-        raise TypeError(f"measure_valued is implemented for Normal, got {type(dist).__name__}")
     if not isinstance(coupling, (bool, np.bool_)):
         raise TypeError("coupling must be True or False")
+    if not isinstance(dist, Normal):
+        from . import mvd
+
+        if not isinstance(dist, mvd.families()):
+            raise TypeError("measure_valued is implemented for Normal, Bernoulli, Poisson, Exponential and "
+                            f"Gamma, got {type(dist).__name__}")
+        return _measure_valued_weak(f, dist, n, seed, stream, coupling, per_sample)
     dt = dist.dtype
     shape = tuple(dist.batch_shape)
     D = int(np.prod(shape, dtype=np.int64))

@@ -48,9 +48,13 @@ Layout of the package:
 * ``curvature`` — the models (:class:`LinearHead`, MLP whole, last layer or subnetwork)
   and :class:`Curvature` (GGN / Fisher passes over data chunks);
 * ``predictive`` — functional variance, GLM links, NN sampling;
+* ``online`` — :func:`marglik_training`, MAP training with the prior precisions
+  and σ tuned by the Laplace evidence during training (Immer et al. 2021);
 """
 from .approximation import STRUCTURES, Laplace, largest_variance_subnetwork
 from .curvature import HESSIANS, Curvature, LinearHead
+from .online import MarglikResult, marglik_training
 from .predictive import LINKS
 
-__all__ = ["LinearHead", "Curvature", "Laplace", "STRUCTURES", "HESSIANS", "LINKS", "largest_variance_subnetwork"]
+__all__ = ["LinearHead", "Curvature", "Laplace", "STRUCTURES", "HESSIANS", "LINKS", "largest_variance_subnetwork",
+           "marglik_training", "MarglikResult"]

@@ -142,7 +142,7 @@ class Laplace:
 
     def _check_prior_precision(self, value):
         p = C.as_array(value, "prior_precision", np.float64)
-        if np.ndim(value) == 0:
+        if p.ndim == 0:
             p = p.reshape(1)
         if p.ndim != 1:
             raise ValueError(f"prior_precision must be a scalar or 1-D, got shape {p.shape}")
@@ -165,7 +165,7 @@ class Laplace:
     def sigma_noise(self, value):
         s = C.as_array(value, "sigma_noise", np.float64)
         if s.size != 1:
-            raise ValueError(f"sigma_noise must be a scalar, got shape {np.shape(value)}")
+            raise ValueError(f"sigma_noise must be a scalar, got shape {s.shape}")
         s = float(s.reshape(()))
         if s <= 0:
             raise ValueError(f"sigma_noise must be positive, got {s}")
@@ -178,12 +178,20 @@ class Laplace:
         return 1.0 / (s * s * self.temperature)
 
     # ---- fit
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Accumulate the curvature over (X, y) at θ*. X (N, D) inputs (features for a LinearHead);
-        y (N, C) or (N,) targets (gaussian), (N,) integer labels otherwise. Returns self."""
+        y (N, C) or (N,) targets (gaussian), (N,) integer labels otherwise. ``sample_weight``
+        (N,), default None: finite non-negative weights of the rows' likelihood terms -- the
+        curvature, the loss and the data count ``n_data = Σw`` of the marginal likelihood are
+        those of the data set with row n repeated w_n times. Returns self."""
         X, y = self.curv.check_data(X, y)
-        self.n_data = X.shape[0]
-        self.loss = self._post.fit(self.curv, X, y)
+        w = _nn.sample_weights(sample_weight, X.shape[0], np.float64)
+        self.n_data = X.shape[0] if w is None else float(np.sum(w))
+        self.curv.weights = w
+        try:
+            self.loss = self._post.fit(self.curv, X, y)
+        finally:
+            self.curv.weights = None
         self._post_cache = None
         self._fitted = True
         return self
@@ -458,7 +466,9 @@ class Laplace:
                 "fitted": self._fitted}
         arrays = dict(arrays, prior_mean=self.prior_mean, prior_precision=self._prior_precision)
         if self._fitted:
-            meta["n_data"], meta["loss"] = int(self.n_data), float(self.loss)
+            # n_data is Σ sample_weight (a float) after a weighted fit
+            nd = self.n_data
+            meta["n_data"], meta["loss"] = (int(nd) if float(nd).is_integer() else float(nd)), float(self.loss)
             arrays.update(self._post.state())
         _tr.save_npz(path, meta, arrays)
 
@@ -497,7 +507,8 @@ class Laplace:
 
     def _restore_fit(self, meta, read):
         n_data, loss = meta["n_data"], meta["loss"]
-        if not (isinstance(n_data, int) and n_data >= 0 and isinstance(loss, (int, float)) and math.isfinite(loss)):
+        if not (isinstance(n_data, (int, float)) and not isinstance(n_data, bool) and math.isfinite(n_data)
+                and n_data >= 0 and isinstance(loss, (int, float)) and math.isfinite(loss)):
             raise read.error("malformed n_data / loss")
         self._post.load_state(read)
         self._post_cache = None

@@ -73,6 +73,7 @@ class LinearHead:
         return np.concatenate([self.weight.ravel(), self.bias])
 
     def n_inputs(self):
+        """The number of input features the head takes (its weight matrix's columns)."""
         return self.n_features
 
     def forward_layers(self, theta, X):
@@ -85,6 +86,7 @@ class LinearHead:
         return [(cache[0], S)]
 
     def forward(self, theta, X):
+        """Outputs (N, C) of the head with parameters ``theta`` (P,) on features ``X`` (N, F)."""
         W, b = self._unflatten(theta)
         return X @ W.T + b
 
@@ -220,7 +222,7 @@ class _SubnetNet:
 
 def subnet_indices(subset, n_params):
     """A subnetwork given as a boolean mask (P,) or integer indices -> sorted unique indices (k,)."""
-    a = np.asarray(subset)
+    a = C.to_numpy(subset, "subset")
     if a.dtype == bool:
         if a.shape != (n_params,):
             raise ValueError(f"a subnetwork mask must have shape ({n_params},), got {a.shape}")
@@ -268,6 +270,20 @@ def _as_model(model, theta, subset="all"):
 
 
 # --------------------------------------------------------------------------- curvature
+def row_losses(likelihood, f, y):
+    """Each row's training loss (n,) in the curvature's convention, from outputs f (n, C)
+    and checked targets y: ½||y − f||² (gaussian, unit noise), −log softmax(f)_y
+    (categorical), softplus(f) − y f (bernoulli); the terms the weighted loss sums."""
+    if likelihood == "gaussian":
+        return 0.5 * np.sum((np.asarray(y, np.float64).reshape(f.shape) - f) ** 2, axis=1)
+    if likelihood == "categorical":
+        mx = f.max(axis=1, keepdims=True)
+        lse = mx[:, 0] + np.log(np.exp(f - mx).sum(axis=1))
+        return lse - f[np.arange(f.shape[0]), np.asarray(y).astype(np.int64)]
+    x = f[:, 0]
+    return np.logaddexp(0.0, x) - np.asarray(y, np.float64) * x
+
+
 class Curvature:
     """Curvature of a model's loss, accumulated over data chunks.
 
@@ -290,6 +306,10 @@ class Curvature:
     """
 
     def __init__(self, model, theta, likelihood, hessian="ggn", n_mc_samples=1, chunk_size=256, seed=0, stream=0):
+        #: None, or (N,) non-negative weights of the rows of the data the passes take: each
+        #: row's curvature and loss terms are multiplied by its weight (``Laplace.fit``'s
+        #: sample_weight; integer weights give the curvature of rows repeated that often)
+        self.weights = None
         self.model, self.theta = _as_model(model, theta)
         self.likelihood = C.option(likelihood, "likelihood", _LIKELIHOODS, _LIK_ALIASES)
         self.hessian = C.option(hessian, "hessian", HESSIANS)
@@ -354,7 +374,16 @@ class Curvature:
             S = np.empty((e - s, K, Co), self.dtype)
             loss = k.curvature.curv_sqrt_loss(f, np.ascontiguousarray(y[s:e]), self._draws(s, e - s), Likelihood[self.likelihood],
                                     CurvatureKind[self.hessian], S)
+            if self.weights is not None:
+                S, loss = self._weigh(S, f, y, s, e)
             yield float(loss), self.model.backward_sqrt(self.theta, cache, S)
+
+    def _weigh(self, S, f, y, s, e):
+        """Square-root factors S (n, K, C) of rows s..e times sqrt(w) (so their curvature
+        terms count w times) and the chunk's weighted loss Σ w_n loss_n."""
+        w = self.weights[s:e]
+        S = S * np.sqrt(w).astype(self.dtype)[:, None, None]
+        return S, float(np.dot(w, row_losses(self.likelihood, np.asarray(f, np.float64), y[s:e])))
 
     def _jac_rows_bound(self, n):
         # Jacobian chunks (rows, C, P_full) capped at 2**25 elements whatever chunk_size says
@@ -375,11 +404,17 @@ class Curvature:
             loss = k.curvature.curv_sqrt_loss(np.ascontiguousarray(f), np.ascontiguousarray(y[s:s + n]),
                                               self._draws(s, n), Likelihood[self.likelihood],
                                               CurvatureKind[self.hessian], S)
+            if self.weights is not None:
+                S, loss = self._weigh(S, f, y, s, s + n)
             s += n
             yield float(loss), np.matmul(S, J).reshape(n * K, -1)
 
     def loss(self, X, y):
-        """The training loss at θ* (nats; ½Σ||y − f||² for gaussian), chunked."""
+        """The training loss at θ* (nats; ½Σ||y − f||² for gaussian), chunked.
+
+        Shapes: ``X`` (N, d_in) checked inputs, ``y`` (N, K) targets (labels (N, 1) for
+        classification).
+        """
         k = _backend.kernels()
         total = 0.0
         for s, e in self._chunks(X.shape[0]):
@@ -413,7 +448,7 @@ class Curvature:
                 out += np.einsum("mp,mp->p", SJ, SJ)
                 loss += lo
             return out, loss
-        if isinstance(self.model, _MLPNet):
+        if isinstance(self.model, _MLPNet) and self.weights is None:  # the fused kernel is unweighted
             out = np.zeros(self.model.n_params, self.dtype)
             return out, self._mlp_pass(X, y, "diag", out)
         k = _backend.kernels()
@@ -432,7 +467,8 @@ class Curvature:
     def _kron(self, X, y):
         k = _backend.kernels()
         facs = [(np.zeros((i, i), self.dtype), np.zeros((o, o), self.dtype)) for i, o in self.model.layer_shapes]
-        if isinstance(self.model, _MLPNet):
+        w = self.weights
+        if isinstance(self.model, _MLPNet) and w is None:
             packed = np.zeros(sum(i * i + o * o for i, o in self.model.layer_shapes), self.dtype)
             loss = self._mlp_pass(X, y, "kron", packed)
             off = 0
@@ -442,11 +478,15 @@ class Curvature:
                 off += i * i + o * o
         else:
             loss = 0.0
-            for lo, layers in self.passes(X, y):
+            for (s, e), (lo, layers) in zip(self._chunks(X.shape[0]), self.passes(X, y)):
                 loss += lo
+                # weighted: a_n scaled by sqrt(w_n) too and A divided by Σw, the factors of
+                # the data set with rows repeated (S already carries sqrt(w))
+                sw = None if w is None else np.sqrt(w[s:e]).astype(self.dtype)[:, None]
                 for (a, S), (A, B) in zip(layers, facs):
+                    a = a if sw is None else a * sw
                     k.curvature.linear_kron_accum(np.ascontiguousarray(a), np.ascontiguousarray(S), A, B)
-        N = X.shape[0]
+        N = X.shape[0] if w is None else float(np.sum(w))
         return [(A / N, B) for A, B in facs], loss
 
     def _jac_rows(self, layers):
@@ -499,6 +539,13 @@ class Curvature:
         """gvp on checked data and a C-contiguous V2 (m, P) of the curvature's dtype."""
         k = _backend.kernels()
         out = np.zeros_like(V2)
+        if isinstance(self.model, _MLPNet) and self.weights is not None:
+            # weighted: the Jacobian rows of each chunk (their S carries sqrt(w)), (J V^T)^T J
+            P = self.model.n_params
+            for _, layers in self.passes(X, y):
+                J = self._jac_rows(layers).reshape(-1, P)
+                out += (J @ V2.T).T @ J
+            return out
         if isinstance(self.model, _MLPNet):   # jvp -> loss Hessian -> vjp, natively per chunk
             m = self.model
             cfg = k.curvature.CurvatureConfig(m.mlp.net_config(k), Likelihood[self.likelihood],

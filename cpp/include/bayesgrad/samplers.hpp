@@ -1,0 +1,213 @@
+// Per-element work of the samplers (and the location-scale log densities), shared by the C++ core (random.cpp,
+// distributions.cpp: the scalar reference path) and the CUDA kernels
+// (cuda/src/*.cu). The word layouts are those of docs/design.md "RNG" and
+// distributions.hpp; the AVX paths (philox_simd.hpp, simd_math.hpp) compute
+// the same quantities with vector math and are checked against these.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#include "bayesgrad/codes.hpp"
+#include "bayesgrad/hd.hpp"
+#include "bayesgrad/philox.hpp"
+
+namespace bayesgrad {
+namespace samplers {
+
+constexpr double kTwoPi = 6.283185307179586476925286766559;
+// Marsaglia-Tsang iterations per gamma element: 2 blocks each, 2^16 blocks per
+// sub-stream (distributions.hpp says why the cap is never reached in practice).
+constexpr uint32_t kGammaMaxIter = 1u << 15;
+
+// Elements of type T one Philox block gives (float32: 4 words, float64: 2 pairs).
+template <typename T>
+BG_HD constexpr int64_t per_block() { return sizeof(T) == 4 ? 4 : 2; }
+
+// Box-Muller in double from two uniforms: the cosine branch for even
+// elements, the sine branch for odd ones.
+BG_HD double box_muller(double u1, double u2, bool odd) {
+  const double r = std::sqrt(-2.0 * std::log(u1));
+  return odd ? r * std::sin(kTwoPi * u2) : r * std::cos(kTwoPi * u2);
+}
+
+// Element q (< per_block<T>()) of block w as a uniform.
+template <typename T>
+BG_HD T uniform_element(const uint32_t w[4], int64_t q);
+template <>
+BG_HD float uniform_element<float>(const uint32_t w[4], int64_t q) {
+  return philox::u01_f32(w[q]);
+}
+template <>
+BG_HD double uniform_element<double>(const uint32_t w[4], int64_t q) {
+  return philox::u01_f64(w[2 * q], w[2 * q + 1]);
+}
+
+// Element q of block w as a standard normal: float32 normals 2k, 2k+1 from
+// words 2k, 2k+1; float64 normals 0, 1 from the pairs (w0, w1), (w2, w3).
+template <typename T>
+BG_HD T normal_element(const uint32_t w[4], int64_t q);
+template <>
+BG_HD float normal_element<float>(const uint32_t w[4], int64_t q) {
+  const int64_t p = q >> 1;  // pair within the block
+  return static_cast<float>(
+      box_muller(static_cast<double>(philox::u01_f32(w[2 * p])), static_cast<double>(philox::u01_f32(w[2 * p + 1])),
+                 (q & 1) != 0));
+}
+template <>
+BG_HD double normal_element<double>(const uint32_t w[4], int64_t q) {
+  return box_muller(philox::u01_f64(w[0], w[1]), philox::u01_f64(w[2], w[3]), (q & 1) != 0);
+}
+
+// Whether a location-scale family starts from a normal (else from a uniform).
+BG_HD bool locscale_uses_normal(codes::LocScaleFamily fam) {
+  return fam == codes::LocScaleFamily::kNormal || fam == codes::LocScaleFamily::kLognormal;
+}
+
+// One location-scale draw from the base element e (a standard normal or a
+// uniform, per locscale_uses_normal); distributions.hpp lists the families.
+template <typename T>
+BG_HD T locscale_transform(codes::LocScaleFamily fam, T m, T s, T e) {
+  using F = codes::LocScaleFamily;
+  switch (fam) {
+    case F::kNormal: return m + s * e;
+    case F::kLognormal: return static_cast<T>(std::exp(static_cast<double>(m + s * e)));
+    case F::kUniform: return m + s * e;
+    case F::kExponential: return m + s * static_cast<T>(-std::log(static_cast<double>(e)));
+    case F::kLaplace: {
+      const double h = static_cast<double>(e) - 0.5;
+      const double b = h > 0 ? -std::log1p(-2.0 * h) : std::log1p(2.0 * h);
+      return m + s * static_cast<T>(b);
+    }
+    case F::kGumbel: return m + s * static_cast<T>(-std::log(-std::log(static_cast<double>(e))));
+    case F::kLogistic: {
+      const double u = static_cast<double>(e);
+      return m + s * static_cast<T>(std::log(u) - std::log1p(-u));
+    }
+  }
+  return e;  // unreachable: the family was checked at the boundary
+}
+
+// One Marsaglia-Tsang Gamma(alpha, 1) draw of gamma element `element` of the
+// sub-stream `sub` (= stream | 2^63); returns X, or ln X when log_out.
+// Iterations before k_first are skipped (the AVX paths have rejected them).
+// The word layout is documented in distributions.hpp and mirrored by the twin.
+BG_HD double gamma_draw(double alpha, uint64_t seed, uint64_t sub, uint64_t element, bool log_out,
+                        uint32_t k_first = 0) {
+  const bool boost = alpha < 1.0;
+  const double d = (boost ? alpha + 1.0 : alpha) - 1.0 / 3.0;
+  const double c = 1.0 / std::sqrt(9.0 * d);
+  const uint64_t base = element * philox::kSubstreamBlocks;
+  uint32_t w[4], q[4];
+  for (uint32_t k = k_first; k < kGammaMaxIter; ++k) {
+    philox::stream_block(seed, sub, base + 2 * static_cast<uint64_t>(k), w);
+    const double u1 = philox::u01_f64(w[0], w[1]);
+    const double u2 = philox::u01_f64(w[2], w[3]);
+    const double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(kTwoPi * u2);
+    const double t = 1.0 + c * z;
+    if (t <= 0.0) continue;
+    const double v = t * t * t;
+    philox::stream_block(seed, sub, base + 2 * static_cast<uint64_t>(k) + 1, q);
+    const double ua = philox::u01_f64(q[0], q[1]);
+    const double z2 = z * z;
+    if (!(ua < 1.0 - 0.0331 * (z2 * z2)) && !(std::log(ua) < 0.5 * z2 + d * (1.0 - v + std::log(v))))
+      continue;
+    const double x = d * v;
+    if (!boost) return log_out ? std::log(x) : x;
+    const double lb = std::log(philox::u01_f64(q[2], q[3])) / alpha;
+    return log_out ? std::log(x) + lb : x * std::exp(lb);
+  }
+  return log_out ? std::log(d) : d;
+}
+
+// Beta draw from ln G_a and ln G_b: 1 / (1 + exp(lb - la)), or the
+// complementary form when la < lb, stable for tiny shapes.
+BG_HD double beta_from_log_gammas(double la, double lb) {
+  if (la >= lb) return 1.0 / (1.0 + std::exp(lb - la));
+  const double r = std::exp(la - lb);
+  return r / (1.0 + r);
+}
+
+// One Dirichlet row from its K log-gamma draws lg (overwritten with
+// exp(lg - max)): out[c] = exp(lg[c] - max) / sum, normalised in log space.
+template <typename T>
+BG_HD void dirichlet_from_log_gammas(double* lg, int64_t k, T* out) {
+  double mx = -HUGE_VAL;
+  for (int64_t c = 0; c < k; ++c)
+    if (lg[c] > mx) mx = lg[c];
+  double s = 0.0;
+  for (int64_t c = 0; c < k; ++c) {
+    lg[c] = std::exp(lg[c] - mx);
+    s += lg[c];
+  }
+  for (int64_t c = 0; c < k; ++c) out[c] = static_cast<T>(lg[c] / s);
+}
+
+// log p(x) of a location-scale family at x with location m and scale s, in
+// double; gl, gs receive d/dm and d/ds (0 where the density is 0, outside
+// the support). The families are those of locscale_transform.
+BG_HD double locscale_log_prob(codes::LocScaleFamily fam, double xi, double m, double s, double& gl, double& gs) {
+  using F = codes::LocScaleFamily;
+  constexpr double kHalfLog2Pi = 0.91893853320467274178032973640562;
+  const double neg_inf = -HUGE_VAL;
+  const double ls = std::log(s);
+  double lp = 0;
+  gl = 0;
+  gs = 0;
+  switch (fam) {
+    case F::kNormal:
+    case F::kLognormal: {
+      double y = xi;
+      double jac = 0.0;
+      if (fam == F::kLognormal) {
+        if (!(xi > 0)) { lp = neg_inf; break; }
+        y = std::log(xi);
+        jac = y;
+      }
+      const double z = (y - m) / s;
+      lp = -0.5 * z * z - ls - kHalfLog2Pi - jac;
+      gl = z / s;
+      gs = (z * z - 1.0) / s;
+      break;
+    }
+    case F::kUniform:
+      if (xi < m || xi > m + s) { lp = neg_inf; break; }
+      lp = -ls;
+      gs = -1.0 / s;
+      break;
+    case F::kExponential: {
+      if (xi < m) { lp = neg_inf; break; }
+      const double z = (xi - m) / s;
+      lp = -z - ls;
+      gl = 1.0 / s;
+      gs = (z - 1.0) / s;
+      break;
+    }
+    case F::kLaplace: {
+      const double z = (xi - m) / s, a = std::fabs(z);
+      lp = -a - ls - 0.69314718055994530942;
+      gl = (z > 0 ? 1.0 : (z < 0 ? -1.0 : 0.0)) / s;
+      gs = (a - 1.0) / s;
+      break;
+    }
+    case F::kGumbel: {
+      const double z = (xi - m) / s, e = std::exp(-z);
+      lp = -(z + e) - ls;
+      gl = (1.0 - e) / s;
+      gs = (z - z * e - 1.0) / s;
+      break;
+    }
+    case F::kLogistic: {
+      const double z = (xi - m) / s, a = std::fabs(z);
+      lp = -a - 2.0 * std::log1p(std::exp(-a)) - ls;
+      const double th = std::tanh(0.5 * z);
+      gl = th / s;
+      gs = (z * th - 1.0) / s;
+      break;
+    }
+  }
+  if (lp == neg_inf) gl = gs = 0.0;
+  return lp;
+}
+
+}  // namespace samplers
+}  // namespace bayesgrad

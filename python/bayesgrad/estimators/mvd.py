@@ -1,0 +1,144 @@
+"""Measure-valued gradients beyond the Normal: the weak-derivative triples
+(c, p+, p-) of Mohamed, Rosca, Figurnov & Mnih (2020, JMLR, section 6), with
+d/dtheta E_p[f] = c (E_{p+}[f] - E_{p-}[f]), applied one coordinate at a time
+of a mean-field distribution (the other coordinates stay at the sample x).
+Internal: ``bayesgrad.estimators.measure_valued`` dispatches here.
+
+* Bernoulli: d/dp: (1, delta_1, delta_0); logits by the chain rule, c = p (1 - p).
+* Poisson(rate): (1, x + 1, x) with x ~ Poisson(rate): the sample and its shift by one.
+* Exponential(rate): (1 / rate, Exp(rate), Erlang(2, rate)); coupled: the sample x
+  and x + y, y ~ Exp(rate) independent.
+* Gamma(a, rate): d/drate: (a / rate, Gamma(a, rate), Gamma(a + 1, rate)); coupled:
+  x and x + y, y ~ Exp(rate). d/da: the Hahn-Jordan decomposition of
+  d p / d a = p(x) (log(rate x) - psi(a)): c = E[(log(rate x) - psi(a))^+]
+  (by quadrature), p+- proportional to p(x) (+-(log(rate x) - psi(a)))^+, drawn
+  by rejection from Gamma(a +- eps, rate) under the envelope (t^{+-eps}) / eps >=
+  (+-log t)^+, t = rate x e^{-psi(a)}, eps = min(1/2, a/2).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import random as _random
+from ..distributions import Bernoulli, Exponential, Gamma, Poisson
+from ..distributions._base import digamma
+from .._numerics import sigmoid
+
+_MAX_ROUNDS = 200  # rejection rounds; each accepts at least ~1/8 of what is left
+
+
+def families():
+    """The distribution classes handled here (tuple)."""
+    return (Bernoulli, Poisson, Exponential, Gamma)
+
+
+def _flat_param(dist, name):
+    return np.broadcast_to(np.asarray(getattr(dist, name), dtype=np.float64), tuple(dist.batch_shape)).reshape(-1)
+
+
+def gamma_shape_constant(a):
+    """c(a) = E[(log X - psi(a))^+] for X ~ Gamma(a, 1) (half of E|score|), by quadrature.
+
+    Parameters
+    ----------
+    a : (D,) float64 > 0
+
+    Returns
+    -------
+    (D,) float64
+    """
+    from scipy import integrate, special
+
+    a = np.asarray(a, dtype=np.float64)
+    out = np.empty_like(a)
+    uniq, inv = np.unique(a, return_inverse=True)
+    vals = np.empty_like(uniq)
+    for i, ai in enumerate(uniq):
+        psi = special.digamma(ai)
+        lg = special.gammaln(ai)
+
+        def integrand(logy, ai=ai, psi=psi, lg=lg):
+            # y = e^logy: p(y) dy = exp(a logy - y - lgamma(a)) dlogy
+            with np.errstate(over="ignore"):
+                return (logy - psi) * np.exp(ai * logy - np.exp(logy) - lg)
+
+        vals[i] = integrate.quad(integrand, psi, np.inf, epsabs=1e-14, epsrel=1e-12, limit=200)[0]
+    out[...] = vals[inv.reshape(-1)].reshape(a.shape)
+    return out
+
+
+def _gamma_shape_parts(a, n, seed, stream, sign):
+    """(n, D) draws of X ~ p+ (sign +1) or p- (sign -1) of d Gamma(a, 1) / da, by rejection."""
+    D = a.size
+    eps = np.minimum(0.5, a / 2.0)
+    psi = np.asarray(digamma(a), dtype=np.float64)
+    out = np.empty((n, D))
+    pending = np.ones((n, D), dtype=bool)
+    tag = "mvd_gamma_shape_plus" if sign > 0 else "mvd_gamma_shape_minus"
+    base = _random.fold_in(stream, tag)
+    for r in range(_MAX_ROUNDS):
+        rows, cols = np.nonzero(pending)
+        if rows.size == 0:
+            return out
+        s = _random.fold_in(base, r)
+        prop = Gamma(a[cols] + sign * eps[cols], np.ones(cols.size)).sample(1, seed=seed, stream=s)[0]
+        u = _random.uniform((cols.size,), seed=seed, stream=_random.fold_in(s, "mvd_accept"))
+        logt = np.log(prop) - psi[cols]
+        # acceptance = target / envelope = eps (sign log t)^+ / t^(sign eps)
+        acc = np.where(sign * logt > 0, eps[cols] * sign * logt * np.exp(-sign * eps[cols] * logt), 0.0)
+        ok = u < acc
+        out[rows[ok], cols[ok]] = prop[ok]
+        pending[rows[ok], cols[ok]] = False
+    raise RuntimeError("rejection sampling of the Gamma shape's weak derivative did not finish")
+
+
+def triples(dist, x, n, seed, stream, coupling=True):
+    """The weak-derivative parts of every parameter at samples x.
+
+    Parameters
+    ----------
+    dist : Bernoulli, Poisson, Exponential or Gamma
+    x : (n, *batch_shape) the draws of dist
+    n : int
+    seed, stream : the call's seed and stream (independent parts use fold_in tags)
+    coupling : bool; False draws p+ and p- independently of each other and of x where the
+        coupled form shares them (Poisson, Exponential, the Gamma rate)
+
+    Returns
+    -------
+    list of (param name, c (D,), plus (n, D) or None, minus (n, D) or None): coordinate d of
+    plus / minus replaces x_d; None means x itself (f(x) is then reused)
+    """
+    xf = np.asarray(x, dtype=np.float64).reshape(n, -1)
+    D = xf.shape[1]
+
+    def expo(tag, rate):
+        return -np.log(_random.uniform((n, D), seed=seed, stream=_random.fold_in(stream, tag))) / rate
+
+    if isinstance(dist, Bernoulli):
+        one, zero = np.ones((n, D)), np.zeros((n, D))
+        if dist.prob_param == "logits":
+            p = sigmoid(_flat_param(dist, "logits"))
+            return [("logits", p * (1.0 - p), one, zero)]
+        return [("probs", np.ones(D), one, zero)]
+    if isinstance(dist, Poisson):
+        if coupling:
+            return [("rate", np.ones(D), xf + 1.0, None)]
+        other = Poisson(np.broadcast_to(dist.rate, tuple(dist.batch_shape))).sample(
+            n, seed=seed, stream=_random.fold_in(stream, "mvd_poisson")).reshape(n, D)
+        return [("rate", np.ones(D), other + 1.0, None)]
+    if isinstance(dist, Exponential):
+        lam = _flat_param(dist, "rate")
+        first = xf if coupling else expo("mvd_erlang_2", lam)
+        return [("rate", 1.0 / lam, None, first + expo("mvd_erlang", lam))]
+    if isinstance(dist, Gamma):
+        a, b = _flat_param(dist, "concentration"), _flat_param(dist, "rate")
+        plus = _gamma_shape_parts(a, n, seed, stream, +1) / b
+        minus = _gamma_shape_parts(a, n, seed, stream, -1) / b
+        if coupling:
+            first = xf
+        else:
+            first = Gamma(a, b).sample(n, seed=seed, stream=_random.fold_in(stream, "mvd_gamma")).reshape(n, D)
+        return [("concentration", gamma_shape_constant(a), plus, minus),
+                ("rate", a / b, None, first + expo("mvd_erlang", b))]
+    raise TypeError(f"no weak derivative for {type(dist).__name__}")

@@ -1,0 +1,313 @@
+"""REBAR (Tucker et al. 2017) and RELAX (Grathwohl et al. 2018) for Bernoulli and
+Categorical logits: unbiased, with a control variate on the Concrete
+relaxation of the discrete sample. Call shape: see ``bayesgrad.estimators``.
+
+For one draw, with z a relaxed sample whose hard threshold H(z) is b, and z~
+a draw of z given b (the conditional relaxation),
+
+    g = [f(b) - c(z~)] d log q(b)/d eta + d c(z)/d eta - d c(z~)/d eta,
+
+where d c(z~)/d eta differentiates through z~(eta, v, b) with b held fixed.
+c is a ``RelaxSurrogate``: REBAR's ``scale * f(relax_lambda(z))`` or RELAX's
+``scale * f(relax_lambda(z)) + r_rho(z)`` / ``r_rho(z)``; each call takes one Adam
+step on its parameters down the gradient of sum_p E[g_p^2] (the variance plus a
+term independent of them), after forming the estimate with the old ones.
+
+Bernoulli(sigmoid(eta)): z = eta + logit(w), b = 1[z > 0] with w = 1 - u and u
+the uniform of ``dist.sample`` (so b is the sample ``dist.sample`` draws); given
+b, w~ is uniform on (1 - p, 1) (b = 1) or (0, 1 - p) (b = 0), z~ = eta + logit(w~).
+Categorical(softmax(eta)) over K classes: z = log p + G (Gumbel), b = argmax z;
+given b, with E = -log v: z~_b = -log E_b and z~_i = -log(E_i / p_i + E_b)
+(Gumbel truncated below z~_b), the Gumbel-max construction of the RELAX paper's
+appendix.
+
+For a single Bernoulli coordinate the REINFORCE term depends on b alone and
+E[g | b] = (f(b) - scale * f(relax_lambda(0))) d log q(b)/d eta: the relaxed-f
+control variate then acts only as the constant baseline scale * f(1/2) and adds
+zero-mean noise besides (README, toy-problem table). Its gains come from f's
+dependence on the other coordinates and from a network term (RELAX).
+
+f sees ``(m, *batch)`` floats in {0, 1} / (0, 1) for a Bernoulli and one-hot /
+simplex points ``(m, *batch, K)`` for a Categorical, so that one f serves
+both the discrete sample and its relaxation; ``grad_f`` is shaped like its input.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _backend
+from .. import _checks as C
+from .. import random as _random
+from ..control_variates import RelaxSurrogate
+from .._numerics import log_softmax, sigmoid
+from ._base import eval_f, eval_like, mean_stderr, setup
+from .discrete import _discrete_estimate, _family
+
+_LOG_LAMBDA_STEP = 1e-4  # central difference in log lambda for d g / d log lambda
+
+
+class _Draws:
+    """Per-sample quantities of one call, flattened to (n, P) over the logits' coordinates."""
+
+    def __init__(self, fam, dist, n, seed, stream):
+        self.fam = fam
+        eta = np.asarray(dist.logits, dtype=np.float64)
+        if fam == "bernoulli":
+            self.shape = tuple(dist.batch_shape)
+            eta = np.broadcast_to(eta, self.shape).reshape(-1)
+            eta = np.ascontiguousarray(eta, dtype=np.float64)
+            p = sigmoid(eta)
+            u = _random.uniform((n,) + self.shape, seed=seed, stream=stream).reshape(n, -1)
+            v = _random.uniform((n,) + self.shape, seed=seed,
+                                stream=_random.fold_in(stream, "relax/conditional")).reshape(n, -1)
+            # z = eta + logit(1 - u), b = 1[u < p] = 1[z > 0]; given b, w~ = 1 - p + p v (b = 1) or
+            # (1 - p) v (b = 0), z~ = eta + logit(w~), and d z~ / d eta with b and v fixed: one
+            # native pass (estimators.relax_bernoulli_draws; stable log forms there)
+            self.z, self.zt, self.dzt, b = (np.empty_like(u) for _ in range(4))
+            _backend.kernels().estimators.relax_bernoulli_draws(eta, u, v, self.z, self.zt, self.dzt, b)
+            self.score = b - p
+            self.points = b.reshape((n,) + self.shape)
+            self.p = p
+        else:
+            self.shape = tuple(np.broadcast_shapes(eta.shape, tuple(dist.batch_shape) + eta.shape[-1:]))
+            K = self.shape[-1]
+            lp = log_softmax(np.broadcast_to(eta, self.shape))
+            p = np.exp(lp)
+            u = _random.uniform((n,) + self.shape, seed=seed, stream=stream)
+            v = _random.uniform((n,) + self.shape, seed=seed, stream=_random.fold_in(stream, "relax/conditional"))
+            z = lp - np.log(-np.log(u))
+            idx = np.argmax(z, axis=-1)
+            onehot = (idx[..., None] == np.arange(K)).astype(np.float64)
+            e = -np.log(v)
+            eb = np.take_along_axis(e, idx[..., None], axis=-1)
+            ep = e / p
+            zt = -np.log(ep + eb)
+            r = ep / (ep + eb)
+            zt = np.where(onehot > 0, -np.log(eb), zt)
+            r = np.where(onehot > 0, 0.0, r)
+            self.z = z.reshape(n, -1)
+            self.zt = zt.reshape(n, -1)
+            self.r = r.reshape(n, -1)
+            self.score = (onehot - p).reshape(n, -1)
+            self.points = onehot
+            self.p = p.reshape(-1)
+            self.K = K
+
+    # d z / d eta and d z~ / d eta as maps on per-coordinate vectors (n, P), and their transposes
+    def _rows(self, a):
+        return a.reshape(a.shape[0], -1, self.K)
+
+    def jz(self, g):
+        """g (n, P) = dc/dz -> dc(z)/d eta (n, P)."""
+        if self.fam == "bernoulli":
+            return g
+        g3 = self._rows(g)
+        return (g3 - self._rows(self.p[None]) * g3.sum(-1, keepdims=True)).reshape(g.shape)
+
+    def jt(self, g):
+        """g (n, P) = dc/dz~ -> dc(z~)/d eta (n, P) (b fixed)."""
+        if self.fam == "bernoulli":
+            return g * self.dzt
+        gr = self._rows(g * self.r)
+        return (gr - self._rows(self.p[None]) * gr.sum(-1, keepdims=True)).reshape(g.shape)
+
+    def jz_t(self, w):
+        """Transpose of ``jz``: the direction d with w . jz(g) = d . g."""
+        if self.fam == "bernoulli":
+            return w
+        w3 = self._rows(w)
+        return (w3 - (w3 * self._rows(self.p[None])).sum(-1, keepdims=True)).reshape(w.shape)
+
+    def jt_t(self, w):
+        """Transpose of ``jt``."""
+        if self.fam == "bernoulli":
+            return w * self.dzt
+        w3 = self._rows(w)
+        return (self._rows(self.r) * (w3 - (w3 * self._rows(self.p[None])).sum(-1, keepdims=True))).reshape(w.shape)
+
+
+def _relaxed(fam, shape, z, lam):
+    """The Concrete relaxation y of flat z (m, P) at temperature lam, (m, *shape), and dy/dz's VJP."""
+    m = z.shape[0]
+    a = z.reshape((m,) + shape) / lam
+    if fam == "bernoulli":
+        y = sigmoid(a)
+
+        def vjp(g):
+            return (g * y * (1.0 - y) / lam).reshape(m, -1)
+    else:
+        y = np.exp(log_softmax(a))
+
+        def vjp(g):
+            return (y * (g - (g * y).sum(-1, keepdims=True)) / lam).reshape(m, -1)
+    return y, vjp
+
+
+def _relaxed_f(f, grad_f, fam, shape, z, lam, dtype):
+    """f(y) (m,) and d f(y) / dz (m, P) at the relaxation y of z."""
+    y, vjp = _relaxed(fam, shape, z, lam)
+    yd = y.astype(dtype)
+    return eval_f(f, yd, np.float64), vjp(eval_like(grad_f, yd, np.float64, "grad_f"))
+
+
+def _relaxed_part(f, grad_f, dr, lam, dtype):
+    """A_f = -f(y~) score + jz(d f(y)/dz) - jt(d f(y~)/dz~), the relaxed-f term per unit scale, and f(y~)."""
+    n = dr.z.shape[0]
+    both = np.concatenate([dr.z, dr.zt])
+    if dr.fam == "bernoulli":
+        # the relaxation and the combination in native passes; f and grad_f in between
+        ke = _backend.kernels().estimators
+        y = np.empty_like(both)
+        ke.concrete_bernoulli(both, float(lam), y)
+        yd = y.reshape((2 * n,) + dr.shape).astype(dtype, copy=False)
+        fv = eval_f(f, yd, np.float64)
+        gv = eval_like(grad_f, yd, np.float64, "grad_f").reshape(2 * n, -1)
+        out = np.empty_like(dr.z)
+        ke.relax_bernoulli_part(np.ascontiguousarray(fv[n:]), gv[:n], gv[n:], dr.z, dr.zt, dr.dzt, dr.score,
+                                float(lam), out)
+        return out, fv[n:]
+    fv, gv = _relaxed_f(f, grad_f, dr.fam, dr.shape, both, lam, dtype)
+    return -fv[n:, None] * dr.score + dr.jz(gv[:n]) - dr.jt(gv[n:]), fv[n:]
+
+
+def _directional_vjp_inputs(x, d, h):
+    """Points x +- h d/|d| and weights +-|d|/(2h): a central difference along d of the
+    network's parameter gradient, i.e. d/d rho of (d r/dx . d) by the native VJP."""
+    nd = np.sqrt((d * d).sum(1))
+    unit = np.divide(d, nd[:, None], out=np.zeros_like(d), where=nd[:, None] > 0)
+    wt = nd / (2.0 * h)
+    return np.concatenate([x + h * unit, x - h * unit]), np.concatenate([wt, -wt])
+
+
+def _estimate(name, f, dist, n_samples, seed, stream, grad_f, surrogate, train, baseline, per_sample):
+    n, seed, stream = setup(f, dist, n_samples, seed, stream)
+    fam = _family(dist, ("bernoulli", "categorical"))
+    loo = C.option("none" if baseline is None else baseline, "baseline", ("none", "loo")) == "loo"
+    if loo and n < 2:
+        raise ValueError("baseline='loo' needs n_samples >= 2")
+    if surrogate.relaxed_f and (grad_f is None or not callable(grad_f)):
+        raise TypeError(f"{name} with a relaxed-f control variate needs grad_f, the gradient of f on the "
+                        "relaxed space (or a RelaxSurrogate(relaxed_f=False) for RELAX)")
+    if not isinstance(train, (bool, np.bool_)):
+        raise TypeError("train must be True or False")
+    dr = _Draws(fam, dist, n, seed, stream)
+    surrogate.bind(dr.z.shape[1])
+    dt = dist.dtype
+    fb = eval_f(f, dr.points.astype(dt), np.float64)
+    lam, sc = surrogate.temperature, surrogate.scale
+    n_eval = n
+    a_f, f_t = 0.0, 0.0
+    if surrogate.relaxed_f:
+        a_f, f_t = _relaxed_part(f, grad_f, dr, lam, dt)
+        n_eval += 2 * n
+    rt, gt_r = surrogate.network(dr.zt)
+    _, gz_r = surrogate.network(dr.z)
+    g = fb[:, None] * dr.score + sc * a_f + (-rt[:, None] * dr.score + dr.jz(gz_r) - dr.jt(gt_r))
+    objective = float((g * g).sum(1).mean())
+    if train:
+        grad = np.zeros_like(surrogate.params)
+        if surrogate.relaxed_f:
+            grad[0] = 2.0 * float((g * a_f).sum(1).mean())
+            if surrogate.tune_temperature:
+                a_hi = _relaxed_part(f, grad_f, dr, lam * np.exp(_LOG_LAMBDA_STEP), dt)[0]
+                a_lo = _relaxed_part(f, grad_f, dr, lam * np.exp(-_LOG_LAMBDA_STEP), dt)[0]
+                n_eval += 4 * n
+                grad[1] = 2.0 * sc * float((g * (a_hi - a_lo)).sum(1).mean()) / (2.0 * _LOG_LAMBDA_STEP)
+        if surrogate.mlp is not None:
+            w = 2.0 * g / n
+            h = surrogate.fd_step
+            xz, wz = _directional_vjp_inputs(dr.z, dr.jz_t(w), h)
+            xt, wt = _directional_vjp_inputs(dr.zt, dr.jt_t(w), h)
+            X = np.concatenate([dr.zt, xz, xt])
+            W = np.concatenate([-(w * dr.score).sum(1), wz, -wt])
+            grad[2:] = surrogate.network_vjp(X, W)
+        surrogate.update(grad, objective)
+    if loo:
+        # the residual f(b) - c(z~) of the other samples, independent of sample i: unbiased
+        resid = fb - sc * f_t - rt
+        g = g - ((resid.sum() - resid) / (n - 1))[:, None] * dr.score
+    terms = g.reshape((n,) + dr.shape)
+    value, value_se = mean_stderr(fb)
+    info = {"surrogate": surrogate, "temperature": lam, "scale": sc, "second_moment": objective,
+            "trained": bool(train), "baseline": "loo" if loo else "none"}
+    return _discrete_estimate(name, dist, terms, n, n_eval, seed, value, value_se, per_sample, info)
+
+
+def rebar(f, dist, n_samples, seed=0, stream=0, *, grad_f=None, temperature=0.5, scale=1.0, surrogate=None,
+          train=True, lr=0.01, baseline=None, per_sample=False):
+    """REBAR (Tucker et al. 2017) for Bernoulli or Categorical logits. Unbiased.
+
+    The control variate is ``scale * f(relax_lambda(z))`` (module docstring);
+    scale (eta in the paper) and the temperature lambda are tuned online to
+    minimise the estimator's variance: pass the same ``surrogate`` to
+    successive calls (e.g. ``minimize(..., estimator_options={"surrogate": s})``).
+
+    Parameters
+    ----------
+    f : callable ``(m, *batch) -> (m,)`` (Bernoulli) or ``(m, *batch, K) -> (m,)`` (Categorical)
+    dist : Bernoulli or Categorical with ``logits``
+    n_samples : int >= 1
+    grad_f : callable, the gradient of f on the relaxed space, shaped like its input (required)
+    temperature, scale : floats, the starting lambda and eta of a new surrogate
+    surrogate : RelaxSurrogate with ``hidden=None`` and ``relaxed_f=True``, or None (a new one,
+        ``RelaxSurrogate(hidden=None, temperature=temperature, scale=scale, lr=lr)``)
+    train : bool, take one Adam step on (scale, log lambda) after the estimate
+    lr : float, Adam's step size of a new surrogate
+    baseline : None | "loo"
+        "loo": the residual f(b_i) - c(z~_i) minus the mean of the other samples'
+        residuals (a baseline together with the control variate; n_samples >= 2).
+        The surrogate is still tuned on the single-sample estimator without it.
+    per_sample : bool
+
+    Returns
+    -------
+    Estimate; ``info``: surrogate, temperature, scale (those used), second_moment
+    (sum over coordinates of the mean of g^2, the quantity the tuning lowers), trained.
+    """
+    if surrogate is None:
+        surrogate = RelaxSurrogate(hidden=None, relaxed_f=True, temperature=temperature, scale=scale, lr=lr)
+    elif not isinstance(surrogate, RelaxSurrogate):
+        raise TypeError(f"surrogate must be a RelaxSurrogate, got {type(surrogate).__name__}")
+    elif surrogate.hidden is not None or not surrogate.relaxed_f:
+        raise ValueError("rebar's surrogate is the relaxed f alone: RelaxSurrogate(hidden=None, relaxed_f=True); "
+                         "use relax for a network")
+    return _estimate("rebar", f, dist, n_samples, seed, stream, grad_f, surrogate, train, baseline, per_sample)
+
+
+def relax(f, dist, n_samples, seed=0, stream=0, *, grad_f=None, surrogate=None, hidden=(10,), train=True,
+          lr=0.01, baseline=None, per_sample=False):
+    """RELAX (Grathwohl et al. 2018) for Bernoulli or Categorical logits. Unbiased.
+
+    The control variate ``c_phi(z) = scale * f(relax_lambda(z)) + r_rho(z)``
+    (the first term only when ``grad_f`` is given) with ``r_rho`` a small
+    ``bg.nn.MLP`` on the flattened relaxed sample, all of phi trained online to
+    minimise the estimator's variance (module docstring; the network's
+    gradients through the native engine). Pass the same ``surrogate`` to
+    successive calls so that it keeps learning.
+
+    Parameters
+    ----------
+    f : callable ``(m, *batch) -> (m,)`` (Bernoulli) or ``(m, *batch, K) -> (m,)`` (Categorical)
+    dist : Bernoulli or Categorical with ``logits``
+    n_samples : int >= 1
+    grad_f : callable or None, the gradient of f on the relaxed space (enables the relaxed-f term)
+    surrogate : RelaxSurrogate or None (a new one: ``RelaxSurrogate(hidden=hidden,
+        relaxed_f=grad_f is not None, lr=lr)``)
+    hidden : tuple of int, the hidden widths of a new surrogate's network
+    train : bool, take one Adam step on phi after the estimate
+    lr : float, Adam's step size of a new surrogate
+    baseline : None | "loo"
+        "loo": the residual f(b_i) - c(z~_i) minus the mean of the other samples'
+        residuals (a baseline together with the control variate; n_samples >= 2).
+        The surrogate is still tuned on the single-sample estimator without it.
+    per_sample : bool
+
+    Returns
+    -------
+    Estimate; ``info`` as for ``rebar``.
+    """
+    if surrogate is None:
+        surrogate = RelaxSurrogate(hidden=hidden, relaxed_f=grad_f is not None, lr=lr)
+    elif not isinstance(surrogate, RelaxSurrogate):
+        raise TypeError(f"surrogate must be a RelaxSurrogate, got {type(surrogate).__name__}")
+    return _estimate("relax", f, dist, n_samples, seed, stream, grad_f, surrogate, train, baseline, per_sample)

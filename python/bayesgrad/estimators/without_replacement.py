@@ -1,0 +1,235 @@
+"""Estimators from samples without replacement (Categorical): ``unordered_set``
+(Kool, van Hoof & Welling 2020) and ``reinforce_wor`` (REINFORCE without
+replacement: priority-sampling weights, Kool et al. 2019). Call shape: see
+``bayesgrad.estimators``; ``n_samples`` counts independent sets of ``k``
+distinct configurations of the Categorical's joint support (drawn by
+``bayesgrad.distributions.gumbel_top_k``), and the standard errors are over sets.
+
+For a set S of k configurations drawn without replacement, with p(s) the joint
+probability of configuration s and P^{D\\A}(B) the probability that sampling
+without replacement from the support less A (probabilities renormalised) draws
+the set B first, in any order:
+
+* unordered set estimator: sum_s P(B_1 = s | S) f(s) d log p(s), where
+  P(B_1 = s | S) = p(s) P^{D\\s}(S\\s) / P(S): REINFORCE Rao-Blackwellised over
+  the orders of S. Unbiased.
+* with its built-in baseline (``baseline=True``, k >= 2): the first draw's term
+  uses the unbiased estimate p(s) f(s) + (1 - p(s)) f(B_2) of E[f] from the
+  second draw as baseline, and the whole is Rao-Blackwellised over orders:
+  sum_s P(B_1 = s | S) (1 - p(s)) (f(s) - sum_{s' != s} P(B_2 = s' | B_1 = s, S) f(s')) d log p(s),
+  P(B_2 = s' | B_1 = s, S) = p(s') / (1 - p(s)) P^{D\\{s,s'}}(S\\{s,s'}) / P^{D\\s}(S\\s).
+  Unbiased (the baseline's conditional mean given B_1 is E[f], free of B_1).
+* REINFORCE without replacement: sum_s p(s) / q(s) f(s) d log p(s) with
+  q(s) = 1 - exp(-exp(log p(s) - kappa)), kappa the (k+1)-th largest perturbed
+  log-probability (priority sampling, a Horvitz-Thompson estimator). Unbiased;
+  ``baseline="normalized"`` divides the weights by their sum and subtracts the
+  weighted mean of f (Kool et al.'s built-in baseline): lower variance,
+  biased (self-normalised importance weights; exact when k is the support size).
+
+P(S) is the sum over the k! orders of prod_i p(s_i) / (1 - sum_{j<i} p(s_j)),
+computed exactly by a recursion over the 2^k subsets of S (in logs), so k is
+limited to ``MAX_K``.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from .. import _checks as C
+from ..distributions.discrete import Categorical, gumbel_top_k
+from ._base import Estimate, eval_f, grads_from_terms, mean_stderr, setup
+
+MAX_K = 12  # the subset recursion costs 2^k k per set and per leave-out
+
+
+def _subset_tables(m):
+    """For subsets of m elements grouped by size: (masks, predecessor masks, added element)."""
+    levels = []
+    for size in range(1, m + 1):
+        masks = [sum(1 << i for i in c) for c in itertools.combinations(range(m), size)]
+        prev = np.array([[mk ^ (1 << i) for i in range(m) if mk >> i & 1] for mk in masks], dtype=np.int64)
+        elem = np.array([[i for i in range(m) if mk >> i & 1] for mk in masks], dtype=np.int64)
+        levels.append((np.array(masks, dtype=np.int64), prev, elem))
+    bits = ((np.arange(1 << m)[:, None] >> np.arange(m)[None, :]) & 1).astype(np.float64)  # (2^m, m)
+    return levels, bits
+
+
+def log_set_probability(log_p):
+    """log P(S): the probability that sampling without replacement draws the m elements
+    of S first, in any order, from a distribution giving them log-probabilities ``log_p``.
+
+    Parameters
+    ----------
+    log_p : (..., m) float64, log-probabilities (nats) of the m distinct elements under a
+        normalised distribution (their sum of probabilities < 1 unless S is the whole support)
+
+    Returns
+    -------
+    (...) float64, log of sum over orders of prod_i p_i / (1 - p_1 - ... - p_{i-1}); 0 for m = 0
+    """
+    log_p = np.asarray(log_p, dtype=np.float64)
+    m = log_p.shape[-1]
+    lead = log_p.shape[:-1]
+    if m == 0:
+        return np.zeros(lead)
+    levels, bits = _subset_tables(m)
+    p = np.exp(log_p)
+    # log(1 - mass of each subset): the mass left for the next draw. Clipped so that a
+    # subset covering (to rounding) the whole support leaves a tiny positive mass.
+    rest = np.log(np.maximum(1.0 - p @ bits.T, 1e-300))  # (..., 2^m)
+    logq = np.full(lead + (1 << m,), -np.inf)
+    logq[..., 0] = 0.0
+    for masks, prev, elem in levels:
+        a = logq[..., prev] + log_p[..., elem] - rest[..., prev]  # (..., n_masks, size)
+        mx = a.max(-1, keepdims=True)
+        logq[..., masks] = mx[..., 0] + np.log(np.exp(a - mx).sum(-1))
+    return logq[..., (1 << m) - 1]
+
+
+def order_probabilities(log_p):
+    """P(B_1 = s | S) and P(B_2 = s' | B_1 = s, S) for a set S drawn without replacement.
+
+    Parameters
+    ----------
+    log_p : (n, k) float64, the joint log-probabilities of the k distinct elements of each set
+
+    Returns
+    -------
+    first : (n, k), P(B_1 = s | S), rows summing to 1
+    second : (n, k, k) or None (k < 2), P(B_2 = s' | B_1 = s, S) at [:, s, s'], zero on the
+        diagonal, rows summing to 1
+    """
+    n, k = log_p.shape
+    lps = log_set_probability(log_p)
+    log1m = np.log1p(-np.minimum(np.exp(log_p), 1.0 - 1e-16))  # log(1 - p(s))
+    if k == 1:
+        return np.ones((n, 1)), None
+    others = np.array([[j for j in range(k) if j != i] for i in range(k)], dtype=np.int64)  # (k, k-1)
+    lp1 = log_p[:, others] - log1m[:, :, None]  # renormalised without s: (n, k, k-1)
+    l1 = log_set_probability(lp1)  # log P^{D\s}(S\s): (n, k)
+    first = np.exp(log_p + l1 - lps[:, None])
+    # pairs: for each s and each s' != s, the set without both, renormalised by 1 - p(s) - p(s')
+    second = np.zeros((n, k, k))
+    if k == 2:
+        second[:, 0, 1] = second[:, 1, 0] = 1.0
+        return first, second
+    pair_rest = [[[j for j in range(k) if j not in (i, i2)] for i2 in range(k) if i2 != i] for i in range(k)]
+    pr = np.array(pair_rest, dtype=np.int64)  # (k, k-1, k-2)
+    ps = np.exp(log_p)
+    mass2 = np.log(np.maximum(1.0 - ps[:, :, None] - ps[:, others], 1e-300))  # (n, k, k-1)
+    lp2 = log_p[:, pr] - mass2[..., None]
+    l2 = log_set_probability(lp2)  # (n, k, k-1)
+    w = np.exp(log_p[:, others] - log1m[:, :, None] + l2 - l1[:, :, None])  # (n, k, k-1)
+    rows = np.arange(k)[:, None]
+    second[:, rows, others] = w
+    return first, second
+
+
+def _draw_sets(f, dist, n_samples, seed, stream, k):
+    n, seed, stream = setup(f, dist, n_samples, seed, stream)
+    if not isinstance(dist, Categorical):
+        raise TypeError(f"this estimator needs a Categorical distribution, got {type(dist).__name__}")
+    if "logits" not in dist.params:
+        raise TypeError("the Categorical must be parameterised by logits (construct it with logits=...)")
+    k = C.integer(k, "k", 1)
+    if k > MAX_K:
+        raise ValueError(f"k={k} exceeds MAX_K={MAX_K} (P(S) costs 2^k per set)")
+    top = gumbel_top_k(dist, k, n, seed, stream)
+    batch = tuple(dist.batch_shape)
+    X = top.samples.reshape((n * k,) + batch)
+    fx = eval_f(f, X, np.float64).reshape(n, k)
+    score = np.asarray(dist.score(X)["logits"], dtype=np.float64).reshape((n, k) + dist._param_shapes["logits"])
+    return n, seed, k, top, fx, score
+
+
+def _weighted(score, c):
+    """sum_s c[:, s] score[:, s] -> (n, *param)."""
+    return np.einsum("nk,nk...->n...", c, score)
+
+
+def unordered_set(f, dist, n_samples, seed=0, stream=0, *, k=4, baseline=True, per_sample=False):
+    """The unordered set estimator (Kool, van Hoof & Welling 2020) for Categorical logits. Unbiased.
+
+    Each of ``n_samples`` terms uses one set of k distinct configurations of
+    the joint support (``gumbel_top_k``); the module docstring gives the
+    estimator and its built-in baseline.
+
+    Parameters
+    ----------
+    f : callable ``(m, *batch) int64 class indices -> (m,)``
+    dist : Categorical with ``logits`` (``batch_shape`` coordinates sampled jointly)
+    n_samples : int >= 1, independent sets
+    k : int in [1, MAX_K], the set size (at most the support size)
+    baseline : bool, the built-in baseline (needs k >= 2)
+    per_sample : bool
+
+    Returns
+    -------
+    Estimate; ``value`` is the mean over sets of sum_s P(B_1 = s | S) f(s) (unbiased for E[f]),
+    ``n_evaluations`` = n_samples * k; ``info``: k, baseline.
+    """
+    if not isinstance(baseline, (bool, np.bool_)):
+        raise TypeError("baseline must be True or False")
+    if baseline and C.integer(k, "k", 1) < 2:
+        raise ValueError("the built-in baseline needs k >= 2 (or baseline=False)")
+    n, seed, k, top, fx, score = _draw_sets(f, dist, n_samples, seed, stream, k)
+    first, second = order_probabilities(top.log_prob)
+    if baseline:
+        base = np.einsum("nij,nj->ni", second, fx)
+        c = first * (-np.expm1(top.log_prob)) * (fx - base)
+    else:
+        c = first * fx
+    terms = {"logits": _weighted(score, c)}
+    grad, stderr, per = grads_from_terms(dist, terms, n, per_sample)
+    value, value_se = mean_stderr((first * fx).sum(1))
+    return Estimate("unordered_set", value, value_se, grad, stderr, n, n * k, seed, per,
+                    {"k": k, "baseline": bool(baseline)})
+
+
+def reinforce_wor(f, dist, n_samples, seed=0, stream=0, *, k=4, baseline=None, per_sample=False):
+    """REINFORCE without replacement (priority sampling; Kool et al. 2019) for Categorical logits.
+
+    sum_s p(s) / q(s) f(s) d log p(s) over a set of k distinct configurations,
+    q(s) the probability that s beats the threshold kappa (module docstring):
+    unbiased. ``baseline="normalized"``: Kool et al.'s built-in baseline with
+    self-normalised weights, lower variance but BIASED (exact only when k is the
+    support size; ``info["biased"]``).
+
+    Parameters
+    ----------
+    f : callable ``(m, *batch) int64 class indices -> (m,)``
+    dist : Categorical with ``logits``
+    n_samples : int >= 1, independent sets
+    k : int in [1, MAX_K], the set size (at most the support size)
+    baseline : None | "normalized" (k >= 2)
+    per_sample : bool
+
+    Returns
+    -------
+    Estimate; ``value`` the mean over sets of sum_s p(s)/q(s) f(s) (normalised likewise with
+    the baseline); ``info``: k, baseline, biased, weight_sum (mean of sum_s p(s)/q(s), 1 in expectation).
+    """
+    mode = C.option("none" if baseline is None else baseline, "baseline", ("none", "normalized"))
+    if mode == "normalized" and C.integer(k, "k", 1) < 2:
+        raise ValueError("the normalized baseline needs k >= 2 (with k = 1 it cancels the estimate)")
+    n, seed, k, top, fx, score = _draw_sets(f, dist, n_samples, seed, stream, k)
+    # q(s) = P(G_s > kappa) = 1 - exp(-exp(log p(s) - kappa)); 1 when kappa = -inf
+    with np.errstate(over="ignore"):
+        q = -np.expm1(-np.exp(top.log_prob - top.threshold[:, None]))
+    w = np.exp(top.log_prob) / q
+    W = w.sum(1)
+    if mode == "normalized":
+        wn = w / W[:, None]
+        fbar = (wn * fx).sum(1)
+        c = wn * (fx - fbar[:, None])
+        vals = fbar
+    else:
+        c = w * fx
+        vals = (w * fx).sum(1)
+    terms = {"logits": _weighted(score, c)}
+    grad, stderr, per = grads_from_terms(dist, terms, n, per_sample)
+    value, value_se = mean_stderr(vals)
+    return Estimate("reinforce_wor", value, value_se, grad, stderr, n, n * k, seed, per,
+                    {"k": k, "baseline": None if mode == "none" else mode, "biased": mode == "normalized",
+                     "weight_sum": float(W.mean())})

@@ -1,0 +1,816 @@
+"""Pools beyond one machine: acquisition scores, top-k picks, BatchBALD and exact
+sums over a pool held as a Dask array (or a NumPy array scored block by block in
+process).
+
+Call shape::
+
+    import dask.array as da
+    X = da.from_zarr("pool.zarr")                       # (N, D), chunked along N
+    res = bg.pools.score_pool(X, "batchbald", 100, model=posterior, n_samples=50,
+                              columns=bg.acquisition.METHODS)
+    res.indices, res.scores                             # the picks, best first
+    res.columns["bald"]                                 # (N,) per-point uncertainty
+    res.info["n_candidates"]                            # BatchBALD's M
+
+The pool is either inputs ``(N, D)`` with a ``model`` (any posterior of this
+package, or its ``Networks``), or log-probabilities ``(S, N, C)`` without one;
+either way chunked along N only (other axes are made single chunks). Each block
+is one task: the predictive of its points (the S sampled networks, one object
+in the graph, so its weights travel to each worker once), the per-point scores
+and the block's top-k; the top-k are merged in a tree (``split_every`` at a
+time). BatchBALD runs in two stages: the top M points by BALD across the
+cluster (``max_candidates``, default ``max(1000, 20 * batch_size)``), then
+greedy BatchBALD on the gathered (S, M, C) candidates on the client; M is
+``info["n_candidates"]``. Soft-rank ranks every point, so its BALD column is
+gathered (N floats) and the draw is made on the client.
+
+Determinism: a point's scores depend on its own log-probabilities only, the
+random key of point i (random, power, softmax, soft-rank acquisition) is
+element i of a Philox stream (``acquisition.point_uniforms``), ties go to the
+lower pool index, and the sampled networks are drawn once on the client; so
+the same seed gives the same scores and picks whatever the chunking, the
+scheduler and the number of workers -- and the same as the in-memory
+``bg.acquisition`` functions on the whole array.
+
+Sums (``moments``, ``expectation``, ``log_likelihood``, ``elbo``) are exact:
+each block returns its sums of x and x^2 as exact binary fractions (integers
+per exponent; squares split exactly with Dekker's product), merged in exact
+integer arithmetic and rounded once, so they are correctly rounded and
+bit-identical for any chunking.
+
+Dask is an optional dependency (``pip install "bayesgrad[dask]"``); NumPy pools
+need none of it.
+"""
+from __future__ import annotations
+
+import json
+import math
+import operator
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+from . import _checks as C
+from . import acquisition as A
+from . import random as _random
+
+__all__ = ["Networks", "networks", "score_pool", "PoolScores", "Moments", "moments", "expectation",
+           "log_likelihood", "elbo", "from_zarr", "from_parquet", "from_csv", "load_posterior", "require_dask",
+           "is_dask_array", "ACQUISITIONS"]
+
+ACQUISITIONS = (*A.METHODS, "batchbald", "random", *A.STOCHASTIC_MODES)
+
+
+# ---------------------------------------------------------------- dask, optional
+def require_dask(what="this pool"):
+    """Import dask and dask.array, or raise an ImportError saying how to install them."""
+    try:
+        import dask
+        import dask.array as da
+    except ImportError as exc:
+        raise ImportError(f"{what} needs the optional dependency dask: pip install \"bayesgrad[dask]\" "
+                          f"(dask[array] and distributed) [{exc}]") from exc
+    return dask, da
+
+
+def is_dask_array(x):
+    """True for a ``dask.array.Array`` (checked without importing dask)."""
+    t = type(x)
+    return t.__name__ == "Array" and t.__module__.startswith("dask.array")
+
+
+# ---------------------------------------------------------------- sampled networks
+_MLP_CACHE = {}
+
+
+def _mlp(spec):
+    """The MLP of a ``to_dict`` spec, built once per process (a worker rebuilds it once)."""
+    from .nn import MLP
+
+    key = json.dumps(spec, sort_keys=True)
+    m = _MLP_CACHE.get(key)
+    if m is None:
+        m = _MLP_CACHE[key] = MLP(**spec)
+    return m
+
+
+class Networks:
+    """S sampled networks of a posterior: plain arrays, cheap to send to workers.
+
+    Parameters
+    ----------
+    mlp : bg.nn.MLP (kept as its ``to_dict`` spec)
+    likelihood : str
+    theta : (S, P) weight samples, or (P,) shared by every sample (MC dropout)
+    masks : (S, H) dropout masks scaled by 1/(1-p), or None
+    noise : gaussian noise sigma per output (gaussian likelihood), else None
+    backend : the kernel backend the blocks run on (default: the active one)
+    """
+
+    def __init__(self, mlp, likelihood, theta, masks=None, noise=None, backend=None):
+        from . import _backend
+        from .nn import likelihood_name
+
+        self.mlp = mlp.to_dict()
+        self.likelihood = likelihood_name(likelihood)
+        self.theta = np.ascontiguousarray(theta)
+        self.masks = None if masks is None else np.ascontiguousarray(masks, dtype=self.theta.dtype)
+        if self.theta.ndim == 1 and self.masks is None:
+            self.theta = self.theta[None]
+        self.noise = None if noise is None else np.asarray(noise, dtype=np.float64)
+        self.backend = backend or _backend.get_backend()
+
+    @property
+    def n_samples(self):
+        return self.masks.shape[0] if self.theta.ndim == 1 else self.theta.shape[0]
+
+    @property
+    def n_inputs(self):
+        return self.mlp["sizes"][0]
+
+    def outputs(self, X):
+        """Network outputs F (S, n, K) at inputs X (n, D)."""
+        from . import _backend
+
+        m = _mlp(self.mlp)
+        S = self.n_samples
+        t = self.theta if self.theta.ndim == 2 else np.ascontiguousarray(np.broadcast_to(self.theta, (S,) + self.theta.shape))
+        with _backend.use_backend(self.backend):
+            return m.forward(t, np.ascontiguousarray(X, dtype=t.dtype), masks=self.masks)
+
+    def log_probs(self, X):
+        """Sampled class log-probabilities (S, n, C) at X (n, D) (classification)."""
+        from ._numerics import likelihood_log_probs
+
+        if self.likelihood not in ("categorical", "bernoulli"):
+            raise ValueError(f"log-probabilities need a classification likelihood, not {self.likelihood!r}")
+        F = self.outputs(X)
+        if self.likelihood == "bernoulli":
+            return likelihood_log_probs(self.likelihood, F)
+        # _numerics.log_softmax's operations in place on F (ours): the same values, bit for
+        # bit, with one temporary of F's size instead of three (a worker's memory per block)
+        m = np.max(F, axis=-1, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0)
+        np.subtract(F, m, out=F)
+        s = np.sum(np.exp(F), axis=-1, keepdims=True)
+        np.subtract(F, np.log(s), out=F)
+        return F
+
+    def point_log_likelihood(self, X, y):
+        """log p(y_n | x_n, theta_s) (S, n) in nats, per sample and point."""
+        from ._numerics import likelihood_log_probs
+        from .nn import prepare_targets
+
+        F = self.outputs(X)
+        S, n, K = F.shape
+        if self.likelihood in ("categorical", "bernoulli"):
+            lp = likelihood_log_probs(self.likelihood, F)
+            lab = prepare_targets(np.asarray(y).reshape(-1), "categorical", lp.shape[2], n, np.float64)
+            return lp[:, np.arange(n), lab[:, 0].astype(np.int64)]
+        D = K if self.likelihood == "gaussian" else K // 2
+        yy = prepare_targets(y, self.likelihood, K, n, F.dtype)
+        if self.likelihood == "gaussian":
+            mu, logv = F, np.broadcast_to(2 * np.log(self.noise).astype(F.dtype), F.shape)
+        else:
+            mu, logv = F[..., :D], F[..., D:]
+        return (-0.5 * ((yy[None] - mu) ** 2 * np.exp(-logv) + logv) - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def __repr__(self):
+        return f"Networks({self.mlp['sizes']}, {self.likelihood!r}, n_samples={self.n_samples})"
+
+
+def networks(posterior, n_samples=100, seed=0, stream=0):
+    """The S sampled networks behind ``posterior.predict(X, n_samples, seed, stream)``.
+
+    ``Networks.log_probs(X)`` equals that predictive's ``log_probs`` for MC dropout
+    (the consistent masks), MFVI, SWAG, MultiSWAG (the same weight draws), a deep
+    ensemble (its first min(S, M) members) and SG-MCMC (the kept samples spread over
+    the run); for Laplace it is the sampled-weights predictive
+    (``predict(pred_type="nn")``, an MLP model over all its weights), since the GLM
+    predictive's function-space draws are made per point. A scikit-learn estimator
+    of this package gives its ``posterior_``'s networks.
+    """
+    from . import dropout, ensemble, sgmcmc, swag, vi
+    from .nn import MLP
+
+    if isinstance(posterior, Networks):
+        return posterior
+    if hasattr(posterior, "posterior_") and not hasattr(posterior, "sample_params"):
+        posterior = posterior.posterior_
+    S = C.integer(n_samples, "n_samples", 1)
+    seed = _random.resolve_seed(seed)
+    stream = _random.check_stream(stream)
+    lik = getattr(posterior, "likelihood", None)
+    if isinstance(posterior, dropout.MCDropout):
+        if posterior.theta_ is None:
+            raise RuntimeError("call fit() first")
+        noise = posterior.noise_ if lik == "gaussian" else None
+        return Networks(posterior.mlp, lik, posterior.theta_, posterior.sample_masks(S, seed, stream), noise)
+    if isinstance(posterior, vi.MFVI):
+        return Networks(posterior.mlp, lik, posterior.sample_params(S, seed, stream), None,
+                        posterior.noise_ if lik == "gaussian" else None)
+    if isinstance(posterior, ensemble.DeepEnsemble):
+        M = min(S, posterior.n_models)
+        posterior.sample_params(1)  # raises when not fitted
+        noise = None
+        if lik == "gaussian":
+            noise = np.sqrt(np.mean(np.exp(2 * posterior.log_noise_[:M].astype(np.float64)), axis=0))
+        return Networks(posterior.mlp, lik, posterior.thetas_[:M], None, noise)
+    if isinstance(posterior, sgmcmc.SGMCMC):
+        posterior.sample_params(1)
+        total = posterior.samples_.shape[0]
+        idx = np.unique(np.round(np.linspace(0, total - 1, min(S, total))).astype(np.int64))
+        return Networks(posterior.mlp, lik, posterior.samples_[idx], None,
+                        posterior.noise if lik == "gaussian" else None)
+    if isinstance(posterior, (swag.SWAG, swag.MultiSWAG)):
+        noise = None
+        if lik == "gaussian":
+            noise = (posterior.members[0] if isinstance(posterior, swag.MultiSWAG) else posterior).noise
+        return Networks(posterior.mlp, lik, posterior.sample_params(S, seed, stream), None, noise)
+    from .laplace import Laplace
+
+    if isinstance(posterior, Laplace):
+        mlp = getattr(posterior.model, "mlp", None)
+        if not isinstance(mlp, MLP) or posterior.n_params != mlp.n_params:
+            raise ValueError("a Laplace pool posterior must cover all the weights of an MLP (subset='all'); "
+                             "score a last-layer or subnetwork Laplace in memory")
+        thetas = posterior.sample(S, seed, _random.fold_in(stream, "laplace/predict"))
+        noise = posterior.sigma_noise if lik == "gaussian" else None
+        return Networks(mlp, lik, thetas, None, noise)
+    raise TypeError("model must be a posterior of this package (MCDropout, MFVI, DeepEnsemble, SWAG, MultiSWAG, "
+                    f"SGMCMC, Laplace), its scikit-learn estimator, or bg.pools.Networks; got {type(posterior).__name__}")
+
+
+def load_posterior(path):
+    """Any posterior saved by this package's ``save`` (the file's metadata names its kind)."""
+    from . import _training as _tr
+    from . import dropout, ensemble, sgmcmc, swag, vi
+    from .laplace import Laplace
+
+    kinds = {"MCDropout": dropout.MCDropout, "MFVI": vi.MFVI, "DeepEnsemble": ensemble.DeepEnsemble,
+             "SWAG": swag.SWAG, "MultiSWAG": swag.MultiSWAG, "SGMCMC": sgmcmc.SGMCMC, "Laplace": Laplace}
+    p = _tr.npz_path(path)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            blob = np.array(z["__meta__"]) if "__meta__" in z.files else None
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+        raise ValueError(f"cannot read a bayesgrad model from {p!r}: {type(exc).__name__}: {exc}") from exc
+    try:
+        kind = json.loads(blob.tobytes().decode("utf-8")).get("kind")
+    except Exception:  # noqa: BLE001
+        kind = None
+    if kind not in kinds:
+        raise ValueError(f"{p!r} does not hold a posterior of this package (kind {kind!r}; "
+                         f"expected one of {', '.join(kinds)})")
+    return kinds[kind].load(p)
+
+
+# ---------------------------------------------------------------- one block
+@dataclass(frozen=True)
+class _Spec:
+    acquisition: str
+    k: int  # picks (batchbald: candidates M)
+    columns: tuple
+    beta: float
+    seed: int
+    stream: int
+    backend: str  # the client's kernel backend, used on the workers too
+
+
+def _block(data, net, spec, span, exclude):
+    from . import _backend
+
+    with _backend.use_backend(spec.backend):
+        return _block_scores(data, net, spec, span, exclude)
+
+
+def _block_scores(data, net, spec, span, exclude):
+    """Scores and local top-k of one block: ``data`` (n, D) inputs (with ``net``) or (S, n, C)
+    log-probabilities of the points span = (start, stop) (global indices); ``exclude`` sorted
+    indices never picked. Returns dict: cols (name -> (n,)), keys (m,), idx (m,) and, for
+    BatchBALD, the candidates' lp (S, m, C) and cond (m,)."""
+    from .uncertainty import check_log_probs
+
+    start, stop = span
+    index = np.arange(start, stop, dtype=np.int64)
+    if net is not None:
+        lp = net.log_probs(data)
+    else:
+        lp = check_log_probs(np.asarray(data), "pool")
+    a = spec.acquisition
+    need = set(spec.columns)
+    if a in ("batchbald", *A.STOCHASTIC_MODES):
+        need.add("bald")
+    elif a in A.METHODS:
+        need.add(a)
+    cols = A.score_columns(lp, [m for m in A.METHODS if m in need], offset=start)
+    keep = slice(None)  # every point: no copies of the block's arrays
+    if exclude is not None and exclude.size:
+        keep = ~np.isin(index, exclude)
+    idx = index[keep]
+    out = {"cols": {m: cols[m] for m in spec.columns}, "keys": None, "idx": idx, "lp": None, "cond": None}
+    if a == "softrank":  # ranks are global: the client draws from the gathered BALD column
+        out["keys"] = cols["bald"][keep]
+        return out
+    if a == "random":
+        key = A.point_uniforms(idx, spec.seed, spec.stream)
+    elif a in ("power", "softmax"):
+        s = cols["bald"][keep].astype(np.float64)
+        key = A.stochastic_keys(s, a, spec.beta, A.point_uniforms(idx, spec.seed, spec.stream))
+    else:
+        key = cols["bald" if a == "batchbald" else a][keep]
+    order = np.lexsort((idx, -key.astype(np.float64)))[:spec.k]
+    out["keys"], out["idx"] = key[order], idx[order]
+    if a == "batchbald":
+        pos = order if isinstance(keep, slice) else np.flatnonzero(keep)[order]
+        out["lp"] = np.ascontiguousarray(lp[:, pos])
+        out["cond"] = cols["aleatoric"][pos]
+    return out
+
+
+def _strip(part):
+    """A block's result without its columns (what the top-k tree carries)."""
+    return {k: v for k, v in part.items() if k != "cols"}
+
+
+def _merge(parts, spec):
+    """Top-k of several blocks' top-k (softrank: concatenation of the gathered scores)."""
+    keys = np.concatenate([p["keys"] for p in parts])
+    idx = np.concatenate([p["idx"] for p in parts])
+    if spec.acquisition == "softrank":
+        return {"keys": keys, "idx": idx, "lp": None, "cond": None}
+    order = np.lexsort((idx, -keys.astype(np.float64)))[:spec.k]
+    lp = cond = None
+    if spec.acquisition == "batchbald":
+        lp = np.concatenate([p["lp"] for p in parts], axis=1)[:, order]
+        cond = np.concatenate([p["cond"] for p in parts])[order]
+    return {"keys": keys[order], "idx": idx[order], "lp": lp, "cond": cond}
+
+
+@dataclass
+class PoolScores(A.Selection):
+    """The picks of ``score_pool`` (``indices``, ``scores`` as ``bg.acquisition.Selection``)
+    and the requested per-point ``columns`` (name -> (N,) array)."""
+
+    columns: dict = field(default_factory=dict)
+
+
+def _finish(top, spec, n_configs, n_pool, batch_size):
+    """Selection from the merged top-k (greedy BatchBALD and soft-rank run here, on the client)."""
+    a = spec.acquisition
+    if top["idx"].size < batch_size:
+        raise ValueError(f"batch_size ({batch_size}) exceeds the points that can be picked ({top['idx'].size})")
+    info = {"seed": spec.seed, "pool_size": n_pool}
+    if a == "softrank":
+        keys, idx = A.stochastic_select(top["keys"], batch_size, "softrank", spec.beta, seed=spec.seed,
+                                        stream=spec.stream, index=top["idx"])
+        return keys, idx, f"stochastic_{a}", {**info, "method": "bald", "beta": spec.beta}
+    if a == "batchbald":
+        pos = np.argsort(top["idx"], kind="stable")  # candidates in pool order, as the in-memory path keeps them
+        cand = top["idx"][pos]
+        lp = top["lp"][:, pos]
+        sel = A.greedy_batchbald(np.exp(lp.astype(np.float64)), top["cond"][pos], batch_size, n_configs,
+                                 seed=spec.seed, stream=spec.stream)
+        return (sel.scores.astype(lp.dtype), cand[sel.indices], "batchbald",
+                {**info, **sel.info, "n_candidates": int(cand.size)})
+    if a in ("power", "softmax"):
+        return top["keys"], top["idx"], f"stochastic_{a}", {**info, "method": "bald", "beta": spec.beta}
+    return top["keys"], top["idx"], a, info
+
+
+def score_pool(pool, acquisition="bald", batch_size=1, *, model=None, n_samples=100, seed=0, stream=0,
+               n_configs=1000, max_candidates=None, beta=1.0, columns=(), exclude=None, chunk_size=16384,
+               split_every=8, scheduler=None) -> PoolScores:
+    """Score a pool and pick ``batch_size`` points (see the module docstring).
+
+    Parameters
+    ----------
+    pool : (N, D) inputs (with ``model``) or (S, N, C) log-probabilities; a
+        ``dask.array.Array`` chunked along N, or a NumPy array scored in blocks
+        of ``chunk_size`` points in process (no dask needed).
+    acquisition : a name in ``ACQUISITIONS`` (single-point scores, "batchbald",
+        "random", the stochastic "power", "softmax", "softrank" on BALD).
+    batch_size : int, the points picked.
+    model : a posterior of this package (``networks(model, n_samples, seed,
+        stream)`` is drawn once) or ``Networks``; None for a log-probability pool.
+    n_samples, seed, stream : the predictive's samples and the Philox stream of
+        the networks, the random keys and BatchBALD's configurations.
+    n_configs : BatchBALD's label configurations per greedy step.
+    max_candidates : BatchBALD's M, the BALD top-M gathered for the greedy
+        stage; default ``max(1000, 20 * batch_size)`` for a Dask pool, all
+        points for a NumPy pool (exactly ``bg.acquisition.batchbald``).
+    beta : temperature of the stochastic acquisitions.
+    columns : names of ``bg.acquisition.METHODS`` returned per point (N,).
+    exclude : global indices never picked (an active-learning loop's labelled set).
+    chunk_size : points per block of a NumPy pool.
+    split_every : blocks merged per task of the top-k tree.
+    scheduler : passed to ``dask.compute`` (None: dask's default, a
+        ``distributed.Client`` when one is active).
+
+    Returns
+    -------
+    PoolScores: ``indices`` (batch_size,) global pool indices, best first;
+    ``scores`` their scores (BatchBALD: the batch's mutual information after
+    each pick; stochastic: the perturbed keys); ``columns``; ``info`` with
+    ``n_candidates`` (BatchBALD's M), ``n_blocks``, ``pool_size``, ``seed``.
+    """
+    acquisition = C.option(acquisition, "acquisition", ACQUISITIONS)
+    batch_size = C.integer(batch_size, "batch_size", 1)
+    beta = float(C.real(beta, "beta"))
+    if not (np.isfinite(beta) and beta >= 0):
+        raise ValueError(f"beta must be finite and >= 0, got {beta}")
+    columns = tuple(C.option(c, "columns", A.METHODS) for c in columns)
+    seed = _random.resolve_seed(seed)
+    stream = _random.check_stream(stream)
+    n_configs = C.integer(n_configs, "n_configs", 1)
+    split_every = C.integer(split_every, "split_every", 2)
+    lazy = is_dask_array(pool)
+    net = None if model is None else networks(model, n_samples, seed, stream)
+    shape = tuple(pool.shape) if lazy else np.shape(pool)
+    if net is None:
+        if len(shape) != 3:
+            raise ValueError(f"a pool without model must be log-probabilities (S, N, C), got shape {shape}")
+        N = shape[1]
+    else:
+        if len(shape) != 2 or shape[1] != net.n_inputs:
+            raise ValueError(f"pool must be inputs (N, {net.n_inputs}) for this model, got shape {shape}")
+        N = shape[0]
+    if N < 1:
+        raise ValueError("pool is empty")
+    if batch_size > N:
+        raise ValueError(f"batch_size ({batch_size}) exceeds the pool size ({N})")
+    k = batch_size
+    if acquisition == "batchbald":
+        if max_candidates is None:
+            k = N if not lazy else max(1000, 20 * batch_size)
+        else:
+            k = C.integer(max_candidates, "max_candidates", 1)
+            if k < batch_size:
+                raise ValueError(f"max_candidates ({k}) must be >= batch_size ({batch_size})")
+    from . import _backend
+
+    spec = _Spec(acquisition, k, columns, beta, seed, stream, _backend.get_backend())
+    if exclude is not None:
+        exclude = np.unique(np.asarray(exclude, dtype=np.int64))
+    if lazy:
+        top, cols, n_blocks = _score_dask(pool, net, spec, exclude, split_every, scheduler)
+    else:
+        top, cols, n_blocks = _score_numpy(pool, net, spec, exclude, N, chunk_size)
+    keys, idx, method, info = _finish(top, spec, n_configs, N, batch_size)
+    info["n_blocks"] = n_blocks
+    return PoolScores(np.asarray(idx, dtype=np.int64), keys, method, info, cols)
+
+
+def _score_numpy(pool, net, spec, exclude, N, chunk_size):
+    chunk_size = C.integer(chunk_size, "chunk_size", 1)
+    if net is None:
+        from .uncertainty import check_log_probs
+
+        pool = check_log_probs(pool, "pool")
+    else:
+        pool = C.as_array(pool, "pool", ndim=2)
+    cols = {c: [] for c in spec.columns}
+    top = None
+    for i0 in range(0, N, chunk_size):
+        i1 = min(N, i0 + chunk_size)
+        blk = pool[i0:i1] if net is not None else pool[:, i0:i1]
+        p = _block(blk, net, spec, (i0, i1), exclude)
+        for c in spec.columns:
+            cols[c].append(p["cols"][c])
+        top = _merge([_strip(p)] if top is None else [top, _strip(p)], spec)  # memory: one block + the top-k
+    return top, {c: np.concatenate(v) for c, v in cols.items()}, -(-N // chunk_size)
+
+
+def _graph(pool, net, spec, exclude, split_every):
+    """The delayed top-k tree and per-block columns of a Dask pool: (top, {name: [parts]}, n_blocks)."""
+    dask, _ = require_dask("a Dask pool")
+    if net is None:
+        pool = pool.rechunk({0: -1, 2: -1})
+        starts = np.concatenate([[0], np.cumsum(pool.chunks[1])])
+    else:
+        pool = pool.rechunk({1: -1})
+        starts = np.concatenate([[0], np.cumsum(pool.chunks[0])])
+    blocks = pool.to_delayed().reshape(-1)
+    # One graph node each: a worker fetches the networks (and the excluded set) once, not per block.
+    net_d = dask.delayed(net, pure=True, traverse=False) if net is not None else None
+    excl_d = dask.delayed(exclude, pure=True, traverse=False) if exclude is not None else None
+    block = dask.delayed(_block, pure=True)
+    parts = [block(b, net_d, spec, (int(starts[i]), int(starts[i + 1])), excl_d) for i, b in enumerate(blocks)]
+    strip = dask.delayed(_strip, pure=True)
+    merge = dask.delayed(_merge, pure=True)
+    level = [strip(p) for p in parts]
+    while len(level) > 1:
+        level = [merge(level[i:i + split_every], spec) for i in range(0, len(level), split_every)]
+    getcol = dask.delayed(operator.getitem, pure=True)
+    col_parts = {c: [getcol(getcol(p, "cols"), c) for p in parts] for c in spec.columns}
+    return level[0], col_parts, len(parts)
+
+
+def _score_dask(pool, net, spec, exclude, split_every, scheduler):
+    import dask
+
+    top, col_parts, n_blocks = _graph(pool, net, spec, exclude, split_every)
+    kw = {} if scheduler is None else {"scheduler": scheduler}
+    top, cols = dask.compute(top, col_parts, **kw)
+    return top, {c: np.concatenate(v) for c, v in cols.items()}, n_blocks
+
+
+# ---------------------------------------------------------------- exact sums
+# A float64 x = m 2^e (frexp: 0.5 <= |m| < 1) is the integer M = m 2^53 times 2^(e-53).
+# M splits into hi 2^27 + lo with |hi| <= 2^26, 0 <= lo < 2^27; summed per exponent over
+# at most 2^25 values by bincount, every partial sum is an integer below 2^53, hence exact
+# in float64. The per-exponent sums become Python integers, so blocks merge exactly.
+_ROWS = 2 ** 25
+
+
+def _exact_sums(x):
+    """Exact column sums of finite float64 x (n, K): (E, [int per column]) with sum_k = int_k 2^E."""
+    n, K = x.shape
+    acc = [0] * K
+    E = None
+    for r0 in range(0, max(n, 1), _ROWS):
+        xb = x[r0:r0 + _ROWS]
+        if xb.size == 0:
+            break
+        m, e = np.frexp(xb)
+        M = (m * 2.0 ** 53).astype(np.int64)
+        hi, lo = M >> 27, M & ((1 << 27) - 1)
+        emin = int(e.min())
+        nb = int(e.max()) - emin + 1
+        code = ((e - emin) * K + np.arange(K)).ravel()
+        H = np.bincount(code, weights=hi.ravel().astype(np.float64), minlength=nb * K).reshape(nb, K)
+        L = np.bincount(code, weights=lo.ravel().astype(np.float64), minlength=nb * K).reshape(nb, K)
+        base = emin - 53
+        for j in range(K):
+            t = 0
+            for b in range(nb - 1, -1, -1):  # Horner in powers of two, highest exponent first
+                t = (t << 1) + (int(H[b, j]) << 27) + int(L[b, j])
+            acc, E = _add_scaled(acc, E, j, t, base, K)
+    return (0 if E is None else E), acc
+
+
+def _add_scaled(acc, E, j, t, base, K):
+    """acc[j] 2^E += t 2^base, keeping one common exponent E (the smaller one)."""
+    if E is None:
+        E = base
+    if base < E:
+        acc = [a << (E - base) for a in acc]
+        E = base
+    acc = list(acc)
+    acc[j] += t << (base - E)
+    return acc, E
+
+
+def _two_square(x):
+    """x^2 = p + err exactly (Dekker's product; no FMA in NumPy), for finite |x| < 2^500."""
+    c = 134217729.0 * x  # 2^27 + 1: splits x into two 26-bit halves
+    xh = c - (c - x)
+    xl = x - xh
+    p = x * x
+    err = ((xh * xh - p) + 2 * xh * xl) + xl * xl
+    return p, err
+
+
+def _block_moments(x):
+    """Exact (n, sum x, sum x^2) of a block x (n,) or (n, K), as integers times powers of
+    two; x^2's rounding error is kept (Dekker), so sum x^2 is exact too. Columns holding a
+    non-finite value or one of magnitude >= 2^500 (whose square would overflow) carry IEEE
+    sums instead (``bad``), which decide their result (inf / nan / overflow)."""
+    x = np.asarray(x, dtype=np.float64)
+    ndim = x.ndim
+    x = x.reshape(x.shape[0], -1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ok = np.isfinite(x) & (np.abs(x) < 2.0 ** 500)
+        bad = None
+        if not ok.all():
+            bad = (~ok).sum(axis=0), np.sum(x, axis=0), np.sum(x * x, axis=0)
+            x = np.where(ok, x, 0.0)
+    p, err = _two_square(x)
+    s1 = _exact_sums(x)
+    s2 = _exact_sums(np.concatenate([p, err], axis=1))
+    K = x.shape[1]
+    s2 = (s2[0], [s2[1][j] + s2[1][K + j] for j in range(K)])
+    return {"n": x.shape[0], "ndim": ndim, "s1": s1, "s2": s2, "bad": bad}
+
+
+def _merge_moments(parts):
+    parts = list(parts)
+    K = len(parts[0]["s1"][1])
+
+    def total(key):
+        E = min(p[key][0] for p in parts)
+        return E, [sum(p[key][1][j] << (p[key][0] - E) for p in parts) for j in range(K)]
+
+    bads = [p["bad"] for p in parts if p["bad"] is not None]
+    bad = None
+    if bads:
+        bad = tuple(np.sum([b[i] for b in bads], axis=0) for i in range(3))
+    return {"n": sum(p["n"] for p in parts), "ndim": parts[0]["ndim"], "s1": total("s1"), "s2": total("s2"),
+            "bad": bad}
+
+
+@dataclass
+class Moments:
+    """Sample moments over the rows of an array, each correctly rounded from exact sums.
+
+    ``n`` rows; ``total`` (the sum), ``mean``, ``var`` (unbiased, n-1) and
+    ``sem`` = sqrt(var / n) per column (K,), or scalars for a 1-D input.
+    """
+
+    n: int
+    total: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+    sem: np.ndarray
+
+
+def _moments_from(m):
+    n = m["n"]
+    E1, a1 = m["s1"]
+    E2, a2 = m["s2"]
+    K = len(a1)
+    tot, mean, var = np.empty(K), np.full(K, np.nan), np.full(K, np.nan)
+    for j in range(K):
+        s1 = Fraction(a1[j]) * Fraction(2) ** E1
+        s2 = Fraction(a2[j]) * Fraction(2) ** E2
+        tot[j] = float(s1)
+        if n:
+            mean[j] = float(s1 / n)
+        if n > 1:
+            var[j] = float((s2 - s1 * s1 / n) / (n - 1))
+    if m["bad"] is not None:
+        cnt, b1, b2 = m["bad"]
+        with np.errstate(over="ignore", invalid="ignore"):
+            for j in np.flatnonzero(cnt):
+                tot[j] = b1[j]
+                mean[j] = b1[j] / n
+                var[j] = (b2[j] - b1[j] * b1[j] / n) / (n - 1) if n > 1 else np.nan
+    with np.errstate(invalid="ignore"):
+        sem = np.sqrt(var / n) if n else np.full(K, np.nan)
+    if m["ndim"] == 1:
+        return Moments(n, tot[0], mean[0], var[0], sem[0])
+    return Moments(n, tot, mean, var, sem)
+
+
+def _reduce(parts, split_every, fn):
+    """Tree of ``fn`` over delayed ``parts``."""
+    import dask
+
+    f = dask.delayed(fn, pure=True)
+    while len(parts) > 1:
+        parts = [f(parts[i:i + split_every]) for i in range(0, len(parts), split_every)]
+    return parts[0]
+
+
+def moments(x, *, split_every=8, scheduler=None) -> Moments:
+    """Exact moments over axis 0 of ``x`` (n,) or (n, K): NumPy, or a Dask array chunked
+    along rows (per-block exact sums merged exactly; see the module docstring). The
+    result is the correctly rounded value of the exact sum, mean and unbiased variance
+    of the values (squares below 2^-969 lose their rounding error to underflow)."""
+    if not is_dask_array(x):
+        a = C.as_array(x, "x", finite=False, min_ndim=1, allow_empty=True)
+        return _moments_from(_block_moments(a))
+    dask, _ = require_dask("moments of a Dask array")
+    if x.ndim > 2:
+        x = x.reshape(x.shape[0], -1)
+    if x.ndim == 2:
+        x = x.rechunk({1: -1})
+    parts = [dask.delayed(_block_moments, pure=True)(b) for b in x.to_delayed().reshape(-1)]
+    kw = {} if scheduler is None else {"scheduler": scheduler}
+    (m,) = dask.compute(_reduce(parts, split_every, _merge_moments), **kw)
+    return _moments_from(m)
+
+
+def _expect_block(xb, f, start, n_noise, seed, stream):
+    eps = None
+    if n_noise:
+        eps = _random.normal((xb.shape[0], n_noise), seed=seed, stream=stream, offset=start * n_noise)
+    v = np.asarray(f(xb, eps), dtype=np.float64)
+    if v.ndim not in (1, 2) or v.shape[0] != xb.shape[0]:
+        raise ValueError(f"f must return (n,) or (n, K) for a block of n = {xb.shape[0]} rows, got {v.shape}")
+    return _block_moments(v)
+
+
+def expectation(f, data, *, n_noise=0, seed=0, stream=0, split_every=8, scheduler=None) -> Moments:
+    """Monte Carlo expectation of ``f`` over the rows of ``data``: the exact moments of
+    ``f(x_block, eps_block)`` (one value (n,) or row (n, K) per data row).
+
+    ``eps_block`` (n, n_noise) are float64 standard normals from row i's own Philox
+    words (elements ``i n_noise`` .. ``(i + 1) n_noise - 1`` of stream ``stream``), None
+    when ``n_noise`` is 0, so the estimate does not depend on the chunking. ``data`` is
+    NumPy (one block) or a Dask array chunked along rows; ``mean`` is the estimate and
+    ``sem`` its standard error.
+    """
+    n_noise = C.integer(n_noise, "n_noise", 0)
+    seed = _random.resolve_seed(seed)
+    stream = _random.check_stream(stream)
+    if not callable(f):
+        raise TypeError("f must be a callable f(x_block, eps_block) -> (n,) or (n, K)")
+    if not is_dask_array(data):
+        a = C.as_array(data, "data", min_ndim=1)
+        return _moments_from(_expect_block(a, f, 0, n_noise, seed, stream))
+    dask, _ = require_dask("an expectation over a Dask array")
+    d = data.rechunk({i: -1 for i in range(1, data.ndim)}) if data.ndim > 1 else data
+    starts = np.concatenate([[0], np.cumsum(d.chunks[0])])
+    f_d = dask.delayed(f, pure=True, traverse=False)
+    blk = dask.delayed(_expect_block, pure=True)
+    parts = [blk(b, f_d, int(starts[i]), n_noise, seed, stream) for i, b in enumerate(d.to_delayed().reshape(-1))]
+    kw = {} if scheduler is None else {"scheduler": scheduler}
+    (m,) = dask.compute(_reduce(parts, split_every, _merge_moments), **kw)
+    return _moments_from(m)
+
+
+def _loglik_block(xb, yb, net):
+    return _block_moments(net.point_log_likelihood(xb, yb).T)  # rows = points, columns = samples
+
+
+def log_likelihood(model, X, y, *, n_samples=64, seed=0, stream=0, split_every=8, scheduler=None):
+    """Log-likelihood sums sum_n log p(y_n | x_n, theta_s) (S,) in nats of the S sampled
+    networks (``networks(model, n_samples, seed, stream)``) over data X (N, D), y (N,) or
+    (N, Dy): NumPy, or Dask arrays chunked along rows; exact per-block sums merged exactly."""
+    net = networks(model, n_samples, seed, stream)
+    if not is_dask_array(X):
+        Xa = C.as_array(X, "X", ndim=2)
+        m = _loglik_block(Xa, np.asarray(y), net)
+        return _moments_from(m).total
+    dask, da = require_dask("a log-likelihood over a Dask array")
+    X = X.rechunk({1: -1})
+    y = y if is_dask_array(y) else da.from_array(np.asarray(y))
+    y = y.rechunk((X.chunks[0],) + tuple((s,) for s in y.shape[1:]))
+    net_d = dask.delayed(net, pure=True, traverse=False)
+    blk = dask.delayed(_loglik_block, pure=True)
+    parts = [blk(xb, yb, net_d) for xb, yb in zip(X.to_delayed().reshape(-1), y.to_delayed().reshape(-1))]
+    kw = {} if scheduler is None else {"scheduler": scheduler}
+    (m,) = dask.compute(_reduce(parts, split_every, _merge_moments), **kw)
+    return _moments_from(m).total
+
+
+def _mfvi_kl(q, thetas):
+    """KL(q || prior) in nats: closed form (gaussian prior) or the MC estimate over ``thetas``
+    (S, P) of log q - log p (scale-mixture prior), as MFVI's objective defines it."""
+    mu = q.mu_.astype(np.float64)
+    sig = q.sigma_.astype(np.float64)
+    if q.prior == "gaussian":
+        s2 = q.prior_sigma ** 2
+        return float(np.sum(np.log(q.prior_sigma / sig) + (sig ** 2 + mu ** 2) / (2 * s2) - 0.5))
+    from scipy.special import logsumexp
+
+    pi, s1, s2 = q.mixture
+    t = thetas.astype(np.float64)
+    logq = np.sum(-0.5 * ((t - mu) / sig) ** 2 - np.log(sig), axis=1)
+    comp = np.stack([math.log(pi) - 0.5 * (t / s1) ** 2 - math.log(s1),
+                     math.log1p(-pi) - 0.5 * (t / s2) ** 2 - math.log(s2)])
+    logp = np.sum(logsumexp(comp, axis=0), axis=1)
+    return float(np.mean(logq - logp))
+
+
+def elbo(q, X, y, *, n_samples=64, seed=0, stream=0, split_every=8, scheduler=None):
+    """ELBO of an MFVI posterior ``q`` on data too large for one machine: dict of
+    ``elbo``, ``expected_loglik`` (the mean over S weight samples of the exact
+    log-likelihood sums of ``log_likelihood``) and ``kl`` (closed form for the gaussian
+    prior, the MC estimate over the same samples for the scale mixture), nats."""
+    from .vi import MFVI
+
+    if not isinstance(q, MFVI):
+        raise TypeError(f"q must be a fitted bg.vi.MFVI, got {type(q).__name__}")
+    net = networks(q, n_samples, seed, stream)
+    ll = log_likelihood(net, X, y, split_every=split_every, scheduler=scheduler)
+    ell = float(np.mean(ll))
+    kl = _mfvi_kl(q, net.theta)
+    return {"elbo": ell - kl, "expected_loglik": ell, "kl": kl}
+
+
+# ---------------------------------------------------------------- readers
+def _rows(arr, chunk_size):
+    if chunk_size is not None:
+        arr = arr.rechunk({0: C.integer(chunk_size, "chunk_size", 1)})
+    return arr
+
+
+def from_zarr(path, component=None, *, chunk_size=None):
+    """A Dask array of a Zarr store (``component`` names an array in a group); rows
+    re-chunked to ``chunk_size`` when given."""
+    _, da = require_dask("a Zarr pool")
+    return _rows(da.from_zarr(path, component=component), chunk_size)
+
+
+def from_parquet(path, columns=None, *, chunk_size=None):
+    """A float64 Dask array (N, len(columns)) of Parquet file(s), rows in file order."""
+    require_dask("a Parquet pool")
+    try:
+        import dask.dataframe as dd
+    except ImportError as exc:
+        raise ImportError(f"a Parquet pool needs dask.dataframe (pandas, pyarrow): pip install \"bayesgrad[dask]\" "
+                          f"[{exc}]") from exc
+    df = dd.read_parquet(path, columns=None if columns is None else list(columns))
+    return _rows(df.to_dask_array(lengths=True).astype(np.float64), chunk_size)
+
+
+def from_csv(path, columns=None, *, chunk_size=None, blocksize="64MB"):
+    """A float64 Dask array (N, len(columns)) of CSV file(s) with a header row, rows in file order."""
+    require_dask("a CSV pool on Dask")
+    import dask.dataframe as dd
+
+    df = dd.read_csv(path, usecols=None if columns is None else list(columns), blocksize=blocksize)
+    return _rows(df.to_dask_array(lengths=True).astype(np.float64), chunk_size)

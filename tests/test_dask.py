@@ -1,0 +1,282 @@
+"""Pools on Dask (bg.pools): a distributed.LocalCluster of 2 worker processes on the
+loopback interface, started once for the module; equality with the in-memory
+acquisition, independence of chunking and worker count, a worker killed mid-run,
+exact sums, Zarr / Parquet / CSV pools and ``bayesgrad score``."""
+import os
+import signal
+import threading
+import time
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from scipy import special
+
+import bayesgrad as bg
+
+dask = pytest.importorskip("dask")
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+A = bg.acquisition
+P = bg.pools
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                       dashboard_address=None, silence_logs=40)
+    c = distributed.Client(cluster, set_as_default=False)
+    try:
+        yield c
+    finally:
+        c.close()
+        cluster.close()
+
+
+@pytest.fixture(scope="module")
+def problem():
+    """An MC-dropout classifier with 8 inputs and 4 classes, and a pool of 2000 points."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 8))
+    w = rng.normal(size=(8, 4))
+    y = np.argmax(X @ w + rng.gumbel(size=(2000, 4)), axis=1)
+    q = bg.dropout.MCDropout(bg.nn.MLP([8, 24, 4]), p=0.3, likelihood="categorical", lr=1e-2)
+    q.fit(X[:200], y[:200], epochs=15, verbose=0)
+    return X, y, q
+
+
+def _reference(lp, acq, k, seed, M):
+    if acq in A.METHODS:
+        return getattr(A, acq)(lp, k)
+    if acq == "batchbald":
+        return A.batchbald(lp, k, 200, seed=seed, max_candidates=M)
+    if acq == "random":
+        return A.random(lp, k, seed=seed)
+    return A.stochastic_batch(lp, k, "bald", acq, 2.0, seed=seed)
+
+
+@pytest.mark.parametrize("acq", ["bald", "margin", "batchbald", "random", "power", "softrank"])
+def test_cluster_equals_in_memory(client, problem, acq):
+    """Inputs on the cluster (predictive per block) give the in-memory picks and columns exactly."""
+    X, _, q = problem
+    lp = q.predict(X, 16, seed=7).log_probs
+    ref = _reference(lp, acq, 6, 7, 150)
+    res = P.score_pool(da.from_array(X, chunks=(333, 8)), acq, 6, model=q, n_samples=16, seed=7, beta=2.0,
+                       n_configs=200, max_candidates=150, columns=A.METHODS, scheduler=client)
+    np.testing.assert_array_equal(res.indices, ref.indices)
+    np.testing.assert_array_equal(res.scores, ref.scores)
+    for m in A.METHODS:
+        np.testing.assert_array_equal(res.columns[m], A.scores(lp, m))
+    if acq == "batchbald":
+        assert res.info["n_candidates"] == 150 and res.info["n_blocks"] == 7
+
+
+@pytest.mark.single_backend
+def test_independent_of_chunking_and_workers(client, problem):
+    """One seed, any chunking, 2 workers, 1 worker, threads or in process: identical
+    picks, scores and columns (bit for bit)."""
+    X, _, q = problem
+    net = P.networks(q, 16, seed=3)
+    lp = net.log_probs(X)
+    one = [w for w in client.scheduler_info()["workers"]][:1]
+    runs = []
+    for chunks, sched in [(2000, "synchronous"), (97, client), (500, client), (211, "threads")]:
+        for pool, model in [(da.from_array(X, chunks=(chunks, 8)), net),
+                            (da.from_array(lp, chunks=(16, chunks, 4)), None)]:
+            runs.append(P.score_pool(pool, "batchbald", 5, model=model, seed=3, n_configs=200, max_candidates=120,
+                                     columns=("bald", "variation_ratios"), scheduler=sched))
+    with dask.annotate(workers=one, allow_other_workers=False):  # every block on one worker
+        runs.append(P.score_pool(da.from_array(X, chunks=(400, 8)), "batchbald", 5, model=net, seed=3,
+                                 n_configs=200, max_candidates=120, columns=("bald", "variation_ratios"),
+                                 scheduler=client))
+    runs.append(P.score_pool(X, "batchbald", 5, model=net, seed=3, n_configs=200, max_candidates=120,
+                             columns=("bald", "variation_ratios"), chunk_size=129))
+    for r in runs[1:]:
+        np.testing.assert_array_equal(r.indices, runs[0].indices)
+        np.testing.assert_array_equal(r.scores, runs[0].scores)
+        for c in ("bald", "variation_ratios"):
+            np.testing.assert_array_equal(r.columns[c], runs[0].columns[c])
+    other = P.score_pool(da.from_array(X, chunks=(500, 8)), "batchbald", 5, model=net, seed=4, n_configs=200,
+                         max_candidates=120, scheduler=client)
+    assert not np.array_equal(other.scores, runs[0].scores)  # the seed matters (BatchBALD's sampled configs)
+
+
+@pytest.mark.single_backend
+def test_worker_killed_mid_computation(client, problem):
+    """SIGKILL one worker while blocks are running: the nanny restarts it, Dask recomputes
+    the lost tasks, and the picks are those of the in-memory computation."""
+    X, _, q = problem
+    lp = P.networks(q, 16, seed=1).log_probs(X)
+    ref = A.bald(lp, 8)
+
+    def slow(b):  # a local function: shipped to the workers by value
+        time.sleep(0.15)
+        return b
+
+    pool = da.from_array(lp, chunks=(16, 100, 4)).map_blocks(slow, dtype=lp.dtype)
+    pids = client.run(os.getpid)
+    out = {}
+    t = threading.Thread(target=lambda: out.update(res=P.score_pool(pool, "bald", 8, scheduler=client)))
+    t.start()
+    deadline = time.monotonic() + 20
+    while not any(client.processing().values()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    victim = sorted(pids)[0]
+    assert t.is_alive(), "the computation finished before a worker could be killed"
+    os.kill(pids[victim], signal.SIGKILL)
+    t.join(timeout=60)
+    assert not t.is_alive()
+    np.testing.assert_array_equal(out["res"].indices, ref.indices)
+    np.testing.assert_array_equal(out["res"].scores, ref.scores)
+    client.wait_for_workers(2, timeout=30)
+    assert pids[victim] not in client.run(os.getpid).values()  # the killed process was replaced
+
+
+@pytest.mark.single_backend
+def test_weights_are_one_graph_node(problem):
+    """The sampled networks are one task of the graph, whatever the number of blocks: each
+    worker fetches them once."""
+    X, _, q = problem
+    net = P.networks(q, 16, seed=0)
+    spec = P._Spec("bald", 3, (), 1.0, 0, 0, bg.get_backend())
+    top, cols, n_blocks = P._graph(da.from_array(X, chunks=(100, 8)), net, spec, None, 8)
+    graph = dict(top.__dask_graph__())
+    holders = [k for k, v in graph.items() if _holds(v, net)]
+    assert n_blocks == 20 and len(holders) == 1
+
+
+def _holds(v, obj):
+    if v is obj:
+        return True
+    if isinstance(v, (tuple, list)):
+        return any(_holds(x, obj) for x in v)
+    inner = getattr(v, "value", None)  # dask's DataNode / Task wrappers
+    if inner is not None and inner is not v:
+        return _holds(inner, obj)
+    args = getattr(v, "args", None)
+    return isinstance(args, (tuple, list)) and any(_holds(x, obj) for x in args)
+
+
+# ---------------------------------------------------------------- exact sums
+def _frac_moments(col):
+    n = len(col)
+    s1 = sum(Fraction(float(v)) for v in col)
+    s2 = sum(Fraction(float(v)) ** 2 for v in col)
+    return float(s1), float(s1 / n), float((s2 - s1 * s1 / n) / (n - 1))
+
+
+@pytest.mark.single_backend
+def test_moments_exact_and_chunk_independent(client):
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3001, 2)) * 10.0 ** rng.integers(-8, 8, size=(3001, 2)) + 1e6
+    m = P.moments(x)
+    for j in range(2):
+        tot, mean, var = _frac_moments(x[:, j])
+        assert (m.total[j], m.mean[j], m.var[j]) == (tot, mean, var)
+        assert m.sem[j] == np.sqrt(var / 3001)
+    for chunks, sched in [(7, "synchronous"), (1000, client), (3001, "threads")]:
+        md = P.moments(da.from_array(x, chunks=(chunks, 1)), scheduler=sched)
+        for f in ("total", "mean", "var", "sem"):
+            np.testing.assert_array_equal(getattr(md, f), getattr(m, f))
+    # a naive float sum is order-dependent here; the exact one is not
+    assert P.moments(x[::-1]).total.tolist() == m.total.tolist()
+    m1 = P.moments(np.array([1.0, np.inf, 2.0]))
+    assert m1.total == np.inf and np.isnan(m1.var)
+
+
+@pytest.mark.single_backend
+def test_expectation_per_point_streams(client):
+    """E[(x + eps)^2] with eps ~ N(0, 1) per row: chunk-independent to the bit, and within
+    5 standard errors of mean(x^2) + 1 (failure probability < 1e-6)."""
+    x = np.linspace(-1, 1, 20000)
+
+    def f(xb, eps):
+        return (xb + eps[:, 0]) ** 2
+
+    ref = P.expectation(f, x, n_noise=1, seed=11)
+    for chunks, sched in [(999, client), (4096, "synchronous")]:
+        m = P.expectation(f, da.from_array(x, chunks=chunks), n_noise=1, seed=11, scheduler=sched)
+        assert (m.mean, m.var, m.n) == (ref.mean, ref.var, ref.n)
+    assert abs(ref.mean - (np.mean(x ** 2) + 1)) < 5 * ref.sem
+    assert P.expectation(f, x, n_noise=1, seed=12).mean != ref.mean
+
+
+def test_log_likelihood_and_elbo(client, problem):
+    X, y, _ = problem
+    q = bg.vi.MFVI(bg.nn.MLP([8, 16, 4]), "categorical", lr=1e-2).fit(X[:300], y[:300], epochs=5, verbose=0)
+    net = P.networks(q, 8, seed=2)
+    ref = -bg.nn.MLP([8, 16, 4]).nll(net.theta, X, y, "categorical")
+    ll = P.log_likelihood(q, X, y, n_samples=8, seed=2)
+    np.testing.assert_allclose(ll, ref, rtol=1e-11 if net.theta.dtype == np.float64 else 1e-5)
+    lld = P.log_likelihood(q, da.from_array(X, chunks=(301, 8)), da.from_array(y, chunks=77), n_samples=8, seed=2,
+                           scheduler=client)
+    np.testing.assert_array_equal(lld, ll)
+    e = P.elbo(q, da.from_array(X, chunks=(500, 8)), y, n_samples=8, seed=2, scheduler="synchronous")
+    assert e["expected_loglik"] == pytest.approx(float(np.mean(ll)), rel=1e-15)
+    assert e["kl"] == pytest.approx(q.elbo(X[:10], y[:10])["kl"], rel=1e-9)
+    assert e["elbo"] == e["expected_loglik"] - e["kl"]
+
+
+# ---------------------------------------------------------------- the loop on Dask
+@pytest.mark.single_backend
+@pytest.mark.parametrize("acq", ["batchbald", "power"])
+def test_active_loop_on_dask_pool(client, acq):
+    d = bg.datasets.three_class_2d(n=300, seed=0)
+
+    def fit(X, y, previous):
+        q = bg.dropout.MCDropout(bg.nn.MLP([2, 16, 3]), p=0.2, likelihood="categorical", lr=1e-2)
+        return q.fit(X, y, epochs=10, verbose=0)
+
+    runs = []
+    for pool, sched in [(d.X, None), (da.from_array(d.X, chunks=(70, 2)), client)]:
+        al = bg.active.ActiveLearner(fit, pool, d.y, n_classes=3, initial=np.arange(6), acquisition=acq, batch_size=4,
+                                     n_samples=10, n_configs=100, max_candidates=50, scheduler=sched, seed=2)
+        al.run(2)
+        runs.append(al)
+    np.testing.assert_array_equal(runs[0].labelled, runs[1].labelled)
+    assert np.intersect1d(runs[1].labelled[:6], runs[1].labelled[6:]).size == 0
+
+
+# ---------------------------------------------------------------- files and the command line
+@pytest.mark.single_backend
+def test_zarr_parquet_csv_pools_and_score_command(client, problem, tmp_path, capsys):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    pytest.importorskip("zarr")
+    X, _, q = problem
+    X = X[:700]
+    q.save(tmp_path / "m.npz")
+    cols = [f"x{i}" for i in range(8)]
+    pd.DataFrame(X, columns=cols).assign(id=np.arange(700)).to_csv(tmp_path / "pool.csv", index=False)
+    pd.DataFrame(X, columns=cols).assign(id=np.arange(700)).to_parquet(tmp_path / "pool.parquet")
+    da.from_array(X, chunks=(128, 8)).to_zarr(str(tmp_path / "pool.zarr"))
+    ref = P.score_pool(X, "batchbald", 4, model=q, n_samples=20, n_configs=300, max_candidates=100,
+                       columns=A.METHODS)
+    for pool in (P.from_zarr(str(tmp_path / "pool.zarr"), chunk_size=150),
+                 P.from_parquet(str(tmp_path / "pool.parquet"), cols, chunk_size=150),
+                 P.from_csv(str(tmp_path / "pool.csv"), cols, chunk_size=150)):
+        r = P.score_pool(pool, "batchbald", 4, model=q, n_samples=20, n_configs=300, max_candidates=100,
+                         scheduler=client)
+        np.testing.assert_array_equal(r.indices, ref.indices)
+    from bayesgrad import cli
+
+    feats = ",".join(cols)
+    for name, extra in [("pool.csv", ["--features", feats]), ("pool.parquet", ["--features", feats]),
+                        ("pool.zarr", ["--scheduler", client.scheduler.address])]:
+        out = tmp_path / f"scores_{name}.parquet"
+        rc = cli.main(["score", str(tmp_path / name), "--model", str(tmp_path / "m.npz"), "--batch-size", "4",
+                       "--samples", "20", "--n-configs", "300", "--max-candidates", "100", "--chunk-size", "150",
+                       "--out", str(out), *extra])
+        assert rc == 0
+        printed = capsys.readouterr().out.strip().splitlines()
+        assert printed[0] == "rank,row,score"
+        assert [int(line.split(",")[1]) for line in printed[1:]] == ref.indices.tolist()
+        table = pd.read_parquet(out)
+        np.testing.assert_array_equal(table["bald"].to_numpy(), ref.columns["bald"])
+        assert table.loc[table.picked > 0].sort_values("picked")["row"].tolist() == ref.indices.tolist()
+    rc = cli.main(["score", str(tmp_path / "pool.csv"), "--model", str(tmp_path / "m.npz")])
+    assert rc == 1 and "takes 8 inputs" in capsys.readouterr().err  # the id column makes 9: a usage error
+    rc = cli.main(["score", str(tmp_path / "nope.zarr"), "--model", str(tmp_path / "m.npz")])
+    assert rc == 1 and "no such file" in capsys.readouterr().err

@@ -1,0 +1,203 @@
+"""Every public callable has a docstring, and one that takes arrays says their shapes
+(issue 20, item 4: the API reference is built from these docstrings).
+
+Public: every name in the ``__all__`` of each public module (``bayesgrad.random``
+and the submodules ``bayesgrad`` imports on demand, the command-line module
+aside) that is a function or a class, and every public method of those classes
+defined in this package (methods inherited from scikit-learn or ``object`` are
+theirs to document). A callable takes arrays when one of its parameters has a
+name from ``ARRAY_PARAMETERS``; its docstring (for a class: the class docstring
+and ``__init__``'s) then has to show a shape, ``(N, D)``-style, or say "shape".
+"""
+import importlib
+import inspect
+import re
+
+import pytest
+
+import bayesgrad
+
+PUBLIC_MODULES = ["random"] + [m for m in bayesgrad._SUBMODULES if m != "cli"]
+
+ARRAY_PARAMETERS = {
+    "F", "V", "W", "X", "X_pool", "aleatoric", "aleatoric_var", "concentration", "concentration0",
+    "concentration1", "counter", "df", "epistemic", "epistemic_var", "features", "g", "g_out", "high",
+    "indices", "is_ood", "key", "labels", "loc", "log_density", "log_probs", "logits", "low", "masks", "mean",
+    "means", "per_point", "pool", "probs", "rate", "samples", "samples_mean", "samples_var", "scale",
+    "scale_tril", "scores", "std", "theta", "theta0", "thetas", "total", "u", "var", "variances", "x", "y",
+}
+
+# a shape written as a tuple: (N,), (S, N, C), (n, *batch_shape), (P + 1,)
+_SHAPE = re.compile(r"\(\s*[A-Za-z0-9_*.]+(?:\s*[-+*/]\s*[A-Za-z0-9_]+)?\s*,[A-Za-z0-9_*.+\-, ]*\)|\bshape")
+
+# Modules other engineers were editing when this test was written (issue 20): their
+# callables below lack a docstring or the shapes of their arrays. Each entry must fail
+# the check (so the list only shrinks): fix the docstring, then remove the entry.
+KNOWN_GAPS = {
+    "bayesgrad.acquisition.random": "no shapes",
+    "bayesgrad.acquisition.stochastic_batch": "no shapes",
+    "bayesgrad.active.ActiveLearner.load": "no shapes",
+    "bayesgrad.calibration.IsotonicRecalibration": "no shapes",
+    "bayesgrad.calibration.MatrixScaling.log_probs": "no docstring",
+    "bayesgrad.calibration.MatrixScaling.transform": "no docstring",
+    "bayesgrad.calibration.StdScaling": "no shapes",
+    "bayesgrad.calibration.StdScaling.transform": "no docstring",
+    "bayesgrad.calibration.fit_std_scaling": "no shapes",
+    "bayesgrad.distributions.Bernoulli": "no shapes",
+    "bayesgrad.distributions.Bernoulli.entropy": "no docstring",
+    "bayesgrad.distributions.Bernoulli.rsample_vjp": "no docstring",
+    "bayesgrad.distributions.Beta": "no shapes",
+    "bayesgrad.distributions.Beta.entropy": "no docstring",
+    "bayesgrad.distributions.Beta.rsample_vjp": "no docstring",
+    "bayesgrad.distributions.Categorical": "no shapes",
+    "bayesgrad.distributions.Categorical.entropy": "no docstring",
+    "bayesgrad.distributions.Categorical.rsample_vjp": "no docstring",
+    "bayesgrad.distributions.Dirichlet": "no shapes",
+    "bayesgrad.distributions.Dirichlet.entropy": "no docstring",
+    "bayesgrad.distributions.Dirichlet.log_prob": "no shapes",
+    "bayesgrad.distributions.Dirichlet.rsample_vjp": "no docstring",
+    "bayesgrad.distributions.Distribution.entropy": "no docstring",
+    "bayesgrad.distributions.Distribution.rsample_vjp": "no docstring",
+    "bayesgrad.distributions.Exponential": "no shapes",
+    "bayesgrad.distributions.Exponential.entropy": "no docstring",
+    "bayesgrad.distributions.Exponential.rsample_vjp": "no docstring",
+    "bayesgrad.distributions.Gamma": "no shapes",
+    "bayesgrad.distributions.Gamma.entropy": "no docstring",
+    "bayesgrad.distributions.Gamma.rsample_vjp": "no docstring",
+    "bayesgrad.distributions.Gumbel": "no shapes",
+    "bayesgrad.distributions.Gumbel.entropy": "no docstring",
+    "bayesgrad.distributions.Gumbel.rsample_vjp": "no docstring",
+    "bayesgrad.distributions.Laplace": "no shapes",
+    "bayesgrad.distributions.Laplace.entropy": "no docstring",
+    "bayesgrad.distributions.Laplace.rsample_vjp": "no docstring",
+    "bayesgrad.distributions.LogNormal": "no shapes",
+    "bayesgrad.distributions.LogNormal.entropy": "no docstring",
+    "bayesgrad.distributions.LogNormal.rsample_vjp": "no docstring",
+    "bayesgrad.distributions.MultivariateNormal": "no shapes",
+    "bayesgrad.distributions.MultivariateNormal.entropy": "no docstring",
+    "bayesgrad.distributions.MultivariateNormal.log_prob": "no shapes",
+    "bayesgrad.distributions.MultivariateNormal.rsample_vjp": "no docstring",
+    "bayesgrad.distributions.Normal": "no shapes",
+    "bayesgrad.distributions.Normal.entropy": "no docstring",
+    "bayesgrad.distributions.Normal.rsample_vjp": "no docstring",
+    "bayesgrad.distributions.RelaxedBernoulli": "no shapes",
+    "bayesgrad.distributions.RelaxedBernoulli.entropy": "no docstring",
+    "bayesgrad.distributions.RelaxedBernoulli.rsample_vjp": "no docstring",
+    "bayesgrad.distributions.RelaxedCategorical": "no shapes",
+    "bayesgrad.distributions.RelaxedCategorical.entropy": "no docstring",
+    "bayesgrad.distributions.RelaxedCategorical.log_prob": "no shapes",
+    "bayesgrad.distributions.RelaxedCategorical.rsample_vjp": "no docstring",
+    "bayesgrad.distributions.StudentT": "no shapes",
+    "bayesgrad.distributions.StudentT.entropy": "no docstring",
+    "bayesgrad.distributions.StudentT.rsample_vjp": "no docstring",
+    "bayesgrad.distributions.Uniform": "no shapes",
+    "bayesgrad.distributions.Uniform.entropy": "no docstring",
+    "bayesgrad.distributions.Uniform.rsample_vjp": "no docstring",
+    "bayesgrad.ensemble.DeepEnsemble.predict": "no shapes",
+    "bayesgrad.sgmcmc.SGMCMC.predict": "no shapes",
+    "bayesgrad.swag.MultiSWAG.fit": "no docstring",
+    "bayesgrad.swag.MultiSWAG.load": "no docstring",
+    "bayesgrad.swag.MultiSWAG.predict": "no docstring",
+    "bayesgrad.swag.SWAG.predict": "no shapes",
+}
+
+
+# the modules whose gaps may be listed above (owned by other engineers at the time)
+OWNED_ELSEWHERE = {"distributions", "estimators", "control_variates", "stochastic_opt", "bbvi", "sklearn", "datasets",
+                   "active", "acquisition", "ensemble", "swag", "sgmcmc", "conformal", "calibration"}
+
+
+def _doc(obj):
+    doc = inspect.getdoc(obj) or ""
+    if inspect.isclass(obj) and doc.startswith(f"{obj.__name__}("):
+        return ""  # the signature a dataclass writes when it has no docstring
+    return doc
+
+
+def _array_params(fn):
+    try:
+        names = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return []
+    return [n for n in names if n in ARRAY_PARAMETERS]
+
+
+def _own_methods(cls):
+    for name in sorted(dir(cls)):
+        if name.startswith("_"):
+            continue
+        static = inspect.getattr_static(cls, name)
+        if isinstance(static, (staticmethod, classmethod)):
+            static = static.__func__
+        if inspect.isfunction(static) and static.__module__.startswith("bayesgrad"):
+            yield name, static
+
+
+def _public_callables():
+    out = {}
+    for modname in PUBLIC_MODULES:
+        mod = importlib.import_module(f"bayesgrad.{modname}")
+        for name in mod.__all__:
+            obj = getattr(mod, name)
+            if inspect.ismodule(obj) or not callable(obj):
+                continue
+            qual = f"bayesgrad.{modname}.{name}"
+            if inspect.isclass(obj):
+                init = obj.__dict__.get("__init__")
+                doc = _doc(obj) + "\n" + (inspect.getdoc(init) or "" if inspect.isfunction(init) else "")
+                out[qual] = (doc, _array_params(obj))
+                for mname, fn in _own_methods(obj):
+                    out[f"{qual}.{mname}"] = (_doc(fn), [p for p in _array_params(fn) if p != "self"])
+            else:
+                out[qual] = (_doc(obj), _array_params(obj))
+    return out
+
+
+def _problem(doc, arrays):
+    if not doc.strip():
+        return "no docstring"
+    if arrays and not _SHAPE.search(doc):
+        return f"takes arrays ({', '.join(arrays)}) but its docstring shows no shape"
+    return None
+
+
+CALLABLES = _public_callables()
+
+
+def test_every_public_module_has_all_and_a_docstring():
+    for modname in PUBLIC_MODULES:
+        mod = importlib.import_module(f"bayesgrad.{modname}")
+        assert isinstance(getattr(mod, "__all__", None), (list, tuple)), modname
+        assert (mod.__doc__ or "").strip(), f"bayesgrad.{modname} has no module docstring"
+
+
+@pytest.mark.single_backend
+def test_public_callables_have_docstrings_with_shapes():
+    problems = {q: p for q, (doc, arrays) in CALLABLES.items() if (p := _problem(doc, arrays))}
+    new = {q: p for q, p in problems.items() if q not in KNOWN_GAPS}
+    fixed = sorted(set(KNOWN_GAPS) - set(problems))
+    msg = "\n".join(f"  {q}: {p}" for q, p in sorted(new.items()))
+    assert not new, f"{len(new)} public callables need a docstring with shapes:\n{msg}"
+    assert {q.split(".")[1] for q in KNOWN_GAPS} <= OWNED_ELSEWHERE
+    assert not fixed, f"fixed, remove from KNOWN_GAPS: {fixed}"
+
+
+@pytest.mark.single_backend
+def test_the_check_sees_problems():
+    def no_doc(x):
+        pass
+
+    def no_shape(x):
+        """Something of x."""
+
+    def with_shape(x):
+        """Row sums of x (N, D)."""
+
+    def no_arrays(n):
+        """Twice n."""
+
+    assert _problem(_doc(no_doc), _array_params(no_doc)) == "no docstring"
+    assert "shows no shape" in _problem(_doc(no_shape), _array_params(no_shape))
+    assert _problem(_doc(with_shape), _array_params(with_shape)) is None
+    assert _problem(_doc(no_arrays), _array_params(no_arrays)) is None
+    assert len(CALLABLES) > 200   # the walk found the package's API

@@ -1,0 +1,162 @@
+"""Native / NumPy parity of the issue-16 estimator kernels (float64): control_variate_accumulate,
+control_coefficient, quadratic_values, vimco_signal, relax_bernoulli_draws, relax_bernoulli_part,
+concrete_bernoulli; and each twin against a direct float64 reference formula."""
+import numpy as np
+import pytest
+
+from bayesgrad import _backend
+from bayesgrad import _numpy as twin
+
+pytestmark = pytest.mark.single_backend
+
+
+def _modules():
+    mods = [twin.estimators]
+    if _backend.native_available():
+        mods.append(_backend._core.estimators)
+    return mods
+
+
+def _data(n=300, p=7, seed=0):
+    r = np.random.default_rng(seed)
+    return (r.standard_normal((n, p)), r.standard_normal(n) + 2.0, r.standard_normal(n), r.standard_normal(p),
+            r.standard_normal(p))
+
+
+@pytest.mark.parametrize("terms", [False, True])
+def test_control_variate_accumulate(terms):
+    s, f, h, beta, eg = _data()
+    n, p = s.shape
+    for shift in ((1.0, 0.0, 0.0), (n / (n - 1), f.mean(), h.mean()), (1.0, 0.7, -0.2)):
+        ref = shift[0] * s * ((f - shift[1])[:, None] - beta * (h - shift[2])[:, None]) + beta * eg
+        for mod in _modules():
+            mean, var = np.empty(p), np.empty(p)
+            t = np.empty((n, p)) if terms else None
+            mod.control_variate_accumulate(s, f, h, beta, eg, np.array(shift), mean, var, t)
+            np.testing.assert_allclose(mean, ref.mean(0), rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(var, ref.var(0, ddof=1), rtol=1e-11)
+            if terms:
+                np.testing.assert_allclose(t, ref, rtol=1e-14, atol=1e-15)
+
+
+def test_control_coefficient_and_quadratic_values():
+    s, f, h, mu, g = _data(seed=1)
+    n, p = s.shape
+    s[:, 3] = 0.0  # a column without variance: coefficient 0
+    a, c = s * f[:, None], s * h[:, None]
+    ref = np.zeros(p)
+    for j in range(p):
+        v = np.var(c[:, j])
+        ref[j] = np.cov(a[:, j], c[:, j], ddof=0)[0, 1] / v if v > 0 else 0.0
+    x = np.random.default_rng(2).standard_normal((n, p))
+    hh = np.linspace(-1, 2, p)
+    qref = 0.3 + (x - mu) @ g + 0.5 * ((x - mu) ** 2) @ hh
+    for mod in _modules():
+        beta = np.empty(p)
+        mod.control_coefficient(s, f, h, beta)
+        np.testing.assert_allclose(beta, ref, rtol=1e-10, atol=1e-14)
+        assert beta[3] == 0.0
+        out = np.empty(n)
+        mod.quadratic_values(x, mu, g, hh, 0.3, out)
+        np.testing.assert_allclose(out, qref, rtol=1e-12, atol=1e-12)
+
+
+def test_vimco_signal():
+    r = np.random.default_rng(3)
+    logw = r.standard_normal((50, 6)) * 3.0 - 40.0  # far from 0: the stable form matters
+    k = logw.shape[1]
+    ref = np.empty_like(logw)
+    for i in range(logw.shape[0]):
+        lw = logw[i]
+        w = np.exp(lw - lw.max())
+        L = np.log(np.mean(np.exp(lw - lw.max()))) + lw.max()
+        for j in range(k):
+            alt = lw.copy()
+            alt[j] = (lw.sum() - lw[j]) / (k - 1)
+            Lj = np.log(np.mean(np.exp(alt - alt.max()))) + alt.max()
+            ref[i, j] = L - Lj - w[j] / w.sum()
+    for mod in _modules():
+        out = np.empty_like(logw)
+        mod.vimco_signal(logw, out)
+        np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-12)
+        with pytest.raises(ValueError, match="k >= 2"):
+            mod.vimco_signal(logw[:, :1].copy(), np.empty((50, 1)))
+
+
+def test_relax_bernoulli_kernels():
+    r = np.random.default_rng(4)
+    n, p = 200, 5
+    eta = np.array([-3.0, -0.5, 0.0, 0.7, 4.0])
+    u, v = r.uniform(size=(n, p)), r.uniform(size=(n, p))
+    pr = 1 / (1 + np.exp(-eta))
+    b_ref = (u < pr).astype(float)
+    z_ref = eta + np.log1p(-u) - np.log(u)
+    wt = np.where(b_ref > 0, 1 - pr + pr * v, (1 - pr) * v)
+    zt_ref = eta + np.log(wt) - np.log1p(-wt)
+    # d z~ / d eta by a central difference of the defining formula (b and v fixed)
+    hstep = 1e-6
+
+    def ztilde(e):
+        q = 1 / (1 + np.exp(-e))
+        w = np.where(b_ref > 0, 1 - q + q * v, (1 - q) * v)
+        return e + np.log(w) - np.log1p(-w)
+
+    dzt_ref = (ztilde(eta + hstep) - ztilde(eta - hstep)) / (2 * hstep)
+    lam = 0.6
+    fzt, gz, gzt = r.standard_normal(n), r.standard_normal((n, p)), r.standard_normal((n, p))
+    outs = []
+    for mod in _modules():
+        z, zt, dzt, b = (np.empty((n, p)) for _ in range(4))
+        mod.relax_bernoulli_draws(eta, u, v, z, zt, dzt, b)
+        np.testing.assert_array_equal(b, b_ref)
+        np.testing.assert_allclose(z, z_ref, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(zt, zt_ref, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(dzt, dzt_ref, rtol=1e-5, atol=1e-7)
+        y = np.empty((n, p))
+        mod.concrete_bernoulli(z, lam, y)
+        np.testing.assert_allclose(y, 1 / (1 + np.exp(-z / lam)), rtol=1e-13, atol=1e-300)
+        out = np.empty((n, p))
+        score = b - pr
+        mod.relax_bernoulli_part(fzt, gz, gzt, z, zt, dzt, score, lam, out)
+        yt = 1 / (1 + np.exp(-zt / lam))
+        ref = -fzt[:, None] * score + gz * y * (1 - y) / lam - gzt * yt * (1 - yt) / lam * dzt
+        np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-13)
+        outs.append((z, zt, dzt, out))
+    if len(outs) == 2:  # native against twin, tighter than against the references
+        for a, c in zip(*outs):
+            np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-14)
+
+
+def test_float64_only_and_shapes_checked():
+    s, f, h, beta, eg = _data(n=10, p=3)
+    for mod in _modules():
+        with pytest.raises((TypeError, ValueError)):
+            mod.control_coefficient(s.astype(np.float32), f, h, np.empty(3))
+        with pytest.raises((TypeError, ValueError)):
+            mod.control_variate_accumulate(s, f, h, beta, eg, np.ones(2), np.empty(3), np.empty(3))
+        with pytest.raises((TypeError, ValueError)):
+            mod.quadratic_values(s, beta, eg, beta, 0.0, np.empty(9))
+
+
+def test_gumbel_beam_search_parity():
+    """The beam search agrees between the kernels (same configurations, values to rounding); its law is
+    tested through bg.distributions.gumbel_top_k in test_estimators_wor.py."""
+    r = np.random.default_rng(5)
+    lp = np.log(r.dirichlet(np.ones(4), size=6))  # D = 6 coordinates, K = 4 classes
+    n, m = 300, 5
+    u = r.uniform(size=(n, 1 + 6 * m * 4))
+    res = []
+    for mod in _modules():
+        conf, phi, G = np.empty((n, m, 6), dtype=np.int64), np.empty((n, m)), np.empty((n, m))
+        mod.gumbel_beam_search(lp, u, conf, phi, G)
+        np.testing.assert_allclose(phi, lp[np.arange(6), conf].sum(-1), rtol=1e-12)
+        assert np.all(np.diff(G, axis=1) <= 0)
+        assert all(len({tuple(c) for c in row}) == m for row in conf)  # distinct configurations
+        res.append((conf, phi, G))
+        with pytest.raises(ValueError, match="configurations"):
+            mod.gumbel_beam_search(lp[:1, :2].copy(), np.full((1, 1 + 3 * 2), 0.5),
+                                   np.empty((1, 3, 1), dtype=np.int64), np.empty((1, 3)), np.empty((1, 3)))
+    if len(res) == 2:
+        np.testing.assert_array_equal(res[0][0], res[1][0])
+        np.testing.assert_allclose(res[0][1], res[1][1], rtol=1e-13)
+        np.testing.assert_allclose(res[0][2], res[1][2], rtol=1e-12, atol=1e-12)

@@ -1,0 +1,66 @@
+"""The native core's SIMD paths against each other (single backend: the test
+switches paths of the one native core itself).
+
+The AVX-512 kernels repeat the AVX2 arithmetic operation for operation on
+wider vectors, so their results must be bit-identical; both are checked against
+the scalar libm reference within the accuracy the vector math states
+(simd_math.hpp). Sampling kernels are covered in test_random.py and
+test_distributions.py; here the metric and acquisition passes."""
+import numpy as np
+import pytest
+
+import bayesgrad as bg
+from bayesgrad import _backend
+from helpers import on_simd_path
+
+pytestmark = pytest.mark.single_backend
+
+
+def _has(path):
+    return _backend.native_available() and on_simd_path(path, lambda: bg.backend_info()["simd"]).startswith(path)
+
+
+def _log_probs(dtype, S=7, N=1001, C=10, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(scale=3.0, size=(S, N, C))
+    lp = x - np.log(np.exp(x).sum(-1, keepdims=True))
+    lp[0, 0, 3] = -np.inf  # an exact zero probability (0 log 0 = 0)
+    lp[0, 0] -= np.log(np.exp(lp[0, 0]).sum())
+    return lp.astype(dtype)
+
+
+def _all_outputs(lp):
+    dec = bg.uncertainty.decompose(lp)
+    outs = [dec.total, dec.aleatoric, dec.epistemic]
+    for name in ("bald", "max_entropy", "variation_ratios", "mean_std", "margin"):
+        outs.append(bg.acquisition.scores(lp, name))
+    outs.append(np.asarray(bg.acquisition.batchbald(lp, batch_size=3, n_configs=64, seed=1).indices))
+    outs.append(np.asarray(bg.acquisition.joint_entropy(lp, [1, 5, 9], n_configs=256, seed=2)))
+    return outs
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_avx512_metrics_and_acquisition_bit_identical_to_avx2(dtype):
+    if not _has("avx512"):
+        pytest.skip("CPU without AVX-512F/DQ/BW/VL")
+    lp = _log_probs(dtype)
+    wide = on_simd_path("avx512", lambda: _all_outputs(lp))
+    narrow = on_simd_path("avx2", lambda: _all_outputs(lp))
+    for a, b in zip(wide, narrow):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("path", ["avx512", "avx2"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_simd_metrics_match_scalar_reference(path, dtype):
+    if not _has(path):
+        pytest.skip(f"CPU without {path}")
+    lp = _log_probs(dtype, seed=3)
+    fast = on_simd_path(path, lambda: _all_outputs(lp))
+    ref = on_simd_path("scalar", lambda: _all_outputs(lp))
+    tol = 2e-5 if dtype == np.float32 else 1e-11
+    for a, b in zip(fast[:8], ref[:8]):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    # the greedy picks and the joint entropy: same picks, entropy to tolerance
+    np.testing.assert_array_equal(fast[8], ref[8])
+    np.testing.assert_allclose(fast[9], ref[9], rtol=tol)
