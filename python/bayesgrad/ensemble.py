@@ -26,7 +26,8 @@ from . import _backend
 from . import _checks as C
 from . import _training as _tr
 from . import random as _random
-from .nn import LIKELIHOODS, MLP, Predictive, likelihood_name, log_noise_vector, prepare_targets, training_dtype
+from .nn import (LIKELIHOODS, MLP, Predictive, likelihood_name, log_noise_vector, prepare_targets, sample_weights,
+                 training_dtype)
 
 __all__ = ["DeepEnsemble"]
 
@@ -98,12 +99,7 @@ class DeepEnsemble:
         dt = training_dtype(X, None, self.dtype)
         Xa = mlp.check_inputs(X, dt)
         ya = prepare_targets(y, lik, mlp.sizes[-1], Xa.shape[0], dt)
-        w = None
-        if sample_weight is not None:
-            w = C.as_array(sample_weight, "sample_weight", dtype=dt)
-            if w.shape != (Xa.shape[0],):
-                raise ValueError(f"sample_weight must have shape ({Xa.shape[0]},), got {w.shape}")
-            C.non_negative(w, "sample_weight")
+        w = sample_weights(sample_weight, Xa.shape[0], dt)
         adam = _tr.adam_options(self.lr)
         streams = [_random.fold_in(stream, m) for m in range(M)]
         P = mlp.n_params

@@ -212,14 +212,11 @@ class SGMCMC:
 
 
 def check_sample_weight(sample_weight, N, dtype):
-    """``sample_weight`` as a checked (N,) array of ``dtype`` (finite, >= 0), or None."""
-    if sample_weight is None:
-        return None
-    w = C.as_array(sample_weight, "sample_weight", dtype=dtype)
-    if w.shape != (N,):
-        raise ValueError(f"sample_weight must have shape ({N},), got {w.shape}")
-    C.non_negative(w, "sample_weight")
-    return w
+    """``sample_weight`` as a checked (N,) array of ``dtype`` (finite, >= 0, positive sum),
+    or None: ``bg.nn.sample_weights``, the check every fit shares."""
+    from .nn import sample_weights
+
+    return sample_weights(sample_weight, N, dtype)
 
 
 def weighted_nll_grad(mlp, theta, X, y, likelihood, noise, weights):
