@@ -70,6 +70,13 @@ class Selection:
 
 
 # ---------------------------------------------------------------- pools
+def _is_array(pool):
+    """One array of any library (an exporter ``C.to_numpy`` converts: NumPy, DLPack or the
+    array interface), as opposed to an iterable of chunks or a callable pool."""
+    return isinstance(pool, np.ndarray) or any(
+        hasattr(pool, a) for a in ("__array__", "__array_interface__", "__array_struct__", "__dlpack__"))
+
+
 def _iter_pool(pool, pool_size, chunk_size):
     """Yield (offset, log_probs chunk (S, n, C)) with consistent S and C."""
     chunk_size = C.integer(chunk_size, "chunk_size", 1)
@@ -86,7 +93,7 @@ def _iter_pool(pool, pool_size, chunk_size):
                              f"got {a.shape}")
         return a
 
-    if isinstance(pool, np.ndarray) or hasattr(pool, "__array__"):
+    if _is_array(pool):
         if pool_size is not None:
             raise ValueError("pool_size is only used with a callable pool")
         a = checked(pool)

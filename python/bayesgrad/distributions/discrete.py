@@ -228,7 +228,7 @@ class Categorical(_Logits):
     def _xc(self, x):
         if x is None:
             raise TypeError("x must be an array of class indices, got None")
-        a = np.asarray(x)
+        a = C.to_numpy(x, "x")
         if a.dtype.kind not in "biuf":
             raise TypeError(f"x must be an array of class indices, got dtype {a.dtype}")
         if a.dtype.kind == "f" and np.any(a != np.round(a)):
