@@ -46,13 +46,13 @@ class _Logits(Distribution):
 class Bernoulli(_Logits):
     """The Bernoulli distribution: x in {0, 1} (as the parameters' float dtype).
 
+    ``sample``: x = 1[u < p] with u the uniform of element i of the stream.
+    ``score``: w.r.t. the parameter given (logits: x - sigmoid(logits)).
+
     Parameters
     ----------
     logits : array_like of any shape (the ``batch_shape``), log(p / (1 - p)), or
     probs : array_like of any shape, p = P(x = 1) in [0, 1]; give exactly one of the two
-
-    ``sample``: x = 1[u < p] with u the uniform of element i of the stream.
-    ``score``: w.r.t. the parameter given (logits: x - sigmoid(logits)).
     """
 
     reparam = None
@@ -152,17 +152,17 @@ class Bernoulli(_Logits):
 class Categorical(_Logits):
     """The categorical distribution over K classes (the last axis).
 
-    Parameters
-    ----------
-    logits : array_like, shape ``(*batch_shape, K)``, unnormalised log-probabilities, or
-    probs : array_like, shape ``(*batch_shape, K)``, probabilities summing to one
-        along the last axis; give exactly one of the two
-
     Samples are int64 class indices ``(n, *batch_shape)``, drawn by inverse CDF
     from the uniform of element i of the stream. ``score``: w.r.t. the
     parameter given (logits: onehot(x) - softmax(logits); probs:
     onehot(x) / p_x - 1 / sum(p), the gradient of log(p_x / sum p), since
     log_prob renormalises), ``(*sample, *batch, K)``.
+
+    Parameters
+    ----------
+    logits : array_like, shape ``(*batch_shape, K)``, unnormalised log-probabilities, or
+    probs : array_like, shape ``(*batch_shape, K)``, probabilities summing to one
+        along the last axis; give exactly one of the two
     """
 
     reparam = None
@@ -288,14 +288,14 @@ class Categorical(_Logits):
 class Poisson(Distribution):
     """The Poisson distribution: counts x in {0, 1, 2, ...} (as the rate's float dtype).
 
-    Parameters
-    ----------
-    rate : array_like of any shape (the ``batch_shape``), > 0, the mean count
-
     ``sample``: the inverse CDF at the uniform of element i of the stream
     (``scipy.stats.poisson.ppf``; there is no native kernel). ``score``:
     d log p / d rate = x / rate - 1. No reparameterisation; ``measure_valued``
     uses its weak derivative (p(x - 1) - p(x): the sample shifted by one).
+
+    Parameters
+    ----------
+    rate : array_like of any shape (the ``batch_shape``), > 0, the mean count
     """
 
     params = ("rate",)
@@ -452,12 +452,6 @@ def gumbel_top_k(dist, k, n, seed=0, stream=0):
 class RelaxedBernoulli(_Logits):
     """The binary Concrete (relaxed Bernoulli) distribution on (0, 1).
 
-    Parameters
-    ----------
-    temperature : array_like of any shape, > 0
-    logits : array_like of any shape, or
-    probs : array_like of any shape, in [0, 1]; give exactly one of the two
-
     The parameters broadcast together to ``batch_shape``.
 
     x = sigmoid((logits + L) / temperature), L standard logistic (element i of
@@ -466,6 +460,12 @@ class RelaxedBernoulli(_Logits):
     Draws are clamped into the open interval (the smallest positive normal
     number, the largest float below 1): at low temperatures they would round to
     exact 0 or 1, where the log-density and its gradients are NaN.
+
+    Parameters
+    ----------
+    temperature : array_like of any shape, > 0
+    logits : array_like of any shape, or
+    probs : array_like of any shape, in [0, 1]; give exactly one of the two
     """
 
     reparam = "pathwise"
@@ -572,12 +572,6 @@ class RelaxedBernoulli(_Logits):
 class RelaxedCategorical(Distribution):
     """The Concrete (Gumbel-softmax, relaxed categorical) distribution on the simplex.
 
-    Parameters
-    ----------
-    temperature : array_like of any shape broadcasting with ``batch_shape``, > 0
-    logits : array_like, shape ``(*batch_shape, K)`` with K >= 2, or
-    probs : array_like, shape ``(*batch_shape, K)``; give exactly one of the two
-
     x = softmax((logits + G) / temperature) over the last axis (K), G standard
     Gumbel (elements of the stream); samples ``(n, *batch_shape, K)`` on the
     simplex. Pathwise ``rsample_vjp`` in logits (or probs, through
@@ -586,6 +580,12 @@ class RelaxedCategorical(Distribution):
     smallest positive normal number of the dtype: at low temperatures (1e-8) they
     would round to an exact one-hot vector, where the log-density and its
     temperature gradient are NaN; clamped, they are finite.
+
+    Parameters
+    ----------
+    temperature : array_like of any shape broadcasting with ``batch_shape``, > 0
+    logits : array_like, shape ``(*batch_shape, K)`` with K >= 2, or
+    probs : array_like, shape ``(*batch_shape, K)``; give exactly one of the two
     """
 
     reparam = "pathwise"

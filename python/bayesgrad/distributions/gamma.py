@@ -14,11 +14,6 @@ from ._base import Distribution, clamp_into_support, digamma, lbeta, lgamma, spe
 class Gamma(Distribution):
     """The gamma distribution, density x^(a-1) e^(-rate x) rate^a / Gamma(a) on x > 0.
 
-    Parameters
-    ----------
-    concentration : array_like of any shape, > 0, the shape a
-    rate : array_like of any shape, > 0, default 1, the inverse scale
-
     The parameters broadcast together to ``batch_shape``.
 
     Marsaglia-Tsang rejection on per-element sub-streams (word layout in
@@ -30,6 +25,11 @@ class Gamma(Distribution):
     number of the dtype (likely for concentrations below about 1e-2) is returned
     as that number, not 0, so its log-density is finite; its pathwise gradient
     is that of the clamped value.
+
+    Parameters
+    ----------
+    concentration : array_like of any shape, > 0, the shape a
+    rate : array_like of any shape, > 0, default 1, the inverse scale
     """
 
     params = ("concentration", "rate")
@@ -144,16 +144,16 @@ class Gamma(Distribution):
 class Beta(Distribution):
     """The beta distribution on (0, 1), density x^(a-1) (1-x)^(b-1) / B(a, b).
 
-    Parameters
-    ----------
-    concentration1 : array_like of any shape, > 0, a
-    concentration0 : array_like of any shape, > 0, b
-
     The parameters broadcast together to ``batch_shape``.
 
     Drawn as G_a / (G_a + G_b) from gamma elements 2i and 2i+1 in log space, so
     small a, b give 0 < x < 1 without 0/0. ``rsample_vjp``: implicit,
     ``-(dI_x/da, dI_x/db) / p(x)`` with native incomplete-beta derivatives.
+
+    Parameters
+    ----------
+    concentration1 : array_like of any shape, > 0, a
+    concentration0 : array_like of any shape, > 0, b
     """
 
     params = ("concentration1", "concentration0")
@@ -277,15 +277,15 @@ class Beta(Distribution):
 class Dirichlet(Distribution):
     """The Dirichlet distribution on the (K-1)-simplex.
 
-    Parameters
-    ----------
-    concentration : array_like, shape ``(*batch_shape, K)`` with K >= 2, > 0
-
     Drawn from K Gammas per row (gamma element (s B + b) K + j), normalised in
     log space. ``rsample_vjp``: implicit. Raising a_i moves x_i along its
     marginal Beta(a_i, a_0 - a_i) (``D_i = -(dI/da)/p``) and rescales the other
     components, whose conditional law given x_i does not involve a_i:
     ``vjp_i = D_i (g_i - sum_j g_j x_j) / (1 - x_i)``.
+
+    Parameters
+    ----------
+    concentration : array_like, shape ``(*batch_shape, K)`` with K >= 2, > 0
     """
 
     params = ("concentration",)

@@ -57,14 +57,14 @@ class _LocScale(Distribution):
 class Normal(_LocScale):
     """The normal distribution. Pathwise: x = loc + scale * z, z standard normal.
 
+    The parameters broadcast together to ``batch_shape`` (e.g. ``loc`` of shape
+    (N, D) and a scalar ``scale`` give batch shape (N, D)); their dtype (float32
+    or float64) is the dtype of draws and densities.
+
     Parameters
     ----------
     loc : array_like of any shape, the mean
     scale : array_like of any shape, > 0, the standard deviation
-
-    The parameters broadcast together to ``batch_shape`` (e.g. ``loc`` of shape
-    (N, D) and a scalar ``scale`` give batch shape (N, D)); their dtype (float32
-    or float64) is the dtype of draws and densities.
     """
 
     params = ("loc", "scale")
@@ -92,12 +92,12 @@ class Normal(_LocScale):
 class LogNormal(_LocScale):
     """The log-normal distribution: log x ~ Normal(loc, scale). Pathwise: x = exp(loc + scale z).
 
+    The parameters broadcast together to ``batch_shape``.
+
     Parameters
     ----------
     loc : array_like of any shape, the mean of log x
     scale : array_like of any shape, > 0, the standard deviation of log x
-
-    The parameters broadcast together to ``batch_shape``.
     """
 
     params = ("loc", "scale")
@@ -205,12 +205,12 @@ class Exponential(_LocScale):
 class Uniform(_LocScale):
     """The continuous uniform distribution on (low, high). Pathwise: x = low + (high - low) u.
 
+    The parameters broadcast together to ``batch_shape``.
+
     Parameters
     ----------
     low : array_like of any shape
     high : array_like of any shape, > low
-
-    The parameters broadcast together to ``batch_shape``.
     """
 
     params = ("low", "high")
@@ -268,12 +268,12 @@ class Uniform(_LocScale):
 class Laplace(_LocScale):
     """The Laplace (double exponential) distribution. Pathwise: x = loc + scale * e, e standard Laplace.
 
+    The parameters broadcast together to ``batch_shape``.
+
     Parameters
     ----------
     loc : array_like of any shape, the location (mean and median)
     scale : array_like of any shape, > 0, the scale (the variance is 2 scale^2)
-
-    The parameters broadcast together to ``batch_shape``.
     """
 
     params = ("loc", "scale")
@@ -301,12 +301,12 @@ class Laplace(_LocScale):
 class Gumbel(_LocScale):
     """The Gumbel distribution of maxima. Pathwise: x = loc - scale * log(-log u).
 
+    The parameters broadcast together to ``batch_shape``.
+
     Parameters
     ----------
     loc : array_like of any shape, the location (mode)
     scale : array_like of any shape, > 0
-
-    The parameters broadcast together to ``batch_shape``.
     """
 
     params = ("loc", "scale")
@@ -334,16 +334,17 @@ class Gumbel(_LocScale):
 class StudentT(Distribution):
     """Student's t distribution with ``df`` degrees of freedom, location and scale.
 
+    The parameters broadcast together to ``batch_shape``. Sampled as
+    loc + scale * z * sqrt(df / (2 G)) with z the normal of element i of
+    ``stream`` and G ~ Gamma(df / 2) from element i's sub-stream.
+    ``rsample_vjp``: pathwise in loc and scale, implicit in df
+    (``-(dF/d df) / p``, native incomplete-beta derivatives).
+
     Parameters
     ----------
     df : array_like of any shape, > 0, the degrees of freedom
     loc : array_like of any shape, default 0
     scale : array_like of any shape, > 0, default 1
-
-    The parameters broadcast together to ``batch_shape``. Sampled as loc + scale * z * sqrt(df / (2 G)) with z the normal of element
-    i of ``stream`` and G ~ Gamma(df / 2) from element i's sub-stream.
-    ``rsample_vjp``: pathwise in loc and scale, implicit in df
-    (``-(dF/d df) / p``, native incomplete-beta derivatives).
     """
 
     params = ("df", "loc", "scale")

@@ -32,14 +32,15 @@ def _tri_solve(L, v, batch, trans=False):
 class MultivariateNormal(Distribution):
     """The multivariate normal distribution with a Cholesky-factor parameter.
 
+    The batch shapes of the two broadcast to ``batch_shape``. Pathwise:
+    x = loc + L z. ``score``/``rsample_vjp`` w.r.t. ``scale_tril`` are lower
+    triangular.
+
     Parameters
     ----------
     loc : array_like, shape ``(*batch, k)``, the mean
     scale_tril : array_like, shape ``(*batch, k, k)``, lower triangular with a
         positive diagonal: the covariance is L L^T
-
-    The batch shapes of the two broadcast to ``batch_shape``. Pathwise: x = loc + L z. ``score``/``rsample_vjp`` w.r.t.
-    ``scale_tril`` are lower triangular.
     """
 
     params = ("loc", "scale_tril")
