@@ -147,3 +147,15 @@ def test_the_check_sees_problems():
     assert _problem(_doc(with_shape), _array_params(with_shape)) is None
     assert _problem(_doc(no_arrays), _array_params(no_arrays)) is None
     assert len(CALLABLES) > 200   # the walk found the package's API
+
+
+@pytest.mark.single_backend
+def test_the_api_reference_lists_every_public_module():
+    import pathlib
+
+    api = pathlib.Path(__file__).resolve().parent.parent / "docs" / "api.rst"
+    if not api.exists():
+        pytest.skip("no docs/ next to the tests (an installed package)")
+    listed = set(re.findall(r"^\s+(bayesgrad(?:\.\w+)?)\s*$", api.read_text(), re.M))
+    missing = sorted({f"bayesgrad.{m}" for m in PUBLIC_MODULES} - listed)
+    assert not missing, f"docs/api.rst does not list {missing}"
