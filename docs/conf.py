@@ -70,10 +70,6 @@ html_theme_options = {"description": "Uncertainty for neural networks, from NumP
 # "*batch_shape" read as the start of emphasis, "|x|" read as a substitution) are
 # fixed there. Remove an entry once its module builds cleanly.
 KNOWN_DOCSTRING_ISSUES = (
-    "bayesgrad.distributions",
-    "bayesgrad.control_variates",
-    "bayesgrad.bbvi",
-    "bayesgrad.estimators",
     "bayesgrad.sgmcmc",
 )
 

@@ -175,25 +175,10 @@ CASES = {
         bg.latent.init_params(4, 2, 1, seed=0), w(X), w(YR[:, None])),
     "ddu.DDU": lambda w: bg.ddu.DDU().fit(w(X), w(LABELS)).predict(w(X), w(PROBS)).log_density,
     "optim.PolyakAverage": lambda w: bg.optim.PolyakAverage(4).update(w(X[0])),
-}
-
-# Public functions in modules owned by other engineers that do not convert through
-# _checks.to_numpy yet (acquisition's pool check accepts only np.ndarray or iterables;
-# Categorical's labels go through np.asarray, and np.asarray of a DLPack-only object is a
-# 0-d object array). Strict xfail: an entry fails as soon as it is fixed and must then
-# move to CASES.
-_GAP = pytest.mark.xfail(strict=True, raises=TypeError, reason="owned by another engineer: not yet converted")
-KNOWN_GAPS = [
-    pytest.param("acquisition.bald", DLPackOnly, marks=_GAP),
-    pytest.param("acquisition.bald", ArrayInterfaceOnly, marks=_GAP),
-    pytest.param("acquisition.batchbald", DLPackOnly, marks=_GAP),
-    pytest.param("acquisition.batchbald", ArrayInterfaceOnly, marks=_GAP),
-    pytest.param("distributions.Categorical.log_prob", DLPackOnly, marks=_GAP),
-    pytest.param("distributions.Categorical.log_prob", ArrayInterfaceOnly),
-]
-_GAP_CASES = {
     "acquisition.bald": lambda w: bg.acquisition.bald(w(LOG_PROBS), 2).indices,
     "acquisition.batchbald": lambda w: bg.acquisition.batchbald(w(LOG_PROBS), 2, n_configs=50).indices,
+    "acquisition.random": lambda w: bg.acquisition.random(w(LOG_PROBS), 2).indices,
+    "acquisition.stochastic_batch": lambda w: bg.acquisition.stochastic_batch(w(LOG_PROBS), 2).indices,
     "distributions.Categorical.log_prob": lambda w: bg.distributions.Categorical(logits=w(LOGITS)).log_prob(
         w(LABELS)),
 }
@@ -211,11 +196,6 @@ def _check_case(fn, wrap):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_public_functions_take_foreign_arrays(case, wrap):
     _check_case(CASES[case], wrap)
-
-
-@pytest.mark.parametrize("case,wrap", KNOWN_GAPS)
-def test_known_gaps(case, wrap):
-    _check_case(_GAP_CASES[case], wrap)
 
 
 def test_pandas_objects():

@@ -70,6 +70,13 @@ class Selection:
 
 
 # ---------------------------------------------------------------- pools
+def _is_array(pool):
+    """One array of any library (an exporter ``C.to_numpy`` converts: NumPy, DLPack or the
+    array interface), as opposed to an iterable of chunks or a callable pool."""
+    return isinstance(pool, np.ndarray) or any(
+        hasattr(pool, a) for a in ("__array__", "__array_interface__", "__array_struct__", "__dlpack__"))
+
+
 def _iter_pool(pool, pool_size, chunk_size):
     """Yield (offset, log_probs chunk (S, n, C)) with consistent S and C."""
     chunk_size = C.integer(chunk_size, "chunk_size", 1)
@@ -86,7 +93,7 @@ def _iter_pool(pool, pool_size, chunk_size):
                              f"got {a.shape}")
         return a
 
-    if isinstance(pool, np.ndarray) or hasattr(pool, "__array__"):
+    if _is_array(pool):
         if pool_size is not None:
             raise ValueError("pool_size is only used with a callable pool")
         a = checked(pool)
@@ -333,7 +340,24 @@ def random(pool=None, batch_size=1, *, pool_size=None, chunk_size=65536, seed=0,
     with the largest Philox uniforms (element i of stream
     ``fold_in(stream, "acquisition")`` belongs to pool point i).
 
-    ``pool`` may be given (its size is used) or left ``None`` with ``pool_size``.
+    Parameters
+    ----------
+    pool : (S, N, C) log-probabilities, an iterable of chunks, a callable
+        ``pool(start, stop)`` (see the module docstring), or None; only its
+        size N is used
+    batch_size : int
+        Number of points to select.
+    pool_size : int, optional
+        Number of points of a callable pool, or of the pool when ``pool`` is None.
+    chunk_size : int
+        Points per call of a callable pool, and per block of uniforms.
+    seed, stream : int
+        The Philox key of the draws.
+
+    Returns
+    -------
+    Selection with ``indices`` (batch_size,) and their uniforms as ``scores``
+    (batch_size,), largest first.
     """
     batch_size = C.integer(batch_size, "batch_size", 1)
     seed = _random.resolve_seed(seed)
@@ -560,6 +584,29 @@ def stochastic_batch(pool, batch_size=10, method="bald", mode="power", beta=1.0,
     of stream ``fold_in(stream, "acquisition")``, so the picks do not depend
     on how the pool is chunked. ``scores`` of the result are the perturbed
     keys that ranked the picks.
+
+    Parameters
+    ----------
+    pool : (S, N, C) log-probabilities, an iterable of chunks, or a callable
+        ``pool(start, stop)`` (see the module docstring).
+    batch_size : int
+        Number of points to draw.
+    method : str
+        The single-point score (``METHODS``) the probabilities are built from.
+    mode : {"power", "softmax", "softrank"}
+    beta : float >= 0
+        The inverse temperature; 0 draws uniformly.
+    seed, stream : int
+        The Philox key of the Gumbel noise.
+    pool_size : int, optional
+        Number of points of a callable pool.
+    chunk_size : int
+        Points per call of a callable pool.
+
+    Returns
+    -------
+    Selection with ``indices`` (batch_size,) in the order drawn and ``scores``
+    (batch_size,), the perturbed keys.
     """
     mode = C.option(mode, "mode", STOCHASTIC_MODES)
     beta = float(C.scalar(beta, "beta"))

@@ -244,7 +244,21 @@ class ActiveLearner:
         loaded as ``posterior``, the ``previous`` of the next ``fit``; the next ``step``
         continues the saved rounds' random streams, so the resumed loop picks what the
         uninterrupted one would have (for fits whose result depends only on the data and
-        ``previous``'s parameters: optimiser moments are not saved)."""
+        ``previous``'s parameters: optimiser moments are not saved).
+
+        Parameters
+        ----------
+        path : str or os.PathLike, the file ``save`` wrote (``.npz`` appended when missing)
+        fit : callable (X, y, previous) -> fitted posterior
+        X_pool : (N, D) inputs of the pool the loop was saved with (NumPy or Dask)
+        oracle : (N,) labels of the pool, or callable (indices (k,)) -> labels (k,); its
+            labels of the saved labelled points must equal the saved ones
+        scheduler : ``dask.compute``'s scheduler for a Dask pool (None: dask's default)
+
+        Returns
+        -------
+        ActiveLearner, its history and labelled set as saved
+        """
         path = _tr.npz_path(path)
         meta, arrays = _tr.load_npz(path, "ActiveLearner", ["labelled", "y_labelled"])
         try:

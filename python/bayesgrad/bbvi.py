@@ -123,7 +123,7 @@ class BBVI:
         (mean-field only; the IWAE bound) | "vimco" (the IWAE bound, any family)
     grad_log_density : callable ``(m, D) -> (m, D)``; required for "pathwise", "iwae" and "dreg"
     estimator_options : dict for the estimator; the score function defaults to
-        ``{"baseline": "loo"}`` (without a baseline its variance grows with |log p|)
+        ``{"baseline": "loo"}`` (without a baseline its variance grows with ``|log p|``)
     scale_transform : "softplus" | "exp", how the scales are kept positive
     init_loc : (D,) starting mean (default 0); its dtype (float32/float64) is the fit's
     init_scale : float > 0, starting standard deviation of every coordinate

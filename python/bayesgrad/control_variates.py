@@ -169,7 +169,7 @@ class DeltaControlVariate:
     expansion point held fixed, is grad_f(mu) . dmu/dtheta + 1/2 sum_d H_dd
     dv_d/dtheta (``moment_derivatives``: closed forms for every family with a
     closed-form mean and variance). Off-diagonal Hessian entries do not change
-    E_q[h] for a mean-field q, so a full Hessian (n, *batch, *batch) is reduced
+    E_q[h] for a mean-field q, so a full Hessian ``(n, *batch, *batch)`` is reduced
     to its diagonal. f, grad_f and hess_f are evaluated at the mean, which for
     a discrete family (Bernoulli, Poisson) is not a point of the support: they
     must accept real inputs there.
@@ -212,7 +212,7 @@ class DeltaControlVariate:
         self.h0 = np.ascontiguousarray(h0.reshape(-1))
 
     def values(self, x):
-        """h(x) for samples x (n, *batch) -> (n,) float64."""
+        """h(x) for samples x ``(n, *batch)`` -> (n,) float64."""
         xf = np.ascontiguousarray(np.asarray(x, dtype=np.float64).reshape(x.shape[0], -1))
         out = np.empty(xf.shape[0])
         _backend.kernels().estimators.quadratic_values(xf, self.mu, self.g0, self.h0, self.f0, out)

@@ -75,7 +75,16 @@ def require_dask(what="this pool"):
 
 
 def is_dask_array(x):
-    """True for a ``dask.array.Array`` (checked without importing dask)."""
+    """True for a ``dask.array.Array`` (checked without importing dask).
+
+    Parameters
+    ----------
+    x : any object; an array of any shape, e.g. a pool (N, D)
+
+    Returns
+    -------
+    bool
+    """
     t = type(x)
     return t.__name__ == "Array" and t.__module__.startswith("dask.array")
 
@@ -392,8 +401,8 @@ def score_pool(pool, acquisition="bald", batch_size=1, *, model=None, n_samples=
     acquisition : a name in ``ACQUISITIONS`` (single-point scores, "batchbald",
         "random", the stochastic "power", "softmax", "softrank" on BALD).
     batch_size : int, the points picked.
-    model : a posterior of this package (``networks(model, n_samples, seed,
-        stream)`` is drawn once) or ``Networks``; None for a log-probability pool.
+    model : a posterior of this package or ``Networks``; None for a log-probability pool.
+        ``networks(model, n_samples, seed, stream)`` is drawn once.
     n_samples, seed, stream : the predictive's samples and the Philox stream of
         the networks, the random keys and BatchBALD's configurations.
     n_configs : BatchBALD's label configurations per greedy step.
@@ -766,10 +775,29 @@ def _mfvi_kl(q, thetas):
 
 
 def elbo(q, X, y, *, n_samples=64, seed=0, stream=0, split_every=8, scheduler=None):
-    """ELBO of an MFVI posterior ``q`` on data too large for one machine: dict of
-    ``elbo``, ``expected_loglik`` (the mean over S weight samples of the exact
-    log-likelihood sums of ``log_likelihood``) and ``kl`` (closed form for the gaussian
-    prior, the MC estimate over the same samples for the scale mixture), nats."""
+    """ELBO of an MFVI posterior ``q`` on data too large for one machine.
+
+    Parameters
+    ----------
+    q : bg.vi.MFVI, fitted
+    X : (N, D) NumPy array, or Dask array chunked along rows
+    y : (N,) or (N, Dy) array, NumPy or Dask (re-chunked like ``X``)
+    n_samples : int
+        S, the weight samples of ``q``.
+    seed, stream : int
+        The Philox key of the weight samples (``networks``).
+    split_every : int
+        Fan-in of the tree reduction of per-block sums.
+    scheduler : optional
+        Passed to ``dask.compute`` (None: Dask's default).
+
+    Returns
+    -------
+    dict of floats, nats: ``elbo``, ``expected_loglik`` (the mean over the S
+    weight samples of the exact log-likelihood sums of ``log_likelihood``) and
+    ``kl`` (closed form for the gaussian prior, the MC estimate over the same
+    samples for the scale mixture).
+    """
     from .vi import MFVI
 
     if not isinstance(q, MFVI):

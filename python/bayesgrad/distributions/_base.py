@@ -62,7 +62,7 @@ def clamp_into_support(x, upper=None):
 
 
 def sum_to_shape(a, n_lead, shape):
-    """Sum ``a`` of shape (*lead, *b) down to (*lead, *shape), b broadcast from shape."""
+    """Sum ``a`` of shape ``(*lead, *b)`` down to ``(*lead, *shape)``, b broadcast from shape."""
     lead = a.shape[:n_lead]
     rest = a.shape[n_lead:]
     extra = len(rest) - len(shape)
@@ -130,7 +130,7 @@ class Distribution(abc.ABC):
         return _random.uniform((self._n(n),) + self.shape, seed=seed, stream=stream, dtype=self.dtype)
 
     def _out(self, n, out):
-        """The (n, *shape) output array: ``out`` checked, or a new one."""
+        """The ``(n, *shape)`` output array: ``out`` checked, or a new one."""
         shape = (self._n(n),) + self.shape
         if out is None:
             return np.empty(shape, dtype=self.dtype)
@@ -181,15 +181,15 @@ class Distribution(abc.ABC):
     # -- interface -----------------------------------------------------------
     @abc.abstractmethod
     def sample(self, n, seed=0, stream=0, out=None):
-        """(n, *batch_shape, *event_shape) draws."""
+        """``(n, *batch_shape, *event_shape)`` draws."""
 
     @abc.abstractmethod
     def log_prob(self, x):
-        """(*sample_shape, *batch_shape) log densities (nats)."""
+        """``(*sample_shape, *batch_shape)`` log densities (nats)."""
 
     @abc.abstractmethod
     def score(self, x):
-        """{param: (*sample_shape, *param.shape)} gradients of log p."""
+        """{param: ``(*sample_shape, *param.shape)``} gradients of log p."""
 
     def entropy(self):
         """The entropy (nats), ``batch_shape``; the base class raises ``TypeError`` (no closed form)."""
@@ -205,12 +205,12 @@ class Distribution(abc.ABC):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape) samples of this distribution
+        x : ``(*sample_shape, *batch_shape)`` samples of this distribution
         g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
 
         Returns
         -------
-        dict {param: (*sample_shape, *param.shape)}
+        dict {param: ``(*sample_shape, *param.shape)``}
         """
         raise TypeError(f"{type(self).__name__} has no reparameterisation gradient")
 

@@ -44,10 +44,15 @@ class _Logits(Distribution):
 
 
 class Bernoulli(_Logits):
-    """Bernoulli(logits=None, probs=None): x in {0, 1} (as the parameters' float dtype).
+    """The Bernoulli distribution: x in {0, 1} (as the parameters' float dtype).
 
     ``sample``: x = 1[u < p] with u the uniform of element i of the stream.
     ``score``: w.r.t. the parameter given (logits: x - sigmoid(logits)).
+
+    Parameters
+    ----------
+    logits : array_like of any shape (the ``batch_shape``), log(p / (1 - p)), or
+    probs : array_like of any shape, p = P(x = 1) in [0, 1]; give exactly one of the two
     """
 
     reparam = None
@@ -69,7 +74,7 @@ class Bernoulli(_Logits):
 
         Returns
         -------
-        (n, *batch_shape) array of the parameters' dtype
+        ``(n, *batch_shape)`` array of the parameters' dtype
         """
         out = self._out(n, out)
         seed, stream = self._seed_stream(seed, stream)
@@ -90,11 +95,11 @@ class Bernoulli(_Logits):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape) array
+        x : ``(*sample_shape, *batch_shape)`` array
 
         Returns
         -------
-        (*sample_shape, *batch_shape) array
+        ``(*sample_shape, *batch_shape)`` array
         """
         x = self._xb(x)
         lg = self.logits
@@ -109,11 +114,11 @@ class Bernoulli(_Logits):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape) array
+        x : ``(*sample_shape, *batch_shape)`` array
 
         Returns
         -------
-        dict {param: (*sample_shape, *param.shape)}, summed over the dimensions a parameter was broadcast along
+        dict {param: ``(*sample_shape, *param.shape)``}, summed over the dimensions a parameter was broadcast along
         """
         x = self._xb(x)
         n = self._lead(x)
@@ -145,13 +150,19 @@ class Bernoulli(_Logits):
 
 
 class Categorical(_Logits):
-    """Categorical(logits=None, probs=None) over the last axis (K classes).
+    """The categorical distribution over K classes (the last axis).
 
     Samples are int64 class indices ``(n, *batch_shape)``, drawn by inverse CDF
     from the uniform of element i of the stream. ``score``: w.r.t. the
     parameter given (logits: onehot(x) - softmax(logits); probs:
     onehot(x) / p_x - 1 / sum(p), the gradient of log(p_x / sum p), since
     log_prob renormalises), ``(*sample, *batch, K)``.
+
+    Parameters
+    ----------
+    logits : array_like, shape ``(*batch_shape, K)``, unnormalised log-probabilities, or
+    probs : array_like, shape ``(*batch_shape, K)``, probabilities summing to one
+        along the last axis; give exactly one of the two
     """
 
     reparam = None
@@ -182,7 +193,7 @@ class Categorical(_Logits):
 
         Returns
         -------
-        (n, *batch_shape) int64 class indices
+        ``(n, *batch_shape)`` int64 class indices
         """
         n = self._n(n)
         shape = (n,) + self.batch_shape
@@ -209,7 +220,7 @@ class Categorical(_Logits):
 
         Returns
         -------
-        TopK: samples (n, k, *batch_shape) int64 in the order drawn, their joint log_prob
+        TopK: samples ``(n, k, *batch_shape)`` int64 in the order drawn, their joint log_prob
         (n, k), perturbed log-probabilities (n, k) and the threshold (n,)
         """
         return gumbel_top_k(self, k, n, seed, stream)
@@ -217,7 +228,7 @@ class Categorical(_Logits):
     def _xc(self, x):
         if x is None:
             raise TypeError("x must be an array of class indices, got None")
-        a = np.asarray(x)
+        a = C.to_numpy(x, "x")
         if a.dtype.kind not in "biuf":
             raise TypeError(f"x must be an array of class indices, got dtype {a.dtype}")
         if a.dtype.kind == "f" and np.any(a != np.round(a)):
@@ -237,11 +248,11 @@ class Categorical(_Logits):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape) array of class indices
+        x : ``(*sample_shape, *batch_shape)`` array of class indices
 
         Returns
         -------
-        (*sample_shape, *batch_shape) array
+        ``(*sample_shape, *batch_shape)`` array
         """
         x = self._xc(x)
         lp = np.broadcast_to(self.log_probs, x.shape + (self.n_classes,))
@@ -252,11 +263,11 @@ class Categorical(_Logits):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape) array of class indices
+        x : ``(*sample_shape, *batch_shape)`` array of class indices
 
         Returns
         -------
-        dict {param: (*sample_shape, *param.shape)}, summed over the dimensions a parameter was broadcast along
+        dict {param: ``(*sample_shape, *param.shape)``}, summed over the dimensions a parameter was broadcast along
         """
         x = self._xc(x)
         n = self._lead(x)
@@ -275,12 +286,16 @@ class Categorical(_Logits):
 
 
 class Poisson(Distribution):
-    """Poisson(rate), rate > 0: counts x in {0, 1, 2, ...} (as the rate's float dtype).
+    """The Poisson distribution: counts x in {0, 1, 2, ...} (as the rate's float dtype).
 
     ``sample``: the inverse CDF at the uniform of element i of the stream
     (``scipy.stats.poisson.ppf``; there is no native kernel). ``score``:
     d log p / d rate = x / rate - 1. No reparameterisation; ``measure_valued``
     uses its weak derivative (p(x - 1) - p(x): the sample shifted by one).
+
+    Parameters
+    ----------
+    rate : array_like of any shape (the ``batch_shape``), > 0, the mean count
     """
 
     params = ("rate",)
@@ -302,7 +317,7 @@ class Poisson(Distribution):
 
         Returns
         -------
-        (n, *batch_shape) array of counts, the rate's dtype
+        ``(n, *batch_shape)`` array of counts, the rate's dtype
         """
         from scipy import stats  # imported on first use: scipy.stats is slow to import
 
@@ -324,11 +339,11 @@ class Poisson(Distribution):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape) array of counts
+        x : ``(*sample_shape, *batch_shape)`` array of counts
 
         Returns
         -------
-        (*sample_shape, *batch_shape) array
+        ``(*sample_shape, *batch_shape)`` array
         """
         x = self._xp(x).astype(np.float64)
         lam = self.rate.astype(np.float64)
@@ -339,11 +354,11 @@ class Poisson(Distribution):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape) array of counts
+        x : ``(*sample_shape, *batch_shape)`` array of counts
 
         Returns
         -------
-        dict {"rate": (*sample_shape, *rate.shape)}, summed over the dimensions it was broadcast along
+        dict {"rate": ``(*sample_shape, *rate.shape)``}, summed over the dimensions it was broadcast along
         """
         x = self._xp(x)
         return {"rate": self._reduce("rate", x / self.rate - 1.0, self._lead(x))}
@@ -364,7 +379,7 @@ class TopK:
 
     Attributes
     ----------
-    samples : (n, k, *batch_shape) int64, each row's k distinct configurations in the order
+    samples : ``(n, k, *batch_shape)`` int64, each row's k distinct configurations in the order
         drawn (decreasing perturbed log-probability: the order of sequential sampling
         without replacement)
     log_prob : (n, k) float64, the joint log-probability (nats) of each configuration
@@ -408,7 +423,7 @@ def gumbel_top_k(dist, k, n, seed=0, stream=0):
 
     Returns
     -------
-    TopK (samples (n, k, *batch_shape), log_prob (n, k), perturbed (n, k), threshold (n,))
+    TopK (samples ``(n, k, *batch_shape)``, log_prob (n, k), perturbed (n, k), threshold (n,))
     """
     if not isinstance(dist, Categorical):
         raise TypeError(f"dist must be a Categorical, got {type(dist).__name__}")
@@ -435,7 +450,9 @@ def gumbel_top_k(dist, k, n, seed=0, stream=0):
 
 
 class RelaxedBernoulli(_Logits):
-    """RelaxedBernoulli(temperature, logits=None, probs=None): the binary Concrete.
+    """The binary Concrete (relaxed Bernoulli) distribution on (0, 1).
+
+    The parameters broadcast together to ``batch_shape``.
 
     x = sigmoid((logits + L) / temperature), L standard logistic (element i of
     the stream), in (0, 1). Pathwise ``rsample_vjp`` in logits (or probs) and
@@ -443,6 +460,12 @@ class RelaxedBernoulli(_Logits):
     Draws are clamped into the open interval (the smallest positive normal
     number, the largest float below 1): at low temperatures they would round to
     exact 0 or 1, where the log-density and its gradients are NaN.
+
+    Parameters
+    ----------
+    temperature : array_like of any shape, > 0
+    logits : array_like of any shape, or
+    probs : array_like of any shape, in [0, 1]; give exactly one of the two
     """
 
     reparam = "pathwise"
@@ -473,7 +496,7 @@ class RelaxedBernoulli(_Logits):
 
         Returns
         -------
-        (n, *batch_shape) array of the parameters' dtype
+        ``(n, *batch_shape)`` array of the parameters' dtype
         """
         t = self.temperature
         out = self._sample_locscale("logistic", n, seed, stream, out, self.logits / t, 1.0 / t)
@@ -486,7 +509,16 @@ class RelaxedBernoulli(_Logits):
             return x, np.log(x), np.log1p(-x)
 
     def log_prob(self, x):
-        """log density (nats); -inf outside the open interval (0, 1)."""
+        """Log density (nats) at ``x``; -inf outside the open interval (0, 1).
+
+        Parameters
+        ----------
+        x : ``(*sample_shape, *batch_shape)`` array
+
+        Returns
+        -------
+        ``(*sample_shape, *batch_shape)`` array
+        """
         x, lx, l1x = self._parts(x)
         t, lg = self.temperature, self.logits
         inside = (x > 0) & (x < 1)
@@ -499,11 +531,11 @@ class RelaxedBernoulli(_Logits):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape) array
+        x : ``(*sample_shape, *batch_shape)`` array
 
         Returns
         -------
-        dict {param: (*sample_shape, *param.shape)}, summed over the dimensions a parameter was broadcast along
+        dict {param: ``(*sample_shape, *param.shape)``}, summed over the dimensions a parameter was broadcast along
         """
         x, lx, l1x = self._parts(x)
         n = self._lead(x)
@@ -521,12 +553,12 @@ class RelaxedBernoulli(_Logits):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape) samples of this distribution
+        x : ``(*sample_shape, *batch_shape)`` samples of this distribution
         g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
 
         Returns
         -------
-        dict {param: (*sample_shape, *param.shape)}
+        dict {param: ``(*sample_shape, *param.shape)``}
         """
         x, lx, l1x = self._parts(x)
         g = self._check_g(x, g)
@@ -538,7 +570,7 @@ class RelaxedBernoulli(_Logits):
 
 
 class RelaxedCategorical(Distribution):
-    """RelaxedCategorical(temperature, logits=None, probs=None): the Concrete / Gumbel-softmax.
+    """The Concrete (Gumbel-softmax, relaxed categorical) distribution on the simplex.
 
     x = softmax((logits + G) / temperature) over the last axis (K), G standard
     Gumbel (elements of the stream); samples ``(n, *batch_shape, K)`` on the
@@ -548,6 +580,12 @@ class RelaxedCategorical(Distribution):
     smallest positive normal number of the dtype: at low temperatures (1e-8) they
     would round to an exact one-hot vector, where the log-density and its
     temperature gradient are NaN; clamped, they are finite.
+
+    Parameters
+    ----------
+    temperature : array_like of any shape broadcasting with ``batch_shape``, > 0
+    logits : array_like, shape ``(*batch_shape, K)`` with K >= 2, or
+    probs : array_like, shape ``(*batch_shape, K)``; give exactly one of the two
     """
 
     reparam = "pathwise"
@@ -593,7 +631,7 @@ class RelaxedCategorical(Distribution):
 
         Returns
         -------
-        (n, *batch_shape, K) array of the parameters' dtype
+        ``(n, *batch_shape, K)`` array of the parameters' dtype
         """
         t = self._t()
         out = self._sample_locscale("gumbel", n, seed, stream, out, self.logits / t,
@@ -621,7 +659,16 @@ class RelaxedCategorical(Distribution):
             return d / self.probs
 
     def log_prob(self, x):
-        """log density (nats); -inf where a coordinate of x is not positive and finite."""
+        """Log density (nats) at ``x``; -inf where a coordinate of x is not positive and finite.
+
+        Parameters
+        ----------
+        x : ``(*sample_shape, *batch_shape, K)`` array
+
+        Returns
+        -------
+        ``(*sample_shape, *batch_shape)`` array
+        """
         x, lx = self._parts(x)
         inside = np.all((x > 0) & np.isfinite(x), axis=-1)
         lx = np.where(inside[..., None], lx, -1.0)  # any finite stand-in: masked below
@@ -639,11 +686,11 @@ class RelaxedCategorical(Distribution):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape, K) array
+        x : ``(*sample_shape, *batch_shape, K)`` array
 
         Returns
         -------
-        dict {param: (*sample_shape, *param.shape)}, summed over the dimensions a parameter was broadcast along
+        dict {param: ``(*sample_shape, *param.shape)``}, summed over the dimensions a parameter was broadcast along
         """
         x, lx = self._parts(x)
         n = self._lead(x)
@@ -662,12 +709,12 @@ class RelaxedCategorical(Distribution):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape, K) samples of this distribution
+        x : ``(*sample_shape, *batch_shape, K)`` samples of this distribution
         g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
 
         Returns
         -------
-        dict {param: (*sample_shape, *param.shape)}
+        dict {param: ``(*sample_shape, *param.shape)``}
         """
         x, lx = self._parts(x)
         g = self._check_g(x, g)

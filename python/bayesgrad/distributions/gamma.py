@@ -12,7 +12,9 @@ from ._base import Distribution, clamp_into_support, digamma, lbeta, lgamma, spe
 
 
 class Gamma(Distribution):
-    """Gamma(concentration, rate), density x^(a-1) e^(-rate x) rate^a / Gamma(a).
+    """The gamma distribution, density x^(a-1) e^(-rate x) rate^a / Gamma(a) on x > 0.
+
+    The parameters broadcast together to ``batch_shape``.
 
     Marsaglia-Tsang rejection on per-element sub-streams (word layout in
     cpp/include/bayesgrad/distributions.hpp), native and NumPy draws equal up
@@ -23,6 +25,11 @@ class Gamma(Distribution):
     number of the dtype (likely for concentrations below about 1e-2) is returned
     as that number, not 0, so its log-density is finite; its pathwise gradient
     is that of the clamped value.
+
+    Parameters
+    ----------
+    concentration : array_like of any shape, > 0, the shape a
+    rate : array_like of any shape, > 0, default 1, the inverse scale
     """
 
     params = ("concentration", "rate")
@@ -48,7 +55,7 @@ class Gamma(Distribution):
 
         Returns
         -------
-        (n, *batch_shape) array of the parameters' dtype
+        ``(n, *batch_shape)`` array of the parameters' dtype
         """
         out = self._out(n, out)
         seed, stream = self._seed_stream(seed, stream)
@@ -72,11 +79,11 @@ class Gamma(Distribution):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape) array
+        x : ``(*sample_shape, *batch_shape)`` array
 
         Returns
         -------
-        (*sample_shape, *batch_shape) array
+        ``(*sample_shape, *batch_shape)`` array
         """
         return self._log_prob_all(self._x(x))[0]
 
@@ -85,11 +92,11 @@ class Gamma(Distribution):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape) array
+        x : ``(*sample_shape, *batch_shape)`` array
 
         Returns
         -------
-        dict {param: (*sample_shape, *param.shape)}, summed over the dimensions a parameter was broadcast along
+        dict {param: ``(*sample_shape, *param.shape)``}, summed over the dimensions a parameter was broadcast along
         """
         x = self._x(x)
         n = self._lead(x)
@@ -119,12 +126,12 @@ class Gamma(Distribution):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape) samples of this distribution
+        x : ``(*sample_shape, *batch_shape)`` samples of this distribution
         g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
 
         Returns
         -------
-        dict {param: (*sample_shape, *param.shape)}
+        dict {param: ``(*sample_shape, *param.shape)``}
         """
         x = self._x(x)
         g = self._check_g(x, g)
@@ -135,11 +142,18 @@ class Gamma(Distribution):
 
 
 class Beta(Distribution):
-    """Beta(concentration1, concentration0) (a = concentration1, b = concentration0).
+    """The beta distribution on (0, 1), density x^(a-1) (1-x)^(b-1) / B(a, b).
+
+    The parameters broadcast together to ``batch_shape``.
 
     Drawn as G_a / (G_a + G_b) from gamma elements 2i and 2i+1 in log space, so
     small a, b give 0 < x < 1 without 0/0. ``rsample_vjp``: implicit,
     ``-(dI_x/da, dI_x/db) / p(x)`` with native incomplete-beta derivatives.
+
+    Parameters
+    ----------
+    concentration1 : array_like of any shape, > 0, a
+    concentration0 : array_like of any shape, > 0, b
     """
 
     params = ("concentration1", "concentration0")
@@ -162,7 +176,7 @@ class Beta(Distribution):
 
         Returns
         -------
-        (n, *batch_shape) array of the parameters' dtype
+        ``(n, *batch_shape)`` array of the parameters' dtype
         """
         out = self._out(n, out)
         seed, stream = self._seed_stream(seed, stream)
@@ -181,11 +195,11 @@ class Beta(Distribution):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape) array
+        x : ``(*sample_shape, *batch_shape)`` array
 
         Returns
         -------
-        (*sample_shape, *batch_shape) array
+        ``(*sample_shape, *batch_shape)`` array
         """
         x = self._x(x)
         a, b = self.concentration1, self.concentration0
@@ -200,11 +214,11 @@ class Beta(Distribution):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape) array
+        x : ``(*sample_shape, *batch_shape)`` array
 
         Returns
         -------
-        dict {param: (*sample_shape, *param.shape)}, summed over the dimensions a parameter was broadcast along
+        dict {param: ``(*sample_shape, *param.shape)``}, summed over the dimensions a parameter was broadcast along
         """
         x = self._x(x)
         n = self._lead(x)
@@ -242,12 +256,12 @@ class Beta(Distribution):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape) samples of this distribution
+        x : ``(*sample_shape, *batch_shape)`` samples of this distribution
         g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
 
         Returns
         -------
-        dict {param: (*sample_shape, *param.shape)}
+        dict {param: ``(*sample_shape, *param.shape)``}
         """
         x = self._x(x)
         g = self._check_g(x, g)
@@ -261,13 +275,17 @@ class Beta(Distribution):
 
 
 class Dirichlet(Distribution):
-    """Dirichlet(concentration), concentration (*batch, K) with K >= 2.
+    """The Dirichlet distribution on the (K-1)-simplex.
 
     Drawn from K Gammas per row (gamma element (s B + b) K + j), normalised in
     log space. ``rsample_vjp``: implicit. Raising a_i moves x_i along its
     marginal Beta(a_i, a_0 - a_i) (``D_i = -(dI/da)/p``) and rescales the other
     components, whose conditional law given x_i does not involve a_i:
     ``vjp_i = D_i (g_i - sum_j g_j x_j) / (1 - x_i)``.
+
+    Parameters
+    ----------
+    concentration : array_like, shape ``(*batch_shape, K)`` with K >= 2, > 0
     """
 
     params = ("concentration",)
@@ -293,7 +311,7 @@ class Dirichlet(Distribution):
 
         Returns
         -------
-        (n, *batch_shape, K) array of the parameters' dtype
+        ``(n, *batch_shape, K)`` array of the parameters' dtype
         """
         out = self._out(n, out)
         seed, stream = self._seed_stream(seed, stream)
@@ -305,11 +323,20 @@ class Dirichlet(Distribution):
         return out
 
     def log_prob(self, x):
-        """log density (nats); -inf where a coordinate of x is negative or infinite.
+        """Log density (nats) at ``x``; -inf where a coordinate of x is negative or infinite.
 
         On the boundary (a coordinate 0) the term (a_k - 1) log x_k is 0 for a_k = 1,
         -inf for a_k > 1 and +inf for a_k < 1; when both infinities meet, the
-        vanishing factor wins (-inf)."""
+        vanishing factor wins (-inf).
+
+        Parameters
+        ----------
+        x : ``(*sample_shape, *batch_shape, K)`` array, points of the simplex
+
+        Returns
+        -------
+        ``(*sample_shape, *batch_shape)`` array
+        """
         x = self._x(x)
         a = self.concentration
         outside = np.any((x < 0) | np.isinf(x), axis=-1)
@@ -326,11 +353,11 @@ class Dirichlet(Distribution):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape, K) array
+        x : ``(*sample_shape, *batch_shape, K)`` array
 
         Returns
         -------
-        dict {param: (*sample_shape, *param.shape)}, summed over the dimensions a parameter was broadcast along
+        dict {param: ``(*sample_shape, *param.shape)``}, summed over the dimensions a parameter was broadcast along
         """
         x = self._x(x)
         n = self._lead(x)
@@ -368,12 +395,12 @@ class Dirichlet(Distribution):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape, K) samples of this distribution
+        x : ``(*sample_shape, *batch_shape, K)`` samples of this distribution
         g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
 
         Returns
         -------
-        dict {param: (*sample_shape, *param.shape)}
+        dict {param: ``(*sample_shape, *param.shape)``}
         """
         x = self._x(x)
         g = self._check_g(x, g)

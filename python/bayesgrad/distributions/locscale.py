@@ -55,7 +55,17 @@ class _LocScale(Distribution):
 
 
 class Normal(_LocScale):
-    """Normal(loc, scale), scale > 0. Pathwise: x = loc + scale * z."""
+    """The normal distribution. Pathwise: x = loc + scale * z, z standard normal.
+
+    The parameters broadcast together to ``batch_shape`` (e.g. ``loc`` of shape
+    (N, D) and a scalar ``scale`` give batch shape (N, D)); their dtype (float32
+    or float64) is the dtype of draws and densities.
+
+    Parameters
+    ----------
+    loc : array_like of any shape, the mean
+    scale : array_like of any shape, > 0, the standard deviation
+    """
 
     params = ("loc", "scale")
     family = "normal"
@@ -80,7 +90,15 @@ class Normal(_LocScale):
 
 
 class LogNormal(_LocScale):
-    """LogNormal(loc, scale): log x ~ Normal(loc, scale). Pathwise: x = exp(loc + scale z)."""
+    """The log-normal distribution: log x ~ Normal(loc, scale). Pathwise: x = exp(loc + scale z).
+
+    The parameters broadcast together to ``batch_shape``.
+
+    Parameters
+    ----------
+    loc : array_like of any shape, the mean of log x
+    scale : array_like of any shape, > 0, the standard deviation of log x
+    """
 
     params = ("loc", "scale")
     family = "lognormal"
@@ -112,12 +130,12 @@ class LogNormal(_LocScale):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape) samples of this distribution
+        x : ``(*sample_shape, *batch_shape)`` samples of this distribution
         g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
 
         Returns
         -------
-        dict {param: (*sample_shape, *param.shape)}
+        dict {param: ``(*sample_shape, *param.shape)``}
         """
         x = self._x(x)
         g = self._check_g(x, g)
@@ -129,7 +147,12 @@ class LogNormal(_LocScale):
 
 
 class Exponential(_LocScale):
-    """Exponential(rate), rate > 0. Pathwise: x = -log(u) / rate."""
+    """The exponential distribution, density rate e^(-rate x) on x >= 0. Pathwise: x = -log(u) / rate.
+
+    Parameters
+    ----------
+    rate : array_like of any shape (the ``batch_shape``), > 0, the inverse mean
+    """
 
     params = ("rate",)
     family = "exponential"
@@ -167,12 +190,12 @@ class Exponential(_LocScale):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape) samples of this distribution
+        x : ``(*sample_shape, *batch_shape)`` samples of this distribution
         g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
 
         Returns
         -------
-        dict {param: (*sample_shape, *param.shape)}
+        dict {param: ``(*sample_shape, *param.shape)``}
         """
         x = self._x(x)
         g = self._check_g(x, g)
@@ -180,7 +203,15 @@ class Exponential(_LocScale):
 
 
 class Uniform(_LocScale):
-    """Uniform(low, high), low < high. Pathwise: x = low + (high - low) u."""
+    """The continuous uniform distribution on (low, high). Pathwise: x = low + (high - low) u.
+
+    The parameters broadcast together to ``batch_shape``.
+
+    Parameters
+    ----------
+    low : array_like of any shape
+    high : array_like of any shape, > low
+    """
 
     params = ("low", "high")
     family = "uniform"
@@ -219,12 +250,12 @@ class Uniform(_LocScale):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape) samples of this distribution
+        x : ``(*sample_shape, *batch_shape)`` samples of this distribution
         g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
 
         Returns
         -------
-        dict {param: (*sample_shape, *param.shape)}
+        dict {param: ``(*sample_shape, *param.shape)``}
         """
         x = self._x(x)
         g = self._check_g(x, g)
@@ -235,7 +266,15 @@ class Uniform(_LocScale):
 
 
 class Laplace(_LocScale):
-    """Laplace(loc, scale). Pathwise: x = loc + scale * e, e standard Laplace."""
+    """The Laplace (double exponential) distribution. Pathwise: x = loc + scale * e, e standard Laplace.
+
+    The parameters broadcast together to ``batch_shape``.
+
+    Parameters
+    ----------
+    loc : array_like of any shape, the location (mean and median)
+    scale : array_like of any shape, > 0, the scale (the variance is 2 scale^2)
+    """
 
     params = ("loc", "scale")
     family = "laplace"
@@ -260,7 +299,15 @@ class Laplace(_LocScale):
 
 
 class Gumbel(_LocScale):
-    """Gumbel(loc, scale) (maxima). Pathwise: x = loc - scale * log(-log u)."""
+    """The Gumbel distribution of maxima. Pathwise: x = loc - scale * log(-log u).
+
+    The parameters broadcast together to ``batch_shape``.
+
+    Parameters
+    ----------
+    loc : array_like of any shape, the location (mode)
+    scale : array_like of any shape, > 0
+    """
 
     params = ("loc", "scale")
     family = "gumbel"
@@ -285,12 +332,19 @@ class Gumbel(_LocScale):
 
 
 class StudentT(Distribution):
-    """StudentT(df, loc=0, scale=1).
+    """Student's t distribution with ``df`` degrees of freedom, location and scale.
 
-    Sampled as loc + scale * z * sqrt(df / (2 G)) with z the normal of element
-    i of ``stream`` and G ~ Gamma(df / 2) from element i's sub-stream.
+    The parameters broadcast together to ``batch_shape``. Sampled as
+    loc + scale * z * sqrt(df / (2 G)) with z the normal of element i of
+    ``stream`` and G ~ Gamma(df / 2) from element i's sub-stream.
     ``rsample_vjp``: pathwise in loc and scale, implicit in df
     (``-(dF/d df) / p``, native incomplete-beta derivatives).
+
+    Parameters
+    ----------
+    df : array_like of any shape, > 0, the degrees of freedom
+    loc : array_like of any shape, default 0
+    scale : array_like of any shape, > 0, default 1
     """
 
     params = ("df", "loc", "scale")
@@ -315,7 +369,7 @@ class StudentT(Distribution):
 
         Returns
         -------
-        (n, *batch_shape) array of the parameters' dtype
+        ``(n, *batch_shape)`` array of the parameters' dtype
         """
         out = self._out(n, out)
         seed, stream = self._seed_stream(seed, stream)
@@ -338,11 +392,11 @@ class StudentT(Distribution):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape) array
+        x : ``(*sample_shape, *batch_shape)`` array
 
         Returns
         -------
-        (*sample_shape, *batch_shape) array
+        ``(*sample_shape, *batch_shape)`` array
         """
         x = self._x(x)
         df = self.df.astype(np.float64)
@@ -355,11 +409,11 @@ class StudentT(Distribution):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape) array
+        x : ``(*sample_shape, *batch_shape)`` array
 
         Returns
         -------
-        dict {param: (*sample_shape, *param.shape)}, summed over the dimensions a parameter was broadcast along
+        dict {param: ``(*sample_shape, *param.shape)``}, summed over the dimensions a parameter was broadcast along
         """
         x = self._x(x)
         n = self._lead(x)
@@ -401,12 +455,12 @@ class StudentT(Distribution):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape) samples of this distribution
+        x : ``(*sample_shape, *batch_shape)`` samples of this distribution
         g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
 
         Returns
         -------
-        dict {param: (*sample_shape, *param.shape)}
+        dict {param: ``(*sample_shape, *param.shape)``}
         """
         x = self._x(x)
         g = self._check_g(x, g)

@@ -11,7 +11,7 @@ from ._base import LOG_2PI, Distribution
 
 
 def _tri_solve(L, v, batch, trans=False):
-    """L^-1 v (or L^-T v) for v (*lead, *batch, k) and lower-triangular L (*batch, k, k)."""
+    """L^-1 v (or L^-T v) for v ``(*lead, *batch, k)`` and lower-triangular L ``(*batch, k, k)``."""
     from scipy.linalg import solve_triangular
 
     k = v.shape[-1]
@@ -30,11 +30,17 @@ def _tri_solve(L, v, batch, trans=False):
 
 
 class MultivariateNormal(Distribution):
-    """MultivariateNormal(loc, scale_tril): loc (*batch, k), scale_tril (*batch, k, k).
+    """The multivariate normal distribution with a Cholesky-factor parameter.
 
-    ``scale_tril`` is lower triangular with a positive diagonal (covariance
-    L L^T). Pathwise: x = loc + L z. ``score``/``rsample_vjp`` w.r.t.
-    ``scale_tril`` are lower triangular.
+    The batch shapes of the two broadcast to ``batch_shape``. Pathwise:
+    x = loc + L z. ``score``/``rsample_vjp`` w.r.t. ``scale_tril`` are lower
+    triangular.
+
+    Parameters
+    ----------
+    loc : array_like, shape ``(*batch, k)``, the mean
+    scale_tril : array_like, shape ``(*batch, k, k)``, lower triangular with a
+        positive diagonal: the covariance is L L^T
     """
 
     params = ("loc", "scale_tril")
@@ -73,7 +79,7 @@ class MultivariateNormal(Distribution):
 
         Returns
         -------
-        (n, *batch_shape, k) array of the parameters' dtype
+        ``(n, *batch_shape, k)`` array of the parameters' dtype
         """
         out = self._out(n, out)
         seed, stream = self._seed_stream(seed, stream)
@@ -90,7 +96,16 @@ class MultivariateNormal(Distribution):
         return np.log(np.diagonal(self.scale_tril, axis1=-2, axis2=-1))
 
     def log_prob(self, x):
-        """log density (nats); -inf where a coordinate of x is infinite."""
+        """Log density (nats) at ``x``; -inf where a coordinate of x is infinite.
+
+        Parameters
+        ----------
+        x : ``(*sample_shape, *batch_shape, k)`` array
+
+        Returns
+        -------
+        ``(*sample_shape, *batch_shape)`` array
+        """
         x = self._x(x)
         at_inf = np.any(np.isinf(x), axis=-1)
         if at_inf.any():  # the triangular solve would give inf - inf there
@@ -105,11 +120,11 @@ class MultivariateNormal(Distribution):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape, k) array
+        x : ``(*sample_shape, *batch_shape, k)`` array
 
         Returns
         -------
-        dict {param: (*sample_shape, *param.shape)}, summed over the dimensions a parameter was broadcast along
+        dict {param: ``(*sample_shape, *param.shape)``}, summed over the dimensions a parameter was broadcast along
         """
         x = self._x(x)
         n = self._lead(x)
@@ -150,12 +165,12 @@ class MultivariateNormal(Distribution):
 
         Parameters
         ----------
-        x : (*sample_shape, *batch_shape, k) samples of this distribution
+        x : ``(*sample_shape, *batch_shape, k)`` samples of this distribution
         g : array shaped like ``x``, the cotangent (e.g. df/dx at x)
 
         Returns
         -------
-        dict {param: (*sample_shape, *param.shape)}
+        dict {param: ``(*sample_shape, *param.shape)``}
         """
         x = self._x(x)
         g = self._check_g(x, g)

@@ -33,7 +33,7 @@ class Estimate:
     n_samples : int
     n_evaluations : int
         Points at which f was evaluated (including independent baseline/coefficient samples).
-    per_sample : dict {param: (n_samples, *param.shape)} or None
+    per_sample : dict {param: ``(n_samples, *param.shape)``} or None
     seed : int
     info : dict
         Estimator-specific extras (control-variate coefficient, temperature, ...).
@@ -68,7 +68,7 @@ def setup(f, dist, n_samples, seed, stream, minimum=1):
     """Checked ``(n_samples, seed, stream)`` of an estimator call; raises before any draw.
 
     Checks ``f`` callable, ``dist`` a bayesgrad distribution, ``n_samples >= minimum`` and that
-    the (n, *dist.shape) draws and per-sample terms fit in memory.
+    the ``(n, *dist.shape)`` draws and per-sample terms fit in memory.
     """
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}")
@@ -145,7 +145,7 @@ def collect(dist, name, mean, var, n, terms, grad, stderr, per):
 
 
 def grads_from_terms(dist, terms, n, per_sample):
-    """Estimate dict from per-sample terms {param: (n, *param.shape)}."""
+    """Estimate dict from per-sample terms {param: ``(n, *param.shape)``}."""
     grad, stderr = {}, {}
     per = {} if per_sample else None
     for name, t in terms.items():

@@ -95,10 +95,23 @@ def gumbel_softmax(f, dist, n_samples, seed=0, stream=0, *, temperature=1.0, gra
     bias shrinks as tau falls while the variance grows. ``exact_gradient``
     gives the unbiased target on small problems, so the bias can be measured.
 
+    Parameters
+    ----------
+    f : callable ``(m, *batch) -> (m,)`` (Bernoulli) or ``(m, *batch, K) -> (m,)`` (Categorical)
+    dist : Bernoulli or Categorical with ``logits``
+    n_samples : int >= 1
+    seed, stream : int, the Philox key of the Gumbel (logistic) noise
+    temperature : float > 0, tau
+    grad_f : callable (required), the gradient of f on the relaxed space, shaped like its input
     straight_through : bool
         f and grad_f are evaluated at the hard sample (one-hot argmax /
         1[y > 1/2]) and the gradient flows through the relaxation's Jacobian.
-    grad_f : callable (required), shaped like its input.
+    per_sample : bool
+
+    Returns
+    -------
+    Estimate of the relaxed objective's value and its gradient w.r.t. ``logits``;
+    ``info``: temperature, straight_through, biased (True)
     """
     n, seed, stream = setup(f, dist, n_samples, seed, stream)
     fam = _family(dist, ("bernoulli", "categorical"))

@@ -291,8 +291,8 @@ def relax(f, dist, n_samples, seed=0, stream=0, *, grad_f=None, surrogate=None, 
     dist : Bernoulli or Categorical with ``logits``
     n_samples : int >= 1
     grad_f : callable or None, the gradient of f on the relaxed space (enables the relaxed-f term)
-    surrogate : RelaxSurrogate or None (a new one: ``RelaxSurrogate(hidden=hidden,
-        relaxed_f=grad_f is not None, lr=lr)``)
+    surrogate : RelaxSurrogate or None
+        None: a new one, ``RelaxSurrogate(hidden=hidden, relaxed_f=grad_f is not None, lr=lr)``.
     hidden : tuple of int, the hidden widths of a new surrogate's network
     train : bool, take one Adam step on phi after the estimate
     lr : float, Adam's step size of a new surrogate

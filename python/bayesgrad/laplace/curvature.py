@@ -48,13 +48,13 @@ class LinearHead:
     """A linear map ``f = φ Wᵀ + b`` on features φ (N, F): the model of a
     last-layer Laplace approximation on features from any network.
 
+    The flat parameter vector is ``[W.ravel(), b]`` (PyTorch's
+    parameters_to_vector order for ``nn.Linear``).
+
     Parameters
     ----------
     weight : (C, F) float32 or float64
     bias : (C,) same dtype, optional (zeros if None)
-
-    The flat parameter vector is ``[W.ravel(), b]`` (PyTorch's
-    parameters_to_vector order for ``nn.Linear``).
     """
 
     def __init__(self, weight, bias=None):
@@ -287,6 +287,10 @@ def row_losses(likelihood, f, y):
 class Curvature:
     """Curvature of a model's loss, accumulated over data chunks.
 
+    The public structure methods (``diag``, ``kron``, ``full``, ``gvp``,
+    ``jacobians``) check their data; ``passes``, ``loss`` and the underscored
+    twins take data that ``check_data`` has already returned.
+
     Parameters
     ----------
     model : LinearHead (or bg.nn.MLP)
@@ -299,10 +303,6 @@ class Curvature:
     chunk_size : int
         Rows per chunk; memory is O(chunk_size · K · P) for ``full`` and
         ``jacobians``, O(chunk_size · K · layer width) otherwise.
-
-    The public structure methods (``diag``, ``kron``, ``full``, ``gvp``,
-    ``jacobians``) check their data; ``passes``, ``loss`` and the underscored
-    twins take data that ``check_data`` has already returned.
     """
 
     def __init__(self, model, theta, likelihood, hessian="ggn", n_mc_samples=1, chunk_size=256, seed=0, stream=0):
