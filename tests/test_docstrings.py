@@ -40,12 +40,6 @@ KNOWN_GAPS = {
     "bayesgrad.calibration.StdScaling": "no shapes",
     "bayesgrad.calibration.StdScaling.transform": "no docstring",
     "bayesgrad.calibration.fit_std_scaling": "no shapes",
-    "bayesgrad.ensemble.DeepEnsemble.predict": "no shapes",
-    "bayesgrad.sgmcmc.SGMCMC.predict": "no shapes",
-    "bayesgrad.swag.MultiSWAG.fit": "no docstring",
-    "bayesgrad.swag.MultiSWAG.load": "no docstring",
-    "bayesgrad.swag.MultiSWAG.predict": "no docstring",
-    "bayesgrad.swag.SWAG.predict": "no shapes",
 }
 
 

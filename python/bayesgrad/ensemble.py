@@ -230,7 +230,8 @@ class DeepEnsemble:
         return self.thetas_[np.arange(n) % self.n_models]
 
     def predict(self, X, n_samples=None, seed=0, stream=0):
-        """The mixture predictive (``Predictive``) of the members (all of them by default)."""
+        """The mixture predictive (``Predictive``) at X (N, d_in) of the members: all M by
+        default, else the first ``n_samples`` (S = that number of members)."""
         self._require_fit()
         M = self.n_models if n_samples is None else min(C.integer(n_samples, "n_samples", 1), self.n_models)
         F = self.mlp.forward(self.thetas_[:M], X)

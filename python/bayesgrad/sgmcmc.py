@@ -72,8 +72,9 @@ class SGMCMC:
         return self.samples_[idx]
 
     def predict(self, X, n_samples=None, seed=0, stream=0):
-        """The predictive over the kept samples: all of them, or ``n_samples`` spread
-        evenly over the run (consecutive samples of a chain are correlated)."""
+        """The predictive (``Predictive``) at X (N, d_in) over the kept samples (S, P): all
+        of them, or ``n_samples`` spread evenly over the run (consecutive samples of a
+        chain are correlated)."""
         self._require_fit()
         total = self.samples_.shape[0]
         S = total if n_samples is None else min(C.integer(n_samples, "n_samples", 1), total)

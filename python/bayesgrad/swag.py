@@ -170,7 +170,7 @@ class SWAG:
         return np.ascontiguousarray(out, dtype=self._dtype)
 
     def predict(self, X, n_samples=30, seed=0, stream=0):
-        """The predictive (``Predictive``) over ``n_samples`` SWAG draws."""
+        """The predictive (``Predictive``) at X (N, d_in) over ``n_samples`` SWAG draws (S = n_samples)."""
         from .nn import Predictive
 
         thetas = self.sample_params(n_samples, seed, stream)
@@ -256,6 +256,8 @@ class MultiSWAG:
         return out
 
     def predict(self, X, n_samples=30, seed=0, stream=0):
+        """The mixture's predictive (``Predictive``) at X (N, d_in) over ``n_samples`` draws,
+        draw i from member i mod n_models (S = n_samples)."""
         from .nn import Predictive
 
         thetas = self.sample_params(n_samples, seed, stream)
@@ -273,6 +275,7 @@ class MultiSWAG:
 
     @classmethod
     def load(cls, path):
+        """Read a model written by ``save``; ValueError for a malformed or foreign file."""
         meta, arrays = _tr.load_npz(path, "MultiSWAG", [])
         try:
             n = C.integer(meta["n_models"], "n_models", 1)
