@@ -69,9 +69,7 @@ html_theme_options = {"description": "Uncertainty for neural networks, from NumP
 # were being edited on other branches, and their reST problems (mostly a bare
 # "*batch_shape" read as the start of emphasis, "|x|" read as a substitution) are
 # fixed there. Remove an entry once its module builds cleanly.
-KNOWN_DOCSTRING_ISSUES = (
-    "bayesgrad.sgmcmc",
-)
+KNOWN_DOCSTRING_ISSUES = ()
 
 
 class _KnownIssues:

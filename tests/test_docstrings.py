@@ -30,23 +30,6 @@ ARRAY_PARAMETERS = {
 # a shape written as a tuple: (N,), (S, N, C), (n, *batch_shape), (P + 1,)
 _SHAPE = re.compile(r"\(\s*[A-Za-z0-9_*.]+(?:\s*[-+*/]\s*[A-Za-z0-9_]+)?\s*,[A-Za-z0-9_*.+\-, ]*\)|\bshape")
 
-# Modules other engineers were editing when this test was written (issue 20): their
-# callables below lack a docstring or the shapes of their arrays. Each entry must fail
-# the check (so the list only shrinks): fix the docstring, then remove the entry.
-KNOWN_GAPS = {
-    "bayesgrad.calibration.IsotonicRecalibration": "no shapes",
-    "bayesgrad.calibration.MatrixScaling.log_probs": "no docstring",
-    "bayesgrad.calibration.MatrixScaling.transform": "no docstring",
-    "bayesgrad.calibration.StdScaling": "no shapes",
-    "bayesgrad.calibration.StdScaling.transform": "no docstring",
-    "bayesgrad.calibration.fit_std_scaling": "no shapes",
-}
-
-
-# the modules whose gaps may be listed above (being edited on another branch)
-OWNED_ELSEWHERE = {"ensemble", "swag", "sgmcmc", "conformal", "calibration"}
-
-
 def _doc(obj):
     doc = inspect.getdoc(obj) or ""
     if inspect.isclass(obj) and doc.startswith(f"{obj.__name__}("):
@@ -114,12 +97,8 @@ def test_every_public_module_has_all_and_a_docstring():
 @pytest.mark.single_backend
 def test_public_callables_have_docstrings_with_shapes():
     problems = {q: p for q, (doc, arrays) in CALLABLES.items() if (p := _problem(doc, arrays))}
-    new = {q: p for q, p in problems.items() if q not in KNOWN_GAPS}
-    fixed = sorted(set(KNOWN_GAPS) - set(problems))
-    msg = "\n".join(f"  {q}: {p}" for q, p in sorted(new.items()))
-    assert not new, f"{len(new)} public callables need a docstring with shapes:\n{msg}"
-    assert {q.split(".")[1] for q in KNOWN_GAPS} <= OWNED_ELSEWHERE
-    assert not fixed, f"fixed, remove from KNOWN_GAPS: {fixed}"
+    msg = "\n".join(f"  {q}: {p}" for q, p in sorted(problems.items()))
+    assert not problems, f"{len(problems)} public callables need a docstring with shapes:\n{msg}"
 
 
 @pytest.mark.single_backend

@@ -84,10 +84,12 @@ class MatrixScaling:
     b: np.ndarray
 
     def log_probs(self, logits):
+        """Calibrated log-probabilities (N, C) of logits (N, C)."""
         z = C.as_array(logits, "logits", ndim=2)
         return special.log_softmax(z @ self.W.T + self.b, axis=1)
 
     def transform(self, logits):
+        """Calibrated probabilities (N, C) of logits (N, C)."""
         return np.exp(self.log_probs(logits))
 
 
@@ -142,17 +144,31 @@ def _regression(y, mean, std):
 
 @dataclass(frozen=True)
 class StdScaling:
-    """Every predictive std multiplied by ``scale``."""
+    """Every predictive standard deviation multiplied by ``scale`` (a positive float).
+
+    ``transform(std)`` takes predictive standard deviations of any shape, e.g. (N,) or
+    (N, D), in the units of y, and returns them rescaled, same shape."""
 
     scale: float
 
     def transform(self, std):
+        """Rescaled standard deviations, shaped like ``std`` (any shape, e.g. (N, D))."""
         s = C.as_array(std, "std")
         return s * s.dtype.type(self.scale)
 
 
 def fit_std_scaling(y, mean, std) -> StdScaling:
-    """The maximum-likelihood factor for Gaussian predictives: s = sqrt(mean(((y - mean) / std)²))."""
+    """The maximum-likelihood factor for Gaussian predictives: s = sqrt(mean(((y - mean) / std)²)).
+
+    Parameters
+    ----------
+    y, mean, std : arrays of one shape, e.g. (N,) or (N, D)
+        Held-out targets, predictive means and predictive standard deviations (std > 0).
+
+    Returns
+    -------
+    StdScaling
+    """
     yy, m, s = _regression(y, mean, std)
     return StdScaling(float(np.sqrt(np.mean(((yy - m) / s) ** 2))))
 
@@ -181,7 +197,10 @@ def isotonic_fit(x, y):
 
 @dataclass(frozen=True)
 class IsotonicRecalibration:
-    """The recalibration map R on [0, 1] as knots (u, R(u)), non-decreasing, R(0) = 0, R(1) = 1."""
+    """The recalibration map R on [0, 1] as knots (u, R(u)), non-decreasing, R(0) = 0, R(1) = 1.
+
+    Attributes: ``u`` (K,) knot positions and ``r`` (K,) their values; ``cdf`` and
+    ``quantile`` take y / p, mean and std of one shape, e.g. (N,) or (N, D)."""
 
     u: np.ndarray
     r: np.ndarray

@@ -2,7 +2,7 @@
 versions, with burn-in, thinning and a posterior temperature.
 
 The target is the posterior ``p(theta | D) ∝ exp(-U(theta) / T)`` with the
-whole-data-set potential (nats)
+whole-data-set potential (nats)::
 
     U(theta) = sum_n nll(y_n | x_n, theta) + 0.5 * prior_precision * |theta|^2,
 

@@ -389,7 +389,7 @@ class BayesianMLPRegressor(RegressorMixin, _BayesianMLPBase):
 
     def conformalize(self, X_cal, y_cal, alpha=0.1, score="normalized"):
         """Split-conformal calibration on held-out rows (``bayesgrad.conformal``): score
-        "normalized" (|y - mean| / std) or "absolute"; sets ``conformal_``. Returns self."""
+        "normalized" (``|y - mean| / std``) or "absolute"; sets ``conformal_``. Returns self."""
         from .conformal import conformalize_estimator
         return conformalize_estimator(self, X_cal, y_cal, alpha, score=score)
 
