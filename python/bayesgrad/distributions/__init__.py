@@ -24,15 +24,16 @@ else float64.
 Layout: ``_base`` (the ``Distribution`` base class and shared helpers),
 ``locscale`` (Normal, LogNormal, Exponential, Uniform, Laplace, Gumbel,
 StudentT), ``gamma`` (Gamma, Beta, Dirichlet), ``discrete`` (Bernoulli,
-Categorical, Poisson, RelaxedBernoulli, RelaxedCategorical; ``gumbel_top_k``, sampling
-without replacement), ``multivariate``
+Categorical, Poisson; ``gumbel_top_k``, sampling without replacement), ``relaxed``
+(RelaxedBernoulli, RelaxedCategorical), ``multivariate``
 (MultivariateNormal) and ``kl`` (``kl_divergence`` and its registry). The
 public names are all importable from ``bayesgrad.distributions``.
 """
 from __future__ import annotations
 
 from ._base import Distribution, digamma, lgamma  # noqa: F401 (public, outside __all__ as before the split)
-from .discrete import Bernoulli, Categorical, Poisson, RelaxedBernoulli, RelaxedCategorical, TopK, gumbel_top_k
+from .discrete import Bernoulli, Categorical, Poisson, TopK, gumbel_top_k
+from .relaxed import RelaxedBernoulli, RelaxedCategorical
 from .gamma import Beta, Dirichlet, Gamma
 from .kl import kl_divergence, register_kl
 from .locscale import Exponential, Gumbel, Laplace, LogNormal, Normal, StudentT, Uniform
