@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from ._models import DEFAULTS, METHODS, TASKS
+from .cli import _hidden_arg  # shared with bayesgrad fit
 
 # integer-valued numeric targets with at most this many distinct values are class labels
 # (the rule of ``bayesgrad fit`` and of bg.compare(task="auto"))
@@ -42,16 +43,6 @@ def _int_at_least(low):
             raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
         return v
     return parse
-
-
-def _hidden_arg(text):
-    try:
-        sizes = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--hidden must be comma-separated integers, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"--hidden must be positive integers, got {text!r}")
-    return sizes
 
 
 def add_parser(sub):

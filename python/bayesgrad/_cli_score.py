@@ -22,6 +22,8 @@ import sys
 
 import numpy as np
 
+from .cli import _positive_int, _seed_arg  # the shared argument parsers
+
 FORMATS = ("csv", "parquet", "zarr")
 #: ``bg.pools.ACQUISITIONS``, spelled out so that building the parser imports neither pools nor
 #: SciPy (``bayesgrad info`` stays quick); a test checks that the two agree.
@@ -57,36 +59,12 @@ def add_score_parser(sub):
                    help="BatchBALD's M, the BALD top M it chooses among (default max(1000, 20 x batch size))")
     s.add_argument("--beta", type=float, default=1.0, help="temperature of power / softmax / softrank")
     s.add_argument("--chunk-size", type=_positive_int, default=16384, help="pool points per block (default 16384)")
-    s.add_argument("--seed", type=_seed, default=0, help="Philox seed (default 0)")
+    s.add_argument("--seed", type=_seed_arg, default=0, help="Philox seed (default 0)")
     s.add_argument("--scheduler", metavar="ADDRESS", help="a dask.distributed scheduler, e.g. tcp://10.0.0.1:8786")
     s.add_argument("--picks", metavar="PICKS.csv", help="write the picks here (default: print them)")
     s.add_argument("--out", metavar="SCORES.csv|.parquet", help="write the per-point uncertainty columns here")
     s.set_defaults(func=cmd_score)
     return s
-
-
-def _positive_int(text):
-    import argparse
-
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
-
-
-def _seed(text):
-    import argparse
-
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
-    if not 0 <= v < 2 ** 64:
-        raise argparse.ArgumentTypeError(f"seed must be in [0, 2**64), got {text!r}")
-    return v
 
 
 def _read_pool(args, fmt, features, UsageError):
