@@ -117,6 +117,11 @@ def test_one_network_under_many_masks(rng):
         copies = m.forward(np.repeat(theta[None], 9, axis=0), X, masks=masks)
         assert shared.shape == (9, 700, 2)
         np.testing.assert_array_equal(shared, copies)
+        # and the NumPy twin's kernel takes the same (1, P) + masks call
+        ref = np.empty_like(shared)
+        twin.mlp.mlp_forward(m.net_config(twin), theta[None], X,
+                             ref, m._masks(masks, 9, 700, theta.dtype))
+        np.testing.assert_allclose(shared, ref, rtol=1e-11, atol=1e-12)
     with pytest.raises(ValueError, match="masks"):
         m.forward(np.repeat(theta[None], 2, axis=0), X, masks=masks)  # 2 networks, 9 masks
 
