@@ -74,7 +74,10 @@ def test_networks_reproduce_each_posteriors_predictive():
     for post, extra in _posteriors(d.X, d.y):
         net = P.networks(post, 6, seed=3, stream=5)
         ref = post.predict(d.X, n_samples=6, seed=3, stream=5, **extra).log_probs
-        np.testing.assert_array_equal(net.log_probs(d.X), ref, err_msg=type(post).__name__)
+        # to rounding: the pool's forward runs in row tiles aligned to the pool's index
+        lp = net.log_probs(d.X)
+        np.testing.assert_allclose(lp, ref, rtol=0, atol=1e-12 if lp.dtype == np.float64 else 2e-5,
+                                   err_msg=type(post).__name__)
     with pytest.raises(TypeError, match="posterior of this package"):
         P.networks(object(), 4)
 

@@ -7,7 +7,7 @@ from scipy import integrate, special, stats
 import bayesgrad as bg
 from bayesgrad import _backend, _numpy
 
-from helpers import BACKENDS
+from helpers import BACKENDS, on_simd_path
 
 U = bg.uncertainty
 
@@ -142,6 +142,99 @@ def test_decompose_bad_input(rng):
         U.decompose(np.zeros((4, 0, 3)))
     with pytest.raises(TypeError):
         U.decompose(np.array([["a"]]))
+
+
+# ---------------------------------------------------------------- log_softmax, mean_probs
+def _with_special_rows(x):
+    x[0, 0, 3] = np.nan          # a NaN row stays NaN
+    x[0, 1, :] = -np.inf         # every class impossible: the formula gives NaN
+    x[0, 2, 2] = np.inf          # +inf: that class NaN, the others -inf
+    x[1, 5, :] = -3e4            # a large common offset: removed exactly by the shift
+    x[1, 6, 4] = -np.inf         # one impossible class: exactly -inf
+    return x
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 4e-15), (np.float32, 5e-7)])
+def test_log_softmax_matches_float64_reference(rng, dtype, tol):
+    x = _with_special_rows((rng.normal(size=(3, 1001, 11)) * 30).astype(dtype))  # odd sizes: SIMD tails
+    with np.errstate(all="ignore"):
+        m = np.max(x.astype(np.float64), axis=-1, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0)
+        ref = x.astype(np.float64) - m - np.log(np.sum(np.exp(x.astype(np.float64) - m), axis=-1, keepdims=True))
+    out = U.log_softmax(x)
+    assert out.dtype == dtype and out is not x
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
+    np.testing.assert_array_equal(np.isposinf(out), np.isposinf(ref))
+    np.testing.assert_array_equal(np.isneginf(out), np.isneginf(ref))
+    fin = np.isfinite(ref)
+    np.testing.assert_allclose(out[fin], ref[fin], rtol=tol, atol=tol * 40)
+    np.testing.assert_allclose(out[1, 5], special.log_softmax(np.zeros(11)), atol=tol)
+    # rows of proper log-probabilities sum to one
+    ok = np.isfinite(out).any(-1) & ~np.isnan(out).any(-1)
+    np.testing.assert_allclose(np.exp(out[ok].astype(np.float64)).sum(-1), 1.0, atol=20 * tol)
+
+
+def test_log_softmax_in_place_and_dtypes(rng):
+    x = rng.normal(size=(4, 5)).astype(np.float32)
+    y = U.log_softmax(x, overwrite=True)
+    assert y is x
+    ints = U.log_softmax(np.arange(6).reshape(2, 3))
+    assert ints.dtype == np.float64
+    np.testing.assert_allclose(ints, special.log_softmax(np.arange(6.0).reshape(2, 3), axis=-1), atol=1e-15)
+    view = rng.normal(size=(6, 8))[:, ::2]         # not contiguous: a copy, the input untouched
+    before = view.copy()
+    out = U.log_softmax(view, overwrite=True)
+    np.testing.assert_array_equal(view, before)
+    np.testing.assert_allclose(out, special.log_softmax(before, axis=-1), atol=1e-14)
+    with pytest.raises(ValueError, match="logits"):
+        U.log_softmax(np.zeros((3, 0)))
+    with pytest.raises(TypeError, match="logits"):
+        U.log_softmax(np.array([["a", "b"]]))
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 4e-15), (np.float32, 5e-7)])
+def test_log_softmax_and_mean_probs_backend_and_simd_parity(rng, dtype, tol):
+    if len(BACKENDS) < 2:
+        pytest.skip("only one backend available")
+    x = _with_special_rows((rng.normal(size=(5, 777, 10)) * 10).astype(dtype))
+    outs = {}
+    for be in ("cpu", "numpy"):
+        with bg.use_backend(be):
+            outs[be] = U.log_softmax(x)
+    with bg.use_backend("cpu"):
+        outs["scalar"] = on_simd_path("scalar", lambda: U.log_softmax(x))
+    for k in ("numpy", "scalar"):
+        np.testing.assert_array_equal(np.isnan(outs["cpu"]), np.isnan(outs[k]))
+        fin = np.isfinite(outs[k])
+        np.testing.assert_allclose(outs["cpu"][fin], outs[k][fin], rtol=tol, atol=tol * 10)
+    lp = random_log_probs(rng, 9, 1003, 10, dtype=dtype)
+    probs = {}
+    for be in ("cpu", "numpy"):
+        with bg.use_backend(be):
+            probs[be] = U.mean_probs(lp)
+    with bg.use_backend("cpu"):
+        probs["scalar"] = on_simd_path("scalar", lambda: U.mean_probs(lp))
+    np.testing.assert_allclose(probs["cpu"], probs["numpy"], atol=tol)
+    np.testing.assert_allclose(probs["cpu"], probs["scalar"], atol=tol)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-14), (np.float32, 3e-6)])
+def test_mean_probs_is_decompose_mixture(rng, dtype, tol):
+    lp = random_log_probs(rng, 11, 503, 7, dtype=dtype)
+    lp[0, :3, 1] = -np.inf
+    lp[0, :3] = special.log_softmax(lp[0, :3], axis=-1)
+    p = U.mean_probs(lp)
+    assert p.shape == (503, 7) and p.dtype == dtype
+    ref = np.exp(special.logsumexp(lp.astype(np.float64), axis=0) - math.log(11))
+    np.testing.assert_allclose(p, ref, atol=tol)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -np.where(p > 0, p * np.log(p), 0).sum(-1)
+    np.testing.assert_allclose(h, U.decompose(lp).total, atol=5 * tol)
+    with pytest.raises(ValueError, match="normalised"):
+        U.mean_probs(lp + 0.1)
+    with pytest.raises(ValueError, match="3 dimension"):
+        U.mean_probs(lp[0])
 
 
 def test_decompose_regression():

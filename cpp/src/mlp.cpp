@@ -302,6 +302,25 @@ void forward_outputs(const Layout& L, Activation f, const T* params, int64_t S, 
     }
   };
   SerialBlas serial;
+  if (shared && row_tiles < num_threads()) {
+    // Fewer row tiles than threads (a few hundred rows, e.g. a pool's tile): the
+    // tiles' first layers once, then (sample, tile) pairs in parallel, so that the
+    // S masked passes still use every thread.
+    std::vector<T> z0(static_cast<size_t>(N * L.d_out(0)));
+    for (int64_t t = 0; t < row_tiles; ++t) {
+      const int64_t n0 = t * rows, R = std::min(rows, N - n0);
+      layer(params, 0, X + n0 * L.d_in(0), R, z0.data() + n0 * L.d_out(0));
+    }
+    parallel_chunks(S * row_tiles, [&](int64_t c) {
+      const int64_t s = c / row_tiles, n0 = (c % row_tiles) * rows, R = std::min(rows, N - n0);
+      thread_local std::vector<T> buf_a, buf_b;
+      const size_t need = static_cast<size_t>(rows * L.max_width);
+      if (buf_a.size() < need) buf_a.resize(need);
+      if (buf_b.size() < need) buf_b.resize(need);
+      rest(s, n0, R, 1, z0.data() + n0 * L.d_out(0), buf_b.data(), buf_a.data());
+    });
+    return;
+  }
   parallel_chunks(shared ? row_tiles : S * row_tiles, [&](int64_t t) {
     const int64_t s0 = shared ? 0 : t / row_tiles, n0 = (t % row_tiles) * rows, R = std::min(rows, N - n0);
     thread_local std::vector<T> buf_a, buf_b, buf_z0;

@@ -223,8 +223,9 @@ def expectation(f, data, *, n_noise=0, seed=0, stream=0, split_every=8, schedule
     return _moments_from(m)
 
 
-def _loglik_block(xb, yb, net):
-    return _block_moments(net.point_log_likelihood(xb, yb).T)  # rows = points, columns = samples
+def _loglik_block(xb, yb, net, start):
+    # rows = points, columns = samples; start: the block's first row (the forward's tiles align to it)
+    return _block_moments(net.point_log_likelihood(xb, yb, start).T)
 
 
 def log_likelihood(model, X, y, *, n_samples=64, seed=0, stream=0, split_every=8, scheduler=None):
@@ -234,7 +235,7 @@ def log_likelihood(model, X, y, *, n_samples=64, seed=0, stream=0, split_every=8
     net = networks(model, n_samples, seed, stream)
     if not is_dask_array(X):
         Xa = C.as_array(X, "X", ndim=2)
-        m = _loglik_block(Xa, np.asarray(y), net)
+        m = _loglik_block(Xa, np.asarray(y), net, 0)
         return _moments_from(m).total
     dask, da = require_dask("a log-likelihood over a Dask array")
     X = X.rechunk({1: -1})
@@ -242,7 +243,9 @@ def log_likelihood(model, X, y, *, n_samples=64, seed=0, stream=0, split_every=8
     y = y.rechunk((X.chunks[0],) + tuple((s,) for s in y.shape[1:]))
     net_d = dask.delayed(net, pure=True, traverse=False)
     blk = dask.delayed(_loglik_block, pure=True)
-    parts = [blk(xb, yb, net_d) for xb, yb in zip(X.to_delayed().reshape(-1), y.to_delayed().reshape(-1))]
+    starts = np.concatenate([[0], np.cumsum(X.chunks[0])])
+    parts = [blk(xb, yb, net_d, int(starts[i]))
+             for i, (xb, yb) in enumerate(zip(X.to_delayed().reshape(-1), y.to_delayed().reshape(-1)))]
     kw = {} if scheduler is None else {"scheduler": scheduler}
     (m,) = dask.compute(_reduce(parts, split_every, _merge_moments), **kw)
     return _moments_from(m).total

@@ -161,7 +161,7 @@ class MCDropout:
 
         F = sampled_outputs(self.mlp, X, T, dt, params)
         noise = self.noise_ if self.likelihood == "gaussian" else 1.0
-        return Predictive.from_outputs(F, self.likelihood, noise)
+        return Predictive.from_outputs(F, self.likelihood, noise, overwrite=True)
 
     def save(self, path):
         """Write parameters and settings to ``path`` (.npz + JSON, no pickle; atomic, and

@@ -418,8 +418,9 @@ class Predictive:
             if probs is None and log_probs is None:
                 raise ValueError("a classification Predictive needs probs or log_probs")
             if probs is None:
-                S = log_probs.shape[0]
-                self.probs = np.exp(logsumexp(log_probs, axis=0) - math.log(S))
+                from .uncertainty import mean_probs
+
+                self.probs = mean_probs(log_probs)
         else:
             if mean is None:
                 raise ValueError("a regression Predictive needs mean")
@@ -443,15 +444,21 @@ class Predictive:
         return None if src is None else src.shape[0]
 
     @classmethod
-    def from_outputs(cls, F, likelihood, noise=1.0):
-        """From sampled network outputs F (S, N, K) (sample axis first)."""
+    def from_outputs(cls, F, likelihood, noise=1.0, *, overwrite=False):
+        """From sampled network outputs F (S, N, K) (sample axis first).
+
+        ``overwrite=True`` lets a categorical predictive turn F into its
+        log-probabilities in place (the posteriors' ``predict`` pass their own
+        fresh outputs; saves a copy of F)."""
         lik = likelihood_name(likelihood)
         F = C.to_numpy(F, "F")
         if F.ndim != 3:
             raise ValueError(f"F must have shape (S, N, K), got {F.shape}")
         S, N, K = F.shape
         if lik == "categorical":
-            return cls(lik, log_probs=likelihood_log_probs(lik, F))
+            from .uncertainty import log_softmax
+
+            return cls(lik, log_probs=log_softmax(F, overwrite=overwrite))
         if lik == "bernoulli":
             if K != 1:
                 raise ValueError("the bernoulli Predictive takes one output (a single binary target)")

@@ -90,6 +90,10 @@ def is_dask_array(x):
 
 # ---------------------------------------------------------------- sampled networks
 _MLP_CACHE = {}
+# Pool rows per forward call, aligned to the pool's row index (Networks.outputs): large
+# enough that the per-call overhead is small next to a tile's GEMMs, small enough that
+# a padded partial tile at a block's edges costs little.
+ROW_TILE = 256
 
 
 def _mlp(spec):
@@ -137,40 +141,59 @@ class Networks:
     def n_inputs(self):
         return self.mlp["sizes"][0]
 
-    def outputs(self, X):
-        """Network outputs F (S, n, K) at inputs X (n, D)."""
+    def outputs(self, X, offset=0):
+        """Network outputs F (S, n, K) at inputs X (n, D), the pool's rows offset..offset+n-1.
+
+        The rows go through the network in tiles of ``ROW_TILE`` pool rows aligned
+        to the pool's row index (a partial tile padded with zero rows), so every
+        GEMM has the same shape and every row the same place in it however the
+        pool is chunked: BLAS kernels round a row's dot products differently with
+        the row count and the row's position (seen with OpenBLAS's AVX2 sgemm
+        and dgemm), and the scores of a chunked pool would otherwise differ from
+        the in-memory ones in the last bits."""
         from . import _backend
 
         m = _mlp(self.mlp)
-        S = self.n_samples
-        t = self.theta if self.theta.ndim == 2 else np.ascontiguousarray(np.broadcast_to(self.theta, (S,) + self.theta.shape))
+        S, T = self.n_samples, ROW_TILE
+        # (1, P) under S masks: one network, its first layer formed once per tile
+        t = self.theta if self.theta.ndim == 2 else self.theta[None]
+        X = np.ascontiguousarray(X, dtype=t.dtype)
+        n = X.shape[0]
+        out = np.empty((S, n, self.mlp["sizes"][-1]), dtype=t.dtype)
+        pad = np.zeros((T, X.shape[1]), dtype=t.dtype)
         with _backend.use_backend(self.backend):
-            return m.forward(t, np.ascontiguousarray(X, dtype=t.dtype), masks=self.masks)
+            for g0 in range(offset // T * T, offset + n, T):
+                lo, hi = max(g0, offset), min(g0 + T, offset + n)
+                if lo == g0 and hi == g0 + T:
+                    xt = X[lo - offset:hi - offset]
+                else:
+                    pad[:] = 0
+                    pad[lo - g0:hi - g0] = X[lo - offset:hi - offset]
+                    xt = pad
+                out[:, lo - offset:hi - offset] = m.forward(t, xt, masks=self.masks)[:, lo - g0:hi - g0]
+        return out
 
-    def log_probs(self, X):
-        """Sampled class log-probabilities (S, n, C) at X (n, D) (classification)."""
+    def log_probs(self, X, offset=0):
+        """Sampled class log-probabilities (S, n, C) at X (n, D), the pool's rows from
+        ``offset`` (classification)."""
         from ._numerics import likelihood_log_probs
 
         if self.likelihood not in ("categorical", "bernoulli"):
             raise ValueError(f"log-probabilities need a classification likelihood, not {self.likelihood!r}")
-        F = self.outputs(X)
+        F = self.outputs(X, offset)
         if self.likelihood == "bernoulli":
             return likelihood_log_probs(self.likelihood, F)
-        # _numerics.log_softmax's operations in place on F (ours): the same values, bit for
-        # bit, with one temporary of F's size instead of three (a worker's memory per block)
-        m = np.max(F, axis=-1, keepdims=True)
-        m = np.where(np.isfinite(m), m, 0)
-        np.subtract(F, m, out=F)
-        s = np.sum(np.exp(F), axis=-1, keepdims=True)
-        np.subtract(F, np.log(s), out=F)
-        return F
+        # in place on F (ours): no temporary of F's size (a worker's memory per block)
+        from .uncertainty import log_softmax
 
-    def point_log_likelihood(self, X, y):
-        """log p(y_n | x_n, theta_s) (S, n) in nats, per sample and point."""
+        return log_softmax(F, overwrite=True)
+
+    def point_log_likelihood(self, X, y, offset=0):
+        """log p(y_n | x_n, theta_s) (S, n) in nats, per sample and point (rows from ``offset``)."""
         from ._numerics import likelihood_log_probs
         from .nn import prepare_targets
 
-        F = self.outputs(X)
+        F = self.outputs(X, offset)
         S, n, K = F.shape
         if self.likelihood in ("categorical", "bernoulli"):
             lp = likelihood_log_probs(self.likelihood, F)
@@ -191,7 +214,8 @@ class Networks:
 def networks(posterior, n_samples=100, seed=0, stream=0):
     """The S sampled networks behind ``posterior.predict(X, n_samples, seed, stream)``.
 
-    ``Networks.log_probs(X)`` equals that predictive's ``log_probs`` for MC dropout
+    ``Networks.log_probs(X)`` equals that predictive's ``log_probs`` (to rounding: the
+    pool's forward runs in row tiles aligned to the pool's index) for MC dropout
     (the consistent masks), MFVI, SWAG, MultiSWAG (the same weight draws), a deep
     ensemble (its first min(S, M) members) and SG-MCMC (the kept samples spread over
     the run); for Laplace it is the sampled-weights predictive
@@ -303,7 +327,7 @@ def _block_scores(data, net, spec, span, exclude):
     start, stop = span
     index = np.arange(start, stop, dtype=np.int64)
     if net is not None:
-        lp = net.log_probs(data)
+        lp = net.log_probs(data, start)
     else:
         lp = check_log_probs(np.asarray(data), "pool")
     a = spec.acquisition

@@ -80,7 +80,7 @@ class SGMCMC:
         S = total if n_samples is None else min(C.integer(n_samples, "n_samples", 1), total)
         idx = np.unique(np.round(np.linspace(0, total - 1, S)).astype(np.int64))
         F = self.mlp.forward(np.ascontiguousarray(self.samples_[idx]), X)
-        return Predictive.from_outputs(F, self.likelihood, self.noise if self.likelihood == "gaussian" else 1.0)
+        return Predictive.from_outputs(F, self.likelihood, self.noise if self.likelihood == "gaussian" else 1.0, overwrite=True)
 
 
     def __init__(self, mlp, likelihood="gaussian", *, method="sghmc", lr=1e-4, friction=0.1, prior_precision=1.0,

@@ -175,7 +175,7 @@ class SWAG:
 
         thetas = self.sample_params(n_samples, seed, stream)
         F = self.mlp.forward(thetas, X)
-        return Predictive.from_outputs(F, self.likelihood, self.noise if self.likelihood == "gaussian" else 1.0)
+        return Predictive.from_outputs(F, self.likelihood, self.noise if self.likelihood == "gaussian" else 1.0, overwrite=True)
 
     def _meta(self):
         return {"mlp": self.mlp.to_dict(), "likelihood": self.likelihood, "rank": self.rank, "lr": self.lr,
@@ -263,7 +263,8 @@ class MultiSWAG:
         thetas = self.sample_params(n_samples, seed, stream)
         F = self.mlp.forward(thetas, X)
         m0 = self.members[0]
-        return Predictive.from_outputs(F, self.likelihood, m0.noise if self.likelihood == "gaussian" else 1.0)
+        return Predictive.from_outputs(F, self.likelihood, m0.noise if self.likelihood == "gaussian" else 1.0,
+                                      overwrite=True)
 
     def save(self, path):
         """One file with every member's arrays (prefix ``m<i>_``) and the shared settings."""

@@ -30,6 +30,7 @@ from . import _checks as C
 
 __all__ = [
     "Decomposition", "decompose", "decompose_regression", "check_log_probs", "check_probs",
+    "log_softmax", "mean_probs",
     "accuracy", "nll", "brier", "ece", "adaptive_ece", "classwise_ece", "reliability_diagram", "aurc",
     "TemperatureScaling", "fit_temperature",
     "gaussian_nll", "mixture_nll", "calibration_curve", "miscalibration_area", "crps_gaussian",
@@ -97,6 +98,63 @@ def _n_bins(n_bins):
     # a few arrays of n_bins + 1 floats (edges, counts, sums): checked before np.linspace allocates them
     C.check_allocation(C.n_bytes((n_bins + 1,), copies=4), f"n_bins={n_bins}: the bins")
     return n_bins
+
+
+# ---------------------------------------------------------------- log-probabilities
+def log_softmax(logits, *, overwrite=False):
+    """Log-probabilities from logits over the last axis: ``logits - logsumexp(logits)``.
+
+    A native pass (exp vectorised, parallel over rows) where the NumPy formula
+    needs three temporaries of the input's size; the sampled predictives of
+    ``bg.nn.Predictive.from_outputs`` and ``bg.pools`` use it.
+
+    Parameters
+    ----------
+    logits : array (..., C)
+        Unnormalised log-probabilities, float32 or float64 (other dtypes are
+        converted to float64). Rows whose maximum is not finite follow the
+        formula with the maximum taken as 0 (a NaN row gives NaN).
+    overwrite : bool
+        Write the result into ``logits`` itself when it is a writeable
+        C-contiguous float array (no copy).
+
+    Returns
+    -------
+    array (..., C)
+        Log-probabilities in nats, ``logits`` itself when it was overwritten.
+    """
+    a = C.to_numpy(logits, "logits")
+    if a.ndim < 1 or a.shape[-1] < 1:
+        raise ValueError(f"logits must have a last (class) axis of length >= 1, got shape {a.shape}")
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"logits must be a real array, got dtype {a.dtype}")
+    own = (overwrite and a.dtype in (np.float32, np.float64) and a.flags.c_contiguous and a.flags.writeable)
+    out = a if own else np.array(a, dtype=a.dtype if a.dtype in (np.float32, np.float64) else np.float64,
+                                 order="C", copy=True)
+    _backend.kernels().metrics.log_softmax(out)
+    return out
+
+
+def mean_probs(log_probs):
+    """The mixture's class probabilities ``mean_s exp(log_probs[s])``, per point.
+
+    Parameters
+    ----------
+    log_probs : array (S, N, C)
+        Sampled log-probabilities (normalised over C).
+
+    Returns
+    -------
+    array (N, C)
+        Probabilities of the S-sample mixture (the ``p-bar`` whose entropy is
+        ``decompose``'s total), in ``log_probs``' dtype. Probabilities below
+        ``exp(-86)`` (float32) or ``exp(-700)`` (float64) per sample are
+        flushed to 0, as in ``decompose``.
+    """
+    a = check_log_probs(log_probs)
+    out = np.empty(a.shape[1:], dtype=a.dtype)
+    check_normalised(lambda: _backend.kernels().metrics.mean_probs(a, out), a, "log_probs")
+    return out
 
 
 # ---------------------------------------------------------------- decomposition

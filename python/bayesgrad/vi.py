@@ -264,7 +264,7 @@ class MFVI:
         F = sampled_outputs(self.mlp, X, n_samples, self.state_.dtype,
                             lambda s0, s1: (self._sample_block(s0, s1, seed, st), None))
         noise = self.noise_ if self.likelihood == "gaussian" else 1.0
-        return Predictive.from_outputs(F, self.likelihood, noise)
+        return Predictive.from_outputs(F, self.likelihood, noise, overwrite=True)
 
     # ------------------------------------------------------------ persistence
     def _meta(self):

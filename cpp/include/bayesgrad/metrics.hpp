@@ -101,6 +101,16 @@ using codes::PointScore;
 template <typename T>
 double point_scores(const T* log_probs, int64_t S, int64_t N, int64_t C, PointScore kind, T* out);
 
+// The mixture's probabilities out (N, C) = (1/S) sum_s exp(log_probs[s]),
+// the p-bar of decompose (same exp and flush). Returns the normalisation
+// deviation as decompose does.
+template <typename T>
+double mean_probs(const T* log_probs, int64_t S, int64_t N, int64_t C, T* out);
+
+// Log-softmax in place over rows of C values: x (R, C) <- x - logsumexp(x).
+template <typename T>
+void log_softmax(T* x, int64_t R, int64_t C);
+
 // BatchBALD's joint entropy of (y_batch, y_i) for every candidate i:
 //   Q_i[m, c] = (1/S) sum_s P[s, m] probs[s, i, c]
 //   out[i]    = -sum_m w[m] sum_c Q_i[m, c] log Q_i[m, c]

@@ -1,4 +1,5 @@
-"""NumPy twin of the metrics kernels (cpp/src/metrics.cpp): the entropy decomposition.
+"""NumPy twin of the metrics kernels (cpp/src/metrics.cpp): the entropy decomposition, the
+mixture probabilities and the in-place log-softmax.
 
 Same names, signatures and results (within rounding) as the native core.
 """
@@ -6,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["decompose"]  # the helpers below are shared with the acquisition twin
+__all__ = ["decompose", "mean_probs", "log_softmax"]  # the helpers below are shared with the acquisition twin
 
 _ROWS = 4096  # points per slice, to bound temporaries
 
@@ -63,3 +64,38 @@ def decompose(log_probs, total, aleatoric, epistemic):
             aleatoric[sl] = a
             epistemic[sl] = np.maximum(h - a, 0)
     return worst
+
+
+def mean_probs(log_probs, out):
+    """Mixture probabilities out (N, C) = mean over s of exp(log_probs (S, N, C)); returns the
+    largest |sum_c p - 1| (NaN if any input is NaN)."""
+    lp = np.ascontiguousarray(log_probs)
+    check3(lp, "log_probs")
+    S, N, C = lp.shape
+    check_out(out, (N, C), lp.dtype)
+    worst = 0.0
+    with np.errstate(over="ignore"):
+        for sl in row_slices(N):
+            e = np.exp(lp[:, sl])
+            worst = merge_deviation(worst, sum_deviation(e))
+            out[sl] = e.sum(axis=0) * lp.dtype.type(1.0 / S)
+    return worst
+
+
+def log_softmax(values):
+    """In place: values (..., C) <- values - logsumexp over the last axis."""
+    if not isinstance(values, np.ndarray) or values.dtype not in (np.float32, np.float64) \
+            or not values.flags.c_contiguous:
+        raise TypeError("values must be a C-contiguous float32 or float64 array")
+    if not values.flags.writeable:
+        raise ValueError("values must be writeable")
+    if values.ndim < 1 or values.shape[-1] < 1:
+        raise ValueError("values must have a last axis of length >= 1")
+    x = values.reshape(-1, values.shape[-1])
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for sl in row_slices(x.shape[0]):
+            v = x[sl]
+            m = np.max(v, axis=-1, keepdims=True)
+            m = np.where(np.isfinite(m), m, 0).astype(v.dtype)
+            v -= m
+            v -= np.log(np.sum(np.exp(v), axis=-1, keepdims=True))
