@@ -35,6 +35,23 @@ void check_outputs(out_array<T>& mean, out_array<T>& var, std::optional<out_arra
   }
 }
 
+// Outputs of the fused Normal kernels: mean / var (2, p), terms (2, n, p).
+template <typename T>
+void check_pair_outputs(out_array<T>& mean, out_array<T>& var, std::optional<out_array<T>>& terms, int64_t n,
+                        int64_t p) {
+  for (auto* a : {&mean, &var}) {
+    const char* name = a == &mean ? "mean_out" : "var_out";
+    require_writeable(*a, name);
+    if (a->ndim() != 2 || a->shape(0) != 2 || a->shape(1) != p)
+      throw std::invalid_argument(std::string(name) + " must have shape (2, " + std::to_string(p) + ")");
+  }
+  if (terms) {
+    require_writeable(*terms, "terms_out");
+    if (terms->ndim() != 3 || terms->shape(0) != 2 || terms->shape(1) != n || terms->shape(2) != p)
+      throw std::invalid_argument("terms_out must have shape (2, " + std::to_string(n) + ", " + std::to_string(p) + ")");
+  }
+}
+
 template <typename T>
 void bind(py::module_& m) {
   m.def(
@@ -90,6 +107,51 @@ void bind(py::module_& m) {
       py::arg("g").noconvert(), py::arg("jac").noconvert().none(true), py::arg("mean_out").noconvert(),
       py::arg("var_out").noconvert(), py::arg("terms_out").noconvert() = py::none(),
       "Mean/var over samples of g (n, p) * jac (n, p) (jac None: ones), the pathwise chain rule.");
+  m.def(
+      "pathwise_normal_accumulate",
+      [](in_array<T> g, in_array<T> x, in_array<T> loc, in_array<T> scale, out_array<T> mean_out,
+         out_array<T> var_out, std::optional<out_array<T>> terms_out) {
+        int64_t n, p;
+        matrix_shape(g, "g", n, p);
+        if (x.ndim() != 2 || x.shape(0) != n || x.shape(1) != p) throw std::invalid_argument("x must have the shape of g");
+        check_vec<T>(loc, p, "loc");
+        check_vec<T>(scale, p, "scale");
+        check_pair_outputs(mean_out, var_out, terms_out, n, p);
+        const T *pg = g.data(), *px = x.data(), *pl = loc.data(), *ps = scale.data();
+        T *pm = mean_out.mutable_data(), *pv = var_out.mutable_data();
+        T* pt = terms_out ? terms_out->mutable_data() : nullptr;
+        py::gil_scoped_release rel;
+        pathwise_normal_accumulate(pg, px, pl, ps, n, p, pm, pv, pt);
+      },
+      py::arg("g").noconvert(), py::arg("x").noconvert(), py::arg("loc").noconvert(), py::arg("scale").noconvert(),
+      py::arg("mean_out").noconvert(), py::arg("var_out").noconvert(), py::arg("terms_out").noconvert() = py::none(),
+      "Pathwise terms of a Normal(loc, scale) (p,) at x (n, p): mean/var (2, p) of g (loc) and g (x - loc) / scale "
+      "(scale).");
+  m.def(
+      "score_normal_accumulate",
+      [](in_array<T> x, in_array<T> loc, in_array<T> scale, in_array<T> f, std::optional<in_array<T>> baseline, bool loo,
+         out_array<T> mean_out, out_array<T> var_out, std::optional<out_array<T>> terms_out) {
+        int64_t n, p;
+        matrix_shape(x, "x", n, p);
+        check_vec<T>(loc, p, "loc");
+        check_vec<T>(scale, p, "scale");
+        check_vec<T>(f, n, "f");
+        if (baseline) check_vec<T>(*baseline, n, "baseline");
+        if (loo && baseline) throw std::invalid_argument("pass either baseline or loo=True, not both");
+        if (loo && n < 2) throw std::invalid_argument("a leave-one-out baseline needs n >= 2 samples");
+        check_pair_outputs(mean_out, var_out, terms_out, n, p);
+        const T *px = x.data(), *pl = loc.data(), *ps = scale.data(), *pf = f.data();
+        const T* pb = baseline ? baseline->data() : nullptr;
+        T *pm = mean_out.mutable_data(), *pv = var_out.mutable_data();
+        T* pt = terms_out ? terms_out->mutable_data() : nullptr;
+        py::gil_scoped_release rel;
+        score_normal_accumulate(px, pl, ps, pf, pb, loo, n, p, pm, pv, pt);
+      },
+      py::arg("x").noconvert(), py::arg("loc").noconvert(), py::arg("scale").noconvert(), py::arg("f").noconvert(),
+      py::arg("baseline").noconvert().none(true), py::arg("loo"), py::arg("mean_out").noconvert(),
+      py::arg("var_out").noconvert(), py::arg("terms_out").noconvert() = py::none(),
+      "Score-function terms of a Normal(loc, scale) (p,) at x (n, p) times f - b: mean/var (2, p) of the loc and "
+      "scale scores' terms.");
 }
 
 using D = double;
@@ -183,6 +245,37 @@ void bind_f64(py::module_& m) {
       },
       py::arg("logw").noconvert(), py::arg("out").noconvert(),
       "VIMCO's per-draw learning signal L - L_{-j} - w~_j for log-weights (n, k) into out (n, k) (float64).");
+  m.def(
+      "normal_multisample_terms",
+      [](in_array<D> z, in_array<D> fz, std::optional<in_array<D>> g, in_array<D> loc, in_array<D> scale, int mode,
+         out_array<D> terms, out_array<D> wt, out_array<D> bound) {
+        if (z.ndim() != 3) throw std::invalid_argument("z must have shape (n, k, p)");
+        const int64_t n = z.shape(0), k = z.shape(1), p = z.shape(2);
+        if (mode < 0 || mode > 3) throw std::invalid_argument("mode must be 0 (iwae), 1 (dreg), 2 (dreg rws) or 3 (vimco)");
+        if (mode < 3 && !g) throw std::invalid_argument("g is required for modes 0-2");
+        if (mode == 3 && k < 2) throw std::invalid_argument("vimco needs k >= 2 draws per group");
+        check_mat(fz, n, k, "fz");
+        if (g && (g->ndim() != 3 || g->shape(0) != n || g->shape(1) != k || g->shape(2) != p))
+          throw std::invalid_argument("g must have the shape of z");
+        check_vec<D>(loc, p, "loc");
+        check_vec<D>(scale, p, "scale");
+        require_writeable(terms, "terms");
+        if (terms.ndim() != 3 || terms.shape(0) != 2 || terms.shape(1) != n || terms.shape(2) != p)
+          throw std::invalid_argument("terms must have shape (2, n, p)");
+        check_out_mat(wt, n, k, "wt");
+        require_writeable(bound, "bound");
+        check_vec<D>(bound, n, "bound");
+        const D *pz = z.data(), *pf = fz.data(), *pg = g ? g->data() : nullptr, *pl = loc.data(), *ps = scale.data();
+        D *pt = terms.mutable_data(), *pw = wt.mutable_data(), *pb = bound.mutable_data();
+        py::gil_scoped_release rel;
+        normal_multisample_terms(pz, pf, pg, pl, ps, mode, n, k, p, pt, pw, pb);
+      },
+      py::arg("z").noconvert(), py::arg("fz").noconvert(), py::arg("g").noconvert().none(true),
+      py::arg("loc").noconvert(), py::arg("scale").noconvert(), py::arg("mode"), py::arg("terms").noconvert(),
+      py::arg("wt").noconvert(), py::arg("bound").noconvert(),
+      "IWAE-bound estimators for a Normal q: groups z (n, k, p), log joint fz (n, k), grad g (n, k, p) or None -> "
+      "per-group loc/scale terms (2, n, p), normalised weights wt (n, k) and bound (n,); mode 0 iwae, 1 dreg, "
+      "2 dreg rws, 3 vimco (float64).");
   m.def(
       "relax_bernoulli_draws",
       [](in_array<D> eta, in_array<D> u, in_array<D> v, out_array<D> z, out_array<D> zt, out_array<D> dzt,

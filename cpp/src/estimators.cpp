@@ -172,30 +172,158 @@ void quadratic_values(const double* x, const double* mu, const double* g, const 
   });
 }
 
+namespace {
+// One row of vimco_signal: k >= 2 log-weights lw -> out.
+void vimco_row(const double* lw, int64_t k, double log_k, double* o) {
+  const double tiny = std::numeric_limits<double>::min();
+  double mx = lw[0], sum_lw = 0.0;
+  for (int64_t j = 0; j < k; ++j) {
+    mx = std::max(mx, lw[j]);
+    sum_lw += lw[j];
+  }
+  double tot = 0.0;
+  for (int64_t j = 0; j < k; ++j) tot += std::exp(lw[j] - mx);
+  const double bound = std::log(tot) + mx - log_k;
+  for (int64_t j = 0; j < k; ++j) {
+    const double others = (sum_lw - lw[j]) / static_cast<double>(k - 1);
+    const double m = std::max(mx, others);
+    // the sum with w_j replaced by the geometric mean of the others, relative to e^m
+    const double t = tot * std::exp(mx - m) - std::exp(lw[j] - m) + std::exp(others - m);
+    const double loo = std::log(std::max(t, tiny)) + m - log_k;
+    o[j] = bound - loo - std::exp(lw[j] - mx) / tot;
+  }
+}
+}  // namespace
+
 void vimco_signal(const double* logw, int64_t n, int64_t k, double* out) {
   if (k < 2) throw std::invalid_argument("vimco_signal needs k >= 2 draws per row");
   const double log_k = std::log(static_cast<double>(k));
-  const double tiny = std::numeric_limits<double>::min();
   parallel_chunks((n + kEstSampleChunk - 1) / kEstSampleChunk, [&](int64_t c) {
     const int64_t i0 = c * kEstSampleChunk, i1 = std::min(n, i0 + kEstSampleChunk);
+    for (int64_t i = i0; i < i1; ++i) vimco_row(logw + i * k, k, log_k, out + i * k);
+  });
+}
+
+// ---------------------------------------------------------------- fused Normal forms
+template <typename T>
+void pathwise_normal_accumulate(const T* g, const T* x, const T* loc, const T* scale, int64_t n, int64_t p, T* mean,
+                                T* var, T* terms_out) {
+  T* tl = terms_out;
+  T* ts = terms_out ? terms_out + n * p : nullptr;
+  blocked_mean_var(n, p, mean, var, [=](int64_t i, int64_t j) {
+    const int64_t e = i * p + j;
+    const double t = static_cast<double>(g[e]);
+    if (tl) tl[e] = g[e];
+    return t;
+  });
+  // e in T, as the NumPy expression (x - loc) / scale it replaces
+  blocked_mean_var(n, p, mean + p, var + p, [=](int64_t i, int64_t j) {
+    const int64_t e = i * p + j;
+    const T eps = static_cast<T>((x[e] - loc[j]) / scale[j]);
+    const double t = static_cast<double>(g[e]) * static_cast<double>(eps);
+    if (ts) ts[e] = static_cast<T>(t);
+    return t;
+  });
+}
+
+template <typename T>
+void score_normal_accumulate(const T* x, const T* loc, const T* scale, const T* f, const T* baseline, bool loo,
+                             int64_t n, int64_t p, T* mean, T* var, T* terms_out) {
+  if (loo && n < 2) throw std::invalid_argument("a leave-one-out baseline needs n_samples >= 2");
+  double total = 0.0;  // sequential: the same for any thread count
+  if (loo)
+    for (int64_t i = 0; i < n; ++i) total += static_cast<double>(f[i]);
+  const double inv_nm1 = loo ? 1.0 / static_cast<double>(n - 1) : 0.0;
+  std::vector<double> resid(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const double fi = static_cast<double>(f[i]);
+    const double b = loo ? (total - fi) * inv_nm1 : baseline ? static_cast<double>(baseline[i]) : 0.0;
+    resid[i] = fi - b;
+  }
+  const double* r = resid.data();
+  for (int part = 0; part < 2; ++part) {
+    T* to = terms_out ? terms_out + part * n * p : nullptr;
+    blocked_mean_var(n, p, mean + part * p, var + part * p, [=](int64_t i, int64_t j) {
+      const int64_t e = i * p + j;
+      const double s = static_cast<double>(scale[j]);
+      const double z = (static_cast<double>(x[e]) - static_cast<double>(loc[j])) / s;
+      // the score as the distributions' kernel stores it (in T), then the product in double
+      const T sc = static_cast<T>(part == 0 ? z / s : (z * z - 1.0) / s);
+      const double t = static_cast<double>(sc) * r[i];
+      if (to) to[e] = static_cast<T>(t);
+      return t;
+    });
+  }
+}
+
+template void pathwise_normal_accumulate<float>(const float*, const float*, const float*, const float*, int64_t,
+                                                int64_t, float*, float*, float*);
+template void pathwise_normal_accumulate<double>(const double*, const double*, const double*, const double*, int64_t,
+                                                 int64_t, double*, double*, double*);
+template void score_normal_accumulate<float>(const float*, const float*, const float*, const float*, const float*,
+                                             bool, int64_t, int64_t, float*, float*, float*);
+template void score_normal_accumulate<double>(const double*, const double*, const double*, const double*,
+                                              const double*, bool, int64_t, int64_t, double*, double*, double*);
+
+void normal_multisample_terms(const double* z, const double* fz, const double* g, const double* loc,
+                              const double* scale, int mode, int64_t n, int64_t k, int64_t p, double* terms,
+                              double* wt, double* bound) {
+  if (mode < 0 || mode > 3) throw std::invalid_argument("mode must be 0 (iwae), 1 (dreg), 2 (dreg rws) or 3 (vimco)");
+  if (mode == 3 && k < 2) throw std::invalid_argument("vimco needs k >= 2 draws per group");
+  if (mode < 3 && g == nullptr) throw std::invalid_argument("g is required for modes 0-2");
+  constexpr double kHalfLog2Pi = 0.91893853320467274178032973640562;
+  double c0 = 0.0;  // the constant part of log q: -sum_j log scale_j - p log(2 pi) / 2
+  for (int64_t j = 0; j < p; ++j) c0 -= std::log(scale[j]) + kHalfLog2Pi;
+  const double log_k = std::log(static_cast<double>(k));
+  const int64_t rows = std::max<int64_t>(1, kEstSampleChunk * kEstColBlock / std::max<int64_t>(1, k * p));
+  parallel_chunks((n + rows - 1) / rows, [&](int64_t c) {
+    const int64_t i0 = c * rows, i1 = std::min(n, i0 + rows);
+    std::vector<double> lw(static_cast<size_t>(k)), cw(static_cast<size_t>(k)), inv_s(static_cast<size_t>(p));
+    for (int64_t j = 0; j < p; ++j) inv_s[j] = 1.0 / scale[j];
     for (int64_t i = i0; i < i1; ++i) {
-      const double* lw = logw + i * k;
-      double* o = out + i * k;
-      double mx = lw[0], sum_lw = 0.0;
-      for (int64_t j = 0; j < k; ++j) {
-        mx = std::max(mx, lw[j]);
-        sum_lw += lw[j];
+      const double* zi = z + i * k * p;
+      for (int64_t q = 0; q < k; ++q) {
+        const double* zq = zi + q * p;
+        double ss = 0.0;
+        for (int64_t j = 0; j < p; ++j) {
+          const double e = (zq[j] - loc[j]) / scale[j];
+          ss += e * e;
+        }
+        lw[q] = fz[i * k + q] - (c0 - 0.5 * ss);
       }
+      double mx = lw[0];
+      for (int64_t q = 1; q < k; ++q) mx = std::max(mx, lw[q]);
       double tot = 0.0;
-      for (int64_t j = 0; j < k; ++j) tot += std::exp(lw[j] - mx);
-      const double bound = std::log(tot) + mx - log_k;
-      for (int64_t j = 0; j < k; ++j) {
-        const double others = (sum_lw - lw[j]) / static_cast<double>(k - 1);
-        const double m = std::max(mx, others);
-        // the sum with w_j replaced by the geometric mean of the others, relative to e^m
-        const double t = tot * std::exp(mx - m) - std::exp(lw[j] - m) + std::exp(others - m);
-        const double loo = std::log(std::max(t, tiny)) + m - log_k;
-        o[j] = bound - loo - std::exp(lw[j] - mx) / tot;
+      for (int64_t q = 0; q < k; ++q) tot += std::exp(lw[q] - mx);
+      bound[i] = std::log(tot) + mx - log_k;
+      double* wi = wt + i * k;
+      for (int64_t q = 0; q < k; ++q) wi[q] = std::exp(lw[q] - mx) / tot;
+      if (mode == 3)
+        vimco_row(lw.data(), k, log_k, cw.data());
+      else
+        for (int64_t q = 0; q < k; ++q) cw[q] = mode == 0 ? wi[q] : mode == 1 ? wi[q] * wi[q] : wi[q] - wi[q] * wi[q];
+      double* tl = terms + i * p;
+      double* ts = terms + n * p + i * p;
+      std::fill(tl, tl + p, 0.0);
+      std::fill(ts, ts + p, 0.0);
+      for (int64_t q = 0; q < k; ++q) {
+        const double* zq = zi + q * p;
+        const double* gq = g ? g + (i * k + q) * p : nullptr;
+        const double cq = cw[q];
+        for (int64_t j = 0; j < p; ++j) {
+          const double e = (zq[j] - loc[j]) / scale[j];
+          if (mode == 0) {
+            tl[j] += cq * gq[j];
+            ts[j] += cq * (gq[j] * e + inv_s[j]);
+          } else if (mode == 3) {
+            tl[j] += cq * (e * inv_s[j]);
+            ts[j] += cq * ((e * e - 1.0) * inv_s[j]);
+          } else {
+            const double a = gq[j] + e * inv_s[j];
+            tl[j] += cq * a;
+            ts[j] += cq * a * e;
+          }
+        }
       }
     }
   });
@@ -238,14 +366,76 @@ void sigmoid_block(const double* z, double inv, int64_t count, double* y) {
   sigmoid_scalar(z, inv, count, y);
 }
 
-template <typename Body>
-void elementwise(int64_t count, const Body& body) {
-  const int64_t chunk = kEstSampleChunk * kEstColBlock;
-  parallel_chunks((count + chunk - 1) / chunk, [&](int64_t c) {
-    const int64_t e0 = c * chunk, e1 = std::min(count, e0 + chunk);
-    for (int64_t e = e0; e < e1; ++e) body(e);
-  });
+}  // namespace
+
+namespace {
+// Per-coordinate constants of the Bernoulli draws: p, log p, log(1 - p).
+struct BernoulliConsts {
+  const double *eta, *P, *LP, *LQ;
+};
+
+// Elements [e0, e1) of the draws, all in coordinate order of one row (j = e % p).
+void draws_scalar(const BernoulliConsts& c, const double* u, const double* v, int64_t p, int64_t e0, int64_t e1,
+                  double* z, double* zt, double* dzt, double* b) {
+  for (int64_t e = e0; e < e1; ++e) {
+    const int64_t j = e % p;
+    const double et = c.eta[j], pj = c.P[j], qj = 1.0 - pj;
+    const double ue = u[e], ve = v[e];
+    const bool one = ue < pj;
+    b[e] = one ? 1.0 : 0.0;
+    z[e] = et + std::log1p(-ue) - std::log(ue);
+    // w~ = 1 - p + p v (b = 1) or (1 - p) v (b = 0); 1 - w~ = p (1 - v) or 1 - (1 - p) v
+    double lw, l1w, g;
+    if (one) {
+      const double m = pj * (1.0 - ve);  // 1 - w~
+      lw = std::log1p(-m);
+      l1w = c.LP[j] + std::log1p(-ve);
+      g = pj - pj * qj * (1.0 - ve) / (1.0 - m);
+    } else {
+      const double w = qj * ve;
+      lw = c.LQ[j] + std::log(ve);
+      l1w = std::log1p(-w);
+      g = qj - pj * qj * ve / (1.0 - w);
+    }
+    zt[e] = et + lw - l1w;
+    dzt[e] = g;
+  }
 }
+
+#if BG_HAVE_X86
+// Rows [i0, i1), four coordinates at a time with the shared vector log / log1p: both
+// branches of draws_scalar are formed and blended (the logs dominate the scalar path).
+BG_AVX2 void draws_avx2(const BernoulliConsts& c, const double* u, const double* v, int64_t p, int64_t i0,
+                        int64_t i1, double* z, double* zt, double* dzt, double* b) {
+  const __m256d one = _mm256_set1_pd(1.0), sign = _mm256_set1_pd(-0.0);
+  for (int64_t i = i0; i < i1; ++i) {
+    const int64_t o = i * p;
+    int64_t j = 0;
+    for (; j + 4 <= p; j += 4) {
+      const int64_t e = o + j;
+      const __m256d et = _mm256_loadu_pd(c.eta + j), pj = _mm256_loadu_pd(c.P + j);
+      const __m256d qj = _mm256_sub_pd(one, pj), pq = _mm256_mul_pd(pj, qj);
+      const __m256d ue = _mm256_loadu_pd(u + e), ve = _mm256_loadu_pd(v + e);
+      const __m256d is1 = _mm256_cmp_pd(ue, pj, _CMP_LT_OQ);
+      _mm256_storeu_pd(b + e, _mm256_and_pd(is1, one));
+      _mm256_storeu_pd(z + e, _mm256_sub_pd(_mm256_add_pd(et, simd::log1px4(_mm256_xor_pd(ue, sign))),
+                                            simd::logx4(ue)));
+      const __m256d omv = _mm256_sub_pd(one, ve);
+      // 1 - w~ (b = 1) or w~ (b = 0): its log1p(-.) is lw (b = 1) or l1w (b = 0)
+      const __m256d mw = _mm256_blendv_pd(_mm256_mul_pd(qj, ve), _mm256_mul_pd(pj, omv), is1);
+      const __m256d lmw = simd::log1px4(_mm256_xor_pd(mw, sign));
+      const __m256d l1v = _mm256_add_pd(_mm256_loadu_pd(c.LP + j), simd::log1px4(_mm256_xor_pd(ve, sign)));
+      const __m256d lv = _mm256_add_pd(_mm256_loadu_pd(c.LQ + j), simd::logx4(ve));
+      const __m256d lw = _mm256_blendv_pd(lv, lmw, is1), l1w = _mm256_blendv_pd(lmw, l1v, is1);
+      _mm256_storeu_pd(zt + e, _mm256_sub_pd(_mm256_add_pd(et, lw), l1w));
+      const __m256d den = _mm256_sub_pd(one, mw);
+      const __m256d base = _mm256_blendv_pd(qj, pj, is1), num = _mm256_blendv_pd(ve, omv, is1);
+      _mm256_storeu_pd(dzt + e, _mm256_sub_pd(base, _mm256_div_pd(_mm256_mul_pd(pq, num), den)));
+    }
+    draws_scalar(c, u, v, p, o + j, o + p, z, zt, dzt, b);
+  }
+}
+#endif
 }  // namespace
 
 void relax_bernoulli_draws(const double* eta, const double* u, const double* v, int64_t n, int64_t p, double* z,
@@ -257,31 +447,14 @@ void relax_bernoulli_draws(const double* eta, const double* u, const double* v, 
     lp[j] = -softplus(-eta[j]);
     lq[j] = -softplus(eta[j]);
   }
-  const double* P = pr.data();
-  const double* LP = lp.data();
-  const double* LQ = lq.data();
-  elementwise(n * p, [=](int64_t e) {
-    const int64_t j = e % p;
-    const double et = eta[j], pj = P[j], qj = 1.0 - pj;
-    const double ue = u[e], ve = v[e];
-    const bool one = ue < pj;
-    b[e] = one ? 1.0 : 0.0;
-    z[e] = et + std::log1p(-ue) - std::log(ue);
-    // w~ = 1 - p + p v (b = 1) or (1 - p) v (b = 0); 1 - w~ = p (1 - v) or 1 - (1 - p) v
-    double lw, l1w, g;
-    if (one) {
-      const double m = pj * (1.0 - ve);  // 1 - w~
-      lw = std::log1p(-m);
-      l1w = LP[j] + std::log1p(-ve);
-      g = pj - pj * qj * (1.0 - ve) / (1.0 - m);
-    } else {
-      const double w = qj * ve;
-      lw = LQ[j] + std::log(ve);
-      l1w = std::log1p(-w);
-      g = qj - pj * qj * ve / (1.0 - w);
-    }
-    zt[e] = et + lw - l1w;
-    dzt[e] = g;
+  const BernoulliConsts c{eta, pr.data(), lp.data(), lq.data()};
+  const int64_t rows = std::max<int64_t>(1, kEstSampleChunk * kEstColBlock / 4 / std::max<int64_t>(1, p));
+  parallel_chunks((n + rows - 1) / rows, [&](int64_t ch) {
+    const int64_t i0 = ch * rows, i1 = std::min(n, i0 + rows);
+#if BG_HAVE_X86
+    if (simd::use_avx2()) return draws_avx2(c, u, v, p, i0, i1, z, zt, dzt, b);
+#endif
+    draws_scalar(c, u, v, p, i0 * p, i1 * p, z, zt, dzt, b);
   });
 }
 

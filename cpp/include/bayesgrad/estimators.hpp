@@ -105,4 +105,30 @@ void concrete_bernoulli(const double* z, double lam, int64_t count, double* y);
 void gumbel_beam_search(const double* log_probs, int64_t d, int64_t k, const double* u, int64_t n, int64_t m,
                         int64_t* conf, double* log_prob, double* perturbed);
 
+// Fused forms for an unbroadcast Normal(loc, scale) over p coordinates (issue 16: the
+// passes the estimators used to make in NumPy). mean / var are (2, p): row 0 the
+// loc terms, row 1 the scale terms; terms_out, when not null, (2, n, p).
+// Pathwise: loc term g_ij, scale term g_ij e_ij with e = (x - loc) / scale in T.
+template <typename T>
+void pathwise_normal_accumulate(const T* g, const T* x, const T* loc, const T* scale, int64_t n, int64_t p, T* mean,
+                                T* var, T* terms_out);
+
+// Score function: the scores d log q / d loc = e / scale and d log q / d scale =
+// (e^2 - 1) / scale (computed in double, rounded to T as the distributions'
+// kernel stores them) times f_i - b_i, b as in score_accumulate.
+template <typename T>
+void score_normal_accumulate(const T* x, const T* loc, const T* scale, const T* f, const T* baseline, bool loo,
+                             int64_t n, int64_t p, T* mean, T* var, T* terms_out);
+
+// Multi-sample (IWAE-bound) estimators for a Normal q over p coordinates, groups
+// of k draws: z (n, k, p), log-joint values fz (n, k), grad_f g (n, k, p) (null
+// for VIMCO). Per draw log w = fz - log q(z); per group the normalised weights
+// wt (n, k) and the bound log mean_k w (n,); terms (2, n, p) the per-group loc
+// and scale terms of mode 0 iwae (sum_k wt_k (g, g e + 1 / scale)), 1 DReG-IWAE
+// (c = wt^2) and 2 DReG-RWS (c = wt - wt^2) with sum_k c_k (a, a e), a = g + e / scale,
+// and 3 VIMCO (sum_k s_k (e / scale, (e^2 - 1) / scale), s the vimco_signal).
+void normal_multisample_terms(const double* z, const double* fz, const double* g, const double* loc,
+                              const double* scale, int mode, int64_t n, int64_t k, int64_t p, double* terms,
+                              double* wt, double* bound);
+
 }  // namespace bayesgrad

@@ -11,7 +11,8 @@ import numpy as np
 
 __all__ = ["column_mean_var", "score_accumulate", "pathwise_accumulate", "control_variate_accumulate",
            "control_coefficient", "quadratic_values", "vimco_signal", "relax_bernoulli_draws",
-           "relax_bernoulli_part", "concrete_bernoulli", "gumbel_beam_search"]
+           "relax_bernoulli_part", "concrete_bernoulli", "gumbel_beam_search", "pathwise_normal_accumulate",
+           "score_normal_accumulate", "normal_multisample_terms"]
 
 
 def _matrix(a, name):
@@ -84,6 +85,71 @@ def pathwise_accumulate(g, jac, mean_out, var_out, terms_out=None):
     if jac is not None:
         t = t * jac
     _finish(t, mean_out, var_out, terms_out)
+
+
+def _check_pair_out(mean_out, var_out, terms_out, n, p, dtype):
+    for name, o, shape in (("mean_out", mean_out, (2, p)), ("var_out", var_out, (2, p)),
+                           ("terms_out", terms_out, (2, n, p))):
+        if o is None and name == "terms_out":
+            continue
+        if not isinstance(o, np.ndarray) or o.dtype != dtype or not o.flags.c_contiguous:
+            raise TypeError(f"{name} must be a C-contiguous {dtype} array")
+        if not o.flags.writeable:
+            raise ValueError(f"{name} must be writeable")
+        if o.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}")
+
+
+def _vec(a, name, p):
+    if not isinstance(a, np.ndarray) or a.shape != (p,):
+        raise ValueError(f"{name} must have shape ({p},)")
+    return a
+
+
+def pathwise_normal_accumulate(g, x, loc, scale, mean_out, var_out, terms_out=None):
+    """Pathwise terms of a Normal(loc, scale) (p,) at x (n, p): mean/var (2, p) of g (loc) and g (x - loc) / scale
+    (scale)."""
+    g = _matrix(g, "g")
+    n, p = g.shape
+    if not isinstance(x, np.ndarray) or x.shape != g.shape:
+        raise ValueError("x must have the shape of g")
+    _vec(loc, "loc", p)
+    _vec(scale, "scale", p)
+    _check_pair_out(mean_out, var_out, terms_out, n, p, g.dtype)
+    eps = (x - loc) / scale  # in the dtype of x, as the kernel
+    for part, t in enumerate((g.astype(np.float64), g.astype(np.float64) * eps)):
+        _finish(t, mean_out[part], var_out[part], None if terms_out is None else terms_out[part])
+
+
+def score_normal_accumulate(x, loc, scale, f, baseline, loo, mean_out, var_out, terms_out=None):
+    """Score-function terms of a Normal(loc, scale) (p,) at x (n, p) times f - b: mean/var (2, p) of the loc and
+    scale scores' terms."""
+    x = _matrix(x, "x")
+    n, p = x.shape
+    _vec(loc, "loc", p)
+    _vec(scale, "scale", p)
+    if f.shape != (n,):
+        raise ValueError(f"f must have shape ({n},)")
+    if baseline is not None and baseline.shape != (n,):
+        raise ValueError(f"baseline must have shape ({n},)")
+    if loo and baseline is not None:
+        raise ValueError("pass either baseline or loo=True, not both")
+    if loo and n < 2:
+        raise ValueError("a leave-one-out baseline needs n >= 2 samples")
+    _check_pair_out(mean_out, var_out, terms_out, n, p, x.dtype)
+    f64 = f.astype(np.float64)
+    if loo:
+        r = f64 - (f64.sum() - f64) / (n - 1)
+    elif baseline is not None:
+        r = f64 - baseline.astype(np.float64)
+    else:
+        r = f64
+    s = scale.astype(np.float64)
+    z = (x.astype(np.float64) - loc.astype(np.float64)) / s
+    # the scores as the distributions' kernel stores them (in the dtype of x), products in float64
+    for part, sc in enumerate((z / s, (z * z - 1.0) / s)):
+        t = sc.astype(x.dtype).astype(np.float64) * r[:, None]
+        _finish(t, mean_out[part], var_out[part], None if terms_out is None else terms_out[part])
 
 
 # ---------------------------------------------------------------- float64-only kernels (issue 16)
@@ -260,3 +326,55 @@ def gumbel_beam_search(log_probs, u, conf, log_prob, perturbed):
     conf[...] = cur
     log_prob[...] = phi
     perturbed[...] = G
+
+
+_HALF_LOG_2PI = 0.91893853320467274178032973640562
+
+
+def normal_multisample_terms(z, fz, g, loc, scale, mode, terms, wt, bound):
+    """IWAE-bound estimators for a Normal q: groups z (n, k, p), log joint fz (n, k), grad g (n, k, p) or None ->
+    per-group loc/scale terms (2, n, p), normalised weights wt (n, k) and bound (n,); mode 0 iwae, 1 dreg,
+    2 dreg rws, 3 vimco (float64)."""
+    _f64(z, "z")
+    if z.ndim != 3:
+        raise ValueError("z must have shape (n, k, p)")
+    n, k, p = z.shape
+    mode = int(mode)
+    if not 0 <= mode <= 3:
+        raise ValueError("mode must be 0 (iwae), 1 (dreg), 2 (dreg rws) or 3 (vimco)")
+    if mode < 3 and g is None:
+        raise ValueError("g is required for modes 0-2")
+    if mode == 3 and k < 2:
+        raise ValueError("vimco needs k >= 2 draws per group")
+    _f64(fz, "fz", (n, k))
+    if g is not None:
+        _f64(g, "g", z.shape)
+    _f64(loc, "loc", (p,))
+    _f64(scale, "scale", (p,))
+    _out64(terms, "terms", (2, n, p))
+    _out64(wt, "wt", (n, k))
+    _out64(bound, "bound", (n,))
+    e = (z - loc) / scale
+    c0 = -(np.log(scale) + _HALF_LOG_2PI).sum()
+    logw = fz - (c0 - 0.5 * (e * e).sum(-1))
+    mx = logw.max(1, keepdims=True)
+    ex = np.exp(logw - mx)
+    tot = ex.sum(1, keepdims=True)
+    bound[...] = np.log(tot[:, 0]) + mx[:, 0] - np.log(k)
+    wt[...] = ex / tot
+    inv_s = 1.0 / scale
+    if mode == 3:
+        c = np.empty((n, k))
+        vimco_signal(np.ascontiguousarray(logw), c)
+        c = c[..., None]
+        terms[0] = (c * (e * inv_s)).sum(1)
+        terms[1] = (c * ((e * e - 1.0) * inv_s)).sum(1)
+        return
+    c = (wt if mode == 0 else wt * wt if mode == 1 else wt - wt * wt)[..., None]
+    if mode == 0:
+        terms[0] = (c * g).sum(1)
+        terms[1] = (c * (g * e + inv_s)).sum(1)
+    else:
+        a = g + e * inv_s
+        terms[0] = (c * a).sum(1)
+        terms[1] = (c * a * e).sum(1)

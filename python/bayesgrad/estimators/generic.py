@@ -31,6 +31,19 @@ def _flat(a, n):
     return np.ascontiguousarray(a).reshape(n, -1)
 
 
+def _normal_pair(dist, n, per_sample, kernel):
+    """Run a fused Normal kernel (mean / var (2, p), terms (2, n, p)) and collect loc and scale."""
+    p = int(np.prod(tuple(dist.batch_shape), dtype=np.int64))
+    mean, var = np.empty((2, p), dtype=dist.dtype), np.empty((2, p), dtype=dist.dtype)
+    terms = np.empty((2, n, p), dtype=dist.dtype) if per_sample else None
+    kernel(_backend.kernels().estimators, mean, var, terms)
+    grad, stderr = {}, {}
+    per = {} if per_sample else None
+    for i, name in enumerate(("loc", "scale")):
+        collect(dist, name, mean[i], var[i], n, None if terms is None else terms[i], grad, stderr, per)
+    return grad, stderr, per
+
+
 def _reflect(dist, x):
     """The antithetic partner of x for symmetric families, else None."""
     name = type(dist).__name__
@@ -100,16 +113,10 @@ def pathwise(f, dist, n_samples, seed=0, stream=0, *, grad_f=None, per_sample=Fa
     fx = eval_f(f, x, dist.dtype)
     g = eval_like(grad_f, x, dist.dtype, "grad_f")
     if isinstance(dist, Normal) and _elementwise(dist):
-        # x = loc + scale * eps: dx/dloc = 1, dx/dscale = eps.
-        eps = _flat((x - dist.loc) / dist.scale, n)
+        # x = loc + scale * eps: dx/dloc = 1, dx/dscale = eps = (x - loc) / scale, formed in the kernel
         g2 = _flat(g, n)
-        grad, stderr = {}, {}
-        per = {} if per_sample else None
-        for name, jac in (("loc", None), ("scale", eps)):
-            mean, var = outputs(g2.shape[1], dist.dtype)
-            terms = np.empty_like(g2) if per_sample else None
-            _backend.kernels().estimators.pathwise_accumulate(g2, jac, mean, var, terms)
-            collect(dist, name, mean, var, n, terms, grad, stderr, per)
+        grad, stderr, per = _normal_pair(dist, n, per_sample, lambda ke, mean, var, terms: ke.pathwise_normal_accumulate(
+            g2, _flat(x, n), _flat(dist.loc, 1)[0], _flat(dist.scale, 1)[0], mean, var, terms))
     else:
         grad, stderr, per = grads_from_terms(dist, dist.rsample_vjp(x, g), n, per_sample)
     value, value_se = mean_stderr(fx)
@@ -167,7 +174,8 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
 
     x = dist.sample(n, seed=seed, stream=stream)
     fx = eval_f(f, x, dist.dtype)
-    scores = dist.score(x)
+    fused = cv is None and isinstance(dist, Normal) and _elementwise(dist)
+    scores = None if fused else dist.score(x)  # the fused Normal kernel forms the scores itself
     n_eval = n
     b = None
     info = {"baseline": mode if mode != "moving" else repr(baseline)}
@@ -184,7 +192,10 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
         b = np.full(n, float(fx.astype(np.float64).mean()), dtype=dist.dtype)
         info.update(baseline_value=float(b[0]), biased=True)
 
-    if cv is None:
+    if fused:
+        grad, stderr, per = _normal_pair(dist, n, per_sample, lambda ke, mean, var, terms: ke.score_normal_accumulate(
+            _flat(x, n), _flat(dist.loc, 1)[0], _flat(dist.scale, 1)[0], fx, b, mode == "loo", mean, var, terms))
+    elif cv is None:
         grad, stderr = {}, {}
         per = {} if per_sample else None
         k = _backend.kernels()
