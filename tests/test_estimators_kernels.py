@@ -106,9 +106,10 @@ def test_relax_bernoulli_kernels():
     fzt, gz, gzt = r.standard_normal(n), r.standard_normal((n, p)), r.standard_normal((n, p))
     outs = []
     for mod in _modules():
-        z, zt, dzt, b = (np.empty((n, p)) for _ in range(4))
-        mod.relax_bernoulli_draws(eta, u, v, z, zt, dzt, b)
+        z, zt, dzt, b, score = (np.empty((n, p)) for _ in range(5))
+        mod.relax_bernoulli_draws(eta, u, v, z, zt, dzt, b, score)
         np.testing.assert_array_equal(b, b_ref)
+        np.testing.assert_allclose(score, b_ref - pr, rtol=1e-15, atol=1e-16)
         np.testing.assert_allclose(z, z_ref, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(zt, zt_ref, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(dzt, dzt_ref, rtol=1e-5, atol=1e-7)
@@ -116,9 +117,9 @@ def test_relax_bernoulli_kernels():
         mod.concrete_bernoulli(z, lam, y)
         np.testing.assert_allclose(y, 1 / (1 + np.exp(-z / lam)), rtol=1e-13, atol=1e-300)
         out = np.empty((n, p))
-        score = b - pr
-        mod.relax_bernoulli_part(fzt, gz, gzt, z, zt, dzt, score, lam, out)
-        yt = 1 / (1 + np.exp(-zt / lam))
+        yt = np.empty((n, p))
+        mod.concrete_bernoulli(zt, lam, yt)
+        mod.relax_bernoulli_part(fzt, gz, gzt, y, yt, dzt, score, lam, out)
         ref = -fzt[:, None] * score + gz * y * (1 - y) / lam - gzt * yt * (1 - yt) / lam * dzt
         np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-13)
         outs.append((z, zt, dzt, out))
@@ -253,3 +254,36 @@ def test_normal_multisample_terms(mode):
     if len(res) == 2:
         for a, c in zip(*res):
             np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-14)
+
+
+def test_gamma_weak_parts_parity():
+    """The rejection kernel of the Gamma shape's weak derivative: native and twin draw the same
+    values (same proposals, uniforms and acceptances), each on the sign's side of exp(psi(a))."""
+    from scipy import special
+
+    a = np.array([0.05, 0.5, 1.0, 3.0, 20.0])
+    eps = np.minimum(0.5, a / 2)
+    psi = special.digamma(a)
+    for sign in (1.0, -1.0):
+        res = []
+        for mod in _modules():
+            out = np.full((300, a.size), np.nan)
+            mod.gamma_weak_parts(a + sign * eps, eps, psi, sign, 11, 1234, 200, out)
+            assert np.all(np.isfinite(out)) and np.all(sign * (np.log(out) - psi) > 0)
+            res.append(out)
+            with pytest.raises(ValueError, match="sign"):
+                mod.gamma_weak_parts(a, eps, psi, 0.5, 11, 1234, 200, out)
+            with pytest.raises(RuntimeError, match="did not finish"):
+                mod.gamma_weak_parts(a + sign * eps, eps, psi, sign, 11, 1234, 1, out)
+        if len(res) == 2:
+            np.testing.assert_array_equal(res[0], res[1])
+
+
+def test_gamma_shape_constant_against_quadrature():
+    """The finite-difference form of c(a) (a in [0.01, 64]) and the quadrature agree to 1e-10."""
+    from bayesgrad.estimators import mvd
+
+    a = np.concatenate([np.geomspace(0.01, 64.0, 40), [1e-3, 0.005, 100.0, 500.0]])
+    got = mvd.gamma_shape_constant(a)
+    want = np.array([mvd._shape_constant_quad(x) for x in a])
+    np.testing.assert_allclose(got, want, rtol=1e-10)

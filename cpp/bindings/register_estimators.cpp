@@ -277,9 +277,34 @@ void bind_f64(py::module_& m) {
       "per-group loc/scale terms (2, n, p), normalised weights wt (n, k) and bound (n,); mode 0 iwae, 1 dreg, "
       "2 dreg rws, 3 vimco (float64).");
   m.def(
+      "gamma_weak_parts",
+      [](in_array<D> alpha, in_array<D> eps, in_array<D> psi, double sign, uint64_t seed, uint64_t stream,
+         int64_t max_rounds, out_array<D> out) {
+        int64_t n, p;
+        if (out.ndim() != 2) throw std::invalid_argument("out must have shape (n, p)");
+        n = out.shape(0);
+        p = out.shape(1);
+        require_writeable(out, "out");
+        check_vec<D>(alpha, p, "alpha");
+        check_vec<D>(eps, p, "eps");
+        check_vec<D>(psi, p, "psi");
+        for (int64_t j = 0; j < p; ++j)
+          if (!(alpha.data()[j] > 0)) throw std::invalid_argument("alpha must be positive");
+        if (!(sign == 1.0 || sign == -1.0)) throw std::invalid_argument("sign must be 1 or -1");
+        if (max_rounds < 1) throw std::invalid_argument("max_rounds must be >= 1");
+        const D *pa = alpha.data(), *pe = eps.data(), *pp = psi.data();
+        D* po = out.mutable_data();
+        py::gil_scoped_release rel;
+        gamma_weak_parts(pa, pe, pp, sign, seed, stream, n, p, max_rounds, po);
+      },
+      py::arg("alpha").noconvert(), py::arg("eps").noconvert(), py::arg("psi").noconvert(), py::arg("sign"),
+      py::arg("seed"), py::arg("stream"), py::arg("max_rounds"), py::arg("out").noconvert(),
+      "Rejection draws (n, p) of the Gamma shape's weak-derivative part p+ (sign 1) / p- (sign -1) into out: "
+      "proposals Gamma(alpha, 1), acceptance eps sign t exp(-sign eps t), t = log x - psi (float64).");
+  m.def(
       "relax_bernoulli_draws",
       [](in_array<D> eta, in_array<D> u, in_array<D> v, out_array<D> z, out_array<D> zt, out_array<D> dzt,
-         out_array<D> b) {
+         out_array<D> b, out_array<D> score) {
         int64_t n, p;
         matrix_shape(u, "u", n, p);
         check_vec<D>(eta, p, "eta");
@@ -288,38 +313,42 @@ void bind_f64(py::module_& m) {
         check_out_mat(zt, n, p, "zt");
         check_out_mat(dzt, n, p, "dzt");
         check_out_mat(b, n, p, "b");
+        check_out_mat(score, n, p, "score");
         const D *pe = eta.data(), *pu = u.data(), *pv = v.data();
         D *pz = z.mutable_data(), *pzt = zt.mutable_data(), *pd = dzt.mutable_data(), *pb = b.mutable_data();
+        D* ps = score.mutable_data();
         py::gil_scoped_release rel;
-        relax_bernoulli_draws(pe, pu, pv, n, p, pz, pzt, pd, pb);
+        relax_bernoulli_draws(pe, pu, pv, n, p, pz, pzt, pd, pb, ps);
       },
       py::arg("eta").noconvert(), py::arg("u").noconvert(), py::arg("v").noconvert(), py::arg("z").noconvert(),
-      py::arg("zt").noconvert(), py::arg("dzt").noconvert(), py::arg("b").noconvert(),
-      "REBAR/RELAX Bernoulli draws: z, the conditional z~, dz~/deta and b from eta (p,) and uniforms u, v (n, p).");
+      py::arg("zt").noconvert(), py::arg("dzt").noconvert(), py::arg("b").noconvert(), py::arg("score").noconvert(),
+      "REBAR/RELAX Bernoulli draws: z, the conditional z~, dz~/deta, b and the score b - p from eta (p,) and "
+      "uniforms u, v (n, p).");
   m.def(
       "relax_bernoulli_part",
-      [](in_array<D> fzt, in_array<D> gz, in_array<D> gzt, in_array<D> z, in_array<D> zt, in_array<D> dzt,
+      [](in_array<D> fzt, in_array<D> gz, in_array<D> gzt, in_array<D> y, in_array<D> yt, in_array<D> dzt,
          in_array<D> score, double lam, out_array<D> out) {
         int64_t n, p;
-        matrix_shape(z, "z", n, p);
+        matrix_shape(y, "y", n, p);
         check_vec<D>(fzt, n, "fzt");
         check_mat(gz, n, p, "gz");
         check_mat(gzt, n, p, "gzt");
-        check_mat(zt, n, p, "zt");
+        check_mat(yt, n, p, "yt");
         check_mat(dzt, n, p, "dzt");
         check_mat(score, n, p, "score");
         check_out_mat(out, n, p, "out");
         if (!(lam > 0)) throw std::invalid_argument("lam must be positive");
-        const D *a = fzt.data(), *b = gz.data(), *c = gzt.data(), *d = z.data(), *e = zt.data(), *g = dzt.data(),
+        const D *a = fzt.data(), *b = gz.data(), *c = gzt.data(), *d = y.data(), *e = yt.data(), *g = dzt.data(),
                 *s = score.data();
         D* po = out.mutable_data();
         py::gil_scoped_release rel;
         relax_bernoulli_part(a, b, c, d, e, g, s, lam, n, p, po);
       },
-      py::arg("fzt").noconvert(), py::arg("gz").noconvert(), py::arg("gzt").noconvert(), py::arg("z").noconvert(),
-      py::arg("zt").noconvert(), py::arg("dzt").noconvert(), py::arg("score").noconvert(), py::arg("lam"),
+      py::arg("fzt").noconvert(), py::arg("gz").noconvert(), py::arg("gzt").noconvert(), py::arg("y").noconvert(),
+      py::arg("yt").noconvert(), py::arg("dzt").noconvert(), py::arg("score").noconvert(), py::arg("lam"),
       py::arg("out").noconvert(),
-      "REBAR's relaxed-f part per unit scale for Bernoulli coordinates (n, p) into out (float64).");
+      "REBAR's relaxed-f part per unit scale for Bernoulli coordinates (n, p) from the relaxations y, y~ into out "
+      "(float64).");
   m.def(
       "concrete_bernoulli",
       [](in_array<D> z, double lam, out_array<D> y) {

@@ -7,7 +7,10 @@
 #include <stdexcept>
 #include <vector>
 
+#include "bayesgrad/codes.hpp"
 #include "bayesgrad/parallel.hpp"
+#include "bayesgrad/philox.hpp"
+#include "bayesgrad/samplers.hpp"
 #include "bayesgrad/simd_math.hpp"
 
 namespace bayesgrad {
@@ -376,13 +379,14 @@ struct BernoulliConsts {
 
 // Elements [e0, e1) of the draws, all in coordinate order of one row (j = e % p).
 void draws_scalar(const BernoulliConsts& c, const double* u, const double* v, int64_t p, int64_t e0, int64_t e1,
-                  double* z, double* zt, double* dzt, double* b) {
+                  double* z, double* zt, double* dzt, double* b, double* score) {
   for (int64_t e = e0; e < e1; ++e) {
     const int64_t j = e % p;
     const double et = c.eta[j], pj = c.P[j], qj = 1.0 - pj;
     const double ue = u[e], ve = v[e];
     const bool one = ue < pj;
     b[e] = one ? 1.0 : 0.0;
+    score[e] = b[e] - pj;
     z[e] = et + std::log1p(-ue) - std::log(ue);
     // w~ = 1 - p + p v (b = 1) or (1 - p) v (b = 0); 1 - w~ = p (1 - v) or 1 - (1 - p) v
     double lw, l1w, g;
@@ -406,7 +410,7 @@ void draws_scalar(const BernoulliConsts& c, const double* u, const double* v, in
 // Rows [i0, i1), four coordinates at a time with the shared vector log / log1p: both
 // branches of draws_scalar are formed and blended (the logs dominate the scalar path).
 BG_AVX2 void draws_avx2(const BernoulliConsts& c, const double* u, const double* v, int64_t p, int64_t i0,
-                        int64_t i1, double* z, double* zt, double* dzt, double* b) {
+                        int64_t i1, double* z, double* zt, double* dzt, double* b, double* score) {
   const __m256d one = _mm256_set1_pd(1.0), sign = _mm256_set1_pd(-0.0);
   for (int64_t i = i0; i < i1; ++i) {
     const int64_t o = i * p;
@@ -417,7 +421,9 @@ BG_AVX2 void draws_avx2(const BernoulliConsts& c, const double* u, const double*
       const __m256d qj = _mm256_sub_pd(one, pj), pq = _mm256_mul_pd(pj, qj);
       const __m256d ue = _mm256_loadu_pd(u + e), ve = _mm256_loadu_pd(v + e);
       const __m256d is1 = _mm256_cmp_pd(ue, pj, _CMP_LT_OQ);
-      _mm256_storeu_pd(b + e, _mm256_and_pd(is1, one));
+      const __m256d bv = _mm256_and_pd(is1, one);
+      _mm256_storeu_pd(b + e, bv);
+      _mm256_storeu_pd(score + e, _mm256_sub_pd(bv, pj));
       _mm256_storeu_pd(z + e, _mm256_sub_pd(_mm256_add_pd(et, simd::log1px4(_mm256_xor_pd(ue, sign))),
                                             simd::logx4(ue)));
       const __m256d omv = _mm256_sub_pd(one, ve);
@@ -432,14 +438,14 @@ BG_AVX2 void draws_avx2(const BernoulliConsts& c, const double* u, const double*
       const __m256d base = _mm256_blendv_pd(qj, pj, is1), num = _mm256_blendv_pd(ve, omv, is1);
       _mm256_storeu_pd(dzt + e, _mm256_sub_pd(base, _mm256_div_pd(_mm256_mul_pd(pq, num), den)));
     }
-    draws_scalar(c, u, v, p, o + j, o + p, z, zt, dzt, b);
+    draws_scalar(c, u, v, p, o + j, o + p, z, zt, dzt, b, score);
   }
 }
 #endif
 }  // namespace
 
 void relax_bernoulli_draws(const double* eta, const double* u, const double* v, int64_t n, int64_t p, double* z,
-                           double* zt, double* dzt, double* b) {
+                           double* zt, double* dzt, double* b, double* score) {
   // per-coordinate constants once: p, 1 - p, log p, log(1 - p)
   std::vector<double> pr(static_cast<size_t>(p)), lp(static_cast<size_t>(p)), lq(static_cast<size_t>(p));
   for (int64_t j = 0; j < p; ++j) {
@@ -452,29 +458,21 @@ void relax_bernoulli_draws(const double* eta, const double* u, const double* v, 
   parallel_chunks((n + rows - 1) / rows, [&](int64_t ch) {
     const int64_t i0 = ch * rows, i1 = std::min(n, i0 + rows);
 #if BG_HAVE_X86
-    if (simd::use_avx2()) return draws_avx2(c, u, v, p, i0, i1, z, zt, dzt, b);
+    if (simd::use_avx2()) return draws_avx2(c, u, v, p, i0, i1, z, zt, dzt, b, score);
 #endif
-    draws_scalar(c, u, v, p, i0 * p, i1 * p, z, zt, dzt, b);
+    draws_scalar(c, u, v, p, i0 * p, i1 * p, z, zt, dzt, b, score);
   });
 }
 
-void relax_bernoulli_part(const double* fzt, const double* gz, const double* gzt, const double* z,
-                          const double* zt, const double* dzt, const double* score, double lam, int64_t n,
+void relax_bernoulli_part(const double* fzt, const double* gz, const double* gzt, const double* y,
+                          const double* yt, const double* dzt, const double* score, double lam, int64_t count,
                           int64_t p, double* out) {
   const double inv = 1.0 / lam;
-  const int64_t rows = std::max<int64_t>(1, kEstSampleChunk * kEstColBlock / std::max<int64_t>(1, p));
-  parallel_chunks((n + rows - 1) / rows, [&](int64_t c) {
-    const int64_t i0 = c * rows, i1 = std::min(n, i0 + rows);
-    std::vector<double> y(static_cast<size_t>(p)), yt(static_cast<size_t>(p));
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t o = i * p;
-      sigmoid_block(z + o, inv, p, y.data());
-      sigmoid_block(zt + o, inv, p, yt.data());
-      const double fi = fzt[i];
-      for (int64_t j = 0; j < p; ++j)
-        out[o + j] = -fi * score[o + j] + gz[o + j] * y[j] * (1.0 - y[j]) * inv -
-                     gzt[o + j] * yt[j] * (1.0 - yt[j]) * inv * dzt[o + j];
-    }
+  const int64_t chunk = kEstSampleChunk * kEstColBlock;
+  parallel_chunks((count * p + chunk - 1) / chunk, [&](int64_t c) {
+    const int64_t e0 = c * chunk, e1 = std::min(count * p, e0 + chunk);
+    for (int64_t e = e0; e < e1; ++e)
+      out[e] = -fzt[e / p] * score[e] + gz[e] * y[e] * (1.0 - y[e]) * inv - gzt[e] * yt[e] * (1.0 - yt[e]) * inv * dzt[e];
   });
 }
 
@@ -544,6 +542,48 @@ void gumbel_beam_search(const double* log_probs, int64_t d, int64_t k, const dou
       }
     }
   });
+}
+
+void gamma_weak_parts(const double* alpha, const double* eps, const double* psi, double sign, uint64_t seed,
+                      uint64_t base, int64_t n, int64_t p, int64_t max_rounds, double* out) {
+  if (!(sign == 1.0 || sign == -1.0)) throw std::invalid_argument("sign must be 1 or -1");
+  std::vector<int64_t> pending(static_cast<size_t>(n * p));
+  std::iota(pending.begin(), pending.end(), int64_t{0});
+  std::vector<unsigned char> ok;
+  const double tiny = std::numeric_limits<double>::min();  // clamp_into_support of the Gamma sampler
+  for (int64_t r = 0; r < max_rounds; ++r) {
+    const int64_t m = static_cast<int64_t>(pending.size());
+    if (m == 0) return;
+    const uint64_t s = philox::fold_in(base, static_cast<uint64_t>(r));
+    const uint64_t sa = philox::fold_in(s, codes::kTagMvdAccept);
+    const uint64_t sub = s | philox::kSubstreamBit;
+    ok.assign(static_cast<size_t>(m), 0);
+    const int64_t chunk = 4096;
+    parallel_chunks((m + chunk - 1) / chunk, [&](int64_t c) {
+      const int64_t i0 = c * chunk, i1 = std::min(m, i0 + chunk);
+      uint32_t w[4];
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t e = pending[i], j = e % p;
+        const double x = std::max(samplers::gamma_draw(alpha[j], seed, sub, static_cast<uint64_t>(i), false), tiny);
+        philox::stream_block(seed, sa, static_cast<uint64_t>(i / 2), w);
+        const int q = static_cast<int>(i % 2);
+        const double u = philox::u01_f64(w[2 * q], w[2 * q + 1]);
+        const double t = std::log(x) - psi[j];
+        // target / envelope, in the operation order of the NumPy form
+        const double acc = sign * t > 0 ? eps[j] * sign * t * std::exp(-sign * eps[j] * t) : 0.0;
+        if (u < acc) {
+          out[e] = x;
+          ok[i] = 1;
+        }
+      }
+    });
+    int64_t keep = 0;
+    for (int64_t i = 0; i < m; ++i)
+      if (!ok[i]) pending[keep++] = pending[i];
+    pending.resize(static_cast<size_t>(keep));
+  }
+  if (!pending.empty())
+    throw std::runtime_error("rejection sampling of the Gamma shape's weak derivative did not finish");
 }
 
 }  // namespace bayesgrad

@@ -80,16 +80,16 @@ void vimco_signal(const double* logw, int64_t n, int64_t k, double* out);
 // REBAR / RELAX draws for Bernoulli(sigmoid(eta)) coordinates from uniforms u, v
 // (n, p): z = eta + log(1 - u) - log u, b = 1[u < p], the conditional
 // z~ = eta + log w~ - log(1 - w~) with w~ uniform on the side of b, and
-// d z~ / d eta with v held fixed.
+// d z~ / d eta with v held fixed, and score = b - p.
 void relax_bernoulli_draws(const double* eta, const double* u, const double* v, int64_t n, int64_t p, double* z,
-                           double* zt, double* dzt, double* b);
+                           double* zt, double* dzt, double* b, double* score);
 
 // The relaxed-f part of REBAR per unit scale for Bernoulli coordinates, given
-// f and its gradient at the relaxations y = sigmoid(z / lam), y~ = sigmoid(z~ / lam):
-// a_ij = -f(y~)_i score_ij + gz_ij dy_ij/dz_ij - gt_ij dy~_ij/dz~_ij dzt_ij,
-// score = b - sigmoid(eta).
-void relax_bernoulli_part(const double* fzt, const double* gz, const double* gzt, const double* z,
-                          const double* zt, const double* dzt, const double* score, double lam, int64_t n,
+// the relaxations y = sigmoid(z / lam), y~ = sigmoid(z~ / lam) (n, p) and f and its
+// gradient there: a_ij = -f(y~)_i score_ij + gz_ij dy_ij/dz_ij - gt_ij dy~_ij/dz~_ij dzt_ij,
+// dy/dz = y (1 - y) / lam, score = b - sigmoid(eta).
+void relax_bernoulli_part(const double* fzt, const double* gz, const double* gzt, const double* y,
+                          const double* yt, const double* dzt, const double* score, double lam, int64_t n,
                           int64_t p, double* out);
 
 // sigmoid(z / lam) for z (m, p) into y (the Bernoulli Concrete relaxation).
@@ -130,5 +130,14 @@ void score_normal_accumulate(const T* x, const T* loc, const T* scale, const T* 
 void normal_multisample_terms(const double* z, const double* fz, const double* g, const double* loc,
                               const double* scale, int mode, int64_t n, int64_t k, int64_t p, double* terms,
                               double* wt, double* bound);
+
+// Rejection draws of the parts p+ (sign = 1) / p- (sign = -1) of the Gamma shape's weak
+// derivative (estimators/mvd.py), for (n, p) coordinates: in round r = 0, 1, ..., the i-th
+// element still pending (row-major order) proposes x = Gamma(alpha_j, 1) element i of stream
+// s = fold_in(base, r) (the samplers' sub-stream draw, clamped to the smallest normal), and
+// accepts it when uniform i of stream fold_in(s, "mvd_accept") is below
+// eps_j sign t exp(-sign eps_j t), t = log x - psi_j, sign t > 0. Throws after max_rounds.
+void gamma_weak_parts(const double* alpha, const double* eps, const double* psi, double sign, uint64_t seed,
+                      uint64_t base, int64_t n, int64_t p, int64_t max_rounds, double* out);
 
 }  // namespace bayesgrad

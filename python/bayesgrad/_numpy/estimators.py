@@ -12,7 +12,7 @@ import numpy as np
 __all__ = ["column_mean_var", "score_accumulate", "pathwise_accumulate", "control_variate_accumulate",
            "control_coefficient", "quadratic_values", "vimco_signal", "relax_bernoulli_draws",
            "relax_bernoulli_part", "concrete_bernoulli", "gumbel_beam_search", "pathwise_normal_accumulate",
-           "score_normal_accumulate", "normal_multisample_terms"]
+           "score_normal_accumulate", "normal_multisample_terms", "gamma_weak_parts"]
 
 
 def _matrix(a, name):
@@ -240,18 +240,20 @@ def _softplus(x):
     return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
 
 
-def relax_bernoulli_draws(eta, u, v, z, zt, dzt, b):
-    """REBAR/RELAX Bernoulli draws: z, the conditional z~, dz~/deta and b from eta (p,) and uniforms u, v (n, p)."""
+def relax_bernoulli_draws(eta, u, v, z, zt, dzt, b, score):
+    """REBAR/RELAX Bernoulli draws: z, the conditional z~, dz~/deta, b and the score b - p from eta (p,) and
+    uniforms u, v (n, p)."""
     u = _matrix(_f64(u, "u"), "u")
     n, p = u.shape
     _f64(eta, "eta", (p,))
     _f64(v, "v", (n, p))
-    for name, a in (("z", z), ("zt", zt), ("dzt", dzt), ("b", b)):
+    for name, a in (("z", z), ("zt", zt), ("dzt", dzt), ("b", b), ("score", score)):
         _out64(a, name, (n, p))
     pr = _sigmoid(eta)
     q = 1.0 - pr
     one = u < pr
     b[...] = one
+    score[...] = b - pr
     z[...] = eta + np.log1p(-u) - np.log(u)
     log_p, log_q = -_softplus(-eta), -_softplus(eta)
     lw = np.where(one, np.log1p(-pr * (1.0 - v)), log_q + np.log(v))
@@ -261,17 +263,17 @@ def relax_bernoulli_draws(eta, u, v, z, zt, dzt, b):
     dzt[...] = np.where(one, pr - pq * (1.0 - v) / np.exp(lw), q - pq * v / np.exp(l1w))
 
 
-def relax_bernoulli_part(fzt, gz, gzt, z, zt, dzt, score, lam, out):
-    """REBAR's relaxed-f part per unit scale for Bernoulli coordinates (n, p) into out (float64)."""
-    z = _matrix(_f64(z, "z"), "z")
-    n, p = z.shape
+def relax_bernoulli_part(fzt, gz, gzt, y, yt, dzt, score, lam, out):
+    """REBAR's relaxed-f part per unit scale for Bernoulli coordinates (n, p) from the relaxations y, y~ into out
+    (float64)."""
+    y = _matrix(_f64(y, "y"), "y")
+    n, p = y.shape
     _f64(fzt, "fzt", (n,))
-    for name, a in (("gz", gz), ("gzt", gzt), ("zt", zt), ("dzt", dzt), ("score", score)):
+    for name, a in (("gz", gz), ("gzt", gzt), ("yt", yt), ("dzt", dzt), ("score", score)):
         _f64(a, name, (n, p))
     _out64(out, "out", (n, p))
     if not lam > 0:
         raise ValueError("lam must be positive")
-    y, yt = _sigmoid(z / lam), _sigmoid(zt / lam)
     out[...] = -fzt[:, None] * score + gz * y * (1.0 - y) / lam - gzt * yt * (1.0 - yt) / lam * dzt
 
 
@@ -378,3 +380,44 @@ def normal_multisample_terms(z, fz, g, loc, scale, mode, terms, wt, bound):
         a = g + e * inv_s
         terms[0] = (c * a).sum(1)
         terms[1] = (c * a * e).sum(1)
+
+
+def gamma_weak_parts(alpha, eps, psi, sign, seed, stream, max_rounds, out):
+    """Rejection draws (n, p) of the Gamma shape's weak-derivative part p+ (sign 1) / p- (sign -1) into out:
+    proposals Gamma(alpha, 1), acceptance eps sign t exp(-sign eps t), t = log x - psi (float64)."""
+    from .._codes import STREAM_TAGS
+    from . import distributions as _dist
+    from . import random as _rnd
+
+    if not isinstance(out, np.ndarray) or out.ndim != 2:
+        raise ValueError("out must have shape (n, p)")
+    n, p = out.shape
+    _out64(out, "out", (n, p))
+    for name, a in (("alpha", alpha), ("eps", eps), ("psi", psi)):
+        _f64(a, name, (p,))
+    if not np.all(alpha > 0):
+        raise ValueError("alpha must be positive")
+    if sign not in (1, -1, 1.0, -1.0):
+        raise ValueError("sign must be 1 or -1")
+    if int(max_rounds) < 1:
+        raise ValueError("max_rounds must be >= 1")
+    tiny = np.finfo(np.float64).tiny
+    pending = np.ones((n, p), dtype=bool)
+    for r in range(int(max_rounds)):
+        rows, cols = np.nonzero(pending)
+        if rows.size == 0:
+            return
+        s = _rnd.fold_in(stream, r)
+        prop = np.empty((1, cols.size))
+        _dist.sample_gamma(prop, np.ascontiguousarray(alpha[cols]), np.ones(cols.size), seed, s)
+        prop = np.maximum(prop[0], tiny)
+        u = np.empty(cols.size)
+        _rnd.fill_uniform(u, seed, _rnd.fold_in(s, STREAM_TAGS["mvd_accept"]), 0)
+        logt = np.log(prop) - psi[cols]
+        e = eps[cols]
+        acc = np.where(sign * logt > 0, e * sign * logt * np.exp(-sign * e * logt), 0.0)
+        ok = u < acc
+        out[rows[ok], cols[ok]] = prop[ok]
+        pending[rows[ok], cols[ok]] = False
+    if pending.any():
+        raise RuntimeError("rejection sampling of the Gamma shape's weak derivative did not finish")
