@@ -287,3 +287,81 @@ def test_gamma_shape_constant_against_quadrature():
     got = mvd.gamma_shape_constant(a)
     want = np.array([mvd._shape_constant_quad(x) for x in a])
     np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_set_order_probabilities(k):
+    """Against the enumeration over orders for small sets (P(B_1 = s | S) and P(B_2 = s' | B_1 = s, S)
+    from the probabilities of all k! orders), native against twin."""
+    import itertools
+
+    r = np.random.default_rng(8)
+    n = 30
+    p = r.dirichlet(np.ones(k + 3), size=n)[:, :k]  # k of k + 3 elements: mass left outside the set
+    log_p = np.log(p)
+    order_p = {}
+    for perm in itertools.permutations(range(k)):
+        pp = p[:, list(perm)]
+        left = 1.0 - np.concatenate([np.zeros((n, 1)), np.cumsum(pp, 1)[:, :-1]], 1)
+        order_p[perm] = np.prod(pp / left, 1)
+    total = sum(order_p.values())
+    first_ref = np.zeros((n, k))
+    second_ref = np.zeros((n, k, k))
+    for perm, v in order_p.items():
+        first_ref[:, perm[0]] += v / total
+        if k >= 2:
+            second_ref[:, perm[0], perm[1]] += v / total
+    if k >= 2:
+        second_ref /= first_ref[:, :, None]
+    res = []
+    for mod in _modules():
+        first = np.empty((n, k))
+        second = np.empty((n, k, k)) if k >= 2 else None
+        mod.set_order_probabilities(log_p, first, second)
+        np.testing.assert_allclose(first, first_ref, rtol=1e-10)
+        if k >= 2:
+            np.testing.assert_allclose(second, second_ref, rtol=1e-10, atol=1e-15)
+        res.append((first, second))
+    if len(res) == 2:
+        np.testing.assert_allclose(res[0][0], res[1][0], rtol=1e-13)
+        if k >= 2:
+            np.testing.assert_allclose(res[0][1], res[1][1], rtol=1e-13, atol=1e-16)
+
+
+def test_categorical_set_terms():
+    r = np.random.default_rng(9)
+    n, k, D, K = 50, 4, 3, 5
+    conf = r.integers(0, K, size=(n, k, D)).astype(np.int64)
+    c = r.standard_normal((n, k))
+    probs = r.dirichlet(np.ones(K), size=D)
+    onehot = (conf[..., None] == np.arange(K)).astype(float)
+    ref = (c[:, :, None, None] * (onehot - probs)).sum(1)
+    for mod in _modules():
+        t = np.empty((n, D, K))
+        mod.categorical_set_terms(conf, c, probs, t)
+        np.testing.assert_allclose(t, ref, rtol=1e-13, atol=1e-14)
+        bad = conf.copy()
+        bad[0, 0, 0] = K
+        with pytest.raises(ValueError, match="out of range"):
+            mod.categorical_set_terms(bad, c, probs, t)
+
+
+def test_set_order_probabilities_whole_support():
+    """A set that is (to rounding) the whole support leaves almost no mass after k - 1 draws:
+    the native kernel's log-space branch (row 0, where 1 - mass is 1e-13 with an absolute
+    rounding error of 1e-16, so the probabilities hold to ~1e-3 only); rows sum to 1 and agree
+    with the twin."""
+    log_p = np.log(np.array([[0.5, 0.5 - 1e-13, 1e-13], [0.2, 0.3, 0.5], [1 / 3, 1 / 3, 1 / 3]]))
+    res = []
+    for mod in _modules():
+        first, second = np.empty((3, 3)), np.empty((3, 3, 3))
+        mod.set_order_probabilities(log_p, first, second)
+        assert np.all(np.isfinite(first)) and np.all(np.isfinite(second))
+        np.testing.assert_allclose(first.sum(1), 1.0, rtol=1e-2)
+        np.testing.assert_allclose(first[1:].sum(1), 1.0, rtol=1e-12)
+        np.testing.assert_allclose(second.sum(2), 1.0, rtol=1e-2)
+        np.testing.assert_allclose(second[1:].sum(2), 1.0, rtol=1e-12)
+        res.append((first, second))
+    if len(res) == 2:
+        np.testing.assert_allclose(res[0][0], res[1][0], rtol=1e-6)
+        np.testing.assert_allclose(res[0][1], res[1][1], rtol=1e-6, atol=1e-15)

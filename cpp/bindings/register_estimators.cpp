@@ -302,6 +302,48 @@ void bind_f64(py::module_& m) {
       "Rejection draws (n, p) of the Gamma shape's weak-derivative part p+ (sign 1) / p- (sign -1) into out: "
       "proposals Gamma(alpha, 1), acceptance eps sign t exp(-sign eps t), t = log x - psi (float64).");
   m.def(
+      "set_order_probabilities",
+      [](in_array<D> log_p, out_array<D> first, std::optional<out_array<D>> second) {
+        int64_t n, k;
+        matrix_shape(log_p, "log_p", n, k);
+        if (k < 1 || k > 12) throw std::invalid_argument("set_order_probabilities needs 1 <= k <= 12");
+        check_out_mat(first, n, k, "first");
+        if (second) {
+          require_writeable(*second, "second");
+          if (second->ndim() != 3 || second->shape(0) != n || second->shape(1) != k || second->shape(2) != k)
+            throw std::invalid_argument("second must have shape (n, k, k)");
+        }
+        const D* pl = log_p.data();
+        D *pf = first.mutable_data(), *ps = second ? second->mutable_data() : nullptr;
+        py::gil_scoped_release rel;
+        set_order_probabilities(pl, n, k, pf, ps);
+      },
+      py::arg("log_p").noconvert(), py::arg("first").noconvert(), py::arg("second").noconvert().none(true),
+      "P(B_1 = s | S) (n, k) and P(B_2 = s' | B_1 = s, S) (n, k, k) or None for sets of k <= 12 elements drawn "
+      "without replacement, from their log-probabilities log_p (n, k) (float64).");
+  m.def(
+      "categorical_set_terms",
+      [](py::array_t<int64_t, py::array::c_style> conf, in_array<D> c, in_array<D> probs, out_array<D> terms) {
+        if (conf.ndim() != 3) throw std::invalid_argument("conf must have shape (n, k, D)");
+        const int64_t n = conf.shape(0), k = conf.shape(1), d = conf.shape(2);
+        check_mat(c, n, k, "c");
+        int64_t dp, kc;
+        matrix_shape(probs, "probs", dp, kc);
+        if (dp != d) throw std::invalid_argument("probs must have shape (D, K)");
+        require_writeable(terms, "terms");
+        if (terms.ndim() != 3 || terms.shape(0) != n || terms.shape(1) != d || terms.shape(2) != kc)
+          throw std::invalid_argument("terms must have shape (n, D, K)");
+        const int64_t* pc = conf.data();
+        const D *pw = c.data(), *pp = probs.data();
+        D* pt = terms.mutable_data();
+        py::gil_scoped_release rel;
+        categorical_set_terms(pc, pw, pp, n, k, d, kc, pt);
+      },
+      py::arg("conf").noconvert(), py::arg("c").noconvert(), py::arg("probs").noconvert(),
+      py::arg("terms").noconvert(),
+      "Logits terms (n, D, K) = sum_s c[:, s] (onehot(conf[:, s]) - probs) of sets conf (n, k, D) with weights "
+      "c (n, k) (float64).");
+  m.def(
       "relax_bernoulli_draws",
       [](in_array<D> eta, in_array<D> u, in_array<D> v, out_array<D> z, out_array<D> zt, out_array<D> dzt,
          out_array<D> b, out_array<D> score) {

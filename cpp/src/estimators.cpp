@@ -489,6 +489,74 @@ namespace {
 // log(1 - exp(x)) for x <= 0 (-inf at 0)
 inline double log1mexp(double x) { return x > -0.6931471805599453 ? std::log(-std::expm1(x)) : std::log1p(-std::exp(x)); }
 inline double gumbel(double u) { return -std::log(-std::log(u)); }
+
+// The children of one beam step: for c < count, with the child's perturbed value g[c], its
+// parent's truncation value T[c] and the family maximum Z[c], the child's Gumbel truncated at
+// T: cG = T - softplus(T - g + log1mexp(g - Z)) (= T for the maximum itself).
+void truncate_scalar(const double* g, const double* T, const double* Z, int64_t count, double* cG) {
+  for (int64_t c = 0; c < count; ++c) {
+    const double v = T[c] - g[c] + log1mexp(g[c] - Z[c]);
+    cG[c] = T[c] - softplus(v);
+  }
+}
+
+void gumbel_scalar(const double* u, int64_t count, double* g) {
+  for (int64_t c = 0; c < count; ++c) g[c] = gumbel(u[c]);
+}
+
+#if BG_HAVE_X86
+// expm1 x for -ln 2 < x <= 0 by its Taylor series to x^17 (error below 2^-60 relative there).
+BG_AVX2 inline __m256d expm1_small4(__m256d x) {
+  // p = 1 + x/2 (1 + x/3 (... (1 + x/17))): expm1 x = x p
+  __m256d p = _mm256_set1_pd(1.0);
+  for (int j = 17; j >= 2; --j) p = _mm256_fmadd_pd(_mm256_mul_pd(p, x), _mm256_set1_pd(1.0 / j), _mm256_set1_pd(1.0));
+  return _mm256_mul_pd(x, p);
+}
+
+BG_AVX2 void truncate_avx2(const double* g, const double* T, const double* Z, int64_t count, double* cG) {
+  const __m256d sign = _mm256_set1_pd(-0.0), zero = _mm256_setzero_pd();
+  const __m256d mln2 = _mm256_set1_pd(-0.6931471805599453);
+  int64_t c = 0;
+  for (; c + 4 <= count; c += 4) {
+    const __m256d gv = _mm256_loadu_pd(g + c), tv = _mm256_loadu_pd(T + c), x = _mm256_sub_pd(gv, _mm256_loadu_pd(Z + c));
+    const __m256d near = _mm256_cmp_pd(x, mln2, _CMP_GT_OQ);
+    const __m256d at_max = _mm256_cmp_pd(x, zero, _CMP_EQ_OQ);
+    // log(-expm1 x) near 0 (x = 0 replaced by -1 to stay in the log's domain; blended out below)
+    const __m256d xs = _mm256_blendv_pd(x, _mm256_set1_pd(-1.0), at_max);
+    const __m256d l_near = simd::logx4(_mm256_xor_pd(expm1_small4(_mm256_max_pd(xs, mln2)), sign));
+    const __m256d l_far = simd::log1px4(_mm256_xor_pd(simd::expx4(xs), sign));
+    const __m256d v = _mm256_add_pd(_mm256_sub_pd(tv, gv), _mm256_blendv_pd(l_far, l_near, near));
+    const __m256d av = _mm256_andnot_pd(sign, v);
+    const __m256d sp = _mm256_add_pd(_mm256_max_pd(v, zero), simd::log1px4(simd::expx4(_mm256_xor_pd(av, sign))));
+    _mm256_storeu_pd(cG + c, _mm256_blendv_pd(_mm256_sub_pd(tv, sp), tv, at_max));
+  }
+  truncate_scalar(g + c, T + c, Z + c, count - c, cG + c);
+}
+
+BG_AVX2 void gumbel_avx2(const double* u, int64_t count, double* g) {
+  const __m256d sign = _mm256_set1_pd(-0.0);
+  int64_t c = 0;
+  for (; c + 4 <= count; c += 4) {
+    const __m256d e = _mm256_xor_pd(simd::logx4(_mm256_loadu_pd(u + c)), sign);  // -log u > 0
+    _mm256_storeu_pd(g + c, _mm256_xor_pd(simd::logx4(e), sign));
+  }
+  gumbel_scalar(u + c, count - c, g + c);
+}
+#endif
+
+void truncate_children(const double* g, const double* T, const double* Z, int64_t count, double* cG) {
+#if BG_HAVE_X86
+  if (simd::use_avx2()) return truncate_avx2(g, T, Z, count, cG);
+#endif
+  truncate_scalar(g, T, Z, count, cG);
+}
+
+void gumbels(const double* u, int64_t count, double* g) {
+#if BG_HAVE_X86
+  if (simd::use_avx2()) return gumbel_avx2(u, count, g);
+#endif
+  gumbel_scalar(u, count, g);
+}
 }  // namespace
 
 void gumbel_beam_search(const double* log_probs, int64_t d, int64_t k, const double* u, int64_t n, int64_t m,
@@ -496,9 +564,11 @@ void gumbel_beam_search(const double* log_probs, int64_t d, int64_t k, const dou
   const int64_t width = 1 + d * m * k;
   parallel_chunks((n + 63) / 64, [&](int64_t c) {
     const int64_t r0 = c * 64, r1 = std::min(n, r0 + 64);
+    const size_t mk = static_cast<size_t>(m * k);
     std::vector<double> G(static_cast<size_t>(m)), phi(static_cast<size_t>(m));
-    std::vector<double> cG(static_cast<size_t>(m * k)), cphi(static_cast<size_t>(m * k)), gv(static_cast<size_t>(k));
-    std::vector<int64_t> cur(static_cast<size_t>(m * d)), nxt(static_cast<size_t>(m * d)), idx(static_cast<size_t>(m * k));
+    std::vector<double> cG(mk), cphi(mk), gv(mk), gum(mk), T(mk), Zc(mk);
+    std::vector<int64_t> cur(static_cast<size_t>(m * d)), nxt(static_cast<size_t>(m * d)), idx(mk);
+    std::vector<unsigned char> taken(mk);
     for (int64_t r = r0; r < r1; ++r) {
       const double* ur = u + r * width;
       int64_t B = 1;
@@ -507,25 +577,34 @@ void gumbel_beam_search(const double* log_probs, int64_t d, int64_t k, const dou
       for (int64_t t = 0; t < d; ++t) {
         const double* ut = ur + 1 + t * m * k;
         const double* lp = log_probs + t * k;
+        const int64_t total = B * k;
+        gumbels(ut, total, gum.data());
         for (int64_t b = 0; b < B; ++b) {
           double Z = -std::numeric_limits<double>::infinity();
           for (int64_t j = 0; j < k; ++j) {
-            gv[j] = phi[b] + lp[j] + gumbel(ut[b * k + j]);
-            Z = std::max(Z, gv[j]);
+            gv[b * k + j] = phi[b] + lp[j] + gum[b * k + j];
+            Z = std::max(Z, gv[b * k + j]);
           }
           for (int64_t j = 0; j < k; ++j) {
-            // the child's Gumbel truncated at the parent's value T: -log(e^-T - e^-Z + e^-g)
-            const double v = G[b] - gv[j] + log1mexp(gv[j] - Z);
-            cG[b * k + j] = G[b] - softplus(v);
+            T[b * k + j] = G[b];
+            Zc[b * k + j] = Z;
             cphi[b * k + j] = phi[b] + lp[j];
           }
         }
-        const int64_t total = B * k, keep = std::min(m, total);
-        std::iota(idx.begin(), idx.begin() + total, int64_t{0});
-        std::stable_sort(idx.begin(), idx.begin() + total, [&](int64_t a, int64_t b2) { return cG[a] > cG[b2]; });
+        truncate_children(gv.data(), T.data(), Zc.data(), total, cG.data());
+        // the keep largest in decreasing order, ties to the lower index (a stable sort's order)
+        const int64_t keep = std::min(m, total);
+        std::fill(taken.begin(), taken.begin() + total, 0);
+        for (int64_t q = 0; q < keep; ++q) {
+          int64_t best = -1;
+          for (int64_t a = 0; a < total; ++a)
+            if (!taken[a] && (best < 0 || cG[a] > cG[best])) best = a;
+          taken[best] = 1;
+          idx[q] = best;
+        }
         for (int64_t q = 0; q < keep; ++q) {
           const int64_t parent = idx[q] / k, cls = idx[q] % k;
-          for (int64_t s = 0; s < t; ++s) nxt[q * d + s] = cur[parent * d + s];
+          for (int64_t s2 = 0; s2 < t; ++s2) nxt[q * d + s2] = cur[parent * d + s2];
           nxt[q * d + t] = cls;
         }
         for (int64_t q = 0; q < keep; ++q) {
@@ -536,7 +615,7 @@ void gumbel_beam_search(const double* log_probs, int64_t d, int64_t k, const dou
         B = keep;
       }
       for (int64_t q = 0; q < m; ++q) {
-        for (int64_t s = 0; s < d; ++s) conf[(r * m + q) * d + s] = cur[q * d + s];
+        for (int64_t s2 = 0; s2 < d; ++s2) conf[(r * m + q) * d + s2] = cur[q * d + s2];
         log_prob[r * m + q] = phi[q];
         perturbed[r * m + q] = G[q];
       }
@@ -584,6 +663,142 @@ void gamma_weak_parts(const double* alpha, const double* eps, const double* psi,
   }
   if (!pending.empty())
     throw std::runtime_error("rejection sampling of the Gamma shape's weak derivative did not finish");
+}
+
+namespace {
+// log P(S) for m elements with log-probabilities lp: log of the sum over the m! orders of
+// prod_i p_i / (1 - p_1 - ... - p_{i-1}). Every order's product holds each p_i once, so
+// P(S) = (prod_i p_i) R with R = sum over orders of prod_i 1 / (1 - mass of the elements before
+// i) >= 1, computed in linear space by the recursion over subsets (masks in increasing order, so
+// that every mask's predecessors come first): no exp or log per subset. When a subset leaves
+// almost no mass (R could overflow), the log-space recursion of the NumPy form is used instead.
+// q, inv_rest: 2^m scratch.
+double log_set_prob(const double* lp, int m, double* q, double* inv_rest) {
+  if (m == 0) return 0.0;
+  double p[16], sum_lp = 0.0;
+  for (int j = 0; j < m; ++j) {
+    p[j] = std::exp(lp[j]);
+    sum_lp += lp[j];
+  }
+  const int full = (1 << m) - 1;
+  bool linear = true;
+  for (int mask = 0; mask < full; ++mask) {
+    double mass = 0.0;
+    for (int j = 0; j < m; ++j)
+      if (mask >> j & 1) mass += p[j];
+    const double left = std::max(1.0 - mass, 1e-300);
+    if (left < 1e-12) linear = false;
+    inv_rest[mask] = linear ? 1.0 / left : std::log(left);
+    if (!linear) break;
+  }
+  if (linear) {
+    q[0] = 1.0;
+    for (int mask = 1; mask <= full; ++mask) {
+      double r = 0.0;
+      for (int i = 0; i < m; ++i)
+        if (mask >> i & 1) {
+          const int prev = mask ^ (1 << i);
+          r += q[prev] * inv_rest[prev];
+        }
+      q[mask] = r;
+    }
+    return sum_lp + std::log(q[full]);
+  }
+  // log space (a subset covering the support to rounding leaves a tiny positive mass)
+  for (int mask = 0; mask < full; ++mask) {
+    double mass = 0.0;
+    for (int j = 0; j < m; ++j)
+      if (mask >> j & 1) mass += p[j];
+    inv_rest[mask] = std::log(std::max(1.0 - mass, 1e-300));
+  }
+  q[0] = 0.0;
+  double a[16];
+  for (int mask = 1; mask <= full; ++mask) {
+    int c = 0;
+    double mx = -std::numeric_limits<double>::infinity();
+    for (int i = 0; i < m; ++i)
+      if (mask >> i & 1) {
+        const int prev = mask ^ (1 << i);
+        a[c] = q[prev] + lp[i] - inv_rest[prev];
+        mx = std::max(mx, a[c++]);
+      }
+    double sum = 0.0;
+    for (int j = 0; j < c; ++j) sum += std::exp(a[j] - mx);
+    q[mask] = mx + std::log(sum);
+  }
+  return q[full];
+}
+}  // namespace
+
+void set_order_probabilities(const double* log_p, int64_t n, int64_t k, double* first, double* second) {
+  if (k < 1 || k > 12) throw std::invalid_argument("set_order_probabilities needs 1 <= k <= 12");
+  parallel_chunks((n + 15) / 16, [&](int64_t c) {
+    const int64_t i0 = c * 16, i1 = std::min(n, i0 + 16);
+    std::vector<double> q(size_t{1} << k), rest(size_t{1} << k);
+    double lp1[16], lp2[16], l1[16], log1m[16], ps[16];
+    for (int64_t i = i0; i < i1; ++i) {
+      const double* lp = log_p + i * k;
+      double* fi = first + i * k;
+      double* si = second ? second + i * k * k : nullptr;
+      if (k == 1) {
+        fi[0] = 1.0;
+        if (si) si[0] = 0.0;
+        continue;
+      }
+      const double lps = log_set_prob(lp, static_cast<int>(k), q.data(), rest.data());
+      for (int64_t s = 0; s < k; ++s) {
+        ps[s] = std::exp(lp[s]);
+        log1m[s] = std::log1p(-std::min(ps[s], 1.0 - 1e-16));  // log(1 - p(s))
+      }
+      for (int64_t s = 0; s < k; ++s) {  // renormalised without s
+        int c2 = 0;
+        for (int64_t j = 0; j < k; ++j)
+          if (j != s) lp1[c2++] = lp[j] - log1m[s];
+        l1[s] = log_set_prob(lp1, static_cast<int>(k - 1), q.data(), rest.data());
+        fi[s] = std::exp(lp[s] + l1[s] - lps);
+      }
+      if (!si) continue;
+      for (int64_t s = 0; s < k; ++s)
+        for (int64_t s2 = 0; s2 < k; ++s2) {
+          if (s2 == s) {
+            si[s * k + s2] = 0.0;
+            continue;
+          }
+          if (k == 2) {
+            si[s * k + s2] = 1.0;
+            continue;
+          }
+          // the set without s and s', renormalised by 1 - p(s) - p(s')
+          const double mass2 = std::log(std::max(1.0 - ps[s] - ps[s2], 1e-300));
+          int c2 = 0;
+          for (int64_t j = 0; j < k; ++j)
+            if (j != s && j != s2) lp2[c2++] = lp[j] - mass2;
+          const double l2 = log_set_prob(lp2, static_cast<int>(k - 2), q.data(), rest.data());
+          si[s * k + s2] = std::exp(lp[s2] - log1m[s] + l2 - l1[s]);
+        }
+    }
+  });
+}
+
+void categorical_set_terms(const int64_t* conf, const double* c, const double* probs, int64_t n, int64_t k,
+                           int64_t d, int64_t kc, double* terms) {
+  parallel_chunks((n + 255) / 256, [&](int64_t ch) {
+    const int64_t i0 = ch * 256, i1 = std::min(n, i0 + 256);
+    for (int64_t i = i0; i < i1; ++i) {
+      double csum = 0.0;
+      for (int64_t s = 0; s < k; ++s) csum += c[i * k + s];
+      double* t = terms + i * d * kc;
+      for (int64_t e = 0; e < d * kc; ++e) t[e] = -csum * probs[e];
+      for (int64_t s = 0; s < k; ++s) {
+        const int64_t* cf = conf + (i * k + s) * d;
+        for (int64_t j = 0; j < d; ++j) {
+          const int64_t cls = cf[j];
+          if (cls < 0 || cls >= kc) throw std::invalid_argument("class index out of range [0, K)");
+          t[j * kc + cls] += c[i * k + s];
+        }
+      }
+    }
+  });
 }
 
 }  // namespace bayesgrad

@@ -140,4 +140,16 @@ void normal_multisample_terms(const double* z, const double* fz, const double* g
 void gamma_weak_parts(const double* alpha, const double* eps, const double* psi, double sign, uint64_t seed,
                       uint64_t base, int64_t n, int64_t p, int64_t max_rounds, double* out);
 
+// Order probabilities of a set S of k distinct elements drawn without replacement, from their
+// joint log-probabilities log_p (n, k) (k <= 12): first (n, k) = P(B_1 = s | S) and second
+// (n, k, k) = P(B_2 = s' | B_1 = s, S) (zero diagonal; k >= 2), each P^A(B) by the recursion
+// over the 2^m subsets of estimators/without_replacement.py (log_set_probability).
+void set_order_probabilities(const double* log_p, int64_t n, int64_t k, double* first, double* second);
+
+// Score-function terms of a Categorical's logits over sets: terms[i, d, :] =
+// sum_s c[i, s] (onehot(conf[i, s, d]) - probs[d, :]) for conf (n, k, D) class indices,
+// c (n, k), probs (D, K); terms (n, D, K).
+void categorical_set_terms(const int64_t* conf, const double* c, const double* probs, int64_t n, int64_t k,
+                           int64_t d, int64_t kc, double* terms);
+
 }  // namespace bayesgrad

@@ -7,12 +7,15 @@ formula; here NumPy's pairwise sums give the same values to rounding).
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 __all__ = ["column_mean_var", "score_accumulate", "pathwise_accumulate", "control_variate_accumulate",
            "control_coefficient", "quadratic_values", "vimco_signal", "relax_bernoulli_draws",
            "relax_bernoulli_part", "concrete_bernoulli", "gumbel_beam_search", "pathwise_normal_accumulate",
-           "score_normal_accumulate", "normal_multisample_terms", "gamma_weak_parts"]
+           "score_normal_accumulate", "normal_multisample_terms", "gamma_weak_parts",
+           "set_order_probabilities", "categorical_set_terms"]
 
 
 def _matrix(a, name):
@@ -421,3 +424,89 @@ def gamma_weak_parts(alpha, eps, psi, sign, seed, stream, max_rounds, out):
         pending[rows[ok], cols[ok]] = False
     if pending.any():
         raise RuntimeError("rejection sampling of the Gamma shape's weak derivative did not finish")
+
+
+def _subset_tables(m):
+    """For subsets of m elements grouped by size: (masks, predecessor masks, added element), and the
+    (2^m, m) membership table."""
+    levels = []
+    for size in range(1, m + 1):
+        masks = [sum(1 << i for i in c) for c in itertools.combinations(range(m), size)]
+        prev = np.array([[mk ^ (1 << i) for i in range(m) if mk >> i & 1] for mk in masks], dtype=np.int64)
+        elem = np.array([[i for i in range(m) if mk >> i & 1] for mk in masks], dtype=np.int64)
+        levels.append((np.array(masks, dtype=np.int64), prev, elem))
+    bits = ((np.arange(1 << m)[:, None] >> np.arange(m)[None, :]) & 1).astype(np.float64)  # (2^m, m)
+    return levels, bits
+
+
+def _log_set_probability(log_p):
+    """log P(S) over the last axis of log_p (..., m): the sum over orders of prod_i p_i / (1 - sum_{j<i} p_j),
+    by the recursion over the 2^m subsets, a level (subset size) at a time."""
+    m = log_p.shape[-1]
+    lead = log_p.shape[:-1]
+    if m == 0:
+        return np.zeros(lead)
+    levels, bits = _subset_tables(m)
+    p = np.exp(log_p)
+    # log(1 - mass of each subset); a subset covering (to rounding) the whole support leaves a tiny mass
+    rest = np.log(np.maximum(1.0 - p @ bits.T, 1e-300))  # (..., 2^m)
+    logq = np.full(lead + (1 << m,), -np.inf)
+    logq[..., 0] = 0.0
+    for masks, prev, elem in levels:
+        a = logq[..., prev] + log_p[..., elem] - rest[..., prev]  # (..., n_masks, size)
+        mx = a.max(-1, keepdims=True)
+        logq[..., masks] = mx[..., 0] + np.log(np.exp(a - mx).sum(-1))
+    return logq[..., (1 << m) - 1]
+
+
+def set_order_probabilities(log_p, first, second):
+    """P(B_1 = s | S) (n, k) and P(B_2 = s' | B_1 = s, S) (n, k, k) or None for sets of k <= 12 elements drawn
+    without replacement, from their log-probabilities log_p (n, k) (float64)."""
+    log_p = _matrix(_f64(log_p, "log_p"), "log_p")
+    n, k = log_p.shape
+    if not 1 <= k <= 12:
+        raise ValueError("set_order_probabilities needs 1 <= k <= 12")
+    _out64(first, "first", (n, k))
+    if second is not None:
+        _out64(second, "second", (n, k, k))
+    if k == 1:
+        first[...] = 1.0
+        if second is not None:
+            second[...] = 0.0
+        return
+    lps = _log_set_probability(log_p)
+    ps = np.exp(log_p)
+    log1m = np.log1p(-np.minimum(ps, 1.0 - 1e-16))  # log(1 - p(s))
+    others = np.array([[j for j in range(k) if j != i] for i in range(k)], dtype=np.int64)  # (k, k-1)
+    l1 = _log_set_probability(log_p[:, others] - log1m[:, :, None])  # renormalised without s: (n, k)
+    first[...] = np.exp(log_p + l1 - lps[:, None])
+    if second is None:
+        return
+    second[...] = 0.0
+    rows = np.arange(k)[:, None]
+    if k == 2:
+        second[:, rows, others] = 1.0
+        return
+    pr = np.array([[[j for j in range(k) if j not in (i, i2)] for i2 in range(k) if i2 != i] for i in range(k)],
+                  dtype=np.int64)  # (k, k-1, k-2)
+    mass2 = np.log(np.maximum(1.0 - ps[:, :, None] - ps[:, others], 1e-300))  # (n, k, k-1)
+    l2 = _log_set_probability(log_p[:, pr] - mass2[..., None])  # (n, k, k-1)
+    second[:, rows, others] = np.exp(log_p[:, others] - log1m[:, :, None] + l2 - l1[:, :, None])
+
+
+def categorical_set_terms(conf, c, probs, terms):
+    """Logits terms (n, D, K) = sum_s c[:, s] (onehot(conf[:, s]) - probs) of sets conf (n, k, D) with weights
+    c (n, k) (float64)."""
+    if not isinstance(conf, np.ndarray) or conf.dtype != np.int64 or conf.ndim != 3:
+        raise ValueError("conf must be an int64 array of shape (n, k, D)")
+    n, k, d = conf.shape
+    _f64(c, "c", (n, k))
+    probs = _matrix(_f64(probs, "probs"), "probs")
+    if probs.shape[0] != d:
+        raise ValueError("probs must have shape (D, K)")
+    kc = probs.shape[1]
+    _out64(terms, "terms", (n, d, kc))
+    if conf.size and (conf.min() < 0 or conf.max() >= kc):
+        raise ValueError("class index out of range [0, K)")
+    onehot = conf[..., None] == np.arange(kc)  # (n, k, D, K)
+    terms[...] = np.einsum("nk,nkdj->ndj", c, onehot) - c.sum(1)[:, None, None] * probs
