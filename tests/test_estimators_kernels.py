@@ -365,3 +365,24 @@ def test_set_order_probabilities_whole_support():
     if len(res) == 2:
         np.testing.assert_allclose(res[0][0], res[1][0], rtol=1e-6)
         np.testing.assert_allclose(res[0][1], res[1][1], rtol=1e-6, atol=1e-15)
+
+
+def test_normal_scores():
+    """normal_scores against the distributions' score (float64), native against twin."""
+    import bayesgrad as bg
+
+    r = np.random.default_rng(10)
+    n, p = 40, 7
+    loc, scale = r.standard_normal(p), r.uniform(0.5, 2.0, p)
+    x = loc + scale * r.standard_normal((n, p))
+    with bg.use_backend("numpy"):
+        ref = bg.distributions.Normal(loc, scale).score(x)
+    res = []
+    for mod in _modules():
+        out = np.empty((2, n, p))
+        mod.normal_scores(x, loc, scale, out)
+        np.testing.assert_allclose(out[0], ref["loc"], rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(out[1], ref["scale"], rtol=1e-13, atol=1e-14)
+        res.append(out)
+    if len(res) == 2:
+        np.testing.assert_array_equal(res[0], res[1])

@@ -344,6 +344,24 @@ void bind_f64(py::module_& m) {
       "Logits terms (n, D, K) = sum_s c[:, s] (onehot(conf[:, s]) - probs) of sets conf (n, k, D) with weights "
       "c (n, k) (float64).");
   m.def(
+      "normal_scores",
+      [](in_array<D> x, in_array<D> loc, in_array<D> scale, out_array<D> out) {
+        int64_t n, p;
+        matrix_shape(x, "x", n, p);
+        check_vec<D>(loc, p, "loc");
+        check_vec<D>(scale, p, "scale");
+        require_writeable(out, "out");
+        if (out.ndim() != 3 || out.shape(0) != 2 || out.shape(1) != n || out.shape(2) != p)
+          throw std::invalid_argument("out must have shape (2, n, p)");
+        const D *px = x.data(), *pl = loc.data(), *ps = scale.data();
+        D* po = out.mutable_data();
+        py::gil_scoped_release rel;
+        normal_scores(px, pl, ps, n, p, po);
+      },
+      py::arg("x").noconvert(), py::arg("loc").noconvert(), py::arg("scale").noconvert(), py::arg("out").noconvert(),
+      "The scores (2, n, p) of a Normal(loc, scale) (p,) at x (n, p): d log q / d loc and d log q / d scale "
+      "(float64).");
+  m.def(
       "relax_bernoulli_draws",
       [](in_array<D> eta, in_array<D> u, in_array<D> v, out_array<D> z, out_array<D> zt, out_array<D> dzt,
          out_array<D> b, out_array<D> score) {

@@ -801,4 +801,18 @@ void categorical_set_terms(const int64_t* conf, const double* c, const double* p
   });
 }
 
+void normal_scores(const double* x, const double* loc, const double* scale, int64_t n, int64_t p, double* out) {
+  const int64_t rows = std::max<int64_t>(1, kEstSampleChunk * kEstColBlock / std::max<int64_t>(1, p));
+  parallel_chunks((n + rows - 1) / rows, [&](int64_t c) {
+    const int64_t i0 = c * rows, i1 = std::min(n, i0 + rows);
+    for (int64_t i = i0; i < i1; ++i)
+      for (int64_t j = 0; j < p; ++j) {
+        const int64_t e = i * p + j;
+        const double z = (x[e] - loc[j]) / scale[j];
+        out[e] = z / scale[j];
+        out[n * p + e] = (z * z - 1.0) / scale[j];
+      }
+  });
+}
+
 }  // namespace bayesgrad

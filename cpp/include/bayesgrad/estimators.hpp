@@ -152,4 +152,8 @@ void set_order_probabilities(const double* log_p, int64_t n, int64_t k, double* 
 void categorical_set_terms(const int64_t* conf, const double* c, const double* probs, int64_t n, int64_t k,
                            int64_t d, int64_t kc, double* terms);
 
+// The scores of a Normal(loc, scale) (p,) at x (n, p): out (2, n, p) = (e / scale,
+// (e^2 - 1) / scale), e = (x - loc) / scale (the distributions' formulas, without log p).
+void normal_scores(const double* x, const double* loc, const double* scale, int64_t n, int64_t p, double* out);
+
 }  // namespace bayesgrad

@@ -15,7 +15,7 @@ __all__ = ["column_mean_var", "score_accumulate", "pathwise_accumulate", "contro
            "control_coefficient", "quadratic_values", "vimco_signal", "relax_bernoulli_draws",
            "relax_bernoulli_part", "concrete_bernoulli", "gumbel_beam_search", "pathwise_normal_accumulate",
            "score_normal_accumulate", "normal_multisample_terms", "gamma_weak_parts",
-           "set_order_probabilities", "categorical_set_terms"]
+           "set_order_probabilities", "categorical_set_terms", "normal_scores"]
 
 
 def _matrix(a, name):
@@ -510,3 +510,16 @@ def categorical_set_terms(conf, c, probs, terms):
         raise ValueError("class index out of range [0, K)")
     onehot = conf[..., None] == np.arange(kc)  # (n, k, D, K)
     terms[...] = np.einsum("nk,nkdj->ndj", c, onehot) - c.sum(1)[:, None, None] * probs
+
+
+def normal_scores(x, loc, scale, out):
+    """The scores (2, n, p) of a Normal(loc, scale) (p,) at x (n, p): d log q / d loc and d log q / d scale
+    (float64)."""
+    x = _matrix(_f64(x, "x"), "x")
+    n, p = x.shape
+    _f64(loc, "loc", (p,))
+    _f64(scale, "scale", (p,))
+    _out64(out, "out", (2, n, p))
+    z = (x - loc) / scale
+    out[0] = z / scale
+    out[1] = (z * z - 1.0) / scale

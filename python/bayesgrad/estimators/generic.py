@@ -44,6 +44,17 @@ def _normal_pair(dist, n, per_sample, kernel):
     return grad, stderr, per
 
 
+def _scores(dist, x, n, normal):
+    """dist.score(x); for an unbroadcast float64 Normal the two score matrices (n, p) from one
+    native pass (``estimators.normal_scores``: no log density formed on the way)."""
+    if not (normal and dist.dtype == np.float64):
+        return dist.score(x)
+    p = int(np.prod(tuple(dist.batch_shape), dtype=np.int64))
+    out = np.empty((2, n, p))
+    _backend.kernels().estimators.normal_scores(_flat(x, n), _flat(dist.loc, 1)[0], _flat(dist.scale, 1)[0], out)
+    return {"loc": out[0], "scale": out[1]}
+
+
 def _reflect(dist, x):
     """The antithetic partner of x for symmetric families, else None."""
     name = type(dist).__name__
@@ -174,8 +185,9 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
 
     x = dist.sample(n, seed=seed, stream=stream)
     fx = eval_f(f, x, dist.dtype)
-    fused = cv is None and isinstance(dist, Normal) and _elementwise(dist)
-    scores = None if fused else dist.score(x)  # the fused Normal kernel forms the scores itself
+    normal = isinstance(dist, Normal) and _elementwise(dist)
+    fused = cv is None and normal
+    scores = None if fused else _scores(dist, x, n, normal)  # the fused Normal kernel forms them itself
     n_eval = n
     b = None
     info = {"baseline": mode if mode != "moving" else repr(baseline)}
@@ -209,7 +221,7 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
         # beta from independent samples, so that it does not correlate with x.
         xc = dist.sample(n_ctl, seed=seed, stream=_random.fold_in(stream, "control_variate"))
         fc = eval_f(f, xc, np.float64)
-        sc = dist.score(xc)
+        sc = _scores(dist, xc, n_ctl, normal)
         hc = cv.values(xc)
         h = cv.values(x)
         eg = cv.expectation_grad()
