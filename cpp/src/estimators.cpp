@@ -354,9 +354,9 @@ BG_AVX2 void sigmoid_avx2(const double* z, double inv, int64_t count, double* y)
   for (; e + 4 <= count; e += 4) {
     const __m256d x = _mm256_mul_pd(_mm256_loadu_pd(z + e), vinv);
     const __m256d ex = simd::expx4(_mm256_or_pd(x, sign));  // exp(-|x|)
-    const __m256d den = _mm256_add_pd(one, ex);
+    const __m256d r = _mm256_div_pd(one, _mm256_add_pd(one, ex));  // one division for both branches
     const __m256d ge = _mm256_cmp_pd(x, zero, _CMP_GE_OQ);
-    _mm256_storeu_pd(y + e, _mm256_blendv_pd(_mm256_div_pd(ex, den), _mm256_div_pd(one, den), ge));
+    _mm256_storeu_pd(y + e, _mm256_blendv_pd(_mm256_mul_pd(ex, r), r, ge));
   }
   sigmoid_scalar(z + e, inv, count - e, y + e);
 }
@@ -407,11 +407,13 @@ void draws_scalar(const BernoulliConsts& c, const double* u, const double* v, in
 }
 
 #if BG_HAVE_X86
-// Rows [i0, i1), four coordinates at a time with the shared vector log / log1p: both
-// branches of draws_scalar are formed and blended (the logs dominate the scalar path).
+// Rows [i0, i1), four coordinates at a time with the shared vector log: both branches of
+// draws_scalar are formed and blended. The differences of logs are taken as logs of
+// ratios, log((1 - u) / u) and log((1 - w~) / (1 - v)) or log(v / (1 - w~)) (1 - u, 1 - v,
+// 1 - w~ are exact or within half an ulp of a number >= 1/2), two logs instead of five.
 BG_AVX2 void draws_avx2(const BernoulliConsts& c, const double* u, const double* v, int64_t p, int64_t i0,
                         int64_t i1, double* z, double* zt, double* dzt, double* b, double* score) {
-  const __m256d one = _mm256_set1_pd(1.0), sign = _mm256_set1_pd(-0.0);
+  const __m256d one = _mm256_set1_pd(1.0);
   for (int64_t i = i0; i < i1; ++i) {
     const int64_t o = i * p;
     int64_t j = 0;
@@ -424,19 +426,18 @@ BG_AVX2 void draws_avx2(const BernoulliConsts& c, const double* u, const double*
       const __m256d bv = _mm256_and_pd(is1, one);
       _mm256_storeu_pd(b + e, bv);
       _mm256_storeu_pd(score + e, _mm256_sub_pd(bv, pj));
-      _mm256_storeu_pd(z + e, _mm256_sub_pd(_mm256_add_pd(et, simd::log1px4(_mm256_xor_pd(ue, sign))),
-                                            simd::logx4(ue)));
+      _mm256_storeu_pd(z + e, _mm256_add_pd(et, simd::logx4(_mm256_div_pd(_mm256_sub_pd(one, ue), ue))));
       const __m256d omv = _mm256_sub_pd(one, ve);
-      // 1 - w~ (b = 1) or w~ (b = 0): its log1p(-.) is lw (b = 1) or l1w (b = 0)
+      // 1 - w~ (b = 1: p (1 - v) subtracted) and w~ (b = 0: (1 - p) v)
       const __m256d mw = _mm256_blendv_pd(_mm256_mul_pd(qj, ve), _mm256_mul_pd(pj, omv), is1);
-      const __m256d lmw = simd::log1px4(_mm256_xor_pd(mw, sign));
-      const __m256d l1v = _mm256_add_pd(_mm256_loadu_pd(c.LP + j), simd::log1px4(_mm256_xor_pd(ve, sign)));
-      const __m256d lv = _mm256_add_pd(_mm256_loadu_pd(c.LQ + j), simd::logx4(ve));
-      const __m256d lw = _mm256_blendv_pd(lv, lmw, is1), l1w = _mm256_blendv_pd(lmw, l1v, is1);
-      _mm256_storeu_pd(zt + e, _mm256_sub_pd(_mm256_add_pd(et, lw), l1w));
       const __m256d den = _mm256_sub_pd(one, mw);
-      const __m256d base = _mm256_blendv_pd(qj, pj, is1), num = _mm256_blendv_pd(ve, omv, is1);
-      _mm256_storeu_pd(dzt + e, _mm256_sub_pd(base, _mm256_div_pd(_mm256_mul_pd(pq, num), den)));
+      // b = 1: zt = eta - log p + log((1 - m) / (1 - v)); b = 0: zt = eta + log(1 - p) + log(v / (1 - w))
+      const __m256d num = _mm256_blendv_pd(ve, den, is1), dd = _mm256_blendv_pd(den, omv, is1);
+      const __m256d off = _mm256_blendv_pd(_mm256_loadu_pd(c.LQ + j), _mm256_sub_pd(_mm256_setzero_pd(),
+                                                                                   _mm256_loadu_pd(c.LP + j)), is1);
+      _mm256_storeu_pd(zt + e, _mm256_add_pd(_mm256_add_pd(et, off), simd::logx4(_mm256_div_pd(num, dd))));
+      const __m256d base = _mm256_blendv_pd(qj, pj, is1), nv = _mm256_blendv_pd(ve, omv, is1);
+      _mm256_storeu_pd(dzt + e, _mm256_sub_pd(base, _mm256_div_pd(_mm256_mul_pd(pq, nv), den)));
     }
     draws_scalar(c, u, v, p, o + j, o + p, z, zt, dzt, b, score);
   }
@@ -468,11 +469,14 @@ void relax_bernoulli_part(const double* fzt, const double* gz, const double* gzt
                           const double* yt, const double* dzt, const double* score, double lam, int64_t count,
                           int64_t p, double* out) {
   const double inv = 1.0 / lam;
-  const int64_t chunk = kEstSampleChunk * kEstColBlock;
-  parallel_chunks((count * p + chunk - 1) / chunk, [&](int64_t c) {
-    const int64_t e0 = c * chunk, e1 = std::min(count * p, e0 + chunk);
-    for (int64_t e = e0; e < e1; ++e)
-      out[e] = -fzt[e / p] * score[e] + gz[e] * y[e] * (1.0 - y[e]) * inv - gzt[e] * yt[e] * (1.0 - yt[e]) * inv * dzt[e];
+  const int64_t rows = std::max<int64_t>(1, kEstSampleChunk * kEstColBlock / std::max<int64_t>(1, p));
+  parallel_chunks((count + rows - 1) / rows, [&](int64_t c) {
+    const int64_t i0 = c * rows, i1 = std::min(count, i0 + rows);
+    for (int64_t i = i0; i < i1; ++i) {
+      const double fi = fzt[i];
+      for (int64_t e = i * p; e < (i + 1) * p; ++e)
+        out[e] = -fi * score[e] + gz[e] * y[e] * (1.0 - y[e]) * inv - gzt[e] * yt[e] * (1.0 - yt[e]) * inv * dzt[e];
+    }
   });
 }
 
