@@ -11,7 +11,7 @@ Internal: ``bayesgrad.estimators.measure_valued`` dispatches here.
 * Gamma(a, rate): d/drate: (a / rate, Gamma(a, rate), Gamma(a + 1, rate)); coupled:
   x and x + y, y ~ Exp(rate). d/da: the Hahn-Jordan decomposition of
   d p / d a = p(x) (log(rate x) - psi(a)): c = E[(log(rate x) - psi(a))^+]
-  (by quadrature), p+- proportional to p(x) (+-(log(rate x) - psi(a)))^+, drawn
+  (``gamma_shape_constant``), p+- proportional to p(x) (+-(log(rate x) - psi(a)))^+, drawn
   by rejection from Gamma(a +- eps, rate) under the envelope (t^{+-eps}) / eps >=
   (+-log t)^+, t = rate x e^{-psi(a)}, eps = min(1/2, a/2).
 """
