@@ -19,14 +19,25 @@ rows for the control-variate and VIMCO kernels.
 toy problem (Bernoulli, f(b) = (b - t)^2, t = 0.45 and 0.499) and writes
 bench/results/estimators_toy.json.
 
-Writes bench/results/estimators.json and prints a table.
-Run: PYTHONPATH=python python bench/estimators.py [--repeats 15]
+Every end-to-end row also records the calling thread's CPU time per backend
+(``cpu_time``; with ``--threads 1`` the whole work of both backends, and much
+steadier than wall time on a shared machine) and its ratio. The issue-16 rows
+record the shared part that no kernel can speed up: the time spent in the
+benchmark's own f and grad_f (and, for RELAX, in the surrogate network, a
+``bg.nn.MLP`` whose GEMMs are BLAS on both backends; for the Poisson row, in
+the Poisson sampler, SciPy's inverse CDF on both), the median over three
+separate, untimed calls, with ``bound = numpy / shared(native)``: the largest ratio
+possible if the native estimator spent nothing outside that part.
+
+Writes bench/results/estimators.json (``--out`` for another name) and prints a table.
+Run: PYTHONPATH=python python bench/estimators.py [--repeats 15] [--threads 1]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import time
 
 import numpy as np
 
@@ -42,6 +53,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--threads", type=int, default=None, help="native threads (default: as configured)")
     ap.add_argument("--toy", action="store_true", help="the REBAR/RELAX toy variance table instead")
+    ap.add_argument("--out", default="estimators.json", help="result file name in bench/results/")
     args = ap.parse_args()
     if args.toy:
         return toy()
@@ -58,6 +70,7 @@ def main():
         "score_function": lambda: E.score_function(f, d, N, seed=1),
     }
     res = {"D": D, "n_samples": N, "repeats": args.repeats, "info": bg.backend_info(), "end_to_end": {},
+           "cpu_time_note": "thread_time of the calling thread: the whole work only with --threads 1",
            "accumulation": {}, "threads": bg.get_num_threads(),
            "load_average_at_start": load_average(), "machine": machine_info()}
     res["info"] = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
@@ -73,49 +86,93 @@ def main():
     sur = {}
     dg = bg.distributions.Gamma(np.linspace(0.5, 3, D), np.linspace(1, 2, D))
     dg100 = bg.distributions.Gamma(np.linspace(0.5, 3, 100), np.linspace(1, 2, 100))
-    dp100 = bg.distributions.Poisson(np.linspace(0.5, 3, 100))
+    class TimedPoisson(bg.distributions.Poisson):
+        """Its sampler (SciPy's inverse CDF on both backends) counts as shared time."""
+
+        def sample(self, n, seed=0, stream=0, out=None):
+            return timed(lambda m: super(TimedPoisson, self).sample(m, seed=seed, stream=stream, out=out))(n)
+
+    dp100 = TimedPoisson(np.linspace(0.5, 3, 100))
     dc = bg.distributions.Categorical(logits=np.linspace(-1, 1, 50).reshape(10, 5))
     wc = np.linspace(-1, 1, 50).reshape(10, 5)
     fc = lambda X: wc[np.arange(10), X].sum(-1) ** 2  # noqa: E731
 
+    clock = {"shared": 0.0, "on": False}
+
+    def timed(fn):
+        """fn, adding its wall time to clock["shared"] while clock["on"] (the share-measuring call)."""
+        def wrapper(x):
+            if not clock["on"]:
+                return fn(x)
+            t0 = time.perf_counter()
+            try:
+                return fn(x)
+            finally:
+                clock["shared"] += time.perf_counter() - t0
+        return wrapper
+
+    class TimedSurrogate(E.RelaxSurrogate):
+        """RelaxSurrogate whose network calls count as shared time (BLAS GEMMs on both backends)."""
+
+        def network(self, z):
+            return timed(super().network)(z)
+
+        def network_vjp(self, z, w):
+            return timed(lambda zz: super(TimedSurrogate, self).network_vjp(zz, w))(z)
+
     def surrogate(b, kind):
         if (b, kind) not in sur:
-            sur[(b, kind)] = E.RelaxSurrogate(hidden=None if kind == "rebar" else (10,))
+            sur[(b, kind)] = TimedSurrogate(hidden=None if kind == "rebar" else (10,))
         return sur[(b, kind)]
 
+    # the user callables of the issue-16 rows, timed on the share-measuring call only
+    f_, df_, ft_, dft_, lj_, dlj_, fc_ = (timed(g) for g in (f, df, ft, dft, lj, dlj, fc))
+    h2 = timed(lambda x: np.full_like(x, 2.0))
     new_rows = {
-        "rebar_bernoulli_D100": lambda b: E.rebar(ft, db, N, seed=1, grad_f=dft, surrogate=surrogate(b, "rebar")),
-        "relax_bernoulli_D100": lambda b: E.relax(ft, db, N, seed=1, grad_f=dft, surrogate=surrogate(b, "relax")),
-        "iwae_k8_D100": lambda b: E.iwae(lj, dn, N // 8, seed=1, k=8, grad_f=dlj),
-        "dreg_k8_D100": lambda b: E.dreg(lj, dn, N // 8, seed=1, k=8, grad_f=dlj),
-        "vimco_k8_D100": lambda b: E.vimco(lj, dn, N // 8, seed=1, k=8),
-        "score_function_loo_delta": lambda b: E.score_function(f, d, N, seed=1, baseline="loo",
-                                                               control_variate="delta", grad_f=df,
-                                                               hess_f=lambda x: np.full_like(x, 2.0)),
-        "score_function_loo_delta_gamma": lambda b: E.score_function(f, dg, N, seed=1, baseline="loo",
-                                                                     control_variate="delta", grad_f=df,
-                                                                     hess_f=lambda x: np.full_like(x, 2.0)),
-        "unordered_set_k4_D10": lambda b: E.unordered_set(fc, dc, N // 4, seed=1, k=4),
-        "reinforce_wor_k4_D10": lambda b: E.reinforce_wor(fc, dc, N // 4, seed=1, k=4),
-        "measure_valued_gamma_D100": lambda b: E.measure_valued(f, dg100, N // 10, seed=1),
-        "measure_valued_poisson_D100": lambda b: E.measure_valued(f, dp100, N // 10, seed=1),
+        "rebar_bernoulli_D100": lambda b: E.rebar(ft_, db, N, seed=1, grad_f=dft_, surrogate=surrogate(b, "rebar")),
+        "relax_bernoulli_D100": lambda b: E.relax(ft_, db, N, seed=1, grad_f=dft_, surrogate=surrogate(b, "relax")),
+        "iwae_k8_D100": lambda b: E.iwae(lj_, dn, N // 8, seed=1, k=8, grad_f=dlj_),
+        "dreg_k8_D100": lambda b: E.dreg(lj_, dn, N // 8, seed=1, k=8, grad_f=dlj_),
+        "vimco_k8_D100": lambda b: E.vimco(lj_, dn, N // 8, seed=1, k=8),
+        "score_function_loo_delta": lambda b: E.score_function(f_, d, N, seed=1, baseline="loo",
+                                                               control_variate="delta", grad_f=df_, hess_f=h2),
+        "score_function_loo_delta_gamma": lambda b: E.score_function(f_, dg, N, seed=1, baseline="loo",
+                                                                     control_variate="delta", grad_f=df_, hess_f=h2),
+        "unordered_set_k4_D10": lambda b: E.unordered_set(fc_, dc, N // 4, seed=1, k=4),
+        "reinforce_wor_k4_D10": lambda b: E.reinforce_wor(fc_, dc, N // 4, seed=1, k=4),
+        "measure_valued_gamma_D100": lambda b: E.measure_valued(f_, dg100, N // 10, seed=1),
+        "measure_valued_poisson_D100": lambda b: E.measure_valued(f_, dp100, N // 10, seed=1),
     }
+
+    def measure(fn, share):
+        row = {}
+        for b in backends:
+            with bg.use_backend(b):
+                cpu = []
+                row[b] = median_time(lambda: fn(b), args.repeats, cpu=cpu)
+                row[f"cpu_time_{b}"] = cpu[0]
+                if share:  # medians over three untimed calls
+                    parts = []
+                    for _ in range(3):
+                        clock.update(shared=0.0, on=True)
+                        t0 = time.perf_counter()
+                        fn(b)
+                        parts.append((clock["shared"], time.perf_counter() - t0))
+                        clock["on"] = False
+                    shared, total = np.median(np.array(parts), axis=0)
+                    row[f"shared_{b}"] = float(shared)
+                    row[f"shared_fraction_{b}"] = float(shared / total)
+        if "cpu" in row:
+            row["speedup_cpu_vs_numpy"] = row["numpy"] / row["cpu"]
+            row["speedup_cpu_time"] = row["cpu_time_numpy"] / row["cpu_time_cpu"]
+            if share:
+                row["bound_numpy_over_shared"] = row["numpy"] / row["shared_cpu"]
+        return row
+
     for name, fn in new_rows.items():
-        row = {}
-        for b in backends:
-            with bg.use_backend(b):
-                row[b] = median_time(lambda: fn(b), args.repeats)
-        if "cpu" in row:
-            row["speedup_cpu_vs_numpy"] = row["numpy"] / row["cpu"]
-        res["end_to_end"][name] = row
+        res["end_to_end"][name] = measure(fn, True)
     for name, fn in end_to_end.items():
-        row = {}
-        for b in backends:
-            with bg.use_backend(b):
-                row[b] = median_time(fn, args.repeats)
-        if "cpu" in row:
-            row["speedup_cpu_vs_numpy"] = row["numpy"] / row["cpu"]
-        res["end_to_end"][name] = row
+        res["end_to_end"][name] = measure(lambda b, fn=fn: fn(), False)
 
     r = np.random.default_rng(0)
     g = r.standard_normal((N, D))
@@ -171,17 +228,22 @@ def main():
 
     print(f"D = {D}, n_samples = {N}, threads = {bg.get_num_threads()}, median of {args.repeats}, "
           f"load average at start {res['load_average_at_start'][0]:.1f}")
-    print("end to end (estimates per second):")
+    print("end to end (wall ms; native/numpy ratio by wall and by CPU time; shared = f, grad_f, network):")
     for name, row in res["end_to_end"].items():
-        cells = "  ".join(f"{b} {1.0 / row[b]:8.1f}/s ({row[b] * 1e3:6.2f} ms)" for b in backends)
-        extra = f"  native/numpy x{row['speedup_cpu_vs_numpy']:.2f}" if "speedup_cpu_vs_numpy" in row else ""
-        print(f"  {name:<20} {cells}{extra}")
+        cells = "  ".join(f"{b} {row[b] * 1e3:7.2f} ms" for b in backends)
+        extra = ""
+        if "speedup_cpu_vs_numpy" in row:
+            extra = f"  x{row['speedup_cpu_vs_numpy']:5.2f} (CPU time x{row['speedup_cpu_time']:5.2f})"
+        if "bound_numpy_over_shared" in row:
+            extra += (f"  shared {row['shared_fraction_cpu']:4.0%} of native, {row['shared_fraction_numpy']:4.0%} "
+                      f"of numpy: bound x{row['bound_numpy_over_shared']:.1f}")
+        print(f"  {name:<31} {cells}{extra}")
     print("accumulation only (ms):")
     for name, row in res["accumulation"].items():
         cells = "  ".join(f"{k} {v * 1e3:7.3f}" for k, v in row.items() if not k.startswith("speedup"))
         extra = f"  native vs plain x{row['speedup_native_vs_plain_numpy']:.2f}" if "native" in row else ""
         print(f"  {name:<22} {cells}{extra}")
-    out = os.path.join(os.path.dirname(__file__), "results", "estimators.json")
+    out = os.path.join(os.path.dirname(__file__), "results", args.out)
     with open(out, "w") as fh:
         json.dump(res, fh, indent=2)
     print(f"wrote {out}")

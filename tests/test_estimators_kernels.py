@@ -106,9 +106,10 @@ def test_relax_bernoulli_kernels():
     fzt, gz, gzt = r.standard_normal(n), r.standard_normal((n, p)), r.standard_normal((n, p))
     outs = []
     for mod in _modules():
-        z, zt, dzt, b = (np.empty((n, p)) for _ in range(4))
-        mod.relax_bernoulli_draws(eta, u, v, z, zt, dzt, b)
+        z, zt, dzt, b, score = (np.empty((n, p)) for _ in range(5))
+        mod.relax_bernoulli_draws(eta, u, v, z, zt, dzt, b, score)
         np.testing.assert_array_equal(b, b_ref)
+        np.testing.assert_allclose(score, b_ref - pr, rtol=1e-15, atol=1e-16)
         np.testing.assert_allclose(z, z_ref, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(zt, zt_ref, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(dzt, dzt_ref, rtol=1e-5, atol=1e-7)
@@ -116,9 +117,9 @@ def test_relax_bernoulli_kernels():
         mod.concrete_bernoulli(z, lam, y)
         np.testing.assert_allclose(y, 1 / (1 + np.exp(-z / lam)), rtol=1e-13, atol=1e-300)
         out = np.empty((n, p))
-        score = b - pr
-        mod.relax_bernoulli_part(fzt, gz, gzt, z, zt, dzt, score, lam, out)
-        yt = 1 / (1 + np.exp(-zt / lam))
+        yt = np.empty((n, p))
+        mod.concrete_bernoulli(zt, lam, yt)
+        mod.relax_bernoulli_part(fzt, gz, gzt, y, yt, dzt, score, lam, out)
         ref = -fzt[:, None] * score + gz * y * (1 - y) / lam - gzt * yt * (1 - yt) / lam * dzt
         np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-13)
         outs.append((z, zt, dzt, out))
@@ -160,3 +161,228 @@ def test_gumbel_beam_search_parity():
         np.testing.assert_array_equal(res[0][0], res[1][0])
         np.testing.assert_allclose(res[0][1], res[1][1], rtol=1e-13)
         np.testing.assert_allclose(res[0][2], res[1][2], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("terms", [False, True])
+def test_fused_normal_kernels(dtype, terms):
+    """pathwise_normal_accumulate / score_normal_accumulate against the unfused kernels' inputs formed in NumPy
+    (the distributions' score kernel, (x - loc) / scale), and native against twin."""
+    import bayesgrad as bg
+
+    r = np.random.default_rng(6)
+    n, p = 300, 9
+    loc, scale = r.standard_normal(p).astype(dtype), r.uniform(0.5, 2.0, p).astype(dtype)
+    x = (loc + scale * r.standard_normal((n, p))).astype(dtype)
+    g, f = r.standard_normal((n, p)).astype(dtype), (r.standard_normal(n) + 3.0).astype(dtype)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    with bg.use_backend("numpy"):
+        sc = bg.distributions.Normal(loc, scale).score(x)
+    eps = ((x - loc) / scale).astype(np.float64)
+    ref_pw = [g.astype(np.float64), g * eps]
+    res = []
+    for mod in _modules():
+        out = []
+        for kind in ("pathwise", "loo", "base", "none"):
+            mean, var = np.empty((2, p), dtype), np.empty((2, p), dtype)
+            t = np.empty((2, n, p), dtype) if terms else None
+            if kind == "pathwise":
+                mod.pathwise_normal_accumulate(g, x, loc, scale, mean, var, t)
+                ref = ref_pw
+            else:
+                b = np.full(n, 2.5, dtype) if kind == "base" else None
+                mod.score_normal_accumulate(x, loc, scale, f, b, kind == "loo", mean, var, t)
+                f64 = f.astype(np.float64)
+                resid = (f64 - (f64.sum() - f64) / (n - 1) if kind == "loo" else f64 - 2.5 if kind == "base"
+                         else f64)
+                ref = [sc[k].astype(np.float64) * resid[:, None] for k in ("loc", "scale")]
+            for i in range(2):
+                np.testing.assert_allclose(mean[i], ref[i].mean(0), rtol=tol, atol=tol)
+                np.testing.assert_allclose(var[i], ref[i].var(0, ddof=1), rtol=tol * 10)
+                if terms:
+                    np.testing.assert_allclose(t[i], ref[i], rtol=tol, atol=tol)
+            out.append((mean, var, t))
+        res.append(out)
+    if len(res) == 2:
+        for a, c in zip(*res):
+            for u, w in zip(a, c):
+                if u is not None:
+                    np.testing.assert_allclose(u, w, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2, 3])
+def test_normal_multisample_terms(mode):
+    """The fused IWAE / DReG / VIMCO pass against the NumPy formulas it replaces (log q from the
+    distributions, logsumexp, vimco_signal), native against twin."""
+    import bayesgrad as bg
+    from scipy.special import logsumexp
+
+    r = np.random.default_rng(7)
+    n, k, p = 40, 5, 6
+    loc, scale = r.standard_normal(p), r.uniform(0.5, 2.0, p)
+    z = loc + scale * r.standard_normal((n, k, p))
+    fz = -0.5 * (z * z).sum(-1) - 30.0  # far from 0: the stable forms matter
+    g = -z
+    with bg.use_backend("numpy"):
+        lq = bg.distributions.Normal(loc, scale).log_prob(z).sum(-1)
+    logw = fz - lq
+    wt = np.exp(logw - logsumexp(logw, axis=1, keepdims=True))
+    eps = (z - loc) / scale
+    if mode == 3:
+        c = np.empty((n, k))
+        twin.estimators.vimco_signal(logw, c)
+        ref = [(c[..., None] * eps / scale).sum(1), (c[..., None] * (eps ** 2 - 1) / scale).sum(1)]
+    elif mode == 0:
+        ref = [(wt[..., None] * g).sum(1), (wt[..., None] * (g * eps + 1 / scale)).sum(1)]
+    else:
+        c = (wt * wt if mode == 1 else wt - wt * wt)[..., None]
+        a = g + eps / scale
+        ref = [(c * a).sum(1), (c * a * eps).sum(1)]
+    res = []
+    for mod in _modules():
+        terms, w, bound = np.empty((2, n, p)), np.empty((n, k)), np.empty(n)
+        mod.normal_multisample_terms(z, fz, None if mode == 3 else g, loc, scale, mode, terms, w, bound)
+        np.testing.assert_allclose(bound, logsumexp(logw, axis=1) - np.log(k), rtol=1e-12)
+        np.testing.assert_allclose(w, wt, rtol=1e-10, atol=1e-15)
+        np.testing.assert_allclose(terms[0], ref[0], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(terms[1], ref[1], rtol=1e-9, atol=1e-12)
+        res.append((terms, w, bound))
+        with pytest.raises(ValueError, match="mode"):
+            mod.normal_multisample_terms(z, fz, g, loc, scale, 4, terms, w, bound)
+        with pytest.raises(ValueError, match="g is required"):
+            mod.normal_multisample_terms(z, fz, None, loc, scale, 0, terms, w, bound)
+    if len(res) == 2:
+        for a, c in zip(*res):
+            np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-14)
+
+
+def test_gamma_weak_parts_parity():
+    """The rejection kernel of the Gamma shape's weak derivative: native and twin draw the same
+    values (same proposals, uniforms and acceptances), each on the sign's side of exp(psi(a))."""
+    from scipy import special
+
+    a = np.array([0.05, 0.5, 1.0, 3.0, 20.0])
+    eps = np.minimum(0.5, a / 2)
+    psi = special.digamma(a)
+    for sign in (1.0, -1.0):
+        res = []
+        for mod in _modules():
+            out = np.full((300, a.size), np.nan)
+            mod.gamma_weak_parts(a + sign * eps, eps, psi, sign, 11, 1234, 200, out)
+            assert np.all(np.isfinite(out)) and np.all(sign * (np.log(out) - psi) > 0)
+            res.append(out)
+            with pytest.raises(ValueError, match="sign"):
+                mod.gamma_weak_parts(a, eps, psi, 0.5, 11, 1234, 200, out)
+            with pytest.raises(RuntimeError, match="did not finish"):
+                mod.gamma_weak_parts(a + sign * eps, eps, psi, sign, 11, 1234, 1, out)
+        if len(res) == 2:
+            np.testing.assert_array_equal(res[0], res[1])
+
+
+def test_gamma_shape_constant_against_quadrature():
+    """The finite-difference form of c(a) (a in [0.01, 64]) and the quadrature agree to 1e-10."""
+    from bayesgrad.estimators import mvd
+
+    a = np.concatenate([np.geomspace(0.01, 64.0, 40), [1e-3, 0.005, 100.0, 500.0]])
+    got = mvd.gamma_shape_constant(a)
+    want = np.array([mvd._shape_constant_quad(x) for x in a])
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_set_order_probabilities(k):
+    """Against the enumeration over orders for small sets (P(B_1 = s | S) and P(B_2 = s' | B_1 = s, S)
+    from the probabilities of all k! orders), native against twin."""
+    import itertools
+
+    r = np.random.default_rng(8)
+    n = 30
+    p = r.dirichlet(np.ones(k + 3), size=n)[:, :k]  # k of k + 3 elements: mass left outside the set
+    log_p = np.log(p)
+    order_p = {}
+    for perm in itertools.permutations(range(k)):
+        pp = p[:, list(perm)]
+        left = 1.0 - np.concatenate([np.zeros((n, 1)), np.cumsum(pp, 1)[:, :-1]], 1)
+        order_p[perm] = np.prod(pp / left, 1)
+    total = sum(order_p.values())
+    first_ref = np.zeros((n, k))
+    second_ref = np.zeros((n, k, k))
+    for perm, v in order_p.items():
+        first_ref[:, perm[0]] += v / total
+        if k >= 2:
+            second_ref[:, perm[0], perm[1]] += v / total
+    if k >= 2:
+        second_ref /= first_ref[:, :, None]
+    res = []
+    for mod in _modules():
+        first = np.empty((n, k))
+        second = np.empty((n, k, k)) if k >= 2 else None
+        mod.set_order_probabilities(log_p, first, second)
+        np.testing.assert_allclose(first, first_ref, rtol=1e-10)
+        if k >= 2:
+            np.testing.assert_allclose(second, second_ref, rtol=1e-10, atol=1e-15)
+        res.append((first, second))
+    if len(res) == 2:
+        np.testing.assert_allclose(res[0][0], res[1][0], rtol=1e-13)
+        if k >= 2:
+            np.testing.assert_allclose(res[0][1], res[1][1], rtol=1e-13, atol=1e-16)
+
+
+def test_categorical_set_terms():
+    r = np.random.default_rng(9)
+    n, k, D, K = 50, 4, 3, 5
+    conf = r.integers(0, K, size=(n, k, D)).astype(np.int64)
+    c = r.standard_normal((n, k))
+    probs = r.dirichlet(np.ones(K), size=D)
+    onehot = (conf[..., None] == np.arange(K)).astype(float)
+    ref = (c[:, :, None, None] * (onehot - probs)).sum(1)
+    for mod in _modules():
+        t = np.empty((n, D, K))
+        mod.categorical_set_terms(conf, c, probs, t)
+        np.testing.assert_allclose(t, ref, rtol=1e-13, atol=1e-14)
+        bad = conf.copy()
+        bad[0, 0, 0] = K
+        with pytest.raises(ValueError, match="out of range"):
+            mod.categorical_set_terms(bad, c, probs, t)
+
+
+def test_set_order_probabilities_whole_support():
+    """A set that is (to rounding) the whole support leaves almost no mass after k - 1 draws:
+    the native kernel's log-space branch (row 0, where 1 - mass is 1e-13 with an absolute
+    rounding error of 1e-16, so the probabilities hold to ~1e-3 only); rows sum to 1 and agree
+    with the twin."""
+    log_p = np.log(np.array([[0.5, 0.5 - 1e-13, 1e-13], [0.2, 0.3, 0.5], [1 / 3, 1 / 3, 1 / 3]]))
+    res = []
+    for mod in _modules():
+        first, second = np.empty((3, 3)), np.empty((3, 3, 3))
+        mod.set_order_probabilities(log_p, first, second)
+        assert np.all(np.isfinite(first)) and np.all(np.isfinite(second))
+        np.testing.assert_allclose(first.sum(1), 1.0, rtol=1e-2)
+        np.testing.assert_allclose(first[1:].sum(1), 1.0, rtol=1e-12)
+        np.testing.assert_allclose(second.sum(2), 1.0, rtol=1e-2)
+        np.testing.assert_allclose(second[1:].sum(2), 1.0, rtol=1e-12)
+        res.append((first, second))
+    if len(res) == 2:
+        np.testing.assert_allclose(res[0][0], res[1][0], rtol=1e-6)
+        np.testing.assert_allclose(res[0][1], res[1][1], rtol=1e-6, atol=1e-15)
+
+
+def test_normal_scores():
+    """normal_scores against the distributions' score (float64), native against twin."""
+    import bayesgrad as bg
+
+    r = np.random.default_rng(10)
+    n, p = 40, 7
+    loc, scale = r.standard_normal(p), r.uniform(0.5, 2.0, p)
+    x = loc + scale * r.standard_normal((n, p))
+    with bg.use_backend("numpy"):
+        ref = bg.distributions.Normal(loc, scale).score(x)
+    res = []
+    for mod in _modules():
+        out = np.empty((2, n, p))
+        mod.normal_scores(x, loc, scale, out)
+        np.testing.assert_allclose(out[0], ref["loc"], rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(out[1], ref["scale"], rtol=1e-13, atol=1e-14)
+        res.append(out)
+    if len(res) == 2:
+        np.testing.assert_array_equal(res[0], res[1])

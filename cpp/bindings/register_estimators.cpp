@@ -35,6 +35,23 @@ void check_outputs(out_array<T>& mean, out_array<T>& var, std::optional<out_arra
   }
 }
 
+// Outputs of the fused Normal kernels: mean / var (2, p), terms (2, n, p).
+template <typename T>
+void check_pair_outputs(out_array<T>& mean, out_array<T>& var, std::optional<out_array<T>>& terms, int64_t n,
+                        int64_t p) {
+  for (auto* a : {&mean, &var}) {
+    const char* name = a == &mean ? "mean_out" : "var_out";
+    require_writeable(*a, name);
+    if (a->ndim() != 2 || a->shape(0) != 2 || a->shape(1) != p)
+      throw std::invalid_argument(std::string(name) + " must have shape (2, " + std::to_string(p) + ")");
+  }
+  if (terms) {
+    require_writeable(*terms, "terms_out");
+    if (terms->ndim() != 3 || terms->shape(0) != 2 || terms->shape(1) != n || terms->shape(2) != p)
+      throw std::invalid_argument("terms_out must have shape (2, " + std::to_string(n) + ", " + std::to_string(p) + ")");
+  }
+}
+
 template <typename T>
 void bind(py::module_& m) {
   m.def(
@@ -90,6 +107,51 @@ void bind(py::module_& m) {
       py::arg("g").noconvert(), py::arg("jac").noconvert().none(true), py::arg("mean_out").noconvert(),
       py::arg("var_out").noconvert(), py::arg("terms_out").noconvert() = py::none(),
       "Mean/var over samples of g (n, p) * jac (n, p) (jac None: ones), the pathwise chain rule.");
+  m.def(
+      "pathwise_normal_accumulate",
+      [](in_array<T> g, in_array<T> x, in_array<T> loc, in_array<T> scale, out_array<T> mean_out,
+         out_array<T> var_out, std::optional<out_array<T>> terms_out) {
+        int64_t n, p;
+        matrix_shape(g, "g", n, p);
+        if (x.ndim() != 2 || x.shape(0) != n || x.shape(1) != p) throw std::invalid_argument("x must have the shape of g");
+        check_vec<T>(loc, p, "loc");
+        check_vec<T>(scale, p, "scale");
+        check_pair_outputs(mean_out, var_out, terms_out, n, p);
+        const T *pg = g.data(), *px = x.data(), *pl = loc.data(), *ps = scale.data();
+        T *pm = mean_out.mutable_data(), *pv = var_out.mutable_data();
+        T* pt = terms_out ? terms_out->mutable_data() : nullptr;
+        py::gil_scoped_release rel;
+        pathwise_normal_accumulate(pg, px, pl, ps, n, p, pm, pv, pt);
+      },
+      py::arg("g").noconvert(), py::arg("x").noconvert(), py::arg("loc").noconvert(), py::arg("scale").noconvert(),
+      py::arg("mean_out").noconvert(), py::arg("var_out").noconvert(), py::arg("terms_out").noconvert() = py::none(),
+      "Pathwise terms of a Normal(loc, scale) (p,) at x (n, p): mean/var (2, p) of g (loc) and g (x - loc) / scale "
+      "(scale).");
+  m.def(
+      "score_normal_accumulate",
+      [](in_array<T> x, in_array<T> loc, in_array<T> scale, in_array<T> f, std::optional<in_array<T>> baseline, bool loo,
+         out_array<T> mean_out, out_array<T> var_out, std::optional<out_array<T>> terms_out) {
+        int64_t n, p;
+        matrix_shape(x, "x", n, p);
+        check_vec<T>(loc, p, "loc");
+        check_vec<T>(scale, p, "scale");
+        check_vec<T>(f, n, "f");
+        if (baseline) check_vec<T>(*baseline, n, "baseline");
+        if (loo && baseline) throw std::invalid_argument("pass either baseline or loo=True, not both");
+        if (loo && n < 2) throw std::invalid_argument("a leave-one-out baseline needs n >= 2 samples");
+        check_pair_outputs(mean_out, var_out, terms_out, n, p);
+        const T *px = x.data(), *pl = loc.data(), *ps = scale.data(), *pf = f.data();
+        const T* pb = baseline ? baseline->data() : nullptr;
+        T *pm = mean_out.mutable_data(), *pv = var_out.mutable_data();
+        T* pt = terms_out ? terms_out->mutable_data() : nullptr;
+        py::gil_scoped_release rel;
+        score_normal_accumulate(px, pl, ps, pf, pb, loo, n, p, pm, pv, pt);
+      },
+      py::arg("x").noconvert(), py::arg("loc").noconvert(), py::arg("scale").noconvert(), py::arg("f").noconvert(),
+      py::arg("baseline").noconvert().none(true), py::arg("loo"), py::arg("mean_out").noconvert(),
+      py::arg("var_out").noconvert(), py::arg("terms_out").noconvert() = py::none(),
+      "Score-function terms of a Normal(loc, scale) (p,) at x (n, p) times f - b: mean/var (2, p) of the loc and "
+      "scale scores' terms.");
 }
 
 using D = double;
@@ -184,9 +246,125 @@ void bind_f64(py::module_& m) {
       py::arg("logw").noconvert(), py::arg("out").noconvert(),
       "VIMCO's per-draw learning signal L - L_{-j} - w~_j for log-weights (n, k) into out (n, k) (float64).");
   m.def(
+      "normal_multisample_terms",
+      [](in_array<D> z, in_array<D> fz, std::optional<in_array<D>> g, in_array<D> loc, in_array<D> scale, int mode,
+         out_array<D> terms, out_array<D> wt, out_array<D> bound) {
+        if (z.ndim() != 3) throw std::invalid_argument("z must have shape (n, k, p)");
+        const int64_t n = z.shape(0), k = z.shape(1), p = z.shape(2);
+        if (mode < 0 || mode > 3) throw std::invalid_argument("mode must be 0 (iwae), 1 (dreg), 2 (dreg rws) or 3 (vimco)");
+        if (mode < 3 && !g) throw std::invalid_argument("g is required for modes 0-2");
+        if (mode == 3 && k < 2) throw std::invalid_argument("vimco needs k >= 2 draws per group");
+        check_mat(fz, n, k, "fz");
+        if (g && (g->ndim() != 3 || g->shape(0) != n || g->shape(1) != k || g->shape(2) != p))
+          throw std::invalid_argument("g must have the shape of z");
+        check_vec<D>(loc, p, "loc");
+        check_vec<D>(scale, p, "scale");
+        require_writeable(terms, "terms");
+        if (terms.ndim() != 3 || terms.shape(0) != 2 || terms.shape(1) != n || terms.shape(2) != p)
+          throw std::invalid_argument("terms must have shape (2, n, p)");
+        check_out_mat(wt, n, k, "wt");
+        require_writeable(bound, "bound");
+        check_vec<D>(bound, n, "bound");
+        const D *pz = z.data(), *pf = fz.data(), *pg = g ? g->data() : nullptr, *pl = loc.data(), *ps = scale.data();
+        D *pt = terms.mutable_data(), *pw = wt.mutable_data(), *pb = bound.mutable_data();
+        py::gil_scoped_release rel;
+        normal_multisample_terms(pz, pf, pg, pl, ps, mode, n, k, p, pt, pw, pb);
+      },
+      py::arg("z").noconvert(), py::arg("fz").noconvert(), py::arg("g").noconvert().none(true),
+      py::arg("loc").noconvert(), py::arg("scale").noconvert(), py::arg("mode"), py::arg("terms").noconvert(),
+      py::arg("wt").noconvert(), py::arg("bound").noconvert(),
+      "IWAE-bound estimators for a Normal q: groups z (n, k, p), log joint fz (n, k), grad g (n, k, p) or None -> "
+      "per-group loc/scale terms (2, n, p), normalised weights wt (n, k) and bound (n,); mode 0 iwae, 1 dreg, "
+      "2 dreg rws, 3 vimco (float64).");
+  m.def(
+      "gamma_weak_parts",
+      [](in_array<D> alpha, in_array<D> eps, in_array<D> psi, double sign, uint64_t seed, uint64_t stream,
+         int64_t max_rounds, out_array<D> out) {
+        int64_t n, p;
+        if (out.ndim() != 2) throw std::invalid_argument("out must have shape (n, p)");
+        n = out.shape(0);
+        p = out.shape(1);
+        require_writeable(out, "out");
+        check_vec<D>(alpha, p, "alpha");
+        check_vec<D>(eps, p, "eps");
+        check_vec<D>(psi, p, "psi");
+        for (int64_t j = 0; j < p; ++j)
+          if (!(alpha.data()[j] > 0)) throw std::invalid_argument("alpha must be positive");
+        if (!(sign == 1.0 || sign == -1.0)) throw std::invalid_argument("sign must be 1 or -1");
+        if (max_rounds < 1) throw std::invalid_argument("max_rounds must be >= 1");
+        const D *pa = alpha.data(), *pe = eps.data(), *pp = psi.data();
+        D* po = out.mutable_data();
+        py::gil_scoped_release rel;
+        gamma_weak_parts(pa, pe, pp, sign, seed, stream, n, p, max_rounds, po);
+      },
+      py::arg("alpha").noconvert(), py::arg("eps").noconvert(), py::arg("psi").noconvert(), py::arg("sign"),
+      py::arg("seed"), py::arg("stream"), py::arg("max_rounds"), py::arg("out").noconvert(),
+      "Rejection draws (n, p) of the Gamma shape's weak-derivative part p+ (sign 1) / p- (sign -1) into out: "
+      "proposals Gamma(alpha, 1), acceptance eps sign t exp(-sign eps t), t = log x - psi (float64).");
+  m.def(
+      "set_order_probabilities",
+      [](in_array<D> log_p, out_array<D> first, std::optional<out_array<D>> second) {
+        int64_t n, k;
+        matrix_shape(log_p, "log_p", n, k);
+        if (k < 1 || k > 12) throw std::invalid_argument("set_order_probabilities needs 1 <= k <= 12");
+        check_out_mat(first, n, k, "first");
+        if (second) {
+          require_writeable(*second, "second");
+          if (second->ndim() != 3 || second->shape(0) != n || second->shape(1) != k || second->shape(2) != k)
+            throw std::invalid_argument("second must have shape (n, k, k)");
+        }
+        const D* pl = log_p.data();
+        D *pf = first.mutable_data(), *ps = second ? second->mutable_data() : nullptr;
+        py::gil_scoped_release rel;
+        set_order_probabilities(pl, n, k, pf, ps);
+      },
+      py::arg("log_p").noconvert(), py::arg("first").noconvert(), py::arg("second").noconvert().none(true),
+      "P(B_1 = s | S) (n, k) and P(B_2 = s' | B_1 = s, S) (n, k, k) or None for sets of k <= 12 elements drawn "
+      "without replacement, from their log-probabilities log_p (n, k) (float64).");
+  m.def(
+      "categorical_set_terms",
+      [](py::array_t<int64_t, py::array::c_style> conf, in_array<D> c, in_array<D> probs, out_array<D> terms) {
+        if (conf.ndim() != 3) throw std::invalid_argument("conf must have shape (n, k, D)");
+        const int64_t n = conf.shape(0), k = conf.shape(1), d = conf.shape(2);
+        check_mat(c, n, k, "c");
+        int64_t dp, kc;
+        matrix_shape(probs, "probs", dp, kc);
+        if (dp != d) throw std::invalid_argument("probs must have shape (D, K)");
+        require_writeable(terms, "terms");
+        if (terms.ndim() != 3 || terms.shape(0) != n || terms.shape(1) != d || terms.shape(2) != kc)
+          throw std::invalid_argument("terms must have shape (n, D, K)");
+        const int64_t* pc = conf.data();
+        const D *pw = c.data(), *pp = probs.data();
+        D* pt = terms.mutable_data();
+        py::gil_scoped_release rel;
+        categorical_set_terms(pc, pw, pp, n, k, d, kc, pt);
+      },
+      py::arg("conf").noconvert(), py::arg("c").noconvert(), py::arg("probs").noconvert(),
+      py::arg("terms").noconvert(),
+      "Logits terms (n, D, K) = sum_s c[:, s] (onehot(conf[:, s]) - probs) of sets conf (n, k, D) with weights "
+      "c (n, k) (float64).");
+  m.def(
+      "normal_scores",
+      [](in_array<D> x, in_array<D> loc, in_array<D> scale, out_array<D> out) {
+        int64_t n, p;
+        matrix_shape(x, "x", n, p);
+        check_vec<D>(loc, p, "loc");
+        check_vec<D>(scale, p, "scale");
+        require_writeable(out, "out");
+        if (out.ndim() != 3 || out.shape(0) != 2 || out.shape(1) != n || out.shape(2) != p)
+          throw std::invalid_argument("out must have shape (2, n, p)");
+        const D *px = x.data(), *pl = loc.data(), *ps = scale.data();
+        D* po = out.mutable_data();
+        py::gil_scoped_release rel;
+        normal_scores(px, pl, ps, n, p, po);
+      },
+      py::arg("x").noconvert(), py::arg("loc").noconvert(), py::arg("scale").noconvert(), py::arg("out").noconvert(),
+      "The scores (2, n, p) of a Normal(loc, scale) (p,) at x (n, p): d log q / d loc and d log q / d scale "
+      "(float64).");
+  m.def(
       "relax_bernoulli_draws",
       [](in_array<D> eta, in_array<D> u, in_array<D> v, out_array<D> z, out_array<D> zt, out_array<D> dzt,
-         out_array<D> b) {
+         out_array<D> b, out_array<D> score) {
         int64_t n, p;
         matrix_shape(u, "u", n, p);
         check_vec<D>(eta, p, "eta");
@@ -195,38 +373,42 @@ void bind_f64(py::module_& m) {
         check_out_mat(zt, n, p, "zt");
         check_out_mat(dzt, n, p, "dzt");
         check_out_mat(b, n, p, "b");
+        check_out_mat(score, n, p, "score");
         const D *pe = eta.data(), *pu = u.data(), *pv = v.data();
         D *pz = z.mutable_data(), *pzt = zt.mutable_data(), *pd = dzt.mutable_data(), *pb = b.mutable_data();
+        D* ps = score.mutable_data();
         py::gil_scoped_release rel;
-        relax_bernoulli_draws(pe, pu, pv, n, p, pz, pzt, pd, pb);
+        relax_bernoulli_draws(pe, pu, pv, n, p, pz, pzt, pd, pb, ps);
       },
       py::arg("eta").noconvert(), py::arg("u").noconvert(), py::arg("v").noconvert(), py::arg("z").noconvert(),
-      py::arg("zt").noconvert(), py::arg("dzt").noconvert(), py::arg("b").noconvert(),
-      "REBAR/RELAX Bernoulli draws: z, the conditional z~, dz~/deta and b from eta (p,) and uniforms u, v (n, p).");
+      py::arg("zt").noconvert(), py::arg("dzt").noconvert(), py::arg("b").noconvert(), py::arg("score").noconvert(),
+      "REBAR/RELAX Bernoulli draws: z, the conditional z~, dz~/deta, b and the score b - p from eta (p,) and "
+      "uniforms u, v (n, p).");
   m.def(
       "relax_bernoulli_part",
-      [](in_array<D> fzt, in_array<D> gz, in_array<D> gzt, in_array<D> z, in_array<D> zt, in_array<D> dzt,
+      [](in_array<D> fzt, in_array<D> gz, in_array<D> gzt, in_array<D> y, in_array<D> yt, in_array<D> dzt,
          in_array<D> score, double lam, out_array<D> out) {
         int64_t n, p;
-        matrix_shape(z, "z", n, p);
+        matrix_shape(y, "y", n, p);
         check_vec<D>(fzt, n, "fzt");
         check_mat(gz, n, p, "gz");
         check_mat(gzt, n, p, "gzt");
-        check_mat(zt, n, p, "zt");
+        check_mat(yt, n, p, "yt");
         check_mat(dzt, n, p, "dzt");
         check_mat(score, n, p, "score");
         check_out_mat(out, n, p, "out");
         if (!(lam > 0)) throw std::invalid_argument("lam must be positive");
-        const D *a = fzt.data(), *b = gz.data(), *c = gzt.data(), *d = z.data(), *e = zt.data(), *g = dzt.data(),
+        const D *a = fzt.data(), *b = gz.data(), *c = gzt.data(), *d = y.data(), *e = yt.data(), *g = dzt.data(),
                 *s = score.data();
         D* po = out.mutable_data();
         py::gil_scoped_release rel;
         relax_bernoulli_part(a, b, c, d, e, g, s, lam, n, p, po);
       },
-      py::arg("fzt").noconvert(), py::arg("gz").noconvert(), py::arg("gzt").noconvert(), py::arg("z").noconvert(),
-      py::arg("zt").noconvert(), py::arg("dzt").noconvert(), py::arg("score").noconvert(), py::arg("lam"),
+      py::arg("fzt").noconvert(), py::arg("gz").noconvert(), py::arg("gzt").noconvert(), py::arg("y").noconvert(),
+      py::arg("yt").noconvert(), py::arg("dzt").noconvert(), py::arg("score").noconvert(), py::arg("lam"),
       py::arg("out").noconvert(),
-      "REBAR's relaxed-f part per unit scale for Bernoulli coordinates (n, p) into out (float64).");
+      "REBAR's relaxed-f part per unit scale for Bernoulli coordinates (n, p) from the relaxations y, y~ into out "
+      "(float64).");
   m.def(
       "concrete_bernoulli",
       [](in_array<D> z, double lam, out_array<D> y) {

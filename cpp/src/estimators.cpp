@@ -7,7 +7,10 @@
 #include <stdexcept>
 #include <vector>
 
+#include "bayesgrad/codes.hpp"
 #include "bayesgrad/parallel.hpp"
+#include "bayesgrad/philox.hpp"
+#include "bayesgrad/samplers.hpp"
 #include "bayesgrad/simd_math.hpp"
 
 namespace bayesgrad {
@@ -172,30 +175,158 @@ void quadratic_values(const double* x, const double* mu, const double* g, const 
   });
 }
 
+namespace {
+// One row of vimco_signal: k >= 2 log-weights lw -> out.
+void vimco_row(const double* lw, int64_t k, double log_k, double* o) {
+  const double tiny = std::numeric_limits<double>::min();
+  double mx = lw[0], sum_lw = 0.0;
+  for (int64_t j = 0; j < k; ++j) {
+    mx = std::max(mx, lw[j]);
+    sum_lw += lw[j];
+  }
+  double tot = 0.0;
+  for (int64_t j = 0; j < k; ++j) tot += std::exp(lw[j] - mx);
+  const double bound = std::log(tot) + mx - log_k;
+  for (int64_t j = 0; j < k; ++j) {
+    const double others = (sum_lw - lw[j]) / static_cast<double>(k - 1);
+    const double m = std::max(mx, others);
+    // the sum with w_j replaced by the geometric mean of the others, relative to e^m
+    const double t = tot * std::exp(mx - m) - std::exp(lw[j] - m) + std::exp(others - m);
+    const double loo = std::log(std::max(t, tiny)) + m - log_k;
+    o[j] = bound - loo - std::exp(lw[j] - mx) / tot;
+  }
+}
+}  // namespace
+
 void vimco_signal(const double* logw, int64_t n, int64_t k, double* out) {
   if (k < 2) throw std::invalid_argument("vimco_signal needs k >= 2 draws per row");
   const double log_k = std::log(static_cast<double>(k));
-  const double tiny = std::numeric_limits<double>::min();
   parallel_chunks((n + kEstSampleChunk - 1) / kEstSampleChunk, [&](int64_t c) {
     const int64_t i0 = c * kEstSampleChunk, i1 = std::min(n, i0 + kEstSampleChunk);
+    for (int64_t i = i0; i < i1; ++i) vimco_row(logw + i * k, k, log_k, out + i * k);
+  });
+}
+
+// ---------------------------------------------------------------- fused Normal forms
+template <typename T>
+void pathwise_normal_accumulate(const T* g, const T* x, const T* loc, const T* scale, int64_t n, int64_t p, T* mean,
+                                T* var, T* terms_out) {
+  T* tl = terms_out;
+  T* ts = terms_out ? terms_out + n * p : nullptr;
+  blocked_mean_var(n, p, mean, var, [=](int64_t i, int64_t j) {
+    const int64_t e = i * p + j;
+    const double t = static_cast<double>(g[e]);
+    if (tl) tl[e] = g[e];
+    return t;
+  });
+  // e in T, as the NumPy expression (x - loc) / scale it replaces
+  blocked_mean_var(n, p, mean + p, var + p, [=](int64_t i, int64_t j) {
+    const int64_t e = i * p + j;
+    const T eps = static_cast<T>((x[e] - loc[j]) / scale[j]);
+    const double t = static_cast<double>(g[e]) * static_cast<double>(eps);
+    if (ts) ts[e] = static_cast<T>(t);
+    return t;
+  });
+}
+
+template <typename T>
+void score_normal_accumulate(const T* x, const T* loc, const T* scale, const T* f, const T* baseline, bool loo,
+                             int64_t n, int64_t p, T* mean, T* var, T* terms_out) {
+  if (loo && n < 2) throw std::invalid_argument("a leave-one-out baseline needs n_samples >= 2");
+  double total = 0.0;  // sequential: the same for any thread count
+  if (loo)
+    for (int64_t i = 0; i < n; ++i) total += static_cast<double>(f[i]);
+  const double inv_nm1 = loo ? 1.0 / static_cast<double>(n - 1) : 0.0;
+  std::vector<double> resid(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const double fi = static_cast<double>(f[i]);
+    const double b = loo ? (total - fi) * inv_nm1 : baseline ? static_cast<double>(baseline[i]) : 0.0;
+    resid[i] = fi - b;
+  }
+  const double* r = resid.data();
+  for (int part = 0; part < 2; ++part) {
+    T* to = terms_out ? terms_out + part * n * p : nullptr;
+    blocked_mean_var(n, p, mean + part * p, var + part * p, [=](int64_t i, int64_t j) {
+      const int64_t e = i * p + j;
+      const double s = static_cast<double>(scale[j]);
+      const double z = (static_cast<double>(x[e]) - static_cast<double>(loc[j])) / s;
+      // the score as the distributions' kernel stores it (in T), then the product in double
+      const T sc = static_cast<T>(part == 0 ? z / s : (z * z - 1.0) / s);
+      const double t = static_cast<double>(sc) * r[i];
+      if (to) to[e] = static_cast<T>(t);
+      return t;
+    });
+  }
+}
+
+template void pathwise_normal_accumulate<float>(const float*, const float*, const float*, const float*, int64_t,
+                                                int64_t, float*, float*, float*);
+template void pathwise_normal_accumulate<double>(const double*, const double*, const double*, const double*, int64_t,
+                                                 int64_t, double*, double*, double*);
+template void score_normal_accumulate<float>(const float*, const float*, const float*, const float*, const float*,
+                                             bool, int64_t, int64_t, float*, float*, float*);
+template void score_normal_accumulate<double>(const double*, const double*, const double*, const double*,
+                                              const double*, bool, int64_t, int64_t, double*, double*, double*);
+
+void normal_multisample_terms(const double* z, const double* fz, const double* g, const double* loc,
+                              const double* scale, int mode, int64_t n, int64_t k, int64_t p, double* terms,
+                              double* wt, double* bound) {
+  if (mode < 0 || mode > 3) throw std::invalid_argument("mode must be 0 (iwae), 1 (dreg), 2 (dreg rws) or 3 (vimco)");
+  if (mode == 3 && k < 2) throw std::invalid_argument("vimco needs k >= 2 draws per group");
+  if (mode < 3 && g == nullptr) throw std::invalid_argument("g is required for modes 0-2");
+  constexpr double kHalfLog2Pi = 0.91893853320467274178032973640562;
+  double c0 = 0.0;  // the constant part of log q: -sum_j log scale_j - p log(2 pi) / 2
+  for (int64_t j = 0; j < p; ++j) c0 -= std::log(scale[j]) + kHalfLog2Pi;
+  const double log_k = std::log(static_cast<double>(k));
+  const int64_t rows = std::max<int64_t>(1, kEstSampleChunk * kEstColBlock / std::max<int64_t>(1, k * p));
+  parallel_chunks((n + rows - 1) / rows, [&](int64_t c) {
+    const int64_t i0 = c * rows, i1 = std::min(n, i0 + rows);
+    std::vector<double> lw(static_cast<size_t>(k)), cw(static_cast<size_t>(k)), inv_s(static_cast<size_t>(p));
+    for (int64_t j = 0; j < p; ++j) inv_s[j] = 1.0 / scale[j];
     for (int64_t i = i0; i < i1; ++i) {
-      const double* lw = logw + i * k;
-      double* o = out + i * k;
-      double mx = lw[0], sum_lw = 0.0;
-      for (int64_t j = 0; j < k; ++j) {
-        mx = std::max(mx, lw[j]);
-        sum_lw += lw[j];
+      const double* zi = z + i * k * p;
+      for (int64_t q = 0; q < k; ++q) {
+        const double* zq = zi + q * p;
+        double ss = 0.0;
+        for (int64_t j = 0; j < p; ++j) {
+          const double e = (zq[j] - loc[j]) / scale[j];
+          ss += e * e;
+        }
+        lw[q] = fz[i * k + q] - (c0 - 0.5 * ss);
       }
+      double mx = lw[0];
+      for (int64_t q = 1; q < k; ++q) mx = std::max(mx, lw[q]);
       double tot = 0.0;
-      for (int64_t j = 0; j < k; ++j) tot += std::exp(lw[j] - mx);
-      const double bound = std::log(tot) + mx - log_k;
-      for (int64_t j = 0; j < k; ++j) {
-        const double others = (sum_lw - lw[j]) / static_cast<double>(k - 1);
-        const double m = std::max(mx, others);
-        // the sum with w_j replaced by the geometric mean of the others, relative to e^m
-        const double t = tot * std::exp(mx - m) - std::exp(lw[j] - m) + std::exp(others - m);
-        const double loo = std::log(std::max(t, tiny)) + m - log_k;
-        o[j] = bound - loo - std::exp(lw[j] - mx) / tot;
+      for (int64_t q = 0; q < k; ++q) tot += std::exp(lw[q] - mx);
+      bound[i] = std::log(tot) + mx - log_k;
+      double* wi = wt + i * k;
+      for (int64_t q = 0; q < k; ++q) wi[q] = std::exp(lw[q] - mx) / tot;
+      if (mode == 3)
+        vimco_row(lw.data(), k, log_k, cw.data());
+      else
+        for (int64_t q = 0; q < k; ++q) cw[q] = mode == 0 ? wi[q] : mode == 1 ? wi[q] * wi[q] : wi[q] - wi[q] * wi[q];
+      double* tl = terms + i * p;
+      double* ts = terms + n * p + i * p;
+      std::fill(tl, tl + p, 0.0);
+      std::fill(ts, ts + p, 0.0);
+      for (int64_t q = 0; q < k; ++q) {
+        const double* zq = zi + q * p;
+        const double* gq = g ? g + (i * k + q) * p : nullptr;
+        const double cq = cw[q];
+        for (int64_t j = 0; j < p; ++j) {
+          const double e = (zq[j] - loc[j]) / scale[j];
+          if (mode == 0) {
+            tl[j] += cq * gq[j];
+            ts[j] += cq * (gq[j] * e + inv_s[j]);
+          } else if (mode == 3) {
+            tl[j] += cq * (e * inv_s[j]);
+            ts[j] += cq * ((e * e - 1.0) * inv_s[j]);
+          } else {
+            const double a = gq[j] + e * inv_s[j];
+            tl[j] += cq * a;
+            ts[j] += cq * a * e;
+          }
+        }
       }
     }
   });
@@ -223,9 +354,9 @@ BG_AVX2 void sigmoid_avx2(const double* z, double inv, int64_t count, double* y)
   for (; e + 4 <= count; e += 4) {
     const __m256d x = _mm256_mul_pd(_mm256_loadu_pd(z + e), vinv);
     const __m256d ex = simd::expx4(_mm256_or_pd(x, sign));  // exp(-|x|)
-    const __m256d den = _mm256_add_pd(one, ex);
+    const __m256d r = _mm256_div_pd(one, _mm256_add_pd(one, ex));  // one division for both branches
     const __m256d ge = _mm256_cmp_pd(x, zero, _CMP_GE_OQ);
-    _mm256_storeu_pd(y + e, _mm256_blendv_pd(_mm256_div_pd(ex, den), _mm256_div_pd(one, den), ge));
+    _mm256_storeu_pd(y + e, _mm256_blendv_pd(_mm256_mul_pd(ex, r), r, ge));
   }
   sigmoid_scalar(z + e, inv, count - e, y + e);
 }
@@ -238,18 +369,84 @@ void sigmoid_block(const double* z, double inv, int64_t count, double* y) {
   sigmoid_scalar(z, inv, count, y);
 }
 
-template <typename Body>
-void elementwise(int64_t count, const Body& body) {
-  const int64_t chunk = kEstSampleChunk * kEstColBlock;
-  parallel_chunks((count + chunk - 1) / chunk, [&](int64_t c) {
-    const int64_t e0 = c * chunk, e1 = std::min(count, e0 + chunk);
-    for (int64_t e = e0; e < e1; ++e) body(e);
-  });
+}  // namespace
+
+namespace {
+// Per-coordinate constants of the Bernoulli draws: p, log p, log(1 - p).
+struct BernoulliConsts {
+  const double *eta, *P, *LP, *LQ;
+};
+
+// Elements [e0, e1) of the draws, all in coordinate order of one row (j = e % p).
+void draws_scalar(const BernoulliConsts& c, const double* u, const double* v, int64_t p, int64_t e0, int64_t e1,
+                  double* z, double* zt, double* dzt, double* b, double* score) {
+  for (int64_t e = e0; e < e1; ++e) {
+    const int64_t j = e % p;
+    const double et = c.eta[j], pj = c.P[j], qj = 1.0 - pj;
+    const double ue = u[e], ve = v[e];
+    const bool one = ue < pj;
+    b[e] = one ? 1.0 : 0.0;
+    score[e] = b[e] - pj;
+    z[e] = et + std::log1p(-ue) - std::log(ue);
+    // w~ = 1 - p + p v (b = 1) or (1 - p) v (b = 0); 1 - w~ = p (1 - v) or 1 - (1 - p) v
+    double lw, l1w, g;
+    if (one) {
+      const double m = pj * (1.0 - ve);  // 1 - w~
+      lw = std::log1p(-m);
+      l1w = c.LP[j] + std::log1p(-ve);
+      g = pj - pj * qj * (1.0 - ve) / (1.0 - m);
+    } else {
+      const double w = qj * ve;
+      lw = c.LQ[j] + std::log(ve);
+      l1w = std::log1p(-w);
+      g = qj - pj * qj * ve / (1.0 - w);
+    }
+    zt[e] = et + lw - l1w;
+    dzt[e] = g;
+  }
 }
+
+#if BG_HAVE_X86
+// Rows [i0, i1), four coordinates at a time with the shared vector log: both branches of
+// draws_scalar are formed and blended. The differences of logs are taken as logs of
+// ratios, log((1 - u) / u) and log((1 - w~) / (1 - v)) or log(v / (1 - w~)) (1 - u, 1 - v,
+// 1 - w~ are exact or within half an ulp of a number >= 1/2), two logs instead of five.
+BG_AVX2 void draws_avx2(const BernoulliConsts& c, const double* u, const double* v, int64_t p, int64_t i0,
+                        int64_t i1, double* z, double* zt, double* dzt, double* b, double* score) {
+  const __m256d one = _mm256_set1_pd(1.0);
+  for (int64_t i = i0; i < i1; ++i) {
+    const int64_t o = i * p;
+    int64_t j = 0;
+    for (; j + 4 <= p; j += 4) {
+      const int64_t e = o + j;
+      const __m256d et = _mm256_loadu_pd(c.eta + j), pj = _mm256_loadu_pd(c.P + j);
+      const __m256d qj = _mm256_sub_pd(one, pj), pq = _mm256_mul_pd(pj, qj);
+      const __m256d ue = _mm256_loadu_pd(u + e), ve = _mm256_loadu_pd(v + e);
+      const __m256d is1 = _mm256_cmp_pd(ue, pj, _CMP_LT_OQ);
+      const __m256d bv = _mm256_and_pd(is1, one);
+      _mm256_storeu_pd(b + e, bv);
+      _mm256_storeu_pd(score + e, _mm256_sub_pd(bv, pj));
+      _mm256_storeu_pd(z + e, _mm256_add_pd(et, simd::logx4(_mm256_div_pd(_mm256_sub_pd(one, ue), ue))));
+      const __m256d omv = _mm256_sub_pd(one, ve);
+      // 1 - w~ (b = 1: p (1 - v) subtracted) and w~ (b = 0: (1 - p) v)
+      const __m256d mw = _mm256_blendv_pd(_mm256_mul_pd(qj, ve), _mm256_mul_pd(pj, omv), is1);
+      const __m256d den = _mm256_sub_pd(one, mw);
+      // b = 1: zt = eta - log p + log((1 - m) / (1 - v)); b = 0: zt = eta + log(1 - p) + log(v / (1 - w))
+      const __m256d num = _mm256_blendv_pd(ve, den, is1), dd = _mm256_blendv_pd(den, omv, is1);
+      const __m256d off = _mm256_blendv_pd(_mm256_loadu_pd(c.LQ + j), _mm256_sub_pd(_mm256_setzero_pd(),
+                                                                                   _mm256_loadu_pd(c.LP + j)), is1);
+      _mm256_storeu_pd(zt + e, _mm256_add_pd(_mm256_add_pd(et, off), simd::logx4(_mm256_div_pd(num, dd))));
+      const __m256d base = _mm256_blendv_pd(qj, pj, is1), nv = _mm256_blendv_pd(ve, omv, is1);
+      _mm256_storeu_pd(dzt + e, _mm256_sub_pd(base, _mm256_div_pd(_mm256_mul_pd(pq, nv), den)));
+    }
+    draws_scalar(c, u, v, p, o + j, o + p, z, zt, dzt, b, score);
+  }
+}
+#endif
 }  // namespace
 
 void relax_bernoulli_draws(const double* eta, const double* u, const double* v, int64_t n, int64_t p, double* z,
-                           double* zt, double* dzt, double* b) {
+                           double* zt, double* dzt, double* b, double* score) {
   // per-coordinate constants once: p, 1 - p, log p, log(1 - p)
   std::vector<double> pr(static_cast<size_t>(p)), lp(static_cast<size_t>(p)), lq(static_cast<size_t>(p));
   for (int64_t j = 0; j < p; ++j) {
@@ -257,50 +454,28 @@ void relax_bernoulli_draws(const double* eta, const double* u, const double* v, 
     lp[j] = -softplus(-eta[j]);
     lq[j] = -softplus(eta[j]);
   }
-  const double* P = pr.data();
-  const double* LP = lp.data();
-  const double* LQ = lq.data();
-  elementwise(n * p, [=](int64_t e) {
-    const int64_t j = e % p;
-    const double et = eta[j], pj = P[j], qj = 1.0 - pj;
-    const double ue = u[e], ve = v[e];
-    const bool one = ue < pj;
-    b[e] = one ? 1.0 : 0.0;
-    z[e] = et + std::log1p(-ue) - std::log(ue);
-    // w~ = 1 - p + p v (b = 1) or (1 - p) v (b = 0); 1 - w~ = p (1 - v) or 1 - (1 - p) v
-    double lw, l1w, g;
-    if (one) {
-      const double m = pj * (1.0 - ve);  // 1 - w~
-      lw = std::log1p(-m);
-      l1w = LP[j] + std::log1p(-ve);
-      g = pj - pj * qj * (1.0 - ve) / (1.0 - m);
-    } else {
-      const double w = qj * ve;
-      lw = LQ[j] + std::log(ve);
-      l1w = std::log1p(-w);
-      g = qj - pj * qj * ve / (1.0 - w);
-    }
-    zt[e] = et + lw - l1w;
-    dzt[e] = g;
+  const BernoulliConsts c{eta, pr.data(), lp.data(), lq.data()};
+  const int64_t rows = std::max<int64_t>(1, kEstSampleChunk * kEstColBlock / 4 / std::max<int64_t>(1, p));
+  parallel_chunks((n + rows - 1) / rows, [&](int64_t ch) {
+    const int64_t i0 = ch * rows, i1 = std::min(n, i0 + rows);
+#if BG_HAVE_X86
+    if (simd::use_avx2()) return draws_avx2(c, u, v, p, i0, i1, z, zt, dzt, b, score);
+#endif
+    draws_scalar(c, u, v, p, i0 * p, i1 * p, z, zt, dzt, b, score);
   });
 }
 
-void relax_bernoulli_part(const double* fzt, const double* gz, const double* gzt, const double* z,
-                          const double* zt, const double* dzt, const double* score, double lam, int64_t n,
+void relax_bernoulli_part(const double* fzt, const double* gz, const double* gzt, const double* y,
+                          const double* yt, const double* dzt, const double* score, double lam, int64_t count,
                           int64_t p, double* out) {
   const double inv = 1.0 / lam;
   const int64_t rows = std::max<int64_t>(1, kEstSampleChunk * kEstColBlock / std::max<int64_t>(1, p));
-  parallel_chunks((n + rows - 1) / rows, [&](int64_t c) {
-    const int64_t i0 = c * rows, i1 = std::min(n, i0 + rows);
-    std::vector<double> y(static_cast<size_t>(p)), yt(static_cast<size_t>(p));
+  parallel_chunks((count + rows - 1) / rows, [&](int64_t c) {
+    const int64_t i0 = c * rows, i1 = std::min(count, i0 + rows);
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t o = i * p;
-      sigmoid_block(z + o, inv, p, y.data());
-      sigmoid_block(zt + o, inv, p, yt.data());
       const double fi = fzt[i];
-      for (int64_t j = 0; j < p; ++j)
-        out[o + j] = -fi * score[o + j] + gz[o + j] * y[j] * (1.0 - y[j]) * inv -
-                     gzt[o + j] * yt[j] * (1.0 - yt[j]) * inv * dzt[o + j];
+      for (int64_t e = i * p; e < (i + 1) * p; ++e)
+        out[e] = -fi * score[e] + gz[e] * y[e] * (1.0 - y[e]) * inv - gzt[e] * yt[e] * (1.0 - yt[e]) * inv * dzt[e];
     }
   });
 }
@@ -318,6 +493,74 @@ namespace {
 // log(1 - exp(x)) for x <= 0 (-inf at 0)
 inline double log1mexp(double x) { return x > -0.6931471805599453 ? std::log(-std::expm1(x)) : std::log1p(-std::exp(x)); }
 inline double gumbel(double u) { return -std::log(-std::log(u)); }
+
+// The children of one beam step: for c < count, with the child's perturbed value g[c], its
+// parent's truncation value T[c] and the family maximum Z[c], the child's Gumbel truncated at
+// T: cG = T - softplus(T - g + log1mexp(g - Z)) (= T for the maximum itself).
+void truncate_scalar(const double* g, const double* T, const double* Z, int64_t count, double* cG) {
+  for (int64_t c = 0; c < count; ++c) {
+    const double v = T[c] - g[c] + log1mexp(g[c] - Z[c]);
+    cG[c] = T[c] - softplus(v);
+  }
+}
+
+void gumbel_scalar(const double* u, int64_t count, double* g) {
+  for (int64_t c = 0; c < count; ++c) g[c] = gumbel(u[c]);
+}
+
+#if BG_HAVE_X86
+// expm1 x for -ln 2 < x <= 0 by its Taylor series to x^17 (error below 2^-60 relative there).
+BG_AVX2 inline __m256d expm1_small4(__m256d x) {
+  // p = 1 + x/2 (1 + x/3 (... (1 + x/17))): expm1 x = x p
+  __m256d p = _mm256_set1_pd(1.0);
+  for (int j = 17; j >= 2; --j) p = _mm256_fmadd_pd(_mm256_mul_pd(p, x), _mm256_set1_pd(1.0 / j), _mm256_set1_pd(1.0));
+  return _mm256_mul_pd(x, p);
+}
+
+BG_AVX2 void truncate_avx2(const double* g, const double* T, const double* Z, int64_t count, double* cG) {
+  const __m256d sign = _mm256_set1_pd(-0.0), zero = _mm256_setzero_pd();
+  const __m256d mln2 = _mm256_set1_pd(-0.6931471805599453);
+  int64_t c = 0;
+  for (; c + 4 <= count; c += 4) {
+    const __m256d gv = _mm256_loadu_pd(g + c), tv = _mm256_loadu_pd(T + c), x = _mm256_sub_pd(gv, _mm256_loadu_pd(Z + c));
+    const __m256d near = _mm256_cmp_pd(x, mln2, _CMP_GT_OQ);
+    const __m256d at_max = _mm256_cmp_pd(x, zero, _CMP_EQ_OQ);
+    // log(-expm1 x) near 0 (x = 0 replaced by -1 to stay in the log's domain; blended out below)
+    const __m256d xs = _mm256_blendv_pd(x, _mm256_set1_pd(-1.0), at_max);
+    const __m256d l_near = simd::logx4(_mm256_xor_pd(expm1_small4(_mm256_max_pd(xs, mln2)), sign));
+    const __m256d l_far = simd::log1px4(_mm256_xor_pd(simd::expx4(xs), sign));
+    const __m256d v = _mm256_add_pd(_mm256_sub_pd(tv, gv), _mm256_blendv_pd(l_far, l_near, near));
+    const __m256d av = _mm256_andnot_pd(sign, v);
+    const __m256d sp = _mm256_add_pd(_mm256_max_pd(v, zero), simd::log1px4(simd::expx4(_mm256_xor_pd(av, sign))));
+    _mm256_storeu_pd(cG + c, _mm256_blendv_pd(_mm256_sub_pd(tv, sp), tv, at_max));
+  }
+  truncate_scalar(g + c, T + c, Z + c, count - c, cG + c);
+}
+
+BG_AVX2 void gumbel_avx2(const double* u, int64_t count, double* g) {
+  const __m256d sign = _mm256_set1_pd(-0.0);
+  int64_t c = 0;
+  for (; c + 4 <= count; c += 4) {
+    const __m256d e = _mm256_xor_pd(simd::logx4(_mm256_loadu_pd(u + c)), sign);  // -log u > 0
+    _mm256_storeu_pd(g + c, _mm256_xor_pd(simd::logx4(e), sign));
+  }
+  gumbel_scalar(u + c, count - c, g + c);
+}
+#endif
+
+void truncate_children(const double* g, const double* T, const double* Z, int64_t count, double* cG) {
+#if BG_HAVE_X86
+  if (simd::use_avx2()) return truncate_avx2(g, T, Z, count, cG);
+#endif
+  truncate_scalar(g, T, Z, count, cG);
+}
+
+void gumbels(const double* u, int64_t count, double* g) {
+#if BG_HAVE_X86
+  if (simd::use_avx2()) return gumbel_avx2(u, count, g);
+#endif
+  gumbel_scalar(u, count, g);
+}
 }  // namespace
 
 void gumbel_beam_search(const double* log_probs, int64_t d, int64_t k, const double* u, int64_t n, int64_t m,
@@ -325,9 +568,11 @@ void gumbel_beam_search(const double* log_probs, int64_t d, int64_t k, const dou
   const int64_t width = 1 + d * m * k;
   parallel_chunks((n + 63) / 64, [&](int64_t c) {
     const int64_t r0 = c * 64, r1 = std::min(n, r0 + 64);
+    const size_t mk = static_cast<size_t>(m * k);
     std::vector<double> G(static_cast<size_t>(m)), phi(static_cast<size_t>(m));
-    std::vector<double> cG(static_cast<size_t>(m * k)), cphi(static_cast<size_t>(m * k)), gv(static_cast<size_t>(k));
-    std::vector<int64_t> cur(static_cast<size_t>(m * d)), nxt(static_cast<size_t>(m * d)), idx(static_cast<size_t>(m * k));
+    std::vector<double> cG(mk), cphi(mk), gv(mk), gum(mk), T(mk), Zc(mk);
+    std::vector<int64_t> cur(static_cast<size_t>(m * d)), nxt(static_cast<size_t>(m * d)), idx(mk);
+    std::vector<unsigned char> taken(mk);
     for (int64_t r = r0; r < r1; ++r) {
       const double* ur = u + r * width;
       int64_t B = 1;
@@ -336,25 +581,34 @@ void gumbel_beam_search(const double* log_probs, int64_t d, int64_t k, const dou
       for (int64_t t = 0; t < d; ++t) {
         const double* ut = ur + 1 + t * m * k;
         const double* lp = log_probs + t * k;
+        const int64_t total = B * k;
+        gumbels(ut, total, gum.data());
         for (int64_t b = 0; b < B; ++b) {
           double Z = -std::numeric_limits<double>::infinity();
           for (int64_t j = 0; j < k; ++j) {
-            gv[j] = phi[b] + lp[j] + gumbel(ut[b * k + j]);
-            Z = std::max(Z, gv[j]);
+            gv[b * k + j] = phi[b] + lp[j] + gum[b * k + j];
+            Z = std::max(Z, gv[b * k + j]);
           }
           for (int64_t j = 0; j < k; ++j) {
-            // the child's Gumbel truncated at the parent's value T: -log(e^-T - e^-Z + e^-g)
-            const double v = G[b] - gv[j] + log1mexp(gv[j] - Z);
-            cG[b * k + j] = G[b] - softplus(v);
+            T[b * k + j] = G[b];
+            Zc[b * k + j] = Z;
             cphi[b * k + j] = phi[b] + lp[j];
           }
         }
-        const int64_t total = B * k, keep = std::min(m, total);
-        std::iota(idx.begin(), idx.begin() + total, int64_t{0});
-        std::stable_sort(idx.begin(), idx.begin() + total, [&](int64_t a, int64_t b2) { return cG[a] > cG[b2]; });
+        truncate_children(gv.data(), T.data(), Zc.data(), total, cG.data());
+        // the keep largest in decreasing order, ties to the lower index (a stable sort's order)
+        const int64_t keep = std::min(m, total);
+        std::fill(taken.begin(), taken.begin() + total, 0);
+        for (int64_t q = 0; q < keep; ++q) {
+          int64_t best = -1;
+          for (int64_t a = 0; a < total; ++a)
+            if (!taken[a] && (best < 0 || cG[a] > cG[best])) best = a;
+          taken[best] = 1;
+          idx[q] = best;
+        }
         for (int64_t q = 0; q < keep; ++q) {
           const int64_t parent = idx[q] / k, cls = idx[q] % k;
-          for (int64_t s = 0; s < t; ++s) nxt[q * d + s] = cur[parent * d + s];
+          for (int64_t s2 = 0; s2 < t; ++s2) nxt[q * d + s2] = cur[parent * d + s2];
           nxt[q * d + t] = cls;
         }
         for (int64_t q = 0; q < keep; ++q) {
@@ -365,11 +619,203 @@ void gumbel_beam_search(const double* log_probs, int64_t d, int64_t k, const dou
         B = keep;
       }
       for (int64_t q = 0; q < m; ++q) {
-        for (int64_t s = 0; s < d; ++s) conf[(r * m + q) * d + s] = cur[q * d + s];
+        for (int64_t s2 = 0; s2 < d; ++s2) conf[(r * m + q) * d + s2] = cur[q * d + s2];
         log_prob[r * m + q] = phi[q];
         perturbed[r * m + q] = G[q];
       }
     }
+  });
+}
+
+void gamma_weak_parts(const double* alpha, const double* eps, const double* psi, double sign, uint64_t seed,
+                      uint64_t base, int64_t n, int64_t p, int64_t max_rounds, double* out) {
+  if (!(sign == 1.0 || sign == -1.0)) throw std::invalid_argument("sign must be 1 or -1");
+  std::vector<int64_t> pending(static_cast<size_t>(n * p));
+  std::iota(pending.begin(), pending.end(), int64_t{0});
+  std::vector<unsigned char> ok;
+  const double tiny = std::numeric_limits<double>::min();  // clamp_into_support of the Gamma sampler
+  for (int64_t r = 0; r < max_rounds; ++r) {
+    const int64_t m = static_cast<int64_t>(pending.size());
+    if (m == 0) return;
+    const uint64_t s = philox::fold_in(base, static_cast<uint64_t>(r));
+    const uint64_t sa = philox::fold_in(s, codes::kTagMvdAccept);
+    const uint64_t sub = s | philox::kSubstreamBit;
+    ok.assign(static_cast<size_t>(m), 0);
+    const int64_t chunk = 4096;
+    parallel_chunks((m + chunk - 1) / chunk, [&](int64_t c) {
+      const int64_t i0 = c * chunk, i1 = std::min(m, i0 + chunk);
+      uint32_t w[4];
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t e = pending[i], j = e % p;
+        const double x = std::max(samplers::gamma_draw(alpha[j], seed, sub, static_cast<uint64_t>(i), false), tiny);
+        philox::stream_block(seed, sa, static_cast<uint64_t>(i / 2), w);
+        const int q = static_cast<int>(i % 2);
+        const double u = philox::u01_f64(w[2 * q], w[2 * q + 1]);
+        const double t = std::log(x) - psi[j];
+        // target / envelope, in the operation order of the NumPy form
+        const double acc = sign * t > 0 ? eps[j] * sign * t * std::exp(-sign * eps[j] * t) : 0.0;
+        if (u < acc) {
+          out[e] = x;
+          ok[i] = 1;
+        }
+      }
+    });
+    int64_t keep = 0;
+    for (int64_t i = 0; i < m; ++i)
+      if (!ok[i]) pending[keep++] = pending[i];
+    pending.resize(static_cast<size_t>(keep));
+  }
+  if (!pending.empty())
+    throw std::runtime_error("rejection sampling of the Gamma shape's weak derivative did not finish");
+}
+
+namespace {
+// log P(S) for m elements with log-probabilities lp: log of the sum over the m! orders of
+// prod_i p_i / (1 - p_1 - ... - p_{i-1}). Every order's product holds each p_i once, so
+// P(S) = (prod_i p_i) R with R = sum over orders of prod_i 1 / (1 - mass of the elements before
+// i) >= 1, computed in linear space by the recursion over subsets (masks in increasing order, so
+// that every mask's predecessors come first): no exp or log per subset. When a subset leaves
+// almost no mass (R could overflow), the log-space recursion of the NumPy form is used instead.
+// q, inv_rest: 2^m scratch.
+double log_set_prob(const double* lp, int m, double* q, double* inv_rest) {
+  if (m == 0) return 0.0;
+  double p[16], sum_lp = 0.0;
+  for (int j = 0; j < m; ++j) {
+    p[j] = std::exp(lp[j]);
+    sum_lp += lp[j];
+  }
+  const int full = (1 << m) - 1;
+  bool linear = true;
+  for (int mask = 0; mask < full; ++mask) {
+    double mass = 0.0;
+    for (int j = 0; j < m; ++j)
+      if (mask >> j & 1) mass += p[j];
+    const double left = std::max(1.0 - mass, 1e-300);
+    if (left < 1e-12) linear = false;
+    inv_rest[mask] = linear ? 1.0 / left : std::log(left);
+    if (!linear) break;
+  }
+  if (linear) {
+    q[0] = 1.0;
+    for (int mask = 1; mask <= full; ++mask) {
+      double r = 0.0;
+      for (int i = 0; i < m; ++i)
+        if (mask >> i & 1) {
+          const int prev = mask ^ (1 << i);
+          r += q[prev] * inv_rest[prev];
+        }
+      q[mask] = r;
+    }
+    return sum_lp + std::log(q[full]);
+  }
+  // log space (a subset covering the support to rounding leaves a tiny positive mass)
+  for (int mask = 0; mask < full; ++mask) {
+    double mass = 0.0;
+    for (int j = 0; j < m; ++j)
+      if (mask >> j & 1) mass += p[j];
+    inv_rest[mask] = std::log(std::max(1.0 - mass, 1e-300));
+  }
+  q[0] = 0.0;
+  double a[16];
+  for (int mask = 1; mask <= full; ++mask) {
+    int c = 0;
+    double mx = -std::numeric_limits<double>::infinity();
+    for (int i = 0; i < m; ++i)
+      if (mask >> i & 1) {
+        const int prev = mask ^ (1 << i);
+        a[c] = q[prev] + lp[i] - inv_rest[prev];
+        mx = std::max(mx, a[c++]);
+      }
+    double sum = 0.0;
+    for (int j = 0; j < c; ++j) sum += std::exp(a[j] - mx);
+    q[mask] = mx + std::log(sum);
+  }
+  return q[full];
+}
+}  // namespace
+
+void set_order_probabilities(const double* log_p, int64_t n, int64_t k, double* first, double* second) {
+  if (k < 1 || k > 12) throw std::invalid_argument("set_order_probabilities needs 1 <= k <= 12");
+  parallel_chunks((n + 15) / 16, [&](int64_t c) {
+    const int64_t i0 = c * 16, i1 = std::min(n, i0 + 16);
+    std::vector<double> q(size_t{1} << k), rest(size_t{1} << k);
+    double lp1[16], lp2[16], l1[16], log1m[16], ps[16];
+    for (int64_t i = i0; i < i1; ++i) {
+      const double* lp = log_p + i * k;
+      double* fi = first + i * k;
+      double* si = second ? second + i * k * k : nullptr;
+      if (k == 1) {
+        fi[0] = 1.0;
+        if (si) si[0] = 0.0;
+        continue;
+      }
+      const double lps = log_set_prob(lp, static_cast<int>(k), q.data(), rest.data());
+      for (int64_t s = 0; s < k; ++s) {
+        ps[s] = std::exp(lp[s]);
+        log1m[s] = std::log1p(-std::min(ps[s], 1.0 - 1e-16));  // log(1 - p(s))
+      }
+      for (int64_t s = 0; s < k; ++s) {  // renormalised without s
+        int c2 = 0;
+        for (int64_t j = 0; j < k; ++j)
+          if (j != s) lp1[c2++] = lp[j] - log1m[s];
+        l1[s] = log_set_prob(lp1, static_cast<int>(k - 1), q.data(), rest.data());
+        fi[s] = std::exp(lp[s] + l1[s] - lps);
+      }
+      if (!si) continue;
+      for (int64_t s = 0; s < k; ++s)
+        for (int64_t s2 = 0; s2 < k; ++s2) {
+          if (s2 == s) {
+            si[s * k + s2] = 0.0;
+            continue;
+          }
+          if (k == 2) {
+            si[s * k + s2] = 1.0;
+            continue;
+          }
+          // the set without s and s', renormalised by 1 - p(s) - p(s')
+          const double mass2 = std::log(std::max(1.0 - ps[s] - ps[s2], 1e-300));
+          int c2 = 0;
+          for (int64_t j = 0; j < k; ++j)
+            if (j != s && j != s2) lp2[c2++] = lp[j] - mass2;
+          const double l2 = log_set_prob(lp2, static_cast<int>(k - 2), q.data(), rest.data());
+          si[s * k + s2] = std::exp(lp[s2] - log1m[s] + l2 - l1[s]);
+        }
+    }
+  });
+}
+
+void categorical_set_terms(const int64_t* conf, const double* c, const double* probs, int64_t n, int64_t k,
+                           int64_t d, int64_t kc, double* terms) {
+  parallel_chunks((n + 255) / 256, [&](int64_t ch) {
+    const int64_t i0 = ch * 256, i1 = std::min(n, i0 + 256);
+    for (int64_t i = i0; i < i1; ++i) {
+      double csum = 0.0;
+      for (int64_t s = 0; s < k; ++s) csum += c[i * k + s];
+      double* t = terms + i * d * kc;
+      for (int64_t e = 0; e < d * kc; ++e) t[e] = -csum * probs[e];
+      for (int64_t s = 0; s < k; ++s) {
+        const int64_t* cf = conf + (i * k + s) * d;
+        for (int64_t j = 0; j < d; ++j) {
+          const int64_t cls = cf[j];
+          if (cls < 0 || cls >= kc) throw std::invalid_argument("class index out of range [0, K)");
+          t[j * kc + cls] += c[i * k + s];
+        }
+      }
+    }
+  });
+}
+
+void normal_scores(const double* x, const double* loc, const double* scale, int64_t n, int64_t p, double* out) {
+  const int64_t rows = std::max<int64_t>(1, kEstSampleChunk * kEstColBlock / std::max<int64_t>(1, p));
+  parallel_chunks((n + rows - 1) / rows, [&](int64_t c) {
+    const int64_t i0 = c * rows, i1 = std::min(n, i0 + rows);
+    for (int64_t i = i0; i < i1; ++i)
+      for (int64_t j = 0; j < p; ++j) {
+        const int64_t e = i * p + j;
+        const double z = (x[e] - loc[j]) / scale[j];
+        out[e] = z / scale[j];
+        out[n * p + e] = (z * z - 1.0) / scale[j];
+      }
   });
 }
 

@@ -80,16 +80,16 @@ void vimco_signal(const double* logw, int64_t n, int64_t k, double* out);
 // REBAR / RELAX draws for Bernoulli(sigmoid(eta)) coordinates from uniforms u, v
 // (n, p): z = eta + log(1 - u) - log u, b = 1[u < p], the conditional
 // z~ = eta + log w~ - log(1 - w~) with w~ uniform on the side of b, and
-// d z~ / d eta with v held fixed.
+// d z~ / d eta with v held fixed, and score = b - p.
 void relax_bernoulli_draws(const double* eta, const double* u, const double* v, int64_t n, int64_t p, double* z,
-                           double* zt, double* dzt, double* b);
+                           double* zt, double* dzt, double* b, double* score);
 
 // The relaxed-f part of REBAR per unit scale for Bernoulli coordinates, given
-// f and its gradient at the relaxations y = sigmoid(z / lam), y~ = sigmoid(z~ / lam):
-// a_ij = -f(y~)_i score_ij + gz_ij dy_ij/dz_ij - gt_ij dy~_ij/dz~_ij dzt_ij,
-// score = b - sigmoid(eta).
-void relax_bernoulli_part(const double* fzt, const double* gz, const double* gzt, const double* z,
-                          const double* zt, const double* dzt, const double* score, double lam, int64_t n,
+// the relaxations y = sigmoid(z / lam), y~ = sigmoid(z~ / lam) (n, p) and f and its
+// gradient there: a_ij = -f(y~)_i score_ij + gz_ij dy_ij/dz_ij - gt_ij dy~_ij/dz~_ij dzt_ij,
+// dy/dz = y (1 - y) / lam, score = b - sigmoid(eta).
+void relax_bernoulli_part(const double* fzt, const double* gz, const double* gzt, const double* y,
+                          const double* yt, const double* dzt, const double* score, double lam, int64_t n,
                           int64_t p, double* out);
 
 // sigmoid(z / lam) for z (m, p) into y (the Bernoulli Concrete relaxation).
@@ -104,5 +104,56 @@ void concrete_bernoulli(const double* z, double lam, int64_t count, double* y);
 // perturbed values (n, m). Needs K^D >= m.
 void gumbel_beam_search(const double* log_probs, int64_t d, int64_t k, const double* u, int64_t n, int64_t m,
                         int64_t* conf, double* log_prob, double* perturbed);
+
+// Fused forms for an unbroadcast Normal(loc, scale) over p coordinates (issue 16: the
+// passes the estimators used to make in NumPy). mean / var are (2, p): row 0 the
+// loc terms, row 1 the scale terms; terms_out, when not null, (2, n, p).
+// Pathwise: loc term g_ij, scale term g_ij e_ij with e = (x - loc) / scale in T.
+template <typename T>
+void pathwise_normal_accumulate(const T* g, const T* x, const T* loc, const T* scale, int64_t n, int64_t p, T* mean,
+                                T* var, T* terms_out);
+
+// Score function: the scores d log q / d loc = e / scale and d log q / d scale =
+// (e^2 - 1) / scale (computed in double, rounded to T as the distributions'
+// kernel stores them) times f_i - b_i, b as in score_accumulate.
+template <typename T>
+void score_normal_accumulate(const T* x, const T* loc, const T* scale, const T* f, const T* baseline, bool loo,
+                             int64_t n, int64_t p, T* mean, T* var, T* terms_out);
+
+// Multi-sample (IWAE-bound) estimators for a Normal q over p coordinates, groups
+// of k draws: z (n, k, p), log-joint values fz (n, k), grad_f g (n, k, p) (null
+// for VIMCO). Per draw log w = fz - log q(z); per group the normalised weights
+// wt (n, k) and the bound log mean_k w (n,); terms (2, n, p) the per-group loc
+// and scale terms of mode 0 iwae (sum_k wt_k (g, g e + 1 / scale)), 1 DReG-IWAE
+// (c = wt^2) and 2 DReG-RWS (c = wt - wt^2) with sum_k c_k (a, a e), a = g + e / scale,
+// and 3 VIMCO (sum_k s_k (e / scale, (e^2 - 1) / scale), s the vimco_signal).
+void normal_multisample_terms(const double* z, const double* fz, const double* g, const double* loc,
+                              const double* scale, int mode, int64_t n, int64_t k, int64_t p, double* terms,
+                              double* wt, double* bound);
+
+// Rejection draws of the parts p+ (sign = 1) / p- (sign = -1) of the Gamma shape's weak
+// derivative (estimators/mvd.py), for (n, p) coordinates: in round r = 0, 1, ..., the i-th
+// element still pending (row-major order) proposes x = Gamma(alpha_j, 1) element i of stream
+// s = fold_in(base, r) (the samplers' sub-stream draw, clamped to the smallest normal), and
+// accepts it when uniform i of stream fold_in(s, "mvd_accept") is below
+// eps_j sign t exp(-sign eps_j t), t = log x - psi_j, sign t > 0. Throws after max_rounds.
+void gamma_weak_parts(const double* alpha, const double* eps, const double* psi, double sign, uint64_t seed,
+                      uint64_t base, int64_t n, int64_t p, int64_t max_rounds, double* out);
+
+// Order probabilities of a set S of k distinct elements drawn without replacement, from their
+// joint log-probabilities log_p (n, k) (k <= 12): first (n, k) = P(B_1 = s | S) and second
+// (n, k, k) = P(B_2 = s' | B_1 = s, S) (zero diagonal; k >= 2), each P^A(B) by the recursion
+// over the 2^m subsets of estimators/without_replacement.py (log_set_probability).
+void set_order_probabilities(const double* log_p, int64_t n, int64_t k, double* first, double* second);
+
+// Score-function terms of a Categorical's logits over sets: terms[i, d, :] =
+// sum_s c[i, s] (onehot(conf[i, s, d]) - probs[d, :]) for conf (n, k, D) class indices,
+// c (n, k), probs (D, K); terms (n, D, K).
+void categorical_set_terms(const int64_t* conf, const double* c, const double* probs, int64_t n, int64_t k,
+                           int64_t d, int64_t kc, double* terms);
+
+// The scores of a Normal(loc, scale) (p,) at x (n, p): out (2, n, p) = (e / scale,
+// (e^2 - 1) / scale), e = (x - loc) / scale (the distributions' formulas, without log p).
+void normal_scores(const double* x, const double* loc, const double* scale, int64_t n, int64_t p, double* out);
 
 }  // namespace bayesgrad

@@ -7,11 +7,15 @@ formula; here NumPy's pairwise sums give the same values to rounding).
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 __all__ = ["column_mean_var", "score_accumulate", "pathwise_accumulate", "control_variate_accumulate",
            "control_coefficient", "quadratic_values", "vimco_signal", "relax_bernoulli_draws",
-           "relax_bernoulli_part", "concrete_bernoulli", "gumbel_beam_search"]
+           "relax_bernoulli_part", "concrete_bernoulli", "gumbel_beam_search", "pathwise_normal_accumulate",
+           "score_normal_accumulate", "normal_multisample_terms", "gamma_weak_parts",
+           "set_order_probabilities", "categorical_set_terms", "normal_scores"]
 
 
 def _matrix(a, name):
@@ -84,6 +88,71 @@ def pathwise_accumulate(g, jac, mean_out, var_out, terms_out=None):
     if jac is not None:
         t = t * jac
     _finish(t, mean_out, var_out, terms_out)
+
+
+def _check_pair_out(mean_out, var_out, terms_out, n, p, dtype):
+    for name, o, shape in (("mean_out", mean_out, (2, p)), ("var_out", var_out, (2, p)),
+                           ("terms_out", terms_out, (2, n, p))):
+        if o is None and name == "terms_out":
+            continue
+        if not isinstance(o, np.ndarray) or o.dtype != dtype or not o.flags.c_contiguous:
+            raise TypeError(f"{name} must be a C-contiguous {dtype} array")
+        if not o.flags.writeable:
+            raise ValueError(f"{name} must be writeable")
+        if o.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}")
+
+
+def _vec(a, name, p):
+    if not isinstance(a, np.ndarray) or a.shape != (p,):
+        raise ValueError(f"{name} must have shape ({p},)")
+    return a
+
+
+def pathwise_normal_accumulate(g, x, loc, scale, mean_out, var_out, terms_out=None):
+    """Pathwise terms of a Normal(loc, scale) (p,) at x (n, p): mean/var (2, p) of g (loc) and g (x - loc) / scale
+    (scale)."""
+    g = _matrix(g, "g")
+    n, p = g.shape
+    if not isinstance(x, np.ndarray) or x.shape != g.shape:
+        raise ValueError("x must have the shape of g")
+    _vec(loc, "loc", p)
+    _vec(scale, "scale", p)
+    _check_pair_out(mean_out, var_out, terms_out, n, p, g.dtype)
+    eps = (x - loc) / scale  # in the dtype of x, as the kernel
+    for part, t in enumerate((g.astype(np.float64), g.astype(np.float64) * eps)):
+        _finish(t, mean_out[part], var_out[part], None if terms_out is None else terms_out[part])
+
+
+def score_normal_accumulate(x, loc, scale, f, baseline, loo, mean_out, var_out, terms_out=None):
+    """Score-function terms of a Normal(loc, scale) (p,) at x (n, p) times f - b: mean/var (2, p) of the loc and
+    scale scores' terms."""
+    x = _matrix(x, "x")
+    n, p = x.shape
+    _vec(loc, "loc", p)
+    _vec(scale, "scale", p)
+    if f.shape != (n,):
+        raise ValueError(f"f must have shape ({n},)")
+    if baseline is not None and baseline.shape != (n,):
+        raise ValueError(f"baseline must have shape ({n},)")
+    if loo and baseline is not None:
+        raise ValueError("pass either baseline or loo=True, not both")
+    if loo and n < 2:
+        raise ValueError("a leave-one-out baseline needs n >= 2 samples")
+    _check_pair_out(mean_out, var_out, terms_out, n, p, x.dtype)
+    f64 = f.astype(np.float64)
+    if loo:
+        r = f64 - (f64.sum() - f64) / (n - 1)
+    elif baseline is not None:
+        r = f64 - baseline.astype(np.float64)
+    else:
+        r = f64
+    s = scale.astype(np.float64)
+    z = (x.astype(np.float64) - loc.astype(np.float64)) / s
+    # the scores as the distributions' kernel stores them (in the dtype of x), products in float64
+    for part, sc in enumerate((z / s, (z * z - 1.0) / s)):
+        t = sc.astype(x.dtype).astype(np.float64) * r[:, None]
+        _finish(t, mean_out[part], var_out[part], None if terms_out is None else terms_out[part])
 
 
 # ---------------------------------------------------------------- float64-only kernels (issue 16)
@@ -174,18 +243,20 @@ def _softplus(x):
     return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
 
 
-def relax_bernoulli_draws(eta, u, v, z, zt, dzt, b):
-    """REBAR/RELAX Bernoulli draws: z, the conditional z~, dz~/deta and b from eta (p,) and uniforms u, v (n, p)."""
+def relax_bernoulli_draws(eta, u, v, z, zt, dzt, b, score):
+    """REBAR/RELAX Bernoulli draws: z, the conditional z~, dz~/deta, b and the score b - p from eta (p,) and
+    uniforms u, v (n, p)."""
     u = _matrix(_f64(u, "u"), "u")
     n, p = u.shape
     _f64(eta, "eta", (p,))
     _f64(v, "v", (n, p))
-    for name, a in (("z", z), ("zt", zt), ("dzt", dzt), ("b", b)):
+    for name, a in (("z", z), ("zt", zt), ("dzt", dzt), ("b", b), ("score", score)):
         _out64(a, name, (n, p))
     pr = _sigmoid(eta)
     q = 1.0 - pr
     one = u < pr
     b[...] = one
+    score[...] = b - pr
     z[...] = eta + np.log1p(-u) - np.log(u)
     log_p, log_q = -_softplus(-eta), -_softplus(eta)
     lw = np.where(one, np.log1p(-pr * (1.0 - v)), log_q + np.log(v))
@@ -195,17 +266,17 @@ def relax_bernoulli_draws(eta, u, v, z, zt, dzt, b):
     dzt[...] = np.where(one, pr - pq * (1.0 - v) / np.exp(lw), q - pq * v / np.exp(l1w))
 
 
-def relax_bernoulli_part(fzt, gz, gzt, z, zt, dzt, score, lam, out):
-    """REBAR's relaxed-f part per unit scale for Bernoulli coordinates (n, p) into out (float64)."""
-    z = _matrix(_f64(z, "z"), "z")
-    n, p = z.shape
+def relax_bernoulli_part(fzt, gz, gzt, y, yt, dzt, score, lam, out):
+    """REBAR's relaxed-f part per unit scale for Bernoulli coordinates (n, p) from the relaxations y, y~ into out
+    (float64)."""
+    y = _matrix(_f64(y, "y"), "y")
+    n, p = y.shape
     _f64(fzt, "fzt", (n,))
-    for name, a in (("gz", gz), ("gzt", gzt), ("zt", zt), ("dzt", dzt), ("score", score)):
+    for name, a in (("gz", gz), ("gzt", gzt), ("yt", yt), ("dzt", dzt), ("score", score)):
         _f64(a, name, (n, p))
     _out64(out, "out", (n, p))
     if not lam > 0:
         raise ValueError("lam must be positive")
-    y, yt = _sigmoid(z / lam), _sigmoid(zt / lam)
     out[...] = -fzt[:, None] * score + gz * y * (1.0 - y) / lam - gzt * yt * (1.0 - yt) / lam * dzt
 
 
@@ -260,3 +331,195 @@ def gumbel_beam_search(log_probs, u, conf, log_prob, perturbed):
     conf[...] = cur
     log_prob[...] = phi
     perturbed[...] = G
+
+
+_HALF_LOG_2PI = 0.91893853320467274178032973640562
+
+
+def normal_multisample_terms(z, fz, g, loc, scale, mode, terms, wt, bound):
+    """IWAE-bound estimators for a Normal q: groups z (n, k, p), log joint fz (n, k), grad g (n, k, p) or None ->
+    per-group loc/scale terms (2, n, p), normalised weights wt (n, k) and bound (n,); mode 0 iwae, 1 dreg,
+    2 dreg rws, 3 vimco (float64)."""
+    _f64(z, "z")
+    if z.ndim != 3:
+        raise ValueError("z must have shape (n, k, p)")
+    n, k, p = z.shape
+    mode = int(mode)
+    if not 0 <= mode <= 3:
+        raise ValueError("mode must be 0 (iwae), 1 (dreg), 2 (dreg rws) or 3 (vimco)")
+    if mode < 3 and g is None:
+        raise ValueError("g is required for modes 0-2")
+    if mode == 3 and k < 2:
+        raise ValueError("vimco needs k >= 2 draws per group")
+    _f64(fz, "fz", (n, k))
+    if g is not None:
+        _f64(g, "g", z.shape)
+    _f64(loc, "loc", (p,))
+    _f64(scale, "scale", (p,))
+    _out64(terms, "terms", (2, n, p))
+    _out64(wt, "wt", (n, k))
+    _out64(bound, "bound", (n,))
+    e = (z - loc) / scale
+    c0 = -(np.log(scale) + _HALF_LOG_2PI).sum()
+    logw = fz - (c0 - 0.5 * (e * e).sum(-1))
+    mx = logw.max(1, keepdims=True)
+    ex = np.exp(logw - mx)
+    tot = ex.sum(1, keepdims=True)
+    bound[...] = np.log(tot[:, 0]) + mx[:, 0] - np.log(k)
+    wt[...] = ex / tot
+    inv_s = 1.0 / scale
+    if mode == 3:
+        c = np.empty((n, k))
+        vimco_signal(np.ascontiguousarray(logw), c)
+        c = c[..., None]
+        terms[0] = (c * (e * inv_s)).sum(1)
+        terms[1] = (c * ((e * e - 1.0) * inv_s)).sum(1)
+        return
+    c = (wt if mode == 0 else wt * wt if mode == 1 else wt - wt * wt)[..., None]
+    if mode == 0:
+        terms[0] = (c * g).sum(1)
+        terms[1] = (c * (g * e + inv_s)).sum(1)
+    else:
+        a = g + e * inv_s
+        terms[0] = (c * a).sum(1)
+        terms[1] = (c * a * e).sum(1)
+
+
+def gamma_weak_parts(alpha, eps, psi, sign, seed, stream, max_rounds, out):
+    """Rejection draws (n, p) of the Gamma shape's weak-derivative part p+ (sign 1) / p- (sign -1) into out:
+    proposals Gamma(alpha, 1), acceptance eps sign t exp(-sign eps t), t = log x - psi (float64)."""
+    from .._codes import STREAM_TAGS
+    from . import distributions as _dist
+    from . import random as _rnd
+
+    if not isinstance(out, np.ndarray) or out.ndim != 2:
+        raise ValueError("out must have shape (n, p)")
+    n, p = out.shape
+    _out64(out, "out", (n, p))
+    for name, a in (("alpha", alpha), ("eps", eps), ("psi", psi)):
+        _f64(a, name, (p,))
+    if not np.all(alpha > 0):
+        raise ValueError("alpha must be positive")
+    if sign not in (1, -1, 1.0, -1.0):
+        raise ValueError("sign must be 1 or -1")
+    if int(max_rounds) < 1:
+        raise ValueError("max_rounds must be >= 1")
+    tiny = np.finfo(np.float64).tiny
+    pending = np.ones((n, p), dtype=bool)
+    for r in range(int(max_rounds)):
+        rows, cols = np.nonzero(pending)
+        if rows.size == 0:
+            return
+        s = _rnd.fold_in(stream, r)
+        prop = np.empty((1, cols.size))
+        _dist.sample_gamma(prop, np.ascontiguousarray(alpha[cols]), np.ones(cols.size), seed, s)
+        prop = np.maximum(prop[0], tiny)
+        u = np.empty(cols.size)
+        _rnd.fill_uniform(u, seed, _rnd.fold_in(s, STREAM_TAGS["mvd_accept"]), 0)
+        logt = np.log(prop) - psi[cols]
+        e = eps[cols]
+        acc = np.where(sign * logt > 0, e * sign * logt * np.exp(-sign * e * logt), 0.0)
+        ok = u < acc
+        out[rows[ok], cols[ok]] = prop[ok]
+        pending[rows[ok], cols[ok]] = False
+    if pending.any():
+        raise RuntimeError("rejection sampling of the Gamma shape's weak derivative did not finish")
+
+
+def _subset_tables(m):
+    """For subsets of m elements grouped by size: (masks, predecessor masks, added element), and the
+    (2^m, m) membership table."""
+    levels = []
+    for size in range(1, m + 1):
+        masks = [sum(1 << i for i in c) for c in itertools.combinations(range(m), size)]
+        prev = np.array([[mk ^ (1 << i) for i in range(m) if mk >> i & 1] for mk in masks], dtype=np.int64)
+        elem = np.array([[i for i in range(m) if mk >> i & 1] for mk in masks], dtype=np.int64)
+        levels.append((np.array(masks, dtype=np.int64), prev, elem))
+    bits = ((np.arange(1 << m)[:, None] >> np.arange(m)[None, :]) & 1).astype(np.float64)  # (2^m, m)
+    return levels, bits
+
+
+def _log_set_probability(log_p):
+    """log P(S) over the last axis of log_p (..., m): the sum over orders of prod_i p_i / (1 - sum_{j<i} p_j),
+    by the recursion over the 2^m subsets, a level (subset size) at a time."""
+    m = log_p.shape[-1]
+    lead = log_p.shape[:-1]
+    if m == 0:
+        return np.zeros(lead)
+    levels, bits = _subset_tables(m)
+    p = np.exp(log_p)
+    # log(1 - mass of each subset); a subset covering (to rounding) the whole support leaves a tiny mass
+    rest = np.log(np.maximum(1.0 - p @ bits.T, 1e-300))  # (..., 2^m)
+    logq = np.full(lead + (1 << m,), -np.inf)
+    logq[..., 0] = 0.0
+    for masks, prev, elem in levels:
+        a = logq[..., prev] + log_p[..., elem] - rest[..., prev]  # (..., n_masks, size)
+        mx = a.max(-1, keepdims=True)
+        logq[..., masks] = mx[..., 0] + np.log(np.exp(a - mx).sum(-1))
+    return logq[..., (1 << m) - 1]
+
+
+def set_order_probabilities(log_p, first, second):
+    """P(B_1 = s | S) (n, k) and P(B_2 = s' | B_1 = s, S) (n, k, k) or None for sets of k <= 12 elements drawn
+    without replacement, from their log-probabilities log_p (n, k) (float64)."""
+    log_p = _matrix(_f64(log_p, "log_p"), "log_p")
+    n, k = log_p.shape
+    if not 1 <= k <= 12:
+        raise ValueError("set_order_probabilities needs 1 <= k <= 12")
+    _out64(first, "first", (n, k))
+    if second is not None:
+        _out64(second, "second", (n, k, k))
+    if k == 1:
+        first[...] = 1.0
+        if second is not None:
+            second[...] = 0.0
+        return
+    lps = _log_set_probability(log_p)
+    ps = np.exp(log_p)
+    log1m = np.log1p(-np.minimum(ps, 1.0 - 1e-16))  # log(1 - p(s))
+    others = np.array([[j for j in range(k) if j != i] for i in range(k)], dtype=np.int64)  # (k, k-1)
+    l1 = _log_set_probability(log_p[:, others] - log1m[:, :, None])  # renormalised without s: (n, k)
+    first[...] = np.exp(log_p + l1 - lps[:, None])
+    if second is None:
+        return
+    second[...] = 0.0
+    rows = np.arange(k)[:, None]
+    if k == 2:
+        second[:, rows, others] = 1.0
+        return
+    pr = np.array([[[j for j in range(k) if j not in (i, i2)] for i2 in range(k) if i2 != i] for i in range(k)],
+                  dtype=np.int64)  # (k, k-1, k-2)
+    mass2 = np.log(np.maximum(1.0 - ps[:, :, None] - ps[:, others], 1e-300))  # (n, k, k-1)
+    l2 = _log_set_probability(log_p[:, pr] - mass2[..., None])  # (n, k, k-1)
+    second[:, rows, others] = np.exp(log_p[:, others] - log1m[:, :, None] + l2 - l1[:, :, None])
+
+
+def categorical_set_terms(conf, c, probs, terms):
+    """Logits terms (n, D, K) = sum_s c[:, s] (onehot(conf[:, s]) - probs) of sets conf (n, k, D) with weights
+    c (n, k) (float64)."""
+    if not isinstance(conf, np.ndarray) or conf.dtype != np.int64 or conf.ndim != 3:
+        raise ValueError("conf must be an int64 array of shape (n, k, D)")
+    n, k, d = conf.shape
+    _f64(c, "c", (n, k))
+    probs = _matrix(_f64(probs, "probs"), "probs")
+    if probs.shape[0] != d:
+        raise ValueError("probs must have shape (D, K)")
+    kc = probs.shape[1]
+    _out64(terms, "terms", (n, d, kc))
+    if conf.size and (conf.min() < 0 or conf.max() >= kc):
+        raise ValueError("class index out of range [0, K)")
+    onehot = conf[..., None] == np.arange(kc)  # (n, k, D, K)
+    terms[...] = np.einsum("nk,nkdj->ndj", c, onehot) - c.sum(1)[:, None, None] * probs
+
+
+def normal_scores(x, loc, scale, out):
+    """The scores (2, n, p) of a Normal(loc, scale) (p,) at x (n, p): d log q / d loc and d log q / d scale
+    (float64)."""
+    x = _matrix(_f64(x, "x"), "x")
+    n, p = x.shape
+    _f64(loc, "loc", (p,))
+    _f64(scale, "scale", (p,))
+    _out64(out, "out", (2, n, p))
+    z = (x - loc) / scale
+    out[0] = z / scale
+    out[1] = (z * z - 1.0) / scale

@@ -31,6 +31,30 @@ def _flat(a, n):
     return np.ascontiguousarray(a).reshape(n, -1)
 
 
+def _normal_pair(dist, n, per_sample, kernel):
+    """Run a fused Normal kernel (mean / var (2, p), terms (2, n, p)) and collect loc and scale."""
+    p = int(np.prod(tuple(dist.batch_shape), dtype=np.int64))
+    mean, var = np.empty((2, p), dtype=dist.dtype), np.empty((2, p), dtype=dist.dtype)
+    terms = np.empty((2, n, p), dtype=dist.dtype) if per_sample else None
+    kernel(_backend.kernels().estimators, mean, var, terms)
+    grad, stderr = {}, {}
+    per = {} if per_sample else None
+    for i, name in enumerate(("loc", "scale")):
+        collect(dist, name, mean[i], var[i], n, None if terms is None else terms[i], grad, stderr, per)
+    return grad, stderr, per
+
+
+def _scores(dist, x, n, normal):
+    """dist.score(x); for an unbroadcast float64 Normal the two score matrices (n, p) from one
+    native pass (``estimators.normal_scores``: no log density formed on the way)."""
+    if not (normal and dist.dtype == np.float64):
+        return dist.score(x)
+    p = int(np.prod(tuple(dist.batch_shape), dtype=np.int64))
+    out = np.empty((2, n, p))
+    _backend.kernels().estimators.normal_scores(_flat(x, n), _flat(dist.loc, 1)[0], _flat(dist.scale, 1)[0], out)
+    return {"loc": out[0], "scale": out[1]}
+
+
 def _reflect(dist, x):
     """The antithetic partner of x for symmetric families, else None."""
     name = type(dist).__name__
@@ -100,16 +124,10 @@ def pathwise(f, dist, n_samples, seed=0, stream=0, *, grad_f=None, per_sample=Fa
     fx = eval_f(f, x, dist.dtype)
     g = eval_like(grad_f, x, dist.dtype, "grad_f")
     if isinstance(dist, Normal) and _elementwise(dist):
-        # x = loc + scale * eps: dx/dloc = 1, dx/dscale = eps.
-        eps = _flat((x - dist.loc) / dist.scale, n)
+        # x = loc + scale * eps: dx/dloc = 1, dx/dscale = eps = (x - loc) / scale, formed in the kernel
         g2 = _flat(g, n)
-        grad, stderr = {}, {}
-        per = {} if per_sample else None
-        for name, jac in (("loc", None), ("scale", eps)):
-            mean, var = outputs(g2.shape[1], dist.dtype)
-            terms = np.empty_like(g2) if per_sample else None
-            _backend.kernels().estimators.pathwise_accumulate(g2, jac, mean, var, terms)
-            collect(dist, name, mean, var, n, terms, grad, stderr, per)
+        grad, stderr, per = _normal_pair(dist, n, per_sample, lambda ke, mean, var, terms: ke.pathwise_normal_accumulate(
+            g2, _flat(x, n), _flat(dist.loc, 1)[0], _flat(dist.scale, 1)[0], mean, var, terms))
     else:
         grad, stderr, per = grads_from_terms(dist, dist.rsample_vjp(x, g), n, per_sample)
     value, value_se = mean_stderr(fx)
@@ -167,7 +185,9 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
 
     x = dist.sample(n, seed=seed, stream=stream)
     fx = eval_f(f, x, dist.dtype)
-    scores = dist.score(x)
+    normal = isinstance(dist, Normal) and _elementwise(dist)
+    fused = cv is None and normal
+    scores = None if fused else _scores(dist, x, n, normal)  # the fused Normal kernel forms them itself
     n_eval = n
     b = None
     info = {"baseline": mode if mode != "moving" else repr(baseline)}
@@ -184,7 +204,10 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
         b = np.full(n, float(fx.astype(np.float64).mean()), dtype=dist.dtype)
         info.update(baseline_value=float(b[0]), biased=True)
 
-    if cv is None:
+    if fused:
+        grad, stderr, per = _normal_pair(dist, n, per_sample, lambda ke, mean, var, terms: ke.score_normal_accumulate(
+            _flat(x, n), _flat(dist.loc, 1)[0], _flat(dist.scale, 1)[0], fx, b, mode == "loo", mean, var, terms))
+    elif cv is None:
         grad, stderr = {}, {}
         per = {} if per_sample else None
         k = _backend.kernels()
@@ -198,7 +221,7 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
         # beta from independent samples, so that it does not correlate with x.
         xc = dist.sample(n_ctl, seed=seed, stream=_random.fold_in(stream, "control_variate"))
         fc = eval_f(f, xc, np.float64)
-        sc = dist.score(xc)
+        sc = _scores(dist, xc, n_ctl, normal)
         hc = cv.values(xc)
         h = cv.values(x)
         eg = cv.expectation_grad()

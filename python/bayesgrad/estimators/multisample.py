@@ -56,34 +56,42 @@ def _bound_stats(bound):
     return float(bound.mean()), float(bound.std(ddof=1) / np.sqrt(n)) if n > 1 else np.inf
 
 
-def _normal_pathwise(name, f, dist, n_samples, seed, stream, k, grad_f, weights, per_sample, info):
+_MODES = {"iwae": 0, "dreg": 1, "dreg_rws": 2, "vimco": 3}
+
+
+def _normal_groups(f, dist, n_samples, k, seed, stream, grad_f, mode, per_sample, name, info, minimum_k=1):
+    """The Normal-q estimators in one native pass (``estimators.normal_multisample_terms``): log q,
+    the weights, the bound and the per-group terms from the draws, f and grad_f."""
+    n, seed, stream = setup(f, dist, n_samples, seed, stream)
+    k = C.integer(k, "k", minimum_k)
+    C.check_allocation(C.n_bytes((n * k,) + tuple(dist.shape), np.float64, copies=4),
+                       f"n_samples={n}, k={k}: the n k draws and per-draw terms")
+    shape = tuple(dist.batch_shape)
+    z = dist.sample(n * k, seed=seed, stream=stream)
+    fz = eval_f(f, z, np.float64, "f (the log joint density)")
+    g = None if grad_f is None else eval_like(grad_f, z, np.float64, "grad_f").reshape(n, k, -1)
+    p = g.shape[2] if g is not None else int(np.prod(shape, dtype=np.int64))
+    mu = np.ascontiguousarray(np.broadcast_to(np.asarray(dist.loc, dtype=np.float64), shape)).reshape(-1)
+    sig = np.ascontiguousarray(np.broadcast_to(np.asarray(dist.scale, dtype=np.float64), shape)).reshape(-1)
+    terms, wt, bound = np.empty((2, n, p)), np.empty((n, k)), np.empty(n)
+    _backend.kernels().estimators.normal_multisample_terms(
+        np.ascontiguousarray(z, dtype=np.float64).reshape(n, k, p), fz.reshape(n, k), g, mu, sig, _MODES[mode],
+        terms, wt, bound)
+    t = {"loc": sum_to_shape(terms[0].reshape((n,) + shape), 1, dist._param_shapes["loc"]),
+         "scale": sum_to_shape(terms[1].reshape((n,) + shape), 1, dist._param_shapes["scale"])}
+    grad, stderr, per = grads_from_terms(dist, t, n, per_sample)
+    value, value_se = _bound_stats(bound)
+    info = dict(info, k=k, ess=float((1.0 / (wt * wt).sum(1)).mean()))
+    return Estimate(name, value, value_se, grad, stderr, n, n * k, seed, per, info)
+
+
+def _normal_pathwise(name, f, dist, n_samples, seed, stream, k, grad_f, mode, per_sample, info):
     if not isinstance(dist, Normal):
         raise TypeError(f"{name} needs a mean-field Normal q (its pathwise form), got {type(dist).__name__}; "
                         "vimco works with any q that has a score")
     if grad_f is None or not callable(grad_f):
         raise TypeError(f"{name} needs grad_f, the gradient of the log joint density f: (m, *batch) -> (m, *batch)")
-    n, k, seed, z, logw, bound, wt = _groups(f, dist, n_samples, k, seed, stream)
-    shape = tuple(dist.batch_shape)
-    mu = np.broadcast_to(np.asarray(dist.loc, dtype=np.float64), shape)
-    sig = np.broadcast_to(np.asarray(dist.scale, dtype=np.float64), shape)
-    z64 = z.astype(np.float64)
-    eps = (z64 - mu) / sig
-    g = eval_like(grad_f, z, np.float64, "grad_f")
-    c = weights(wt).reshape((n, k) + (1,) * len(shape))
-    gk, ek = g.reshape((n, k) + shape), eps.reshape((n, k) + shape)
-    if name == "iwae":
-        t_loc = (c * gk).sum(1)
-        t_scale = (c * (gk * ek + 1.0 / sig)).sum(1)
-    else:
-        a = gk + ek / sig
-        t_loc = (c * a).sum(1)
-        t_scale = (c * a * ek).sum(1)
-    terms = {"loc": sum_to_shape(t_loc, 1, dist._param_shapes["loc"]),
-             "scale": sum_to_shape(t_scale, 1, dist._param_shapes["scale"])}
-    grad, stderr, per = grads_from_terms(dist, terms, n, per_sample)
-    value, value_se = _bound_stats(bound)
-    info = dict(info, k=k, ess=float((1.0 / (wt * wt).sum(1)).mean()))
-    return Estimate(name, value, value_se, grad, stderr, n, n * k, seed, per, info)
+    return _normal_groups(f, dist, n_samples, k, seed, stream, grad_f, mode, per_sample, name, info)
 
 
 def iwae(f, dist, n_samples, seed=0, stream=0, *, k=8, grad_f=None, per_sample=False):
@@ -102,7 +110,7 @@ def iwae(f, dist, n_samples, seed=0, stream=0, *, k=8, grad_f=None, per_sample=F
     -------
     Estimate (value: the bound, nats); ``info``: k, ess (mean effective sample size of the groups' weights)
     """
-    return _normal_pathwise("iwae", f, dist, n_samples, seed, stream, k, grad_f, lambda wt: wt, per_sample, {})
+    return _normal_pathwise("iwae", f, dist, n_samples, seed, stream, k, grad_f, "iwae", per_sample, {})
 
 
 def dreg(f, dist, n_samples, seed=0, stream=0, *, k=8, grad_f=None, objective="iwae", per_sample=False):
@@ -123,9 +131,8 @@ def dreg(f, dist, n_samples, seed=0, stream=0, *, k=8, grad_f=None, objective="i
     Estimate; ``info``: k, ess, objective
     """
     obj = C.option(objective, "objective", ("iwae", "rws"))
-    weights = (lambda wt: wt * wt) if obj == "iwae" else (lambda wt: wt - wt * wt)
-    return _normal_pathwise("dreg", f, dist, n_samples, seed, stream, k, grad_f, weights, per_sample,
-                            {"objective": obj})
+    return _normal_pathwise("dreg", f, dist, n_samples, seed, stream, k, grad_f, "dreg" if obj == "iwae" else "dreg_rws",
+                            per_sample, {"objective": obj})
 
 
 def vimco(f, dist, n_samples, seed=0, stream=0, *, k=8, per_sample=False):
@@ -152,6 +159,9 @@ def vimco(f, dist, n_samples, seed=0, stream=0, *, k=8, per_sample=False):
     """
     if isinstance(dist, Distribution) and type(dist).score is Distribution.score:
         raise TypeError(f"{type(dist).__name__} has no score function")
+    if isinstance(dist, Normal):  # log q, the signal and the scores in one native pass
+        return _normal_groups(f, dist, n_samples, k, seed, stream, None, "vimco", per_sample, "vimco", {},
+                              minimum_k=2)
     n, k, seed, z, logw, bound, wt = _groups(f, dist, n_samples, k, seed, stream, minimum_k=2)
     # L - L_{-j} - w~_j, L_{-j} with w_j replaced by the geometric mean of the others (native kernel)
     signal = np.empty((n, k))

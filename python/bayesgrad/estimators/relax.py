@@ -63,9 +63,8 @@ class _Draws:
             # z = eta + logit(1 - u), b = 1[u < p] = 1[z > 0]; given b, w~ = 1 - p + p v (b = 1) or
             # (1 - p) v (b = 0), z~ = eta + logit(w~), and d z~ / d eta with b and v fixed: one
             # native pass (estimators.relax_bernoulli_draws; stable log forms there)
-            self.z, self.zt, self.dzt, b = (np.empty_like(u) for _ in range(4))
-            _backend.kernels().estimators.relax_bernoulli_draws(eta, u, v, self.z, self.zt, self.dzt, b)
-            self.score = b - p
+            self.z, self.zt, self.dzt, b, self.score = (np.empty_like(u) for _ in range(5))
+            _backend.kernels().estimators.relax_bernoulli_draws(eta, u, v, self.z, self.zt, self.dzt, b, self.score)
             self.points = b.reshape((n,) + self.shape)
             self.p = p
         else:
@@ -153,20 +152,20 @@ def _relaxed_f(f, grad_f, fam, shape, z, lam, dtype):
 def _relaxed_part(f, grad_f, dr, lam, dtype):
     """A_f = -f(y~) score + jz(d f(y)/dz) - jt(d f(y~)/dz~), the relaxed-f term per unit scale, and f(y~)."""
     n = dr.z.shape[0]
-    both = np.concatenate([dr.z, dr.zt])
     if dr.fam == "bernoulli":
         # the relaxation and the combination in native passes; f and grad_f in between
         ke = _backend.kernels().estimators
-        y = np.empty_like(both)
-        ke.concrete_bernoulli(both, float(lam), y)
+        y = np.empty((2 * n, dr.z.shape[1]))
+        ke.concrete_bernoulli(dr.z, float(lam), y[:n])
+        ke.concrete_bernoulli(dr.zt, float(lam), y[n:])
         yd = y.reshape((2 * n,) + dr.shape).astype(dtype, copy=False)
         fv = eval_f(f, yd, np.float64)
         gv = eval_like(grad_f, yd, np.float64, "grad_f").reshape(2 * n, -1)
         out = np.empty_like(dr.z)
-        ke.relax_bernoulli_part(np.ascontiguousarray(fv[n:]), gv[:n], gv[n:], dr.z, dr.zt, dr.dzt, dr.score,
+        ke.relax_bernoulli_part(np.ascontiguousarray(fv[n:]), gv[:n], gv[n:], y[:n], y[n:], dr.dzt, dr.score,
                                 float(lam), out)
         return out, fv[n:]
-    fv, gv = _relaxed_f(f, grad_f, dr.fam, dr.shape, both, lam, dtype)
+    fv, gv = _relaxed_f(f, grad_f, dr.fam, dr.shape, np.concatenate([dr.z, dr.zt]), lam, dtype)
     return -fv[n:, None] * dr.score + dr.jz(gv[:n]) - dr.jt(gv[n:]), fv[n:]
 
 
@@ -200,19 +199,26 @@ def _estimate(name, f, dist, n_samples, seed, stream, grad_f, surrogate, train, 
     if surrogate.relaxed_f:
         a_f, f_t = _relaxed_part(f, grad_f, dr, lam, dt)
         n_eval += 2 * n
-    rt, gt_r = surrogate.network(dr.zt)
-    _, gz_r = surrogate.network(dr.z)
-    g = fb[:, None] * dr.score + sc * a_f + (-rt[:, None] * dr.score + dr.jz(gz_r) - dr.jt(gt_r))
-    objective = float((g * g).sum(1).mean())
+    g = fb[:, None] * dr.score
+    if surrogate.relaxed_f:
+        g += sc * a_f
+    if surrogate.mlp is not None:
+        rt, gt_r = surrogate.network(dr.zt)
+        _, gz_r = surrogate.network(dr.z)
+        g += -rt[:, None] * dr.score + dr.jz(gz_r) - dr.jt(gt_r)
+    else:
+        rt = 0.0
+    # sums of products over all n p terms in single passes (BLAS dot products)
+    objective = float(np.vdot(g, g)) / n
     if train:
         grad = np.zeros_like(surrogate.params)
         if surrogate.relaxed_f:
-            grad[0] = 2.0 * float((g * a_f).sum(1).mean())
+            grad[0] = 2.0 * float(np.vdot(g, a_f)) / n
             if surrogate.tune_temperature:
                 a_hi = _relaxed_part(f, grad_f, dr, lam * np.exp(_LOG_LAMBDA_STEP), dt)[0]
                 a_lo = _relaxed_part(f, grad_f, dr, lam * np.exp(-_LOG_LAMBDA_STEP), dt)[0]
                 n_eval += 4 * n
-                grad[1] = 2.0 * sc * float((g * (a_hi - a_lo)).sum(1).mean()) / (2.0 * _LOG_LAMBDA_STEP)
+                grad[1] = 2.0 * sc * float(np.vdot(g, a_hi) - np.vdot(g, a_lo)) / n / (2.0 * _LOG_LAMBDA_STEP)
         if surrogate.mlp is not None:
             w = 2.0 * g / n
             h = surrogate.fd_step

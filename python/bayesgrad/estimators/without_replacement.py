@@ -36,7 +36,9 @@ import itertools
 
 import numpy as np
 
+from .. import _backend
 from .. import _checks as C
+from ..distributions._base import sum_to_shape
 from ..distributions.discrete import Categorical, gumbel_top_k
 from ._base import Estimate, eval_f, grads_from_terms, mean_stderr, setup
 
@@ -90,6 +92,9 @@ def log_set_probability(log_p):
 def order_probabilities(log_p):
     """P(B_1 = s | S) and P(B_2 = s' | B_1 = s, S) for a set S drawn without replacement.
 
+    The recursion of ``log_set_probability`` for S, each S \\ s and each S \\ {s, s'} (the
+    native kernel ``estimators.set_order_probabilities``, or its twin).
+
     Parameters
     ----------
     log_p : (n, k) float64, the joint log-probabilities of the k distinct elements of each set
@@ -100,29 +105,11 @@ def order_probabilities(log_p):
     second : (n, k, k) or None (k < 2), P(B_2 = s' | B_1 = s, S) at [:, s, s'], zero on the
         diagonal, rows summing to 1
     """
+    log_p = np.ascontiguousarray(log_p, dtype=np.float64)
     n, k = log_p.shape
-    lps = log_set_probability(log_p)
-    log1m = np.log1p(-np.minimum(np.exp(log_p), 1.0 - 1e-16))  # log(1 - p(s))
-    if k == 1:
-        return np.ones((n, 1)), None
-    others = np.array([[j for j in range(k) if j != i] for i in range(k)], dtype=np.int64)  # (k, k-1)
-    lp1 = log_p[:, others] - log1m[:, :, None]  # renormalised without s: (n, k, k-1)
-    l1 = log_set_probability(lp1)  # log P^{D\s}(S\s): (n, k)
-    first = np.exp(log_p + l1 - lps[:, None])
-    # pairs: for each s and each s' != s, the set without both, renormalised by 1 - p(s) - p(s')
-    second = np.zeros((n, k, k))
-    if k == 2:
-        second[:, 0, 1] = second[:, 1, 0] = 1.0
-        return first, second
-    pair_rest = [[[j for j in range(k) if j not in (i, i2)] for i2 in range(k) if i2 != i] for i in range(k)]
-    pr = np.array(pair_rest, dtype=np.int64)  # (k, k-1, k-2)
-    ps = np.exp(log_p)
-    mass2 = np.log(np.maximum(1.0 - ps[:, :, None] - ps[:, others], 1e-300))  # (n, k, k-1)
-    lp2 = log_p[:, pr] - mass2[..., None]
-    l2 = log_set_probability(lp2)  # (n, k, k-1)
-    w = np.exp(log_p[:, others] - log1m[:, :, None] + l2 - l1[:, :, None])  # (n, k, k-1)
-    rows = np.arange(k)[:, None]
-    second[:, rows, others] = w
+    first = np.empty((n, k))
+    second = np.empty((n, k, k)) if k >= 2 else None
+    _backend.kernels().estimators.set_order_probabilities(log_p, first, second)
     return first, second
 
 
@@ -139,13 +126,22 @@ def _draw_sets(f, dist, n_samples, seed, stream, k):
     batch = tuple(dist.batch_shape)
     X = top.samples.reshape((n * k,) + batch)
     fx = eval_f(f, X, np.float64).reshape(n, k)
-    score = np.asarray(dist.score(X)["logits"], dtype=np.float64).reshape((n, k) + dist._param_shapes["logits"])
-    return n, seed, k, top, fx, score
+    return n, seed, k, top, fx
 
 
-def _weighted(score, c):
-    """sum_s c[:, s] score[:, s] -> (n, *param)."""
-    return np.einsum("nk,nk...->n...", c, score)
+def _weighted(dist, top, c):
+    """sum_s c[:, s] d log p(s) / d logits -> (n, *logits shape): the one-hot minus the class
+    probabilities, weighted, in one pass (``estimators.categorical_set_terms``)."""
+    n, k = c.shape
+    batch = tuple(dist.batch_shape)
+    K = int(dist.n_classes)
+    D = int(np.prod(batch, dtype=np.int64))
+    # the probabilities in the distribution's dtype, as its score uses them
+    probs = np.broadcast_to(np.asarray(dist.probs, dtype=dist.dtype), batch + (K,)).astype(np.float64).reshape(D, K)
+    conf = np.ascontiguousarray(top.samples.reshape(n, k, D), dtype=np.int64)
+    t = np.empty((n, D, K))
+    _backend.kernels().estimators.categorical_set_terms(conf, np.ascontiguousarray(c, dtype=np.float64), probs, t)
+    return sum_to_shape(t.reshape((n,) + batch + (K,)), 1, dist._param_shapes["logits"])
 
 
 def unordered_set(f, dist, n_samples, seed=0, stream=0, *, k=4, baseline=True, per_sample=False):
@@ -173,14 +169,14 @@ def unordered_set(f, dist, n_samples, seed=0, stream=0, *, k=4, baseline=True, p
         raise TypeError("baseline must be True or False")
     if baseline and C.integer(k, "k", 1) < 2:
         raise ValueError("the built-in baseline needs k >= 2 (or baseline=False)")
-    n, seed, k, top, fx, score = _draw_sets(f, dist, n_samples, seed, stream, k)
+    n, seed, k, top, fx = _draw_sets(f, dist, n_samples, seed, stream, k)
     first, second = order_probabilities(top.log_prob)
     if baseline:
         base = np.einsum("nij,nj->ni", second, fx)
         c = first * (-np.expm1(top.log_prob)) * (fx - base)
     else:
         c = first * fx
-    terms = {"logits": _weighted(score, c)}
+    terms = {"logits": _weighted(dist, top, c)}
     grad, stderr, per = grads_from_terms(dist, terms, n, per_sample)
     value, value_se = mean_stderr((first * fx).sum(1))
     return Estimate("unordered_set", value, value_se, grad, stderr, n, n * k, seed, per,
@@ -213,7 +209,7 @@ def reinforce_wor(f, dist, n_samples, seed=0, stream=0, *, k=4, baseline=None, p
     mode = C.option("none" if baseline is None else baseline, "baseline", ("none", "normalized"))
     if mode == "normalized" and C.integer(k, "k", 1) < 2:
         raise ValueError("the normalized baseline needs k >= 2 (with k = 1 it cancels the estimate)")
-    n, seed, k, top, fx, score = _draw_sets(f, dist, n_samples, seed, stream, k)
+    n, seed, k, top, fx = _draw_sets(f, dist, n_samples, seed, stream, k)
     # q(s) = P(G_s > kappa) = 1 - exp(-exp(log p(s) - kappa)); 1 when kappa = -inf
     with np.errstate(over="ignore"):
         q = -np.expm1(-np.exp(top.log_prob - top.threshold[:, None]))
@@ -227,7 +223,7 @@ def reinforce_wor(f, dist, n_samples, seed=0, stream=0, *, k=4, baseline=None, p
     else:
         c = w * fx
         vals = (w * fx).sum(1)
-    terms = {"logits": _weighted(score, c)}
+    terms = {"logits": _weighted(dist, top, c)}
     grad, stderr, per = grads_from_terms(dist, terms, n, per_sample)
     value, value_se = mean_stderr(vals)
     return Estimate("reinforce_wor", value, value_se, grad, stderr, n, n * k, seed, per,
