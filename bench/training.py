@@ -25,7 +25,12 @@ stacked (``torch.func.stack_module_state``), ``torch.func.vmap`` of
 ``functional_call`` over them (each model its own minibatch order), foreach
 Adam, eager and torch.compile'd (compilation excluded: one warm-up fit). The
 kernel-only columns time one epoch of ``ensemble_epoch`` against M
-``map_epoch`` calls on the same rows. Fits are timed alternately, medians of
+``map_epoch`` calls on the same rows. ``gemm_limit_fit_s``: the GEMMs of every
+member's steps of the fit alone (each product timed at its shape with the same
+BLAS and thread count, as for the training rows); a fit cannot beat it by
+more than running members in parallel can give, and the 784-400-400-10 fits,
+whose time is mostly GEMM, cannot be several times faster than five
+sequential ones doing the same products. Fits are timed alternately, medians of
 repeats. Writes bench/results/training_ensemble.json
 (training_ensemble_threads<N>.json for --threads N != 2).
 
@@ -297,7 +302,7 @@ def ensemble_rows(args, repeats):
         kw = dict(batch_size=cfg["batch"], lr=1e-3, weight_decay=1e-4)
 
         def joint():
-            DeepEnsemble(mlp, cfg["lik"], n_models=M, **kw).fit(X, y, cfg["epochs"], seed=0)
+            DeepEnsemble(mlp, cfg["lik"], n_models=M, init="auto", **kw).fit(X, y, cfg["epochs"], seed=0)
 
         def sequential():
             for m in range(M):
@@ -343,6 +348,14 @@ def ensemble_rows(args, repeats):
             median_time(lambda: [k.optim.map_epoch(mcfg, st[s], mo[s], vo[s], 0, X, y2, perms[s], pp)
                                  for s in range(M)], 1, warmup=0, times=kt["kernel_sequential_epoch_s"])
         row.update({key: float(np.median(v)) for key, v in kt.items()})
+        # The GEMM limit of a fit: every product of every member's steps timed alone with the
+        # same BLAS (gemm_limit), times the steps of the fit; the FLOP rate it implies.
+        n_steps = cfg["epochs"] * -(-N // cfg["batch"])
+        flops, t_gemm = gemm_limit({"batch": cfg["batch"], "sizes": cfg["sizes"], "S": M}, repeats)
+        row["gemm_limit_fit_s"] = t_gemm * n_steps
+        row["gemm_gflops_per_s"] = flops / t_gemm / 1e9
+        row["joint_over_gemm_limit"] = row["ours_joint_s"] / row["gemm_limit_fit_s"]
+        row["sequential_over_gemm_limit"] = row["ours_sequential_s"] / row["gemm_limit_fit_s"]
         row["sequential_over_joint"] = row["ours_sequential_s"] / row["ours_joint_s"]
         row["kernel_sequential_over_joint"] = row["kernel_sequential_epoch_s"] / row["kernel_joint_epoch_s"]
         for key in ("torch_vmap_s", "torch_vmap_compile_s"):

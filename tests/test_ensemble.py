@@ -325,7 +325,8 @@ def test_several_epochs_in_one_call_equal_epoch_by_epoch_calls():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_ensemble_orders_are_the_training_permutations(backend):
+@pytest.mark.parametrize("N", [41, 5000])
+def test_ensemble_orders_are_the_training_permutations(backend, N):
     """Native (and twin) minibatch orders equal _training.permutation of each member's stream."""
     from bayesgrad import _training
 
@@ -333,13 +334,13 @@ def test_ensemble_orders_are_the_training_permutations(backend):
     shuffle = np.array([bg.random.fold_in(s, "shuffle") for s in streams], dtype=np.uint64)
     with _backend.use_backend(backend):
         k = _backend.kernels()
-        out = np.empty((4, 3, 41), dtype=np.int64)
+        out = np.empty((4, 3, N), dtype=np.int64)
         k.optim.ensemble_orders(11, shuffle, 6, out)
         for e in range(4):
             for m in range(3):
-                np.testing.assert_array_equal(out[e, m], _training.permutation(41, 11, streams[m], 6 + e))
+                np.testing.assert_array_equal(out[e, m], _training.permutation(N, 11, streams[m], 6 + e))
         with pytest.raises(ValueError, match="out"):
-            k.optim.ensemble_orders(11, shuffle, 0, np.empty((4, 2, 41), dtype=np.int64))
+            k.optim.ensemble_orders(11, shuffle, 0, np.empty((4, 2, N), dtype=np.int64))
         with pytest.raises(ValueError, match="epoch0"):
             k.optim.ensemble_orders(11, shuffle, -1, out)
         with pytest.raises(ValueError, match="streams"):
