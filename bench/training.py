@@ -17,15 +17,19 @@ numbers taken under load are noisy (2-thread BLAS and OpenMP suffer most).
 Writes bench/results/training.json (training_threads<N>.json for --threads N != 2).
 
 ``--ensemble``: deep ensembles instead (issue 15). M = 5 members trained to the
-end, float32: ``DeepEnsemble.fit`` (all members in one native call per slice of
-an epoch, ``optim.ensemble_epoch``) against five sequential ``train_map`` fits
+end, float32: ``DeepEnsemble.fit`` (all members in one native call,
+``optim.ensemble_epoch``: the 40 epochs of 13-50-2 in one call, the members one
+per worker thread with 2 threads; one call per slice of an epoch for
+784-400-400-10; ``init="auto"`` so that it starts where ``train_map`` does)
+against five sequential ``train_map`` fits
 (what ``DeepEnsemble.fit`` did before: one member after another, the same
 minibatches, initialisations and results) and PyTorch with the five models
 stacked (``torch.func.stack_module_state``), ``torch.func.vmap`` of
 ``functional_call`` over them (each model its own minibatch order), foreach
 Adam, eager and torch.compile'd (compilation excluded: one warm-up fit). The
-kernel-only columns time one epoch of ``ensemble_epoch`` against M
-``map_epoch`` calls on the same rows. ``gemm_limit_fit_s``: the GEMMs of every
+kernel-only columns time one epoch of ``ensemble_epoch`` (a one-epoch call)
+against M ``map_epoch`` calls on the same rows. ``gemm_limit_fit_s`` (networks whose products all have at least 2^16
+multiply-adds; a smaller product costs less than its ctypes call): the GEMMs of every
 member's steps of the fit alone (each product timed at its shape with the same
 BLAS and thread count, as for the training rows); a fit cannot beat it by
 more than running members in parallel can give, and the 784-400-400-10 fits,
@@ -350,12 +354,14 @@ def ensemble_rows(args, repeats):
         row.update({key: float(np.median(v)) for key, v in kt.items()})
         # The GEMM limit of a fit: every product of every member's steps timed alone with the
         # same BLAS (gemm_limit), times the steps of the fit; the FLOP rate it implies.
-        n_steps = cfg["epochs"] * -(-N // cfg["batch"])
-        flops, t_gemm = gemm_limit({"batch": cfg["batch"], "sizes": cfg["sizes"], "S": M}, repeats)
-        row["gemm_limit_fit_s"] = t_gemm * n_steps
-        row["gemm_gflops_per_s"] = flops / t_gemm / 1e9
-        row["joint_over_gemm_limit"] = row["ours_joint_s"] / row["gemm_limit_fit_s"]
-        row["sequential_over_gemm_limit"] = row["ours_sequential_s"] / row["gemm_limit_fit_s"]
+        # Only for large products: a small one's ctypes call costs more than the product.
+        if min(Mg * Ng * Kg for Mg, Ng, Kg, _, _ in gemm_products(cfg)) >= 1 << 16:
+            n_steps = cfg["epochs"] * -(-N // cfg["batch"])
+            flops, t_gemm = gemm_limit({"batch": cfg["batch"], "sizes": cfg["sizes"], "S": M}, repeats)
+            row["gemm_limit_fit_s"] = t_gemm * n_steps
+            row["gemm_gflops_per_s"] = flops / t_gemm / 1e9
+            row["joint_over_gemm_limit"] = row["ours_joint_s"] / row["gemm_limit_fit_s"]
+            row["sequential_over_gemm_limit"] = row["ours_sequential_s"] / row["gemm_limit_fit_s"]
         row["sequential_over_joint"] = row["ours_sequential_s"] / row["ours_joint_s"]
         row["kernel_sequential_over_joint"] = row["kernel_sequential_epoch_s"] / row["kernel_joint_epoch_s"]
         for key in ("torch_vmap_s", "torch_vmap_compile_s"):
