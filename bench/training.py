@@ -38,7 +38,9 @@ sequential ones doing the same products. Fits are timed alternately, medians of
 repeats. Writes bench/results/training_ensemble.json
 (training_ensemble_threads<N>.json for --threads N != 2).
 
-    PYTHONPATH=python python bench/training.py [--quick] [--no-compile] [--threads N] [--ensemble]
+    PYTHONPATH=python python bench/training.py [--quick] [--no-compile] [--threads N] [--ensemble [--only NAME]]
+
+(``--only`` writes training_ensemble*_only.json, leaving the full results alone.)
 """
 from __future__ import annotations
 
@@ -293,6 +295,8 @@ def ensemble_rows(args, repeats):
     M = 5
     rows = []
     for cfg in ENSEMBLE_CONFIGS:
+        if args.only and args.only not in cfg["name"]:
+            continue
         rng = np.random.default_rng(0)
         N = cfg["N"]
         X = rng.normal(size=(N, cfg["sizes"][0])).astype(np.float32)
@@ -378,6 +382,7 @@ def main():
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ensemble", action="store_true")
+    ap.add_argument("--only", default=None, help="--ensemble: only the configurations whose name contains this")
     args = ap.parse_args()
     if args.ensemble:
         load_before = load_average()
@@ -387,8 +392,11 @@ def main():
         rows = ensemble_rows(args, 3 if args.quick else 7)
         out = {"machine": machine_info(), "threads": args.threads, "load_average_before": load_before,
                "load_average_after": load_average(), "backend": bg.backend_info(),
-               "torch": None if torch is None else torch.__version__, "dtype": "float32", "results": rows}
+               "torch": None if torch is None else torch.__version__, "dtype": "float32", "only": args.only,
+               "results": rows}
         name = "training_ensemble.json" if args.threads == 2 else f"training_ensemble_threads{args.threads}.json"
+        if args.only:
+            name = name.replace(".json", "_only.json")
         path = os.path.join(os.path.dirname(__file__), "results", name)
         with open(path, "w") as f:
             json.dump(out, f, indent=1, default=str)
