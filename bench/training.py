@@ -17,19 +17,30 @@ numbers taken under load are noisy (2-thread BLAS and OpenMP suffer most).
 Writes bench/results/training.json (training_threads<N>.json for --threads N != 2).
 
 ``--ensemble``: deep ensembles instead (issue 15). M = 5 members trained to the
-end, float32: ``DeepEnsemble.fit`` (all members in one native call per slice of
-an epoch, ``optim.ensemble_epoch``) against five sequential ``train_map`` fits
+end, float32: ``DeepEnsemble.fit`` (all members in one native call,
+``optim.ensemble_epoch``: the 40 epochs of 13-50-2 in one call, the members one
+per worker thread with 2 threads; one call per slice of an epoch for
+784-400-400-10; ``init="auto"`` so that it starts where ``train_map`` does)
+against five sequential ``train_map`` fits
 (what ``DeepEnsemble.fit`` did before: one member after another, the same
 minibatches, initialisations and results) and PyTorch with the five models
 stacked (``torch.func.stack_module_state``), ``torch.func.vmap`` of
 ``functional_call`` over them (each model its own minibatch order), foreach
 Adam, eager and torch.compile'd (compilation excluded: one warm-up fit). The
-kernel-only columns time one epoch of ``ensemble_epoch`` against M
-``map_epoch`` calls on the same rows. Fits are timed alternately, medians of
+kernel-only columns time one epoch of ``ensemble_epoch`` (a one-epoch call)
+against M ``map_epoch`` calls on the same rows. ``gemm_limit_fit_s`` (networks whose products all have at least 2^16
+multiply-adds; a smaller product costs less than its ctypes call): the GEMMs of every
+member's steps of the fit alone (each product timed at its shape with the same
+BLAS and thread count, as for the training rows); a fit cannot beat it by
+more than running members in parallel can give, and the 784-400-400-10 fits,
+whose time is mostly GEMM, cannot be several times faster than five
+sequential ones doing the same products. Fits are timed alternately, medians of
 repeats. Writes bench/results/training_ensemble.json
 (training_ensemble_threads<N>.json for --threads N != 2).
 
-    PYTHONPATH=python python bench/training.py [--quick] [--no-compile] [--threads N] [--ensemble]
+    PYTHONPATH=python python bench/training.py [--quick] [--no-compile] [--threads N] [--ensemble [--only NAME]]
+
+(``--only`` writes training_ensemble*_only.json, leaving the full results alone.)
 """
 from __future__ import annotations
 
@@ -284,6 +295,8 @@ def ensemble_rows(args, repeats):
     M = 5
     rows = []
     for cfg in ENSEMBLE_CONFIGS:
+        if args.only and args.only not in cfg["name"]:
+            continue
         rng = np.random.default_rng(0)
         N = cfg["N"]
         X = rng.normal(size=(N, cfg["sizes"][0])).astype(np.float32)
@@ -297,7 +310,7 @@ def ensemble_rows(args, repeats):
         kw = dict(batch_size=cfg["batch"], lr=1e-3, weight_decay=1e-4)
 
         def joint():
-            DeepEnsemble(mlp, cfg["lik"], n_models=M, **kw).fit(X, y, cfg["epochs"], seed=0)
+            DeepEnsemble(mlp, cfg["lik"], n_models=M, init="auto", **kw).fit(X, y, cfg["epochs"], seed=0)
 
         def sequential():
             for m in range(M):
@@ -343,6 +356,16 @@ def ensemble_rows(args, repeats):
             median_time(lambda: [k.optim.map_epoch(mcfg, st[s], mo[s], vo[s], 0, X, y2, perms[s], pp)
                                  for s in range(M)], 1, warmup=0, times=kt["kernel_sequential_epoch_s"])
         row.update({key: float(np.median(v)) for key, v in kt.items()})
+        # The GEMM limit of a fit: every product of every member's steps timed alone with the
+        # same BLAS (gemm_limit), times the steps of the fit; the FLOP rate it implies.
+        # Only for large products: a small one's ctypes call costs more than the product.
+        if min(Mg * Ng * Kg for Mg, Ng, Kg, _, _ in gemm_products(cfg)) >= 1 << 16:
+            n_steps = cfg["epochs"] * -(-N // cfg["batch"])
+            flops, t_gemm = gemm_limit({"batch": cfg["batch"], "sizes": cfg["sizes"], "S": M}, repeats)
+            row["gemm_limit_fit_s"] = t_gemm * n_steps
+            row["gemm_gflops_per_s"] = flops / t_gemm / 1e9
+            row["joint_over_gemm_limit"] = row["ours_joint_s"] / row["gemm_limit_fit_s"]
+            row["sequential_over_gemm_limit"] = row["ours_sequential_s"] / row["gemm_limit_fit_s"]
         row["sequential_over_joint"] = row["ours_sequential_s"] / row["ours_joint_s"]
         row["kernel_sequential_over_joint"] = row["kernel_sequential_epoch_s"] / row["kernel_joint_epoch_s"]
         for key in ("torch_vmap_s", "torch_vmap_compile_s"):
@@ -359,6 +382,7 @@ def main():
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ensemble", action="store_true")
+    ap.add_argument("--only", default=None, help="--ensemble: only the configurations whose name contains this")
     args = ap.parse_args()
     if args.ensemble:
         load_before = load_average()
@@ -368,8 +392,11 @@ def main():
         rows = ensemble_rows(args, 3 if args.quick else 7)
         out = {"machine": machine_info(), "threads": args.threads, "load_average_before": load_before,
                "load_average_after": load_average(), "backend": bg.backend_info(),
-               "torch": None if torch is None else torch.__version__, "dtype": "float32", "results": rows}
+               "torch": None if torch is None else torch.__version__, "dtype": "float32", "only": args.only,
+               "results": rows}
         name = "training_ensemble.json" if args.threads == 2 else f"training_ensemble_threads{args.threads}.json"
+        if args.only:
+            name = name.replace(".json", "_only.json")
         path = os.path.join(os.path.dirname(__file__), "results", name)
         with open(path, "w") as f:
             json.dump(out, f, indent=1, default=str)

@@ -177,7 +177,8 @@ def test_deep_ensemble_fit_equals_members_trained_alone():
     X = rng.normal(size=(60, 2))
     y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=60)
     mlp = MLP([2, 16, 2], "relu")
-    ens = bg.ensemble.DeepEnsemble(mlp, n_models=3, lr=5e-3, batch_size=16, weight_decay=1e-2).fit(X, y, 7, seed=3)
+    ens = bg.ensemble.DeepEnsemble(mlp, n_models=3, lr=5e-3, batch_size=16, weight_decay=1e-2, init="auto")
+    ens.fit(X, y, 7, seed=3)  # the 7 epochs in one native call (small network, no validation)
     for m in range(3):
         alone = bg.nn.train_map(mlp, X, y, "heteroscedastic_gaussian", epochs=7, batch_size=16, lr=5e-3,
                                 weight_decay=1e-2, seed=3, stream=bg.random.fold_in(0, m))
@@ -287,3 +288,108 @@ def test_ensemble_epoch_same_for_any_thread_count():
     for o in out[1:]:
         np.testing.assert_array_equal(o[1], out[0][1])
         np.testing.assert_array_equal(o[2], out[0][2])
+
+
+def test_several_epochs_in_one_call_equal_epoch_by_epoch_calls():
+    """perms (E, M, L): E epochs in one call equal E one-epoch calls (bit for bit), on both backends."""
+    rng = np.random.default_rng(9)
+    N, M, E, K = 23, 3, 3, 4
+    X, y = _data("heteroscedastic_gaussian", K, 2, N, rng)
+    P = bg.nn.MLP([3, 7, 5, K], "tanh").n_params
+    state0 = 0.5 * rng.normal(size=(M, P + 2))
+    perms = np.stack([np.stack([rng.permutation(N) for _ in range(M)]) for _ in range(E)]).astype(np.int64)
+    out = []
+    for name in BACKENDS:
+        with _backend.use_backend(name):
+            k = _backend.kernels()
+            net = k.mlp.NetConfig((3, 7, 5, K), 2)
+            cfg = k.optim.EnsembleConfig(net, LIKELIHOODS["heteroscedastic_gaussian"], weight_decay=0.3,
+                                         batch_size=5, adam=k.optim.AdamConfig(lr=0.01), adv_eps=[0.1, 0.2, 0.05])
+            runs = []
+            for blocks in ([perms], list(perms)):
+                st = state0.copy()
+                m, v = np.zeros_like(st), np.zeros_like(st)
+                step, parts = 2, []
+                for p in blocks:
+                    step, stats = k.optim.ensemble_epoch(cfg, st, m, v, step, X, y, np.ascontiguousarray(p))
+                    parts.append(stats)
+                runs.append((step, np.concatenate(parts), st))
+            (s0, st0, th0), (s1, st1, th1) = runs
+            assert s0 == s1 == 2 + E * 5 and st0.shape == (E * 5, M, 2)
+            np.testing.assert_array_equal(st0, st1)
+            np.testing.assert_array_equal(th0, th1)
+            out.append((st0, th0))
+    for st, th in out[1:]:
+        np.testing.assert_allclose(st, out[0][0], rtol=1e-11, atol=1e-11)
+        np.testing.assert_allclose(th, out[0][1], rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("N", [41, 5000])
+def test_ensemble_orders_are_the_training_permutations(backend, N):
+    """Native (and twin) minibatch orders equal _training.permutation of each member's stream."""
+    from bayesgrad import _training
+
+    streams = [bg.random.fold_in(5, m) for m in range(3)]
+    shuffle = np.array([bg.random.fold_in(s, "shuffle") for s in streams], dtype=np.uint64)
+    with _backend.use_backend(backend):
+        k = _backend.kernels()
+        out = np.empty((4, 3, N), dtype=np.int64)
+        k.optim.ensemble_orders(11, shuffle, 6, out)
+        for e in range(4):
+            for m in range(3):
+                np.testing.assert_array_equal(out[e, m], _training.permutation(N, 11, streams[m], 6 + e))
+        with pytest.raises(ValueError, match="out"):
+            k.optim.ensemble_orders(11, shuffle, 0, np.empty((4, 2, N), dtype=np.int64))
+        with pytest.raises(ValueError, match="epoch0"):
+            k.optim.ensemble_orders(11, shuffle, -1, out)
+        with pytest.raises(ValueError, match="streams"):
+            k.optim.ensemble_orders(11, np.array([2 ** 63], dtype=np.uint64), 0, out[:, :1].copy())
+
+
+def test_members_on_worker_threads_over_several_epochs_same_for_any_thread_count():
+    """13-50-2 at batch 32 over three epochs in one call: members one per worker thread (small
+    products, enough work in the call) or all in one S = M pass on one thread, the same numbers."""
+    k = _backend.kernels()
+    rng = np.random.default_rng(10)
+    N, M, E = 100, 5, 3
+    X = rng.normal(size=(N, 13))
+    y = rng.normal(size=(N, 1))
+    net = k.mlp.NetConfig((13, 50, 2), 1)
+    cfg = k.optim.EnsembleConfig(net, LIKELIHOODS["heteroscedastic_gaussian"], batch_size=32,
+                                 adv_eps=[0.02] * 13, adam=k.optim.AdamConfig(lr=0.01))
+    state0 = 0.1 * rng.normal(size=(M, net.n_params + 1))
+    perms = np.stack([np.stack([rng.permutation(N) for _ in range(M)]) for _ in range(E)]).astype(np.int64)
+    prev = bg.get_num_threads()
+    out = []
+    try:
+        for n in (1, 2, 3):
+            bg.set_num_threads(n)
+            st = state0.copy()
+            m, v = np.zeros_like(st), np.zeros_like(st)
+            _, stats = k.optim.ensemble_epoch(cfg, st, m, v, 0, X, y, perms)
+            out.append((stats, st))
+    finally:
+        bg.set_num_threads(prev)
+    for o in out[1:]:
+        np.testing.assert_array_equal(o[0], out[0][0])
+        np.testing.assert_array_equal(o[1], out[0][1])
+
+
+def test_uniform_init_bounds_and_schemes():
+    """init="uniform": every weight and bias of a layer in (-1/sqrt(fan_in), 1/sqrt(fan_in)), filling
+    that range (P(max |w| < 0.9 bound) = 0.9^650 < 1e-29 for the first layer); other schemes are
+    ``MLP.init``'s."""
+    mlp = MLP([13, 50, 2], "relu")
+    X, y = np.zeros((4, 13)), np.zeros(4)
+    ens = bg.ensemble.DeepEnsemble(mlp, n_models=2, lr=1e-12).fit(X, y, 1, seed=0)
+    for m in range(2):
+        for (W, b), din in zip(mlp.unflatten(ens.thetas_[m]), mlp.sizes[:-1]):
+            bound = 1 / np.sqrt(din)
+            assert np.abs(W).max() < bound and np.abs(b).max() < bound
+        assert np.abs(mlp.unflatten(ens.thetas_[m])[0][0]).max() > 0.9 / np.sqrt(13)
+    assert not np.allclose(ens.thetas_[0], ens.thetas_[1])
+    he = bg.ensemble.DeepEnsemble(mlp, n_models=2, lr=1e-12, init="he").fit(X, y, 1, seed=0)
+    np.testing.assert_allclose(he.thetas_[1], mlp.init(seed=0, stream=bg.random.fold_in(0, 1)), atol=1e-9)
+    with pytest.raises(ValueError, match="init"):
+        bg.ensemble.DeepEnsemble(mlp, init="xavier")

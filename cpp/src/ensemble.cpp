@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "bayesgrad/parallel.hpp"
+#include "bayesgrad/philox.hpp"
+#include "bayesgrad/random.hpp"
 #include "bayesgrad/simd_math.hpp"
 
 namespace bayesgrad {
@@ -90,138 +92,207 @@ double decay_and_adam(T* p, T* mm, T* vv, const T* g, int64_t n, T wd, const Ada
 
 }  // namespace
 
-// Scratch of one group of members (all of them, or one per worker thread).
+extern "C" int scipy_openblas_get_num_threads(void);
+extern "C" void scipy_openblas_set_num_threads(int);
+
+namespace {
+
+// BLAS on one thread while members run on the pool's threads (as SerialBlas in
+// mlp.cpp): below 2^18 multiply-adds OpenBLAS does not thread a product
+// anyway, this only makes sure its pool never competes with ours.
+struct OneThreadBlas {
+  int prev;
+  OneThreadBlas() : prev(scipy_openblas_get_num_threads()) {
+    if (prev != 1) scipy_openblas_set_num_threads(1);
+  }
+  ~OneThreadBlas() {
+    if (prev != 1) scipy_openblas_set_num_threads(prev);
+  }
+  OneThreadBlas(const OneThreadBlas&) = delete;
+  OneThreadBlas& operator=(const OneThreadBlas&) = delete;
+};
+
+}  // namespace
+
+// Scratch of one group of members (all of them, or one member on a worker thread).
 template <typename T>
 struct GroupWork {
-  std::vector<T> gF, gx, xa;
+  std::vector<T> xb, yb, wb, gF, gx, xa;
+  std::vector<double> prior_part;
   mlp::Trace<T> tr;
 };
 
 template <typename T>
 int64_t ensemble_epoch(const EnsembleConfig& cfg, int64_t M, T* state, T* m, T* v, int64_t step, const T* X,
-                       const T* y, int64_t N, const int64_t* perms, int64_t n_perm, const T* weights, T* stats) {
+                       const T* y, int64_t N, const int64_t* perms, int64_t n_epochs, int64_t n_perm,
+                       const T* weights, T* stats) {
   const mlp::Layout& L = cfg.net.layout;
   const int64_t P = L.n_params, D = L.d_input(), K = L.d_output();
   const int64_t Dy = mlp::target_dim(cfg.lik, K);
   const int64_t n_state = P + Dy;
   const int64_t Bmax = std::min(cfg.batch_size, N);
   const int64_t n_batches = (n_perm + Bmax - 1) / Bmax;
+  const int64_t total_batches = n_epochs * n_batches;
   const bool adv = !cfg.adv_eps.empty();
   const T wd = static_cast<T>(cfg.weight_decay);
-  // Networks whose products are all small run one member per worker thread:
-  // every product is then below OpenBLAS's own threading threshold (and
-  // gemm_batch's batched-call threshold, 2^18 multiply-adds), so each member's
-  // GEMMs run single-threaded in the worker that owns it and no BLAS pool is
-  // woken inside our parallel region. Only when a member's step is worth a
-  // thread hand-off (B P >= 2^17 multiply-adds forward): for 13-50-2 at batch 32
-  // (B P = 24k) waking a worker every step cost more than it saved (kernel 0.29
-  // ms per epoch on one thread, 0.35-1.1 ms on two on the shared 2-core
-  // machine). The members' arithmetic is the same as in one S = M pass
-  // (gemm_batch loops over samples below that threshold), so results do not
-  // depend on the path.
+  // Three schedules, the same numbers (members never interact; gemm_batch
+  // loops over samples below its 2^18 threshold, so one S = M pass does each
+  // member's arithmetic as a lone pass would; tested for 1-3 threads):
+  //  - big: some product of a step has >= 2^18 multiply-adds. Member after
+  //    member, each GEMM threaded by OpenBLAS (one S = M pass goes through
+  //    ?gemm_batch_strided there, measured 15% slower per epoch on
+  //    784-400-400-10 at batch 128, and its traces take M times the cache).
+  //  - per member: small products, several threads, and enough work in the
+  //    call. Each worker trains whole members through every minibatch of the
+  //    call (all its epochs), so the pool is woken once per call, not once per
+  //    step: per step, waking a worker cost more than it saved on 13-50-2 at
+  //    batch 32 (0.35-1.1 ms per epoch on two threads against 0.29 ms on one).
+  //  - else one S = M pass per minibatch on the calling thread.
   int64_t biggest = 0;
   for (int64_t l = 0; l < L.n_layers(); ++l) biggest = std::max(biggest, Bmax * L.d_in(l) * L.d_out(l));
   const bool big = biggest >= (int64_t(1) << 18);
-  const bool per_member = M > 1 && num_threads() > 1 && !big && Bmax * P >= (int64_t(1) << 17);
-  std::vector<T> xb, yb, wb, grad(M * n_state), grad_adv;
-  std::vector<double> nll_c(M), nll_a(M), prior_part;
+  const bool per_member =
+      M > 1 && num_threads() > 1 && !big && n_epochs * n_perm * P >= (int64_t(1) << 16);
+  std::vector<T> grad(M * n_state), grad_adv;
+  std::vector<double> nll_c(M), nll_a(M);
   if (adv) grad_adv.resize(M * n_state);
   std::vector<GroupWork<T>> work(per_member ? M : 1);
   const int64_t n_chunks = (P + kElementChunk - 1) / kElementChunk;
-  for (int64_t i = 0; i < n_batches; ++i) {
+
+  // Global minibatch g (epoch g / n_batches) for members [s0, s0 + S): gather
+  // their rows, forward, nll, backward (twice with adversarial training),
+  // weight decay and Adam at step `step + g + 1`, the stats of the batch.
+  // Member s's parameters are state + s * n_state.
+  const auto run_group = [&](int64_t g, int64_t s0, int64_t S, GroupWork<T>& w, bool parallel_update) {
+    const int64_t e = g / n_batches, i = g % n_batches;
     const int64_t start = i * Bmax;
     const int64_t B = std::min(Bmax, n_perm - start);
-    xb.resize(M * B * D);
-    yb.resize(M * B * Dy);
-    if (weights) wb.resize(M * B);
-    for (int64_t s = 0; s < M; ++s) {
-      const int64_t* rows = perms + s * n_perm + start;
-      gather_rows(X, D, rows, B, xb.data() + s * B * D);
-      gather_rows(y, Dy, rows, B, yb.data() + s * B * Dy);
+    w.xb.resize(S * B * D);
+    w.yb.resize(S * B * Dy);
+    if (weights) w.wb.resize(S * B);
+    for (int64_t s = 0; s < S; ++s) {
+      const int64_t* rows = perms + (e * M + s0 + s) * n_perm + start;
+      gather_rows(X, D, rows, B, w.xb.data() + s * B * D);
+      gather_rows(y, Dy, rows, B, w.yb.data() + s * B * Dy);
       if (weights)
-        for (int64_t r = 0; r < B; ++r) wb[s * B + r] = weights[rows[r]];
+        for (int64_t r = 0; r < B; ++r) w.wb[s * B + r] = weights[rows[r]];
     }
-    ++step;
     const T scale = static_cast<T>(static_cast<double>(N) / static_cast<double>(B));
-    const AdamCoeffs<T> k(cfg.adam, step);
-    prior_part.assign(M * n_chunks, 0.0);
+    const AdamCoeffs<T> k(cfg.adam, step + g + 1);
+    T* st = state + s0 * n_state;
+    T* gr = grad.data() + s0 * n_state;
+    const T* xs = w.xb.data();
+    const T* ys = w.yb.data();
+    const T* ws = weights ? w.wb.data() : nullptr;
+    w.gF.resize(S * B * K);
+    for (int64_t s = 0; s < S; ++s) std::fill(gr + s * n_state + P, gr + (s + 1) * n_state, T(0));
+    T* gn = cfg.learn_noise ? gr + P : nullptr;
+    mlp::forward<T>(L, cfg.net.act, st, S, n_state, xs, B, B * D, w.tr);
+    member_nll<T>(cfg, S, B, w.tr.output(), ys, ws, st, n_state, w.gF.data(), scale, gn, n_state, nll_c.data() + s0);
+    if (adv) w.gx.resize(S * B * D);
+    mlp::backward<T>(L, cfg.net.act, st, n_state, xs, B * D, w.tr, w.gF.data(), gr, n_state,
+                     adv ? w.gx.data() : nullptr);
+    if (adv) {
+      // x + eps sign(d loss / d x): the weights and N/B are positive, so the
+      // sign is that of the row's own nll gradient (0 where it vanishes).
+      w.xa.resize(S * B * D);
+      for (int64_t r = 0; r < S * B; ++r)
+        for (int64_t d = 0; d < D; ++d) {
+          const T gv = w.gx[r * D + d];
+          const T sg = static_cast<T>((gv > T(0)) - (gv < T(0)));
+          w.xa[r * D + d] = xs[r * D + d] + static_cast<T>(cfg.adv_eps[d]) * sg;
+        }
+      T* ga = grad_adv.data() + s0 * n_state;
+      mlp::forward<T>(L, cfg.net.act, st, S, n_state, w.xa.data(), B, B * D, w.tr);
+      member_nll<T>(cfg, S, B, w.tr.output(), ys, ws, st, n_state, w.gF.data(), scale, gn, n_state,
+                    nll_a.data() + s0);
+      mlp::backward<T>(L, cfg.net.act, st, n_state, w.xa.data(), B * D, w.tr, w.gF.data(), ga, n_state);
+      for (int64_t s = 0; s < S; ++s)
+        for (int64_t j = 0; j < P; ++j) gr[s * n_state + j] += ga[s * n_state + j];
+    }
+    // Weight decay, its energy and Adam in fixed chunks. Small members (one
+    // partial chunk each) stay on this thread: waking the pool every step
+    // cost more than the update itself (3x per epoch on 13-50-2).
+    w.prior_part.assign(S * n_chunks, 0.0);
     const auto update = [&](int64_t c) {
       const int64_t s = c / n_chunks, ci = c % n_chunks;
       const int64_t j0 = ci * kElementChunk, j1 = std::min(P, j0 + kElementChunk);
       const int64_t o = s * n_state + j0;
-      prior_part[c] = decay_and_adam<T>(state + o, m + o, v + o, grad.data() + o, j1 - j0, wd, k);
+      w.prior_part[c] = decay_and_adam<T>(st + o, m + s0 * n_state + o, v + s0 * n_state + o, gr + o, j1 - j0, wd, k);
     };
-    // Members [s0, s0 + S): forward, nll, backward (twice with adversarial
-    // training), weight decay and Adam. Member s's parameters are
-    // state + s * n_state, its inputs xb + s * B * D.
-    const auto run_group = [&](int64_t s0, int64_t S, GroupWork<T>& w, bool parallel_update) {
-      T* st = state + s0 * n_state;
-      T* g = grad.data() + s0 * n_state;
-      const T* xs = xb.data() + s0 * B * D;
-      const T* ys = yb.data() + s0 * B * Dy;
-      const T* ws = weights ? wb.data() + s0 * B : nullptr;
-      w.gF.resize(S * B * K);
-      for (int64_t s = 0; s < S; ++s) std::fill(g + s * n_state + P, g + (s + 1) * n_state, T(0));
-      T* gn = cfg.learn_noise ? g + P : nullptr;
-      mlp::forward<T>(L, cfg.net.act, st, S, n_state, xs, B, B * D, w.tr);
-      member_nll<T>(cfg, S, B, w.tr.output(), ys, ws, st, n_state, w.gF.data(), scale, gn, n_state, nll_c.data() + s0);
-      if (adv) w.gx.resize(S * B * D);
-      mlp::backward<T>(L, cfg.net.act, st, n_state, xs, B * D, w.tr, w.gF.data(), g, n_state,
-                       adv ? w.gx.data() : nullptr);
-      if (adv) {
-        // x + eps sign(d loss / d x): the weights and N/B are positive, so the
-        // sign is that of the row's own nll gradient (0 where it vanishes).
-        w.xa.resize(S * B * D);
-        for (int64_t r = 0; r < S * B; ++r)
-          for (int64_t d = 0; d < D; ++d) {
-            const T gv = w.gx[r * D + d];
-            const T sg = static_cast<T>((gv > T(0)) - (gv < T(0)));
-            w.xa[r * D + d] = xs[r * D + d] + static_cast<T>(cfg.adv_eps[d]) * sg;
-          }
-        T* ga = grad_adv.data() + s0 * n_state;
-        mlp::forward<T>(L, cfg.net.act, st, S, n_state, w.xa.data(), B, B * D, w.tr);
-        member_nll<T>(cfg, S, B, w.tr.output(), ys, ws, st, n_state, w.gF.data(), scale, gn, n_state,
-                      nll_a.data() + s0);
-        mlp::backward<T>(L, cfg.net.act, st, n_state, w.xa.data(), B * D, w.tr, w.gF.data(), ga, n_state);
-        for (int64_t s = 0; s < S; ++s)
-          for (int64_t j = 0; j < P; ++j) g[s * n_state + j] += ga[s * n_state + j];
-      }
-      // Weight decay, its energy and Adam in fixed chunks. Small members (one
-      // partial chunk each) stay on this thread: waking the pool every step
-      // cost more than the update itself (3x per epoch on 13-50-2).
-      if (parallel_update && S * P > kElementChunk) {
-        parallel_chunks(S * n_chunks, [&](int64_t c) { update(s0 * n_chunks + c); });
-      } else {
-        for (int64_t c = s0 * n_chunks; c < (s0 + S) * n_chunks; ++c) update(c);
-      }
-    };
-    if (per_member) {
-      parallel_chunks(M, [&](int64_t s) { run_group(s, 1, work[s], false); });
-    } else if (big) {
-      // Large products: member by member, each GEMM threaded by OpenBLAS. One
-      // S = M pass goes through ?gemm_batch_strided there, measured 15% slower
-      // per epoch on 784-400-400-10 at batch 128 (1 and 2 threads), and its
-      // traces take M times the cache.
-      for (int64_t s = 0; s < M; ++s) run_group(s, 1, work[0], true);
+    if (parallel_update && S * P > kElementChunk) {
+      parallel_chunks(S * n_chunks, update);
     } else {
-      run_group(0, M, work[0], true);
+      for (int64_t c = 0; c < S * n_chunks; ++c) update(c);
     }
-    for (int64_t s = 0; s < M; ++s) {
-      for (int64_t j = s * n_state + P; j < (s + 1) * n_state; ++j) k.update(state[j], grad[j], m[j], v[j]);
+    for (int64_t s = 0; s < S; ++s) {
+      const int64_t o = (s0 + s) * n_state;
+      for (int64_t j = o + P; j < o + n_state; ++j) k.update(state[j], grad[j], m[j], v[j]);
       double prior = 0.0;
-      for (int64_t ci = 0; ci < n_chunks; ++ci) prior += prior_part[s * n_chunks + ci];
-      const double data = nll_c[s] + (adv ? nll_a[s] : 0.0);
-      stats[(i * M + s) * 2] = static_cast<T>(nll_c[s]);
-      stats[(i * M + s) * 2 + 1] = static_cast<T>(double(scale) * data + prior);
+      for (int64_t ci = 0; ci < n_chunks; ++ci) prior += w.prior_part[s * n_chunks + ci];
+      const double data = nll_c[s0 + s] + (adv ? nll_a[s0 + s] : 0.0);
+      stats[(g * M + s0 + s) * 2] = static_cast<T>(nll_c[s0 + s]);
+      stats[(g * M + s0 + s) * 2 + 1] = static_cast<T>(double(scale) * data + prior);
     }
+  };
+  if (per_member) {
+    OneThreadBlas serial;
+    parallel_chunks(M, [&](int64_t s) {
+      for (int64_t g = 0; g < total_batches; ++g) run_group(g, s, 1, work[s], false);
+    });
+  } else if (big) {
+    for (int64_t g = 0; g < total_batches; ++g)
+      for (int64_t s = 0; s < M; ++s) run_group(g, s, 1, work[0], true);
+  } else {
+    for (int64_t g = 0; g < total_batches; ++g) run_group(g, 0, M, work[0], true);
   }
-  return step;
+  return step + total_batches;
+}
+
+namespace {
+
+// The stable argsort of u (N values in (0, 1)) into out: a stable counting sort
+// into 2^b >= N equal-width buckets, then an insertion sort that moves entries
+// only within their bucket (strict comparison, so equal values keep index
+// order). Expected O(N) for uniforms; 4x faster than std::stable_sort at N = 455.
+void argsort_unit(const double* u, int64_t N, int64_t* out, std::vector<int64_t>& count) {
+  int b = 0;
+  while ((int64_t(1) << b) < N && b < 30) ++b;
+  const int64_t nb = int64_t(1) << b;
+  const auto bucket = [&](double x) { return std::min<int64_t>(nb - 1, static_cast<int64_t>(x * double(nb))); };
+  count.assign(nb + 1, 0);
+  for (int64_t i = 0; i < N; ++i) ++count[bucket(u[i]) + 1];
+  for (int64_t j = 0; j < nb; ++j) count[j + 1] += count[j];
+  for (int64_t i = 0; i < N; ++i) out[count[bucket(u[i])]++] = i;
+  for (int64_t i = 1; i < N; ++i) {
+    const int64_t x = out[i];
+    const double ux = u[x];
+    int64_t j = i;
+    for (; j > 0 && u[out[j - 1]] > ux; --j) out[j] = out[j - 1];
+    out[j] = x;
+  }
+}
+
+}  // namespace
+
+void ensemble_orders(uint64_t seed, const uint64_t* streams, int64_t M, int64_t epoch0, int64_t n_epochs, int64_t N,
+                     int64_t* out) {
+  // Drawn here rather than in Python: argsort of M uniform vectors per epoch
+  // was most of the Python time per epoch of a small ensemble.
+  parallel_chunks(n_epochs * M, [&](int64_t c) {
+    const int64_t e = c / M, s = c % M;
+    thread_local std::vector<double> u;
+    thread_local std::vector<int64_t> count;
+    u.resize(N);
+    fill_uniform<double>(u.data(), N, seed, philox::fold_in(streams[s], static_cast<uint64_t>(epoch0 + e)), 0);
+    argsort_unit(u.data(), N, out + c * N, count);
+  });
 }
 
 template int64_t ensemble_epoch<float>(const EnsembleConfig&, int64_t, float*, float*, float*, int64_t, const float*,
-                                       const float*, int64_t, const int64_t*, int64_t, const float*, float*);
+                                       const float*, int64_t, const int64_t*, int64_t, int64_t, const float*, float*);
 template int64_t ensemble_epoch<double>(const EnsembleConfig&, int64_t, double*, double*, double*, int64_t,
-                                        const double*, const double*, int64_t, const int64_t*, int64_t,
+                                        const double*, const double*, int64_t, const int64_t*, int64_t, int64_t,
                                         const double*, double*);
 
 }  // namespace bayesgrad

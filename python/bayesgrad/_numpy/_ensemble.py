@@ -1,8 +1,8 @@
 """NumPy twin of the deep-ensemble epoch (cpp/src/ensemble.cpp,
 cpp/bindings/register_ensemble.cpp), re-exported by ``_numpy.optim``: M
 independent MAP trainings, looped over members here (the core runs them through
-the engine's S axis in one pass). No random draws: the members' minibatch
-orders come in ``perms``.
+the engine's S axis in one pass). The epoch draws nothing: the members'
+minibatch orders come in ``perms`` (``ensemble_orders`` draws them).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 from .._codes import Likelihood, from_int
 from . import mlp as _mlp
 
-__all__ = ["EnsembleConfig", "ensemble_epoch"]
+__all__ = ["EnsembleConfig", "ensemble_epoch", "ensemble_orders"]
 
 
 def _adam_default():
@@ -79,17 +79,28 @@ def _grads(c, L, theta, xb, yb, wb, log_noise, scale, want_x):
 
 
 def ensemble_epoch(config, state, m, v, step, X, y, perms, sample_weight=None):
-    """One epoch (or the slice of it that perms holds) of M independent MAP trainings with Adam: state, m, v (M, P +
-    Dy) are the members' [theta, log_noise] and moments, updated in place; perms (M, L) each member's minibatch
-    rows; sample_weight (N,) or None; returns (the new step count, stats (n_batches, M, 2): each batch's
-    weighted clean nll sum and its objective per member)."""
-    from .optim import adam_step, epoch_data
-    c = config
-    L = c.net.layout
+    """One epoch (or the slice of it that perms holds), or E whole epochs, of M independent MAP trainings with Adam:
+    state, m, v (M, P + Dy) are the members' [theta, log_noise] and moments, updated in place; perms (M, L) each
+    member's minibatch rows, or (E, M, L) those of E epochs run in order; sample_weight (N,) or None; returns (the
+    new step count, stats (E n_batches, M, 2): each batch's weighted clean nll sum and its objective per member)."""
     perms = np.asarray(perms)
-    if perms.ndim != 2 or perms.shape[0] < 1 or perms.shape[1] < 1:
-        raise ValueError("perms must have shape (M, L) with M, L >= 1")
-    M, n_perm = perms.shape
+    if perms.ndim not in (2, 3) or min(perms.shape) < 1:
+        raise ValueError("perms must have shape (M, L) or (E, M, L) with E, M, L >= 1")
+    if perms.ndim == 2:
+        return _epoch(config, state, m, v, step, X, y, perms, sample_weight)
+    _check(config, state, m, v, X, y, perms.reshape(perms.shape[1], -1), sample_weight)  # all before any work
+    parts = []
+    for p in perms:
+        step, stats = _epoch(config, state, m, v, step, X, y, p, sample_weight)
+        parts.append(stats)
+    return step, np.concatenate(parts)
+
+
+def _check(c, state, m, v, X, y, perms, sample_weight):
+    """Dy, N and the checked sample_weight (or None) of an epoch over perms (M, L)."""
+    from .optim import epoch_data
+    L = c.net.layout
+    M = perms.shape[0]
     Dy, N, _ = epoch_data(L, c.likelihood, X, y, perms.reshape(-1), c.batch_size)
     P = L.n_params
     for a, name in ((state, "state"), (m, "m"), (v, "v")):
@@ -101,6 +112,15 @@ def ensemble_epoch(config, state, m, v, step, X, y, perms, sample_weight=None):
             raise ValueError(f"sample_weight must have shape ({N},)")
         if not np.all(np.isfinite(sample_weight) & (sample_weight >= 0)):
             raise ValueError("sample_weight must be finite and >= 0")
+    return Dy, N, sample_weight
+
+
+def _epoch(c, state, m, v, step, X, y, perms, sample_weight):
+    from .optim import adam_step
+    L = c.net.layout
+    M, n_perm = perms.shape
+    Dy, N, sample_weight = _check(c, state, m, v, X, y, perms, sample_weight)
+    P = L.n_params
     dt = state.dtype
     B = min(int(c.batch_size), N)
     n_batches = -(-n_perm // B)
@@ -134,3 +154,29 @@ def ensemble_epoch(config, state, m, v, step, X, y, perms, sample_weight=None):
                 stats[i, s] = (nll_c, scale * data + prior)
                 adam_step(state[s], grad, m[s], v[s], step, c.adam)
     return step, stats
+
+
+def ensemble_orders(seed, streams, epoch0, out):
+    """The minibatch orders of E epochs for M members into out (E, M, N) int64: out[e, s] is the stable argsort of
+    the float64 uniforms 0..N-1 of (seed, fold_in(streams[s], epoch0 + e)), as _training.permutation draws them."""
+    from .random import fill_uniform, fold_in
+    streams = np.asarray(streams)
+    if streams.ndim != 1 or streams.shape[0] < 1:
+        raise ValueError("streams must have shape (M,) with M >= 1")
+    if streams.dtype.kind not in "ui" or np.any(streams.astype(np.uint64) >> np.uint64(63)):
+        raise ValueError("streams entries must be < 2**63")
+    if epoch0 < 0:
+        raise ValueError("epoch0 must be >= 0")
+    M = streams.shape[0]
+    if out.ndim != 3 or out.shape[0] < 1 or out.shape[1] != M or out.shape[2] < 1:
+        raise ValueError("out must have shape (E, M, N) with E, N >= 1 and M = len(streams)")
+    if out.dtype != np.int64:
+        raise TypeError("out must be an int64 array")
+    if not out.flags.writeable:
+        raise ValueError("out must be writeable")
+    E, _, N = out.shape
+    u = np.empty(N, dtype=np.float64)
+    for e in range(E):
+        for s in range(M):
+            fill_uniform(u, seed, fold_in(int(streams[s]), epoch0 + e), 0)
+            out[e, s] = np.argsort(u, kind="stable")

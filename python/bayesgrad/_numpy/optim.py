@@ -205,6 +205,6 @@ def map_epoch(config, state, m, v, step, X, y, perm, prior_prec, weights=None):
 
 
 # The deep-ensemble epoch lives in its own module (cpp/src/ensemble.cpp's twin).
-from ._ensemble import EnsembleConfig, ensemble_epoch  # noqa: E402
+from ._ensemble import EnsembleConfig, ensemble_epoch, ensemble_orders  # noqa: E402
 
-__all__ += ["EnsembleConfig", "ensemble_epoch"]
+__all__ += ["EnsembleConfig", "ensemble_epoch", "ensemble_orders"]
