@@ -160,7 +160,7 @@ def test_laplace_classifier_is_one_distribution():
 
 def test_laplace_defaults_follow_laplace_redux():
     """method="laplace" defaults: last layer, full for a small head (kron for a large one), prior
-    and σ on the marginal likelihood (with the head's mean at the evidence fixed point), MAP
+    and σ on the marginal likelihood (the head as Bayesian linear regression), MAP
     stopped early on a validation split. On one fold of
     load_diabetes (seed-fixed, loose bounds; bench/laplace_defaults.py measures 5-fold) the test
     log-likelihood is within 0.15 nats of BayesianRidge's and the RMSE within 12%."""
@@ -211,7 +211,7 @@ def test_laplace_default_is_calibrated_on_digits():
     assert 2e-3 <= mi <= 0.1
 
 
-def test_laplace_regression_default_is_the_evidence_fixed_point():
+def test_laplace_regression_default_is_bayesian_linear_regression_on_the_head():
     """laplace_prior="auto" for regression: the last layer's mean is the Bayesian linear
     regression posterior mean on the features, (ΦᵀΦ + σ² p0 I)⁻¹ Φᵀ y, at the evidence-optimal
     prior precision p0 and σ, and these are optimal at that mean (zero evidence gradient)."""

@@ -276,8 +276,8 @@ _PARAMS_DOC = """
         Prior precision (and noise σ for regression) fitted on the Laplace marginal
         likelihood, chosen on a grid by the NLL of the early-stopping validation rows, or
         kept at prior_precision. "auto": regression the marginal likelihood with the last
-        layer's mean at its evidence fixed point (Bayesian linear regression on the
-        features); classification the marginal likelihood's precision times 30 (the
+        layer as Bayesian linear regression on the features (its posterior mean, its
+        closed-form evidence); classification the marginal likelihood's precision times 30 (the
         evidence's own is underconfident on nearly separable data; see docs/design.md).
     mfvi_estimator : {"weight_space", "local_reparam", "flipout"}, default "weight_space"
         MFVI's gradient estimator: a weight sample per minibatch, the local
