@@ -383,11 +383,9 @@ def _last_layer_evidence_mode(la, mlp, theta, X, y, w, structure):
     """Gaussian likelihood, last layer: the posterior mean and the evidence-optimal prior
     precision and σ together. Given the features the last layer is Bayesian linear regression,
     whose evidence with the mean at its posterior mean (the ridge solution, not the
-    early-stopped weights, which are not its mode) has a closed form (MacKay 1992): maximised
-    over (log p0, log σ⁻²) from ``la``'s values, in the eigenbasis of ΦᵀΦ. Returns a Laplace
+    early-stopped weights, which are not its mode) has a closed form (MacKay 1992), maximised
+    from ``la``'s values in the eigenbasis of ΦᵀΦ. Returns a Laplace
     at that mean and those hyper-parameters (for a full head its evidence is this one)."""
-    import scipy.optimize as sopt
-
     from . import laplace
 
     Phi = la.model.features(X).astype(np.float64)
@@ -404,18 +402,20 @@ def _last_layer_evidence_mode(la, mlp, theta, X, y, w, structure):
     def mean_eig(alpha, beta):
         return beta * Ub / (alpha + beta * lam)[:, None]
 
-    def neg_evidence(x):
-        alpha, beta = np.exp(x)
-        d = alpha + beta * lam
+    # MacKay's updates, the evidence's stationarity conditions (as sklearn's BayesianRidge), run
+    # to round-off so that equivalent data (units, repeated rows) give the same answer
+    alpha, beta = float(la.prior_precision.mean()), la.sigma_noise ** -2
+    for _ in range(100_000):
         m = mean_eig(alpha, beta)
-        rss = yy - 2.0 * np.sum(m * Ub) + np.sum(lam[:, None] * m * m)
-        ev = (0.5 * O * (nw * (x[1] - np.log(2 * np.pi)) + P * x[0] - np.sum(np.log(d)))
-              - 0.5 * beta * rss - 0.5 * alpha * np.sum(m * m))
-        return -ev
-
-    x0 = np.log([float(la.prior_precision.mean()), la.sigma_noise ** -2])
-    res = sopt.minimize(neg_evidence, x0, method="L-BFGS-B", bounds=[(-30, 30)] * 2)
-    alpha, beta = np.exp(res.x)
+        gamma = O * float(np.sum(beta * lam / (alpha + beta * lam)))
+        rss = max(yy - 2.0 * float(np.sum(m * Ub)) + float(np.sum(lam[:, None] * m * m)), 1e-300)
+        # kept within the bounds the Laplace's own optimiser uses (e^±30)
+        a_new = min(max(gamma / max(float(np.sum(m * m)), 1e-300), 1e-13), 1e13)
+        b_new = min(max(max(O * nw - gamma, 1e-300) / rss, 1e-13), 1e13)
+        done = abs(a_new - alpha) <= 1e-13 * alpha and abs(b_new - beta) <= 1e-13 * beta
+        alpha, beta = a_new, b_new
+        if done:
+            break
     M = U @ mean_eig(alpha, beta)                    # (P, O): [Wᵀ; b]
     theta = theta.copy()
     theta[mlp.offsets[-1][0]:] = np.concatenate([M[:-1].T.ravel(), M[-1]]).astype(theta.dtype)
