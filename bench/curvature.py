@@ -22,7 +22,12 @@ Cases (float32, categorical likelihood, the same weights and data everywhere):
   curvature_predictive_native*.json (bayesgrad alone). With 2 threads the same
   diag call ran 0.035 s in some processes and 0.16-0.46 s in others under that
   load; 1 thread was stable (0.052-0.056 s). bench/predictive_memory.py checks
-  the peak memory at 10^5 test points.
+  the peak memory at 10^5 test points. ``cpu_time_s`` and
+  ``fraction_of_sgemm_rate_per_cpu_s`` (process CPU time, all threads, against sgemm's FLOPs
+  per CPU-second in the same run) are the figures the other tenants' load moves least.
+  Native rows only (laplace-torch absent): ``--tools native --cases pred_diag,pred_kron``;
+  recorded so (load 6-8) after the GLM kernel's row chunks moved onto the pool:
+  curvature_predictive_native.json (2 threads) and curvature_predictive_native_1thread.json.
 
 Every measurement runs in its own subprocess (``--worker``), so its peak RSS
 (VmHWM, read right after the fits and before the marginal likelihood) is the
@@ -56,6 +61,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import types
 
 import numpy as np
@@ -137,6 +143,23 @@ def timed(fn, reps, warmup=0):
     return t, ts, out[0]
 
 
+class ProcessCpu:
+    """Wraps ``fn`` to record each call's CPU time of the whole process (every thread:
+    bayesgrad's pool and OpenBLAS's), steadier than wall time on a shared machine."""
+
+    def __init__(self, fn):
+        self.fn, self.times = fn, []
+
+    def __call__(self):
+        c = time.process_time()
+        out = self.fn()
+        self.times.append(time.process_time() - c)
+        return out
+
+    def median(self, skip=0):
+        return float(np.median(self.times[skip:]))
+
+
 def worker_bayesgrad(job):
     import bayesgrad as bg
 
@@ -152,8 +175,9 @@ def worker_bayesgrad(job):
             Xp = Xt[:job["N_pred"]]
             base = rss_now()
             # warm: the first call factorises the posterior (and the full one its covariance)
-            t, ts, pred = timed(lambda: la.predict(Xp, link="probit"), reps, warmup=1)
-            res = {"probs": pred.probs}
+            call = ProcessCpu(lambda: la.predict(Xp, link="probit"))
+            t, ts, pred = timed(call, reps, warmup=1)
+            res = {"probs": pred.probs, "cpu_s": np.array(call.median(skip=1))}
         elif case == "glm_last_layer":
             la.fit(X, y)
             t, ts, pred = timed(lambda: la.predict(Xt, link="probit"), reps)
@@ -313,8 +337,10 @@ def worker_sgemm(job):
     for name, (m, k, n) in {"square_2048": (2048, 2048, 2048), "net_5120x400x400": (5120, 400, 400)}.items():
         A = rng.normal(size=(m, k)).astype(np.float32)
         B = rng.normal(size=(k, n)).astype(np.float32)
-        t, _, _ = timed(lambda: A @ B, 7, warmup=1)
+        call = ProcessCpu(lambda: A @ B)
+        t, _, _ = timed(call, 7, warmup=1)
         out[name] = 2.0 * m * k * n / t
+        out[name + "_per_cpu_s"] = 2.0 * m * k * n / call.median(skip=1)
     return out
 
 
@@ -341,9 +367,13 @@ def worker_main(spec):
     fn = {"bayesgrad": worker_bayesgrad, "backpack": worker_backpack, "laplace_torch": worker_laplace_torch}[job["tool"]]
     t, ts, base, res = fn(job)
     peak_fit = int(res.pop("peak"))
+    cpu = res.pop("cpu_s", None)
     np.savez(job["out"], **{k: np.asarray(v) for k, v in res.items()})
-    print(json.dumps({"time_s": t, "times_s": ts, "repeats": job["reps"], "peak_rss_bytes": peak_fit,
-                      "peak_rss_incl_lml_bytes": rss_peak(), "rss_before_fit_bytes": base}))
+    rec = {"time_s": t, "times_s": ts, "repeats": job["reps"], "peak_rss_bytes": peak_fit,
+           "peak_rss_incl_lml_bytes": rss_peak(), "rss_before_fit_bytes": base}
+    if cpu is not None:
+        rec["cpu_time_s"] = float(cpu)   # median process CPU time per call (all threads)
+    print(json.dumps(rec))
 
 
 # --------------------------------------------------------------------------- driver
@@ -396,7 +426,8 @@ def main():
         sg, _ = run_worker({"tool": "sgemm", "case": "rate", "N": N, "N_test": Nt, "reps": reps,
                             "threads": args.threads}, tmp)
         results["sgemm_flops_per_s"] = sg
-        rate = max(sg.values()) if "error" not in sg else None
+        rate = max(v for k, v in sg.items() if not k.endswith("_per_cpu_s")) if "error" not in sg else None
+        rate_cpu = max(v for k, v in sg.items() if k.endswith("_per_cpu_s")) if "error" not in sg else None
         print("sgemm", json.dumps(sg), flush=True)
         tools = {"diag": ["native", "numpy", "backpack", "laplace_torch"],
                  "kron": ["native", "numpy", "backpack", "laplace_torch"],
@@ -456,6 +487,11 @@ def main():
                         / nat["time_s"]
                     row["native_gflops"] = achieved / 1e9
                     row["fraction_of_sgemm_rate"] = achieved / rate
+                    if "cpu_time_s" in nat and rate_cpu:
+                        # FLOPs per CPU-second of the process against sgemm's, both summed over
+                        # threads: the share that the other tenants' load does not move much
+                        row["fraction_of_sgemm_rate_per_cpu_s"] = \
+                            results["flops_per_point"][case] * N_PRED / nat["cpu_time_s"] / rate_cpu
             results["cases"].append(row)
     results["load_average_after"] = load_average()
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)

@@ -492,6 +492,39 @@ def test_glm_fvar_kernel_against_dense_reference(structure, dtype, rng):
 
 @pytest.mark.single_backend
 @pytest.mark.skipif(not _backend.native_available(), reason="native core not built")
+@pytest.mark.parametrize("structure", ["diag", "kron"])
+def test_glm_fvar_native_chunks_do_not_depend_on_threads(structure, rng):
+    """The native GLM predictive runs its fixed row chunks on the thread pool (one-thread BLAS in
+    each) when there are several: the same bits on 1 and 3 threads, also with a partial last
+    chunk (n = 700 rows, chunks of 256)."""
+    import bayesgrad as bg
+    from bayesgrad import _core
+    from bayesgrad._codes import CurvatureStructure
+
+    net, theta, _ = _glm_problem(rng, np.float32, sizes=(5, 16, 8, 3), act="tanh")
+    X = rng.normal(size=(700, 5)).astype(np.float32)
+    rot, var, _ = _random_glm_factors(net, rng, structure)
+    cfg = _core.curvature.GlmConfig(net.net_config(_core), int(CurvatureStructure[structure]))
+    out = []
+    prev = bg.get_num_threads()
+    try:
+        for t in (1, 3):
+            bg.set_num_threads(t)
+            f, V = np.empty((700, 3), np.float32), np.empty((700, 3, 3), np.float32)
+            _core.curvature.mlp_glm_fvar(cfg, theta, X, rot.astype(np.float32), var.astype(np.float32), f, V)
+            out.append((f, V))
+    finally:
+        bg.set_num_threads(prev)
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    np.testing.assert_array_equal(out[0][1], out[1][1])
+    # each row from that row alone: the last rows computed on their own agree
+    f1, V1 = np.empty((3, 3), np.float32), np.empty((3, 3, 3), np.float32)
+    _core.curvature.mlp_glm_fvar(cfg, theta, X[-3:].copy(), rot.astype(np.float32), var.astype(np.float32), f1, V1)
+    np.testing.assert_allclose(V1, out[0][1][-3:], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.single_backend
+@pytest.mark.skipif(not _backend.native_available(), reason="native core not built")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_glm_kernels_native_numpy_parity(dtype, rng):
     """Native and NumPy GLM kernels agree within rounding, across the native kernel's internal

@@ -589,7 +589,8 @@ def build_parser():
                    help="Laplace: GLM link of the predictive (default probit)")
     f.add_argument("--laplace-prior", choices=LAPLACE_PRIORS, default=DEFAULTS["laplace_prior"],
                    help="Laplace: prior precision (and noise) by marginal likelihood, by a grid search on the "
-                   "early-stopping rows, or fixed (default marglik)")
+                   "early-stopping rows, or fixed; default auto: marginal likelihood (regression: the last "
+                   "layer as Bayesian linear regression; classification: its precision x30)")
     f.add_argument("--prior-precision", type=float, default=DEFAULTS["prior_precision"],
                    help=f"precision of the Gaussian prior on the weights (default {DEFAULTS['prior_precision']:g})")
     f.add_argument("--dropout-p", type=float, default=DEFAULTS["dropout_p"],

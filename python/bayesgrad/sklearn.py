@@ -12,7 +12,7 @@ pipelines, ``clone``, grid search):
   (``bayesgrad.nn.train_map``) followed by a last-layer Laplace approximation
   (Kronecker, full for small heads) with its prior precision and noise fitted on
   the marginal likelihood (``bayesgrad.laplace.Laplace``), as Laplace Redux
-  recommends; GLM predictive;
+  recommends (for classification sharpened, see ``laplace_prior``); GLM predictive;
 - ``"ensemble"``, ``"swag"``, ``"multiswag"``, ``"sghmc"``: deep ensembles,
   SWAG / MultiSWAG and SG-HMC, the last three from an early-stopped MAP solution.
 
@@ -272,10 +272,13 @@ _PARAMS_DOC = """
     laplace_link : {"probit", "mc", "bridge", "bridge_norm"}, default "probit"
         The GLM predictive's link (classification); predict_proba is the mean of the
         n_samples GLM samples, whose closed-form approximation the link gives.
-    laplace_prior : {"marglik", "gridsearch", "fixed"}, default "marglik"
+    laplace_prior : {"auto", "marglik", "gridsearch", "fixed"}, default "auto"
         Prior precision (and noise σ for regression) fitted on the Laplace marginal
         likelihood, chosen on a grid by the NLL of the early-stopping validation rows, or
-        kept at prior_precision.
+        kept at prior_precision. "auto": regression the marginal likelihood with the last
+        layer as Bayesian linear regression on the features (its posterior mean, its
+        closed-form evidence); classification the marginal likelihood's precision times 30 (the
+        evidence's own is underconfident on nearly separable data; see docs/design.md).
     mfvi_estimator : {"weight_space", "local_reparam", "flipout"}, default "weight_space"
         MFVI's gradient estimator: a weight sample per minibatch, the local
         reparameterisation trick (Kingma et al. 2015), or flipout.
