@@ -353,9 +353,11 @@ struct PrePass {
 // and per sample the draws eps_s (scratch), W_s = mu + sigma eps_s and
 // ed_s = eps_s d sigma / d rho: the gradient w.r.t. rho is then
 // sum_s gW_s ed_s + klscale kr, so that neither eps, sigma nor d sigma is
-// stored for the pass after the backward pass.
+// stored for the pass after the backward pass. W, ed and the gradients gW
+// are in the wide layout of vi_layers.hpp (first layer one GEMM for all S).
 template <typename T>
 struct FusedPre {
+  const mlp::Layout* L;
   int64_t P, S;
   const T *mu, *rho;
   T *W, *ed, *kr;
@@ -391,12 +393,16 @@ struct FusedPre {
     for (int64_t s = 0; s < S; ++s) {
       normal_piece<T>(e, static_cast<uint64_t>(s * P + j0), static_cast<uint64_t>(s * P + j1), 0, total, seed,
                       stream);
-      T* __restrict w = W + s * P + j0;
-      T* __restrict d = ed + s * P + j0;
-      for (int64_t j = 0; j < n; ++j) {
-        w[j] = m[j] + sg[j] * e[j];
-        d[j] = e[j] * ds[j];
-      }
+      vi_layers::for_blocks(*L, j0, j1, [&](int64_t a, int64_t b, int64_t seg, int64_t len) {
+        // W and ed in the wide layout (vi_layers.hpp); k indexes the chunk's scratch
+        T* __restrict w = W + (S * seg + s * len + (a - seg));
+        T* __restrict d = ed + (S * seg + s * len + (a - seg));
+        const int64_t k0 = a - j0;
+        for (int64_t k = 0; k < b - a; ++k) {
+          w[k] = m[k0 + k] + sg[k0 + k] * e[k0 + k];
+          d[k] = e[k0 + k] * ds[k0 + k];
+        }
+      });
     }
   }
 };
@@ -488,6 +494,7 @@ struct PostPass {
 template <typename T>
 struct FusedPost {
   int64_t P, S;
+  int64_t base, len;  // sample s of parameter j at base + s len + j (wide layout, the block being run)
   const T *gW, *ed, *kr;
   T *mu, *rho, *grad, *m, *v;
   T klscale, prior_prec;  // prior_prec = klscale / prior_sigma^2
@@ -510,16 +517,16 @@ struct FusedPost {
     const T* __restrict mj = mu + j0;
     const T* __restrict k0 = kr + j0;
     {
-      const T* __restrict g = gW + j0;
-      const T* __restrict d = ed + j0;
+      const T* __restrict g = gW + base + j0;
+      const T* __restrict d = ed + base + j0;
       for (int64_t k = 0; k < n; ++k) {
         gm[k] = g[k] + prior_prec * mj[k];
         gr[k] = g[k] * d[k] + klscale * k0[k];
       }
     }
     for (int64_t s = 1; s < S; ++s) {
-      const T* __restrict g = gW + s * P + j0;
-      const T* __restrict d = ed + s * P + j0;
+      const T* __restrict g = gW + base + s * len + j0;
+      const T* __restrict d = ed + base + s * len + j0;
       for (int64_t k = 0; k < n; ++k) {
         gm[k] += g[k];
         gr[k] += g[k] * d[k];
@@ -541,6 +548,7 @@ struct ViWork {
   std::vector<T> sigma, dsig, eps, gF, nlls, W, gW, gn, g2, kg, ed, kr;
   std::vector<double> kl_part;
   mlp::Trace<T> tr;
+  vi_layers::WideTrace<T> wt;
   Stoch<T> st;
 };
 
@@ -579,7 +587,7 @@ void vi_batch(const ViConfig& cfg, T* state, const T* xb, const T* yb, int64_t B
     w.ed.resize(S * P);
     w.kr.resize(P);
     w.kl_part.assign(n_chunks, 0.0);
-    const FusedPre<T> fp{P, S, mu, rho, W, w.ed.data(), w.kr.data(), inv_ps2, cfg.seed, stream_t};
+    const FusedPre<T> fp{&L, P, S, mu, rho, W, w.ed.data(), w.kr.data(), inv_ps2, cfg.seed, stream_t};
     parallel_chunks(n_chunks, [&](int64_t ci) {
       const int64_t j0 = ci * kElementChunk, j1 = std::min(P, j0 + kElementChunk);
       double quad = 0.0, logs = 0.0;
@@ -603,7 +611,16 @@ void vi_batch(const ViConfig& cfg, T* state, const T* xb, const T* yb, int64_t B
   const T gscale = static_cast<T>(scale_d / static_cast<double>(S));
   w.gF.resize(S * B * K);
   w.gn.assign(S * Dy, T(0));
-  if (weight_space) {
+  if (fused) {
+    w.gW.resize(S * P);
+    vi_layers::wide_forward<T>(L, cfg.net.act, W, S, xb, B, w.wt);
+    const T* out = w.wt.z.back().data();
+    if (wb)
+      weighted_nll<T>(cfg.lik, out, yb, S, B, K, log_noise, wb, w.nlls.data(), w.gF.data(), gscale, w.gn.data());
+    else
+      mlp::nll<T>(cfg.lik, out, yb, S, B, K, log_noise, w.nlls.data(), w.gF.data(), gscale, w.gn.data());
+    vi_layers::wide_backward<T>(L, cfg.net.act, W, S, xb, B, w.wt, w.gF.data(), w.gW.data());
+  } else if (weight_space) {
     w.gW.resize(S * P);
     mlp::forward<T>(L, cfg.net.act, W, S, P, xb, B, 0, w.tr);
     if (wb)
@@ -641,8 +658,13 @@ void vi_batch(const ViConfig& cfg, T* state, const T* xb, const T* yb, int64_t B
     fq.prior_prec = static_cast<T>(static_cast<double>(klscale) * inv_ps2);
     fq.adam = &adam;
     parallel_chunks(n_chunks, [&](int64_t ci) {
-      const int64_t j0 = ci * kElementChunk, j1 = std::min(P, j0 + kElementChunk);
-      for (int64_t j = j0; j < j1; j += kPostBlock) fq.block(j, std::min(j1, j + kPostBlock));
+      FusedPost<T> q = fq;
+      vi_layers::for_blocks(L, ci * kElementChunk, std::min(P, (ci + 1) * kElementChunk),
+                            [&](int64_t a, int64_t b, int64_t seg, int64_t len) {
+                              q.base = S * seg - seg;
+                              q.len = len;
+                              for (int64_t j = a; j < b; j += kPostBlock) q.block(j, std::min(b, j + kPostBlock));
+                            });
     });
   } else {
     if (!gauss_prior) {  // Monte Carlo KL of the scale mixture (its gradient into kg)

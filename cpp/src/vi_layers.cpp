@@ -187,6 +187,79 @@ void stoch_backward(const ViConfig& cfg, const T* mu, const T* sigma, const T* e
   }
 }
 
+template <typename T>
+void wide_forward(const mlp::Layout& L, mlp::Activation f, const T* W, int64_t S, const T* X, int64_t B,
+                  WideTrace<T>& tr) {
+  const int64_t nl = L.n_layers();
+  tr.z.resize(nl);
+  tr.a.resize(nl);
+  for (int64_t l = 0; l < nl; ++l) {
+    const int64_t din = L.d_in(l), dout = L.d_out(l);
+    const bool last = l + 1 == nl;
+    // input: X shared, or the layer below as (B, S din)
+    const T* A = l == 0 ? X : tr.a[l - 1].data();
+    const int64_t lda = l == 0 ? din : S * din, sa = l == 0 ? 0 : din;
+    // output: (S, B, dout) for the last layer, (B, S dout) below it
+    const int64_t ldc = last ? dout : S * dout, sc = last ? B * dout : dout;
+    std::vector<T>& z = tr.z[l];
+    z.resize(S * B * dout);
+    const T* Wl = W + S * L.w_off[l];
+    const T* bl = W + S * L.b_off[l];
+    for (int64_t s = 0; s < S; ++s)
+      for (int64_t b = 0; b < B; ++b) std::copy(bl + s * dout, bl + (s + 1) * dout, z.data() + s * sc + b * ldc);
+    if (l == 0 && !last)  // one GEMM for every sample: (B, din) x (S dout, din)^T
+      mlp::gemm_batch<T>(false, true, B, S * dout, din, X, din, 0, Wl, din, 0, T(1), z.data(), S * dout, 0, 1);
+    else
+      mlp::gemm_batch<T>(false, true, B, dout, din, A, lda, sa, Wl, din, dout * din, T(1), z.data(), ldc, sc, S);
+    if (last) break;
+    tr.a[l].resize(z.size());
+    mlp::act_array(f, z.data(), tr.a[l].data(), S * B * dout);
+  }
+}
+
+template <typename T>
+void wide_backward(const mlp::Layout& L, mlp::Activation f, const T* W, int64_t S, const T* X, int64_t B,
+                   WideTrace<T>& tr, T* G, T* gW) {
+  const int64_t nl = L.n_layers();
+  for (int64_t l = nl - 1; l >= 0; --l) {
+    const int64_t din = L.d_in(l), dout = L.d_out(l);
+    const bool last = l + 1 == nl;
+    const T* A = l == 0 ? X : tr.a[l - 1].data();
+    const int64_t lda = l == 0 ? din : S * din, sa = l == 0 ? 0 : din;
+    const int64_t ldg = last ? dout : S * dout, sg = last ? B * dout : dout;
+    T* gWl = gW + S * L.w_off[l];
+    if (l == 0 && !last)  // (S dout, B) x (B, din): every sample's first-layer gradient at once
+      mlp::gemm_batch<T>(true, false, S * dout, din, B, G, S * dout, 0, X, din, 0, T(0), gWl, din, 0, 1);
+    else
+      mlp::gemm_batch<T>(true, false, dout, din, B, G, ldg, sg, A, lda, sa, T(0), gWl, din, dout * din, S);
+    T* gb = gW + S * L.b_off[l];
+    std::fill(gb, gb + S * dout, T(0));
+    for (int64_t s = 0; s < S; ++s)
+      for (int64_t b = 0; b < B; ++b) {
+        const T* g = G + s * sg + b * ldg;
+        T* d = gb + s * dout;
+        for (int64_t j = 0; j < dout; ++j) d[j] += g[j];
+      }
+    if (l == 0) break;
+    // dA (B, S din) = G_s W_s per sample, then times the activation's derivative
+    tr.g_next.resize(S * B * din);
+    mlp::gemm_batch<T>(false, false, B, din, dout, G, ldg, sg, W + S * L.w_off[l], din, dout * din, T(0),
+                       tr.g_next.data(), S * din, din, S);
+    mlp::mul_act_deriv_array(f, tr.z[l - 1].data(), tr.a[l - 1].data(), tr.g_next.data(), S * B * din);
+    tr.g_cur.swap(tr.g_next);
+    G = tr.g_cur.data();
+  }
+}
+
+template void wide_forward<float>(const mlp::Layout&, mlp::Activation, const float*, int64_t, const float*, int64_t,
+                                  WideTrace<float>&);
+template void wide_forward<double>(const mlp::Layout&, mlp::Activation, const double*, int64_t, const double*,
+                                   int64_t, WideTrace<double>&);
+template void wide_backward<float>(const mlp::Layout&, mlp::Activation, const float*, int64_t, const float*, int64_t,
+                                   WideTrace<float>&, float*, float*);
+template void wide_backward<double>(const mlp::Layout&, mlp::Activation, const double*, int64_t, const double*,
+                                    int64_t, WideTrace<double>&, double*, double*);
+
 template void stoch_forward<float>(const ViConfig&, const float*, const float*, const float*, const float*, int64_t,
                                    uint64_t, Stoch<float>&);
 template void stoch_forward<double>(const ViConfig&, const double*, const double*, const double*, const double*,
