@@ -638,7 +638,7 @@ void vi_batch(const ViConfig& cfg, T* state, const T* xb, const T* yb, int64_t B
     else
       mlp::nll<T>(cfg.lik, w.st.z.back().data(), yb, S, B, K, log_noise, w.nlls.data(), w.gF.data(), gscale,
                   w.gn.data());
-    stoch_backward<T>(cfg, mu, sigma, eps, B, w.st, w.gF.data(), w.g2.data(), w.g2.data() + P);
+    stoch_backward<T>(cfg, mu, sigma, eps, xb, B, w.st, w.gF.data(), w.g2.data(), w.g2.data() + P);
   }
   const T klscale = static_cast<T>(scale_d * static_cast<double>(kl_weight));
   const AdamCoeffs<T> adam(cfg.adam, step < 1 ? 1 : step);

@@ -19,7 +19,7 @@ namespace vi_layers {
 template <typename T>
 struct Stoch {
   std::vector<std::vector<T>> in, z, aux1, aux2;  // per layer: input (S*B, d_in), pre-activation, extras
-  std::vector<T> tmp, tmp2, sq, pert, dA, Gbuf, dV, Gs, pa;  // scratch of one layer
+  std::vector<T> tmp, tmp2, sq, pert, dA, Gbuf, dV, Gs, pa, Gsum;  // scratch of one layer
 };
 
 // Forward through every layer for the rows xb (B, d_0), S = cfg.n_samples
@@ -29,10 +29,11 @@ template <typename T>
 void stoch_forward(const ViConfig& cfg, const T* mu, const T* sigma, const T* eps, const T* xb, int64_t B,
                    uint64_t stream_t, Stoch<T>& st);
 
-// G (S*B, d_L) = d objective / d output, destroyed. Writes gmu, gsigma (P).
+// G (S*B, d_L) = d objective / d output, destroyed; xb the forward's rows.
+// Writes gmu, gsigma (P).
 template <typename T>
-void stoch_backward(const ViConfig& cfg, const T* mu, const T* sigma, const T* eps, int64_t B, Stoch<T>& st, T* G0,
-                    T* gmu, T* gsigma);
+void stoch_backward(const ViConfig& cfg, const T* mu, const T* sigma, const T* eps, const T* xb, int64_t B,
+                    Stoch<T>& st, T* G0, T* gmu, T* gsigma);
 
 // Weight space with the S sampled weight vectors stored layer by layer
 // ("wide" layout): layer l's weights of every sample (S, d_out, d_in) from
