@@ -333,9 +333,12 @@ struct PrePass {
   void run_impl(int64_t j0, int64_t j1) const {
     Ops::softplus(rho + j0, sigma + j0, dsig + j0, j1 - j0);
     const uint64_t total = static_cast<uint64_t>(S_eps * P);
-    for (int64_t s = 0; s < S_eps; ++s)
-      normal_piece<T>(eps + s * P + j0, static_cast<uint64_t>(s * P + j0), static_cast<uint64_t>(s * P + j1), 0,
-                      total, seed, stream);
+    if (j0 == 0 && j1 == P)  // one chunk: the whole draw at once (no part-filled groups at sample boundaries)
+      normal_piece<T>(eps, 0, total, 0, total, seed, stream);
+    else
+      for (int64_t s = 0; s < S_eps; ++s)
+        normal_piece<T>(eps + s * P + j0, static_cast<uint64_t>(s * P + j0), static_cast<uint64_t>(s * P + j1), 0,
+                        total, seed, stream);
     const T* __restrict m = mu + j0;
     const T* __restrict sg = sigma + j0;
     for (int64_t s = 0; s < S; ++s) {
@@ -380,19 +383,25 @@ struct FusedPre {
   template <class Ops>
   void run_impl(int64_t j0, int64_t j1, double& quad, double& logs) const {
     const int64_t n = j1 - j0;
+    // Scratch of the chunk; with one chunk (small networks) the draws of every
+    // sample at once (no part-filled groups at sample boundaries).
+    const bool whole = j0 == 0 && j1 == P;
     static thread_local std::vector<T> scratch;
-    scratch.resize(3 * kElementChunk);
+    scratch.resize(2 * kElementChunk + (whole ? S * P : kElementChunk));
     T* __restrict sg = scratch.data();
     T* __restrict ds = sg + kElementChunk;
-    T* __restrict e = ds + kElementChunk;
+    T* __restrict e0 = ds + kElementChunk;
+    const uint64_t total = static_cast<uint64_t>(S * P);
+    if (whole) normal_piece<T>(e0, 0, total, 0, total, seed, stream);
     Ops::softplus(rho + j0, sg, ds, n);
     Ops::kl_sums(mu + j0, sg, n, quad, logs);
     Ops::kl_rho(sg, ds, inv_ps2, kr + j0, n);
     const T* __restrict m = mu + j0;
-    const uint64_t total = static_cast<uint64_t>(S * P);
     for (int64_t s = 0; s < S; ++s) {
-      normal_piece<T>(e, static_cast<uint64_t>(s * P + j0), static_cast<uint64_t>(s * P + j1), 0, total, seed,
-                      stream);
+      const T* __restrict e = whole ? e0 + s * P : e0;
+      if (!whole)
+        normal_piece<T>(e0, static_cast<uint64_t>(s * P + j0), static_cast<uint64_t>(s * P + j1), 0, total, seed,
+                        stream);
       vi_layers::for_blocks(*L, j0, j1, [&](int64_t a, int64_t b, int64_t seg, int64_t len) {
         // W and ed in the wide layout (vi_layers.hpp); k indexes the chunk's scratch
         T* __restrict w = W + (S * seg + s * len + (a - seg));
