@@ -119,6 +119,13 @@ struct ScalarOps {
   static void adam(T* p, const T* g, T* m, T* v, int64_t n, const AdamCoeffs<T>& a) {
     for (int64_t k = 0; k < n; ++k) a.update(p[k], g[k], m[k], v[k]);
   }
+  // kl_sums and kl_rho in one pass (FusedPre).
+  template <typename T>
+  static void kl_pass(const T* mu, const T* sigma, const T* dsig, double inv_ps2, T* kr, int64_t n, double& quad,
+                      double& logs) {
+    kl_sums(mu, sigma, n, quad, logs);
+    kl_rho(sigma, dsig, inv_ps2, kr, n);
+  }
 };
 
 #if BG_HAVE_X86
@@ -274,6 +281,45 @@ struct Avx2Ops {
   BG_AVX2 static void kl_rho(const double* sigma, const double* dsig, double inv_ps2, double* out, int64_t n) {
     ScalarOps::kl_rho(sigma, dsig, inv_ps2, out, n);
   }
+  // float kl_sums and kl_rho in one loop over sigma (the squares summed in
+  // float per element, then in double lanes).
+  BG_AVX2 static void kl_pass(const float* mu, const float* sigma, const float* dsig, double inv_ps2, float* kr,
+                              int64_t n, double& quad, double& logs) {
+    __m256d q = _mm256_setzero_pd();
+    const __m256 lo = _mm256_set1_ps(1.17549435e-38f), hi = _mm256_set1_ps(3.40282347e+38f);
+    const __m256 c = _mm256_set1_ps(static_cast<float>(inv_ps2));
+    const __m256i mant = _mm256_set1_epi32(0x007fffff), one_bits = _mm256_set1_epi32(0x3f800000);
+    __m256d p0 = _mm256_set1_pd(1.0), p1 = _mm256_set1_pd(1.0);
+    __m256i esum = _mm256_setzero_si256();
+    int64_t cnt = 0, k = 0;
+    for (; k + 8 <= n; k += 8) {
+      const __m256 s = _mm256_loadu_ps(sigma + k);
+      const __m256 bad = _mm256_or_ps(_mm256_cmp_ps(s, lo, _CMP_NGE_UQ), _mm256_cmp_ps(s, hi, _CMP_GT_OQ));
+      if (_mm256_movemask_ps(bad)) {
+        ScalarOps::kl_pass(mu + k, sigma + k, dsig + k, inv_ps2, kr + k, 8, quad, logs);
+        continue;
+      }
+      _mm256_storeu_ps(kr + k, _mm256_mul_ps(_mm256_fmsub_ps(s, c, rcp_nr(s)), _mm256_loadu_ps(dsig + k)));
+      const __m256i bits = _mm256_castps_si256(s);
+      esum = _mm256_add_epi32(esum, _mm256_srli_epi32(bits, 23));
+      const __m256 m = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(bits, mant), one_bits));
+      p0 = _mm256_mul_pd(p0, _mm256_cvtps_pd(_mm256_castps256_ps128(m)));
+      p1 = _mm256_mul_pd(p1, _mm256_cvtps_pd(_mm256_extractf128_ps(m, 1)));
+      const __m256 mu8 = _mm256_loadu_ps(mu + k);
+      const __m256 q8 = _mm256_fmadd_ps(s, s, _mm256_mul_ps(mu8, mu8));
+      q = _mm256_add_pd(q, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(q8)),
+                                         _mm256_cvtps_pd(_mm256_extractf128_ps(q8, 1))));
+      if (++cnt == 64) flush_f32(p0, p1, esum, cnt, logs);
+    }
+    if (cnt) flush_f32(p0, p1, esum, cnt, logs);
+    quad += hsum(q);
+    ScalarOps::kl_pass(mu + k, sigma + k, dsig + k, inv_ps2, kr + k, n - k, quad, logs);
+  }
+  BG_AVX2 static void kl_pass(const double* mu, const double* sigma, const double* dsig, double inv_ps2, double* kr,
+                              int64_t n, double& quad, double& logs) {
+    kl_sums(mu, sigma, n, quad, logs);
+    kl_rho(sigma, dsig, inv_ps2, kr, n);
+  }
   // float Adam: AdamCoeffs::update with the division by rcp_nr.
   BG_AVX2 static void adam(float* p, const float* g, float* m, float* v, int64_t n, const AdamCoeffs<float>& a) {
     const __m256 b1 = _mm256_set1_ps(a.b1), c1 = _mm256_set1_ps(1.0f - a.b1), b2 = _mm256_set1_ps(a.b2),
@@ -394,8 +440,7 @@ struct FusedPre {
     const uint64_t total = static_cast<uint64_t>(S * P);
     if (whole) normal_piece<T>(e0, 0, total, 0, total, seed, stream);
     Ops::softplus(rho + j0, sg, ds, n);
-    Ops::kl_sums(mu + j0, sg, n, quad, logs);
-    Ops::kl_rho(sg, ds, inv_ps2, kr + j0, n);
+    Ops::kl_pass(mu + j0, sg, ds, inv_ps2, kr + j0, n, quad, logs);
     const T* __restrict m = mu + j0;
     for (int64_t s = 0; s < S; ++s) {
       const T* __restrict e = whole ? e0 + s * P : e0;
