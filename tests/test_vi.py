@@ -337,3 +337,65 @@ def test_native_gradient_matches_numpy_gaussian_prior(est, dtype, tol, rng):
     np.testing.assert_allclose(out["cpu"][1], out["numpy"][1], rtol=tol)
     g0, g1 = out["cpu"][0], out["numpy"][0]
     np.testing.assert_allclose(g0, g1, rtol=tol, atol=tol * np.max(np.abs(g1)))
+
+
+@pytest.mark.single_backend
+@pytest.mark.skipif(not _backend.native_available(), reason="needs the native core")
+@pytest.mark.parametrize("sizes", [(4, 9, 7, 3), (3, 2)])
+@pytest.mark.parametrize("est", list(ESTIMATORS))
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-4)])
+def test_samples_batched_layouts_match_numpy(sizes, est, dtype, tol, rng):
+    """S = 3 samples through the batched layouts: weight space with the Gaussian
+    prior keeps the sampled weights layer by layer (the first layer one GEMM for
+    every sample, hidden layers (B, S d) wide), the local reparameterisation and
+    Flipout share the first layer's mean (and variance) GEMM over the B rows;
+    one hidden layer between two others, and a network of one layer only,
+    against the twin's sample-by-sample reference, gradient and three Adam steps."""
+    m = MLP(list(sizes), "tanh")
+    X = rng.normal(size=(7, sizes[0])).astype(dtype)
+    y = rng.normal(size=(7, sizes[-1])).astype(dtype)
+    state = _wide_state(m, sizes[-1], rng, dtype)
+    out = {}
+    for b in ("cpu", "numpy"):
+        with bg.use_backend(b):
+            k = _backend.kernels()
+            g = np.empty_like(state)
+            st = k.vi.vi_grad(vi_config(k, m, "gaussian", est, "gaussian", 3), state, X, y, 3, 0.7, g)
+            s2 = state.copy()
+            mv = [np.zeros_like(s2), np.zeros_like(s2)]
+            cfg = vi_config(k, m, "gaussian", est, "gaussian", 3, batch_size=3, lr=1e-2)
+            _, stats = k.vi.vi_epoch(cfg, s2, mv[0], mv[1], 0, X[:6], y[:6], np.arange(6, dtype=np.int64),
+                                     np.full(2, 0.5, dtype))
+            out[b] = (g, st, s2, stats)
+    for a, r in zip(out["cpu"], out["numpy"]):
+        np.testing.assert_allclose(a, r, rtol=tol, atol=tol * np.max(np.abs(r)))
+
+
+@pytest.mark.single_backend
+@pytest.mark.skipif(not _backend.native_available(), reason="needs the native core")
+@pytest.mark.parametrize("est", list(ESTIMATORS))
+def test_vi_epoch_same_for_any_thread_count(est, rng):
+    """The fused passes run in fixed chunks and draw their normals chunk by chunk
+    (P > 2 chunks here, S = 2, P odd so that sample 1's draws start mid-group):
+    identical states and statistics at 1, 2 and 3 threads."""
+    core = _backend._core
+    m = MLP([41, 400, 83], "relu")  # P = 50 283: four element chunks
+    X = rng.normal(size=(12, 41)).astype(np.float32)
+    y = rng.normal(size=(12, 83)).astype(np.float32)
+    state0 = _wide_state(m, 83, rng, np.float32)
+    prev = bg.get_num_threads()
+    outs = []
+    try:
+        for t in (1, 2, 3):
+            bg.set_num_threads(t)
+            s2 = state0.copy()
+            mv = [np.zeros_like(s2), np.zeros_like(s2)]
+            cfg = vi_config(core, m, "gaussian", est, "gaussian", 2, batch_size=6, lr=1e-2)
+            _, stats = core.vi.vi_epoch(cfg, s2, mv[0], mv[1], 0, X, y, np.arange(12, dtype=np.int64),
+                                        np.full(2, 0.5, np.float32))
+            outs.append((s2, mv[0], mv[1], stats))
+    finally:
+        bg.set_num_threads(prev)
+    for o in outs[1:]:
+        for a, b in zip(o, outs[0]):
+            np.testing.assert_array_equal(a, b)

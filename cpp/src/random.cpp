@@ -7,6 +7,7 @@
 // only on the global element index, never on the thread count.
 #include "bayesgrad/random.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -268,7 +269,52 @@ void fill(T* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t offset) {
   scalar_piece(std::max(a, b), g1);
 }
 
+// Elements [lo, hi) of fill<T, K>(.., g1 - g0, .., g0)'s draw on the calling
+// thread: the same split into a scalar head, 16-block groups and a scalar tail
+// as fill makes for the whole draw [g0, g1), so every element takes the path
+// (and gets the value) it gets there. A group the piece covers only in part is
+// computed whole into a buffer.
+template <typename T, int K>
+void piece(T* out, uint64_t lo, uint64_t hi, uint64_t g0, uint64_t g1, uint64_t seed, uint64_t stream) {
+  if (!(g0 <= lo && lo <= hi && hi <= g1) || g1 == UINT64_MAX)
+    throw std::invalid_argument("piece: need g0 <= lo <= hi <= g1 < 2^64 - 1");
+  if (lo == hi) return;
+  constexpr uint64_t E = per_block<T>();
+  constexpr uint64_t G = 16 * E;
+  uint64_t a = g0 > UINT64_MAX - G ? g1 : (g0 + G - 1) / G * G, b = g1 / G * G;
+#if BG_HAVE_X86
+  const bool vec = use_avx2(), wide = use_avx512();
+#else
+  const bool vec = false;
+#endif
+  if (!vec || a >= b) { a = g1; b = g1; }
+  if (lo < a) scalar_range<T, K>(out, lo, std::min(hi, a), seed, stream);
+#if BG_HAVE_X86
+  const uint64_t m0 = std::max(lo, a), m1 = std::min(hi, b);
+  for (uint64_t g = m0; g < m1;) {
+    const uint64_t first = g / G * G, end = std::min(m1, first + G);
+    if (g == first && end == first + G) {
+      simd_group16<T>(out + (g - lo), seed, stream, first / E, K, wide);
+    } else {
+      alignas(64) T tmp[G];
+      simd_group16<T>(tmp, seed, stream, first / E, K, wide);
+      std::memcpy(out + (g - lo), tmp + (g - first), (end - g) * sizeof(T));
+    }
+    g = end;
+  }
+#endif
+  const uint64_t t0 = std::max(lo, b);
+  if (t0 < hi) scalar_range<T, K>(out + (t0 - lo), t0, hi, seed, stream);
+}
+
 }  // namespace
+
+template <typename T>
+void normal_piece(T* out, uint64_t lo, uint64_t hi, uint64_t g0, uint64_t g1, uint64_t seed, uint64_t stream) {
+  piece<T, kNormal>(out, lo, hi, g0, g1, seed, stream);
+}
+template void normal_piece<float>(float*, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t);
+template void normal_piece<double>(double*, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t);
 
 void philox_blocks(const uint32_t* ctr, int64_t n, const uint32_t key[2], uint32_t* out) {
   if (n < 0) throw std::invalid_argument("n must be >= 0");

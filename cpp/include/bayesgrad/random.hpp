@@ -16,6 +16,12 @@ void fill_uniform(T* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t of
 template <typename T>
 void fill_normal(T* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t offset);
 
+// Elements [lo, hi) of the draw fill_normal(.., g1 - g0, seed, stream, g0)
+// into out[0 .. hi - lo), the same values, on the calling thread (no pool):
+// for kernels that draw chunk by chunk inside their own parallel pass.
+template <typename T>
+void normal_piece(T* out, uint64_t lo, uint64_t hi, uint64_t g0, uint64_t g1, uint64_t seed, uint64_t stream);
+
 // Which instruction set the kernels dispatch to now ("avx512", "avx2+fma" or
 // "scalar"; kernels without an AVX-512 version take AVX2 under "avx512").
 const char* random_simd();
