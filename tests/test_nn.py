@@ -328,3 +328,21 @@ def test_predictive_classification(rng):
         p.var
     with pytest.raises(ValueError, match="labels"):
         p.log_likelihood([0, 1, 2, 3, 0, 1])
+
+
+def test_forward_into_out_buffer(rng):
+    mlp = bg.nn.MLP([3, 5, 2])
+    theta = mlp.init(seed=1)
+    X = rng.normal(size=(7, 3))
+    thetas = np.stack([theta, theta * 0.5])
+    out = np.full((2, 7, 2), np.nan)
+    res = mlp.forward(thetas, X, out=out)
+    assert res is out
+    np.testing.assert_array_equal(out, mlp.forward(thetas, X))
+    one = np.empty((7, 2))
+    assert mlp.forward(theta, X, out=one) is one
+    np.testing.assert_array_equal(one, mlp.forward(theta, X))
+    with pytest.raises(ValueError, match="out"):
+        mlp.forward(thetas, X, out=np.empty((2, 7, 3)))
+    with pytest.raises(ValueError, match="out"):
+        mlp.forward(thetas, X, out=np.empty((2, 7, 2), dtype=np.float32))

@@ -269,13 +269,15 @@ class MLP:
         return m
 
     # ------------------------------------------------------------ compute
-    def forward(self, theta, X, masks=None):
+    def forward(self, theta, X, masks=None, out=None):
         """Outputs (N, K) for theta (P,), or (S, N, K) for theta (S, P).
 
         ``masks`` (S, H) or (S, 1 or N, H): multipliers of the H hidden units
         (dropout masks already scaled by 1/(1-p)). theta (1, P) with S > 1 masks is
         one network under S masks (MC dropout): outputs (S, N, K), the first
-        layer's product formed once.
+        layer's product formed once. ``out``: a C-contiguous array of the outputs'
+        shape and theta's dtype to write them into (a caller reusing one buffer
+        over many calls saves an allocation per call).
         """
         t = self.check_params(theta)
         single = t.ndim == 1
@@ -284,10 +286,16 @@ class MLP:
         S, N = t2.shape[0], X.shape[0]
         if masks is not None and not single and S == 1 and np.ndim(masks) in (2, 3) and np.shape(masks)[0] > 1:
             S = np.shape(masks)[0]
-        out = np.empty((S, N, self.sizes[-1]), dtype=t.dtype)
+        shape = (S, N, self.sizes[-1])
+        if out is None:
+            out = np.empty(shape, dtype=t.dtype)
+        elif not (isinstance(out, np.ndarray) and out.dtype == t.dtype and out.flags.c_contiguous
+                  and out.flags.writeable and out.shape == (shape[1:] if single else shape)):
+            raise ValueError(f"out must be a writeable C-contiguous {np.dtype(t.dtype)} array of shape "
+                             f"{shape[1:] if single else shape}")
         k = _backend.kernels()
-        k.mlp.mlp_forward(self.net_config(k), t2, X, out, self._masks(masks, S, N, t.dtype))
-        return out[0] if single else out
+        k.mlp.mlp_forward(self.net_config(k), t2, X, out.reshape(shape), self._masks(masks, S, N, t.dtype))
+        return out[0] if single and out.ndim == 3 else out
 
     __call__ = forward
 
