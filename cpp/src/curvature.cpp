@@ -466,25 +466,6 @@ int64_t max_width(const mlp::Layout& L) {
   return w;
 }
 
-}  // namespace
-
-extern "C" int scipy_openblas_get_num_threads(void);
-extern "C" void scipy_openblas_set_num_threads(int);
-
-namespace {
-// BLAS on one thread for a scope whose GEMMs run on our pool's threads (restored after).
-struct OneThreadBlas {
-  int prev;
-  OneThreadBlas() : prev(scipy_openblas_get_num_threads()) {
-    if (prev != 1) scipy_openblas_set_num_threads(1);
-  }
-  ~OneThreadBlas() {
-    if (prev != 1) scipy_openblas_set_num_threads(prev);
-  }
-  OneThreadBlas(const OneThreadBlas&) = delete;
-  OneThreadBlas& operator=(const OneThreadBlas&) = delete;
-};
-
 // One chunk of mlp_glm_fvar: rows [s, s + m) of X, each row's f and fvar from that row alone.
 template <typename T>
 void glm_fvar_rows(const GlmConfig& c, const T* theta, const T* Xs, int64_t m, const T* rot, const T* var,
@@ -565,7 +546,7 @@ void mlp_glm_fvar(const GlmConfig& c, const T* theta, const T* X, int64_t n, con
   // Several chunks: each on one of our pool's threads with one-thread BLAS. Measured (784-400-400-10,
   // 1000 rows, 2 threads on 2 loaded cores): BLAS's own pool between these medium GEMMs took 4x
   // the CPU time of one thread (its workers spin between calls), the chunks in parallel do not.
-  OneThreadBlas one;
+  SerialBlas one;
   parallel_chunks(n_ch, chunk);
 }
 

@@ -92,28 +92,6 @@ double decay_and_adam(T* p, T* mm, T* vv, const T* g, int64_t n, T wd, const Ada
 
 }  // namespace
 
-extern "C" int scipy_openblas_get_num_threads(void);
-extern "C" void scipy_openblas_set_num_threads(int);
-
-namespace {
-
-// BLAS on one thread while members run on the pool's threads (as SerialBlas in
-// mlp.cpp): below 2^18 multiply-adds OpenBLAS does not thread a product
-// anyway, this only makes sure its pool never competes with ours.
-struct OneThreadBlas {
-  int prev;
-  OneThreadBlas() : prev(scipy_openblas_get_num_threads()) {
-    if (prev != 1) scipy_openblas_set_num_threads(1);
-  }
-  ~OneThreadBlas() {
-    if (prev != 1) scipy_openblas_set_num_threads(prev);
-  }
-  OneThreadBlas(const OneThreadBlas&) = delete;
-  OneThreadBlas& operator=(const OneThreadBlas&) = delete;
-};
-
-}  // namespace
-
 // Scratch of one group of members (all of them, or one member on a worker thread).
 template <typename T>
 struct GroupWork {
@@ -236,7 +214,7 @@ int64_t ensemble_epoch(const EnsembleConfig& cfg, int64_t M, T* state, T* m, T* 
     }
   };
   if (per_member) {
-    OneThreadBlas serial;
+    SerialBlas serial;
     parallel_chunks(M, [&](int64_t s) {
       for (int64_t g = 0; g < total_batches; ++g) run_group(g, s, 1, work[s], false);
     });

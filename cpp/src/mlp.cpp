@@ -236,25 +236,8 @@ void nll(Likelihood lik, const T* F, const T* y, int64_t S, int64_t N, int64_t K
 }
 
 // ---------------------------------------------------------------- outputs only
-namespace {
-extern "C" int scipy_openblas_get_num_threads(void);
-extern "C" void scipy_openblas_set_num_threads(int);
-
 // While tiles run on the pool's threads, each tile's GEMMs run on its own
-// thread: BLAS set to one thread for the region (its own pool would otherwise
-// compete with ours for the same cores), restored afterwards.
-struct SerialBlas {
-  int prev;
-  SerialBlas() : prev(scipy_openblas_get_num_threads()) {
-    if (prev != 1) scipy_openblas_set_num_threads(1);
-  }
-  ~SerialBlas() {
-    if (prev != 1) scipy_openblas_set_num_threads(prev);
-  }
-  SerialBlas(const SerialBlas&) = delete;
-  SerialBlas& operator=(const SerialBlas&) = delete;
-};
-}  // namespace
+// thread (SerialBlas, parallel.hpp).
 
 template <typename T>
 void forward_outputs(const Layout& L, Activation f, const T* params, int64_t S, int64_t p_stride, const T* X,

@@ -171,4 +171,15 @@ void parallel_chunks(int64_t n_chunks, const std::function<void(int64_t)>& body)
   if (job->err) std::rethrow_exception(job->err);
 }
 
+extern "C" int scipy_openblas_get_num_threads(void);
+extern "C" void scipy_openblas_set_num_threads(int);
+
+SerialBlas::SerialBlas() : prev_(scipy_openblas_get_num_threads()) {
+  if (prev_ != 1) scipy_openblas_set_num_threads(1);
+}
+
+SerialBlas::~SerialBlas() {
+  if (prev_ != 1) scipy_openblas_set_num_threads(prev_);
+}
+
 }  // namespace bayesgrad

@@ -16,4 +16,19 @@ void set_num_threads(int n);
 // rethrown (the first one) after every chunk has run.
 void parallel_chunks(int64_t n_chunks, const std::function<void(int64_t)>& body);
 
+// BLAS (scipy-openblas32) on one thread for the scope of an object, restored
+// after: for regions whose GEMMs run on this pool's threads, where BLAS's own
+// pool would compete with ours for the same cores (mlp forward tiles, the GLM
+// predictive's row chunks, ensemble members on worker threads).
+class SerialBlas {
+ public:
+  SerialBlas();
+  ~SerialBlas();
+  SerialBlas(const SerialBlas&) = delete;
+  SerialBlas& operator=(const SerialBlas&) = delete;
+
+ private:
+  int prev_;
+};
+
 }  // namespace bayesgrad
