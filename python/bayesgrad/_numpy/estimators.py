@@ -55,10 +55,9 @@ def column_mean_var(x, mean_out, var_out):
     _finish(x.astype(np.float64), mean_out, var_out, None)
 
 
-def score_accumulate(score, f, baseline, loo, mean_out, var_out, terms_out=None):
-    """Mean/var over samples of score (n, p) * (f - b) (n,), b = baseline, leave-one-out mean, or 0."""
-    score = _matrix(score, "score")
-    n, p = score.shape
+
+def _check_signal(f, baseline, loo, n):
+    """The checks of score-function kernels' f (n,), baseline (n,) or None, loo."""
     if f.shape != (n,):
         raise ValueError(f"f must have shape ({n},)")
     if baseline is not None and baseline.shape != (n,):
@@ -67,14 +66,22 @@ def score_accumulate(score, f, baseline, loo, mean_out, var_out, terms_out=None)
         raise ValueError("pass either baseline or loo=True, not both")
     if loo and n < 2:
         raise ValueError("a leave-one-out baseline needs n >= 2 samples")
-    _check_out(mean_out, var_out, terms_out, n, p, score.dtype)
+
+
+def _signal(f, baseline, loo):
+    """f - b in float64: b the leave-one-out mean of f, the baseline, or 0."""
     f64 = f.astype(np.float64)
     if loo:
-        r = f64 - (f64.sum() - f64) / (n - 1)
-    elif baseline is not None:
-        r = f64 - baseline.astype(np.float64)
-    else:
-        r = f64
+        return f64 - (f64.sum() - f64) / (f64.shape[0] - 1)
+    return f64 - baseline.astype(np.float64) if baseline is not None else f64
+
+def score_accumulate(score, f, baseline, loo, mean_out, var_out, terms_out=None):
+    """Mean/var over samples of score (n, p) * (f - b) (n,), b = baseline, leave-one-out mean, or 0."""
+    score = _matrix(score, "score")
+    n, p = score.shape
+    _check_signal(f, baseline, loo, n)
+    _check_out(mean_out, var_out, terms_out, n, p, score.dtype)
+    r = _signal(f, baseline, loo)
     _finish(score.astype(np.float64) * r[:, None], mean_out, var_out, terms_out)
 
 
@@ -131,22 +138,9 @@ def score_normal_accumulate(x, loc, scale, f, baseline, loo, mean_out, var_out, 
     n, p = x.shape
     _vec(loc, "loc", p)
     _vec(scale, "scale", p)
-    if f.shape != (n,):
-        raise ValueError(f"f must have shape ({n},)")
-    if baseline is not None and baseline.shape != (n,):
-        raise ValueError(f"baseline must have shape ({n},)")
-    if loo and baseline is not None:
-        raise ValueError("pass either baseline or loo=True, not both")
-    if loo and n < 2:
-        raise ValueError("a leave-one-out baseline needs n >= 2 samples")
+    _check_signal(f, baseline, loo, n)
     _check_pair_out(mean_out, var_out, terms_out, n, p, x.dtype)
-    f64 = f.astype(np.float64)
-    if loo:
-        r = f64 - (f64.sum() - f64) / (n - 1)
-    elif baseline is not None:
-        r = f64 - baseline.astype(np.float64)
-    else:
-        r = f64
+    r = _signal(f, baseline, loo)
     s = scale.astype(np.float64)
     z = (x.astype(np.float64) - loc.astype(np.float64)) / s
     # the scores as the distributions' kernel stores them (in the dtype of x), products in float64
