@@ -44,6 +44,29 @@ def test_decompose_matches_reference(rng, dtype, tol):
     assert np.all(d.epistemic >= 0) and np.all(d.aleatoric >= 0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("path", ["native", "avx2", "scalar"])
+def test_decompose_values_independent_of_row_layout(rng, dtype, path):
+    # N = 2500, C = 64: the kernel reads chunks of several L1 blocks; slices of 37 and 401 rows
+    # are one block each. Every point's values must be the same bits either way (pools scored
+    # block by block on Dask rely on it), and the normalisation check must still see a bad row.
+    lp = random_log_probs(rng, 3, 2500, 64, dtype=dtype)
+    run = (lambda f: f()) if path == "native" else (lambda f: on_simd_path(path, f))
+    whole = run(lambda: U.decompose(lp))
+    probs = run(lambda: U.mean_probs(lp))
+    for lo, hi in [(0, 37), (37, 438), (438, 2500)]:
+        part = run(lambda: U.decompose(lp[:, lo:hi]))
+        for a, b in zip(whole, part):
+            np.testing.assert_array_equal(a[lo:hi], b)
+        np.testing.assert_array_equal(probs[lo:hi], run(lambda: U.mean_probs(lp[:, lo:hi])))
+    ref = slow_decompose(lp[:, ::97])
+    np.testing.assert_allclose(whole.total[::97], ref[0], atol=1e-12 if dtype == np.float64 else 3e-5)
+    bad = lp.copy()
+    bad[2, 2345] += 0.1  # one row of one sample sums to e^0.1
+    with pytest.raises(ValueError, match="log_probs"):
+        run(lambda: U.decompose(bad))
+
+
 def test_decompose_closed_forms():
     # Two samples: one certain of class 0, one certain of class 1 -> total log 2,
     # aleatoric 0, epistemic log 2 (exact zeros as -inf).
