@@ -419,7 +419,9 @@ def test_early_stopping():
         kw = dict(method=method, hidden_layer_sizes=(32,), epochs=150, n_samples=5, random_state=0)
         es = BayesianMLPRegressor(n_iter_no_change=5, early_stopping=True, **kw).fit(X, y)
         auto = BayesianMLPRegressor(n_iter_no_change=5, **kw).fit(X, y)
-        assert (auto.n_iter_ == 150) == (method == "mfvi"), method  # "auto": on but for MFVI
+        assert auto.n_iter_ < 150, method  # "auto": on for every regressor
+        auto_clf = BayesianMLPClassifier(n_iter_no_change=5, **kw).fit(X, y > 0)
+        assert (auto_clf.n_iter_ == 150) == (method == "mfvi"), method  # ... and classifier but MFVI's
         assert es.n_iter_ < 150, method
         full = BayesianMLPRegressor(early_stopping=False, **kw).fit(X, y)
         assert full.n_iter_ == 150, method
@@ -479,3 +481,23 @@ def test_mfvi_and_dropout_options_reach_the_posterior():
     for bad in (dict(mfvi_estimator="reinforce"), dict(mfvi_prior="horseshoe")):
         with pytest.raises(ValueError, match=next(iter(bad))):
             BayesianMLPClassifier(**bad).fit(d.X, d.y)
+
+
+def test_input_scale_floor_for_near_constant_features():
+    # A feature that is 0 on all rows but one (sd 1/sqrt(N)) is divided by range / 8, not by its sd;
+    # Gaussian features keep their standard deviation; constant features get 1.
+    rng = np.random.default_rng(3)
+    N = 1000
+    X = np.column_stack([rng.normal(size=N) * 3.0, np.zeros(N), np.full(N, 2.0)])
+    X[7, 1] = 1.0
+    model = BayesianMLPRegressor(method="mc_dropout", hidden_layer_sizes=(4,), epochs=1, n_samples=2,
+                                 early_stopping=False, random_state=0).fit(X, rng.normal(size=N)).model_
+    np.testing.assert_allclose(model.x_scale, [X[:, 0].std(), 1.0 / 8.0, 1.0])
+    # zero-weight rows do not count in the range
+    Xw = X.copy()
+    Xw[9, 1] = 100.0
+    w = np.ones(N)
+    w[9] = 0.0
+    mw = BayesianMLPRegressor(method="mc_dropout", hidden_layer_sizes=(4,), epochs=1, n_samples=2,
+                              early_stopping=False, random_state=0).fit(Xw, rng.normal(size=N), sample_weight=w).model_
+    assert mw.x_scale[1] == pytest.approx(1.0 / 8.0)

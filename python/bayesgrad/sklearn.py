@@ -17,7 +17,7 @@ pipelines, ``clone``, grid search):
   SWAG / MultiSWAG and SG-HMC, the last three from an early-stopped MAP solution.
 
 As in ``MLPClassifier``: ``early_stopping`` (``"auto"``: on for every method but
-MFVI) holds out
+MFVI classification) holds out
 ``validation_fraction`` of the rows and stops after ``n_iter_no_change`` epochs
 without a fall of the validation NLL by more than ``tol`` nats per row, keeping
 the best epoch; ``fit(X, y, sample_weight=...)`` weights each row's likelihood
@@ -28,7 +28,9 @@ class still gives a probability column for it. ``set_output(transform="pandas")`
 (or ``sklearn.set_config(transform_output="pandas")``) makes ``predict_proba``
 and ``predict_uncertainty`` return DataFrames with named columns.
 
-Inputs are standardised inside ``fit`` (and regression targets too; predictions
+Inputs are standardised inside ``fit`` (each feature by its standard deviation, floored at
+an eighth of its training range so that a near-constant feature cannot turn a test value
+into an input of tens of standard deviations; regression targets too, and predictions
 come back in the original units). ``predict_uncertainty(X)`` gives the split of
 predictive uncertainty into total = aleatoric + epistemic: entropies in nats
 for classification (predictive entropy, expected entropy, mutual information),
@@ -289,8 +291,8 @@ _PARAMS_DOC = """
         Hold out ``validation_fraction`` of the rows and stop when their NLL has not
         fallen by more than ``tol`` nats per row for ``n_iter_no_change`` epochs; the
         best epoch's parameters are kept. "auto": on (when validation_fraction > 0) for every
-        method but "mfvi", whose KL term already regularises (measured:
-        bench/sklearn_defaults.py).
+        method but "mfvi" classification, whose KL term already regularises (measured:
+        bench/sklearn_defaults.py, bench/laplace_defaults.py).
     validation_fraction : float in [0, 1), default 0.1
         Share of the rows held out for early stopping (a Philox split of the seed).
     n_iter_no_change : int >= 1, default 20
