@@ -15,6 +15,17 @@ Gamma, D = 1000), unordered_set / reinforce_wor (a Categorical of 10 coordinates
 with 5 classes, n_samples / 4 sets of k = 4) and measure_valued for Gamma and
 Poisson (D = 100, n_samples / 10 draws: 2 to 4 D evaluations each); accumulation
 rows for the control-variate and VIMCO kernels.
+
+What each side runs: the same Python estimator code calling the active backend's
+kernels, "cpu" the native core and "numpy" the NumPy twins (bayesgrad._numpy). For
+measure_valued_poisson_D100 that is the Poisson sampler (native sample_poisson /
+the twin's vectorised inversion on the same Philox sub-stream words: identical
+draws) and the evaluation points (coordinate_points / NumPy repeat and scatter);
+f (sum of squares over 10^4 points of 100 coordinates) is NumPy on both. For
+relax_bernoulli_D100: the draws and relaxed-f passes (relax_bernoulli_* and
+concrete_bernoulli kernels / twins), the surrogate network's forward and VJP
+(mlp_forward / mlp_backward of the native engine / the twin's NumPy MLP, BLAS GEMMs
+on both), and NumPy glue on both.
 ``--toy`` instead measures the single-sample variance table of the REBAR/RELAX
 toy problem (Bernoulli, f(b) = (b - t)^2, t = 0.45 and 0.499) and writes
 bench/results/estimators_toy.json.
@@ -24,13 +35,13 @@ Every end-to-end row also records the calling thread's CPU time per backend
 steadier than wall time on a shared machine) and its ratio. The issue-16 rows
 record the shared part that no kernel can speed up: the time spent in the
 benchmark's own f and grad_f (and, for RELAX, in the surrogate network, a
-``bg.nn.MLP`` whose GEMMs are BLAS on both backends; for the Poisson row, in
-the Poisson sampler, SciPy's inverse CDF on both), the median over three
+``bg.nn.MLP`` whose GEMMs are BLAS on both backends), the median over three
 separate, untimed calls, with ``bound = numpy / shared(native)``: the largest ratio
 possible if the native estimator spent nothing outside that part.
 
 Writes bench/results/estimators.json (``--out`` for another name) and prints a table.
-Run: PYTHONPATH=python python bench/estimators.py [--repeats 15] [--threads 1]
+Run: PYTHONPATH=python python bench/estimators.py [--repeats 15] [--threads 1] [--rows relax,poisson]
+(``--rows``: only the end-to-end rows whose name contains one of the substrings).
 """
 from __future__ import annotations
 
