@@ -679,3 +679,138 @@ def test_kernels_validate_sizes():
             k.distributions.gammainc(np.ones(3), np.ones(2), np.empty(3))
         with pytest.raises((TypeError, ValueError)):
             k.distributions.sample_beta(np.empty(4, np.int64), np.ones(2), np.ones(2), 0, 0)
+
+
+# -------------------------------------------------------------- Poisson sampler
+# rates on both sides of the switch from inversion (rate < 10) to PTRS, and far into PTRS
+POISSON_RATES = np.array([0.05, 0.7, 3.0, 9.999, 10.0, 10.5, 37.0, 1000.0, 2.5e6])
+
+
+def _poisson_cells(lam, n_cells=30):
+    """Cells [lo_c, hi_c] of consecutive counts, about equiprobable, with their exact pmf mass."""
+    cuts = np.unique(stats.poisson.ppf(np.linspace(0, 1, n_cells + 1)[1:-1], lam).astype(np.int64))
+    hi = np.append(cuts, np.iinfo(np.int64).max)
+    lo = np.concatenate([[0], cuts + 1])
+    mass = np.diff(np.concatenate([[0.0], stats.poisson.cdf(cuts, lam), [1.0]]))
+    return lo, hi, mass
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_poisson_sampler_goodness_of_fit(dtype):
+    # chi-square against the exact pmf (scipy), cells merged to about 30 equiprobable runs of
+    # counts; each of the 9 rates rejects at p < 1e-4 (false alarm <= 9e-4 per call)
+    n = 20000
+    x = D.Poisson(POISSON_RATES.astype(dtype)).sample(n, seed=11, stream=5)
+    assert x.dtype == dtype and x.shape == (n, POISSON_RATES.size)
+    assert np.all(x >= 0) and np.all(x == np.round(x))
+    for j, lam in enumerate(POISSON_RATES.astype(dtype).astype(np.float64)):
+        col = x[:, j].astype(np.float64)
+        if lam >= 2 ** 24 / 8 and dtype == np.float32:
+            continue  # float32 rounds counts above 2^24; the float64 column checks the draws
+        lo, hi, mass = _poisson_cells(lam)
+        counts = np.array([np.count_nonzero((col >= a) & (col <= b)) for a, b in zip(lo, hi)])
+        assert counts.sum() == n
+        p = stats.chisquare(counts, n * mass).pvalue
+        assert p > P_REJECT, f"rate {lam}: chi-square p = {p:.2e}"
+
+
+def test_poisson_sampler_mean_and_variance():
+    # the first two moments at |z| > 5 (about 6e-7 per check, 18 checks): the variance's
+    # standard error from the fourth central moment lam (1 + 3 lam)
+    n = 40000
+    x = D.Poisson(POISSON_RATES).sample(n, seed=3).astype(np.float64)
+    for j, lam in enumerate(POISSON_RATES):
+        m, v = x[:, j].mean(), x[:, j].var(ddof=1)
+        assert abs(m - lam) < Z_REJECT * math.sqrt(lam / n), (lam, m)
+        se_v = math.sqrt((lam * (1 + 3 * lam) - lam * lam * (n - 3) / (n - 1)) / n)
+        assert abs(v - lam) < Z_REJECT * se_v, (lam, v)
+
+
+def test_poisson_word_layout_matches_documentation():
+    # inversion (rate < 10): the draw is the smallest x with u <= F(x), u from words 0, 1 of
+    # block 0 of the element's sub-stream: scipy's inverse CDF at that u
+    lam = 4.2
+    x = D.Poisson(np.array([lam])).sample(50, seed=42, stream=6)[:, 0]
+    for i in range(50):
+        w = twin_random.substream_blocks(42, 6, [i], 0)[0]
+        u = twin_random.u01_f64(w[0:1], w[1:2])[0]
+        assert x[i] == stats.poisson.ppf(u, lam)
+    # PTRS (rate >= 10): round 0 from block 0; a quickly accepted round gives k directly
+    lam = 250.0
+    x = D.Poisson(np.array([lam])).sample(50, seed=42, stream=6)[:, 0]
+    b = 0.931 + 2.53 * math.sqrt(lam)
+    a = -0.059 + 0.02483 * b
+    vr = 0.9277 - 3.6224 / (b - 2)
+    quick = 0
+    for i in range(50):
+        w = twin_random.substream_blocks(42, 6, [i], 0)[0]
+        U = twin_random.u01_f64(w[0:1], w[1:2])[0] - 0.5
+        V = twin_random.u01_f64(w[2:3], w[3:4])[0]
+        us = 0.5 - abs(U)
+        if us >= 0.07 and V <= vr:
+            quick += 1
+            assert x[i] == math.floor((2 * a / us + b) * U + lam + 0.43)
+    assert quick > 30  # about 88% of rounds are accepted without the log test
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_poisson_native_and_twin_draws_are_identical(dtype):
+    if len(BACKENDS) < 2:
+        pytest.skip("only one backend available")
+    # a (2, 5) batch broadcast from a (5,) row and a (2, 1) column: both algorithms in one call
+    rate = np.array([0.3, 2.0, 9.99, 10.0, 400.0], dtype) * np.array([[1.0], [3.0]], dtype)
+    d = D.Poisson(rate)
+    draws = {}
+    for be in ("cpu", "numpy"):
+        with bg.use_backend(be):
+            draws[be] = d.sample(3001, seed=77, stream=4)
+    np.testing.assert_array_equal(draws["cpu"], draws["numpy"])
+    # on every SIMD cap (the sampler is scalar code; the cap must not change a draw)
+    if _backend.native_available():
+        from helpers import on_simd_path
+        with bg.use_backend("cpu"):
+            for path in ("scalar", "avx2"):
+                np.testing.assert_array_equal(on_simd_path(path, lambda: d.sample(3001, seed=77, stream=4)),
+                                              draws["cpu"])
+
+
+@pytest.mark.single_backend
+def test_poisson_native_draws_do_not_depend_on_thread_count():
+    if not _backend.native_available():
+        pytest.skip("native core not built")
+    d = D.Poisson(np.array([0.5, 6.0, 80.0]))
+    before = bg.get_num_threads()
+    try:
+        with bg.use_backend("cpu"):
+            bg.set_num_threads(1)
+            a = d.sample(20011, seed=4)
+            bg.set_num_threads(2)
+            b = d.sample(20011, seed=4)
+            bg.set_num_threads(3)
+            c = d.sample(20011, seed=4)
+    finally:
+        bg.set_num_threads(before)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("rate", [-1.0, 0.0, np.nan, np.inf, 2e10])
+def test_poisson_bad_rate_raises_value_error_naming_it(rate):
+    with pytest.raises(ValueError, match="rate"):
+        D.Poisson(np.array([1.0, rate]))
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("rate", [-1.0, np.nan, np.inf, -np.inf, 2e10])
+def test_poisson_kernel_validates_rate(rate):
+    # the kernels check the rate themselves (before any draw) and accept rate 0 (all zeros)
+    for k in [twin] + ([_backend._core] if _backend.native_available() else []):
+        out = np.full(4, -1.0)
+        with pytest.raises(ValueError, match="rate must be finite"):
+            k.distributions.sample_poisson(out, np.array([1.0, rate]), 0, 0)
+        assert np.all(out == -1.0)
+        k.distributions.sample_poisson(out, np.array([0.0, 0.0]), 0, 0)
+        assert np.all(out == 0.0)
+        with pytest.raises(ValueError):
+            k.distributions.sample_poisson(np.empty(5), np.ones(2), 0, 0)

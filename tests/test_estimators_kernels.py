@@ -386,3 +386,24 @@ def test_normal_scores():
         res.append(out)
     if len(res) == 2:
         np.testing.assert_array_equal(res[0], res[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m, d", [(5, 7), (1, 1), (3, 200), (0, 4)])
+def test_coordinate_points(dtype, m, d):
+    # out[i, r, :] = x[i, :] with coordinate r replaced by values[i, r], rounded once to dtype
+    r = np.random.default_rng(3)
+    x, v = r.standard_normal((m, d)), r.standard_normal((m, d))
+    ref = np.repeat(x[:, None, :], d, axis=1)
+    ref[:, np.arange(d), np.arange(d)] = v
+    for mod in _modules():
+        out = np.full((m, d, d), np.nan, dtype)
+        mod.coordinate_points(x, v, out)
+        np.testing.assert_array_equal(out, ref.astype(dtype))
+        with pytest.raises(ValueError):
+            mod.coordinate_points(x, v[:, :0] if d else v, np.empty((m, d, d), dtype))
+        with pytest.raises(ValueError):
+            mod.coordinate_points(x, v, np.empty((m, d, d + 1), dtype))
+    if _backend.native_available():
+        with pytest.raises(TypeError):  # a wrong output dtype is an error, not a silent copy
+            _backend._core.estimators.coordinate_points(x, v, np.empty((m, d, d), np.int64))

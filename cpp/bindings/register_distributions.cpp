@@ -156,6 +156,24 @@ void bind_typed(py::module_& m) {
       py::arg("d_rate").noconvert(), "Gamma(alpha, rate) log p(x) and d/dalpha, d/drate for x (n, B).");
 }
 
+// Poisson: its own function so that the Gamma bindings above stay untouched.
+template <typename T>
+void bind_poisson(py::module_& m) {
+  m.def(
+      "sample_poisson",
+      [](out_array<T> out, in_array<T> rate, uint64_t seed, uint64_t stream) {
+        batch_of(out, rate, "out", "rate");
+        require_writeable(out, "out");
+        T* po = out.mutable_data();
+        const T* pr = rate.data();
+        const int64_t n = size_of(out), b = size_of(rate);
+        py::gil_scoped_release rel;
+        sample_poisson<T>(po, n, pr, b, seed, stream);
+      },
+      py::arg("out").noconvert(), py::arg("rate"), py::arg("seed"), py::arg("stream"),
+      "Poisson(rate) draws into out (n, B) from per-element sub-streams: inversion below rate 10, PTRS above.");
+}
+
 }  // namespace
 
 void register_distributions(py::module_& m) {
@@ -203,6 +221,8 @@ void register_distributions(py::module_& m) {
       "Implicit reparameterisation dX/da, dX/db = -(dI_x/da, dI_x/db)/p(x) of X ~ Beta(a, b).");
   bind_typed<float>(m);
   bind_typed<double>(m);
+  bind_poisson<float>(m);
+  bind_poisson<double>(m);
 }
 
 }  // namespace bayesgrad

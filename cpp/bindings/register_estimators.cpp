@@ -454,6 +454,30 @@ void bind_f64(py::module_& m) {
       "u (n, 1 + D m K) into conf (n, m, D) int64, log_prob and perturbed (n, m) (float64).");
 }
 
+// The measure-valued evaluation points: x, values (m, D) float64 in, out (m, D, D) of either dtype.
+template <typename T>
+void bind_points(py::module_& m) {
+  m.def(
+      "coordinate_points",
+      [](in_array<double> x, in_array<double> values, out_array<T> out) {
+        int64_t n, p;
+        matrix_shape(x, "x", n, p);
+        if (values.ndim() != 2 || values.shape(0) != n || values.shape(1) != p)
+          throw std::invalid_argument("values must have the shape of x");
+        require_writeable(out, "out");
+        if (out.ndim() != 3 || out.shape(0) != n || out.shape(1) != p || out.shape(2) != p)
+          throw std::invalid_argument("out must have shape (" + std::to_string(n) + ", " + std::to_string(p) +
+                                      ", " + std::to_string(p) + ")");
+        const double *px = x.data(), *pv = values.data();
+        T* po = out.mutable_data();
+        py::gil_scoped_release rel;
+        coordinate_points<T>(px, pv, n, p, po);
+      },
+      py::arg("x"), py::arg("values"), py::arg("out").noconvert(),
+      "Measure-valued evaluation points: out[i, d, :] = x[i, :] with coordinate d replaced by values[i, d]; "
+      "x, values (m, D) float64, out (m, D, D).");
+}
+
 }  // namespace
 
 void register_estimators(py::module_& m) {
@@ -461,6 +485,8 @@ void register_estimators(py::module_& m) {
   bind<float>(m);
   bind<double>(m);
   bind_f64(m);
+  bind_points<float>(m);
+  bind_points<double>(m);
 }
 
 }  // namespace bayesgrad

@@ -370,4 +370,29 @@ BG_INSTANTIATE(float)
 BG_INSTANTIATE(double)
 #undef BG_INSTANTIATE
 
+// ---------------------------------------------------------------- Poisson
+// (layout and algorithms in distributions.hpp; per element samplers::poisson_draw)
+template <typename T>
+void sample_poisson(T* out, int64_t n_total, const T* rate, int64_t batch, uint64_t seed, uint64_t stream) {
+  check_batch(n_total, batch);
+  std::vector<samplers::PoissonConsts> cs(static_cast<size_t>(batch));
+  for (int64_t j = 0; j < batch; ++j) {
+    const double lam = static_cast<double>(rate[j]);
+    if (!(lam >= 0.0 && lam <= samplers::kPoissonMaxRate))  // NaN fails too
+      throw std::invalid_argument("rate must be finite and in [0, 1e10]; index " + std::to_string(j) + " is not");
+    cs[static_cast<size_t>(j)] = samplers::poisson_consts(lam);
+  }
+  const uint64_t sub = stream | philox::kSubstreamBit;
+  chunked(n_total, kChunk, [&](int64_t lo, int64_t hi) {
+    int64_t j = lo % batch;
+    for (int64_t i = lo; i < hi; ++i) {
+      out[i] = static_cast<T>(samplers::poisson_draw(cs[static_cast<size_t>(j)], seed, sub, static_cast<uint64_t>(i)));
+      if (++j == batch) j = 0;
+    }
+  });
+}
+
+template void sample_poisson<float>(float*, int64_t, const float*, int64_t, uint64_t, uint64_t);
+template void sample_poisson<double>(double*, int64_t, const double*, int64_t, uint64_t, uint64_t);
+
 }  // namespace bayesgrad

@@ -819,4 +819,29 @@ void normal_scores(const double* x, const double* loc, const double* scale, int6
   });
 }
 
+// ---------------------------------------------------------------- measure-valued points
+// One pass writing the D copies of each row (replacing NumPy's repeat, fancy-index scatter
+// and dtype cast, three passes over the m D^2 points); parallel over whole rows of x.
+template <typename T>
+void coordinate_points(const double* x, const double* values, int64_t m, int64_t d, T* out) {
+  if (m <= 0 || d <= 0) return;
+  const int64_t per = std::max<int64_t>(1, (int64_t{1} << 15) / (d * d));  // rows of x per task
+  parallel_chunks((m + per - 1) / per, [&](int64_t c) {
+    const int64_t i1 = std::min(m, (c + 1) * per);
+    for (int64_t i = c * per; i < i1; ++i) {
+      const double* xi = x + i * d;
+      const double* vi = values + i * d;
+      T* block = out + i * d * d;
+      for (int64_t r = 0; r < d; ++r) {
+        T* row = block + r * d;
+        for (int64_t k = 0; k < d; ++k) row[k] = static_cast<T>(xi[k]);
+        row[r] = static_cast<T>(vi[r]);
+      }
+    }
+  });
+}
+
+template void coordinate_points<float>(const double*, const double*, int64_t, int64_t, float*);
+template void coordinate_points<double>(const double*, const double*, int64_t, int64_t, double*);
+
 }  // namespace bayesgrad

@@ -69,4 +69,22 @@ void gamma_log_prob(const T* x, int64_t n_total, const T* alpha, const T* rate, 
 // ln X of one unit-rate Gamma(alpha) draw: gamma element `element` (see above).
 double log_gamma_draw(double alpha, uint64_t seed, uint64_t stream, uint64_t element);
 
+// Poisson(rate) draws into out (n, B), rate (B,) finite, >= 0 and <= 1e10
+// (std::invalid_argument naming rate otherwise). Element i reads its own
+// sub-stream (stream | 2^63, blocks i * 2^16 + j), all arithmetic in double:
+// * rate < 10: inversion by sequential search from 0. u = u01_f64(w0, w1) of
+//   block 0; x = 0, p = F = exp(-rate); while u > F: x += 1, p *= rate / x,
+//   F += p (stopping early when p no longer changes F). About rate + 1 steps.
+// * rate >= 10: PTRS, the transformed rejection with squeeze of Hoermann
+//   (1993, Insurance Math. Econom. 12: 39-45). Round j reads block j:
+//   U = u01_f64(w0, w1) - 1/2, V = u01_f64(w2, w3), us = 1/2 - |U|,
+//   k = floor((2a / us + b) U + rate + 0.43); accept k at once when us >= 0.07
+//   and V <= vr, reject when k < 0 or (us < 0.013 and V > us), else accept
+//   when ln V + ln(1/alpha) - ln(a / us^2 + b) <= k ln rate - rate - ln k!
+//   (constants in samplers.hpp's PoissonConsts). Accepts >= 90% of rounds;
+//   capped at 2^16 rounds (returns floor(rate), never reached).
+// Counts are exact integers in double; float32 outputs round counts above 2^24.
+template <typename T>
+void sample_poisson(T* out, int64_t n_total, const T* rate, int64_t batch, uint64_t seed, uint64_t stream);
+
 }  // namespace bayesgrad

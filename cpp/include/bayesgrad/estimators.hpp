@@ -156,4 +156,10 @@ void categorical_set_terms(const int64_t* conf, const double* c, const double* p
 // (e^2 - 1) / scale), e = (x - loc) / scale (the distributions' formulas, without log p).
 void normal_scores(const double* x, const double* loc, const double* scale, int64_t n, int64_t p, double* out);
 
+// The evaluation points of a measure-valued gradient (estimators/generic.py): out[i, d, :] =
+// x[i, :] with coordinate d replaced by values[i, d], for x, values (m, D) float64 and out
+// (m, D, D) float32 or float64 (values rounded once, as NumPy's cast rounds them).
+template <typename T>
+void coordinate_points(const double* x, const double* values, int64_t m, int64_t d, T* out);
+
 }  // namespace bayesgrad

@@ -209,5 +209,84 @@ BG_HD double locscale_log_prob(codes::LocScaleFamily fam, double xi, double m, d
   return lp;
 }
 
+
+// ---------------------------------------------------------------- Poisson
+// Poisson(lam) draws (layout and algorithms in distributions.hpp): inversion by
+// sequential search from 0 below kPoissonPtrsMin, Hoermann's PTRS at and above it.
+constexpr double kPoissonPtrsMin = 10.0;
+// Rates above this are refused: PTRS's acceptance test forms k ln lam - lam - ln k!
+// in float64, whose rounding (about lam ln lam 2^-52) stays below 1e-4 only up to here.
+constexpr double kPoissonMaxRate = 1e10;
+// PTRS rounds per element: one block each, a whole sub-stream; the acceptance
+// rate is above 0.9 for lam >= 10, so the cap (which returns floor(lam)) is never met.
+constexpr uint32_t kPoissonMaxIter = 1u << 16;
+
+// The per-rate constants, computed once per batch element.
+struct PoissonConsts {
+  double lam;     // the rate
+  double p0;      // exp(-lam), P(X = 0): inversion's first term
+  double loglam;  // PTRS from here on (set only when lam >= kPoissonPtrsMin)
+  double b, a;    // the hat's b = 0.931 + 2.53 sqrt(lam), a = -0.059 + 0.02483 b
+  double lia;     // ln(1 / alpha) = ln(1.1239 + 1.1328 / (b - 3.4))
+  double vr;      // the quick-acceptance bound 0.9277 - 3.6224 / (b - 2)
+};
+
+BG_HD PoissonConsts poisson_consts(double lam) {
+  PoissonConsts c{lam, std::exp(-lam), 0.0, 0.0, 0.0, 0.0, 0.0};
+  if (lam >= kPoissonPtrsMin) {
+    c.loglam = std::log(lam);
+    c.b = 0.931 + 2.53 * std::sqrt(lam);
+    c.a = -0.059 + 0.02483 * c.b;
+    c.lia = std::log(1.1239 + 1.1328 / (c.b - 3.4));
+    c.vr = 0.9277 - 3.6224 / (c.b - 2.0);
+  }
+  return c;
+}
+
+// ln k! for an integral k >= 0 (lgamma_r on the host: glibc's lgamma writes the
+// global signgam, a data race between the pool's threads).
+BG_HD double log_factorial(double k) {
+#ifdef __CUDA_ARCH__
+  return lgamma(k + 1.0);
+#else
+  int sign;
+  return lgamma_r(k + 1.0, &sign);
+#endif
+}
+
+// One Poisson draw of element `element` of the sub-stream `sub` (= stream | 2^63).
+BG_HD double poisson_draw(const PoissonConsts& c, uint64_t seed, uint64_t sub, uint64_t element) {
+  const uint64_t base = element * philox::kSubstreamBlocks;
+  uint32_t w[4];
+  if (c.lam < kPoissonPtrsMin) {
+    // Inversion: the smallest x with u <= F(x), F summed term by term; a term
+    // too small to move F ends the search (u is then within rounding of 1).
+    philox::stream_block(seed, sub, base, w);
+    const double u = philox::u01_f64(w[0], w[1]);
+    double x = 0.0, p = c.p0, F = c.p0;
+    while (u > F) {
+      x += 1.0;
+      p *= c.lam / x;
+      const double Fn = F + p;
+      if (Fn == F) break;
+      F = Fn;
+    }
+    return x;
+  }
+  // PTRS (Hoermann 1993): round j reads block j, U = u01(w0, w1) - 1/2, V = u01(w2, w3).
+  for (uint32_t j = 0; j < kPoissonMaxIter; ++j) {
+    philox::stream_block(seed, sub, base + j, w);
+    const double U = philox::u01_f64(w[0], w[1]) - 0.5;
+    const double V = philox::u01_f64(w[2], w[3]);
+    const double us = 0.5 - std::fabs(U);
+    const double k = std::floor((2.0 * c.a / us + c.b) * U + c.lam + 0.43);
+    if (us >= 0.07 && V <= c.vr) return k;
+    if (k < 0.0 || (us < 0.013 && V > us)) continue;
+    const double lhs = std::log(V) + c.lia - std::log(c.a / (us * us) + c.b);
+    if (lhs <= -c.lam + k * c.loglam - log_factorial(k)) return k;
+  }
+  return std::floor(c.lam);
+}
+
 }  // namespace samplers
 }  // namespace bayesgrad

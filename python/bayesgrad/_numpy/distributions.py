@@ -21,6 +21,7 @@ __all__ = [
     "gamma_dx_da", "beta_dx_dab", "studentt_dt_ddf",
     "sample_locscale", "locscale_log_prob", "sample_gamma", "sample_beta", "sample_dirichlet",
     "gamma_log_prob",
+    "sample_poisson",
 ]
 
 _TWO_PI = 2.0 * np.pi
@@ -364,3 +365,87 @@ def gamma_log_prob(x, alpha, rate, logp, d_alpha, d_rate):
         logp.reshape(-1)[:] = np.where(pos, lp, edge).reshape(-1)
         d_alpha.reshape(-1)[:] = np.where(pos, lr + lx - sp.digamma(a), 0.0).reshape(-1)
         d_rate.reshape(-1)[:] = np.where(pos, a / r - xi, 0.0).reshape(-1)
+
+
+# --------------------------------------------------------------- Poisson
+# distributions.hpp documents the layout; samplers.hpp's poisson_draw is the scalar code
+# this vectorises (same words, same float64 operations in the same order).
+_POISSON_PTRS_MIN = 10.0
+_POISSON_MAX_RATE = 1e10
+_POISSON_MAX_ITER = SUBSTREAM_BLOCKS
+
+
+def _poisson_inversion(lam, elements, seed, stream):
+    """Sequential search from 0 for rates < 10: all elements step together while u > F."""
+    w = substream_blocks(seed, stream, elements, 0)
+    u = u01_f64(w[:, 0], w[:, 1])
+    p = np.exp(-lam)
+    F = p.copy()
+    x = np.zeros_like(lam)
+    act = np.nonzero(u > F)[0]
+    while act.size:
+        xa = x[act] + 1.0
+        x[act] = xa
+        pa = p[act] * (lam[act] / xa)
+        p[act] = pa
+        Fo = F[act]
+        Fn = Fo + pa
+        F[act] = Fn
+        act = act[(Fn != Fo) & (u[act] > Fn)]
+    return x
+
+
+def _poisson_ptrs(lam, elements, seed, stream):
+    """Hoermann's PTRS for rates >= 10, one block per round, over the pending elements."""
+    loglam = np.log(lam)
+    b = 0.931 + 2.53 * np.sqrt(lam)
+    a = -0.059 + 0.02483 * b
+    lia = np.log(1.1239 + 1.1328 / (b - 3.4))
+    vr = 0.9277 - 3.6224 / (b - 2.0)
+    res = np.empty_like(lam)
+    pending = np.arange(lam.size)
+    for j in range(_POISSON_MAX_ITER):
+        if pending.size == 0:
+            break
+        w = substream_blocks(seed, stream, elements[pending], j)
+        U = u01_f64(w[:, 0], w[:, 1]) - 0.5
+        V = u01_f64(w[:, 2], w[:, 3])
+        us = 0.5 - np.abs(U)
+        ap, bp, lp = a[pending], b[pending], lam[pending]
+        k = np.floor((2.0 * ap / us + bp) * U + lp + 0.43)
+        acc = (us >= 0.07) & (V <= vr[pending])
+        test = np.nonzero(~acc & (k >= 0.0) & ~((us < 0.013) & (V > us)))[0]
+        if test.size:
+            pt = pending[test]
+            ut, kt = us[test], k[test]
+            lhs = np.log(V[test]) + lia[pt] - np.log(ap[test] / (ut * ut) + bp[test])
+            acc[test] = lhs <= -lam[pt] + kt * loglam[pt] - sp.gammaln(kt + 1.0)
+        res[pending[acc]] = k[acc]
+        pending = pending[~acc]
+    res[pending] = np.floor(lam[pending])  # the documented cap (never reached in practice)
+    return res
+
+
+def sample_poisson(out, rate, seed, stream):
+    """Poisson(rate) draws into out (n, B) from per-element sub-streams: inversion below rate 10, PTRS above."""
+    _check_out(out)
+    nb = _batch(out.size, rate, "rate")
+    r = _f64(rate)
+    bad = ~((r >= 0.0) & (r <= _POISSON_MAX_RATE))
+    if bad.any():
+        j = int(np.argmax(bad))
+        raise ValueError(f"rate must be finite and in [0, 1e10]; index {j} is not")
+    flat = out.reshape(-1)
+    for lo, hi in _chunks(flat.size):
+        i = np.arange(lo, hi, dtype=np.uint64)
+        lam = r[np.arange(lo, hi) % nb]
+        x = np.empty(hi - lo)
+        small = lam < _POISSON_PTRS_MIN
+        if small.all():
+            x = _poisson_inversion(lam, i, seed, stream)
+        elif not small.any():
+            x = _poisson_ptrs(lam, i, seed, stream)
+        else:
+            x[small] = _poisson_inversion(lam[small], i[small], seed, stream)
+            x[~small] = _poisson_ptrs(lam[~small], i[~small], seed, stream)
+        flat[lo:hi] = x

@@ -15,7 +15,8 @@ __all__ = ["column_mean_var", "score_accumulate", "pathwise_accumulate", "contro
            "control_coefficient", "quadratic_values", "vimco_signal", "relax_bernoulli_draws",
            "relax_bernoulli_part", "concrete_bernoulli", "gumbel_beam_search", "pathwise_normal_accumulate",
            "score_normal_accumulate", "normal_multisample_terms", "gamma_weak_parts",
-           "set_order_probabilities", "categorical_set_terms", "normal_scores"]
+           "set_order_probabilities", "categorical_set_terms", "normal_scores",
+           "coordinate_points"]
 
 
 def _matrix(a, name):
@@ -517,3 +518,22 @@ def normal_scores(x, loc, scale, out):
     z = (x - loc) / scale
     out[0] = z / scale
     out[1] = (z * z - 1.0) / scale
+
+
+def coordinate_points(x, values, out):
+    """Measure-valued evaluation points: out[i, d, :] = x[i, :] with coordinate d replaced by values[i, d];
+    x, values (m, D) float64, out (m, D, D)."""
+    x = _matrix(np.asarray(x, dtype=np.float64), "x")
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape != x.shape:
+        raise ValueError("values must have the shape of x")
+    m, d = x.shape
+    if not isinstance(out, np.ndarray) or not out.flags.writeable:
+        raise ValueError("out must be writeable")
+    if out.shape != (m, d, d):
+        raise ValueError(f"out must have shape ({m}, {d}, {d})")
+    if out.dtype not in (np.float32, np.float64) or not out.flags.c_contiguous:
+        raise TypeError("out must be a C-contiguous float32 or float64 array")
+    out[...] = x[:, None, :]
+    idx = np.arange(d)
+    out[:, idx, idx] = values

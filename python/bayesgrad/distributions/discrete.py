@@ -14,6 +14,8 @@ from .. import random as _random
 from .._numerics import log_softmax, sigmoid, softplus
 from ._base import Distribution, lgamma
 
+_POISSON_MAX_RATE = 1e10  # the samplers' limit (cpp/include/bayesgrad/samplers.hpp kPoissonMaxRate)
+
 
 class _Logits(Distribution):
     """Families parameterised by ``logits`` or ``probs`` (exactly one)."""
@@ -287,14 +289,16 @@ class Categorical(_Logits):
 class Poisson(Distribution):
     """The Poisson distribution: counts x in {0, 1, 2, ...} (as the rate's float dtype).
 
-    ``sample``: the inverse CDF at the uniform of element i of the stream
-    (``scipy.stats.poisson.ppf``; there is no native kernel). ``score``:
+    ``sample``: the kernel ``sample_poisson`` (native, or its NumPy twin; the
+    same draws): element i reads its own Philox sub-stream, inversion by
+    sequential search for rates below 10 and Hoermann's PTRS rejection at and
+    above 10 (cpp/include/bayesgrad/distributions.hpp); rates up to 1e10. ``score``:
     d log p / d rate = x / rate - 1. No reparameterisation; ``measure_valued``
     uses its weak derivative (p(x - 1) - p(x): the sample shifted by one).
 
     Parameters
     ----------
-    rate : array_like of any shape (the ``batch_shape``), > 0, the mean count
+    rate : array_like of any shape (the ``batch_shape``), in (0, 1e10], the mean count
     """
 
     params = ("rate",)
@@ -303,6 +307,9 @@ class Poisson(Distribution):
     def __init__(self, rate):
         super().__init__(rate=rate)
         C.positive(self.rate, "rate")
+        if np.any(self.rate > _POISSON_MAX_RATE):
+            # the sampler's limit (distributions.hpp: PTRS's float64 log-pmf rounding)
+            raise ValueError(f"rate must be at most {_POISSON_MAX_RATE:g}")
 
     def sample(self, n, seed=0, stream=0, out=None):
         """Draw ``n`` samples from the Philox stream ``(seed, stream)``.
@@ -318,13 +325,10 @@ class Poisson(Distribution):
         -------
         ``(n, *batch_shape)`` array of counts, the rate's dtype
         """
-        from scipy import stats  # imported on first use: scipy.stats is slow to import
-
         out = self._out(n, out)
         seed, stream = self._seed_stream(seed, stream)
         if out.size:
-            u = _random.uniform(out.shape, seed=seed, stream=stream, dtype=np.float64)
-            out[...] = stats.poisson.ppf(u, np.broadcast_to(self.rate, self.batch_shape).astype(np.float64))
+            _backend.kernels().distributions.sample_poisson(out, self._flat(self.rate), seed, stream)
         return out
 
     def _xp(self, x):

@@ -19,7 +19,11 @@ from ..distributions._base import sum_to_shape
 from ._base import Estimate, collect, eval_f, eval_like, grads_from_terms, mean_stderr, outputs, setup
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-_MV_CHUNK = 1 << 22  # elements per batch of measure-valued evaluation points
+# Elements per batch of measure-valued evaluation points (256 KiB of float64): a batch and
+# f's temporaries then stay in a core's L2 and reuse freed memory. Measured for D = 100,
+# n = 100 (10^6 points, f = sum of squares): 0.75 ms per call at 2^15, 1.1 at 2^16, 1.45 at
+# 2^17, 2.2-3.7 at 2^18-2^20 (page faults and DRAM traffic), 1.1 at 2^14 (Python per batch).
+_MV_CHUNK = 1 << 15
 
 
 def _elementwise(dist):
@@ -272,22 +276,24 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
 # ---------------------------------------------------------------- measure-valued
 def _coordinate_differences(f, xf, fx, shape, dt, plus, minus):
     """(n, D) f(x with x_d = plus_d) - f(x with x_d = minus_d) for every coordinate d,
-    evaluated in chunks; ``None`` for plus or minus stands for x itself (f(x) = fx reused)."""
+    evaluated in chunks; ``None`` for plus or minus stands for x itself (f(x) = fx reused).
+    The points of a chunk, (parts, m, D, D) in the distribution's dtype, come from the kernel
+    ``coordinate_points`` (one pass per part); f sees them as (parts m D, *shape)."""
     n, D = xf.shape
     parts = [p for p in (plus, minus) if p is not None]
     rows = max(1, _MV_CHUNK // max(1, len(parts) * D * D))
     diff = np.empty((n, D))
-    idx = np.arange(D)
+    points = _backend.kernels().estimators.coordinate_points
     for i0 in range(0, n, rows):
         i1 = min(n, i0 + rows)
         m = i1 - i0
-        X = np.repeat(xf[i0:i1, None, :], len(parts) * D, axis=1)  # (m, parts * D, D)
+        X = np.empty((len(parts), m, D, D), dtype=dt)
         for j, p in enumerate(parts):
-            X[:, j * D + idx, idx] = p[i0:i1]
-        fv = eval_f(f, X.reshape((m * len(parts) * D,) + shape).astype(dt), np.float64).reshape(m, -1)
-        hi = fv[:, :D] if plus is not None else np.repeat(fx[i0:i1, None], D, axis=1)
-        lo = fv[:, -D:] if minus is not None else np.repeat(fx[i0:i1, None], D, axis=1)
-        diff[i0:i1] = hi - lo
+            points(xf[i0:i1], p[i0:i1], X[j])
+        fv = eval_f(f, X.reshape((len(parts) * m * D,) + shape), np.float64).reshape(len(parts), m, D)
+        hi = fv[0] if plus is not None else fx[i0:i1, None]
+        lo = fv[-1] if minus is not None else fx[i0:i1, None]
+        np.subtract(hi, lo, out=diff[i0:i1])
     return diff
 
 
@@ -376,21 +382,11 @@ def measure_valued(f, dist, n_samples, seed=0, stream=0, *, coupling=True, per_s
         zn = _random.normal((n, D), seed=seed, stream=_random.fold_in(stream, "mvd_normal"))
     pts = {"loc": (mu + sig * w, mu - sig * w2), "scale": (mu + sig * mx, mu + sig * zn)}
     weight = {"loc": _INV_SQRT_2PI / sig, "scale": 1.0 / sig}
-    xf = x.reshape(n, D)
-    rows = max(1, _MV_CHUNK // max(1, 2 * D * D))
+    xf = np.ascontiguousarray(x.reshape(n, D), dtype=np.float64)
     terms = {}
     for name in ("loc", "scale"):
         plus, minus = pts[name]
-        diff = np.empty((n, D))
-        for i0 in range(0, n, rows):
-            i1 = min(n, i0 + rows)
-            m = i1 - i0
-            X = np.repeat(xf[i0:i1, None, :], 2 * D, axis=1)  # (m, 2D, D)
-            idx = np.arange(D)
-            X[:, idx, idx] = plus[i0:i1]
-            X[:, D + idx, idx] = minus[i0:i1]
-            fv = eval_f(f, X.reshape((m * 2 * D,) + shape).astype(dt), np.float64).reshape(m, 2 * D)
-            diff[i0:i1] = fv[:, :D] - fv[:, D:]
+        diff = _coordinate_differences(f, xf, fx, shape, dt, plus, minus)
         per_coord = (diff * weight[name]).reshape((n,) + shape)
         terms[name] = sum_to_shape(per_coord, 1, dist._param_shapes[name])
     grad, stderr, per = grads_from_terms(dist, terms, n, per_sample)
