@@ -1,10 +1,10 @@
 // AVX-512 versions of the MFVI step's element-wise operations (internal to the
 // core, included by vi_passes.hpp): Avx512Ops, the policy of vi_ops.hpp on
-// 512-bit vectors, and for float the two fused passes of weight space with the
+// 512-bit vectors, and for float the fused passes of weight space with the
 // Gaussian prior written as single loops over 16 parameters at a time
-// (fused_pre_f32, fused_post_f32). Chosen at run time (simd::use_avx512());
-// the scalar libm path of vi_ops.hpp stays the reference they are tested
-// against. docs/design.md, "MFVI step".
+// (fused_pre_f32; fused_post_f32 for S = 1). Chosen at run time
+// (simd::use_avx512()); the scalar libm path of vi_ops.hpp stays the reference
+// they are tested against. docs/design.md, "MFVI step".
 #pragma once
 #include <cmath>
 #include <cstdint>
