@@ -229,10 +229,11 @@ struct Avx512Ops {
     kl_sums(mu, sigma, n, quad, logs);
     kl_rho(sigma, dsig, inv_ps2, kr, n);
   }
-  // Adam (AdamCoeffs::update) on 16 / 8 lanes; the division of the float
-  // version by rcp_nr (the pass is bound by memory; about 1 ulp). Full vectors
-  // use plain loads and stores (masked stores cost several times more on the
-  // AMD cores measured), the tail the masked versions.
+  // Adam (AdamCoeffs::update) on 16 / 8 lanes. float: the division by rcp_nr
+  // (about 1 ulp), plain loads and stores for full vectors and masked ones for
+  // the tail (a first version with masked loads and stores throughout and a
+  // true division took about twice the time in the S = 1 post-pass on the AMD
+  // core measured). double: a true division, masked lanes.
   template <bool Tail>
   BG_AVX512 static void adam16(float* p, __m512 g, float* m, float* v, __mmask16 live, const AdamCoeffs<float>& a) {
     const __m512 m0 = Tail ? _mm512_maskz_loadu_ps(live, m) : _mm512_loadu_ps(m);
@@ -331,10 +332,9 @@ struct Avx512Ops {
   // loop with the gradients in registers: gm = gW + prior_prec mu and gr = gW
   // ed + klscale kr, then either stored into gmu / grho or the Adam update of
   // mu (moments mm, vm) and rho (mr, vr). (For S > 1 the blocked pass of
-  // vi_passes.hpp, sums over samples first, was faster: one loop over all 2 S
-  // streams was measured slower at S = 10.) Full vectors use plain loads and
-  // stores, the tail masked ones (masked stores cost several times more on
-  // the AMD cores measured).
+  // vi_passes.hpp, sums over samples first: one loop over all 2 S streams was
+  // measured no faster at S = 10.) Full vectors use plain loads and stores,
+  // the tail masked ones (see adam16).
   BG_AVX512 static void fused_post_f32(const float* gW, const float* ed, const float* kr, float* mu, float* rho,
                                        float* gmu, float* grho, float* mm, float* vm, float* mr, float* vr,
                                        int64_t n, float klscale, float prior_prec, const AdamCoeffs<float>& a) {

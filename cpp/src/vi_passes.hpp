@@ -244,11 +244,10 @@ struct PostPass {
 // klscale kr, then either the gradient into grad or the Adam update of mu and
 // rho. Run piece by piece (a piece: parameters [a, b) of one block of the wide
 // layout, whose sample s of parameter j is at base + s len + j); in blocks of
-// kPostBlock through stack buffers, or on the float AVX-512 path with S = 1 in
-// one loop with gm and gr in registers. The float AVX-512 path with S > 1
-// runs the AVX2 blocks: this pass streams 2 S P floats of gW and ed, and its
-// 512-bit version (blocked or one loop) was measured 7-14% slower there
-// (unaligned 64-byte loads split two cache lines each).
+// kPostBlock through stack buffers (the sums over samples first, two streams
+// at a time, then Adam), or on the float AVX-512 path with S = 1 in one loop
+// with gm and gr in registers. (With S > 1 one loop over all 2 S streams of
+// gW and ed was measured no faster than the blocks at S = 10.)
 template <typename T>
 struct FusedPost {
   int64_t P, S;
@@ -286,7 +285,6 @@ struct FusedPost {
                             g ? nullptr : m + P + a, g ? nullptr : v + P + a, b - a, klscale, prior_prec, *adam);
         return;
       }
-      return piece_avx2(a, b, seg, len);
     }
 #endif
     for (int64_t j = a; j < b; j += kPostBlock) block_impl<Ops>(j, std::min(b, j + kPostBlock), base, len);
