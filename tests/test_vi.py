@@ -10,7 +10,7 @@ import bayesgrad as bg
 from bayesgrad import _backend, _training
 from bayesgrad.nn import LIKELIHOODS, MLP
 from bayesgrad.vi import ESTIMATORS, MFVI, PRIORS
-from helpers import simd_and_scalar
+from helpers import on_simd_path
 
 PP = dict(prior_sigma=0.8, mix_pi=0.4, mix_s1=1.0, mix_s2=0.05)
 
@@ -287,30 +287,53 @@ def _wide_state(m, Dy, rng, dtype):
     return np.concatenate([0.5 * rng.normal(size=P), rho, 0.2 * rng.normal(size=Dy)]).astype(dtype)
 
 
+def _has_simd(path):
+    """Whether the native core can take SIMD path `path` on this CPU."""
+    return _backend.native_available() and on_simd_path(path, lambda: bg.backend_info()["simd"]).startswith(path)
+
+
 @pytest.mark.single_backend
 @pytest.mark.skipif(not _backend.native_available(), reason="needs the native core")
+@pytest.mark.parametrize("path", ["avx512", "avx2"])
+@pytest.mark.parametrize("rho_range", ["wide", "usual"])
+@pytest.mark.parametrize("sizes,S", [((7, 37, 3), 3), ((7, 37, 3), 1), ((41, 400, 83), 1), ((41, 400, 83), 2)])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-5)])
-def test_avx2_paths_agree_with_scalar_reference(dtype, tol, rng):
-    """The AVX2 element-wise passes (softplus, KL logs, sums, Adam) against
-    the libm scalar path of the same core (simd_limit("scalar")), for the
-    gradient and for a few Adam steps: same results up to float rounding."""
+def test_simd_paths_agree_with_scalar_reference(path, rho_range, sizes, S, dtype, tol, rng):
+    """The AVX-512 and AVX2 element-wise passes (softplus, KL logs, sums, Adam;
+    for float on AVX-512 the single-loop fused passes) against the libm scalar
+    path of the same core (simd_limit("scalar")), for the gradient and for a few
+    Adam steps: same results up to float rounding, which also shows that every
+    path draws the same normals (other draws would differ by O(1)). P = 412
+    (one element chunk, one full 256 block and a tail, 412 % 16 = 12) and
+    P = 50 283 (four chunks: the normals drawn chunk by chunk, sample 1's from
+    mid-group); S = 1 takes the one-loop AVX-512 post-pass, S > 1 the blocked one.
+    rho over the edge ranges (_wide_state: sigma up to 30, gradients up to 10^6,
+    so the absolute tolerance is loose) and over the usual range [-6, 1]
+    (gradients of order 10-100: there a wrong KL term or Adam coefficient shows)."""
+    if not _has_simd(path):
+        pytest.skip(f"CPU without {path}")
     core = _backend._core
-    m = MLP([7, 37, 3], "relu")  # P = 412: one full 256 block and a tail, 412 % 8 = 4
-    X = rng.normal(size=(9, 7)).astype(dtype)
-    y = rng.normal(size=(9, 3)).astype(dtype)
-    state = _wide_state(m, 3, rng, dtype)
+    m = MLP(list(sizes), "relu")
+    K = sizes[-1]
+    X = rng.normal(size=(9, sizes[0])).astype(dtype)
+    y = rng.normal(size=(9, K)).astype(dtype)
+    if rho_range == "wide":
+        state = _wide_state(m, K, rng, dtype)
+    else:
+        P = m.n_params
+        state = np.concatenate([0.5 * rng.normal(size=P), rng.uniform(-6, 1, P), 0.2 * rng.normal(size=K)]).astype(dtype)
 
     def run():
         g = np.empty_like(state)
-        st = core.vi.vi_grad(vi_config(core, m, "gaussian", "weight_space", "gaussian", 3), state, X, y, 3, 0.7, g)
+        st = core.vi.vi_grad(vi_config(core, m, "gaussian", "weight_space", "gaussian", S), state, X, y, 3, 0.7, g)
         s2 = state.copy()
         mv = [np.zeros_like(s2), np.zeros_like(s2)]
-        cfg = vi_config(core, m, "gaussian", "weight_space", "gaussian", 3, batch_size=3, lr=1e-2)
+        cfg = vi_config(core, m, "gaussian", "weight_space", "gaussian", S, batch_size=3, lr=1e-2)
         _, stats = core.vi.vi_epoch(cfg, s2, mv[0], mv[1], 0, X, y, _training.permutation(9, 0, 0, 0),
                                     np.full(3, 1 / 3, dtype))
         return g, st, s2, mv[1], stats
 
-    fast, ref = simd_and_scalar(run)
+    fast, ref = on_simd_path(path, run), on_simd_path("scalar", run)
     for a, b in zip(fast, ref):
         assert np.all(np.isfinite(b))
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.max(np.abs(b)))

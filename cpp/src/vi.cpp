@@ -202,13 +202,8 @@ void vi_batch(const ViConfig& cfg, T* state, const T* xb, const T* yb, int64_t B
     fq.prior_prec = static_cast<T>(static_cast<double>(klscale) * inv_ps2);
     fq.adam = &adam;
     parallel_chunks(n_chunks, [&](int64_t ci) {
-      FusedPost<T> q = fq;
       vi_layers::for_blocks(L, ci * kElementChunk, std::min(P, (ci + 1) * kElementChunk),
-                            [&](int64_t a, int64_t b, int64_t seg, int64_t len) {
-                              q.base = S * seg - seg;
-                              q.len = len;
-                              for (int64_t j = a; j < b; j += kPostBlock) q.block(j, std::min(b, j + kPostBlock));
-                            });
+                            [&](int64_t a, int64_t b, int64_t seg, int64_t len) { fq.piece(a, b, seg, len); });
     });
   } else {
     if (!gauss_prior) {  // Monte Carlo KL of the scale mixture (its gradient into kg)
