@@ -4,6 +4,7 @@ scipy-openblas32 and NumPy's BLAS."""
 import multiprocessing
 import os
 
+import numpy as np
 import pytest
 
 import bayesgrad as bg
@@ -109,3 +110,33 @@ def test_set_num_threads_is_one_budget_for_the_core_and_every_blas():
             assert blas and all(p["num_threads"] == 1 for p in blas)
     finally:
         bg.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tiled_products_give_the_same_values_for_any_thread_count(dtype):
+    # Products from 2^21 multiply-adds on run as fixed tiles of their output on the pool (one BLAS
+    # thread each): the tiles depend on the shapes only, so forward values and gradients must be the
+    # same bits at 1 and 2 threads, and match a float64 NumPy reference to rounding.
+    net = bg.nn.MLP([300, 256, 200, 7], activation="tanh")
+    theta = net.init(seed=3).astype(dtype)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(700, 300)).astype(dtype)
+    g = rng.normal(size=(700, 7)).astype(dtype)
+    out = {}
+    prev = bg.get_num_threads()
+    try:
+        for n in (1, 2):
+            bg.set_num_threads(n)
+            out[n] = (net.forward(theta, X), net.vjp(theta, X, g))
+    finally:
+        bg.set_num_threads(prev)
+    np.testing.assert_array_equal(out[1][0], out[2][0])
+    np.testing.assert_array_equal(out[1][1], out[2][1])
+    ref = X.astype(np.float64)
+    th = theta.astype(np.float64)
+    layers = net.unflatten(th)
+    for W, b in layers[:-1]:
+        ref = np.tanh(ref @ W.T + b)
+    W, b = layers[-1]
+    ref = ref @ W.T + b
+    np.testing.assert_allclose(out[2][0], ref, rtol=0, atol=(2e-4 if dtype == np.float32 else 1e-11) * np.abs(ref).max())

@@ -1,8 +1,13 @@
 // MLP forward/backward over S parameter samples and the likelihoods' NLL and
-// gradients. GEMMs go to scipy-openblas32 (its own thread pool); the
-// elementwise passes are cheap and stay serial, so no BLAS call runs inside a
-// parallel region of ours, except in forward_outputs, whose row tiles run on
-// the pool with BLAS set to one thread for the duration.
+// gradients. GEMMs go to scipy-openblas32 on one thread: a product large
+// enough to share runs as fixed tiles of its output on our pool (call_gemm),
+// never on OpenBLAS's own threads. OpenBLAS splits a product statically
+// between its threads and waits for the slowest: on a shared machine a
+// descheduled BLAS thread cost a scheduler time slice per call (2 cores, one
+// busy process beside: a 100 x 10 x 4000 product 0.13 ms on one thread, 8-12
+// ms on two; 512^3 2.3 ms vs 24 ms), while the pool's dynamic chunks let the
+// caller take the tiles a late thread has not started. The elementwise passes
+// are cheap and stay serial; forward_outputs runs its row tiles on the pool.
 #include "bayesgrad/mlp.hpp"
 
 #include <cblas.h>
@@ -24,26 +29,51 @@ void check_blas_int(int64_t v, const char* what) {
     throw std::invalid_argument(std::string(what) + " too large for 32-bit BLAS");
 }
 
-inline void call_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, blasint K, float alpha,
+inline void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, blasint K, float alpha,
                       const float* A, blasint lda, const float* B, blasint ldb, float beta, float* C, blasint ldc) {
   scipy_cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
-inline void call_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, blasint K, double alpha,
+inline void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, blasint K, double alpha,
                       const double* A, blasint lda, const double* B, blasint ldb, double beta, double* C,
                       blasint ldc) {
   scipy_cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
-inline void call_gemm_batch(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, blasint K, float alpha,
-                            const float* A, blasint lda, blasint sa, const float* B, blasint ldb, blasint sb,
-                            float beta, float* C, blasint ldc, blasint sc, blasint S) {
-  scipy_cblas_sgemm_batch_strided(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc,
-                                  S);
-}
-inline void call_gemm_batch(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, blasint K, double alpha,
-                            const double* A, blasint lda, blasint sa, const double* B, blasint ldb, blasint sb,
-                            double beta, double* C, blasint ldc, blasint sc, blasint S) {
-  scipy_cblas_dgemm_batch_strided(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc,
-                                  S);
+
+// Multiply-adds from which a product is split into tiles (about 50 us on one
+// core: below it a second thread's wake-up costs more than it saves).
+constexpr int64_t kTileWork = int64_t{1} << 21;
+
+// C (M x N, row-major) = alpha op(A) op(B) + beta C on one BLAS thread; from
+// kTileWork multiply-adds on, as up to 8 tiles of the larger of M and N (at
+// least 32 rows or columns, a multiple of 16) run on the pool. The tiles
+// depend on the shapes only, so every thread count gives the same values.
+template <typename T>
+void call_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, blasint K, T alpha, const T* A,
+               blasint lda, const T* B, blasint ldb, T beta, T* C, blasint ldc) {
+  SerialBlas serial;
+  const int64_t work = int64_t{M} * N * K;
+  if (work < kTileWork) {  // (at 1 thread or nested in a parallel region the tiles run in turn)
+    blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  const bool by_rows = M >= N;
+  const int64_t D = by_rows ? M : N;
+  const int64_t want = std::min<int64_t>(8, work / (kTileWork / 2));
+  const int64_t len = std::max<int64_t>(32, ((D + want - 1) / want + 15) / 16 * 16);
+  const int64_t tiles = (D + len - 1) / len;
+  if (tiles < 2) {
+    blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  parallel_chunks(tiles, [&](int64_t t) {
+    const int64_t d0 = t * len;
+    const blasint n = static_cast<blasint>(std::min(len, D - d0));
+    if (by_rows)  // rows d0.. of op(A) and C
+      blas_gemm(ta, tb, n, N, K, alpha, ta == CblasNoTrans ? A + d0 * lda : A + d0, lda, B, ldb, beta, C + d0 * ldc,
+                ldc);
+    else  // columns d0.. of op(B) and C
+      blas_gemm(ta, tb, M, n, K, alpha, A, lda, tb == CblasNoTrans ? B + d0 : B + d0 * ldb, ldb, beta, C + d0, ldc);
+  });
 }
 }  // namespace
 
@@ -94,15 +124,18 @@ void gemm_batch(bool trans_a, bool trans_b, int64_t M, int64_t Nn, int64_t K, co
     call_gemm(ta, tb, M, Nn, K, T(1), A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  // OpenBLAS's ?gemm_batch_strided hands each small product to its thread
-  // pool; measured ~10x slower than a plain loop for the per-sample products
-  // of a small MLP on 2 shared cores, so it only serves large products.
-  if (M * Nn * K >= (int64_t(1) << 18)) {
-    call_gemm_batch(ta, tb, M, Nn, K, T(1), A, lda, stride_a, B, ldb, stride_b, beta, C, ldc, stride_c, S);
-    return;
+  // The S products on the pool, one per chunk on one BLAS thread (OpenBLAS's
+  // ?gemm_batch_strided hands them to its own threads: ~10x slower than a loop
+  // for a small MLP's products on 2 shared cores).
+  SerialBlas serial;
+  const auto one = [&](int64_t s) {
+    blas_gemm(ta, tb, M, Nn, K, T(1), A + s * stride_a, lda, B + s * stride_b, ldb, beta, C + s * stride_c, ldc);
+  };
+  if (M * Nn * K * S >= kTileWork) {
+    parallel_chunks(S, one);
+  } else {
+    for (int64_t s = 0; s < S; ++s) one(s);
   }
-  for (int64_t s = 0; s < S; ++s)
-    call_gemm(ta, tb, M, Nn, K, T(1), A + s * stride_a, lda, B + s * stride_b, ldb, beta, C + s * stride_c, ldc);
 }
 
 template <typename T>
@@ -244,9 +277,6 @@ void forward_outputs(const Layout& L, Activation f, const T* params, int64_t S, 
                      int64_t N, int64_t x_stride, T* out, const Masks<T>* masks) {
   const int64_t nl = L.n_layers(), K = L.d_output();
   if (S <= 0 || N <= 0) return;
-  // Rows per tile: the tile's two activation buffers (rows x widest layer) in
-  // about 256 KiB, so that a tile's layers run out of L2; at least 32 rows so
-  // the GEMMs stay efficient, at most all rows.
   // Rows per tile: the activation buffers (rows x widest layer) of about 1 MiB
   // of values, so a tile's layers run from cache, within [128, 1024] rows so
   // that each GEMM amortises the packing of its weight matrix.
