@@ -98,7 +98,8 @@ BG_AVX512 inline __m512d u01_q8(__m512i lo, __m512i hi) {
   const __m512i l = _mm512_or_si512(_mm512_srli_epi64(_mm512_slli_epi64(lo, 32), 44), _mm512_set1_epi64(kOne));
   // (hi << 20 & mantissa) | l
   const __m512i b = _mm512_ternarylogic_epi64(_mm512_slli_epi64(hi, 20), _mm512_set1_epi64(kMant), l, 0xEA);
-  return _mm512_add_pd(_mm512_sub_pd(_mm512_castsi512_pd(b), _mm512_set1_pd(1.0)), _mm512_set1_pd(0x1p-53));
+  // 1 + m 2^-52 - (1 - 2^-53) = (m + 1/2) 2^-52, exact (u01_f64's value) in one subtraction
+  return _mm512_sub_pd(_mm512_castsi512_pd(b), _mm512_set1_pd(1.0 - 0x1p-53));
 }
 
 // The low word of lanes as a double (exact): 2^52 + w assembled, 2^52 off.
@@ -136,11 +137,11 @@ BG_AVX512 inline void fix_q8(const Run& r, __m512i mi, __m512d x, __m512d lb, __
 }
 
 // Shape constants of 8 lanes: boost mask, d and c as samplers::gamma_draw forms them.
-BG_AVX512 inline void shape_q8(const Run& r, __m512d a, __mmask8& bst, __m512d& d, __m512d& c) {
+BG_AVX512 inline void shape_q8(const Run& r, bool same, __m512d a, __mmask8& bst, __m512d& d, __m512d& c) {
   const __m512d one = _mm512_set1_pd(1.0);
   bst = _mm512_cmp_pd_mask(a, one, _CMP_LT_OQ);
   d = _mm512_sub_pd(_mm512_mask_add_pd(a, bst, a, one), _mm512_set1_pd(1.0 / 3.0));
-  c = r.same ? _mm512_set1_pd(r.c0) : _mm512_div_pd(one, _mm512_sqrt_pd(_mm512_mul_pd(_mm512_set1_pd(9.0), d)));
+  c = same ? _mm512_set1_pd(r.c0) : _mm512_div_pd(one, _mm512_sqrt_pd(_mm512_mul_pd(_mm512_set1_pd(9.0), d)));
 }
 
 // Philox rounds of H independent vectors interleaved: one round of each in
@@ -175,7 +176,7 @@ BG_AVX512 inline void philox_q8(uint64_t seed, uint64_t stream, const __m512i* b
 // Iteration kv[h] of the elements mi[h] (lanes in valid[h]) for H vectors,
 // stage by stage so that the long dependency chains (Philox, log, sqrt,
 // sine) of the H vectors overlap; kContig: mi[h] = m0 + 8 h + lane, kv = 0.
-template <int H, bool kContig>
+template <int H, bool kContig, bool kSame>
 BG_AVX512 inline void group_q8(const Run& r, int64_t m0, const __m512i* mi, const __m512i* kv, const __mmask8* valid) {
   Queues& q = *r.q;
   const __m512d one = _mm512_set1_pd(1.0);
@@ -183,10 +184,10 @@ BG_AVX512 inline void group_q8(const Run& r, int64_t m0, const __m512i* mi, cons
   __m512i blk[H], w[H][4];
   __mmask8 bst[H], live[H], ok[H];
   for (int h = 0; h < H; ++h) {
-    if (r.same) a[h] = _mm512_set1_pd(r.a0);
+    if (kSame) a[h] = _mm512_set1_pd(r.a0);
     else if (kContig) a[h] = _mm512_loadu_pd(r.alpha + m0 + 8 * h);
     else a[h] = _mm512_i64gather_pd(mi[h], r.alpha, 8);
-    shape_q8(r, a[h], bst[h], d[h], c[h]);
+    shape_q8(r, kSame, a[h], bst[h], d[h], c[h]);
     blk[h] = _mm512_add_epi64(
         _mm512_slli_epi64(_mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(r.e0)), mi[h]), 16),
         _mm512_slli_epi64(kv[h], 1));
@@ -247,16 +248,20 @@ BG_AVX512 inline void group_q8(const Run& r, int64_t m0, const __m512i* mi, cons
 
 constexpr int kH = 4;  // vectors in flight per group call (32 lanes on AVX-512, 16 on AVX2)
 
-// Iteration 0 of the elements 0 .. 8 kH groups - 1.
-BG_AVX512 void first_q8(const Run& r, int64_t groups) {
+// Iteration 0 of the elements 0 .. 8 kH groups - 1; r copied to a local, so
+// that the compiler sees the output stores cannot change it.
+template <bool kSame>
+BG_AVX512 void first_q8(const Run& run, int64_t groups) {
+  const Run r = run;
   const __m512i iota = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
   const __m512i zero[kH] = {};
-  const __mmask8 all[kH] = {0xFF, 0xFF, 0xFF, 0xFF};
+  __mmask8 all[kH];
+  for (int h = 0; h < kH; ++h) all[h] = 0xFF;
   for (int64_t g = 0; g < groups; ++g) {
     const int64_t m0 = 8 * kH * g;
     __m512i mi[kH];
     for (int h = 0; h < kH; ++h) mi[h] = _mm512_add_epi64(_mm512_set1_epi64(m0 + 8 * h), iota);
-    group_q8<kH, true>(r, m0, mi, zero, all);
+    group_q8<kH, true, kSame>(r, m0, mi, zero, all);
   }
 }
 
@@ -267,7 +272,8 @@ BG_AVX512 void retry_q8(const Run& r) {
     const __mmask8 valid = static_cast<__mmask8>(q.nr - i >= 8 ? 0xFF : (1u << (q.nr - i)) - 1);
     const __m512i mi = _mm512_maskz_loadu_epi64(valid, q.rm.data() + i);
     const __m512i kv = _mm512_maskz_loadu_epi64(valid, q.rk.data() + i);
-    group_q8<1, false>(r, 0, &mi, &kv, &valid);
+    if (r.same) group_q8<1, false, true>(r, 0, &mi, &kv, &valid);
+    else group_q8<1, false, false>(r, 0, &mi, &kv, &valid);
   }
 }
 
@@ -285,7 +291,7 @@ BG_AVX512 void logtest_q8(const Run& r) {
     const __m512d a = r.same ? _mm512_set1_pd(r.a0) : _mm512_i64gather_pd(mi, r.alpha, 8);
     __mmask8 bst;
     __m512d d, c;
-    shape_q8(r, a, bst, d, c);
+    shape_q8(r, r.same, a, bst, d, c);
     const __m512d rhs = _mm512_add_pd(_mm512_mul_pd(_mm512_set1_pd(0.5), z2),
                                       _mm512_mul_pd(d, _mm512_add_pd(_mm512_sub_pd(one, v), simd::logx8d(v))));
     const __mmask8 acc = valid & _mm512_cmp_pd_mask(simd::logx8d(ua), rhs, _CMP_LT_OQ);
@@ -340,7 +346,7 @@ BG_AVX2 inline void philox_q4(uint64_t seed, uint64_t stream, const __m256i* blk
 BG_AVX2 inline __m256d u01_q4(__m256i lo, __m256i hi) {
   const __m256i l = _mm256_or_si256(_mm256_srli_epi64(_mm256_slli_epi64(lo, 32), 44), _mm256_set1_epi64x(kOne));
   const __m256i b = _mm256_or_si256(_mm256_and_si256(_mm256_slli_epi64(hi, 20), _mm256_set1_epi64x(kMant)), l);
-  return _mm256_add_pd(_mm256_sub_pd(_mm256_castsi256_pd(b), _mm256_set1_pd(1.0)), _mm256_set1_pd(0x1p-53));
+  return _mm256_sub_pd(_mm256_castsi256_pd(b), _mm256_set1_pd(1.0 - 0x1p-53));
 }
 
 BG_AVX2 inline __m256d word_q4(__m256i w) {
@@ -372,25 +378,37 @@ BG_AVX2 inline void fix_q4(const Run& r, __m256i mi, __m256d x, __m256d lb, __m2
     if (tiny >> l & 1) r.out[m[l]] = xs[l] * std::exp(ls[l]);
 }
 
-BG_AVX2 inline void shape_q4(const Run& r, __m256d a, __m256d& bst, __m256d& d, __m256d& c) {
+BG_AVX2 inline void shape_q4(const Run& r, bool same, __m256d a, __m256d& bst, __m256d& d, __m256d& c) {
   const __m256d one = _mm256_set1_pd(1.0);
   bst = _mm256_cmp_pd(a, one, _CMP_LT_OQ);
   d = _mm256_sub_pd(_mm256_blendv_pd(a, _mm256_add_pd(a, one), bst), _mm256_set1_pd(1.0 / 3.0));
-  c = r.same ? _mm256_set1_pd(r.c0) : _mm256_div_pd(one, _mm256_sqrt_pd(_mm256_mul_pd(_mm256_set1_pd(9.0), d)));
+  c = same ? _mm256_set1_pd(r.c0) : _mm256_div_pd(one, _mm256_sqrt_pd(_mm256_mul_pd(_mm256_set1_pd(9.0), d)));
 }
 
-// Lanes of `mask` (bits) of the 4-lane vectors appended to int64 / double arrays.
+// Lanes of `mask` (bits) of 4-lane vectors moved to the front (the AVX-512
+// compress): a permutation per mask from a table, no branch per lane (the
+// lane bits are random; branching on them mispredicted half the time).
+struct Compress4 {
+  alignas(32) int32_t idx[16][8];
+  constexpr Compress4() : idx{} {
+    for (int m = 0; m < 16; ++m) {
+      int n = 0;
+      for (int l = 0; l < 4; ++l)
+        if (m >> l & 1) { idx[m][2 * n] = 2 * l; idx[m][2 * n + 1] = 2 * l + 1; ++n; }
+      for (; n < 4; ++n) { idx[m][2 * n] = 0; idx[m][2 * n + 1] = 1; }
+    }
+  }
+};
+constexpr Compress4 kCompress4{};
+BG_AVX2 inline __m256i compress_i4(__m256i v, int mask) {
+  return _mm256_permutevar8x32_epi32(v, _mm256_load_si256(reinterpret_cast<const __m256i*>(kCompress4.idx[mask])));
+}
+// Append the lanes of `mask` at dst (whole vectors are written: dst has room).
 BG_AVX2 inline void push_i4(int64_t* dst, __m256i v, int mask) {
-  alignas(32) int64_t t[4];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(t), v);
-  for (int l = 0; l < 4; ++l)
-    if (mask >> l & 1) *dst++ = t[l];
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), compress_i4(v, mask));
 }
 BG_AVX2 inline void push_d4(double* dst, __m256d v, int mask) {
-  alignas(32) double t[4];
-  _mm256_store_pd(t, v);
-  for (int l = 0; l < 4; ++l)
-    if (mask >> l & 1) *dst++ = t[l];
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), compress_i4(_mm256_castpd_si256(v), mask));
 }
 BG_AVX2 inline void scatter_d4(double* out, __m256i mi, __m256d v, int mask) {
   alignas(32) int64_t m[4];
@@ -405,17 +423,17 @@ BG_AVX2 inline __m256d lanes_mask4(int bits) {
   return _mm256_castsi256_pd(_mm256_cmpeq_epi64(b, _mm256_setr_epi64x(1, 2, 4, 8)));
 }
 
-template <int H, bool kContig>
+template <int H, bool kContig, bool kSame>
 BG_AVX2 inline void group_q4(const Run& r, int64_t m0, const __m256i* mi, const __m256i* kv, const int* valid) {
   Queues& q = *r.q;
   const __m256d one = _mm256_set1_pd(1.0);
   __m256d a[H], bst[H], d[H], c[H], v[H], z2[H], ua[H], livev[H], okv[H];
   __m256i blk[H], w[H][4];
   for (int h = 0; h < H; ++h) {
-    if (r.same) a[h] = _mm256_set1_pd(r.a0);
+    if (kSame) a[h] = _mm256_set1_pd(r.a0);
     else if (kContig) a[h] = _mm256_loadu_pd(r.alpha + m0 + 4 * h);
     else a[h] = _mm256_i64gather_pd(r.alpha, mi[h], 8);
-    shape_q4(r, a[h], bst[h], d[h], c[h]);
+    shape_q4(r, kSame, a[h], bst[h], d[h], c[h]);
     blk[h] = _mm256_add_epi64(
         _mm256_slli_epi64(_mm256_add_epi64(_mm256_set1_epi64x(static_cast<long long>(r.e0)), mi[h]), 16),
         _mm256_slli_epi64(kv[h], 1));
@@ -473,15 +491,18 @@ BG_AVX2 inline void group_q4(const Run& r, int64_t m0, const __m256i* mi, const 
   }
 }
 
-BG_AVX2 void first_q4(const Run& r, int64_t groups) {
+template <bool kSame>
+BG_AVX2 void first_q4(const Run& run, int64_t groups) {
+  const Run r = run;
   const __m256i iota = _mm256_setr_epi64x(0, 1, 2, 3);
   const __m256i zero[kH] = {};
-  const int all[kH] = {0xF, 0xF, 0xF, 0xF};
+  int all[kH];
+  for (int h = 0; h < kH; ++h) all[h] = 0xF;
   for (int64_t g = 0; g < groups; ++g) {
     const int64_t m0 = 4 * kH * g;
     __m256i mi[kH];
     for (int h = 0; h < kH; ++h) mi[h] = _mm256_add_epi64(_mm256_set1_epi64x(m0 + 4 * h), iota);
-    group_q4<kH, true>(r, m0, mi, zero, all);
+    group_q4<kH, true, kSame>(r, m0, mi, zero, all);
   }
 }
 
@@ -505,7 +526,8 @@ BG_AVX2 void retry_q4(const Run& r) {
     const int64_t n = q.nr - i;
     const int valid = n >= 4 ? 0xF : (1 << n) - 1;
     const __m256i mi = load_i4(q.rm.data() + i, n), kv = load_i4(q.rk.data() + i, n);
-    group_q4<1, false>(r, 0, &mi, &kv, &valid);
+    if (r.same) group_q4<1, false, true>(r, 0, &mi, &kv, &valid);
+    else group_q4<1, false, false>(r, 0, &mi, &kv, &valid);
   }
 }
 
@@ -522,7 +544,7 @@ BG_AVX2 void logtest_q4(const Run& r) {
     const __m256d lb = load_d4(q.llb.data() + i, n, 0.0);
     const __m256d a = r.same ? _mm256_set1_pd(r.a0) : _mm256_i64gather_pd(r.alpha, mi, 8);
     __m256d bst, d, c;
-    shape_q4(r, a, bst, d, c);
+    shape_q4(r, r.same, a, bst, d, c);
     const __m256d rhs = _mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(0.5), z2),
                                       _mm256_mul_pd(d, _mm256_add_pd(_mm256_sub_pd(one, v), simd::logx4(v))));
     const __m256d accv = _mm256_and_pd(lanes_mask4(valid), _mm256_cmp_pd(simd::logx4(ua), rhs, _CMP_LT_OQ));
@@ -593,10 +615,12 @@ void gamma_run(const double* alpha, bool same_alpha, int64_t n, uint64_t seed, u
       q.sk[q.ns++] = 0;
     }
     if (w == 8 * kH) {
-      first_q8(r, full);
+      if (same_alpha) first_q8<true>(r, full);
+      else first_q8<false>(r, full);
       drain(r, logtest_q8, retry_q8);
     } else {
-      first_q4(r, full);
+      if (same_alpha) first_q4<true>(r, full);
+      else first_q4<false>(r, full);
       drain(r, logtest_q4, retry_q4);
     }
     return;
