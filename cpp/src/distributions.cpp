@@ -99,18 +99,7 @@ void sample_gamma(T* out, int64_t n_total, const T* alpha, const T* rate, int64_
     if (batch == 1) {  // the common scalar-parameter case: no shape array, no division by a unit rate
       const double a = alpha[0], r = rate[0];
       gamma_run(&a, true, len, seed, sub, static_cast<uint64_t>(lo), false, x);
-      T* o = out + lo;
-      if (r == 1.0) {
-        for (int64_t i = 0; i < len; ++i) {
-          const T v = static_cast<T>(x[i]);
-          o[i] = v < tiny ? tiny : v;
-        }
-      } else {
-        for (int64_t i = 0; i < len; ++i) {
-          const T v = static_cast<T>(x[i] / r);
-          o[i] = v < tiny ? tiny : v;
-        }
-      }
+      gamma_finish<T>(x, len, r, out + lo);
       return;
     }
     double* al = scratch(0, len);

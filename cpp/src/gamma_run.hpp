@@ -13,4 +13,10 @@ namespace bayesgrad {
 void gamma_run(const double* alpha, bool same_alpha, int64_t n, uint64_t seed, uint64_t sub, uint64_t e0,
                bool log_out, double* out);
 
+// out[m] = max(T(x[m] / rate), the smallest normal T) for m < n (rate 1: no
+// division): sample_gamma's last pass, on the widest vector path (the core is
+// compiled for baseline x86-64, where this loop ran two doubles at a time).
+template <typename T>
+void gamma_finish(const double* x, int64_t n, double rate, T* out);
+
 }  // namespace bayesgrad
