@@ -12,7 +12,11 @@ sampler (a vectorised rejection loop over pending elements) is slow, so it is
 timed on a smaller draw (``--fallback-gamma-n``) and its time per draw is
 scaled to 10^7; the table says so.
 
-Usage: python bench/sampling.py [--n 10000000] [--repeats 5] [--alpha 2.5]
+Gamma is timed at --alpha (2.5, the headline row) and at each of
+--extra-alphas (default 0.5 and 20: the boosted shape below 1, where a draw
+reads a second Philox block, and a large shape), one row each.
+
+Usage: python bench/sampling.py [--n 10000000] [--repeats 5] [--alpha 2.5] [--extra-alphas 0.5,20]
 Writes bench/results/sampling.json.
 """
 from __future__ import annotations
@@ -72,6 +76,8 @@ def main(argv=None):
     ap.add_argument("--fallback-repeats", type=int, default=3)
     ap.add_argument("--fallback-gamma-n", type=int, default=1_000_000)
     ap.add_argument("--alpha", type=float, default=2.5)
+    ap.add_argument("--extra-alphas", default="0.5,20",
+                    help="comma-separated further Gamma shapes, one row each ('' for none)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                   "sampling.json"))
     args = ap.parse_args(argv)
@@ -86,38 +92,40 @@ def main(argv=None):
           f"{'x rng 2t':>10}{'x rng cpu1t':>12}{'x fallback':>12}  same 1t/2t"
     print(hdr)
     print("-" * len(hdr))
-    for kind in ("normal", "uniform", "gamma"):
+    extra = [float(a) for a in args.extra_alphas.split(",") if a.strip()]
+    draws = [("normal", args.alpha), ("uniform", args.alpha), ("gamma", args.alpha)] + [("gamma", a) for a in extra]
+    for kind, alpha in draws:
         for dt in (np.float32, np.float64):
             out = np.empty(n, dtype=dt)
             cpu = []
-            t_rng = median_time(numpy_rng(kind, out, args.alpha), args.repeats, cpu=cpu)
+            t_rng = median_time(numpy_rng(kind, out, alpha), args.repeats, cpu=cpu)
             t_nat, res = {}, {}
             with bg.use_backend("cpu"):
                 for th in (1, 2):
                     bg.set_num_threads(th)
-                    t_nat[th] = median_time(ours(kind, out, args.alpha), args.repeats, cpu=cpu if th == 1 else None)
+                    t_nat[th] = median_time(ours(kind, out, alpha), args.repeats, cpu=cpu if th == 1 else None)
                     res[th] = out.copy()
                 # the same draws on the AVX2 path (AVX-512 CPUs: what the wider path gains)
                 prev = bg._backend._core.random.simd_limit("avx2")
                 try:
-                    t_avx2 = median_time(ours(kind, out, args.alpha), args.repeats)
+                    t_avx2 = median_time(ours(kind, out, alpha), args.repeats)
                 finally:
                     bg._backend._core.random.simd_limit(prev)
             bg.set_num_threads(threads_before)
             # each side allocating its output (a fresh buffer's page faults included)
-            t_rng_alloc = median_time(numpy_alloc(kind, n, dt, args.alpha), args.repeats)
+            t_rng_alloc = median_time(numpy_alloc(kind, n, dt, alpha), args.repeats)
             with bg.use_backend("cpu"):
-                t_nat_alloc = median_time(ours_alloc(kind, n, dt, args.alpha), args.repeats)
+                t_nat_alloc = median_time(ours_alloc(kind, n, dt, alpha), args.repeats)
             same = bool(np.array_equal(res[1], res[2]))
             m = min(n, args.fallback_gamma_n) if kind == "gamma" else n
             small = np.empty(m, dtype=dt)
             with bg.use_backend("numpy"):
-                t_fb = median_time(ours(kind, small, args.alpha), args.fallback_repeats) * (n / m)
+                t_fb = median_time(ours(kind, small, alpha), args.fallback_repeats) * (n / m)
                 # the fallback reproduces the native draws (same Philox words)
                 fb = small.copy()
             tol = 1e-5 if dt == np.float32 else 1e-12
             agree = bool(np.allclose(fb, res[1][:m], rtol=tol, atol=tol))
-            row = dict(draw=kind, dtype=np.dtype(dt).name, n=n, numpy_rng_s=t_rng, native_1t_s=t_nat[1],
+            row = dict(draw=kind, alpha=alpha if kind == "gamma" else None, dtype=np.dtype(dt).name, n=n, numpy_rng_s=t_rng, native_1t_s=t_nat[1],
                        native_2t_s=t_nat[2], numpy_rng_cpu_s=cpu[0], native_1t_cpu_s=cpu[1],
                        speedup_1t_cpu_vs_numpy_rng=cpu[0] / cpu[1], fallback_s=t_fb, fallback_n=m, fallback_scaled=m < n,
                        speedup_vs_numpy_rng=t_rng / t_nat[2], speedup_vs_fallback=t_fb / t_nat[2],
@@ -126,7 +134,8 @@ def main(argv=None):
                        speedup_alloc_vs_numpy_rng=t_rng_alloc / t_nat_alloc)
             rows.append(row)
             note = f" (fallback timed at n={m:.0e}, scaled)" if m < n else ""
-            print(f"{kind:<8}{row['dtype']:<9}{t_rng:>10.4f}s{t_nat[1]:>10.4f}s{t_nat[2]:>10.4f}s{t_fb:>10.3f}s"
+            label = f"g({alpha:g})" if kind == "gamma" else kind
+            print(f"{label:<8}{row['dtype']:<9}{t_rng:>10.4f}s{t_nat[1]:>10.4f}s{t_nat[2]:>10.4f}s{t_fb:>10.3f}s"
                   f"{row['speedup_vs_numpy_rng']:>9.1f}x{row['speedup_1t_cpu_vs_numpy_rng']:>11.1f}x"
                   f"{row['speedup_vs_fallback']:>11.1f}x  {same}{note}")
             print(f"{'':<17}allocating: numpy {t_rng_alloc:.4f}s, native {t_nat_alloc:.4f}s "

@@ -102,13 +102,15 @@ def test_avx512_path_is_bit_identical_to_avx2(dtype):
     core = _backend._core
     gamma = bg.distributions.Gamma(np.array([0.4, 1.0, 2.5, 7.0], dtype=dtype))
     beta = bg.distributions.Beta(np.array([0.5, 3.0], dtype=dtype), np.array([2.0, 0.7], dtype=dtype))
+    scalar_gamma = bg.distributions.Gamma(np.asarray(0.7, dtype=dtype), np.asarray(3.0, dtype=dtype))
 
     def draws():
         big = np.empty((9 << 20) // np.dtype(dtype).itemsize + 5, dtype)
         core.random.fill_normal(big, 3, 1, 0)
         u = bg.random.uniform(100_003, seed=4, stream=2, dtype=dtype, offset=7)
         z = bg.random.normal(100_003, seed=4, stream=2, dtype=dtype, offset=7)
-        return big, u, z, gamma.sample(20_001, seed=5), beta.sample(10_001, seed=6)
+        return (big, u, z, gamma.sample(20_001, seed=5), beta.sample(10_001, seed=6),
+                scalar_gamma.sample(20_003, seed=7))
 
     wide, narrow = on_simd_path("avx512", draws), on_simd_path("avx2", draws)
     for a, b in zip(wide, narrow):

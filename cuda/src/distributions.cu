@@ -5,6 +5,8 @@
 // samplers::gamma_draw, the CPU core's scalar loop (one thread per element,
 // per row for Dirichlet); the draws agree with
 // the CPU and the NumPy twin within the device libm's ulps.
+#include <cfloat>
+
 #include "bayesgrad/samplers.hpp"
 #include "common.cuh"
 
@@ -44,7 +46,10 @@ __global__ void gamma_kernel(T* __restrict__ out, int64_t n, const T* __restrict
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t j = i % batch;
     const double x = samplers::gamma_draw(static_cast<double>(alpha[j]), seed, sub, static_cast<uint64_t>(i), false);
-    out[i] = static_cast<T>(x / static_cast<double>(rate[j]));
+    // clamped to the smallest normal number of T, as the core and the twin clamp
+    const T tiny = sizeof(T) == 4 ? static_cast<T>(FLT_MIN) : static_cast<T>(DBL_MIN);
+    const T v = static_cast<T>(x / static_cast<double>(rate[j]));
+    out[i] = v < tiny ? tiny : v;
   }
 }
 

@@ -3,21 +3,23 @@
 // Layout: an output of n draws from a batch of B parameter sets is (n, B)
 // row-major; parameters are given at batch size B (broadcast in Python).
 //
-// Gamma draws (Marsaglia & Tsang 2000; on AVX2 CPUs the first iteration runs
-// 8 elements at once, same words and tests) use the per-element sub-streams of
-// docs/design.md: gamma element e reads blocks 2k and 2k+1 of its sub-stream
-// (stream | 2^63, block e * 2^16 + j) in iteration k = 0, 1, ...:
-//   block 2k   : u1 = u01_f64(w0, w1), u2 = u01_f64(w2, w3),
+// Gamma draws (Marsaglia & Tsang 2000; on AVX2 / AVX-512 CPUs gamma_run.cpp
+// runs the same iterations on vectors of lanes, same words and tests) use the
+// per-element sub-streams of docs/design.md: iteration k = 0, 1, ... of gamma
+// element e reads block 2k of its sub-stream (stream | 2^63, block e * 2^16 + j):
+//   block 2k   : u1 = u01_f64(w0, w1), u2 = (w2 + 1/2) 2^-32, ua = (w3 + 1/2) 2^-32,
 //                z = sqrt(-2 ln u1) cos(2 pi u2)
-//   block 2k+1 : ua = u01_f64(w0, w1) (acceptance), ub = u01_f64(w2, w3) (boost)
+//   block 2k+1 : ub = u01_f64(w0, w1) (boost), read only when iteration k
+//                accepts and alpha < 1
 // With a' = alpha (alpha >= 1) or alpha + 1 (alpha < 1), d = a' - 1/3,
 // c = 1 / sqrt(9 d), t = 1 + c z: reject if t <= 0; else v = t^3 and accept if
 // ua < 1 - 0.0331 z^4 (squeeze) or ln ua < z^2 / 2 + d (1 - v + ln v). The
 // accepted draw is X = d v; for alpha < 1, ln X = ln(d v) + ln(ub) / alpha
 // (the boost Gamma(a+1) U^(1/a), applied in log space). All arithmetic is in
-// double; float32 outputs are rounded once at the end. Iterations are capped at
-// 2^15 (2^16 blocks), which an acceptance rate >= 0.95 never reaches; the cap
-// returns d.
+// double; float32 outputs are rounded once at the end, and sample_gamma clamps
+// its outputs to at least the smallest normal number of T. Iterations are
+// capped at 2^15 (2^16 blocks), which an acceptance rate >= 0.95 never
+// reaches; the cap returns d.
 // Beta(a, b) element i draws ln Gamma(a) as gamma element 2i and ln Gamma(b)
 // as element 2i+1, and returns x = 1 / (1 + exp(ln G_b - ln G_a)) (the
 // complementary form when ln G_a < ln G_b), stable for tiny a, b.

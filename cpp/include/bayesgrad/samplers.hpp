@@ -15,8 +15,9 @@ namespace bayesgrad {
 namespace samplers {
 
 constexpr double kTwoPi = 6.283185307179586476925286766559;
-// Marsaglia-Tsang iterations per gamma element: 2 blocks each, 2^16 blocks per
-// sub-stream (distributions.hpp says why the cap is never reached in practice).
+// Marsaglia-Tsang iterations per gamma element: blocks 2k and 2k+1 belong to
+// iteration k, 2^16 blocks per sub-stream (distributions.hpp says why the cap
+// is never reached in practice).
 constexpr uint32_t kGammaMaxIter = 1u << 15;
 
 // Elements of type T one Philox block gives (float32: 4 words, float64: 2 pairs).
@@ -87,33 +88,39 @@ BG_HD T locscale_transform(codes::LocScaleFamily fam, T m, T s, T e) {
   return e;  // unreachable: the family was checked at the boundary
 }
 
+// A uniform in (0, 1) from one 32-bit word, in double: (w + 1/2) 2^-32 (exact).
+BG_HD double u01_word(uint32_t w) { return (static_cast<double>(w) + 0.5) * (1.0 / 4294967296.0); }
+
 // One Marsaglia-Tsang Gamma(alpha, 1) draw of gamma element `element` of the
 // sub-stream `sub` (= stream | 2^63); returns X, or ln X when log_out.
 // Iterations before k_first are skipped (the AVX paths have rejected them).
-// The word layout is documented in distributions.hpp and mirrored by the twin.
+// Iteration k reads one block (2k: u1 from two words, the angle u2 and the
+// acceptance uniform ua from one word each); only the accepted iteration of a
+// shape below 1 reads a second block (2k+1: the boost uniform), so the SIMD
+// paths spend one Philox block per draw. The word layout is documented in
+// distributions.hpp and mirrored by the twin.
 BG_HD double gamma_draw(double alpha, uint64_t seed, uint64_t sub, uint64_t element, bool log_out,
                         uint32_t k_first = 0) {
   const bool boost = alpha < 1.0;
   const double d = (boost ? alpha + 1.0 : alpha) - 1.0 / 3.0;
   const double c = 1.0 / std::sqrt(9.0 * d);
   const uint64_t base = element * philox::kSubstreamBlocks;
-  uint32_t w[4], q[4];
+  uint32_t w[4];
   for (uint32_t k = k_first; k < kGammaMaxIter; ++k) {
     philox::stream_block(seed, sub, base + 2 * static_cast<uint64_t>(k), w);
     const double u1 = philox::u01_f64(w[0], w[1]);
-    const double u2 = philox::u01_f64(w[2], w[3]);
-    const double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(kTwoPi * u2);
+    const double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(kTwoPi * u01_word(w[2]));
     const double t = 1.0 + c * z;
     if (t <= 0.0) continue;
     const double v = t * t * t;
-    philox::stream_block(seed, sub, base + 2 * static_cast<uint64_t>(k) + 1, q);
-    const double ua = philox::u01_f64(q[0], q[1]);
+    const double ua = u01_word(w[3]);
     const double z2 = z * z;
     if (!(ua < 1.0 - 0.0331 * (z2 * z2)) && !(std::log(ua) < 0.5 * z2 + d * (1.0 - v + std::log(v))))
       continue;
     const double x = d * v;
     if (!boost) return log_out ? std::log(x) : x;
-    const double lb = std::log(philox::u01_f64(q[2], q[3])) / alpha;
+    philox::stream_block(seed, sub, base + 2 * static_cast<uint64_t>(k) + 1, w);
+    const double lb = std::log(philox::u01_f64(w[0], w[1])) / alpha;
     return log_out ? std::log(x) + lb : x * std::exp(lb);
   }
   return log_out ? std::log(d) : d;

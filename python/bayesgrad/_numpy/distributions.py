@@ -25,6 +25,7 @@ __all__ = [
 ]
 
 _TWO_PI = 2.0 * np.pi
+_TWO_M32 = 2.0 ** -32  # one-word uniforms of the Gamma sampler: (w + 1/2) 2^-32
 _HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
 _GAMMA_MAX_ITER = SUBSTREAM_BLOCKS // 2
 _CHUNK = 1 << 18
@@ -264,23 +265,26 @@ def _gamma_draw(alpha, elements, seed, stream, log_out):
             el = elements[pending]
             w = substream_blocks(seed, stream, el, 2 * k)
             u1 = u01_f64(w[:, 0], w[:, 1])
-            u2 = u01_f64(w[:, 2], w[:, 3])
+            u2 = (w[:, 2].astype(np.float64) + 0.5) * _TWO_M32
             z = np.sqrt(-2.0 * np.log(u1)) * np.cos(_TWO_PI * u2)
             dp = d[pending]
             t = 1.0 + c[pending] * z
             v = t * t * t
-            q = substream_blocks(seed, stream, el, 2 * k + 1)
-            ua = u01_f64(q[:, 0], q[:, 1])
+            ua = (w[:, 3].astype(np.float64) + 0.5) * _TWO_M32
             z2 = z * z
             acc = (t > 0.0) & ((ua < 1.0 - 0.0331 * (z2 * z2)) | (np.log(ua) < 0.5 * z2 + dp * (1.0 - v + np.log(v))))
             idx = pending[acc]
             x = dp[acc] * v[acc]
             bst = boost[idx]
-            lb = np.log(u01_f64(q[acc, 2], q[acc, 3])) / alpha[idx]
+            # the boost uniform: block 2k+1, read by accepted draws of shapes below 1 only
+            lb = np.zeros(idx.size)
+            if bst.any():
+                q = substream_blocks(seed, stream, el[acc][bst], 2 * k + 1)
+                lb[bst] = np.log(u01_f64(q[:, 0], q[:, 1])) / alpha[idx[bst]]
             if log_out:
-                val = np.log(x) + np.where(bst, lb, 0.0)
+                val = np.log(x) + lb
             else:
-                val = np.where(bst, x * np.exp(np.where(bst, lb, 0.0)), x)
+                val = np.where(bst, x * np.exp(lb), x)
             res[idx] = val
             pending = pending[~acc]
     if pending.size:  # the documented cap (never reached in practice)
@@ -305,7 +309,8 @@ def sample_gamma(out, alpha, rate, seed, stream):
     for lo, hi in _chunks(flat.size):
         i = np.arange(lo, hi, dtype=np.uint64)
         j = np.arange(lo, hi) % b
-        flat[lo:hi] = _gamma_draw(a[j], i, seed, stream, False) / r[j]
+        # clamped into (0, inf) as the native kernel does: below the smallest normal number of the dtype
+        flat[lo:hi] = np.maximum(_gamma_draw(a[j], i, seed, stream, False) / r[j], np.finfo(out.dtype).tiny)
 
 
 def sample_beta(out, a, b, seed, stream):

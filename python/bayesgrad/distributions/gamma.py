@@ -60,8 +60,8 @@ class Gamma(Distribution):
         out = self._out(n, out)
         seed, stream = self._seed_stream(seed, stream)
         if out.size:
+            # the kernel clamps into (0, inf) itself (no second pass over out)
             _backend.kernels().distributions.sample_gamma(out, self._flat(self.concentration), self._flat(self.rate), seed, stream)
-            clamp_into_support(out)
         return out
 
     def _log_prob_all(self, x):
