@@ -276,7 +276,11 @@ def test_gamma_weak_parts_parity():
             with pytest.raises(RuntimeError, match="did not finish"):
                 mod.gamma_weak_parts(a + sign * eps, eps, psi, sign, 11, 1234, 1, out)
         if len(res) == 2:
-            np.testing.assert_array_equal(res[0], res[1])
+            # Same proposals and decisions; the values agree to rounding, not bit for bit: the
+            # native draw uses libm's log / exp, the twin NumPy's, which on AVX-512 CPUs are
+            # NumPy's own SIMD versions (1 ulp from libm in a few percent of calls), and the
+            # shape boost below alpha = 1 (here alpha down to 0.025) scales a log's ulp by 1/alpha.
+            np.testing.assert_allclose(res[0], res[1], rtol=1e-12, atol=0)
 
 
 def test_gamma_shape_constant_against_quadrature():
