@@ -44,8 +44,9 @@ inline void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint
 constexpr int64_t kTileWork = int64_t{1} << 21;
 
 // C (M x N, row-major) = alpha op(A) op(B) + beta C on one BLAS thread; from
-// kTileWork multiply-adds on, as up to 8 tiles of the larger of M and N (at
-// least 32 rows or columns, a multiple of 16) run on the pool. The tiles
+// kTileWork multiply-adds on, as up to 4 tiles of the larger of M and N (at
+// least 64 rows or columns, a multiple of 16; each tile repacks the other
+// operand, so more tiles cost more than they balance) run on the pool. The tiles
 // depend on the shapes only, so every thread count gives the same values.
 template <typename T>
 void call_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, blasint K, T alpha, const T* A,
@@ -58,8 +59,8 @@ void call_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, bla
   }
   const bool by_rows = M >= N;
   const int64_t D = by_rows ? M : N;
-  const int64_t want = std::min<int64_t>(8, work / (kTileWork / 2));
-  const int64_t len = std::max<int64_t>(32, ((D + want - 1) / want + 15) / 16 * 16);
+  const int64_t want = std::min<int64_t>(4, work / (kTileWork / 2));
+  const int64_t len = std::max<int64_t>(64, ((D + want - 1) / want + 15) / 16 * 16);
   const int64_t tiles = (D + len - 1) / len;
   if (tiles < 2) {
     blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
