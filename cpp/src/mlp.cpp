@@ -48,11 +48,21 @@ constexpr int64_t kTileWork = int64_t{1} << 21;
 // least 64 rows or columns, a multiple of 16; each tile repacks the other
 // operand, so more tiles cost more than they balance) run on the pool. The tiles
 // depend on the shapes only, so every thread count gives the same values.
+// Below this many multiply-adds OpenBLAS runs a GEMM on one thread by itself
+// (its SMP threshold, 65536 x GEMM_MULTITHREAD_THRESHOLD 4), so no thread
+// setting is needed: setting it twice per product cost a small network's
+// ensemble epoch half its time.
+constexpr int64_t kOpenBlasSerial = int64_t{1} << 18;
+
 template <typename T>
 void call_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, blasint K, T alpha, const T* A,
                blasint lda, const T* B, blasint ldb, T beta, T* C, blasint ldc) {
-  SerialBlas serial;
   const int64_t work = int64_t{M} * N * K;
+  if (work < kOpenBlasSerial) {
+    blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  SerialBlas serial;
   if (work < kTileWork) {  // (at 1 thread or nested in a parallel region the tiles run in turn)
     blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
@@ -128,12 +138,15 @@ void gemm_batch(bool trans_a, bool trans_b, int64_t M, int64_t Nn, int64_t K, co
   // The S products on the pool, one per chunk on one BLAS thread (OpenBLAS's
   // ?gemm_batch_strided hands them to its own threads: ~10x slower than a loop
   // for a small MLP's products on 2 shared cores).
-  SerialBlas serial;
   const auto one = [&](int64_t s) {
     blas_gemm(ta, tb, M, Nn, K, T(1), A + s * stride_a, lda, B + s * stride_b, ldb, beta, C + s * stride_c, ldc);
   };
   if (M * Nn * K * S >= kTileWork) {
+    SerialBlas serial;
     parallel_chunks(S, one);
+  } else if (M * Nn * K >= kOpenBlasSerial) {
+    SerialBlas serial;
+    for (int64_t s = 0; s < S; ++s) one(s);
   } else {
     for (int64_t s = 0; s < S; ++s) one(s);
   }
