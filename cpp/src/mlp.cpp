@@ -43,16 +43,17 @@ inline void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint
 // core: below it a second thread's wake-up costs more than it saves).
 constexpr int64_t kTileWork = int64_t{1} << 21;
 
-// C (M x N, row-major) = alpha op(A) op(B) + beta C on one BLAS thread; from
-// kTileWork multiply-adds on, as up to 4 tiles of the larger of M and N (at
-// least 64 rows or columns, a multiple of 16; each tile repacks the other
-// operand, so more tiles cost more than they balance) run on the pool. The tiles
-// depend on the shapes only, so every thread count gives the same values.
 // Below this many multiply-adds OpenBLAS runs a GEMM on one thread by itself
 // (its SMP threshold, 65536 x GEMM_MULTITHREAD_THRESHOLD 4), so no thread
 // setting is needed: setting it twice per product cost a small network's
 // ensemble epoch half its time.
 constexpr int64_t kOpenBlasSerial = int64_t{1} << 18;
+
+// C (M x N, row-major) = alpha op(A) op(B) + beta C on one BLAS thread; from
+// kTileWork multiply-adds on, as up to 4 tiles of the larger of M and N (at
+// least 64 rows or columns, a multiple of 16; each tile repacks the other
+// operand, so more tiles cost more than they balance) run on the pool. The tiles
+// depend on the shapes only, so every thread count gives the same values.
 
 template <typename T>
 void call_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, blasint K, T alpha, const T* A,
