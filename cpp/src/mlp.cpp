@@ -54,7 +54,6 @@ constexpr int64_t kOpenBlasSerial = int64_t{1} << 18;
 // least 64 rows or columns, a multiple of 16; each tile repacks the other
 // operand, so more tiles cost more than they balance) run on the pool. The tiles
 // depend on the shapes only, so every thread count gives the same values.
-
 template <typename T>
 void call_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, blasint K, T alpha, const T* A,
                blasint lda, const T* B, blasint ldb, T beta, T* C, blasint ldc) {
