@@ -18,9 +18,10 @@ namespace {
 constexpr int64_t kRows = 64;  // fixed row chunk: results do not depend on the thread count
 
 // The whole-network passes alternate GEMMs with short elementwise loops; running
-// those loops on our OpenMP pool right after OpenBLAS's pool (whose threads
-// spin-wait after each call) made a chunk ~5x slower on 2 busy cores, so inside
-// those passes they run serially (same chunking, same results).
+// those loops on our pool right after OpenBLAS's pool (whose threads spin-wait
+// after each call) made a chunk ~5x slower on 2 busy cores, so inside those
+// passes they run serially (same chunking, same results). (Measured when the
+// products still ran on OpenBLAS's threads; they now go through pool_gemm.)
 thread_local bool t_serial = false;
 struct SerialScope {
   bool old;
@@ -43,18 +44,12 @@ blasint bi(int64_t v) {
   return static_cast<blasint>(v);
 }
 
-// C (m, n) row-major += op(A) op(B).
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* A, int64_t lda, const double* B,
-          int64_t ldb, double* C, int64_t ldc) {
+// C (m, n) row-major += op(A) op(B) (pool_gemm: never on OpenBLAS's threads).
+template <typename T>
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
+          int64_t ldc) {
   if (m == 0 || n == 0 || k == 0) return;
-  scipy_cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, bi(m), bi(n),
-                    bi(k), 1.0, A, bi(lda), B, bi(ldb), 1.0, C, bi(ldc));
-}
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, int64_t lda, const float* B,
-          int64_t ldb, float* C, int64_t ldc) {
-  if (m == 0 || n == 0 || k == 0) return;
-  scipy_cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, bi(m), bi(n),
-                    bi(k), 1.0f, A, bi(lda), B, bi(ldb), 1.0f, C, bi(ldc));
+  pool_gemm(ta, tb, m, n, k, T(1), A, lda, B, ldb, T(1), C, ldc);
 }
 
 // C (p, p) += X^T X for X (m, p), full symmetric result (syrk on the upper

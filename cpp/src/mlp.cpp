@@ -1,13 +1,8 @@
 // MLP forward/backward over S parameter samples and the likelihoods' NLL and
-// gradients. GEMMs go to scipy-openblas32 on one thread: a product large
-// enough to share runs as fixed tiles of its output on our pool (call_gemm),
-// never on OpenBLAS's own threads. OpenBLAS splits a product statically
-// between its threads and waits for the slowest: on a shared machine a
-// descheduled BLAS thread cost a scheduler time slice per call (2 cores, one
-// busy process beside: a 100 x 10 x 4000 product 0.13 ms on one thread, 8-12
-// ms on two; 512^3 2.3 ms vs 24 ms), while the pool's dynamic chunks let the
-// caller take the tiles a late thread has not started. The elementwise passes
-// are cheap and stay serial; forward_outputs runs its row tiles on the pool.
+// gradients. GEMMs go through pool_gemm (parallel.hpp: one BLAS thread, large
+// products as fixed tiles on our pool, never on OpenBLAS's own threads); the
+// elementwise passes are cheap and stay serial; forward_outputs runs its row
+// tiles on the pool.
 #include "bayesgrad/mlp.hpp"
 
 #include <cblas.h>
@@ -39,53 +34,19 @@ inline void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint
   scipy_cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-// Multiply-adds from which a product is split into tiles (about 50 us on one
-// core: below it a second thread's wake-up costs more than it saves).
-constexpr int64_t kTileWork = int64_t{1} << 21;
-
-// Below this many multiply-adds OpenBLAS runs a GEMM on one thread by itself
-// (its SMP threshold, 65536 x GEMM_MULTITHREAD_THRESHOLD 4), so no thread
-// setting is needed: setting it twice per product cost a small network's
-// ensemble epoch half its time.
-constexpr int64_t kOpenBlasSerial = int64_t{1} << 18;
-
-// C (M x N, row-major) = alpha op(A) op(B) + beta C on one BLAS thread; from
-// kTileWork multiply-adds on, as up to 4 tiles of the larger of M and N (at
-// least 64 rows or columns, a multiple of 16; each tile repacks the other
-// operand, so more tiles cost more than they balance) run on the pool. The tiles
-// depend on the shapes only, so every thread count gives the same values.
-template <typename T>
-void call_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, blasint K, T alpha, const T* A,
-               blasint lda, const T* B, blasint ldb, T beta, T* C, blasint ldc) {
-  const int64_t work = int64_t{M} * N * K;
-  if (work < kOpenBlasSerial) {
-    blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    return;
-  }
-  SerialBlas serial;
-  if (work < kTileWork) {  // (at 1 thread or nested in a parallel region the tiles run in turn)
-    blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    return;
-  }
-  const bool by_rows = M >= N;
-  const int64_t D = by_rows ? M : N;
-  const int64_t want = std::min<int64_t>(4, work / (kTileWork / 2));
-  const int64_t len = std::max<int64_t>(64, ((D + want - 1) / want + 15) / 16 * 16);
-  const int64_t tiles = (D + len - 1) / len;
-  if (tiles < 2) {
-    blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    return;
-  }
-  parallel_chunks(tiles, [&](int64_t t) {
-    const int64_t d0 = t * len;
-    const blasint n = static_cast<blasint>(std::min(len, D - d0));
-    if (by_rows)  // rows d0.. of op(A) and C
-      blas_gemm(ta, tb, n, N, K, alpha, ta == CblasNoTrans ? A + d0 * lda : A + d0, lda, B, ldb, beta, C + d0 * ldc,
-                ldc);
-    else  // columns d0.. of op(B) and C
-      blas_gemm(ta, tb, M, n, K, alpha, A, lda, tb == CblasNoTrans ? B + d0 : B + d0 * ldb, ldb, beta, C + d0, ldc);
-  });
+inline void call_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, blasint K, float alpha,
+                      const float* A, blasint lda, const float* B, blasint ldb, float beta, float* C, blasint ldc) {
+  pool_gemm(ta == CblasTrans, tb == CblasTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+inline void call_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, blasint K, double alpha,
+                      const double* A, blasint lda, const double* B, blasint ldb, double beta, double* C,
+                      blasint ldc) {
+  pool_gemm(ta == CblasTrans, tb == CblasTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+// Below this many multiply-adds OpenBLAS runs a GEMM on one thread by itself
+// (gemm_batch's small per-sample products need no thread setting).
+constexpr int64_t kOpenBlasSerial = int64_t{1} << 18;
+constexpr int64_t kTileWork = int64_t{1} << 21;  // pool_gemm's tiling threshold
 }  // namespace
 
 Layout::Layout(const int64_t* sz, int64_t n_sizes) {

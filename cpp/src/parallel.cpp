@@ -14,6 +14,8 @@
 // second Python thread while the pool is busy run serially on their caller.
 #include "bayesgrad/parallel.hpp"
 
+#include <cblas.h>
+
 #include <pthread.h>
 #include <sched.h>
 
@@ -21,6 +23,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <exception>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -180,6 +183,84 @@ SerialBlas::SerialBlas() : prev_(scipy_openblas_get_num_threads()) {
 
 SerialBlas::~SerialBlas() {
   if (prev_ != 1) scipy_openblas_set_num_threads(prev_);
+}
+
+namespace {
+
+inline void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, blasint K, float alpha,
+                      const float* A, blasint lda, const float* B, blasint ldb, float beta, float* C, blasint ldc) {
+  scipy_cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+inline void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, blasint K, double alpha,
+                      const double* A, blasint lda, const double* B, blasint ldb, double beta, double* C,
+                      blasint ldc) {
+  scipy_cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+// Multiply-adds from which a product is split into tiles (about 50 us on one
+// core: below it a second thread's wake-up costs more than it saves).
+constexpr int64_t kTileWork = int64_t{1} << 21;
+
+// Below this many multiply-adds OpenBLAS runs a GEMM on one thread by itself
+// (its SMP threshold, 65536 x GEMM_MULTITHREAD_THRESHOLD 4), so no thread
+// setting is needed: setting it twice per product cost a small network's
+// ensemble epoch half its time.
+constexpr int64_t kOpenBlasSerial = int64_t{1} << 18;
+
+// C (M x N, row-major) = alpha op(A) op(B) + beta C on one BLAS thread; from
+// kTileWork multiply-adds on, as up to 4 tiles of the larger of M and N (at
+// least 64 rows or columns, a multiple of 16; each tile repacks the other
+// operand, so more tiles cost more than they balance) run on the pool. The tiles
+// depend on the shapes only, so every thread count gives the same values.
+template <typename T>
+void tiled_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, blasint K, T alpha, const T* A,
+                blasint lda, const T* B, blasint ldb, T beta, T* C, blasint ldc) {
+  const int64_t work = int64_t{M} * N * K;
+  if (work < kOpenBlasSerial) {
+    blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  SerialBlas serial;
+  if (work < kTileWork) {  // (at 1 thread or nested in a parallel region the tiles run in turn)
+    blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  const bool by_rows = M >= N;
+  const int64_t D = by_rows ? M : N;
+  const int64_t want = std::min<int64_t>(4, work / (kTileWork / 2));
+  const int64_t len = std::max<int64_t>(64, ((D + want - 1) / want + 15) / 16 * 16);
+  const int64_t tiles = (D + len - 1) / len;
+  if (tiles < 2) {
+    blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  parallel_chunks(tiles, [&](int64_t t) {
+    const int64_t d0 = t * len;
+    const blasint n = static_cast<blasint>(std::min(len, D - d0));
+    if (by_rows)  // rows d0.. of op(A) and C
+      blas_gemm(ta, tb, n, N, K, alpha, ta == CblasNoTrans ? A + d0 * lda : A + d0, lda, B, ldb, beta, C + d0 * ldc,
+                ldc);
+    else  // columns d0.. of op(B) and C
+      blas_gemm(ta, tb, M, n, K, alpha, A, lda, tb == CblasNoTrans ? B + d0 : B + d0 * ldb, ldb, beta, C + d0, ldc);
+  });
+}
+
+blasint blas_dim(int64_t v) {
+  if (v < 0 || v > std::numeric_limits<int32_t>::max())
+    throw std::invalid_argument("GEMM dimension too large for 32-bit BLAS");
+  return static_cast<blasint>(v);
+}
+}  // namespace
+
+void pool_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+               int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  tiled_gemm(trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, blas_dim(M), blas_dim(N),
+             blas_dim(K), alpha, A, blas_dim(lda), B, blas_dim(ldb), beta, C, blas_dim(ldc));
+}
+void pool_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
+               int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+  tiled_gemm(trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, blas_dim(M), blas_dim(N),
+             blas_dim(K), alpha, A, blas_dim(lda), B, blas_dim(ldb), beta, C, blas_dim(ldc));
 }
 
 }  // namespace bayesgrad

@@ -31,4 +31,19 @@ class SerialBlas {
   int prev_;
 };
 
+// C (M x N, row-major) = alpha op(A) op(B) + beta C through scipy-openblas32,
+// never on OpenBLAS's own threads. OpenBLAS splits a product statically
+// between its threads and waits for the slowest: on a shared machine a
+// descheduled BLAS thread cost a scheduler time slice per call (2 cores, one
+// busy process beside: a 100 x 10 x 4000 product 0.13 ms on one thread, 8-12
+// ms on two; 512^3 2.3 ms vs 24 ms). From 2^21 multiply-adds the product runs
+// as up to 4 fixed tiles of the larger output dimension on this pool, whose
+// dynamic chunks let the caller take the tiles a late thread has not started;
+// the tiles depend on the shapes only, so every thread count gives the same
+// values. Used by the MLP engine and the curvature kernels.
+void pool_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+               int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+void pool_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
+               int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc);
+
 }  // namespace bayesgrad
