@@ -133,6 +133,15 @@ class Networks:
         self.noise = None if noise is None else np.asarray(noise, dtype=np.float64)
         self.backend = backend or _backend.get_backend()
 
+    def __setstate__(self, state):
+        # Unpickled on a worker, the weights can sit in the message frame at any byte
+        # offset; NumPy multiplies misaligned arrays without BLAS, in another order, so
+        # a worker's predictive would differ from the client's in the last bits.
+        for k in ("theta", "masks"):
+            if state.get(k) is not None:
+                state[k] = np.require(state[k], requirements=["C", "A"])
+        self.__dict__.update(state)
+
     @property
     def n_samples(self):
         return self.masks.shape[0] if self.theta.ndim == 1 else self.theta.shape[0]
