@@ -1,6 +1,6 @@
 """The estimators' defaults of issue 12 item 4: MFVI classification's fan-in scaled first-layer
-prior and cold posterior, Laplace classification's MAP step size (lr=None), each resolved for
-the task also on a warm start; and one load_digits split on which the old defaults missed the
+prior and cold posterior, Laplace's MAP step size (lr=None), the "auto" options resolved for
+the task also on a warm start; and the load_digits splits on which the old defaults missed the
 NLL target (bench/laplace_defaults.py measures all splits)."""
 import math
 
@@ -48,7 +48,7 @@ def test_mfvi_temperature_by_task(rng):
     assert BayesianMLPRegressor(method="mfvi", **SMALL).fit(X, yr).posterior_.temperature == 1.0
 
 
-def test_lr_none_resolves_per_method_and_task(rng, monkeypatch):
+def test_lr_none_resolves_per_method(rng, monkeypatch):
     X, yc, yr = _data(rng)
     seen = []
     real = nn.train_map
@@ -60,15 +60,24 @@ def test_lr_none_resolves_per_method_and_task(rng, monkeypatch):
     monkeypatch.setattr(nn, "train_map", spy)
     clf = BayesianMLPClassifier(method="laplace", **SMALL).fit(X, yc)
     reg = BayesianMLPRegressor(method="laplace", **SMALL).fit(X, yr)
-    assert seen == [3e-3, 1e-2]  # what the MAP training was given
-    assert clf.model_.options["lr"] == 3e-3 and reg.model_.options["lr"] == 1e-2
-    # a warm start resolves lr=None (and early_stopping="auto") for its own task again
-    reg.set_params(warm_start=True).fit(X, yr)
-    assert seen[-1] == 1e-2 and reg.model_.options["early_stopping"] is True
+    assert seen == [3e-3, 3e-3]  # what the MAP training was given
+    assert clf.model_.options["lr"] == 3e-3 and reg.model_.options["lr"] == 3e-3
     assert BayesianMLPClassifier(method="laplace", lr=0.02, **SMALL).fit(X, yc).model_.options["lr"] == 0.02
-    for m in ("mfvi", "mc_dropout", "ensemble"):
-        assert BayesianMLPClassifier(method=m, **SMALL).fit(X, yc).model_.options["lr"] == 1e-2
+    for m in ("mfvi", "mc_dropout", "ensemble", "swag", "sghmc"):
+        assert _models.check_options(method=m)["lr"] == 1e-2
     assert _models.DEFAULTS["lr"] is None
+
+
+def test_warm_start_resolves_auto_options_for_its_task(rng):
+    # early_stopping="auto" is on for MFVI regression, off for MFVI classification; a warm
+    # start's options are resolved for the model's task again (not check_options' classification)
+    X, yc, yr = _data(rng)
+    reg = BayesianMLPRegressor(method="mfvi", **SMALL).fit(X, yr)
+    assert reg.model_.options["early_stopping"] is True
+    reg.set_params(warm_start=True).fit(X, yr)
+    assert reg.model_.options["early_stopping"] is True
+    clf = BayesianMLPClassifier(method="mfvi", warm_start=True, **SMALL).fit(X, yc).fit(X, yc)
+    assert clf.model_.options["early_stopping"] is False
 
 
 @pytest.mark.parametrize("T", [1.0, 0.1])

@@ -38,18 +38,16 @@ _AUTO_FULL_MAX_PARAMS = 2000
 MFVI_ESTIMATORS = ("weight_space", "local_reparam", "flipout")
 MFVI_PRIORS = ("gaussian", "scale_mixture")
 #: lr=None: Adam's step size by method. Laplace expands the log posterior about the MAP
-#: solution, which should be a mode: at 0.01 the early-stopped iterate is a noisy one (load_digits
-#: split 2: accuracy 0.965, test NLL 0.130); at 0.003 (about twice the epochs) the worst test NLL
-#: over splits 0-19 fell from 0.130 to 0.092 and the worst accuracy rose from 0.965 to 0.972
-#: (bench/laplace_defaults.py; docs/design.md). Laplace regression keeps 0.01 (diabetes: its
-#: log-likelihood gap to BayesianRidge grew from 0.064 to 0.082 nats at 0.003), as do the others.
+#: solution, which should be a mode: at 0.01 the early-stopped iterate is a noisy one. Measured
+#: (bench/laplace_defaults.py, splits 0-19; docs/design.md): load_digits split 2 at accuracy
+#: 0.965 and test NLL 0.130 at 0.01, the worst split's NLL 0.092 and accuracy 0.972 at 0.003
+#: (about twice the epochs); load_diabetes split 18 0.164 nats below BayesianRidge at 0.01 (one
+#: fold overfit, mean predictive sd 37 against BayesianRidge's 55), 0.046 at 0.003; the worst of
+#: splits 0-9 went from 0.064 to 0.082. The other methods keep 0.01.
 _LR = 1e-2
-AUTO_LR = {"laplace": {"classification": 3e-3, "regression": _LR}}
+AUTO_LR = {"laplace": 3e-3}
 
 
-def _auto_lr(method, task):
-    rule = AUTO_LR.get(method, _LR)
-    return rule[task] if isinstance(rule, dict) else rule
 # epochs without a better validation loss before training stops (n_iter_no_change's default)
 _PATIENCE = 20
 #: early_stopping="auto": whether each method stops early on validation_fraction of the rows,
@@ -99,9 +97,9 @@ def check_options(method="mfvi", hidden_layer_sizes=(50,), activation="relu", ep
                   n_models=5, random_state=None, verbose=0):
     """Validated options (ValueError/TypeError naming the bad one); the seed
     resolved (``None`` -> fresh OS entropy); ``early_stopping="auto"`` resolved
-    to a bool for the method and ``lr=None`` to its step (see :data:`AUTO_EARLY_STOPPING` and
-    :data:`AUTO_LR`; for classification here, :func:`options_for_task` resolves them again for
-    the task). The defaults
+    to a bool for the method (see :data:`AUTO_EARLY_STOPPING`; for classification here,
+    :func:`options_for_task` resolves it again for the task) and ``lr=None`` to the method's
+    step (:data:`AUTO_LR`). The defaults
     here are those of every front end (see :data:`DEFAULTS`)."""
     if isinstance(random_state, np.random.RandomState):
         # scikit-learn utilities may hand over a RandomState: take one seed from it.
@@ -123,9 +121,7 @@ def check_options(method="mfvi", hidden_layer_sizes=(50,), activation="relu", ep
         hidden=_hidden_sizes(hidden_layer_sizes),
         activation=C.option(activation, "activation", ACTIVATIONS),
         epochs=C.integer(epochs, "epochs", 1),
-        # lr=None: the method's step (for classification here; BayesianMLP resolves it by task)
-        lr=_auto_lr(method, "classification") if lr is None else _real(lr, "lr"),
-        auto_lr=lr is None,
+        lr=AUTO_LR.get(method, _LR) if lr is None else _real(lr, "lr"),
         batch_size=C.integer(batch_size, "batch_size", 1),
         n_samples=C.integer(n_samples, "n_samples", 2),
         dropout_p=_real(dropout_p, "dropout_p", 0.0, 1.0),
@@ -156,13 +152,11 @@ DEFAULTS = {name: p.default for name, p in inspect.signature(check_options).para
 
 
 def options_for_task(options, task):
-    """``options`` from :func:`check_options` with ``early_stopping="auto"`` and ``lr=None``
-    resolved for ``task`` (check_options resolves them for classification)."""
+    """``options`` from :func:`check_options` with ``early_stopping="auto"`` resolved for
+    ``task`` (check_options resolves it for classification)."""
     if options.get("auto_early"):  # early_stopping="auto": the rule for this task
         early = _auto_early(options["method"], task) and options["validation_fraction"] > 0
         options = dict(options, early_stopping=early, validation=options["validation_fraction"] if early else 0.0)
-    if options.get("auto_lr"):
-        options = dict(options, lr=_auto_lr(options["method"], task))
     return options
 
 

@@ -293,7 +293,7 @@ def compare(X, y, *, task="auto", methods=METHODS, n_folds=5, seed=0, verbose=0,
                 shown = ", ".join(f"{m} {s[m]:.4g}" for m in metrics)
                 print(f"{meth} fold {k + 1}/{len(folds)}: {shown}", flush=True)
     used = {k: v for k, v in check_options(method=methods[0], random_state=seed, **options).items()
-            if k not in ("method", "seed", "verbose", "auto_early", "auto_lr")}
+            if k not in ("method", "seed", "verbose", "auto_early")}
     return Comparison(task, methods, metrics, scores, X.shape[0], seed, used)
 
 

@@ -11,7 +11,7 @@ pipelines, ``clone``, grid search):
   weighted by a temperature of 0.1, as SG-HMC's), see docs/design.md;
 - ``method="mc_dropout"``: MC dropout (``bayesgrad.dropout.MCDropout``);
 - ``method="laplace"``: MAP training with early stopping on a validation split
-  (``bayesgrad.nn.train_map``) followed by a last-layer Laplace approximation
+  (``bayesgrad.nn.train_map``, Adam at 0.003 unless ``lr`` is given) followed by a last-layer Laplace approximation
   (Kronecker, full for small heads) with its prior precision and noise fitted on
   the marginal likelihood (``bayesgrad.laplace.Laplace``), as Laplace Redux
   recommends (for classification sharpened, see ``laplace_prior``); GLM predictive;
@@ -259,9 +259,9 @@ _PARAMS_DOC = """
         Most passes over the training data (MAP training for the MAP-based methods);
         fewer when early stopping ends training.
     lr : float or None, default None
-        Adam learning rate. None: 0.003 for "laplace" classification (the Laplace
-        approximation expands about the MAP solution, which should be a mode rather than a
-        noisy early-stopped iterate), 0.01 otherwise.
+        Adam learning rate. None: 0.003 for "laplace" (the Laplace approximation expands
+        about the MAP solution, which should be a mode rather than a noisy early-stopped
+        iterate), 0.01 for the other methods.
     batch_size : int, default 32
         Minibatch size (capped at the number of samples).
     n_samples : int >= 2, default 100
