@@ -6,10 +6,12 @@ approximate posteriors over the weights of an MLP behind scikit-learn's API
 pipelines, ``clone``, grid search):
 
 - ``method="mfvi"``: mean-field variational inference (Bayes by Backprop,
-  ``bayesgrad.vi.MFVI``);
+  ``bayesgrad.vi.MFVI``); for classification with the first layer's prior scaled by its
+  fan-in, N(0, 1/(prior_precision * n_features)), and a cold posterior (the KL term
+  weighted by a temperature of 0.1, as SG-HMC's), see docs/design.md;
 - ``method="mc_dropout"``: MC dropout (``bayesgrad.dropout.MCDropout``);
 - ``method="laplace"``: MAP training with early stopping on a validation split
-  (``bayesgrad.nn.train_map``) followed by a last-layer Laplace approximation
+  (``bayesgrad.nn.train_map``, Adam at 0.003 unless ``lr`` is given) followed by a last-layer Laplace approximation
   (Kronecker, full for small heads) with its prior precision and noise fitted on
   the marginal likelihood (``bayesgrad.laplace.Laplace``), as Laplace Redux
   recommends (for classification sharpened, see ``laplace_prior``); GLM predictive;
@@ -63,7 +65,7 @@ try:  # scikit-learn >= 1.6
 except ImportError:  # pragma: no cover - older scikit-learn
     _sk_validate_data = None
 
-from ._models import DEFAULTS, METHODS, WARM_START_METHODS, BayesianMLP, check_options
+from ._models import DEFAULTS, METHODS, WARM_START_METHODS, BayesianMLP, check_options, options_for_task
 # predict_uncertainty's result type under the name this module has exported
 from .uncertainty import Decomposition as Uncertainty
 
@@ -153,7 +155,8 @@ class _BayesianMLPBase(BaseEstimator):
                                      f"({model.options[k]!r} -> {opts[k]!r})")
             if self.random_state is None:
                 opts["seed"] = model.seed  # the continued run keeps its seed
-            model.options = opts  # the schedule (epochs, lr, early stopping, ...) as set now
+            # the schedule (epochs, lr, early stopping, ...) as set now, "auto" resolved for the task
+            model.options = options_for_task(opts, model.task)
         else:
             opts = self._options()
             model = BayesianMLP(self._task, opts)
@@ -255,8 +258,10 @@ _PARAMS_DOC = """
     epochs : int, default 200
         Most passes over the training data (MAP training for the MAP-based methods);
         fewer when early stopping ends training.
-    lr : float, default 0.01
-        Adam learning rate.
+    lr : float or None, default None
+        Adam learning rate. None: 0.003 for "laplace" (the Laplace approximation expands
+        about the MAP solution, which should be a mode rather than a noisy early-stopped
+        iterate), 0.01 for the other methods.
     batch_size : int, default 32
         Minibatch size (capped at the number of samples).
     n_samples : int >= 2, default 100
@@ -264,7 +269,8 @@ _PARAMS_DOC = """
     dropout_p : float in (0, 1), default 0.1
         Dropout probability ("mc_dropout" only).
     prior_precision : float > 0, default 1.0
-        Precision of the Gaussian prior on the weights (MFVI prior N(0, 1/prior_precision);
+        Precision of the Gaussian prior on the weights (MFVI prior N(0, 1/prior_precision),
+        for classification N(0, 1/(prior_precision * n_features)) on the first layer's weights;
         MC dropout and MAP weight decay; Laplace's starting value for the marginal-likelihood fit).
     laplace_structure : {"auto", "diag", "kron", "full"}, default "auto"
         Hessian structure ("laplace" only; "auto": full for a covered part of at most 2000

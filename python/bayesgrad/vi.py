@@ -7,7 +7,8 @@ an epoch runs in native calls of ~0.1 s, so progress bars and Ctrl-C work.
 The objective of minibatch i (B_i of N rows) is
 ``(N / B_i) * (mean_s nll_{i,s} + w_i * KL)`` where the KL weights w_i are
 ``kl_weighting``: ``"proportional"`` (B_i / N), ``"blundell"``
-(2^(M-i) / (2^M - 1)) or ``"annealed"`` (B_i / N times a linear ramp). The
+(2^(M-i) / (2^M - 1)) or ``"annealed"`` (B_i / N times a linear ramp), each
+times ``temperature`` (1: the ELBO; T < 1: a cold posterior). The
 reported ELBO (``history_``, ``elbo``) always uses the full KL and is a
 whole-data-set sum in nats: ``expected_loglik - kl``.
 """
@@ -46,6 +47,9 @@ class MFVI:
     n_samples : S weight samples per step
     rho_init : initial rho (sigma = softplus(rho); -3.5 gives sigma ~ 0.03)
     kl_weighting : "proportional", "blundell" or "annealed" (over ``anneal_epochs``)
+    temperature : T > 0, default 1: every minibatch's KL weight times T, i.e. the ELBO of the
+        tempered posterior p(theta | D) ∝ p(D | theta)^(1/T) p(theta) (T < 1: a "cold"
+        posterior, Wenzel et al. 2020); ``history_`` and ``elbo`` report the untempered ELBO
     noise, learn_noise : gaussian noise sigma (scalar or per output), learned by
         Adam as a point estimate when ``learn_noise``
     lr, batch_size : Adam step size and minibatch size
@@ -54,7 +58,7 @@ class MFVI:
     def __init__(self, mlp, likelihood="gaussian", *, prior="gaussian", prior_sigma=1.0,
                  mixture=(0.5, 1.0, math.exp(-6)), estimator="weight_space", n_samples=1, rho_init=-3.5,
                  kl_weighting="proportional", anneal_epochs=10, noise=1.0, learn_noise=False, lr=1e-3,
-                 batch_size=32, dtype=None):
+                 batch_size=32, dtype=None, temperature=1.0):
         if not isinstance(mlp, MLP):
             raise TypeError(f"mlp must be a bayesgrad.nn.MLP, got {type(mlp).__name__}")
         self.mlp = mlp
@@ -78,6 +82,9 @@ class MFVI:
             raise ValueError("rho_init must be finite")
         self.kl_weighting = C.option(kl_weighting, "kl_weighting", _tr.KL_WEIGHTINGS)
         self.anneal_epochs = C.integer(anneal_epochs, "anneal_epochs", 1)
+        self.temperature = C.real(temperature, "temperature")
+        if not (np.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be finite and > 0, got {temperature}")
         log_noise_vector(noise, self.likelihood, mlp.sizes[-1], np.float64)  # validates
         self.noise = noise
         self.learn_noise = bool(learn_noise)
@@ -179,8 +186,8 @@ class MFVI:
 
         def one_epoch(e, ctl):
             perm = _tr.permutation(N, self.seed_, stream, e0 + e)
-            w = np.ascontiguousarray(_tr.kl_weights(self.kl_weighting, sizes, N, e0 + e, self.anneal_epochs),
-                                     dtype=dt)
+            w = np.ascontiguousarray(self.temperature * _tr.kl_weights(self.kl_weighting, sizes, N, e0 + e,
+                                                                       self.anneal_epochs), dtype=dt)
             parts = []
             for i0, i1 in ctl.slices(sizes.size):  # ~0.1 s per native call: Ctrl-C stops promptly
                 step, stats = (k.vi.vi_epoch(cfg, state, m, v, self._step, Xa, ya, perm[i0 * B:i1 * B], w[i0:i1])
@@ -271,7 +278,8 @@ class MFVI:
         return {"kind": "MFVI", "mlp": self.mlp.to_dict(), "likelihood": self.likelihood, "prior": self.prior,
                 "prior_sigma": self.prior_sigma, "mixture": list(self.mixture), "estimator": self.estimator,
                 "n_samples": self.n_samples, "rho_init": self.rho_init, "kl_weighting": self.kl_weighting,
-                "anneal_epochs": self.anneal_epochs, "learn_noise": self.learn_noise, "lr": self.lr,
+                "anneal_epochs": self.anneal_epochs, "temperature": self.temperature,
+                "learn_noise": self.learn_noise, "lr": self.lr,
                 "batch_size": self.batch_size, "seed": str(getattr(self, "seed_", "")), "history": self.history_}
 
     def save(self, path):
@@ -300,7 +308,7 @@ class MFVI:
                       mixture=meta["mixture"], estimator=meta["estimator"], n_samples=meta["n_samples"],
                       rho_init=meta["rho_init"], kl_weighting=meta["kl_weighting"],
                       anneal_epochs=meta["anneal_epochs"], learn_noise=meta["learn_noise"], lr=meta["lr"],
-                      batch_size=meta["batch_size"])
+                      batch_size=meta["batch_size"], temperature=meta.get("temperature", 1.0))
         except (KeyError, TypeError, AttributeError, OverflowError) as exc:
             raise ValueError(f"{path!r}: malformed MFVI metadata ({type(exc).__name__}: {exc})") from exc
         state = arrays["state"]
