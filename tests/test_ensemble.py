@@ -291,12 +291,12 @@ def test_ensemble_epoch_same_for_any_thread_count():
 
 
 def test_members_cut_between_threads_take_the_same_steps():
-    """With several threads the M G (member, minibatch) steps are cut into equal pieces, one
-    per thread, so a member may run its first minibatches on one thread and its last on
-    another (5 members on 2 threads: member 2 is cut; on 3 and 4 threads others are).
+    """With several threads each member's minibatch steps are cut into one part per thread,
+    run part after part on whichever thread is free (5 members on 2 threads: 2.5 members'
+    steps each), so a member's later steps may run on another thread than its first ones.
     Every thread count gives the numbers of the one S = M pass on one thread, bit for bit,
     over several epochs in one call; a member whose first part fails (a label out of range
-    in every member's rows) raises instead of leaving the thread with its last part waiting."""
+    in every member's rows) raises instead of leaving the thread with its next part waiting."""
     k = _backend.kernels()
     rng = np.random.default_rng(12)
     N, M, E, sizes = 70, 5, 3, (20, 64, 64, 3)

@@ -123,10 +123,11 @@ int64_t ensemble_epoch(const EnsembleConfig& cfg, int64_t M, T* state, T* m, T* 
   //    ?gemm_batch_strided there, measured 15% slower per epoch on
   //    784-400-400-10 at batch 128, and its traces take M times the cache).
   //  - per member: small products, several threads, and enough work in the
-  //    call. Each worker trains whole members through every minibatch of the
-  //    call (all its epochs), so the pool is woken once per call, not once per
-  //    step: per step, waking a worker cost more than it saved on 13-50-2 at
-  //    batch 32 (0.35-1.1 ms per epoch on two threads against 0.29 ms on one).
+  //    call. Each worker trains members through runs of consecutive minibatches
+  //    of the call (shares of all its epochs, below), so the pool is woken
+  //    once per call, not once per step: per step, waking a worker cost more
+  //    than it saved on 13-50-2 at batch 32 (0.35-1.1 ms per epoch on two
+  //    threads against 0.29 ms on one).
   //  - else one S = M pass per minibatch on the calling thread.
   int64_t biggest = 0;
   for (int64_t l = 0; l < L.n_layers(); ++l) biggest = std::max(biggest, Bmax * L.d_in(l) * L.d_out(l));
@@ -216,54 +217,36 @@ int64_t ensemble_epoch(const EnsembleConfig& cfg, int64_t M, T* state, T* m, T* 
     }
   };
   if (per_member) {
-    // T = min(threads, M) pieces of equal work: the member-major sequence of
-    // the M G (member, minibatch) steps cut into T contiguous ranges, so that
-    // 5 members on 2 threads take 2.5 members' time each, not 3 and 2. A
-    // member cut between pieces t and t + 1 runs its first minibatches at the
-    // start of piece t and its last ones at the end of piece t + 1, which waits
-    // (rarely: the first part ran first) until the first part is done; chunks
-    // are claimed in increasing order, so piece t is running or done by then.
-    // Each member still takes its steps in order: the same numbers.
+    // Each member's G minibatch steps cut into H = threads consecutive parts:
+    // M H chunks, part-major (all members' first parts, then their second
+    // ...), claimed in increasing order by whichever thread is free, so the
+    // work shares out evenly (5 members on 2 threads: 2.5 members each, not 3
+    // and 2 as whole members were) and a thread the scheduler holds back
+    // leaves its share to the others. Part h of member s waits (rarely: it is
+    // claimed M chunks later) until part h - 1 is done, so each member still
+    // takes its steps in order: the same numbers.
     const int64_t G = total_batches;
-    const int64_t n_pieces = std::min<int64_t>(num_threads(), M);
-    std::vector<std::atomic<int>> head_done(M);  // 0 running, 1 done, 2 failed
-    for (auto& h : head_done) h.store(0);
+    const int64_t H = num_threads();
+    std::vector<std::atomic<int>> part_done(M * H);  // 0 not yet, 1 done, 2 failed
+    for (auto& d : part_done) d.store(0);
     SerialBlas serial;
-    parallel_chunks(n_pieces, [&](int64_t t) {
-      const int64_t u0 = t * M * G / n_pieces, u1 = (t + 1) * M * G / n_pieces;
-      struct Segment {
-        int64_t s, g0, g1;
-      };
-      std::vector<Segment> segs;
-      for (int64_t u = u0; u < u1;) {
-        const int64_t s = u / G, g0 = u % G, g1 = std::min(G, u1 - s * G);
-        segs.push_back({s, g0, g1});
-        u = s * G + g1;
-      }
-      // n_pieces <= M makes every piece at least G steps long, so a member is cut at
-      // most once. Order: the head of the member cut with piece t + 1 first (so that
-      // piece t + 1 rarely waits), the whole members, then the tail of the member cut
-      // with piece t - 1.
-      const auto rank = [G](const Segment& sg) { return sg.g0 > 0 ? 2 : sg.g1 < G ? 0 : 1; };
-      std::stable_sort(segs.begin(), segs.end(),
-                       [&](const Segment& a, const Segment& b) { return rank(a) < rank(b); });
-      try {
-        for (const Segment& sg : segs) {
-          if (sg.g0 > 0) {
-            int h;
-            while ((h = head_done[sg.s].load(std::memory_order_acquire)) == 0) std::this_thread::yield();
-            if (h == 2) return;  // its head threw; parallel_chunks rethrows that
-          }
-          for (int64_t g = sg.g0; g < sg.g1; ++g) run_group(g, sg.s, 1, work[sg.s], false);
-          if (sg.g1 < G) head_done[sg.s].store(1, std::memory_order_release);
+    parallel_chunks(M * H, [&](int64_t c) {
+      const int64_t h = c / M, s = c % M;
+      if (h > 0) {
+        int d;
+        while ((d = part_done[c - M].load(std::memory_order_acquire)) == 0) std::this_thread::yield();
+        if (d == 2) {  // an earlier part threw (parallel_chunks rethrows that)
+          part_done[c].store(2, std::memory_order_release);
+          return;
         }
+      }
+      try {
+        for (int64_t g = h * G / H; g < (h + 1) * G / H; ++g) run_group(g, s, 1, work[s], false);
       } catch (...) {
-        // a head this piece did not finish must not keep piece t + 1 waiting
-        for (const Segment& sg : segs)
-          if (sg.g1 < G && head_done[sg.s].load(std::memory_order_acquire) == 0)
-            head_done[sg.s].store(2, std::memory_order_release);
+        part_done[c].store(2, std::memory_order_release);  // releases the parts after it
         throw;
       }
+      part_done[c].store(1, std::memory_order_release);
     });
   } else if (big) {
     for (int64_t g = 0; g < total_batches; ++g)
