@@ -311,7 +311,7 @@ def test_members_cut_between_threads_take_the_same_steps():
     prev = bg.get_num_threads()
     out = []
     try:
-        for n in (1, 2, 3, 4):
+        for n in (1, 2, 3, 4, 6):  # 6 > M: whole members, one per thread
             bg.set_num_threads(n)
             st = state0.copy()
             m, v = np.zeros_like(st), np.zeros_like(st)

@@ -225,8 +225,10 @@ int64_t ensemble_epoch(const EnsembleConfig& cfg, int64_t M, T* state, T* m, T* 
     // leaves its share to the others. Part h of member s waits (rarely: it is
     // claimed M chunks later) until part h - 1 is done, so each member still
     // takes its steps in order: the same numbers.
+    // With more threads than members, whole members (H = 1): a later part would
+    // have a thread waiting on its member's earlier one for no gain.
     const int64_t G = total_batches;
-    const int64_t H = num_threads();
+    const int64_t H = M >= num_threads() ? num_threads() : 1;
     std::vector<std::atomic<int>> part_done(M * H);  // 0 not yet, 1 done, 2 failed
     for (auto& d : part_done) d.store(0);
     SerialBlas serial;
