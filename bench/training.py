@@ -24,8 +24,8 @@ Writes bench/results/training.json (training_threads<N>.json for --threads N != 
 
 ``--ensemble``: deep ensembles instead (issue 15). M = 5 members trained to the
 end, float32: ``DeepEnsemble.fit`` (all members in one native call,
-``optim.ensemble_epoch``: the 40 epochs of 13-50-2 in one call, the members one
-per worker thread with 2 threads; one call per slice of an epoch for
+``optim.ensemble_epoch``: the 40 epochs of 13-50-2 in one call, the members'
+steps in equal shares on the 2 worker threads (2.5 members each); one call per slice of an epoch for
 784-400-400-10; ``init="auto"`` so that it starts where ``train_map`` does)
 against five sequential ``train_map`` fits
 (what ``DeepEnsemble.fit`` did before: one member after another, the same

@@ -290,6 +290,49 @@ def test_ensemble_epoch_same_for_any_thread_count():
         np.testing.assert_array_equal(o[2], out[0][2])
 
 
+def test_members_cut_between_threads_take_the_same_steps():
+    """With several threads each member's minibatch steps are cut into one part per thread,
+    run part after part on whichever thread is free (5 members on 2 threads: 2.5 members'
+    steps each), so a member's later steps may run on another thread than its first ones.
+    Every thread count gives the numbers of the one S = M pass on one thread, bit for bit,
+    over several epochs in one call; a member whose first part fails (a label out of range
+    in every member's rows) raises instead of leaving the thread with its next part waiting."""
+    k = _backend.kernels()
+    rng = np.random.default_rng(12)
+    N, M, E, sizes = 70, 5, 3, (20, 64, 64, 3)
+    X = rng.normal(size=(N, 20))
+    y = rng.integers(0, 3, size=(N, 1)).astype(np.float64)
+    net = k.mlp.NetConfig(sizes, 1)
+    P = net.n_params
+    cfg = k.optim.EnsembleConfig(net, LIKELIHOODS["categorical"], weight_decay=0.01, batch_size=32,
+                                 adam=k.optim.AdamConfig(lr=0.01))
+    state0 = 0.1 * rng.normal(size=(M, P + 1))
+    perms = np.stack([np.stack([rng.permutation(N) for _ in range(M)]) for _ in range(E)]).astype(np.int64)
+    prev = bg.get_num_threads()
+    out = []
+    try:
+        for n in (1, 2, 3, 4, 6):  # 6 > M: whole members, one per thread
+            bg.set_num_threads(n)
+            st = state0.copy()
+            m, v = np.zeros_like(st), np.zeros_like(st)
+            step, stats = k.optim.ensemble_epoch(cfg, st, m, v, 0, X, y, perms)
+            assert step == E * 3
+            out.append((stats, st, m, v))
+        bad = y.copy()
+        bad[N // 2] = 7.0
+        for n in (2, 3):
+            bg.set_num_threads(n)
+            st = state0.copy()
+            with pytest.raises(ValueError, match="label"):
+                k.optim.ensemble_epoch(cfg, st, np.zeros_like(st), np.zeros_like(st), 0, X, bad, perms)
+    finally:
+        bg.set_num_threads(prev)
+    for o in out[1:]:
+        for a, b in zip(o, out[0]):
+            np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(out[0][1], state0)
+
+
 def test_several_epochs_in_one_call_equal_epoch_by_epoch_calls():
     """perms (E, M, L): E epochs in one call equal E one-epoch calls (bit for bit), on both backends."""
     rng = np.random.default_rng(9)

@@ -6,7 +6,9 @@
 #include "bayesgrad/ensemble.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "bayesgrad/parallel.hpp"
@@ -121,10 +123,11 @@ int64_t ensemble_epoch(const EnsembleConfig& cfg, int64_t M, T* state, T* m, T* 
   //    ?gemm_batch_strided there, measured 15% slower per epoch on
   //    784-400-400-10 at batch 128, and its traces take M times the cache).
   //  - per member: small products, several threads, and enough work in the
-  //    call. Each worker trains whole members through every minibatch of the
-  //    call (all its epochs), so the pool is woken once per call, not once per
-  //    step: per step, waking a worker cost more than it saved on 13-50-2 at
-  //    batch 32 (0.35-1.1 ms per epoch on two threads against 0.29 ms on one).
+  //    call. Each worker trains members through runs of consecutive minibatches
+  //    of the call (shares of all its epochs, below), so the pool is woken
+  //    once per call, not once per step: per step, waking a worker cost more
+  //    than it saved on 13-50-2 at batch 32 (0.35-1.1 ms per epoch on two
+  //    threads against 0.29 ms on one).
   //  - else one S = M pass per minibatch on the calling thread.
   int64_t biggest = 0;
   for (int64_t l = 0; l < L.n_layers(); ++l) biggest = std::max(biggest, Bmax * L.d_in(l) * L.d_out(l));
@@ -214,9 +217,38 @@ int64_t ensemble_epoch(const EnsembleConfig& cfg, int64_t M, T* state, T* m, T* 
     }
   };
   if (per_member) {
+    // Each member's G minibatch steps cut into H = threads consecutive parts:
+    // M H chunks, part-major (all members' first parts, then their second
+    // ...), claimed in increasing order by whichever thread is free, so the
+    // work shares out evenly (5 members on 2 threads: 2.5 members each, not 3
+    // and 2 as whole members were) and a thread the scheduler holds back
+    // leaves its share to the others. Part h of member s waits (rarely: it is
+    // claimed M chunks later) until part h - 1 is done, so each member still
+    // takes its steps in order: the same numbers.
+    // With more threads than members, whole members (H = 1): a later part would
+    // have a thread waiting on its member's earlier one for no gain.
+    const int64_t G = total_batches;
+    const int64_t H = M >= num_threads() ? num_threads() : 1;
+    std::vector<std::atomic<int>> part_done(M * H);  // 0 not yet, 1 done, 2 failed
+    for (auto& d : part_done) d.store(0);
     SerialBlas serial;
-    parallel_chunks(M, [&](int64_t s) {
-      for (int64_t g = 0; g < total_batches; ++g) run_group(g, s, 1, work[s], false);
+    parallel_chunks(M * H, [&](int64_t c) {
+      const int64_t h = c / M, s = c % M;
+      if (h > 0) {
+        int d;
+        while ((d = part_done[c - M].load(std::memory_order_acquire)) == 0) std::this_thread::yield();
+        if (d == 2) {  // an earlier part threw (parallel_chunks rethrows that)
+          part_done[c].store(2, std::memory_order_release);
+          return;
+        }
+      }
+      try {
+        for (int64_t g = h * G / H; g < (h + 1) * G / H; ++g) run_group(g, s, 1, work[s], false);
+      } catch (...) {
+        part_done[c].store(2, std::memory_order_release);  // releases the parts after it
+        throw;
+      }
+      part_done[c].store(1, std::memory_order_release);
     });
   } else if (big) {
     for (int64_t g = 0; g < total_batches; ++g)

@@ -13,9 +13,9 @@ All members train in one native call per slice of an epoch, or per several
 epochs for small networks without validation (``_core.optim.ensemble_epoch``;
 their minibatch orders from ``_core.optim.ensemble_orders``): the MLP engine's
 S axis carries the M parameter vectors, each on its own minibatch rows, with
-its own Adam moments, or, with several threads, each member runs whole on a
-worker thread; members never interact, so member m's result equals training it
-alone.
+its own Adam moments, or, with several threads, the members' minibatch steps
+run on the worker threads in equal shares (each member's steps in order);
+members never interact, so member m's result equals training it alone.
 
 The paper's variance head is a softplus with a floor of 1e-6; here it is the
 log-variance (the engine's heteroscedastic likelihood): in a stand-alone NumPy
