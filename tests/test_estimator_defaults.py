@@ -134,3 +134,36 @@ def test_digits_split_meets_the_targets(method, seed):
     nll = -np.mean(np.log(p[np.arange(len(yte)), yte]))
     assert (p.argmax(1) == yte).mean() >= 0.95
     assert nll <= 0.12
+
+
+def test_swag_regression_noise_floored_at_held_out_rms(rng, monkeypatch):
+    # SWAG regression takes the MAP fit's noise, floored at the MAP network's root mean squared
+    # residual on train_map's own validation rows; the other sample-based methods keep the
+    # learned noise
+    X, _, yr = _data(rng, N=80)
+    yr = yr + rng.normal(size=80)  # noisy targets: a small network overfits the training rows
+    calls = []
+    real = nn.train_map
+
+    def spy(mlp, Xs, ys, **kw):
+        theta, info = real(mlp, Xs, ys, **kw)
+        calls.append((mlp, Xs, ys, kw, theta, info))
+        return theta, info
+
+    monkeypatch.setattr(nn, "train_map", spy)
+    for method in ("swag", "sghmc"):
+        calls.clear()
+        reg = BayesianMLPRegressor(method=method, hidden_layer_sizes=(16,), epochs=60, validation_fraction=0.25,
+                                   random_state=3).fit(X, yr)
+        (mlp, Xs, ys, kw, theta, info), = calls
+        learned = float(np.mean(info["noise"]))
+        # the validation rows, independently: the 20 smallest of train_map's Philox split uniforms
+        u = bg.random.uniform(80, seed=info["seed"], stream=bg.random.fold_in(kw["stream"], "split"),
+                              dtype=np.float64)
+        val = np.sort(np.argsort(u, kind="stable")[:20])
+        f = mlp.forward(theta.astype(np.float64), np.asarray(Xs, np.float64)[val]).reshape(20)
+        held = math.sqrt(np.mean((np.asarray(ys, np.float64).reshape(-1)[val] - f) ** 2))
+        want = max(learned, held) if method == "swag" else learned
+        assert float(np.mean(reg.posterior_.noise)) == pytest.approx(want, rel=1e-5)
+        if method == "swag":
+            assert held > learned  # the floor is what set the noise here
