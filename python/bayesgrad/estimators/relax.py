@@ -36,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
+from .. import _scratch
 from .. import _checks as C
 from .. import random as _random
 from ..control_variates import RelaxSurrogate
@@ -49,21 +50,25 @@ _LOG_LAMBDA_STEP = 1e-4  # central difference in log lambda for d g / d log lamb
 class _Draws:
     """Per-sample quantities of one call, flattened to (n, P) over the logits' coordinates."""
 
-    def __init__(self, fam, dist, n, seed, stream):
+    def __init__(self, fam, dist, n, seed, stream, pool=None):
         self.fam = fam
+        pool = _scratch.fresh() if pool is None else pool
         eta = np.asarray(dist.logits, dtype=np.float64)
         if fam == "bernoulli":
             self.shape = tuple(dist.batch_shape)
             eta = np.broadcast_to(eta, self.shape).reshape(-1)
             eta = np.ascontiguousarray(eta, dtype=np.float64)
             p = sigmoid(eta)
-            u = _random.uniform((n,) + self.shape, seed=seed, stream=stream).reshape(n, -1)
-            v = _random.uniform((n,) + self.shape, seed=seed,
-                                stream=_random.fold_in(stream, "relax/conditional")).reshape(n, -1)
+            shp = (n,) + self.shape
+            u = _random.uniform(shp, seed=seed, stream=stream, out=pool.array("relax/u", shp)).reshape(n, -1)
+            v = _random.uniform(shp, seed=seed, stream=_random.fold_in(stream, "relax/conditional"),
+                                out=pool.array("relax/v", shp)).reshape(n, -1)
             # z = eta + logit(1 - u), b = 1[u < p] = 1[z > 0]; given b, w~ = 1 - p + p v (b = 1) or
             # (1 - p) v (b = 0), z~ = eta + logit(w~), and d z~ / d eta with b and v fixed: one
-            # native pass (estimators.relax_bernoulli_draws; stable log forms there)
-            self.z, self.zt, self.dzt, b, self.score = (np.empty_like(u) for _ in range(5))
+            # native pass (estimators.relax_bernoulli_draws; stable log forms there). All five stay
+            # inside the call (f gets a copy of b): scratch buffers.
+            self.z, self.zt, self.dzt, b, self.score = (pool.array("relax/" + w, u.shape)
+                                                         for w in ("z", "zt", "dzt", "b", "score"))
             _backend.kernels().estimators.relax_bernoulli_draws(eta, u, v, self.z, self.zt, self.dzt, b, self.score)
             self.points = b.reshape((n,) + self.shape)
             self.p = p
@@ -149,7 +154,7 @@ def _relaxed_f(f, grad_f, fam, shape, z, lam, dtype):
     return eval_f(f, yd, np.float64), vjp(eval_like(grad_f, yd, np.float64, "grad_f"))
 
 
-def _relaxed_part(f, grad_f, dr, lam, dtype):
+def _relaxed_part(f, grad_f, dr, lam, dtype, out=None):
     """A_f = -f(y~) score + jz(d f(y)/dz) - jt(d f(y~)/dz~), the relaxed-f term per unit scale, and f(y~)."""
     n = dr.z.shape[0]
     if dr.fam == "bernoulli":
@@ -161,7 +166,7 @@ def _relaxed_part(f, grad_f, dr, lam, dtype):
         yd = y.reshape((2 * n,) + dr.shape).astype(dtype, copy=False)
         fv = eval_f(f, yd, np.float64)
         gv = eval_like(grad_f, yd, np.float64, "grad_f").reshape(2 * n, -1)
-        out = np.empty_like(dr.z)
+        out = np.empty_like(dr.z) if out is None else out
         ke.relax_bernoulli_part(np.ascontiguousarray(fv[n:]), gv[:n], gv[n:], y[:n], y[n:], dr.dzt, dr.score,
                                 float(lam), out)
         return out, fv[n:]
@@ -183,7 +188,12 @@ def _directional_vjp_inputs(x, d, h):
     return np.concatenate([x + h * unit, x - h * unit]), np.concatenate([wt, -wt])
 
 
-def _estimate(name, f, dist, n_samples, seed, stream, grad_f, surrogate, train, baseline, per_sample):
+def _estimate(*args):
+    with _scratch.session() as pool:
+        return _estimate_in(pool, *args)
+
+
+def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate, train, baseline, per_sample):
     n, seed, stream = setup(f, dist, n_samples, seed, stream)
     fam = _family(dist, ("bernoulli", "categorical"))
     loo = C.option("none" if baseline is None else baseline, "baseline", ("none", "loo")) == "loo"
@@ -194,7 +204,7 @@ def _estimate(name, f, dist, n_samples, seed, stream, grad_f, surrogate, train, 
                         "relaxed space (or a RelaxSurrogate(relaxed_f=False) for RELAX)")
     if not isinstance(train, (bool, np.bool_)):
         raise TypeError("train must be True or False")
-    dr = _Draws(fam, dist, n, seed, stream)
+    dr = _Draws(fam, dist, n, seed, stream, pool)
     surrogate.bind(dr.z.shape[1])
     dt = dist.dtype
     fb = eval_f(f, dr.points.astype(dt), np.float64)
@@ -202,7 +212,7 @@ def _estimate(name, f, dist, n_samples, seed, stream, grad_f, surrogate, train, 
     n_eval = n
     a_f, f_t = 0.0, 0.0
     if surrogate.relaxed_f:
-        a_f, f_t = _relaxed_part(f, grad_f, dr, lam, dt)
+        a_f, f_t = _relaxed_part(f, grad_f, dr, lam, dt, pool.array("relax/a_f", dr.z.shape))
         n_eval += 2 * n
     g = fb[:, None] * dr.score
     if surrogate.relaxed_f:
@@ -223,8 +233,10 @@ def _estimate(name, f, dist, n_samples, seed, stream, grad_f, surrogate, train, 
         if surrogate.relaxed_f:
             grad[0] = 2.0 * _dot(g, a_f) / n
             if surrogate.tune_temperature:
-                a_hi = _relaxed_part(f, grad_f, dr, lam * np.exp(_LOG_LAMBDA_STEP), dt)[0]
-                a_lo = _relaxed_part(f, grad_f, dr, lam * np.exp(-_LOG_LAMBDA_STEP), dt)[0]
+                a_hi = _relaxed_part(f, grad_f, dr, lam * np.exp(_LOG_LAMBDA_STEP), dt,
+                                     pool.array("relax/a_hi", dr.z.shape))[0]
+                a_lo = _relaxed_part(f, grad_f, dr, lam * np.exp(-_LOG_LAMBDA_STEP), dt,
+                                     pool.array("relax/a_lo", dr.z.shape))[0]
                 n_eval += 4 * n
                 grad[1] = 2.0 * sc * (_dot(g, a_hi) - _dot(g, a_lo)) / n / (2.0 * _LOG_LAMBDA_STEP)
         if surrogate.mlp is not None:
