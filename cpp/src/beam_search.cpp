@@ -221,8 +221,14 @@ void top_insertion(const double* v, int64_t total, int64_t keep, int64_t* idx) {
 // insertion mispredicts about once per candidate it keeps): each candidate's rank is the number
 // of larger values plus the number of equal ones before it, counted for 8 candidates at a time
 // against every value, and it is written to idx[rank], or to the spare idx[keep] when
-// rank >= keep (idx holds keep + 1). Equal to top_insertion for any values but NaN.
+// rank >= keep (idx holds keep + 1). NaN (the children of a beam at -inf, when the support has
+// fewer than m configurations of positive probability) has no rank: such steps take top_insertion.
 BG_AVX512 void top_ranks_avx512(const double* v, int64_t total, int64_t keep, int64_t* idx) {
+  for (int64_t a0 = 0; a0 < total; a0 += 8) {
+    const __mmask8 valid = static_cast<__mmask8>((1u << std::min<int64_t>(8, total - a0)) - 1u);
+    const __m512d va = _mm512_maskz_loadu_pd(valid, v + a0);
+    if (_mm512_cmp_pd_mask(va, va, _CMP_UNORD_Q) != 0) return top_insertion(v, total, keep, idx);
+  }
   const __m512i one = _mm512_set1_epi64(1);
   for (int64_t a0 = 0; a0 < total; a0 += 8) {
     const int64_t lanes = std::min<int64_t>(8, total - a0);
