@@ -30,6 +30,8 @@ dependence on the other coordinates and from a network term (RELAX).
 f sees ``(m, *batch)`` floats in {0, 1} / (0, 1) for a Bernoulli and one-hot /
 simplex points ``(m, *batch, K)`` for a Categorical, so that one f serves
 both the discrete sample and its relaxation; ``grad_f`` is shaped like its input.
+The relaxed points f and grad_f are given (Bernoulli, float64) are a buffer the
+estimator reuses once they return: an f that keeps its input must copy it.
 """
 from __future__ import annotations
 
@@ -154,13 +156,15 @@ def _relaxed_f(f, grad_f, fam, shape, z, lam, dtype):
     return eval_f(f, yd, np.float64), vjp(eval_like(grad_f, yd, np.float64, "grad_f"))
 
 
-def _relaxed_part(f, grad_f, dr, lam, dtype, out=None):
+def _relaxed_part(f, grad_f, dr, lam, dtype, out=None, pool=None):
     """A_f = -f(y~) score + jz(d f(y)/dz) - jt(d f(y~)/dz~), the relaxed-f term per unit scale, and f(y~)."""
     n = dr.z.shape[0]
     if dr.fam == "bernoulli":
         # the relaxation and the combination in native passes; f and grad_f in between
         ke = _backend.kernels().estimators
-        y = np.empty((2 * n, dr.z.shape[1]))
+        # the relaxed points: a scratch buffer (one for the call's three relaxed parts), which f and
+        # grad_f see as their input when dtype is float64 (documented: copy it to keep it)
+        y = (_scratch.fresh() if pool is None else pool).array("relax/y", (2 * n, dr.z.shape[1]))
         ke.concrete_bernoulli(dr.z, float(lam), y[:n])
         ke.concrete_bernoulli(dr.zt, float(lam), y[n:])
         yd = y.reshape((2 * n,) + dr.shape).astype(dtype, copy=False)
@@ -212,11 +216,11 @@ def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate
     n_eval = n
     a_f, f_t = 0.0, 0.0
     if surrogate.relaxed_f:
-        a_f, f_t = _relaxed_part(f, grad_f, dr, lam, dt, pool.array("relax/a_f", dr.z.shape))
+        a_f, f_t = _relaxed_part(f, grad_f, dr, lam, dt, pool.array("relax/a_f", dr.z.shape), pool)
         n_eval += 2 * n
     g = fb[:, None] * dr.score
     if surrogate.relaxed_f:
-        g += sc * a_f
+        g += np.multiply(a_f, sc, out=pool.array("relax/scaled", a_f.shape))
     if surrogate.mlp is not None:
         rt, gt_r = surrogate.network(dr.zt)
         _, gz_r = surrogate.network(dr.z)
@@ -234,9 +238,9 @@ def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate
             grad[0] = 2.0 * _dot(g, a_f) / n
             if surrogate.tune_temperature:
                 a_hi = _relaxed_part(f, grad_f, dr, lam * np.exp(_LOG_LAMBDA_STEP), dt,
-                                     pool.array("relax/a_hi", dr.z.shape))[0]
+                                     pool.array("relax/a_hi", dr.z.shape), pool)[0]
                 a_lo = _relaxed_part(f, grad_f, dr, lam * np.exp(-_LOG_LAMBDA_STEP), dt,
-                                     pool.array("relax/a_lo", dr.z.shape))[0]
+                                     pool.array("relax/a_lo", dr.z.shape), pool)[0]
                 n_eval += 4 * n
                 grad[1] = 2.0 * sc * (_dot(g, a_hi) - _dot(g, a_lo)) / n / (2.0 * _LOG_LAMBDA_STEP)
         if surrogate.mlp is not None:
