@@ -487,3 +487,32 @@ def test_gumbel_beam_search_ties_keep_the_lower_position():
         for p in ["scalar"] + _simd_paths():
             got = on_simd_path(p, lambda: _beam(_backend._core.estimators, lp, u, m)[0])
             np.testing.assert_array_equal(got, want, err_msg=p)
+
+
+def test_relax_bernoulli_kernels_simd_paths_match_scalar_reference():
+    """concrete_bernoulli (AVX-512 with a masked tail, AVX2) and relax_bernoulli_draws (AVX2) against
+    the scalar libm path, on sizes that leave a tail and on z far out in both tails."""
+    from helpers import on_simd_path
+
+    paths = _simd_paths()
+    if not paths:
+        pytest.skip("no SIMD path on this CPU / no native core")
+    core = _backend._core.estimators
+    r = np.random.default_rng(12)
+    n, p = 201, 7
+    eta = r.standard_normal(p) * 3
+    u, v = r.uniform(size=(n, p)), r.uniform(size=(n, p))
+    z = np.concatenate([r.standard_normal(n * p - 6) * 20, [-800.0, 800.0, -1e-300, 0.0, 1e-300, 40.0]])
+
+    def run():
+        outs = [np.empty((n, p)) for _ in range(5)]
+        core.relax_bernoulli_draws(eta, u, v, *outs)
+        y = np.empty(n * p)
+        core.concrete_bernoulli(z, 0.3, y)
+        return outs + [y]
+
+    ref = on_simd_path("scalar", run)
+    for path in paths:
+        got = on_simd_path(path, run)
+        for a, b in zip(got, ref):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-300, err_msg=path)

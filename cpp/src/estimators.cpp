@@ -360,10 +360,26 @@ BG_AVX2 void sigmoid_avx2(const double* z, double inv, int64_t count, double* y)
   }
   sigmoid_scalar(z + e, inv, count - e, y + e);
 }
+
+// sigmoid_avx2 on 8 lanes, operation for operation; the tail a masked vector (zeros in the
+// unused lanes).
+BG_AVX512 void sigmoid_avx512(const double* z, double inv, int64_t count, double* y) {
+  const __m512d vinv = _mm512_set1_pd(inv), one = _mm512_set1_pd(1.0), zero = _mm512_setzero_pd();
+  const __m512d sign = _mm512_set1_pd(-0.0);
+  for (int64_t e = 0; e < count; e += 8) {
+    const __mmask8 m = static_cast<__mmask8>(count - e >= 8 ? 0xFFu : (1u << (count - e)) - 1u);
+    const __m512d x = _mm512_mul_pd(_mm512_maskz_loadu_pd(m, z + e), vinv);
+    const __m512d ex = simd::expx8d(_mm512_or_pd(x, sign));
+    const __m512d r = _mm512_div_pd(one, _mm512_add_pd(one, ex));
+    const __mmask8 ge = _mm512_cmp_pd_mask(x, zero, _CMP_GE_OQ);
+    _mm512_mask_storeu_pd(y + e, m, _mm512_mask_blend_pd(ge, _mm512_mul_pd(ex, r), r));
+  }
+}
 #endif
 
 void sigmoid_block(const double* z, double inv, int64_t count, double* y) {
 #if BG_HAVE_X86
+  if (simd::use_avx512()) return sigmoid_avx512(z, inv, count, y);
   if (simd::use_avx2()) return sigmoid_avx2(z, inv, count, y);
 #endif
   sigmoid_scalar(z, inv, count, y);
@@ -539,13 +555,11 @@ namespace {
 // that every mask's predecessors come first): no exp or log per subset. When a subset leaves
 // almost no mass (R could overflow), the log-space recursion of the NumPy form is used instead.
 // q, inv_rest: 2^m scratch.
-double log_set_prob(const double* lp, int m, double* q, double* inv_rest) {
+// p: exp(lp), which the callers have at hand.
+double log_set_prob(const double* lp, const double* p, int m, double* q, double* inv_rest) {
   if (m == 0) return 0.0;
-  double p[16], sum_lp = 0.0;
-  for (int j = 0; j < m; ++j) {
-    p[j] = std::exp(lp[j]);
-    sum_lp += lp[j];
-  }
+  double sum_lp = 0.0;
+  for (int j = 0; j < m; ++j) sum_lp += lp[j];
   const int full = (1 << m) - 1;
   bool linear = true;
   for (int mask = 0; mask < full; ++mask) {
@@ -601,7 +615,7 @@ void set_order_probabilities(const double* log_p, int64_t n, int64_t k, double* 
   parallel_chunks((n + 15) / 16, [&](int64_t c) {
     const int64_t i0 = c * 16, i1 = std::min(n, i0 + 16);
     std::vector<double> q(size_t{1} << k), rest(size_t{1} << k);
-    double lp1[16], lp2[16], l1[16], log1m[16], ps[16];
+    double lp1[16], p1[16], lp2[16], p2[16], l1[16], log1m[16], ps[16], l2[16 * 16];
     for (int64_t i = i0; i < i1; ++i) {
       const double* lp = log_p + i * k;
       double* fi = first + i * k;
@@ -611,37 +625,47 @@ void set_order_probabilities(const double* log_p, int64_t n, int64_t k, double* 
         if (si) si[0] = 0.0;
         continue;
       }
-      const double lps = log_set_prob(lp, static_cast<int>(k), q.data(), rest.data());
       for (int64_t s = 0; s < k; ++s) {
         ps[s] = std::exp(lp[s]);
         log1m[s] = std::log1p(-std::min(ps[s], 1.0 - 1e-16));  // log(1 - p(s))
       }
+      const double lps = log_set_prob(lp, ps, static_cast<int>(k), q.data(), rest.data());
       for (int64_t s = 0; s < k; ++s) {  // renormalised without s
         int c2 = 0;
         for (int64_t j = 0; j < k; ++j)
-          if (j != s) lp1[c2++] = lp[j] - log1m[s];
-        l1[s] = log_set_prob(lp1, static_cast<int>(k - 1), q.data(), rest.data());
+          if (j != s) {
+            lp1[c2] = lp[j] - log1m[s];
+            p1[c2] = std::exp(lp1[c2]);
+            ++c2;
+          }
+        l1[s] = log_set_prob(lp1, p1, static_cast<int>(k - 1), q.data(), rest.data());
         fi[s] = std::exp(lp[s] + l1[s] - lps);
       }
       if (!si) continue;
+      // the set without s and s', renormalised by 1 - p(s) - p(s'): the same for (s', s) unless
+      // that mass rounds differently in the other order (a set covering the support), when the
+      // pair is computed again in its own order
+      auto without_pair = [&](int64_t s, int64_t s2, double left) {
+        const double mass2 = std::log(std::max(left, 1e-300));
+        int c2 = 0;
+        for (int64_t j = 0; j < k; ++j)
+          if (j != s && j != s2) {
+            lp2[c2] = lp[j] - mass2;
+            p2[c2] = std::exp(lp2[c2]);
+            ++c2;
+          }
+        return log_set_prob(lp2, p2, static_cast<int>(k - 2), q.data(), rest.data());
+      };
+      if (k > 2)
+        for (int64_t s = 0; s < k; ++s)
+          for (int64_t s2 = s + 1; s2 < k; ++s2) {
+            const double ab = 1.0 - ps[s] - ps[s2], ba = 1.0 - ps[s2] - ps[s];
+            l2[s * k + s2] = without_pair(s, s2, ab);
+            l2[s2 * k + s] = ab == ba ? l2[s * k + s2] : without_pair(s2, s, ba);
+          }
       for (int64_t s = 0; s < k; ++s)
-        for (int64_t s2 = 0; s2 < k; ++s2) {
-          if (s2 == s) {
-            si[s * k + s2] = 0.0;
-            continue;
-          }
-          if (k == 2) {
-            si[s * k + s2] = 1.0;
-            continue;
-          }
-          // the set without s and s', renormalised by 1 - p(s) - p(s')
-          const double mass2 = std::log(std::max(1.0 - ps[s] - ps[s2], 1e-300));
-          int c2 = 0;
-          for (int64_t j = 0; j < k; ++j)
-            if (j != s && j != s2) lp2[c2++] = lp[j] - mass2;
-          const double l2 = log_set_prob(lp2, static_cast<int>(k - 2), q.data(), rest.data());
-          si[s * k + s2] = std::exp(lp[s2] - log1m[s] + l2 - l1[s]);
-        }
+        for (int64_t s2 = 0; s2 < k; ++s2)
+          si[s * k + s2] = s2 == s ? 0.0 : k == 2 ? 1.0 : std::exp(lp[s2] - log1m[s] + l2[s * k + s2] - l1[s]);
     }
   });
 }
