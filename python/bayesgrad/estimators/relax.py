@@ -30,8 +30,9 @@ dependence on the other coordinates and from a network term (RELAX).
 f sees ``(m, *batch)`` floats in {0, 1} / (0, 1) for a Bernoulli and one-hot /
 simplex points ``(m, *batch, K)`` for a Categorical, so that one f serves
 both the discrete sample and its relaxation; ``grad_f`` is shaped like its input.
-The relaxed points f and grad_f are given (Bernoulli, float64) are a buffer the
-estimator reuses once they return: an f that keeps its input must copy it.
+For a Bernoulli, the relaxed points f and grad_f are given (float64) and the z
+and z~ a surrogate's ``network`` is given are buffers that the estimator reuses
+once they return: a callable that keeps its input must copy it.
 """
 from __future__ import annotations
 
