@@ -411,3 +411,108 @@ def test_coordinate_points(dtype, m, d):
     if _backend.native_available():
         with pytest.raises(TypeError):  # a wrong output dtype is an error, not a silent copy
             _backend._core.estimators.coordinate_points(x, v, np.empty((m, d, d), np.int64))
+
+
+def _simd_paths():
+    import bayesgrad as bg
+    from helpers import on_simd_path
+
+    if not _backend.native_available():
+        return []
+    return [p for p in ("avx512", "avx2") if on_simd_path(p, lambda: bg.backend_info()["simd"]).startswith(p)]
+
+
+def _beam(mod, lp, u, m):
+    n, D = u.shape[0], lp.shape[0]
+    conf, phi, G = np.empty((n, m, D), dtype=np.int64), np.empty((n, m)), np.empty((n, m))
+    mod.gumbel_beam_search(lp, u, conf, phi, G)
+    return conf, phi, G
+
+
+def _beam_cases():
+    r = np.random.default_rng(11)
+    # (D, K, m): one row's step has up to m K children, not a multiple of 4 or 8 in most cases;
+    # n = 150 rows: two blocks of the native kernel, the second partial
+    for D, K, m in ((6, 4, 5), (3, 7, 3), (5, 2, 9), (1, 12, 5)):
+        lp = np.log(r.dirichlet(np.full(K, 0.5), size=D))
+        lp[0, 1] = -np.inf  # a class of probability zero (its children come out at -inf)
+        lp[0] -= np.log(np.exp(lp[0]).sum())
+        u = r.uniform(size=(150, 1 + D * m * K))
+        u[0, :5] = [1e-300, 1 - 2 ** -53, 0.5, 2 ** -53, 1e-12]  # extreme Gumbels
+        yield lp, u, m
+
+
+def test_gumbel_beam_search_simd_paths_match_scalar_reference():
+    """AVX-512 / AVX2 (vector Gumbels and truncation in a factored form, rank or insertion top-k)
+    against the scalar libm path: the same configurations, values to 1e-12, and the two vector
+    paths within 4 ulp of each other (the same operations; 4 ulp leaves room for the sanitizer
+    build's different FMA contraction)."""
+    from helpers import on_simd_path
+
+    paths = _simd_paths()
+    if not paths:
+        pytest.skip("no SIMD path on this CPU / no native core")
+    core = _backend._core.estimators
+    for lp, u, m in _beam_cases():
+        ref = on_simd_path("scalar", lambda: _beam(core, lp, u, m))
+        got = {p: on_simd_path(p, lambda: _beam(core, lp, u, m)) for p in paths}
+        for p, res in got.items():
+            np.testing.assert_array_equal(res[0], ref[0], err_msg=p)
+            np.testing.assert_array_equal(res[1], ref[1], err_msg=p)  # phi: the same sums on every path
+            fin = np.isfinite(ref[2])
+            np.testing.assert_array_equal(np.isfinite(res[2]), fin, err_msg=p)
+            np.testing.assert_allclose(res[2][fin], ref[2][fin], rtol=1e-12, atol=1e-12, err_msg=p)
+        if len(got) == 2:
+            a, b = got["avx512"][2], got["avx2"][2]
+            fin = np.isfinite(a)
+            np.testing.assert_array_equal(a[~fin], b[~fin])
+            np.testing.assert_array_max_ulp(a[fin], b[fin], maxulp=4)
+
+
+def test_gumbel_beam_search_ties_keep_the_lower_position():
+    """Equal perturbed values (uniform classes, one uniform everywhere: every child of a step ties)
+    are kept in the order of a stable sort, the lower (parent, class) position first, by the twin's
+    argsort and by every native path (insertion and rank selection)."""
+    from helpers import on_simd_path
+
+    D, K, m, n = 4, 3, 5, 70
+    lp = np.full((D, K), -np.log(K))
+    u = np.full((n, 1 + D * m * K), 0.3)
+    want = _beam(twin.estimators, lp, u, m)[0]
+    # every step keeps the first five (parent, class) positions: the five configurations first in
+    # lexicographic order, in that order, in every row
+    first = [[0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 2], [0, 0, 1, 0], [0, 0, 1, 1]]
+    np.testing.assert_array_equal(want, np.broadcast_to(first, want.shape))
+    if _backend.native_available():
+        for p in ["scalar"] + _simd_paths():
+            got = on_simd_path(p, lambda: _beam(_backend._core.estimators, lp, u, m)[0])
+            np.testing.assert_array_equal(got, want, err_msg=p)
+
+
+def test_relax_bernoulli_kernels_simd_paths_match_scalar_reference():
+    """concrete_bernoulli (AVX-512 with a masked tail, AVX2) and relax_bernoulli_draws (AVX2) against
+    the scalar libm path, on sizes that leave a tail and on z far out in both tails."""
+    from helpers import on_simd_path
+
+    paths = _simd_paths()
+    if not paths:
+        pytest.skip("no SIMD path on this CPU / no native core")
+    core = _backend._core.estimators
+    r = np.random.default_rng(12)
+    n, p = 201, 7
+    eta = r.standard_normal(p) * 3
+    u, v = r.uniform(size=(n, p)), r.uniform(size=(n, p))
+    z = np.concatenate([r.standard_normal(n * p - 6) * 20, [-800.0, 800.0, -1e-300, 0.0, 1e-300, 40.0]])
+
+    def run():
+        outs = [np.empty((n, p)) for _ in range(5)]
+        core.relax_bernoulli_draws(eta, u, v, *outs)
+        y = np.empty(n * p)
+        core.concrete_bernoulli(z, 0.3, y)
+        return outs + [y]
+
+    ref = on_simd_path("scalar", run)
+    for path in paths:
+        got = on_simd_path(path, run)
+        for a, b in zip(got, ref):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-300, err_msg=path)

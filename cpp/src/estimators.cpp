@@ -360,10 +360,26 @@ BG_AVX2 void sigmoid_avx2(const double* z, double inv, int64_t count, double* y)
   }
   sigmoid_scalar(z + e, inv, count - e, y + e);
 }
+
+// sigmoid_avx2 on 8 lanes, operation for operation; the tail a masked vector (zeros in the
+// unused lanes).
+BG_AVX512 void sigmoid_avx512(const double* z, double inv, int64_t count, double* y) {
+  const __m512d vinv = _mm512_set1_pd(inv), one = _mm512_set1_pd(1.0), zero = _mm512_setzero_pd();
+  const __m512d sign = _mm512_set1_pd(-0.0);
+  for (int64_t e = 0; e < count; e += 8) {
+    const __mmask8 m = static_cast<__mmask8>(count - e >= 8 ? 0xFFu : (1u << (count - e)) - 1u);
+    const __m512d x = _mm512_mul_pd(_mm512_maskz_loadu_pd(m, z + e), vinv);
+    const __m512d ex = simd::expx8d(_mm512_or_pd(x, sign));
+    const __m512d r = _mm512_div_pd(one, _mm512_add_pd(one, ex));
+    const __mmask8 ge = _mm512_cmp_pd_mask(x, zero, _CMP_GE_OQ);
+    _mm512_mask_storeu_pd(y + e, m, _mm512_mask_blend_pd(ge, _mm512_mul_pd(ex, r), r));
+  }
+}
 #endif
 
 void sigmoid_block(const double* z, double inv, int64_t count, double* y) {
 #if BG_HAVE_X86
+  if (simd::use_avx512()) return sigmoid_avx512(z, inv, count, y);
   if (simd::use_avx2()) return sigmoid_avx2(z, inv, count, y);
 #endif
   sigmoid_scalar(z, inv, count, y);
@@ -489,144 +505,6 @@ void concrete_bernoulli(const double* z, double lam, int64_t count, double* y) {
   });
 }
 
-namespace {
-// log(1 - exp(x)) for x <= 0 (-inf at 0)
-inline double log1mexp(double x) { return x > -0.6931471805599453 ? std::log(-std::expm1(x)) : std::log1p(-std::exp(x)); }
-inline double gumbel(double u) { return -std::log(-std::log(u)); }
-
-// The children of one beam step: for c < count, with the child's perturbed value g[c], its
-// parent's truncation value T[c] and the family maximum Z[c], the child's Gumbel truncated at
-// T: cG = T - softplus(T - g + log1mexp(g - Z)) (= T for the maximum itself).
-void truncate_scalar(const double* g, const double* T, const double* Z, int64_t count, double* cG) {
-  for (int64_t c = 0; c < count; ++c) {
-    const double v = T[c] - g[c] + log1mexp(g[c] - Z[c]);
-    cG[c] = T[c] - softplus(v);
-  }
-}
-
-void gumbel_scalar(const double* u, int64_t count, double* g) {
-  for (int64_t c = 0; c < count; ++c) g[c] = gumbel(u[c]);
-}
-
-#if BG_HAVE_X86
-// expm1 x for -ln 2 < x <= 0 by its Taylor series to x^17 (error below 2^-60 relative there).
-BG_AVX2 inline __m256d expm1_small4(__m256d x) {
-  // p = 1 + x/2 (1 + x/3 (... (1 + x/17))): expm1 x = x p
-  __m256d p = _mm256_set1_pd(1.0);
-  for (int j = 17; j >= 2; --j) p = _mm256_fmadd_pd(_mm256_mul_pd(p, x), _mm256_set1_pd(1.0 / j), _mm256_set1_pd(1.0));
-  return _mm256_mul_pd(x, p);
-}
-
-BG_AVX2 void truncate_avx2(const double* g, const double* T, const double* Z, int64_t count, double* cG) {
-  const __m256d sign = _mm256_set1_pd(-0.0), zero = _mm256_setzero_pd();
-  const __m256d mln2 = _mm256_set1_pd(-0.6931471805599453);
-  int64_t c = 0;
-  for (; c + 4 <= count; c += 4) {
-    const __m256d gv = _mm256_loadu_pd(g + c), tv = _mm256_loadu_pd(T + c), x = _mm256_sub_pd(gv, _mm256_loadu_pd(Z + c));
-    const __m256d near = _mm256_cmp_pd(x, mln2, _CMP_GT_OQ);
-    const __m256d at_max = _mm256_cmp_pd(x, zero, _CMP_EQ_OQ);
-    // log(-expm1 x) near 0 (x = 0 replaced by -1 to stay in the log's domain; blended out below)
-    const __m256d xs = _mm256_blendv_pd(x, _mm256_set1_pd(-1.0), at_max);
-    const __m256d l_near = simd::logx4(_mm256_xor_pd(expm1_small4(_mm256_max_pd(xs, mln2)), sign));
-    const __m256d l_far = simd::log1px4(_mm256_xor_pd(simd::expx4(xs), sign));
-    const __m256d v = _mm256_add_pd(_mm256_sub_pd(tv, gv), _mm256_blendv_pd(l_far, l_near, near));
-    const __m256d av = _mm256_andnot_pd(sign, v);
-    const __m256d sp = _mm256_add_pd(_mm256_max_pd(v, zero), simd::log1px4(simd::expx4(_mm256_xor_pd(av, sign))));
-    _mm256_storeu_pd(cG + c, _mm256_blendv_pd(_mm256_sub_pd(tv, sp), tv, at_max));
-  }
-  truncate_scalar(g + c, T + c, Z + c, count - c, cG + c);
-}
-
-BG_AVX2 void gumbel_avx2(const double* u, int64_t count, double* g) {
-  const __m256d sign = _mm256_set1_pd(-0.0);
-  int64_t c = 0;
-  for (; c + 4 <= count; c += 4) {
-    const __m256d e = _mm256_xor_pd(simd::logx4(_mm256_loadu_pd(u + c)), sign);  // -log u > 0
-    _mm256_storeu_pd(g + c, _mm256_xor_pd(simd::logx4(e), sign));
-  }
-  gumbel_scalar(u + c, count - c, g + c);
-}
-#endif
-
-void truncate_children(const double* g, const double* T, const double* Z, int64_t count, double* cG) {
-#if BG_HAVE_X86
-  if (simd::use_avx2()) return truncate_avx2(g, T, Z, count, cG);
-#endif
-  truncate_scalar(g, T, Z, count, cG);
-}
-
-void gumbels(const double* u, int64_t count, double* g) {
-#if BG_HAVE_X86
-  if (simd::use_avx2()) return gumbel_avx2(u, count, g);
-#endif
-  gumbel_scalar(u, count, g);
-}
-}  // namespace
-
-void gumbel_beam_search(const double* log_probs, int64_t d, int64_t k, const double* u, int64_t n, int64_t m,
-                        int64_t* conf, double* log_prob, double* perturbed) {
-  const int64_t width = 1 + d * m * k;
-  parallel_chunks((n + 63) / 64, [&](int64_t c) {
-    const int64_t r0 = c * 64, r1 = std::min(n, r0 + 64);
-    const size_t mk = static_cast<size_t>(m * k);
-    std::vector<double> G(static_cast<size_t>(m)), phi(static_cast<size_t>(m));
-    std::vector<double> cG(mk), cphi(mk), gv(mk), gum(mk), T(mk), Zc(mk);
-    std::vector<int64_t> cur(static_cast<size_t>(m * d)), nxt(static_cast<size_t>(m * d)), idx(mk);
-    std::vector<unsigned char> taken(mk);
-    for (int64_t r = r0; r < r1; ++r) {
-      const double* ur = u + r * width;
-      int64_t B = 1;
-      G[0] = gumbel(ur[0]);
-      phi[0] = 0.0;
-      for (int64_t t = 0; t < d; ++t) {
-        const double* ut = ur + 1 + t * m * k;
-        const double* lp = log_probs + t * k;
-        const int64_t total = B * k;
-        gumbels(ut, total, gum.data());
-        for (int64_t b = 0; b < B; ++b) {
-          double Z = -std::numeric_limits<double>::infinity();
-          for (int64_t j = 0; j < k; ++j) {
-            gv[b * k + j] = phi[b] + lp[j] + gum[b * k + j];
-            Z = std::max(Z, gv[b * k + j]);
-          }
-          for (int64_t j = 0; j < k; ++j) {
-            T[b * k + j] = G[b];
-            Zc[b * k + j] = Z;
-            cphi[b * k + j] = phi[b] + lp[j];
-          }
-        }
-        truncate_children(gv.data(), T.data(), Zc.data(), total, cG.data());
-        // the keep largest in decreasing order, ties to the lower index (a stable sort's order)
-        const int64_t keep = std::min(m, total);
-        std::fill(taken.begin(), taken.begin() + total, 0);
-        for (int64_t q = 0; q < keep; ++q) {
-          int64_t best = -1;
-          for (int64_t a = 0; a < total; ++a)
-            if (!taken[a] && (best < 0 || cG[a] > cG[best])) best = a;
-          taken[best] = 1;
-          idx[q] = best;
-        }
-        for (int64_t q = 0; q < keep; ++q) {
-          const int64_t parent = idx[q] / k, cls = idx[q] % k;
-          for (int64_t s2 = 0; s2 < t; ++s2) nxt[q * d + s2] = cur[parent * d + s2];
-          nxt[q * d + t] = cls;
-        }
-        for (int64_t q = 0; q < keep; ++q) {
-          G[q] = cG[idx[q]];
-          phi[q] = cphi[idx[q]];
-        }
-        std::swap(cur, nxt);
-        B = keep;
-      }
-      for (int64_t q = 0; q < m; ++q) {
-        for (int64_t s2 = 0; s2 < d; ++s2) conf[(r * m + q) * d + s2] = cur[q * d + s2];
-        log_prob[r * m + q] = phi[q];
-        perturbed[r * m + q] = G[q];
-      }
-    }
-  });
-}
-
 void gamma_weak_parts(const double* alpha, const double* eps, const double* psi, double sign, uint64_t seed,
                       uint64_t base, int64_t n, int64_t p, int64_t max_rounds, double* out) {
   if (!(sign == 1.0 || sign == -1.0)) throw std::invalid_argument("sign must be 1 or -1");
@@ -677,13 +555,11 @@ namespace {
 // that every mask's predecessors come first): no exp or log per subset. When a subset leaves
 // almost no mass (R could overflow), the log-space recursion of the NumPy form is used instead.
 // q, inv_rest: 2^m scratch.
-double log_set_prob(const double* lp, int m, double* q, double* inv_rest) {
+// p: exp(lp), which the callers have at hand.
+double log_set_prob(const double* lp, const double* p, int m, double* q, double* inv_rest) {
   if (m == 0) return 0.0;
-  double p[16], sum_lp = 0.0;
-  for (int j = 0; j < m; ++j) {
-    p[j] = std::exp(lp[j]);
-    sum_lp += lp[j];
-  }
+  double sum_lp = 0.0;
+  for (int j = 0; j < m; ++j) sum_lp += lp[j];
   const int full = (1 << m) - 1;
   bool linear = true;
   for (int mask = 0; mask < full; ++mask) {
@@ -739,7 +615,7 @@ void set_order_probabilities(const double* log_p, int64_t n, int64_t k, double* 
   parallel_chunks((n + 15) / 16, [&](int64_t c) {
     const int64_t i0 = c * 16, i1 = std::min(n, i0 + 16);
     std::vector<double> q(size_t{1} << k), rest(size_t{1} << k);
-    double lp1[16], lp2[16], l1[16], log1m[16], ps[16];
+    double lp1[16], p1[16], lp2[16], p2[16], l1[16], log1m[16], ps[16], l2[16 * 16];
     for (int64_t i = i0; i < i1; ++i) {
       const double* lp = log_p + i * k;
       double* fi = first + i * k;
@@ -749,37 +625,47 @@ void set_order_probabilities(const double* log_p, int64_t n, int64_t k, double* 
         if (si) si[0] = 0.0;
         continue;
       }
-      const double lps = log_set_prob(lp, static_cast<int>(k), q.data(), rest.data());
       for (int64_t s = 0; s < k; ++s) {
         ps[s] = std::exp(lp[s]);
         log1m[s] = std::log1p(-std::min(ps[s], 1.0 - 1e-16));  // log(1 - p(s))
       }
+      const double lps = log_set_prob(lp, ps, static_cast<int>(k), q.data(), rest.data());
       for (int64_t s = 0; s < k; ++s) {  // renormalised without s
         int c2 = 0;
         for (int64_t j = 0; j < k; ++j)
-          if (j != s) lp1[c2++] = lp[j] - log1m[s];
-        l1[s] = log_set_prob(lp1, static_cast<int>(k - 1), q.data(), rest.data());
+          if (j != s) {
+            lp1[c2] = lp[j] - log1m[s];
+            p1[c2] = std::exp(lp1[c2]);
+            ++c2;
+          }
+        l1[s] = log_set_prob(lp1, p1, static_cast<int>(k - 1), q.data(), rest.data());
         fi[s] = std::exp(lp[s] + l1[s] - lps);
       }
       if (!si) continue;
+      // the set without s and s', renormalised by 1 - p(s) - p(s'): the same for (s', s) unless
+      // that mass rounds differently in the other order (a set covering the support), when the
+      // pair is computed again in its own order
+      auto without_pair = [&](int64_t s, int64_t s2, double left) {
+        const double mass2 = std::log(std::max(left, 1e-300));
+        int c2 = 0;
+        for (int64_t j = 0; j < k; ++j)
+          if (j != s && j != s2) {
+            lp2[c2] = lp[j] - mass2;
+            p2[c2] = std::exp(lp2[c2]);
+            ++c2;
+          }
+        return log_set_prob(lp2, p2, static_cast<int>(k - 2), q.data(), rest.data());
+      };
+      if (k > 2)
+        for (int64_t s = 0; s < k; ++s)
+          for (int64_t s2 = s + 1; s2 < k; ++s2) {
+            const double ab = 1.0 - ps[s] - ps[s2], ba = 1.0 - ps[s2] - ps[s];
+            l2[s * k + s2] = without_pair(s, s2, ab);
+            l2[s2 * k + s] = ab == ba ? l2[s * k + s2] : without_pair(s2, s, ba);
+          }
       for (int64_t s = 0; s < k; ++s)
-        for (int64_t s2 = 0; s2 < k; ++s2) {
-          if (s2 == s) {
-            si[s * k + s2] = 0.0;
-            continue;
-          }
-          if (k == 2) {
-            si[s * k + s2] = 1.0;
-            continue;
-          }
-          // the set without s and s', renormalised by 1 - p(s) - p(s')
-          const double mass2 = std::log(std::max(1.0 - ps[s] - ps[s2], 1e-300));
-          int c2 = 0;
-          for (int64_t j = 0; j < k; ++j)
-            if (j != s && j != s2) lp2[c2++] = lp[j] - mass2;
-          const double l2 = log_set_prob(lp2, static_cast<int>(k - 2), q.data(), rest.data());
-          si[s * k + s2] = std::exp(lp[s2] - log1m[s] + l2 - l1[s]);
-        }
+        for (int64_t s2 = 0; s2 < k; ++s2)
+          si[s * k + s2] = s2 == s ? 0.0 : k == 2 ? 1.0 : std::exp(lp[s2] - log1m[s] + l2[s * k + s2] - l1[s]);
     }
   });
 }

@@ -1,6 +1,6 @@
 // Vector math for the SIMD paths of the core: log, log1p, sin/cos of 2*pi*u and exp
-// in float32 (8 lanes) and float64 (4 lanes) for AVX2, log and sin/cos on
-// 512-bit vectors for AVX-512, plus the runtime CPU checks and path choice.
+// in float32 (8 lanes) and float64 (4 lanes) for AVX2, log, sin/cos, exp and
+// (float64) log1p on 512-bit vectors for AVX-512, plus the runtime CPU checks and path choice.
 //
 // libm has no vector entry points without -ffast-math, which docs/design.md rules
 // out, so these are written here once and shared by every kernel (random,
@@ -393,6 +393,15 @@ BG_AVX512 inline __m512d expx8d(__m512d x) {
   const __m512d y =
       _mm512_maskz_mov_pd(keep, _mm512_castsi512_pd(_mm512_add_epi64(_mm512_castpd_si512(p), _mm512_slli_epi64(ki, 52))));
   return _mm512_mask_blend_pd(nan, y, x);
+}
+
+// log1px4 on 512-bit vectors (same steps).
+BG_AVX512 inline __m512d log1px8d(__m512d x) {
+  const __m512d one = _mm512_set1_pd(1.0);
+  const __m512d u = _mm512_add_pd(one, x);
+  const __m512d corr = _mm512_div_pd(_mm512_sub_pd(x, _mm512_sub_pd(u, one)), u);
+  const __m512d y = _mm512_add_pd(logx8d(u), corr);
+  return _mm512_mask_blend_pd(_mm512_cmp_pd_mask(x, x, _CMP_UNORD_Q), y, x);
 }
 #endif  // BG_HAVE_X86
 

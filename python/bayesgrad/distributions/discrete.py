@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from .. import _backend
+from .. import _scratch
 from .. import _checks as C
 from .. import random as _random
 from .._numerics import log_softmax, sigmoid, softplus
@@ -443,10 +444,12 @@ def gumbel_top_k(dist, k, n, seed=0, stream=0):
     seed, stream = _random.resolve_seed(seed), _random.check_stream(stream)
     lp = np.ascontiguousarray(np.broadcast_to(log_softmax(np.asarray(dist.logits, dtype=np.float64)),
                                               batch + (K,)).reshape(D, K))
-    u = _random.uniform((n, 1 + D * m * K), seed=seed, stream=stream)
     conf = np.empty((n, m, D), dtype=np.int64)
     phi, G = np.empty((n, m)), np.empty((n, m))
-    # the beam search, row by row (estimators.gumbel_beam_search: native kernel or NumPy twin)
-    _backend.kernels().estimators.gumbel_beam_search(lp, u, conf, phi, G)
+    with _scratch.session() as pool:  # the uniforms stay inside the call: a reused buffer
+        u = _random.uniform((n, 1 + D * m * K), seed=seed, stream=stream,
+                            out=pool.array("gumbel_top_k/u", (n, 1 + D * m * K)))
+        # the beam search (estimators.gumbel_beam_search: native kernel or NumPy twin)
+        _backend.kernels().estimators.gumbel_beam_search(lp, u, conf, phi, G)
     thr = G[:, k] if m > k else np.full(n, -np.inf)
     return TopK(conf[:, :k].reshape((n, k) + batch), phi[:, :k], G[:, :k], thr)

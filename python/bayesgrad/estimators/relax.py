@@ -30,12 +30,16 @@ dependence on the other coordinates and from a network term (RELAX).
 f sees ``(m, *batch)`` floats in {0, 1} / (0, 1) for a Bernoulli and one-hot /
 simplex points ``(m, *batch, K)`` for a Categorical, so that one f serves
 both the discrete sample and its relaxation; ``grad_f`` is shaped like its input.
+For a Bernoulli, the relaxed points f and grad_f are given (float64) and the z
+and z~ a surrogate's ``network`` is given are buffers that the estimator reuses
+once they return: a callable that keeps its input must copy it.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .. import _backend
+from .. import _scratch
 from .. import _checks as C
 from .. import random as _random
 from ..control_variates import RelaxSurrogate
@@ -49,21 +53,25 @@ _LOG_LAMBDA_STEP = 1e-4  # central difference in log lambda for d g / d log lamb
 class _Draws:
     """Per-sample quantities of one call, flattened to (n, P) over the logits' coordinates."""
 
-    def __init__(self, fam, dist, n, seed, stream):
+    def __init__(self, fam, dist, n, seed, stream, pool=None):
         self.fam = fam
+        pool = _scratch.fresh() if pool is None else pool
         eta = np.asarray(dist.logits, dtype=np.float64)
         if fam == "bernoulli":
             self.shape = tuple(dist.batch_shape)
             eta = np.broadcast_to(eta, self.shape).reshape(-1)
             eta = np.ascontiguousarray(eta, dtype=np.float64)
             p = sigmoid(eta)
-            u = _random.uniform((n,) + self.shape, seed=seed, stream=stream).reshape(n, -1)
-            v = _random.uniform((n,) + self.shape, seed=seed,
-                                stream=_random.fold_in(stream, "relax/conditional")).reshape(n, -1)
+            shp = (n,) + self.shape
+            u = _random.uniform(shp, seed=seed, stream=stream, out=pool.array("relax/u", shp)).reshape(n, -1)
+            v = _random.uniform(shp, seed=seed, stream=_random.fold_in(stream, "relax/conditional"),
+                                out=pool.array("relax/v", shp)).reshape(n, -1)
             # z = eta + logit(1 - u), b = 1[u < p] = 1[z > 0]; given b, w~ = 1 - p + p v (b = 1) or
             # (1 - p) v (b = 0), z~ = eta + logit(w~), and d z~ / d eta with b and v fixed: one
-            # native pass (estimators.relax_bernoulli_draws; stable log forms there)
-            self.z, self.zt, self.dzt, b, self.score = (np.empty_like(u) for _ in range(5))
+            # native pass (estimators.relax_bernoulli_draws; stable log forms there). All five stay
+            # inside the call (f gets a copy of b): scratch buffers.
+            self.z, self.zt, self.dzt, b, self.score = (pool.array("relax/" + w, u.shape)
+                                                         for w in ("z", "zt", "dzt", "b", "score"))
             _backend.kernels().estimators.relax_bernoulli_draws(eta, u, v, self.z, self.zt, self.dzt, b, self.score)
             self.points = b.reshape((n,) + self.shape)
             self.p = p
@@ -149,19 +157,21 @@ def _relaxed_f(f, grad_f, fam, shape, z, lam, dtype):
     return eval_f(f, yd, np.float64), vjp(eval_like(grad_f, yd, np.float64, "grad_f"))
 
 
-def _relaxed_part(f, grad_f, dr, lam, dtype):
+def _relaxed_part(f, grad_f, dr, lam, dtype, out=None, pool=None):
     """A_f = -f(y~) score + jz(d f(y)/dz) - jt(d f(y~)/dz~), the relaxed-f term per unit scale, and f(y~)."""
     n = dr.z.shape[0]
     if dr.fam == "bernoulli":
         # the relaxation and the combination in native passes; f and grad_f in between
         ke = _backend.kernels().estimators
-        y = np.empty((2 * n, dr.z.shape[1]))
+        # the relaxed points: a scratch buffer (one for the call's three relaxed parts), which f and
+        # grad_f see as their input when dtype is float64 (documented: copy it to keep it)
+        y = (_scratch.fresh() if pool is None else pool).array("relax/y", (2 * n, dr.z.shape[1]))
         ke.concrete_bernoulli(dr.z, float(lam), y[:n])
         ke.concrete_bernoulli(dr.zt, float(lam), y[n:])
         yd = y.reshape((2 * n,) + dr.shape).astype(dtype, copy=False)
         fv = eval_f(f, yd, np.float64)
         gv = eval_like(grad_f, yd, np.float64, "grad_f").reshape(2 * n, -1)
-        out = np.empty_like(dr.z)
+        out = np.empty_like(dr.z) if out is None else out
         ke.relax_bernoulli_part(np.ascontiguousarray(fv[n:]), gv[:n], gv[n:], y[:n], y[n:], dr.dzt, dr.score,
                                 float(lam), out)
         return out, fv[n:]
@@ -183,7 +193,12 @@ def _directional_vjp_inputs(x, d, h):
     return np.concatenate([x + h * unit, x - h * unit]), np.concatenate([wt, -wt])
 
 
-def _estimate(name, f, dist, n_samples, seed, stream, grad_f, surrogate, train, baseline, per_sample):
+def _estimate(*args):
+    with _scratch.session() as pool:
+        return _estimate_in(pool, *args)
+
+
+def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate, train, baseline, per_sample):
     n, seed, stream = setup(f, dist, n_samples, seed, stream)
     fam = _family(dist, ("bernoulli", "categorical"))
     loo = C.option("none" if baseline is None else baseline, "baseline", ("none", "loo")) == "loo"
@@ -194,7 +209,7 @@ def _estimate(name, f, dist, n_samples, seed, stream, grad_f, surrogate, train, 
                         "relaxed space (or a RelaxSurrogate(relaxed_f=False) for RELAX)")
     if not isinstance(train, (bool, np.bool_)):
         raise TypeError("train must be True or False")
-    dr = _Draws(fam, dist, n, seed, stream)
+    dr = _Draws(fam, dist, n, seed, stream, pool)
     surrogate.bind(dr.z.shape[1])
     dt = dist.dtype
     fb = eval_f(f, dr.points.astype(dt), np.float64)
@@ -202,11 +217,11 @@ def _estimate(name, f, dist, n_samples, seed, stream, grad_f, surrogate, train, 
     n_eval = n
     a_f, f_t = 0.0, 0.0
     if surrogate.relaxed_f:
-        a_f, f_t = _relaxed_part(f, grad_f, dr, lam, dt)
+        a_f, f_t = _relaxed_part(f, grad_f, dr, lam, dt, pool.array("relax/a_f", dr.z.shape), pool)
         n_eval += 2 * n
     g = fb[:, None] * dr.score
     if surrogate.relaxed_f:
-        g += sc * a_f
+        g += np.multiply(a_f, sc, out=pool.array("relax/scaled", a_f.shape))
     if surrogate.mlp is not None:
         rt, gt_r = surrogate.network(dr.zt)
         _, gz_r = surrogate.network(dr.z)
@@ -223,8 +238,10 @@ def _estimate(name, f, dist, n_samples, seed, stream, grad_f, surrogate, train, 
         if surrogate.relaxed_f:
             grad[0] = 2.0 * _dot(g, a_f) / n
             if surrogate.tune_temperature:
-                a_hi = _relaxed_part(f, grad_f, dr, lam * np.exp(_LOG_LAMBDA_STEP), dt)[0]
-                a_lo = _relaxed_part(f, grad_f, dr, lam * np.exp(-_LOG_LAMBDA_STEP), dt)[0]
+                a_hi = _relaxed_part(f, grad_f, dr, lam * np.exp(_LOG_LAMBDA_STEP), dt,
+                                     pool.array("relax/a_hi", dr.z.shape), pool)[0]
+                a_lo = _relaxed_part(f, grad_f, dr, lam * np.exp(-_LOG_LAMBDA_STEP), dt,
+                                     pool.array("relax/a_lo", dr.z.shape), pool)[0]
                 n_eval += 4 * n
                 grad[1] = 2.0 * sc * (_dot(g, a_hi) - _dot(g, a_lo)) / n / (2.0 * _LOG_LAMBDA_STEP)
         if surrogate.mlp is not None:
