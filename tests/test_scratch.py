@@ -67,3 +67,25 @@ def test_estimators_unchanged_when_f_runs_an_estimator():
 
     res = [E.unordered_set(fn, dc, 100, seed=2, k=3).grad["logits"] for fn in (fc, fc_nested)]
     np.testing.assert_array_equal(res[0], res[1])
+
+
+def test_inputs_handed_to_f_are_never_reused():
+    """What f and grad_f receive is theirs to keep: a later call must not overwrite it."""
+    E = bg.estimators
+    db = bg.distributions.Bernoulli(logits=np.linspace(-1, 1, 6))
+    kept = []
+
+    def f(b):
+        kept.append((b, b.copy()))
+        return ((b - 0.45) ** 2).sum(-1)
+
+    def grad_f(x):
+        kept.append((x, x.copy()))
+        return 2.0 * (x - 0.45)
+
+    for seed in (1, 2, 3):
+        E.rebar(f, db, 64, seed=seed, grad_f=grad_f)
+        E.relax(f, db, 64, seed=seed, grad_f=grad_f)
+    assert len(kept) >= 12
+    for arr, snapshot in kept:
+        np.testing.assert_array_equal(arr, snapshot)

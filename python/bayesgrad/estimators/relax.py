@@ -30,9 +30,8 @@ dependence on the other coordinates and from a network term (RELAX).
 f sees ``(m, *batch)`` floats in {0, 1} / (0, 1) for a Bernoulli and one-hot /
 simplex points ``(m, *batch, K)`` for a Categorical, so that one f serves
 both the discrete sample and its relaxation; ``grad_f`` is shaped like its input.
-For a Bernoulli, the relaxed points f and grad_f are given (float64) and the z
-and z~ a surrogate's ``network`` is given are buffers that the estimator reuses
-once they return: a callable that keeps its input must copy it.
+For a Bernoulli, the z and z~ a surrogate's ``network`` is given are buffers
+that the estimator reuses once it returns (f and grad_f always get fresh arrays).
 """
 from __future__ import annotations
 
@@ -163,9 +162,9 @@ def _relaxed_part(f, grad_f, dr, lam, dtype, out=None, pool=None):
     if dr.fam == "bernoulli":
         # the relaxation and the combination in native passes; f and grad_f in between
         ke = _backend.kernels().estimators
-        # the relaxed points: a scratch buffer (one for the call's three relaxed parts), which f and
-        # grad_f see as their input when dtype is float64 (documented: copy it to keep it)
-        y = (_scratch.fresh() if pool is None else pool).array("relax/y", (2 * n, dr.z.shape[1]))
+        # the relaxed points are f's and grad_f's input: a fresh array (a user's callable may
+        # keep it), unlike the call's internal arrays
+        y = np.empty((2 * n, dr.z.shape[1]))
         ke.concrete_bernoulli(dr.z, float(lam), y[:n])
         ke.concrete_bernoulli(dr.zt, float(lam), y[n:])
         yd = y.reshape((2 * n,) + dr.shape).astype(dtype, copy=False)
