@@ -15,8 +15,15 @@ def test_session_reuses_memory_by_name():
         assert not np.shares_memory(a, b)
         a[...] = 1.0
     with _scratch.session() as pool:
-        a2 = pool.array("t/a", (5, 2))  # smaller: a prefix of the same buffer
-        assert np.shares_memory(a, a2) and a2.shape == (5, 2) and a2.flags.c_contiguous
+        # `a` is still alive here: its buffer is not handed out again
+        a2 = pool.array("t/a", (5, 2))
+        assert not np.shares_memory(a, a2)
+        np.testing.assert_array_equal(a, 1.0)
+        keep = a2.__array_interface__["data"][0]
+        del a, a2
+        a3 = pool.array("t/a", (4, 2))  # nothing refers to the buffer any more: a prefix of it
+        assert a3.__array_interface__["data"][0] == keep and a3.shape == (4, 2) and a3.flags.c_contiguous
+        del a3
         big = pool.array("t/a", (100, 3), np.float32)
         assert big.shape == (100, 3) and big.dtype == np.float32
 

@@ -1,4 +1,4 @@
-"""Per-thread scratch arrays for intermediates that never leave a call.
+"""Per-thread scratch arrays for a call's intermediates.
 
 A fresh NumPy array of a few hundred KiB or more comes from pages the process
 does not hold yet (glibc maps it, or has trimmed the heap where it lies), and the
@@ -8,16 +8,20 @@ kernels that fill those arrays (REBAR over 100 Bernoulli coordinates, 1000
 samples, wrote about 8 MB of internal arrays per call; issue 16). Reusing one
 buffer per purpose keeps its pages mapped.
 
-Only arrays that no user callable is given and that no result refers to may come
-from here. ``session()`` hands out the calling thread's pool, or, when that pool
-is already in use further up the stack (an estimator called from inside a user's
-f), a pool of fresh arrays, so nested calls never share a buffer. The pool keeps
-the largest array asked for under each name until the thread ends.
+A buffer is reused only while nothing outside the pool refers to it (CPython's
+reference count of the buffer, which every view holds as its base): an array handed
+to a user's callable that keeps it, or one a result refers to, is never written
+again; the next request under its name gets a new buffer. ``session()`` hands out
+the calling thread's pool, or, when that pool is already in use further up the
+stack (an estimator called from inside a user's f), a pool of fresh arrays, so
+nested calls never share a buffer. The pool keeps the latest buffer under each
+name until the thread ends.
 """
 from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import threading
 
 import numpy as np
@@ -40,7 +44,10 @@ class _Pool:
             return np.empty(shape, dtype=dtype)
         nbytes = math.prod(shape) * dtype.itemsize
         raw = self.arrays.get(name)
-        if raw is None or raw.nbytes < nbytes:
+        # reused only while nothing else refers to it: every view keeps the buffer itself as its
+        # base, so a count above ours (the dict, `raw`, getrefcount's argument) means an array
+        # handed out earlier is still alive somewhere (a user's f kept its input): a new buffer
+        if raw is None or raw.nbytes < nbytes or sys.getrefcount(raw) > 3:
             raw = self.arrays[name] = np.empty(max(nbytes, 1), dtype=np.uint8)
         return raw[:nbytes].view(dtype).reshape(shape)
 

@@ -30,8 +30,9 @@ dependence on the other coordinates and from a network term (RELAX).
 f sees ``(m, *batch)`` floats in {0, 1} / (0, 1) for a Bernoulli and one-hot /
 simplex points ``(m, *batch, K)`` for a Categorical, so that one f serves
 both the discrete sample and its relaxation; ``grad_f`` is shaped like its input.
-For a Bernoulli, the z and z~ a surrogate's ``network`` is given are buffers
-that the estimator reuses once it returns (f and grad_f always get fresh arrays).
+Arrays handed to f, grad_f or a surrogate's ``network`` may come from buffers the
+estimator reuses on later calls, but only once nothing refers to them: a callable
+may keep its input.
 """
 from __future__ import annotations
 
@@ -162,9 +163,9 @@ def _relaxed_part(f, grad_f, dr, lam, dtype, out=None, pool=None):
     if dr.fam == "bernoulli":
         # the relaxation and the combination in native passes; f and grad_f in between
         ke = _backend.kernels().estimators
-        # the relaxed points are f's and grad_f's input: a fresh array (a user's callable may
-        # keep it), unlike the call's internal arrays
-        y = np.empty((2 * n, dr.z.shape[1]))
+        # the relaxed points, f's and grad_f's input: a scratch buffer, which the pool reuses only
+        # once nothing refers to it (an f that keeps its input keeps it unchanged)
+        y = (_scratch.fresh() if pool is None else pool).array("relax/y", (2 * n, dr.z.shape[1]))
         ke.concrete_bernoulli(dr.z, float(lam), y[:n])
         ke.concrete_bernoulli(dr.zt, float(lam), y[n:])
         yd = y.reshape((2 * n,) + dr.shape).astype(dtype, copy=False)
