@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <stdexcept>
 #include <vector>
@@ -28,13 +29,25 @@ template <typename T>
 inline T exp_scalar(T x) { return exp_floored(x); }
 
 #if BG_HAVE_X86
+// The passes read each sample's run of a chunk once, from memory: a prefetch 4 KiB
+// ahead kept the loads from stalling where the hardware prefetcher had not caught up
+// (decompose float32 on a Zen 4 EPYC, S = 100, N = 10^5, C = 10: 41 -> 36 ms; 512 B to
+// 8 KiB ahead measured alike). A hint only: it never faults, past the array's end
+// included, and the address is formed as an integer.
+inline void prefetch_ahead(const void* p) {
+  _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p) + 4096), _MM_HINT_T0);
+}
+
 // The tails go through the vector exp too (on a padded copy), so that every
 // element's value depends on the element alone, not on where a chunk of the
 // caller's array starts or ends: a pool scored block by block on Dask gets the
 // values of the whole array in memory.
 BG_AVX2 void exp_block_f32(const float* x, float* e, int64_t L) {
   int64_t j = 0;
-  for (; j + 8 <= L; j += 8) _mm256_storeu_ps(e + j, simd::expx8(_mm256_loadu_ps(x + j)));
+  for (; j + 8 <= L; j += 8) {
+    if (j % 16 == 0) prefetch_ahead(x + j);
+    _mm256_storeu_ps(e + j, simd::expx8(_mm256_loadu_ps(x + j)));
+  }
   if (j < L) {
     alignas(32) float buf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     std::copy(x + j, x + L, buf);
@@ -44,7 +57,10 @@ BG_AVX2 void exp_block_f32(const float* x, float* e, int64_t L) {
 }
 BG_AVX2 void exp_block_f64(const double* x, double* e, int64_t L) {
   int64_t j = 0;
-  for (; j + 4 <= L; j += 4) _mm256_storeu_pd(e + j, simd::expx4(_mm256_loadu_pd(x + j)));
+  for (; j + 4 <= L; j += 4) {
+    if (j % 8 == 0) prefetch_ahead(x + j);
+    _mm256_storeu_pd(e + j, simd::expx4(_mm256_loadu_pd(x + j)));
+  }
   if (j < L) {
     alignas(32) double buf[4] = {0, 0, 0, 0};
     std::copy(x + j, x + L, buf);
@@ -54,12 +70,18 @@ BG_AVX2 void exp_block_f64(const double* x, double* e, int64_t L) {
 }
 BG_AVX512 void exp_block16_f32(const float* x, float* e, int64_t L) {
   int64_t j = 0;
-  for (; j + 16 <= L; j += 16) _mm512_storeu_ps(e + j, simd::expx16(_mm512_loadu_ps(x + j)));
+  for (; j + 16 <= L; j += 16) {
+    prefetch_ahead(x + j);
+    _mm512_storeu_ps(e + j, simd::expx16(_mm512_loadu_ps(x + j)));
+  }
   exp_block_f32(x + j, e + j, L - j);  // the tail as the AVX2 path takes it
 }
 BG_AVX512 void exp_block16_f64(const double* x, double* e, int64_t L) {
   int64_t j = 0;
-  for (; j + 8 <= L; j += 8) _mm512_storeu_pd(e + j, simd::expx8d(_mm512_loadu_pd(x + j)));
+  for (; j + 8 <= L; j += 8) {
+    prefetch_ahead(x + j);
+    _mm512_storeu_pd(e + j, simd::expx8d(_mm512_loadu_pd(x + j)));
+  }
   exp_block_f64(x + j, e + j, L - j);
 }
 
