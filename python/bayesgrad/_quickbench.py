@@ -65,13 +65,16 @@ def machine_info():
 
     from . import _backend
 
-    cpu, flags = platform.processor() or platform.machine(), []
+    cpu, flags, family = platform.processor() or platform.machine(), [], {}
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
                 key, _, value = line.partition(":")
                 if key.strip() == "model name" and cpu in ("", platform.machine(), platform.processor()):
                     cpu = value.strip()
+                elif key.strip() in ("cpu family", "model"):
+                    # a VM may name the CPU only "AMD EPYC": family and model tell Zen 3, 4 and 5 apart
+                    family.setdefault(key.strip().replace(" ", "_"), int(value))
                 elif key.strip() == "flags":
                     have = set(value.split())
                     flags = [f for f in _SIMD_FLAGS if f in have]
@@ -88,7 +91,7 @@ def machine_info():
     except AttributeError:
         affinity = os.cpu_count()
     return {
-        "cpu": cpu, "cpu_simd_flags": flags, "cpus_usable": affinity, "platform": platform.platform(),
+        "cpu": cpu, "cpu_family_model": family or None, "cpu_simd_flags": flags, "cpus_usable": affinity, "platform": platform.platform(),
         "python": sys.version.split()[0], "numpy": np.__version__, "numpy_simd": numpy_simd,
         "bayesgrad_simd_path": info.get("simd"), "blas": info.get("blas"), "compiler": info.get("compiler"),
         "threads": info.get("threads"), "threads_source": info.get("threads_source"),
