@@ -1,5 +1,6 @@
-// Stochastic beam search (gumbel_beam_search, declared in estimators.hpp): the kernel behind
-// bayesgrad.distributions.gumbel_top_k and the estimators that sample without replacement.
+// Sampling without replacement (declared in estimators.hpp): the stochastic beam search
+// (gumbel_beam_search) behind bayesgrad.distributions.gumbel_top_k and the estimators that
+// sample without replacement, and the unordered set estimator's probabilities (at the end).
 //
 // Rows are independent, but one row's step holds only B K <= m K children (25 for k = 4 draws
 // and their threshold over K = 5 classes): too few for vector code, whose tail would be a fifth
@@ -13,6 +14,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <stdexcept>
 #include <vector>
 
 #include "bayesgrad/estimators.hpp"
@@ -328,6 +330,153 @@ void gumbel_beam_search(const double* log_probs, int64_t d, int64_t k, const dou
         log_prob[e] = phi[r * m + q];
         perturbed[e] = G[r * m + q];
       }
+  });
+}
+
+// ------------------------------------------------ unordered-set probabilities
+// The unordered set estimator's kernels (set_order_probabilities, categorical_set_terms),
+// beside the beam search that draws its sets.
+namespace {
+// log P(S) for m elements with log-probabilities lp: log of the sum over the m! orders of
+// prod_i p_i / (1 - p_1 - ... - p_{i-1}). Every order's product holds each p_i once, so
+// P(S) = (prod_i p_i) R with R = sum over orders of prod_i 1 / (1 - mass of the elements before
+// i) >= 1, computed in linear space by the recursion over subsets (masks in increasing order, so
+// that every mask's predecessors come first): no exp or log per subset. When a subset leaves
+// almost no mass (R could overflow), the log-space recursion of the NumPy form is used instead.
+// q, inv_rest: 2^m scratch.
+// p: exp(lp), which the callers have at hand.
+double log_set_prob(const double* lp, const double* p, int m, double* q, double* inv_rest) {
+  if (m == 0) return 0.0;
+  double sum_lp = 0.0;
+  for (int j = 0; j < m; ++j) sum_lp += lp[j];
+  const int full = (1 << m) - 1;
+  bool linear = true;
+  for (int mask = 0; mask < full; ++mask) {
+    double mass = 0.0;
+    for (int j = 0; j < m; ++j)
+      if (mask >> j & 1) mass += p[j];
+    const double left = std::max(1.0 - mass, 1e-300);
+    if (left < 1e-12) linear = false;
+    inv_rest[mask] = linear ? 1.0 / left : std::log(left);
+    if (!linear) break;
+  }
+  if (linear) {
+    q[0] = 1.0;
+    for (int mask = 1; mask <= full; ++mask) {
+      double r = 0.0;
+      for (int i = 0; i < m; ++i)
+        if (mask >> i & 1) {
+          const int prev = mask ^ (1 << i);
+          r += q[prev] * inv_rest[prev];
+        }
+      q[mask] = r;
+    }
+    return sum_lp + std::log(q[full]);
+  }
+  // log space (a subset covering the support to rounding leaves a tiny positive mass)
+  for (int mask = 0; mask < full; ++mask) {
+    double mass = 0.0;
+    for (int j = 0; j < m; ++j)
+      if (mask >> j & 1) mass += p[j];
+    inv_rest[mask] = std::log(std::max(1.0 - mass, 1e-300));
+  }
+  q[0] = 0.0;
+  double a[16];
+  for (int mask = 1; mask <= full; ++mask) {
+    int c = 0;
+    double mx = -std::numeric_limits<double>::infinity();
+    for (int i = 0; i < m; ++i)
+      if (mask >> i & 1) {
+        const int prev = mask ^ (1 << i);
+        a[c] = q[prev] + lp[i] - inv_rest[prev];
+        mx = std::max(mx, a[c++]);
+      }
+    double sum = 0.0;
+    for (int j = 0; j < c; ++j) sum += std::exp(a[j] - mx);
+    q[mask] = mx + std::log(sum);
+  }
+  return q[full];
+}
+}  // namespace
+
+void set_order_probabilities(const double* log_p, int64_t n, int64_t k, double* first, double* second) {
+  if (k < 1 || k > 12) throw std::invalid_argument("set_order_probabilities needs 1 <= k <= 12");
+  parallel_chunks((n + 15) / 16, [&](int64_t c) {
+    const int64_t i0 = c * 16, i1 = std::min(n, i0 + 16);
+    std::vector<double> q(size_t{1} << k), rest(size_t{1} << k);
+    double lp1[16], p1[16], lp2[16], p2[16], l1[16], log1m[16], ps[16], l2[16 * 16];
+    for (int64_t i = i0; i < i1; ++i) {
+      const double* lp = log_p + i * k;
+      double* fi = first + i * k;
+      double* si = second ? second + i * k * k : nullptr;
+      if (k == 1) {
+        fi[0] = 1.0;
+        if (si) si[0] = 0.0;
+        continue;
+      }
+      for (int64_t s = 0; s < k; ++s) {
+        ps[s] = std::exp(lp[s]);
+        log1m[s] = std::log1p(-std::min(ps[s], 1.0 - 1e-16));  // log(1 - p(s))
+      }
+      const double lps = log_set_prob(lp, ps, static_cast<int>(k), q.data(), rest.data());
+      for (int64_t s = 0; s < k; ++s) {  // renormalised without s
+        int c2 = 0;
+        for (int64_t j = 0; j < k; ++j)
+          if (j != s) {
+            lp1[c2] = lp[j] - log1m[s];
+            p1[c2] = std::exp(lp1[c2]);
+            ++c2;
+          }
+        l1[s] = log_set_prob(lp1, p1, static_cast<int>(k - 1), q.data(), rest.data());
+        fi[s] = std::exp(lp[s] + l1[s] - lps);
+      }
+      if (!si) continue;
+      // the set without s and s', renormalised by 1 - p(s) - p(s'): the same for (s', s) unless
+      // that mass rounds differently in the other order (a set covering the support), when the
+      // pair is computed again in its own order
+      auto without_pair = [&](int64_t s, int64_t s2, double left) {
+        const double mass2 = std::log(std::max(left, 1e-300));
+        int c2 = 0;
+        for (int64_t j = 0; j < k; ++j)
+          if (j != s && j != s2) {
+            lp2[c2] = lp[j] - mass2;
+            p2[c2] = std::exp(lp2[c2]);
+            ++c2;
+          }
+        return log_set_prob(lp2, p2, static_cast<int>(k - 2), q.data(), rest.data());
+      };
+      if (k > 2)
+        for (int64_t s = 0; s < k; ++s)
+          for (int64_t s2 = s + 1; s2 < k; ++s2) {
+            const double ab = 1.0 - ps[s] - ps[s2], ba = 1.0 - ps[s2] - ps[s];
+            l2[s * k + s2] = without_pair(s, s2, ab);
+            l2[s2 * k + s] = ab == ba ? l2[s * k + s2] : without_pair(s2, s, ba);
+          }
+      for (int64_t s = 0; s < k; ++s)
+        for (int64_t s2 = 0; s2 < k; ++s2)
+          si[s * k + s2] = s2 == s ? 0.0 : k == 2 ? 1.0 : std::exp(lp[s2] - log1m[s] + l2[s * k + s2] - l1[s]);
+    }
+  });
+}
+
+void categorical_set_terms(const int64_t* conf, const double* c, const double* probs, int64_t n, int64_t k,
+                           int64_t d, int64_t kc, double* terms) {
+  parallel_chunks((n + 255) / 256, [&](int64_t ch) {
+    const int64_t i0 = ch * 256, i1 = std::min(n, i0 + 256);
+    for (int64_t i = i0; i < i1; ++i) {
+      double csum = 0.0;
+      for (int64_t s = 0; s < k; ++s) csum += c[i * k + s];
+      double* t = terms + i * d * kc;
+      for (int64_t e = 0; e < d * kc; ++e) t[e] = -csum * probs[e];
+      for (int64_t s = 0; s < k; ++s) {
+        const int64_t* cf = conf + (i * k + s) * d;
+        for (int64_t j = 0; j < d; ++j) {
+          const int64_t cls = cf[j];
+          if (cls < 0 || cls >= kc) throw std::invalid_argument("class index out of range [0, K)");
+          t[j * kc + cls] += c[i * k + s];
+        }
+      }
+    }
   });
 }
 
