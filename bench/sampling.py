@@ -3,7 +3,10 @@
 10^7 float32 and float64 standard normals, uniforms and Gamma(alpha) draws, each
 side writing into a preallocated ``out=`` array, median of repeats, native at 1
 and 2 threads (the outputs must be identical); then each side allocating its
-output (fresh pages faulted in included), and the native draw capped at the AVX2
+output: NumPy's fresh array (its pages faulted in on first touch), ours from the
+core's output cache (the block of the previous, freed draw, reused: what repeated
+draws see; docs/design.md, "Output cache"), and ours with the cache off
+(``set_output_cache_limit(0)``: a first draw, fresh pages); and the native draw capped at the AVX2
 path (on AVX-512 CPUs: what the wider path gains). The machine is shared: the load
 average is recorded, and so is the CPU time of the single-threaded calls
 (NumPy and native at 1 thread), which other jobs disturb much less than wall
@@ -116,6 +119,11 @@ def main(argv=None):
             t_rng_alloc = median_time(numpy_alloc(kind, n, dt, alpha), args.repeats)
             with bg.use_backend("cpu"):
                 t_nat_alloc = median_time(ours_alloc(kind, n, dt, alpha), args.repeats)
+                prev_limit = bg.set_output_cache_limit(0)
+                try:
+                    t_nat_fresh = median_time(ours_alloc(kind, n, dt, alpha), args.repeats)
+                finally:
+                    bg.set_output_cache_limit(prev_limit)
             same = bool(np.array_equal(res[1], res[2]))
             m = min(n, args.fallback_gamma_n) if kind == "gamma" else n
             small = np.empty(m, dtype=dt)
@@ -131,7 +139,8 @@ def main(argv=None):
                        speedup_vs_numpy_rng=t_rng / t_nat[2], speedup_vs_fallback=t_fb / t_nat[2],
                        identical_1_2_threads=same, fallback_matches_native=agree, native_avx2_path_s=t_avx2,
                        numpy_rng_alloc_s=t_rng_alloc, native_alloc_s=t_nat_alloc,
-                       speedup_alloc_vs_numpy_rng=t_rng_alloc / t_nat_alloc)
+                       speedup_alloc_vs_numpy_rng=t_rng_alloc / t_nat_alloc, native_alloc_uncached_s=t_nat_fresh,
+                       speedup_alloc_uncached_vs_numpy_rng=t_rng_alloc / t_nat_fresh)
             rows.append(row)
             note = f" (fallback timed at n={m:.0e}, scaled)" if m < n else ""
             label = f"g({alpha:g})" if kind == "gamma" else kind
@@ -139,7 +148,8 @@ def main(argv=None):
                   f"{row['speedup_vs_numpy_rng']:>9.1f}x{row['speedup_1t_cpu_vs_numpy_rng']:>11.1f}x"
                   f"{row['speedup_vs_fallback']:>11.1f}x  {same}{note}")
             print(f"{'':<17}allocating: numpy {t_rng_alloc:.4f}s, native {t_nat_alloc:.4f}s "
-                  f"({row['speedup_alloc_vs_numpy_rng']:.1f}x); native on the AVX2 path {t_avx2:.4f}s")
+                  f"({row['speedup_alloc_vs_numpy_rng']:.1f}x), cache off {t_nat_fresh:.4f}s "
+                  f"({row['speedup_alloc_uncached_vs_numpy_rng']:.1f}x); native on the AVX2 path {t_avx2:.4f}s")
             if not (same and agree):
                 print(f"  WARNING: identical 1t/2t = {same}, fallback matches native = {agree}")
     payload = dict(benchmark="sampling", n=n, repeats=args.repeats, gamma_alpha=args.alpha,

@@ -1,5 +1,6 @@
 #include "pybind11.hpp"
 // (pybind11.hpp first)
+#include "bayesgrad/output_cache.hpp"
 #include "bayesgrad/parallel.hpp"
 #include "bayesgrad/random.hpp"
 
@@ -19,7 +20,59 @@ char* scipy_openblas_get_config(void);
 
 namespace bayesgrad {
 
+namespace {
+
+struct CachedBlock {
+  void* p;
+  size_t capacity;
+};
+
+// An uninitialised C-contiguous array; from the output cache from
+// kOutputCacheMinBytes up, its block going back to the cache when the last
+// array or view on it is freed (the capsule is the base of every view).
+py::array cached_empty(const std::vector<py::ssize_t>& shape, const py::dtype& dt) {
+  size_t n = size_t(dt.itemsize());
+  for (py::ssize_t s : shape) {
+    if (s < 0) throw py::value_error("shape must be non-negative");
+    if (s != 0 && n > (size_t(1) << 62) / size_t(s)) throw py::value_error("shape is too large");
+    n *= size_t(s);
+  }
+  if (n < kOutputCacheMinBytes) return py::array(dt, shape);
+  size_t cap = 0;
+  void* p = output_block_acquire(n, &cap);
+  CachedBlock* blk = nullptr;
+  try {
+    blk = new CachedBlock{p, cap};
+  } catch (...) {
+    output_block_release(p, cap);
+    throw;
+  }
+  py::capsule base(blk, [](void* b) {
+    auto* k = static_cast<CachedBlock*>(b);
+    output_block_release(k->p, k->capacity);
+    delete k;
+  });
+  return py::array(dt, shape, p, base);
+}
+
+}  // namespace
+
 void register_runtime(py::module_& m) {
+  m.def("empty", &cached_empty, py::arg("shape"), py::arg("dtype"),
+        "An uninitialised C-contiguous array; outputs of 8 MiB and more from the output cache "
+        "(blocks of freed outputs, already faulted in).");
+  m.def("set_output_cache_limit", &set_output_cache_limit, py::arg("n_bytes"),
+        "Bytes of freed output blocks kept for reuse (0: none); returns the previous limit.");
+  m.def("output_cache_info", []() {
+    OutputCacheInfo i = output_cache_info();
+    py::dict d;
+    d["blocks"] = i.blocks;
+    d["bytes"] = i.bytes;
+    d["limit"] = i.limit;
+    d["hits"] = i.hits;
+    d["misses"] = i.misses;
+    return d;
+  });
   m.def("get_num_threads", &num_threads, "Worker threads used by native kernels.");
   m.def(
       "set_num_threads",

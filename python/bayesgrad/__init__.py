@@ -8,7 +8,8 @@ and optimisation modules load only when a module that needs them does).
 """
 import importlib as _importlib
 
-from ._backend import backend_info, get_backend, get_num_threads, set_backend, set_num_threads, use_backend
+from ._backend import (backend_info, get_backend, get_num_threads, set_backend, set_num_threads,
+                       set_output_cache_limit, use_backend)
 from . import random  # noqa: E402
 
 __version__ = "0.1.0"
@@ -21,6 +22,7 @@ _SUBMODULES = (
 
 __all__ = [
     "backend_info", "get_backend", "set_backend", "use_backend", "set_num_threads", "get_num_threads",
+    "set_output_cache_limit",
     "random", "__version__", *_SUBMODULES,
 ]
 

@@ -15,6 +15,8 @@ import os
 import threading
 import warnings
 
+import numpy as _np
+
 
 def _preload_openblas():
     """Load libscipy_openblas.so (RTLD_GLOBAL) before the core, which links it
@@ -192,6 +194,33 @@ def kernels():
 
 def native_available() -> bool:
     return _core is not None
+
+
+def empty(shape, dtype):
+    """An uninitialised C-contiguous output array (shape: tuple of int).
+
+    On the cpu backend outputs of 8 MiB and more come from the core's output
+    cache (docs/design.md, "Output cache"): blocks of freed outputs, already
+    faulted in, so a repeated large draw skips the kernel's page faults. The
+    array is the caller's, like ``np.empty``'s; its block is reused only once
+    no array or view refers to it.
+    """
+    if get_backend() == "cpu":
+        return _core.runtime.empty(tuple(shape), _np.dtype(dtype))
+    return _np.empty(shape, dtype=dtype)
+
+
+def set_output_cache_limit(n_bytes: int) -> int:
+    """Bytes of freed large outputs the native core keeps for reuse (default
+    256 MiB; 0 keeps none and unmaps what is kept); returns the previous limit.
+    Without the core there is no cache (the value is only recorded)."""
+    from ._checks import integer
+
+    n_bytes = integer(n_bytes, "n_bytes", 0)
+    if n_bytes >= 1 << 62:
+        raise ValueError(f"n_bytes must be < 2**62, got {n_bytes}")
+    runtime = _core.runtime if _core is not None else _numpy.runtime
+    return int(runtime.set_output_cache_limit(n_bytes))
 
 
 # "source" is None until the default budget is chosen: lazily, at the first

@@ -105,7 +105,7 @@ def _draw(kind, shape, seed, stream, dtype, offset, out):
     if out is None:
         shape = C.shape_tuple(shape)
         C.check_allocation(C.n_bytes(shape, dt), f"shape={shape}")
-        out = np.empty(shape, dtype=dt)
+        out = _backend.empty(shape, dt)
     else:
         if not isinstance(out, np.ndarray):
             raise TypeError("out must be a NumPy array")

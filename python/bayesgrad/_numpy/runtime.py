@@ -1,9 +1,14 @@
 """NumPy twin of the runtime functions (cpp/bindings/register_runtime.cpp)."""
 from __future__ import annotations
 
+import numpy as np
+
 from .. import _codes
 
-__all__ = ["get_num_threads", "set_num_threads", "blas_num_threads", "build_info", "codes"]
+__all__ = ["get_num_threads", "set_num_threads", "blas_num_threads", "build_info", "codes", "empty",
+           "set_output_cache_limit", "output_cache_info"]
+
+_cache = {"limit": 256 << 20}
 
 
 def get_num_threads():
@@ -28,3 +33,17 @@ def codes():
     d = {e.__name__: {m.name: int(m) for m in e} for e in _codes.ENUMS}
     d["flipout_tag"] = _codes.STREAM_TAGS["flipout"]
     return d
+
+
+def empty(shape, dtype):
+    """np.empty: the twin keeps no output cache (its limit is only recorded)."""
+    return np.empty(tuple(shape), dtype=dtype)
+
+
+def set_output_cache_limit(n_bytes):
+    prev, _cache["limit"] = _cache["limit"], int(n_bytes)
+    return prev
+
+
+def output_cache_info():
+    return {"blocks": 0, "bytes": 0, "limit": _cache["limit"], "hits": 0, "misses": 0}

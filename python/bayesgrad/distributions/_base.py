@@ -133,7 +133,7 @@ class Distribution(abc.ABC):
         """The ``(n, *shape)`` output array: ``out`` checked, or a new one."""
         shape = (self._n(n),) + self.shape
         if out is None:
-            return np.empty(shape, dtype=self.dtype)
+            return _backend.empty(shape, self.dtype)
         if not isinstance(out, np.ndarray):
             raise TypeError("out must be a NumPy array")
         if out.dtype != self.dtype:
