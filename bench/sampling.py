@@ -20,6 +20,7 @@ Gamma is timed at --alpha (2.5, the headline row) and at each of
 reads a second Philox block, and a large shape), one row each.
 
 Usage: python bench/sampling.py [--n 10000000] [--repeats 5] [--alpha 2.5] [--extra-alphas 0.5,20]
+       [--draws normal,uniform,gamma]
 Writes bench/results/sampling.json.
 """
 from __future__ import annotations
@@ -79,6 +80,8 @@ def main(argv=None):
     ap.add_argument("--fallback-repeats", type=int, default=3)
     ap.add_argument("--fallback-gamma-n", type=int, default=1_000_000)
     ap.add_argument("--alpha", type=float, default=2.5)
+    ap.add_argument("--draws", default="normal,uniform,gamma",
+                    help="comma-separated subset of normal, uniform, gamma (rows of the others are skipped)")
     ap.add_argument("--extra-alphas", default="0.5,20",
                     help="comma-separated further Gamma shapes, one row each ('' for none)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
@@ -97,6 +100,8 @@ def main(argv=None):
     print("-" * len(hdr))
     extra = [float(a) for a in args.extra_alphas.split(",") if a.strip()]
     draws = [("normal", args.alpha), ("uniform", args.alpha), ("gamma", args.alpha)] + [("gamma", a) for a in extra]
+    picked = {d.strip() for d in args.draws.split(",") if d.strip()}
+    draws = [(k, a) for k, a in draws if k in picked]
     for kind, alpha in draws:
         for dt in (np.float32, np.float64):
             out = np.empty(n, dtype=dt)
