@@ -67,6 +67,32 @@ def test_decompose_values_independent_of_row_layout(rng, dtype, path):
         run(lambda: U.decompose(bad))
 
 
+@pytest.mark.parametrize("C", [1, 3, 10, 16, 17, 40])
+def test_decompose_sum_check_sees_every_row_on_every_path(rng, C):
+    # the float AVX-512 row sums fold 16 rows at a time (then the rest one by one): a bad row at
+    # any position of a group or of the tail is found, and the largest deviation the kernel
+    # returns is the scalar path's up to float rounding of the sums
+    N = 16 * 3 + 5
+    lp = random_log_probs(rng, 2, N, C, dtype=np.float32)
+    kernel = _backend._core.metrics.decompose if _backend.native_available() else None
+    for row in [0, 7, 15, 16, 31, 40, 47, 48, 52]:
+        for shift, expect in [(0.05, 0.05), (-0.3, 0.3)]:
+            bad = lp.copy()
+            bad[1, row] += np.float32(shift)  # this row sums to e^shift
+            with pytest.raises(ValueError, match="log_probs"):
+                U.decompose(bad)
+            if kernel is None or _backend.get_backend() != "cpu":
+                continue
+            devs = [on_simd_path(p, lambda: kernel(bad, *(np.empty(N, np.float32) for _ in range(3))))
+                    for p in ("avx512", "avx2", "scalar")]
+            assert devs[2] == pytest.approx(abs(np.expm1(shift)), rel=1e-5)
+            np.testing.assert_allclose(devs, devs[2], rtol=0, atol=4e-7 * C)
+        nan = lp.copy()
+        nan[0, row, 0] = np.nan
+        with pytest.raises(ValueError, match="log_probs"):
+            U.decompose(nan)
+
+
 def test_decompose_closed_forms():
     # Two samples: one certain of class 0, one certain of class 1 -> total log 2,
     # aleatoric 0, epistemic log 2 (exact zeros as -inf).
