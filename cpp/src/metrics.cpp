@@ -128,6 +128,23 @@ BG_AVX512 void entropy_acc16_f32(const float* x, const float* e, float* ps, floa
     en[j] += e[j] > 0.0f ? e[j] * x[j] : 0.0f;
   }
 }
+// exp_block16_f32 and entropy_acc16_f32 in one loop (the exps accumulated
+// from registers, then stored for the sum check): the same operations in the
+// same order, so the same values.
+BG_AVX512 void exp_entropy16_f32(const float* x, float* e, float* ps, float* en, int64_t L) {
+  int64_t j = 0;
+  for (; j + 16 <= L; j += 16) {
+    prefetch_ahead(x + j);
+    const __m512 xv = _mm512_loadu_ps(x + j);
+    const __m512 ev = simd::expx16(xv);
+    _mm512_storeu_ps(e + j, ev);
+    const __mmask16 pos = _mm512_cmp_ps_mask(ev, _mm512_setzero_ps(), _CMP_GT_OQ);
+    _mm512_storeu_ps(ps + j, _mm512_add_ps(_mm512_loadu_ps(ps + j), ev));
+    _mm512_storeu_ps(en + j, _mm512_add_ps(_mm512_loadu_ps(en + j), _mm512_maskz_mul_ps(pos, ev, xv)));
+  }
+  exp_block_f32(x + j, e + j, L - j);
+  entropy_acc16_f32(x + j, e + j, ps + j, en + j, L - j);
+}
 BG_AVX512 void entropy_acc16_f64(const double* x, const double* e, double* ps, double* en, int64_t L) {
   int64_t j = 0;
   for (; j + 8 <= L; j += 8) {
@@ -397,6 +414,17 @@ void exp_block(const T* x, T* e, int64_t L) {
   for (int64_t j = 0; j < L; ++j) e[j] = exp_scalar(x[j]);
 }
 
+// e = exp(x), then ps += e, en += e x (0 where e = 0): fused on the float AVX-512 path.
+template <typename T>
+void exp_entropy(const T* x, T* e, T* ps, T* en, int64_t L) {
+#if BG_HAVE_X86
+  if constexpr (sizeof(T) == 4)
+    if (simd::use_avx512()) return exp_entropy16_f32(x, e, ps, en, L);
+#endif
+  exp_block(x, e, L);
+  entropy_acc(x, e, ps, en, L);
+}
+
 // out[r] = sum_c e[r C + c] for r < rows.
 template <typename T>
 void row_sums(const T* e, int64_t rows, int64_t C, T* out) {
@@ -507,9 +535,10 @@ int64_t rows_per_chunk(int64_t N, int64_t C) {
 // For every chunk of rows [n0, n1): state = init(L) (L = (n1 - n0) C values),
 // then for every sample s and block of the chunk visit(state, j0, x, e, Lb)
 // with x the block's log-probabilities, e their exps and j0 the block's
-// offset in the chunk, then finish(state, n0, n1). Returns the largest
+// offset in the chunk (kVisitExps: e is a buffer visit fills with the exps,
+// fused with its own pass), then finish(state, n0, n1). Returns the largest
 // |row sum - 1| (NaN if any row sum is NaN).
-template <typename T, typename Init, typename Visit, typename Finish>
+template <typename T, bool kVisitExps = false, typename Init, typename Visit, typename Finish>
 double for_chunks(const T* lp, int64_t S, int64_t N, int64_t C, Init init, Visit visit, Finish finish) {
   const int64_t R = rows_per_chunk(N, C), Rb = rows_per_block(C);
   const int64_t nch = (N + R - 1) / R;
@@ -523,9 +552,9 @@ double for_chunks(const T* lp, int64_t S, int64_t N, int64_t C, Init init, Visit
       for (int64_t b0 = n0; b0 < n1; b0 += Rb) {
         const int64_t b1 = std::min(n1, b0 + Rb), Lb = (b1 - b0) * C;
         const T* x = lp + (s * N + b0) * C;
-        exp_block(x, e.data(), Lb);
-        worst = row_sum_deviation(e.data(), b1 - b0, C, worst, sums.data());
+        if constexpr (!kVisitExps) exp_block(x, e.data(), Lb);
         visit(state, (b0 - n0) * C, x, e.data(), Lb);
+        worst = row_sum_deviation(e.data(), b1 - b0, C, worst, sums.data());
       }
     }
     finish(state, n0, n1);
@@ -546,11 +575,11 @@ double decompose(const T* lp, int64_t S, int64_t N, int64_t C, T* total, T* alea
   check_dims(S, N, C);
   struct State { std::vector<T> psum, ent; };
   const T invS = T(1) / static_cast<T>(S);
-  return for_chunks<T>(
+  return for_chunks<T, true>(
       lp, S, N, C,
       [](int64_t L) { return State{std::vector<T>(static_cast<size_t>(L), T(0)), std::vector<T>(static_cast<size_t>(L), T(0))}; },
-      [](State& st, int64_t j0, const T* x, const T* e, int64_t L) {
-        entropy_acc(x, e, st.psum.data() + j0, st.ent.data() + j0, L);
+      [](State& st, int64_t j0, const T* x, T* e, int64_t L) {
+        exp_entropy(x, e, st.psum.data() + j0, st.ent.data() + j0, L);
       },
       [&](State& st, int64_t n0, int64_t n1) {
         for (int64_t n = n0; n < n1; ++n)
