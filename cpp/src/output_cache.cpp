@@ -1,6 +1,10 @@
 #include "bayesgrad/output_cache.hpp"
 
+#if defined(_WIN32)
+#include <malloc.h>
+#else
 #include <sys/mman.h>
+#endif
 
 #include <deque>
 #include <mutex>
@@ -9,6 +13,27 @@
 
 namespace bayesgrad {
 namespace {
+
+// Whole pages from the system and back (anonymous mappings; aligned heap
+// blocks where there is no mmap).
+void* map_pages(size_t n) {
+#if defined(_WIN32)
+  void* p = _aligned_malloc(n, 4096);
+  if (p == nullptr) throw std::bad_alloc();
+#else
+  void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+#endif
+  return p;
+}
+void unmap_pages(void* p, size_t n) {
+#if defined(_WIN32)
+  (void)n;
+  _aligned_free(p);
+#else
+  munmap(p, n);
+#endif
+}
 
 struct Cache {
   std::mutex mu;
@@ -20,7 +45,7 @@ struct Cache {
       auto [p, cap] = blocks.front();
       blocks.pop_front();
       bytes -= int64_t(cap);
-      munmap(p, cap);
+      unmap_pages(p, cap);
     }
   }
 };
@@ -58,8 +83,7 @@ void* output_block_acquire(size_t n, size_t* capacity) {
     }
     ++c.misses;
   }
-  void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::bad_alloc();
+  void* p = map_pages(n);
   *capacity = n;
   return p;
 }
@@ -68,7 +92,7 @@ void output_block_release(void* p, size_t capacity) {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
   if (int64_t(capacity) > c.limit) {
-    munmap(p, capacity);
+    unmap_pages(p, capacity);
     return;
   }
   c.blocks.emplace_back(p, capacity);
