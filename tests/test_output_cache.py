@@ -66,7 +66,7 @@ def test_best_fit_within_twice_the_request_and_small_outputs_uncached(cache):
         small = _backend.empty((BIG,), np.float64)  # a quarter of the cached block: not taken
         assert cache.output_cache_info()["hits"] == info["hits"]
         tiny = _backend.empty((1000,), np.float64)  # below 8 MiB: NumPy's own array
-        assert isinstance(tiny.base, type(None))
+        assert tiny.base is None
         del small, tiny
 
 
@@ -122,6 +122,17 @@ def test_cached_arrays_pickle_and_outlive_the_interpreter(cache):
             "bg.set_output_cache_limit(1 << 30)\n" % BIG)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.single_backend
+def test_runtime_empty_rejects_negative_and_overflowing_shapes():
+    mods = [bg._numpy.runtime] + ([_backend._core.runtime] if "cpu" in BACKENDS else [])
+    for rt in mods:
+        with pytest.raises(ValueError):
+            rt.empty((-1, 3), np.dtype(np.float64))
+    if "cpu" in BACKENDS:  # the core checks the byte count before any mapping
+        with pytest.raises(ValueError, match="too large"):
+            _backend._core.runtime.empty((1 << 40, 1 << 40), np.dtype(np.float64))
 
 
 def test_twin_keeps_no_cache():

@@ -280,8 +280,10 @@ BG_AVX512 void row_sums16_f32(const float* e, int64_t rows, int64_t C, float* ou
   }
   for (; r < rows; ++r) out[r] = _mm512_reduce_add_ps(row_vector16(e + r * C, full, tail));
 }
-// max(worst, max_r |double(s[r]) - 1|), NaN once any is NaN (row_sum_deviation's rule), 8 rows at a time.
-BG_AVX512 double sum_deviation16_f32(const float* s, int64_t rows, double worst) {
+// row_sum_deviation's rule over the first rows / 8 * 8 sums, 8 at a time:
+// worst = max(worst, |double(s[r]) - 1|), NaN once any is NaN. Returns the
+// rows done (the caller takes the rest).
+BG_AVX512 int64_t sum_deviation16_f32(const float* s, int64_t rows, double& worst) {
   __m512d acc = _mm512_set1_pd(worst);
   __mmask8 nan = 0;
   int64_t r = 0;
@@ -290,16 +292,8 @@ BG_AVX512 double sum_deviation16_f32(const float* s, int64_t rows, double worst)
     nan |= _mm512_cmp_pd_mask(d, d, _CMP_UNORD_Q);
     acc = _mm512_max_pd(acc, d);
   }
-  if (nan) return std::numeric_limits<double>::quiet_NaN();
-  worst = _mm512_reduce_max_pd(acc);
-  for (; r < rows; ++r) {
-    const double d = std::abs(static_cast<double>(s[r]) - 1.0);
-    if (!(d <= worst)) {
-      if (d != d) return std::numeric_limits<double>::quiet_NaN();
-      worst = d;
-    }
-  }
-  return worst;
+  worst = nan ? std::numeric_limits<double>::quiet_NaN() : _mm512_reduce_max_pd(acc);
+  return r;
 }
 BG_AVX512 void row_sums8_f64(const double* e, int64_t rows, int64_t C, double* out) {
   const int64_t full = C / 8;
@@ -499,11 +493,15 @@ template <typename T>
 double row_sum_deviation(const T* e, int64_t rows, int64_t C, double worst, T* sums) {
   if (worst != worst) return worst;
   row_sums(e, rows, C, sums);
+  int64_t r0 = 0;
 #if BG_HAVE_X86
   if constexpr (sizeof(T) == 4)
-    if (simd::use_avx512()) return sum_deviation16_f32(sums, rows, worst);
+    if (simd::use_avx512()) {
+      r0 = sum_deviation16_f32(sums, rows, worst);
+      if (worst != worst) return worst;
+    }
 #endif
-  for (int64_t r = 0; r < rows; ++r) {
+  for (int64_t r = r0; r < rows; ++r) {
     const double d = std::abs(static_cast<double>(sums[r]) - 1.0);
     if (!(d <= worst)) {
       if (d != d) return std::numeric_limits<double>::quiet_NaN();
