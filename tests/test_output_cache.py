@@ -88,6 +88,8 @@ def test_limit_bounds_what_is_kept_and_rejects_bad_values(cache):
         bg.set_output_cache_limit(-1)
     with pytest.raises(TypeError, match="n_bytes"):
         bg.set_output_cache_limit(1.5)
+    with pytest.raises(ValueError, match="n_bytes"):
+        bg.set_output_cache_limit(1 << 62)
 
 
 @native

@@ -207,7 +207,7 @@ def empty(shape, dtype):
     """
     if get_backend() == "cpu":
         return _core.runtime.empty(tuple(shape), _np.dtype(dtype))
-    return _np.empty(shape, dtype=dtype)
+    return _numpy.runtime.empty(shape, dtype)
 
 
 def set_output_cache_limit(n_bytes: int) -> int:
