@@ -198,6 +198,28 @@ def test_vjp_and_input_gradient(act, rng):
             assert abs(gx[s, n, d] - fd) < 1e-6 * (1 + abs(fd))
 
 
+@pytest.mark.parametrize("single", [True, False])
+def test_vjp_outputs_are_the_forward_outputs(single, rng):
+    """vjp(..., outputs=) fills the outputs of the forward pass it runs (one call for
+    forward and VJP) and returns the same products as without them."""
+    m = MLP([3, 6, 2], "tanh")
+    T = rng.normal(size=(m.n_params,) if single else (2, m.n_params))
+    X = rng.normal(size=(4, 3))
+    G = rng.normal(size=(4, 2) if single else (2, 4, 2))
+    out = np.full(G.shape, np.nan)
+    grad, gx = m.vjp(T, X, G, wrt_input=True, outputs=out)
+    np.testing.assert_allclose(out, m.forward(T, X), rtol=1e-13, atol=1e-15)
+    grad2, gx2 = m.vjp(T, X, G, wrt_input=True)
+    np.testing.assert_array_equal(grad, grad2)
+    np.testing.assert_array_equal(gx, gx2)
+    ro = np.zeros(G.shape)
+    ro.flags.writeable = False
+    for bad in (np.zeros(G.shape[:-1] + (3,)), np.zeros(G.shape, np.float32), np.zeros(G.shape[::-1]).T, ro,
+                [[0.0] * 2] * 4):
+        with pytest.raises(ValueError, match="outputs"):
+            m.vjp(T, X, G, outputs=bad)
+
+
 def test_masks_forward_and_gradient(rng):
     m = MLP([3, 4, 5, 2], "tanh")
     T = rng.normal(size=(2, m.n_params))

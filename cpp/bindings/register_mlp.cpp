@@ -79,11 +79,17 @@ void bind(py::module_& m) {
   m.def(
       "mlp_backward",
       [](const NetConfig& net, in_array<T> params, in_array<T> X, in_array<T> g_out, out_array<T> grad,
-         std::optional<out_array<T>> grad_x, std::optional<in_array<T>> masks) {
+         std::optional<out_array<T>> grad_x, std::optional<in_array<T>> masks, std::optional<out_array<T>> outputs) {
         const Layout& L = net.layout;
         const auto f = net.act;
         const Inputs in = check_inputs<T>(L, params, X);
         require_shape(g_out, "g_out", {in.S, in.N, L.d_output()});
+        T* fo = nullptr;
+        if (outputs) {
+          require_shape(*outputs, "outputs", {in.S, in.N, L.d_output()});
+          require_writeable(*outputs, "outputs");
+          fo = outputs->mutable_data();
+        }
         require_shape(grad, "grad", {in.S, L.n_params});
         require_writeable(grad, "grad");
         T* gx = nullptr;
@@ -100,12 +106,15 @@ void bind(py::module_& m) {
         py::gil_scoped_release rel;
         mlp::Trace<T> tr;
         mlp::forward<T>(L, f, p, in.S, L.n_params, x, in.N, in.x_stride, tr, mk ? &*mk : nullptr);
+        if (fo) std::copy(tr.output(), tr.output() + in.S * in.N * L.d_output(), fo);
         std::vector<T> work(go, go + in.S * in.N * L.d_output());
         mlp::backward<T>(L, f, p, L.n_params, x, in.x_stride, tr, work.data(), g, L.n_params, gx,
                          mk ? &*mk : nullptr);
       },
       py::arg("net"), py::arg("params"), py::arg("X"), py::arg("g_out"), py::arg("grad").noconvert(), py::arg("grad_x").noconvert() = py::none(), py::arg("masks") = py::none(),
-      "Vector-Jacobian product: g_out (S, N, K) -> grad (S, P) and optionally grad_x (S, N, D).");
+      py::arg("outputs").noconvert() = py::none(),
+      "Vector-Jacobian product: g_out (S, N, K) -> grad (S, P) and optionally grad_x (S, N, D); outputs "
+      "(S, N, K), when given, receives the network outputs of the forward pass the product runs.");
   m.def(
       "mlp_nll_grad",
       [](const NetConfig& net, int64_t likelihood, in_array<T> params, in_array<T> X, in_array<T> y,

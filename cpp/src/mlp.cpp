@@ -8,6 +8,7 @@
 #include <cblas.h>
 
 #include "bayesgrad/parallel.hpp"
+#include "bayesgrad/simd_math.hpp"
 
 #include <algorithm>
 #include <limits>
@@ -83,6 +84,63 @@ int64_t target_dim(Likelihood lik, int64_t K) {
     default: return K;
   }
 }
+
+namespace {
+template <typename T>
+void tanh_scalar(const T* z, T* a, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) a[k] = std::tanh(z[k]);
+}
+
+#if BG_HAVE_X86
+// The tails go through the vector function too (padded / masked), so that an
+// element's value does not depend on its position in the array.
+BG_AVX2 void tanh_avx2(const float* z, float* a, int64_t n) {
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8) _mm256_storeu_ps(a + k, simd::tanhx8(_mm256_loadu_ps(z + k)));
+  if (k == n) return;
+  float buf[8] = {};
+  std::copy(z + k, z + n, buf);
+  _mm256_storeu_ps(buf, simd::tanhx8(_mm256_loadu_ps(buf)));
+  std::copy(buf, buf + (n - k), a + k);
+}
+
+BG_AVX2 void tanh_avx2(const double* z, double* a, int64_t n) {
+  int64_t k = 0;
+  for (; k + 4 <= n; k += 4) _mm256_storeu_pd(a + k, simd::tanhx4(_mm256_loadu_pd(z + k)));
+  if (k == n) return;
+  double buf[4] = {};
+  std::copy(z + k, z + n, buf);
+  _mm256_storeu_pd(buf, simd::tanhx4(_mm256_loadu_pd(buf)));
+  std::copy(buf, buf + (n - k), a + k);
+}
+
+BG_AVX512 void tanh_avx512(const float* z, float* a, int64_t n) {
+  for (int64_t k = 0; k < n; k += 16) {
+    const __mmask16 m = n - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - k)) - 1);
+    _mm512_mask_storeu_ps(a + k, m, simd::tanhx16(_mm512_maskz_loadu_ps(m, z + k)));
+  }
+}
+
+BG_AVX512 void tanh_avx512(const double* z, double* a, int64_t n) {
+  for (int64_t k = 0; k < n; k += 8) {
+    const __mmask8 m = n - k >= 8 ? __mmask8(0xFF) : __mmask8((1u << (n - k)) - 1);
+    _mm512_mask_storeu_pd(a + k, m, simd::tanhx8d(_mm512_maskz_loadu_pd(m, z + k)));
+  }
+}
+#endif
+
+template <typename T>
+void tanh_dispatch(const T* z, T* a, int64_t n) {
+#if BG_HAVE_X86
+  if (simd::use_avx512()) return tanh_avx512(z, a, n);
+  if (simd::use_avx2()) return tanh_avx2(z, a, n);
+#endif
+  tanh_scalar(z, a, n);
+}
+}  // namespace
+
+void tanh_array(const float* z, float* a, int64_t n) { tanh_dispatch(z, a, n); }
+void tanh_array(const double* z, double* a, int64_t n) { tanh_dispatch(z, a, n); }
 
 template <typename T>
 void gemm_batch(bool trans_a, bool trans_b, int64_t M, int64_t Nn, int64_t K, const T* A, int64_t lda,
@@ -173,7 +231,7 @@ void backward(const Layout& L, Activation f, const T* params, int64_t p_stride, 
     if (l == 0 && grad_x == nullptr) break;
     // dA_s = G_s W_s  (N x din)
     std::vector<T>& dA = tr.g_next;
-    dA.resize(static_cast<size_t>(S * N * din));
+    if (l > 0) dA.resize(static_cast<size_t>(S * N * din));  // layer 0 writes grad_x
     T* dst = l == 0 ? grad_x : dA.data();
     gemm_batch<T>(false, false, N, din, dout, G, dout, N * dout, params + L.w_off[l], din, p_stride, T(0), dst, din,
                   N * din, S);

@@ -342,9 +342,9 @@ class RelaxSurrogate:
         m = z.shape[0]
         if self.mlp is None:
             return np.zeros(m), np.zeros_like(z)
-        out = self.mlp.forward(self.rho, z)[:, 0]
-        _, gx = self.mlp.vjp(self.rho, z, np.ones((m, 1)), wrt_input=True)
-        return out, gx
+        out = np.empty((m, 1))
+        _, gx = self.mlp.vjp(self.rho, z, np.ones((m, 1)), wrt_input=True, outputs=out)
+        return out[:, 0], gx
 
     def network_vjp(self, z, w):
         """sum_i w_i d r_rho(z_i) / d rho (P,) for z (m, dim), w (m,) (zeros without a network)."""

@@ -299,11 +299,14 @@ class MLP:
 
     __call__ = forward
 
-    def vjp(self, theta, X, g_out, wrt_input=False, masks=None):
+    def vjp(self, theta, X, g_out, wrt_input=False, masks=None, outputs=None):
         """Vector-Jacobian products: ``g_out`` like the outputs -> dL/dtheta (and dL/dX).
 
         theta (P,) with g_out (N, K), or theta (S, P) with g_out (S, N, K).
         Returns grad like theta, or (grad, grad_x) when ``wrt_input``.
+        ``outputs``: a writeable C-contiguous array shaped like the outputs
+        ((N, K) or (S, N, K)) of theta's dtype that receives them, from the
+        forward pass the product runs anyway (``forward`` and ``vjp`` in one pass).
         """
         t = self.check_params(theta)
         single = t.ndim == 1
@@ -314,10 +317,17 @@ class MLP:
         g = g[None] if single and g.ndim == 2 else g
         if g.shape != (S, N, self.sizes[-1]):
             raise ValueError(f"g_out must have the outputs' shape {(S, N, self.sizes[-1])[1 if single else 0:]}")
+        if outputs is not None:
+            shape = g.shape[1:] if single else g.shape
+            if not (isinstance(outputs, np.ndarray) and outputs.dtype == t.dtype and outputs.flags.c_contiguous
+                    and outputs.flags.writeable and outputs.shape == shape):
+                raise ValueError(f"outputs must be a writeable C-contiguous {np.dtype(t.dtype)} array of shape "
+                                 f"{shape}")
+            outputs = outputs.reshape(g.shape)
         grad = np.empty((S, self.n_params), dtype=t.dtype)
         gx = np.empty((S, N, self.sizes[0]), dtype=t.dtype) if wrt_input else None
         k = _backend.kernels()
-        k.mlp.mlp_backward(self.net_config(k), t2, X, g, grad, gx, self._masks(masks, S, N, t.dtype))
+        k.mlp.mlp_backward(self.net_config(k), t2, X, g, grad, gx, self._masks(masks, S, N, t.dtype), outputs)
         if single:
             grad = grad[0]
             gx = None if gx is None else gx[0]

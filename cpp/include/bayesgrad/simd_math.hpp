@@ -43,6 +43,11 @@
 namespace bayesgrad {
 namespace simd {
 
+// 1 / j! for j = 0..14 (the exp and expm1 series).
+inline constexpr double kInvFact[15] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040,
+                                        1.0 / 40320, 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800,
+                                        1.0 / 479001600, 1.0 / 6227020800.0, 1.0 / 87178291200.0};
+
 // SIMD paths, from the reference up; a kernel takes the best one the CPU has,
 // capped by path_limit().
 enum Path : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
@@ -227,11 +232,8 @@ BG_AVX2 inline __m256d expx4(__m256d x) {
   // ln 2 split so that k * ln2_hi is exact for |k| < 2^11.
   __m256d r = _mm256_fnmadd_pd(k, _mm256_set1_pd(6.93147180369123816490e-01), xc);
   r = _mm256_fnmadd_pd(k, _mm256_set1_pd(1.90821492927058770002e-10), r);
-  static const double inv_fact[14] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040,
-                                      1.0 / 40320, 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800,
-                                      1.0 / 479001600, 1.0 / 6227020800.0};
-  __m256d p = _mm256_set1_pd(inv_fact[13]);
-  for (int j = 12; j >= 0; --j) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(inv_fact[j]));
+  __m256d p = _mm256_set1_pd(kInvFact[13]);
+  for (int j = 12; j >= 0; --j) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(kInvFact[j]));
   const __m256i ki = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(k));
   __m256d y = _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(p), _mm256_slli_epi64(ki, 52)));
   y = _mm256_and_pd(y, keep);
@@ -255,6 +257,54 @@ BG_AVX2 inline __m256d log1px4(__m256d x) {
   const __m256d u = _mm256_add_pd(one, x);
   const __m256d corr = _mm256_div_pd(_mm256_sub_pd(x, _mm256_sub_pd(u, one)), u);
   const __m256d y = _mm256_add_pd(logx4(u), corr);
+  return _mm256_blendv_pd(y, x, _mm256_cmp_pd(x, x, _CMP_UNORD_Q));
+}
+// tanh x in float32 (NaN stays NaN, +-inf gives +-1): with t = 2|x| clamped at
+// 20 (tanh 10 rounds to 1), e = expm1 t = 2^k q + (2^k - 1) where t = k ln 2 + r
+// (split ln 2, |r| <= ln 2 / 2) and q = expm1 r by its Taylor series to r^8, so
+// small x lose nothing to cancellation; tanh |x| = e / (e + 2), sign restored.
+// About 2 ulp.
+BG_AVX2 inline __m256 tanhx8(__m256 x) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256 ax = _mm256_andnot_ps(sign, x);
+  const __m256 t = _mm256_min_ps(_mm256_add_ps(ax, ax), _mm256_set1_ps(20.0f));
+  const __m256 k = _mm256_round_ps(_mm256_mul_ps(t, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), t);
+  r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 362880.0f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 40320.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 5040.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  const __m256 q = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r);
+  const __m256 two_k =
+      _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23));
+  const __m256 e = _mm256_fmadd_ps(q, two_k, _mm256_sub_ps(two_k, _mm256_set1_ps(1.0f)));
+  const __m256 y = _mm256_or_ps(_mm256_div_ps(e, _mm256_add_ps(e, _mm256_set1_ps(2.0f))), _mm256_and_ps(x, sign));
+  return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+// float64 version of tanhx8: t clamped at 40, q's series to r^14; about 2 ulp.
+BG_AVX2 inline __m256d tanhx4(__m256d x) {
+  const __m256d sign = _mm256_set1_pd(-0.0);
+  const __m256d ax = _mm256_andnot_pd(sign, x);
+  const __m256d t = _mm256_min_pd(_mm256_add_pd(ax, ax), _mm256_set1_pd(40.0));
+  const __m256d k = _mm256_round_pd(_mm256_mul_pd(t, _mm256_set1_pd(1.4426950408889634074)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256d r = _mm256_fnmadd_pd(k, _mm256_set1_pd(6.93147180369123816490e-01), t);
+  r = _mm256_fnmadd_pd(k, _mm256_set1_pd(1.90821492927058770002e-10), r);
+  // p = sum_{j=0}^{12} r^j / (j + 2)!, q = r + r^2 p
+  __m256d p = _mm256_set1_pd(kInvFact[14]);
+  for (int j = 13; j >= 2; --j) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(kInvFact[j]));
+  const __m256d q = _mm256_fmadd_pd(_mm256_mul_pd(p, r), r, r);
+  const __m256i ki = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(k));
+  const __m256d two_k = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(ki, _mm256_set1_epi64x(1023)), 52));
+  const __m256d e = _mm256_fmadd_pd(q, two_k, _mm256_sub_pd(two_k, _mm256_set1_pd(1.0)));
+  const __m256d y = _mm256_or_pd(_mm256_div_pd(e, _mm256_add_pd(e, _mm256_set1_pd(2.0))), _mm256_and_pd(x, sign));
   return _mm256_blendv_pd(y, x, _mm256_cmp_pd(x, x, _CMP_UNORD_Q));
 }
 // ---------------------------------------------------------------- AVX-512
@@ -384,11 +434,8 @@ BG_AVX512 inline __m512d expx8d(__m512d x) {
                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512d r = _mm512_fnmadd_pd(k, _mm512_set1_pd(6.93147180369123816490e-01), xc);
   r = _mm512_fnmadd_pd(k, _mm512_set1_pd(1.90821492927058770002e-10), r);
-  static const double inv_fact[14] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040,
-                                      1.0 / 40320, 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800,
-                                      1.0 / 479001600, 1.0 / 6227020800.0};
-  __m512d p = _mm512_set1_pd(inv_fact[13]);
-  for (int j = 12; j >= 0; --j) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(inv_fact[j]));
+  __m512d p = _mm512_set1_pd(kInvFact[13]);
+  for (int j = 12; j >= 0; --j) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(kInvFact[j]));
   const __m512i ki = _mm512_cvtepi32_epi64(_mm512_cvtpd_epi32(k));
   const __m512d y =
       _mm512_maskz_mov_pd(keep, _mm512_castsi512_pd(_mm512_add_epi64(_mm512_castpd_si512(p), _mm512_slli_epi64(ki, 52))));
@@ -401,6 +448,51 @@ BG_AVX512 inline __m512d log1px8d(__m512d x) {
   const __m512d u = _mm512_add_pd(one, x);
   const __m512d corr = _mm512_div_pd(_mm512_sub_pd(x, _mm512_sub_pd(u, one)), u);
   const __m512d y = _mm512_add_pd(logx8d(u), corr);
+  return _mm512_mask_blend_pd(_mm512_cmp_pd_mask(x, x, _CMP_UNORD_Q), y, x);
+}
+
+// tanhx8 / tanhx4 on 512-bit vectors (same steps; masks for the blends).
+BG_AVX512 inline __m512 tanhx16(__m512 x) {
+  const __m512 ax = _mm512_abs_ps(x);
+  const __m512 t = _mm512_min_ps(_mm512_add_ps(ax, ax), _mm512_set1_ps(20.0f));
+  const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(t, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), t);
+  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 362880.0f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 40320.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 5040.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  const __m512 q = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r);
+  const __m512 two_k =
+      _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(k), _mm512_set1_epi32(127)), 23));
+  const __m512 e = _mm512_fmadd_ps(q, two_k, _mm512_sub_ps(two_k, _mm512_set1_ps(1.0f)));
+  const __m512 y = _mm512_castsi512_ps(
+      _mm512_or_si512(_mm512_castps_si512(_mm512_div_ps(e, _mm512_add_ps(e, _mm512_set1_ps(2.0f)))),
+                      _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(int(0x80000000u)))));
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), y, x);
+}
+
+BG_AVX512 inline __m512d tanhx8d(__m512d x) {
+  const __m512d ax = _mm512_abs_pd(x);
+  const __m512d t = _mm512_min_pd(_mm512_add_pd(ax, ax), _mm512_set1_pd(40.0));
+  const __m512d k = _mm512_roundscale_pd(_mm512_mul_pd(t, _mm512_set1_pd(1.4426950408889634074)),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512d r = _mm512_fnmadd_pd(k, _mm512_set1_pd(6.93147180369123816490e-01), t);
+  r = _mm512_fnmadd_pd(k, _mm512_set1_pd(1.90821492927058770002e-10), r);
+  __m512d p = _mm512_set1_pd(kInvFact[14]);
+  for (int j = 13; j >= 2; --j) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(kInvFact[j]));
+  const __m512d q = _mm512_fmadd_pd(_mm512_mul_pd(p, r), r, r);
+  const __m512i ki = _mm512_cvtepi32_epi64(_mm512_cvtpd_epi32(k));
+  const __m512d two_k = _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(ki, _mm512_set1_epi64(1023)), 52));
+  const __m512d e = _mm512_fmadd_pd(q, two_k, _mm512_sub_pd(two_k, _mm512_set1_pd(1.0)));
+  const __m512d y = _mm512_castsi512_pd(
+      _mm512_or_si512(_mm512_castpd_si512(_mm512_div_pd(e, _mm512_add_pd(e, _mm512_set1_pd(2.0)))),
+                      _mm512_and_si512(_mm512_castpd_si512(x), _mm512_set1_epi64(int64_t(0x8000000000000000ull)))));
   return _mm512_mask_blend_pd(_mm512_cmp_pd_mask(x, x, _CMP_UNORD_Q), y, x);
 }
 #endif  // BG_HAVE_X86

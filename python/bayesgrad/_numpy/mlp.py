@@ -240,15 +240,20 @@ def mlp_forward(net, params, X, out, masks=None):
     out[...] = zs[-1]
 
 
-def mlp_backward(net, params, X, g_out, grad, grad_x=None, masks=None):
-    """Vector-Jacobian product: g_out (S, N, K) -> grad (S, P) and optionally grad_x (S, N, D)."""
+def mlp_backward(net, params, X, g_out, grad, grad_x=None, masks=None, outputs=None):
+    """Vector-Jacobian product: g_out (S, N, K) -> grad (S, P) and optionally grad_x (S, N, D);
+    ``outputs`` (S, N, K), when given, receives the network outputs of the forward pass."""
     L = net.layout
     S, N = _check_inputs(L, params, X)
     _check_shape(g_out, (S, N, L.sizes[-1]), "g_out")
     _check_shape(grad, (S, L.n_params), "grad")
     if grad_x is not None:
         _check_shape(grad_x, (S, N, L.sizes[0]), "grad_x")
+    if outputs is not None:
+        _check_shape(outputs, (S, N, L.sizes[-1]), "outputs")
     zs, acts, mv = forward_trace(L, net.activation, params, X, masks)
+    if outputs is not None:
+        outputs[...] = zs[-1]
     g, gx = backward_trace(L, net.activation, params, X, zs, acts, mv, g_out, want_x=grad_x is not None)
     grad[...] = g
     if grad_x is not None:
