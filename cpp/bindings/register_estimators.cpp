@@ -1,5 +1,6 @@
 #include "pybind11.hpp"
 // (pybind11.hpp first)
+#include <cmath>
 #include <optional>
 
 #include "bayesgrad/estimators.hpp"
@@ -425,6 +426,64 @@ void bind_f64(py::module_& m) {
       },
       py::arg("z").noconvert(), py::arg("lam"), py::arg("y").noconvert(),
       "sigmoid(z / lam) elementwise into y (the Bernoulli Concrete relaxation; float64).");
+  m.def(
+      "relax_bernoulli_combine",
+      [](in_array<D> fb, in_array<D> score, std::optional<in_array<D>> a_f, double sc, std::optional<in_array<D>> r,
+         std::optional<in_array<D>> gx, in_array<D> dzt, out_array<D> out, out_array<D> gs) {
+        int64_t n, p;
+        matrix_shape(score, "score", n, p);
+        check_vec<D>(fb, n, "fb");
+        if (a_f) check_mat(*a_f, n, p, "a_f");
+        if (r.has_value() != gx.has_value())
+          throw std::invalid_argument("r and gx must be given together (the network's terms)");
+        if (r) {
+          check_vec<D>(*r, 2 * n, "r");
+          check_mat(*gx, 2 * n, p, "gx");
+        }
+        check_mat(dzt, n, p, "dzt");
+        require_writeable(out, "out");
+        if (out.ndim() != 3 || out.shape(0) != 2 || out.shape(1) != n || out.shape(2) != p)
+          throw std::invalid_argument("out must have shape (2, " + std::to_string(n) + ", " + std::to_string(p) + ")");
+        require_writeable(gs, "gs");
+        check_vec<D>(gs, n, "gs");
+        const D *pf = fb.data(), *ps = score.data(), *pd = dzt.data();
+        const D* pa = a_f ? a_f->data() : nullptr;
+        const D* pr = r ? r->data() : nullptr;
+        const D* px = gx ? gx->data() : nullptr;
+        D *po = out.mutable_data(), *pgs = gs.mutable_data();
+        py::gil_scoped_release rel;
+        return relax_bernoulli_combine(pf, ps, pa, sc, pr, px, pd, n, p, po, pgs);
+      },
+      py::arg("fb").noconvert(), py::arg("score").noconvert(), py::arg("a_f").noconvert(), py::arg("sc"),
+      py::arg("r").noconvert(), py::arg("gx").noconvert(), py::arg("dzt").noconvert(), py::arg("out").noconvert(),
+      py::arg("gs").noconvert(),
+      "REBAR/RELAX per-draw terms for Bernoulli coordinates (n, p): out[0] = g = (fb - r[n:]) score + sc a_f + "
+      "gx[:n] - gx[n:] dzt (a_f, or the network's r (2n,) and gx (2n, p) at [z; z~], may be None), out[1] = g dzt, "
+      "gs = rowwise sum of g score (float64); returns the sum of g^2.");
+  m.def(
+      "relax_vjp_points",
+      [](in_array<D> zt, in_array<D> z, in_array<D> d1, in_array<D> d2, in_array<D> w0, double c, double h,
+         out_array<D> X, out_array<D> W) {
+        int64_t n, p;
+        matrix_shape(z, "z", n, p);
+        check_mat(zt, n, p, "zt");
+        check_mat(d1, n, p, "d1");
+        check_mat(d2, n, p, "d2");
+        check_vec<D>(w0, n, "w0");
+        check_out_mat(X, 5 * n, p, "X");
+        require_writeable(W, "W");
+        check_vec<D>(W, 5 * n, "W");
+        if (!(h > 0)) throw std::invalid_argument("h must be positive");
+        if (!std::isfinite(c)) throw std::invalid_argument("c must be finite");
+        const D *a = zt.data(), *b = z.data(), *e = d1.data(), *f = d2.data(), *w = w0.data();
+        D *px = X.mutable_data(), *pw = W.mutable_data();
+        py::gil_scoped_release rel;
+        relax_vjp_points(a, b, e, f, w, c, h, n, p, px, pw);
+      },
+      py::arg("zt").noconvert(), py::arg("z").noconvert(), py::arg("d1").noconvert(), py::arg("d2").noconvert(),
+      py::arg("w0").noconvert(), py::arg("c"), py::arg("h"), py::arg("X").noconvert(), py::arg("W").noconvert(),
+      "RELAX's surrogate-gradient points X (5n, p) and weights W (5n,): z~ with -c w0, then z +- h d1/|d1| with "
+      "+-c |d1|/(2h) and z~ +- h d2/|d2| with -+c |d2|/(2h) (float64).");
   m.def(
       "gumbel_beam_search",
       [](in_array<D> log_probs, in_array<D> u, py::array_t<int64_t, py::array::c_style> conf, out_array<D> log_prob,

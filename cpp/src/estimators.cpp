@@ -505,6 +505,70 @@ void concrete_bernoulli(const double* z, double lam, int64_t count, double* y) {
   });
 }
 
+double relax_bernoulli_combine(const double* fb, const double* score, const double* a_f, double sc,
+                               const double* r, const double* gx, const double* dzt, int64_t n, int64_t p,
+                               double* out, double* gs) {
+  const double* rt = r ? r + n : nullptr;
+  const double* gz = gx;
+  const double* gt = gx ? gx + n * p : nullptr;
+  double* g = out;
+  double* gd = out + n * p;
+  const int64_t rows = std::max<int64_t>(1, kEstSampleChunk * kEstColBlock / 4 / std::max<int64_t>(1, p));
+  const int64_t n_ch = (n + rows - 1) / rows;
+  std::vector<double> part(static_cast<size_t>(n_ch));
+  parallel_chunks(n_ch, [&](int64_t ch) {
+    const int64_t i0 = ch * rows, i1 = std::min(n, i0 + rows);
+    double acc = 0.0;
+    for (int64_t i = i0; i < i1; ++i) {
+      const double fi = fb[i] - (rt ? rt[i] : 0.0);
+      double si = 0.0;
+      for (int64_t e = i * p; e < (i + 1) * p; ++e) {
+        double v = fi * score[e];
+        if (a_f) v += sc * a_f[e];
+        if (gz) v += gz[e] - gt[e] * dzt[e];
+        g[e] = v;
+        gd[e] = v * dzt[e];
+        si += v * score[e];
+        acc += v * v;
+      }
+      gs[i] = si;
+    }
+    part[ch] = acc;
+  });
+  double total = 0.0;
+  for (double v : part) total += v;
+  return total;
+}
+
+void relax_vjp_points(const double* zt, const double* z, const double* d1, const double* d2, const double* w0,
+                      double c, double h, int64_t n, int64_t p, double* X, double* W) {
+  const int64_t rows = std::max<int64_t>(1, kEstSampleChunk * kEstColBlock / 8 / std::max<int64_t>(1, p));
+  // one direction: rows r (+) and r + n (-) of X around x along d, weights +-sign c |d| / (2 h)
+  const auto pair = [&](const double* x, const double* d, int64_t i, int64_t r, double sign) {
+    double nd2 = 0.0;
+    for (int64_t j = 0; j < p; ++j) nd2 += d[i * p + j] * d[i * p + j];
+    const double nd = std::sqrt(nd2), s = nd > 0 ? h / nd : 0.0;
+    double* xp = X + r * p;
+    double* xm = X + (r + n) * p;
+    for (int64_t j = 0; j < p; ++j) {
+      const double step = s * d[i * p + j];
+      xp[j] = x[i * p + j] + step;
+      xm[j] = x[i * p + j] - step;
+    }
+    W[r] = sign * c * nd / (2.0 * h);
+    W[r + n] = -W[r];
+  };
+  parallel_chunks((n + rows - 1) / rows, [&](int64_t ch) {
+    const int64_t i0 = ch * rows, i1 = std::min(n, i0 + rows);
+    for (int64_t i = i0; i < i1; ++i) {
+      std::copy(zt + i * p, zt + (i + 1) * p, X + i * p);
+      W[i] = -c * w0[i];
+      pair(z, d1, i, n + i, 1.0);
+      pair(zt, d2, i, 3 * n + i, -1.0);
+    }
+  });
+}
+
 void gamma_weak_parts(const double* alpha, const double* eps, const double* psi, double sign, uint64_t seed,
                       uint64_t base, int64_t n, int64_t p, int64_t max_rounds, double* out) {
   if (!(sign == 1.0 || sign == -1.0)) throw std::invalid_argument("sign must be 1 or -1");

@@ -95,6 +95,27 @@ void relax_bernoulli_part(const double* fzt, const double* gz, const double* gzt
 // sigmoid(z / lam) for z (m, p) into y (the Bernoulli Concrete relaxation).
 void concrete_bernoulli(const double* z, double lam, int64_t count, double* y);
 
+// A REBAR / RELAX estimate's per-draw terms for Bernoulli coordinates (n, p):
+// g = (fb_i - rt_i) score + sc a_f + gz - gt dzt, where fb = f(b), r (2n,) and
+// gx (2n, p) the surrogate network and its input gradient at [z; z~] (rt = r[n:],
+// gz = gx[:n], gt = gx[n:]), a_f the relaxed-f part per unit scale
+// (relax_bernoulli_part); a_f and r/gx may be null (no relaxed f / no network).
+// Writes g and gd = g dzt into out (2, n, p) and gs_i = sum_p g score (the
+// inputs of relax_vjp_points); returns sum g^2 over all n p terms, summed per
+// fixed row block and then in block order (the same for any thread count).
+double relax_bernoulli_combine(const double* fb, const double* score, const double* a_f, double sc,
+                               const double* r, const double* gx, const double* dzt, int64_t n, int64_t p,
+                               double* out, double* gs);
+
+// Points and weights whose weighted sum of the surrogate network's parameter
+// gradients is the gradient of RELAX's second moment in the network parameters
+// (X (5n, p), W (5n,)): rows 0..n-1 z~ with weight -c w0; then z +- h u1 with
+// +-c |d1| / (2 h) and z~ +- h u2 with -+c |d2| / (2 h), u = d / |d| (0 where
+// d = 0): central differences along d1 (d2) of the input gradient's product
+// with d1 (d2), i.e. d/d rho of (d r/dz . d1) by two first-order VJPs.
+void relax_vjp_points(const double* zt, const double* z, const double* d1, const double* d2, const double* w0,
+                      double c, double h, int64_t n, int64_t p, double* X, double* W);
+
 // Stochastic beam search (Gumbel-top-k over the K^D joint configurations of D
 // independent categoricals, log_probs (D, K) normalised per row): for each of n
 // rows, from uniforms u (n, 1 + D m K) (u[0] the root's Gumbel, then m K per

@@ -13,7 +13,8 @@ import numpy as np
 
 __all__ = ["column_mean_var", "score_accumulate", "pathwise_accumulate", "control_variate_accumulate",
            "control_coefficient", "quadratic_values", "vimco_signal", "relax_bernoulli_draws",
-           "relax_bernoulli_part", "concrete_bernoulli", "gumbel_beam_search", "pathwise_normal_accumulate",
+           "relax_bernoulli_part", "concrete_bernoulli", "relax_bernoulli_combine", "relax_vjp_points",
+           "gumbel_beam_search", "pathwise_normal_accumulate",
            "score_normal_accumulate", "normal_multisample_terms", "gamma_weak_parts",
            "set_order_probabilities", "categorical_set_terms", "normal_scores",
            "coordinate_points"]
@@ -282,6 +283,61 @@ def concrete_bernoulli(z, lam, y):
     if not lam > 0:
         raise ValueError("lam must be positive")
     y[...] = _sigmoid(z / lam)
+
+
+def relax_bernoulli_combine(fb, score, a_f, sc, r, gx, dzt, out, gs):
+    """REBAR/RELAX per-draw terms for Bernoulli coordinates (n, p): out[0] = g = (fb - r[n:]) score + sc a_f +
+    gx[:n] - gx[n:] dzt (a_f, or the network's r (2n,) and gx (2n, p) at [z; z~], may be None), out[1] = g dzt,
+    gs = rowwise sum of g score (float64); returns the sum of g^2."""
+    score = _matrix(_f64(score, "score"), "score")
+    n, p = score.shape
+    _f64(fb, "fb", (n,))
+    if a_f is not None:
+        _f64(a_f, "a_f", (n, p))
+    if (r is None) != (gx is None):
+        raise ValueError("r and gx must be given together (the network's terms)")
+    if r is not None:
+        _f64(r, "r", (2 * n,))
+        _f64(gx, "gx", (2 * n, p))
+    _f64(dzt, "dzt", (n, p))
+    _out64(out, "out", (2, n, p))
+    _out64(gs, "gs", (n,))
+    v = (fb if r is None else fb - r[n:])[:, None] * score
+    if a_f is not None:
+        v += sc * a_f
+    if r is not None:
+        v += gx[:n] - gx[n:] * dzt
+    out[0] = v
+    np.multiply(v, dzt, out=out[1])
+    gs[...] = np.einsum("ij,ij->i", v, score)
+    return float(np.einsum("ij,ij->", v, v))
+
+
+def relax_vjp_points(zt, z, d1, d2, w0, c, h, X, W):
+    """RELAX's surrogate-gradient points X (5n, p) and weights W (5n,): z~ with -c w0, then z +- h d1/|d1| with
+    +-c |d1|/(2h) and z~ +- h d2/|d2| with -+c |d2|/(2h) (float64)."""
+    z = _matrix(_f64(z, "z"), "z")
+    n, p = z.shape
+    for name, a in (("zt", zt), ("d1", d1), ("d2", d2)):
+        _f64(a, name, (n, p))
+    _f64(w0, "w0", (n,))
+    _out64(X, "X", (5 * n, p))
+    _out64(W, "W", (5 * n,))
+    if not h > 0:
+        raise ValueError("h must be positive")
+    if not np.isfinite(c):
+        raise ValueError("c must be finite")
+    X[:n] = zt
+    W[:n] = -c * w0
+    for k, (x, d, sign) in enumerate(((z, d1, 1.0), (zt, d2, -1.0))):
+        nd = np.sqrt(np.einsum("ij,ij->i", d, d))
+        s = np.divide(h, nd, out=np.zeros_like(nd), where=nd > 0)
+        step = s[:, None] * d
+        r = (1 + 2 * k) * n
+        X[r:r + n] = x + step
+        X[r + n:r + 2 * n] = x - step
+        W[r:r + n] = sign * c * nd / (2.0 * h)
+        W[r + n:r + 2 * n] = -W[r:r + n]
 
 
 def _log1mexp(x):

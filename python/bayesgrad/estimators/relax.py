@@ -70,8 +70,11 @@ class _Draws:
             # (1 - p) v (b = 0), z~ = eta + logit(w~), and d z~ / d eta with b and v fixed: one
             # native pass (estimators.relax_bernoulli_draws; stable log forms there). All five stay
             # inside the call (f gets a copy of b): scratch buffers.
-            self.z, self.zt, self.dzt, b, self.score = (pool.array("relax/" + w, u.shape)
-                                                         for w in ("z", "zt", "dzt", "b", "score"))
+            # z and z~ as the two halves of one (2n, P) buffer: the relaxation and the surrogate
+            # network see both in one call
+            self.zz = pool.array("relax/zz", (2 * n, u.shape[1]))
+            self.z, self.zt = self.zz[:n], self.zz[n:]
+            self.dzt, b, self.score = (pool.array("relax/" + w, u.shape) for w in ("dzt", "b", "score"))
             _backend.kernels().estimators.relax_bernoulli_draws(eta, u, v, self.z, self.zt, self.dzt, b, self.score)
             self.points = b.reshape((n,) + self.shape)
             self.p = p
@@ -94,6 +97,7 @@ class _Draws:
             r = np.where(onehot > 0, 0.0, r)
             self.z = z.reshape(n, -1)
             self.zt = zt.reshape(n, -1)
+            self.zz = None
             self.r = r.reshape(n, -1)
             self.score = (onehot - p).reshape(n, -1)
             self.points = onehot
@@ -180,17 +184,13 @@ def _relaxed_part(f, grad_f, dr, lam, dtype, out=None, pool=None):
 
 
 def _dot(a, b):
-    """sum(a * b) over two (n, p) float64 arrays, as a float."""
+    """sum(a * b) over two (n, p) float64 arrays, as a float.
+
+    einsum's own loop, not BLAS's dot: on the native backend the surrogate's GEMMs run on the
+    core's OpenBLAS threads, and a NumPy BLAS call right after them woke a second pool that
+    fought the first for the cores (measured at 2 threads, load 2-3: 23 ms for three dot
+    products of 10^5 terms, not 0.1)."""
     return float(np.einsum("ij,ij->", a, b))
-
-
-def _directional_vjp_inputs(x, d, h):
-    """Points x +- h d/|d| and weights +-|d|/(2h): a central difference along d of the
-    network's parameter gradient, i.e. d/d rho of (d r/dx . d) by the native VJP."""
-    nd = np.sqrt((d * d).sum(1))
-    unit = np.divide(d, nd[:, None], out=np.zeros_like(d), where=nd[:, None] > 0)
-    wt = nd / (2.0 * h)
-    return np.concatenate([x + h * unit, x - h * unit]), np.concatenate([wt, -wt])
 
 
 def _estimate(*args):
@@ -219,20 +219,25 @@ def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate
     if surrogate.relaxed_f:
         a_f, f_t = _relaxed_part(f, grad_f, dr, lam, dt, pool.array("relax/a_f", dr.z.shape), pool)
         n_eval += 2 * n
-    g = fb[:, None] * dr.score
-    if surrogate.relaxed_f:
-        g += np.multiply(a_f, sc, out=pool.array("relax/scaled", a_f.shape))
-    if surrogate.mlp is not None:
-        rt, gt_r = surrogate.network(dr.zt)
-        _, gz_r = surrogate.network(dr.z)
-        g += -rt[:, None] * dr.score + dr.jz(gz_r) - dr.jt(gt_r)
+    net = surrogate.mlp is not None
+    rt, r, gx = 0.0, None, None
+    if net:  # r and its input gradient at z and z~ in one engine call
+        r, gx = surrogate.network(np.concatenate([dr.z, dr.zt]) if dr.zz is None else dr.zz)
+        rt, gz_r, gt_r = r[n:], gx[:n], gx[n:]
+    ke = _backend.kernels().estimators
+    if fam == "bernoulli":
+        # g, g dz~/d eta and the rows' sums of g score (relax_vjp_points' inputs) in one pass
+        gg, gs = pool.array("relax/g", (2,) + dr.z.shape), pool.array("relax/gs", (n,))
+        objective = ke.relax_bernoulli_combine(fb, dr.score, a_f if surrogate.relaxed_f else None, sc, r, gx,
+                                               dr.dzt, gg, gs) / n
+        g, gd = gg
     else:
-        rt = 0.0
-    # sums of products over all n p terms in single passes; einsum's own loop, not BLAS's dot:
-    # on the native backend the surrogate's GEMMs run on the core's OpenBLAS threads, and a
-    # NumPy BLAS call right after them woke a second pool that fought the first for the cores
-    # (measured at 2 threads, load 2-3: 23 ms for three dot products of 10^5 terms, not 0.1)
-    objective = _dot(g, g) / n
+        g = fb[:, None] * dr.score
+        if surrogate.relaxed_f:
+            g += a_f * sc
+        if net:
+            g += -rt[:, None] * dr.score + dr.jz(gz_r) - dr.jt(gt_r)
+        objective = _dot(g, g) / n
     if train:
         grad = np.zeros_like(surrogate.params)
         if surrogate.relaxed_f:
@@ -244,13 +249,17 @@ def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate
                                      pool.array("relax/a_lo", dr.z.shape), pool)[0]
                 n_eval += 4 * n
                 grad[1] = 2.0 * sc * (_dot(g, a_hi) - _dot(g, a_lo)) / n / (2.0 * _LOG_LAMBDA_STEP)
-        if surrogate.mlp is not None:
-            w = 2.0 * g / n
-            h = surrogate.fd_step
-            xz, wz = _directional_vjp_inputs(dr.z, dr.jz_t(w), h)
-            xt, wt = _directional_vjp_inputs(dr.zt, dr.jt_t(w), h)
-            X = np.concatenate([dr.zt, xz, xt])
-            W = np.concatenate([-(w * dr.score).sum(1), wz, -wt])
+        if net:
+            # d/d rho of sum_p E[g_p^2]: the weight 2 g / n on each term's network part, i.e.
+            # -r(z~) score . w, and central differences along d1 = jz^T w and d2 = jt^T w of the
+            # input gradients (relax_vjp_points): one VJP of the network on 5n points
+            if fam == "bernoulli":  # jz^T w = w, jt^T w = w dz~/d eta; w = c g with c = 2 / n
+                d1, d2, w0, c = g, gd, gs, 2.0 / n
+            else:
+                w = 2.0 * g / n
+                d1, d2, w0, c = dr.jz_t(w), dr.jt_t(w), np.einsum("ij,ij->i", w, dr.score), 1.0
+            X, W = pool.array("relax/X", (5 * n, dr.z.shape[1])), pool.array("relax/W", (5 * n,))
+            ke.relax_vjp_points(dr.zt, dr.z, d1, d2, w0, c, surrogate.fd_step, X, W)
             grad[2:] = surrogate.network_vjp(X, W)
         surrogate.update(grad, objective)
     if loo:
