@@ -59,6 +59,33 @@ from bayesgrad._quickbench import load_average, machine_info, median_time
 D, N = 1000, 1000
 
 
+def steady_heap():
+    """Stop glibc's heap from returning memory to the system during the run (trim threshold
+    1 GiB, mmap threshold at its 32 MiB maximum); returns a description, or "default" where
+    there is no glibc.
+
+    Why: with the default (dynamic) thresholds, whether a NumPy temporary of a few MB comes
+    from already-mapped heap or from fresh pages (a page fault per 4 KiB and the kernel
+    zeroing them) flips with the incidental order of earlier allocations. Measured on the
+    relax row: the twin took 27 ms or 44 ms per call depending only on which buffers the
+    estimator's pool happened to keep (550 000 against 198 000 page faults over 55 calls),
+    and 21-22 ms in both cases with the heap held steady. Both backends run under the same
+    setting; ``--default-malloc`` keeps glibc's defaults."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return "default"
+    m_trim, m_mmap = -1, -3  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD (malloc.h)
+    if mallopt(m_trim, 1 << 30) and mallopt(m_mmap, 32 << 20):
+        return "glibc: trim threshold 1 GiB, mmap threshold 32 MiB"
+    return "default"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=15)
@@ -68,9 +95,12 @@ def main():
     ap.add_argument("--rows", default=None,
                     help="comma-separated substrings: run only the end-to-end rows whose name contains one "
                          "(and no accumulation rows)")
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="keep glibc's dynamic heap thresholds (see steady_heap)")
     args = ap.parse_args()
     if args.toy:
         return toy()
+    heap = "default" if args.default_malloc else steady_heap()
     if args.threads:
         bg.set_num_threads(args.threads)
     E = bg.estimators
@@ -86,7 +116,7 @@ def main():
     res = {"D": D, "n_samples": N, "repeats": args.repeats, "info": bg.backend_info(), "end_to_end": {},
            "cpu_time_note": "thread_time of the calling thread: the whole work only with --threads 1",
            "accumulation": {}, "threads": bg.get_num_threads(),
-           "load_average_at_start": load_average(), "machine": machine_info()}
+           "load_average_at_start": load_average(), "machine": machine_info(), "heap": heap}
     res["info"] = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
                    for k, v in res["info"].items()}
     # issue 16: the new estimators, same f; D = 100 Bernoulli / Normal coordinates where the
@@ -245,7 +275,7 @@ def main():
         res["accumulation"][name] = row
 
     print(f"D = {D}, n_samples = {N}, threads = {bg.get_num_threads()}, median of {args.repeats}, "
-          f"load average at start {res['load_average_at_start'][0]:.1f}")
+          f"load average at start {res['load_average_at_start'][0]:.1f}, heap: {heap}")
     print("end to end (wall ms; native/numpy ratio by wall and by CPU time; shared = f, grad_f, network):")
     for name, row in res["end_to_end"].items():
         cells = "  ".join(f"{b} {row[b] * 1e3:7.2f} ms" for b in backends)

@@ -485,7 +485,8 @@ void relax_bernoulli_part(const double* fzt, const double* gz, const double* gzt
                           const double* yt, const double* dzt, const double* score, double lam, int64_t count,
                           int64_t p, double* out) {
   const double inv = 1.0 / lam;
-  const int64_t rows = std::max<int64_t>(1, kEstSampleChunk * kEstColBlock / std::max<int64_t>(1, p));
+  // 2^15 elements a chunk (~40 us): a REBAR call's 10^5 already run on two threads
+  const int64_t rows = std::max<int64_t>(1, kEstSampleChunk * kEstColBlock / 8 / std::max<int64_t>(1, p));
   parallel_chunks((count + rows - 1) / rows, [&](int64_t c) {
     const int64_t i0 = c * rows, i1 = std::min(count, i0 + rows);
     for (int64_t i = i0; i < i1; ++i) {
@@ -498,7 +499,7 @@ void relax_bernoulli_part(const double* fzt, const double* gz, const double* gzt
 
 void concrete_bernoulli(const double* z, double lam, int64_t count, double* y) {
   const double inv = 1.0 / lam;
-  const int64_t chunk = kEstSampleChunk * kEstColBlock;
+  const int64_t chunk = kEstSampleChunk * kEstColBlock / 8;  // as in relax_bernoulli_part
   parallel_chunks((count + chunk - 1) / chunk, [&](int64_t c) {
     const int64_t e0 = c * chunk, e1 = std::min(count, e0 + chunk);
     sigmoid_block(z + e0, inv, e1 - e0, y + e0);

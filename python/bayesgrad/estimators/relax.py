@@ -161,26 +161,37 @@ def _relaxed_f(f, grad_f, fam, shape, z, lam, dtype):
     return eval_f(f, yd, np.float64), vjp(eval_like(grad_f, yd, np.float64, "grad_f"))
 
 
-def _relaxed_part(f, grad_f, dr, lam, dtype, out=None, pool=None):
-    """A_f = -f(y~) score + jz(d f(y)/dz) - jt(d f(y~)/dz~), the relaxed-f term per unit scale, and f(y~)."""
+def _relaxed_parts(f, grad_f, dr, lams, dtype, pool):
+    """For each temperature in ``lams``: A_f = -f(y~) score + jz(d f(y)/dz) - jt(d f(y~)/dz~), the
+    relaxed-f term per unit scale (n, P); returns the list of them and f(y~) at lams[0]."""
     n = dr.z.shape[0]
     if dr.fam == "bernoulli":
-        # the relaxation and the combination in native passes; f and grad_f in between
+        # the relaxations at every temperature in native passes, f and grad_f once on all of them
+        # (2n points per temperature), then the combinations in native passes
         ke = _backend.kernels().estimators
+        m = 2 * n * len(lams)
         # the relaxed points, f's and grad_f's input: a scratch buffer, which the pool reuses only
         # once nothing refers to it (an f that keeps its input keeps it unchanged)
-        y = (_scratch.fresh() if pool is None else pool).array("relax/y", (2 * n, dr.z.shape[1]))
-        ke.concrete_bernoulli(dr.z, float(lam), y[:n])
-        ke.concrete_bernoulli(dr.zt, float(lam), y[n:])
-        yd = y.reshape((2 * n,) + dr.shape).astype(dtype, copy=False)
+        y = pool.array("relax/y", (m, dr.z.shape[1]))
+        for k, lam in enumerate(lams):
+            ke.concrete_bernoulli(dr.zz, float(lam), y[2 * n * k:2 * n * (k + 1)])
+        yd = y.reshape((m,) + dr.shape).astype(dtype, copy=False)
         fv = eval_f(f, yd, np.float64)
-        gv = eval_like(grad_f, yd, np.float64, "grad_f").reshape(2 * n, -1)
-        out = np.empty_like(dr.z) if out is None else out
-        ke.relax_bernoulli_part(np.ascontiguousarray(fv[n:]), gv[:n], gv[n:], y[:n], y[n:], dr.dzt, dr.score,
-                                float(lam), out)
-        return out, fv[n:]
-    fv, gv = _relaxed_f(f, grad_f, dr.fam, dr.shape, np.concatenate([dr.z, dr.zt]), lam, dtype)
-    return -fv[n:, None] * dr.score + dr.jz(gv[:n]) - dr.jt(gv[n:]), fv[n:]
+        gv = eval_like(grad_f, yd, np.float64, "grad_f").reshape(m, -1)
+        parts = []
+        for k, lam in enumerate(lams):
+            i = 2 * n * k
+            out = pool.array(f"relax/a_f{k}", dr.z.shape)
+            ke.relax_bernoulli_part(np.ascontiguousarray(fv[i + n:i + 2 * n]), gv[i:i + n], gv[i + n:i + 2 * n],
+                                    y[i:i + n], y[i + n:i + 2 * n], dr.dzt, dr.score, float(lam), out)
+            parts.append(out)
+        return parts, fv[n:2 * n]
+    parts, f_t = [], None
+    for lam in lams:
+        fv, gv = _relaxed_f(f, grad_f, dr.fam, dr.shape, np.concatenate([dr.z, dr.zt]), lam, dtype)
+        parts.append(-fv[n:, None] * dr.score + dr.jz(gv[:n]) - dr.jt(gv[n:]))
+        f_t = fv[n:] if f_t is None else f_t
+    return parts, f_t
 
 
 def _dot(a, b):
@@ -217,8 +228,14 @@ def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate
     n_eval = n
     a_f, f_t = 0.0, 0.0
     if surrogate.relaxed_f:
-        a_f, f_t = _relaxed_part(f, grad_f, dr, lam, dt, pool.array("relax/a_f", dr.z.shape), pool)
-        n_eval += 2 * n
+        # with the temperature tuned, its finite difference in log lambda needs the parts at
+        # lambda e^{+-step} too: all three from one call of f and grad_f
+        lams = [lam]
+        if train and surrogate.tune_temperature:
+            lams += [lam * np.exp(_LOG_LAMBDA_STEP), lam * np.exp(-_LOG_LAMBDA_STEP)]
+        parts, f_t = _relaxed_parts(f, grad_f, dr, lams, dt, pool)
+        a_f = parts[0]
+        n_eval += 2 * n * len(lams)
     net = surrogate.mlp is not None
     rt, r, gx = 0.0, None, None
     if net:  # r and its input gradient at z and z~ in one engine call
@@ -243,11 +260,7 @@ def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate
         if surrogate.relaxed_f:
             grad[0] = 2.0 * _dot(g, a_f) / n
             if surrogate.tune_temperature:
-                a_hi = _relaxed_part(f, grad_f, dr, lam * np.exp(_LOG_LAMBDA_STEP), dt,
-                                     pool.array("relax/a_hi", dr.z.shape), pool)[0]
-                a_lo = _relaxed_part(f, grad_f, dr, lam * np.exp(-_LOG_LAMBDA_STEP), dt,
-                                     pool.array("relax/a_lo", dr.z.shape), pool)[0]
-                n_eval += 4 * n
+                a_hi, a_lo = parts[1:]
                 grad[1] = 2.0 * sc * (_dot(g, a_hi) - _dot(g, a_lo)) / n / (2.0 * _LOG_LAMBDA_STEP)
         if net:
             # d/d rho of sum_p E[g_p^2]: the weight 2 g / n on each term's network part, i.e.
