@@ -6,7 +6,7 @@ wider vectors, so their results must be bit-identical; both are checked against
 the scalar libm reference within the accuracy the vector math states
 (simd_math.hpp). Sampling kernels are covered in test_random.py and
 test_distributions.py; here the metric and acquisition passes and the MLP
-engine's vector tanh."""
+engine's vector tanh and sigmoid."""
 import numpy as np
 import pytest
 
@@ -72,38 +72,50 @@ def test_simd_metrics_match_scalar_reference(path, dtype):
     np.testing.assert_allclose(fast[9], ref[9], rtol=tol)
 
 
-def _tanh_by_network(x, dtype):
-    """tanh x through the MLP engine: one hidden unit with weight 1 and bias 0 and a
+def _act_by_network(x, dtype, act):
+    """act(x) through the MLP engine: one hidden unit with weight 1 and bias 0 and a
     linear output with weight 1 and bias 0 (the products and sums add nothing)."""
-    m = MLP([1, 1, 1], "tanh")
+    m = MLP([1, 1, 1], act)
     with bg.use_backend("cpu"):
         return m.forward(np.array([1.0, 0.0, 1.0, 0.0], dtype=dtype), np.asarray(x, dtype=dtype)[:, None])[:, 0]
 
 
+def _act_reference(x, act):
+    xl = x.astype(np.longdouble)
+    return np.tanh(xl) if act == "tanh" else 1 / (1 + np.exp(-xl))
+
+
+@pytest.mark.parametrize("act", ["tanh", "sigmoid"])
 @pytest.mark.parametrize("path", ["avx512", "avx2", "scalar"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_mlp_tanh_within_its_stated_accuracy(path, dtype):
+def test_mlp_activation_within_its_stated_accuracy(act, path, dtype):
     """simd_math.hpp's tanh (expm1 by series on the reduced argument, then e / (e + 2))
-    within 2.5 ulp of tanh in 80-bit long double, like libm's scalar tanh (the scalar
-    path), over six decades and the saturation region; odd; exactly +-1 beyond it.
-    The AVX-512 kernel must equal the AVX2 one bit for bit (same steps)."""
+    and sigmoid (1 / (1 + e), e / (1 + e) with e = exp(-|x|)) within 2.5 ulp of the
+    80-bit long double value, like libm on the scalar path, over six decades and the
+    saturation region (sigmoid values below exp(-86) in float32 excepted: exp flushes there);
+    tanh odd and exactly +-1 beyond 20; pre-activations that overflow saturate. The
+    AVX-512 kernel must equal the AVX2 one bit for bit (same steps)."""
     if not _backend.native_available() or (path != "scalar" and not _has(path)):
         pytest.skip(f"no native core or CPU without {path}")
     if np.finfo(np.longdouble).nmant < 60:
         pytest.skip("needs an 80-bit long double reference")
     rng = np.random.default_rng(11)
-    x = np.concatenate([rng.standard_normal(4001) * s for s in (1e-6, 1e-2, 0.2, 0.5, 1.0, 4.0, 12.0)]
-                       + [np.array([0.0, 1e-30, 0.34657359, 9.0, 9.5, 19.9, 20.5, 300.0])]).astype(dtype)
-    y = on_simd_path(path, lambda: _tanh_by_network(x, dtype))
-    ref = np.tanh(x.astype(np.longdouble))
+    x = np.concatenate([rng.standard_normal(4001) * s for s in (1e-6, 1e-2, 0.2, 0.5, 1.0, 4.0, 12.0, 40.0)]
+                       + [np.array([0.0, 1e-30, 0.34657359, 9.0, 9.5, 19.9, 20.5, 300.0, -300.0])]).astype(dtype)
+    y = on_simd_path(path, lambda: _act_by_network(x, dtype, act))
+    ref = _act_reference(x, act)
     ulp = np.spacing(np.abs(ref.astype(dtype))).astype(np.longdouble)
-    assert float(np.max(np.abs(y.astype(np.longdouble) - ref) / ulp)) <= 2.5
-    np.testing.assert_array_equal(on_simd_path(path, lambda: _tanh_by_network(-x, dtype)), -y)
-    np.testing.assert_array_equal(y[np.abs(x) >= 20], np.sign(x[np.abs(x) >= 20]))
-    # pre-activations that overflow to +-inf saturate
+    # the vector exp gives 0 below -86 (float32) / -700 (float64): values under exp of those
+    floor = np.exp(np.longdouble(-86.0 if dtype == np.float32 else -700.0))
+    normal = np.abs(ref) >= floor
+    assert float(np.max(np.abs(y.astype(np.longdouble) - ref)[normal] / ulp[normal])) <= 2.5
+    assert np.all(np.abs(y[~normal]) <= floor)
     big = np.array([np.finfo(dtype).max, 0.0, 1.0, 0.0], dtype=dtype)
     with bg.use_backend("cpu"):
-        out = on_simd_path(path, lambda: MLP([1, 1, 1], "tanh").forward(big, np.array([[10.0], [-10.0]], dtype=dtype)))
-    np.testing.assert_array_equal(out[:, 0], [1.0, -1.0])
+        out = on_simd_path(path, lambda: MLP([1, 1, 1], act).forward(big, np.array([[10.0], [-10.0]], dtype=dtype)))
+    np.testing.assert_array_equal(out[:, 0], [1.0, -1.0 if act == "tanh" else 0.0])
+    if act == "tanh":
+        np.testing.assert_array_equal(on_simd_path(path, lambda: _act_by_network(-x, dtype, act)), -y)
+        np.testing.assert_array_equal(y[np.abs(x) >= 20], np.sign(x[np.abs(x) >= 20]))
     if path == "avx512" and _has("avx2"):
-        np.testing.assert_array_equal(y, on_simd_path("avx2", lambda: _tanh_by_network(x, dtype)))
+        np.testing.assert_array_equal(y, on_simd_path("avx2", lambda: _act_by_network(x, dtype, act)))

@@ -341,38 +341,25 @@ inline double sigmoid(double x) {
 inline double softplus(double x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); }
 
 // y = sigmoid(z * inv) for count values, in the two-branch form exp(-|x|) / (1 + exp(-|x|)) (x < 0)
-// and 1 / (1 + exp(-|x|)) (x >= 0), so that exp never overflows; AVX2 path with the shared vector exp.
+// and 1 / (1 + exp(-|x|)) (x >= 0), so that exp never overflows (simd_math.hpp's sigmoidx*).
 void sigmoid_scalar(const double* z, double inv, int64_t count, double* y) {
   for (int64_t e = 0; e < count; ++e) y[e] = sigmoid(z[e] * inv);
 }
 
 #if BG_HAVE_X86
 BG_AVX2 void sigmoid_avx2(const double* z, double inv, int64_t count, double* y) {
-  const __m256d vinv = _mm256_set1_pd(inv), one = _mm256_set1_pd(1.0), zero = _mm256_setzero_pd();
-  const __m256d sign = _mm256_set1_pd(-0.0);
+  const __m256d vinv = _mm256_set1_pd(inv);
   int64_t e = 0;
-  for (; e + 4 <= count; e += 4) {
-    const __m256d x = _mm256_mul_pd(_mm256_loadu_pd(z + e), vinv);
-    const __m256d ex = simd::expx4(_mm256_or_pd(x, sign));  // exp(-|x|)
-    const __m256d r = _mm256_div_pd(one, _mm256_add_pd(one, ex));  // one division for both branches
-    const __m256d ge = _mm256_cmp_pd(x, zero, _CMP_GE_OQ);
-    _mm256_storeu_pd(y + e, _mm256_blendv_pd(_mm256_mul_pd(ex, r), r, ge));
-  }
+  for (; e + 4 <= count; e += 4) _mm256_storeu_pd(y + e, simd::sigmoidx4(_mm256_mul_pd(_mm256_loadu_pd(z + e), vinv)));
   sigmoid_scalar(z + e, inv, count - e, y + e);
 }
 
-// sigmoid_avx2 on 8 lanes, operation for operation; the tail a masked vector (zeros in the
-// unused lanes).
+// sigmoid_avx2 on 8 lanes; the tail a masked vector (zeros in the unused lanes).
 BG_AVX512 void sigmoid_avx512(const double* z, double inv, int64_t count, double* y) {
-  const __m512d vinv = _mm512_set1_pd(inv), one = _mm512_set1_pd(1.0), zero = _mm512_setzero_pd();
-  const __m512d sign = _mm512_set1_pd(-0.0);
+  const __m512d vinv = _mm512_set1_pd(inv);
   for (int64_t e = 0; e < count; e += 8) {
     const __mmask8 m = static_cast<__mmask8>(count - e >= 8 ? 0xFFu : (1u << (count - e)) - 1u);
-    const __m512d x = _mm512_mul_pd(_mm512_maskz_loadu_pd(m, z + e), vinv);
-    const __m512d ex = simd::expx8d(_mm512_or_pd(x, sign));
-    const __m512d r = _mm512_div_pd(one, _mm512_add_pd(one, ex));
-    const __mmask8 ge = _mm512_cmp_pd_mask(x, zero, _CMP_GE_OQ);
-    _mm512_mask_storeu_pd(y + e, m, _mm512_mask_blend_pd(ge, _mm512_mul_pd(ex, r), r));
+    _mm512_mask_storeu_pd(y + e, m, simd::sigmoidx8d(_mm512_mul_pd(_mm512_maskz_loadu_pd(m, z + e), vinv)));
   }
 }
 #endif

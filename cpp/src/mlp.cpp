@@ -86,61 +86,78 @@ int64_t target_dim(Likelihood lik, int64_t K) {
 }
 
 namespace {
-template <typename T>
-void tanh_scalar(const T* z, T* a, int64_t n) {
-  for (int64_t k = 0; k < n; ++k) a[k] = std::tanh(z[k]);
+// The vector tanh and sigmoid of simd_math.hpp over arrays; the tails go
+// through the vector functions too (padded / masked), so that an element's
+// value does not depend on its position in the array.
+#if BG_HAVE_X86
+template <bool kTanh>
+BG_AVX2 inline __m256 act8(__m256 x) {
+  if constexpr (kTanh) return simd::tanhx8(x);
+  return simd::sigmoidx8(x);
 }
 
-#if BG_HAVE_X86
-// The tails go through the vector function too (padded / masked), so that an
-// element's value does not depend on its position in the array.
-BG_AVX2 void tanh_avx2(const float* z, float* a, int64_t n) {
+template <bool kTanh>
+BG_AVX2 inline __m256d act4(__m256d x) {
+  if constexpr (kTanh) return simd::tanhx4(x);
+  return simd::sigmoidx4(x);
+}
+
+template <bool kTanh>
+BG_AVX2 void act_avx2(const float* z, float* a, int64_t n) {
   int64_t k = 0;
-  for (; k + 8 <= n; k += 8) _mm256_storeu_ps(a + k, simd::tanhx8(_mm256_loadu_ps(z + k)));
+  for (; k + 8 <= n; k += 8) _mm256_storeu_ps(a + k, act8<kTanh>(_mm256_loadu_ps(z + k)));
   if (k == n) return;
   float buf[8] = {};
   std::copy(z + k, z + n, buf);
-  _mm256_storeu_ps(buf, simd::tanhx8(_mm256_loadu_ps(buf)));
+  _mm256_storeu_ps(buf, act8<kTanh>(_mm256_loadu_ps(buf)));
   std::copy(buf, buf + (n - k), a + k);
 }
 
-BG_AVX2 void tanh_avx2(const double* z, double* a, int64_t n) {
+template <bool kTanh>
+BG_AVX2 void act_avx2(const double* z, double* a, int64_t n) {
   int64_t k = 0;
-  for (; k + 4 <= n; k += 4) _mm256_storeu_pd(a + k, simd::tanhx4(_mm256_loadu_pd(z + k)));
+  for (; k + 4 <= n; k += 4) _mm256_storeu_pd(a + k, act4<kTanh>(_mm256_loadu_pd(z + k)));
   if (k == n) return;
   double buf[4] = {};
   std::copy(z + k, z + n, buf);
-  _mm256_storeu_pd(buf, simd::tanhx4(_mm256_loadu_pd(buf)));
+  _mm256_storeu_pd(buf, act4<kTanh>(_mm256_loadu_pd(buf)));
   std::copy(buf, buf + (n - k), a + k);
 }
 
-BG_AVX512 void tanh_avx512(const float* z, float* a, int64_t n) {
+template <bool kTanh>
+BG_AVX512 void act_avx512(const float* z, float* a, int64_t n) {
   for (int64_t k = 0; k < n; k += 16) {
     const __mmask16 m = n - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - k)) - 1);
-    _mm512_mask_storeu_ps(a + k, m, simd::tanhx16(_mm512_maskz_loadu_ps(m, z + k)));
+    const __m512 x = _mm512_maskz_loadu_ps(m, z + k);
+    _mm512_mask_storeu_ps(a + k, m, kTanh ? simd::tanhx16(x) : simd::sigmoidx16(x));
   }
 }
 
-BG_AVX512 void tanh_avx512(const double* z, double* a, int64_t n) {
+template <bool kTanh>
+BG_AVX512 void act_avx512(const double* z, double* a, int64_t n) {
   for (int64_t k = 0; k < n; k += 8) {
     const __mmask8 m = n - k >= 8 ? __mmask8(0xFF) : __mmask8((1u << (n - k)) - 1);
-    _mm512_mask_storeu_pd(a + k, m, simd::tanhx8d(_mm512_maskz_loadu_pd(m, z + k)));
+    const __m512d x = _mm512_maskz_loadu_pd(m, z + k);
+    _mm512_mask_storeu_pd(a + k, m, kTanh ? simd::tanhx8d(x) : simd::sigmoidx8d(x));
   }
 }
 #endif
 
-template <typename T>
-void tanh_dispatch(const T* z, T* a, int64_t n) {
+template <bool kTanh, typename T>
+void act_dispatch(const T* z, T* a, int64_t n) {
 #if BG_HAVE_X86
-  if (simd::use_avx512()) return tanh_avx512(z, a, n);
-  if (simd::use_avx2()) return tanh_avx2(z, a, n);
+  if (simd::use_avx512()) return act_avx512<kTanh>(z, a, n);
+  if (simd::use_avx2()) return act_avx2<kTanh>(z, a, n);
 #endif
-  tanh_scalar(z, a, n);
+  const Activation f = kTanh ? Activation::kTanh : Activation::kSigmoid;
+  for (int64_t k = 0; k < n; ++k) a[k] = act(f, z[k]);
 }
 }  // namespace
 
-void tanh_array(const float* z, float* a, int64_t n) { tanh_dispatch(z, a, n); }
-void tanh_array(const double* z, double* a, int64_t n) { tanh_dispatch(z, a, n); }
+void tanh_array(const float* z, float* a, int64_t n) { act_dispatch<true>(z, a, n); }
+void tanh_array(const double* z, double* a, int64_t n) { act_dispatch<true>(z, a, n); }
+void sigmoid_array(const float* z, float* a, int64_t n) { act_dispatch<false>(z, a, n); }
+void sigmoid_array(const double* z, double* a, int64_t n) { act_dispatch<false>(z, a, n); }
 
 template <typename T>
 void gemm_batch(bool trans_a, bool trans_b, int64_t M, int64_t Nn, int64_t K, const T* A, int64_t lda,

@@ -54,18 +54,23 @@ struct NetConfig {
 // a[k] = f(z[k]) and g[k] *= f'(z[k]) over n elements, with the switch on f
 // outside the loop: the ReLU and identity loops then vectorise (a per-element
 // switch kept them scalar and branchy, which dominated small networks).
-// a[k] = tanh z[k] over n elements (a may be z): the AVX-512 / AVX2 vector tanh
-// of simd_math.hpp (about 2 ulp) where the CPU has it, libm's tanh on the scalar
-// path (libm has no vector tanh without -ffast-math; its scalar call was most of
-// a small tanh network's forward pass).
+// a[k] = tanh z[k] / sigmoid z[k] over n elements (a may be z): the AVX-512 /
+// AVX2 vector functions of simd_math.hpp (about 2 ulp) where the CPU has them,
+// act() with libm on the scalar path (libm has no vector entry points without
+// -ffast-math; its scalar tanh was most of a small tanh network's forward pass).
 void tanh_array(const float* z, float* a, int64_t n);
 void tanh_array(const double* z, double* a, int64_t n);
+void sigmoid_array(const float* z, float* a, int64_t n);
+void sigmoid_array(const double* z, double* a, int64_t n);
 
 template <typename T>
 inline void act_array(Activation f, const T* __restrict z, T* __restrict a, int64_t n) {
   switch (f) {
     case Activation::kTanh:
       tanh_array(z, a, n);
+      break;
+    case Activation::kSigmoid:
+      sigmoid_array(z, a, n);
       break;
     case Activation::kRelu:
       for (int64_t k = 0; k < n; ++k) a[k] = z[k] > T(0) ? z[k] : T(0);
