@@ -289,10 +289,8 @@ class MLP:
         shape = (S, N, self.sizes[-1])
         if out is None:
             out = np.empty(shape, dtype=t.dtype)
-        elif not (isinstance(out, np.ndarray) and out.dtype == t.dtype and out.flags.c_contiguous
-                  and out.flags.writeable and out.shape == (shape[1:] if single else shape)):
-            raise ValueError(f"out must be a writeable C-contiguous {np.dtype(t.dtype)} array of shape "
-                             f"{shape[1:] if single else shape}")
+        else:
+            _check_output_buffer(out, "out", shape[1:] if single else shape, t.dtype)
         k = _backend.kernels()
         k.mlp.mlp_forward(self.net_config(k), t2, X, out.reshape(shape), self._masks(masks, S, N, t.dtype))
         return out[0] if single and out.ndim == 3 else out
@@ -318,11 +316,7 @@ class MLP:
         if g.shape != (S, N, self.sizes[-1]):
             raise ValueError(f"g_out must have the outputs' shape {(S, N, self.sizes[-1])[1 if single else 0:]}")
         if outputs is not None:
-            shape = g.shape[1:] if single else g.shape
-            if not (isinstance(outputs, np.ndarray) and outputs.dtype == t.dtype and outputs.flags.c_contiguous
-                    and outputs.flags.writeable and outputs.shape == shape):
-                raise ValueError(f"outputs must be a writeable C-contiguous {np.dtype(t.dtype)} array of shape "
-                                 f"{shape}")
+            _check_output_buffer(outputs, "outputs", g.shape[1:] if single else g.shape, t.dtype)
             outputs = outputs.reshape(g.shape)
         grad = np.empty((S, self.n_params), dtype=t.dtype)
         gx = np.empty((S, N, self.sizes[0]), dtype=t.dtype) if wrt_input else None
@@ -355,6 +349,13 @@ class MLP:
         if single:
             out, g = out[0], (None if g is None else g[0])
         return (out, g) if grad else out
+
+
+def _check_output_buffer(a, name, shape, dtype):
+    """A caller's output buffer: a writeable C-contiguous ``dtype`` array of ``shape``."""
+    if not (isinstance(a, np.ndarray) and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
+            and a.shape == tuple(shape)):
+        raise ValueError(f"{name} must be a writeable C-contiguous {np.dtype(dtype)} array of shape {tuple(shape)}")
 
 
 # ---------------------------------------------------------------- targets
