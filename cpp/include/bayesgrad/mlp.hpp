@@ -101,6 +101,12 @@ inline void mul_act_deriv_array(Activation f, const T* __restrict z, const T* __
       break;
     case Activation::kIdentity:
       break;
+    case Activation::kTanh:  // act_deriv's formulas, in loops that vectorise
+      for (int64_t k = 0; k < n; ++k) g[k] *= T(1) - a[k] * a[k];
+      break;
+    case Activation::kSigmoid:
+      for (int64_t k = 0; k < n; ++k) g[k] *= a[k] * (T(1) - a[k]);
+      break;
     default:
       for (int64_t k = 0; k < n; ++k) g[k] *= act_deriv(f, z[k], a[k]);
   }
