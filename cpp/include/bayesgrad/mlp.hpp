@@ -51,9 +51,6 @@ struct NetConfig {
 
 // act, act_deriv and the likelihood terms: elementwise.hpp (shared with CUDA).
 
-// a[k] = f(z[k]) and g[k] *= f'(z[k]) over n elements, with the switch on f
-// outside the loop: the ReLU and identity loops then vectorise (a per-element
-// switch kept them scalar and branchy, which dominated small networks).
 // a[k] = tanh z[k] / sigmoid z[k] over n elements (a may be z): the AVX-512 /
 // AVX2 vector functions of simd_math.hpp (about 2 ulp) where the CPU has them,
 // act() with libm on the scalar path (libm has no vector entry points without
@@ -63,6 +60,9 @@ void tanh_array(const double* z, double* a, int64_t n);
 void sigmoid_array(const float* z, float* a, int64_t n);
 void sigmoid_array(const double* z, double* a, int64_t n);
 
+// a[k] = f(z[k]) and g[k] *= f'(z[k]) over n elements, with the switch on f
+// outside the loop: the ReLU and identity loops then vectorise (a per-element
+// switch kept them scalar and branchy, which dominated small networks).
 template <typename T>
 inline void act_array(Activation f, const T* __restrict z, T* __restrict a, int64_t n) {
   switch (f) {

@@ -261,7 +261,7 @@ BG_AVX2 inline __m256d log1px4(__m256d x) {
 }
 // tanh x in float32 (NaN stays NaN, +-inf gives +-1): with t = 2|x| clamped at
 // 20 (tanh 10 rounds to 1), e = expm1 t = 2^k q + (2^k - 1) where t = k ln 2 + r
-// (split ln 2, |r| <= ln 2 / 2) and q = expm1 r by its Taylor series to r^8, so
+// (split ln 2, |r| <= ln 2 / 2) and q = expm1 r by its Taylor series to r^9, so
 // small x lose nothing to cancellation; tanh |x| = e / (e + 2), sign restored.
 // About 2 ulp.
 BG_AVX2 inline __m256 tanhx8(__m256 x) {
