@@ -95,9 +95,8 @@ class _Draws:
             r = ep / (ep + eb)
             zt = np.where(onehot > 0, -np.log(eb), zt)
             r = np.where(onehot > 0, 0.0, r)
-            self.z = z.reshape(n, -1)
-            self.zt = zt.reshape(n, -1)
-            self.zz = None
+            self.zz = np.concatenate([z.reshape(n, -1), zt.reshape(n, -1)])  # [z; z~] as for a Bernoulli
+            self.z, self.zt = self.zz[:n], self.zz[n:]
             self.r = r.reshape(n, -1)
             self.score = (onehot - p).reshape(n, -1)
             self.points = onehot
@@ -188,7 +187,7 @@ def _relaxed_parts(f, grad_f, dr, lams, dtype, pool):
         return parts, fv[n:2 * n]
     parts, f_t = [], None
     for lam in lams:
-        fv, gv = _relaxed_f(f, grad_f, dr.fam, dr.shape, np.concatenate([dr.z, dr.zt]), lam, dtype)
+        fv, gv = _relaxed_f(f, grad_f, dr.fam, dr.shape, dr.zz, lam, dtype)
         parts.append(-fv[n:, None] * dr.score + dr.jz(gv[:n]) - dr.jt(gv[n:]))
         f_t = fv[n:] if f_t is None else f_t
     return parts, f_t
@@ -239,7 +238,7 @@ def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate
     net = surrogate.mlp is not None
     rt, r, gx = 0.0, None, None
     if net:  # r and its input gradient at z and z~ in one engine call
-        r, gx = surrogate.network(np.concatenate([dr.z, dr.zt]) if dr.zz is None else dr.zz)
+        r, gx = surrogate.network(dr.zz)
         rt, gz_r, gt_r = r[n:], gx[:n], gx[n:]
     ke = _backend.kernels().estimators
     if fam == "bernoulli":
