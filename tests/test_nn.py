@@ -220,6 +220,26 @@ def test_vjp_outputs_are_the_forward_outputs(single, rng):
             m.vjp(T, X, G, outputs=bad)
 
 
+@pytest.mark.single_backend
+def test_mlp_backward_kernel_outputs_checked_and_equal_on_both_backends(rng):
+    """The kernel's own outputs argument (twin and core): the forward outputs, equal on both;
+    a wrong shape is refused naming it."""
+    m = MLP([3, 5, 2], "tanh")
+    T = rng.normal(size=(2, m.n_params))
+    X, G = rng.normal(size=(4, 3)), rng.normal(size=(2, 4, 2))
+    mods = [twin] + ([_backend._core] if _backend.native_available() else [])
+    outs = []
+    for mod in mods:
+        grad, out = np.empty((2, m.n_params)), np.full((2, 4, 2), np.nan)
+        mod.mlp.mlp_backward(m.net_config(mod), T, X, G, grad, None, None, out)
+        outs.append(out)
+        with pytest.raises(ValueError, match="outputs"):
+            mod.mlp.mlp_backward(m.net_config(mod), T, X, G, grad, None, None, np.empty((2, 4, 3)))
+    np.testing.assert_allclose(outs[0], np.stack([_ref_forward(m, t, X) for t in T]), rtol=1e-12, atol=1e-14)
+    if len(outs) == 2:
+        np.testing.assert_allclose(outs[1], outs[0], rtol=1e-13, atol=1e-15)
+
+
 def test_masks_forward_and_gradient(rng):
     m = MLP([3, 4, 5, 2], "tanh")
     T = rng.normal(size=(2, m.n_params))
