@@ -411,6 +411,31 @@ void bind_f64(py::module_& m) {
       "REBAR's relaxed-f part per unit scale for Bernoulli coordinates (n, p) from the relaxations y, y~ into out "
       "(float64).");
   m.def(
+      "relax_bernoulli_part_fd",
+      [](in_array<D> fv, in_array<D> gv, in_array<D> y, in_array<D> dzt, in_array<D> score, double lam, double step,
+         out_array<D> out) {
+        int64_t n, p;
+        matrix_shape(dzt, "dzt", n, p);
+        check_vec<D>(fv, 6 * n, "fv");
+        check_mat(gv, 6 * n, p, "gv");
+        check_mat(y, 6 * n, p, "y");
+        check_mat(score, n, p, "score");
+        require_writeable(out, "out");
+        if (out.ndim() != 3 || out.shape(0) != 2 || out.shape(1) != n || out.shape(2) != p)
+          throw std::invalid_argument("out must have shape (2, n, p)");
+        if (!(lam > 0) || !std::isfinite(lam)) throw std::invalid_argument("lam must be positive and finite");
+        if (!(step > 0) || !(step < 1)) throw std::invalid_argument("step must be in (0, 1)");
+        const D *a = fv.data(), *b = gv.data(), *c = y.data(), *d = dzt.data(), *s = score.data();
+        D* po = out.mutable_data();
+        py::gil_scoped_release rel;
+        relax_bernoulli_part_fd(a, b, c, d, s, lam, step, n, p, po);
+      },
+      py::arg("fv").noconvert(), py::arg("gv").noconvert(), py::arg("y").noconvert(), py::arg("dzt").noconvert(),
+      py::arg("score").noconvert(), py::arg("lam"), py::arg("step"), py::arg("out").noconvert(),
+      "relax_bernoulli_part at lam, lam e^step, lam e^-step in one pass: out[0] the part at lam, out[1] the part at "
+      "lam e^step minus the part at lam e^-step (fv (6n,), gv and y (6n, p) in concrete_bernoulli_fd's order; "
+      "float64).");
+  m.def(
       "concrete_bernoulli",
       [](in_array<D> z, double lam, out_array<D> y) {
         require_writeable(y, "y");
@@ -426,6 +451,24 @@ void bind_f64(py::module_& m) {
       },
       py::arg("z").noconvert(), py::arg("lam"), py::arg("y").noconvert(),
       "sigmoid(z / lam) elementwise into y (the Bernoulli Concrete relaxation; float64).");
+  m.def(
+      "concrete_bernoulli_fd",
+      [](in_array<D> z, double lam, double step, out_array<D> y) {
+        require_writeable(y, "y");
+        bool ok = y.ndim() == z.ndim() + 1 && y.shape(0) == 3;
+        for (py::ssize_t a = 0; ok && a < z.ndim(); ++a) ok = y.shape(a + 1) == z.shape(a);
+        if (!ok) throw std::invalid_argument("y must have shape (3, *z.shape)");
+        if (!(lam > 0) || !std::isfinite(lam)) throw std::invalid_argument("lam must be positive and finite");
+        if (!(step > 0) || !(step < 1)) throw std::invalid_argument("step must be in (0, 1)");
+        const D* pz = z.data();
+        D* py_ = y.mutable_data();
+        const int64_t count = z.size();
+        py::gil_scoped_release rel;
+        concrete_bernoulli_fd(pz, lam, step, count, py_);
+      },
+      py::arg("z").noconvert(), py::arg("lam"), py::arg("step"), py::arg("y").noconvert(),
+      "sigmoid(z / lam_k) for lam_k = lam, lam e^step, lam e^-step into y (3, *z.shape) (REBAR's temperature "
+      "difference; float64).");
   m.def(
       "relax_bernoulli_combine",
       [](in_array<D> fb, in_array<D> score, std::optional<in_array<D>> a_f, double sc, std::optional<in_array<D>> r,

@@ -484,12 +484,176 @@ void relax_bernoulli_part(const double* fzt, const double* gz, const double* gzt
   });
 }
 
+void relax_bernoulli_part_fd(const double* fv, const double* gv, const double* y, const double* dzt,
+                             const double* score, double lam, double step, int64_t n, int64_t p, double* out) {
+  const double iv[3] = {1.0 / lam, 1.0 / (lam * std::exp(step)), 1.0 / (lam * std::exp(-step))};
+  const int64_t blk = 2 * n * p;  // one temperature's [z; z~] rows in gv and y
+  double* o0 = out;
+  double* o1 = out + n * p;
+  const int64_t rows = std::max<int64_t>(1, kEstSampleChunk * kEstColBlock / 8 / std::max<int64_t>(1, p));
+  parallel_chunks((n + rows - 1) / rows, [&](int64_t c) {
+    const int64_t i0 = c * rows, i1 = std::min(n, i0 + rows);
+    for (int64_t i = i0; i < i1; ++i) {
+      const double f0 = fv[n + i], fp = fv[3 * n + i], fm = fv[5 * n + i];
+      const int64_t r = i * p, rt = (n + i) * p;
+      for (int64_t j = 0; j < p; ++j) {
+        const double sc = score[r + j], dz = dzt[r + j];
+        double a[3];
+        for (int k = 0; k < 3; ++k) {
+          const double yz = y[k * blk + r + j], yt = y[k * blk + rt + j];
+          a[k] = -(k == 0 ? f0 : k == 1 ? fp : fm) * sc +
+                 (gv[k * blk + r + j] * yz * (1.0 - yz) - gv[k * blk + rt + j] * yt * (1.0 - yt) * dz) * iv[k];
+        }
+        o0[r + j] = a[0];
+        o1[r + j] = a[1] - a[2];
+      }
+    }
+  });
+}
+
 void concrete_bernoulli(const double* z, double lam, int64_t count, double* y) {
   const double inv = 1.0 / lam;
   const int64_t chunk = kEstSampleChunk * kEstColBlock / 8;  // as in relax_bernoulli_part
   parallel_chunks((count + chunk - 1) / chunk, [&](int64_t c) {
     const int64_t e0 = c * chunk, e1 = std::min(count, e0 + chunk);
     sigmoid_block(z + e0, inv, e1 - e0, y + e0);
+  });
+}
+
+namespace {
+// The Taylor series of the sigmoid around a in d, to degree 6, from y = sigmoid(a): its k-th
+// derivative is t P_k(t) (k odd) or t (1 - 2 y) P_k(t) (k even), t = y (1 - y), so the
+// coefficients cost a few products and no exponential. With |d| <= kSeriesMaxD the truncation
+// is below |d|^7 / 7! < 5e-17 of the value (in the tails sigma^(k) ~ sigma).
+constexpr double kSeriesMaxD = 1.0 / 64.0;
+
+struct SigmoidSeries {
+  double y, t, k2, k3, k4, k5, k6;
+  explicit SigmoidSeries(double yy) : y(yy) {
+    t = y - y * y;
+    const double u = 1.0 - 2.0 * y;
+    k2 = 0.5 * u;
+    k3 = (1.0 - 6.0 * t) * (1.0 / 6.0);
+    k4 = u * (1.0 - 12.0 * t) * (1.0 / 24.0);
+    k5 = (1.0 + t * (-30.0 + 120.0 * t)) * (1.0 / 120.0);
+    k6 = u * (1.0 + t * (-60.0 + 360.0 * t)) * (1.0 / 720.0);
+  }
+  double at(double d) const { return y + t * d * (1.0 + d * (k2 + d * (k3 + d * (k4 + d * (k5 + d * k6))))); }
+};
+
+// Elements of concrete_bernoulli_fd: y0 = sigmoid(z inv), y+- = sigmoid(z inv (1 + c+-)).
+void concrete_fd_scalar(const double* z, double inv, double cp, double cm, double amax, int64_t count, double* y0,
+                        double* yp, double* ym) {
+  for (int64_t e = 0; e < count; ++e) {
+    const double a = z[e] * inv;
+    const SigmoidSeries s(sigmoid(a));
+    y0[e] = s.y;
+    const bool far = !(std::fabs(a) <= amax);
+    yp[e] = far ? sigmoid(a + a * cp) : s.at(a * cp);
+    ym[e] = far ? sigmoid(a + a * cm) : s.at(a * cm);
+  }
+}
+
+#if BG_HAVE_X86
+BG_AVX2 inline __m256d series_at4(__m256d y, __m256d t, const __m256d* k, __m256d d) {
+  __m256d h = _mm256_fmadd_pd(d, k[4], k[3]);
+  h = _mm256_fmadd_pd(d, h, k[2]);
+  h = _mm256_fmadd_pd(d, h, k[1]);
+  h = _mm256_fmadd_pd(d, h, k[0]);
+  h = _mm256_fmadd_pd(d, h, _mm256_set1_pd(1.0));
+  return _mm256_fmadd_pd(_mm256_mul_pd(t, d), h, y);
+}
+
+BG_AVX2 void concrete_fd_avx2(const double* z, double inv, double cp, double cm, double amax, int64_t count,
+                              double* y0, double* yp, double* ym) {
+  const __m256d vinv = _mm256_set1_pd(inv), vcp = _mm256_set1_pd(cp), vcm = _mm256_set1_pd(cm);
+  const __m256d one = _mm256_set1_pd(1.0), vmax = _mm256_set1_pd(amax);
+  const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFll));
+  int64_t e = 0;
+  for (; e + 4 <= count; e += 4) {
+    const __m256d a = _mm256_mul_pd(_mm256_loadu_pd(z + e), vinv);
+    const __m256d y = simd::sigmoidx4(a);
+    _mm256_storeu_pd(y0 + e, y);
+    const __m256d t = _mm256_fnmadd_pd(y, y, y), u = _mm256_fnmadd_pd(_mm256_set1_pd(2.0), y, one);
+    __m256d k[5];
+    k[0] = _mm256_mul_pd(_mm256_set1_pd(0.5), u);
+    k[1] = _mm256_mul_pd(_mm256_fnmadd_pd(_mm256_set1_pd(6.0), t, one), _mm256_set1_pd(1.0 / 6.0));
+    k[2] = _mm256_mul_pd(_mm256_mul_pd(u, _mm256_fnmadd_pd(_mm256_set1_pd(12.0), t, one)), _mm256_set1_pd(1.0 / 24.0));
+    k[3] = _mm256_mul_pd(_mm256_fmadd_pd(t, _mm256_fmadd_pd(_mm256_set1_pd(120.0), t, _mm256_set1_pd(-30.0)), one),
+                         _mm256_set1_pd(1.0 / 120.0));
+    k[4] = _mm256_mul_pd(_mm256_mul_pd(u, _mm256_fmadd_pd(t, _mm256_fmadd_pd(_mm256_set1_pd(360.0), t,
+                                                                             _mm256_set1_pd(-60.0)), one)),
+                         _mm256_set1_pd(1.0 / 720.0));
+    const __m256d dp = _mm256_mul_pd(a, vcp), dm = _mm256_mul_pd(a, vcm);
+    __m256d p = series_at4(y, t, k, dp), m = series_at4(y, t, k, dm);
+    const __m256d far = _mm256_cmp_pd(_mm256_and_pd(a, absmask), vmax, _CMP_NLE_UQ);
+    if (_mm256_movemask_pd(far)) {
+      p = _mm256_blendv_pd(p, simd::sigmoidx4(_mm256_add_pd(a, dp)), far);
+      m = _mm256_blendv_pd(m, simd::sigmoidx4(_mm256_add_pd(a, dm)), far);
+    }
+    _mm256_storeu_pd(yp + e, p);
+    _mm256_storeu_pd(ym + e, m);
+  }
+  concrete_fd_scalar(z + e, inv, cp, cm, amax, count - e, y0 + e, yp + e, ym + e);
+}
+
+BG_AVX512 inline __m512d series_at8(__m512d y, __m512d t, const __m512d* k, __m512d d) {
+  __m512d h = _mm512_fmadd_pd(d, k[4], k[3]);
+  h = _mm512_fmadd_pd(d, h, k[2]);
+  h = _mm512_fmadd_pd(d, h, k[1]);
+  h = _mm512_fmadd_pd(d, h, k[0]);
+  h = _mm512_fmadd_pd(d, h, _mm512_set1_pd(1.0));
+  return _mm512_fmadd_pd(_mm512_mul_pd(t, d), h, y);
+}
+
+// concrete_fd_avx2 on 8 lanes; the tail a masked vector (zeros in the unused lanes).
+BG_AVX512 void concrete_fd_avx512(const double* z, double inv, double cp, double cm, double amax, int64_t count,
+                                  double* y0, double* yp, double* ym) {
+  const __m512d vinv = _mm512_set1_pd(inv), vcp = _mm512_set1_pd(cp), vcm = _mm512_set1_pd(cm);
+  const __m512d one = _mm512_set1_pd(1.0), vmax = _mm512_set1_pd(amax);
+  for (int64_t e = 0; e < count; e += 8) {
+    const __mmask8 msk = static_cast<__mmask8>(count - e >= 8 ? 0xFFu : (1u << (count - e)) - 1u);
+    const __m512d a = _mm512_mul_pd(_mm512_maskz_loadu_pd(msk, z + e), vinv);
+    const __m512d y = simd::sigmoidx8d(a);
+    _mm512_mask_storeu_pd(y0 + e, msk, y);
+    const __m512d t = _mm512_fnmadd_pd(y, y, y), u = _mm512_fnmadd_pd(_mm512_set1_pd(2.0), y, one);
+    __m512d k[5];
+    k[0] = _mm512_mul_pd(_mm512_set1_pd(0.5), u);
+    k[1] = _mm512_mul_pd(_mm512_fnmadd_pd(_mm512_set1_pd(6.0), t, one), _mm512_set1_pd(1.0 / 6.0));
+    k[2] = _mm512_mul_pd(_mm512_mul_pd(u, _mm512_fnmadd_pd(_mm512_set1_pd(12.0), t, one)), _mm512_set1_pd(1.0 / 24.0));
+    k[3] = _mm512_mul_pd(_mm512_fmadd_pd(t, _mm512_fmadd_pd(_mm512_set1_pd(120.0), t, _mm512_set1_pd(-30.0)), one),
+                         _mm512_set1_pd(1.0 / 120.0));
+    k[4] = _mm512_mul_pd(_mm512_mul_pd(u, _mm512_fmadd_pd(t, _mm512_fmadd_pd(_mm512_set1_pd(360.0), t,
+                                                                             _mm512_set1_pd(-60.0)), one)),
+                         _mm512_set1_pd(1.0 / 720.0));
+    const __m512d dp = _mm512_mul_pd(a, vcp), dm = _mm512_mul_pd(a, vcm);
+    __m512d p = series_at8(y, t, k, dp), m = series_at8(y, t, k, dm);
+    const __mmask8 far = _mm512_cmp_pd_mask(_mm512_abs_pd(a), vmax, _CMP_NLE_UQ) & msk;
+    if (far) {
+      p = _mm512_mask_mov_pd(p, far, simd::sigmoidx8d(_mm512_add_pd(a, dp)));
+      m = _mm512_mask_mov_pd(m, far, simd::sigmoidx8d(_mm512_add_pd(a, dm)));
+    }
+    _mm512_mask_storeu_pd(yp + e, msk, p);
+    _mm512_mask_storeu_pd(ym + e, msk, m);
+  }
+}
+#endif
+}  // namespace
+
+void concrete_bernoulli_fd(const double* z, double lam, double step, int64_t count, double* y) {
+  const double inv = 1.0 / lam;
+  // a at lam e^{+-step} is a e^{-+step} = a (1 + c+-)
+  const double cp = std::expm1(-step), cm = std::expm1(step);
+  const double amax = kSeriesMaxD / std::max(std::fabs(cp), std::fabs(cm));
+  double *y0 = y, *yp = y + count, *ym = y + 2 * count;
+  const int64_t chunk = kEstSampleChunk * kEstColBlock / 8;  // as in relax_bernoulli_part
+  parallel_chunks((count + chunk - 1) / chunk, [&](int64_t c) {
+    const int64_t e0 = c * chunk, n = std::min(count, e0 + chunk) - e0;
+#if BG_HAVE_X86
+    if (simd::use_avx512()) return concrete_fd_avx512(z + e0, inv, cp, cm, amax, n, y0 + e0, yp + e0, ym + e0);
+    if (simd::use_avx2()) return concrete_fd_avx2(z + e0, inv, cp, cm, amax, n, y0 + e0, yp + e0, ym + e0);
+#endif
+    concrete_fd_scalar(z + e0, inv, cp, cm, amax, n, y0 + e0, yp + e0, ym + e0);
   });
 }
 

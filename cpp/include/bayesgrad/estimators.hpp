@@ -92,8 +92,21 @@ void relax_bernoulli_part(const double* fzt, const double* gz, const double* gzt
                           const double* yt, const double* dzt, const double* score, double lam, int64_t n,
                           int64_t p, double* out);
 
+// relax_bernoulli_part at REBAR's three temperatures in one pass, for its central difference in
+// log lambda: fv (6n), gv and y (6n, p) hold f, grad_f and the relaxation at [z; z~] for lam,
+// lam e^{step}, lam e^{-step} in turn (concrete_bernoulli_fd's order); out (2, n, p) receives the
+// part at lam and the part at lam e^{step} minus the part at lam e^{-step}.
+void relax_bernoulli_part_fd(const double* fv, const double* gv, const double* y, const double* dzt,
+                             const double* score, double lam, double step, int64_t n, int64_t p, double* out);
+
 // sigmoid(z / lam) for z (m, p) into y (the Bernoulli Concrete relaxation).
 void concrete_bernoulli(const double* z, double lam, int64_t count, double* y);
+
+// The relaxation at REBAR's three temperatures lam, lam e^{step}, lam e^{-step} (its central
+// difference in log lambda) into y (3, count): y[0] as concrete_bernoulli, y[1] and y[2] from the
+// sigmoid's Taylor series around z / lam (within a few ulp; evaluated directly where z / lam is
+// far enough out that the series would need more terms).
+void concrete_bernoulli_fd(const double* z, double lam, double step, int64_t count, double* y);
 
 // A REBAR / RELAX estimate's per-draw terms for Bernoulli coordinates (n, p):
 // g = (fb_i - rt_i) score + sc a_f + gz - gt dzt, where fb = f(b), r (2n,) and

@@ -13,7 +13,7 @@ import numpy as np
 
 __all__ = ["column_mean_var", "score_accumulate", "pathwise_accumulate", "control_variate_accumulate",
            "control_coefficient", "quadratic_values", "vimco_signal", "relax_bernoulli_draws",
-           "relax_bernoulli_part", "concrete_bernoulli", "relax_bernoulli_combine", "relax_vjp_points",
+           "relax_bernoulli_part", "concrete_bernoulli", "concrete_bernoulli_fd", "relax_bernoulli_part_fd", "relax_bernoulli_combine", "relax_vjp_points",
            "gumbel_beam_search", "pathwise_normal_accumulate",
            "score_normal_accumulate", "normal_multisample_terms", "gamma_weak_parts",
            "set_order_probabilities", "categorical_set_terms", "normal_scores",
@@ -276,6 +276,29 @@ def relax_bernoulli_part(fzt, gz, gzt, y, yt, dzt, score, lam, out):
     out[...] = -fzt[:, None] * score + gz * y * (1.0 - y) / lam - gzt * yt * (1.0 - yt) / lam * dzt
 
 
+def relax_bernoulli_part_fd(fv, gv, y, dzt, score, lam, step, out):
+    """relax_bernoulli_part at lam, lam e^step, lam e^-step in one pass: out[0] the part at lam, out[1] the part at
+    lam e^step minus the part at lam e^-step (fv (6n,), gv and y (6n, p) in concrete_bernoulli_fd's order;
+    float64)."""
+    dzt = _matrix(_f64(dzt, "dzt"), "dzt")
+    n, p = dzt.shape
+    _f64(fv, "fv", (6 * n,))
+    _f64(gv, "gv", (6 * n, p))
+    _f64(y, "y", (6 * n, p))
+    _f64(score, "score", (n, p))
+    _out64(out, "out", (2, n, p))
+    if not (lam > 0 and np.isfinite(lam)):
+        raise ValueError("lam must be positive and finite")
+    if not 0 < step < 1:
+        raise ValueError("step must be in (0, 1)")
+    parts = []
+    for k, lk in enumerate((lam, lam * np.exp(step), lam * np.exp(-step))):
+        z, t = slice(2 * k * n, (2 * k + 1) * n), slice((2 * k + 1) * n, (2 * k + 2) * n)
+        parts.append(-fv[t, None] * score + (gv[z] * y[z] * (1.0 - y[z]) - gv[t] * y[t] * (1.0 - y[t]) * dzt) / lk)
+    out[0] = parts[0]
+    np.subtract(parts[1], parts[2], out=out[1])
+
+
 def concrete_bernoulli(z, lam, y):
     """sigmoid(z / lam) elementwise into y (the Bernoulli Concrete relaxation; float64)."""
     _f64(z, "z")
@@ -283,6 +306,18 @@ def concrete_bernoulli(z, lam, y):
     if not lam > 0:
         raise ValueError("lam must be positive")
     y[...] = _sigmoid(z / lam)
+
+
+def concrete_bernoulli_fd(z, lam, step, y):
+    """sigmoid(z / lam_k) for lam_k = lam, lam e^step, lam e^-step into y (3, *z.shape) (float64)."""
+    _f64(z, "z")
+    _out64(y, "y", (3,) + z.shape)
+    if not (lam > 0 and np.isfinite(lam)):
+        raise ValueError("lam must be positive and finite")
+    if not 0 < step < 1:
+        raise ValueError("step must be in (0, 1)")
+    for k, lk in enumerate((lam, lam * np.exp(step), lam * np.exp(-step))):
+        y[k] = _sigmoid(z / lk)
 
 
 def relax_bernoulli_combine(fb, score, a_f, sc, r, gx, dzt, out, gs):

@@ -160,37 +160,40 @@ def _relaxed_f(f, grad_f, fam, shape, z, lam, dtype):
     return eval_f(f, yd, np.float64), vjp(eval_like(grad_f, yd, np.float64, "grad_f"))
 
 
-def _relaxed_parts(f, grad_f, dr, lams, dtype, pool):
-    """For each temperature in ``lams``: A_f = -f(y~) score + jz(d f(y)/dz) - jt(d f(y~)/dz~), the
-    relaxed-f term per unit scale (n, P); returns the list of them and f(y~) at lams[0]."""
+def _relaxed_parts(f, grad_f, dr, lam, fd, dtype, pool):
+    """A_f = -f(y~) score + jz(d f(y)/dz) - jt(d f(y~)/dz~), the relaxed-f term per unit scale (n, P) at
+    temperature lam; with ``fd``, also A_f at lam e^{step} minus A_f at lam e^{-step} (step =
+    _LOG_LAMBDA_STEP; the temperature's central difference), else None; and f(y~) at lam."""
     n = dr.z.shape[0]
+    lams = [lam, lam * np.exp(_LOG_LAMBDA_STEP), lam * np.exp(-_LOG_LAMBDA_STEP)] if fd else [lam]
     if dr.fam == "bernoulli":
-        # the relaxations at every temperature in native passes, f and grad_f once on all of them
-        # (2n points per temperature), then the combinations in native passes
+        # the relaxations at every temperature in one native pass, f and grad_f once on all of them
+        # (2n points per temperature), then the parts in one native pass
         ke = _backend.kernels().estimators
         m = 2 * n * len(lams)
         # the relaxed points, f's and grad_f's input: a scratch buffer, which the pool reuses only
         # once nothing refers to it (an f that keeps its input keeps it unchanged)
         y = pool.array("relax/y", (m, dr.z.shape[1]))
-        for k, lam in enumerate(lams):
-            ke.concrete_bernoulli(dr.zz, float(lam), y[2 * n * k:2 * n * (k + 1)])
+        if fd:  # lam, lam e^{+-step}: the outer two from a series around the first
+            ke.concrete_bernoulli_fd(dr.zz, float(lam), _LOG_LAMBDA_STEP, y.reshape(3, 2 * n, -1))
+        else:
+            ke.concrete_bernoulli(dr.zz, float(lam), y)
         yd = y.reshape((m,) + dr.shape).astype(dtype, copy=False)
-        fv = eval_f(f, yd, np.float64)
+        fv = np.ascontiguousarray(eval_f(f, yd, np.float64))
         gv = eval_like(grad_f, yd, np.float64, "grad_f").reshape(m, -1)
-        parts = []
-        for k, lam in enumerate(lams):
-            i = 2 * n * k
-            out = pool.array(f"relax/a_f{k}", dr.z.shape)
-            ke.relax_bernoulli_part(np.ascontiguousarray(fv[i + n:i + 2 * n]), gv[i:i + n], gv[i + n:i + 2 * n],
-                                    y[i:i + n], y[i + n:i + 2 * n], dr.dzt, dr.score, float(lam), out)
-            parts.append(out)
-        return parts, fv[n:2 * n]
+        if fd:
+            out = pool.array("relax/a_f", (2,) + dr.z.shape)
+            ke.relax_bernoulli_part_fd(fv, gv, y, dr.dzt, dr.score, float(lam), _LOG_LAMBDA_STEP, out)
+            return out[0], out[1], fv[n:2 * n]
+        out = pool.array("relax/a_f", dr.z.shape)
+        ke.relax_bernoulli_part(fv[n:], gv[:n], gv[n:], y[:n], y[n:], dr.dzt, dr.score, float(lam), out)
+        return out, None, fv[n:]
     parts, f_t = [], None
-    for lam in lams:
-        fv, gv = _relaxed_f(f, grad_f, dr.fam, dr.shape, dr.zz, lam, dtype)
+    for lk in lams:
+        fv, gv = _relaxed_f(f, grad_f, dr.fam, dr.shape, dr.zz, lk, dtype)
         parts.append(-fv[n:, None] * dr.score + dr.jz(gv[:n]) - dr.jt(gv[n:]))
         f_t = fv[n:] if f_t is None else f_t
-    return parts, f_t
+    return parts[0], (parts[1] - parts[2] if fd else None), f_t
 
 
 def _dot(a, b):
@@ -229,12 +232,9 @@ def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate
     if surrogate.relaxed_f:
         # with the temperature tuned, its finite difference in log lambda needs the parts at
         # lambda e^{+-step} too: all three from one call of f and grad_f
-        lams = [lam]
-        if train and surrogate.tune_temperature:
-            lams += [lam * np.exp(_LOG_LAMBDA_STEP), lam * np.exp(-_LOG_LAMBDA_STEP)]
-        parts, f_t = _relaxed_parts(f, grad_f, dr, lams, dt, pool)
-        a_f = parts[0]
-        n_eval += 2 * n * len(lams)
+        fd = bool(train and surrogate.tune_temperature)
+        a_f, a_d, f_t = _relaxed_parts(f, grad_f, dr, lam, fd, dt, pool)
+        n_eval += 2 * n * (3 if fd else 1)
     net = surrogate.mlp is not None
     rt, r, gx = 0.0, None, None
     if net:  # r and its input gradient at z and z~ in one engine call
@@ -259,8 +259,7 @@ def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate
         if surrogate.relaxed_f:
             grad[0] = 2.0 * _dot(g, a_f) / n
             if surrogate.tune_temperature:
-                a_hi, a_lo = parts[1:]
-                grad[1] = 2.0 * sc * (_dot(g, a_hi) - _dot(g, a_lo)) / n / (2.0 * _LOG_LAMBDA_STEP)
+                grad[1] = 2.0 * sc * _dot(g, a_d) / n / (2.0 * _LOG_LAMBDA_STEP)
         if net:
             # d/d rho of sum_p E[g_p^2]: the weight 2 g / n on each term's network part, i.e.
             # -r(z~) score . w, and central differences along d1 = jz^T w and d2 = jt^T w of the
