@@ -413,7 +413,8 @@ void draws_scalar(const BernoulliConsts& c, const double* u, const double* v, in
 // Rows [i0, i1), four coordinates at a time with the shared vector log: both branches of
 // draws_scalar are formed and blended. The differences of logs are taken as logs of
 // ratios, log((1 - u) / u) and log((1 - w~) / (1 - v)) or log(v / (1 - w~)) (1 - u, 1 - v,
-// 1 - w~ are exact or within half an ulp of a number >= 1/2), two logs instead of five.
+// 1 - w~ are exact or within half an ulp of a number >= 1/2), two logs instead of five, each
+// without forming the ratio (simd::logratiox4: one division, not two).
 BG_AVX2 void draws_avx2(const BernoulliConsts& c, const double* u, const double* v, int64_t p, int64_t i0,
                         int64_t i1, double* z, double* zt, double* dzt, double* b, double* score) {
   const __m256d one = _mm256_set1_pd(1.0);
@@ -429,7 +430,7 @@ BG_AVX2 void draws_avx2(const BernoulliConsts& c, const double* u, const double*
       const __m256d bv = _mm256_and_pd(is1, one);
       _mm256_storeu_pd(b + e, bv);
       _mm256_storeu_pd(score + e, _mm256_sub_pd(bv, pj));
-      _mm256_storeu_pd(z + e, _mm256_add_pd(et, simd::logx4(_mm256_div_pd(_mm256_sub_pd(one, ue), ue))));
+      _mm256_storeu_pd(z + e, _mm256_add_pd(et, simd::logratiox4(_mm256_sub_pd(one, ue), ue)));
       const __m256d omv = _mm256_sub_pd(one, ve);
       // 1 - w~ (b = 1: p (1 - v) subtracted) and w~ (b = 0: (1 - p) v)
       const __m256d mw = _mm256_blendv_pd(_mm256_mul_pd(qj, ve), _mm256_mul_pd(pj, omv), is1);
@@ -438,11 +439,43 @@ BG_AVX2 void draws_avx2(const BernoulliConsts& c, const double* u, const double*
       const __m256d num = _mm256_blendv_pd(ve, den, is1), dd = _mm256_blendv_pd(den, omv, is1);
       const __m256d off = _mm256_blendv_pd(_mm256_loadu_pd(c.LQ + j), _mm256_sub_pd(_mm256_setzero_pd(),
                                                                                    _mm256_loadu_pd(c.LP + j)), is1);
-      _mm256_storeu_pd(zt + e, _mm256_add_pd(_mm256_add_pd(et, off), simd::logx4(_mm256_div_pd(num, dd))));
+      _mm256_storeu_pd(zt + e, _mm256_add_pd(_mm256_add_pd(et, off), simd::logratiox4(num, dd)));
       const __m256d base = _mm256_blendv_pd(qj, pj, is1), nv = _mm256_blendv_pd(ve, omv, is1);
       _mm256_storeu_pd(dzt + e, _mm256_sub_pd(base, _mm256_div_pd(_mm256_mul_pd(pq, nv), den)));
     }
     draws_scalar(c, u, v, p, o + j, o + p, z, zt, dzt, b, score);
+  }
+}
+
+// draws_avx2 on 8 lanes, operation for operation; the row's tail a masked vector.
+BG_AVX512 void draws_avx512(const BernoulliConsts& c, const double* u, const double* v, int64_t p, int64_t i0,
+                            int64_t i1, double* z, double* zt, double* dzt, double* b, double* score) {
+  const __m512d one = _mm512_set1_pd(1.0);
+  for (int64_t i = i0; i < i1; ++i) {
+    const int64_t o = i * p;
+    for (int64_t j = 0; j < p; j += 8) {
+      const __mmask8 m = static_cast<__mmask8>(p - j >= 8 ? 0xFFu : (1u << (p - j)) - 1u);
+      const int64_t e = o + j;
+      // unused lanes: u = v = 1/2 (the logs stay finite), never stored
+      const __m512d half = _mm512_set1_pd(0.5);
+      const __m512d et = _mm512_maskz_loadu_pd(m, c.eta + j), pj = _mm512_mask_loadu_pd(half, m, c.P + j);
+      const __m512d qj = _mm512_sub_pd(one, pj), pq = _mm512_mul_pd(pj, qj);
+      const __m512d ue = _mm512_mask_loadu_pd(half, m, u + e), ve = _mm512_mask_loadu_pd(half, m, v + e);
+      const __mmask8 is1 = _mm512_cmp_pd_mask(ue, pj, _CMP_LT_OQ);
+      const __m512d bv = _mm512_maskz_mov_pd(is1, one);
+      _mm512_mask_storeu_pd(b + e, m, bv);
+      _mm512_mask_storeu_pd(score + e, m, _mm512_sub_pd(bv, pj));
+      _mm512_mask_storeu_pd(z + e, m, _mm512_add_pd(et, simd::logratiox8d(_mm512_sub_pd(one, ue), ue)));
+      const __m512d omv = _mm512_sub_pd(one, ve);
+      const __m512d mw = _mm512_mask_blend_pd(is1, _mm512_mul_pd(qj, ve), _mm512_mul_pd(pj, omv));
+      const __m512d den = _mm512_sub_pd(one, mw);
+      const __m512d num = _mm512_mask_blend_pd(is1, ve, den), dd = _mm512_mask_blend_pd(is1, den, omv);
+      const __m512d off = _mm512_mask_blend_pd(is1, _mm512_maskz_loadu_pd(m, c.LQ + j),
+                                               _mm512_sub_pd(_mm512_setzero_pd(), _mm512_maskz_loadu_pd(m, c.LP + j)));
+      _mm512_mask_storeu_pd(zt + e, m, _mm512_add_pd(_mm512_add_pd(et, off), simd::logratiox8d(num, dd)));
+      const __m512d base = _mm512_mask_blend_pd(is1, qj, pj), nv = _mm512_mask_blend_pd(is1, ve, omv);
+      _mm512_mask_storeu_pd(dzt + e, m, _mm512_sub_pd(base, _mm512_div_pd(_mm512_mul_pd(pq, nv), den)));
+    }
   }
 }
 #endif
@@ -458,10 +491,12 @@ void relax_bernoulli_draws(const double* eta, const double* u, const double* v, 
     lq[j] = -softplus(eta[j]);
   }
   const BernoulliConsts c{eta, pr.data(), lp.data(), lq.data()};
-  const int64_t rows = std::max<int64_t>(1, kEstSampleChunk * kEstColBlock / 4 / std::max<int64_t>(1, p));
+  // 2^15 elements a chunk (~0.1 ms), as in relax_bernoulli_part
+  const int64_t rows = std::max<int64_t>(1, kEstSampleChunk * kEstColBlock / 8 / std::max<int64_t>(1, p));
   parallel_chunks((n + rows - 1) / rows, [&](int64_t ch) {
     const int64_t i0 = ch * rows, i1 = std::min(n, i0 + rows);
 #if BG_HAVE_X86
+    if (simd::use_avx512()) return draws_avx512(c, u, v, p, i0, i1, z, zt, dzt, b, score);
     if (simd::use_avx2()) return draws_avx2(c, u, v, p, i0, i1, z, zt, dzt, b, score);
 #endif
     draws_scalar(c, u, v, p, i0 * p, i1 * p, z, zt, dzt, b, score);

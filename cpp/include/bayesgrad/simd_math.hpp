@@ -123,6 +123,18 @@ BG_AVX2 inline __m256 logx8(__m256 u) {
 
 // ln u in float64, same scheme as logx8 with the series to s^21; ln 2 split
 // so that e * ln2_hi is exact for |e| < 2^11.
+// e ln 2 + log((1 + s) / (1 - s)) for |s| <= 3 - 2 sqrt 2 (the reduced argument of logx4).
+BG_AVX2 inline __m256d log_es4(__m256d e, __m256d s) {
+  const __m256d z = _mm256_mul_pd(s, s);
+  __m256d p = _mm256_set1_pd(1.0 / 21.0);
+  for (int k = 9; k >= 1; --k) p = _mm256_fmadd_pd(p, z, _mm256_set1_pd(1.0 / (2 * k + 1)));
+  p = _mm256_mul_pd(p, z);
+  const __m256d two_s = _mm256_add_pd(s, s);
+  const __m256d logm = _mm256_fmadd_pd(two_s, p, two_s);
+  const __m256d lo = _mm256_fmadd_pd(e, _mm256_set1_pd(1.90821492927058770002e-10), logm);
+  return _mm256_fmadd_pd(e, _mm256_set1_pd(6.93147180369123816490e-01), lo);
+}
+
 BG_AVX2 inline __m256d logx4(__m256d u) {
   const __m256i bits = _mm256_castpd_si256(u);
   const __m256i big_e = _mm256_or_si256(_mm256_srli_epi64(bits, 52), _mm256_set1_epi64x(0x4330000000000000ll));
@@ -133,15 +145,34 @@ BG_AVX2 inline __m256d logx4(__m256d u) {
   m = _mm256_blendv_pd(m, _mm256_mul_pd(m, _mm256_set1_pd(0.5)), big);
   e = _mm256_add_pd(e, _mm256_and_pd(big, _mm256_set1_pd(1.0)));
   const __m256d one = _mm256_set1_pd(1.0);
-  const __m256d s = _mm256_div_pd(_mm256_sub_pd(m, one), _mm256_add_pd(m, one));
-  const __m256d z = _mm256_mul_pd(s, s);
-  __m256d p = _mm256_set1_pd(1.0 / 21.0);
-  for (int k = 9; k >= 1; --k) p = _mm256_fmadd_pd(p, z, _mm256_set1_pd(1.0 / (2 * k + 1)));
-  p = _mm256_mul_pd(p, z);
-  const __m256d two_s = _mm256_add_pd(s, s);
-  const __m256d logm = _mm256_fmadd_pd(two_s, p, two_s);
-  const __m256d lo = _mm256_fmadd_pd(e, _mm256_set1_pd(1.90821492927058770002e-10), logm);
-  return _mm256_fmadd_pd(e, _mm256_set1_pd(6.93147180369123816490e-01), lo);
+  return log_es4(e, _mm256_div_pd(_mm256_sub_pd(m, one), _mm256_add_pd(m, one)));
+}
+
+// The exponent (as a double) and the mantissa in [1, 2) of positive normal doubles.
+BG_AVX2 inline void exp_mant4(__m256d x, __m256d& e, __m256d& m) {
+  const __m256i bits = _mm256_castpd_si256(x);
+  const __m256i big_e = _mm256_or_si256(_mm256_srli_epi64(bits, 52), _mm256_set1_epi64x(0x4330000000000000ll));
+  e = _mm256_sub_pd(_mm256_castsi256_pd(big_e), _mm256_set1_pd(4503599627370496.0 + 1023.0));
+  m = _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi64x(0x000FFFFFFFFFFFFFll)),
+                                          _mm256_set1_epi64x(0x3FF0000000000000ll)));
+}
+
+// log(a / b) for positive normal a, b without forming a / b: a = 2^ea ma, b = 2^eb mb with ma, mb
+// in [1, 2), one of ma, mb scaled by 2 so that ma / mb lies in about [1/sqrt 2, sqrt 2], then
+// s = (ma - mb) / (ma + mb) (the difference exact by Sterbenz) into logx4's series: one division
+// where log(a / b) through logx4 takes two, and no rounding of the ratio.
+BG_AVX2 inline __m256d logratiox4(__m256d a, __m256d b) {
+  __m256d ea, ma, eb, mb;
+  exp_mant4(a, ea, ma);
+  exp_mant4(b, eb, mb);
+  __m256d e = _mm256_sub_pd(ea, eb);
+  const __m256d r2 = _mm256_set1_pd(1.4142135623730951), one = _mm256_set1_pd(1.0);
+  const __m256d big = _mm256_cmp_pd(ma, _mm256_mul_pd(mb, r2), _CMP_GT_OQ);
+  const __m256d small = _mm256_cmp_pd(_mm256_mul_pd(ma, r2), mb, _CMP_LT_OQ);
+  ma = _mm256_blendv_pd(ma, _mm256_mul_pd(ma, _mm256_set1_pd(0.5)), big);
+  mb = _mm256_blendv_pd(mb, _mm256_mul_pd(mb, _mm256_set1_pd(0.5)), small);
+  e = _mm256_add_pd(e, _mm256_sub_pd(_mm256_and_pd(big, one), _mm256_and_pd(small, one)));
+  return log_es4(e, _mm256_div_pd(_mm256_sub_pd(ma, mb), _mm256_add_pd(ma, mb)));
 }
 
 // (cos 2 pi u, sin 2 pi u) for u in (0, 1): 4u = k + f exactly (f in
@@ -350,6 +381,18 @@ BG_AVX512 inline __m512 logx16(__m512 u) {
   return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693359375f), lo);
 }
 
+// log_es4 on 512-bit vectors (same steps).
+BG_AVX512 inline __m512d log_es8d(__m512d e, __m512d s) {
+  const __m512d z = _mm512_mul_pd(s, s);
+  __m512d p = _mm512_set1_pd(1.0 / 21.0);
+  for (int k = 9; k >= 1; --k) p = _mm512_fmadd_pd(p, z, _mm512_set1_pd(1.0 / (2 * k + 1)));
+  p = _mm512_mul_pd(p, z);
+  const __m512d two_s = _mm512_add_pd(s, s);
+  const __m512d logm = _mm512_fmadd_pd(two_s, p, two_s);
+  const __m512d lo = _mm512_fmadd_pd(e, _mm512_set1_pd(1.90821492927058770002e-10), logm);
+  return _mm512_fmadd_pd(e, _mm512_set1_pd(6.93147180369123816490e-01), lo);
+}
+
 BG_AVX512 inline __m512d logx8d(__m512d u) {
   const __m512i bits = _mm512_castpd_si512(u);
   const __m512i big_e = _mm512_or_si512(_mm512_srli_epi64(bits, 52), _mm512_set1_epi64(0x4330000000000000ll));
@@ -360,15 +403,30 @@ BG_AVX512 inline __m512d logx8d(__m512d u) {
   m = _mm512_mask_mul_pd(m, big, m, _mm512_set1_pd(0.5));
   const __m512d one = _mm512_set1_pd(1.0);
   e = _mm512_add_pd(e, _mm512_maskz_mov_pd(big, one));
-  const __m512d s = _mm512_div_pd(_mm512_sub_pd(m, one), _mm512_add_pd(m, one));
-  const __m512d z = _mm512_mul_pd(s, s);
-  __m512d p = _mm512_set1_pd(1.0 / 21.0);
-  for (int k = 9; k >= 1; --k) p = _mm512_fmadd_pd(p, z, _mm512_set1_pd(1.0 / (2 * k + 1)));
-  p = _mm512_mul_pd(p, z);
-  const __m512d two_s = _mm512_add_pd(s, s);
-  const __m512d logm = _mm512_fmadd_pd(two_s, p, two_s);
-  const __m512d lo = _mm512_fmadd_pd(e, _mm512_set1_pd(1.90821492927058770002e-10), logm);
-  return _mm512_fmadd_pd(e, _mm512_set1_pd(6.93147180369123816490e-01), lo);
+  return log_es8d(e, _mm512_div_pd(_mm512_sub_pd(m, one), _mm512_add_pd(m, one)));
+}
+
+// exp_mant4 / logratiox4 on 512-bit vectors (same steps).
+BG_AVX512 inline void exp_mant8d(__m512d x, __m512d& e, __m512d& m) {
+  const __m512i bits = _mm512_castpd_si512(x);
+  const __m512i big_e = _mm512_or_si512(_mm512_srli_epi64(bits, 52), _mm512_set1_epi64(0x4330000000000000ll));
+  e = _mm512_sub_pd(_mm512_castsi512_pd(big_e), _mm512_set1_pd(4503599627370496.0 + 1023.0));
+  m = _mm512_castsi512_pd(_mm512_or_si512(_mm512_and_si512(bits, _mm512_set1_epi64(0x000FFFFFFFFFFFFFll)),
+                                          _mm512_set1_epi64(0x3FF0000000000000ll)));
+}
+
+BG_AVX512 inline __m512d logratiox8d(__m512d a, __m512d b) {
+  __m512d ea, ma, eb, mb;
+  exp_mant8d(a, ea, ma);
+  exp_mant8d(b, eb, mb);
+  __m512d e = _mm512_sub_pd(ea, eb);
+  const __m512d r2 = _mm512_set1_pd(1.4142135623730951), one = _mm512_set1_pd(1.0);
+  const __mmask8 big = _mm512_cmp_pd_mask(ma, _mm512_mul_pd(mb, r2), _CMP_GT_OQ);
+  const __mmask8 small = _mm512_cmp_pd_mask(_mm512_mul_pd(ma, r2), mb, _CMP_LT_OQ);
+  ma = _mm512_mask_mul_pd(ma, big, ma, _mm512_set1_pd(0.5));
+  mb = _mm512_mask_mul_pd(mb, small, mb, _mm512_set1_pd(0.5));
+  e = _mm512_add_pd(e, _mm512_sub_pd(_mm512_maskz_mov_pd(big, one), _mm512_maskz_mov_pd(small, one)));
+  return log_es8d(e, _mm512_div_pd(_mm512_sub_pd(ma, mb), _mm512_add_pd(ma, mb)));
 }
 
 BG_AVX512 inline void sincos2pix16(__m512 u, __m512& c, __m512& s) {
