@@ -3,6 +3,7 @@
 #include <optional>
 
 #include "bayesgrad/mlp.hpp"
+#include "bayesgrad/parallel.hpp"
 
 namespace bayesgrad {
 
@@ -50,6 +51,27 @@ std::optional<mlp::Masks<T>> check_masks(const Layout& L, const std::optional<in
 
 template <typename T>
 void bind(py::module_& m) {
+  m.def(
+      "gemm",
+      [](in_array<T> a, in_array<T> b, out_array<T> c, bool trans_a, bool trans_b, double alpha, double beta) {
+        require_writeable(c, "c");
+        if (a.ndim() != 2 || b.ndim() != 2 || c.ndim() != 2) throw std::invalid_argument("a, b and c must be 2-d");
+        const int64_t M = trans_a ? a.shape(1) : a.shape(0), K = trans_a ? a.shape(0) : a.shape(1);
+        const int64_t Kb = trans_b ? b.shape(1) : b.shape(0), N = trans_b ? b.shape(0) : b.shape(1);
+        if (Kb != K) throw std::invalid_argument("b: op(a) is (M, K) and op(b) must be (K, N): inner sizes differ");
+        if (c.shape(0) != M || c.shape(1) != N) throw std::invalid_argument("c must have shape (M, N) of op(a) op(b)");
+        if (M == 0 || N == 0) return;
+        if (K == 0) throw std::invalid_argument("a and b must have a nonzero inner dimension");
+        const T *pa = a.data(), *pb = b.data();
+        T* pc = c.mutable_data();
+        py::gil_scoped_release rel;
+        pool_gemm(trans_a, trans_b, M, N, K, static_cast<T>(alpha), pa, a.shape(1), pb, b.shape(1), static_cast<T>(beta),
+                  pc, N);
+      },
+      py::arg("a").noconvert(), py::arg("b").noconvert(), py::arg("c").noconvert(), py::arg("trans_a"),
+      py::arg("trans_b"), py::arg("alpha"), py::arg("beta"),
+      "c = alpha op(a) op(b) + beta c (c not read when beta is 0) through the engine's GEMM: the narrow-dimension "
+      "kernels or scipy-openblas32, on the core's pool.");
   m.def(
       "mlp_forward",
       [](const NetConfig& net, in_array<T> params, in_array<T> X, out_array<T> out,

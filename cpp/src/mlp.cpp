@@ -7,6 +7,7 @@
 
 #include <cblas.h>
 
+#include "bayesgrad/narrow_gemm.hpp"
 #include "bayesgrad/parallel.hpp"
 #include "bayesgrad/simd_math.hpp"
 
@@ -175,6 +176,9 @@ void gemm_batch(bool trans_a, bool trans_b, int64_t M, int64_t Nn, int64_t K, co
   // ?gemm_batch_strided hands them to its own threads: ~10x slower than a loop
   // for a small MLP's products on 2 shared cores).
   const auto one = [&](int64_t s) {
+    if (narrow_gemm<T>(ta == CblasTrans, tb == CblasTrans, M, Nn, K, T(1), A + s * stride_a, lda, B + s * stride_b,
+                       ldb, beta, C + s * stride_c, ldc, false))
+      return;
     blas_gemm(ta, tb, M, Nn, K, T(1), A + s * stride_a, lda, B + s * stride_b, ldb, beta, C + s * stride_c, ldc);
   };
   if (M * Nn * K * S >= kTileWork) {

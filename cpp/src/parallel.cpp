@@ -14,6 +14,8 @@
 // second Python thread while the pool is busy run serially on their caller.
 #include "bayesgrad/parallel.hpp"
 
+#include "bayesgrad/narrow_gemm.hpp"
+
 #include <cblas.h>
 
 #include <pthread.h>
@@ -215,6 +217,7 @@ constexpr int64_t kOpenBlasSerial = int64_t{1} << 18;
 template <typename T>
 void tiled_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M, blasint N, blasint K, T alpha, const T* A,
                 blasint lda, const T* B, blasint ldb, T beta, T* C, blasint ldc) {
+  if (narrow_gemm<T>(ta == CblasTrans, tb == CblasTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, true)) return;
   const int64_t work = int64_t{M} * N * K;
   if (work < kOpenBlasSerial) {
     blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

@@ -15,7 +15,7 @@ from scipy.special import erf
 from .._codes import Activation, Likelihood, from_int
 from .._numerics import sigmoid
 
-__all__ = ["NetConfig", "mlp_forward", "mlp_backward", "mlp_nll_grad", "likelihood_nll"]
+__all__ = ["NetConfig", "gemm", "mlp_forward", "mlp_backward", "mlp_nll_grad", "likelihood_nll"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -223,6 +223,28 @@ def nll_terms(lik, F, y, log_noise, want_grad=True):
 def _check_shape(a, shape, name):
     if a.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}")
+
+
+def gemm(a, b, c, trans_a, trans_b, alpha, beta):
+    """c = alpha op(a) op(b) + beta c (c not read when beta is 0)."""
+    for name, x in (("a", a), ("b", b), ("c", c)):
+        if not isinstance(x, np.ndarray) or x.ndim != 2:
+            raise ValueError(f"a, b and c must be 2-d ({name})")
+        if x.dtype != c.dtype:
+            raise TypeError(f"{name} must have c's dtype {c.dtype}")
+    if not c.flags.writeable:
+        raise ValueError("c must be writeable")
+    oa, ob = (a.T if trans_a else a), (b.T if trans_b else b)
+    if oa.shape[1] != ob.shape[0]:
+        raise ValueError("b: op(a) is (M, K) and op(b) must be (K, N): inner sizes differ")
+    if c.shape != (oa.shape[0], ob.shape[1]):
+        raise ValueError("c must have shape (M, N) of op(a) op(b)")
+    if c.size == 0:
+        return
+    if oa.shape[1] == 0:
+        raise ValueError("a and b must have a nonzero inner dimension")
+    prod = (oa @ ob) * c.dtype.type(alpha)
+    c[...] = prod if beta == 0 else prod + c.dtype.type(beta) * c
 
 
 def mlp_forward(net, params, X, out, masks=None):
