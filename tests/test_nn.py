@@ -388,3 +388,20 @@ def test_forward_into_out_buffer(rng):
         mlp.forward(thetas, X, out=np.empty((2, 7, 3)))
     with pytest.raises(ValueError, match="out"):
         mlp.forward(thetas, X, out=np.empty((2, 7, 2), dtype=np.float32))
+
+
+def test_mlp_backward_kernel_input_gradient_alone(rng):
+    """grad=None: the input gradient alone (no weight gradient formed), equal to the one computed beside
+    the weight gradient, on both backends; both None refused."""
+    m = MLP([6, 10, 1], "tanh")
+    T = rng.normal(size=(1, m.n_params))
+    X, G = rng.normal(size=(300, 6)), rng.normal(size=(1, 300, 1))
+    mods = [twin] + ([_backend._core] if _backend.native_available() else [])
+    for mod in mods:
+        grad, gx, gx1, out = np.empty((1, m.n_params)), np.empty((1, 300, 6)), np.empty((1, 300, 6)), np.empty((1, 300, 1))
+        mod.mlp.mlp_backward(m.net_config(mod), T, X, G, grad, gx)
+        mod.mlp.mlp_backward(m.net_config(mod), T, X, G, None, gx1, None, out)
+        np.testing.assert_array_equal(gx1, gx)
+        np.testing.assert_allclose(out[0], _ref_forward(m, T[0], X), rtol=1e-12, atol=1e-14)
+        with pytest.raises(ValueError, match="nothing to compute"):
+            mod.mlp.mlp_backward(m.net_config(mod), T, X, G, None, None)

@@ -100,7 +100,7 @@ void bind(py::module_& m) {
       "with masks (S, 1 or N, H) and X (N, D): one network under S masks (MC dropout).");
   m.def(
       "mlp_backward",
-      [](const NetConfig& net, in_array<T> params, in_array<T> X, in_array<T> g_out, out_array<T> grad,
+      [](const NetConfig& net, in_array<T> params, in_array<T> X, in_array<T> g_out, std::optional<out_array<T>> grad,
          std::optional<out_array<T>> grad_x, std::optional<in_array<T>> masks, std::optional<out_array<T>> outputs) {
         const Layout& L = net.layout;
         const auto f = net.act;
@@ -112,8 +112,13 @@ void bind(py::module_& m) {
           require_writeable(*outputs, "outputs");
           fo = outputs->mutable_data();
         }
-        require_shape(grad, "grad", {in.S, L.n_params});
-        require_writeable(grad, "grad");
+        if (!grad && !grad_x) throw std::invalid_argument("grad and grad_x are both None: nothing to compute");
+        T* g = nullptr;
+        if (grad) {
+          require_shape(*grad, "grad", {in.S, L.n_params});
+          require_writeable(*grad, "grad");
+          g = grad->mutable_data();
+        }
         T* gx = nullptr;
         if (grad_x) {
           require_shape(*grad_x, "grad_x", {in.S, in.N, L.d_input()});
@@ -124,7 +129,6 @@ void bind(py::module_& m) {
         const T* p = params.data();
         const T* x = X.data();
         const T* go = g_out.data();
-        T* g = grad.mutable_data();
         py::gil_scoped_release rel;
         mlp::Trace<T> tr;
         mlp::forward<T>(L, f, p, in.S, L.n_params, x, in.N, in.x_stride, tr, mk ? &*mk : nullptr);
@@ -133,10 +137,11 @@ void bind(py::module_& m) {
         mlp::backward<T>(L, f, p, L.n_params, x, in.x_stride, tr, work.data(), g, L.n_params, gx,
                          mk ? &*mk : nullptr);
       },
-      py::arg("net"), py::arg("params"), py::arg("X"), py::arg("g_out"), py::arg("grad").noconvert(), py::arg("grad_x").noconvert() = py::none(), py::arg("masks") = py::none(),
+      py::arg("net"), py::arg("params"), py::arg("X"), py::arg("g_out"), py::arg("grad").noconvert().none(true), py::arg("grad_x").noconvert() = py::none(), py::arg("masks") = py::none(),
       py::arg("outputs").noconvert() = py::none(),
-      "Vector-Jacobian product: g_out (S, N, K) -> grad (S, P) and optionally grad_x (S, N, D); outputs "
-      "(S, N, K), when given, receives the network outputs of the forward pass the product runs.");
+      "Vector-Jacobian product: g_out (S, N, K) -> grad (S, P) (or None: grad_x alone) and optionally grad_x "
+      "(S, N, D); outputs (S, N, K), when given, receives the network outputs of the forward pass the product "
+      "runs.");
   m.def(
       "mlp_nll_grad",
       [](const NetConfig& net, int64_t likelihood, in_array<T> params, in_array<T> X, in_array<T> y,

@@ -239,15 +239,17 @@ void backward(const Layout& L, Activation f, const T* params, int64_t p_stride, 
     const int64_t din = L.d_in(l), dout = L.d_out(l);
     const T* A = l == 0 ? X : tr.a[l - 1].data();
     const int64_t a_stride = l == 0 ? x_stride : N * din;
-    // dW_s = G_s^T A_s  (dout x din)
-    gemm_batch<T>(true, false, dout, din, N, G, dout, N * dout, A, din, a_stride, T(0), grad + L.w_off[l], din,
-                  g_stride, S);
-    for (int64_t s = 0; s < S; ++s) {
-      T* db = grad + s * g_stride + L.b_off[l];
-      std::fill(db, db + dout, T(0));
-      const T* Gs = G + s * N * dout;
-      for (int64_t n = 0; n < N; ++n)
-        for (int64_t j = 0; j < dout; ++j) db[j] += Gs[n * dout + j];
+    // dW_s = G_s^T A_s  (dout x din); grad null: the input gradient alone
+    if (grad) {
+      gemm_batch<T>(true, false, dout, din, N, G, dout, N * dout, A, din, a_stride, T(0), grad + L.w_off[l], din,
+                    g_stride, S);
+      for (int64_t s = 0; s < S; ++s) {
+        T* db = grad + s * g_stride + L.b_off[l];
+        std::fill(db, db + dout, T(0));
+        const T* Gs = G + s * N * dout;
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t j = 0; j < dout; ++j) db[j] += Gs[n * dout + j];
+      }
     }
     if (l == 0 && grad_x == nullptr) break;
     // dA_s = G_s W_s  (N x din)

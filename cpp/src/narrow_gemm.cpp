@@ -108,31 +108,50 @@ inline __attribute__((always_inline)) void rows_body(int64_t i0, int64_t i1, int
   }
 }
 
-// reduce: the partial sum over rows [r0, r1) of A (K x M, lda) and B (K x N, ldb) into part (M x N);
-// column blocks of NV vectors (the last at N - NV lanes, overlapping).
+// reduce: the partial sum over rows [r0, r1) of A (K x M, lda) and B (K x N, ldb) into part (M x N).
+// Rows go in blocks of about 16 KiB of B (kept in L1 while every column block of NV vectors takes its
+// turn, the block's M x NV accumulators in registers and in part between row blocks); a last column
+// block that N does not fill is taken at N - NV lanes (overlapping the one before) and accumulated in
+// `tail` (M x NB), whose new columns are copied at the end.
 template <typename T, int NV>
 inline __attribute__((always_inline)) void reduce_body(int64_t r0, int64_t r1, int64_t M, int64_t N, const T* A,
                                                        int64_t lda, const T* B, int64_t ldb, T* part) {
   using V = typename Vec<T>::type;
   constexpr int64_t L = kLanes<T>, NB = NV * L;
-  for (int64_t c0 = 0; c0 < N; c0 += NB) {
-    const int64_t c = std::min(c0, N - NB);
-    V acc[16][NV] = {};
-    for (int64_t r = r0; r < r1; ++r) {
-      V b[NV];
-      for (int v = 0; v < NV; ++v) b[v] = load(B + r * ldb + c + v * L);
-      const T* a = A + r * lda;
+  alignas(64) T tail[16 * NB];
+  const int64_t full = N / NB * NB, rb = std::max<int64_t>(16, 16384 / static_cast<int64_t>(N * sizeof(T)));
+  for (int64_t b0 = r0; b0 < r1; b0 += rb) {
+    const int64_t b1 = std::min(r1, b0 + rb);
+    const bool first = b0 == r0;
+    for (int64_t c0 = 0; c0 < N; c0 += NB) {
+      const bool last = c0 >= full;  // the overlapping block (only when N is not a multiple of NB)
+      const int64_t c = last ? N - NB : c0;
+      T* dst = last ? tail : part + c0;
+      const int64_t ld = last ? NB : N;
+      V acc[16][NV] = {};
+      if (!first)
+        for (int64_t j = 0; j < 16; ++j) {
+          if (j >= M) break;
+          for (int v = 0; v < NV; ++v) acc[j][v] = load(dst + j * ld + v * L);
+        }
+      for (int64_t r = b0; r < b1; ++r) {
+        V bv[NV];
+        for (int v = 0; v < NV; ++v) bv[v] = load(B + r * ldb + c + v * L);
+        const T* a = A + r * lda;
+        for (int64_t j = 0; j < 16; ++j) {
+          if (j >= M) break;
+          for (int v = 0; v < NV; ++v) acc[j][v] += a[j] * bv[v];
+        }
+      }
       for (int64_t j = 0; j < 16; ++j) {
         if (j >= M) break;
-        for (int v = 0; v < NV; ++v) acc[j][v] += a[j] * b[v];
+        for (int v = 0; v < NV; ++v) store(dst + j * ld + v * L, acc[j][v]);
       }
     }
-    alignas(64) T buf[NB];
-    for (int64_t j = 0; j < M; ++j) {
-      for (int v = 0; v < NV; ++v) store(buf + v * L, acc[j][v]);
-      std::memcpy(part + j * N + c0, buf + (c0 - c), sizeof(T) * (NB - (c0 - c)));
-    }
   }
+  if (full < N)
+    for (int64_t j = 0; j < M; ++j)
+      std::memcpy(part + j * N + full, tail + j * NB + (full - (N - NB)), sizeof(T) * (N - full));
 }
 
 // The kernels for one ISA (AVX-512, AVX2+FMA, the compiler's baseline).
@@ -238,7 +257,8 @@ bool narrow_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, con
   if (M <= 0 || N <= 0 || K <= 0) return false;
   // op(A)(i, k) = A[i ars + k acs]
   const int64_t ars = ta ? 1 : lda, acs = ta ? lda : 1;
-  if (ta && !tb && M <= 16 && K >= 64 && N >= L) {  // a weight gradient G^T X with few outputs
+  // a weight gradient G^T X with 2-16 outputs (one output: OpenBLAS's GEMV is as fast)
+  if (ta && !tb && M >= 2 && M <= 16 && K >= 256 && N >= L) {
     run_reduce(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, parallel);
     return true;
   }

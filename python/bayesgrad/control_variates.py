@@ -337,20 +337,36 @@ class RelaxSurrogate:
             raise ValueError(f"this surrogate was built for {self.dim} relaxed coordinates, got {dim}")
         return self
 
+    # The two network calls go to the engine's mlp_backward directly: their inputs are the
+    # estimators' own arrays, so MLP.vjp's checks (a finiteness pass over z among them) and the
+    # weight gradient that network does not need would be work for nothing.
+    def _points(self, z):
+        z = np.ascontiguousarray(z, dtype=np.float64)
+        if z.ndim != 2 or z.shape[1] != self.dim:
+            raise ValueError(f"z must have shape (m, {self.dim}), got {z.shape}")
+        return z
+
     def network(self, z):
         """r_rho(z) (m,) and its input gradient (m, dim) for z (m, dim) float64 (zeros without a network)."""
         m = z.shape[0]
         if self.mlp is None:
             return np.zeros(m), np.zeros_like(z)
-        out = np.empty((m, 1))
-        _, gx = self.mlp.vjp(self.rho, z, np.ones((m, 1)), wrt_input=True, outputs=out)
-        return out[:, 0], gx
+        z = self._points(z)
+        out, gx = np.empty((1, m, 1)), np.empty((1, m, self.dim))
+        k = _backend.kernels()
+        k.mlp.mlp_backward(self.mlp.net_config(k), self.rho[None], z, np.ones((1, m, 1)), None, gx, None, out)
+        return out[0, :, 0], gx[0]
 
     def network_vjp(self, z, w):
         """sum_i w_i d r_rho(z_i) / d rho (P,) for z (m, dim), w (m,) (zeros without a network)."""
         if self.mlp is None:
             return np.zeros(0)
-        return self.mlp.vjp(self.rho, z, np.ascontiguousarray(w, dtype=np.float64)[:, None])
+        z = self._points(z)
+        w = np.ascontiguousarray(w, dtype=np.float64).reshape(1, z.shape[0], 1)
+        grad = np.empty((1, self.mlp.n_params))
+        k = _backend.kernels()
+        k.mlp.mlp_backward(self.mlp.net_config(k), self.rho[None], z, w, grad)
+        return grad[0]
 
     def update(self, grad, objective):
         """One Adam step on phi with ``grad`` (like ``params``); records ``objective``."""

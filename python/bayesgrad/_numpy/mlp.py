@@ -263,12 +263,15 @@ def mlp_forward(net, params, X, out, masks=None):
 
 
 def mlp_backward(net, params, X, g_out, grad, grad_x=None, masks=None, outputs=None):
-    """Vector-Jacobian product: g_out (S, N, K) -> grad (S, P) and optionally grad_x (S, N, D);
-    ``outputs`` (S, N, K), when given, receives the network outputs of the forward pass."""
+    """Vector-Jacobian product: g_out (S, N, K) -> grad (S, P) (or None: grad_x alone) and optionally
+    grad_x (S, N, D); ``outputs`` (S, N, K), when given, receives the network outputs of the forward pass."""
     L = net.layout
     S, N = _check_inputs(L, params, X)
     _check_shape(g_out, (S, N, L.sizes[-1]), "g_out")
-    _check_shape(grad, (S, L.n_params), "grad")
+    if grad is None and grad_x is None:
+        raise ValueError("grad and grad_x are both None: nothing to compute")
+    if grad is not None:
+        _check_shape(grad, (S, L.n_params), "grad")
     if grad_x is not None:
         _check_shape(grad_x, (S, N, L.sizes[0]), "grad_x")
     if outputs is not None:
@@ -277,7 +280,8 @@ def mlp_backward(net, params, X, g_out, grad, grad_x=None, masks=None, outputs=N
     if outputs is not None:
         outputs[...] = zs[-1]
     g, gx = backward_trace(L, net.activation, params, X, zs, acts, mv, g_out, want_x=grad_x is not None)
-    grad[...] = g
+    if grad is not None:
+        grad[...] = g
     if grad_x is not None:
         grad_x[...] = gx
 
