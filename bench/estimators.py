@@ -23,9 +23,9 @@ the twin's vectorised inversion on the same Philox sub-stream words: identical
 draws) and the evaluation points (coordinate_points / NumPy repeat and scatter);
 f (sum of squares over 10^4 points of 100 coordinates) is NumPy on both. For
 relax_bernoulli_D100: the draws and relaxed-f passes (relax_bernoulli_* and
-concrete_bernoulli kernels / twins), the surrogate network's forward and VJP
-(mlp_forward / mlp_backward of the native engine / the twin's NumPy MLP, BLAS GEMMs
-on both), and NumPy glue on both.
+concrete_bernoulli* kernels / twins), the surrogate network's forward and VJP
+(mlp_backward of the native engine, its narrow-layer GEMMs / the twin's NumPy MLP,
+NumPy's BLAS), and NumPy glue on both.
 ``--toy`` instead measures the single-sample variance table of the REBAR/RELAX
 toy problem (Bernoulli, f(b) = (b - t)^2, t = 0.45 and 0.499) and writes
 bench/results/estimators_toy.json.

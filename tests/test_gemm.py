@@ -25,7 +25,8 @@ def _paths():
 def _cases():
     """(M, N, K) by kernel: reduce (A^T B, 2 <= M <= 16, K >= 256), rows (N <= 2 vectors), and products
     left to OpenBLAS (short inner dimensions among them)."""
-    reduce = [(m, n, k) for m in (1, 3, 10, 16) for n in (8, 9, 17, 100) for k in (256, 2049)] + [(10, 100, 5000), (2, 8, 300)]
+    reduce = [(m, n, k) for m in (1, 3, 10, 16) for n in (8, 9, 17, 100) for k in (256, 2049)]
+    reduce += [(10, 100, 5000), (2, 8, 300)]
     rows = [(m, n, k) for m in (16, 17, 103) for n in (1, 2, 7, 8, 9, 16, 31) for k in (1, 13, 100)]
     short = [(m, n, k) for m in (16, 37) for n in (8, 9, 33, 100, 401) for k in (1, 10, 16)]
     blas = [(40, 50, 30), (3, 5, 7), (200, 64, 64)]

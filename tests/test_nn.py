@@ -398,7 +398,8 @@ def test_mlp_backward_kernel_input_gradient_alone(rng):
     X, G = rng.normal(size=(300, 6)), rng.normal(size=(1, 300, 1))
     mods = [twin] + ([_backend._core] if _backend.native_available() else [])
     for mod in mods:
-        grad, gx, gx1, out = np.empty((1, m.n_params)), np.empty((1, 300, 6)), np.empty((1, 300, 6)), np.empty((1, 300, 1))
+        grad, out = np.empty((1, m.n_params)), np.empty((1, 300, 1))
+        gx, gx1 = np.empty((1, 300, 6)), np.empty((1, 300, 6))
         mod.mlp.mlp_backward(m.net_config(mod), T, X, G, grad, gx)
         mod.mlp.mlp_backward(m.net_config(mod), T, X, G, None, gx1, None, out)
         np.testing.assert_array_equal(gx1, gx)
