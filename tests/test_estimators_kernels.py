@@ -142,19 +142,24 @@ def test_relax_bernoulli_combine(n, p, relaxed_f, network):
         g_ref = g_ref + sc * a_f
     if network:
         g_ref = g_ref + gx[:n] - gx[n:] * dzt
+    a_d = r.standard_normal((n, p))
     res = []
     for mod in _modules():
-        out, gs = np.full((2, n, p), np.nan), np.full(n, np.nan)
-        ss = mod.relax_bernoulli_combine(fb, score, a_f if relaxed_f else None, sc, rr if network else None,
-                                         gx if network else None, dzt, out, gs)
-        np.testing.assert_allclose(out[0], g_ref, rtol=1e-13, atol=1e-13)
-        np.testing.assert_allclose(out[1], g_ref * dzt, rtol=1e-13, atol=1e-13)
-        np.testing.assert_allclose(gs, (g_ref * score).sum(1), rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(ss, (g_ref ** 2).sum(), rtol=1e-12)
+        # a_f alone, or stacked with a second array a_d whose sum of products with g is returned too
+        for two in (False, True) if relaxed_f else (False,):
+            out, gs = np.full((2, n, p), np.nan), np.full(n, np.nan)
+            a = (np.stack([a_f, a_d]) if two else a_f) if relaxed_f else None
+            ss = mod.relax_bernoulli_combine(fb, score, a, sc, rr if network else None, gx if network else None,
+                                             dzt, out, gs)
+            np.testing.assert_allclose(out[0], g_ref, rtol=1e-13, atol=1e-13)
+            np.testing.assert_allclose(out[1], g_ref * dzt, rtol=1e-13, atol=1e-13)
+            np.testing.assert_allclose(gs, (g_ref * score).sum(1), rtol=1e-12, atol=1e-12)
+            want = ((g_ref ** 2).sum(), (g_ref * a_f).sum() if relaxed_f else 0.0, (g_ref * a_d).sum() if two else 0.0)
+            np.testing.assert_allclose(ss, want, rtol=1e-12, atol=1e-12 * np.sqrt(n * p))
         res.append((out, gs, ss))
     if len(res) == 2:
         np.testing.assert_allclose(res[0][0], res[1][0], rtol=1e-14, atol=1e-14)
-        np.testing.assert_allclose(res[0][2], res[1][2], rtol=1e-13)
+        np.testing.assert_allclose(res[0][2], res[1][2], rtol=1e-13, atol=1e-13 * np.sqrt(n * p))
     for mod in _modules():
         out, gs = np.empty((2, n, p)), np.empty(n)
         with pytest.raises(ValueError, match="together"):
@@ -163,6 +168,8 @@ def test_relax_bernoulli_combine(n, p, relaxed_f, network):
             mod.relax_bernoulli_combine(fb, score, None, sc, None, None, dzt, np.empty((n, p)), gs)
         with pytest.raises(ValueError, match="gx"):
             mod.relax_bernoulli_combine(fb, score, None, sc, rr, gx[:n], dzt, out, gs)
+        with pytest.raises(ValueError, match="a_f"):
+            mod.relax_bernoulli_combine(fb, score, np.zeros((3, n, p)), sc, None, None, dzt, out, gs)
 
 
 @pytest.mark.parametrize("n, p", [(6, 4), (20000, 5)])

@@ -476,7 +476,14 @@ void bind_f64(py::module_& m) {
         int64_t n, p;
         matrix_shape(score, "score", n, p);
         check_vec<D>(fb, n, "fb");
-        if (a_f) check_mat(*a_f, n, p, "a_f");
+        // a_f (n, p), or (2, n, p): the part and a second array dotted with g (REBAR's temperature difference)
+        bool two = false;
+        if (a_f) {
+          two = a_f->ndim() == 3;
+          if (two && (a_f->shape(0) != 2 || a_f->shape(1) != n || a_f->shape(2) != p))
+            throw std::invalid_argument("a_f must have shape (n, p) or (2, n, p)");
+          if (!two) check_mat(*a_f, n, p, "a_f");
+        }
         if (r.has_value() != gx.has_value())
           throw std::invalid_argument("r and gx must be given together (the network's terms)");
         if (r) {
@@ -491,18 +498,24 @@ void bind_f64(py::module_& m) {
         check_vec<D>(gs, n, "gs");
         const D *pf = fb.data(), *ps = score.data(), *pd = dzt.data();
         const D* pa = a_f ? a_f->data() : nullptr;
+        const D* pad = two ? pa + n * p : nullptr;
         const D* pr = r ? r->data() : nullptr;
         const D* px = gx ? gx->data() : nullptr;
         D *po = out.mutable_data(), *pgs = gs.mutable_data();
-        py::gil_scoped_release rel;
-        return relax_bernoulli_combine(pf, ps, pa, sc, pr, px, pd, n, p, po, pgs);
+        double sums[3];
+        {
+          py::gil_scoped_release rel;
+          relax_bernoulli_combine(pf, ps, pa, pad, sc, pr, px, pd, n, p, po, pgs, sums);
+        }
+        return py::make_tuple(sums[0], sums[1], sums[2]);
       },
       py::arg("fb").noconvert(), py::arg("score").noconvert(), py::arg("a_f").noconvert(), py::arg("sc"),
       py::arg("r").noconvert(), py::arg("gx").noconvert(), py::arg("dzt").noconvert(), py::arg("out").noconvert(),
       py::arg("gs").noconvert(),
       "REBAR/RELAX per-draw terms for Bernoulli coordinates (n, p): out[0] = g = (fb - r[n:]) score + sc a_f + "
-      "gx[:n] - gx[n:] dzt (a_f, or the network's r (2n,) and gx (2n, p) at [z; z~], may be None), out[1] = g dzt, "
-      "gs = rowwise sum of g score (float64); returns the sum of g^2.");
+      "gx[:n] - gx[n:] dzt (a_f, or the network's r (2n,) and gx (2n, p) at [z; z~], may be None; a_f (2, n, p): "
+      "a_f[0] the part, a_f[1] a second array dotted with g), out[1] = g dzt, gs = rowwise sum of g score "
+      "(float64); returns (sum g^2, sum g a_f[0], sum g a_f[1]), 0.0 for what is absent.");
   m.def(
       "relax_vjp_points",
       [](in_array<D> zt, in_array<D> z, in_array<D> d1, in_array<D> d2, in_array<D> w0, double c, double h,

@@ -692,9 +692,9 @@ void concrete_bernoulli_fd(const double* z, double lam, double step, int64_t cou
   });
 }
 
-double relax_bernoulli_combine(const double* fb, const double* score, const double* a_f, double sc,
-                               const double* r, const double* gx, const double* dzt, int64_t n, int64_t p,
-                               double* out, double* gs) {
+void relax_bernoulli_combine(const double* fb, const double* score, const double* a_f, const double* a_d,
+                             double sc, const double* r, const double* gx, const double* dzt, int64_t n, int64_t p,
+                             double* out, double* gs, double* sums) {
   const double* rt = r ? r + n : nullptr;
   const double* gz = gx;
   const double* gt = gx ? gx + n * p : nullptr;
@@ -702,10 +702,10 @@ double relax_bernoulli_combine(const double* fb, const double* score, const doub
   double* gd = out + n * p;
   const int64_t rows = std::max<int64_t>(1, kEstSampleChunk * kEstColBlock / 4 / std::max<int64_t>(1, p));
   const int64_t n_ch = (n + rows - 1) / rows;
-  std::vector<double> part(static_cast<size_t>(n_ch));
+  std::vector<double> part(static_cast<size_t>(3 * n_ch));
   parallel_chunks(n_ch, [&](int64_t ch) {
     const int64_t i0 = ch * rows, i1 = std::min(n, i0 + rows);
-    double acc = 0.0;
+    double acc = 0.0, acc_f = 0.0, acc_d = 0.0;
     for (int64_t i = i0; i < i1; ++i) {
       const double fi = fb[i] - (rt ? rt[i] : 0.0);
       double si = 0.0;
@@ -717,14 +717,18 @@ double relax_bernoulli_combine(const double* fb, const double* score, const doub
         gd[e] = v * dzt[e];
         si += v * score[e];
         acc += v * v;
+        if (a_f) acc_f += v * a_f[e];
+        if (a_d) acc_d += v * a_d[e];
       }
       gs[i] = si;
     }
-    part[ch] = acc;
+    part[3 * ch] = acc;
+    part[3 * ch + 1] = acc_f;
+    part[3 * ch + 2] = acc_d;
   });
-  double total = 0.0;
-  for (double v : part) total += v;
-  return total;
+  sums[0] = sums[1] = sums[2] = 0.0;
+  for (int64_t ch = 0; ch < n_ch; ++ch)
+    for (int k = 0; k < 3; ++k) sums[k] += part[3 * ch + k];
 }
 
 void relax_vjp_points(const double* zt, const double* z, const double* d1, const double* d2, const double* w0,

@@ -112,13 +112,16 @@ void concrete_bernoulli_fd(const double* z, double lam, double step, int64_t cou
 // g = (fb_i - rt_i) score + sc a_f + gz - gt dzt, where fb = f(b), r (2n,) and
 // gx (2n, p) the surrogate network and its input gradient at [z; z~] (rt = r[n:],
 // gz = gx[:n], gt = gx[n:]), a_f the relaxed-f part per unit scale
-// (relax_bernoulli_part); a_f and r/gx may be null (no relaxed f / no network).
+// (relax_bernoulli_part); a_f and r/gx may be null (no relaxed f / no network);
+// a_d (null unless a_f is given) a second (n, p) array whose product with g is
+// summed too (REBAR's temperature difference, relax_bernoulli_part_fd).
 // Writes g and gd = g dzt into out (2, n, p) and gs_i = sum_p g score (the
-// inputs of relax_vjp_points); returns sum g^2 over all n p terms, summed per
-// fixed row block and then in block order (the same for any thread count).
-double relax_bernoulli_combine(const double* fb, const double* score, const double* a_f, double sc,
-                               const double* r, const double* gx, const double* dzt, int64_t n, int64_t p,
-                               double* out, double* gs);
+// inputs of relax_vjp_points); sums[0..2] = sum g^2, sum g a_f, sum g a_d over
+// all n p terms (0 for an absent array), summed per fixed row block and then in
+// block order (the same for any thread count).
+void relax_bernoulli_combine(const double* fb, const double* score, const double* a_f, const double* a_d,
+                             double sc, const double* r, const double* gx, const double* dzt, int64_t n, int64_t p,
+                             double* out, double* gs, double* sums);
 
 // Points and weights whose weighted sum of the surrogate network's parameter
 // gradients is the gradient of RELAX's second moment in the network parameters

@@ -323,13 +323,19 @@ def concrete_bernoulli_fd(z, lam, step, y):
 
 def relax_bernoulli_combine(fb, score, a_f, sc, r, gx, dzt, out, gs):
     """REBAR/RELAX per-draw terms for Bernoulli coordinates (n, p): out[0] = g = (fb - r[n:]) score + sc a_f +
-    gx[:n] - gx[n:] dzt (a_f, or the network's r (2n,) and gx (2n, p) at [z; z~], may be None), out[1] = g dzt,
-    gs = rowwise sum of g score (float64); returns the sum of g^2."""
+    gx[:n] - gx[n:] dzt (a_f, or the network's r (2n,) and gx (2n, p) at [z; z~], may be None; a_f (2, n, p):
+    a_f[0] the part, a_f[1] a second array dotted with g), out[1] = g dzt, gs = rowwise sum of g score
+    (float64); returns (sum g^2, sum g a_f[0], sum g a_f[1]), 0.0 for what is absent."""
     score = _matrix(_f64(score, "score"), "score")
     n, p = score.shape
     _f64(fb, "fb", (n,))
+    a_d = None
     if a_f is not None:
-        _f64(a_f, "a_f", (n, p))
+        if isinstance(a_f, np.ndarray) and a_f.ndim == 3:
+            _f64(a_f, "a_f", (2, n, p))
+            a_f, a_d = a_f
+        else:
+            _f64(a_f, "a_f", (n, p))
     if (r is None) != (gx is None):
         raise ValueError("r and gx must be given together (the network's terms)")
     if r is not None:
@@ -346,7 +352,8 @@ def relax_bernoulli_combine(fb, score, a_f, sc, r, gx, dzt, out, gs):
     out[0] = v
     np.multiply(v, dzt, out=out[1])
     gs[...] = np.einsum("ij,ij->i", v, score)
-    return float(np.einsum("ij,ij->", v, v))
+    return (float(np.einsum("ij,ij->", v, v)), 0.0 if a_f is None else float(np.einsum("ij,ij->", v, a_f)),
+            0.0 if a_d is None else float(np.einsum("ij,ij->", v, a_d)))
 
 
 def relax_vjp_points(zt, z, d1, d2, w0, c, h, X, W):

@@ -61,15 +61,14 @@ class _Draws:
             self.shape = tuple(dist.batch_shape)
             eta = np.broadcast_to(eta, self.shape).reshape(-1)
             eta = np.ascontiguousarray(eta, dtype=np.float64)
-            p = sigmoid(eta)
             shp = (n,) + self.shape
             u = _random.uniform(shp, seed=seed, stream=stream, out=pool.array("relax/u", shp)).reshape(n, -1)
             v = _random.uniform(shp, seed=seed, stream=_random.fold_in(stream, "relax/conditional"),
                                 out=pool.array("relax/v", shp)).reshape(n, -1)
             # z = eta + logit(1 - u), b = 1[u < p] = 1[z > 0]; given b, w~ = 1 - p + p v (b = 1) or
             # (1 - p) v (b = 0), z~ = eta + logit(w~), and d z~ / d eta with b and v fixed: one
-            # native pass (estimators.relax_bernoulli_draws; stable log forms there). All five stay
-            # inside the call (f gets a copy of b): scratch buffers.
+            # native pass (estimators.relax_bernoulli_draws; stable log forms there). All five are
+            # scratch buffers (f gets b itself: the pool reuses a buffer only once nothing refers to it).
             # z and z~ as the two halves of one (2n, P) buffer: the relaxation and the surrogate
             # network see both in one call
             self.zz = pool.array("relax/zz", (2 * n, u.shape[1]))
@@ -77,7 +76,6 @@ class _Draws:
             self.dzt, b, self.score = (pool.array("relax/" + w, u.shape) for w in ("dzt", "b", "score"))
             _backend.kernels().estimators.relax_bernoulli_draws(eta, u, v, self.z, self.zt, self.dzt, b, self.score)
             self.points = b.reshape((n,) + self.shape)
-            self.p = p
         else:
             self.shape = tuple(np.broadcast_shapes(eta.shape, tuple(dist.batch_shape) + eta.shape[-1:]))
             K = self.shape[-1]
@@ -163,7 +161,8 @@ def _relaxed_f(f, grad_f, fam, shape, z, lam, dtype):
 def _relaxed_parts(f, grad_f, dr, lam, fd, dtype, pool):
     """A_f = -f(y~) score + jz(d f(y)/dz) - jt(d f(y~)/dz~), the relaxed-f term per unit scale (n, P) at
     temperature lam; with ``fd``, also A_f at lam e^{step} minus A_f at lam e^{-step} (step =
-    _LOG_LAMBDA_STEP; the temperature's central difference), else None; and f(y~) at lam."""
+    _LOG_LAMBDA_STEP; the temperature's central difference), else None; and f(y~) at lam. For a
+    Bernoulli with ``fd`` the first is the (2, n, P) array [A_f; the difference]."""
     n = dr.z.shape[0]
     lams = [lam, lam * np.exp(_LOG_LAMBDA_STEP), lam * np.exp(-_LOG_LAMBDA_STEP)] if fd else [lam]
     if dr.fam == "bernoulli":
@@ -181,10 +180,10 @@ def _relaxed_parts(f, grad_f, dr, lam, fd, dtype, pool):
         yd = y.reshape((m,) + dr.shape).astype(dtype, copy=False)
         fv = np.ascontiguousarray(eval_f(f, yd, np.float64))
         gv = eval_like(grad_f, yd, np.float64, "grad_f").reshape(m, -1)
-        if fd:
+        if fd:  # [A_f; the difference] in one (2, n, P) array, as relax_bernoulli_combine takes it
             out = pool.array("relax/a_f", (2,) + dr.z.shape)
             ke.relax_bernoulli_part_fd(fv, gv, y, dr.dzt, dr.score, float(lam), _LOG_LAMBDA_STEP, out)
-            return out[0], out[1], fv[n:2 * n]
+            return out, out[1], fv[n:2 * n]
         out = pool.array("relax/a_f", dr.z.shape)
         ke.relax_bernoulli_part(fv[n:], gv[:n], gv[n:], y[:n], y[n:], dr.dzt, dr.score, float(lam), out)
         return out, None, fv[n:]
@@ -225,7 +224,9 @@ def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate
     dr = _Draws(fam, dist, n, seed, stream, pool)
     surrogate.bind(dr.z.shape[1])
     dt = dist.dtype
-    fb = eval_f(f, dr.points.astype(dt), np.float64)
+    # f gets b itself (a scratch buffer the pool reuses only once nothing refers to it; nothing reads
+    # it after f), converted only for a float32 distribution
+    fb = eval_f(f, dr.points.astype(dt, copy=False), np.float64)
     lam, sc = surrogate.temperature, surrogate.scale
     n_eval = n
     a_f, f_t = 0.0, 0.0
@@ -243,10 +244,14 @@ def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate
     ke = _backend.kernels().estimators
     if fam == "bernoulli":
         # g, g dz~/d eta and the rows' sums of g score (relax_vjp_points' inputs) in one pass
+        # (and g's sums of products with A_f and the temperature difference, for the training step)
         gg, gs = pool.array("relax/g", (2,) + dr.z.shape), pool.array("relax/gs", (n,))
-        objective = ke.relax_bernoulli_combine(fb, dr.score, a_f if surrogate.relaxed_f else None, sc, r, gx,
-                                               dr.dzt, gg, gs) / n
+        sums = ke.relax_bernoulli_combine(fb, dr.score, a_f if surrogate.relaxed_f else None, sc, r, gx, dr.dzt,
+                                          gg, gs)
+        objective = sums[0] / n
         g, gd = gg
+        if surrogate.relaxed_f and a_f.ndim == 3:
+            a_f = a_f[0]
     else:
         g = fb[:, None] * dr.score
         if surrogate.relaxed_f:
@@ -257,9 +262,10 @@ def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate
     if train:
         grad = np.zeros_like(surrogate.params)
         if surrogate.relaxed_f:
-            grad[0] = 2.0 * _dot(g, a_f) / n
+            g_af, g_ad = (sums[1], sums[2]) if fam == "bernoulli" else (_dot(g, a_f), _dot(g, a_d) if fd else 0.0)
+            grad[0] = 2.0 * g_af / n
             if surrogate.tune_temperature:
-                grad[1] = 2.0 * sc * _dot(g, a_d) / n / (2.0 * _LOG_LAMBDA_STEP)
+                grad[1] = 2.0 * sc * g_ad / n / (2.0 * _LOG_LAMBDA_STEP)
         if net:
             # d/d rho of sum_p E[g_p^2]: the weight 2 g / n on each term's network part, i.e.
             # -r(z~) score . w, and central differences along d1 = jz^T w and d2 = jt^T w of the
