@@ -252,6 +252,38 @@ def test_errors():
         RelaxSurrogate(hidden=None, relaxed_f=False)
 
 
+@pytest.mark.parametrize("kind", ["rebar", "relax"])
+@pytest.mark.parametrize("fam", ["bernoulli", "categorical"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_grad_f_is_refused_before_the_surrogate_moves(kind, fam, bad):
+    """A grad_f value that is NaN or inf, at any of the three temperatures (the Bernoulli path checks
+    grad_f's values only when the sums formed from them are not finite: every such value reaches
+    them), raises a ValueError naming grad_f, training or not, and leaves the surrogate as it was;
+    also where the relaxation saturates (y (1 - y) = 0: inf * 0 is NaN, not 0)."""
+    d = (Bernoulli(logits=np.array([0.3, -400.0, 0.1])) if fam == "bernoulli"
+         else Categorical(logits=np.array([[0.3, -400.0, 0.1]])))
+    f = lambda b: (b ** 2).reshape(len(b), -1).sum(-1)  # noqa: E731
+    for call in range(3):  # the first call's lambda block, then a block of lambda e^{+-step}, then any
+        seen = {"n": 0}
+
+        def df(b, call=call):
+            g = 2.0 * b
+            m = b.shape[0]
+            flat = g.reshape(m, -1)
+            row = {0: 0, 1: m // 2, 2: m - 1}[call]
+            flat[row, 1] = bad  # coordinate 1 saturates (logit -400: its relaxation is 0 or 1 exactly)
+            flat[row, 0] = flat[row, 0] if call else bad
+            seen["n"] += 1
+            return g
+        for train in (True, False):
+            s = RelaxSurrogate(hidden=(3,) if kind == "relax" else None, relaxed_f=True)
+            kw = {"surrogate": s, "grad_f": df, "train": train}
+            with pytest.raises(ValueError, match="grad_f returned NaN or inf"):
+                getattr(E, kind)(f, d, 20, seed=1, **kw)
+            assert s.n_updates == 0 and s.objective == []
+            assert seen["n"] >= 1
+
+
 def test_float32_distribution():
     f, df = _toy(0.45)
     d = Bernoulli(logits=np.array([0.2, -0.3], dtype=np.float32))

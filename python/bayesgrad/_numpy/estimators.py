@@ -274,7 +274,8 @@ def relax_bernoulli_part(fzt, gz, gzt, y, yt, dzt, score, lam, out):
     _out64(out, "out", (n, p))
     if not lam > 0:
         raise ValueError("lam must be positive")
-    out[...] = -fzt[:, None] * score + gz * y * (1.0 - y) / lam - gzt * yt * (1.0 - yt) / lam * dzt
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite inputs propagate silently, as natively
+        out[...] = -fzt[:, None] * score + gz * y * (1.0 - y) / lam - gzt * yt * (1.0 - yt) / lam * dzt
 
 
 def relax_bernoulli_part_fd(fv, gv, y, dzt, score, lam, step, out):
@@ -293,11 +294,12 @@ def relax_bernoulli_part_fd(fv, gv, y, dzt, score, lam, step, out):
     if not 0 < step < 1:
         raise ValueError("step must be in (0, 1)")
     parts = []
-    for k, lk in enumerate((lam, lam * np.exp(step), lam * np.exp(-step))):
-        z, t = slice(2 * k * n, (2 * k + 1) * n), slice((2 * k + 1) * n, (2 * k + 2) * n)
-        parts.append(-fv[t, None] * score + (gv[z] * y[z] * (1.0 - y[z]) - gv[t] * y[t] * (1.0 - y[t]) * dzt) / lk)
-    out[0] = parts[0]
-    np.subtract(parts[1], parts[2], out=out[1])
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite inputs propagate silently, as natively
+        for k, lk in enumerate((lam, lam * np.exp(step), lam * np.exp(-step))):
+            z, t = slice(2 * k * n, (2 * k + 1) * n), slice((2 * k + 1) * n, (2 * k + 2) * n)
+            parts.append(-fv[t, None] * score + (gv[z] * y[z] * (1.0 - y[z]) - gv[t] * y[t] * (1.0 - y[t]) * dzt) / lk)
+        out[0] = parts[0]
+        np.subtract(parts[1], parts[2], out=out[1])
 
 
 def concrete_bernoulli(z, lam, y):
@@ -344,16 +346,17 @@ def relax_bernoulli_combine(fb, score, a_f, sc, r, gx, dzt, out, gs):
     _f64(dzt, "dzt", (n, p))
     _out64(out, "out", (2, n, p))
     _out64(gs, "gs", (n,))
-    v = (fb if r is None else fb - r[n:])[:, None] * score
-    if a_f is not None:
-        v += sc * a_f
-    if r is not None:
-        v += gx[:n] - gx[n:] * dzt
-    out[0] = v
-    np.multiply(v, dzt, out=out[1])
-    gs[...] = np.einsum("ij,ij->i", v, score)
-    return (float(np.einsum("ij,ij->", v, v)), 0.0 if a_f is None else float(np.einsum("ij,ij->", v, a_f)),
-            0.0 if a_d is None else float(np.einsum("ij,ij->", v, a_d)))
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite inputs propagate silently, as natively
+        v = (fb if r is None else fb - r[n:])[:, None] * score
+        if a_f is not None:
+            v += sc * a_f
+        if r is not None:
+            v += gx[:n] - gx[n:] * dzt
+        out[0] = v
+        np.multiply(v, dzt, out=out[1])
+        gs[...] = np.einsum("ij,ij->i", v, score)
+        return (float(np.einsum("ij,ij->", v, v)), 0.0 if a_f is None else float(np.einsum("ij,ij->", v, a_f)),
+                0.0 if a_d is None else float(np.einsum("ij,ij->", v, a_d)))
 
 
 def relax_vjp_points(zt, z, d1, d2, w0, c, h, X, W):

@@ -96,8 +96,9 @@ def eval_f(f, x, dtype, name="f"):
     return np.ascontiguousarray(y, dtype=dtype)
 
 
-def eval_like(fn, x, dtype, name):
-    """fn(x) checked to be a finite array shaped like x."""
+def eval_like(fn, x, dtype, name, finite=True):
+    """fn(x) checked to be an array shaped like x, and finite unless ``finite=False`` (a caller that
+    checks its own results instead, through ``check_finite`` when they are not)."""
     y = fn(x)
     try:
         y = np.asarray(y, dtype=np.float64)
@@ -105,9 +106,15 @@ def eval_like(fn, x, dtype, name):
         raise TypeError(f"{name} must return a real array") from exc
     if y.shape != x.shape:
         raise ValueError(f"{name} must return the shape of its input {x.shape}, got {y.shape}")
+    if finite:
+        check_finite(y, name)
+    return np.ascontiguousarray(y, dtype=dtype)
+
+
+def check_finite(y, name):
+    """ValueError naming ``name`` when y holds NaN or inf."""
     if not np.isfinite(y).all():
         raise ValueError(f"{name} returned NaN or inf")
-    return np.ascontiguousarray(y, dtype=dtype)
 
 
 def outputs(p, dtype):

@@ -44,7 +44,7 @@ from .. import _checks as C
 from .. import random as _random
 from ..control_variates import RelaxSurrogate
 from .._numerics import log_softmax, sigmoid
-from ._base import eval_f, eval_like, mean_stderr, setup
+from ._base import check_finite, eval_f, eval_like, mean_stderr, setup
 from .discrete import _discrete_estimate, _family
 
 _LOG_LAMBDA_STEP = 1e-4  # central difference in log lambda for d g / d log lambda
@@ -161,8 +161,10 @@ def _relaxed_f(f, grad_f, fam, shape, z, lam, dtype):
 def _relaxed_parts(f, grad_f, dr, lam, fd, dtype, pool):
     """A_f = -f(y~) score + jz(d f(y)/dz) - jt(d f(y~)/dz~), the relaxed-f term per unit scale (n, P) at
     temperature lam; with ``fd``, also A_f at lam e^{step} minus A_f at lam e^{-step} (step =
-    _LOG_LAMBDA_STEP; the temperature's central difference), else None; and f(y~) at lam. For a
-    Bernoulli with ``fd`` the first is the (2, n, P) array [A_f; the difference]."""
+    _LOG_LAMBDA_STEP; the temperature's central difference), else None; f(y~) at lam; and, for a
+    Bernoulli, grad_f's values, whose finiteness the caller checks only when the sums it forms from
+    them are not finite (a non-finite value reaches them: inf * 0 and NaN * 0 are NaN), else None.
+    For a Bernoulli with ``fd`` the first is the (2, n, P) array [A_f; the difference]."""
     n = dr.z.shape[0]
     lams = [lam, lam * np.exp(_LOG_LAMBDA_STEP), lam * np.exp(-_LOG_LAMBDA_STEP)] if fd else [lam]
     if dr.fam == "bernoulli":
@@ -179,20 +181,20 @@ def _relaxed_parts(f, grad_f, dr, lam, fd, dtype, pool):
             ke.concrete_bernoulli(dr.zz, float(lam), y)
         yd = y.reshape((m,) + dr.shape).astype(dtype, copy=False)
         fv = np.ascontiguousarray(eval_f(f, yd, np.float64))
-        gv = eval_like(grad_f, yd, np.float64, "grad_f").reshape(m, -1)
+        gv = eval_like(grad_f, yd, np.float64, "grad_f", finite=False).reshape(m, -1)
         if fd:  # [A_f; the difference] in one (2, n, P) array, as relax_bernoulli_combine takes it
             out = pool.array("relax/a_f", (2,) + dr.z.shape)
             ke.relax_bernoulli_part_fd(fv, gv, y, dr.dzt, dr.score, float(lam), _LOG_LAMBDA_STEP, out)
-            return out, out[1], fv[n:2 * n]
+            return out, out[1], fv[n:2 * n], gv
         out = pool.array("relax/a_f", dr.z.shape)
         ke.relax_bernoulli_part(fv[n:], gv[:n], gv[n:], y[:n], y[n:], dr.dzt, dr.score, float(lam), out)
-        return out, None, fv[n:]
+        return out, None, fv[n:], gv
     parts, f_t = [], None
     for lk in lams:
         fv, gv = _relaxed_f(f, grad_f, dr.fam, dr.shape, dr.zz, lk, dtype)
         parts.append(-fv[n:, None] * dr.score + dr.jz(gv[:n]) - dr.jt(gv[n:]))
         f_t = fv[n:] if f_t is None else f_t
-    return parts[0], (parts[1] - parts[2] if fd else None), f_t
+    return parts[0], (parts[1] - parts[2] if fd else None), f_t, None
 
 
 def _dot(a, b):
@@ -229,12 +231,12 @@ def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate
     fb = eval_f(f, dr.points.astype(dt, copy=False), np.float64)
     lam, sc = surrogate.temperature, surrogate.scale
     n_eval = n
-    a_f, f_t = 0.0, 0.0
+    a_f, f_t, g_vals = 0.0, 0.0, None
     if surrogate.relaxed_f:
         # with the temperature tuned, its finite difference in log lambda needs the parts at
         # lambda e^{+-step} too: all three from one call of f and grad_f
         fd = bool(train and surrogate.tune_temperature)
-        a_f, a_d, f_t = _relaxed_parts(f, grad_f, dr, lam, fd, dt, pool)
+        a_f, a_d, f_t, g_vals = _relaxed_parts(f, grad_f, dr, lam, fd, dt, pool)
         n_eval += 2 * n * (3 if fd else 1)
     net = surrogate.mlp is not None
     rt, r, gx = 0.0, None, None
@@ -248,6 +250,8 @@ def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate
         gg, gs = pool.array("relax/g", (2,) + dr.z.shape), pool.array("relax/gs", (n,))
         sums = ke.relax_bernoulli_combine(fb, dr.score, a_f if surrogate.relaxed_f else None, sc, r, gx, dr.dzt,
                                           gg, gs)
+        if g_vals is not None and not np.isfinite(sums).all():
+            check_finite(g_vals, "grad_f")  # else the terms overflowed (the update reports it when training)
         objective = sums[0] / n
         g, gd = gg
         if surrogate.relaxed_f and a_f.ndim == 3:
