@@ -182,13 +182,24 @@ int isa() {
   return 0;
 }
 
-// Rows of C per chunk: about 2^16 multiply-adds (~10 us), at least 4.
-int64_t row_chunk(int64_t N, int64_t K) { return std::max<int64_t>(4, ((int64_t{1} << 16) / std::max<int64_t>(1, N * K) + 3) / 4 * 4); }
+// From this many multiply-adds a product runs on the pool, in at most 4 chunks (pool_gemm's
+// kTileWork and tile count: below it, or in smaller chunks, a second thread's wake-up and the risk
+// of waiting on a descheduled one cost more than they save on a shared machine).
+constexpr int64_t kParallelWork = int64_t{1} << 21;
+
+// Rows of C per chunk: the whole product serially, else 2-4 chunks of at least 2^20 multiply-adds
+// (a multiple of 4 rows). A row's values do not depend on the chunking.
+int64_t row_chunk(int64_t M, int64_t N, int64_t K, bool parallel) {
+  const int64_t work = M * N * K;
+  if (!parallel || work < kParallelWork) return M;
+  const int64_t chunks = std::min<int64_t>(4, work >> 20);
+  return std::max<int64_t>(4, ((M + chunks - 1) / chunks + 3) / 4 * 4);
+}
 
 template <typename T>
 void run_rows(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t ars, int64_t acs, const T* P, T beta,
               T* C, int64_t ldc, bool parallel) {
-  const int64_t rows = row_chunk(N, K), n_ch = (M + rows - 1) / rows;
+  const int64_t rows = row_chunk(M, N, K, parallel), n_ch = (M + rows - 1) / rows;
   const bool two = N > kLanes<T>;
   const int path = isa();
   const auto body = [&](int64_t ch) {
@@ -202,8 +213,8 @@ void run_rows(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t ars,
     two ? rows_base<T, 2>(i0, i1, N, K, alpha, A, ars, acs, P, beta, C, ldc)
         : rows_base<T, 1>(i0, i1, N, K, alpha, A, ars, acs, P, beta, C, ldc);
   };
-  if (parallel) parallel_chunks(n_ch, body);
-  else for (int64_t c = 0; c < n_ch; ++c) body(c);
+  if (n_ch > 1) parallel_chunks(n_ch, body);
+  else body(0);
 }
 
 // K rows per reduce chunk: fixed, so the partial sums and their order do not depend on the threads.
@@ -227,7 +238,7 @@ void run_reduce(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t ld
 #endif
     two ? reduce_base<T, 2>(r0, r1, M, N, A, lda, B, ldb, part) : reduce_base<T, 1>(r0, r1, M, N, A, lda, B, ldb, part);
   };
-  if (parallel && n_ch > 1) parallel_chunks(n_ch, body);
+  if (parallel && n_ch > 1 && M * N * K >= kParallelWork) parallel_chunks(n_ch, body);
   else for (int64_t c = 0; c < n_ch; ++c) body(c);
   for (int64_t j = 0; j < M; ++j) {
     T* c = C + j * ldc;
