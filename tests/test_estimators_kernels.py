@@ -630,3 +630,30 @@ def test_relax_bernoulli_draws_logs_of_ratios_within_two_ulp():
     if "avx512" in outs and "avx2" in outs:
         for a, b in zip(outs["avx512"], outs["avx2"]):
             np.testing.assert_array_equal(a[:, :p - p % 4], b[:, :p - p % 4])
+
+
+@pytest.mark.parametrize("n, p", [(3, 5), (700, 100), (1000, 7)])
+def test_relax_bernoulli_draws_rng_equals_draws_on_random_uniforms(n, p):
+    """The uniforms generated inside the pass are random.uniform's (same seed, streams, offset 0): the
+    outputs equal relax_bernoulli_draws on those arrays bit for bit, on each module, in chunks that
+    cut rows and Philox groups anywhere (n p not a multiple of the 2^15-element chunk or of 32)."""
+    from bayesgrad import random as rnd
+
+    eta = np.linspace(-3, 2, p)
+    seed, su = 12345, 7
+    sv = rnd.fold_in(su, "relax/conditional")
+    for mod in _modules():
+        rmod = twin.random if mod is twin.estimators else _backend._core.random
+        u, v = np.empty((n, p)), np.empty((n, p))
+        rmod.fill_uniform(u, seed, su, 0)
+        rmod.fill_uniform(v, seed, sv, 0)
+        want = [np.empty((n, p)) for _ in range(5)]
+        mod.relax_bernoulli_draws(eta, u, v, *want)
+        got = [np.full((n, p), np.nan) for _ in range(5)]
+        mod.relax_bernoulli_draws_rng(eta, seed, su, sv, *got)
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+        with pytest.raises(ValueError, match="stream"):
+            mod.relax_bernoulli_draws_rng(eta, seed, 2 ** 63, sv, *got)
+        with pytest.raises(ValueError):
+            mod.relax_bernoulli_draws_rng(eta[:-1], seed, su, sv, *got)

@@ -386,6 +386,32 @@ void bind_f64(py::module_& m) {
       "REBAR/RELAX Bernoulli draws: z, the conditional z~, dz~/deta, b and the score b - p from eta (p,) and "
       "uniforms u, v (n, p).");
   m.def(
+      "relax_bernoulli_draws_rng",
+      [](in_array<D> eta, uint64_t seed, uint64_t stream_u, uint64_t stream_v, out_array<D> z, out_array<D> zt,
+         out_array<D> dzt, out_array<D> b, out_array<D> score) {
+        int64_t n, p;
+        if (z.ndim() != 2) throw std::invalid_argument("z must have shape (n, p)");
+        n = z.shape(0);
+        p = z.shape(1);
+        check_vec<D>(eta, p, "eta");
+        check_out_mat(z, n, p, "z");
+        check_out_mat(zt, n, p, "zt");
+        check_out_mat(dzt, n, p, "dzt");
+        check_out_mat(b, n, p, "b");
+        check_out_mat(score, n, p, "score");
+        if (stream_u >= (uint64_t{1} << 63) || stream_v >= (uint64_t{1} << 63))
+          throw std::invalid_argument("stream_u and stream_v must be in [0, 2**63)");
+        const D* pe = eta.data();
+        D *pz = z.mutable_data(), *pzt = zt.mutable_data(), *pd = dzt.mutable_data(), *pb = b.mutable_data();
+        D* ps = score.mutable_data();
+        py::gil_scoped_release rel;
+        relax_bernoulli_draws_rng(pe, seed, stream_u, stream_v, n, p, pz, pzt, pd, pb, ps);
+      },
+      py::arg("eta").noconvert(), py::arg("seed"), py::arg("stream_u"), py::arg("stream_v"), py::arg("z").noconvert(),
+      py::arg("zt").noconvert(), py::arg("dzt").noconvert(), py::arg("b").noconvert(), py::arg("score").noconvert(),
+      "relax_bernoulli_draws with u, v (n, p) the uniforms of random.uniform((n, p), seed, stream_u / stream_v), "
+      "generated inside the pass (the same values).");
+  m.def(
       "relax_bernoulli_part",
       [](in_array<D> fzt, in_array<D> gz, in_array<D> gzt, in_array<D> y, in_array<D> yt, in_array<D> dzt,
          in_array<D> score, double lam, out_array<D> out) {

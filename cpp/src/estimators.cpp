@@ -11,6 +11,7 @@
 #include "bayesgrad/parallel.hpp"
 #include "bayesgrad/philox.hpp"
 #include "bayesgrad/samplers.hpp"
+#include "bayesgrad/random.hpp"
 #include "bayesgrad/simd_math.hpp"
 
 namespace bayesgrad {
@@ -481,8 +482,12 @@ BG_AVX512 void draws_avx512(const BernoulliConsts& c, const double* u, const dou
 #endif
 }  // namespace
 
-void relax_bernoulli_draws(const double* eta, const double* u, const double* v, int64_t n, int64_t p, double* z,
-                           double* zt, double* dzt, double* b, double* score) {
+namespace {
+// The draws of rows [0, n) in chunks of rows on the pool; `uniforms(i0, i1, u, v)` points u and v
+// at the uniforms of rows [i0, i1) (u[0] the one of element i0 p).
+template <typename Uniforms>
+void draws_rows(const double* eta, int64_t n, int64_t p, double* z, double* zt, double* dzt, double* b,
+                double* score, const Uniforms& uniforms) {
   // per-coordinate constants once: p, 1 - p, log p, log(1 - p)
   std::vector<double> pr(static_cast<size_t>(p)), lp(static_cast<size_t>(p)), lq(static_cast<size_t>(p));
   for (int64_t j = 0; j < p; ++j) {
@@ -494,12 +499,41 @@ void relax_bernoulli_draws(const double* eta, const double* u, const double* v, 
   // 2^15 elements a chunk (~0.1 ms), as in relax_bernoulli_part
   const int64_t rows = std::max<int64_t>(1, kEstSampleChunk * kEstColBlock / 8 / std::max<int64_t>(1, p));
   parallel_chunks((n + rows - 1) / rows, [&](int64_t ch) {
-    const int64_t i0 = ch * rows, i1 = std::min(n, i0 + rows);
+    const int64_t i0 = ch * rows, i1 = std::min(n, i0 + rows), o = i0 * p;
+    const double *u = nullptr, *v = nullptr;
+    uniforms(i0, i1, u, v);
 #if BG_HAVE_X86
-    if (simd::use_avx512()) return draws_avx512(c, u, v, p, i0, i1, z, zt, dzt, b, score);
-    if (simd::use_avx2()) return draws_avx2(c, u, v, p, i0, i1, z, zt, dzt, b, score);
+    if (simd::use_avx512()) return draws_avx512(c, u, v, p, 0, i1 - i0, z + o, zt + o, dzt + o, b + o, score + o);
+    if (simd::use_avx2()) return draws_avx2(c, u, v, p, 0, i1 - i0, z + o, zt + o, dzt + o, b + o, score + o);
 #endif
-    draws_scalar(c, u, v, p, i0 * p, i1 * p, z, zt, dzt, b, score);
+    draws_scalar(c, u, v, p, 0, (i1 - i0) * p, z + o, zt + o, dzt + o, b + o, score + o);
+  });
+}
+}  // namespace
+
+void relax_bernoulli_draws(const double* eta, const double* u, const double* v, int64_t n, int64_t p, double* z,
+                           double* zt, double* dzt, double* b, double* score) {
+  draws_rows(eta, n, p, z, zt, dzt, b, score, [&](int64_t i0, int64_t, const double*& uu, const double*& vv) {
+    uu = u + i0 * p;
+    vv = v + i0 * p;
+  });
+}
+
+void relax_bernoulli_draws_rng(const double* eta, uint64_t seed, uint64_t stream_u, uint64_t stream_v, int64_t n,
+                               int64_t p, double* z, double* zt, double* dzt, double* b, double* score) {
+  const uint64_t total = static_cast<uint64_t>(n * p);
+  draws_rows(eta, n, p, z, zt, dzt, b, score, [&](int64_t i0, int64_t i1, const double*& uu, const double*& vv) {
+    // the chunk's elements of random.uniform's two draws (offset 0), as fill_uniform would give them
+    thread_local std::vector<double> bu, bv;
+    const uint64_t lo = static_cast<uint64_t>(i0 * p), hi = static_cast<uint64_t>(i1 * p);
+    if (bu.size() < hi - lo) {
+      bu.resize(hi - lo);
+      bv.resize(hi - lo);
+    }
+    uniform_piece<double>(bu.data(), lo, hi, 0, total, seed, stream_u);
+    uniform_piece<double>(bv.data(), lo, hi, 0, total, seed, stream_v);
+    uu = bu.data();
+    vv = bv.data();
   });
 }
 

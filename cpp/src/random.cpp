@@ -316,6 +316,13 @@ void normal_piece(T* out, uint64_t lo, uint64_t hi, uint64_t g0, uint64_t g1, ui
 template void normal_piece<float>(float*, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t);
 template void normal_piece<double>(double*, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t);
 
+template <typename T>
+void uniform_piece(T* out, uint64_t lo, uint64_t hi, uint64_t g0, uint64_t g1, uint64_t seed, uint64_t stream) {
+  piece<T, kUniform>(out, lo, hi, g0, g1, seed, stream);
+}
+template void uniform_piece<float>(float*, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t);
+template void uniform_piece<double>(double*, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t);
+
 void philox_blocks(const uint32_t* ctr, int64_t n, const uint32_t key[2], uint32_t* out) {
   if (n < 0) throw std::invalid_argument("n must be >= 0");
   const int64_t chunk = 1 << 14;

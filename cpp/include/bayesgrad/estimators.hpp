@@ -84,6 +84,12 @@ void vimco_signal(const double* logw, int64_t n, int64_t k, double* out);
 void relax_bernoulli_draws(const double* eta, const double* u, const double* v, int64_t n, int64_t p, double* z,
                            double* zt, double* dzt, double* b, double* score);
 
+// relax_bernoulli_draws with u and v the uniforms random.uniform draws for (n, p) with `seed` and
+// streams `stream_u` and `stream_v` (offset 0), generated chunk by chunk inside the pass: the
+// same values, without writing and reading them back.
+void relax_bernoulli_draws_rng(const double* eta, uint64_t seed, uint64_t stream_u, uint64_t stream_v, int64_t n,
+                               int64_t p, double* z, double* zt, double* dzt, double* b, double* score);
+
 // The relaxed-f part of REBAR per unit scale for Bernoulli coordinates, given
 // the relaxations y = sigmoid(z / lam), y~ = sigmoid(z~ / lam) (n, p) and f and its
 // gradient there: a_ij = -f(y~)_i score_ij + gz_ij dy_ij/dz_ij - gt_ij dy~_ij/dz~_ij dzt_ij,

@@ -22,6 +22,10 @@ void fill_normal(T* out, int64_t n, uint64_t seed, uint64_t stream, uint64_t off
 template <typename T>
 void normal_piece(T* out, uint64_t lo, uint64_t hi, uint64_t g0, uint64_t g1, uint64_t seed, uint64_t stream);
 
+// The same for fill_uniform's draw.
+template <typename T>
+void uniform_piece(T* out, uint64_t lo, uint64_t hi, uint64_t g0, uint64_t g1, uint64_t seed, uint64_t stream);
+
 // Which instruction set the kernels dispatch to now ("avx512", "avx2+fma" or
 // "scalar"; kernels without an AVX-512 version take AVX2 under "avx512").
 const char* random_simd();

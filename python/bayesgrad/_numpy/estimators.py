@@ -12,7 +12,7 @@ import itertools
 import numpy as np
 
 __all__ = ["column_mean_var", "score_accumulate", "pathwise_accumulate", "control_variate_accumulate",
-           "control_coefficient", "quadratic_values", "vimco_signal", "relax_bernoulli_draws",
+           "control_coefficient", "quadratic_values", "vimco_signal", "relax_bernoulli_draws", "relax_bernoulli_draws_rng",
            "relax_bernoulli_part", "concrete_bernoulli", "concrete_bernoulli_fd", "relax_bernoulli_part_fd",
            "relax_bernoulli_combine", "relax_vjp_points",
            "gumbel_beam_search", "pathwise_normal_accumulate",
@@ -261,6 +261,20 @@ def relax_bernoulli_draws(eta, u, v, z, zt, dzt, b, score):
     zt[...] = eta + lw - l1w
     pq = pr * q
     dzt[...] = np.where(one, pr - pq * (1.0 - v) / np.exp(lw), q - pq * v / np.exp(l1w))
+
+
+def relax_bernoulli_draws_rng(eta, seed, stream_u, stream_v, z, zt, dzt, b, score):
+    """relax_bernoulli_draws with u, v (n, p) the uniforms of random.uniform((n, p), seed, stream_u / stream_v),
+    generated inside the pass (the same values)."""
+    from . import random as _rnd
+
+    z = _matrix(_f64(z, "z"), "z")
+    if not (0 <= stream_u < 2 ** 63 and 0 <= stream_v < 2 ** 63):
+        raise ValueError("stream_u and stream_v must be in [0, 2**63)")
+    u, v = np.empty(z.shape), np.empty(z.shape)
+    _rnd.fill_uniform(u, seed, stream_u, 0)
+    _rnd.fill_uniform(v, seed, stream_v, 0)
+    relax_bernoulli_draws(eta, u, v, z, zt, dzt, b, score)
 
 
 def relax_bernoulli_part(fzt, gz, gzt, y, yt, dzt, score, lam, out):

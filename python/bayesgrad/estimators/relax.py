@@ -61,20 +61,20 @@ class _Draws:
             self.shape = tuple(dist.batch_shape)
             eta = np.broadcast_to(eta, self.shape).reshape(-1)
             eta = np.ascontiguousarray(eta, dtype=np.float64)
-            shp = (n,) + self.shape
-            u = _random.uniform(shp, seed=seed, stream=stream, out=pool.array("relax/u", shp)).reshape(n, -1)
-            v = _random.uniform(shp, seed=seed, stream=_random.fold_in(stream, "relax/conditional"),
-                                out=pool.array("relax/v", shp)).reshape(n, -1)
-            # z = eta + logit(1 - u), b = 1[u < p] = 1[z > 0]; given b, w~ = 1 - p + p v (b = 1) or
-            # (1 - p) v (b = 0), z~ = eta + logit(w~), and d z~ / d eta with b and v fixed: one
-            # native pass (estimators.relax_bernoulli_draws; stable log forms there). All five are
-            # scratch buffers (f gets b itself: the pool reuses a buffer only once nothing refers to it).
-            # z and z~ as the two halves of one (2n, P) buffer: the relaxation and the surrogate
-            # network see both in one call
-            self.zz = pool.array("relax/zz", (2 * n, u.shape[1]))
+            P = eta.size
+            # u = random.uniform((n, *batch), seed, stream) and v the same on the stream folded with
+            # "relax/conditional", generated inside the draws' pass (relax_bernoulli_draws_rng: the
+            # same values); z = eta + logit(1 - u), b = 1[u < p] = 1[z > 0]; given b, w~ = 1 - p + p v
+            # (b = 1) or (1 - p) v (b = 0), z~ = eta + logit(w~), and d z~ / d eta with b and v fixed
+            # (stable log forms there). All five are scratch buffers (f gets b itself: the pool
+            # reuses a buffer only once nothing refers to it). z and z~ as the two halves of one
+            # (2n, P) buffer: the relaxation and the surrogate network see both in one call
+            self.zz = pool.array("relax/zz", (2 * n, P))
             self.z, self.zt = self.zz[:n], self.zz[n:]
-            self.dzt, b, self.score = (pool.array("relax/" + w, u.shape) for w in ("dzt", "b", "score"))
-            _backend.kernels().estimators.relax_bernoulli_draws(eta, u, v, self.z, self.zt, self.dzt, b, self.score)
+            self.dzt, b, self.score = (pool.array("relax/" + w, (n, P)) for w in ("dzt", "b", "score"))
+            _backend.kernels().estimators.relax_bernoulli_draws_rng(
+                eta, seed, stream, _random.fold_in(stream, "relax/conditional"), self.z, self.zt, self.dzt, b,
+                self.score)
             self.points = b.reshape((n,) + self.shape)
         else:
             self.shape = tuple(np.broadcast_shapes(eta.shape, tuple(dist.batch_shape) + eta.shape[-1:]))
