@@ -40,7 +40,8 @@ class SerialBlas {
 // as up to 4 fixed tiles of the larger output dimension on this pool, whose
 // dynamic chunks let the caller take the tiles a late thread has not started;
 // the tiles depend on the shapes only, so every thread count gives the same
-// values. Used by the MLP engine and the curvature kernels.
+// values. Products with a narrow dimension go to narrow_gemm.hpp's kernels
+// instead. Used by the MLP engine and the curvature kernels.
 void pool_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 void pool_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
