@@ -170,6 +170,17 @@ void check_out_mat(out_array<D>& a, int64_t n, int64_t p, const char* name) {
                                 std::to_string(p) + ")");
 }
 
+// The five (n, p) outputs of the REBAR/RELAX Bernoulli draws.
+template <typename T>
+void check_draw_outputs(int64_t n, int64_t p, out_array<T>& z, out_array<T>& zt, out_array<T>& dzt, out_array<T>& b,
+                        out_array<T>& score) {
+  check_out_mat(z, n, p, "z");
+  check_out_mat(zt, n, p, "zt");
+  check_out_mat(dzt, n, p, "dzt");
+  check_out_mat(b, n, p, "b");
+  check_out_mat(score, n, p, "score");
+}
+
 // The float64-only kernels of the issue-16 estimators (their callers work in float64).
 void bind_f64(py::module_& m) {
   m.def(
@@ -370,11 +381,7 @@ void bind_f64(py::module_& m) {
         matrix_shape(u, "u", n, p);
         check_vec<D>(eta, p, "eta");
         check_mat(v, n, p, "v");
-        check_out_mat(z, n, p, "z");
-        check_out_mat(zt, n, p, "zt");
-        check_out_mat(dzt, n, p, "dzt");
-        check_out_mat(b, n, p, "b");
-        check_out_mat(score, n, p, "score");
+        check_draw_outputs(n, p, z, zt, dzt, b, score);
         const D *pe = eta.data(), *pu = u.data(), *pv = v.data();
         D *pz = z.mutable_data(), *pzt = zt.mutable_data(), *pd = dzt.mutable_data(), *pb = b.mutable_data();
         D* ps = score.mutable_data();
@@ -394,11 +401,7 @@ void bind_f64(py::module_& m) {
         n = z.shape(0);
         p = z.shape(1);
         check_vec<D>(eta, p, "eta");
-        check_out_mat(z, n, p, "z");
-        check_out_mat(zt, n, p, "zt");
-        check_out_mat(dzt, n, p, "dzt");
-        check_out_mat(b, n, p, "b");
-        check_out_mat(score, n, p, "score");
+        check_draw_outputs(n, p, z, zt, dzt, b, score);
         if (stream_u >= (uint64_t{1} << 63) || stream_v >= (uint64_t{1} << 63))
           throw std::invalid_argument("stream_u and stream_v must be in [0, 2**63)");
         const D* pe = eta.data();

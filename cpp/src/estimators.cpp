@@ -537,6 +537,15 @@ void relax_bernoulli_draws_rng(const double* eta, uint64_t seed, uint64_t stream
   });
 }
 
+namespace {
+// One element of REBAR's relaxed-f part per unit scale at temperature 1 / inv:
+// -f(y~) score + (df/dy y (1 - y) - df/dy~ y~ (1 - y~) dz~/deta) inv (dy/dz = y (1 - y) / lam).
+inline double part_term(double fzt, double score, double gz, double y, double gzt, double yt, double dzt,
+                        double inv) {
+  return -fzt * score + (gz * y * (1.0 - y) - gzt * yt * (1.0 - yt) * dzt) * inv;
+}
+}  // namespace
+
 void relax_bernoulli_part(const double* fzt, const double* gz, const double* gzt, const double* y,
                           const double* yt, const double* dzt, const double* score, double lam, int64_t count,
                           int64_t p, double* out) {
@@ -548,7 +557,7 @@ void relax_bernoulli_part(const double* fzt, const double* gz, const double* gzt
     for (int64_t i = i0; i < i1; ++i) {
       const double fi = fzt[i];
       for (int64_t e = i * p; e < (i + 1) * p; ++e)
-        out[e] = -fi * score[e] + gz[e] * y[e] * (1.0 - y[e]) * inv - gzt[e] * yt[e] * (1.0 - yt[e]) * inv * dzt[e];
+        out[e] = part_term(fi, score[e], gz[e], y[e], gzt[e], yt[e], dzt[e], inv);
     }
   });
 }
@@ -568,11 +577,9 @@ void relax_bernoulli_part_fd(const double* fv, const double* gv, const double* y
       for (int64_t j = 0; j < p; ++j) {
         const double sc = score[r + j], dz = dzt[r + j];
         double a[3];
-        for (int k = 0; k < 3; ++k) {
-          const double yz = y[k * blk + r + j], yt = y[k * blk + rt + j];
-          a[k] = -(k == 0 ? f0 : k == 1 ? fp : fm) * sc +
-                 (gv[k * blk + r + j] * yz * (1.0 - yz) - gv[k * blk + rt + j] * yt * (1.0 - yt) * dz) * iv[k];
-        }
+        for (int k = 0; k < 3; ++k)
+          a[k] = part_term(k == 0 ? f0 : k == 1 ? fp : fm, sc, gv[k * blk + r + j], y[k * blk + r + j],
+                           gv[k * blk + rt + j], y[k * blk + rt + j], dz, iv[k]);
         o0[r + j] = a[0];
         o1[r + j] = a[1] - a[2];
       }

@@ -289,7 +289,7 @@ def relax_bernoulli_part(fzt, gz, gzt, y, yt, dzt, score, lam, out):
     if not lam > 0:
         raise ValueError("lam must be positive")
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite inputs propagate silently, as natively
-        out[...] = -fzt[:, None] * score + gz * y * (1.0 - y) / lam - gzt * yt * (1.0 - yt) / lam * dzt
+        out[...] = -fzt[:, None] * score + (gz * y * (1.0 - y) - gzt * yt * (1.0 - yt) * dzt) / lam
 
 
 def relax_bernoulli_part_fd(fv, gv, y, dzt, score, lam, step, out):
@@ -307,12 +307,11 @@ def relax_bernoulli_part_fd(fv, gv, y, dzt, score, lam, step, out):
         raise ValueError("lam must be positive and finite")
     if not 0 < step < 1:
         raise ValueError("step must be in (0, 1)")
-    parts = []
+    parts = [out[0], np.empty((n, p)), np.empty((n, p))]
+    for k, lk in enumerate((lam, lam * np.exp(step), lam * np.exp(-step))):
+        z, t = slice(2 * k * n, (2 * k + 1) * n), slice((2 * k + 1) * n, (2 * k + 2) * n)
+        relax_bernoulli_part(fv[t], gv[z], gv[t], y[z], y[t], dzt, score, lk, parts[k])
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite inputs propagate silently, as natively
-        for k, lk in enumerate((lam, lam * np.exp(step), lam * np.exp(-step))):
-            z, t = slice(2 * k * n, (2 * k + 1) * n), slice((2 * k + 1) * n, (2 * k + 2) * n)
-            parts.append(-fv[t, None] * score + (gv[z] * y[z] * (1.0 - y[z]) - gv[t] * y[t] * (1.0 - y[t]) * dzt) / lk)
-        out[0] = parts[0]
         np.subtract(parts[1], parts[2], out=out[1])
 
 

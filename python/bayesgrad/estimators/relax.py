@@ -180,7 +180,7 @@ def _relaxed_parts(f, grad_f, dr, lam, fd, dtype, pool):
         else:
             ke.concrete_bernoulli(dr.zz, float(lam), y)
         yd = y.reshape((m,) + dr.shape).astype(dtype, copy=False)
-        fv = np.ascontiguousarray(eval_f(f, yd, np.float64))
+        fv = eval_f(f, yd, np.float64)  # contiguous
         gv = eval_like(grad_f, yd, np.float64, "grad_f", finite=False).reshape(m, -1)
         if fd:  # [A_f; the difference] in one (2, n, P) array, as relax_bernoulli_combine takes it
             out = pool.array("relax/a_f", (2,) + dr.z.shape)
