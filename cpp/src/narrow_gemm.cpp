@@ -14,11 +14,10 @@
 //            weight gradient G^T X): column blocks of 1-2 vectors, all M rows of
 //            the block in registers, one pass over the K rows.
 // Measured against scipy-openblas32 on one core of the Zen 4 VM (the README's
-// [C]), float64 / float32: a 5000 x 100 -> 10 forward 1.3x / 1.4x, its weight
-// gradient 1.6x / 1.8x; N from 6 to 16 columns 1.5-2.5x (float64) and 1.1-1.7x
-// (float32); float32 with fewer than 6 columns 0.75-0.95x, so those stay with
-// OpenBLAS, as does a short inner dimension (K <= 16 by a wide N: a kernel
-// for it here ran at 0.4-0.6x of OpenBLAS).
+// [C], bench/narrow_gemm.py): see docs/design.md. float32 products with at
+// most 8 columns stay with OpenBLAS (about as fast there), as does a short
+// inner dimension (K <= 16 by a wide N: a kernel for it here ran at 0.4-0.6x
+// of OpenBLAS).
 // The vectors are GCC vector extensions of 64 bytes, so one source compiles to
 // AVX-512 (one register), AVX2+FMA (two) and scalar code; the three
 // instantiations are chosen at run time like every other kernel. Work is split
@@ -273,8 +272,9 @@ bool narrow_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, con
     run_reduce(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, parallel);
     return true;
   }
-  // few output columns (float32 from 6: below, OpenBLAS's own narrow path was faster): P in registers
-  if (N <= 2 * L && (sizeof(T) == 8 || N >= 6) && M >= 16 && K * N <= (int64_t{1} << 16)) {
+  // few output columns (float32 from 9, more than half a vector: with fewer OpenBLAS's own narrow path is
+  // as fast or faster, bench/results/narrow_gemm_zen4.json): P in registers
+  if (N <= 2 * L && (sizeof(T) == 8 || 2 * N > L) && M >= 16 && K * N <= (int64_t{1} << 16)) {
     const int64_t np = N > L ? 2 * L : L;
     const std::vector<T> P = pack(tb, K, N, B, ldb, np);
     run_rows(M, N, K, alpha, A, ars, acs, P.data(), beta, C, ldc, parallel);
