@@ -250,6 +250,11 @@ def test_errors():
         RelaxSurrogate(temperature=0.0)
     with pytest.raises(ValueError, match="hidden"):
         RelaxSurrogate(hidden=None, relaxed_f=False)
+    # the network's own calls check the points' shape (they skip MLP.vjp's checks)
+    with pytest.raises(ValueError, match=r"z must have shape \(m, 1\)"):
+        s.network(np.zeros((4, 2)))
+    with pytest.raises(ValueError, match=r"z must have shape \(m, 1\)"):
+        s.network_vjp(np.zeros(4), np.ones(4))
 
 
 @pytest.mark.parametrize("kind", ["rebar", "relax"])
