@@ -12,7 +12,8 @@ import itertools
 import numpy as np
 
 __all__ = ["column_mean_var", "score_accumulate", "pathwise_accumulate", "control_variate_accumulate",
-           "control_coefficient", "quadratic_values", "vimco_signal", "relax_bernoulli_draws", "relax_bernoulli_draws_rng",
+           "control_coefficient", "quadratic_values", "vimco_signal", "relax_bernoulli_draws",
+           "relax_bernoulli_draws_rng",
            "relax_bernoulli_part", "concrete_bernoulli", "concrete_bernoulli_fd", "relax_bernoulli_part_fd",
            "relax_bernoulli_combine", "relax_vjp_points",
            "gumbel_beam_search", "pathwise_normal_accumulate",
