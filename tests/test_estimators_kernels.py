@@ -147,13 +147,18 @@ def test_relax_bernoulli_combine(n, p, relaxed_f, network):
     for mod in _modules():
         # a_f alone, or stacked with a second array a_d whose sum of products with g is returned too
         for two in (False, True) if relaxed_f else (False,):
-            out, gs = np.full((2, n, p), np.nan), np.full(n, np.nan)
+            # with the network: out = [g; g dzt] and gs; without: out = g alone
+            out = np.full((2, n, p) if network else (n, p), np.nan)
+            gs = np.full(n, np.nan) if network else None
             a = (np.stack([a_f, a_d]) if two else a_f) if relaxed_f else None
             ss = mod.relax_bernoulli_combine(fb, score, a, sc, rr if network else None, gx if network else None,
                                              dzt, out, gs)
-            np.testing.assert_allclose(out[0], g_ref, rtol=1e-13, atol=1e-13)
-            np.testing.assert_allclose(out[1], g_ref * dzt, rtol=1e-13, atol=1e-13)
-            np.testing.assert_allclose(gs, (g_ref * score).sum(1), rtol=1e-12, atol=1e-12)
+            if network:
+                np.testing.assert_allclose(out[0], g_ref, rtol=1e-13, atol=1e-13)
+                np.testing.assert_allclose(out[1], g_ref * dzt, rtol=1e-13, atol=1e-13)
+                np.testing.assert_allclose(gs, (g_ref * score).sum(1), rtol=1e-12, atol=1e-12)
+            else:
+                np.testing.assert_allclose(out, g_ref, rtol=1e-13, atol=1e-13)
             want = ((g_ref ** 2).sum(), (g_ref * a_f).sum() if relaxed_f else 0.0, (g_ref * a_d).sum() if two else 0.0)
             np.testing.assert_allclose(ss, want, rtol=1e-12, atol=1e-12 * np.sqrt(n * p))
         res.append((out, gs, ss))
@@ -165,11 +170,53 @@ def test_relax_bernoulli_combine(n, p, relaxed_f, network):
         with pytest.raises(ValueError, match="together"):
             mod.relax_bernoulli_combine(fb, score, None, sc, rr, None, dzt, out, gs)
         with pytest.raises(ValueError, match="out"):
-            mod.relax_bernoulli_combine(fb, score, None, sc, None, None, dzt, np.empty((n, p)), gs)
+            mod.relax_bernoulli_combine(fb, score, None, sc, rr, gx, dzt, np.empty((n, p)), gs)
+        with pytest.raises(ValueError, match="out"):
+            mod.relax_bernoulli_combine(fb, score, a_f, sc, None, None, dzt, out, None)
+        with pytest.raises(ValueError, match="gs"):
+            mod.relax_bernoulli_combine(fb, score, None, sc, rr, gx, dzt, out, None)
+        with pytest.raises(ValueError, match="gs"):
+            mod.relax_bernoulli_combine(fb, score, a_f, sc, None, None, dzt, np.empty((n, p)), gs)
         with pytest.raises(ValueError, match="gx"):
             mod.relax_bernoulli_combine(fb, score, None, sc, rr, gx[:n], dzt, out, gs)
         with pytest.raises(ValueError, match="a_f"):
-            mod.relax_bernoulli_combine(fb, score, np.zeros((3, n, p)), sc, None, None, dzt, out, gs)
+            mod.relax_bernoulli_combine(fb, score, np.zeros((3, n, p)), sc, None, None, dzt, out[0], None)
+
+
+def test_relax_bernoulli_part_fd_and_combine_simd_paths_match_scalar():
+    """relax_bernoulli_part_fd and relax_bernoulli_combine (every variant of terms present) on the AVX-512
+    and AVX2 paths against the scalar one, on rows whose length leaves a tail of the vectors and of
+    the combine's eight lane sums (p = 13), and the twin."""
+    from helpers import on_simd_path
+
+    paths = _simd_paths()
+    if not paths:
+        pytest.skip("no SIMD path on this CPU / no native core")
+    core = _backend._core.estimators
+    r = np.random.default_rng(33)
+    n, p, lam = 301, 13, 0.45
+    fv, gv, y = r.standard_normal(6 * n), r.standard_normal((6 * n, p)), r.uniform(size=(6 * n, p))
+    dzt, score, fb = r.uniform(0.1, 1, (n, p)), r.choice([-0.3, 0.7], size=(n, p)), r.standard_normal(n)
+    rr, gx = r.standard_normal(2 * n), r.standard_normal((2 * n, p))
+
+    def run(mod):
+        res = []
+        a = np.empty((2, n, p))
+        mod.relax_bernoulli_part_fd(fv, gv, y, dzt, score, lam, 1e-4, a)
+        res.append(a)
+        for a_f in (None, a[0], a):
+            for net in (False, True):
+                out, gs = np.empty((2, n, p) if net else (n, p)), np.empty(n) if net else None
+                ss = mod.relax_bernoulli_combine(fb, score, a_f, 0.8, rr if net else None, gx if net else None, dzt,
+                                                 out, gs)
+                res += [out, np.asarray(ss)] + ([gs] if net else [])
+        return res
+
+    ref = run(twin.estimators)
+    for path in ["scalar"] + paths:
+        got = on_simd_path(path, lambda: run(core))
+        for k, (a, b) in enumerate(zip(got, ref)):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=f"{path} {k}")
 
 
 @pytest.mark.parametrize("n, p", [(6, 4), (20000, 5)])
@@ -633,27 +680,59 @@ def test_relax_bernoulli_draws_logs_of_ratios_within_two_ulp():
 
 
 @pytest.mark.parametrize("n, p", [(3, 5), (700, 100), (1000, 7)])
-def test_relax_bernoulli_draws_rng_equals_draws_on_random_uniforms(n, p):
+def test_relax_bernoulli_sample_equals_draws_on_random_uniforms_and_their_relaxation(n, p):
     """The uniforms generated inside the pass are random.uniform's (same seed, streams, offset 0): the
-    outputs equal relax_bernoulli_draws on those arrays bit for bit, on each module, in chunks that
-    cut rows and Philox groups anywhere (n p not a multiple of the 2^15-element chunk or of 32)."""
+    draws equal relax_bernoulli_draws on those arrays bit for bit, on each module and SIMD path, in
+    chunks that cut rows and Philox groups anywhere (n p not a multiple of the chunk or of 32); and y
+    is concrete_bernoulli / concrete_bernoulli_fd of [z; z~] (bit for bit, except on the AVX2 path,
+    whose scalar tails fall elsewhere in the fused pass's chunks: within 2 ulp there)."""
     from bayesgrad import random as rnd
+    from helpers import on_simd_path
 
     eta = np.linspace(-3, 2, p)
-    seed, su = 12345, 7
+    seed, su, lam, step = 12345, 7, 0.37, 1e-4
     sv = rnd.fold_in(su, "relax/conditional")
-    for mod in _modules():
+    runs = [(twin.estimators, None)]
+    if _backend.native_available():
+        runs += [(_backend._core.estimators, path) for path in ["scalar"] + _simd_paths()]
+    for mod, path in runs:
         rmod = twin.random if mod is twin.estimators else _backend._core.random
         u, v = np.empty((n, p)), np.empty((n, p))
         rmod.fill_uniform(u, seed, su, 0)
         rmod.fill_uniform(v, seed, sv, 0)
-        want = [np.empty((n, p)) for _ in range(5)]
-        mod.relax_bernoulli_draws(eta, u, v, *want)
-        got = [np.full((n, p), np.nan) for _ in range(5)]
-        mod.relax_bernoulli_draws_rng(eta, seed, su, sv, *got)
-        for a, b in zip(got, want):
-            np.testing.assert_array_equal(a, b)
+
+        def run():
+            want = np.empty((5, n, p))
+            mod.relax_bernoulli_draws(eta, u, v, *want)
+            zz = want[:2].reshape(2 * n, p)
+            y1, y3 = np.empty((2 * n, p)), np.empty((3, 2 * n, p))
+            mod.concrete_bernoulli(zz, lam, y1)
+            mod.concrete_bernoulli_fd(zz, lam, step, y3)
+            got = {k: (np.full((5, n, p), np.nan), y) for k, y in
+                   (("none", None), ("one", np.full((2 * n, p), np.nan)), ("fd", np.full((3, 2 * n, p), np.nan)))}
+            for d, y in got.values():
+                mod.relax_bernoulli_sample(eta, seed, su, sv, lam, step, d, y)
+            return want, y1, y3, got
+
+        want, y1, y3, got = run() if path is None else on_simd_path(path, run)
+        for d, _ in got.values():
+            np.testing.assert_array_equal(d, want, err_msg=str(path))
+        for y, ref in ((got["one"][1], y1), (got["fd"][1], y3)):
+            if path == "avx2":
+                np.testing.assert_allclose(y, ref, rtol=4.5e-16, atol=0, err_msg=path)
+            else:
+                np.testing.assert_array_equal(y, ref, err_msg=str(path))
+        d = got["none"][0]
         with pytest.raises(ValueError, match="stream"):
-            mod.relax_bernoulli_draws_rng(eta, seed, 2 ** 63, sv, *got)
-        with pytest.raises(ValueError):
-            mod.relax_bernoulli_draws_rng(eta[:-1], seed, su, sv, *got)
+            mod.relax_bernoulli_sample(eta, seed, 2 ** 63, sv, lam, step, d, None)
+        with pytest.raises(ValueError, match="eta"):
+            mod.relax_bernoulli_sample(eta[:-1], seed, su, sv, lam, step, d, None)
+        with pytest.raises(ValueError, match="draws"):
+            mod.relax_bernoulli_sample(eta, seed, su, sv, lam, step, d[:4], None)
+        with pytest.raises(ValueError, match="y must"):
+            mod.relax_bernoulli_sample(eta, seed, su, sv, lam, step, d, np.empty((n, p)))
+        with pytest.raises(ValueError, match="lam"):
+            mod.relax_bernoulli_sample(eta, seed, su, sv, 0.0, step, d, got["one"][1])
+        with pytest.raises(ValueError, match="step"):
+            mod.relax_bernoulli_sample(eta, seed, su, sv, lam, 0.0, d, got["fd"][1])
+        mod.relax_bernoulli_sample(eta, seed, su, sv, lam, 0.0, d, got["one"][1])  # step unread at one temperature

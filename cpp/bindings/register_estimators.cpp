@@ -393,27 +393,40 @@ void bind_f64(py::module_& m) {
       "REBAR/RELAX Bernoulli draws: z, the conditional z~, dz~/deta, b and the score b - p from eta (p,) and "
       "uniforms u, v (n, p).");
   m.def(
-      "relax_bernoulli_draws_rng",
-      [](in_array<D> eta, uint64_t seed, uint64_t stream_u, uint64_t stream_v, out_array<D> z, out_array<D> zt,
-         out_array<D> dzt, out_array<D> b, out_array<D> score) {
-        int64_t n, p;
-        if (z.ndim() != 2) throw std::invalid_argument("z must have shape (n, p)");
-        n = z.shape(0);
-        p = z.shape(1);
+      "relax_bernoulli_sample",
+      [](in_array<D> eta, uint64_t seed, uint64_t stream_u, uint64_t stream_v, double lam, double step,
+         out_array<D> draws, std::optional<out_array<D>> y) {
+        require_writeable(draws, "draws");
+        if (draws.ndim() != 3 || draws.shape(0) != 5) throw std::invalid_argument("draws must have shape (5, n, p)");
+        const int64_t n = draws.shape(1), p = draws.shape(2);
         check_vec<D>(eta, p, "eta");
-        check_draw_outputs(n, p, z, zt, dzt, b, score);
         if (stream_u >= (uint64_t{1} << 63) || stream_v >= (uint64_t{1} << 63))
           throw std::invalid_argument("stream_u and stream_v must be in [0, 2**63)");
+        int temps = 0;
+        if (y) {
+          require_writeable(*y, "y");
+          const auto& s = *y;
+          if (s.ndim() == 2 && s.shape(0) == 2 * n && s.shape(1) == p)
+            temps = 1;
+          else if (s.ndim() == 3 && s.shape(0) == 3 && s.shape(1) == 2 * n && s.shape(2) == p)
+            temps = 3;
+          else
+            throw std::invalid_argument("y must have shape (2n, p) or (3, 2n, p)");
+          if (!(lam > 0) || !std::isfinite(lam)) throw std::invalid_argument("lam must be positive and finite");
+          if (temps == 3 && !(step > 0 && step < 1)) throw std::invalid_argument("step must be in (0, 1)");
+        }
         const D* pe = eta.data();
-        D *pz = z.mutable_data(), *pzt = zt.mutable_data(), *pd = dzt.mutable_data(), *pb = b.mutable_data();
-        D* ps = score.mutable_data();
+        D* pd = draws.mutable_data();
+        D* py_ = y ? y->mutable_data() : nullptr;
         py::gil_scoped_release rel;
-        relax_bernoulli_draws_rng(pe, seed, stream_u, stream_v, n, p, pz, pzt, pd, pb, ps);
+        relax_bernoulli_sample(pe, seed, stream_u, stream_v, n, p, pd, lam, temps, step, py_);
       },
-      py::arg("eta").noconvert(), py::arg("seed"), py::arg("stream_u"), py::arg("stream_v"), py::arg("z").noconvert(),
-      py::arg("zt").noconvert(), py::arg("dzt").noconvert(), py::arg("b").noconvert(), py::arg("score").noconvert(),
-      "relax_bernoulli_draws with u, v (n, p) the uniforms of random.uniform((n, p), seed, stream_u / stream_v), "
-      "generated inside the pass (the same values).");
+      py::arg("eta").noconvert(), py::arg("seed"), py::arg("stream_u"), py::arg("stream_v"), py::arg("lam"),
+      py::arg("step"), py::arg("draws").noconvert(), py::arg("y").noconvert().none(true),
+      "relax_bernoulli_draws into draws (5, n, p) = [z, z~, dz~/deta, b, score] with u, v (n, p) the uniforms of "
+      "random.uniform((n, p), seed, stream_u / stream_v), generated inside the pass (the same values), and the "
+      "relaxation of [z; z~] (2n, p) in the same pass: y (2n, p) concrete_bernoulli at lam, y (3, 2n, p) "
+      "concrete_bernoulli_fd at lam, step, or None (step is read only for the latter; float64).");
   m.def(
       "relax_bernoulli_part",
       [](in_array<D> fzt, in_array<D> gz, in_array<D> gzt, in_array<D> y, in_array<D> yt, in_array<D> dzt,
@@ -501,7 +514,7 @@ void bind_f64(py::module_& m) {
   m.def(
       "relax_bernoulli_combine",
       [](in_array<D> fb, in_array<D> score, std::optional<in_array<D>> a_f, double sc, std::optional<in_array<D>> r,
-         std::optional<in_array<D>> gx, in_array<D> dzt, out_array<D> out, out_array<D> gs) {
+         std::optional<in_array<D>> gx, in_array<D> dzt, out_array<D> out, std::optional<out_array<D>> gs) {
         int64_t n, p;
         matrix_shape(score, "score", n, p);
         check_vec<D>(fb, n, "fb");
@@ -520,31 +533,43 @@ void bind_f64(py::module_& m) {
           check_mat(*gx, 2 * n, p, "gx");
         }
         check_mat(dzt, n, p, "dzt");
+        // with the network: out (2, n, p) = [g; g dzt] and gs; without: out (n, p) = g, gs None
         require_writeable(out, "out");
-        if (out.ndim() != 3 || out.shape(0) != 2 || out.shape(1) != n || out.shape(2) != p)
-          throw std::invalid_argument("out must have shape (2, " + std::to_string(n) + ", " + std::to_string(p) + ")");
-        require_writeable(gs, "gs");
-        check_vec<D>(gs, n, "gs");
+        const std::string np_ = std::to_string(n) + ", " + std::to_string(p);
+        if (r) {
+          if (out.ndim() != 3 || out.shape(0) != 2 || out.shape(1) != n || out.shape(2) != p)
+            throw std::invalid_argument("out must have shape (2, " + np_ + ") with the network's terms");
+          if (!gs) throw std::invalid_argument("gs must be given with the network's terms");
+          require_writeable(*gs, "gs");
+          check_vec<D>(*gs, n, "gs");
+        } else {
+          if (out.ndim() != 2 || out.shape(0) != n || out.shape(1) != p)
+            throw std::invalid_argument("out must have shape (" + np_ + ") without the network's terms");
+          if (gs) throw std::invalid_argument("gs must be None without the network's terms");
+        }
         const D *pf = fb.data(), *ps = score.data(), *pd = dzt.data();
         const D* pa = a_f ? a_f->data() : nullptr;
         const D* pad = two ? pa + n * p : nullptr;
         const D* pr = r ? r->data() : nullptr;
         const D* px = gx ? gx->data() : nullptr;
-        D *po = out.mutable_data(), *pgs = gs.mutable_data();
+        D* po = out.mutable_data();
+        D* pgd = r ? po + n * p : nullptr;
+        D* pgs = gs ? gs->mutable_data() : nullptr;
         double sums[3];
         {
           py::gil_scoped_release rel;
-          relax_bernoulli_combine(pf, ps, pa, pad, sc, pr, px, pd, n, p, po, pgs, sums);
+          relax_bernoulli_combine(pf, ps, pa, pad, sc, pr, px, pd, n, p, po, pgd, pgs, sums);
         }
         return py::make_tuple(sums[0], sums[1], sums[2]);
       },
       py::arg("fb").noconvert(), py::arg("score").noconvert(), py::arg("a_f").noconvert(), py::arg("sc"),
       py::arg("r").noconvert(), py::arg("gx").noconvert(), py::arg("dzt").noconvert(), py::arg("out").noconvert(),
-      py::arg("gs").noconvert(),
-      "REBAR/RELAX per-draw terms for Bernoulli coordinates (n, p): out[0] = g = (fb - r[n:]) score + sc a_f + "
-      "gx[:n] - gx[n:] dzt (a_f, or the network's r (2n,) and gx (2n, p) at [z; z~], may be None; a_f (2, n, p): "
-      "a_f[0] the part, a_f[1] a second array dotted with g), out[1] = g dzt, gs = rowwise sum of g score "
-      "(float64); returns (sum g^2, sum g a_f[0], sum g a_f[1]), 0.0 for what is absent.");
+      py::arg("gs").noconvert().none(true),
+      "REBAR/RELAX per-draw terms for Bernoulli coordinates (n, p): g = (fb - r[n:]) score + sc a_f + gx[:n] - "
+      "gx[n:] dzt (a_f, or the network's r (2n,) and gx (2n, p) at [z; z~], may be None; a_f (2, n, p): a_f[0] the "
+      "part, a_f[1] a second array dotted with g); with the network's terms out (2, n, p) = [g; g dzt] and gs (n,) = "
+      "rowwise sum of g score, without them out (n, p) = g and gs None (float64); returns (sum g^2, sum g a_f[0], "
+      "sum g a_f[1]), 0.0 for what is absent.");
   m.def(
       "relax_vjp_points",
       [](in_array<D> zt, in_array<D> z, in_array<D> d1, in_array<D> d2, in_array<D> w0, double c, double h,

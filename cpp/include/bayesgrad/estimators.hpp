@@ -84,11 +84,15 @@ void vimco_signal(const double* logw, int64_t n, int64_t k, double* out);
 void relax_bernoulli_draws(const double* eta, const double* u, const double* v, int64_t n, int64_t p, double* z,
                            double* zt, double* dzt, double* b, double* score);
 
-// relax_bernoulli_draws with u and v the uniforms random.uniform draws for (n, p) with `seed` and
-// streams `stream_u` and `stream_v` (offset 0), generated chunk by chunk inside the pass: the
-// same values, without writing and reading them back.
-void relax_bernoulli_draws_rng(const double* eta, uint64_t seed, uint64_t stream_u, uint64_t stream_v, int64_t n,
-                               int64_t p, double* z, double* zt, double* dzt, double* b, double* score);
+// One call's REBAR / RELAX Bernoulli draws and their Concrete relaxation in one pass:
+// relax_bernoulli_draws into draws (5, n, p) = [z, z~, dz~/deta, b, score], with u and v the
+// uniforms random.uniform draws for (n, p) with `seed` and streams `stream_u` and `stream_v`
+// (offset 0), generated chunk by chunk (the same values, never written out); then, while each
+// chunk is in cache, the relaxation of [z; z~] (2n, p) into y: temps 1, concrete_bernoulli at
+// lam (y (2n, p)); temps 3, concrete_bernoulli_fd at lam and lam e^{+-step} (y (3, 2n, p));
+// temps 0, none (y unused).
+void relax_bernoulli_sample(const double* eta, uint64_t seed, uint64_t stream_u, uint64_t stream_v, int64_t n,
+                            int64_t p, double* draws, double lam, int temps, double step, double* y);
 
 // The relaxed-f part of REBAR per unit scale for Bernoulli coordinates, given
 // the relaxations y = sigmoid(z / lam), y~ = sigmoid(z~ / lam) (n, p) and f and its
@@ -121,13 +125,14 @@ void concrete_bernoulli_fd(const double* z, double lam, double step, int64_t cou
 // (relax_bernoulli_part); a_f and r/gx may be null (no relaxed f / no network);
 // a_d (null unless a_f is given) a second (n, p) array whose product with g is
 // summed too (REBAR's temperature difference, relax_bernoulli_part_fd).
-// Writes g and gd = g dzt into out (2, n, p) and gs_i = sum_p g score (the
-// inputs of relax_vjp_points); sums[0..2] = sum g^2, sum g a_f, sum g a_d over
-// all n p terms (0 for an absent array), summed per fixed row block and then in
-// block order (the same for any thread count).
+// Writes g (n, p); with the network (r, gx, gd and gs all given, else all null)
+// also gd = g dzt (n, p) and gs_i = sum_p g score (the inputs of relax_vjp_points);
+// sums[0..2] = sum g^2, sum g a_f, sum g a_d over all n p terms (0 for an absent
+// array), summed per fixed row block and then in block order (the same for any
+// thread count).
 void relax_bernoulli_combine(const double* fb, const double* score, const double* a_f, const double* a_d,
                              double sc, const double* r, const double* gx, const double* dzt, int64_t n, int64_t p,
-                             double* out, double* gs, double* sums);
+                             double* g, double* gd, double* gs, double* sums);
 
 // Points and weights whose weighted sum of the surrogate network's parameter
 // gradients is the gradient of RELAX's second moment in the network parameters

@@ -13,7 +13,7 @@ import numpy as np
 
 __all__ = ["column_mean_var", "score_accumulate", "pathwise_accumulate", "control_variate_accumulate",
            "control_coefficient", "quadratic_values", "vimco_signal", "relax_bernoulli_draws",
-           "relax_bernoulli_draws_rng",
+           "relax_bernoulli_sample",
            "relax_bernoulli_part", "concrete_bernoulli", "concrete_bernoulli_fd", "relax_bernoulli_part_fd",
            "relax_bernoulli_combine", "relax_vjp_points",
            "gumbel_beam_search", "pathwise_normal_accumulate",
@@ -264,18 +264,40 @@ def relax_bernoulli_draws(eta, u, v, z, zt, dzt, b, score):
     dzt[...] = np.where(one, pr - pq * (1.0 - v) / np.exp(lw), q - pq * v / np.exp(l1w))
 
 
-def relax_bernoulli_draws_rng(eta, seed, stream_u, stream_v, z, zt, dzt, b, score):
-    """relax_bernoulli_draws with u, v (n, p) the uniforms of random.uniform((n, p), seed, stream_u / stream_v),
-    generated inside the pass (the same values)."""
+def relax_bernoulli_sample(eta, seed, stream_u, stream_v, lam, step, draws, y):
+    """relax_bernoulli_draws into draws (5, n, p) = [z, z~, dz~/deta, b, score] with u, v (n, p) the uniforms of
+    random.uniform((n, p), seed, stream_u / stream_v), generated inside the pass (the same values), and the
+    relaxation of [z; z~] (2n, p) in the same pass: y (2n, p) concrete_bernoulli at lam, y (3, 2n, p)
+    concrete_bernoulli_fd at lam, step, or None (step is read only for the latter; float64)."""
     from . import random as _rnd
 
-    z = _matrix(_f64(z, "z"), "z")
+    _f64(draws, "draws")
+    if draws.ndim != 3 or draws.shape[0] != 5:
+        raise ValueError("draws must have shape (5, n, p)")
+    _out64(draws, "draws", draws.shape)
+    n, p = draws.shape[1:]
+    _f64(eta, "eta", (p,))
     if not (0 <= stream_u < 2 ** 63 and 0 <= stream_v < 2 ** 63):
         raise ValueError("stream_u and stream_v must be in [0, 2**63)")
-    u, v = np.empty(z.shape), np.empty(z.shape)
+    if y is not None:
+        _f64(y, "y")
+        if y.shape not in ((2 * n, p), (3, 2 * n, p)):
+            raise ValueError("y must have shape (2n, p) or (3, 2n, p)")
+        _out64(y, "y", y.shape)
+        if not (lam > 0 and np.isfinite(lam)):
+            raise ValueError("lam must be positive and finite")
+        if y.ndim == 3 and not 0 < step < 1:
+            raise ValueError("step must be in (0, 1)")
+    u, v = np.empty((n, p)), np.empty((n, p))
     _rnd.fill_uniform(u, seed, stream_u, 0)
     _rnd.fill_uniform(v, seed, stream_v, 0)
-    relax_bernoulli_draws(eta, u, v, z, zt, dzt, b, score)
+    relax_bernoulli_draws(eta, u, v, *draws)
+    if y is not None:
+        zz = draws[:2].reshape(2 * n, p)
+        if y.ndim == 3:
+            concrete_bernoulli_fd(zz, lam, step, y)
+        else:
+            concrete_bernoulli(zz, lam, y)
 
 
 def relax_bernoulli_part(fzt, gz, gzt, y, yt, dzt, score, lam, out):
@@ -338,10 +360,11 @@ def concrete_bernoulli_fd(z, lam, step, y):
 
 
 def relax_bernoulli_combine(fb, score, a_f, sc, r, gx, dzt, out, gs):
-    """REBAR/RELAX per-draw terms for Bernoulli coordinates (n, p): out[0] = g = (fb - r[n:]) score + sc a_f +
-    gx[:n] - gx[n:] dzt (a_f, or the network's r (2n,) and gx (2n, p) at [z; z~], may be None; a_f (2, n, p):
-    a_f[0] the part, a_f[1] a second array dotted with g), out[1] = g dzt, gs = rowwise sum of g score
-    (float64); returns (sum g^2, sum g a_f[0], sum g a_f[1]), 0.0 for what is absent."""
+    """REBAR/RELAX per-draw terms for Bernoulli coordinates (n, p): g = (fb - r[n:]) score + sc a_f + gx[:n] -
+    gx[n:] dzt (a_f, or the network's r (2n,) and gx (2n, p) at [z; z~], may be None; a_f (2, n, p): a_f[0] the
+    part, a_f[1] a second array dotted with g); with the network's terms out (2, n, p) = [g; g dzt] and gs (n,) =
+    rowwise sum of g score, without them out (n, p) = g and gs None (float64); returns (sum g^2, sum g a_f[0],
+    sum g a_f[1]), 0.0 for what is absent."""
     score = _matrix(_f64(score, "score"), "score")
     n, p = score.shape
     _f64(fb, "fb", (n,))
@@ -358,17 +381,28 @@ def relax_bernoulli_combine(fb, score, a_f, sc, r, gx, dzt, out, gs):
         _f64(r, "r", (2 * n,))
         _f64(gx, "gx", (2 * n, p))
     _f64(dzt, "dzt", (n, p))
-    _out64(out, "out", (2, n, p))
-    _out64(gs, "gs", (n,))
+    net = r is not None
+    if not (isinstance(out, np.ndarray) and out.shape == ((2, n, p) if net else (n, p))):
+        raise ValueError(f"out must have shape {(2, n, p) if net else (n, p)} "
+                         f"{'with' if net else 'without'} the network's terms")
+    _out64(out, "out", out.shape)
+    if net and gs is None:
+        raise ValueError("gs must be given with the network's terms")
+    if not net and gs is not None:
+        raise ValueError("gs must be None without the network's terms")
+    if net:
+        _out64(gs, "gs", (n,))
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite inputs propagate silently, as natively
         v = (fb if r is None else fb - r[n:])[:, None] * score
         if a_f is not None:
             v += sc * a_f
-        if r is not None:
+        if net:
             v += gx[:n] - gx[n:] * dzt
-        out[0] = v
-        np.multiply(v, dzt, out=out[1])
-        gs[...] = np.einsum("ij,ij->i", v, score)
+            out[0] = v
+            np.multiply(v, dzt, out=out[1])
+            gs[...] = np.einsum("ij,ij->i", v, score)
+        else:
+            out[...] = v
         return (float(np.einsum("ij,ij->", v, v)), 0.0 if a_f is None else float(np.einsum("ij,ij->", v, a_f)),
                 0.0 if a_d is None else float(np.einsum("ij,ij->", v, a_d)))
 

@@ -51,9 +51,10 @@ _LOG_LAMBDA_STEP = 1e-4  # central difference in log lambda for d g / d log lamb
 
 
 class _Draws:
-    """Per-sample quantities of one call, flattened to (n, P) over the logits' coordinates."""
+    """Per-sample quantities of one call, flattened to (n, P) over the logits' coordinates; for a
+    Bernoulli with ``relax = (lam, fd)`` also the relaxation ``y`` of [z; z~] (``_relaxed_parts``)."""
 
-    def __init__(self, fam, dist, n, seed, stream, pool=None):
+    def __init__(self, fam, dist, n, seed, stream, pool=None, relax=None):
         self.fam = fam
         pool = _scratch.fresh() if pool is None else pool
         eta = np.asarray(dist.logits, dtype=np.float64)
@@ -63,18 +64,24 @@ class _Draws:
             eta = np.ascontiguousarray(eta, dtype=np.float64)
             P = eta.size
             # u = random.uniform((n, *batch), seed, stream) and v the same on the stream folded with
-            # "relax/conditional", generated inside the draws' pass (relax_bernoulli_draws_rng: the
+            # "relax/conditional", generated inside the draws' pass (relax_bernoulli_sample: the
             # same values); z = eta + logit(1 - u), b = 1[u < p] = 1[z > 0]; given b, w~ = 1 - p + p v
             # (b = 1) or (1 - p) v (b = 0), z~ = eta + logit(w~), and d z~ / d eta with b and v fixed
-            # (stable log forms there). All five are scratch buffers (f gets b itself: the pool
-            # reuses a buffer only once nothing refers to it). z and z~ as the two halves of one
-            # (2n, P) buffer: the relaxation and the surrogate network see both in one call
-            self.zz = pool.array("relax/zz", (2 * n, P))
+            # (stable log forms there). All five in one scratch buffer (f gets b itself: the pool
+            # reuses a buffer only once nothing refers to it), z and z~ its first two rows, so that
+            # [z; z~] is one (2n, P) array for the relaxation and the surrogate network; the
+            # relaxation at one temperature, or at three for the temperature's finite difference,
+            # in the same pass (y: f's and grad_f's input, a scratch buffer too)
+            draws = pool.array("relax/draws", (5, n, P))
+            self.zz = draws[:2].reshape(2 * n, P)
             self.z, self.zt = self.zz[:n], self.zz[n:]
-            self.dzt, b, self.score = (pool.array("relax/" + w, (n, P)) for w in ("dzt", "b", "score"))
-            _backend.kernels().estimators.relax_bernoulli_draws_rng(
-                eta, seed, stream, _random.fold_in(stream, "relax/conditional"), self.z, self.zt, self.dzt, b,
-                self.score)
+            self.dzt, b, self.score = draws[2], draws[3], draws[4]
+            self.y, lam, step = None, 1.0, _LOG_LAMBDA_STEP
+            if relax is not None:
+                lam, fd = relax
+                self.y = pool.array("relax/y", (3, 2 * n, P) if fd else (2 * n, P))
+            _backend.kernels().estimators.relax_bernoulli_sample(
+                eta, seed, stream, _random.fold_in(stream, "relax/conditional"), float(lam), step, draws, self.y)
             self.points = b.reshape((n,) + self.shape)
         else:
             self.shape = tuple(np.broadcast_shapes(eta.shape, tuple(dist.batch_shape) + eta.shape[-1:]))
@@ -168,17 +175,11 @@ def _relaxed_parts(f, grad_f, dr, lam, fd, dtype, pool):
     n = dr.z.shape[0]
     lams = [lam, lam * np.exp(_LOG_LAMBDA_STEP), lam * np.exp(-_LOG_LAMBDA_STEP)] if fd else [lam]
     if dr.fam == "bernoulli":
-        # the relaxations at every temperature in one native pass, f and grad_f once on all of them
-        # (2n points per temperature), then the parts in one native pass
+        # the relaxations at every temperature came with the draws (relax_bernoulli_sample), f and
+        # grad_f once on all of them (2n points per temperature), then the parts in one native pass
         ke = _backend.kernels().estimators
         m = 2 * n * len(lams)
-        # the relaxed points, f's and grad_f's input: a scratch buffer, which the pool reuses only
-        # once nothing refers to it (an f that keeps its input keeps it unchanged)
-        y = pool.array("relax/y", (m, dr.z.shape[1]))
-        if fd:  # lam, lam e^{+-step}: the outer two from a series around the first
-            ke.concrete_bernoulli_fd(dr.zz, float(lam), _LOG_LAMBDA_STEP, y.reshape(3, 2 * n, -1))
-        else:
-            ke.concrete_bernoulli(dr.zz, float(lam), y)
+        y = dr.y.reshape(m, -1)
         yd = y.reshape((m,) + dr.shape).astype(dtype, copy=False)
         fv = eval_f(f, yd, np.float64)  # contiguous
         gv = eval_like(grad_f, yd, np.float64, "grad_f", finite=False).reshape(m, -1)
@@ -223,7 +224,10 @@ def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate
                         "relaxed space (or a RelaxSurrogate(relaxed_f=False) for RELAX)")
     if not isinstance(train, (bool, np.bool_)):
         raise TypeError("train must be True or False")
-    dr = _Draws(fam, dist, n, seed, stream, pool)
+    # with the temperature tuned, its finite difference in log lambda needs the parts at
+    # lambda e^{+-step} too: the relaxation at all three temperatures comes with the draws
+    fd = bool(train and surrogate.tune_temperature)
+    dr = _Draws(fam, dist, n, seed, stream, pool, (surrogate.temperature, fd) if surrogate.relaxed_f else None)
     surrogate.bind(dr.z.shape[1])
     dt = dist.dtype
     # f gets b itself (a scratch buffer the pool reuses only once nothing refers to it; nothing reads
@@ -232,10 +236,7 @@ def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate
     lam, sc = surrogate.temperature, surrogate.scale
     n_eval = n
     a_f, f_t, g_vals = 0.0, 0.0, None
-    if surrogate.relaxed_f:
-        # with the temperature tuned, its finite difference in log lambda needs the parts at
-        # lambda e^{+-step} too: all three from one call of f and grad_f
-        fd = bool(train and surrogate.tune_temperature)
+    if surrogate.relaxed_f:  # all three temperatures from one call of f and grad_f
         a_f, a_d, f_t, g_vals = _relaxed_parts(f, grad_f, dr, lam, fd, dt, pool)
         n_eval += 2 * n * (3 if fd else 1)
     net = surrogate.mlp is not None
@@ -245,15 +246,17 @@ def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate
         rt, gz_r, gt_r = r[n:], gx[:n], gx[n:]
     ke = _backend.kernels().estimators
     if fam == "bernoulli":
-        # g, g dz~/d eta and the rows' sums of g score (relax_vjp_points' inputs) in one pass
-        # (and g's sums of products with A_f and the temperature difference, for the training step)
-        gg, gs = pool.array("relax/g", (2,) + dr.z.shape), pool.array("relax/gs", (n,))
+        # g in one pass, with its sums of squares and of products with A_f and the temperature
+        # difference (the training step's), and with a network also g dz~/d eta and the rows' sums
+        # of g score (relax_vjp_points' inputs)
+        gg = pool.array("relax/g", ((2,) if net else ()) + dr.z.shape)
+        gs = pool.array("relax/gs", (n,)) if net else None
         sums = ke.relax_bernoulli_combine(fb, dr.score, a_f if surrogate.relaxed_f else None, sc, r, gx, dr.dzt,
                                           gg, gs)
         if g_vals is not None and not np.isfinite(sums).all():
             check_finite(g_vals, "grad_f")  # else the terms overflowed (the update reports it when training)
         objective = sums[0] / n
-        g, gd = gg
+        g, gd = gg if net else (gg, None)
         if surrogate.relaxed_f and a_f.ndim == 3:
             a_f = a_f[0]
     else:
