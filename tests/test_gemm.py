@@ -23,10 +23,12 @@ def _paths():
 
 
 def _cases():
-    """(M, N, K) by kernel: reduce (A^T B, 2 <= M <= 16, K >= 256), rows (N <= 2 vectors), and products
+    """(M, N, K) by kernel: reduce (A^T B, 2 <= M <= 16 or 2 <= N <= 16, K >= 256), rows (N <= 2 vectors), and products
     left to OpenBLAS (short inner dimensions among them)."""
     reduce = [(m, n, k) for m in (1, 3, 10, 16) for n in (8, 9, 17, 100) for k in (256, 2049)]
     reduce += [(10, 100, 5000), (2, 8, 300)]
+    # the same with the roles swapped (N <= 16 columns of a wide M: reduce on B^T A, stored transposed)
+    reduce += [(m, n, k) for m in (8, 17, 100) for n in (2, 10, 16) for k in (256, 2049)] + [(100, 10, 5000)]
     rows = [(m, n, k) for m in (16, 17, 103) for n in (1, 2, 7, 8, 9, 16, 31) for k in (1, 13, 100)]
     short = [(m, n, k) for m in (16, 37) for n in (8, 9, 33, 100, 401) for k in (1, 10, 16)]
     blas = [(40, 50, 30), (3, 5, 7), (200, 64, 64)]
@@ -73,7 +75,8 @@ def test_gemm_same_values_at_any_thread_count_and_twin_parity(dtype):
     core = _backend._core.mlp
     prev = bg.get_num_threads()
     try:
-        for i, (M, N, K) in enumerate(_cases()[::3] + [(10, 100, 9000), (4000, 10, 100), (4000, 100, 10)]):
+        for i, (M, N, K) in enumerate(_cases()[::3] + [(10, 100, 9000), (100, 10, 9000), (4000, 10, 100),
+                                                        (4000, 100, 10)]):
             for ta, tb in ((True, False), (False, True), (False, False)):
                 a, b, c0 = _operands(M, N, K, ta, tb, dtype, i)
                 outs = []

@@ -13,6 +13,8 @@
 //  - reduce: C (M x N) = A^T B with M <= 16 (A is K x M, B is K x N, K long: a
 //            weight gradient G^T X): column blocks of 1-2 vectors, all M rows of
 //            the block in registers, one pass over the K rows.
+//            A weight gradient with the roles swapped, A^T B with N <= 16, is
+//            the same kernel on B^T A, stored transposed.
 // Measured against scipy-openblas32 on one core of the Zen 4 VM (the README's
 // [C], bench/narrow_gemm.py): see docs/design.md. float32 products with at
 // most 8 columns stay with OpenBLAS (about as fast there), as does a short
@@ -219,9 +221,10 @@ void run_rows(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t ars,
 // K rows per reduce chunk: fixed, so the partial sums and their order do not depend on the threads.
 constexpr int64_t kReduceRows = 2048;
 
+// C (M x N) = alpha A^T B + beta C, or with `ct` its transpose: C (N x M) = alpha (A^T B)^T + beta C.
 template <typename T>
 void run_reduce(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B, int64_t ldb, T beta,
-                T* C, int64_t ldc, bool parallel) {
+                T* C, int64_t ldc, bool parallel, bool ct) {
   const int64_t n_ch = (K + kReduceRows - 1) / kReduceRows;
   std::vector<T> parts(static_cast<size_t>(n_ch * M * N));
   const bool two = M <= 8 && N >= 2 * kLanes<T>;
@@ -239,14 +242,13 @@ void run_reduce(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t ld
   };
   if (parallel && n_ch > 1 && M * N * K >= kParallelWork) parallel_chunks(n_ch, body);
   else for (int64_t c = 0; c < n_ch; ++c) body(c);
-  for (int64_t j = 0; j < M; ++j) {
-    T* c = C + j * ldc;
+  for (int64_t j = 0; j < M; ++j)
     for (int64_t n = 0; n < N; ++n) {
       T s = T(0);
       for (int64_t ch = 0; ch < n_ch; ++ch) s += parts[(ch * M + j) * N + n];
-      c[n] = beta == T(0) ? alpha * s : alpha * s + beta * c[n];
+      T& c = ct ? C[n * ldc + j] : C[j * ldc + n];
+      c = beta == T(0) ? alpha * s : alpha * s + beta * c;
     }
-  }
 }
 
 // op(B) (K x N) as a packed K x np row-major copy, zeros in columns N..np.
@@ -269,7 +271,14 @@ bool narrow_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, con
   const int64_t ars = ta ? 1 : lda, acs = ta ? lda : 1;
   // a weight gradient G^T X with 2-16 outputs (one output: OpenBLAS's GEMV is as fast)
   if (ta && !tb && M >= 2 && M <= 16 && K >= 256 && N >= L) {
-    run_reduce(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, parallel);
+    run_reduce(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, parallel, false);
+    return true;
+  }
+  // the same product with the roles swapped, X^T G with 2-16 columns, as (G^T X)^T: the rows kernel
+  // below would read A down its columns (a line per element; 1.7-2x slower for a 5000 x 100 by
+  // 5000 x 10 product, and beyond K N = 2^16 OpenBLAS's packing again)
+  if (ta && !tb && N >= 2 && N <= 16 && K >= 256 && M >= L) {
+    run_reduce(N, M, K, alpha, B, ldb, A, lda, beta, C, ldc, parallel, true);
     return true;
   }
   // few output columns (float32 from 9, more than half a vector: with fewer OpenBLAS's own narrow path is

@@ -7,7 +7,7 @@ namespace bayesgrad {
 
 // C (M x N, row-major, ldc) = alpha op(A) op(B) + beta C (C not read when beta
 // is 0) when the shape is one the narrow kernels take (a weight gradient A^T B
-// with M <= 16; N at most two 64-byte vectors), on the pool's threads
+// with M <= 16 or with N <= 16; N at most two 64-byte vectors), on the pool's threads
 // when `parallel`; returns false without touching C otherwise. Values are the
 // same for every thread count.
 template <typename T>
