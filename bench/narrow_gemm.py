@@ -3,7 +3,7 @@ reached through ``mlp.gemm``, i.e. pool_gemm) against scipy-openblas32's own
 cblas_?gemm (the BLAS the core links, through ctypes) on the same arrays, one
 thread on both sides, alternating, medians of repeats. The shapes are the MLP
 engine's: forwards onto 1-32 output units, a 10-output weight gradient over a
-long batch, an input gradient through a 10-unit layer (a short inner dimension,
+long batch (as G^T X and as X^T G), an input gradient through a 10-unit layer (a short inner dimension,
 which stays with OpenBLAS) and the first layer of a 13-input network. Rows that
 the narrow kernels do not take time OpenBLAS on both sides (ratio about 1): they
 show what the dispatch leaves alone.
@@ -36,6 +36,10 @@ CASES = [
     ("weight gradient 10x100 over 5000 rows", 10, 100, 5000, True, False),
     ("weight gradient 10x400 over 128 rows", 10, 400, 128, True, False),
     ("weight gradient 2x50 over 10000 rows", 2, 50, 10000, True, False),
+    ("weight gradient 100x10 over 5000 rows (X^T G: the roles swapped)", 100, 10, 5000, True, False),
+    ("weight gradient 400x10 over 128 rows (X^T G)", 400, 10, 128, True, False),
+    ("weight gradient 400x10 over 64 rows (X^T G: the rows kernel)", 400, 10, 64, True, False),
+    ("weight gradient 50x2 over 10000 rows (X^T G)", 50, 2, 10000, True, False),
     ("input gradient 5000x10 -> 100 (K = 10: OpenBLAS)", 5000, 100, 10, False, False),
     ("forward 10000x13 -> 50 (N = 50: OpenBLAS)", 10000, 50, 13, False, True),
 ] + [(f"forward 10000x100 -> {n}", 10000, n, 100, False, True) for n in (2, 4, 6, 8, 12, 16, 24, 32)]

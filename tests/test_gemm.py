@@ -28,7 +28,8 @@ def _cases():
     reduce = [(m, n, k) for m in (1, 3, 10, 16) for n in (8, 9, 17, 100) for k in (256, 2049)]
     reduce += [(10, 100, 5000), (2, 8, 300)]
     # the same with the roles swapped (N <= 16 columns of a wide M: reduce on B^T A, stored transposed)
-    reduce += [(m, n, k) for m in (8, 17, 100) for n in (2, 10, 16) for k in (256, 2049)] + [(100, 10, 5000)]
+    reduce += [(m, n, k) for m in (8, 17, 100) for n in (2, 10, 16) for k in (128, 2049)] + [(100, 10, 5000)]
+    reduce += [(400, 10, 127), (400, 10, 128)]  # either side of the swapped reduce's threshold
     rows = [(m, n, k) for m in (16, 17, 103) for n in (1, 2, 7, 8, 9, 16, 31) for k in (1, 13, 100)]
     short = [(m, n, k) for m in (16, 37) for n in (8, 9, 33, 100, 401) for k in (1, 10, 16)]
     blas = [(40, 50, 30), (3, 5, 7), (200, 64, 64)]

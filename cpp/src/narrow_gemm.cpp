@@ -276,8 +276,10 @@ bool narrow_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, con
   }
   // the same product with the roles swapped, X^T G with 2-16 columns, as (G^T X)^T: the rows kernel
   // below would read A down its columns (a line per element; 1.7-2x slower for a 5000 x 100 by
-  // 5000 x 10 product, and beyond K N = 2^16 OpenBLAS's packing again)
-  if (ta && !tb && N >= 2 && N <= 16 && K >= 256 && M >= L) {
+  // 5000 x 10 product, and beyond K N = 2^16 OpenBLAS's packing again). From 128 rows: at 64 it was
+  // at parity with OpenBLAS (0.94-1.09x), the rows kernel at 0.87x on 400 x 10 over 128 rows
+  // (bench/narrow_gemm.py)
+  if (ta && !tb && N >= 2 && N <= 16 && K >= 128 && M >= L) {
     run_reduce(N, M, K, alpha, B, ldb, A, lda, beta, C, ldc, parallel, true);
     return true;
   }
