@@ -240,6 +240,48 @@ def test_mlp_backward_kernel_outputs_checked_and_equal_on_both_backends(rng):
         np.testing.assert_allclose(outs[1], outs[0], rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.skipif(not _backend.native_available(), reason="no native core")
+def test_engine_calls_reusing_the_thread_trace_give_the_same_values(rng):
+    """mlp_backward and mlp_nll_grad keep their trace for the calling thread's next call (and release
+    one over 32 MB): calls on other networks, depths, row counts, dtypes, with masks, and one large
+    enough to be released, in between, leave a repeated call's values unchanged bit for bit, and
+    equal to the twin's."""
+    core = _backend._core.mlp
+    small, deep = MLP([5, 7, 3], "tanh"), MLP([4, 20, 20, 2], "relu")
+
+    def call(m, n, dtype=np.float64, seed=0, masks=False, nll=False):
+        r = np.random.default_rng(seed)
+        T = r.normal(size=(2, m.n_params)).astype(dtype)
+        X = r.normal(size=(n, m.sizes[0])).astype(dtype)
+        grad = np.empty((2, m.n_params), dtype)
+        if nll:
+            y = r.normal(size=(n, m.sizes[-1])).astype(dtype)
+            out = np.empty(2, dtype)
+            core.mlp_nll_grad(m.net_config(_backend._core), 0, T, X, y, np.zeros(m.sizes[-1], dtype), out, grad)
+            return grad, out
+        G = r.normal(size=(2, n, m.sizes[-1])).astype(dtype)
+        gx = np.empty((2, n, m.sizes[0]), dtype)
+        mk = (r.uniform(size=(2, n, sum(m.sizes[1:-1]))) < 0.8).astype(dtype) / dtype(0.8) if masks else None
+        core.mlp_backward(m.net_config(_backend._core), T, X, G, grad, gx, mk)
+        return grad, gx
+
+    first = [call(small, 50), call(small, 40, nll=True), call(deep, 30, masks=True)]
+    call(deep, 3000, seed=1)
+    call(small, 700, np.float32, seed=2, masks=True)
+    call(MLP([100, 200, 1], "tanh"), 12000, seed=3)  # a 38 MB trace: released at the end of the call
+    call(deep, 5, seed=4, nll=True)
+    again = [call(small, 50), call(small, 40, nll=True), call(deep, 30, masks=True)]
+    for a, b in zip(first, again):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    r = np.random.default_rng(0)
+    T, X, G = r.normal(size=(2, small.n_params)), r.normal(size=(50, 5)), r.normal(size=(2, 50, 3))
+    grad, gx = np.empty((2, small.n_params)), np.empty((2, 50, 5))
+    twin.mlp.mlp_backward(small.net_config(twin), T, X, G, grad, gx)
+    np.testing.assert_allclose(first[0][0], grad, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(first[0][1], gx, rtol=1e-12, atol=1e-13)
+
+
 def test_masks_forward_and_gradient(rng):
     m = MLP([3, 4, 5, 2], "tanh")
     T = rng.normal(size=(2, m.n_params))

@@ -130,12 +130,11 @@ void bind(py::module_& m) {
         const T* x = X.data();
         const T* go = g_out.data();
         py::gil_scoped_release rel;
-        mlp::Trace<T> tr;
+        mlp::ThreadTrace<T> lease;
+        mlp::Trace<T>& tr = lease.get();
         mlp::forward<T>(L, f, p, in.S, L.n_params, x, in.N, in.x_stride, tr, mk ? &*mk : nullptr);
         if (fo) std::copy(tr.output(), tr.output() + in.S * in.N * L.d_output(), fo);
-        std::vector<T> work(go, go + in.S * in.N * L.d_output());
-        mlp::backward<T>(L, f, p, L.n_params, x, in.x_stride, tr, work.data(), g, L.n_params, gx,
-                         mk ? &*mk : nullptr);
+        mlp::backward<T>(L, f, p, L.n_params, x, in.x_stride, tr, go, g, L.n_params, gx, mk ? &*mk : nullptr);
       },
       py::arg("net"), py::arg("params"), py::arg("X"), py::arg("g_out"), py::arg("grad").noconvert().none(true), py::arg("grad_x").noconvert() = py::none(), py::arg("masks") = py::none(),
       py::arg("outputs").noconvert() = py::none(),
@@ -170,7 +169,8 @@ void bind(py::module_& m) {
         const T* ln = log_noise.data();
         T* o = nll.mutable_data();
         py::gil_scoped_release rel;
-        mlp::Trace<T> tr;
+        mlp::ThreadTrace<T> lease;
+        mlp::Trace<T>& tr = lease.get();
         mlp::forward<T>(L, f, p, in.S, L.n_params, x, in.N, in.x_stride, tr, mk ? &*mk : nullptr);
         std::vector<T> gF(g ? static_cast<size_t>(in.S * in.N * K) : 0);
         mlp::nll<T>(lik, tr.output(), yy, in.S, in.N, K, ln, o, g ? gF.data() : nullptr, T(1), nullptr);

@@ -230,11 +230,11 @@ void forward(const Layout& L, Activation f, const T* params, int64_t S, int64_t 
 
 template <typename T>
 void backward(const Layout& L, Activation f, const T* params, int64_t p_stride, const T* X, int64_t x_stride,
-              const Trace<T>& tr, T* g_out, T* grad, int64_t g_stride, T* grad_x, const Masks<T>* masks) {
+              const Trace<T>& tr, const T* g_out, T* grad, int64_t g_stride, T* grad_x, const Masks<T>* masks) {
   const int64_t nl = L.n_layers();
   const int64_t S = tr.S, N = tr.N;
   std::vector<T>& buf = tr.g_cur;  // dLoss/dz of the layer below
-  T* G = g_out;
+  const T* G = g_out;  // read only: each layer below writes its own into the trace's scratch
   for (int64_t l = nl - 1; l >= 0; --l) {
     const int64_t din = L.d_in(l), dout = L.d_out(l);
     const T* A = l == 0 ? X : tr.a[l - 1].data();
@@ -419,8 +419,8 @@ void forward_outputs(const Layout& L, Activation f, const T* params, int64_t S, 
                            Trace<T>&, const Masks<T>*);                                                             \
   template void forward_outputs<T>(const Layout&, Activation, const T*, int64_t, int64_t, const T*, int64_t,       \
                                    int64_t, T*, const Masks<T>*);                                                   \
-  template void backward<T>(const Layout&, Activation, const T*, int64_t, const T*, int64_t, const Trace<T>&, T*,   \
-                            T*, int64_t, T*, const Masks<T>*);                                                      \
+  template void backward<T>(const Layout&, Activation, const T*, int64_t, const T*, int64_t, const Trace<T>&,       \
+                            const T*, T*, int64_t, T*, const Masks<T>*);                                            \
   template void nll<T>(Likelihood, const T*, const T*, int64_t, int64_t, int64_t, const T*, T*, T*, T, T*);
 
 BG_MLP_INSTANTIATE(float)
