@@ -1,7 +1,8 @@
 """Benchmark: Monte Carlo gradient estimates for a D = 1000 mean-field Normal,
 n_samples = 1000, cheap f(x) = sum(x^2) (grad 2x).
 
-Times (median of repeats, same run):
+Times (medians over the calls of ``--rounds`` alternating blocks per backend, same run: the
+native and NumPy blocks take turns, so both sides see the same minutes of a shared machine):
 * end-to-end estimates per second (sampling + f + accumulation) for pathwise,
   score function (LOO baseline) and score function without baseline, on the
   native backend ("cpu") and the NumPy twin ("numpy");
@@ -22,8 +23,8 @@ measure_valued_poisson_D100 that is the Poisson sampler (native sample_poisson /
 the twin's vectorised inversion on the same Philox sub-stream words: identical
 draws) and the evaluation points (coordinate_points / NumPy repeat and scatter);
 f (sum of squares over 10^4 points of 100 coordinates) is NumPy on both. For
-relax_bernoulli_D100: the draws and relaxed-f passes (relax_bernoulli_* and
-concrete_bernoulli* kernels / twins), the surrogate network's forward and VJP
+relax_bernoulli_D100: the draws and relaxed-f passes (relax_bernoulli_sample,
+_part_fd and _combine / their twins), the surrogate network's forward and VJP
 (mlp_backward of the native engine, its narrow-layer GEMMs / the twin's NumPy MLP,
 NumPy's BLAS), and NumPy glue on both.
 ``--toy`` instead measures the single-sample variance table of the REBAR/RELAX
@@ -40,7 +41,7 @@ separate, untimed calls, with ``bound = numpy / shared(native)``: the largest ra
 possible if the native estimator spent nothing outside that part.
 
 Writes bench/results/estimators.json (``--out`` for another name) and prints a table.
-Run: PYTHONPATH=python python bench/estimators.py [--repeats 15] [--threads 1] [--rows relax,poisson]
+Run: PYTHONPATH=python python bench/estimators.py [--repeats 15] [--rounds 3] [--threads 1] [--rows relax,poisson]
 (``--rows``: only the end-to-end rows whose name contains one of the substrings).
 """
 from __future__ import annotations
@@ -88,7 +89,8 @@ def steady_heap():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--repeats", type=int, default=15, help="timed calls per backend and row, over all rounds")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating blocks of calls per backend and row")
     ap.add_argument("--threads", type=int, default=None, help="native threads (default: as configured)")
     ap.add_argument("--toy", action="store_true", help="the REBAR/RELAX toy variance table instead")
     ap.add_argument("--out", default="estimators.json", help="result file name in bench/results/")
@@ -101,6 +103,7 @@ def main():
     if args.toy:
         return toy()
     heap = "default" if args.default_malloc else steady_heap()
+    block = max(3, -(-args.repeats // max(1, args.rounds)))  # calls per block
     if args.threads:
         bg.set_num_threads(args.threads)
     E = bg.estimators
@@ -113,7 +116,8 @@ def main():
         "score_function_loo": lambda: E.score_function(f, d, N, seed=1, baseline="loo"),
         "score_function": lambda: E.score_function(f, d, N, seed=1),
     }
-    res = {"D": D, "n_samples": N, "repeats": args.repeats, "info": bg.backend_info(), "end_to_end": {},
+    res = {"D": D, "n_samples": N, "repeats": args.repeats, "rounds": args.rounds, "calls_per_block": block,
+           "info": bg.backend_info(), "end_to_end": {},
            "cpu_time_note": "thread_time of the calling thread: the whole work only with --threads 1",
            "accumulation": {}, "threads": bg.get_num_threads(),
            "load_average_at_start": load_average(), "machine": machine_info(), "heap": heap}
@@ -185,11 +189,17 @@ def main():
 
     def measure(fn, share):
         row = {}
+        # alternating blocks of calls, `rounds` per backend: both sides see the same minutes of this
+        # shared machine (its speed drifts by tens of percent over seconds); medians over all calls
+        walls, cpus = {b: [] for b in backends}, {b: [] for b in backends}
+        for _ in range(args.rounds):
+            for b in backends:
+                with bg.use_backend(b):
+                    median_time(lambda: fn(b), block, cpu=cpus[b], times=walls[b])
         for b in backends:
+            row[b] = float(np.median(walls[b]))
+            row[f"cpu_time_{b}"] = float(np.median(cpus[b]))  # median of the blocks' medians
             with bg.use_backend(b):
-                cpu = []
-                row[b] = median_time(lambda: fn(b), args.repeats, cpu=cpu)
-                row[f"cpu_time_{b}"] = cpu[0]
                 if share:  # medians over three untimed calls
                     parts = []
                     for _ in range(3):
@@ -274,7 +284,8 @@ def main():
             row["speedup_native_vs_plain_numpy"] = row["plain_numpy"] / row["native"]
         res["accumulation"][name] = row
 
-    print(f"D = {D}, n_samples = {N}, threads = {bg.get_num_threads()}, median of {args.repeats}, "
+    print(f"D = {D}, n_samples = {N}, threads = {bg.get_num_threads()}, "
+          f"median of {args.rounds} x {block} calls in alternating blocks, "
           f"load average at start {res['load_average_at_start'][0]:.1f}, heap: {heap}")
     print("end to end (wall ms; native/numpy ratio by wall and by CPU time; shared = f, grad_f, network):")
     for name, row in res["end_to_end"].items():
