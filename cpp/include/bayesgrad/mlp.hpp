@@ -147,7 +147,8 @@ struct Trace {
 // mlp_nll_grad), kept for its next call: a fresh trace's buffers of N x width
 // values are above glibc's mmap threshold, came back zeroed from the kernel at
 // every call and were faulted in anew (a 100-10-1 network's gradient on 4000
-// rows: 1.6 ms against 0.8 ms, 240 page faults a call). A trace over
+// rows: 1.3 ms against 0.7 ms, 200 page faults a call; bench/engine_calls.py).
+// A trace over
 // kKeepBytes is released when the call ends, so that one large batch does not
 // stay resident.
 template <typename T>
