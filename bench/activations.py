@@ -17,13 +17,12 @@ load average). Writes bench/results/activations.json (``--out`` for another name
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import numpy as np
 
 import bayesgrad as bg
-from bayesgrad._quickbench import load_average, machine_info, median_time
+from bayesgrad._quickbench import load_average, machine_info, median_time, write_results
 from bayesgrad.nn import MLP
 
 
@@ -99,11 +98,7 @@ def main():
                 if "torch_eager" in row else ""
             print(f"  {name:40s} native {row['cpu'] * 1e3:8.2f} ms  numpy {row['numpy'] * 1e3:8.2f} ms "
                   f"x{row['numpy_over_native']:5.2f}{extra}")
-    res["load_average_at_end"] = load_average()
-    path = os.path.join(os.path.dirname(__file__), "results", args.out)
-    with open(path, "w") as fh:
-        json.dump(res, fh, indent=1)
-    print("wrote", path)
+    write_results(res, __file__, args.out)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
 import bayesgrad as bg  # noqa: E402
 from bayesgrad import _backend  # noqa: E402
-from bayesgrad._quickbench import load_average, machine_info, median_time  # noqa: E402
+from bayesgrad._quickbench import load_average, machine_info, median_time, write_results  # noqa: E402
 from bayesgrad.nn import MLP  # noqa: E402
 
 
@@ -74,11 +74,7 @@ def main():
         key = f"mlp_backward 100-10-1 tanh, N = {n}, float64"
         res["rows"][key] = row
         print(f"  {key:<45} {1e3 * row['seconds']:7.3f} ms  {row['page_faults_per_call']:7.1f} page faults a call")
-    res["load_average_at_end"] = load_average()
-    path = os.path.join(os.path.dirname(__file__), "results", args.out)
-    with open(path, "w") as fh:
-        json.dump(res, fh, indent=1)
-    print("wrote", path)
+    write_results(res, __file__, args.out)
 
 
 if __name__ == "__main__":

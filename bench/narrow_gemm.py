@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import os
 import sys
 
@@ -25,7 +24,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
 import bayesgrad as bg  # noqa: E402
 from bayesgrad import _backend  # noqa: E402
-from bayesgrad._quickbench import load_average, machine_info, median_time  # noqa: E402
+from bayesgrad._quickbench import load_average, machine_info, median_time, write_results  # noqa: E402
 
 # (label, M, N, K, trans_a, trans_b): C (M x N) = op(A) op(B)
 CASES = [
@@ -96,11 +95,7 @@ def main():
             res["rows"][key] = row
             print(f"  {key:<62} engine {1e6 * row['engine_s']:8.1f} us  OpenBLAS {1e6 * row['openblas_s']:8.1f} us"
                   f"  x{row['openblas_over_engine']:.2f}")
-    res["load_average_at_end"] = load_average()
-    path = os.path.join(os.path.dirname(__file__), "results", args.out)
-    with open(path, "w") as fh:
-        json.dump(res, fh, indent=1)
-    print("wrote", path)
+    write_results(res, __file__, args.out)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,20 @@ def load_average():
     return list(os.getloadavg())
 
 
+def write_results(res, bench_file, name):
+    """Record the load average at the end in ``res`` and write it as JSON to
+    ``results/<name>`` beside the bench/ script ``bench_file`` (its
+    ``__file__``); prints the path. The bench/ scripts end with this."""
+    import json
+
+    res["load_average_at_end"] = load_average()
+    path = os.path.join(os.path.dirname(os.path.abspath(bench_file)), "results", name)
+    with open(path, "w") as fh:
+        json.dump(res, fh, indent=1)
+    print("wrote", path)
+    return path
+
+
 _SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni",
                "avx512_bf16", "avx512ifma", "avx512_vbmi2")
 
