@@ -1,14 +1,19 @@
-"""Benchmark: repeated engine calls from Python under glibc's default heap: the MLP
-engine's VJP (``mlp.mlp_backward``, a 100-10-1 tanh network, float64, the shape of
-RELAX's surrogate) on N = 2000 / 4000 / 8000 rows, one thread, the same arrays on
-every call, as the RELAX estimator makes it on every estimate. Per call: the median
-wall time and the page faults (``getrusage``'s minor faults, averaged over the
-calls). A trace allocated afresh per call is faulted in again each time (its N x 10
-buffers lie above glibc's mmap threshold); the engine keeps the calling thread's
-trace between calls (docs/design.md, "Traces kept per thread"), so the faults per
-call should be about 0. Each N runs in a fresh process: whether a freed buffer goes
-back to the system depends on the heap's history (glibc raises its thresholds as
-large blocks are freed), and a fresh process is where a user's loop starts.
+"""Benchmark: repeated engine calls from Python under glibc's default heap, one thread,
+the same arrays on every call, as a user's loop makes them:
+
+* the MLP engine's VJP (``mlp.mlp_backward``, a 100-10-1 tanh network, float64, the
+  shape of RELAX's surrogate, which calls it on every estimate) on N = 2000 / 4000 /
+  8000 rows;
+* a diagonal GGN Laplace fit of a 784-400-400-10 ReLU network on 2000 rows (float64):
+  ``Laplace.fit`` calls the curvature kernel once per chunk of 256 rows.
+
+Per call: the median wall time and the page faults (``getrusage``'s minor faults,
+averaged over the calls). Buffers allocated afresh per call are faulted in again each
+time (they lie above glibc's mmap threshold); the engine keeps the calling thread's
+workspace between calls (docs/design.md, "Workspaces kept per thread"), so the faults per
+call should be about 0. Each case runs in a fresh process: whether a freed buffer goes
+back to the system depends on the heap's history (glibc raises its thresholds as large
+blocks are freed), and a fresh process is where a user's loop starts.
 
     PYTHONPATH=python python bench/engine_calls.py [--repeats 201] [--out engine_calls.json]
 
@@ -33,9 +38,8 @@ from bayesgrad._quickbench import load_average, machine_info, median_time, write
 from bayesgrad.nn import MLP  # noqa: E402
 
 
-def one(n, repeats):
-    """Time and page faults per call for N = n rows, in this (fresh) process."""
-    bg.set_num_threads(1)
+def vjp_case(n):
+    """One VJP of the 100-10-1 network on n rows."""
     k = _backend._core
     net = MLP((100, 10, 1), activation="tanh")
     cfg = net.net_config(k)
@@ -43,23 +47,45 @@ def one(n, repeats):
     grad = np.empty((1, net.n_params))
     X = np.random.default_rng(1).standard_normal((n, 100))
     w = np.random.default_rng(2).standard_normal((1, n, 1))
+    return lambda: k.mlp.mlp_backward(cfg, rho, X, w, grad)
 
-    def call():
-        k.mlp.mlp_backward(cfg, rho, X, w, grad)
 
-    t = median_time(call, repeats, warmup=3)
+def laplace_case():
+    """One diagonal GGN Laplace fit of 784-400-400-10 on 2000 rows."""
+    from bayesgrad import laplace
+
+    r = np.random.default_rng(0)
+    X, y = r.standard_normal((2000, 784)), r.integers(0, 10, 2000)
+    mlp = MLP([784, 400, 400, 10], activation="relu")
+    theta = mlp.init(seed=0)
+    return lambda: laplace.Laplace(mlp, theta, likelihood="categorical", structure="diag").fit(X, y)
+
+
+CASES = {"mlp_backward 100-10-1 tanh, N = 2000, float64": (lambda: vjp_case(2000), 1),
+         "mlp_backward 100-10-1 tanh, N = 4000, float64": (lambda: vjp_case(4000), 1),
+         "mlp_backward 100-10-1 tanh, N = 8000, float64": (lambda: vjp_case(8000), 1),
+         "Laplace diag GGN fit, 784-400-400-10 relu, N = 2000, float64": (laplace_case, 20)}
+
+
+def one(name, repeats):
+    """Time and page faults per call of case ``name`` (repeats divided by its cost), in this (fresh) process."""
+    bg.set_num_threads(1)
+    make, cost = CASES[name]
+    call = make()
+    reps = max(5, repeats // cost)
+    t = median_time(call, reps, warmup=3)
     f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(repeats):
+    for _ in range(reps):
         call()
-    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / repeats
-    print(json.dumps({"seconds": t, "page_faults_per_call": faults}))
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / reps
+    print(json.dumps({"seconds": t, "page_faults_per_call": faults, "repeats": reps}))
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=201)
     ap.add_argument("--out", default="engine_calls.json")
-    ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # the child process's N
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # the child process's case
     args = ap.parse_args()
     if not _backend.native_available():
         sys.exit("needs the native core")
@@ -67,13 +93,12 @@ def main():
         return one(args.one, args.repeats)
     res = {"benchmark": "engine_calls", "repeats": args.repeats, "threads": 1, "heap": "glibc defaults",
            "load_average_at_start": load_average(), "machine": machine_info(), "rows": {}}
-    for n in (2000, 4000, 8000):
-        out = subprocess.run([sys.executable, __file__, "--one", str(n), "--repeats", str(args.repeats)],
+    for key in CASES:
+        out = subprocess.run([sys.executable, __file__, "--one", key, "--repeats", str(args.repeats)],
                              check=True, capture_output=True, text=True).stdout
         row = json.loads(out.strip().splitlines()[-1])
-        key = f"mlp_backward 100-10-1 tanh, N = {n}, float64"
         res["rows"][key] = row
-        print(f"  {key:<45} {1e3 * row['seconds']:7.3f} ms  {row['page_faults_per_call']:7.1f} page faults a call")
+        print(f"  {key:<62} {1e3 * row['seconds']:8.3f} ms  {row['page_faults_per_call']:8.1f} page faults a call")
     write_results(res, __file__, args.out)
 
 

@@ -178,9 +178,12 @@ double sqrt_loss(const T* f, const T* y, const T* draws, int64_t n, int64_t C, i
   return loss;
 }
 
+// linear_diag_accum with its (n, O) and (n, I) squares in s2 and a2 (resized, every element written).
 template <typename T>
-void linear_diag_accum(const T* a, const T* S, int64_t n, int64_t I, int64_t K, int64_t O, T* out_w, T* out_b) {
-  std::vector<T> s2(static_cast<size_t>(n * O)), a2(static_cast<size_t>(n * I));
+void linear_diag_accum_in(const T* a, const T* S, int64_t n, int64_t I, int64_t K, int64_t O, T* out_w, T* out_b,
+                          std::vector<T>& s2, std::vector<T>& a2) {
+  s2.resize(static_cast<size_t>(n * O));
+  a2.resize(static_cast<size_t>(n * I));
   for_chunks(n_chunks(n), [&](int64_t c) {
     for (int64_t i = c * kRows; i < std::min(n, (c + 1) * kRows); ++i) {
       T* s = s2.data() + i * O;
@@ -194,6 +197,12 @@ void linear_diag_accum(const T* a, const T* S, int64_t n, int64_t I, int64_t K, 
   });
   gemm(true, false, O, I, n, s2.data(), O, a2.data(), I, out_w, I);
   colsum_add(s2.data(), n, O, out_b);
+}
+
+template <typename T>
+void linear_diag_accum(const T* a, const T* S, int64_t n, int64_t I, int64_t K, int64_t O, T* out_w, T* out_b) {
+  std::vector<T> s2, a2;
+  linear_diag_accum_in(a, S, n, I, K, O, out_w, out_b, s2, a2);
 }
 
 template <typename T>
@@ -337,6 +346,17 @@ void check_sqrt_args(int64_t n, int64_t C, int64_t K, Likelihood lik, Kind kind)
 
 }  // namespace
 
+// mlp_accum's buffers: the forward trace, the square-root factors at a layer and the one below, the
+// diagonal's squares.
+template <typename T>
+struct AccumWork {
+  mlp::Trace<T> tr;
+  std::vector<T> G, Gn, s2, a2;
+  size_t bytes() const {
+    return tr.bytes() + (G.capacity() + Gn.capacity() + s2.capacity() + a2.capacity()) * sizeof(T);
+  }
+};
+
 template <typename T>
 double mlp_accum(const CurvatureConfig& c, const T* theta, const T* X, const T* y, const T* draws, int64_t n,
                  T* out) {
@@ -350,9 +370,16 @@ double mlp_accum(const CurvatureConfig& c, const T* theta, const T* X, const T* 
   check_sqrt_args<T>(n, C, K, lik, kind);
   if (n == 0) return 0.0;
   SerialScope serial;
-  mlp::Trace<T> tr;
+  // Python calls this once per chunk of rows: the buffers are the calling thread's, kept between calls
+  // (fresh ones were faulted in and zero-filled at every call: 36 000 page faults per diagonal fit of
+  // 784-400-400-10 on 2000 rows)
+  mlp::ThreadKept<AccumWork<T>> lease;
+  AccumWork<T>& w = lease.get();
+  mlp::Trace<T>& tr = w.tr;
+  std::vector<T>& G = w.G;
+  std::vector<T>& Gn = w.Gn;
   mlp::forward<T>(L, f, theta, 1, 0, X, n, 0, tr);
-  std::vector<T> G(static_cast<size_t>(n * K * C)), Gn;
+  G.resize(static_cast<size_t>(n * K * C));  // every element written by sqrt_loss
   const double loss = sqrt_loss<T>(tr.output(), y, draws, n, C, K, lik, kind, G.data());
   // packed Kronecker offsets
   std::vector<int64_t> koff(static_cast<size_t>(nl) + 1, 0);
@@ -361,13 +388,13 @@ double mlp_accum(const CurvatureConfig& c, const T* theta, const T* X, const T* 
     const int64_t I = L.d_in(l), O = L.d_out(l);
     const T* a = l == 0 ? X : tr.a[l - 1].data();
     if (st == Structure::kDiag)
-      linear_diag_accum<T>(a, G.data(), n, I, K, O, out + L.w_off[l], out + L.b_off[l]);
+      linear_diag_accum_in<T>(a, G.data(), n, I, K, O, out + L.w_off[l], out + L.b_off[l], w.s2, w.a2);
     else
       linear_kron_accum<T>(a, G.data(), n, I, K, O, out + koff[l], out + koff[l] + I * I);
     if (l == 0) break;
-    // square-root factors at the layer below: (G W) ⊙ f'(z)
-    Gn.assign(static_cast<size_t>(n * K * I), T(0));
-    gemm(false, false, n * K, I, O, G.data(), O, theta + L.w_off[l], I, Gn.data(), I);
+    // square-root factors at the layer below: (G W) ⊙ f'(z), G W written over Gn (beta 0)
+    Gn.resize(static_cast<size_t>(n * K * I));
+    pool_gemm(false, false, n * K, I, O, T(1), G.data(), O, theta + L.w_off[l], I, T(0), Gn.data(), I);
     times_act_deriv<T>(f, tr.z[l - 1].data(), tr.a[l - 1].data(), n, K, I, Gn.data());
     G.swap(Gn);
   }

@@ -143,33 +143,36 @@ struct Trace {
   }
 };
 
-// The calling thread's trace for one engine call made from Python (mlp_backward,
-// mlp_nll_grad), kept for its next call: a fresh trace's buffers of N x width
-// values are above glibc's mmap threshold, came back zeroed from the kernel at
-// every call and were faulted in anew (a 100-10-1 network's gradient on 4000
-// rows: 1.3 ms against 0.7 ms, 200 page faults a call; bench/engine_calls.py).
-// A trace over
-// kKeepBytes is released when the call ends, so that one large batch does not
-// stay resident.
-template <typename T>
-class ThreadTrace {
+// A workspace W (with `size_t bytes() const`) kept by the calling thread for
+// its next engine call made from Python: fresh buffers of N x width values lie
+// above glibc's mmap threshold, came back zeroed from the kernel at every call
+// and were faulted in anew (a 100-10-1 network's gradient on 4000 rows: 1.3 ms
+// against 0.7 ms, 200 page faults a call; bench/engine_calls.py). A workspace
+// over kKeepBytes is released when the call ends, so that one large batch does
+// not stay resident. One per thread and type: calls on one thread never nest.
+template <typename W>
+class ThreadKept {
  public:
   static constexpr size_t kKeepBytes = size_t{32} << 20;
-  ThreadTrace() : tr_(slot()) {}
-  ~ThreadTrace() {
-    if (tr_.bytes() > kKeepBytes) tr_ = Trace<T>();
+  ThreadKept() : w_(slot()) {}
+  ~ThreadKept() {
+    if (w_.bytes() > kKeepBytes) w_ = W();
   }
-  ThreadTrace(const ThreadTrace&) = delete;
-  ThreadTrace& operator=(const ThreadTrace&) = delete;
-  Trace<T>& get() { return tr_; }
+  ThreadKept(const ThreadKept&) = delete;
+  ThreadKept& operator=(const ThreadKept&) = delete;
+  W& get() { return w_; }
 
  private:
-  static Trace<T>& slot() {
-    thread_local Trace<T> t;
-    return t;
+  static W& slot() {
+    thread_local W w;
+    return w;
   }
-  Trace<T>& tr_;
+  W& w_;
 };
+
+// The trace of mlp_backward and mlp_nll_grad.
+template <typename T>
+using ThreadTrace = ThreadKept<Trace<T>>;
 
 // Forward for S parameter vectors params + s * p_stride (p_stride 0: shared)
 // on inputs X + s * x_stride, each (N, d_0) row-major (x_stride 0: shared).
