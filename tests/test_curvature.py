@@ -6,7 +6,7 @@ import pytest
 
 import bayesgrad as bg
 from bayesgrad import _backend, _numpy
-from bayesgrad._codes import CurvatureKind, Likelihood
+from bayesgrad._codes import Activation, CurvatureKind, Likelihood
 from bayesgrad.laplace import Curvature, LinearHead
 
 LIKS = ["gaussian", "categorical", "bernoulli"]
@@ -374,6 +374,38 @@ def test_mlp_kernels_native_numpy_parity(lik, kind, dtype, rng):
         res.append((d, kr, gv, np.array([l1, l2]), full))
     for u, v in zip(*res):
         np.testing.assert_allclose(u, v, **tol)
+
+
+@pytest.mark.single_backend
+@pytest.mark.skipif(not _backend.native_available(), reason="native core not built")
+def test_mlp_curv_accum_reusing_the_thread_workspace_gives_the_same_values(rng):
+    """mlp_curv_accum keeps its workspace for the calling thread's next call (released over 32 MB):
+    calls on other networks, row counts, kinds, structures and dtypes in between, and one large
+    enough to be released, leave a repeated call's values unchanged bit for bit."""
+    from bayesgrad import _core
+
+    def call(sizes, n, kind="ggn", st=0, dtype=np.float64, seed=0):
+        r = np.random.default_rng(seed)
+        mlp, th, X, y = mlp_problem("categorical", "relu", r, N=n, sizes=sizes)
+        th, X, y = th.astype(dtype), X.astype(dtype), y.astype(dtype)
+        K = {"ggn": sizes[-1], "ef": 1, "fisher_mc": 2}[kind]
+        draws = r.uniform(size=(n, K)).astype(dtype)
+        nk = sum(i * i + o * o for i, o in zip(mlp.sizes[:-1], mlp.sizes[1:]))
+        out = np.zeros(mlp.n_params if st == 0 else nk, dtype)
+        net = _core.mlp.NetConfig(mlp.sizes, Activation["relu"])
+        cfg = _core.curvature.CurvatureConfig(net, Likelihood["categorical"], CurvatureKind[kind], K, st)
+        loss = _core.curvature.mlp_curv_accum(cfg, th, X, y, draws, out)
+        return out, loss
+
+    first = [call((4, 7, 6, 3), 50), call((5, 9, 3), 40, "ef", 1)]
+    call((6, 30, 30, 4), 300, "fisher_mc")
+    call((4, 7, 6, 3), 80, dtype=np.float32)
+    call((50, 300, 10), 300)  # square-root factors of 7 MB each, a workspace over 32 MB: released
+    call((3, 5, 2), 7, st=1)
+    again = [call((4, 7, 6, 3), 50), call((5, 9, 3), 40, "ef", 1)]
+    for (a, la), (b, lb) in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+        assert la == lb
 
 
 @pytest.mark.parametrize("lik", LIKS)
