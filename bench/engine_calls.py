@@ -5,7 +5,9 @@ the same arrays on every call, as a user's loop makes them:
   shape of RELAX's surrogate, which calls it on every estimate) on N = 2000 / 4000 /
   8000 rows;
 * a diagonal GGN Laplace fit of a 784-400-400-10 ReLU network on 2000 rows (float64):
-  ``Laplace.fit`` calls the curvature kernel once per chunk of 256 rows.
+  ``Laplace.fit`` calls the curvature kernel once per chunk of 256 rows;
+* that posterior's GLM predictive (diagonal and Kronecker) at 1000 points: the kernel
+  runs its chunks of rows (here 256) on the calling thread.
 
 Per call: the median wall time and the page faults (``getrusage``'s minor faults,
 averaged over the calls). Buffers allocated afresh per call are faulted in again each
@@ -61,10 +63,24 @@ def laplace_case():
     return lambda: laplace.Laplace(mlp, theta, likelihood="categorical", structure="diag").fit(X, y)
 
 
+def predictive_case(structure):
+    """The GLM predictive (probit) of a fitted Laplace posterior of 784-400-400-10 at 1000 points."""
+    from bayesgrad import laplace
+
+    r = np.random.default_rng(0)
+    X, y = r.standard_normal((2000, 784)), r.integers(0, 10, 2000)
+    mlp = MLP([784, 400, 400, 10], activation="relu")
+    la = laplace.Laplace(mlp, mlp.init(seed=0), likelihood="categorical", structure=structure).fit(X, y)
+    Xt = r.standard_normal((1000, 784))
+    return lambda: la.predict(Xt)
+
+
 CASES = {"mlp_backward 100-10-1 tanh, N = 2000, float64": (lambda: vjp_case(2000), 1),
          "mlp_backward 100-10-1 tanh, N = 4000, float64": (lambda: vjp_case(4000), 1),
          "mlp_backward 100-10-1 tanh, N = 8000, float64": (lambda: vjp_case(8000), 1),
-         "Laplace diag GGN fit, 784-400-400-10 relu, N = 2000, float64": (laplace_case, 20)}
+         "Laplace diag GGN fit, 784-400-400-10 relu, N = 2000, float64": (laplace_case, 20),
+         "Laplace GLM predictive, diag, 784-400-400-10, 1000 points": (lambda: predictive_case("diag"), 20),
+         "Laplace GLM predictive, kron, 784-400-400-10, 1000 points": (lambda: predictive_case("kron"), 40)}
 
 
 def one(name, repeats):

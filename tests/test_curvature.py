@@ -557,6 +557,45 @@ def test_glm_fvar_native_chunks_do_not_depend_on_threads(structure, rng):
 
 @pytest.mark.single_backend
 @pytest.mark.skipif(not _backend.native_available(), reason="native core not built")
+def test_glm_fvar_reusing_the_thread_workspaces_gives_the_same_values(rng):
+    """Each thread running mlp_glm_fvar's chunks keeps its workspace between chunks and calls:
+    calls on other networks, structures, dtypes and thread counts in between (and one whose
+    workspace is released, over 32 MB) leave a repeated call's values unchanged bit for bit."""
+    import bayesgrad as bg
+    from bayesgrad import _core
+    from bayesgrad._codes import CurvatureStructure
+
+    def call(sizes, n, structure, dtype=np.float64, seed=0):
+        r = np.random.default_rng(seed)
+        net, theta, _ = _glm_problem(r, dtype, sizes=sizes, act="tanh")
+        X = r.normal(size=(n, sizes[0])).astype(dtype)
+        if structure == "diag":  # (without the dense covariance _random_glm_factors also forms)
+            rot, var = np.empty(0), r.uniform(0.1, 2.0, size=net.n_params)
+        else:
+            rot, var, _ = _random_glm_factors(net, r, structure)
+        cfg = _core.curvature.GlmConfig(net.net_config(_core), int(CurvatureStructure[structure]))
+        f, V = np.empty((n, sizes[-1]), dtype), np.empty((n, sizes[-1], sizes[-1]), dtype)
+        _core.curvature.mlp_glm_fvar(cfg, theta, X, rot.astype(dtype), var.astype(dtype), f, V)
+        return f, V
+
+    prev = bg.get_num_threads()
+    try:
+        first = [call((5, 16, 8, 3), 600, "kron"), call((4, 6, 2), 300, "diag")]
+        bg.set_num_threads(1)
+        call((6, 40, 40, 4), 700, "kron", np.float32)
+        call((300, 300, 300, 100), 256, "diag")  # chunks of 69 rows, square-root factors over 32 MB
+        bg.set_num_threads(prev)
+        call((3, 9, 5), 513, "diag", seed=1)
+        again = [call((5, 16, 8, 3), 600, "kron"), call((4, 6, 2), 300, "diag")]
+    finally:
+        bg.set_num_threads(prev)
+    for a, b in zip(first, again):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.single_backend
+@pytest.mark.skipif(not _backend.native_available(), reason="native core not built")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_glm_kernels_native_numpy_parity(dtype, rng):
     """Native and NumPy GLM kernels agree within rounding, across the native kernel's internal
