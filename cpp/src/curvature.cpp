@@ -401,6 +401,16 @@ double mlp_accum(const CurvatureConfig& c, const T* theta, const T* X, const T* 
   return loss;
 }
 
+// mlp_ggn_vp's buffers: the trace, the loss Hessian's square roots, the JVP's directions, the VJP.
+template <typename T>
+struct GgnVpWork {
+  mlp::Trace<T> tr;
+  std::vector<T> S, dz, dprev, g;
+  size_t bytes() const {
+    return tr.bytes() + (S.capacity() + dz.capacity() + dprev.capacity() + g.capacity()) * sizeof(T);
+  }
+};
+
 template <typename T>
 void mlp_ggn_vp(const CurvatureConfig& c, const T* theta, const T* X, const T* y, const T* draws, int64_t n,
                 const T* V, int64_t m, T* out) {
@@ -413,11 +423,19 @@ void mlp_ggn_vp(const CurvatureConfig& c, const T* theta, const T* X, const T* y
   check_sqrt_args<T>(n, C, K, lik, kind);
   if (n == 0 || m == 0) return;
   SerialScope serial;
-  mlp::Trace<T> tr;
+  // Python calls this once per chunk of rows (and per Lanczos step): the calling thread's buffers,
+  // kept between calls (see AccumWork)
+  mlp::ThreadKept<GgnVpWork<T>> lease;
+  GgnVpWork<T>& w = lease.get();
+  mlp::Trace<T>& tr = w.tr;
   mlp::forward<T>(L, f, theta, 1, 0, X, n, 0, tr);
-  std::vector<T> S(static_cast<size_t>(n * K * C));
+  std::vector<T>& S = w.S;
+  S.resize(static_cast<size_t>(n * K * C));  // every element written by sqrt_loss
   sqrt_loss<T>(tr.output(), y, draws, n, C, K, lik, kind, S.data());
-  std::vector<T> dz, dprev, g(static_cast<size_t>(P));
+  std::vector<T>& dz = w.dz;
+  std::vector<T>& dprev = w.dprev;
+  std::vector<T>& g = w.g;
+  g.resize(static_cast<size_t>(P));  // written by backward
   for (int64_t j = 0; j < m; ++j) {
     const T* v = V + j * P;
     // jvp: dz_l = a_{l-1} dW_lᵀ + db_l + (da_{l-1}) W_lᵀ, da_l = f'(z_l) dz_l
