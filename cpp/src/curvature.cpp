@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <initializer_list>
 #include <stdexcept>
 #include <vector>
 
@@ -346,15 +347,21 @@ void check_sqrt_args(int64_t n, int64_t C, int64_t K, Likelihood lik, Kind kind)
 
 }  // namespace
 
+// Bytes a workspace holds in its trace and vectors, capacity included (mlp::ThreadKept's cap).
+template <typename T>
+size_t held_bytes(const mlp::Trace<T>& tr, std::initializer_list<const std::vector<T>*> vs) {
+  size_t b = 0;
+  for (const auto* v : vs) b += v->capacity();
+  return tr.bytes() + b * sizeof(T);
+}
+
 // mlp_accum's buffers: the forward trace, the square-root factors at a layer and the one below, the
 // diagonal's squares.
 template <typename T>
 struct AccumWork {
   mlp::Trace<T> tr;
   std::vector<T> G, Gn, s2, a2;
-  size_t bytes() const {
-    return tr.bytes() + (G.capacity() + Gn.capacity() + s2.capacity() + a2.capacity()) * sizeof(T);
-  }
+  size_t bytes() const { return held_bytes(tr, {&G, &Gn, &s2, &a2}); }
 };
 
 template <typename T>
@@ -406,9 +413,7 @@ template <typename T>
 struct GgnVpWork {
   mlp::Trace<T> tr;
   std::vector<T> S, dz, dprev, g;
-  size_t bytes() const {
-    return tr.bytes() + (S.capacity() + dz.capacity() + dprev.capacity() + g.capacity()) * sizeof(T);
-  }
+  size_t bytes() const { return held_bytes(tr, {&S, &dz, &dprev, &g}); }
 };
 
 template <typename T>
@@ -511,11 +516,7 @@ template <typename T>
 struct GlmWork {
   mlp::Trace<T> tr;
   std::vector<T> G, Gn, Gt, at, sq, w, gw;
-  size_t bytes() const {
-    size_t b = 0;
-    for (const auto* v : {&G, &Gn, &Gt, &at, &sq, &w, &gw}) b += v->capacity();
-    return tr.bytes() + b * sizeof(T);
-  }
+  size_t bytes() const { return held_bytes(tr, {&G, &Gn, &Gt, &at, &sq, &w, &gw}); }
 };
 
 // One chunk of mlp_glm_fvar: rows [s, s + m) of X, each row's f and fvar from that row alone.
