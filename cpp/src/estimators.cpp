@@ -555,8 +555,8 @@ namespace {
 // Rows [i0, i1) of relax_bernoulli_part_fd. The loop over a row's coordinates has no dependence
 // between elements, so the compiler vectorises it for whichever ISA the caller is compiled for
 // (part_fd_rows_avx512 / _avx2 / _base below): the pass reads 14 arrays and is bound by memory
-// bandwidth, and the vectors take its arithmetic out of the way (n = 1000, p = 100, one thread:
-// 0.54-0.75 ms for the former scalar loop, 0.27 ms on the AVX-512 path, 0.31 ms on AVX2).
+// bandwidth, and the vectors take its arithmetic out of the way (bench/relax_kernels.py, n = 1000,
+// p = 100, one thread: 0.27-0.41 ms on the baseline build, 0.20-0.29 ms AVX2, 0.20-0.28 ms AVX-512).
 inline __attribute__((always_inline)) void part_fd_body(const double* fv, const double* gv, const double* y,
                                                         const double* dzt, const double* score, const double* iv,
                                                         int64_t n, int64_t p, int64_t i0, int64_t i1, double* o0,
@@ -817,8 +817,8 @@ struct CombineArgs {
 // Rows [i0, i1) of relax_bernoulli_combine, adding sum g^2, g a_f, g a_d into acc[0..2]. The terms
 // present (AF: a_f, AD: a_d, NET: the network's, and with it gd and gs) are template flags, so
 // that each variant's row loop is straight-line; its sums run in kLanes lane accumulators (added
-// in a fixed order at the end of each row), which the compiler keeps in vector registers (the
-// serial sums of the former loop kept it scalar: about 1.25x, in a C++ microbenchmark).
+// in a fixed order at the end of each row), which the compiler keeps in vector registers (the serial
+// sums of the former loop kept it scalar). The pass is bound by memory: bench/relax_kernels.py.
 template <bool AF, bool AD, bool NET>
 inline __attribute__((always_inline)) void combine_body(const CombineArgs& c, int64_t i0, int64_t i1, double* acc) {
   constexpr int kLanes = 8;
@@ -861,16 +861,16 @@ inline __attribute__((always_inline)) void combine_body(const CombineArgs& c, in
     combine_body<AF, AD, NET>(c, i0, i1, acc);                                                                    \
   }
 #if BG_HAVE_X86
-BG_COMBINE_ISA(BG_AVX512, avx512)
 BG_COMBINE_ISA(BG_AVX2, avx2)
 #endif
 BG_COMBINE_ISA(, base)
 #undef BG_COMBINE_ISA
 
+// AVX-512 CPUs take the AVX2 build too: compiled for AVX-512 the same loop ran at 0.6-0.8x of it
+// (bench/relax_kernels.py: 0.18-0.24 against 0.11-0.15 ms for REBAR's variant, n = 1000, p = 100).
 template <bool AF, bool AD, bool NET>
 void combine_rows(const CombineArgs& c, int64_t i0, int64_t i1, double* acc) {
 #if BG_HAVE_X86
-  if (simd::use_avx512()) return combine_rows_avx512<AF, AD, NET>(c, i0, i1, acc);
   if (simd::use_avx2()) return combine_rows_avx2<AF, AD, NET>(c, i0, i1, acc);
 #endif
   combine_rows_base<AF, AD, NET>(c, i0, i1, acc);
