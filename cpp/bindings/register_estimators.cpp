@@ -647,6 +647,160 @@ void bind_points(py::module_& m) {
       "x, values (m, D) float64, out (m, D, D).");
 }
 
+
+// REBAR / RELAX for Categorical coordinates (relax_categorical.cpp). pr / lp (D, K) give the
+// shape of a draw's values; draws (5, n, D K) = [z, z~, r, b, score] as the sample writes them.
+void check_draws(const out_array<D>& draws, int64_t& n, int64_t p) {
+  if (draws.ndim() != 3 || draws.shape(0) != 5 || draws.shape(2) != p)
+    throw std::invalid_argument("draws must have shape (5, n, " + std::to_string(p) + ")");
+  n = draws.shape(1);
+}
+void check_draws_in(const in_array<D>& draws, int64_t& n, int64_t p) {
+  if (draws.ndim() != 3 || draws.shape(0) != 5 || draws.shape(2) != p)
+    throw std::invalid_argument("draws must have shape (5, n, " + std::to_string(p) + ")");
+  n = draws.shape(1);
+}
+void check_probs(const in_array<D>& a, const char* name, int64_t& d, int64_t& k) {
+  if (a.ndim() != 2 || a.shape(0) < 1 || a.shape(1) < 1)
+    throw std::invalid_argument(std::string(name) + " must have shape (D, K) with D, K >= 1");
+  d = a.shape(0);
+  k = a.shape(1);
+}
+void check_temps(double lam, double step, int temps) {
+  if (!(lam > 0) || !std::isfinite(lam)) throw std::invalid_argument("lam must be positive and finite");
+  if (temps == 3 && !(step > 0 && step < 1)) throw std::invalid_argument("step must be in (0, 1)");
+}
+
+void bind_relax_categorical(py::module_& m) {
+  m.def(
+      "relax_categorical_sample",
+      [](in_array<D> lp, uint64_t seed, uint64_t stream_u, uint64_t stream_v, double lam, double step,
+         out_array<D> draws, std::optional<out_array<D>> y) {
+        int64_t d, k, n;
+        check_probs(lp, "lp", d, k);
+        const int64_t p = d * k;
+        require_writeable(draws, "draws");
+        check_draws(draws, n, p);
+        if (stream_u >= (uint64_t{1} << 63) || stream_v >= (uint64_t{1} << 63))
+          throw std::invalid_argument("stream_u and stream_v must be in [0, 2**63)");
+        int temps = 0;
+        if (y) {
+          require_writeable(*y, "y");
+          const auto& s = *y;
+          if (s.ndim() == 2 && s.shape(0) == 2 * n && s.shape(1) == p)
+            temps = 1;
+          else if (s.ndim() == 3 && s.shape(0) == 3 && s.shape(1) == 2 * n && s.shape(2) == p)
+            temps = 3;
+          else
+            throw std::invalid_argument("y must have shape (2n, p) or (3, 2n, p)");
+          check_temps(lam, step, temps);
+        }
+        const D* pl = lp.data();
+        D* pd = draws.mutable_data();
+        D* py_ = y ? y->mutable_data() : nullptr;
+        py::gil_scoped_release rel;
+        relax_categorical_sample(pl, d, k, seed, stream_u, stream_v, n, pd, lam, temps, step, py_);
+      },
+      py::arg("lp").noconvert(), py::arg("seed"), py::arg("stream_u"), py::arg("stream_v"), py::arg("lam"),
+      py::arg("step"), py::arg("draws").noconvert(), py::arg("y").noconvert().none(true),
+      "REBAR/RELAX draws for D Categorical coordinates of K classes, lp (D, K) their log-probabilities, into "
+      "draws (5, n, D K) = [z, z~, r, b, score] (u, v the uniforms of random.uniform((n, D K), seed, stream_u / "
+      "stream_v), z = lp - log(-log u), b the one-hot argmax per row of K, z~ the conditional Gumbel draw given b, "
+      "r its Jacobian's diagonal, score = b - p), and the softmax relaxation of [z; z~] (2n, D K) per row of K: "
+      "y (2n, D K) at lam, y (3, 2n, D K) at lam, lam e^step, lam e^-step, or None (float64).");
+  m.def(
+      "relax_categorical_part",
+      [](in_array<D> fv, in_array<D> gv, in_array<D> y, in_array<D> draws, in_array<D> pr, double lam, double step,
+         out_array<D> out) {
+        int64_t d, k, n;
+        check_probs(pr, "pr", d, k);
+        const int64_t p = d * k;
+        check_draws_in(draws, n, p);
+        require_writeable(out, "out");
+        int temps;
+        if (out.ndim() == 2 && out.shape(0) == n && out.shape(1) == p)
+          temps = 1;
+        else if (out.ndim() == 3 && out.shape(0) == 2 && out.shape(1) == n && out.shape(2) == p)
+          temps = 3;
+        else
+          throw std::invalid_argument("out must have shape (n, p) or (2, n, p)");
+        check_vec<D>(fv, 2 * temps * n, "fv");
+        check_mat(gv, 2 * temps * n, p, "gv");
+        check_mat(y, 2 * temps * n, p, "y");
+        check_temps(lam, step, temps);
+        const D *pf = fv.data(), *pg = gv.data(), *py_ = y.data(), *pdr = draws.data(), *pp = pr.data();
+        D* po = out.mutable_data();
+        py::gil_scoped_release rel;
+        relax_categorical_part(pf, pg, py_, pdr + 2 * n * p, pdr + 4 * n * p, pp, n, d, k, lam, temps, step, po);
+      },
+      py::arg("fv").noconvert(), py::arg("gv").noconvert(), py::arg("y").noconvert(), py::arg("draws").noconvert(),
+      py::arg("pr").noconvert(), py::arg("lam"), py::arg("step"), py::arg("out").noconvert(),
+      "REBAR/RELAX's relaxed-f part per unit scale for Categorical coordinates from f and grad_f (fv (T 2n,), "
+      "gv (T 2n, p)) at the relaxation y (T 2n, p) of relax_categorical_sample, draws its (5, n, p) and pr (D, K) "
+      "the probabilities: out (n, p) the part at lam (T = 1), or out (2, n, p) also the part at lam e^step minus "
+      "the part at lam e^-step (T = 3; float64).");
+  m.def(
+      "relax_categorical_combine",
+      [](in_array<D> fb, in_array<D> draws, in_array<D> pr, std::optional<in_array<D>> a_f, double sc,
+         std::optional<in_array<D>> r, std::optional<in_array<D>> gx, out_array<D> out,
+         std::optional<out_array<D>> gs) {
+        int64_t d, k, n;
+        check_probs(pr, "pr", d, k);
+        const int64_t p = d * k;
+        check_draws_in(draws, n, p);
+        check_vec<D>(fb, n, "fb");
+        bool two = false;
+        if (a_f) {
+          two = a_f->ndim() == 3;
+          if (two && (a_f->shape(0) != 2 || a_f->shape(1) != n || a_f->shape(2) != p))
+            throw std::invalid_argument("a_f must have shape (n, p) or (2, n, p)");
+          if (!two) check_mat(*a_f, n, p, "a_f");
+        }
+        if (r.has_value() != gx.has_value())
+          throw std::invalid_argument("r and gx must be given together (the network's terms)");
+        if (r) {
+          check_vec<D>(*r, 2 * n, "r");
+          check_mat(*gx, 2 * n, p, "gx");
+        }
+        require_writeable(out, "out");
+        const std::string np_ = std::to_string(n) + ", " + std::to_string(p);
+        if (r) {  // out (3, n, p) = [g; d1; d2] and gs
+          if (out.ndim() != 3 || out.shape(0) != 3 || out.shape(1) != n || out.shape(2) != p)
+            throw std::invalid_argument("out must have shape (3, " + np_ + ") with the network's terms");
+          if (!gs) throw std::invalid_argument("gs must be given with the network's terms");
+          require_writeable(*gs, "gs");
+          check_vec<D>(*gs, n, "gs");
+        } else {
+          if (out.ndim() != 2 || out.shape(0) != n || out.shape(1) != p)
+            throw std::invalid_argument("out must have shape (" + np_ + ") without the network's terms");
+          if (gs) throw std::invalid_argument("gs must be None without the network's terms");
+        }
+        const D *pf = fb.data(), *pdr = draws.data(), *pp = pr.data();
+        const D* pa = a_f ? a_f->data() : nullptr;
+        const D* pad = two ? pa + n * p : nullptr;
+        const D* prn = r ? r->data() : nullptr;
+        const D* px = gx ? gx->data() : nullptr;
+        D* po = out.mutable_data();
+        D* pd1 = r ? po + n * p : nullptr;
+        D* pd2 = r ? po + 2 * n * p : nullptr;
+        D* pgs = gs ? gs->mutable_data() : nullptr;
+        double sums[3];
+        {
+          py::gil_scoped_release rel;
+          relax_categorical_combine(pf, pdr + 4 * n * p, pdr + 2 * n * p, pp, pa, pad, sc, prn, px, n, d, k, po, pd1,
+                                    pd2, pgs, sums);
+        }
+        return py::make_tuple(sums[0], sums[1], sums[2]);
+      },
+      py::arg("fb").noconvert(), py::arg("draws").noconvert(), py::arg("pr").noconvert(), py::arg("a_f").noconvert(),
+      py::arg("sc"), py::arg("r").noconvert(), py::arg("gx").noconvert(), py::arg("out").noconvert(),
+      py::arg("gs").noconvert().none(true),
+      "REBAR/RELAX per-draw terms for Categorical coordinates (n, p): g = (fb - r[n:]) score + sc a_f + Jz gx[:n] - "
+      "Jt gx[n:] with Jz h = h - p sum h and Jt h = r h - p sum r h per row of K (score and r from draws (5, n, p), "
+      "pr (D, K)); with the network's terms out (3, n, p) = [g; Jz^T g; Jt^T g] and gs (n,) = rowwise sum of "
+      "g score, without them out (n, p) = g and gs None (float64); returns (sum g^2, sum g a_f[0], sum g a_f[1]).");
+}
+
 }  // namespace
 
 void register_estimators(py::module_& m) {
@@ -654,6 +808,7 @@ void register_estimators(py::module_& m) {
   bind<float>(m);
   bind<double>(m);
   bind_f64(m);
+  bind_relax_categorical(m);
   bind_points<float>(m);
   bind_points<double>(m);
 }

@@ -143,6 +143,38 @@ void relax_bernoulli_combine(const double* fb, const double* score, const double
 void relax_vjp_points(const double* zt, const double* z, const double* d1, const double* d2, const double* w0,
                       double c, double h, int64_t n, int64_t p, double* X, double* W);
 
+// REBAR / RELAX for D Categorical coordinates of K classes (p = D K values per draw, row-major
+// (D, K); relax_categorical.cpp). relax_categorical_sample: from lp (D K) the log-probabilities and
+// u, v the uniforms random.uniform draws for (n, D K) with `seed` and `stream_u` / `stream_v`
+// (offset 0, generated chunk by chunk), into draws (5, n, p) = [z, z~, r, b, score]:
+// z = lp - log(-log u), b the one-hot of argmax z per row of K (the first maximum), with
+// E = -log v: z~_b = -log E_b and z~_i = -log(E_i / p_i + E_b), r_i = (E_i / p_i) / (E_i / p_i + E_b)
+// (0 at b; d z~ / d eta = diag(r) - p r^T), score = b - p; then the relaxation softmax(./ lam)
+// per row of K of [z; z~] (2n, p) into y: temps 1 at lam (y (2n, p)), temps 3 at lam,
+// lam e^{step}, lam e^{-step} (y (3, 2n, p)), temps 0 none.
+void relax_categorical_sample(const double* lp, int64_t d, int64_t k, uint64_t seed, uint64_t stream_u,
+                              uint64_t stream_v, int64_t n, double* draws, double lam, int temps, double step,
+                              double* y);
+
+// The relaxed-f part per unit scale from f and grad_f at the relaxation: fv (T 2n) and gv
+// (T 2n, p) at y (T 2n, p) (relax_categorical_sample's order, T = temps, 1 or 3), r and score
+// (n, p) of the draws, pr (p) the probabilities: a = -f(y~) score + Jz^T v(g) - Jt^T v(g~) with
+// v(g) = y (g - g . y) / lam the softmax's VJP per row of K; out (n, p) the part at lam, and for
+// temps 3 (2, n, p) also the part at lam e^{step} minus the part at lam e^{-step}.
+void relax_categorical_part(const double* fv, const double* gv, const double* y, const double* rr,
+                            const double* score, const double* pr, int64_t n, int64_t d, int64_t k, double lam,
+                            int temps, double step, double* out);
+
+// The per-draw terms g (n, p) = (fb_i - rt_i) score + sc a_f + Jz gz - Jt gt (Jz h = h - p sum h,
+// Jt h = r h - p sum r h per row of K), r (2n,) / gx (2n, p) the network and its input gradient at
+// [z; z~] (null: no network), a_f / a_d as in relax_bernoulli_combine; with the network also
+// d1 = Jz^T g, d2 = Jt^T g (n, p) and gs_i = sum_p g score (relax_vjp_points' inputs); sums as in
+// relax_bernoulli_combine (fixed row blocks, then block order).
+void relax_categorical_combine(const double* fb, const double* score, const double* rr, const double* pr,
+                               const double* a_f, const double* a_d, double sc, const double* rnet, const double* gx,
+                               int64_t n, int64_t d, int64_t k, double* g, double* d1, double* d2, double* gs,
+                               double* sums);
+
 // Stochastic beam search (Gumbel-top-k over the K^D joint configurations of D
 // independent categoricals, log_probs (D, K) normalised per row): for each of n
 // rows, from uniforms u (n, 1 + D m K) (u[0] the root's Gumbel, then m K per

@@ -11,11 +11,15 @@ import itertools
 
 import numpy as np
 
+from ._arrays import _f64, _out64
+from ._relax_categorical import relax_categorical_combine, relax_categorical_part, relax_categorical_sample
+
 __all__ = ["column_mean_var", "score_accumulate", "pathwise_accumulate", "control_variate_accumulate",
            "control_coefficient", "quadratic_values", "vimco_signal", "relax_bernoulli_draws",
            "relax_bernoulli_sample",
            "relax_bernoulli_part", "concrete_bernoulli", "concrete_bernoulli_fd", "relax_bernoulli_part_fd",
            "relax_bernoulli_combine", "relax_vjp_points",
+           "relax_categorical_sample", "relax_categorical_part", "relax_categorical_combine",
            "gumbel_beam_search", "pathwise_normal_accumulate",
            "score_normal_accumulate", "normal_multisample_terms", "gamma_weak_parts",
            "set_order_probabilities", "categorical_set_terms", "normal_scores",
@@ -154,21 +158,6 @@ def score_normal_accumulate(x, loc, scale, f, baseline, loo, mean_out, var_out, 
 
 
 # ---------------------------------------------------------------- float64-only kernels (issue 16)
-def _f64(a, name, shape=None):
-    if not isinstance(a, np.ndarray) or a.dtype != np.float64:
-        raise TypeError(f"{name} must be a float64 array")
-    if shape is not None and a.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}")
-    return a
-
-
-def _out64(a, name, shape):
-    _f64(a, name, shape)
-    if not a.flags.c_contiguous or not a.flags.writeable:
-        raise ValueError(f"{name} must be C-contiguous and writeable")
-    return a
-
-
 def control_variate_accumulate(score, f, h, beta, eg, shift, mean_out, var_out, terms_out=None):
     """Mean/var over samples of scale * score * ((f - f_shift) - beta (h - h_shift)) + beta eg, with shift =
     (scale, f_shift, h_shift) (float64)."""

@@ -43,7 +43,7 @@ from .. import _scratch
 from .. import _checks as C
 from .. import random as _random
 from ..control_variates import RelaxSurrogate
-from .._numerics import log_softmax, sigmoid
+from .._numerics import log_softmax
 from ._base import check_finite, eval_f, eval_like, mean_stderr, setup
 from .discrete import _discrete_estimate, _family
 
@@ -51,64 +51,57 @@ _LOG_LAMBDA_STEP = 1e-4  # central difference in log lambda for d g / d log lamb
 
 
 class _Draws:
-    """Per-sample quantities of one call, flattened to (n, P) over the logits' coordinates; for a
-    Bernoulli with ``relax = (lam, fd)`` also the relaxation ``y`` of [z; z~] (``_relaxed_parts``)."""
+    """Per-sample quantities of one call, flattened to (n, P) over the logits' coordinates (P = D K values for
+    D Categorical coordinates of K classes); with ``relax = (lam, fd)`` also the relaxation ``y`` of [z; z~]
+    (``_relaxed_parts``).
+
+    u = random.uniform((n, *shape), seed, stream) and v the same on the stream folded with
+    "relax/conditional", generated inside the draws' pass of the family's sample kernel (the same
+    values). Bernoulli: z = eta + logit(1 - u), b = 1[u < p] = 1[z > 0]; given b, w~ = 1 - p + p v
+    (b = 1) or (1 - p) v (b = 0), z~ = eta + logit(w~), and d z~ / d eta with b and v fixed (stable log
+    forms there). Categorical: z = log p - log(-log u), b the one-hot argmax per row of K; with
+    E = -log v, z~_b = -log E_b, z~_i = -log(E_i / p_i + E_b) and r_i = (E_i / p_i) / (E_i / p_i + E_b)
+    (0 at b), d z~ / d eta = diag(r) - p r^T. All five per-sample arrays [z, z~, dz~/deta or r, b,
+    score] in one scratch buffer (f gets b itself: the pool reuses a buffer only once nothing refers to
+    it), z and z~ its first two rows, so that [z; z~] is one (2n, P) array for the relaxation and the
+    surrogate network; the relaxation at one temperature, or at three for the temperature's finite
+    difference, in the same pass (y: f's and grad_f's input, a scratch buffer too)."""
 
     def __init__(self, fam, dist, n, seed, stream, pool=None, relax=None):
         self.fam = fam
         pool = _scratch.fresh() if pool is None else pool
         eta = np.asarray(dist.logits, dtype=np.float64)
+        ke = _backend.kernels().estimators
         if fam == "bernoulli":
             self.shape = tuple(dist.batch_shape)
-            eta = np.broadcast_to(eta, self.shape).reshape(-1)
-            eta = np.ascontiguousarray(eta, dtype=np.float64)
+            eta = np.ascontiguousarray(np.broadcast_to(eta, self.shape).reshape(-1), dtype=np.float64)
             P = eta.size
-            # u = random.uniform((n, *batch), seed, stream) and v the same on the stream folded with
-            # "relax/conditional", generated inside the draws' pass (relax_bernoulli_sample: the
-            # same values); z = eta + logit(1 - u), b = 1[u < p] = 1[z > 0]; given b, w~ = 1 - p + p v
-            # (b = 1) or (1 - p) v (b = 0), z~ = eta + logit(w~), and d z~ / d eta with b and v fixed
-            # (stable log forms there). All five in one scratch buffer (f gets b itself: the pool
-            # reuses a buffer only once nothing refers to it), z and z~ its first two rows, so that
-            # [z; z~] is one (2n, P) array for the relaxation and the surrogate network; the
-            # relaxation at one temperature, or at three for the temperature's finite difference,
-            # in the same pass (y: f's and grad_f's input, a scratch buffer too)
-            draws = pool.array("relax/draws", (5, n, P))
-            self.zz = draws[:2].reshape(2 * n, P)
-            self.z, self.zt = self.zz[:n], self.zz[n:]
-            self.dzt, b, self.score = draws[2], draws[3], draws[4]
-            self.y, lam, step = None, 1.0, _LOG_LAMBDA_STEP
-            if relax is not None:
-                lam, fd = relax
-                self.y = pool.array("relax/y", (3, 2 * n, P) if fd else (2 * n, P))
-            _backend.kernels().estimators.relax_bernoulli_sample(
-                eta, seed, stream, _random.fold_in(stream, "relax/conditional"), float(lam), step, draws, self.y)
-            self.points = b.reshape((n,) + self.shape)
         else:
             self.shape = tuple(np.broadcast_shapes(eta.shape, tuple(dist.batch_shape) + eta.shape[-1:]))
-            K = self.shape[-1]
-            lp = log_softmax(np.broadcast_to(eta, self.shape))
-            p = np.exp(lp)
-            u = _random.uniform((n,) + self.shape, seed=seed, stream=stream)
-            v = _random.uniform((n,) + self.shape, seed=seed, stream=_random.fold_in(stream, "relax/conditional"))
-            z = lp - np.log(-np.log(u))
-            idx = np.argmax(z, axis=-1)
-            onehot = (idx[..., None] == np.arange(K)).astype(np.float64)
-            e = -np.log(v)
-            eb = np.take_along_axis(e, idx[..., None], axis=-1)
-            ep = e / p
-            zt = -np.log(ep + eb)
-            r = ep / (ep + eb)
-            zt = np.where(onehot > 0, -np.log(eb), zt)
-            r = np.where(onehot > 0, 0.0, r)
-            self.zz = np.concatenate([z.reshape(n, -1), zt.reshape(n, -1)])  # [z; z~] as for a Bernoulli
-            self.z, self.zt = self.zz[:n], self.zz[n:]
-            self.r = r.reshape(n, -1)
-            self.score = (onehot - p).reshape(n, -1)
-            self.points = onehot
-            self.p = p.reshape(-1)
-            self.K = K
+            self.K = K = self.shape[-1]
+            lp = np.ascontiguousarray(log_softmax(np.broadcast_to(eta, self.shape)).reshape(-1, K))
+            self.lp, self.p = lp, np.exp(lp)  # (D, K)
+            P = lp.size
+        self.draws = draws = pool.array("relax/draws", (5, n, P))
+        self.zz = draws[:2].reshape(2 * n, P)
+        self.z, self.zt = self.zz[:n], self.zz[n:]
+        b, self.score = draws[3], draws[4]
+        if fam == "bernoulli":
+            self.dzt = draws[2]
+        else:
+            self.r = draws[2]
+        self.y, lam, step = None, 1.0, _LOG_LAMBDA_STEP
+        if relax is not None:
+            lam, fd = relax
+            self.y = pool.array("relax/y", (3, 2 * n, P) if fd else (2 * n, P))
+        sample = ke.relax_bernoulli_sample if fam == "bernoulli" else ke.relax_categorical_sample
+        sample(eta if fam == "bernoulli" else lp, seed, stream, _random.fold_in(stream, "relax/conditional"),
+               float(lam), step, draws, self.y)
+        self.points = b.reshape((n,) + self.shape)
 
-    # d z / d eta and d z~ / d eta as maps on per-coordinate vectors (n, P), and their transposes
+    # d z / d eta and d z~ / d eta as maps on per-coordinate vectors (n, P): what the combine kernels
+    # apply (relax_*_combine), kept here as the estimator's definitions (tests check them against
+    # finite differences of the draws)
     def _rows(self, a):
         return a.reshape(a.shape[0], -1, self.K)
 
@@ -117,95 +110,39 @@ class _Draws:
         if self.fam == "bernoulli":
             return g
         g3 = self._rows(g)
-        return (g3 - self._rows(self.p[None]) * g3.sum(-1, keepdims=True)).reshape(g.shape)
+        return (g3 - self._rows(self.p.reshape(1, -1)) * g3.sum(-1, keepdims=True)).reshape(g.shape)
 
     def jt(self, g):
         """g (n, P) = dc/dz~ -> dc(z~)/d eta (n, P) (b fixed)."""
         if self.fam == "bernoulli":
             return g * self.dzt
         gr = self._rows(g * self.r)
-        return (gr - self._rows(self.p[None]) * gr.sum(-1, keepdims=True)).reshape(g.shape)
-
-    def jz_t(self, w):
-        """Transpose of ``jz``: the direction d with w . jz(g) = d . g."""
-        if self.fam == "bernoulli":
-            return w
-        w3 = self._rows(w)
-        return (w3 - (w3 * self._rows(self.p[None])).sum(-1, keepdims=True)).reshape(w.shape)
-
-    def jt_t(self, w):
-        """Transpose of ``jt``."""
-        if self.fam == "bernoulli":
-            return w * self.dzt
-        w3 = self._rows(w)
-        return (self._rows(self.r) * (w3 - (w3 * self._rows(self.p[None])).sum(-1, keepdims=True))).reshape(w.shape)
-
-
-def _relaxed(fam, shape, z, lam):
-    """The Concrete relaxation y of flat z (m, P) at temperature lam, (m, *shape), and dy/dz's VJP."""
-    m = z.shape[0]
-    a = z.reshape((m,) + shape) / lam
-    if fam == "bernoulli":
-        y = sigmoid(a)
-
-        def vjp(g):
-            return (g * y * (1.0 - y) / lam).reshape(m, -1)
-    else:
-        y = np.exp(log_softmax(a))
-
-        def vjp(g):
-            return (y * (g - (g * y).sum(-1, keepdims=True)) / lam).reshape(m, -1)
-    return y, vjp
-
-
-def _relaxed_f(f, grad_f, fam, shape, z, lam, dtype):
-    """f(y) (m,) and d f(y) / dz (m, P) at the relaxation y of z."""
-    y, vjp = _relaxed(fam, shape, z, lam)
-    yd = y.astype(dtype)
-    return eval_f(f, yd, np.float64), vjp(eval_like(grad_f, yd, np.float64, "grad_f"))
+        return (gr - self._rows(self.p.reshape(1, -1)) * gr.sum(-1, keepdims=True)).reshape(g.shape)
 
 
 def _relaxed_parts(f, grad_f, dr, lam, fd, dtype, pool):
     """A_f = -f(y~) score + jz(d f(y)/dz) - jt(d f(y~)/dz~), the relaxed-f term per unit scale (n, P) at
-    temperature lam; with ``fd``, also A_f at lam e^{step} minus A_f at lam e^{-step} (step =
-    _LOG_LAMBDA_STEP; the temperature's central difference), else None; f(y~) at lam; and, for a
-    Bernoulli, grad_f's values, whose finiteness the caller checks only when the sums it forms from
-    them are not finite (a non-finite value reaches them: inf * 0 and NaN * 0 are NaN), else None.
-    For a Bernoulli with ``fd`` the first is the (2, n, P) array [A_f; the difference]."""
+    temperature lam, or with ``fd`` the (2, n, P) array [A_f; A_f at lam e^{step} minus A_f at lam e^{-step}]
+    (step = _LOG_LAMBDA_STEP; the temperature's central difference); f(y~) at lam; and grad_f's values, whose
+    finiteness the caller checks only when the sums it forms from them are not finite (a non-finite value
+    reaches them: inf * 0 and NaN * 0 are NaN)."""
     n = dr.z.shape[0]
-    lams = [lam, lam * np.exp(_LOG_LAMBDA_STEP), lam * np.exp(-_LOG_LAMBDA_STEP)] if fd else [lam]
-    if dr.fam == "bernoulli":
-        # the relaxations at every temperature came with the draws (relax_bernoulli_sample), f and
-        # grad_f once on all of them (2n points per temperature), then the parts in one native pass
-        ke = _backend.kernels().estimators
-        m = 2 * n * len(lams)
-        y = dr.y.reshape(m, -1)
-        yd = y.reshape((m,) + dr.shape).astype(dtype, copy=False)
-        fv = eval_f(f, yd, np.float64)  # contiguous
-        gv = eval_like(grad_f, yd, np.float64, "grad_f", finite=False).reshape(m, -1)
-        if fd:  # [A_f; the difference] in one (2, n, P) array, as relax_bernoulli_combine takes it
-            out = pool.array("relax/a_f", (2,) + dr.z.shape)
-            ke.relax_bernoulli_part_fd(fv, gv, y, dr.dzt, dr.score, float(lam), _LOG_LAMBDA_STEP, out)
-            return out, out[1], fv[n:2 * n], gv
-        out = pool.array("relax/a_f", dr.z.shape)
+    # the relaxations at every temperature came with the draws (relax_*_sample), f and grad_f once on
+    # all of them (2n points per temperature), then the parts in one native pass
+    ke = _backend.kernels().estimators
+    m = 2 * n * (3 if fd else 1)
+    y = dr.y.reshape(m, -1)
+    yd = y.reshape((m,) + dr.shape).astype(dtype, copy=False)
+    fv = eval_f(f, yd, np.float64)  # contiguous
+    gv = eval_like(grad_f, yd, np.float64, "grad_f", finite=False).reshape(m, -1)
+    out = pool.array("relax/a_f", ((2,) if fd else ()) + dr.z.shape)
+    if dr.fam == "categorical":
+        ke.relax_categorical_part(fv, gv, y, dr.draws, dr.p, float(lam), _LOG_LAMBDA_STEP, out)
+    elif fd:  # [A_f; the difference] in one (2, n, P) array, as relax_bernoulli_combine takes it
+        ke.relax_bernoulli_part_fd(fv, gv, y, dr.dzt, dr.score, float(lam), _LOG_LAMBDA_STEP, out)
+    else:
         ke.relax_bernoulli_part(fv[n:], gv[:n], gv[n:], y[:n], y[n:], dr.dzt, dr.score, float(lam), out)
-        return out, None, fv[n:], gv
-    parts, f_t = [], None
-    for lk in lams:
-        fv, gv = _relaxed_f(f, grad_f, dr.fam, dr.shape, dr.zz, lk, dtype)
-        parts.append(-fv[n:, None] * dr.score + dr.jz(gv[:n]) - dr.jt(gv[n:]))
-        f_t = fv[n:] if f_t is None else f_t
-    return parts[0], (parts[1] - parts[2] if fd else None), f_t, None
-
-
-def _dot(a, b):
-    """sum(a * b) over two (n, p) float64 arrays, as a float.
-
-    einsum's own loop, not BLAS's dot: on the native backend the surrogate's GEMMs run on the
-    core's OpenBLAS threads, and a NumPy BLAS call right after them woke a second pool that
-    fought the first for the cores (measured at 2 threads, load 2-3: 23 ms for three dot
-    products of 10^5 terms, not 0.1)."""
-    return float(np.einsum("ij,ij->", a, b))
+    return out, fv[n:2 * n], gv
 
 
 def _estimate(*args):
@@ -237,53 +174,42 @@ def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate
     n_eval = n
     a_f, f_t, g_vals = 0.0, 0.0, None
     if surrogate.relaxed_f:  # all three temperatures from one call of f and grad_f
-        a_f, a_d, f_t, g_vals = _relaxed_parts(f, grad_f, dr, lam, fd, dt, pool)
+        a_f, f_t, g_vals = _relaxed_parts(f, grad_f, dr, lam, fd, dt, pool)
         n_eval += 2 * n * (3 if fd else 1)
     net = surrogate.mlp is not None
     rt, r, gx = 0.0, None, None
     if net:  # r and its input gradient at z and z~ in one engine call
         r, gx = surrogate.network(dr.zz)
-        rt, gz_r, gt_r = r[n:], gx[:n], gx[n:]
+        rt = r[n:]
     ke = _backend.kernels().estimators
-    if fam == "bernoulli":
-        # g in one pass, with its sums of squares and of products with A_f and the temperature
-        # difference (the training step's), and with a network also g dz~/d eta and the rows' sums
-        # of g score (relax_vjp_points' inputs)
-        gg = pool.array("relax/g", ((2,) if net else ()) + dr.z.shape)
-        gs = pool.array("relax/gs", (n,)) if net else None
-        sums = ke.relax_bernoulli_combine(fb, dr.score, a_f if surrogate.relaxed_f else None, sc, r, gx, dr.dzt,
-                                          gg, gs)
-        if g_vals is not None and not np.isfinite(sums).all():
-            check_finite(g_vals, "grad_f")  # else the terms overflowed (the update reports it when training)
-        objective = sums[0] / n
-        g, gd = gg if net else (gg, None)
-        if surrogate.relaxed_f and a_f.ndim == 3:
-            a_f = a_f[0]
+    # g in one pass, with its sums of squares and of products with A_f and the temperature difference
+    # (the training step's), and with a network also the transposed Jacobians applied to g and the rows'
+    # sums of g score (relax_vjp_points' inputs): Bernoulli [g; g dz~/d eta], Categorical [g; Jz^T g; Jt^T g]
+    cat = fam == "categorical"
+    gg = pool.array("relax/g", (((3,) if cat else (2,)) if net else ()) + dr.z.shape)
+    gs = pool.array("relax/gs", (n,)) if net else None
+    a_in = a_f if surrogate.relaxed_f else None
+    if cat:
+        sums = ke.relax_categorical_combine(fb, dr.draws, dr.p, a_in, sc, r, gx, gg, gs)
     else:
-        g = fb[:, None] * dr.score
-        if surrogate.relaxed_f:
-            g += a_f * sc
-        if net:
-            g += -rt[:, None] * dr.score + dr.jz(gz_r) - dr.jt(gt_r)
-        objective = _dot(g, g) / n
+        sums = ke.relax_bernoulli_combine(fb, dr.score, a_in, sc, r, gx, dr.dzt, gg, gs)
+    if g_vals is not None and not np.isfinite(sums).all():
+        check_finite(g_vals, "grad_f")  # else the terms overflowed (the update reports it when training)
+    objective = sums[0] / n
+    g = gg[0] if net else gg
     if train:
         grad = np.zeros_like(surrogate.params)
         if surrogate.relaxed_f:
-            g_af, g_ad = (sums[1], sums[2]) if fam == "bernoulli" else (_dot(g, a_f), _dot(g, a_d) if fd else 0.0)
-            grad[0] = 2.0 * g_af / n
+            grad[0] = 2.0 * sums[1] / n
             if surrogate.tune_temperature:
-                grad[1] = 2.0 * sc * g_ad / n / (2.0 * _LOG_LAMBDA_STEP)
+                grad[1] = 2.0 * sc * sums[2] / n / (2.0 * _LOG_LAMBDA_STEP)
         if net:
-            # d/d rho of sum_p E[g_p^2]: the weight 2 g / n on each term's network part, i.e.
+            # d/d rho of sum_p E[g_p^2]: the weight w = 2 g / n on each term's network part, i.e.
             # -r(z~) score . w, and central differences along d1 = jz^T w and d2 = jt^T w of the
             # input gradients (relax_vjp_points): one VJP of the network on 5n points
-            if fam == "bernoulli":  # jz^T w = w, jt^T w = w dz~/d eta; w = c g with c = 2 / n
-                d1, d2, w0, c = g, gd, gs, 2.0 / n
-            else:
-                w = 2.0 * g / n
-                d1, d2, w0, c = dr.jz_t(w), dr.jt_t(w), np.einsum("ij,ij->i", w, dr.score), 1.0
+            d1, d2 = (gg[0], gg[1]) if not cat else (gg[1], gg[2])
             X, W = pool.array("relax/X", (5 * n, dr.z.shape[1])), pool.array("relax/W", (5 * n,))
-            ke.relax_vjp_points(dr.zt, dr.z, d1, d2, w0, c, surrogate.fd_step, X, W)
+            ke.relax_vjp_points(dr.zt, dr.z, d1, d2, gs, 2.0 / n, surrogate.fd_step, X, W)
             grad[2:] = surrogate.network_vjp(X, W)
         surrogate.update(grad, objective)
     if loo:
