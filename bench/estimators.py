@@ -9,8 +9,9 @@ native and NumPy blocks take turns, so both sides see the same minutes of a shar
 * the accumulation step alone: the native kernel, its NumPy twin, and the plain
   NumPy expression a user would write (terms, then mean and var(ddof=1)).
 
-Issue 16 rows: rebar / relax (Bernoulli, D = 100, surrogate kept across
-repeats), iwae / dreg / vimco (Normal D = 100, k = 8, n_samples / 8 groups),
+Issue 16 rows: rebar / relax (Bernoulli, D = 100, and Categorical, 10 coordinates
+of 10 classes with f the squared distance of the one-hot / simplex point to a fixed
+target; surrogate kept across repeats), iwae / dreg / vimco (Normal D = 100, k = 8, n_samples / 8 groups),
 the score function with LOO baseline plus the delta control variate (Normal and
 Gamma, D = 1000), unordered_set / reinforce_wor (a Categorical of 10 coordinates
 with 5 classes, n_samples / 4 sets of k = 4) and measure_valued for Gamma and
@@ -26,7 +27,8 @@ f (sum of squares over 10^4 points of 100 coordinates) is NumPy on both. For
 relax_bernoulli_D100: the draws and relaxed-f passes (relax_bernoulli_sample,
 _part_fd and _combine / their twins), the surrogate network's forward and VJP
 (mlp_backward of the native engine, its narrow-layer GEMMs / the twin's NumPy MLP,
-NumPy's BLAS), and NumPy glue on both.
+NumPy's BLAS), and NumPy glue on both; the Categorical rows the same with relax_categorical_sample,
+_part and _combine / their twins.
 ``--toy`` instead measures the single-sample variance table of the REBAR/RELAX
 toy problem (Bernoulli, f(b) = (b - t)^2, t = 0.45 and 0.499) and writes
 bench/results/estimators_toy.json.
@@ -139,6 +141,11 @@ def main():
     dc = bg.distributions.Categorical(logits=np.linspace(-1, 1, 50).reshape(10, 5))
     wc = np.linspace(-1, 1, 50).reshape(10, 5)
     fc = lambda X: wc[np.arange(10), X].sum(-1) ** 2  # noqa: E731
+    # REBAR / RELAX on 10 Categorical coordinates of 10 classes: f on the one-hot / simplex points
+    dk = bg.distributions.Categorical(logits=np.linspace(-1, 1, 100).reshape(10, 10))
+    ck = np.linspace(0, 1, 100).reshape(10, 10) / 10
+    fk = lambda X: ((X - ck) ** 2).sum((-2, -1))  # noqa: E731
+    dfk = lambda X: 2.0 * (X - ck)  # noqa: E731
 
     clock = {"shared": 0.0, "on": False}
 
@@ -165,15 +172,19 @@ def main():
 
     def surrogate(b, kind):
         if (b, kind) not in sur:
-            sur[(b, kind)] = TimedSurrogate(hidden=None if kind == "rebar" else (10,))
+            sur[(b, kind)] = TimedSurrogate(hidden=None if kind.startswith("rebar") else (10,))
         return sur[(b, kind)]
 
     # the user callables of the issue-16 rows, timed on the share-measuring call only
-    f_, df_, ft_, dft_, lj_, dlj_, fc_ = (timed(g) for g in (f, df, ft, dft, lj, dlj, fc))
+    f_, df_, ft_, dft_, lj_, dlj_, fc_, fk_, dfk_ = (timed(g) for g in (f, df, ft, dft, lj, dlj, fc, fk, dfk))
     h2 = timed(lambda x: np.full_like(x, 2.0))
     new_rows = {
         "rebar_bernoulli_D100": lambda b: E.rebar(ft_, db, N, seed=1, grad_f=dft_, surrogate=surrogate(b, "rebar")),
         "relax_bernoulli_D100": lambda b: E.relax(ft_, db, N, seed=1, grad_f=dft_, surrogate=surrogate(b, "relax")),
+        "rebar_categorical_D10_K10": lambda b: E.rebar(fk_, dk, N, seed=1, grad_f=dfk_,
+                                                       surrogate=surrogate(b, "rebar_cat")),
+        "relax_categorical_D10_K10": lambda b: E.relax(fk_, dk, N, seed=1, grad_f=dfk_,
+                                                       surrogate=surrogate(b, "relax_cat")),
         "iwae_k8_D100": lambda b: E.iwae(lj_, dn, N // 8, seed=1, k=8, grad_f=dlj_),
         "dreg_k8_D100": lambda b: E.dreg(lj_, dn, N // 8, seed=1, k=8, grad_f=dlj_),
         "vimco_k8_D100": lambda b: E.vimco(lj_, dn, N // 8, seed=1, k=8),

@@ -82,21 +82,18 @@ struct SampleArgs {
   int temps;
 };
 
-// dst = softmax(src / lam) per row of k over `rows` rows (inv = 1 / lam): the scaling, the shift by
-// each row's maximum and the normalisation are plain loops over the block (vectorised for the ISA of
-// the caller), the exponential one vector pass.
-inline __attribute__((always_inline)) void softmax_block(const double* src, double inv, int64_t rows, int64_t k,
-                                                         double* dst) {
-  const int64_t m = rows * k;
-  for (int64_t e = 0; e < m; ++e) dst[e] = src[e] * inv;
+// dst = softmax(src / lam) per row of k over `rows` rows (inv = 1 / lam), given each row's maximum mx:
+// src mx ascends with src (inv > 0), so mx inv is the maximum of src inv as rounded. The shift and the
+// normalisation are plain loops (vectorised for the ISA of the caller), the exponential one vector pass.
+inline __attribute__((always_inline)) void softmax_block(const double* __restrict src, const double* __restrict mx,
+                                                         double inv, int64_t rows, int64_t k, double* __restrict dst) {
   for (int64_t r = 0; r < rows; ++r) {
+    const double* a = src + r * k;
     double* o = dst + r * k;
-    double mx = o[0];
-    for (int64_t j = 1; j < k; ++j) mx = o[j] > mx ? o[j] : mx;
-    if (!std::isfinite(mx)) mx = 0.0;  // as log_softmax: rows of -inf give 0 / NaN, not a shift by inf
-    for (int64_t j = 0; j < k; ++j) o[j] -= mx;
+    const double m = std::isfinite(mx[r]) ? mx[r] * inv : 0.0;  // as log_softmax: no shift by inf
+    for (int64_t j = 0; j < k; ++j) o[j] = a[j] * inv - m;
   }
-  map_array<false>(dst, dst, m);
+  map_array<false>(dst, dst, rows * k);
   for (int64_t r = 0; r < rows; ++r) {
     double* o = dst + r * k;
     double s = 0.0;
@@ -106,39 +103,43 @@ inline __attribute__((always_inline)) void softmax_block(const double* src, doub
   }
 }
 
-// Rows [i0, i1) of the sample from their uniforms u, v (overwritten) with scratch t (all (i1 - i0) p).
-inline __attribute__((always_inline)) void sample_rows(const SampleArgs& c, int64_t i0, int64_t i1, double* u,
-                                                       double* v, double* t) {
-  const int64_t p = c.p, k = c.k, o = i0 * p, m = (i1 - i0) * p;
+// Rows [i0, i1) of the sample from their uniforms u, v (overwritten) with scratch t (all (i1 - i0) p)
+// and mx (2 (i1 - i0) d: the maxima of the rows of K of z, then of z~).
+inline __attribute__((always_inline)) void sample_rows(const SampleArgs& c, int64_t i0, int64_t i1,
+                                                       double* __restrict u, double* __restrict v,
+                                                       double* __restrict t, double* __restrict mx) {
+  const int64_t p = c.p, k = c.k, o = i0 * p, m = (i1 - i0) * p, rows = (i1 - i0) * c.d;
+  double* __restrict z = c.z + o;
+  double* __restrict zt = c.zt + o;
   // z = log p + G with the Gumbel G = -log(-log u); E = -log v
   map_array<true>(u, t, m);
   for (int64_t e = 0; e < m; ++e) t[e] = -t[e];
   map_array<true>(t, t, m);
   map_array<true>(v, v, m);
   for (int64_t r = 0; r < i1 - i0; ++r) {
-    double* zr = c.z + o + r * p;
-    const double* tr = t + r * p;
-    double* vr = v + r * p;
+    const double* __restrict lp = c.lp;
     for (int64_t j = 0; j < p; ++j) {
-      zr[j] = c.lp[j] - tr[j];
-      vr[j] = -vr[j];
+      z[r * p + j] = lp[j] - t[r * p + j];
+      v[r * p + j] = -v[r * p + j];
     }
   }
   // per row of K: b = argmax z (the first maximum); given b, z~_b = -log E_b and
   // z~_i = -log(E_i / p_i + E_b), r_i = (E_i / p_i) / (E_i / p_i + E_b) (0 at b)
-  for (int64_t q = 0; q < (i1 - i0) * c.d; ++q) {
+  for (int64_t q = 0; q < rows; ++q) {
     const int64_t at = q * k, cls = (q % c.d) * k;
-    const double* zq = c.z + o + at;
+    const double* zq = z + at;
     int64_t best = 0;
     for (int64_t j = 1; j < k; ++j)
       if (zq[j] > zq[best]) best = j;
+    mx[q] = zq[best];
     const double eb = v[at + best];
-    const double *pq = c.pr + cls, *iq = c.ipr + cls, *vq = v + at;
-    double *tq = t + at, *rq = c.rr + o + at, *bq = c.b + o + at, *sq = c.score + o + at;
+    const double *__restrict pq = c.pr + cls, *__restrict iq = c.ipr + cls, *__restrict vq = v + at;
+    double *__restrict tq = t + at, *__restrict rq = c.rr + o + at, *__restrict bq = c.b + o + at,
+                       *__restrict sq = c.score + o + at;
     for (int64_t j = 0; j < k; ++j) {
-      const double ep = vq[j] * iq[j], w = ep + eb;
-      tq[j] = w;
-      rq[j] = ep / w;
+      const double ep = vq[j] * iq[j];
+      tq[j] = ep + eb;
+      rq[j] = ep;  // divided by w below, in one vector pass over the chunk
       bq[j] = 0.0;
       sq[j] = -pq[j];
     }
@@ -147,18 +148,27 @@ inline __attribute__((always_inline)) void sample_rows(const SampleArgs& c, int6
     bq[best] = 1.0;
     sq[best] = 1.0 - pq[best];
   }
+  double* __restrict rr = c.rr + o;
+  for (int64_t e = 0; e < m; ++e) rr[e] /= t[e];
   map_array<true>(t, t, m);
-  for (int64_t e = 0; e < m; ++e) c.zt[o + e] = -t[e];
+  for (int64_t e = 0; e < m; ++e) zt[e] = -t[e];
+  // z~_b is its row's maximum (the others are truncated below it)
+  for (int64_t q = 0; q < rows; ++q) {
+    const double* tq = zt + q * k;
+    double best = tq[0];
+    for (int64_t j = 1; j < k; ++j) best = tq[j] > best ? tq[j] : best;
+    mx[rows + q] = best;
+  }
   // the relaxation of these rows of [z; z~] at each temperature, while they are in cache
   for (int ti = 0; ti < c.temps; ++ti)
     for (int h = 0; h < 2; ++h)
-      softmax_block((h == 0 ? c.z : c.zt) + o, c.inv[ti], (i1 - i0) * c.d, k,
-                    c.y + ti * 2 * c.np + h * c.np + o);
+      softmax_block(h == 0 ? z : zt, mx + h * rows, c.inv[ti], rows, k, c.y + ti * 2 * c.np + h * c.np + o);
 }
 
-#define BG_SAMPLE_ISA(ATTR, NAME)                                                                     \
-  ATTR void sample_rows_##NAME(const SampleArgs& c, int64_t i0, int64_t i1, double* u, double* v, double* t) { \
-    sample_rows(c, i0, i1, u, v, t);                                                                  \
+#define BG_SAMPLE_ISA(ATTR, NAME)                                                                      \
+  ATTR void sample_rows_##NAME(const SampleArgs& c, int64_t i0, int64_t i1, double* u, double* v, double* t, \
+                               double* mx) {                                                           \
+    sample_rows(c, i0, i1, u, v, t, mx);                                                               \
   }
 #if BG_HAVE_X86
 BG_SAMPLE_ISA(BG_AVX512, avx512)
@@ -186,22 +196,23 @@ void relax_categorical_sample(const double* lp, int64_t d, int64_t k, uint64_t s
   const int64_t rows = chunk_rows(p);
   parallel_chunks((n + rows - 1) / rows, [&](int64_t ch) {
     const int64_t i0 = ch * rows, i1 = std::min(n, i0 + rows), o = i0 * p, m = (i1 - i0) * p;
-    thread_local std::vector<double> bu, bv, bt;
+    thread_local std::vector<double> bu, bv, bt, bm;
     if (bu.size() < static_cast<size_t>(m)) {
       bu.resize(static_cast<size_t>(m));
       bv.resize(static_cast<size_t>(m));
       bt.resize(static_cast<size_t>(m));
     }
+    if (bm.size() < static_cast<size_t>(2 * (i1 - i0) * d)) bm.resize(static_cast<size_t>(2 * (i1 - i0) * d));
     // the chunk's elements of random.uniform's two draws (offset 0), as fill_uniform gives them
     uniform_piece<double>(bu.data(), static_cast<uint64_t>(o), static_cast<uint64_t>(o + m), 0, total, seed,
                           stream_u);
     uniform_piece<double>(bv.data(), static_cast<uint64_t>(o), static_cast<uint64_t>(o + m), 0, total, seed,
                           stream_v);
 #if BG_HAVE_X86
-    if (simd::use_avx512()) return sample_rows_avx512(c, i0, i1, bu.data(), bv.data(), bt.data());
-    if (simd::use_avx2()) return sample_rows_avx2(c, i0, i1, bu.data(), bv.data(), bt.data());
+    if (simd::use_avx512()) return sample_rows_avx512(c, i0, i1, bu.data(), bv.data(), bt.data(), bm.data());
+    if (simd::use_avx2()) return sample_rows_avx2(c, i0, i1, bu.data(), bv.data(), bt.data(), bm.data());
 #endif
-    sample_rows_base(c, i0, i1, bu.data(), bv.data(), bt.data());
+    sample_rows_base(c, i0, i1, bu.data(), bv.data(), bt.data(), bm.data());
   });
 }
 
