@@ -448,3 +448,51 @@ def test_mlp_backward_kernel_input_gradient_alone(rng):
         np.testing.assert_allclose(out[0], _ref_forward(m, T[0], X), rtol=1e-12, atol=1e-14)
         with pytest.raises(ValueError, match="nothing to compute"):
             mod.mlp.mlp_backward(m.net_config(mod), T, X, G, None, None)
+
+
+@pytest.mark.single_backend
+@pytest.mark.skipif(not _backend.native_available(), reason="no native core")
+@pytest.mark.parametrize("act", ["tanh", "relu", "sigmoid"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_mlp_backward_row_tiles_of_one_network(act, dtype):
+    """One parameter vector on many rows of a narrow network runs in row tiles through every layer and
+    back (kTiledRows = 256 rows a tile, on the pool): outputs, weight and input gradients equal the twin's,
+    the weight and input gradients equal those of row blocks small enough for the layer-at-a-time path
+    (under 512 rows; the weight gradient as their sum), and every value is the same at 1, 2 and 3 threads, bit for bit."""
+    import bayesgrad as bg
+
+    core = _backend._core.mlp
+    tol = dict(rtol=1e-11, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-4, atol=2e-5)
+    for sizes in ([30, 10, 1], [12, 50, 20, 3]):
+        m = MLP(sizes, act)
+        r = np.random.default_rng(len(sizes))
+        N = 1300  # six tiles, the last one partial
+        T = (r.normal(size=(1, m.n_params)) * 0.5).astype(dtype)
+        X = r.normal(size=(N, sizes[0])).astype(dtype)
+        G = r.normal(size=(1, N, sizes[-1])).astype(dtype)
+
+        def run(mod, rows=slice(None)):
+            n = X[rows].shape[0]
+            grad, gx, out = np.empty((1, m.n_params), dtype), np.empty((1, n, sizes[0]), dtype), \
+                np.empty((1, n, sizes[-1]), dtype)
+            mod.mlp_backward(m.net_config(_backend._core if mod is core else twin), T, X[rows],
+                             np.ascontiguousarray(G[:, rows]), grad, gx, None, out)
+            return grad, gx, out
+
+        before = bg.get_num_threads()
+        try:
+            got = []
+            for th in (1, 2, 3):
+                bg.set_num_threads(th)
+                got.append(run(core))
+        finally:
+            bg.set_num_threads(before)
+        for other in got[1:]:
+            for a, b in zip(got[0], other):
+                np.testing.assert_array_equal(a, b)
+        ref = run(twin.mlp)
+        for a, b in zip(got[0], ref):
+            np.testing.assert_allclose(a, b, **tol)
+        blocks = [run(core, slice(i, min(N, i + 500))) for i in range(0, N, 500)]
+        np.testing.assert_allclose(got[0][0], sum(b[0] for b in blocks), **tol)
+        np.testing.assert_allclose(got[0][1][0], np.concatenate([b[1][0] for b in blocks]), **tol)

@@ -130,6 +130,7 @@ void bind(py::module_& m) {
         const T* x = X.data();
         const T* go = g_out.data();
         py::gil_scoped_release rel;
+        if (in.S == 1 && !mk && mlp::backward_tiled<T>(L, f, p, x, in.N, go, g, gx, fo)) return;
         mlp::ThreadTrace<T> lease;
         mlp::Trace<T>& tr = lease.get();
         mlp::forward<T>(L, f, p, in.S, L.n_params, x, in.N, in.x_stride, tr, mk ? &*mk : nullptr);

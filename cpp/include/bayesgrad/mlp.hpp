@@ -196,6 +196,19 @@ void backward(const Layout& L, Activation f, const T* params, int64_t p_stride, 
               const Trace<T>& tr, const T* g_out, T* grad, int64_t g_stride, T* grad_x = nullptr,
               const Masks<T>* masks = nullptr);
 
+// forward and backward for one parameter vector (S = 1, no masks) on N rows of X (N, d_0) of a
+// narrow network, in row tiles of kTiledRows that run through every layer and back while in cache,
+// tiles in parallel on the pool: outputs (N, d_L) when non-null, grad (P) = sum over rows of
+// dLoss/dparams (each tile's into its own slot, the slots then summed in tile order: the same for
+// any thread count), grad_x (N, d_0) when non-null; g_out (N, d_L) read only. Returns false (and
+// does nothing) where the layer-at-a-time forward / backward serve better: fewer than two tiles,
+// a hidden layer wider than kTiledMaxHidden or an input wider than kTiledMaxInput.
+constexpr int64_t kTiledRows = 256;
+constexpr int64_t kTiledMaxHidden = 128;
+constexpr int64_t kTiledMaxInput = 1024;
+template <typename T>
+bool backward_tiled(const Layout& L, Activation f, const T* params, const T* X, int64_t N, const T* g_out, T* grad,
+                    T* grad_x, T* outputs);
 // Negative log-likelihood of targets y under outputs F (S, N, K), summed over
 // the N rows for each sample into nll[s] (nats). y is (N, Dy) with Dy = K
 // (gaussian, bernoulli), K/2 (heteroscedastic: K = 2D, mean then log-variance
