@@ -1,5 +1,5 @@
-"""Benchmark: repeated engine calls from Python under glibc's default heap, one thread,
-the same arrays on every call, as a user's loop makes them:
+"""Benchmark: repeated engine calls from Python under glibc's default heap, one thread
+(``--threads`` for another count), the same arrays on every call, as a user's loop makes them:
 
 * the MLP engine's VJP (``mlp.mlp_backward``, a 100-10-1 tanh network, float64, the
   shape of RELAX's surrogate, which calls it on every estimate) on N = 2000 / 4000 /
@@ -17,7 +17,12 @@ call should be about 0. Each case runs in a fresh process: whether a freed buffe
 back to the system depends on the heap's history (glibc raises its thresholds as large
 blocks are freed), and a fresh process is where a user's loop starts.
 
-    PYTHONPATH=python python bench/engine_calls.py [--repeats 201] [--out engine_calls.json]
+    PYTHONPATH=python python bench/engine_calls.py [--repeats 201] [--threads 1] [--only mlp_backward]
+        [--out engine_calls.json]
+
+(``--only``: the cases whose name contains the substring.) At 2 threads the VJP rows show the
+engine's row tiles on the pool (one network on many rows of a narrow network: docs/design.md,
+"Row tiles of one network").
 
 Writes bench/results/<out>. Run it without the estimators benchmark's steady-heap
 ``mallopt``: glibc's defaults are what a user's process has.
@@ -83,9 +88,9 @@ CASES = {"mlp_backward 100-10-1 tanh, N = 2000, float64": (lambda: vjp_case(2000
          "Laplace GLM predictive, kron, 784-400-400-10, 1000 points": (lambda: predictive_case("kron"), 40)}
 
 
-def one(name, repeats):
+def one(name, repeats, threads):
     """Time and page faults per call of case ``name`` (repeats divided by its cost), in this (fresh) process."""
-    bg.set_num_threads(1)
+    bg.set_num_threads(threads)
     make, cost = CASES[name]
     call = make()
     reps = max(5, repeats // cost)
@@ -101,16 +106,21 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=201)
     ap.add_argument("--out", default="engine_calls.json")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", default=None, help="only the cases whose name contains this substring")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # the child process's case
     args = ap.parse_args()
     if not _backend.native_available():
         sys.exit("needs the native core")
     if args.one is not None:
-        return one(args.one, args.repeats)
-    res = {"benchmark": "engine_calls", "repeats": args.repeats, "threads": 1, "heap": "glibc defaults",
+        return one(args.one, args.repeats, args.threads)
+    res = {"benchmark": "engine_calls", "repeats": args.repeats, "threads": args.threads, "heap": "glibc defaults",
            "load_average_at_start": load_average(), "machine": machine_info(), "rows": {}}
     for key in CASES:
-        out = subprocess.run([sys.executable, __file__, "--one", key, "--repeats", str(args.repeats)],
+        if args.only and args.only not in key:
+            continue
+        out = subprocess.run([sys.executable, __file__, "--one", key, "--repeats", str(args.repeats),
+                              "--threads", str(args.threads)],
                              check=True, capture_output=True, text=True).stdout
         row = json.loads(out.strip().splitlines()[-1])
         res["rows"][key] = row
