@@ -60,3 +60,10 @@ def native_arg_names(fn):
             args.append(line[start:i])
             start = i + 1
     return [a.split(":")[0].strip() for a in args if a.strip()]
+
+
+def estimator_modules():
+    """The estimators kernels' modules to compare: the twin's, and the native core's when it is built."""
+    from bayesgrad import _numpy as twin
+
+    return [twin.estimators] + ([_backend._core.estimators] if _backend.native_available() else [])

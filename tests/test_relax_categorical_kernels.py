@@ -16,10 +16,9 @@ STEP = 1e-4
 
 
 def _modules():
-    mods = [twin.estimators]
-    if _backend.native_available():
-        mods.append(_backend._core.estimators)
-    return mods
+    from helpers import estimator_modules
+
+    return estimator_modules()
 
 
 def _paths():

@@ -182,6 +182,67 @@ void check_draw_outputs(int64_t n, int64_t p, out_array<T>& z, out_array<T>& zt,
 }
 
 // The float64-only kernels of the issue-16 estimators (their callers work in float64).
+void check_temps(double lam, double step, int temps) {
+  if (!(lam > 0) || !std::isfinite(lam)) throw std::invalid_argument("lam must be positive and finite");
+  if (temps == 3 && !(step > 0 && step < 1)) throw std::invalid_argument("step must be in (0, 1)");
+}
+
+// The streams and the relaxation's output of relax_*_sample: y (2n, p) for one temperature, (3, 2n, p)
+// for three, or None; returns the count (0 for None).
+int sample_temps(std::optional<out_array<D>>& y, int64_t n, int64_t p, double lam, double step, uint64_t stream_u,
+                 uint64_t stream_v) {
+  if (stream_u >= (uint64_t{1} << 63) || stream_v >= (uint64_t{1} << 63))
+    throw std::invalid_argument("stream_u and stream_v must be in [0, 2**63)");
+  if (!y) return 0;
+  require_writeable(*y, "y");
+  const auto& s = *y;
+  int temps;
+  if (s.ndim() == 2 && s.shape(0) == 2 * n && s.shape(1) == p)
+    temps = 1;
+  else if (s.ndim() == 3 && s.shape(0) == 3 && s.shape(1) == 2 * n && s.shape(2) == p)
+    temps = 3;
+  else
+    throw std::invalid_argument("y must have shape (2n, p) or (3, 2n, p)");
+  check_temps(lam, step, temps);
+  return temps;
+}
+
+// The arrays of relax_*_combine beside the family's own: a_f (n, p) or (2, n, p) (the part and a
+// second array dotted with g; returns whether it is the latter), the network's r (2n,) and gx (2n, p)
+// together, and out: (n, p) without the network, (`with_net`, n, p) and gs (n,) with it.
+bool check_combine(const std::optional<in_array<D>>& a_f, const std::optional<in_array<D>>& r,
+                   const std::optional<in_array<D>>& gx, out_array<D>& out, std::optional<out_array<D>>& gs,
+                   int64_t n, int64_t p, int64_t with_net) {
+  bool two = false;
+  if (a_f) {
+    two = a_f->ndim() == 3;
+    if (two && (a_f->shape(0) != 2 || a_f->shape(1) != n || a_f->shape(2) != p))
+      throw std::invalid_argument("a_f must have shape (n, p) or (2, n, p)");
+    if (!two) check_mat(*a_f, n, p, "a_f");
+  }
+  if (r.has_value() != gx.has_value())
+    throw std::invalid_argument("r and gx must be given together (the network's terms)");
+  if (r) {
+    check_vec<D>(*r, 2 * n, "r");
+    check_mat(*gx, 2 * n, p, "gx");
+  }
+  require_writeable(out, "out");
+  const std::string np_ = std::to_string(n) + ", " + std::to_string(p);
+  if (r) {
+    if (out.ndim() != 3 || out.shape(0) != with_net || out.shape(1) != n || out.shape(2) != p)
+      throw std::invalid_argument("out must have shape (" + std::to_string(with_net) + ", " + np_ +
+                                  ") with the network's terms");
+    if (!gs) throw std::invalid_argument("gs must be given with the network's terms");
+    require_writeable(*gs, "gs");
+    check_vec<D>(*gs, n, "gs");
+  } else {
+    if (out.ndim() != 2 || out.shape(0) != n || out.shape(1) != p)
+      throw std::invalid_argument("out must have shape (" + np_ + ") without the network's terms");
+    if (gs) throw std::invalid_argument("gs must be None without the network's terms");
+  }
+  return two;
+}
+
 void bind_f64(py::module_& m) {
   m.def(
       "control_variate_accumulate",
@@ -400,21 +461,7 @@ void bind_f64(py::module_& m) {
         if (draws.ndim() != 3 || draws.shape(0) != 5) throw std::invalid_argument("draws must have shape (5, n, p)");
         const int64_t n = draws.shape(1), p = draws.shape(2);
         check_vec<D>(eta, p, "eta");
-        if (stream_u >= (uint64_t{1} << 63) || stream_v >= (uint64_t{1} << 63))
-          throw std::invalid_argument("stream_u and stream_v must be in [0, 2**63)");
-        int temps = 0;
-        if (y) {
-          require_writeable(*y, "y");
-          const auto& s = *y;
-          if (s.ndim() == 2 && s.shape(0) == 2 * n && s.shape(1) == p)
-            temps = 1;
-          else if (s.ndim() == 3 && s.shape(0) == 3 && s.shape(1) == 2 * n && s.shape(2) == p)
-            temps = 3;
-          else
-            throw std::invalid_argument("y must have shape (2n, p) or (3, 2n, p)");
-          if (!(lam > 0) || !std::isfinite(lam)) throw std::invalid_argument("lam must be positive and finite");
-          if (temps == 3 && !(step > 0 && step < 1)) throw std::invalid_argument("step must be in (0, 1)");
-        }
+        const int temps = sample_temps(y, n, p, lam, step, stream_u, stream_v);
         const D* pe = eta.data();
         D* pd = draws.mutable_data();
         D* py_ = y ? y->mutable_data() : nullptr;
@@ -518,35 +565,10 @@ void bind_f64(py::module_& m) {
         int64_t n, p;
         matrix_shape(score, "score", n, p);
         check_vec<D>(fb, n, "fb");
-        // a_f (n, p), or (2, n, p): the part and a second array dotted with g (REBAR's temperature difference)
-        bool two = false;
-        if (a_f) {
-          two = a_f->ndim() == 3;
-          if (two && (a_f->shape(0) != 2 || a_f->shape(1) != n || a_f->shape(2) != p))
-            throw std::invalid_argument("a_f must have shape (n, p) or (2, n, p)");
-          if (!two) check_mat(*a_f, n, p, "a_f");
-        }
-        if (r.has_value() != gx.has_value())
-          throw std::invalid_argument("r and gx must be given together (the network's terms)");
-        if (r) {
-          check_vec<D>(*r, 2 * n, "r");
-          check_mat(*gx, 2 * n, p, "gx");
-        }
-        check_mat(dzt, n, p, "dzt");
+        // a_f (n, p), or (2, n, p): the part and a second array dotted with g (REBAR's temperature difference);
         // with the network: out (2, n, p) = [g; g dzt] and gs; without: out (n, p) = g, gs None
-        require_writeable(out, "out");
-        const std::string np_ = std::to_string(n) + ", " + std::to_string(p);
-        if (r) {
-          if (out.ndim() != 3 || out.shape(0) != 2 || out.shape(1) != n || out.shape(2) != p)
-            throw std::invalid_argument("out must have shape (2, " + np_ + ") with the network's terms");
-          if (!gs) throw std::invalid_argument("gs must be given with the network's terms");
-          require_writeable(*gs, "gs");
-          check_vec<D>(*gs, n, "gs");
-        } else {
-          if (out.ndim() != 2 || out.shape(0) != n || out.shape(1) != p)
-            throw std::invalid_argument("out must have shape (" + np_ + ") without the network's terms");
-          if (gs) throw std::invalid_argument("gs must be None without the network's terms");
-        }
+        const bool two = check_combine(a_f, r, gx, out, gs, n, p, 2);
+        check_mat(dzt, n, p, "dzt");
         const D *pf = fb.data(), *ps = score.data(), *pd = dzt.data();
         const D* pa = a_f ? a_f->data() : nullptr;
         const D* pad = two ? pa + n * p : nullptr;
@@ -666,10 +688,6 @@ void check_probs(const in_array<D>& a, const char* name, int64_t& d, int64_t& k)
   d = a.shape(0);
   k = a.shape(1);
 }
-void check_temps(double lam, double step, int temps) {
-  if (!(lam > 0) || !std::isfinite(lam)) throw std::invalid_argument("lam must be positive and finite");
-  if (temps == 3 && !(step > 0 && step < 1)) throw std::invalid_argument("step must be in (0, 1)");
-}
 
 void bind_relax_categorical(py::module_& m) {
   m.def(
@@ -681,20 +699,7 @@ void bind_relax_categorical(py::module_& m) {
         const int64_t p = d * k;
         require_writeable(draws, "draws");
         check_draws(draws, n, p);
-        if (stream_u >= (uint64_t{1} << 63) || stream_v >= (uint64_t{1} << 63))
-          throw std::invalid_argument("stream_u and stream_v must be in [0, 2**63)");
-        int temps = 0;
-        if (y) {
-          require_writeable(*y, "y");
-          const auto& s = *y;
-          if (s.ndim() == 2 && s.shape(0) == 2 * n && s.shape(1) == p)
-            temps = 1;
-          else if (s.ndim() == 3 && s.shape(0) == 3 && s.shape(1) == 2 * n && s.shape(2) == p)
-            temps = 3;
-          else
-            throw std::invalid_argument("y must have shape (2n, p) or (3, 2n, p)");
-          check_temps(lam, step, temps);
-        }
+        const int temps = sample_temps(y, n, p, lam, step, stream_u, stream_v);
         const D* pl = lp.data();
         D* pd = draws.mutable_data();
         D* py_ = y ? y->mutable_data() : nullptr;
@@ -749,32 +754,7 @@ void bind_relax_categorical(py::module_& m) {
         const int64_t p = d * k;
         check_draws_in(draws, n, p);
         check_vec<D>(fb, n, "fb");
-        bool two = false;
-        if (a_f) {
-          two = a_f->ndim() == 3;
-          if (two && (a_f->shape(0) != 2 || a_f->shape(1) != n || a_f->shape(2) != p))
-            throw std::invalid_argument("a_f must have shape (n, p) or (2, n, p)");
-          if (!two) check_mat(*a_f, n, p, "a_f");
-        }
-        if (r.has_value() != gx.has_value())
-          throw std::invalid_argument("r and gx must be given together (the network's terms)");
-        if (r) {
-          check_vec<D>(*r, 2 * n, "r");
-          check_mat(*gx, 2 * n, p, "gx");
-        }
-        require_writeable(out, "out");
-        const std::string np_ = std::to_string(n) + ", " + std::to_string(p);
-        if (r) {  // out (3, n, p) = [g; d1; d2] and gs
-          if (out.ndim() != 3 || out.shape(0) != 3 || out.shape(1) != n || out.shape(2) != p)
-            throw std::invalid_argument("out must have shape (3, " + np_ + ") with the network's terms");
-          if (!gs) throw std::invalid_argument("gs must be given with the network's terms");
-          require_writeable(*gs, "gs");
-          check_vec<D>(*gs, n, "gs");
-        } else {
-          if (out.ndim() != 2 || out.shape(0) != n || out.shape(1) != p)
-            throw std::invalid_argument("out must have shape (" + np_ + ") without the network's terms");
-          if (gs) throw std::invalid_argument("gs must be None without the network's terms");
-        }
+        const bool two = check_combine(a_f, r, gx, out, gs, n, p, 3);  // out (3, n, p) = [g; d1; d2] with the network
         const D *pf = fb.data(), *pdr = draws.data(), *pp = pr.data();
         const D* pa = a_f ? a_f->data() : nullptr;
         const D* pad = two ? pa + n * p : nullptr;

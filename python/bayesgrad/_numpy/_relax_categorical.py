@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._arrays import _f64, _out64
+from ._arrays import _combine_args, _f64, _out64
 
 
 def _dk(a, name):
@@ -137,29 +137,7 @@ def relax_categorical_combine(fb, draws, pr, a_f, sc, r, gx, out, gs):
     p = d * k
     n = _draws(draws, p)
     _f64(fb, "fb", (n,))
-    a_d = None
-    if a_f is not None:
-        if isinstance(a_f, np.ndarray) and a_f.ndim == 3:
-            _f64(a_f, "a_f", (2, n, p))
-            a_f, a_d = a_f
-        else:
-            _f64(a_f, "a_f", (n, p))
-    if (r is None) != (gx is None):
-        raise ValueError("r and gx must be given together (the network's terms)")
-    net = r is not None
-    if net:
-        _f64(r, "r", (2 * n,))
-        _f64(gx, "gx", (2 * n, p))
-    if not (isinstance(out, np.ndarray) and out.shape == ((3, n, p) if net else (n, p))):
-        raise ValueError(f"out must have shape {(3, n, p) if net else (n, p)} "
-                         f"{'with' if net else 'without'} the network's terms")
-    _out64(out, "out", out.shape)
-    if net and gs is None:
-        raise ValueError("gs must be given with the network's terms")
-    if not net and gs is not None:
-        raise ValueError("gs must be None without the network's terms")
-    if net:
-        _out64(gs, "gs", (n,))
+    a_f, a_d, net = _combine_args(a_f, r, gx, out, gs, n, p, 3)
     rr, score, prf = draws[2], draws[4], pr.reshape(-1)
     with np.errstate(invalid="ignore", over="ignore"):
         v = (fb if r is None else fb - r[n:])[:, None] * score

@@ -11,7 +11,7 @@ import itertools
 
 import numpy as np
 
-from ._arrays import _f64, _out64
+from ._arrays import _combine_args, _f64, _out64
 from ._relax_categorical import relax_categorical_combine, relax_categorical_part, relax_categorical_sample
 
 __all__ = ["column_mean_var", "score_accumulate", "pathwise_accumulate", "control_variate_accumulate",
@@ -357,30 +357,8 @@ def relax_bernoulli_combine(fb, score, a_f, sc, r, gx, dzt, out, gs):
     score = _matrix(_f64(score, "score"), "score")
     n, p = score.shape
     _f64(fb, "fb", (n,))
-    a_d = None
-    if a_f is not None:
-        if isinstance(a_f, np.ndarray) and a_f.ndim == 3:
-            _f64(a_f, "a_f", (2, n, p))
-            a_f, a_d = a_f
-        else:
-            _f64(a_f, "a_f", (n, p))
-    if (r is None) != (gx is None):
-        raise ValueError("r and gx must be given together (the network's terms)")
-    if r is not None:
-        _f64(r, "r", (2 * n,))
-        _f64(gx, "gx", (2 * n, p))
     _f64(dzt, "dzt", (n, p))
-    net = r is not None
-    if not (isinstance(out, np.ndarray) and out.shape == ((2, n, p) if net else (n, p))):
-        raise ValueError(f"out must have shape {(2, n, p) if net else (n, p)} "
-                         f"{'with' if net else 'without'} the network's terms")
-    _out64(out, "out", out.shape)
-    if net and gs is None:
-        raise ValueError("gs must be given with the network's terms")
-    if not net and gs is not None:
-        raise ValueError("gs must be None without the network's terms")
-    if net:
-        _out64(gs, "gs", (n,))
+    a_f, a_d, net = _combine_args(a_f, r, gx, out, gs, n, p, 2)
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite inputs propagate silently, as natively
         v = (fb if r is None else fb - r[n:])[:, None] * score
         if a_f is not None:
