@@ -456,17 +456,17 @@ def test_mlp_backward_kernel_input_gradient_alone(rng):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_mlp_backward_row_tiles_of_one_network(act, dtype):
     """One parameter vector on many rows of a narrow network runs in row tiles through every layer and
-    back (kTiledRows = 256 rows a tile, on the pool): outputs, weight and input gradients equal the twin's,
+    back (kTiledRows = 256 rows a tile, chunks of consecutive tiles on the pool): outputs, weight and input gradients equal the twin's,
     the weight and input gradients equal those of row blocks small enough for the layer-at-a-time path
     (under 512 rows; the weight gradient as their sum), and every value is the same at 1, 2 and 3 threads, bit for bit."""
     import bayesgrad as bg
 
     core = _backend._core.mlp
     tol = dict(rtol=1e-11, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-4, atol=2e-5)
-    for sizes in ([30, 10, 1], [12, 50, 20, 3]):
+    # six tiles, the last one partial; 36 tiles in 18 chunks of two (a chunk's tiles accumulate into one slot)
+    for sizes, N in (([30, 10, 1], 1300), ([12, 50, 20, 3], 1300), ([8, 16, 2], 9000)):
         m = MLP(sizes, act)
         r = np.random.default_rng(len(sizes))
-        N = 1300  # six tiles, the last one partial
         T = (r.normal(size=(1, m.n_params)) * 0.5).astype(dtype)
         X = r.normal(size=(N, sizes[0])).astype(dtype)
         G = r.normal(size=(1, N, sizes[-1])).astype(dtype)

@@ -420,70 +420,76 @@ bool backward_tiled(const Layout& L, Activation f, const T* params, const T* X, 
   int64_t hidden = 0;
   for (int64_t l = 0; l + 1 < nl; ++l) hidden = std::max(hidden, L.d_out(l));
   const int64_t tiles = (N + kTiledRows - 1) / kTiledRows;
-  // narrow networks on many rows only: wide layers' GEMMs use every thread by themselves, and each
-  // tile's gradient slot must stay small
-  if (tiles < 2 || hidden > kTiledMaxHidden || L.d_input() > kTiledMaxInput || (grad && tiles * P > (1 << 22)))
-    return false;
+  // narrow networks on many rows only: wide layers' GEMMs use every thread by themselves
+  if (tiles < 2 || hidden > kTiledMaxHidden || L.d_input() > kTiledMaxInput) return false;
   for (int64_t l = 0; l < nl; ++l)
     for (int64_t v : {kTiledRows, L.d_in(l), L.d_out(l)}) check_blas_int(v, "GEMM dimension");
-  std::vector<T> slots(grad ? static_cast<size_t>(tiles * P) : 0);
+  // Chunks of `per` consecutive tiles (at most 31 chunks, from N alone), each chunk's tiles one after
+  // another on one thread, accumulating into the chunk's gradient slot: the slots stay few on any N
+  // and the sums do not depend on the thread count.
+  const int64_t per = std::max<int64_t>(1, tiles / 16), chunks = (tiles + per - 1) / per;
+  std::vector<T> slots(grad ? static_cast<size_t>(chunks * P) : 0);
   SerialBlas serial;
-  parallel_chunks(tiles, [&](int64_t t) {
-    const int64_t n0 = t * kTiledRows, R = std::min(kTiledRows, N - n0);
-    // per thread: pre-activations and activations of every layer for one tile, and two gradient buffers
-    thread_local std::vector<T> buf;
-    int64_t width_sum = 0;
-    for (int64_t l = 0; l < nl; ++l) width_sum += 2 * L.d_out(l);
-    const size_t need = static_cast<size_t>(kTiledRows * (width_sum + 2 * L.max_width));
-    if (buf.size() < need) buf.resize(need);
-    std::vector<T*> z(static_cast<size_t>(nl)), a(static_cast<size_t>(nl));
-    T* at = buf.data();
-    for (int64_t l = 0; l < nl; ++l) {
-      z[l] = at;
-      a[l] = at + kTiledRows * L.d_out(l);
-      at += 2 * kTiledRows * L.d_out(l);
-    }
-    T *gb0 = at, *gb1 = at + kTiledRows * L.max_width;
-    const T* in = X + n0 * L.d_input();
-    for (int64_t l = 0; l < nl; ++l) {  // z = bias + in W^T, a = f(z)
-      const int64_t din = L.d_in(l), dout = L.d_out(l);
-      const T* A = l == 0 ? in : a[l - 1];
-      const T* b = params + L.b_off[l];
-      for (int64_t r = 0; r < R; ++r) std::copy(b, b + dout, z[l] + r * dout);
-      call_gemm(CblasNoTrans, CblasTrans, static_cast<blasint>(R), static_cast<blasint>(dout),
-                static_cast<blasint>(din), T(1), A, static_cast<blasint>(din), params + L.w_off[l],
-                static_cast<blasint>(din), T(1), z[l], static_cast<blasint>(dout));
-      if (l + 1 < nl) act_array(f, z[l], a[l], R * dout);
-    }
-    if (outputs) std::copy(z[nl - 1], z[nl - 1] + R * K, outputs + n0 * K);
-    const T* G = g_out + n0 * K;
-    T* slot = grad ? slots.data() + t * P : nullptr;
-    for (int64_t l = nl - 1; l >= 0; --l) {
-      const int64_t din = L.d_in(l), dout = L.d_out(l);
-      const T* A = l == 0 ? in : a[l - 1];
-      if (slot) {  // this tile's dW = G^T A and db = column sums of G
-        call_gemm(CblasTrans, CblasNoTrans, static_cast<blasint>(dout), static_cast<blasint>(din),
-                  static_cast<blasint>(R), T(1), G, static_cast<blasint>(dout), A, static_cast<blasint>(din), T(0),
-                  slot + L.w_off[l], static_cast<blasint>(din));
-        T* db = slot + L.b_off[l];
-        std::fill(db, db + dout, T(0));
-        for (int64_t r = 0; r < R; ++r)
-          for (int64_t j = 0; j < dout; ++j) db[j] += G[r * dout + j];
+  parallel_chunks(chunks, [&](int64_t c) {
+    for (int64_t t = c * per; t < std::min(tiles, (c + 1) * per); ++t) {
+      const bool first = t == c * per;
+      const int64_t n0 = t * kTiledRows, R = std::min(kTiledRows, N - n0);
+      // per thread (at most a few MB: the widths are capped above): pre-activations and activations of
+      // every layer for one tile, and two gradient buffers
+      thread_local std::vector<T> buf;
+      int64_t width_sum = 0;
+      for (int64_t l = 0; l < nl; ++l) width_sum += 2 * L.d_out(l);
+      const size_t need = static_cast<size_t>(kTiledRows * (width_sum + 2 * L.max_width));
+      if (buf.size() < need) buf.resize(need);
+      std::vector<T*> z(static_cast<size_t>(nl)), a(static_cast<size_t>(nl));
+      T* at = buf.data();
+      for (int64_t l = 0; l < nl; ++l) {
+        z[l] = at;
+        a[l] = at + kTiledRows * L.d_out(l);
+        at += 2 * kTiledRows * L.d_out(l);
       }
-      if (l == 0 && grad_x == nullptr) break;
-      T* dst = l == 0 ? grad_x + n0 * din : (G == gb0 ? gb1 : gb0);
-      call_gemm(CblasNoTrans, CblasNoTrans, static_cast<blasint>(R), static_cast<blasint>(din),
-                static_cast<blasint>(dout), T(1), G, static_cast<blasint>(dout), params + L.w_off[l],
-                static_cast<blasint>(din), T(0), dst, static_cast<blasint>(din));
-      if (l == 0) break;
-      mul_act_deriv_array(f, z[l - 1], a[l - 1], dst, R * din);
-      G = dst;
+      T *gb0 = at, *gb1 = at + kTiledRows * L.max_width;
+      const T* in = X + n0 * L.d_input();
+      for (int64_t l = 0; l < nl; ++l) {  // z = bias + in W^T, a = f(z)
+        const int64_t din = L.d_in(l), dout = L.d_out(l);
+        const T* A = l == 0 ? in : a[l - 1];
+        const T* b = params + L.b_off[l];
+        for (int64_t r = 0; r < R; ++r) std::copy(b, b + dout, z[l] + r * dout);
+        call_gemm(CblasNoTrans, CblasTrans, static_cast<blasint>(R), static_cast<blasint>(dout),
+                  static_cast<blasint>(din), T(1), A, static_cast<blasint>(din), params + L.w_off[l],
+                  static_cast<blasint>(din), T(1), z[l], static_cast<blasint>(dout));
+        if (l + 1 < nl) act_array(f, z[l], a[l], R * dout);
+      }
+      if (outputs) std::copy(z[nl - 1], z[nl - 1] + R * K, outputs + n0 * K);
+      const T* G = g_out + n0 * K;
+      T* slot = grad ? slots.data() + c * P : nullptr;
+      for (int64_t l = nl - 1; l >= 0; --l) {
+        const int64_t din = L.d_in(l), dout = L.d_out(l);
+        const T* A = l == 0 ? in : a[l - 1];
+        if (slot) {  // the chunk's dW += G^T A and db += column sums of G (the chunk's first tile sets them)
+          call_gemm(CblasTrans, CblasNoTrans, static_cast<blasint>(dout), static_cast<blasint>(din),
+                    static_cast<blasint>(R), T(1), G, static_cast<blasint>(dout), A, static_cast<blasint>(din),
+                    first ? T(0) : T(1), slot + L.w_off[l], static_cast<blasint>(din));
+          T* db = slot + L.b_off[l];
+          if (first) std::fill(db, db + dout, T(0));
+          for (int64_t r = 0; r < R; ++r)
+            for (int64_t j = 0; j < dout; ++j) db[j] += G[r * dout + j];
+        }
+        if (l == 0 && grad_x == nullptr) break;
+        T* dst = l == 0 ? grad_x + n0 * din : (G == gb0 ? gb1 : gb0);
+        call_gemm(CblasNoTrans, CblasNoTrans, static_cast<blasint>(R), static_cast<blasint>(din),
+                  static_cast<blasint>(dout), T(1), G, static_cast<blasint>(dout), params + L.w_off[l],
+                  static_cast<blasint>(din), T(0), dst, static_cast<blasint>(din));
+        if (l == 0) break;
+        mul_act_deriv_array(f, z[l - 1], a[l - 1], dst, R * din);
+        G = dst;
+      }
     }
   });
-  if (grad) {  // the tiles' gradients in tile order
+  if (grad) {  // the chunks' gradients in chunk order
     std::copy(slots.begin(), slots.begin() + P, grad);
-    for (int64_t t = 1; t < tiles; ++t) {
-      const T* s = slots.data() + t * P;
+    for (int64_t c = 1; c < chunks; ++c) {
+      const T* s = slots.data() + c * P;
       for (int64_t i = 0; i < P; ++i) grad[i] += s[i];
     }
   }

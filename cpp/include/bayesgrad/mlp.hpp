@@ -198,9 +198,10 @@ void backward(const Layout& L, Activation f, const T* params, int64_t p_stride, 
 
 // forward and backward for one parameter vector (S = 1, no masks) on N rows of X (N, d_0) of a
 // narrow network, in row tiles of kTiledRows that run through every layer and back while in cache,
-// tiles in parallel on the pool: outputs (N, d_L) when non-null, grad (P) = sum over rows of
-// dLoss/dparams (each tile's into its own slot, the slots then summed in tile order: the same for
-// any thread count), grad_x (N, d_0) when non-null; g_out (N, d_L) read only. Returns false (and
+// chunks of consecutive tiles in parallel on the pool: outputs (N, d_L) when non-null, grad (P) = sum
+// over rows of dLoss/dparams (each chunk's tiles accumulated into the chunk's slot in order, the slots
+// then summed in chunk order; the chunks, at most 31, depend on N alone: the same values for any thread
+// count), grad_x (N, d_0) when non-null; g_out (N, d_L) read only. Returns false (and
 // does nothing) where the layer-at-a-time forward / backward serve better: fewer than two tiles,
 // a hidden layer wider than kTiledMaxHidden or an input wider than kTiledMaxInput.
 constexpr int64_t kTiledRows = 256;
