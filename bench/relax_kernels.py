@@ -1,9 +1,10 @@
-"""Benchmark: the REBAR/RELAX Bernoulli kernels on each SIMD path of the native core
-(scalar, AVX2, AVX-512 where the CPU has them) and the NumPy twin, one thread, at a
-REBAR call's size (n = 1000 draws of p = 100 coordinates, the temperature's three-point
-difference): ``relax_bernoulli_sample`` (draws and relaxations), ``relax_bernoulli_part_fd``
-and ``relax_bernoulli_combine`` without a network (REBAR) and with one (RELAX). Paths
-are timed in alternating blocks, medians of repeats.
+"""Benchmark: the REBAR/RELAX Bernoulli and Categorical kernels on each SIMD path of the native
+core (scalar, AVX2, AVX-512 where the CPU has them) and the NumPy twin, one thread, at a
+REBAR call's size (n = 1000 draws of p = 100 coordinates, 10 Categorical coordinates of 10
+classes, the temperature's three-point difference): ``relax_bernoulli_sample`` /
+``relax_categorical_sample`` (draws and relaxations), ``relax_bernoulli_part_fd`` /
+``relax_categorical_part`` and the combine kernels without a network (REBAR) and with one
+(RELAX). Paths are timed in alternating blocks, medians of repeats.
 
     PYTHONPATH=python python bench/relax_kernels.py [--repeats 51] [--out relax_kernels.json]
 
@@ -38,7 +39,19 @@ def cases(mod):
     rr, gx = r.standard_normal(2 * N), r.standard_normal((2 * N, P))
     g1, g2, gs = np.empty((N, P)), np.empty((2, N, P)), np.empty(N)
     ke = mod.estimators
+    lp = np.log(np.full((10, P // 10), 1.0 / (P // 10))) + np.linspace(-1, 1, P).reshape(10, -1)
+    lp -= np.log(np.exp(lp).sum(1, keepdims=True))
+    pr, cdraws, g3 = np.exp(lp), np.empty((5, N, P)), np.empty((3, N, P))
+    twin.estimators.relax_categorical_sample(lp, 1, 2, 3, LAM, STEP, cdraws, None)  # valid r, b, score
     return {
+        "relax_categorical_sample (draws, three temperatures)":
+            lambda: ke.relax_categorical_sample(lp, 1, 2, 3, LAM, STEP, draws, y),
+        "relax_categorical_part (three temperatures)":
+            lambda: ke.relax_categorical_part(fv, gv, yv, cdraws, pr, LAM, STEP, a),
+        "relax_categorical_combine, REBAR (no network)":
+            lambda: ke.relax_categorical_combine(fb, cdraws, pr, a, 0.7, None, None, g1, None),
+        "relax_categorical_combine, RELAX (network)":
+            lambda: ke.relax_categorical_combine(fb, cdraws, pr, a, 0.7, rr, gx, g3, gs),
         "relax_bernoulli_sample (draws, three temperatures)":
             lambda: ke.relax_bernoulli_sample(eta, 1, 2, 3, LAM, STEP, draws, y),
         "relax_bernoulli_part_fd": lambda: ke.relax_bernoulli_part_fd(fv, gv, yv, dzt, score, LAM, STEP, a),
