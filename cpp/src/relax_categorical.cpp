@@ -6,8 +6,8 @@
 // and the conditional draw) and two exponentials per temperature, and each
 // row of K classes couples its elements (argmax, softmax, the projections
 // g - p sum g of the Jacobians), which NumPy did in a dozen passes over
-// (n, D, K) temporaries (a REBAR call on 10 x 10 classes: 33 ms, against 3 ms
-// for 100 Bernoulli coordinates). Here a chunk of rows stays in L2 while the
+// (n, D, K) temporaries (a REBAR call on 10 x 10 classes: 23-24 ms, against 3 ms
+// for 100 Bernoulli coordinates; bench/estimators.py). Here a chunk of rows stays in L2 while the
 // vector log / exp of simd_math.hpp run over it in whole vectors, and the
 // per-row work (argmax, sums) runs between them.
 #include <algorithm>
