@@ -15,12 +15,16 @@ sampler (a vectorised rejection loop over pending elements) is slow, so it is
 timed on a smaller draw (``--fallback-gamma-n``) and its time per draw is
 scaled to 10^7; the table says so.
 
+The normal_batch rows draw a Normal over 1000 coordinates (loc and scale arrays, a mean-field
+posterior's shape) 10^4 times, against NumPy's standard normals scaled and shifted in place
+(allocating: a fresh array, then the same).
+
 Gamma is timed at --alpha (2.5, the headline row) and at each of
 --extra-alphas (default 0.5 and 20: the boosted shape below 1, where a draw
 reads a second Philox block, and a large shape), one row each.
 
 Usage: python bench/sampling.py [--n 10000000] [--repeats 5] [--alpha 2.5] [--extra-alphas 0.5,20]
-       [--draws normal,uniform,gamma]
+       [--draws normal,uniform,gamma,normal_batch]
 Writes bench/results/sampling.json.
 """
 from __future__ import annotations
@@ -36,8 +40,19 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import bayesgrad as bg  # noqa: E402
 from bayesgrad._quickbench import load_average, machine_info, median_time  # noqa: E402
 
+BATCH = 1000  # coordinates of the normal_batch rows' Normal (n / BATCH draws of all of them)
+
+
+def _batch_params(dt):
+    """loc and scale of the normal_batch rows: a Normal over BATCH coordinates (a mean-field posterior's shape)."""
+    return np.linspace(-1, 1, BATCH).astype(dt), np.linspace(0.5, 2, BATCH).astype(dt)
+
 
 def ours(kind, out, alpha):
+    if kind == "normal_batch":
+        d = bg.distributions.Normal(*_batch_params(out.dtype))
+        o2 = out.reshape(-1, BATCH)
+        return lambda: d.sample(o2.shape[0], seed=1, out=o2)
     if kind == "normal":
         return lambda: bg.random.normal(None, seed=1, dtype=out.dtype, out=out)
     if kind == "uniform":
@@ -48,6 +63,15 @@ def ours(kind, out, alpha):
 
 def numpy_rng(kind, out, alpha):
     rng = np.random.default_rng(1)
+    if kind == "normal_batch":  # what a NumPy user writes into out: standard normals, scaled and shifted in place
+        loc, scale = _batch_params(out.dtype)
+        o2 = out.reshape(-1, BATCH)
+
+        def draw():
+            rng.standard_normal(out=o2, dtype=o2.dtype)
+            np.multiply(o2, scale, out=o2)
+            np.add(o2, loc, out=o2)
+        return draw
     if kind == "normal":
         return lambda: rng.standard_normal(out=out, dtype=out.dtype)
     if kind == "uniform":
@@ -56,6 +80,9 @@ def numpy_rng(kind, out, alpha):
 
 
 def ours_alloc(kind, n, dt, alpha):
+    if kind == "normal_batch":
+        d = bg.distributions.Normal(*_batch_params(dt))
+        return lambda: d.sample(n // BATCH, seed=1)
     if kind == "normal":
         return lambda: bg.random.normal(n, seed=1, dtype=dt)
     if kind == "uniform":
@@ -66,6 +93,15 @@ def ours_alloc(kind, n, dt, alpha):
 
 def numpy_alloc(kind, n, dt, alpha):
     rng = np.random.default_rng(1)
+    if kind == "normal_batch":
+        loc, scale = _batch_params(dt)
+
+        def draw():
+            x = rng.standard_normal((n // BATCH, BATCH), dtype=dt)
+            x *= scale
+            x += loc
+            return x
+        return draw
     if kind == "normal":
         return lambda: rng.standard_normal(n, dtype=dt)
     if kind == "uniform":
@@ -81,7 +117,8 @@ def main(argv=None):
     ap.add_argument("--fallback-gamma-n", type=int, default=1_000_000)
     ap.add_argument("--alpha", type=float, default=2.5)
     ap.add_argument("--draws", default="normal,uniform,gamma",
-                    help="comma-separated subset of normal, uniform, gamma (rows of the others are skipped)")
+                    help="comma-separated subset of normal, uniform, gamma, normal_batch (rows of the others are "
+                         "skipped)")
     ap.add_argument("--extra-alphas", default="0.5,20",
                     help="comma-separated further Gamma shapes, one row each ('' for none)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
@@ -99,7 +136,8 @@ def main(argv=None):
     print(hdr)
     print("-" * len(hdr))
     extra = [float(a) for a in args.extra_alphas.split(",") if a.strip()]
-    draws = [("normal", args.alpha), ("uniform", args.alpha), ("gamma", args.alpha)] + [("gamma", a) for a in extra]
+    draws = [("normal", args.alpha), ("uniform", args.alpha), ("gamma", args.alpha)] + [("gamma", a) for a in extra] \
+        + [("normal_batch", args.alpha)]
     picked = {d.strip() for d in args.draws.split(",") if d.strip()}
     draws = [(k, a) for k, a in draws if k in picked]
     for kind, alpha in draws:

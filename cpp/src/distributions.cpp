@@ -1,6 +1,7 @@
 // Samplers and log-density kernels (the conventions are in distributions.hpp).
 #include "bayesgrad/distributions.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -54,16 +55,33 @@ template <typename T>
 void sample_locscale(T* out, int64_t n_total, const T* loc, const T* scale, int64_t batch, LocScale fam,
                      uint64_t seed, uint64_t stream) {
   check_batch(n_total, batch);
-  if (samplers::locscale_uses_normal(fam))
-    fill_normal<T>(out, n_total, seed, stream, 0);
-  else
-    fill_uniform<T>(out, n_total, seed, stream, 0);
+  const bool normal = samplers::locscale_uses_normal(fam);
+  const bool linear = fam == LocScale::kNormal || fam == LocScale::kUniform;  // m + s e
+  const uint64_t total = static_cast<uint64_t>(n_total);
+  // Each chunk's base draws (fill_normal's / fill_uniform's values for these elements) and their
+  // transform while the chunk is in cache: one pass over the output, not two (the draws were a
+  // separate parallel pass, the transform a scalar loop with a counter per element).
   chunked(n_total, kChunk, [&](int64_t lo, int64_t hi) {
-    int64_t j = lo % batch;
-    for (int64_t i = lo; i < hi; ++i) {
-      const T m = loc[j], s = scale[j];
-      out[i] = samplers::locscale_transform<T>(fam, m, s, out[i]);
-      if (++j == batch) j = 0;
+    const uint64_t a = static_cast<uint64_t>(lo), b = static_cast<uint64_t>(hi);
+    if (normal)
+      normal_piece<T>(out + lo, a, b, 0, total, seed, stream);
+    else
+      uniform_piece<T>(out + lo, a, b, 0, total, seed, stream);
+    if (batch == 1) {
+      const T m = loc[0], s = scale[0];
+      for (int64_t i = lo; i < hi; ++i) out[i] = samplers::locscale_transform<T>(fam, m, s, out[i]);
+      return;
+    }
+    // runs of consecutive parameters (a row of the batch, or the part of one in this chunk)
+    for (int64_t i = lo, j = lo % batch; i < hi; j = 0) {
+      const int64_t len = std::min(hi - i, batch - j);
+      T* o = out + i;
+      const T *m = loc + j, *s = scale + j;
+      if (linear)
+        for (int64_t t = 0; t < len; ++t) o[t] = m[t] + s[t] * o[t];
+      else
+        for (int64_t t = 0; t < len; ++t) o[t] = samplers::locscale_transform<T>(fam, m[t], s[t], o[t]);
+      i += len;
     }
   });
 }
