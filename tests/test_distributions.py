@@ -821,3 +821,30 @@ def test_poisson_kernel_validates_rate(rate):
         assert np.all(out == 0.0)
         with pytest.raises(ValueError):
             k.distributions.sample_poisson(np.empty(5), np.ones(2), 0, 0)
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cls", [D.Normal, D.Laplace, D.Uniform])
+def test_location_scale_draws_across_chunks_with_rows_split(cls, dtype):
+    """Batches whose rows straddle the sampler's chunks (4096 values a chunk; 37 coordinates do not divide it)
+    and a batch of one: the native draws equal the twin's (base draws transformed by runs of parameters) and do
+    not depend on the thread count."""
+    if len(BACKENDS) < 2:
+        pytest.skip("only one backend available")
+    rtol = 2e-5 if dtype == np.float32 else 1e-12
+    for loc, scale in ((np.linspace(-1, 1, 37), np.linspace(0.5, 2, 37)), (0.3, 1.7)):
+        d = cls(np.asarray(loc, dtype=dtype), np.asarray(scale, dtype=dtype))
+        with bg.use_backend("numpy"):
+            ref = np.asarray(d.sample(3001, seed=5, stream=2))
+        before = bg.get_num_threads()
+        try:
+            got = []
+            with bg.use_backend("cpu"):
+                for th in (1, 2):
+                    bg.set_num_threads(th)
+                    got.append(np.asarray(d.sample(3001, seed=5, stream=2)))
+        finally:
+            bg.set_num_threads(before)
+        np.testing.assert_array_equal(got[0], got[1])
+        np.testing.assert_allclose(got[0], ref, rtol=rtol, atol=rtol)
