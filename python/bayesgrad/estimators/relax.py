@@ -80,7 +80,7 @@ class _Draws:
             self.shape = tuple(np.broadcast_shapes(eta.shape, tuple(dist.batch_shape) + eta.shape[-1:]))
             self.K = K = self.shape[-1]
             lp = np.ascontiguousarray(log_softmax(np.broadcast_to(eta, self.shape)).reshape(-1, K))
-            self.lp, self.p = lp, np.exp(lp)  # (D, K)
+            self.p = np.exp(lp)  # (D, K)
             P = lp.size
         self.draws = draws = pool.array("relax/draws", (5, n, P))
         self.zz = draws[:2].reshape(2 * n, P)
@@ -98,26 +98,6 @@ class _Draws:
         sample(eta if fam == "bernoulli" else lp, seed, stream, _random.fold_in(stream, "relax/conditional"),
                float(lam), step, draws, self.y)
         self.points = b.reshape((n,) + self.shape)
-
-    # d z / d eta and d z~ / d eta as maps on per-coordinate vectors (n, P): what the combine kernels
-    # apply (relax_*_combine), kept here as the estimator's definitions (tests check them against
-    # finite differences of the draws)
-    def _rows(self, a):
-        return a.reshape(a.shape[0], -1, self.K)
-
-    def jz(self, g):
-        """g (n, P) = dc/dz -> dc(z)/d eta (n, P)."""
-        if self.fam == "bernoulli":
-            return g
-        g3 = self._rows(g)
-        return (g3 - self._rows(self.p.reshape(1, -1)) * g3.sum(-1, keepdims=True)).reshape(g.shape)
-
-    def jt(self, g):
-        """g (n, P) = dc/dz~ -> dc(z~)/d eta (n, P) (b fixed)."""
-        if self.fam == "bernoulli":
-            return g * self.dzt
-        gr = self._rows(g * self.r)
-        return (gr - self._rows(self.p.reshape(1, -1)) * gr.sum(-1, keepdims=True)).reshape(g.shape)
 
 
 def _relaxed_parts(f, grad_f, dr, lam, fd, dtype, pool):
