@@ -230,3 +230,15 @@ def test_argument_errors(mod):
     with pytest.raises(ValueError, match="gs"):
         mod.relax_categorical_combine(np.zeros(n), draws, pr, None, 1.0, np.zeros(2 * n), np.zeros((2 * n, p)),
                                       np.empty((3, n, p)), None)
+    with pytest.raises(ValueError, match="a_f"):
+        mod.relax_categorical_combine(np.zeros(n), draws, pr, np.zeros((3, n, p)), 1.0, None, None, np.empty((n, p)),
+                                      None)
+    with pytest.raises(ValueError, match="pr"):
+        mod.relax_categorical_combine(np.zeros(n), draws, pr.reshape(-1), None, 1.0, None, None, np.empty((n, p)),
+                                      None)
+    with pytest.raises(ValueError, match="draws"):
+        mod.relax_categorical_part(np.zeros(2 * n), np.zeros((2 * n, p)), np.zeros((2 * n, p)), np.zeros((4, n, p)), pr,
+                                   0.5, STEP, np.empty((n, p)))
+    with pytest.raises(ValueError, match="gv"):
+        mod.relax_categorical_part(np.zeros(2 * n), np.zeros((2 * n, p + 1)), np.zeros((2 * n, p)), draws, pr, 0.5,
+                                   STEP, np.empty((n, p)))

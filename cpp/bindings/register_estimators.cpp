@@ -672,12 +672,7 @@ void bind_points(py::module_& m) {
 
 // REBAR / RELAX for Categorical coordinates (relax_categorical.cpp). pr / lp (D, K) give the
 // shape of a draw's values; draws (5, n, D K) = [z, z~, r, b, score] as the sample writes them.
-void check_draws(const out_array<D>& draws, int64_t& n, int64_t p) {
-  if (draws.ndim() != 3 || draws.shape(0) != 5 || draws.shape(2) != p)
-    throw std::invalid_argument("draws must have shape (5, n, " + std::to_string(p) + ")");
-  n = draws.shape(1);
-}
-void check_draws_in(const in_array<D>& draws, int64_t& n, int64_t p) {
+void check_draws(const py::array& draws, int64_t& n, int64_t p) {
   if (draws.ndim() != 3 || draws.shape(0) != 5 || draws.shape(2) != p)
     throw std::invalid_argument("draws must have shape (5, n, " + std::to_string(p) + ")");
   n = draws.shape(1);
@@ -720,7 +715,7 @@ void bind_relax_categorical(py::module_& m) {
         int64_t d, k, n;
         check_probs(pr, "pr", d, k);
         const int64_t p = d * k;
-        check_draws_in(draws, n, p);
+        check_draws(draws, n, p);
         require_writeable(out, "out");
         int temps;
         if (out.ndim() == 2 && out.shape(0) == n && out.shape(1) == p)
@@ -752,7 +747,7 @@ void bind_relax_categorical(py::module_& m) {
         int64_t d, k, n;
         check_probs(pr, "pr", d, k);
         const int64_t p = d * k;
-        check_draws_in(draws, n, p);
+        check_draws(draws, n, p);
         check_vec<D>(fb, n, "fb");
         const bool two = check_combine(a_f, r, gx, out, gs, n, p, 3);  // out (3, n, p) = [g; d1; d2] with the network
         const D *pf = fb.data(), *pdr = draws.data(), *pp = pr.data();

@@ -430,25 +430,25 @@ bool backward_tiled(const Layout& L, Activation f, const T* params, const T* X, 
   const int64_t per = std::max<int64_t>(1, tiles / 16), chunks = (tiles + per - 1) / per;
   std::vector<T> slots(grad ? static_cast<size_t>(chunks * P) : 0);
   SerialBlas serial;
+  // per thread (at most a few MB: the widths are capped above): pre-activations and activations of every layer
+  // for one tile, and two gradient buffers
+  int64_t width_sum = 0;
+  for (int64_t l = 0; l < nl; ++l) width_sum += 2 * L.d_out(l);
+  const size_t need = static_cast<size_t>(kTiledRows * (width_sum + 2 * L.max_width));
   parallel_chunks(chunks, [&](int64_t c) {
+    thread_local std::vector<T> buf;
+    if (buf.size() < need) buf.resize(need);
+    std::vector<T*> z(static_cast<size_t>(nl)), a(static_cast<size_t>(nl));
+    T* at = buf.data();
+    for (int64_t l = 0; l < nl; ++l) {
+      z[l] = at;
+      a[l] = at + kTiledRows * L.d_out(l);
+      at += 2 * kTiledRows * L.d_out(l);
+    }
+    T *gb0 = at, *gb1 = at + kTiledRows * L.max_width;
     for (int64_t t = c * per; t < std::min(tiles, (c + 1) * per); ++t) {
       const bool first = t == c * per;
       const int64_t n0 = t * kTiledRows, R = std::min(kTiledRows, N - n0);
-      // per thread (at most a few MB: the widths are capped above): pre-activations and activations of
-      // every layer for one tile, and two gradient buffers
-      thread_local std::vector<T> buf;
-      int64_t width_sum = 0;
-      for (int64_t l = 0; l < nl; ++l) width_sum += 2 * L.d_out(l);
-      const size_t need = static_cast<size_t>(kTiledRows * (width_sum + 2 * L.max_width));
-      if (buf.size() < need) buf.resize(need);
-      std::vector<T*> z(static_cast<size_t>(nl)), a(static_cast<size_t>(nl));
-      T* at = buf.data();
-      for (int64_t l = 0; l < nl; ++l) {
-        z[l] = at;
-        a[l] = at + kTiledRows * L.d_out(l);
-        at += 2 * kTiledRows * L.d_out(l);
-      }
-      T *gb0 = at, *gb1 = at + kTiledRows * L.max_width;
       const T* in = X + n0 * L.d_input();
       for (int64_t l = 0; l < nl; ++l) {  // z = bias + in W^T, a = f(z)
         const int64_t din = L.d_in(l), dout = L.d_out(l);
