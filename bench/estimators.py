@@ -167,8 +167,8 @@ def main():
         def network(self, z):
             return timed(super().network)(z)
 
-        def network_vjp(self, z, w):
-            return timed(lambda zz: super(TimedSurrogate, self).network_vjp(zz, w))(z)
+        def network_mixed_vjp(self, z, v, c, e):
+            return timed(lambda zz: super(TimedSurrogate, self).network_mixed_vjp(zz, v, c, e))(z)
 
     def surrogate(b, kind):
         if (b, kind) not in sur:

@@ -272,7 +272,9 @@ def test_errors():
     with pytest.raises(ValueError, match=r"z must have shape \(m, 1\)"):
         s.network(np.zeros((4, 2)))
     with pytest.raises(ValueError, match=r"z must have shape \(m, 1\)"):
-        s.network_vjp(np.zeros(4), np.ones(4))
+        s.network_mixed_vjp(np.zeros(4), np.zeros(4), np.ones(4), np.ones(4))
+    with pytest.raises(ValueError, match=r"v must have the shape of z \(4, 1\)"):
+        s.network_mixed_vjp(np.zeros((4, 1)), np.zeros((3, 1)), np.ones(4), np.ones(4))
 
 
 @pytest.mark.parametrize("kind", ["rebar", "relax"])

@@ -496,3 +496,95 @@ def test_mlp_backward_row_tiles_of_one_network(act, dtype):
         blocks = [run(core, slice(i, min(N, i + 500))) for i in range(0, N, 500)]
         np.testing.assert_allclose(got[0][0], sum(b[0] for b in blocks), **tol)
         np.testing.assert_allclose(got[0][1][0], np.concatenate([b[1][0] for b in blocks]), **tol)
+
+
+def _mixed_case(sizes, act, N, dtype=np.float64, seed=0):
+    m = MLP(sizes, act)
+    r = np.random.default_rng(seed)
+    T = (r.normal(size=(1, m.n_params)) * 0.5).astype(dtype)
+    X, V = (r.normal(size=(N, sizes[0])).astype(dtype) for _ in range(2))
+    Go, Gd = (r.normal(size=(1, N, sizes[-1])).astype(dtype) for _ in range(2))
+    return m, T, X, V, Go, Gd
+
+
+def _mixed(mod, m, T, X, V, Go, Gd):
+    grad = np.empty((1, m.n_params), T.dtype)
+    mod.mlp.mlp_mixed_vjp(m.net_config(mod), T, X, V, Go, Gd, grad)
+    return grad
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("sizes", [[5, 3], [7, 6, 1], [6, 5, 4, 2]])
+@pytest.mark.parametrize("with_g_out", [True, False])
+def test_mlp_mixed_vjp_matches_finite_differences(act, sizes, with_g_out):
+    """mlp_mixed_vjp = sum over rows of d/dparams [g_out . r(x) + g_dot . (J_x r(x) v)]: against central
+    differences along V of the twin's vector-Jacobian products (h = 1e-5, error O(h^2)), on each backend's
+    kernel; without g_out the values' term is absent."""
+    m, T, X, V, Go, Gd = _mixed_case(sizes, act, 300)
+    Go = Go if with_g_out else None
+    h = 1e-5
+
+    def vjp(Xq, G):
+        grad = np.empty((1, m.n_params))
+        twin.mlp.mlp_backward(m.net_config(twin), T, Xq, G, grad)
+        return grad
+
+    want = (vjp(X + h * V, Gd) - vjp(X - h * V, Gd)) / (2 * h)
+    if with_g_out:
+        want = want + vjp(X, Go)
+    mods = [twin] + ([_backend._core] if _backend.native_available() else [])
+    for mod in mods:
+        np.testing.assert_allclose(_mixed(mod, m, T, X, V, Go, Gd), want, rtol=1e-6,
+                                   atol=1e-8 * np.abs(want).max())
+
+
+@pytest.mark.single_backend
+@pytest.mark.skipif(not _backend.native_available(), reason="no native core")
+@pytest.mark.parametrize("act", ["tanh", "gelu", "relu"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_mlp_mixed_vjp_row_tiles_threads_and_twin(act, dtype):
+    """The native mixed product runs in row tiles (256 rows; 64 with a hidden layer over 128 wide) in chunks
+    on the pool: equal to the twin, to the sum of its values on row blocks, and bit for bit the same at 1, 2
+    and 3 threads (one tile; six; 36 tiles in chunks of two; wide tiles)."""
+    tol = dict(rtol=1e-11, atol=1e-12) if dtype == np.float64 else dict(rtol=3e-4)
+    core = _backend._core
+    for sizes, N in (([9, 7, 1], 200), ([30, 10, 1], 1300), ([12, 50, 20, 3], 1300), ([8, 16, 2], 9000),
+                     ([20, 140, 2], 700)):
+        m, T, X, V, Go, Gd = _mixed_case(sizes, act, N, dtype, seed=len(sizes) + N)
+        before = bg.get_num_threads()
+        try:
+            got = []
+            for th in (1, 2, 3):
+                bg.set_num_threads(th)
+                got.append(_mixed(core, m, T, X, V, Go, Gd))
+        finally:
+            bg.set_num_threads(before)
+        for other in got[1:]:
+            np.testing.assert_array_equal(got[0], other)
+        if dtype == np.float32:  # sums of 10^3 float32 products: errors relative to the largest entry
+            tol["atol"] = 2e-6 * np.abs(got[0]).max()
+        np.testing.assert_allclose(got[0], _mixed(twin, m, T, X, V, Go, Gd), **tol)
+        blocks = sum(_mixed(core, m, T, X[i:i + 500], V[i:i + 500], np.ascontiguousarray(Go[:, i:i + 500]),
+                            np.ascontiguousarray(Gd[:, i:i + 500])) for i in range(0, N, 500))
+        np.testing.assert_allclose(got[0], blocks, **tol)
+
+
+def test_mlp_mixed_vjp_argument_errors():
+    m, T, X, V, Go, Gd = _mixed_case([4, 3, 2], "tanh", 10)
+    mods = [twin] + ([_backend._core] if _backend.native_available() else [])
+    for mod in mods:
+        net, g = m.net_config(mod), np.empty((1, m.n_params))
+        with pytest.raises(ValueError, match="one parameter vector"):
+            mod.mlp.mlp_mixed_vjp(net, np.vstack([T, T]), X, V, Go, Gd, np.empty((2, m.n_params)))
+        with pytest.raises(ValueError, match="V"):
+            mod.mlp.mlp_mixed_vjp(net, T, X, V[:5], Go, Gd, g)
+        with pytest.raises(ValueError, match="g_out"):
+            mod.mlp.mlp_mixed_vjp(net, T, X, V, Go[:, :5], Gd, g)
+        with pytest.raises(ValueError, match="g_dot"):
+            mod.mlp.mlp_mixed_vjp(net, T, X, V, Go, Gd[..., :1], g)
+        with pytest.raises(ValueError, match="grad"):
+            mod.mlp.mlp_mixed_vjp(net, T, X, V, Go, Gd, g[:, :3])
+        # no rows: a zero gradient
+        g0 = np.full((1, m.n_params), np.nan)
+        mod.mlp.mlp_mixed_vjp(net, T, X[:0], V[:0], None, Gd[:, :0], g0)
+        np.testing.assert_array_equal(g0, 0.0)

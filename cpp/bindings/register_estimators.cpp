@@ -593,30 +593,6 @@ void bind_f64(py::module_& m) {
       "rowwise sum of g score, without them out (n, p) = g and gs None (float64); returns (sum g^2, sum g a_f[0], "
       "sum g a_f[1]), 0.0 for what is absent.");
   m.def(
-      "relax_vjp_points",
-      [](in_array<D> zt, in_array<D> z, in_array<D> d1, in_array<D> d2, in_array<D> w0, double c, double h,
-         out_array<D> X, out_array<D> W) {
-        int64_t n, p;
-        matrix_shape(z, "z", n, p);
-        check_mat(zt, n, p, "zt");
-        check_mat(d1, n, p, "d1");
-        check_mat(d2, n, p, "d2");
-        check_vec<D>(w0, n, "w0");
-        check_out_mat(X, 5 * n, p, "X");
-        require_writeable(W, "W");
-        check_vec<D>(W, 5 * n, "W");
-        if (!(h > 0)) throw std::invalid_argument("h must be positive");
-        if (!std::isfinite(c)) throw std::invalid_argument("c must be finite");
-        const D *a = zt.data(), *b = z.data(), *e = d1.data(), *f = d2.data(), *w = w0.data();
-        D *px = X.mutable_data(), *pw = W.mutable_data();
-        py::gil_scoped_release rel;
-        relax_vjp_points(a, b, e, f, w, c, h, n, p, px, pw);
-      },
-      py::arg("zt").noconvert(), py::arg("z").noconvert(), py::arg("d1").noconvert(), py::arg("d2").noconvert(),
-      py::arg("w0").noconvert(), py::arg("c"), py::arg("h"), py::arg("X").noconvert(), py::arg("W").noconvert(),
-      "RELAX's surrogate-gradient points X (5n, p) and weights W (5n,): z~ with -c w0, then z +- h d1/|d1| with "
-      "+-c |d1|/(2h) and z~ +- h d2/|d2| with -+c |d2|/(2h) (float64).");
-  m.def(
       "gumbel_beam_search",
       [](in_array<D> log_probs, in_array<D> u, py::array_t<int64_t, py::array::c_style> conf, out_array<D> log_prob,
          out_array<D> perturbed) {

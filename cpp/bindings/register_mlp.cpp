@@ -143,6 +143,30 @@ void bind(py::module_& m) {
       "(S, N, D); outputs (S, N, K), when given, receives the network outputs of the forward pass the product "
       "runs.");
   m.def(
+      "mlp_mixed_vjp",
+      [](const NetConfig& net, in_array<T> params, in_array<T> X, in_array<T> V, std::optional<in_array<T>> g_out,
+         in_array<T> g_dot, out_array<T> grad) {
+        const Layout& L = net.layout;
+        const Inputs in = check_inputs<T>(L, params, X);
+        if (in.S != 1 || X.ndim() != 2)
+          throw std::invalid_argument("mlp_mixed_vjp takes one parameter vector: params (1, P) and X (N, D)");
+        require_shape(V, "V", {in.N, L.d_input()});
+        if (g_out) require_shape(*g_out, "g_out", {1, in.N, L.d_output()});
+        require_shape(g_dot, "g_dot", {1, in.N, L.d_output()});
+        require_shape(grad, "grad", {1, L.n_params});
+        require_writeable(grad, "grad");
+        const T *p = params.data(), *x = X.data(), *v = V.data(), *go = g_out ? g_out->data() : nullptr,
+                *gd = g_dot.data();
+        T* g = grad.mutable_data();
+        py::gil_scoped_release rel;
+        mlp::mixed_vjp<T>(L, net.act, p, x, v, in.N, go, gd, g);
+      },
+      py::arg("net"), py::arg("params"), py::arg("X"), py::arg("V"), py::arg("g_out").none(true), py::arg("g_dot"),
+      py::arg("grad").noconvert(),
+      "grad (1, P) = sum over rows of d/dparams [g_out . r(x) + g_dot . (J_x r(x) v)]: the parameter gradient of "
+      "the directional derivatives along V (N, D) weighted by g_dot (1, N, K), plus the VJP of g_out (1, N, K) "
+      "or None; params (1, P), X (N, D). Exact (forward over reverse).");
+  m.def(
       "mlp_nll_grad",
       [](const NetConfig& net, int64_t likelihood, in_array<T> params, in_array<T> X, in_array<T> y,
          in_array<T> log_noise, out_array<T> nll, std::optional<out_array<T>> grad,

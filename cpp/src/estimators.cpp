@@ -906,35 +906,6 @@ void relax_bernoulli_combine(const double* fb, const double* score, const double
     for (int k = 0; k < 3; ++k) sums[k] += part[3 * ch + k];
 }
 
-void relax_vjp_points(const double* zt, const double* z, const double* d1, const double* d2, const double* w0,
-                      double c, double h, int64_t n, int64_t p, double* X, double* W) {
-  const int64_t rows = std::max<int64_t>(1, kEstSampleChunk * kEstColBlock / 8 / std::max<int64_t>(1, p));
-  // one direction: rows r (+) and r + n (-) of X around x along d, weights +-sign c |d| / (2 h)
-  const auto pair = [&](const double* x, const double* d, int64_t i, int64_t r, double sign) {
-    double nd2 = 0.0;
-    for (int64_t j = 0; j < p; ++j) nd2 += d[i * p + j] * d[i * p + j];
-    const double nd = std::sqrt(nd2), s = nd > 0 ? h / nd : 0.0;
-    double* xp = X + r * p;
-    double* xm = X + (r + n) * p;
-    for (int64_t j = 0; j < p; ++j) {
-      const double step = s * d[i * p + j];
-      xp[j] = x[i * p + j] + step;
-      xm[j] = x[i * p + j] - step;
-    }
-    W[r] = sign * c * nd / (2.0 * h);
-    W[r + n] = -W[r];
-  };
-  parallel_chunks((n + rows - 1) / rows, [&](int64_t ch) {
-    const int64_t i0 = ch * rows, i1 = std::min(n, i0 + rows);
-    for (int64_t i = i0; i < i1; ++i) {
-      std::copy(zt + i * p, zt + (i + 1) * p, X + i * p);
-      W[i] = -c * w0[i];
-      pair(z, d1, i, n + i, 1.0);
-      pair(zt, d2, i, 3 * n + i, -1.0);
-    }
-  });
-}
-
 void gamma_weak_parts(const double* alpha, const double* eps, const double* psi, double sign, uint64_t seed,
                       uint64_t base, int64_t n, int64_t p, int64_t max_rounds, double* out) {
   if (!(sign == 1.0 || sign == -1.0)) throw std::invalid_argument("sign must be 1 or -1");

@@ -258,10 +258,6 @@ class RelaxSurrogate:
     tune_temperature, tune_scale : bool, whether those two are trained
     seed : int, the network's initialisation (``bg.nn.MLP.init``); its last
         layer starts at zero so that an untrained network adds nothing
-    fd_step : float > 0
-        Step h of the central difference that gives the mixed derivative
-        d/d rho of the network's input gradient (the native engine supplies
-        d r / d rho by vector-Jacobian products; its error is O(h^2)).
 
     Attributes
     ----------
@@ -272,7 +268,7 @@ class RelaxSurrogate:
     """
 
     def __init__(self, hidden=(10,), activation="tanh", relaxed_f=True, temperature=0.5, scale=1.0, lr=0.01,
-                 tune_temperature=True, tune_scale=True, seed=0, fd_step=1e-4):
+                 tune_temperature=True, tune_scale=True, seed=0):
         if hidden is not None:
             hidden = tuple(C.integer(h, "hidden", 1) for h in hidden)
         if hidden is None and not relaxed_f:
@@ -286,9 +282,6 @@ class RelaxSurrogate:
         self.lr = C.scalar(lr, "lr")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {lr}")
-        self.fd_step = C.scalar(fd_step, "fd_step")
-        if self.fd_step <= 0:
-            raise ValueError(f"fd_step must be positive, got {fd_step}")
         self.tune_temperature = bool(tune_temperature)
         self.tune_scale = bool(tune_scale)
         self.seed = seed
@@ -357,15 +350,21 @@ class RelaxSurrogate:
         k.mlp.mlp_backward(self.mlp.net_config(k), self.rho[None], z, np.ones((1, m, 1)), None, gx, None, out)
         return out[0, :, 0], gx[0]
 
-    def network_vjp(self, z, w):
-        """sum_i w_i d r_rho(z_i) / d rho (P,) for z (m, dim), w (m,) (zeros without a network)."""
+    def network_mixed_vjp(self, z, v, c, e):
+        """sum_i d/d rho [c_i r_rho(z_i) + e_i grad_z r_rho(z_i) . v_i] (P,) for z, v (m, dim) and c, e (m,):
+        the network's parameter gradient of its values and of its directional derivatives along the rows
+        of v, exact (the engine's forward-over-reverse ``mlp_mixed_vjp``); zeros without a network."""
         if self.mlp is None:
             return np.zeros(0)
-        z = self._points(z)
-        w = np.ascontiguousarray(w, dtype=np.float64).reshape(1, z.shape[0], 1)
+        z, v = self._points(z), self._points(v)
+        if v.shape != z.shape:
+            raise ValueError(f"v must have the shape of z {z.shape}, got {v.shape}")
+        m = z.shape[0]
+        c = np.ascontiguousarray(c, dtype=np.float64).reshape(1, m, 1)
+        e = np.ascontiguousarray(e, dtype=np.float64).reshape(1, m, 1)
         grad = np.empty((1, self.mlp.n_params))
         k = _backend.kernels()
-        k.mlp.mlp_backward(self.mlp.net_config(k), self.rho[None], z, w, grad)
+        k.mlp.mlp_mixed_vjp(self.mlp.net_config(k), self.rho[None], z, v, c, e, grad)
         return grad[0]
 
     def update(self, grad, objective):

@@ -44,6 +44,19 @@ BG_HD T act_deriv(Activation f, T z, T a) {
   }
 }
 
+// f''(z), given z and a = f(z): the activations' curvature, for forward-over-reverse products
+// (mlp::mixed_vjp). ReLU's and the identity's are 0 (ReLU's almost everywhere).
+template <typename T>
+BG_HD T act_deriv2(Activation f, T z, T a) {
+  switch (f) {
+    case Activation::kTanh: return T(-2) * a * (T(1) - a * a);
+    case Activation::kSigmoid: return a * (T(1) - a) * (T(1) - T(2) * a);
+    case Activation::kGelu:  // d/dz [Phi(z) + z phi(z)] = phi(z) (2 - z^2)
+      return std::exp(T(-0.5) * z * z) * T(0.39894228040143267794) * (T(2) - z * z);
+    default: return T(0);
+  }
+}
+
 // The likelihood terms below return one output's (or row's) negative
 // log-likelihood in nats, in double; the gradient pointers may be null (not
 // wanted) and receive `scale` times the derivative.

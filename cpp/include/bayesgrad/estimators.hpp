@@ -126,22 +126,13 @@ void concrete_bernoulli_fd(const double* z, double lam, double step, int64_t cou
 // a_d (null unless a_f is given) a second (n, p) array whose product with g is
 // summed too (REBAR's temperature difference, relax_bernoulli_part_fd).
 // Writes g (n, p); with the network (r, gx, gd and gs all given, else all null)
-// also gd = g dzt (n, p) and gs_i = sum_p g score (the inputs of relax_vjp_points);
+// also gd = g dzt (n, p) and gs_i = sum_p g score (the inputs of the network's mixed product, mlp::mixed_vjp);
 // sums[0..2] = sum g^2, sum g a_f, sum g a_d over all n p terms (0 for an absent
 // array), summed per fixed row block and then in block order (the same for any
 // thread count).
 void relax_bernoulli_combine(const double* fb, const double* score, const double* a_f, const double* a_d,
                              double sc, const double* r, const double* gx, const double* dzt, int64_t n, int64_t p,
                              double* g, double* gd, double* gs, double* sums);
-
-// Points and weights whose weighted sum of the surrogate network's parameter
-// gradients is the gradient of RELAX's second moment in the network parameters
-// (X (5n, p), W (5n,)): rows 0..n-1 z~ with weight -c w0; then z +- h u1 with
-// +-c |d1| / (2 h) and z~ +- h u2 with -+c |d2| / (2 h), u = d / |d| (0 where
-// d = 0): central differences along d1 (d2) of the input gradient's product
-// with d1 (d2), i.e. d/d rho of (d r/dz . d1) by two first-order VJPs.
-void relax_vjp_points(const double* zt, const double* z, const double* d1, const double* d2, const double* w0,
-                      double c, double h, int64_t n, int64_t p, double* X, double* W);
 
 // REBAR / RELAX for D Categorical coordinates of K classes (p = D K values per draw, row-major
 // (D, K); relax_categorical.cpp). relax_categorical_sample: from lp (D K) the log-probabilities and
@@ -168,7 +159,7 @@ void relax_categorical_part(const double* fv, const double* gv, const double* y,
 // The per-draw terms g (n, p) = (fb_i - rt_i) score + sc a_f + Jz gz - Jt gt (Jz h = h - p sum h,
 // Jt h = r h - p sum r h per row of K), r (2n,) / gx (2n, p) the network and its input gradient at
 // [z; z~] (null: no network), a_f / a_d as in relax_bernoulli_combine; with the network also
-// d1 = Jz^T g, d2 = Jt^T g (n, p) and gs_i = sum_p g score (relax_vjp_points' inputs); sums as in
+// d1 = Jz^T g, d2 = Jt^T g (n, p) and gs_i = sum_p g score (the network gradient's inputs); sums as in
 // relax_bernoulli_combine (fixed row blocks, then block order).
 void relax_categorical_combine(const double* fb, const double* score, const double* rr, const double* pr,
                                const double* a_f, const double* a_d, double sc, const double* rnet, const double* gx,

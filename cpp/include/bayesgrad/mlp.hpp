@@ -210,6 +210,18 @@ constexpr int64_t kTiledMaxInput = 1024;
 template <typename T>
 bool backward_tiled(const Layout& L, Activation f, const T* params, const T* X, int64_t N, const T* g_out, T* grad,
                     T* grad_x, T* outputs);
+// grad (P) = sum over the N rows of d/dparams [ g_out_r . r(x_r) + g_dot_r . (J_x r(x_r) v_r) ] for
+// one parameter vector: the parameter gradient of the network's directional derivatives along the rows
+// of V (N, d_0) weighted by g_dot (N, d_L), plus the VJP of g_out (N, d_L; null: none), on the rows
+// of X (N, d_0). Exact, forward over reverse: the tangents V push through the layers with the
+// activations' first derivatives, then both run back, the activations' second derivatives coupling
+// the tangents into the values' adjoints (act_deriv2). Row tiles of kTiledRows (a quarter of that
+// with a hidden layer wider than kTiledMaxHidden) in chunks as backward_tiled's: the same values for
+// any thread count. (RELAX's surrogate gradient: bayesgrad/estimators/relax.py.)
+template <typename T>
+void mixed_vjp(const Layout& L, Activation f, const T* params, const T* X, const T* V, int64_t N, const T* g_out,
+               const T* g_dot, T* grad);
+
 // Negative log-likelihood of targets y under outputs F (S, N, K), summed over
 // the N rows for each sample into nll[s] (nats). y is (N, Dy) with Dy = K
 // (gaussian, bernoulli), K/2 (heteroscedastic: K = 2D, mean then log-variance

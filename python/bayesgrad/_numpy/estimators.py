@@ -18,7 +18,7 @@ __all__ = ["column_mean_var", "score_accumulate", "pathwise_accumulate", "contro
            "control_coefficient", "quadratic_values", "vimco_signal", "relax_bernoulli_draws",
            "relax_bernoulli_sample",
            "relax_bernoulli_part", "concrete_bernoulli", "concrete_bernoulli_fd", "relax_bernoulli_part_fd",
-           "relax_bernoulli_combine", "relax_vjp_points",
+           "relax_bernoulli_combine",
            "relax_categorical_sample", "relax_categorical_part", "relax_categorical_combine",
            "gumbel_beam_search", "pathwise_normal_accumulate",
            "score_normal_accumulate", "normal_multisample_terms", "gamma_weak_parts",
@@ -373,32 +373,6 @@ def relax_bernoulli_combine(fb, score, a_f, sc, r, gx, dzt, out, gs):
         return (float(np.einsum("ij,ij->", v, v)), 0.0 if a_f is None else float(np.einsum("ij,ij->", v, a_f)),
                 0.0 if a_d is None else float(np.einsum("ij,ij->", v, a_d)))
 
-
-def relax_vjp_points(zt, z, d1, d2, w0, c, h, X, W):
-    """RELAX's surrogate-gradient points X (5n, p) and weights W (5n,): z~ with -c w0, then z +- h d1/|d1| with
-    +-c |d1|/(2h) and z~ +- h d2/|d2| with -+c |d2|/(2h) (float64)."""
-    z = _matrix(_f64(z, "z"), "z")
-    n, p = z.shape
-    for name, a in (("zt", zt), ("d1", d1), ("d2", d2)):
-        _f64(a, name, (n, p))
-    _f64(w0, "w0", (n,))
-    _out64(X, "X", (5 * n, p))
-    _out64(W, "W", (5 * n,))
-    if not h > 0:
-        raise ValueError("h must be positive")
-    if not np.isfinite(c):
-        raise ValueError("c must be finite")
-    X[:n] = zt
-    W[:n] = -c * w0
-    for k, (x, d, sign) in enumerate(((z, d1, 1.0), (zt, d2, -1.0))):
-        nd = np.sqrt(np.einsum("ij,ij->i", d, d))
-        s = np.divide(h, nd, out=np.zeros_like(nd), where=nd > 0)
-        step = s[:, None] * d
-        r = (1 + 2 * k) * n
-        X[r:r + n] = x + step
-        X[r + n:r + 2 * n] = x - step
-        W[r:r + n] = sign * c * nd / (2.0 * h)
-        W[r + n:r + 2 * n] = -W[r:r + n]
 
 
 def _log1mexp(x):

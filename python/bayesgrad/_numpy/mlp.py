@@ -15,7 +15,8 @@ from scipy.special import erf
 from .._codes import Activation, Likelihood, from_int
 from .._numerics import sigmoid
 
-__all__ = ["NetConfig", "gemm", "mlp_forward", "mlp_backward", "mlp_nll_grad", "likelihood_nll"]
+__all__ = ["NetConfig", "gemm", "mlp_forward", "mlp_backward", "mlp_mixed_vjp", "mlp_nll_grad",
+           "likelihood_nll"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -94,6 +95,17 @@ def act_deriv(code, z, a):
         phi = np.exp(-0.5 * z * z) * 0.39894228040143267794
         return (0.5 * (1.0 + erf(z * 0.70710678118654752440)) + z * phi).astype(z.dtype, copy=False)
     return np.ones_like(z)
+
+
+def act_deriv2(code, z, a):
+    """f''(z) given z and a = f(z) (ReLU's and the identity's: 0)."""
+    if code == Activation.tanh:
+        return -2.0 * a * (1 - a * a)
+    if code == Activation.sigmoid:
+        return a * (1 - a) * (1 - 2 * a)
+    if code == Activation.gelu:
+        return (np.exp(-0.5 * z * z) * 0.39894228040143267794 * (2.0 - z * z)).astype(z.dtype, copy=False)
+    return np.zeros_like(z)
 
 
 def _check_inputs(L, params, X):
@@ -284,6 +296,43 @@ def mlp_backward(net, params, X, g_out, grad, grad_x=None, masks=None, outputs=N
         grad[...] = g
     if grad_x is not None:
         grad_x[...] = gx
+
+
+def mlp_mixed_vjp(net, params, X, V, g_out, g_dot, grad):
+    """grad (1, P) = sum over rows of d/dparams [g_out . r(x) + g_dot . (J_x r(x) v)]: the parameter gradient
+    of the directional derivatives along V (N, D) weighted by g_dot (1, N, K), plus the VJP of g_out (1, N, K)
+    or None; params (1, P), X (N, D). Forward over reverse: tangents through the layers, then both back."""
+    L, code = net.layout, net.activation
+    S, N = _check_inputs(L, params, X)
+    if S != 1 or X.ndim != 2:
+        raise ValueError("mlp_mixed_vjp takes one parameter vector: params (1, P) and X (N, D)")
+    _check_shape(V, (N, L.sizes[0]), "V")
+    K = L.sizes[-1]
+    if g_out is not None:
+        _check_shape(g_out, (1, N, K), "g_out")
+    _check_shape(g_dot, (1, N, K), "g_dot")
+    _check_shape(grad, (1, L.n_params), "grad")
+    hidden, A, Ad = [], X, V  # per hidden layer (a, ad, zd, f', f'')
+    for l in range(L.n_layers - 1):
+        W, b = L.unpack(params, l)
+        z, zd = A @ W[0].T + b[0], Ad @ W[0].T
+        a = act(code, z)
+        d1 = act_deriv(code, z, a)
+        A, Ad = a, d1 * zd
+        hidden.append((a, Ad, zd, d1, act_deriv2(code, z, a)))
+    G = g_out[0] if g_out is not None else np.zeros((N, K), dtype=params.dtype)
+    Gd = g_dot[0]
+    for l in range(L.n_layers - 1, -1, -1):
+        A, Ad = (X, V) if l == 0 else hidden[l - 1][:2]
+        W, _ = L.unpack(params, l)
+        din, dout = L.sizes[l], L.sizes[l + 1]
+        grad[0, L.w_off[l]:L.w_off[l] + din * dout] = (G.T @ A + Gd.T @ Ad).reshape(-1)
+        grad[0, L.b_off[l]:L.b_off[l] + dout] = G.sum(axis=0)
+        if l == 0:
+            break
+        H, Hd = G @ W[0], Gd @ W[0]
+        _, _, zd, d1, d2 = hidden[l - 1]
+        G, Gd = d1 * H + d2 * zd * Hd, d1 * Hd
 
 
 def mlp_nll_grad(net, likelihood, params, X, y, log_noise, nll, grad=None, masks=None):

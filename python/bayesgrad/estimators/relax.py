@@ -164,7 +164,7 @@ def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate
     ke = _backend.kernels().estimators
     # g in one pass, with its sums of squares and of products with A_f and the temperature difference
     # (the training step's), and with a network also the transposed Jacobians applied to g and the rows'
-    # sums of g score (relax_vjp_points' inputs): Bernoulli [g; g dz~/d eta], Categorical [g; Jz^T g; Jt^T g]
+    # sums of g score (the network gradient's inputs): Bernoulli [g; g dz~/d eta], Categorical [g; Jz^T g; Jt^T g]
     cat = fam == "categorical"
     gg = pool.array("relax/g", (((3,) if cat else (2,)) if net else ()) + dr.z.shape)
     gs = pool.array("relax/gs", (n,)) if net else None
@@ -185,12 +185,13 @@ def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate
                 grad[1] = 2.0 * sc * sums[2] / n / (2.0 * _LOG_LAMBDA_STEP)
         if net:
             # d/d rho of sum_p E[g_p^2]: the weight w = 2 g / n on each term's network part, i.e.
-            # -r(z~) score . w, and central differences along d1 = jz^T w and d2 = jt^T w of the
-            # input gradients (relax_vjp_points): one VJP of the network on 5n points
-            d1, d2 = (gg[0], gg[1]) if not cat else (gg[1], gg[2])
-            X, W = pool.array("relax/X", (5 * n, dr.z.shape[1])), pool.array("relax/W", (5 * n,))
-            ke.relax_vjp_points(dr.zt, dr.z, d1, d2, gs, 2.0 / n, surrogate.fd_step, X, W)
-            grad[2:] = surrogate.network_vjp(X, W)
+            # -r(z~) (g . score) 2 / n, plus the input gradients' derivatives along Jz^T w at z and
+            # -Jt^T w at z~: one forward-over-reverse pass of the network on [z; z~] (exact)
+            dirs = (gg[1:] if cat else gg).reshape(2 * n, -1)  # [Jz^T g; Jt^T g], contiguous
+            c, e = pool.array("relax/c", (2 * n,)), pool.array("relax/e", (2 * n,))
+            c[:n], e[:n], e[n:] = 0.0, 2.0 / n, -2.0 / n
+            np.multiply(gs, -2.0 / n, out=c[n:])
+            grad[2:] = surrogate.network_mixed_vjp(dr.zz, dirs, c, e)
         surrogate.update(grad, objective)
     if loo:
         # the residual f(b) - c(z~) of the other samples, independent of sample i: unbiased
