@@ -82,11 +82,80 @@ struct SampleArgs {
   int temps;
 };
 
+// Per-row reductions over `rows` rows of k values, four rows at a time: one row's steps form a chain
+// of dependent operations (a select, a max or an add), so independent rows fill the pipeline; each row
+// still runs its own steps in order (the values of a row-by-row loop). The argmax as selects, not a
+// branch per element (mispredicted on random rows).
+template <typename Row, typename Step, typename Put>
+inline __attribute__((always_inline)) void rows_by_four(int64_t rows, const Row& init, const Step& step,
+                                                        const Put& put, int64_t k) {
+  int64_t q = 0;
+  for (; q + 4 <= rows; q += 4) {
+    auto a0 = init(q), a1 = init(q + 1), a2 = init(q + 2), a3 = init(q + 3);
+    for (int64_t j = 1; j < k; ++j) {
+      step(a0, q, j);
+      step(a1, q + 1, j);
+      step(a2, q + 2, j);
+      step(a3, q + 3, j);
+    }
+    put(a0, q);
+    put(a1, q + 1);
+    put(a2, q + 2);
+    put(a3, q + 3);
+  }
+  for (; q < rows; ++q) {
+    auto a = init(q);
+    for (int64_t j = 1; j < k; ++j) step(a, q, j);
+    put(a, q);
+  }
+}
+
+struct ArgMax {
+  double v;
+  int64_t i;
+};
+
+// best[q] = the first maximum's index of row q of x (rows of k), mx[q] its value.
+inline __attribute__((always_inline)) void row_argmax(const double* __restrict x, int64_t rows, int64_t k,
+                                                      int64_t* __restrict best, double* __restrict mx) {
+  rows_by_four(
+      rows, [&](int64_t q) { return ArgMax{x[q * k], 0}; },
+      [&](ArgMax& a, int64_t q, int64_t j) {
+        const double y = x[q * k + j];
+        const bool up = y > a.v;
+        a.v = up ? y : a.v;
+        a.i = up ? j : a.i;
+      },
+      [&](const ArgMax& a, int64_t q) {
+        best[q] = a.i;
+        mx[q] = a.v;
+      },
+      k);
+}
+
+// mx[q] = the maximum of row q of x (rows of k).
+inline __attribute__((always_inline)) void row_max(const double* __restrict x, int64_t rows, int64_t k,
+                                                   double* __restrict mx) {
+  rows_by_four(
+      rows, [&](int64_t q) { return x[q * k]; },
+      [&](double& a, int64_t q, int64_t j) { a = x[q * k + j] > a ? x[q * k + j] : a; },
+      [&](double a, int64_t q) { mx[q] = a; }, k);
+}
+
+// s[q] = the sum of row q of x (rows of k), left to right.
+inline __attribute__((always_inline)) void row_sum(const double* __restrict x, int64_t rows, int64_t k,
+                                                   double* __restrict s) {
+  rows_by_four(
+      rows, [&](int64_t q) { return x[q * k]; }, [&](double& a, int64_t q, int64_t j) { a += x[q * k + j]; },
+      [&](double a, int64_t q) { s[q] = a; }, k);
+}
+
 // dst = softmax(src / lam) per row of k over `rows` rows (inv = 1 / lam), given each row's maximum mx:
 // src mx ascends with src (inv > 0), so mx inv is the maximum of src inv as rounded. The shift and the
 // normalisation are plain loops (vectorised for the ISA of the caller), the exponential one vector pass.
 inline __attribute__((always_inline)) void softmax_block(const double* __restrict src, const double* __restrict mx,
-                                                         double inv, int64_t rows, int64_t k, double* __restrict dst) {
+                                                         double inv, int64_t rows, int64_t k, double* __restrict dst,
+                                                         double* __restrict sums) {
   for (int64_t r = 0; r < rows; ++r) {
     const double* a = src + r * k;
     double* o = dst + r * k;
@@ -94,20 +163,21 @@ inline __attribute__((always_inline)) void softmax_block(const double* __restric
     for (int64_t j = 0; j < k; ++j) o[j] = a[j] * inv - m;
   }
   map_array<false>(dst, dst, rows * k);
+  row_sum(dst, rows, k, sums);
   for (int64_t r = 0; r < rows; ++r) {
     double* o = dst + r * k;
-    double s = 0.0;
-    for (int64_t j = 0; j < k; ++j) s += o[j];
-    const double is = 1.0 / s;
+    const double is = 1.0 / sums[r];
     for (int64_t j = 0; j < k; ++j) o[j] *= is;
   }
 }
 
-// Rows [i0, i1) of the sample from their uniforms u, v (overwritten) with scratch t (all (i1 - i0) p)
-// and mx (2 (i1 - i0) d: the maxima of the rows of K of z, then of z~).
+// Rows [i0, i1) of the sample from their uniforms u, v (overwritten) with scratch t (all (i1 - i0) p),
+// mx (3 (i1 - i0) d: the maxima of the rows of K of z, then of z~, then a softmax's row sums) and bi
+// ((i1 - i0) d: each row's argmax).
 inline __attribute__((always_inline)) void sample_rows(const SampleArgs& c, int64_t i0, int64_t i1,
                                                        double* __restrict u, double* __restrict v,
-                                                       double* __restrict t, double* __restrict mx) {
+                                                       double* __restrict t, double* __restrict mx,
+                                                       int64_t* __restrict bi) {
   const int64_t p = c.p, k = c.k, o = i0 * p, m = (i1 - i0) * p, rows = (i1 - i0) * c.d;
   double* __restrict z = c.z + o;
   double* __restrict zt = c.zt + o;
@@ -125,13 +195,9 @@ inline __attribute__((always_inline)) void sample_rows(const SampleArgs& c, int6
   }
   // per row of K: b = argmax z (the first maximum); given b, z~_b = -log E_b and
   // z~_i = -log(E_i / p_i + E_b), r_i = (E_i / p_i) / (E_i / p_i + E_b) (0 at b)
+  row_argmax(z, rows, k, bi, mx);
   for (int64_t q = 0; q < rows; ++q) {
-    const int64_t at = q * k, cls = (q % c.d) * k;
-    const double* zq = z + at;
-    int64_t best = 0;
-    for (int64_t j = 1; j < k; ++j)
-      if (zq[j] > zq[best]) best = j;
-    mx[q] = zq[best];
+    const int64_t at = q * k, cls = (q % c.d) * k, best = bi[q];
     const double eb = v[at + best];
     const double *__restrict pq = c.pr + cls, *__restrict iq = c.ipr + cls, *__restrict vq = v + at;
     double *__restrict tq = t + at, *__restrict rq = c.rr + o + at, *__restrict bq = c.b + o + at,
@@ -153,22 +219,18 @@ inline __attribute__((always_inline)) void sample_rows(const SampleArgs& c, int6
   map_array<true>(t, t, m);
   for (int64_t e = 0; e < m; ++e) zt[e] = -t[e];
   // z~_b is its row's maximum (the others are truncated below it)
-  for (int64_t q = 0; q < rows; ++q) {
-    const double* tq = zt + q * k;
-    double best = tq[0];
-    for (int64_t j = 1; j < k; ++j) best = tq[j] > best ? tq[j] : best;
-    mx[rows + q] = best;
-  }
+  row_max(zt, rows, k, mx + rows);
   // the relaxation of these rows of [z; z~] at each temperature, while they are in cache
   for (int ti = 0; ti < c.temps; ++ti)
     for (int h = 0; h < 2; ++h)
-      softmax_block(h == 0 ? z : zt, mx + h * rows, c.inv[ti], rows, k, c.y + ti * 2 * c.np + h * c.np + o);
+      softmax_block(h == 0 ? z : zt, mx + h * rows, c.inv[ti], rows, k, c.y + ti * 2 * c.np + h * c.np + o,
+                    mx + 2 * rows);
 }
 
 #define BG_SAMPLE_ISA(ATTR, NAME)                                                                      \
   ATTR void sample_rows_##NAME(const SampleArgs& c, int64_t i0, int64_t i1, double* u, double* v, double* t, \
-                               double* mx) {                                                           \
-    sample_rows(c, i0, i1, u, v, t, mx);                                                               \
+                               double* mx, int64_t* bi) {                                              \
+    sample_rows(c, i0, i1, u, v, t, mx, bi);                                                           \
   }
 #if BG_HAVE_X86
 BG_SAMPLE_ISA(BG_AVX512, avx512)
@@ -202,17 +264,21 @@ void relax_categorical_sample(const double* lp, int64_t d, int64_t k, uint64_t s
       bv.resize(static_cast<size_t>(m));
       bt.resize(static_cast<size_t>(m));
     }
-    if (bm.size() < static_cast<size_t>(2 * (i1 - i0) * d)) bm.resize(static_cast<size_t>(2 * (i1 - i0) * d));
+    thread_local std::vector<int64_t> bb;
+    const size_t rws = static_cast<size_t>((i1 - i0) * d);
+    if (bm.size() < 3 * rws) bm.resize(3 * rws);
+    if (bb.size() < rws) bb.resize(rws);
     // the chunk's elements of random.uniform's two draws (offset 0), as fill_uniform gives them
     uniform_piece<double>(bu.data(), static_cast<uint64_t>(o), static_cast<uint64_t>(o + m), 0, total, seed,
                           stream_u);
     uniform_piece<double>(bv.data(), static_cast<uint64_t>(o), static_cast<uint64_t>(o + m), 0, total, seed,
                           stream_v);
+    double *u = bu.data(), *v = bv.data(), *t = bt.data(), *mx = bm.data();
 #if BG_HAVE_X86
-    if (simd::use_avx512()) return sample_rows_avx512(c, i0, i1, bu.data(), bv.data(), bt.data(), bm.data());
-    if (simd::use_avx2()) return sample_rows_avx2(c, i0, i1, bu.data(), bv.data(), bt.data(), bm.data());
+    if (simd::use_avx512()) return sample_rows_avx512(c, i0, i1, u, v, t, mx, bb.data());
+    if (simd::use_avx2()) return sample_rows_avx2(c, i0, i1, u, v, t, mx, bb.data());
 #endif
-    sample_rows_base(c, i0, i1, bu.data(), bv.data(), bt.data(), bm.data());
+    sample_rows_base(c, i0, i1, u, v, t, mx, bb.data());
   });
 }
 
