@@ -5,9 +5,11 @@ interleaved over repeats (medians), idle and with one busy background process
 busy process, every case at the default count within 10% of its 1-thread time
 or faster. Two MLP cases are added to the `bayesgrad bench` ones (extra_cases).
 
-    PYTHONPATH=python python bench/threads.py [--repeats 7]
+    PYTHONPATH=python python bench/threads.py [--repeats 7] [--control] [--out threads.json]
 
-Writes bench/results/threads.json.
+``--control`` adds a second 1-thread timing to every round: its ratio to the first compares a
+configuration with itself, the spread the target's 10% must be read against on a shared machine.
+Writes bench/results/threads.json (``--out`` for another name).
 """
 from __future__ import annotations
 
@@ -25,16 +27,22 @@ import bayesgrad as bg  # noqa: E402
 from bayesgrad import _quickbench as Q  # noqa: E402
 
 
-def measure(fns, default, repeats):
+def measure(fns, default, repeats, control=False):
+    """Per case: medians over ``repeats`` interleaved rounds at the default count and at 1 thread; with
+    ``control`` also a second 1-thread timing in each round, whose ratio to the first (the same
+    configuration twice) shows how far the ratios move on this machine with nothing changed."""
     out = {}
+    configs = [default, 1] + (["1b"] if control else [])
     for label, fn in fns.items():
-        t = {default: [], 1: []}
+        t = {c: [] for c in configs}
         for _ in range(repeats):
-            for n in (default, 1):
-                bg.set_num_threads(n)
-                t[n].append(Q.median_time(fn, 3))
+            for c in configs:
+                bg.set_num_threads(1 if c == "1b" else c)
+                t[c].append(Q.median_time(fn, 3))
         td, t1 = float(np.median(t[default])), float(np.median(t[1]))
         out[label] = {"t_default_s": td, "t_1_thread_s": t1, "ratio": td / t1}
+        if control:
+            out[label]["control_ratio"] = float(np.median(t["1b"])) / t1
     bg.set_num_threads(default)
     return out
 
@@ -57,6 +65,9 @@ def extra_cases():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--control", action="store_true",
+                    help="also time 1 thread twice per round: the ratio of identical configurations (the noise)")
+    ap.add_argument("--out", default="threads.json", help="result file name in bench/results/")
     args = ap.parse_args()
     default = bg.get_num_threads()
     fns = {}
@@ -69,7 +80,7 @@ def main():
         busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if mode != "idle" else None
         try:
             time.sleep(1.0)
-            res[mode] = measure(fns, default, args.repeats)
+            res[mode] = measure(fns, default, args.repeats, args.control)
             res[mode + "_load_average"] = Q.load_average()
         finally:
             if busy is not None:
@@ -77,12 +88,18 @@ def main():
                 busy.wait()
         print(f"-- {mode} (default = {default} threads)")
         for label, r in res[mode].items():
+            ctl = f"  control {r['control_ratio']:.2f}" if "control_ratio" in r else ""
             print(f"  {label:50s} default {r['t_default_s'] * 1e3:8.2f} ms  1 thread {r['t_1_thread_s'] * 1e3:8.2f} ms"
-                  f"  ratio {r['ratio']:.2f}")
+                  f"  ratio {r['ratio']:.2f}{ctl}")
     worst = max(r["ratio"] for r in res["one_busy_process"].values())
     res["target_met"] = bool(worst <= 1.10)
     print(f"worst ratio with a busy process: {worst:.2f} (target <= 1.10: {'met' if res['target_met'] else 'MISSED'})")
-    path = os.path.join(os.path.dirname(__file__), "results", "threads.json")
+    if args.control:
+        res["worst_control_ratio_busy"] = max(r["control_ratio"] for r in res["one_busy_process"].values())
+        res["control_ratios_busy"] = sorted(r["control_ratio"] for r in res["one_busy_process"].values())
+        print("control ratios with a busy process (1 thread against itself): "
+              + ", ".join(f"{c:.2f}" for c in res["control_ratios_busy"]))
+    path = os.path.join(os.path.dirname(__file__), "results", args.out)
     with open(path, "w") as fh:
         json.dump(res, fh, indent=1)
     print(f"wrote {path}")
