@@ -588,3 +588,34 @@ def test_mlp_mixed_vjp_argument_errors():
         g0 = np.full((1, m.n_params), np.nan)
         mod.mlp.mlp_mixed_vjp(net, T, X[:0], V[:0], None, Gd[:, :0], g0)
         np.testing.assert_array_equal(g0, 0.0)
+
+
+@pytest.mark.parametrize("act", ["tanh", "gelu"])
+def test_mlp_mixed_vjp_method_is_the_gradient_of_a_directional_derivative(act):
+    """MLP.mixed_vjp: the gradient of sum_n g_dot_n . (J_x f(x_n) v_n) (+ g_out . f) in theta, against central
+    differences in theta of that objective formed from MLP.vjp's input gradients (a double-backpropagation
+    penalty's gradient, which needs the second derivatives), on the active backend; then its argument checks."""
+    m = MLP([4, 6, 2], act)
+    r = np.random.default_rng(3)
+    th, X, V = m.init(seed=1), r.normal(size=(40, 4)), r.normal(size=(40, 4))
+    gd, go = r.normal(size=(40, 2)), r.normal(size=(40, 2))
+
+    def objective(t):
+        _, gx = m.vjp(t, X, gd, wrt_input=True)  # sum_n gd_n J_x f(x_n): its dot with V is the directional term
+        return float((gx * V).sum() + (go * m.forward(t, X)).sum())
+
+    h = 1e-6
+    fd = np.array([(objective(th + h * e) - objective(th - h * e)) / (2 * h) for e in np.eye(m.n_params)])
+    np.testing.assert_allclose(m.mixed_vjp(th, X, V, gd, go), fd, rtol=1e-6, atol=1e-7 * np.abs(fd).max())
+    no_out = m.mixed_vjp(th, X, V, gd)
+    np.testing.assert_allclose(no_out + m.vjp(th, X, go), m.mixed_vjp(th, X, V, gd, go), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="one parameter vector"):
+        m.mixed_vjp(np.stack([th, th]), X, V, gd)
+    with pytest.raises(ValueError, match=r"V must have the shape of X \(40, 4\)"):
+        m.mixed_vjp(th, X, V[:5], gd)
+    with pytest.raises(ValueError, match=r"g_dot must have the outputs' shape \(40, 2\)"):
+        m.mixed_vjp(th, X, V, gd[:, :1])
+    with pytest.raises(ValueError, match="g_out must have the outputs' shape"):
+        m.mixed_vjp(th, X, V, gd, go.T)
+    with pytest.raises(TypeError, match="g_dot must be an array"):
+        m.mixed_vjp(th, X, V, None)

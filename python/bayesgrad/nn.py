@@ -327,6 +327,37 @@ class MLP:
             gx = None if gx is None else gx[0]
         return (grad, gx) if wrt_input else grad
 
+    def mixed_vjp(self, theta, X, V, g_dot, g_out=None):
+        """The parameter gradient of the network's directional derivatives along the rows of V.
+
+        Returns ``sum_n d/dtheta [g_dot_n . (J_x f(x_n) v_n) + g_out_n . f(x_n)]`` (P,) for theta (P,),
+        X and V (N, d_in), g_dot and g_out (N, K) (g_out None: no values' term), exactly: forward-mode
+        tangents V through the layers, then one reverse pass through both (second derivatives of the
+        activation; ReLU's is 0). What input-gradient penalties (double backpropagation) and RELAX's
+        surrogate training need, without finite differences.
+        """
+        t = self.check_params(theta)
+        if t.ndim != 1:
+            raise ValueError(f"mixed_vjp takes one parameter vector theta ({self.n_params},), got {t.shape}")
+        X = self.check_inputs(X, t.dtype)
+        V = self.check_inputs(V, t.dtype, "V")
+        if V.shape != X.shape:
+            raise ValueError(f"V must have the shape of X {X.shape}, got {V.shape}")
+        if g_dot is None:
+            raise TypeError("g_dot must be an array, not None")
+        shape = (X.shape[0], self.sizes[-1])
+        gs = {}
+        for name, g in (("g_dot", g_dot), ("g_out", g_out)):
+            if g is not None:
+                g = C.as_array(g, name, dtype=t.dtype)
+                if g.shape != shape:
+                    raise ValueError(f"{name} must have the outputs' shape {shape}, got {g.shape}")
+                gs[name] = g[None]
+        grad = np.empty((1, self.n_params), dtype=t.dtype)
+        k = _backend.kernels()
+        k.mlp.mlp_mixed_vjp(self.net_config(k), t[None], X, V, gs.get("g_out"), gs["g_dot"], grad)
+        return grad[0]
+
     def nll(self, theta, X, y, likelihood="gaussian", noise=1.0, grad=False, masks=None):
         """Negative log-likelihood summed over the N rows (nats), and optionally its gradient.
 
