@@ -5,6 +5,7 @@
   shape of RELAX's surrogate, which calls it on every estimate) on N = 2000 / 4000 /
   8000 / 5000 rows, and its exact mixed product (``mlp.mlp_mixed_vjp``) on 2000 rows: RELAX's
   surrogate gradient for 1000 samples, which had been a VJP on 5000 points of central differences;
+  and its summed Gaussian NLL with gradient (``mlp.mlp_nll_grad``) on N = 4000 / 8000 rows;
 * a diagonal GGN Laplace fit of a 784-400-400-10 ReLU network on 2000 rows (float64):
   ``Laplace.fit`` calls the curvature kernel once per chunk of 256 rows;
 * that posterior's GLM predictive (diagonal and Kronecker) at 1000 points: the kernel
@@ -72,6 +73,19 @@ def mixed_case(n):
     return lambda: k.mlp.mlp_mixed_vjp(cfg, rho, X, V, c, e, grad)
 
 
+def nll_case(n):
+    """The summed Gaussian NLL and its gradient (``mlp.mlp_nll_grad``, ``MLP.nll(grad=True)``) of the
+    100-10-1 network on n rows: full-batch training and SG-MCMC's full-data gradients."""
+    k = _backend._core
+    net = MLP((100, 10, 1), activation="tanh")
+    cfg = net.net_config(k)
+    rho = np.random.default_rng(0).standard_normal((1, net.n_params)) * 0.1
+    grad, out = np.empty((1, net.n_params)), np.empty(1)
+    r = np.random.default_rng(1)
+    X, y, ln = r.standard_normal((n, 100)), r.standard_normal((n, 1)), np.zeros(1)
+    return lambda: k.mlp.mlp_nll_grad(cfg, 0, rho, X, y, ln, out, grad)
+
+
 def laplace_case():
     """One diagonal GGN Laplace fit of 784-400-400-10 on 2000 rows."""
     from bayesgrad import laplace
@@ -100,6 +114,8 @@ CASES = {"mlp_backward 100-10-1 tanh, N = 2000, float64": (lambda: vjp_case(2000
          "mlp_backward 100-10-1 tanh, N = 8000, float64": (lambda: vjp_case(8000), 1),
          "mlp_backward 100-10-1 tanh, N = 5000, float64": (lambda: vjp_case(5000), 1),
          "mlp_mixed_vjp 100-10-1 tanh, N = 2000, float64": (lambda: mixed_case(2000), 1),
+         "mlp_nll_grad 100-10-1 tanh gaussian, N = 4000, float64": (lambda: nll_case(4000), 1),
+         "mlp_nll_grad 100-10-1 tanh gaussian, N = 8000, float64": (lambda: nll_case(8000), 1),
          "Laplace diag GGN fit, 784-400-400-10 relu, N = 2000, float64": (laplace_case, 20),
          "Laplace GLM predictive, diag, 784-400-400-10, 1000 points": (lambda: predictive_case("diag"), 20),
          "Laplace GLM predictive, kron, 784-400-400-10, 1000 points": (lambda: predictive_case("kron"), 40)}

@@ -619,3 +619,56 @@ def test_mlp_mixed_vjp_method_is_the_gradient_of_a_directional_derivative(act):
         m.mixed_vjp(th, X, V, gd, go.T)
     with pytest.raises(TypeError, match="g_dot must be an array"):
         m.mixed_vjp(th, X, V, None)
+
+
+@pytest.mark.single_backend
+@pytest.mark.skipif(not _backend.native_available(), reason="no native core")
+@pytest.mark.parametrize("lik", LIKS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_mlp_nll_grad_row_tiles_of_one_network(lik, dtype):
+    """mlp_nll_grad with one parameter vector on many rows of a narrow network runs in row tiles (each tile's
+    outputs straight into the likelihood and back): the NLL and its gradient equal the twin's and the sums over
+    row blocks on the layer-at-a-time path (under 512 rows), the same at 1, 2 and 3 threads bit for bit; a
+    class label out of range is refused before any work."""
+    from bayesgrad._codes import Likelihood
+
+    core = _backend._core.mlp
+    tol = dict(rtol=1e-11, atol=1e-10) if dtype == np.float64 else dict(rtol=3e-4)
+    code = int(getattr(Likelihood, lik))
+    for sizes, N in (([12, 20, 4], 1300), ([8, 16, 2], 9000)):
+        m = MLP(sizes, "tanh")
+        r = np.random.default_rng(N)
+        T = (r.normal(size=(1, m.n_params)) * 0.5).astype(dtype)
+        X = r.normal(size=(N, sizes[0])).astype(dtype)
+        y = np.asarray(_targets(lik, N, sizes[-1], r), dtype=dtype).reshape(N, -1)
+        ln = np.full(y.shape[1], -0.3, dtype)
+
+        def run(mod, rows=slice(None)):
+            out, grad = np.empty(1, dtype), np.empty((1, m.n_params), dtype)
+            mod.mlp_nll_grad(m.net_config(_backend._core if mod is core else twin), code, T, X[rows],
+                             np.ascontiguousarray(y[rows]), ln, out, grad)
+            return out, grad
+
+        before = bg.get_num_threads()
+        try:
+            got = []
+            for th in (1, 2, 3):
+                bg.set_num_threads(th)
+                got.append(run(core))
+        finally:
+            bg.set_num_threads(before)
+        for other in got[1:]:
+            for a, b in zip(got[0], other):
+                np.testing.assert_array_equal(a, b)
+        blocks = [run(core, slice(i, min(N, i + 500))) for i in range(0, N, 500)]
+        for want in (run(twin.mlp), tuple(sum(b[k] for b in blocks) for k in (0, 1))):
+            np.testing.assert_allclose(got[0][0], want[0], **tol)
+            np.testing.assert_allclose(got[0][1], want[1], **(tol if dtype == np.float64 else
+                                                               dict(rtol=3e-4, atol=3e-6 * np.abs(want[1]).max())))
+        if lik == "categorical":
+            bad = y.copy()
+            bad[-1] = sizes[-1]
+            out, grad = np.full(1, np.nan, dtype), np.full((1, m.n_params), np.nan, dtype)
+            with pytest.raises(ValueError, match="class label out of range"):
+                core.mlp_nll_grad(m.net_config(_backend._core), code, T, X, bad, ln, out, grad)
+            assert np.isnan(grad).all()

@@ -194,6 +194,7 @@ void bind(py::module_& m) {
         const T* ln = log_noise.data();
         T* o = nll.mutable_data();
         py::gil_scoped_release rel;
+        if (in.S == 1 && !mk && mlp::nll_grad_tiled<T>(L, f, lik, p, x, in.N, yy, ln, o, g)) return;
         mlp::ThreadTrace<T> lease;
         mlp::Trace<T>& tr = lease.get();
         mlp::forward<T>(L, f, p, in.S, L.n_params, x, in.N, in.x_stride, tr, mk ? &*mk : nullptr);

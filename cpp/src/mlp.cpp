@@ -469,20 +469,29 @@ void layer_adjoint(const Layout& L, const T* params, int64_t l, const T* G, int6
 }
 }  // namespace
 
-template <typename T>
-bool backward_tiled(const Layout& L, Activation f, const T* params, const T* X, int64_t N, const T* g_out, T* grad,
-                    T* grad_x, T* outputs) {
-  const int64_t nl = L.n_layers(), K = L.d_output();
+namespace {
+// Whether a network and N rows take the row tiles: narrow networks on many rows only (wide layers' GEMMs use
+// every thread by themselves).
+bool takes_tiles(const Layout& L, int64_t N) {
   int64_t hidden = 0;
-  for (int64_t l = 0; l + 1 < nl; ++l) hidden = std::max(hidden, L.d_out(l));
+  for (int64_t l = 0; l + 1 < L.n_layers(); ++l) hidden = std::max(hidden, L.d_out(l));
   const int64_t tiles = (N + kTiledRows - 1) / kTiledRows;
-  // narrow networks on many rows only: wide layers' GEMMs use every thread by themselves
   if (tiles < 2 || hidden > kTiledMaxHidden || L.d_input() > kTiledMaxInput) return false;
-  for (int64_t l = 0; l < nl; ++l)
+  for (int64_t l = 0; l < L.n_layers(); ++l)
     for (int64_t v : {kTiledRows, L.d_in(l), L.d_out(l)}) check_blas_int(v, "GEMM dimension");
+  return true;
+}
+
+// Forward and back through every layer, tile by tile (backward_tiled's scheme). After a tile's forward
+// pass, seed(t, n0, R, out, buf) gives dLoss/d(output) of its rows (R x K, `out` the tile's outputs,
+// `buf` room for R x K values), or null for no backward pass.
+template <typename T, typename Seed>
+void through_and_back(const Layout& L, Activation f, const T* params, const T* X, int64_t N, const Seed& seed,
+                      T* grad, T* grad_x, T* outputs) {
+  const int64_t nl = L.n_layers(), K = L.d_output();
   SerialBlas serial;
-  // per thread (at most a few MB: the widths are capped above): pre-activations and activations of every layer
-  // for one tile, and two gradient buffers
+  // per thread (at most a few MB: the widths are capped by takes_tiles): pre-activations and activations of
+  // every layer for one tile, and two gradient buffers
   int64_t width_sum = 0;
   for (int64_t l = 0; l < nl; ++l) width_sum += 2 * L.d_out(l);
   const size_t need = static_cast<size_t>(kTiledRows * (width_sum + 2 * L.max_width));
@@ -505,8 +514,8 @@ bool backward_tiled(const Layout& L, Activation f, const T* params, const T* X, 
         if (l + 1 < nl) act_array(f, z[l], a[l], R * L.d_out(l));
       }
       if (outputs) std::copy(z[nl - 1], z[nl - 1] + R * K, outputs + n0 * K);
-      const T* G = g_out + n0 * K;
-      for (int64_t l = nl - 1; l >= 0; --l) {
+      const T* G = seed(t, n0, R, static_cast<const T*>(z[nl - 1]), gb0);
+      for (int64_t l = nl - 1; G && l >= 0; --l) {
         const int64_t din = L.d_in(l);
         if (slot)  // the chunk's dW += G^T A and db += column sums of G (the chunk's first tile sets them)
           add_layer_grad(G, l == 0 ? in : a[l - 1], R, din, L.d_out(l), t == t0, slot + L.w_off[l],
@@ -520,6 +529,40 @@ bool backward_tiled(const Layout& L, Activation f, const T* params, const T* X, 
       }
     }
   });
+}
+}  // namespace
+
+template <typename T>
+bool backward_tiled(const Layout& L, Activation f, const T* params, const T* X, int64_t N, const T* g_out, T* grad,
+                    T* grad_x, T* outputs) {
+  if (!takes_tiles(L, N)) return false;
+  const int64_t K = L.d_output();
+  through_and_back(
+      L, f, params, X, N, [&](int64_t, int64_t n0, int64_t, const T*, T*) { return g_out + n0 * K; }, grad, grad_x,
+      outputs);
+  return true;
+}
+
+template <typename T>
+bool nll_grad_tiled(const Layout& L, Activation f, Likelihood lik, const T* params, const T* X, int64_t N,
+                    const T* y, const T* log_noise, T* nll_out, T* grad) {
+  if (!takes_tiles(L, N)) return false;
+  const int64_t K = L.d_output(), Dy = target_dim(lik, K);
+  if (lik == Likelihood::kCategorical)  // the labels checked before any work (nll checks them per tile)
+    for (int64_t n = 0; n < N; ++n)
+      if (!(y[n] >= T(0) && y[n] < T(K))) throw std::invalid_argument("class label out of range [0, n_classes)");
+  // each tile's NLL, summed in tile order afterwards: the same total for any thread count
+  std::vector<T> part(static_cast<size_t>((N + kTiledRows - 1) / kTiledRows));
+  through_and_back(
+      L, f, params, X, N,
+      [&](int64_t t, int64_t n0, int64_t R, const T* out, T* g) -> const T* {
+        nll<T>(lik, out, y + n0 * Dy, 1, R, K, log_noise, &part[t], grad ? g : nullptr, T(1), nullptr);
+        return grad ? g : nullptr;
+      },
+      grad, static_cast<T*>(nullptr), static_cast<T*>(nullptr));
+  double total = 0.0;
+  for (T v : part) total += static_cast<double>(v);
+  *nll_out = static_cast<T>(total);
   return true;
 }
 
@@ -639,6 +682,8 @@ void mixed_vjp(const Layout& L, Activation f, const T* params, const T* X, const
                             const T*, T*, int64_t, T*, const Masks<T>*);                                            \
   template void nll<T>(Likelihood, const T*, const T*, int64_t, int64_t, int64_t, const T*, T*, T*, T, T*);      \
   template bool backward_tiled<T>(const Layout&, Activation, const T*, const T*, int64_t, const T*, T*, T*, T*); \
+  template bool nll_grad_tiled<T>(const Layout&, Activation, Likelihood, const T*, const T*, int64_t, const T*,     \
+                                  const T*, T*, T*);                                                                \
   template void mixed_vjp<T>(const Layout&, Activation, const T*, const T*, const T*, int64_t, const T*, const T*, T*);
 
 BG_MLP_INSTANTIATE(float)

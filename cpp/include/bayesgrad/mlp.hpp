@@ -210,6 +210,14 @@ constexpr int64_t kTiledMaxInput = 1024;
 template <typename T>
 bool backward_tiled(const Layout& L, Activation f, const T* params, const T* X, int64_t N, const T* g_out, T* grad,
                     T* grad_x, T* outputs);
+// The summed NLL *nll of targets y (N, Dy) under one parameter vector's outputs on X (N, d_0), and with
+// grad non-null its gradient (P), in backward_tiled's row tiles (each tile's outputs go straight into the
+// likelihood and back; the tiles' NLLs summed in tile order): mlp_nll_grad's path for S = 1 without masks
+// on a narrow network. Returns false (doing nothing) where backward_tiled would.
+template <typename T>
+bool nll_grad_tiled(const Layout& L, Activation f, Likelihood lik, const T* params, const T* X, int64_t N,
+                    const T* y, const T* log_noise, T* nll, T* grad);
+
 // grad (P) = sum over the N rows of d/dparams [ g_out_r . r(x_r) + g_dot_r . (J_x r(x_r) v_r) ] for
 // one parameter vector: the parameter gradient of the network's directional derivatives along the rows
 // of V (N, d_0) weighted by g_dot (N, d_L), plus the VJP of g_out (N, d_L; null: none), on the rows
