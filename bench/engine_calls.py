@@ -47,13 +47,17 @@ from bayesgrad._quickbench import load_average, machine_info, median_time, write
 from bayesgrad.nn import MLP  # noqa: E402
 
 
-def vjp_case(n):
-    """One VJP of the 100-10-1 network on n rows."""
+def _small_net():
+    """The 100-10-1 tanh network (RELAX's surrogate shape): the core, its config, parameters (1, P), grad (1, P)."""
     k = _backend._core
     net = MLP((100, 10, 1), activation="tanh")
-    cfg = net.net_config(k)
     rho = np.random.default_rng(0).standard_normal((1, net.n_params)) * 0.1
-    grad = np.empty((1, net.n_params))
+    return k, net.net_config(k), rho, np.empty((1, net.n_params))
+
+
+def vjp_case(n):
+    """One VJP of the 100-10-1 network on n rows."""
+    k, cfg, rho, grad = _small_net()
     X = np.random.default_rng(1).standard_normal((n, 100))
     w = np.random.default_rng(2).standard_normal((1, n, 1))
     return lambda: k.mlp.mlp_backward(cfg, rho, X, w, grad)
@@ -62,11 +66,7 @@ def vjp_case(n):
 def mixed_case(n):
     """One exact mixed product (``mlp.mlp_mixed_vjp``) of the 100-10-1 network on n rows: RELAX's surrogate
     gradient on [z; z~] (n = 2 n_samples), which replaced a VJP on 5 n_samples points of central differences."""
-    k = _backend._core
-    net = MLP((100, 10, 1), activation="tanh")
-    cfg = net.net_config(k)
-    rho = np.random.default_rng(0).standard_normal((1, net.n_params)) * 0.1
-    grad = np.empty((1, net.n_params))
+    k, cfg, rho, grad = _small_net()
     r = np.random.default_rng(1)
     X, V = r.standard_normal((n, 100)), r.standard_normal((n, 100))
     c, e = r.standard_normal((1, n, 1)), r.standard_normal((1, n, 1))
@@ -76,13 +76,9 @@ def mixed_case(n):
 def nll_case(n):
     """The summed Gaussian NLL and its gradient (``mlp.mlp_nll_grad``, ``MLP.nll(grad=True)``) of the
     100-10-1 network on n rows: full-batch training and SG-MCMC's full-data gradients."""
-    k = _backend._core
-    net = MLP((100, 10, 1), activation="tanh")
-    cfg = net.net_config(k)
-    rho = np.random.default_rng(0).standard_normal((1, net.n_params)) * 0.1
-    grad, out = np.empty((1, net.n_params)), np.empty(1)
+    k, cfg, rho, grad = _small_net()
     r = np.random.default_rng(1)
-    X, y, ln = r.standard_normal((n, 100)), r.standard_normal((n, 1)), np.zeros(1)
+    X, y, ln, out = r.standard_normal((n, 100)), r.standard_normal((n, 1)), np.zeros(1), np.empty(1)
     return lambda: k.mlp.mlp_nll_grad(cfg, 0, rho, X, y, ln, out, grad)
 
 
