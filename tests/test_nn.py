@@ -41,6 +41,23 @@ def _targets(lik, N, K, rng):
     return rng.normal(size=(N, D))
 
 
+def _same_at_thread_counts(run):
+    """run() at 1, 2 and 3 native threads (the count restored after): asserts its arrays (one array or a
+    tuple of them) are equal bit for bit at every count, and returns the 1-thread result."""
+    before = bg.get_num_threads()
+    try:
+        got = []
+        for th in (1, 2, 3):
+            bg.set_num_threads(th)
+            got.append(run())
+    finally:
+        bg.set_num_threads(before)
+    for other in got[1:]:
+        for a, b in zip(*(g if isinstance(g, tuple) else (g,) for g in (got[0], other))):
+            np.testing.assert_array_equal(a, b)
+    return got[0]
+
+
 def test_layout_matches_torch_order():
     m = MLP([3, 4, 2], "tanh")
     assert m.n_params == 3 * 4 + 4 + 4 * 2 + 2
@@ -479,23 +496,13 @@ def test_mlp_backward_row_tiles_of_one_network(act, dtype):
                              np.ascontiguousarray(G[:, rows]), grad, gx, None, out)
             return grad, gx, out
 
-        before = bg.get_num_threads()
-        try:
-            got = []
-            for th in (1, 2, 3):
-                bg.set_num_threads(th)
-                got.append(run(core))
-        finally:
-            bg.set_num_threads(before)
-        for other in got[1:]:
-            for a, b in zip(got[0], other):
-                np.testing.assert_array_equal(a, b)
+        got = _same_at_thread_counts(lambda: run(core))
         ref = run(twin.mlp)
-        for a, b in zip(got[0], ref):
+        for a, b in zip(got, ref):
             np.testing.assert_allclose(a, b, **tol)
         blocks = [run(core, slice(i, min(N, i + 500))) for i in range(0, N, 500)]
-        np.testing.assert_allclose(got[0][0], sum(b[0] for b in blocks), **tol)
-        np.testing.assert_allclose(got[0][1][0], np.concatenate([b[1][0] for b in blocks]), **tol)
+        np.testing.assert_allclose(got[0], sum(b[0] for b in blocks), **tol)
+        np.testing.assert_allclose(got[1][0], np.concatenate([b[1][0] for b in blocks]), **tol)
 
 
 def _mixed_case(sizes, act, N, dtype=np.float64, seed=0):
@@ -551,22 +558,13 @@ def test_mlp_mixed_vjp_row_tiles_threads_and_twin(act, dtype):
     for sizes, N in (([9, 7, 1], 200), ([30, 10, 1], 1300), ([12, 50, 20, 3], 1300), ([8, 16, 2], 9000),
                      ([20, 140, 2], 700)):
         m, T, X, V, Go, Gd = _mixed_case(sizes, act, N, dtype, seed=len(sizes) + N)
-        before = bg.get_num_threads()
-        try:
-            got = []
-            for th in (1, 2, 3):
-                bg.set_num_threads(th)
-                got.append(_mixed(core, m, T, X, V, Go, Gd))
-        finally:
-            bg.set_num_threads(before)
-        for other in got[1:]:
-            np.testing.assert_array_equal(got[0], other)
+        got = _same_at_thread_counts(lambda: _mixed(core, m, T, X, V, Go, Gd))
         if dtype == np.float32:  # sums of 10^3 float32 products: errors relative to the largest entry
-            tol["atol"] = 2e-6 * np.abs(got[0]).max()
-        np.testing.assert_allclose(got[0], _mixed(twin, m, T, X, V, Go, Gd), **tol)
+            tol["atol"] = 2e-6 * np.abs(got).max()
+        np.testing.assert_allclose(got, _mixed(twin, m, T, X, V, Go, Gd), **tol)
         blocks = sum(_mixed(core, m, T, X[i:i + 500], V[i:i + 500], np.ascontiguousarray(Go[:, i:i + 500]),
                             np.ascontiguousarray(Gd[:, i:i + 500])) for i in range(0, N, 500))
-        np.testing.assert_allclose(got[0], blocks, **tol)
+        np.testing.assert_allclose(got, blocks, **tol)
 
 
 def test_mlp_mixed_vjp_argument_errors():
@@ -649,21 +647,11 @@ def test_mlp_nll_grad_row_tiles_of_one_network(lik, dtype):
                              np.ascontiguousarray(y[rows]), ln, out, grad)
             return out, grad
 
-        before = bg.get_num_threads()
-        try:
-            got = []
-            for th in (1, 2, 3):
-                bg.set_num_threads(th)
-                got.append(run(core))
-        finally:
-            bg.set_num_threads(before)
-        for other in got[1:]:
-            for a, b in zip(got[0], other):
-                np.testing.assert_array_equal(a, b)
+        got = _same_at_thread_counts(lambda: run(core))
         blocks = [run(core, slice(i, min(N, i + 500))) for i in range(0, N, 500)]
         for want in (run(twin.mlp), tuple(sum(b[k] for b in blocks) for k in (0, 1))):
-            np.testing.assert_allclose(got[0][0], want[0], **tol)
-            np.testing.assert_allclose(got[0][1], want[1], **(tol if dtype == np.float64 else
+            np.testing.assert_allclose(got[0], want[0], **tol)
+            np.testing.assert_allclose(got[1], want[1], **(tol if dtype == np.float64 else
                                                                dict(rtol=3e-4, atol=3e-6 * np.abs(want[1]).max())))
         if lik == "categorical":
             bad = y.copy()
