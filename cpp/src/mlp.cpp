@@ -584,7 +584,17 @@ void act_derivs_array(Activation f, const T* __restrict z, const T* __restrict a
         d2[k] = d1[k] * (T(1) - T(2) * a[k]);
       }
       break;
-    default:
+    case Activation::kRelu:
+      for (int64_t k = 0; k < n; ++k) {
+        d1[k] = z[k] > T(0) ? T(1) : T(0);
+        d2[k] = T(0);
+      }
+      break;
+    case Activation::kIdentity:
+      std::fill(d1, d1 + n, T(1));
+      std::fill(d2, d2 + n, T(0));
+      break;
+    default:  // GELU: erf and exp per element
       for (int64_t k = 0; k < n; ++k) {
         d1[k] = act_deriv(f, z[k], a[k]);
         d2[k] = act_deriv2(f, z[k], a[k]);
