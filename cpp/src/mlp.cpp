@@ -414,15 +414,18 @@ void forward_outputs(const Layout& L, Activation f, const T* params, int64_t S, 
 
 // ---------------------------------------------------------------- row tiles through and back
 namespace {
-// Row tiles of `rows` over N >= 1 rows in chunks of consecutive tiles (at most 31 chunks, their size
-// from N and rows alone), the chunks in parallel on the pool: body(slot, t0, t1) runs tiles [t0, t1)
-// one after another, the first setting the chunk's P-vector slot (null when grad is) and the others
-// adding to it; the slots are then summed into grad in chunk order, so that the sums do not depend
-// on the thread count.
+// Row tiles of `rows` over N >= 1 rows in chunks of consecutive tiles (at most 31 chunks, and with
+// a gradient at most kSlotValues / P of them: the slots of a wide network's mixed product would
+// otherwise take tens of MB a call; the chunks depend on N, rows and P alone), the chunks in parallel
+// on the pool: body(slot, t0, t1) runs tiles [t0, t1) one after another, the first setting the chunk's
+// P-vector slot (null when grad is) and the others adding to it; the slots are then summed into grad in
+// chunk order, so that the sums do not depend on the thread count.
+constexpr int64_t kSlotValues = int64_t{1} << 21;
 template <typename T, typename Body>
 void tile_chunks(int64_t N, int64_t rows, int64_t P, T* grad, const Body& body) {
   const int64_t tiles = (N + rows - 1) / rows;
-  const int64_t per = std::max<int64_t>(1, tiles / 16), chunks = (tiles + per - 1) / per;
+  const int64_t most = grad ? std::max<int64_t>(1, kSlotValues / std::max<int64_t>(1, P)) : tiles;
+  const int64_t per = std::max({int64_t{1}, tiles / 16, (tiles + most - 1) / most}), chunks = (tiles + per - 1) / per;
   std::vector<T> slots(grad ? static_cast<size_t>(chunks * P) : 0);
   parallel_chunks(chunks, [&](int64_t c) {
     body(grad ? slots.data() + c * P : nullptr, c * per, std::min(tiles, (c + 1) * per));
