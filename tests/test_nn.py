@@ -575,6 +575,8 @@ def test_mlp_mixed_vjp_argument_errors():
         net, g = m.net_config(mod), np.empty((1, m.n_params))
         with pytest.raises(ValueError, match="one parameter vector"):
             mod.mlp.mlp_mixed_vjp(net, np.vstack([T, T]), X, V, Go, Gd, np.empty((2, m.n_params)))
+        with pytest.raises(ValueError, match="one parameter vector"):  # per-sample inputs (1, N, D)
+            mod.mlp.mlp_mixed_vjp(net, T, X[None], V, Go, Gd, g)
         with pytest.raises(ValueError, match="V"):
             mod.mlp.mlp_mixed_vjp(net, T, X, V[:5], Go, Gd, g)
         with pytest.raises(ValueError, match="g_out"):
