@@ -87,6 +87,62 @@ def test_unbiased_against_enumeration(fam, kind):
         f if fam == "bernoulli" else (lambda X: f_cat(np.eye(3)[X])), d).value, abs=Z * est.value_stderr)
 
 
+def _on_both_backends(fn):
+    """{backend: fn()} for the twin and, where built, the native core."""
+    out = {}
+    for b in ["numpy"] + (["cpu"] if _backend.native_available() else []):
+        with bg.use_backend(b):
+            out[b] = fn()
+    return out
+
+
+UNDERFLOW = np.array([[0.2, -0.4, -900.0], [1.0, 0.0, -1.0]])  # class 2 of row 0: p = 0 in float64
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("kind", ["rebar", "relax"])
+def test_categorical_unbiased_with_an_underflowing_class(kind):
+    """A class whose probability underflows to 0 (logits 900 apart; its conditional draw once needed
+    E_i / p_i = inf, then r_i = inf / inf: NaN) leaves the estimate finite, unbiased and equal on both
+    backends."""
+    d = Categorical(logits=UNDERFLOW)
+    assert np.exp(-900.0 - np.logaddexp.reduce([0.2, -0.4, -900.0])) == 0.0
+    truth = E.exact_gradient(lambda X: f_cat(np.eye(3)[X]), d).grad["logits"]
+    surrogate = RelaxSurrogate(hidden=None if kind == "rebar" else (6,), temperature=0.7, scale=0.8)
+    if kind == "relax":
+        surrogate.bind(6)
+        surrogate.params[2:] = np.random.default_rng(0).standard_normal(surrogate.params.size - 2) * 0.7
+    fn = E.rebar if kind == "rebar" else E.relax
+    ests = _on_both_backends(lambda: fn(f_cat, d, 20_000, seed=5, grad_f=df_cat, surrogate=surrogate, train=False))
+    est = ests["numpy"]
+    g, se = est.grad["logits"], est.stderr["logits"]
+    assert np.all(np.isfinite(g)) and np.all(se < 0.02), (g, se)
+    assert g[0, 2] == 0.0 and truth[0, 2] == 0.0  # a class never drawn: p_i (f(e_i) - E f) = 0
+    assert np.all(np.abs(g - truth) <= Z * se), (g, truth, se)
+    if "cpu" in ests:
+        np.testing.assert_allclose(ests["cpu"].grad["logits"], g, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("logits", [cat().logits, UNDERFLOW], ids=["plain", "underflow"])
+def test_categorical_rebar_at_a_vanishing_temperature_is_scaled_reinforce(logits):
+    """At lam = 1e-60 the relaxation is the hard argmax on every draw (the relaxation's exponents are
+    products of order 1e60: natively once NaN), so the relaxed f terms vanish and f(relax(z~)) = f(b):
+    each term is (1 - scale) f(b) (b - p), with b rebuilt here from the draws' uniforms. (Unbiased for
+    every lam > 0 in exact arithmetic, but at this lam the correction lives on a set of probability
+    ~1e-60 that no sample reaches.)"""
+    d, n, sc = Categorical(logits=logits), 500, 0.8
+    surrogate = RelaxSurrogate(hidden=None, temperature=1e-60, scale=sc)
+    ests = _on_both_backends(lambda: E.rebar(f_cat, d, n, seed=5, stream=2, grad_f=df_cat, surrogate=surrogate,
+                                             train=False, per_sample=True))
+    lp = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+    u = bg.random.uniform((n, 6), seed=5, stream=2).reshape(n, 2, 3)
+    b = np.eye(3)[np.argmax(lp - np.log(-np.log(u)), axis=-1)]
+    want = (1.0 - sc) * f_cat(b)[:, None, None] * (b - np.exp(lp))
+    for name, est in ests.items():
+        np.testing.assert_allclose(est.per_sample["logits"], want, rtol=1e-12, atol=1e-15, err_msg=name)
+
+
 def _jacobian_terms(dr, gz, gt):
     """Jz^T gz - Jt^T gt (n, P) for cotangents gz on z and gt on z~, as the estimator's combine kernel forms the
     network's terms (f(b) = 0, the network's r = 0, its input gradient [gz; gt]): dc(z)/d eta - dc(z~)/d eta."""

@@ -72,10 +72,10 @@ struct Temps {
 // relaxations (a dozen arrays of 64 KiB) stay in L2 between the passes.
 int64_t chunk_rows(int64_t p) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(1, p)); }
 
-// What the rows of a sample chunk need: lp, pr, ipr (p) the log-probabilities, probabilities and
-// their reciprocals, the draws' five (n, p) arrays, y and the temperatures' reciprocals.
+// What the rows of a sample chunk need: lp, pr (p) the log-probabilities and probabilities, the draws'
+// five (n, p) arrays, y and the temperatures' reciprocals.
 struct SampleArgs {
-  const double *lp, *pr, *ipr;
+  const double *lp, *pr;
   int64_t d, k, p, np;
   double *z, *zt, *rr, *b, *score, *y;
   double inv[3];
@@ -150,17 +150,20 @@ inline __attribute__((always_inline)) void row_sum(const double* __restrict x, i
       [&](double a, int64_t q) { s[q] = a; }, k);
 }
 
-// dst = softmax(src / lam) per row of k over `rows` rows (inv = 1 / lam), given each row's maximum mx:
-// src mx ascends with src (inv > 0), so mx inv is the maximum of src inv as rounded. The shift and the
-// normalisation are plain loops (vectorised for the ISA of the caller), the exponential one vector pass.
+// dst = softmax(src / lam) per row of k over `rows` rows (inv = 1 / lam), given each row's maximum mx,
+// as exp((src - mx) inv) normalised: shifted before the scaling, so that the maximum's exponent is exactly
+// 0 whatever lam (a src inv - mx inv that the compiler contracts into one fma leaves the product's rounding
+// error, ~1e85 at lam = 1e-100: every exponential of a row 0 or clamped, and its softmax NaN). The shift
+// and the normalisation are plain loops (vectorised for the ISA of the caller), the exponential one
+// vector pass.
 inline __attribute__((always_inline)) void softmax_block(const double* __restrict src, const double* __restrict mx,
                                                          double inv, int64_t rows, int64_t k, double* __restrict dst,
                                                          double* __restrict sums) {
   for (int64_t r = 0; r < rows; ++r) {
     const double* a = src + r * k;
     double* o = dst + r * k;
-    const double m = std::isfinite(mx[r]) ? mx[r] * inv : 0.0;  // as log_softmax: no shift by inf
-    for (int64_t j = 0; j < k; ++j) o[j] = a[j] * inv - m;
+    const double m = std::isfinite(mx[r]) ? mx[r] : 0.0;  // as log_softmax: no shift by inf
+    for (int64_t j = 0; j < k; ++j) o[j] = (a[j] - m) * inv;
   }
   map_array<false>(dst, dst, rows * k);
   row_sum(dst, rows, k, sums);
@@ -194,22 +197,25 @@ inline __attribute__((always_inline)) void sample_rows(const SampleArgs& c, int6
     }
   }
   // per row of K: b = argmax z (the first maximum); given b, z~_b = -log E_b and
-  // z~_i = -log(E_i / p_i + E_b), r_i = (E_i / p_i) / (E_i / p_i + E_b) (0 at b)
+  // z~_i = -log(E_i / p_i + E_b) = log p_i - log(E_i + E_b p_i), r_i = E_i / (E_i + E_b p_i) (0 at b):
+  // the forms without 1 / p_i, finite where p_i underflows (logits more than ~745 apart: E_i / p_i
+  // was inf, r_i inf / inf). zt holds log p_i (0 at b) until the logarithm of t is subtracted.
   row_argmax(z, rows, k, bi, mx);
   for (int64_t q = 0; q < rows; ++q) {
     const int64_t at = q * k, cls = (q % c.d) * k, best = bi[q];
     const double eb = v[at + best];
-    const double *__restrict pq = c.pr + cls, *__restrict iq = c.ipr + cls, *__restrict vq = v + at;
-    double *__restrict tq = t + at, *__restrict rq = c.rr + o + at, *__restrict bq = c.b + o + at,
-                       *__restrict sq = c.score + o + at;
+    const double *__restrict pq = c.pr + cls, *__restrict lq = c.lp + cls, *__restrict vq = v + at;
+    double *__restrict tq = t + at, *__restrict oq = zt + at, *__restrict rq = c.rr + o + at,
+                       *__restrict bq = c.b + o + at, *__restrict sq = c.score + o + at;
     for (int64_t j = 0; j < k; ++j) {
-      const double ep = vq[j] * iq[j];
-      tq[j] = ep + eb;
-      rq[j] = ep;  // divided by w below, in one vector pass over the chunk
+      tq[j] = vq[j] + eb * pq[j];
+      oq[j] = lq[j];
+      rq[j] = vq[j];  // divided by t below, in one vector pass over the chunk
       bq[j] = 0.0;
       sq[j] = -pq[j];
     }
     tq[best] = eb;
+    oq[best] = 0.0;
     rq[best] = 0.0;
     bq[best] = 1.0;
     sq[best] = 1.0 - pq[best];
@@ -217,7 +223,7 @@ inline __attribute__((always_inline)) void sample_rows(const SampleArgs& c, int6
   double* __restrict rr = c.rr + o;
   for (int64_t e = 0; e < m; ++e) rr[e] /= t[e];
   map_array<true>(t, t, m);
-  for (int64_t e = 0; e < m; ++e) zt[e] = -t[e];
+  for (int64_t e = 0; e < m; ++e) zt[e] -= t[e];
   // z~_b is its row's maximum (the others are truncated below it)
   row_max(zt, rows, k, mx + rows);
   // the relaxation of these rows of [z; z~] at each temperature, while they are in cache
@@ -246,13 +252,10 @@ void relax_categorical_sample(const double* lp, int64_t d, int64_t k, uint64_t s
                               double* y) {
   if (!(temps == 0 || temps == 1 || temps == 3)) throw std::invalid_argument("temps must be 0, 1 or 3");
   const int64_t p = d * k, np = n * p;
-  std::vector<double> pr(static_cast<size_t>(p)), ipr(static_cast<size_t>(p));
-  for (int64_t j = 0; j < p; ++j) {
-    pr[j] = std::exp(lp[j]);
-    ipr[j] = 1.0 / pr[j];
-  }
+  std::vector<double> pr(static_cast<size_t>(p));
+  for (int64_t j = 0; j < p; ++j) pr[j] = std::exp(lp[j]);
   const Temps tt(lam, temps, step);
-  const SampleArgs c{lp, pr.data(), ipr.data(), d, k, p, np, draws, draws + np, draws + 2 * np, draws + 3 * np,
+  const SampleArgs c{lp, pr.data(), d, k, p, np, draws, draws + np, draws + 2 * np, draws + 3 * np,
                draws + 4 * np, y, {1.0 / tt.lam[0], 1.0 / tt.lam[1], 1.0 / tt.lam[2]}, temps};
   const uint64_t total = static_cast<uint64_t>(np);
   const int64_t rows = chunk_rows(p);

@@ -139,8 +139,9 @@ void relax_bernoulli_combine(const double* fb, const double* score, const double
 // u, v the uniforms random.uniform draws for (n, D K) with `seed` and `stream_u` / `stream_v`
 // (offset 0, generated chunk by chunk), into draws (5, n, p) = [z, z~, r, b, score]:
 // z = lp - log(-log u), b the one-hot of argmax z per row of K (the first maximum), with
-// E = -log v: z~_b = -log E_b and z~_i = -log(E_i / p_i + E_b), r_i = (E_i / p_i) / (E_i / p_i + E_b)
-// (0 at b; d z~ / d eta = diag(r) - p r^T), score = b - p; then the relaxation softmax(./ lam)
+// E = -log v: z~_b = -log E_b and z~_i = -log(E_i / p_i + E_b), formed as lp_i - log(E_i + E_b p_i),
+// r_i = E_i / (E_i + E_b p_i) (0 at b; d z~ / d eta = diag(r) - p r^T; both finite where p_i underflows),
+// score = b - p; then the relaxation softmax(./ lam) as exp((x - max) / lam) normalised
 // per row of K of [z; z~] (2n, p) into y: temps 1 at lam (y (2n, p)), temps 3 at lam,
 // lam e^{step}, lam e^{-step} (y (3, 2n, p)), temps 0 none.
 void relax_categorical_sample(const double* lp, int64_t d, int64_t k, uint64_t seed, uint64_t stream_u,

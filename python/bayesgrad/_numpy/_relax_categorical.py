@@ -33,12 +33,13 @@ def _temps(lam, step, temps):
     return [lam, lam * np.exp(step), lam * np.exp(-step)][:temps]
 
 
-def _softmax_rows(a, k):
-    """softmax per row of k of a (m, p)."""
+def _softmax_rows(a, k, lam):
+    """softmax per row of k of a (m, p) / lam, as exp((a - max) (1 / lam)) normalised: the shift before the
+    scaling keeps the maximum's exponent exactly 0 at any lam (the kernel's order)."""
     a3 = a.reshape(a.shape[0], -1, k)
     m = np.max(a3, axis=-1, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)
-    e = np.exp(a3 - m)
+    e = np.exp((a3 - m) * (1.0 / lam))
     return (e / e.sum(-1, keepdims=True)).reshape(a.shape)
 
 
@@ -78,16 +79,17 @@ def relax_categorical_sample(lp, seed, stream_u, stream_v, lam, step, draws, y):
     onehot = (idx[..., None] == np.arange(k)).reshape(n, p)
     e = -np.log(v)
     eb = np.repeat(np.take_along_axis(e.reshape(n, d, k), idx[..., None], axis=-1)[..., 0], k, axis=1)
-    ep = e / pr
-    w = np.where(onehot, eb, ep + eb)
+    # z~_i = -log(E_i / p_i + E_b) = log p_i - log(E_i + E_b p_i), r_i = E_i / (E_i + E_b p_i): finite where
+    # p_i underflows to 0
+    w = np.where(onehot, eb, e + eb * pr)
     draws[0] = z
-    draws[1] = -np.log(w)
-    draws[2] = np.where(onehot, 0.0, ep / w)
+    draws[1] = np.where(onehot, 0.0, lpf) - np.log(w)
+    draws[2] = np.where(onehot, 0.0, e / w)
     draws[3] = onehot
     draws[4] = onehot - pr
     zz = draws[:2].reshape(2 * n, p)
     for t, lt in enumerate(lams):
-        (y[t] if y.ndim == 3 else y)[...] = _softmax_rows(zz / lt, k)
+        (y[t] if y.ndim == 3 else y)[...] = _softmax_rows(zz, k, lt)
 
 
 def _part(fv, gv, y, r, score, pr, n, k, lam, t):

@@ -60,8 +60,9 @@ class _Draws:
     values). Bernoulli: z = eta + logit(1 - u), b = 1[u < p] = 1[z > 0]; given b, w~ = 1 - p + p v
     (b = 1) or (1 - p) v (b = 0), z~ = eta + logit(w~), and d z~ / d eta with b and v fixed (stable log
     forms there). Categorical: z = log p - log(-log u), b the one-hot argmax per row of K; with
-    E = -log v, z~_b = -log E_b, z~_i = -log(E_i / p_i + E_b) and r_i = (E_i / p_i) / (E_i / p_i + E_b)
-    (0 at b), d z~ / d eta = diag(r) - p r^T. All five per-sample arrays [z, z~, dz~/deta or r, b,
+    E = -log v, z~_b = -log E_b, z~_i = -log(E_i / p_i + E_b) = log p_i - log(E_i + E_b p_i) and
+    r_i = E_i / (E_i + E_b p_i) (0 at b; the forms without 1 / p_i, finite where p_i underflows),
+    d z~ / d eta = diag(r) - p r^T. All five per-sample arrays [z, z~, dz~/deta or r, b,
     score] in one scratch buffer (f gets b itself: the pool reuses a buffer only once nothing refers to
     it), z and z~ its first two rows, so that [z; z~] is one (2n, P) array for the relaxation and the
     surrogate network; the relaxation at one temperature, or at three for the temperature's finite
