@@ -1,6 +1,6 @@
 """Measure-valued gradients for Bernoulli, Poisson, Exponential and Gamma, the Poisson
 distribution, and the delta-method control variate for every family with a
-closed-form mean and variance.
+closed-form mean and variance (the vector families' in test_delta_vector_families.py).
 
 Statistical checks use fixed seeds: |estimate - closed form| < 4.5 standard errors
 (two-sided false alarm 6.8e-6 per coordinate for a Gaussian mean of >= 10^4 terms),
@@ -220,16 +220,19 @@ def test_delta_control_variate_is_unbiased_and_helps(family):
 
 
 def test_measure_valued_and_delta_errors():
-    from bayesgrad.distributions import Categorical, MultivariateNormal
+    from bayesgrad.distributions import Categorical, MultivariateNormal, RelaxedCategorical
 
     with pytest.raises(TypeError, match="Poisson"):
         E.measure_valued(lambda x: x.sum(-1), Beta(np.ones(2), np.ones(2)), 10)
-    with pytest.raises(TypeError, match="closed-form mean"):
-        E.score_function(lambda x: x.sum(-1), MultivariateNormal(np.zeros(2), np.eye(2)), 10, control_variate="delta",
-                         grad_f=lambda x: np.ones_like(x), hess_f=lambda x: np.zeros_like(x))
-    with pytest.raises(TypeError, match="closed-form mean"):
+    with pytest.raises(TypeError, match="closed-form mean.*class labels"):
         E.score_function(lambda x: x.sum(-1), Categorical(logits=np.zeros(3)), 10, control_variate="delta",
                          grad_f=lambda x: np.ones_like(x), hess_f=lambda x: np.zeros_like(x))
+    with pytest.raises(TypeError, match="closed-form mean"):
+        E.score_function(lambda x: x.sum(-1), RelaxedCategorical(0.5, logits=np.zeros(3)), 10,
+                         control_variate="delta", grad_f=lambda x: np.ones_like(x), hess_f=lambda x: np.zeros_like(x))
+    with pytest.raises(ValueError, match="hess_f must return shape"):  # neither diagonal, blocks nor full
+        E.score_function(lambda x: x.sum(-1), MultivariateNormal(np.zeros(2), np.eye(2)), 10, control_variate="delta",
+                         grad_f=lambda x: np.ones_like(x), hess_f=lambda x: np.zeros((1, 3)))
     with pytest.raises(ValueError, match="df > 2"):
         E.score_function(lambda x: x.sum(-1), StudentT(np.array([1.5]), np.zeros(1), np.ones(1)), 10,
                          control_variate="delta", grad_f=lambda x: np.ones_like(x), hess_f=lambda x: np.zeros_like(x))

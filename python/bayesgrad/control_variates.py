@@ -90,6 +90,17 @@ def optimal_coefficient(a, b):
 _EULER_GAMMA = 0.5772156649015329
 _MOMENT_FAMILIES = ("Normal", "LogNormal", "Exponential", "Uniform", "Laplace", "Gumbel", "StudentT", "Gamma", "Beta",
                     "Poisson", "Bernoulli")
+# families whose samples are vectors with a closed-form mean and covariance (the event axis last)
+_EVENT_FAMILIES = ("MultivariateNormal", "Dirichlet")
+
+
+def _refuse_delta(name):
+    why = ""
+    if name == "Categorical":
+        why = ("; a Categorical's samples are class labels, where an expansion of f at the mean means nothing: "
+               "use reinforce_loo, rebar or relax")
+    raise TypeError("control_variate='delta' needs a family with closed-form mean and covariance: mean-field "
+                    f"{', '.join(_MOMENT_FAMILIES)}, or {' and '.join(_EVENT_FAMILIES)}; got {name}{why}")
 
 
 def _flat(dist, name):
@@ -112,8 +123,7 @@ def moment_derivatives(dist):
     """
     name = type(dist).__name__
     if name not in _MOMENT_FAMILIES:
-        raise TypeError("control_variate='delta' needs a mean-field family with closed-form mean and variance "
-                        f"({', '.join(_MOMENT_FAMILIES)}), got {name}")
+        _refuse_delta(name)
     P = {k: _flat(dist, k) for k in dist.params}
     one = np.ones(int(np.prod(tuple(dist.batch_shape), dtype=np.int64)))
     zero = 0.0 * one
@@ -160,38 +170,83 @@ def moment_derivatives(dist):
     raise AssertionError(name)  # _MOMENT_FAMILIES lists exactly the branches above
 
 
-class DeltaControlVariate:
-    """Second-order Taylor expansion of f at the mean of a mean-field distribution.
+def event_moment_gradients(dist, g0, H):
+    """Closed-form gradient of ``g0 . mean + 1/2 sum_b tr(H_b Cov_b)`` by each parameter of a family whose
+    samples are vectors (MultivariateNormal, Dirichlet): the part of a second-order expansion's
+    expectation that moves with the parameters.
 
-    h(x) = f(mu) + grad_f(mu) . (x - mu) + 1/2 sum_d H_dd (x_d - mu_d)^2 with mu
-    the distribution's mean, whose expectation is f(mu) + 1/2 sum_d H_dd v_d
-    (v the variances) and whose gradient in a parameter theta, with the
-    expansion point held fixed, is grad_f(mu) . dmu/dtheta + 1/2 sum_d H_dd
-    dv_d/dtheta (``moment_derivatives``: closed forms for every family with a
-    closed-form mean and variance). Off-diagonal Hessian entries do not change
-    E_q[h] for a mean-field q, so a full Hessian ``(n, *batch, *batch)`` is reduced
-    to its diagonal. f, grad_f and hess_f are evaluated at the mean, which for
-    a discrete family (Bernoulli, Poisson) is not a point of the support: they
-    must accept real inputs there.
+    Parameters
+    ----------
+    dist : MultivariateNormal or Dirichlet with B = prod(batch_shape) vectors of k entries
+    g0 : (B, k) float64, the coefficients of the mean
+    H : (B, k, k) float64, symmetric, the coefficients of each vector's covariance
+
+    Returns
+    -------
+    dict {param: (B, *the parameter's event shape)} float64, per batch element (before any
+    reduction to a broadcast parameter's shape). MultivariateNormal: loc g0 and scale_tril
+    tril(H L) (d/dL of 1/2 tr(H L L^T), L lower triangular); Dirichlet (m = a / a_0, Cov =
+    (diag m - m m^T) / (a_0 + 1)): with T = sum_i H_ii m_i - m^T H m and u = diag H - 2 H m,
+    (g0 - g0 . m) / a_0 + ((u - u . m) / (a_0 (a_0 + 1)) - T / (a_0 + 1)^2) / 2.
+    """
+    B, k = g0.shape
+    name = type(dist).__name__
+    if name == "MultivariateNormal":
+        L = np.broadcast_to(np.asarray(dist.scale_tril, dtype=np.float64), tuple(dist.batch_shape) + (k, k))
+        return {"loc": g0, "scale_tril": np.tril(H @ L.reshape(B, k, k))}
+    if name == "Dirichlet":
+        a = np.broadcast_to(np.asarray(dist.concentration, dtype=np.float64), tuple(dist.batch_shape) + (k,))
+        a = a.reshape(B, k)
+        a0 = a.sum(-1, keepdims=True)
+        m = a / a0
+        Hm = np.einsum("bij,bj->bi", H, m)
+        dH = np.diagonal(H, axis1=1, axis2=2)
+        u = dH - 2.0 * Hm
+        T = (dH * m).sum(-1, keepdims=True) - (m * Hm).sum(-1, keepdims=True)
+        mean_part = (g0 - (g0 * m).sum(-1, keepdims=True)) / a0
+        cov_part = (u - (u * m).sum(-1, keepdims=True)) / (a0 * (a0 + 1.0)) - T / (a0 + 1.0) ** 2
+        return {"concentration": mean_part + 0.5 * cov_part}
+    _refuse_delta(name)
+
+
+class DeltaControlVariate:
+    """Second-order Taylor expansion of f at the mean of the distribution.
+
+    h(x) = f(mu) + grad_f(mu) . (x - mu) + 1/2 (x - mu)^T H (x - mu) with mu
+    the distribution's mean, whose expectation is f(mu) + 1/2 tr(H Cov), and
+    whose gradient in a parameter theta, with the expansion point held fixed, is
+    grad_f(mu) . dmu/dtheta + 1/2 tr(H dCov/dtheta): closed forms for every family
+    with a closed-form mean and covariance. For a mean-field family Cov is
+    diagonal (``moment_derivatives``), so only H's diagonal enters E_q[h], and a
+    full Hessian ``(n, *batch, *batch)`` is reduced to its diagonal. For a family
+    of vectors (MultivariateNormal, Dirichlet: event axis k last) Cov is block
+    diagonal, one k x k block per batch element (``event_moment_gradients``), and
+    h keeps the Hessian's matching blocks: hess_f may return the full
+    ``(n, *shape, *shape)``, the blocks ``(n, *batch, k, k)`` or the diagonal
+    ``(n, *shape)``, with shape = batch + (k,). f, grad_f and hess_f are
+    evaluated at the mean, which for a discrete family (Bernoulli, Poisson) is not
+    a point of the support: they must accept real inputs there.
 
     Parameters
     ----------
     f, grad_f, hess_f : callables, vectorised over axis 0
-        ``f: (m, *batch) -> (m,)``, ``grad_f: (m, *batch) -> (m, *batch)``,
-        ``hess_f: (m, *batch) -> (m, *batch)`` (diagonal) or ``(m, *batch, *batch)``.
-    dist : a family that ``moment_derivatives`` accepts
+        ``f: (m, *shape) -> (m,)``, ``grad_f: (m, *shape) -> (m, *shape)``,
+        ``hess_f``: as above.
+    dist : a family that ``moment_derivatives`` or ``event_moment_gradients`` accepts
     """
 
     def __init__(self, f, grad_f, hess_f, dist):
         if not callable(grad_f) or not callable(hess_f):
             raise TypeError("control_variate='delta' needs callables grad_f and hess_f")
         self.dist = dist
-        self._dmoments = moment_derivatives(dist)
-        shape = tuple(dist.batch_shape)
+        name = type(dist).__name__
+        self.event = name in _EVENT_FAMILIES
+        if not self.event:
+            self._dmoments = moment_derivatives(dist)  # refuses the families without closed forms
+        shape = tuple(dist.shape) if self.event else tuple(dist.batch_shape)
         D = int(np.prod(shape, dtype=np.int64))
         mu = np.broadcast_to(np.asarray(dist.mean, dtype=np.float64), shape)
         self.mu = np.ascontiguousarray(mu.reshape(-1))
-        self.var = np.broadcast_to(np.asarray(dist.variance, dtype=np.float64), shape).reshape(-1)
         x0 = mu[None].astype(dist.dtype)
         f0 = np.asarray(f(x0), dtype=np.float64)
         if f0.shape != (1,) or not np.isfinite(f0).all():
@@ -200,6 +255,11 @@ class DeltaControlVariate:
         if g0.shape != (1,) + shape or not np.isfinite(g0).all():
             raise ValueError(f"grad_f must return a finite array of shape {(1,) + shape}, got {g0.shape}")
         h0 = np.asarray(hess_f(x0), dtype=np.float64)
+        self.f0 = float(f0[0])
+        self.g0 = np.ascontiguousarray(g0.reshape(-1))
+        if self.event:
+            self._blocks(h0, shape)
+            return
         if h0.shape == (1,) + shape + shape and shape:
             h0 = np.diagonal(h0.reshape(1, D, D), axis1=1, axis2=2)
         elif h0.shape != (1,) + shape:
@@ -207,25 +267,57 @@ class DeltaControlVariate:
                              f"got {h0.shape}")
         if not np.isfinite(h0).all():
             raise ValueError("hess_f must return finite values")
-        self.f0 = float(f0[0])
-        self.g0 = np.ascontiguousarray(g0.reshape(-1))
+        self.var = np.broadcast_to(np.asarray(dist.variance, dtype=np.float64), shape).reshape(-1)
         self.h0 = np.ascontiguousarray(h0.reshape(-1))
 
+    def _blocks(self, h0, shape):
+        """H (B, k, k): the symmetrised blocks of the Hessian at the mean that E_q[h] sees, and the
+        covariance blocks (B, k, k), for a family of vectors."""
+        batch, k = shape[:-1], shape[-1]
+        B = int(np.prod(batch, dtype=np.int64))
+        if h0.shape == (1,) + shape + shape:
+            H = h0.reshape(B, k, B, k)[np.arange(B), :, np.arange(B), :]
+        elif h0.shape == (1,) + batch + (k, k):
+            H = h0.reshape(B, k, k)
+        elif h0.shape == (1,) + shape:
+            H = np.zeros((B, k, k))
+            H[:, np.arange(k), np.arange(k)] = h0.reshape(B, k)
+        else:
+            raise ValueError(f"hess_f must return shape {(1,) + shape} (diagonal), {(1,) + batch + (k, k)} (one "
+                             f"block per vector) or {(1,) + shape + shape}, got {h0.shape}")
+        if not np.isfinite(H).all():
+            raise ValueError("hess_f must return finite values")
+        self.H = 0.5 * (H + np.swapaxes(H, 1, 2))
+        self.cov = np.broadcast_to(np.asarray(self.dist.covariance_matrix, dtype=np.float64),
+                                   batch + (k, k)).reshape(B, k, k)
+
     def values(self, x):
-        """h(x) for samples x ``(n, *batch)`` -> (n,) float64."""
+        """h(x) for samples x ``(n, *shape)`` -> (n,) float64."""
         xf = np.ascontiguousarray(np.asarray(x, dtype=np.float64).reshape(x.shape[0], -1))
+        if self.event:
+            B, k = self.H.shape[:2]
+            d = (xf - self.mu).reshape(-1, B, k)
+            quad = np.einsum("nbi,nbi->n", np.einsum("nbj,bij->nbi", d, self.H), d)
+            return self.f0 + d.reshape(d.shape[0], -1) @ self.g0 + 0.5 * quad
         out = np.empty(xf.shape[0])
         _backend.kernels().estimators.quadratic_values(xf, self.mu, self.g0, self.h0, self.f0, out)
         return out
 
     def expectation(self):
         """E_q[h] (float)."""
+        if self.event:
+            return self.f0 + 0.5 * float((self.H * self.cov).sum())
         return self.f0 + 0.5 * float(self.h0 @ self.var)
 
     def expectation_grad(self):
         """{param: d E_q[h] / d param}, each of the parameter's shape (float64)."""
-        shape = tuple(self.dist.batch_shape)
-        per = {k: (self.g0 * dm + 0.5 * self.h0 * dv).reshape(shape) for k, (dm, dv) in self._dmoments.items()}
+        if self.event:
+            B, k = self.H.shape[:2]
+            per = event_moment_gradients(self.dist, self.g0.reshape(B, k), self.H)
+            per = {name: v.reshape(tuple(self.dist.batch_shape) + v.shape[1:]) for name, v in per.items()}
+        else:
+            shape = tuple(self.dist.batch_shape)
+            per = {k: (self.g0 * dm + 0.5 * self.h0 * dv).reshape(shape) for k, (dm, dv) in self._dmoments.items()}
         return {k: sum_to_shape(v[None], 1, self.dist._param_shapes[k])[0] for k, v in per.items()}
 
 

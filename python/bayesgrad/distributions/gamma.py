@@ -379,6 +379,15 @@ class Dirichlet(Distribution):
         a0 = a.sum(-1, keepdims=True)
         return (a * (a0 - a) / (a0 * a0 * (a0 + 1))).astype(self.dtype)
 
+    @property
+    def covariance_matrix(self):
+        """The covariance ``(diag(m) - m m^T) / (a_0 + 1)`` with m the mean, ``(*batch_shape, K, K)`` array."""
+        a = np.broadcast_to(self.concentration, self.shape).astype(np.float64)
+        a0 = a.sum(-1, keepdims=True)
+        m = a / a0
+        cov = (np.eye(a.shape[-1]) * m[..., None] - m[..., :, None] * m[..., None, :]) / (a0[..., None] + 1.0)
+        return cov.astype(self.dtype)
+
     def entropy(self):
         """The differential entropy (nats), ``(*batch_shape)`` array."""
         a = np.broadcast_to(self.concentration, self.shape).astype(np.float64)

@@ -162,9 +162,11 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
         from before this call and is then updated. Any baseline combines with
         ``control_variate``: it is then a baseline of f - beta h.
     control_variate : None | "delta"
-        Second-order Taylor expansion of f at the mean (any mean-field family
-        with closed-form mean and variance, ``control_variates.moment_derivatives``;
-        needs ``grad_f`` and ``hess_f``, evaluated at the mean); with a baseline
+        Second-order Taylor expansion of f at the mean (any family with closed-form
+        mean and covariance: the mean-field ones, ``control_variates.moment_derivatives``,
+        and MultivariateNormal and Dirichlet, ``event_moment_gradients``; needs
+        ``grad_f`` and ``hess_f``, evaluated at the mean; see ``DeltaControlVariate``
+        for the Hessian layouts); with a baseline
         the coefficient is fitted to f and h less their means (what the baseline
         leaves), coefficient per coordinate estimated on
         ``n_control`` independent samples (stream ``fold_in(stream, "control_variate")``).
