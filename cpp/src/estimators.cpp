@@ -908,6 +908,7 @@ void relax_bernoulli_combine(const double* fb, const double* score, const double
 
 void gamma_weak_parts(const double* alpha, const double* eps, const double* psi, double sign, uint64_t seed,
                       uint64_t base, int64_t n, int64_t p, int64_t max_rounds, double* out) {
+  constexpr double kE = 2.718281828459045;  // e, as NumPy's np.e rounds it
   if (!(sign == 1.0 || sign == -1.0)) throw std::invalid_argument("sign must be 1 or -1");
   std::vector<int64_t> pending(static_cast<size_t>(n * p));
   std::iota(pending.begin(), pending.end(), int64_t{0});
@@ -926,13 +927,16 @@ void gamma_weak_parts(const double* alpha, const double* eps, const double* psi,
       uint32_t w[4];
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t e = pending[i], j = e % p;
-        const double x = std::max(samplers::gamma_draw(alpha[j], seed, sub, static_cast<uint64_t>(i), false), tiny);
+        // the proposal's log decides (exact where the draw itself underflows: log x ~ -1/a at shapes
+        // a << 1, where the clamped draw put every proposal on the wrong side for p-)
+        const double lx = samplers::gamma_draw(alpha[j], seed, sub, static_cast<uint64_t>(i), true);
+        const double x = std::max(std::exp(lx), tiny);
         philox::stream_block(seed, sa, static_cast<uint64_t>(i / 2), w);
         const int q = static_cast<int>(i % 2);
         const double u = philox::u01_f64(w[2 * q], w[2 * q + 1]);
-        const double t = std::log(x) - psi[j];
-        // target / envelope, in the operation order of the NumPy form
-        const double acc = sign * t > 0 ? eps[j] * sign * t * std::exp(-sign * eps[j] * t) : 0.0;
+        const double t = lx - psi[j];
+        // target / envelope (y <= e^{eps y} / (e eps)), in the operation order of the NumPy form
+        const double acc = sign * t > 0 ? kE * eps[j] * sign * t * std::exp(-sign * eps[j] * t) : 0.0;
         if (u < acc) {
           out[e] = x;
           ok[i] = 1;

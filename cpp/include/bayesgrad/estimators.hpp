@@ -206,9 +206,10 @@ void normal_multisample_terms(const double* z, const double* fz, const double* g
 // Rejection draws of the parts p+ (sign = 1) / p- (sign = -1) of the Gamma shape's weak
 // derivative (estimators/mvd.py), for (n, p) coordinates: in round r = 0, 1, ..., the i-th
 // element still pending (row-major order) proposes x = Gamma(alpha_j, 1) element i of stream
-// s = fold_in(base, r) (the samplers' sub-stream draw, clamped to the smallest normal), and
+// s = fold_in(base, r) (the samplers' sub-stream draw of log x; x = exp of it, clamped to the smallest normal), and
 // accepts it when uniform i of stream fold_in(s, "mvd_accept") is below
-// eps_j sign t exp(-sign eps_j t), t = log x - psi_j, sign t > 0. Throws after max_rounds.
+// e eps_j sign t exp(-sign eps_j t), t = log x - psi_j, sign t > 0 (at most 1: y e^{-eps y} <= 1 / (e eps)).
+// Throws after max_rounds.
 void gamma_weak_parts(const double* alpha, const double* eps, const double* psi, double sign, uint64_t seed,
                       uint64_t base, int64_t n, int64_t p, int64_t max_rounds, double* out);
 

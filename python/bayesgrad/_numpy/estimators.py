@@ -473,7 +473,7 @@ def normal_multisample_terms(z, fz, g, loc, scale, mode, terms, wt, bound):
 
 def gamma_weak_parts(alpha, eps, psi, sign, seed, stream, max_rounds, out):
     """Rejection draws (n, p) of the Gamma shape's weak-derivative part p+ (sign 1) / p- (sign -1) into out:
-    proposals Gamma(alpha, 1), acceptance eps sign t exp(-sign eps t), t = log x - psi (float64)."""
+    proposals Gamma(alpha, 1), acceptance e eps sign t exp(-sign eps t), t = log x - psi (float64)."""
     from .._codes import STREAM_TAGS
     from . import distributions as _dist
     from . import random as _rnd
@@ -497,14 +497,16 @@ def gamma_weak_parts(alpha, eps, psi, sign, seed, stream, max_rounds, out):
         if rows.size == 0:
             return
         s = _rnd.fold_in(stream, r)
-        prop = np.empty((1, cols.size))
-        _dist.sample_gamma(prop, np.ascontiguousarray(alpha[cols]), np.ones(cols.size), seed, s)
-        prop = np.maximum(prop[0], tiny)
+        # the proposal's log (exact where the draw itself underflows: log x ~ -1/a at shapes a << 1)
+        logx = _dist._gamma_draw(np.ascontiguousarray(alpha[cols]), np.arange(cols.size, dtype=np.uint64), seed, s,
+                                 True)
+        with np.errstate(under="ignore"):
+            prop = np.maximum(np.exp(logx), tiny)
         u = np.empty(cols.size)
         _rnd.fill_uniform(u, seed, _rnd.fold_in(s, STREAM_TAGS["mvd_accept"]), 0)
-        logt = np.log(prop) - psi[cols]
+        logt = logx - psi[cols]
         e = eps[cols]
-        acc = np.where(sign * logt > 0, e * sign * logt * np.exp(-sign * e * logt), 0.0)
+        acc = np.where(sign * logt > 0, np.e * e * sign * logt * np.exp(-sign * e * logt), 0.0)
         ok = u < acc
         out[rows[ok], cols[ok]] = prop[ok]
         pending[rows[ok], cols[ok]] = False
