@@ -419,12 +419,14 @@ def test_set_order_probabilities(k):
 
     r = np.random.default_rng(8)
     n = 30
-    p = r.dirichlet(np.ones(k + 3), size=n)[:, :k]  # k of k + 3 elements: mass left outside the set
+    full = r.dirichlet(np.ones(k + 3), size=n)
+    p = full[:, :k]  # k of k + 3 elements: mass left outside the set
+    outside = full[:, k:].sum(1)
     log_p = np.log(p)
     order_p = {}
     for perm in itertools.permutations(range(k)):
         pp = p[:, list(perm)]
-        left = 1.0 - np.concatenate([np.zeros((n, 1)), np.cumsum(pp, 1)[:, :-1]], 1)
+        left = outside[:, None] + np.cumsum(pp[:, ::-1], 1)[:, ::-1]  # the mass left before each draw
         order_p[perm] = np.prod(pp / left, 1)
     total = sum(order_p.values())
     first_ref = np.zeros((n, k))
@@ -439,7 +441,7 @@ def test_set_order_probabilities(k):
     for mod in _modules():
         first = np.empty((n, k))
         second = np.empty((n, k, k)) if k >= 2 else None
-        mod.set_order_probabilities(log_p, first, second)
+        mod.set_order_probabilities(log_p, np.log(outside), first, second)
         np.testing.assert_allclose(first, first_ref, rtol=1e-10)
         if k >= 2:
             np.testing.assert_allclose(second, second_ref, rtol=1e-10, atol=1e-15)
@@ -469,24 +471,27 @@ def test_categorical_set_terms():
 
 
 def test_set_order_probabilities_whole_support():
-    """A set that is (to rounding) the whole support leaves almost no mass after k - 1 draws:
-    the native kernel's log-space branch (row 0, where 1 - mass is 1e-13 with an absolute
-    rounding error of 1e-16, so the probabilities hold to ~1e-3 only); rows sum to 1 and agree
-    with the twin."""
-    log_p = np.log(np.array([[0.5, 0.5 - 1e-13, 1e-13], [0.2, 0.3, 0.5], [1 / 3, 1 / 3, 1 / 3]]))
-    res = []
+    """Sets that are the whole support (log_rest = -inf), one of them holding probabilities 1e-13 and
+    1e-18 beside ~1 (the masses left, once 1 - sum, cancelled to 1e-300 there: the order probabilities
+    came out wrong by factors): against the enumeration over orders with every mass left summed from the
+    elements not yet drawn, to 1e-12 on both backends (the native linear- and log-space recursions)."""
+    import itertools
+
+    lp = np.array([np.log([0.5, 0.5 - 1e-13, 1e-13]), [0.0, -40.0, -41.5], np.log([0.2, 0.3, 0.5])])
+    lp -= np.logaddexp.reduce(lp, axis=1, keepdims=True)
+    p = np.exp(lp)
+    first_ref, second_ref = np.zeros((3, 3)), np.zeros((3, 3, 3))
+    for perm in itertools.permutations(range(3)):
+        pp = p[:, list(perm)]
+        v = np.prod(pp / np.cumsum(pp[:, ::-1], 1)[:, ::-1], 1)
+        first_ref[:, perm[0]] += v
+        second_ref[:, perm[0], perm[1]] += v
+    second_ref /= first_ref[:, :, None]
     for mod in _modules():
         first, second = np.empty((3, 3)), np.empty((3, 3, 3))
-        mod.set_order_probabilities(log_p, first, second)
-        assert np.all(np.isfinite(first)) and np.all(np.isfinite(second))
-        np.testing.assert_allclose(first.sum(1), 1.0, rtol=1e-2)
-        np.testing.assert_allclose(first[1:].sum(1), 1.0, rtol=1e-12)
-        np.testing.assert_allclose(second.sum(2), 1.0, rtol=1e-2)
-        np.testing.assert_allclose(second[1:].sum(2), 1.0, rtol=1e-12)
-        res.append((first, second))
-    if len(res) == 2:
-        np.testing.assert_allclose(res[0][0], res[1][0], rtol=1e-6)
-        np.testing.assert_allclose(res[0][1], res[1][1], rtol=1e-6, atol=1e-15)
+        mod.set_order_probabilities(lp, np.full(3, -np.inf), first, second)
+        np.testing.assert_allclose(first, first_ref, rtol=1e-12, atol=0)
+        np.testing.assert_allclose(second, second_ref, rtol=1e-12, atol=0)
 
 
 def test_normal_scores():

@@ -376,24 +376,27 @@ void bind_f64(py::module_& m) {
       "proposals Gamma(alpha, 1), acceptance eps sign t exp(-sign eps t), t = log x - psi (float64).");
   m.def(
       "set_order_probabilities",
-      [](in_array<D> log_p, out_array<D> first, std::optional<out_array<D>> second) {
+      [](in_array<D> log_p, in_array<D> log_rest, out_array<D> first, std::optional<out_array<D>> second) {
         int64_t n, k;
         matrix_shape(log_p, "log_p", n, k);
         if (k < 1 || k > 12) throw std::invalid_argument("set_order_probabilities needs 1 <= k <= 12");
+        check_vec<D>(log_rest, n, "log_rest");
         check_out_mat(first, n, k, "first");
         if (second) {
           require_writeable(*second, "second");
           if (second->ndim() != 3 || second->shape(0) != n || second->shape(1) != k || second->shape(2) != k)
             throw std::invalid_argument("second must have shape (n, k, k)");
         }
-        const D* pl = log_p.data();
+        const D *pl = log_p.data(), *pr = log_rest.data();
         D *pf = first.mutable_data(), *ps = second ? second->mutable_data() : nullptr;
         py::gil_scoped_release rel;
-        set_order_probabilities(pl, n, k, pf, ps);
+        set_order_probabilities(pl, pr, n, k, pf, ps);
       },
-      py::arg("log_p").noconvert(), py::arg("first").noconvert(), py::arg("second").noconvert().none(true),
+      py::arg("log_p").noconvert(), py::arg("log_rest").noconvert(), py::arg("first").noconvert(),
+      py::arg("second").noconvert().none(true),
       "P(B_1 = s | S) (n, k) and P(B_2 = s' | B_1 = s, S) (n, k, k) or None for sets of k <= 12 elements drawn "
-      "without replacement, from their log-probabilities log_p (n, k) (float64).");
+      "without replacement, from their log-probabilities log_p (n, k) and log_rest (n,) the log of the mass "
+      "outside each set (-inf: none) (float64).");
   m.def(
       "categorical_set_terms",
       [](py::array_t<int64_t, py::array::c_style> conf, in_array<D> c, in_array<D> probs, out_array<D> terms) {

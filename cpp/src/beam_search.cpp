@@ -337,28 +337,32 @@ void gumbel_beam_search(const double* log_probs, int64_t d, int64_t k, const dou
 // The unordered set estimator's kernels (set_order_probabilities, categorical_set_terms),
 // beside the beam search that draws its sets.
 namespace {
-// log P(S) for m elements with log-probabilities lp: log of the sum over the m! orders of
-// prod_i p_i / (1 - p_1 - ... - p_{i-1}). Every order's product holds each p_i once, so
-// P(S) = (prod_i p_i) R with R = sum over orders of prod_i 1 / (1 - mass of the elements before
-// i) >= 1, computed in linear space by the recursion over subsets (masks in increasing order, so
-// that every mask's predecessors come first): no exp or log per subset. When a subset leaves
-// almost no mass (R could overflow), the log-space recursion of the NumPy form is used instead.
-// q, inv_rest: 2^m scratch.
-// p: exp(lp), which the callers have at hand.
-double log_set_prob(const double* lp, const double* p, int m, double* q, double* inv_rest) {
+// log P(S) for m elements with log-probabilities lp and the mass outside them, log_rest: log of the
+// sum over the m! orders of prod_i p_i / L(elements before i), where L(B) = rest + sum_{j not in B} p_j
+// is the mass left after drawing B: a sum of non-negative terms, accurate whatever the elements'
+// probabilities (1 - mass(B) cancelled when the elements held almost all the mass, and a class of
+// probability 1e-17 beside it was lost entirely). Every order's product holds each p_i once, so
+// P(S) = (prod_i p_i) R with R = sum over orders of prod_i 1 / L(before i) >= 1, computed in linear space
+// by the recursion over subsets (masks in increasing order, so that every mask's predecessors come
+// first): no exp or log per subset. When a subset leaves little mass (L < 1e-12: R could overflow),
+// the recursion runs in log space, each log L a max-shifted log-sum-exp.
+// q, rest: 2^m scratch. p: exp(lp), which the callers have at hand.
+double log_set_prob(const double* lp, const double* p, int m, double log_rest, double* q, double* rest) {
   if (m == 0) return 0.0;
   double sum_lp = 0.0;
   for (int j = 0; j < m; ++j) sum_lp += lp[j];
   const int full = (1 << m) - 1;
+  const double outside = std::exp(log_rest);  // only where every L >= 1e-12: its underflow is negligible
   bool linear = true;
   for (int mask = 0; mask < full; ++mask) {
-    double mass = 0.0;
+    double left = outside;
     for (int j = 0; j < m; ++j)
-      if (mask >> j & 1) mass += p[j];
-    const double left = std::max(1.0 - mass, 1e-300);
-    if (left < 1e-12) linear = false;
-    inv_rest[mask] = linear ? 1.0 / left : std::log(left);
-    if (!linear) break;
+      if (!(mask >> j & 1)) left += p[j];
+    if (left < 1e-12) {
+      linear = false;
+      break;
+    }
+    rest[mask] = 1.0 / left;
   }
   if (linear) {
     q[0] = 1.0;
@@ -367,18 +371,20 @@ double log_set_prob(const double* lp, const double* p, int m, double* q, double*
       for (int i = 0; i < m; ++i)
         if (mask >> i & 1) {
           const int prev = mask ^ (1 << i);
-          r += q[prev] * inv_rest[prev];
+          r += q[prev] * rest[prev];
         }
       q[mask] = r;
     }
     return sum_lp + std::log(q[full]);
   }
-  // log space (a subset covering the support to rounding leaves a tiny positive mass)
-  for (int mask = 0; mask < full; ++mask) {
-    double mass = 0.0;
+  for (int mask = 0; mask < full; ++mask) {  // log L, shifted by its largest term
+    double mx = log_rest;
     for (int j = 0; j < m; ++j)
-      if (mask >> j & 1) mass += p[j];
-    inv_rest[mask] = std::log(std::max(1.0 - mass, 1e-300));
+      if (!(mask >> j & 1)) mx = std::max(mx, lp[j]);
+    double sum = std::exp(log_rest - mx);
+    for (int j = 0; j < m; ++j)
+      if (!(mask >> j & 1)) sum += std::exp(lp[j] - mx);
+    rest[mask] = mx + std::log(sum);
   }
   q[0] = 0.0;
   double a[16];
@@ -388,7 +394,7 @@ double log_set_prob(const double* lp, const double* p, int m, double* q, double*
     for (int i = 0; i < m; ++i)
       if (mask >> i & 1) {
         const int prev = mask ^ (1 << i);
-        a[c] = q[prev] + lp[i] - inv_rest[prev];
+        a[c] = q[prev] + lp[i] - rest[prev];
         mx = std::max(mx, a[c++]);
       }
     double sum = 0.0;
@@ -397,16 +403,28 @@ double log_set_prob(const double* lp, const double* p, int m, double* q, double*
   }
   return q[full];
 }
+
+// log of rest + sum_j p_j over the m elements (max-shifted).
+double log_mass(const double* lp, int m, double log_rest) {
+  double mx = log_rest;
+  for (int j = 0; j < m; ++j) mx = std::max(mx, lp[j]);
+  if (mx == -std::numeric_limits<double>::infinity()) return mx;
+  double sum = std::exp(log_rest - mx);
+  for (int j = 0; j < m; ++j) sum += std::exp(lp[j] - mx);
+  return mx + std::log(sum);
+}
 }  // namespace
 
-void set_order_probabilities(const double* log_p, int64_t n, int64_t k, double* first, double* second) {
+void set_order_probabilities(const double* log_p, const double* log_rest, int64_t n, int64_t k, double* first,
+                             double* second) {
   if (k < 1 || k > 12) throw std::invalid_argument("set_order_probabilities needs 1 <= k <= 12");
   parallel_chunks((n + 15) / 16, [&](int64_t c) {
     const int64_t i0 = c * 16, i1 = std::min(n, i0 + 16);
     std::vector<double> q(size_t{1} << k), rest(size_t{1} << k);
-    double lp1[16], p1[16], lp2[16], p2[16], l1[16], log1m[16], ps[16], l2[16 * 16];
+    double lp1[16], p1[16], lp2[16], p2[16], l1[16], left1[16], ps[16], l2[16 * 16];
     for (int64_t i = i0; i < i1; ++i) {
       const double* lp = log_p + i * k;
+      const double lr = log_rest[i];
       double* fi = first + i * k;
       double* si = second ? second + i * k * k : nullptr;
       if (k == 1) {
@@ -414,47 +432,38 @@ void set_order_probabilities(const double* log_p, int64_t n, int64_t k, double* 
         if (si) si[0] = 0.0;
         continue;
       }
+      for (int64_t s = 0; s < k; ++s) ps[s] = std::exp(lp[s]);
+      const double lps = log_set_prob(lp, ps, static_cast<int>(k), lr, q.data(), rest.data());
+      // P^{D \ s}(S \ s): the same outside mass, the elements without s (their probabilities are not
+      // renormalised: the recursion's masses L carry the normalisation)
       for (int64_t s = 0; s < k; ++s) {
-        ps[s] = std::exp(lp[s]);
-        log1m[s] = std::log1p(-std::min(ps[s], 1.0 - 1e-16));  // log(1 - p(s))
-      }
-      const double lps = log_set_prob(lp, ps, static_cast<int>(k), q.data(), rest.data());
-      for (int64_t s = 0; s < k; ++s) {  // renormalised without s
         int c2 = 0;
         for (int64_t j = 0; j < k; ++j)
           if (j != s) {
-            lp1[c2] = lp[j] - log1m[s];
-            p1[c2] = std::exp(lp1[c2]);
+            lp1[c2] = lp[j];
+            p1[c2] = ps[j];
             ++c2;
           }
-        l1[s] = log_set_prob(lp1, p1, static_cast<int>(k - 1), q.data(), rest.data());
+        l1[s] = log_set_prob(lp1, p1, static_cast<int>(k - 1), lr, q.data(), rest.data());
+        left1[s] = log_mass(lp1, static_cast<int>(k - 1), lr);  // log L({s}) = log(1 - p(s))
         fi[s] = std::exp(lp[s] + l1[s] - lps);
       }
       if (!si) continue;
-      // the set without s and s', renormalised by 1 - p(s) - p(s'): the same for (s', s) unless
-      // that mass rounds differently in the other order (a set covering the support), when the
-      // pair is computed again in its own order
-      auto without_pair = [&](int64_t s, int64_t s2, double left) {
-        const double mass2 = std::log(std::max(left, 1e-300));
-        int c2 = 0;
-        for (int64_t j = 0; j < k; ++j)
-          if (j != s && j != s2) {
-            lp2[c2] = lp[j] - mass2;
-            p2[c2] = std::exp(lp2[c2]);
-            ++c2;
-          }
-        return log_set_prob(lp2, p2, static_cast<int>(k - 2), q.data(), rest.data());
-      };
       if (k > 2)
         for (int64_t s = 0; s < k; ++s)
           for (int64_t s2 = s + 1; s2 < k; ++s2) {
-            const double ab = 1.0 - ps[s] - ps[s2], ba = 1.0 - ps[s2] - ps[s];
-            l2[s * k + s2] = without_pair(s, s2, ab);
-            l2[s2 * k + s] = ab == ba ? l2[s * k + s2] : without_pair(s2, s, ba);
+            int c2 = 0;
+            for (int64_t j = 0; j < k; ++j)
+              if (j != s && j != s2) {
+                lp2[c2] = lp[j];
+                p2[c2] = ps[j];
+                ++c2;
+              }
+            l2[s * k + s2] = l2[s2 * k + s] = log_set_prob(lp2, p2, static_cast<int>(k - 2), lr, q.data(), rest.data());
           }
       for (int64_t s = 0; s < k; ++s)
         for (int64_t s2 = 0; s2 < k; ++s2)
-          si[s * k + s2] = s2 == s ? 0.0 : k == 2 ? 1.0 : std::exp(lp[s2] - log1m[s] + l2[s * k + s2] - l1[s]);
+          si[s * k + s2] = s2 == s ? 0.0 : k == 2 ? 1.0 : std::exp(lp[s2] - left1[s] + l2[s * k + s2] - l1[s]);
     }
   });
 }

@@ -214,10 +214,13 @@ void gamma_weak_parts(const double* alpha, const double* eps, const double* psi,
                       uint64_t base, int64_t n, int64_t p, int64_t max_rounds, double* out);
 
 // Order probabilities of a set S of k distinct elements drawn without replacement, from their
-// joint log-probabilities log_p (n, k) (k <= 12): first (n, k) = P(B_1 = s | S) and second
-// (n, k, k) = P(B_2 = s' | B_1 = s, S) (zero diagonal; k >= 2), each P^A(B) by the recursion
-// over the 2^m subsets of estimators/without_replacement.py (log_set_probability).
-void set_order_probabilities(const double* log_p, int64_t n, int64_t k, double* first, double* second);
+// joint log-probabilities log_p (n, k) (k <= 12) and log_rest (n), the log of the mass outside each
+// set (-inf when S is the whole support): first (n, k) = P(B_1 = s | S) and second (n, k, k) =
+// P(B_2 = s' | B_1 = s, S) (zero diagonal; k >= 2), each P^{D\A}(S\A) by the recursion over the 2^m
+// subsets of estimators/without_replacement.py (log_set_probability), with every mass left after a
+// subset B formed as rest + the sum of the elements not in B (no 1 - mass cancellation).
+void set_order_probabilities(const double* log_p, const double* log_rest, int64_t n, int64_t k, double* first,
+                             double* second);
 
 // Score-function terms of a Categorical's logits over sets: terms[i, d, :] =
 // sum_s c[i, s] (onehot(conf[i, s, d]) - probs[d, :]) for conf (n, k, D) class indices,

@@ -527,17 +527,27 @@ def _subset_tables(m):
     return levels, bits
 
 
-def _log_set_probability(log_p):
-    """log P(S) over the last axis of log_p (..., m): the sum over orders of prod_i p_i / (1 - sum_{j<i} p_j),
+def _log_masses(log_p, log_rest, bits):
+    """log L(B) = log(rest + sum_{j not in B} p_j) for every subset B (rows of bits (2^m, m)) of the last
+    axis of log_p (..., m), log_rest (...): sums of non-negative terms, one element at a time."""
+    out = np.broadcast_to(np.asarray(log_rest, dtype=np.float64)[..., None], log_p.shape[:-1] + (bits.shape[0],))
+    out = out.copy()
+    for j in range(log_p.shape[-1]):
+        free = bits[:, j] == 0
+        out[..., free] = np.logaddexp(out[..., free], log_p[..., j:j + 1])
+    return out
+
+
+def _log_set_probability(log_p, log_rest):
+    """log P(S) over the last axis of log_p (..., m) with log_rest (...) the log of the mass outside the m
+    elements: the sum over orders of prod_i p_i / L(elements before i), L(B) = rest + sum_{j not in B} p_j,
     by the recursion over the 2^m subsets, a level (subset size) at a time."""
     m = log_p.shape[-1]
     lead = log_p.shape[:-1]
     if m == 0:
         return np.zeros(lead)
     levels, bits = _subset_tables(m)
-    p = np.exp(log_p)
-    # log(1 - mass of each subset); a subset covering (to rounding) the whole support leaves a tiny mass
-    rest = np.log(np.maximum(1.0 - p @ bits.T, 1e-300))  # (..., 2^m)
+    rest = _log_masses(log_p, log_rest, bits)  # (..., 2^m)
     logq = np.full(lead + (1 << m,), -np.inf)
     logq[..., 0] = 0.0
     for masks, prev, elem in levels:
@@ -547,13 +557,15 @@ def _log_set_probability(log_p):
     return logq[..., (1 << m) - 1]
 
 
-def set_order_probabilities(log_p, first, second):
+def set_order_probabilities(log_p, log_rest, first, second):
     """P(B_1 = s | S) (n, k) and P(B_2 = s' | B_1 = s, S) (n, k, k) or None for sets of k <= 12 elements drawn
-    without replacement, from their log-probabilities log_p (n, k) (float64)."""
+    without replacement, from their log-probabilities log_p (n, k) and log_rest (n,) the log of the mass
+    outside each set (-inf: none) (float64)."""
     log_p = _matrix(_f64(log_p, "log_p"), "log_p")
     n, k = log_p.shape
     if not 1 <= k <= 12:
         raise ValueError("set_order_probabilities needs 1 <= k <= 12")
+    log_rest = _f64(log_rest, "log_rest", (n,))
     _out64(first, "first", (n, k))
     if second is not None:
         _out64(second, "second", (n, k, k))
@@ -562,24 +574,24 @@ def set_order_probabilities(log_p, first, second):
         if second is not None:
             second[...] = 0.0
         return
-    lps = _log_set_probability(log_p)
-    ps = np.exp(log_p)
-    log1m = np.log1p(-np.minimum(ps, 1.0 - 1e-16))  # log(1 - p(s))
-    others = np.array([[j for j in range(k) if j != i] for i in range(k)], dtype=np.int64)  # (k, k-1)
-    l1 = _log_set_probability(log_p[:, others] - log1m[:, :, None])  # renormalised without s: (n, k)
-    first[...] = np.exp(log_p + l1 - lps[:, None])
-    if second is None:
-        return
-    second[...] = 0.0
-    rows = np.arange(k)[:, None]
-    if k == 2:
-        second[:, rows, others] = 1.0
-        return
-    pr = np.array([[[j for j in range(k) if j not in (i, i2)] for i2 in range(k) if i2 != i] for i in range(k)],
-                  dtype=np.int64)  # (k, k-1, k-2)
-    mass2 = np.log(np.maximum(1.0 - ps[:, :, None] - ps[:, others], 1e-300))  # (n, k, k-1)
-    l2 = _log_set_probability(log_p[:, pr] - mass2[..., None])  # (n, k, k-1)
-    second[:, rows, others] = np.exp(log_p[:, others] - log1m[:, :, None] + l2 - l1[:, :, None])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lps = _log_set_probability(log_p, log_rest)
+        others = np.array([[j for j in range(k) if j != i] for i in range(k)], dtype=np.int64)  # (k, k-1)
+        # P^{D \ s}(S \ s): the same outside mass, the elements without s (not renormalised)
+        l1 = _log_set_probability(log_p[:, others], log_rest[:, None])  # (n, k)
+        first[...] = np.exp(log_p + l1 - lps[:, None])
+        if second is None:
+            return
+        second[...] = 0.0
+        rows = np.arange(k)[:, None]
+        if k == 2:
+            second[:, rows, others] = 1.0
+            return
+        left1 = np.logaddexp(log_rest[:, None], np.logaddexp.reduce(log_p[:, others], axis=-1))  # log(1 - p(s))
+        pr = np.array([[[j for j in range(k) if j not in (i, i2)] for i2 in range(k) if i2 != i] for i in range(k)],
+                      dtype=np.int64)  # (k, k-1, k-2)
+        l2 = _log_set_probability(log_p[:, pr], log_rest[:, None, None])  # (n, k, k-1)
+        second[:, rows, others] = np.exp(log_p[:, others] - left1[:, :, None] + l2 - l1[:, :, None])
 
 
 def categorical_set_terms(conf, c, probs, terms):

@@ -150,13 +150,44 @@ def gumbel_softmax(f, dist, n_samples, seed=0, stream=0, *, temperature=1.0, gra
                               {"temperature": tau, "straight_through": bool(straight_through), "biased": True})
 
 
+def _logits_gradient(dist, fx, fam, shape, D, K):
+    """d E[f] / d logits from f on the enumerated support fx (K^D,), coordinate 0 the most significant
+    digit: per coordinate d and class c, p_dc sum_c' p_dc' (E[f | x_d = c] - E[f | x_d = c']), each
+    difference of conditional means formed from differences of f values. The same value as
+    sum_b q(b) f(b) (onehot(b) - p) but without its cancellation: O(1) terms summing to a gradient of
+    1e-13 (a class of probability e^-30) left an error of 1e-16 |f|, 0.05% of that gradient."""
+    lg = np.asarray(dist.logits, dtype=np.float64)
+    if fam == "bernoulli":
+        p1 = np.broadcast_to(sigmoid(lg), shape).reshape(D)
+        P = np.stack([1.0 - p1, p1], axis=1)  # (D, 2): classes 0 and 1
+    else:
+        from .._numerics import log_softmax
+
+        P = np.exp(np.broadcast_to(log_softmax(lg), shape + (K,)).reshape(D, K))
+    F = fx.reshape((K,) * D)
+    out = np.empty((D, K))
+    for d in range(D):
+        Fd = np.moveaxis(F, d, 0).reshape(K, -1)  # (K, K^(D-1)) the others in order
+        w = np.ones(1)
+        for e in range(D):
+            if e != d:
+                w = np.multiply.outer(w, P[e]).reshape(-1)
+        delta = ((Fd[:, None, :] - Fd[None, :, :]) * w).sum(-1)  # (K, K): E[f | c] - E[f | c']
+        out[d] = P[d] * (delta * P[d][None, :]).sum(1)
+    g = out[:, 1] if fam == "bernoulli" else out  # a Bernoulli logit is class 1's
+    g = g.reshape(shape if fam == "bernoulli" else shape + (K,))
+    return sum_to_shape(g[None], 1, dist._param_shapes["logits"])[0].astype(dist.dtype)
+
+
 def exact_gradient(f, dist, max_configurations=1 << 16):
     """Exact E[f(b)] and its gradient by enumerating a small discrete support.
 
     ``sum_b q(b) f(b)`` and ``sum_b q(b) f(b) score(b)`` over every
     configuration of a Bernoulli ({0, 1}^D, f sees ``(M, *batch)`` floats) or a
-    Categorical (category indices, f sees ``(M, *batch)`` integers). The
-    reference for the discrete estimators' bias; ``stderr`` is 0.
+    Categorical (category indices, f sees ``(M, *batch)`` integers); for logits the
+    gradient is formed from differences of conditional means (``_logits_gradient``),
+    accurate for classes of tiny probability. The reference for the discrete
+    estimators' bias; ``stderr`` is 0.
     """
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}")
@@ -173,8 +204,11 @@ def exact_gradient(f, dist, max_configurations=1 << 16):
     lp = np.asarray(dist.log_prob(X), dtype=np.float64).reshape(M, -1).sum(axis=1)
     p = np.exp(lp)
     fx = eval_f(f, X, np.float64)
-    sc = dist.score(X)
-    grad = {k: np.tensordot(p * fx, np.asarray(v, dtype=np.float64), axes=(0, 0)).astype(dist.dtype)
-            for k, v in sc.items()}
+    if dist.prob_param == "logits":
+        grad = {"logits": _logits_gradient(dist, fx, fam, shape, D, K)}
+    else:
+        sc = dist.score(X)
+        grad = {k: np.tensordot(p * fx, np.asarray(v, dtype=np.float64), axes=(0, 0)).astype(dist.dtype)
+                for k, v in sc.items()}
     stderr = {k: np.zeros_like(v) for k, v in grad.items()}
     return Estimate("exact", float(p @ fx), 0.0, grad, stderr, M, M, None, None, {"total_probability": float(p.sum())})

@@ -27,69 +27,96 @@ the set B first, in any order:
   biased (self-normalised importance weights; exact when k is the support size).
 
 P(S) is the sum over the k! orders of prod_i p(s_i) / (1 - sum_{j<i} p(s_j)),
-computed exactly by a recursion over the 2^k subsets of S (in logs), so k is
-limited to ``MAX_K``.
+computed exactly by a recursion over the 2^k subsets of S, so k is limited to
+``MAX_K``; each mass left, 1 - sum_{j<i} p(s_j), is formed as the mass outside S
+(``log_outside_mass``, by the trie of the set's configurations) plus the set's
+elements not yet drawn: sums of non-negative terms, so that a set holding
+almost all the mass beside elements of probability 1e-17 keeps them (1 - sum
+cancelled there).
 """
 from __future__ import annotations
-
-import itertools
 
 import numpy as np
 
 from .. import _backend
 from .. import _checks as C
 from ..distributions._base import sum_to_shape
+from .._numerics import log_softmax
+from .._numpy.estimators import _log_set_probability
 from ..distributions.discrete import Categorical, gumbel_top_k
 from ._base import Estimate, eval_f, grads_from_terms, mean_stderr, setup
 
 MAX_K = 12  # the subset recursion costs 2^k k per set and per leave-out
 
 
-def _subset_tables(m):
-    """For subsets of m elements grouped by size: (masks, predecessor masks, added element)."""
-    levels = []
-    for size in range(1, m + 1):
-        masks = [sum(1 << i for i in c) for c in itertools.combinations(range(m), size)]
-        prev = np.array([[mk ^ (1 << i) for i in range(m) if mk >> i & 1] for mk in masks], dtype=np.int64)
-        elem = np.array([[i for i in range(m) if mk >> i & 1] for mk in masks], dtype=np.int64)
-        levels.append((np.array(masks, dtype=np.int64), prev, elem))
-    bits = ((np.arange(1 << m)[:, None] >> np.arange(m)[None, :]) & 1).astype(np.float64)  # (2^m, m)
-    return levels, bits
-
-
-def log_set_probability(log_p):
+def log_set_probability(log_p, log_rest=None):
     """log P(S): the probability that sampling without replacement draws the m elements
     of S first, in any order, from a distribution giving them log-probabilities ``log_p``.
 
     Parameters
     ----------
     log_p : (..., m) float64, log-probabilities (nats) of the m distinct elements under a
-        normalised distribution (their sum of probabilities < 1 unless S is the whole support)
+        normalised distribution
+    log_rest : (...) float64 or None, the log of the probability mass outside the m elements
+        (-inf when they are the whole support); None: log(1 - sum p), which loses the mass left
+        when the elements hold almost all of it (pass it then: ``log_outside_mass`` gives it for
+        configurations of a Categorical)
 
     Returns
     -------
-    (...) float64, log of sum over orders of prod_i p_i / (1 - p_1 - ... - p_{i-1}); 0 for m = 0
+    (...) float64, log of sum over orders of prod_i p_i / L(elements before i), L(B) = rest +
+    the sum of p over the elements not in B (the mass left); 0 for m = 0
     """
     log_p = np.asarray(log_p, dtype=np.float64)
-    m = log_p.shape[-1]
-    lead = log_p.shape[:-1]
-    if m == 0:
-        return np.zeros(lead)
-    levels, bits = _subset_tables(m)
-    p = np.exp(log_p)
-    # log(1 - mass of each subset): the mass left for the next draw. Clipped so that a
-    # subset covering (to rounding) the whole support leaves a tiny positive mass.
-    rest = np.log(np.maximum(1.0 - p @ bits.T, 1e-300))  # (..., 2^m)
-    logq = np.full(lead + (1 << m,), -np.inf)
-    logq[..., 0] = 0.0
-    for masks, prev, elem in levels:
-        a = logq[..., prev] + log_p[..., elem] - rest[..., prev]  # (..., n_masks, size)
-        mx = a.max(-1, keepdims=True)
-        logq[..., masks] = mx[..., 0] + np.log(np.exp(a - mx).sum(-1))
-    return logq[..., (1 << m) - 1]
+    if log_rest is None:
+        with np.errstate(divide="ignore"):
+            log_rest = np.log(np.maximum(1.0 - np.exp(log_p).sum(-1), 0.0))
+    log_rest = np.broadcast_to(np.asarray(log_rest, dtype=np.float64), log_p.shape[:-1])
+    return _log_set_probability(log_p, log_rest)
 
 
-def order_probabilities(log_p):
+def log_outside_mass(conf, log_probs):
+    """log of the probability mass outside each set of configurations of a Categorical's joint support.
+
+    By the trie of the sets' configurations, a coordinate at a time: at coordinate d every group of
+    a set's configurations sharing classes before d adds its prefix probability times the mass of the
+    classes none of them takes at d. A sum of non-negative terms, accurate where 1 - sum_S p(s)
+    cancels (a set holding almost all the mass beside configurations of probability 1e-17).
+
+    Parameters
+    ----------
+    conf : (n, k, D) int64, k distinct configurations of D coordinates per set
+    log_probs : (D, K) float64, each coordinate's log-probabilities
+
+    Returns
+    -------
+    (n,) float64; -inf where a set is the whole support
+    """
+    conf = np.asarray(conf)
+    n, k, D = conf.shape
+    lp = np.asarray(log_probs, dtype=np.float64)
+    K = lp.shape[1]
+    rows = np.arange(n)[:, None]
+    group = np.zeros((n, k), dtype=np.int64)  # each configuration's prefix group: its first member's index
+    logw = np.zeros((n, k))  # the log-probability of the prefix
+    out = np.full(n, -np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for d in range(D):
+            c = conf[:, :, d]
+            taken = np.zeros((n, k, K), dtype=bool)
+            taken[rows, group, c] = True  # the classes each group takes at d
+            free = np.where(taken, -np.inf, lp[d])
+            mx = free.max(-1)
+            left = mx + np.log(np.exp(free - np.where(np.isfinite(mx), mx, 0.0)[..., None]).sum(-1))
+            head = group == np.arange(k)  # one term per group, at its first member
+            out = np.logaddexp(out, np.logaddexp.reduce(np.where(head, logw + left, -np.inf), axis=1))
+            same = (group[:, :, None] == group[:, None, :]) & (c[:, :, None] == c[:, None, :])
+            group = same.argmax(axis=2)
+            logw = logw + lp[d, c]
+    return out
+
+
+def order_probabilities(log_p, log_rest):
     """P(B_1 = s | S) and P(B_2 = s' | B_1 = s, S) for a set S drawn without replacement.
 
     The recursion of ``log_set_probability`` for S, each S \\ s and each S \\ {s, s'} (the
@@ -98,6 +125,7 @@ def order_probabilities(log_p):
     Parameters
     ----------
     log_p : (n, k) float64, the joint log-probabilities of the k distinct elements of each set
+    log_rest : (n,) float64, the log of the mass outside each set (``log_outside_mass``)
 
     Returns
     -------
@@ -109,7 +137,8 @@ def order_probabilities(log_p):
     n, k = log_p.shape
     first = np.empty((n, k))
     second = np.empty((n, k, k)) if k >= 2 else None
-    _backend.kernels().estimators.set_order_probabilities(log_p, first, second)
+    log_rest = np.ascontiguousarray(np.broadcast_to(np.asarray(log_rest, dtype=np.float64), (n,)))
+    _backend.kernels().estimators.set_order_probabilities(log_p, log_rest, first, second)
     return first, second
 
 
@@ -127,6 +156,16 @@ def _draw_sets(f, dist, n_samples, seed, stream, k):
     X = top.samples.reshape((n * k,) + batch)
     fx = eval_f(f, X, np.float64).reshape(n, k)
     return n, seed, k, top, fx
+
+
+def _log_rest(dist, top):
+    """(n,) the log of the mass outside each drawn set (``log_outside_mass``)."""
+    n, k = top.log_prob.shape
+    K = int(dist.n_classes)
+    batch = tuple(dist.batch_shape)
+    D = int(np.prod(batch, dtype=np.int64))
+    lp = np.broadcast_to(log_softmax(np.asarray(dist.logits, dtype=np.float64)), batch + (K,)).reshape(D, K)
+    return log_outside_mass(top.samples.reshape(n, k, D), lp)
 
 
 def _weighted(dist, top, c):
@@ -170,10 +209,14 @@ def unordered_set(f, dist, n_samples, seed=0, stream=0, *, k=4, baseline=True, p
     if baseline and C.integer(k, "k", 1) < 2:
         raise ValueError("the built-in baseline needs k >= 2 (or baseline=False)")
     n, seed, k, top, fx = _draw_sets(f, dist, n_samples, seed, stream, k)
-    first, second = order_probabilities(top.log_prob)
+    log_rest = _log_rest(dist, top)
+    first, second = order_probabilities(top.log_prob, log_rest)
     if baseline:
         base = np.einsum("nij,nj->ni", second, fx)
-        c = first * (-np.expm1(top.log_prob)) * (fx - base)
+        # 1 - p(s) as the mass outside the set plus the set's other elements (no cancellation at p(s) ~ 1)
+        others = np.array([[j for j in range(k) if j != i] for i in range(k)], dtype=np.int64)
+        one_minus = np.exp(np.logaddexp(log_rest[:, None], np.logaddexp.reduce(top.log_prob[:, others], axis=-1)))
+        c = first * one_minus * (fx - base)
     else:
         c = first * fx
     terms = {"logits": _weighted(dist, top, c)}
