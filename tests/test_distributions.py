@@ -471,6 +471,50 @@ def test_special_functions_native_vs_scipy():
 
 
 @pytest.mark.single_backend
+def test_gamma_functions_at_huge_shapes():
+    """From a = 1e8 the series and continued fraction (O(sqrt(a)) terms) give way to Temme's expansion
+    for P and Q (P(1e10, 1e10) was 0.341) and Wilson-Hilferty for dX/da (3% off at 1e10): P and Q against
+    SciPy within |z| <= 3 and beyond it against the normal-quantile form of Wilson-Hilferty; dX/da
+    continuous across the switch and equal on both backends (the twin's Wilson-Hilferty from a = 1e6
+    against the native series there); the pathwise Gamma gradient of E[x] is 1."""
+    mods = [twin.distributions] + ([_backend._core.distributions] if _backend.native_available() else [])
+    a = np.repeat([1e8, 3e9, 1e10, 1e12], 5)
+    z = np.tile([-3.0, -0.5, 0.0, 0.5, 3.0], 4)
+    x = a + z * np.sqrt(a)
+    for mod in mods[1:]:
+        for name in ("gammainc", "gammaincc"):
+            out = np.empty_like(a)
+            getattr(mod, name)(a, x, out)
+            np.testing.assert_allclose(out, getattr(sp, name)(a, x), rtol=1e-12, err_msg=name)
+        # the far lower tail, where SciPy's P (1 - Q) has no digits left: Wilson-Hilferty's normal
+        # quantile is accurate to O(a^-1/2 z^3) relative there
+        lo = np.array([1e8, 1e10]) - 8 * np.sqrt([1e8, 1e10])
+        out = np.empty(2)
+        mod.gammainc(np.array([1e8, 1e10]), lo, out)
+        w = np.cbrt(lo / np.array([1e8, 1e10]))
+        zwh = (w - 1 + 1 / (9 * np.array([1e8, 1e10]))) * 3 * np.sqrt([1e8, 1e10])
+        np.testing.assert_allclose(out, stats.norm.cdf(zwh), rtol=1e-5)
+    zz = np.array([-3.0, 0.5, 2.0])
+    for mod in mods:  # (the twin switches at 1e6, where SciPy's differences start to lose more)
+        below, above = np.empty(3), np.empty(3)
+        mod.gamma_dx_da(np.full(3, 1e8 * (1 - 1e-12)), 1e8 + zz * 1e4, below)
+        mod.gamma_dx_da(np.full(3, 1e8), 1e8 + zz * 1e4, above)
+        np.testing.assert_allclose(above, below, rtol=1e-11)
+    if len(mods) == 2:
+        for a0 in (1e6, 1e7, 1e8 * (1 - 1e-12)):
+            got = [np.empty(3), np.empty(3)]
+            for mod, out in zip(mods, got):
+                mod.gamma_dx_da(np.full(3, a0), a0 + zz * np.sqrt(a0), out)
+            np.testing.assert_allclose(got[0], got[1], rtol=5e-10)
+    for b in ["numpy"] + (["cpu"] if _backend.native_available() else []):
+        with bg.use_backend(b):
+            est = bg.estimators.pathwise(lambda v: v.sum(1), D.Gamma(np.array([1e10, 1e9]), 1.0), 1000, seed=1,
+                                         grad_f=np.ones_like)
+            g, se = est.grad["concentration"], est.stderr["concentration"]
+            assert np.all(np.abs(g - 1.0) <= 4.5 * se + 1e-12), (b, g, se)
+
+
+@pytest.mark.single_backend
 def test_implicit_derivatives_native_vs_twin():
     if not _backend.native_available():
         pytest.skip("native core not built")

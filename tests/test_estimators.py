@@ -93,6 +93,20 @@ def test_kernel_backend_parity(dtype):
         np.testing.assert_allclose(x, y, rtol=tol, atol=tol)
 
 
+def test_column_mean_var_of_huge_constant_columns():
+    """Columns of 1e160 (their squares overflow) over several sample chunks: the mean exact and the
+    variance 0 to rounding (the twin's deviations scaled, its squares overflowed); the first chunk's merge into the empty total once squared its mean to inf
+    and multiplied it by the empty count (NaN natively)."""
+    from bayesgrad import _backend
+
+    x = np.full((3000, 3), 1e160)
+    x[:, 1] = -1e200
+    mean, var = np.empty(3), np.empty(3)
+    _backend.kernels().estimators.column_mean_var(x, mean, var)
+    np.testing.assert_allclose(mean, x[0], rtol=1e-12)
+    assert np.all(np.sqrt(np.abs(var)) <= 1e-12 * np.abs(x[0])), var
+
+
 @needs_native
 @pytest.mark.single_backend
 def test_kernels_identical_for_any_thread_count():

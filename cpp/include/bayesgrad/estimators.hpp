@@ -29,6 +29,12 @@ BG_HD void welford_update(double t, double inv_k, double& m, double& m2) {
 // Chan et al.'s pairwise merge of a chunk (nb terms, mean mb, M2 s2b) into the
 // running (cnt, mu, s2); chunks are merged in sample order.
 BG_HD void chan_merge(double nb, double mb, double s2b, double& cnt, double& mu, double& s2) {
+  if (cnt == 0.0) {  // the first chunk as it is: d = mb against an empty mean would square a mean of 1e160 to
+    cnt = nb;        // inf and multiply it by the empty count (inf * 0 = NaN)
+    mu = mb;
+    s2 = s2b;
+    return;
+  }
   const double tot = cnt + nb, d = mb - mu;
   mu += d * (nb / tot);
   s2 += s2b + d * d * (cnt * nb / tot);

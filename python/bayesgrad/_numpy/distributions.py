@@ -123,6 +123,13 @@ def gamma_dx_da(a, x, out):
         dp = _cdf_derivative(lambda s: sp.gammainc(s, x), lambda s: sp.gammaincc(s, x), a)
         logpdf = (a - 1) * np.log(x) - x - sp.gammaln(a)
         r = -dp / np.exp(logpdf)
+        # from a = 1e6 (natively from 1e8, where its series stop converging): Wilson-Hilferty x = a w^3,
+        # w = 1 - 1 / (9 a) + z / (3 sqrt(a)), differentiated at fixed z, relative error 1.7e-10 at 1e6
+        # falling as a^-3/2, where SciPy's differences lose more (3e-7 at 1e8, 3e-6 at 1e10)
+        w = np.cbrt(x / a)
+        z = (w - 1.0 + 1.0 / (9.0 * a)) * 3.0 * np.sqrt(a)
+        wh = w ** 3 + 3.0 * a * w * w * (1.0 / (9.0 * a * a) - z / (6.0 * a * np.sqrt(a)))
+        r = np.where(a >= 1e6, wh, r)
     out.reshape(-1)[:] = np.where(x > 0, r, 0.0)
 
 

@@ -49,9 +49,18 @@ def _finish(t, mean_out, var_out, terms_out):
     n = t.shape[0]
     if terms_out is not None:
         terms_out[...] = t
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         m = t.mean(axis=0) if n > 0 else np.full(t.shape[1], np.nan)
-        v = ((t - m) ** 2).sum(axis=0) / (n - 1) if n > 1 else np.full(t.shape[1], np.nan)
+        if n > 0:  # a sum past the largest double, of finite terms: their n-ths summed instead
+            big = ~np.isfinite(m) & np.isfinite(t).all(axis=0)
+            m[big] = (t[:, big] / n).sum(axis=0)
+        if n > 1:  # the deviations scaled by their largest, so that only a variance past the range overflows
+            d = t - m
+            s = np.abs(d).max(axis=0)
+            s = np.where((s > 0) & np.isfinite(s), s, 1.0)
+            v = s * s * ((d / s) ** 2).sum(axis=0) / (n - 1)
+        else:
+            v = np.full(t.shape[1], np.nan)
     mean_out[...] = m
     var_out[...] = v
 
