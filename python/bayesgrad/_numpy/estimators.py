@@ -55,6 +55,8 @@ def _finish(t, mean_out, var_out, terms_out):
             big = ~np.isfinite(m) & np.isfinite(t).all(axis=0)
             m[big] = (t[:, big] / n).sum(axis=0)
         if n > 1:  # the deviations scaled by their largest, so that only a variance past the range overflows
+            fin = np.isfinite(m)
+            m[fin] += (t[:, fin] - m[fin]).mean(axis=0)  # one refinement: exact for a constant column
             d = t - m
             s = np.abs(d).max(axis=0)
             s = np.where((s > 0) & np.isfinite(s), s, 1.0)
