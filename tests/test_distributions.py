@@ -444,6 +444,17 @@ def test_kl_unregistered_pair_raises():
     assert D.kl_divergence(D.Uniform(0.0, 2.0), D.Uniform(0.5, 1.0)) == np.inf
 
 
+def test_probs_scores_at_the_ends_of_the_simplex():
+    """d log p(x) / d probs where a probability is 0 or 1, at the values that can be drawn: each term of
+    the score only where its indicator is non-zero (x / p - (1 - x) / (1 - p) at x = 1, p = 1 was
+    1 - 0 / 0 = NaN, and so was onehot / probs for a class of probability 0)."""
+    b = D.Bernoulli(probs=np.array([1.0, 0.0, 0.5]))
+    s = b.score(np.array([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]]))["probs"]
+    np.testing.assert_array_equal(s, [[1.0, -1.0, 2.0], [1.0, -1.0, -2.0]])
+    c = D.Categorical(probs=np.array([0.5, 0.5, 0.0]))
+    np.testing.assert_array_equal(c.score(np.array([0, 1]))["probs"], [[1.0, -1.0, -1.0], [-1.0, 1.0, -1.0]])
+
+
 # -------------------------------------------------- special functions (native)
 @pytest.mark.single_backend
 def test_special_functions_native_vs_scipy():

@@ -15,7 +15,7 @@ from scipy import special
 
 import bayesgrad as bg
 from bayesgrad import _backend
-from bayesgrad.distributions import Bernoulli, Beta, Categorical, Dirichlet, Gamma, Normal
+from bayesgrad.distributions import Bernoulli, Beta, Categorical, Dirichlet, Gamma, Normal, Poisson
 
 E = bg.estimators
 Z = 4.5  # two-sided false alarm 6.8e-6 per check
@@ -326,6 +326,35 @@ def test_delta_control_variate_exact_for_quadratic_and_helps_for_cos():
         close(cv.grad[p], truth[p], cv.stderr[p], p)
         assert cv.variance[p][0] < 0.05 * plain.variance[p][0]
     assert set(cv.info["beta"]) == {"loc", "scale"}
+
+
+@pytest.mark.single_backend
+def test_delta_coefficient_at_the_edges_of_the_range():
+    """The control variate's coefficient (control_coefficient): a Var(score h) at the rounding of the values
+    counts as none on both backends (Poisson(1e-10): every draw 0, h constant up to rounding; the
+    coefficient was 0 on one backend and 1 on the other, with opposite estimates), and values of 1e160,
+    whose products overflow, give the exact gradient (was NaN); a single sample is refused by name."""
+    from bayesgrad import _backend
+
+    backends = ["numpy"] + (["cpu"] if _backend.native_available() else [])
+    sq = dict(control_variate="delta", grad_f=lambda x: 2 * (x - 0.3), hess_f=lambda x: np.full(x.shape, 2.0))
+    for n in (3, 10):
+        got = []
+        for b in backends:
+            with bg.use_backend(b):
+                est = E.score_function(lambda x: ((x - 0.3) ** 2).sum(1), Poisson(np.array([1e-10])), n, **sq)
+                got.append(est.grad["rate"])
+                assert est.info["beta"]["rate"][0] == 0.0
+        np.testing.assert_allclose(got, [got[0]] * len(got), rtol=1e-12)
+    for b in backends:
+        with bg.use_backend(b):
+            est = E.score_function(lambda x: 1e160 * x.sum(1), Normal(np.zeros(2), np.ones(2)), 100,
+                                   control_variate="delta", grad_f=lambda x: np.full(x.shape, 1e160),
+                                   hess_f=np.zeros_like)
+            np.testing.assert_allclose(est.grad["loc"], 1e160, rtol=1e-12)
+            with pytest.raises(ValueError, match="n_samples >= 2 or n_control >= 2"):
+                E.score_function(lambda x: x.sum(1), Normal(np.zeros(2), np.ones(2)), 1, control_variate="delta",
+                                 grad_f=np.ones_like, hess_f=np.zeros_like)
 
 
 def test_optimal_coefficient():

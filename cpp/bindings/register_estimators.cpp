@@ -285,7 +285,8 @@ void bind_f64(py::module_& m) {
       },
       py::arg("score").noconvert(), py::arg("f").noconvert(), py::arg("h").noconvert(),
       py::arg("beta_out").noconvert(),
-      "Per-column Cov(score f, score h) / Var(score h) into beta_out (p,) (0 where the variance is 0; float64).");
+      "Per-column Cov(score f, score h) / Var(score h) into beta_out (p,) (0 where the variance is at the values' "
+      "rounding: below n 1e-28 of the largest squared |score h|; float64).");
   m.def(
       "quadratic_values",
       [](in_array<D> x, in_array<D> mu, in_array<D> g, in_array<D> h, double f0, out_array<D> out) {

@@ -136,26 +136,36 @@ void control_coefficient(const double* score, const double* f, const double* h, 
     const int64_t j0 = cb * kEstColBlock, j1 = std::min(p, j0 + kEstColBlock);
     const int64_t w = j1 - j0;
     std::vector<double> ma(static_cast<size_t>(w), 0.0), mc(static_cast<size_t>(w), 0.0);
+    std::vector<double> sa(static_cast<size_t>(w), 0.0), sc(static_cast<size_t>(w), 0.0);
     std::vector<double> cov(static_cast<size_t>(w), 0.0), vc(static_cast<size_t>(w), 0.0);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = j0; j < j1; ++j) {
-        const double s = score[i * p + j];
-        ma[j - j0] += s * f[i];
-        mc[j - j0] += s * h[i];
+        const double s = score[i * p + j], a = s * f[i], c = s * h[i];
+        ma[j - j0] += a;
+        mc[j - j0] += c;
+        sa[j - j0] = std::max(sa[j - j0], std::fabs(a));
+        sc[j - j0] = std::max(sc[j - j0], std::fabs(c));
       }
-    const double inv_n = 1.0 / static_cast<double>(n);
+    const double n_d = static_cast<double>(n);
     for (int64_t j = 0; j < w; ++j) {
-      ma[j] *= inv_n;
-      mc[j] *= inv_n;
+      ma[j] /= n_d;
+      mc[j] /= n_d;
+      sa[j] = sa[j] > 0.0 && std::isfinite(sa[j]) ? 1.0 / sa[j] : 1.0;
+      sc[j] = sc[j] > 0.0 && std::isfinite(sc[j]) ? 1.0 / sc[j] : 1.0;
     }
+    // deviations in units of each column's largest |value|: products of values of 1e160 stay in range
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = j0; j < j1; ++j) {
         const double s = score[i * p + j];
-        const double da = s * f[i] - ma[j - j0], dc = s * h[i] - mc[j - j0];
+        const double da = (s * f[i] - ma[j - j0]) * sa[j - j0], dc = (s * h[i] - mc[j - j0]) * sc[j - j0];
         cov[j - j0] += da * dc;
         vc[j - j0] += dc * dc;
       }
-    for (int64_t j = j0; j < j1; ++j) beta[j] = vc[j - j0] > 0.0 ? cov[j - j0] / vc[j - j0] : 0.0;
+    // Var(score h) counts as 0 when its spread is at the rounding of the values (1e-14 of the largest):
+    // there the coefficient was rounding noise and flipped between 0 and 1 with the summation order
+    const double tiny = n_d * 1e-28;
+    for (int64_t j = j0; j < j1; ++j)
+      beta[j] = vc[j - j0] > tiny ? cov[j - j0] / vc[j - j0] * (sc[j - j0] / sa[j - j0]) : 0.0;
   });
 }
 

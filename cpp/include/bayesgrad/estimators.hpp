@@ -68,8 +68,10 @@ void control_variate_accumulate(const double* score, const double* f, const doub
                                 int64_t p, double* mean, double* var, double* terms_out);
 
 // beta_j = Cov_i(a_ij, c_ij) / Var_i(c_ij) with a_ij = score_ij f_i and
-// c_ij = score_ij h_i (0 where Var(c) = 0): the variance-minimising coefficient
-// of a control variate, column by column (two passes, fixed order). n >= 2.
+// c_ij = score_ij h_i: the variance-minimising coefficient of a control variate,
+// column by column (two passes, fixed order; the deviations in units of each
+// column's largest |a| and |c|, so that values of 1e160 do not overflow), 0 where
+// Var(c) is at the rounding of c (below n 1e-28 max|c|^2). n >= 2.
 void control_coefficient(const double* score, const double* f, const double* h, int64_t n, int64_t p,
                          double* beta);
 

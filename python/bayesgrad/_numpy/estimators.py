@@ -186,7 +186,8 @@ def control_variate_accumulate(score, f, h, beta, eg, shift, mean_out, var_out, 
 
 
 def control_coefficient(score, f, h, beta_out):
-    """Per-column Cov(score f, score h) / Var(score h) into beta_out (p,) (0 where the variance is 0; float64)."""
+    """Per-column Cov(score f, score h) / Var(score h) into beta_out (p,) (0 where the variance is at the values'
+    rounding: below n 1e-28 of the largest squared |score h|; float64)."""
     score = _matrix(_f64(score, "score"), "score")
     n, p = score.shape
     _f64(f, "f", (n,))
@@ -196,11 +197,19 @@ def control_coefficient(score, f, h, beta_out):
         raise ValueError("control_coefficient needs n >= 2 samples")
     a = score * f[:, None]
     c = score * h[:, None]
-    ac = a - a.mean(0)
-    cc = c - c.mean(0)
+
+    def unit(v):  # 1 / the column's largest |value| (1 where that is 0 or not finite)
+        m = np.abs(v).max(0)
+        return np.where((m > 0) & np.isfinite(m), 1.0 / np.where(m > 0, m, 1.0), 1.0)
+
+    ua, uc = unit(a), unit(c)
+    # deviations in units of each column's largest |value| (products of 1e160 stay in range); a spread
+    # at the rounding of the values (variance below n 1e-28 in those units) counts as none
+    ac = (a - a.sum(0) / n) * ua
+    cc = (c - c.sum(0) / n) * uc
     vc = (cc * cc).sum(0)
     cov = (ac * cc).sum(0)
-    beta_out[...] = np.divide(cov, vc, out=np.zeros(p), where=vc > 0)
+    beta_out[...] = np.divide(cov * (uc / ua), vc, out=np.zeros(p), where=vc > n * 1e-28)
 
 
 def quadratic_values(x, mu, g, h, f0, out):

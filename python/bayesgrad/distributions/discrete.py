@@ -128,8 +128,9 @@ class Bernoulli(_Logits):
             return {"logits": self._reduce("logits", x - sigmoid(self.logits), n)}
         p = self.probs
         with np.errstate(divide="ignore", invalid="ignore"):
-            d = x / p - (1 - x) / (1 - p)
-        return {"probs": self._reduce("probs", d, n)}
+            # each term only where its indicator is non-zero: x = 1 at p = 1 has score 1, not 1 - 0 / 0
+            d = np.where(x == 0, 0.0, x / p) - np.where(x == 1, 0.0, (1 - x) / (1 - p))
+        return {"probs": self._reduce("probs", d.astype(self.dtype, copy=False), n)}
 
     @property
     def mean(self):
@@ -277,7 +278,9 @@ class Categorical(_Logits):
         if self.prob_param == "logits":
             return {"logits": self._reduce("logits", onehot - self.probs, n)}
         with np.errstate(divide="ignore", invalid="ignore"):
-            d = onehot / self.probs - 1.0 / np.sum(self.probs, -1, keepdims=True)
+            # onehot / probs only at the drawn class: a class of probability 0 not drawn adds 0, not 0 / 0
+            d = np.where(onehot > 0, onehot / self.probs, 0.0) - 1.0 / np.sum(self.probs, -1, keepdims=True)
+            d = d.astype(self.dtype, copy=False)
         return {"probs": self._reduce("probs", d, n)}
 
     def entropy(self):

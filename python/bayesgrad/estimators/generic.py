@@ -185,6 +185,9 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
     if mode in ("loo", "batch") and n < 2:
         raise ValueError(f"baseline={mode!r} needs n_samples >= 2")
     n_ctl = n if n_control is None else C.integer(n_control, "n_control", 2)
+    if control_variate is not None and n_ctl < 2:
+        raise ValueError("control_variate='delta' fits its coefficient on n_control (default n_samples) independent "
+                         "samples: it needs n_samples >= 2 or n_control >= 2")
     cv = DeltaControlVariate(f, grad_f, hess_f, dist) if control_variate else None
     if type(dist).score is Distribution.score:
         raise TypeError(f"{type(dist).__name__} has no score function")
