@@ -15,7 +15,7 @@ from scipy import special
 
 import bayesgrad as bg
 from bayesgrad import _backend
-from bayesgrad.distributions import Bernoulli, Beta, Categorical, Dirichlet, Gamma, Normal, Poisson
+from bayesgrad.distributions import Bernoulli, Beta, Categorical, Dirichlet, Exponential, Gamma, Normal, Poisson
 
 E = bg.estimators
 Z = 4.5  # two-sided false alarm 6.8e-6 per check
@@ -355,6 +355,33 @@ def test_delta_coefficient_at_the_edges_of_the_range():
             with pytest.raises(ValueError, match="n_samples >= 2 or n_control >= 2"):
                 E.score_function(lambda x: x.sum(1), Normal(np.zeros(2), np.ones(2)), 1, control_variate="delta",
                                  grad_f=np.ones_like, hess_f=np.zeros_like)
+
+
+def test_leave_one_out_baseline_of_a_constant_f_is_exact():
+    """The leave-one-out mean of a constant f is that constant exactly on both backends (divided by n - 1;
+    the native kernel's rounded reciprocal left 4e-16 of f, which scores of 1e130 made terms of 1e114)."""
+    for est in (E.reinforce_loo(lambda x: np.full(len(x), 3.0), Exponential(np.array([1e-130])), 50),
+                E.score_function(lambda x: np.full(len(x), 3.0), Normal(np.zeros(3), np.full(3, 1e-130)), 50,
+                                 baseline="loo")):
+        for g in est.grad.values():
+            np.testing.assert_array_equal(g, 0.0)
+
+
+def test_values_that_the_distributions_dtype_cannot_hold_are_refused_by_name():
+    """f or grad_f finite in float64 but past float32's range, for a float32 distribution (cast after the
+    check: NaN or inf estimates, differing by backend); the delta control variate's callables at the mean."""
+    d = Normal(np.zeros(2, np.float32), np.ones(2, np.float32))
+    with pytest.raises(ValueError, match="f returned values beyond the range of float32"):
+        E.score_function(lambda x: np.full(len(x), 1e39), d, 4)
+    with pytest.raises(ValueError, match="grad_f returned values beyond the range of float32"):
+        E.pathwise(lambda x: x.sum(1), d, 4, grad_f=lambda x: np.full(x.shape, 1e39))
+    d64 = Normal(np.zeros(2), np.ones(2))
+    with pytest.raises(TypeError, match="grad_f must return a real array"):
+        E.score_function(lambda x: x.sum(1), d64, 4, control_variate="delta", grad_f=lambda x: "abc",
+                         hess_f=np.zeros_like)
+    with pytest.raises(ValueError, match="f returned NaN or inf at the distribution's mean"):
+        E.score_function(lambda x: np.full(len(x), np.nan), d64, 4, control_variate="delta", grad_f=np.ones_like,
+                         hess_f=np.zeros_like)
 
 
 def test_optimal_coefficient():

@@ -71,13 +71,15 @@ void score_accumulate(const T* score, const T* f, const T* baseline, bool loo, i
   double total = 0.0;  // fixed (sequential) order: the same for any thread count
   if (loo)
     for (int64_t i = 0; i < n; ++i) total += static_cast<double>(f[i]);
-  const double inv_nm1 = loo ? 1.0 / static_cast<double>(n - 1) : 0.0;
+  // divided, not multiplied by 1 / (n - 1): the leave-one-out mean of a constant f is then that constant
+  // exactly (a rounded reciprocal left 4e-16 of it, which scores of 1e130 turned into terms of 1e114)
+  const double nm1 = static_cast<double>(n - 1);
   std::vector<double> resid(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     const double fi = static_cast<double>(f[i]);
     double b = 0.0;
     if (loo)
-      b = (total - fi) * inv_nm1;
+      b = (total - fi) / nm1;
     else if (baseline)
       b = static_cast<double>(baseline[i]);
     resid[i] = fi - b;
@@ -247,11 +249,11 @@ void score_normal_accumulate(const T* x, const T* loc, const T* scale, const T* 
   double total = 0.0;  // sequential: the same for any thread count
   if (loo)
     for (int64_t i = 0; i < n; ++i) total += static_cast<double>(f[i]);
-  const double inv_nm1 = loo ? 1.0 / static_cast<double>(n - 1) : 0.0;
+  const double nm1 = static_cast<double>(n - 1);  // divided by, as in score_accumulate
   std::vector<double> resid(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     const double fi = static_cast<double>(f[i]);
-    const double b = loo ? (total - fi) * inv_nm1 : baseline ? static_cast<double>(baseline[i]) : 0.0;
+    const double b = loo ? (total - fi) / nm1 : baseline ? static_cast<double>(baseline[i]) : 0.0;
     resid[i] = fi - b;
   }
   const double* r = resid.data();

@@ -248,13 +248,22 @@ class DeltaControlVariate:
         mu = np.broadcast_to(np.asarray(dist.mean, dtype=np.float64), shape)
         self.mu = np.ascontiguousarray(mu.reshape(-1))
         x0 = mu[None].astype(dist.dtype)
-        f0 = np.asarray(f(x0), dtype=np.float64)
-        if f0.shape != (1,) or not np.isfinite(f0).all():
-            raise ValueError(f"f must return a finite array of shape (1,) for one input, got {f0.shape}")
-        g0 = np.asarray(grad_f(x0), dtype=np.float64)
-        if g0.shape != (1,) + shape or not np.isfinite(g0).all():
-            raise ValueError(f"grad_f must return a finite array of shape {(1,) + shape}, got {g0.shape}")
-        h0 = np.asarray(hess_f(x0), dtype=np.float64)
+
+        def at_mean(fn, name, want=None):
+            try:
+                v = np.asarray(fn(x0), dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"{name} must return a real array") from exc
+            if want is not None and v.shape != want:
+                raise ValueError(f"{name} must return an array of shape {want} for one input, got {v.shape}")
+            if not np.isfinite(v).all():
+                raise ValueError(f"{name} returned NaN or inf at the distribution's mean, where the delta control "
+                                 "variate expands f")
+            return v
+
+        f0 = at_mean(f, "f", (1,))
+        g0 = at_mean(grad_f, "grad_f", (1,) + shape)
+        h0 = at_mean(hess_f, "hess_f")
         self.f0 = float(f0[0])
         self.g0 = np.ascontiguousarray(g0.reshape(-1))
         if self.event:
@@ -265,8 +274,6 @@ class DeltaControlVariate:
         elif h0.shape != (1,) + shape:
             raise ValueError(f"hess_f must return shape {(1,) + shape} (diagonal) or {(1,) + shape + shape}, "
                              f"got {h0.shape}")
-        if not np.isfinite(h0).all():
-            raise ValueError("hess_f must return finite values")
         self.var = np.broadcast_to(np.asarray(dist.variance, dtype=np.float64), shape).reshape(-1)
         self.h0 = np.ascontiguousarray(h0.reshape(-1))
 
@@ -285,8 +292,6 @@ class DeltaControlVariate:
         else:
             raise ValueError(f"hess_f must return shape {(1,) + shape} (diagonal), {(1,) + batch + (k, k)} (one "
                              f"block per vector) or {(1,) + shape + shape}, got {h0.shape}")
-        if not np.isfinite(H).all():
-            raise ValueError("hess_f must return finite values")
         self.H = 0.5 * (H + np.swapaxes(H, 1, 2))
         self.cov = np.broadcast_to(np.asarray(self.dist.covariance_matrix, dtype=np.float64),
                                    batch + (k, k)).reshape(B, k, k)
@@ -467,7 +472,8 @@ class RelaxSurrogate:
         if not self.tune_temperature:
             g[1] = 0.0
         if not np.isfinite(g).all():
-            raise FloatingPointError("non-finite surrogate gradient; lower the surrogate's lr")
+            raise FloatingPointError("non-finite surrogate gradient: the estimator's squared terms overflowed (|f| "
+                                     "beyond ~1e150: rescale f) or the surrogate diverged (lower its lr)")
         self._opt.step(g)
         self.n_updates += 1
         self.objective.append(float(objective))

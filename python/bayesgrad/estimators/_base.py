@@ -93,7 +93,18 @@ def eval_f(f, x, dtype, name="f"):
         raise ValueError(f"{name} must map (m, ...) inputs to shape (m,) (m = {m}), got shape {y.shape}")
     if not np.isfinite(y).all():
         raise ValueError(f"{name} returned NaN or inf")
-    return np.ascontiguousarray(y, dtype=dtype)
+    return _narrowed(y, dtype, name)
+
+
+def _narrowed(y, dtype, name):
+    """y (finite float64) in ``dtype``, refused by name where that overflows (the float32 of a float32
+    distribution: values past 3.4e38 became inf after the check and NaN in the estimate)."""
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(y, dtype=dtype)
+    if out.dtype != np.float64 and not np.isfinite(out).all():
+        raise ValueError(f"{name} returned values beyond the range of {out.dtype} (|value| > "
+                         f"{float(np.finfo(out.dtype).max):.3g}), the distribution's dtype: use float64 parameters")
+    return out
 
 
 def eval_like(fn, x, dtype, name, finite=True):
@@ -108,6 +119,7 @@ def eval_like(fn, x, dtype, name, finite=True):
         raise ValueError(f"{name} must return the shape of its input {x.shape}, got {y.shape}")
     if finite:
         check_finite(y, name)
+        return _narrowed(y, dtype, name)
     return np.ascontiguousarray(y, dtype=dtype)
 
 
