@@ -452,6 +452,32 @@ def test_set_order_probabilities(k):
             np.testing.assert_allclose(res[0][1], res[1][1], rtol=1e-13, atol=1e-16)
 
 
+def test_set_outside_mass_parity_and_errors():
+    """The mass outside sets of distinct configurations (the trie of each set): native against twin and
+    both against the sum over the complement (3 coordinates x 4 classes, sets of 1 to 12 and the whole
+    support, one coordinate's classes e^-40 apart); class indices outside [0, K) refused."""
+    import itertools
+
+    r = np.random.default_rng(12)
+    lp = np.log(r.dirichlet(np.ones(4), size=3))
+    lp[2] = [0.0, -40.0, -41.0, -80.0]
+    lp[2] -= np.logaddexp.reduce(lp[2])
+    configs = np.array(list(itertools.product(range(4), repeat=3)))
+    logp_all = lp[np.arange(3), configs].sum(1)
+    for k in (1, 5, 12, 64):
+        idx = np.array([r.choice(64, size=k, replace=False) for _ in range(20)])
+        conf = np.ascontiguousarray(configs[idx])
+        want = np.array([np.logaddexp.reduce(np.delete(logp_all, row)) if k < 64 else -np.inf for row in idx])
+        for mod in _modules():
+            out = np.empty(20)
+            mod.set_outside_mass(conf, lp, out)
+            np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)
+            bad = conf.copy()
+            bad[0, 0, 1] = 4
+            with pytest.raises(ValueError, match="out of range"):
+                mod.set_outside_mass(bad, lp, out)
+
+
 def test_categorical_set_terms():
     r = np.random.default_rng(9)
     n, k, D, K = 50, 4, 3, 5

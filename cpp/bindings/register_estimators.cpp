@@ -399,6 +399,25 @@ void bind_f64(py::module_& m) {
       "without replacement, from their log-probabilities log_p (n, k) and log_rest (n,) the log of the mass "
       "outside each set (-inf: none) (float64).");
   m.def(
+      "set_outside_mass",
+      [](py::array_t<int64_t, py::array::c_style> conf, in_array<D> log_probs, out_array<D> out) {
+        if (conf.ndim() != 3) throw std::invalid_argument("conf must have shape (n, k, D)");
+        const int64_t n = conf.shape(0), k = conf.shape(1), d = conf.shape(2);
+        int64_t dp, kc;
+        matrix_shape(log_probs, "log_probs", dp, kc);
+        if (dp != d) throw std::invalid_argument("log_probs must have shape (D, K)");
+        require_writeable(out, "out");
+        check_vec<D>(out, n, "out");
+        const int64_t* pc = conf.data();
+        const D* pl = log_probs.data();
+        D* po = out.mutable_data();
+        py::gil_scoped_release rel;
+        set_outside_mass(pc, pl, n, k, d, kc, po);
+      },
+      py::arg("conf").noconvert(), py::arg("log_probs").noconvert(), py::arg("out").noconvert(),
+      "log of the probability mass outside each set of k distinct configurations conf (n, k, D) of D Categorical "
+      "coordinates with log-probabilities log_probs (D, K), into out (n,) (-inf: the whole support; float64).");
+  m.def(
       "categorical_set_terms",
       [](py::array_t<int64_t, py::array::c_style> conf, in_array<D> c, in_array<D> probs, out_array<D> terms) {
         if (conf.ndim() != 3) throw std::invalid_argument("conf must have shape (n, k, D)");

@@ -468,6 +468,70 @@ void set_order_probabilities(const double* log_p, const double* log_rest, int64_
   });
 }
 
+void set_outside_mass(const int64_t* conf, const double* log_probs, int64_t n, int64_t k, int64_t d, int64_t kc,
+                      double* out) {
+  constexpr double kDirectRest = 1e-2;
+  for (int64_t e = 0; e < n * k * d; ++e)  // before any work: the trie indexes log_probs by these
+    if (conf[e] < 0 || conf[e] >= kc) throw std::invalid_argument("class index out of range [0, K)");
+  const double ninf = -std::numeric_limits<double>::infinity();
+  parallel_chunks((n + 63) / 64, [&](int64_t ch) {
+    const int64_t i0 = ch * 64, i1 = std::min(n, i0 + 64);
+    std::vector<int64_t> group(static_cast<size_t>(k)), next(static_cast<size_t>(k));
+    std::vector<double> logw(static_cast<size_t>(k));
+    std::vector<unsigned char> taken(static_cast<size_t>(kc));
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t* ci = conf + i * k * d;
+      // 1 - sum_S p(s) where that leaves at least 1e-2: its rounding (~(k + D) 1e-16) is then below 1e-13
+      // of it, and the trie (a log-sum-exp per group and coordinate) is needed only for sets holding
+      // almost all the mass
+      double inside = 0.0;
+      for (int64_t e = 0; e < k; ++e) {
+        double l = 0.0;
+        for (int64_t c = 0; c < d; ++c) l += log_probs[c * kc + ci[e * d + c]];
+        inside += std::exp(l);
+      }
+      if (1.0 - inside >= kDirectRest) {
+        out[i] = std::log1p(-inside);
+        continue;
+      }
+      std::fill(group.begin(), group.end(), int64_t{0});
+      std::fill(logw.begin(), logw.end(), 0.0);
+      double acc = ninf;
+      for (int64_t c = 0; c < d; ++c) {
+        const double* lp = log_probs + c * kc;
+        for (int64_t e = 0; e < k; ++e) {
+          if (group[e] != e) continue;  // one term per group of configurations sharing classes before c
+          std::fill(taken.begin(), taken.end(), 0);
+          for (int64_t e2 = e; e2 < k; ++e2)
+            if (group[e2] == e) taken[ci[e2 * d + c]] = 1;
+          double mx = ninf;
+          for (int64_t j = 0; j < kc; ++j)
+            if (!taken[j]) mx = std::max(mx, lp[j]);
+          if (mx == ninf) continue;  // every class taken here: nothing leaves the trie
+          double sum = 0.0;
+          for (int64_t j = 0; j < kc; ++j)
+            if (!taken[j]) sum += std::exp(lp[j] - mx);
+          const double term = logw[e] + mx + std::log(sum);
+          const double hi = std::max(acc, term), lo = std::min(acc, term);
+          acc = hi == ninf ? ninf : hi + std::log1p(std::exp(lo - hi));
+        }
+        for (int64_t e = 0; e < k; ++e) {  // the groups one coordinate on: the first member with the same class
+          int64_t g = e;
+          for (int64_t e2 = 0; e2 < e; ++e2)
+            if (group[e2] == group[e] && ci[e2 * d + c] == ci[e * d + c]) {
+              g = e2;
+              break;
+            }
+          next[e] = g;
+          logw[e] += lp[ci[e * d + c]];
+        }
+        std::swap(group, next);
+      }
+      out[i] = acc;
+    }
+  });
+}
+
 void categorical_set_terms(const int64_t* conf, const double* c, const double* probs, int64_t n, int64_t k,
                            int64_t d, int64_t kc, double* terms) {
   parallel_chunks((n + 255) / 256, [&](int64_t ch) {

@@ -230,6 +230,15 @@ void gamma_weak_parts(const double* alpha, const double* eps, const double* psi,
 void set_order_probabilities(const double* log_p, const double* log_rest, int64_t n, int64_t k, double* first,
                              double* second);
 
+// log of the probability mass outside each set of k distinct configurations conf (n, k, D) of D
+// Categorical coordinates with log-probabilities log_probs (D, K), into out (n): by the trie of the
+// set, a coordinate at a time, each group of configurations sharing their classes before coordinate c
+// adding its prefix probability times the mass of the classes none of them takes at c (sums of
+// non-negative terms; -inf for the whole support); log1p(-sum_S p(s)) instead where that leaves at
+// least 1e-2 (its rounding then below 1e-13 of it). Class indices outside [0, K) throw.
+void set_outside_mass(const int64_t* conf, const double* log_probs, int64_t n, int64_t k, int64_t d, int64_t kc,
+                      double* out);
+
 // Score-function terms of a Categorical's logits over sets: terms[i, d, :] =
 // sum_s c[i, s] (onehot(conf[i, s, d]) - probs[d, :]) for conf (n, k, D) class indices,
 // c (n, k), probs (D, K); terms (n, D, K).

@@ -22,7 +22,7 @@ __all__ = ["column_mean_var", "score_accumulate", "pathwise_accumulate", "contro
            "relax_categorical_sample", "relax_categorical_part", "relax_categorical_combine",
            "gumbel_beam_search", "pathwise_normal_accumulate",
            "score_normal_accumulate", "normal_multisample_terms", "gamma_weak_parts",
-           "set_order_probabilities", "categorical_set_terms", "normal_scores",
+           "set_order_probabilities", "set_outside_mass", "categorical_set_terms", "normal_scores",
            "coordinate_points"]
 
 
@@ -612,6 +612,42 @@ def set_order_probabilities(log_p, log_rest, first, second):
                       dtype=np.int64)  # (k, k-1, k-2)
         l2 = _log_set_probability(log_p[:, pr], log_rest[:, None, None])  # (n, k, k-1)
         second[:, rows, others] = np.exp(log_p[:, others] - left1[:, :, None] + l2 - l1[:, :, None])
+
+
+def set_outside_mass(conf, log_probs, out):
+    """log of the probability mass outside each set of k distinct configurations conf (n, k, D) of D Categorical
+    coordinates with log-probabilities log_probs (D, K), into out (n,) (-inf: the whole support; float64)."""
+    if not isinstance(conf, np.ndarray) or conf.dtype != np.int64 or conf.ndim != 3:
+        raise ValueError("conf must be an int64 array of shape (n, k, D)")
+    n, k, D = conf.shape
+    lp = _matrix(_f64(log_probs, "log_probs"), "log_probs")
+    if lp.shape[0] != D:
+        raise ValueError("log_probs must have shape (D, K)")
+    K = lp.shape[1]
+    _out64(out, "out", (n,))
+    if conf.size and (conf.min() < 0 or conf.max() >= K):
+        raise ValueError("class index out of range [0, K)")
+    rows = np.arange(n)[:, None]
+    group = np.zeros((n, k), dtype=np.int64)  # each configuration's prefix group: its first member's index
+    logw = np.zeros((n, k))  # the log-probability of the prefix
+    acc = np.full(n, -np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for d in range(D):
+            c = conf[:, :, d]
+            taken = np.zeros((n, k, K), dtype=bool)
+            taken[rows, group, c] = True  # the classes each group takes at d
+            free = np.where(taken, -np.inf, lp[d])
+            mx = free.max(-1)
+            left = mx + np.log(np.exp(free - np.where(np.isfinite(mx), mx, 0.0)[..., None]).sum(-1))
+            head = group == np.arange(k)  # one term per group, at its first member
+            acc = np.logaddexp(acc, np.logaddexp.reduce(np.where(head, logw + left, -np.inf), axis=1))
+            same = (group[:, :, None] == group[:, None, :]) & (c[:, :, None] == c[:, None, :])
+            group = same.argmax(axis=2)
+            logw = logw + lp[d, c]
+    # where 1 - sum_S p(s) leaves at least 1e-2, that (its rounding below 1e-13 of it), as natively
+    inside = np.exp(lp[np.arange(D), conf].sum(-1)).sum(1)
+    direct = 1.0 - inside >= 1e-2
+    out[...] = np.where(direct, np.log1p(-np.minimum(inside, 1.0 - 1e-2)), acc)
 
 
 def categorical_set_terms(conf, c, probs, terms):

@@ -80,8 +80,9 @@ def log_outside_mass(conf, log_probs):
 
     By the trie of the sets' configurations, a coordinate at a time: at coordinate d every group of
     a set's configurations sharing classes before d adds its prefix probability times the mass of the
-    classes none of them takes at d. A sum of non-negative terms, accurate where 1 - sum_S p(s)
-    cancels (a set holding almost all the mass beside configurations of probability 1e-17).
+    classes none of them takes at d (the kernel ``estimators.set_outside_mass``). A sum of non-negative
+    terms, accurate where 1 - sum_S p(s) cancels (a set holding almost all the mass beside
+    configurations of probability 1e-17).
 
     Parameters
     ----------
@@ -92,27 +93,12 @@ def log_outside_mass(conf, log_probs):
     -------
     (n,) float64; -inf where a set is the whole support
     """
-    conf = np.asarray(conf)
-    n, k, D = conf.shape
-    lp = np.asarray(log_probs, dtype=np.float64)
-    K = lp.shape[1]
-    rows = np.arange(n)[:, None]
-    group = np.zeros((n, k), dtype=np.int64)  # each configuration's prefix group: its first member's index
-    logw = np.zeros((n, k))  # the log-probability of the prefix
-    out = np.full(n, -np.inf)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for d in range(D):
-            c = conf[:, :, d]
-            taken = np.zeros((n, k, K), dtype=bool)
-            taken[rows, group, c] = True  # the classes each group takes at d
-            free = np.where(taken, -np.inf, lp[d])
-            mx = free.max(-1)
-            left = mx + np.log(np.exp(free - np.where(np.isfinite(mx), mx, 0.0)[..., None]).sum(-1))
-            head = group == np.arange(k)  # one term per group, at its first member
-            out = np.logaddexp(out, np.logaddexp.reduce(np.where(head, logw + left, -np.inf), axis=1))
-            same = (group[:, :, None] == group[:, None, :]) & (c[:, :, None] == c[:, None, :])
-            group = same.argmax(axis=2)
-            logw = logw + lp[d, c]
+    conf = np.ascontiguousarray(conf, dtype=np.int64)
+    if conf.ndim != 3:
+        raise ValueError(f"conf must have shape (n, k, D), got {conf.shape}")
+    lp = np.ascontiguousarray(log_probs, dtype=np.float64)
+    out = np.empty(conf.shape[0])
+    _backend.kernels().estimators.set_outside_mass(conf, lp, out)
     return out
 
 
