@@ -99,9 +99,11 @@ def eval_f(f, x, dtype, name="f"):
 def _narrowed(y, dtype, name):
     """y (finite float64) in ``dtype``, refused by name where that overflows (the float32 of a float32
     distribution: values past 3.4e38 became inf after the check and NaN in the estimate)."""
+    if np.dtype(dtype) == np.float64:
+        return np.ascontiguousarray(y)
     with np.errstate(over="ignore"):
         out = np.ascontiguousarray(y, dtype=dtype)
-    if out.dtype != np.float64 and not np.isfinite(out).all():
+    if not np.isfinite(out).all():
         raise ValueError(f"{name} returned values beyond the range of {out.dtype} (|value| > "
                          f"{float(np.finfo(out.dtype).max):.3g}), the distribution's dtype: use float64 parameters")
     return out
