@@ -384,6 +384,30 @@ def test_values_that_the_distributions_dtype_cannot_hold_are_refused_by_name():
                          hess_f=np.zeros_like)
 
 
+def test_per_sample_must_be_a_bool_for_every_estimator():
+    """per_sample="maybe" (truthy) is refused by name before any draw, by every estimator that takes it."""
+    nrm, brn = Normal(np.zeros(2), np.ones(2)), Bernoulli(logits=np.zeros(2))
+    cat = Categorical(logits=np.zeros((2, 3)))
+    f, g = (lambda x: x.sum(-1) if x.ndim == 2 else x.sum((-2, -1))), np.ones_like
+    calls = [lambda: E.pathwise(f, nrm, 4, grad_f=g, per_sample="maybe"),
+             lambda: E.score_function(f, nrm, 4, per_sample="maybe"),
+             lambda: E.measure_valued(f, nrm, 4, per_sample="maybe"),
+             lambda: E.reinforce_loo(f, brn, 4, per_sample="maybe"),
+             lambda: E.arm(f, brn, 4, per_sample="maybe"),
+             lambda: E.disarm(f, brn, 4, per_sample="maybe"),
+             lambda: E.gumbel_softmax(f, brn, 4, per_sample="maybe"),
+             lambda: E.rebar(f, brn, 4, grad_f=g, per_sample="maybe"),
+             lambda: E.relax(f, brn, 4, per_sample="maybe"),
+             lambda: E.unordered_set(lambda x: x.sum((-1,)).astype(float), cat, 4, per_sample="maybe"),
+             lambda: E.reinforce_wor(lambda x: x.sum((-1,)).astype(float), cat, 4, per_sample="maybe"),
+             lambda: E.iwae(lambda z: -0.5 * (z * z).sum(-1), nrm, 4, grad_f=lambda z: -z, per_sample="maybe"),
+             lambda: E.dreg(lambda z: -0.5 * (z * z).sum(-1), nrm, 4, grad_f=lambda z: -z, per_sample="maybe"),
+             lambda: E.vimco(lambda z: -0.5 * (z * z).sum(-1), nrm, 4, per_sample="maybe")]
+    for call in calls:
+        with pytest.raises(TypeError, match="per_sample must be True or False"):
+            call()
+
+
 def test_optimal_coefficient():
     r = np.random.default_rng(0)
     b = r.standard_normal((500, 2))

@@ -186,6 +186,13 @@ def integer(n, name, minimum=None):
     return n
 
 
+def flag(value, name):
+    """``value`` as a bool; TypeError naming ``name`` unless it is True or False (NumPy's bool too)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def option(value, name, choices, aliases=None):
     """A string option from ``choices`` (aliases mapped to their canonical name)."""
     if not isinstance(value, str):

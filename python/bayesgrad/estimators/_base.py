@@ -64,12 +64,13 @@ class Estimate:
         return f"Estimate({self.estimator}, n={self.n_samples}, value={self.value:.6g}, grad: {parts})"
 
 
-def setup(f, dist, n_samples, seed, stream, minimum=1):
+def setup(f, dist, n_samples, seed, stream, minimum=1, per_sample=False):
     """Checked ``(n_samples, seed, stream)`` of an estimator call; raises before any draw.
 
-    Checks ``f`` callable, ``dist`` a bayesgrad distribution, ``n_samples >= minimum`` and that
-    the ``(n, *dist.shape)`` draws and per-sample terms fit in memory.
+    Checks ``f`` callable, ``dist`` a bayesgrad distribution, ``n_samples >= minimum``, ``per_sample``
+    True or False, and that the ``(n, *dist.shape)`` draws and per-sample terms fit in memory.
     """
+    C.flag(per_sample, "per_sample")
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}")
     if not isinstance(dist, Distribution):

@@ -34,8 +34,8 @@ def _family(dist, allowed):
     return fam
 
 
-def _bernoulli_setup(f, dist, n_samples, seed, stream):
-    n, seed, stream = setup(f, dist, n_samples, seed, stream)
+def _bernoulli_setup(f, dist, n_samples, seed, stream, per_sample):
+    n, seed, stream = setup(f, dist, n_samples, seed, stream, per_sample=per_sample)
     _family(dist, ("bernoulli",))
     shape = tuple(dist.batch_shape)
     eta = np.broadcast_to(np.asarray(dist.logits, dtype=np.float64), shape)
@@ -55,7 +55,7 @@ def arm(f, dist, n_samples, seed=0, stream=0, *, per_sample=False):
     ``(f(1[u > sigmoid(-eta)]) - f(1[u < sigmoid(eta)])) (u - 1/2)``, u ~ Uniform(0,1)^D:
     two evaluations of f per sample. ``value`` is the mean of f at the two points.
     """
-    n, seed, eta, u = _bernoulli_setup(f, dist, n_samples, seed, stream)
+    n, seed, eta, u = _bernoulli_setup(f, dist, n_samples, seed, stream, per_sample)
     dt = dist.dtype
     b1 = (u > sigmoid(-eta)).astype(dt)
     b2 = (u < sigmoid(eta)).astype(dt)
@@ -71,7 +71,7 @@ def disarm(f, dist, n_samples, seed=0, stream=0, *, per_sample=False):
     b = 1[u < sigmoid(eta)], b~ = 1[1 - u < sigmoid(eta)] (antithetic);
     ``1/2 (f(b) - f(b~)) (-1)^b~ 1[b != b~] sigmoid(|eta|)``: two evaluations per sample.
     """
-    n, seed, eta, u = _bernoulli_setup(f, dist, n_samples, seed, stream)
+    n, seed, eta, u = _bernoulli_setup(f, dist, n_samples, seed, stream, per_sample)
     dt = dist.dtype
     p = sigmoid(eta)
     b = (u < p).astype(dt)
@@ -113,7 +113,7 @@ def gumbel_softmax(f, dist, n_samples, seed=0, stream=0, *, temperature=1.0, gra
     Estimate of the relaxed objective's value and its gradient w.r.t. ``logits``;
     ``info``: temperature, straight_through, biased (True)
     """
-    n, seed, stream = setup(f, dist, n_samples, seed, stream)
+    n, seed, stream = setup(f, dist, n_samples, seed, stream, per_sample=per_sample)
     fam = _family(dist, ("bernoulli", "categorical"))
     tau = C.scalar(temperature, "temperature")
     if tau <= 0:

@@ -118,7 +118,7 @@ def pathwise(f, dist, n_samples, seed=0, stream=0, *, grad_f=None, per_sample=Fa
     per_sample : bool
         Keep the per-sample gradients in ``est.per_sample``.
     """
-    n, seed, stream = setup(f, dist, n_samples, seed, stream)
+    n, seed, stream = setup(f, dist, n_samples, seed, stream, per_sample=per_sample)
     if getattr(dist, "reparam", None) is None:
         raise TypeError(f"{type(dist).__name__} has no reparameterisation gradient; "
                         "use score_function (or a discrete estimator)")
@@ -173,7 +173,7 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
     n_control : int, default n_samples
     per_sample : bool
     """
-    n, seed, stream = setup(f, dist, n_samples, seed, stream)
+    n, seed, stream = setup(f, dist, n_samples, seed, stream, per_sample=per_sample)
     if isinstance(baseline, MovingAverageBaseline):
         mode = "moving"
     elif baseline is None:
@@ -355,7 +355,7 @@ def measure_valued(f, dist, n_samples, seed=0, stream=0, *, coupling=True, per_s
     -------
     Estimate; ``n_evaluations`` counts every point f saw; ``info``: coupling.
     """
-    n, seed, stream = setup(f, dist, n_samples, seed, stream)
+    n, seed, stream = setup(f, dist, n_samples, seed, stream, per_sample=per_sample)
     if not isinstance(coupling, (bool, np.bool_)):
         raise TypeError("coupling must be True or False")
     if not isinstance(dist, Normal):

@@ -37,8 +37,8 @@ from ..distributions._base import sum_to_shape
 from ._base import Estimate, eval_f, eval_like, grads_from_terms, setup
 
 
-def _groups(f, dist, n_samples, k, seed, stream, minimum_k=1):
-    n, seed, stream = setup(f, dist, n_samples, seed, stream)
+def _groups(f, dist, n_samples, k, seed, stream, minimum_k=1, per_sample=False):
+    n, seed, stream = setup(f, dist, n_samples, seed, stream, per_sample=per_sample)
     k = C.integer(k, "k", minimum_k)
     C.check_allocation(C.n_bytes((n * k,) + tuple(dist.shape), np.float64, copies=4),
                        f"n_samples={n}, k={k}: the n k draws and per-draw terms")
@@ -62,7 +62,7 @@ _MODES = {"iwae": 0, "dreg": 1, "dreg_rws": 2, "vimco": 3}
 def _normal_groups(f, dist, n_samples, k, seed, stream, grad_f, mode, per_sample, name, info, minimum_k=1):
     """The Normal-q estimators in one native pass (``estimators.normal_multisample_terms``): log q,
     the weights, the bound and the per-group terms from the draws, f and grad_f."""
-    n, seed, stream = setup(f, dist, n_samples, seed, stream)
+    n, seed, stream = setup(f, dist, n_samples, seed, stream, per_sample=per_sample)
     k = C.integer(k, "k", minimum_k)
     C.check_allocation(C.n_bytes((n * k,) + tuple(dist.shape), np.float64, copies=4),
                        f"n_samples={n}, k={k}: the n k draws and per-draw terms")
@@ -162,7 +162,7 @@ def vimco(f, dist, n_samples, seed=0, stream=0, *, k=8, per_sample=False):
     if isinstance(dist, Normal):  # log q, the signal and the scores in one native pass
         return _normal_groups(f, dist, n_samples, k, seed, stream, None, "vimco", per_sample, "vimco", {},
                               minimum_k=2)
-    n, k, seed, z, logw, bound, wt = _groups(f, dist, n_samples, k, seed, stream, minimum_k=2)
+    n, k, seed, z, logw, bound, wt = _groups(f, dist, n_samples, k, seed, stream, minimum_k=2, per_sample=per_sample)
     # L - L_{-j} - w~_j, L_{-j} with w_j replaced by the geometric mean of the others (native kernel)
     signal = np.empty((n, k))
     _backend.kernels().estimators.vimco_signal(np.ascontiguousarray(logw, dtype=np.float64), signal)

@@ -132,7 +132,7 @@ def _estimate(*args):
 
 
 def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate, train, baseline, per_sample):
-    n, seed, stream = setup(f, dist, n_samples, seed, stream)
+    n, seed, stream = setup(f, dist, n_samples, seed, stream, per_sample=per_sample)
     fam = _family(dist, ("bernoulli", "categorical"))
     loo = C.option("none" if baseline is None else baseline, "baseline", ("none", "loo")) == "loo"
     if loo and n < 2:

@@ -128,8 +128,8 @@ def order_probabilities(log_p, log_rest):
     return first, second
 
 
-def _draw_sets(f, dist, n_samples, seed, stream, k):
-    n, seed, stream = setup(f, dist, n_samples, seed, stream)
+def _draw_sets(f, dist, n_samples, seed, stream, k, per_sample):
+    n, seed, stream = setup(f, dist, n_samples, seed, stream, per_sample=per_sample)
     if not isinstance(dist, Categorical):
         raise TypeError(f"this estimator needs a Categorical distribution, got {type(dist).__name__}")
     if "logits" not in dist.params:
@@ -194,7 +194,7 @@ def unordered_set(f, dist, n_samples, seed=0, stream=0, *, k=4, baseline=True, p
         raise TypeError("baseline must be True or False")
     if baseline and C.integer(k, "k", 1) < 2:
         raise ValueError("the built-in baseline needs k >= 2 (or baseline=False)")
-    n, seed, k, top, fx = _draw_sets(f, dist, n_samples, seed, stream, k)
+    n, seed, k, top, fx = _draw_sets(f, dist, n_samples, seed, stream, k, per_sample)
     log_rest = _log_rest(dist, top)
     first, second = order_probabilities(top.log_prob, log_rest)
     if baseline:
@@ -238,7 +238,7 @@ def reinforce_wor(f, dist, n_samples, seed=0, stream=0, *, k=4, baseline=None, p
     mode = C.option("none" if baseline is None else baseline, "baseline", ("none", "normalized"))
     if mode == "normalized" and C.integer(k, "k", 1) < 2:
         raise ValueError("the normalized baseline needs k >= 2 (with k = 1 it cancels the estimate)")
-    n, seed, k, top, fx = _draw_sets(f, dist, n_samples, seed, stream, k)
+    n, seed, k, top, fx = _draw_sets(f, dist, n_samples, seed, stream, k, per_sample)
     # q(s) = P(G_s > kappa) = 1 - exp(-exp(log p(s) - kappa)); 1 when kappa = -inf
     with np.errstate(over="ignore"):
         q = -np.expm1(-np.exp(top.log_prob - top.threshold[:, None]))
