@@ -172,7 +172,12 @@ def _logits_gradient(dist, fx, fam, shape, D, K):
         for e in range(D):
             if e != d:
                 w = np.multiply.outer(w, P[e]).reshape(-1)
-        delta = ((Fd[:, None, :] - Fd[None, :, :]) * w).sum(-1)  # (K, K): E[f | c] - E[f | c']
+        # (K, K): E[f | c] - E[f | c'], a block of c' at a time (K^2 K^(D-1) values in all: 4e9 for one
+        # coordinate of 65536 classes)
+        delta = np.empty((K, K))
+        step = max(1, (1 << 22) // max(1, Fd.size))
+        for c0 in range(0, K, step):
+            delta[:, c0:c0 + step] = ((Fd[:, None, :] - Fd[None, c0:c0 + step, :]) * w).sum(-1)
         out[d] = P[d] * (delta * P[d][None, :]).sum(1)
     g = out[:, 1] if fam == "bernoulli" else out  # a Bernoulli logit is class 1's
     g = g.reshape(shape if fam == "bernoulli" else shape + (K,))
