@@ -444,6 +444,12 @@ def test_kl_unregistered_pair_raises():
     assert D.kl_divergence(D.Uniform(0.0, 2.0), D.Uniform(0.5, 1.0)) == np.inf
 
 
+def test_parameters_of_more_than_32_dimensions_are_refused_by_name():
+    """NumPy's broadcasting takes at most 32 dimensions; a 33-dimensional parameter raised its RuntimeError."""
+    with pytest.raises(ValueError, match="loc has 33 dimensions; at most 32"):
+        D.Normal(np.zeros((1,) * 33), np.ones((1,) * 33))
+
+
 def test_probs_scores_at_the_ends_of_the_simplex():
     """d log p(x) / d probs where a probability is 0 or 1, at the values that can be drawn: each term of
     the score only where its indicator is non-zero (x / p - (1 - x) / (1 - p) at x = 1, p = 1 was

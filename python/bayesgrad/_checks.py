@@ -215,7 +215,11 @@ def shape_tuple(shape, name="shape"):
 
 
 def broadcast_shapes(named):
-    """Common batch shape of several named arrays, with a clear error."""
+    """Common batch shape of several named arrays, with a clear error (NumPy's broadcasting takes at most 32
+    dimensions: more raised its RuntimeError)."""
+    for k, v in named.items():
+        if np.ndim(v) > 32:
+            raise ValueError(f"{k} has {np.ndim(v)} dimensions; at most 32 are supported")
     try:
         return np.broadcast_shapes(*(np.shape(a) for a in named.values()))
     except ValueError as exc:
