@@ -443,6 +443,8 @@ def test_set_order_probabilities(k):
         second = np.empty((n, k, k)) if k >= 2 else None
         mod.set_order_probabilities(log_p, np.log(outside), first, second)
         np.testing.assert_allclose(first, first_ref, rtol=1e-10)
+        with pytest.raises(ValueError, match="log_rest"):  # one outside mass per set
+            mod.set_order_probabilities(log_p, np.log(outside[:-1]), first, second)
         if k >= 2:
             np.testing.assert_allclose(second, second_ref, rtol=1e-10, atol=1e-15)
         res.append((first, second))

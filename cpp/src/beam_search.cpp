@@ -347,6 +347,18 @@ namespace {
 // first): no exp or log per subset. When a subset leaves little mass (L < 1e-12: R could overflow),
 // the recursion runs in log space, each log L a max-shifted log-sum-exp.
 // q, rest: 2^m scratch. p: exp(lp), which the callers have at hand.
+// log(rest + sum_{j not in mask} p_j) over m elements with log-probabilities lp (max-shifted).
+double log_left(const double* lp, int m, int mask, double log_rest) {
+  double mx = log_rest;
+  for (int j = 0; j < m; ++j)
+    if (!(mask >> j & 1)) mx = std::max(mx, lp[j]);
+  if (mx == -std::numeric_limits<double>::infinity()) return mx;
+  double sum = std::exp(log_rest - mx);
+  for (int j = 0; j < m; ++j)
+    if (!(mask >> j & 1)) sum += std::exp(lp[j] - mx);
+  return mx + std::log(sum);
+}
+
 double log_set_prob(const double* lp, const double* p, int m, double log_rest, double* q, double* rest) {
   if (m == 0) return 0.0;
   double sum_lp = 0.0;
@@ -377,15 +389,7 @@ double log_set_prob(const double* lp, const double* p, int m, double log_rest, d
     }
     return sum_lp + std::log(q[full]);
   }
-  for (int mask = 0; mask < full; ++mask) {  // log L, shifted by its largest term
-    double mx = log_rest;
-    for (int j = 0; j < m; ++j)
-      if (!(mask >> j & 1)) mx = std::max(mx, lp[j]);
-    double sum = std::exp(log_rest - mx);
-    for (int j = 0; j < m; ++j)
-      if (!(mask >> j & 1)) sum += std::exp(lp[j] - mx);
-    rest[mask] = mx + std::log(sum);
-  }
+  for (int mask = 0; mask < full; ++mask) rest[mask] = log_left(lp, m, mask, log_rest);
   q[0] = 0.0;
   double a[16];
   for (int mask = 1; mask <= full; ++mask) {
@@ -404,15 +408,6 @@ double log_set_prob(const double* lp, const double* p, int m, double log_rest, d
   return q[full];
 }
 
-// log of rest + sum_j p_j over the m elements (max-shifted).
-double log_mass(const double* lp, int m, double log_rest) {
-  double mx = log_rest;
-  for (int j = 0; j < m; ++j) mx = std::max(mx, lp[j]);
-  if (mx == -std::numeric_limits<double>::infinity()) return mx;
-  double sum = std::exp(log_rest - mx);
-  for (int j = 0; j < m; ++j) sum += std::exp(lp[j] - mx);
-  return mx + std::log(sum);
-}
 }  // namespace
 
 void set_order_probabilities(const double* log_p, const double* log_rest, int64_t n, int64_t k, double* first,
@@ -445,7 +440,7 @@ void set_order_probabilities(const double* log_p, const double* log_rest, int64_
             ++c2;
           }
         l1[s] = log_set_prob(lp1, p1, static_cast<int>(k - 1), lr, q.data(), rest.data());
-        left1[s] = log_mass(lp1, static_cast<int>(k - 1), lr);  // log L({s}) = log(1 - p(s))
+        left1[s] = log_left(lp1, static_cast<int>(k - 1), 0, lr);  // log L({s}) = log(1 - p(s))
         fi[s] = std::exp(lp[s] + l1[s] - lps);
       }
       if (!si) continue;

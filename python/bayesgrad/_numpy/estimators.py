@@ -627,14 +627,21 @@ def set_outside_mass(conf, log_probs, out):
     _out64(out, "out", (n,))
     if conf.size and (conf.min() < 0 or conf.max() >= K):
         raise ValueError("class index out of range [0, K)")
-    rows = np.arange(n)[:, None]
-    group = np.zeros((n, k), dtype=np.int64)  # each configuration's prefix group: its first member's index
-    logw = np.zeros((n, k))  # the log-probability of the prefix
-    acc = np.full(n, -np.inf)
+    # where 1 - sum_S p(s) leaves at least 1e-2, that (its rounding below 1e-13 of it), as natively; the trie
+    # for the other sets only
+    inside = np.exp(lp[np.arange(D), conf].sum(-1)).sum(1)
+    direct = 1.0 - inside >= 1e-2
+    out[direct] = np.log1p(-inside[direct])
+    conf = conf[~direct]
+    m = conf.shape[0]
+    rows = np.arange(m)[:, None]
+    group = np.zeros((m, k), dtype=np.int64)  # each configuration's prefix group: its first member's index
+    logw = np.zeros((m, k))  # the log-probability of the prefix
+    acc = np.full(m, -np.inf)
     with np.errstate(divide="ignore", invalid="ignore"):
         for d in range(D):
             c = conf[:, :, d]
-            taken = np.zeros((n, k, K), dtype=bool)
+            taken = np.zeros((m, k, K), dtype=bool)
             taken[rows, group, c] = True  # the classes each group takes at d
             free = np.where(taken, -np.inf, lp[d])
             mx = free.max(-1)
@@ -644,10 +651,7 @@ def set_outside_mass(conf, log_probs, out):
             same = (group[:, :, None] == group[:, None, :]) & (c[:, :, None] == c[:, None, :])
             group = same.argmax(axis=2)
             logw = logw + lp[d, c]
-    # where 1 - sum_S p(s) leaves at least 1e-2, that (its rounding below 1e-13 of it), as natively
-    inside = np.exp(lp[np.arange(D), conf].sum(-1)).sum(1)
-    direct = 1.0 - inside >= 1e-2
-    out[...] = np.where(direct, np.log1p(-np.minimum(inside, 1.0 - 1e-2)), acc)
+    out[~direct] = acc
 
 
 def categorical_set_terms(conf, c, probs, terms):

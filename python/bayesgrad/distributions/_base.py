@@ -44,6 +44,11 @@ def digamma(x):
     return special_kernel("digamma", x)
 
 
+def trigamma(x):
+    """Trigamma psi'(x) (x > 0), float64, on the active backend."""
+    return special_kernel("trigamma", x)
+
+
 def lbeta(a, b):
     """log B(a, b) = lgamma(a) + lgamma(b) - lgamma(a + b) (a, b > 0), float64, broadcast, on the active backend."""
     return lgamma(a) + lgamma(b) - lgamma(np.asarray(a, np.float64) + b)

@@ -10,7 +10,7 @@ import numpy as np
 from .. import _checks as C
 from .. import random as _random
 from ..distributions._base import sum_to_shape
-from .._numerics import sigmoid
+from .._numerics import log_softmax, sigmoid
 from ._base import Estimate, eval_f, eval_like, grads_from_terms, mean_stderr, setup
 from .generic import score_function
 
@@ -161,8 +161,6 @@ def _logits_gradient(dist, fx, fam, shape, D, K):
         p1 = np.broadcast_to(sigmoid(lg), shape).reshape(D)
         P = np.stack([1.0 - p1, p1], axis=1)  # (D, 2): classes 0 and 1
     else:
-        from .._numerics import log_softmax
-
         P = np.exp(np.broadcast_to(log_softmax(lg), shape + (K,)).reshape(D, K))
     F = fx.reshape((K,) * D)
     out = np.empty((D, K))

@@ -27,7 +27,7 @@ import numpy as np
 from .. import _backend
 from .. import random as _random
 from ..distributions import Bernoulli, Exponential, Gamma, Poisson
-from ..distributions._base import digamma
+from ..distributions._base import digamma, trigamma
 from .._numerics import sigmoid
 
 _MAX_ROUNDS = 200  # rejection rounds; each accepts at least ~0.41 of what is left (module docstring)
@@ -116,9 +116,7 @@ def gamma_shape_constant(a):
 def _gamma_shape_parts(a, n, seed, stream, sign):
     """(n, D) draws of X ~ p+ (sign +1) or p- (sign -1) of d Gamma(a, 1) / da, by rejection
     (native kernel ``estimators.gamma_weak_parts``; the loop over rounds in the twin)."""
-    from scipy import special
-
-    eps = 1.0 / np.sqrt(special.polygamma(1, a))  # 1 / sd(log X): the acceptance's maximiser
+    eps = 1.0 / np.sqrt(trigamma(a))  # 1 / sd(log X): the acceptance's maximiser
     if sign < 0:
         eps = np.minimum(eps, a / 2.0)  # the proposal's shape a - eps stays positive
     psi = np.ascontiguousarray(digamma(a), dtype=np.float64)
