@@ -374,6 +374,32 @@ def test_gamma_weak_parts_parity():
             np.testing.assert_allclose(res[0], res[1], rtol=1e-12, atol=0)
 
 
+def test_gamma_weak_parts_parity_across_chunks_and_tiny_draws():
+    """Rounds of more than one 4096-proposal chunk (the uniforms of every chunk from the round's one
+    stream) and draws between the smallest normal double and e^-700, where the native kernel's vector
+    exponential gives 0 and libm's value is taken: native and twin agree there too."""
+    from scipy import special
+
+    # p+ at a = 1.2e-3 spreads log x over (psi(a), 0) = (-834, 0); p- is all below -708.4 (the smallest
+    # normal double)
+    a = np.array([1.2e-3, 0.7, 40.0])
+    psi = special.digamma(a)
+    tiny = np.finfo(np.float64).tiny
+    for sign in (1.0, -1.0):
+        eps = 1.0 / np.sqrt(special.polygamma(1, a))
+        if sign < 0:
+            eps = np.minimum(eps, a / 2.0)
+        res = []
+        for mod in _modules():
+            out = np.full((3000, a.size), np.nan)
+            mod.gamma_weak_parts(a + sign * eps, eps, psi, sign, 5, 77, 200, out)
+            between = (out[:, 0] > tiny) & (out[:, 0] < np.exp(-700.0))
+            assert between.sum() >= (5 if sign > 0 else 0)  # the range the vector exponential does not cover
+            res.append(out)
+        if len(res) == 2:
+            np.testing.assert_allclose(res[0], res[1], rtol=1e-12, atol=0)
+
+
 def test_gamma_shape_constant_against_quadrature():
     """The finite-difference form of c(a) (a in [0.01, 64]) and the quadrature agree to 1e-10."""
     from bayesgrad.estimators import mvd

@@ -13,7 +13,7 @@
 #include "bayesgrad/philox.hpp"
 #include "bayesgrad/samplers.hpp"
 #include "bayesgrad/random.hpp"
-#include "bayesgrad/simd_math.hpp"
+#include "bayesgrad/simd_map.hpp"
 
 namespace bayesgrad {
 
@@ -923,10 +923,13 @@ void gamma_weak_parts(const double* alpha, const double* eps, const double* psi,
                       uint64_t base, int64_t n, int64_t p, int64_t max_rounds, double* out) {
   constexpr double kE = 2.718281828459045;  // e, as NumPy's np.e rounds it
   if (!(sign == 1.0 || sign == -1.0)) throw std::invalid_argument("sign must be 1 or -1");
-  std::vector<int64_t> pending(static_cast<size_t>(n * p));
+  // the elements still to draw and their columns (kept side by side: a % p per proposal cost more
+  // than its acceptance test)
+  std::vector<int64_t> pending(static_cast<size_t>(n * p)), col(static_cast<size_t>(n * p));
   std::iota(pending.begin(), pending.end(), int64_t{0});
+  for (int64_t e = 0; e < n * p; ++e) col[e] = e % p;
   std::vector<unsigned char> ok;
-  std::vector<double> shapes, logs;
+  std::vector<double> shapes, logs, us, xs, ws;
   const double tiny = std::numeric_limits<double>::min();  // clamp_into_support of the Gamma sampler
   for (int64_t r = 0; r < max_rounds; ++r) {
     const int64_t m = static_cast<int64_t>(pending.size());
@@ -935,38 +938,44 @@ void gamma_weak_parts(const double* alpha, const double* eps, const double* psi,
     const uint64_t sa = philox::fold_in(s, codes::kTagMvdAccept);
     const uint64_t sub = s | philox::kSubstreamBit;
     ok.assign(static_cast<size_t>(m), 0);
-    shapes.resize(static_cast<size_t>(m));
-    logs.resize(static_cast<size_t>(m));
+    for (auto* v : {&shapes, &logs, &us, &xs, &ws}) v->resize(static_cast<size_t>(m));
     const int64_t chunk = 4096;
     parallel_chunks((m + chunk - 1) / chunk, [&](int64_t c) {
-      const int64_t i0 = c * chunk, i1 = std::min(m, i0 + chunk);
+      const int64_t i0 = c * chunk, i1 = std::min(m, i0 + chunk), len = i1 - i0;
       // the proposals' logs, element i of the round's sub-stream, a run of the vectorised Marsaglia-Tsang
       // loop (gamma_run: samplers::gamma_draw up to rounding; scalar draws were 2/3 of a measure-valued
       // Gamma estimate). The log decides: exact where the draw itself underflows (log x ~ -1/a at shapes
       // a << 1, where the clamped draw put every proposal on the wrong side for p-)
-      for (int64_t i = i0; i < i1; ++i) shapes[i] = alpha[pending[i] % p];
-      gamma_run(shapes.data() + i0, false, i1 - i0, seed, sub, static_cast<uint64_t>(i0), true, logs.data() + i0);
-      uint32_t w[4];
+      for (int64_t i = i0; i < i1; ++i) shapes[i] = alpha[col[i]];
+      gamma_run(shapes.data() + i0, false, len, seed, sub, static_cast<uint64_t>(i0), true, logs.data() + i0);
+      // element i of random.uniform(m) on stream sa (fill_uniform's values, its vector Philox)
+      uniform_piece<double>(us.data() + i0, static_cast<uint64_t>(i0), static_cast<uint64_t>(i1), 0,
+                            static_cast<uint64_t>(m), seed, sa);
+      // target / envelope = e eps st exp(-eps st), st = sign t (y <= e^{eps y} / (e eps)); both
+      // exponentials over the chunk in vector passes (the exponent of the test is >= -700 wherever it can
+      // accept: e y e^{-y} < 2^-53 <= u beyond y ~ 43; x's own exponential by libm outside [-700, 80])
+      for (int64_t i = i0; i < i1; ++i) ws[i] = -sign * eps[col[i]] * (logs[i] - psi[col[i]]);
+      simd::map_array<false>(ws.data() + i0, ws.data() + i0, len);
+      simd::map_array<false>(logs.data() + i0, xs.data() + i0, len);
       for (int64_t i = i0; i < i1; ++i) {
-        const int64_t e = pending[i], j = e % p;
-        const double lx = logs[i];
-        const double x = std::max(std::exp(lx), tiny);
-        philox::stream_block(seed, sa, static_cast<uint64_t>(i / 2), w);
-        const int q = static_cast<int>(i % 2);
-        const double u = philox::u01_f64(w[2 * q], w[2 * q + 1]);
-        const double t = lx - psi[j];
-        // target / envelope (y <= e^{eps y} / (e eps)), in the operation order of the NumPy form
-        const double acc = sign * t > 0 ? kE * eps[j] * sign * t * std::exp(-sign * eps[j] * t) : 0.0;
-        if (u < acc) {
-          out[e] = x;
+        const int64_t j = col[i];
+        const double lx = logs[i], t = lx - psi[j];
+        // in the operation order of the NumPy form
+        const double acc = sign * t > 0 ? kE * eps[j] * sign * t * ws[i] : 0.0;
+        if (us[i] < acc) {
+          out[pending[i]] = std::max(lx >= -700.0 && lx <= 80.0 ? xs[i] : std::exp(lx), tiny);
           ok[i] = 1;
         }
       }
     });
     int64_t keep = 0;
     for (int64_t i = 0; i < m; ++i)
-      if (!ok[i]) pending[keep++] = pending[i];
+      if (!ok[i]) {
+        pending[keep] = pending[i];
+        col[keep++] = col[i];
+      }
     pending.resize(static_cast<size_t>(keep));
+    col.resize(static_cast<size_t>(keep));
   }
   if (!pending.empty())
     throw std::runtime_error("rejection sampling of the Gamma shape's weak derivative did not finish");

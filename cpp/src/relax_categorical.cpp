@@ -20,45 +20,13 @@
 #include "bayesgrad/estimators.hpp"
 #include "bayesgrad/parallel.hpp"
 #include "bayesgrad/random.hpp"
-#include "bayesgrad/simd_math.hpp"
+#include "bayesgrad/simd_map.hpp"
 
 namespace bayesgrad {
 
 namespace {
 
-// ---------------------------------------------------------------- vector log / exp over arrays
-// y[k] = log x[k] (x[k] > 0, normal) / exp x[k] for k < m; y may be x. The tail is one masked
-// vector, so that an element's value does not depend on its place in the array.
-#if BG_HAVE_X86
-template <bool kLog>
-BG_AVX512 void map_avx512(const double* x, double* y, int64_t m) {
-  for (int64_t e = 0; e < m; e += 8) {
-    const __mmask8 msk = static_cast<__mmask8>(m - e >= 8 ? 0xFFu : (1u << (m - e)) - 1u);
-    const __m512d v = _mm512_mask_loadu_pd(_mm512_set1_pd(1.0), msk, x + e);
-    _mm512_mask_storeu_pd(y + e, msk, kLog ? simd::logx8d(v) : simd::expx8d(v));
-  }
-}
-
-template <bool kLog>
-BG_AVX2 void map_avx2(const double* x, double* y, int64_t m) {
-  for (int64_t e = 0; e < m; e += 4) {
-    const int64_t left = m - e;
-    const __m256i msk = _mm256_setr_epi64x(-1, left > 1 ? -1 : 0, left > 2 ? -1 : 0, left > 3 ? -1 : 0);
-    const __m256d one = _mm256_set1_pd(1.0);
-    const __m256d v = _mm256_blendv_pd(one, _mm256_maskload_pd(x + e, msk), _mm256_castsi256_pd(msk));
-    _mm256_maskstore_pd(y + e, msk, kLog ? simd::logx4(v) : simd::expx4(v));
-  }
-}
-#endif
-
-template <bool kLog>
-void map_array(const double* x, double* y, int64_t m) {
-#if BG_HAVE_X86
-  if (simd::use_avx512()) return map_avx512<kLog>(x, y, m);
-  if (simd::use_avx2()) return map_avx2<kLog>(x, y, m);
-#endif
-  for (int64_t e = 0; e < m; ++e) y[e] = kLog ? std::log(x[e]) : std::exp(x[e]);
-}
+using simd::map_array;
 
 // The temperatures of one call: lam, and for the central difference in log lam also
 // lam e^{step} and lam e^{-step} (as the estimator forms them).
