@@ -84,6 +84,14 @@ def setup(f, dist, n_samples, seed, stream, minimum=1, per_sample=False):
 
 def eval_f(f, x, dtype, name="f"):
     """f(x) checked to be a finite (m,) array."""
+    y = call_f(f, x, name)
+    check_finite(y, name)
+    return _narrowed(y, dtype, name)
+
+
+def call_f(f, x, name="f"):
+    """f(x) as a float64 (m,) array, its type and shape checked (not its finiteness: for callers that
+    check many calls' values at once, then narrow them with ``finish_f``)."""
     m = x.shape[0]
     y = f(x)
     try:
@@ -92,8 +100,12 @@ def eval_f(f, x, dtype, name="f"):
         raise TypeError(f"{name} must return a real array") from exc
     if y.shape != (m,):
         raise ValueError(f"{name} must map (m, ...) inputs to shape (m,) (m = {m}), got shape {y.shape}")
-    if not np.isfinite(y).all():
-        raise ValueError(f"{name} returned NaN or inf")
+    return y
+
+
+def finish_f(y, dtype, name="f"):
+    """Values gathered from ``call_f``: checked finite and narrowed to dtype (eval_f's last steps)."""
+    check_finite(y, name)
     return _narrowed(y, dtype, name)
 
 
