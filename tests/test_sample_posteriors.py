@@ -77,6 +77,17 @@ def test_swag_moments_are_the_moments_of_the_collected_iterates():
     np.testing.assert_allclose(s.mean(0), q.mean_, atol=0.02 * np.sqrt(np.max(np.diag(want))) + 1e-12)
 
 
+def test_swag_fits_small_data_from_its_own_map_start():
+    """Fewer than 50 rows and no theta0: the MAP start trains without a validation split (it passed
+    validation=None, which train_map refused, so SWAG and MultiSWAG failed on every small data set)."""
+    X, y, _, _ = _linear_gaussian(N=40)
+    for cls, kw in ((bg.swag.SWAG, {}), (bg.swag.MultiSWAG, {"n_models": 2})):
+        q = cls(MLP([2, 4, 1], "tanh"), "gaussian", rank=3, lr=2e-2, noise=0.5, batch_size=10, **kw)
+        q.fit(X, y, epochs=4, map_epochs=60, seed=1, verbose=0)
+        mean = q.predict(X, n_samples=20).mean[:, 0]
+        assert np.mean((mean - y) ** 2) < 0.5 * np.var(y)  # the start was trained: it explains y
+
+
 def test_multiswag_mixes_members_and_round_trips(tmp_path):
     X, y, _, _ = _linear_gaussian(N=80)
     m = bg.swag.MultiSWAG(MLP([2, 3, 1], "relu"), "gaussian", n_models=3, rank=3, lr=2e-2, noise=0.5,
