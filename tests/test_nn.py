@@ -412,6 +412,13 @@ def test_predictive_regression_decomposition(rng):
     H = np.concatenate([F, rng.normal(size=(50, 4, 1))], -1)
     ph = Predictive.from_outputs(H, "heteroscedastic_gaussian")
     np.testing.assert_allclose(ph.aleatoric_var, np.exp(H[..., 1:]).mean(0))
+    # no samples or no outputs (the mean of nothing was NaN), and an odd heteroscedastic width (means of
+    # one column against variances of two) are refused
+    for F0, lik in ((F[:0], "regression"), (F[:0], "categorical"), (F[..., :0], "regression")):
+        with pytest.raises(ValueError, match="at least one sample and one output"):
+            Predictive.from_outputs(F0, lik)
+    with pytest.raises(ValueError, match="even output width"):
+        Predictive.from_outputs(H[..., :1].repeat(3, -1), "heteroscedastic_gaussian")
 
 
 def test_predictive_classification(rng):

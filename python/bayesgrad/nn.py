@@ -505,6 +505,10 @@ class Predictive:
         if F.ndim != 3:
             raise ValueError(f"F must have shape (S, N, K), got {F.shape}")
         S, N, K = F.shape
+        if S == 0 or K == 0:
+            raise ValueError(f"F must hold at least one sample and one output, got shape {F.shape}")
+        if lik == "heteroscedastic_gaussian":
+            target_dim(lik, K)  # means then log-variances: K even
         if lik == "categorical":
             from .uncertainty import log_softmax
 
