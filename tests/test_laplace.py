@@ -269,6 +269,11 @@ def test_bad_input(rng):
         Laplace.from_features(W, None, "categorical", sigma_noise=2.0)
     with pytest.raises(ValueError, match="temperature"):
         Laplace.from_features(W, None, "categorical", temperature=0)
+    # sigma_noise whose curvature factor 1 / (sigma^2 T) is not a finite positive float (fit passed,
+    # then predict raised ZeroDivisionError at 1e-170)
+    for s in (1e-170, 1e200, np.inf):
+        with pytest.raises(ValueError, match="sigma_noise"):
+            Laplace.from_features(W, None, "gaussian", sigma_noise=s)
     with pytest.raises(ValueError, match="subset"):
         Laplace.from_features(W, None, "categorical", subset="first")
     with pytest.raises(RuntimeError, match="fit"):
@@ -284,6 +289,11 @@ def test_bad_input(rng):
         la.optimize_prior_precision(method="gridsearch")
     with pytest.raises(ValueError, match="optimize_sigma"):
         la.optimize_prior_precision(optimize_sigma=True)
+    for bad in (0, -1):  # L-BFGS-B took max_iter <= 0 as "no limit"
+        with pytest.raises(ValueError, match="max_iter"):
+            la.optimize_prior_precision(max_iter=bad)
+    with pytest.raises(TypeError, match="max_iter"):
+        la.optimize_prior_precision(max_iter="a")
     with pytest.raises(TypeError, match="theta"):
         Laplace(bg.nn.MLP([2, 2]), None, "categorical")
     with pytest.raises(ValueError, match="theta"):

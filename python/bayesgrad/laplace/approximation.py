@@ -167,8 +167,13 @@ class Laplace:
         if s.size != 1:
             raise ValueError(f"sigma_noise must be a scalar, got shape {s.shape}")
         s = float(s.reshape(()))
-        if s <= 0:
-            raise ValueError(f"sigma_noise must be positive, got {s}")
+        if not (math.isfinite(s) and s > 0):
+            raise ValueError(f"sigma_noise must be positive and finite, got {s}")
+        with np.errstate(over="ignore", under="ignore", divide="ignore"):
+            factor = 1.0 / (np.float64(s) * s * self.temperature)  # the likelihood's curvature factor
+        if not (math.isfinite(factor) and factor > 0):
+            raise ValueError(f"sigma_noise = {s:g} is out of range: 1 / (sigma_noise^2 temperature) = {factor:g} "
+                             "is not a finite positive float64")
         if self.likelihood != "gaussian" and s != 1.0:
             raise ValueError("sigma_noise can only be set for the gaussian likelihood")
         self._sigma_noise = s
@@ -280,6 +285,7 @@ class Laplace:
         """
         self._check_fitted()
         method = C.option(method, "method", ("marglik", "gridsearch", "cv"))
+        max_iter = C.integer(max_iter, "max_iter", 1)
         ng = self._layout.n_tensors
         n_cur = len(self._prior_precision)
         if prior_structure is None:
