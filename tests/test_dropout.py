@@ -110,3 +110,6 @@ def test_save_load_and_bad_input(rng, tmp_path):
         d.predict(X, masks=np.ones((3, 5)))
     with pytest.raises(ValueError, match="finite"):
         d.fit(X, np.full(10, np.inf), epochs=1, verbose=0)
+    for bad in (0, -1):  # stopped silently after one epoch
+        with pytest.raises(ValueError, match="patience"):
+            d.fit(X, X[:, 0], epochs=3, validation=0.2, patience=bad, verbose=0)

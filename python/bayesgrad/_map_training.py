@@ -82,6 +82,8 @@ def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noi
     seed = _random.resolve_seed(seed)
     stream = _random.check_stream(stream)
     batch_size = C.integer(batch_size, "batch_size", 1)
+    if patience is not None:  # None: no early stopping (no validation split); 0 stopped after one epoch
+        patience = C.integer(patience, "patience", 1)
     adam = _tr.adam_options(lr)
     if theta0 is None:
         theta = mlp.init(seed=seed, stream=stream, dtype=dt)
