@@ -232,6 +232,10 @@ def test_weighted_nll_grad_equals_duplicated_rows(lik, K):
     ref, gref = mlp.nll(theta, X[rows], y[rows], lik, 0.7, grad=True)
     np.testing.assert_allclose(val, ref, rtol=1e-12)
     np.testing.assert_allclose(g, gref, rtol=1e-10, atol=1e-12)
+    # negative weights (an NLL of -200 was returned) and weights of another length are refused by name
+    for bad in (-w, w[:4]):
+        with pytest.raises(ValueError, match="weights"):
+            bg.sgmcmc.weighted_nll_grad(mlp, theta, X, y, lik, 0.7, bad)
 
 
 def test_swag_and_sgmcmc_sample_weight():

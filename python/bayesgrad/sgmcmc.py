@@ -229,6 +229,11 @@ def weighted_nll_grad(mlp, theta, X, y, likelihood, noise, weights):
     """
     if weights is None:
         return mlp.nll(theta, X, y, likelihood, noise, grad=True)
+    # shape and sign only (a minibatch's weights may all be 0: no positive-sum check)
+    w = C.as_array(weights, "weights", np.float64, allow_empty=True)
+    if w.shape != (np.shape(X)[0],):
+        raise ValueError(f"weights must have shape ({np.shape(X)[0]},) (one per row of X), got {w.shape}")
+    C.non_negative(w, "weights")
     F = mlp.forward(theta, X).astype(np.float64)
     yy = np.asarray(y, dtype=np.float64)
     if likelihood == "gaussian":
@@ -252,6 +257,5 @@ def weighted_nll_grad(mlp, theta, X, y, likelihood, noise, weights):
     else:
         per = (softplus(F) - yy * F).sum(1)
         gF = sigmoid(F) - yy
-    w = np.asarray(weights, dtype=np.float64)
     grad = mlp.vjp(theta, X, (w[:, None] * gF).astype(theta.dtype))
     return float(w @ per), grad
