@@ -41,7 +41,7 @@ def test_loop_bookkeeping_history_and_determinism(tmp_path):
     assert resumed.history == al.history
     np.testing.assert_array_equal(resumed.posterior.theta_, al.posterior.theta_)  # the warm start is saved too
     np.testing.assert_array_equal(resumed.step(), al.step())
-    with pytest.raises(ValueError, match="pool"):
+    with pytest.raises(ValueError, match="saved for a pool of 240 points"):  # not the saved indices' message
         bg.active.ActiveLearner.load(tmp_path / "al.npz", _fit, X[:100], y[:100])
     if bg.plotting.available():
         assert (tmp_path / "lc.png").exists() is False
@@ -79,6 +79,15 @@ def test_bad_input_names_the_argument():
         bg.active.ActiveLearner(_fit, X, y + 5, n_classes=3, initial=[0, 1])
     with pytest.raises(TypeError, match="fit"):
         bg.active.ActiveLearner(None, X, y, n_classes=3, initial=[0, 1])
+    with pytest.raises(ValueError, match="budget"):  # was accepted; step() then said the budget was reached
+        bg.active.ActiveLearner(_fit, X, y, n_classes=3, initial=[0, 1, 2, 3, 4], budget=2)
+    al = bg.active.ActiveLearner(_fit, X, y, n_classes=3, initial=[0, 1, 2])
+    with pytest.raises(TypeError, match="test must be a pair"):  # was an unpacking error
+        al.step(test=(X,))
+    al_none = bg.active.ActiveLearner(lambda X, y, prev: None, X, y, n_classes=3, initial=[0, 1, 2])
+    with pytest.raises(TypeError, match="fit must return the fitted posterior"):  # was an AttributeError
+        al_none.step()
+    assert al_none.posterior is None and not al_none.history  # nothing recorded
 
 
 @pytest.mark.single_backend

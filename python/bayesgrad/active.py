@@ -113,6 +113,8 @@ class ActiveLearner:
             raise ValueError("initial must be a non-empty 1-D array of pool indices")
         if init.min() < 0 or init.max() >= N or np.unique(init).size != init.size:
             raise ValueError(f"initial must hold distinct pool indices in [0, {N})")
+        if self.budget < init.size:
+            raise ValueError(f"budget ({self.budget}) must be at least the number of initial points ({init.size})")
         self.labelled = init.astype(np.int64)
         self.y_labelled = self._ask(self.labelled)
         self.history = []
@@ -179,10 +181,17 @@ class ActiveLearner:
 
         if self.done:
             raise RuntimeError(f"the budget ({self.budget}) is reached")
+        if test is not None and not (isinstance(test, (tuple, list)) and len(test) == 2):
+            raise TypeError(f"test must be a pair (X, y), got {type(test).__name__}"
+                            + (f" of length {len(test)}" if isinstance(test, (tuple, list)) else ""))
         r = len(self.history)
         st = _random.fold_in(self.stream, r)
         t0 = time.perf_counter()
-        self.posterior = self.fit(self._labelled_inputs(), self.y_labelled, self.posterior)
+        post = self.fit(self._labelled_inputs(), self.y_labelled, self.posterior)
+        if not callable(getattr(post, "predict", None)):
+            raise TypeError(f"fit must return the fitted posterior (an object with a predict method), got "
+                            f"{type(post).__name__}")
+        self.posterior = post
         t1 = time.perf_counter()
         rec = {"round": r, "n_labelled": int(self.labelled.size), "fit_s": t1 - t0}
         if test is not None:
@@ -261,6 +270,9 @@ class ActiveLearner:
         """
         path = _tr.npz_path(path)
         meta, arrays = _tr.load_npz(path, "ActiveLearner", ["labelled", "y_labelled"])
+        n_pool = (getattr(X_pool, "shape", None) or (None,))[0]
+        if n_pool is not None and meta.get("pool_size") != n_pool:  # before the saved indices are checked
+            raise ValueError(f"{path!r}: saved for a pool of {meta.get('pool_size')} points, given {n_pool}")
         try:
             lab = arrays["labelled"].astype(np.int64)
             obj = cls(fit, X_pool, oracle, n_classes=meta["n_classes"], initial=lab,
