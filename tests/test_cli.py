@@ -176,6 +176,10 @@ def test_fit_missing_things(tmp_path, capsys):
     h = write(tmp_path / "only.csv", "y\n1\n2\n")
     rc, _, err = run_cli(["fit", h, "--target", "y"], capsys)
     assert rc == 1 and "no feature columns" in err
+    # a continuous target asked to be classes (it trained one class per distinct value)
+    c = write(tmp_path / "cont.csv", "a,y\n1,0.5\n2,1.25\n3,2\n")
+    rc, _, err = run_cli(["fit", c, "--target", "y", "--task", "classification"], capsys)
+    assert rc == 1 and "is continuous" in err and "--task regression" in err
 
 
 @pytest.mark.single_backend

@@ -283,3 +283,6 @@ def test_zarr_parquet_csv_pools_and_score_command(client, problem, tmp_path, cap
     assert rc == 1 and "takes 8 inputs" in capsys.readouterr().err  # the id column makes 9: a usage error
     rc = cli.main(["score", str(tmp_path / "nope.zarr"), "--model", str(tmp_path / "m.npz")])
     assert rc == 1 and "no such file" in capsys.readouterr().err
+    rc = cli.main(["score", str(tmp_path / "pool.csv"), "--model", str(tmp_path / "m.npz"), "--features", feats,
+                   "--component", "X"])
+    assert rc == 1 and "--component names an array inside a Zarr group" in capsys.readouterr().err  # was ignored

@@ -71,6 +71,8 @@ def _read_pool(args, fmt, features, UsageError):
     """The pool as a NumPy array (CSV) or a Dask array chunked along rows."""
     from . import pools
 
+    if args.component is not None and fmt != "zarr":  # it was ignored
+        raise UsageError(f"--component names an array inside a Zarr group; {args.pool} is a {fmt} pool")
     if fmt == "csv":
         if args.scheduler:
             return pools.from_csv(args.pool, features, chunk_size=args.chunk_size)

@@ -254,6 +254,18 @@ def _infer_task(values):
     return "regression", "the target is numeric"
 
 
+def _check_class_cells(values, target, path):
+    """UsageError when every cell is a number and some are not integers: a continuous target, which
+    classification would split into one class per distinct value (as scikit-learn, refused)."""
+    from ._table import is_number
+
+    if all(is_number(v) for v in values):
+        v = np.array([float(s) for s in values])
+        if not np.all(v == np.round(v)):
+            raise UsageError(f"{path}: --task classification, but the target {target!r} is continuous (numbers "
+                             "that are not integers); class labels are integers or names: use --task regression")
+
+
 def _class_labels(values):
     """Sorted class labels (numerically when all numeric) and the label index of each row."""
     from ._table import is_number
@@ -434,6 +446,7 @@ def _fit_inputs(args):
         task, why = _infer_task(ystr) if args.task == "auto" else (args.task, None)
         classes = None
         if task == "classification":
+            _check_class_cells(ystr, target, args.data)
             classes, y = _class_labels(ystr)
             if len(classes) < 2:
                 raise UsageError(f"{args.data}: the target {target!r} has a single class ({classes[0]!r})")
