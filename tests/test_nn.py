@@ -67,6 +67,9 @@ def test_layout_matches_torch_order():
     np.testing.assert_array_equal(b0, np.arange(12, 16))
     assert W1[0, 0] == 16.0 and b1[0] == 24.0
     np.testing.assert_array_equal(m.flatten(m.unflatten(theta)), theta)
+    for bad in (None, [1, 2], [(W0, b0, W1)]):  # were "no len()" / unpacking errors
+        with pytest.raises(TypeError, match="layers must be a list of"):
+            m.flatten(bad)
 
 
 @pytest.mark.parametrize("act", ACTS)

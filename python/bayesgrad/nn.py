@@ -226,6 +226,9 @@ class MLP:
 
     def flatten(self, layers):
         """Inverse of ``unflatten``: a list of (W, b) -> flat vector."""
+        if not isinstance(layers, (list, tuple)) or not all(isinstance(x, (list, tuple)) and len(x) == 2
+                                                            for x in layers):
+            raise TypeError(f"layers must be a list of (W, b) pairs, got {type(layers).__name__}")
         if len(layers) != self.n_layers:
             raise ValueError(f"layers must hold {self.n_layers} (W, b) pairs, got {len(layers)}")
         parts = []
