@@ -105,6 +105,10 @@ def test_save_and_load_the_same_path_round_trip(kind, rng, tmp_path):
     assert type(back) is type(model)
     back = _loader(kind).load(tmp_path / "p")
     assert type(back) is type(model)
+    # a file of another name: the .npz path it read is named, with why (it said only "No such file")
+    (tmp_path / "p.npz").rename(tmp_path / "g.bin")
+    with pytest.raises(ValueError, match=r"'.*g\.bin' exists, but models are saved with \.npz appended"):
+        _loader(kind).load(tmp_path / "g.bin")
 
 
 def _rewrite(src, dst, meta_over=None, **arrays_over):

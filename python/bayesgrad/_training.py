@@ -348,12 +348,16 @@ def check_history(meta, path):
 
 def load_npz(path, kind, required):
     """(meta, arrays) of a file written by ``save_npz``; ValueError for anything malformed."""
-    path = npz_path(path)
+    given, path = path, npz_path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             files = {k: np.array(z[k]) for k in z.files}
     except (OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"cannot read a bayesgrad model from {path!r}: {exc}") from exc
+        hint = ""
+        if (isinstance(exc, FileNotFoundError) and isinstance(path, str) and path != os.fspath(given)
+                and os.path.isfile(given)):  # "g.bin" exists; save("g.bin") writes g.bin.npz
+            hint = f" ({os.fspath(given)!r} exists, but models are saved with .npz appended: pass the .npz file)"
+        raise ValueError(f"cannot read a bayesgrad model from {path!r}: {exc}{hint}") from exc
     except Exception as exc:  # noqa: BLE001 - zipfile/format errors of a hostile file
         raise ValueError(f"cannot read a bayesgrad model from {path!r}: {type(exc).__name__}: {exc}") from exc
     blob = files.pop("__meta__", None)
