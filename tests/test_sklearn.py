@@ -73,7 +73,9 @@ def test_defaults_and_params():
                           (dict(hidden_layer_sizes=(4, 0)), ValueError, "hidden_layer_sizes"),
                           (dict(hidden_layer_sizes="50"), TypeError, "hidden_layer_sizes"),
                           (dict(laplace_structure="tree"), ValueError, "laplace_structure"),
-                          (dict(n_samples=1), ValueError, "n_samples"), (dict(activation="elu"), ValueError, "activation")]:
+                          (dict(n_samples=1), ValueError, "n_samples"), (dict(activation="elu"), ValueError, "activation"),
+                          (dict(random_state="a"), TypeError, "random_state"),
+                          (dict(random_state=-1), ValueError, "random_state")]:
         with pytest.raises(err, match=msg):
             BayesianMLPRegressor(**bad).fit(X, y)
 
@@ -458,6 +460,8 @@ def test_set_output_pandas():
     assert list(u.columns) == ["total", "aleatoric", "epistemic"] and u.index.equals(Xf.index)
     np.testing.assert_allclose(u["total"], u["aleatoric"] + u["epistemic"], rtol=1e-12)
     assert not isinstance(clf.predict_uncertainty(Xf, as_frame=False), pd.DataFrame)
+    with pytest.raises(TypeError, match="as_frame"):  # "x" was taken as True
+        clf.predict_uncertainty(Xf, as_frame="x")
     # clone keeps it (scikit-learn's _sklearn_output_config), so model selection does too
     assert isinstance(clone(clf).fit(Xf, labels).predict_proba(Xf), pd.DataFrame)
     clf.set_output(transform="default")

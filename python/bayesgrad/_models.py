@@ -140,7 +140,7 @@ def check_options(method="mfvi", hidden_layer_sizes=(50,), activation="relu", ep
         patience=C.integer(n_iter_no_change, "n_iter_no_change", 1),
         tol=_real(tol, "tol", 0.0, open_low=False),
         n_models=C.integer(n_models, "n_models", 1),
-        seed=_random.resolve_seed(random_state),
+        seed=_random.resolve_seed(random_state, "random_state"),
         verbose=C.integer(verbose, "verbose", 0),
     )
 

@@ -28,8 +28,9 @@ TAGS = dict(STREAM_TAGS)
 last_seed = None  # the seed drawn for the most recent seed=None call
 
 
-def resolve_seed(seed):
-    """A seed as a 64-bit int; ``None`` gives fresh OS entropy (recorded in ``last_seed``)."""
+def resolve_seed(seed, name="seed"):
+    """A seed as a 64-bit int; ``None`` gives fresh OS entropy (recorded in ``last_seed``). ``name``:
+    the argument's name in error messages (``random_state`` for the scikit-learn estimators)."""
     global last_seed
     if seed is None:
         import secrets  # here, not at import: it pulls in hashlib and hmac (~10 ms)
@@ -37,9 +38,9 @@ def resolve_seed(seed):
         seed = secrets.randbits(64)
         last_seed = seed
         return seed
-    seed = C.integer(seed, "seed")
+    seed = C.integer(seed, name)
     if not 0 <= seed < 2 ** 64:
-        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+        raise ValueError(f"{name} must be in [0, 2**64), got {seed}")
     return seed
 
 

@@ -200,6 +200,8 @@ class _BayesianMLPBase(BaseEstimator):
 
     def _pandas_out(self, as_frame=None):
         if as_frame is not None:
+            if not isinstance(as_frame, (bool, np.bool_)):  # "x" was taken as True
+                raise TypeError(f"as_frame must be True, False or None, got {as_frame!r}")
             return bool(as_frame)
         out = (getattr(self, "_sklearn_output_config", {}).get("transform")
                or sklearn.get_config().get("transform_output", "default"))
