@@ -48,6 +48,8 @@ def test_adam_bad_input():
         Adam(np.zeros(2)).step(np.zeros(3))
     with pytest.raises(ValueError, match="finite"):
         Adam(np.zeros(2)).step([np.nan, 0])
+    with pytest.raises(ValueError, match="params must not be empty"):  # at the first step, naming grad
+        Adam(np.zeros(0))
 
 
 def test_train_map_reaches_low_loss(rng):

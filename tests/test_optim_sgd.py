@@ -101,6 +101,8 @@ def test_sgd_bad_input():
         SGD([1.0, 2.0])
     with pytest.raises(ValueError, match="params"):
         SGD(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="params must not be empty"):
+        SGD(np.zeros(0))
     with pytest.raises(ValueError, match="kappa"):
         SGD(np.zeros(2), kappa=0.5)
     with pytest.raises(ValueError, match="kappa"):

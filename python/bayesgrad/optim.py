@@ -23,6 +23,8 @@ def _flat_params(params):
         raise TypeError("params must be a float32 or float64 NumPy array (updated in place)")
     if params.ndim != 1 or not params.flags.c_contiguous or not params.flags.writeable:
         raise ValueError("params must be a 1-D, C-contiguous, writeable array")
+    if params.size == 0:  # refused here, not at the first step (where grad was named)
+        raise ValueError("params must not be empty")
     return params
 
 
