@@ -124,3 +124,7 @@ def test_sgd_bad_input():
         k.optim.sgd_update(np.zeros(2), np.zeros(2), 0, k.optim.SgdConfig(1.0, 0.0, 0.7))
     with pytest.raises(ValueError, match="x must"):
         PolyakAverage(2).update(np.zeros(3))
+    with pytest.raises(ValueError, match="x must be finite"):  # a NaN iterate was averaged in
+        PolyakAverage(2).update(np.array([np.nan, 0.0]))
+    with pytest.raises(TypeError, match="x must be a real numeric array"):
+        PolyakAverage(2).update(np.array(["a", "b"]))

@@ -129,7 +129,8 @@ class PolyakAverage:
 
     def update(self, x):
         """Add the iterate ``x`` (of the averaged shape, ``size``) and return the running mean (float64)."""
-        x = np.asarray(C.to_numpy(x, "x"), dtype=np.float64)
+        # a non-finite iterate would poison every later mean; strings and objects are named
+        x = C.as_array(x, "x", np.float64, allow_empty=True)
         if x.shape != self.mean.shape:
             raise ValueError(f"x must have shape {self.mean.shape}, got {x.shape}")
         self.count += 1
