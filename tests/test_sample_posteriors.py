@@ -86,6 +86,8 @@ def test_swag_fits_small_data_from_its_own_map_start():
         q.fit(X, y, epochs=4, map_epochs=60, seed=1, verbose=0)
         mean = q.predict(X, n_samples=20).mean[:, 0]
         assert np.mean((mean - y) ** 2) < 0.5 * np.var(y)  # the start was trained: it explains y
+        with pytest.raises(ValueError, match="n_samples=10000000000"):  # named: it said only "shape=(...)"
+            q.predict(X, n_samples=10 ** 10)
 
 
 def test_multiswag_mixes_members_and_round_trips(tmp_path):

@@ -163,6 +163,8 @@ class SWAG:
         self._require_moments()
         n = C.integer(n_samples, "n_samples", 1)
         P, K = self.deviations_.shape
+        # the normals (n, P + K), the samples and a temporary of (n, P) (the name before random.normal's)
+        C.check_allocation(C.n_bytes((n, P + K), np.float64, copies=3), f"n_samples={n}: the (n_samples, P) weights")
         st = _random.fold_in(_random.check_stream(stream), "posterior")
         z = _random.normal((n, P + K), seed=seed, stream=st)
         out = (self.mean_ + np.sqrt(self.diag_var_ / 2) * z[:, :P]
@@ -247,6 +249,8 @@ class MultiSWAG:
     def sample_params(self, n_samples, seed=0, stream=0):
         """(n_samples, P): sample i from member i mod n_models (an equal mixture)."""
         n = C.integer(n_samples, "n_samples", 1)
+        C.check_allocation(C.n_bytes((n, self.mlp.n_params), np.float64, copies=3),
+                           f"n_samples={n}: the (n_samples, P) weights")
         stream = _random.check_stream(stream)
         parts = [m.sample_params(len(range(i, n, self.n_models)), seed, _random.fold_in(stream, i))
                  for i, m in enumerate(self.members) if i < n]
