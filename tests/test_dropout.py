@@ -110,6 +110,10 @@ def test_save_load_and_bad_input(rng, tmp_path):
         d.predict(X, masks=np.ones((3, 5)))
     with pytest.raises(ValueError, match="finite"):
         d.fit(X, np.full(10, np.inf), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="theta0 must have shape"):  # it said theta
+        d.fit(X, X[:, 0], epochs=1, theta0=np.zeros(3), verbose=0)
+    with pytest.raises(ValueError, match="mu0 must have shape"):
+        bg.vi.MFVI(m).fit(X, X[:, 0], epochs=1, mu0=np.zeros(3), verbose=0)
     for bad in (0, -1):  # stopped silently after one epoch
         with pytest.raises(ValueError, match="patience"):
             d.fit(X, X[:, 0], epochs=3, validation=0.2, patience=bad, verbose=0)

@@ -88,7 +88,7 @@ def fit_point(mlp, X, y, lik, *, theta0, prior_prec, dropout_p, noise, learn_noi
     if theta0 is None:
         theta = mlp.init(seed=seed, stream=stream, dtype=dt)
     else:
-        theta = mlp.check_params(theta0).astype(dt)
+        theta = mlp.check_params(theta0, "theta0").astype(dt)
         if theta.ndim != 1:
             raise ValueError(f"theta0 must have shape ({mlp.n_params},)")
     ln = log_noise_vector(noise, lik, mlp.sizes[-1], dt)

@@ -239,14 +239,14 @@ class MLP:
             parts += [W.reshape(W.shape[:-2] + (-1,)), b]
         return np.concatenate(parts, axis=-1)
 
-    def _check_theta_shape(self, theta):
+    def _check_theta_shape(self, theta, name="theta"):
         if theta.ndim not in (1, 2) or theta.shape[-1] != self.n_params:
-            raise ValueError(f"theta must have shape ({self.n_params},) or (S, {self.n_params}), got {theta.shape}")
+            raise ValueError(f"{name} must have shape ({self.n_params},) or (S, {self.n_params}), got {theta.shape}")
 
     def check_params(self, theta, name="theta"):
         """``theta`` checked as parameters (P,) or (S, P) of this network."""
         t = C.as_array(theta, name)
-        self._check_theta_shape(t)
+        self._check_theta_shape(t, name)
         return t
 
     def check_inputs(self, X, dtype, name="X"):

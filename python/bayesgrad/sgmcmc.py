@@ -143,7 +143,7 @@ class SGMCMC:
         seed = _random.resolve_seed(seed)
         stream = _random.check_stream(stream)
         theta = (mlp.init(seed=seed, stream=stream, dtype=dt) if theta0 is None
-                 else mlp.check_params(theta0).astype(dt).copy())
+                 else mlp.check_params(theta0, "theta0").astype(dt).copy())
         if theta.shape != (mlp.n_params,):
             raise ValueError(f"theta0 must have shape ({mlp.n_params},)")
         noise_stream = _random.fold_in(stream, "sgmcmc")

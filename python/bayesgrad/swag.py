@@ -100,7 +100,7 @@ class SWAG:
                                epochs=C.integer(map_epochs, "map_epochs", 1), batch_size=self.batch_size,
                                weight_decay=self.prior_precision, noise=self.noise, seed=seed, stream=stream,
                                validation=0.1 if Xa.shape[0] >= 50 else 0.0, dtype=dt)
-        theta = mlp.check_params(theta0).astype(dt).copy()
+        theta = mlp.check_params(theta0, "theta0").astype(dt).copy()
         if theta.shape != (mlp.n_params,):
             raise ValueError(f"theta0 must have shape ({mlp.n_params},)")
         N = Xa.shape[0]

@@ -164,7 +164,8 @@ class MFVI:
         stream = _random.check_stream(stream)
         P = mlp.n_params
         if not (warm_start and self.state_ is not None):
-            mu = mlp.init(seed=self.seed_, stream=stream, dtype=dt) if mu0 is None else mlp.check_params(mu0).astype(dt)
+            mu = (mlp.init(seed=self.seed_, stream=stream, dtype=dt) if mu0 is None
+                  else mlp.check_params(mu0, "mu0").astype(dt))
             if mu.shape != (P,):
                 raise ValueError(f"mu0 must have shape ({P},)")
             ln = log_noise_vector(self.noise, self.likelihood, mlp.sizes[-1], dt)
