@@ -78,6 +78,8 @@ def test_defaults_and_params():
                           (dict(random_state=-1), ValueError, "random_state")]:
         with pytest.raises(err, match=msg):
             BayesianMLPRegressor(**bad).fit(X, y)
+    with pytest.raises(ValueError, match="y spreads too widely"):  # predicted inf mean and std, silently
+        BayesianMLPRegressor(epochs=1).fit(X, y * 1e154)
 
 
 @pytest.mark.parametrize("method", ["mfvi", "mc_dropout", "laplace"])

@@ -218,7 +218,12 @@ class BayesianMLP:
             if y.shape[0] != X.shape[0]:
                 raise ValueError(f"X and y must have the same number of rows, got {X.shape[0]} and {y.shape[0]}")
             if not warm:
-                m, sd = _weighted_moments(y[:, None], w)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    m, sd = _weighted_moments(y[:, None], w)
+                    var = sd[0] * sd[0]
+                if not np.isfinite(var):  # the predictive variances in y's units would be inf (and the fit NaN)
+                    raise ValueError("y spreads too widely: its variance overflows float64 (the predictive variances "
+                                     "are reported in y's units); rescale y")
                 self.y_mean = float(m[0])
                 self.y_scale = float(sd[0]) if sd[0] > 0 else 1.0
             targets, n_out, likelihood = ((y - self.y_mean) / self.y_scale)[:, None], 1, "gaussian"
