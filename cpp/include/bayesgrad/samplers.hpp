@@ -150,8 +150,8 @@ BG_HD void dirichlet_from_log_gammas(double* lg, int64_t k, T* out) {
 }
 
 // log p(x) of a location-scale family at x with location m and scale s, in
-// double; gl, gs receive d/dm and d/ds (0 where the density is 0, outside
-// the support). The families are those of locscale_transform.
+// double; gl, gs receive d/dm and d/ds (0 outside the support, where the
+// density is 0; inside it they are kept where log p overflows to -inf). The families are those of locscale_transform.
 BG_HD double locscale_log_prob(codes::LocScaleFamily fam, double xi, double m, double s, double& gl, double& gs) {
   using F = codes::LocScaleFamily;
   constexpr double kHalfLog2Pi = 0.91893853320467274178032973640562;
@@ -198,6 +198,12 @@ BG_HD double locscale_log_prob(codes::LocScaleFamily fam, double xi, double m, d
     }
     case F::kGumbel: {
       const double z = (xi - m) / s, e = std::exp(-z);
+      if (e == HUGE_VAL) {  // z below about -709 (or -inf): e dominates; z + e and z - z e would be inf - inf
+        lp = neg_inf;
+        gl = neg_inf;
+        gs = HUGE_VAL;
+        break;
+      }
       lp = -(z + e) - ls;
       gl = (1.0 - e) / s;
       gs = (z - z * e - 1.0) / s;
@@ -212,7 +218,8 @@ BG_HD double locscale_log_prob(codes::LocScaleFamily fam, double xi, double m, d
       break;
     }
   }
-  if (lp == neg_inf) gl = gs = 0.0;
+  // The gradients are 0 only outside the support (the branches above): inside it a log-density that
+  // overflows to -inf (z * z = inf far in a tail) still has its finite or infinite exact gradients.
   return lp;
 }
 

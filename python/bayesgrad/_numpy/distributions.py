@@ -245,6 +245,10 @@ def locscale_log_prob(x, loc, scale, family, logp, d_loc, d_scale):
             e = np.exp(-z)
             lp = -(z + e) - ls
             gl, gs = (1.0 - e) / s, (z - z * e - 1.0) / s
+            # z below about -709: e = inf dominates (z + e and z - z e would be inf - inf)
+            big = e == np.inf
+            if big.any():
+                lp[big], gl[big], gs[big] = -np.inf, -np.inf, np.inf
         else:  # logistic
             ok = np.ones(xi.shape, bool)
             z = (xi - m) / s

@@ -54,6 +54,21 @@ def lbeta(a, b):
     return lgamma(a) + lgamma(b) - lgamma(np.asarray(a, np.float64) + b)
 
 
+def scalar_like(value, name, ref):
+    """A scalar parameter (Python or NumPy) checked by name in the float dtype of ``ref`` (an array from
+    ``C.as_array``), so that a default such as ``rate=1.0`` keeps a float32 distribution float32; arrays
+    pass through to ``Distribution.__init__``, which checks them by name."""
+    if not np.isscalar(value):
+        return value
+    a = C.as_array(value, name)
+    if a.dtype != ref.dtype:
+        with np.errstate(over="ignore"):
+            a = a.astype(ref.dtype)
+        if not np.isfinite(a):
+            raise ValueError(f"{name} = {value!r} is out of the range of {ref.dtype}, the dtype of the other parameters")
+    return a
+
+
 def clamp_into_support(x, upper=None):
     """Clamp draws in place into the open support (0, upper): below the smallest
     positive normal number of the dtype a draw would round to 0 (Gamma(1e-8),

@@ -8,7 +8,12 @@ import numpy as np
 
 from .. import _backend
 from .. import _checks as C
-from ._base import Distribution, clamp_into_support, digamma, lbeta, lgamma, special_kernel
+from ._base import Distribution, clamp_into_support, digamma, lbeta, lgamma, scalar_like, special_kernel
+
+
+def _xlogy(c, log_y):
+    """c * log_y with 0 where c = 0 (a factor y^0 = 1, also at y = 0 where log_y = -inf)."""
+    return np.where(c == 0, 0.0, c * log_y)
 
 
 class Gamma(Distribution):
@@ -36,10 +41,8 @@ class Gamma(Distribution):
     reparam = "implicit"
 
     def __init__(self, concentration, rate=1.0):
-        if np.isscalar(rate):
-            rate = np.asarray(rate, dtype=np.asarray(concentration).dtype if
-                              np.asarray(concentration).dtype == np.float32 else np.float64)
-        super().__init__(concentration=concentration, rate=rate)
+        concentration = C.as_array(concentration, "concentration")
+        super().__init__(concentration=concentration, rate=scalar_like(rate, "rate", concentration))
         C.positive(self.concentration, "concentration")
         C.positive(self.rate, "rate")
 
@@ -206,7 +209,8 @@ class Beta(Distribution):
         lx, l1x = self._logs(x)
         inside = (x >= 0) & (x <= 1)
         with np.errstate(invalid="ignore"):
-            lp = (a - 1) * lx + (b - 1) * l1x - lbeta(a, b)
+            # a = 1 (b = 1) drops the x (1 - x) factor, also at the edge where its log is -inf (0 * -inf)
+            lp = _xlogy(a - 1, lx) + _xlogy(b - 1, l1x) - lbeta(a, b)
         return np.where(inside, lp, -np.inf).astype(self.dtype)
 
     def score(self, x):

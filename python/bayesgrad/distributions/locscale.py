@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _backend
 from .. import _checks as C
-from ._base import EULER, LOG_2PI, Distribution, digamma, lbeta, lgamma, special_kernel
+from ._base import EULER, LOG_2PI, Distribution, digamma, lbeta, lgamma, scalar_like, special_kernel
 
 
 class _LocScale(Distribution):
@@ -165,8 +165,11 @@ class Exponential(_LocScale):
         return np.zeros((), self.dtype), 1.0 / self.rate
 
     def _kernel_grads(self, x, d_loc, d_scale):
-        # scale = 1 / rate: d/drate = d/dscale * (-1 / rate^2)
-        return {"rate": d_scale * (-1.0 / self.rate ** 2)}
+        # d/drate (log rate - rate x) = 1 / rate - x directly: the chain rule through scale = 1 / rate,
+        # d/dscale * (-1 / rate^2), gives inf * 0 or inf once rate^2 under- or overflows
+        with np.errstate(over="ignore"):
+            g = 1.0 / self.rate - x
+        return {"rate": np.where((x >= 0) & (x < np.inf), g, 0).astype(self.dtype)}
 
     @property
     def mean(self):
@@ -351,9 +354,8 @@ class StudentT(Distribution):
     reparam = "pathwise"
 
     def __init__(self, df, loc=0.0, scale=1.0):
-        loc = np.asarray(loc, dtype=np.asarray(df).dtype) if np.isscalar(loc) else loc
-        scale = np.asarray(scale, dtype=np.asarray(df).dtype) if np.isscalar(scale) else scale
-        super().__init__(df=df, loc=loc, scale=scale)
+        df = C.as_array(df, "df")
+        super().__init__(df=df, loc=scalar_like(loc, "loc", df), scale=scalar_like(scale, "scale", df))
         C.positive(self.df, "df")
         C.positive(self.scale, "scale")
 
