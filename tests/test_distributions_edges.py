@@ -107,3 +107,133 @@ def test_scalar_defaults_keep_a_float32_distribution_float32():
     t = D.StudentT(np.float32(2.0), 1.0, 2.0)
     assert t.loc.dtype == t.scale.dtype == np.float32
     assert D.Gamma(2.0, np.float32(3.0)).dtype == np.float64
+
+
+# ------------------------------------------- cancellation at large shape parameters (findings 4-6)
+def _mp_lbeta(a, b):
+    return mp.loggamma(a) + mp.loggamma(b) - mp.loggamma(a + b)
+
+
+def _mp_beta_log_prob(a, b, x):
+    a, b, x = mp.mpf(a), mp.mpf(b), mp.mpf(x)
+    return float((a - 1) * mp.log(x) + (b - 1) * mp.log1p(-x) - _mp_lbeta(a, b))
+
+
+def _dps(*vals):
+    """mpmath digits enough for the cancellation of terms ~v ln v (v up to 1e300)."""
+    return 40 + int(max(math.log10(max(v, 1.0)) for v in vals))
+
+
+def _mp_beta_entropy(a, b):
+    a, b = mp.mpf(a), mp.mpf(b)
+    with mp.workdps(_dps(a, b)):
+            return float(_mp_lbeta(a, b) - (a - 1) * mp.digamma(a) - (b - 1) * mp.digamma(b)
+                     + (a + b - 2) * mp.digamma(a + b))
+
+
+@pytest.mark.parametrize("a, b, x", [(1.0, 1e8, 1e-8), (2.0, 1e17, 1e-17), (30.0, 1e12, 3e-11),
+                                     (1e9, 2e9, 0.33), (0.5, 0.3, 0.2), (3e5, 7.0, 0.99998)])
+def test_beta_log_prob_with_large_concentrations(a, b, x):
+    _close(D.Beta(a, b).log_prob(x), _mp_beta_log_prob(a, b, x), 1e-11)
+
+
+@pytest.mark.parametrize("a, b", [(2.0, 1e17), (1.0, 1e8), (1e6, 3e6), (12.0, 9.0), (0.5, 0.3), (2.0, 5.0)])
+def test_beta_entropy_with_large_concentrations(a, b):
+    # the floor: relative changes of 2^-53 in a and b move the entropy by ~(a + b) 2^-53 nats
+    want = _mp_beta_entropy(a, b)
+    np.testing.assert_allclose(D.Beta(a, b).entropy(), want, rtol=1e-12, atol=1e-13 + 3e-16 * (a + b))
+
+
+def test_beta_kl_with_large_concentrations():
+    a1, b1, a2, b2 = 2.0, 1e15, 3.0, 2e15
+    m = [mp.mpf(v) for v in (a1, b1, a2, b2)]
+    want = (_mp_lbeta(m[2], m[3]) - _mp_lbeta(m[0], m[1]) + (m[0] - m[2]) * mp.digamma(m[0])
+            + (m[1] - m[3]) * mp.digamma(m[1]) + (m[2] - m[0] + m[3] - m[1]) * mp.digamma(m[0] + m[1]))
+    _close(D.kl_divergence(D.Beta(a1, b1), D.Beta(a2, b2)), float(want), 1e-9)
+
+
+def _mp_t_log_prob(df, x):
+    with mp.workdps(_dps(df)):
+        df, x = mp.mpf(df), mp.mpf(x)
+        return float(mp.loggamma((df + 1) / 2) - mp.loggamma(df / 2) - mp.log(df * mp.pi) / 2
+                     - (df + 1) / 2 * mp.log1p(x * x / df))
+
+
+def _mp_t_entropy(df):
+    with mp.workdps(_dps(df)):
+        df = mp.mpf(df)
+        return float((df + 1) / 2 * (mp.digamma((df + 1) / 2) - mp.digamma(df / 2)) + mp.log(df) / 2
+                     + _mp_lbeta(df / 2, mp.mpf(0.5)))
+
+
+@pytest.mark.parametrize("df", [0.3, 3.0, 40.0, 1e6, 1e12, 1e17, 1e300])
+def test_studentt_log_prob_and_entropy_for_large_df(df):
+    x = np.array([0.0, 1.0, -7.5, 1e3])
+    want = [_mp_t_log_prob(df, v) for v in x]
+    np.testing.assert_allclose(D.StudentT(df).log_prob(x), want, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(D.StudentT(df).entropy(), _mp_t_entropy(df), rtol=1e-13)
+
+
+def test_studentt_log_prob_far_in_the_tail():
+    # z * z overflows (float32 from |z| ~ 2e19, float64 from ~1e154) while log p is finite
+    _close(D.StudentT(np.float32(0.5)).log_prob(np.float32(1e20)), _mp_t_log_prob(0.5, 1e20), 1e-6)
+    _close(D.StudentT(3.0).log_prob(1e200), _mp_t_log_prob(3.0, 1e200), 1e-14)
+
+
+def _mp_gamma_log_prob(a, r, x):
+    with mp.workdps(_dps(a)):
+        a, r, x = mp.mpf(a), mp.mpf(r), mp.mpf(x)
+        return float(a * mp.log(r) + (a - 1) * mp.log(x) - r * x - mp.loggamma(a))
+
+
+def _mp_gamma_entropy(a):
+    with mp.workdps(_dps(a)):
+        a = mp.mpf(a)
+        return float(a + mp.loggamma(a) + (1 - a) * mp.digamma(a))
+
+
+@pytest.mark.parametrize("a, r, x", [(1e12, 1e300, 1.0000007e-288), (1e12, 1.0, 1e12 + 3e6), (1e4, 2.0, 5.1e3),
+                                     (1e16, 1e-100, 1e116), (2.5, 3.0, 0.7), (1e7, 1e300, 1e-320)])
+def test_gamma_log_prob_with_large_concentrations(a, r, x):
+    # the kernels' Stirling form; the floor: r x / a rounds, ~a |r x / a - 1| 2^-53 nats (3e-10 at most
+    # here), where the direct form lost ~a ln(a) 2^-53 (0.09 nats at a = 1e12, r = 1e300)
+    np.testing.assert_allclose(D.Gamma(a, r).log_prob(x), _mp_gamma_log_prob(a, r, x), rtol=1e-13, atol=1e-9)
+
+
+@pytest.mark.parametrize("a", [0.3, 9.0, 10.0, 1e4, 1e10, 1e300])
+def test_gamma_entropy_with_large_concentrations(a):
+    np.testing.assert_allclose(D.Gamma(a, 3.0).entropy(), _mp_gamma_entropy(a) - math.log(3.0), rtol=1e-13)
+
+
+def test_gumbel_kl_with_the_locations_far_apart_is_inf():
+    assert D.kl_divergence(D.Gumbel(-1e300, 1e-10), D.Gumbel(0.0, 1e-10)) == np.inf
+    assert D.kl_divergence(D.Gumbel(1e300, 1e-10), D.Gumbel(0.0, 1e-10)) == np.inf
+
+
+def test_studentt_score_is_zero_at_infinity_and_finite_in_the_tails():
+    d = D.StudentT(3.0, 0.5, 2.0)
+    s = d.score(np.array([np.inf, -np.inf]))
+    for k in ("df", "loc", "scale"):
+        np.testing.assert_array_equal(s[k], 0.0)
+    s = d.score(1e200)
+    z = (1e200 - 0.5) / 2.0
+    _close(s["loc"], 4.0 / (2.0 * z), 1e-14)  # (df + 1) z / (scale (df + z^2))
+    _close(s["scale"], 3.0 / 2.0, 1e-14)  # ((df + 1) z^2 / (df + z^2) - 1) / scale
+    assert np.isfinite(s["df"])
+
+
+@pytest.mark.single_backend
+def test_gamma_log_prob_kernels_agree_around_the_large_shape_switch():
+    if len(BACKENDS) < 2:
+        pytest.skip("only one backend available")
+    a = np.array([9999.0, 1e4, 3e6, 1e12, 1e12, 1e7, 1e5])
+    r = np.array([1.0, 2.0, 1e-3, 1e300, 1.0, 1e300, 1e-200])
+    x = np.array([1e4, 5e3, 1e9, 1e-288, 3e12, 1e-320, 1e205])
+    res = []
+    for be in ("cpu", "numpy"):
+        with bg.use_backend(be):
+            d = D.Gamma(a, r)
+            res.append((d.log_prob(x), d.score(x)))
+    np.testing.assert_allclose(res[0][0], res[1][0], rtol=1e-13)
+    for k in res[0][1]:
+        np.testing.assert_allclose(res[0][1][k], res[1][1][k], rtol=1e-12)

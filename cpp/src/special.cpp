@@ -204,6 +204,8 @@ void elementwise(int64_t n, F f) {
 
 }  // namespace
 
+double lgamma_corr(double z) { return stirling_corr(z); }
+
 double lgamma(double x) {
   if (!(x > 0)) return x == 0 ? std::numeric_limits<double>::infinity() : kNaN;
   if (x >= 8.0) return lgamma_stirling(x);

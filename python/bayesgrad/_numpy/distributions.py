@@ -14,6 +14,7 @@ import numpy as np
 from scipy import special as sp
 
 from .._codes import LocScaleFamily, from_int
+from .._numerics import lgamma_corr
 from .random import SUBSTREAM_BLOCKS, fill_normal, fill_uniform, substream_blocks, u01_f64
 
 __all__ = [
@@ -29,6 +30,7 @@ _TWO_M32 = 2.0 ** -32  # one-word uniforms of the Gamma sampler: (w + 1/2) 2^-32
 _HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
 _GAMMA_MAX_ITER = SUBSTREAM_BLOCKS // 2
 _CHUNK = 1 << 18
+_GAMMA_LARGE_SHAPE = 1e4  # distributions.cpp's kGammaLargeShape
 
 
 def _f64(a):
@@ -377,6 +379,15 @@ def gamma_log_prob(x, alpha, rate, logp, d_alpha, d_rate):
         lr = np.log(r)
         lx = np.log(np.where(pos, xi, 1.0))
         lp = a * lr + (a - 1.0) * lx - r * xi - sp.gammaln(a)
+        large = a >= _GAMMA_LARGE_SHAPE
+        if large.any():
+            # the native kernel's Stirling form: a ln r + (a-1) ln x and lgamma(a) cancel to O(ln a)
+            y = r * xi
+            use = large & (y >= np.finfo(np.float64).tiny) & (y < np.inf)
+            u = y / a - 1.0
+            l = np.where((u > -0.5) & (u < 1.0), np.log1p(u), np.log(y) - np.log(a))
+            rem = 0.5 * np.log(a) - _HALF_LOG_2PI - lgamma_corr(np.maximum(a, 8.0))
+            lp = np.where(use, a * (l - u) + rem - lx, lp)
         edge = np.where((xi == 0) & (a == 1.0), lr, np.where((xi == 0) & (a < 1.0), np.inf, -np.inf))
         logp.reshape(-1)[:] = np.where(pos, lp, edge).reshape(-1)
         d_alpha.reshape(-1)[:] = np.where(pos, lr + lx - sp.digamma(a), 0.0).reshape(-1)

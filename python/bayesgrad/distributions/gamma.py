@@ -8,7 +8,9 @@ import numpy as np
 
 from .. import _backend
 from .. import _checks as C
-from ._base import Distribution, clamp_into_support, digamma, lbeta, lgamma, scalar_like, special_kernel
+from .._numerics import lgamma_corr
+from ._base import (LOG_2PI, Distribution, digamma_tail, clamp_into_support, digamma, digamma_diff, lbeta,
+                    lgamma, scalar_like, special_kernel)
 
 
 def _xlogy(c, log_y):
@@ -119,7 +121,15 @@ class Gamma(Distribution):
     def entropy(self):
         """The differential entropy (nats), ``(*batch_shape)`` array."""
         a = self.concentration.astype(np.float64)
-        return self._batch(a - np.log(self.rate) + lgamma(a) + (1.0 - a) * digamma(a))
+        h = np.array(a + lgamma(a) + (1.0 - a) * digamma(a), dtype=np.float64)
+        big = a >= 10.0
+        if big.any():
+            # a + lgamma(a) + (1 - a) psi(a) cancels from ~a ln a to ~ln(a) / 2; with Stirling and psi's series
+            # it is ln(2 pi a) / 2 + corr(a) + (a - 1) / (2a) - (a - 1) tail(a), tail = psi - ln a + 1/(2a)
+            ab = a[big]
+            h[big] = (0.5 * (LOG_2PI + np.log(ab)) + lgamma_corr(ab) + (ab - 1.0) / (2.0 * ab)
+                      - (ab - 1.0) * digamma_tail(ab))
+        return self._batch(h - np.log(self.rate))
 
     def rsample_vjp(self, x, g):
         """Per-sample vector-Jacobian products ``g . dx/dparam`` at samples ``x``.
@@ -249,8 +259,8 @@ class Beta(Distribution):
         """The differential entropy (nats), ``(*batch_shape)`` array."""
         a = self.concentration1.astype(np.float64)
         b = self.concentration0.astype(np.float64)
-        return self._batch(lbeta(a, b) - (a - 1) * digamma(a) - (b - 1) * digamma(b)
-                           + (a + b - 2) * digamma(a + b))
+        # -(a-1) psi(a) - (b-1) psi(b) + (a+b-2) psi(a+b) regrouped into differences that keep their digits
+        return self._batch(lbeta(a, b) + (a - 1) * digamma_diff(a, b) + (b - 1) * digamma_diff(b, a))
 
     def rsample_vjp(self, x, g):
         """Per-sample vector-Jacobian products ``g . dx/dparam`` at samples ``x``.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._numerics import sigmoid, softplus
-from ._base import EULER, digamma, lbeta, lgamma
+from ._base import EULER, digamma, digamma_diff, lbeta, lgamma
 from .discrete import Bernoulli, Categorical
 from .gamma import Beta, Dirichlet, Gamma
 from .locscale import Exponential, Gumbel, Laplace, LogNormal, Normal, Uniform
@@ -82,8 +82,11 @@ def _kl_laplace_laplace(p, q):
 @register_kl(Gumbel, Gumbel)
 def _kl_gumbel_gumbel(p, q):
     r = p.scale / q.scale
-    return (-np.log(r) + (p.loc - q.loc) / q.scale + EULER * r
-            + np.exp((q.loc - p.loc) / q.scale + lgamma(1.0 + r)) - 1.0 - EULER).astype(p.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = np.exp((q.loc - p.loc) / q.scale + lgamma(1.0 + r))
+        kl = -np.log(r) + (p.loc - q.loc) / q.scale + EULER * r + e - 1.0 - EULER
+    # e = inf (q's location far right of p's) dominates the -inf of the location term: inf - inf was NaN
+    return np.where(e == np.inf, np.inf, kl).astype(p.dtype)
 
 
 @register_kl(Gamma, Gamma)
@@ -109,8 +112,9 @@ def _kl_gamma_exp(p, q):
 def _kl_beta_beta(p, q):
     a1, b1 = p.concentration1, p.concentration0
     a2, b2 = q.concentration1, q.concentration0
-    kl = (lbeta(a2, b2) - lbeta(a1, b1) + (a1 - a2) * digamma(a1) + (b1 - b2) * digamma(b1)
-          + (a2 - a1 + b2 - b1) * digamma(a1 + b1))
+    # (a1 - a2) psi(a1) + (b1 - b2) psi(b1) + (a2 - a1 + b2 - b1) psi(a1 + b1) as differences of psi that keep
+    # their digits at large concentrations
+    kl = (lbeta(a2, b2) - lbeta(a1, b1) - (a1 - a2) * digamma_diff(a1, b1) - (b1 - b2) * digamma_diff(b1, a1))
     return kl.astype(np.result_type(p.dtype, q.dtype))
 
 

@@ -11,7 +11,21 @@ import numpy as np
 
 from .. import _backend
 from .. import _checks as C
-from ._base import EULER, LOG_2PI, Distribution, digamma, lbeta, lgamma, scalar_like, special_kernel
+from ._base import (EULER, LOG_2PI, Distribution, digamma_diff, lbeta, lgamma_half_diff, scalar_like,
+                    special_kernel)
+
+
+def _log1p_z2(z, df):
+    """log(1 + z^2 / df), float64, also where z^2 overflows (|z| above ~1e154, log p still finite)."""
+    z, df = np.asarray(z, np.float64), np.asarray(df, np.float64)
+    with np.errstate(over="ignore"):
+        out = np.log1p(z * z / df)
+    far = np.abs(z) > 1e150
+    if np.any(far):
+        with np.errstate(divide="ignore", invalid="ignore"):  # the entries not far are not used
+            alt = 2.0 * np.log(np.abs(z)) - np.log(df) + np.log1p((np.sqrt(df) / z) ** 2)
+        out = np.where(far, alt, out)
+    return out
 
 
 class _LocScale(Distribution):
@@ -402,9 +416,10 @@ class StudentT(Distribution):
         """
         x = self._x(x)
         df = self.df.astype(np.float64)
-        z = self._z(x)
-        c = lgamma(0.5 * (df + 1)) - lgamma(0.5 * df) - 0.5 * np.log(df * math.pi) - np.log(self.scale)
-        return (c - 0.5 * (df + 1) * np.log1p(z * z / df)).astype(self.dtype)
+        # z in float64: z * z overflows float32 from |z| ~ 2e19 while log p is still finite
+        z = self._z(x.astype(np.float64))
+        c = lgamma_half_diff(0.5 * df) - 0.5 * np.log(df * math.pi) - np.log(self.scale)
+        return (c - 0.5 * (df + 1) * _log1p_z2(z, df)).astype(self.dtype)
 
     def score(self, x):
         """Gradients of ``log_prob(x)`` with respect to each parameter.
@@ -421,13 +436,15 @@ class StudentT(Distribution):
         n = self._lead(x)
         df = self.df
         z = self._z(x)
-        z2 = z * z
-        q = df + z2
-        d_df = 0.5 * (digamma(0.5 * (df + 1)) - digamma(0.5 * df) - 1.0 / df - np.log1p(z2 / df)
-                      + (df + 1) * z2 / (df * q))
-        return {"df": self._reduce("df", d_df, n),
-                "loc": self._reduce("loc", (df + 1) * z / (self.scale * q), n),
-                "scale": self._reduce("scale", ((df + 1) * z2 / q - 1.0) / self.scale, n)}
+        with np.errstate(divide="ignore", over="ignore"):
+            # r = z^2 / (df + z^2) and z / (df + z^2) in forms that neither overflow (z^2) nor give
+            # inf / inf far in the tails; both are right at z = 0 (df / 0 = inf)
+            r = 1.0 / (1.0 + (np.sqrt(df) / z) ** 2)
+            zq = 1.0 / (z + df / z)
+        d_df = 0.5 * (digamma_diff(0.5 * df, 0.5) - 1.0 / df - _log1p_z2(z, df) + (df + 1) * r / df)
+        grads = {"df": d_df, "loc": (df + 1) * zq / self.scale, "scale": ((df + 1) * r - 1.0) / self.scale}
+        at_inf = np.isinf(x)  # the density vanishes there: 0, as the loc-scale families give
+        return {k: self._reduce(k, np.where(at_inf, 0, v), n) for k, v in grads.items()}
 
     @property
     def mean(self):
@@ -445,7 +462,7 @@ class StudentT(Distribution):
     def entropy(self):
         """The differential entropy (nats), ``(*batch_shape)`` array."""
         df = self.df.astype(np.float64)
-        h = (0.5 * (df + 1) * (digamma(0.5 * (df + 1)) - digamma(0.5 * df)) + 0.5 * np.log(df)
+        h = (0.5 * (df + 1) * digamma_diff(0.5 * df, 0.5) + 0.5 * np.log(df)
              + lbeta(0.5 * df, 0.5) + np.log(self.scale))
         return self._batch(h)
 
