@@ -237,3 +237,46 @@ def test_gamma_log_prob_kernels_agree_around_the_large_shape_switch():
     np.testing.assert_allclose(res[0][0], res[1][0], rtol=1e-13)
     for k in res[0][1]:
         np.testing.assert_allclose(res[0][1][k], res[1][1][k], rtol=1e-12)
+
+
+# --------------------------------------------------------------- variances (finding 7)
+def test_variances_finite_where_their_closed_forms_are():
+    with mp.workdps(50):
+        want = float(mp.expm1(900) * mp.exp(-2000 + 900))
+    _close(D.LogNormal(-1000.0, 30.0).variance, want, 1e-12)
+    d = D.LogNormal(np.array([0.2, 300.0]), np.array([0.5, 1e-200]))
+    _close(d.variance, [math.expm1(0.25) * math.exp(0.4 + 0.25), float(mp.mpf("1e-400") * mp.exp(600))], 1e-13)
+    _close(D.Beta(1e-200, 1e-200).variance, 0.25, 1e-15)
+    _close(D.Beta(2.0, 3.0).variance, 6.0 / (25.0 * 6.0), 1e-15)
+    _close(D.Dirichlet([1e-200, 1e-200]).variance, [0.25, 0.25], 1e-15)
+    _close(D.Dirichlet([1.0, 3.0]).variance, [3.0 / 80.0, 3.0 / 80.0], 1e-15)
+    _close(D.Gamma(1e-300, 1e-300).variance, 1e300, 1e-15)
+
+
+# ----------------------------------------------------------- smaller formula bugs (finding 8)
+def test_mvn_log_prob_is_minus_inf_where_the_distance_overflows():
+    d = D.MultivariateNormal(loc=[1e300] * 5, scale_tril=1e-150 * np.eye(5))
+    assert d.log_prob(np.zeros(5)) == -np.inf
+
+
+def test_mvn_score_is_zero_at_infinity():
+    d = D.MultivariateNormal([0.5, 0.0], [[1.0, 0.0], [0.3, 2.0]])
+    s = d.score(np.array([[np.inf, 0.0], [1.0, -np.inf], [1.5, 0.3]]))
+    np.testing.assert_array_equal(s["loc"][:2], 0.0)
+    np.testing.assert_array_equal(s["scale_tril"][:2], 0.0)
+    assert np.all(np.isfinite(s["loc"])) and np.all(np.isfinite(s["scale_tril"]))
+
+
+@pytest.mark.parametrize("logit", [40.0, -40.0, 700.0, 0.3, -3.0])
+def test_bernoulli_entropy_in_the_logit_tails(logit):
+    with mp.workdps(400):
+        p = 1 / (1 + mp.exp(-mp.mpf(logit)))
+        want = float(-p * mp.log(p) - (1 - p) * mp.log(1 - p))
+    _close(D.Bernoulli(logits=logit).entropy(), want, 1e-14)
+
+
+def test_poisson_refuses_infinite_counts_by_name():
+    with pytest.raises(ValueError, match="x must hold finite"):
+        D.Poisson(2.0).log_prob(np.inf)
+    with pytest.raises(ValueError, match="x must hold finite"):
+        D.Poisson(2.0).score(np.array([1.0, np.inf]))

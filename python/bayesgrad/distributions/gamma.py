@@ -116,7 +116,7 @@ class Gamma(Distribution):
     @property
     def variance(self):
         """The variance, ``(*batch_shape)`` array."""
-        return self._batch(self.concentration / self.rate ** 2)
+        return self._batch(self.concentration / self.rate / self.rate)  # rate^2 under/overflows first
 
     def entropy(self):
         """The differential entropy (nats), ``(*batch_shape)`` array."""
@@ -253,7 +253,7 @@ class Beta(Distribution):
         """The variance, ``(*batch_shape)`` array."""
         a, b = self.concentration1, self.concentration0
         s = a + b
-        return self._batch(a * b / (s * s * (s + 1)))
+        return self._batch((a / s) * (b / s) / (s + 1))  # s * s underflows for tiny a, b (0 / 0)
 
     def entropy(self):
         """The differential entropy (nats), ``(*batch_shape)`` array."""
@@ -391,7 +391,7 @@ class Dirichlet(Distribution):
         """The marginal variance, ``(*batch_shape, K)`` array."""
         a = np.broadcast_to(self.concentration, self.shape)
         a0 = a.sum(-1, keepdims=True)
-        return (a * (a0 - a) / (a0 * a0 * (a0 + 1))).astype(self.dtype)
+        return ((a / a0) * ((a0 - a) / a0) / (a0 + 1)).astype(self.dtype)  # a0 * a0 underflows for tiny a
 
     @property
     def covariance_matrix(self):

@@ -129,8 +129,15 @@ class LogNormal(_LocScale):
     @property
     def variance(self):
         """The variance, ``(*batch_shape)`` array."""
-        s2 = self.scale ** 2
-        return self._batch(np.expm1(s2) * np.exp(2 * self.loc + s2))
+        # in logs: expm1(s^2) overflows from s ~ 26.6 while exp(2 loc + s^2) may underflow (loc = -1000, s = 30)
+        s = self.scale.astype(np.float64)
+        s2 = s * s
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # each branch used where it holds
+            # ln expm1(s^2): s^2 + ln(1 - e^-s^2) for s^2 > 1; 2 ln s + ln(expm1(s^2) / s^2) below (s^2 may be 0)
+            small = 2.0 * np.log(s) + np.log(np.where(s2 > 0, np.expm1(s2) / np.where(s2 > 0, s2, 1.0), 1.0))
+            lem = np.where(s2 > 1.0, s2 + np.log1p(-np.exp(-s2)), small)
+        with np.errstate(over="ignore"):
+            return self._batch(np.exp(lem + 2.0 * self.loc.astype(np.float64) + s2))
 
     def entropy(self):
         """The differential entropy (nats), ``(*batch_shape)`` array."""
