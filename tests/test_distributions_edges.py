@@ -280,3 +280,21 @@ def test_poisson_refuses_infinite_counts_by_name():
         D.Poisson(2.0).log_prob(np.inf)
     with pytest.raises(ValueError, match="x must hold finite"):
         D.Poisson(2.0).score(np.array([1.0, np.inf]))
+
+
+# ------------------------------------------------------- special-function edges (finding 9)
+def _mp_gamma_dx_da(a, x):
+    a, x = mp.mpf(a), mp.mpf(x)
+    dp = mp.diff(lambda s: mp.gammainc(s, 0, x, regularized=True), a)
+    return float(-dp / (x ** (a - 1) * mp.exp(-x) / mp.gamma(a)))
+
+
+@pytest.mark.parametrize("a, x", [(1.5, 1e-100), (1.5, 1e-300), (0.01, 0.9), (1e-8, 0.3), (3.0, 0.99),
+                                  (20.0, 0.5), (2.0, 2.0)])
+def test_gamma_dx_da_at_small_x(a, x):
+    _close(special_kernel("gamma_dx_da", a, x), _mp_gamma_dx_da(a, x), 1e-11)
+
+
+@pytest.mark.parametrize("x", [1e-310, 5e-324, 1e-300, 1e-200, 0.5, 30.0])
+def test_lgamma_at_subnormal_and_tiny_x(x):
+    _close(special_kernel("lgamma", x), float(mp.loggamma(mp.mpf(x))), 4e-15)

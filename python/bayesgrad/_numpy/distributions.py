@@ -64,7 +64,10 @@ def lgamma(x, out):
     """log Gamma(x) into out (float64, x > 0)."""
     _check_out(out, dtype=np.float64)
     _check_same(out, ("x", x))
-    out.reshape(-1)[:] = sp.gammaln(_f64(x))
+    x = _f64(x)
+    with np.errstate(divide="ignore"):
+        # SciPy's gammaln is inf for subnormal x; there lgamma(x) = -ln x - gamma x + O(x^2) = -ln x in float64
+        out.reshape(-1)[:] = np.where(x < 1e-300, -np.log(x), sp.gammaln(x))
 
 
 def digamma(x, out):
@@ -132,7 +135,26 @@ def gamma_dx_da(a, x, out):
         z = (w - 1.0 + 1.0 / (9.0 * a)) * 3.0 * np.sqrt(a)
         wh = w ** 3 + 3.0 * a * w * w * (1.0 / (9.0 * a * a) - z / (6.0 * a * np.sqrt(a)))
         r = np.where(a >= 1e6, wh, r)
+        small = (x > 0) & (x < 1.0)
+        if small.any():
+            r[small] = _gamma_dx_da_series(a[small], x[small])
     out.reshape(-1)[:] = np.where(x > 0, r, 0.0)
+
+
+def _gamma_dx_da_series(a, x):
+    """dX/da for x < 1 from P's power series, as the native kernel: P = x^a e^-x S / Gamma(a + 1) with
+    S = sum_n x^n / ((a+1)...(a+n)), so dX/da = -(x / a) (S (ln x - psi(a + 1)) + dS/da). Differences of
+    P lose everything once x^a underflows (P(1.5, 1e-300) = 0); x < 1 bounds term n by 1/n!."""
+    term = np.ones_like(x)
+    s = np.ones_like(x)
+    ds = np.zeros_like(x)
+    h = np.zeros_like(x)  # sum_k 1 / (a + k): d ln(term_n) / da = -h
+    for n in range(1, 30):
+        term = term * x / (a + n)
+        h = h + 1.0 / (a + n)
+        s += term
+        ds -= term * h
+    return -(x / a) * (s * (np.log(x) - sp.digamma(a + 1.0)) + ds)
 
 
 def beta_dx_dab(a, b, x, out_a, out_b):
