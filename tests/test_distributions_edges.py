@@ -298,3 +298,45 @@ def test_gamma_dx_da_at_small_x(a, x):
 @pytest.mark.parametrize("x", [1e-310, 5e-324, 1e-300, 1e-200, 0.5, 30.0])
 def test_lgamma_at_subnormal_and_tiny_x(x):
     _close(special_kernel("lgamma", x), float(mp.loggamma(mp.mpf(x))), 4e-15)
+
+
+# ------------------------------------------------------- draws at the support's edge (finding 10)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lognormal_draws_are_clamped_into_the_support(dtype):
+    d = D.LogNormal(np.array(-800.0, dtype), np.array(1.0, dtype))
+    x = d.sample(64, seed=3)
+    assert np.all(x == np.finfo(dtype).tiny)
+    assert np.all(np.isfinite(d.log_prob(x)))
+    v = d.rsample_vjp(x, np.ones_like(x))
+    assert all(np.all(np.isfinite(a)) for a in v.values())
+    y = D.LogNormal(np.array(0.5, dtype), np.array(2.0, dtype)).sample(4096, seed=3)
+    assert np.all(y > 0) and np.all(np.isfinite(y))
+
+
+@pytest.mark.single_backend
+def test_lognormal_clamp_agrees_across_backends():
+    if len(BACKENDS) < 2:
+        pytest.skip("only one backend available")
+    for dt in (np.float32, np.float64):
+        d = D.LogNormal(np.array([-800.0, -87.0, -700.0, 0.0], dt), np.array([1.0, 1.0, 8.0, 1.0], dt))
+        res = []
+        for be in ("cpu", "numpy"):
+            with bg.use_backend(be):
+                res.append(d.sample(300, seed=11, stream=2))
+        np.testing.assert_allclose(res[0], res[1], rtol=2e-5 if dt == np.float32 else 1e-12)
+        assert np.all(res[0] >= np.finfo(dt).tiny)
+
+
+def test_uniform_with_a_width_beyond_the_float_range():
+    d = D.Uniform(-1e308, 1e308)
+    x = d.sample(2000, seed=5)
+    assert np.all(np.isfinite(x)) and np.all((x >= -1e308) & (x <= 1e308))
+    assert x.min() < -0.9e308 and x.max() > 0.9e308
+    lw = math.log(2.0) + math.log(1e308)
+    _close(d.log_prob(np.array([0.0, -1e308, 1e308])), [-lw] * 3, 1e-15)
+    assert d.log_prob(1.7e308) == -np.inf
+    _close(d.entropy(), lw, 1e-15)
+    _close(d.mean, 0.0, 0)
+    # the same uniforms as a narrow Uniform: u = (x - low) / (high - low)
+    u = D.Uniform(0.0, 1.0).sample(2000, seed=5)
+    np.testing.assert_allclose(x, -1e308 + 1e308 * u + 1e308 * u, rtol=1e-15)

@@ -4,6 +4,7 @@
 // distributions.hpp; the AVX paths (philox_simd.hpp, simd_math.hpp) compute
 // the same quantities with vector math and are checked against these.
 #pragma once
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 
@@ -71,7 +72,13 @@ BG_HD T locscale_transform(codes::LocScaleFamily fam, T m, T s, T e) {
   using F = codes::LocScaleFamily;
   switch (fam) {
     case F::kNormal: return m + s * e;
-    case F::kLognormal: return static_cast<T>(std::exp(static_cast<double>(m + s * e)));
+    case F::kLognormal: {
+      // clamped into (0, inf) like the Gamma draws: exp below the smallest normal number of T (loc -800)
+      // would round to 0 or a subnormal, where log p is -inf or has lost its digits
+      const T x = static_cast<T>(std::exp(static_cast<double>(m + s * e)));
+      const T tiny = sizeof(T) == 4 ? static_cast<T>(FLT_MIN) : static_cast<T>(DBL_MIN);
+      return x < tiny ? tiny : x;
+    }
     case F::kUniform: return m + s * e;
     case F::kExponential: return m + s * static_cast<T>(-std::log(static_cast<double>(e)));
     case F::kLaplace: {

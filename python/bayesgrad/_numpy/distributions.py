@@ -210,7 +210,9 @@ def sample_locscale(out, loc, scale, family, seed, stream):
             flat += m
             return
         if family == "lognormal":
+            # clamped into (0, inf) as the native kernel does (samplers.hpp locscale_transform)
             flat[:] = np.exp((m + s * flat).astype(np.float64))
+            np.maximum(flat, np.finfo(dt).tiny, out=flat)
             return
         if family == "exponential":
             base = -np.log(e)

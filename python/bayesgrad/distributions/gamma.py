@@ -160,7 +160,8 @@ class Beta(Distribution):
     The parameters broadcast together to ``batch_shape``.
 
     Drawn as G_a / (G_a + G_b) from gamma elements 2i and 2i+1 in log space, so
-    small a, b give 0 < x < 1 without 0/0. ``rsample_vjp``: implicit,
+    small a, b give 0 < x < 1 without 0/0 down to about 2e-307; below that both
+    logs can overflow to -inf (ln u / a) and the draw is NaN (a known limit). ``rsample_vjp``: implicit,
     ``-(dI_x/da, dI_x/db) / p(x)`` with native incomplete-beta derivatives.
 
     Parameters

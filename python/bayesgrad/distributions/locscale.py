@@ -106,7 +106,9 @@ class Normal(_LocScale):
 class LogNormal(_LocScale):
     """The log-normal distribution: log x ~ Normal(loc, scale). Pathwise: x = exp(loc + scale z).
 
-    The parameters broadcast together to ``batch_shape``.
+    The parameters broadcast together to ``batch_shape``. Draws are clamped into (0, inf): one
+    below the smallest positive normal number of the dtype (loc = -800) is returned as that number,
+    not 0, so its log-density is finite (as Gamma's draws).
 
     Parameters
     ----------
@@ -246,16 +248,44 @@ class Uniform(_LocScale):
             raise ValueError("high must be greater than low")
 
     def _kernel_params(self):
-        return self.low, self.high - self.low
+        with np.errstate(over="ignore"):
+            return self.low, self.high - self.low
 
     def _kernel_grads(self, x, d_loc, d_scale):
         # loc = low, scale = high - low
         return {"low": d_loc - d_scale, "high": d_scale}
 
+    def _half_width(self):
+        """(high - low) / 2, which does not overflow (high - low does from a width of ~1.8e308), or None
+        when every width is finite (the common case, left to the kernels)."""
+        with np.errstate(over="ignore"):
+            wide = np.isinf(self.high - self.low)
+        return 0.5 * self.high - 0.5 * self.low if np.any(wide) else None
+
+    def sample(self, n, seed=0, stream=0, out=None):
+        """``(n, *batch_shape)`` draws; ``out`` (optional) is filled in place."""
+        hw = self._half_width()
+        if hw is None:
+            return super().sample(n, seed, stream, out)
+        # the same uniforms (loc 0, scale 1: the same words), then low + 2 hw u in two finite steps
+        zero, one = np.zeros((), self.dtype), np.ones((), self.dtype)
+        out = self._sample_locscale(self.family, n, seed, stream, out, zero, one)
+        t = hw * out
+        out[...] = self.low + t + t
+        return out
+
+    def log_prob(self, x):
+        hw = self._half_width()
+        if hw is None:
+            return super().log_prob(x)
+        x = self._x(x)
+        inside = (x >= self.low) & (x <= self.high)
+        return np.where(inside, -(np.log(hw) + math.log(2.0)), -np.inf).astype(self.dtype)
+
     @property
     def mean(self):
         """The mean, ``(*batch_shape)`` array."""
-        return self._batch(0.5 * (self.low + self.high))
+        return self._batch(0.5 * self.low + 0.5 * self.high)  # low + high may overflow
 
     @property
     def variance(self):
@@ -264,7 +294,7 @@ class Uniform(_LocScale):
 
     def entropy(self):
         """The differential entropy (nats), ``(*batch_shape)`` array."""
-        return self._batch(np.log(self.high - self.low))
+        return self._batch(np.log(0.5 * self.high - 0.5 * self.low) + math.log(2.0))  # the width may overflow
 
     def rsample_vjp(self, x, g):
         """Per-sample vector-Jacobian products ``g . dx/dparam`` at samples ``x``.
