@@ -184,6 +184,16 @@ def studentt_dt_ddf(df, t, out):
         logpdf = (sp.gammaln((df + 1) / 2) - sp.gammaln(df / 2) - 0.5 * np.log(df * np.pi)
                   - (df + 1) / 2 * np.log1p(t * t / df))
         r = np.sign(t) * dF / np.exp(logpdf)
+        # the native kernel's two expansions (special.cpp): |t| small against sqrt(df), where differences
+        # of F vanish, and the far tail, where they and the density underflow
+        t2 = t * t
+        near = t2 < 1e-17 * df
+        far = t2 > 1e17 * df * (df + 1.0)
+        if near.any() or far.any():
+            h = 0.5 * df
+            r = np.where(near, -0.5 * t * (sp.digamma(h + 0.5) - sp.digamma(h) - 1.0 / df), r)
+            c = 0.5 * (sp.digamma(h + 0.5) - sp.digamma(h + 1.0)) + 0.5 * np.log(df) + 0.5
+            r = np.where(far, (t / df) * (c - np.log(np.abs(t))), r)
     out.reshape(-1)[:] = np.where(t != 0, r, 0.0)
 
 
