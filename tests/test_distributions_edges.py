@@ -373,3 +373,18 @@ def test_studentt_df_gradients_finite_at_its_own_draws():
     x = d.sample(1000, seed=7)
     g = d.rsample_vjp(x, np.ones_like(x))["df"]
     assert np.all(np.isfinite(g[np.isfinite(x)]))
+
+
+def test_dirichlet_normaliser_and_entropy_with_large_concentrations():
+    # K = 2 is the Beta; K = 3 against mpmath
+    np.testing.assert_allclose(D.Dirichlet([2.0, 1e17]).entropy(), _mp_beta_entropy(2.0, 1e17), rtol=1e-12)
+    a = [1.5, 2.0, 3e8]
+    x = np.array([1e-9, 2e-9, 1.0 - 3e-9])
+    with mp.workdps(60):
+        m = [mp.mpf(v) for v in a]
+        lb = sum(mp.loggamma(v) for v in m) - mp.loggamma(sum(m))
+        want = float(sum((v - 1) * mp.log(mp.mpf(xi)) for v, xi in zip(m, x)) - lb)
+        a0 = sum(m)
+        h = float(lb + (a0 - 3) * mp.digamma(a0) - sum((v - 1) * mp.digamma(v) for v in m))
+    np.testing.assert_allclose(D.Dirichlet(a).log_prob(x), want, rtol=1e-9)
+    np.testing.assert_allclose(D.Dirichlet(a).entropy(), h, rtol=1e-10)

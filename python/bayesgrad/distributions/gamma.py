@@ -18,6 +18,15 @@ def _xlogy(c, log_y):
     return np.where(c == 0, 0.0, c * log_y)
 
 
+def log_multi_beta(a):
+    """log B(a) = sum lgamma(a_i) - lgamma(sum a_i) over the last axis of a ``(..., K)``, float64, as the
+    chain sum_j lbeta(a_1 + ... + a_(j-1), a_j) of stable two-argument log-betas (the direct form cancels
+    at large concentrations as Beta's did)."""
+    a = np.asarray(a, np.float64)
+    c = np.cumsum(a, -1)
+    return np.sum(lbeta(c[..., :-1], a[..., 1:]), -1)
+
+
 class Gamma(Distribution):
     """The gamma distribution, density x^(a-1) e^(-rate x) rate^a / Gamma(a) on x > 0.
 
@@ -360,7 +369,7 @@ class Dirichlet(Distribution):
         outside |= np.any(terms == -np.inf, axis=-1)
         with np.errstate(invalid="ignore"):
             t = np.sum(np.where(terms == -np.inf, 0.0, terms), axis=-1)
-        lb = np.sum(lgamma(a), axis=-1) - lgamma(np.sum(a, axis=-1, dtype=np.float64))
+        lb = log_multi_beta(a)
         return np.where(outside, -np.inf, t - lb).astype(self.dtype)
 
     def score(self, x):
@@ -408,7 +417,10 @@ class Dirichlet(Distribution):
         a = np.broadcast_to(self.concentration, self.shape).astype(np.float64)
         k = a.shape[-1]
         a0 = a.sum(-1)
-        h = (np.sum(lgamma(a), -1) - lgamma(a0) + (a0 - k) * digamma(a0) - np.sum((a - 1) * digamma(a), -1))
+        # (a0 - k) psi(a0) - sum (a - 1) psi(a) = sum (a_i - 1)(psi(a0) - psi(a_i)), each difference with the
+        # rest sum_{j != i} a_j summed directly (a0 - a_i loses it when a_i dominates)
+        rest = np.sum(np.where(np.eye(k, dtype=bool), 0.0, a[..., None, :]), -1)
+        h = log_multi_beta(a) + np.sum((a - 1) * digamma_diff(a, rest), -1)
         return h.astype(self.dtype)
 
     def rsample_vjp(self, x, g):

@@ -8,7 +8,7 @@ import numpy as np
 from .._numerics import sigmoid, softplus
 from ._base import EULER, digamma, digamma_diff, lbeta, lgamma
 from .discrete import Bernoulli, Categorical
-from .gamma import Beta, Dirichlet, Gamma
+from .gamma import Beta, Dirichlet, Gamma, log_multi_beta
 from .locscale import Exponential, Gumbel, Laplace, LogNormal, Normal, Uniform
 from .multivariate import MultivariateNormal
 
@@ -121,8 +121,8 @@ def _kl_beta_beta(p, q):
 @register_kl(Dirichlet, Dirichlet)
 def _kl_dirichlet_dirichlet(p, q):
     a, b = p.concentration.astype(np.float64), q.concentration.astype(np.float64)
-    a0, b0 = a.sum(-1), b.sum(-1)
-    kl = (lgamma(a0) - np.sum(lgamma(a), -1) - lgamma(b0) + np.sum(lgamma(b), -1)
+    a0 = a.sum(-1)
+    kl = (log_multi_beta(b) - log_multi_beta(a)
           + np.sum((a - b) * (digamma(a) - digamma(a0)[..., None]), -1))
     return kl.astype(np.result_type(p.dtype, q.dtype))
 
