@@ -388,3 +388,14 @@ def test_dirichlet_normaliser_and_entropy_with_large_concentrations():
         h = float(lb + (a0 - 3) * mp.digamma(a0) - sum((v - 1) * mp.digamma(v) for v in m))
     np.testing.assert_allclose(D.Dirichlet(a).log_prob(x), want, rtol=1e-9)
     np.testing.assert_allclose(D.Dirichlet(a).entropy(), h, rtol=1e-10)
+
+
+@pytest.mark.parametrize("a1, r1, a2, r2", [(1e10, 1.0, 1e10, 1.00001), (1e10, 1.0, 1.0001e10, 1.0),
+                                            (3e12, 2.0, 2.9e12, 2.1), (2.5, 1.0, 7.0, 0.3), (0.5, 1e-3, 20.0, 4.0),
+                                            (50.0, 1e-300, 40.0, 1e300)])
+def test_gamma_kl_with_large_concentrations(a1, r1, a2, r2):
+    with mp.workdps(_dps(a1, a2) + 20):
+        m1, s1, m2, s2 = (mp.mpf(v) for v in (a1, r1, a2, r2))
+        want = float((m1 - m2) * mp.digamma(m1) - mp.loggamma(m1) + mp.loggamma(m2)
+                     + m2 * (mp.log(s1) - mp.log(s2)) + m1 * (s2 - s1) / s1)
+    _close(D.kl_divergence(D.Gamma(a1, r1), D.Gamma(a2, r2)), want, 1e-9)

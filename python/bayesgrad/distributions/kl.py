@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._numerics import sigmoid, softplus
-from ._base import EULER, digamma, digamma_diff, lbeta, lgamma
+from .._numerics import lgamma_corr
+from ._base import EULER, digamma, digamma_diff, digamma_tail, lbeta, lgamma
 from .discrete import Bernoulli, Categorical
 from .gamma import Beta, Dirichlet, Gamma, log_multi_beta
 from .locscale import Exponential, Gumbel, Laplace, LogNormal, Normal, Uniform
@@ -91,11 +92,27 @@ def _kl_gumbel_gumbel(p, q):
 
 @register_kl(Gamma, Gamma)
 def _kl_gamma_gamma(p, q):
-    a1, r1 = p.concentration, p.rate
-    a2, r2 = q.concentration, q.rate
-    kl = ((a1 - a2) * digamma(a1) - lgamma(a1) + lgamma(a2) + a2 * (np.log(r1) - np.log(r2))
-          + a1 * (r2 - r1) / r1)
-    return kl.astype(np.result_type(p.dtype, q.dtype))
+    a1, r1 = p.concentration.astype(np.float64), p.rate.astype(np.float64)
+    a2, r2 = q.concentration.astype(np.float64), q.rate.astype(np.float64)
+    a1, a2, r1, r2 = np.broadcast_arrays(a1, a2, r1, r2)
+    # a2 ln(r1 / r2) + a1 (r2 - r1) / r1 = a1 (h - log1p(h)) - (a2 - a1) log1p(h), h = r2 / r1 - 1: each
+    # term small where the rates are close (the direct form subtracts ~a ln r)
+    with np.errstate(over="ignore", invalid="ignore"):
+        h = (r2 - r1) / r1
+        lh = np.where(np.isinf(h), np.log(r2) - np.log(r1), np.log1p(h))
+        rates = np.where(np.isinf(h), np.inf, a1 * (h - lh) - (a2 - a1) * lh)
+    shapes = np.asarray((a1 - a2) * digamma(a1) - lgamma(a1) + lgamma(a2))
+    big = np.minimum(a1, a2) >= 10.0
+    if big.any():
+        # lgamma(a2) - lgamma(a1) - (a2 - a1) psi(a1) by Stirling and psi's series, u = (a2 - a1) / a1:
+        # a1 ((1 + u) log1p(u) - u) - log1p(u) / 2 + d / (2 a1) - d tail(a1) + corr(a2) - corr(a1)
+        b1, b2 = a1[big], a2[big]
+        d = b2 - b1
+        u = d / b1
+        l1u = np.log1p(u)
+        shapes[big] = (b1 * ((1.0 + u) * l1u - u) - 0.5 * l1u + d / (2.0 * b1) - d * digamma_tail(b1)
+                       + lgamma_corr(b2) - lgamma_corr(b1))
+    return (shapes + rates).astype(np.result_type(p.dtype, q.dtype))
 
 
 @register_kl(Exponential, Gamma)
