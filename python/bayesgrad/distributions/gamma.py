@@ -14,8 +14,11 @@ from ._base import (LOG_2PI, Distribution, digamma_tail, clamp_into_support, dig
 
 
 def _xlogy(c, log_y):
-    """c * log_y with 0 where c = 0 (a factor y^0 = 1, also at y = 0 where log_y = -inf)."""
-    return np.where(c == 0, 0.0, c * log_y)
+    """c * log_y with 0 where c = 0 (a factor y^0 = 1, also at y = 0 where log_y = -inf); c is a
+    parameter (small), so the check costs nothing when no c is 0."""
+    prod = c * log_y
+    zero = c == 0
+    return np.where(zero, 0.0, prod) if np.any(zero) else prod
 
 
 def log_multi_beta(a):

@@ -454,7 +454,7 @@ class StudentT(Distribution):
         x = self._x(x)
         df = self.df.astype(np.float64)
         # z in float64: z * z overflows float32 from |z| ~ 2e19 while log p is still finite
-        z = self._z(x.astype(np.float64))
+        z = self._z(np.asarray(x, dtype=np.float64))
         c = lgamma_half_diff(0.5 * df) - 0.5 * np.log(df * math.pi) - np.log(self.scale)
         return (c - 0.5 * (df + 1) * _log1p_z2(z, df)).astype(self.dtype)
 
