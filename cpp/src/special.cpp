@@ -359,6 +359,18 @@ double studentt_dt_ddf(double df, double t) {
   if (!(df > 0) || std::isnan(t) || std::isinf(t)) return kNaN;
   if (t == 0) return 0.0;
   const double t2 = t * t;
+  if (df >= 1e4 && t2 <= 1e-4 * df) {
+    // large df: the general form's two terms cancel (relative error ~1e-4 at df = 1e6). The t quantile's
+    // Cornish-Fisher series (Abramowitz-Stegun 26.7.5, terms to df^-4) differentiated at fixed level and
+    // re-expanded in t: dT/d df = -(t / (4 df^2)) B with
+    //   B = t^2 + 1 - t^2 (t^2 - 1) / (3 df) + (t^6 - t^4 - t^2 - 3) / (6 df^2)
+    //       - t^2 (t^2 + 1)(3 t^4 - 6 t^2 + 5) / (30 df^3),
+    // written in w = t^2 / df, e = 1 / df (no overflow); truncation ~(t^8 + 1) / df^4 relative
+    const double e = 1.0 / df, w = t2 * e;
+    const double B = t2 + 1.0 - w * (t2 - 1.0) / 3.0 + (w * w * t2 - w * w - w * e - 3.0 * e * e) / 6.0 -
+                     w * (t2 + 1.0) * (3.0 * w * w - 6.0 * w * e + 5.0 * e * e) / 30.0;
+    return -(0.25 * t * e) * (B * e);
+  }
   if (t2 < 1e-17 * df) {
     // |t| small against sqrt(df) (t * t may underflow): F(t) = 1/2 + p(0) t (1 + O(t^2 / df)), so
     // dT/d df = -t d ln p(0) / d df = -t (psi((df+1)/2) - psi(df/2) - 1/df) / 2

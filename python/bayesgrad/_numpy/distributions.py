@@ -189,6 +189,14 @@ def studentt_dt_ddf(df, t, out):
         t2 = t * t
         near = t2 < 1e-17 * df
         far = t2 > 1e17 * df * (df + 1.0)
+        big_df = (df >= 1e4) & (t2 <= 1e-4 * df)  # the native kernel's Cornish-Fisher form (special.cpp)
+        if big_df.any():
+            e = 1.0 / df
+            w = t2 * e
+            B = (t2 + 1.0 - w * (t2 - 1.0) / 3.0 + (w * w * t2 - w * w - w * e - 3.0 * e * e) / 6.0
+                 - w * (t2 + 1.0) * (3.0 * w * w - 6.0 * w * e + 5.0 * e * e) / 30.0)
+            r = np.where(big_df, -(0.25 * t * e) * (B * e), r)
+            near &= ~big_df
         if near.any() or far.any():
             h = 0.5 * df
             r = np.where(near, -0.5 * t * (sp.digamma(h + 0.5) - sp.digamma(h) - 1.0 / df), r)
