@@ -3,7 +3,10 @@
 Same names, signatures and outputs as the native core. Special functions come
 from SciPy; the shape derivatives of the incomplete gamma/beta functions (which
 SciPy does not provide) are fourth-order (Richardson) central differences of
-SciPy's functions, accurate to about 1e-9 relative. The Gamma sampler follows
+SciPy's functions, accurate to about 1e-9 relative, except where those fail and
+the native kernel's series or expansions are used instead (gamma_dx_da for
+x < 1; studentt_dt_ddf near t = 0, in the far tail and at large df; lgamma
+below 1e-300, where SciPy's gammaln is inf). The Gamma sampler follows
 the word layout documented in cpp/include/bayesgrad/distributions.hpp,
 vectorised over the elements still pending in each rejection round, so that
 draws equal the native ones up to libm rounding.
