@@ -401,3 +401,12 @@ def test_gamma_kl_with_large_concentrations(a1, r1, a2, r2):
         want = float((m1 - m2) * mp.digamma(m1) - mp.loggamma(m1) + mp.loggamma(m2)
                      + m2 * (mp.log(s1) - mp.log(s2)) + m1 * (s2 - s1) / s1)
     _close(D.kl_divergence(D.Gamma(a1, r1), D.Gamma(a2, r2)), want, 1e-9)
+
+
+@pytest.mark.parametrize("df", [0.7, 3.0, 30.0, 1e6, 1e12, 1e17])
+def test_studentt_df_score_for_large_df(df):
+    x = np.array([0.0, 1.0, -2.5, 40.0])
+    with mp.workdps(_dps(df) + 40):
+        want = [float(mp.diff(lambda nu: mp.loggamma((nu + 1) / 2) - mp.loggamma(nu / 2) - mp.log(nu * mp.pi) / 2
+                                - (nu + 1) / 2 * mp.log1p(mp.mpf(v) ** 2 / nu), mp.mpf(df))) for v in x]
+    np.testing.assert_allclose(D.StudentT(df).score(x)["df"], want, rtol=1e-9, atol=0)

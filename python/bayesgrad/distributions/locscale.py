@@ -11,8 +11,8 @@ import numpy as np
 
 from .. import _backend
 from .. import _checks as C
-from ._base import (EULER, LOG_2PI, Distribution, digamma_diff, lbeta, lgamma_half_diff, scalar_like,
-                    special_kernel)
+from ._base import (EULER, LOG_2PI, Distribution, digamma_diff, digamma_tail, lbeta, lgamma_half_diff,
+                    scalar_like, special_kernel)
 
 
 def _log1p_z2(z, df):
@@ -26,6 +26,38 @@ def _log1p_z2(z, df):
             alt = 2.0 * np.log(np.abs(z)) - np.log(df) + np.log1p((np.sqrt(df) / z) ** 2)
         out = np.where(far, alt, out)
     return out
+
+
+def _log1p_minus(u):
+    """log1p(u) - u, float64, by its series below |u| = 1e-2, where the difference cancels (-u^2 / 2 ...)."""
+    u = np.asarray(u, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ser = u * u * (-1 / 2 + u * (1 / 3 + u * (-1 / 4 + u * (1 / 5 + u * (-1 / 6 + u * (
+            1 / 7 + u * (-1 / 8 + u * (1 / 9 - u / 10))))))))
+        return np.where(np.abs(u) < 1e-2, ser, np.log1p(u) - u)
+
+
+def _psi_half_step_minus(df):
+    """psi((df + 1) / 2) - psi(df / 2) - 1 / df, float64: O(1 / df^2), which the difference of its
+    O(1 / df) terms loses for large df (StudentT(1e12).score's df gradient had the wrong sign)."""
+    df = np.asarray(df, np.float64)
+    out = np.asarray(digamma_diff(0.5 * df, 0.5) - 1.0 / df)
+    big = 0.5 * df >= 10.0
+    if big.any():
+        # psi's series as in digamma_diff, with log1p(1 / (2x)) - 1 / (2x) summed as its series
+        x = 0.5 * df[big]
+        out[big] = _log1p_minus(0.5 / x) + 0.25 / (x * (x + 0.5)) + digamma_tail(x + 0.5) - digamma_tail(x)
+    return out
+
+
+def _t_df_terms(z, df, r):
+    """-log1p(w) + (df + 1) r / df with w = z^2 / df, r = w / (1 + w), float64: below w = 1 as
+    -(log1p(w) - w) - w^2 / (1 + w) + r / df, each small term whole (they cancel to O(1 / df^2))."""
+    z, df, r = (np.asarray(v, np.float64) for v in (z, df, r))
+    with np.errstate(over="ignore", invalid="ignore"):
+        w = z * z / df
+        near = -_log1p_minus(w) - w * w / (1.0 + w)
+    return np.where(w < 1.0, near, r - _log1p_z2(z, df)) + r / df
 
 
 class _LocScale(Distribution):
@@ -478,7 +510,7 @@ class StudentT(Distribution):
             # inf / inf far in the tails; both are right at z = 0 (df / 0 = inf)
             r = 1.0 / (1.0 + (np.sqrt(df) / z) ** 2)
             zq = 1.0 / (z + df / z)
-        d_df = 0.5 * (digamma_diff(0.5 * df, 0.5) - 1.0 / df - _log1p_z2(z, df) + (df + 1) * r / df)
+        d_df = 0.5 * (_psi_half_step_minus(df) + _t_df_terms(z, df, r))
         grads = {"df": d_df, "loc": (df + 1) * zq / self.scale, "scale": ((df + 1) * r - 1.0) / self.scale}
         at_inf = np.isinf(x)  # the density vanishes there: 0, as the loc-scale families give
         return {k: self._reduce(k, np.where(at_inf, 0, v), n) for k, v in grads.items()}
