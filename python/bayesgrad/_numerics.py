@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["sigmoid", "softplus", "log_softmax", "likelihood_log_probs"]
+__all__ = ["sigmoid", "softplus", "log_softmax", "likelihood_log_probs", "lgamma_corr"]
 
 
 def sigmoid(x):
@@ -44,3 +44,12 @@ def likelihood_log_probs(likelihood, F):
     if likelihood == "categorical":
         return log_softmax(F, axis=-1)
     raise ValueError(f"likelihood must be 'categorical' or 'bernoulli' for class probabilities, got {likelihood!r}")
+
+
+def lgamma_corr(z):
+    """Stirling's remainder lgamma(z) - ((z - 1/2) ln z - z + ln(2 pi) / 2) for z >= 8, float64 (the series of
+    special.cpp's lgamma_corr): the part of lgamma that survives where large log-gammas cancel."""
+    r = 1.0 / np.asarray(z, dtype=np.float64)
+    r2 = r * r
+    return r * (1.0 / 12 + r2 * (-1.0 / 360 + r2 * (1.0 / 1260 + r2 * (-1.0 / 1680 + r2 * (
+        1.0 / 1188 + r2 * (-691.0 / 360360 + r2 * (1.0 / 156)))))))

@@ -4,6 +4,7 @@
 // distributions.hpp; the AVX paths (philox_simd.hpp, simd_math.hpp) compute
 // the same quantities with vector math and are checked against these.
 #pragma once
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 
@@ -71,7 +72,13 @@ BG_HD T locscale_transform(codes::LocScaleFamily fam, T m, T s, T e) {
   using F = codes::LocScaleFamily;
   switch (fam) {
     case F::kNormal: return m + s * e;
-    case F::kLognormal: return static_cast<T>(std::exp(static_cast<double>(m + s * e)));
+    case F::kLognormal: {
+      // clamped into (0, inf) like the Gamma draws: exp below the smallest normal number of T (loc -800)
+      // would round to 0 or a subnormal, where log p is -inf or has lost its digits
+      const T x = static_cast<T>(std::exp(static_cast<double>(m + s * e)));
+      const T tiny = sizeof(T) == 4 ? static_cast<T>(FLT_MIN) : static_cast<T>(DBL_MIN);
+      return x < tiny ? tiny : x;
+    }
     case F::kUniform: return m + s * e;
     case F::kExponential: return m + s * static_cast<T>(-std::log(static_cast<double>(e)));
     case F::kLaplace: {
@@ -150,8 +157,8 @@ BG_HD void dirichlet_from_log_gammas(double* lg, int64_t k, T* out) {
 }
 
 // log p(x) of a location-scale family at x with location m and scale s, in
-// double; gl, gs receive d/dm and d/ds (0 where the density is 0, outside
-// the support). The families are those of locscale_transform.
+// double; gl, gs receive d/dm and d/ds (0 outside the support, where the
+// density is 0; inside it they are kept where log p overflows to -inf). The families are those of locscale_transform.
 BG_HD double locscale_log_prob(codes::LocScaleFamily fam, double xi, double m, double s, double& gl, double& gs) {
   using F = codes::LocScaleFamily;
   constexpr double kHalfLog2Pi = 0.91893853320467274178032973640562;
@@ -198,6 +205,12 @@ BG_HD double locscale_log_prob(codes::LocScaleFamily fam, double xi, double m, d
     }
     case F::kGumbel: {
       const double z = (xi - m) / s, e = std::exp(-z);
+      if (e == HUGE_VAL) {  // z below about -709 (or -inf): e dominates; z + e and z - z e would be inf - inf
+        lp = neg_inf;
+        gl = neg_inf;
+        gs = HUGE_VAL;
+        break;
+      }
       lp = -(z + e) - ls;
       gl = (1.0 - e) / s;
       gs = (z - z * e - 1.0) / s;
@@ -212,7 +225,8 @@ BG_HD double locscale_log_prob(codes::LocScaleFamily fam, double xi, double m, d
       break;
     }
   }
-  if (lp == neg_inf) gl = gs = 0.0;
+  // The gradients are 0 only outside the support (the branches above): inside it a log-density that
+  // overflows to -inf (z * z = inf far in a tail) still has its finite or infinite exact gradients.
   return lp;
 }
 

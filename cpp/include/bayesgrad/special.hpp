@@ -27,6 +27,9 @@ namespace special {
 double lgamma(double x);    // log Gamma(x), x > 0
 double digamma(double x);   // psi(x), x > 0
 double trigamma(double x);  // psi'(x), x > 0
+// Stirling's remainder lgamma(z) - ((z - 1/2) ln z - z + ln(2 pi) / 2), z >= 8: the part of
+// lgamma(z) that does not cancel where large log-gammas are combined.
+double lgamma_corr(double z);
 double gammainc(double a, double x);   // P(a, x) = gamma(a, x) / Gamma(a), a > 0, x >= 0
 double gammaincc(double a, double x);  // Q(a, x) = 1 - P(a, x)
 double betainc(double a, double b, double x);  // I_x(a, b), a, b > 0, x in [0, 1]

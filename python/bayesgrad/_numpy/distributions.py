@@ -3,7 +3,10 @@
 Same names, signatures and outputs as the native core. Special functions come
 from SciPy; the shape derivatives of the incomplete gamma/beta functions (which
 SciPy does not provide) are fourth-order (Richardson) central differences of
-SciPy's functions, accurate to about 1e-9 relative. The Gamma sampler follows
+SciPy's functions, accurate to about 1e-9 relative, except where those fail and
+the native kernel's series or expansions are used instead (gamma_dx_da for
+x < 1; studentt_dt_ddf near t = 0, in the far tail and at large df; lgamma
+below 1e-300, where SciPy's gammaln is inf). The Gamma sampler follows
 the word layout documented in cpp/include/bayesgrad/distributions.hpp,
 vectorised over the elements still pending in each rejection round, so that
 draws equal the native ones up to libm rounding.
@@ -14,6 +17,7 @@ import numpy as np
 from scipy import special as sp
 
 from .._codes import LocScaleFamily, from_int
+from .._numerics import lgamma_corr
 from .random import SUBSTREAM_BLOCKS, fill_normal, fill_uniform, substream_blocks, u01_f64
 
 __all__ = [
@@ -29,6 +33,7 @@ _TWO_M32 = 2.0 ** -32  # one-word uniforms of the Gamma sampler: (w + 1/2) 2^-32
 _HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
 _GAMMA_MAX_ITER = SUBSTREAM_BLOCKS // 2
 _CHUNK = 1 << 18
+_GAMMA_LARGE_SHAPE = 1e4  # distributions.cpp's kGammaLargeShape
 
 
 def _f64(a):
@@ -62,7 +67,10 @@ def lgamma(x, out):
     """log Gamma(x) into out (float64, x > 0)."""
     _check_out(out, dtype=np.float64)
     _check_same(out, ("x", x))
-    out.reshape(-1)[:] = sp.gammaln(_f64(x))
+    x = _f64(x)
+    with np.errstate(divide="ignore"):
+        # SciPy's gammaln is inf for subnormal x; there lgamma(x) = -ln x - gamma x + O(x^2) = -ln x in float64
+        out.reshape(-1)[:] = np.where(x < 1e-300, -np.log(x), sp.gammaln(x))
 
 
 def digamma(x, out):
@@ -130,7 +138,26 @@ def gamma_dx_da(a, x, out):
         z = (w - 1.0 + 1.0 / (9.0 * a)) * 3.0 * np.sqrt(a)
         wh = w ** 3 + 3.0 * a * w * w * (1.0 / (9.0 * a * a) - z / (6.0 * a * np.sqrt(a)))
         r = np.where(a >= 1e6, wh, r)
+        small = (x > 0) & (x < 1.0)
+        if small.any():
+            r[small] = _gamma_dx_da_series(a[small], x[small])
     out.reshape(-1)[:] = np.where(x > 0, r, 0.0)
+
+
+def _gamma_dx_da_series(a, x):
+    """dX/da for x < 1 from P's power series, as the native kernel: P = x^a e^-x S / Gamma(a + 1) with
+    S = sum_n x^n / ((a+1)...(a+n)), so dX/da = -(x / a) (S (ln x - psi(a + 1)) + dS/da). Differences of
+    P lose everything once x^a underflows (P(1.5, 1e-300) = 0); x < 1 bounds term n by 1/n!."""
+    term = np.ones_like(x)
+    s = np.ones_like(x)
+    ds = np.zeros_like(x)
+    h = np.zeros_like(x)  # sum_k 1 / (a + k): d ln(term_n) / da = -h
+    for n in range(1, 30):
+        term = term * x / (a + n)
+        h = h + 1.0 / (a + n)
+        s += term
+        ds -= term * h
+    return -(x / a) * (s * (np.log(x) - sp.digamma(a + 1.0)) + ds)
 
 
 def beta_dx_dab(a, b, x, out_a, out_b):
@@ -160,6 +187,24 @@ def studentt_dt_ddf(df, t, out):
         logpdf = (sp.gammaln((df + 1) / 2) - sp.gammaln(df / 2) - 0.5 * np.log(df * np.pi)
                   - (df + 1) / 2 * np.log1p(t * t / df))
         r = np.sign(t) * dF / np.exp(logpdf)
+        # the native kernel's two expansions (special.cpp): |t| small against sqrt(df), where differences
+        # of F vanish, and the far tail, where they and the density underflow
+        t2 = t * t
+        near = t2 < 1e-17 * df
+        far = t2 > 1e17 * df * (df + 1.0)
+        big_df = (df >= 1e4) & (t2 <= 1e-4 * df)  # the native kernel's Cornish-Fisher form (special.cpp)
+        if big_df.any():
+            e = 1.0 / df
+            w = t2 * e
+            B = (t2 + 1.0 - w * (t2 - 1.0) / 3.0 + (w * w * t2 - w * w - w * e - 3.0 * e * e) / 6.0
+                 - w * (t2 + 1.0) * (3.0 * w * w - 6.0 * w * e + 5.0 * e * e) / 30.0)
+            r = np.where(big_df, -(0.25 * t * e) * (B * e), r)
+            near &= ~big_df
+        if near.any() or far.any():
+            h = 0.5 * df
+            r = np.where(near, -0.5 * t * (sp.digamma(h + 0.5) - sp.digamma(h) - 1.0 / df), r)
+            c = 0.5 * (sp.digamma(h + 0.5) - sp.digamma(h + 1.0)) + 0.5 * np.log(df) + 0.5
+            r = np.where(far, (t / df) * (c - np.log(np.abs(t))), r)
     out.reshape(-1)[:] = np.where(t != 0, r, 0.0)
 
 
@@ -186,7 +231,9 @@ def sample_locscale(out, loc, scale, family, seed, stream):
             flat += m
             return
         if family == "lognormal":
+            # clamped into (0, inf) as the native kernel does (samplers.hpp locscale_transform)
             flat[:] = np.exp((m + s * flat).astype(np.float64))
+            np.maximum(flat, np.finfo(dt).tiny, out=flat)
             return
         if family == "exponential":
             base = -np.log(e)
@@ -245,6 +292,10 @@ def locscale_log_prob(x, loc, scale, family, logp, d_loc, d_scale):
             e = np.exp(-z)
             lp = -(z + e) - ls
             gl, gs = (1.0 - e) / s, (z - z * e - 1.0) / s
+            # z below about -709: e = inf dominates (z + e and z - z e would be inf - inf)
+            big = e == np.inf
+            if big.any():
+                lp[big], gl[big], gs[big] = -np.inf, -np.inf, np.inf
         else:  # logistic
             ok = np.ones(xi.shape, bool)
             z = (xi - m) / s
@@ -373,6 +424,15 @@ def gamma_log_prob(x, alpha, rate, logp, d_alpha, d_rate):
         lr = np.log(r)
         lx = np.log(np.where(pos, xi, 1.0))
         lp = a * lr + (a - 1.0) * lx - r * xi - sp.gammaln(a)
+        large = a >= _GAMMA_LARGE_SHAPE
+        if large.any():
+            # the native kernel's Stirling form: a ln r + (a-1) ln x and lgamma(a) cancel to O(ln a)
+            y = r * xi
+            use = large & (y >= np.finfo(np.float64).tiny) & (y < np.inf)
+            u = y / a - 1.0
+            l = np.where((u > -0.5) & (u < 1.0), np.log1p(u), np.log(y) - np.log(a))
+            rem = 0.5 * np.log(a) - _HALF_LOG_2PI - lgamma_corr(np.maximum(a, 8.0))
+            lp = np.where(use, a * (l - u) + rem - lx, lp)
         edge = np.where((xi == 0) & (a == 1.0), lr, np.where((xi == 0) & (a < 1.0), np.inf, -np.inf))
         logp.reshape(-1)[:] = np.where(pos, lp, edge).reshape(-1)
         d_alpha.reshape(-1)[:] = np.where(pos, lr + lx - sp.digamma(a), 0.0).reshape(-1)

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import _backend
 from .._codes import LocScaleFamily
+from .._numerics import lgamma_corr
 from .. import _checks as C
 from .. import random as _random
 
@@ -50,8 +51,82 @@ def trigamma(x):
 
 
 def lbeta(a, b):
-    """log B(a, b) = lgamma(a) + lgamma(b) - lgamma(a + b) (a, b > 0), float64, broadcast, on the active backend."""
-    return lgamma(a) + lgamma(b) - lgamma(np.asarray(a, np.float64) + b)
+    """log B(a, b) = lgamma(a) + lgamma(b) - lgamma(a + b) (a, b > 0), float64, broadcast, on the active backend.
+
+    From max(a, b) >= 8 the Stirling main terms are combined analytically (as special.cpp's lbeta does):
+    the three log-gammas are each ~l ln l and cancel to ~s ln l (Beta(2, 1e17) lost all its digits).
+    """
+    a, b = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64))
+    out = np.asarray(lgamma(a) + lgamma(b) - lgamma(a + b))
+    big = np.maximum(a, b) >= 8.0
+    if big.any():
+        s, l = np.minimum(a, b)[big], np.maximum(a, b)[big]
+        both = s >= 8.0
+        # only l large: lgamma(s) - (l - 1/2) ln(1 + s/l) - s ln(s + l) + s + corr(l) - corr(s + l)
+        r = (lgamma(s) - (l - 0.5) * np.log1p(s / l) - s * np.log(s + l) + s
+             + lgamma_corr(l) - lgamma_corr(s + l))
+        if both.any():
+            sb, lb = s[both], l[both]
+            q = np.log1p(lb / sb)
+            r[both] = (0.5 * LOG_2PI - sb * q - lb * np.log1p(sb / lb) + 0.5 * (q - np.log(lb))
+                       + lgamma_corr(sb) + lgamma_corr(lb) - lgamma_corr(sb + lb))
+        out[big] = r
+    return out
+
+
+def digamma_tail(x):
+    """psi(x) - (ln x - 1/(2x)) for x >= 10 (special.cpp's digamma series), float64."""
+    r = 1.0 / x
+    r2 = r * r
+    return -r2 * (1.0 / 12 - r2 * (1.0 / 120 - r2 * (1.0 / 252 - r2 * (1.0 / 240 - r2 * (
+        1.0 / 132 - r2 * (691.0 / 32760 - r2 * (1.0 / 12)))))))
+
+
+def digamma_diff(x, d):
+    """psi(x + d) - psi(x) (x, d > 0), float64, broadcast, on the active backend.
+
+    From x >= 10 from the asymptotic series, log1p(d/x) + d / (2 x (x + d)) + tail(x + d) - tail(x), so that
+    (x - 1) (psi(x + d) - psi(x)) in entropies keeps its digits when d << x (psi(1e17 + 2) - psi(1e17)).
+    """
+    x, d = np.broadcast_arrays(np.asarray(x, np.float64), np.asarray(d, np.float64))
+    out = np.asarray(digamma(x + d) - digamma(x))
+    big = x >= 10.0
+    if big.any():
+        xb, db = x[big], d[big]
+        y = xb + db
+        out[big] = np.log1p(db / xb) + 0.5 * db / xb / y + digamma_tail(y) - digamma_tail(xb)
+    return out
+
+
+def lgamma_half_diff(x):
+    """lgamma(x + 1/2) - lgamma(x) (x > 0), float64, on the active backend.
+
+    From x >= 8 by Stirling, ln(x)/2 + (x log1p(1/(2x)) - 1/2) + corr(x + 1/2) - corr(x): the difference is
+    O(ln x) while the log-gammas are ~x ln x (StudentT(1e17) lost all its digits).
+    """
+    x = np.asarray(x, np.float64)
+    out = np.asarray(lgamma(x + 0.5) - lgamma(x))
+    big = x >= 8.0
+    if big.any():
+        xb = x[big]
+        out[big] = 0.5 * np.log(xb) + (xb * np.log1p(0.5 / xb) - 0.5) + lgamma_corr(xb + 0.5) - lgamma_corr(xb)
+    return out
+
+
+def scalar_like(value, name, ref):
+    """A scalar parameter (Python or NumPy) checked by name in the float dtype of ``ref`` (an array from
+    ``C.as_array``), so that a default such as ``rate=1.0`` keeps a float32 distribution float32; arrays
+    pass through to ``Distribution.__init__``, which checks them by name."""
+    if not np.isscalar(value):
+        return value
+    a = C.as_array(value, name)
+    if a.dtype != ref.dtype:
+        with np.errstate(over="ignore"):
+            a = a.astype(ref.dtype)
+        if not np.isfinite(a):
+            raise ValueError(f"{name} = {value!r} is out of the range of {ref.dtype}, "
+                             "the dtype of the other parameters")
+    return a
 
 
 def clamp_into_support(x, upper=None):

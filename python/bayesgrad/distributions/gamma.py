@@ -8,7 +8,26 @@ import numpy as np
 
 from .. import _backend
 from .. import _checks as C
-from ._base import Distribution, clamp_into_support, digamma, lbeta, lgamma, special_kernel
+from .._numerics import lgamma_corr
+from ._base import (LOG_2PI, Distribution, digamma_tail, clamp_into_support, digamma, digamma_diff, lbeta,
+                    lgamma, scalar_like, special_kernel)
+
+
+def _xlogy(c, log_y):
+    """c * log_y with 0 where c = 0 (a factor y^0 = 1, also at y = 0 where log_y = -inf); c is a
+    parameter (small), so the check costs nothing when no c is 0."""
+    prod = c * log_y
+    zero = c == 0
+    return np.where(zero, 0.0, prod) if np.any(zero) else prod
+
+
+def log_multi_beta(a):
+    """log B(a) = sum lgamma(a_i) - lgamma(sum a_i) over the last axis of a ``(..., K)``, float64, as the
+    chain sum_j lbeta(a_1 + ... + a_(j-1), a_j) of stable two-argument log-betas (the direct form cancels
+    at large concentrations as Beta's did)."""
+    a = np.asarray(a, np.float64)
+    c = np.cumsum(a, -1)
+    return np.sum(lbeta(c[..., :-1], a[..., 1:]), -1)
 
 
 class Gamma(Distribution):
@@ -36,10 +55,8 @@ class Gamma(Distribution):
     reparam = "implicit"
 
     def __init__(self, concentration, rate=1.0):
-        if np.isscalar(rate):
-            rate = np.asarray(rate, dtype=np.asarray(concentration).dtype if
-                              np.asarray(concentration).dtype == np.float32 else np.float64)
-        super().__init__(concentration=concentration, rate=rate)
+        concentration = C.as_array(concentration, "concentration")
+        super().__init__(concentration=concentration, rate=scalar_like(rate, "rate", concentration))
         C.positive(self.concentration, "concentration")
         C.positive(self.rate, "rate")
 
@@ -111,12 +128,20 @@ class Gamma(Distribution):
     @property
     def variance(self):
         """The variance, ``(*batch_shape)`` array."""
-        return self._batch(self.concentration / self.rate ** 2)
+        return self._batch(self.concentration / self.rate / self.rate)  # rate^2 under/overflows first
 
     def entropy(self):
         """The differential entropy (nats), ``(*batch_shape)`` array."""
         a = self.concentration.astype(np.float64)
-        return self._batch(a - np.log(self.rate) + lgamma(a) + (1.0 - a) * digamma(a))
+        h = np.array(a + lgamma(a) + (1.0 - a) * digamma(a), dtype=np.float64)
+        big = a >= 10.0
+        if big.any():
+            # a + lgamma(a) + (1 - a) psi(a) cancels from ~a ln a to ~ln(a) / 2; with Stirling and psi's series
+            # it is ln(2 pi a) / 2 + corr(a) + (a - 1) / (2a) - (a - 1) tail(a), tail = psi - ln a + 1/(2a)
+            ab = a[big]
+            h[big] = (0.5 * (LOG_2PI + np.log(ab)) + lgamma_corr(ab) + (ab - 1.0) / (2.0 * ab)
+                      - (ab - 1.0) * digamma_tail(ab))
+        return self._batch(h - np.log(self.rate))
 
     def rsample_vjp(self, x, g):
         """Per-sample vector-Jacobian products ``g . dx/dparam`` at samples ``x``.
@@ -147,7 +172,8 @@ class Beta(Distribution):
     The parameters broadcast together to ``batch_shape``.
 
     Drawn as G_a / (G_a + G_b) from gamma elements 2i and 2i+1 in log space, so
-    small a, b give 0 < x < 1 without 0/0. ``rsample_vjp``: implicit,
+    small a, b give 0 < x < 1 without 0/0 down to about 2e-307; below that both
+    logs can overflow to -inf (ln u / a) and the draw is NaN (a known limit). ``rsample_vjp``: implicit,
     ``-(dI_x/da, dI_x/db) / p(x)`` with native incomplete-beta derivatives.
 
     Parameters
@@ -206,7 +232,8 @@ class Beta(Distribution):
         lx, l1x = self._logs(x)
         inside = (x >= 0) & (x <= 1)
         with np.errstate(invalid="ignore"):
-            lp = (a - 1) * lx + (b - 1) * l1x - lbeta(a, b)
+            # a = 1 (b = 1) drops the x (1 - x) factor, also at the edge where its log is -inf (0 * -inf)
+            lp = _xlogy(a - 1, lx) + _xlogy(b - 1, l1x) - lbeta(a, b)
         return np.where(inside, lp, -np.inf).astype(self.dtype)
 
     def score(self, x):
@@ -239,14 +266,14 @@ class Beta(Distribution):
         """The variance, ``(*batch_shape)`` array."""
         a, b = self.concentration1, self.concentration0
         s = a + b
-        return self._batch(a * b / (s * s * (s + 1)))
+        return self._batch((a / s) * (b / s) / (s + 1))  # s * s underflows for tiny a, b (0 / 0)
 
     def entropy(self):
         """The differential entropy (nats), ``(*batch_shape)`` array."""
         a = self.concentration1.astype(np.float64)
         b = self.concentration0.astype(np.float64)
-        return self._batch(lbeta(a, b) - (a - 1) * digamma(a) - (b - 1) * digamma(b)
-                           + (a + b - 2) * digamma(a + b))
+        # -(a-1) psi(a) - (b-1) psi(b) + (a+b-2) psi(a+b) regrouped into differences that keep their digits
+        return self._batch(lbeta(a, b) + (a - 1) * digamma_diff(a, b) + (b - 1) * digamma_diff(b, a))
 
     def rsample_vjp(self, x, g):
         """Per-sample vector-Jacobian products ``g . dx/dparam`` at samples ``x``.
@@ -345,7 +372,7 @@ class Dirichlet(Distribution):
         outside |= np.any(terms == -np.inf, axis=-1)
         with np.errstate(invalid="ignore"):
             t = np.sum(np.where(terms == -np.inf, 0.0, terms), axis=-1)
-        lb = np.sum(lgamma(a), axis=-1) - lgamma(np.sum(a, axis=-1, dtype=np.float64))
+        lb = log_multi_beta(a)
         return np.where(outside, -np.inf, t - lb).astype(self.dtype)
 
     def score(self, x):
@@ -377,7 +404,7 @@ class Dirichlet(Distribution):
         """The marginal variance, ``(*batch_shape, K)`` array."""
         a = np.broadcast_to(self.concentration, self.shape)
         a0 = a.sum(-1, keepdims=True)
-        return (a * (a0 - a) / (a0 * a0 * (a0 + 1))).astype(self.dtype)
+        return ((a / a0) * ((a0 - a) / a0) / (a0 + 1)).astype(self.dtype)  # a0 * a0 underflows for tiny a
 
     @property
     def covariance_matrix(self):
@@ -393,7 +420,10 @@ class Dirichlet(Distribution):
         a = np.broadcast_to(self.concentration, self.shape).astype(np.float64)
         k = a.shape[-1]
         a0 = a.sum(-1)
-        h = (np.sum(lgamma(a), -1) - lgamma(a0) + (a0 - k) * digamma(a0) - np.sum((a - 1) * digamma(a), -1))
+        # (a0 - k) psi(a0) - sum (a - 1) psi(a) = sum (a_i - 1)(psi(a0) - psi(a_i)), each difference with the
+        # rest sum_{j != i} a_j summed directly (a0 - a_i loses it when a_i dominates)
+        rest = np.sum(np.where(np.eye(k, dtype=bool), 0.0, a[..., None, :]), -1)
+        h = log_multi_beta(a) + np.sum((a - 1) * digamma_diff(a, rest), -1)
         return h.astype(self.dtype)
 
     def rsample_vjp(self, x, g):

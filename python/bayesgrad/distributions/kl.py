@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from .._numerics import sigmoid, softplus
-from ._base import EULER, digamma, lbeta, lgamma
+from .._numerics import lgamma_corr
+from ._base import EULER, digamma, digamma_diff, digamma_tail, lbeta, lgamma
 from .discrete import Bernoulli, Categorical
-from .gamma import Beta, Dirichlet, Gamma
+from .gamma import Beta, Dirichlet, Gamma, log_multi_beta
 from .locscale import Exponential, Gumbel, Laplace, LogNormal, Normal, Uniform
 from .multivariate import MultivariateNormal
 
@@ -82,17 +83,36 @@ def _kl_laplace_laplace(p, q):
 @register_kl(Gumbel, Gumbel)
 def _kl_gumbel_gumbel(p, q):
     r = p.scale / q.scale
-    return (-np.log(r) + (p.loc - q.loc) / q.scale + EULER * r
-            + np.exp((q.loc - p.loc) / q.scale + lgamma(1.0 + r)) - 1.0 - EULER).astype(p.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = np.exp((q.loc - p.loc) / q.scale + lgamma(1.0 + r))
+        kl = -np.log(r) + (p.loc - q.loc) / q.scale + EULER * r + e - 1.0 - EULER
+    # e = inf (q's location far right of p's) dominates the -inf of the location term: inf - inf was NaN
+    return np.where(e == np.inf, np.inf, kl).astype(p.dtype)
 
 
 @register_kl(Gamma, Gamma)
 def _kl_gamma_gamma(p, q):
-    a1, r1 = p.concentration, p.rate
-    a2, r2 = q.concentration, q.rate
-    kl = ((a1 - a2) * digamma(a1) - lgamma(a1) + lgamma(a2) + a2 * (np.log(r1) - np.log(r2))
-          + a1 * (r2 - r1) / r1)
-    return kl.astype(np.result_type(p.dtype, q.dtype))
+    a1, r1 = p.concentration.astype(np.float64), p.rate.astype(np.float64)
+    a2, r2 = q.concentration.astype(np.float64), q.rate.astype(np.float64)
+    a1, a2, r1, r2 = np.broadcast_arrays(a1, a2, r1, r2)
+    # a2 ln(r1 / r2) + a1 (r2 - r1) / r1 = a1 (h - log1p(h)) - (a2 - a1) log1p(h), h = r2 / r1 - 1: each
+    # term small where the rates are close (the direct form subtracts ~a ln r)
+    with np.errstate(over="ignore", invalid="ignore"):
+        h = (r2 - r1) / r1
+        lh = np.where(np.isinf(h), np.log(r2) - np.log(r1), np.log1p(h))
+        rates = np.where(np.isinf(h), np.inf, a1 * (h - lh) - (a2 - a1) * lh)
+    shapes = np.asarray((a1 - a2) * digamma(a1) - lgamma(a1) + lgamma(a2))
+    big = np.minimum(a1, a2) >= 10.0
+    if big.any():
+        # lgamma(a2) - lgamma(a1) - (a2 - a1) psi(a1) by Stirling and psi's series, u = (a2 - a1) / a1:
+        # a1 ((1 + u) log1p(u) - u) - log1p(u) / 2 + d / (2 a1) - d tail(a1) + corr(a2) - corr(a1)
+        b1, b2 = a1[big], a2[big]
+        d = b2 - b1
+        u = d / b1
+        l1u = np.log1p(u)
+        shapes[big] = (b1 * ((1.0 + u) * l1u - u) - 0.5 * l1u + d / (2.0 * b1) - d * digamma_tail(b1)
+                       + lgamma_corr(b2) - lgamma_corr(b1))
+    return (shapes + rates).astype(np.result_type(p.dtype, q.dtype))
 
 
 @register_kl(Exponential, Gamma)
@@ -109,16 +129,17 @@ def _kl_gamma_exp(p, q):
 def _kl_beta_beta(p, q):
     a1, b1 = p.concentration1, p.concentration0
     a2, b2 = q.concentration1, q.concentration0
-    kl = (lbeta(a2, b2) - lbeta(a1, b1) + (a1 - a2) * digamma(a1) + (b1 - b2) * digamma(b1)
-          + (a2 - a1 + b2 - b1) * digamma(a1 + b1))
+    # (a1 - a2) psi(a1) + (b1 - b2) psi(b1) + (a2 - a1 + b2 - b1) psi(a1 + b1) as differences of psi that keep
+    # their digits at large concentrations
+    kl = (lbeta(a2, b2) - lbeta(a1, b1) - (a1 - a2) * digamma_diff(a1, b1) - (b1 - b2) * digamma_diff(b1, a1))
     return kl.astype(np.result_type(p.dtype, q.dtype))
 
 
 @register_kl(Dirichlet, Dirichlet)
 def _kl_dirichlet_dirichlet(p, q):
     a, b = p.concentration.astype(np.float64), q.concentration.astype(np.float64)
-    a0, b0 = a.sum(-1), b.sum(-1)
-    kl = (lgamma(a0) - np.sum(lgamma(a), -1) - lgamma(b0) + np.sum(lgamma(b), -1)
+    a0 = a.sum(-1)
+    kl = (log_multi_beta(b) - log_multi_beta(a)
           + np.sum((a - b) * (digamma(a) - digamma(a0)[..., None]), -1))
     return kl.astype(np.result_type(p.dtype, q.dtype))
 

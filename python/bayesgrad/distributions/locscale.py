@@ -11,7 +11,53 @@ import numpy as np
 
 from .. import _backend
 from .. import _checks as C
-from ._base import EULER, LOG_2PI, Distribution, digamma, lbeta, lgamma, special_kernel
+from ._base import (EULER, LOG_2PI, Distribution, digamma_diff, digamma_tail, lbeta, lgamma_half_diff,
+                    scalar_like, special_kernel)
+
+
+def _log1p_z2(z, df):
+    """log(1 + z^2 / df), float64, also where z^2 overflows (|z| above ~1e154, log p still finite)."""
+    z, df = np.asarray(z, np.float64), np.asarray(df, np.float64)
+    with np.errstate(over="ignore"):
+        out = np.log1p(z * z / df)
+    far = np.abs(z) > 1e150
+    if np.any(far):
+        with np.errstate(divide="ignore", invalid="ignore"):  # the entries not far are not used
+            alt = 2.0 * np.log(np.abs(z)) - np.log(df) + np.log1p((np.sqrt(df) / z) ** 2)
+        out = np.where(far, alt, out)
+    return out
+
+
+def _log1p_minus(u):
+    """log1p(u) - u, float64, by its series below |u| = 1e-2, where the difference cancels (-u^2 / 2 ...)."""
+    u = np.asarray(u, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ser = u * u * (-1 / 2 + u * (1 / 3 + u * (-1 / 4 + u * (1 / 5 + u * (-1 / 6 + u * (
+            1 / 7 + u * (-1 / 8 + u * (1 / 9 - u / 10))))))))
+        return np.where(np.abs(u) < 1e-2, ser, np.log1p(u) - u)
+
+
+def _psi_half_step_minus(df):
+    """psi((df + 1) / 2) - psi(df / 2) - 1 / df, float64: O(1 / df^2), which the difference of its
+    O(1 / df) terms loses for large df (StudentT(1e12).score's df gradient had the wrong sign)."""
+    df = np.asarray(df, np.float64)
+    out = np.asarray(digamma_diff(0.5 * df, 0.5) - 1.0 / df)
+    big = 0.5 * df >= 10.0
+    if big.any():
+        # psi's series as in digamma_diff, with log1p(1 / (2x)) - 1 / (2x) summed as its series
+        x = 0.5 * df[big]
+        out[big] = _log1p_minus(0.5 / x) + 0.25 / (x * (x + 0.5)) + digamma_tail(x + 0.5) - digamma_tail(x)
+    return out
+
+
+def _t_df_terms(z, df, r):
+    """-log1p(w) + (df + 1) r / df with w = z^2 / df, r = w / (1 + w), float64: below w = 1 as
+    -(log1p(w) - w) - w^2 / (1 + w) + r / df, each small term whole (they cancel to O(1 / df^2))."""
+    z, df, r = (np.asarray(v, np.float64) for v in (z, df, r))
+    with np.errstate(over="ignore", invalid="ignore"):
+        w = z * z / df
+        near = -_log1p_minus(w) - w * w / (1.0 + w)
+    return np.where(w < 1.0, near, r - _log1p_z2(z, df)) + r / df
 
 
 class _LocScale(Distribution):
@@ -92,7 +138,9 @@ class Normal(_LocScale):
 class LogNormal(_LocScale):
     """The log-normal distribution: log x ~ Normal(loc, scale). Pathwise: x = exp(loc + scale z).
 
-    The parameters broadcast together to ``batch_shape``.
+    The parameters broadcast together to ``batch_shape``. Draws are clamped into (0, inf): one
+    below the smallest positive normal number of the dtype (loc = -800) is returned as that number,
+    not 0, so its log-density is finite (as Gamma's draws).
 
     Parameters
     ----------
@@ -115,8 +163,15 @@ class LogNormal(_LocScale):
     @property
     def variance(self):
         """The variance, ``(*batch_shape)`` array."""
-        s2 = self.scale ** 2
-        return self._batch(np.expm1(s2) * np.exp(2 * self.loc + s2))
+        # in logs: expm1(s^2) overflows from s ~ 26.6 while exp(2 loc + s^2) may underflow (loc = -1000, s = 30)
+        s = self.scale.astype(np.float64)
+        s2 = s * s
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # each branch used where it holds
+            # ln expm1(s^2): s^2 + ln(1 - e^-s^2) for s^2 > 1; 2 ln s + ln(expm1(s^2) / s^2) below (s^2 may be 0)
+            small = 2.0 * np.log(s) + np.log(np.where(s2 > 0, np.expm1(s2) / np.where(s2 > 0, s2, 1.0), 1.0))
+            lem = np.where(s2 > 1.0, s2 + np.log1p(-np.exp(-s2)), small)
+        with np.errstate(over="ignore"):
+            return self._batch(np.exp(lem + 2.0 * self.loc.astype(np.float64) + s2))
 
     def entropy(self):
         """The differential entropy (nats), ``(*batch_shape)`` array."""
@@ -165,8 +220,11 @@ class Exponential(_LocScale):
         return np.zeros((), self.dtype), 1.0 / self.rate
 
     def _kernel_grads(self, x, d_loc, d_scale):
-        # scale = 1 / rate: d/drate = d/dscale * (-1 / rate^2)
-        return {"rate": d_scale * (-1.0 / self.rate ** 2)}
+        # d/drate (log rate - rate x) = 1 / rate - x directly: the chain rule through scale = 1 / rate,
+        # d/dscale * (-1 / rate^2), gives inf * 0 or inf once rate^2 under- or overflows
+        with np.errstate(over="ignore"):
+            g = 1.0 / self.rate - x
+        return {"rate": np.where((x >= 0) & (x < np.inf), g, 0).astype(self.dtype)}
 
     @property
     def mean(self):
@@ -222,16 +280,44 @@ class Uniform(_LocScale):
             raise ValueError("high must be greater than low")
 
     def _kernel_params(self):
-        return self.low, self.high - self.low
+        with np.errstate(over="ignore"):
+            return self.low, self.high - self.low
 
     def _kernel_grads(self, x, d_loc, d_scale):
         # loc = low, scale = high - low
         return {"low": d_loc - d_scale, "high": d_scale}
 
+    def _half_width(self):
+        """(high - low) / 2, which does not overflow (high - low does from a width of ~1.8e308), or None
+        when every width is finite (the common case, left to the kernels)."""
+        with np.errstate(over="ignore"):
+            wide = np.isinf(self.high - self.low)
+        return 0.5 * self.high - 0.5 * self.low if np.any(wide) else None
+
+    def sample(self, n, seed=0, stream=0, out=None):
+        """``(n, *batch_shape)`` draws; ``out`` (optional) is filled in place."""
+        hw = self._half_width()
+        if hw is None:
+            return super().sample(n, seed, stream, out)
+        # the same uniforms (loc 0, scale 1: the same words), then low + 2 hw u in two finite steps
+        zero, one = np.zeros((), self.dtype), np.ones((), self.dtype)
+        out = self._sample_locscale(self.family, n, seed, stream, out, zero, one)
+        t = hw * out
+        out[...] = self.low + t + t
+        return out
+
+    def log_prob(self, x):
+        hw = self._half_width()
+        if hw is None:
+            return super().log_prob(x)
+        x = self._x(x)
+        inside = (x >= self.low) & (x <= self.high)
+        return np.where(inside, -(np.log(hw) + math.log(2.0)), -np.inf).astype(self.dtype)
+
     @property
     def mean(self):
         """The mean, ``(*batch_shape)`` array."""
-        return self._batch(0.5 * (self.low + self.high))
+        return self._batch(0.5 * self.low + 0.5 * self.high)  # low + high may overflow
 
     @property
     def variance(self):
@@ -240,7 +326,7 @@ class Uniform(_LocScale):
 
     def entropy(self):
         """The differential entropy (nats), ``(*batch_shape)`` array."""
-        return self._batch(np.log(self.high - self.low))
+        return self._batch(np.log(0.5 * self.high - 0.5 * self.low) + math.log(2.0))  # the width may overflow
 
     def rsample_vjp(self, x, g):
         """Per-sample vector-Jacobian products ``g . dx/dparam`` at samples ``x``.
@@ -351,9 +437,8 @@ class StudentT(Distribution):
     reparam = "pathwise"
 
     def __init__(self, df, loc=0.0, scale=1.0):
-        loc = np.asarray(loc, dtype=np.asarray(df).dtype) if np.isscalar(loc) else loc
-        scale = np.asarray(scale, dtype=np.asarray(df).dtype) if np.isscalar(scale) else scale
-        super().__init__(df=df, loc=loc, scale=scale)
+        df = C.as_array(df, "df")
+        super().__init__(df=df, loc=scalar_like(loc, "loc", df), scale=scalar_like(scale, "scale", df))
         C.positive(self.df, "df")
         C.positive(self.scale, "scale")
 
@@ -400,9 +485,10 @@ class StudentT(Distribution):
         """
         x = self._x(x)
         df = self.df.astype(np.float64)
-        z = self._z(x)
-        c = lgamma(0.5 * (df + 1)) - lgamma(0.5 * df) - 0.5 * np.log(df * math.pi) - np.log(self.scale)
-        return (c - 0.5 * (df + 1) * np.log1p(z * z / df)).astype(self.dtype)
+        # z in float64: z * z overflows float32 from |z| ~ 2e19 while log p is still finite
+        z = self._z(np.asarray(x, dtype=np.float64))
+        c = lgamma_half_diff(0.5 * df) - 0.5 * np.log(df * math.pi) - np.log(self.scale)
+        return (c - 0.5 * (df + 1) * _log1p_z2(z, df)).astype(self.dtype)
 
     def score(self, x):
         """Gradients of ``log_prob(x)`` with respect to each parameter.
@@ -419,13 +505,15 @@ class StudentT(Distribution):
         n = self._lead(x)
         df = self.df
         z = self._z(x)
-        z2 = z * z
-        q = df + z2
-        d_df = 0.5 * (digamma(0.5 * (df + 1)) - digamma(0.5 * df) - 1.0 / df - np.log1p(z2 / df)
-                      + (df + 1) * z2 / (df * q))
-        return {"df": self._reduce("df", d_df, n),
-                "loc": self._reduce("loc", (df + 1) * z / (self.scale * q), n),
-                "scale": self._reduce("scale", ((df + 1) * z2 / q - 1.0) / self.scale, n)}
+        with np.errstate(divide="ignore", over="ignore"):
+            # r = z^2 / (df + z^2) and z / (df + z^2) in forms that neither overflow (z^2) nor give
+            # inf / inf far in the tails; both are right at z = 0 (df / 0 = inf)
+            r = 1.0 / (1.0 + (np.sqrt(df) / z) ** 2)
+            zq = 1.0 / (z + df / z)
+        d_df = 0.5 * (_psi_half_step_minus(df) + _t_df_terms(z, df, r))
+        grads = {"df": d_df, "loc": (df + 1) * zq / self.scale, "scale": ((df + 1) * r - 1.0) / self.scale}
+        at_inf = np.isinf(x)  # the density vanishes there: 0, as the loc-scale families give
+        return {k: self._reduce(k, np.where(at_inf, 0, v), n) for k, v in grads.items()}
 
     @property
     def mean(self):
@@ -443,7 +531,7 @@ class StudentT(Distribution):
     def entropy(self):
         """The differential entropy (nats), ``(*batch_shape)`` array."""
         df = self.df.astype(np.float64)
-        h = (0.5 * (df + 1) * (digamma(0.5 * (df + 1)) - digamma(0.5 * df)) + 0.5 * np.log(df)
+        h = (0.5 * (df + 1) * digamma_diff(0.5 * df, 0.5) + 0.5 * np.log(df)
              + lbeta(0.5 * df, 0.5) + np.log(self.scale))
         return self._batch(h)
 

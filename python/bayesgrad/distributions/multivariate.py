@@ -112,8 +112,10 @@ class MultivariateNormal(Distribution):
             x = np.where(at_inf[..., None], 0, x).astype(x.dtype)
         w = self._w(x)
         k = self.event_shape[0]
-        lp = -0.5 * np.sum(w * w, -1) - np.sum(self._logdiag(), -1) - 0.5 * k * LOG_2PI
-        return np.where(at_inf, -np.inf, lp).astype(self.dtype)
+        with np.errstate(over="ignore", invalid="ignore"):
+            lp = -0.5 * np.sum(w * w, -1) - np.sum(self._logdiag(), -1) - 0.5 * k * LOG_2PI
+        # NaN only where the solve overflowed (inf * 0 in back substitution): the distance is infinite there
+        return np.where(at_inf | np.isnan(lp), -np.inf, lp).astype(self.dtype)
 
     def score(self, x):
         """Gradients of ``log_prob(x)`` with respect to each parameter.
@@ -128,11 +130,17 @@ class MultivariateNormal(Distribution):
         """
         x = self._x(x)
         n = self._lead(x)
+        at_inf = np.any(np.isinf(x), axis=-1)
+        if at_inf.any():  # the density vanishes there: gradients 0, as log_prob's -inf and the loc-scale families
+            x = np.where(at_inf[..., None], self.loc, x).astype(x.dtype)
         w = self._w(x)
         u = _tri_solve(self.scale_tril, w, self.batch_shape, trans=True)  # Sigma^-1 (x - loc)
         dL = np.tril(u[..., :, None] * w[..., None, :])
         k = self.event_shape[0]
         dL = dL - np.eye(k) / np.diagonal(self.scale_tril, axis1=-2, axis2=-1)[..., None, :]
+        if at_inf.any():
+            u = np.where(at_inf[..., None], 0, u)
+            dL = np.where(at_inf[..., None, None], 0, dL)
         return {"loc": self._reduce("loc", u, n), "scale_tril": self._reduce("scale_tril", dL, n)}
 
     @property
