@@ -220,16 +220,45 @@ def top_k(scores, idx, k):
 
 def point_uniforms(index, seed, stream):
     """One float64 uniform per pool point: element ``index[i]`` of the Philox stream
-    ``fold_in(stream, "acquisition")`` (``index`` (n,) int64 global pool indices), so a
-    point's random key is the same whichever block or subset it is drawn in."""
+    ``fold_in(stream, "acquisition")`` (``index`` (n,) int64 global pool indices >= 0), so a
+    point's random key is the same whichever block or subset it is drawn in. Cost O(n): a
+    sparse ``index`` (say the merged top-k of a huge pool) is drawn block by block, never
+    through the whole range between its smallest and largest index."""
     st = _random.fold_in(stream, "acquisition")
-    index = np.asarray(index, dtype=np.int64)
+    index = np.asarray(index)
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"index must hold integer pool indices, got dtype {index.dtype}")
+    index = index.astype(np.int64)
     if index.size == 0:
-        return np.empty(0)
+        return np.empty(index.shape)
     lo, hi = int(index.min()), int(index.max()) + 1
-    if hi - lo == index.size and np.all(np.diff(index) == 1):
-        return _random.uniform(index.size, seed=seed, stream=st, offset=lo)
-    return _random.uniform(hi - lo, seed=seed, stream=st, offset=lo)[index - lo]
+    if lo < 0:
+        raise ValueError(f"index must hold pool indices >= 0, got {lo}")
+    if hi - lo <= 2 * index.size + 256:
+        # dense enough that one vectorised draw of the range costs about as much as the points
+        return _random.uniform(hi - lo, seed=seed, stream=st, offset=lo)[index - lo]
+    return _uniforms_at(index, _random.resolve_seed(seed), st)
+
+
+def _uniforms_at(index, seed, stream):
+    """float64 uniforms of the stream elements ``index`` (any shape, int64 >= 0), bit-identical
+    to ``random.uniform``'s: float64 element i is words (2 (i mod 2), 2 (i mod 2) + 1) of
+    Philox block i // 2 of (seed, stream) (docs/design.md, "RNG"), so each element needs only
+    its own block."""
+    flat = index.reshape(-1)
+    blk = (flat // 2).astype(np.uint64)
+    mask = np.uint64(0xFFFFFFFF)
+    ctr = np.empty((flat.size, 4), dtype=np.uint32)
+    ctr[:, 0] = blk & mask
+    ctr[:, 1] = blk >> np.uint64(32)
+    ctr[:, 2] = stream & 0xFFFFFFFF
+    ctr[:, 3] = stream >> 32
+    key = np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)
+    w = _random.philox4x32(ctr, key)
+    rows = np.arange(flat.size)
+    j = 2 * (flat % 2)
+    m = (w[rows, j + 1].astype(np.uint64) << np.uint64(20)) | (w[rows, j].astype(np.uint64) >> np.uint64(12))
+    return ((m.astype(np.float64) + 0.5) * 2.0 ** -52).reshape(index.shape)
 
 
 def stochastic_keys(s, mode, beta, u):
