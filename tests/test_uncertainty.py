@@ -156,6 +156,20 @@ def test_decompose_backend_parity(rng, dtype, tol):
     np.testing.assert_allclose(outs[0], outs[1], atol=tol)
 
 
+@pytest.mark.parametrize("path", ["native", "avx2", "scalar"])
+def test_decompose_many_classes_float32_matches_float64(path):
+    # the sums over C = 10^4 classes: float32 running sums drifted by 1e-4 relative (uniform rows)
+    rng = np.random.default_rng(7)
+    C = 10_000
+    p = rng.dirichlet(np.full(C, 0.5), size=(3, 4))
+    lp = np.concatenate([np.log(p), np.full((3, 1, C), -np.log(C))], axis=1).astype(np.float32)
+    d = U.decompose(lp) if path == "native" else on_simd_path(path, lambda: U.decompose(lp))
+    ref = slow_decompose(lp)
+    np.testing.assert_allclose(d.total, ref[0], rtol=1e-6)
+    np.testing.assert_allclose(d.aleatoric, ref[1], rtol=1e-6)
+    np.testing.assert_allclose(d.epistemic, np.maximum(ref[2], 0), rtol=0, atol=2e-6 * ref[0].max())
+
+
 @pytest.mark.single_backend
 def test_decompose_thread_count_invariant(rng):
     if "cpu" not in BACKENDS:
