@@ -7,7 +7,7 @@ from scipy import special
 
 import bayesgrad as bg
 
-from helpers import BACKENDS
+from helpers import BACKENDS, on_simd_path
 
 A = bg.acquisition
 
@@ -210,6 +210,28 @@ def test_acquisition_bad_input(rng):
         A.bald(lp[0])
     with pytest.raises(ValueError, match="indices"):
         A.joint_entropy(lp, [0, 25])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_mean_std_when_samples_nearly_agree(dtype):
+    # E[p^2] - E[p]^2 cancelled: a float32 spread of 1e-4 scored 0, identical samples 1.5e-4, and
+    # float64 had a 1e-8 noise floor; the sums are now shifted by a sample and kept in float64
+    eps = 1e-4 if dtype == np.float32 else 1e-9
+    p = np.array([[[0.5, 0.5], [0.3, 0.7]], [[0.5 + eps, 0.5 - eps], [0.3, 0.7]]])
+    lp = np.log(p).astype(dtype)
+    got = A.scores(lp, "mean_std")
+    ref = np.exp(lp.astype(np.float64)).std(axis=0).mean(axis=-1)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=2 * np.finfo(dtype).eps)
+    assert got[0] > 0.9 * eps / 2 and got[1] == 0
+    same = np.log(np.tile([0.3, 0.7], (8, 1, 1))).astype(dtype)
+    assert A.scores(same, "mean_std")[0] == 0
+    # several chunks of several row blocks each (the first sample's exps kept per block)
+    big = pool_lp(np.random.default_rng(3), S=3, N=100_000, C=3, dtype=dtype)
+    ref = np.exp(big.astype(np.float64)).std(axis=0).mean(axis=-1)
+    tol = 1e-12 if dtype == np.float64 else 2e-7
+    np.testing.assert_allclose(A.scores(big, "mean_std"), ref, rtol=0, atol=tol)
+    if bg.get_backend() == "cpu":  # the scalar loop (libm's exp)
+        np.testing.assert_allclose(on_simd_path("scalar", lambda: A.scores(big, "mean_std")), ref, rtol=0, atol=tol)
 
 
 @pytest.mark.single_backend

@@ -56,24 +56,15 @@ BG_HD int64_t row_argmax(const T* x, int64_t C) {
 }
 
 // A point's score from its C per-class sums over the S samples: a holds the
-// argmax counts (variation ratios) or the sums of p (mean std, margin), b the
-// sums of p^2 (mean std only).
+// argmax counts (variation ratios) or the sums of p (margin); mean std has its
+// own accumulation (mean_std_accumulate) and finish (mean_std_finish).
 template <typename T>
-BG_HD T point_score_finish(codes::PointScore kind, const T* a, const T* b, int64_t C, T invS) {
+BG_HD T point_score_finish(codes::PointScore kind, const T* a, int64_t C, T invS) {
   if (kind == codes::PointScore::kVariationRatios) {
     T mx = a[0];
     for (int64_t c = 1; c < C; ++c)
       if (mx < a[c]) mx = a[c];  // std::max_element's rule
     return T(1) - mx * invS;
-  }
-  if (kind == codes::PointScore::kMeanStd) {
-    T acc = 0;
-    for (int64_t c = 0; c < C; ++c) {
-      const T m = a[c] * invS;
-      const T v = b[c] * invS - m * m;
-      acc += std::sqrt(v < T(0) ? T(0) : v);
-    }
-    return acc / static_cast<T>(C);
   }
   T p1 = -1, p2 = -1;
   for (int64_t c = 0; c < C; ++c) {
@@ -81,6 +72,27 @@ BG_HD T point_score_finish(codes::PointScore kind, const T* a, const T* b, int64
     if (m > p1) { p2 = p1; p1 = m; } else if (m > p2) { p2 = m; }
   }
   return C == 1 ? T(0) : T(1) - (p1 - p2);
+}
+
+// mean std's per-(point, class) sums in one pass over the samples: d = p - p0,
+// p0 the first sample's probability, a += d and b += d^2 in double. E[p^2] -
+// E[p]^2 of the raw p cancelled every digit of a spread of 1e-4 in float32 and
+// left a 1e-8 noise floor in float64; shifted by a sample, the cancellation is
+// only of the spread's own size (p0 lies within sqrt(S) std of the mean).
+BG_HD void mean_std_accumulate(double d, double& a, double& b) {
+  a += d;
+  b += d * d;
+}
+// The score from those sums: the mean over classes of the population std.
+template <typename T>
+BG_HD T mean_std_finish(const double* a, const double* b, int64_t C, double invS) {
+  double acc = 0;
+  for (int64_t c = 0; c < C; ++c) {
+    const double m = a[c] * invS;
+    const double v = b[c] * invS - m * m;
+    acc += std::sqrt(v < 0.0 ? 0.0 : v);
+  }
+  return static_cast<T>(acc / static_cast<double>(C));
 }
 
 // One pass over log_probs (S, N, C): per point n

@@ -31,9 +31,12 @@ def point_scores(log_probs, kind, out):
                     np.add.at(counts, (np.arange(x.shape[1]), am[s]), 1)
                 out[sl] = 1 - counts.max(axis=-1) / S
             elif kind == PointScore.mean_std:
-                m = e.mean(axis=0)
-                v = np.maximum((e * e).mean(axis=0) - m * m, 0)
-                out[sl] = np.sqrt(v).mean(axis=-1)
+                # shifted by the first sample, in float64, as the native kernel
+                # (metrics.hpp, mean_std_accumulate: E[p^2] - E[p]^2 of the raw p cancels)
+                d = e.astype(np.float64) - e[0].astype(np.float64)
+                m = d.sum(axis=0) * (1.0 / S)
+                v = np.maximum((d * d).sum(axis=0) * (1.0 / S) - m * m, 0)
+                out[sl] = np.sqrt(v).sum(axis=-1) / C
             else:
                 m = e.mean(axis=0)
                 if C == 1:

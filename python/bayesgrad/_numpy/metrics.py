@@ -1,4 +1,4 @@
-"""NumPy twin of the metrics kernels (cpp/src/metrics.cpp): the entropy decomposition, the
+"""NumPy twin of the metrics kernels (cpp/src/metrics.cpp, cpp/src/log_softmax.cpp): the entropy decomposition, the
 mixture probabilities and the in-place log-softmax.
 
 Same names, signatures and results (within rounding) as the native core.
