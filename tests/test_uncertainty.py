@@ -282,6 +282,17 @@ def test_log_softmax_and_mean_probs_backend_and_simd_parity(rng, dtype, tol):
     np.testing.assert_allclose(probs["cpu"], probs["scalar"], atol=tol)
 
 
+@pytest.mark.parametrize("dtype,floor", [(np.float64, -700.0), (np.float32, -86.0)])
+def test_mean_probs_flushes_probabilities_below_the_floor(dtype, floor):
+    # documented: a sample's probability below exp(-700) / exp(-86) counts as 0 (the twin kept
+    # 4.5e-309 for log-probability -710 in float64 and 2.7e-38 for -86.5 in float32)
+    lp = np.array([[[0.0, floor - 0.5], [0.0, floor + 1.0]], [[0.0, floor - 10.0], [0.0, floor + 1.0]]], dtype=dtype)
+    p = U.mean_probs(lp)
+    assert p[0, 1] == 0 and p[0, 0] == 1
+    np.testing.assert_allclose(p[1, 1], math.exp(floor + 1.0), rtol=1e-6)
+    assert np.all(U.decompose(lp).total >= 0)
+
+
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-14), (np.float32, 3e-6)])
 def test_mean_probs_is_decompose_mixture(rng, dtype, tol):
     lp = random_log_probs(rng, 11, 503, 7, dtype=dtype)

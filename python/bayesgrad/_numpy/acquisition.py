@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._codes import PointScore, from_int
-from .metrics import check3, check_out, merge_deviation, row_slices, sum_deviation
+from .metrics import check3, check_out, exp_floored, merge_deviation, row_slices, sum_deviation
 
 __all__ = ["point_scores", "joint_entropy", "batch_configs"]
 
@@ -22,7 +22,7 @@ def point_scores(log_probs, kind, out):
     with np.errstate(invalid="ignore", over="ignore"):
         for sl in row_slices(N):
             x = lp[:, sl]
-            e = np.exp(x)
+            e = exp_floored(x)
             worst = merge_deviation(worst, sum_deviation(e))
             if kind == PointScore.variation_ratios:
                 counts = np.zeros((x.shape[1], C), dtype=lp.dtype)

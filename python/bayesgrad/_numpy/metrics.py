@@ -31,6 +31,17 @@ def row_slices(N):
         yield slice(a, min(N, a + _ROWS))
 
 
+def exp_floored(x):
+    """exp of log-probabilities as the native kernels take it (metrics.hpp, exp_floored): 0 below
+    exp(-86) (float32) / exp(-700) (float64), where the value would be subnormal or its p log p
+    below 1e-35 / 1e-300; arguments above 80 taken as 80; NaN stays NaN."""
+    floor = -86.0 if x.dtype == np.float32 else -700.0
+    with np.errstate(over="ignore"):
+        e = np.exp(np.minimum(x, x.dtype.type(80)))
+    e[x < floor] = 0
+    return e
+
+
 def sum_deviation(e):
     d = np.abs(e.sum(axis=-1, dtype=np.float64) - 1.0)
     return float(np.max(d))  # NaN propagates
@@ -54,7 +65,7 @@ def decompose(log_probs, total, aleatoric, epistemic):
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for sl in row_slices(N):
             x = lp[:, sl]
-            e = np.exp(x)
+            e = exp_floored(x)
             worst = merge_deviation(worst, sum_deviation(e))
             # the per-class terms in the input's precision, their sums over classes in float64
             # as the native kernel does (a float32 sum over 10^4 classes drifts by 1e-4)
@@ -78,7 +89,7 @@ def mean_probs(log_probs, out):
     worst = 0.0
     with np.errstate(over="ignore"):
         for sl in row_slices(N):
-            e = np.exp(lp[:, sl])
+            e = exp_floored(lp[:, sl])
             worst = merge_deviation(worst, sum_deviation(e))
             out[sl] = e.sum(axis=0) * lp.dtype.type(1.0 / S)
     return worst
