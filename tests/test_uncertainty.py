@@ -470,6 +470,17 @@ def test_point_metric_bad_input(rng):
     assert np.isfinite(U.nll(p.astype(np.float32), y))
 
 
+@pytest.mark.parametrize("metric", ["accuracy", "nll", "brier", "ece", "adaptive_ece", "classwise_ece",
+                                    "reliability_diagram", "aurc", "calibrate_classification"])
+@pytest.mark.parametrize("n", [1, 2])
+def test_point_metrics_refuse_missing_labels_by_name(metric, n):
+    # y=None reached NumPy as the "no labels" marker: IndexError, AxisError or an unpacking error
+    f = getattr(bg.conformal if metric == "calibrate_classification" else U, metric)
+    probs = np.array([[0.5, 0.5], [0.2, 0.8]])[:n]
+    with pytest.raises(TypeError, match="^y must be integer class labels"):
+        f(probs, None)
+
+
 # ---------------------------------------------------------------- regression metrics
 def test_gaussian_and_mixture_nll(rng):
     y = rng.normal(size=30)

@@ -67,7 +67,10 @@ def check_normalised(kernel_call, a, name):
         _raise_bad_log_probs(a, dev, name)
 
 
-def check_probs(probs, name="probs", labels=None, labels_name="y"):
+_NO_LABELS = object()  # check_probs without labels (None is a caller's bad labels, refused by name)
+
+
+def check_probs(probs, name="probs", labels=_NO_LABELS, labels_name="y"):
     """Validate point-prediction probabilities (N, C) (and labels (N,)); return them as arrays."""
     p = C.as_array(probs, name, ndim=2)
     if np.any(p < 0) or np.any(p > 1):
@@ -76,7 +79,7 @@ def check_probs(probs, name="probs", labels=None, labels_name="y"):
     dev = np.abs(p.sum(axis=1, dtype=np.float64) - 1.0).max()
     if dev > tol:
         raise ValueError(f"{name} rows must sum to one within {tol:.2g}; found a deviation of {dev:.3g}")
-    if labels is None:
+    if labels is _NO_LABELS:
         return p
     return p, C.class_labels(labels, p.shape[0], p.shape[1], labels_name)
 
