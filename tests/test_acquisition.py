@@ -303,6 +303,29 @@ def test_greedy_stage_is_batchbald_on_the_candidates(rng):
         A.greedy_batchbald(np.exp(lp), cond[:5], 5, 100)
 
 
+@pytest.mark.parametrize("probs, cond, batch_size, exc, match", [
+    (np.full((2, 3, 2), np.nan), np.zeros(3), 1, ValueError, "probs must be finite"),  # scored [0.]
+    (-np.ones((2, 3, 2)), np.zeros(3), 2, ValueError, r"probs must be probabilities in \[0, 1\]"),
+    (np.full((2, 3, 2), 0.6), np.zeros(3), 1, ValueError, "probs rows .* sum to one"),
+    (np.full((3, 2), 0.5), np.zeros(3), 1, ValueError, "probs must have 3 dimension"),
+    (np.full((2, 3, 2), 0.5), np.zeros(3), 0, ValueError, "batch_size must be >= 1"),  # selected nothing
+    (np.full((2, 3, 2), 0.5), np.full(3, np.nan), 1, ValueError, "cond must be finite"),
+    ("abc", np.zeros(3), 1, TypeError, "probs"),
+])
+def test_greedy_batchbald_refuses_bad_input_by_name(probs, cond, batch_size, exc, match):
+    with pytest.raises(exc, match=match):
+        A.greedy_batchbald(probs, cond, batch_size)
+
+
+def test_greedy_batchbald_accepts_float32_rounded_probabilities(rng):
+    # rows of float32 probabilities sum to 1 only within float32 rounding: the tolerance is float32's
+    lp = pool_lp(rng, S=6, N=30, C=7, dtype=np.float32)
+    cond = A.score_columns(lp, ["bald"])["aleatoric"]
+    sel = A.greedy_batchbald(np.exp(lp), cond, 3, 100, seed=4)
+    ref = A.batchbald(lp, 3, 100, seed=4)
+    np.testing.assert_array_equal(sel.indices, ref.indices)
+
+
 @pytest.mark.single_backend
 @pytest.mark.parametrize("acq", ["bald", "random", "softmax"])
 def test_pool_exclusion_picks_the_best_of_the_rest(rng, acq):

@@ -45,7 +45,7 @@ from . import _backend
 from ._codes import PointScore
 from . import _checks as C
 from . import random as _random
-from .uncertainty import check_normalised, check_log_probs
+from .uncertainty import _prob_tol, check_normalised, check_log_probs
 
 __all__ = ["Selection", "bald", "max_entropy", "variation_ratios", "mean_std", "margin", "random",
            "batchbald", "joint_entropy", "scores", "score_columns", "top_k", "point_uniforms", "stochastic_keys",
@@ -527,7 +527,8 @@ def batchbald(pool, batch_size=10, n_configs=1000, *, seed=0, stream=0, max_cand
     probs = np.ascontiguousarray(np.concatenate(keep_p, axis=1))
     cond = np.concatenate(keep_h)
     idx = np.concatenate(keep_i)
-    sel = greedy_batchbald(probs, cond, batch_size, n_configs, seed=seed, stream=stream)
+    # the candidates' probabilities come from the checked pool: the greedy stage needs no second check
+    sel = _greedy_batchbald(probs, cond, batch_size, n_configs, seed, stream)
     return Selection(idx[sel.indices], sel.scores.astype(dtype), "batchbald", {**sel.info, "n_candidates": idx.size})
 
 
@@ -536,9 +537,11 @@ def greedy_batchbald(probs, cond, batch_size, n_configs=1000, *, seed=0, stream=
 
     Parameters
     ----------
-    probs : (S, M, C) float64 probabilities of the M candidates, in pool order
-        (ties go to the earlier candidate)
-    cond : (M,) float64 mean entropies mean_s H[p_s(y_m)] of the candidates
+    probs : (S, M, C) probabilities of the M candidates, in pool order (ties go
+        to the earlier candidate): finite, in [0, 1], each (s, m) row summing
+        to 1 within the tolerance of the other metrics for the array's dtype
+        (computed in float64)
+    cond : (M,) finite mean entropies mean_s H[p_s(y_m)] of the candidates, nats
         (``score_columns(...)["aleatoric"]``)
     batch_size, n_configs, seed, stream : as ``batchbald``
 
@@ -546,8 +549,22 @@ def greedy_batchbald(probs, cond, batch_size, n_configs=1000, *, seed=0, stream=
     -------
     Selection with ``indices`` into the M candidates.
     """
-    probs = np.ascontiguousarray(probs, dtype=np.float64)
-    cond = np.asarray(cond, dtype=np.float64)
+    p = C.as_array(probs, "probs", ndim=3)
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError("probs must be probabilities in [0, 1]")
+    tol = _prob_tol(p.dtype, p.shape[2])
+    dev = float(np.abs(p.sum(axis=2, dtype=np.float64) - 1.0).max())
+    if dev > tol:
+        raise ValueError(f"probs rows (over the last axis) must sum to one within {tol:.2g}; "
+                         f"found a deviation of {dev:.3g}")
+    cond = C.as_array(cond, "cond", dtype=np.float64, ndim=1)
+    batch_size = C.integer(batch_size, "batch_size", 1)
+    n_configs = C.integer(n_configs, "n_configs", 1)
+    return _greedy_batchbald(np.ascontiguousarray(p, dtype=np.float64), cond, batch_size, n_configs, seed, stream)
+
+
+def _greedy_batchbald(probs, cond, batch_size, n_configs, seed, stream) -> Selection:
+    """greedy_batchbald on probabilities the caller has checked (float64 (S, M, C))."""
     S, Nc, Cn = probs.shape
     if cond.shape != (Nc,):
         raise ValueError(f"cond must have shape ({Nc},), got {cond.shape}")
