@@ -63,16 +63,33 @@ def _alpha(alpha):
     return a
 
 
+def _rank(n, alpha):
+    """ceil((n + 1)(1 - alpha)), with a product within 8 ulps of an integer taken as that integer.
+
+    alpha is almost always a decimal (0.1, 0.7, 0.95) that float64 cannot hold: 1 - 0.7 rounds to
+    0.30000000000000004, so (9 + 1)(1 - 0.7) came out as 3.0000000000000004 and ceil picked the 4th
+    smallest score where the user's alpha means the 3rd (one rank too high: a larger threshold,
+    over-wide sets). Two roundings (1 - alpha, the product) move it by at most a few ulps; an exact
+    alpha that lands so close to an integer without being one is not a level anyone asks for.
+    """
+    x = (n + 1) * (1.0 - alpha)
+    r = round(x)
+    if abs(x - r) <= 8 * math.ulp(max(abs(x), 1.0)):
+        return int(r)
+    return math.ceil(x)
+
+
 def conformal_quantile(scores, alpha):
     """The split-conformal threshold of calibration ``scores`` (n,): their
     ``ceil((n + 1)(1 - alpha))``-th smallest value, or +inf when that rank
-    exceeds n (too few points for this alpha)."""
+    exceeds n (too few points for this alpha). The rank is that of the decimal
+    alpha written: a product within a few ulps of an integer is that integer."""
     s = C.as_array(scores, "scores", ndim=1, finite=False)
     if np.any(np.isnan(s)):
         raise ValueError("scores must not contain NaN")
     alpha = _alpha(alpha)
     n = s.shape[0]
-    k = math.ceil((n + 1) * (1 - alpha))
+    k = _rank(n, alpha)
     if k > n:
         return math.inf
     return float(np.partition(s, k - 1)[k - 1])
