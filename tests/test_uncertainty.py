@@ -108,6 +108,20 @@ def test_decompose_closed_forms():
                                atol=1e-14)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_entropies_non_negative_for_rows_just_above_one(dtype):
+    # accepted rows may sum to 1 + tolerance, where p log p > 0: one float32 class at log p = 3e-4
+    # gave total = aleatoric = max_entropy = -3e-4
+    shift = 0.5 * U._prob_tol(dtype, 1)
+    one = np.full((2, 1, 1), shift, dtype=dtype)
+    two = np.log(np.array([[[1.0, 1e-300]], [[1.0, 1e-300]]])).astype(dtype) + dtype(shift)
+    for lp in (one, two):
+        d = U.decompose(lp)
+        for v in (d.total, d.aleatoric, d.epistemic, bg.acquisition.scores(lp, "max_entropy"),
+                  bg.acquisition.scores(lp, "bald")):
+            assert v[0] == 0
+
+
 def test_epistemic_zero_when_samples_agree(rng):
     one = random_log_probs(rng, 1, 50, 6)
     d = U.decompose(np.repeat(one, 9, axis=0))

@@ -28,7 +28,7 @@ BG_HD void entropy_accumulate(T x, T e, T& ps, T& en) {
 }
 
 // A point's decomposition from its C sums: total = H[mean p], aleatoric =
-// mean H[p], epistemic = their difference clamped at 0. The C terms are summed
+// mean H[p] (both clamped at 0), epistemic = their difference clamped at 0. The C terms are summed
 // in double whatever T: a float sum over C = 10^4 classes drifted by 1e-4
 // relative, and the double adds cost nothing beside the C logs.
 template <typename T>
@@ -40,6 +40,11 @@ BG_HD void decompose_point(const T* ps, const T* en, int64_t C, T invS, T& total
     a -= static_cast<double>(en[c]);
   }
   a *= static_cast<double>(invS);
+  // Entropies are >= 0; inputs are accepted with rows summing to 1 within a
+  // tolerance, and p slightly above 1 gives p log p > 0 (-3e-4 for a float32
+  // single class at log p = 3e-4): clamp, as the docstring promises.
+  h = h < 0.0 ? 0.0 : h;
+  a = a < 0.0 ? 0.0 : a;
   total = static_cast<T>(h);
   aleatoric = static_cast<T>(a);
   epistemic = static_cast<T>(h - a < 0.0 ? 0.0 : h - a);  // std::max's rule
@@ -96,8 +101,8 @@ BG_HD T mean_std_finish(const double* a, const double* b, int64_t C, double invS
 }
 
 // One pass over log_probs (S, N, C): per point n
-//   total[n]     = H[mean_s p_s]            (predictive entropy)
-//   aleatoric[n] = mean_s H[p_s]            (expected entropy)
+//   total[n]     = H[mean_s p_s]            (predictive entropy, clamped at 0)
+//   aleatoric[n] = mean_s H[p_s]            (expected entropy, clamped at 0)
 //   epistemic[n] = total - aleatoric        (mutual information, clamped at 0)
 // with 0 log 0 = 0 (log_probs of -inf are exact zeros). Returns the largest
 // |sum_c p - 1| over all (s, n) rows (NaN if any entry is NaN) so that the

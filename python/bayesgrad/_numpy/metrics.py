@@ -72,7 +72,10 @@ def decompose(log_probs, total, aleatoric, epistemic):
             ent = np.where(e > 0, e * x, 0).sum(axis=0).sum(axis=-1, dtype=np.float64) / S
             pm = e.mean(axis=0)
             h = -np.where(pm > 0, pm * np.log(pm), 0).sum(axis=-1, dtype=np.float64)
-            a = -ent
+            # clamped at 0 as the native kernel: rows summing to just above 1 (within the accepted
+            # tolerance) give p log p > 0
+            h = np.maximum(h, 0)
+            a = np.maximum(-ent, 0)
             total[sl] = h
             aleatoric[sl] = a
             epistemic[sl] = np.maximum(h - a, 0)
