@@ -200,6 +200,7 @@ def score_columns(log_probs, methods, offset=0):
     BatchBALD's conditional term) whenever BALD or max entropy is asked for (one pass of
     the entropy decomposition gives all three). A point's scores are bit-identical
     whichever block holds it (see ``_GROUP``)."""
+    log_probs = check_log_probs(log_probs, "log_probs")
     methods = [C.option(m, "methods", METHODS) for m in methods]
     out = {}
     if "bald" in methods or "max_entropy" in methods:
@@ -214,6 +215,10 @@ def top_k(scores, idx, k):
     """The k best of ``scores`` (n,) with pool indices ``idx`` (n,): (scores (k,), idx (k,)),
     score descending, lower pool index first on ties -- an order that does not depend on how
     the pool was split, so top-k of blocks' top-k is the top-k of the pool."""
+    scores, idx = np.asarray(scores), np.asarray(idx)
+    if scores.ndim != 1 or idx.shape != scores.shape:
+        raise ValueError(f"scores and idx must be 1-d of one length, got shapes {scores.shape} and {idx.shape}")
+    k = C.integer(k, "k", 0)
     order = np.lexsort((idx, -scores.astype(np.float64)))[:k]
     return scores[order], idx[order]
 
@@ -266,6 +271,7 @@ def stochastic_keys(s, mode, beta, u):
     largest keys are a draw without replacement with probabilities proportional to the
     weights. ``s`` (n,) float64 scores ("power", "softmax") or ranks, 1 = best
     ("softrank"); ``u`` (n,) the points' uniforms (``point_uniforms``)."""
+    mode = C.option(mode, "mode", STOCHASTIC_MODES)
     gumbel = -np.log(-np.log(u))
     if mode == "power":
         return beta * np.log(np.maximum(s, 1e-30)) + gumbel
@@ -278,6 +284,7 @@ def stochastic_select(s, batch_size, mode, beta, *, seed, stream, index=None):
     """Stochastic batch selection from scores ``s`` (n,) of the points ``index`` (n,)
     (default 0..n-1): (keys (k,), index (k,)), best first. Soft-rank ranks the points
     among those given."""
+    mode = C.option(mode, "mode", STOCHASTIC_MODES)
     s = np.asarray(s, dtype=np.float64)
     n = s.shape[0]
     index = np.arange(n, dtype=np.int64) if index is None else np.asarray(index, dtype=np.int64)

@@ -192,12 +192,15 @@ class ClassificationConformal:
     k_reg: int
     lam: float
     n_calibration: int
+    n_classes: int | None = None  # C of the calibration probabilities (None: not recorded)
 
     def predict_sets(self, probs, seed=0, stream=0):
         """Prediction sets (N, C) bool for predictive probabilities ``probs`` (N, C)."""
         from .uncertainty import check_probs
 
         p = check_probs(probs, "probs").astype(np.float64)
+        if self.n_classes is not None and p.shape[1] != self.n_classes:
+            raise ValueError(f"probs must have {self.n_classes} classes (as calibrated), got shape {p.shape}")
         u = _uniforms(p.shape[0], self.method, self.randomized, seed, stream)
         return _class_scores(p, self.method, u, self.k_reg, self.lam) <= self.quantile
 
@@ -219,6 +222,8 @@ def calibrate_classification(probs, y, alpha=0.1, method="aps", randomized=True,
     from .uncertainty import check_probs
 
     method = C.option(method, "method", CLASSIFICATION_METHODS)
+    if not isinstance(randomized, (bool, np.bool_)):
+        raise TypeError(f"randomized must be a bool, got {type(randomized).__name__}")
     alpha = _alpha(alpha)
     k_reg = C.integer(k_reg, "k_reg", 0)
     lam = float(C.scalar(lam, "lam"))
@@ -229,7 +234,7 @@ def calibrate_classification(probs, y, alpha=0.1, method="aps", randomized=True,
     u = _uniforms(p.shape[0], method, bool(randomized), seed, stream)
     s = _class_scores(p, method, u, k_reg, lam)[np.arange(p.shape[0]), labels]
     return ClassificationConformal(conformal_quantile(s, alpha), alpha, method, bool(randomized), k_reg, lam,
-                                   int(p.shape[0]))
+                                   int(p.shape[0]), int(p.shape[1]))
 
 
 # --------------------------------------------------------------------------- metrics
@@ -238,6 +243,8 @@ def coverage(prediction, y):
     set matrix (N, C) with labels ``y`` (N,), or an interval ``(lo, hi)`` of
     arrays shaped like the targets ``y``."""
     if isinstance(prediction, tuple):
+        if len(prediction) != 2:
+            raise ValueError(f"prediction as a tuple must be an interval (lo, hi), got {len(prediction)} items")
         lo, hi = prediction
         lo = C.as_array(lo, "lo", finite=False)
         hi = C.as_array(hi, "hi", dtype=lo.dtype, finite=False)

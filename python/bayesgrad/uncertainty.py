@@ -388,6 +388,11 @@ class TemperatureScaling:
 
     temperature: float
 
+    def __post_init__(self):
+        t = C.real(self.temperature, "temperature")
+        if not (math.isfinite(t) and t > 0):  # T <= 0 would invert or flatten the probabilities
+            raise ValueError(f"temperature must be positive and finite, got {self.temperature}")
+
     def transform(self, logits):
         """Calibrated class probabilities (N, C) of ``logits`` (N, C)."""
         z = C.as_array(logits, "logits", ndim=2)
@@ -414,9 +419,11 @@ def fit_temperature(logits, y, bounds=(1e-2, 1e2)) -> TemperatureScaling:
     """
     z = C.as_array(logits, "logits", ndim=2).astype(np.float64)
     y = C.class_labels(y, z.shape[0], z.shape[1])
+    if isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__len__") or len(bounds) != 2:
+        raise TypeError(f"bounds must be a pair (low, high), got {bounds!r}")
     lo, hi = (C.real(b, "bounds") for b in bounds)
-    if not 0 < lo < hi:
-        raise ValueError(f"bounds must satisfy 0 < low < high, got {bounds}")
+    if not (0 < lo < hi and math.isfinite(hi)):
+        raise ValueError(f"bounds must satisfy 0 < low < high < inf, got {bounds}")
     rows = np.arange(z.shape[0])
 
     def f(logt):
