@@ -264,6 +264,14 @@ def test_kernel_parity(rng):
                 k.acquisition.point_scores(lp, kind, o)
                 outs.append(o)
             np.testing.assert_allclose(outs[0], outs[1], atol=tol)
+        # mean std of nearly agreeing samples: both shift by the first sample and sum in float64
+        near = np.log(np.array([[[0.5, 0.5]], [[0.5001, 0.4999]], [[0.49995, 0.50005]]])).astype(dt)
+        outs = []
+        for k in (_core, _numpy):
+            o = np.empty(1, dtype=dt)
+            k.acquisition.point_scores(near, 1, o)
+            outs.append(o)
+        np.testing.assert_allclose(outs[0], outs[1], rtol=1e-3 if dt == np.float32 else 1e-9)
     sels = []
     lp = pool_lp(rng, S=8, N=60, C=3)
     for be in ("cpu", "numpy"):

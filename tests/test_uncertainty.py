@@ -168,6 +168,16 @@ def test_decompose_backend_parity(rng, dtype, tol):
             d = U.decompose(lp)
             outs.append(np.stack([d.total, d.aleatoric, d.epistemic]))
     np.testing.assert_allclose(outs[0], outs[1], atol=tol)
+    # many classes (the class sums in double on both) and rows just above 1 (clamped at 0 on both)
+    wide = random_log_probs(rng, 3, 4, 10_000, dtype=dtype)
+    above = np.full((2, 3, 1), 0.5 * U._prob_tol(dtype, 1), dtype=dtype)
+    for lp, rtol in ((wide, 1e-6 if dtype == np.float32 else 1e-12), (above, 0)):
+        outs = []
+        for be in ("cpu", "numpy"):
+            with bg.use_backend(be):
+                d = U.decompose(lp)
+                outs.append(np.stack([d.total, d.aleatoric, d.epistemic]))
+        np.testing.assert_allclose(outs[0], outs[1], rtol=rtol, atol=rtol * float(np.max(outs[1])))
 
 
 @pytest.mark.parametrize("path", ["native", "avx2", "scalar"])
