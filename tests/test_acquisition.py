@@ -7,7 +7,7 @@ from scipy import special
 
 import bayesgrad as bg
 
-from helpers import BACKENDS
+from helpers import BACKENDS, on_simd_path
 
 A = bg.acquisition
 
@@ -212,6 +212,28 @@ def test_acquisition_bad_input(rng):
         A.joint_entropy(lp, [0, 25])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_mean_std_when_samples_nearly_agree(dtype):
+    # E[p^2] - E[p]^2 cancelled: a float32 spread of 1e-4 scored 0, identical samples 1.5e-4, and
+    # float64 had a 1e-8 noise floor; the sums are now shifted by a sample and kept in float64
+    eps = 1e-4 if dtype == np.float32 else 1e-9
+    p = np.array([[[0.5, 0.5], [0.3, 0.7]], [[0.5 + eps, 0.5 - eps], [0.3, 0.7]]])
+    lp = np.log(p).astype(dtype)
+    got = A.scores(lp, "mean_std")
+    ref = np.exp(lp.astype(np.float64)).std(axis=0).mean(axis=-1)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=2 * np.finfo(dtype).eps)
+    assert got[0] > 0.9 * eps / 2 and got[1] == 0
+    same = np.log(np.tile([0.3, 0.7], (8, 1, 1))).astype(dtype)
+    assert A.scores(same, "mean_std")[0] == 0
+    # several chunks of several row blocks each (the first sample's exps kept per block)
+    big = pool_lp(np.random.default_rng(3), S=3, N=100_000, C=3, dtype=dtype)
+    ref = np.exp(big.astype(np.float64)).std(axis=0).mean(axis=-1)
+    tol = 1e-12 if dtype == np.float64 else 2e-7
+    np.testing.assert_allclose(A.scores(big, "mean_std"), ref, rtol=0, atol=tol)
+    if bg.get_backend() == "cpu":  # the scalar loop (libm's exp)
+        np.testing.assert_allclose(on_simd_path("scalar", lambda: A.scores(big, "mean_std")), ref, rtol=0, atol=tol)
+
+
 @pytest.mark.single_backend
 def test_kernel_parity(rng):
     if len(BACKENDS) < 2:
@@ -242,6 +264,14 @@ def test_kernel_parity(rng):
                 k.acquisition.point_scores(lp, kind, o)
                 outs.append(o)
             np.testing.assert_allclose(outs[0], outs[1], atol=tol)
+        # mean std of nearly agreeing samples: both shift by the first sample and sum in float64
+        near = np.log(np.array([[[0.5, 0.5]], [[0.5001, 0.4999]], [[0.49995, 0.50005]]])).astype(dt)
+        outs = []
+        for k in (_core, _numpy):
+            o = np.empty(1, dtype=dt)
+            k.acquisition.point_scores(near, 1, o)
+            outs.append(o)
+        np.testing.assert_allclose(outs[0], outs[1], rtol=1e-3 if dt == np.float32 else 1e-9)
     sels = []
     lp = pool_lp(rng, S=8, N=60, C=3)
     for be in ("cpu", "numpy"):
@@ -279,6 +309,29 @@ def test_greedy_stage_is_batchbald_on_the_candidates(rng):
     np.testing.assert_array_equal(sel.scores, ref.scores)
     with pytest.raises(ValueError, match="cond"):
         A.greedy_batchbald(np.exp(lp), cond[:5], 5, 100)
+
+
+@pytest.mark.parametrize("probs, cond, batch_size, exc, match", [
+    (np.full((2, 3, 2), np.nan), np.zeros(3), 1, ValueError, "probs must be finite"),  # scored [0.]
+    (-np.ones((2, 3, 2)), np.zeros(3), 2, ValueError, r"probs must be probabilities in \[0, 1\]"),
+    (np.full((2, 3, 2), 0.6), np.zeros(3), 1, ValueError, "probs rows .* sum to one"),
+    (np.full((3, 2), 0.5), np.zeros(3), 1, ValueError, "probs must have 3 dimension"),
+    (np.full((2, 3, 2), 0.5), np.zeros(3), 0, ValueError, "batch_size must be >= 1"),  # selected nothing
+    (np.full((2, 3, 2), 0.5), np.full(3, np.nan), 1, ValueError, "cond must be finite"),
+    ("abc", np.zeros(3), 1, TypeError, "probs"),
+])
+def test_greedy_batchbald_refuses_bad_input_by_name(probs, cond, batch_size, exc, match):
+    with pytest.raises(exc, match=match):
+        A.greedy_batchbald(probs, cond, batch_size)
+
+
+def test_greedy_batchbald_accepts_float32_rounded_probabilities(rng):
+    # rows of float32 probabilities sum to 1 only within float32 rounding: the tolerance is float32's
+    lp = pool_lp(rng, S=6, N=30, C=7, dtype=np.float32)
+    cond = A.score_columns(lp, ["bald"])["aleatoric"]
+    sel = A.greedy_batchbald(np.exp(lp), cond, 3, 100, seed=4)
+    ref = A.batchbald(lp, 3, 100, seed=4)
+    np.testing.assert_array_equal(sel.indices, ref.indices)
 
 
 @pytest.mark.single_backend

@@ -191,3 +191,19 @@ def test_estimators_conformal_coverage_over_random_splits():
     clf.fit(X[:100], labels[:100])
     with pytest.raises(RuntimeError, match="refitted"):
         clf.predict_set(Xp)
+
+
+@pytest.mark.single_backend
+def test_conformal_quantile_rank_of_decimal_alphas():
+    # (n + 1)(1 - alpha) in floating point sat just above an integer for decimal alphas: alpha=0.7,
+    # n=9 took the 4th smallest score instead of the 3rd; alpha=0.95, n=19 the 2nd instead of the 1st
+    from fractions import Fraction
+
+    assert bg.conformal.conformal_quantile(np.arange(1.0, 10.0), 0.7) == 3.0
+    assert bg.conformal.conformal_quantile(np.arange(1.0, 20.0), 0.95) == 1.0
+    for n in range(1, 120):
+        s = np.arange(1.0, n + 1)[::-1].copy()
+        for a in range(1, 100):
+            k = math.ceil((n + 1) * (1 - Fraction(a, 100)))  # the rank of the decimal alpha, exactly
+            want = math.inf if k > n else float(k)
+            assert bg.conformal.conformal_quantile(s, a / 100) == want, (n, a)

@@ -108,6 +108,20 @@ def test_decompose_closed_forms():
                                atol=1e-14)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_entropies_non_negative_for_rows_just_above_one(dtype):
+    # accepted rows may sum to 1 + tolerance, where p log p > 0: one float32 class at log p = 3e-4
+    # gave total = aleatoric = max_entropy = -3e-4
+    shift = 0.5 * U._prob_tol(dtype, 1)
+    one = np.full((2, 1, 1), shift, dtype=dtype)
+    two = np.log(np.array([[[1.0, 1e-300]], [[1.0, 1e-300]]])).astype(dtype) + dtype(shift)
+    for lp in (one, two):
+        d = U.decompose(lp)
+        for v in (d.total, d.aleatoric, d.epistemic, bg.acquisition.scores(lp, "max_entropy"),
+                  bg.acquisition.scores(lp, "bald")):
+            assert v[0] == 0
+
+
 def test_epistemic_zero_when_samples_agree(rng):
     one = random_log_probs(rng, 1, 50, 6)
     d = U.decompose(np.repeat(one, 9, axis=0))
@@ -154,6 +168,30 @@ def test_decompose_backend_parity(rng, dtype, tol):
             d = U.decompose(lp)
             outs.append(np.stack([d.total, d.aleatoric, d.epistemic]))
     np.testing.assert_allclose(outs[0], outs[1], atol=tol)
+    # many classes (the class sums in double on both) and rows just above 1 (clamped at 0 on both)
+    wide = random_log_probs(rng, 3, 4, 10_000, dtype=dtype)
+    above = np.full((2, 3, 1), 0.5 * U._prob_tol(dtype, 1), dtype=dtype)
+    for lp, rtol in ((wide, 1e-6 if dtype == np.float32 else 1e-12), (above, 0)):
+        outs = []
+        for be in ("cpu", "numpy"):
+            with bg.use_backend(be):
+                d = U.decompose(lp)
+                outs.append(np.stack([d.total, d.aleatoric, d.epistemic]))
+        np.testing.assert_allclose(outs[0], outs[1], rtol=rtol, atol=rtol * float(np.max(outs[1])))
+
+
+@pytest.mark.parametrize("path", ["native", "avx2", "scalar"])
+def test_decompose_many_classes_float32_matches_float64(path):
+    # the sums over C = 10^4 classes: float32 running sums drifted by 1e-4 relative (uniform rows)
+    rng = np.random.default_rng(7)
+    C = 10_000
+    p = rng.dirichlet(np.full(C, 0.5), size=(3, 4))
+    lp = np.concatenate([np.log(p), np.full((3, 1, C), -np.log(C))], axis=1).astype(np.float32)
+    d = U.decompose(lp) if path == "native" else on_simd_path(path, lambda: U.decompose(lp))
+    ref = slow_decompose(lp)
+    np.testing.assert_allclose(d.total, ref[0], rtol=1e-6)
+    np.testing.assert_allclose(d.aleatoric, ref[1], rtol=1e-6)
+    np.testing.assert_allclose(d.epistemic, np.maximum(ref[2], 0), rtol=0, atol=2e-6 * ref[0].max())
 
 
 @pytest.mark.single_backend
@@ -266,6 +304,17 @@ def test_log_softmax_and_mean_probs_backend_and_simd_parity(rng, dtype, tol):
         probs["scalar"] = on_simd_path("scalar", lambda: U.mean_probs(lp))
     np.testing.assert_allclose(probs["cpu"], probs["numpy"], atol=tol)
     np.testing.assert_allclose(probs["cpu"], probs["scalar"], atol=tol)
+
+
+@pytest.mark.parametrize("dtype,floor", [(np.float64, -700.0), (np.float32, -86.0)])
+def test_mean_probs_flushes_probabilities_below_the_floor(dtype, floor):
+    # documented: a sample's probability below exp(-700) / exp(-86) counts as 0 (the twin kept
+    # 4.5e-309 for log-probability -710 in float64 and 2.7e-38 for -86.5 in float32)
+    lp = np.array([[[0.0, floor - 0.5], [0.0, floor + 1.0]], [[0.0, floor - 10.0], [0.0, floor + 1.0]]], dtype=dtype)
+    p = U.mean_probs(lp)
+    assert p[0, 1] == 0 and p[0, 0] == 1
+    np.testing.assert_allclose(p[1, 1], math.exp(floor + 1.0), rtol=1e-6)
+    assert np.all(U.decompose(lp).total >= 0)
 
 
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-14), (np.float32, 3e-6)])
@@ -443,6 +492,17 @@ def test_point_metric_bad_input(rng):
         U.nll(p, y, reduction="max")
     # float32 probabilities within the dtype-aware tolerance are accepted
     assert np.isfinite(U.nll(p.astype(np.float32), y))
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "nll", "brier", "ece", "adaptive_ece", "classwise_ece",
+                                    "reliability_diagram", "aurc", "calibrate_classification"])
+@pytest.mark.parametrize("n", [1, 2])
+def test_point_metrics_refuse_missing_labels_by_name(metric, n):
+    # y=None reached NumPy as the "no labels" marker: IndexError, AxisError or an unpacking error
+    f = getattr(bg.conformal if metric == "calibrate_classification" else U, metric)
+    probs = np.array([[0.5, 0.5], [0.2, 0.8]])[:n]
+    with pytest.raises(TypeError, match="^y must be integer class labels"):
+        f(probs, None)
 
 
 # ---------------------------------------------------------------- regression metrics

@@ -19,6 +19,7 @@
 
 #include "bayesgrad/parallel.hpp"
 #include "bayesgrad/simd_math.hpp"
+#include "metrics_blocks.hpp"
 
 namespace bayesgrad {
 
@@ -29,6 +30,9 @@ template <typename T>
 inline T exp_scalar(T x) { return exp_floored(x); }
 
 #if BG_HAVE_X86
+using metrics_blocks::tail_mask4;
+using metrics_blocks::tail_mask8;
+
 // The passes read each sample's run of a chunk once, from memory: a prefetch 4 KiB
 // ahead kept the loads from stalling where the hardware prefetcher had not caught up
 // (decompose float32 on a Zen 4 EPYC, S = 100, N = 10^5, C = 10: 41 -> 36 ms; 512 B to
@@ -160,17 +164,40 @@ BG_AVX512 void entropy_acc16_f64(const double* x, const double* e, double* ps, d
   }
 }
 
-// Row reductions over the rows of C contiguous values of a chunk (which sits
-// in L1): the rows' sums, and their maxima with a flag for rows holding a NaN.
+// mean std's shifted double sums (metrics.hpp, mean_std_accumulate) 4 at a time:
+// a product then a sum as in the scalar loop, the tail on a padded copy so that
+// an element's sums do not depend on its position in the block.
+template <typename T>
+BG_AVX2 inline __m256d load4_pd(const T* p) {
+  if constexpr (sizeof(T) == 4) return _mm256_cvtps_pd(_mm_loadu_ps(p));
+  else return _mm256_loadu_pd(p);
+}
+template <typename T>
+BG_AVX2 void mean_std_acc4(const T* e, const T* p0, double* a, double* b, int64_t L) {
+  int64_t j = 0;
+  for (; j + 4 <= L; j += 4) {
+    const __m256d d = _mm256_sub_pd(load4_pd(e + j), load4_pd(p0 + j));
+    _mm256_storeu_pd(a + j, _mm256_add_pd(_mm256_loadu_pd(a + j), d));
+    _mm256_storeu_pd(b + j, _mm256_add_pd(_mm256_loadu_pd(b + j), _mm256_mul_pd(d, d)));
+  }
+  if (j < L) {
+    alignas(32) T eb[4] = {0, 0, 0, 0}, pb[4] = {0, 0, 0, 0};
+    alignas(32) double ab[4] = {0, 0, 0, 0}, bb[4] = {0, 0, 0, 0};
+    std::copy(e + j, e + L, eb);
+    std::copy(p0 + j, p0 + L, pb);
+    std::copy(a + j, a + L, ab);
+    std::copy(b + j, b + L, bb);
+    mean_std_acc4(eb, pb, ab, bb, 4);
+    std::copy(ab, ab + (L - j), a + j);
+    std::copy(bb, bb + (L - j), b + j);
+  }
+}
+
+// Row sums over the rows of C contiguous values of a chunk (which sits in L1;
+// log_softmax.cpp has the maxima with the same layout).
 // A row is full vectors then one masked load (masked lanes never fault), then
 // one tree reduction; the sums' order differs from the scalar loop's, so they
 // agree with it to rounding (they feed a tolerance check and a log).
-BG_AVX2 inline __m256i tail_mask8(int64_t n) {  // lanes < n of 8 (32-bit)
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-BG_AVX2 inline __m256i tail_mask4(int64_t n) {  // lanes < n of 4 (64-bit)
-  return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
-}
 BG_AVX2 inline float hsum8(__m256 a) {
   __m128 v = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
   v = _mm_add_ps(v, _mm_movehl_ps(v, v));
@@ -179,15 +206,6 @@ BG_AVX2 inline float hsum8(__m256 a) {
 BG_AVX2 inline double hsum4(__m256d a) {
   __m128d v = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
   return _mm_cvtsd_f64(_mm_add_sd(v, _mm_unpackhi_pd(v, v)));
-}
-BG_AVX2 inline float hmax8(__m256 a) {
-  __m128 v = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-  v = _mm_max_ps(v, _mm_movehl_ps(v, v));
-  return _mm_cvtss_f32(_mm_max_ss(v, _mm_movehdup_ps(v)));
-}
-BG_AVX2 inline double hmax4(__m256d a) {
-  __m128d v = _mm_max_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
-  return _mm_cvtsd_f64(_mm_max_sd(v, _mm_unpackhi_pd(v, v)));
 }
 BG_AVX2 void row_sums8_f32(const float* e, int64_t rows, int64_t C, float* out) {
   const int64_t full = C / 8;
@@ -207,42 +225,6 @@ BG_AVX2 void row_sums4_f64(const double* e, int64_t rows, int64_t C, double* out
     __m256d acc = _mm256_maskload_pd(p + 4 * full, tail);
     for (int64_t k = 0; k < full; ++k) acc = _mm256_add_pd(acc, _mm256_loadu_pd(p + 4 * k));
     out[r] = hsum4(acc);
-  }
-}
-BG_AVX2 void row_max8_f32(const float* x, int64_t rows, int64_t C, float* m, char* nan) {
-  const int64_t full = C / 8;
-  const __m256i tail = tail_mask8(C % 8);
-  const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* p = x + r * C;
-    const __m256 t = _mm256_maskload_ps(p + 8 * full, tail);
-    __m256 bad = _mm256_cmp_ps(t, t, _CMP_UNORD_Q);
-    __m256 acc = _mm256_blendv_ps(ninf, t, _mm256_castsi256_ps(tail));
-    for (int64_t k = 0; k < full; ++k) {
-      const __m256 v = _mm256_loadu_ps(p + 8 * k);
-      bad = _mm256_or_ps(bad, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-      acc = _mm256_max_ps(acc, v);
-    }
-    m[r] = hmax8(acc);
-    nan[r] = static_cast<char>(_mm256_movemask_ps(bad) != 0);
-  }
-}
-BG_AVX2 void row_max4_f64(const double* x, int64_t rows, int64_t C, double* m, char* nan) {
-  const int64_t full = C / 4;
-  const __m256i tail = tail_mask4(C % 4);
-  const __m256d ninf = _mm256_set1_pd(-std::numeric_limits<double>::infinity());
-  for (int64_t r = 0; r < rows; ++r) {
-    const double* p = x + r * C;
-    const __m256d t = _mm256_maskload_pd(p + 4 * full, tail);
-    __m256d bad = _mm256_cmp_pd(t, t, _CMP_UNORD_Q);
-    __m256d acc = _mm256_blendv_pd(ninf, t, _mm256_castsi256_pd(tail));
-    for (int64_t k = 0; k < full; ++k) {
-      const __m256d v = _mm256_loadu_pd(p + 4 * k);
-      bad = _mm256_or_pd(bad, _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
-      acc = _mm256_max_pd(acc, v);
-    }
-    m[r] = hmax4(acc);
-    nan[r] = static_cast<char>(_mm256_movemask_pd(bad) != 0);
   }
 }
 // The lane sums of 16 vectors as one vector (lane i: the sum of v[i]'s lanes):
@@ -304,72 +286,6 @@ BG_AVX512 void row_sums8_f64(const double* e, int64_t rows, int64_t C, double* o
     for (int64_t k = 0; k < full; ++k) acc = _mm512_add_pd(acc, _mm512_loadu_pd(p + 8 * k));
     out[r] = _mm512_reduce_add_pd(acc);
   }
-}
-BG_AVX512 void row_max16_f32(const float* x, int64_t rows, int64_t C, float* m, char* nan) {
-  const int64_t full = C / 16;
-  const __mmask16 tail = static_cast<__mmask16>((1u << (C % 16)) - 1u);
-  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* p = x + r * C;
-    __m512 acc = _mm512_mask_loadu_ps(ninf, tail, p + 16 * full);
-    __mmask16 bad = _mm512_cmp_ps_mask(acc, acc, _CMP_UNORD_Q);
-    for (int64_t k = 0; k < full; ++k) {
-      const __m512 v = _mm512_loadu_ps(p + 16 * k);
-      bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-      acc = _mm512_max_ps(acc, v);
-    }
-    m[r] = _mm512_reduce_max_ps(acc);
-    nan[r] = static_cast<char>(bad != 0);
-  }
-}
-BG_AVX512 void row_max8_f64(const double* x, int64_t rows, int64_t C, double* m, char* nan) {
-  const int64_t full = C / 8;
-  const __mmask8 tail = static_cast<__mmask8>((1u << (C % 8)) - 1u);
-  const __m512d ninf = _mm512_set1_pd(-std::numeric_limits<double>::infinity());
-  for (int64_t r = 0; r < rows; ++r) {
-    const double* p = x + r * C;
-    __m512d acc = _mm512_mask_loadu_pd(ninf, tail, p + 8 * full);
-    __mmask8 bad = _mm512_cmp_pd_mask(acc, acc, _CMP_UNORD_Q);
-    for (int64_t k = 0; k < full; ++k) {
-      const __m512d v = _mm512_loadu_pd(p + 8 * k);
-      bad |= _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q);
-      acc = _mm512_max_pd(acc, v);
-    }
-    m[r] = _mm512_reduce_max_pd(acc);
-    nan[r] = static_cast<char>(bad != 0);
-  }
-}
-// ln of n positive, normal values in place (the row sums of log_softmax, in
-// [1, C]), the tail on a padded copy as in exp_block.
-BG_AVX2 void log_block_f32(float* v, int64_t n) {
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(v + j, simd::logx8(_mm256_loadu_ps(v + j)));
-  if (j < n) {
-    alignas(32) float buf[8] = {1, 1, 1, 1, 1, 1, 1, 1};
-    std::copy(v + j, v + n, buf);
-    _mm256_store_ps(buf, simd::logx8(_mm256_load_ps(buf)));
-    std::copy(buf, buf + (n - j), v + j);
-  }
-}
-BG_AVX2 void log_block_f64(double* v, int64_t n) {
-  int64_t j = 0;
-  for (; j + 4 <= n; j += 4) _mm256_storeu_pd(v + j, simd::logx4(_mm256_loadu_pd(v + j)));
-  if (j < n) {
-    alignas(32) double buf[4] = {1, 1, 1, 1};
-    std::copy(v + j, v + n, buf);
-    _mm256_store_pd(buf, simd::logx4(_mm256_load_pd(buf)));
-    std::copy(buf, buf + (n - j), v + j);
-  }
-}
-BG_AVX512 void log_block16_f32(float* v, int64_t n) {
-  int64_t j = 0;
-  for (; j + 16 <= n; j += 16) _mm512_storeu_ps(v + j, simd::logx16(_mm512_loadu_ps(v + j)));
-  log_block_f32(v + j, n - j);
-}
-BG_AVX512 void log_block16_f64(double* v, int64_t n) {
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) _mm512_storeu_pd(v + j, simd::logx8d(_mm512_loadu_pd(v + j)));
-  log_block_f64(v + j, n - j);
 }
 #endif
 
@@ -439,52 +355,6 @@ void row_sums(const T* e, int64_t rows, int64_t C, T* out) {
     for (int64_t c = 0; c < C; ++c) sum += e[r * C + c];
     out[r] = sum;
   }
-}
-
-// m[r] = max_c x[r C + c] (NaNs ignored), nan[r] = whether the row holds a NaN.
-template <typename T>
-void row_max(const T* x, int64_t rows, int64_t C, T* m, char* nan) {
-#if BG_HAVE_X86
-  if (simd::use_avx512()) {
-    if constexpr (sizeof(T) == 4) row_max16_f32(x, rows, C, m, nan);
-    else row_max8_f64(x, rows, C, m, nan);
-    return;
-  }
-  if (simd::use_avx2()) {
-    if constexpr (sizeof(T) == 4) row_max8_f32(x, rows, C, m, nan);
-    else row_max4_f64(x, rows, C, m, nan);
-    return;
-  }
-#endif
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* row = x + r * C;
-    T mx = -std::numeric_limits<T>::infinity();
-    bool bad = false;
-    for (int64_t c = 0; c < C; ++c) {
-      bad |= row[c] != row[c];
-      mx = row[c] > mx ? row[c] : mx;
-    }
-    m[r] = mx;
-    nan[r] = static_cast<char>(bad);
-  }
-}
-
-// v[j] = ln v[j] for n positive normal values.
-template <typename T>
-void log_block(T* v, int64_t n) {
-#if BG_HAVE_X86
-  if (simd::use_avx512()) {
-    if constexpr (sizeof(T) == 4) log_block16_f32(v, n);
-    else log_block16_f64(v, n);
-    return;
-  }
-  if (simd::use_avx2()) {
-    if constexpr (sizeof(T) == 4) log_block_f32(v, n);
-    else log_block_f64(v, n);
-    return;
-  }
-#endif
-  for (int64_t j = 0; j < n; ++j) v[j] = std::log(v[j]);
 }
 
 // max(worst, max_r |sum_c e[r C + c] - 1|), NaN once any row sum is NaN;
@@ -566,6 +436,41 @@ double for_chunks(const T* lp, int64_t S, int64_t N, int64_t C, Init init, Visit
   return worst;
 }
 
+// mean std (metrics.hpp, mean_std_accumulate): the first sample's exps are kept as the
+// shift p0 (for_chunks visits the samples in order, each as the chunk's blocks in order,
+// so the first `blocks` visits are sample 0's); the sums are double.
+template <typename T>
+double mean_std_scores(const T* lp, int64_t S, int64_t N, int64_t C, T* out) {
+  struct State { std::vector<T> p0; std::vector<double> a, b; int64_t visits, blocks; };
+  const int64_t Rb = rows_per_block(C);
+  return for_chunks<T>(
+      lp, S, N, C,
+      [&](int64_t L) {
+        const size_t n = static_cast<size_t>(L);
+        return State{std::vector<T>(n), std::vector<double>(n, 0.0), std::vector<double>(n, 0.0), 0,
+                     (L / C + Rb - 1) / Rb};
+      },
+      [](State& st, int64_t j0, const T*, const T* e, int64_t L) {
+        T* p0 = st.p0.data() + j0;
+        double* a = st.a.data() + j0;
+        double* b = st.b.data() + j0;
+        if (st.visits++ < st.blocks) {
+          std::copy(e, e + L, p0);  // d = 0 for the first sample
+          return;
+        }
+#if BG_HAVE_X86
+        if (simd::use_avx2()) return mean_std_acc4(e, p0, a, b, L);
+#endif
+        for (int64_t j = 0; j < L; ++j)
+          mean_std_accumulate(static_cast<double>(e[j]) - static_cast<double>(p0[j]), a[j], b[j]);
+      },
+      [&](State& st, int64_t n0, int64_t n1) {
+        const double invS = 1.0 / static_cast<double>(S);
+        for (int64_t n = n0; n < n1; ++n)
+          out[n] = mean_std_finish<T>(st.a.data() + (n - n0) * C, st.b.data() + (n - n0) * C, C, invS);
+      });
+}
+
 }  // namespace
 
 template <typename T>
@@ -575,7 +480,9 @@ double decompose(const T* lp, int64_t S, int64_t N, int64_t C, T* total, T* alea
   const T invS = T(1) / static_cast<T>(S);
   return for_chunks<T, true>(
       lp, S, N, C,
-      [](int64_t L) { return State{std::vector<T>(static_cast<size_t>(L), T(0)), std::vector<T>(static_cast<size_t>(L), T(0))}; },
+      [](int64_t L) {
+        return State{std::vector<T>(static_cast<size_t>(L), T(0)), std::vector<T>(static_cast<size_t>(L), T(0))};
+      },
       [](State& st, int64_t j0, const T* x, T* e, int64_t L) {
         exp_entropy(x, e, st.psum.data() + j0, st.ent.data() + j0, L);
       },
@@ -589,11 +496,12 @@ double decompose(const T* lp, int64_t S, int64_t N, int64_t C, T* total, T* alea
 template <typename T>
 double point_scores(const T* lp, int64_t S, int64_t N, int64_t C, PointScore kind, T* out) {
   check_dims(S, N, C);
-  struct State { std::vector<T> a, b; };
+  if (kind == PointScore::kMeanStd) return mean_std_scores(lp, S, N, C, out);
+  struct State { std::vector<T> a; };
   const T invS = T(1) / static_cast<T>(S);
   return for_chunks<T>(
       lp, S, N, C,
-      [&](int64_t L) { return State{std::vector<T>(static_cast<size_t>(L), T(0)), std::vector<T>(kind == PointScore::kMeanStd ? static_cast<size_t>(L) : 0, T(0))}; },
+      [&](int64_t L) { return State{std::vector<T>(static_cast<size_t>(L), T(0))}; },
       [&](State& st, int64_t j0, const T* x, const T* e, int64_t L) {
         T* a = st.a.data() + j0;
         if (kind == PointScore::kVariationRatios) {
@@ -601,16 +509,10 @@ double point_scores(const T* lp, int64_t S, int64_t N, int64_t C, PointScore kin
           for (int64_t r = 0; r < L / C; ++r) a[r * C + row_argmax(x + r * C, C)] += T(1);
         } else {
           for (int64_t j = 0; j < L; ++j) a[j] += e[j];
-          if (kind == PointScore::kMeanStd) {
-            T* b = st.b.data() + j0;
-            for (int64_t j = 0; j < L; ++j) b[j] += e[j] * e[j];
-          }
         }
       },
       [&](State& st, int64_t n0, int64_t n1) {
-        for (int64_t n = n0; n < n1; ++n)
-          out[n] = point_score_finish(kind, st.a.data() + (n - n0) * C,
-                                      kind == PointScore::kMeanStd ? st.b.data() + (n - n0) * C : nullptr, C, invS);
+        for (int64_t n = n0; n < n1; ++n) out[n] = point_score_finish(kind, st.a.data() + (n - n0) * C, C, invS);
       });
 }
 
@@ -633,56 +535,24 @@ double mean_probs(const T* lp, int64_t S, int64_t N, int64_t C, T* out) {
       });
 }
 
-// In place x <- x - m - log(sum_c exp(x - m)) per row of C values, m the row's
-// maximum. Rows whose maximum is not finite (a NaN or +inf in the row, or all
-// -inf) take the formula with m = 0 and libm's exp and log, as the NumPy twin
-// does. The maxima, sums and logs are vector passes over a chunk's rows (one
-// scalar log per row cost more than the exps of its C values).
-template <typename T>
-void log_softmax(T* x, int64_t R, int64_t C) {
-  if (R < 0 || C < 1) throw std::invalid_argument("values must have a last axis of length >= 1");
-  const int64_t rows = rows_per_block(C);
-  parallel_chunks((R + rows - 1) / rows, [&](int64_t ch) {
-    const int64_t r0 = ch * rows, r1 = std::min(R, r0 + rows), nr = r1 - r0, L = nr * C;
-    T* xc = x + r0 * C;
-    std::vector<T> e(static_cast<size_t>(L)), m(static_cast<size_t>(nr));
-    std::vector<char> odd(static_cast<size_t>(nr));
-    row_max(xc, nr, C, m.data(), odd.data());
-    for (int64_t r = 0; r < nr; ++r) {
-      T* row = xc + r * C;
-      if (odd[static_cast<size_t>(r)] || !std::isfinite(m[static_cast<size_t>(r)])) {
-        odd[static_cast<size_t>(r)] = 1;
-        continue;
-      }
-      const T mr = m[static_cast<size_t>(r)];
-      for (int64_t c = 0; c < C; ++c) row[c] -= mr;
-    }
-    exp_block(xc, e.data(), L);
-    T* ls = m.data();  // the maxima are spent: the rows' log-sums go here
-    row_sums(e.data(), nr, C, ls);
-    for (int64_t r = 0; r < nr; ++r)
-      if (odd[static_cast<size_t>(r)]) ls[r] = 1;  // a valid placeholder for the vector log
-    log_block(ls, nr);
-    for (int64_t r = 0; r < nr; ++r) {
-      T* row = xc + r * C;
-      if (odd[static_cast<size_t>(r)]) {
-        T s = 0;
-        for (int64_t c = 0; c < C; ++c) s += std::exp(row[c]);
-        ls[r] = std::log(s);
-      }
-      const T lr = ls[r];
-      for (int64_t c = 0; c < C; ++c) row[c] -= lr;
-    }
-  });
-}
-
 template double decompose<float>(const float*, int64_t, int64_t, int64_t, float*, float*, float*);
 template double decompose<double>(const double*, int64_t, int64_t, int64_t, double*, double*, double*);
 template double point_scores<float>(const float*, int64_t, int64_t, int64_t, PointScore, float*);
 template double point_scores<double>(const double*, int64_t, int64_t, int64_t, PointScore, double*);
 template double mean_probs<float>(const float*, int64_t, int64_t, int64_t, float*);
 template double mean_probs<double>(const double*, int64_t, int64_t, int64_t, double*);
-template void log_softmax<float>(float*, int64_t, int64_t);
-template void log_softmax<double>(double*, int64_t, int64_t);
+
+// The block passes log_softmax.cpp shares (metrics_blocks.hpp).
+namespace metrics_blocks {
+template <typename T>
+void exp_block(const T* x, T* e, int64_t L) { bayesgrad::exp_block(x, e, L); }
+template <typename T>
+void row_sums(const T* e, int64_t rows, int64_t C, T* out) { bayesgrad::row_sums(e, rows, C, out); }
+int64_t rows_per_block(int64_t C) { return bayesgrad::rows_per_block(C); }
+template void exp_block<float>(const float*, float*, int64_t);
+template void exp_block<double>(const double*, double*, int64_t);
+template void row_sums<float>(const float*, int64_t, int64_t, float*);
+template void row_sums<double>(const double*, int64_t, int64_t, double*);
+}  // namespace metrics_blocks
 
 }  // namespace bayesgrad

@@ -50,31 +50,41 @@ __global__ void deviation_kernel(const T* __restrict__ lp, int64_t rows, int64_t
 }
 
 // point_scores: one thread per point accumulates its C per-class sums over
-// the samples (a: argmax counts or sum p, b: sum p^2) in scratch rows, in
-// sample order as the CPU does, then point_score_finish.
+// the samples (argmax counts or sum p; for mean std the shifted double sums of
+// mean_std_accumulate) in scratch rows, in sample order as the CPU does, then
+// point_score_finish or mean_std_finish.
 template <typename T>
 __global__ void point_scores_kernel(const T* __restrict__ lp, int64_t S, int64_t N, int64_t C, codes::PointScore kind,
-                                    T invS, T* __restrict__ a, T* __restrict__ b, T* __restrict__ out) {
+                                    T invS, T* __restrict__ a, double* __restrict__ d2, T* __restrict__ out) {
   for (int64_t n = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; n < N; n += int64_t(gridDim.x) * blockDim.x) {
     T* an = a + n * C;
-    T* bn = b ? b + n * C : nullptr;
-    for (int64_t c = 0; c < C; ++c) {
-      an[c] = T(0);
-      if (bn) bn[c] = T(0);
+    if (kind == codes::PointScore::kMeanStd) {
+      double* da = d2 + 2 * n * C;
+      double* db = da + C;
+      const T* x0 = lp + n * C;
+      for (int64_t c = 0; c < C; ++c) {
+        an[c] = exp_floored(x0[c]);  // the shift p0
+        da[c] = 0.0;
+        db[c] = 0.0;
+      }
+      for (int64_t s = 1; s < S; ++s) {
+        const T* x = lp + (s * N + n) * C;
+        for (int64_t c = 0; c < C; ++c)
+          mean_std_accumulate(static_cast<double>(exp_floored(x[c])) - static_cast<double>(an[c]), da[c], db[c]);
+      }
+      out[n] = mean_std_finish<T>(da, db, C, 1.0 / static_cast<double>(S));
+      continue;
     }
+    for (int64_t c = 0; c < C; ++c) an[c] = T(0);
     for (int64_t s = 0; s < S; ++s) {
       const T* x = lp + (s * N + n) * C;
       if (kind == codes::PointScore::kVariationRatios) {
         an[row_argmax(x, C)] += T(1);
         continue;
       }
-      for (int64_t c = 0; c < C; ++c) {
-        const T e = exp_floored(x[c]);
-        an[c] += e;
-        if (bn) bn[c] += e * e;
-      }
+      for (int64_t c = 0; c < C; ++c) an[c] += exp_floored(x[c]);
     }
-    out[n] = point_score_finish(kind, an, bn, C, invS);
+    out[n] = point_score_finish(kind, an, C, invS);
   }
 }
 
@@ -111,8 +121,8 @@ double point_scores(const T* lp, int64_t S, int64_t N, int64_t C, int kind, T* o
   if (S < 1 || N < 1 || C < 1) throw std::invalid_argument("log_probs must have shape (S, N, C) with S, N, C >= 1");
   const cudaStream_t s = as_stream(st);
   Scratch<T> a(static_cast<size_t>(N * C), s, "point_scores");
-  Scratch<T> b(k == codes::PointScore::kMeanStd ? static_cast<size_t>(N * C) : 0, s, "point_scores");
-  point_scores_kernel<T><<<grid_for(N), kThreads, 0, s>>>(lp, S, N, C, k, T(1) / static_cast<T>(S), a.p, b.p, out);
+  Scratch<double> d2(k == codes::PointScore::kMeanStd ? static_cast<size_t>(2 * N * C) : 0, s, "point_scores");
+  point_scores_kernel<T><<<grid_for(N), kThreads, 0, s>>>(lp, S, N, C, k, T(1) / static_cast<T>(S), a.p, d2.p, out);
   check_launch("point_scores", s);
   return deviation<T>(lp, S * N, C, s, "point_scores");
 }

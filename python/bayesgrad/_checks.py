@@ -265,6 +265,8 @@ def class_labels(y, n, n_classes, name="y"):
     """Integer class labels (n,) int64 in [0, n_classes). Integer-valued floats
     (labels read from a CSV or stored as float targets) are accepted; other
     values are a LabelError, wrong shapes and out-of-range labels a ValueError."""
+    if y is None:
+        raise LabelError(f"{name} must be integer class labels (shape ({n},)), got None")
     a = to_numpy(y, name)
     if a.ndim == 2 and a.shape[1] == 1 and n != 1:
         a = a[:, 0]

@@ -45,7 +45,7 @@ from . import _backend
 from ._codes import PointScore
 from . import _checks as C
 from . import random as _random
-from .uncertainty import check_normalised, check_log_probs
+from .uncertainty import _prob_tol, check_normalised, check_log_probs
 
 __all__ = ["Selection", "bald", "max_entropy", "variation_ratios", "mean_std", "margin", "random",
            "batchbald", "joint_entropy", "scores", "score_columns", "top_k", "point_uniforms", "stochastic_keys",
@@ -200,6 +200,7 @@ def score_columns(log_probs, methods, offset=0):
     BatchBALD's conditional term) whenever BALD or max entropy is asked for (one pass of
     the entropy decomposition gives all three). A point's scores are bit-identical
     whichever block holds it (see ``_GROUP``)."""
+    log_probs = check_log_probs(log_probs, "log_probs")
     methods = [C.option(m, "methods", METHODS) for m in methods]
     out = {}
     if "bald" in methods or "max_entropy" in methods:
@@ -214,22 +215,55 @@ def top_k(scores, idx, k):
     """The k best of ``scores`` (n,) with pool indices ``idx`` (n,): (scores (k,), idx (k,)),
     score descending, lower pool index first on ties -- an order that does not depend on how
     the pool was split, so top-k of blocks' top-k is the top-k of the pool."""
+    scores, idx = np.asarray(scores), np.asarray(idx)
+    if scores.ndim != 1 or idx.shape != scores.shape:
+        raise ValueError(f"scores and idx must be 1-d of one length, got shapes {scores.shape} and {idx.shape}")
+    k = C.integer(k, "k", 0)
     order = np.lexsort((idx, -scores.astype(np.float64)))[:k]
     return scores[order], idx[order]
 
 
 def point_uniforms(index, seed, stream):
     """One float64 uniform per pool point: element ``index[i]`` of the Philox stream
-    ``fold_in(stream, "acquisition")`` (``index`` (n,) int64 global pool indices), so a
-    point's random key is the same whichever block or subset it is drawn in."""
+    ``fold_in(stream, "acquisition")`` (``index`` (n,) int64 global pool indices >= 0), so a
+    point's random key is the same whichever block or subset it is drawn in. Cost O(n): a
+    sparse ``index`` (say the merged top-k of a huge pool) is drawn block by block, never
+    through the whole range between its smallest and largest index."""
     st = _random.fold_in(stream, "acquisition")
-    index = np.asarray(index, dtype=np.int64)
+    index = np.asarray(index)
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"index must hold integer pool indices, got dtype {index.dtype}")
+    index = index.astype(np.int64)
     if index.size == 0:
-        return np.empty(0)
+        return np.empty(index.shape)
     lo, hi = int(index.min()), int(index.max()) + 1
-    if hi - lo == index.size and np.all(np.diff(index) == 1):
-        return _random.uniform(index.size, seed=seed, stream=st, offset=lo)
-    return _random.uniform(hi - lo, seed=seed, stream=st, offset=lo)[index - lo]
+    if lo < 0:
+        raise ValueError(f"index must hold pool indices >= 0, got {lo}")
+    if hi - lo <= 2 * index.size + 256:
+        # dense enough that one vectorised draw of the range costs about as much as the points
+        return _random.uniform(hi - lo, seed=seed, stream=st, offset=lo)[index - lo]
+    return _uniforms_at(index, _random.resolve_seed(seed), st)
+
+
+def _uniforms_at(index, seed, stream):
+    """float64 uniforms of the stream elements ``index`` (any shape, int64 >= 0), bit-identical
+    to ``random.uniform``'s: float64 element i is words (2 (i mod 2), 2 (i mod 2) + 1) of
+    Philox block i // 2 of (seed, stream) (docs/design.md, "RNG"), so each element needs only
+    its own block."""
+    flat = index.reshape(-1)
+    blk = (flat // 2).astype(np.uint64)
+    mask = np.uint64(0xFFFFFFFF)
+    ctr = np.empty((flat.size, 4), dtype=np.uint32)
+    ctr[:, 0] = blk & mask
+    ctr[:, 1] = blk >> np.uint64(32)
+    ctr[:, 2] = stream & 0xFFFFFFFF
+    ctr[:, 3] = stream >> 32
+    key = np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)
+    w = _random.philox4x32(ctr, key)
+    rows = np.arange(flat.size)
+    j = 2 * (flat % 2)
+    m = (w[rows, j + 1].astype(np.uint64) << np.uint64(20)) | (w[rows, j].astype(np.uint64) >> np.uint64(12))
+    return ((m.astype(np.float64) + 0.5) * 2.0 ** -52).reshape(index.shape)
 
 
 def stochastic_keys(s, mode, beta, u):
@@ -237,6 +271,7 @@ def stochastic_keys(s, mode, beta, u):
     largest keys are a draw without replacement with probabilities proportional to the
     weights. ``s`` (n,) float64 scores ("power", "softmax") or ranks, 1 = best
     ("softrank"); ``u`` (n,) the points' uniforms (``point_uniforms``)."""
+    mode = C.option(mode, "mode", STOCHASTIC_MODES)
     gumbel = -np.log(-np.log(u))
     if mode == "power":
         return beta * np.log(np.maximum(s, 1e-30)) + gumbel
@@ -249,6 +284,7 @@ def stochastic_select(s, batch_size, mode, beta, *, seed, stream, index=None):
     """Stochastic batch selection from scores ``s`` (n,) of the points ``index`` (n,)
     (default 0..n-1): (keys (k,), index (k,)), best first. Soft-rank ranks the points
     among those given."""
+    mode = C.option(mode, "mode", STOCHASTIC_MODES)
     s = np.asarray(s, dtype=np.float64)
     n = s.shape[0]
     index = np.arange(n, dtype=np.int64) if index is None else np.asarray(index, dtype=np.int64)
@@ -498,7 +534,8 @@ def batchbald(pool, batch_size=10, n_configs=1000, *, seed=0, stream=0, max_cand
     probs = np.ascontiguousarray(np.concatenate(keep_p, axis=1))
     cond = np.concatenate(keep_h)
     idx = np.concatenate(keep_i)
-    sel = greedy_batchbald(probs, cond, batch_size, n_configs, seed=seed, stream=stream)
+    # the candidates' probabilities come from the checked pool: the greedy stage needs no second check
+    sel = _greedy_batchbald(probs, cond, batch_size, n_configs, seed, stream)
     return Selection(idx[sel.indices], sel.scores.astype(dtype), "batchbald", {**sel.info, "n_candidates": idx.size})
 
 
@@ -507,9 +544,11 @@ def greedy_batchbald(probs, cond, batch_size, n_configs=1000, *, seed=0, stream=
 
     Parameters
     ----------
-    probs : (S, M, C) float64 probabilities of the M candidates, in pool order
-        (ties go to the earlier candidate)
-    cond : (M,) float64 mean entropies mean_s H[p_s(y_m)] of the candidates
+    probs : (S, M, C) probabilities of the M candidates, in pool order (ties go
+        to the earlier candidate): finite, in [0, 1], each (s, m) row summing
+        to 1 within the tolerance of the other metrics for the array's dtype
+        (computed in float64)
+    cond : (M,) finite mean entropies mean_s H[p_s(y_m)] of the candidates, nats
         (``score_columns(...)["aleatoric"]``)
     batch_size, n_configs, seed, stream : as ``batchbald``
 
@@ -517,8 +556,22 @@ def greedy_batchbald(probs, cond, batch_size, n_configs=1000, *, seed=0, stream=
     -------
     Selection with ``indices`` into the M candidates.
     """
-    probs = np.ascontiguousarray(probs, dtype=np.float64)
-    cond = np.asarray(cond, dtype=np.float64)
+    p = C.as_array(probs, "probs", ndim=3)
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError("probs must be probabilities in [0, 1]")
+    tol = _prob_tol(p.dtype, p.shape[2])
+    dev = float(np.abs(p.sum(axis=2, dtype=np.float64) - 1.0).max())
+    if dev > tol:
+        raise ValueError(f"probs rows (over the last axis) must sum to one within {tol:.2g}; "
+                         f"found a deviation of {dev:.3g}")
+    cond = C.as_array(cond, "cond", dtype=np.float64, ndim=1)
+    batch_size = C.integer(batch_size, "batch_size", 1)
+    n_configs = C.integer(n_configs, "n_configs", 1)
+    return _greedy_batchbald(np.ascontiguousarray(p, dtype=np.float64), cond, batch_size, n_configs, seed, stream)
+
+
+def _greedy_batchbald(probs, cond, batch_size, n_configs, seed, stream) -> Selection:
+    """greedy_batchbald on probabilities the caller has checked (float64 (S, M, C))."""
     S, Nc, Cn = probs.shape
     if cond.shape != (Nc,):
         raise ValueError(f"cond must have shape ({Nc},), got {cond.shape}")

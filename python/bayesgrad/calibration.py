@@ -26,6 +26,7 @@ Plots of the results: ``bg.plotting.plot_reliability`` and
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +55,14 @@ def _l2(l2):
     return v
 
 
+def _class_logits(logits, n_classes):
+    """logits as an (N, n_classes) array: the number of classes the scaling was fitted on."""
+    z = C.as_array(logits, "logits", ndim=2)
+    if z.shape[1] != n_classes:
+        raise ValueError(f"logits must have {n_classes} classes (the fitted scaling's), got shape {z.shape}")
+    return z
+
+
 def _fit(objective, x0):
     res = optimize.minimize(objective, x0, jac=True, method="L-BFGS-B", options={"maxiter": 1000, "gtol": 1e-9})
     return res.x
@@ -68,7 +77,7 @@ class VectorScaling:
 
     def log_probs(self, logits):
         """Calibrated log-probabilities (N, C) of logits (N, C)."""
-        z = C.as_array(logits, "logits", ndim=2)
+        z = _class_logits(logits, len(self.w))
         return special.log_softmax(z * self.w + self.b, axis=1)
 
     def transform(self, logits):
@@ -85,7 +94,7 @@ class MatrixScaling:
 
     def log_probs(self, logits):
         """Calibrated log-probabilities (N, C) of logits (N, C)."""
-        z = C.as_array(logits, "logits", ndim=2)
+        z = _class_logits(logits, self.W.shape[1])
         return special.log_softmax(z @ self.W.T + self.b, axis=1)
 
     def transform(self, logits):
@@ -151,9 +160,15 @@ class StdScaling:
 
     scale: float
 
+    def __post_init__(self):
+        v = C.real(self.scale, "scale")
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"scale must be a positive finite number, got {self.scale}")
+
     def transform(self, std):
         """Rescaled standard deviations, shaped like ``std`` (any shape, e.g. (N, D))."""
         s = C.as_array(std, "std")
+        C.non_negative(s, "std")
         return s * s.dtype.type(self.scale)
 
 
@@ -168,9 +183,16 @@ def fit_std_scaling(y, mean, std) -> StdScaling:
     Returns
     -------
     StdScaling
+
+    Raises ValueError when y equals mean at every point: the factor would be 0 and every
+    rescaled std 0, a predictive that no held-out set of real data supports.
     """
     yy, m, s = _regression(y, mean, std)
-    return StdScaling(float(np.sqrt(np.mean(((yy - m) / s) ** 2))))
+    scale = float(np.sqrt(np.mean(((yy - m) / s) ** 2)))
+    if not scale > 0:
+        raise ValueError("y equals mean at every point: the maximum-likelihood std factor would be 0 "
+                         "(held-out targets needed, not the training fit)")
+    return StdScaling(scale)
 
 
 def isotonic_fit(x, y):
@@ -211,10 +233,16 @@ class IsotonicRecalibration:
         return np.interp(stats.norm.cdf((yy - m) / s), self.u, self.r)
 
     def quantile(self, p, mean, std):
-        """Recalibrated p-quantiles (p in (0, 1), scalar or like mean): mean + std Φ⁻¹(R⁻¹(p))."""
+        """Recalibrated p-quantiles (p in (0, 1), scalar or like mean): mean + std Φ⁻¹(R⁻¹(p)).
+        ``mean`` and ``std`` (std > 0) of one shape, e.g. (N,) or (N, D); the result has it."""
         m = C.as_array(mean, "mean").astype(np.float64)
         s = C.as_array(std, "std", dtype=np.float64)
-        pp = np.asarray(p, dtype=np.float64)
+        if s.shape != m.shape:
+            raise ValueError(f"std must have the shape of mean {m.shape}, got {s.shape}")
+        C.positive(s, "std")
+        pp = C.as_array(p, "p", dtype=np.float64)
+        if pp.shape not in ((), m.shape):
+            raise ValueError(f"p must be a scalar or have the shape of mean {m.shape}, got {pp.shape}")
         if np.any((pp <= 0) | (pp >= 1)):
             raise ValueError("p must be in (0, 1)")
         # R is non-decreasing with flat pieces: its inverse takes the first u where R reaches p

@@ -63,16 +63,33 @@ def _alpha(alpha):
     return a
 
 
+def _rank(n, alpha):
+    """ceil((n + 1)(1 - alpha)), with a product within 8 ulps of an integer taken as that integer.
+
+    alpha is almost always a decimal (0.1, 0.7, 0.95) that float64 cannot hold: 1 - 0.7 rounds to
+    0.30000000000000004, so (9 + 1)(1 - 0.7) came out as 3.0000000000000004 and ceil picked the 4th
+    smallest score where the user's alpha means the 3rd (one rank too high: a larger threshold,
+    over-wide sets). Two roundings (1 - alpha, the product) move it by at most a few ulps; an exact
+    alpha that lands so close to an integer without being one is not a level anyone asks for.
+    """
+    x = (n + 1) * (1.0 - alpha)
+    r = round(x)
+    if abs(x - r) <= 8 * math.ulp(max(abs(x), 1.0)):
+        return int(r)
+    return math.ceil(x)
+
+
 def conformal_quantile(scores, alpha):
     """The split-conformal threshold of calibration ``scores`` (n,): their
     ``ceil((n + 1)(1 - alpha))``-th smallest value, or +inf when that rank
-    exceeds n (too few points for this alpha)."""
+    exceeds n (too few points for this alpha). The rank is that of the decimal
+    alpha written: a product within a few ulps of an integer is that integer."""
     s = C.as_array(scores, "scores", ndim=1, finite=False)
     if np.any(np.isnan(s)):
         raise ValueError("scores must not contain NaN")
     alpha = _alpha(alpha)
     n = s.shape[0]
-    k = math.ceil((n + 1) * (1 - alpha))
+    k = _rank(n, alpha)
     if k > n:
         return math.inf
     return float(np.partition(s, k - 1)[k - 1])
@@ -175,12 +192,15 @@ class ClassificationConformal:
     k_reg: int
     lam: float
     n_calibration: int
+    n_classes: int | None = None  # C of the calibration probabilities (None: not recorded)
 
     def predict_sets(self, probs, seed=0, stream=0):
         """Prediction sets (N, C) bool for predictive probabilities ``probs`` (N, C)."""
         from .uncertainty import check_probs
 
         p = check_probs(probs, "probs").astype(np.float64)
+        if self.n_classes is not None and p.shape[1] != self.n_classes:
+            raise ValueError(f"probs must have {self.n_classes} classes (as calibrated), got shape {p.shape}")
         u = _uniforms(p.shape[0], self.method, self.randomized, seed, stream)
         return _class_scores(p, self.method, u, self.k_reg, self.lam) <= self.quantile
 
@@ -202,6 +222,8 @@ def calibrate_classification(probs, y, alpha=0.1, method="aps", randomized=True,
     from .uncertainty import check_probs
 
     method = C.option(method, "method", CLASSIFICATION_METHODS)
+    if not isinstance(randomized, (bool, np.bool_)):
+        raise TypeError(f"randomized must be a bool, got {type(randomized).__name__}")
     alpha = _alpha(alpha)
     k_reg = C.integer(k_reg, "k_reg", 0)
     lam = float(C.scalar(lam, "lam"))
@@ -212,7 +234,7 @@ def calibrate_classification(probs, y, alpha=0.1, method="aps", randomized=True,
     u = _uniforms(p.shape[0], method, bool(randomized), seed, stream)
     s = _class_scores(p, method, u, k_reg, lam)[np.arange(p.shape[0]), labels]
     return ClassificationConformal(conformal_quantile(s, alpha), alpha, method, bool(randomized), k_reg, lam,
-                                   int(p.shape[0]))
+                                   int(p.shape[0]), int(p.shape[1]))
 
 
 # --------------------------------------------------------------------------- metrics
@@ -221,6 +243,8 @@ def coverage(prediction, y):
     set matrix (N, C) with labels ``y`` (N,), or an interval ``(lo, hi)`` of
     arrays shaped like the targets ``y``."""
     if isinstance(prediction, tuple):
+        if len(prediction) != 2:
+            raise ValueError(f"prediction as a tuple must be an interval (lo, hi), got {len(prediction)} items")
         lo, hi = prediction
         lo = C.as_array(lo, "lo", finite=False)
         hi = C.as_array(hi, "hi", dtype=lo.dtype, finite=False)

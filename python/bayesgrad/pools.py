@@ -416,8 +416,9 @@ def _finish(top, spec, n_configs, n_pool, batch_size):
         pos = np.argsort(top["idx"], kind="stable")  # candidates in pool order, as the in-memory path keeps them
         cand = top["idx"][pos]
         lp = top["lp"][:, pos]
-        sel = A.greedy_batchbald(np.exp(lp.astype(np.float64)), top["cond"][pos], batch_size, n_configs,
-                                 seed=spec.seed, stream=spec.stream)
+        # the blocks' log-probabilities were checked when scored: the greedy stage takes them unchecked
+        sel = A._greedy_batchbald(np.exp(lp.astype(np.float64)), top["cond"][pos].astype(np.float64), batch_size,
+                                  n_configs, spec.seed, spec.stream)
         return (sel.scores.astype(lp.dtype), cand[sel.indices], "batchbald",
                 {**info, **sel.info, "n_candidates": int(cand.size)})
     if a in ("power", "softmax"):

@@ -67,7 +67,10 @@ def check_normalised(kernel_call, a, name):
         _raise_bad_log_probs(a, dev, name)
 
 
-def check_probs(probs, name="probs", labels=None, labels_name="y"):
+_NO_LABELS = object()  # check_probs without labels (None is a caller's bad labels, refused by name)
+
+
+def check_probs(probs, name="probs", labels=_NO_LABELS, labels_name="y"):
     """Validate point-prediction probabilities (N, C) (and labels (N,)); return them as arrays."""
     p = C.as_array(probs, name, ndim=2)
     if np.any(p < 0) or np.any(p > 1):
@@ -76,7 +79,7 @@ def check_probs(probs, name="probs", labels=None, labels_name="y"):
     dev = np.abs(p.sum(axis=1, dtype=np.float64) - 1.0).max()
     if dev > tol:
         raise ValueError(f"{name} rows must sum to one within {tol:.2g}; found a deviation of {dev:.3g}")
-    if labels is None:
+    if labels is _NO_LABELS:
         return p
     return p, C.class_labels(labels, p.shape[0], p.shape[1], labels_name)
 
@@ -385,6 +388,11 @@ class TemperatureScaling:
 
     temperature: float
 
+    def __post_init__(self):
+        t = C.real(self.temperature, "temperature")
+        if not (math.isfinite(t) and t > 0):  # T <= 0 would invert or flatten the probabilities
+            raise ValueError(f"temperature must be positive and finite, got {self.temperature}")
+
     def transform(self, logits):
         """Calibrated class probabilities (N, C) of ``logits`` (N, C)."""
         z = C.as_array(logits, "logits", ndim=2)
@@ -411,9 +419,11 @@ def fit_temperature(logits, y, bounds=(1e-2, 1e2)) -> TemperatureScaling:
     """
     z = C.as_array(logits, "logits", ndim=2).astype(np.float64)
     y = C.class_labels(y, z.shape[0], z.shape[1])
+    if isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__len__") or len(bounds) != 2:
+        raise TypeError(f"bounds must be a pair (low, high), got {bounds!r}")
     lo, hi = (C.real(b, "bounds") for b in bounds)
-    if not 0 < lo < hi:
-        raise ValueError(f"bounds must satisfy 0 < low < high, got {bounds}")
+    if not (0 < lo < hi and math.isfinite(hi)):
+        raise ValueError(f"bounds must satisfy 0 < low < high < inf, got {bounds}")
     rows = np.arange(z.shape[0])
 
     def f(logt):

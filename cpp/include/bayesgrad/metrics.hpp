@@ -28,19 +28,26 @@ BG_HD void entropy_accumulate(T x, T e, T& ps, T& en) {
 }
 
 // A point's decomposition from its C sums: total = H[mean p], aleatoric =
-// mean H[p], epistemic = their difference clamped at 0.
+// mean H[p] (both clamped at 0), epistemic = their difference clamped at 0. The C terms are summed
+// in double whatever T: a float sum over C = 10^4 classes drifted by 1e-4
+// relative, and the double adds cost nothing beside the C logs.
 template <typename T>
 BG_HD void decompose_point(const T* ps, const T* en, int64_t C, T invS, T& total, T& aleatoric, T& epistemic) {
-  T h = 0, a = 0;
+  double h = 0, a = 0;
   for (int64_t c = 0; c < C; ++c) {
     const T pm = ps[c] * invS;
-    if (pm > T(0)) h -= pm * std::log(pm);
-    a -= en[c];
+    if (pm > T(0)) h -= static_cast<double>(pm * std::log(pm));
+    a -= static_cast<double>(en[c]);
   }
-  a *= invS;
-  total = h;
-  aleatoric = a;
-  epistemic = h - a < T(0) ? T(0) : h - a;  // std::max's rule
+  a *= static_cast<double>(invS);
+  // Entropies are >= 0; inputs are accepted with rows summing to 1 within a
+  // tolerance, and p slightly above 1 gives p log p > 0 (-3e-4 for a float32
+  // single class at log p = 3e-4): clamp, as the docstring promises.
+  h = h < 0.0 ? 0.0 : h;
+  a = a < 0.0 ? 0.0 : a;
+  total = static_cast<T>(h);
+  aleatoric = static_cast<T>(a);
+  epistemic = static_cast<T>(h - a < 0.0 ? 0.0 : h - a);  // std::max's rule
 }
 
 // Per-element work of point_scores, shared with the CUDA kernel.
@@ -54,24 +61,15 @@ BG_HD int64_t row_argmax(const T* x, int64_t C) {
 }
 
 // A point's score from its C per-class sums over the S samples: a holds the
-// argmax counts (variation ratios) or the sums of p (mean std, margin), b the
-// sums of p^2 (mean std only).
+// argmax counts (variation ratios) or the sums of p (margin); mean std has its
+// own accumulation (mean_std_accumulate) and finish (mean_std_finish).
 template <typename T>
-BG_HD T point_score_finish(codes::PointScore kind, const T* a, const T* b, int64_t C, T invS) {
+BG_HD T point_score_finish(codes::PointScore kind, const T* a, int64_t C, T invS) {
   if (kind == codes::PointScore::kVariationRatios) {
     T mx = a[0];
     for (int64_t c = 1; c < C; ++c)
       if (mx < a[c]) mx = a[c];  // std::max_element's rule
     return T(1) - mx * invS;
-  }
-  if (kind == codes::PointScore::kMeanStd) {
-    T acc = 0;
-    for (int64_t c = 0; c < C; ++c) {
-      const T m = a[c] * invS;
-      const T v = b[c] * invS - m * m;
-      acc += std::sqrt(v < T(0) ? T(0) : v);
-    }
-    return acc / static_cast<T>(C);
   }
   T p1 = -1, p2 = -1;
   for (int64_t c = 0; c < C; ++c) {
@@ -81,9 +79,30 @@ BG_HD T point_score_finish(codes::PointScore kind, const T* a, const T* b, int64
   return C == 1 ? T(0) : T(1) - (p1 - p2);
 }
 
+// mean std's per-(point, class) sums in one pass over the samples: d = p - p0,
+// p0 the first sample's probability, a += d and b += d^2 in double. E[p^2] -
+// E[p]^2 of the raw p cancelled every digit of a spread of 1e-4 in float32 and
+// left a 1e-8 noise floor in float64; shifted by a sample, the cancellation is
+// only of the spread's own size (p0 lies within sqrt(S) std of the mean).
+BG_HD void mean_std_accumulate(double d, double& a, double& b) {
+  a += d;
+  b += d * d;
+}
+// The score from those sums: the mean over classes of the population std.
+template <typename T>
+BG_HD T mean_std_finish(const double* a, const double* b, int64_t C, double invS) {
+  double acc = 0;
+  for (int64_t c = 0; c < C; ++c) {
+    const double m = a[c] * invS;
+    const double v = b[c] * invS - m * m;
+    acc += std::sqrt(v < 0.0 ? 0.0 : v);
+  }
+  return static_cast<T>(acc / static_cast<double>(C));
+}
+
 // One pass over log_probs (S, N, C): per point n
-//   total[n]     = H[mean_s p_s]            (predictive entropy)
-//   aleatoric[n] = mean_s H[p_s]            (expected entropy)
+//   total[n]     = H[mean_s p_s]            (predictive entropy, clamped at 0)
+//   aleatoric[n] = mean_s H[p_s]            (expected entropy, clamped at 0)
 //   epistemic[n] = total - aleatoric        (mutual information, clamped at 0)
 // with 0 log 0 = 0 (log_probs of -inf are exact zeros). Returns the largest
 // |sum_c p - 1| over all (s, n) rows (NaN if any entry is NaN) so that the

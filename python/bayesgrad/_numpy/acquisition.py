@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._codes import PointScore, from_int
-from .metrics import check3, check_out, merge_deviation, row_slices, sum_deviation
+from .metrics import check3, check_out, exp_floored, merge_deviation, row_slices, sum_deviation
 
 __all__ = ["point_scores", "joint_entropy", "batch_configs"]
 
@@ -22,7 +22,7 @@ def point_scores(log_probs, kind, out):
     with np.errstate(invalid="ignore", over="ignore"):
         for sl in row_slices(N):
             x = lp[:, sl]
-            e = np.exp(x)
+            e = exp_floored(x)
             worst = merge_deviation(worst, sum_deviation(e))
             if kind == PointScore.variation_ratios:
                 counts = np.zeros((x.shape[1], C), dtype=lp.dtype)
@@ -31,9 +31,12 @@ def point_scores(log_probs, kind, out):
                     np.add.at(counts, (np.arange(x.shape[1]), am[s]), 1)
                 out[sl] = 1 - counts.max(axis=-1) / S
             elif kind == PointScore.mean_std:
-                m = e.mean(axis=0)
-                v = np.maximum((e * e).mean(axis=0) - m * m, 0)
-                out[sl] = np.sqrt(v).mean(axis=-1)
+                # shifted by the first sample, in float64, as the native kernel
+                # (metrics.hpp, mean_std_accumulate: E[p^2] - E[p]^2 of the raw p cancels)
+                d = e.astype(np.float64) - e[0].astype(np.float64)
+                m = d.sum(axis=0) * (1.0 / S)
+                v = np.maximum((d * d).sum(axis=0) * (1.0 / S) - m * m, 0)
+                out[sl] = np.sqrt(v).sum(axis=-1) / C
             else:
                 m = e.mean(axis=0)
                 if C == 1:

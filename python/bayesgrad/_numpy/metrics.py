@@ -1,4 +1,4 @@
-"""NumPy twin of the metrics kernels (cpp/src/metrics.cpp): the entropy decomposition, the
+"""NumPy twin of the metrics kernels (cpp/src/metrics.cpp, cpp/src/log_softmax.cpp): the entropy decomposition, the
 mixture probabilities and the in-place log-softmax.
 
 Same names, signatures and results (within rounding) as the native core.
@@ -31,6 +31,17 @@ def row_slices(N):
         yield slice(a, min(N, a + _ROWS))
 
 
+def exp_floored(x):
+    """exp of log-probabilities as the native kernels take it (metrics.hpp, exp_floored): 0 below
+    exp(-86) (float32) / exp(-700) (float64), where the value would be subnormal or its p log p
+    below 1e-35 / 1e-300; arguments above 80 taken as 80; NaN stays NaN."""
+    floor = -86.0 if x.dtype == np.float32 else -700.0
+    with np.errstate(over="ignore"):
+        e = np.exp(np.minimum(x, x.dtype.type(80)))
+    e[x < floor] = 0
+    return e
+
+
 def sum_deviation(e):
     d = np.abs(e.sum(axis=-1, dtype=np.float64) - 1.0)
     return float(np.max(d))  # NaN propagates
@@ -54,12 +65,17 @@ def decompose(log_probs, total, aleatoric, epistemic):
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for sl in row_slices(N):
             x = lp[:, sl]
-            e = np.exp(x)
+            e = exp_floored(x)
             worst = merge_deviation(worst, sum_deviation(e))
-            ent = np.where(e > 0, e * x, 0).sum(axis=(0, 2)) / S
+            # the per-class terms in the input's precision, their sums over classes in float64
+            # as the native kernel does (a float32 sum over 10^4 classes drifts by 1e-4)
+            ent = np.where(e > 0, e * x, 0).sum(axis=0).sum(axis=-1, dtype=np.float64) / S
             pm = e.mean(axis=0)
-            h = -np.where(pm > 0, pm * np.log(pm), 0).sum(axis=-1)
-            a = -ent
+            h = -np.where(pm > 0, pm * np.log(pm), 0).sum(axis=-1, dtype=np.float64)
+            # clamped at 0 as the native kernel: rows summing to just above 1 (within the accepted
+            # tolerance) give p log p > 0
+            h = np.maximum(h, 0)
+            a = np.maximum(-ent, 0)
             total[sl] = h
             aleatoric[sl] = a
             epistemic[sl] = np.maximum(h - a, 0)
@@ -76,7 +92,7 @@ def mean_probs(log_probs, out):
     worst = 0.0
     with np.errstate(over="ignore"):
         for sl in row_slices(N):
-            e = np.exp(lp[:, sl])
+            e = exp_floored(lp[:, sl])
             worst = merge_deviation(worst, sum_deviation(e))
             out[sl] = e.sum(axis=0) * lp.dtype.type(1.0 / S)
     return worst
