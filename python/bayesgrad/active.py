@@ -270,8 +270,8 @@ class ActiveLearner:
         """
         path = _tr.npz_path(path)
         meta, arrays = _tr.load_npz(path, "ActiveLearner", ["labelled", "y_labelled"])
-        n_pool = (getattr(X_pool, "shape", None) or (None,))[0]
-        if n_pool is not None and meta.get("pool_size") != n_pool:  # before the saved indices are checked
+        n_pool = (getattr(X_pool, "shape", None) or (None,))[0]  # nan for a Dask pool of unknown chunks
+        if isinstance(n_pool, (int, np.integer)) and meta.get("pool_size") != n_pool:  # before the saved indices
             raise ValueError(f"{path!r}: saved for a pool of {meta.get('pool_size')} points, given {n_pool}")
         try:
             lab = arrays["labelled"].astype(np.int64)
