@@ -1,4 +1,5 @@
-"""Argument checks shared by the NumPy twins of the float64-only estimator kernels."""
+"""Argument checks (and the softplus of the native kernels) shared by the NumPy twins of the float64-only
+estimator kernels."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,6 +11,17 @@ def _f64(a, name, shape=None):
     if shape is not None and a.shape != shape:
         raise ValueError(f"{name} must have shape {shape}")
     return a
+
+
+def _matrix(a, name):
+    if not isinstance(a, np.ndarray) or a.ndim != 2:
+        raise ValueError(f"{name} must have shape (n, p)")
+    return a
+
+
+def _softplus(x):
+    """log(1 + e^x) in the native kernels' form (max(x, 0) + log1p(e^-|x|))."""
+    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
 
 
 def _out64(a, name, shape):

@@ -42,7 +42,7 @@ from .. import _backend
 from .. import _checks as C
 from ..distributions._base import sum_to_shape
 from .._numerics import log_softmax
-from .._numpy.estimators import _log_set_probability
+from .._numpy._beam_search import _log_set_probability
 from ..distributions.discrete import Categorical, gumbel_top_k
 from ._base import Estimate, eval_f, grads_from_terms, mean_stderr, setup
 
