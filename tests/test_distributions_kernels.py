@@ -1,0 +1,294 @@
+"""The kernels of bayesgrad.distributions tested on their own: the special functions (native against
+SciPy and against the twin; the Gamma family's SIMD paths against the scalar reference) and the Poisson
+sampler. Moved from tests/test_distributions.py (which passed 900 lines), whose conventions apply: KS and
+chi-square tests reject at p < 1e-4, mean-zero and MC checks at |z| > 5 (about 6e-7 per component)."""
+import math
+
+import numpy as np
+import pytest
+from scipy import special as sp
+from scipy import stats
+
+import bayesgrad as bg
+from bayesgrad import _backend
+from bayesgrad import _numpy as twin
+
+from bayesgrad._numpy import random as twin_random
+
+from helpers import BACKENDS, simd_and_scalar
+
+D = bg.distributions
+DTYPES = [np.float32, np.float64]
+P_REJECT = 1e-4  # KS / chi-square threshold
+Z_REJECT = 5.0  # mean-zero / MC threshold in standard errors
+
+@pytest.mark.single_backend
+def test_special_functions_native_vs_scipy():
+    if not _backend.native_available():
+        pytest.skip("native core not built")
+    core = _backend._core
+    x = np.geomspace(1e-3, 1e3, 501)
+
+    def run(name, *args):
+        out = np.empty(np.broadcast(*args).shape)
+        getattr(core.distributions, name)(*[np.ascontiguousarray(np.broadcast_to(a, out.shape)) for a in args], out)
+        return out
+
+    # absolute error near the roots of lgamma (1, 2) and digamma (1.46) ~ 1e-15
+    np.testing.assert_allclose(run("lgamma", x), sp.gammaln(x), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(run("digamma", x), sp.digamma(x), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(run("trigamma", x), sp.polygamma(1, x), rtol=1e-13)
+    A, X = np.meshgrid(np.geomspace(1e-3, 1e3, 40), np.geomspace(1e-4, 3e3, 40))
+    np.testing.assert_allclose(run("gammainc", A, X), sp.gammainc(A, X), rtol=1e-10, atol=1e-300)
+    np.testing.assert_allclose(run("gammaincc", A, X), sp.gammaincc(A, X), rtol=1e-10, atol=1e-300)
+    a, b, u = np.meshgrid(np.geomspace(1e-2, 1e3, 12), np.geomspace(1e-2, 1e3, 12), np.linspace(0.001, 0.999, 9))
+    ref = sp.betainc(a, b, u)
+    ok = ref > 1e-250  # SciPy itself loses digits close to the underflow limit (checked with mpmath)
+    np.testing.assert_allclose(run("betainc", a, b, u)[ok], ref[ok], rtol=1e-10)
+
+
+@pytest.mark.single_backend
+def test_gamma_functions_at_huge_shapes():
+    """From a = 1e8 the series and continued fraction (O(sqrt(a)) terms) give way to Temme's expansion
+    for P and Q (P(1e10, 1e10) was 0.341) and Wilson-Hilferty for dX/da (3% off at 1e10): P and Q against
+    SciPy within |z| <= 3 and beyond it against the normal-quantile form of Wilson-Hilferty; dX/da
+    continuous across the switch and equal on both backends (the twin's Wilson-Hilferty from a = 1e6
+    against the native series there); the pathwise Gamma gradient of E[x] is 1."""
+    mods = [twin.distributions] + ([_backend._core.distributions] if _backend.native_available() else [])
+    a = np.repeat([1e8, 3e9, 1e10, 1e12], 5)
+    z = np.tile([-3.0, -0.5, 0.0, 0.5, 3.0], 4)
+    x = a + z * np.sqrt(a)
+    for mod in mods[1:]:
+        for name in ("gammainc", "gammaincc"):
+            out = np.empty_like(a)
+            getattr(mod, name)(a, x, out)
+            np.testing.assert_allclose(out, getattr(sp, name)(a, x), rtol=1e-12, err_msg=name)
+        # the far lower tail, where SciPy's P (1 - Q) has no digits left: Wilson-Hilferty's normal
+        # quantile is accurate to O(a^-1/2 z^3) relative there
+        lo = np.array([1e8, 1e10]) - 8 * np.sqrt([1e8, 1e10])
+        out = np.empty(2)
+        mod.gammainc(np.array([1e8, 1e10]), lo, out)
+        w = np.cbrt(lo / np.array([1e8, 1e10]))
+        zwh = (w - 1 + 1 / (9 * np.array([1e8, 1e10]))) * 3 * np.sqrt([1e8, 1e10])
+        np.testing.assert_allclose(out, stats.norm.cdf(zwh), rtol=1e-5)
+    zz = np.array([-3.0, 0.5, 2.0])
+    for mod in mods:  # (the twin switches at 1e6, where SciPy's differences start to lose more)
+        below, above = np.empty(3), np.empty(3)
+        mod.gamma_dx_da(np.full(3, 1e8 * (1 - 1e-12)), 1e8 + zz * 1e4, below)
+        mod.gamma_dx_da(np.full(3, 1e8), 1e8 + zz * 1e4, above)
+        np.testing.assert_allclose(above, below, rtol=1e-11)
+    if len(mods) == 2:
+        for a0 in (1e6, 1e7, 1e8 * (1 - 1e-12)):
+            got = [np.empty(3), np.empty(3)]
+            for mod, out in zip(mods, got):
+                mod.gamma_dx_da(np.full(3, a0), a0 + zz * np.sqrt(a0), out)
+            np.testing.assert_allclose(got[0], got[1], rtol=5e-10)
+    for b in ["numpy"] + (["cpu"] if _backend.native_available() else []):
+        with bg.use_backend(b):
+            est = bg.estimators.pathwise(lambda v: v.sum(1), D.Gamma(np.array([1e10, 1e9]), 1.0), 1000, seed=1,
+                                         grad_f=np.ones_like)
+            g, se = est.grad["concentration"], est.stderr["concentration"]
+            assert np.all(np.abs(g - 1.0) <= 4.5 * se + 1e-12), (b, g, se)
+
+
+@pytest.mark.single_backend
+def test_implicit_derivatives_native_vs_twin():
+    if not _backend.native_available():
+        pytest.skip("native core not built")
+    core = _backend._core
+    a = np.repeat(np.geomspace(1e-3, 1e3, 19), 7)
+    q = np.tile([1e-5, 0.01, 0.2, 0.5, 0.8, 0.99, 1 - 1e-5], 19)
+    x = sp.gammaincinv(a, q)
+    keep = x > 1e-280
+    a, x = a[keep], x[keep]
+    o1, o2 = np.empty_like(x), np.empty_like(x)
+    core.distributions.gamma_dx_da(a, x, o1)
+    twin.distributions.gamma_dx_da(a, x, o2)
+    np.testing.assert_allclose(o1, o2, rtol=1e-6)
+    aa, bb = [v.ravel() for v in np.meshgrid(np.geomspace(0.01, 1e3, 7), np.geomspace(0.01, 1e3, 7))]
+    aa, bb = np.repeat(aa, 5), np.repeat(bb, 5)
+    xb = sp.betaincinv(aa, bb, np.tile([1e-3, 0.2, 0.5, 0.8, 0.999], 49))
+    keep = (xb > 1e-200) & (xb < 1 - 1e-12)
+    aa, bb, xb = aa[keep], bb[keep], xb[keep]
+    r = [np.empty_like(xb) for _ in range(4)]
+    core.distributions.beta_dx_dab(aa, bb, xb, r[0], r[1])
+    twin.distributions.beta_dx_dab(aa, bb, xb, r[2], r[3])
+    np.testing.assert_allclose(r[0], r[2], rtol=1e-6)
+    np.testing.assert_allclose(r[1], r[3], rtol=1e-6)
+    df = np.repeat(np.geomspace(0.1, 1e3, 9), 6)
+    t = stats.t.ppf(np.tile([1e-4, 0.1, 0.4, 0.6, 0.9, 1 - 1e-4], 9), df)
+    o1, o2 = np.empty_like(t), np.empty_like(t)
+    core.distributions.studentt_dt_ddf(df, t, o1)
+    twin.distributions.studentt_dt_ddf(df, t, o2)
+    np.testing.assert_allclose(o1, o2, rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gamma_family_simd_path_matches_scalar_reference(dtype):
+    # The vector paths (lanes of any element and iteration, squeeze and log
+    # tests, retries) must give the scalar loop's draws: same words, libm vs
+    # vector log / exp / sine only.
+    # Shapes span the boost branch (< 1), 1, and large shapes; the lengths are
+    # not multiples of 8, so the scalar tail is exercised as well.
+    if not _backend.native_available():
+        pytest.skip("native core not built")
+    conc = np.array([0.03, 0.4, 0.999, 1.0, 1.7, 2.5, 9.0, 250.0], dtype)
+
+    def draws():
+        with bg.use_backend("cpu"):
+            return [D.Gamma(conc, np.asarray(2.0, dtype)).sample(1001, seed=11, stream=3),
+                    D.Beta(conc, conc[::-1].copy()).sample(1001, seed=12),
+                    D.Dirichlet(conc[None, :5].copy()).sample(999, seed=13),
+                    # scalar shapes: the kernels' hoisted-constant path, with and without a rate
+                    D.Gamma(np.asarray(2.5, dtype)).sample(5003, seed=14),
+                    D.Gamma(np.asarray(0.3, dtype), np.asarray(1.5, dtype)).sample(5003, seed=15),
+                    D.Gamma(np.asarray(0.02, dtype)).sample(5003, seed=16)]
+
+    fast, slow = simd_and_scalar(draws)
+    rtol = 2e-6 if dtype == np.float32 else 1e-13
+    for f, s in zip(fast, slow):
+        assert f.dtype == s.dtype == dtype
+        np.testing.assert_allclose(f, s, rtol=rtol, atol=0)
+
+
+# -------------------------------------------------------------- Poisson sampler
+# rates on both sides of the switch from inversion (rate < 10) to PTRS, and far into PTRS
+POISSON_RATES = np.array([0.05, 0.7, 3.0, 9.999, 10.0, 10.5, 37.0, 1000.0, 2.5e6])
+
+
+def _poisson_cells(lam, n_cells=30):
+    """Cells [lo_c, hi_c] of consecutive counts, about equiprobable, with their exact pmf mass."""
+    cuts = np.unique(stats.poisson.ppf(np.linspace(0, 1, n_cells + 1)[1:-1], lam).astype(np.int64))
+    hi = np.append(cuts, np.iinfo(np.int64).max)
+    lo = np.concatenate([[0], cuts + 1])
+    mass = np.diff(np.concatenate([[0.0], stats.poisson.cdf(cuts, lam), [1.0]]))
+    return lo, hi, mass
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_poisson_sampler_goodness_of_fit(dtype):
+    # chi-square against the exact pmf (scipy), cells merged to about 30 equiprobable runs of
+    # counts; each of the 9 rates rejects at p < 1e-4 (false alarm <= 9e-4 per call)
+    n = 20000
+    x = D.Poisson(POISSON_RATES.astype(dtype)).sample(n, seed=11, stream=5)
+    assert x.dtype == dtype and x.shape == (n, POISSON_RATES.size)
+    assert np.all(x >= 0) and np.all(x == np.round(x))
+    for j, lam in enumerate(POISSON_RATES.astype(dtype).astype(np.float64)):
+        col = x[:, j].astype(np.float64)
+        if lam >= 2 ** 24 / 8 and dtype == np.float32:
+            continue  # float32 rounds counts above 2^24; the float64 column checks the draws
+        lo, hi, mass = _poisson_cells(lam)
+        counts = np.array([np.count_nonzero((col >= a) & (col <= b)) for a, b in zip(lo, hi)])
+        assert counts.sum() == n
+        p = stats.chisquare(counts, n * mass).pvalue
+        assert p > P_REJECT, f"rate {lam}: chi-square p = {p:.2e}"
+
+
+def test_poisson_sampler_mean_and_variance():
+    # the first two moments at |z| > 5 (about 6e-7 per check, 18 checks): the variance's
+    # standard error from the fourth central moment lam (1 + 3 lam)
+    n = 40000
+    x = D.Poisson(POISSON_RATES).sample(n, seed=3).astype(np.float64)
+    for j, lam in enumerate(POISSON_RATES):
+        m, v = x[:, j].mean(), x[:, j].var(ddof=1)
+        assert abs(m - lam) < Z_REJECT * math.sqrt(lam / n), (lam, m)
+        se_v = math.sqrt((lam * (1 + 3 * lam) - lam * lam * (n - 3) / (n - 1)) / n)
+        assert abs(v - lam) < Z_REJECT * se_v, (lam, v)
+
+
+def test_poisson_word_layout_matches_documentation():
+    # inversion (rate < 10): the draw is the smallest x with u <= F(x), u from words 0, 1 of
+    # block 0 of the element's sub-stream: scipy's inverse CDF at that u
+    lam = 4.2
+    x = D.Poisson(np.array([lam])).sample(50, seed=42, stream=6)[:, 0]
+    for i in range(50):
+        w = twin_random.substream_blocks(42, 6, [i], 0)[0]
+        u = twin_random.u01_f64(w[0:1], w[1:2])[0]
+        assert x[i] == stats.poisson.ppf(u, lam)
+    # PTRS (rate >= 10): round 0 from block 0; a quickly accepted round gives k directly
+    lam = 250.0
+    x = D.Poisson(np.array([lam])).sample(50, seed=42, stream=6)[:, 0]
+    b = 0.931 + 2.53 * math.sqrt(lam)
+    a = -0.059 + 0.02483 * b
+    vr = 0.9277 - 3.6224 / (b - 2)
+    quick = 0
+    for i in range(50):
+        w = twin_random.substream_blocks(42, 6, [i], 0)[0]
+        U = twin_random.u01_f64(w[0:1], w[1:2])[0] - 0.5
+        V = twin_random.u01_f64(w[2:3], w[3:4])[0]
+        us = 0.5 - abs(U)
+        if us >= 0.07 and V <= vr:
+            quick += 1
+            assert x[i] == math.floor((2 * a / us + b) * U + lam + 0.43)
+    assert quick > 30  # about 88% of rounds are accepted without the log test
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_poisson_native_and_twin_draws_are_identical(dtype):
+    if len(BACKENDS) < 2:
+        pytest.skip("only one backend available")
+    # a (2, 5) batch broadcast from a (5,) row and a (2, 1) column: both algorithms in one call
+    rate = np.array([0.3, 2.0, 9.99, 10.0, 400.0], dtype) * np.array([[1.0], [3.0]], dtype)
+    d = D.Poisson(rate)
+    draws = {}
+    for be in ("cpu", "numpy"):
+        with bg.use_backend(be):
+            draws[be] = d.sample(3001, seed=77, stream=4)
+    np.testing.assert_array_equal(draws["cpu"], draws["numpy"])
+    # on every SIMD cap (the sampler is scalar code; the cap must not change a draw)
+    if _backend.native_available():
+        from helpers import on_simd_path
+        with bg.use_backend("cpu"):
+            for path in ("scalar", "avx2"):
+                np.testing.assert_array_equal(on_simd_path(path, lambda: d.sample(3001, seed=77, stream=4)),
+                                              draws["cpu"])
+
+
+@pytest.mark.parametrize("rate", [-1.0, 0.0, np.nan, np.inf, 2e10])
+def test_poisson_bad_rate_raises_value_error_naming_it(rate):
+    with pytest.raises(ValueError, match="rate"):
+        D.Poisson(np.array([1.0, rate]))
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("rate", [-1.0, np.nan, np.inf, -np.inf, 2e10])
+def test_poisson_kernel_validates_rate(rate):
+    # the kernels check the rate themselves (before any draw) and accept rate 0 (all zeros)
+    for k in [twin] + ([_backend._core] if _backend.native_available() else []):
+        out = np.full(4, -1.0)
+        with pytest.raises(ValueError, match="rate must be finite"):
+            k.distributions.sample_poisson(out, np.array([1.0, rate]), 0, 0)
+        assert np.all(out == -1.0)
+        k.distributions.sample_poisson(out, np.array([0.0, 0.0]), 0, 0)
+        assert np.all(out == 0.0)
+        with pytest.raises(ValueError):
+            k.distributions.sample_poisson(np.empty(5), np.ones(2), 0, 0)
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cls", [D.Normal, D.Laplace, D.Uniform])
+def test_location_scale_draws_across_chunks_with_rows_split(cls, dtype):
+    """Batches whose rows straddle the sampler's chunks (4096 values a chunk; 37 coordinates do not divide it)
+    and a batch of one: the native draws equal the twin's (base draws transformed by runs of parameters) and do
+    not depend on the thread count."""
+    if len(BACKENDS) < 2:
+        pytest.skip("only one backend available")
+    rtol = 2e-5 if dtype == np.float32 else 1e-12
+    for loc, scale in ((np.linspace(-1, 1, 37), np.linspace(0.5, 2, 37)), (0.3, 1.7)):
+        d = cls(np.asarray(loc, dtype=dtype), np.asarray(scale, dtype=dtype))
+        with bg.use_backend("numpy"):
+            ref = np.asarray(d.sample(3001, seed=5, stream=2))
+        before = bg.get_num_threads()
+        try:
+            got = []
+            with bg.use_backend("cpu"):
+                for th in (1, 2):
+                    bg.set_num_threads(th)
+                    got.append(np.asarray(d.sample(3001, seed=5, stream=2)))
+        finally:
+            bg.set_num_threads(before)
+        np.testing.assert_array_equal(got[0], got[1])
+        np.testing.assert_allclose(got[0], ref, rtol=rtol, atol=rtol)
