@@ -39,6 +39,16 @@ def on_simd_path(path, run):
         core.random.simd_limit(prev)
 
 
+def native_simd_paths():
+    """The native core's vector paths this CPU has ('avx512', 'avx2'; empty without the core): the paths a
+    kernel test runs against its scalar reference."""
+    if not _backend.native_available():
+        return []
+    import bayesgrad as bg
+
+    return [p for p in ("avx512", "avx2") if on_simd_path(p, lambda: bg.backend_info()["simd"]).startswith(p)]
+
+
 def native_arg_names(fn):
     """Argument names of a pybind11 function, read from its signature line (every
     overload of one name has the same names)."""

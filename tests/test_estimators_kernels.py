@@ -8,14 +8,9 @@ import pytest
 from bayesgrad import _backend
 from bayesgrad import _numpy as twin
 
+from helpers import estimator_modules, native_simd_paths
+
 pytestmark = pytest.mark.single_backend
-
-
-def _modules():
-    mods = [twin.estimators]
-    if _backend.native_available():
-        mods.append(_backend._core.estimators)
-    return mods
 
 
 def _data(n=300, p=7, seed=0):
@@ -30,7 +25,7 @@ def test_control_variate_accumulate(terms):
     n, p = s.shape
     for shift in ((1.0, 0.0, 0.0), (n / (n - 1), f.mean(), h.mean()), (1.0, 0.7, -0.2)):
         ref = shift[0] * s * ((f - shift[1])[:, None] - beta * (h - shift[2])[:, None]) + beta * eg
-        for mod in _modules():
+        for mod in estimator_modules():
             mean, var = np.empty(p), np.empty(p)
             t = np.empty((n, p)) if terms else None
             mod.control_variate_accumulate(s, f, h, beta, eg, np.array(shift), mean, var, t)
@@ -52,7 +47,7 @@ def test_control_coefficient_and_quadratic_values():
     x = np.random.default_rng(2).standard_normal((n, p))
     hh = np.linspace(-1, 2, p)
     qref = 0.3 + (x - mu) @ g + 0.5 * ((x - mu) ** 2) @ hh
-    for mod in _modules():
+    for mod in estimator_modules():
         beta = np.empty(p)
         mod.control_coefficient(s, f, h, beta)
         np.testing.assert_allclose(beta, ref, rtol=1e-10, atol=1e-14)
@@ -76,7 +71,7 @@ def test_vimco_signal():
             alt[j] = (lw.sum() - lw[j]) / (k - 1)
             Lj = np.log(np.mean(np.exp(alt - alt.max()))) + alt.max()
             ref[i, j] = L - Lj - w[j] / w.sum()
-    for mod in _modules():
+    for mod in estimator_modules():
         out = np.empty_like(logw)
         mod.vimco_signal(logw, out)
         np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-12)
@@ -86,7 +81,7 @@ def test_vimco_signal():
 
 def test_float64_only_and_shapes_checked():
     s, f, h, beta, eg = _data(n=10, p=3)
-    for mod in _modules():
+    for mod in estimator_modules():
         with pytest.raises((TypeError, ValueError)):
             mod.control_coefficient(s.astype(np.float32), f, h, np.empty(3))
         with pytest.raises((TypeError, ValueError)):
@@ -103,7 +98,7 @@ def test_gumbel_beam_search_parity():
     n, m = 300, 5
     u = r.uniform(size=(n, 1 + 6 * m * 4))
     res = []
-    for mod in _modules():
+    for mod in estimator_modules():
         conf, phi, G = np.empty((n, m, 6), dtype=np.int64), np.empty((n, m)), np.empty((n, m))
         mod.gumbel_beam_search(lp, u, conf, phi, G)
         np.testing.assert_allclose(phi, lp[np.arange(6), conf].sum(-1), rtol=1e-12)
@@ -137,7 +132,7 @@ def test_fused_normal_kernels(dtype, terms):
     eps = ((x - loc) / scale).astype(np.float64)
     ref_pw = [g.astype(np.float64), g * eps]
     res = []
-    for mod in _modules():
+    for mod in estimator_modules():
         out = []
         for kind in ("pathwise", "loo", "base", "none"):
             mean, var = np.empty((2, p), dtype), np.empty((2, p), dtype)
@@ -195,7 +190,7 @@ def test_normal_multisample_terms(mode):
         a = g + eps / scale
         ref = [(c * a).sum(1), (c * a * eps).sum(1)]
     res = []
-    for mod in _modules():
+    for mod in estimator_modules():
         terms, w, bound = np.empty((2, n, p)), np.empty((n, k)), np.empty(n)
         mod.normal_multisample_terms(z, fz, None if mode == 3 else g, loc, scale, mode, terms, w, bound)
         np.testing.assert_allclose(bound, logsumexp(logw, axis=1) - np.log(k), rtol=1e-12)
@@ -222,7 +217,7 @@ def test_gamma_weak_parts_parity():
     psi = special.digamma(a)
     for sign in (1.0, -1.0):
         res = []
-        for mod in _modules():
+        for mod in estimator_modules():
             out = np.full((300, a.size), np.nan)
             mod.gamma_weak_parts(a + sign * eps, eps, psi, sign, 11, 1234, 200, out)
             assert np.all(np.isfinite(out)) and np.all(sign * (np.log(out) - psi) > 0)
@@ -255,7 +250,7 @@ def test_gamma_weak_parts_parity_across_chunks_and_tiny_draws():
         if sign < 0:
             eps = np.minimum(eps, a / 2.0)
         res = []
-        for mod in _modules():
+        for mod in estimator_modules():
             out = np.full((3000, a.size), np.nan)
             mod.gamma_weak_parts(a + sign * eps, eps, psi, sign, 5, 77, 200, out)
             between = (out[:, 0] > tiny) & (out[:, 0] < np.exp(-700.0))
@@ -329,7 +324,7 @@ def test_set_order_probabilities(k):
     if k >= 2:
         second_ref /= first_ref[:, :, None]
     res = []
-    for mod in _modules():
+    for mod in estimator_modules():
         first = np.empty((n, k))
         second = np.empty((n, k, k)) if k >= 2 else None
         mod.set_order_probabilities(log_p, np.log(outside), first, second)
@@ -361,7 +356,7 @@ def test_set_outside_mass_parity_and_errors():
         idx = np.array([r.choice(64, size=k, replace=False) for _ in range(20)])
         conf = np.ascontiguousarray(configs[idx])
         want = np.array([np.logaddexp.reduce(np.delete(logp_all, row)) if k < 64 else -np.inf for row in idx])
-        for mod in _modules():
+        for mod in estimator_modules():
             out = np.empty(20)
             mod.set_outside_mass(conf, lp, out)
             np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)
@@ -379,7 +374,7 @@ def test_categorical_set_terms():
     probs = r.dirichlet(np.ones(K), size=D)
     onehot = (conf[..., None] == np.arange(K)).astype(float)
     ref = (c[:, :, None, None] * (onehot - probs)).sum(1)
-    for mod in _modules():
+    for mod in estimator_modules():
         t = np.empty((n, D, K))
         mod.categorical_set_terms(conf, c, probs, t)
         np.testing.assert_allclose(t, ref, rtol=1e-13, atol=1e-14)
@@ -406,7 +401,7 @@ def test_set_order_probabilities_whole_support():
         first_ref[:, perm[0]] += v
         second_ref[:, perm[0], perm[1]] += v
     second_ref /= first_ref[:, :, None]
-    for mod in _modules():
+    for mod in estimator_modules():
         first, second = np.empty((3, 3)), np.empty((3, 3, 3))
         mod.set_order_probabilities(lp, np.full(3, -np.inf), first, second)
         np.testing.assert_allclose(first, first_ref, rtol=1e-12, atol=0)
@@ -424,7 +419,7 @@ def test_normal_scores():
     with bg.use_backend("numpy"):
         ref = bg.distributions.Normal(loc, scale).score(x)
     res = []
-    for mod in _modules():
+    for mod in estimator_modules():
         out = np.empty((2, n, p))
         mod.normal_scores(x, loc, scale, out)
         np.testing.assert_allclose(out[0], ref["loc"], rtol=1e-13, atol=1e-14)
@@ -442,7 +437,7 @@ def test_coordinate_points(dtype, m, d):
     x, v = r.standard_normal((m, d)), r.standard_normal((m, d))
     ref = np.repeat(x[:, None, :], d, axis=1)
     ref[:, np.arange(d), np.arange(d)] = v
-    for mod in _modules():
+    for mod in estimator_modules():
         out = np.full((m, d, d), np.nan, dtype)
         mod.coordinate_points(x, v, out)
         np.testing.assert_array_equal(out, ref.astype(dtype))
@@ -453,15 +448,6 @@ def test_coordinate_points(dtype, m, d):
     if _backend.native_available():
         with pytest.raises(TypeError):  # a wrong output dtype is an error, not a silent copy
             _backend._core.estimators.coordinate_points(x, v, np.empty((m, d, d), np.int64))
-
-
-def _simd_paths():
-    import bayesgrad as bg
-    from helpers import on_simd_path
-
-    if not _backend.native_available():
-        return []
-    return [p for p in ("avx512", "avx2") if on_simd_path(p, lambda: bg.backend_info()["simd"]).startswith(p)]
 
 
 def _beam(mod, lp, u, m):
@@ -491,7 +477,7 @@ def test_gumbel_beam_search_simd_paths_match_scalar_reference():
     build's different FMA contraction)."""
     from helpers import on_simd_path
 
-    paths = _simd_paths()
+    paths = native_simd_paths()
     if not paths:
         pytest.skip("no SIMD path on this CPU / no native core")
     core = _backend._core.estimators
@@ -526,6 +512,6 @@ def test_gumbel_beam_search_ties_keep_the_lower_position():
     first = [[0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 2], [0, 0, 1, 0], [0, 0, 1, 1]]
     np.testing.assert_array_equal(want, np.broadcast_to(first, want.shape))
     if _backend.native_available():
-        for p in ["scalar"] + _simd_paths():
+        for p in ["scalar"] + native_simd_paths():
             got = on_simd_path(p, lambda: _beam(_backend._core.estimators, lp, u, m)[0])
             np.testing.assert_array_equal(got, want, err_msg=p)

@@ -5,26 +5,12 @@ Moved from test_estimators_kernels.py (which passed 700 lines), beside test_rela
 import numpy as np
 import pytest
 
-import bayesgrad as bg
 from bayesgrad import _backend
 from bayesgrad import _numpy as twin
 
+from helpers import estimator_modules, native_simd_paths
+
 pytestmark = pytest.mark.single_backend
-
-
-def _modules():
-    mods = [twin.estimators]
-    if _backend.native_available():
-        mods.append(_backend._core.estimators)
-    return mods
-
-
-def _simd_paths():
-    from helpers import on_simd_path
-
-    if not _backend.native_available():
-        return []
-    return [p for p in ("avx512", "avx2") if on_simd_path(p, lambda: bg.backend_info()["simd"]).startswith(p)]
 
 
 def test_relax_bernoulli_kernels():
@@ -49,7 +35,7 @@ def test_relax_bernoulli_kernels():
     lam = 0.6
     fzt, gz, gzt = r.standard_normal(n), r.standard_normal((n, p)), r.standard_normal((n, p))
     outs = []
-    for mod in _modules():
+    for mod in estimator_modules():
         z, zt, dzt, b, score = (np.empty((n, p)) for _ in range(5))
         mod.relax_bernoulli_draws(eta, u, v, z, zt, dzt, b, score)
         np.testing.assert_array_equal(b, b_ref)
@@ -87,7 +73,7 @@ def test_relax_bernoulli_combine(n, p, relaxed_f, network):
         g_ref = g_ref + gx[:n] - gx[n:] * dzt
     a_d = r.standard_normal((n, p))
     res = []
-    for mod in _modules():
+    for mod in estimator_modules():
         # a_f alone, or stacked with a second array a_d whose sum of products with g is returned too
         for two in (False, True) if relaxed_f else (False,):
             # with the network: out = [g; g dzt] and gs; without: out = g alone
@@ -108,7 +94,7 @@ def test_relax_bernoulli_combine(n, p, relaxed_f, network):
     if len(res) == 2:
         np.testing.assert_allclose(res[0][0], res[1][0], rtol=1e-14, atol=1e-14)
         np.testing.assert_allclose(res[0][2], res[1][2], rtol=1e-13, atol=1e-13 * np.sqrt(n * p))
-    for mod in _modules():
+    for mod in estimator_modules():
         out, gs = np.empty((2, n, p)), np.empty(n)
         with pytest.raises(ValueError, match="together"):
             mod.relax_bernoulli_combine(fb, score, None, sc, rr, None, dzt, out, gs)
@@ -132,7 +118,7 @@ def test_relax_bernoulli_part_fd_and_combine_simd_paths_match_scalar():
     the combine's eight lane sums (p = 13), and the twin."""
     from helpers import on_simd_path
 
-    paths = _simd_paths()
+    paths = native_simd_paths()
     if not paths:
         pytest.skip("no SIMD path on this CPU / no native core")
     core = _backend._core.estimators
@@ -167,7 +153,7 @@ def test_relax_bernoulli_kernels_simd_paths_match_scalar_reference():
     the scalar libm path, on sizes that leave a tail and on z far out in both tails."""
     from helpers import on_simd_path
 
-    paths = _simd_paths()
+    paths = native_simd_paths()
     if not paths:
         pytest.skip("no SIMD path on this CPU / no native core")
     core = _backend._core.estimators
@@ -214,7 +200,7 @@ def test_relax_bernoulli_draws_logs_of_ratios_within_two_ulp():
     ref = L(eta) + logr
     scale = np.spacing((np.abs(eta) + np.abs(logr)).astype(float))
     outs = {}
-    for path in ["scalar"] + _simd_paths():
+    for path in ["scalar"] + native_simd_paths():
         o = [np.empty((n, p)) for _ in range(5)]
         on_simd_path(path, lambda: core.relax_bernoulli_draws(eta, u, v, *o))
         assert float(np.max(np.abs(o[0] - ref) / scale)) <= 2.0, path
@@ -239,7 +225,7 @@ def test_relax_bernoulli_sample_equals_draws_on_random_uniforms_and_their_relaxa
     sv = rnd.fold_in(su, "relax/conditional")
     runs = [(twin.estimators, None)]
     if _backend.native_available():
-        runs += [(_backend._core.estimators, path) for path in ["scalar"] + _simd_paths()]
+        runs += [(_backend._core.estimators, path) for path in ["scalar"] + native_simd_paths()]
     for mod, path in runs:
         rmod = twin.random if mod is twin.estimators else _backend._core.random
         u, v = np.empty((n, p)), np.empty((n, p))

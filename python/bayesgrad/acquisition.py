@@ -250,20 +250,16 @@ def _uniforms_at(index, seed, stream):
     to ``random.uniform``'s: float64 element i is words (2 (i mod 2), 2 (i mod 2) + 1) of
     Philox block i // 2 of (seed, stream) (docs/design.md, "RNG"), so each element needs only
     its own block."""
+    from ._numpy.random import u01_f64  # the word-pair -> float64 map of every backend
+
     flat = index.reshape(-1)
     blk = (flat // 2).astype(np.uint64)
-    mask = np.uint64(0xFFFFFFFF)
     ctr = np.empty((flat.size, 4), dtype=np.uint32)
-    ctr[:, 0] = blk & mask
-    ctr[:, 1] = blk >> np.uint64(32)
-    ctr[:, 2] = stream & 0xFFFFFFFF
-    ctr[:, 3] = stream >> 32
-    key = np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)
-    w = _random.philox4x32(ctr, key)
-    rows = np.arange(flat.size)
-    j = 2 * (flat % 2)
-    m = (w[rows, j + 1].astype(np.uint64) << np.uint64(20)) | (w[rows, j].astype(np.uint64) >> np.uint64(12))
-    return ((m.astype(np.float64) + 0.5) * 2.0 ** -52).reshape(index.shape)
+    ctr[:, 0], ctr[:, 1] = blk & np.uint64(0xFFFFFFFF), blk >> np.uint64(32)
+    ctr[:, 2], ctr[:, 3] = stream & 0xFFFFFFFF, stream >> 32
+    w = _random.philox4x32(ctr, np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32))
+    rows, j = np.arange(flat.size), 2 * (flat % 2)
+    return u01_f64(w[rows, j], w[rows, j + 1]).reshape(index.shape)
 
 
 def stochastic_keys(s, mode, beta, u):
