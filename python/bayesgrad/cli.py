@@ -241,13 +241,18 @@ def cmd_demo(args):
 _MAX_AUTO_CLASSES = 20
 
 
-def _infer_task(values):
-    """("classification" | "regression", reason) from the target column's strings."""
+def _numeric_cells(values):
+    """The target column's strings as a float array when every cell is a number, else None."""
     from ._table import is_number
 
-    if not all(is_number(v) for v in values):
+    return np.array([float(s) for s in values]) if all(is_number(v) for v in values) else None
+
+
+def _infer_task(values):
+    """("classification" | "regression", reason) from the target column's strings."""
+    v = _numeric_cells(values)
+    if v is None:
         return "classification", "the target has non-numeric values"
-    v = np.array([float(s) for s in values])
     uniq = np.unique(v)
     if np.all(v == np.round(v)) and uniq.size <= _MAX_AUTO_CLASSES:
         return "classification", f"the target has {uniq.size} distinct integer values"
@@ -257,13 +262,10 @@ def _infer_task(values):
 def _check_class_cells(values, target, path):
     """UsageError when every cell is a number and some are not integers: a continuous target, which
     classification would split into one class per distinct value (as scikit-learn, refused)."""
-    from ._table import is_number
-
-    if all(is_number(v) for v in values):
-        v = np.array([float(s) for s in values])
-        if not np.all(v == np.round(v)):
-            raise UsageError(f"{path}: --task classification, but the target {target!r} is continuous (numbers "
-                             "that are not integers); class labels are integers or names: use --task regression")
+    v = _numeric_cells(values)
+    if v is not None and not np.all(v == np.round(v)):
+        raise UsageError(f"{path}: --task classification, but the target {target!r} is continuous (numbers "
+                         "that are not integers); class labels are integers or names: use --task regression")
 
 
 def _class_labels(values):
