@@ -430,3 +430,34 @@ def test_laplace_sample_and_temperature_checks_name_their_argument():
         la.sample(10 ** 13)
     with pytest.raises(TypeError, match="temperature"):
         bg.laplace.Laplace(mlp, theta, "categorical", temperature="warm")
+
+
+@pytest.mark.single_backend
+def test_progress_bars_only_where_someone_watches(monkeypatch):
+    """verbose=1 (every fit's default) draws a bar only on a terminal (or in a Jupyter kernel): a bar's
+    carriage-return updates would fill a log file or a pipe; verbose=2 draws it anywhere."""
+    pytest.importorskip("tqdm")
+    import io
+
+    from bayesgrad import _training
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, shown in ((io.StringIO(), False), (Tty(), True)):
+        monkeypatch.setattr("sys.stderr", stream)
+        bar = _training.progress(10, 1, "x")
+        assert (bar is not None) == shown
+        forced = _training.progress(10, 2, "x")
+        assert forced is not None
+        for b in (bar, forced):
+            if b is not None:
+                b.close()
+        assert _training.progress(10, 0, "x") is None
+    # a fit's default, off a terminal: nothing on stderr
+    log = io.StringIO()
+    monkeypatch.setattr("sys.stderr", log)
+    X = np.linspace(-1, 1, 40)[:, None]
+    bg.vi.MFVI(bg.nn.MLP([1, 4, 1]), likelihood="gaussian").fit(X, X[:, 0], epochs=2, seed=0)
+    assert log.getvalue() == ""

@@ -197,7 +197,7 @@ def train_map(mlp, X, y, likelihood="gaussian", *, theta0=None, epochs=100, batc
         the lowest validation NLL are returned and training stops after
         ``patience`` epochs without improvement
     seed, stream : RNG (seed=None draws OS entropy, reported in the info)
-    verbose : 0 silent, 1 a tqdm progress bar when tqdm is installed
+    verbose : 0 silent, 1 a tqdm progress bar on a terminal (tqdm installed), 2 wherever stderr goes
     return_info : also return a dict with history (per epoch: loss, nll,
         val_loss), noise, seed, interrupted
     sample_weight : None or (N,) finite non-negative weights of the rows' likelihood

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -93,16 +94,31 @@ def split_validation(N, validation, seed, stream):
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
+def watched():
+    """Whether someone watches this process's progress: stderr is a terminal, or the code runs in a
+    Jupyter kernel (where tqdm.auto draws a widget). Off both, a bar's carriage-return updates would
+    only fill a log file or a pipe with lines."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    try:
+        if isatty is not None and isatty():
+            return True
+    except (ValueError, OSError):  # a closed or detached stream
+        return False
+    get_ipython = getattr(sys.modules.get("IPython"), "get_ipython", None)
+    return get_ipython is not None and type(get_ipython()).__name__ == "ZMQInteractiveShell"
+
+
 def progress(total, verbose, desc, unit="epoch"):
-    """A tqdm bar over ``total`` epochs (advanced by fractions of an epoch; or
-    other ``unit``s), or None when not verbose or tqdm is not installed."""
-    if verbose:
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:  # tqdm is optional
-            return None
-        return tqdm(total=total, desc=desc, leave=verbose > 1, unit=unit)
-    return None
+    """A tqdm bar over ``total`` epochs (advanced by fractions of an epoch; or other ``unit``s), or
+    None: verbose 0, or tqdm not installed, or (verbose 1) nobody watching (``watched``); verbose >= 2
+    draws the bar wherever stderr goes and leaves it there when done."""
+    if not verbose or (verbose < 2 and not watched()):
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional
+        return None
+    return tqdm(total=total, desc=desc, leave=verbose > 1, unit=unit)
 
 
 #: Target wall time of one native call in a sliced epoch (seconds): the latency of Ctrl-C.

@@ -229,7 +229,7 @@ class BBVI:
         optimizer, lr, optimizer_options, average : see ``bg.stochastic_opt.minimize``
             (e.g. ``optimizer="sgd", lr=a0, optimizer_options={"t0": 100, "kappa": 0.7}, average=0.5``)
         q0 : a Normal / MultivariateNormal to start from (default ``initial_q()``)
-        verbose : 0 silent, 1 tqdm progress bar
+        verbose : 0 silent, 1 a tqdm progress bar on a terminal (tqdm installed), 2 wherever stderr goes
         callback : ``(t, q, estimate) -> bool``; True stops the fit
         """
         q = self.initial_q() if q0 is None else self._check_q(q0)

@@ -102,7 +102,7 @@ class DeepEnsemble:
             minimises the exact weighted negative log joint ``sum_n w_n nll_n + prior``
         seed, stream : RNG; member m uses stream ``fold_in(stream, m)`` for its
             initialisation and minibatch orders
-        verbose : 0 silent, 1 a tqdm progress bar when tqdm is installed
+        verbose : 0 silent, 1 a tqdm progress bar on a terminal (tqdm installed), 2 wherever stderr goes
 
         Returns
         -------

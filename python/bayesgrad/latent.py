@@ -33,6 +33,7 @@ import numpy as np
 
 from . import _backend
 from . import _checks as C
+from . import _training
 from . import random as _random
 
 __all__ = ["PARAM_NAMES", "LatentEstimate", "init_params", "mc_log_likelihood", "exact_log_likelihood",
@@ -238,16 +239,14 @@ class LatentGaussianModel:
 
 
 def _progress(total, progress):
+    """progress None: the package's rule (a bar where someone watches, ``_training.watched``); True: always
+    (a warning without tqdm); False: never."""
     if progress is False:
         return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        if progress:
+    if progress:
+        try:
+            import tqdm  # noqa: F401
+        except ImportError:
             warnings.warn("progress=True needs tqdm, which is not installed", RuntimeWarning, stacklevel=3)
-        return None
-    import sys
-
-    if progress is None and not sys.stderr.isatty():
-        return None
-    return tqdm(total=total, desc="latent fit")
+            return None
+    return _training.progress(total, 2 if progress else 1, "latent fit", unit="step")

@@ -150,7 +150,7 @@ class SGMCMC:
         v = np.zeros_like(theta)
         kept, perm, pos, epoch = [], None, N, 0
         T, lam = self.temperature, self.prior_precision
-        bar = _tr.progress(n_steps, verbose and n_steps >= 100, self.method.upper(), unit="step")
+        bar = _tr.progress(n_steps, verbose if n_steps >= 100 else 0, self.method.upper(), unit="step")
         for t in range(n_steps):
             if bar is not None:
                 bar.update(1)

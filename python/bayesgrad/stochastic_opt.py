@@ -185,7 +185,7 @@ def minimize(f, dist, estimator="pathwise", steps=1000, n_samples=16, seed=0, st
     Each step draws ``n_samples`` points from stream ``fold_in(stream, t)``
     (t = 1, 2, ...), estimates the gradient with ``estimator`` and takes one
     optimiser step on the unconstrained parameters (see below). Progress is
-    shown with tqdm (when installed and ``verbose``); Ctrl-C stops after the
+    shown with tqdm (when installed and ``verbose``: 1 on a terminal, 2 anywhere); Ctrl-C stops after the
     running step and keeps the parameters reached.
 
     Parameters

@@ -110,7 +110,7 @@ class SWAG:
         sq = np.zeros(mlp.n_params)
         devs, iterates = [], []
         n_batches = max(1, N // B)  # a short tail batch is dropped: every step sees B rows
-        bar = _tr.progress(burn_in_epochs + epochs, verbose and epochs >= 10, "SWAG")
+        bar = _tr.progress(burn_in_epochs + epochs, verbose if epochs >= 10 else 0, "SWAG")
         for e in range(burn_in_epochs + epochs):
             if bar is not None:
                 bar.update(1)
