@@ -34,8 +34,7 @@ extensions = [
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 templates_path = ["_templates"]
-# quickstart_draft.md is a working draft for the README, not a page of the site
-exclude_patterns = ["_build", "quickstart_draft.md"]
+exclude_patterns = ["_build"]
 
 # the README's quickstart starts at its level-3 headings under a page title
 suppress_warnings = ["myst.header"]
