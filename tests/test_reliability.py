@@ -461,3 +461,44 @@ def test_progress_bars_only_where_someone_watches(monkeypatch):
     X = np.linspace(-1, 1, 40)[:, None]
     bg.vi.MFVI(bg.nn.MLP([1, 4, 1]), likelihood="gaussian").fit(X, X[:, 0], epochs=2, seed=0)
     assert log.getvalue() == ""
+
+
+@pytest.mark.single_backend
+def test_failed_table_and_plot_writes_keep_the_old_file(tmp_path, monkeypatch):
+    """CSV tables (the CLI's predictions and picks, compare's results) and plots are written whole or not at
+    all: a failure half-way leaves an earlier file as it was and no temporary file beside it."""
+    from bayesgrad import _table
+
+    path = tmp_path / "out.csv"
+    _table.write_csv(path, ["a", "b"], [(1, 0.5)])
+    good = path.read_bytes()
+
+    def rows():
+        yield (2, 0.25)
+        raise KeyboardInterrupt  # Ctrl-C while the rows are written
+
+    with pytest.raises(KeyboardInterrupt):
+        _table.write_csv(path, ["a", "b"], rows())
+    assert path.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
+    assert _table.write_csv(tmp_path / "new" / "t.csv", ["a"], [(1,)]) == str(tmp_path / "new" / "t.csv")
+    with pytest.raises(IsADirectoryError):  # as open() raises it (the CLI reports it as "<path>: Is a directory")
+        _table.write_csv(tmp_path, ["a"], [(1,)])
+    pytest.importorskip("matplotlib")
+    from bayesgrad import plotting
+
+    grid = np.linspace(0, 1, 5)
+    curve = {"m": {"total": grid, "aleatoric": grid / 2, "epistemic": grid / 2}}
+    png = plotting.uncertainty_curves(grid, curve, tmp_path / "u")  # no extension: ".png", as matplotlib adds
+    assert png == str(tmp_path / "u.png") and (tmp_path / "u.png").read_bytes()[:4] == b"\x89PNG"
+    old = (tmp_path / "u.png").read_bytes()
+    import matplotlib.figure
+
+    def broken(self, *a, **k):
+        a[0].write(b"\x89PNG partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", broken)
+    with pytest.raises(OSError, match="No space"):
+        plotting.uncertainty_curves(grid, curve, tmp_path / "u.png")
+    assert (tmp_path / "u.png").read_bytes() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "out.csv", "u.png"]

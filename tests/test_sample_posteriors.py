@@ -104,6 +104,11 @@ def test_multiswag_mixes_members_and_round_trips(tmp_path):
     np.testing.assert_array_equal(r.predict(X[:4], n_samples=9).mean, pred.mean)
     with pytest.raises(ValueError, match="does not hold a SWAG model"):
         bg.swag.SWAG.load(tmp_path / "ms.npz")
+    one = m.members[0]  # a single SWAG's own round trip
+    one.save(tmp_path / "s.npz")
+    r1 = bg.swag.SWAG.load(tmp_path / "s.npz")
+    np.testing.assert_array_equal(r1.predict(X[:4], n_samples=9, seed=2).mean,
+                                  one.predict(X[:4], n_samples=9, seed=2).mean)
     with pytest.raises(TypeError, match="members"):
         bg.swag.MultiSWAG.from_members([])
 
@@ -123,3 +128,16 @@ def test_deep_ensemble_grows_epistemic_uncertainty_in_the_gap(tmp_path):
     r = bg.ensemble.DeepEnsemble.load(tmp_path / "e.npz")
     np.testing.assert_array_equal(r.predict(xs).mean, gap.mean)
     assert ens.sample_params(7).shape == (7, ens.mlp.n_params)
+
+
+def test_deep_ensemble_gaussian_round_trips_its_noise(tmp_path):
+    """A homoscedastic ensemble keeps each member's learned noise through save / load (its log_noise array)."""
+    X, y, _, _ = _linear_gaussian(N=60)
+    ens = bg.ensemble.DeepEnsemble(MLP([2, 4, 1], "tanh"), "gaussian", n_models=2).fit(X, y, 3, seed=0, verbose=0)
+    pred = ens.predict(X[:5])
+    ens.save(tmp_path / "g.npz")
+    r = bg.ensemble.DeepEnsemble.load(tmp_path / "g.npz")
+    np.testing.assert_array_equal(r.log_noise_, ens.log_noise_)
+    back = r.predict(X[:5])
+    np.testing.assert_array_equal(back.mean, pred.mean)
+    np.testing.assert_array_equal(back.aleatoric_var, pred.aleatoric_var)

@@ -58,7 +58,9 @@ def write_results(res, bench_file, name):
 
     res["load_average_at_end"] = load_average()
     path = os.path.join(os.path.dirname(os.path.abspath(bench_file)), "results", name)
-    with open(path, "w") as fh:
+    from ._training import atomic_write
+
+    with atomic_write(path) as fh:
         json.dump(res, fh, indent=1)
     print("wrote", path)
     return path

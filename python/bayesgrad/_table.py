@@ -154,11 +154,10 @@ def read_csv(path, sep=None):
 
 def write_csv(path, columns, rows):
     """Write ``rows`` (iterables of values) under ``columns``; floats with 6 significant digits."""
+    from ._training import atomic_write
+
     path = os.fspath(path)
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with atomic_write(path) as fh:  # whole or not at all: a failed write keeps an earlier file
         w = csv.writer(fh)
         w.writerow(columns)
         for r in rows:

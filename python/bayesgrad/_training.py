@@ -4,6 +4,8 @@ early stopping and Ctrl-C, and .npz persistence without pickle.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
@@ -282,27 +284,25 @@ def npz_path(path):
     return path
 
 
-def save_npz(path, meta, arrays):
-    """Arrays plus JSON metadata in one .npz (no pickle anywhere), written atomically.
+@contextlib.contextmanager
+def atomic_write(path, binary=False):
+    """A file object for writing ``path`` (str or os.PathLike) whole or not at all.
 
-    The file is written to a temporary file in the destination's directory,
-    flushed and fsync'ed, then renamed over ``path`` (``os.replace``, atomic on
-    POSIX and Windows): a failure at any point (a full disk, Ctrl-C) leaves the
-    previous file intact and removes the temporary one. A file object is
-    written to directly. Returns the path written (``npz_path(path)``).
+    The writes go to a temporary file in the destination's directory; when the block ends
+    normally it is flushed, fsync'ed and renamed over ``path`` (``os.replace``, atomic on POSIX
+    and Windows), keeping an overwritten file's permissions. A failure at any point (an
+    exception, a full disk, Ctrl-C) leaves the previous file intact and removes the temporary
+    one. Missing parent folders are created. Every file the package writes goes through here.
     """
-    blob = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    target = npz_path(path)
-    if not isinstance(target, str):
-        np.savez(target, __meta__=blob, **arrays)
-        return target
-    folder = os.path.dirname(os.path.abspath(target))
-    if os.path.isdir(target):
-        raise ValueError(f"path {target!r} is a directory")
+    target = os.path.abspath(os.fspath(path))
+    if os.path.isdir(target):  # what open() would raise
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+    folder = os.path.dirname(target)
+    os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, __meta__=blob, **arrays)
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         # mkstemp creates the file 0600; give it the mode a plain open() would have
@@ -315,6 +315,21 @@ def save_npz(path, meta, arrays):
             pass
         raise
     _fsync_dir(folder)  # the rename itself survives a crash once the directory is synced
+
+
+def save_npz(path, meta, arrays):
+    """Arrays plus JSON metadata in one .npz (no pickle anywhere), written atomically
+    (``atomic_write``). A file object is written to directly. Returns the path written
+    (``npz_path(path)``)."""
+    blob = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    target = npz_path(path)
+    if not isinstance(target, str):
+        np.savez(target, __meta__=blob, **arrays)
+        return target
+    if os.path.isdir(target):
+        raise ValueError(f"path {target!r} is a directory")
+    with atomic_write(target, binary=True) as f:
+        np.savez(f, __meta__=blob, **arrays)
     return target
 
 

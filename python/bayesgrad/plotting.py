@@ -57,11 +57,16 @@ def _figure(n_rows, n_cols, width=4.2, height=3.0):
 
 
 def _save(fig, path):
+    """Write fig whole or not at all (``_training.atomic_write``); a path without an extension gets ".png",
+    as matplotlib's own savefig would add it. Returns the path written."""
+    from ._training import atomic_write
+
     path = os.fspath(path)
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    ext = os.path.splitext(path)[1][1:].lower()
+    if not ext:
+        ext, path = "png", path + ".png"
+    with atomic_write(path, binary=True) as fh:
+        fig.savefig(fh, format=ext, dpi=110)
     return path
 
 
