@@ -586,3 +586,30 @@ def test_fit_posterior_options_reach_the_model(tmp_path, capsys, monkeypatch):
     assert rc == 0 and seen["dropout_p"] == 0.3 and seen["early_stopping"] is True
     rc, _, err = run_cli(["fit", f, "--target", "target", "--dropout-p", "1.5"], capsys)
     assert rc == 1 and "dropout_p must be in (0, 1)" in err
+
+
+@pytest.mark.single_backend
+def test_score_refuses_bad_files_and_models_in_one_line(tmp_path, capsys):
+    """`bayesgrad score`'s checks before any scoring: the pool's format and existence, the --out format,
+    the model file, a regression model (acquisition needs class probabilities), a batch larger than the pool."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 3))
+    pool = write(tmp_path / "pool.csv", "a,b,c\n" + "\n".join(",".join(f"{v:.4f}" for v in r) for r in X) + "\n")
+    clf = bg.dropout.MCDropout(bg.nn.MLP([3, 4, 2]), likelihood="categorical").fit(X, (X[:, 0] > 0).astype(int),
+                                                                                  epochs=2, verbose=0)
+    clf.save(tmp_path / "clf.npz")
+    bg.vi.MFVI(bg.nn.MLP([3, 4, 1])).fit(X, X[:, 0], epochs=2, verbose=0).save(tmp_path / "reg.npz")
+    write(tmp_path / "junk.npz", "not a model")
+    cases = [
+        ([tmp_path / "pool.txt", "--model", tmp_path / "clf.npz"], "unknown pool format"),
+        ([tmp_path / "none.csv", "--model", tmp_path / "clf.npz"], "none.csv: no such file or directory"),
+        ([pool, "--model", tmp_path / "clf.npz", "--out", tmp_path / "s.json"], "give a .csv or .parquet file"),
+        ([pool, "--model", tmp_path / "junk.npz"], "junk.npz"),
+        ([pool, "--model", tmp_path / "reg.npz"], "acquisition needs a classifier"),
+        ([pool, "--model", tmp_path / "clf.npz", "--batch-size", "31"], "exceeds the pool's 30 rows"),
+    ]
+    for argv, msg in cases:
+        rc, out, err = run_cli(["score", *argv], capsys)
+        assert rc == 1 and len(err.strip().splitlines()) == 1 and msg in err, (argv, err)
+    rc, out, err = run_cli(["score", pool, "--model", tmp_path / "clf.npz", "--batch-size", "3"], capsys)
+    assert rc == 0 and out.splitlines()[0] == "rank,row,score" and len(out.splitlines()) == 4
