@@ -1,6 +1,6 @@
 // Per-element functions of the MLP engine, shared by the C++ core (mlp.cpp,
-// vi.cpp, curvature.cpp through mlp.hpp) and the CUDA kernels: the hidden
-// activations and their derivatives, and each likelihood's negative
+// mlp_tiled.cpp, vi.cpp, curvature.cpp through mlp.hpp) and the CUDA kernels:
+// the hidden activations and their derivatives, and each likelihood's negative
 // log-likelihood term with its gradient in the network output.
 #pragma once
 #include <cmath>

@@ -1,4 +1,4 @@
-"""NumPy twin of the mlp kernels (cpp/src/mlp.cpp, cpp/include/bayesgrad/mlp.hpp).
+"""NumPy twin of the mlp kernels (cpp/src/mlp.cpp, mlp_tiled.cpp, cpp/include/bayesgrad/mlp.hpp).
 
 Parameter layout per sample: for each layer W (d_out x d_in, row-major) then
 b (d_out), as PyTorch's ``parameters_to_vector`` orders ``nn.Sequential`` of
