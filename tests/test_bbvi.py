@@ -188,6 +188,23 @@ def test_minimize_normal_reaches_closed_form_optimum():
     np.testing.assert_allclose(r.dist.loc, 2.0, atol=0.03)
     np.testing.assert_allclose(r.dist.scale, 1.0, atol=0.03)
 
+    class Plain:  # a user's optimiser: x is the unconstrained vector, updated in place
+        def __init__(self, x):
+            self.x, self.calls = x, 0
+
+        def step(self, g):
+            self.x -= 0.02 * g
+            self.calls += 1
+
+    made = []
+    r = bg.estimators.minimize(f, q0, "pathwise", steps=600, n_samples=64, seed=3, grad_f=gf, penalty=pen,
+                               optimizer=lambda x: made.append(Plain(x)) or made[-1])
+    assert made[0].calls == 600
+    np.testing.assert_allclose(r.dist.loc, 2.0, atol=0.05)
+    np.testing.assert_allclose(r.dist.scale, 1.0, atol=0.05)
+    with pytest.raises(TypeError, match="step"):
+        bg.estimators.minimize(f, q0, "pathwise", steps=2, grad_f=gf, optimizer=lambda x: object())
+
 
 def test_minimize_bernoulli_logits_and_fixed_params():
     # minimise E_{Bern(sigmoid(eta))}[(b - 0.9)^2] -> p -> 1 (eta grows); DisARM, logits only
