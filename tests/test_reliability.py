@@ -1,4 +1,6 @@
 """Regression tests of issue 13 (reliability): each test failed before its fix."""
+import sys
+
 import numpy as np
 import pytest
 
@@ -455,6 +457,15 @@ def test_progress_bars_only_where_someone_watches(monkeypatch):
             if b is not None:
                 b.close()
         assert _training.progress(10, 0, "x") is None
+    # in a Jupyter kernel (stderr a pipe there) tqdm.auto draws a widget: shown at verbose=1
+    import types
+
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    kernel = type("ZMQInteractiveShell", (), {})()
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: kernel))
+    assert _training.watched()
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: None))  # a plain shell
+    assert not _training.watched()
     # a fit's default, off a terminal: nothing on stderr
     log = io.StringIO()
     monkeypatch.setattr("sys.stderr", log)
