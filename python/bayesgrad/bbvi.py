@@ -171,7 +171,7 @@ class BBVI:
     def _checked(fn, x, name, shape):
         """fn(x) as a finite float64 array of ``shape``; errors name the user's argument."""
         try:
-            y = np.asarray(fn(x), dtype=np.float64)
+            y = C.returned_real(fn(x), name)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} must return a real array") from exc
         if y.shape != shape:

@@ -251,7 +251,7 @@ class DeltaControlVariate:
 
         def at_mean(fn, name, want=None):
             try:
-                v = np.asarray(fn(x0), dtype=np.float64)
+                v = C.returned_real(fn(x0), name)
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"{name} must return a real array") from exc
             if want is not None and v.shape != want:

@@ -93,11 +93,7 @@ def call_f(f, x, name="f"):
     """f(x) as a float64 (m,) array, its type and shape checked (not its finiteness: for callers that
     check many calls' values at once, then narrow them with ``finish_f``)."""
     m = x.shape[0]
-    y = f(x)
-    try:
-        y = np.asarray(y, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must return a real array") from exc
+    y = C.returned_real(f(x), name)
     if y.shape != (m,):
         raise ValueError(f"{name} must map (m, ...) inputs to shape (m,) (m = {m}), got shape {y.shape}")
     return y
@@ -125,11 +121,7 @@ def _narrowed(y, dtype, name):
 def eval_like(fn, x, dtype, name, finite=True):
     """fn(x) checked to be an array shaped like x, and finite unless ``finite=False`` (a caller that
     checks its own results instead, through ``check_finite`` when they are not)."""
-    y = fn(x)
-    try:
-        y = np.asarray(y, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must return a real array") from exc
+    y = C.returned_real(fn(x), name)
     if y.shape != x.shape:
         raise ValueError(f"{name} must return the shape of its input {x.shape}, got {y.shape}")
     if finite:

@@ -1,0 +1,111 @@
+"""Bad input and edge cases of bg.estimators and bg.control_variates (the reliability audit of the
+estimators): each test failed before its fix. Every test runs on each backend (conftest.py)."""
+import numpy as np
+import pytest
+
+import bayesgrad as bg
+from bayesgrad.distributions import Bernoulli, Normal
+
+E = bg.estimators
+CV = bg.control_variates
+
+
+def _sq(x):
+    return (np.asarray(x, dtype=np.float64) ** 2).reshape(len(x), -1).sum(1)
+
+
+def _normal(dtype=np.float64):
+    return Normal(np.linspace(-1, 1, 3).astype(dtype), np.full(3, 0.7, dtype=dtype))
+
+
+# ---------------------------------------------------------------- what the user's callables return
+
+def test_complex_values_from_the_users_callables_are_refused_by_name():
+    # NumPy's float conversion dropped the imaginary part with a warning only: the estimate used Re f
+    d = _normal()
+    cplx = lambda x: _sq(x) + 1j  # noqa: E731
+    with pytest.raises(TypeError, match="f must return a real array"):
+        E.score_function(cplx, d, 8)
+    with pytest.raises(TypeError, match="grad_f must return a real array"):
+        E.pathwise(_sq, d, 8, grad_f=lambda x: 2 * x + 0j)
+    with pytest.raises(TypeError, match="hess_f must return a real array"):
+        E.score_function(_sq, d, 8, control_variate="delta", grad_f=lambda x: 2 * x,
+                         hess_f=lambda x: np.full(x.shape, 2 + 1j))
+    vi = bg.bbvi.BBVI(lambda x: -0.5 * (x * x).sum(1) + 0j, 2, grad_log_density=lambda x: -x)
+    with pytest.raises(TypeError, match="log_density must return a real array"):
+        vi.fit(steps=1, n_samples=4)
+
+
+# ---------------------------------------------------------------- flags and options
+
+def test_flags_that_are_not_booleans_are_refused():
+    # "no" and 1 counted as True
+    b = Bernoulli(logits=np.zeros(2))
+    for bad in ("no", 1):
+        with pytest.raises(TypeError, match="straight_through"):
+            E.gumbel_softmax(_sq, b, 4, grad_f=lambda x: 2 * x, straight_through=bad)
+        with pytest.raises(TypeError, match="antithetic"):
+            E.expectation(_sq, _normal(), 4, antithetic=bad)
+    assert np.isfinite(E.expectation(_sq, _normal(), 4, antithetic=np.bool_(False))[0])
+
+
+def test_exact_gradient_checks_max_configurations_before_allocating():
+    b = Bernoulli(logits=np.zeros(40))
+    with pytest.raises(ValueError, match="max_configurations=.*would need"):  # was np.arange's MemoryError
+        E.exact_gradient(_sq, b, max_configurations=2 ** 62)
+    with pytest.raises(TypeError, match="max_configurations must be an integer"):
+        E.exact_gradient(_sq, Bernoulli(logits=np.zeros(2)), max_configurations=10.5)
+    with pytest.raises(ValueError, match="max_configurations must be >= 1"):
+        E.exact_gradient(_sq, Bernoulli(logits=np.zeros(2)), max_configurations=0)
+
+
+def test_variance_curve_checks_every_name_and_option_before_any_estimate():
+    calls = []
+
+    def make_f(k):
+        calls.append(k)
+        return _sq, lambda x: 2 * x
+
+    d = _normal()
+    with pytest.raises(ValueError, match="estimators must be one of"):  # after the pathwise curve's work
+        E.variance_curve(make_f, [1.0, 2.0], d, estimators=("pathwise", "nope"), n_samples=10)
+    with pytest.raises(TypeError, match="options must be a dict"):  # AttributeError: 'str' ... 'get'
+        E.variance_curve(make_f, [1.0], d, options="loo", n_samples=10)
+    with pytest.raises(TypeError, match=r"options\['pathwise'\] must be a dict"):
+        E.variance_curve(make_f, [1.0], d, options={"pathwise": 3}, n_samples=10)
+    with pytest.raises(ValueError, match=r"options \(a key\) must be one of"):  # a misspelt name was ignored
+        E.variance_curve(make_f, [1.0], d, options={"score_fuction": {"baseline": "loo"}}, n_samples=10)
+    assert calls == []
+    with pytest.raises(TypeError, match="make_f must return a pair"):
+        E.variance_curve(lambda k: _sq, [1.0], d, n_samples=10)
+    one = E.variance_curve(make_f, [1.0], d, estimators="pathwise", n_samples=10)  # a single name
+    assert set(one) == {"k", "pathwise"}
+
+
+def test_moving_average_baseline_beyond_float32_is_refused():
+    # the value became inf in float32 and every gradient NaN
+    with pytest.raises(ValueError, match="MovingAverageBaseline's value .* beyond the range of float32"):
+        E.score_function(_sq, _normal(np.float32), 8, baseline=CV.MovingAverageBaseline(0.5, 1e300))
+    est = E.score_function(_sq, _normal(np.float64), 8, baseline=CV.MovingAverageBaseline(0.5, 1e300))
+    assert all(np.isfinite(g).all() for g in est.grad.values())
+
+
+@pytest.mark.parametrize("dist", [Normal(np.zeros(60000), 1.0), Bernoulli(logits=np.zeros(60000))],
+                         ids=["Normal", "Bernoulli"])
+def test_measure_valued_refuses_a_batch_whose_points_do_not_fit_before_any_work(dist):
+    # each sample's D points of D coordinates: 54 GiB at D = 60000, allocated after the draws and f
+    calls = []
+    with pytest.raises(ValueError, match="D=60000 coordinates.*would need"):
+        E.measure_valued(lambda x: calls.append(1) or _sq(x), dist, 1)
+    assert calls == []
+
+
+def test_naive_gradient_checks_h_and_evaluates_f_once():
+    with pytest.raises(ValueError, match="h must be positive"):
+        E.naive_gradient(_sq, _normal(), 4, h=-1.0)
+    with pytest.raises(TypeError, match="h must be a real number"):
+        E.naive_gradient(_sq, _normal(), 4, h="x")
+    calls = []
+    d = Normal(np.zeros(500), 1.0)  # 2 x 500 evaluations per parameter coordinate before
+    est = E.naive_gradient(lambda x: calls.append(1) or _sq(x), d, 4)
+    assert len(calls) == 2 and np.all(est.grad["loc"] == 0) and est.grad["scale"] == 0
