@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import bayesgrad as bg
+from bayesgrad import _checks
 from bayesgrad.distributions import Bernoulli, Normal
 
 E = bg.estimators
@@ -109,3 +110,34 @@ def test_naive_gradient_checks_h_and_evaluates_f_once():
     d = Normal(np.zeros(500), 1.0)  # 2 x 500 evaluations per parameter coordinate before
     est = E.naive_gradient(lambda x: calls.append(1) or _sq(x), d, 4)
     assert len(calls) == 2 and np.all(est.grad["loc"] == 0) and est.grad["scale"] == 0
+
+
+# ---------------------------------------------------------------- RelaxSurrogate
+
+def test_relax_surrogate_checks_its_arguments_when_built():
+    # activation and seed were refused on first use (after the draws), the flags took any truthy value
+    for kw, exc, match in [({"activation": "bogus"}, ValueError, "activation must be one of"),
+                           ({"seed": -1}, ValueError, "seed must be in"),
+                           ({"relaxed_f": "no"}, TypeError, "relaxed_f must be True or False"),
+                           ({"tune_temperature": "no"}, TypeError, "tune_temperature must be True or False"),
+                           ({"tune_scale": 1}, TypeError, "tune_scale must be True or False"),
+                           ({"hidden": 5}, TypeError, "hidden must be a tuple of ints"),
+                           ({"hidden": "10"}, TypeError, "hidden must be a tuple of ints")]:
+        with pytest.raises(exc, match=match):
+            CV.RelaxSurrogate(**kw)
+    with pytest.raises(TypeError, match="hidden must be a tuple of ints"):
+        E.relax(_sq, Bernoulli(logits=np.zeros(3)), 4, hidden=5)
+
+
+def test_relax_surrogate_bind_is_all_or_nothing(monkeypatch):
+    # a network that could not be built left dim set without a network or an optimiser: the next call
+    # estimated without the network, then raised AttributeError ('NoneType' object has no attribute 'step')
+    s = CV.RelaxSurrogate(hidden=(1000,), relaxed_f=False)
+    b = Bernoulli(logits=np.zeros(3))
+    monkeypatch.setattr(_checks, "MAX_ALLOCATION_BYTES", 10 ** 4)  # the network's init is refused
+    with pytest.raises(ValueError, match="would need"):
+        E.relax(_sq, b, 4, surrogate=s)
+    assert s.dim is None and s.mlp is None and s.params.shape == (2,)
+    monkeypatch.undo()
+    est = E.relax(_sq, b, 4, surrogate=s)
+    assert s.mlp is not None and s.n_updates == 1 and np.isfinite(est.grad["logits"]).all()
