@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 import bayesgrad as bg
-from bayesgrad import _checks
+from bayesgrad import _backend, _checks
 from bayesgrad.distributions import Bernoulli, Normal
+from helpers import BACKENDS
 
 E = bg.estimators
 CV = bg.control_variates
@@ -141,3 +142,46 @@ def test_relax_surrogate_bind_is_all_or_nothing(monkeypatch):
     monkeypatch.undo()
     est = E.relax(_sq, b, 4, surrogate=s)
     assert s.mlp is not None and s.n_updates == 1 and np.isfinite(est.grad["logits"]).all()
+
+
+# ---------------------------------------------------------------- control-variate coefficients
+
+@pytest.mark.parametrize("c", [1e-310, 1e-320])
+def test_delta_control_variate_with_subnormal_values_is_finite(c):
+    # the coefficient kernels scaled each column by 1 / its largest |value|, inf for a subnormal: NaN
+    est = E.score_function(lambda x: np.full(len(x), c), _normal(), 16, control_variate="delta",
+                           grad_f=lambda x: 2 * x, hess_f=lambda x: np.full(x.shape, 2.0))
+    for g in list(est.grad.values()) + list(est.info["beta"].values()):
+        assert np.isfinite(g).all()
+
+
+@pytest.mark.single_backend
+def test_control_coefficient_kernels_agree_on_subnormal_columns():
+    from bayesgrad import _numpy
+
+    rng = np.random.default_rng(0)
+    score = rng.normal(size=(50, 3))
+    f = rng.normal(size=50) * 1e-310
+    h = rng.normal(size=50) + f * 1e300
+    ref = np.empty(3)
+    _numpy.estimators.control_coefficient(score, f, h, ref)
+    assert np.isfinite(ref).all()
+    for name in BACKENDS:
+        with bg.use_backend(name):
+            out = np.empty(3)
+            _backend.kernels().estimators.control_coefficient(score, f, h, out)
+        np.testing.assert_allclose(out, ref, rtol=1e-9)
+
+
+def test_optimal_coefficient_of_large_values_is_finite():
+    # (a - mean)(b - mean) of values of 1e200 overflowed: beta NaN
+    a = np.array([[1e200], [-1e200], [0.0]])
+    np.testing.assert_allclose(CV.optimal_coefficient(a, a), [1.0])
+    np.testing.assert_allclose(CV.optimal_coefficient(a, 2 * a), [0.5])
+    sub = a * 1e-255 * 1e-255  # 1e-310: subnormal
+    np.testing.assert_allclose(CV.optimal_coefficient(sub, 2 * sub), [0.5])
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(40, 3)), rng.normal(size=(40, 3))
+    ac, bc = a - a.mean(0), b - b.mean(0)
+    np.testing.assert_allclose(CV.optimal_coefficient(a, b), (ac * bc).sum(0) / (bc * bc).sum(0), rtol=1e-12)
+    assert np.all(CV.optimal_coefficient(a, np.ones((40, 3))) == 0)

@@ -83,11 +83,23 @@ def optimal_coefficient(a, b):
     b = C.as_array(b, "b", dtype=np.float64, ndim=2)
     if a.shape != b.shape or a.shape[0] < 2:
         raise ValueError(f"a and b must have the same shape (n >= 2, p), got {a.shape} and {b.shape}")
-    ac = a - a.mean(axis=0)
-    bc = b - b.mean(axis=0)
+    # each column in units of a power of two near its largest |value| (exact, so the result is what the
+    # plain sums give wherever they stay in range): values of 1e200 made the products inf and beta NaN
+    ua, ub = _pow2_unit(a), _pow2_unit(b)
+    ac = a * ua
+    ac -= ac.mean(axis=0)
+    bc = b * ub
+    bc -= bc.mean(axis=0)
     vb = (bc * bc).sum(axis=0)
     cov = (ac * bc).sum(axis=0)
-    return np.divide(cov, vb, out=np.zeros_like(cov), where=vb > 0)
+    return np.divide(cov, vb, out=np.zeros_like(cov), where=vb > 0) * (ub / ua)
+
+
+def _pow2_unit(v):
+    """Per column of v (n, p) the power of two 2^-e with e the exponent of the largest |value| (frexp;
+    1 for an all-zero column; e clamped so that 2^-e stays finite for subnormal values)."""
+    e = np.frexp(np.abs(v).max(axis=0))[1]
+    return np.ldexp(1.0, np.clip(-e, -1022, 1023))
 
 
 _EULER_GAMMA = 0.5772156649015329

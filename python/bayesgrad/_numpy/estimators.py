@@ -190,9 +190,11 @@ def control_coefficient(score, f, h, beta_out):
     a = score * f[:, None]
     c = score * h[:, None]
 
-    def unit(v):  # 1 / the column's largest |value| (1 where that is 0 or not finite)
-        m = np.abs(v).max(0)
-        return np.where((m > 0) & np.isfinite(m), 1.0 / np.where(m > 0, m, 1.0), 1.0)
+    def unit(v):  # 1 / the column's largest |value| (1 where that is 0 or not finite, 2^1023 where the
+        m = np.abs(v).max(0)  # reciprocal of a subnormal overflows: the kernel's column_unit)
+        with np.errstate(divide="ignore", over="ignore"):
+            inv = 1.0 / np.where(m > 0, m, 1.0)
+        return np.where((m > 0) & np.isfinite(m), np.where(np.isfinite(inv), inv, 2.0 ** 1023), 1.0)
 
     ua, uc = unit(a), unit(c)
     # deviations in units of each column's largest |value| (products of 1e160 stay in range); a spread
