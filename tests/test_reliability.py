@@ -111,6 +111,43 @@ def test_save_and_load_the_same_path_round_trip(kind, rng, tmp_path):
         _loader(kind).load(tmp_path / "g.bin")
 
 
+def test_a_failed_table_or_figure_write_keeps_the_old_file(tmp_path):
+    # the CSV / Parquet tables (compare.to_csv, the CLI's --out) and figures were written in place: a
+    # failure half-way left the previous file truncated
+    from bayesgrad import plotting
+    from bayesgrad._cli_score import _write_table
+    from bayesgrad._table import write_csv
+
+    def rows():
+        yield [2.0]
+        raise RuntimeError("a row that fails")
+
+    path = tmp_path / "t.csv"
+    write_csv(path, ["a"], [[1.0]])
+    good = path.read_bytes()
+    with pytest.raises(RuntimeError, match="a row that fails"):
+        write_csv(path, ["a"], rows())
+    with pytest.raises(ValueError):  # a string column that savetxt cannot format as a number
+        _write_table(path, ["a", "b"], [np.array([1.0]), np.array(["x"])], ValueError)
+    assert path.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+    if plotting.available():
+        fig, _ = plotting._figure(1, 1)
+        png = plotting._save(fig, tmp_path / "f.png")
+        good = open(png, "rb").read()
+        fig.savefig = lambda *a, **k: (open(a[0], "wb").write(b"\x89PNG partial"), 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            plotting._save(fig, tmp_path / "f.png")
+        assert open(png, "rb").read() == good and sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "t.csv"]
+
+
+def test_save_into_a_missing_folder_names_the_folder(tmp_path, rng):
+    # the error named the temporary file ('.../no/.m.npz.bt9vdg1x.tmp'), a name the caller never gave
+    model = _fitted_models(rng)["MFVI"]
+    with pytest.raises(FileNotFoundError, match=r"cannot write .*m\.npz.*no such directory") as info:
+        model.save(tmp_path / "no" / "m.npz")
+    assert ".tmp" not in str(info.value)
+
+
 def _rewrite(src, dst, meta_over=None, **arrays_over):
     import json
     with np.load(src) as z:

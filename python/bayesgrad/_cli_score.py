@@ -22,6 +22,7 @@ import sys
 
 import numpy as np
 
+from ._files import replacing
 from .cli import _positive_int, _seed_arg  # the shared argument parsers
 
 FORMATS = ("csv", "parquet", "zarr")
@@ -101,7 +102,8 @@ def _write_table(path, names, cols, UsageError):
             import pyarrow.parquet as pq
         except ImportError as exc:
             raise UsageError(f"--out {path}: Parquet output needs pyarrow (pip install \"bayesgrad[dask]\")") from exc
-        pq.write_table(pa.table(dict(zip(names, cols))), path)
+        with replacing(path) as tmp:
+            pq.write_table(pa.table(dict(zip(names, cols))), tmp)
         return
     if fmt != "csv":
         raise UsageError(f"--out {path}: give a .csv or .parquet file")
@@ -109,7 +111,8 @@ def _write_table(path, names, cols, UsageError):
     if folder:
         os.makedirs(folder, exist_ok=True)
     fmts = ["%d" if c.dtype.kind in "iu" else "%.9g" for c in cols]
-    with open(path, "w", encoding="utf-8") as fh:
+    # atomically: a failure half-way (or Ctrl-C) left an earlier run's output truncated
+    with replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         fh.write(",".join(names) + "\n")
         np.savetxt(fh, np.column_stack([c.astype(np.float64) for c in cols]), fmt=fmts, delimiter=",")
 

@@ -12,6 +12,8 @@ import os
 
 import numpy as np
 
+from ._files import replacing
+
 _MISSING = {"", "na", "n/a", "nan", "null", "none", "-nan", "+nan"}
 
 
@@ -158,7 +160,8 @@ def write_csv(path, columns, rows):
     folder = os.path.dirname(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    # atomically: a row that fails half-way (or Ctrl-C) left the previous file truncated
+    with replacing(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(columns)
         for r in rows:

@@ -61,7 +61,15 @@ def _save(fig, path):
     folder = os.path.dirname(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    ext = os.path.splitext(path)[1][1:]
+    if not ext:  # savefig writes path + its default format's extension: not a file to replace
+        fig.savefig(path, dpi=110)
+        return path
+    from ._files import replacing
+
+    # atomically: a failed or interrupted render left the previous figure truncated
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=ext)
     return path
 
 
