@@ -5,7 +5,7 @@ import pytest
 
 import bayesgrad as bg
 from bayesgrad import _backend, _checks
-from bayesgrad.distributions import Bernoulli, Normal
+from bayesgrad.distributions import Bernoulli, Categorical, Normal
 from helpers import BACKENDS
 
 E = bg.estimators
@@ -111,6 +111,30 @@ def test_naive_gradient_checks_h_and_evaluates_f_once():
     d = Normal(np.zeros(500), 1.0)  # 2 x 500 evaluations per parameter coordinate before
     est = E.naive_gradient(lambda x: calls.append(1) or _sq(x), d, 4)
     assert len(calls) == 2 and np.all(est.grad["loc"] == 0) and est.grad["scale"] == 0
+
+
+def test_per_sample_terms_larger_than_a_draw_are_counted_before_any_work(monkeypatch):
+    # setup sized its check by one draw: a Categorical's scores are (n, *batch, K), a MultivariateNormal's
+    # scale_tril terms (n, k, k) (K = 20000: 7.5 GiB arrays after a check of 4 MiB, then MemoryError)
+    monkeypatch.setattr(_checks, "MAX_ALLOCATION_BYTES", 10 ** 6)
+    calls = []
+    f = lambda x: calls.append(1) or np.asarray(x, dtype=np.float64).reshape(len(x), -1).sum(1)  # noqa: E731
+    g = lambda x: np.ones(np.shape(x))  # noqa: E731
+    big = Categorical(logits=np.zeros((2, 2000)))  # 4000 logits, one draw of 2 class indices
+    mvn = bg.distributions.MultivariateNormal(np.zeros(300), np.eye(300))
+    for run in (lambda: E.score_function(f, big, 20), lambda: E.reinforce_loo(f, big, 20),
+                lambda: E.gumbel_softmax(f, big, 20, grad_f=g), lambda: E.rebar(f, big, 20, grad_f=g),
+                lambda: E.relax(f, big, 20, hidden=(2,)), lambda: E.vimco(f, big, 5, k=4),
+                lambda: E.unordered_set(f, big, 20, k=3), lambda: E.pathwise(f, mvn, 20, grad_f=g)):
+        with pytest.raises(ValueError, match="n_samples=.* would need"):
+            run()
+    # REBAR's 23 per-sample arrays with the temperature's finite difference, where setup's 4 fit
+    mid = Categorical(logits=np.zeros((2, 500)))
+    with pytest.raises(ValueError, match="n_samples=20: rebar's per-sample arrays would need"):
+        E.rebar(f, mid, 20, grad_f=g)
+    assert calls == []
+    monkeypatch.undo()
+    assert np.isfinite(E.rebar(f, mid, 20, grad_f=g).grad["logits"]).all()
 
 
 # ---------------------------------------------------------------- RelaxSurrogate

@@ -77,9 +77,17 @@ def setup(f, dist, n_samples, seed, stream, minimum=1, per_sample=False):
         raise TypeError(f"dist must be a bayesgrad distribution, got {type(dist).__name__}")
     n = C.integer(n_samples, "n_samples", minimum)
     # the draws, f's values and a few per-sample terms of the distribution's size
-    C.check_allocation(C.n_bytes((n,) + tuple(dist.shape), np.float64, copies=4),
+    C.check_allocation(C.n_bytes((n, per_sample_size(dist)), np.float64, copies=4),
                        f"n_samples={n}: the samples and per-sample terms")
     return n, _random.resolve_seed(seed), _random.check_stream(stream)
+
+
+def per_sample_size(dist):
+    """Elements of one sample's largest per-sample array: the draw, or a parameter's score / pathwise term
+    (a Categorical's (*batch, K) logits, a MultivariateNormal's (k, k) scale_tril), which the draw's size
+    alone undercounted (K = 20000 classes: 7.5 GiB score arrays for a check of 4 MiB)."""
+    sizes = [tuple(dist.shape)] + [tuple(s) for s in dist._param_shapes.values()]
+    return max(math.prod(int(d) for d in s) for s in sizes)
 
 
 def eval_f(f, x, dtype, name="f"):

@@ -11,7 +11,7 @@ from .. import _checks as C
 from .. import random as _random
 from ..distributions._base import sum_to_shape
 from .._numerics import log_softmax, sigmoid
-from ._base import Estimate, eval_f, eval_like, grads_from_terms, mean_stderr, setup
+from ._base import Estimate, eval_f, eval_like, grads_from_terms, mean_stderr, per_sample_size, setup
 from .generic import score_function
 
 
@@ -121,6 +121,10 @@ def gumbel_softmax(f, dist, n_samples, seed=0, stream=0, *, temperature=1.0, gra
         raise ValueError(f"temperature must be positive, got {tau}")
     if grad_f is None or not callable(grad_f):
         raise TypeError("gumbel_softmax needs grad_f, the gradient of f on the relaxed space")
+    # the relaxation's per-sample arrays (uniforms, logits, y, the hard sample, f's point, grad_f, terms),
+    # each (n, *batch, K) for a Categorical (setup's check counts 4)
+    C.check_allocation(C.n_bytes((n, per_sample_size(dist)), np.float64, copies=8),
+                       f"n_samples={n}: gumbel_softmax's per-sample arrays")
     dt = dist.dtype
     logits = np.asarray(dist.logits, dtype=np.float64)
     if fam == "bernoulli":
