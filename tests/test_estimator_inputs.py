@@ -137,6 +137,29 @@ def test_per_sample_terms_larger_than_a_draw_are_counted_before_any_work(monkeyp
     assert np.isfinite(E.rebar(f, mid, 20, grad_f=g).grad["logits"]).all()
 
 
+def test_gradient_estimates_that_overflow_are_an_error_not_inf_or_nan():
+    # a float32 Exponential of rate 1e-30: terms of 1e60 overflowed float32; score_function returned -inf,
+    # measure_valued NaN on one backend and -inf on the other
+    d = bg.distributions.Exponential(np.array([1e-30, 1.0], np.float32))
+    f = lambda x: np.asarray(x, dtype=np.float64).sum(1)  # noqa: E731
+    for run in (lambda: E.score_function(f, d, 16), lambda: E.score_function(f, d, 16, baseline="loo"),
+                lambda: E.measure_valued(f, d, 8)):
+        with pytest.raises(FloatingPointError, match="gradient estimate of 'rate' is not finite.*float64 parameters"):
+            run()
+    est = E.score_function(f, bg.distributions.Exponential(np.array([1e-30, 1.0])), 16)  # float64 holds them
+    assert np.isfinite(est.grad["rate"]).all()
+
+
+def test_float32_value_standard_error_beyond_the_float32_variance_range_is_finite():
+    # the variance of values of 1e25 (1e50) overflowed the float32 output of the kernels: value_stderr inf
+    d = _normal(np.float32)
+    f = lambda x: np.asarray(x, dtype=np.float64).sum(1) * 1e25  # noqa: E731
+    mean, se = E.expectation(f, d, 64, antithetic=False)
+    est = E.pathwise(f, d, 64, grad_f=lambda x: np.full(x.shape, 1e25))
+    for value, stderr in ((mean, se), (est.value, est.value_stderr)):
+        assert np.isfinite(stderr) and 1e23 < stderr < 1e26 and abs(value) < 5 * stderr
+
+
 # ---------------------------------------------------------------- RelaxSurrogate
 
 def test_relax_surrogate_checks_its_arguments_when_built():

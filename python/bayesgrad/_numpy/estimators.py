@@ -40,9 +40,10 @@ def _check_out(mean_out, var_out, terms_out, n, p, dtype):
 
 def _finish(t, mean_out, var_out, terms_out):
     n = t.shape[0]
-    if terms_out is not None:
-        terms_out[...] = t
+    # (the float32 outputs take values past their range as inf, as the kernel's casts do, without a warning)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if terms_out is not None:
+            terms_out[...] = t
         m = t.mean(axis=0) if n > 0 else np.full(t.shape[1], np.nan)
         if n > 0:  # a sum past the largest double, of finite terms: their n-ths summed instead
             big = ~np.isfinite(m) & np.isfinite(t).all(axis=0)
@@ -56,8 +57,8 @@ def _finish(t, mean_out, var_out, terms_out):
             v = s * s * ((d / s) ** 2).sum(axis=0) / (n - 1)
         else:
             v = np.full(t.shape[1], np.nan)
-    mean_out[...] = m
-    var_out[...] = v
+        mean_out[...] = m
+        var_out[...] = v
 
 
 def column_mean_var(x, mean_out, var_out):

@@ -162,6 +162,10 @@ def mean_stderr(fx):
     its spread: its standard error is inf (not NaN, which no comparison handles)."""
     mean, var = mean_var(fx.reshape(-1, 1))
     n = fx.shape[0]
+    if n > 1 and not np.isfinite(var[0]) and fx.dtype != np.float64:
+        # the kernels accumulate in float64 but return the variance in fx's dtype: float32 values beyond
+        # ~1.8e19 made it inf, and the standard error with it, though that is in range
+        var = mean_var(np.asarray(fx, dtype=np.float64).reshape(-1, 1))[1]
     return float(mean[0]), float(np.sqrt(var[0] / n)) if n > 1 else math.inf
 
 
@@ -171,6 +175,13 @@ def collect(dist, name, mean, var, n, terms, grad, stderr, per):
     the terms as ``(n, *param.shape)``.
     """
     shape = dist._param_shapes[name]
+    if not np.isfinite(mean).all():
+        # finite f and parameters whose terms overflow the dtype (a float32 Exponential of rate 1e-30: -inf on
+        # one backend, NaN on the other) or a NaN a term picked up: never returned as an estimate
+        dt = np.dtype(mean.dtype)
+        hint = ", or use float64 parameters" if dt == np.float32 else ""
+        raise FloatingPointError(f"the gradient estimate of {name!r} is not finite: the per-sample terms overflowed "
+                                 f"{dt} (f and the scores too large together); rescale f{hint}")
     grad[name] = mean.reshape(shape)
     se = np.sqrt(np.maximum(var, 0) / n) if n > 1 else np.full(var.shape, np.inf)  # see mean_stderr
     stderr[name] = se.astype(mean.dtype).reshape(shape)
@@ -183,7 +194,8 @@ def grads_from_terms(dist, terms, n, per_sample):
     grad, stderr = {}, {}
     per = {} if per_sample else None
     for name, t in terms.items():
-        t2 = np.ascontiguousarray(t, dtype=dist.dtype).reshape(n, -1)
+        with np.errstate(over="ignore"):  # terms past a float32 range: collect names the parameter
+            t2 = np.ascontiguousarray(t, dtype=dist.dtype).reshape(n, -1)
         mean, var = mean_var(t2)
         collect(dist, name, mean, var, n, t2, grad, stderr, per)
     return grad, stderr, per
