@@ -138,6 +138,13 @@ def test_a_failed_table_or_figure_write_keeps_the_old_file(tmp_path):
         with pytest.raises(ZeroDivisionError):
             plotting._save(fig, tmp_path / "f.png")
         assert open(png, "rb").read() == good and sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "t.csv"]
+    from bayesgrad._quickbench import write_results  # the bench/ scripts' results
+    (tmp_path / "results").mkdir()
+    res = write_results({"a": 1}, str(tmp_path / "b.py"), "r.json")
+    good = open(res, "rb").read()
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        write_results({"a": np.float32(1)}, str(tmp_path / "b.py"), "r.json")
+    assert open(res, "rb").read() == good and [p.name for p in (tmp_path / "results").iterdir()] == ["r.json"]
 
 
 def test_save_into_a_missing_folder_names_the_folder(tmp_path, rng):
