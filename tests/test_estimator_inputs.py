@@ -102,6 +102,19 @@ def test_measure_valued_refuses_a_batch_whose_points_do_not_fit_before_any_work(
     assert calls == []
 
 
+def test_n_control_is_checked_before_the_main_draws(monkeypatch):
+    # the independent samples were refused by dist.sample only after the n draws and f's evaluation
+    monkeypatch.setattr(_checks, "MAX_ALLOCATION_BYTES", 10 ** 6)
+    calls = []
+    f = lambda x: calls.append(1) or _sq(x)  # noqa: E731
+    for kw in ({"baseline": "mean"}, {"control_variate": "delta", "grad_f": lambda x: 2 * x,
+                                      "hess_f": lambda x: np.full(x.shape, 2.0)}):
+        with pytest.raises(ValueError, match="n_control=100000: the independent samples"):
+            E.score_function(f, _normal(), 8, n_control=10 ** 5, **kw)
+    assert calls == []
+    E.score_function(f, _normal(), 8, n_control=10 ** 5)  # no baseline, no control variate: not drawn
+
+
 def test_naive_gradient_checks_h_and_evaluates_f_once():
     with pytest.raises(ValueError, match="h must be positive"):
         E.naive_gradient(_sq, _normal(), 4, h=-1.0)

@@ -16,7 +16,8 @@ from .. import random as _random
 from ..control_variates import DeltaControlVariate, MovingAverageBaseline
 from ..distributions import Distribution, Normal
 from ..distributions._base import sum_to_shape
-from ._base import Estimate, call_f, collect, eval_f, eval_like, finish_f, grads_from_terms, mean_stderr, outputs, setup
+from ._base import (Estimate, call_f, collect, eval_f, eval_like, finish_f, grads_from_terms, mean_stderr, outputs,
+                    per_sample_size, setup)
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 # Elements per batch of measure-valued evaluation points (256 KiB of float64): a batch and
@@ -191,6 +192,9 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
     if control_variate is not None and n_ctl < 2:
         raise ValueError("control_variate='delta' fits its coefficient on n_control (default n_samples) independent "
                          "samples: it needs n_samples >= 2 or n_control >= 2")
+    if mode == "mean" or control_variate is not None:  # (refused by dist.sample after the main draws and f)
+        C.check_allocation(C.n_bytes((n_ctl, per_sample_size(dist)), np.float64, copies=4),
+                           f"n_control={n_ctl}: the independent samples and their terms")
     cv = DeltaControlVariate(f, grad_f, hess_f, dist) if control_variate else None
     if type(dist).score is Distribution.score:
         raise TypeError(f"{type(dist).__name__} has no score function")
