@@ -138,3 +138,36 @@ def test_fit_may_return_a_scikit_learn_estimator():
     s = bg.acquisition.scores(lp, "bald")
     s[al.labelled[:9]] = -np.inf
     assert set(al.labelled[9:].tolist()) == set(np.argsort(-s)[:3].tolist())
+
+
+def test_a_failed_save_keeps_the_saved_pair(tmp_path):
+    # the posterior was written over <path>.posterior.npz before the state file: a save that then failed
+    # left the old state beside the newer posterior, and load combined them without a word
+    X, y = _problem(n=60)
+
+    def fit(Xl, yl, previous):
+        return bg.dropout.MCDropout(MLP([2, 4, 3], "tanh"), p=0.1, likelihood="categorical").fit(Xl, yl, 1,
+                                                                                                 verbose=0)
+    al = bg.active.ActiveLearner(fit, X, y, n_classes=3, initial=np.arange(6), acquisition="bald", batch_size=2,
+                                 n_samples=4)
+    al.step()
+    path = tmp_path / "al.npz"
+    al.save(path)
+    saved = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    first = al.posterior.theta_.copy()
+    al.step()
+    al.history[-1]["note"] = object()  # metadata JSON cannot hold: the state file's save fails
+    with pytest.raises(TypeError, match="JSON serializable"):
+        al.save(path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == saved
+    del al.history[-1]["note"]
+    back = bg.active.ActiveLearner.load(path, fit, X, y)
+    assert back.labelled.size == 8
+    np.testing.assert_array_equal(back.posterior.theta_, first)  # the posterior saved with that state
+    al.save(path)  # a later save: the other posterior name, the first one removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["al.npz", "al.posterior.1.npz"]
+    back = bg.active.ActiveLearner.load(path, fit, X, y)
+    assert back.labelled.size == 10
+    np.testing.assert_array_equal(back.posterior.theta_, al.posterior.theta_)
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike"):  # was "not subscriptable"
+        al.save(__import__("io").BytesIO())

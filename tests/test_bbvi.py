@@ -332,3 +332,72 @@ def test_iwae_bound_fits_reach_the_posterior_mean(est):
     sd = np.sqrt(np.diag(np.linalg.inv(Lam)))
     assert np.all(np.abs(res.mean - m) < 0.15 * sd + 0.02), (est, res.mean, m, sd)
     assert res.elbo[-50:].mean() > res.elbo[:10].mean()
+
+
+# ---------------------------------------------------------------- bad input (the estimators' audit)
+def _quad(x):
+    return (x * x).sum(1)
+
+
+def _dquad(x):
+    return 2 * x
+
+
+def test_minimize_checks_its_options_and_sizes_before_the_loop():
+    q = Normal(np.zeros(3), np.ones(3))
+    run = lambda **kw: bg.estimators.minimize(_quad, q, steps=kw.pop("steps", 2), n_samples=4,  # noqa: E731
+                                              grad_f=_dquad, **kw)
+    with pytest.raises(ValueError, match=r"steps=1000000000000: the \(steps,\) traces would need"):
+        run(steps=10 ** 12)  # np.full's MemoryError
+    with pytest.raises(TypeError, match="estimator_options must be a dict"):
+        run(estimator_options="loo")  # "dictionary update sequence element #0 ..."
+    with pytest.raises(TypeError, match="optimizer_options must be a dict"):
+        run(optimizer_options="x")
+    with pytest.raises(TypeError, match="optimizer_options must not hold 'lr'"):
+        run(optimizer_options={"lr": 0.1})  # "got multiple values for keyword argument 'lr'"
+    with pytest.raises(TypeError, match="optimizer_options: .*unexpected keyword argument 'bogus'"):
+        run(optimizer_options={"bogus": 1})
+    with pytest.raises(ValueError, match="params names a parameter twice"):
+        run(params=("loc", "loc"))  # a second copy of loc was optimised but never used
+    assert run(params="loc").raw.shape == (3,)  # one name (it was read as 'l', 'o', 'c')
+
+
+def test_minimize_checks_what_the_penalty_returns():
+    q = Normal(np.zeros(3), np.ones(3))
+    run = lambda pen: bg.estimators.minimize(_quad, q, steps=2, n_samples=4, grad_f=_dquad,  # noqa: E731
+                                             penalty=pen)
+    with pytest.raises(ValueError, match="penalty returned a non-finite value"):
+        run(lambda q: (np.nan, {}))  # went into the trace unnoticed
+    with pytest.raises(ValueError, match="penalty returned NaN or inf in its gradient 'loc'"):
+        run(lambda q: (0.0, {"loc": np.full(3, np.inf)}))  # "non-finite gradient ...; lower lr"
+    with pytest.raises(ValueError, match="penalty's gradient 'loc' has shape"):
+        run(lambda q: (0.0, {"loc": np.zeros(5)}))
+    with pytest.raises(TypeError, match=r"penalty must return \(value"):
+        run(lambda q: None)
+
+
+def test_minimize_checks_what_a_custom_estimator_returns():
+    q = Normal(np.zeros(3), np.ones(3))
+    est = lambda grad: lambda f, d, n, seed, stream: bg.estimators.Estimate(  # noqa: E731
+        "x", 0.0, 0.0, grad, {}, n, n, seed)
+    run = lambda fn: bg.estimators.minimize(_quad, q, fn, steps=2, n_samples=4)  # noqa: E731
+    with pytest.raises(TypeError, match="must return an Estimate"):
+        run(lambda f, d, n, seed, stream: 3)  # AttributeError: 'int' object has no attribute 'grad'
+    with pytest.raises(ValueError, match=r"returned no gradient for \['scale'\]"):
+        run(est({"loc": np.zeros(3)}))  # KeyError: 'scale'
+    with pytest.raises(ValueError, match="returned a gradient 'loc' of shape"):
+        run(est({"loc": np.zeros(7), "scale": np.zeros(3)}))
+
+
+def test_minimize_names_lr_when_the_parameters_leave_the_domain():
+    # a scale driven to 0 was reported by Normal itself: "scale must be positive"
+    q = Normal(np.zeros(2), np.ones(2))
+    with pytest.raises(FloatingPointError, match="step 2: the parameters left the distribution's domain.*lower lr"):
+        bg.estimators.minimize(_quad, q, steps=5, n_samples=4, grad_f=_dquad, lr=1e300)
+
+
+def test_bbvi_checks_dim_and_estimator_options_when_built():
+    with pytest.raises(ValueError, match="dim=1000000000000: q's parameters would need"):
+        BBVI(lambda x: -_quad(x), 10 ** 12, grad_log_density=lambda x: -_dquad(x))  # np.zeros' MemoryError
+    with pytest.raises(TypeError, match="estimator_options must be a dict"):
+        BBVI(lambda x: -_quad(x), 2, grad_log_density=lambda x: -_dquad(x), estimator_options="loo")

@@ -128,3 +128,18 @@ def test_sgd_bad_input():
         PolyakAverage(2).update(np.array([np.nan, 0.0]))
     with pytest.raises(TypeError, match="x must be a real numeric array"):
         PolyakAverage(2).update(np.array(["a", "b"]))
+
+
+def test_polyak_average_size_and_extreme_iterates():
+    # size = 10**12 reached np.zeros' MemoryError; (x - mean) / k of iterates +-1.7e308 overflowed to -inf
+    with pytest.raises(ValueError, match="size=1000000000000: the running mean would need"):
+        PolyakAverage(10 ** 12)
+    avg = PolyakAverage(2)
+    avg.update(np.full(2, 1.7e308))
+    np.testing.assert_array_equal(avg.update(np.full(2, -1.7e308)), 0.0)
+    avg = PolyakAverage(3)
+    xs = np.random.default_rng(0).normal(size=(50, 3))
+    for x in xs:
+        avg.update(x)
+    np.testing.assert_allclose(avg.mean, xs.mean(0), rtol=1e-13, atol=1e-15)
+

@@ -141,3 +141,32 @@ def test_deep_ensemble_gaussian_round_trips_its_noise(tmp_path):
     back = r.predict(X[:5])
     np.testing.assert_array_equal(back.mean, pred.mean)
     np.testing.assert_array_equal(back.aleatoric_var, pred.aleatoric_var)
+
+
+def _rewrite(src, dst, **arrays):
+    with np.load(src) as z:
+        files = {k: z[k] for k in z.files}
+    files.update(arrays)
+    np.savez(dst, **files)
+    return dst
+
+
+def test_corrupt_member_arrays_are_refused_at_load(tmp_path, rng):
+    # arrays that load_npz does not check (a MultiSWAG's prefixed members, a DeepEnsemble's log_noise)
+    # loaded with NaN, strings or a wrong shape, and the first predict failed
+    X = rng.normal(size=(20, 2))
+    y = X[:, :1] - X[:, 1:]
+    ms = bg.swag.MultiSWAG(MLP([2, 3, 1], "tanh"), n_models=2, rank=2, batch_size=10)
+    ms.fit(X, y, epochs=2, map_epochs=1, verbose=0).save(tmp_path / "ms.npz")
+    ens = bg.ensemble.DeepEnsemble(MLP([2, 3, 1], "tanh"), "gaussian", n_models=2, batch_size=10)
+    ens.fit(X, y, 1, verbose=0).save(tmp_path / "e.npz")
+    P = ms.mlp.n_params
+    bad = {"ms": [("m1_mean", np.full(P, np.nan)), ("m0_deviations", np.full((P, 2), np.inf))],
+           "e": [("log_noise", np.full((2, 1), np.nan)), ("log_noise", np.full((2, 1), "x")),
+                 ("log_noise", np.zeros((2, 3))), ("log_noise", np.full((2, 1), -1e308))]}
+    for name, cls in (("ms", bg.swag.MultiSWAG), ("e", bg.ensemble.DeepEnsemble)):
+        for i, (key, value) in enumerate(bad[name]):
+            path = _rewrite(tmp_path / f"{name}.npz", tmp_path / f"{name}_{i}.npz", **{key: value})
+            with pytest.raises(ValueError, match=key):
+                cls.load(path)
+        assert np.isfinite(cls.load(tmp_path / f"{name}.npz").predict(X[:2]).mean).all()

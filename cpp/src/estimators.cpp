@@ -131,6 +131,15 @@ void control_variate_accumulate(const double* score, const double* f, const doub
   blocked_mean_var(n, p, mean, var, term);
 }
 
+namespace {
+// 1 / m, the unit of a column whose largest |value| is m > 0; 2^1023 where that reciprocal overflows (m
+// subnormal: f of 1e-310 made it inf and the coefficient NaN), which still scales the column to ~1e-2
+double column_unit(double m) {
+  const double u = 1.0 / m;
+  return std::isfinite(u) ? u : 0x1p1023;
+}
+}  // namespace
+
 void control_coefficient(const double* score, const double* f, const double* h, int64_t n, int64_t p,
                          double* beta) {
   if (n < 2) throw std::invalid_argument("control_coefficient needs n >= 2 samples");
@@ -153,8 +162,8 @@ void control_coefficient(const double* score, const double* f, const double* h, 
     for (int64_t j = 0; j < w; ++j) {
       ma[j] /= n_d;
       mc[j] /= n_d;
-      sa[j] = sa[j] > 0.0 && std::isfinite(sa[j]) ? 1.0 / sa[j] : 1.0;
-      sc[j] = sc[j] > 0.0 && std::isfinite(sc[j]) ? 1.0 / sc[j] : 1.0;
+      sa[j] = sa[j] > 0.0 && std::isfinite(sa[j]) ? column_unit(sa[j]) : 1.0;
+      sc[j] = sc[j] > 0.0 && std::isfinite(sc[j]) ? column_unit(sc[j]) : 1.0;
     }
     // deviations in units of each column's largest |value|: products of values of 1e160 stay in range
     for (int64_t i = 0; i < n; ++i)

@@ -245,6 +245,17 @@ def real(x, name):
     return float(a.reshape(()))
 
 
+def returned_real(y, name):
+    """What a user's callable ``name`` returned, as a float64 array; TypeError naming it unless it holds
+    real numbers (NumPy's conversion dropped the imaginary part of complex values with only a warning)."""
+    if np.iscomplexobj(y):
+        raise TypeError(f"{name} must return a real array, got complex values")
+    try:
+        return np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must return a real array") from exc
+
+
 def scalar(x, name):
     """A finite real number (Python float); arrays of size 1 are not accepted."""
     if isinstance(x, bool) or not isinstance(x, (numbers.Real, np.floating, np.integer)):

@@ -22,7 +22,7 @@ import sys
 
 import numpy as np
 
-from ._training import atomic_write
+from ._files import replacing
 from .cli import _positive_int, _seed_arg  # the shared argument parsers
 
 FORMATS = ("csv", "parquet", "zarr")
@@ -102,13 +102,17 @@ def _write_table(path, names, cols, UsageError):
             import pyarrow.parquet as pq
         except ImportError as exc:
             raise UsageError(f"--out {path}: Parquet output needs pyarrow (pip install \"bayesgrad[dask]\")") from exc
-        with atomic_write(path, binary=True) as fh:
-            pq.write_table(pa.table(dict(zip(names, cols))), fh)
+        with replacing(path) as tmp:
+            pq.write_table(pa.table(dict(zip(names, cols))), tmp)
         return
     if fmt != "csv":
         raise UsageError(f"--out {path}: give a .csv or .parquet file")
+    folder = os.path.dirname(os.fspath(path))
+    if folder:
+        os.makedirs(folder, exist_ok=True)
     fmts = ["%d" if c.dtype.kind in "iu" else "%.9g" for c in cols]
-    with atomic_write(path) as fh:
+    # atomically: a failure half-way (or Ctrl-C) left an earlier run's output truncated
+    with replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         fh.write(",".join(names) + "\n")
         np.savetxt(fh, np.column_stack([c.astype(np.float64) for c in cols]), fmt=fmts, delimiter=",")
 

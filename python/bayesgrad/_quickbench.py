@@ -56,12 +56,13 @@ def write_results(res, bench_file, name):
     ``__file__``); prints the path. The bench/ scripts end with this."""
     import json
 
+    from ._files import replacing
+
     res["load_average_at_end"] = load_average()
     path = os.path.join(os.path.dirname(os.path.abspath(bench_file)), "results", name)
-    from ._training import atomic_write
-
-    with atomic_write(path) as fh:
-        json.dump(res, fh, indent=1)
+    text = json.dumps(res, indent=1)  # a value JSON cannot hold fails here, not half-way into the file
+    with replacing(path) as tmp, open(tmp, "w") as fh:
+        fh.write(text)
     print("wrote", path)
     return path
 

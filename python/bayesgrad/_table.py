@@ -12,6 +12,8 @@ import os
 
 import numpy as np
 
+from ._files import replacing
+
 _MISSING = {"", "na", "n/a", "nan", "null", "none", "-nan", "+nan"}
 
 
@@ -154,10 +156,12 @@ def read_csv(path, sep=None):
 
 def write_csv(path, columns, rows):
     """Write ``rows`` (iterables of values) under ``columns``; floats with 6 significant digits."""
-    from ._training import atomic_write
-
     path = os.fspath(path)
-    with atomic_write(path) as fh:  # whole or not at all: a failed write keeps an earlier file
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    # atomically: a row that fails half-way (or Ctrl-C) left the previous file truncated
+    with replacing(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(columns)
         for r in rows:

@@ -4,14 +4,11 @@ early stopping and Ctrl-C, and .npz persistence without pickle.
 """
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -20,6 +17,7 @@ import numpy as np
 
 from . import _checks as C
 from . import random as _random
+from ._files import replacing
 
 ADAM_DEFAULTS = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
 
@@ -284,43 +282,15 @@ def npz_path(path):
     return path
 
 
-@contextlib.contextmanager
-def atomic_write(path, binary=False):
-    """A file object for writing ``path`` (str or os.PathLike) whole or not at all.
-
-    The writes go to a temporary file in the destination's directory; when the block ends
-    normally it is flushed, fsync'ed and renamed over ``path`` (``os.replace``, atomic on POSIX
-    and Windows), keeping an overwritten file's permissions. A failure at any point (an
-    exception, a full disk, Ctrl-C) leaves the previous file intact and removes the temporary
-    one. Missing parent folders are created. Every file the package writes goes through here.
-    """
-    target = os.path.abspath(os.fspath(path))
-    if os.path.isdir(target):  # what open() would raise
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
-    folder = os.path.dirname(target)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file 0600; give it the mode a plain open() would have
-        os.chmod(tmp, _new_file_mode(target))
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(folder)  # the rename itself survives a crash once the directory is synced
-
-
 def save_npz(path, meta, arrays):
-    """Arrays plus JSON metadata in one .npz (no pickle anywhere), written atomically
-    (``atomic_write``). A file object is written to directly. Returns the path written
-    (``npz_path(path)``)."""
+    """Arrays plus JSON metadata in one .npz (no pickle anywhere), written atomically.
+
+    The file is written to a temporary file in the destination's directory,
+    flushed and fsync'ed, then renamed over ``path`` (``bayesgrad._files.replacing``):
+    a failure at any point (a full disk, Ctrl-C) leaves the previous file intact
+    and removes the temporary one. A file object is written to directly.
+    Returns the path written (``npz_path(path)``).
+    """
     blob = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     target = npz_path(path)
     if not isinstance(target, str):
@@ -328,31 +298,9 @@ def save_npz(path, meta, arrays):
         return target
     if os.path.isdir(target):
         raise ValueError(f"path {target!r} is a directory")
-    with atomic_write(target, binary=True) as f:
+    with replacing(target) as tmp, open(tmp, "wb") as f:
         np.savez(f, __meta__=blob, **arrays)
     return target
-
-
-def _new_file_mode(target):
-    try:
-        return os.stat(target).st_mode & 0o777  # overwriting keeps the old file's permissions
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def _fsync_dir(folder):
-    try:
-        dfd = os.open(folder, os.O_RDONLY)
-    except OSError:  # not possible everywhere (Windows); the data itself is already synced
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
 
 
 def check_log_noise(log_noise, path):

@@ -40,6 +40,7 @@ and a resumed run continues exactly.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -231,21 +232,40 @@ class ActiveLearner:
     def save(self, path):
         """The loop's state (labelled indices and labels, history, settings) as .npz + JSON
         (atomic; ``.npz`` appended when missing). The current posterior, when it has its own
-        ``save``, goes next to it as ``<path>.posterior.npz``, so that ``load`` resumes with the
-        warm start the next round would have had. Returns the path written."""
+        ``save``, goes next to it as ``<path>.posterior.npz`` (or ``<path>.posterior.1.npz``,
+        alternately), so that ``load`` resumes with the warm start the next round would have had.
+        The pair is replaced as a whole: the posterior is written under the name the previous save
+        did not use, the state file (which names it) replaces the old one last, and only then is the
+        previous posterior removed; a save that fails leaves the previous pair as it was (writing
+        the posterior over the old one first left the old state beside a newer posterior, which
+        ``load`` combined without a word). Returns the path written."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or os.PathLike (the posterior is saved beside it), got "
+                            f"{type(path).__name__}")
         path = _tr.npz_path(path)
-        post_file = None
         model = self.posterior
+        post_file, old_post = None, _posterior_file_of(path)
         if type(model).__name__ in ("MCDropout", "MFVI", "DeepEnsemble", "SWAG", "MultiSWAG", "SGMCMC", "Laplace"):
-            post_file = path[:-4] + ".posterior.npz"
-            model.save(post_file)
+            names = [path[:-4] + ".posterior.npz", path[:-4] + ".posterior.1.npz"]
+            post_file = names[1] if old_post == os.path.basename(names[0]) else names[0]
         meta = {"kind": "ActiveLearner", "n_classes": self.n_classes, "acquisition": self.acquisition,
                 "batch_size": self.batch_size, "n_samples": self.n_samples, "n_configs": self.n_configs,
                 "beta": self.beta, "budget": self.budget, "max_candidates": self.max_candidates, "seed": self.seed,
                 "stream": self.stream, "history": self.history, "pool_size": int(self.X_pool.shape[0]),
                 "posterior_file": None if post_file is None else os.path.basename(post_file)}
-        return _tr.save_npz(path, meta, {"labelled": self.labelled.astype(np.float64),
-                                         "y_labelled": self.y_labelled.astype(np.float64)})
+        json.dumps(meta)  # metadata that JSON cannot hold fails here, before any file is written
+        if post_file is not None:
+            model.save(post_file)
+        try:
+            _tr.save_npz(path, meta, {"labelled": self.labelled.astype(np.float64),
+                                      "y_labelled": self.y_labelled.astype(np.float64)})
+        except BaseException:
+            if post_file is not None and os.path.basename(post_file) != old_post:
+                _unlink(post_file)  # the previous pair stays as it was
+            raise
+        if old_post is not None and old_post != meta["posterior_file"]:
+            _unlink(os.path.join(os.path.dirname(path), old_post))
+        return path
 
     @classmethod
     def load(cls, path, fit, X_pool, oracle, scheduler=None):
@@ -319,3 +339,22 @@ class ActiveLearner:
         return (f"ActiveLearner({self.acquisition}, labelled={self.labelled.size}, "
                 f"unlabelled={self.unlabelled.size}, rounds={len(self.history)})")
 
+
+def _posterior_file_of(path):
+    """The posterior file named by the ActiveLearner state saved at ``path`` (a basename), or None (no
+    file, not one of ours, no posterior)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(np.asarray(z["__meta__"]).tobytes().decode("utf-8"))
+        name = meta.get("posterior_file") if meta.get("kind") == "ActiveLearner" else None
+    except Exception:  # noqa: BLE001 - whatever is there is replaced; only a posterior of ours is removed
+        return None
+    return name if isinstance(name, str) and name == os.path.basename(name) and name.startswith(
+        os.path.basename(path)[:-4] + ".posterior") else None
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -137,6 +137,9 @@ class BBVI:
             raise TypeError(f"log_density must be callable, got {type(log_density).__name__}")
         self.dim = C.integer(dim, "dim", 1)
         self.family = C.option(family, "family", FAMILIES, _ALIASES)
+        # q's parameters (a full-rank q's (D, D) factor): dim = 10**12 reached np.zeros' MemoryError
+        C.check_allocation(C.n_bytes((self.dim, self.dim if self.family == "fullrank" else 3)),
+                           f"dim={self.dim}: q's parameters")
         self.estimator = C.option(estimator, "estimator", ESTIMATORS)
         if grad_log_density is not None and not callable(grad_log_density):
             raise TypeError("grad_log_density must be callable")
@@ -146,6 +149,9 @@ class BBVI:
             raise ValueError(f"estimator={self.estimator!r} is implemented for family='meanfield' only")
         self.log_density = log_density
         self.grad_log_density = grad_log_density
+        if estimator_options is not None and not isinstance(estimator_options, dict):
+            raise TypeError("estimator_options must be a dict of keyword options, got "
+                            f"{type(estimator_options).__name__}")
         opts = dict(estimator_options or {})
         if self.estimator == "score_function" and "baseline" not in opts and "control_variate" not in opts:
             opts["baseline"] = "loo"
@@ -171,7 +177,7 @@ class BBVI:
     def _checked(fn, x, name, shape):
         """fn(x) as a finite float64 array of ``shape``; errors name the user's argument."""
         try:
-            y = np.asarray(fn(x), dtype=np.float64)
+            y = C.returned_real(fn(x), name)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} must return a real array") from exc
         if y.shape != shape:

@@ -21,11 +21,14 @@ down the gradient of the estimator's variance.
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from . import _backend
 from . import _checks as C
 from . import optim as _optim
+from . import random as _random
 from .distributions._base import sum_to_shape
 
 __all__ = ["MovingAverageBaseline", "DeltaControlVariate", "optimal_coefficient", "RelaxSurrogate"]
@@ -80,11 +83,23 @@ def optimal_coefficient(a, b):
     b = C.as_array(b, "b", dtype=np.float64, ndim=2)
     if a.shape != b.shape or a.shape[0] < 2:
         raise ValueError(f"a and b must have the same shape (n >= 2, p), got {a.shape} and {b.shape}")
-    ac = a - a.mean(axis=0)
-    bc = b - b.mean(axis=0)
+    # each column in units of a power of two near its largest |value| (exact, so the result is what the
+    # plain sums give wherever they stay in range): values of 1e200 made the products inf and beta NaN
+    ua, ub = _pow2_unit(a), _pow2_unit(b)
+    ac = a * ua
+    ac -= ac.mean(axis=0)
+    bc = b * ub
+    bc -= bc.mean(axis=0)
     vb = (bc * bc).sum(axis=0)
     cov = (ac * bc).sum(axis=0)
-    return np.divide(cov, vb, out=np.zeros_like(cov), where=vb > 0)
+    return np.divide(cov, vb, out=np.zeros_like(cov), where=vb > 0) * (ub / ua)
+
+
+def _pow2_unit(v):
+    """Per column of v (n, p) the power of two 2^-e with e the exponent of the largest |value| (frexp;
+    1 for an all-zero column; e clamped so that 2^-e stays finite for subnormal values)."""
+    e = np.frexp(np.abs(v).max(axis=0))[1]
+    return np.ldexp(1.0, np.clip(-e, -1022, 1023))
 
 
 _EULER_GAMMA = 0.5772156649015329
@@ -251,7 +266,7 @@ class DeltaControlVariate:
 
         def at_mean(fn, name, want=None):
             try:
-                v = np.asarray(fn(x0), dtype=np.float64)
+                v = C.returned_real(fn(x0), name)
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"{name} must return a real array") from exc
             if want is not None and v.shape != want:
@@ -366,22 +381,32 @@ class RelaxSurrogate:
 
     def __init__(self, hidden=(10,), activation="tanh", relaxed_f=True, temperature=0.5, scale=1.0, lr=0.01,
                  tune_temperature=True, tune_scale=True, seed=0):
+        # everything checked here: the network is built on first use (bind), where a bad activation or
+        # seed was refused only after the estimator's draws, and strings passed as flags counted as True
         if hidden is not None:
-            hidden = tuple(C.integer(h, "hidden", 1) for h in hidden)
+            if isinstance(hidden, (numbers.Integral, np.integer)) or isinstance(hidden, str):
+                raise TypeError(f"hidden must be a tuple of ints (the hidden widths) or None, got {hidden!r}")
+            try:
+                hidden = tuple(C.integer(h, "hidden", 1) for h in hidden)
+            except TypeError as exc:
+                raise TypeError(f"hidden must be a tuple of ints (the hidden widths) or None, got {hidden!r}") from exc
+        relaxed_f = C.flag(relaxed_f, "relaxed_f")
         if hidden is None and not relaxed_f:
             raise ValueError("a surrogate needs a network (hidden) or relaxed_f=True")
         self.hidden = hidden
-        self.activation = activation
-        self.relaxed_f = bool(relaxed_f)
+        from .nn import ACTIVATIONS
+
+        self.activation = C.option(activation, "activation", ACTIVATIONS)
+        self.relaxed_f = relaxed_f
         t = C.scalar(temperature, "temperature")
         if t <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.lr = C.scalar(lr, "lr")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {lr}")
-        self.tune_temperature = bool(tune_temperature)
-        self.tune_scale = bool(tune_scale)
-        self.seed = seed
+        self.tune_temperature = C.flag(tune_temperature, "tune_temperature")
+        self.tune_scale = C.flag(tune_scale, "tune_scale")
+        self.seed = _random.resolve_seed(seed)
         self.params = np.array([C.scalar(scale, "scale"), np.log(t)])
         self.mlp = None
         self.dim = None
@@ -413,16 +438,19 @@ class RelaxSurrogate:
         """
         dim = C.integer(dim, "dim", 1)
         if self.dim is None:
-            self.dim = dim
+            # all or nothing: a failure here (a network too large to initialise) left dim set without a
+            # network or an optimiser, and the next call estimated without the network, then failed
+            mlp, params = None, self.params
             if self.hidden is not None:
                 from .nn import MLP  # the engine of the surrogate network; imported on first use
 
-                self.mlp = MLP((dim,) + self.hidden + (1,), activation=self.activation)
-                rho = self.mlp.init(seed=self.seed, dtype=np.float64)
-                w_last = self.mlp.offsets[-1][0]
+                mlp = MLP((dim,) + self.hidden + (1,), activation=self.activation)
+                rho = mlp.init(seed=self.seed, dtype=np.float64)
+                w_last = mlp.offsets[-1][0]
                 rho[w_last:] = 0.0
-                self.params = np.concatenate([self.params, rho])
-            self._opt = _optim.Adam(self.params, lr=self.lr)
+                params = np.concatenate([self.params, rho])
+            opt = _optim.Adam(params, lr=self.lr)
+            self.dim, self.mlp, self.params, self._opt = dim, mlp, params, opt
         elif dim != self.dim:
             raise ValueError(f"this surrogate was built for {self.dim} relaxed coordinates, got {dim}")
         return self

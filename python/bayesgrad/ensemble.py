@@ -316,9 +316,11 @@ class DeepEnsemble:
         obj.thetas_ = np.ascontiguousarray(t)
         if obj.likelihood == "gaussian":
             ln = arrays.get("log_noise")
-            if ln is None or ln.shape[0] != obj.n_models:
-                raise ValueError(f"{path!r}: log_noise missing or of the wrong shape")
-            obj.log_noise_ = ln
+            shape = (obj.n_models, mlp.sizes[-1])  # one sigma per member and output
+            # (NaN, inf or strings loaded silently; the first predict then failed)
+            if ln is None or ln.shape != shape or ln.dtype not in (np.float32, np.float64):
+                raise ValueError(f"{path!r}: log_noise missing or not a float array of shape {shape}")
+            obj.log_noise_ = _tr.check_log_noise(ln, path).astype(np.float64)
         return obj
 
 

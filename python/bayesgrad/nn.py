@@ -291,6 +291,9 @@ class MLP:
             S = np.shape(masks)[0]
         shape = (S, N, self.sizes[-1])
         if out is None:
+            # S parameter vectors (or masks) on N rows: inputs of a few MiB can ask for tens of GiB
+            C.check_allocation(C.n_bytes(shape, t.dtype), f"theta / masks with S={S} on X with N={N} rows: "
+                               f"the (S, N, K) = {shape} outputs")
             out = np.empty(shape, dtype=t.dtype)
         else:
             _check_output_buffer(out, "out", shape[1:] if single else shape, t.dtype)
@@ -309,11 +312,15 @@ class MLP:
         ((N, K) or (S, N, K)) of theta's dtype that receives them, from the
         forward pass the product runs anyway (``forward`` and ``vjp`` in one pass).
         """
+        wrt_input = C.flag(wrt_input, "wrt_input")
         t = self.check_params(theta)
         single = t.ndim == 1
         t2 = t[None] if single else t
         X = self.check_inputs(X, t.dtype)
         S, N = t2.shape[0], X.shape[0]
+        if wrt_input:
+            C.check_allocation(C.n_bytes((S, N, self.sizes[0]), t.dtype),
+                               f"theta with S={S} on X with N={N} rows: the (S, N, d_in) input gradients")
         g = C.as_array(g_out, "g_out", dtype=t.dtype)
         g = g[None] if single and g.ndim == 2 else g
         if g.shape != (S, N, self.sizes[-1]):
@@ -368,6 +375,7 @@ class MLP:
         ``grad=True`` also dnll/dtheta like theta.
         """
         lik = likelihood_name(likelihood)
+        grad = C.flag(grad, "grad")
         t = self.check_params(theta)
         single = t.ndim == 1
         t2 = t[None] if single else t

@@ -124,8 +124,10 @@ class PolyakAverage:
     """
 
     def __init__(self, size):
+        size = C.integer(size, "size", 1)
+        C.check_allocation(C.n_bytes((size,), np.float64, copies=2), f"size={size}: the running mean")
         self.count = 0
-        self.mean = np.zeros(C.integer(size, "size", 1), dtype=np.float64)
+        self.mean = np.zeros(size, dtype=np.float64)
 
     def update(self, x):
         """Add the iterate ``x`` (of the averaged shape, ``size``) and return the running mean (float64)."""
@@ -134,5 +136,7 @@ class PolyakAverage:
         if x.shape != self.mean.shape:
             raise ValueError(f"x must have shape {self.mean.shape}, got {x.shape}")
         self.count += 1
-        self.mean += (x - self.mean) / self.count
+        # x / k - mean / k rather than (x - mean) / k: the difference of iterates of opposite sign near
+        # the float64 range overflowed to inf, the mean of finite iterates
+        self.mean += x / self.count - self.mean / self.count
         return self.mean

@@ -57,16 +57,20 @@ def _figure(n_rows, n_cols, width=4.2, height=3.0):
 
 
 def _save(fig, path):
-    """Write fig whole or not at all (``_training.atomic_write``); a path without an extension gets ".png",
-    as matplotlib's own savefig would add it. Returns the path written."""
-    from ._training import atomic_write
+    """Write fig whole or not at all (``_files.replacing``: a failed or interrupted render left the
+    previous figure truncated); a path without an extension gets ".png", as matplotlib's savefig would
+    add it. Returns the path written."""
+    from ._files import replacing
 
     path = os.fspath(path)
-    ext = os.path.splitext(path)[1][1:].lower()
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    ext = os.path.splitext(path)[1][1:]
     if not ext:
         ext, path = "png", path + ".png"
-    with atomic_write(path, binary=True) as fh:
-        fig.savefig(fh, format=ext, dpi=110)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=ext)
     return path
 
 

@@ -174,7 +174,73 @@ def _make_optimizer(optimizer, x, lr, options):
         return opt
     name = C.option(optimizer, "optimizer", ("adam", "sgd"))
     cls = _optim.Adam if name == "adam" else _optim.SGD
-    return cls(x, lr=lr, **(options or {}))
+    options = _keywords(options, "optimizer_options")
+    if "lr" in options:  # Python's own "got multiple values for keyword argument" named neither
+        raise TypeError("optimizer_options must not hold 'lr': pass it as minimize's lr")
+    try:
+        return cls(x, lr=lr, **options)
+    except TypeError as exc:
+        if "unexpected keyword" not in str(exc):
+            raise
+        raise TypeError(f"optimizer_options: {exc}") from exc
+
+
+def _keywords(options, name):
+    """A dict of keyword options (None: none), TypeError naming ``name`` otherwise (a string or list
+    raised ValueError "dictionary update sequence element #0 ...", naming nothing)."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        raise TypeError(f"{name} must be a dict of keyword options, got {type(options).__name__}")
+    return dict(options)
+
+
+def _checked_estimate(est, names, q, step, est_name):
+    """The gradients {name: float64 array} of an estimator's result, checked: an Estimate-like object
+    whose ``grad`` holds every optimised parameter in a shape that broadcasts to the parameter's (a
+    custom estimator's slip was an AttributeError, a KeyError or NumPy's broadcast error in the loop)."""
+    grad = getattr(est, "grad", None)
+    if not isinstance(grad, dict) or not all(hasattr(est, a) for a in ("value", "value_stderr", "n_samples",
+                                                                       "n_evaluations")):
+        raise TypeError(f"estimator {est_name!r} must return an Estimate (value, grad, ...), got {type(est).__name__}")
+    missing = [k for k in names if k not in grad]
+    if missing:
+        raise ValueError(f"estimator {est_name!r} returned no gradient for {missing} at step {step}")
+    out = {}
+    for k in names:
+        g = C.returned_real(grad[k], f"estimator {est_name!r} (its gradient {k!r})")
+        try:
+            np.broadcast_shapes(g.shape, np.shape(getattr(q, k)))
+        except ValueError as exc:
+            raise ValueError(f"estimator {est_name!r} returned a gradient {k!r} of shape {g.shape}; the parameter's "
+                             f"is {np.shape(getattr(q, k))}") from exc
+        out[k] = g
+    return out
+
+
+def _checked_penalty(out, names, q):
+    """penalty(q)'s (value, {param: gradient}) checked: a finite value and finite gradients that broadcast to
+    their parameters (a NaN value went into the trace unnoticed; an inf gradient was reported as the
+    optimisation's divergence)."""
+    if not (isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[1], dict)):
+        raise TypeError(f"penalty must return (value, {{param: gradient}}), got {type(out).__name__}")
+    value = C.real(out[0], "penalty's value")
+    if not np.isfinite(value):
+        raise ValueError(f"penalty returned a non-finite value {value}")
+    grads = {}
+    for k, g in out[1].items():
+        if k not in names:
+            continue
+        ga = C.returned_real(g, f"penalty's gradient {k!r}")
+        if not np.isfinite(ga).all():
+            raise ValueError(f"penalty returned NaN or inf in its gradient {k!r}")
+        shape = np.shape(getattr(q, k))
+        try:
+            np.broadcast_shapes(ga.shape, shape)
+        except ValueError as exc:
+            raise ValueError(f"penalty's gradient {k!r} has shape {ga.shape}; the parameter's is {shape}") from exc
+        grads[k] = ga
+    return value, grads
 
 
 def minimize(f, dist, estimator="pathwise", steps=1000, n_samples=16, seed=0, stream=0, *, grad_f=None,
@@ -235,7 +301,7 @@ def minimize(f, dist, estimator="pathwise", steps=1000, n_samples=16, seed=0, st
         est_name, est_fn = getattr(estimator, "__name__", "custom"), estimator
     else:
         raise TypeError("estimator must be an estimator name or a callable")
-    opts = dict(estimator_options or {})
+    opts = _keywords(estimator_options, "estimator_options")
     if grad_f is not None:
         if not callable(grad_f):
             raise TypeError("grad_f must be callable")
@@ -243,12 +309,19 @@ def minimize(f, dist, estimator="pathwise", steps=1000, n_samples=16, seed=0, st
             opts["grad_f"] = grad_f
     if est_name in ("pathwise", "gumbel_softmax", "rebar") and grad_f is None:
         raise TypeError(f"estimator={est_name!r} needs grad_f")
-    names = tuple(dist.params) if params is None else tuple(params)
+    if isinstance(params, str):  # one name (it was read as its letters)
+        params = (params,)
+    try:
+        names = tuple(dist.params) if params is None else tuple(params)
+    except TypeError as exc:
+        raise TypeError(f"params must be a sequence of parameter names, got {params!r}") from exc
     if not names:
         raise ValueError("params must name at least one parameter")
     for name in names:
-        if name not in dist.params:
+        if not isinstance(name, str) or name not in dist.params:
             raise ValueError(f"params: {name!r} is not a parameter of {type(dist).__name__} {dist.params}")
+    if len(set(names)) != len(names):  # a second copy was optimised too but never used
+        raise ValueError(f"params names a parameter twice: {names}")
     transform = C.option(positive, "positive", _TRANSFORMS)
     avg_frac = C.scalar(average, "average")
     if not 0 <= avg_frac < 1:
@@ -258,6 +331,8 @@ def minimize(f, dist, estimator="pathwise", steps=1000, n_samples=16, seed=0, st
     if callback is not None and not callable(callback):
         raise TypeError("callback must be callable")
 
+    # the two traces below (steps = 10**12 reached np.full's MemoryError)
+    C.check_allocation(C.n_bytes((steps,), np.float64, copies=2), f"steps={steps}: the (steps,) traces")
     u = Unconstrained(dist, names, transform)
     x = u.x0.copy()
     opt = _make_optimizer(optimizer, x, lr, optimizer_options)
@@ -271,16 +346,24 @@ def minimize(f, dist, estimator="pathwise", steps=1000, n_samples=16, seed=0, st
         pass
 
     def one_step(i):
-        q = u.dist(x)
+        try:
+            q = u.dist(x)
+        except ValueError as exc:
+            if i == 0:
+                raise
+            # the optimiser left q's domain (a scale that underflowed to 0): the distribution's own message
+            # ("scale must be positive") named no argument of this call
+            raise FloatingPointError(f"step {i + 1}: the parameters left the distribution's domain ({exc}); "
+                                     "lower lr or change the start") from exc
         est = est_fn(f, q, n, seed=seed, stream=_random.fold_in(stream, i + 1), **opts)
-        grads = {k: np.asarray(est.grad[k], dtype=np.float64) for k in names}
+        grads = _checked_estimate(est, names, q, i + 1, est_name)
         value = est.value
         if penalty is not None:
-            pv, pg = penalty(q)
-            value += float(pv)
+            pv, pg = _checked_penalty(penalty(q), names, q)
+            value += pv
             for k in names:
                 if k in pg:
-                    grads[k] = grads[k] + np.asarray(pg[k], dtype=np.float64)
+                    grads[k] = grads[k] + pg[k]
         g = u.grad(x, grads)
         if not np.isfinite(g).all():
             raise FloatingPointError(f"non-finite gradient at step {i + 1}; lower lr or change the start")

@@ -207,6 +207,11 @@ class SWAG:
         m, s, d = (np.asarray(arrays[prefix + k]) for k in ("mean", "sq_mean", "deviations"))
         if m.shape != (P,) or s.shape != (P,) or d.ndim != 2 or d.shape[0] != P or not 1 <= d.shape[1] <= self.rank:
             raise ValueError(f"{path!r}: SWAG arrays have the wrong shapes for {P} parameters")
+        # load_npz checks a SWAG file's arrays; a MultiSWAG's members' (prefixed) arrays are checked here (NaN
+        # loaded silently and failed at the first predict)
+        for k, a in (("mean", m), ("sq_mean", s), ("deviations", d)):
+            if a.dtype not in (np.float32, np.float64) or not np.all(np.isfinite(a)):
+                raise ValueError(f"{path!r}: array {prefix + k!r} must be finite float32/float64")
         self.mean_, self.sq_mean_, self.deviations_ = (a.astype(np.float64) for a in (m, s, d))
 
     @classmethod

@@ -40,9 +40,10 @@ def _check_out(mean_out, var_out, terms_out, n, p, dtype):
 
 def _finish(t, mean_out, var_out, terms_out):
     n = t.shape[0]
-    if terms_out is not None:
-        terms_out[...] = t
+    # (the float32 outputs take values past their range as inf, as the kernel's casts do, without a warning)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if terms_out is not None:
+            terms_out[...] = t
         m = t.mean(axis=0) if n > 0 else np.full(t.shape[1], np.nan)
         if n > 0:  # a sum past the largest double, of finite terms: their n-ths summed instead
             big = ~np.isfinite(m) & np.isfinite(t).all(axis=0)
@@ -56,8 +57,8 @@ def _finish(t, mean_out, var_out, terms_out):
             v = s * s * ((d / s) ** 2).sum(axis=0) / (n - 1)
         else:
             v = np.full(t.shape[1], np.nan)
-    mean_out[...] = m
-    var_out[...] = v
+        mean_out[...] = m
+        var_out[...] = v
 
 
 def column_mean_var(x, mean_out, var_out):
@@ -190,9 +191,11 @@ def control_coefficient(score, f, h, beta_out):
     a = score * f[:, None]
     c = score * h[:, None]
 
-    def unit(v):  # 1 / the column's largest |value| (1 where that is 0 or not finite)
-        m = np.abs(v).max(0)
-        return np.where((m > 0) & np.isfinite(m), 1.0 / np.where(m > 0, m, 1.0), 1.0)
+    def unit(v):  # 1 / the column's largest |value| (1 where that is 0 or not finite, 2^1023 where the
+        m = np.abs(v).max(0)  # reciprocal of a subnormal overflows: the kernel's column_unit)
+        with np.errstate(divide="ignore", over="ignore"):
+            inv = 1.0 / np.where(m > 0, m, 1.0)
+        return np.where((m > 0) & np.isfinite(m), np.where(np.isfinite(inv), inv, 2.0 ** 1023), 1.0)
 
     ua, uc = unit(a), unit(c)
     # deviations in units of each column's largest |value| (products of 1e160 stay in range); a spread

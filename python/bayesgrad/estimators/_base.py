@@ -77,9 +77,17 @@ def setup(f, dist, n_samples, seed, stream, minimum=1, per_sample=False):
         raise TypeError(f"dist must be a bayesgrad distribution, got {type(dist).__name__}")
     n = C.integer(n_samples, "n_samples", minimum)
     # the draws, f's values and a few per-sample terms of the distribution's size
-    C.check_allocation(C.n_bytes((n,) + tuple(dist.shape), np.float64, copies=4),
+    C.check_allocation(C.n_bytes((n, per_sample_size(dist)), np.float64, copies=4),
                        f"n_samples={n}: the samples and per-sample terms")
     return n, _random.resolve_seed(seed), _random.check_stream(stream)
+
+
+def per_sample_size(dist):
+    """Elements of one sample's largest per-sample array: the draw, or a parameter's score / pathwise term
+    (a Categorical's (*batch, K) logits, a MultivariateNormal's (k, k) scale_tril), which the draw's size
+    alone undercounted (K = 20000 classes: 7.5 GiB score arrays for a check of 4 MiB)."""
+    sizes = [tuple(dist.shape)] + [tuple(s) for s in dist._param_shapes.values()]
+    return max(math.prod(int(d) for d in s) for s in sizes)
 
 
 def eval_f(f, x, dtype, name="f"):
@@ -93,11 +101,7 @@ def call_f(f, x, name="f"):
     """f(x) as a float64 (m,) array, its type and shape checked (not its finiteness: for callers that
     check many calls' values at once, then narrow them with ``finish_f``)."""
     m = x.shape[0]
-    y = f(x)
-    try:
-        y = np.asarray(y, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must return a real array") from exc
+    y = C.returned_real(f(x), name)
     if y.shape != (m,):
         raise ValueError(f"{name} must map (m, ...) inputs to shape (m,) (m = {m}), got shape {y.shape}")
     return y
@@ -125,11 +129,7 @@ def _narrowed(y, dtype, name):
 def eval_like(fn, x, dtype, name, finite=True):
     """fn(x) checked to be an array shaped like x, and finite unless ``finite=False`` (a caller that
     checks its own results instead, through ``check_finite`` when they are not)."""
-    y = fn(x)
-    try:
-        y = np.asarray(y, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must return a real array") from exc
+    y = C.returned_real(fn(x), name)
     if y.shape != x.shape:
         raise ValueError(f"{name} must return the shape of its input {x.shape}, got {y.shape}")
     if finite:
@@ -162,6 +162,10 @@ def mean_stderr(fx):
     its spread: its standard error is inf (not NaN, which no comparison handles)."""
     mean, var = mean_var(fx.reshape(-1, 1))
     n = fx.shape[0]
+    if n > 1 and not np.isfinite(var[0]) and fx.dtype != np.float64:
+        # the kernels accumulate in float64 but return the variance in fx's dtype: float32 values beyond
+        # ~1.8e19 made it inf, and the standard error with it, though that is in range
+        var = mean_var(np.asarray(fx, dtype=np.float64).reshape(-1, 1))[1]
     return float(mean[0]), float(np.sqrt(var[0] / n)) if n > 1 else math.inf
 
 
@@ -171,6 +175,13 @@ def collect(dist, name, mean, var, n, terms, grad, stderr, per):
     the terms as ``(n, *param.shape)``.
     """
     shape = dist._param_shapes[name]
+    if not np.isfinite(mean).all():
+        # finite f and parameters whose terms overflow the dtype (a float32 Exponential of rate 1e-30: -inf on
+        # one backend, NaN on the other) or a NaN a term picked up: never returned as an estimate
+        dt = np.dtype(mean.dtype)
+        hint = ", or use float64 parameters" if dt == np.float32 else ""
+        raise FloatingPointError(f"the gradient estimate of {name!r} is not finite: the per-sample terms overflowed "
+                                 f"{dt} (f and the scores too large together); rescale f{hint}")
     grad[name] = mean.reshape(shape)
     se = np.sqrt(np.maximum(var, 0) / n) if n > 1 else np.full(var.shape, np.inf)  # see mean_stderr
     stderr[name] = se.astype(mean.dtype).reshape(shape)
@@ -183,7 +194,8 @@ def grads_from_terms(dist, terms, n, per_sample):
     grad, stderr = {}, {}
     per = {} if per_sample else None
     for name, t in terms.items():
-        t2 = np.ascontiguousarray(t, dtype=dist.dtype).reshape(n, -1)
+        with np.errstate(over="ignore"):  # terms past a float32 range: collect names the parameter
+            t2 = np.ascontiguousarray(t, dtype=dist.dtype).reshape(n, -1)
         mean, var = mean_var(t2)
         collect(dist, name, mean, var, n, t2, grad, stderr, per)
     return grad, stderr, per

@@ -11,7 +11,7 @@ from .. import _checks as C
 from .. import random as _random
 from ..distributions._base import sum_to_shape
 from .._numerics import log_softmax, sigmoid
-from ._base import Estimate, eval_f, eval_like, grads_from_terms, mean_stderr, setup
+from ._base import Estimate, eval_f, eval_like, grads_from_terms, mean_stderr, per_sample_size, setup
 from .generic import score_function
 
 
@@ -115,11 +115,16 @@ def gumbel_softmax(f, dist, n_samples, seed=0, stream=0, *, temperature=1.0, gra
     """
     n, seed, stream = setup(f, dist, n_samples, seed, stream, per_sample=per_sample)
     fam = _family(dist, ("bernoulli", "categorical"))
+    straight_through = C.flag(straight_through, "straight_through")
     tau = C.scalar(temperature, "temperature")
     if tau <= 0:
         raise ValueError(f"temperature must be positive, got {tau}")
     if grad_f is None or not callable(grad_f):
         raise TypeError("gumbel_softmax needs grad_f, the gradient of f on the relaxed space")
+    # the relaxation's per-sample arrays (uniforms, logits, y, the hard sample, f's point, grad_f, terms),
+    # each (n, *batch, K) for a Categorical (setup's check counts 4)
+    C.check_allocation(C.n_bytes((n, per_sample_size(dist)), np.float64, copies=8),
+                       f"n_samples={n}: gumbel_softmax's per-sample arrays")
     dt = dist.dtype
     logits = np.asarray(dist.logits, dtype=np.float64)
     if fam == "bernoulli":
@@ -195,12 +200,17 @@ def exact_gradient(f, dist, max_configurations=1 << 16):
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}")
     fam = _family(dist, ("bernoulli", "categorical"))
+    limit = C.integer(max_configurations, "max_configurations", 1)
     shape = tuple(dist.batch_shape)
     D = int(np.prod(shape, dtype=np.int64))
     K = 2 if fam == "bernoulli" else int(np.shape(dist.logits)[-1])
     M = K ** D
-    if M > max_configurations:
-        raise ValueError(f"{M} configurations exceed max_configurations={max_configurations}")
+    if M > limit:
+        raise ValueError(f"{M} configurations exceed max_configurations={limit}")
+    # the (M, D) configurations, f's points and the per-configuration terms (a limit raised to 2**40
+    # reached np.arange's MemoryError)
+    C.check_allocation(C.n_bytes((M, D + 4), np.float64, copies=3),
+                       f"max_configurations={limit}: the {M} configurations of {D} coordinates")
     codes = np.arange(M)[:, None] // (K ** np.arange(D - 1, -1, -1))[None, :] % K  # (M, D)
     X = codes.reshape((M,) + shape)
     X = X.astype(dist.dtype) if fam == "bernoulli" else X.astype(np.int64)

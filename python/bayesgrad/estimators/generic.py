@@ -16,7 +16,8 @@ from .. import random as _random
 from ..control_variates import DeltaControlVariate, MovingAverageBaseline
 from ..distributions import Distribution, Normal
 from ..distributions._base import sum_to_shape
-from ._base import Estimate, call_f, collect, eval_f, eval_like, finish_f, grads_from_terms, mean_stderr, outputs, setup
+from ._base import (Estimate, call_f, collect, eval_f, eval_like, finish_f, grads_from_terms, mean_stderr, outputs,
+                    per_sample_size, setup)
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 # Elements per batch of measure-valued evaluation points (256 KiB of float64): a batch and
@@ -92,7 +93,7 @@ def expectation(f, dist, n_samples, seed=0, stream=0, antithetic=None):
     symmetric = _reflect(dist, dist.sample(0, seed=seed, stream=stream)) is not None
     if antithetic is None:
         antithetic = symmetric
-    elif antithetic and not symmetric:
+    elif C.flag(antithetic, "antithetic") and not symmetric:
         raise ValueError(f"antithetic=True needs a symmetric family, got {type(dist).__name__}")
     if not antithetic:
         return mean_stderr(eval_f(f, dist.sample(n, seed=seed, stream=stream), dist.dtype))
@@ -176,6 +177,9 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
     n, seed, stream = setup(f, dist, n_samples, seed, stream, per_sample=per_sample)
     if isinstance(baseline, MovingAverageBaseline):
         mode = "moving"
+        if abs(baseline.value) > float(np.finfo(dist.dtype).max):  # it became inf in the dtype, the estimate NaN
+            raise ValueError(f"baseline: the MovingAverageBaseline's value {baseline.value:.6g} is beyond the range "
+                             f"of {np.dtype(dist.dtype)}, the distribution's dtype: use float64 parameters")
     elif baseline is None:
         mode = "none"
     else:
@@ -188,6 +192,9 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
     if control_variate is not None and n_ctl < 2:
         raise ValueError("control_variate='delta' fits its coefficient on n_control (default n_samples) independent "
                          "samples: it needs n_samples >= 2 or n_control >= 2")
+    if mode == "mean" or control_variate is not None:  # (refused by dist.sample after the main draws and f)
+        C.check_allocation(C.n_bytes((n_ctl, per_sample_size(dist)), np.float64, copies=4),
+                           f"n_control={n_ctl}: the independent samples and their terms")
     cv = DeltaControlVariate(f, grad_f, hess_f, dist) if control_variate else None
     if type(dist).score is Distribution.score:
         raise TypeError(f"{type(dist).__name__} has no score function")
@@ -287,7 +294,7 @@ def _coordinate_differences(f, xf, fx, shape, dt, plus, minus):
     are gathered and checked once (per chunk, the checks were a tenth of an estimate's time)."""
     n, D = xf.shape
     parts = [p for p in (plus, minus) if p is not None]
-    rows = max(1, _MV_CHUNK // max(1, len(parts) * D * D))
+    rows = max(1, _MV_CHUNK // max(1, len(parts) * D * D))  # _check_points sized the chunk before any work
     fv = np.empty((len(parts), n, D))
     points = _backend.kernels().estimators.coordinate_points
     for i0 in range(0, n, rows):
@@ -301,6 +308,17 @@ def _coordinate_differences(f, xf, fx, shape, dt, plus, minus):
     hi = fv[0] if plus is not None else fx[:, None]
     lo = fv[-1] if minus is not None else fx[:, None]
     return hi - lo
+
+
+def _check_points(dist, n):
+    """ValueError naming the batch size when a chunk of ``_coordinate_differences`` would not fit: at least
+    one sample's D points of D coordinates for each of two parts, and f's values on them (D = 60000 asked
+    for 54 GiB, allocated after the draws and f's first evaluation)."""
+    D = int(np.prod(tuple(dist.batch_shape), dtype=np.int64))
+    rows = max(1, _MV_CHUNK // max(1, 2 * D * D))
+    C.check_allocation(C.n_bytes((2, min(rows, n), D, D), dist.dtype, copies=2),
+                       f"measure_valued on a batch of D={D} coordinates: the D points of D coordinates at which "
+                       "f is evaluated per sample")
 
 
 def _measure_valued_weak(f, dist, n, seed, stream, coupling, per_sample):
@@ -365,7 +383,9 @@ def measure_valued(f, dist, n_samples, seed=0, stream=0, *, coupling=True, per_s
         if not isinstance(dist, mvd.families()):
             raise TypeError("measure_valued is implemented for Normal, Bernoulli, Poisson, Exponential and "
                             f"Gamma, got {type(dist).__name__}")
+        _check_points(dist, n)
         return _measure_valued_weak(f, dist, n, seed, stream, coupling, per_sample)
+    _check_points(dist, n)
     dt = dist.dtype
     shape = tuple(dist.batch_shape)
     D = int(np.prod(shape, dtype=np.int64))

@@ -34,13 +34,13 @@ from .. import _backend
 from .. import _checks as C
 from ..distributions import Distribution, Normal
 from ..distributions._base import sum_to_shape
-from ._base import Estimate, eval_f, eval_like, grads_from_terms, setup
+from ._base import Estimate, eval_f, eval_like, grads_from_terms, per_sample_size, setup
 
 
 def _groups(f, dist, n_samples, k, seed, stream, minimum_k=1, per_sample=False):
     n, seed, stream = setup(f, dist, n_samples, seed, stream, per_sample=per_sample)
     k = C.integer(k, "k", minimum_k)
-    C.check_allocation(C.n_bytes((n * k,) + tuple(dist.shape), np.float64, copies=4),
+    C.check_allocation(C.n_bytes((n * k, per_sample_size(dist)), np.float64, copies=4),
                        f"n_samples={n}, k={k}: the n k draws and per-draw terms")
     z = dist.sample(n * k, seed=seed, stream=stream)
     fz = eval_f(f, z, np.float64, "f (the log joint density)")
@@ -64,7 +64,7 @@ def _normal_groups(f, dist, n_samples, k, seed, stream, grad_f, mode, per_sample
     the weights, the bound and the per-group terms from the draws, f and grad_f."""
     n, seed, stream = setup(f, dist, n_samples, seed, stream, per_sample=per_sample)
     k = C.integer(k, "k", minimum_k)
-    C.check_allocation(C.n_bytes((n * k,) + tuple(dist.shape), np.float64, copies=4),
+    C.check_allocation(C.n_bytes((n * k, per_sample_size(dist)), np.float64, copies=4),
                        f"n_samples={n}, k={k}: the n k draws and per-draw terms")
     shape = tuple(dist.batch_shape)
     z = dist.sample(n * k, seed=seed, stream=stream)

@@ -44,7 +44,7 @@ from .. import _checks as C
 from .. import random as _random
 from ..control_variates import RelaxSurrogate
 from .._numerics import log_softmax
-from ._base import check_finite, eval_f, eval_like, mean_stderr, setup
+from ._base import check_finite, eval_f, eval_like, mean_stderr, per_sample_size, setup
 from .discrete import _discrete_estimate, _family
 
 _LOG_LAMBDA_STEP = 1e-4  # central difference in log lambda for d g / d log lambda
@@ -145,6 +145,11 @@ def _estimate_in(pool, name, f, dist, n_samples, seed, stream, grad_f, surrogate
     # with the temperature tuned, its finite difference in log lambda needs the parts at
     # lambda e^{+-step} too: the relaxation at all three temperatures comes with the draws
     fd = bool(train and surrogate.tune_temperature)
+    # the per-sample arrays of a call, (n, P) each: 5 draws, the relaxation at 1 or 3 temperatures on 2n
+    # points, grad_f's values there, A_f and up to 3 of g (setup's 4 let K = 20000 classes ask for 37 GiB)
+    copies = 8 + (2 + 2 + 1) * (3 if fd else 1) if surrogate.relaxed_f else 8
+    C.check_allocation(C.n_bytes((n, per_sample_size(dist)), np.float64, copies=copies),
+                       f"n_samples={n}: {name}'s per-sample arrays")
     dr = _Draws(fam, dist, n, seed, stream, pool, (surrogate.temperature, fd) if surrogate.relaxed_f else None)
     surrogate.bind(dr.z.shape[1])
     dt = dist.dtype
