@@ -4,6 +4,8 @@ acquisition, independence of chunking and worker count, a worker killed mid-run,
 exact sums, Zarr / Parquet / CSV pools and ``bayesgrad score``."""
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from fractions import Fraction
@@ -220,6 +222,75 @@ def test_log_likelihood_and_elbo(client, problem):
     assert e["expected_loglik"] == pytest.approx(float(np.mean(ll)), rel=1e-15)
     assert e["kl"] == pytest.approx(q.elbo(X[:10], y[:10])["kl"], rel=1e-9)
     assert e["elbo"] == e["expected_loglik"] - e["kl"]
+
+
+@pytest.mark.single_backend
+def test_sums_module_imports_on_its_own():
+    """A fresh worker unpickles moments' block function by importing bayesgrad._pool_sums
+    before bayesgrad.pools: that failed on the circular import (pools imports it at its
+    end), and moments / expectation / log_likelihood on a new cluster hung."""
+    root = os.path.dirname(os.path.dirname(bg.__file__))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    r = subprocess.run([sys.executable, "-c", "import bayesgrad._pool_sums as s; s._block_moments"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.single_backend
+def test_moments_of_empty_and_huge_values():
+    """Empty arrays have n = 0 (was a reshape error); values >= 2^500 are summed and squared
+    exactly (were IEEE sums: a total of inf for 1e308 + 1e308 - 1e308, a variance of nan)."""
+    for x in (np.zeros(0), np.zeros((0, 3)), da.zeros((0, 3), chunks=(1, 3))):
+        m = P.moments(x, scheduler="synchronous")
+        assert m.n == 0 and np.all(m.total == 0) and np.all(np.isnan(m.mean))
+    for x, total, mean, var in [([1e308, 1e308, -1e308], 1e308, 1e308 / 3, np.inf),
+                                ([2.0 ** 1023, 2.0 ** 1023], np.inf, 2.0 ** 1023, 0.0),
+                                ([2.0 ** 600, 1.0], 2.0 ** 600 + 1, 2.0 ** 599, np.inf),
+                                ([2.0 ** 510, -2.0 ** 510, 0.0], 0.0, 0.0, 2.0 ** 1020)]:
+        for arr in (np.array(x), da.from_array(np.array(x), chunks=1)):
+            m = P.moments(arr, scheduler="synchronous")
+            assert (m.total, m.mean, m.var) == (total, mean, var), x
+    m = P.moments(np.array([1e308, 1e308, -np.inf]))  # an infinity outweighs the finite sum (was nan)
+    assert m.total == -np.inf and np.isnan(m.var)
+
+
+@pytest.mark.single_backend
+def test_sums_check_their_arguments_before_the_work(problem):
+    """split_every=1 hung (the tree never shrank), 0 and -1 failed inside; a Dask pool's
+    bad data surfaced as dask or NumPy errors that named nothing, or not at all (NaN data
+    was refused in memory only; a shape that f varies by block was merged silently)."""
+    X, y, q = problem
+    x = da.from_array(np.arange(20.0).reshape(10, 2), chunks=(3, 2))
+    for bad in (1, 0, -1):
+        with pytest.raises(ValueError, match="split_every"):
+            P.moments(x, split_every=bad, scheduler="synchronous")
+        with pytest.raises(ValueError, match="split_every"):
+            P.expectation(lambda b, e: b[:, 0], x, split_every=bad, scheduler="synchronous")
+        with pytest.raises(ValueError, match="split_every"):
+            P.log_likelihood(q, X[:10], y[:10], n_samples=2, split_every=bad, scheduler="synchronous")
+    with pytest.raises(ValueError, match="data must be finite"):  # as the NumPy path says
+        P.expectation(lambda b, e: b[:, 0], da.from_array(np.array([[1.0], [np.nan]]), chunks=1),
+                      scheduler="synchronous")
+    with pytest.raises(ValueError, match="data must have at least one row"):
+        P.expectation(lambda b, e: b[:, 0], da.zeros((0, 2)), scheduler="synchronous")
+    with pytest.raises(ValueError, match="same K, for every block"):
+        P.expectation(lambda b, e: np.ones((len(b), 1 + int(b[0, 0] > 5))), x, scheduler="synchronous")
+    with pytest.raises(ValueError, match="same K, for every block"):
+        P.expectation(lambda b, e: np.ones(len(b)) if b[0, 0] > 5 else np.ones((len(b), 1)), x,
+                      scheduler="synchronous")
+    seen = []
+    P.expectation(lambda b, e: seen.append(b.dtype) or b[:, 0], x.astype(np.int64), scheduler="synchronous")
+    assert set(seen) == {np.dtype(np.float64)}  # f sees float data, as in memory
+    with pytest.raises(ValueError, match="X must have 2 dimensions"):
+        P.log_likelihood(q, da.from_array(X[:, 0]), y, n_samples=2, scheduler="synchronous")
+    with pytest.raises(ValueError, match="y must have one target per row of X"):
+        P.log_likelihood(q, da.from_array(X, chunks=(500, 8)), y[:-1], n_samples=2, scheduler="synchronous")
+    lazy = da.from_array(X, chunks=(500, 8))
+    unknown = lazy[da.from_array(X[:, 0], chunks=500) > 0]  # chunk sizes NaN
+    with pytest.raises(ValueError, match="unknown chunk sizes"):
+        P.log_likelihood(q, unknown, y[X[:, 0] > 0], n_samples=2, scheduler="synchronous")
+    with pytest.raises(ValueError, match="unknown chunk sizes"):
+        P.expectation(lambda b, e: b[:, 0], unknown, scheduler="synchronous")
 
 
 # ---------------------------------------------------------------- the loop on Dask

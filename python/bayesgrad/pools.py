@@ -88,6 +88,16 @@ def is_dask_array(x):
     return t.__name__ == "Array" and t.__module__.startswith("dask.array")
 
 
+def known_rows(x, name):
+    """The number of rows (axis 0) of a Dask array; a ValueError naming ``name`` when its
+    chunk sizes are unknown (NaN, e.g. after boolean indexing), which the blocks' global
+    row offsets need."""
+    if any(math.isnan(c) for c in x.chunks[0]):
+        raise ValueError(f"{name} has unknown chunk sizes along its rows (NaN, e.g. after boolean indexing); "
+                         f"call {name}.compute_chunk_sizes() first")
+    return int(sum(x.chunks[0]))
+
+
 # ---------------------------------------------------------------- sampled networks
 _MLP_CACHE = {}
 # Pool rows per forward call, aligned to the pool's row index (Networks.outputs): large
