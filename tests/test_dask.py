@@ -164,6 +164,66 @@ def _holds(v, obj):
     return isinstance(args, (tuple, list)) and any(_holds(x, obj) for x in args)
 
 
+@pytest.mark.single_backend
+def test_score_pool_checks_exclude_and_options_first():
+    """exclude was cast to int64 unchecked: a boolean mask excluded points 0 and 1, floats
+    were truncated, out-of-range indices ignored; too few pickable points, n_configs below
+    C and unknown chunk sizes surfaced only after the scoring (or as 'cannot convert float
+    NaN to integer'); columns=None and a single name were iteration errors."""
+    rng = np.random.default_rng(1)
+    lp = special.log_softmax(rng.normal(size=(4, 30, 3)), axis=-1)
+    lazy = da.from_array(lp, chunks=(4, 7, 3))
+    for pool in (lp, lazy):
+        with pytest.raises(TypeError, match="exclude must hold integer pool indices.*flatnonzero"):
+            P.score_pool(pool, "bald", 2, exclude=np.arange(30) < 5, scheduler="synchronous")
+        with pytest.raises(TypeError, match="exclude must hold integer"):
+            P.score_pool(pool, "bald", 2, exclude=[1.5, 2.0], scheduler="synchronous")
+        for bad in ([-1], [30], [[1, 2]]):
+            with pytest.raises(ValueError, match="exclude must"):
+                P.score_pool(pool, "bald", 2, exclude=bad, scheduler="synchronous")
+        with pytest.raises(ValueError, match=r"exceeds the points that can be picked \(2: 28 of 30 excluded\)"):
+            P.score_pool(pool, "bald", 3, exclude=np.arange(28), scheduler="synchronous")
+        with pytest.raises(ValueError, match=r"n_configs \(2\) must be >= the number of classes \(3\)"):
+            P.score_pool(pool, "batchbald", 2, n_configs=2, scheduler="synchronous")
+    ref = P.score_pool(lp, "bald", 3, exclude=[4, 4, 9], columns=["margin"])
+    res = P.score_pool(lazy, "bald", 3, exclude=np.array([9, 4], dtype=np.uint64), columns="margin",
+                       scheduler="synchronous")
+    np.testing.assert_array_equal(res.indices, ref.indices)
+    assert list(res.columns) == ["margin"] and not {4, 9} & set(res.indices.tolist())
+    assert P.score_pool(lp, "bald", 3, columns=None).columns == {}
+    with pytest.raises(ValueError, match="unknown chunk sizes"):
+        P.score_pool(lazy[:, da.from_array(lp[0, :, 0], chunks=7) < -1], "bald", 1, scheduler="synchronous")
+    with pytest.raises(ValueError, match="acquisition needs a classifier"):  # before any block (was on the first)
+        P.score_pool(np.zeros((5, 2)), "bald", 1, model=P.Networks(bg.nn.MLP([2, 3, 1]), "gaussian",
+                                                                   np.zeros((2, 13)), noise=[1.0]))
+    with pytest.raises(ValueError, match="noise .* is required for a gaussian"):  # was a TypeError when used
+        P.Networks(bg.nn.MLP([2, 3, 1]), "gaussian", np.zeros((2, 13)))
+    mlp = bg.nn.MLP([2, 3, 2])
+    net = P.Networks(mlp, "categorical", np.zeros((2, mlp.n_params), dtype=np.int64))  # an error about out
+    assert net.theta.dtype == np.float64 and net.log_probs(np.zeros((4, 2))).shape == (2, 4, 2)
+
+
+@pytest.mark.single_backend
+def test_table_pools_refuse_text_columns(tmp_path):
+    """A text column was accepted and failed as 'could not convert string to float' on a
+    worker when scored; a Parquet column that is missing was a KeyError; a column name
+    given as a string was split into its letters."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "ab": [4, 5, 6], "name": ["a", "b", "c"]})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    frame.to_parquet(tmp_path / "t.parquet")
+    for read, f in ((P.from_csv, "t.csv"), (P.from_parquet, "t.parquet")):
+        with pytest.raises(ValueError, match=r"columns \['name'\] are not numeric"):
+            read(str(tmp_path / f))
+        np.testing.assert_array_equal(read(str(tmp_path / f), "ab").compute(), [[4.0], [5.0], [6.0]])
+        assert read(str(tmp_path / f), ["x", "ab"]).shape == (3, 2)
+    with pytest.raises(ValueError, match=r"columns \['zz'\] are not in"):
+        P.from_parquet(str(tmp_path / "t.parquet"), ["x", "zz"])
+    (tmp_path / "empty.csv").write_text("x,ab\n")
+    assert P.from_csv(str(tmp_path / "empty.csv")).shape == (0, 2)  # no rows: an empty pool, not a text column
+
+
 # ---------------------------------------------------------------- exact sums
 def _frac_moments(col):
     n = len(col)
