@@ -193,6 +193,9 @@ def test_score_pool_checks_exclude_and_options_first():
     assert P.score_pool(lp, "bald", 3, columns=None).columns == {}
     with pytest.raises(ValueError, match="unknown chunk sizes"):
         P.score_pool(lazy[:, da.from_array(lp[0, :, 0], chunks=7) < -1], "bald", 1, scheduler="synchronous")
+    X = da.from_array(rng.normal(size=(30, 2)), chunks=(7, 2))
+    with pytest.raises(ValueError, match="X_pool has unknown chunk sizes"):  # was 'oracle must hold nan labels'
+        bg.active.ActiveLearner(lambda *a: None, X[X[:, 0] > -100], np.arange(30) % 3, n_classes=3, initial=[0, 1])
     with pytest.raises(ValueError, match="acquisition needs a classifier"):  # before any block (was on the first)
         P.score_pool(np.zeros((5, 2)), "bald", 1, model=P.Networks(bg.nn.MLP([2, 3, 1]), "gaussian",
                                                                    np.zeros((2, 13)), noise=[1.0]))
