@@ -121,6 +121,40 @@ def test_plots_write_pngs(tmp_path):
 
 
 @pytest.mark.single_backend
+def test_plots_check_their_arguments(tmp_path):
+    """A path without an extension was written as <path>.png and returned without it; empty
+    dicts, missing keys, ragged point names, no metrics and the like were matplotlib errors,
+    KeyErrors, an IndexError or a ZeroDivisionError naming nothing the caller passed."""
+    pytest.importorskip("matplotlib")
+    x = np.linspace(-1, 1, 5)
+    curves = {"A": {"total": x, "aleatoric": x, "epistemic": x}}
+    p = plotting.uncertainty_curves(x, curves, tmp_path / "noext")
+    assert p == str(tmp_path / "noext.png") and _is_png(p)
+    third = np.full((4, 3), 1 / 3)
+    for call, err, match in [
+            (lambda: plotting.uncertainty_curves(x, {}, tmp_path / "a.png"), ValueError, "curves must name at least"),
+            (lambda: plotting.uncertainty_curves(x, {"A": {"total": x}}, tmp_path / "a.png"), ValueError,
+             r"curves\['A'\] lacks \['aleatoric', 'epistemic'\]"),
+            (lambda: plotting.uncertainty_curves(x, [x], tmp_path / "a.png"), TypeError, "curves must be a dict"),
+            (lambda: plotting.uncertainty_curves(x, curves, tmp_path / "a.png", points={"p": []}), ValueError,
+             r"points\['p'\] must be one x value"),
+            (lambda: plotting.uncertainty_curves("abc", curves, tmp_path / "a.png"), TypeError, "x must be numbers"),
+            (lambda: plotting.predictive_bands(x, {"A": {"mean": x}}, tmp_path / "b.png"), ValueError,
+             r"bands\['A'\] lacks \['std'\]"),
+            (lambda: plotting.simplex({}, tmp_path / "s.png"), ValueError, "samples must name at least"),
+            (lambda: plotting.simplex({"A": {"a": third}, "B": {"b": third}}, tmp_path / "s.png"), ValueError,
+             "the same point names"),
+            (lambda: plotting.plot_reliability({"A": third}, tmp_path / "r.png"), TypeError, "must be a pair"),
+            (lambda: plotting.plot_comparison(["A"], [], np.ones((1, 0)), np.ones((1, 0)), {}, tmp_path / "c.png"),
+             ValueError, "methods and metrics must each name at least one"),
+            (lambda: plotting.plot_comparison(["A"], ["rmse"], np.ones((1, 1)), np.ones((1, 1)), None,
+                                              tmp_path / "c.png"), TypeError, "best must be a dict")]:
+        with pytest.raises(err, match=match):
+            call()
+    assert sorted(os.listdir(tmp_path)) == ["noext.png"]  # nothing written for a refused call
+
+
+@pytest.mark.single_backend
 def test_plots_without_matplotlib(monkeypatch, tmp_path):
     for mod in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.delitem(sys.modules, mod)
