@@ -79,6 +79,24 @@ def test_datasets_deterministic_and_bad_input():
 
 
 @pytest.mark.single_backend
+def test_datasets_seed_none_is_one_seed_and_sizes_are_checked():
+    """seed=None drew fresh entropy for each draw (x, then y or the noise), so last_seed
+    did not reproduce the data; a huge n was a MemoryError (or the OOM killer) from
+    np.arange before any check; noise near the float maximum gave targets of inf."""
+    for make in (datasets.binary_1d, datasets.regression_1d_gap, datasets.three_class_2d):
+        d = make(n=30, seed=None)
+        again = make(n=30, seed=bg.random.last_seed)
+        np.testing.assert_array_equal(d.X, again.X)
+        np.testing.assert_array_equal(d.y, again.y)
+        with pytest.raises(ValueError, match=r"n=10000000000000: the data set would need"):
+            make(n=10 ** 13)
+    with pytest.raises(ValueError, match="the grid would need"):
+        datasets.binary_1d(n=3).grid(10 ** 13)
+    with pytest.raises(ValueError, match="noise .* is too large"):
+        datasets.regression_1d_gap(n=30, noise=1.7e308)
+
+
+@pytest.mark.single_backend
 def test_datasets_same_on_every_backend():
     from helpers import BACKENDS
 
