@@ -207,6 +207,28 @@ def test_score_pool_checks_exclude_and_options_first():
 
 
 @pytest.mark.single_backend
+def test_empty_chunks_are_skipped(problem):
+    """Dask keeps chunks of no rows (compute_chunk_sizes() after a filter, an empty table
+    partition): their block was checked like a pool and refused ('must not be empty'), so
+    score_pool, the active loop, expectation and log_likelihood failed on a valid pool."""
+    X, y, q = problem
+    X, y = X[:300], y[:300]
+    chunks = ((100, 0, 150, 0, 50), (8,))
+    net = P.networks(q, 8, seed=1)
+    for acq in ("bald", "batchbald", "softrank"):
+        res = P.score_pool(da.from_array(X, chunks=chunks), acq, 4, model=net, n_configs=100, columns=("bald",),
+                           scheduler="synchronous")
+        ref = P.score_pool(X, acq, 4, model=net, n_configs=100, columns=("bald",))
+        np.testing.assert_array_equal(res.indices, ref.indices)
+        np.testing.assert_array_equal(res.columns["bald"], ref.columns["bald"])
+    xs = da.from_array(X, chunks=chunks)
+    assert P.expectation(lambda b, e: b[:, 0], xs, scheduler="synchronous").total == P.moments(X[:, 0]).total
+    np.testing.assert_array_equal(P.log_likelihood(net, xs, y, scheduler="synchronous"), P.log_likelihood(net, X, y))
+    with pytest.raises(ValueError, match="X must not be empty"):  # no block at all: refused as in memory
+        P.log_likelihood(net, da.from_array(X[:0], chunks=((0,), (8,))), y[:0], scheduler="synchronous")
+
+
+@pytest.mark.single_backend
 def test_table_pools_refuse_text_columns(tmp_path):
     """A text column was accepted and failed as 'could not convert string to float' on a
     worker when scored; a Parquet column that is missing was a KeyError; a column name

@@ -266,7 +266,8 @@ def expectation(f, data, *, n_noise=0, seed=0, stream=0, split_every=8, schedule
     starts = np.concatenate([[0], np.cumsum(d.chunks[0])])
     f_d = dask.delayed(f, pure=True, traverse=False)
     blk = dask.delayed(_expect_block, pure=True)
-    parts = [blk(b, f_d, int(starts[i]), n_noise, seed, stream) for i, b in enumerate(d.to_delayed().reshape(-1))]
+    parts = [blk(b, f_d, int(starts[i]), n_noise, seed, stream) for i, b in enumerate(d.to_delayed().reshape(-1))
+             if starts[i + 1] > starts[i]]  # (an empty chunk: f would be called on no rows, refused as data)
     kw = {} if scheduler is None else {"scheduler": scheduler}
     (m,) = dask.compute(_reduce(parts, split_every, _merge_moments), **kw)
     return _moments_from(m)
@@ -292,6 +293,8 @@ def log_likelihood(model, X, y, *, n_samples=64, seed=0, stream=0, split_every=8
         raise ValueError(f"X must have 2 dimensions (N, D), got shape {X.shape}")
     X = X.rechunk({1: -1})
     y = y if _p().is_dask_array(y) else da.from_array(np.asarray(y))
+    if _p().known_rows(X, "X") == 0:  # as the NumPy path refuses it (no block would be left to sum)
+        raise ValueError(f"X must not be empty, got shape {X.shape}")
     if y.ndim < 1 or _p().known_rows(y, "y") != _p().known_rows(X, "X"):
         raise ValueError(f"y must have one target per row of X ({X.shape[0]}), got shape {y.shape}")
     y = y.rechunk((X.chunks[0],) + tuple((s,) for s in y.shape[1:]))
@@ -299,7 +302,8 @@ def log_likelihood(model, X, y, *, n_samples=64, seed=0, stream=0, split_every=8
     blk = dask.delayed(_loglik_block, pure=True)
     starts = np.concatenate([[0], np.cumsum(X.chunks[0])])
     parts = [blk(xb, yb, net_d, int(starts[i]))
-             for i, (xb, yb) in enumerate(zip(X.to_delayed().reshape(-1), y.to_delayed().reshape(-1)))]
+             for i, (xb, yb) in enumerate(zip(X.to_delayed().reshape(-1), y.to_delayed().reshape(-1)))
+             if starts[i + 1] > starts[i]]  # (an empty chunk's targets were refused as empty)
     kw = {} if scheduler is None else {"scheduler": scheduler}
     (m,) = dask.compute(_reduce(parts, split_every, _merge_moments), **kw)
     return _moments_from(m).total

@@ -599,7 +599,10 @@ def _graph(pool, net, spec, exclude, split_every):
     net_d = dask.delayed(net, pure=True, traverse=False) if net is not None else None
     excl_d = dask.delayed(exclude, pure=True, traverse=False) if exclude is not None else None
     block = dask.delayed(_block, pure=True)
-    parts = [block(b, net_d, spec, (int(starts[i]), int(starts[i + 1])), excl_d) for i, b in enumerate(blocks)]
+    # a block of no rows (dask keeps empty chunks: compute_chunk_sizes() after a filter, an empty
+    # partition of a table) has nothing to score; its checks refused it, and the whole pool with it
+    parts = [block(b, net_d, spec, (int(starts[i]), int(starts[i + 1])), excl_d) for i, b in enumerate(blocks)
+             if starts[i + 1] > starts[i]]
     strip = dask.delayed(_strip, pure=True)
     merge = dask.delayed(_merge, pure=True)
     level = [strip(p) for p in parts]
