@@ -91,6 +91,46 @@ def test_bad_input_names_the_argument():
 
 
 @pytest.mark.single_backend
+def test_options_refused_before_the_first_fit(tmp_path):
+    """beta < 0, BatchBALD's n_configs below n_classes and max_candidates below batch_size
+    were accepted, then refused by the acquisition after the first round's fit; a saved
+    file's fractional indices were truncated to other points and a malformed history was
+    reported as a pool of another size; plot(metric='picked') was a matplotlib TypeError."""
+    X, y = _problem(n=30)
+    calls = []
+
+    def fit(Xl, yl, previous):
+        calls.append(len(yl))
+        return _fit(Xl, yl, previous)
+
+    for kw, match in [(dict(beta=-1.0, acquisition="bald"), "beta must be >= 0"),
+                      (dict(n_configs=2), r"n_configs \(2\) must be >= n_classes \(3\)"),
+                      (dict(max_candidates=2, batch_size=3), r"max_candidates \(2\) must be >= batch_size \(3\)")]:
+        with pytest.raises(ValueError, match=match):
+            bg.active.ActiveLearner(fit, X, y, n_classes=3, initial=[0, 1, 2], **kw)
+    assert calls == []
+    al = bg.active.ActiveLearner(fit, X, y, n_classes=3, initial=[0, 1, 2], acquisition="bald", batch_size=2,
+                                 n_samples=4)
+    al.run(1)
+    with pytest.raises(ValueError, match="metric must name a number per round"):
+        al.plot(tmp_path / "lc.png", metric="picked")
+    path = al.save(tmp_path / "al.npz")
+    import json
+
+    with np.load(path) as z:
+        files = {k: np.array(z[k]) for k in z.files}
+    meta = json.loads(files["__meta__"].tobytes().decode())
+    for name, arrays, m, match in [
+            ("frac.npz", {"labelled": files["labelled"] + 0.5}, meta, "labelled indices"),
+            ("hist.npz", {}, {**meta, "history": "x"}, "malformed history"),
+            ("items.npz", {}, {**meta, "history": [1, 2]}, "malformed history")]:
+        blob = np.frombuffer(json.dumps(m).encode(), dtype=np.uint8)
+        np.savez(tmp_path / name, **{**files, **arrays, "__meta__": blob})
+        with pytest.raises(ValueError, match=match):
+            bg.active.ActiveLearner.load(tmp_path / name, fit, X, y)
+
+
+@pytest.mark.single_backend
 @pytest.mark.parametrize("mode", ["power", "softmax", "softrank"])
 def test_stochastic_batch_draws_with_the_stated_probabilities(mode):
     """With batch_size 1, point i is drawn with probability ∝ s_i^beta, exp(beta s_i)

@@ -79,6 +79,24 @@ def test_datasets_deterministic_and_bad_input():
 
 
 @pytest.mark.single_backend
+def test_datasets_seed_none_is_one_seed_and_sizes_are_checked():
+    """seed=None drew fresh entropy for each draw (x, then y or the noise), so last_seed
+    did not reproduce the data; a huge n was a MemoryError (or the OOM killer) from
+    np.arange before any check; noise near the float maximum gave targets of inf."""
+    for make in (datasets.binary_1d, datasets.regression_1d_gap, datasets.three_class_2d):
+        d = make(n=30, seed=None)
+        again = make(n=30, seed=bg.random.last_seed)
+        np.testing.assert_array_equal(d.X, again.X)
+        np.testing.assert_array_equal(d.y, again.y)
+        with pytest.raises(ValueError, match=r"n=10000000000000: the data set would need"):
+            make(n=10 ** 13)
+    with pytest.raises(ValueError, match="the grid would need"):
+        datasets.binary_1d(n=3).grid(10 ** 13)
+    with pytest.raises(ValueError, match="noise .* is too large"):
+        datasets.regression_1d_gap(n=30, noise=1.7e308)
+
+
+@pytest.mark.single_backend
 def test_datasets_same_on_every_backend():
     from helpers import BACKENDS
 
@@ -118,6 +136,40 @@ def test_plots_write_pngs(tmp_path):
         plotting.uncertainty_curves(x, {"A": {"total": x[:3], "aleatoric": x, "epistemic": x}}, tmp_path / "x.png")
     with pytest.raises(ValueError, match=r"\(S, 3\)"):
         plotting.simplex({"A": {"a": s[0][:, :2]}}, tmp_path / "y.png")
+
+
+@pytest.mark.single_backend
+def test_plots_check_their_arguments(tmp_path):
+    """A path without an extension was written as <path>.png and returned without it; empty
+    dicts, missing keys, ragged point names, no metrics and the like were matplotlib errors,
+    KeyErrors, an IndexError or a ZeroDivisionError naming nothing the caller passed."""
+    pytest.importorskip("matplotlib")
+    x = np.linspace(-1, 1, 5)
+    curves = {"A": {"total": x, "aleatoric": x, "epistemic": x}}
+    p = plotting.uncertainty_curves(x, curves, tmp_path / "noext")
+    assert p == str(tmp_path / "noext.png") and _is_png(p)
+    third = np.full((4, 3), 1 / 3)
+    for call, err, match in [
+            (lambda: plotting.uncertainty_curves(x, {}, tmp_path / "a.png"), ValueError, "curves must name at least"),
+            (lambda: plotting.uncertainty_curves(x, {"A": {"total": x}}, tmp_path / "a.png"), ValueError,
+             r"curves\['A'\] lacks \['aleatoric', 'epistemic'\]"),
+            (lambda: plotting.uncertainty_curves(x, [x], tmp_path / "a.png"), TypeError, "curves must be a dict"),
+            (lambda: plotting.uncertainty_curves(x, curves, tmp_path / "a.png", points={"p": []}), ValueError,
+             r"points\['p'\] must be one x value"),
+            (lambda: plotting.uncertainty_curves("abc", curves, tmp_path / "a.png"), TypeError, "x must be numbers"),
+            (lambda: plotting.predictive_bands(x, {"A": {"mean": x}}, tmp_path / "b.png"), ValueError,
+             r"bands\['A'\] lacks \['std'\]"),
+            (lambda: plotting.simplex({}, tmp_path / "s.png"), ValueError, "samples must name at least"),
+            (lambda: plotting.simplex({"A": {"a": third}, "B": {"b": third}}, tmp_path / "s.png"), ValueError,
+             "the same point names"),
+            (lambda: plotting.plot_reliability({"A": third}, tmp_path / "r.png"), TypeError, "must be a pair"),
+            (lambda: plotting.plot_comparison(["A"], [], np.ones((1, 0)), np.ones((1, 0)), {}, tmp_path / "c.png"),
+             ValueError, "methods and metrics must each name at least one"),
+            (lambda: plotting.plot_comparison(["A"], ["rmse"], np.ones((1, 1)), np.ones((1, 1)), None,
+                                              tmp_path / "c.png"), TypeError, "best must be a dict")]:
+        with pytest.raises(err, match=match):
+            call()
+    assert sorted(os.listdir(tmp_path)) == ["noext.png"]  # nothing written for a refused call
 
 
 @pytest.mark.single_backend

@@ -179,6 +179,8 @@ def test_bad_arguments():
         compare(X, y, method="mfvi")
     with pytest.raises(TypeError, match="X must be a real numeric array"):
         compare(np.array([["a"]] * 20), y)
+    with pytest.raises(TypeError, match="methods must be a method name or a sequence"):  # was about NoneType
+        compare(X, y, methods=None, **FAST)
 
 
 def test_callable_module_and_foreign_arrays():

@@ -4,6 +4,8 @@ acquisition, independence of chunking and worker count, a worker killed mid-run,
 exact sums, Zarr / Parquet / CSV pools and ``bayesgrad score``."""
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from fractions import Fraction
@@ -162,6 +164,91 @@ def _holds(v, obj):
     return isinstance(args, (tuple, list)) and any(_holds(x, obj) for x in args)
 
 
+@pytest.mark.single_backend
+def test_score_pool_checks_exclude_and_options_first():
+    """exclude was cast to int64 unchecked: a boolean mask excluded points 0 and 1, floats
+    were truncated, out-of-range indices ignored; too few pickable points, n_configs below
+    C and unknown chunk sizes surfaced only after the scoring (or as 'cannot convert float
+    NaN to integer'); columns=None and a single name were iteration errors."""
+    rng = np.random.default_rng(1)
+    lp = special.log_softmax(rng.normal(size=(4, 30, 3)), axis=-1)
+    lazy = da.from_array(lp, chunks=(4, 7, 3))
+    for pool in (lp, lazy):
+        with pytest.raises(TypeError, match="exclude must hold integer pool indices.*flatnonzero"):
+            P.score_pool(pool, "bald", 2, exclude=np.arange(30) < 5, scheduler="synchronous")
+        with pytest.raises(TypeError, match="exclude must hold integer"):
+            P.score_pool(pool, "bald", 2, exclude=[1.5, 2.0], scheduler="synchronous")
+        for bad in ([-1], [30], [[1, 2]]):
+            with pytest.raises(ValueError, match="exclude must"):
+                P.score_pool(pool, "bald", 2, exclude=bad, scheduler="synchronous")
+        with pytest.raises(ValueError, match=r"exceeds the points that can be picked \(2: 28 of 30 excluded\)"):
+            P.score_pool(pool, "bald", 3, exclude=np.arange(28), scheduler="synchronous")
+        with pytest.raises(ValueError, match=r"n_configs \(2\) must be >= the number of classes \(3\)"):
+            P.score_pool(pool, "batchbald", 2, n_configs=2, scheduler="synchronous")
+    ref = P.score_pool(lp, "bald", 3, exclude=[4, 4, 9], columns=["margin"])
+    res = P.score_pool(lazy, "bald", 3, exclude=np.array([9, 4], dtype=np.uint64), columns="margin",
+                       scheduler="synchronous")
+    np.testing.assert_array_equal(res.indices, ref.indices)
+    assert list(res.columns) == ["margin"] and not {4, 9} & set(res.indices.tolist())
+    assert P.score_pool(lp, "bald", 3, columns=None).columns == {}
+    with pytest.raises(ValueError, match="unknown chunk sizes"):
+        P.score_pool(lazy[:, da.from_array(lp[0, :, 0], chunks=7) < -1], "bald", 1, scheduler="synchronous")
+    X = da.from_array(rng.normal(size=(30, 2)), chunks=(7, 2))
+    with pytest.raises(ValueError, match="X_pool has unknown chunk sizes"):  # was 'oracle must hold nan labels'
+        bg.active.ActiveLearner(lambda *a: None, X[X[:, 0] > -100], np.arange(30) % 3, n_classes=3, initial=[0, 1])
+    with pytest.raises(ValueError, match="acquisition needs a classifier"):  # before any block (was on the first)
+        P.score_pool(np.zeros((5, 2)), "bald", 1, model=P.Networks(bg.nn.MLP([2, 3, 1]), "gaussian",
+                                                                   np.zeros((2, 13)), noise=[1.0]))
+    with pytest.raises(ValueError, match="noise .* is required for a gaussian"):  # was a TypeError when used
+        P.Networks(bg.nn.MLP([2, 3, 1]), "gaussian", np.zeros((2, 13)))
+    mlp = bg.nn.MLP([2, 3, 2])
+    net = P.Networks(mlp, "categorical", np.zeros((2, mlp.n_params), dtype=np.int64))  # an error about out
+    assert net.theta.dtype == np.float64 and net.log_probs(np.zeros((4, 2))).shape == (2, 4, 2)
+
+
+@pytest.mark.single_backend
+def test_empty_chunks_are_skipped(problem):
+    """Dask keeps chunks of no rows (compute_chunk_sizes() after a filter, an empty table
+    partition): their block was checked like a pool and refused ('must not be empty'), so
+    score_pool, the active loop, expectation and log_likelihood failed on a valid pool."""
+    X, y, q = problem
+    X, y = X[:300], y[:300]
+    chunks = ((100, 0, 150, 0, 50), (8,))
+    net = P.networks(q, 8, seed=1)
+    for acq in ("bald", "batchbald", "softrank"):
+        res = P.score_pool(da.from_array(X, chunks=chunks), acq, 4, model=net, n_configs=100, columns=("bald",),
+                           scheduler="synchronous")
+        ref = P.score_pool(X, acq, 4, model=net, n_configs=100, columns=("bald",))
+        np.testing.assert_array_equal(res.indices, ref.indices)
+        np.testing.assert_array_equal(res.columns["bald"], ref.columns["bald"])
+    xs = da.from_array(X, chunks=chunks)
+    assert P.expectation(lambda b, e: b[:, 0], xs, scheduler="synchronous").total == P.moments(X[:, 0]).total
+    np.testing.assert_array_equal(P.log_likelihood(net, xs, y, scheduler="synchronous"), P.log_likelihood(net, X, y))
+    with pytest.raises(ValueError, match="X must not be empty"):  # no block at all: refused as in memory
+        P.log_likelihood(net, da.from_array(X[:0], chunks=((0,), (8,))), y[:0], scheduler="synchronous")
+
+
+@pytest.mark.single_backend
+def test_table_pools_refuse_text_columns(tmp_path):
+    """A text column was accepted and failed as 'could not convert string to float' on a
+    worker when scored; a Parquet column that is missing was a KeyError; a column name
+    given as a string was split into its letters."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "ab": [4, 5, 6], "name": ["a", "b", "c"]})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    frame.to_parquet(tmp_path / "t.parquet")
+    for read, f in ((P.from_csv, "t.csv"), (P.from_parquet, "t.parquet")):
+        with pytest.raises(ValueError, match=r"columns \['name'\] are not numeric"):
+            read(str(tmp_path / f))
+        np.testing.assert_array_equal(read(str(tmp_path / f), "ab").compute(), [[4.0], [5.0], [6.0]])
+        assert read(str(tmp_path / f), ["x", "ab"]).shape == (3, 2)
+    with pytest.raises(ValueError, match=r"columns \['zz'\] are not in"):
+        P.from_parquet(str(tmp_path / "t.parquet"), ["x", "zz"])
+    (tmp_path / "empty.csv").write_text("x,ab\n")
+    assert P.from_csv(str(tmp_path / "empty.csv")).shape == (0, 2)  # no rows: an empty pool, not a text column
+
+
 # ---------------------------------------------------------------- exact sums
 def _frac_moments(col):
     n = len(col)
@@ -220,6 +307,75 @@ def test_log_likelihood_and_elbo(client, problem):
     assert e["expected_loglik"] == pytest.approx(float(np.mean(ll)), rel=1e-15)
     assert e["kl"] == pytest.approx(q.elbo(X[:10], y[:10])["kl"], rel=1e-9)
     assert e["elbo"] == e["expected_loglik"] - e["kl"]
+
+
+@pytest.mark.single_backend
+def test_sums_module_imports_on_its_own():
+    """A fresh worker unpickles moments' block function by importing bayesgrad._pool_sums
+    before bayesgrad.pools: that failed on the circular import (pools imports it at its
+    end), and moments / expectation / log_likelihood on a new cluster hung."""
+    root = os.path.dirname(os.path.dirname(bg.__file__))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    r = subprocess.run([sys.executable, "-c", "import bayesgrad._pool_sums as s; s._block_moments"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.single_backend
+def test_moments_of_empty_and_huge_values():
+    """Empty arrays have n = 0 (was a reshape error); values >= 2^500 are summed and squared
+    exactly (were IEEE sums: a total of inf for 1e308 + 1e308 - 1e308, a variance of nan)."""
+    for x in (np.zeros(0), np.zeros((0, 3)), da.zeros((0, 3), chunks=(1, 3))):
+        m = P.moments(x, scheduler="synchronous")
+        assert m.n == 0 and np.all(m.total == 0) and np.all(np.isnan(m.mean))
+    for x, total, mean, var in [([1e308, 1e308, -1e308], 1e308, 1e308 / 3, np.inf),
+                                ([2.0 ** 1023, 2.0 ** 1023], np.inf, 2.0 ** 1023, 0.0),
+                                ([2.0 ** 600, 1.0], 2.0 ** 600 + 1, 2.0 ** 599, np.inf),
+                                ([2.0 ** 510, -2.0 ** 510, 0.0], 0.0, 0.0, 2.0 ** 1020)]:
+        for arr in (np.array(x), da.from_array(np.array(x), chunks=1)):
+            m = P.moments(arr, scheduler="synchronous")
+            assert (m.total, m.mean, m.var) == (total, mean, var), x
+    m = P.moments(np.array([1e308, 1e308, -np.inf]))  # an infinity outweighs the finite sum (was nan)
+    assert m.total == -np.inf and np.isnan(m.var)
+
+
+@pytest.mark.single_backend
+def test_sums_check_their_arguments_before_the_work(problem):
+    """split_every=1 hung (the tree never shrank), 0 and -1 failed inside; a Dask pool's
+    bad data surfaced as dask or NumPy errors that named nothing, or not at all (NaN data
+    was refused in memory only; a shape that f varies by block was merged silently)."""
+    X, y, q = problem
+    x = da.from_array(np.arange(20.0).reshape(10, 2), chunks=(3, 2))
+    for bad in (1, 0, -1):
+        with pytest.raises(ValueError, match="split_every"):
+            P.moments(x, split_every=bad, scheduler="synchronous")
+        with pytest.raises(ValueError, match="split_every"):
+            P.expectation(lambda b, e: b[:, 0], x, split_every=bad, scheduler="synchronous")
+        with pytest.raises(ValueError, match="split_every"):
+            P.log_likelihood(q, X[:10], y[:10], n_samples=2, split_every=bad, scheduler="synchronous")
+    with pytest.raises(ValueError, match="data must be finite"):  # as the NumPy path says
+        P.expectation(lambda b, e: b[:, 0], da.from_array(np.array([[1.0], [np.nan]]), chunks=1),
+                      scheduler="synchronous")
+    with pytest.raises(ValueError, match="data must have at least one row"):
+        P.expectation(lambda b, e: b[:, 0], da.zeros((0, 2)), scheduler="synchronous")
+    with pytest.raises(ValueError, match="same K, for every block"):
+        P.expectation(lambda b, e: np.ones((len(b), 1 + int(b[0, 0] > 5))), x, scheduler="synchronous")
+    with pytest.raises(ValueError, match="same K, for every block"):
+        P.expectation(lambda b, e: np.ones(len(b)) if b[0, 0] > 5 else np.ones((len(b), 1)), x,
+                      scheduler="synchronous")
+    seen = []
+    P.expectation(lambda b, e: seen.append(b.dtype) or b[:, 0], x.astype(np.int64), scheduler="synchronous")
+    assert set(seen) == {np.dtype(np.float64)}  # f sees float data, as in memory
+    with pytest.raises(ValueError, match="X must have 2 dimensions"):
+        P.log_likelihood(q, da.from_array(X[:, 0]), y, n_samples=2, scheduler="synchronous")
+    with pytest.raises(ValueError, match="y must have one target per row of X"):
+        P.log_likelihood(q, da.from_array(X, chunks=(500, 8)), y[:-1], n_samples=2, scheduler="synchronous")
+    lazy = da.from_array(X, chunks=(500, 8))
+    unknown = lazy[da.from_array(X[:, 0], chunks=500) > 0]  # chunk sizes NaN
+    with pytest.raises(ValueError, match="unknown chunk sizes"):
+        P.log_likelihood(q, unknown, y[X[:, 0] > 0], n_samples=2, scheduler="synchronous")
+    with pytest.raises(ValueError, match="unknown chunk sizes"):
+        P.expectation(lambda b, e: b[:, 0], unknown, scheduler="synchronous")
 
 
 # ---------------------------------------------------------------- the loop on Dask

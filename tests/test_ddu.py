@@ -105,3 +105,25 @@ def test_ddu_bad_input(rng):
         m.predict(f, np.full((len(f), 3), 0.5))
     with pytest.raises(ValueError, match="must match"):
         m.predict(f[:5], np.full((4, 3), 1 / 3))
+
+
+@pytest.mark.single_backend
+def test_feature_scale_and_far_points(rng):
+    """Features near 1e200 overflowed the covariance ('not positive definite for any
+    jitter'), features near 1e-200 underflowed it (every point had the same density), and
+    a point whose density underflows to -inf made predict refuse its own log_density."""
+    f, y = blobs(rng)
+    q = rng.normal(size=(20, 3)) * 3
+    m = D.DDU().fit(f, y)
+    for k in (200, -200):
+        s = 10.0 ** k
+        ms = D.DDU().fit(f * s, y)
+        np.testing.assert_allclose(ms.log_density(q * s), m.log_density(q) - 3 * math.log(s), rtol=1e-12)
+        np.testing.assert_array_equal(ms.quantile(q * s), m.quantile(q))
+        np.testing.assert_allclose(ms.means_, m.means_ * s, rtol=1e-12)
+    far = m.predict(f[:2] + 1e160, np.full((2, 3), 1 / 3))
+    assert np.all(far.log_density == -np.inf) and np.all(far.quantile == 0)
+    with pytest.raises(ValueError, match="log_density must not be nan"):
+        m.quantile(log_density=[np.nan])
+    m2 = D.DDU().fit(f * 2.0 ** 40, y)  # a power of two scales exactly: the same bits
+    np.testing.assert_array_equal(m2.chol_, m.chol_ * 2.0 ** 40)

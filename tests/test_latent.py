@@ -212,3 +212,26 @@ def test_latent_bad_input():
         L.mc_log_likelihood([1, 2], x, y)
     with pytest.raises(ValueError, match="lr"):
         L.LatentGaussianModel(3, 2, 2).fit(x, y, lr=-1.0)
+
+
+def test_overflow_is_an_error_on_every_backend():
+    """Scales beyond the float range: nan per point and gradient were returned (native), or
+    the twin raised OverflowError from math.exp (log_sy < -354); lr=inf was accepted and
+    left every parameter non-finite; the exact marginal raised OverflowError / LinAlgError."""
+    p, x, y = setup()
+    for bad, xx, yy in [({"log_sz": np.full(2, 400.0)}, x, y), ({"log_sy": np.array([-400.0])}, x, y),
+                        ({}, x, y * 1e200)]:
+        with pytest.raises(ValueError, match="the estimate overflowed"):
+            L.mc_log_likelihood({**p, **bad}, xx, yy, 4)
+    big = L.mc_log_likelihood({**p, "log_sy": np.array([800.0])}, x, y, 4)  # a flat likelihood: finite
+    assert np.all(np.isfinite(big.per_point))
+    with pytest.raises(ValueError, match="overflows float64"):
+        L.exact_log_likelihood({**p, "log_sy": np.array([400.0])}, x, y)
+    m = L.LatentGaussianModel(3, 2, 2, seed=0)
+    with pytest.raises(ValueError, match="lr must be a finite number"):
+        m.fit(x, y, steps=2, lr=np.inf, progress=False)
+    with pytest.raises(ValueError, match="fit diverged at step"):
+        m.fit(x, y, steps=3, lr=1e300, progress=False)
+    assert all(np.all(np.isfinite(v)) for v in m.params.values())  # the last finite parameters are kept
+    with pytest.raises(ValueError, match=r"Wz is 2x3"):  # said P x D
+        L.mc_log_likelihood(p, x[:, :2], y)

@@ -231,6 +231,28 @@ def test_decompose_bad_input(rng):
         U.decompose(np.array([["a"]]))
 
 
+def test_float16_log_probs_are_taken_to_their_precision(rng):
+    """float16 log-probabilities were converted to float64 and held to float64's tolerance:
+    refused every time (even log(0.5)), as if logits. Checked to float16's tolerance and
+    renormalised, they decompose like the float64 values they round."""
+    lp = random_log_probs(rng, 4, 10, 3)
+    half = lp.astype(np.float16)
+    ref = U.decompose(special.log_softmax(half.astype(np.float64), axis=-1))
+    for a, b in zip(U.decompose(half), ref):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(U.mean_probs(half), np.exp(half.astype(np.float64)).mean(0), atol=2e-3)
+    with np.errstate(divide="ignore"):
+        one_hot = np.log(np.array([[[1.0, 0.0]], [[0.5, 0.5]]])).astype(np.float16)  # -inf stays exact
+    np.testing.assert_allclose(U.decompose(one_hot).aleatoric, [math.log(2) / 2], rtol=1e-12)
+    assert bg.acquisition.bald(half, 2).indices.tolist() == bg.acquisition.bald(lp, 2).indices.tolist()
+    with pytest.raises(ValueError, match="normalised"):
+        U.decompose((lp + 0.1).astype(np.float16))  # logits are still refused
+    bad = half.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        U.decompose(bad)
+
+
 # ---------------------------------------------------------------- log_softmax, mean_probs
 def _with_special_rows(x):
     x[0, 0, 3] = np.nan          # a NaN row stays NaN

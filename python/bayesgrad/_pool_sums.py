@@ -17,7 +17,16 @@ import numpy as np
 
 from . import _checks as C
 from . import random as _random
-from .pools import is_dask_array, networks, require_dask
+
+def _p():
+    """bayesgrad.pools, imported at call time: pools imports this module at its end, so a
+    module-level import of pools here made ``import bayesgrad._pool_sums`` alone -- what a
+    fresh Dask worker does to unpickle a block's function -- fail on the half-initialised
+    cycle, and the computation hung while the workers retried."""
+    from . import pools
+
+    return pools
+
 
 # A float64 x = m 2^e (frexp: 0.5 <= |m| < 1) is the integer M = m 2^53 times 2^(e-53).
 # M splits into hi 2^27 + lo with |hi| <= 2^26, 0 <= lo < 2^27; summed per exponent over
@@ -74,31 +83,57 @@ def _two_square(x):
     return p, err
 
 
+def _big_squares(s2, x, big):
+    """s2 (E, [int per column]) plus the exact squares of the entries of x where ``big``: a
+    value M 2^(e-53) (M an integer, |M| < 2^53) squares to M^2 2^(2e-106) in Python integers,
+    where Dekker's split of a value >= 2^500 would overflow (few such values: a Python loop)."""
+    E, acc = s2
+    K = x.shape[1]
+    for j in np.flatnonzero(big.any(axis=0)):
+        terms = []
+        for v in x[big[:, j], j].tolist():
+            m, e = math.frexp(v)
+            terms.append((int(m * 2.0 ** 53) ** 2, 2 * (e - 53)))
+        base = min(b for _, b in terms)
+        acc, E = _add_scaled(acc, E, int(j), sum(t << (b - base) for t, b in terms), base, K)
+    return E, acc
+
+
 def _block_moments(x):
     """Exact (n, sum x, sum x^2) of a block x (n,) or (n, K), as integers times powers of
-    two; x^2's rounding error is kept (Dekker), so sum x^2 is exact too. Columns holding a
-    non-finite value or one of magnitude >= 2^500 (whose square would overflow) carry IEEE
-    sums instead (``bad``), which decide their result (inf / nan / overflow)."""
+    two; x^2's rounding error is kept (Dekker), so sum x^2 is exact too, and squares of
+    values >= 2^500 (which Dekker's split would overflow) are formed in integers. Columns
+    holding a non-finite value carry the IEEE sum of their non-finite values (``bad``),
+    which decides their total (inf / nan)."""
     x = np.asarray(x, dtype=np.float64)
     ndim = x.ndim
-    x = x.reshape(x.shape[0], -1)
-    with np.errstate(over="ignore", invalid="ignore"):
-        ok = np.isfinite(x) & (np.abs(x) < 2.0 ** 500)
-        bad = None
-        if not ok.all():
-            bad = (~ok).sum(axis=0), np.sum(x, axis=0), np.sum(x * x, axis=0)
-            x = np.where(ok, x, 0.0)
-    p, err = _two_square(x)
+    x = x.reshape(x.shape[0], math.prod(x.shape[1:]))  # (-1 is ambiguous for a block of 0 rows)
+    bad = None
+    fin = np.isfinite(x)
+    if not fin.all():
+        with np.errstate(invalid="ignore"):
+            bad = (~fin).sum(axis=0), np.sum(np.where(fin, 0.0, x), axis=0)
+        x = np.where(fin, x, 0.0)
+    big = np.abs(x) >= 2.0 ** 500
+    p, err = _two_square(np.where(big, 0.0, x) if big.any() else x)
     s1 = _exact_sums(x)
     s2 = _exact_sums(np.concatenate([p, err], axis=1))
     K = x.shape[1]
     s2 = (s2[0], [s2[1][j] + s2[1][K + j] for j in range(K)])
+    if big.any():
+        s2 = _big_squares(s2, x, big)
     return {"n": x.shape[0], "ndim": ndim, "s1": s1, "s2": s2, "bad": bad}
 
 
 def _merge_moments(parts):
     parts = list(parts)
     K = len(parts[0]["s1"][1])
+    # moments' blocks agree by construction; expectation's f may not (a shape that depends on the block)
+    for p in parts[1:]:
+        if len(p["s1"][1]) != K or p["ndim"] != parts[0]["ndim"]:
+            shapes = sorted({("(n,)" if q["ndim"] == 1 else f"(n, {len(q['s1'][1])})") for q in parts})
+            raise ValueError(f"f must return values of one shape, (n,) or (n, K) with the same K, for every block; "
+                             f"got {' and '.join(shapes)}")
 
     def total(key):
         E = min(p[key][0] for p in parts)
@@ -107,7 +142,8 @@ def _merge_moments(parts):
     bads = [p["bad"] for p in parts if p["bad"] is not None]
     bad = None
     if bads:
-        bad = tuple(np.sum([b[i] for b in bads], axis=0) for i in range(3))
+        with np.errstate(invalid="ignore"):  # inf + -inf: nan, the total's value
+            bad = tuple(np.sum([b[i] for b in bads], axis=0) for i in range(2))
     return {"n": sum(p["n"] for p in parts), "ndim": parts[0]["ndim"], "s1": total("s1"), "s2": total("s2"),
             "bad": bad}
 
@@ -127,6 +163,14 @@ class Moments:
     sem: np.ndarray
 
 
+def _rounded(q):
+    """The float nearest the Fraction q, +-inf beyond the float range (float() raises there)."""
+    try:
+        return float(q)
+    except OverflowError:
+        return math.inf if q > 0 else -math.inf
+
+
 def _moments_from(m):
     n = m["n"]
     E1, a1 = m["s1"]
@@ -136,18 +180,17 @@ def _moments_from(m):
     for j in range(K):
         s1 = Fraction(a1[j]) * Fraction(2) ** E1
         s2 = Fraction(a2[j]) * Fraction(2) ** E2
-        tot[j] = float(s1)
+        tot[j] = _rounded(s1)
         if n:
-            mean[j] = float(s1 / n)
+            mean[j] = _rounded(s1 / n)
         if n > 1:
-            var[j] = float((s2 - s1 * s1 / n) / (n - 1))
+            var[j] = _rounded((s2 - s1 * s1 / n) / (n - 1))
     if m["bad"] is not None:
-        cnt, b1, b2 = m["bad"]
-        with np.errstate(over="ignore", invalid="ignore"):
-            for j in np.flatnonzero(cnt):
-                tot[j] = b1[j]
-                mean[j] = b1[j] / n
-                var[j] = (b2[j] - b1[j] * b1[j] / n) / (n - 1) if n > 1 else np.nan
+        # an infinity outweighs any finite sum (nan for both signs or a nan); the variance is undefined
+        cnt, b1 = m["bad"]
+        for j in np.flatnonzero(cnt):
+            tot[j] = mean[j] = b1[j]
+            var[j] = np.nan
     with np.errstate(invalid="ignore"):
         sem = np.sqrt(var / n) if n else np.full(K, np.nan)
     if m["ndim"] == 1:
@@ -170,10 +213,11 @@ def moments(x, *, split_every=8, scheduler=None) -> Moments:
     along rows (per-block exact sums merged exactly; see the module docstring). The
     result is the correctly rounded value of the exact sum, mean and unbiased variance
     of the values (squares below 2^-969 lose their rounding error to underflow)."""
-    if not is_dask_array(x):
+    split_every = C.integer(split_every, "split_every", 2)  # 1 would never shrink the tree
+    if not _p().is_dask_array(x):
         a = C.as_array(x, "x", finite=False, min_ndim=1, allow_empty=True)
         return _moments_from(_block_moments(a))
-    dask, _ = require_dask("moments of a Dask array")
+    dask, _ = _p().require_dask("moments of a Dask array")
     if x.ndim > 2:
         x = x.reshape(x.shape[0], -1)
     if x.ndim == 2:
@@ -185,6 +229,8 @@ def moments(x, *, split_every=8, scheduler=None) -> Moments:
 
 
 def _expect_block(xb, f, start, n_noise, seed, stream):
+    # a Dask block as the NumPy path sees its data: finite, float32 or float64
+    xb = C.as_array(xb, "data", min_ndim=1)
     eps = None
     if n_noise:
         eps = _random.normal((xb.shape[0], n_noise), seed=seed, stream=stream, offset=start * n_noise)
@@ -205,19 +251,23 @@ def expectation(f, data, *, n_noise=0, seed=0, stream=0, split_every=8, schedule
     ``sem`` its standard error.
     """
     n_noise = C.integer(n_noise, "n_noise", 0)
+    split_every = C.integer(split_every, "split_every", 2)
     seed = _random.resolve_seed(seed)
     stream = _random.check_stream(stream)
     if not callable(f):
         raise TypeError("f must be a callable f(x_block, eps_block) -> (n,) or (n, K)")
-    if not is_dask_array(data):
+    if not _p().is_dask_array(data):
         a = C.as_array(data, "data", min_ndim=1)
         return _moments_from(_expect_block(a, f, 0, n_noise, seed, stream))
-    dask, _ = require_dask("an expectation over a Dask array")
+    dask, _ = _p().require_dask("an expectation over a Dask array")
+    if data.ndim < 1 or _p().known_rows(data, "data") == 0:
+        raise ValueError(f"data must have at least one row, got shape {data.shape}")
     d = data.rechunk({i: -1 for i in range(1, data.ndim)}) if data.ndim > 1 else data
     starts = np.concatenate([[0], np.cumsum(d.chunks[0])])
     f_d = dask.delayed(f, pure=True, traverse=False)
     blk = dask.delayed(_expect_block, pure=True)
-    parts = [blk(b, f_d, int(starts[i]), n_noise, seed, stream) for i, b in enumerate(d.to_delayed().reshape(-1))]
+    parts = [blk(b, f_d, int(starts[i]), n_noise, seed, stream) for i, b in enumerate(d.to_delayed().reshape(-1))
+             if starts[i + 1] > starts[i]]  # (an empty chunk: f would be called on no rows, refused as data)
     kw = {} if scheduler is None else {"scheduler": scheduler}
     (m,) = dask.compute(_reduce(parts, split_every, _merge_moments), **kw)
     return _moments_from(m)
@@ -232,20 +282,28 @@ def log_likelihood(model, X, y, *, n_samples=64, seed=0, stream=0, split_every=8
     """Log-likelihood sums sum_n log p(y_n | x_n, theta_s) (S,) in nats of the S sampled
     networks (``networks(model, n_samples, seed, stream)``) over data X (N, D), y (N,) or
     (N, Dy): NumPy, or Dask arrays chunked along rows; exact per-block sums merged exactly."""
-    net = networks(model, n_samples, seed, stream)
-    if not is_dask_array(X):
+    net = _p().networks(model, n_samples, seed, stream)
+    split_every = C.integer(split_every, "split_every", 2)
+    if not _p().is_dask_array(X):
         Xa = C.as_array(X, "X", ndim=2)
         m = _loglik_block(Xa, np.asarray(y), net, 0)
         return _moments_from(m).total
-    dask, da = require_dask("a log-likelihood over a Dask array")
+    dask, da = _p().require_dask("a log-likelihood over a Dask array")
+    if X.ndim != 2:
+        raise ValueError(f"X must have 2 dimensions (N, D), got shape {X.shape}")
     X = X.rechunk({1: -1})
-    y = y if is_dask_array(y) else da.from_array(np.asarray(y))
+    y = y if _p().is_dask_array(y) else da.from_array(np.asarray(y))
+    if _p().known_rows(X, "X") == 0:  # as the NumPy path refuses it (no block would be left to sum)
+        raise ValueError(f"X must not be empty, got shape {X.shape}")
+    if y.ndim < 1 or _p().known_rows(y, "y") != _p().known_rows(X, "X"):
+        raise ValueError(f"y must have one target per row of X ({X.shape[0]}), got shape {y.shape}")
     y = y.rechunk((X.chunks[0],) + tuple((s,) for s in y.shape[1:]))
     net_d = dask.delayed(net, pure=True, traverse=False)
     blk = dask.delayed(_loglik_block, pure=True)
     starts = np.concatenate([[0], np.cumsum(X.chunks[0])])
     parts = [blk(xb, yb, net_d, int(starts[i]))
-             for i, (xb, yb) in enumerate(zip(X.to_delayed().reshape(-1), y.to_delayed().reshape(-1)))]
+             for i, (xb, yb) in enumerate(zip(X.to_delayed().reshape(-1), y.to_delayed().reshape(-1)))
+             if starts[i + 1] > starts[i]]  # (an empty chunk's targets were refused as empty)
     kw = {} if scheduler is None else {"scheduler": scheduler}
     (m,) = dask.compute(_reduce(parts, split_every, _merge_moments), **kw)
     return _moments_from(m).total
@@ -298,7 +356,8 @@ def elbo(q, X, y, *, n_samples=64, seed=0, stream=0, split_every=8, scheduler=No
 
     if not isinstance(q, MFVI):
         raise TypeError(f"q must be a fitted bg.vi.MFVI, got {type(q).__name__}")
-    net = networks(q, n_samples, seed, stream)
+    split_every = C.integer(split_every, "split_every", 2)
+    net = _p().networks(q, n_samples, seed, stream)
     ll = log_likelihood(net, X, y, split_every=split_every, scheduler=scheduler)
     ell = float(np.mean(ll))
     kl = _mfvi_kl(q, net.theta)

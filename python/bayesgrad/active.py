@@ -92,6 +92,10 @@ class ActiveLearner:
         self.X_pool = X_pool if self.lazy else C.as_array(X_pool, "X_pool", min_ndim=2)
         if self.lazy and X_pool.ndim != 2:
             raise ValueError(f"a Dask X_pool must be (N, D), got shape {X_pool.shape}")
+        if self.lazy:
+            from .pools import known_rows
+
+            known_rows(X_pool, "X_pool")  # NaN chunk sizes: no row count to check indices against
         N = self.X_pool.shape[0]
         self.n_classes = C.integer(n_classes, "n_classes", 2)
         if callable(oracle):
@@ -104,8 +108,15 @@ class ActiveLearner:
         self.n_samples = C.integer(n_samples, "n_samples", 1)
         self.n_configs = C.integer(n_configs, "n_configs", 1)
         self.beta = float(C.scalar(beta, "beta"))
+        if self.beta < 0:  # score_pool refuses it: checked here, not after the first round's fit
+            raise ValueError(f"beta must be >= 0, got {self.beta}")
         self.budget = N if budget is None else C.integer(budget, "budget", 1)
         self.max_candidates = None if max_candidates is None else C.integer(max_candidates, "max_candidates", 1)
+        if self.acquisition == "batchbald":  # (BatchBALD's own checks would come after the first fit)
+            if self.n_configs < self.n_classes:
+                raise ValueError(f"n_configs ({self.n_configs}) must be >= n_classes ({self.n_classes}) for BatchBALD")
+            if self.max_candidates is not None and self.max_candidates < self.batch_size:
+                raise ValueError(f"max_candidates ({self.max_candidates}) must be >= batch_size ({self.batch_size})")
         self.scheduler = scheduler
         self.seed = _random.resolve_seed(seed)
         self.stream = _random.check_stream(stream)
@@ -293,6 +304,8 @@ class ActiveLearner:
         n_pool = (getattr(X_pool, "shape", None) or (None,))[0]  # nan for a Dask pool of unknown chunks
         if isinstance(n_pool, (int, np.integer)) and meta.get("pool_size") != n_pool:  # before the saved indices
             raise ValueError(f"{path!r}: saved for a pool of {meta.get('pool_size')} points, given {n_pool}")
+        if not np.all(arrays["labelled"] == np.round(arrays["labelled"])):  # (truncated, they named other points)
+            raise ValueError(f"{path!r}: malformed labelled indices (not integers)")
         try:
             lab = arrays["labelled"].astype(np.int64)
             obj = cls(fit, X_pool, oracle, n_classes=meta["n_classes"], initial=lab,
@@ -304,9 +317,11 @@ class ActiveLearner:
             post_file = meta.get("posterior_file")
         except (KeyError, TypeError) as exc:
             raise ValueError(f"{path!r}: malformed ActiveLearner metadata ({exc})") from exc
-        if meta.get("pool_size") != obj.X_pool.shape[0] or not isinstance(history, list):
+        if meta.get("pool_size") != obj.X_pool.shape[0]:
             raise ValueError(f"{path!r}: saved for a pool of {meta.get('pool_size')} points, "
                              f"given {obj.X_pool.shape[0]}")
+        if not (isinstance(history, list) and all(isinstance(h, dict) for h in history)):
+            raise ValueError(f"{path!r}: malformed history (a list of per-round records expected)")
         if not np.array_equal(obj.y_labelled, arrays["y_labelled"].astype(np.int64)):
             raise ValueError(f"{path!r}: the oracle's labels differ from the saved ones")
         if post_file is not None:
@@ -325,6 +340,8 @@ class ActiveLearner:
         rows = [h for h in self.history if metric in h]
         if not rows:
             raise ValueError(f"no round recorded {metric!r}: pass test=(X, y) to step/run")
+        if not all(isinstance(h[metric], (int, float)) and not isinstance(h[metric], bool) for h in rows):
+            raise ValueError(f"metric must name a number per round (accuracy, nll, ece, fit_s, ...), got {metric!r}")
         fig, axes = _figure(1, 1, width=4.2, height=3.2)
         ax = axes[0][0]
         ax.plot([h["n_labelled"] for h in rows], [h[metric] for h in rows], marker="o")

@@ -241,6 +241,11 @@ def compare(X, y, *, task="auto", methods=METHODS, n_folds=5, seed=0, verbose=0,
     task = C.option(task, "task", ("auto", *TASKS))
     if isinstance(methods, str):
         methods = (methods,)
+    try:
+        methods = tuple(methods)
+    except TypeError:  # (None was "'NoneType' object is not iterable")
+        raise TypeError(f"methods must be a method name or a sequence of them ({', '.join(METHODS)}), got "
+                        f"{type(methods).__name__}") from None
     methods = tuple(C.option(m, "methods", METHODS) for m in methods)
     if not methods:
         raise ValueError("methods must name at least one method")

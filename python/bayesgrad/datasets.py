@@ -52,7 +52,18 @@ class Dataset:
         if self.X.shape[1] != 1:
             raise ValueError("grid is for 1-D inputs; build a 2-D grid from bounds")
         lo, hi = self.bounds[0]
-        return np.linspace(lo, hi, C.integer(n, "n", 2))[:, None]
+        n = C.integer(n, "n", 2)
+        C.check_allocation(C.n_bytes((n,)), f"n={n}: the grid")
+        return np.linspace(lo, hi, n)[:, None]
+
+
+def _size_and_seed(n, seed, n_min, width):
+    """``n`` checked (>= n_min, its arrays of ``width`` floats within the allocation limit, before
+    np.arange allocates them) and ``seed`` resolved once: with seed=None each draw took fresh
+    entropy of its own, so ``bayesgrad.random.last_seed`` did not reproduce the data set."""
+    n = C.integer(n, "n", n_min)
+    C.check_allocation(C.n_bytes((n, width), copies=4), f"n={n}: the data set")
+    return n, _random.resolve_seed(seed)
 
 
 def _uniforms(n, seed, tag):
@@ -80,7 +91,7 @@ def binary_1d(n=240, seed=0):
     n : int >= 3, number of training points (a third in each data region)
     seed : int, Philox seed
     """
-    n = C.integer(n, "n", 3)
+    n, seed = _size_and_seed(n, seed, 3, 1)
     region = np.arange(n) % 3  # 0: overlapping, 1: clean y=0, 2: clean y=1
     u = _uniforms(n, seed, "dataset/binary_1d/x")
     lo = np.array([-9.0, -5.0, 2.0])[region]
@@ -111,14 +122,17 @@ def regression_1d_gap(n=160, noise=0.1, seed=0):
     noise : float > 0, standard deviation of the Gaussian noise on y
     seed : int, Philox seed
     """
-    n = C.integer(n, "n", 2)
+    n, seed = _size_and_seed(n, seed, 2, 1)
     noise = C.real(noise, "noise")
     if not np.isfinite(noise) or noise <= 0:
         raise ValueError(f"noise must be a positive finite float, got {noise}")
     u = _uniforms(n, seed, "dataset/regression_1d_gap/x")
     left = np.arange(n) % 5 < 3
     x = np.where(left, -5.0 + 3.5 * u, 1.5 + 2.5 * u)
-    y = np.sin(x) + 0.1 * x + noise * _normals(n, seed, "dataset/regression_1d_gap/noise")
+    with np.errstate(over="ignore"):
+        y = np.sin(x) + 0.1 * x + noise * _normals(n, seed, "dataset/regression_1d_gap/noise")
+    if not np.all(np.isfinite(y)):  # noise near the float64 maximum: targets of inf
+        raise ValueError(f"noise ({noise:g}) is too large: the targets overflow float64")
     order = np.argsort(x, kind="stable")
     return Dataset(
         X=x[order, None], y=y[order],
@@ -146,7 +160,7 @@ def three_class_2d(n=300, seed=0):
     n : int >= 3, number of training points (equal shares per class)
     seed : int, Philox seed
     """
-    n = C.integer(n, "n", 3)
+    n, seed = _size_and_seed(n, seed, 3, 2)
     y = np.arange(n, dtype=np.int64) % 3
     z = _normals((n, 2), seed, "dataset/three_class_2d/x")
     centres = np.stack([c for c, _ in _THREE_CLASS])[y]

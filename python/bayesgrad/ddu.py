@@ -91,12 +91,19 @@ class DDU:
         if np.any(counts == 0):
             raise ValueError(f"every class needs at least one training point; empty: {np.flatnonzero(counts == 0)}")
         x = f.astype(np.float64)
+        # The Gaussians are fitted to x / 2^k, |x| / 2^k < 1, and scaled back: d.T @ d of features
+        # near 1e200 overflowed (no jitter made it positive definite) and of features near 1e-200
+        # underflowed to 0 (every point then had the same density). A power of two scales exactly,
+        # so features of ordinary size give the same bits as unscaled.
+        amax = float(np.max(np.abs(x)))
+        unit = 2.0 ** math.frexp(amax)[1] if amax > 0 else 1.0
+        xs = x / unit
         self.dtype_ = f.dtype
         self.means_ = np.empty((K, D))
         self.chol_ = np.empty((K, D, D))
         self.jitter_ = np.empty(K)
         for c in range(K):
-            xc = x[y == c]
+            xc = xs[y == c]
             mu = xc.mean(axis=0)
             d = xc - mu
             cov = d.T @ d / max(len(xc) - 1, 1)
@@ -114,7 +121,8 @@ class DDU:
                     break
             else:
                 raise ValueError(f"class {c}: covariance not positive definite for any jitter in {self.jitters}")
-            self.means_[c], self.chol_[c], self.jitter_[c] = mu, L, jit * scale
+            with np.errstate(over="ignore"):  # the jitter in feature units may exceed the float range
+                self.means_[c], self.chol_[c], self.jitter_[c] = mu * unit, L * unit, jit * scale * unit * unit
         self.log_priors_ = (np.log(counts / counts.sum()) if self.priors == "empirical"
                             else np.full(K, -math.log(K)))
         self.train_log_density_ = np.sort(self.log_density(f))
@@ -136,7 +144,8 @@ class DDU:
         for c in range(self.means_.shape[0]):
             L = self.chol_[c]
             z = linalg.solve_triangular(L, (x - self.means_[c]).T, lower=True)
-            out[:, c] = -0.5 * (D * math.log(2 * math.pi) + np.sum(z * z, axis=0)) - np.sum(np.log(np.diag(L)))
+            with np.errstate(over="ignore"):  # a point far beyond the float range of z^2: a density of -inf
+                out[:, c] = -0.5 * (D * math.log(2 * math.pi) + np.sum(z * z, axis=0)) - np.sum(np.log(np.diag(L)))
         return out
 
     def log_density(self, features):
@@ -151,7 +160,10 @@ class DDU:
         self._check_fitted()
         if log_density is None:
             log_density = self.log_density(features)
-        ld = C.as_array(log_density, "log_density", np.float64)
+        # -inf: a point so far away that its density underflows (quantile 0); nan is refused
+        ld = C.as_array(log_density, "log_density", np.float64, finite=False)
+        if np.isnan(ld).any():
+            raise ValueError("log_density must not be nan")
         return np.searchsorted(self.train_log_density_, ld, side="right") / self.train_log_density_.size
 
     def predict(self, features, probs):

@@ -86,13 +86,13 @@ def _params(params):
     return p, dt, (D, K, P)
 
 
-def _data(x, y, D, P, dt):
+def _data(x, y, D, K, P, dt):
     x = C.as_array(x, "x", dtype=dt, ndim=2)
     y = C.as_array(y, "y", dtype=dt)
     if y.ndim == 1 and P == 1:
         y = y.reshape(-1, 1)
     if x.shape[1] != D:
-        raise ValueError(f"x must have {D} columns (Wz is {P}x{D}), got shape {x.shape}")
+        raise ValueError(f"x must have {D} columns (Wz is {K}x{D}), got shape {x.shape}")
     if y.shape != (x.shape[0], P):
         raise ValueError(f"y must have shape ({x.shape[0]}, {P}), got {y.shape}")
     return x, y
@@ -113,7 +113,7 @@ def mc_log_likelihood(params, x, y, n_samples=64, seed=0, stream=0, grad=True, e
         numbers across calls).
     """
     p, dt, (D, K, P) = _params(params)
-    x, y = _data(x, y, D, P, dt)
+    x, y = _data(x, y, D, K, P, dt)
     N = x.shape[0]
     if eps is None:
         S = C.integer(n_samples, "n_samples", 1)
@@ -127,6 +127,10 @@ def mc_log_likelihood(params, x, y, n_samples=64, seed=0, stream=0, grad=True, e
     theta = np.concatenate([p[k].reshape(-1) for k in PARAM_NAMES])
     flat = np.empty_like(theta) if grad else None
     _backend.kernels().latent.latent_logp(theta, x, y, eps, logp, flat)
+    if np.isnan(logp).any() or (grad and np.isnan(flat).any()):
+        # (returned as nan before): every draw's log p(y|z) underflowed to -inf, or a scale overflowed
+        raise ValueError("the estimate overflowed (nan): exp(log_sz), exp(-log_sy) or the residuals y - Wy z "
+                         "exceed the floating-point range; rescale x and y, or bound log_sz and log_sy")
     g = None
     if grad:
         ends = np.cumsum([p[k].size for k in PARAM_NAMES])
@@ -137,11 +141,19 @@ def mc_log_likelihood(params, x, y, n_samples=64, seed=0, stream=0, grad=True, e
 def exact_log_likelihood(params, x, y):
     """Exact log p(y_n | x_n) per point (N,) from the Gaussian marginal (float64)."""
     p, dt, (D, K, P) = _params(params)
-    x, y = _data(x, y, D, P, dt)
+    x, y = _data(x, y, D, K, P, dt)
     f = {k: v.astype(np.float64) for k, v in p.items()}
     m = (x @ f["Wz"].T + f["bz"]) @ f["Wy"].T + f["by"]
-    cov = (f["Wy"] * np.exp(2 * f["log_sz"])) @ f["Wy"].T + math.exp(2 * f["log_sy"][0]) * np.eye(P)
-    L = np.linalg.cholesky(cov)
+    with np.errstate(over="ignore", invalid="ignore"):  # (math.exp raised OverflowError for log_sy > 354)
+        cov = (f["Wy"] * np.exp(2 * f["log_sz"])) @ f["Wy"].T + np.exp(2 * f["log_sy"][0]) * np.eye(P)
+    if not np.all(np.isfinite(cov)):
+        raise ValueError("the marginal covariance Wy diag(sz^2) Wy^T + sy^2 I overflows float64: bound log_sz "
+                         "and log_sy")
+    try:
+        L = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        raise ValueError("the marginal covariance is not positive definite in float64 (sy = exp(log_sy) "
+                         "underflows): bound log_sy from below") from None
     r = np.linalg.solve(L, (y - m).T)
     return -0.5 * (P * math.log(2 * math.pi) + np.sum(r * r, axis=0)) - np.sum(np.log(np.diag(L)))
 
@@ -190,10 +202,10 @@ class LatentGaussianModel:
         steps = C.integer(steps, "steps", 1)
         S = C.integer(n_samples, "n_samples", 1)
         lr = C.real(lr, "lr")
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
+        if not (lr > 0 and math.isfinite(lr)):  # (inf was accepted: the first step made every parameter nan)
+            raise ValueError(f"lr must be a finite number > 0, got {lr}")
         p, dt, (D, K, P) = _params(self.params)
-        x, y = _data(x, y, D, P, dt)
+        x, y = _data(x, y, D, K, P, dt)
         N = x.shape[0]
         B = min(C.integer(batch_size, "batch_size", 1), N)
         bar = _progress(steps, progress)
@@ -213,14 +225,24 @@ class LatentGaussianModel:
                     pos, epoch = 0, epoch + 1
                 idx = order[pos:pos + B]
                 pos += B
-                est = mc_log_likelihood(p, x[idx], y[idx], S, seed=self.seed_, stream=_random.fold_in(st_step, t))
+                try:
+                    est = mc_log_likelihood(p, x[idx], y[idx], S, seed=self.seed_, stream=_random.fold_in(st_step, t))
+                except ValueError as exc:  # the overflow check: parameters stepped out of range
+                    raise ValueError(f"fit diverged at step {t}: {exc}; lower lr") from exc
                 scale = N / B
+                new = {}
                 for k in PARAM_NAMES:
                     g = est.grad[k].astype(np.float64) * scale
                     m[k] = b1 * m[k] + (1 - b1) * g
                     v2[k] = b2 * v2[k] + (1 - b2) * g * g
                     step = lr * (m[k] / (1 - b1 ** t)) / (np.sqrt(v2[k] / (1 - b2 ** t)) + tiny)
-                    p[k] = (p[k] + step).astype(dt)  # ascent
+                    with np.errstate(over="ignore"):
+                        new[k] = (p[k] + step).astype(dt)  # ascent
+                if not all(np.all(np.isfinite(v)) for v in new.values()):
+                    # the parameters reached so far stay (they were replaced by the inf ones, then refused
+                    # by the next step as "Wz must be finite")
+                    raise ValueError(f"fit diverged at step {t}: a parameter overflowed; lower lr")
+                p = new
                 self.history_.append(est.value / B)
                 if bar is not None:
                     bar.update(1)

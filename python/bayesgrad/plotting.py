@@ -24,6 +24,7 @@ into a given or new pyplot Axes and returns it, for interactive use.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -58,24 +59,50 @@ def _figure(n_rows, n_cols, width=4.2, height=3.0):
 
 def _save(fig, path):
     """Write fig whole or not at all (``_files.replacing``: a failed or interrupted render left the
-    previous figure truncated); a path without an extension gets ".png", as matplotlib's savefig would
-    add it. Returns the path written."""
+    previous figure truncated) and return the path written: one without an extension gets ".png"
+    (matplotlib appends its default format's, and the path returned lacked it)."""
     from ._files import replacing
 
     path = os.fspath(path)
+    if not os.path.splitext(path)[1]:
+        path += ".png"
     folder = os.path.dirname(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    ext = os.path.splitext(path)[1][1:]
-    if not ext:
-        ext, path = "png", path + ".png"
     with replacing(path) as tmp:
-        fig.savefig(tmp, dpi=110, format=ext)
+        fig.savefig(tmp, dpi=110, format=os.path.splitext(path)[1][1:])
     return path
 
 
+def _methods(d, name, keys=()):
+    """``d``, a non-empty dict method -> value; each value a dict holding ``keys`` when given
+    (an empty dict made a figure of no columns, matplotlib's error; a missing key a KeyError)."""
+    if not isinstance(d, Mapping):
+        raise TypeError(f"{name} must be a dict (method name -> ...), got {type(d).__name__}")
+    if not d:
+        raise ValueError(f"{name} must name at least one method")
+    for m, v in d.items():
+        if keys and not isinstance(v, Mapping):
+            raise TypeError(f"{name}[{m!r}] must be a dict with {list(keys)}, got {type(v).__name__}")
+        missing = [k for k in keys if k not in v]
+        if missing:
+            raise ValueError(f"{name}[{m!r}] lacks {missing}")
+    return d
+
+
+def _pairs(d, name, what):
+    """``d``, a non-empty dict method -> a pair ``what``."""
+    for m, v in _methods(d, name).items():
+        if not (isinstance(v, (tuple, list)) and len(v) == 2):
+            raise TypeError(f"{name}[{m!r}] must be a pair {what}, got {type(v).__name__}")
+    return d
+
+
 def _vector(a, name, n=None):
-    a = np.asarray(a, dtype=np.float64).reshape(-1)
+    try:
+        a = np.asarray(a, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be numbers, got {type(a).__name__} ({exc})") from None
     if n is not None and a.shape[0] != n:
         raise ValueError(f"{name} must have {n} values (one per grid point), got {a.shape[0]}")
     return a
@@ -84,6 +111,8 @@ def _vector(a, name, n=None):
 def _rug(ax, data, y_level):
     if data is None:
         return
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise TypeError(f"data must be a pair (X, y), got {type(data).__name__}")
     X, y = data
     X = _vector(X, "data X")
     ax.plot(X, np.full_like(X, y_level), "|", color="#777777", alpha=0.5, markersize=6)
@@ -91,7 +120,10 @@ def _rug(ax, data, y_level):
 
 def _mark_points(ax, points):
     for name, x0 in (points or {}).items():
-        x0 = float(np.asarray(x0).reshape(-1)[0])
+        x0 = _vector(x0, f"points[{name!r}]")
+        if x0.size != 1:  # (an empty value was an IndexError)
+            raise ValueError(f"points[{name!r}] must be one x value, got {x0.size}")
+        x0 = float(x0[0])
         ax.axvline(x0, color="#999999", lw=0.8, ls=":")
         ax.annotate(name, (x0, 1.0), xycoords=("data", "axes fraction"), ha="center", va="bottom", fontsize=8)
 
@@ -116,6 +148,7 @@ def uncertainty_curves(x, curves, path, *, data=None, points=None, probs=None, t
     path : str
     """
     x = _vector(x, "x")
+    _methods(curves, "curves", ("total", "aleatoric", "epistemic"))
     fig, axes = _figure(1, len(curves))
     for ax, (method, c) in zip(axes[0], curves.items()):
         for key in ("total", "aleatoric", "epistemic"):
@@ -156,6 +189,9 @@ def predictive_bands(x, bands, path, *, data=None, truth=None, title=None):
     path : str
     """
     x = _vector(x, "x")
+    _methods(bands, "bands", ("mean", "std"))
+    if data is not None and not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise TypeError(f"data must be a pair (X, y), got {type(data).__name__}")
     fig, axes = _figure(1, len(bands))
     for ax, (method, b) in zip(axes[0], bands.items()):
         mean = _vector(b["mean"], f"bands[{method!r}]['mean']", x.size)
@@ -200,8 +236,13 @@ def simplex(samples, path, *, title=None):
     -------
     path : str
     """
-    methods = list(samples)
+    methods = list(_methods(samples, "samples"))
     names = list(samples[methods[0]])
+    for m in methods:  # (a missing point was a KeyError, none at all matplotlib's error)
+        got = list(samples[m]) if isinstance(samples[m], Mapping) else samples[m]
+        if not names or got != names:
+            raise ValueError(f"samples must map every method to a dict of the same point names ({names} for "
+                             f"{methods[0]!r}); got {got!r} for {m!r}")
     fig, axes = _figure(len(methods), len(names), width=3.0, height=2.8)
     for i, method in enumerate(methods):
         for j, name in enumerate(names):
@@ -235,8 +276,7 @@ def plot_reliability(predictions, path, *, n_bins=15, title=None):
     diagonal and the ECE in the title. Returns the path written."""
     from . import uncertainty as U
 
-    if not predictions:
-        raise ValueError("predictions must name at least one method")
+    _pairs(predictions, "predictions", "(probs, y)")
     fig, axes = _figure(1, len(predictions), width=3.6, height=3.4)
     for ax, (name, (probs, y)) in zip(axes[0], predictions.items()):
         rd = U.reliability_diagram(probs, y, n_bins=n_bins)
@@ -262,8 +302,7 @@ def plot_calibration_curve(predictions, y, path, *, n_levels=99, title=None):
     expected coverage with the miscalibration area in the legend. Returns the path."""
     from . import uncertainty as U
 
-    if not predictions:
-        raise ValueError("predictions must name at least one method")
+    _pairs(predictions, "predictions", "(mean, std)")
     fig, axes = _figure(1, 1, width=4.0, height=3.6)
     ax = axes[0][0]
     ax.plot([0, 1], [0, 1], color="#222222", lw=1, ls="--", label="calibrated")
@@ -300,6 +339,10 @@ def plot_comparison(methods, metrics, mean, stderr, best, path, *, title=None):
     mean = np.asarray(mean, dtype=np.float64)
     stderr = np.asarray(stderr, dtype=np.float64)
     M, F = len(methods), len(metrics)
+    if M == 0 or F == 0:  # (no metrics divided by zero; no methods drew empty panels)
+        raise ValueError(f"methods and metrics must each name at least one, got {M} and {F}")
+    if not isinstance(best, Mapping):
+        raise TypeError(f"best must be a dict {{metric: method}}, got {type(best).__name__}")
     if mean.shape != (M, F) or stderr.shape != (M, F):
         raise ValueError(f"mean and stderr must have shape ({M}, {F}) (methods, metrics), "
                          f"got {mean.shape} and {stderr.shape}")

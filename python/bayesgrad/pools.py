@@ -88,6 +88,16 @@ def is_dask_array(x):
     return t.__name__ == "Array" and t.__module__.startswith("dask.array")
 
 
+def known_rows(x, name, axis=0):
+    """The length of axis ``axis`` (the rows) of a Dask array; a ValueError naming ``name``
+    when its chunk sizes are unknown (NaN, e.g. after boolean indexing), which the blocks'
+    global row offsets need."""
+    if any(math.isnan(c) for c in x.chunks[axis]):
+        raise ValueError(f"{name} has unknown chunk sizes along its rows (NaN, e.g. after boolean indexing); "
+                         f"call {name}.compute_chunk_sizes() first")
+    return int(sum(x.chunks[axis]))
+
+
 # ---------------------------------------------------------------- sampled networks
 _MLP_CACHE = {}
 # Pool rows per forward call, aligned to the pool's row index (Networks.outputs): large
@@ -126,7 +136,12 @@ class Networks:
 
         self.mlp = mlp.to_dict()
         self.likelihood = likelihood_name(likelihood)
-        self.theta = np.ascontiguousarray(theta)
+        # float32 / float64 like every weight vector (integer weights made the forward's output
+        # buffer the wrong dtype, an error about ``out``)
+        self.theta = C.as_array(theta, "theta", min_ndim=1)
+        if self.likelihood == "gaussian" and noise is None:
+            raise ValueError("noise (the gaussian likelihood's sigma per output) is required for a gaussian "
+                             "likelihood")
         self.masks = None if masks is None else np.ascontiguousarray(masks, dtype=self.theta.dtype)
         if self.theta.ndim == 1 and self.masks is None:
             self.theta = self.theta[None]
@@ -285,7 +300,8 @@ def networks(posterior, n_samples=100, seed=0, stream=0):
         noise = posterior.sigma_noise if lik == "gaussian" else None
         return Networks(mlp, lik, thetas, None, noise)
     raise TypeError("model must be a posterior of this package (MCDropout, MFVI, DeepEnsemble, SWAG, MultiSWAG, "
-                    f"SGMCMC, Laplace), its scikit-learn estimator, or bg.pools.Networks; got {type(posterior).__name__}")
+                    "SGMCMC, Laplace), its scikit-learn estimator, or bg.pools.Networks; got "
+                    f"{type(posterior).__name__}")
 
 
 def load_posterior(path):
@@ -467,7 +483,7 @@ def score_pool(pool, acquisition="bald", batch_size=1, *, model=None, n_samples=
     beta = float(C.real(beta, "beta"))
     if not (np.isfinite(beta) and beta >= 0):
         raise ValueError(f"beta must be finite and >= 0, got {beta}")
-    columns = tuple(C.option(c, "columns", A.METHODS) for c in columns)
+    columns = _column_names(columns)
     seed = _random.resolve_seed(seed)
     stream = _random.check_stream(stream)
     n_configs = C.integer(n_configs, "n_configs", 1)
@@ -478,15 +494,26 @@ def score_pool(pool, acquisition="bald", batch_size=1, *, model=None, n_samples=
     if net is None:
         if len(shape) != 3:
             raise ValueError(f"a pool without model must be log-probabilities (S, N, C), got shape {shape}")
-        N = shape[1]
+        n_classes = shape[2]
     else:
         if len(shape) != 2 or shape[1] != net.n_inputs:
             raise ValueError(f"pool must be inputs (N, {net.n_inputs}) for this model, got shape {shape}")
-        N = shape[0]
+        if net.likelihood not in ("categorical", "bernoulli"):
+            raise ValueError(f"acquisition needs a classifier; the model's likelihood is {net.likelihood!r}")
+        n_classes = net.mlp["sizes"][-1] if net.likelihood == "categorical" else 2
+    axis = 1 if net is None else 0
+    N = known_rows(pool, "pool", axis) if lazy else shape[axis]
     if N < 1:
         raise ValueError("pool is empty")
     if batch_size > N:
         raise ValueError(f"batch_size ({batch_size}) exceeds the pool size ({N})")
+    if exclude is not None:
+        exclude = _excluded(exclude, N)
+        if N - exclude.size < batch_size:  # checked before the pool is scored
+            raise ValueError(f"batch_size ({batch_size}) exceeds the points that can be picked "
+                             f"({N - exclude.size}: {exclude.size} of {N} excluded)")
+    if acquisition == "batchbald" and n_configs < n_classes:
+        raise ValueError(f"n_configs ({n_configs}) must be >= the number of classes ({n_classes})")
     k = batch_size
     if acquisition == "batchbald":
         if max_candidates is None:
@@ -498,8 +525,6 @@ def score_pool(pool, acquisition="bald", batch_size=1, *, model=None, n_samples=
     from . import _backend
 
     spec = _Spec(acquisition, k, columns, beta, seed, stream, _backend.get_backend())
-    if exclude is not None:
-        exclude = np.unique(np.asarray(exclude, dtype=np.int64))
     if lazy:
         top, cols, n_blocks = _score_dask(pool, net, spec, exclude, split_every, scheduler)
     else:
@@ -507,6 +532,37 @@ def score_pool(pool, acquisition="bald", batch_size=1, *, model=None, n_samples=
     keys, idx, method, info = _finish(top, spec, n_configs, N, batch_size)
     info["n_blocks"] = n_blocks
     return PoolScores(np.asarray(idx, dtype=np.int64), keys, method, info, cols)
+
+
+def _column_names(columns):
+    """The per-point columns asked for: a name, a sequence of names or None (none)."""
+    if columns is None:
+        return ()
+    if isinstance(columns, str):  # one name (iterating it gave its letters)
+        columns = (columns,)
+    try:
+        columns = tuple(columns)
+    except TypeError:
+        raise TypeError(f"columns must be a sequence of names of bg.acquisition.METHODS, got "
+                        f"{type(columns).__name__}") from None
+    return tuple(C.option(c, "columns", A.METHODS) for c in columns)
+
+
+def _excluded(exclude, N):
+    """Sorted distinct int64 pool indices of ``exclude``, checked: a 1-d integer array in [0, N).
+    (Cast to int64 unchecked, a boolean mask excluded points 0 and 1, floats were truncated and
+    indices out of range were ignored.)"""
+    e = C.to_numpy(exclude, "exclude")
+    if e.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if e.ndim != 1:
+        raise ValueError(f"exclude must be a 1-d array of pool indices, got shape {e.shape}")
+    if e.dtype.kind not in "iu":
+        hint = " (for a boolean mask pass np.flatnonzero(mask))" if e.dtype.kind == "b" else ""
+        raise TypeError(f"exclude must hold integer pool indices, got dtype {e.dtype}{hint}")
+    if e.min() < 0 or e.max() >= N:
+        raise ValueError(f"exclude must hold pool indices in [0, {N}), got values in [{e.min()}, {e.max()}]")
+    return np.unique(e.astype(np.int64))
 
 
 def _score_numpy(pool, net, spec, exclude, N, chunk_size):
@@ -543,7 +599,10 @@ def _graph(pool, net, spec, exclude, split_every):
     net_d = dask.delayed(net, pure=True, traverse=False) if net is not None else None
     excl_d = dask.delayed(exclude, pure=True, traverse=False) if exclude is not None else None
     block = dask.delayed(_block, pure=True)
-    parts = [block(b, net_d, spec, (int(starts[i]), int(starts[i + 1])), excl_d) for i, b in enumerate(blocks)]
+    # a block of no rows (dask keeps empty chunks: compute_chunk_sizes() after a filter, an empty
+    # partition of a table) has nothing to score; its checks refused it, and the whole pool with it
+    parts = [block(b, net_d, spec, (int(starts[i]), int(starts[i + 1])), excl_d) for i, b in enumerate(blocks)
+             if starts[i + 1] > starts[i]]
     strip = dask.delayed(_strip, pure=True)
     merge = dask.delayed(_merge, pure=True)
     level = [strip(p) for p in parts]
@@ -577,6 +636,26 @@ def from_zarr(path, component=None, *, chunk_size=None):
     return _rows(da.from_zarr(path, component=component), chunk_size)
 
 
+def _table_columns(columns):
+    """None (every column) or a list of column names; one name may be given as a string."""
+    if columns is None:
+        return None
+    return [columns] if isinstance(columns, str) else list(columns)  # a string's letters are not its name
+
+
+def _numeric(df, path):
+    """The float64 Dask array of a Dask DataFrame whose columns are all numeric (or boolean):
+    a text column is a ValueError naming it here, not a conversion error raised on a worker
+    when the pool is scored."""
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    arr = df.to_dask_array(lengths=True)
+    bad = [str(c) for c, t in df.dtypes.items() if not (is_numeric_dtype(t) or is_bool_dtype(t))]
+    if bad and arr.shape[0]:  # (the columns of a file without rows have no type: an empty pool)
+        raise ValueError(f"{path}: columns {bad} are not numeric; choose the input columns with columns=")
+    return arr.astype(np.float64)
+
+
 def from_parquet(path, columns=None, *, chunk_size=None):
     """A float64 Dask array (N, len(columns)) of Parquet file(s), rows in file order."""
     require_dask("a Parquet pool")
@@ -585,8 +664,14 @@ def from_parquet(path, columns=None, *, chunk_size=None):
     except ImportError as exc:
         raise ImportError(f"a Parquet pool needs dask.dataframe (pandas, pyarrow): pip install \"bayesgrad[dask]\" "
                           f"[{exc}]") from exc
-    df = dd.read_parquet(path, columns=None if columns is None else list(columns))
-    return _rows(df.to_dask_array(lengths=True).astype(np.float64), chunk_size)
+    columns = _table_columns(columns)
+    df = dd.read_parquet(path)
+    if columns is not None:
+        missing = [c for c in columns if c not in df.columns]
+        if missing:  # (a KeyError from inside the reader)
+            raise ValueError(f"columns {missing} are not in {path} (its columns: {list(df.columns)})")
+        df = df[columns]
+    return _rows(_numeric(df, path), chunk_size)
 
 
 def from_csv(path, columns=None, *, chunk_size=None, blocksize="64MB"):
@@ -594,8 +679,8 @@ def from_csv(path, columns=None, *, chunk_size=None, blocksize="64MB"):
     require_dask("a CSV pool on Dask")
     import dask.dataframe as dd
 
-    df = dd.read_csv(path, usecols=None if columns is None else list(columns), blocksize=blocksize)
-    return _rows(df.to_dask_array(lengths=True).astype(np.float64), chunk_size)
+    df = dd.read_csv(path, usecols=_table_columns(columns), blocksize=blocksize)
+    return _rows(_numeric(df, path), chunk_size)
 
 
 # The exact sums (moments, expectation, log_likelihood, elbo) live in _pool_sums; imported

@@ -44,15 +44,34 @@ def _prob_tol(dtype, n_classes):
 
 
 def check_log_probs(log_probs, name="log_probs"):
-    """``log_probs`` as a C-contiguous float (S, N, C) array (``-inf`` allowed, NaN/+inf not)."""
-    a = C.as_array(log_probs, name, finite=False, ndim=3)
+    """``log_probs`` as a C-contiguous float (S, N, C) array (``-inf`` allowed, NaN/+inf not).
+
+    float16 log-probabilities (converted to float64, like every dtype but float32) are
+    checked against float16's tolerance and renormalised: float16 cannot hold normalised
+    log-probabilities to float64's tolerance, so they were always refused, as if logits."""
+    x = C.to_numpy(log_probs, name)
+    a = C.as_array(x, name, finite=False, ndim=3)
+    if x.dtype == np.float16:
+        a = _renormalised(a, name, _prob_tol(np.float16, a.shape[-1]))
     return a
 
 
-def _raise_bad_log_probs(a, dev, name):
+def _renormalised(a, name, tol):
+    """``a`` (..., C) minus its rows' logsumexp, once every finite row is normalised within ``tol``
+    (rows holding NaN or +inf, or only -inf, are left to the kernels' checks)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        lse = special.logsumexp(a, axis=-1, keepdims=True)
+    ok = np.isfinite(lse)
+    dev = float(np.abs(np.expm1(lse[ok])).max(initial=0.0))
+    if dev > tol:
+        _raise_bad_log_probs(a, dev, name, tol)
+    return np.where(ok, a - np.where(ok, lse, 0.0), a)
+
+
+def _raise_bad_log_probs(a, dev, name, tol=None):
     if np.isnan(a).any() or np.isposinf(a).any():
         raise ValueError(f"{name} must not contain NaN or +inf")
-    tol = _prob_tol(a.dtype, a.shape[-1])
+    tol = _prob_tol(a.dtype, a.shape[-1]) if tol is None else tol
     raise ValueError(
         f"{name} must be normalised over the class axis (last): exp({name}) sums to 1 within {tol:.2g}, "
         f"found a deviation of {dev:.3g} (are these logits? apply log_softmax first)")

@@ -13,6 +13,9 @@ def _expect(a, name, shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {np.shape(a)}")
 
 
+# Extreme parameters overflow to inf / nan here as in the native kernel (which computes the
+# same double expressions, silently); bayesgrad.latent refuses a nan result by name.
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")
 def latent_logp(theta, x, y, eps, logp, grad=None):
     """MC log p(y|x) per point (N,) of the hidden-variable model with eps (S, N, K); theta packs
     [Wz (K, D), bz (K), log_sz (K), Wy (P, K), by (P), log_sy (1)]; grad, when given, receives the gradient
@@ -44,7 +47,8 @@ def latent_logp(theta, x, y, eps, logp, grad=None):
     Wz, bz, Wy, by = (np.asarray(a, dtype=f) for a in (Wz, bz, Wy, by))
     sz = np.exp(np.asarray(log_sz, dtype=f))
     lsy = float(np.asarray(log_sy, dtype=f)[0])
-    inv_v = math.exp(-2.0 * lsy)
+    sy = np.exp(f(lsy))
+    inv_v = 1.0 / (sy * sy)  # as the kernel forms it (math.exp(-2 lsy) raised OverflowError below -354)
     mu = x @ Wz.T + bz                      # (N, K)
     z = mu[None] + sz * e                   # (S, N, K)
     r = y[None] - z @ Wy.T - by             # (S, N, P)
