@@ -516,17 +516,3 @@ def test_progress_bars_only_where_someone_watches(monkeypatch):
     X = np.linspace(-1, 1, 40)[:, None]
     bg.vi.MFVI(bg.nn.MLP([1, 4, 1]), likelihood="gaussian").fit(X, X[:, 0], epochs=2, seed=0)
     assert log.getvalue() == ""
-
-
-@pytest.mark.single_backend
-def test_plot_path_without_an_extension_is_the_png_written(tmp_path):
-    """matplotlib's savefig adds ".png" to a name without an extension; _save returned the name it was
-    given, not the file written (and wrote it in place)."""
-    pytest.importorskip("matplotlib")
-    from bayesgrad import plotting
-
-    grid = np.linspace(0, 1, 5)
-    curve = {"m": {"total": grid, "aleatoric": grid / 2, "epistemic": grid / 2}}
-    png = plotting.uncertainty_curves(grid, curve, tmp_path / "u")
-    assert png == str(tmp_path / "u.png") and (tmp_path / "u.png").read_bytes()[:4] == b"\x89PNG"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["u.png"]
