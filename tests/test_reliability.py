@@ -501,6 +501,10 @@ def test_progress_bars_only_where_someone_watches(monkeypatch):
             if b is not None:
                 b.close()
         assert _training.progress(10, 0, "x") is None
+    with pytest.raises(TypeError, match="verbose must be an integer"):  # "x" < 2: an unnamed TypeError
+        _training.progress(10, "x", "x")
+    with pytest.raises(ValueError, match="verbose must be >= 0"):
+        _training.progress(10, -1, "x")
     # in a Jupyter kernel (stderr a pipe there) tqdm.auto draws a widget: shown at verbose=1
     import types
 

@@ -112,6 +112,7 @@ def progress(total, verbose, desc, unit="epoch"):
     """A tqdm bar over ``total`` epochs (advanced by fractions of an epoch; or other ``unit``s), or
     None: verbose 0, or tqdm not installed, or (verbose 1) nobody watching (``watched``); verbose >= 2
     draws the bar wherever stderr goes and leaves it there when done."""
+    verbose = int(verbose) if isinstance(verbose, (bool, np.bool_)) else C.integer(verbose, "verbose", 0)
     if not verbose or (verbose < 2 and not watched()):
         return None
     try:
