@@ -94,11 +94,11 @@ def split_validation(N, validation, seed, stream):
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def watched():
-    """Whether someone watches this process's progress: stderr is a terminal, or the code runs in a
-    Jupyter kernel (where tqdm.auto draws a widget). Off both, a bar's carriage-return updates would
-    only fill a log file or a pipe with lines."""
-    isatty = getattr(sys.stderr, "isatty", None)
+def watched(stream=None):
+    """Whether someone watches this process's progress: ``stream`` (default stderr) is a terminal, or the
+    code runs in a Jupyter kernel (where tqdm.auto draws a widget). Off both, a bar's carriage-return
+    updates would only fill a log file or a pipe with lines."""
+    isatty = getattr(sys.stderr if stream is None else stream, "isatty", None)
     try:
         if isatty is not None and isatty():
             return True

@@ -488,11 +488,11 @@ def _fit_inputs(args):
 
 
 def _verbosity(args, stream=None):
-    """1 (progress bars) only when not --quiet and stderr is a terminal: a log file
-    or a pipe would collect the bars' partial lines ("MFVI:   0%|")."""
-    stream = sys.stderr if stream is None else stream
-    isatty = getattr(stream, "isatty", None)
-    return 0 if args.quiet or not (isatty and isatty()) else 1
+    """1 (progress bars) only when not --quiet and someone watches ``stream`` (default stderr;
+    ``_training.watched``): a log file or a pipe would collect the bars' partial lines ("MFVI:   0%|")."""
+    from ._training import watched
+
+    return 0 if args.quiet or not watched(stream) else 1
 
 
 def _warn(msg):
