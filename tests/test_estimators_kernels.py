@@ -450,6 +450,34 @@ def test_coordinate_points(dtype, m, d):
             _backend._core.estimators.coordinate_points(x, v, np.empty((m, d, d), np.int64))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m, parts, d", [(4, 2, 7), (1, 2, 100), (3, 1, 5), (2, 3, 1), (0, 2, 3)])
+def test_coordinate_points_parts(dtype, m, parts, d):
+    # values (m, parts, D): out[i, j, r, :] = x[i, :] with coordinate r replaced by values[i, j, r]
+    r = np.random.default_rng(4)
+    x, v = r.standard_normal((m, d)), r.standard_normal((m, parts, d))
+    ref = np.repeat(np.repeat(x[:, None, None, :], parts, axis=1), d, axis=2)
+    ref[:, :, np.arange(d), np.arange(d)] = v
+    for mod in estimator_modules():
+        out = np.full((m, parts, d, d), np.nan, dtype)
+        mod.coordinate_points(x, v, out)
+        np.testing.assert_array_equal(out, ref.astype(dtype))
+        with pytest.raises(ValueError, match="out must have shape"):
+            mod.coordinate_points(x, v, np.empty((m, parts + 1, d, d), dtype))
+        with pytest.raises(ValueError, match="out must have shape"):
+            mod.coordinate_points(x, v, np.empty((m, d, d), dtype))
+        with pytest.raises(ValueError, match="values must have shape"):
+            mod.coordinate_points(x, v[:, :, :0] if d else v[:, :, None], out)
+        with pytest.raises(ValueError, match="values must have shape"):
+            mod.coordinate_points(x, v[None], np.empty((1,) + out.shape, dtype))
+    from helpers import on_simd_path
+
+    for path in native_simd_paths() + (["scalar"] if _backend.native_available() else []):
+        out = np.full((m, parts, d, d), np.nan, dtype)
+        on_simd_path(path, lambda: _backend._core.estimators.coordinate_points(x, v, out))
+        np.testing.assert_array_equal(out, ref.astype(dtype), err_msg=path)
+
+
 def _beam(mod, lp, u, m):
     n, D = u.shape[0], lp.shape[0]
     conf, phi, G = np.empty((n, m, D), dtype=np.int64), np.empty((n, m)), np.empty((n, m))

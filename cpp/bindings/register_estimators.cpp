@@ -306,7 +306,8 @@ void bind_f64(py::module_& m) {
       "(float64).");
 }
 
-// The measure-valued evaluation points: x, values (m, D) float64 in, out (m, D, D) of either dtype.
+// The measure-valued evaluation points: x (m, D) and values (m, D) or (m, parts, D) float64 in,
+// out (m, D, D) or (m, parts, D, D) of either dtype.
 template <typename T>
 void bind_points(py::module_& m) {
   m.def(
@@ -314,20 +315,24 @@ void bind_points(py::module_& m) {
       [](in_array<double> x, in_array<double> values, out_array<T> out) {
         int64_t n, p;
         matrix_shape(x, "x", n, p);
-        if (values.ndim() != 2 || values.shape(0) != n || values.shape(1) != p)
-          throw std::invalid_argument("values must have the shape of x");
+        const bool stacked = values.ndim() == 3;
+        const int64_t parts = stacked ? values.shape(1) : 1;
+        if (!(values.ndim() == 2 || stacked) || values.shape(0) != n || values.shape(values.ndim() - 1) != p)
+          throw std::invalid_argument("values must have shape (m, D) or (m, parts, D) with x (m, D)");
         require_writeable(out, "out");
-        if (out.ndim() != 3 || out.shape(0) != n || out.shape(1) != p || out.shape(2) != p)
-          throw std::invalid_argument("out must have shape (" + std::to_string(n) + ", " + std::to_string(p) +
-                                      ", " + std::to_string(p) + ")");
+        const std::string want = "(" + std::to_string(n) + (stacked ? ", " + std::to_string(parts) : "") + ", " +
+                                 std::to_string(p) + ", " + std::to_string(p) + ")";
+        if (out.ndim() != values.ndim() + 1 || out.shape(0) != n || (stacked && out.shape(1) != parts) ||
+            out.shape(out.ndim() - 2) != p || out.shape(out.ndim() - 1) != p)
+          throw std::invalid_argument("out must have shape " + want);
         const double *px = x.data(), *pv = values.data();
         T* po = out.mutable_data();
         py::gil_scoped_release rel;
-        coordinate_points<T>(px, pv, n, p, po);
+        coordinate_points<T>(px, pv, n, parts, p, po);
       },
       py::arg("x"), py::arg("values"), py::arg("out").noconvert(),
-      "Measure-valued evaluation points: out[i, d, :] = x[i, :] with coordinate d replaced by values[i, d]; "
-      "x, values (m, D) float64, out (m, D, D).");
+      "Measure-valued evaluation points: out[i, (j,) d, :] = x[i, :] with coordinate d replaced by "
+      "values[i, (j,) d]; x (m, D), values (m, D) or (m, parts, D) float64, out (m, (parts,) D, D).");
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "bayesgrad/codes.hpp"
 #include "gamma_run.hpp"
 #include "bayesgrad/parallel.hpp"
+#include "bayesgrad/simd_math.hpp"
 #include "bayesgrad/philox.hpp"
 #include "bayesgrad/samplers.hpp"
 #include "bayesgrad/random.hpp"
@@ -373,43 +374,58 @@ void gamma_weak_parts(const double* alpha, const double* eps, const double* psi,
     const uint64_t s = philox::fold_in(base, static_cast<uint64_t>(r));
     const uint64_t sa = philox::fold_in(s, codes::kTagMvdAccept);
     const uint64_t sub = s | philox::kSubstreamBit;
-    ok.assign(static_cast<size_t>(m), 0);
+    ok.resize(static_cast<size_t>(m));  // every proposal sets its flag
     for (auto* v : {&shapes, &logs, &us, &xs, &ws}) v->resize(static_cast<size_t>(m));
-    const int64_t chunk = 4096;
+    // two chunks per thread, whole vectors (a fixed 4096 split 10,000 proposals 8192 / 1808 between two threads)
+    const int64_t per = (m + 2 * num_threads() - 1) / (2 * num_threads());
+    const int64_t chunk = std::min<int64_t>(4096, std::max<int64_t>(256, (per + 63) / 64 * 64));
     parallel_chunks((m + chunk - 1) / chunk, [&](int64_t c) {
       const int64_t i0 = c * chunk, i1 = std::min(m, i0 + chunk), len = i1 - i0;
       // the proposals' logs, element i of the round's sub-stream, a run of the vectorised Marsaglia-Tsang
       // loop (gamma_run: samplers::gamma_draw up to rounding; scalar draws were 2/3 of a measure-valued
       // Gamma estimate). The log decides: exact where the draw itself underflows (log x ~ -1/a at shapes
       // a << 1, where the clamped draw put every proposal on the wrong side for p-)
-      for (int64_t i = i0; i < i1; ++i) shapes[i] = alpha[col[i]];
-      gamma_run(shapes.data() + i0, false, len, seed, sub, static_cast<uint64_t>(i0), true, logs.data() + i0);
+      // the round's arrays as local restrict pointers: through the lambda's captures every store (out, ok)
+      // could alias them, and the loops reloaded each vector's data pointer per element
+      const int64_t* __restrict cl = col.data();
+      double* __restrict sh = shapes.data();
+      double* __restrict lg = logs.data();
+      double* __restrict w = ws.data();
+      for (int64_t i = i0; i < i1; ++i) sh[i] = alpha[cl[i]];
+      gamma_run(sh + i0, false, len, seed, sub, static_cast<uint64_t>(i0), true, lg + i0);
       // element i of random.uniform(m) on stream sa (fill_uniform's values, its vector Philox)
       uniform_piece<double>(us.data() + i0, static_cast<uint64_t>(i0), static_cast<uint64_t>(i1), 0,
                             static_cast<uint64_t>(m), seed, sa);
       // target / envelope = e eps st exp(-eps st), st = sign t (y <= e^{eps y} / (e eps)); both
       // exponentials over the chunk in vector passes (the exponent of the test is >= -700 wherever it can
       // accept: e y e^{-y} < 2^-53 <= u beyond y ~ 43; x's own exponential by libm outside [-700, 80])
-      for (int64_t i = i0; i < i1; ++i) ws[i] = -sign * eps[col[i]] * (logs[i] - psi[col[i]]);
-      simd::map_array<false>(ws.data() + i0, ws.data() + i0, len);
-      simd::map_array<false>(logs.data() + i0, xs.data() + i0, len);
+      for (int64_t i = i0; i < i1; ++i) w[i] = -sign * eps[cl[i]] * (lg[i] - psi[cl[i]]);
+      simd::map_array<false>(w + i0, w + i0, len);
+      simd::map_array<false>(lg + i0, xs.data() + i0, len);
+      // No branch on the test (accepted at random, 45-70%: mispredicted often): every proposal stores its
+      // element, a rejected one the value it had. Where st <= 0 the NumPy form's ratio is 0 and this
+      // product is <= 0 or -inf (never NaN: st = 0 gives exp(0)): u > 0 rejects both, as it rejects 0.
+      const int64_t* __restrict pd = pending.data();
+      const double* __restrict u = us.data();
+      const double* __restrict ex = xs.data();
+      unsigned char* __restrict okp = ok.data();
       for (int64_t i = i0; i < i1; ++i) {
-        const int64_t j = col[i];
-        const double lx = logs[i], t = lx - psi[j];
+        const int64_t j = cl[i];
+        const double lx = lg[i], t = lx - psi[j];
         // in the operation order of the NumPy form
-        const double acc = sign * t > 0 ? kE * eps[j] * sign * t * ws[i] : 0.0;
-        if (us[i] < acc) {
-          out[pending[i]] = std::max(lx >= -700.0 && lx <= 80.0 ? xs[i] : std::exp(lx), tiny);
-          ok[i] = 1;
-        }
+        const double acc = kE * eps[j] * sign * t * w[i];
+        const bool a = u[i] < acc;
+        const double v = std::max(lx >= -700.0 && lx <= 80.0 ? ex[i] : std::exp(lx), tiny);
+        out[pd[i]] = a ? v : out[pd[i]];
+        okp[i] = a;
       }
     });
     int64_t keep = 0;
-    for (int64_t i = 0; i < m; ++i)
-      if (!ok[i]) {
-        pending[keep] = pending[i];
-        col[keep++] = col[i];
-      }
+    for (int64_t i = 0; i < m; ++i) {  // branch-free compaction, as above
+      pending[keep] = pending[i];
+      col[keep] = col[i];
+      keep += 1 - ok[i];
+    }
     pending.resize(static_cast<size_t>(keep));
     col.resize(static_cast<size_t>(keep));
   }
@@ -434,26 +450,58 @@ void normal_scores(const double* x, const double* loc, const double* scale, int6
 // ---------------------------------------------------------------- measure-valued points
 // One pass writing the D copies of each row (replacing NumPy's repeat, fancy-index scatter
 // and dtype cast, three passes over the m D^2 points); parallel over whole rows of x.
+// The copies are the whole cost (a measure-valued estimate at D = 100 writes 80 KB per sample
+// and part into L2, then f reads them): on the core's baseline x86-64 they were 16-byte stores,
+// so the loop is compiled per vector path (same values on every path: copies and roundings).
+namespace {
 template <typename T>
-void coordinate_points(const double* x, const double* values, int64_t m, int64_t d, T* out) {
-  if (m <= 0 || d <= 0) return;
-  const int64_t per = std::max<int64_t>(1, (int64_t{1} << 15) / (d * d));  // rows of x per task
-  parallel_chunks((m + per - 1) / per, [&](int64_t c) {
-    const int64_t i1 = std::min(m, (c + 1) * per);
-    for (int64_t i = c * per; i < i1; ++i) {
-      const double* xi = x + i * d;
-      const double* vi = values + i * d;
-      T* block = out + i * d * d;
+__attribute__((always_inline)) inline void points_rows(const double* x, const double* values, int64_t i0,
+                                                       int64_t i1, int64_t parts, int64_t d, T* out) {
+  for (int64_t i = i0; i < i1; ++i) {
+    const double* xi = x + i * d;
+    for (int64_t j = 0; j < parts; ++j) {
+      const double* vi = values + (i * parts + j) * d;
+      T* block = out + (i * parts + j) * d * d;
       for (int64_t r = 0; r < d; ++r) {
         T* row = block + r * d;
         for (int64_t k = 0; k < d; ++k) row[k] = static_cast<T>(xi[k]);
         row[r] = static_cast<T>(vi[r]);
       }
     }
-  });
+  }
+}
+template <typename T>
+void points_scalar(const double* x, const double* v, int64_t i0, int64_t i1, int64_t j, int64_t d, T* out) {
+  points_rows<T>(x, v, i0, i1, j, d, out);
+}
+#if BG_HAVE_X86
+template <typename T>
+BG_AVX512 void points_avx512(const double* x, const double* v, int64_t i0, int64_t i1, int64_t j, int64_t d,
+                             T* out) {
+  points_rows<T>(x, v, i0, i1, j, d, out);
+}
+template <typename T>
+BG_AVX2 void points_avx2(const double* x, const double* v, int64_t i0, int64_t i1, int64_t j, int64_t d,
+                             T* out) {
+  points_rows<T>(x, v, i0, i1, j, d, out);
+}
+#endif
+}  // namespace
+
+template <typename T>
+void coordinate_points(const double* x, const double* values, int64_t m, int64_t parts, int64_t d, T* out) {
+  if (m <= 0 || parts <= 0 || d <= 0) return;
+  auto rows = points_scalar<T>;
+#if BG_HAVE_X86
+  if (simd::use_avx512()) rows = points_avx512<T>;
+  else if (simd::use_avx2()) rows = points_avx2<T>;
+#endif
+  const int64_t per = std::max<int64_t>(1, (int64_t{1} << 15) / (parts * d * d));  // rows of x per task
+  parallel_chunks((m + per - 1) / per,
+                  [&](int64_t c) { rows(x, values, c * per, std::min(m, (c + 1) * per), parts, d, out); });
 }
 
-template void coordinate_points<float>(const double*, const double*, int64_t, int64_t, float*);
-template void coordinate_points<double>(const double*, const double*, int64_t, int64_t, double*);
+template void coordinate_points<float>(const double*, const double*, int64_t, int64_t, int64_t, float*);
+template void coordinate_points<double>(const double*, const double*, int64_t, int64_t, int64_t, double*);
 
 }  // namespace bayesgrad

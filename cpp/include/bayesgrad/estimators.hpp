@@ -250,9 +250,10 @@ void categorical_set_terms(const int64_t* conf, const double* c, const double* p
 void normal_scores(const double* x, const double* loc, const double* scale, int64_t n, int64_t p, double* out);
 
 // The evaluation points of a measure-valued gradient (estimators/generic.py): out[i, d, :] =
-// x[i, :] with coordinate d replaced by values[i, d], for x, values (m, D) float64 and out
-// (m, D, D) float32 or float64 (values rounded once, as NumPy's cast rounds them).
+// x[i, :] with coordinate d replaced by values[i, j, d], for x (m, D) and values (m, parts, D)
+// float64 and out (m, parts, D, D) float32 or float64 (values rounded once, as NumPy's cast
+// rounds them). parts: the weak derivative's p+ and p- from one pass over x.
 template <typename T>
-void coordinate_points(const double* x, const double* values, int64_t m, int64_t d, T* out);
+void coordinate_points(const double* x, const double* values, int64_t m, int64_t parts, int64_t d, T* out);
 
 }  // namespace bayesgrad

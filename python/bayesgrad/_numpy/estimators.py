@@ -494,19 +494,19 @@ def normal_scores(x, loc, scale, out):
 
 
 def coordinate_points(x, values, out):
-    """Measure-valued evaluation points: out[i, d, :] = x[i, :] with coordinate d replaced by values[i, d];
-    x, values (m, D) float64, out (m, D, D)."""
+    """Measure-valued evaluation points: out[i, (j,) d, :] = x[i, :] with coordinate d replaced by
+    values[i, (j,) d]; x (m, D), values (m, D) or (m, parts, D) float64, out (m, (parts,) D, D)."""
     x = _matrix(np.asarray(x, dtype=np.float64), "x")
     values = np.asarray(values, dtype=np.float64)
-    if values.shape != x.shape:
-        raise ValueError("values must have the shape of x")
     m, d = x.shape
+    if values.ndim not in (2, 3) or values.shape[0] != m or values.shape[-1] != d:
+        raise ValueError("values must have shape (m, D) or (m, parts, D) with x (m, D)")
     if not isinstance(out, np.ndarray) or not out.flags.writeable:
         raise ValueError("out must be writeable")
-    if out.shape != (m, d, d):
-        raise ValueError(f"out must have shape ({m}, {d}, {d})")
+    if out.shape != values.shape[:-1] + (d, d):
+        raise ValueError(f"out must have shape {values.shape[:-1] + (d, d)}")
     if out.dtype not in (np.float32, np.float64) or not out.flags.c_contiguous:
         raise TypeError("out must be a C-contiguous float32 or float64 array")
-    out[...] = x[:, None, :]
+    out[...] = x.reshape((m,) + (1,) * (values.ndim - 1) + (d,))
     idx = np.arange(d)
-    out[:, idx, idx] = values
+    out[..., idx, idx] = values

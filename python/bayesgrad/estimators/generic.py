@@ -289,24 +289,26 @@ def score_function(f, dist, n_samples, seed=0, stream=0, *, baseline=None, contr
 def _coordinate_differences(f, xf, fx, shape, dt, plus, minus):
     """(n, D) f(x with x_d = plus_d) - f(x with x_d = minus_d) for every coordinate d,
     evaluated in chunks; ``None`` for plus or minus stands for x itself (f(x) = fx reused).
-    The points of a chunk, (parts, m, D, D) in the distribution's dtype, come from the kernel
-    ``coordinate_points`` (one pass per part); f sees them as (parts m D, *shape). f's values
-    are gathered and checked once (per chunk, the checks were a tenth of an estimate's time)."""
+    The points of a chunk, (m, parts, D, D) in the distribution's dtype, come from one call of the
+    kernel ``coordinate_points`` (at D = 100 a chunk is one sample, and each call's fixed cost was a
+    tenth of an estimate); f sees them as (m parts D, *shape). f's values are gathered and checked
+    once (per chunk, the checks were a tenth of an estimate's time)."""
     n, D = xf.shape
     parts = [p for p in (plus, minus) if p is not None]
-    rows = max(1, _MV_CHUNK // max(1, len(parts) * D * D))  # _check_points sized the chunk before any work
-    fv = np.empty((len(parts), n, D))
+    k = len(parts)
+    rows = max(1, _MV_CHUNK // max(1, k * D * D))  # _check_points sized the chunk before any work
+    values = np.stack(parts, axis=1)  # (n, parts, D): a chunk's rows are contiguous
+    fv = np.empty((n, k, D))
     points = _backend.kernels().estimators.coordinate_points
     for i0 in range(0, n, rows):
         i1 = min(n, i0 + rows)
         m = i1 - i0
-        X = np.empty((len(parts), m, D, D), dtype=dt)
-        for j, p in enumerate(parts):
-            points(xf[i0:i1], p[i0:i1], X[j])
-        fv[:, i0:i1] = call_f(f, X.reshape((len(parts) * m * D,) + shape)).reshape(len(parts), m, D)
-    fv = finish_f(fv.reshape(-1), np.float64).reshape(len(parts), n, D)
-    hi = fv[0] if plus is not None else fx[:, None]
-    lo = fv[-1] if minus is not None else fx[:, None]
+        X = np.empty((m, k, D, D), dtype=dt)
+        points(xf[i0:i1], values[i0:i1], X)
+        fv[i0:i1] = call_f(f, X.reshape((m * k * D,) + shape)).reshape(m, k, D)
+    fv = finish_f(fv.reshape(-1), np.float64).reshape(n, k, D)
+    hi = fv[:, 0] if plus is not None else fx[:, None]
+    lo = fv[:, -1] if minus is not None else fx[:, None]
     return hi - lo
 
 
