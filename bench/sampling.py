@@ -17,14 +17,16 @@ scaled to 10^7; the table says so.
 
 The normal_batch rows draw a Normal over 1000 coordinates (loc and scale arrays, a mean-field
 posterior's shape) 10^4 times, against NumPy's standard normals scaled and shifted in place
-(allocating: a fresh array, then the same).
+(allocating: a fresh array, then the same). The gamma_batch rows likewise draw a Gamma over 1000
+coordinates (concentration 0.5-20, rate 1-2), against NumPy's standard_gamma of the broadcast
+concentrations divided by the rates in place.
 
 Gamma is timed at --alpha (2.5, the headline row) and at each of
 --extra-alphas (default 0.5 and 20: the boosted shape below 1, where a draw
 reads a second Philox block, and a large shape), one row each.
 
 Usage: python bench/sampling.py [--n 10000000] [--repeats 5] [--alpha 2.5] [--extra-alphas 0.5,20]
-       [--draws normal,uniform,gamma,normal_batch]
+       [--draws normal,uniform,gamma,normal_batch,gamma_batch]
 Writes bench/results/sampling.json.
 """
 from __future__ import annotations
@@ -48,7 +50,16 @@ def _batch_params(dt):
     return np.linspace(-1, 1, BATCH).astype(dt), np.linspace(0.5, 2, BATCH).astype(dt)
 
 
+def _gamma_batch_params(dt):
+    """concentration and rate of the gamma_batch rows: a Gamma over BATCH coordinates."""
+    return np.linspace(0.5, 20, BATCH).astype(dt), np.linspace(1, 2, BATCH).astype(dt)
+
+
 def ours(kind, out, alpha):
+    if kind == "gamma_batch":
+        d = bg.distributions.Gamma(*_gamma_batch_params(out.dtype))
+        o2 = out.reshape(-1, BATCH)
+        return lambda: d.sample(o2.shape[0], seed=1, out=o2)
     if kind == "normal_batch":
         d = bg.distributions.Normal(*_batch_params(out.dtype))
         o2 = out.reshape(-1, BATCH)
@@ -63,6 +74,15 @@ def ours(kind, out, alpha):
 
 def numpy_rng(kind, out, alpha):
     rng = np.random.default_rng(1)
+    if kind == "gamma_batch":
+        conc, rate = _gamma_batch_params(out.dtype)
+        o2 = out.reshape(-1, BATCH)
+        shapes = np.broadcast_to(conc, o2.shape)
+
+        def draw():
+            rng.standard_gamma(shapes, out=o2, dtype=o2.dtype)
+            np.divide(o2, rate, out=o2)
+        return draw
     if kind == "normal_batch":  # what a NumPy user writes into out: standard normals, scaled and shifted in place
         loc, scale = _batch_params(out.dtype)
         o2 = out.reshape(-1, BATCH)
@@ -80,6 +100,9 @@ def numpy_rng(kind, out, alpha):
 
 
 def ours_alloc(kind, n, dt, alpha):
+    if kind == "gamma_batch":
+        d = bg.distributions.Gamma(*_gamma_batch_params(dt))
+        return lambda: d.sample(n // BATCH, seed=1)
     if kind == "normal_batch":
         d = bg.distributions.Normal(*_batch_params(dt))
         return lambda: d.sample(n // BATCH, seed=1)
@@ -93,6 +116,14 @@ def ours_alloc(kind, n, dt, alpha):
 
 def numpy_alloc(kind, n, dt, alpha):
     rng = np.random.default_rng(1)
+    if kind == "gamma_batch":
+        conc, rate = _gamma_batch_params(dt)
+
+        def draw():
+            x = rng.standard_gamma(conc, size=(n // BATCH, BATCH), dtype=dt)
+            x /= rate
+            return x
+        return draw
     if kind == "normal_batch":
         loc, scale = _batch_params(dt)
 
@@ -117,8 +148,8 @@ def main(argv=None):
     ap.add_argument("--fallback-gamma-n", type=int, default=1_000_000)
     ap.add_argument("--alpha", type=float, default=2.5)
     ap.add_argument("--draws", default="normal,uniform,gamma",
-                    help="comma-separated subset of normal, uniform, gamma, normal_batch (rows of the others are "
-                         "skipped)")
+                    help="comma-separated subset of normal, uniform, gamma, normal_batch, gamma_batch (rows of the "
+                         "others are skipped)")
     ap.add_argument("--extra-alphas", default="0.5,20",
                     help="comma-separated further Gamma shapes, one row each ('' for none)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
@@ -137,7 +168,7 @@ def main(argv=None):
     print("-" * len(hdr))
     extra = [float(a) for a in args.extra_alphas.split(",") if a.strip()]
     draws = [("normal", args.alpha), ("uniform", args.alpha), ("gamma", args.alpha)] + [("gamma", a) for a in extra] \
-        + [("normal_batch", args.alpha)]
+        + [("normal_batch", args.alpha), ("gamma_batch", args.alpha)]
     picked = {d.strip() for d in args.draws.split(",") if d.strip()}
     draws = [(k, a) for k, a in draws if k in picked]
     for kind, alpha in draws:
@@ -168,7 +199,7 @@ def main(argv=None):
                 finally:
                     bg.set_output_cache_limit(prev_limit)
             same = bool(np.array_equal(res[1], res[2]))
-            m = min(n, args.fallback_gamma_n) if kind == "gamma" else n
+            m = min(n, args.fallback_gamma_n) if kind.startswith("gamma") else n
             small = np.empty(m, dtype=dt)
             with bg.use_backend("numpy"):
                 t_fb = median_time(ours(kind, small, alpha), args.fallback_repeats) * (n / m)

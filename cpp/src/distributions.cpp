@@ -40,9 +40,17 @@ using samplers::gamma_draw;  // the scalar loop, shared with the CUDA kernels
 // Per-thread scratch of the gamma-family chunks (slot 0: shapes, 1: draws),
 // reused: zeroing fresh vectors per 4096-element chunk cost a tenth of a draw.
 double* scratch(int slot, int64_t n) {
-  thread_local std::vector<double> buf[2];
+  thread_local std::vector<double> buf[3];
   if (buf[slot].size() < static_cast<size_t>(n)) buf[slot].resize(static_cast<size_t>(n));
   return buf[slot].data();
+}
+
+// gamma_c of each of n shapes (as doubles), for gamma_run: computed once per parameter, not per draw.
+template <typename T>
+std::vector<double> gamma_c_table(const T* alpha, int64_t n) {
+  std::vector<double> c(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) c[j] = gamma_c(static_cast<double>(alpha[j]));
+  return c;
 }
 
 }  // namespace
@@ -109,8 +117,8 @@ void sample_gamma(T* out, int64_t n_total, const T* alpha, const T* rate, int64_
   check_batch(n_total, batch);
   const uint64_t sub = stream | philox::kSubstreamBit;
   // Draws below the smallest normal number of T are returned as that number
-  // (clamp_into_support in Python said so before; done here, in the same pass).
-  const T tiny = std::numeric_limits<T>::min();
+  // (clamp_into_support in Python said so before; done here, in the last pass).
+  const std::vector<double> ctab = batch > 1 ? gamma_c_table(alpha, batch) : std::vector<double>();
   chunked(n_total, kChunk, [&](int64_t lo, int64_t hi) {
     const int64_t len = hi - lo;
     double* x = scratch(1, len);
@@ -120,17 +128,10 @@ void sample_gamma(T* out, int64_t n_total, const T* alpha, const T* rate, int64_
       gamma_finish<T>(x, len, r, out + lo);
       return;
     }
-    double* al = scratch(0, len);
-    for (int64_t i = lo, j = lo % batch; i < hi; ++i) {
-      al[i - lo] = alpha[j];
-      if (++j == batch) j = 0;
-    }
-    gamma_run(al, false, len, seed, sub, static_cast<uint64_t>(lo), false, x);
-    for (int64_t i = lo, j = lo % batch; i < hi; ++i) {
-      const T v = static_cast<T>(x[i - lo] / static_cast<double>(rate[j]));
-      out[i] = v < tiny ? tiny : v;
-      if (++j == batch) j = 0;
-    }
+    double *al = scratch(0, len), *cv = scratch(2, len);
+    gamma_shapes<T>(alpha, ctab.data(), lo, hi, batch, al, cv);
+    gamma_run(al, false, len, seed, sub, static_cast<uint64_t>(lo), false, x, cv);
+    gamma_finish_batched<T>(x, lo, hi, rate, batch, out);
   });
 }
 
@@ -138,16 +139,19 @@ template <typename T>
 void sample_beta(T* out, int64_t n_total, const T* a, const T* b, int64_t batch, uint64_t seed, uint64_t stream) {
   check_batch(n_total, batch);
   const uint64_t sub = stream | philox::kSubstreamBit;
+  const std::vector<double> ca = gamma_c_table(a, batch), cb = gamma_c_table(b, batch);
   chunked(n_total, kChunk, [&](int64_t lo, int64_t hi) {
     // Gamma elements 2i (shape a) and 2i+1 (shape b), drawn as one run.
     const int64_t len = 2 * (hi - lo);
-    double *al = scratch(0, len), *lg = scratch(1, len);
+    double *al = scratch(0, len), *lg = scratch(1, len), *cv = scratch(2, len);
     for (int64_t i = lo, j = lo % batch; i < hi; ++i) {
       al[2 * (i - lo)] = a[j];
       al[2 * (i - lo) + 1] = b[j];
+      cv[2 * (i - lo)] = ca[j];
+      cv[2 * (i - lo) + 1] = cb[j];
       if (++j == batch) j = 0;
     }
-    gamma_run(al, false, len, seed, sub, 2 * static_cast<uint64_t>(lo), true, lg);
+    gamma_run(al, false, len, seed, sub, 2 * static_cast<uint64_t>(lo), true, lg, cv);
     for (int64_t i = lo; i < hi; ++i) {
       out[i] = static_cast<T>(samplers::beta_from_log_gammas(lg[2 * (i - lo)], lg[2 * (i - lo) + 1]));
     }
@@ -161,14 +165,19 @@ void sample_dirichlet(T* out, int64_t n_total, const T* alpha, int64_t batch, in
   check_batch(n_total, batch * k);
   const uint64_t sub = stream | philox::kSubstreamBit;
   const int64_t rows = n_total / k;
+  const std::vector<double> ctab = gamma_c_table(alpha, batch * k);
   chunked(rows, (kChunk + k - 1) / k, [&](int64_t lo, int64_t hi) {
     const int64_t len = (hi - lo) * k;
-    double *al = scratch(0, len), *lgall = scratch(1, len);
+    double *al = scratch(0, len), *lgall = scratch(1, len), *cv = scratch(2, len);
     for (int64_t r = lo; r < hi; ++r) {
       const T* ar = alpha + (r % batch) * k;
-      for (int64_t c = 0; c < k; ++c) al[(r - lo) * k + c] = ar[c];
+      const double* cr = ctab.data() + (r % batch) * k;
+      for (int64_t c = 0; c < k; ++c) {
+        al[(r - lo) * k + c] = ar[c];
+        cv[(r - lo) * k + c] = cr[c];
+      }
     }
-    gamma_run(al, false, len, seed, sub, static_cast<uint64_t>(lo * k), true, lgall);
+    gamma_run(al, false, len, seed, sub, static_cast<uint64_t>(lo * k), true, lgall, cv);
     for (int64_t r = lo; r < hi; ++r) samplers::dirichlet_from_log_gammas<T>(lgall + (r - lo) * k, k, out + r * k);
   });
 }

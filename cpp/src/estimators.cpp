@@ -366,7 +366,9 @@ void gamma_weak_parts(const double* alpha, const double* eps, const double* psi,
   std::iota(pending.begin(), pending.end(), int64_t{0});
   for (int64_t e = 0; e < n * p; ++e) col[e] = e % p;
   std::vector<unsigned char> ok;
-  std::vector<double> shapes, logs, us, xs, ws;
+  std::vector<double> shapes, cs, logs, us, xs, ws;
+  std::vector<double> ctab(static_cast<size_t>(p));  // gamma_run's per-shape constant, once per column
+  for (int64_t j = 0; j < p; ++j) ctab[j] = gamma_c(alpha[j]);
   const double tiny = std::numeric_limits<double>::min();  // clamp_into_support of the Gamma sampler
   for (int64_t r = 0; r < max_rounds; ++r) {
     const int64_t m = static_cast<int64_t>(pending.size());
@@ -375,7 +377,7 @@ void gamma_weak_parts(const double* alpha, const double* eps, const double* psi,
     const uint64_t sa = philox::fold_in(s, codes::kTagMvdAccept);
     const uint64_t sub = s | philox::kSubstreamBit;
     ok.resize(static_cast<size_t>(m));  // every proposal sets its flag
-    for (auto* v : {&shapes, &logs, &us, &xs, &ws}) v->resize(static_cast<size_t>(m));
+    for (auto* v : {&shapes, &cs, &logs, &us, &xs, &ws}) v->resize(static_cast<size_t>(m));
     // two chunks per thread, whole vectors (a fixed 4096 split 10,000 proposals 8192 / 1808 between two threads)
     const int64_t per = (m + 2 * num_threads() - 1) / (2 * num_threads());
     const int64_t chunk = std::min<int64_t>(4096, std::max<int64_t>(256, (per + 63) / 64 * 64));
@@ -389,10 +391,14 @@ void gamma_weak_parts(const double* alpha, const double* eps, const double* psi,
       // could alias them, and the loops reloaded each vector's data pointer per element
       const int64_t* __restrict cl = col.data();
       double* __restrict sh = shapes.data();
+      double* __restrict cc = cs.data();
       double* __restrict lg = logs.data();
       double* __restrict w = ws.data();
-      for (int64_t i = i0; i < i1; ++i) sh[i] = alpha[cl[i]];
-      gamma_run(sh + i0, false, len, seed, sub, static_cast<uint64_t>(i0), true, lg + i0);
+      for (int64_t i = i0; i < i1; ++i) {
+        sh[i] = alpha[cl[i]];
+        cc[i] = ctab[cl[i]];
+      }
+      gamma_run(sh + i0, false, len, seed, sub, static_cast<uint64_t>(i0), true, lg + i0, cc + i0);
       // element i of random.uniform(m) on stream sa (fill_uniform's values, its vector Philox)
       uniform_piece<double>(us.data() + i0, static_cast<uint64_t>(i0), static_cast<uint64_t>(i1), 0,
                             static_cast<uint64_t>(m), seed, sa);

@@ -17,6 +17,7 @@
 // the words come out where the uint64 -> double conversions want them.
 #include "gamma_run.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -52,6 +53,7 @@ struct Queues {
 // What every lane needs to know about its run.
 struct Run {
   const double* alpha;
+  const double* cv;  // gamma_c of each element's shape, or nullptr (computed per lane)
   bool same;       // alpha[0] for every element
   double a0, c0;   // alpha[0] and its c = 1 / sqrt(9 d) (same only)
   uint64_t seed, sub, e0;
@@ -138,11 +140,14 @@ BG_AVX512 inline void fix_q8(const Run& r, __m512i mi, __m512d x, __m512d lb, __
 }
 
 // Shape constants of 8 lanes: boost mask, d and c as samplers::gamma_draw forms them.
-BG_AVX512 inline void shape_q8(const Run& r, bool same, __m512d a, __mmask8& bst, __m512d& d, __m512d& c) {
+// given_c: c already holds the lanes' gamma_c (from r.cv).
+BG_AVX512 inline void shape_q8(const Run& r, bool same, __m512d a, __mmask8& bst, __m512d& d, __m512d& c,
+                               bool given_c = false) {
   const __m512d one = _mm512_set1_pd(1.0);
   bst = _mm512_cmp_pd_mask(a, one, _CMP_LT_OQ);
   d = _mm512_sub_pd(_mm512_mask_add_pd(a, bst, a, one), _mm512_set1_pd(1.0 / 3.0));
-  c = same ? _mm512_set1_pd(r.c0) : _mm512_div_pd(one, _mm512_sqrt_pd(_mm512_mul_pd(_mm512_set1_pd(9.0), d)));
+  if (same) c = _mm512_set1_pd(r.c0);
+  else if (!given_c) c = _mm512_div_pd(one, _mm512_sqrt_pd(_mm512_mul_pd(_mm512_set1_pd(9.0), d)));
 }
 
 // Philox rounds of H independent vectors interleaved: one round of each in
@@ -185,10 +190,12 @@ BG_AVX512 inline void group_q8(const Run& r, int64_t m0, const __m512i* mi, cons
   __m512i blk[H], w[H][4];
   __mmask8 bst[H], live[H], ok[H];
   for (int h = 0; h < H; ++h) {
+    const bool given = !kSame && r.cv != nullptr;
     if (kSame) a[h] = _mm512_set1_pd(r.a0);
     else if (kContig) a[h] = _mm512_loadu_pd(r.alpha + m0 + 8 * h);
     else a[h] = _mm512_i64gather_pd(mi[h], r.alpha, 8);
-    shape_q8(r, kSame, a[h], bst[h], d[h], c[h]);
+    if (given) c[h] = kContig ? _mm512_loadu_pd(r.cv + m0 + 8 * h) : _mm512_i64gather_pd(mi[h], r.cv, 8);
+    shape_q8(r, kSame, a[h], bst[h], d[h], c[h], given);
     blk[h] = _mm512_add_epi64(
         _mm512_slli_epi64(_mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(r.e0)), mi[h]), 16),
         _mm512_slli_epi64(kv[h], 1));
@@ -379,11 +386,13 @@ BG_AVX2 inline void fix_q4(const Run& r, __m256i mi, __m256d x, __m256d lb, __m2
     if (tiny >> l & 1) r.out[m[l]] = xs[l] * std::exp(ls[l]);
 }
 
-BG_AVX2 inline void shape_q4(const Run& r, bool same, __m256d a, __m256d& bst, __m256d& d, __m256d& c) {
+BG_AVX2 inline void shape_q4(const Run& r, bool same, __m256d a, __m256d& bst, __m256d& d, __m256d& c,
+                             bool given_c = false) {
   const __m256d one = _mm256_set1_pd(1.0);
   bst = _mm256_cmp_pd(a, one, _CMP_LT_OQ);
   d = _mm256_sub_pd(_mm256_blendv_pd(a, _mm256_add_pd(a, one), bst), _mm256_set1_pd(1.0 / 3.0));
-  c = same ? _mm256_set1_pd(r.c0) : _mm256_div_pd(one, _mm256_sqrt_pd(_mm256_mul_pd(_mm256_set1_pd(9.0), d)));
+  if (same) c = _mm256_set1_pd(r.c0);
+  else if (!given_c) c = _mm256_div_pd(one, _mm256_sqrt_pd(_mm256_mul_pd(_mm256_set1_pd(9.0), d)));
 }
 
 // Lanes of `mask` (bits) of 4-lane vectors moved to the front (the AVX-512
@@ -431,10 +440,12 @@ BG_AVX2 inline void group_q4(const Run& r, int64_t m0, const __m256i* mi, const 
   __m256d a[H], bst[H], d[H], c[H], v[H], z2[H], ua[H], livev[H], okv[H];
   __m256i blk[H], w[H][4];
   for (int h = 0; h < H; ++h) {
+    const bool given = !kSame && r.cv != nullptr;
     if (kSame) a[h] = _mm256_set1_pd(r.a0);
     else if (kContig) a[h] = _mm256_loadu_pd(r.alpha + m0 + 4 * h);
     else a[h] = _mm256_i64gather_pd(r.alpha, mi[h], 8);
-    shape_q4(r, kSame, a[h], bst[h], d[h], c[h]);
+    if (given) c[h] = kContig ? _mm256_loadu_pd(r.cv + m0 + 4 * h) : _mm256_i64gather_pd(r.cv, mi[h], 8);
+    shape_q4(r, kSame, a[h], bst[h], d[h], c[h], given);
     blk[h] = _mm256_add_epi64(
         _mm256_slli_epi64(_mm256_add_epi64(_mm256_set1_epi64x(static_cast<long long>(r.e0)), mi[h]), 16),
         _mm256_slli_epi64(kv[h], 1));
@@ -613,7 +624,76 @@ template <typename T, bool kDiv>
 BG_AVX2 void finish_avx2(const double* x, int64_t n, double rate, T* out) { finish_loop<T, kDiv>(x, n, rate, out); }
 #endif
 
+// The runs of consecutive parameters of [lo, hi) (see gamma_shapes), and their two loops.
+template <typename Body>
+__attribute__((always_inline)) inline void by_runs(int64_t lo, int64_t hi, int64_t batch, const Body& body) {
+  for (int64_t i = lo, j = lo % batch; i < hi; j = 0) {
+    const int64_t run = std::min(hi - i, batch - j);
+    body(i - lo, j, run);
+    i += run;
+  }
+}
+template <typename T>
+__attribute__((always_inline)) inline void shapes_loop(const T* alpha, const double* ctab, int64_t lo, int64_t hi,
+                                                       int64_t batch, double* __restrict al, double* __restrict cv) {
+  by_runs(lo, hi, batch, [&](int64_t o, int64_t j, int64_t run) {
+    for (int64_t k = 0; k < run; ++k) {
+      al[o + k] = static_cast<double>(alpha[j + k]);
+      cv[o + k] = ctab[j + k];
+    }
+  });
+}
+template <typename T>
+__attribute__((always_inline)) inline void scaled_loop(const double* __restrict x, int64_t lo, int64_t hi,
+                                                       const T* __restrict rate, int64_t batch, T* __restrict out) {
+  const T tiny = std::numeric_limits<T>::min();
+  by_runs(lo, hi, batch, [&](int64_t o, int64_t j, int64_t run) {
+    for (int64_t k = 0; k < run; ++k) {
+      const T v = static_cast<T>(x[o + k] / static_cast<double>(rate[j + k]));
+      out[lo + o + k] = v < tiny ? tiny : v;
+    }
+  });
+}
+#define BG_BATCHED_ISA(ATTR, NAME)                                                                         \
+  template <typename T>                                                                                    \
+  ATTR void shapes_##NAME(const T* alpha, const double* ctab, int64_t lo, int64_t hi, int64_t batch, double* al, \
+                          double* cv) {                                                                    \
+    shapes_loop<T>(alpha, ctab, lo, hi, batch, al, cv);                                                    \
+  }                                                                                                        \
+  template <typename T>                                                                                    \
+  ATTR void scaled_##NAME(const double* x, int64_t lo, int64_t hi, const T* rate, int64_t batch, T* out) {   \
+    scaled_loop<T>(x, lo, hi, rate, batch, out);                                                           \
+  }
+#if BG_HAVE_X86
+BG_BATCHED_ISA(BG_AVX512, avx512)
+BG_BATCHED_ISA(BG_AVX2, avx2)
+#endif
+BG_BATCHED_ISA(, base)
+#undef BG_BATCHED_ISA
+
 }  // namespace
+
+template <typename T>
+void gamma_shapes(const T* alpha, const double* ctab, int64_t lo, int64_t hi, int64_t batch, double* al,
+                  double* cv) {
+#if BG_HAVE_X86
+  if (simd::use_avx512()) return shapes_avx512<T>(alpha, ctab, lo, hi, batch, al, cv);
+  if (simd::use_avx2()) return shapes_avx2<T>(alpha, ctab, lo, hi, batch, al, cv);
+#endif
+  shapes_base<T>(alpha, ctab, lo, hi, batch, al, cv);
+}
+template <typename T>
+void gamma_finish_batched(const double* x, int64_t lo, int64_t hi, const T* rate, int64_t batch, T* out) {
+#if BG_HAVE_X86
+  if (simd::use_avx512()) return scaled_avx512<T>(x, lo, hi, rate, batch, out);
+  if (simd::use_avx2()) return scaled_avx2<T>(x, lo, hi, rate, batch, out);
+#endif
+  scaled_base<T>(x, lo, hi, rate, batch, out);
+}
+template void gamma_shapes<float>(const float*, const double*, int64_t, int64_t, int64_t, double*, double*);
+template void gamma_shapes<double>(const double*, const double*, int64_t, int64_t, int64_t, double*, double*);
+template void gamma_finish_batched<float>(const double*, int64_t, int64_t, const float*, int64_t, float*);
+template void gamma_finish_batched<double>(const double*, int64_t, int64_t, const double*, int64_t, double*);
 
 template <typename T>
 void gamma_finish(const double* x, int64_t n, double rate, T* out) {
@@ -628,18 +708,15 @@ template void gamma_finish<float>(const double*, int64_t, double, float*);
 template void gamma_finish<double>(const double*, int64_t, double, double*);
 
 void gamma_run(const double* alpha, bool same_alpha, int64_t n, uint64_t seed, uint64_t sub, uint64_t e0,
-               bool log_out, double* out) {
+               bool log_out, double* out, const double* c) {
   if (n <= 0) return;
 #if BG_HAVE_X86
   if (simd::use_avx2()) {
     thread_local Queues q;
     q.reserve(n);
     q.nl = q.nr = q.ns = 0;
-    Run r{alpha, same_alpha, alpha[0], 0.0, seed, sub, e0, log_out, out, &q};
-    if (same_alpha) {
-      const double d = (r.a0 < 1.0 ? r.a0 + 1.0 : r.a0) - 1.0 / 3.0;
-      r.c0 = 1.0 / std::sqrt(9.0 * d);  // IEEE sqrt and division: the lanes' bits
-    }
+    Run r{alpha, same_alpha ? nullptr : c, same_alpha, alpha[0], 0.0, seed, sub, e0, log_out, out, &q};
+    if (same_alpha) r.c0 = gamma_c(r.a0);  // IEEE sqrt and division: the lanes' bits
     const int64_t w = (simd::use_avx512() ? 8 : 4) * kH;  // lanes per first-pass group
     const int64_t full = n / w;
     // the tail: iteration 0 from the retry queue
