@@ -1,5 +1,7 @@
 #include "pybind11.hpp"
 // (pybind11.hpp first)
+#include <optional>
+
 #include "bayesgrad/distributions.hpp"
 #include "bayesgrad/special.hpp"
 
@@ -73,25 +75,33 @@ void bind_typed(py::module_& m) {
   m.def(
       "locscale_log_prob",
       [](in_array<T> x, in_array<T> loc, in_array<T> scale, int64_t family, out_array<T> logp,
-         out_array<T> d_loc, out_array<T> d_scale) {
+         std::optional<out_array<T>> d_loc, std::optional<out_array<T>> d_scale) {
         const LocScale fam = codes::from_int<LocScale>(family, "family");
         same_size(loc, scale, "loc", "scale");
         batch_of(x, loc, "x", "loc");
         same_size(x, logp, "x", "logp");
-        same_size(x, d_loc, "x", "d_loc");
-        same_size(x, d_scale, "x", "d_scale");
         require_writeable(logp, "logp");
-        require_writeable(d_loc, "d_loc");
-        require_writeable(d_scale, "d_scale");
+        if (d_loc.has_value() != d_scale.has_value())
+          throw std::invalid_argument("d_loc and d_scale must both be given or both be None");
+        T *o1 = nullptr, *o2 = nullptr;
+        if (d_loc) {
+          same_size(x, *d_loc, "x", "d_loc");
+          same_size(x, *d_scale, "x", "d_scale");
+          require_writeable(*d_loc, "d_loc");
+          require_writeable(*d_scale, "d_scale");
+          o1 = d_loc->mutable_data();
+          o2 = d_scale->mutable_data();
+        }
         const T *px = x.data(), *pl = loc.data(), *ps = scale.data();
-        T *o0 = logp.mutable_data(), *o1 = d_loc.mutable_data(), *o2 = d_scale.mutable_data();
+        T* o0 = logp.mutable_data();
         const int64_t n = size_of(x), b = size_of(loc);
         py::gil_scoped_release rel;
         locscale_log_prob<T>(px, n, pl, ps, b, fam, o0, o1, o2);
       },
       py::arg("x"), py::arg("loc"), py::arg("scale"), py::arg("family"), py::arg("logp").noconvert(),
       py::arg("d_loc").noconvert(), py::arg("d_scale").noconvert(),
-      "log p(x) and d/dloc, d/dscale elementwise for x (n, B); loc, scale (B,).");
+      "log p(x) and d/dloc, d/dscale elementwise for x (n, B); loc, scale (B,); d_loc and d_scale None "
+      "together: log p only.");
   m.def(
       "sample_gamma",
       [](out_array<T> out, in_array<T> alpha, in_array<T> rate, uint64_t seed, uint64_t stream) {

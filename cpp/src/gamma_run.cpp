@@ -22,6 +22,7 @@
 #include <limits>
 #include <vector>
 
+#include "batch_runs.hpp"
 #include "bayesgrad/philox.hpp"
 #include "bayesgrad/samplers.hpp"
 #include "bayesgrad/simd_math.hpp"
@@ -624,15 +625,7 @@ template <typename T, bool kDiv>
 BG_AVX2 void finish_avx2(const double* x, int64_t n, double rate, T* out) { finish_loop<T, kDiv>(x, n, rate, out); }
 #endif
 
-// The runs of consecutive parameters of [lo, hi) (see gamma_shapes), and their two loops.
-template <typename Body>
-__attribute__((always_inline)) inline void by_runs(int64_t lo, int64_t hi, int64_t batch, const Body& body) {
-  for (int64_t i = lo, j = lo % batch; i < hi; j = 0) {
-    const int64_t run = std::min(hi - i, batch - j);
-    body(i - lo, j, run);
-    i += run;
-  }
-}
+// The two loops of gamma_shapes and gamma_finish_batched over runs of consecutive parameters.
 template <typename T>
 __attribute__((always_inline)) inline void shapes_loop(const T* alpha, const double* ctab, int64_t lo, int64_t hi,
                                                        int64_t batch, double* __restrict al, double* __restrict cv) {

@@ -248,8 +248,13 @@ def sample_locscale(out, loc, scale, family, seed, stream):
 
 
 def locscale_log_prob(x, loc, scale, family, logp, d_loc, d_scale):
-    """log p(x) and d/dloc, d/dscale elementwise for x (n, B); loc, scale (B,)."""
+    """log p(x) and d/dloc, d/dscale elementwise for x (n, B); loc, scale (B,); d_loc and d_scale None
+    together: log p only."""
+    if (d_loc is None) != (d_scale is None):
+        raise ValueError("d_loc and d_scale must both be given or both be None")
     for name, o in (("logp", logp), ("d_loc", d_loc), ("d_scale", d_scale)):
+        if o is None:
+            continue
         _check_out(o, name)
         _check_same(o, ("x", x))
     family = from_int(LocScaleFamily, family, "family").name
@@ -304,8 +309,9 @@ def locscale_log_prob(x, loc, scale, family, logp, d_loc, d_scale):
             th = np.tanh(0.5 * z)
             gl, gs = th / s, (z * th - 1.0) / s
     logp.reshape(-1)[:] = np.where(ok, lp, -np.inf).reshape(-1)
-    d_loc.reshape(-1)[:] = np.where(ok, gl, 0.0).reshape(-1)
-    d_scale.reshape(-1)[:] = np.where(ok, gs, 0.0).reshape(-1)
+    if d_loc is not None:
+        d_loc.reshape(-1)[:] = np.where(ok, gl, 0.0).reshape(-1)
+        d_scale.reshape(-1)[:] = np.where(ok, gs, 0.0).reshape(-1)
 
 
 def _gamma_draw(alpha, elements, seed, stream, log_out):

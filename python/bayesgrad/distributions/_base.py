@@ -245,17 +245,21 @@ class Distribution(abc.ABC):
                                                              LocScaleFamily[family], seed, stream)
         return out
 
-    def _locscale_log_prob(self, family, x, loc, scale):
-        """log p, d/dloc, d/dscale at x (same shape as x), from the native/twin kernel."""
-        outs = [np.empty(x.shape, dtype=self.dtype) for _ in range(3)]
+    def _locscale_log_prob(self, family, x, loc, scale, grads=True):
+        """log p, d/dloc, d/dscale at x (same shape as x), from the native/twin kernel; without
+        ``grads`` only [log p] (the kernel then writes one array, not three)."""
+        # (large outputs from the core's output cache, as draws: a repeated call skips the page faults)
+        outs = [_backend.empty(x.shape, self.dtype) for _ in range(3 if grads else 1)]
         if x.size:
             _backend.kernels().distributions.locscale_log_prob(x, self._flat(loc), self._flat(scale),
-                                                               LocScaleFamily[family], *outs)
+                                                               LocScaleFamily[family], *outs,
+                                                               *([] if grads else [None, None]))
             # every family's density vanishes at +-inf; the formulas give inf - inf there (Gumbel)
             at_inf = np.isinf(x)
             if at_inf.any():
                 outs[0][at_inf] = -np.inf
-                outs[1][at_inf] = outs[2][at_inf] = 0
+                for g in outs[1:]:
+                    g[at_inf] = 0
         return outs
 
     # -- interface -----------------------------------------------------------

@@ -82,7 +82,7 @@ class Gamma(Distribution):
         return out
 
     def _log_prob_all(self, x):
-        outs = [np.empty(x.shape, dtype=self.dtype) for _ in range(3)]
+        outs = [_backend.empty(x.shape, self.dtype) for _ in range(3)]  # the output cache, as draws
         if x.size:
             _backend.kernels().distributions.gamma_log_prob(x, self._flat(self.concentration), self._flat(self.rate), *outs)
             at_inf = np.isinf(x)  # the density vanishes there; the formula gives inf - inf

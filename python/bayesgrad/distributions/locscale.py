@@ -83,7 +83,7 @@ class _LocScale(Distribution):
 
     def log_prob(self, x):
         x = self._x(x)
-        return self._locscale_log_prob(self.family, x, *self._kernel_params())[0]
+        return self._locscale_log_prob(self.family, x, *self._kernel_params(), grads=False)[0]
 
     def score(self, x):
         x = self._x(x)

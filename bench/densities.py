@@ -1,0 +1,105 @@
+"""Benchmark: log densities and scores of mean-field distributions.
+
+``log_prob`` and ``score`` of a Normal, a Laplace and a Gamma over 1000 coordinates (a
+mean-field posterior's shape) at 10^4 draws each (10^7 elements), float64, timed in the same
+run (medians of repeats):
+  native     bayesgrad on the "cpu" backend at 1 and at 2 threads
+  twin       bayesgrad on the "numpy" backend
+  numpy      the formula a NumPy user writes (Normal, Laplace: z = (x - loc) / scale and the
+             density from it, in one expression per output; Gamma: scipy.special.gammaln for
+             the constant, then the density and its two derivatives)
+
+    PYTHONPATH=python python bench/densities.py [--repeats 7] [--out densities.json]
+
+Writes bench/results/densities.json (``--out`` for another name) and prints a table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+from scipy import special
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
+import bayesgrad as bg  # noqa: E402
+from bayesgrad._quickbench import load_average, machine_info, median_time  # noqa: E402
+
+D, N = 1000, 10_000
+LOC, SCALE = np.linspace(-1.0, 1.0, D), np.linspace(0.5, 2.0, D)
+CONC, RATE = np.linspace(0.5, 20.0, D), np.linspace(1.0, 2.0, D)
+
+
+def numpy_formulas():
+    """name -> (log_prob(x), score(x)) as plain NumPy / SciPy."""
+    half_log_2pi, log2 = 0.5 * math.log(2 * math.pi), math.log(2.0)
+
+    def normal_lp(x):
+        z = (x - LOC) / SCALE
+        return -0.5 * z * z - np.log(SCALE) - half_log_2pi
+
+    def normal_score(x):
+        z = (x - LOC) / SCALE
+        return z / SCALE, (z * z - 1.0) / SCALE
+
+    def laplace_lp(x):
+        return -np.abs((x - LOC) / SCALE) - np.log(SCALE) - log2
+
+    def laplace_score(x):
+        z = (x - LOC) / SCALE
+        return np.sign(z) / SCALE, (np.abs(z) - 1.0) / SCALE
+
+    def gamma_lp(x):
+        return CONC * np.log(RATE) + (CONC - 1.0) * np.log(x) - RATE * x - special.gammaln(CONC)
+
+    def gamma_score(x):
+        return np.log(RATE) + np.log(x) - special.digamma(CONC), CONC / RATE - x
+
+    return {"Normal": (normal_lp, normal_score), "Laplace": (laplace_lp, laplace_score),
+            "Gamma": (gamma_lp, gamma_score)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--out", default="densities.json", help="result file name in bench/results/")
+    args = ap.parse_args()
+    load_start = load_average()
+    dists = {"Normal": bg.distributions.Normal(LOC, SCALE), "Laplace": bg.distributions.Laplace(LOC, SCALE),
+             "Gamma": bg.distributions.Gamma(CONC, RATE)}
+    plain = numpy_formulas()
+    threads = bg.get_num_threads()
+    rows = []
+    print(f"{D} coordinates x {N} draws, float64, median of {args.repeats}; load {load_start[0]:.2f}")
+    for name, d in dists.items():
+        x = d.sample(N, seed=1)
+        for what in ("log_prob", "score"):
+            fn = getattr(d, what)
+            row = {"distribution": name, "call": what, "elements": x.size}
+            with bg.use_backend("cpu"):
+                for th in (1, 2):
+                    bg.set_num_threads(th)
+                    row[f"native_{th}t_s"] = median_time(lambda: fn(x), args.repeats)
+                bg.set_num_threads(threads)
+            with bg.use_backend("numpy"):
+                row["twin_s"] = median_time(lambda: fn(x), max(3, args.repeats // 2))
+            row["numpy_s"] = median_time(lambda: plain[name][0 if what == "log_prob" else 1](x), args.repeats)
+            for k in ("twin_s", "numpy_s"):
+                row[k.replace("_s", "_over_native_1t")] = row[k] / row["native_1t_s"]
+            rows.append(row)
+            print(f"  {name:8s} {what:9s} native 1t {1e3 * row['native_1t_s']:7.1f} ms  2t "
+                  f"{1e3 * row['native_2t_s']:7.1f} ms  twin {1e3 * row['twin_s']:7.1f} ms  numpy "
+                  f"{1e3 * row['numpy_s']:7.1f} ms  (numpy / native 1t x{row['numpy_over_native_1t']:.1f})")
+    out = {"benchmark": "densities", "D": D, "N": N, "repeats": args.repeats, "load_average_start": load_start,
+           "load_average_end": load_average(), "machine": machine_info(), "results": rows}
+    path = os.path.join(os.path.dirname(__file__), "results", args.out)
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()
