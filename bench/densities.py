@@ -1,13 +1,13 @@
 """Benchmark: log densities and scores of mean-field distributions.
 
-``log_prob`` and ``score`` of a Normal, a Laplace and a Gamma over 1000 coordinates (a
+``log_prob`` and ``score`` of a Normal, a Laplace, a LogNormal, a Gumbel and a Gamma over 1000 coordinates (a
 mean-field posterior's shape) at 10^4 draws each (10^7 elements), float64, timed in the same
 run (medians of repeats):
   native     bayesgrad on the "cpu" backend at 1 and at 2 threads
   twin       bayesgrad on the "numpy" backend
-  numpy      the formula a NumPy user writes (Normal, Laplace: z = (x - loc) / scale and the
-             density from it, in one expression per output; Gamma: scipy.special.gammaln for
-             the constant, then the density and its two derivatives)
+  numpy      the formula a NumPy user writes (the location-scale families: z = (x - loc) / scale
+             and the density from it, in one expression per output; Gamma: scipy.special.gammaln
+             for the constant, then the density and its two derivatives)
 
     PYTHONPATH=python python bench/densities.py [--repeats 7] [--out densities.json]
 
@@ -52,6 +52,24 @@ def numpy_formulas():
         z = (x - LOC) / SCALE
         return np.sign(z) / SCALE, (np.abs(z) - 1.0) / SCALE
 
+    def lognormal_lp(x):
+        y = np.log(x)
+        z = (y - LOC) / SCALE
+        return -0.5 * z * z - np.log(SCALE) - half_log_2pi - y
+
+    def lognormal_score(x):
+        z = (np.log(x) - LOC) / SCALE
+        return z / SCALE, (z * z - 1.0) / SCALE
+
+    def gumbel_lp(x):
+        z = (x - LOC) / SCALE
+        return -(z + np.exp(-z)) - np.log(SCALE)
+
+    def gumbel_score(x):
+        z = (x - LOC) / SCALE
+        e = np.exp(-z)
+        return (1.0 - e) / SCALE, (z - z * e - 1.0) / SCALE
+
     def gamma_lp(x):
         return CONC * np.log(RATE) + (CONC - 1.0) * np.log(x) - RATE * x - special.gammaln(CONC)
 
@@ -59,6 +77,7 @@ def numpy_formulas():
         return np.log(RATE) + np.log(x) - special.digamma(CONC), CONC / RATE - x
 
     return {"Normal": (normal_lp, normal_score), "Laplace": (laplace_lp, laplace_score),
+            "LogNormal": (lognormal_lp, lognormal_score), "Gumbel": (gumbel_lp, gumbel_score),
             "Gamma": (gamma_lp, gamma_score)}
 
 
@@ -69,6 +88,7 @@ def main():
     args = ap.parse_args()
     load_start = load_average()
     dists = {"Normal": bg.distributions.Normal(LOC, SCALE), "Laplace": bg.distributions.Laplace(LOC, SCALE),
+             "LogNormal": bg.distributions.LogNormal(LOC, SCALE), "Gumbel": bg.distributions.Gumbel(LOC, SCALE),
              "Gamma": bg.distributions.Gamma(CONC, RATE)}
     plain = numpy_formulas()
     threads = bg.get_num_threads()

@@ -97,25 +97,32 @@ void sample_locscale(T* out, int64_t n_total, const T* loc, const T* scale, int6
 }
 
 namespace {
-// locscale_log_prob for the families whose only transcendental is ln(scale) (Normal, Uniform,
-// Exponential, Laplace): ln(scale) once per parameter (ls), the element loops over runs of
-// consecutive parameters compiled per vector path. The operations of samplers::locscale_log_prob
-// in its order (a vector path may fuse a multiply and an add: within an ulp of the scalar path).
-// The per-element form took 9 ns an element, a libm log each: slower than NumPy's own expression.
+// locscale_log_prob per run of consecutive parameters, compiled per vector path: ln(scale) once per
+// parameter (ls), and the one transcendental of LogNormal (y = ln x) and Gumbel (e = exp(-z)) from a
+// vector pass over the chunk (aux, indexed like x; elements outside its range are redone by the
+// scalar rules afterwards). The operations of samplers::locscale_log_prob in its order (no
+// contraction in this file: every path the scalar path's values). The per-element form took 9-19 ns
+// an element, a libm log each: slower than NumPy's own expression.
 template <typename T, LocScale F, bool kGrad>
 __attribute__((always_inline)) inline void plain_lp_run(const T* __restrict x, const T* __restrict loc,
                                                         const T* __restrict scale, const double* __restrict ls,
-                                                        int64_t run, T* __restrict lp, T* __restrict gl,
-                                                        T* __restrict gs) {
+                                                        const double* __restrict aux, int64_t run, T* __restrict lp,
+                                                        T* __restrict gl, T* __restrict gs) {
   constexpr double kHalfLog2Pi = 0.91893853320467274178032973640562;
   for (int64_t k = 0; k < run; ++k) {
     const double xi = x[k], m = loc[k], s = scale[k], l = ls[k];
     double p, a = 0.0, b = 0.0;
-    if (F == LocScale::kNormal) {
-      const double z = (xi - m) / s;
-      p = -0.5 * z * z - l - kHalfLog2Pi;
+    if (F == LocScale::kNormal || F == LocScale::kLognormal) {
+      const double y = F == LocScale::kNormal ? xi : aux[k];
+      const double z = (y - m) / s;
+      p = F == LocScale::kNormal ? -0.5 * z * z - l - kHalfLog2Pi : -0.5 * z * z - l - kHalfLog2Pi - y;
       a = z / s;
       b = (z * z - 1.0) / s;
+    } else if (F == LocScale::kGumbel) {
+      const double z = (xi - m) / s, e = aux[k];
+      p = -(z + e) - l;
+      a = (1.0 - e) / s;
+      b = (z - z * e - 1.0) / s;
     } else if (F == LocScale::kUniform) {
       const bool out = xi < m || xi > m + s;
       p = out ? kNegInf : -l;
@@ -142,30 +149,46 @@ __attribute__((always_inline)) inline void plain_lp_run(const T* __restrict x, c
 
 template <typename T, bool kGrad>
 __attribute__((always_inline)) inline void plain_lp_rows(LocScale fam, const T* x, const T* loc, const T* scale,
-                                                         const double* ls, int64_t lo, int64_t hi, int64_t batch,
-                                                         T* lp, T* gl, T* gs) {
+                                                         const double* ls, const double* aux, int64_t lo, int64_t hi,
+                                                         int64_t batch, T* lp, T* gl, T* gs) {
   by_runs(lo, hi, batch, [&](int64_t o, int64_t j, int64_t run) {
     const int64_t i = lo + o;
     T *a = kGrad ? gl + i : nullptr, *b = kGrad ? gs + i : nullptr;
+    const T *xi = x + i, *m = loc + j, *s = scale + j;
+    const double *l = ls + j, *v = aux ? aux + o : nullptr;
     switch (fam) {
-      case LocScale::kNormal:
-        return plain_lp_run<T, LocScale::kNormal, kGrad>(x + i, loc + j, scale + j, ls + j, run, lp + i, a, b);
-      case LocScale::kUniform:
-        return plain_lp_run<T, LocScale::kUniform, kGrad>(x + i, loc + j, scale + j, ls + j, run, lp + i, a, b);
+      case LocScale::kNormal: return plain_lp_run<T, LocScale::kNormal, kGrad>(xi, m, s, l, v, run, lp + i, a, b);
+      case LocScale::kLognormal: return plain_lp_run<T, LocScale::kLognormal, kGrad>(xi, m, s, l, v, run, lp + i, a, b);
+      case LocScale::kGumbel: return plain_lp_run<T, LocScale::kGumbel, kGrad>(xi, m, s, l, v, run, lp + i, a, b);
+      case LocScale::kUniform: return plain_lp_run<T, LocScale::kUniform, kGrad>(xi, m, s, l, v, run, lp + i, a, b);
       case LocScale::kExponential:
-        return plain_lp_run<T, LocScale::kExponential, kGrad>(x + i, loc + j, scale + j, ls + j, run, lp + i, a, b);
-      default:
-        return plain_lp_run<T, LocScale::kLaplace, kGrad>(x + i, loc + j, scale + j, ls + j, run, lp + i, a, b);
+        return plain_lp_run<T, LocScale::kExponential, kGrad>(xi, m, s, l, v, run, lp + i, a, b);
+      default: return plain_lp_run<T, LocScale::kLaplace, kGrad>(xi, m, s, l, v, run, lp + i, a, b);  // (not Logistic)
     }
   });
 }
 
-#define BG_PLAIN_LP_ISA(ATTR, NAME)                                                                         \
-  template <typename T>                                                                                     \
-  ATTR void plain_lp_##NAME(LocScale fam, const T* x, const T* loc, const T* scale, const double* ls, int64_t lo, \
-                            int64_t hi, int64_t batch, T* lp, T* gl, T* gs) {                               \
-    if (gl) plain_lp_rows<T, true>(fam, x, loc, scale, ls, lo, hi, batch, lp, gl, gs);                      \
-    else plain_lp_rows<T, false>(fam, x, loc, scale, ls, lo, hi, batch, lp, gl, gs);                        \
+// Gumbel's exponent -z = -(x - m) / s of the elements [lo, hi), into nz (chunk-relative).
+template <typename T>
+__attribute__((always_inline)) inline void gumbel_exponents(const T* x, const T* loc, const T* scale, int64_t lo,
+                                                            int64_t hi, int64_t batch, double* __restrict nz) {
+  by_runs(lo, hi, batch, [&](int64_t o, int64_t j, int64_t run) {
+    const T *__restrict xi = x + lo + o, *__restrict m = loc + j, *__restrict s = scale + j;
+    for (int64_t k = 0; k < run; ++k) nz[o + k] = -((static_cast<double>(xi[k]) - m[k]) / s[k]);
+  });
+}
+
+#define BG_PLAIN_LP_ISA(ATTR, NAME)                                                                          \
+  template <typename T>                                                                                      \
+  ATTR void plain_lp_##NAME(LocScale fam, const T* x, const T* loc, const T* scale, const double* ls,         \
+                            const double* aux, int64_t lo, int64_t hi, int64_t batch, T* lp, T* gl, T* gs) { \
+    if (gl) plain_lp_rows<T, true>(fam, x, loc, scale, ls, aux, lo, hi, batch, lp, gl, gs);                  \
+    else plain_lp_rows<T, false>(fam, x, loc, scale, ls, aux, lo, hi, batch, lp, gl, gs);                    \
+  }                                                                                                          \
+  template <typename T>                                                                                      \
+  ATTR void gumbel_exponents_##NAME(const T* x, const T* loc, const T* scale, int64_t lo, int64_t hi,        \
+                                    int64_t batch, double* nz) {                                             \
+    gumbel_exponents<T>(x, loc, scale, lo, hi, batch, nz);                                                   \
   }
 #if BG_HAVE_X86
 BG_PLAIN_LP_ISA(BG_AVX512, avx512)
@@ -181,30 +204,65 @@ void locscale_log_prob(const T* x, int64_t n_total, const T* loc, const T* scale
   check_batch(n_total, batch);
   if ((d_loc == nullptr) != (d_scale == nullptr))
     throw std::invalid_argument("d_loc and d_scale must both be given or both be None");
-  if (fam == LocScale::kNormal || fam == LocScale::kUniform || fam == LocScale::kExponential ||
-      fam == LocScale::kLaplace) {
-    std::vector<double> ls(static_cast<size_t>(batch));
-    for (int64_t j = 0; j < batch; ++j) ls[j] = std::log(static_cast<double>(scale[j]));
-    auto rows = plain_lp_base<T>;
-#if BG_HAVE_X86
-    if (simd::use_avx512()) rows = plain_lp_avx512<T>;
-    else if (simd::use_avx2()) rows = plain_lp_avx2<T>;
-#endif
+  // element i (parameter j) by the scalar rules
+  auto element = [&](int64_t i, int64_t j) {
+    double gl, gs;
+    logp[i] = static_cast<T>(samplers::locscale_log_prob(fam, x[i], loc[j], scale[j], gl, gs));
+    if (d_loc) d_loc[i] = static_cast<T>(gl);
+    if (d_scale) d_scale[i] = static_cast<T>(gs);
+  };
+  if (fam == LocScale::kLogistic) {  // (only sampled by the package) element by element, libm's log1p / exp / tanh
     chunked(n_total, kChunk, [&](int64_t lo, int64_t hi) {
-      rows(fam, x, loc, scale, ls.data(), lo, hi, batch, logp, d_loc, d_scale);
+      for (int64_t i = lo, j = lo % batch; i < hi; ++i, j = j + 1 == batch ? 0 : j + 1) element(i, j);
+    });
+    return;
+  }
+  std::vector<double> ls(static_cast<size_t>(batch));
+  for (int64_t j = 0; j < batch; ++j) ls[j] = std::log(static_cast<double>(scale[j]));
+  auto rows = plain_lp_base<T>;
+  auto exponents = gumbel_exponents_base<T>;
+#if BG_HAVE_X86
+  if (simd::use_avx512()) {
+    rows = plain_lp_avx512<T>;
+    exponents = gumbel_exponents_avx512<T>;
+  } else if (simd::use_avx2()) {
+    rows = plain_lp_avx2<T>;
+    exponents = gumbel_exponents_avx2<T>;
+  }
+#endif
+  const bool logn = fam == LocScale::kLognormal, gumbel = fam == LocScale::kGumbel;
+  if (!(logn || gumbel)) {  // no transcendental per element
+    chunked(n_total, kChunk, [&](int64_t lo, int64_t hi) {
+      rows(fam, x, loc, scale, ls.data(), nullptr, lo, hi, batch, logp, d_loc, d_scale);
     });
     return;
   }
   chunked(n_total, kChunk, [&](int64_t lo, int64_t hi) {
-    int64_t j = lo % batch;
-    for (int64_t i = lo; i < hi; ++i) {
-      double gl, gs;
-      const double lp = samplers::locscale_log_prob(fam, x[i], loc[j], scale[j], gl, gs);
-      logp[i] = static_cast<T>(lp);
-      if (d_loc) d_loc[i] = static_cast<T>(gl);
-      if (d_scale) d_scale[i] = static_cast<T>(gs);
-      if (++j == batch) j = 0;
+    // the chunk's y = ln x (LogNormal: x a positive normal finite number) or e = exp(-z) (Gumbel:
+    // -z in [-700, 80]) in one vector pass; the other elements by the scalar rules below
+    const int64_t len = hi - lo;
+    double *arg = scratch(0, len), *aux = scratch(1, len);
+    constexpr double kMin = std::numeric_limits<double>::min();
+    // whether element i (parameter j) is in the vector pass's range; its argument there otherwise 1 / 0
+    auto inside = [&](int64_t i, int64_t j) {
+      if (logn) return static_cast<double>(x[i]) >= kMin && static_cast<double>(x[i]) < HUGE_VAL;
+      const double v = -((static_cast<double>(x[i]) - loc[j]) / scale[j]);  // gumbel_exponents' value
+      return v >= -700.0 && v <= 80.0;
+    };
+    if (!logn) exponents(x, loc, scale, lo, hi, batch, arg);
+    bool all_inside = true;
+    for (int64_t i = lo, j = lo % batch; i < hi; ++i, j = j + 1 == batch ? 0 : j + 1) {
+      const bool in = inside(i, j);
+      all_inside = all_inside && in;
+      if (logn) arg[i - lo] = in ? static_cast<double>(x[i]) : 1.0;
+      else if (!in) arg[i - lo] = 0.0;
     }
+    if (logn) simd::map_array<true>(arg, aux, len);
+    else simd::map_array<false>(arg, aux, len);
+    rows(fam, x, loc, scale, ls.data(), aux, lo, hi, batch, logp, d_loc, d_scale);
+    if (all_inside) return;
+    for (int64_t i = lo, j = lo % batch; i < hi; ++i, j = j + 1 == batch ? 0 : j + 1)
+      if (!inside(i, j)) element(i, j);
   });
 }
 
