@@ -60,3 +60,17 @@ def pytest_report_header(config):
 def rng():
     return np.random.default_rng(12345)
 
+
+@pytest.fixture(autouse=True)
+def _sigint_handler_restored():
+    """Each test sees, and leaves, the SIGINT handler it started with. A library a test uses can
+    leave SIGINT ignored (a fresh-clone CI run found an xdist worker at SIG_IGN after the Parquet /
+    Zarr tests); the Ctrl-C tests that ran next in that worker then waited for an interrupt that
+    never came, to the 600 s timeout."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    if signal.getsignal(signal.SIGINT) is not before and before is not None:
+        signal.signal(signal.SIGINT, before)
+

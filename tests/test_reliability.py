@@ -243,15 +243,30 @@ def test_batchbald_ties_go_to_the_lower_index_on_every_backend():
 
 # ---------------------------------------------------------------- 7. Ctrl-C during a fit
 
-def _interrupt_after(seconds):
+@pytest.fixture
+def _interrupt_after():
+    """start(seconds): SIGINT as the main thread sees it after ``seconds``, under Python's default
+    handler (what a user at a terminal has), whatever handler an earlier test left."""
     import _thread
+    import signal
     import threading
-    t = threading.Timer(seconds, _thread.interrupt_main)  # SIGINT as the main thread sees it
-    t.start()
-    return t
+
+    prev = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timers = []
+
+    def start(seconds):
+        t = threading.Timer(seconds, _thread.interrupt_main)
+        t.start()
+        timers.append(t)
+        return t
+
+    yield start
+    for t in timers:
+        t.cancel()
+    signal.signal(signal.SIGINT, prev)
 
 
-def test_interrupt_stops_a_long_epoch_promptly(rng):
+def test_interrupt_stops_a_long_epoch_promptly(rng, _interrupt_after):
     """One epoch here takes far longer than 2 s on any backend (8k minibatches of a 70k-parameter
     net); the interrupt must land within a couple of native slices (~0.1 s each)."""
     import time
@@ -278,7 +293,7 @@ def test_interrupt_stops_a_long_epoch_promptly(rng):
 
 
 @pytest.mark.parametrize("kind", ["MFVI", "MAP"])
-def test_interrupted_fit_state_is_that_of_its_completed_epochs(kind, rng):
+def test_interrupted_fit_state_is_that_of_its_completed_epochs(kind, rng, _interrupt_after):
     """After Ctrl-C the parameters, Adam moments, step count and history equal those of an
     uninterrupted fit of as many epochs as the history records."""
     X = rng.normal(size=(300, 3))
