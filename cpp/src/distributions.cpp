@@ -243,19 +243,28 @@ void locscale_log_prob(const T* x, int64_t n_total, const T* loc, const T* scale
     const int64_t len = hi - lo;
     double *arg = scratch(0, len), *aux = scratch(1, len);
     constexpr double kMin = std::numeric_limits<double>::min();
-    // whether element i (parameter j) is in the vector pass's range; its argument there otherwise 1 / 0
+    // whether element i (parameter j) is in the vector pass's range (its argument there is otherwise 1 / 0);
+    // recomputed only for the rare chunks with such elements
     auto inside = [&](int64_t i, int64_t j) {
       if (logn) return static_cast<double>(x[i]) >= kMin && static_cast<double>(x[i]) < HUGE_VAL;
       const double v = -((static_cast<double>(x[i]) - loc[j]) / scale[j]);  // gumbel_exponents' value
       return v >= -700.0 && v <= 80.0;
     };
-    if (!logn) exponents(x, loc, scale, lo, hi, batch, arg);
     bool all_inside = true;
-    for (int64_t i = lo, j = lo % batch; i < hi; ++i, j = j + 1 == batch ? 0 : j + 1) {
-      const bool in = inside(i, j);
-      all_inside = all_inside && in;
-      if (logn) arg[i - lo] = in ? static_cast<double>(x[i]) : 1.0;
-      else if (!in) arg[i - lo] = 0.0;
+    if (logn) {
+      for (int64_t i = 0; i < len; ++i) {
+        const double v = x[lo + i];
+        const bool in = v >= kMin && v < HUGE_VAL;
+        all_inside = all_inside && in;
+        arg[i] = in ? v : 1.0;
+      }
+    } else {
+      exponents(x, loc, scale, lo, hi, batch, arg);
+      for (int64_t i = 0; i < len; ++i) {
+        const bool in = arg[i] >= -700.0 && arg[i] <= 80.0;
+        all_inside = all_inside && in;
+        arg[i] = in ? arg[i] : 0.0;
+      }
     }
     if (logn) simd::map_array<true>(arg, aux, len);
     else simd::map_array<false>(arg, aux, len);

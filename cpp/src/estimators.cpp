@@ -378,7 +378,8 @@ void gamma_weak_parts(const double* alpha, const double* eps, const double* psi,
     const uint64_t sub = s | philox::kSubstreamBit;
     ok.resize(static_cast<size_t>(m));  // every proposal sets its flag
     for (auto* v : {&shapes, &cs, &logs, &us, &xs, &ws}) v->resize(static_cast<size_t>(m));
-    // two chunks per thread, whole vectors (a fixed 4096 split 10,000 proposals 8192 / 1808 between two threads)
+    // two chunks per thread, whole vectors (a fixed 4096 cut 10,000 proposals into 4096, 4096 and 1808: one of
+    // two threads ran two chunks)
     const int64_t per = (m + 2 * num_threads() - 1) / (2 * num_threads());
     const int64_t chunk = std::min<int64_t>(4096, std::max<int64_t>(256, (per + 63) / 64 * 64));
     parallel_chunks((m + chunk - 1) / chunk, [&](int64_t c) {
