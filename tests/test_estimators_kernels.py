@@ -79,6 +79,36 @@ def test_vimco_signal():
             mod.vimco_signal(logw[:, :1].copy(), np.empty((50, 1)))
 
 
+@pytest.mark.parametrize("k", [2, 3, 4, 5, 8, 9, 13, 16, 21])
+def test_vimco_signal_simd_paths_match_scalar(k):
+    """Every vector path of vimco_signal against the core's scalar loop (and the twin) to rounding, for
+    row lengths with and without a partial vector, log-weights spread over +-700 (exponents the vector
+    exp flushes to 0) and rows of equal weights."""
+    if not _backend.native_available():
+        pytest.skip("needs the native core")
+    from helpers import on_simd_path
+
+    r = np.random.default_rng(k)
+    logw = r.standard_normal((37, k)) * 5.0 - 300.0
+    logw[0] = -12.5  # equal weights: every signal -1 / k
+    logw[1, 0] = 500.0  # one weight dominates, the others ~e^-800 below it
+    logw[2, :] = np.linspace(-700.0, 700.0, k)
+    logw[3:6] = [[0.1], [0.7], [-1.3]]  # equal weights whose sums may round up (the others' mean above the maximum)
+    core = _backend._core.estimators
+    ref = np.empty_like(logw)
+    on_simd_path("scalar", lambda: core.vimco_signal(logw, ref))
+    np.testing.assert_allclose(ref[[0, 3, 4, 5]], -1.0 / k, rtol=0, atol=1e-14)
+    # L - L_{-j} cancels where w_j dominates its row (the leave-one-out sum is a small remainder of
+    # the total), so a different summation order moves the signal by up to ~1e-11 relative there
+    tw = np.empty_like(logw)
+    twin.estimators.vimco_signal(logw, tw)
+    np.testing.assert_allclose(tw, ref, rtol=1e-10, atol=1e-12)
+    for path in native_simd_paths():
+        out = np.full_like(logw, np.nan)
+        on_simd_path(path, lambda: core.vimco_signal(logw, out))
+        np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-12, err_msg=path)
+
+
 def test_float64_only_and_shapes_checked():
     s, f, h, beta, eg = _data(n=10, p=3)
     for mod in estimator_modules():
