@@ -282,6 +282,62 @@ def test_poisson_refuses_infinite_counts_by_name():
         D.Poisson(2.0).score(np.array([1.0, np.inf]))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bernoulli_log_prob_exact_at_both_ends_and_fractional_between(dtype):
+    """log p at x = 1 and log(1 - p) at x = 0 to the last bits (mpmath), in the logit tails where
+    log p + log(1 - p)-style cancellation would lose them; the relaxed form x log p + (1 - x) log(1 - p)
+    between; p = 0 and 1 from probs (the ends chosen, not multiplied by -inf)."""
+    logits = np.array([-800.0, -40.0, -3.0, 0.0, 0.3, 40.0, 700.0], dtype)
+    with mp.workdps(400):
+        lp1 = np.array([float(-mp.log1p(mp.exp(-mp.mpf(float(v))))) for v in logits])
+        lp0 = np.array([float(-mp.log1p(mp.exp(mp.mpf(float(v))))) for v in logits])
+    d = D.Bernoulli(logits=logits)
+    x = np.array([[1.0] * 7, [0.0] * 7, [0.25] * 7], dtype)
+    lp = d.log_prob(x)
+    assert lp.dtype == dtype and lp.shape == x.shape
+    rtol = 1e-6 if dtype == np.float32 else 1e-15
+    want = np.stack([lp1, lp0, 0.25 * lp1 + 0.75 * lp0]).astype(dtype).astype(np.float64)
+    finite = np.abs(want) > 1e-300
+    np.testing.assert_allclose(lp[finite], want[finite], rtol=rtol, atol=0)
+    np.testing.assert_allclose(lp[~finite], 0.0, atol=1e-300)
+    b = D.Bernoulli(probs=np.array([0.0, 1.0, 0.5], dtype))
+    np.testing.assert_array_equal(b.log_prob(np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]], dtype)),
+                                  np.array([[0.0, 0.0, np.log(0.5)], [-np.inf, -np.inf, np.log(0.5)]], dtype))
+    np.testing.assert_allclose(b.log_prob(np.array([0.5, 0.5, 0.5], dtype))[2], np.log(0.5), rtol=rtol)
+    assert b.log_prob(np.array([0.5, 0.5, 0.5], dtype))[0] == -np.inf
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_poisson_log_prob_table_and_lgamma_agree(dtype):
+    """Counts below the log-factorial table and beyond it (1023, 1024, 10^6) against mpmath, and
+    the table's values bit for bit lgamma's; non-integer and negative counts refused by name."""
+    from bayesgrad.distributions.discrete import _FACTORIAL_TABLE, _log_factorial
+    from bayesgrad.distributions._base import lgamma
+
+    k = np.array([0.0, 1.0, 2.0, 17.0, 170.0, _FACTORIAL_TABLE - 1.0])
+    np.testing.assert_array_equal(_log_factorial(k), lgamma(k + 1.0))
+    rate = np.array([0.5, 3.0, 1e3], dtype)
+    d = D.Poisson(rate)
+    for counts in ([0.0, 2.0, 1023.0], [1.0, 1024.0, 1e6 if dtype == np.float64 else 1e5]):
+        x = np.array(counts, dtype)
+        want = [float(c * mp.log(mp.mpf(float(r))) - mp.mpf(float(r)) - mp.loggamma(c + 1))
+                for c, r in zip(counts, rate)]
+        _close(d.log_prob(x), np.array(want, dtype), 1e-6 if dtype == np.float32 else 1e-13)
+    for bad in ([0.5, 1.0, 2.0], [-1.0, 1.0, 2.0]):
+        with pytest.raises(ValueError, match="x must hold finite"):
+            d.log_prob(np.array(bad, dtype))
+
+
+def test_exponential_score_zero_outside_the_support():
+    d = D.Exponential(np.array([2.0, 1e-200, 1e200]))
+    x = np.array([[0.5, 3.0, 0.0], [-1.0, -np.inf, np.inf], [np.inf, -0.0, 5e-324]])
+    got = d.score(x)["rate"]
+    with np.errstate(over="ignore"):
+        want = np.where((x >= 0) & (x < np.inf), 1.0 / d.rate - x, 0.0)
+    np.testing.assert_array_equal(got, want)
+    assert got[0, 1] == 1e200 - 3.0 and got[1, 0] == 0.0
+
+
 # ------------------------------------------------------- special-function edges (finding 9)
 def _mp_gamma_dx_da(a, x):
     a, x = mp.mpf(a), mp.mpf(x)

@@ -11,7 +11,7 @@ import bayesgrad as bg
 from bayesgrad import _backend
 from helpers import BACKENDS
 
-BIG = 3 << 20  # float64 elements: 24 MiB, above the 8 MiB threshold
+BIG = 3 << 20  # float64 elements: 24 MiB, above the 256 KiB threshold
 
 native = pytest.mark.skipif("cpu" not in BACKENDS, reason="the cache is the native core's")
 
@@ -65,9 +65,11 @@ def test_best_fit_within_twice_the_request_and_small_outputs_uncached(cache):
         assert info["blocks"] == 1 and info["bytes"] >= 32 * BIG
         small = _backend.empty((BIG,), np.float64)  # a quarter of the cached block: not taken
         assert cache.output_cache_info()["hits"] == info["hits"]
-        tiny = _backend.empty((1000,), np.float64)  # below 8 MiB: NumPy's own array
+        tiny = _backend.empty((1000,), np.float64)  # below 256 KiB: NumPy's own array
         assert tiny.base is None
-        del small, tiny
+        mid = _backend.empty((1 << 15,), np.float64)  # 256 KiB: cached
+        assert mid.base is not None
+        del small, tiny, mid
 
 
 @native

@@ -59,7 +59,7 @@ py::array cached_empty(const std::vector<py::ssize_t>& shape, const py::dtype& d
 
 void register_runtime(py::module_& m) {
   m.def("empty", &cached_empty, py::arg("shape"), py::arg("dtype"),
-        "An uninitialised C-contiguous array; outputs of 8 MiB and more from the output cache "
+        "An uninitialised C-contiguous array; outputs of 256 KiB and more from the output cache "
         "(blocks of freed outputs, already faulted in).");
   m.def("set_output_cache_limit", &set_output_cache_limit, py::arg("n_bytes"),
         "Bytes of freed output blocks kept for reuse (0: none); returns the previous limit.");

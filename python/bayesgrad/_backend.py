@@ -199,7 +199,7 @@ def native_available() -> bool:
 def empty(shape, dtype):
     """An uninitialised C-contiguous output array (shape: tuple of int).
 
-    On the cpu backend outputs of 8 MiB and more come from the core's output
+    On the cpu backend outputs of 256 KiB and more come from the core's output
     cache (docs/design.md, "Output cache"): blocks of freed outputs, already
     faulted in, so a repeated large draw skips the kernel's page faults. The
     array is the caller's, like ``np.empty``'s; its block is reused only once

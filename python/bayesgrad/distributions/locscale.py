@@ -29,12 +29,21 @@ def _log1p_z2(z, df):
 
 
 def _log1p_minus(u):
-    """log1p(u) - u, float64, by its series below |u| = 1e-2, where the difference cancels (-u^2 / 2 ...)."""
+    """log1p(u) - u, float64, by its series below |u| = 1e-2, where the difference cancels (-u^2 / 2 ...).
+
+    Each form on its own elements, in place where it can be: the series' dozen temporaries over every
+    element (each a fresh multi-megabyte array, page faults included) were most of StudentT.score's time.
+    """
     u = np.asarray(u, np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
-        ser = u * u * (-1 / 2 + u * (1 / 3 + u * (-1 / 4 + u * (1 / 5 + u * (-1 / 6 + u * (
-            1 / 7 + u * (-1 / 8 + u * (1 / 9 - u / 10))))))))
-        return np.where(np.abs(u) < 1e-2, ser, np.log1p(u) - u)
+        out = np.log1p(u, out=np.empty_like(u))
+        out -= u
+        small = np.abs(u) < 1e-2
+        if small.any():
+            s = u[small]
+            out[small] = s * s * (-1 / 2 + s * (1 / 3 + s * (-1 / 4 + s * (1 / 5 + s * (-1 / 6 + s * (
+                1 / 7 + s * (-1 / 8 + s * (1 / 9 - s / 10))))))))
+    return out
 
 
 def _psi_half_step_minus(df):
@@ -54,10 +63,30 @@ def _t_df_terms(z, df, r):
     """-log1p(w) + (df + 1) r / df with w = z^2 / df, r = w / (1 + w), float64: below w = 1 as
     -(log1p(w) - w) - w^2 / (1 + w) + r / df, each small term whole (they cancel to O(1 / df^2))."""
     z, df, r = (np.asarray(v, np.float64) for v in (z, df, r))
+    shape = np.broadcast_shapes(z.shape, df.shape, r.shape)
+    # the operations of the two forms, with log1p(w) shared and few temporaries (each a fresh array
+    # of z's size: the dozen of the plain expressions were most of StudentT.score's time)
     with np.errstate(over="ignore", invalid="ignore"):
-        w = z * z / df
-        near = -_log1p_minus(w) - w * w / (1.0 + w)
-    return np.where(w < 1.0, near, r - _log1p_z2(z, df)) + r / df
+        # (out=: arrays also for 0-d shapes; from the output cache, not faulted in anew)
+        w = np.multiply(z, z, out=_backend.empty(shape, np.float64))
+        w /= df
+        lw = np.log1p(w, out=_backend.empty(shape, np.float64))
+        near = np.subtract(lw, w, out=_backend.empty(shape, np.float64))  # log1p(w) - w (_log1p_minus) ...
+        small = w < 1e-2  # (w >= 0)
+        if small.any():
+            near[small] = _log1p_minus(w[small])  # ... by its series where it cancels
+        np.negative(near, out=near)
+        t = np.add(1.0, w, out=_backend.empty(shape, np.float64))
+        np.divide(np.square(w, out=w), t, out=t)
+        near -= t  # -(log1p(w) - w) - w^2 / (1 + w)
+        far = np.subtract(r, lw, out=lw)  # r - log(1 + z^2 / df) ...
+        if z.size and (z.max() > 1e150 or z.min() < -1e150):  # ... by _log1p_z2's form where z^2 overflows
+            huge = np.abs(z) > 1e150
+            zb, db, rb = (np.broadcast_to(v, shape)[huge] for v in (z, df, r))
+            far[huge] = rb - _log1p_z2(zb, db)
+        np.copyto(near, far, where=~(w < 1.0))  # (w^2 in w: the same comparisons as w's, NaN too)
+        near += np.divide(r, df, out=t)
+    return near
 
 
 class _LocScale(Distribution):
@@ -219,12 +248,27 @@ class Exponential(_LocScale):
     def _kernel_params(self):
         return np.zeros((), self.dtype), 1.0 / self.rate
 
-    def _kernel_grads(self, x, d_loc, d_scale):
-        # d/drate (log rate - rate x) = 1 / rate - x directly: the chain rule through scale = 1 / rate,
-        # d/dscale * (-1 / rate^2), gives inf * 0 or inf once rate^2 under- or overflows
+    def score(self, x):
+        """Gradients of ``log_prob(x)`` with respect to the rate.
+
+        Parameters
+        ----------
+        x : ``(*sample_shape, *batch_shape)`` array
+
+        Returns
+        -------
+        dict {"rate": ``(*sample_shape, *rate.shape)``}, summed over the dimensions it was broadcast along
+        """
+        x = self._x(x)
+        # d/drate (log rate - rate x) = 1 / rate - x directly (not the kernel's d/dscale: the chain rule
+        # through scale = 1 / rate, d/dscale * (-1 / rate^2), gives inf * 0 or inf once rate^2 under- or
+        # overflows); 0 outside the support
+        g = _backend.empty(x.shape, self.dtype)
         with np.errstate(over="ignore"):
-            g = 1.0 / self.rate - x
-        return {"rate": np.where((x >= 0) & (x < np.inf), g, 0).astype(self.dtype)}
+            np.subtract(1.0 / self.rate, x, out=g)
+        if x.size and (x.min() < 0 or np.isinf(x.max())):
+            g[(x < 0) | np.isinf(x)] = 0
+        return {"rate": self._reduce("rate", g, self._lead(x))}
 
     @property
     def mean(self):
@@ -470,7 +514,10 @@ class StudentT(Distribution):
         return out
 
     def _z(self, x):
-        return (x - self.loc) / self.scale
+        shape, dtype = np.broadcast_shapes(np.shape(x), self.loc.shape), np.result_type(x, self.loc)
+        z = np.subtract(x, self.loc, out=_backend.empty(shape, dtype))
+        z /= self.scale
+        return z
 
     def log_prob(self, x):
         """Log density (nats) at ``x``.
@@ -504,16 +551,33 @@ class StudentT(Distribution):
         x = self._x(x)
         n = self._lead(x)
         df = self.df
-        z = self._z(x)
+        z = np.asarray(self._z(x))
+        # (in place where the expressions allow, temporaries from the output cache: each fresh array of
+        # x's size cost its page faults; out= keeps 0-d results arrays)
         with np.errstate(divide="ignore", over="ignore"):
             # r = z^2 / (df + z^2) and z / (df + z^2) in forms that neither overflow (z^2) nor give
             # inf / inf far in the tails; both are right at z = 0 (df / 0 = inf)
-            r = 1.0 / (1.0 + (np.sqrt(df) / z) ** 2)
-            zq = 1.0 / (z + df / z)
-        d_df = 0.5 * (_psi_half_step_minus(df) + _t_df_terms(z, df, r))
-        grads = {"df": d_df, "loc": (df + 1) * zq / self.scale, "scale": ((df + 1) * r - 1.0) / self.scale}
-        at_inf = np.isinf(x)  # the density vanishes there: 0, as the loc-scale families give
-        return {k: self._reduce(k, np.where(at_inf, 0, v), n) for k, v in grads.items()}
+            r = np.divide(np.sqrt(df), z, out=_backend.empty(z.shape, z.dtype))
+            np.square(r, out=r)
+            r += 1.0
+            np.divide(1.0, r, out=r)
+            zq = np.divide(df, z, out=_backend.empty(z.shape, z.dtype))
+            zq += z
+            np.divide(1.0, zq, out=zq)
+        d_df = _t_df_terms(z, df, r)
+        d_df += _psi_half_step_minus(df)
+        d_df *= 0.5
+        zq *= df + 1
+        zq /= self.scale
+        d_scale = np.multiply(r, df + 1, out=_backend.empty(r.shape, r.dtype))
+        d_scale -= 1.0
+        d_scale /= self.scale
+        grads = {"df": d_df, "loc": zq, "scale": d_scale}
+        if x.size and (np.isinf(x.min()) or np.isinf(x.max())):
+            at_inf = np.isinf(x)  # the density vanishes there: 0, as the loc-scale families give
+            for v in grads.values():
+                v[np.broadcast_to(at_inf, v.shape)] = 0
+        return {k: self._reduce(k, v, n) for k, v in grads.items()}
 
     @property
     def mean(self):
