@@ -1,13 +1,15 @@
 """Benchmark: log densities and scores of mean-field distributions.
 
-``log_prob`` and ``score`` of a Normal, a Laplace, a LogNormal, a Gumbel and a Gamma over 1000 coordinates (a
-mean-field posterior's shape) at 10^4 draws each (10^7 elements), float64, timed in the same
-run (medians of repeats):
+``log_prob`` and ``score`` of a Normal, a Laplace, a LogNormal, a Gumbel, a Gamma, a Bernoulli (logits), a
+Poisson, an Exponential and a StudentT over 1000 coordinates (a mean-field posterior's shape) at 10^4 draws
+each (10^7 elements), and of the Normal and the StudentT at 10^3 draws (10^6 elements: outputs of 7.6 MiB,
+below the output cache's former 8 MiB threshold), float64, timed in the same run (medians of repeats):
   native     bayesgrad on the "cpu" backend at 1 and at 2 threads
   twin       bayesgrad on the "numpy" backend
   numpy      the formula a NumPy user writes (the location-scale families: z = (x - loc) / scale
              and the density from it, in one expression per output; Gamma: scipy.special.gammaln
-             for the constant, then the density and its two derivatives)
+             for the constant, then the density and its two derivatives; Poisson: gammaln(x + 1);
+             StudentT: gammaln / digamma of df, log1p(z^2 / df))
 
     PYTHONPATH=python python bench/densities.py [--repeats 7] [--out densities.json]
 
@@ -31,6 +33,7 @@ from bayesgrad._quickbench import load_average, machine_info, median_time  # noq
 D, N = 1000, 10_000
 LOC, SCALE = np.linspace(-1.0, 1.0, D), np.linspace(0.5, 2.0, D)
 CONC, RATE = np.linspace(0.5, 20.0, D), np.linspace(1.0, 2.0, D)
+LOGITS, DF = np.linspace(-3.0, 3.0, D), np.linspace(0.5, 30.0, D)
 
 
 def numpy_formulas():
@@ -76,9 +79,41 @@ def numpy_formulas():
     def gamma_score(x):
         return np.log(RATE) + np.log(x) - special.digamma(CONC), CONC / RATE - x
 
+    def bernoulli_lp(x):
+        return x * LOGITS - np.logaddexp(0.0, LOGITS)
+
+    def bernoulli_score(x):
+        return x - special.expit(LOGITS)
+
+    def poisson_lp(x):
+        return x * np.log(CONC) - CONC - special.gammaln(x + 1.0)
+
+    def poisson_score(x):
+        return x / CONC - 1.0
+
+    def exponential_lp(x):
+        return np.log(RATE) - RATE * x
+
+    def exponential_score(x):
+        return 1.0 / RATE - x
+
+    def studentt_lp(x):
+        z = (x - LOC) / SCALE
+        c = special.gammaln(0.5 * (DF + 1.0)) - special.gammaln(0.5 * DF) - 0.5 * np.log(DF * np.pi) - np.log(SCALE)
+        return c - 0.5 * (DF + 1.0) * np.log1p(z * z / DF)
+
+    def studentt_score(x):
+        z = (x - LOC) / SCALE
+        w = z * z / DF
+        psi = special.digamma(0.5 * (DF + 1.0)) - special.digamma(0.5 * DF) - 1.0 / DF
+        d_df = 0.5 * (psi - np.log1p(w) + (DF + 1.0) * w / (DF * (1.0 + w)))
+        return d_df, (DF + 1.0) * z / (SCALE * (DF + z * z)), ((DF + 1.0) * w / (1.0 + w) - 1.0) / SCALE
+
     return {"Normal": (normal_lp, normal_score), "Laplace": (laplace_lp, laplace_score),
             "LogNormal": (lognormal_lp, lognormal_score), "Gumbel": (gumbel_lp, gumbel_score),
-            "Gamma": (gamma_lp, gamma_score)}
+            "Gamma": (gamma_lp, gamma_score), "Bernoulli": (bernoulli_lp, bernoulli_score),
+            "Poisson": (poisson_lp, poisson_score), "Exponential": (exponential_lp, exponential_score),
+            "StudentT": (studentt_lp, studentt_score)}
 
 
 def main():
@@ -87,15 +122,19 @@ def main():
     ap.add_argument("--out", default="densities.json", help="result file name in bench/results/")
     args = ap.parse_args()
     load_start = load_average()
-    dists = {"Normal": bg.distributions.Normal(LOC, SCALE), "Laplace": bg.distributions.Laplace(LOC, SCALE),
-             "LogNormal": bg.distributions.LogNormal(LOC, SCALE), "Gumbel": bg.distributions.Gumbel(LOC, SCALE),
-             "Gamma": bg.distributions.Gamma(CONC, RATE)}
+    B = bg.distributions
+    dists = {"Normal": B.Normal(LOC, SCALE), "Laplace": B.Laplace(LOC, SCALE), "LogNormal": B.LogNormal(LOC, SCALE),
+             "Gumbel": B.Gumbel(LOC, SCALE), "Gamma": B.Gamma(CONC, RATE), "Bernoulli": B.Bernoulli(logits=LOGITS),
+             "Poisson": B.Poisson(CONC), "Exponential": B.Exponential(RATE), "StudentT": B.StudentT(DF, LOC, SCALE)}
     plain = numpy_formulas()
     threads = bg.get_num_threads()
     rows = []
-    print(f"{D} coordinates x {N} draws, float64, median of {args.repeats}; load {load_start[0]:.2f}")
-    for name, d in dists.items():
-        x = d.sample(N, seed=1)
+    print(f"{D} coordinates x {N} draws (and x {N // 10}), float64, median of {args.repeats}; "
+          f"load {load_start[0]:.2f}")
+    cases = [(name, d, N) for name, d in dists.items()]
+    cases += [(name, dists[name], N // 10) for name in ("Normal", "StudentT")]
+    for name, d, n in cases:
+        x = d.sample(n, seed=1)
         for what in ("log_prob", "score"):
             fn = getattr(d, what)
             row = {"distribution": name, "call": what, "elements": x.size}
@@ -110,7 +149,7 @@ def main():
             for k in ("twin_s", "numpy_s"):
                 row[k.replace("_s", "_over_native_1t")] = row[k] / row["native_1t_s"]
             rows.append(row)
-            print(f"  {name:8s} {what:9s} native 1t {1e3 * row['native_1t_s']:7.1f} ms  2t "
+            print(f"  {name:11s} {x.size:8d} {what:9s} native 1t {1e3 * row['native_1t_s']:7.1f} ms  2t "
                   f"{1e3 * row['native_2t_s']:7.1f} ms  twin {1e3 * row['twin_s']:7.1f} ms  numpy "
                   f"{1e3 * row['numpy_s']:7.1f} ms  (numpy / native 1t x{row['numpy_over_native_1t']:.1f})")
     out = {"benchmark": "densities", "D": D, "N": N, "repeats": args.repeats, "load_average_start": load_start,

@@ -3,6 +3,7 @@
 #include "bayesgrad/output_cache.hpp"
 #include "bayesgrad/parallel.hpp"
 #include "bayesgrad/random.hpp"
+#include "bayesgrad/value_range.hpp"
 
 #ifndef BAYESGRAD_BLAS_INFO
 #define BAYESGRAD_BLAS_INFO "none"
@@ -55,12 +56,33 @@ py::array cached_empty(const std::vector<py::ssize_t>& shape, const py::dtype& d
   return py::array(dt, shape, p, base);
 }
 
+template <typename T>
+void bind_value_range(py::module_& m) {
+  m.def(
+      "value_range",
+      [](out_array<T> x) {  // (read only; out_array: C-contiguous T, never a converted copy)
+        if (x.size() == 0) throw std::invalid_argument("x must not be empty");
+        const T* p = x.data();
+        const int64_t n = size_of(x);
+        T lo, hi;
+        {
+          py::gil_scoped_release rel;
+          value_range(p, n, &lo, &hi);
+        }
+        return py::make_tuple(static_cast<double>(lo), static_cast<double>(hi));
+      },
+      py::arg("x").noconvert(),
+      "(min, max) of a non-empty C-contiguous float array in one pass, both NaN when it holds a NaN.");
+}
+
 }  // namespace
 
 void register_runtime(py::module_& m) {
   m.def("empty", &cached_empty, py::arg("shape"), py::arg("dtype"),
         "An uninitialised C-contiguous array; outputs of 256 KiB and more from the output cache "
         "(blocks of freed outputs, already faulted in).");
+  bind_value_range<float>(m);
+  bind_value_range<double>(m);
   m.def("set_output_cache_limit", &set_output_cache_limit, py::arg("n_bytes"),
         "Bytes of freed output blocks kept for reuse (0: none); returns the previous limit.");
   m.def("output_cache_info", []() {

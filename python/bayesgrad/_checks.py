@@ -148,9 +148,32 @@ def as_array(x, name, dtype=None, *, finite=True, ndim=None, min_ndim=None, allo
         raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape {a.shape}")
     if not allow_empty and a.size == 0 and a.ndim > 0:
         raise ValueError(f"{name} must not be empty, got shape {a.shape}")
-    if finite and not np.all(np.isfinite(a)):
+    if finite and a.size and not all(map(math.isfinite, value_range(a))):
         raise ValueError(f"{name} must be finite (no NaN or inf)")
     return a
+
+
+def all_integral(a, chunk=1 << 16):
+    """True when every value of the finite float array ``a`` is an integer: rint and compare in pieces of
+    ``chunk`` values (whole-array temporaries of a large ``a`` cost more than the comparison)."""
+    flat = a.reshape(-1)
+    buf = np.empty(min(chunk, flat.size), flat.dtype)
+    for i in range(0, flat.size, chunk):
+        part = flat[i:i + chunk]
+        b = np.rint(part, out=buf[:part.size])
+        if not np.array_equal(b, part):
+            return False
+    return True
+
+
+def value_range(a):
+    """(min, max) of the values of a non-empty C-contiguous float32 / float64 array as floats, both NaN
+    when it holds a NaN: one pass of the backend's ``runtime.value_range`` kernel, where
+    ``np.all(np.isfinite(a))`` and range checks took a pass each and a temporary."""
+    from . import _backend
+
+    mod = _backend._numpy if _backend.get_backend() == "numpy" or not _backend.native_available() else _backend._core
+    return mod.runtime.value_range(a.reshape(-1))
 
 
 def positive(a, name):

@@ -6,7 +6,7 @@ import numpy as np
 from .. import _codes
 
 __all__ = ["get_num_threads", "set_num_threads", "blas_num_threads", "build_info", "codes", "empty",
-           "set_output_cache_limit", "output_cache_info"]
+           "set_output_cache_limit", "output_cache_info", "value_range"]
 
 _cache = {"limit": 256 << 20}
 
@@ -47,3 +47,16 @@ def set_output_cache_limit(n_bytes):
 
 def output_cache_info():
     return {"blocks": 0, "bytes": 0, "limit": _cache["limit"], "hits": 0, "misses": 0}
+
+
+def value_range(x):
+    """(min, max) of a non-empty C-contiguous float array, both NaN when it holds a NaN (NumPy's min and
+    max propagate NaN: two passes, no temporary)."""
+    if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64) or not x.flags.c_contiguous:
+        raise TypeError("x must be a C-contiguous float32 or float64 array")
+    if x.size == 0:
+        raise ValueError("x must not be empty")
+    lo, hi = float(x.min()), float(x.max())
+    if np.isnan(lo) or np.isnan(hi):
+        return float("nan"), float("nan")
+    return lo, hi

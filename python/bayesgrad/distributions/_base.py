@@ -189,13 +189,21 @@ class Distribution(abc.ABC):
         return n
 
     def _x(self, x, name="x"):
+        return self._x_range(x, name)[0]
+
+    def _x_range(self, x, name="x"):
+        """x checked (no NaN, the distribution's shape at the end), and its (min, max), or (x, None, None)
+        when it is empty: one pass for both (C.value_range)."""
         a = C.as_array(x, name, dtype=self.dtype, allow_empty=True, finite=False)
-        if np.isnan(a).any():
-            raise ValueError(f"{name} must not contain NaN")
+        lo = hi = None
+        if a.size:
+            lo, hi = C.value_range(a)
+            if math.isnan(lo):
+                raise ValueError(f"{name} must not contain NaN")
         nd = len(self.shape)
         if a.ndim < nd or tuple(a.shape[a.ndim - nd:]) != self.shape:
             raise ValueError(f"{name} must have shape (..., {', '.join(map(str, self.shape))}), got {a.shape}")
-        return a
+        return a, lo, hi
 
     def _lead(self, x):
         return x.ndim - len(self.shape)
@@ -245,9 +253,10 @@ class Distribution(abc.ABC):
                                                              LocScaleFamily[family], seed, stream)
         return out
 
-    def _locscale_log_prob(self, family, x, loc, scale, grads=True):
+    def _locscale_log_prob(self, family, x, loc, scale, grads=True, x_range=None):
         """log p, d/dloc, d/dscale at x (same shape as x), from the native/twin kernel; without
-        ``grads`` only [log p] (the kernel then writes one array, not three)."""
+        ``grads`` only [log p] (the kernel then writes one array, not three). ``x_range``: x's (min, max)
+        when known (``_x_range``)."""
         # (large outputs from the core's output cache, as draws: a repeated call skips the page faults)
         outs = [_backend.empty(x.shape, self.dtype) for _ in range(3 if grads else 1)]
         if x.size:
@@ -255,8 +264,9 @@ class Distribution(abc.ABC):
                                                                LocScaleFamily[family], *outs,
                                                                *([] if grads else [None, None]))
             # every family's density vanishes at +-inf; the formulas give inf - inf there (Gumbel)
-            at_inf = np.isinf(x)
-            if at_inf.any():
+            lo, hi = C.value_range(x) if x_range is None else x_range
+            if math.isinf(lo) or math.isinf(hi):
+                at_inf = np.isinf(x)
                 outs[0][at_inf] = -np.inf
                 for g in outs[1:]:
                     g[at_inf] = 0

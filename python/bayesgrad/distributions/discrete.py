@@ -20,17 +20,19 @@ _FACTORIAL_TABLE = 1024  # log k! looked up below this count
 _log_factorials = {}  # backend name -> lgamma(k + 1) for k < _FACTORIAL_TABLE
 
 
-def _log_factorial(x):
-    """log x! = lgamma(x + 1) of non-negative integer counts x (float64), the same values as lgamma's:
-    counts below _FACTORIAL_TABLE from a table of lgamma's own values (a lookup instead of a
-    lgamma per element, which was most of log_prob's time)."""
-    if x.size == 0 or x.max() >= _FACTORIAL_TABLE:
+def _log_factorial(x, hi=None):
+    """log x! = lgamma(x + 1) of non-negative integer counts x (float64; hi: their maximum if known), the
+    same values as lgamma's: counts below _FACTORIAL_TABLE from a table of lgamma's own values (a lookup
+    instead of a lgamma per element, which was most of log_prob's time)."""
+    if x.size == 0 or (x.max() if hi is None else hi) >= _FACTORIAL_TABLE:
         return lgamma(x + 1.0)
     backend = _backend.get_backend()
     table = _log_factorials.get(backend)
     if table is None:
         table = _log_factorials[backend] = lgamma(np.arange(1.0, _FACTORIAL_TABLE + 1.0))
-    return table.take(x.astype(np.intp))
+    idx = _backend.empty(x.shape, np.intp)
+    np.copyto(idx, x, casting="unsafe")
+    return table.take(idx, out=_backend.empty(x.shape, np.float64))
 
 
 class _Logits(Distribution):
@@ -102,8 +104,8 @@ class Bernoulli(_Logits):
         return out
 
     def _xb(self, x):
-        x = self._x(x)
-        if x.size and (x.min() < 0 or x.max() > 1):  # (two reductions, no temporaries; NaN refused by _x)
+        x, lo, hi = self._x_range(x)
+        if x.size and (lo < 0 or hi > 1):
             raise ValueError("x must be in [0, 1]")
         return x
 
@@ -152,7 +154,9 @@ class Bernoulli(_Logits):
         x = self._xb(x)
         n = self._lead(x)
         if self.prob_param == "logits":
-            return {"logits": self._reduce("logits", x - sigmoid(self.logits), n)}
+            # (into an array from the output cache: a fresh one of x's size costs its page faults)
+            d = np.subtract(x, sigmoid(self.logits).astype(self.dtype), out=_backend.empty(x.shape, self.dtype))
+            return {"logits": self._reduce("logits", d, n)}
         p = self.probs
         with np.errstate(divide="ignore", invalid="ignore"):
             # each term only where its indicator is non-zero: x = 1 at p = 1 has score 1, not 1 - 0 / 0
@@ -364,10 +368,11 @@ class Poisson(Distribution):
         return out
 
     def _xp(self, x):
-        x = self._x(x)
-        if x.size and (x.min() < 0 or np.isinf(x.max()) or not np.array_equal(np.rint(x), x)):
+        """x checked (finite non-negative integer counts) and its maximum (None when empty)."""
+        x, lo, hi = self._x_range(x)
+        if x.size and (lo < 0 or math.isinf(hi) or not C.all_integral(x)):
             raise ValueError("x must hold finite non-negative integer counts")
-        return x
+        return x, hi
 
     def log_prob(self, x):
         """Log probability (nats) at ``x``.
@@ -380,12 +385,12 @@ class Poisson(Distribution):
         -------
         ``(*sample_shape, *batch_shape)`` array
         """
-        x = self._xp(x)
+        x, hi = self._xp(x)
         lam = self.rate.astype(np.float64)
         x64 = x.astype(np.float64, copy=False)
-        lp = x64 * np.log(lam)
+        lp = np.multiply(x64, np.log(lam), out=_backend.empty(x.shape, np.float64))
         lp -= lam
-        lp -= _log_factorial(x64)
+        lp -= _log_factorial(x64, hi)
         return lp.astype(self.dtype, copy=False)
 
     def score(self, x):
@@ -399,8 +404,10 @@ class Poisson(Distribution):
         -------
         dict {"rate": ``(*sample_shape, *rate.shape)``}, summed over the dimensions it was broadcast along
         """
-        x = self._xp(x)
-        return {"rate": self._reduce("rate", x / self.rate - 1.0, self._lead(x))}
+        x, _ = self._xp(x)
+        d = np.divide(x, self.rate, out=_backend.empty(x.shape, self.dtype))
+        d -= 1.0
+        return {"rate": self._reduce("rate", d, self._lead(x))}
 
     @property
     def mean(self):

@@ -111,13 +111,13 @@ class _LocScale(Distribution):
         return self._sample_locscale(self.family, n, seed, stream, out, *self._kernel_params())
 
     def log_prob(self, x):
-        x = self._x(x)
-        return self._locscale_log_prob(self.family, x, *self._kernel_params(), grads=False)[0]
+        x, lo, hi = self._x_range(x)
+        return self._locscale_log_prob(self.family, x, *self._kernel_params(), grads=False, x_range=(lo, hi))[0]
 
     def score(self, x):
-        x = self._x(x)
+        x, lo, hi = self._x_range(x)
         n = self._lead(x)
-        _, dl, ds = self._locscale_log_prob(self.family, x, *self._kernel_params())
+        _, dl, ds = self._locscale_log_prob(self.family, x, *self._kernel_params(), x_range=(lo, hi))
         return {k: self._reduce(k, v, n) for k, v in self._kernel_grads(x, dl, ds).items()}
 
     def rsample_vjp(self, x, g):
@@ -259,14 +259,14 @@ class Exponential(_LocScale):
         -------
         dict {"rate": ``(*sample_shape, *rate.shape)``}, summed over the dimensions it was broadcast along
         """
-        x = self._x(x)
+        x, lo, hi = self._x_range(x)
         # d/drate (log rate - rate x) = 1 / rate - x directly (not the kernel's d/dscale: the chain rule
         # through scale = 1 / rate, d/dscale * (-1 / rate^2), gives inf * 0 or inf once rate^2 under- or
         # overflows); 0 outside the support
         g = _backend.empty(x.shape, self.dtype)
         with np.errstate(over="ignore"):
             np.subtract(1.0 / self.rate, x, out=g)
-        if x.size and (x.min() < 0 or np.isinf(x.max())):
+        if x.size and (lo < 0 or math.isinf(hi)):
             g[(x < 0) | np.isinf(x)] = 0
         return {"rate": self._reduce("rate", g, self._lead(x))}
 
@@ -548,7 +548,7 @@ class StudentT(Distribution):
         -------
         dict {param: ``(*sample_shape, *param.shape)``}, summed over the dimensions a parameter was broadcast along
         """
-        x = self._x(x)
+        x, lo, hi = self._x_range(x)
         n = self._lead(x)
         df = self.df
         z = np.asarray(self._z(x))
@@ -573,7 +573,7 @@ class StudentT(Distribution):
         d_scale -= 1.0
         d_scale /= self.scale
         grads = {"df": d_df, "loc": zq, "scale": d_scale}
-        if x.size and (np.isinf(x.min()) or np.isinf(x.max())):
+        if x.size and (math.isinf(lo) or math.isinf(hi)):
             at_inf = np.isinf(x)  # the density vanishes there: 0, as the loc-scale families give
             for v in grads.values():
                 v[np.broadcast_to(at_inf, v.shape)] = 0
