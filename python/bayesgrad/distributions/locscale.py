@@ -18,10 +18,13 @@ from ._base import (EULER, LOG_2PI, Distribution, digamma_diff, digamma_tail, lb
 def _log1p_z2(z, df):
     """log(1 + z^2 / df), float64, also where z^2 overflows (|z| above ~1e154, log p still finite)."""
     z, df = np.asarray(z, np.float64), np.asarray(df, np.float64)
-    with np.errstate(over="ignore"):
-        out = np.log1p(z * z / df)
-    far = np.abs(z) > 1e150
-    if np.any(far):
+    shape = np.broadcast_shapes(z.shape, df.shape)
+    with np.errstate(over="ignore"):  # (in place, into a cached array; out=: an array also when 0-d)
+        out = np.multiply(z, z, out=_backend.empty(shape, np.float64))
+        out /= df
+        np.log1p(out, out=out)
+    if z.size and max(-z.min(), z.max()) > 1e150:
+        far = np.abs(z) > 1e150
         with np.errstate(divide="ignore", invalid="ignore"):  # the entries not far are not used
             alt = 2.0 * np.log(np.abs(z)) - np.log(df) + np.log1p((np.sqrt(df) / z) ** 2)
         out = np.where(far, alt, out)
@@ -535,7 +538,10 @@ class StudentT(Distribution):
         # z in float64: z * z overflows float32 from |z| ~ 2e19 while log p is still finite
         z = self._z(np.asarray(x, dtype=np.float64))
         c = lgamma_half_diff(0.5 * df) - 0.5 * np.log(df * math.pi) - np.log(self.scale)
-        return (c - 0.5 * (df + 1) * _log1p_z2(z, df)).astype(self.dtype)
+        lp = _log1p_z2(z, df)
+        lp *= -0.5 * (df + 1)  # (the operations of c - 0.5 (df + 1) log1p(...), in place)
+        np.add(c, lp, out=lp)
+        return lp.astype(self.dtype, copy=False)
 
     def score(self, x):
         """Gradients of ``log_prob(x)`` with respect to each parameter.
