@@ -23,6 +23,9 @@ void* map_pages(size_t n) {
 #else
   void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
+#if defined(MADV_HUGEPAGE)
+  if (n >= (size_t(4) << 20)) madvise(p, n, MADV_HUGEPAGE);
+#endif
 #endif
   return p;
 }

@@ -1,9 +1,10 @@
 // Large output arrays from recycled blocks. A fresh multi-megabyte array costs
 // a page fault and the kernel's zeroing per 4 KiB page on first touch (on the
 // 2-core Zen 4 EPYC VM: 80 MB of float64 normals 23.6 ms into a new array,
-// 14.2 ms into a touched one; transparent huge pages and MAP_POPULATE were no
-// cheaper there). Blocks of freed outputs are kept, up to a byte limit, and
-// handed to the next output that fits, already faulted in.
+// 14.2 ms into a touched one; MAP_POPULATE was no cheaper there). Blocks of
+// freed outputs are kept, up to a byte limit, and handed to the next output
+// that fits, already faulted in; new mappings from 4 MiB are madvised for
+// transparent huge pages (a fault per 2 MiB, as NumPy's large arrays).
 #pragma once
 #include <cstddef>
 #include <cstdint>
