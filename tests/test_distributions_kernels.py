@@ -397,6 +397,50 @@ def test_poisson_kernel_validates_rate(rate):
 
 @pytest.mark.single_backend
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("family", ["lognormal", "exponential", "laplace", "gumbel", "logistic"])
+def test_locscale_draws_vector_transforms_match_the_scalar_path(dtype, family):
+    """The transcendental transforms of the location-scale draws (vector log / exp passes over each
+    4096-value chunk): every vector path against the core's scalar path (libm, the reference's own
+    calls) to rounding, AVX-512 and AVX2 bit for bit, the twin to rounding; a batch of 37 (runs that
+    straddle the chunks) and a batch of one; LogNormal far past the vector exp's range on both sides
+    (redone by std::exp, then clamped to the smallest normal number)."""
+    from bayesgrad._codes import LocScaleFamily
+    from helpers import native_simd_paths, on_simd_path
+
+    if not _backend.native_available():
+        pytest.skip("needs the native core")
+    core = _backend._core.distributions
+    code = LocScaleFamily[family]
+    tol = 2e-6 if dtype == np.float32 else 1e-13
+    cases = [(np.linspace(-1.0, 1.0, 37), np.linspace(0.3, 3.0, 37)), (np.array([0.4]), np.array([1.7]))]
+    if family == "lognormal":
+        cases.append((np.array([-800.0, -704.0, -699.0, 79.0, 85.0, 600.0, 0.0]), np.full(7, 1.5)))
+    for loc, scale in cases:
+        loc, scale = loc.astype(dtype), scale.astype(dtype)
+        shape = (9001 // loc.size + 1, loc.size)
+
+        def draw(mod=core):
+            out = np.empty(shape, dtype)
+            with np.errstate(all="ignore"):
+                mod.sample_locscale(out, loc, scale, code, 7, 3)
+            return out
+
+        # far in LogNormal's tails the base normals' own rounding (paths differ by an ulp there) is
+        # amplified by exp: compared as logs, i.e. the exponents to rounding
+        view = np.log if loc.size == 7 else (lambda v: v)
+        ref = on_simd_path("scalar", draw)
+        np.testing.assert_allclose(view(draw(twin.distributions)), view(ref), rtol=tol, atol=tol)
+        got = {p: on_simd_path(p, draw) for p in native_simd_paths()}
+        for p, g in got.items():
+            np.testing.assert_allclose(view(g), view(ref), rtol=tol, atol=tol, err_msg=p)
+        if len(got) == 2:
+            np.testing.assert_array_equal(got["avx512"], got["avx2"])
+        if family == "lognormal":
+            assert np.all(ref >= np.finfo(dtype).tiny)
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("cls", [D.Normal, D.Laplace, D.Uniform])
 def test_location_scale_draws_across_chunks_with_rows_split(cls, dtype):
     """Batches whose rows straddle the sampler's chunks (4096 values a chunk; 37 coordinates do not divide it)

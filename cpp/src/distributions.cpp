@@ -61,6 +61,74 @@ double log_gamma_draw(double alpha, uint64_t seed, uint64_t stream, uint64_t ele
   return gamma_draw(alpha, seed, stream | philox::kSubstreamBit, element, true);
 }
 
+namespace {
+// The transcendental part of samplers::locscale_transform for the elements o[0, n) of a chunk
+// (element i has parameter (lo + i) % batch), its logs and exps as vector passes over the chunk
+// (simd::map_array; libm's on the scalar path, the reference's own calls): each element called
+// libm once or twice in a baseline x86-64 loop, about NumPy's own speed (Laplace 1.1x,
+// Exponential 1.1x, Gumbel 1.8x per core). y, b: scratch of n doubles.
+template <typename T>
+void transform_chunk(LocScale fam, T* o, int64_t n, const T* loc, const T* scale, int64_t lo, int64_t batch,
+                     double* y, double* b) {
+  auto runs = [&](const auto& body) {
+    if (batch == 1) return body(0, loc[0], scale[0], n, true);
+    by_runs(lo, lo + n, batch, [&](int64_t i, int64_t j, int64_t run) { body(i, loc[j], scale[j], run, false); });
+  };
+  // o[i] = m + s (T) b[i], by runs of parameters
+  auto finish = [&]() {
+    runs([&](int64_t i0, const T& m0, const T& s0, int64_t run, bool one) {
+      const T* m = &m0;
+      const T* s = &s0;
+      for (int64_t t = 0; t < run; ++t) o[i0 + t] = m[one ? 0 : t] + s[one ? 0 : t] * static_cast<T>(b[i0 + t]);
+    });
+  };
+  switch (fam) {
+    case LocScale::kLognormal: {  // max(exp(m + s e), tiny); the vector exp's range is [-700, 80]
+      runs([&](int64_t i0, const T& m0, const T& s0, int64_t run, bool one) {
+        const T* m = &m0;
+        const T* s = &s0;
+        for (int64_t t = 0; t < run; ++t) y[i0 + t] = static_cast<double>(m[one ? 0 : t] + s[one ? 0 : t] * o[i0 + t]);
+      });
+      simd::map_array<false>(y, b, n);
+      const T tiny = sizeof(T) == 4 ? static_cast<T>(FLT_MIN) : static_cast<T>(DBL_MIN);
+      for (int64_t i = 0; i < n; ++i) {
+        const bool out = !(y[i] >= -700.0 && y[i] <= 80.0);  // (NaN too) outside the vector exp's range
+        const T x = static_cast<T>(out ? std::exp(y[i]) : b[i]);
+        o[i] = x < tiny ? tiny : x;
+      }
+      return;
+    }
+    case LocScale::kExponential:  // -ln e
+      for (int64_t i = 0; i < n; ++i) y[i] = static_cast<double>(o[i]);
+      simd::map_array<true>(y, b, n);
+      for (int64_t i = 0; i < n; ++i) b[i] = -b[i];
+      return finish();
+    case LocScale::kGumbel:  // -ln(-ln e)
+      for (int64_t i = 0; i < n; ++i) y[i] = static_cast<double>(o[i]);
+      simd::map_array<true>(y, b, n);
+      for (int64_t i = 0; i < n; ++i) y[i] = -b[i];
+      simd::map_array<true>(y, b, n);
+      for (int64_t i = 0; i < n; ++i) b[i] = -b[i];
+      return finish();
+    case LocScale::kLaplace:  // ln 2e or -ln 2(1 - e): exact arguments, without branches (e is random)
+      // 2 min(e, 1 - e): 1 - e is exact above 1/2 and, rounded, still above e below it
+      for (int64_t i = 0; i < n; ++i) y[i] = 2.0 * std::min(static_cast<double>(o[i]), 1.0 - static_cast<double>(o[i]));
+      simd::map_array<true>(y, b, n);
+      // the log is <= 0: negated above 1/2 (e is never 1/2: uniforms are (w + 1/2) 2^-32 or 2^-53)
+      for (int64_t i = 0; i < n; ++i) b[i] = -std::copysign(b[i], 0.5 - static_cast<double>(o[i]));
+      return finish();
+    default: {  // Logistic: ln e - ln(1 - e)
+      for (int64_t i = 0; i < n; ++i) y[i] = static_cast<double>(o[i]);
+      simd::map_array<true>(y, b, n);
+      for (int64_t i = 0; i < n; ++i) y[i] = 1.0 - static_cast<double>(o[i]);
+      simd::map_array<true>(y, y, n);
+      for (int64_t i = 0; i < n; ++i) b[i] -= y[i];
+      return finish();
+    }
+  }
+}
+}  // namespace
+
 template <typename T>
 void sample_locscale(T* out, int64_t n_total, const T* loc, const T* scale, int64_t batch, LocScale fam,
                      uint64_t seed, uint64_t stream) {
@@ -77,22 +145,21 @@ void sample_locscale(T* out, int64_t n_total, const T* loc, const T* scale, int6
       normal_piece<T>(out + lo, a, b, 0, total, seed, stream);
     else
       uniform_piece<T>(out + lo, a, b, 0, total, seed, stream);
+    if (!linear) {
+      double y[kChunk], b[kChunk];
+      return transform_chunk<T>(fam, out + lo, hi - lo, loc, scale, lo, batch, y, b);
+    }
     if (batch == 1) {
       const T m = loc[0], s = scale[0];
-      for (int64_t i = lo; i < hi; ++i) out[i] = samplers::locscale_transform<T>(fam, m, s, out[i]);
+      for (int64_t i = lo; i < hi; ++i) out[i] = m + s * out[i];
       return;
     }
     // runs of consecutive parameters (a row of the batch, or the part of one in this chunk)
-    for (int64_t i = lo, j = lo % batch; i < hi; j = 0) {
-      const int64_t len = std::min(hi - i, batch - j);
-      T* o = out + i;
+    by_runs(lo, hi, batch, [&](int64_t i, int64_t j, int64_t run) {
+      T* o = out + lo + i;
       const T *m = loc + j, *s = scale + j;
-      if (linear)
-        for (int64_t t = 0; t < len; ++t) o[t] = m[t] + s[t] * o[t];
-      else
-        for (int64_t t = 0; t < len; ++t) o[t] = samplers::locscale_transform<T>(fam, m[t], s[t], o[t]);
-      i += len;
-    }
+      for (int64_t t = 0; t < run; ++t) o[t] = m[t] + s[t] * o[t];
+    });
   });
 }
 

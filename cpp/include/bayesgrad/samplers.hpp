@@ -82,14 +82,16 @@ BG_HD T locscale_transform(codes::LocScaleFamily fam, T m, T s, T e) {
     case F::kUniform: return m + s * e;
     case F::kExponential: return m + s * static_cast<T>(-std::log(static_cast<double>(e)));
     case F::kLaplace: {
-      const double h = static_cast<double>(e) - 0.5;
-      const double b = h > 0 ? -std::log1p(-2.0 * h) : std::log1p(2.0 * h);
+      // ln 2e below 1/2, -ln 2(1 - e) above: logs (the vector paths have no log1p) of exact arguments,
+      // the values of log1p(+-2 (e - 1/2)) to rounding
+      const double u = static_cast<double>(e);
+      const double b = u > 0.5 ? -std::log(2.0 * (1.0 - u)) : std::log(2.0 * u);
       return m + s * static_cast<T>(b);
     }
     case F::kGumbel: return m + s * static_cast<T>(-std::log(-std::log(static_cast<double>(e))));
     case F::kLogistic: {
-      const double u = static_cast<double>(e);
-      return m + s * static_cast<T>(std::log(u) - std::log1p(-u));
+      const double u = static_cast<double>(e);  // (ln(1 - u): 1 - u within 2^-53, ln's absolute error)
+      return m + s * static_cast<T>(std::log(u) - std::log(1.0 - u));
     }
   }
   return e;  // unreachable: the family was checked at the boundary

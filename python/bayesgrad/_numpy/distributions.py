@@ -238,12 +238,11 @@ def sample_locscale(out, loc, scale, family, seed, stream):
         if family == "exponential":
             base = -np.log(e)
         elif family == "laplace":
-            h = e - 0.5
-            base = np.where(h > 0, -np.log1p(-2.0 * np.maximum(h, 0)), np.log1p(2.0 * np.minimum(h, 0)))
+            base = np.where(e > 0.5, -np.log(2.0 * (1.0 - e)), np.log(2.0 * e))  # (samplers.hpp: exact arguments)
         elif family == "gumbel":
             base = -np.log(-np.log(e))
         else:  # logistic
-            base = np.log(e) - np.log1p(-e)
+            base = np.log(e) - np.log(1.0 - e)
     flat[:] = m + s * base.astype(dt)
 
 
