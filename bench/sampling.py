@@ -21,12 +21,18 @@ posterior's shape) 10^4 times, against NumPy's standard normals scaled and shift
 coordinates (concentration 0.5-20, rate 1-2), against NumPy's standard_gamma of the broadcast
 concentrations divided by the rates in place.
 
+The laplace_batch, gumbel_batch, lognormal_batch and exponential_batch rows draw those families
+over the same 1000 coordinates (loc -1..1, scale 0.5..2; the Exponential's rate 1..2) against
+NumPy's Generator.laplace / gumbel / lognormal / exponential with the broadcast parameters, which
+have no out= and no dtype: the NumPy columns of these rows allocate float64 draws.
+
 Gamma is timed at --alpha (2.5, the headline row) and at each of
 --extra-alphas (default 0.5 and 20: the boosted shape below 1, where a draw
 reads a second Philox block, and a large shape), one row each.
 
 Usage: python bench/sampling.py [--n 10000000] [--repeats 5] [--alpha 2.5] [--extra-alphas 0.5,20]
-       [--draws normal,uniform,gamma,normal_batch,gamma_batch]
+       [--draws normal,uniform,gamma,normal_batch,gamma_batch,laplace_batch,gumbel_batch,lognormal_batch,
+                exponential_batch]
 Writes bench/results/sampling.json.
 """
 from __future__ import annotations
@@ -55,7 +61,25 @@ def _gamma_batch_params(dt):
     return np.linspace(0.5, 20, BATCH).astype(dt), np.linspace(1, 2, BATCH).astype(dt)
 
 
+LOCSCALE = ("laplace_batch", "gumbel_batch", "lognormal_batch", "exponential_batch")
+
+
+def _locscale(kind, dt):
+    """(bayesgrad distribution, NumPy Generator method name, its parameters) of a locscale row."""
+    loc, scale = _batch_params(dt)
+    if kind == "exponential_batch":
+        rate = np.linspace(1, 2, BATCH).astype(dt)
+        return bg.distributions.Exponential(rate), "exponential", (1.0 / rate.astype(np.float64),)
+    cls = {"laplace_batch": bg.distributions.Laplace, "gumbel_batch": bg.distributions.Gumbel,
+           "lognormal_batch": bg.distributions.LogNormal}[kind]
+    return cls(loc, scale), kind[:-6], (loc.astype(np.float64), scale.astype(np.float64))
+
+
 def ours(kind, out, alpha):
+    if kind in LOCSCALE:
+        d = _locscale(kind, out.dtype)[0]
+        o2 = out.reshape(-1, BATCH)
+        return lambda: d.sample(o2.shape[0], seed=1, out=o2)
     if kind == "gamma_batch":
         d = bg.distributions.Gamma(*_gamma_batch_params(out.dtype))
         o2 = out.reshape(-1, BATCH)
@@ -74,6 +98,9 @@ def ours(kind, out, alpha):
 
 def numpy_rng(kind, out, alpha):
     rng = np.random.default_rng(1)
+    if kind in LOCSCALE:  # (no out=: allocates)
+        _, name, params = _locscale(kind, out.dtype)
+        return lambda: getattr(rng, name)(*params, size=(out.size // BATCH, BATCH))
     if kind == "gamma_batch":
         conc, rate = _gamma_batch_params(out.dtype)
         o2 = out.reshape(-1, BATCH)
@@ -100,6 +127,9 @@ def numpy_rng(kind, out, alpha):
 
 
 def ours_alloc(kind, n, dt, alpha):
+    if kind in LOCSCALE:
+        d = _locscale(kind, dt)[0]
+        return lambda: d.sample(n // BATCH, seed=1)
     if kind == "gamma_batch":
         d = bg.distributions.Gamma(*_gamma_batch_params(dt))
         return lambda: d.sample(n // BATCH, seed=1)
@@ -116,6 +146,9 @@ def ours_alloc(kind, n, dt, alpha):
 
 def numpy_alloc(kind, n, dt, alpha):
     rng = np.random.default_rng(1)
+    if kind in LOCSCALE:
+        _, name, params = _locscale(kind, dt)
+        return lambda: getattr(rng, name)(*params, size=(n // BATCH, BATCH))
     if kind == "gamma_batch":
         conc, rate = _gamma_batch_params(dt)
 
@@ -148,8 +181,8 @@ def main(argv=None):
     ap.add_argument("--fallback-gamma-n", type=int, default=1_000_000)
     ap.add_argument("--alpha", type=float, default=2.5)
     ap.add_argument("--draws", default="normal,uniform,gamma",
-                    help="comma-separated subset of normal, uniform, gamma, normal_batch, gamma_batch (rows of the "
-                         "others are skipped)")
+                    help="comma-separated subset of normal, uniform, gamma, normal_batch, gamma_batch, "
+                         + ", ".join(LOCSCALE) + " (rows of the others are skipped)")
     ap.add_argument("--extra-alphas", default="0.5,20",
                     help="comma-separated further Gamma shapes, one row each ('' for none)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
@@ -168,7 +201,7 @@ def main(argv=None):
     print("-" * len(hdr))
     extra = [float(a) for a in args.extra_alphas.split(",") if a.strip()]
     draws = [("normal", args.alpha), ("uniform", args.alpha), ("gamma", args.alpha)] + [("gamma", a) for a in extra] \
-        + [("normal_batch", args.alpha), ("gamma_batch", args.alpha)]
+        + [("normal_batch", args.alpha), ("gamma_batch", args.alpha)] + [(k, args.alpha) for k in LOCSCALE]
     picked = {d.strip() for d in args.draws.split(",") if d.strip()}
     draws = [(k, a) for k, a in draws if k in picked]
     for kind, alpha in draws:
