@@ -26,13 +26,18 @@ over the same 1000 coordinates (loc -1..1, scale 0.5..2; the Exponential's rate 
 NumPy's Generator.laplace / gumbel / lognormal / exponential with the broadcast parameters, which
 have no out= and no dtype: the NumPy columns of these rows allocate float64 draws.
 
+The categorical_batch row draws a Categorical over 1000 coordinates of 10 classes (int64 class
+indices) against what a NumPy user writes for per-row probabilities: uniforms from default_rng,
+then the count of partial sums below each, (u[..., None] > cdf).sum(-1) (the previous release's
+own code); both sides allocate.
+
 Gamma is timed at --alpha (2.5, the headline row) and at each of
 --extra-alphas (default 0.5 and 20: the boosted shape below 1, where a draw
 reads a second Philox block, and a large shape), one row each.
 
 Usage: python bench/sampling.py [--n 10000000] [--repeats 5] [--alpha 2.5] [--extra-alphas 0.5,20]
        [--draws normal,uniform,gamma,normal_batch,gamma_batch,laplace_batch,gumbel_batch,lognormal_batch,
-                exponential_batch]
+                exponential_batch,categorical_batch]
 Writes bench/results/sampling.json.
 """
 from __future__ import annotations
@@ -173,6 +178,34 @@ def numpy_alloc(kind, n, dt, alpha):
     return lambda: rng.standard_gamma(alpha, size=n, dtype=dt)
 
 
+def categorical_rows(n, repeats):
+    """The categorical_batch rows (module docstring); returns their result rows."""
+    rows = []
+    logits = np.linspace(-2.0, 2.0, BATCH * 10).reshape(BATCH, 10)
+    for dt in (np.float32, np.float64):
+        d = bg.distributions.Categorical(logits=logits.astype(dt))
+        cdf = np.cumsum(np.exp(d.log_probs), axis=-1)[:, :-1]
+        rng = np.random.default_rng(1)
+
+        def numpy_draw():
+            u = rng.random((n // BATCH, BATCH), dtype=dt)
+            return (u[..., None] > cdf).sum(-1)
+        t_np = median_time(numpy_draw, repeats)
+        t_nat = {}
+        with bg.use_backend("cpu"):
+            for th in (1, 2):
+                bg.set_num_threads(th)
+                t_nat[th] = median_time(lambda: d.sample(n // BATCH, seed=1), repeats)
+        with bg.use_backend("numpy"):
+            t_twin = median_time(lambda: d.sample(n // BATCH, seed=1), max(3, repeats // 3))
+        rows.append(dict(draw="categorical_batch", classes=10, dtype=np.dtype(dt).name, n=n, numpy_formula_s=t_np,
+                         native_1t_s=t_nat[1], native_2t_s=t_nat[2], twin_s=t_twin,
+                         speedup_vs_numpy_formula=t_np / t_nat[2], speedup_1t_vs_numpy_formula=t_np / t_nat[1]))
+        print(f"categorical_batch {np.dtype(dt).name}: numpy formula {t_np:.4f}s, native 1t {t_nat[1]:.4f}s, "
+              f"2t {t_nat[2]:.4f}s, twin {t_twin:.4f}s (x{t_np / t_nat[2]:.1f}, per core x{t_np / t_nat[1]:.1f})")
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000_000)
@@ -182,7 +215,7 @@ def main(argv=None):
     ap.add_argument("--alpha", type=float, default=2.5)
     ap.add_argument("--draws", default="normal,uniform,gamma",
                     help="comma-separated subset of normal, uniform, gamma, normal_batch, gamma_batch, "
-                         + ", ".join(LOCSCALE) + " (rows of the others are skipped)")
+                         + ", ".join(LOCSCALE) + ", categorical_batch (rows of the others are skipped)")
     ap.add_argument("--extra-alphas", default="0.5,20",
                     help="comma-separated further Gamma shapes, one row each ('' for none)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
@@ -259,6 +292,9 @@ def main(argv=None):
                   f"({row['speedup_alloc_uncached_vs_numpy_rng']:.1f}x); native on the AVX2 path {t_avx2:.4f}s")
             if not (same and agree):
                 print(f"  WARNING: identical 1t/2t = {same}, fallback matches native = {agree}")
+    if "categorical_batch" in picked:
+        rows += categorical_rows(n, args.repeats)
+        bg.set_num_threads(threads_before)
     payload = dict(benchmark="sampling", n=n, repeats=args.repeats, gamma_alpha=args.alpha,
                    load_average_start=load_start[0], load_average_end=load_average()[0],
                    machine=machine_info(),

@@ -464,3 +464,37 @@ def test_location_scale_draws_across_chunks_with_rows_split(cls, dtype):
             bg.set_num_threads(before)
         np.testing.assert_array_equal(got[0], got[1])
         np.testing.assert_allclose(got[0], ref, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [1, 2, 10, 33, 34, 100])
+def test_categorical_from_uniform_counts_the_partial_sums_below_u(dtype, k):
+    """Inversion against a direct count (np.sum(cdf < u)), native and twin: rows of 37 coordinates over
+    several 4096-value chunks, the per-class count (k - 1 <= 32) and the binary search (above), classes
+    of probability zero (repeated partial sums) and uniforms equal to a partial sum (not counted:
+    strictly below)."""
+    r = np.random.default_rng(k)
+    b = 37
+    p = r.dirichlet(np.full(k, 0.7), size=b)
+    p[:, k // 2] = 0.0  # a class of probability zero (k = 1: the only class, then renormalised)
+    p = p / np.maximum(p.sum(1, keepdims=True), 1e-300) if k > 1 else np.ones((b, 1))
+    cdf = np.ascontiguousarray(np.cumsum(p, axis=1)[:, :-1].astype(dtype))
+    u = r.uniform(size=(300, b)).astype(dtype)
+    if k > 2:
+        u[0] = cdf[:, 0]  # ties
+        u[1] = cdf[:, -1]
+    want = np.sum(cdf[None, :, :] < u[:, :, None], axis=-1)
+    mods = [twin.distributions] + ([_backend._core.distributions] if _backend.native_available() else [])
+    for mod in mods:
+        out = np.full(u.shape, -1, np.int64)
+        mod.categorical_from_uniform(u, cdf, out)
+        np.testing.assert_array_equal(out, want, err_msg=mod.__name__)
+        with pytest.raises(ValueError):
+            mod.categorical_from_uniform(u, cdf.reshape(-1), out)
+        with pytest.raises(ValueError):
+            mod.categorical_from_uniform(np.ascontiguousarray(u[:, :-1]), cdf, np.empty((300, b - 1), np.int64))
+        with pytest.raises(ValueError):
+            mod.categorical_from_uniform(u, cdf, np.empty((300, b + 1), np.int64))
+        with pytest.raises(TypeError):
+            mod.categorical_from_uniform(u, cdf, out.astype(np.int32))

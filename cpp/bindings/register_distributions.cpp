@@ -182,6 +182,24 @@ void bind_poisson(py::module_& m) {
       },
       py::arg("out").noconvert(), py::arg("rate"), py::arg("seed"), py::arg("stream"),
       "Poisson(rate) draws into out (n, B) from per-element sub-streams: inversion below rate 10, PTRS above.");
+  m.def(
+      "categorical_from_uniform",
+      [](in_array<T> u, in_array<T> cdf, out_array<int64_t> out) {
+        if (cdf.ndim() != 2) throw std::invalid_argument("cdf must be a (B, K - 1) array");
+        const int64_t b = cdf.shape(0), k = cdf.shape(1) + 1;
+        if (b < 1) throw std::invalid_argument("cdf must have at least one row");
+        if (size_of(out) != size_of(u)) throw std::invalid_argument("out must have the size of u");
+        if (size_of(u) % b != 0) throw std::invalid_argument("u's size must be a multiple of cdf's rows");
+        require_writeable(out, "out");
+        const T *pu = u.data(), *pc = cdf.data();
+        int64_t* po = out.mutable_data();
+        const int64_t n = size_of(u);
+        py::gil_scoped_release rel;
+        categorical_from_uniform<T>(pu, n, pc, b, k, po);
+      },
+      py::arg("u"), py::arg("cdf"), py::arg("out").noconvert(),
+      "Categorical draws by inversion: out[i] = #{cdf row i % B entries < u[i]} (int64) for uniforms u (n, B) and "
+      "cdf (B, K - 1), the partial sums of the probabilities.");
 }
 
 }  // namespace

@@ -574,6 +574,34 @@ void sample_poisson(T* out, int64_t n_total, const T* rate, int64_t batch, uint6
 }
 
 template void sample_poisson<float>(float*, int64_t, const float*, int64_t, uint64_t, uint64_t);
+
+template <typename T>
+void categorical_from_uniform(const T* u, int64_t n_total, const T* cdf, int64_t batch, int64_t k, int64_t* out) {
+  check_batch(n_total, batch);
+  if (k < 1) throw std::invalid_argument("a Categorical needs at least one class");
+  const int64_t m = k - 1;
+  chunked(n_total, kChunk, [&](int64_t lo, int64_t hi) {
+    by_runs(lo, hi, batch, [&](int64_t o, int64_t j, int64_t run) {
+      const T* uu = u + lo + o;
+      int64_t* oo = out + lo + o;
+      if (m <= 32) {
+        for (int64_t t = 0; t < run; ++t) {
+          const T* row = cdf + (j + t) * m;
+          int64_t c = 0;
+          for (int64_t q = 0; q < m; ++q) c += row[q] < uu[t];
+          oo[t] = c;
+        }
+      } else {
+        for (int64_t t = 0; t < run; ++t) {
+          const T* row = cdf + (j + t) * m;
+          oo[t] = std::lower_bound(row, row + m, uu[t]) - row;  // the first entry >= u: the count below it
+        }
+      }
+    });
+  });
+}
+template void categorical_from_uniform<float>(const float*, int64_t, const float*, int64_t, int64_t, int64_t*);
+template void categorical_from_uniform<double>(const double*, int64_t, const double*, int64_t, int64_t, int64_t*);
 template void sample_poisson<double>(double*, int64_t, const double*, int64_t, uint64_t, uint64_t);
 
 }  // namespace bayesgrad

@@ -89,4 +89,10 @@ double log_gamma_draw(double alpha, uint64_t seed, uint64_t stream, uint64_t ele
 template <typename T>
 void sample_poisson(T* out, int64_t n_total, const T* rate, int64_t batch, uint64_t seed, uint64_t stream);
 
+// Categorical draws by inversion: out[i] = the number of entries of cdf row (i % batch) below u[i]
+// (cdf: batch rows of k - 1 nondecreasing partial sums, the last class's 1 left out), for n_total
+// uniforms u; a count per class for k <= 32 (no branch: u is random), a binary search above.
+template <typename T>
+void categorical_from_uniform(const T* u, int64_t n_total, const T* cdf, int64_t batch, int64_t k, int64_t* out);
+
 }  // namespace bayesgrad

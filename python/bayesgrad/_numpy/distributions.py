@@ -26,6 +26,7 @@ __all__ = [
     "sample_locscale", "locscale_log_prob", "sample_gamma", "sample_beta", "sample_dirichlet",
     "gamma_log_prob",
     "sample_poisson",
+    "categorical_from_uniform",
 ]
 
 _TWO_PI = 2.0 * np.pi
@@ -526,3 +527,26 @@ def sample_poisson(out, rate, seed, stream):
             x[small] = _poisson_inversion(lam[small], i[small], seed, stream)
             x[~small] = _poisson_ptrs(lam[~small], i[~small], seed, stream)
         flat[lo:hi] = x
+
+
+def categorical_from_uniform(u, cdf, out):
+    """Categorical draws by inversion: out[i] = #{cdf row (i % B) entries < u[i]} (int64) for uniforms u (n, B)
+    and cdf (B, K - 1), the probabilities' partial sums (cpp/include/bayesgrad/distributions.hpp)."""
+    cdf = np.asarray(cdf)
+    if cdf.ndim != 2:
+        raise ValueError("cdf must be a (B, K - 1) array")
+    b = cdf.shape[0]
+    if b < 1:
+        raise ValueError("cdf must have at least one row")
+    u = np.asarray(u, dtype=cdf.dtype)
+    if out.size != u.size:
+        raise ValueError("out must have the size of u")
+    if u.size % b:
+        raise ValueError("u's size must be a multiple of cdf's rows")
+    if out.dtype != np.int64:
+        raise TypeError("out must be an int64 array")
+    flat = out.reshape(-1, b)
+    uu = u.reshape(-1, b)
+    flat[...] = 0
+    for q in range(cdf.shape[1]):  # one class at a time: no (n, B, K - 1) temporary
+        flat += cdf[:, q] < uu

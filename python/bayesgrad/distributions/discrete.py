@@ -239,8 +239,14 @@ class Categorical(_Logits):
         seed, stream = self._seed_stream(seed, stream)
         if out.size:
             u = _random.uniform(shape, seed=seed, stream=stream, dtype=self.dtype)
-            cdf = np.cumsum(np.exp(self.log_probs), axis=-1)[..., :-1]
-            out[...] = np.sum(cdf < u[..., None], axis=-1)
+            k = self.n_classes
+            rows = math.prod(self.batch_shape)
+            cdf = np.ascontiguousarray(np.cumsum(np.exp(self.log_probs), axis=-1)[..., :-1].reshape(rows, k - 1))
+            # the count of partial sums below u, per class (no (n, *batch, K - 1) temporary)
+            dst = out if out.flags.c_contiguous else np.empty(shape, dtype=np.int64)
+            _backend.kernels().distributions.categorical_from_uniform(u, cdf, dst)
+            if dst is not out:
+                out[...] = dst
         return out
 
     def sample_without_replacement(self, n, k, seed=0, stream=0):

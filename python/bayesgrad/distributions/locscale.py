@@ -508,12 +508,16 @@ class StudentT(Distribution):
         if out.size == 0:
             return out
         k = _backend.kernels()
-        g = np.empty(out.shape, dtype=np.float64)
+        # (in place, in cached arrays: the operations of loc + scale z sqrt(df / 2 / g))
+        g = _backend.empty(out.shape, np.float64)
         k.distributions.sample_gamma(g, self._flat(0.5 * self.df).astype(np.float64), np.ones(g[0].size), seed, stream)
-        z = np.empty(out.shape, dtype=np.float64)
+        z = _backend.empty(out.shape, np.float64)
         k.random.fill_normal(z, seed, stream, 0)
-        t = z * np.sqrt(0.5 * self.df.astype(np.float64) / g)
-        out[...] = self.loc + self.scale * t
+        np.divide(0.5 * self.df.astype(np.float64), g, out=g)
+        z *= np.sqrt(g, out=g)
+        z *= self.scale
+        z += self.loc
+        out[...] = z
         return out
 
     def _z(self, x):
