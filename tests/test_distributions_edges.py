@@ -466,3 +466,21 @@ def test_studentt_df_score_for_large_df(df):
         want = [float(mp.diff(lambda nu: mp.loggamma((nu + 1) / 2) - mp.loggamma(nu / 2) - mp.log(nu * mp.pi) / 2
                                 - (nu + 1) / 2 * mp.log1p(mp.mpf(v) ** 2 / nu), mp.mpf(df))) for v in x]
     np.testing.assert_allclose(D.StudentT(df).score(x)["df"], want, rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_multivariate_normal_draws_are_loc_plus_factor_times_the_streams_normals(dtype):
+    """One factor (a single product) and a batch of factors broadcast against the samples: loc + L z with
+    z the stream's normals, to rounding."""
+    r = np.random.default_rng(0)
+    for L, m in [(np.tril(r.standard_normal((3, 4, 4))) + 4 * np.eye(4), r.standard_normal((3, 4))),
+                 (np.tril(r.standard_normal((4, 4))) + 4 * np.eye(4), r.standard_normal((2, 3, 4))),
+                 (np.tril(r.standard_normal((5, 5))) + 4 * np.eye(5), np.zeros(5))]:
+        d = D.MultivariateNormal(m.astype(dtype), scale_tril=L.astype(dtype))
+        x = d.sample(7, seed=2, stream=5)
+        z = np.empty(x.shape, dtype)
+        _backend.kernels().random.fill_normal(z, 2, 5, 0)
+        want = m + np.einsum("...ij,...j->...i", L, z.astype(np.float64))
+        assert x.dtype == dtype and x.shape == (7,) + d.batch_shape + (L.shape[-1],)
+        tol = 1e-5 if dtype == np.float32 else 1e-13
+        np.testing.assert_allclose(x, want, rtol=tol, atol=tol)
