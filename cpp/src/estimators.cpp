@@ -223,12 +223,28 @@ void vimco_row(const double* lw, int64_t k, double log_k, double* o) {
 }
 
 #if BG_HAVE_X86
+// The signals of 8 lanes x of a row (unused lanes set to mx) given the row's max mx (vm), sum, the
+// sum of e^{lw - mx} (tot), its bound and e = e^{x - mx}: vimco_row's last loop on a vector.
+BG_AVX512 inline __m512d vimco_lanes_avx512(__m512d x, __m512d vm, __m512d vsum, __m512d vtot, __m512d vbound,
+                                            __m512d e, __m512d inv_k1, double log_k) {
+  const __m512d others = _mm512_mul_pd(_mm512_sub_pd(vsum, x), inv_k1);
+  const __m512d mm = _mm512_max_pd(vm, others);
+  // m = mx in every lane (others above mx only by rounding): e^{mx - m} = 1 and e^{x - m} = e
+  const bool at_mx = _mm512_cmp_pd_mask(others, vm, _CMP_LE_OQ) == 0xFF;
+  const __m512d head = at_mx ? _mm512_sub_pd(vtot, e)
+                             : _mm512_sub_pd(_mm512_mul_pd(vtot, simd::expx8d(_mm512_sub_pd(vm, mm))),
+                                             simd::expx8d(_mm512_sub_pd(x, mm)));
+  const __m512d t = _mm512_add_pd(head, simd::expx8d(_mm512_sub_pd(others, mm)));
+  const __m512d tiny = _mm512_set1_pd(std::numeric_limits<double>::min());
+  const __m512d loo = _mm512_sub_pd(_mm512_add_pd(simd::logx8d(_mm512_max_pd(t, tiny)), mm), _mm512_set1_pd(log_k));
+  return _mm512_sub_pd(_mm512_sub_pd(vbound, loo), _mm512_div_pd(e, vtot));
+}
+
 // vimco_row on 8-lane vectors, the row's tail a masked vector: the scalar loop's libm exp and
 // log per element made the kernel slower than NumPy's (vectorised) formula (0.8x at k = 8).
 // The sums are lane-wise then reduced, so the bits differ from vimco_row by rounding.
 BG_AVX512 void vimco_rows_avx512(const double* logw, int64_t i0, int64_t i1, int64_t k, double log_k,
                                  double* out) {
-  const __m512d vtiny = _mm512_set1_pd(std::numeric_limits<double>::min());
   const __m512d ninf = _mm512_set1_pd(-std::numeric_limits<double>::infinity());
   const __m512d inv_k1 = _mm512_set1_pd(1.0 / static_cast<double>(k - 1));
   for (int64_t i = i0; i < i1; ++i) {
@@ -249,22 +265,12 @@ BG_AVX512 void vimco_rows_avx512(const double* logw, int64_t i0, int64_t i1, int
     }
     const double tot = _mm512_reduce_add_pd(vt);
     const __m512d vtot = _mm512_set1_pd(tot), vsum = _mm512_set1_pd(sum_lw);
-    const __m512d vbound = _mm512_set1_pd(std::log(tot) + mx - log_k), vlogk = _mm512_set1_pd(log_k);
+    const __m512d vbound = _mm512_set1_pd(std::log(tot) + mx - log_k);
     for (int64_t j = 0; j < k; j += 8) {
       const __mmask8 m = static_cast<__mmask8>(k - j >= 8 ? 0xFFu : (1u << (k - j)) - 1u);
       const __m512d x = _mm512_mask_loadu_pd(vm, m, lw + j);
-      const __m512d others = _mm512_mul_pd(_mm512_sub_pd(vsum, x), inv_k1);
-      const __m512d mm = _mm512_max_pd(vm, others);
       const __m512d e = simd::expx8d(_mm512_sub_pd(x, vm));
-      // m = mx in every lane (others above mx only by rounding): e^{mx - m} = 1 and e^{x - m} = e
-      const bool at_mx = _mm512_cmp_pd_mask(others, vm, _CMP_LE_OQ) == 0xFF;
-      const __m512d head = at_mx ? _mm512_sub_pd(vtot, e)
-                                 : _mm512_sub_pd(_mm512_mul_pd(vtot, simd::expx8d(_mm512_sub_pd(vm, mm))),
-                                                 simd::expx8d(_mm512_sub_pd(x, mm)));
-      const __m512d t = _mm512_add_pd(head, simd::expx8d(_mm512_sub_pd(others, mm)));
-      const __m512d loo = _mm512_sub_pd(_mm512_add_pd(simd::logx8d(_mm512_max_pd(t, vtiny)), mm), vlogk);
-      const __m512d w = _mm512_div_pd(e, vtot);
-      _mm512_mask_storeu_pd(o + j, m, _mm512_sub_pd(_mm512_sub_pd(vbound, loo), w));
+      _mm512_mask_storeu_pd(o + j, m, vimco_lanes_avx512(x, vm, vsum, vtot, vbound, e, inv_k1, log_k));
     }
   }
 }
@@ -291,18 +297,8 @@ BG_AVX512 inline void vimco_short_avx512(const double* logw, int64_t k, double l
   }
   for (int r = 0; r < R; ++r) bound[r] = std::log(tot[r]) + mx[r] - log_k;
   for (int r = 0; r < R; ++r) {
-    const __m512d vtot = _mm512_set1_pd(tot[r]);
-    const __m512d others = _mm512_mul_pd(_mm512_sub_pd(_mm512_set1_pd(sum[r]), x[r]), inv_k1);
-    const __m512d mm = _mm512_max_pd(vm[r], others);
-    const bool at_mx = _mm512_cmp_pd_mask(others, vm[r], _CMP_LE_OQ) == 0xFF;
-    const __m512d head = at_mx ? _mm512_sub_pd(vtot, e[r])
-                               : _mm512_sub_pd(_mm512_mul_pd(vtot, simd::expx8d(_mm512_sub_pd(vm[r], mm))),
-                                               simd::expx8d(_mm512_sub_pd(x[r], mm)));
-    const __m512d t = _mm512_add_pd(head, simd::expx8d(_mm512_sub_pd(others, mm)));
-    const __m512d loo = _mm512_sub_pd(
-        _mm512_add_pd(simd::logx8d(_mm512_max_pd(t, _mm512_set1_pd(std::numeric_limits<double>::min()))), mm),
-        _mm512_set1_pd(log_k));
-    const __m512d sig = _mm512_sub_pd(_mm512_sub_pd(_mm512_set1_pd(bound[r]), loo), _mm512_div_pd(e[r], vtot));
+    const __m512d sig = vimco_lanes_avx512(x[r], vm[r], _mm512_set1_pd(sum[r]), _mm512_set1_pd(tot[r]),
+                                           _mm512_set1_pd(bound[r]), e[r], inv_k1, log_k);
     _mm512_mask_storeu_pd(out + r * k, m, sig);
   }
 }
