@@ -334,7 +334,8 @@ BG_AVX2 void vimco_rows_avx2(const double* logw, int64_t i0, int64_t i1, int64_t
     double tot = 0.0;
     if (kv) {
       __m256d vt = _mm256_setzero_pd();
-      for (int64_t j = 0; j < kv; j += 4) vt = _mm256_add_pd(vt, simd::expx4(_mm256_sub_pd(_mm256_loadu_pd(lw + j), vm)));
+      for (int64_t j = 0; j < kv; j += 4)
+        vt = _mm256_add_pd(vt, simd::expx4(_mm256_sub_pd(_mm256_loadu_pd(lw + j), vm)));
       alignas(32) double a[4];
       _mm256_store_pd(a, vt);
       tot = (a[0] + a[1]) + (a[2] + a[3]);
