@@ -84,7 +84,7 @@ def _t_df_terms(z, df, r):
         near -= t  # -(log1p(w) - w) - w^2 / (1 + w)
         far = np.subtract(r, lw, out=lw)  # r - log(1 + z^2 / df) ...
         if z.size and (z.max() > 1e150 or z.min() < -1e150):  # ... by _log1p_z2's form where z^2 overflows
-            huge = np.abs(z) > 1e150
+            huge = np.broadcast_to(np.abs(z) > 1e150, shape)
             zb, db, rb = (np.broadcast_to(v, shape)[huge] for v in (z, df, r))
             far[huge] = rb - _log1p_z2(zb, db)
         np.copyto(near, far, where=~(w < 1.0))  # (w^2 in w: the same comparisons as w's, NaN too)
