@@ -21,10 +21,11 @@ posterior's shape) 10^4 times, against NumPy's standard normals scaled and shift
 coordinates (concentration 0.5-20, rate 1-2), against NumPy's standard_gamma of the broadcast
 concentrations divided by the rates in place.
 
-The laplace_batch, gumbel_batch, lognormal_batch and exponential_batch rows draw those families
-over the same 1000 coordinates (loc -1..1, scale 0.5..2; the Exponential's rate 1..2) against
-NumPy's Generator.laplace / gumbel / lognormal / exponential with the broadcast parameters, which
-have no out= and no dtype: the NumPy columns of these rows allocate float64 draws.
+The laplace_batch, gumbel_batch, lognormal_batch, exponential_batch and poisson_batch rows draw
+those families over the same 1000 coordinates (loc -1..1, scale 0.5..2; the Exponential's rate
+1..2; the Poisson's rate 0.5..9.5, its inversion range) against NumPy's Generator.laplace / gumbel / lognormal /
+exponential / poisson with the broadcast parameters, which have no out= and no dtype: the NumPy
+columns of these rows allocate (float64, int64 for the Poisson).
 
 The categorical_batch row draws a Categorical over 1000 coordinates of 10 classes (int64 class
 indices) against what a NumPy user writes for per-row probabilities: uniforms from default_rng,
@@ -37,7 +38,7 @@ reads a second Philox block, and a large shape), one row each.
 
 Usage: python bench/sampling.py [--n 10000000] [--repeats 5] [--alpha 2.5] [--extra-alphas 0.5,20]
        [--draws normal,uniform,gamma,normal_batch,gamma_batch,laplace_batch,gumbel_batch,lognormal_batch,
-                exponential_batch,categorical_batch]
+                exponential_batch,poisson_batch,categorical_batch]
 Writes bench/results/sampling.json.
 """
 from __future__ import annotations
@@ -66,12 +67,15 @@ def _gamma_batch_params(dt):
     return np.linspace(0.5, 20, BATCH).astype(dt), np.linspace(1, 2, BATCH).astype(dt)
 
 
-LOCSCALE = ("laplace_batch", "gumbel_batch", "lognormal_batch", "exponential_batch")
+LOCSCALE = ("laplace_batch", "gumbel_batch", "lognormal_batch", "exponential_batch", "poisson_batch")
 
 
 def _locscale(kind, dt):
     """(bayesgrad distribution, NumPy Generator method name, its parameters) of a locscale row."""
     loc, scale = _batch_params(dt)
+    if kind == "poisson_batch":  # rates 0.5-9.5: inversion (a batch with rates from 10 on: PTRS, unchanged)
+        rate = np.linspace(0.5, 9.5, BATCH).astype(dt)
+        return bg.distributions.Poisson(rate), "poisson", (rate.astype(np.float64),)
     if kind == "exponential_batch":
         rate = np.linspace(1, 2, BATCH).astype(dt)
         return bg.distributions.Exponential(rate), "exponential", (1.0 / rate.astype(np.float64),)

@@ -357,21 +357,24 @@ def test_poisson_word_layout_matches_documentation():
 def test_poisson_native_and_twin_draws_are_identical(dtype):
     if len(BACKENDS) < 2:
         pytest.skip("only one backend available")
-    # a (2, 5) batch broadcast from a (5,) row and a (2, 1) column: both algorithms in one call
-    rate = np.array([0.3, 2.0, 9.99, 10.0, 400.0], dtype) * np.array([[1.0], [3.0]], dtype)
-    d = D.Poisson(rate)
-    draws = {}
-    for be in ("cpu", "numpy"):
-        with bg.use_backend(be):
-            draws[be] = d.sample(3001, seed=77, stream=4)
-    np.testing.assert_array_equal(draws["cpu"], draws["numpy"])
-    # on every SIMD cap (the sampler is scalar code; the cap must not change a draw)
-    if _backend.native_available():
-        from helpers import on_simd_path
-        with bg.use_backend("cpu"):
-            for path in ("scalar", "avx2"):
-                np.testing.assert_array_equal(on_simd_path(path, lambda: d.sample(3001, seed=77, stream=4)),
-                                              draws["cpu"])
+    # a (2, 5) batch broadcast from a (5,) row and a (2, 1) column: both algorithms in one call; then
+    # every rate by inversion (its uniforms 16 / 8 blocks at a time, a tail of 10 in the last chunk) and
+    # every rate by PTRS
+    for rate in (np.array([0.3, 2.0, 9.99, 10.0, 400.0], dtype) * np.array([[1.0], [3.0]], dtype),
+                 np.linspace(0.01, 9.99, 10).astype(dtype), np.linspace(10.0, 50.0, 10).astype(dtype)):
+        d = D.Poisson(rate)
+        draws = {}
+        for be in ("cpu", "numpy"):
+            with bg.use_backend(be):
+                draws[be] = d.sample(3001, seed=77, stream=4)
+        np.testing.assert_array_equal(draws["cpu"], draws["numpy"])
+        # on every SIMD cap (the vector Philox blocks are the scalar ones: the cap must not change a draw)
+        if _backend.native_available():
+            from helpers import on_simd_path
+            with bg.use_backend("cpu"):
+                for path in ("scalar", "avx2"):
+                    np.testing.assert_array_equal(on_simd_path(path, lambda: d.sample(3001, seed=77, stream=4)),
+                                                  draws["cpu"])
 
 
 @pytest.mark.parametrize("rate", [-1.0, 0.0, np.nan, np.inf, 2e10])
