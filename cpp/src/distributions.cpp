@@ -619,11 +619,13 @@ void sample_poisson(T* out, int64_t n_total, const T* rate, int64_t batch, uint6
   // Philox, no division per step per draw (10^6 draws of rates 0.5-9.5: 32 -> 19 ms at one thread). With
   // PTRS rates in the batch the same tables made the whole batch slower (40 -> 51 ms at rates 0.5-20,
   // cause not found): those batches keep poisson_draw per element.
-  std::vector<double> cdf;
-  std::vector<int64_t> first(static_cast<size_t>(batch), -1), count(static_cast<size_t>(batch), 0);
-  for (int64_t j = 0; j < batch; ++j) {
+  const bool all_inversion = std::all_of(cs.begin(), cs.end(), [](const samplers::PoissonConsts& c) {
+    return c.lam < samplers::kPoissonPtrsMin;
+  });
+  std::vector<double> cdf;  // the rates' partial sums one after another: rate j's are [first[j], first[j + 1])
+  std::vector<int64_t> first(all_inversion ? static_cast<size_t>(batch) + 1 : 0);
+  for (int64_t j = 0; j < static_cast<int64_t>(first.size()) - 1; ++j) {
     const samplers::PoissonConsts& c = cs[static_cast<size_t>(j)];
-    if (!(c.lam < samplers::kPoissonPtrsMin)) continue;
     first[static_cast<size_t>(j)] = static_cast<int64_t>(cdf.size());
     double x = 0.0, p = c.p0, F = c.p0;
     cdf.push_back(F);
@@ -635,9 +637,8 @@ void sample_poisson(T* out, int64_t n_total, const T* rate, int64_t batch, uint6
       F = Fn;
       cdf.push_back(F);
     }
-    count[static_cast<size_t>(j)] = static_cast<int64_t>(cdf.size()) - first[static_cast<size_t>(j)];
   }
-  const bool all_inversion = std::all_of(first.begin(), first.end(), [](int64_t f) { return f >= 0; });
+  if (all_inversion) first[static_cast<size_t>(batch)] = static_cast<int64_t>(cdf.size());
   const uint64_t sub = stream | philox::kSubstreamBit;
   chunked(n_total, kChunk, [&](int64_t lo, int64_t hi) {
     if (!all_inversion) {  // poisson_draw per element: with PTRS rates in the batch the tables ran slower
@@ -656,8 +657,9 @@ void sample_poisson(T* out, int64_t n_total, const T* rate, int64_t batch, uint6
       // inversion: the uniform poisson_draw reads, then the count of partial sums below it
       const double u = ub[i - lo];
       const double* F = cdf.data() + first[js];
+      const int64_t m = first[js + 1] - first[js];
       int64_t x = 0;
-      while (x < count[js] && F[x] < u) ++x;
+      while (x < m && F[x] < u) ++x;
       out[i] = static_cast<T>(x);
     }
   });

@@ -253,10 +253,10 @@ class Distribution(abc.ABC):
                                                              LocScaleFamily[family], seed, stream)
         return out
 
-    def _locscale_log_prob(self, family, x, loc, scale, grads=True, x_range=None):
+    def _locscale_log_prob(self, family, x, x_range, loc, scale, grads=True):
         """log p, d/dloc, d/dscale at x (same shape as x), from the native/twin kernel; without
         ``grads`` only [log p] (the kernel then writes one array, not three). ``x_range``: x's (min, max)
-        when known (``_x_range``)."""
+        from ``_x_range``."""
         # (large outputs from the core's output cache, as draws: a repeated call skips the page faults)
         outs = [_backend.empty(x.shape, self.dtype) for _ in range(3 if grads else 1)]
         if x.size:
@@ -264,7 +264,7 @@ class Distribution(abc.ABC):
                                                                LocScaleFamily[family], *outs,
                                                                *([] if grads else [None, None]))
             # every family's density vanishes at +-inf; the formulas give inf - inf there (Gumbel)
-            lo, hi = C.value_range(x) if x_range is None else x_range
+            lo, hi = x_range
             if math.isinf(lo) or math.isinf(hi):
                 at_inf = np.isinf(x)
                 outs[0][at_inf] = -np.inf

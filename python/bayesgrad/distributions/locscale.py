@@ -31,6 +31,12 @@ def _log1p_z2(z, df):
     return out
 
 
+def _log1p_minus_series(s):
+    """log1p(s) - s by its series, for |s| < 1e-2 (float64)."""
+    return s * s * (-1 / 2 + s * (1 / 3 + s * (-1 / 4 + s * (1 / 5 + s * (-1 / 6 + s * (
+        1 / 7 + s * (-1 / 8 + s * (1 / 9 - s / 10))))))))
+
+
 def _log1p_minus(u):
     """log1p(u) - u, float64, by its series below |u| = 1e-2, where the difference cancels (-u^2 / 2 ...).
 
@@ -43,9 +49,7 @@ def _log1p_minus(u):
         out -= u
         small = np.abs(u) < 1e-2
         if small.any():
-            s = u[small]
-            out[small] = s * s * (-1 / 2 + s * (1 / 3 + s * (-1 / 4 + s * (1 / 5 + s * (-1 / 6 + s * (
-                1 / 7 + s * (-1 / 8 + s * (1 / 9 - s / 10))))))))
+            out[small] = _log1p_minus_series(u[small])
     return out
 
 
@@ -77,7 +81,7 @@ def _t_df_terms(z, df, r):
         near = np.subtract(lw, w, out=_backend.empty(shape, np.float64))  # log1p(w) - w (_log1p_minus) ...
         small = w < 1e-2  # (w >= 0)
         if small.any():
-            near[small] = _log1p_minus(w[small])  # ... by its series where it cancels
+            near[small] = _log1p_minus_series(w[small])  # ... by its series where it cancels
         np.negative(near, out=near)
         t = np.add(1.0, w, out=_backend.empty(shape, np.float64))
         np.divide(np.square(w, out=w), t, out=t)
@@ -115,12 +119,12 @@ class _LocScale(Distribution):
 
     def log_prob(self, x):
         x, lo, hi = self._x_range(x)
-        return self._locscale_log_prob(self.family, x, *self._kernel_params(), grads=False, x_range=(lo, hi))[0]
+        return self._locscale_log_prob(self.family, x, (lo, hi), *self._kernel_params(), grads=False)[0]
 
     def score(self, x):
         x, lo, hi = self._x_range(x)
         n = self._lead(x)
-        _, dl, ds = self._locscale_log_prob(self.family, x, *self._kernel_params(), x_range=(lo, hi))
+        _, dl, ds = self._locscale_log_prob(self.family, x, (lo, hi), *self._kernel_params())
         return {k: self._reduce(k, v, n) for k, v in self._kernel_grads(x, dl, ds).items()}
 
     def rsample_vjp(self, x, g):
