@@ -59,7 +59,8 @@ def add_parser(sub):
     c.add_argument("--folds", type=_int_at_least(2), default=5, help="K of K-fold cross-validation (default 5)")
     c.add_argument("--hidden", type=_hidden_arg, default=DEFAULTS["hidden_layer_sizes"], metavar="W1,W2,...",
                    help=f"hidden layer widths (default {','.join(map(str, DEFAULTS['hidden_layer_sizes']))})")
-    c.add_argument("--epochs", type=_int_at_least(1), default=DEFAULTS["epochs"])
+    c.add_argument("--epochs", type=_int_at_least(1), default=DEFAULTS["epochs"],
+                   help="most training epochs (default: 1000 for mfvi regression, else 200)")
     c.add_argument("--lr", type=float, default=DEFAULTS["lr"])
     c.add_argument("--batch-size", type=_int_at_least(1), default=DEFAULTS["batch_size"])
     c.add_argument("--samples", type=_int_at_least(2), default=DEFAULTS["n_samples"],

@@ -82,13 +82,15 @@ _METHOD_NAMES = {"mfvi": "MFVI", "mc_dropout": "MC dropout", "laplace": "Laplace
 
 #: Architecture and training of the demo's models, per (task, method): small
 #: networks, about a second each. They were picked on the demo's data so that
-#: each method shows its uncertainty clearly (MFVI underfits a deeper tanh net
-#: on 160 regression points; MC dropout's epistemic part is small everywhere).
+#: each method shows its uncertainty clearly (MC dropout's epistemic part is small
+#: everywhere). MFVI regression trains for the library's own epoch rule (epochs=None:
+#: up to 1000, early stopping after 100 without improvement; _models.AUTO_EPOCHS): with
+#: 300 epochs and a 50-unit tanh layer it reported a noise sd of 0.55 (true 0.1).
 _DEMO_OPTIONS = {
     ("classification", "mfvi"): dict(hidden_layer_sizes=(50, 50), activation="relu"),
     ("classification", "mc_dropout"): dict(hidden_layer_sizes=(50, 50), activation="relu"),
     ("classification", "laplace"): dict(hidden_layer_sizes=(50, 50), activation="tanh"),
-    ("regression", "mfvi"): dict(hidden_layer_sizes=(50,), activation="tanh"),
+    ("regression", "mfvi"): dict(hidden_layer_sizes=(50, 50), activation="relu", epochs=None),
     ("regression", "mc_dropout"): dict(hidden_layer_sizes=(50, 50), activation="relu"),
     ("regression", "laplace"): dict(hidden_layer_sizes=(50, 50), activation="tanh"),
 }
@@ -520,13 +522,14 @@ def cmd_fit(args):
     its targets, the options), warn about too few rows, train on the training part,
     report validation (and test) metrics and write or show the predictions. Returns
     the exit status 0; a mistake in the input raises :class:`UsageError`."""
-    from ._models import BayesianMLP
+    from ._models import BayesianMLP, options_for_task
 
     inp = _fit_inputs(args)
     table, task, classes, X, y, opts = inp.table, inp.task, inp.classes, inp.X, inp.y, inp.opts
     train, val = _split(len(table), args.val_fraction, opts["seed"])
+    epochs = options_for_task(opts, task)["epochs"]  # --epochs, or the method's and task's default
     print(f"data: {len(table)} rows, {len(inp.features)} features; training on {train.size}, "
-          f"validating on {val.size}; method {args.method}, hidden {list(args.hidden)}, {args.epochs} epochs")
+          f"validating on {val.size}; method {args.method}, hidden {list(args.hidden)}, at most {epochs} epochs")
     _size_warnings(task, train.size, len(inp.features), y[train], classes)
     t0 = time.perf_counter()
     model = BayesianMLP(task, opts).fit(X[train], y[train], n_classes=None if classes is None else len(classes))
@@ -592,7 +595,9 @@ def build_parser():
     f.add_argument("--method", choices=METHODS, default=DEFAULTS["method"])
     f.add_argument("--hidden", type=_hidden_arg, default=DEFAULTS["hidden_layer_sizes"], metavar="W1,W2,...",
                    help=f"hidden layer widths (default {','.join(map(str, DEFAULTS['hidden_layer_sizes']))})")
-    f.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
+    f.add_argument("--epochs", type=int, default=DEFAULTS["epochs"],
+                   help="most training epochs (default: 1000 for mfvi regression, else 200; "
+                   "early stopping may end training sooner)")
     f.add_argument("--lr", type=float, default=DEFAULTS["lr"])
     f.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
     f.add_argument("--samples", type=int, default=DEFAULTS["n_samples"], help="MC samples per prediction")

@@ -257,9 +257,10 @@ _PARAMS_DOC = """
     hidden_layer_sizes : int or tuple of int, default (50,)
         Widths of the hidden layers.
     activation : {"relu", "tanh", "gelu", "sigmoid", "identity"}, default "relu"
-    epochs : int, default 200
+    epochs : int or None, default None
         Most passes over the training data (MAP training for the MAP-based methods);
-        fewer when early stopping ends training.
+        fewer when early stopping ends training. None: 1000 for "mfvi" regression (on small
+        data 200 epochs are too few Adam steps for its ELBO), else 200.
     lr : float or None, default None
         Adam learning rate. None: 0.003 for "laplace" (the Laplace approximation expands
         about the MAP solution, which should be a mode rather than a noisy early-stopped
@@ -272,7 +273,7 @@ _PARAMS_DOC = """
         Dropout probability ("mc_dropout" only).
     prior_precision : float > 0, default 1.0
         Precision of the Gaussian prior on the weights (MFVI prior N(0, 1/prior_precision),
-        for classification N(0, 1/(prior_precision * n_features)) on the first layer's weights;
+        N(0, 1/(prior_precision * n_features)) on the first layer's weights;
         MC dropout and MAP weight decay; Laplace's starting value for the marginal-likelihood fit).
     laplace_structure : {"auto", "diag", "kron", "full"}, default "auto"
         Hessian structure ("laplace" only; "auto": full for a covered part of at most 2000
@@ -303,8 +304,9 @@ _PARAMS_DOC = """
         bench/sklearn_defaults.py, bench/laplace_defaults.py).
     validation_fraction : float in [0, 1), default 0.1
         Share of the rows held out for early stopping (a Philox split of the seed).
-    n_iter_no_change : int >= 1, default 20
-        Epochs without improvement before training stops.
+    n_iter_no_change : int >= 1 or None, default None
+        Epochs without improvement before training stops. None: 100 for "mfvi" regression,
+        else 20 (measured: bench/regression_defaults.py).
     tol : float >= 0, default 1e-4
         The fall of the validation NLL (nats per row) that counts as an improvement.
     n_models : int >= 1, default 5
