@@ -93,7 +93,8 @@ VARIANTS = {
     "200 epochs / patience 20": (dict(epochs=200, n_iter_no_change=20), {}),
     "2000 epochs / patience 200": (dict(epochs=2000, n_iter_no_change=200), {}),
 }
-MC_DROPOUT_VARIANTS = {"1000 epochs / patience 100 (measured, not adopted)": (dict(epochs=1000, n_iter_no_change=100), {})}
+MC_DROPOUT_VARIANTS = {
+    "1000 epochs / patience 100 (measured, not adopted)": (dict(epochs=1000, n_iter_no_change=100), {})}
 
 
 def main():

@@ -52,17 +52,14 @@ AUTO_LR = {"laplace": 3e-3}
 # (epochs=None and n_iter_no_change=None, apart from AUTO_EPOCHS below)
 _EPOCHS, _PATIENCE = 200, 20
 #: epochs=None / n_iter_no_change=None: (epochs, n_iter_no_change) by (method, task) where not
-#: _EPOCHS, _PATIENCE. MFVI's ELBO improves slowly (a weight sample per minibatch), and on small
-#: data 200 epochs are few Adam steps (160 rows: 1000): the validation NLL of the demo's sine
-#: data (noise sd 0.1) kept falling for 1000 epochs, with plateaus longer than 20 epochs on its
-#: 16 held-out rows, and training stopped at epoch 87 with a test NLL of 0.23 nats (the true
-#: model: -1.38). Measured (bench/regression_defaults.py --variants, splits 0-9; docs/design.md
-#: "Regression defaults"): with 1000 / 100 and the other MFVI regression defaults, MFVI's median
-#: test NLL on that data is -0.46 (200 / 20: -0.07; 2000 / 200: -0.50 at twice the time), and
-#: load_diabetes is unchanged (its best epoch comes early). MC dropout regression keeps 200 / 20:
-#: with 1000 / 100 its make_friedman1 NLL improved (2.02 -> 1.91) but one load_diabetes
-#: shuffling overfit (bench/laplace_defaults.py seed 12: 0.160 nats below BayesianRidge, target
-#: 0.1). Classification keeps 200 / 20 (not re-measured).
+#: _EPOCHS, _PATIENCE. MFVI's ELBO improves slowly, and on small data 200 epochs are few Adam
+#: steps: on the demo's sine (noise sd 0.1, 160 rows) the validation NLL kept falling for 1000
+#: epochs, with plateaus longer than 20 epochs on its 16 held-out rows, and training stopped at
+#: epoch 87 at a test NLL of 0.23 nats (true model -1.38). With 1000 / 100 (and the other MFVI
+#: regression defaults) -0.46 (200 / 20: -0.07; 2000 / 200: -0.50 at twice the time);
+#: load_diabetes unchanged (bench/regression_defaults.py; docs/design.md "Regression defaults").
+#: MC dropout regression keeps 200 / 20: with 1000 / 100 one load_diabetes shuffling overfit
+#: (bench/laplace_defaults.py seed 12: 0.160 nats below BayesianRidge, target 0.1).
 AUTO_EPOCHS = {("mfvi", "regression"): (1000, 100)}
 #: early_stopping="auto": whether each method stops early on validation_fraction of the rows,
 #: by task. The MAP-based methods always do (a fixed epoch count overfits small data sets).
