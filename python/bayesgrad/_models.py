@@ -539,9 +539,8 @@ def _gridsearch_prior(la, p, X, y):
 # rose (0.022 ... 0.037) and its NLL fell (0.134 ... 0.111) with T; T = 0.1 gave ECE <= 0.028,
 # NLL <= 0.109, accuracy >= 0.974 (bench/laplace_defaults.py; docs/design.md). Regression
 # (bench/regression_defaults.py --variants, splits 0-9, with the fan-in prior and AUTO_EPOCHS):
-# at T = 1 MFVI underfits wherever the signal is strong (the demo's sine, noise sd 0.1: 95%
-# intervals covering all test points, median test NLL -0.35 nats against -1.38 for the true
-# model). Over T in {1, 0.5, 0.3, 0.2, 0.1} colder is sharper on the sine data (-0.35 ... -0.75)
+# at T = 1 MFVI underfits where the signal is strong (the demo's sine: test NLL -0.35 nats, true
+# model -1.38). Over T in {1, 0.5, 0.3, 0.2, 0.1} colder is sharper on the sine data (-0.35 ... -0.75)
 # but loses coverage elsewhere (make_friedman1: 0.975 ... 0.88); T = 0.5 has the best NLL on
 # make_friedman1 (median and worst split), coverage 0.94-0.95 on it and load_diabetes, and
 # NLL within 0.01 nats of the best on load_diabetes (table in docs/design.md "Regression defaults").
