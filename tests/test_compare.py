@@ -211,3 +211,17 @@ def test_command(tmp_path, capsys):
         main(["compare", str(data), "--target", "label", "--methods", "mfvi,bnn"])
     assert main(["compare", str(data), "--target", "label", "--folds", "31"]) == 1
     assert "at least 31 rows" in capsys.readouterr().err
+
+
+def test_comparison_records_each_methods_resolved_options():
+    # the defaults resolved per method and task: MFVI regression trains up to 1000 epochs with
+    # early stopping, MC dropout 200; Laplace's MAP step is 0.003
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    y = X[:, 0] + 0.1 * rng.normal(size=40)
+    c = bg.compare(X, y, methods=("mfvi", "mc_dropout", "laplace"), n_folds=2, hidden_layer_sizes=(4,), epochs=None,
+                   n_samples=4, n_iter_no_change=2)
+    assert set(c.options) == {"mfvi", "mc_dropout", "laplace"}
+    assert c.options["mfvi"]["epochs"] == 1000 and c.options["mfvi"]["early_stopping"] is True
+    assert c.options["mc_dropout"]["epochs"] == 200 and c.options["mc_dropout"]["patience"] == 2
+    assert c.options["laplace"]["lr"] == 3e-3

@@ -83,7 +83,8 @@ class Comparison:
     scores : ndarray (M, K, F), each metric per method and fold
     n_rows : int, rows of the data
     seed : int, the seed of the folds and the models
-    options : dict, the options every method was trained with
+    options : dict, {method: the options it was trained with} (the defaults resolved for the
+        method and task: Adam's step, early stopping, the epoch count and patience)
     """
 
     task: str
@@ -230,7 +231,7 @@ def compare(X, y, *, task="auto", methods=METHODS, n_folds=5, seed=0, verbose=0,
         ``scores`` (M, K, F) per method, fold and metric; ``mean``/``stderr``
         (M, F); ``best``; ``format()`` / ``to_csv(path)`` / ``plot(path)``.
     """
-    from ._models import BayesianMLP, check_options
+    from ._models import BayesianMLP, check_options, options_for_task
 
     X = C.as_array(X, "X", np.float64, ndim=2)
     ya = C.to_numpy(y, "y")
@@ -284,8 +285,11 @@ def compare(X, y, *, task="auto", methods=METHODS, n_folds=5, seed=0, verbose=0,
     metrics = METRICS[task]
     scores = np.empty((len(methods), len(folds), len(metrics)))
     everything = np.arange(X.shape[0])
+    used = {}
     for i, meth in enumerate(methods):
         opts = check_options(method=meth, random_state=seed, **dict(options, verbose=0))
+        used[meth] = {k: v for k, v in options_for_task(opts, task).items()
+                      if k not in ("method", "seed", "verbose", "auto_early", "auto_epochs", "auto_patience")}
         for k, test in enumerate(folds):
             train = np.setdiff1d(everything, test, assume_unique=True)
             t0 = time.perf_counter()
@@ -297,8 +301,6 @@ def compare(X, y, *, task="auto", methods=METHODS, n_folds=5, seed=0, verbose=0,
             if verbose:
                 shown = ", ".join(f"{m} {s[m]:.4g}" for m in metrics)
                 print(f"{meth} fold {k + 1}/{len(folds)}: {shown}", flush=True)
-    used = {k: v for k, v in check_options(method=methods[0], random_state=seed, **options).items()
-            if k not in ("method", "seed", "verbose", "auto_early")}
     return Comparison(task, methods, metrics, scores, X.shape[0], seed, used)
 
 
