@@ -15,10 +15,11 @@ and for training. Medians and worst splits per configuration; per-split values i
 Configurations: the defaults as shipped ("default") and variants that change one choice of
 ``bayesgrad._models`` (docs/design.md "Regression defaults"): the MFVI posterior temperature
 (``_MFVI_TEMPERATURE``), the fan-in prior of the first layer (``_first_layer_prior_scale``) and
-the epoch / patience rule (the ``epochs`` and ``n_iter_no_change`` options).
+the epoch / patience rule (the ``epochs`` and ``n_iter_no_change`` options). ``--large`` times the
+epoch rule on make_friedman1 with 20000 training rows (where it gives 200 epochs / patience 20).
 
     PYTHONPATH=python python bench/regression_defaults.py [--splits 10] [--methods mfvi,mc_dropout]
-        [--variants] [--out bench/results/regression_defaults.json]
+        [--variants] [--large 3] [--out bench/results/regression_defaults.json]
 """
 from __future__ import annotations
 
@@ -58,7 +59,15 @@ def friedman1(seed):
     return train_test_split(X, y, test_size=0.25, random_state=seed)
 
 
+def friedman1_large(seed):
+    X, y = make_friedman1(n_samples=22000, noise=1.0, random_state=seed)
+    return X[:20000], X[20000:], y[:20000], y[20000:]
+
+
 DATASETS = {"diabetes": diabetes, "sine_gap": sine, "friedman1": friedman1}
+# --large: the epoch rule on 20000 training rows (fit time), fewer splits
+LARGE_CONFIGS = {"default": {}, "1000 epochs / patience 100": dict(epochs=1000, n_iter_no_change=100),
+                 "200 epochs / patience 20": dict(epochs=200, n_iter_no_change=20)}
 
 
 def metrics(mean, sd, y):
@@ -102,6 +111,8 @@ def main():
     ap.add_argument("--splits", type=int, default=10)
     ap.add_argument("--methods", default="mfvi,mc_dropout")
     ap.add_argument("--variants", action="store_true", help="also the variants of each default")
+    ap.add_argument("--large", type=int, default=0, metavar="SPLITS",
+                    help="also make_friedman1 with 20000 training rows on SPLITS splits (MFVI; fit times)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                   "regression_defaults.json"))
     args = ap.parse_args()
@@ -132,6 +143,20 @@ def main():
                     rows.append(dict(metrics(m, sd, yte), fit_s=time.perf_counter() - t0,
                                      epochs_run=int(reg.model_.epochs_run)))
                 res["results"][key][dname] = rows
+    if args.large:
+        res["large"] = {}
+        for cname, opts in LARGE_CONFIGS.items():
+            rows = []
+            for s in range(args.large):
+                Xtr, Xte, ytr, yte = friedman1_large(s)
+                t0 = time.perf_counter()
+                reg = BayesianMLPRegressor(method="mfvi", random_state=s, **opts).fit(Xtr, ytr)
+                fit_s = time.perf_counter() - t0
+                rows.append(dict(metrics(*reg.predict(Xte, return_std=True), yte), fit_s=fit_s,
+                                 epochs_run=int(reg.model_.epochs_run)))
+            res["large"][cname] = rows
+            print(f"friedman1, 20000 rows, mfvi {cname:<28} NLL " + " ".join(f"{r['nll']:.3f}" for r in rows)
+                  + "  fit " + " ".join(f"{r['fit_s']:.1f}s/{r['epochs_run']}ep" for r in rows))
     res["load_average_end"] = load_average()
     summary = {}
     print(f"{'configuration':<78}" + "".join(f"{d:>28}" for d in DATASETS))

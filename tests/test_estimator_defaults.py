@@ -82,6 +82,18 @@ def test_epochs_and_patience_none_resolve_per_method_and_task(rng, monkeypatch):
     reg.fit(X, yr)
     assert reg.model_.options["epochs"] == 1000 and reg.model_.options["patience"] == 100
     assert reg.model_.epochs_run == 101 and len(calls) == 101
+    # the rule counts Adam steps: 54 training rows make 2 steps an epoch (patience 1000 steps, capped
+    # at 100 epochs); 5760 make 180 (patience 6 epochs, raised to 20; at most max(200, 56) epochs)
+    Xb = rng.normal(size=(6400, 5))
+    big = BayesianMLPRegressor(method="mfvi", hidden_layer_sizes=(4,), n_samples=2, random_state=0, lr=1e-12)
+    big.fit(Xb, Xb[:, 0])
+    assert big.model_.epochs_run == 21
+    assert _models._schedule(dict(big.model_.options), 5760, 32) == (200, 20)
+    assert _models._schedule(dict(big.model_.options), 900, 32) == (345, 35)  # 29 steps an epoch
+    # an explicit epoch count in fit() is kept as given
+    m = _models.BayesianMLP("regression", _models.check_options(hidden_layer_sizes=(4,), n_samples=2, lr=1e-12,
+                                                                 random_state=0))
+    assert m.fit(X, yr, epochs=3).epochs_run == 3
 
 
 def test_lr_none_resolves_per_method(rng, monkeypatch):

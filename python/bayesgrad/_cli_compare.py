@@ -60,7 +60,8 @@ def add_parser(sub):
     c.add_argument("--hidden", type=_hidden_arg, default=DEFAULTS["hidden_layer_sizes"], metavar="W1,W2,...",
                    help=f"hidden layer widths (default {','.join(map(str, DEFAULTS['hidden_layer_sizes']))})")
     c.add_argument("--epochs", type=_int_at_least(1), default=DEFAULTS["epochs"],
-                   help="most training epochs (default: 1000 for mfvi regression, else 200)")
+                   help="most training epochs (default: 200, for mfvi regression as many as make 10000 "
+                   "Adam steps, up to 1000)")
     c.add_argument("--lr", type=float, default=DEFAULTS["lr"])
     c.add_argument("--batch-size", type=_int_at_least(1), default=DEFAULTS["batch_size"])
     c.add_argument("--samples", type=_int_at_least(2), default=DEFAULTS["n_samples"],

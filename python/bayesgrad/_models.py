@@ -48,19 +48,15 @@ _LR = 1e-2
 AUTO_LR = {"laplace": 3e-3}
 
 
-# the most epochs, and the epochs without a better validation loss before training stops
-# (epochs=None and n_iter_no_change=None, apart from AUTO_EPOCHS below)
+# epochs=None, n_iter_no_change=None: at most 200 epochs, 20 without a better validation loss
 _EPOCHS, _PATIENCE = 200, 20
-#: epochs=None / n_iter_no_change=None: (epochs, n_iter_no_change) by (method, task) where not
-#: _EPOCHS, _PATIENCE. MFVI's ELBO improves slowly, and on small data 200 epochs are few Adam
-#: steps: on the demo's sine (noise sd 0.1, 160 rows) the validation NLL kept falling for 1000
-#: epochs, with plateaus longer than 20 epochs on its 16 held-out rows, and training stopped at
-#: epoch 87 at a test NLL of 0.23 nats (true model -1.38). With 1000 / 100 (and the other MFVI
-#: regression defaults) -0.46 (200 / 20: -0.07; 2000 / 200: -0.50 at twice the time);
-#: load_diabetes unchanged (bench/regression_defaults.py; docs/design.md "Regression defaults").
-#: MC dropout regression keeps 200 / 20: with 1000 / 100 one load_diabetes shuffling overfit
-#: (bench/laplace_defaults.py seed 12: 0.160 nats below BayesianRidge, target 0.1).
-AUTO_EPOCHS = {("mfvi", "regression"): (1000, 100)}
+#: epochs=None / n_iter_no_change=None by (method, task) where not _EPOCHS, _PATIENCE: (Adam steps,
+#: steps without improvement), as epochs of the training rows within [_EPOCHS, 1000] and
+#: [_PATIENCE, 100] (_schedule). MFVI regression stopped at epoch 87 of 200 on the demo's sine
+#: (test NLL 0.23 nats, now -0.46); MC dropout's 5-fold load_diabetes overfit with 1000 / 100
+#: (bench/regression_defaults.py, bench/laplace_defaults.py; docs/design.md "Regression defaults").
+AUTO_EPOCHS = {("mfvi", "regression"): (10_000, 1_000)}
+_MAX_AUTO_EPOCHS, _MAX_AUTO_PATIENCE = 1000, 100
 #: early_stopping="auto": whether each method stops early on validation_fraction of the rows,
 #: by task. The MAP-based methods always do (a fixed epoch count overfits small data sets).
 #: Measured (bench/sklearn_defaults.py, bench/laplace_defaults.py): MC dropout's test NLL
@@ -74,23 +70,36 @@ AUTO_EARLY_STOPPING = {"mfvi": {"classification": False, "regression": True}, "m
 
 
 def _auto_early(method, task):
-    rule = AUTO_EARLY_STOPPING[method]
-    return rule[task] if isinstance(rule, dict) else rule
+    return rule[task] if isinstance(rule := AUTO_EARLY_STOPPING[method], dict) else rule
 
 
-def _for_task(options, task):
-    """``options`` with the "auto" choices resolved for ``task``: early_stopping="auto"
-    (AUTO_EARLY_STOPPING), epochs=None and n_iter_no_change=None (AUTO_EPOCHS)."""
+def options_for_task(options, task):
+    """``options`` from :func:`check_options` with early_stopping="auto" (AUTO_EARLY_STOPPING),
+    epochs=None and n_iter_no_change=None (AUTO_EPOCHS) resolved for ``task`` (check_options
+    resolves them for classification)."""
     out = dict(options)
     if options.get("auto_early"):
         early = _auto_early(options["method"], task) and options["validation_fraction"] > 0
         out.update(early_stopping=early, validation=options["validation_fraction"] if early else 0.0)
-    epochs, patience = AUTO_EPOCHS.get((options["method"], task), (_EPOCHS, _PATIENCE))
-    if options.get("auto_epochs"):
-        out["epochs"] = epochs
+    rule = out["step_rule"] = AUTO_EPOCHS.get((options["method"], task))
+    if options.get("auto_epochs"):  # a step rule's upper bound (_schedule sizes it to the data)
+        out["epochs"] = _MAX_AUTO_EPOCHS if rule else _EPOCHS
     if options.get("auto_patience"):
-        out["patience"] = patience
+        out["patience"] = _MAX_AUTO_PATIENCE if rule else _PATIENCE
     return out
+
+
+def _schedule(p, n_rows, batch):
+    """(epochs, patience) on ``n_rows`` training rows in batches of ``batch``: the options', or the
+    epochs that make AUTO_EPOCHS' steps (epochs=None / n_iter_no_change=None), within the bounds."""
+    epochs, patience, rule = p["epochs"], p["patience"], p.get("step_rule")
+    if rule:
+        per_epoch = -(-n_rows // max(1, min(batch, n_rows)))
+        if p.get("auto_epochs"):
+            epochs = min(epochs, max(_EPOCHS, -(-rule[0] // per_epoch)))
+        if p.get("auto_patience"):
+            patience = min(patience, max(_PATIENCE, -(-rule[1] // per_epoch)))
+    return epochs, patience
 
 
 def _real(value, name, low=0.0, high=np.inf, *, open_low=True, open_high=True):
@@ -171,20 +180,13 @@ def check_options(method="mfvi", hidden_layer_sizes=(50,), activation="relu", ep
         seed=_random.resolve_seed(random_state, "random_state"),
         verbose=C.integer(verbose, "verbose", 0),
     )
-    return _for_task(options, "classification")
+    return options_for_task(options, "classification")
 
 
 #: Default options of every front end: the sklearn estimators' ``__init__``
 #: and the ``bayesgrad fit`` options read them from here, so that the
 #: signature of :func:`check_options` is their only definition.
 DEFAULTS = {name: p.default for name, p in inspect.signature(check_options).parameters.items()}
-
-
-def options_for_task(options, task):
-    """``options`` from :func:`check_options` with ``early_stopping="auto"``, ``epochs=None``
-    and ``n_iter_no_change=None`` resolved for ``task`` (check_options resolves them for
-    classification)."""
-    return _for_task(options, task)
 
 
 class BayesianMLP:
@@ -266,7 +268,8 @@ class BayesianMLP:
             raise ValueError(f"X and y must have the same number of rows, got {X.shape[0]} and {targets.shape[0]}")
         self.n_features = X.shape[1]
         self.n_outputs = n_out
-        opts = self.options if epochs is None else dict(self.options, epochs=C.integer(epochs, "epochs", 1))
+        opts = self.options if epochs is None else dict(self.options, epochs=C.integer(epochs, "epochs", 1),
+                                                        auto_epochs=False)
         self.posterior, self.map_theta, self.epochs_run = _fit_posterior(
             opts, Xs, targets, n_out, likelihood, w, self.state() if warm else None)
         return self
@@ -370,9 +373,8 @@ def _first_layer_prior_scale(method, task, n_features):
     (sigma ~0.8) give pre-activations of sd ~6 and logits of sd ~30 in every weight sample, so
     each sample is one-hot and a few test digits get no vote for their class (16-24 nats each,
     test NLL up to 0.145 on splits 0-19). With this prior (and _MFVI_TEMPERATURE) the worst
-    split's NLL is 0.109. Regression too (bench/regression_defaults.py, splits 0-9, at T = 1 and
-    AUTO_EPOCHS): load_diabetes test NLL median 5.466 -> 5.437 nats (BayesianRidge 5.416),
-    make_friedman1 2.23 -> 2.08; the 1-D sine data has one feature (no change)."""
+    split's NLL is 0.109. Regression too (bench/regression_defaults.py, at T = 1): load_diabetes test
+    NLL median 5.466 -> 5.437 nats (BayesianRidge 5.416), make_friedman1 2.23 -> 2.08."""
     return float(np.sqrt(n_features)) if method == "mfvi" else 1.0
 
 
@@ -538,12 +540,9 @@ def _gridsearch_prior(la, p, X, y):
 # 0.139-0.184, splits 0-19); over T in {0.05, 0.08, 0.1, 0.12, 0.15, 0.2} the worst split's ECE
 # rose (0.022 ... 0.037) and its NLL fell (0.134 ... 0.111) with T; T = 0.1 gave ECE <= 0.028,
 # NLL <= 0.109, accuracy >= 0.974 (bench/laplace_defaults.py; docs/design.md). Regression
-# (bench/regression_defaults.py --variants, splits 0-9, with the fan-in prior and AUTO_EPOCHS):
-# at T = 1 MFVI underfits where the signal is strong (the demo's sine: test NLL -0.35 nats, true
-# model -1.38). Over T in {1, 0.5, 0.3, 0.2, 0.1} colder is sharper on the sine data (-0.35 ... -0.75)
-# but loses coverage elsewhere (make_friedman1: 0.975 ... 0.88); T = 0.5 has the best NLL on
-# make_friedman1 (median and worst split), coverage 0.94-0.95 on it and load_diabetes, and
-# NLL within 0.01 nats of the best on load_diabetes (table in docs/design.md "Regression defaults").
+# (bench/regression_defaults.py --variants, splits 0-9): T = 1 underfits where the signal is strong
+# (the demo's sine: test NLL -0.35 nats, true model -1.38), colder is sharper there but loses coverage
+# on make_friedman1; T = 0.5 is best there (table in docs/design.md "Regression defaults").
 _MFVI_TEMPERATURE = {False: 0.1, True: 0.5}
 
 
@@ -564,8 +563,9 @@ def _fit_mfvi(p, mlp, X, y, likelihood, batch, w, prev):
     e0 = len(q.history_) if warm else 0
     # too few rows to hold one out: all epochs on every row (as train_map does)
     tr, val = _training.split_validation(X.shape[0], p["validation"], p["seed"], 0)
+    epochs, patience = _schedule(p, X.shape[0] if val is None or not p["early_stopping"] else tr.size, batch)
     if not p["early_stopping"] or val is None:
-        q.fit(X, y, p["epochs"], seed=p["seed"], verbose=p["verbose"], warm_start=warm, sample_weight=w)
+        q.fit(X, y, epochs, seed=p["seed"], verbose=p["verbose"], warm_start=warm, sample_weight=w)
         return q, None, len(q.history_) - e0
     Xt, yt, Xv, yv = X[tr], y[tr], X[val], y[val]
     wt = None if w is None else w[tr]
@@ -582,9 +582,9 @@ def _fit_mfvi(p, mlp, X, y, likelihood, batch, w, prev):
         return -float(np.dot(wv, np.asarray(pred.log_likelihood(yv if not gaussian else yv[:, 0]), np.float64)))
 
     best, best_state, since = np.inf, None, 0
-    bar = _training.progress(p["epochs"], p["verbose"], "MFVI")
+    bar = _training.progress(epochs, p["verbose"], "MFVI")
     try:
-        for e in range(p["epochs"]):
+        for e in range(epochs):
             q.fit(Xt, yt, 1, seed=p["seed"], verbose=0, warm_start=warm or e > 0, sample_weight=wt)
             if q.interrupted_:
                 break
@@ -597,7 +597,7 @@ def _fit_mfvi(p, mlp, X, y, likelihood, batch, w, prev):
                 best_state = (q.state_.copy(), q._m.copy(), q._v.copy(), q._step)
             else:
                 since += 1
-                if since >= p["patience"]:
+                if since >= patience:
                     break
     finally:
         if bar is not None:

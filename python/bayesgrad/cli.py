@@ -522,19 +522,18 @@ def cmd_fit(args):
     its targets, the options), warn about too few rows, train on the training part,
     report validation (and test) metrics and write or show the predictions. Returns
     the exit status 0; a mistake in the input raises :class:`UsageError`."""
-    from ._models import BayesianMLP, options_for_task
+    from ._models import BayesianMLP
 
     inp = _fit_inputs(args)
     table, task, classes, X, y, opts = inp.table, inp.task, inp.classes, inp.X, inp.y, inp.opts
     train, val = _split(len(table), args.val_fraction, opts["seed"])
-    epochs = options_for_task(opts, task)["epochs"]  # --epochs, or the method's and task's default
     print(f"data: {len(table)} rows, {len(inp.features)} features; training on {train.size}, "
-          f"validating on {val.size}; method {args.method}, hidden {list(args.hidden)}, at most {epochs} epochs")
+          f"validating on {val.size}; method {args.method}, hidden {list(args.hidden)}")
     _size_warnings(task, train.size, len(inp.features), y[train], classes)
     t0 = time.perf_counter()
     model = BayesianMLP(task, opts).fit(X[train], y[train], n_classes=None if classes is None else len(classes))
-    print(f"trained in {time.perf_counter() - t0:.1f} s (inputs{' and target' if task == 'regression' else ''} "
-          "standardised on the training part)")
+    print(f"trained in {time.perf_counter() - t0:.1f} s, {model.epochs_run} epochs (inputs"
+          f"{' and target' if task == 'regression' else ''} standardised on the training part)")
     if val.size:
         print(f"validation: {_metrics_report(model, task, X[val], y[val])}")
 
@@ -596,8 +595,8 @@ def build_parser():
     f.add_argument("--hidden", type=_hidden_arg, default=DEFAULTS["hidden_layer_sizes"], metavar="W1,W2,...",
                    help=f"hidden layer widths (default {','.join(map(str, DEFAULTS['hidden_layer_sizes']))})")
     f.add_argument("--epochs", type=int, default=DEFAULTS["epochs"],
-                   help="most training epochs (default: 1000 for mfvi regression, else 200; "
-                   "early stopping may end training sooner)")
+                   help="most training epochs (default: 200, for mfvi regression as many as make 10000 Adam "
+                   "steps, up to 1000; early stopping may end training sooner)")
     f.add_argument("--lr", type=float, default=DEFAULTS["lr"])
     f.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
     f.add_argument("--samples", type=int, default=DEFAULTS["n_samples"], help="MC samples per prediction")

@@ -259,8 +259,9 @@ _PARAMS_DOC = """
     activation : {"relu", "tanh", "gelu", "sigmoid", "identity"}, default "relu"
     epochs : int or None, default None
         Most passes over the training data (MAP training for the MAP-based methods);
-        fewer when early stopping ends training. None: 1000 for "mfvi" regression (on small
-        data 200 epochs are too few Adam steps for its ELBO), else 200.
+        fewer when early stopping ends training. None: 200, and for "mfvi" regression as
+        many as make 10 000 Adam steps on the training rows, up to 1000 (on small data 200
+        epochs are too few steps for its ELBO).
     lr : float or None, default None
         Adam learning rate. None: 0.003 for "laplace" (the Laplace approximation expands
         about the MAP solution, which should be a mode rather than a noisy early-stopped
@@ -305,8 +306,8 @@ _PARAMS_DOC = """
     validation_fraction : float in [0, 1), default 0.1
         Share of the rows held out for early stopping (a Philox split of the seed).
     n_iter_no_change : int >= 1 or None, default None
-        Epochs without improvement before training stops. None: 100 for "mfvi" regression,
-        else 20 (measured: bench/regression_defaults.py).
+        Epochs without improvement before training stops. None: 20, and for "mfvi" regression as
+        many as make 1000 Adam steps, up to 100 (measured: bench/regression_defaults.py).
     tol : float >= 0, default 1e-4
         The fall of the validation NLL (nats per row) that counts as an improvement.
     n_models : int >= 1, default 5
