@@ -92,14 +92,51 @@ def test_checks_built_on_it_name_the_argument():
                 d.log_prob(x)
 
 
+def _integer_cases(n, dtype, r):
+    x = np.floor(r.standard_normal(n) * 50.0).astype(dtype)
+    yield x
+    yield np.abs(x) + dtype(2.0 ** 60 if dtype == np.float64 else 2.0 ** 30)  # beyond exact integers: integral
+    for pos in sorted({0, n // 2, n - 1}):
+        for bad in (0.5, -0.25, 1e-3, np.inf, -np.inf, np.nan, 1e30):
+            y = x.copy()
+            y[pos] = dtype(y[pos] + bad) if np.isfinite(bad) and abs(bad) < 1 else dtype(bad)
+            yield y
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_all_integral_in_pieces(dtype):
-    x = np.arange(-50, 50, dtype=dtype).reshape(4, 25) * dtype(3.0)
-    for chunk in (1, 7, 25, 100, 1 << 16):
-        assert C.all_integral(x, chunk=chunk)
-        for pos in (0, 6, 7, 99):
-            y = x.copy().reshape(-1)
-            y[pos] += dtype(0.5)
-            assert not C.all_integral(y.reshape(4, 25), chunk=chunk), (chunk, pos)
-    assert C.all_integral(np.array(2.0 ** 60, dtype))  # beyond the integers' exact range: integral
-    assert not C.all_integral(np.array(-0.25, dtype))
+@pytest.mark.parametrize("n", SIZES)
+def test_integer_range_matches_numpy(n, dtype):
+    # (min, max) as value_range, and whether rint(x) == x everywhere (+-inf integral, NaN not), on every
+    # path, 1 and 2 threads; the twin compares in pieces
+    r = np.random.default_rng(n + 1)
+    for x in _integer_cases(n, dtype, r):
+        nan = bool(np.isnan(x).any())
+        want = ((np.nan, np.nan) if nan else (float(x.min()), float(x.max()))) + (bool(np.all(np.rint(x) == x)),)
+        before = bg.get_num_threads()
+        for threads in (1, 2):
+            bg.set_num_threads(threads)
+            try:
+                for name, path, mod in _modules():
+                    got = mod.integer_range(x) if path is None else on_simd_path(path, lambda: mod.integer_range(x))
+                    assert isinstance(got[2], bool)
+                    np.testing.assert_array_equal(got[:2], want[:2], err_msg=f"{name} {path} n={n}")
+                    assert got[2] == want[2], (name, path, n, threads)
+            finally:
+                bg.set_num_threads(before)
+    for chunk in (1, 7, 64):  # the twin's pieces
+        x = np.arange(100, dtype=dtype) * dtype(3.0)
+        assert twin.runtime.integer_range(x, chunk=chunk)[2]
+        x[63] += dtype(0.5)
+        assert not twin.runtime.integer_range(x, chunk=chunk)[2]
+
+
+def test_poisson_checks_counts_in_one_pass():
+    d = bg.distributions.Poisson(np.array([1.0, 2.0, 3.0]))
+    x = np.ones((1000, 3))
+    assert np.isfinite(d.log_prob(x)).all()
+    for bad in (0.5, -1.0, np.inf):
+        y = x.copy()
+        y[999, 2] = bad
+        with pytest.raises(ValueError, match="finite non-negative integer counts"):
+            d.log_prob(y)
+    assert d.log_prob(np.zeros((0, 3))).shape == (0, 3)

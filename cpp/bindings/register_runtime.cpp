@@ -73,6 +73,22 @@ void bind_value_range(py::module_& m) {
       },
       py::arg("x").noconvert(),
       "(min, max) of a non-empty C-contiguous float array in one pass, both NaN when it holds a NaN.");
+  m.def(
+      "integer_range",
+      [](out_array<T> x) {
+        if (x.size() == 0) throw std::invalid_argument("x must not be empty");
+        const T* p = x.data();
+        const int64_t n = size_of(x);
+        T lo, hi;
+        bool whole;
+        {
+          py::gil_scoped_release rel;
+          whole = integer_range(p, n, &lo, &hi);
+        }
+        return py::make_tuple(static_cast<double>(lo), static_cast<double>(hi), whole);
+      },
+      py::arg("x").noconvert(),
+      "value_range's (min, max) and whether every value is an integer (rint(x) == x), in one pass.");
 }
 
 }  // namespace

@@ -153,27 +153,24 @@ def as_array(x, name, dtype=None, *, finite=True, ndim=None, min_ndim=None, allo
     return a
 
 
-def all_integral(a, chunk=1 << 16):
-    """True when every value of the finite float array ``a`` is an integer: rint and compare in pieces of
-    ``chunk`` values (whole-array temporaries of a large ``a`` cost more than the comparison)."""
-    flat = a.reshape(-1)
-    buf = np.empty(min(chunk, flat.size), flat.dtype)
-    for i in range(0, flat.size, chunk):
-        part = flat[i:i + chunk]
-        b = np.rint(part, out=buf[:part.size])
-        if not np.array_equal(b, part):
-            return False
-    return True
-
-
 def value_range(a):
     """(min, max) of the values of a non-empty C-contiguous float32 / float64 array as floats, both NaN
     when it holds a NaN: one pass of the backend's ``runtime.value_range`` kernel, where
     ``np.all(np.isfinite(a))`` and range checks took a pass each and a temporary."""
+    return _runtime().value_range(a.reshape(-1))
+
+
+def integer_range(a):
+    """value_range's (min, max) and whether every value of ``a`` is an integer (rint(a) == a), in one pass
+    of ``runtime.integer_range`` (the rounding and comparison took two more passes of their own)."""
+    return _runtime().integer_range(a.reshape(-1))
+
+
+def _runtime():
     from . import _backend
 
-    mod = _backend._numpy if _backend.get_backend() == "numpy" or not _backend.native_available() else _backend._core
-    return mod.runtime.value_range(a.reshape(-1))
+    return (_backend._numpy if _backend.get_backend() == "numpy" or not _backend.native_available()
+            else _backend._core).runtime
 
 
 def positive(a, name):

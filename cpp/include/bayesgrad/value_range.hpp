@@ -12,4 +12,9 @@ namespace bayesgrad {
 template <typename T>
 void value_range(const T* x, int64_t n, T* lo, T* hi);
 
+// value_range, and whether every value is an integer (rint(x) == x: +-inf are,
+// NaN is not), in the same pass: the count distributions' check of x.
+template <typename T>
+bool integer_range(const T* x, int64_t n, T* lo, T* hi);
+
 }  // namespace bayesgrad

@@ -6,7 +6,7 @@ import numpy as np
 from .. import _codes
 
 __all__ = ["get_num_threads", "set_num_threads", "blas_num_threads", "build_info", "codes", "empty",
-           "set_output_cache_limit", "output_cache_info", "value_range"]
+           "set_output_cache_limit", "output_cache_info", "value_range", "integer_range"]
 
 _cache = {"limit": 256 << 20}
 
@@ -60,3 +60,17 @@ def value_range(x):
     if np.isnan(lo) or np.isnan(hi):
         return float("nan"), float("nan")
     return lo, hi
+
+
+def integer_range(x, chunk=1 << 16):
+    """value_range's (min, max) and whether every value is an integer (rint(x) == x: +-inf are, NaN is
+    not), the rounding compared in pieces of ``chunk`` values (a whole-array temporary of a large x costs
+    more than the comparison)."""
+    lo, hi = value_range(x)
+    flat = x.reshape(-1)
+    buf = np.empty(min(chunk, flat.size), flat.dtype)
+    for i in range(0, flat.size, chunk):
+        part = flat[i:i + chunk]
+        if not np.array_equal(np.rint(part, out=buf[:part.size]), part):
+            return lo, hi, False
+    return lo, hi, True

@@ -191,19 +191,22 @@ class Distribution(abc.ABC):
     def _x(self, x, name="x"):
         return self._x_range(x, name)[0]
 
-    def _x_range(self, x, name="x"):
+    def _x_range(self, x, name="x", integers=False):
         """x checked (no NaN, the distribution's shape at the end), and its (min, max), or (x, None, None)
-        when it is empty: one pass for both (C.value_range)."""
+        when it is empty: one pass for both (C.value_range); with ``integers`` (x, min, max, every value
+        an integer), the last True when x is empty (C.integer_range, the same pass)."""
         a = C.as_array(x, name, dtype=self.dtype, allow_empty=True, finite=False)
         lo = hi = None
+        whole = True
         if a.size:
-            lo, hi = C.value_range(a)
+            lo, hi, *rest = C.integer_range(a) if integers else C.value_range(a)
+            whole = rest[0] if integers else whole
             if math.isnan(lo):
                 raise ValueError(f"{name} must not contain NaN")
         nd = len(self.shape)
         if a.ndim < nd or tuple(a.shape[a.ndim - nd:]) != self.shape:
             raise ValueError(f"{name} must have shape (..., {', '.join(map(str, self.shape))}), got {a.shape}")
-        return a, lo, hi
+        return (a, lo, hi, whole) if integers else (a, lo, hi)
 
     def _lead(self, x):
         return x.ndim - len(self.shape)

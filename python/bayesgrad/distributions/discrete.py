@@ -375,8 +375,8 @@ class Poisson(Distribution):
 
     def _xp(self, x):
         """x checked (finite non-negative integer counts) and its maximum (None when empty)."""
-        x, lo, hi = self._x_range(x)
-        if x.size and (lo < 0 or math.isinf(hi) or not C.all_integral(x)):
+        x, lo, hi, whole = self._x_range(x, integers=True)
+        if x.size and (lo < 0 or math.isinf(hi) or not whole):
             raise ValueError("x must hold finite non-negative integer counts")
         return x, hi
 
