@@ -1,17 +1,19 @@
 """Benchmark: log densities and scores of mean-field distributions.
 
 ``log_prob`` and ``score`` of a Normal, a Laplace, a LogNormal, a Gumbel, a Gamma, a Bernoulli (logits), a
-Poisson, an Exponential and a StudentT over 1000 coordinates (a mean-field posterior's shape) at 10^4 draws
-each (10^7 elements), and of the Normal and the StudentT at 10^3 draws (10^6 elements: outputs of 7.6 MiB,
+Poisson, an Exponential, a StudentT and a Beta over 1000 coordinates (a mean-field posterior's shape) at 10^4
+draws each (10^7 elements), of a Dirichlet of 10 components at 10^6 draws, and of the Normal and the StudentT
+at 10^3 draws (10^6 elements: outputs of 7.6 MiB,
 below the output cache's former 8 MiB threshold), float64, timed in the same run (medians of repeats):
   native     bayesgrad on the "cpu" backend at 1 and at 2 threads
   twin       bayesgrad on the "numpy" backend
   numpy      the formula a NumPy user writes (the location-scale families: z = (x - loc) / scale
              and the density from it, in one expression per output; Gamma: scipy.special.gammaln
              for the constant, then the density and its two derivatives; Poisson: gammaln(x + 1);
-             StudentT: gammaln / digamma of df, log1p(z^2 / df))
+             StudentT: gammaln / digamma of df, log1p(z^2 / df); Beta: betaln, log1p(-x); Dirichlet:
+             gammaln of the concentrations)
 
-    PYTHONPATH=python python bench/densities.py [--repeats 7] [--out densities.json]
+    PYTHONPATH=python python bench/densities.py [--repeats 7] [--out densities.json] [--families Beta,Dirichlet]
 
 Writes bench/results/densities.json (``--out`` for another name) and prints a table.
 """
@@ -34,6 +36,8 @@ D, N = 1000, 10_000
 LOC, SCALE = np.linspace(-1.0, 1.0, D), np.linspace(0.5, 2.0, D)
 CONC, RATE = np.linspace(0.5, 20.0, D), np.linspace(1.0, 2.0, D)
 LOGITS, DF = np.linspace(-3.0, 3.0, D), np.linspace(0.5, 30.0, D)
+BETA_A, BETA_B = np.linspace(0.5, 5.0, D), np.linspace(1.0, 3.0, D)
+DIR = np.linspace(0.5, 3.0, 10)  # Dirichlet: 10 components, N * D / 10 draws (the same 10^7 values)
 
 
 def numpy_formulas():
@@ -109,30 +113,49 @@ def numpy_formulas():
         d_df = 0.5 * (psi - np.log1p(w) + (DF + 1.0) * w / (DF * (1.0 + w)))
         return d_df, (DF + 1.0) * z / (SCALE * (DF + z * z)), ((DF + 1.0) * w / (1.0 + w) - 1.0) / SCALE
 
+    def beta_lp(x):
+        return (BETA_A - 1.0) * np.log(x) + (BETA_B - 1.0) * np.log1p(-x) - special.betaln(BETA_A, BETA_B)
+
+    def beta_score(x):
+        ab = special.digamma(BETA_A + BETA_B)
+        return np.log(x) - special.digamma(BETA_A) + ab, np.log1p(-x) - special.digamma(BETA_B) + ab
+
+    def dirichlet_lp(x):
+        lb = special.gammaln(DIR).sum() - special.gammaln(DIR.sum())
+        return ((DIR - 1.0) * np.log(x)).sum(-1) - lb
+
+    def dirichlet_score(x):
+        return np.log(x) - special.digamma(DIR) + special.digamma(DIR.sum())
+
     return {"Normal": (normal_lp, normal_score), "Laplace": (laplace_lp, laplace_score),
             "LogNormal": (lognormal_lp, lognormal_score), "Gumbel": (gumbel_lp, gumbel_score),
             "Gamma": (gamma_lp, gamma_score), "Bernoulli": (bernoulli_lp, bernoulli_score),
             "Poisson": (poisson_lp, poisson_score), "Exponential": (exponential_lp, exponential_score),
-            "StudentT": (studentt_lp, studentt_score)}
+            "StudentT": (studentt_lp, studentt_score), "Beta": (beta_lp, beta_score),
+            "Dirichlet": (dirichlet_lp, dirichlet_score)}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--out", default="densities.json", help="result file name in bench/results/")
+    ap.add_argument("--families", default=None, help="comma-separated names: only these rows")
     args = ap.parse_args()
     load_start = load_average()
     B = bg.distributions
     dists = {"Normal": B.Normal(LOC, SCALE), "Laplace": B.Laplace(LOC, SCALE), "LogNormal": B.LogNormal(LOC, SCALE),
              "Gumbel": B.Gumbel(LOC, SCALE), "Gamma": B.Gamma(CONC, RATE), "Bernoulli": B.Bernoulli(logits=LOGITS),
-             "Poisson": B.Poisson(CONC), "Exponential": B.Exponential(RATE), "StudentT": B.StudentT(DF, LOC, SCALE)}
+             "Poisson": B.Poisson(CONC), "Exponential": B.Exponential(RATE), "StudentT": B.StudentT(DF, LOC, SCALE),
+             "Beta": B.Beta(BETA_A, BETA_B), "Dirichlet": B.Dirichlet(DIR)}
     plain = numpy_formulas()
     threads = bg.get_num_threads()
     rows = []
     print(f"{D} coordinates x {N} draws (and x {N // 10}), float64, median of {args.repeats}; "
           f"load {load_start[0]:.2f}")
-    cases = [(name, d, N) for name, d in dists.items()]
+    cases = [(name, d, N * D // 10 if name == "Dirichlet" else N) for name, d in dists.items()]
     cases += [(name, dists[name], N // 10) for name in ("Normal", "StudentT")]
+    if args.families:
+        cases = [c for c in cases if c[0] in args.families.split(",")]
     for name, d, n in cases:
         x = d.sample(n, seed=1)
         for what in ("log_prob", "score"):

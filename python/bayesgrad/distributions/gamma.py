@@ -13,12 +13,29 @@ from ._base import (LOG_2PI, Distribution, digamma_tail, clamp_into_support, dig
                     lgamma, scalar_like, special_kernel)
 
 
-def _xlogy(c, log_y):
+def _xlogy(c, log_y, out=None):
     """c * log_y with 0 where c = 0 (a factor y^0 = 1, also at y = 0 where log_y = -inf); c is a
-    parameter (small), so the check costs nothing when no c is 0."""
-    prod = c * log_y
+    parameter (small), so the check costs nothing when no c is 0. ``out``: written in place (log_y
+    itself may be given)."""
+    prod = np.multiply(c, log_y, out=out)
     zero = c == 0
-    return np.where(zero, 0.0, prod) if np.any(zero) else prod
+    if not np.any(zero):
+        return prod
+    if out is None:
+        return np.where(zero, 0.0, prod)
+    np.copyto(out, 0.0, where=np.broadcast_to(zero, out.shape))
+    return out
+
+
+def _minus_plus(v, s, t):
+    """v - s + t, in v's own buffer where the result has v's dtype and shape (a fresh array of a score's
+    size cost more, in page faults, than its two passes)."""
+    if isinstance(v, np.ndarray) and v.ndim and np.result_type(v, s, t) == v.dtype \
+            and np.broadcast_shapes(v.shape, np.shape(s), np.shape(t)) == v.shape:
+        v -= s
+        v += t
+        return v
+    return v - s + t
 
 
 def log_multi_beta(a):
@@ -213,8 +230,12 @@ class Beta(Distribution):
         return out
 
     def _logs(self, x):
+        """log x and log(1 - x), fresh arrays of x's dtype (-x and its log1p in one buffer)."""
         with np.errstate(divide="ignore", invalid="ignore"):  # x outside [0, 1]: masked by the callers
-            return np.log(x), np.log1p(-x)
+            if x.ndim == 0:  # (NumPy scalars, which take no out=)
+                return np.log(x), np.log1p(-x)
+            l1x = np.negative(x)
+            return np.log(x), np.log1p(l1x, out=l1x)
 
     def log_prob(self, x):
         """Log density (nats) at ``x``.
@@ -227,14 +248,23 @@ class Beta(Distribution):
         -------
         ``(*sample_shape, *batch_shape)`` array
         """
-        x = self._x(x)
+        x, lo, hi = self._x_range(x)
         a, b = self.concentration1, self.concentration0
         lx, l1x = self._logs(x)
-        inside = (x >= 0) & (x <= 1)
         with np.errstate(invalid="ignore"):
             # a = 1 (b = 1) drops the x (1 - x) factor, also at the edge where its log is -inf (0 * -inf)
-            lp = _xlogy(a - 1, lx) + _xlogy(b - 1, l1x) - lbeta(a, b)
-        return np.where(inside, lp, -np.inf).astype(self.dtype)
+            if x.ndim and np.result_type(a, b, lx) == lx.dtype and np.broadcast_shapes(a.shape, b.shape,
+                                                                                        lx.shape) == lx.shape:
+                # the same operations in place in lx and l1x: fresh temporaries of x's size (page faults on
+                # first touch) were most of the time
+                lp = _xlogy(a - 1, lx, out=lx)
+                lp += _xlogy(b - 1, l1x, out=l1x)
+                lp -= lbeta(a, b)
+            else:
+                lp = _xlogy(a - 1, lx) + _xlogy(b - 1, l1x) - lbeta(a, b)
+        if x.size and lo >= 0 and hi <= 1:  # every x in [0, 1] (x's range, read once): no mask to apply
+            return lp.astype(self.dtype, copy=False)
+        return np.where((x >= 0) & (x <= 1), lp, -np.inf).astype(self.dtype)
 
     def score(self, x):
         """Gradients of ``log_prob(x)`` with respect to each parameter.
@@ -252,8 +282,8 @@ class Beta(Distribution):
         a, b = self.concentration1, self.concentration0
         lx, l1x = self._logs(x)
         pab = digamma(a + b)
-        return {"concentration1": self._reduce("concentration1", lx - digamma(a) + pab, n),
-                "concentration0": self._reduce("concentration0", l1x - digamma(b) + pab, n)}
+        return {"concentration1": self._reduce("concentration1", _minus_plus(lx, digamma(a), pab), n),
+                "concentration0": self._reduce("concentration0", _minus_plus(l1x, digamma(b), pab), n)}
 
     @property
     def mean(self):
@@ -364,15 +394,21 @@ class Dirichlet(Distribution):
         -------
         ``(*sample_shape, *batch_shape)`` array
         """
-        x = self._x(x)
+        x, lo, hi = self._x_range(x)
         a = self.concentration
+        lb = log_multi_beta(a)
+        if x.size and lo > 0 and hi < np.inf:  # no boundary, negative or infinite coordinate (x's range)
+            lx = np.log(x)
+            inplace = lx.ndim and np.result_type(a, lx) == lx.dtype and np.broadcast_shapes(a.shape,
+                                                                                          lx.shape) == lx.shape
+            terms = _xlogy(a - 1, lx, out=lx if inplace else None)  # (a = 1: 0, as below)
+            return (np.sum(terms, axis=-1) - lb).astype(self.dtype, copy=False)
         outside = np.any((x < 0) | np.isinf(x), axis=-1)
         with np.errstate(divide="ignore", invalid="ignore"):
             terms = np.where(a == 1, 0.0, (a - 1) * np.log(np.where((x < 0) | np.isinf(x), 1, x)))
         outside |= np.any(terms == -np.inf, axis=-1)
         with np.errstate(invalid="ignore"):
             t = np.sum(np.where(terms == -np.inf, 0.0, terms), axis=-1)
-        lb = log_multi_beta(a)
         return np.where(outside, -np.inf, t - lb).astype(self.dtype)
 
     def score(self, x):
@@ -390,7 +426,7 @@ class Dirichlet(Distribution):
         n = self._lead(x)
         a = self.concentration
         with np.errstate(divide="ignore"):
-            d = np.log(x) - digamma(a) + digamma(np.sum(a, axis=-1, keepdims=True, dtype=np.float64))
+            d = _minus_plus(np.log(x), digamma(a), digamma(np.sum(a, axis=-1, keepdims=True, dtype=np.float64)))
         return {"concentration": self._reduce("concentration", d, n)}
 
     @property
