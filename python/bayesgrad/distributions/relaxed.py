@@ -86,12 +86,16 @@ class RelaxedBernoulli(_Logits):
         -------
         ``(*sample_shape, *batch_shape)`` array
         """
-        x, lx, l1x = self._parts(x)
+        x, lo, hi = self._x_range(x)
+        with np.errstate(divide="ignore", invalid="ignore"):  # outside (0, 1): masked below
+            lx, l1x = np.log(x), np.log1p(-x)
         t, lg = self.temperature, self.logits
-        inside = (x > 0) & (x < 1)
-        lx, l1x = np.where(inside, lx, -1.0), np.where(inside, l1x, -1.0)
+        # every x in (0, 1) (x's range, read once): no masks (the same values)
+        inside = None if x.size and lo > 0 and hi < 1 else (x > 0) & (x < 1)
+        if inside is not None:
+            lx, l1x = np.where(inside, lx, -1.0), np.where(inside, l1x, -1.0)
         lp = np.log(t) + lg - (t + 1) * (lx + l1x) - 2 * np.logaddexp(lg - t * lx, -t * l1x)
-        return np.where(inside, lp, -np.inf).astype(self.dtype)
+        return (lp if inside is None else np.where(inside, lp, -np.inf)).astype(self.dtype)
 
     def score(self, x):
         """Gradients of ``log_prob(x)`` with respect to each parameter.
