@@ -41,9 +41,9 @@ Range range_scalar(const T* x, int64_t n) {
 }
 
 #if BG_HAVE_X86
-// Four independent accumulators of each kind: min / max have a latency of a few cycles.
-constexpr int kNearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+constexpr int kNearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;  // rint's rounding
 
+// Four independent accumulators of each kind: min / max have a latency of a few cycles.
 template <bool kInt>
 BG_AVX512 Range range_avx512(const double* x, int64_t n) {
   __m512d lo[4], hi[4];
