@@ -124,10 +124,12 @@ def test_integer_range_matches_numpy(n, dtype):
             finally:
                 bg.set_num_threads(before)
     for chunk in (1, 7, 64):  # the twin's pieces
-        x = np.arange(100, dtype=dtype) * dtype(3.0)
-        assert twin.runtime.integer_range(x, chunk=chunk)[2]
-        x[63] += dtype(0.5)
-        assert not twin.runtime.integer_range(x, chunk=chunk)[2]
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(twin.runtime, "_INTEGER_CHUNK", chunk)
+            x = np.arange(100, dtype=dtype) * dtype(3.0)
+            assert twin.runtime.integer_range(x)[2]
+            x[63] += dtype(0.5)
+            assert not twin.runtime.integer_range(x)[2]
 
 
 def test_poisson_checks_counts_in_one_pass():

@@ -62,11 +62,15 @@ def value_range(x):
     return lo, hi
 
 
-def integer_range(x, chunk=1 << 16):
+_INTEGER_CHUNK = 1 << 16
+
+
+def integer_range(x):
     """value_range's (min, max) and whether every value is an integer (rint(x) == x: +-inf are, NaN is
-    not), the rounding compared in pieces of ``chunk`` values (a whole-array temporary of a large x costs
-    more than the comparison)."""
+    not), the rounding compared in pieces of _INTEGER_CHUNK values (a whole-array temporary of a large x
+    costs more than the comparison)."""
     lo, hi = value_range(x)
+    chunk = _INTEGER_CHUNK
     flat = x.reshape(-1)
     buf = np.empty(min(chunk, flat.size), flat.dtype)
     for i in range(0, flat.size, chunk):
