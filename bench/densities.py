@@ -2,16 +2,17 @@
 
 ``log_prob`` and ``score`` of a Normal, a Laplace, a LogNormal, a Gumbel, a Gamma, a Bernoulli (logits), a
 Poisson, an Exponential, a StudentT and a Beta over 1000 coordinates (a mean-field posterior's shape) at 10^4
-draws each (10^7 elements), of a Dirichlet of 10 components at 10^6 draws, and of the Normal and the StudentT
-at 10^3 draws (10^6 elements: outputs of 7.6 MiB,
-below the output cache's former 8 MiB threshold), float64, timed in the same run (medians of repeats):
+draws each (10^7 elements), of a Dirichlet of 10 components at 10^6 draws, of a RelaxedBernoulli (1000
+coordinates) and a RelaxedCategorical (100 x 10 classes; log_prob only) at temperature 0.5, and of the Normal
+and the StudentT at 10^3 draws (10^6 elements: outputs of 7.6 MiB, below the output cache's former 8 MiB
+threshold), float64, timed in the same run (medians of repeats):
   native     bayesgrad on the "cpu" backend at 1 and at 2 threads
   twin       bayesgrad on the "numpy" backend
   numpy      the formula a NumPy user writes (the location-scale families: z = (x - loc) / scale
              and the density from it, in one expression per output; Gamma: scipy.special.gammaln
              for the constant, then the density and its two derivatives; Poisson: gammaln(x + 1);
              StudentT: gammaln / digamma of df, log1p(z^2 / df); Beta: betaln, log1p(-x); Dirichlet:
-             gammaln of the concentrations)
+             gammaln of the concentrations; the relaxations: logaddexp / logsumexp in log space)
 
     PYTHONPATH=python python bench/densities.py [--repeats 7] [--out densities.json] [--families Beta,Dirichlet]
 
@@ -38,6 +39,7 @@ CONC, RATE = np.linspace(0.5, 20.0, D), np.linspace(1.0, 2.0, D)
 LOGITS, DF = np.linspace(-3.0, 3.0, D), np.linspace(0.5, 30.0, D)
 BETA_A, BETA_B = np.linspace(0.5, 5.0, D), np.linspace(1.0, 3.0, D)
 DIR = np.linspace(0.5, 3.0, 10)  # Dirichlet: 10 components, N * D / 10 draws (the same 10^7 values)
+TEMP, CAT_LOGITS = 0.5, np.linspace(-2.0, 2.0, D).reshape(D // 10, 10)  # the relaxations (100 x 10 classes)
 
 
 def numpy_formulas():
@@ -127,12 +129,34 @@ def numpy_formulas():
     def dirichlet_score(x):
         return np.log(x) - special.digamma(DIR) + special.digamma(DIR.sum())
 
+    def relaxed_bernoulli_parts(x):
+        lx, l1x = np.log(x), np.log1p(-x)
+        return lx, l1x, LOGITS - TEMP * lx + TEMP * l1x
+
+    def relaxed_bernoulli_lp(x):
+        lx, l1x, _ = relaxed_bernoulli_parts(x)
+        return (np.log(TEMP) + LOGITS - (TEMP + 1.0) * (lx + l1x)
+                - 2.0 * np.logaddexp(LOGITS - TEMP * lx, -TEMP * l1x))
+
+    def relaxed_bernoulli_score(x):
+        lx, l1x, z = relaxed_bernoulli_parts(x)
+        w = special.expit(z)
+        return 1.0 / TEMP - (lx + l1x) + 2.0 * (w * lx + (1.0 - w) * l1x), 1.0 - 2.0 * w
+
+    def relaxed_categorical_lp(x):
+        lx = np.log(x)
+        k = CAT_LOGITS.shape[-1]
+        return (math.lgamma(k) + (k - 1) * np.log(TEMP) + np.sum(CAT_LOGITS - (TEMP + 1.0) * lx, axis=-1)
+                - k * special.logsumexp(CAT_LOGITS - TEMP * lx, axis=-1))
+
     return {"Normal": (normal_lp, normal_score), "Laplace": (laplace_lp, laplace_score),
             "LogNormal": (lognormal_lp, lognormal_score), "Gumbel": (gumbel_lp, gumbel_score),
             "Gamma": (gamma_lp, gamma_score), "Bernoulli": (bernoulli_lp, bernoulli_score),
             "Poisson": (poisson_lp, poisson_score), "Exponential": (exponential_lp, exponential_score),
             "StudentT": (studentt_lp, studentt_score), "Beta": (beta_lp, beta_score),
-            "Dirichlet": (dirichlet_lp, dirichlet_score)}
+            "Dirichlet": (dirichlet_lp, dirichlet_score),
+            "RelaxedBernoulli": (relaxed_bernoulli_lp, relaxed_bernoulli_score),
+            "RelaxedCategorical": (relaxed_categorical_lp, None)}
 
 
 def main():
@@ -146,7 +170,9 @@ def main():
     dists = {"Normal": B.Normal(LOC, SCALE), "Laplace": B.Laplace(LOC, SCALE), "LogNormal": B.LogNormal(LOC, SCALE),
              "Gumbel": B.Gumbel(LOC, SCALE), "Gamma": B.Gamma(CONC, RATE), "Bernoulli": B.Bernoulli(logits=LOGITS),
              "Poisson": B.Poisson(CONC), "Exponential": B.Exponential(RATE), "StudentT": B.StudentT(DF, LOC, SCALE),
-             "Beta": B.Beta(BETA_A, BETA_B), "Dirichlet": B.Dirichlet(DIR)}
+             "Beta": B.Beta(BETA_A, BETA_B), "Dirichlet": B.Dirichlet(DIR),
+             "RelaxedBernoulli": B.RelaxedBernoulli(TEMP, logits=LOGITS),
+             "RelaxedCategorical": B.RelaxedCategorical(TEMP, logits=CAT_LOGITS)}
     plain = numpy_formulas()
     threads = bg.get_num_threads()
     rows = []
@@ -159,6 +185,8 @@ def main():
     for name, d, n in cases:
         x = d.sample(n, seed=1)
         for what in ("log_prob", "score"):
+            if plain[name][0 if what == "log_prob" else 1] is None:  # (no NumPy formula written for it)
+                continue
             fn = getattr(d, what)
             row = {"distribution": name, "call": what, "elements": x.size}
             with bg.use_backend("cpu"):

@@ -240,9 +240,13 @@ class RelaxedCategorical(Distribution):
         -------
         ``(*sample_shape, *batch_shape)`` array
         """
-        x, lx = self._parts(x)
-        inside = np.all((x > 0) & np.isfinite(x), axis=-1)
-        lx = np.where(inside[..., None], lx, -1.0)  # any finite stand-in: masked below
+        x, lo, hi = self._x_range(x)
+        with np.errstate(divide="ignore", invalid="ignore"):  # outside the support: masked below
+            lx = np.log(x)
+        # every coordinate positive and finite (x's range, read once): no masks (the same values)
+        inside = None if x.size and lo > 0 and hi < np.inf else np.all((x > 0) & np.isfinite(x), axis=-1)
+        if inside is not None:
+            lx = np.where(inside[..., None], lx, -1.0)  # any finite stand-in: masked below
         t = self._t()
         k = self.event_shape[0]
         y = self.logits - t * lx
@@ -250,7 +254,7 @@ class RelaxedCategorical(Distribution):
         lse = (m + np.log(np.sum(np.exp(y - m), axis=-1, keepdims=True)))[..., 0]
         lp = (math.lgamma(k) + (k - 1) * np.log(self.temperature)
               + np.sum(self.logits - (t + 1) * lx, axis=-1) - k * lse)
-        return np.where(inside, lp, -np.inf).astype(self.dtype)
+        return (lp if inside is None else np.where(inside, lp, -np.inf)).astype(self.dtype)
 
     def score(self, x):
         """Gradients of ``log_prob(x)`` with respect to each parameter.
