@@ -71,6 +71,14 @@ def test_value_range_refuses_what_it_cannot_read_in_place():
         ro = np.linspace(-1, 2, 50)
         ro.flags.writeable = False
         assert mod.value_range(ro) == (-1.0, 2.0)
+        # integer_range: the same refusals, and the same read-only array (not integral) read in place
+        with pytest.raises(TypeError):
+            mod.integer_range(np.arange(10))
+        with pytest.raises(TypeError):
+            mod.integer_range(np.zeros((4, 6))[:, ::2])
+        with pytest.raises(ValueError, match="x must not be empty"):
+            mod.integer_range(np.zeros(0))
+        assert mod.integer_range(ro) == (-1.0, 2.0, False)
 
 
 def test_checks_built_on_it_name_the_argument():

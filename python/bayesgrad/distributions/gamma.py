@@ -27,11 +27,16 @@ def _xlogy(c, log_y, out=None):
     return out
 
 
+def _fits(v, *operands):
+    """Whether an element-wise result of the array ``v`` with ``operands`` can be written into ``v``: it
+    has v's dtype and shape (a fresh array of x's size cost more, in page faults, than its passes)."""
+    return (isinstance(v, np.ndarray) and v.ndim > 0 and np.result_type(v, *operands) == v.dtype
+            and np.broadcast_shapes(v.shape, *(np.shape(o) for o in operands)) == v.shape)
+
+
 def _minus_plus(v, s, t):
-    """v - s + t, in v's own buffer where the result has v's dtype and shape (a fresh array of a score's
-    size cost more, in page faults, than its two passes)."""
-    if isinstance(v, np.ndarray) and v.ndim and np.result_type(v, s, t) == v.dtype \
-            and np.broadcast_shapes(v.shape, np.shape(s), np.shape(t)) == v.shape:
+    """v - s + t, in v's own buffer where it fits (_fits)."""
+    if _fits(v, s, t):
         v -= s
         v += t
         return v
@@ -253,10 +258,7 @@ class Beta(Distribution):
         lx, l1x = self._logs(x)
         with np.errstate(invalid="ignore"):
             # a = 1 (b = 1) drops the x (1 - x) factor, also at the edge where its log is -inf (0 * -inf)
-            if x.ndim and np.result_type(a, b, lx) == lx.dtype and np.broadcast_shapes(a.shape, b.shape,
-                                                                                        lx.shape) == lx.shape:
-                # the same operations in place in lx and l1x: fresh temporaries of x's size (page faults on
-                # first touch) were most of the time
+            if _fits(lx, a, b):  # the same operations in place in lx and l1x
                 lp = _xlogy(a - 1, lx, out=lx)
                 lp += _xlogy(b - 1, l1x, out=l1x)
                 lp -= lbeta(a, b)
@@ -399,9 +401,7 @@ class Dirichlet(Distribution):
         lb = log_multi_beta(a)
         if x.size and lo > 0 and hi < np.inf:  # no boundary, negative or infinite coordinate (x's range)
             lx = np.log(x)
-            inplace = lx.ndim and np.result_type(a, lx) == lx.dtype and np.broadcast_shapes(a.shape,
-                                                                                          lx.shape) == lx.shape
-            terms = _xlogy(a - 1, lx, out=lx if inplace else None)  # (a = 1: 0, as below)
+            terms = _xlogy(a - 1, lx, out=lx if _fits(lx, a) else None)  # (a = 1: 0, as below)
             return (np.sum(terms, axis=-1) - lb).astype(self.dtype, copy=False)
         outside = np.any((x < 0) | np.isinf(x), axis=-1)
         with np.errstate(divide="ignore", invalid="ignore"):
