@@ -503,3 +503,53 @@ def test_beta_and_dirichlet_log_prob_fast_path_is_the_masked_one(dtype):
     xd = r.dirichlet(np.ones(4), 200).astype(dtype)
     bad = np.concatenate([xd, np.array([[0.5, 0.5, 0.0, 0.0]], dtype)])  # zeros: the boundary path
     np.testing.assert_array_equal(dd.log_prob(xd), dd.log_prob(bad)[:-1])
+
+
+# ------------------------------------------------------------------ the shared sigmoid
+@pytest.mark.parametrize("dtype, ulps", [(np.float64, 2.0), (np.float32, 2.5)])
+def test_sigmoid_is_accurate_and_exact_in_both_tails(dtype, ulps):
+    from bayesgrad._numerics import sigmoid
+
+    tail = -745.0 if dtype == np.float64 else -103.0  # below: exp(x) rounds to 0 in the dtype
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.normal(0, 8, 2000), np.linspace(tail, 40, 2000), [0.0, -0.0]]).astype(dtype)
+    got = sigmoid(x)
+    assert got.dtype == dtype
+    xl = x.astype(np.longdouble)  # 64-bit mantissa: the reference's own error is far below an ulp of dtype
+    ref = np.where(xl >= 0, 1 / (1 + np.exp(-xl)), np.exp(xl) / (1 + np.exp(xl)))
+    err = np.abs(got.astype(np.longdouble) - ref) / np.spacing(np.abs(got)).astype(np.longdouble)
+    assert float(err.max()) <= ulps
+    # where exp(-x) overflows (SciPy's expit gives 0 there) the value is exp(x), subnormal included
+    deep = x < (-709.0 if dtype == np.float64 else -88.0)
+    assert deep.sum() > 50 and np.all(got[deep] == np.exp(x[deep]))
+    assert np.all(got[x > -700 if dtype == np.float64 else x > -85] > 0)
+    np.testing.assert_array_equal(sigmoid(np.array([np.inf, -np.inf, np.nan], dtype)), [1.0, 0.0, np.nan])
+
+
+def test_sigmoid_keeps_shapes_and_dtypes():
+    from bayesgrad._numerics import sigmoid
+
+    s = sigmoid(2.0)
+    assert isinstance(s, np.ndarray) and s.shape == () and s.dtype == np.float64
+    assert sigmoid(np.float32(1)).dtype == np.float32 and sigmoid(np.float16(1)).dtype == np.float16
+    assert sigmoid(np.array([1, 2])).dtype == np.float64 and sigmoid(np.zeros((0, 3))).shape == (0, 3)
+    np.testing.assert_allclose(sigmoid(np.float16([-3, 0, 3])), [0.0474, 0.5, 0.9526], rtol=1e-3)
+
+
+def test_relaxed_bernoulli_score_at_the_support_edges():
+    # at x = 0 / 1 d log p / d temperature is -inf (it goes as log x / log(1 - x)), the logits' score
+    # -1 / +1; next to the edges both match central differences of log_prob
+    t, lg = 0.7, 0.4
+    d = D.RelaxedBernoulli(np.array([t]), logits=np.array([lg]))
+    s = d.score(np.array([[0.0], [1.0]]))
+    assert np.all(s["temperature"] == -np.inf)
+    np.testing.assert_array_equal(s["logits"][:, 0], [-1.0, 1.0])
+    x = np.array([[1e-300], [1e-12], [1 - 1e-12]])
+    s, h = d.score(x), 1e-6
+    for name, at in (("temperature", t), ("logits", lg)):
+        kw = {"temperature": np.array([t]), "logits": np.array([lg])}
+        kw[name] = np.array([at + h])
+        up = D.RelaxedBernoulli(kw["temperature"], logits=kw["logits"]).log_prob(x)
+        kw[name] = np.array([at - h])
+        down = D.RelaxedBernoulli(kw["temperature"], logits=kw["logits"]).log_prob(x)
+        np.testing.assert_allclose(s[name], (up - down) / (2 * h), rtol=1e-6, atol=1e-8, err_msg=name)

@@ -3,22 +3,40 @@ definition of each link function (docs/design.md, "Shared numerics").
 
 Every function keeps the floating dtype of its input and is finite for any
 finite input. The sigmoid is the two-branch form the C++ core uses
-(mlp::act): exact in both tails, where 0.5 (1 + tanh(x / 2)) rounds to 0.
+(mlp::act), exact in both tails, where 0.5 (1 + tanh(x / 2)) rounds to 0.
 """
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit as _expit
+
+# below these exp(-x) overflows and expit returns 0 (the true value is exp(x))
+_EXPIT_TAIL = {np.dtype(np.float32): -87.0, np.dtype(np.float64): -708.0}
 
 __all__ = ["sigmoid", "softplus", "log_softmax", "likelihood_log_probs", "lgamma_corr"]
 
 
 def sigmoid(x):
-    """1 / (1 + exp(-x)), as exp(-|x|) / (1 + exp(-|x|)) for x < 0 so that nothing overflows."""
+    """1 / (1 + exp(-x)) in x's floating dtype (float64 for integers), exact in both tails.
+
+    SciPy's ``expit`` (the two-branch form, about twice as fast as the NumPy
+    expression and within 2 ulp where that was within 2.3 / 3.4), except where
+    exp(-x) overflows (x below about -709.8 / -88.7 for float64 / float32): expit
+    returns 0 there, the true value exp(x) (subnormal) is put back. A 0-d input
+    gives a 0-d array."""
     x = np.asarray(x)
-    with np.errstate(over="ignore"):
-        e = np.exp(-np.abs(x))
-    one = e.dtype.type(1) if e.dtype.kind == "f" else 1.0
-    return np.where(x >= 0, one / (one + e), e / (one + e))
+    dt = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+    if dt not in _EXPIT_TAIL:  # float16 / longdouble: the NumPy two-branch form in that dtype
+        with np.errstate(over="ignore"):
+            e = np.exp(-np.abs(x))
+        one = dt.type(1)
+        return np.where(x >= 0, one / (one + e), e / (one + e))
+    out = _expit(x, out=np.empty(x.shape, dt), dtype=dt)
+    tail = _EXPIT_TAIL[dt]
+    if x.size and not x.min() >= tail:  # (NaN too: then only the tail's elements are replaced)
+        t = x < tail
+        out[t] = np.exp(x[t].astype(dt, copy=False))
+    return out
 
 
 def softplus(x):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._numerics import sigmoid
 from ._arrays import _combine_args, _f64, _matrix, _out64, _softplus
 from ._beam_search import categorical_set_terms, gumbel_beam_search, set_order_probabilities, set_outside_mass
 from ._relax_categorical import relax_categorical_combine, relax_categorical_part, relax_categorical_sample
@@ -236,11 +237,6 @@ def vimco_signal(logw, out):
     out[...] = bound - loo - e / tot
 
 
-def _sigmoid(x):
-    e = np.exp(-np.abs(x))  # the native kernel's two branches, without overflow
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
 def relax_bernoulli_draws(eta, u, v, z, zt, dzt, b, score):
     """REBAR/RELAX Bernoulli draws: z, the conditional z~, dz~/deta, b and the score b - p from eta (p,) and
     uniforms u, v (n, p)."""
@@ -250,7 +246,7 @@ def relax_bernoulli_draws(eta, u, v, z, zt, dzt, b, score):
     _f64(v, "v", (n, p))
     for name, a in (("z", z), ("zt", zt), ("dzt", dzt), ("b", b), ("score", score)):
         _out64(a, name, (n, p))
-    pr = _sigmoid(eta)
+    pr = sigmoid(eta)
     q = 1.0 - pr
     one = u < pr
     b[...] = one
@@ -344,7 +340,7 @@ def concrete_bernoulli(z, lam, y):
     _out64(y, "y", z.shape)
     if not lam > 0:
         raise ValueError("lam must be positive")
-    y[...] = _sigmoid(z / lam)
+    y[...] = sigmoid(z / lam)
 
 
 def concrete_bernoulli_fd(z, lam, step, y):
@@ -356,7 +352,7 @@ def concrete_bernoulli_fd(z, lam, step, y):
     if not 0 < step < 1:
         raise ValueError("step must be in (0, 1)")
     for k, lk in enumerate((lam, lam * np.exp(step), lam * np.exp(-step))):
-        y[k] = _sigmoid(z / lk)
+        y[k] = sigmoid(z / lk)
 
 
 def relax_bernoulli_combine(fb, score, a_f, sc, r, gx, dzt, out, gs):

@@ -111,10 +111,20 @@ class RelaxedBernoulli(_Logits):
         x, lx, l1x = self._parts(x)
         n = self._lead(x)
         t, lg = self.temperature, self.logits
-        w = sigmoid(lg - t * lx + t * l1x)
-        d_t = 1.0 / t - (lx + l1x) + 2 * (w * lx + (1 - w) * l1x)
+        # with D = log(1 - x) - log x and w = sigmoid(logits + t D): d/d logits = 1 - 2 w and
+        # d/dt = 1/t - (log x + log(1 - x)) + 2 (w log x + (1 - w) log(1 - x)) = 1/t + D (1 - 2 w),
+        # in the buffers of the logs (fresh temporaries of x's size were most of the time)
+        dx = np.subtract(l1x, lx, out=l1x)
+        a = np.multiply(dx, t)
+        a += lg
+        d_l = sigmoid(a)
+        d_l *= -2
+        d_l += 1
+        with np.errstate(invalid="ignore"):  # x at 0 or 1: D infinite, 1 - 2 w -+1 (inf - inf avoided)
+            d_t = np.multiply(dx, d_l, out=dx if dx.shape == d_l.shape else None)
+        d_t += 1.0 / t
         return {"temperature": self._reduce("temperature", d_t, n),
-                self.prob_param: self._reduce(self.prob_param, self._dlogits(1.0 - 2.0 * w), n)}
+                self.prob_param: self._reduce(self.prob_param, self._dlogits(d_l), n)}
 
     def rsample_vjp(self, x, g):
         """Per-sample vector-Jacobian products ``g . dx/dparam`` at samples ``x``.
