@@ -40,6 +40,32 @@ struct Temps {
 // relaxations (a dozen arrays of 64 KiB) stay in L2 between the passes.
 int64_t chunk_rows(int64_t p) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(1, p)); }
 
+#if BG_HAVE_X86
+// Rows of k <= 16 classes on AVX-512 (the bench's 10 x 10 Categorical; issue 16): a row is two 8-lane
+// vectors whose lanes past k are zero, and each of its sums one horizontal add, where the generic loops
+// summed a row element after element (a chain of dependent adds per sum: the part forms twelve sums per
+// row, the combination up to five). Not the same bits as the generic loops (the order of the adds).
+struct V2 {
+  __m512d lo, hi;
+};
+struct Masks2 {
+  __mmask8 lo, hi;
+  explicit Masks2(int64_t k) : lo(first(k)), hi(first(k - 8)) {}
+  static __mmask8 first(int64_t k) { return static_cast<__mmask8>(k >= 8 ? 0xFFu : k <= 0 ? 0u : (1u << k) - 1u); }
+};
+#define BG_V2 BG_AVX512 inline __attribute__((always_inline))
+BG_V2 V2 ld(const double* x, Masks2 m) { return {_mm512_maskz_loadu_pd(m.lo, x), _mm512_maskz_loadu_pd(m.hi, x + 8)}; }
+BG_V2 void st(double* x, V2 v, Masks2 m) {
+  _mm512_mask_storeu_pd(x, m.lo, v.lo);
+  _mm512_mask_storeu_pd(x + 8, m.hi, v.hi);
+}
+BG_V2 V2 bc(double s) { return {_mm512_set1_pd(s), _mm512_set1_pd(s)}; }
+BG_V2 V2 operator+(V2 a, V2 b) { return {_mm512_add_pd(a.lo, b.lo), _mm512_add_pd(a.hi, b.hi)}; }
+BG_V2 V2 operator-(V2 a, V2 b) { return {_mm512_sub_pd(a.lo, b.lo), _mm512_sub_pd(a.hi, b.hi)}; }
+BG_V2 V2 operator*(V2 a, V2 b) { return {_mm512_mul_pd(a.lo, b.lo), _mm512_mul_pd(a.hi, b.hi)}; }
+BG_V2 double sum(V2 v) { return _mm512_reduce_add_pd(_mm512_add_pd(v.lo, v.hi)); }
+#endif
+
 // What the rows of a sample chunk need: lp, pr (p) the log-probabilities and probabilities, the draws'
 // five (n, p) arrays, y and the temperatures' reciprocals.
 struct SampleArgs {
@@ -142,9 +168,31 @@ inline __attribute__((always_inline)) void softmax_block(const double* __restric
   }
 }
 
+#if BG_HAVE_X86
+// softmax_block for k <= 16 on V2 rows: the same values except each row's sum, one horizontal add (the
+// generic loop's chain of dependent adds per row was most of the block's own time at k = 10).
+BG_AVX512 void softmax_short(const double* src, const double* mx, double inv, int64_t rows, int64_t k, double* dst) {
+  const Masks2 m(k);
+  for (int64_t r = 0; r < rows; ++r) {
+    const double sh = std::isfinite(mx[r]) ? mx[r] : 0.0;  // as softmax_block
+    st(dst + r * k, (ld(src + r * k, m) - bc(sh)) * bc(inv), m);
+  }
+  map_array<false>(dst, dst, rows * k);
+  // row r + 1 loaded before row r is stored: a load that overlaps an earlier masked store (the next row
+  // begins inside the store's second vector) waits for that store to complete (1.6 against 2.6 ms a call)
+  V2 e = ld(dst, m);
+  for (int64_t r = 0; r < rows; ++r) {
+    const V2 next = r + 1 < rows ? ld(dst + (r + 1) * k, m) : e;
+    st(dst + r * k, e * bc(1.0 / sum(e)), m);
+    e = next;
+  }
+}
+#endif
+
 // Rows [i0, i1) of the sample from their uniforms u, v (overwritten) with scratch t (all (i1 - i0) p),
 // mx (3 (i1 - i0) d: the maxima of the rows of K of z, then of z~, then a softmax's row sums) and bi
-// ((i1 - i0) d: each row's argmax).
+// ((i1 - i0) d: each row's argmax); kShort: k <= 16, the softmax on V2 rows (softmax_short).
+template <bool kShort>
 inline __attribute__((always_inline)) void sample_rows(const SampleArgs& c, int64_t i0, int64_t i1,
                                                        double* __restrict u, double* __restrict v,
                                                        double* __restrict t, double* __restrict mx,
@@ -196,21 +244,29 @@ inline __attribute__((always_inline)) void sample_rows(const SampleArgs& c, int6
   row_max(zt, rows, k, mx + rows);
   // the relaxation of these rows of [z; z~] at each temperature, while they are in cache
   for (int ti = 0; ti < c.temps; ++ti)
-    for (int h = 0; h < 2; ++h)
-      softmax_block(h == 0 ? z : zt, mx + h * rows, c.inv[ti], rows, k, c.y + ti * 2 * c.np + h * c.np + o,
-                    mx + 2 * rows);
+    for (int h = 0; h < 2; ++h) {
+      double* dst = c.y + ti * 2 * c.np + h * c.np + o;
+#if BG_HAVE_X86
+      if (kShort) {
+        softmax_short(h == 0 ? z : zt, mx + h * rows, c.inv[ti], rows, k, dst);
+        continue;
+      }
+#endif
+      softmax_block(h == 0 ? z : zt, mx + h * rows, c.inv[ti], rows, k, dst, mx + 2 * rows);
+    }
 }
 
-#define BG_SAMPLE_ISA(ATTR, NAME)                                                                      \
+#define BG_SAMPLE_ISA(ATTR, NAME, SHORT)                                                               \
   ATTR void sample_rows_##NAME(const SampleArgs& c, int64_t i0, int64_t i1, double* u, double* v, double* t, \
                                double* mx, int64_t* bi) {                                              \
-    sample_rows(c, i0, i1, u, v, t, mx, bi);                                                           \
+    sample_rows<SHORT>(c, i0, i1, u, v, t, mx, bi);                                                     \
   }
 #if BG_HAVE_X86
-BG_SAMPLE_ISA(BG_AVX512, avx512)
-BG_SAMPLE_ISA(BG_AVX2, avx2)
+BG_SAMPLE_ISA(BG_AVX512, avx512, false)
+BG_SAMPLE_ISA(BG_AVX512, avx512_short, true)
+BG_SAMPLE_ISA(BG_AVX2, avx2, false)
 #endif
-BG_SAMPLE_ISA(, base)
+BG_SAMPLE_ISA(, base, false)
 #undef BG_SAMPLE_ISA
 
 }  // namespace
@@ -246,7 +302,9 @@ void relax_categorical_sample(const double* lp, int64_t d, int64_t k, uint64_t s
                           stream_v);
     double *u = bu.data(), *v = bv.data(), *t = bt.data(), *mx = bm.data();
 #if BG_HAVE_X86
-    if (simd::use_avx512()) return sample_rows_avx512(c, i0, i1, u, v, t, mx, bb.data());
+    if (simd::use_avx512())
+      return k <= 16 ? sample_rows_avx512_short(c, i0, i1, u, v, t, mx, bb.data())
+                     : sample_rows_avx512(c, i0, i1, u, v, t, mx, bb.data());
     if (simd::use_avx2()) return sample_rows_avx2(c, i0, i1, u, v, t, mx, bb.data());
 #endif
     sample_rows_base(c, i0, i1, u, v, t, mx, bb.data());
@@ -320,6 +378,36 @@ BG_PART_ISA(BG_AVX2, avx2)
 #endif
 BG_PART_ISA(, base)
 #undef BG_PART_ISA
+
+#if BG_HAVE_X86
+// RowPart(...).at(j, ...) for the lanes of one row of k <= 16 (the same expressions, sums in vector order).
+BG_V2 V2 row_part_short(const double* g, const double* y, const double* gt, const double* yt, V2 r, V2 s, V2 pc,
+                        double ft, double inv, Masks2 m) {
+  const V2 G = ld(g, m), Y = ld(y, m), GT = ld(gt, m), YT = ld(yt, m);
+  const double sz = sum(G * Y), st = sum(GT * YT);
+  const V2 A = Y * (G - bc(sz)), B = r * YT * (GT - bc(st));
+  const double Sz = sum(A) * inv, St = sum(B) * inv;
+  return bc(-ft) * s + A * bc(inv) - pc * bc(Sz) - (B * bc(inv) - pc * bc(St));
+}
+
+BG_AVX512 void part_rows_avx512_short(const PartArgs& a, int64_t i0, int64_t i1) {
+  const int64_t n = a.n, p = a.p, k = a.k, np = n * p;
+  const Masks2 m(k);
+  for (int64_t i = i0; i < i1; ++i)
+    for (int64_t c = 0; c < a.d; ++c) {
+      const int64_t e0 = i * p + c * k;
+      const V2 s = ld(a.score + e0, m), r = ld(a.rr + e0, m), pc = ld(a.pr + c * k, m);
+      V2 out[3];
+      for (int ti = 0; ti < a.temps; ++ti) {
+        const int64_t zr = (ti * 2 * n + i) * p + c * k, tr = (ti * 2 * n + n + i) * p + c * k;
+        out[ti] = row_part_short(a.gv + zr, a.y + zr, a.gv + tr, a.y + tr, r, s, pc, a.fv[ti * 2 * n + n + i],
+                                 a.inv[ti], m);
+      }
+      st(a.out + e0, out[0], m);
+      if (a.temps == 3) st(a.out + np + e0, out[1] - out[2], m);
+    }
+}
+#endif
 }  // namespace
 
 void relax_categorical_part(const double* fv, const double* gv, const double* y, const double* rr,
@@ -334,12 +422,60 @@ void relax_categorical_part(const double* fv, const double* gv, const double* y,
   parallel_chunks((n + rows - 1) / rows, [&](int64_t ch) {
     const int64_t i0 = ch * rows, i1 = std::min(n, i0 + rows);
 #if BG_HAVE_X86
-    if (simd::use_avx512()) return part_rows_avx512(a, i0, i1);
+    if (simd::use_avx512()) return k <= 16 ? part_rows_avx512_short(a, i0, i1) : part_rows_avx512(a, i0, i1);
     if (simd::use_avx2()) return part_rows_avx2(a, i0, i1);
 #endif
     part_rows_base(a, i0, i1);
   });
 }
+
+#if BG_HAVE_X86
+namespace {
+// Rows [i0, i1) of relax_categorical_combine for k <= 16 (V2 rows; the generic loop's expressions, its
+// sums per block in vector order); the block's sums of g^2, g a_f and g a_d into sums3.
+BG_AVX512 void combine_rows_avx512_short(const double* fb, const double* score, const double* rr, const double* pr,
+                                         const double* a_f, const double* a_d, double sc, const double* rnet,
+                                         const double* gx, int64_t n, int64_t d, int64_t k, double* g, double* d1,
+                                         double* d2, double* gs, int64_t i0, int64_t i1, double* sums3) {
+  const bool net = rnet != nullptr;
+  const int64_t p = d * k;
+  const Masks2 m(k);
+  V2 s2 = bc(0.0), sf = bc(0.0), sd = bc(0.0);
+  for (int64_t i = i0; i < i1; ++i) {
+    const double fi = fb[i] - (net ? rnet[n + i] : 0.0);
+    V2 gsum = bc(0.0);
+    for (int64_t c = 0; c < d; ++c) {
+      const int64_t e0 = i * p + c * k;
+      const V2 s = ld(score + e0, m), pc = ld(pr + c * k, m);
+      V2 v = bc(fi) * s, af = bc(0.0), r = bc(0.0);
+      if (a_f) {
+        af = ld(a_f + e0, m);
+        v = v + bc(sc) * af;
+      }
+      if (net) {
+        r = ld(rr + e0, m);
+        const V2 gz = ld(gx + e0, m), gtr = ld(gx + n * p + e0, m) * r;
+        v = v + (gz - pc * bc(sum(gz)) - (gtr - pc * bc(sum(gtr))));
+      }
+      st(g + e0, v, m);
+      s2 = s2 + v * v;
+      if (a_f) sf = sf + v * af;
+      if (a_d) sd = sd + v * ld(a_d + e0, m);
+      gsum = gsum + v * s;
+      if (net) {  // the transposed Jacobians applied to g: d1 = (1 - 1 p^T) g, d2 = diag(r) d1
+        const V2 w = v - bc(sum(v * pc));
+        st(d1 + e0, w, m);
+        st(d2 + e0, r * w, m);
+      }
+    }
+    if (net) gs[i] = sum(gsum);
+  }
+  sums3[0] = sum(s2);
+  sums3[1] = sum(sf);
+  sums3[2] = sum(sd);
+}
+}  // namespace
+#endif
 
 void relax_categorical_combine(const double* fb, const double* score, const double* rr, const double* pr,
                                const double* a_f, const double* a_d, double sc, const double* rnet, const double* gx,
@@ -356,6 +492,11 @@ void relax_categorical_combine(const double* fb, const double* score, const doub
   std::vector<double> part(static_cast<size_t>(3 * nb), 0.0);
   parallel_chunks(nb, [&](int64_t blk) {
     const int64_t i0 = blk * rows, i1 = std::min(n, i0 + rows);
+#if BG_HAVE_X86
+    if (k <= 16 && simd::use_avx512())
+      return combine_rows_avx512_short(fb, score, rr, pr, a_f, a_d, sc, rnet, gx, n, d, k, g, d1, d2, gs, i0, i1,
+                                       part.data() + 3 * blk);
+#endif
     double s2 = 0.0, sf = 0.0, sd = 0.0;
     for (int64_t i = i0; i < i1; ++i) {
       const double fi = fb[i] - (net ? rnet[n + i] : 0.0);
