@@ -280,6 +280,62 @@ def test_gamma_log_prob_kernels_agree_across_chunks_paths_and_edges(dtype):
             assert np.all(np.abs(g[fin] - w[fin]) <= tol * size[fin])
 
 
+@pytest.mark.single_backend
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_studentt_log_prob_kernels_agree_across_chunks_paths_and_edges(dtype):
+    # 37 coordinates (df 1e-3 .. 1e12, loc and scale varied) over 700 rows: several 4096-element chunks
+    # starting mid-batch; z = 0, w = z^2 / df on both sides of 1e-2 and 1, |z| past 1e150 (float64), a tiny
+    # df whose w overflows, x = +-inf. The native kernel (a vector log per chunk, the common case per run of
+    # parameters, the rest by the scalar rules) against the twin, with and without the gradients, and its
+    # vector paths against its scalar path (libm's log).
+    if len(BACKENDS) < 2:
+        pytest.skip("only one backend available")
+    df = np.geomspace(1e-3, 1e12, 37).astype(dtype)
+    loc = np.linspace(-3, 3, 37).astype(dtype)
+    scale = np.geomspace(0.1, 10, 37).astype(dtype)
+    with np.errstate(over="ignore"):  # (float32 draws at df = 1e-3 pass its range: inf)
+        x = D.StudentT(df, loc, scale).sample(700, seed=8)
+    df[5] = 1e-300 if dtype == np.float64 else 1e-30  # float64: w = z^2 / df overflows from |z| ~ 1e-146
+    x[0] = loc  # z = 0
+    x[1] = loc + scale * np.sqrt(df.astype(np.float64) * 5e-3).astype(dtype)  # w = 5e-3: the series
+    x[2] = loc + scale * np.sqrt(df.astype(np.float64) * 0.5).astype(dtype)  # 1e-2 <= w < 1
+    x[3, :3] = [np.inf, -np.inf, 1e200 if dtype == np.float64 else 3e38]
+    x[4, 5] = 1e5
+    x[5, 5] = 1e30 if dtype == np.float32 else 1e150
+    core = _backend._core.distributions
+    f64 = np.float64
+    dfd = df.astype(f64)
+    from bayesgrad.distributions.locscale import _psi_half_step_minus
+    from bayesgrad.distributions._base import lgamma_half_diff
+
+    c = lgamma_half_diff(0.5 * dfd) - 0.5 * np.log(dfd * np.pi) - np.log(scale.astype(f64))
+    psi = _psi_half_step_minus(dfd)
+    with np.errstate(over="ignore"):
+        assert dtype == np.float32 or np.isinf(((x[4, 5] - loc[5]) / scale[5]) ** 2 / dfd[5])
+
+    def run(mod, grads=True):
+        lp, g = np.empty_like(x), (np.empty((3,) + x.shape, dtype) if grads else None)
+        with np.errstate(all="ignore"):
+            mod.studentt_log_prob(x, df, loc, scale, c, psi if grads else None, lp, g)
+        return [lp] + (list(g) if grads else [])
+
+    tol = 3e-6 if dtype == np.float32 else 2e-13
+    twin_out, core_out = run(twin.distributions), run(core)
+    pairs = list(zip(twin_out, core_out)) + [(run(core, False)[0], core_out[0])]
+    pairs += list(zip(on_simd_path("scalar", lambda: run(core)), core_out))
+    for w, g in pairs:
+        np.testing.assert_array_equal(np.isinf(w), np.isinf(g))
+        assert not np.isnan(g).any()
+        fin = np.isfinite(w)
+        np.testing.assert_allclose(g[fin], w[fin], rtol=tol, atol=tol)
+    assert np.all(core_out[0][3, :2] == -np.inf) and np.all(np.stack(core_out[1:])[:, 3, :2] == 0)
+    with pytest.raises(ValueError, match="psi and grads"):
+        core.studentt_log_prob(x, df, loc, scale, c, None, np.empty_like(x), np.empty((3,) + x.shape, dtype))
+    with pytest.raises(ValueError, match="psi and grads"):
+        twin.distributions.studentt_log_prob(x, df, loc, scale, c, None, np.empty_like(x),
+                                             np.empty((3,) + x.shape, dtype))
+
+
 # -------------------------------------------------------------- Poisson sampler
 # rates on both sides of the switch from inversion (rate < 10) to PTRS, and far into PTRS
 POISSON_RATES = np.array([0.05, 0.7, 3.0, 9.999, 10.0, 10.5, 37.0, 1000.0, 2.5e6])

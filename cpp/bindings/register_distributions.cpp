@@ -164,6 +164,36 @@ void bind_typed(py::module_& m) {
       },
       py::arg("x"), py::arg("alpha"), py::arg("rate"), py::arg("logp").noconvert(), py::arg("d_alpha").noconvert(),
       py::arg("d_rate").noconvert(), "Gamma(alpha, rate) log p(x) and d/dalpha, d/drate for x (n, B).");
+  m.def(
+      "studentt_log_prob",
+      [](in_array<T> x, in_array<T> df, in_array<T> loc, in_array<T> scale, in_array<double> c,
+         std::optional<in_array<double>> psi, out_array<T> logp, std::optional<out_array<T>> grads) {
+        if (grads.has_value() != psi.has_value())
+          throw std::invalid_argument("psi and grads go together (both arrays or both None)");
+        same_size(df, loc, "df", "loc");
+        same_size(df, scale, "df", "scale");
+        same_size(df, c, "df", "c");
+        batch_of(x, df, "x", "df");
+        same_size(x, logp, "x", "logp");
+        require_writeable(logp, "logp");
+        if (grads) {
+          same_size(df, *psi, "df", "psi");
+          if (grads->size() != 3 * x.size())
+            throw std::invalid_argument("grads must have 3 times the size of x (d/d df, d/d loc, d/d scale)");
+          require_writeable(*grads, "grads");
+        }
+        const T *px = x.data(), *pd = df.data(), *pl = loc.data(), *ps = scale.data();
+        const double *pc = c.data(), *pp = psi ? psi->data() : nullptr;
+        T *o0 = logp.mutable_data(), *og = grads ? grads->mutable_data() : nullptr;
+        const int64_t n = size_of(x), b = size_of(df);
+        py::gil_scoped_release rel;
+        studentt_log_prob<T>(px, n, pd, pl, ps, pc, pp, b, o0, og);
+      },
+      py::arg("x"), py::arg("df"), py::arg("loc"), py::arg("scale"), py::arg("c"), py::arg("psi").none(true),
+      py::arg("logp").noconvert(), py::arg("grads").noconvert().none(true) = py::none(),
+      "Student t(df, loc, scale) log p(x) for x (n, B) into logp and, with grads (3, n, B) (and psi), its "
+      "derivatives in df, loc and scale; c = lgamma((df + 1) / 2) - lgamma(df / 2) - ln(pi df) / 2 - ln scale and "
+      "psi = psi((df + 1) / 2) - psi(df / 2) - 1 / df per coordinate (float64, B).");
 }
 
 // Poisson: its own function so that the Gamma bindings above stay untouched.

@@ -13,7 +13,7 @@ from scipy.special import expit as _expit
 # below these exp(-x) overflows and expit returns 0 (the true value is exp(x))
 _EXPIT_TAIL = {np.dtype(np.float32): -87.0, np.dtype(np.float64): -708.0}
 
-__all__ = ["sigmoid", "softplus", "log_softmax", "likelihood_log_probs", "lgamma_corr"]
+__all__ = ["sigmoid", "softplus", "log_softmax", "likelihood_log_probs", "lgamma_corr", "log1p_minus_series"]
 
 
 def sigmoid(x):
@@ -71,3 +71,10 @@ def lgamma_corr(z):
     r2 = r * r
     return r * (1.0 / 12 + r2 * (-1.0 / 360 + r2 * (1.0 / 1260 + r2 * (-1.0 / 1680 + r2 * (
         1.0 / 1188 + r2 * (-691.0 / 360360 + r2 * (1.0 / 156)))))))
+
+
+def log1p_minus_series(s):
+    """log1p(s) - s by its series, for |s| < 1e-2 (float64), where the difference cancels (-s^2 / 2 ...);
+    the polynomial of studentt.cpp's log1p_minus_series."""
+    return s * s * (-1 / 2 + s * (1 / 3 + s * (-1 / 4 + s * (1 / 5 + s * (-1 / 6 + s * (
+        1 / 7 + s * (-1 / 8 + s * (1 / 9 - s / 10))))))))

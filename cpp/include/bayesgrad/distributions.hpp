@@ -68,6 +68,14 @@ template <typename T>
 void gamma_log_prob(const T* x, int64_t n_total, const T* alpha, const T* rate, int64_t batch, T* logp,
                     T* d_alpha, T* d_rate);
 
+// Student t(df, loc, scale) log density of x (n, B) into logp and, with grads non-null, its derivatives in
+// df, loc and scale (B,) into grads (3, n, B); c = lgamma((df + 1) / 2) - lgamma(df / 2) - ln(pi df) / 2 -
+// ln scale and psi = psi((df + 1) / 2) - psi(df / 2) - 1 / df (float64, B; psi read only with grads) from
+// the caller. All arithmetic in double. x infinite: log p = -inf and derivatives 0 (studentt.cpp).
+template <typename T>
+void studentt_log_prob(const T* x, int64_t n_total, const T* df, const T* loc, const T* scale, const double* c,
+                       const double* psi, int64_t batch, T* logp, T* grads);
+
 // ln X of one unit-rate Gamma(alpha) draw: gamma element `element` (see above).
 double log_gamma_draw(double alpha, uint64_t seed, uint64_t stream, uint64_t element);
 

@@ -17,14 +17,14 @@ import numpy as np
 from scipy import special as sp
 
 from .._codes import LocScaleFamily, from_int
-from .._numerics import lgamma_corr
+from .._numerics import lgamma_corr, log1p_minus_series
 from .random import SUBSTREAM_BLOCKS, fill_normal, fill_uniform, substream_blocks, u01_f64
 
 __all__ = [
     "lgamma", "digamma", "trigamma", "gammainc", "gammaincc", "betainc",
     "gamma_dx_da", "beta_dx_dab", "studentt_dt_ddf",
     "sample_locscale", "locscale_log_prob", "sample_gamma", "sample_beta", "sample_dirichlet",
-    "gamma_log_prob",
+    "gamma_log_prob", "studentt_log_prob",
     "sample_poisson",
     "categorical_from_uniform",
 ]
@@ -550,3 +550,87 @@ def categorical_from_uniform(u, cdf, out):
     flat[...] = 0
     for q in range(cdf.shape[1]):  # one class at a time: no (n, B, K - 1) temporary
         flat += cdf[:, q] < uu
+
+
+# --------------------------------------------------------------- Student t (studentt.cpp)
+def _log1p_z2(z, df):
+    """log(1 + z^2 / df), float64, also where z^2 or z^2 / df overflows (|z| above ~1e154, or a tiny df; log p
+    still finite): there as 2 ln|z| - ln df + log1p(df / z^2) (studentt.cpp takes that form from |z| = 1e150)."""
+    with np.errstate(over="ignore"):
+        out = np.multiply(z, z)
+        out /= df
+        np.log1p(out, out=out)
+    far = out == np.inf  # (z infinite too: the form gives inf)
+    if far.any():
+        zb, db = z[far], np.broadcast_to(df, z.shape)[far]
+        out[far] = 2.0 * np.log(np.abs(zb)) - np.log(db) + np.log1p((np.sqrt(db) / zb) ** 2)
+    return out
+
+
+def _t_df_terms(w, lw, r, df):
+    """-log1p(w) + (df + 1) r / df with w = z^2 / df, lw = log1p(w), r = w / (1 + w): below w = 1 as
+    -(log1p(w) - w) - w^2 / (1 + w) + r / df, each small term whole (they cancel to O(1 / df^2)).
+    Overwrites w (in place where it can: each fresh array of x's size costs its page faults)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        near = np.subtract(lw, w)  # log1p(w) - w ...
+        small = w < 1e-2  # (w >= 0)
+        if small.any():
+            near[small] = log1p_minus_series(w[small])  # ... by its series where it cancels
+        np.negative(near, out=near)
+        far = w >= 1.0  # (NaN: neither form is used)
+        t = np.add(1.0, w)
+        np.divide(np.square(w, out=w), t, out=t)
+        near -= t  # -(log1p(w) - w) - w^2 / (1 + w)
+        np.subtract(r, lw, out=t)  # r - log1p(w)
+        np.copyto(near, t, where=far)
+        near += np.divide(r, df, out=t)
+    return near
+
+
+def studentt_log_prob(x, df, loc, scale, c, psi, logp, grads=None):
+    """Student t(df, loc, scale) log p(x) for x (n, B) into logp and, with grads (3, n, B) (and psi), its
+    derivatives in df, loc and scale; c = lgamma((df + 1) / 2) - lgamma(df / 2) - ln(pi df) / 2 - ln scale and
+    psi = psi((df + 1) / 2) - psi(df / 2) - 1 / df per coordinate (float64, B)."""
+    if (grads is None) != (psi is None):
+        raise ValueError("psi and grads go together (both arrays or both None)")
+    for name, a in (("loc", loc), ("scale", scale), ("c", c)) + ((("psi", psi),) if grads is not None else ()):
+        if np.size(a) != np.size(df):
+            raise ValueError(f"df and {name} must have the same size, got {np.size(df)} and {np.size(a)}")
+    b = _batch(np.size(x), df, "df")
+    _check_out(logp, "logp")
+    _check_same(logp, ("x", x))
+    if grads is not None:
+        _check_out(grads, "grads")
+        if grads.size != 3 * np.size(x):
+            raise ValueError("grads must have 3 times the size of x (d/d df, d/d loc, d/d scale)")
+    xi = np.asarray(x, dtype=np.float64).reshape(-1, b)
+    f, m, s = _f64(df), _f64(loc), _f64(scale)
+    with np.errstate(all="ignore"):
+        z = np.subtract(xi, m)
+        z /= s
+        lw = _log1p_z2(z, f)
+        t = np.multiply(lw, -0.5 * (f + 1.0))
+        t += _f64(c)  # (-inf where x is: lw = inf)
+        logp.reshape(-1, b)[...] = t
+        if grads is None:
+            return
+        inf = np.isinf(z)  # the density vanishes there: gradients 0
+        # r = z^2 / (df + z^2) and z / (df + z^2) in forms without z^2 (in place, into the outputs)
+        g = grads.reshape(3, -1, b)
+        r = np.divide(np.sqrt(f), z)
+        np.square(r, out=r)
+        r += 1.0
+        np.divide(1.0, r, out=r)
+        zq = np.divide(f, z)
+        zq += z
+        np.divide(f + 1.0, zq, out=zq)
+        np.divide(zq, s, out=g[1], casting="unsafe")
+        d_df = _t_df_terms(np.square(z, out=z) / f, lw, r, f)
+        d_df += _f64(psi)
+        d_df *= 0.5
+        g[0] = d_df
+        r *= f + 1.0
+        r -= 1.0
+        np.divide(r, s, out=g[2], casting="unsafe")
+        if inf.any():
+            g[:, inf] = 0.0

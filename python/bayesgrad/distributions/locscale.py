@@ -11,30 +11,9 @@ import numpy as np
 
 from .. import _backend
 from .. import _checks as C
+from .._numerics import log1p_minus_series
 from ._base import (EULER, LOG_2PI, Distribution, digamma_diff, digamma_tail, lbeta, lgamma_half_diff,
                     scalar_like, special_kernel)
-
-
-def _log1p_z2(z, df):
-    """log(1 + z^2 / df), float64, also where z^2 overflows (|z| above ~1e154, log p still finite)."""
-    z, df = np.asarray(z, np.float64), np.asarray(df, np.float64)
-    shape = np.broadcast_shapes(z.shape, df.shape)
-    with np.errstate(over="ignore"):  # (in place, into a cached array; out=: an array also when 0-d)
-        out = np.multiply(z, z, out=_backend.empty(shape, np.float64))
-        out /= df
-        np.log1p(out, out=out)
-    if z.size and max(-z.min(), z.max()) > 1e150:
-        far = np.abs(z) > 1e150
-        with np.errstate(divide="ignore", invalid="ignore"):  # the entries not far are not used
-            alt = 2.0 * np.log(np.abs(z)) - np.log(df) + np.log1p((np.sqrt(df) / z) ** 2)
-        out = np.where(far, alt, out)
-    return out
-
-
-def _log1p_minus_series(s):
-    """log1p(s) - s by its series, for |s| < 1e-2 (float64)."""
-    return s * s * (-1 / 2 + s * (1 / 3 + s * (-1 / 4 + s * (1 / 5 + s * (-1 / 6 + s * (
-        1 / 7 + s * (-1 / 8 + s * (1 / 9 - s / 10))))))))
 
 
 def _log1p_minus(u):
@@ -49,7 +28,7 @@ def _log1p_minus(u):
         out -= u
         small = np.abs(u) < 1e-2
         if small.any():
-            out[small] = _log1p_minus_series(u[small])
+            out[small] = log1p_minus_series(u[small])
     return out
 
 
@@ -64,36 +43,6 @@ def _psi_half_step_minus(df):
         x = 0.5 * df[big]
         out[big] = _log1p_minus(0.5 / x) + 0.25 / (x * (x + 0.5)) + digamma_tail(x + 0.5) - digamma_tail(x)
     return out
-
-
-def _t_df_terms(z, df, r):
-    """-log1p(w) + (df + 1) r / df with w = z^2 / df, r = w / (1 + w), float64: below w = 1 as
-    -(log1p(w) - w) - w^2 / (1 + w) + r / df, each small term whole (they cancel to O(1 / df^2))."""
-    z, df, r = (np.asarray(v, np.float64) for v in (z, df, r))
-    shape = np.broadcast_shapes(z.shape, df.shape, r.shape)
-    # the operations of the two forms, with log1p(w) shared and few temporaries (each a fresh array
-    # of z's size: the dozen of the plain expressions were most of StudentT.score's time)
-    with np.errstate(over="ignore", invalid="ignore"):
-        # (out=: arrays also for 0-d shapes; from the output cache, not faulted in anew)
-        w = np.multiply(z, z, out=_backend.empty(shape, np.float64))
-        w /= df
-        lw = np.log1p(w, out=_backend.empty(shape, np.float64))
-        near = np.subtract(lw, w, out=_backend.empty(shape, np.float64))  # log1p(w) - w (_log1p_minus) ...
-        small = w < 1e-2  # (w >= 0)
-        if small.any():
-            near[small] = _log1p_minus_series(w[small])  # ... by its series where it cancels
-        np.negative(near, out=near)
-        t = np.add(1.0, w, out=_backend.empty(shape, np.float64))
-        np.divide(np.square(w, out=w), t, out=t)
-        near -= t  # -(log1p(w) - w) - w^2 / (1 + w)
-        far = np.subtract(r, lw, out=lw)  # r - log(1 + z^2 / df) ...
-        if z.size and (z.max() > 1e150 or z.min() < -1e150):  # ... by _log1p_z2's form where z^2 overflows
-            huge = np.broadcast_to(np.abs(z) > 1e150, shape)
-            zb, db, rb = (np.broadcast_to(v, shape)[huge] for v in (z, df, r))
-            far[huge] = rb - _log1p_z2(zb, db)
-        np.copyto(near, far, where=~(w < 1.0))  # (w^2 in w: the same comparisons as w's, NaN too)
-        near += np.divide(r, df, out=t)
-    return near
 
 
 class _LocScale(Distribution):
@@ -541,15 +490,7 @@ class StudentT(Distribution):
         -------
         ``(*sample_shape, *batch_shape)`` array
         """
-        x = self._x(x)
-        df = self.df.astype(np.float64)
-        # z in float64: z * z overflows float32 from |z| ~ 2e19 while log p is still finite
-        z = self._z(np.asarray(x, dtype=np.float64))
-        c = lgamma_half_diff(0.5 * df) - 0.5 * np.log(df * math.pi) - np.log(self.scale)
-        lp = _log1p_z2(z, df)
-        lp *= -0.5 * (df + 1)  # (the operations of c - 0.5 (df + 1) log1p(...), in place)
-        np.add(c, lp, out=lp)
-        return lp.astype(self.dtype, copy=False)
+        return self._log_prob_all(self._x(x), False)[0]
 
     def score(self, x):
         """Gradients of ``log_prob(x)`` with respect to each parameter.
@@ -562,36 +503,25 @@ class StudentT(Distribution):
         -------
         dict {param: ``(*sample_shape, *param.shape)``}, summed over the dimensions a parameter was broadcast along
         """
-        x, lo, hi = self._x_range(x)
+        x = self._x(x)
         n = self._lead(x)
-        df = self.df
-        z = np.asarray(self._z(x))
-        # (in place where the expressions allow, temporaries from the output cache: each fresh array of
-        # x's size cost its page faults; out= keeps 0-d results arrays)
-        with np.errstate(divide="ignore", over="ignore"):
-            # r = z^2 / (df + z^2) and z / (df + z^2) in forms that neither overflow (z^2) nor give
-            # inf / inf far in the tails; both are right at z = 0 (df / 0 = inf)
-            r = np.divide(np.sqrt(df), z, out=_backend.empty(z.shape, z.dtype))
-            np.square(r, out=r)
-            r += 1.0
-            np.divide(1.0, r, out=r)
-            zq = np.divide(df, z, out=_backend.empty(z.shape, z.dtype))
-            zq += z
-            np.divide(1.0, zq, out=zq)
-        d_df = _t_df_terms(z, df, r)
-        d_df += _psi_half_step_minus(df)
-        d_df *= 0.5
-        zq *= df + 1
-        zq /= self.scale
-        d_scale = np.multiply(r, df + 1, out=_backend.empty(r.shape, r.dtype))
-        d_scale -= 1.0
-        d_scale /= self.scale
-        grads = {"df": d_df, "loc": zq, "scale": d_scale}
-        if x.size and (math.isinf(lo) or math.isinf(hi)):
-            at_inf = np.isinf(x)  # the density vanishes there: 0, as the loc-scale families give
-            for v in grads.values():
-                v[np.broadcast_to(at_inf, v.shape)] = 0
-        return {k: self._reduce(k, v, n) for k, v in grads.items()}
+        g = self._log_prob_all(x, True)[1]
+        return {k: self._reduce(k, g[i], n) for i, k in enumerate(self.params)}
+
+    def _log_prob_all(self, x, grads):
+        """(log p(x), None) or (log p(x), (3, *x.shape) [d/d df, d/d loc, d/d scale]) from one kernel pass
+        (studentt_log_prob; arithmetic in float64 for either dtype: z^2 overflows float32 from |z| ~ 2e19
+        while log p is still finite). The special functions of df once per coordinate, here."""
+        lp = _backend.empty(x.shape, self.dtype)  # (the output cache)
+        g = _backend.empty((3,) + x.shape, self.dtype) if grads else None
+        if x.size:
+            df = self._flat(self.df).astype(np.float64)
+            c = np.asarray(lgamma_half_diff(0.5 * df) - 0.5 * np.log(df * math.pi)
+                           - np.log(self._flat(self.scale).astype(np.float64)), dtype=np.float64)
+            psi = _psi_half_step_minus(df) if grads else None
+            _backend.kernels().distributions.studentt_log_prob(
+                x, self._flat(self.df), self._flat(self.loc), self._flat(self.scale), c, psi, lp, g)
+        return lp, g
 
     @property
     def mean(self):
