@@ -34,36 +34,37 @@ inline double log1p_minus_series(double s) {
 }
 
 struct TArgs {
-  const double *c, *psi;
+  const double *c, *psi, *inv_df, *inv_scale;  // (1 / df and 1 / scale: products, not divisions, per element)
 };
 
 // Whether an element takes the common case: |z| <= kHugeZ and 1 + w finite (a tiny df overflows w), so
 // that 1 + w lies in the vector log's range.
-inline bool common(double z, double df) { return std::fabs(z) <= kHugeZ && 1.0 + z * z / df < HUGE_VAL; }
+inline bool common(double z, double inv_df) { return std::fabs(z) <= kHugeZ && 1.0 + z * z * inv_df < HUGE_VAL; }
 
 // The common case over a run of consecutive parameters (x finite, |z| <= kHugeZ), compiled per vector path:
 // lu = ln(1 + w) from the chunk's vector log, corrected to log1p(w) by ((1 + w) - 1 - w) / (1 + w).
 template <typename T, bool kGrads>
 __attribute__((always_inline)) inline void t_run(const T* __restrict x, const double* __restrict lu,
                                                  const T* __restrict df_, const T* __restrict loc_,
-                                                 const T* __restrict scale_, const double* __restrict c,
-                                                 const double* __restrict psi, int64_t run, T* __restrict lp,
-                                                 T* __restrict g_df, T* __restrict g_loc, T* __restrict g_scale) {
+                                                 const double* __restrict idf, const double* __restrict isc,
+                                                 const double* __restrict c, const double* __restrict psi,
+                                                 int64_t run, T* __restrict lp, T* __restrict g_df,
+                                                 T* __restrict g_loc, T* __restrict g_scale) {
   for (int64_t k = 0; k < run; ++k) {
-    const double df = df_[k], scale = scale_[k];
-    const double z = (static_cast<double>(x[k]) - static_cast<double>(loc_[k])) / scale;
-    const double zz = z * z, w = zz / df, u = 1.0 + w;
+    const double df = df_[k];
+    const double z = (static_cast<double>(x[k]) - static_cast<double>(loc_[k])) * isc[k];
+    const double zz = z * z, w = zz * idf[k], u = 1.0 + w;
     const double L = lu[k] - ((u - 1.0) - w) / u;  // log1p(w)
     lp[k] = static_cast<T>(c[k] - 0.5 * (df + 1.0) * L);
     if (kGrads) {
-      const double den = df + zz, r = zz / den;
+      const double iden = 1.0 / (df + zz), r = zz * iden;
       // -log1p(w) + (df + 1) r / df = T + r / df with T = r - log1p(w), below w = 1 formed as
       // -(log1p(w) - w) - w^2 / (1 + w) (each small term whole: they cancel to O(1 / df^2))
       const double lm = w < 1e-2 ? log1p_minus_series(w) : L - w;
       const double t = w < 1.0 ? -lm - w * w / u : r - L;
-      g_df[k] = static_cast<T>(0.5 * (t + r / df + psi[k]));
-      g_loc[k] = static_cast<T>((df + 1.0) * (z / den) / scale);
-      g_scale[k] = static_cast<T>(((df + 1.0) * r - 1.0) / scale);
+      g_df[k] = static_cast<T>(0.5 * (t + r * idf[k] + psi[k]));
+      g_loc[k] = static_cast<T>((df + 1.0) * (z * iden) * isc[k]);
+      g_scale[k] = static_cast<T>(((df + 1.0) * r - 1.0) * isc[k]);
     }
   }
 }
@@ -74,7 +75,8 @@ __attribute__((always_inline)) inline void t_run(const T* __restrict x, const do
                           int64_t lo, int64_t hi, int64_t batch, T* lp, T* gd, T* gl, T* gs) {                  \
     by_runs(lo, hi, batch, [&](int64_t o, int64_t j, int64_t run) {                                             \
       const int64_t i = lo + o;                                                                                 \
-      t_run<T, kGrads>(x + i, lu + o, df + j, loc + j, scale + j, a.c + j, a.psi + j, run, lp + i,              \
+      t_run<T, kGrads>(x + i, lu + o, df + j, loc + j, a.inv_df + j, a.inv_scale + j, a.c + j, a.psi + j, run,  \
+                       lp + i,                                                                                  \
                        kGrads ? gd + i : nullptr, kGrads ? gl + i : nullptr, kGrads ? gs + i : nullptr);        \
     });                                                                                                         \
   }
@@ -116,8 +118,13 @@ template <typename T>
 void studentt_log_prob(const T* x, int64_t n_total, const T* df, const T* loc, const T* scale, const double* c,
                        const double* psi, int64_t batch, T* logp, T* grads_out) {
   const bool grads = grads_out != nullptr;
+  std::vector<double> inv(2 * static_cast<size_t>(batch));
+  for (int64_t j = 0; j < batch; ++j) {
+    inv[j] = 1.0 / static_cast<double>(df[j]);
+    inv[batch + j] = 1.0 / static_cast<double>(scale[j]);
+  }
   T *d_df = grads_out, *d_loc = grads ? grads_out + n_total : nullptr, *d_scale = grads ? grads_out + 2 * n_total : nullptr;
-  const TArgs a{c, psi};
+  const TArgs a{c, psi, inv.data(), inv.data() + batch};
   auto rows = grads ? t_rows_base<T, true> : t_rows_base<T, false>;
 #if BG_HAVE_X86
   if (simd::use_avx512()) rows = grads ? t_rows_avx512<T, true> : t_rows_avx512<T, false>;
@@ -133,9 +140,9 @@ void studentt_log_prob(const T* x, int64_t n_total, const T* df, const T* loc, c
     bool odd = false;
     by_runs(lo, hi, batch, [&](int64_t o, int64_t j, int64_t run) {
       for (int64_t k = 0; k < run; ++k) {
-        const double z = (static_cast<double>(x[lo + o + k]) - static_cast<double>(loc[j + k])) / scale[j + k];
-        const bool ok = common(z, df[j + k]);
-        u[o + k] = ok ? 1.0 + z * z / df[j + k] : 1.0;
+        const double z = (static_cast<double>(x[lo + o + k]) - static_cast<double>(loc[j + k])) * a.inv_scale[j + k];
+        const bool ok = common(z, a.inv_df[j + k]);
+        u[o + k] = ok ? 1.0 + z * z * a.inv_df[j + k] : 1.0;
         odd = odd || !ok;
       }
     });
@@ -143,8 +150,8 @@ void studentt_log_prob(const T* x, int64_t n_total, const T* df, const T* loc, c
     rows(x, u, df, loc, scale, a, lo, hi, batch, logp, d_df, d_loc, d_scale);
     if (!odd) return;
     for (int64_t i = lo, j = lo % batch; i < hi; ++i) {
-      const double z = (static_cast<double>(x[i]) - static_cast<double>(loc[j])) / scale[j];
-      if (!common(z, df[j]))
+      const double z = (static_cast<double>(x[i]) - static_cast<double>(loc[j])) * a.inv_scale[j];
+      if (!common(z, a.inv_df[j]))
         t_element<T>(x[i], df[j], loc[j], scale[j], c[j], grads ? psi[j] : 0.0, logp + i,
                      grads ? d_df + i : nullptr, grads ? d_loc + i : nullptr, grads ? d_scale + i : nullptr);
       if (++j == batch) j = 0;
