@@ -336,6 +336,46 @@ def test_studentt_log_prob_kernels_agree_across_chunks_paths_and_edges(dtype):
                                              np.empty((3,) + x.shape, dtype))
 
 
+@pytest.mark.single_backend
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relaxed_bernoulli_log_prob_kernels_agree_across_chunks_paths_and_edges(dtype):
+    # 29 coordinates (temperature 0.05 .. 10, logits -30 .. 30) over 500 rows: several 4096-element chunks
+    # starting mid-batch; x near 0 (1e-10, subnormal) and 1, exactly 0 and 1, outside [0, 1]. The native
+    # kernel against the twin (log p alone, gradients alone, both), and its vector paths against its scalar path.
+    if len(BACKENDS) < 2:
+        pytest.skip("only one backend available")
+    t = np.geomspace(0.05, 10, 29).astype(dtype)
+    lg = np.linspace(-30, 30, 29).astype(dtype)
+    x = D.RelaxedBernoulli(t, logits=lg).sample(500, seed=9)
+    tiny = np.finfo(dtype).smallest_subnormal
+    x[0, :8] = [0.0, 1.0, -0.5, 1.5, tiny, 1e-10, np.nextafter(dtype(1), dtype(0)), 0.5]
+    core = _backend._core.distributions
+
+    def run(mod, lp=True, grads=True):
+        out_lp = np.empty_like(x) if lp else None
+        out_g = np.empty((2,) + x.shape, dtype) if grads else None
+        with np.errstate(all="ignore"):
+            mod.relaxed_bernoulli_log_prob(x, t, lg, out_lp, out_g)
+        return ([out_lp] if lp else []) + (list(out_g) if grads else [])
+
+    tol = 3e-6 if dtype == np.float32 else 1e-12
+    both = run(core)
+    pairs = list(zip(run(twin.distributions), both)) + list(zip(run(core, grads=False) + run(core, lp=False), both))
+    pairs += list(zip(on_simd_path("scalar", lambda: run(core)), both))
+    for w, g in pairs:
+        np.testing.assert_array_equal(np.isnan(w), np.isnan(g))
+        np.testing.assert_array_equal(np.isinf(w), np.isinf(g))
+        fin = np.isfinite(w)
+        # the terms of log p reach ~(t + 1) |ln x| ~ 1e3 at the edges: a relative and an absolute part
+        np.testing.assert_allclose(g[fin], w[fin], rtol=tol, atol=tol * 10)
+    lp, gt, gl = both
+    assert np.all(lp[0, :4] == -np.inf) and np.all(gt[0, :2] == -np.inf) and np.all(gl[0, :2] == [-1.0, 1.0])
+    assert np.isnan(gt[0, 2:4]).all() and np.isfinite(lp[0, 4:]).all()
+    for mod in (core, twin.distributions):
+        with pytest.raises(ValueError, match="logp, grads or both"):
+            mod.relaxed_bernoulli_log_prob(x, t, lg, None, None)
+
+
 # -------------------------------------------------------------- Poisson sampler
 # rates on both sides of the switch from inversion (rate < 10) to PTRS, and far into PTRS
 POISSON_RATES = np.array([0.05, 0.7, 3.0, 9.999, 10.0, 10.5, 37.0, 1000.0, 2.5e6])

@@ -194,6 +194,32 @@ void bind_typed(py::module_& m) {
       "Student t(df, loc, scale) log p(x) for x (n, B) into logp and, with grads (3, n, B) (and psi), its "
       "derivatives in df, loc and scale; c = lgamma((df + 1) / 2) - lgamma(df / 2) - ln(pi df) / 2 - ln scale and "
       "psi = psi((df + 1) / 2) - psi(df / 2) - 1 / df per coordinate (float64, B).");
+  m.def(
+      "relaxed_bernoulli_log_prob",
+      [](in_array<T> x, in_array<T> temperature, in_array<T> logits, std::optional<out_array<T>> logp,
+         std::optional<out_array<T>> grads) {
+        if (!logp && !grads) throw std::invalid_argument("give logp, grads or both");
+        same_size(temperature, logits, "temperature", "logits");
+        batch_of(x, temperature, "x", "temperature");
+        if (logp) {
+          same_size(x, *logp, "x", "logp");
+          require_writeable(*logp, "logp");
+        }
+        if (grads) {
+          if (grads->size() != 2 * x.size())
+            throw std::invalid_argument("grads must have 2 times the size of x (d/d temperature, d/d logits)");
+          require_writeable(*grads, "grads");
+        }
+        const T *px = x.data(), *pt = temperature.data(), *pl = logits.data();
+        T *o0 = logp ? logp->mutable_data() : nullptr, *og = grads ? grads->mutable_data() : nullptr;
+        const int64_t n = size_of(x), b = size_of(temperature);
+        py::gil_scoped_release rel;
+        relaxed_bernoulli_log_prob<T>(px, n, pt, pl, b, o0, og);
+      },
+      py::arg("x"), py::arg("temperature"), py::arg("logits"), py::arg("logp").noconvert().none(true),
+      py::arg("grads").noconvert().none(true) = py::none(),
+      "RelaxedBernoulli(temperature, logits) log p(x) for x (n, B) into logp (-inf outside (0, 1)) and its "
+      "derivatives in temperature and logits into grads (2, n, B), each unless None (not both).");
 }
 
 // Poisson: its own function so that the Gamma bindings above stay untouched.

@@ -76,6 +76,13 @@ template <typename T>
 void studentt_log_prob(const T* x, int64_t n_total, const T* df, const T* loc, const T* scale, const double* c,
                        const double* psi, int64_t batch, T* logp, T* grads);
 
+// RelaxedBernoulli(temperature, logits) (binary Concrete) log density of x (n, B) into logp and its derivatives
+// in temperature and logits (B,) into grads (2, n, B), each unless null (not both). All arithmetic in double;
+// x outside (0, 1): log p = -inf (relaxed_bernoulli.cpp).
+template <typename T>
+void relaxed_bernoulli_log_prob(const T* x, int64_t n_total, const T* temperature, const T* logits, int64_t batch,
+                                T* logp, T* grads);
+
 // ln X of one unit-rate Gamma(alpha) draw: gamma element `element` (see above).
 double log_gamma_draw(double alpha, uint64_t seed, uint64_t stream, uint64_t element);
 

@@ -17,14 +17,14 @@ import numpy as np
 from scipy import special as sp
 
 from .._codes import LocScaleFamily, from_int
-from .._numerics import lgamma_corr, log1p_minus_series
+from .._numerics import lgamma_corr, log1p_minus_series, sigmoid
 from .random import SUBSTREAM_BLOCKS, fill_normal, fill_uniform, substream_blocks, u01_f64
 
 __all__ = [
     "lgamma", "digamma", "trigamma", "gammainc", "gammaincc", "betainc",
     "gamma_dx_da", "beta_dx_dab", "studentt_dt_ddf",
     "sample_locscale", "locscale_log_prob", "sample_gamma", "sample_beta", "sample_dirichlet",
-    "gamma_log_prob", "studentt_log_prob",
+    "gamma_log_prob", "studentt_log_prob", "relaxed_bernoulli_log_prob",
     "sample_poisson",
     "categorical_from_uniform",
 ]
@@ -634,3 +634,44 @@ def studentt_log_prob(x, df, loc, scale, c, psi, logp, grads=None):
         np.divide(r, s, out=g[2], casting="unsafe")
         if inf.any():
             g[:, inf] = 0.0
+
+
+# --------------------------------------------------------------- RelaxedBernoulli (relaxed_bernoulli.cpp)
+def relaxed_bernoulli_log_prob(x, temperature, logits, logp, grads=None):
+    """RelaxedBernoulli(temperature, logits) log p(x) for x (n, B) into logp (-inf outside (0, 1)) and its
+    derivatives in temperature and logits into grads (2, n, B), each unless None (not both)."""
+    if logp is None and grads is None:
+        raise ValueError("give logp, grads or both")
+    if np.size(temperature) != np.size(logits):
+        raise ValueError(f"temperature and logits must have the same size, got {np.size(temperature)} and "
+                         f"{np.size(logits)}")
+    b = _batch(np.size(x), temperature, "temperature")
+    if logp is not None:
+        _check_out(logp, "logp")
+        _check_same(logp, ("x", x))
+    if grads is not None:
+        _check_out(grads, "grads")
+        if grads.size != 2 * np.size(x):
+            raise ValueError("grads must have 2 times the size of x (d/d temperature, d/d logits)")
+    xi = np.asarray(x, dtype=np.float64).reshape(-1, b)
+    t, lg = _f64(temperature), _f64(logits)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        lx, l1x = np.log(xi), np.log1p(-xi)
+        if logp is not None:
+            lp = np.log(t) + lg - (t + 1) * (lx + l1x) - 2 * np.logaddexp(lg - t * lx, -t * l1x)
+            if xi.size and not (xi.min() > 0 and xi.max() < 1):
+                lp[~((xi > 0) & (xi < 1))] = -np.inf
+            logp.reshape(-1, b)[...] = lp
+        if grads is None:
+            return
+        # with D = log(1 - x) - log x and w = sigmoid(logits + t D): d/d logits = 1 - 2 w and
+        # d/dt = 1/t - (log x + log(1 - x)) + 2 (w log x + (1 - w) log(1 - x)) = 1/t + D (1 - 2 w)
+        d = np.subtract(l1x, lx, out=l1x)
+        dl = sigmoid(d * t + lg)
+        dl *= -2
+        dl += 1
+        g = grads.reshape(2, -1, b)
+        g[1] = dl
+        d *= dl
+        d += 1.0 / t
+        g[0] = d

@@ -86,16 +86,7 @@ class RelaxedBernoulli(_Logits):
         -------
         ``(*sample_shape, *batch_shape)`` array
         """
-        x, lo, hi = self._x_range(x)
-        with np.errstate(divide="ignore", invalid="ignore"):  # outside (0, 1): masked below
-            lx, l1x = np.log(x), np.log1p(-x)
-        t, lg = self.temperature, self.logits
-        # every x in (0, 1) (x's range, read once): no masks (the same values)
-        inside = None if x.size and lo > 0 and hi < 1 else (x > 0) & (x < 1)
-        if inside is not None:
-            lx, l1x = np.where(inside, lx, -1.0), np.where(inside, l1x, -1.0)
-        lp = np.log(t) + lg - (t + 1) * (lx + l1x) - 2 * np.logaddexp(lg - t * lx, -t * l1x)
-        return (lp if inside is None else np.where(inside, lp, -np.inf)).astype(self.dtype)
+        return self._kernel(self._x(x), False)
 
     def score(self, x):
         """Gradients of ``log_prob(x)`` with respect to each parameter.
@@ -106,25 +97,24 @@ class RelaxedBernoulli(_Logits):
 
         Returns
         -------
-        dict {param: ``(*sample_shape, *param.shape)``}, summed over the dimensions a parameter was broadcast along
+        dict {param: ``(*sample_shape, *param.shape)``}, summed over the dimensions a parameter was broadcast along;
+        at x = 0 / 1 the limits (temperature -inf, logits -1 / +1)
         """
-        x, lx, l1x = self._parts(x)
+        x = self._x(x)
         n = self._lead(x)
-        t, lg = self.temperature, self.logits
-        # with D = log(1 - x) - log x and w = sigmoid(logits + t D): d/d logits = 1 - 2 w and
-        # d/dt = 1/t - (log x + log(1 - x)) + 2 (w log x + (1 - w) log(1 - x)) = 1/t + D (1 - 2 w),
-        # in the buffers of the logs (fresh temporaries of x's size were most of the time)
-        dx = np.subtract(l1x, lx, out=l1x)
-        a = np.multiply(dx, t)
-        a += lg
-        d_l = sigmoid(a)
-        d_l *= -2
-        d_l += 1
-        with np.errstate(invalid="ignore"):  # x at 0 or 1: D infinite, 1 - 2 w -+1 (inf - inf avoided)
-            d_t = np.multiply(dx, d_l, out=dx if dx.shape == d_l.shape else None)
-        d_t += 1.0 / t
-        return {"temperature": self._reduce("temperature", d_t, n),
-                self.prob_param: self._reduce(self.prob_param, self._dlogits(d_l), n)}
+        g = self._kernel(x, True)
+        return {"temperature": self._reduce("temperature", g[0], n),
+                self.prob_param: self._reduce(self.prob_param, self._dlogits(g[1]), n)}
+
+    def _kernel(self, x, grads):
+        """log p(x) (x's shape), or the (2, *x.shape) [d/d temperature, d/d logits] with ``grads``, from one
+        kernel pass (relaxed_bernoulli_log_prob, in float64 for either dtype)."""
+        out = _backend.empty(((2,) if grads else ()) + x.shape, self.dtype)  # (the output cache)
+        if x.size:
+            _backend.kernels().distributions.relaxed_bernoulli_log_prob(
+                x, self._flat(self.temperature), self._flat(self.logits), None if grads else out,
+                out if grads else None)
+        return out
 
     def rsample_vjp(self, x, g):
         """Per-sample vector-Jacobian products ``g . dx/dparam`` at samples ``x``.
