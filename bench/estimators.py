@@ -43,6 +43,16 @@ separate, untimed calls, with ``bound = numpy / shared(native)``: the largest ra
 possible if the native estimator spent nothing outside that part.
 
 Writes bench/results/estimators.json (``--out`` for another name) and prints a table.
+OpenBLAS's idle threads: the twin's surrogate network (the RELAX rows) runs NumPy's BLAS, whose
+worker thread then spins for OpenBLAS's thread timeout (2^28 cycles, ~0.1 s) after each product: it
+held the second vCPU through most of the native block that followed (its CPU ticks over a block of
+five Categorical RELAX calls: 20-30 ms of the block's 26-34 ms), and our pool's worker waited for it
+(native wall 5.0-7.3 ms a call against 3.9-4.2 ms of the calling thread's CPU time). Nothing in a
+native call runs NumPy's BLAS. The bench therefore sets OPENBLAS_THREAD_TIMEOUT=4 (2^4 cycles,
+OpenBLAS's minimum) before NumPy loads, unless the variable is already set (=28 keeps OpenBLAS's
+default); the twin's times were the same with either setting (relax rows 16.3-17.8 / 22.5-24.3 ms).
+The results record the value.
+
 Run: PYTHONPATH=python python bench/estimators.py [--repeats 15] [--rounds 3] [--threads 1] [--rows relax,poisson]
 (``--rows``: only the end-to-end rows whose name contains one of the substrings).
 """
@@ -53,11 +63,13 @@ import json
 import os
 import time
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # before NumPy's OpenBLAS starts (see above)
 
-import bayesgrad as bg
-from bayesgrad import _backend
-from bayesgrad._quickbench import load_average, machine_info, median_time
+import numpy as np  # noqa: E402
+
+import bayesgrad as bg  # noqa: E402
+from bayesgrad import _backend  # noqa: E402
+from bayesgrad._quickbench import load_average, machine_info, median_time  # noqa: E402
 
 D, N = 1000, 1000
 
@@ -122,7 +134,8 @@ def main():
            "info": bg.backend_info(), "end_to_end": {},
            "cpu_time_note": "thread_time of the calling thread: the whole work only with --threads 1",
            "accumulation": {}, "threads": bg.get_num_threads(),
-           "load_average_at_start": load_average(), "machine": machine_info(), "heap": heap}
+           "load_average_at_start": load_average(), "machine": machine_info(), "heap": heap,
+           "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT")}
     res["info"] = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
                    for k, v in res["info"].items()}
     # issue 16: the new estimators, same f; D = 100 Bernoulli / Normal coordinates where the
