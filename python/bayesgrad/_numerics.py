@@ -1,9 +1,10 @@
 """Elementwise numerics shared by the Python layer and the NumPy twin: one
-definition of each link function (docs/design.md, "Shared numerics").
+definition of each link function (docs/design.md, "Twins").
 
 Every function keeps the floating dtype of its input and is finite for any
 finite input. The sigmoid is the two-branch form the C++ core uses
-(mlp::act), exact in both tails, where 0.5 (1 + tanh(x / 2)) rounds to 0.
+(mlp::act; here SciPy's expit), exact in both tails, where 0.5 (1 + tanh(x / 2))
+rounds to 0.
 """
 from __future__ import annotations
 
