@@ -334,6 +334,11 @@ def test_studentt_log_prob_kernels_agree_across_chunks_paths_and_edges(dtype):
     with pytest.raises(ValueError, match="psi and grads"):
         twin.distributions.studentt_log_prob(x, df, loc, scale, c, None, np.empty_like(x),
                                              np.empty((3,) + x.shape, dtype))
+    for mod in (core, twin.distributions):
+        with pytest.raises(ValueError, match="grads must have 3 times the size of x"):
+            mod.studentt_log_prob(x, df, loc, scale, c, psi, np.empty_like(x), np.empty((2,) + x.shape, dtype))
+        with pytest.raises(ValueError, match="grads must have 2 times the size of x"):
+            mod.relaxed_bernoulli_log_prob(x, df, loc, None, np.empty((3,) + x.shape, dtype))
 
 
 @pytest.mark.single_backend

@@ -553,6 +553,18 @@ def categorical_from_uniform(u, cdf, out):
 
 
 # --------------------------------------------------------------- Student t (studentt.cpp)
+def _check_density_outs(x, logp, grads, k, what):
+    """The outputs of a log-density kernel: logp x's size, grads (k, *x's shape) (``what`` its rows), each
+    unless None."""
+    if logp is not None:
+        _check_out(logp, "logp")
+        _check_same(logp, ("x", x))
+    if grads is not None:
+        _check_out(grads, "grads")
+        if grads.size != k * np.size(x):
+            raise ValueError(f"grads must have {k} times the size of x ({what})")
+
+
 def _log1p_z2(z, df):
     """log(1 + z^2 / df), float64, also where z^2 or z^2 / df overflows (|z| above ~1e154, or a tiny df; log p
     still finite): there as 2 ln|z| - ln df + log1p(df / z^2) (studentt.cpp takes that form from |z| = 1e150)."""
@@ -597,12 +609,7 @@ def studentt_log_prob(x, df, loc, scale, c, psi, logp, grads=None):
         if np.size(a) != np.size(df):
             raise ValueError(f"df and {name} must have the same size, got {np.size(df)} and {np.size(a)}")
     b = _batch(np.size(x), df, "df")
-    _check_out(logp, "logp")
-    _check_same(logp, ("x", x))
-    if grads is not None:
-        _check_out(grads, "grads")
-        if grads.size != 3 * np.size(x):
-            raise ValueError("grads must have 3 times the size of x (d/d df, d/d loc, d/d scale)")
+    _check_density_outs(x, logp, grads, 3, "d/d df, d/d loc, d/d scale")
     xi = np.asarray(x, dtype=np.float64).reshape(-1, b)
     f, m, s = _f64(df), _f64(loc), _f64(scale)
     with np.errstate(all="ignore"):
@@ -646,13 +653,7 @@ def relaxed_bernoulli_log_prob(x, temperature, logits, logp, grads=None):
         raise ValueError(f"temperature and logits must have the same size, got {np.size(temperature)} and "
                          f"{np.size(logits)}")
     b = _batch(np.size(x), temperature, "temperature")
-    if logp is not None:
-        _check_out(logp, "logp")
-        _check_same(logp, ("x", x))
-    if grads is not None:
-        _check_out(grads, "grads")
-        if grads.size != 2 * np.size(x):
-            raise ValueError("grads must have 2 times the size of x (d/d temperature, d/d logits)")
+    _check_density_outs(x, logp, grads, 2, "d/d temperature, d/d logits")
     xi = np.asarray(x, dtype=np.float64).reshape(-1, b)
     t, lg = _f64(temperature), _f64(logits)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
