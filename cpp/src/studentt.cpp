@@ -28,9 +28,8 @@ constexpr double kHugeZ = 1e150;  // from here z^2 is near overflow: the scalar 
 
 // log1p(w) - w for 0 <= w < 1e-2 by its series (where the difference cancels): the twin's polynomial.
 inline double log1p_minus_series(double s) {
-  return s * s *
-         (-1.0 / 2 + s * (1.0 / 3 + s * (-1.0 / 4 + s * (1.0 / 5 + s * (-1.0 / 6 + s * (1.0 / 7 + s * (-1.0 / 8 +
-                                                                                               s * (1.0 / 9 - s / 10))))))));
+  const double tail = 1.0 / 7 + s * (-1.0 / 8 + s * (1.0 / 9 - s / 10));
+  return s * s * (-1.0 / 2 + s * (1.0 / 3 + s * (-1.0 / 4 + s * (1.0 / 5 + s * (-1.0 / 6 + s * tail)))));
 }
 
 struct TArgs {
@@ -123,7 +122,9 @@ void studentt_log_prob(const T* x, int64_t n_total, const T* df, const T* loc, c
     inv[j] = 1.0 / static_cast<double>(df[j]);
     inv[batch + j] = 1.0 / static_cast<double>(scale[j]);
   }
-  T *d_df = grads_out, *d_loc = grads ? grads_out + n_total : nullptr, *d_scale = grads ? grads_out + 2 * n_total : nullptr;
+  T* d_df = grads_out;
+  T* d_loc = grads ? grads_out + n_total : nullptr;
+  T* d_scale = grads ? grads_out + 2 * n_total : nullptr;
   const TArgs a{c, psi, inv.data(), inv.data() + batch};
   auto rows = grads ? t_rows_base<T, true> : t_rows_base<T, false>;
 #if BG_HAVE_X86
