@@ -282,10 +282,10 @@ POS = Array(lambda rng: rng.uniform(0.5, 2.0, 3))
 REAL = Array(lambda rng: rng.normal(size=3))
 
 
-def _dist_case(make, params, x_make, *, has_entropy=True, has_kl=True, allow_nan=False):
+def _dist_case(make, params, x_make, *, has_entropy=True, has_kl=True, allow_nan=False, has_score=False):
     def fn(n, seed, x, **p):
         d = make(**p)
-        out = [d.sample(n, seed=seed), d.log_prob(x)]
+        out = [d.sample(n, seed=seed), d.log_prob(x)] + ([d.score(x)] if has_score else [])
         if has_entropy:
             out += [d.entropy(), d.mean, d.variance]
         if has_kl:
@@ -307,7 +307,10 @@ CASES = {
     "Laplace": _dist_case(D.Laplace, {"loc": REAL, "scale": POS}, lambda rng: rng.normal(size=3)),
     "Gumbel": _dist_case(D.Gumbel, {"loc": REAL, "scale": POS}, lambda rng: rng.normal(size=3)),
     "StudentT": _dist_case(D.StudentT, {"df": POS, "loc": REAL, "scale": POS}, lambda rng: rng.normal(size=3),
-                           has_kl=False, allow_nan=True),  # mean / variance are NaN for df <= 1 / 2
+                           has_kl=False, allow_nan=True, has_score=True),  # mean / variance NaN for df <= 1 / 2
+    "RelaxedBernoulli": _dist_case(lambda temperature, logits: D.RelaxedBernoulli(temperature, logits=logits),
+                                   {"temperature": POS, "logits": REAL}, lambda rng: rng.uniform(0.02, 0.98, 3),
+                                   has_entropy=False, has_kl=False, has_score=True),
     "Gamma": _dist_case(D.Gamma, {"concentration": POS, "rate": POS}, lambda rng: rng.uniform(0.1, 3, 3)),
     "Beta": _dist_case(D.Beta, {"concentration1": POS, "concentration0": POS},
                        lambda rng: rng.uniform(0.05, 0.95, 3)),

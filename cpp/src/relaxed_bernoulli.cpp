@@ -102,7 +102,7 @@ BG_RB_ISA(, base)
 
 // One value by the scalar rules (libm; the same formulas): x subnormal, or outside (0, 1), where
 // log p = -inf and the gradients are the limits the formulas give at x = 0 / 1 (d/dt -inf, d/d logits
-// -1 / +1; NaN beyond).
+// -1 / +1), and 0 beyond [0, 1], where the density vanishes (as Gamma's below 0).
 template <typename T>
 void rb_element(double x, double t, double lg, double log_t, double inv_t, T* lp, T* gt, T* gl) {
   const double lx = std::log(x), l1x = std::log1p(-x), d = l1x - lx, a = lg + t * d;
@@ -111,9 +111,10 @@ void rb_element(double x, double t, double lg, double log_t, double inv_t, T* lp
     *lp = static_cast<T>(x > 0.0 && x < 1.0 ? log_t + lg - (t + 1.0) * (lx + l1x) - 2.0 * (sp - t * l1x)
                                             : -std::numeric_limits<double>::infinity());
   if (gt) {
+    const bool beyond = x < 0.0 || x > 1.0;
     const double w = (a >= 0.0 ? 1.0 : e) / (1.0 + e), dl = 1.0 - 2.0 * w;
-    *gl = static_cast<T>(dl);
-    *gt = static_cast<T>(inv_t + d * dl);
+    *gl = static_cast<T>(beyond ? 0.0 : dl);
+    *gt = static_cast<T>(beyond ? 0.0 : inv_t + d * dl);
   }
 }
 

@@ -78,7 +78,7 @@ void studentt_log_prob(const T* x, int64_t n_total, const T* df, const T* loc, c
 
 // RelaxedBernoulli(temperature, logits) (binary Concrete) log density of x (n, B) into logp and its derivatives
 // in temperature and logits (B,) into grads (2, n, B), each unless null (not both). All arithmetic in double;
-// x outside (0, 1): log p = -inf (relaxed_bernoulli.cpp).
+// x outside (0, 1): log p = -inf, the gradients their limits at x = 0 / 1 and 0 beyond (relaxed_bernoulli.cpp).
 template <typename T>
 void relaxed_bernoulli_log_prob(const T* x, int64_t n_total, const T* temperature, const T* logits, int64_t batch,
                                 T* logp, T* grads);

@@ -676,3 +676,5 @@ def relaxed_bernoulli_log_prob(x, temperature, logits, logp, grads=None):
         d *= dl
         d += 1.0 / t
         g[0] = d
+        if xi.size and not (xi.min() >= 0 and xi.max() <= 1):
+            g[:, (xi < 0) | (xi > 1)] = 0.0  # beyond [0, 1] the density vanishes (as Gamma's below 0)

@@ -98,7 +98,7 @@ class RelaxedBernoulli(_Logits):
         Returns
         -------
         dict {param: ``(*sample_shape, *param.shape)``}, summed over the dimensions a parameter was broadcast along;
-        at x = 0 / 1 the limits (temperature -inf, logits -1 / +1)
+        at x = 0 / 1 the limits (temperature -inf, logits -1 / +1), beyond [0, 1] zero (the density vanishes)
         """
         x = self._x(x)
         n = self._lead(x)
