@@ -384,8 +384,8 @@ BG_PART_ISA(, base)
 BG_V2 V2 row_part_short(const double* g, const double* y, const double* gt, const double* yt, V2 r, V2 s, V2 pc,
                         double ft, double inv, Masks2 m) {
   const V2 G = ld(g, m), Y = ld(y, m), GT = ld(gt, m), YT = ld(yt, m);
-  const double sz = sum(G * Y), st = sum(GT * YT);
-  const V2 A = Y * (G - bc(sz)), B = r * YT * (GT - bc(st));
+  const double sz = sum(G * Y), szt = sum(GT * YT);  // (RowPart's sz and st)
+  const V2 A = Y * (G - bc(sz)), B = r * YT * (GT - bc(szt));
   const double Sz = sum(A) * inv, St = sum(B) * inv;
   return bc(-ft) * s + A * bc(inv) - pc * bc(Sz) - (B * bc(inv) - pc * bc(St));
 }
