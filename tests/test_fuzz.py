@@ -255,8 +255,10 @@ def check_case(case, data):
             bad &= ~np.isnan(arr)
         assert not bad.any(), f"{target}={variant}: non-finite answer {arr}"
     ref = outs[BACKENDS[0]][1]
+    # float32 inputs give float32 answers, which the backends may round apart by an ulp (1.2e-7) or a few
+    rtol = max(case.rtol, 1e-5) if variant == "float32" else case.rtol
     for b in BACKENDS[1:]:
-        assert _close(ref, outs[b][1], case.rtol), f"{target}={variant}: backends differ"
+        assert _close(ref, outs[b][1], rtol), f"{target}={variant}: backends differ"
     if variant in LAYOUT:
         base = _run(case.fn, valid, BACKENDS[0])
         assert base[0] == "ok" and _close(base[1], ref, 1e-12), f"{target}={variant} changed the answer"
