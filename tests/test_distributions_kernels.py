@@ -381,6 +381,40 @@ def test_relaxed_bernoulli_log_prob_kernels_agree_across_chunks_paths_and_edges(
             mod.relaxed_bernoulli_log_prob(x, t, lg, None, None)
 
 
+@pytest.mark.single_backend
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bernoulli_log_prob_kernels_agree_and_are_exact_at_zero_and_one(dtype):
+    # 23 coordinates over 3000 rows (several chunks, starting mid-batch), logits -40 .. 40 and p = 0 / 1
+    # (a log -inf); x in {0, 1} and fractional: exactly ln p at 1 and ln(1 - p) at 0, no NaN from 0 * -inf,
+    # native (every path) against the twin
+    if len(BACKENDS) < 2:
+        pytest.skip("only one backend available")
+    lg = np.linspace(-40, 40, 23)
+    lp1, lp0 = (-np.logaddexp(0, -lg)).astype(dtype), (-np.logaddexp(0, lg)).astype(dtype)
+    lp1[3], lp0[3] = -np.inf, 0.0  # p = 0
+    lp1[7], lp0[7] = 0.0, -np.inf  # p = 1
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 2, (3000, 23)).astype(dtype)
+    x[::7] = rng.uniform(0, 1, (x[::7].shape)).astype(dtype)
+    core = _backend._core.distributions
+
+    def run(mod):
+        out = np.full_like(x, np.nan)
+        mod.bernoulli_log_prob(x, lp1, lp0, out)
+        return out
+
+    got = run(core)
+    for other in (run(twin.distributions), on_simd_path("scalar", lambda: run(core))):
+        np.testing.assert_allclose(got, other, rtol=4 * np.finfo(dtype).eps, atol=0)
+    ones, zeros = x == 1, x == 0
+    np.testing.assert_array_equal(got[ones], np.broadcast_to(lp1, x.shape)[ones])
+    np.testing.assert_array_equal(got[zeros], np.broadcast_to(lp0, x.shape)[zeros])
+    assert not np.isnan(got).any() and np.isneginf(got[:, 3][x[:, 3] > 0]).all()
+    for mod in (core, twin.distributions):
+        with pytest.raises(ValueError, match="lp1 and lp0"):
+            mod.bernoulli_log_prob(x, lp1, lp0[:5], np.empty_like(x))
+
+
 # -------------------------------------------------------------- Poisson sampler
 # rates on both sides of the switch from inversion (rate < 10) to PTRS, and far into PTRS
 POISSON_RATES = np.array([0.05, 0.7, 3.0, 9.999, 10.0, 10.5, 37.0, 1000.0, 2.5e6])

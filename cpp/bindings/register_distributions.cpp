@@ -195,6 +195,22 @@ void bind_typed(py::module_& m) {
       "derivatives in df, loc and scale; c = lgamma((df + 1) / 2) - lgamma(df / 2) - ln(pi df) / 2 - ln scale and "
       "psi = psi((df + 1) / 2) - psi(df / 2) - 1 / df per coordinate (float64, B).");
   m.def(
+      "bernoulli_log_prob",
+      [](in_array<T> x, in_array<T> lp1, in_array<T> lp0, out_array<T> out) {
+        same_size(lp1, lp0, "lp1", "lp0");
+        batch_of(x, lp1, "x", "lp1");
+        same_size(x, out, "x", "out");
+        require_writeable(out, "out");
+        const T *px = x.data(), *p1 = lp1.data(), *p0 = lp0.data();
+        T* po = out.mutable_data();
+        const int64_t n = size_of(x), b = size_of(lp1);
+        py::gil_scoped_release rel;
+        bernoulli_log_prob<T>(px, n, p1, p0, b, po);
+      },
+      py::arg("x"), py::arg("lp1"), py::arg("lp0"), py::arg("out").noconvert(),
+      "Bernoulli log probability x lp1 + (1 - x) lp0 for x (n, B) in [0, 1] into out, lp1 = ln p and lp0 = "
+      "ln(1 - p) (B,): exactly lp1 at x = 1 and lp0 at x = 0.");
+  m.def(
       "relaxed_bernoulli_log_prob",
       [](in_array<T> x, in_array<T> temperature, in_array<T> logits, std::optional<out_array<T>> logp,
          std::optional<out_array<T>> grads) {

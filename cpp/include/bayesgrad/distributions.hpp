@@ -83,6 +83,11 @@ template <typename T>
 void relaxed_bernoulli_log_prob(const T* x, int64_t n_total, const T* temperature, const T* logits, int64_t batch,
                                 T* logp, T* grads);
 
+// Bernoulli log probability out = x lp1 + (1 - x) lp0 of x (n, B) in [0, 1], lp1 = ln p and lp0 = ln(1 - p)
+// per coordinate (B,): exactly lp1 at x = 1 and lp0 at x = 0 (also where the other is -inf) (bernoulli.cpp).
+template <typename T>
+void bernoulli_log_prob(const T* x, int64_t n_total, const T* lp1, const T* lp0, int64_t batch, T* out);
+
 // ln X of one unit-rate Gamma(alpha) draw: gamma element `element` (see above).
 double log_gamma_draw(double alpha, uint64_t seed, uint64_t stream, uint64_t element);
 

@@ -24,7 +24,7 @@ __all__ = [
     "lgamma", "digamma", "trigamma", "gammainc", "gammaincc", "betainc",
     "gamma_dx_da", "beta_dx_dab", "studentt_dt_ddf",
     "sample_locscale", "locscale_log_prob", "sample_gamma", "sample_beta", "sample_dirichlet",
-    "gamma_log_prob", "studentt_log_prob", "relaxed_bernoulli_log_prob",
+    "gamma_log_prob", "studentt_log_prob", "relaxed_bernoulli_log_prob", "bernoulli_log_prob",
     "sample_poisson",
     "categorical_from_uniform",
 ]
@@ -678,3 +678,26 @@ def relaxed_bernoulli_log_prob(x, temperature, logits, logp, grads=None):
         g[0] = d
         if xi.size and not (xi.min() >= 0 and xi.max() <= 1):
             g[:, (xi < 0) | (xi > 1)] = 0.0  # beyond [0, 1] the density vanishes (as Gamma's below 0)
+
+
+# --------------------------------------------------------------- Bernoulli (bernoulli.cpp)
+def bernoulli_log_prob(x, lp1, lp0, out):
+    """Bernoulli log probability x lp1 + (1 - x) lp0 for x (n, B) in [0, 1] into out, lp1 = ln p and
+    lp0 = ln(1 - p) (B,): exactly lp1 at x = 1 and lp0 at x = 0."""
+    if np.size(lp1) != np.size(lp0):
+        raise ValueError(f"lp1 and lp0 must have the same size, got {np.size(lp1)} and {np.size(lp0)}")
+    b = _batch(np.size(x), lp1, "lp1")
+    _check_out(out, "out")
+    _check_same(out, ("x", x))
+    dt = out.dtype
+    xi = np.asarray(x, dtype=dt).reshape(-1, b)
+    a, c = np.asarray(lp1, dtype=dt).reshape(-1), np.asarray(lp0, dtype=dt).reshape(-1)
+    o = out.reshape(-1, b)
+    with np.errstate(invalid="ignore"):
+        if np.isfinite(a).all() and np.isfinite(c).all():  # x lp1 + (1 - x) lp0 in place: exact at 0 and 1
+            np.multiply(xi, a, out=o)
+            t = np.subtract(1, xi, dtype=dt)
+            t *= c
+            o += t
+        else:  # p = 0 or 1 somewhere: the ends chosen, not multiplied (0 * -inf)
+            o[...] = np.where(xi == 1, a, np.where(xi == 0, c, xi * a + (1 - xi) * c))
