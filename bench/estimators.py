@@ -50,7 +50,8 @@ five Categorical RELAX calls: 20-30 ms of the block's 26-34 ms), and our pool's 
 (native wall 5.0-7.3 ms a call against 3.9-4.2 ms of the calling thread's CPU time). Nothing in a
 native call runs NumPy's BLAS. The bench therefore sets OPENBLAS_THREAD_TIMEOUT=4 (2^4 cycles,
 OpenBLAS's minimum) before NumPy loads, unless the variable is already set (=28 keeps OpenBLAS's
-default); the twin's times were the same with either setting (relax rows 16.3-17.8 / 22.5-24.3 ms).
+default); the twin's times were the same with either setting (five runs each, RELAX Bernoulli /
+Categorical: 15.9-17.0 / 21.8-22.8 ms against 15.7-18.0 / 20.9-24.4 ms).
 The results record the value.
 
 Run: PYTHONPATH=python python bench/estimators.py [--repeats 15] [--rounds 3] [--threads 1] [--rows relax,poisson]
