@@ -54,10 +54,7 @@ void bernoulli_log_prob(const T* x, int64_t n_total, const T* lp1, const T* lp0,
   if (simd::use_avx512()) rows = bernoulli_rows_avx512<T>;
   else if (simd::use_avx2()) rows = bernoulli_rows_avx2<T>;
 #endif
-  parallel_chunks((n_total + kChunk - 1) / kChunk, [&](int64_t ch) {
-    const int64_t lo = ch * kChunk;
-    rows(x, lp1, lp0, lo, std::min(n_total, lo + kChunk), batch, out);
-  });
+  chunked(n_total, kChunk, [&](int64_t lo, int64_t hi) { rows(x, lp1, lp0, lo, hi, batch, out); });
 }
 
 template void bernoulli_log_prob<float>(const float*, int64_t, const float*, const float*, int64_t, float*);

@@ -25,28 +25,12 @@ namespace {
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 constexpr int64_t kChunk = 4096;           // elements per parallel chunk (fixed)
 
-template <typename F>
-void chunked(int64_t n, int64_t chunk, F f) {
-  parallel_chunks((n + chunk - 1) / chunk, [&](int64_t ch) {
-    const int64_t lo = ch * chunk, hi = lo + chunk < n ? lo + chunk : n;
-    f(lo, hi);
-  });
-}
-
 void check_batch(int64_t n_total, int64_t batch) {
   if (batch <= 0 || n_total % batch != 0)
     throw std::invalid_argument("output size must be a multiple of the parameters' batch size");
 }
 
 using samplers::gamma_draw;  // the scalar loop, shared with the CUDA kernels
-
-// Per-thread scratch of the gamma-family chunks (slot 0: shapes, 1: draws),
-// reused: zeroing fresh vectors per 4096-element chunk cost a tenth of a draw.
-double* scratch(int slot, int64_t n) {
-  thread_local std::vector<double> buf[3];
-  if (buf[slot].size() < static_cast<size_t>(n)) buf[slot].resize(static_cast<size_t>(n));
-  return buf[slot].data();
-}
 
 // gamma_c of each of n shapes (as doubles), for gamma_run: computed once per parameter, not per draw.
 template <typename T>

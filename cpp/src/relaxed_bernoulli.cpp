@@ -147,11 +147,9 @@ void relaxed_bernoulli_log_prob(const T* x, int64_t n_total, const T* temperatur
                         : with_grads ? rb_out_rows_avx2<T, true, true> : rb_out_rows_avx2<T, true, false>;
   }
 #endif
-  parallel_chunks((n_total + kChunk - 1) / kChunk, [&](int64_t ch) {
-    const int64_t lo = ch * kChunk, hi = std::min(n_total, lo + kChunk), len = hi - lo;
-    thread_local std::vector<double> buf;
-    if (buf.size() < 4 * static_cast<size_t>(len)) buf.resize(4 * static_cast<size_t>(len));
-    double *lx = buf.data(), *l1 = lx + len, *e = l1 + len, *lu = e + len;
+  chunked(n_total, kChunk, [&](int64_t lo, int64_t hi) {
+    const int64_t len = hi - lo;
+    double *lx = scratch(0, 2 * len), *l1 = lx + len, *e = scratch(1, 2 * len), *lu = e + len;
     // ln x and ln(1 - x) (x = 1/2 where the value takes the scalar rules: inside the vector log's range)
     bool odd = false;
     for (int64_t i = 0; i < len; ++i) {

@@ -131,11 +131,9 @@ void studentt_log_prob(const T* x, int64_t n_total, const T* df, const T* loc, c
   if (simd::use_avx512()) rows = grads ? t_rows_avx512<T, true> : t_rows_avx512<T, false>;
   else if (simd::use_avx2()) rows = grads ? t_rows_avx2<T, true> : t_rows_avx2<T, false>;
 #endif
-  parallel_chunks((n_total + kChunk - 1) / kChunk, [&](int64_t ch) {
-    const int64_t lo = ch * kChunk, hi = std::min(n_total, lo + kChunk), len = hi - lo;
-    thread_local std::vector<double> buf;
-    if (buf.size() < static_cast<size_t>(len)) buf.resize(static_cast<size_t>(len));
-    double* u = buf.data();
+  chunked(n_total, kChunk, [&](int64_t lo, int64_t hi) {
+    const int64_t len = hi - lo;
+    double* u = scratch(0, len);
     // 1 + w of the chunk (1 where an element takes the scalar rules, inside the vector log's range), then
     // its log in one vector pass (in place)
     bool odd = false;
