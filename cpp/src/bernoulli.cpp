@@ -5,7 +5,7 @@
 // ln p exactly, x = 0 ln(1 - p), also where the other is -inf), which made the family's log_prob about as fast
 // as the formula a user would write; here one pass per run of consecutive parameters, the ends chosen by
 // selects (no product with an infinite log), vectorised for each ISA. The twin is
-// _numpy/distributions.py's bernoulli_log_prob.
+// _numpy/_densities.py's bernoulli_log_prob.
 #include <algorithm>
 #include <cstdint>
 

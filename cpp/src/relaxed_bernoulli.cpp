@@ -9,7 +9,7 @@
 // D = ln(1 - x) - ln x, a = logits + t D and w = sigmoid(a):
 //   log p = ln t + logits - (t + 1)(ln x + ln(1 - x)) - 2 (-t ln(1 - x) + softplus(a)),
 //   d/d logits = 1 - 2 w, d/dt = 1/t + D (1 - 2 w).
-// The twin is _numpy/distributions.py's relaxed_bernoulli_log_prob.
+// The twin is _numpy/_densities.py's relaxed_bernoulli_log_prob.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>

@@ -5,8 +5,10 @@
 // cancels, w^2 / (1 + w), the forms for huge z) cost about ten passes over x's size, 0.8x the plain
 // NumPy formula at 10^7 values (bench/densities.py). Here a chunk of 4096 elements stays in L1/L2: a
 // plain pass forms 1 + w, one vector pass its log, and a second plain pass everything else, both
-// vectorised per run of consecutive parameters; the rare elements outside the common case (x infinite,
-// |z| beyond 1e150) are redone by the scalar rules. The twin is _numpy/distributions.py's.
+// vectorised per run of consecutive parameters (1 / df and 1 / scale once per coordinate: divisions per
+// element were a third of the time); the rare elements outside the common case (x infinite, |z| beyond
+// 1e150, z^2 / df overflowing at a tiny df) are redone by the scalar rules. The twin is
+// _numpy/_densities.py's.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
