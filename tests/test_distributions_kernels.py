@@ -415,6 +415,39 @@ def test_bernoulli_log_prob_kernels_agree_and_are_exact_at_zero_and_one(dtype):
             mod.bernoulli_log_prob(x, lp1, lp0[:5], np.empty_like(x))
 
 
+def _density_kernel_modules():
+    mods = [twin.distributions]
+    if _backend.native_available():
+        mods.append(_backend._core.distributions)
+    return mods
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("mod", _density_kernel_modules(), ids=lambda m: m.__name__)
+def test_density_kernels_refuse_mismatched_sizes_naming_the_arrays(mod):
+    x, p3, p2, c = np.full((4, 3), 0.5), np.ones(3), np.ones(2), np.zeros(3)
+    lp, lp_short, g3 = np.empty((4, 3)), np.empty((4, 2)), np.empty((3, 4, 3))
+    cases = [
+        (lambda: mod.studentt_log_prob(x, p3, p2, p3, c, c, lp, g3), "df and loc"),
+        (lambda: mod.studentt_log_prob(x, p3, p3, p3, c[:2], None, lp), "df and c"),
+        (lambda: mod.studentt_log_prob(x, p3, p3, p3, c, c[:2], lp, g3), "df and psi"),
+        (lambda: mod.studentt_log_prob(np.full((4, 2), 0.5), p3, p3, p3, c, None, np.empty((4, 2))),
+         "multiple of df"),
+        (lambda: mod.studentt_log_prob(x, p3, p3, p3, c, None, lp_short), "x and "),
+        (lambda: mod.relaxed_bernoulli_log_prob(x, p3, p2, lp), "temperature and logits"),
+        (lambda: mod.relaxed_bernoulli_log_prob(np.full((4, 2), 0.5), p3, p3, np.empty((4, 2))),
+         "multiple of temperature"),
+        (lambda: mod.relaxed_bernoulli_log_prob(x, p3, p3, lp_short), "x and "),
+        (lambda: mod.bernoulli_log_prob(np.full((4, 2), 0.5), p3, p3, np.empty((4, 2))), "multiple of lp1"),
+        (lambda: mod.bernoulli_log_prob(x, p3, p3, lp_short), "x and "),
+    ]
+    for call, words in cases:
+        with pytest.raises(ValueError) as exc:
+            call()
+        msg = str(exc.value)
+        assert all(w in msg for w in words.split(" and ") if w.strip()), (words, msg)
+
+
 # -------------------------------------------------------------- Poisson sampler
 # rates on both sides of the switch from inversion (rate < 10) to PTRS, and far into PTRS
 POISSON_RATES = np.array([0.05, 0.7, 3.0, 9.999, 10.0, 10.5, 37.0, 1000.0, 2.5e6])
