@@ -6,12 +6,12 @@ FusedPre / FusedPost, S = 1), which stream whole parameter-sized float32 arrays:
 * before the forward pass: read mu, rho; write W, ed = eps d sigma / d rho, kr = d KL / d rho;
 * after the backward pass: read gW, ed, kr, mu, rho and the four Adam moments; write mu, rho and the moments;
 that is 20 array passes of 4 P bytes (38 MB; counted without the write-allocate reads of the written
-arrays, in the bound's favour), and P standard normals (Philox) drawn before the first. No step can do
-with fewer than 18: Adam reads and writes mu, rho and their moments (12), the GEMMs read W and write gW
-(W written, gW read: 2), and the next step's W needs mu, rho, which one pass fused across the step
-boundary could take from registers, but then eps d sigma / d rho and d KL / d rho must be kept for the
-update (written and read: 4); recomputing them instead costs a second draw of the normals, more than
-the 4 passes at these rates.
+arrays, in the bound's favour), and P standard normals (Philox) drawn before the first. No step whose
+products are BLAS GEMMs can do with fewer than 18: Adam reads and writes mu, rho and their moments (12),
+W is written for the GEMMs and gW read after them (2), and the next step's W needs mu and rho, which one
+pass fused across the step boundary could take from registers, but then eps d sigma / d rho and
+d KL / d rho must be kept for the update (written and read: 4); recomputing them instead costs a second
+draw of the normals, more than those 4 passes at these rates.
 
 The bound: the step's GEMMs as fast as alone (``gemm_limit``, each product timed at its shape with
 the same BLAS), the passes at the streaming rate this machine reaches on a working set of the
