@@ -415,6 +415,51 @@ def test_bernoulli_log_prob_kernels_agree_and_are_exact_at_zero_and_one(dtype):
             mod.bernoulli_log_prob(x, lp1, lp0[:5], np.empty_like(x))
 
 
+@pytest.mark.single_backend
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relaxed_categorical_log_prob_kernels_agree_with_logsumexp_on_every_path(dtype):
+    # 7 coordinates of 6 classes (temperature 0.05 .. 5, logits -20 .. 20, one logit -inf) over 400 rows: chunks
+    # of whole rows starting mid-batch; rows with a value 0, negative, inf or subnormal, one near a vertex. The
+    # native kernel (every vector path and the scalar one) and the twin against the definition through SciPy's
+    # logsumexp per row.
+    if len(BACKENDS) < 2:
+        pytest.skip("only one backend available")
+    from scipy.special import logsumexp
+
+    k = 6
+    t = np.geomspace(0.05, 5, 7).astype(dtype)
+    lg = np.linspace(-20, 20, 7 * k).reshape(7, k).astype(dtype)
+    lg[4, 2] = -np.inf
+    x = D.RelaxedCategorical(t, logits=np.where(np.isinf(lg), -30, lg)).sample(400, seed=4)
+    tiny = np.finfo(dtype).smallest_subnormal
+    x[0, 1, 3], x[1, 2, 0], x[2, 3, 5], x[3, 5, 1] = 0.0, -0.25, np.inf, tiny
+    x[5, 6] = [1 - 5 * np.finfo(dtype).eps] + [np.finfo(dtype).eps] * (k - 1)
+    f64 = np.float64
+    c = math.lgamma(k) + (k - 1) * np.log(t.astype(f64)) + lg.astype(f64).sum(-1)
+    core = _backend._core.distributions
+
+    def run(mod):
+        out = np.full(x.shape[:-1], np.nan, dtype)
+        mod.relaxed_categorical_log_prob(x, t, lg, c, out)
+        return out
+
+    xd, td, lgd = x.astype(f64), t.astype(f64)[:, None], lg.astype(f64)
+    inside = ((xd > 0) & (xd < np.inf)).all(-1)
+    with np.errstate(all="ignore"):
+        lx = np.log(np.where(inside[..., None], xd, 1.0))
+        want = (math.lgamma(k) + (k - 1) * np.log(td[:, 0]) + (lgd - (td + 1) * lx).sum(-1)
+                - k * logsumexp(lgd - td * lx, axis=-1))
+    want[~inside] = -np.inf
+    assert np.isneginf(want[:, 4]).all() and np.isfinite(want[3, 5]) and (~inside).sum() == 3
+    scale = np.abs(lgd).sum(-1) + ((td + 1) * np.abs(lx)).sum(-1)  # the terms that cancel in log p
+    for got in (run(core), run(twin.distributions), on_simd_path("scalar", lambda: run(core))):
+        np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
+        fin = np.isfinite(want)
+        assert np.isfinite(got[fin]).all()
+        err = np.abs(got[fin] - want[fin]) / np.maximum(np.abs(want[fin]), scale[fin])
+        assert err.max() < (1e-6 if dtype == np.float32 else 1e-14), err.max()
+
+
 def _density_kernel_modules():
     mods = [twin.distributions]
     if _backend.native_available():
@@ -438,6 +483,12 @@ def test_density_kernels_refuse_mismatched_sizes_naming_the_arrays(mod):
         (lambda: mod.relaxed_bernoulli_log_prob(np.full((4, 2), 0.5), p3, p3, np.empty((4, 2))),
          "multiple of temperature"),
         (lambda: mod.relaxed_bernoulli_log_prob(x, p3, p3, lp_short), "x and "),
+        # (x as 4 rows of one coordinate of 3 classes: logp of 4 values)
+        (lambda: mod.relaxed_categorical_log_prob(x, p2, p3, c[:2], np.empty(4)), "logits must have K times"),
+        (lambda: mod.relaxed_categorical_log_prob(x, p3[:1], p3, c, np.empty(4)), "temperature and c"),
+        (lambda: mod.relaxed_categorical_log_prob(np.full((4, 2), 0.5), p3[:1], p3, c[:1], np.empty(4)),
+         "multiple of logits"),
+        (lambda: mod.relaxed_categorical_log_prob(x, p3[:1], p3, c[:1], np.empty(3)), "logp must have the size of x"),
         (lambda: mod.bernoulli_log_prob(np.full((4, 2), 0.5), p3, p3, np.empty((4, 2))), "multiple of lp1"),
         (lambda: mod.bernoulli_log_prob(x, p3, p3, lp_short), "x and "),
     ]

@@ -236,6 +236,29 @@ void bind_typed(py::module_& m) {
       py::arg("grads").noconvert().none(true) = py::none(),
       "RelaxedBernoulli(temperature, logits) log p(x) for x (n, B) into logp (-inf outside (0, 1)) and its "
       "derivatives in temperature and logits into grads (2, n, B), each unless None (not both).");
+  m.def(
+      "relaxed_categorical_log_prob",
+      [](in_array<T> x, in_array<T> temperature, in_array<T> logits, in_array<double> c, out_array<T> logp) {
+        const int64_t b = size_of(temperature);
+        if (b == 0 || size_of(logits) % b != 0 || size_of(logits) / b < 1)
+          throw std::invalid_argument("logits must have K times the size of temperature (K classes per coordinate)");
+        same_size(temperature, c, "temperature", "c");
+        batch_of(x, logits, "x", "logits");
+        const int64_t k = size_of(logits) / b;
+        if (size_of(logp) * k != size_of(x))
+          throw std::invalid_argument("logp must have the size of x over K (one value per row of K classes)");
+        require_writeable(logp, "logp");
+        const T *px = x.data(), *pt = temperature.data(), *pl = logits.data();
+        const double* pc = c.data();
+        T* o0 = logp.mutable_data();
+        const int64_t rows = size_of(logp);
+        py::gil_scoped_release rel;
+        relaxed_categorical_log_prob<T>(px, rows, k, pt, pl, pc, b, o0);
+      },
+      py::arg("x"), py::arg("temperature"), py::arg("logits"), py::arg("c"), py::arg("logp").noconvert(),
+      "RelaxedCategorical(temperature, logits) log p(x) for x (n, B, K) into logp (n, B) (-inf where a value of "
+      "a row is not positive and finite), temperature (B,), logits (B, K) and c = lgamma(K) + (K - 1) ln t + "
+      "sum_k logits_k (float64, B).");
 }
 
 // Poisson: its own function so that the Gamma bindings above stay untouched.

@@ -1,6 +1,7 @@
 """NumPy twins of the log-density kernels with their own source files: studentt_log_prob (studentt.cpp),
-relaxed_bernoulli_log_prob (relaxed_bernoulli.cpp) and bernoulli_log_prob (bernoulli.cpp); part of the twin's
-distributions module (same names, signatures and outputs as the native core)."""
+relaxed_bernoulli_log_prob (relaxed_bernoulli.cpp), relaxed_categorical_log_prob (relaxed_categorical.cpp) and
+bernoulli_log_prob (bernoulli.cpp); part of the twin's distributions module (same names, signatures and outputs as
+the native core)."""
 from __future__ import annotations
 
 import numpy as np
@@ -135,6 +136,37 @@ def relaxed_bernoulli_log_prob(x, temperature, logits, logp, grads=None):
         g[0] = d
         if xi.size and not (xi.min() >= 0 and xi.max() <= 1):
             g[:, (xi < 0) | (xi > 1)] = 0.0  # beyond [0, 1] the density vanishes (as Gamma's below 0)
+
+
+# --------------------------------------------------------------- RelaxedCategorical (relaxed_categorical.cpp)
+def relaxed_categorical_log_prob(x, temperature, logits, c, logp):
+    """RelaxedCategorical(temperature, logits) log p(x) for x (n, B, K) into logp (n, B): c - (t + 1) sum_k ln x_k
+    - K (m + ln sum_k exp(y_k - m)) with y = logits - t ln x and m its row maximum, -inf where a value of the row
+    is not positive and finite; temperature (B,), logits (B, K), c = lgamma(K) + (K - 1) ln t + sum_k logits_k
+    (float64, B)."""
+    b = np.size(temperature)
+    if b == 0 or np.size(logits) % b or np.size(logits) // b < 1:
+        raise ValueError("logits must have K times the size of temperature (K classes per coordinate)")
+    if np.size(c) != b:
+        raise ValueError(f"temperature and c must have the same size, got {b} and {np.size(c)}")
+    _batch(np.size(x), logits, "logits")
+    k = np.size(logits) // b
+    _check_out(logp, "logp")
+    if logp.size * k != np.size(x):
+        raise ValueError("logp must have the size of x over K (one value per row of K classes)")
+    xi = np.asarray(x, dtype=np.float64).reshape(-1, b, k)
+    t, lg = _f64(temperature)[:, None], _f64(logits).reshape(b, k)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        inside = ((xi > 0) & (xi < np.inf)).all(-1)
+        lx = np.log(xi if inside.all() else np.where(inside[..., None], xi, 1.0))
+        y = lg - t * lx
+        m = y.max(-1)
+        y -= m[..., None]
+        s = np.exp(y, out=y).sum(-1)
+        lp = _f64(c) - (t[:, 0] + 1.0) * lx.sum(-1) - k * (m + np.log(s))
+    if not inside.all():
+        lp[~inside] = -np.inf
+    logp.reshape(-1, b)[...] = lp
 
 
 # --------------------------------------------------------------- Bernoulli (bernoulli.cpp)

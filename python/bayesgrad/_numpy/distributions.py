@@ -19,7 +19,8 @@ from scipy import special as sp
 
 from .._codes import LocScaleFamily, from_int
 from .._numerics import lgamma_corr
-from ._densities import bernoulli_log_prob, relaxed_bernoulli_log_prob, studentt_log_prob
+from ._densities import (bernoulli_log_prob, relaxed_bernoulli_log_prob, relaxed_categorical_log_prob,
+                         studentt_log_prob)
 from ._dist_checks import _batch, _check_out, _check_same, _f64
 from .random import SUBSTREAM_BLOCKS, fill_normal, fill_uniform, substream_blocks, u01_f64
 
@@ -27,7 +28,8 @@ __all__ = [
     "lgamma", "digamma", "trigamma", "gammainc", "gammaincc", "betainc",
     "gamma_dx_da", "beta_dx_dab", "studentt_dt_ddf",
     "sample_locscale", "locscale_log_prob", "sample_gamma", "sample_beta", "sample_dirichlet",
-    "gamma_log_prob", "studentt_log_prob", "relaxed_bernoulli_log_prob", "bernoulli_log_prob",
+    "gamma_log_prob", "studentt_log_prob", "relaxed_bernoulli_log_prob", "relaxed_categorical_log_prob",
+    "bernoulli_log_prob",
     "sample_poisson",
     "categorical_from_uniform",
 ]

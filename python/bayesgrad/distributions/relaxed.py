@@ -240,21 +240,18 @@ class RelaxedCategorical(Distribution):
         -------
         ``(*sample_shape, *batch_shape)`` array
         """
-        x, lo, hi = self._x_range(x)
-        with np.errstate(divide="ignore", invalid="ignore"):  # outside the support: masked below
-            lx = np.log(x)
-        # every coordinate positive and finite (x's range, read once): no masks (the same values)
-        inside = None if x.size and lo > 0 and hi < np.inf else np.all((x > 0) & np.isfinite(x), axis=-1)
-        if inside is not None:
-            lx = np.where(inside[..., None], lx, -1.0)  # any finite stand-in: masked below
-        t = self._t()
-        k = self.event_shape[0]
-        y = self.logits - t * lx
-        m = np.max(y, axis=-1, keepdims=True)
-        lse = (m + np.log(np.sum(np.exp(y - m), axis=-1, keepdims=True)))[..., 0]
-        lp = (math.lgamma(k) + (k - 1) * np.log(self.temperature)
-              + np.sum(self.logits - (t + 1) * lx, axis=-1) - k * lse)
-        return (lp if inside is None else np.where(inside, lp, -np.inf)).astype(self.dtype)
+        x = self._x(x)
+        lp = _backend.empty(x.shape[:-1], self.dtype)  # (the output cache)
+        if x.size:
+            # one kernel pass (relaxed_categorical_log_prob, in float64 for either dtype): c - (t + 1) sum ln x
+            # - K logsumexp(logits - t ln x), c = lgamma(K) + (K - 1) ln t + sum logits per coordinate, here
+            k = self.event_shape[0]
+            t = self._flat(self.temperature)
+            lg = self._flat(self.logits, self.shape)
+            c = (math.lgamma(k) + (k - 1) * np.log(t.astype(np.float64))
+                 + lg.astype(np.float64).reshape(-1, k).sum(-1))
+            _backend.kernels().distributions.relaxed_categorical_log_prob(x, t, lg, c, lp)
+        return lp
 
     def score(self, x):
         """Gradients of ``log_prob(x)`` with respect to each parameter.
