@@ -97,7 +97,7 @@ double rc_row(const T* x, const T* lg, int64_t k, double t, double c) {
 // Per-row results out0[q] (and out1[q] unless null) for rows [0, nr): four(q, a0, a1) fills a0[0..3] (a1[0..3])
 // for rows q .. q + 3, one(q, a0, a1) a0[0] (a1[0]) for row q.
 template <typename Four, typename One>
-inline void rows_by_four(int64_t nr, int64_t k, const Four& four, const One& one, double* out0, double* out1) {
+inline void rows_by_four(int64_t nr, const Four& four, const One& one, double* out0, double* out1) {
   double a0[4], a1[4];
   int64_t q = 0;
   for (; q + 4 <= nr; q += 4) {
@@ -122,7 +122,8 @@ void relaxed_categorical_log_prob(const T* x, int64_t rows, int64_t k, const T* 
   if (rows <= 0) return;
   // per (coordinate, class): the logit and the coordinate's temperature as doubles, so that y = logits - t ln x
   // is one loop over runs of consecutive values (by_runs over the B K values of a draw); per coordinate whether
-  // every y is finite whatever x in the vector log's range (finite logits, t ln x within range: |ln x| <= 745)
+  // its rows may take the vector path (finite logits, and t |ln x| finite for every x in the vector log's range:
+  // |ln x| <= 745)
   const int64_t bk = batch * k;
   std::vector<double> lgd(static_cast<size_t>(bk)), tk(static_cast<size_t>(bk));
   std::vector<char> plain(static_cast<size_t>(batch));
@@ -163,7 +164,7 @@ void relaxed_categorical_log_prob(const T* x, int64_t rows, int64_t k, const T* 
     y_runs(lgd.data(), tk.data(), lx, e, r0 * k, r1 * k, bk);
     // the rows' maxima and sums four rows at a time: each row's running max and sum is a chain of dependent
     // steps (its own order, as a row-by-row loop), four independent chains fill the pipeline
-    rows_by_four(nr, k, [&](int64_t q, double* top, double* s) {
+    rows_by_four(nr, [&](int64_t q, double* top, double* s) {
       for (int r = 0; r < 4; ++r) {
         top[r] = e[(q + r) * k];
         s[r] = lx[(q + r) * k];
@@ -184,7 +185,7 @@ void relaxed_categorical_log_prob(const T* x, int64_t rows, int64_t k, const T* 
     }, mx, slx);
     shift(e, mx, nr, k);  // (a row redone below: any values)
     simd::map_array<false>(e, e, m);
-    rows_by_four(nr, k, [&](int64_t q, double* s, double*) {
+    rows_by_four(nr, [&](int64_t q, double* s, double*) {
       for (int r = 0; r < 4; ++r) s[r] = e[(q + r) * k];
       for (int64_t a = 1; a < k; ++a)
         for (int r = 0; r < 4; ++r) s[r] += e[(q + r) * k + a];
