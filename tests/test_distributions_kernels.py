@@ -417,14 +417,14 @@ def test_bernoulli_log_prob_kernels_agree_and_are_exact_at_zero_and_one(dtype):
 
 @pytest.mark.single_backend
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_relaxed_categorical_log_prob_kernels_agree_with_logsumexp_on_every_path(dtype):
+def test_relaxed_categorical_log_prob_kernels_agree_with_scipy_on_every_path(dtype):
     # 7 coordinates of 6 classes (temperature 0.05 .. 5, logits -20 .. 20, one logit -inf) over 400 rows: chunks
     # of whole rows starting mid-batch; rows with a value 0, negative, inf or subnormal, one near a vertex. The
     # native kernel (every vector path and the scalar one) and the twin against the definition through SciPy's
-    # logsumexp per row.
+    # logsumexp per row, and their gradients against SciPy's softmax.
     if len(BACKENDS) < 2:
         pytest.skip("only one backend available")
-    from scipy.special import logsumexp
+    from scipy.special import logsumexp, softmax
 
     k = 6
     t = np.geomspace(0.05, 5, 7).astype(dtype)
@@ -438,10 +438,14 @@ def test_relaxed_categorical_log_prob_kernels_agree_with_logsumexp_on_every_path
     c = math.lgamma(k) + (k - 1) * np.log(t.astype(f64)) + lg.astype(f64).sum(-1)
     core = _backend._core.distributions
 
-    def run(mod):
+    def run(mod, grads=False):
         out = np.full(x.shape[:-1], np.nan, dtype)
-        mod.relaxed_categorical_log_prob(x, t, lg, c, out)
-        return out
+        if not grads:
+            mod.relaxed_categorical_log_prob(x, t, lg, c, out)
+            return out
+        g_t, g_l = np.full(x.shape[:-1], 7.0, dtype), np.full(x.shape, 7.0, dtype)
+        mod.relaxed_categorical_log_prob(x, t, lg, c, out, g_t, g_l)
+        return out, g_t, g_l
 
     xd, td, lgd = x.astype(f64), t.astype(f64)[:, None], lg.astype(f64)
     inside = ((xd > 0) & (xd < np.inf)).all(-1)
@@ -452,12 +456,28 @@ def test_relaxed_categorical_log_prob_kernels_agree_with_logsumexp_on_every_path
     want[~inside] = -np.inf
     assert np.isneginf(want[:, 4]).all() and np.isfinite(want[3, 5]) and (~inside).sum() == 3
     scale = np.abs(lgd).sum(-1) + ((td + 1) * np.abs(lx)).sum(-1)  # the terms that cancel in log p
-    for got in (run(core), run(twin.distributions), on_simd_path("scalar", lambda: run(core))):
+    # the gradients: (K - 1) / t - sum ln x + K sum s ln x and 1 - K s with s SciPy's softmax of y; NaN where the
+    # density vanishes
+    with np.errstate(all="ignore"):
+        sm = softmax(lgd - td * lx, axis=-1)
+        want_t = (k - 1) / td[:, 0] - lx.sum(-1) + k * (sm * lx).sum(-1)
+        want_l = 1.0 - k * sm
+    want_t[~inside], want_l[~inside] = np.nan, np.nan
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    runs = [run(core, True), run(twin.distributions, True), on_simd_path("scalar", lambda: run(core, True))]
+    for got in [run(core), run(twin.distributions), on_simd_path("scalar", lambda: run(core))] + [r[0] for r in runs]:
         np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
         fin = np.isfinite(want)
         assert np.isfinite(got[fin]).all()
         err = np.abs(got[fin] - want[fin]) / np.maximum(np.abs(want[fin]), scale[fin])
-        assert err.max() < (1e-6 if dtype == np.float32 else 1e-14), err.max()
+        assert err.max() < tol, err.max()
+    t_scale = (k - 1) / td[:, 0] + ((1 + k) * np.abs(lx)).sum(-1)
+    for _, g_t, g_l in runs:
+        np.testing.assert_array_equal(np.isnan(g_t), ~inside)
+        np.testing.assert_array_equal(np.isnan(g_l), np.broadcast_to(~inside[..., None], x.shape))
+        assert np.abs(g_t[inside] - want_t[inside]).max() / t_scale[inside].max() < tol
+        np.testing.assert_allclose(g_l[inside], want_l[inside], rtol=0, atol=k * tol)
+    assert (runs[0][2][:, 4, 2] == 1.0).all()  # a -inf logit: s = 0 there
 
 
 def _density_kernel_modules():
@@ -489,6 +509,12 @@ def test_density_kernels_refuse_mismatched_sizes_naming_the_arrays(mod):
         (lambda: mod.relaxed_categorical_log_prob(np.full((4, 2), 0.5), p3[:1], p3, c[:1], np.empty(4)),
          "multiple of logits"),
         (lambda: mod.relaxed_categorical_log_prob(x, p3[:1], p3, c[:1], np.empty(3)), "logp must have the size of x"),
+        (lambda: mod.relaxed_categorical_log_prob(x, p3[:1], p3, c[:1], np.empty(4), np.empty(3), np.empty(12)),
+         "logp and d_t"),
+        (lambda: mod.relaxed_categorical_log_prob(x, p3[:1], p3, c[:1], np.empty(4), np.empty(4), np.empty(11)),
+         "x and d_logits"),
+        (lambda: mod.relaxed_categorical_log_prob(x, p3[:1], p3, c[:1], np.empty(4), np.empty(4)),
+         "d_t and d_logits"),
         (lambda: mod.bernoulli_log_prob(np.full((4, 2), 0.5), p3, p3, np.empty((4, 2))), "multiple of lp1"),
         (lambda: mod.bernoulli_log_prob(x, p3, p3, lp_short), "x and "),
     ]

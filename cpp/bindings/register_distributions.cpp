@@ -238,7 +238,10 @@ void bind_typed(py::module_& m) {
       "derivatives in temperature and logits into grads (2, n, B), each unless None (not both).");
   m.def(
       "relaxed_categorical_log_prob",
-      [](in_array<T> x, in_array<T> temperature, in_array<T> logits, in_array<double> c, out_array<T> logp) {
+      [](in_array<T> x, in_array<T> temperature, in_array<T> logits, in_array<double> c, out_array<T> logp,
+         std::optional<out_array<T>> d_t, std::optional<out_array<T>> d_logits) {
+        if (d_t.has_value() != d_logits.has_value())
+          throw std::invalid_argument("d_t and d_logits go together (both arrays or both None)");
         const int64_t b = size_of(temperature);
         if (b == 0 || size_of(logits) % b != 0 || size_of(logits) / b < 1)
           throw std::invalid_argument("logits must have K times the size of temperature (K classes per coordinate)");
@@ -248,17 +251,26 @@ void bind_typed(py::module_& m) {
         if (size_of(logp) * k != size_of(x))
           throw std::invalid_argument("logp must have the size of x over K (one value per row of K classes)");
         require_writeable(logp, "logp");
+        if (d_t) {
+          same_size(logp, *d_t, "logp", "d_t");
+          same_size(x, *d_logits, "x", "d_logits");
+          require_writeable(*d_t, "d_t");
+          require_writeable(*d_logits, "d_logits");
+        }
         const T *px = x.data(), *pt = temperature.data(), *pl = logits.data();
         const double* pc = c.data();
-        T* o0 = logp.mutable_data();
+        T *o0 = logp.mutable_data(), *o1 = d_t ? d_t->mutable_data() : nullptr,
+          *o2 = d_logits ? d_logits->mutable_data() : nullptr;
         const int64_t rows = size_of(logp);
         py::gil_scoped_release rel;
-        relaxed_categorical_log_prob<T>(px, rows, k, pt, pl, pc, b, o0);
+        relaxed_categorical_log_prob<T>(px, rows, k, pt, pl, pc, b, o0, o1, o2);
       },
       py::arg("x"), py::arg("temperature"), py::arg("logits"), py::arg("c"), py::arg("logp").noconvert(),
+      py::arg("d_t").noconvert().none(true) = py::none(), py::arg("d_logits").noconvert().none(true) = py::none(),
       "RelaxedCategorical(temperature, logits) log p(x) for x (n, B, K) into logp (n, B) (-inf where a value of "
       "a row is not positive and finite), temperature (B,), logits (B, K) and c = lgamma(K) + (K - 1) ln t + "
-      "sum_k logits_k (float64, B).");
+      "sum_k logits_k (float64, B); with d_t (n, B) and d_logits (n, B, K) also its gradients in temperature and "
+      "logits (NaN where the density vanishes).");
 }
 
 // Poisson: its own function so that the Gamma bindings above stay untouched.

@@ -1,5 +1,5 @@
-// The Concrete (RelaxedCategorical) log density (distributions.hpp), per row of K classes. (The RELAX
-// estimator's Categorical kernels are relax_categorical.cpp.)
+// The Concrete (RelaxedCategorical) log density and its gradients in temperature and logits
+// (distributions.hpp), per row of K classes. (The RELAX estimator's Categorical kernels are relax_categorical.cpp.)
 //
 // Why a kernel: the NumPy form (ln x, y = logits - t ln x, the rows' maxima, exp(y - max), the rows' sums, their
 // log, a second row sum, each a pass with a temporary of x's size) took 19 ns a value at 10^7 values, 1.7x the
@@ -10,10 +10,12 @@
 // S = sum_k exp(y_k - m), m = max_k y_k:
 //   log p = c - (t + 1) sum_k ln x_k - K (m + ln S),  c = lgamma(K) + (K - 1) ln t + sum_k logits_k (the caller's).
 // The vector exp gives 0 below -700, where the term's share of S (>= 1, the maximum's term) is below one ulp:
-// the same S. The rows that take the scalar rules instead (libm, the same formula; -inf if a value is not
-// positive and finite, NaN included): a value outside the vector log's range (0, subnormal, negative, inf), and
-// every row of a coordinate whose y may not be finite (a logit not finite, or t so large that t ln x could
-// overflow). The twin is _numpy/_densities.py's relaxed_categorical_log_prob.
+// the same S. The gradients from the same pass, with s = exp(y - m) / S: d/dt = (K - 1) / t - sum_k ln x_k +
+// K sum_k s_k ln x_k, d/d logits = 1 - K s (NaN where the density vanishes). The rows that take the scalar rules
+// instead (libm, the same formulas; -inf if a value is not positive and finite, NaN included): a value outside
+// the vector log's range (0, subnormal, negative, inf), and every row of a coordinate whose y may not be finite
+// (a logit not finite, or t so large that t ln x could overflow). The twin is _numpy/_densities.py's
+// relaxed_categorical_log_prob.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -75,12 +77,19 @@ BG_RC_ISA(BG_AVX2, avx2)
 BG_RC_ISA(, base)
 #undef BG_RC_ISA
 
-// One row by the scalar rules (libm; the vector path's formula and order).
+// One row by the scalar rules (libm; the vector path's formula and order): log p, and with gt non-null the
+// gradients into *gt (temperature) and gl[0..k) (logits); NaN gradients where the density vanishes.
 template <typename T>
-double rc_row(const T* x, const T* lg, int64_t k, double t, double c) {
+double rc_row(const T* x, const T* lg, int64_t k, double t, double c, T* gt, T* gl) {
   for (int64_t a = 0; a < k; ++a) {
     const double v = x[a];
-    if (!(v > 0.0 && v <= std::numeric_limits<double>::max())) return -std::numeric_limits<double>::infinity();
+    if (!(v > 0.0 && v <= std::numeric_limits<double>::max())) {
+      if (gt) {
+        *gt = std::numeric_limits<T>::quiet_NaN();
+        std::fill(gl, gl + k, std::numeric_limits<T>::quiet_NaN());
+      }
+      return -std::numeric_limits<double>::infinity();
+    }
   }
   double top = -std::numeric_limits<double>::infinity(), slx = 0.0;
   for (int64_t a = 0; a < k; ++a) {
@@ -88,10 +97,21 @@ double rc_row(const T* x, const T* lg, int64_t k, double t, double c) {
     top = y > top ? y : top;
     slx += l;
   }
-  double s = 0.0;
-  for (int64_t a = 0; a < k; ++a)
-    s += std::exp((static_cast<double>(lg[a]) - t * std::log(static_cast<double>(x[a]))) - top);
-  return c - (t + 1.0) * slx - static_cast<double>(k) * (top + std::log(s));
+  double s = 0.0, sel = 0.0;
+  for (int64_t a = 0; a < k; ++a) {
+    const double l = std::log(static_cast<double>(x[a])), ea = std::exp((static_cast<double>(lg[a]) - t * l) - top);
+    s += ea;
+    sel += ea * l;
+  }
+  const double kd = static_cast<double>(k);
+  if (gt) {
+    *gt = static_cast<T>((kd - 1.0) / t - slx + kd * (sel / s));
+    for (int64_t a = 0; a < k; ++a) {
+      const double ea = std::exp((static_cast<double>(lg[a]) - t * std::log(static_cast<double>(x[a]))) - top);
+      gl[a] = static_cast<T>(1.0 - kd * (ea / s));
+    }
+  }
+  return c - (t + 1.0) * slx - kd * (top + std::log(s));
 }
 
 // Per-row results out0[q] (and out1[q] unless null) for rows [0, nr): four(q, a0, a1) fills a0[0..3] (a1[0..3])
@@ -118,8 +138,9 @@ inline void rows_by_four(int64_t nr, const Four& four, const One& one, double* o
 
 template <typename T>
 void relaxed_categorical_log_prob(const T* x, int64_t rows, int64_t k, const T* temperature, const T* logits,
-                                  const double* c, int64_t batch, T* logp) {
+                                  const double* c, int64_t batch, T* logp, T* d_t, T* d_logits) {
   if (rows <= 0) return;
+  const bool grads = d_t != nullptr;
   // per (coordinate, class): the logit and the coordinate's temperature as doubles, so that y = logits - t ln x
   // is one loop over runs of consecutive values (by_runs over the B K values of a draw); per coordinate whether
   // its rows may take the vector path (finite logits, and t |ln x| finite for every x in the vector log's range:
@@ -155,9 +176,9 @@ void relaxed_categorical_log_prob(const T* x, int64_t rows, int64_t k, const T* 
   const int64_t per = std::max<int64_t>(1, kChunkValues / k);
   chunked(rows, per, [&](int64_t r0, int64_t r1) {
     const int64_t nr = r1 - r0, m = nr * k;
-    // lx: ln x; e: y - max, then its exp; per row its maximum, the sum of ln x and ln S
-    double *lx = scratch(0, m), *e = scratch(1, m), *row = scratch(2, 3 * nr);
-    double *mx = row, *slx = row + nr, *ls = row + 2 * nr;
+    // lx: ln x; e: y - max, then its exp; per row its maximum, the sum of ln x, S and ln S
+    double *lx = scratch(0, m), *e = scratch(1, m), *row = scratch(2, 4 * nr);
+    double *mx = row, *slx = row + nr, *sum = row + 2 * nr, *ls = row + 3 * nr;
     const T* xs = x + r0 * k;
     const bool odd = in(xs, m, lx);  // (a value replaced by 1 is in a row redone below)
     simd::map_array<true>(lx, lx, m);
@@ -192,27 +213,41 @@ void relaxed_categorical_log_prob(const T* x, int64_t rows, int64_t k, const T* 
     }, [&](int64_t q, double* s, double*) {
       s[0] = e[q * k];
       for (int64_t a = 1; a < k; ++a) s[0] += e[q * k + a];
-    }, ls, nullptr);
+    }, sum, nullptr);
+    std::copy(sum, sum + nr, ls);
     simd::map_array<true>(ls, ls, nr);  // S >= 1 (the maximum's term): normal
     for (int64_t q = 0, j = r0 % batch; q < nr; ++q, j = j + 1 == batch ? 0 : j + 1) {
       const double t = temperature[j];
       logp[r0 + q] = static_cast<T>(c[j] - (t + 1.0) * slx[q] - kd * (mx[q] + ls[q]));
     }
+    if (grads)  // with s = e / S: d/dt = (K - 1) / t - sum ln x + K sum s ln x, d/d logits = 1 - K s
+      for (int64_t q = 0, j = r0 % batch; q < nr; ++q, j = j + 1 == batch ? 0 : j + 1) {
+        const double inv = 1.0 / sum[q];
+        const double *eq = e + q * k, *lq = lx + q * k;
+        T* gl = d_logits + (r0 + q) * k;
+        double sel = 0.0;
+        for (int64_t a = 0; a < k; ++a) {
+          sel += eq[a] * lq[a];
+          gl[a] = static_cast<T>(1.0 - kd * (eq[a] * inv));
+        }
+        d_t[r0 + q] = static_cast<T>((kd - 1.0) / static_cast<double>(temperature[j]) - slx[q] + kd * (sel * inv));
+      }
     // the rows by the scalar rules: a value outside the vector log's range, or a coordinate whose y may not be
     // finite
     for (int64_t q = 0, j = r0 % batch; q < nr; ++q, j = j + 1 == batch ? 0 : j + 1) {
       bool redo = !plain[j];
       for (int64_t a = 0; odd && !redo && a < k; ++a) redo = !common(static_cast<double>(xs[q * k + a]));
       if (redo)
-        logp[r0 + q] =
-            static_cast<T>(rc_row(xs + q * k, logits + j * k, k, static_cast<double>(temperature[j]), c[j]));
+        logp[r0 + q] = static_cast<T>(rc_row(xs + q * k, logits + j * k, k, static_cast<double>(temperature[j]), c[j],
+                                             grads ? d_t + r0 + q : nullptr,
+                                             grads ? d_logits + (r0 + q) * k : nullptr));
     }
   });
 }
 
 template void relaxed_categorical_log_prob<float>(const float*, int64_t, int64_t, const float*, const float*,
-                                                  const double*, int64_t, float*);
+                                                  const double*, int64_t, float*, float*, float*);
 template void relaxed_categorical_log_prob<double>(const double*, int64_t, int64_t, const double*, const double*,
-                                                   const double*, int64_t, double*);
+                                                   const double*, int64_t, double*, double*, double*);
 
 }  // namespace bayesgrad

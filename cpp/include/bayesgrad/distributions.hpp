@@ -85,11 +85,12 @@ void relaxed_bernoulli_log_prob(const T* x, int64_t n_total, const T* temperatur
 
 // RelaxedCategorical(temperature, logits) (Concrete) log density of x (rows of K classes, rows = n B; row r has
 // coordinate r % B) into logp (rows), temperature (B,), logits (B, K), c = lgamma(K) + (K - 1) ln t + sum_k logits_k
-// (float64, B) from the caller. All arithmetic in double; -inf where a value of the row is not positive and
-// finite (relaxed_categorical.cpp).
+// (float64, B) from the caller; with d_t non-null also its gradients in temperature into d_t (rows) and in
+// the logits into d_logits (rows, K). All arithmetic in double; -inf where a value of the row is not positive
+// and finite, and NaN gradients there (relaxed_categorical.cpp).
 template <typename T>
 void relaxed_categorical_log_prob(const T* x, int64_t rows, int64_t k, const T* temperature, const T* logits,
-                                  const double* c, int64_t batch, T* logp);
+                                  const double* c, int64_t batch, T* logp, T* d_t = nullptr, T* d_logits = nullptr);
 
 // Bernoulli log probability out = x lp1 + (1 - x) lp0 of x (n, B) in [0, 1], lp1 = ln p and lp0 = ln(1 - p)
 // per coordinate (B,): exactly lp1 at x = 1 and lp0 at x = 0 (also where the other is -inf) (bernoulli.cpp).

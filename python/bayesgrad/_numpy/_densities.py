@@ -139,11 +139,14 @@ def relaxed_bernoulli_log_prob(x, temperature, logits, logp, grads=None):
 
 
 # --------------------------------------------------------------- RelaxedCategorical (relaxed_categorical.cpp)
-def relaxed_categorical_log_prob(x, temperature, logits, c, logp):
+def relaxed_categorical_log_prob(x, temperature, logits, c, logp, d_t=None, d_logits=None):
     """RelaxedCategorical(temperature, logits) log p(x) for x (n, B, K) into logp (n, B): c - (t + 1) sum_k ln x_k
-    - K (m + ln sum_k exp(y_k - m)) with y = logits - t ln x and m its row maximum, -inf where a value of the row
-    is not positive and finite; temperature (B,), logits (B, K), c = lgamma(K) + (K - 1) ln t + sum_k logits_k
-    (float64, B)."""
+    - K (m + ln S), S = sum_k exp(y_k - m), with y = logits - t ln x and m its row maximum, -inf where a value of
+    the row is not positive and finite; temperature (B,), logits (B, K), c = lgamma(K) + (K - 1) ln t +
+    sum_k logits_k (float64, B). With d_t (n, B) and d_logits (n, B, K) also the gradients (K - 1) / t -
+    sum_k ln x_k + K sum_k s_k ln x_k and 1 - K s, s = exp(y - m) / S (NaN where the density vanishes)."""
+    if (d_t is None) != (d_logits is None):
+        raise ValueError("d_t and d_logits go together (both arrays or both None)")
     b = np.size(temperature)
     if b == 0 or np.size(logits) % b or np.size(logits) // b < 1:
         raise ValueError("logits must have K times the size of temperature (K classes per coordinate)")
@@ -154,6 +157,13 @@ def relaxed_categorical_log_prob(x, temperature, logits, c, logp):
     _check_out(logp, "logp")
     if logp.size * k != np.size(x):
         raise ValueError("logp must have the size of x over K (one value per row of K classes)")
+    if d_t is not None:
+        _check_out(d_t, "d_t")
+        _check_out(d_logits, "d_logits")
+        if d_t.size != logp.size:
+            raise ValueError(f"logp and d_t must have the same size, got {logp.size} and {d_t.size}")
+        if d_logits.size != np.size(x):
+            raise ValueError(f"x and d_logits must have the same size, got {np.size(x)} and {d_logits.size}")
     xi = np.asarray(x, dtype=np.float64).reshape(-1, b, k)
     t, lg = _f64(temperature)[:, None], _f64(logits).reshape(b, k)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -162,11 +172,23 @@ def relaxed_categorical_log_prob(x, temperature, logits, c, logp):
         y = lg - t * lx
         m = y.max(-1)
         y -= m[..., None]
-        s = np.exp(y, out=y).sum(-1)
-        lp = _f64(c) - (t[:, 0] + 1.0) * lx.sum(-1) - k * (m + np.log(s))
+        e = np.exp(y, out=y)
+        s = e.sum(-1)
+        slx = lx.sum(-1)
+        lp = _f64(c) - (t[:, 0] + 1.0) * slx - k * (m + np.log(s))
+        if d_t is not None:
+            e /= s[..., None]  # the softmax
+            gt = (k - 1) / t[:, 0] - slx + k * (e * lx).sum(-1)
+            gl = 1.0 - k * e
     if not inside.all():
         lp[~inside] = -np.inf
+        if d_t is not None:
+            gt[~inside] = np.nan
+            gl[~inside] = np.nan
     logp.reshape(-1, b)[...] = lp
+    if d_t is not None:
+        d_t.reshape(-1, b)[...] = gt
+        d_logits.reshape(-1, b, k)[...] = gl
 
 
 # --------------------------------------------------------------- Bernoulli (bernoulli.cpp)

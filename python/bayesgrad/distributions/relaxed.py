@@ -240,21 +240,27 @@ class RelaxedCategorical(Distribution):
         -------
         ``(*sample_shape, *batch_shape)`` array
         """
-        x = self._x(x)
+        return self._log_prob_all(self._x(x), False)[0]
+
+    def _log_prob_all(self, x, grads):
+        """(log p(x), None, None) or (log p(x), d/d temperature, d/d logits) from one kernel pass
+        (relaxed_categorical_log_prob, in float64 for either dtype): c - (t + 1) sum ln x - K logsumexp(logits -
+        t ln x), c = lgamma(K) + (K - 1) ln t + sum logits per coordinate, here."""
         lp = _backend.empty(x.shape[:-1], self.dtype)  # (the output cache)
+        g_t = _backend.empty(x.shape[:-1], self.dtype) if grads else None
+        g_l = _backend.empty(x.shape, self.dtype) if grads else None
         if x.size:
-            # one kernel pass (relaxed_categorical_log_prob, in float64 for either dtype): c - (t + 1) sum ln x
-            # - K logsumexp(logits - t ln x), c = lgamma(K) + (K - 1) ln t + sum logits per coordinate, here
             k = self.event_shape[0]
             t = self._flat(self.temperature)
             lg = self._flat(self.logits, self.shape)
             c = (math.lgamma(k) + (k - 1) * np.log(t.astype(np.float64))
                  + lg.astype(np.float64).reshape(-1, k).sum(-1))
-            _backend.kernels().distributions.relaxed_categorical_log_prob(x, t, lg, c, lp)
-        return lp
+            _backend.kernels().distributions.relaxed_categorical_log_prob(x, t, lg, c, lp, g_t, g_l)
+        return lp, g_t, g_l
 
     def score(self, x):
-        """Gradients of ``log_prob(x)`` with respect to each parameter.
+        """Gradients of ``log_prob(x)`` with respect to each parameter (NaN for a draw with a coordinate that is
+        not positive and finite, where the density vanishes).
 
         Parameters
         ----------
@@ -264,14 +270,11 @@ class RelaxedCategorical(Distribution):
         -------
         dict {param: ``(*sample_shape, *param.shape)``}, summed over the dimensions a parameter was broadcast along
         """
-        x, lx = self._parts(x)
+        x = self._x(x)
         n = self._lead(x)
-        t = self._t()
-        k = self.event_shape[0]
-        s = np.exp(log_softmax(self.logits - t * lx))
-        d_t = (k - 1) / self.temperature - np.sum(lx, -1) + k * np.sum(s * lx, -1)
+        _, d_t, d_l = self._log_prob_all(x, True)  # (NaN where the density vanishes)
         return {"temperature": self._reduce("temperature", d_t, n),
-                self.prob_param: self._reduce(self.prob_param, self._dlogits(1.0 - k * s), n)}
+                self.prob_param: self._reduce(self.prob_param, self._dlogits(d_l), n)}
 
     def rsample_vjp(self, x, g):
         """Per-sample vector-Jacobian products ``g . dx/dparam`` at samples ``x``.
