@@ -326,7 +326,8 @@ CASES = {
     "RelaxedCategorical": _dist_case(lambda temperature, logits: D.RelaxedCategorical(temperature, logits),
                                      {"temperature": Array(lambda rng: np.array(rng.uniform(0.1, 2))),
                                       "logits": REAL},
-                                     lambda rng: rng.dirichlet(np.ones(3)), has_entropy=False, has_kl=False),
+                                     lambda rng: rng.dirichlet(np.ones(3)), has_entropy=False, has_kl=False,
+                                     has_score=True, allow_nan=True),  # score NaN where the density vanishes
     "MultivariateNormal": _dist_case(
         lambda loc, scale_tril: D.MultivariateNormal(loc, scale_tril=scale_tril),
         {"loc": REAL, "scale_tril": Array(lambda rng: np.tril(rng.normal(size=(3, 3)), -1) + np.diag(
