@@ -5,8 +5,9 @@
 // log, a second row sum, each a pass with a temporary of x's size) took 19 ns a value at 10^7 values, 1.7x the
 // plain NumPy formula (bench/densities.py; 4.1 ns now, most of it the vector log and exp and reading x). Per
 // chunk of whole rows (about 4096 values, in L1/L2): ln x one vector pass, y = logits - t ln x one loop over
-// runs of (coordinate, class) values, the rows' maxima and sums of ln x four rows at a time (independent
-// chains), exp(y - max) one vector pass, the rows' sums, and ln S one vector pass over the chunk's rows. With
+// runs of (coordinate, class) values, the rows' maxima four rows at a time (independent chains) and their
+// sums of ln x and of exp(y - max) by the metrics' vector row sums (metrics_blocks.hpp), exp(y - max) one vector
+// pass, and ln S one vector pass over the chunk's rows. With
 // S = sum_k exp(y_k - m), m = max_k y_k:
 //   log p = c - (t + 1) sum_k ln x_k - K (m + ln S),  c = lgamma(K) + (K - 1) ln t + sum_k logits_k (the caller's).
 // The vector exp gives 0 below -700, where the term's share of S (>= 1, the maximum's term) is below one ulp:
@@ -26,6 +27,7 @@
 #include "bayesgrad/simd_map.hpp"
 #include "bayesgrad/simd_math.hpp"
 #include "batch_runs.hpp"
+#include "metrics_blocks.hpp"
 
 namespace bayesgrad {
 
@@ -114,23 +116,24 @@ double rc_row(const T* x, const T* lg, int64_t k, double t, double c, T* gt, T* 
   return c - (t + 1.0) * slx - kd * (top + std::log(s));
 }
 
-// Per-row results out0[q] (and out1[q] unless null) for rows [0, nr): four(q, a0, a1) fills a0[0..3] (a1[0..3])
-// for rows q .. q + 3, one(q, a0, a1) a0[0] (a1[0]) for row q.
-template <typename Four, typename One>
-inline void rows_by_four(int64_t nr, const Four& four, const One& one, double* out0, double* out1) {
-  double a0[4], a1[4];
+// The rows' maxima, four rows at a time: a row's running maximum is a chain of dependent steps (its own
+// order, as a row-by-row loop); four independent chains fill the pipeline.
+inline void row_max(const double* y, int64_t nr, int64_t k, double* mx) {
   int64_t q = 0;
   for (; q + 4 <= nr; q += 4) {
-    four(q, a0, a1);
-    for (int r = 0; r < 4; ++r) {
-      out0[q + r] = a0[r];
-      if (out1) out1[q + r] = a1[r];
-    }
+    double m[4];
+    for (int r = 0; r < 4; ++r) m[r] = y[(q + r) * k];
+    for (int64_t a = 1; a < k; ++a)
+      for (int r = 0; r < 4; ++r) {
+        const double v = y[(q + r) * k + a];
+        m[r] = v > m[r] ? v : m[r];
+      }
+    for (int r = 0; r < 4; ++r) mx[q + r] = m[r];
   }
   for (; q < nr; ++q) {
-    one(q, a0, a1);
-    out0[q] = a0[0];
-    if (out1) out1[q] = a1[0];
+    double m = y[q * k];
+    for (int64_t a = 1; a < k; ++a) m = y[q * k + a] > m ? y[q * k + a] : m;
+    mx[q] = m;
   }
 }
 
@@ -183,37 +186,11 @@ void relaxed_categorical_log_prob(const T* x, int64_t rows, int64_t k, const T* 
     const bool odd = in(xs, m, lx);  // (a value replaced by 1 is in a row redone below)
     simd::map_array<true>(lx, lx, m);
     y_runs(lgd.data(), tk.data(), lx, e, r0 * k, r1 * k, bk);
-    // the rows' maxima and sums four rows at a time: each row's running max and sum is a chain of dependent
-    // steps (its own order, as a row-by-row loop), four independent chains fill the pipeline
-    rows_by_four(nr, [&](int64_t q, double* top, double* s) {
-      for (int r = 0; r < 4; ++r) {
-        top[r] = e[(q + r) * k];
-        s[r] = lx[(q + r) * k];
-      }
-      for (int64_t a = 1; a < k; ++a)
-        for (int r = 0; r < 4; ++r) {
-          const double y = e[(q + r) * k + a];
-          top[r] = y > top[r] ? y : top[r];
-          s[r] += lx[(q + r) * k + a];
-        }
-    }, [&](int64_t q, double* top, double* s) {
-      top[0] = e[q * k];
-      s[0] = lx[q * k];
-      for (int64_t a = 1; a < k; ++a) {
-        top[0] = e[q * k + a] > top[0] ? e[q * k + a] : top[0];
-        s[0] += lx[q * k + a];
-      }
-    }, mx, slx);
+    row_max(e, nr, k, mx);
+    metrics_blocks::row_sums(lx, nr, k, slx);  // (the metrics' vector row sums)
     shift(e, mx, nr, k);  // (a row redone below: any values)
     simd::map_array<false>(e, e, m);
-    rows_by_four(nr, [&](int64_t q, double* s, double*) {
-      for (int r = 0; r < 4; ++r) s[r] = e[(q + r) * k];
-      for (int64_t a = 1; a < k; ++a)
-        for (int r = 0; r < 4; ++r) s[r] += e[(q + r) * k + a];
-    }, [&](int64_t q, double* s, double*) {
-      s[0] = e[q * k];
-      for (int64_t a = 1; a < k; ++a) s[0] += e[q * k + a];
-    }, sum, nullptr);
+    metrics_blocks::row_sums(e, nr, k, sum);
     std::copy(sum, sum + nr, ls);
     simd::map_array<true>(ls, ls, nr);  // S >= 1 (the maximum's term): normal
     for (int64_t q = 0, j = r0 % batch; q < nr; ++q, j = j + 1 == batch ? 0 : j + 1) {
