@@ -106,7 +106,7 @@ def main():
     t_gemms, t_steps = [], []
     for _ in range(args.rounds):
         time.sleep(0.5)  # OpenBLAS's spinning threads idle again (bench/training.py)
-        flops, t = T.gemm_limit(CFG, 3)
+        _, t = T.gemm_limit(CFG, 3)
         t_gemms.append(t)
         time.sleep(0.5)
         t_steps.append(T.ours(bg._backend._core, CFG, X, y, "mfvi", 3))
